@@ -1,0 +1,71 @@
+import { readFile } from 'node:fs/promises';
+import type { Context } from '../commands/types.js';
+import { DEFAULT_CONFIG_FILE, ENV_VARS, resolveConfig, validateConfigFile, type Config, type GlobalFlags } from '../core/config.js';
+import { UserError, ValidationError } from '../core/errors.js';
+import { Runner } from '../host/runner.js';
+import { drivers } from '../host/storage/index.js';
+import type { Store } from '../state/store.js';
+import { createReporter } from './reporter.js';
+
+export interface ContextIo {
+  stderr: NodeJS.WritableStream;
+  stderrIsTTY: boolean;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  signal: AbortSignal;
+}
+
+/** Reads the YAML config file: the one named (which must exist), else the default one if present. */
+async function loadConfigFile(flags: GlobalFlags, env: NodeJS.ProcessEnv, cwd: string): Promise<{ path: string | null; data: Record<string, unknown> }> {
+  const named = flags.config ?? (env[ENV_VARS.config] || undefined);
+  const path = named === undefined ? DEFAULT_CONFIG_FILE : named.startsWith('/') ? named : `${cwd}/${named}`;
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' && named === undefined) return { path: null, data: {} };
+    throw new ValidationError('--config', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const { parse } = await import('yaml');
+  let raw: unknown;
+  try {
+    raw = parse(text);
+  } catch (e) {
+    throw new UserError(`${path} is not valid YAML: ${(e as Error).message.split('\n')[0]}`);
+  }
+  return { path, data: validateConfigFile(path, raw) };
+}
+
+export async function loadConfig(flags: GlobalFlags, env: NodeJS.ProcessEnv, cwd: string): Promise<Config> {
+  const file = await loadConfigFile(flags, env, cwd);
+  return resolveConfig(flags, env, file.data, file.path, cwd);
+}
+
+/** The composition root: one Context per command run (the daemon builds one for its life). */
+export function createContext(config: Config, io: ContextIo): Context {
+  const events = createReporter(io, config.quiet);
+  const runner = new Runner({
+    dryRun: config.dryRun,
+    verbose: config.verbose,
+    env: io.env,
+    log: (line) => void io.stderr.write(`${line}\n`),
+    signal: io.signal,
+  });
+  const ctx: Context = {
+    config,
+    runner,
+    drivers,
+    events,
+    signal: io.signal,
+    env: io.env,
+    cwd: io.cwd,
+    async openStore(): Promise<Store> {
+      const { connectEtcd } = await import('../state/store.js');
+      if (config.etcd.length > 0) return connectEtcd(config.etcd);
+      const { ensureLocalEtcd } = await import('../commands/etcd/local.js');
+      const local = await ensureLocalEtcd(ctx);
+      return connectEtcd([local.state.clientUrl]);
+    },
+  };
+  return ctx;
+}

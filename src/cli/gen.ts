@@ -1,0 +1,18 @@
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { generatedFiles } from './generated.js';
+
+/** `npm run gen`: rewrites completions/ and man/ from the command table. */
+async function gen(): Promise<void> {
+  const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+  const files = generatedFiles();
+  for (const dir of ['completions', 'man']) {
+    await mkdir(join(root, dir), { recursive: true });
+    for (const f of await readdir(join(root, dir))) if (!(`${dir}/${f}` in files)) await rm(join(root, dir, f));
+  }
+  for (const [path, text] of Object.entries(files)) await writeFile(join(root, path), text);
+  process.stdout.write(`wrote ${Object.keys(files).length} files\n`);
+}
+
+await gen();

@@ -1,0 +1,161 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import type { CommandResult } from '../commands/types.js';
+import { OUTPUT_FORMATS, type GlobalFlags, type OutputFormat } from '../core/config.js';
+import { ExitCode, InternalError, InterruptedError, isKnarrError, type KnarrError } from '../core/errors.js';
+import { COMMANDS, GLOBAL_OPTIONS, type CommandDef, type OptionDef } from './commands-table.js';
+import { createContext, loadConfig } from './context.js';
+import { renderDryRun, renderError, renderResult } from './render.js';
+
+export interface Io {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  stderrIsTTY?: boolean;
+  signal?: AbortSignal;
+}
+
+export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+interface Selected {
+  def: CommandDef;
+  args: CommandResultArgs;
+  opts: Record<string, unknown>;
+  globals: GlobalFlags;
+}
+type CommandResultArgs = (string | string[] | undefined)[];
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), ...value.split(',')];
+}
+
+function toOption(o: OptionDef): Option {
+  const opt = new Option(o.flags, o.description);
+  if (o.repeatable) opt.argParser(collect);
+  return opt;
+}
+
+function addCommand(parent: Command, def: CommandDef, onSelect: (s: Selected) => void): void {
+  const cmd = parent.command(def.name).summary(def.summary).description(def.description ?? def.summary);
+  cmd.exitOverride();
+  if (def.examples?.length) {
+    cmd.addHelpText('after', `\nExamples:\n${def.examples.map((e) => `  $ ${e.command}\n      ${e.description}`).join('\n')}\n`);
+  }
+  if (def.subcommands) {
+    for (const sub of def.subcommands) addCommand(cmd, sub, onSelect);
+    return;
+  }
+  for (const a of def.args ?? []) {
+    const name = `${a.name}${a.variadic ? '...' : ''}`;
+    cmd.argument(a.required ? `<${name}>` : `[${name}]`, a.description);
+  }
+  for (const o of def.options ?? []) cmd.addOption(toOption(o));
+  cmd.action((...params: unknown[]) => {
+    const self = params[params.length - 1] as Command;
+    onSelect({
+      def,
+      args: params.slice(0, -2) as CommandResultArgs,
+      opts: self.opts(),
+      globals: self.optsWithGlobals() as GlobalFlags,
+    });
+  });
+}
+
+/** Builds the commander tree from the command table; output goes to io, nothing exits. */
+export function buildProgram(io: Io, onSelect: (s: Selected) => void): Command {
+  const program = new Command('knarr')
+    .description('storage pools, versioned data volumes, a managed etcd, docker jobs and LXC clusters for a fleet of Linux hosts')
+    .version(VERSION, '-V, --version')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => void io.stdout.write(s),
+      writeErr: (s) => void io.stderr.write(s),
+      outputError: (s, write) => write(`knarr: ${s.replace(/^error: /, '')}`),
+    })
+    .showHelpAfterError('(add --help for usage)');
+  for (const o of GLOBAL_OPTIONS) program.addOption(toOption(o));
+  for (const def of COMMANDS) addCommand(program, def, onSelect);
+  // Subcommands report errors through the same writers as the root.
+  const share = (c: Command) => {
+    c.configureOutput(program.configureOutput()).showHelpAfterError('(add --help for usage)');
+    c.commands.forEach(share);
+  };
+  program.commands.forEach(share);
+  return program;
+}
+
+function asKnarrError(err: unknown, signal: AbortSignal | undefined): KnarrError {
+  if (isKnarrError(err)) return err;
+  if (signal?.aborted || (err as Error)?.name === 'AbortError') return new InterruptedError();
+  return new InternalError(`internal error: ${(err as Error)?.message ?? String(err)}`, {
+    hint: 'this is a bug in knarr; re-run with -v for a stack trace',
+    cause: err,
+  });
+}
+
+/** Runs one knarr invocation; returns the exit code. The only place that prints. */
+export async function main(argv: string[], io: Io): Promise<number> {
+  let selected: Selected | null = null;
+  const program = buildProgram(io, (s) => (selected = s));
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return ExitCode.ok;
+      return ExitCode.usage;
+    }
+    throw e;
+  }
+  if (!selected) {
+    program.outputHelp({ error: true });
+    return ExitCode.usage;
+  }
+  const sel: Selected = selected;
+  let format: OutputFormat = sel.globals.json ? 'json' : OUTPUT_FORMATS.includes(sel.globals.output as OutputFormat) ? (sel.globals.output as OutputFormat) : 'table';
+  let verbose = sel.globals.verbose ?? false;
+  const signal = io.signal ?? new AbortController().signal;
+  let finish: (() => void) | undefined;
+  try {
+    const config = await loadConfig(sel.globals, io.env, io.cwd);
+    format = config.output;
+    verbose = config.verbose;
+    const ctx = createContext(config, { stderr: io.stderr, stderrIsTTY: io.stderrIsTTY ?? false, env: io.env, cwd: io.cwd, signal });
+    finish = () => ctx.events.done();
+    const handler = await sel.def.handler!();
+    const result: CommandResult = await handler({ args: sel.args, opts: sel.opts }, ctx);
+    ctx.events.done();
+    const text = config.dryRun ? await renderDryRun(ctx.runner.planned, result.data, format) : await renderResult(result.data, result.view, format);
+    io.stdout.write(text);
+    return result.exitCode ?? ExitCode.ok;
+  } catch (e) {
+    finish?.();
+    const err = asKnarrError(e, signal);
+    io.stderr.write(renderError(err, format, verbose));
+    return err.exitCode;
+  }
+}
+
+/** Entry point for bin/knarr: real process streams, SIGINT/SIGTERM abort the command. */
+export async function run(argv: string[]): Promise<number> {
+  const controller = new AbortController();
+  const onSignal = () => {
+    if (controller.signal.aborted) process.exit(ExitCode.interrupted);
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await main(argv, {
+      stdout: process.stdout,
+      stderr: process.stderr,
+      env: process.env,
+      cwd: process.cwd(),
+      stderrIsTTY: process.stderr.isTTY === true,
+      signal: controller.signal,
+    });
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

@@ -1,0 +1,198 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ExitCode } from '../core/errors.js';
+import { dockerSocketPath, pingDocker } from '../host/docker.js';
+import type { Runner } from '../host/runner.js';
+import { findExecutable } from '../host/which.js';
+import { optBool, type Context, type Handler } from './types.js';
+
+export type CheckStatus = 'ok' | 'missing' | 'warn';
+
+export interface CheckResult {
+  name: string;
+  status: CheckStatus;
+  detail: string;
+  /** Debian package that provides it, when installing one fixes it. */
+  package: string | null;
+}
+
+interface Check {
+  name: string;
+  package: string | null;
+  run(ctx: Context): Promise<Omit<CheckResult, 'name' | 'package'>>;
+  /** Starts a daemon or loads a module once its package is there. */
+  fix?(ctx: Context): Promise<void>;
+}
+
+const ok = (detail: string) => ({ status: 'ok' as const, detail });
+const missing = (detail: string) => ({ status: 'missing' as const, detail });
+const warn = (detail: string) => ({ status: 'warn' as const, detail });
+
+function kernelFilesystems(): string {
+  try {
+    return readFileSync('/proc/filesystems', 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function binaries(ctx: Context, names: string[]): string[] {
+  return names.filter((n) => findExecutable(n, ctx.env.PATH) === null);
+}
+
+function binaryCheck(name: string, pkg: string, bins: string[]): Check {
+  return {
+    name,
+    package: pkg,
+    async run(ctx) {
+      const absent = binaries(ctx, bins);
+      return absent.length === 0 ? ok(bins.join(', ')) : missing(`not found: ${absent.join(', ')}`);
+    },
+  };
+}
+
+async function zfsAnswers(runner: Runner): Promise<{ answers: boolean; why: string }> {
+  try {
+    const r = await runner.run(['zpool', 'list', '-H', '-o', 'name'], { mutates: false, okExitCodes: [1, 2, 255] });
+    if (r.exitCode === 0) return { answers: true, why: '' };
+    return { answers: false, why: r.stderr.trim().split('\n').pop() ?? `exit ${r.exitCode}` };
+  } catch (e) {
+    return { answers: false, why: (e as Error).message };
+  }
+}
+
+function hasSystemd(): boolean {
+  return existsSync('/run/systemd/system');
+}
+
+const CHECKS: Check[] = [
+  {
+    name: 'zfs',
+    package: 'zfs-fuse',
+    async run(ctx) {
+      const absent = binaries(ctx, ['zpool', 'zfs']);
+      if (absent.length) return missing(`not found: ${absent.join(', ')}`);
+      const z = await zfsAnswers(ctx.runner);
+      return z.answers ? ok('zpool answers') : missing(`zpool is installed but ZFS does not answer (${z.why}); start zfs-fuse or load the zfs module`);
+    },
+    async fix(ctx) {
+      if ((await zfsAnswers(ctx.runner)).answers || existsSync('/sys/module/zfs')) return;
+      await ctx.runner.mkdirp('/var/run/zfs');
+      if (hasSystemd()) await ctx.runner.run(['systemctl', 'start', 'zfs-fuse']);
+      else await ctx.runner.run(['zfs-fuse']);
+      for (let i = 0; i < 50 && !ctx.runner.dryRun && !(await zfsAnswers(ctx.runner)).answers; i++) await sleep(100);
+    },
+  },
+  {
+    name: 'btrfs',
+    package: 'btrfs-progs',
+    async run(ctx) {
+      const absent = binaries(ctx, ['mkfs.btrfs', 'btrfs']);
+      if (absent.length) return missing(`not found: ${absent.join(', ')}`);
+      return /\bbtrfs\b/.test(kernelFilesystems()) || existsSync('/sys/module/btrfs') ? ok('btrfs-progs; kernel supports btrfs') : warn('btrfs-progs installed; the kernel does not list btrfs (modprobe btrfs)');
+    },
+  },
+  {
+    name: 'lvm',
+    package: 'lvm2',
+    async run(ctx) {
+      const absent = binaries(ctx, ['lvm', 'pvcreate', 'vgcreate', 'lvcreate']);
+      if (absent.length) return missing(`not found: ${absent.join(', ')}`);
+      return existsSync('/dev/mapper/control') ? ok('lvm2; device-mapper present') : warn('lvm2 installed, but this kernel has no device-mapper: LVM pools cannot work here');
+    },
+  },
+  binaryCheck('lxc', 'lxc', ['lxc-create', 'lxc-start', 'lxc-attach']),
+  binaryCheck('busybox', 'busybox-static', ['busybox']),
+  {
+    name: 'docker',
+    package: 'docker.io',
+    async run(ctx) {
+      const absent = binaries(ctx, ['dockerd']);
+      const socket = dockerSocketPath(ctx.env);
+      const version = await pingDocker(socket);
+      if (version) return ok(`dockerd answers on ${socket} (API ${version})`);
+      if (absent.length) return missing('dockerd not found');
+      return missing(`dockerd is installed but nothing answers on ${socket}`);
+    },
+    async fix(ctx) {
+      const socket = dockerSocketPath(ctx.env);
+      if (await pingDocker(socket)) return;
+      if (hasSystemd()) await ctx.runner.run(['systemctl', 'start', 'docker']);
+      else await ctx.runner.spawnDetached(['dockerd', '-H', `unix://${socket}`], { logFile: `${ctx.config.stateDir}/log/dockerd.log` });
+      for (let i = 0; i < 300 && !ctx.runner.dryRun && !(await pingDocker(socket, 500)); i++) await sleep(100);
+    },
+  },
+  binaryCheck('etcd', 'etcd-server', ['etcd']),
+  binaryCheck('etcdctl', 'etcd-client', ['etcdctl']),
+  binaryCheck('iproute2', 'iproute2', ['ip']),
+  binaryCheck('util-linux', 'util-linux', ['blkid', 'wipefs', 'losetup', 'mount']),
+  {
+    name: 'overlayfs',
+    package: null,
+    async run() {
+      return /\boverlay\b/.test(kernelFilesystems()) ? ok('kernel supports overlay') : missing('the kernel does not list overlay');
+    },
+    async fix(ctx) {
+      if (!/\boverlay\b/.test(kernelFilesystems())) await ctx.runner.run(['modprobe', 'overlay']);
+    },
+  },
+  {
+    name: 'loop devices',
+    package: null,
+    async run() {
+      return existsSync('/dev/loop-control') ? ok('/dev/loop-control') : missing('/dev/loop-control is absent');
+    },
+    async fix(ctx) {
+      if (!existsSync('/dev/loop-control')) await ctx.runner.run(['modprobe', 'loop']);
+    },
+  },
+  {
+    name: 'cgroups',
+    package: null,
+    async run() {
+      if (existsSync('/sys/fs/cgroup/cgroup.controllers')) return ok('cgroup v2');
+      if (existsSync('/sys/fs/cgroup/memory') && existsSync('/sys/fs/cgroup/cpu')) return ok('cgroup v1 (memory, cpu)');
+      return missing('no cgroup hierarchy under /sys/fs/cgroup');
+    },
+  },
+];
+
+async function runChecks(ctx: Context): Promise<CheckResult[]> {
+  return Promise.all(CHECKS.map(async (c) => ({ name: c.name, package: c.package, ...(await c.run(ctx)) })));
+}
+
+/** `knarr doctor [--fix]`: host prerequisites, with the Debian package for each; --fix installs and starts them. */
+export const doctor: Handler = async ({ opts }, ctx) => {
+  let results = await runChecks(ctx);
+  const fixes: string[] = [];
+  if (optBool(opts, 'fix')) {
+    const packages = [...new Set(results.filter((r) => r.status === 'missing' && r.package).map((r) => r.package!))];
+    if (packages.length > 0) {
+      ctx.events.step(`installing ${packages.join(' ')}`);
+      const env = { DEBIAN_FRONTEND: 'noninteractive' };
+      await ctx.runner.run(['apt-get', 'update', '-q'], { env });
+      await ctx.runner.run(['apt-get', 'install', '-y', '-q', ...packages], { env });
+      fixes.push(`installed ${packages.join(', ')}`);
+    }
+    for (const check of CHECKS) {
+      const before = results.find((r) => r.name === check.name);
+      if (check.fix && before?.status === 'missing') {
+        ctx.events.step(`fixing ${check.name}`);
+        await check.fix(ctx);
+        fixes.push(`fixed ${check.name}`);
+      }
+    }
+    ctx.events.done();
+    if (!ctx.runner.dryRun) results = await runChecks(ctx);
+  }
+  const failed = results.filter((r) => r.status === 'missing');
+  return {
+    data: { ok: failed.length === 0, checks: results, fixes },
+    view: {
+      kind: 'table',
+      columns: ['CHECK', 'STATUS', 'PACKAGE', 'DETAIL'],
+      rows: results.map((r) => [r.name, r.status, r.package ?? '-', r.detail]),
+    },
+    exitCode: failed.length === 0 || ctx.runner.dryRun ? ExitCode.ok : ExitCode.prerequisite,
+  };
+};

@@ -1,0 +1,143 @@
+import { hostname } from 'node:os';
+import { rm } from 'node:fs/promises';
+import { KnarrError, ExitCode, NotFoundError, UserError, ConflictError } from '../../core/errors.js';
+import { validatePort } from '../../core/config.js';
+import { ETCD_VOLUME, statePaths } from '../../core/paths.js';
+import type { PoolRecord } from '../../core/pool.js';
+import {
+  ETCD_MEMBER_NAME,
+  ETCD_SOCKET_FILE,
+  etcdArgv,
+  isEtcdProcess,
+  probeHealth,
+  stopProcess,
+  tailFile,
+  waitHealthy,
+  type EtcdServerState,
+  type Health,
+} from '../../host/etcd-server.js';
+import { listPoolRecords, readJson, writeJsonAtomic } from '../../host/local-state.js';
+import { connectEtcd } from '../../state/store.js';
+import { fleetKeys, SCHEMA_VERSION } from '../../state/keys.js';
+import { defaultPool, selectPool } from '../pool/select.js';
+import type { Context } from '../types.js';
+
+export interface LocalEtcdOptions {
+  pool?: string;
+  clientPort?: string | number;
+  peerPort?: string | number;
+  timeoutMs?: number;
+}
+
+export interface LocalEtcd {
+  action: 'started' | 'running' | 'planned';
+  state: EtcdServerState;
+  health: Health;
+}
+
+export async function readEtcdState(ctx: Context): Promise<EtcdServerState | null> {
+  return readJson<EtcdServerState>(statePaths(ctx.config.stateDir).etcdState);
+}
+
+export function refuseExternal(ctx: Context, verb: string): void {
+  if (ctx.config.etcd.length > 0) {
+    throw new UserError(`knarr etcd ${verb} manages this host's own etcd, but --etcd / KNARR_ETCD points at ${ctx.config.etcd.join(',')}`, {
+      hint: 'unset KNARR_ETCD (or drop --etcd) to manage the local etcd',
+    });
+  }
+}
+
+async function dataLocation(ctx: Context, poolName: string | undefined): Promise<{ dataDir: string; pool: PoolRecord | null }> {
+  const pool = poolName !== undefined ? await selectPool(ctx, poolName) : await defaultPool(ctx);
+  if (!pool) return { dataDir: statePaths(ctx.config.stateDir).etcdLocalData, pool: null };
+  const driver = ctx.drivers[pool.driver];
+  const status = await driver.poolStatus(pool, ctx.runner);
+  if (!status.online) {
+    throw new NotFoundError(`pool ${pool.name} is not online here (${status.health}); etcd keeps its data on it`, {
+      hint: 'bring it up with: knarr pool init',
+    });
+  }
+  ctx.events.step(`etcd: data volume ${ETCD_VOLUME} on pool ${pool.name}`);
+  const vol = await driver.ensureVolume(pool, ETCD_VOLUME, ctx.runner);
+  return { dataDir: vol.path, pool };
+}
+
+/** Records the fleet's schema and this host's pools once etcd answers. */
+async function initFleet(ctx: Context, clientUrl: string): Promise<void> {
+  const store = await connectEtcd([clientUrl]);
+  try {
+    const keys = fleetKeys(ctx.config.fleet);
+    await store.createIfAbsent(keys.schema, SCHEMA_VERSION);
+    await store.createIfAbsent(keys.createdAt, new Date().toISOString());
+    const host = hostname();
+    for (const p of await listPoolRecords(ctx.config.stateDir)) await store.put(keys.hostPool(host, p.name), JSON.stringify(p));
+  } finally {
+    await store.close();
+  }
+}
+
+/** Starts the knarr-managed etcd unless it already runs healthy; the embedded default store. */
+export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {}): Promise<LocalEtcd> {
+  const paths = statePaths(ctx.config.stateDir);
+  const clientPort = opts.clientPort !== undefined ? validatePort('--client-port', opts.clientPort) : ctx.config.etcdServer.clientPort;
+  const peerPort = opts.peerPort !== undefined ? validatePort('--peer-port', opts.peerPort) : ctx.config.etcdServer.peerPort;
+  if (clientPort === peerPort) throw new UserError('--client-port and --peer-port must differ');
+  if (opts.pool !== undefined) await selectPool(ctx, opts.pool);
+
+  const previous = await readEtcdState(ctx);
+  if (previous && (await isEtcdProcess(previous.pid))) {
+    const health = await waitHealthy(previous.clientUrl, previous.pid!, opts.timeoutMs ?? 30000, ctx.signal);
+    if (!health.healthy) {
+      throw new KnarrError('E_ETCD_UNHEALTHY', ExitCode.storeUnavailable, `the local etcd (pid ${previous.pid}) runs but is not healthy: ${health.error}`, {
+        hint: `see ${previous.logFile}; restart it with: knarr etcd down && knarr etcd up`,
+      });
+    }
+    if (opts.pool !== undefined && previous.pool !== opts.pool) {
+      ctx.events.warn(`etcd already runs with its data ${previous.pool ? `on pool ${previous.pool}` : `in ${previous.dataDir}`}; --pool ignored`);
+    }
+    return { action: 'running', state: previous, health };
+  }
+
+  const { dataDir, pool } = await dataLocation(ctx, opts.pool);
+  if (previous?.dataDir && previous.dataDir !== dataDir && !ctx.runner.dryRun) {
+    throw new ConflictError(`the local etcd last kept its data in ${previous.dataDir}, not ${dataDir}`, {
+      hint: `start it from its old place with --pool ${previous.pool ?? '(none)'}, or move ${paths.etcdState} aside to begin a new store`,
+    });
+  }
+  const state: EtcdServerState = {
+    pid: null,
+    name: ETCD_MEMBER_NAME,
+    clientUrl: `http://127.0.0.1:${clientPort}`,
+    peerUrl: `http://127.0.0.1:${peerPort}`,
+    socket: `${paths.etcdDir}/${ETCD_SOCKET_FILE}`,
+    dataDir,
+    pool: pool?.name ?? null,
+    logFile: paths.etcdLog,
+    startedAt: null,
+  };
+  const already = await probeHealth(state.clientUrl, 500);
+  if (already.healthy && !ctx.runner.dryRun) {
+    throw new ConflictError(`another etcd already answers on ${state.clientUrl}`, { hint: 'pick free ports with --client-port and --peer-port' });
+  }
+  await ctx.runner.mkdirp(paths.etcdDir);
+  if (!ctx.runner.dryRun) await rm(state.socket, { force: true });
+  ctx.events.step(`etcd: starting on ${state.clientUrl}`);
+  const pid = await ctx.runner.spawnDetached(etcdArgv(state), { logFile: state.logFile, cwd: paths.etcdDir });
+  if (pid === null) return { action: 'planned', state, health: { healthy: false, version: null, error: 'dry run' } };
+
+  const health = await waitHealthy(state.clientUrl, pid, opts.timeoutMs ?? 60000, ctx.signal);
+  if (!health.healthy) {
+    await stopProcess(pid, 5000);
+    throw new KnarrError('E_ETCD_START', ExitCode.failure, `etcd did not become healthy: ${health.error}`, {
+      hint: `last lines of ${state.logFile}:\n${await tailFile(state.logFile)}`,
+    });
+  }
+  const started: EtcdServerState = { ...state, pid, startedAt: new Date().toISOString() };
+  await writeJsonAtomic(paths.etcdState, started);
+  ctx.events.step('etcd: recording the fleet');
+  await initFleet(ctx, started.clientUrl);
+  ctx.events.done();
+  return { action: 'started', state: started, health };
+}
+
+export { stopProcess, hostname };

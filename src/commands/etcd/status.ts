@@ -1,0 +1,21 @@
+import { isEtcdProcess, probeHealth } from '../../host/etcd-server.js';
+import type { Handler } from '../types.js';
+import { readEtcdState } from './local.js';
+import { etcdData, etcdFields } from './view.js';
+
+/** `knarr etcd status`: the managed etcd's process, health and data place (or the external endpoints' health). */
+export const etcdStatus: Handler = async (_input, ctx) => {
+  if (ctx.config.etcd.length > 0) {
+    const checks = await Promise.all(ctx.config.etcd.map(async (url) => ({ endpoint: url, ...(await probeHealth(url)) })));
+    const data = { managed: false, healthy: checks.some((c) => c.healthy), endpoints: checks };
+    return {
+      data,
+      view: { kind: 'table', columns: ['ENDPOINT', 'HEALTHY', 'VERSION', 'ERROR'], rows: checks.map((c) => [c.endpoint, c.healthy ? 'yes' : 'no', c.version ?? '-', c.error ?? '']) },
+    };
+  }
+  const state = await readEtcdState(ctx);
+  const running = await isEtcdProcess(state?.pid ?? null);
+  const health = running && state ? await probeHealth(state.clientUrl) : null;
+  const data = { managed: true, ...etcdData(state, running, health) };
+  return { data, view: { kind: 'fields', fields: etcdFields(data) } };
+};

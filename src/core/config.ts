@@ -1,0 +1,204 @@
+import { ValidationError } from './errors.js';
+import { validateName, validatePath } from './names.js';
+
+export type OutputFormat = 'table' | 'json' | 'yaml';
+export const OUTPUT_FORMATS: readonly OutputFormat[] = ['table', 'json', 'yaml'];
+
+/** The resolved, frozen configuration every handler reads from ctx.config. */
+export interface Config {
+  readonly output: OutputFormat;
+  readonly dryRun: boolean;
+  readonly verbose: boolean;
+  readonly quiet: boolean;
+  readonly configFile: string | null;
+  readonly stateDir: string;
+  /** External etcd endpoints; empty means the knarr-managed local etcd. */
+  readonly etcd: readonly string[];
+  readonly fleet: string;
+  readonly pool: { readonly name: string; readonly driver: string; readonly size: string };
+  readonly etcdServer: { readonly clientPort: number; readonly peerPort: number };
+}
+
+export const DEFAULT_CONFIG_FILE = '/etc/knarr/config.yaml';
+
+export const DEFAULTS: Config = Object.freeze({
+  output: 'table',
+  dryRun: false,
+  verbose: false,
+  quiet: false,
+  configFile: null,
+  stateDir: '/var/lib/knarr',
+  etcd: [],
+  fleet: 'default',
+  pool: Object.freeze({ name: 'knarr', driver: 'zfs', size: '2G' }),
+  etcdServer: Object.freeze({ clientPort: 2379, peerPort: 2380 }),
+});
+
+/** Global flags as commander hands them over; undefined means "not given". */
+export interface GlobalFlags {
+  json?: boolean;
+  output?: string;
+  dryRun?: boolean;
+  verbose?: boolean;
+  quiet?: boolean;
+  config?: string;
+  stateDir?: string;
+  etcd?: string;
+  fleet?: string;
+}
+
+/** Each global setting's environment variable; documented in the README and man page. */
+export const ENV_VARS = {
+  output: 'KNARR_OUTPUT',
+  json: 'KNARR_JSON',
+  dryRun: 'KNARR_DRY_RUN',
+  verbose: 'KNARR_VERBOSE',
+  quiet: 'KNARR_QUIET',
+  config: 'KNARR_CONFIG',
+  stateDir: 'KNARR_STATE_DIR',
+  etcd: 'KNARR_ETCD',
+  fleet: 'KNARR_FLEET',
+} as const;
+
+const FILE_KEYS: Record<string, 'string' | 'boolean' | 'list' | 'object'> = {
+  output: 'string',
+  dryRun: 'boolean',
+  verbose: 'boolean',
+  quiet: 'boolean',
+  stateDir: 'string',
+  etcd: 'list',
+  fleet: 'string',
+  pool: 'object',
+  etcdServer: 'object',
+};
+const POOL_KEYS = new Set(['name', 'driver', 'size']);
+const ETCD_SERVER_KEYS = new Set(['clientPort', 'peerPort']);
+
+function envBool(env: NodeJS.ProcessEnv, name: string): boolean | undefined {
+  const v = env[name];
+  if (v === undefined || v === '') return undefined;
+  if (/^(1|true|yes|on)$/i.test(v)) return true;
+  if (/^(0|false|no|off)$/i.test(v)) return false;
+  throw new ValidationError(name, `${JSON.stringify(v)} is not a boolean; use 1 or 0`);
+}
+
+function splitList(v: string): string[] {
+  return v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+function validateEndpoint(field: string, url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ValidationError(field, `${JSON.stringify(url)} is not a URL; write it like http://10.0.0.1:2379`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw new ValidationError(field, `${JSON.stringify(url)} must use http:// or https://`);
+  }
+  return url.replace(/\/+$/, '');
+}
+
+function validatePort(field: string, v: unknown): number {
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535) {
+    throw new ValidationError(field, `${JSON.stringify(v)} is not a port; use a number from 1 to 65535`);
+  }
+  return n;
+}
+
+/** Checks the parsed YAML config file; every unknown key or wrong type names its path. */
+export function validateConfigFile(file: string, raw: unknown): Record<string, unknown> {
+  if (raw === null || raw === undefined) return {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ValidationError(file, 'must be a YAML mapping of settings (for example "stateDir: /var/lib/knarr")');
+  }
+  const obj = raw as Record<string, unknown>;
+  for (const [key, value] of Object.entries(obj)) {
+    const kind = FILE_KEYS[key];
+    const field = `${file}: ${key}`;
+    if (!kind) throw new ValidationError(field, `unknown setting; known settings are ${Object.keys(FILE_KEYS).join(', ')}`);
+    if (kind === 'string' && typeof value !== 'string') throw new ValidationError(field, 'must be a string');
+    if (kind === 'boolean' && typeof value !== 'boolean') throw new ValidationError(field, 'must be true or false');
+    if (kind === 'list' && typeof value !== 'string' && !(Array.isArray(value) && value.every((v) => typeof v === 'string'))) {
+      throw new ValidationError(field, 'must be a list of URLs or one comma-separated string');
+    }
+    if (kind === 'object') {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ValidationError(field, 'must be a mapping');
+      const allowed = key === 'pool' ? POOL_KEYS : ETCD_SERVER_KEYS;
+      for (const sub of Object.keys(value)) {
+        if (!allowed.has(sub)) {
+          throw new ValidationError(`${field}.${sub}`, `unknown setting; known settings are ${[...allowed].join(', ')}`);
+        }
+      }
+    }
+  }
+  return obj;
+}
+
+/** Resolves flag > KNARR_* env > config file > default, validates, and freezes. */
+export function resolveConfig(
+  flags: GlobalFlags,
+  env: NodeJS.ProcessEnv,
+  file: Record<string, unknown>,
+  configFile: string | null,
+  cwd: string,
+): Config {
+  const pick = <T>(flag: T | undefined, envValue: T | undefined, fileValue: T | undefined, def: T): T =>
+    flag !== undefined ? flag : envValue !== undefined ? envValue : fileValue !== undefined ? fileValue : def;
+
+  const envJson = envBool(env, ENV_VARS.json);
+  const flagOutput = flags.json ? 'json' : flags.output;
+  const envOutput = envJson ? 'json' : env[ENV_VARS.output] || undefined;
+  const output = pick(flagOutput, envOutput, file.output as string | undefined, DEFAULTS.output);
+  if (!OUTPUT_FORMATS.includes(output as OutputFormat)) {
+    throw new ValidationError('--output', `${JSON.stringify(output)} is not a format; use json, yaml or table`);
+  }
+
+  const stateDirRaw = pick(flags.stateDir, env[ENV_VARS.stateDir] || undefined, file.stateDir as string | undefined, DEFAULTS.stateDir);
+  const stateDir = validatePath('--state-dir', stateDirRaw.startsWith('/') ? stateDirRaw : `${cwd}/${stateDirRaw}`).replace(/\/+$/, '') || '/';
+
+  const fileEtcd = file.etcd === undefined ? undefined : typeof file.etcd === 'string' ? splitList(file.etcd) : (file.etcd as string[]);
+  const etcdRaw = pick(
+    flags.etcd !== undefined ? splitList(flags.etcd) : undefined,
+    env[ENV_VARS.etcd] ? splitList(env[ENV_VARS.etcd]!) : undefined,
+    fileEtcd,
+    [...DEFAULTS.etcd],
+  );
+  const etcd = etcdRaw.map((u) => validateEndpoint('--etcd', u));
+
+  const fleet = validateName('--fleet', pick(flags.fleet, env[ENV_VARS.fleet] || undefined, file.fleet as string | undefined, DEFAULTS.fleet));
+
+  const filePool = (file.pool ?? {}) as Record<string, unknown>;
+  const fileEtcdServer = (file.etcdServer ?? {}) as Record<string, unknown>;
+  const str = (field: string, v: unknown, def: string): string => {
+    if (v === undefined) return def;
+    if (typeof v !== 'string') throw new ValidationError(field, 'must be a string');
+    return v;
+  };
+
+  return Object.freeze({
+    output: output as OutputFormat,
+    dryRun: pick(flags.dryRun || undefined, envBool(env, ENV_VARS.dryRun), file.dryRun as boolean | undefined, DEFAULTS.dryRun),
+    verbose: pick(flags.verbose || undefined, envBool(env, ENV_VARS.verbose), file.verbose as boolean | undefined, DEFAULTS.verbose),
+    quiet: pick(flags.quiet || undefined, envBool(env, ENV_VARS.quiet), file.quiet as boolean | undefined, DEFAULTS.quiet),
+    configFile,
+    stateDir,
+    etcd: Object.freeze(etcd),
+    fleet,
+    pool: Object.freeze({
+      name: str('pool.name', filePool.name, DEFAULTS.pool.name),
+      driver: str('pool.driver', filePool.driver, DEFAULTS.pool.driver),
+      size: str('pool.size', filePool.size, DEFAULTS.pool.size),
+    }),
+    etcdServer: Object.freeze({
+      clientPort: fileEtcdServer.clientPort === undefined ? DEFAULTS.etcdServer.clientPort : validatePort('etcdServer.clientPort', fileEtcdServer.clientPort),
+      peerPort: fileEtcdServer.peerPort === undefined ? DEFAULTS.etcdServer.peerPort : validatePort('etcdServer.peerPort', fileEtcdServer.peerPort),
+    }),
+  });
+}
+
+export { validatePort, validateEndpoint };

@@ -1,0 +1,126 @@
+/** Documented process exit codes; the README and man page list the same table. */
+export const ExitCode = {
+  ok: 0,
+  failure: 1,
+  usage: 2,
+  notFound: 3,
+  conflict: 4,
+  prerequisite: 5,
+  storeUnavailable: 6,
+  interrupted: 130,
+} as const;
+export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
+
+export interface ErrorOptions {
+  hint?: string;
+  cause?: unknown;
+  /** Machine-readable detail for --json error output. */
+  detail?: Record<string, unknown>;
+}
+
+/** Base of every error knarr reports to an operator: a stable code, an exit code and an optional hint. */
+export class KnarrError extends Error {
+  readonly code: string;
+  readonly exitCode: number;
+  readonly hint: string | undefined;
+  readonly detail: Record<string, unknown> | undefined;
+
+  constructor(code: string, exitCode: number, message: string, options: ErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.exitCode = exitCode;
+    this.hint = options.hint;
+    this.detail = options.detail;
+  }
+}
+
+/** Bad input from the operator: nothing was changed. */
+export class UserError extends KnarrError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('E_USAGE', ExitCode.usage, message, options);
+  }
+}
+
+/** A field of a spec, flag or config file failed validation. */
+export class ValidationError extends UserError {
+  readonly field: string;
+  constructor(field: string, message: string, options: ErrorOptions = {}) {
+    super(`${field}: ${message}`, { ...options, detail: { field, ...options.detail } });
+    this.field = field;
+  }
+}
+
+export class NotFoundError extends KnarrError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('E_NOT_FOUND', ExitCode.notFound, message, options);
+  }
+}
+
+/** The request clashes with what exists (a device holds data, a pool differs); refused until forced. */
+export class ConflictError extends KnarrError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('E_CONFLICT', ExitCode.conflict, message, options);
+  }
+}
+
+/** A tool, daemon or kernel feature knarr needs is absent. */
+export class PrerequisiteError extends KnarrError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('E_PREREQUISITE', ExitCode.prerequisite, message, options);
+  }
+}
+
+export class StoreUnavailableError extends KnarrError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('E_STORE_UNAVAILABLE', ExitCode.storeUnavailable, message, options);
+  }
+}
+
+/** An outside command exited non-zero; keeps argv, exit code and stderr for the report. */
+export class ExternalCommandError extends KnarrError {
+  readonly argv: readonly string[];
+  readonly exitStatus: number | null;
+  readonly stderr: string;
+  constructor(argv: readonly string[], exitStatus: number | null, stderr: string, options: ErrorOptions = {}) {
+    const firstLine = stderr.trim().split('\n').filter((l) => l.trim() !== '').pop() ?? '';
+    super(
+      'E_COMMAND_FAILED',
+      ExitCode.failure,
+      `${argv[0]} failed (exit ${exitStatus ?? 'signal'})${firstLine ? `: ${firstLine.trim()}` : ''}`,
+      { ...options, detail: { argv: [...argv], exitStatus, ...options.detail } },
+    );
+    this.argv = argv;
+    this.exitStatus = exitStatus;
+    this.stderr = stderr;
+  }
+}
+
+export class InterruptedError extends KnarrError {
+  constructor(message = 'interrupted') {
+    super('E_INTERRUPTED', ExitCode.interrupted, message);
+  }
+}
+
+/** A bug in knarr: shown with its stack under --verbose. */
+export class InternalError extends KnarrError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('E_INTERNAL', ExitCode.failure, message, options);
+  }
+}
+
+export function isKnarrError(err: unknown): err is KnarrError {
+  return err instanceof KnarrError;
+}
+
+/** The exit-code table shown in the README and the man page. */
+export const EXIT_CODE_DOCS: readonly { code: number; meaning: string }[] = [
+  { code: ExitCode.ok, meaning: 'success' },
+  { code: ExitCode.failure, meaning: 'failure: an outside command failed, or an internal error' },
+  { code: ExitCode.usage, meaning: 'usage: a bad flag, argument, name, spec or config value; nothing was changed' },
+  { code: ExitCode.notFound, meaning: 'not found: the named pool, dot or other object does not exist' },
+  { code: ExitCode.conflict, meaning: 'conflict: refused because it would overwrite data or clash with what exists (see --force / --yes)' },
+  { code: ExitCode.prerequisite, meaning: 'prerequisite missing: a tool, daemon or kernel feature is absent (see knarr doctor)' },
+  { code: ExitCode.storeUnavailable, meaning: 'store unavailable: etcd cannot be reached or is unhealthy' },
+  { code: ExitCode.interrupted, meaning: 'interrupted by SIGINT or SIGTERM' },
+];

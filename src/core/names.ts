@@ -1,0 +1,45 @@
+import { ValidationError } from './errors.js';
+
+const NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]*$/;
+
+/** Names ZFS reserves for vdev keywords; refused for every driver so a pool can move between them. */
+const RESERVED_POOL_NAMES = new Set(['mirror', 'raidz', 'raidz1', 'raidz2', 'raidz3', 'spare', 'log', 'cache', 'draid']);
+
+/**
+ * Checks a name used as a pool, volume, host or fleet identifier.
+ * The message names the field and says how to fix it, in one line.
+ */
+export function validateName(field: string, value: string, maxLength = 64): string {
+  const shown = JSON.stringify(value);
+  if (value === '') throw new ValidationError(field, 'must not be empty; use letters, digits, "-", "_" or "."');
+  if (value.length > maxLength) {
+    throw new ValidationError(field, `${shown} is ${value.length} characters long; use at most ${maxLength}`);
+  }
+  if (value.startsWith('-')) throw new ValidationError(field, `${shown} starts with "-"; start with a letter`);
+  if (value.includes('/')) throw new ValidationError(field, `${shown} contains "/"; use "-" or "_" instead`);
+  if (value.includes('..')) throw new ValidationError(field, `${shown} contains ".."; use a single "." or "-"`);
+  if (/\s/.test(value)) throw new ValidationError(field, `${shown} contains a space; use "-" or "_" instead`);
+  if (!NAME_RE.test(value)) {
+    throw new ValidationError(
+      field,
+      `${shown} is not a valid name; start with a letter and use only letters, digits, "-", "_" or "."`,
+    );
+  }
+  return value;
+}
+
+export function validatePoolName(field: string, value: string): string {
+  validateName(field, value, 64);
+  if (RESERVED_POOL_NAMES.has(value.toLowerCase()) || /^c[0-9]/.test(value)) {
+    throw new ValidationError(field, `${JSON.stringify(value)} is reserved by ZFS; choose another pool name`);
+  }
+  return value;
+}
+
+/** An absolute path without NUL or newline; relative paths are resolved by the caller first. */
+export function validatePath(field: string, value: string): string {
+  if (value === '') throw new ValidationError(field, 'must not be empty; give an absolute path');
+  if (!value.startsWith('/')) throw new ValidationError(field, `${JSON.stringify(value)} is not an absolute path`);
+  if (/[\0\n]/.test(value)) throw new ValidationError(field, 'contains a NUL or newline character');
+  return value;
+}

@@ -1,0 +1,17 @@
+/** Every host-local path under the state directory; nothing else builds these. */
+export function statePaths(stateDir: string) {
+  return {
+    poolsDir: `${stateDir}/pools`,
+    poolRecord: (pool: string) => `${stateDir}/pools/${pool}.json`,
+    defaultLoopFile: (pool: string) => `${stateDir}/pools/${pool}.img`,
+    poolMountpoint: (pool: string) => `${stateDir}/mnt/${pool}`,
+    etcdDir: `${stateDir}/etcd`,
+    etcdState: `${stateDir}/etcd/server.json`,
+    etcdLocalData: `${stateDir}/etcd/data`,
+    etcdLog: `${stateDir}/log/etcd.log`,
+    logDir: `${stateDir}/log`,
+  };
+}
+
+/** The dataset (volume) on a pool that holds the managed etcd's data, as dm-linuxkit's <pool>/dotmesh-etcd. */
+export const ETCD_VOLUME = 'knarr-etcd';

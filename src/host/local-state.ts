@@ -1,0 +1,55 @@
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { InternalError } from '../core/errors.js';
+import { statePaths } from '../core/paths.js';
+import type { PoolRecord } from './storage/driver.js';
+
+/** Writes JSON through a temporary file and rename, so a crash never leaves half a record. */
+export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(value, null, 2)}\n`, { mode: 0o600 });
+  await rename(tmp, path);
+}
+
+export async function readJson<T>(path: string): Promise<T | null> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch (e) {
+    throw new InternalError(`${path} is not valid JSON`, { hint: 'move the file aside and re-run the command', cause: e });
+  }
+}
+
+export async function readPoolRecord(stateDir: string, name: string): Promise<PoolRecord | null> {
+  return readJson<PoolRecord>(statePaths(stateDir).poolRecord(name));
+}
+
+export async function listPoolRecords(stateDir: string): Promise<PoolRecord[]> {
+  const dir = statePaths(stateDir).poolsDir;
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+  const records = await Promise.all(
+    names.filter((n) => n.endsWith('.json')).sort().map((n) => readPoolRecord(stateDir, n.slice(0, -'.json'.length))),
+  );
+  return records.filter((r): r is PoolRecord => r !== null);
+}
+
+export async function writePoolRecord(stateDir: string, record: PoolRecord): Promise<void> {
+  await writeJsonAtomic(statePaths(stateDir).poolRecord(record.name), record);
+}
+
+export async function removePoolRecord(stateDir: string, name: string): Promise<void> {
+  await rm(statePaths(stateDir).poolRecord(name), { force: true });
+}

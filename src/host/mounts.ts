@@ -1,0 +1,85 @@
+import { readFile, stat, statfs } from 'node:fs/promises';
+import type { Runner } from './runner.js';
+
+export interface MountEntry {
+  source: string;
+  target: string;
+  fstype: string;
+}
+
+/** mountinfo escapes space, tab, newline and backslash as octal. */
+function unescapeMountField(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+}
+
+/** Parses /proc/self/mountinfo text (see proc(5)); pure, unit-tested. */
+export function parseMountinfo(text: string): MountEntry[] {
+  const entries: MountEntry[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const left = line.slice(0, sep).split(' ');
+    const right = line.slice(sep + 3).split(' ');
+    const target = left[4];
+    const fstype = right[0];
+    const source = right[1];
+    if (target === undefined || fstype === undefined || source === undefined) continue;
+    entries.push({ source: unescapeMountField(source), target: unescapeMountField(target), fstype });
+  }
+  return entries;
+}
+
+export async function readMounts(): Promise<MountEntry[]> {
+  return parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8'));
+}
+
+/** The last mount on target wins, as the kernel shows it. */
+export async function mountAt(target: string): Promise<MountEntry | undefined> {
+  const all = await readMounts();
+  return all.filter((m) => m.target === target).pop();
+}
+
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface Space {
+  sizeBytes: number;
+  usedBytes: number;
+  freeBytes: number;
+}
+
+export async function spaceOf(path: string): Promise<Space> {
+  const s = await statfs(path);
+  const size = s.blocks * s.bsize;
+  return { sizeBytes: size, usedBytes: (s.blocks - s.bfree) * s.bsize, freeBytes: s.bavail * s.bsize };
+}
+
+export interface Signature {
+  type: string;
+  label: string | null;
+}
+
+/** Parses `blkid -p -o export` output into the filesystem type and label. */
+export function parseBlkidExport(text: string): Signature | null {
+  const fields = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) fields.set(line.slice(0, eq), line.slice(eq + 1));
+  }
+  const type = fields.get('TYPE') ?? fields.get('PTTYPE');
+  if (!type) return null;
+  return { type, label: fields.get('LABEL') ?? null };
+}
+
+/** What a device or image file already holds, by its on-disk signature; null for blank. */
+export async function probeSignature(runner: Runner, path: string): Promise<Signature | null> {
+  const r = await runner.run(['blkid', '-p', '-o', 'export', path], { mutates: false, okExitCodes: [2] });
+  return r.exitCode === 2 ? null : parseBlkidExport(r.stdout);
+}

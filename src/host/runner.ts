@@ -1,0 +1,175 @@
+import { spawn } from 'node:child_process';
+import { mkdir, open } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { ExternalCommandError, InterruptedError, PrerequisiteError } from '../core/errors.js';
+import { packageFor } from './packages.js';
+
+export interface RunOptions {
+  /** false for read-only probes: they run even under --dry-run. */
+  mutates?: boolean;
+  input?: string | Buffer;
+  cwd?: string;
+  env?: Record<string, string>;
+  /** Exit codes that are answers, not failures (e.g. blkid's 2 for "nothing found"). */
+  okExitCodes?: readonly number[];
+  timeoutMs?: number;
+}
+
+export interface RunResult {
+  argv: readonly string[];
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  durationMs: number;
+  /** True when --dry-run recorded the command instead of running it. */
+  planned: boolean;
+}
+
+export interface DetachedOptions {
+  logFile: string;
+  cwd?: string;
+  env?: Record<string, string>;
+}
+
+export interface RunnerOptions {
+  dryRun: boolean;
+  verbose: boolean;
+  env: NodeJS.ProcessEnv;
+  /** Where --verbose lines go (stderr). */
+  log: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+const SAFE_ARG = /^[A-Za-z0-9_\/.:=,@%+^-]+$/;
+
+/** Renders argv as a copy-pasteable shell line for --dry-run and --verbose; never executed. */
+export function formatArgv(argv: readonly string[]): string {
+  return argv.map((a) => (SAFE_ARG.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+/**
+ * Every outside process knarr starts goes through here: argv arrays, never a shell.
+ * Under --dry-run, commands that change the host are recorded instead of run.
+ */
+export class Runner {
+  readonly dryRun: boolean;
+  readonly verbose: boolean;
+  readonly planned: string[] = [];
+  private readonly env: NodeJS.ProcessEnv;
+  private readonly log: (line: string) => void;
+  private readonly signal: AbortSignal | undefined;
+
+  constructor(opts: RunnerOptions) {
+    this.dryRun = opts.dryRun;
+    this.verbose = opts.verbose;
+    this.env = { ...opts.env, LC_ALL: 'C' };
+    this.log = opts.log;
+    this.signal = opts.signal;
+  }
+
+  /** Records a host change that knarr makes in-process, so --dry-run shows it as its shell equivalent. */
+  plan(argv: readonly string[]): boolean {
+    if (!this.dryRun) return false;
+    this.planned.push(formatArgv(argv));
+    return true;
+  }
+
+  async run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+    if (argv.length === 0 || !argv[0]) throw new Error('Runner.run needs a command');
+    const mutates = opts.mutates ?? true;
+    if (mutates && this.plan(argv)) {
+      return { argv, exitCode: 0, stdout: '', stderr: '', durationMs: 0, planned: true };
+    }
+    if (this.signal?.aborted) throw new InterruptedError();
+    const started = performance.now();
+    const result = await new Promise<RunResult>((resolve, reject) => {
+      const child = spawn(argv[0]!, argv.slice(1), {
+        cwd: opts.cwd,
+        env: { ...this.env, ...opts.env },
+        stdio: ['pipe', 'pipe', 'pipe'],
+        shell: false,
+        signal: this.signal,
+        timeout: opts.timeoutMs,
+      });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      child.stdout.on('data', (b: Buffer) => out.push(b));
+      child.stderr.on('data', (b: Buffer) => err.push(b));
+      child.on('error', (e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOENT') {
+          const pkg = packageFor(argv[0]!);
+          reject(
+            new PrerequisiteError(`${argv[0]} is not installed or not on PATH`, {
+              hint: pkg ? `install the Debian package ${pkg}, or run: knarr doctor --fix` : 'run: knarr doctor',
+              cause: e,
+            }),
+          );
+        } else if (e.name === 'AbortError') {
+          reject(new InterruptedError());
+        } else reject(e);
+      });
+      child.stdin.on('error', () => {
+        /* the command may exit before reading its input; its exit status tells the story */
+      });
+      child.stdin.end(opts.input ?? undefined);
+      child.on('close', (code, sig) => {
+        resolve({
+          argv,
+          exitCode: code ?? (sig ? 128 : 1),
+          stdout: Buffer.concat(out).toString('utf8'),
+          stderr: Buffer.concat(err).toString('utf8'),
+          durationMs: Math.round(performance.now() - started),
+          planned: false,
+        });
+      });
+    });
+    if (this.verbose) this.log(`+ ${formatArgv(argv)}  (${result.durationMs}ms, exit ${result.exitCode})`);
+    const ok = result.exitCode === 0 || (opts.okExitCodes ?? []).includes(result.exitCode);
+    if (!ok) throw new ExternalCommandError(argv, result.exitCode, result.stderr);
+    return result;
+  }
+
+  /** Starts a long-lived process (etcd, a daemon) detached from knarr, output appended to logFile. */
+  async spawnDetached(argv: readonly string[], opts: DetachedOptions): Promise<number | null> {
+    if (this.plan(argv)) return null;
+    await mkdir(dirname(opts.logFile), { recursive: true });
+    const log = await open(opts.logFile, 'a');
+    try {
+      const started = performance.now();
+      const pid = await new Promise<number>((resolve, reject) => {
+        const child = spawn(argv[0]!, argv.slice(1), {
+          cwd: opts.cwd,
+          env: { ...this.env, ...opts.env },
+          stdio: ['ignore', log.fd, log.fd],
+          detached: true,
+          shell: false,
+        });
+        child.once('error', (e: NodeJS.ErrnoException) => {
+          const pkg = packageFor(argv[0]!);
+          reject(
+            e.code === 'ENOENT'
+              ? new PrerequisiteError(`${argv[0]} is not installed or not on PATH`, {
+                  hint: pkg ? `install the Debian package ${pkg}, or run: knarr doctor --fix` : undefined,
+                  cause: e,
+                })
+              : e,
+          );
+        });
+        child.once('spawn', () => {
+          child.unref();
+          resolve(child.pid!);
+        });
+      });
+      if (this.verbose) this.log(`+ ${formatArgv(argv)} &  (pid ${pid}, ${Math.round(performance.now() - started)}ms)`);
+      return pid;
+    } finally {
+      await log.close();
+    }
+  }
+
+  /** mkdir -p, shown as such under --dry-run. */
+  async mkdirp(path: string): Promise<void> {
+    if (this.plan(['mkdir', '-p', path])) return;
+    await mkdir(path, { recursive: true });
+  }
+}

@@ -1,0 +1,77 @@
+import { ConflictError } from '../../core/errors.js';
+import { mountAt, pathExists, spaceOf } from '../mounts.js';
+import type { Runner } from '../runner.js';
+import { checkForeign, createLoopFile, probeSources } from './common.js';
+import {
+  missingStatus,
+  poolSources,
+  type EnsureAction,
+  type PoolRecord,
+  type PoolSpec,
+  type PoolStatus,
+  type StorageDriver,
+  type VolumeInfo,
+} from './driver.js';
+
+function mountArgv(p: { loopFile: unknown }, source: string, mountpoint: string): string[] {
+  return ['mount', '-t', 'btrfs', ...(p.loopFile ? ['-o', 'loop'] : []), source, mountpoint];
+}
+
+/** btrfs on devices or a loop-mounted image file; volumes are subvolumes. */
+export const btrfsDriver: StorageDriver = {
+  name: 'btrfs',
+  caps: { cowClone: true, snapshots: true, sendReceive: true, devices: true, directory: false },
+  tools: ['mkfs.btrfs', 'btrfs', 'mount', 'umount'],
+
+  async ensurePool(spec: PoolSpec, runner: Runner): Promise<EnsureAction> {
+    const mounted = await mountAt(spec.mountpoint);
+    if (mounted?.fstype === 'btrfs') return 'exists';
+    if (mounted) {
+      throw new ConflictError(`${spec.mountpoint} already has a ${mounted.fstype} filesystem mounted from ${mounted.source}`, {
+        hint: 'unmount it, or give the pool another name',
+      });
+    }
+    const sources = poolSources(spec);
+    const probes = await probeSources(runner, sources);
+    const first = probes[0]!;
+    if (first.signature?.type === 'btrfs' && first.signature.label === spec.name) {
+      if (sources.length > 1) await runner.run(['btrfs', 'device', 'scan']);
+      await runner.mkdirp(spec.mountpoint);
+      await runner.run(mountArgv(spec, first.path, spec.mountpoint));
+      return 'imported';
+    }
+    const forcing = checkForeign(probes, spec.force, spec.name);
+    if (spec.loopFile && !first.exists) await createLoopFile(runner, spec.loopFile);
+    await runner.run(['mkfs.btrfs', ...(forcing ? ['-f'] : []), '-L', spec.name, ...sources]);
+    await runner.mkdirp(spec.mountpoint);
+    await runner.run(mountArgv(spec, first.path, spec.mountpoint));
+    return 'created';
+  },
+
+  async poolStatus(record: PoolRecord, _runner: Runner): Promise<PoolStatus> {
+    const mounted = await mountAt(record.mountpoint);
+    if (mounted?.fstype !== 'btrfs') {
+      const present = await Promise.all(poolSources(record).map(pathExists));
+      return missingStatus(record, present.every(Boolean) ? 'UNMOUNTED' : 'MISSING');
+    }
+    return { ...missingStatus(record, 'ONLINE'), online: true, ...(await spaceOf(record.mountpoint)) };
+  },
+
+  async destroyPool(record: PoolRecord, runner: Runner): Promise<void> {
+    const mounted = await mountAt(record.mountpoint);
+    if (mounted?.fstype === 'btrfs') await runner.run(['umount', record.mountpoint]);
+    if (record.loopFile) {
+      if (await pathExists(record.loopFile.path)) await runner.run(['rm', '-f', record.loopFile.path]);
+      return;
+    }
+    // Without wiping, a later init would find the old label and import the old data.
+    for (const dev of record.devices) if (await pathExists(dev)) await runner.run(['wipefs', '-a', dev]);
+  },
+
+  async ensureVolume(record: PoolRecord, volume: string, runner: Runner): Promise<VolumeInfo> {
+    const path = `${record.mountpoint}/${volume}`;
+    if (await pathExists(path)) return { path, created: false };
+    await runner.run(['btrfs', 'subvolume', 'create', path]);
+    return { path, created: true };
+  },
+};

@@ -1,0 +1,39 @@
+import { dirname } from 'node:path';
+import { ConflictError } from '../../core/errors.js';
+import { pathExists, probeSignature, type Signature } from '../mounts.js';
+import type { Runner } from '../runner.js';
+import type { LoopFileSpec } from './driver.js';
+
+/** Creates a sparse image file (and its folder); shown as `truncate -s` under --dry-run. */
+export async function createLoopFile(runner: Runner, loop: LoopFileSpec): Promise<void> {
+  await runner.mkdirp(dirname(loop.path));
+  await runner.run(['truncate', '-s', String(loop.sizeBytes), loop.path]);
+}
+
+export interface SourceProbe {
+  path: string;
+  exists: boolean;
+  signature: Signature | null;
+}
+
+export async function probeSources(runner: Runner, sources: string[]): Promise<SourceProbe[]> {
+  return Promise.all(
+    sources.map(async (path) => {
+      const exists = await pathExists(path);
+      return { path, exists, signature: exists ? await probeSignature(runner, path) : null };
+    }),
+  );
+}
+
+/** Refuses to format over another filesystem or pool unless --force; returns true when forcing over data. */
+export function checkForeign(probes: SourceProbe[], force: boolean, pool: string): boolean {
+  const foreign = probes.filter((p) => p.signature !== null);
+  if (foreign.length === 0) return false;
+  if (force) return true;
+  const what = foreign
+    .map((p) => `${p.path} holds ${p.signature!.type}${p.signature!.label ? ` "${p.signature!.label}"` : ''}`)
+    .join('; ');
+  throw new ConflictError(`refusing to create pool ${pool}: ${what}`, {
+    hint: 'its data would be lost; pass --force to overwrite it, or choose another device',
+  });
+}

@@ -1,0 +1,96 @@
+import { dirname } from 'node:path';
+import { pathExists } from '../mounts.js';
+import type { Runner } from '../runner.js';
+import { checkForeign, createLoopFile, probeSources } from './common.js';
+import {
+  missingStatus,
+  poolSources,
+  type EnsureAction,
+  type PoolRecord,
+  type PoolSpec,
+  type PoolStatus,
+  type StorageDriver,
+  type VolumeInfo,
+} from './driver.js';
+
+/** Pool names listed by `zpool import -d DIR` (read-only scan of importable pools). */
+export function parseImportable(text: string): string[] {
+  return [...text.matchAll(/^\s*pool:\s*(\S+)\s*$/gm)].map((m) => m[1]!);
+}
+
+/** Parses `zfs get -H -p -o property,value` lines into a map. */
+export function parseZfsGet(text: string): Map<string, string> {
+  const props = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const [prop, value] = line.split('\t');
+    if (prop && value !== undefined) props.set(prop, value);
+  }
+  return props;
+}
+
+async function poolHealth(runner: Runner, name: string): Promise<string | null> {
+  const r = await runner.run(['zpool', 'list', '-H', '-o', 'name,health', name], { mutates: false, okExitCodes: [1] });
+  if (r.exitCode !== 0) return null;
+  return r.stdout.trim().split('\t')[1] ?? 'UNKNOWN';
+}
+
+/** ZFS through the zpool/zfs commands; works against kernel ZFS and zfs-fuse alike (no `zfs list -p` there). */
+export const zfsDriver: StorageDriver = {
+  name: 'zfs',
+  caps: { cowClone: true, snapshots: true, sendReceive: true, devices: true, directory: false },
+  tools: ['zpool', 'zfs'],
+
+  async ensurePool(spec: PoolSpec, runner: Runner): Promise<EnsureAction> {
+    if ((await poolHealth(runner, spec.name)) !== null) return 'exists';
+    const sources = poolSources(spec);
+    const probes = await probeSources(runner, sources);
+    const ours = probes.filter((p) => p.signature?.type === 'zfs_member' && p.signature.label === spec.name);
+    if (ours.length > 0) {
+      const dirs = [...new Set(sources.map((s) => dirname(s)))];
+      const scanArgs = dirs.flatMap((d) => ['-d', d]);
+      const scan = await runner.run(['zpool', 'import', ...scanArgs], { mutates: false, okExitCodes: [1] });
+      if (parseImportable(scan.stdout + scan.stderr).includes(spec.name)) {
+        await runner.run(['zpool', 'import', ...scanArgs, spec.name]);
+        return 'imported';
+      }
+    }
+    const forcing = checkForeign(probes, spec.force, spec.name);
+    if (spec.loopFile && !probes[0]!.exists) await createLoopFile(runner, spec.loopFile);
+    await runner.run(['zpool', 'create', ...(forcing ? ['-f'] : []), '-m', spec.mountpoint, spec.name, ...sources]);
+    return 'created';
+  },
+
+  async poolStatus(record: PoolRecord, runner: Runner): Promise<PoolStatus> {
+    const health = await poolHealth(runner, record.name);
+    if (health === null) return missingStatus(record);
+    const r = await runner.run(['zfs', 'get', '-H', '-p', '-o', 'property,value', 'used,available,mountpoint', record.name], {
+      mutates: false,
+    });
+    const props = parseZfsGet(r.stdout);
+    const used = Number(props.get('used'));
+    const free = Number(props.get('available'));
+    return {
+      ...missingStatus(record, health),
+      online: health === 'ONLINE' || health === 'DEGRADED',
+      sizeBytes: used + free,
+      usedBytes: used,
+      freeBytes: free,
+      mountpoint: props.get('mountpoint') ?? record.mountpoint,
+    };
+  },
+
+  async destroyPool(record: PoolRecord, runner: Runner): Promise<void> {
+    if ((await poolHealth(runner, record.name)) !== null) await runner.run(['zpool', 'destroy', '-f', record.name]);
+    if (record.loopFile && (await pathExists(record.loopFile.path))) await runner.run(['rm', '-f', record.loopFile.path]);
+  },
+
+  async ensureVolume(record: PoolRecord, volume: string, runner: Runner): Promise<VolumeInfo> {
+    const dataset = `${record.name}/${volume}`;
+    const probe = await runner.run(['zfs', 'get', '-H', '-o', 'value', 'mountpoint', dataset], { mutates: false, okExitCodes: [1] });
+    if (probe.exitCode === 0) return { path: probe.stdout.trim(), created: false };
+    await runner.run(['zfs', 'create', dataset]);
+    if (runner.dryRun) return { path: `${record.mountpoint}/${volume}`, created: true };
+    const r = await runner.run(['zfs', 'get', '-H', '-o', 'value', 'mountpoint', dataset], { mutates: false });
+    return { path: r.stdout.trim(), created: true };
+  },
+};

@@ -1,0 +1,22 @@
+/**
+ * Every etcd key knarr reads or writes is built here, under /knarr/<fleet>/
+ * (a fleet is a table, as in docklet). Nothing else concatenates key paths.
+ */
+export const SCHEMA_VERSION = '1';
+
+export function fleetKeys(fleet: string) {
+  const root = `/knarr/${fleet}`;
+  return {
+    root: `${root}/`,
+    schema: `${root}/meta/schema`,
+    createdAt: `${root}/meta/created-at`,
+    hosts: `${root}/hosts/`,
+    host: (host: string) => `${root}/hosts/${host}`,
+    hostPools: (host: string) => `${root}/hosts/${host}/pools/`,
+    hostPool: (host: string, pool: string) => `${root}/hosts/${host}/pools/${pool}`,
+    /** Monotonic counters (cluster ids, ...), bumped in one transaction. */
+    counter: (kind: string) => `${root}/counters/${kind}`,
+  };
+}
+
+export type FleetKeys = ReturnType<typeof fleetKeys>;
