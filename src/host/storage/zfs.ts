@@ -1,4 +1,6 @@
 import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ExternalCommandError } from '../../core/errors.js';
 import { pathExists } from '../mounts.js';
 import type { Runner } from '../runner.js';
 import { checkForeign, createLoopFile, probeSources } from './common.js';
@@ -80,7 +82,18 @@ export const zfsDriver: StorageDriver = {
   },
 
   async destroyPool(record: PoolRecord, runner: Runner): Promise<void> {
-    if ((await poolHealth(runner, record.name)) !== null) await runner.run(['zpool', 'destroy', '-f', record.name]);
+    if ((await poolHealth(runner, record.name)) !== null) {
+      // A dataset released a moment ago (etcd just stopped) can still read as busy.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await runner.run(['zpool', 'destroy', '-f', record.name]);
+          break;
+        } catch (e) {
+          if (!(e instanceof ExternalCommandError) || !/busy/.test(e.stderr) || attempt >= 20) throw e;
+          await sleep(250);
+        }
+      }
+    }
     if (record.loopFile && (await pathExists(record.loopFile.path))) await runner.run(['rm', '-f', record.loopFile.path]);
   },
 

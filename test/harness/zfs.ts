@@ -1,0 +1,20 @@
+import { execa } from 'execa';
+import { haveTools } from './tools.js';
+
+/** True when zpool answers (kernel ZFS, or the zfs-fuse daemon the global setup started). */
+export async function zfsAnswers(): Promise<boolean> {
+  if (!haveTools('zpool', 'zfs')) return false;
+  const r = await execa('zpool', ['list', '-H', '-o', 'name'], { reject: false, timeout: 10_000 });
+  return r.exitCode === 0;
+}
+
+/** Destroys a test pool if it is still there; used in afterAll so a failing test leaves nothing behind. */
+export async function destroyPoolQuietly(name: string): Promise<void> {
+  for (let i = 0; i < 20; i++) {
+    const listed = await execa('zpool', ['list', '-H', '-o', 'name', name], { reject: false });
+    if (listed.exitCode !== 0) return;
+    const r = await execa('zpool', ['destroy', '-f', name], { reject: false });
+    if (r.exitCode === 0) return;
+    await new Promise((res) => setTimeout(res, 250));
+  }
+}
