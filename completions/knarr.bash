@@ -1,0 +1,49 @@
+# bash completion for knarr, generated from the command table by `npm run gen`; do not edit
+_knarr() {
+  local cur prev cmd="" sub="" i w
+  cur="${COMP_WORDS[COMP_CWORD]}"
+  prev="${COMP_WORDS[COMP_CWORD-1]}"
+  for ((i = 1; i < COMP_CWORD; i++)); do
+    w="${COMP_WORDS[i]}"
+    case "$w" in
+      -o|--output|--config|--state-dir|--etcd|--fleet) ((i++)); continue ;;
+      -*) continue ;;
+    esac
+    if [[ -z $cmd ]]; then cmd=$w
+    elif [[ -z $sub && ! " doctor completion " =~ " $cmd " ]]; then sub=$w
+    fi
+  done
+  case "$prev" in
+    -o|--output) COMPREPLY=($(compgen -W 'table json yaml' -- "$cur")); return ;;
+    --config) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --state-dir) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --etcd) return ;;
+    --fleet) return ;;
+    --name) return ;;
+    --driver) COMPREPLY=($(compgen -W 'zfs btrfs lvm dir' -- "$cur")); return ;;
+    --device) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --loop-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --size) return ;;
+    --path) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --mountpoint) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --pool) return ;;
+    --client-port) return ;;
+    --peer-port) return ;;
+  esac
+  local globals='--json -o --output --dry-run -v --verbose -q --quiet --config --state-dir --etcd --fleet'
+  case "$cmd/$sub" in
+    /) COMPREPLY=($(compgen -W 'pool etcd doctor completion'" $globals" -- "$cur")) ;;
+    pool/) COMPREPLY=($(compgen -W 'init status list destroy'" $globals" -- "$cur")) ;;
+    pool/init) COMPREPLY=($(compgen -W '--name --driver --device --loop-file --size --path --mountpoint --force'" $globals" -- "$cur")) ;;
+    pool/status) COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    pool/list) COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    pool/destroy) COMPREPLY=($(compgen -W '--yes'" $globals" -- "$cur")) ;;
+    etcd/) COMPREPLY=($(compgen -W 'up down status'" $globals" -- "$cur")) ;;
+    etcd/up) COMPREPLY=($(compgen -W '--pool --client-port --peer-port'" $globals" -- "$cur")) ;;
+    etcd/down) COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    etcd/status) COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    doctor/) COMPREPLY=($(compgen -W '--fix'" $globals" -- "$cur")) ;;
+    completion/) COMPREPLY=($(compgen -W 'bash zsh fish'" $globals" -- "$cur")) ;;
+  esac
+}
+complete -F _knarr knarr

@@ -1,0 +1,31 @@
+import { describe, expect, it } from 'vitest';
+import { knarr } from '../harness/cli.js';
+
+describe('knarr doctor', () => {
+  it('reports every prerequisite with its package, as JSON', async () => {
+    const r = await knarr(['--json', 'doctor']);
+    const names = r.json().checks.map((c: { name: string }) => c.name);
+    expect(names).toEqual(expect.arrayContaining(['zfs', 'btrfs', 'lvm', 'lxc', 'docker', 'etcd', 'overlayfs', 'loop devices', 'cgroups']));
+    for (const c of r.json().checks) expect(['ok', 'missing', 'warn']).toContain(c.status);
+    expect(r.code).toBe(r.json().ok ? 0 : 5);
+  });
+
+  it('with nothing on PATH, reports tools missing and exits 5', async () => {
+    const r = await knarr(['--json', 'doctor'], { env: { PATH: '/nonexistent', DOCKER_HOST: 'unix:///nonexistent.sock' } });
+    expect(r.code).toBe(5);
+    const byName = Object.fromEntries(r.json().checks.map((c: { name: string }) => [c.name, c]));
+    expect(byName.etcd).toMatchObject({ status: 'missing', package: 'etcd-server' });
+    expect(byName.zfs).toMatchObject({ status: 'missing', package: 'zfs-fuse' });
+    expect(byName.docker).toMatchObject({ status: 'missing', package: 'docker.io' });
+  });
+
+  it('--dry-run --fix prints the apt-get commands it would run and installs nothing', async () => {
+    const r = await knarr(['--dry-run', 'doctor', '--fix'], { env: { PATH: '/nonexistent', DOCKER_HOST: 'unix:///nonexistent.sock' } });
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines[0]).toBe('apt-get update -q');
+    expect(lines[1]).toMatch(/^apt-get install -y -q .*\bzfs-fuse\b.*\betcd-server\b/);
+    expect(lines[1]).toMatch(/\bdocker\.io\b/);
+    expect(lines[1]).toMatch(/\blxc\b/);
+  });
+});

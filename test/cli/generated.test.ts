@@ -1,0 +1,58 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { leafCommands } from '../../src/cli/commands-table.js';
+import { generatedFiles } from '../../src/cli/generated.js';
+import { knarr } from '../harness/cli.js';
+import { haveTools } from '../harness/tools.js';
+
+const root = new URL('../../', import.meta.url).pathname;
+const files = generatedFiles();
+
+describe('generated completions and man pages', () => {
+  it('are up to date with the command table (run `npm run gen` when this fails)', () => {
+    for (const [path, text] of Object.entries(files)) expect(readFileSync(`${root}${path}`, 'utf8'), path).toBe(text);
+    for (const dir of ['completions', 'man']) {
+      for (const f of readdirSync(`${root}${dir}`)) expect(files, `stale file ${dir}/${f}`).toHaveProperty([`${dir}/${f}`]);
+    }
+  });
+
+  it('`knarr completion SHELL` prints the committed file', async () => {
+    for (const [shell, file] of [['bash', 'knarr.bash'], ['zsh', '_knarr'], ['fish', 'knarr.fish']]) {
+      const r = await knarr(['completion', shell!]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe(readFileSync(`${root}completions/${file}`, 'utf8'));
+    }
+    const bad = await knarr(['completion', 'tcsh']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/SHELL: "tcsh" is not supported/);
+  });
+
+  it('bash completion offers subcommands, options and option values', async () => {
+    const complete = async (...words: string[]) => {
+      const script = `source ${root}completions/knarr.bash; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _knarr; printf '%s\\n' "\${COMPREPLY[@]}"`;
+      return (await execa('bash', ['-c', script])).stdout.split('\n');
+    };
+    expect(await complete('knarr', '')).toEqual(expect.arrayContaining(['pool', 'etcd', 'doctor', 'completion', '--json']));
+    expect(await complete('knarr', 'pool', '')).toEqual(expect.arrayContaining(['init', 'status', 'list', 'destroy']));
+    expect(await complete('knarr', '--json', 'pool', 'init', '--')).toEqual(expect.arrayContaining(['--driver', '--loop-file', '--force', '--dry-run']));
+    expect(await complete('knarr', 'pool', 'init', '--driver', '')).toEqual(['zfs', 'btrfs', 'lvm', 'dir']);
+    expect(await complete('knarr', 'completion', '')).toEqual(expect.arrayContaining(['bash', 'zsh', 'fish']));
+  });
+
+  it.skipIf(!haveTools('zsh'))('zsh completion parses', async () => {
+    await execa('zsh', ['-n', `${root}completions/_knarr`]);
+  });
+  it.skipIf(!haveTools('fish'))('fish completion parses', async () => {
+    await execa('fish', ['--no-execute', `${root}completions/knarr.fish`]);
+  });
+
+  it('man pages cover every command, the exit codes and the environment', () => {
+    const main = files['man/knarr.1']!;
+    expect(main).toMatch(/\.SH EXIT STATUS/);
+    expect(main).toMatch(/KNARR_STATE_DIR/);
+    for (const { path } of leafCommands()) {
+      expect(files[`man/knarr-${path[0]}.1`], path.join(' ')).toContain(`.SS knarr ${path.join(' ')}`.replace(/-/g, '\\-'));
+    }
+  });
+});

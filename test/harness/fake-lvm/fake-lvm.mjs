@@ -1,0 +1,157 @@
+#!/usr/bin/env node
+// Recording stand-in for LVM and losetup: our kernels have no device-mapper, so tests check knarr at the argv level.
+// Invoked through symlinks named after the tool; logs argv to $FAKE_LVM_LOG, keeps state in $FAKE_LVM_STATE.
+import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+
+const tool = basename(process.argv[1]);
+const args = process.argv.slice(2);
+const logFile = process.env.FAKE_LVM_LOG;
+const stateDir = process.env.FAKE_LVM_STATE;
+if (!logFile || !stateDir) {
+  process.stderr.write(`${tool} (fake): FAKE_LVM_LOG and FAKE_LVM_STATE must be set\n`);
+  process.exit(3);
+}
+appendFileSync(logFile, `${JSON.stringify([tool, ...args])}\n`);
+mkdirSync(stateDir, { recursive: true });
+
+const EXTENT = 4 * 1024 * 1024;
+const stateFile = join(stateDir, 'state.json');
+/** @type {{pvs: string[], vgs: Record<string, {pvs: string[], size: number, free: number, lvs: Record<string, string>}>, loops: Record<string, string>}} */
+const state = existsSync(stateFile) ? JSON.parse(readFileSync(stateFile, 'utf8')) : { pvs: [], vgs: {}, loops: {} };
+const save = () => writeFileSync(stateFile, `${JSON.stringify(state, null, 2)}\n`);
+
+function fail(code, message) {
+  process.stderr.write(`  ${message}\n`);
+  process.exit(code);
+}
+function vgNotFound(name) {
+  fail(5, `Volume group "${name}" not found\n  Cannot process volume group ${name}`);
+}
+/** Option values after a flag, e.g. opt('-n'). */
+function opt(flag) {
+  const i = args.indexOf(flag);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+/** Positional arguments: everything not a flag nor a flag's value. */
+function positionals(flagsWithValue) {
+  const out = [];
+  for (let i = 0; i < args.length; i++) {
+    if (flagsWithValue.includes(args[i])) i++;
+    else if (!args[i].startsWith('-')) out.push(args[i]);
+  }
+  return out;
+}
+/** A device's size: a real file's length, as LVM would see the block device. */
+function deviceSize(dev) {
+  const file = Object.entries(state.loops).find(([, d]) => d === dev)?.[0] ?? dev;
+  if (!existsSync(file)) fail(5, `No device found for ${dev}.`);
+  return statSync(file).size;
+}
+
+switch (tool) {
+  case 'pvcreate': {
+    for (const dev of positionals([])) {
+      deviceSize(dev);
+      if (!state.pvs.includes(dev)) state.pvs.push(dev);
+      process.stdout.write(`  Physical volume "${dev}" successfully created.\n`);
+    }
+    break;
+  }
+  case 'vgcreate': {
+    const [name, ...devs] = positionals([]);
+    if (state.vgs[name]) fail(5, `A volume group called ${name} already exists.`);
+    // One MiB of metadata per PV, the rest in whole extents.
+    const size = devs.reduce((sum, d) => sum + Math.floor((deviceSize(d) - 1024 * 1024) / EXTENT) * EXTENT, 0);
+    for (const d of devs) if (!state.pvs.includes(d)) state.pvs.push(d);
+    state.vgs[name] = { pvs: devs, size, free: size, lvs: {} };
+    process.stdout.write(`  Volume group "${name}" successfully created\n`);
+    break;
+  }
+  case 'lvcreate': {
+    const thinOf = opt('-T');
+    const vgName = thinOf ? thinOf.split('/')[0] : positionals(['--type', '-l', '-n', '-V', '-L', '-T'])[0];
+    const vg = state.vgs[vgName];
+    if (!vg) vgNotFound(vgName);
+    const lv = opt('-n');
+    if (vg.lvs[lv]) fail(5, `Logical Volume "${lv}" already exists in volume group "${vgName}"`);
+    if (opt('--type') === 'thin-pool') {
+      const pct = /^(\d+)%FREE$/.exec(opt('-l') ?? '');
+      const bytes = pct ? Math.floor((vg.free * Number(pct[1])) / 100 / EXTENT) * EXTENT : vg.free;
+      vg.free -= bytes;
+      vg.lvs[lv] = 'twi-a-tz--';
+    } else {
+      vg.lvs[lv] = 'Vwi-a-tz--';
+    }
+    process.stdout.write(`  Logical volume "${lv}" created.\n`);
+    break;
+  }
+  case 'vgs': {
+    const [name] = positionals(['--units', '--separator', '-o']);
+    const vg = state.vgs[name];
+    if (!vg) vgNotFound(name);
+    const values = { vg_name: name, vg_size: vg.size, vg_free: vg.free, vg_attr: 'wz--n-' };
+    const fields = (opt('-o') ?? 'vg_name,vg_size,vg_free,vg_attr').split(',');
+    process.stdout.write(`  ${fields.map((f) => values[f]).join(opt('--separator') ?? ' ')}\n`);
+    break;
+  }
+  case 'lvs': {
+    const [path] = positionals(['-o']);
+    const [vgName, lv] = path.split('/');
+    const vg = state.vgs[vgName];
+    if (!vg) vgNotFound(vgName);
+    if (!vg.lvs[lv]) fail(5, `Failed to find logical volume "${path}"`);
+    process.stdout.write(`  ${vg.lvs[lv]}\n`);
+    break;
+  }
+  case 'vgchange': {
+    const [name] = positionals([]);
+    const vg = state.vgs[name];
+    if (!vg) vgNotFound(name);
+    if (!args.includes('-ay')) fail(3, 'fake vgchange only knows -ay');
+    for (const lv of Object.keys(vg.lvs)) vg.lvs[lv] = `${vg.lvs[lv].slice(0, 4)}a${vg.lvs[lv].slice(5)}`;
+    process.stdout.write(`  ${Object.keys(vg.lvs).length} logical volume(s) in volume group "${name}" now active\n`);
+    break;
+  }
+  case 'vgremove': {
+    const [name] = positionals([]);
+    if (!state.vgs[name]) vgNotFound(name);
+    delete state.vgs[name];
+    process.stdout.write(`  Volume group "${name}" successfully removed\n`);
+    break;
+  }
+  case 'pvremove': {
+    for (const dev of positionals([])) {
+      if (!state.pvs.includes(dev)) fail(5, `No PV found on device ${dev}.`);
+      if (Object.values(state.vgs).some((vg) => vg.pvs.includes(dev))) fail(5, `PV ${dev} is used by a VG`);
+      state.pvs = state.pvs.filter((p) => p !== dev);
+      process.stdout.write(`  Labels on physical volume "${dev}" successfully wiped.\n`);
+    }
+    break;
+  }
+  case 'losetup': {
+    if (args[0] === '-j') {
+      const dev = state.loops[args[1]];
+      if (dev) process.stdout.write(`${dev}: [2049]:12 (${args[1]})\n`);
+    } else if (args[0] === '--find' && args[1] === '--show') {
+      const file = args[2];
+      if (!existsSync(file)) fail(1, `losetup: ${file}: failed to set up loop device: No such file or directory`);
+      const used = new Set(Object.values(state.loops));
+      let n = 7;
+      while (used.has(`/dev/loop${n}`)) n++;
+      state.loops[file] = `/dev/loop${n}`;
+      process.stdout.write(`/dev/loop${n}\n`);
+    } else if (args[0] === '-d') {
+      const file = Object.keys(state.loops).find((f) => state.loops[f] === args[1]);
+      if (!file) fail(1, `losetup: ${args[1]}: detach failed: No such device or address`);
+      delete state.loops[file];
+    } else fail(3, `fake losetup does not know ${args.join(' ')}`);
+    break;
+  }
+  case 'mkfs.ext4':
+  case 'mount':
+    break;
+  default:
+    fail(3, `fake-lvm does not play ${tool}`);
+}
+save();
