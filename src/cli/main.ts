@@ -131,7 +131,12 @@ export async function main(argv: string[], io: Io): Promise<number> {
   } catch (e) {
     finish?.();
     const err = asKnarrError(e, signal);
-    io.stderr.write(renderError(err, format, verbose));
+    let text = renderError(err, format, verbose);
+    if (format === 'table' && io.stderrIsTTY && !io.env.NO_COLOR) {
+      const { default: chalk } = await import('chalk');
+      text = text.replace(/^knarr: /, chalk.red.bold('knarr: ')).replace(/^( {2}hint: .*)$/m, (h) => chalk.dim(h));
+    }
+    io.stderr.write(text);
     return err.exitCode;
   }
 }

@@ -56,3 +56,15 @@ describe('Runner', () => {
     expect(lines[0]).toMatch(/^\+ cat  \(\d+ms, exit 0\)$/);
   });
 });
+
+describe('Runner and interruption', () => {
+  it('an abort kills the running command and reports interrupted (exit 130)', async () => {
+    const controller = new AbortController();
+    const r = new Runner({ dryRun: false, verbose: false, env: process.env, log: () => {}, signal: controller.signal });
+    const started = Date.now();
+    setTimeout(() => controller.abort(), 100);
+    const err = await r.run(['sleep', '10'], { mutates: false }).catch((e) => e);
+    expect(err.exitCode).toBe(130);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+});

@@ -63,11 +63,15 @@ export const zfsDriver: StorageDriver = {
   },
 
   async poolStatus(record: PoolRecord, runner: Runner): Promise<PoolStatus> {
-    const health = await poolHealth(runner, record.name);
-    if (health === null) return missingStatus(record);
-    const r = await runner.run(['zfs', 'get', '-H', '-p', '-o', 'property,value', 'used,available,mountpoint', record.name], {
-      mutates: false,
-    });
+    // Both probes at once: status sits on the start-up path of `pool list`.
+    const [health, r] = await Promise.all([
+      poolHealth(runner, record.name),
+      runner.run(['zfs', 'get', '-H', '-p', '-o', 'property,value', 'used,available,mountpoint', record.name], {
+        mutates: false,
+        okExitCodes: [1, 2],
+      }),
+    ]);
+    if (health === null || r.exitCode !== 0) return missingStatus(record, health ?? 'MISSING');
     const props = parseZfsGet(r.stdout);
     const used = Number(props.get('used'));
     const free = Number(props.get('available'));

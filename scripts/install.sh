@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Sets up knarr on a fresh Debian 12 host (as root) and brings up its embedded defaults:
+# a zfs pool on a sparse loop file and the managed local etcd. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v node >/dev/null 2>&1; then
+  echo "knarr: Node.js 20.5 or newer is needed (not found on PATH)" >&2
+  exit 5
+fi
+if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=5)?0:1)'; then
+  echo "knarr: Node.js 20.5 or newer is needed (found $(node --version))" >&2
+  exit 5
+fi
+
+npm ci --no-audit --no-fund
+npm run build
+npm link --no-audit --no-fund
+
+# Installs the Debian packages knarr drives and starts zfs-fuse/dockerd when they are missing.
+knarr doctor --fix || echo "knarr: some prerequisites are still missing (see above); the pool and etcd may still come up" >&2
+
+knarr pool init
+knarr etcd up
+knarr pool status
+knarr etcd status
