@@ -25,7 +25,14 @@ export const btrfsDriver: StorageDriver = {
 
   async ensurePool(spec: PoolSpec, runner: Runner): Promise<EnsureAction> {
     const mounted = await mountAt(spec.mountpoint);
-    if (mounted?.fstype === 'btrfs') return 'exists';
+    if (mounted?.fstype === 'btrfs') {
+      // Another pool's btrfs on this mountpoint is not ours: knarr labels every btrfs pool with its name.
+      const label = (await runner.run(['btrfs', 'filesystem', 'label', spec.mountpoint], { mutates: false })).stdout.trim();
+      if (label === spec.name) return 'exists';
+      throw new ConflictError(`${spec.mountpoint} already has btrfs "${label}" mounted from ${mounted.source}, not pool ${spec.name}`, {
+        hint: 'give the pool another --mountpoint, or another name',
+      });
+    }
     if (mounted) {
       throw new ConflictError(`${spec.mountpoint} already has a ${mounted.fstype} filesystem mounted from ${mounted.source}`, {
         hint: 'unmount it, or give the pool another name',

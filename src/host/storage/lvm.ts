@@ -45,6 +45,10 @@ async function lvAttr(runner: Runner, lv: string): Promise<string | null> {
   return r.exitCode === 0 ? r.stdout.trim() : null;
 }
 
+function thinPoolArgv(vg: string): string[] {
+  return ['lvcreate', '-y', '--type', 'thin-pool', '-l', '90%FREE', '-n', THIN_POOL, vg];
+}
+
 /** The loop device an image file is attached to, from `losetup -j FILE` ("/dev/loop3: [..]: (FILE)"). */
 async function loopDeviceOf(runner: Runner, file: string): Promise<string | null> {
   const r = await runner.run(['losetup', '-j', file], { mutates: false });
@@ -68,7 +72,12 @@ export const lvmDriver: StorageDriver = {
   async ensurePool(spec: PoolSpec, runner: Runner): Promise<EnsureAction> {
     const activate = async (): Promise<EnsureAction> => {
       const attr = await lvAttr(runner, `${spec.name}/${THIN_POOL}`);
-      if (attr !== null && attr[4] === 'a') return 'exists';
+      // An init cut short after vgcreate leaves the group without its thin pool: finish it.
+      if (attr === null) {
+        await runner.run(thinPoolArgv(spec.name));
+        return 'created';
+      }
+      if (attr[4] === 'a') return 'exists';
       await runner.run(['vgchange', '-ay', spec.name]);
       return 'imported';
     };
@@ -80,11 +89,20 @@ export const lvmDriver: StorageDriver = {
       if (existed) {
         const probe = await probeSources(runner, [spec.loopFile.path]);
         if (probe[0]?.signature?.type === 'LVM2_member') {
-          await attachLoop(runner, spec.loopFile.path);
-          if (!runner.dryRun && (await vgInfo(runner, spec.name))) {
+          const attached = (await loopDeviceOf(runner, spec.loopFile.path)) !== null;
+          const dev = await attachLoop(runner, spec.loopFile.path);
+          // Under --dry-run the attach is only planned, so the group cannot be seen: plan the import it would be.
+          if (runner.dryRun && !attached) {
+            await runner.mkdirp(spec.mountpoint);
+            await runner.run(['vgchange', '-ay', spec.name]);
+            return 'imported';
+          }
+          if (await vgInfo(runner, spec.name)) {
             await runner.mkdirp(spec.mountpoint);
             return activate().then(() => 'imported');
           }
+          // Another group's PV: do not leave a loop device behind when refusing it.
+          if (!spec.force && !attached) await runner.run(['losetup', '-d', dev]);
         }
         checkForeign(probe, spec.force, spec.name);
       } else {
@@ -95,7 +113,7 @@ export const lvmDriver: StorageDriver = {
     const forcing = spec.loopFile ? spec.force : checkForeign(await probeSources(runner, sources), spec.force, spec.name);
     await runner.run(['pvcreate', ...(forcing ? ['-ff', '-y'] : []), ...sources]);
     await runner.run(['vgcreate', spec.name, ...sources]);
-    await runner.run(['lvcreate', '-y', '--type', 'thin-pool', '-l', '90%FREE', '-n', THIN_POOL, spec.name]);
+    await runner.run(thinPoolArgv(spec.name));
     await runner.mkdirp(spec.mountpoint);
     return 'created';
   },

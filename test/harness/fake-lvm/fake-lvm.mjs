@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Recording stand-in for LVM and losetup: our kernels have no device-mapper, so tests check knarr at the argv level.
 // Invoked through symlinks named after the tool; logs argv to $FAKE_LVM_LOG, keeps state in $FAKE_LVM_STATE.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 
 const tool = basename(process.argv[1]);
@@ -42,17 +42,60 @@ function positionals(flagsWithValue) {
   }
   return out;
 }
+/** The file behind a device path: a loop device's backing file, else the path itself; null for a detached loop. */
+function backing(dev) {
+  const file = Object.entries(state.loops).find(([, d]) => d === dev)?.[0];
+  if (file) return file;
+  return /^\/dev\/loop\d+$/.test(dev) ? null : dev;
+}
 /** A device's size: a real file's length, as LVM would see the block device. */
 function deviceSize(dev) {
-  const file = Object.entries(state.loops).find(([, d]) => d === dev)?.[0] ?? dev;
-  if (!existsSync(file)) fail(5, `No device found for ${dev}.`);
+  const file = backing(dev);
+  if (!file || !existsSync(file)) fail(5, `No device found for ${dev}.`);
   return statSync(file).size;
+}
+/** A volume group is seen only while one of its PVs is (a loop device vanishes at reboot). */
+function visibleVg(name) {
+  const vg = state.vgs[name];
+  return vg && vg.pvs.some((pv) => backing(pv) !== null && existsSync(backing(pv))) ? vg : undefined;
+}
+
+/** LVM2's label CRC (crc32, reflected, seed 0xf597a6cf, no final xor), as blkid checks it. */
+function lvmCrc(buf) {
+  let crc = 0xf597a6cf;
+  for (const b of buf) {
+    crc ^= b;
+    for (let k = 0; k < 8; k++) crc = (crc >>> 1) ^ (crc & 1 ? 0xedb88320 : 0);
+  }
+  return crc >>> 0;
+}
+/** Writes (or with null wipes) the first MiB of a device's file; never a real block device. */
+function writeHead(dev, label) {
+  const file = backing(dev);
+  if (!file || file.startsWith('/dev/')) fail(3, `fake-lvm refuses to write the real device ${dev}`);
+  const head = Buffer.alloc(Math.min(1024 * 1024, statSync(file).size));
+  if (label) {
+    // A PV label in sector 1, enough for `blkid -p` to report TYPE=LVM2_member, as pvcreate leaves it.
+    const sector = head.subarray(512, 1024);
+    sector.write('LABELONE', 0, 'latin1');
+    sector.writeBigUInt64LE(1n, 8);
+    sector.writeUInt32LE(32, 20);
+    sector.write('LVM2 001', 24, 'latin1');
+    sector.write('fakefakefakefakefakefakefakefake', 32, 'latin1');
+    sector.writeBigUInt64LE(BigInt(head.length), 64);
+    sector.writeUInt32LE(lvmCrc(sector.subarray(20)), 16);
+  }
+  const fd = openSync(file, 'r+');
+  writeSync(fd, head, 0, head.length, 0);
+  closeSync(fd);
 }
 
 switch (tool) {
   case 'pvcreate': {
-    for (const dev of positionals([])) {
-      deviceSize(dev);
+    const devs = positionals([]);
+    devs.forEach(deviceSize);
+    for (const dev of devs) {
+      writeHead(dev, true);
       if (!state.pvs.includes(dev)) state.pvs.push(dev);
       process.stdout.write(`  Physical volume "${dev}" successfully created.\n`);
     }
@@ -60,10 +103,10 @@ switch (tool) {
   }
   case 'vgcreate': {
     const [name, ...devs] = positionals([]);
-    if (state.vgs[name]) fail(5, `A volume group called ${name} already exists.`);
+    if (visibleVg(name)) fail(5, `A volume group called ${name} already exists.`);
     // One MiB of metadata per PV, the rest in whole extents.
     const size = devs.reduce((sum, d) => sum + Math.floor((deviceSize(d) - 1024 * 1024) / EXTENT) * EXTENT, 0);
-    for (const d of devs) if (!state.pvs.includes(d)) state.pvs.push(d);
+    for (const d of devs) if (!state.pvs.includes(d)) state.pvs.push(d), writeHead(d, true);
     state.vgs[name] = { pvs: devs, size, free: size, lvs: {} };
     process.stdout.write(`  Volume group "${name}" successfully created\n`);
     break;
@@ -71,7 +114,7 @@ switch (tool) {
   case 'lvcreate': {
     const thinOf = opt('-T');
     const vgName = thinOf ? thinOf.split('/')[0] : positionals(['--type', '-l', '-n', '-V', '-L', '-T'])[0];
-    const vg = state.vgs[vgName];
+    const vg = visibleVg(vgName);
     if (!vg) vgNotFound(vgName);
     const lv = opt('-n');
     if (vg.lvs[lv]) fail(5, `Logical Volume "${lv}" already exists in volume group "${vgName}"`);
@@ -88,7 +131,7 @@ switch (tool) {
   }
   case 'vgs': {
     const [name] = positionals(['--units', '--separator', '-o']);
-    const vg = state.vgs[name];
+    const vg = visibleVg(name);
     if (!vg) vgNotFound(name);
     const values = { vg_name: name, vg_size: vg.size, vg_free: vg.free, vg_attr: 'wz--n-' };
     const fields = (opt('-o') ?? 'vg_name,vg_size,vg_free,vg_attr').split(',');
@@ -98,7 +141,7 @@ switch (tool) {
   case 'lvs': {
     const [path] = positionals(['-o']);
     const [vgName, lv] = path.split('/');
-    const vg = state.vgs[vgName];
+    const vg = visibleVg(vgName);
     if (!vg) vgNotFound(vgName);
     if (!vg.lvs[lv]) fail(5, `Failed to find logical volume "${path}"`);
     process.stdout.write(`  ${vg.lvs[lv]}\n`);
@@ -106,7 +149,7 @@ switch (tool) {
   }
   case 'vgchange': {
     const [name] = positionals([]);
-    const vg = state.vgs[name];
+    const vg = visibleVg(name);
     if (!vg) vgNotFound(name);
     if (!args.includes('-ay')) fail(3, 'fake vgchange only knows -ay');
     for (const lv of Object.keys(vg.lvs)) vg.lvs[lv] = `${vg.lvs[lv].slice(0, 4)}a${vg.lvs[lv].slice(5)}`;
@@ -115,15 +158,19 @@ switch (tool) {
   }
   case 'vgremove': {
     const [name] = positionals([]);
-    if (!state.vgs[name]) vgNotFound(name);
+    if (!visibleVg(name)) vgNotFound(name);
     delete state.vgs[name];
     process.stdout.write(`  Volume group "${name}" successfully removed\n`);
     break;
   }
   case 'pvremove': {
-    for (const dev of positionals([])) {
+    const devs = positionals([]);
+    for (const dev of devs) {
       if (!state.pvs.includes(dev)) fail(5, `No PV found on device ${dev}.`);
       if (Object.values(state.vgs).some((vg) => vg.pvs.includes(dev))) fail(5, `PV ${dev} is used by a VG`);
+    }
+    for (const dev of devs) {
+      writeHead(dev, false);
       state.pvs = state.pvs.filter((p) => p !== dev);
       process.stdout.write(`  Labels on physical volume "${dev}" successfully wiped.\n`);
     }
