@@ -14,6 +14,8 @@ export interface CheckResult {
   detail: string;
   /** Debian package that provides it, when installing one fixes it. */
   package: string | null;
+  /** The package itself is absent (not merely a daemon stopped). */
+  install?: boolean;
 }
 
 interface Check {
@@ -25,7 +27,9 @@ interface Check {
 }
 
 const ok = (detail: string) => ({ status: 'ok' as const, detail });
-const missing = (detail: string) => ({ status: 'missing' as const, detail });
+const missing = (detail: string) => ({ status: 'missing' as const, detail, install: true });
+/** Installed, but a daemon or module is not up: --fix starts it rather than reinstalling. */
+const stopped = (detail: string) => ({ status: 'missing' as const, detail, install: false });
 const warn = (detail: string) => ({ status: 'warn' as const, detail });
 
 function kernelFilesystems(): string {
@@ -73,7 +77,7 @@ const CHECKS: Check[] = [
       const absent = binaries(ctx, ['zpool', 'zfs']);
       if (absent.length) return missing(`not found: ${absent.join(', ')}`);
       const z = await zfsAnswers(ctx.runner);
-      return z.answers ? ok('zpool answers') : missing(`zpool is installed but ZFS does not answer (${z.why}); start zfs-fuse or load the zfs module`);
+      return z.answers ? ok('zpool answers') : stopped(`zpool is installed but ZFS does not answer (${z.why}); start zfs-fuse or load the zfs module`);
     },
     async fix(ctx) {
       if ((await zfsAnswers(ctx.runner)).answers || existsSync('/sys/module/zfs')) return;
@@ -112,7 +116,7 @@ const CHECKS: Check[] = [
       const version = await pingDocker(socket);
       if (version) return ok(`dockerd answers on ${socket} (API ${version})`);
       if (absent.length) return missing('dockerd not found');
-      return missing(`dockerd is installed but nothing answers on ${socket}`);
+      return stopped(`dockerd is installed but nothing answers on ${socket}`);
     },
     async fix(ctx) {
       const socket = dockerSocketPath(ctx.env);
@@ -158,7 +162,12 @@ const CHECKS: Check[] = [
 ];
 
 async function runChecks(ctx: Context): Promise<CheckResult[]> {
-  return Promise.all(CHECKS.map(async (c) => ({ name: c.name, package: c.package, ...(await c.run(ctx)) })));
+  return Promise.all(
+    CHECKS.map(async (c) => {
+      const { install, ...r } = { install: undefined as boolean | undefined, ...(await c.run(ctx)) };
+      return { name: c.name, package: c.package, ...r, ...(install === false ? { install } : {}) };
+    }),
+  );
 }
 
 /** `knarr doctor [--fix]`: host prerequisites, with the Debian package for each; --fix installs and starts them. */
@@ -166,7 +175,7 @@ export const doctor: Handler = async ({ opts }, ctx) => {
   let results = await runChecks(ctx);
   const fixes: string[] = [];
   if (optBool(opts, 'fix')) {
-    const packages = [...new Set(results.filter((r) => r.status === 'missing' && r.package).map((r) => r.package!))];
+    const packages = [...new Set(results.filter((r) => r.status === 'missing' && r.install !== false && r.package).map((r) => r.package!))];
     if (packages.length > 0) {
       ctx.events.step(`installing ${packages.join(' ')}`);
       const env = { DEBIAN_FRONTEND: 'noninteractive' };

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { knarr } from '../harness/cli.js';
+import { haveTools } from '../harness/tools.js';
 
 describe('knarr doctor', () => {
   it('reports every prerequisite with its package, as JSON', async () => {
@@ -27,5 +28,13 @@ describe('knarr doctor', () => {
     expect(lines[1]).toMatch(/^apt-get install -y -q .*\bzfs-fuse\b.*\betcd-server\b/);
     expect(lines[1]).toMatch(/\bdocker\.io\b/);
     expect(lines[1]).toMatch(/\blxc\b/);
+  });
+
+  it.skipIf(!haveTools('dockerd'))('--fix starts a stopped dockerd rather than reinstalling its package', async () => {
+    const socket = '/tmp/knarr-doctor-test-none.sock';
+    const r = await knarr(['--dry-run', 'doctor', '--fix'], { env: { DOCKER_HOST: `unix://${socket}` } });
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toMatch(/apt-get install .*docker\.io/);
+    expect(r.stdout).toMatch(new RegExp(`^(dockerd -H unix://${socket}|systemctl start docker)$`, 'm'));
   });
 });
