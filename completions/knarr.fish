@@ -13,7 +13,7 @@ complete -c knarr -n 'not __fish_seen_subcommand_from pool etcd doctor completio
 complete -c knarr -n '__fish_seen_subcommand_from pool; and not __fish_seen_subcommand_from init status list destroy' -a init -d 'create, import or reuse a pool (idempotent)'
 complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcommand_from init' -l name -x -d 'pool name (default "knarr", or pool.name in the config file)'
 complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcommand_from init' -l driver -x -a 'zfs btrfs lvm dir' -d 'storage driver (default zfs)'
-complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcommand_from init' -l device -r -F -d 'block device(s) to build the pool on, comma-separated'
+complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcommand_from init' -l device -r -F -d 'block device(s) to build the pool on'
 complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcommand_from init' -l loop-file -r -F -d 'sparse image file to build the pool on (default <state-dir>/pools/<name>.img)'
 complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcommand_from init' -l size -x -d 'size of a new loop file, e.g. 512M, 2G (default 2G)'
 complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcommand_from init' -l path -r -F -d 'directory of a dir pool (default <state-dir>/mnt/<name>)'

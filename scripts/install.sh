@@ -5,11 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v node >/dev/null 2>&1; then
-  echo "knarr: Node.js 20.5 or newer is needed (not found on PATH)" >&2
+  echo "knarr: Node.js 20.5 or newer is needed (not found on PATH; Debian 12's nodejs package is 18, too old)" >&2
   exit 5
 fi
 if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=5)?0:1)'; then
-  echo "knarr: Node.js 20.5 or newer is needed (found $(node --version))" >&2
+  echo "knarr: Node.js 20.5 or newer is needed (found $(node --version); Debian 12's nodejs package is 18)" >&2
   exit 5
 fi
 

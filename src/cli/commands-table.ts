@@ -68,7 +68,7 @@ export const COMMANDS: CommandDef[] = [
         options: [
           { flags: '--name <name>', description: 'pool name (default "knarr", or pool.name in the config file)' },
           { flags: '--driver <driver>', description: 'storage driver (default zfs)', choices: DRIVER_NAMES },
-          { flags: '--device <dev>', description: 'block device(s) to build the pool on, comma-separated', repeatable: true },
+          { flags: '--device <dev>', description: 'block device(s) to build the pool on', repeatable: true },
           { flags: '--loop-file <path>', description: 'sparse image file to build the pool on (default <state-dir>/pools/<name>.img)' },
           { flags: '--size <size>', description: 'size of a new loop file, e.g. 512M, 2G (default 2G)' },
           { flags: '--path <dir>', description: 'directory of a dir pool (default <state-dir>/mnt/<name>)' },

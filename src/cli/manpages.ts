@@ -22,7 +22,7 @@ function optionItems(opts: OptionDef[]): string[] {
   return opts.flatMap((o) => [
     '.TP',
     `.B ${esc(o.flags)}`,
-    esc(o.description + (o.choices ? ` (one of: ${o.choices.join(', ')})` : '') + (o.repeatable ? '; may be repeated' : '') + (o.env ? `; env ${o.env}` : '')),
+    esc(o.description + (o.choices ? ` (one of: ${o.choices.join(', ')})` : '') + (o.repeatable ? '; comma-separated or repeated' : '') + (o.env ? `; env ${o.env}` : '')),
   ]);
 }
 

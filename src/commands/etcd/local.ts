@@ -62,15 +62,18 @@ async function dataLocation(ctx: Context, poolName: string | undefined): Promise
   return { dataDir: vol.path, pool };
 }
 
-/** Records the fleet's schema and this host's pools once etcd answers. */
-async function initFleet(ctx: Context, clientUrl: string): Promise<void> {
+/** Records the fleet's schema and this host's current pools (dropping destroyed ones) once etcd answers. */
+async function recordFleet(ctx: Context, clientUrl: string): Promise<void> {
   const store = await connectEtcd([clientUrl]);
   try {
     const keys = fleetKeys(ctx.config.fleet);
     await store.createIfAbsent(keys.schema, SCHEMA_VERSION);
     await store.createIfAbsent(keys.createdAt, new Date().toISOString());
     const host = hostname();
-    for (const p of await listPoolRecords(ctx.config.stateDir)) await store.put(keys.hostPool(host, p.name), JSON.stringify(p));
+    const pools = await listPoolRecords(ctx.config.stateDir);
+    for (const p of pools) await store.put(keys.hostPool(host, p.name), JSON.stringify(p));
+    const current = new Set(pools.map((p) => keys.hostPool(host, p.name)));
+    for (const kv of await store.list(keys.hostPools(host))) if (!current.has(kv.key)) await store.delete(kv.key);
   } finally {
     await store.close();
   }
@@ -79,12 +82,15 @@ async function initFleet(ctx: Context, clientUrl: string): Promise<void> {
 /** Starts the knarr-managed etcd unless it already runs healthy; the embedded default store. */
 export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {}): Promise<LocalEtcd> {
   const paths = statePaths(ctx.config.stateDir);
-  const clientPort = opts.clientPort !== undefined ? validatePort('--client-port', opts.clientPort) : ctx.config.etcdServer.clientPort;
-  const peerPort = opts.peerPort !== undefined ? validatePort('--peer-port', opts.peerPort) : ctx.config.etcdServer.peerPort;
+  const previous = await readEtcdState(ctx);
+  // A restart keeps the ports of the last run unless the operator names others.
+  const lastPort = (url: string | undefined) => (url ? Number(new URL(url).port) : undefined);
+  const clientPort =
+    opts.clientPort !== undefined ? validatePort('--client-port', opts.clientPort) : lastPort(previous?.clientUrl) ?? ctx.config.etcdServer.clientPort;
+  const peerPort = opts.peerPort !== undefined ? validatePort('--peer-port', opts.peerPort) : lastPort(previous?.peerUrl) ?? ctx.config.etcdServer.peerPort;
   if (clientPort === peerPort) throw new UserError('--client-port and --peer-port must differ');
   if (opts.pool !== undefined) await selectPool(ctx, opts.pool);
 
-  const previous = await readEtcdState(ctx);
   if (previous && (await isEtcdProcess(previous.pid))) {
     const health = await waitHealthy(previous.clientUrl, previous.pid!, opts.timeoutMs ?? 30000, ctx.signal);
     if (!health.healthy) {
@@ -95,6 +101,10 @@ export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {})
     if (opts.pool !== undefined && previous.pool !== opts.pool) {
       ctx.events.warn(`etcd already runs with its data ${previous.pool ? `on pool ${previous.pool}` : `in ${previous.dataDir}`}; --pool ignored`);
     }
+    if (previous.clientUrl !== `http://127.0.0.1:${clientPort}` || previous.peerUrl !== `http://127.0.0.1:${peerPort}`) {
+      ctx.events.warn(`etcd already runs on ${previous.clientUrl}; the ports given are ignored until it is restarted`);
+    }
+    if (!ctx.runner.dryRun) await recordFleet(ctx, previous.clientUrl);
     return { action: 'running', state: previous, health };
   }
 
@@ -135,7 +145,7 @@ export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {})
   const started: EtcdServerState = { ...state, pid, startedAt: new Date().toISOString() };
   await writeJsonAtomic(paths.etcdState, started);
   ctx.events.step('etcd: recording the fleet');
-  await initFleet(ctx, started.clientUrl);
+  await recordFleet(ctx, started.clientUrl);
   ctx.events.done();
   return { action: 'started', state: started, health };
 }

@@ -1,4 +1,5 @@
 import { isEtcdProcess, probeHealth } from '../../host/etcd-server.js';
+import { ExitCode } from '../../core/errors.js';
 import type { Handler } from '../types.js';
 import { readEtcdState } from './local.js';
 import { etcdData, etcdFields } from './view.js';
@@ -11,11 +12,13 @@ export const etcdStatus: Handler = async (_input, ctx) => {
     return {
       data,
       view: { kind: 'table', columns: ['ENDPOINT', 'HEALTHY', 'VERSION', 'ERROR'], rows: checks.map((c) => [c.endpoint, c.healthy ? 'yes' : 'no', c.version ?? '-', c.error ?? '']) },
+      exitCode: data.healthy ? ExitCode.ok : ExitCode.storeUnavailable,
     };
   }
   const state = await readEtcdState(ctx);
   const running = await isEtcdProcess(state?.pid ?? null);
   const health = running && state ? await probeHealth(state.clientUrl) : null;
   const data = { managed: true, ...etcdData(state, running, health) };
-  return { data, view: { kind: 'fields', fields: etcdFields(data) } };
+  // Scripts can wait with `until knarr etcd status; do ...`: non-zero until healthy.
+  return { data, view: { kind: 'fields', fields: etcdFields(data) }, exitCode: data.healthy ? ExitCode.ok : ExitCode.storeUnavailable };
 };

@@ -1,3 +1,4 @@
+import { ExitCode } from '../../core/errors.js';
 import type { Handler } from '../types.js';
 import { selectPool } from './select.js';
 import { poolFields } from './view.js';
@@ -6,5 +7,9 @@ import { poolFields } from './view.js';
 export const poolStatus: Handler = async ({ args }, ctx) => {
   const record = await selectPool(ctx, args[0] as string | undefined);
   const status = await ctx.drivers[record.driver].poolStatus(record, ctx.runner);
-  return { data: { ...status, createdAt: record.createdAt }, view: { kind: 'fields', fields: poolFields(status) } };
+  return {
+    data: { ...status, createdAt: record.createdAt },
+    view: { kind: 'fields', fields: poolFields(status) },
+    exitCode: status.online ? ExitCode.ok : ExitCode.notFound,
+  };
 };
