@@ -29,10 +29,16 @@ _knarr() {
     --pool) return ;;
     --client-port) return ;;
     --peer-port) return ;;
+    -m|--message) return ;;
+    --meta) return ;;
+    --author) return ;;
+    --branch) return ;;
+    --commit) return ;;
+    --hard) return ;;
   esac
   local globals='--json -o --output --dry-run -v --verbose -q --quiet --config --state-dir --etcd --fleet'
   case "$cmd/$sub" in
-    /) COMPREPLY=($(compgen -W 'pool etcd doctor completion'" $globals" -- "$cur")) ;;
+    /) COMPREPLY=($(compgen -W 'pool etcd dot doctor completion'" $globals" -- "$cur")) ;;
     pool/) COMPREPLY=($(compgen -W 'init status list destroy'" $globals" -- "$cur")) ;;
     pool/init) COMPREPLY=($(compgen -W '--name --driver --device --loop-file --size --path --mountpoint --force'" $globals" -- "$cur")) ;;
     pool/status) COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
@@ -42,6 +48,19 @@ _knarr() {
     etcd/up) COMPREPLY=($(compgen -W '--pool --client-port --peer-port'" $globals" -- "$cur")) ;;
     etcd/down) COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     etcd/status) COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    dot/) COMPREPLY=($(compgen -W 'init list show commit log branch checkout reset clone mount unmount rm'" $globals" -- "$cur")) ;;
+    dot/init) COMPREPLY=($(compgen -W '--pool'" $globals" -- "$cur")) ;;
+    dot/list) COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    dot/show) COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    dot/commit) COMPREPLY=($(compgen -W '-m --message --meta --author'" $globals" -- "$cur")) ;;
+    dot/log) COMPREPLY=($(compgen -W '--branch'" $globals" -- "$cur")) ;;
+    dot/branch) COMPREPLY=($(compgen -W '--commit'" $globals" -- "$cur")) ;;
+    dot/checkout) COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    dot/reset) COMPREPLY=($(compgen -W '--hard --force'" $globals" -- "$cur")) ;;
+    dot/clone) COMPREPLY=($(compgen -W '--commit'" $globals" -- "$cur")) ;;
+    dot/mount) COMPREPLY=($(compgen -W '--branch'" $globals" -- "$cur")) ;;
+    dot/unmount) COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    dot/rm) COMPREPLY=($(compgen -W '--force'" $globals" -- "$cur")) ;;
     doctor/) COMPREPLY=($(compgen -W '--fix'" $globals" -- "$cur")) ;;
     completion/) COMPREPLY=($(compgen -W 'bash zsh fish'" $globals" -- "$cur")) ;;
   esac

@@ -51,6 +51,8 @@ export const GLOBAL_OPTIONS: OptionDef[] = [
   { flags: '--fleet <name>', description: 'fleet name, the root of every etcd key (default "default")', env: 'KNARR_FLEET' },
 ];
 
+const dotArg: ArgDef = { name: 'dot', description: 'DOT or DOT.SUBDOT', required: true };
+const dotOnlyArg: ArgDef = { name: 'dot', description: 'dot name', required: true };
 const poolArg: ArgDef = { name: 'pool', description: 'pool name (default: the configured pool, or the only one)' };
 
 export const COMMANDS: CommandDef[] = [
@@ -137,6 +139,118 @@ export const COMMANDS: CommandDef[] = [
         summary: 'process, health and data place of the etcd in use',
         examples: [{ command: 'knarr --json etcd status', description: 'status as JSON' }],
         handler: () => import('../commands/etcd/status.js').then((m) => m.etcdStatus),
+      },
+    ],
+  },
+  {
+    name: 'dot',
+    summary: 'versioned data volumes: commit, branch, clone, mount',
+    description:
+      'A dot is a versioned data volume on a pool: one filesystem per branch, a snapshot per commit. DOT.SUBDOT names a subdot, a directory of the dot committed with it (the bare DOT is its __default__ subdot). Every command names its dot: there is no current dot. Records live in etcd and on disk.',
+    subcommands: [
+      {
+        name: 'init',
+        summary: 'create a dot, or a subdot of one (idempotent)',
+        args: [dotArg],
+        options: [{ flags: '--pool <name>', description: 'pool to keep it on (default: the default pool)' }],
+        examples: [
+          { command: 'knarr dot init pgdata', description: 'a dot on the default pool' },
+          { command: 'knarr dot init myapp.redis', description: 'add the subdot redis to the dot myapp' },
+        ],
+        handler: () => import('../commands/dot/init.js').then((m) => m.dotInit),
+      },
+      {
+        name: 'list',
+        summary: 'dots on this host',
+        examples: [{ command: 'knarr dot list', description: 'a table of dots with branch, head and mounts' }],
+        handler: () => import('../commands/dot/list.js').then((m) => m.dotList),
+      },
+      {
+        name: 'show',
+        summary: 'branches, head, subdots and mounts of a dot',
+        args: [dotOnlyArg],
+        examples: [{ command: 'knarr --json dot show pgdata', description: 'everything about pgdata as JSON' }],
+        handler: () => import('../commands/dot/show.js').then((m) => m.dotShow),
+      },
+      {
+        name: 'commit',
+        summary: 'snapshot every subdot of the dot\'s active branch',
+        args: [dotArg],
+        options: [
+          { flags: '-m, --message <text>', description: 'what changed (required)' },
+          { flags: '--meta <key=value>', description: 'metadata kept with the commit', repeatable: true },
+          { flags: '--author <name>', description: 'author (default $KNARR_AUTHOR, else user@host)' },
+        ],
+        examples: [{ command: 'knarr dot commit pgdata -m "after migration 42" --meta schema=42', description: 'commit with metadata' }],
+        handler: () => import('../commands/dot/commit.js').then((m) => m.dotCommit),
+      },
+      {
+        name: 'log',
+        summary: 'commits of a branch, newest first',
+        args: [dotOnlyArg],
+        options: [{ flags: '--branch <name>', description: 'branch (default: the active one)' }],
+        examples: [{ command: 'knarr dot log pgdata', description: 'history of the active branch' }],
+        handler: () => import('../commands/dot/log.js').then((m) => m.dotLog),
+      },
+      {
+        name: 'branch',
+        summary: 'list branches, or make NEW from the active branch',
+        args: [dotOnlyArg, { name: 'new', description: 'name of the branch to make' }],
+        options: [{ flags: '--commit <id>', description: 'commit to branch from (default: the head)' }],
+        examples: [
+          { command: 'knarr dot branch pgdata', description: 'list branches' },
+          { command: 'knarr dot branch pgdata experiment', description: 'branch from the head' },
+        ],
+        handler: () => import('../commands/dot/branch.js').then((m) => m.dotBranch),
+      },
+      {
+        name: 'checkout',
+        summary: 'make a branch the active one (mounts follow)',
+        args: [dotOnlyArg, { name: 'branch', description: 'branch name', required: true }],
+        examples: [{ command: 'knarr dot checkout pgdata experiment', description: 'switch to experiment' }],
+        handler: () => import('../commands/dot/checkout.js').then((m) => m.dotCheckout),
+      },
+      {
+        name: 'reset',
+        summary: 'put the active branch back to a commit',
+        args: [dotOnlyArg],
+        options: [
+          { flags: '--hard <commit>', description: 'commit (id or unique prefix) to go back to; uncommitted changes are lost' },
+          { flags: '--force', description: 'also destroy the commits newer than it' },
+        ],
+        examples: [{ command: 'knarr dot reset pgdata --hard 0mb2x8k1', description: 'discard changes since that commit' }],
+        handler: () => import('../commands/dot/reset.js').then((m) => m.dotReset),
+      },
+      {
+        name: 'clone',
+        summary: 'a new dot from a commit (copy-on-write on zfs and btrfs)',
+        args: [dotOnlyArg, { name: 'new', description: 'name of the new dot', required: true }],
+        options: [{ flags: '--commit <id>', description: 'commit to start from (default: the head)' }],
+        examples: [{ command: 'knarr dot clone pgdata pgdata-test', description: 'a writable copy of the head' }],
+        handler: () => import('../commands/dot/clone.js').then((m) => m.dotClone),
+      },
+      {
+        name: 'mount',
+        summary: 'bind-mount a dot or subdot at a path (idempotent)',
+        args: [dotArg, { name: 'path', description: 'mount target; made if missing', required: true }],
+        options: [{ flags: '--branch <name>', description: 'check this branch out first' }],
+        examples: [{ command: 'knarr dot mount myapp.postgres /var/lib/postgresql', description: 'mount a subdot' }],
+        handler: () => import('../commands/dot/mount.js').then((m) => m.dotMount),
+      },
+      {
+        name: 'unmount',
+        summary: 'unmount a subdot, or every mount of a dot',
+        args: [dotArg],
+        examples: [{ command: 'knarr dot unmount myapp', description: 'unmount all of myapp' }],
+        handler: () => import('../commands/dot/mount.js').then((m) => m.dotUnmount),
+      },
+      {
+        name: 'rm',
+        summary: 'remove a dot with all its branches and commits',
+        args: [dotOnlyArg],
+        options: [{ flags: '--force', description: 'unmount it first if it is mounted' }],
+        examples: [{ command: 'knarr dot rm pgdata-test', description: 'remove a dot' }],
+        handler: () => import('../commands/dot/rm.js').then((m) => m.dotRm),
       },
     ],
   },

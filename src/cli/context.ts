@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Context } from '../commands/types.js';
 import { DEFAULT_CONFIG_FILE, ENV_VARS, resolveConfig, validateConfigFile, type Config, type GlobalFlags } from '../core/config.js';
-import { UserError, ValidationError } from '../core/errors.js';
+import { StoreUnavailableError, UserError, ValidationError } from '../core/errors.js';
 import { Runner } from '../host/runner.js';
 import { drivers } from '../host/storage/index.js';
 import type { Store } from '../state/store.js';
@@ -64,6 +64,9 @@ export function createContext(config: Config, io: ContextIo): Context {
       if (config.etcd.length > 0) return connectEtcd(config.etcd);
       const { ensureLocalEtcd } = await import('../commands/etcd/local.js');
       const local = await ensureLocalEtcd(ctx);
+      if (local.action === 'planned') {
+        throw new StoreUnavailableError('the local etcd is not running, and --dry-run does not start it', { hint: 'start it with: knarr etcd up' });
+      }
       return connectEtcd([local.state.clientUrl]);
     },
   };

@@ -27,7 +27,7 @@ interface Selected {
 type CommandResultArgs = (string | string[] | undefined)[];
 
 function collect(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), ...value.split(',')];
+  return [...(previous ?? []), value];
 }
 
 function toOption(o: OptionDef): Option {

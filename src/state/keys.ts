@@ -14,6 +14,12 @@ export function fleetKeys(fleet: string) {
     host: (host: string) => `${root}/hosts/${host}`,
     hostPools: (host: string) => `${root}/hosts/${host}/pools/`,
     hostPool: (host: string, pool: string) => `${root}/hosts/${host}/pools/${pool}`,
+    hostDots: (host: string) => `${root}/hosts/${host}/dots/`,
+    hostDot: (host: string, dot: string) => `${root}/hosts/${host}/dots/${dot}`,
+    hostDotCommits: (host: string, dot: string) => `${root}/hosts/${host}/dot-commits/${dot}/`,
+    hostDotCommit: (host: string, dot: string, id: string) => `${root}/hosts/${host}/dot-commits/${dot}/${id}`,
+    remotes: (host: string) => `${root}/hosts/${host}/remotes/`,
+    remote: (host: string, name: string) => `${root}/hosts/${host}/remotes/${name}`,
     /** Monotonic counters (cluster ids, ...), bumped in one transaction. */
     counter: (kind: string) => `${root}/counters/${kind}`,
   };

@@ -1,6 +1,7 @@
 import { ConflictError } from '../../core/errors.js';
 import { mountAt, pathExists, spaceOf } from '../mounts.js';
 import type { Runner } from '../runner.js';
+import { btrfsPrimitives, treeDots } from './dots-tree.js';
 import { checkForeign, createLoopFile, probeSources } from './common.js';
 import {
   missingStatus,
@@ -81,4 +82,6 @@ export const btrfsDriver: StorageDriver = {
     await runner.run(['btrfs', 'subvolume', 'create', path]);
     return { path, created: true };
   },
+
+  dots: (runner: Runner) => treeDots(runner, btrfsPrimitives),
 };

@@ -1,5 +1,6 @@
 import { dirname } from 'node:path';
-import { ConflictError } from '../../core/errors.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConflictError, ExternalCommandError } from '../../core/errors.js';
 import { pathExists, probeSignature, type Signature } from '../mounts.js';
 import type { Runner } from '../runner.js';
 import type { LoopFileSpec } from './driver.js';
@@ -36,4 +37,17 @@ export function checkForeign(probes: SourceProbe[], force: boolean, pool: string
   throw new ConflictError(`refusing to create pool ${pool}: ${what}`, {
     hint: 'its data would be lost; pass --force to overwrite it, or choose another device',
   });
+}
+
+/** Runs a destroy that a just-released mount can make fail as "busy" for a moment; retries for up to 5 s. */
+export async function runRetryingBusy(runner: Runner, argv: string[]): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await runner.run(argv);
+      return;
+    } catch (e) {
+      if (!(e instanceof ExternalCommandError) || !/busy/.test(e.stderr) || attempt >= 20) throw e;
+      await sleep(250);
+    }
+  }
 }

@@ -2,6 +2,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { ConflictError } from '../../core/errors.js';
 import { pathExists, spaceOf } from '../mounts.js';
 import type { Runner } from '../runner.js';
+import { dirPrimitives, treeDots } from './dots-tree.js';
 import {
   missingStatus,
   type EnsureAction,
@@ -53,4 +54,6 @@ export const dirDriver: StorageDriver = {
     await runner.mkdirp(path);
     return { path, created: true };
   },
+
+  dots: (runner: Runner) => treeDots(runner, dirPrimitives),
 };

@@ -47,6 +47,8 @@ export interface StorageDriver {
   poolStatus(record: PoolRecord, runner: Runner): Promise<PoolStatus>;
   destroyPool(record: PoolRecord, runner: Runner): Promise<void>;
   ensureVolume(record: PoolRecord, volume: string, runner: Runner): Promise<VolumeInfo>;
+  /** Versioned filesystems for dots on this driver's pools. */
+  dots(runner: Runner): DotStorage;
 }
 
 /** Vdevs or sources of a pool: its devices, else its loop file. */
@@ -67,4 +69,31 @@ export function missingStatus(record: PoolRecord, health = 'MISSING'): PoolStatu
     devices: record.devices,
     loopFile: record.loopFile?.path ?? null,
   };
+}
+
+/** One branch filesystem of a dot on a pool. */
+export interface DotFsRef {
+  pool: PoolRecord;
+  dot: string;
+  branch: string;
+}
+
+/**
+ * Versioned filesystems for dots: one writable filesystem per branch, a read-only snapshot per
+ * commit, and each commit's record kept on disk beside it (ZFS user properties, else a sidecar file).
+ */
+export interface DotStorage {
+  branchPath(ref: DotFsRef): string;
+  dotExists(pool: PoolRecord, dot: string): Promise<boolean>;
+  /** A new, empty branch filesystem holding the given subdot directories. */
+  createBranch(ref: DotFsRef, subdirs: string[]): Promise<void>;
+  ensureSubdir(ref: DotFsRef, subdir: string): Promise<void>;
+  commit(ref: DotFsRef, commit: import('../../core/dots.js').CommitRecord): Promise<void>;
+  /** Every commit record found on disk for the dot. */
+  diskCommits(pool: PoolRecord, dot: string): Promise<import('../../core/dots.js').CommitRecord[]>;
+  /** A writable branch dst starting from commit of src (copy-on-write where the driver can). */
+  branchFrom(src: DotFsRef, commit: string, dst: DotFsRef): Promise<void>;
+  /** Drops the given newer commits, then puts the branch back to commit `to`. */
+  rollback(ref: DotFsRef, to: string, newer: string[]): Promise<void>;
+  destroyDot(pool: PoolRecord, dot: string): Promise<void>;
 }

@@ -1,3 +1,4 @@
+import { PrerequisiteError } from '../../core/errors.js';
 import { mountAt, pathExists } from '../mounts.js';
 import type { Runner } from '../runner.js';
 import { checkForeign, createLoopFile, probeSources } from './common.js';
@@ -154,5 +155,9 @@ export const lvmDriver: StorageDriver = {
       await runner.run(['mount', device, path]);
     }
     return { path, created };
+  },
+
+  dots(): never {
+    throw new PrerequisiteError('dots on lvm pools are not supported yet', { hint: 'keep dots on a zfs, btrfs or dir pool (knarr dot init DOT --pool NAME)' });
   },
 };

@@ -1,9 +1,8 @@
 import { dirname } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { ExternalCommandError } from '../../core/errors.js';
 import { pathExists } from '../mounts.js';
 import type { Runner } from '../runner.js';
-import { checkForeign, createLoopFile, probeSources } from './common.js';
+import { zfsDots } from './dots-zfs.js';
+import { checkForeign, createLoopFile, probeSources, runRetryingBusy } from './common.js';
 import {
   missingStatus,
   poolSources,
@@ -86,18 +85,8 @@ export const zfsDriver: StorageDriver = {
   },
 
   async destroyPool(record: PoolRecord, runner: Runner): Promise<void> {
-    if ((await poolHealth(runner, record.name)) !== null) {
-      // A dataset released a moment ago (etcd just stopped) can still read as busy.
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await runner.run(['zpool', 'destroy', '-f', record.name]);
-          break;
-        } catch (e) {
-          if (!(e instanceof ExternalCommandError) || !/busy/.test(e.stderr) || attempt >= 20) throw e;
-          await sleep(250);
-        }
-      }
-    }
+    // A dataset released a moment ago (etcd just stopped) can still read as busy.
+    if ((await poolHealth(runner, record.name)) !== null) await runRetryingBusy(runner, ['zpool', 'destroy', '-f', record.name]);
     if (record.loopFile && (await pathExists(record.loopFile.path))) await runner.run(['rm', '-f', record.loopFile.path]);
   },
 
@@ -110,4 +99,6 @@ export const zfsDriver: StorageDriver = {
     const r = await runner.run(['zfs', 'get', '-H', '-o', 'value', 'mountpoint', dataset], { mutates: false });
     return { path: r.stdout.trim(), created: true };
   },
+
+  dots: (runner: Runner) => zfsDots(runner),
 };

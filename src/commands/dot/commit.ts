@@ -1,0 +1,30 @@
+import { newCommitId, parseDotRef, parseMeta, validateMessage, type CommitRecord } from '../../core/dots.js';
+import { optList, optString, type Handler } from '../types.js';
+import { author, dotHandle, requireDot, withDots } from './common.js';
+
+/** `knarr dot commit DOT -m MSG [--meta k=v]`: snapshot every subdot of the dot's active branch. */
+export const dotCommit: Handler = async ({ args, opts }, ctx) => {
+  const ref = parseDotRef('DOT', args[0] as string);
+  const message = validateMessage('--message', optString(opts, 'message'));
+  const meta = parseMeta('--meta', optList(opts, 'meta'));
+  return withDots(ctx, async (repo) => {
+    const dot = await requireDot(repo, ref.dot);
+    const h = await dotHandle(ctx, dot);
+    const branch = dot.activeBranch;
+    const commit: CommitRecord = {
+      id: newCommitId(),
+      dot: dot.name,
+      branch,
+      parent: dot.branches[branch]?.head ?? null,
+      message,
+      author: optString(opts, 'author') ?? author(ctx),
+      time: new Date().toISOString(),
+      meta,
+    };
+    // Disk first: a crash after the snapshot leaves a commit that fsck can recover, never a record without data.
+    await h.storage.commit(h.ref(), commit);
+    await repo.putCommit(commit);
+    await repo.put({ ...dot, branches: { ...dot.branches, [branch]: { ...dot.branches[branch]!, head: commit.id } } });
+    return { data: commit, view: { kind: 'lines', lines: [`[${branch} ${commit.id}] ${message}`] } };
+  });
+};

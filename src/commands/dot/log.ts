@@ -1,0 +1,22 @@
+import { parseDotName, validateBranch } from '../../core/dots.js';
+import { NotFoundError } from '../../core/errors.js';
+import { optString, type Handler } from '../types.js';
+import { activeChain, requireDot, withDots } from './common.js';
+
+/** `knarr dot log DOT [--branch B]`: commits, newest first. */
+export const dotLog: Handler = async ({ args, opts }, ctx) =>
+  withDots(ctx, async (repo) => {
+    const dot = await requireDot(repo, parseDotName('DOT', args[0] as string));
+    const branchOpt = optString(opts, 'branch');
+    const branch = branchOpt === undefined ? dot.activeBranch : validateBranch('--branch', branchOpt);
+    if (!dot.branches[branch]) throw new NotFoundError(`dot ${dot.name} has no branch ${branch}`, { hint: `list them with: knarr dot branch ${dot.name}` });
+    const commits = await activeChain(repo, dot, branch);
+    return {
+      data: commits,
+      view: {
+        kind: 'table',
+        columns: ['COMMIT', 'TIME', 'AUTHOR', 'MESSAGE'],
+        rows: commits.map((c) => [c.id, c.time, c.author, c.message.split('\n')[0]!]),
+      },
+    };
+  });

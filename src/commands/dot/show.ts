@@ -1,0 +1,30 @@
+import { parseDotName } from '../../core/dots.js';
+import type { Handler } from '../types.js';
+import { activeChain, dotHandle, requireDot, shortId, subdotLabel, withDots } from './common.js';
+
+/** `knarr dot show DOT`: branches, head, subdots, mounts and where its data lives. */
+export const dotShow: Handler = async ({ args }, ctx) =>
+  withDots(ctx, async (repo) => {
+    const dot = await requireDot(repo, parseDotName('DOT', args[0] as string));
+    const h = await dotHandle(ctx, dot);
+    const commits = await activeChain(repo, dot);
+    const data = { ...dot, path: h.storage.branchPath(h.ref()), driver: h.pool.driver, commits: commits.length };
+    return {
+      data,
+      view: {
+        kind: 'fields',
+        fields: [
+          ['dot', dot.name],
+          ['pool', `${dot.pool} (${h.pool.driver})`],
+          ['branch', dot.activeBranch],
+          ['branches', Object.keys(dot.branches).sort().join(', ')],
+          ['head', shortId(dot.branches[dot.activeBranch]?.head ?? null)],
+          ['commits', String(commits.length)],
+          ['subdots', dot.subdots.map((s) => subdotLabel(dot.name, s)).join(', ')],
+          ['mounts', Object.entries(dot.mounts).map(([s, t]) => `${subdotLabel(dot.name, s)} at ${t}`).join(', ') || '-'],
+          ['origin', dot.origin ? JSON.stringify(dot.origin) : '-'],
+          ['path', data.path],
+        ],
+      },
+    };
+  });

@@ -1,0 +1,183 @@
+import { randomBytes } from 'node:crypto';
+import { ValidationError } from './errors.js';
+
+/** The subdirectory of a dot's filesystem that a bare DOT (no ".subdot") names, as dotmesh's __default__. */
+export const DEFAULT_SUBDOT = '__default__';
+export const DEFAULT_BRANCH = 'master';
+export const DOT_NAME_MAX = 200;
+
+const PART_RE = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
+
+function checkPart(field: string, whole: string, part: string, what: string): void {
+  const shown = JSON.stringify(whole);
+  if (whole.length > DOT_NAME_MAX) throw new ValidationError(field, `${shown.slice(0, 40)}..." is ${whole.length} characters long; use at most ${DOT_NAME_MAX}`);
+  if (whole.startsWith('-')) throw new ValidationError(field, `${shown} starts with "-"; start with a letter or digit`);
+  if (whole.includes('/')) throw new ValidationError(field, `${shown} contains "/"; use "-" or "_" instead`);
+  if (whole.includes('@')) throw new ValidationError(field, `${shown} contains "@"; "@" separates a branch only in REMOTE/DOT@BRANCH`);
+  if (/\s/.test(whole)) throw new ValidationError(field, `${shown} contains a space; use "-" or "_" instead`);
+  if (whole.includes('..')) throw new ValidationError(field, `${shown} contains ".."; a single "." separates a dot from its subdot`);
+  if (part === '') throw new ValidationError(field, `${shown} has an empty ${what} name`);
+  if (!PART_RE.test(part)) {
+    throw new ValidationError(field, `${shown}: the ${what} name ${JSON.stringify(part)} may use only letters, digits, "-" and "_", starting with a letter or digit`);
+  }
+}
+
+export interface DotRef {
+  dot: string;
+  /** Null for the bare dot, which is its __default__ subdot. */
+  subdot: string | null;
+}
+
+/** Parses DOT or DOT.SUBDOT ("myapp.postgres"), naming the field in every error. */
+export function parseDotRef(field: string, text: string): DotRef {
+  if (text === '') throw new ValidationError(field, 'must not be empty; give a dot name like myapp or myapp.postgres');
+  const dotAt = text.indexOf('.');
+  const dot = dotAt < 0 ? text : text.slice(0, dotAt);
+  const subdot = dotAt < 0 ? null : text.slice(dotAt + 1);
+  checkPart(field, text, dot, 'dot');
+  if (subdot !== null) {
+    if (subdot.includes('.')) throw new ValidationError(field, `${JSON.stringify(text)} has more than one "."; write DOT or DOT.SUBDOT`);
+    // Subdot names start with a letter or digit, so none can be the bare dot's __default__.
+    checkPart(field, text, subdot, 'subdot');
+  }
+  return { dot, subdot };
+}
+
+/** A dot name without a subdot (commands that act on the whole dot). */
+export function parseDotName(field: string, text: string): string {
+  const ref = parseDotRef(field, text);
+  if (ref.subdot !== null) throw new ValidationError(field, `${JSON.stringify(text)} names a subdot; this command takes the whole dot (${ref.dot})`);
+  return ref.dot;
+}
+
+export function validateBranch(field: string, text: string): string {
+  if (text === '') throw new ValidationError(field, 'must not be empty');
+  checkPart(field, text, text, 'branch');
+  return text;
+}
+
+export function subdotDir(subdot: string | null): string {
+  return subdot ?? DEFAULT_SUBDOT;
+}
+
+export function dotRefName(ref: DotRef): string {
+  return ref.subdot === null ? ref.dot : `${ref.dot}.${ref.subdot}`;
+}
+
+export interface RemoteDotRef {
+  remote: string;
+  dot: string;
+  branch: string | null;
+}
+
+/** Parses REMOTE/DOT[@BRANCH] for pull and seeds. */
+export function parseRemoteDotRef(field: string, text: string): RemoteDotRef {
+  const slash = text.indexOf('/');
+  if (slash <= 0) throw new ValidationError(field, `${JSON.stringify(text)} is not REMOTE/DOT[@BRANCH]; add a remote with: knarr dot remote add NAME URL`);
+  const remote = text.slice(0, slash);
+  const rest = text.slice(slash + 1);
+  const at = rest.indexOf('@');
+  const dotText = at < 0 ? rest : rest.slice(0, at);
+  const branch = at < 0 ? null : validateBranch(field, rest.slice(at + 1));
+  checkPart(field, remote, remote, 'remote');
+  return { remote, dot: parseDotName(field, dotText), branch };
+}
+
+/** `--meta k=v` pairs; keys are simple identifiers so they survive every on-disk format. */
+export function parseMeta(field: string, pairs: string[]): Record<string, string> {
+  const meta: Record<string, string> = {};
+  for (const p of pairs) {
+    const eq = p.indexOf('=');
+    const key = eq < 0 ? p : p.slice(0, eq);
+    if (eq < 0 || !/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/.test(key)) {
+      throw new ValidationError(field, `${JSON.stringify(p)} is not KEY=VALUE with a key of letters, digits, "_", "-" or "."`);
+    }
+    meta[key] = p.slice(eq + 1);
+  }
+  return meta;
+}
+
+export function validateMessage(field: string, message: string | undefined): string {
+  if (message === undefined || message.trim() === '') throw new ValidationError(field, 'a commit needs a message: -m "what changed"');
+  if (message.length > 4096) throw new ValidationError(field, `the message is ${message.length} characters long; use at most 4096`);
+  return message;
+}
+
+/** Commit ids sort by creation time: 10 base-36 digits of milliseconds, then 8 random hex digits. */
+export function newCommitId(now = Date.now(), random: Buffer = randomBytes(4)): string {
+  return `${now.toString(36).padStart(10, '0')}${random.toString('hex')}`;
+}
+
+export const COMMIT_ID_RE = /^[0-9a-z]{10}[0-9a-f]{8}$/;
+
+export interface CommitRecord {
+  id: string;
+  dot: string;
+  branch: string;
+  parent: string | null;
+  message: string;
+  author: string;
+  time: string;
+  meta: Record<string, string>;
+}
+
+export interface BranchRecord {
+  head: string | null;
+  /** Where the branch was made from; null for master. */
+  from: { branch: string; commit: string } | null;
+  createdAt: string;
+}
+
+export interface DotRecord {
+  name: string;
+  pool: string;
+  subdots: string[];
+  branches: Record<string, BranchRecord>;
+  activeBranch: string;
+  /** Mount targets by subdot directory name. */
+  mounts: Record<string, string>;
+  /** Set on a clone or a pulled dot. */
+  origin: { dot?: string; commit?: string; remote?: string; branch?: string } | null;
+  createdAt: string;
+}
+
+/** A branch's history, newest first, following parents from its head. */
+export function chain(commits: Map<string, CommitRecord>, head: string | null): CommitRecord[] {
+  const out: CommitRecord[] = [];
+  const seen = new Set<string>();
+  for (let id = head; id && !seen.has(id); ) {
+    seen.add(id);
+    const c = commits.get(id);
+    if (!c) break;
+    out.push(c);
+    id = c.parent;
+  }
+  return out;
+}
+
+/** Resolves a commit given by id or unique id prefix among candidates. */
+export function resolveCommit(field: string, candidates: CommitRecord[], text: string): CommitRecord {
+  const matches = candidates.filter((c) => c.id === text || (text.length >= 4 && c.id.startsWith(text)));
+  if (matches.length === 1) return matches[0]!;
+  if (matches.length > 1) throw new ValidationError(field, `${JSON.stringify(text)} matches ${matches.length} commits; give more of the id`);
+  throw new ValidationError(field, `no commit ${JSON.stringify(text)} on this branch; see: knarr dot log`);
+}
+
+export type TransferPlan =
+  | { kind: 'up-to-date' }
+  | { kind: 'send'; base: string | null; commits: string[] }
+  | { kind: 'diverged'; common: string | null; localOnly: string[]; remoteOnly: string[] };
+
+/**
+ * What must travel so `to` gets every commit of `from` (each chain oldest first): only the commits
+ * `to` lacks, sent on top of the newest commit both have. Refuses when `to` has commits `from` lacks.
+ */
+export function planTransfer(from: string[], to: string[]): TransferPlan {
+  let common = -1;
+  while (common + 1 < from.length && common + 1 < to.length && from[common + 1] === to[common + 1]) common++;
+  const fromOnly = from.slice(common + 1);
+  const toOnly = to.slice(common + 1);
+  if (toOnly.length > 0) return { kind: 'diverged', common: common >= 0 ? from[common]! : null, localOnly: fromOnly, remoteOnly: toOnly };
+  if (fromOnly.length === 0) return { kind: 'up-to-date' };
+  return { kind: 'send', base: common >= 0 ? from[common]! : null, commits: fromOnly };
+}

@@ -1,0 +1,93 @@
+import { readdir, readFile, rm } from 'node:fs/promises';
+import type { CommitRecord } from '../../core/dots.js';
+import { writeJsonAtomic } from '../local-state.js';
+import { pathExists } from '../mounts.js';
+import type { Runner } from '../runner.js';
+import { DOTS_DIR } from './dots-zfs.js';
+import type { DotFsRef, DotStorage, PoolRecord } from './driver.js';
+
+/** How a tree-layout driver makes, copies and deletes a filesystem. */
+export interface TreePrimitives {
+  create(runner: Runner, path: string): Promise<void>;
+  /** A copy of src at dst; read-only when it is a commit. */
+  copy(runner: Runner, src: string, dst: string, readOnly: boolean): Promise<void>;
+  remove(runner: Runner, path: string): Promise<void>;
+}
+
+export const btrfsPrimitives: TreePrimitives = {
+  create: async (runner, path) => void (await runner.run(['btrfs', 'subvolume', 'create', path])),
+  copy: async (runner, src, dst, readOnly) => void (await runner.run(['btrfs', 'subvolume', 'snapshot', ...(readOnly ? ['-r'] : []), src, dst])),
+  remove: async (runner, path) => void (await runner.run(['btrfs', 'subvolume', 'delete', path])),
+};
+
+export const dirPrimitives: TreePrimitives = {
+  create: (runner, path) => runner.mkdirp(path),
+  copy: async (runner, src, dst) => void (await runner.run(['cp', '-a', '--reflink=auto', src, dst])),
+  remove: async (runner, path) => void (await runner.run(['rm', '-rf', '--one-file-system', path])),
+};
+
+/**
+ * Dots as a directory tree on a mounted pool (btrfs subvolumes, or plain directories):
+ * <pool>/knarr-dots/<dot>/<branch>, commits in .commits/<id>, their records in .knarr/commits/<id>.json.
+ */
+export function treeDots(runner: Runner, prim: TreePrimitives): DotStorage {
+  const dotDir = (pool: PoolRecord, dot: string) => `${pool.mountpoint}/${DOTS_DIR}/${dot}`;
+  const commitPath = (pool: PoolRecord, dot: string, id: string) => `${dotDir(pool, dot)}/.commits/${id}`;
+  const recordPath = (pool: PoolRecord, dot: string, id: string) => `${dotDir(pool, dot)}/.knarr/commits/${id}.json`;
+  const branchPath = (ref: DotFsRef) => `${dotDir(ref.pool, ref.dot)}/${ref.branch}`;
+  return {
+    branchPath,
+    dotExists: async (pool, dot) => pathExists(dotDir(pool, dot)),
+
+    async createBranch(ref, subdirs) {
+      await runner.mkdirp(dotDir(ref.pool, ref.dot));
+      await prim.create(runner, branchPath(ref));
+      for (const d of subdirs) await runner.mkdirp(`${branchPath(ref)}/${d}`);
+    },
+    async ensureSubdir(ref, subdir) {
+      await runner.mkdirp(`${branchPath(ref)}/${subdir}`);
+    },
+    async commit(ref, commit) {
+      await runner.mkdirp(`${dotDir(ref.pool, ref.dot)}/.commits`);
+      await prim.copy(runner, branchPath(ref), commitPath(ref.pool, ref.dot, commit.id), true);
+      // The record is knarr's own bookkeeping, not a host command: --dry-run leaves it out.
+      if (!runner.dryRun) await writeJsonAtomic(recordPath(ref.pool, ref.dot, commit.id), commit);
+    },
+    async diskCommits(pool, dot) {
+      const dir = `${dotDir(pool, dot)}/.knarr/commits`;
+      let names: string[];
+      try {
+        names = await readdir(dir);
+      } catch {
+        return [];
+      }
+      const records = await Promise.all(
+        names.filter((n) => n.endsWith('.json')).map(async (n) => JSON.parse(await readFile(`${dir}/${n}`, 'utf8')) as CommitRecord),
+      );
+      // A record whose snapshot is gone is not a commit on disk.
+      const present = await Promise.all(records.map((r) => pathExists(commitPath(pool, dot, r.id))));
+      return records.filter((_, i) => present[i]);
+    },
+    async branchFrom(src, commit, dst) {
+      await runner.mkdirp(dotDir(dst.pool, dst.dot));
+      await prim.copy(runner, commitPath(src.pool, src.dot, commit), branchPath(dst), false);
+    },
+    async rollback(ref, to, newer) {
+      for (const id of newer) {
+        await prim.remove(runner, commitPath(ref.pool, ref.dot, id));
+        if (!runner.dryRun) await rm(recordPath(ref.pool, ref.dot, id), { force: true });
+      }
+      await prim.remove(runner, branchPath(ref));
+      await prim.copy(runner, commitPath(ref.pool, ref.dot, to), branchPath(ref), false);
+    },
+    async destroyDot(pool, dot) {
+      const dir = dotDir(pool, dot);
+      if (!(await pathExists(dir))) return;
+      const entries = await readdir(dir, { withFileTypes: true });
+      for (const e of entries) if (e.isDirectory() && !e.name.startsWith('.')) await prim.remove(runner, `${dir}/${e.name}`);
+      const commits = (await pathExists(`${dir}/.commits`)) ? await readdir(`${dir}/.commits`) : [];
+      for (const id of commits) await prim.remove(runner, `${dir}/.commits/${id}`);
+      await runner.run(['rm', '-rf', '--one-file-system', dir]);
+    },
+  };
+}
