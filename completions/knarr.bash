@@ -1,17 +1,18 @@
 # bash completion for knarr, generated from the command table by `npm run gen`; do not edit
 _knarr() {
-  local cur prev cmd="" sub="" i w
+  local cur prev path="" i w
   cur="${COMP_WORDS[COMP_CWORD]}"
   prev="${COMP_WORDS[COMP_CWORD-1]}"
+  local groups=' [] [pool] [etcd] [dot] [dot/remote] '
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="${COMP_WORDS[i]}"
     case "$w" in
       -o|--output|--config|--state-dir|--etcd|--fleet) ((i++)); continue ;;
       -*) continue ;;
     esac
-    if [[ -z $cmd ]]; then cmd=$w
-    elif [[ -z $sub && ! " doctor completion " =~ " $cmd " ]]; then sub=$w
-    fi
+    # Words after a leaf command are its arguments, not more of the path.
+    [[ $groups == *" [$path] "* ]] || break
+    path="${path:+$path/}$w"
   done
   case "$prev" in
     -o|--output) COMPREPLY=($(compgen -W 'table json yaml' -- "$cur")); return ;;
@@ -35,34 +36,41 @@ _knarr() {
     --branch) return ;;
     --commit) return ;;
     --hard) return ;;
+    --as) return ;;
   esac
   local globals='--json -o --output --dry-run -v --verbose -q --quiet --config --state-dir --etcd --fleet'
-  case "$cmd/$sub" in
-    /) COMPREPLY=($(compgen -W 'pool etcd dot doctor completion'" $globals" -- "$cur")) ;;
-    pool/) COMPREPLY=($(compgen -W 'init status list destroy'" $globals" -- "$cur")) ;;
-    pool/init) COMPREPLY=($(compgen -W '--name --driver --device --loop-file --size --path --mountpoint --force'" $globals" -- "$cur")) ;;
-    pool/status) COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    pool/list) COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    pool/destroy) COMPREPLY=($(compgen -W '--yes'" $globals" -- "$cur")) ;;
-    etcd/) COMPREPLY=($(compgen -W 'up down status'" $globals" -- "$cur")) ;;
-    etcd/up) COMPREPLY=($(compgen -W '--pool --client-port --peer-port'" $globals" -- "$cur")) ;;
-    etcd/down) COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    etcd/status) COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    dot/) COMPREPLY=($(compgen -W 'init list show commit log branch checkout reset clone mount unmount rm'" $globals" -- "$cur")) ;;
-    dot/init) COMPREPLY=($(compgen -W '--pool'" $globals" -- "$cur")) ;;
-    dot/list) COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    dot/show) COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    dot/commit) COMPREPLY=($(compgen -W '-m --message --meta --author'" $globals" -- "$cur")) ;;
-    dot/log) COMPREPLY=($(compgen -W '--branch'" $globals" -- "$cur")) ;;
-    dot/branch) COMPREPLY=($(compgen -W '--commit'" $globals" -- "$cur")) ;;
-    dot/checkout) COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    dot/reset) COMPREPLY=($(compgen -W '--hard --force'" $globals" -- "$cur")) ;;
-    dot/clone) COMPREPLY=($(compgen -W '--commit'" $globals" -- "$cur")) ;;
-    dot/mount) COMPREPLY=($(compgen -W '--branch'" $globals" -- "$cur")) ;;
-    dot/unmount) COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    dot/rm) COMPREPLY=($(compgen -W '--force'" $globals" -- "$cur")) ;;
-    doctor/) COMPREPLY=($(compgen -W '--fix'" $globals" -- "$cur")) ;;
-    completion/) COMPREPLY=($(compgen -W 'bash zsh fish'" $globals" -- "$cur")) ;;
+  case "$path" in
+    '') COMPREPLY=($(compgen -W 'pool etcd dot doctor completion'" $globals" -- "$cur")) ;;
+    'pool') COMPREPLY=($(compgen -W 'init status list destroy'" $globals" -- "$cur")) ;;
+    'pool/init') COMPREPLY=($(compgen -W '--name --driver --device --loop-file --size --path --mountpoint --force'" $globals" -- "$cur")) ;;
+    'pool/status') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'pool/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'pool/destroy') COMPREPLY=($(compgen -W '--yes'" $globals" -- "$cur")) ;;
+    'etcd') COMPREPLY=($(compgen -W 'up down status'" $globals" -- "$cur")) ;;
+    'etcd/up') COMPREPLY=($(compgen -W '--pool --client-port --peer-port'" $globals" -- "$cur")) ;;
+    'etcd/down') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'etcd/status') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'dot') COMPREPLY=($(compgen -W 'init list show commit log branch checkout reset clone mount unmount push pull remote rm'" $globals" -- "$cur")) ;;
+    'dot/init') COMPREPLY=($(compgen -W '--pool'" $globals" -- "$cur")) ;;
+    'dot/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'dot/show') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'dot/commit') COMPREPLY=($(compgen -W '-m --message --meta --author'" $globals" -- "$cur")) ;;
+    'dot/log') COMPREPLY=($(compgen -W '--branch'" $globals" -- "$cur")) ;;
+    'dot/branch') COMPREPLY=($(compgen -W '--commit'" $globals" -- "$cur")) ;;
+    'dot/checkout') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'dot/reset') COMPREPLY=($(compgen -W '--hard --force'" $globals" -- "$cur")) ;;
+    'dot/clone') COMPREPLY=($(compgen -W '--commit'" $globals" -- "$cur")) ;;
+    'dot/mount') COMPREPLY=($(compgen -W '--branch'" $globals" -- "$cur")) ;;
+    'dot/unmount') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'dot/push') COMPREPLY=($(compgen -W '--branch'" $globals" -- "$cur")) ;;
+    'dot/pull') COMPREPLY=($(compgen -W '--as --pool --stash-on-divergence'" $globals" -- "$cur")) ;;
+    'dot/remote') COMPREPLY=($(compgen -W 'add rm list'" $globals" -- "$cur")) ;;
+    'dot/remote/add') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'dot/remote/rm') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'dot/remote/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'dot/rm') COMPREPLY=($(compgen -W '--force'" $globals" -- "$cur")) ;;
+    'doctor') COMPREPLY=($(compgen -W '--fix'" $globals" -- "$cur")) ;;
+    'completion') COMPREPLY=($(compgen -W 'bash zsh fish'" $globals" -- "$cur")) ;;
   esac
 }
 complete -F _knarr knarr

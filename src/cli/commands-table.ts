@@ -245,6 +245,55 @@ export const COMMANDS: CommandDef[] = [
         handler: () => import('../commands/dot/mount.js').then((m) => m.dotUnmount),
       },
       {
+        name: 'push',
+        summary: 'send the commits a remote lacks (incremental)',
+        args: [dotOnlyArg, { name: 'remote', description: 'remote name, or a URL', required: true }],
+        options: [{ flags: '--branch <name>', description: 'branch to push (default: the active one)' }],
+        examples: [{ command: 'knarr dot push pgdata usb', description: 'push the active branch to the remote "usb"' }],
+        handler: () => import('../commands/dot/push.js').then((m) => m.dotPush),
+      },
+      {
+        name: 'pull',
+        summary: 'fetch a dot or its new commits from a remote',
+        args: [{ name: 'source', description: 'REMOTE/DOT[@BRANCH] (REMOTE may be a URL)', required: true }],
+        options: [
+          { flags: '--as <name>', description: 'local dot name (default: the remote dot name)' },
+          { flags: '--pool <name>', description: 'pool for a new dot (default: the default pool)' },
+          { flags: '--stash-on-divergence', description: 'keep diverged local commits on a new branch instead of refusing' },
+        ],
+        examples: [
+          { command: 'knarr dot pull usb/pgdata', description: 'pull master of pgdata' },
+          { command: 'knarr dot pull file:///mnt/usb/dots/pgdata@exp --as pgdata-exp', description: 'pull a branch from a URL under another name' },
+        ],
+        handler: () => import('../commands/dot/pull.js').then((m) => m.dotPull),
+      },
+      {
+        name: 'remote',
+        summary: 'named remotes: file:// directories (ssh:// not yet)',
+        subcommands: [
+          {
+            name: 'add',
+            summary: 'add a remote',
+            args: [{ name: 'name', description: 'remote name', required: true }, { name: 'url', description: 'file:///dir', required: true }],
+            examples: [{ command: 'knarr dot remote add usb file:///mnt/usb/dots', description: 'a remote on a mounted disk' }],
+            handler: () => import('../commands/dot/remote.js').then((m) => m.remoteAdd),
+          },
+          {
+            name: 'rm',
+            summary: 'remove a remote',
+            args: [{ name: 'name', description: 'remote name', required: true }],
+            examples: [{ command: 'knarr dot remote rm usb', description: 'forget the remote "usb"' }],
+            handler: () => import('../commands/dot/remote.js').then((m) => m.remoteRm),
+          },
+          {
+            name: 'list',
+            summary: 'list remotes',
+            examples: [{ command: 'knarr dot remote list', description: 'remotes and their URLs' }],
+            handler: () => import('../commands/dot/remote.js').then((m) => m.remoteList),
+          },
+        ],
+      },
+      {
         name: 'rm',
         summary: 'remove a dot with all its branches and commits',
         args: [dotOnlyArg],

@@ -1,6 +1,6 @@
 import { ENV_VARS } from '../core/config.js';
 import { EXIT_CODE_DOCS } from '../core/errors.js';
-import { COMMANDS, GLOBAL_OPTIONS, type ArgDef, type CommandDef, type OptionDef } from './commands-table.js';
+import { COMMANDS, GLOBAL_OPTIONS, leafCommands, type ArgDef, type CommandDef, type OptionDef } from './commands-table.js';
 
 /** Escapes text for roff: backslashes, and a leading dot or quote that would read as a request. */
 function esc(text: string): string {
@@ -86,7 +86,7 @@ function mainPage(): string {
 
 function groupPage(c: CommandDef): string {
   const lines = [...header(`knarr-${c.name}`, c.summary), '.SH DESCRIPTION', esc(c.description ?? c.summary), '.SH COMMANDS'];
-  if (c.subcommands) for (const s of c.subcommands) lines.push(...leafSection([c.name, s.name], s));
+  if (c.subcommands) for (const { path, def } of leafCommands(c.subcommands, [c.name])) lines.push(...leafSection(path, def));
   else lines.push(...leafSection([c.name], c));
   lines.push('.SH GLOBAL OPTIONS', esc('All global options of knarr(1) apply, e.g. --json, --dry-run, --verbose.'));
   lines.push('.SH SEE ALSO', COMMON_SEE_ALSO(`knarr-${c.name}`), '');

@@ -70,8 +70,18 @@ export interface RemoteDotRef {
   branch: string | null;
 }
 
-/** Parses REMOTE/DOT[@BRANCH] for pull and seeds. */
+/** Parses REMOTE/DOT[@BRANCH] for pull and seeds; REMOTE may be a URL (the last path segment is the dot). */
 export function parseRemoteDotRef(field: string, text: string): RemoteDotRef {
+  if (text.includes('://')) {
+    const at = text.lastIndexOf('@');
+    const slash = text.lastIndexOf('/');
+    const hasBranch = at > slash;
+    const body = hasBranch ? text.slice(0, at) : text;
+    const cut = body.lastIndexOf('/');
+    const remote = body.slice(0, cut);
+    if (cut < 0 || remote.endsWith(':/') || remote.endsWith(':')) throw new ValidationError(field, `${JSON.stringify(text)} names no dot; write URL/DOT, e.g. file:///mnt/usb/dots/myapp`);
+    return { remote, dot: parseDotName(field, body.slice(cut + 1)), branch: hasBranch ? validateBranch(field, text.slice(at + 1)) : null };
+  }
   const slash = text.indexOf('/');
   if (slash <= 0) throw new ValidationError(field, `${JSON.stringify(text)} is not REMOTE/DOT[@BRANCH]; add a remote with: knarr dot remote add NAME URL`);
   const remote = text.slice(0, slash);
@@ -166,7 +176,7 @@ export function resolveCommit(field: string, candidates: CommitRecord[], text: s
 export type TransferPlan =
   | { kind: 'up-to-date' }
   | { kind: 'send'; base: string | null; commits: string[] }
-  | { kind: 'diverged'; common: string | null; localOnly: string[]; remoteOnly: string[] };
+  | { kind: 'diverged'; common: string | null; fromOnly: string[]; toOnly: string[] };
 
 /**
  * What must travel so `to` gets every commit of `from` (each chain oldest first): only the commits
@@ -177,7 +187,7 @@ export function planTransfer(from: string[], to: string[]): TransferPlan {
   while (common + 1 < from.length && common + 1 < to.length && from[common + 1] === to[common + 1]) common++;
   const fromOnly = from.slice(common + 1);
   const toOnly = to.slice(common + 1);
-  if (toOnly.length > 0) return { kind: 'diverged', common: common >= 0 ? from[common]! : null, localOnly: fromOnly, remoteOnly: toOnly };
+  if (toOnly.length > 0) return { kind: 'diverged', common: common >= 0 ? from[common]! : null, fromOnly, toOnly };
   if (fromOnly.length === 0) return { kind: 'up-to-date' };
   return { kind: 'send', base: common >= 0 ? from[common]! : null, commits: fromOnly };
 }

@@ -1,6 +1,8 @@
 import { spawn } from 'node:child_process';
 import { mkdir, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { ExternalCommandError, InterruptedError, PrerequisiteError } from '../core/errors.js';
 import { packageFor } from './packages.js';
 
@@ -29,6 +31,16 @@ export interface DetachedOptions {
   logFile: string;
   cwd?: string;
   env?: Record<string, string>;
+}
+
+export interface PipeOptions {
+  /** Fed to the command's stdin, with backpressure. */
+  stdin?: Readable;
+  /** Receives the command's stdout, with backpressure. */
+  stdout?: Writable;
+  /** How --dry-run and --verbose show the redirection, e.g. "> /mnt/remote/s1". */
+  redirect?: string;
+  mutates?: boolean;
 }
 
 export interface RunnerOptions {
@@ -127,6 +139,43 @@ export class Runner {
     const ok = result.exitCode === 0 || (opts.okExitCodes ?? []).includes(result.exitCode);
     if (!ok) throw new ExternalCommandError(argv, result.exitCode, result.stderr);
     return result;
+  }
+
+  /** Streams bytes through a command (zfs send/recv, btrfs send/receive, tar) without buffering them. */
+  async pipe(argv: readonly string[], opts: PipeOptions): Promise<void> {
+    const shown = opts.redirect ? [...argv, opts.redirect] : argv;
+    if ((opts.mutates ?? true) && this.dryRun) {
+      this.planned.push(opts.redirect ? `${formatArgv(argv)} ${opts.redirect}` : formatArgv(argv));
+      return;
+    }
+    if (this.signal?.aborted) throw new InterruptedError();
+    const started = performance.now();
+    const child = spawn(argv[0]!, argv.slice(1), {
+      env: this.env,
+      stdio: [opts.stdin ? 'pipe' : 'ignore', opts.stdout ? 'pipe' : 'ignore', 'pipe'],
+      shell: false,
+      signal: this.signal,
+    });
+    const err: Buffer[] = [];
+    child.stderr!.on('data', (b: Buffer) => err.push(b));
+    const exited = new Promise<number>((resolve, reject) => {
+      child.on('error', (e: NodeJS.ErrnoException) => {
+        const pkg = packageFor(argv[0]!);
+        if (e.code === 'ENOENT') reject(new PrerequisiteError(`${argv[0]} is not installed or not on PATH`, { hint: pkg ? `install the Debian package ${pkg}` : undefined, cause: e }));
+        else if (e.name === 'AbortError') reject(new InterruptedError());
+        else reject(e);
+      });
+      child.on('close', (code, sig) => resolve(code ?? (sig ? 128 : 1)));
+    });
+    const flows: Promise<void>[] = [];
+    if (opts.stdin) flows.push(pipeline(opts.stdin, child.stdin!));
+    if (opts.stdout) flows.push(pipeline(child.stdout!, opts.stdout));
+    // A failing command usually breaks its pipes too: report the command's own error first.
+    const [code, piped] = await Promise.all([exited, Promise.allSettled(flows)]);
+    if (this.verbose) this.log(`+ ${formatArgv(shown)}  (${Math.round(performance.now() - started)}ms, exit ${code})`);
+    if (code !== 0) throw new ExternalCommandError(argv, code, Buffer.concat(err).toString('utf8'));
+    const broken = piped.find((p): p is PromiseRejectedResult => p.status === 'rejected');
+    if (broken) throw broken.reason;
   }
 
   /** Starts a long-lived process (etcd, a daemon) detached from knarr, output appended to logFile. */

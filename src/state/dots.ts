@@ -51,4 +51,20 @@ export class DotRepo {
   async deleteCommit(dot: string, id: string): Promise<void> {
     if (!this.dryRun) await this.store.delete(this.keys.hostDotCommit(this.host, dot, id));
   }
+
+  async getRemote(name: string): Promise<string | null> {
+    return this.store.get(this.keys.remote(this.host, name));
+  }
+
+  async listRemotes(): Promise<{ name: string; url: string }[]> {
+    return (await this.store.list(this.keys.remotes(this.host))).map((kv) => ({ name: kv.key.slice(kv.key.lastIndexOf('/') + 1), url: kv.value }));
+  }
+
+  async putRemote(name: string, url: string): Promise<void> {
+    if (!this.dryRun) await this.store.put(this.keys.remote(this.host, name), url);
+  }
+
+  async deleteRemote(name: string): Promise<boolean> {
+    return this.dryRun ? true : this.store.delete(this.keys.remote(this.host, name));
+  }
 }

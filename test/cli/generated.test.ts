@@ -38,6 +38,10 @@ describe('generated completions and man pages', () => {
     expect(await complete('knarr', '--json', 'pool', 'init', '--')).toEqual(expect.arrayContaining(['--driver', '--loop-file', '--force', '--dry-run']));
     expect(await complete('knarr', 'pool', 'init', '--driver', '')).toEqual(['zfs', 'btrfs', 'lvm', 'dir']);
     expect(await complete('knarr', 'completion', '')).toEqual(expect.arrayContaining(['bash', 'zsh', 'fish']));
+    expect(await complete('knarr', 'dot', 'remote', '')).toEqual(expect.arrayContaining(['add', 'rm', 'list']));
+    // After a leaf command, words are its arguments: its options stay on offer.
+    expect(await complete('knarr', 'dot', 'commit', 'app', '--')).toEqual(expect.arrayContaining(['--message', '--meta']));
+    expect(await complete('knarr', 'dot', 'pull', 'usb/app', '--')).toContain('--stash-on-divergence');
   });
 
   it.skipIf(!haveTools('zsh'))('zsh completion parses', async () => {

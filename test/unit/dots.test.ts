@@ -43,6 +43,9 @@ describe('dot names', () => {
     expect(parseRemoteDotRef('--seed', 'hub/myapp')).toEqual({ remote: 'hub', dot: 'myapp', branch: null });
     expect(parseRemoteDotRef('--seed', 'hub/myapp@exp')).toEqual({ remote: 'hub', dot: 'myapp', branch: 'exp' });
     expect(() => parseRemoteDotRef('--seed', 'myapp')).toThrow(/not REMOTE\/DOT/);
+    expect(parseRemoteDotRef('--seed', 'file:///mnt/usb/dots/myapp@exp')).toEqual({ remote: 'file:///mnt/usb/dots', dot: 'myapp', branch: 'exp' });
+    expect(parseRemoteDotRef('--seed', 'ssh://op@h1/myapp')).toEqual({ remote: 'ssh://op@h1', dot: 'myapp', branch: null });
+    expect(() => parseRemoteDotRef('--seed', 'file:///myapp x')).toThrow(/space/);
     expect(() => parseRemoteDotRef('--seed', 'hub/my app')).toThrow(/space/);
   });
   it('parses --meta and checks messages', () => {
@@ -86,7 +89,7 @@ describe('planTransfer (push and pull)', () => {
     expect(planTransfer(['a', 'b'], ['a', 'b'])).toEqual({ kind: 'up-to-date' });
   });
   it('refuses when the other side has commits this side lacks', () => {
-    expect(planTransfer(['a', 'b'], ['a', 'x'])).toEqual({ kind: 'diverged', common: 'a', localOnly: ['b'], remoteOnly: ['x'] });
-    expect(planTransfer(['a'], ['a', 'b'])).toEqual({ kind: 'diverged', common: 'a', localOnly: [], remoteOnly: ['b'] });
+    expect(planTransfer(['a', 'b'], ['a', 'x'])).toEqual({ kind: 'diverged', common: 'a', fromOnly: ['b'], toOnly: ['x'] });
+    expect(planTransfer(['a'], ['a', 'b'])).toEqual({ kind: 'diverged', common: 'a', fromOnly: [], toOnly: ['b'] });
   });
 });

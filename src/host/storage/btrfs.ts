@@ -1,6 +1,7 @@
 import { ConflictError } from '../../core/errors.js';
 import { mountAt, pathExists, spaceOf } from '../mounts.js';
 import type { Runner } from '../runner.js';
+import { treeTransfer } from './transfer-tree.js';
 import { btrfsPrimitives, treeDots } from './dots-tree.js';
 import { checkForeign, createLoopFile, probeSources } from './common.js';
 import {
@@ -84,4 +85,5 @@ export const btrfsDriver: StorageDriver = {
   },
 
   dots: (runner: Runner) => treeDots(runner, btrfsPrimitives),
+  transfer: (runner: Runner) => treeTransfer(runner, btrfsPrimitives, 'btrfs'),
 };

@@ -2,6 +2,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { ConflictError } from '../../core/errors.js';
 import { pathExists, spaceOf } from '../mounts.js';
 import type { Runner } from '../runner.js';
+import { treeTransfer } from './transfer-tree.js';
 import { dirPrimitives, treeDots } from './dots-tree.js';
 import {
   missingStatus,
@@ -56,4 +57,5 @@ export const dirDriver: StorageDriver = {
   },
 
   dots: (runner: Runner) => treeDots(runner, dirPrimitives),
+  transfer: (runner: Runner) => treeTransfer(runner, dirPrimitives, 'tar'),
 };

@@ -49,6 +49,7 @@ export interface StorageDriver {
   ensureVolume(record: PoolRecord, volume: string, runner: Runner): Promise<VolumeInfo>;
   /** Versioned filesystems for dots on this driver's pools. */
   dots(runner: Runner): DotStorage;
+  transfer(runner: Runner): DotTransfer;
 }
 
 /** Vdevs or sources of a pool: its devices, else its loop file. */
@@ -76,6 +77,29 @@ export interface DotFsRef {
   pool: PoolRecord;
   dot: string;
   branch: string;
+  /** In the staging area a pull receives into, invisible until published. */
+  staging?: boolean;
+}
+
+/** Moves dot commits as streams: what push writes to a remote and pull reads back. */
+export interface DotTransfer {
+  readonly format: import('../../core/remote.js').StreamFormat;
+  /** Streams can carry only the change since a base commit. */
+  readonly incremental: boolean;
+  /** Each branch filesystem keeps its own copy of its commits (zfs); else commits are shared by the dot's branches. */
+  readonly perBranchHistory: boolean;
+  /** argv writing the commit's stream to stdout, incremental from base (which may sit on another branch). */
+  sendArgv(ref: DotFsRef, commit: string, base: { ref: DotFsRef; id: string } | null): string[];
+  /** Reads one commit's stream into the dot's commits (base already received). */
+  receive(ref: DotFsRef, commit: import('../../core/dots.js').CommitRecord, base: string | null, input: import('node:stream').Readable, source: string): Promise<void>;
+  /** Renames a branch's filesystem (a pull keeps diverged local commits this way). */
+  renameBranch(ref: DotFsRef, to: string): Promise<void>;
+  /** Makes the branch's writable filesystem show head after receiving. */
+  settleBranch(ref: DotFsRef, head: string): Promise<void>;
+  /** Moves a dot received into staging to its place under knarr-dots. */
+  publish(pool: PoolRecord, dot: string): Promise<void>;
+  /** Drops what an interrupted pull left in staging. */
+  discardStaging(pool: PoolRecord, dot: string): Promise<void>;
 }
 
 /**

@@ -160,4 +160,7 @@ export const lvmDriver: StorageDriver = {
   dots(): never {
     throw new PrerequisiteError('dots on lvm pools are not supported yet', { hint: 'keep dots on a zfs, btrfs or dir pool (knarr dot init DOT --pool NAME)' });
   },
+  transfer(): never {
+    throw new PrerequisiteError('dots on lvm pools are not supported yet');
+  },
 };

@@ -1,6 +1,7 @@
 import { dirname } from 'node:path';
 import { pathExists } from '../mounts.js';
 import type { Runner } from '../runner.js';
+import { zfsTransfer } from './transfer-zfs.js';
 import { zfsDots } from './dots-zfs.js';
 import { checkForeign, createLoopFile, probeSources, runRetryingBusy } from './common.js';
 import {
@@ -101,4 +102,5 @@ export const zfsDriver: StorageDriver = {
   },
 
   dots: (runner: Runner) => zfsDots(runner),
+  transfer: (runner: Runner) => zfsTransfer(runner),
 };

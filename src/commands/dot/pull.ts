@@ -1,0 +1,165 @@
+import { Readable } from 'node:stream';
+import { DEFAULT_BRANCH, chain, parseDotName, parseRemoteDotRef, planTransfer, type CommitRecord, type DotRecord } from '../../core/dots.js';
+import { ConflictError, NotFoundError } from '../../core/errors.js';
+import type { Manifest } from '../../core/remote.js';
+import type { PoolRecord } from '../../core/pool.js';
+import type { FileRemote } from '../../host/remote-file.js';
+import type { DotFsRef, DotTransfer } from '../../host/storage/driver.js';
+import type { DotRepo } from '../../state/dots.js';
+import { selectPool } from '../pool/select.js';
+import { optBool, optString, type Context, type Handler } from '../types.js';
+import { dotHandle, remount, shortId, unmountSubdots, withDots } from './common.js';
+import { openRemote, resolveRemote } from './remote.js';
+
+export interface PullRequest {
+  remote: string;
+  dot: string;
+  branch: string | null;
+  as?: string;
+  pool?: string;
+  stashOnDivergence?: boolean;
+}
+
+export interface PullResult {
+  dot: string;
+  branch: string;
+  action: 'pulled' | 'fast-forward' | 'up-to-date' | 'stashed-and-pulled';
+  received: string[];
+  stash: string | null;
+}
+
+/** Receives commits (oldest first) from the remote into ref, each stream checked before it reaches the pool. */
+async function receiveChain(ctx: Context, remote: FileRemote, manifest: Manifest, transfer: DotTransfer, ref: DotFsRef, ids: string[], base: string | null): Promise<CommitRecord[]> {
+  const got: CommitRecord[] = [];
+  let prev = base;
+  for (const id of ids) {
+    const entry = manifest.commits[id]!;
+    // A stream made on top of a commit this side does not hold cannot be applied.
+    if (entry.base !== null && entry.base !== prev) {
+      throw new ConflictError(`stream ${entry.file} applies on top of ${shortId(entry.base)}, but this side is at ${shortId(prev)}`, { hint: 'pull the branch it was pushed from' });
+    }
+    const record: CommitRecord = { ...entry.record, branch: ref.branch };
+    ctx.events.step(`pull ${ref.dot}: commit ${shortId(id)} (${entry.bytes} bytes)`);
+    const source = remote.streamPath(manifest.dot, entry.file);
+    // Under --dry-run nothing is read: the receive commands are only recorded.
+    const input = ctx.runner.dryRun ? Readable.from([]) : await remote.openVerified(manifest.dot, entry.file, entry.sha256);
+    await transfer.receive(ref, record, entry.base, input, source);
+    got.push(record);
+    prev = id;
+  }
+  return got;
+}
+
+/** Pulls REMOTE/DOT[@BRANCH]; shared by `dot pull` and `onboot --seed`. Never overwrites diverged local commits. */
+export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Promise<PullResult> {
+  const { name: remoteName, url } = await resolveRemote(repo, 'REMOTE', req.remote);
+  const remote = openRemote(url);
+  await remote.ensureRoot();
+  const manifest = await remote.readManifest(req.dot);
+  if (!manifest) throw new NotFoundError(`remote ${remoteName} has no dot ${req.dot}`, { hint: `push it there first: knarr dot push ${req.dot} ${remoteName}` });
+  const branch = req.branch ?? DEFAULT_BRANCH;
+  const remoteChain = manifest.branches[branch]?.commits;
+  if (!remoteChain || remoteChain.length === 0) {
+    throw new NotFoundError(`remote ${remoteName} has no branch ${branch} of ${req.dot}`, { hint: `it has: ${Object.keys(manifest.branches).join(', ') || 'nothing'}` });
+  }
+  const localName = req.as ?? req.dot;
+  const existing = await repo.get(localName);
+  const pool: PoolRecord = existing ? (await dotHandle(ctx, existing)).pool : await selectPool(ctx, req.pool);
+  const transfer = ctx.drivers[pool.driver].transfer(ctx.runner);
+  if (manifest.format !== transfer.format) {
+    throw new ConflictError(`remote ${remoteName} holds ${req.dot} as ${manifest.format} streams; pool ${pool.name} is ${pool.driver} (${transfer.format})`, {
+      hint: 'pull it onto a pool of the same kind (--pool)',
+    });
+  }
+  const head = remoteChain[remoteChain.length - 1]!;
+  const origin = { remote: remoteName, dot: req.dot, branch };
+
+  if (!existing) {
+    // Received into staging and published whole: an interrupted pull leaves no visible dot, and a re-run starts clean.
+    await transfer.discardStaging(pool, localName);
+    const staging: DotFsRef = { pool, dot: localName, branch, staging: true };
+    const got = await receiveChain(ctx, remote, manifest, transfer, staging, remoteChain, null);
+    await transfer.settleBranch(staging, head);
+    await transfer.publish(pool, localName);
+    for (const c of got) await repo.putCommit(c);
+    const now = new Date().toISOString();
+    const dot: DotRecord = {
+      name: localName,
+      pool: pool.name,
+      subdots: [...manifest.subdots],
+      branches: { [branch]: { head, from: null, createdAt: now } },
+      activeBranch: branch,
+      mounts: {},
+      origin,
+      createdAt: now,
+    };
+    if (!(await repo.create(dot))) throw new ConflictError(`dot ${localName} was created by another command during the pull`);
+    ctx.events.done();
+    return { dot: localName, branch, action: 'pulled', received: got.map((c) => c.id), stash: null };
+  }
+
+  const h = await dotHandle(ctx, existing);
+  const commits = await repo.commits(localName);
+  const localChain = chain(commits, existing.branches[branch]?.head ?? null).reverse().map((c) => c.id);
+  const plan = planTransfer(remoteChain, localChain);
+  if (plan.kind === 'up-to-date') return { dot: localName, branch, action: 'up-to-date', received: [], stash: null };
+
+  let stash: string | null = null;
+  let base: string | null = plan.kind === 'send' ? plan.base : null;
+  let toReceive = plan.kind === 'send' ? plan.commits : remoteChain;
+  const branches = { ...existing.branches };
+  const active = existing.activeBranch === branch;
+  const mounted = active ? { ...existing.mounts } : {};
+  if (active) await unmountSubdots(ctx, existing);
+  if (plan.kind === 'diverged') {
+    if (!req.stashOnDivergence) {
+      if (active) await remount(ctx, h, mounted);
+      throw new ConflictError(`${localName}@${branch} has local commits the remote lacks (${plan.toOnly.map(shortId).join(', ')}); a pull never overwrites them`, {
+        hint: 'push them, or keep them as a branch and pull with --stash-on-divergence',
+      });
+    }
+    stash = `${branch}-stash-${Date.now().toString(36)}`;
+    await transfer.renameBranch(h.ref(branch), stash);
+    branches[stash] = { ...existing.branches[branch]! };
+    for (const id of plan.toOnly) {
+      const c = commits.get(id);
+      if (c) await repo.putCommit({ ...c, branch: stash });
+    }
+    // A branch filesystem with its own history is rebuilt from the remote's first commit; shared commits need only the rest.
+    if (!transfer.perBranchHistory) {
+      base = plan.common;
+      toReceive = plan.fromOnly;
+    }
+  }
+  const got = await receiveChain(ctx, remote, manifest, transfer, h.ref(branch), toReceive, base);
+  await transfer.settleBranch(h.ref(branch), head);
+  if (active) await remount(ctx, h, mounted);
+  for (const c of got) await repo.putCommit(c);
+  branches[branch] = { ...(branches[branch] ?? { from: null, createdAt: new Date().toISOString() }), head };
+  await repo.put({ ...existing, branches, origin: existing.origin ?? origin });
+  ctx.events.done();
+  return { dot: localName, branch, action: stash ? 'stashed-and-pulled' : 'fast-forward', received: got.map((c) => c.id), stash };
+}
+
+/** `knarr dot pull REMOTE/DOT[@BRANCH] [--as LOCAL] [--pool P] [--stash-on-divergence]`. */
+export const dotPull: Handler = async ({ args, opts }, ctx) => {
+  const ref = parseRemoteDotRef('REMOTE/DOT', args[0] as string);
+  const asName = optString(opts, 'as');
+  const req: PullRequest = {
+    remote: ref.remote,
+    dot: ref.dot,
+    branch: ref.branch,
+    as: asName === undefined ? undefined : parseDotName('--as', asName),
+    pool: optString(opts, 'pool'),
+    stashOnDivergence: optBool(opts, 'stashOnDivergence'),
+  };
+  return withDots(ctx, async (repo) => {
+    const r = await pullDot(ctx, repo, req);
+    const lines = [
+      r.action === 'up-to-date' ? `${r.dot}@${r.branch} is up to date` : `${r.action}: ${r.dot}@${r.branch}, ${r.received.length} commit(s)`,
+      ...(r.stash ? [`local commits kept on branch ${r.stash}`] : []),
+    ];
+    return { data: r, view: { kind: 'lines', lines } };
+  });
+};
+

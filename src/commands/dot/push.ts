@@ -1,0 +1,72 @@
+import { chain, parseDotName, planTransfer, validateBranch } from '../../core/dots.js';
+import { ConflictError, NotFoundError, UserError } from '../../core/errors.js';
+import { emptyManifest, type ManifestCommit } from '../../core/remote.js';
+import { optString, type Handler } from '../types.js';
+import { dotHandle, requireDot, shortId, withDots } from './common.js';
+import { openRemote, resolveRemote } from './remote.js';
+
+/** `knarr dot push DOT REMOTE [--branch B]`: send the commits the remote lacks, one stream each. */
+export const dotPush: Handler = async ({ args, opts }, ctx) => {
+  const name = parseDotName('DOT', args[0] as string);
+  const branchOpt = optString(opts, 'branch');
+  return withDots(ctx, async (repo) => {
+    const dot = await requireDot(repo, name);
+    const branch = branchOpt === undefined ? dot.activeBranch : validateBranch('--branch', branchOpt);
+    if (!dot.branches[branch]) throw new NotFoundError(`dot ${name} has no branch ${branch}`);
+    const { name: remoteName, url } = await resolveRemote(repo, 'REMOTE', args[1] as string);
+    const remote = openRemote(url);
+    await remote.ensureRoot();
+    const commits = await repo.commits(name);
+    const local = chain(commits, dot.branches[branch]!.head).reverse();
+    if (local.length === 0) throw new UserError(`branch ${branch} of ${name} has no commits to push`, { hint: `commit first: knarr dot commit ${name} -m MESSAGE` });
+
+    const h = await dotHandle(ctx, dot);
+    const transfer = ctx.drivers[h.pool.driver].transfer(ctx.runner);
+    const manifest = (await remote.readManifest(name)) ?? emptyManifest(name, transfer.format, dot.subdots);
+    if (manifest.format !== transfer.format) {
+      throw new ConflictError(`remote ${remoteName} holds ${name} as ${manifest.format} streams; this host keeps it on a ${h.pool.driver} pool (${transfer.format})`);
+    }
+    const remoteChain = manifest.branches[branch]?.commits ?? [];
+    const plan = planTransfer(local.map((c) => c.id), remoteChain);
+    if (plan.kind === 'diverged') {
+      throw new ConflictError(`remote ${remoteName} has commits of ${name}@${branch} this host lacks (${plan.toOnly.map(shortId).join(', ')})`, {
+        hint: `pull them first: knarr dot pull ${remoteName}/${name}@${branch} --stash-on-divergence`,
+      });
+    }
+    if (plan.kind === 'up-to-date') {
+      return { data: { dot: name, remote: remoteName, branch, sent: [], action: 'up-to-date' }, view: { kind: 'lines', lines: [`${remoteName} already has ${name}@${branch}`] } };
+    }
+
+    const sent: { id: string; bytes: number; incremental: boolean }[] = [];
+    let base = plan.base;
+    let onRemote = [...remoteChain];
+    for (const id of plan.commits) {
+      const record = commits.get(id)!;
+      const streamBase = transfer.incremental && base ? { ref: h.ref(commits.get(base)!.branch), id: base } : null;
+      let entry: ManifestCommit | undefined = manifest.commits[id];
+      if (!entry) {
+        const file = `${id}.${transfer.format}`;
+        ctx.events.step(`push ${name}: commit ${shortId(id)}${streamBase ? ' (incremental)' : ''}`);
+        const argv = transfer.sendArgv(h.ref(record.branch), id, streamBase);
+        const stored = ctx.runner.dryRun
+          ? (await ctx.runner.pipe(argv, { redirect: `> ${remote.streamPath(name, file)}` }), { file, bytes: 0, sha256: '' })
+          : await remote.writeStream(name, file, (out) => ctx.runner.pipe(argv, { stdout: out, redirect: `> ${remote.streamPath(name, file)}` }));
+        entry = { record, base: streamBase?.id ?? null, ...stored };
+        sent.push({ id, bytes: stored.bytes, incremental: streamBase !== null });
+      }
+      onRemote = [...onRemote, id];
+      manifest.commits[id] = entry;
+      manifest.branches[branch] = { commits: onRemote };
+      manifest.subdots = [...new Set([...manifest.subdots, ...dot.subdots])].sort();
+      // After every stream: an interrupted push resumes from here.
+      if (!ctx.runner.dryRun) await remote.writeManifest(manifest);
+      base = id;
+    }
+    ctx.events.done();
+    return {
+      data: { dot: name, remote: remoteName, branch, sent, action: 'pushed' },
+      view: { kind: 'lines', lines: sent.map((s) => `sent ${shortId(s.id)} (${s.incremental ? 'incremental' : 'full'}, ${s.bytes} bytes)`).concat(`${remoteName} has ${name}@${branch} at ${shortId(base)}`) },
+    };
+  });
+};
+

@@ -1,0 +1,50 @@
+import { ConflictError, NotFoundError, UserError } from '../../core/errors.js';
+import { parseRemoteUrl, validateRemoteName, type RemoteUrl } from '../../core/remote.js';
+import { FileRemote } from '../../host/remote-file.js';
+import type { DotRepo } from '../../state/dots.js';
+import type { Handler } from '../types.js';
+import { withDots } from './common.js';
+
+/** A remote by name, or a URL given in its place (handy at boot, before any remote is recorded). */
+export async function resolveRemote(repo: DotRepo, field: string, nameOrUrl: string): Promise<{ name: string; url: RemoteUrl }> {
+  if (nameOrUrl.includes('://')) return { name: nameOrUrl, url: parseRemoteUrl(field, nameOrUrl) };
+  validateRemoteName(field, nameOrUrl);
+  const url = await repo.getRemote(nameOrUrl);
+  if (url === null) throw new NotFoundError(`no remote named ${nameOrUrl}`, { hint: `add it with: knarr dot remote add ${nameOrUrl} file:///path` });
+  return { name: nameOrUrl, url: parseRemoteUrl(field, url) };
+}
+
+/** The adapter for a remote URL; ssh is accepted in URLs but not served yet. */
+export function openRemote(url: RemoteUrl): FileRemote {
+  if (url.kind === 'ssh') throw new UserError(`ssh remotes (${url.url}) are not supported yet; use a file:// remote`, { hint: 'mount the other host\'s directory (NFS, sshfs) and use file:///mountpoint' });
+  return new FileRemote(url.path);
+}
+
+/** `knarr dot remote add NAME URL`. */
+export const remoteAdd: Handler = async ({ args }, ctx) => {
+  const name = validateRemoteName('NAME', args[0] as string);
+  const url = parseRemoteUrl('URL', args[1] as string);
+  return withDots(ctx, async (repo) => {
+    const had = await repo.getRemote(name);
+    if (had !== null && had !== url.url) throw new ConflictError(`remote ${name} already points at ${had}`, { hint: `remove it first: knarr dot remote rm ${name}` });
+    await repo.putRemote(name, url.url);
+    return { data: { name, url: url.url, action: had === null ? 'added' : 'exists' }, view: { kind: 'lines', lines: [`remote ${name} -> ${url.url}`] } };
+  });
+};
+
+/** `knarr dot remote rm NAME`. */
+export const remoteRm: Handler = async ({ args }, ctx) => {
+  const name = validateRemoteName('NAME', args[0] as string);
+  return withDots(ctx, async (repo) => {
+    if ((await repo.getRemote(name)) === null) throw new NotFoundError(`no remote named ${name}`);
+    await repo.deleteRemote(name);
+    return { data: { name, removed: true }, view: { kind: 'lines', lines: [`remote ${name} removed`] } };
+  });
+};
+
+/** `knarr dot remote list`. */
+export const remoteList: Handler = async (_input, ctx) =>
+  withDots(ctx, async (repo) => {
+    const remotes = await repo.listRemotes();
+    return { data: remotes, view: { kind: 'table', columns: ['REMOTE', 'URL'], rows: remotes.map((r) => [r.name, r.url]) } };
+  });

@@ -1,0 +1,81 @@
+import type { CommitRecord } from './dots.js';
+import { ValidationError } from './errors.js';
+import { validateName } from './names.js';
+
+export type RemoteUrl = { kind: 'file'; url: string; path: string } | { kind: 'ssh'; url: string; user: string | null; host: string; port: number | null; path: string | null };
+
+/** Parses a remote URL: file:///dir (a directory of streams) or ssh://[user@]host[:port][/path]. */
+export function parseRemoteUrl(field: string, text: string): RemoteUrl {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    throw new ValidationError(field, `${JSON.stringify(text)} is not a URL; use file:///path/to/dir or ssh://user@host`);
+  }
+  if (u.protocol === 'file:') {
+    if (u.host !== '') throw new ValidationError(field, `${JSON.stringify(text)} names a host; a file remote is file:///absolute/dir`);
+    const path = decodeURIComponent(u.pathname).replace(/\/+$/, '') || '/';
+    if (/[\0\n]/.test(path)) throw new ValidationError(field, 'the path contains a NUL or newline');
+    return { kind: 'file', url: `file://${path}`, path };
+  }
+  if (u.protocol === 'ssh:') {
+    if (!u.hostname) throw new ValidationError(field, `${JSON.stringify(text)} has no host; write ssh://user@host`);
+    return {
+      kind: 'ssh',
+      url: text,
+      user: u.username ? decodeURIComponent(u.username) : null,
+      host: u.hostname,
+      port: u.port ? Number(u.port) : null,
+      path: u.pathname && u.pathname !== '/' ? decodeURIComponent(u.pathname) : null,
+    };
+  }
+  throw new ValidationError(field, `${JSON.stringify(u.protocol.replace(/:$/, ''))} remotes are not supported; use file:// or ssh://`);
+}
+
+export function validateRemoteName(field: string, name: string): string {
+  return validateName(field, name, 64);
+}
+
+/** Stream formats: zfs send streams, btrfs send streams, or tar for plain directories. */
+export type StreamFormat = 'zfs' | 'btrfs' | 'tar';
+
+export interface ManifestCommit {
+  record: CommitRecord;
+  /** Commit this stream is incremental from; null for a full stream. */
+  base: string | null;
+  file: string;
+  bytes: number;
+  sha256: string;
+}
+
+/** A dot on a file remote: what each branch holds and the stream of every commit. */
+export interface Manifest {
+  version: 1;
+  dot: string;
+  format: StreamFormat;
+  subdots: string[];
+  branches: Record<string, { commits: string[] }>;
+  commits: Record<string, ManifestCommit>;
+  updatedAt: string;
+}
+
+export function emptyManifest(dot: string, format: StreamFormat, subdots: string[]): Manifest {
+  return { version: 1, dot, format, subdots, branches: {}, commits: {}, updatedAt: new Date(0).toISOString() };
+}
+
+/** Checks a manifest read from a remote before trusting any of it. */
+export function validateManifest(where: string, raw: unknown): Manifest {
+  const m = raw as Manifest;
+  if (!m || typeof m !== 'object' || m.version !== 1 || typeof m.dot !== 'string' || !m.branches || !m.commits) {
+    throw new ValidationError(where, 'is not a knarr dot manifest (version 1)');
+  }
+  for (const [b, br] of Object.entries(m.branches)) {
+    for (const id of br.commits) {
+      const c = m.commits[id];
+      if (!c || !/^[0-9a-f]{64}$/.test(c.sha256) || !/^[A-Za-z0-9._-]+$/.test(c.file)) {
+        throw new ValidationError(where, `branch ${b} lists commit ${id} without a valid stream entry`);
+      }
+    }
+  }
+  return m;
+}

@@ -1,0 +1,48 @@
+import type { Runner } from '../runner.js';
+import { runRetryingBusy } from './common.js';
+import type { DotFsRef, DotTransfer, PoolRecord } from './driver.js';
+
+const area = (ref: { staging?: boolean }) => (ref.staging ? 'knarr-incoming' : 'knarr-dots');
+const dotDataset = (pool: PoolRecord, dot: string, staging = false) => `${pool.name}/${area({ staging })}/${dot}`;
+const dataset = (ref: DotFsRef) => `${dotDataset(ref.pool, ref.dot, ref.staging)}/${ref.branch}`;
+
+/** zfs send/recv streams; incremental on top of the base commit's snapshot. */
+export function zfsTransfer(runner: Runner): DotTransfer {
+  const exists = async (name: string) =>
+    (await runner.run(['zfs', 'list', '-H', '-o', 'name', name], { mutates: false, okExitCodes: [1] })).exitCode === 0;
+  // zfs-fuse cannot rename a mounted dataset (it reports "busy"): unmount the tree, rename, mount it again.
+  const renameDataset = async (from: string, to: string) => {
+    const listed = await runner.run(['zfs', 'list', '-H', '-o', 'name,mounted', '-t', 'filesystem', '-r', from], { mutates: false });
+    const tree = listed.stdout.split('\n').filter(Boolean).map((l) => l.split('\t') as [string, string]);
+    for (const [name, mounted] of [...tree].reverse()) if (mounted === 'yes') await runRetryingBusy(runner, ['zfs', 'umount', name]);
+    await runRetryingBusy(runner, ['zfs', 'rename', from, to]);
+    for (const [name] of tree) await runner.run(['zfs', 'mount', to + name.slice(from.length)]);
+  };
+  return {
+    format: 'zfs',
+    incremental: true,
+    perBranchHistory: true,
+    sendArgv: (ref, commit, base) => ['zfs', 'send', ...(base ? ['-i', `${dataset(base.ref)}@${base.id}`] : []), `${dataset(ref)}@${commit}`],
+    async receive(ref, commit, base, input, source) {
+      const parent = dotDataset(ref.pool, ref.dot, ref.staging);
+      if (!base && !(await exists(parent))) await runner.run(['zfs', 'create', '-p', parent]);
+      // -F: the branch takes the received state; a pull never lands on a branch that has newer local commits.
+      await runner.pipe(['zfs', 'recv', ...(base ? ['-F'] : []), dataset(ref)], { stdin: input, redirect: `< ${source}` });
+      await runner.run(['zfs', 'set', `knarr:commit=${JSON.stringify(commit)}`, `${dataset(ref)}@${commit.id}`]);
+    },
+    async renameBranch(ref, to) {
+      await renameDataset(dataset(ref), dataset({ ...ref, branch: to }));
+    },
+    async settleBranch() {
+      /* zfs recv leaves the filesystem at the received snapshot */
+    },
+    async publish(pool, dot) {
+      if (!(await exists(`${pool.name}/knarr-dots`))) await runner.run(['zfs', 'create', '-p', `${pool.name}/knarr-dots`]);
+      // zfs-fuse reports a dataset busy for a moment after a receive.
+      await renameDataset(dotDataset(pool, dot, true), dotDataset(pool, dot));
+    },
+    async discardStaging(pool, dot) {
+      if (await exists(dotDataset(pool, dot, true))) await runRetryingBusy(runner, ['zfs', 'destroy', '-R', dotDataset(pool, dot, true)]);
+    },
+  };
+}
