@@ -167,8 +167,10 @@ export class Runner {
       });
       child.on('close', (code, sig) => resolve(code ?? (sig ? 128 : 1)));
     });
-    const flows: Promise<void>[] = [];
-    if (opts.stdin) flows.push(pipeline(opts.stdin, child.stdin!));
+    // tar may exit once it has read the end-of-archive blocks, before the padding after them:
+    // input left unread by a command that succeeded is not an error.
+    const feed = opts.stdin ? pipeline(opts.stdin, child.stdin!).catch(() => undefined) : Promise.resolve();
+    const flows: Promise<void>[] = [feed];
     if (opts.stdout) flows.push(pipeline(child.stdout!, opts.stdout));
     // A failing command usually breaks its pipes too: report the command's own error first.
     const [code, piped] = await Promise.all([exited, Promise.allSettled(flows)]);

@@ -72,10 +72,18 @@ export function zfsDots(runner: Runner): DotStorage {
       const root = `${base(pool)}/${dot}`;
       if (!(await exists(root))) return;
       // Another dot cloned from this one depends on its snapshots: hand them over before destroying.
-      const r = await runner.run(['zfs', 'list', '-H', '-o', 'name,origin', '-t', 'filesystem', '-r', base(pool)], { mutates: false });
-      for (const line of r.stdout.split('\n')) {
-        const [name, origin] = line.split('\t');
-        if (name && origin && !name.startsWith(`${root}/`) && origin.startsWith(`${root}/`)) await runner.run(['zfs', 'promote', name]);
+      // A promote moves a clone only one origin up (a clone of a branch then hangs off master): repeat until none depends on the dot.
+      for (let pass = 0; ; pass++) {
+        const r = await runner.run(['zfs', 'list', '-H', '-o', 'name,origin', '-t', 'filesystem', '-r', base(pool)], { mutates: false });
+        const dependents = r.stdout
+          .split('\n')
+          .map((line) => line.split('\t'))
+          .filter(([name, origin]) => name && origin && !name.startsWith(`${root}/`) && origin.startsWith(`${root}/`))
+          .map(([name]) => name!);
+        if (dependents.length === 0) break;
+        if (pass >= 64) throw new ConflictError(`cannot detach ${dependents.join(', ')} from dot ${dot}: zfs promote does not move its origin`);
+        for (const name of dependents) await runner.run(['zfs', 'promote', name]);
+        if (runner.dryRun) break;
       }
       await runRetryingBusy(runner, ['zfs', 'destroy', '-R', root]);
     },

@@ -1,4 +1,4 @@
-import { readdir, rename, rm } from 'node:fs/promises';
+import { readdir, rename } from 'node:fs/promises';
 import { writeJsonAtomic } from '../local-state.js';
 import { pathExists } from '../mounts.js';
 import type { Runner } from '../runner.js';
@@ -13,7 +13,12 @@ async function removeTree(runner: Runner, prim: TreePrimitives, dir: string): Pr
   for (const e of await readdir(dir, { withFileTypes: true })) {
     if (e.isDirectory() && !e.name.startsWith('.')) await prim.remove(runner, `${dir}/${e.name}`);
   }
-  if (await pathExists(`${dir}/.commits`)) for (const id of await readdir(`${dir}/.commits`)) await prim.remove(runner, `${dir}/.commits/${id}`);
+  if (await pathExists(`${dir}/.commits`)) {
+    for (const id of await readdir(`${dir}/.commits`)) {
+      if (id.startsWith('.partial-')) await removeTree(runner, prim, `${dir}/.commits/${id}`);
+      else await prim.remove(runner, `${dir}/.commits/${id}`);
+    }
+  }
   await runner.run(['rm', '-rf', '--one-file-system', dir]);
 }
 
@@ -31,22 +36,22 @@ export function treeTransfer(runner: Runner, prim: TreePrimitives, format: 'btrf
         ? ['btrfs', '-q', 'send', ...(base ? ['-p', `${commitsDir(base.ref)}/${base.id}`] : []), `${commitsDir(ref)}/${commit}`]
         : ['tar', '-C', `${commitsDir(ref)}/${commit}`, '-cf', '-', '.'],
     async receive(ref, commit, _base, input, source) {
-      // Received into a scratch folder first, so an interrupted stream never looks like a commit.
-      const scratch = `${commitsDir(ref)}/.partial-${commit.id}`;
-      if (await pathExists(scratch)) await removeTree(runner, prim, scratch);
-      await runner.mkdirp(scratch);
+      // The commit's record is written last: a commit folder without one is what an interrupted receive left.
+      const target = `${commitsDir(ref)}/${commit.id}`;
+      const record = `${dotDir(ref.pool, ref.dot, ref.staging)}/.knarr/commits/${commit.id}.json`;
+      if ((await pathExists(target)) && !(await pathExists(record))) await prim.remove(runner, target);
+      await runner.mkdirp(commitsDir(ref));
       if (format === 'btrfs') {
-        await runner.pipe(['btrfs', '-q', 'receive', scratch], { stdin: input, redirect: `< ${source}` });
-        if (!runner.dryRun) await rename(`${scratch}/${commit.id}`, `${commitsDir(ref)}/${commit.id}`);
+        // A received subvolume is read-only and cannot be renamed: receive it in place.
+        await runner.pipe(['btrfs', '-q', 'receive', commitsDir(ref)], { stdin: input, redirect: `< ${source}` });
       } else {
-        await runner.mkdirp(`${scratch}/${commit.id}`);
-        await runner.pipe(['tar', '-C', `${scratch}/${commit.id}`, '-xpf', '-'], { stdin: input, redirect: `< ${source}` });
-        if (!runner.dryRun) await rename(`${scratch}/${commit.id}`, `${commitsDir(ref)}/${commit.id}`);
+        const scratch = `${commitsDir(ref)}/.partial-${commit.id}`;
+        if (await pathExists(scratch)) await runner.run(['rm', '-rf', '--one-file-system', scratch]);
+        await runner.mkdirp(scratch);
+        await runner.pipe(['tar', '-C', scratch, '-xpf', '-'], { stdin: input, redirect: `< ${source}` });
+        if (!runner.dryRun) await rename(scratch, target);
       }
-      if (!runner.dryRun) {
-        await rm(scratch, { recursive: true, force: true });
-        await writeJsonAtomic(`${dotDir(ref.pool, ref.dot, ref.staging)}/.knarr/commits/${commit.id}.json`, commit);
-      }
+      if (!runner.dryRun) await writeJsonAtomic(record, commit);
     },
     async renameBranch(ref, to) {
       const dir = dotDir(ref.pool, ref.dot, ref.staging);

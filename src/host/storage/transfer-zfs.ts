@@ -27,7 +27,11 @@ export function zfsTransfer(runner: Runner): DotTransfer {
       const parent = dotDataset(ref.pool, ref.dot, ref.staging);
       if (!base && !(await exists(parent))) await runner.run(['zfs', 'create', '-p', parent]);
       // -F: the branch takes the received state; a pull never lands on a branch that has newer local commits.
+      // zfs-fuse keeps serving the old files through a mounted dataset, so receive into it unmounted.
+      const mounted = base ? (await runner.run(['zfs', 'get', '-H', '-o', 'value', 'mounted', dataset(ref)], { mutates: false })).stdout.trim() === 'yes' : false;
+      if (mounted) await runRetryingBusy(runner, ['zfs', 'umount', dataset(ref)]);
       await runner.pipe(['zfs', 'recv', ...(base ? ['-F'] : []), dataset(ref)], { stdin: input, redirect: `< ${source}` });
+      if (mounted) await runner.run(['zfs', 'mount', dataset(ref)]);
       await runner.run(['zfs', 'set', `knarr:commit=${JSON.stringify(commit)}`, `${dataset(ref)}@${commit.id}`]);
     },
     async renameBranch(ref, to) {
