@@ -304,6 +304,29 @@ export const COMMANDS: CommandDef[] = [
     ],
   },
   {
+    name: 'onboot',
+    summary: 'boot oneshot: pool, etcd, dot (kept, seeded or new), mount',
+    description:
+      'For a LinuxKit onboot container or a boot script; idempotent. Imports or creates the pool on the devices, brings up the managed etcd on it, keeps the dot if this host has it (a seed never overwrites local state), else pulls it from --seed, else creates it; mounts it; then stops etcd and exits 0, or with --daemon keeps running until SIGTERM. A failing step exits with its own code (10 pool, 11 etcd, 12 dot, 13 seed, 14 mount).',
+    options: [
+      { flags: '--storage-device <dev>', description: 'block device(s) of the pool', repeatable: true },
+      { flags: '--driver <driver>', description: 'pool driver (default zfs)', choices: DRIVER_NAMES },
+      { flags: '--pool <name>', description: 'pool name (default "knarr")' },
+      { flags: '--dot <dot>', description: 'DOT or DOT.SUBDOT to bring up' },
+      { flags: '--seed <source>', description: 'REMOTE/DOT[@BRANCH] (REMOTE may be a file:// URL) to pull the dot from when this host lacks it' },
+      { flags: '--mountpoint <path>', description: 'where to mount the dot' },
+      { flags: '--daemon', description: 'keep running (and etcd up) until SIGTERM' },
+    ],
+    examples: [
+      {
+        command: 'knarr onboot --storage-device /dev/nvme0n1,/dev/nvme1n1 --dot postgres --seed file:///mnt/seed/postgres --mountpoint /var/lib/postgresql',
+        description: 'bring up a seeded postgres data dot at boot',
+      },
+      { command: 'knarr onboot --storage-device /dev/sdb --dot myapp.redis --seed file:///mnt/seed/myapp --mountpoint /var/lib/redis', description: 'a subdot of one seed' },
+    ],
+    handler: () => import('../commands/onboot.js').then((m) => m.onboot),
+  },
+  {
     name: 'doctor',
     summary: 'check host prerequisites; --fix installs and starts what is missing',
     description:

@@ -7,6 +7,12 @@ export const ExitCode = {
   conflict: 4,
   prerequisite: 5,
   storeUnavailable: 6,
+  /** `knarr onboot` steps: each failing step has its own code. */
+  bootPool: 10,
+  bootEtcd: 11,
+  bootDot: 12,
+  bootSeed: 13,
+  bootMount: 14,
   interrupted: 130,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
@@ -122,5 +128,10 @@ export const EXIT_CODE_DOCS: readonly { code: number; meaning: string }[] = [
   { code: ExitCode.conflict, meaning: 'conflict: refused because it would overwrite data or clash with what exists (see --force / --yes)' },
   { code: ExitCode.prerequisite, meaning: 'prerequisite missing: a tool, daemon or kernel feature is absent (see knarr doctor)' },
   { code: ExitCode.storeUnavailable, meaning: 'store unavailable: etcd cannot be reached or is unhealthy' },
+  { code: ExitCode.bootPool, meaning: 'onboot: the pool step failed (import or create the pool)' },
+  { code: ExitCode.bootEtcd, meaning: 'onboot: the etcd step failed (its dataset, or the managed etcd)' },
+  { code: ExitCode.bootDot, meaning: 'onboot: the dot step failed (keep or init the dot)' },
+  { code: ExitCode.bootSeed, meaning: 'onboot: the seed step failed (pull the dot from --seed)' },
+  { code: ExitCode.bootMount, meaning: 'onboot: the mount step failed' },
   { code: ExitCode.interrupted, meaning: 'interrupted by SIGINT or SIGTERM' },
 ];

@@ -1,0 +1,106 @@
+import { resolve } from 'node:path';
+import { parseDotRef, parseRemoteDotRef, subdotDir } from '../core/dots.js';
+import { ExitCode, KnarrError, UserError, ValidationError, isKnarrError } from '../core/errors.js';
+import { validatePath } from '../core/names.js';
+import { poolInit } from './pool/init.js';
+import { ensureLocalEtcd, readEtcdState } from './etcd/local.js';
+import { etcdDown } from './etcd/down.js';
+import { dotInit } from './dot/init.js';
+import { dotMount } from './dot/mount.js';
+import { pullDot } from './dot/pull.js';
+import { withDots } from './dot/common.js';
+import { optBool, optList, optString, type Context, type Handler } from './types.js';
+
+type Step = 'pool' | 'etcd' | 'dot' | 'seed' | 'mount';
+const STEP_CODES: Record<Step, number> = {
+  pool: ExitCode.bootPool,
+  etcd: ExitCode.bootEtcd,
+  dot: ExitCode.bootDot,
+  seed: ExitCode.bootSeed,
+  mount: ExitCode.bootMount,
+};
+
+/** Runs one boot step; a failure exits with that step's code and says which step it was. */
+async function step<T>(ctx: Context, name: Step, what: string, fn: () => Promise<T>): Promise<T> {
+  ctx.events.step(`onboot: ${what}`);
+  try {
+    return await fn();
+  } catch (e) {
+    if (isKnarrError(e) && e.exitCode === ExitCode.interrupted) throw e;
+    const message = e instanceof Error ? e.message : String(e);
+    throw new KnarrError(`E_BOOT_${name.toUpperCase()}`, STEP_CODES[name], `onboot step "${name}" failed: ${message}`, {
+      hint: isKnarrError(e) ? e.hint : undefined,
+      cause: e,
+    });
+  }
+}
+
+/**
+ * `knarr onboot`: the dm-linuxkit flow for a LinuxKit onboot container. Idempotent: at every boot it
+ * imports the pool, brings etcd up, keeps a dot that exists (a seed never overwrites local state),
+ * else pulls it from --seed, else inits it, and mounts it; then stops etcd unless --daemon.
+ */
+export const onboot: Handler = async ({ opts }, ctx) => {
+  const devices = optList(opts, 'storageDevice');
+  if (devices.length === 0) throw new ValidationError('--storage-device', 'give the device(s) for the pool, e.g. --storage-device /dev/nvme0n1,/dev/nvme1n1');
+  const dotText = optString(opts, 'dot');
+  if (dotText === undefined) throw new ValidationError('--dot', 'give the dot to bring up, e.g. --dot postgres or --dot myapp.postgres');
+  const ref = parseDotRef('--dot', dotText);
+  const mountText = optString(opts, 'mountpoint');
+  if (mountText === undefined) throw new ValidationError('--mountpoint', 'give where to mount the dot, e.g. --mountpoint /var/lib/postgresql');
+  const mountpoint = validatePath('--mountpoint', resolve(ctx.cwd, mountText));
+  const seedText = optString(opts, 'seed');
+  const seed = seedText === undefined ? null : parseRemoteDotRef('--seed', seedText);
+  if (seed && seed.dot !== ref.dot) {
+    throw new ValidationError('--seed', `seeds dot ${seed.dot}, but --dot names ${ref.dot}; a seed brings in the whole dot, subdots included`);
+  }
+  const daemon = optBool(opts, 'daemon');
+  if (ctx.runner.dryRun) throw new UserError('onboot does not support --dry-run yet', { hint: 'preview the pool step with: knarr --dry-run pool init --device ...' });
+
+  const pool = await step(ctx, 'pool', 'pool', () =>
+    poolInit({ args: [], opts: { device: devices, driver: optString(opts, 'driver'), name: optString(opts, 'pool') } }, ctx),
+  );
+  const poolName = (pool.data as { name: string }).name;
+  const etcd = await step(ctx, 'etcd', 'etcd on the pool', () => ensureLocalEtcd(ctx, { pool: poolName }));
+
+  let dotAction: string;
+  try {
+    dotAction = await withDots(ctx, async (repo) => {
+      const existing = await step(ctx, 'dot', `dot ${ref.dot}`, () => repo.get(ref.dot));
+      // The reboot case: whatever is on this host wins over the seed.
+      if (existing) {
+        if (existing.subdots.includes(subdotDir(ref.subdot))) return 'kept';
+        await step(ctx, 'dot', `subdot ${dotText}`, () => dotInit({ args: [dotText], opts: {} }, ctx));
+        return 'kept (subdot created)';
+      }
+      if (seed) {
+        await step(ctx, 'seed', `pulling ${seedText}`, () => pullDot(ctx, repo, { remote: seed.remote, dot: seed.dot, branch: seed.branch, pool: poolName }));
+        const pulled = await repo.get(ref.dot);
+        if (pulled && !pulled.subdots.includes(subdotDir(ref.subdot))) await step(ctx, 'dot', `subdot ${dotText}`, () => dotInit({ args: [dotText], opts: {} }, ctx));
+        return 'pulled';
+      }
+      await step(ctx, 'dot', `dot ${dotText}`, () => dotInit({ args: [dotText], opts: { pool: poolName } }, ctx));
+      return 'created';
+    });
+    await step(ctx, 'mount', `mount at ${mountpoint}`, () => dotMount({ args: [dotText, mountpoint], opts: {} }, ctx));
+  } catch (e) {
+    // Oneshot or not, a failed boot does not leave etcd running behind it.
+    if (!daemon) await etcdDown({ args: [], opts: {} }, ctx).catch(() => undefined);
+    throw e;
+  }
+
+  const result = { pool: poolName, poolAction: (pool.data as { action: string }).action, etcd: etcd.action, dot: dotText, dotAction, mountpoint, daemon };
+  if (daemon) {
+    ctx.events.step('onboot: up; running until SIGTERM');
+    ctx.events.done();
+    await new Promise<void>((res) => (ctx.signal.aborted ? res() : ctx.signal.addEventListener('abort', () => res(), { once: true })));
+  }
+  ctx.events.step('onboot: stopping etcd');
+  const state = await readEtcdState(ctx);
+  if (state?.pid) await etcdDown({ args: [], opts: {} }, ctx);
+  ctx.events.done();
+  return {
+    data: result,
+    view: { kind: 'fields', fields: [['pool', `${poolName} (${result.poolAction})`], ['etcd', result.etcd], ['dot', `${dotText} (${dotAction})`], ['mountpoint', mountpoint]] },
+  };
+};
