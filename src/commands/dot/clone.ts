@@ -29,6 +29,8 @@ export const dotClone: Handler = async ({ args, opts }, ctx) => {
     const dst = await dotHandle(ctx, clone);
     if (await dst.storage.dotExists(dst.pool, newName)) throw new ConflictError(`pool ${dst.pool.name} already holds data for a dot named ${newName}`);
     await src.storage.branchFrom(src.ref(), from.id, dst.ref());
+    // Subdots made after the commit have no folder in it.
+    for (const sub of clone.subdots) await dst.storage.ensureSubdir(dst.ref(), sub);
     if (!(await repo.create(clone))) throw new ConflictError(`dot ${newName} was created by another command at the same time`);
     return {
       data: { dot: newName, from: { dot: name, commit: from.id }, path: dst.storage.branchPath(dst.ref()), copyOnWrite: ctx.drivers[dst.pool.driver].caps.cowClone },

@@ -66,6 +66,7 @@ export async function mountSubdot(ctx: Context, h: DotHandle, subdir: string, ta
   const current = await mountAt(target);
   if (current && h.dot.mounts[subdir] === target) return 'exists';
   await ctx.runner.mkdirp(target);
+  await h.storage.ensureSubdir(h.ref(), subdir);
   await ctx.runner.run(['mount', '--bind', `${h.storage.branchPath(h.ref())}/${subdir}`, target]);
   return 'mounted';
 }

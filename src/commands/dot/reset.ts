@@ -26,10 +26,16 @@ export const dotReset: Handler = async ({ args, opts }, ctx) => {
     const h = await dotHandle(ctx, dot);
     const mounted = dot.mounts;
     await unmountSubdots(ctx, dot);
-    await h.storage.rollback(h.ref(), to.id, newer.map((c) => c.id));
-    await remount(ctx, h, mounted);
-    for (const c of newer) await repo.deleteCommit(name, c.id);
-    await repo.put({ ...dot, branches: { ...dot.branches, [dot.activeBranch]: { ...dot.branches[dot.activeBranch]!, head: to.id } } });
+    try {
+      await h.storage.rollback(h.ref(), to.id, newer.map((c) => c.id));
+      // The store follows the disk at once, so a failure below cannot leave them apart.
+      for (const c of newer) await repo.deleteCommit(name, c.id);
+      await repo.put({ ...dot, branches: { ...dot.branches, [dot.activeBranch]: { ...dot.branches[dot.activeBranch]!, head: to.id } } });
+      // A subdot made after that commit has no folder in it: give it an empty one.
+      for (const sub of dot.subdots) await h.storage.ensureSubdir(h.ref(), sub);
+    } finally {
+      await remount(ctx, h, mounted);
+    }
     const lines = [`${name} ${dot.activeBranch} is at ${shortId(to.id)}`];
     if (newer.length > 0) lines.push(`destroyed ${newer.length} newer commit(s): ${newer.map((c) => c.id).join(', ')}`);
     return { data: { dot: name, branch: dot.activeBranch, head: to.id, destroyed: newer.map((c) => c.id) }, view: { kind: 'lines', lines } };
