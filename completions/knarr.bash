@@ -53,7 +53,7 @@ _knarr() {
     'etcd/up') COMPREPLY=($(compgen -W '--pool --client-port --peer-port'" $globals" -- "$cur")) ;;
     'etcd/down') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'etcd/status') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'dot') COMPREPLY=($(compgen -W 'init list show commit log branch checkout reset clone mount unmount push pull remote rm'" $globals" -- "$cur")) ;;
+    'dot') COMPREPLY=($(compgen -W 'init list show commit log branch checkout reset clone mount unmount fsck push pull remote rm'" $globals" -- "$cur")) ;;
     'dot/init') COMPREPLY=($(compgen -W '--pool'" $globals" -- "$cur")) ;;
     'dot/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'dot/show') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
@@ -65,6 +65,7 @@ _knarr() {
     'dot/clone') COMPREPLY=($(compgen -W '--commit'" $globals" -- "$cur")) ;;
     'dot/mount') COMPREPLY=($(compgen -W '--branch'" $globals" -- "$cur")) ;;
     'dot/unmount') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'dot/fsck') COMPREPLY=($(compgen -W '--repair'" $globals" -- "$cur")) ;;
     'dot/push') COMPREPLY=($(compgen -W '--branch'" $globals" -- "$cur")) ;;
     'dot/pull') COMPREPLY=($(compgen -W '--as --pool --stash-on-divergence'" $globals" -- "$cur")) ;;
     'dot/remote') COMPREPLY=($(compgen -W 'add rm list'" $globals" -- "$cur")) ;;

@@ -245,6 +245,18 @@ export const COMMANDS: CommandDef[] = [
         handler: () => import('../commands/dot/mount.js').then((m) => m.dotUnmount),
       },
       {
+        name: 'fsck',
+        summary: 'find drift between the store and the disk; --repair mends it',
+        description:
+          'Compares every dot record and commit in etcd with what the pools hold, both ways: data deleted outside knarr, branches without a filesystem, commits on disk missing from the store (a crash between snapshot and record), commits in the store whose snapshot is gone, and dots on disk the store does not know. --repair adds or removes records and moves branch heads; it never deletes data. Exits 1 while problems remain.',
+        options: [{ flags: '--repair', description: 'mend the store from the disk where that is safe' }],
+        examples: [
+          { command: 'knarr dot fsck', description: 'report drift' },
+          { command: 'knarr dot fsck --repair', description: 'mend it' },
+        ],
+        handler: () => import('../commands/dot/fsck.js').then((m) => m.dotFsck),
+      },
+      {
         name: 'push',
         summary: 'send the commits a remote lacks (incremental)',
         args: [dotOnlyArg, { name: 'remote', description: 'remote name, or a URL', required: true }],

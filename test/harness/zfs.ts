@@ -18,3 +18,13 @@ export async function destroyPoolQuietly(name: string): Promise<void> {
     await new Promise((res) => setTimeout(res, 250));
   }
 }
+
+/** Runs a zfs command that zfs-fuse may answer with "busy" for a moment after a mount changed. */
+export async function zfsRetrying(args: string[]): Promise<void> {
+  for (let i = 0; ; i++) {
+    const r = await execa('zfs', args, { reject: false });
+    if (r.exitCode === 0) return;
+    if (!/busy/.test(r.stderr) || i >= 40) throw new Error(`zfs ${args.join(' ')}: ${r.stderr}`);
+    await new Promise((res) => setTimeout(res, 250));
+  }
+}

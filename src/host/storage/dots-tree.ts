@@ -3,7 +3,7 @@ import type { CommitRecord } from '../../core/dots.js';
 import { writeJsonAtomic } from '../local-state.js';
 import { pathExists } from '../mounts.js';
 import type { Runner } from '../runner.js';
-import { DOTS_DIR } from './dots-zfs.js';
+import { DOTS_DIR, subdirsOf } from './dots-zfs.js';
 import type { DotFsRef, DotStorage, PoolRecord } from './driver.js';
 
 /** How a tree-layout driver makes, copies and deletes a filesystem. */
@@ -38,6 +38,9 @@ export function treeDots(runner: Runner, prim: TreePrimitives): DotStorage {
   return {
     branchPath,
     dotExists: async (pool, dot) => pathExists(dotDir(pool, dot)),
+    listDots: async (pool) => subdirsOf(`${pool.mountpoint}/${DOTS_DIR}`),
+    listBranches: async (pool, dot) => subdirsOf(dotDir(pool, dot)),
+    listSubdirs: async (ref) => subdirsOf(branchPath(ref)),
 
     async createBranch(ref, subdirs) {
       await runner.mkdirp(dotDir(ref.pool, ref.dot));

@@ -1,10 +1,20 @@
 import type { CommitRecord } from '../../core/dots.js';
 import { ConflictError, ExternalCommandError } from '../../core/errors.js';
+import { readdir } from 'node:fs/promises';
 import type { Runner } from '../runner.js';
 import { runRetryingBusy } from './common.js';
 import type { DotFsRef, DotStorage, PoolRecord } from './driver.js';
 
 export const DOTS_DIR = 'knarr-dots';
+
+/** Folders directly under path (subdots of a branch filesystem); none when it is absent. */
+export async function subdirsOf(path: string): Promise<string[]> {
+  try {
+    return (await readdir(path, { withFileTypes: true })).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+  } catch {
+    return [];
+  }
+}
 const COMMIT_PROP = 'knarr:commit';
 
 const base = (pool: PoolRecord) => `${pool.name}/${DOTS_DIR}`;
@@ -31,9 +41,22 @@ export function parseSnapshotCommits(text: string): CommitRecord[] {
 export function zfsDots(runner: Runner): DotStorage {
   const exists = async (name: string) =>
     (await runner.run(['zfs', 'list', '-H', '-o', 'name', name], { mutates: false, okExitCodes: [1] })).exitCode === 0;
+  const children = async (parent: string) => {
+    const r = await runner.run(['zfs', 'list', '-H', '-o', 'name', '-d', '1', '-t', 'filesystem', parent], { mutates: false, okExitCodes: [1] });
+    return r.exitCode !== 0 ? [] : r.stdout.split('\n').filter((n) => n.startsWith(`${parent}/`)).map((n) => n.slice(parent.length + 1));
+  };
   return {
     branchPath: (ref) => `${ref.pool.mountpoint}/${DOTS_DIR}/${ref.dot}/${ref.branch}`,
     dotExists: (pool, dot) => exists(`${base(pool)}/${dot}`),
+    async listDots(pool) {
+      return children(base(pool));
+    },
+    async listBranches(pool, dot) {
+      return children(`${base(pool)}/${dot}`);
+    },
+    async listSubdirs(ref) {
+      return subdirsOf(`${ref.pool.mountpoint}/${DOTS_DIR}/${ref.dot}/${ref.branch}`);
+    },
 
     async createBranch(ref, subdirs) {
       await runner.run(['zfs', 'create', '-p', dataset(ref)]);

@@ -109,6 +109,11 @@ export interface DotTransfer {
 export interface DotStorage {
   branchPath(ref: DotFsRef): string;
   dotExists(pool: PoolRecord, dot: string): Promise<boolean>;
+  /** Dots the pool holds data for, whatever the store says. */
+  listDots(pool: PoolRecord): Promise<string[]>;
+  listBranches(pool: PoolRecord, dot: string): Promise<string[]>;
+  /** Subdot folders in a branch filesystem. */
+  listSubdirs(ref: DotFsRef): Promise<string[]>;
   /** A new, empty branch filesystem holding the given subdot directories. */
   createBranch(ref: DotFsRef, subdirs: string[]): Promise<void>;
   ensureSubdir(ref: DotFsRef, subdir: string): Promise<void>;

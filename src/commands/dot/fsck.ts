@@ -1,0 +1,76 @@
+import { checkDot, type DiskDot, type Finding } from '../../core/fsck.js';
+import { ExitCode, isKnarrError } from '../../core/errors.js';
+import { listPoolRecords } from '../../host/local-state.js';
+import type { DotRepo } from '../../state/dots.js';
+import { optBool, type Context, type Handler } from '../types.js';
+import { withDots } from './common.js';
+
+/** Every dot found on this host's pools, with its commits and branches as the disk has them. */
+async function diskDots(ctx: Context): Promise<{ dots: Map<string, DiskDot>; pools: Set<string> }> {
+  const dots = new Map<string, DiskDot>();
+  const pools = new Set<string>();
+  for (const pool of await listPoolRecords(ctx.config.stateDir)) {
+    let storage;
+    try {
+      storage = ctx.drivers[pool.driver].dots(ctx.runner);
+    } catch (e) {
+      if (isKnarrError(e)) continue;
+      throw e;
+    }
+    const status = await ctx.drivers[pool.driver].poolStatus(pool, ctx.runner);
+    if (!status.online) continue;
+    pools.add(pool.name);
+    for (const name of await storage.listDots(pool)) {
+      const branches = await storage.listBranches(pool, name);
+      const subdots = branches.length ? await storage.listSubdirs({ pool, dot: name, branch: branches.includes('master') ? 'master' : branches[0]! }) : [];
+      dots.set(name, { name, pool: pool.name, branches, commits: await storage.diskCommits(pool, name), subdots });
+    }
+  }
+  return { dots, pools };
+}
+
+async function repair(repo: DotRepo, f: Finding): Promise<void> {
+  for (const r of f.repairs) {
+    if (r.kind === 'put-commit') await repo.putCommit(r.commit);
+    else if (r.kind === 'delete-commit') await repo.deleteCommit(r.dot, r.id);
+    else if (r.kind === 'create-dot') {
+      for (const c of r.commits) await repo.putCommit(c);
+      await repo.create(r.record);
+    } else {
+      const dot = await repo.get(r.dot);
+      if (dot?.branches[r.branch]) await repo.put({ ...dot, branches: { ...dot.branches, [r.branch]: { ...dot.branches[r.branch]!, head: r.head } } });
+    }
+  }
+}
+
+/** `knarr dot fsck [--repair]`: finds drift between the store and the disk, both ways; --repair mends what can be mended. */
+export const dotFsck: Handler = async ({ opts }, ctx) =>
+  withDots(ctx, async (repo) => {
+    const { dots: onDisk, pools } = await diskDots(ctx);
+    const records = await repo.list();
+    const findings: Finding[] = [];
+    for (const record of records) {
+      // A dot on a pool this host cannot see right now is not reported as lost.
+      if (!pools.has(record.pool)) continue;
+      const commits = [...(await repo.commits(record.name)).values()];
+      findings.push(...checkDot({ record, commits }, onDisk.get(record.name) ?? null));
+    }
+    const known = new Set(records.map((r) => r.name));
+    for (const d of onDisk.values()) if (!known.has(d.name)) findings.push(...checkDot(null, d));
+
+    const doRepair = optBool(opts, 'repair');
+    const rows = [];
+    for (const f of findings) {
+      const repaired = doRepair && f.repairs.length > 0;
+      if (repaired) await repair(repo, f);
+      rows.push({ dot: f.dot, problem: f.kind, detail: f.detail, repairable: f.repairs.length > 0, repaired });
+    }
+    const left = rows.filter((r) => !r.repaired).length;
+    return {
+      data: { ok: left === 0, findings: rows },
+      view: rows.length
+        ? { kind: 'table', columns: ['DOT', 'PROBLEM', 'REPAIRED', 'DETAIL'], rows: rows.map((r) => [r.dot, r.problem, r.repaired ? 'yes' : r.repairable ? 'no (--repair)' : 'no', r.detail]) }
+        : { kind: 'lines', lines: ['no drift between the store and the disk'] },
+      exitCode: left === 0 ? ExitCode.ok : ExitCode.failure,
+    };
+  });
