@@ -281,12 +281,12 @@ export const COMMANDS: CommandDef[] = [
       },
       {
         name: 'remote',
-        summary: 'named remotes: file:// directories (ssh:// not yet)',
+        summary: 'named remotes: file:// directories, or ssh:// to knarr on another host',
         subcommands: [
           {
             name: 'add',
             summary: 'add a remote',
-            args: [{ name: 'name', description: 'remote name', required: true }, { name: 'url', description: 'file:///dir', required: true }],
+            args: [{ name: 'name', description: 'remote name', required: true }, { name: 'url', description: 'file:///dir or ssh://[user@]host[:port][/state-dir]', required: true }],
             examples: [{ command: 'knarr dot remote add usb file:///mnt/usb/dots', description: 'a remote on a mounted disk' }],
             handler: () => import('../commands/dot/remote.js').then((m) => m.remoteAdd),
           },
@@ -304,6 +304,34 @@ export const COMMANDS: CommandDef[] = [
             handler: () => import('../commands/dot/remote.js').then((m) => m.remoteList),
           },
         ],
+      },
+      {
+        name: 'manifest',
+        summary: 'plumbing: branches and commits of a dot as a remote manifest (JSON)',
+        args: [dotOnlyArg],
+        examples: [{ command: 'knarr --json dot manifest pgdata', description: 'what a pull from this host would see' }],
+        handler: () => import('../commands/dot/wire.js').then((m) => m.dotManifest),
+      },
+      {
+        name: 'send',
+        summary: 'plumbing: write one commit\'s stream to stdout',
+        args: [dotOnlyArg, { name: 'commit', description: 'commit id', required: true }],
+        options: [{ flags: '--base <id>', description: 'make the stream incremental from this commit' }],
+        examples: [{ command: 'knarr dot send pgdata 00mwthi50e044888a3 > c.zfs', description: 'a full stream of one commit' }],
+        handler: () => import('../commands/dot/wire.js').then((m) => m.dotSend),
+      },
+      {
+        name: 'receive',
+        summary: 'plumbing: apply one commit\'s stream from stdin (fast-forward only)',
+        args: [dotOnlyArg],
+        options: [
+          { flags: '--record <json>', description: 'the commit record (JSON)' },
+          { flags: '--branch <name>', description: 'branch to add it to (default master)' },
+          { flags: '--base <id>', description: 'the commit the stream is incremental from' },
+          { flags: '--pool <name>', description: 'pool for a new dot (default: the default pool)' },
+        ],
+        examples: [{ command: 'ssh host2 knarr dot send pgdata C | knarr dot receive pgdata --record "$REC"', description: 'what a pull over ssh does' }],
+        handler: () => import('../commands/dot/wire.js').then((m) => m.dotReceive),
       },
       {
         name: 'rm',

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import type { Context } from '../commands/types.js';
 import { DEFAULT_CONFIG_FILE, ENV_VARS, resolveConfig, validateConfigFile, type Config, type GlobalFlags } from '../core/config.js';
 import { StoreUnavailableError, UserError, ValidationError } from '../core/errors.js';
@@ -13,6 +14,7 @@ export interface ContextIo {
   env: NodeJS.ProcessEnv;
   cwd: string;
   signal: AbortSignal;
+  stdin?: import('node:stream').Readable;
 }
 
 /** Reads the YAML config file: the one named (which must exist), else the default one if present. */
@@ -59,6 +61,7 @@ export function createContext(config: Config, io: ContextIo): Context {
     signal: io.signal,
     env: io.env,
     cwd: io.cwd,
+    stdin: io.stdin ?? Readable.from([]),
     async openStore(): Promise<Store> {
       const { connectEtcd } = await import('../state/store.js');
       if (config.etcd.length > 0) return connectEtcd(config.etcd);

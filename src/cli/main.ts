@@ -14,6 +14,7 @@ export interface Io {
   cwd: string;
   stderrIsTTY?: boolean;
   signal?: AbortSignal;
+  stdin?: import('node:stream').Readable;
 }
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -120,11 +121,15 @@ export async function main(argv: string[], io: Io): Promise<number> {
     const config = await loadConfig(sel.globals, io.env, io.cwd);
     format = config.output;
     verbose = config.verbose;
-    const ctx = createContext(config, { stderr: io.stderr, stderrIsTTY: io.stderrIsTTY ?? false, env: io.env, cwd: io.cwd, signal });
+    const ctx = createContext(config, { stderr: io.stderr, stderrIsTTY: io.stderrIsTTY ?? false, env: io.env, cwd: io.cwd, signal, stdin: io.stdin });
     finish = () => ctx.events.done();
     const handler = await sel.def.handler!();
     const result: CommandResult = await handler({ args: sel.args, opts: sel.opts }, ctx);
     ctx.events.done();
+    if (result.stream && !config.dryRun) {
+      await result.stream(io.stdout as import('node:stream').Writable);
+      return result.exitCode ?? ExitCode.ok;
+    }
     const text = config.dryRun ? await renderDryRun(ctx.runner.planned, result.data, format) : await renderResult(result.data, result.view, format);
     io.stdout.write(text);
     return result.exitCode ?? ExitCode.ok;
@@ -158,6 +163,7 @@ export async function run(argv: string[]): Promise<number> {
       cwd: process.cwd(),
       stderrIsTTY: process.stderr.isTTY === true,
       signal: controller.signal,
+      stdin: process.stdin,
     });
   } finally {
     process.off('SIGINT', onSignal);

@@ -20,6 +20,8 @@ export interface Context {
   readonly signal: AbortSignal;
   readonly env: NodeJS.ProcessEnv;
   readonly cwd: string;
+  /** The command's standard input (streams received by `dot receive`). */
+  readonly stdin: import('node:stream').Readable;
   /** Connects to the fleet store (external --etcd, else the managed local etcd, started on demand). */
   openStore(): Promise<Store>;
 }
@@ -44,6 +46,8 @@ export interface CommandResult<T = unknown> {
   /** What -o table (the default) prints; JSON when absent. */
   view?: View;
   exitCode?: number;
+  /** Raw bytes for stdout instead of a rendered result (`dot send`); the CLI hands it stdout. */
+  stream?: (stdout: import('node:stream').Writable) => Promise<void>;
 }
 
 export type Handler = (input: CommandInput, ctx: Context) => Promise<CommandResult>;

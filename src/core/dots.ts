@@ -191,3 +191,18 @@ export function planTransfer(from: string[], to: string[]): TransferPlan {
   if (fromOnly.length === 0) return { kind: 'up-to-date' };
   return { kind: 'send', base: common >= 0 ? from[common]! : null, commits: fromOnly };
 }
+
+/** Checks a commit record received from another host (`dot receive --record`) before trusting it. */
+export function parseCommitRecordJson(field: string, text: string | undefined, dot: string, branch: string): CommitRecord {
+  let raw: Partial<CommitRecord>;
+  try {
+    raw = JSON.parse(text ?? '') as Partial<CommitRecord>;
+  } catch {
+    throw new ValidationError(field, 'is not a JSON commit record');
+  }
+  if (typeof raw !== 'object' || raw === null || typeof raw.id !== 'string' || !COMMIT_ID_RE.test(raw.id)) throw new ValidationError(field, 'has no valid commit id');
+  if (raw.parent !== null && (typeof raw.parent !== 'string' || !COMMIT_ID_RE.test(raw.parent))) throw new ValidationError(field, 'has an invalid parent');
+  if (typeof raw.message !== 'string' || typeof raw.author !== 'string' || typeof raw.time !== 'string') throw new ValidationError(field, 'needs message, author and time');
+  const meta = raw.meta && typeof raw.meta === 'object' ? Object.fromEntries(Object.entries(raw.meta).map(([k, v]) => [k, String(v)])) : {};
+  return { id: raw.id, dot, branch, parent: raw.parent ?? null, message: raw.message, author: raw.author, time: raw.time, meta };
+}

@@ -59,6 +59,22 @@ export interface Manifest {
   updatedAt: string;
 }
 
+export type StreamProducer = (out: import('node:stream').Writable) => Promise<void>;
+
+/** A place dots are pushed to and pulled from: a directory of streams, or knarr on another host over ssh. */
+export interface RemoteEndpoint {
+  readonly url: string;
+  /** Fails with a clear error when the remote cannot be reached. */
+  ensureReachable(): Promise<void>;
+  readManifest(dot: string): Promise<Manifest | null>;
+  /** Push side: hands over one commit's stream, made by produce; returns what the manifest records. */
+  putCommit(dot: string, branch: string, record: CommitRecord, base: string | null, format: StreamFormat, produce: StreamProducer, planArgv: string[]): Promise<ManifestCommit>;
+  /** Push side: records progress after each commit, so an interrupted push resumes. */
+  saveManifest(manifest: Manifest): Promise<void>;
+  /** Pull side: feeds one commit's stream to consume (checked first where a checksum is stored). */
+  fetchCommit(dot: string, entry: ManifestCommit, consume: (input: import('node:stream').Readable, source: string) => Promise<void>): Promise<void>;
+}
+
 export function emptyManifest(dot: string, format: StreamFormat, subdots: string[]): Manifest {
   return { version: 1, dot, format, subdots, branches: {}, commits: {}, updatedAt: new Date(0).toISOString() };
 }
@@ -72,7 +88,8 @@ export function validateManifest(where: string, raw: unknown): Manifest {
   for (const [b, br] of Object.entries(m.branches)) {
     for (const id of br.commits) {
       const c = m.commits[id];
-      if (!c || !/^[0-9a-f]{64}$/.test(c.sha256) || !/^[A-Za-z0-9._-]+$/.test(c.file)) {
+      // sha256 is empty where the stream is made on demand (an ssh remote), never stored.
+      if (!c || !/^([0-9a-f]{64})?$/.test(c.sha256) || !/^[A-Za-z0-9._-]+$/.test(c.file)) {
         throw new ValidationError(where, `branch ${b} lists commit ${id} without a valid stream entry`);
       }
     }

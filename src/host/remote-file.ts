@@ -1,14 +1,16 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { Transform, type Readable, type Writable } from 'node:stream';
+import { Readable, Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ConflictError, NotFoundError } from '../core/errors.js';
-import { validateManifest, type Manifest } from '../core/remote.js';
+import type { CommitRecord } from '../core/dots.js';
+import { validateManifest, type Manifest, type ManifestCommit, type RemoteEndpoint, type StreamFormat, type StreamProducer } from '../core/remote.js';
 import { writeJsonAtomic } from './local-state.js';
+import type { Runner } from './runner.js';
 
 /** Hashes and counts bytes as they pass. */
-class Tap extends Transform {
+export class Tap extends Transform {
   readonly hash = createHash('sha256');
   bytes = 0;
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: (e?: Error | null, c?: Buffer) => void): void {
@@ -28,8 +30,35 @@ export interface StoredStream {
  * A file:// remote: <root>/<dot>/manifest.json and <root>/<dot>/streams/<commit>.<format>.
  * Streams are written to a .partial name and renamed when whole; the manifest is replaced atomically.
  */
-export class FileRemote {
-  constructor(readonly root: string) {}
+export class FileRemote implements RemoteEndpoint {
+  constructor(
+    readonly root: string,
+    private readonly runner: Runner,
+  ) {}
+
+  get url(): string {
+    return `file://${this.root}`;
+  }
+
+  ensureReachable(): Promise<void> {
+    return this.ensureRoot();
+  }
+
+  async putCommit(dot: string, _branch: string, record: CommitRecord, base: string | null, format: StreamFormat, produce: StreamProducer, planArgv: string[]): Promise<ManifestCommit> {
+    const file = `${record.id}.${format}`;
+    if (this.runner.plan([...planArgv, '>', this.streamPath(dot, file)])) return { record, base, file, bytes: 0, sha256: '' };
+    return { record, base, ...(await this.writeStream(dot, file, produce)) };
+  }
+
+  async saveManifest(manifest: Manifest): Promise<void> {
+    if (!this.runner.dryRun) await this.writeManifest(manifest);
+  }
+
+  async fetchCommit(dot: string, entry: ManifestCommit, consume: (input: Readable, source: string) => Promise<void>): Promise<void> {
+    const source = this.streamPath(dot, entry.file);
+    // Under --dry-run nothing is read: the receive commands are only recorded.
+    await consume(this.runner.dryRun ? Readable.from([]) : await this.openVerified(dot, entry.file, entry.sha256), source);
+  }
 
   dotDir(dot: string): string {
     return `${this.root}/${dot}`;

@@ -167,10 +167,20 @@ export class Runner {
       });
       child.on('close', (code, sig) => resolve(code ?? (sig ? 128 : 1)));
     });
-    // tar may exit once it has read the end-of-archive blocks, before the padding after them:
-    // input left unread by a command that succeeded is not an error.
-    const feed = opts.stdin ? pipeline(opts.stdin, child.stdin!).catch(() => undefined) : Promise.resolve();
-    const flows: Promise<void>[] = [feed];
+    // tar and zfs recv may exit once their stream's end marker is read, before the bytes after it:
+    // what the command leaves unread is drained, so the producer still finishes cleanly.
+    if (opts.stdin) {
+      const input = opts.stdin;
+      child.stdin!.on('error', () => undefined);
+      // A broken producer must not leave the command waiting for more input.
+      input.once('error', () => child.stdin!.destroy());
+      input.pipe(child.stdin!);
+      child.once('close', () => {
+        input.unpipe(child.stdin!);
+        input.resume();
+      });
+    }
+    const flows: Promise<void>[] = [];
     if (opts.stdout) flows.push(pipeline(child.stdout!, opts.stdout));
     // A failing command usually breaks its pipes too: report the command's own error first.
     const [code, piped] = await Promise.all([exited, Promise.allSettled(flows)]);

@@ -1,9 +1,7 @@
-import { Readable } from 'node:stream';
 import { DEFAULT_BRANCH, chain, parseDotName, parseRemoteDotRef, planTransfer, type CommitRecord, type DotRecord } from '../../core/dots.js';
 import { ConflictError, NotFoundError } from '../../core/errors.js';
-import type { Manifest } from '../../core/remote.js';
+import type { Manifest, RemoteEndpoint } from '../../core/remote.js';
 import type { PoolRecord } from '../../core/pool.js';
-import type { FileRemote } from '../../host/remote-file.js';
 import type { DotFsRef, DotTransfer } from '../../host/storage/driver.js';
 import type { DotRepo } from '../../state/dots.js';
 import { selectPool } from '../pool/select.js';
@@ -29,7 +27,7 @@ export interface PullResult {
 }
 
 /** Receives commits (oldest first) from the remote into ref, each stream checked before it reaches the pool. */
-async function receiveChain(ctx: Context, remote: FileRemote, manifest: Manifest, transfer: DotTransfer, ref: DotFsRef, ids: string[], base: string | null): Promise<CommitRecord[]> {
+async function receiveChain(ctx: Context, remote: RemoteEndpoint, manifest: Manifest, transfer: DotTransfer, ref: DotFsRef, ids: string[], base: string | null): Promise<CommitRecord[]> {
   const got: CommitRecord[] = [];
   let prev = base;
   for (const id of ids) {
@@ -40,10 +38,7 @@ async function receiveChain(ctx: Context, remote: FileRemote, manifest: Manifest
     }
     const record: CommitRecord = { ...entry.record, branch: ref.branch };
     ctx.events.step(`pull ${ref.dot}: commit ${shortId(id)} (${entry.bytes} bytes)`);
-    const source = remote.streamPath(manifest.dot, entry.file);
-    // Under --dry-run nothing is read: the receive commands are only recorded.
-    const input = ctx.runner.dryRun ? Readable.from([]) : await remote.openVerified(manifest.dot, entry.file, entry.sha256);
-    await transfer.receive(ref, record, entry.base, input, source);
+    await remote.fetchCommit(manifest.dot, entry, (input, source) => transfer.receive(ref, record, entry.base, input, source));
     got.push(record);
     prev = id;
   }
@@ -53,8 +48,8 @@ async function receiveChain(ctx: Context, remote: FileRemote, manifest: Manifest
 /** Pulls REMOTE/DOT[@BRANCH]; shared by `dot pull` and `onboot --seed`. Never overwrites diverged local commits. */
 export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Promise<PullResult> {
   const { name: remoteName, url } = await resolveRemote(repo, 'REMOTE', req.remote);
-  const remote = openRemote(url);
-  await remote.ensureRoot();
+  const remote = openRemote(ctx, url);
+  await remote.ensureReachable();
   const manifest = await remote.readManifest(req.dot);
   if (!manifest) throw new NotFoundError(`remote ${remoteName} has no dot ${req.dot}`, { hint: `push it there first: knarr dot push ${req.dot} ${remoteName}` });
   const branch = req.branch ?? DEFAULT_BRANCH;

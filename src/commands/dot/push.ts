@@ -14,8 +14,8 @@ export const dotPush: Handler = async ({ args, opts }, ctx) => {
     const branch = branchOpt === undefined ? dot.activeBranch : validateBranch('--branch', branchOpt);
     if (!dot.branches[branch]) throw new NotFoundError(`dot ${name} has no branch ${branch}`);
     const { name: remoteName, url } = await resolveRemote(repo, 'REMOTE', args[1] as string);
-    const remote = openRemote(url);
-    await remote.ensureRoot();
+    const remote = openRemote(ctx, url);
+    await remote.ensureReachable();
     const commits = await repo.commits(name);
     const local = chain(commits, dot.branches[branch]!.head).reverse();
     if (local.length === 0) throw new UserError(`branch ${branch} of ${name} has no commits to push`, { hint: `commit first: knarr dot commit ${name} -m MESSAGE` });
@@ -44,22 +44,19 @@ export const dotPush: Handler = async ({ args, opts }, ctx) => {
       const record = commits.get(id)!;
       const streamBase = transfer.incremental && base ? { ref: h.ref(commits.get(base)!.branch), id: base } : null;
       let entry: ManifestCommit | undefined = manifest.commits[id];
-      if (!entry) {
-        const file = `${id}.${transfer.format}`;
+      // A stored stream (file remote) is reused; a live remote gets every commit its branch lacks.
+      if (!entry?.sha256) {
         ctx.events.step(`push ${name}: commit ${shortId(id)}${streamBase ? ' (incremental)' : ''}`);
         const argv = transfer.sendArgv(h.ref(record.branch), id, streamBase);
-        const stored = ctx.runner.dryRun
-          ? (await ctx.runner.pipe(argv, { redirect: `> ${remote.streamPath(name, file)}` }), { file, bytes: 0, sha256: '' })
-          : await remote.writeStream(name, file, (out) => ctx.runner.pipe(argv, { stdout: out, redirect: `> ${remote.streamPath(name, file)}` }));
-        entry = { record, base: streamBase?.id ?? null, ...stored };
-        sent.push({ id, bytes: stored.bytes, incremental: streamBase !== null });
+        entry = await remote.putCommit(name, branch, record, streamBase?.id ?? null, transfer.format, (out) => ctx.runner.pipe(argv, { stdout: out, mutates: false }), argv);
+        sent.push({ id, bytes: entry.bytes, incremental: streamBase !== null });
       }
       onRemote = [...onRemote, id];
       manifest.commits[id] = entry;
       manifest.branches[branch] = { commits: onRemote };
       manifest.subdots = [...new Set([...manifest.subdots, ...dot.subdots])].sort();
       // After every stream: an interrupted push resumes from here.
-      if (!ctx.runner.dryRun) await remote.writeManifest(manifest);
+      await remote.saveManifest(manifest);
       base = id;
     }
     ctx.events.done();

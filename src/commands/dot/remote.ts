@@ -1,8 +1,9 @@
-import { ConflictError, NotFoundError, UserError } from '../../core/errors.js';
-import { parseRemoteUrl, validateRemoteName, type RemoteUrl } from '../../core/remote.js';
+import { ConflictError, NotFoundError } from '../../core/errors.js';
+import { parseRemoteUrl, validateRemoteName, type RemoteEndpoint, type RemoteUrl } from '../../core/remote.js';
 import { FileRemote } from '../../host/remote-file.js';
+import { SshRemote } from '../../host/remote-ssh.js';
 import type { DotRepo } from '../../state/dots.js';
-import type { Handler } from '../types.js';
+import type { Context, Handler } from '../types.js';
 import { withDots } from './common.js';
 
 /** A remote by name, or a URL given in its place (handy at boot, before any remote is recorded). */
@@ -14,10 +15,10 @@ export async function resolveRemote(repo: DotRepo, field: string, nameOrUrl: str
   return { name: nameOrUrl, url: parseRemoteUrl(field, url) };
 }
 
-/** The adapter for a remote URL; ssh is accepted in URLs but not served yet. */
-export function openRemote(url: RemoteUrl): FileRemote {
-  if (url.kind === 'ssh') throw new UserError(`ssh remotes (${url.url}) are not supported yet; use a file:// remote`, { hint: 'mount the other host\'s directory (NFS, sshfs) and use file:///mountpoint' });
-  return new FileRemote(url.path);
+/** The adapter for a remote URL: a directory of streams, or knarr on another host over ssh. */
+export function openRemote(ctx: Context, url: RemoteUrl): RemoteEndpoint {
+  if (url.kind === 'ssh') return new SshRemote({ url: url.url, user: url.user, host: url.host, port: url.port, stateDir: url.path }, ctx.runner, ctx.env);
+  return new FileRemote(url.path, ctx.runner);
 }
 
 /** `knarr dot remote add NAME URL`. */

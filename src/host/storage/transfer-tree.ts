@@ -39,7 +39,13 @@ export function treeTransfer(runner: Runner, prim: TreePrimitives, format: 'btrf
       // The commit's record is written last: a commit folder without one is what an interrupted receive left.
       const target = `${commitsDir(ref)}/${commit.id}`;
       const record = `${dotDir(ref.pool, ref.dot, ref.staging)}/.knarr/commits/${commit.id}.json`;
-      if ((await pathExists(target)) && !(await pathExists(record))) await prim.remove(runner, target);
+      if ((await pathExists(target)) && (await pathExists(record))) {
+        // Already here (received on another branch): the stream is not needed.
+        input.resume();
+        await new Promise((res) => input.once('end', res).once('close', res));
+        return;
+      }
+      if (await pathExists(target)) await prim.remove(runner, target);
       await runner.mkdirp(commitsDir(ref));
       if (format === 'btrfs') {
         // A received subvolume is read-only and cannot be renamed: receive it in place.

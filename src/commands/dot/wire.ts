@@ -1,0 +1,100 @@
+import { DEFAULT_BRANCH, chain, parseCommitRecordJson, parseDotName, validateBranch, COMMIT_ID_RE, type DotRecord } from '../../core/dots.js';
+import { ConflictError, NotFoundError, ValidationError } from '../../core/errors.js';
+import type { Manifest } from '../../core/remote.js';
+import { selectPool } from '../pool/select.js';
+import { optString, type Handler } from '../types.js';
+import { dotHandle, remount, requireDot, shortId, unmountSubdots, withDots } from './common.js';
+
+/*
+ * The wire commands one knarr runs on another over ssh: `dot manifest` says what a dot holds,
+ * `dot send` writes one commit's stream to stdout, `dot receive` applies one from stdin.
+ */
+
+/** `knarr dot manifest DOT`: branches and commits, in the shape of a remote's manifest. */
+export const dotManifest: Handler = async ({ args }, ctx) => {
+  const name = parseDotName('DOT', args[0] as string);
+  return withDots(ctx, async (repo) => {
+    const dot = await requireDot(repo, name);
+    const h = await dotHandle(ctx, dot);
+    const transfer = ctx.drivers[h.pool.driver].transfer(ctx.runner);
+    const commits = await repo.commits(name);
+    const manifest: Manifest = { version: 1, dot: name, format: transfer.format, subdots: dot.subdots, branches: {}, commits: {}, updatedAt: new Date().toISOString() };
+    for (const [b, br] of Object.entries(dot.branches)) {
+      const line = chain(commits, br.head).reverse();
+      manifest.branches[b] = { commits: line.map((c) => c.id) };
+      for (const c of line) manifest.commits[c.id] ??= { record: c, base: transfer.incremental ? c.parent : null, file: c.id, bytes: 0, sha256: '' };
+    }
+    return { data: manifest };
+  });
+};
+
+/** `knarr dot send DOT COMMIT [--base B]`: the commit's stream on stdout (incremental from B). */
+export const dotSend: Handler = async ({ args, opts }, ctx) => {
+  const name = parseDotName('DOT', args[0] as string);
+  const id = args[1] as string;
+  const baseId = optString(opts, 'base');
+  for (const [field, v] of [['COMMIT', id], ['--base', baseId]] as const) {
+    if (v !== undefined && !COMMIT_ID_RE.test(v)) throw new ValidationError(field, `${JSON.stringify(v)} is not a commit id`);
+  }
+  return withDots(ctx, async (repo) => {
+    const dot = await requireDot(repo, name);
+    const commits = await repo.commits(name);
+    const record = commits.get(id);
+    if (!record) throw new NotFoundError(`${name} has no commit ${id}`);
+    const base = baseId === undefined ? null : commits.get(baseId);
+    if (base === undefined) throw new NotFoundError(`${name} has no commit ${baseId}`);
+    const h = await dotHandle(ctx, dot);
+    const transfer = ctx.drivers[h.pool.driver].transfer(ctx.runner);
+    const argv = transfer.sendArgv(h.ref(record.branch), id, base && transfer.incremental ? { ref: h.ref(base.branch), id: base.id } : null);
+    return { data: { dot: name, commit: id, argv }, stream: (out) => ctx.runner.pipe(argv, { stdout: out, mutates: false }) };
+  });
+};
+
+/** `knarr dot receive DOT --branch B --record JSON [--base B]`: applies one commit's stream from stdin, fast-forward only. */
+export const dotReceive: Handler = async ({ args, opts }, ctx) => {
+  const name = parseDotName('DOT', args[0] as string);
+  const branch = validateBranch('--branch', optString(opts, 'branch') ?? DEFAULT_BRANCH);
+  const record = parseCommitRecordJson('--record', optString(opts, 'record'), name, branch);
+  const base = optString(opts, 'base') ?? null;
+  if (base !== null && !COMMIT_ID_RE.test(base)) throw new ValidationError('--base', `${JSON.stringify(base)} is not a commit id`);
+  return withDots(ctx, async (repo) => {
+    const existing = await repo.get(name);
+    if (!existing) {
+      if (record.parent !== null) throw new ConflictError(`${name} does not exist here; its first commit has to come first`);
+      const pool = await selectPool(ctx, optString(opts, 'pool'));
+      const transfer = ctx.drivers[pool.driver].transfer(ctx.runner);
+      const staging = { pool, dot: name, branch, staging: true };
+      await transfer.discardStaging(pool, name);
+      await transfer.receive(staging, record, base, ctx.stdin, 'stdin');
+      await transfer.settleBranch(staging, record.id);
+      await transfer.publish(pool, name);
+      await repo.putCommit(record);
+      const now = new Date().toISOString();
+      const dot: DotRecord = { name, pool: pool.name, subdots: ['__default__'], branches: { [branch]: { head: record.id, from: null, createdAt: now } }, activeBranch: branch, mounts: {}, origin: null, createdAt: now };
+      const h = await dotHandle(ctx, dot);
+      const subdirs = await h.storage.listSubdirs(h.ref());
+      if (subdirs.length > 0) dot.subdots = subdirs;
+      if (!(await repo.create(dot))) throw new ConflictError(`dot ${name} was created by another command meanwhile`);
+      return { data: { dot: name, branch, commit: record.id, action: 'created' } };
+    }
+    const head = existing.branches[branch]?.head ?? null;
+    if (head !== record.parent) {
+      throw new ConflictError(`${name}@${branch} here is at ${shortId(head)}, but the commit sent follows ${shortId(record.parent)}`, { hint: 'pull from this host first, then push again' });
+    }
+    const h = await dotHandle(ctx, existing);
+    const transfer = ctx.drivers[h.pool.driver].transfer(ctx.runner);
+    const active = existing.activeBranch === branch;
+    const mounted = active ? { ...existing.mounts } : {};
+    if (active) await unmountSubdots(ctx, existing);
+    try {
+      await transfer.receive(h.ref(branch), record, base, ctx.stdin, 'stdin');
+      await transfer.settleBranch(h.ref(branch), record.id);
+    } finally {
+      if (active) await remount(ctx, h, mounted);
+    }
+    await repo.putCommit(record);
+    const br = existing.branches[branch] ?? { head: null, from: null, createdAt: new Date().toISOString() };
+    await repo.put({ ...existing, branches: { ...existing.branches, [branch]: { ...br, head: record.id } } });
+    return { data: { dot: name, branch, commit: record.id, action: 'fast-forward' } };
+  });
+};

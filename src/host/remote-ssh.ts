@@ -1,0 +1,92 @@
+import { PassThrough, type Readable } from 'node:stream';
+import type { CommitRecord } from '../core/dots.js';
+import { ExternalCommandError, NotFoundError, PrerequisiteError } from '../core/errors.js';
+import { validateManifest, type Manifest, type ManifestCommit, type RemoteEndpoint, type StreamFormat, type StreamProducer } from '../core/remote.js';
+import { Tap } from './remote-file.js';
+import { formatArgv, type Runner } from './runner.js';
+
+export interface SshTarget {
+  url: string;
+  user: string | null;
+  host: string;
+  port: number | null;
+  /** The remote host's knarr state directory, from the URL's path. */
+  stateDir: string | null;
+}
+
+/**
+ * knarr on another host, reached with ssh: `knarr dot manifest|receive|send` run there and
+ * streams travel through ssh's stdin and stdout. ssh hands the remote shell one command line,
+ * so every argument is single-quoted; KNARR_SSH_CONFIG names an ssh_config, KNARR_REMOTE_KNARR
+ * the knarr command on the remote host (default "knarr").
+ */
+export class SshRemote implements RemoteEndpoint {
+  constructor(
+    private readonly target: SshTarget,
+    private readonly runner: Runner,
+    private readonly env: NodeJS.ProcessEnv,
+  ) {}
+
+  get url(): string {
+    return this.target.url;
+  }
+
+  private argv(remote: string[]): string[] {
+    const t = this.target;
+    const knarr = [this.env.KNARR_REMOTE_KNARR || 'knarr', ...(t.stateDir ? ['--state-dir', t.stateDir] : [])];
+    return [
+      'ssh',
+      ...(this.env.KNARR_SSH_CONFIG ? ['-F', this.env.KNARR_SSH_CONFIG] : []),
+      '-o',
+      'BatchMode=yes',
+      ...(t.port ? ['-p', String(t.port)] : []),
+      t.user ? `${t.user}@${t.host}` : t.host,
+      '--',
+      formatArgv([...knarr, ...remote]),
+    ];
+  }
+
+  async ensureReachable(): Promise<void> {
+    const r = await this.runner.run(this.argv(['--version']), { mutates: false, okExitCodes: [255, 127, 126] });
+    if (r.exitCode === 255) throw new NotFoundError(`cannot reach ${this.url} over ssh: ${r.stderr.trim().split('\n').pop()}`, { hint: 'check the host, the key (KNARR_SSH_CONFIG) and that sshd runs' });
+    if (r.exitCode !== 0) throw new PrerequisiteError(`knarr is not installed on ${this.target.host}`, { hint: 'install knarr there, or set KNARR_REMOTE_KNARR to its path' });
+  }
+
+  async readManifest(dot: string): Promise<Manifest | null> {
+    const r = await this.runner.run(this.argv(['--json', 'dot', 'manifest', dot]), { mutates: false, okExitCodes: [3] });
+    if (r.exitCode === 3) return null;
+    return validateManifest(`${this.url} dot manifest ${dot}`, JSON.parse(r.stdout));
+  }
+
+  async putCommit(dot: string, branch: string, record: CommitRecord, base: string | null, _format: StreamFormat, produce: StreamProducer, planArgv: string[]): Promise<ManifestCommit> {
+    const argv = this.argv(['dot', 'receive', dot, '--branch', branch, '--record', JSON.stringify(record), ...(base ? ['--base', base] : [])]);
+    if (this.runner.dryRun) {
+      this.runner.plan([...planArgv, '|', ...argv]);
+      return { record, base, file: record.id, bytes: 0, sha256: '' };
+    }
+    const tap = new Tap();
+    await Promise.all([produce(tap), this.runner.pipe(argv, { stdin: tap, redirect: '< stream' })]);
+    return { record, base, file: record.id, bytes: tap.bytes, sha256: tap.hash.digest('hex') };
+  }
+
+  async saveManifest(): Promise<void> {
+    /* the remote knarr records each commit as it receives it */
+  }
+
+  async fetchCommit(dot: string, entry: ManifestCommit, consume: (input: Readable, source: string) => Promise<void>): Promise<void> {
+    const argv = this.argv(['dot', 'send', dot, entry.record.id, ...(entry.base ? ['--base', entry.base] : [])]);
+    const source = `${this.url} ${entry.record.id}`;
+    if (this.runner.dryRun) {
+      this.runner.plan(argv);
+      await consume(new PassThrough().end(), source);
+      return;
+    }
+    const pass = new PassThrough();
+    const sending = this.runner.pipe(argv, { stdout: pass, mutates: false });
+    // If the receiving side fails first, stop the sender too.
+    await Promise.all([sending, consume(pass, source).catch((e) => (pass.destroy(), Promise.reject(e)))]).catch((e) => {
+      if (e instanceof ExternalCommandError && e.argv[0] === 'ssh') throw new ExternalCommandError(e.argv, e.exitStatus, e.stderr, { hint: `the remote knarr on ${this.target.host} failed` });
+      throw e;
+    });
+  }
+}
