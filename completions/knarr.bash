@@ -37,6 +37,8 @@ _knarr() {
     --commit) return ;;
     --hard) return ;;
     --as) return ;;
+    --base) return ;;
+    --record) return ;;
     --storage-device) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --dot) return ;;
     --seed) return ;;
@@ -53,7 +55,7 @@ _knarr() {
     'etcd/up') COMPREPLY=($(compgen -W '--pool --client-port --peer-port'" $globals" -- "$cur")) ;;
     'etcd/down') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'etcd/status') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'dot') COMPREPLY=($(compgen -W 'init list show commit log branch checkout reset clone mount unmount fsck push pull remote rm'" $globals" -- "$cur")) ;;
+    'dot') COMPREPLY=($(compgen -W 'init list show commit log branch checkout reset clone mount unmount fsck push pull remote manifest send receive rm'" $globals" -- "$cur")) ;;
     'dot/init') COMPREPLY=($(compgen -W '--pool'" $globals" -- "$cur")) ;;
     'dot/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'dot/show') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
@@ -72,6 +74,9 @@ _knarr() {
     'dot/remote/add') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'dot/remote/rm') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'dot/remote/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'dot/manifest') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'dot/send') COMPREPLY=($(compgen -W '--base'" $globals" -- "$cur")) ;;
+    'dot/receive') COMPREPLY=($(compgen -W '--record --branch --base --pool'" $globals" -- "$cur")) ;;
     'dot/rm') COMPREPLY=($(compgen -W '--force'" $globals" -- "$cur")) ;;
     'onboot') COMPREPLY=($(compgen -W '--storage-device --driver --pool --dot --seed --mountpoint --daemon'" $globals" -- "$cur")) ;;
     'doctor') COMPREPLY=($(compgen -W '--fix'" $globals" -- "$cur")) ;;

@@ -129,6 +129,7 @@ const CHECKS: Check[] = [
   binaryCheck('etcd', 'etcd-server', ['etcd']),
   binaryCheck('etcdctl', 'etcd-client', ['etcdctl']),
   binaryCheck('iproute2', 'iproute2', ['ip']),
+  binaryCheck('ssh', 'openssh-client', ['ssh']),
   binaryCheck('util-linux', 'util-linux', ['blkid', 'wipefs', 'losetup', 'mount']),
   {
     name: 'overlayfs',
