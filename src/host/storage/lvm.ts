@@ -2,6 +2,7 @@ import { PrerequisiteError } from '../../core/errors.js';
 import { mountAt, pathExists } from '../mounts.js';
 import type { Runner } from '../runner.js';
 import { checkForeign, createLoopFile, probeSources } from './common.js';
+import { lvmDots } from './dots-lvm.js';
 import {
   missingStatus,
   type EnsureAction,
@@ -157,10 +158,10 @@ export const lvmDriver: StorageDriver = {
     return { path, created };
   },
 
-  dots(): never {
-    throw new PrerequisiteError('dots on lvm pools are not supported yet', { hint: 'keep dots on a zfs, btrfs or dir pool (knarr dot init DOT --pool NAME)' });
-  },
+  dots: (runner: Runner) => lvmDots(runner),
   transfer(): never {
-    throw new PrerequisiteError('dots on lvm pools are not supported yet');
+    throw new PrerequisiteError('dots on lvm pools cannot be pushed or pulled: LVM has no send/receive', {
+      hint: 'keep dots you move between hosts on a zfs, btrfs or dir pool',
+    });
   },
 };

@@ -113,12 +113,17 @@ switch (tool) {
   }
   case 'lvcreate': {
     const thinOf = opt('-T');
-    const vgName = thinOf ? thinOf.split('/')[0] : positionals(['--type', '-l', '-n', '-V', '-L', '-T'])[0];
+    const vgName = (thinOf ?? positionals(['--type', '-l', '-n', '-V', '-L', '-T', '-p'])[0]).split('/')[0];
     const vg = visibleVg(vgName);
     if (!vg) vgNotFound(vgName);
     const lv = opt('-n');
     if (vg.lvs[lv]) fail(5, `Logical Volume "${lv}" already exists in volume group "${vgName}"`);
-    if (opt('--type') === 'thin-pool') {
+    if (args.includes('-s')) {
+      // A thin snapshot of VG/LV; it skips activation until `lvchange -ay -K`.
+      const [, origin] = positionals(['--type', '-l', '-n', '-V', '-L', '-T', '-p'])[0].split('/');
+      if (!vg.lvs[origin]) fail(5, `Failed to find logical volume "${vgName}/${origin}"`);
+      vg.lvs[lv] = opt('-p') === 'r' ? 'Vri---tz-k' : 'Vwi---tz-k';
+    } else if (opt('--type') === 'thin-pool') {
       const pct = /^(\d+)%FREE$/.exec(opt('-l') ?? '');
       const bytes = pct ? Math.floor((vg.free * Number(pct[1])) / 100 / EXTENT) * EXTENT : vg.free;
       vg.free -= bytes;
@@ -143,6 +148,10 @@ switch (tool) {
     const [vgName, lv] = path.split('/');
     const vg = visibleVg(vgName);
     if (!vg) vgNotFound(vgName);
+    if (lv === undefined) {
+      for (const name of Object.keys(vg.lvs)) process.stdout.write(`  ${name}\n`);
+      break;
+    }
     if (!vg.lvs[lv]) fail(5, `Failed to find logical volume "${path}"`);
     process.stdout.write(`  ${vg.lvs[lv]}\n`);
     break;
@@ -195,8 +204,20 @@ switch (tool) {
     } else fail(3, `fake losetup does not know ${args.join(' ')}`);
     break;
   }
+  case 'lvremove':
+  case 'lvchange': {
+    const [path] = positionals([]);
+    const [vgName, lv] = path.split('/');
+    const vg = visibleVg(vgName);
+    if (!vg) vgNotFound(vgName);
+    if (!vg.lvs[lv]) fail(5, `Failed to find logical volume "${path}"`);
+    if (tool === 'lvremove') delete vg.lvs[lv];
+    else if (args.includes('-ay')) vg.lvs[lv] = `${vg.lvs[lv].slice(0, 4)}a${vg.lvs[lv].slice(5)}`;
+    break;
+  }
   case 'mkfs.ext4':
   case 'mount':
+  case 'umount':
     break;
   default:
     fail(3, `fake-lvm does not play ${tool}`);

@@ -1,0 +1,100 @@
+import { readdir, readFile, rm } from 'node:fs/promises';
+import type { CommitRecord } from '../../core/dots.js';
+import { writeJsonAtomic } from '../local-state.js';
+import { mountAt, pathExists } from '../mounts.js';
+import type { Runner } from '../runner.js';
+import { DOTS_DIR, subdirsOf } from './dots-zfs.js';
+import type { DotFsRef, DotStorage, PoolRecord } from './driver.js';
+import { THIN_POOL } from './lvm.js';
+
+/** Size of a branch's thin volume: thin, so only what is written takes space. */
+const BRANCH_SIZE = '10G';
+/** LV names: "." cannot appear in dot, branch or commit names, so it separates them without ambiguity. */
+const branchLv = (dot: string, branch: string) => `kd.${dot}.${branch}`;
+const commitLv = (dot: string, id: string) => `kc.${dot}.${id}`;
+
+/**
+ * Dots on LVM: a thin volume (ext4) per branch mounted under <pool mountpoint>/knarr-dots/<dot>/<branch>,
+ * a read-only thin snapshot per commit, records in <dot>/.knarr/commits/<id>.json beside them.
+ */
+export function lvmDots(runner: Runner): DotStorage {
+  const dotDir = (pool: PoolRecord, dot: string) => `${pool.mountpoint}/${DOTS_DIR}/${dot}`;
+  const branchPath = (ref: DotFsRef) => `${dotDir(ref.pool, ref.dot)}/${ref.branch}`;
+  const recordPath = (pool: PoolRecord, dot: string, id: string) => `${dotDir(pool, dot)}/.knarr/commits/${id}.json`;
+  const vgPath = (pool: PoolRecord, lv: string) => `${pool.name}/${lv}`;
+  const lvNames = async (pool: PoolRecord): Promise<string[]> => {
+    const r = await runner.run(['lvs', '--noheadings', '-o', 'lv_name', pool.name], { mutates: false, okExitCodes: [5] });
+    return r.exitCode === 0 ? r.stdout.split('\n').map((l) => l.trim()).filter(Boolean) : [];
+  };
+  const mountBranch = async (ref: DotFsRef) => {
+    if (await mountAt(branchPath(ref))) return;
+    await runner.mkdirp(branchPath(ref));
+    await runner.run(['mount', `/dev/${vgPath(ref.pool, branchLv(ref.dot, ref.branch))}`, branchPath(ref)]);
+  };
+  const unmountBranch = async (ref: DotFsRef) => {
+    if (await mountAt(branchPath(ref))) await runner.run(['umount', branchPath(ref)]);
+  };
+  // A writable branch from a commit's snapshot; thin snapshots skip activation unless told (-K).
+  const branchFromSnapshot = async (pool: PoolRecord, dot: string, id: string, dst: DotFsRef) => {
+    const lv = vgPath(dst.pool, branchLv(dst.dot, dst.branch));
+    await runner.run(['lvcreate', '-y', '-s', '-p', 'rw', '-n', branchLv(dst.dot, dst.branch), vgPath(pool, commitLv(dot, id))]);
+    await runner.run(['lvchange', '-ay', '-K', lv]);
+    await mountBranch(dst);
+  };
+  return {
+    branchPath,
+    dotExists: async (pool, dot) => (await lvNames(pool)).some((n) => n.startsWith(`kd.${dot}.`)),
+    listDots: async (pool) => [...new Set((await lvNames(pool)).filter((n) => n.startsWith('kd.')).map((n) => n.split('.')[1]!))].sort(),
+    listBranches: async (pool, dot) => (await lvNames(pool)).filter((n) => n.startsWith(`kd.${dot}.`)).map((n) => n.slice(`kd.${dot}.`.length)).sort(),
+    listSubdirs: (ref) => subdirsOf(branchPath(ref)),
+
+    async createBranch(ref, subdirs) {
+      const lv = branchLv(ref.dot, ref.branch);
+      await runner.run(['lvcreate', '-y', '-V', BRANCH_SIZE, '-T', vgPath(ref.pool, THIN_POOL), '-n', lv]);
+      await runner.run(['mkfs.ext4', '-q', `/dev/${vgPath(ref.pool, lv)}`]);
+      await mountBranch(ref);
+      for (const d of subdirs) await runner.mkdirp(`${branchPath(ref)}/${d}`);
+    },
+    async ensureSubdir(ref, subdir) {
+      await runner.mkdirp(`${branchPath(ref)}/${subdir}`);
+    },
+    async commit(ref, commit) {
+      await runner.run(['lvcreate', '-y', '-s', '-p', 'r', '-n', commitLv(ref.dot, commit.id), vgPath(ref.pool, branchLv(ref.dot, ref.branch))]);
+      if (!runner.dryRun) await writeJsonAtomic(recordPath(ref.pool, ref.dot, commit.id), commit);
+    },
+    async diskCommits(pool, dot) {
+      const dir = `${dotDir(pool, dot)}/.knarr/commits`;
+      const lvs = new Set(await lvNames(pool));
+      let names: string[];
+      try {
+        names = await readdir(dir);
+      } catch {
+        return [];
+      }
+      const records = await Promise.all(names.filter((n) => n.endsWith('.json')).map(async (n) => JSON.parse(await readFile(`${dir}/${n}`, 'utf8')) as CommitRecord));
+      return records.filter((r) => lvs.has(commitLv(dot, r.id)));
+    },
+    async branchFrom(src, commit, dst) {
+      await branchFromSnapshot(src.pool, src.dot, commit, dst);
+    },
+    async rollback(ref, to, newer) {
+      await unmountBranch(ref);
+      await runner.run(['lvremove', '-y', vgPath(ref.pool, branchLv(ref.dot, ref.branch))]);
+      for (const id of newer) {
+        await runner.run(['lvremove', '-y', vgPath(ref.pool, commitLv(ref.dot, id))]);
+        if (!runner.dryRun) await rm(recordPath(ref.pool, ref.dot, id), { force: true });
+      }
+      await branchFromSnapshot(ref.pool, ref.dot, to, ref);
+    },
+    async destroyDot(pool, dot) {
+      const names = await lvNames(pool);
+      // Branches first: they are snapshots of the commits.
+      for (const n of names.filter((x) => x.startsWith(`kd.${dot}.`))) {
+        await unmountBranch({ pool, dot, branch: n.slice(`kd.${dot}.`.length) });
+        await runner.run(['lvremove', '-y', vgPath(pool, n)]);
+      }
+      for (const n of names.filter((x) => x.startsWith(`kc.${dot}.`))) await runner.run(['lvremove', '-y', vgPath(pool, n)]);
+      if (await pathExists(dotDir(pool, dot))) await runner.run(['rm', '-rf', '--one-file-system', dotDir(pool, dot)]);
+    },
+  };
+}
