@@ -1,3 +1,4 @@
+import { Agent, request } from 'node:http';
 import { StoreUnavailableError } from '../core/errors.js';
 
 export interface KeyValue {
@@ -20,6 +21,29 @@ export interface Store {
   close(): Promise<void>;
 }
 
+const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
+const unb64 = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toString('utf8');
+
+/** The first key after every key that starts with prefix (etcd's range_end for a prefix). */
+export function prefixEnd(prefix: string): string {
+  const buf = Buffer.from(prefix, 'utf8');
+  for (let i = buf.length - 1; i >= 0; i--) {
+    if (buf[i]! < 0xff) {
+      const end = Buffer.from(buf.subarray(0, i + 1));
+      end[i]! += 1;
+      return end.toString('base64');
+    }
+  }
+  return Buffer.from([0]).toString('base64');
+}
+
+interface RawKv {
+  key?: string;
+  value?: string;
+  mod_revision?: string;
+  create_revision?: string;
+}
+
 function unavailable(endpoints: readonly string[], cause: unknown): StoreUnavailableError {
   const reason = cause instanceof Error ? cause.message.split('\n')[0] : String(cause);
   return new StoreUnavailableError(`etcd at ${endpoints.join(',')} is not reachable: ${reason}`, {
@@ -28,57 +52,94 @@ function unavailable(endpoints: readonly string[], cause: unknown): StoreUnavail
   });
 }
 
-/** Connects to etcd; the client library is loaded here only, so commands without a store start fast. */
+/**
+ * Connects to etcd through its v3 JSON gateway (/v3/kv/...) with node's http client: no gRPC stack
+ * to load, which keeps every store command's start-up short. Endpoints are tried in order.
+ */
 export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000): Promise<Store> {
-  const { Etcd3 } = await import('etcd3');
-  const client = new Etcd3({
-    hosts: [...endpoints],
-    dialTimeout: timeoutMs,
-    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeoutMs }),
-  });
-  const guard = async <T>(fn: () => Promise<T>): Promise<T> => {
-    try {
-      return await fn();
-    } catch (e) {
-      const name = (e as Error)?.constructor?.name ?? '';
-      if (/Unavailable|DeadlineExceeded|ClientClosed|ClientRuntime|Cancelled/.test(name) || /ECONNREFUSED|deadline/i.test(String(e))) {
-        throw unavailable(endpoints, e);
+  const agent = new Agent({ keepAlive: true, maxSockets: 8 });
+  let current = 0;
+  const once = (endpoint: string, path: string, body: unknown): Promise<unknown> =>
+    new Promise((resolve, reject) => {
+      const data = JSON.stringify(body);
+      const req = request(`${endpoint}${path}`, { method: 'POST', agent, timeout: timeoutMs, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          if (res.statusCode !== 200) return reject(new Error(`etcd answered ${res.statusCode} to ${path}: ${text.slice(0, 200)}`));
+          try {
+            resolve(JSON.parse(text));
+          } catch (e) {
+            reject(e);
+          }
+        });
+        res.on('error', reject);
+      });
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs}ms`)));
+      req.on('error', reject);
+      req.end(data);
+    });
+  const call = async <T>(path: string, body: unknown): Promise<T> => {
+    let last: unknown;
+    for (let tried = 0; tried < endpoints.length; tried++) {
+      const endpoint = endpoints[(current + tried) % endpoints.length]!;
+      try {
+        const r = (await once(endpoint, path, body)) as T;
+        current = (current + tried) % endpoints.length;
+        return r;
+      } catch (e) {
+        // An HTTP answer means etcd is there but refused: not a reason to try another member.
+        if (e instanceof Error && /^etcd answered/.test(e.message)) throw e;
+        last = e;
       }
-      throw e;
     }
+    throw unavailable(endpoints, last);
   };
+  const range = (key: string, prefix: boolean) =>
+    call<{ kvs?: RawKv[] }>('/v3/kv/range', prefix ? { key: b64(key), range_end: prefixEnd(key) } : { key: b64(key) });
+  const txn = async (compare: unknown[], put: { key: string; value: string }) =>
+    (await call<{ succeeded?: boolean }>('/v3/kv/txn', { compare, success: [{ request_put: { key: b64(put.key), value: b64(put.value) } }] })).succeeded === true;
+
   const store: Store = {
     endpoints,
-    get: (key) => guard(() => client.get(key).string()),
-    put: (key, value) => guard(async () => void (await client.put(key).value(value))),
-    createIfAbsent: (key, value) =>
-      guard(async () => {
-        const r = await client.if(key, 'Create', '==', 0).then(client.put(key).value(value)).commit();
-        return r.succeeded;
-      }),
-    increment: (key) =>
-      guard(async () => {
-        for (;;) {
-          const res = await client.get(key).exec();
-          const kv = res.kvs[0];
-          const next = (kv ? Number(kv.value.toString()) : 0) + 1;
-          const cond = kv ? client.if(key, 'Mod', '==', kv.mod_revision) : client.if(key, 'Create', '==', 0);
-          const r = await cond.then(client.put(key).value(String(next))).commit();
-          if (r.succeeded) return next;
-        }
-      }),
-    delete: (key) => guard(async () => Number((await client.delete().key(key)).deleted) > 0),
-    deletePrefix: (prefix) => guard(async () => Number((await client.delete().prefix(prefix)).deleted)),
-    list: (prefix) =>
-      guard(async () => {
-        const kvs = await client.getAll().prefix(prefix).strings();
-        return Object.entries(kvs)
-          .map(([key, value]) => ({ key, value }))
-          .sort((a, b) => a.key.localeCompare(b.key));
-      }),
-    close: async () => client.close(),
+    async get(key) {
+      const kv = (await range(key, false)).kvs?.[0];
+      return kv ? unb64(kv.value) : null;
+    },
+    async put(key, value) {
+      await call('/v3/kv/put', { key: b64(key), value: b64(value) });
+    },
+    createIfAbsent: (key, value) => txn([{ key: b64(key), target: 'CREATE', result: 'EQUAL', create_revision: '0' }], { key, value }),
+    async increment(key) {
+      for (;;) {
+        const kv = (await range(key, false)).kvs?.[0];
+        const next = (kv ? Number(unb64(kv.value)) : 0) + 1;
+        const cond = kv
+          ? { key: b64(key), target: 'MOD', result: 'EQUAL', mod_revision: kv.mod_revision }
+          : { key: b64(key), target: 'CREATE', result: 'EQUAL', create_revision: '0' };
+        if (await txn([cond], { key, value: String(next) })) return next;
+      }
+    },
+    async delete(key) {
+      return Number((await call<{ deleted?: string }>('/v3/kv/deleterange', { key: b64(key) })).deleted ?? 0) > 0;
+    },
+    async deletePrefix(prefix) {
+      return Number((await call<{ deleted?: string }>('/v3/kv/deleterange', { key: b64(prefix), range_end: prefixEnd(prefix) })).deleted ?? 0);
+    },
+    async list(prefix) {
+      return ((await range(prefix, true)).kvs ?? []).map((kv) => ({ key: unb64(kv.key), value: unb64(kv.value) })).sort((a, b) => a.key.localeCompare(b.key));
+    },
+    async close() {
+      agent.destroy();
+    },
   };
   // Fail fast with a clear message instead of on the first real call.
-  await guard(() => client.get('/knarr/').string());
+  try {
+    await range('/knarr/', false);
+  } catch (e) {
+    agent.destroy();
+    throw e;
+  }
   return store;
 }

@@ -34,3 +34,12 @@ describe('outside tools output parsers', () => {
     expect(parseVgs('\n')).toBeNull();
   });
 });
+
+describe('etcd prefix ranges', () => {
+  it('ends a prefix range just after the last key that starts with it', async () => {
+    const { prefixEnd } = await import('../../src/state/store.js');
+    const end = (p: string) => Buffer.from(prefixEnd(p), 'base64').toString('latin1');
+    expect(end('/knarr/a/')).toBe('/knarr/a0');
+    expect(end('a')).toBe('b');
+  });
+});
