@@ -59,7 +59,11 @@ export interface Manifest {
   updatedAt: string;
 }
 
-export type StreamProducer = (out: import('node:stream').Writable) => Promise<void>;
+/** How one commit's stream is made: the command, and a way to run it into a stream. */
+export interface StreamSender {
+  argv: string[];
+  produce(out: import('node:stream').Writable): Promise<void>;
+}
 
 /** A place dots are pushed to and pulled from: a directory of streams, or knarr on another host over ssh. */
 export interface RemoteEndpoint {
@@ -68,7 +72,7 @@ export interface RemoteEndpoint {
   ensureReachable(): Promise<void>;
   readManifest(dot: string): Promise<Manifest | null>;
   /** Push side: hands over one commit's stream, made by produce; returns what the manifest records. */
-  putCommit(dot: string, branch: string, record: CommitRecord, base: string | null, format: StreamFormat, produce: StreamProducer, planArgv: string[]): Promise<ManifestCommit>;
+  putCommit(dot: string, branch: string, record: CommitRecord, base: string | null, format: StreamFormat, sender: StreamSender): Promise<ManifestCommit>;
   /** Push side: records progress after each commit, so an interrupted push resumes. */
   saveManifest(manifest: Manifest): Promise<void>;
   /** Pull side: feeds one commit's stream to consume (checked first where a checksum is stored). */

@@ -1,11 +1,10 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { Readable, Transform, type Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { ConflictError, NotFoundError } from '../core/errors.js';
 import type { CommitRecord } from '../core/dots.js';
-import { validateManifest, type Manifest, type ManifestCommit, type RemoteEndpoint, type StreamFormat, type StreamProducer } from '../core/remote.js';
+import { validateManifest, type Manifest, type ManifestCommit, type RemoteEndpoint, type StreamFormat, type StreamSender } from '../core/remote.js';
 import { writeJsonAtomic } from './local-state.js';
 import type { Runner } from './runner.js';
 
@@ -18,6 +17,17 @@ export class Tap extends Transform {
     this.bytes += chunk.length;
     done(null, chunk);
   }
+}
+
+/** sha256 and size of a file, read in large chunks. */
+export async function hashFile(path: string): Promise<{ sha256: string; bytes: number }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: 4 * 1024 * 1024 }) as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    bytes += chunk.length;
+  }
+  return { sha256: hash.digest('hex'), bytes };
 }
 
 export interface StoredStream {
@@ -44,10 +54,11 @@ export class FileRemote implements RemoteEndpoint {
     return this.ensureRoot();
   }
 
-  async putCommit(dot: string, _branch: string, record: CommitRecord, base: string | null, format: StreamFormat, produce: StreamProducer, planArgv: string[]): Promise<ManifestCommit> {
+  async putCommit(dot: string, _branch: string, record: CommitRecord, base: string | null, format: StreamFormat, sender: StreamSender): Promise<ManifestCommit> {
     const file = `${record.id}.${format}`;
-    if (this.runner.plan([...planArgv, '>', this.streamPath(dot, file)])) return { record, base, file, bytes: 0, sha256: '' };
-    return { record, base, ...(await this.writeStream(dot, file, produce)) };
+    if (this.runner.plan([...sender.argv, '>', this.streamPath(dot, file)])) return { record, base, file, bytes: 0, sha256: '' };
+    // The sender writes straight into the file (no copy through knarr); the checksum is taken from what landed on disk.
+    return { record, base, ...(await this.writeStreamFrom(dot, file, sender.argv)) };
   }
 
   async saveManifest(manifest: Manifest): Promise<void> {
@@ -95,32 +106,32 @@ export class FileRemote implements RemoteEndpoint {
     return `${this.dotDir(dot)}/streams/${file}`;
   }
 
-  /** Writes one stream through produce(out), checksummed; visible under its name only once complete. */
-  async writeStream(dot: string, file: string, produce: (out: Writable) => Promise<void>): Promise<StoredStream> {
+  /** Runs argv with its stdout on the stream's .partial file, then checksums the file and renames it. */
+  async writeStreamFrom(dot: string, file: string, argv: string[]): Promise<StoredStream> {
     const final = this.streamPath(dot, file);
     const partial = `${final}.partial`;
     await mkdir(`${this.dotDir(dot)}/streams`, { recursive: true });
-    const tap = new Tap();
-    const out = createWriteStream(partial);
+    const out = await open(partial, 'w');
+    let sum: { sha256: string; bytes: number };
     try {
-      await Promise.all([produce(tap), pipeline(tap, out)]);
+      await this.runner.pipe(argv, { stdoutFd: out.fd, mutates: false, redirect: `> ${partial}` });
+      // On disk before the manifest names it; the checksum is read from the page cache meanwhile.
+      [sum] = await Promise.all([hashFile(partial), out.sync()]);
     } catch (e) {
-      tap.destroy();
+      await out.close();
       await rm(partial, { force: true });
       throw e;
     }
+    await out.close();
+    const { sha256, bytes } = sum;
     await rename(partial, final);
-    return { file, bytes: tap.bytes, sha256: tap.hash.digest('hex') };
+    return { file, bytes, sha256 };
   }
 
   /** Reads a stream back after checking its checksum against the manifest: a damaged stream never reaches the pool. */
   async openVerified(dot: string, file: string, sha256: string): Promise<Readable> {
     const path = this.streamPath(dot, file);
-    const hash = createHash('sha256');
-    await pipeline(createReadStream(path), async function* (src: AsyncIterable<Buffer>) {
-      for await (const chunk of src) hash.update(chunk);
-    });
-    const got = hash.digest('hex');
+    const got = (await hashFile(path)).sha256;
     if (got !== sha256) throw new ConflictError(`stream ${path} is damaged: sha256 ${got.slice(0, 12)}..., the manifest says ${sha256.slice(0, 12)}...`, { hint: 'push it again from a host that has the commit' });
     return createReadStream(path);
   }

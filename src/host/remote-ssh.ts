@@ -1,7 +1,7 @@
 import { PassThrough, type Readable } from 'node:stream';
 import type { CommitRecord } from '../core/dots.js';
 import { ExternalCommandError, NotFoundError, PrerequisiteError } from '../core/errors.js';
-import { validateManifest, type Manifest, type ManifestCommit, type RemoteEndpoint, type StreamFormat, type StreamProducer } from '../core/remote.js';
+import { validateManifest, type Manifest, type ManifestCommit, type RemoteEndpoint, type StreamFormat, type StreamSender } from '../core/remote.js';
 import { Tap } from './remote-file.js';
 import { formatArgv, type Runner } from './runner.js';
 
@@ -58,14 +58,14 @@ export class SshRemote implements RemoteEndpoint {
     return validateManifest(`${this.url} dot manifest ${dot}`, JSON.parse(r.stdout));
   }
 
-  async putCommit(dot: string, branch: string, record: CommitRecord, base: string | null, _format: StreamFormat, produce: StreamProducer, planArgv: string[]): Promise<ManifestCommit> {
+  async putCommit(dot: string, branch: string, record: CommitRecord, base: string | null, _format: StreamFormat, sender: StreamSender): Promise<ManifestCommit> {
     const argv = this.argv(['dot', 'receive', dot, '--branch', branch, '--record', JSON.stringify(record), ...(base ? ['--base', base] : [])]);
     if (this.runner.dryRun) {
-      this.runner.plan([...planArgv, '|', ...argv]);
+      this.runner.plan([...sender.argv, '|', ...argv]);
       return { record, base, file: record.id, bytes: 0, sha256: '' };
     }
     const tap = new Tap();
-    await Promise.all([produce(tap), this.runner.pipe(argv, { stdin: tap, redirect: '< stream' })]);
+    await Promise.all([sender.produce(tap), this.runner.pipe(argv, { stdin: tap, redirect: '< stream' })]);
     return { record, base, file: record.id, bytes: tap.bytes, sha256: tap.hash.digest('hex') };
   }
 

@@ -38,6 +38,8 @@ export interface PipeOptions {
   stdin?: Readable;
   /** Receives the command's stdout, with backpressure. */
   stdout?: Writable;
+  /** An open file the command writes its stdout to directly, without passing through knarr. */
+  stdoutFd?: number;
   /** How --dry-run and --verbose show the redirection, e.g. "> /mnt/remote/s1". */
   redirect?: string;
   mutates?: boolean;
@@ -152,7 +154,7 @@ export class Runner {
     const started = performance.now();
     const child = spawn(argv[0]!, argv.slice(1), {
       env: this.env,
-      stdio: [opts.stdin ? 'pipe' : 'ignore', opts.stdout ? 'pipe' : 'ignore', 'pipe'],
+      stdio: [opts.stdin ? 'pipe' : 'ignore', opts.stdoutFd ?? (opts.stdout ? 'pipe' : 'ignore'), 'pipe'],
       shell: false,
       signal: this.signal,
     });

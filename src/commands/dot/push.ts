@@ -48,7 +48,7 @@ export const dotPush: Handler = async ({ args, opts }, ctx) => {
       if (!entry?.sha256) {
         ctx.events.step(`push ${name}: commit ${shortId(id)}${streamBase ? ' (incremental)' : ''}`);
         const argv = transfer.sendArgv(h.ref(record.branch), id, streamBase);
-        entry = await remote.putCommit(name, branch, record, streamBase?.id ?? null, transfer.format, (out) => ctx.runner.pipe(argv, { stdout: out, mutates: false }), argv);
+        entry = await remote.putCommit(name, branch, record, streamBase?.id ?? null, transfer.format, { argv, produce: (out) => ctx.runner.pipe(argv, { stdout: out, mutates: false }) });
         sent.push({ id, bytes: entry.bytes, incremental: streamBase !== null });
       }
       onRemote = [...onRemote, id];
