@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { Readable, Transform, type Writable } from 'node:stream';
 import { ConflictError, NotFoundError } from '../core/errors.js';
 import type { CommitRecord } from '../core/dots.js';
 import { validateManifest, type Manifest, type ManifestCommit, type RemoteEndpoint, type StreamFormat, type StreamSender } from '../core/remote.js';
-import { writeJsonAtomic } from './local-state.js';
+import { readJson, writeJsonAtomic } from './local-state.js';
 import type { Runner } from './runner.js';
 
 /** Hashes and counts bytes as they pass. */
@@ -88,14 +88,8 @@ export class FileRemote implements RemoteEndpoint {
 
   async readManifest(dot: string): Promise<Manifest | null> {
     const path = `${this.dotDir(dot)}/manifest.json`;
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw e;
-    }
-    return validateManifest(path, JSON.parse(text));
+    const raw = await readJson<unknown>(path);
+    return raw === null ? null : validateManifest(path, raw);
   }
 
   async writeManifest(m: Manifest): Promise<void> {

@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { knarr } from '../harness/cli.js';
 import { tempDir, uniqueName, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
+import { kernelMounts, type Mount } from '../harness/mounts.js';
 
 const SIZE = 256 * 1024 * 1024;
 
@@ -23,25 +24,7 @@ const ok = integration(
   'needs mkfs.btrfs (btrfs-progs), btrfs in /proc/filesystems and /dev/loop-control',
 );
 
-interface Mount {
-  id: string;
-  source: string;
-  target: string;
-  fstype: string;
-}
-
-/** Read straight from the kernel, independently of knarr's own parser. */
-function mounts(): Mount[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .filter((l) => l.includes(' - '))
-    .map((l) => {
-      const [left, right] = l.split(' - ') as [string, string];
-      const f = left.split(' ');
-      const r = right.split(' ');
-      return { id: f[0]!, target: f[4]!, fstype: r[0]!, source: r[1]! };
-    });
-}
+const mounts = kernelMounts;
 
 function mountsAt(target: string): Mount[] {
   return mounts().filter((m) => m.target === target);

@@ -10,6 +10,7 @@ import { freePort } from '../harness/ports.js';
 import { tempDir, uniqueName, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
 import { destroyPoolQuietly, zfsAnswers } from '../harness/zfs.js';
+import { kernelMounts, type Mount } from '../harness/mounts.js';
 
 type Driver = 'zfs' | 'btrfs' | 'dir';
 
@@ -43,25 +44,7 @@ const COMMIT_ID = /^[0-9a-z]{10}[0-9a-f]{8}$/;
 
 // ---- observation helpers, independent of knarr's own code ----
 
-interface Mount {
-  target: string;
-  fstype: string;
-  source: string;
-}
-
-/** Straight from the kernel (proc(5)); octal escapes undone. */
-function mounts(): Mount[] {
-  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .filter((l) => l.includes(' - '))
-    .map((l) => {
-      const [left, right] = l.split(' - ') as [string, string];
-      const f = left.split(' ');
-      const r = right.split(' ');
-      return { target: unescape(f[4]!), fstype: r[0]!, source: unescape(r[1]!) };
-    });
-}
+const mounts = kernelMounts;
 const mountsAt = (target: string) => mounts().filter((m) => m.target === target);
 
 /** Every file (sha256) and directory ('dir') below root, by relative path. */
