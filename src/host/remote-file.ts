@@ -105,6 +105,8 @@ export class FileRemote implements RemoteEndpoint {
     const final = this.streamPath(dot, file);
     const partial = `${final}.partial`;
     await mkdir(`${this.dotDir(dot)}/streams`, { recursive: true });
+    // A new file, not the old one truncated: a sender left over from a killed push may still write to that.
+    await rm(partial, { force: true });
     const out = await open(partial, 'w');
     let sum: { sha256: string; bytes: number };
     try {

@@ -134,6 +134,28 @@ for (const driver of ['zfs', 'btrfs', 'dir'] as TestDriver[]) {
       expect(sha(`${b.dotPath(dot)}/big.bin`)).toBe(sha(`${a.dotPath(dot)}/big.bin`));
     });
 
+    it('a push killed mid-stream leaves no half stream in the manifest, and a re-run completes', async () => {
+      const dot = uniqueName('q');
+      await a.run(['dot', 'init', dot]);
+      writeFileSync(`${a.dotPath(dot)}/big.bin`, randomBytes(96 * 1024 * 1024));
+      await a.run(['dot', 'commit', dot, '-m', 'big']);
+      const child = execa(bin, [...a.binArgs, 'dot', 'push', dot, `file://${remote}`], { reject: false });
+      const streams = `${remote}/${dot}/streams`;
+      const deadline = Date.now() + 30_000;
+      while (!(existsSync(streams) && readdirSync(streams).some((f) => f.endsWith('.partial'))) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      child.kill('SIGKILL');
+      await child;
+      // Whatever was cut off is at most a .partial file the manifest does not name.
+      const manifest = existsSync(`${remote}/${dot}/manifest.json`) ? JSON.parse(readFileSync(`${remote}/${dot}/manifest.json`, 'utf8')) : { branches: {} };
+      expect(manifest.branches.master?.commits ?? []).toEqual([]);
+      const again = await a.run(['--json', 'dot', 'push', dot, `file://${remote}`]);
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.json().sent).toHaveLength(1);
+      const pulled = await b.run(['dot', 'pull', `file://${remote}/${dot}`]);
+      expect(pulled.code, pulled.stderr).toBe(0);
+      expect(sha(`${b.dotPath(dot)}/big.bin`)).toBe(sha(`${a.dotPath(dot)}/big.bin`));
+    });
+
     it('a remote without the dot, or a bad source, changes nothing', async () => {
       const missing = await b.run(['dot', 'pull', `file://${remote}/nosuchdot`]);
       expect(missing.code).toBe(3);
