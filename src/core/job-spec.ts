@@ -1,0 +1,213 @@
+import { ValidationError } from './errors.js';
+import { parseDotRef } from './dots.js';
+import { parseSize } from './size.js';
+
+/**
+ * Job specs (`knarr job run -f job.yaml`, or flags): checked as a whole, so one run reports every
+ * problem, each with its field path (`ports[1].host`, `env.DEBUG`), before anything runs.
+ */
+
+export interface PortSpec {
+  host: number;
+  container: number;
+  protocol: 'tcp' | 'udp';
+}
+
+export type VolumeSpec =
+  | { kind: 'dot'; dot: string; subdot: string | null; target: string; readOnly: boolean }
+  | { kind: 'host'; source: string; target: string; readOnly: boolean };
+
+export interface RestartPolicy {
+  mode: 'no' | 'on-failure' | 'always';
+  maxRetries: number | null;
+}
+
+export interface JobSpec {
+  name: string;
+  image: string;
+  command: string[];
+  ports: PortSpec[];
+  volumes: VolumeSpec[];
+  env: Record<string, string>;
+  links: string[];
+  tags: string[];
+  host: string | null;
+  /** Millicores and bytes; 0 means no reservation. */
+  cpu: number;
+  memory: number;
+  restart: RestartPolicy;
+  daemonize: boolean;
+  fixed: boolean;
+  static: boolean;
+}
+
+const FIELDS = ['name', 'image', 'command', 'ports', 'volumes', 'env', 'links', 'tags', 'host', 'cpu', 'memory', 'restart', 'daemonize', 'fixed', 'static'] as const;
+const NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+const IMAGE_RE = /^[a-z0-9][a-z0-9._\/:@-]*$/i;
+
+class Problems {
+  readonly list: string[] = [];
+  add(path: string, message: string): void {
+    this.list.push(`${path}: ${message}`);
+  }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function port(p: Problems, path: string, v: unknown): PortSpec | null {
+  if (typeof v === 'number' || (typeof v === 'string' && /^\d+$/.test(v))) v = `${v}:${v}`;
+  if (typeof v === 'string') {
+    const m = /^(\d+):(\d+)(?:\/(tcp|udp))?$/.exec(v);
+    if (!m) return p.add(path, `${JSON.stringify(v)} is not HOST:CONTAINER[/tcp|udp], e.g. 8080:80`), null;
+    v = { host: Number(m[1]), container: Number(m[2]), protocol: m[3] ?? 'tcp' };
+  }
+  if (!isObject(v)) return p.add(path, 'must be "HOST:CONTAINER" or {host, container, protocol}'), null;
+  const out: PortSpec = { host: 0, container: 0, protocol: 'tcp' };
+  for (const k of Object.keys(v)) if (!['host', 'container', 'protocol'].includes(k)) p.add(`${path}.${k}`, 'unknown field; use host, container, protocol');
+  for (const k of ['host', 'container'] as const) {
+    const n = v[k];
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535) p.add(`${path}.${k}`, 'must be a port number from 1 to 65535');
+    else out[k] = n;
+  }
+  if (v.protocol !== undefined && v.protocol !== 'tcp' && v.protocol !== 'udp') p.add(`${path}.protocol`, 'must be tcp or udp');
+  else if (v.protocol) out.protocol = v.protocol as 'tcp' | 'udp';
+  return out;
+}
+
+function volume(p: Problems, path: string, v: unknown): VolumeSpec | null {
+  if (typeof v !== 'string') return p.add(path, 'must be "dot:DOT[.SUBDOT]:/target[:ro]" or "/host/path:/target[:ro]"'), null;
+  const parts = v.split(':');
+  const readOnly = parts[parts.length - 1] === 'ro';
+  if (readOnly || parts[parts.length - 1] === 'rw') parts.pop();
+  if (parts[0] === 'dot' && parts.length === 3) {
+    try {
+      const ref = parseDotRef(path, parts[1]!);
+      if (!parts[2]!.startsWith('/')) return p.add(path, `target ${JSON.stringify(parts[2])} must be an absolute path`), null;
+      return { kind: 'dot', dot: ref.dot, subdot: ref.subdot, target: parts[2]!, readOnly };
+    } catch (e) {
+      return p.add(path, (e as Error).message.replace(/^[^:]*: /, '')), null;
+    }
+  }
+  if (parts.length === 2 && parts[0]!.startsWith('/') && parts[1]!.startsWith('/')) return { kind: 'host', source: parts[0]!, target: parts[1]!, readOnly };
+  return p.add(path, `${JSON.stringify(v)} is not "dot:DOT:/target" or "/host/path:/target" (absolute paths)`), null;
+}
+
+function stringList(p: Problems, path: string, v: unknown, check?: (s: string) => string | null): string[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) return p.add(path, 'must be a list of strings'), [];
+  return v.flatMap((x, i) => {
+    if (typeof x !== 'string') return p.add(`${path}[${i}]`, 'must be a string'), [];
+    const bad = check?.(x);
+    if (bad) return p.add(`${path}[${i}]`, bad), [];
+    return [x];
+  });
+}
+
+/** Parses millicores: 500, "500m", "0.5", "2". */
+function cpu(p: Problems, v: unknown): number {
+  if (v === undefined) return 0;
+  const s = String(v);
+  const m = /^(\d+)m$/.exec(s);
+  const n = m ? Number(m[1]) : /^\d+(\.\d+)?$/.test(s) ? Math.round(Number(s) * 1000) : NaN;
+  if (!(n > 0)) return p.add('cpu', `${JSON.stringify(v)} is not a cpu amount; write 0.5, 2 or 500m`), 0;
+  return n;
+}
+
+function restart(p: Problems, v: unknown): RestartPolicy {
+  if (v === undefined) return { mode: 'no', maxRetries: null };
+  const m = typeof v === 'string' ? /^(no|always|on-failure)(?::(\d+))?$/.exec(v) : null;
+  if (!m || (m[2] !== undefined && m[1] !== 'on-failure')) return p.add('restart', `${JSON.stringify(v)} is not no, always, or on-failure[:N]`), { mode: 'no', maxRetries: null };
+  return { mode: m[1] as RestartPolicy['mode'], maxRetries: m[2] === undefined ? null : Number(m[2]) };
+}
+
+function bool(p: Problems, path: string, v: unknown): boolean | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'boolean') return p.add(path, 'must be true or false'), undefined;
+  return v;
+}
+
+/** Checks and normalises a job spec; throws one ValidationError listing every problem with its path. */
+export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
+  const p = new Problems();
+  if (!isObject(raw)) throw new ValidationError(source, 'must be a mapping of job fields (name, image, command, ...)');
+  for (const k of Object.keys(raw)) if (!(FIELDS as readonly string[]).includes(k)) p.add(k, `unknown field; known fields are ${FIELDS.join(', ')}`);
+
+  const name = raw.name;
+  if (typeof name !== 'string') p.add('name', 'is required: a job name unique in the fleet');
+  else if (!NAME_RE.test(name)) p.add('name', `${JSON.stringify(name)} must be lower-case letters, digits, ".", "_" or "-" (no spaces), at most 63 characters`);
+  const image = raw.image;
+  if (typeof image !== 'string' || image === '') p.add('image', 'is required, e.g. busybox:latest');
+  else if (!IMAGE_RE.test(image)) p.add('image', `${JSON.stringify(image)} is not an image reference`);
+
+  let command: string[] = [];
+  if (typeof raw.command === 'string') command = [raw.command];
+  else command = stringList(p, 'command', raw.command);
+
+  const ports = raw.ports === undefined ? [] : Array.isArray(raw.ports) ? raw.ports.map((v, i) => port(p, `ports[${i}]`, v)).filter((x): x is PortSpec => x !== null) : (p.add('ports', 'must be a list'), []);
+  const seen = new Set<string>();
+  ports.forEach((x, i) => {
+    const key = `${x.host}/${x.protocol}`;
+    if (seen.has(key)) p.add(`ports[${i}].host`, `${x.host}/${x.protocol} is listed twice`);
+    seen.add(key);
+  });
+  const volumes = raw.volumes === undefined ? [] : Array.isArray(raw.volumes) ? raw.volumes.map((v, i) => volume(p, `volumes[${i}]`, v)).filter((x): x is VolumeSpec => x !== null) : (p.add('volumes', 'must be a list'), []);
+
+  const env: Record<string, string> = {};
+  if (Array.isArray(raw.env)) {
+    raw.env.forEach((e, i) => {
+      const m = typeof e === 'string' ? /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/s.exec(e) : null;
+      if (!m) p.add(`env[${i}]`, 'must be NAME=VALUE');
+      else env[m[1]!] = m[2]!;
+    });
+  } else if (isObject(raw.env)) {
+    for (const [k, v] of Object.entries(raw.env)) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) p.add(`env.${k}`, 'is not a valid variable name');
+      else if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') p.add(`env.${k}`, 'must be a string');
+      else env[k] = String(v);
+    }
+  } else if (raw.env !== undefined) p.add('env', 'must be a mapping or a list of NAME=VALUE');
+
+  const links = stringList(p, 'links', raw.links, (s) => (NAME_RE.test(s) ? null : `${JSON.stringify(s)} is not a service name`));
+  const tags = stringList(p, 'tags', raw.tags, (s) => (/^[A-Za-z0-9_.:=-]+$/.test(s) ? null : `${JSON.stringify(s)} is not a tag`));
+  let host: string | null = null;
+  if (raw.host !== undefined) {
+    if (typeof raw.host !== 'string' || raw.host === '') p.add('host', 'must be a host name');
+    else host = raw.host;
+  }
+  const cpuValue = cpu(p, raw.cpu);
+  let memory = 0;
+  if (raw.memory !== undefined) {
+    try {
+      memory = parseSize('memory', String(raw.memory));
+    } catch (e) {
+      p.add('memory', (e as Error).message.replace(/^memory: /, ''));
+    }
+  }
+  const restartPolicy = restart(p, raw.restart);
+  const daemonize = bool(p, 'daemonize', raw.daemonize);
+  const isStatic = bool(p, 'static', raw.static) ?? false;
+  const fixed = bool(p, 'fixed', raw.fixed);
+
+  if (p.list.length > 0) {
+    const detail = p.list.length === 1 ? p.list[0]! : `${p.list.length} problems: ${p.list.join('; ')}`;
+    throw new ValidationError(source, detail, { detail: { problems: p.list } });
+  }
+  return {
+    name: name as string,
+    image: image as string,
+    command,
+    ports,
+    volumes,
+    env,
+    links,
+    tags,
+    host,
+    cpu: cpuValue,
+    memory,
+    restart: restartPolicy,
+    // The seed's defaults: a job with ports is a service; one with volumes (or static) stays where its data is.
+    daemonize: daemonize ?? ports.length > 0,
+    fixed: fixed ?? (volumes.length > 0 || isStatic),
+    static: isStatic,
+  };
+}

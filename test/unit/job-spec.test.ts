@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import { parseJobSpec } from '../../src/core/job-spec.js';
+
+describe('job specs', () => {
+  it('normalises a full spec and applies the seed defaults', () => {
+    const s = parseJobSpec({
+      name: 'web',
+      image: 'busybox:latest',
+      command: ['httpd', '-f'],
+      ports: ['8080:80', 53, { host: 9000, container: 9000, protocol: 'udp' }],
+      volumes: ['dot:site.www:/srv/www:ro', '/var/log/web:/logs'],
+      env: { DEBUG: 1, MODE: 'prod' },
+      links: ['db'],
+      tags: ['ssd', 'zone=eu'],
+      cpu: '500m',
+      memory: '256M',
+      restart: 'on-failure:3',
+    });
+    expect(s).toMatchObject({
+      ports: [
+        { host: 8080, container: 80, protocol: 'tcp' },
+        { host: 53, container: 53, protocol: 'tcp' },
+        { host: 9000, container: 9000, protocol: 'udp' },
+      ],
+      volumes: [
+        { kind: 'dot', dot: 'site', subdot: 'www', target: '/srv/www', readOnly: true },
+        { kind: 'host', source: '/var/log/web', target: '/logs', readOnly: false },
+      ],
+      env: { DEBUG: '1', MODE: 'prod' },
+      cpu: 500,
+      memory: 256 * 1024 ** 2,
+      restart: { mode: 'on-failure', maxRetries: 3 },
+      daemonize: true,
+      fixed: true,
+      static: false,
+    });
+  });
+
+  it('defaults: no ports means not daemonized, no volumes means not fixed', () => {
+    expect(parseJobSpec({ name: 'once', image: 'busybox', command: 'true', cpu: 0.25 })).toMatchObject({ daemonize: false, fixed: false, command: ['true'], cpu: 250 });
+    expect(parseJobSpec({ name: 's', image: 'busybox', static: true }).fixed).toBe(true);
+  });
+
+  it.each<[Record<string, unknown>, RegExp]>([
+    [{ image: 'busybox' }, /^spec: name: is required/],
+    [{ name: 'web' }, /^spec: image: is required/],
+    [{ name: 'my job', image: 'busybox' }, /name: "my job" must be lower-case .*\(no spaces\)/],
+    [{ name: 'web', image: 'busybox', colour: 'red' }, /colour: unknown field/],
+    [{ name: 'web', image: 'busybox', ports: ['80:x'] }, /ports\[0\]: "80:x" is not HOST:CONTAINER/],
+    [{ name: 'web', image: 'busybox', ports: [{ host: 70000, container: 80 }] }, /ports\[0\]\.host: must be a port number/],
+    [{ name: 'web', image: 'busybox', ports: ['80:80', '80:81'] }, /ports\[1\]\.host: 80\/tcp is listed twice/],
+    [{ name: 'web', image: 'busybox', cpu: 'lots' }, /cpu: "lots" is not a cpu amount/],
+    [{ name: 'web', image: 'busybox', memory: 0 }, /memory: "0" must be greater than zero/],
+    [{ name: 'web', image: 'busybox', env: { 'A-B': 'x' } }, /env\.A-B: is not a valid variable name/],
+    [{ name: 'web', image: 'busybox', daemonize: 'yes' }, /daemonize: must be true or false/],
+    [{ name: 'web', image: 'busybox', volumes: ['dot:a b:/x'] }, /volumes\[0\]: "a b" contains a space/],
+    [{ name: 'web', image: 'busybox', restart: 'sometimes' }, /restart: "sometimes" is not no, always/],
+  ])('refuses %j naming the field path', (raw, msg) => {
+    expect(() => parseJobSpec(raw)).toThrow(msg);
+  });
+
+  it('reports every problem at once', () => {
+    try {
+      parseJobSpec({ name: 'a b', ports: 'x', extra: 1 }, 'job.yaml');
+      expect.unreachable();
+    } catch (e) {
+      const err = e as Error & { detail: { problems: string[] } };
+      expect(err.message).toMatch(/^job\.yaml: 4 problems: /);
+      expect(err.detail.problems.map((x) => x.split(':')[0])).toEqual(['extra', 'name', 'image', 'ports']);
+    }
+  });
+});
