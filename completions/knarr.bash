@@ -3,7 +3,7 @@ _knarr() {
   local cur prev path="" i w
   cur="${COMP_WORDS[COMP_CWORD]}"
   prev="${COMP_WORDS[COMP_CWORD-1]}"
-  local groups=' [] [pool] [etcd] [dot] [dot/remote] '
+  local groups=' [] [pool] [etcd] [dot] [dot/remote] [job] '
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="${COMP_WORDS[i]}"
     case "$w" in
@@ -39,13 +39,16 @@ _knarr() {
     --as) return ;;
     --base) return ;;
     --record) return ;;
+    -f|--file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    -e|--env) return ;;
+    --network) return ;;
     --storage-device) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --dot) return ;;
     --seed) return ;;
   esac
   local globals='--json -o --output --dry-run -v --verbose -q --quiet --config --state-dir --etcd --fleet'
   case "$path" in
-    '') COMPREPLY=($(compgen -W 'pool etcd dot onboot doctor completion'" $globals" -- "$cur")) ;;
+    '') COMPREPLY=($(compgen -W 'pool etcd dot job onboot doctor completion'" $globals" -- "$cur")) ;;
     'pool') COMPREPLY=($(compgen -W 'init status list destroy'" $globals" -- "$cur")) ;;
     'pool/init') COMPREPLY=($(compgen -W '--name --driver --device --loop-file --size --path --mountpoint --force'" $globals" -- "$cur")) ;;
     'pool/status') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
@@ -78,6 +81,8 @@ _knarr() {
     'dot/send') COMPREPLY=($(compgen -W '--base'" $globals" -- "$cur")) ;;
     'dot/receive') COMPREPLY=($(compgen -W '--record --branch --base --pool'" $globals" -- "$cur")) ;;
     'dot/rm') COMPREPLY=($(compgen -W '--force'" $globals" -- "$cur")) ;;
+    'job') COMPREPLY=($(compgen -W 'run'" $globals" -- "$cur")) ;;
+    'job/run') COMPREPLY=($(compgen -W '-i --interactive -f --file --name -e --env --network'" $globals" -- "$cur")) ;;
     'onboot') COMPREPLY=($(compgen -W '--storage-device --driver --pool --dot --seed --mountpoint --daemon'" $globals" -- "$cur")) ;;
     'doctor') COMPREPLY=($(compgen -W '--fix'" $globals" -- "$cur")) ;;
     'completion') COMPREPLY=($(compgen -W 'bash zsh fish'" $globals" -- "$cur")) ;;

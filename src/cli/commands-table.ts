@@ -344,6 +344,35 @@ export const COMMANDS: CommandDef[] = [
     ],
   },
   {
+    name: 'job',
+    summary: 'docker jobs (foreground jobs on this host for now)',
+    description:
+      'Jobs run on a docker engine. Today: foreground jobs on this host\'s engine (DOCKER_HOST or /var/run/docker.sock), the embedded default with no agent. -i pipes stdin to the job and its stdout back, binary-safe with end-of-file passed through, so knarr job run -i A | knarr job run -i B chains jobs. The fleet, the scheduler, daemonized jobs and services come with the agent.',
+    subcommands: [
+      {
+        name: 'run',
+        summary: 'run a job in the foreground; exits with its exit code',
+        args: [
+          { name: 'image', description: 'image (or give it in -f)' },
+          { name: 'command', description: 'command and arguments, after --', variadic: true },
+        ],
+        options: [
+          { flags: '-i, --interactive', description: 'pipe stdin to the job (end-of-file included)' },
+          { flags: '-f, --file <file>', description: 'job spec, YAML or JSON' },
+          { flags: '--name <name>', description: 'job name (default run-<random>)' },
+          { flags: '-e, --env <NAME=VALUE>', description: 'environment variable', repeatable: true },
+          { flags: '--network <mode>', description: 'docker network mode (default: the engine\'s)' },
+        ],
+        examples: [
+          { command: "echo hello | knarr job run -i busybox -- tr a-z A-Z | knarr job run -i busybox -- wc -c", description: 'a pipeline of jobs' },
+          { command: "knarr job run busybox -- sh -c 'exit 3'; echo $?", description: 'knarr exits 3' },
+          { command: 'knarr job run -f job.yaml', description: 'a job from a spec file' },
+        ],
+        handler: () => import('../commands/job/run.js').then((m) => m.jobRun),
+      },
+    ],
+  },
+  {
     name: 'onboot',
     summary: 'boot oneshot: pool, etcd, dot (kept, seeded or new), mount',
     description:

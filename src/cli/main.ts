@@ -127,8 +127,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
     const result: CommandResult = await handler({ args: sel.args, opts: sel.opts }, ctx);
     ctx.events.done();
     if (result.stream && !config.dryRun) {
-      await result.stream(io.stdout as import('node:stream').Writable);
-      return result.exitCode ?? ExitCode.ok;
+      const code = await result.stream(io.stdout as import('node:stream').Writable, io.stderr as import('node:stream').Writable);
+      return code ?? result.exitCode ?? ExitCode.ok;
     }
     const text = config.dryRun ? await renderDryRun(ctx.runner.planned, result.data, format) : await renderResult(result.data, result.view, format);
     io.stdout.write(text);

@@ -47,7 +47,8 @@ export interface CommandResult<T = unknown> {
   view?: View;
   exitCode?: number;
   /** Raw bytes for stdout instead of a rendered result (`dot send`); the CLI hands it stdout. */
-  stream?: (stdout: import('node:stream').Writable) => Promise<void>;
+  /** Resolves to the exit code when the stream decides it (a job's). */
+  stream?: (stdout: import('node:stream').Writable, stderr: import('node:stream').Writable) => Promise<number | void>;
 }
 
 export type Handler = (input: CommandInput, ctx: Context) => Promise<CommandResult>;

@@ -136,7 +136,8 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
   if (typeof name !== 'string') p.add('name', 'is required: a job name unique in the fleet');
   else if (!NAME_RE.test(name)) p.add('name', `${JSON.stringify(name)} must be lower-case letters, digits, ".", "_" or "-" (no spaces), at most 63 characters`);
   const image = raw.image;
-  if (typeof image !== 'string' || image === '') p.add('image', 'is required, e.g. busybox:latest');
+  if (image === undefined || image === '') p.add('image', 'is required, e.g. busybox:latest');
+  else if (typeof image !== 'string') p.add('image', 'must be an image reference such as busybox:latest');
   else if (!IMAGE_RE.test(image)) p.add('image', `${JSON.stringify(image)} is not an image reference`);
 
   let command: string[] = [];

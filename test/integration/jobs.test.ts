@@ -1,0 +1,76 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { knarr } from '../harness/cli.js';
+import { haveDockerd, startDockerd, type Dockerd } from '../harness/dockerd.js';
+import { tempDir, type TempDir } from '../harness/tmp.js';
+import { integration } from '../harness/tools.js';
+
+const run = integration('jobs', haveDockerd(), 'dockerd, docker or busybox-static is missing (Debian packages docker.io, busybox-static)');
+const bin = new URL('../../bin/knarr', import.meta.url).pathname;
+
+describe.skipIf(!run)('knarr job run on a real dockerd (no agent: the embedded default)', () => {
+  let tmp: TempDir;
+  let d: Dockerd;
+  let env: Record<string, string>;
+  const job = (...args: string[]) => ['job', 'run', '--network', 'none', ...args];
+  beforeAll(async () => {
+    tmp = await tempDir('knarr-jobs-');
+    d = await startDockerd(tmp.path);
+    env = { ...d.env, KNARR_STATE_DIR: `${tmp.path}/state` };
+  });
+  afterAll(async () => {
+    await d?.stop();
+    await tmp?.cleanup();
+  });
+
+  it('echo hello | job -i tr a-z A-Z | job -i wc -c prints 6', async () => {
+    const r = await execa('sh', ['-c', `echo hello | "$0" job run -i --network none "$1" -- tr a-z A-Z | "$0" job run -i --network none "$1" -- wc -c`, bin, d.image], { env: { ...process.env, ...env } });
+    expect(r.stdout.trim()).toBe('6');
+  });
+
+  it('64 MiB of random bytes through cat arrive byte-identical', async () => {
+    const input = `${tmp.path}/random.bin`;
+    const bytes = randomBytes(64 * 1024 * 1024);
+    writeFileSync(input, bytes);
+    const r = await execa(bin, job('-i', d.image, '--', 'cat'), { env: { ...process.env, ...env }, inputFile: input, encoding: 'buffer', maxBuffer: 128 * 1024 * 1024 });
+    expect(r.exitCode).toBe(0);
+    expect((r.stdout as Uint8Array).length).toBe(bytes.length);
+    expect(createHash('sha256').update(r.stdout as Uint8Array).digest('hex')).toBe(createHash('sha256').update(bytes).digest('hex'));
+  });
+
+  it("exits with the job's exit code, stdout and stderr apart, and removes the container", async () => {
+    const r = await knarr(job(d.image, '--', 'sh', '-c', 'echo out; echo err >&2; exit 3'), { env });
+    expect(r.code).toBe(3);
+    expect(r.stdout).toBe('out\n');
+    expect(r.stderr).toContain('err\n');
+    expect(await d.docker('ps', '-aq', '--filter', 'label=knarr.job')).toBe('');
+  });
+
+  it('labels the container so docker ps shows the job while it runs', async () => {
+    const running = knarr(job('--name', 'sleepy', d.image, '--', 'sleep', '3'), { env });
+    let seen = '';
+    for (let i = 0; i < 50 && !seen; i++) {
+      seen = await d.docker('ps', '--filter', 'label=knarr.job=sleepy', '--format', '{{.Labels}}');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(seen).toContain('knarr.job=sleepy');
+    expect((await running).code).toBe(0);
+  });
+
+  it('a job file with errors names each field path, and nothing runs', async () => {
+    const file = `${tmp.path}/bad.yaml`;
+    writeFileSync(file, 'name: my job\nimage: 3\ncolour: red\nports: [80x]\n');
+    const r = await knarr(['job', 'run', '-f', file], { env });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/bad\.yaml: 4 problems: colour: unknown field.*; name: "my job" must be .*; image: must be an image reference.*; ports\[0\]: "80x" is not HOST:CONTAINER/);
+    expect(await d.docker('ps', '-aq')).toBe('');
+  });
+
+  it('a missing image is a clear error', async () => {
+    const r = await knarr(job('knarr-test/nope:1', '--', 'true'), { env });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/image knarr-test\/nope:1 is not on this host/);
+  });
+});
