@@ -93,8 +93,9 @@ export class DockerEngine {
     return this.call('POST', `/containers/${id}/start`);
   }
 
-  async wait(id: string): Promise<number> {
-    return (await this.call<{ StatusCode: number }>('POST', `/containers/${id}/wait`, undefined, 0)).StatusCode;
+  /** Exit status; with condition "removed" it answers once an auto-removed container is gone. */
+  async wait(id: string, condition: 'not-running' | 'removed' = 'not-running'): Promise<number> {
+    return (await this.call<{ StatusCode: number }>('POST', `/containers/${id}/wait?condition=${condition}`, undefined, 0)).StatusCode;
   }
 
   remove(id: string): Promise<unknown> {
