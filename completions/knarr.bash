@@ -3,7 +3,7 @@ _knarr() {
   local cur prev path="" i w
   cur="${COMP_WORDS[COMP_CWORD]}"
   prev="${COMP_WORDS[COMP_CWORD-1]}"
-  local groups=' [] [pool] [etcd] [dot] [dot/remote] [job] '
+  local groups=' [] [pool] [etcd] [dot] [dot/remote] [job] [host] '
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="${COMP_WORDS[i]}"
     case "$w" in
@@ -42,13 +42,17 @@ _knarr() {
     -f|--file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     -e|--env) return ;;
     --network) return ;;
+    --tags) return ;;
+    --listen) return ;;
+    --ttl) return ;;
+    --token-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --storage-device) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --dot) return ;;
     --seed) return ;;
   esac
   local globals='--json -o --output --dry-run -v --verbose -q --quiet --config --state-dir --etcd --fleet'
   case "$path" in
-    '') COMPREPLY=($(compgen -W 'pool etcd dot job onboot doctor completion'" $globals" -- "$cur")) ;;
+    '') COMPREPLY=($(compgen -W 'pool etcd dot job host daemon onboot doctor completion'" $globals" -- "$cur")) ;;
     'pool') COMPREPLY=($(compgen -W 'init status list destroy'" $globals" -- "$cur")) ;;
     'pool/init') COMPREPLY=($(compgen -W '--name --driver --device --loop-file --size --path --mountpoint --force'" $globals" -- "$cur")) ;;
     'pool/status') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
@@ -83,6 +87,13 @@ _knarr() {
     'dot/rm') COMPREPLY=($(compgen -W '--force'" $globals" -- "$cur")) ;;
     'job') COMPREPLY=($(compgen -W 'run'" $globals" -- "$cur")) ;;
     'job/run') COMPREPLY=($(compgen -W '-i --interactive -f --file --name -e --env --network'" $globals" -- "$cur")) ;;
+    'host') COMPREPLY=($(compgen -W 'list show drain tag leave'" $globals" -- "$cur")) ;;
+    'host/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'host/show') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'host/drain') COMPREPLY=($(compgen -W '--undo'" $globals" -- "$cur")) ;;
+    'host/tag') COMPREPLY=($(compgen -W '--remove'" $globals" -- "$cur")) ;;
+    'host/leave') COMPREPLY=($(compgen -W '--force'" $globals" -- "$cur")) ;;
+    'daemon') COMPREPLY=($(compgen -W '--name --tags --listen --ttl --token-file'" $globals" -- "$cur")) ;;
     'onboot') COMPREPLY=($(compgen -W '--storage-device --driver --pool --dot --seed --mountpoint --daemon'" $globals" -- "$cur")) ;;
     'doctor') COMPREPLY=($(compgen -W '--fix'" $globals" -- "$cur")) ;;
     'completion') COMPREPLY=($(compgen -W 'bash zsh fish'" $globals" -- "$cur")) ;;

@@ -373,6 +373,66 @@ export const COMMANDS: CommandDef[] = [
     ],
   },
   {
+    name: 'host',
+    summary: 'hosts of the fleet: up while their agent holds its lease',
+    description:
+      'Each host is registered by its agent (knarr daemon) under an etcd lease: a host whose lease lapses is down. States: ok, draining (takes no new jobs), and gone after leave.',
+    subcommands: [
+      {
+        name: 'list',
+        summary: 'hosts with up/down, state, tags and load',
+        examples: [{ command: 'knarr host list', description: 'the fleet' }],
+        handler: () => import('../commands/host/host.js').then((m) => m.hostList),
+      },
+      {
+        name: 'show',
+        summary: 'one host',
+        args: [{ name: 'host', description: 'host name', required: true }],
+        examples: [{ command: 'knarr --json host show h1', description: 'h1 as JSON' }],
+        handler: () => import('../commands/host/host.js').then((m) => m.hostShow),
+      },
+      {
+        name: 'drain',
+        summary: 'take no new jobs on a host (--undo to serve again)',
+        args: [{ name: 'host', description: 'host name', required: true }],
+        options: [{ flags: '--undo', description: 'serve jobs again' }],
+        examples: [{ command: 'knarr host drain h1', description: 'drain h1' }],
+        handler: () => import('../commands/host/host.js').then((m) => m.hostDrain),
+      },
+      {
+        name: 'tag',
+        summary: 'add (or --remove) tags of a host',
+        args: [{ name: 'host', description: 'host name', required: true }, { name: 'tag', description: 'tags', variadic: true }],
+        options: [{ flags: '--remove', description: 'remove the tags instead' }],
+        examples: [{ command: 'knarr host tag h1 ssd zone=eu', description: 'tag h1' }],
+        handler: () => import('../commands/host/host.js').then((m) => m.hostTag),
+      },
+      {
+        name: 'leave',
+        summary: 'forget a host (its agent must be stopped, or --force)',
+        args: [{ name: 'host', description: 'host name', required: true }],
+        options: [{ flags: '--force', description: 'also when its agent still runs' }],
+        examples: [{ command: 'knarr host leave h9', description: 'forget h9' }],
+        handler: () => import('../commands/host/host.js').then((m) => m.hostLeave),
+      },
+    ],
+  },
+  {
+    name: 'daemon',
+    summary: 'the agent: registers this host, serves the token-protected API',
+    description:
+      'Registers this host in etcd under a lease (a host whose lease lapses is down) with its address, tags, capacity, load and docker endpoint, keeps them fresh, and serves an HTTP API on --listen where every request needs the bearer token from --token-file (made, 0600, when missing). SIGTERM gives the lease back and exits 0; SIGHUP re-reads the token file.',
+    options: [
+      { flags: '--name <host>', description: 'host name (default: the hostname)' },
+      { flags: '--tags <tags>', description: 'comma-separated tags', repeatable: true },
+      { flags: '--listen <addr:port>', description: 'API address (default 127.0.0.1:7946)' },
+      { flags: '--ttl <seconds>', description: 'lease time to live (default 10)' },
+      { flags: '--token-file <file>', description: 'API token file (default <state-dir>/agent.token)' },
+    ],
+    examples: [{ command: 'knarr daemon --tags ssd,zone=eu --listen 10.0.0.5:7946', description: 'run the agent' }],
+    handler: () => import('../commands/daemon.js').then((m) => m.daemon),
+  },
+  {
     name: 'onboot',
     summary: 'boot oneshot: pool, etcd, dot (kept, seeded or new), mount',
     description:

@@ -12,6 +12,9 @@ export function fleetKeys(fleet: string) {
     createdAt: `${root}/meta/created-at`,
     hosts: `${root}/hosts/`,
     host: (host: string) => `${root}/hosts/${host}`,
+    /** Present while the host's agent holds its lease: the host is up. */
+    hostAlive: (host: string) => `${root}/alive/${host}`,
+    alive: `${root}/alive/`,
     hostPools: (host: string) => `${root}/hosts/${host}/pools/`,
     hostPool: (host: string, pool: string) => `${root}/hosts/${host}/pools/${pool}`,
     hostDots: (host: string) => `${root}/hosts/${host}/dots/`,

@@ -10,7 +10,13 @@ export interface KeyValue {
 export interface Store {
   readonly endpoints: readonly string[];
   get(key: string): Promise<string | null>;
-  put(key: string, value: string): Promise<void>;
+  /** With a lease, the key goes when the lease lapses. */
+  put(key: string, value: string, lease?: string): Promise<void>;
+  /** A lease of ttl seconds; its id is a decimal string (etcd's int64). */
+  grantLease(ttlSeconds: number): Promise<string>;
+  /** Renews the lease; false when it has already lapsed. */
+  keepAlive(lease: string): Promise<boolean>;
+  revokeLease(lease: string): Promise<void>;
   /** Writes only if the key does not exist, in one transaction; true when written. */
   createIfAbsent(key: string, value: string): Promise<boolean>;
   /** Increments a counter atomically (compare-and-swap on its revision); returns the new value. */
@@ -107,8 +113,18 @@ export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000
       const kv = (await range(key, false)).kvs?.[0];
       return kv ? unb64(kv.value) : null;
     },
-    async put(key, value) {
-      await call('/v3/kv/put', { key: b64(key), value: b64(value) });
+    async put(key, value, lease) {
+      await call('/v3/kv/put', { key: b64(key), value: b64(value), ...(lease ? { lease } : {}) });
+    },
+    async grantLease(ttlSeconds) {
+      return (await call<{ ID: string }>('/v3/lease/grant', { TTL: ttlSeconds })).ID;
+    },
+    async keepAlive(lease) {
+      const r = await call<{ result?: { TTL?: string } }>('/v3/lease/keepalive', { ID: lease });
+      return Number(r.result?.TTL ?? 0) > 0;
+    },
+    async revokeLease(lease) {
+      await call('/v3/lease/revoke', { ID: lease }).catch(() => undefined);
     },
     createIfAbsent: (key, value) => txn([{ key: b64(key), target: 'CREATE', result: 'EQUAL', create_revision: '0' }], { key, value }),
     async increment(key) {

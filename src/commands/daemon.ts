@@ -1,0 +1,49 @@
+import { hostname } from 'node:os';
+import { ValidationError } from '../core/errors.js';
+import { validateTags } from '../core/hosts.js';
+import { validateName } from '../core/names.js';
+import { validatePort } from '../core/config.js';
+import { Agent, agentToken } from '../daemon/agent.js';
+import { dockerSocketPath } from '../host/docker.js';
+import { HostRepo } from '../state/hosts.js';
+import { optList, optString, type Handler } from './types.js';
+
+function parseListen(text: string): { host: string; port: number } {
+  const m = /^(.*):(\d+)$/.exec(text);
+  if (!m || !m[1]) throw new ValidationError('--listen', `${JSON.stringify(text)} is not ADDRESS:PORT, e.g. 127.0.0.1:7946`);
+  return { host: m[1], port: validatePort('--listen', m[2]!) };
+}
+
+/**
+ * `knarr daemon`: the agent. Registers this host under an etcd lease, keeps it and the host's load
+ * fresh, serves the token-protected API; SIGTERM (or SIGINT) gives the lease back and exits 0;
+ * SIGHUP re-reads the token file.
+ */
+export const daemon: Handler = async ({ opts }, ctx) => {
+  const name = validateName('--name', optString(opts, 'name') ?? hostname().split('.')[0]!, 64);
+  const tags = validateTags('--tags', optList(opts, 'tags').flatMap((t) => t.split(',')).filter(Boolean));
+  const listen = parseListen(optString(opts, 'listen') ?? '127.0.0.1:7946');
+  const ttl = Number(optString(opts, 'ttl') ?? '10');
+  if (!Number.isInteger(ttl) || ttl < 2 || ttl > 300) throw new ValidationError('--ttl', 'must be a whole number of seconds from 2 to 300');
+  const tokenFile = optString(opts, 'tokenFile') ?? `${ctx.config.stateDir}/agent.token`;
+  let token = await agentToken(tokenFile);
+  const store = await ctx.openStore();
+  const agent = new Agent({ name, tags, listen, ttlSeconds: ttl, tokenFile, dockerSocket: dockerSocketPath(ctx.env) }, store, new HostRepo(store, ctx.config.fleet), (l) => ctx.events.step(l));
+  // The agent lives as long as the process: it is the one handler that listens to SIGHUP itself.
+  const reload = () => {
+    void agentToken(tokenFile).then((t) => {
+      token = t;
+      ctx.events.step('agent: token reloaded');
+    });
+  };
+  process.on('SIGHUP', reload);
+  try {
+    await agent.start(() => token);
+    await agent.serve(ctx.signal);
+  } finally {
+    process.off('SIGHUP', reload);
+    await agent.stop();
+    await store.close();
+  }
+  return { data: { host: name, address: agent.address, stopped: true }, view: { kind: 'lines', lines: [`agent ${name} stopped`] } };
+};

@@ -1,0 +1,72 @@
+import { ConflictError, NotFoundError } from '../../core/errors.js';
+import { validateTags, type HostRecord } from '../../core/hosts.js';
+import { validateName } from '../../core/names.js';
+import { formatSize } from '../../core/size.js';
+import { HostRepo } from '../../state/hosts.js';
+import { optBool, type Context, type Handler } from '../types.js';
+
+async function withHosts<T>(ctx: Context, fn: (repo: HostRepo) => Promise<T>): Promise<T> {
+  const store = await ctx.openStore();
+  try {
+    return await fn(new HostRepo(store, ctx.config.fleet));
+  } finally {
+    await store.close();
+  }
+}
+
+async function requireHost(repo: HostRepo, name: string): Promise<{ host: HostRecord; up: boolean }> {
+  const h = await repo.get(validateName('HOST', name));
+  if (!h) throw new NotFoundError(`no host named ${name} in fleet`, { hint: 'list hosts with: knarr host list' });
+  return h;
+}
+
+const row = ({ host, up }: { host: HostRecord; up: boolean }) => [host.name, up ? 'up' : 'down', host.state, host.tags.join(',') || '-', String(host.load.runningJobs), formatSize(host.load.freeMemory), host.address];
+
+/** `knarr host list`: hosts of the fleet, up while their agent holds its lease. */
+export const hostList: Handler = async (_i, ctx) =>
+  withHosts(ctx, async (repo) => {
+    const hosts = (await repo.list()).sort((a, b) => a.host.name.localeCompare(b.host.name));
+    return {
+      data: hosts.map((h) => ({ ...h.host, up: h.up })),
+      view: { kind: 'table', columns: ['HOST', 'UP', 'STATE', 'TAGS', 'JOBS', 'FREE MEM', 'ADDRESS'], rows: hosts.map(row) },
+    };
+  });
+
+/** `knarr host show HOST`. */
+export const hostShow: Handler = async ({ args }, ctx) =>
+  withHosts(ctx, async (repo) => {
+    const h = await requireHost(repo, args[0] as string);
+    const [name, up, state, tags, jobs, free, address] = row(h);
+    return {
+      data: { ...h.host, up: h.up },
+      view: { kind: 'fields', fields: [['host', name!], ['up', up!], ['state', state!], ['tags', tags!], ['jobs', jobs!], ['free memory', free!], ['capacity', `${h.host.capacity.cpu}m cpu, ${formatSize(h.host.capacity.memory)}`], ['address', address!], ['docker', h.host.dockerEndpoint], ['joined', h.host.joinedAt]] },
+    };
+  });
+
+/** `knarr host drain HOST [--undo]`: no new jobs land there. */
+export const hostDrain: Handler = async ({ args, opts }, ctx) =>
+  withHosts(ctx, async (repo) => {
+    const { host } = await requireHost(repo, args[0] as string);
+    const state = optBool(opts, 'undo') ? 'ok' : 'draining';
+    if (!ctx.runner.dryRun) await repo.put({ ...host, state, updatedAt: new Date().toISOString() });
+    return { data: { host: host.name, state, previous: host.state }, view: { kind: 'lines', lines: [`host ${host.name} is ${state}`] } };
+  });
+
+/** `knarr host tag HOST TAG... [--remove]`. */
+export const hostTag: Handler = async ({ args, opts }, ctx) =>
+  withHosts(ctx, async (repo) => {
+    const { host } = await requireHost(repo, args[0] as string);
+    const given = validateTags('TAG', (args[1] as string[] | undefined) ?? []);
+    const tags = optBool(opts, 'remove') ? host.tags.filter((t) => !given.includes(t)) : validateTags('TAG', [...host.tags, ...given]);
+    if (!ctx.runner.dryRun) await repo.put({ ...host, tags, updatedAt: new Date().toISOString() });
+    return { data: { host: host.name, tags }, view: { kind: 'lines', lines: [`host ${host.name} tags: ${tags.join(',') || '-'}`] } };
+  });
+
+/** `knarr host leave HOST [--force]`: forget a host; one whose agent still runs needs --force. */
+export const hostLeave: Handler = async ({ args, opts }, ctx) =>
+  withHosts(ctx, async (repo) => {
+    const { host, up } = await requireHost(repo, args[0] as string);
+    if (up && !optBool(opts, 'force')) throw new ConflictError(`host ${host.name} is up (its agent holds its lease)`, { hint: 'stop its agent first, or pass --force' });
+    if (!ctx.runner.dryRun) await repo.remove(host.name);
+    return { data: { host: host.name, left: true }, view: { kind: 'lines', lines: [`host ${host.name} left the fleet`] } };
+  });

@@ -1,0 +1,46 @@
+import { ValidationError } from './errors.js';
+import type { HostView } from './scheduler.js';
+
+/**
+ * A fleet host as its agent records it. States: ok (serving), draining (takes no new jobs),
+ * left (gone for good). Whether it is up is separate: its agent holds a lease in etcd, and a
+ * host whose lease lapsed is down. This replaces docklet's waiting/init/work handshake: a host
+ * that can write its record under a lease has joined.
+ */
+export type HostState = 'ok' | 'draining' | 'left';
+
+export interface HostRecord {
+  name: string;
+  /** The agent's API, http(s)://addr:port. */
+  address: string;
+  dockerEndpoint: string;
+  tags: string[];
+  capacity: { cpu: number; memory: number };
+  load: { runningJobs: number; freeMemory: number };
+  state: HostState;
+  joinedAt: string;
+  updatedAt: string;
+}
+
+const TAG_RE = /^[A-Za-z0-9_.:=-]{1,64}$/;
+
+export function validateTags(field: string, tags: string[]): string[] {
+  for (const t of tags) if (!TAG_RE.test(t)) throw new ValidationError(field, `${JSON.stringify(t)} is not a tag; use letters, digits and _ . : = -`);
+  return [...new Set(tags)].sort();
+}
+
+/** What the scheduler sees of a host. */
+export function hostView(h: HostRecord, up: boolean): HostView {
+  return {
+    name: h.name,
+    tags: h.tags,
+    cpu: h.capacity.cpu,
+    memory: h.capacity.memory,
+    usedCpu: 0,
+    usedMemory: Math.max(0, h.capacity.memory - h.load.freeMemory),
+    runningJobs: h.load.runningJobs,
+    ports: new Set(),
+    draining: h.state !== 'ok',
+    up,
+  };
+}

@@ -1,0 +1,31 @@
+import { timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+
+export type Route = (req: IncomingMessage, res: ServerResponse) => Promise<unknown>;
+
+function bearerMatches(header: string | undefined, token: string): boolean {
+  const got = Buffer.from(/^Bearer (.+)$/.exec(header ?? '')?.[1] ?? '');
+  const want = Buffer.from(token);
+  return got.length === want.length && timingSafeEqual(got, want);
+}
+
+/** The agent's HTTP API: every request needs the bearer token; answers JSON. The docker socket is never exposed. */
+export function startApi(listen: { host: string; port: number }, token: () => string, routes: Record<string, Route>): Promise<Server> {
+  const server = createServer((req, res) => {
+    const send = (status: number, body: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(`${JSON.stringify(body)}\n`);
+    };
+    if (!bearerMatches(req.headers.authorization, token())) return send(401, { error: 'a valid bearer token is required' });
+    const route = routes[`${req.method} ${(req.url ?? '/').split('?')[0]}`];
+    if (!route) return send(404, { error: 'no such endpoint' });
+    route(req, res).then(
+      (body) => (res.headersSent ? undefined : send(200, body)),
+      (e: Error) => send(500, { error: e.message }),
+    );
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listen.port, listen.host, () => resolve(server));
+  });
+}

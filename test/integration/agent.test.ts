@@ -1,0 +1,97 @@
+import { readFileSync } from 'node:fs';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { knarr } from '../harness/cli.js';
+import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
+import { freePort } from '../harness/ports.js';
+import { tempDir, type TempDir } from '../harness/tmp.js';
+import { haveTools, integration } from '../harness/tools.js';
+
+const run = integration('agent', haveTools('etcd'), 'etcd is not installed');
+const bin = new URL('../../bin/knarr', import.meta.url).pathname;
+
+describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
+  let tmp: TempDir;
+  let etcd: EtcdInstance;
+  let port: number;
+  let agent: ResultPromise | null = null;
+  const base = () => ['--etcd', etcd.url, '--state-dir', `${tmp.path}/state`];
+  const k = (argv: string[]) => knarr([...base(), ...argv]);
+  const hosts = async () => Object.fromEntries((await k(['--json', 'host', 'list'])).json().map((h: { name: string }) => [h.name, h]));
+  const startAgent = () =>
+    (agent = execa(bin, [...base(), 'daemon', '--name', 'h1', '--tags', 'ssd', '--listen', `127.0.0.1:${port}`, '--ttl', '2'], {
+      reject: false,
+      env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` },
+    }));
+  const until = async (what: () => Promise<boolean>, ms = 15_000) => {
+    const end = Date.now() + ms;
+    while (!(await what())) {
+      if (Date.now() > end) throw new Error('condition not met in time');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  beforeAll(async () => {
+    tmp = await tempDir('knarr-agent-');
+    etcd = await startEtcd();
+    port = await freePort();
+  });
+  afterEach(async () => {
+    agent?.kill('SIGKILL');
+    await agent;
+    agent = null;
+  });
+  afterAll(async () => {
+    await etcd?.stop();
+    await tmp?.cleanup();
+  });
+
+  it('registers under a lease, serves a token-protected API, keeps tags and drain set by the operator', async () => {
+    startAgent();
+    await until(async () => (await hosts()).h1?.up === true);
+    const h1 = (await hosts()).h1;
+    expect(h1).toMatchObject({ name: 'h1', up: true, state: 'ok', tags: ['ssd'], address: `http://127.0.0.1:${port}` });
+    expect(h1.capacity.cpu).toBeGreaterThan(0);
+
+    const token = readFileSync(`${tmp.path}/state/agent.token`, 'utf8').trim();
+    expect((await fetch(`http://127.0.0.1:${port}/v1/health`)).status).toBe(401);
+    expect((await fetch(`http://127.0.0.1:${port}/v1/health`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
+    const ok = await fetch(`http://127.0.0.1:${port}/v1/health`, { headers: { authorization: `Bearer ${token}` } });
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toEqual({ host: 'h1', ok: true });
+
+    expect((await k(['host', 'tag', 'h1', 'gpu', 'zone=eu'])).code).toBe(0);
+    expect((await k(['host', 'drain', 'h1'])).code).toBe(0);
+    await new Promise((r) => setTimeout(r, 1500)); // the agent refreshes its record meanwhile
+    expect((await hosts()).h1).toMatchObject({ tags: ['gpu', 'ssd', 'zone=eu'], state: 'draining', up: true });
+    const leave = await k(['host', 'leave', 'h1']);
+    expect(leave.code).toBe(4);
+    expect(leave.stderr).toMatch(/host h1 is up/);
+  });
+
+  it('a killed agent: the host is down once its lease lapses', async () => {
+    startAgent();
+    await until(async () => (await hosts()).h1?.up === true);
+    agent!.kill('SIGKILL');
+    await agent;
+    await until(async () => (await hosts()).h1?.up === false, 10_000);
+  });
+
+  it('SIGTERM gives the lease back at once and exits 0; then the host can leave', async () => {
+    startAgent();
+    await until(async () => (await hosts()).h1?.up === true);
+    agent!.kill('SIGTERM');
+    const r = await agent!;
+    expect(r.exitCode).toBe(0);
+    expect((await hosts()).h1.up).toBe(false);
+    expect((await k(['host', 'leave', 'h1'])).code).toBe(0);
+    expect((await hosts()).h1).toBeUndefined();
+  });
+
+  it('bad flags are refused before anything starts', async () => {
+    const r = await k(['daemon', '--listen', 'nowhere']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--listen: "nowhere" is not ADDRESS:PORT/);
+    expect((await k(['daemon', '--ttl', '1'])).code).toBe(2);
+    expect((await k(['host', 'show', 'nosuch'])).code).toBe(3);
+  });
+});
