@@ -42,6 +42,7 @@ _knarr() {
     -f|--file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     -e|--env) return ;;
     --network) return ;;
+    --strategy) COMPREPLY=($(compgen -W 'spread binpack' -- "$cur")); return ;;
     --tags) return ;;
     --listen) return ;;
     --ttl) return ;;
@@ -85,8 +86,9 @@ _knarr() {
     'dot/send') COMPREPLY=($(compgen -W '--base'" $globals" -- "$cur")) ;;
     'dot/receive') COMPREPLY=($(compgen -W '--record --branch --base --pool'" $globals" -- "$cur")) ;;
     'dot/rm') COMPREPLY=($(compgen -W '--force'" $globals" -- "$cur")) ;;
-    'job') COMPREPLY=($(compgen -W 'run'" $globals" -- "$cur")) ;;
+    'job') COMPREPLY=($(compgen -W 'run plan'" $globals" -- "$cur")) ;;
     'job/run') COMPREPLY=($(compgen -W '-i --interactive -f --file --name -e --env --network'" $globals" -- "$cur")) ;;
+    'job/plan') COMPREPLY=($(compgen -W '-f --file --name --strategy'" $globals" -- "$cur")) ;;
     'host') COMPREPLY=($(compgen -W 'list show drain tag leave'" $globals" -- "$cur")) ;;
     'host/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'host/show') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;

@@ -370,6 +370,21 @@ export const COMMANDS: CommandDef[] = [
         ],
         handler: () => import('../commands/job/run.js').then((m) => m.jobRun),
       },
+      {
+        name: 'plan',
+        summary: 'the host the scheduler would choose, and why each other host lost',
+        args: [
+          { name: 'image', description: 'image (or give it in -f)' },
+          { name: 'command', description: 'command and arguments, after --', variadic: true },
+        ],
+        options: [
+          { flags: '-f, --file <file>', description: 'job spec, YAML or JSON' },
+          { flags: '--name <name>', description: 'job name' },
+          { flags: '--strategy <strategy>', description: 'spread (default) or binpack', choices: ['spread', 'binpack'] },
+        ],
+        examples: [{ command: 'knarr job plan -f job.yaml', description: 'where job.yaml would run' }],
+        handler: () => import('../commands/job/plan.js').then((m) => m.jobPlan),
+      },
     ],
   },
   {

@@ -23,7 +23,7 @@ async function readSpecFile(ctx: Context, file: string): Promise<Record<string, 
 }
 
 /** The spec from -f and the flags (flags win), validated before anything runs. */
-async function specFrom(ctx: Context, args: (string | string[] | undefined)[], opts: Record<string, unknown>): Promise<{ spec: JobSpec; source: string }> {
+export async function specFrom(ctx: Context, args: (string | string[] | undefined)[], opts: Record<string, unknown>): Promise<{ spec: JobSpec; source: string }> {
   const file = optString(opts, 'file');
   const raw: Record<string, unknown> = file ? await readSpecFile(ctx, file) : {};
   const image = args[0] as string | undefined;
