@@ -3,7 +3,7 @@ _knarr() {
   local cur prev path="" i w
   cur="${COMP_WORDS[COMP_CWORD]}"
   prev="${COMP_WORDS[COMP_CWORD-1]}"
-  local groups=' [] [pool] [etcd] [dot] [dot/remote] [job] [host] '
+  local groups=' [] [pool] [etcd] [dot] [dot/remote] [job] [service] [host] '
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="${COMP_WORDS[i]}"
     case "$w" in
@@ -53,7 +53,7 @@ _knarr() {
   esac
   local globals='--json -o --output --dry-run -v --verbose -q --quiet --config --state-dir --etcd --fleet'
   case "$path" in
-    '') COMPREPLY=($(compgen -W 'pool etcd dot job host daemon onboot doctor completion'" $globals" -- "$cur")) ;;
+    '') COMPREPLY=($(compgen -W 'pool etcd dot job service host daemon onboot doctor completion'" $globals" -- "$cur")) ;;
     'pool') COMPREPLY=($(compgen -W 'init status list destroy'" $globals" -- "$cur")) ;;
     'pool/init') COMPREPLY=($(compgen -W '--name --driver --device --loop-file --size --path --mountpoint --force'" $globals" -- "$cur")) ;;
     'pool/status') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
@@ -86,9 +86,16 @@ _knarr() {
     'dot/send') COMPREPLY=($(compgen -W '--base'" $globals" -- "$cur")) ;;
     'dot/receive') COMPREPLY=($(compgen -W '--record --branch --base --pool'" $globals" -- "$cur")) ;;
     'dot/rm') COMPREPLY=($(compgen -W '--force'" $globals" -- "$cur")) ;;
-    'job') COMPREPLY=($(compgen -W 'run plan'" $globals" -- "$cur")) ;;
+    'job') COMPREPLY=($(compgen -W 'run plan list show logs stop rm'" $globals" -- "$cur")) ;;
     'job/run') COMPREPLY=($(compgen -W '-i --interactive -f --file --name -e --env --network'" $globals" -- "$cur")) ;;
     'job/plan') COMPREPLY=($(compgen -W '-f --file --name --strategy'" $globals" -- "$cur")) ;;
+    'job/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'job/show') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'job/logs') COMPREPLY=($(compgen -W '-f --follow'" $globals" -- "$cur")) ;;
+    'job/stop') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'job/rm') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'service') COMPREPLY=($(compgen -W 'list'" $globals" -- "$cur")) ;;
+    'service/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'host') COMPREPLY=($(compgen -W 'list show drain tag leave'" $globals" -- "$cur")) ;;
     'host/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'host/show') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;

@@ -345,9 +345,9 @@ export const COMMANDS: CommandDef[] = [
   },
   {
     name: 'job',
-    summary: 'docker jobs (foreground jobs on this host for now)',
+    summary: 'docker jobs: foreground (with -i pipes) or daemonized, on this host for now',
     description:
-      'Jobs run on a docker engine. Today: foreground jobs on this host\'s engine (DOCKER_HOST or /var/run/docker.sock), the embedded default with no agent. -i pipes stdin to the job and its stdout back, binary-safe with end-of-file passed through, so knarr job run -i A | knarr job run -i B chains jobs. The fleet, the scheduler, daemonized jobs and services come with the agent.',
+      'Jobs run on a docker engine. Today: foreground jobs on this host\'s engine (DOCKER_HOST or /var/run/docker.sock), the embedded default with no agent. -i pipes stdin to the job and its stdout back, binary-safe with end-of-file passed through, so knarr job run -i A | knarr job run -i B chains jobs. Daemonized jobs (ports, or daemonize: true) run on this host too, their intent and actual state kept in etcd and each port registered as a service; placing them on other hosts comes with the agent\'s job API.',
     subcommands: [
       {
         name: 'run',
@@ -384,6 +384,53 @@ export const COMMANDS: CommandDef[] = [
         ],
         examples: [{ command: 'knarr job plan -f job.yaml', description: 'where job.yaml would run' }],
         handler: () => import('../commands/job/plan.js').then((m) => m.jobPlan),
+      },
+      {
+        name: 'list',
+        summary: 'daemonized jobs: intent and actual state',
+        examples: [{ command: 'knarr job list', description: 'jobs of the fleet' }],
+        handler: () => import('../commands/job/manage.js').then((m) => m.jobList),
+      },
+      {
+        name: 'show',
+        summary: 'a daemonized job: spec, host, state',
+        args: [{ name: 'job', description: 'job name', required: true }],
+        examples: [{ command: 'knarr --json job show web', description: 'web as JSON' }],
+        handler: () => import('../commands/job/manage.js').then((m) => m.jobShow),
+      },
+      {
+        name: 'logs',
+        summary: 'output of a daemonized job (-f to follow)',
+        args: [{ name: 'job', description: 'job name', required: true }],
+        options: [{ flags: '-f, --follow', description: 'keep printing new output' }],
+        examples: [{ command: 'knarr job logs web -f', description: 'follow web\'s output' }],
+        handler: () => import('../commands/job/manage.js').then((m) => m.jobLogs),
+      },
+      {
+        name: 'stop',
+        summary: 'stop a daemonized job (its intent stays)',
+        args: [{ name: 'job', description: 'job name', required: true }],
+        examples: [{ command: 'knarr job stop web', description: 'stop web' }],
+        handler: () => import('../commands/job/manage.js').then((m) => m.jobStop),
+      },
+      {
+        name: 'rm',
+        summary: 'remove a daemonized job, its container and services',
+        args: [{ name: 'job', description: 'job name', required: true }],
+        examples: [{ command: 'knarr job rm web', description: 'remove web' }],
+        handler: () => import('../commands/job/manage.js').then((m) => m.jobRm),
+      },
+    ],
+  },
+  {
+    name: 'service',
+    summary: 'services: the ports of daemonized jobs',
+    subcommands: [
+      {
+        name: 'list',
+        summary: 'each service and where it is reached',
+        examples: [{ command: 'knarr service list', description: 'the fleet\'s services' }],
+        handler: () => import('../commands/job/manage.js').then((m) => m.serviceList),
       },
     ],
   },

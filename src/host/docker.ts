@@ -98,6 +98,31 @@ export class DockerEngine {
     return (await this.call<{ StatusCode: number }>('POST', `/containers/${id}/wait?condition=${condition}`, undefined, 0)).StatusCode;
   }
 
+  stop(id: string): Promise<unknown> {
+    return this.call('POST', `/containers/${id}/stop?t=10`);
+  }
+
+  inspect(id: string): Promise<{ Id: string; State: { Running: boolean; Status: string; ExitCode: number } }> {
+    return this.call('GET', `/containers/${id}/json`);
+  }
+
+  /** The container's log as a multiplexed stream (see demux); with follow it stays open. */
+  logs(id: string, follow: boolean): Promise<import('node:http').IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const req = request({ socketPath: this.socketPath, method: 'GET', path: `/v1.41/containers/${id}/logs?stdout=1&stderr=1${follow ? '&follow=1' : ''}` }, (res) => {
+        if ((res.statusCode ?? 0) >= 400) {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => reject(new DockerApiError(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'))));
+          return;
+        }
+        resolve(res);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
   remove(id: string): Promise<unknown> {
     return this.call('DELETE', `/containers/${id}?force=1`);
   }
@@ -130,7 +155,7 @@ export class DockerEngine {
  * Splits the engine's multiplexed attach stream (8-byte frame headers: stream 1 stdout, 2 stderr)
  * onto two writables, honouring backpressure on both.
  */
-export function demux(source: import('node:net').Socket, stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream): Promise<void> {
+export function demux(source: import('node:stream').Readable, stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream): Promise<void> {
   return new Promise((resolve, reject) => {
     let buf: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {

@@ -23,6 +23,14 @@ export function fleetKeys(fleet: string) {
     hostDotCommit: (host: string, dot: string, id: string) => `${root}/hosts/${host}/dot-commits/${dot}/${id}`,
     remotes: (host: string) => `${root}/hosts/${host}/remotes/`,
     remote: (host: string, name: string) => `${root}/hosts/${host}/remotes/${name}`,
+    /** A job's intent (proc): written before it starts. */
+    jobs: `${root}/jobs/`,
+    job: (name: string) => `${root}/jobs/${name}`,
+    /** A job's actual state (ps): written once it runs. */
+    ps: `${root}/ps/`,
+    psEntry: (name: string) => `${root}/ps/${name}`,
+    services: `${root}/services/`,
+    service: (name: string) => `${root}/services/${name}`,
     /** Monotonic counters (cluster ids, ...), bumped in one transaction. */
     counter: (kind: string) => `${root}/counters/${kind}`,
   };

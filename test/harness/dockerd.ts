@@ -33,7 +33,7 @@ export async function startDockerd(dir: string): Promise<Dockerd> {
   const root = `${dir}/rootfs`;
   mkdirSync(`${root}/bin`, { recursive: true });
   await execa('cp', ['/bin/busybox', `${root}/bin/busybox`]);
-  for (const applet of ['sh', 'cat', 'tr', 'wc', 'true', 'false', 'echo', 'sleep', 'head', 'sha256sum']) symlinkSync('busybox', `${root}/bin/${applet}`);
+  for (const applet of ['sh', 'cat', 'tr', 'wc', 'true', 'false', 'echo', 'sleep', 'head', 'sha256sum', 'httpd']) symlinkSync('busybox', `${root}/bin/${applet}`);
   await execa('tar', ['-C', root, '-cf', `${dir}/rootfs.tar`, '.']);
   const image = 'knarr-test/busybox:1';
   await docker('import', `${dir}/rootfs.tar`, image);

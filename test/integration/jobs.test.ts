@@ -74,3 +74,65 @@ describe.skipIf(!run)('knarr job run on a real dockerd (no agent: the embedded d
     expect(r.stderr).toMatch(/image knarr-test\/nope:1 is not on this host/);
   });
 });
+
+describe.skipIf(!run)('daemonized jobs on this host: intent, actual state, services', () => {
+  let tmp: TempDir;
+  let d: Dockerd;
+  let etcd: import('../harness/etcd.js').EtcdInstance;
+  let env: Record<string, string>;
+  let k: (argv: string[]) => ReturnType<typeof knarr>;
+  beforeAll(async () => {
+    tmp = await tempDir('knarr-daemonized-');
+    d = await startDockerd(tmp.path);
+    const { startEtcd } = await import('../harness/etcd.js');
+    etcd = await startEtcd();
+    env = { ...d.env, KNARR_STATE_DIR: `${tmp.path}/state` };
+    k = (argv) => knarr(['--etcd', etcd.url, ...argv], { env });
+  });
+  afterAll(async () => {
+    await d?.stop();
+    await etcd?.stop();
+    await tmp?.cleanup();
+  });
+
+  it('runs a job with a port in the background, registers its service, and stops and removes it', async () => {
+    const { freePort } = await import('../harness/ports.js');
+    const port = await freePort();
+    const file = `${tmp.path}/web.yaml`;
+    writeFileSync(file, `name: web\nimage: ${d.image}\ncommand: [sh, -c, "echo started; exec httpd -f -p ${port} -h /"]\nports: ["${port}:${port}"]\n`);
+    const r = await k(['--json', 'job', 'run', '-f', file, '--network', 'host']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json()).toMatchObject({ job: 'web', daemonized: true });
+
+    let answered = 0;
+    for (let i = 0; i < 50 && !answered; i++) {
+      answered = await fetch(`http://127.0.0.1:${port}/`).then((res) => res.status, () => 0);
+      if (!answered) await new Promise((res) => setTimeout(res, 100));
+    }
+    expect(answered).toBeGreaterThan(0);
+    expect((await k(['--json', 'job', 'list'])).json()).toEqual([expect.objectContaining({ job: 'web', state: 'running' })]);
+    expect((await k(['--json', 'service', 'list'])).json()).toEqual([expect.objectContaining({ name: `web-${port}`, job: 'web', port })]);
+    expect((await k(['job', 'logs', 'web'])).stdout).toBe('started\n');
+    expect(await d.docker('ps', '--filter', 'label=knarr.job=web', '--format', '{{.Names}}')).toBe('knarr-web');
+
+    const again = await k(['job', 'run', '-f', file, '--network', 'host']);
+    expect(again.code).toBe(4);
+    expect(again.stderr).toMatch(/a job named web already exists/);
+
+    expect((await k(['job', 'stop', 'web'])).code).toBe(0);
+    expect((await k(['--json', 'job', 'show', 'web'])).json()).toMatchObject({ actual: { state: 'stopped' }, engineState: 'exited' });
+    expect((await k(['job', 'rm', 'web'])).code).toBe(0);
+    expect((await k(['--json', 'job', 'list'])).json()).toEqual([]);
+    expect((await k(['--json', 'service', 'list'])).json()).toEqual([]);
+    expect(await d.docker('ps', '-aq', '--filter', 'label=knarr.job=web')).toBe('');
+  });
+
+  it('a start that fails leaves no intent behind', async () => {
+    const r = await k(['job', 'run', '--name', 'broken', '-f', `${tmp.path}/none.yaml`]);
+    expect(r.code).toBe(2);
+    writeFileSync(`${tmp.path}/broken.yaml`, 'name: broken\nimage: knarr-test/missing:1\nports: ["18099:80"]\n');
+    const failed = await k(['job', 'run', '-f', `${tmp.path}/broken.yaml`]);
+    expect(failed.code).toBe(3);
+    expect((await k(['--json', 'job', 'list'])).json()).toEqual([]);
+  });
+});

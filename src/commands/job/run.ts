@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { NotFoundError, PrerequisiteError, UserError, ValidationError } from '../../core/errors.js';
+import { ConflictError, NotFoundError, PrerequisiteError, UserError, ValidationError } from '../../core/errors.js';
 import { parseJobSpec, type JobSpec } from '../../core/job-spec.js';
 import { DockerApiError, DockerEngine, demux, dockerSocketPath, type ContainerCreate } from '../../host/docker.js';
-import { optBool, optList, optString, type Context, type Handler } from '../types.js';
+import { JobRepo } from '../../state/jobs.js';
+import { hostId } from '../dot/common.js';
+import { optBool, optList, optString, type CommandResult, type Context, type Handler } from '../types.js';
 
 async function readSpecFile(ctx: Context, file: string): Promise<Record<string, unknown>> {
   const path = resolve(ctx.cwd, file);
@@ -63,7 +65,7 @@ export function containerFor(spec: JobSpec, fleet: string, interactive: boolean,
   };
 }
 
-function engineError(e: unknown, image: string, socket: string): never {
+export function engineError(e: unknown, image: string, socket: string): never {
   if (e instanceof DockerApiError && e.status === 404 && /image/i.test(e.message)) {
     throw new NotFoundError(`image ${image} is not on this host: ${e.message}`, { hint: 'load it with docker pull, docker load or docker import' });
   }
@@ -80,12 +82,15 @@ function engineError(e: unknown, image: string, socket: string): never {
  */
 export const jobRun: Handler = async ({ args, opts }, ctx) => {
   const { spec } = await specFrom(ctx, args, opts);
-  if (spec.daemonize) throw new UserError(`job ${spec.name} has ports, so it runs daemonized, which needs the agent (not there yet)`, { hint: 'run it in the foreground with daemonize: false' });
   if (spec.volumes.some((v) => v.kind === 'dot')) throw new UserError('dot volumes on jobs are not supported yet', { hint: 'mount the dot (knarr dot mount) and use a host path volume' });
   const interactive = optBool(opts, 'interactive');
   const network = optString(opts, 'network');
   const socket = dockerSocketPath(ctx.env);
   const engine = new DockerEngine(socket);
+  if (spec.daemonize) {
+    if (interactive) throw new ValidationError('--interactive', `job ${spec.name} runs daemonized (it has ports or daemonize: true); -i is for foreground jobs`);
+    return runDaemonized(ctx, spec, engine, network);
+  }
   const create = containerFor(spec, ctx.config.fleet, interactive, network);
   const containerName = `knarr-${spec.name}-${randomBytes(3).toString('hex')}`;
   if (ctx.runner.plan(['docker', '-H', `unix://${socket}`, 'run', '--rm', ...(interactive ? ['-i'] : []), '--name', containerName, '--label', `knarr.job=${spec.name}`, spec.image, ...spec.command])) {
@@ -122,3 +127,61 @@ export const jobRun: Handler = async ({ args, opts }, ctx) => {
     },
   };
 };
+
+function portBindings(spec: JobSpec): { ExposedPorts: Record<string, object>; PortBindings: Record<string, { HostPort: string }[]> } {
+  const exposed: Record<string, object> = {};
+  const bindings: Record<string, { HostPort: string }[]> = {};
+  for (const p of spec.ports) {
+    exposed[`${p.container}/${p.protocol}`] = {};
+    (bindings[`${p.container}/${p.protocol}`] ??= []).push({ HostPort: String(p.host) });
+  }
+  return { ExposedPorts: exposed, PortBindings: bindings };
+}
+
+/**
+ * A daemonized job on this host: the intent (proc) is written first, and is the fleet-wide lock on
+ * the name; then the container starts; then the actual state (ps) and one service per port are
+ * written. A failed start removes the intent again, so nothing half-made remains.
+ */
+async function runDaemonized(ctx: Context, spec: JobSpec, engine: DockerEngine, network: string | undefined): Promise<CommandResult> {
+  const host = hostId();
+  const containerName = `knarr-${spec.name}`;
+  if (ctx.runner.plan(['docker', '-H', `unix://${engine.socketPath}`, 'run', '-d', '--name', containerName, '--label', `knarr.job=${spec.name}`, ...spec.ports.flatMap((p) => ['-p', `${p.host}:${p.container}/${p.protocol}`]), spec.image, ...spec.command])) {
+    return { data: { job: spec.name, host, daemonized: true } };
+  }
+  const store = await ctx.openStore();
+  const repo = new JobRepo(store, ctx.config.fleet);
+  try {
+    if (!(await repo.createIntent(spec.name, { spec, host, createdAt: new Date().toISOString() }))) {
+      throw new ConflictError(`a job named ${spec.name} already exists in the fleet`, { hint: `see it with: knarr job show ${spec.name}; remove it with: knarr job rm ${spec.name}` });
+    }
+    let id: string | null = null;
+    try {
+      const create = containerFor(spec, ctx.config.fleet, false, network);
+      const restart = spec.restart.mode === 'no' ? { Name: 'no' } : spec.restart.mode === 'always' ? { Name: 'always' } : { Name: 'on-failure', MaximumRetryCount: spec.restart.maxRetries ?? 0 };
+      const ports = portBindings(spec);
+      id = await engine.create(containerName, {
+        ...create,
+        AttachStdout: false,
+        AttachStderr: false,
+        ...({ ExposedPorts: ports.ExposedPorts } as object),
+        HostConfig: { ...create.HostConfig, AutoRemove: false, RestartPolicy: restart, PortBindings: ports.PortBindings },
+      });
+      await engine.start(id);
+    } catch (e) {
+      if (id) await engine.remove(id).catch(() => undefined);
+      await repo.remove(spec.name);
+      engineError(e, spec.image, engine.socketPath);
+    }
+    await repo.putActual(spec.name, { host, container: id!, state: 'running', startedAt: new Date().toISOString() });
+    for (const p of spec.ports) {
+      await repo.putService({ name: `${spec.name}-${p.container}`, job: spec.name, host, address: '127.0.0.1', port: p.host, protocol: p.protocol });
+    }
+    return {
+      data: { job: spec.name, host, container: id, daemonized: true, ports: spec.ports },
+      view: { kind: 'lines', lines: [`job ${spec.name} runs on ${host} (container ${id!.slice(0, 12)})`] },
+    };
+  } finally {
+    await store.close();
+  }
+}
