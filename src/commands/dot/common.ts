@@ -7,6 +7,7 @@ import { mountAt } from '../../host/mounts.js';
 import type { DotFsRef, DotStorage } from '../../host/storage/driver.js';
 import { DotRepo } from '../../state/dots.js';
 import type { Context } from '../types.js';
+import { withStore } from '../with-store.js';
 
 /** This host's name in the fleet store. */
 export function hostId(): string {
@@ -18,13 +19,8 @@ export function author(ctx: Context): string {
 }
 
 /** Opens the store, hands a DotRepo to fn, and always closes the connection. */
-export async function withDots<T>(ctx: Context, fn: (repo: DotRepo) => Promise<T>): Promise<T> {
-  const store = await ctx.openStore();
-  try {
-    return await fn(new DotRepo(store, ctx.config.fleet, hostId(), ctx.runner.dryRun));
-  } finally {
-    await store.close();
-  }
+export function withDots<T>(ctx: Context, fn: (repo: DotRepo) => Promise<T>): Promise<T> {
+  return withStore(ctx, (store) => fn(new DotRepo(store, ctx.config.fleet, hostId(), ctx.runner.dryRun)));
 }
 
 export async function requireDot(repo: DotRepo, name: string): Promise<DotRecord> {

@@ -4,15 +4,9 @@ import { validateName } from '../../core/names.js';
 import { formatSize } from '../../core/size.js';
 import { HostRepo } from '../../state/hosts.js';
 import { optBool, type Context, type Handler } from '../types.js';
+import { withStore } from '../with-store.js';
 
-async function withHosts<T>(ctx: Context, fn: (repo: HostRepo) => Promise<T>): Promise<T> {
-  const store = await ctx.openStore();
-  try {
-    return await fn(new HostRepo(store, ctx.config.fleet));
-  } finally {
-    await store.close();
-  }
-}
+const withHosts = <T>(ctx: Context, fn: (repo: HostRepo) => Promise<T>): Promise<T> => withStore(ctx, (store) => fn(new HostRepo(store, ctx.config.fleet)));
 
 async function requireHost(repo: HostRepo, name: string): Promise<{ host: HostRecord; up: boolean }> {
   const h = await repo.get(validateName('HOST', name));

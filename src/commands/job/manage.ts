@@ -4,15 +4,9 @@ import { DockerEngine, demux, dockerSocketPath } from '../../host/docker.js';
 import { JobRepo, type JobActual, type JobIntent } from '../../state/jobs.js';
 import { hostId } from '../dot/common.js';
 import { optBool, type Context, type Handler } from '../types.js';
+import { withStore } from '../with-store.js';
 
-async function withJobs<T>(ctx: Context, fn: (repo: JobRepo) => Promise<T>): Promise<T> {
-  const store = await ctx.openStore();
-  try {
-    return await fn(new JobRepo(store, ctx.config.fleet));
-  } finally {
-    await store.close();
-  }
-}
+const withJobs = <T>(ctx: Context, fn: (repo: JobRepo) => Promise<T>): Promise<T> => withStore(ctx, (store) => fn(new JobRepo(store, ctx.config.fleet)));
 
 async function requireJob(repo: JobRepo, text: string): Promise<{ intent: JobIntent; actual: JobActual | null }> {
   const name = validateName('JOB', text, 63);

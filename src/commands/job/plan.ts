@@ -4,14 +4,14 @@ import { ValidationError } from '../../core/errors.js';
 import { HostRepo } from '../../state/hosts.js';
 import { optString, type Handler } from '../types.js';
 import { specFrom } from './run.js';
+import { withStore } from '../with-store.js';
 
 /** `knarr job plan [-f job.yaml | IMAGE ...]`: the host the scheduler would choose, and why each other host lost. */
 export const jobPlan: Handler = async ({ args, opts }, ctx) => {
   const { spec } = await specFrom(ctx, args, opts);
   const strategy = (optString(opts, 'strategy') ?? 'spread') as Strategy;
   if (strategy !== 'spread' && strategy !== 'binpack') throw new ValidationError('--strategy', 'use spread or binpack');
-  const store = await ctx.openStore();
-  try {
+  return withStore(ctx, async (store) => {
     const hosts = await new HostRepo(store, ctx.config.fleet).list();
     const scheduler = new Scheduler(hosts.map((h) => hostView(h.host, h.up)), { strategy });
     const plan = scheduler.explain({ name: spec.name, cpu: spec.cpu, memory: spec.memory, ports: spec.ports.map((p) => p.host), tags: spec.tags, host: spec.host ?? undefined, fixed: spec.fixed, history: [] });
@@ -25,7 +25,5 @@ export const jobPlan: Handler = async ({ args, opts }, ctx) => {
       },
       exitCode: plan.host ? 0 : 1,
     };
-  } finally {
-    await store.close();
-  }
+  });
 };
