@@ -47,6 +47,8 @@ _knarr() {
     --listen) return ;;
     --ttl) return ;;
     --token-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --tls-cert) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --tls-key) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --storage-device) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --dot) return ;;
     --seed) return ;;
@@ -102,7 +104,7 @@ _knarr() {
     'host/drain') COMPREPLY=($(compgen -W '--undo'" $globals" -- "$cur")) ;;
     'host/tag') COMPREPLY=($(compgen -W '--remove'" $globals" -- "$cur")) ;;
     'host/leave') COMPREPLY=($(compgen -W '--force'" $globals" -- "$cur")) ;;
-    'daemon') COMPREPLY=($(compgen -W '--name --tags --listen --ttl --token-file'" $globals" -- "$cur")) ;;
+    'daemon') COMPREPLY=($(compgen -W '--name --tags --listen --ttl --token-file --tls-cert --tls-key'" $globals" -- "$cur")) ;;
     'onboot') COMPREPLY=($(compgen -W '--storage-device --driver --pool --dot --seed --mountpoint --daemon'" $globals" -- "$cur")) ;;
     'doctor') COMPREPLY=($(compgen -W '--fix'" $globals" -- "$cur")) ;;
     'completion') COMPREPLY=($(compgen -W 'bash zsh fish'" $globals" -- "$cur")) ;;

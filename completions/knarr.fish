@@ -111,6 +111,8 @@ complete -c knarr -n '__fish_seen_subcommand_from daemon' -l tags -x -d 'comma-s
 complete -c knarr -n '__fish_seen_subcommand_from daemon' -l listen -x -d 'API address (default 127.0.0.1:7946)'
 complete -c knarr -n '__fish_seen_subcommand_from daemon' -l ttl -x -d 'lease time to live (default 10)'
 complete -c knarr -n '__fish_seen_subcommand_from daemon' -l token-file -r -F -d 'API token file (default <state-dir>/agent.token)'
+complete -c knarr -n '__fish_seen_subcommand_from daemon' -l tls-cert -r -F -d 'PEM certificate: serve the API over https (with --tls-key)'
+complete -c knarr -n '__fish_seen_subcommand_from daemon' -l tls-key -r -F -d 'PEM private key of --tls-cert'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l storage-device -r -F -d 'block device(s) of the pool'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l driver -x -a 'zfs btrfs lvm dir' -d 'pool driver (default zfs)'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l pool -x -d 'pool name (default "knarr")'

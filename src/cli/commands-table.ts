@@ -490,6 +490,8 @@ export const COMMANDS: CommandDef[] = [
       { flags: '--listen <addr:port>', description: 'API address (default 127.0.0.1:7946)' },
       { flags: '--ttl <seconds>', description: 'lease time to live (default 10)' },
       { flags: '--token-file <file>', description: 'API token file (default <state-dir>/agent.token)' },
+      { flags: '--tls-cert <file>', description: 'PEM certificate: serve the API over https (with --tls-key)' },
+      { flags: '--tls-key <file>', description: 'PEM private key of --tls-cert' },
     ],
     examples: [{ command: 'knarr daemon --tags ssd,zone=eu --listen 10.0.0.5:7946', description: 'run the agent' }],
     handler: () => import('../commands/daemon.js').then((m) => m.daemon),

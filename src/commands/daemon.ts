@@ -1,4 +1,6 @@
+import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { resolve } from 'node:path';
 import { ValidationError } from '../core/errors.js';
 import { validateTags } from '../core/hosts.js';
 import { validateName } from '../core/names.js';
@@ -26,9 +28,20 @@ export const daemon: Handler = async ({ opts }, ctx) => {
   const ttl = Number(optString(opts, 'ttl') ?? '10');
   if (!Number.isInteger(ttl) || ttl < 2 || ttl > 300) throw new ValidationError('--ttl', 'must be a whole number of seconds from 2 to 300');
   const tokenFile = optString(opts, 'tokenFile') ?? `${ctx.config.stateDir}/agent.token`;
+  const certFile = optString(opts, 'tlsCert');
+  const keyFile = optString(opts, 'tlsKey');
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new ValidationError(certFile ? '--tls-key' : '--tls-cert', 'TLS needs both --tls-cert and --tls-key');
+  let tls: { cert: Buffer; key: Buffer } | undefined;
+  if (certFile && keyFile) {
+    try {
+      tls = { cert: await readFile(resolve(ctx.cwd, certFile)), key: await readFile(resolve(ctx.cwd, keyFile)) };
+    } catch (e) {
+      throw new ValidationError('--tls-cert', `cannot read the certificate or key: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
   let token = await agentToken(tokenFile);
   const store = await ctx.openStore();
-  const agent = new Agent({ name, tags, listen, ttlSeconds: ttl, tokenFile, dockerSocket: dockerSocketPath(ctx.env) }, store, new HostRepo(store, ctx.config.fleet), (l) => ctx.events.step(l));
+  const agent = new Agent({ name, tags, listen, ttlSeconds: ttl, tokenFile, dockerSocket: dockerSocketPath(ctx.env), tls }, store, new HostRepo(store, ctx.config.fleet), (l) => ctx.events.step(l));
   // The agent lives as long as the process: it is the one handler that listens to SIGHUP itself.
   const reload = () => {
     void agentToken(tokenFile).then((t) => {

@@ -17,6 +17,8 @@ export interface AgentOptions {
   ttlSeconds: number;
   tokenFile: string;
   dockerSocket: string;
+  /** PEM certificate and key: the API speaks https. */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 /** The token file the operator controls; made (0600) with a random token when missing. */
@@ -62,7 +64,7 @@ export class Agent {
   }
 
   get address(): string {
-    return `http://${this.opts.listen.host}:${this.opts.listen.port}`;
+    return `${this.opts.tls ? 'https' : 'http'}://${this.opts.listen.host}:${this.opts.listen.port}`;
   }
 
   private async record(registering = false): Promise<HostRecord> {
@@ -94,7 +96,7 @@ export class Agent {
     this.server = await startApi(this.opts.listen, token, {
       'GET /v1/health': async () => ({ host: this.opts.name, ok: true }),
       'GET /v1/host': async () => (await this.hosts.get(this.opts.name))?.host ?? null,
-    });
+    }, this.opts.tls);
     await this.register();
     this.log(`agent ${this.opts.name} up: API ${this.address}, lease ${this.opts.ttlSeconds}s`);
   }

@@ -87,6 +87,32 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
     expect((await hosts()).h1).toBeUndefined();
   });
 
+  it.skipIf(!haveTools('openssl'))('serves the API over TLS with --tls-cert and --tls-key', async () => {
+    await execa('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', `${tmp.path}/key.pem`, '-out', `${tmp.path}/cert.pem`]);
+    agent = execa(bin, [...base(), 'daemon', '--name', 'h2', '--listen', `127.0.0.1:${port}`, '--ttl', '2', '--tls-cert', `${tmp.path}/cert.pem`, '--tls-key', `${tmp.path}/key.pem`], {
+      reject: false,
+      env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` },
+    });
+    await until(async () => (await hosts()).h2?.up === true);
+    expect((await hosts()).h2.address).toBe(`https://127.0.0.1:${port}`);
+    const token = readFileSync(`${tmp.path}/state/agent.token`, 'utf8').trim();
+    const { request } = await import('node:https');
+    const get = (auth: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = request(`https://127.0.0.1:${port}/v1/health`, { ca: readFileSync(`${tmp.path}/cert.pem`), headers: auth ? { authorization: auth } : {} }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    expect(await get('')).toBe(401);
+    expect(await get(`Bearer ${token}`)).toBe(200);
+    const half = await k(['daemon', '--tls-cert', `${tmp.path}/cert.pem`]);
+    expect(half.code).toBe(2);
+    expect(half.stderr).toMatch(/--tls-key: TLS needs both --tls-cert and --tls-key/);
+  });
+
   it('bad flags are refused before anything starts', async () => {
     const r = await k(['daemon', '--listen', 'nowhere']);
     expect(r.code).toBe(2);
