@@ -1,3 +1,5 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ExternalCommandError } from '../../core/errors.js';
 import type { Runner } from '../runner.js';
 import { runRetryingBusy } from './common.js';
 import type { DotFsRef, DotTransfer, PoolRecord } from './driver.js';
@@ -46,7 +48,16 @@ export function zfsTransfer(runner: Runner): DotTransfer {
       await renameDataset(dotDataset(pool, dot, true), dotDataset(pool, dot));
     },
     async discardStaging(pool, dot) {
-      if (await exists(dotDataset(pool, dot, true))) await runRetryingBusy(runner, ['zfs', 'destroy', '-R', dotDataset(pool, dot, true)]);
+      const staged = dotDataset(pool, dot, true);
+      // The `zfs recv` of a killed pull may still be cleaning up its own partial dataset: let it, then look again.
+      for (let attempt = 0; attempt < 20 && (await exists(staged)); attempt++) {
+        try {
+          await runRetryingBusy(runner, ['zfs', 'destroy', '-R', staged]);
+        } catch (e) {
+          if (!(e instanceof ExternalCommandError) || !/does not exist/.test(e.stderr)) throw e;
+          await sleep(250);
+        }
+      }
     },
   };
 }
