@@ -56,6 +56,18 @@ export interface RunnerOptions {
 
 const SAFE_ARG = /^[A-Za-z0-9_\/.:=,@%+^-]+$/;
 
+/** What a process that could not start means to the operator: a missing tool names its package. */
+function spawnFailure(argv: readonly string[], e: NodeJS.ErrnoException): Error {
+  if (e.code === 'ENOENT') {
+    const pkg = packageFor(argv[0]!);
+    return new PrerequisiteError(`${argv[0]} is not installed or not on PATH`, {
+      hint: pkg ? `install the Debian package ${pkg}, or run: knarr doctor --fix` : 'run: knarr doctor',
+      cause: e,
+    });
+  }
+  return e.name === 'AbortError' ? new InterruptedError() : e;
+}
+
 /** Renders argv as a copy-pasteable shell line for --dry-run and --verbose; never executed. */
 export function formatArgv(argv: readonly string[]): string {
   return argv.map((a) => (SAFE_ARG.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
@@ -109,19 +121,7 @@ export class Runner {
       const err: Buffer[] = [];
       child.stdout.on('data', (b: Buffer) => out.push(b));
       child.stderr.on('data', (b: Buffer) => err.push(b));
-      child.on('error', (e: NodeJS.ErrnoException) => {
-        if (e.code === 'ENOENT') {
-          const pkg = packageFor(argv[0]!);
-          reject(
-            new PrerequisiteError(`${argv[0]} is not installed or not on PATH`, {
-              hint: pkg ? `install the Debian package ${pkg}, or run: knarr doctor --fix` : 'run: knarr doctor',
-              cause: e,
-            }),
-          );
-        } else if (e.name === 'AbortError') {
-          reject(new InterruptedError());
-        } else reject(e);
-      });
+      child.on('error', (e: NodeJS.ErrnoException) => reject(spawnFailure(argv, e)));
       child.stdin.on('error', () => {
         /* the command may exit before reading its input; its exit status tells the story */
       });
@@ -161,12 +161,7 @@ export class Runner {
     const err: Buffer[] = [];
     child.stderr!.on('data', (b: Buffer) => err.push(b));
     const exited = new Promise<number>((resolve, reject) => {
-      child.on('error', (e: NodeJS.ErrnoException) => {
-        const pkg = packageFor(argv[0]!);
-        if (e.code === 'ENOENT') reject(new PrerequisiteError(`${argv[0]} is not installed or not on PATH`, { hint: pkg ? `install the Debian package ${pkg}` : undefined, cause: e }));
-        else if (e.name === 'AbortError') reject(new InterruptedError());
-        else reject(e);
-      });
+      child.on('error', (e: NodeJS.ErrnoException) => reject(spawnFailure(argv, e)));
       child.on('close', (code, sig) => resolve(code ?? (sig ? 128 : 1)));
     });
     // tar and zfs recv may exit once their stream's end marker is read, before the bytes after it:
@@ -207,17 +202,7 @@ export class Runner {
           detached: true,
           shell: false,
         });
-        child.once('error', (e: NodeJS.ErrnoException) => {
-          const pkg = packageFor(argv[0]!);
-          reject(
-            e.code === 'ENOENT'
-              ? new PrerequisiteError(`${argv[0]} is not installed or not on PATH`, {
-                  hint: pkg ? `install the Debian package ${pkg}, or run: knarr doctor --fix` : undefined,
-                  cause: e,
-                })
-              : e,
-          );
-        });
+        child.once('error', (e: NodeJS.ErrnoException) => reject(spawnFailure(argv, e)));
         child.once('spawn', () => {
           child.unref();
           resolve(child.pid!);
