@@ -30,6 +30,24 @@ export class DockerApiError extends Error {
   }
 }
 
+/** Reads an error response into a DockerApiError carrying the engine's own message. */
+function apiError(res: import('node:http').IncomingMessage): Promise<DockerApiError> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      let message = text.trim();
+      try {
+        message = (JSON.parse(text) as { message?: string }).message ?? message;
+      } catch {
+        /* plain text */
+      }
+      resolve(new DockerApiError(res.statusCode ?? 0, message));
+    });
+  });
+}
+
 export interface ContainerCreate {
   Image: string;
   Cmd?: string[];
@@ -57,20 +75,11 @@ export class DockerEngine {
       const req = request(
         { socketPath: this.socketPath, method, path: `/v1.41${path}`, timeout: timeoutMs, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {} },
         (res) => {
+          if ((res.statusCode ?? 0) >= 400) return void apiError(res).then(reject);
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('end', () => {
             const text = Buffer.concat(chunks).toString('utf8');
-            const status = res.statusCode ?? 0;
-            if (status >= 400) {
-              let message = text.trim();
-              try {
-                message = (JSON.parse(text) as { message?: string }).message ?? message;
-              } catch {
-                /* plain text */
-              }
-              return reject(new DockerApiError(status, message));
-            }
             try {
               resolve((text ? JSON.parse(text) : undefined) as T);
             } catch {
@@ -110,13 +119,8 @@ export class DockerEngine {
   logs(id: string, follow: boolean): Promise<import('node:http').IncomingMessage> {
     return new Promise((resolve, reject) => {
       const req = request({ socketPath: this.socketPath, method: 'GET', path: `/v1.41/containers/${id}/logs?stdout=1&stderr=1${follow ? '&follow=1' : ''}` }, (res) => {
-        if ((res.statusCode ?? 0) >= 400) {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => reject(new DockerApiError(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'))));
-          return;
-        }
-        resolve(res);
+        if ((res.statusCode ?? 0) >= 400) void apiError(res).then(reject);
+        else resolve(res);
       });
       req.on('error', reject);
       req.end();
@@ -140,11 +144,8 @@ export class DockerEngine {
         if (head.length > 0) socket.unshift(head);
         resolve(socket as import('node:net').Socket);
       });
-      req.on('response', (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => reject(new DockerApiError(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'))));
-      });
+      // An answer instead of an upgrade is a refusal.
+      req.on('response', (res) => void apiError(res).then(reject));
       req.on('error', reject);
       req.end();
     });
