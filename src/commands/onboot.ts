@@ -3,7 +3,7 @@ import { parseDotRef, parseRemoteDotRef, subdotDir } from '../core/dots.js';
 import { ExitCode, KnarrError, UserError, ValidationError, isKnarrError } from '../core/errors.js';
 import { validatePath } from '../core/names.js';
 import { poolInit } from './pool/init.js';
-import { ensureLocalEtcd, readEtcdState } from './etcd/local.js';
+import { ensureLocalEtcd } from './etcd/local.js';
 import { etcdDown } from './etcd/down.js';
 import { dotInit } from './dot/init.js';
 import { dotMount } from './dot/mount.js';
@@ -96,8 +96,7 @@ export const onboot: Handler = async ({ opts }, ctx) => {
     await new Promise<void>((res) => (ctx.signal.aborted ? res() : ctx.signal.addEventListener('abort', () => res(), { once: true })));
   }
   ctx.events.step('onboot: stopping etcd');
-  const state = await readEtcdState(ctx);
-  if (state?.pid) await etcdDown({ args: [], opts: {} }, ctx);
+  await etcdDown({ args: [], opts: {} }, ctx);
   ctx.events.done();
   return {
     data: result,

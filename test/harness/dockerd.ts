@@ -1,5 +1,6 @@
 import { mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { execa } from 'execa';
+import { kernelMounts } from './mounts.js';
 import { haveTools } from './tools.js';
 
 export interface Dockerd {
@@ -50,8 +51,7 @@ export async function startDockerd(dir: string): Promise<Dockerd> {
       }
       await proc;
       // Container layers stay mounted in the data root until dockerd is gone: unmount what is left.
-      const left = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((t): t is string => !!t && t.startsWith(dir));
-      for (const t of left.reverse()) await execa('umount', ['-l', t], { reject: false });
+      for (const t of kernelMounts().map((m) => m.target).filter((t) => t.startsWith(dir)).reverse()) await execa('umount', ['-l', t], { reject: false });
     },
   };
 }

@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { knarr, type CliRun } from './cli.js';
+import { kernelMounts } from './mounts.js';
 import { freePort } from './ports.js';
 import { uniqueName } from './tmp.js';
 import { destroyPoolQuietly } from './zfs.js';
@@ -44,10 +45,9 @@ export async function makeHost(dir: string, driver: TestDriver, label: string): 
     async teardown() {
       const dots = await run(['--json', 'dot', 'list']);
       if (dots.code === 0) for (const d of dots.json()) await run(['dot', 'unmount', d.name]);
-      for (const line of (await execa('grep', [state, '/proc/self/mountinfo'], { reject: false })).stdout.split('\n').reverse()) {
-        const target = line.split(' ')[4];
-        if (target && target.startsWith(state) && driver !== 'zfs') await execa('umount', ['-l', target], { reject: false });
-        else if (target && target.startsWith(state) && !target.startsWith(mountpoint)) await execa('umount', ['-l', target], { reject: false });
+      // Bind mounts under the state dir go; a zfs pool's own mounts go with the pool.
+      for (const { target } of kernelMounts().reverse()) {
+        if (target.startsWith(state) && (driver !== 'zfs' || !target.startsWith(mountpoint))) await execa('umount', ['-l', target], { reject: false });
       }
       await run(['etcd', 'down']);
       const destroyed = await run(['pool', 'destroy', pool, '--yes']);

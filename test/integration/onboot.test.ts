@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { knarr } from '../harness/cli.js';
+import { kernelMounts } from '../harness/mounts.js';
 import { makeHost, type TestHost } from '../harness/hosts.js';
 import { freePort } from '../harness/ports.js';
 import { tempDir, uniqueName, type TempDir } from '../harness/tmp.js';
@@ -9,7 +10,7 @@ import { haveTools, integration } from '../harness/tools.js';
 import { destroyPoolQuietly, zfsAnswers } from '../harness/zfs.js';
 
 const run = integration('onboot', (await zfsAnswers()) && haveTools('etcd'), 'zpool does not answer or etcd is missing');
-const mounted = (path: string) => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === path);
+const mounted = (path: string) => kernelMounts().some((m) => m.target === path);
 
 describe.skipIf(!run)('knarr onboot (the dm-linuxkit flow) on zfs', () => {
   let tmp: TempDir;

@@ -150,4 +150,3 @@ export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {})
   return { action: 'started', state: started, health };
 }
 
-export { stopProcess, hostname };

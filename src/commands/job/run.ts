@@ -32,8 +32,7 @@ export async function specFrom(ctx: Context, args: (string | string[] | undefine
   const command = (args[1] as string[] | undefined) ?? [];
   if (image !== undefined) raw.image = image;
   if (command.length > 0) raw.command = command;
-  raw.name ??= optString(opts, 'name') ?? `run-${randomBytes(4).toString('hex')}`;
-  if (optString(opts, 'name') !== undefined) raw.name = optString(opts, 'name');
+  raw.name = optString(opts, 'name') ?? raw.name ?? `run-${randomBytes(4).toString('hex')}`;
   const env = optList(opts, 'env');
   if (env.length > 0) raw.env = [...(Array.isArray(raw.env) ? raw.env : Object.entries((raw.env as Record<string, string>) ?? {}).map(([k, v]) => `${k}=${v}`)), ...env];
   const source = file ?? 'flags';

@@ -12,5 +12,4 @@ export const drivers: Readonly<Record<DriverName, StorageDriver>> = Object.freez
   dir: dirDriver,
 });
 
-export { parseDriverName } from '../../core/pool.js';
 export * from './driver.js';
