@@ -42,6 +42,11 @@ _knarr() {
     -f|--file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     -e|--env) return ;;
     --network) return ;;
+    --host) return ;;
+    --tag) return ;;
+    -p|--port) return ;;
+    --link) return ;;
+    --restart) return ;;
     --strategy) COMPREPLY=($(compgen -W 'spread binpack' -- "$cur")); return ;;
     --tags) return ;;
     --listen) return ;;
@@ -49,6 +54,7 @@ _knarr() {
     --token-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --tls-cert) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --tls-key) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --advertise) return ;;
     --storage-device) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --dot) return ;;
     --seed) return ;;
@@ -88,14 +94,16 @@ _knarr() {
     'dot/send') COMPREPLY=($(compgen -W '--base'" $globals" -- "$cur")) ;;
     'dot/receive') COMPREPLY=($(compgen -W '--record --branch --base --pool'" $globals" -- "$cur")) ;;
     'dot/rm') COMPREPLY=($(compgen -W '--force'" $globals" -- "$cur")) ;;
-    'job') COMPREPLY=($(compgen -W 'run plan list show logs stop rm'" $globals" -- "$cur")) ;;
-    'job/run') COMPREPLY=($(compgen -W '-i --interactive -f --file --name -e --env --network'" $globals" -- "$cur")) ;;
+    'job') COMPREPLY=($(compgen -W 'run plan list show logs stop rm restart history'" $globals" -- "$cur")) ;;
+    'job/run') COMPREPLY=($(compgen -W '-i --interactive -f --file --name -e --env --network --host --tag -p --port --link --restart -d --detach'" $globals" -- "$cur")) ;;
     'job/plan') COMPREPLY=($(compgen -W '-f --file --name --strategy'" $globals" -- "$cur")) ;;
     'job/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'job/show') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'job/logs') COMPREPLY=($(compgen -W '-f --follow'" $globals" -- "$cur")) ;;
     'job/stop') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'job/rm') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'job/restart') COMPREPLY=($(compgen -W '--all'" $globals" -- "$cur")) ;;
+    'job/history') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'service') COMPREPLY=($(compgen -W 'list'" $globals" -- "$cur")) ;;
     'service/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'host') COMPREPLY=($(compgen -W 'list show drain tag leave'" $globals" -- "$cur")) ;;
@@ -104,7 +112,7 @@ _knarr() {
     'host/drain') COMPREPLY=($(compgen -W '--undo'" $globals" -- "$cur")) ;;
     'host/tag') COMPREPLY=($(compgen -W '--remove'" $globals" -- "$cur")) ;;
     'host/leave') COMPREPLY=($(compgen -W '--force'" $globals" -- "$cur")) ;;
-    'daemon') COMPREPLY=($(compgen -W '--name --tags --listen --ttl --token-file --tls-cert --tls-key'" $globals" -- "$cur")) ;;
+    'daemon') COMPREPLY=($(compgen -W '--name --tags --listen --ttl --token-file --tls-cert --tls-key --advertise --prune'" $globals" -- "$cur")) ;;
     'onboot') COMPREPLY=($(compgen -W '--storage-device --driver --pool --dot --seed --mountpoint --daemon'" $globals" -- "$cur")) ;;
     'doctor') COMPREPLY=($(compgen -W '--fix'" $globals" -- "$cur")) ;;
     'completion') COMPREPLY=($(compgen -W 'bash zsh fish'" $globals" -- "$cur")) ;;

@@ -345,9 +345,9 @@ export const COMMANDS: CommandDef[] = [
   },
   {
     name: 'job',
-    summary: 'docker jobs: foreground (with -i pipes) or daemonized, on this host for now',
+    summary: 'docker jobs across the fleet: foreground (with -i pipes) or daemonized',
     description:
-      'Jobs run on a docker engine. Today: foreground jobs on this host\'s engine (DOCKER_HOST or /var/run/docker.sock), the embedded default with no agent. -i pipes stdin to the job and its stdout back, binary-safe with end-of-file passed through, so knarr job run -i A | knarr job run -i B chains jobs. Daemonized jobs (ports, or daemonize: true) run on this host too, their intent and actual state kept in etcd and each port registered as a service; placing them on other hosts comes with the agent\'s job API.',
+      'Jobs run on docker engines. With no agent in the fleet, on this host\'s engine (DOCKER_HOST or /var/run/docker.sock): the embedded default. When agents (knarr daemon) serve the fleet, the scheduler places each job (knarr job plan shows why) and the job runs through that host\'s agent. -i pipes stdin to the job and its stdout back, binary-safe with end-of-file passed through, so knarr job run -i A | knarr job run -i B chains jobs, on one host or two. Daemonized jobs (ports, -d, or daemonize: true) are kept running by their host\'s agent: their intent and actual state live in etcd, each port is a service, a crashed job restarts per its policy, and a job whose host goes down moves to another host unless it is fixed there.',
     subcommands: [
       {
         name: 'run',
@@ -362,6 +362,12 @@ export const COMMANDS: CommandDef[] = [
           { flags: '--name <name>', description: 'job name (default run-<random>)' },
           { flags: '-e, --env <NAME=VALUE>', description: 'environment variable', repeatable: true },
           { flags: '--network <mode>', description: 'docker network mode (default: the engine\'s)' },
+          { flags: '--host <host>', description: 'pin the job to this fleet host' },
+          { flags: '--tag <tag>', description: 'run only on hosts with this tag', repeatable: true },
+          { flags: '-p, --port <HOST:CONTAINER>', description: 'publish a port (makes the job daemonized)', repeatable: true },
+          { flags: '--link <service>', description: 'reach this service through the host\'s ambassador', repeatable: true },
+          { flags: '--restart <policy>', description: 'no, always or on-failure[:N] (daemonized jobs)' },
+          { flags: '-d, --detach', description: 'daemonize the job (as daemonize: true)' },
         ],
         examples: [
           { command: "echo hello | knarr job run -i busybox -- tr a-z A-Z | knarr job run -i busybox -- wc -c", description: 'a pipeline of jobs' },
@@ -419,6 +425,24 @@ export const COMMANDS: CommandDef[] = [
         args: [{ name: 'job', description: 'job name', required: true }],
         examples: [{ command: 'knarr job rm web', description: 'remove web' }],
         handler: () => import('../commands/job/manage.js').then((m) => m.jobRm),
+      },
+      {
+        name: 'restart',
+        summary: 'make jobs\' containers anew (--all: every job that is not static)',
+        args: [{ name: 'job', description: 'job names', variadic: true }],
+        options: [{ flags: '--all', description: 'every daemonized job except static ones' }],
+        examples: [
+          { command: 'knarr job restart web', description: 'restart web (starts it if stopped)' },
+          { command: 'knarr job restart --all', description: 'after a code push' },
+        ],
+        handler: () => import('../commands/job/manage.js').then((m) => m.jobRestart),
+      },
+      {
+        name: 'history',
+        summary: 'where a job was placed, started, moved and exited (kept after rm)',
+        args: [{ name: 'job', description: 'job name', required: true }],
+        examples: [{ command: 'knarr job history web', description: 'web\'s past' }],
+        handler: () => import('../commands/job/manage.js').then((m) => m.jobHistory),
       },
     ],
   },
@@ -492,6 +516,8 @@ export const COMMANDS: CommandDef[] = [
       { flags: '--token-file <file>', description: 'API token file (default <state-dir>/agent.token)' },
       { flags: '--tls-cert <file>', description: 'PEM certificate: serve the API over https (with --tls-key)' },
       { flags: '--tls-key <file>', description: 'PEM private key of --tls-cert' },
+      { flags: '--advertise <ip>', description: 'address other hosts reach this host\'s services at (default: the --listen address)' },
+      { flags: '--prune', description: 'remove containers knarr has no job for (default: report them in host show)' },
     ],
     examples: [{ command: 'knarr daemon --tags ssd,zone=eu --listen 10.0.0.5:7946', description: 'run the agent' }],
     handler: () => import('../commands/daemon.js').then((m) => m.daemon),

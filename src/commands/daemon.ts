@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { hostname, networkInterfaces } from 'node:os';
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { ValidationError } from '../core/errors.js';
 import { validateTags } from '../core/hosts.js';
@@ -8,12 +9,23 @@ import { validatePort } from '../core/config.js';
 import { Agent, agentToken } from '../daemon/agent.js';
 import { dockerSocketPath } from '../host/docker.js';
 import { HostRepo } from '../state/hosts.js';
-import { optList, optString, type Handler } from './types.js';
+import { optBool, optList, optString, type Handler } from './types.js';
 
 function parseListen(text: string): { host: string; port: number } {
   const m = /^(.*):(\d+)$/.exec(text);
   if (!m || !m[1]) throw new ValidationError('--listen', `${JSON.stringify(text)} is not ADDRESS:PORT, e.g. 127.0.0.1:7946`);
   return { host: m[1], port: validatePort('--listen', m[2]!) };
+}
+
+/** The address other hosts reach this host at: the listen address, or the first outward IPv4 when it listens on all. */
+function advertiseAddress(listenHost: string, flag: string | undefined): string {
+  if (flag !== undefined) {
+    if (!isIP(flag)) throw new ValidationError('--advertise', `${JSON.stringify(flag)} is not an IP address`);
+    return flag;
+  }
+  if (listenHost !== '0.0.0.0' && listenHost !== '::') return listenHost;
+  const outward = Object.values(networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal);
+  return outward?.address ?? '127.0.0.1';
 }
 
 /**
@@ -41,7 +53,8 @@ export const daemon: Handler = async ({ opts }, ctx) => {
   }
   let token = await agentToken(tokenFile);
   const store = await ctx.openStore();
-  const agent = new Agent({ name, tags, listen, ttlSeconds: ttl, tokenFile, dockerSocket: dockerSocketPath(ctx.env), tls }, store, new HostRepo(store, ctx.config.fleet), (l) => ctx.events.step(l));
+  const advertise = advertiseAddress(listen.host, optString(opts, 'advertise'));
+  const agent = new Agent({ name, tags, listen, ttlSeconds: ttl, tokenFile, dockerSocket: dockerSocketPath(ctx.env), tls, fleet: ctx.config.fleet, advertise, prune: optBool(opts, 'prune'), pidFile: `${ctx.config.stateDir}/agent.json` }, store, new HostRepo(store, ctx.config.fleet), (l) => ctx.events.step(l));
   // The agent lives as long as the process: it is the one handler that listens to SIGHUP itself.
   const reload = () => {
     void agentToken(tokenFile).then((t) => {

@@ -1,5 +1,6 @@
 import { ValidationError } from './errors.js';
-import type { HostView } from './scheduler.js';
+import type { JobSpec } from './job-spec.js';
+import type { HostView, JobRequest } from './scheduler.js';
 
 /**
  * A fleet host as its agent records it. States: ok (serving), draining (takes no new jobs),
@@ -18,6 +19,8 @@ export interface HostRecord {
   capacity: { cpu: number; memory: number };
   load: { runningJobs: number; freeMemory: number };
   state: HostState;
+  /** Containers on the host's engine that are no knarr job, as its agent last saw them. */
+  unknownContainers?: { id: string; name: string; image: string }[];
   joinedAt: string;
   updatedAt: string;
 }
@@ -43,4 +46,21 @@ export function hostView(h: HostRecord, up: boolean): HostView {
     draining: h.state !== 'ok',
     up,
   };
+}
+
+/** The scheduler's view of the fleet: each host with the ports and reservations of the jobs placed on it. */
+export function fleetViews(hosts: readonly { host: HostRecord; up: boolean }[], placed: readonly { host: string | null; spec: JobSpec }[]): HostView[] {
+  const views = new Map(hosts.map((h) => [h.host.name, { ...hostView(h.host, h.up), ports: new Set<number>() }]));
+  for (const j of placed) {
+    const v = j.host === null ? undefined : views.get(j.host);
+    if (!v) continue;
+    for (const p of j.spec.ports) v.ports.add(p.host);
+    v.usedCpu += j.spec.cpu;
+  }
+  return [...views.values()];
+}
+
+/** What the scheduler needs of a job spec. */
+export function jobRequest(spec: JobSpec, history: readonly string[]): JobRequest {
+  return { name: spec.name, cpu: spec.cpu, memory: spec.memory, ports: spec.ports.map((p) => p.host), tags: spec.tags, host: spec.host ?? undefined, fixed: spec.fixed, history };
 }

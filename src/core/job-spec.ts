@@ -32,6 +32,8 @@ export interface JobSpec {
   links: string[];
   tags: string[];
   host: string | null;
+  /** Docker network mode: host, none, bridge or a network's name; null is the engine's default. */
+  network: string | null;
   /** Millicores and bytes; 0 means no reservation. */
   cpu: number;
   memory: number;
@@ -41,7 +43,7 @@ export interface JobSpec {
   static: boolean;
 }
 
-const FIELDS = ['name', 'image', 'command', 'ports', 'volumes', 'env', 'links', 'tags', 'host', 'cpu', 'memory', 'restart', 'daemonize', 'fixed', 'static'] as const;
+const FIELDS = ['name', 'image', 'command', 'ports', 'volumes', 'env', 'links', 'tags', 'host', 'network', 'cpu', 'memory', 'restart', 'daemonize', 'fixed', 'static'] as const;
 const NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
 const IMAGE_RE = /^[a-z0-9][a-z0-9._\/:@-]*$/i;
 
@@ -175,6 +177,11 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
     if (typeof raw.host !== 'string' || raw.host === '') p.add('host', 'must be a host name');
     else host = raw.host;
   }
+  let network: string | null = null;
+  if (raw.network !== undefined) {
+    if (typeof raw.network !== 'string' || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/.test(raw.network)) p.add('network', 'must be a docker network mode: host, none, bridge or a network name');
+    else network = raw.network;
+  }
   const cpuValue = cpu(p, raw.cpu);
   let memory = 0;
   if (raw.memory !== undefined) {
@@ -203,6 +210,7 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
     links,
     tags,
     host,
+    network,
     cpu: cpuValue,
     memory,
     restart: restartPolicy,

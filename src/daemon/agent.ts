@@ -1,14 +1,22 @@
 import { randomBytes } from 'node:crypto';
 import { cpus, freemem, totalmem } from 'node:os';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { HostRecord } from '../core/hosts.js';
-import { DockerEngine } from '../host/docker.js';
+import { parseJobSpec } from '../core/job-spec.js';
+import { CONTROL_FRAME, DockerApiError, DockerEngine, frame } from '../host/docker.js';
+import { daemonContainerName, foregroundContainer, LABEL_FLEET, startAttached } from '../host/job-containers.js';
 import type { HostRepo } from '../state/hosts.js';
+import { JobRepo } from '../state/jobs.js';
+import { fleetKeys } from '../state/keys.js';
 import type { Store } from '../state/store.js';
-import { startApi } from './api.js';
+import { Ambassador } from './ambassador.js';
+import { ApiError, startApi } from './api.js';
+import type { AgentPidFile } from './pidfile.js';
+import { Reconciler } from './reconcile.js';
 
 export interface AgentOptions {
   name: string;
@@ -19,6 +27,13 @@ export interface AgentOptions {
   dockerSocket: string;
   /** PEM certificate and key: the API speaks https. */
   tls?: { cert: Buffer; key: Buffer };
+  fleet: string;
+  /** The address other hosts reach this host's services at. */
+  advertise: string;
+  /** Remove containers knarr has no job for (else they are only reported). */
+  prune: boolean;
+  /** Where the agent notes its pid and address, so the CLI on this host knows an agent serves it. */
+  pidFile: string;
 }
 
 /** The token file the operator controls; made (0600) with a random token when missing. */
@@ -53,6 +68,11 @@ export class Agent {
   private lease: string | null = null;
   private stopped = false;
   private tags: string[];
+  private readonly engine: DockerEngine;
+  private readonly jobs: JobRepo;
+  private readonly ambassador: Ambassador;
+  readonly reconciler: Reconciler;
+  private readonly watching = new AbortController();
 
   constructor(
     private readonly opts: AgentOptions,
@@ -61,6 +81,10 @@ export class Agent {
     private readonly log: (line: string) => void,
   ) {
     this.tags = opts.tags;
+    this.engine = new DockerEngine(opts.dockerSocket);
+    this.jobs = new JobRepo(store, opts.fleet);
+    this.ambassador = new Ambassador(opts.name, opts.fleet, store, this.jobs, log);
+    this.reconciler = new Reconciler({ host: opts.name, fleet: opts.fleet, serviceAddress: opts.advertise, prune: opts.prune }, this.engine, this.jobs, hosts, { ambassador: this.ambassador }, log);
   }
 
   get address(): string {
@@ -68,7 +92,7 @@ export class Agent {
   }
 
   private async record(registering = false): Promise<HostRecord> {
-    const engine = new DockerEngine(this.opts.dockerSocket);
+    const engine = this.engine;
     const previous = (await this.hosts.get(this.opts.name))?.host;
     const now = new Date().toISOString();
     return {
@@ -81,6 +105,7 @@ export class Agent {
       load: { runningJobs: await runningJobs(engine), freeMemory: freemem() },
       // A drained host stays drained across agent restarts; a host that left and comes back is ok again.
       state: previous?.state === 'draining' ? 'draining' : 'ok',
+      unknownContainers: this.reconciler.unknown,
       joinedAt: previous?.joinedAt ?? now,
       updatedAt: now,
     };
@@ -93,12 +118,104 @@ export class Agent {
   }
 
   async start(token: () => string): Promise<void> {
-    this.server = await startApi(this.opts.listen, token, {
-      'GET /v1/health': async () => ({ host: this.opts.name, ok: true }),
-      'GET /v1/host': async () => (await this.hosts.get(this.opts.name))?.host ?? null,
-    }, this.opts.tls);
+    this.server = await startApi(
+      this.opts.listen,
+      token,
+      {
+        'GET /v1/health': async () => ({ host: this.opts.name, ok: true }),
+        'GET /v1/host': async () => (await this.hosts.get(this.opts.name))?.host ?? null,
+        // The CLI changed an intent: converge now and answer when done.
+        'POST /v1/converge': async () => {
+          await this.reconciler.converge();
+          return { host: this.opts.name, unknownContainers: this.reconciler.unknown };
+        },
+        'GET /v1/jobs/:name/logs': (req, res, { name }) => this.logs(req, res, name!),
+      },
+      this.opts.tls,
+      { 'POST /v1/run': (req, socket, head) => this.runForeground(req, socket, head) },
+    );
     await this.register();
+    await this.watch();
+    await mkdir(dirname(this.opts.pidFile), { recursive: true });
+    await writeFile(this.opts.pidFile, JSON.stringify({ pid: process.pid, name: this.opts.name, address: this.address, fleet: this.opts.fleet } satisfies AgentPidFile));
     this.log(`agent ${this.opts.name} up: API ${this.address}, lease ${this.opts.ttlSeconds}s`);
+  }
+
+  /** Reconciles on every change to the fleet's jobs or hosts' liveness, and on every event of the engine's knarr containers. */
+  private async watch(): Promise<void> {
+    const keys = fleetKeys(this.opts.fleet);
+    const kick = () => this.reconciler.kick();
+    await this.store.watch(keys.jobs, kick, this.watching.signal);
+    await this.store.watch(keys.alive, kick, this.watching.signal);
+    const subscribe = (): Promise<void> =>
+      this.engine
+        .events([LABEL_FLEET], kick, this.watching.signal, () => {
+          this.log('agent: the docker event stream ended; subscribing again');
+          setTimeout(() => void subscribe().catch(() => undefined), 1000).unref();
+          kick();
+        })
+        .catch((e: Error) => {
+          this.log(`agent: no docker events (${e.message}); retrying`);
+          setTimeout(() => void subscribe().catch(() => undefined), 2000).unref();
+        });
+    await subscribe();
+    kick();
+  }
+
+  /** A foreground job on this host's engine, its streams over the upgraded connection, its exit status as a last frame. */
+  private async runForeground(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    let request: { spec: unknown; interactive: boolean };
+    try {
+      request = JSON.parse(Buffer.from(String(req.headers['x-knarr-job'] ?? ''), 'base64').toString('utf8'));
+    } catch {
+      throw new ApiError(400, 'the x-knarr-job header must be a base64 JSON job request');
+    }
+    let spec;
+    try {
+      spec = parseJobSpec(request.spec, 'job');
+    } catch (e) {
+      throw new ApiError(400, (e as Error).message);
+    }
+    const interactive = request.interactive === true;
+    let run;
+    try {
+      run = await startAttached(this.engine, `knarr-${spec.name}-${randomBytes(3).toString('hex')}`, foregroundContainer(spec, this.opts.fleet, interactive), interactive);
+    } catch (e) {
+      throw new ApiError(e instanceof DockerApiError ? e.status : 500, (e as Error).message);
+    }
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n');
+    let finished = false;
+    // The CLI went away: the job goes too.
+    socket.on('close', () => {
+      if (!finished) void this.engine.remove(run.id).catch(() => undefined);
+    });
+    if (interactive) {
+      if (head.length > 0) run.socket.write(head);
+      socket.pipe(run.socket);
+    } else socket.resume();
+    run.socket.pipe(socket, { end: false });
+    await new Promise<void>((resolve) => {
+      run.socket.once('end', resolve);
+      run.socket.once('close', resolve);
+    });
+    const status = await run.exited.then((exitCode) => ({ exitCode }), (e: Error) => ({ error: e.message }));
+    finished = true;
+    socket.end(frame(CONTROL_FRAME, Buffer.from(JSON.stringify(status))));
+  }
+
+  /** A daemonized job's log, streamed as the engine multiplexes it. */
+  private async logs(req: IncomingMessage, res: import('node:http').ServerResponse, name: string): Promise<void> {
+    const follow = /[?&]follow=1\b/.test(req.url ?? '');
+    let stream;
+    try {
+      stream = await this.engine.logs(daemonContainerName(name), follow);
+    } catch (e) {
+      throw new ApiError(e instanceof DockerApiError ? e.status : 500, (e as Error).message);
+    }
+    res.writeHead(200, { 'content-type': 'application/vnd.docker.multiplexed-stream' });
+    req.on('close', () => stream.destroy());
+    stream.pipe(res);
+    await new Promise((resolve) => stream.once('close', resolve));
   }
 
   /** Keeps the lease and the load fresh until stopped; re-registers if etcd lost the lease. */
@@ -119,7 +236,15 @@ export class Agent {
   /** Stops serving and gives the lease back, so the fleet sees the host down at once. */
   async stop(): Promise<void> {
     this.stopped = true;
-    await new Promise<void>((res) => (this.server ? this.server.close(() => res()) : res()));
+    this.watching.abort();
+    this.ambassador.close();
+    await new Promise<void>((res) => {
+      if (!this.server) return res();
+      this.server.close(() => res());
+      // Followers of logs and running foreground jobs would hold close() open.
+      this.server.closeAllConnections?.();
+    });
+    await rm(this.opts.pidFile, { force: true });
     if (this.lease) await this.store.revokeLease(this.lease);
   }
 }

@@ -48,6 +48,22 @@ function apiError(res: import('node:http').IncomingMessage): Promise<DockerApiEr
   });
 }
 
+export interface ContainerSummary {
+  Id: string;
+  Names: string[];
+  Image: string;
+  State: string;
+  Labels: Record<string, string>;
+}
+
+export interface ContainerInspect {
+  Id: string;
+  Name: string;
+  RestartCount: number;
+  State: { Running: boolean; Restarting: boolean; Status: string; ExitCode: number; Error: string; StartedAt: string; FinishedAt: string };
+  Config: { Labels: Record<string, string> | null };
+}
+
 export interface ContainerCreate {
   Image: string;
   Cmd?: string[];
@@ -111,8 +127,51 @@ export class DockerEngine {
     return this.call('POST', `/containers/${id}/stop?t=10`);
   }
 
-  inspect(id: string): Promise<{ Id: string; State: { Running: boolean; Status: string; ExitCode: number } }> {
+  inspect(id: string): Promise<ContainerInspect> {
     return this.call('GET', `/containers/${id}/json`);
+  }
+
+  /** Containers (stopped ones too with all), optionally filtered by label (`key` or `key=value`). */
+  list(all: boolean, labels: string[] = []): Promise<ContainerSummary[]> {
+    const filters = labels.length > 0 ? `&filters=${encodeURIComponent(JSON.stringify({ label: labels }))}` : '';
+    return this.call('GET', `/containers/json?all=${all ? 1 : 0}${filters}`, undefined, 10_000);
+  }
+
+  /**
+   * The engine's container events with these labels, as they happen, until signal aborts.
+   * Resolves once the engine accepted the subscription; onEnd runs when the stream ends any other way.
+   */
+  events(labels: string[], onEvent: (e: { Action: string; id: string; Actor?: { Attributes?: Record<string, string> } }) => void, signal: AbortSignal, onEnd: () => void): Promise<void> {
+    const filters = encodeURIComponent(JSON.stringify({ type: ['container'], label: labels }));
+    return new Promise((resolve, reject) => {
+      const req = request({ socketPath: this.socketPath, method: 'GET', path: `/v1.41/events?filters=${filters}` }, (res) => {
+        if ((res.statusCode ?? 0) >= 400) return void apiError(res).then(reject);
+        resolve();
+        let buf = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          buf += chunk;
+          let nl: number;
+          while ((nl = buf.indexOf('\n')) >= 0) {
+            const line = buf.slice(0, nl).trim();
+            buf = buf.slice(nl + 1);
+            if (line) {
+              try {
+                onEvent(JSON.parse(line));
+              } catch {
+                /* not an event */
+              }
+            }
+          }
+        });
+        res.on('close', () => {
+          if (!signal.aborted) onEnd();
+        });
+      });
+      signal.addEventListener('abort', () => req.destroy(), { once: true });
+      req.on('error', (e) => (signal.aborted ? resolve() : reject(e)));
+      req.end();
+    });
   }
 
   /** The container's log as a multiplexed stream (see demux); with follow it stays open. */
@@ -152,11 +211,22 @@ export class DockerEngine {
   }
 }
 
+/** The first frame kind the engine never sends: knarr's agent appends the job's exit status as one. */
+export const CONTROL_FRAME = 0x10;
+
+/** One multiplexed frame: kind, three zero bytes, the payload's length, the payload. */
+export function frame(kind: number, payload: Buffer): Buffer {
+  const header = Buffer.alloc(8);
+  header[0] = kind;
+  header.writeUInt32BE(payload.length, 4);
+  return Buffer.concat([header, payload]);
+}
+
 /**
  * Splits the engine's multiplexed attach stream (8-byte frame headers: stream 1 stdout, 2 stderr)
  * onto two writables, honouring backpressure on both.
  */
-export function demux(source: import('node:stream').Readable, stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream): Promise<void> {
+export function demux(source: import('node:stream').Readable, stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream, onControl?: (kind: number, payload: Buffer) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     let buf: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
@@ -167,6 +237,11 @@ export function demux(source: import('node:stream').Readable, stdout: NodeJS.Wri
         const kind = buf[0];
         const payload = buf.subarray(8, 8 + size);
         buf = buf.subarray(8 + size);
+        // Kinds above stderr's are knarr's own control frames (an agent's exit status).
+        if (kind !== undefined && kind >= CONTROL_FRAME && onControl) {
+          onControl(kind, Buffer.from(payload));
+          continue;
+        }
         const target = kind === 2 ? stderr : stdout;
         if (!target.write(payload)) {
           source.pause();

@@ -2,19 +2,30 @@ import type { JobSpec } from '../core/job-spec.js';
 import { fleetKeys } from './keys.js';
 import type { Store } from './store.js';
 
-/** What the operator asked for: kept while the job exists, written before it starts. */
+/** What the operator asked for (proc): kept while the job exists, written before it starts. */
 export interface JobIntent {
   spec: JobSpec;
-  host: string;
+  /** The host it is placed on; null while no host fits. */
+  host: string | null;
+  /** stopped after `knarr job stop`: nothing restarts it. */
+  desired?: 'running' | 'stopped';
+  /** Bumped by `knarr job restart`: a container of an older generation is made anew. */
+  generation?: number;
+  /** Placed by the scheduler and kept running by the hosts' agents (false: run inline by the CLI, no agent). */
+  managed?: boolean;
   createdAt: string;
 }
 
-/** What runs: written after the start. */
+/** What runs (ps): written after the start, and kept current by the host's agent. */
 export interface JobActual {
   host: string;
   container: string;
-  state: 'running' | 'stopped' | 'exited';
+  state: 'running' | 'restarting' | 'stopped' | 'exited' | 'failed';
   startedAt: string;
+  exitCode?: number;
+  restarts?: number;
+  generation?: number;
+  error?: string;
 }
 
 export interface ServiceRecord {
@@ -26,11 +37,23 @@ export interface ServiceRecord {
   protocol: 'tcp' | 'udp';
 }
 
+/** One line of a job's history: kept after the job is removed, so a fixed job returns to its host. */
+export interface JobEvent {
+  at: string;
+  host: string;
+  event: 'placed' | 'started' | 'exited' | 'moved' | 'stopped' | 'removed' | 'failed' | 'restarted';
+  detail?: string;
+}
+
 const parse = <T>(v: string | null): T | null => (v === null ? null : (JSON.parse(v) as T));
 
-/** Jobs' intent (proc), actual state (ps) and services in the fleet store. */
+export const desiredState = (i: JobIntent) => i.desired ?? 'running';
+export const generationOf = (i: JobIntent) => i.generation ?? 0;
+
+/** Jobs' intent (proc), actual state (ps), history and services in the fleet store. */
 export class JobRepo {
   private readonly keys;
+  private seq = 0;
   constructor(
     private readonly store: Store,
     fleet: string,
@@ -48,8 +71,22 @@ export class JobRepo {
   async intents(): Promise<JobIntent[]> {
     return (await this.store.list(this.keys.jobs)).map((kv) => JSON.parse(kv.value) as JobIntent);
   }
+  /**
+   * Changes the intent only if nobody else changed it since it was read (two agents moving one
+   * job: one wins). change returns null to leave it. Returns the new intent, or null when nothing was written.
+   */
+  async updateIntent(name: string, change: (i: JobIntent) => JobIntent | null): Promise<JobIntent | null> {
+    const current = await this.store.getVersioned(this.keys.job(name));
+    if (!current) return null;
+    const next = change(JSON.parse(current.value) as JobIntent);
+    if (!next) return null;
+    return (await this.store.putIfUnchanged(this.keys.job(name), JSON.stringify(next), current.modRevision)) ? next : null;
+  }
   async actual(name: string): Promise<JobActual | null> {
     return parse(await this.store.get(this.keys.psEntry(name)));
+  }
+  async actuals(): Promise<Map<string, JobActual>> {
+    return new Map((await this.store.list(this.keys.ps)).map((kv) => [kv.key.slice(this.keys.ps.length), JSON.parse(kv.value) as JobActual]));
   }
   putActual(name: string, a: JobActual): Promise<void> {
     return this.store.put(this.keys.psEntry(name), JSON.stringify(a));
@@ -57,10 +94,30 @@ export class JobRepo {
   putService(s: ServiceRecord): Promise<void> {
     return this.store.put(this.keys.service(s.name), JSON.stringify(s));
   }
+  async service(name: string): Promise<ServiceRecord | null> {
+    return parse(await this.store.get(this.keys.service(name)));
+  }
   async services(): Promise<ServiceRecord[]> {
     return (await this.store.list(this.keys.services)).map((kv) => JSON.parse(kv.value) as ServiceRecord);
   }
-  /** The job and everything recorded for it. */
+  /** Registers one service per port of the job, reached at address on host. */
+  async putServices(spec: JobSpec, host: string, address: string): Promise<void> {
+    for (const p of spec.ports) await this.putService({ name: `${spec.name}-${p.container}`, job: spec.name, host, address, port: p.host, protocol: p.protocol });
+  }
+  async addEvent(name: string, e: Omit<JobEvent, 'at'>): Promise<void> {
+    const at = new Date().toISOString();
+    // Time first so the list reads in order; the suffix keeps two events of one millisecond apart.
+    await this.store.put(`${this.keys.jobHistory(name)}${at}-${process.pid}-${this.seq++}`, JSON.stringify({ at, ...e }));
+  }
+  async history(name: string): Promise<JobEvent[]> {
+    return (await this.store.list(this.keys.jobHistory(name))).map((kv) => JSON.parse(kv.value) as JobEvent);
+  }
+  /** Hosts the job started on, newest first: the scheduler's stickiness and a fixed job's home. */
+  async pastHosts(name: string): Promise<string[]> {
+    const started = (await this.history(name)).filter((e) => e.event === 'started').reverse();
+    return [...new Set(started.map((e) => e.host))];
+  }
+  /** The job and everything recorded for it, except its history. */
   async remove(name: string): Promise<void> {
     for (const s of (await this.services()).filter((x) => x.job === name)) await this.store.delete(this.keys.service(s.name));
     await this.store.delete(this.keys.psEntry(name));

@@ -29,6 +29,11 @@ export function fleetKeys(fleet: string) {
     /** A job's actual state (ps): written once it runs. */
     ps: `${root}/ps/`,
     psEntry: (name: string) => `${root}/ps/${name}`,
+    /** What happened to a job, kept after it is removed (hosts it ran on, exits, moves). */
+    jobHistory: (name: string) => `${root}/job-history/${name}/`,
+    /** The port of each service the host's ambassador forwards to, kept so linked jobs keep their address. */
+    ambassadors: (host: string) => `${root}/hosts/${host}/ambassadors/`,
+    ambassador: (host: string, service: string) => `${root}/hosts/${host}/ambassadors/${service}`,
     services: `${root}/services/`,
     service: (name: string) => `${root}/services/${name}`,
     /** Monotonic counters (cluster ids, ...), bumped in one transaction. */

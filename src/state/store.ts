@@ -21,10 +21,25 @@ export interface Store {
   createIfAbsent(key: string, value: string): Promise<boolean>;
   /** Increments a counter atomically (compare-and-swap on its revision); returns the new value. */
   increment(key: string): Promise<number>;
+  /** The value with its modification revision (for putIfUnchanged), or null. */
+  getVersioned(key: string): Promise<{ value: string; modRevision: string } | null>;
+  /** Writes only if the key was not modified since modRevision, in one transaction; true when written. */
+  putIfUnchanged(key: string, value: string, modRevision: string): Promise<boolean>;
+  /**
+   * Calls onChange with the keys that changed under prefix, as etcd reports them, until signal aborts.
+   * Resolves when the watch is established; a broken watch is re-made and reported as a change of everything (key null).
+   */
+  watch(prefix: string, onChange: (events: WatchEvent[]) => void, signal: AbortSignal): Promise<void>;
   delete(key: string): Promise<boolean>;
   deletePrefix(prefix: string): Promise<number>;
   list(prefix: string): Promise<KeyValue[]>;
   close(): Promise<void>;
+}
+
+export interface WatchEvent {
+  /** null after the watch was re-made: anything may have changed. */
+  key: string | null;
+  deleted: boolean;
 }
 
 const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
@@ -137,6 +152,12 @@ export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000
         if (await txn([cond], { key, value: String(next) })) return next;
       }
     },
+    async getVersioned(key) {
+      const kv = (await range(key, false)).kvs?.[0];
+      return kv ? { value: unb64(kv.value), modRevision: kv.mod_revision ?? '0' } : null;
+    },
+    putIfUnchanged: (key, value, modRevision) => txn([{ key: b64(key), target: 'MOD', result: 'EQUAL', mod_revision: modRevision }], { key, value }),
+    watch: (prefix, onChange, signal) => watchPrefix(endpoints, prefix, onChange, signal),
     async delete(key) {
       return Number((await call<{ deleted?: string }>('/v3/kv/deleterange', { key: b64(key) })).deleted ?? 0) > 0;
     },
@@ -158,4 +179,73 @@ export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000
     throw e;
   }
   return store;
+}
+
+interface RawWatchResponse {
+  result?: { created?: boolean; canceled?: boolean; events?: { type?: string; kv?: RawKv }[] };
+  error?: { message?: string };
+}
+
+/**
+ * A watch through the JSON gateway: one long POST to /v3/watch whose answer is a stream of JSON
+ * objects, one per line. On a broken stream it reconnects (after a pause) and reports key null.
+ */
+function watchPrefix(endpoints: readonly string[], prefix: string, onChange: (events: WatchEvent[]) => void, signal: AbortSignal): Promise<void> {
+  let attempt = 0;
+  return new Promise((resolveFirst, rejectFirst) => {
+    let established = false;
+    const connect = () => {
+      if (signal.aborted) return resolveFirst();
+      const endpoint = endpoints[attempt++ % endpoints.length]!;
+      const body = JSON.stringify({ create_request: { key: b64(prefix), range_end: prefixEnd(prefix) } });
+      const req = request(`${endpoint}/v3/watch`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+        let buf = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          buf += chunk;
+          let nl: number;
+          while ((nl = buf.indexOf('\n')) >= 0) {
+            const line = buf.slice(0, nl).trim();
+            buf = buf.slice(nl + 1);
+            if (!line) continue;
+            let msg: RawWatchResponse;
+            try {
+              msg = JSON.parse(line) as RawWatchResponse;
+            } catch {
+              continue;
+            }
+            if (msg.result?.created) {
+              if (!established) {
+                established = true;
+                resolveFirst();
+              } else onChange([{ key: null, deleted: false }]);
+            }
+            const events = msg.result?.events ?? [];
+            if (events.length > 0) onChange(events.map((e) => ({ key: unb64(e.kv?.key), deleted: e.type === 'DELETE' })));
+          }
+        });
+        res.on('end', retry);
+        res.on('error', retry);
+      });
+      const abort = () => req.destroy();
+      signal.addEventListener('abort', abort, { once: true });
+      req.on('error', (e) => {
+        signal.removeEventListener('abort', abort);
+        if (!established && attempt >= endpoints.length * 3) return rejectFirst(unavailable(endpoints, e));
+        retry();
+      });
+      req.on('close', () => signal.removeEventListener('abort', abort));
+      req.end(body);
+    };
+    let retrying = false;
+    const retry = () => {
+      if (retrying || signal.aborted) return;
+      retrying = true;
+      setTimeout(() => {
+        retrying = false;
+        connect();
+      }, 500).unref();
+    };
+    connect();
+  });
 }

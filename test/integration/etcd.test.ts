@@ -54,6 +54,35 @@ describe.skipIf(!run)('the store against a real etcd', () => {
     }
   });
 
+  it('putIfUnchanged loses to a write in between; watch reports puts and deletes under its prefix only', async () => {
+    const store = await connectEtcd([etcd.url]);
+    const ac = new AbortController();
+    try {
+      const keys = fleetKeys(uniqueName('f'));
+      await store.put(keys.job('a'), 'v1');
+      const seen = await store.getVersioned(keys.job('a'));
+      await store.put(keys.job('a'), 'v2');
+      expect(await store.putIfUnchanged(keys.job('a'), 'v3', seen!.modRevision)).toBe(false);
+      const now = await store.getVersioned(keys.job('a'));
+      expect(await store.putIfUnchanged(keys.job('a'), 'v3', now!.modRevision)).toBe(true);
+      expect(await store.get(keys.job('a'))).toBe('v3');
+
+      const events: { key: string | null; deleted: boolean }[] = [];
+      await store.watch(keys.jobs, (e) => events.push(...e), ac.signal);
+      await store.put(keys.host('elsewhere'), 'x');
+      await store.put(keys.job('b'), 'x');
+      await store.delete(keys.job('a'));
+      for (let i = 0; i < 50 && events.length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(events).toEqual([
+        { key: keys.job('b'), deleted: false },
+        { key: keys.job('a'), deleted: true },
+      ]);
+    } finally {
+      ac.abort();
+      await store.close();
+    }
+  });
+
   it('an unreachable etcd is a clear store error', async () => {
     const port = await freePort();
     const err = await connectEtcd([`http://127.0.0.1:${port}`], 1500).catch((e) => e);

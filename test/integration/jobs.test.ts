@@ -120,7 +120,12 @@ describe.skipIf(!run)('daemonized jobs on this host: intent, actual state, servi
     expect(again.stderr).toMatch(/a job named web already exists/);
 
     expect((await k(['job', 'stop', 'web'])).code).toBe(0);
-    expect((await k(['--json', 'job', 'show', 'web'])).json()).toMatchObject({ actual: { state: 'stopped' }, engineState: 'exited' });
+    expect((await k(['--json', 'job', 'show', 'web'])).json()).toMatchObject({ state: 'stopped', desired: 'stopped', actual: { state: 'stopped' } });
+    expect(await d.docker('ps', '-a', '--filter', 'label=knarr.job=web', '--format', '{{.State}}')).toBe('exited');
+    // restart makes the container anew and runs it again; its history tells what happened.
+    expect((await k(['job', 'restart', 'web'])).code).toBe(0);
+    expect((await k(['--json', 'job', 'show', 'web'])).json()).toMatchObject({ state: 'running', generation: 1 });
+    expect((await k(['--json', 'job', 'history', 'web'])).json().map((e: { event: string }) => e.event)).toEqual(['placed', 'started', 'stopped', 'restarted', 'started']);
     expect((await k(['job', 'rm', 'web'])).code).toBe(0);
     expect((await k(['--json', 'job', 'list'])).json()).toEqual([]);
     expect((await k(['--json', 'service', 'list'])).json()).toEqual([]);

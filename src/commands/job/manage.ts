@@ -1,12 +1,23 @@
-import { NotFoundError, UserError } from '../../core/errors.js';
+import { NotFoundError, UserError, ValidationError } from '../../core/errors.js';
 import { validateName } from '../../core/names.js';
 import { DockerEngine, demux, dockerSocketPath } from '../../host/docker.js';
-import { JobRepo, type JobActual, type JobIntent } from '../../state/jobs.js';
-import { hostId } from '../dot/common.js';
-import { optBool, type Context, type Handler } from '../types.js';
+import { daemonContainerName } from '../../host/job-containers.js';
+import { HostRepo } from '../../state/hosts.js';
+import { desiredState, generationOf, JobRepo, type JobActual, type JobIntent } from '../../state/jobs.js';
+import type { Store } from '../../state/store.js';
+import { optBool, type CommandResult, type Context, type Handler } from '../types.js';
 import { withStore } from '../with-store.js';
+import { AgentClient } from './agent-client.js';
+import { inlineReconciler } from './run.js';
 
-const withJobs = <T>(ctx: Context, fn: (repo: JobRepo) => Promise<T>): Promise<T> => withStore(ctx, (store) => fn(new JobRepo(store, ctx.config.fleet)));
+interface Jobs {
+  store: Store;
+  repo: JobRepo;
+  hosts: HostRepo;
+}
+
+const withJobs = <T>(ctx: Context, fn: (j: Jobs) => Promise<T>): Promise<T> =>
+  withStore(ctx, (store) => fn({ store, repo: new JobRepo(store, ctx.config.fleet), hosts: new HostRepo(store, ctx.config.fleet) }));
 
 async function requireJob(repo: JobRepo, text: string): Promise<{ intent: JobIntent; actual: JobActual | null }> {
   const name = validateName('JOB', text, 63);
@@ -15,70 +26,133 @@ async function requireJob(repo: JobRepo, text: string): Promise<{ intent: JobInt
   return { intent, actual: await repo.actual(name) };
 }
 
-/** This host's engine for a job that runs here; jobs on other hosts need their agent. */
-function localEngine(ctx: Context, intent: JobIntent): DockerEngine {
-  if (intent.host !== hostId()) throw new UserError(`job ${intent.spec.name} runs on ${intent.host}; reaching other hosts' jobs needs their agent (not there yet)`);
-  return new DockerEngine(dockerSocketPath(ctx.env));
+/**
+ * After the CLI changed an intent: the host's agent converges (a host that is down converges when its
+ * agent returns); with no agent, the CLI converges this host's engine itself. Says which happened.
+ */
+async function converge(ctx: Context, j: Jobs, intent: JobIntent): Promise<'done' | 'host-down'> {
+  if (!intent.managed) {
+    await (await inlineReconciler(ctx, j.store, j.repo)).one(intent.spec.name);
+    return 'done';
+  }
+  const host = intent.host === null ? null : await j.hosts.get(intent.host);
+  if (!host?.up) return 'host-down';
+  await (await AgentClient.connect(ctx, host.host)).converge();
+  return 'done';
 }
+
+/** The state a job shows: the agent's record, or pending while its host is down or none fits. */
+function shownState(intent: JobIntent, actual: JobActual | null, up: Set<string>): string {
+  if (intent.managed && (intent.host === null || !up.has(intent.host))) return intent.host === null ? 'pending' : `pending (${intent.host} is down)`;
+  if (desiredState(intent) === 'stopped') return 'stopped';
+  return actual?.state ?? 'pending';
+}
+
+const upHosts = async (hosts: HostRepo) => new Set((await hosts.list()).filter((h) => h.up).map((h) => h.host.name));
 
 /** `knarr job list`: daemonized jobs, intent next to actual state. */
 export const jobList: Handler = async (_i, ctx) =>
-  withJobs(ctx, async (repo) => {
-    const rows = await Promise.all((await repo.intents()).map(async (intent) => ({ intent, actual: await repo.actual(intent.spec.name) })));
-    rows.sort((a, b) => a.intent.spec.name.localeCompare(b.intent.spec.name));
+  withJobs(ctx, async ({ repo, hosts }) => {
+    const [intents, actuals, up] = await Promise.all([repo.intents(), repo.actuals(), upHosts(hosts)]);
+    const rows = intents.map((intent) => ({ intent, actual: actuals.get(intent.spec.name) ?? null })).sort((a, b) => a.intent.spec.name.localeCompare(b.intent.spec.name));
     return {
-      data: rows.map((r) => ({ job: r.intent.spec.name, host: r.intent.host, image: r.intent.spec.image, state: r.actual?.state ?? 'pending', container: r.actual?.container ?? null, ports: r.intent.spec.ports })),
+      data: rows.map((r) => ({ job: r.intent.spec.name, host: r.intent.host, image: r.intent.spec.image, state: shownState(r.intent, r.actual, up), container: r.actual?.container || null, restarts: r.actual?.restarts ?? 0, ports: r.intent.spec.ports })),
       view: {
         kind: 'table',
         columns: ['JOB', 'HOST', 'STATE', 'IMAGE', 'PORTS'],
-        rows: rows.map((r) => [r.intent.spec.name, r.intent.host, r.actual?.state ?? 'pending', r.intent.spec.image, r.intent.spec.ports.map((p) => `${p.host}:${p.container}/${p.protocol}`).join(',') || '-']),
+        rows: rows.map((r) => [r.intent.spec.name, r.intent.host ?? '-', shownState(r.intent, r.actual, up), r.intent.spec.image, r.intent.spec.ports.map((p) => `${p.host}:${p.container}/${p.protocol}`).join(',') || '-']),
       },
     };
   });
 
-/** `knarr job show JOB`: the spec, where it runs, and the engine's view of it. */
+/** `knarr job show JOB`: the spec, where it runs, its state. */
 export const jobShow: Handler = async ({ args }, ctx) =>
-  withJobs(ctx, async (repo) => {
+  withJobs(ctx, async ({ repo, hosts }) => {
     const { intent, actual } = await requireJob(repo, args[0] as string);
-    let engineState: string | null = null;
-    if (actual && intent.host === hostId()) {
-      engineState = await localEngine(ctx, intent)
-        .inspect(actual.container)
-        .then((i) => i.State.Status, () => 'gone');
-    }
-    return { data: { ...intent, actual, engineState } };
+    return { data: { ...intent, actual, state: shownState(intent, actual, await upHosts(hosts)) } };
   });
 
-/** `knarr job stop JOB`: stops its container; the intent stays. */
+/** `knarr job stop JOB`: stops its container; the intent stays (stopped), so nothing restarts it. */
 export const jobStop: Handler = async ({ args }, ctx) =>
-  withJobs(ctx, async (repo) => {
-    const { intent, actual } = await requireJob(repo, args[0] as string);
-    if (!actual) return { data: { job: intent.spec.name, state: 'pending' } };
-    await localEngine(ctx, intent).stop(actual.container).catch(() => undefined);
-    await repo.putActual(intent.spec.name, { ...actual, state: 'stopped' });
-    return { data: { job: intent.spec.name, state: 'stopped' }, view: { kind: 'lines', lines: [`job ${intent.spec.name} stopped`] } };
+  withJobs(ctx, async (j) => {
+    const { intent } = await requireJob(j.repo, args[0] as string);
+    const name = intent.spec.name;
+    const next = await updateUntilWritten(j.repo, name, (i) => ({ ...i, desired: 'stopped' }));
+    const outcome = await converge(ctx, j, next);
+    const lines = outcome === 'done' ? [`job ${name} stopped`] : [`job ${name} will stop when its host ${intent.host} is back (it is down)`];
+    return { data: { job: name, state: outcome === 'done' ? 'stopped' : 'stopping' }, view: { kind: 'lines', lines } };
   });
 
-/** `knarr job rm JOB`: removes its container, intent, actual state and services. */
+/** `knarr job rm JOB`: removes its container, intent, actual state and services (its history stays). */
 export const jobRm: Handler = async ({ args }, ctx) =>
-  withJobs(ctx, async (repo) => {
-    const { intent, actual } = await requireJob(repo, args[0] as string);
-    if (actual) await localEngine(ctx, intent).remove(actual.container).catch(() => undefined);
-    await repo.remove(intent.spec.name);
-    return { data: { job: intent.spec.name, removed: true }, view: { kind: 'lines', lines: [`job ${intent.spec.name} removed`] } };
+  withJobs(ctx, async (j) => {
+    const { intent } = await requireJob(j.repo, args[0] as string);
+    const name = intent.spec.name;
+    await j.repo.remove(name);
+    await j.repo.addEvent(name, { host: intent.host ?? '-', event: 'removed' });
+    // With the intent gone, the host's agent (or the CLI, with none) removes the container.
+    const outcome = await converge(ctx, j, intent);
+    const lines = [`job ${name} removed${outcome === 'host-down' ? ` (its container goes when ${intent.host} is back)` : ''}`];
+    return { data: { job: name, removed: true }, view: { kind: 'lines', lines } };
   });
 
-/** `knarr job logs JOB [-f]`: its output so far (and to come, with -f), stdout and stderr apart. */
+/**
+ * `knarr job restart JOB... | --all`: each job's container is made anew (a new generation), stopped
+ * jobs start again; --all skips static jobs, as the seed's code pushes do.
+ */
+export const jobRestart: Handler = async ({ args, opts }, ctx) =>
+  withJobs(ctx, async (j) => {
+    const names = ((args[0] as string[] | undefined) ?? []).map((n) => validateName('JOB', n, 63));
+    const all = optBool(opts, 'all');
+    if (all === names.length > 0) throw new ValidationError('JOB', all ? 'give job names or --all, not both' : 'name the jobs to restart, or give --all');
+    const intents = all ? (await j.repo.intents()).filter((i) => !i.spec.static) : await Promise.all(names.map(async (n) => (await requireJob(j.repo, n)).intent));
+    const results: { job: string; host: string | null; outcome: string }[] = [];
+    for (const intent of intents) {
+      const next = await updateUntilWritten(j.repo, intent.spec.name, (i) => ({ ...i, desired: 'running', generation: generationOf(i) + 1 }));
+      results.push({ job: intent.spec.name, host: intent.host, outcome: (await converge(ctx, j, next)) === 'done' ? 'restarted' : 'restarts when its host is back' });
+    }
+    return { data: results, view: { kind: 'table', columns: ['JOB', 'HOST', 'OUTCOME'], rows: results.map((r) => [r.job, r.host ?? '-', r.outcome]) } };
+  });
+
+/** Applies change to the intent, re-reading it when an agent changed it in between. */
+async function updateUntilWritten(repo: JobRepo, name: string, change: (i: JobIntent) => JobIntent): Promise<JobIntent> {
+  for (;;) {
+    const next = await repo.updateIntent(name, change);
+    if (next) return next;
+    if (!(await repo.intent(name))) throw new NotFoundError(`job ${name} was removed meanwhile`);
+  }
+}
+
+/** `knarr job history JOB`: where it was placed, started, moved, exited; kept after rm. */
+export const jobHistory: Handler = async ({ args }, ctx) =>
+  withJobs(ctx, async ({ repo }) => {
+    const name = validateName('JOB', args[0] as string, 63);
+    const events = await repo.history(name);
+    if (events.length === 0) throw new NotFoundError(`job ${name} has no history`, { hint: 'list jobs with: knarr job list' });
+    return { data: events, view: { kind: 'table', columns: ['TIME', 'HOST', 'EVENT', 'DETAIL'], rows: events.map((e) => [e.at, e.host, e.event, e.detail ?? '']) } };
+  });
+
+/** `knarr job logs JOB [-f]`: its output so far (and to come, with -f), stdout and stderr apart, from whichever host runs it. */
 export const jobLogs: Handler = async ({ args, opts }, ctx) =>
-  withJobs(ctx, async (repo) => {
+  withJobs(ctx, async ({ repo, hosts }): Promise<CommandResult> => {
     const { intent, actual } = await requireJob(repo, args[0] as string);
-    if (!actual) throw new NotFoundError(`job ${intent.spec.name} has not started`);
-    const engine = localEngine(ctx, intent);
+    const name = intent.spec.name;
+    if (!actual?.container) throw new NotFoundError(`job ${name} has not started`);
     const follow = optBool(opts, 'follow');
+    let open: () => Promise<import('node:http').IncomingMessage>;
+    if (intent.managed) {
+      const host = intent.host === null ? null : await hosts.get(intent.host);
+      if (!host?.up) throw new UserError(`job ${name}'s host ${intent.host} is down: its logs are there`);
+      const client = await AgentClient.connect(ctx, host.host);
+      open = () => client.logs(name, follow);
+    } else {
+      const engine = new DockerEngine(dockerSocketPath(ctx.env));
+      open = () => engine.logs(daemonContainerName(name), follow);
+    }
     return {
-      data: { job: intent.spec.name },
+      data: { job: name },
       stream: async (stdout, stderr) => {
-        const res = await engine.logs(actual.container, follow);
+        const res = await open();
         const stop = () => res.destroy();
         ctx.signal.addEventListener('abort', stop, { once: true });
         try {
@@ -92,7 +166,7 @@ export const jobLogs: Handler = async ({ args, opts }, ctx) =>
 
 /** `knarr service list`: each port of a daemonized job, where it is reached. */
 export const serviceList: Handler = async (_i, ctx) =>
-  withJobs(ctx, async (repo) => {
+  withJobs(ctx, async ({ repo }) => {
     const services = (await repo.services()).sort((a, b) => a.name.localeCompare(b.name));
     return {
       data: services,

@@ -1,4 +1,4 @@
-import { hostView } from '../../core/hosts.js';
+import { hostView, jobRequest } from '../../core/hosts.js';
 import { Scheduler, type Strategy } from '../../core/scheduler.js';
 import { ValidationError } from '../../core/errors.js';
 import { HostRepo } from '../../state/hosts.js';
@@ -14,7 +14,7 @@ export const jobPlan: Handler = async ({ args, opts }, ctx) => {
   return withStore(ctx, async (store) => {
     const hosts = await new HostRepo(store, ctx.config.fleet).list();
     const scheduler = new Scheduler(hosts.map((h) => hostView(h.host, h.up)), { strategy });
-    const plan = scheduler.explain({ name: spec.name, cpu: spec.cpu, memory: spec.memory, ports: spec.ports.map((p) => p.host), tags: spec.tags, host: spec.host ?? undefined, fixed: spec.fixed, history: [] });
+    const plan = scheduler.explain(jobRequest(spec, []));
     const rows = [...plan.verdicts].sort((a, b) => ['chosen', 'ranked-lower', 'rejected'].indexOf(a.verdict) - ['chosen', 'ranked-lower', 'rejected'].indexOf(b.verdict) || (b.score ?? 0) - (a.score ?? 0));
     return {
       data: { job: spec.name, host: plan.host, strategy, reason: plan.reason, verdicts: rows },

@@ -3,9 +3,19 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { ConflictError, NotFoundError, PrerequisiteError, UserError, ValidationError } from '../../core/errors.js';
 import { parseJobSpec, type JobSpec } from '../../core/job-spec.js';
-import { DockerApiError, DockerEngine, demux, dockerSocketPath, type ContainerCreate } from '../../host/docker.js';
-import { JobRepo } from '../../state/jobs.js';
+import type { Writable } from 'node:stream';
+import { fleetViews, jobRequest, type HostRecord } from '../../core/hosts.js';
+import { Scheduler } from '../../core/scheduler.js';
+import { localAgent } from '../../daemon/pidfile.js';
+import type { Reconciler } from '../../daemon/reconcile.js';
+import { DockerApiError, DockerEngine, demux, dockerSocketPath } from '../../host/docker.js';
+import { daemonContainerName, foregroundContainer, startAttached, type AttachedRun } from '../../host/job-containers.js';
+import { HostRepo } from '../../state/hosts.js';
+import { JobRepo, type JobActual, type JobIntent } from '../../state/jobs.js';
+import type { Store } from '../../state/store.js';
 import { hostId } from '../dot/common.js';
+import { withStore } from '../with-store.js';
+import { AgentClient } from './agent-client.js';
 import { optBool, optList, optString, type CommandResult, type Context, type Handler } from '../types.js';
 
 async function readSpecFile(ctx: Context, file: string): Promise<Record<string, unknown>> {
@@ -33,35 +43,23 @@ export async function specFrom(ctx: Context, args: (string | string[] | undefine
   if (image !== undefined) raw.image = image;
   if (command.length > 0) raw.command = command;
   raw.name = optString(opts, 'name') ?? raw.name ?? `run-${randomBytes(4).toString('hex')}`;
+  const network = optString(opts, 'network');
+  if (network !== undefined) raw.network = network;
+  const host = optString(opts, 'host');
+  if (host !== undefined) raw.host = host;
+  const tags = optList(opts, 'tag');
+  if (tags.length > 0) raw.tags = [...(Array.isArray(raw.tags) ? raw.tags : []), ...tags];
+  const ports = optList(opts, 'port');
+  if (ports.length > 0) raw.ports = [...(Array.isArray(raw.ports) ? raw.ports : []), ...ports];
+  const links = optList(opts, 'link');
+  if (links.length > 0) raw.links = [...(Array.isArray(raw.links) ? raw.links : []), ...links];
+  const restart = optString(opts, 'restart');
+  if (restart !== undefined) raw.restart = restart;
+  if (optBool(opts, 'detach')) raw.daemonize = true;
   const env = optList(opts, 'env');
   if (env.length > 0) raw.env = [...(Array.isArray(raw.env) ? raw.env : Object.entries((raw.env as Record<string, string>) ?? {}).map(([k, v]) => `${k}=${v}`)), ...env];
   const source = file ?? 'flags';
   return { spec: parseJobSpec(raw, source), source };
-}
-
-/** What the engine is asked to create for a foreground job. */
-export function containerFor(spec: JobSpec, fleet: string, interactive: boolean, network: string | undefined): ContainerCreate {
-  return {
-    Image: spec.image,
-    Cmd: spec.command.length > 0 ? spec.command : undefined,
-    Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
-    // `docker ps --filter label=knarr.job` finds every knarr job.
-    Labels: { 'knarr.job': spec.name, 'knarr.fleet': fleet },
-    OpenStdin: interactive,
-    StdinOnce: interactive,
-    AttachStdin: interactive,
-    AttachStdout: true,
-    AttachStderr: true,
-    Tty: false,
-    HostConfig: {
-      // The engine removes the container itself, as `docker run --rm` does: one call less per job.
-      AutoRemove: true,
-      ...(network ? { NetworkMode: network } : {}),
-      ...(spec.cpu ? { NanoCpus: spec.cpu * 1_000_000 } : {}),
-      ...(spec.memory ? { Memory: spec.memory } : {}),
-      Binds: spec.volumes.flatMap((v) => (v.kind === 'host' ? [`${v.source}:${v.target}${v.readOnly ? ':ro' : ''}`] : [])),
-    },
-  };
 }
 
 export function engineError(e: unknown, image: string, socket: string): never {
@@ -74,113 +72,146 @@ export function engineError(e: unknown, image: string, socket: string): never {
   throw e;
 }
 
+/** The host a foreground job runs on: null for this host's engine directly (no agent serves the fleet), else the scheduler's choice. */
+async function foregroundHost(ctx: Context, spec: JobSpec): Promise<HostRecord | null> {
+  // The embedded default stays fast: no store is opened unless a fleet is asked for or an agent serves this host.
+  const fleetWanted = spec.host !== null || spec.tags.length > 0 || ctx.config.etcd.length > 0 || (await localAgent(`${ctx.config.stateDir}/agent.json`)) !== null;
+  if (!fleetWanted) return null;
+  return withStore(ctx, async (store) => {
+    const hosts = await new HostRepo(store, ctx.config.fleet).list();
+    if (!hosts.some((h) => h.up)) {
+      if ((spec.host === null || spec.host === hostId()) && spec.tags.length === 0) return null;
+      throw new UserError(`no host of fleet ${ctx.config.fleet} is up to run job ${spec.name}`, { hint: 'start an agent (knarr daemon) on the hosts, or drop --host/--tag to run here' });
+    }
+    const intents = await new JobRepo(store, ctx.config.fleet).intents();
+    return placeOn(spec, hosts, intents, []);
+  });
+}
+
+/** The scheduler's host for spec, or a clear error naming why none fits. */
+function placeOn(spec: JobSpec, hosts: Awaited<ReturnType<HostRepo['list']>>, intents: JobIntent[], history: string[]): HostRecord {
+  const p = new Scheduler(fleetViews(hosts, intents.filter((i) => i.managed))).place(jobRequest(spec, history));
+  if (!p.host) throw new UserError(`no host can run job ${spec.name}: ${p.reason}`, { hint: 'see each host\'s verdict with: knarr job plan (same flags)' });
+  return hosts.find((h) => h.host.name === p.host)!.host;
+}
+
 /**
- * `knarr job run [-i] IMAGE [-- CMD...]`: a foreground job on this host's docker engine (the embedded
- * default with no agent). Output streams as it comes; -i pipes stdin in, binary-safe, with backpressure
- * and end-of-file passed through; knarr exits with the job's exit code; the container is removed.
+ * `knarr job run [-i] IMAGE [-- CMD...]`. A foreground job streams its output as it comes; -i pipes
+ * stdin in, binary-safe, with backpressure and end-of-file passed through; knarr exits with the job's
+ * exit code; the container is removed. With no agent it runs on this host's engine (the embedded
+ * default); in a fleet it runs where the scheduler places it, through that host's agent.
  */
 export const jobRun: Handler = async ({ args, opts }, ctx) => {
   const { spec } = await specFrom(ctx, args, opts);
   if (spec.volumes.some((v) => v.kind === 'dot')) throw new UserError('dot volumes on jobs are not supported yet', { hint: 'mount the dot (knarr dot mount) and use a host path volume' });
   const interactive = optBool(opts, 'interactive');
-  const network = optString(opts, 'network');
-  const socket = dockerSocketPath(ctx.env);
-  const engine = new DockerEngine(socket);
   if (spec.daemonize) {
     if (interactive) throw new ValidationError('--interactive', `job ${spec.name} runs daemonized (it has ports or daemonize: true); -i is for foreground jobs`);
-    return runDaemonized(ctx, spec, engine, network);
+    return runDaemonized(ctx, spec);
   }
-  const create = containerFor(spec, ctx.config.fleet, interactive, network);
+  const socket = dockerSocketPath(ctx.env);
   const containerName = `knarr-${spec.name}-${randomBytes(3).toString('hex')}`;
   if (ctx.runner.plan(['docker', '-H', `unix://${socket}`, 'run', '--rm', ...(interactive ? ['-i'] : []), '--name', containerName, '--label', `knarr.job=${spec.name}`, spec.image, ...spec.command])) {
-    return { data: { job: spec.name, container: containerName, create } };
+    return { data: { job: spec.name, container: containerName, create: foregroundContainer(spec, ctx.config.fleet, interactive) } };
   }
+  const host = await foregroundHost(ctx, spec);
+  if (host) return { data: { job: spec.name, host: host.name }, stream: (stdout, stderr) => runThroughAgent(ctx, host, spec, interactive, stdout, stderr) };
+  const engine = new DockerEngine(socket);
   return {
     data: { job: spec.name },
     stream: async (stdout, stderr) => {
-      let id: string;
+      let run: AttachedRun;
       try {
-        id = await engine.create(containerName, create);
+        run = await startAttached(engine, containerName, foregroundContainer(spec, ctx.config.fleet, interactive), interactive);
       } catch (e) {
         engineError(e, spec.image, socket);
       }
-      const stop = () => void engine.remove(id).catch(() => undefined);
+      const stop = () => void engine.remove(run.id).catch(() => undefined);
       let removed = false;
       ctx.signal.addEventListener('abort', stop, { once: true });
       try {
-        const sock = await engine.attach(id, interactive);
-        const output = demux(sock, stdout, stderr);
-        // Waiting starts before the job does, or an auto-removed container could be gone first.
-        const exited = engine.wait(id, 'removed');
-        exited.catch(() => undefined);
-        await engine.start(id);
+        const output = demux(run.socket, stdout, stderr);
         // stdin's end closes the job's stdin (a half-close of the attach connection), so `cat` and `wc` finish.
-        if (interactive) ctx.stdin.pipe(sock);
-        const [code] = await Promise.all([exited, output]);
+        if (interactive) ctx.stdin.pipe(run.socket);
+        const [code] = await Promise.all([run.exited, output]);
         removed = true;
         return code;
       } finally {
         ctx.signal.removeEventListener('abort', stop);
-        if (!removed) await engine.remove(id).catch(() => undefined);
+        if (!removed) await engine.remove(run.id).catch(() => undefined);
       }
     },
   };
 };
 
-function portBindings(spec: JobSpec): { ExposedPorts: Record<string, object>; PortBindings: Record<string, { HostPort: string }[]> } {
-  const exposed: Record<string, object> = {};
-  const bindings: Record<string, { HostPort: string }[]> = {};
-  for (const p of spec.ports) {
-    exposed[`${p.container}/${p.protocol}`] = {};
-    (bindings[`${p.container}/${p.protocol}`] ??= []).push({ HostPort: String(p.host) });
+/** A foreground job on another host: the agent relays the engine's streams and ends with the exit status. */
+async function runThroughAgent(ctx: Context, host: HostRecord, spec: JobSpec, interactive: boolean, stdout: Writable, stderr: Writable): Promise<number> {
+  const client = await AgentClient.connect(ctx, host);
+  const sock = await client.run(spec, interactive);
+  let status: { exitCode?: number; error?: string } | null = null;
+  const stop = () => sock.destroy();
+  ctx.signal.addEventListener('abort', stop, { once: true });
+  try {
+    const output = demux(sock, stdout, stderr, (_kind, payload) => {
+      status = JSON.parse(payload.toString('utf8')) as { exitCode?: number; error?: string };
+    });
+    if (interactive) ctx.stdin.pipe(sock);
+    await output;
+  } finally {
+    ctx.signal.removeEventListener('abort', stop);
   }
-  return { ExposedPorts: exposed, PortBindings: bindings };
+  const end = status as { exitCode?: number; error?: string } | null;
+  if (!end) throw new UserError(`the connection to ${host.name}'s agent ended before job ${spec.name} did`);
+  if (end.error !== undefined) throw new UserError(`job ${spec.name} on ${host.name}: ${end.error}`);
+  return end.exitCode ?? 0;
 }
 
 /**
- * A daemonized job on this host: the intent (proc) is written first, and is the fleet-wide lock on
- * the name; then the container starts; then the actual state (ps) and one service per port are
- * written. A failed start removes the intent again, so nothing half-made remains.
+ * A daemonized job. The intent (proc) is written first and is the fleet-wide lock on the name.
+ * In a fleet, the scheduler places it and the host's agent starts it and keeps it running; with no
+ * agent, it runs on this host's engine at once. Either way the actual state (ps) and one service per
+ * port are written after the start, and a failed start removes the intent again.
  */
-async function runDaemonized(ctx: Context, spec: JobSpec, engine: DockerEngine, network: string | undefined): Promise<CommandResult> {
-  const host = hostId();
-  const containerName = `knarr-${spec.name}`;
-  if (ctx.runner.plan(['docker', '-H', `unix://${engine.socketPath}`, 'run', '-d', '--name', containerName, '--label', `knarr.job=${spec.name}`, ...spec.ports.flatMap((p) => ['-p', `${p.host}:${p.container}/${p.protocol}`]), spec.image, ...spec.command])) {
-    return { data: { job: spec.name, host, daemonized: true } };
+async function runDaemonized(ctx: Context, spec: JobSpec): Promise<CommandResult> {
+  if (ctx.runner.plan(['docker', '-H', `unix://${dockerSocketPath(ctx.env)}`, 'run', '-d', '--name', daemonContainerName(spec.name), '--label', `knarr.job=${spec.name}`, ...spec.ports.flatMap((p) => ['-p', `${p.host}:${p.container}/${p.protocol}`]), spec.image, ...spec.command])) {
+    return { data: { job: spec.name, daemonized: true } };
   }
-  const store = await ctx.openStore();
-  const repo = new JobRepo(store, ctx.config.fleet);
-  try {
-    if (!(await repo.createIntent(spec.name, { spec, host, createdAt: new Date().toISOString() }))) {
+  return withStore(ctx, async (store) => {
+    const repo = new JobRepo(store, ctx.config.fleet);
+    const hosts = await new HostRepo(store, ctx.config.fleet).list();
+    const managed = hosts.some((h) => h.up);
+    let target: HostRecord | null = null;
+    if (managed) target = placeOn(spec, hosts, await repo.intents(), await repo.pastHosts(spec.name));
+    else if ((spec.host !== null && spec.host !== hostId()) || spec.tags.length > 0) throw new UserError(`no host of fleet ${ctx.config.fleet} is up to run job ${spec.name}`, { hint: 'start an agent (knarr daemon) on the hosts, or drop --host/--tag to run here' });
+    const host = target?.name ?? hostId();
+    if (!(await repo.createIntent(spec.name, { spec, host, desired: 'running', generation: 0, managed, createdAt: new Date().toISOString() }))) {
       throw new ConflictError(`a job named ${spec.name} already exists in the fleet`, { hint: `see it with: knarr job show ${spec.name}; remove it with: knarr job rm ${spec.name}` });
     }
-    let id: string | null = null;
-    try {
-      const create = containerFor(spec, ctx.config.fleet, false, network);
-      const restart = spec.restart.mode === 'no' ? { Name: 'no' } : spec.restart.mode === 'always' ? { Name: 'always' } : { Name: 'on-failure', MaximumRetryCount: spec.restart.maxRetries ?? 0 };
-      const ports = portBindings(spec);
-      id = await engine.create(containerName, {
-        ...create,
-        AttachStdout: false,
-        AttachStderr: false,
-        ...({ ExposedPorts: ports.ExposedPorts } as object),
-        HostConfig: { ...create.HostConfig, AutoRemove: false, RestartPolicy: restart, PortBindings: ports.PortBindings },
-      });
-      await engine.start(id);
-    } catch (e) {
-      if (id) await engine.remove(id).catch(() => undefined);
-      await repo.remove(spec.name);
-      engineError(e, spec.image, engine.socketPath);
+    await repo.addEvent(spec.name, { host, event: 'placed' });
+    let actual: JobActual | null;
+    if (target) {
+      await (await AgentClient.connect(ctx, target)).converge();
+      actual = await repo.actual(spec.name);
+    } else {
+      actual = await (await inlineReconciler(ctx, store, repo)).one(spec.name);
     }
-    await repo.putActual(spec.name, { host, container: id!, state: 'running', startedAt: new Date().toISOString() });
-    for (const p of spec.ports) {
-      await repo.putService({ name: `${spec.name}-${p.container}`, job: spec.name, host, address: '127.0.0.1', port: p.host, protocol: p.protocol });
+    if (!actual || actual.state === 'failed') {
+      await repo.remove(spec.name);
+      if (target) await (await AgentClient.connect(ctx, target)).converge().catch(() => undefined);
+      const reason = actual?.error ?? 'it did not start';
+      if (/no such image/i.test(reason)) throw new NotFoundError(`image ${spec.image} is not on ${host}: ${reason}`, { hint: 'load it with docker pull, docker load or docker import' });
+      throw new UserError(`job ${spec.name} did not start on ${host}: ${reason}`);
     }
     return {
-      data: { job: spec.name, host, container: id, daemonized: true, ports: spec.ports },
-      view: { kind: 'lines', lines: [`job ${spec.name} runs on ${host} (container ${id!.slice(0, 12)})`] },
+      data: { job: spec.name, host, container: actual.container, state: actual.state, daemonized: true, ports: spec.ports },
+      view: { kind: 'lines', lines: [`job ${spec.name} runs on ${host} (container ${actual.container.slice(0, 12)})`] },
     };
-  } finally {
-    await store.close();
-  }
+  });
+}
+
+/** The agent's reconciler run by the CLI for this host's engine, when no agent serves the fleet. */
+export async function inlineReconciler(ctx: Context, store: Store, repo: JobRepo): Promise<Reconciler> {
+  const { Reconciler } = await import('../../daemon/reconcile.js');
+  const engine = new DockerEngine(dockerSocketPath(ctx.env));
+  return new Reconciler({ host: hostId(), fleet: ctx.config.fleet, serviceAddress: '127.0.0.1', prune: false }, engine, repo, new HostRepo(store, ctx.config.fleet), { direct: true }, (line) => ctx.events.step(line));
 }

@@ -1,0 +1,100 @@
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import { readFile } from 'node:fs/promises';
+import { PrerequisiteError, UserError } from '../../core/errors.js';
+import type { HostRecord } from '../../core/hosts.js';
+import type { JobSpec } from '../../core/job-spec.js';
+import type { Context } from '../types.js';
+
+/** The agents' token: KNARR_AGENT_TOKEN, else the file KNARR_AGENT_TOKEN_FILE, else <state-dir>/agent.token. */
+async function agentToken(ctx: Context): Promise<string> {
+  if (ctx.env.KNARR_AGENT_TOKEN) return ctx.env.KNARR_AGENT_TOKEN.trim();
+  const file = ctx.env.KNARR_AGENT_TOKEN_FILE || `${ctx.config.stateDir}/agent.token`;
+  try {
+    return (await readFile(file, 'utf8')).trim();
+  } catch {
+    throw new PrerequisiteError(`no agent token in ${file}: reaching another host's jobs needs the agents' token`, {
+      hint: 'copy the agents\' token file there, or set KNARR_AGENT_TOKEN or KNARR_AGENT_TOKEN_FILE',
+    });
+  }
+}
+
+/** What the agent API answered instead of success. */
+async function refusal(host: string, res: IncomingMessage): Promise<UserError> {
+  const chunks: Buffer[] = [];
+  for await (const c of res) chunks.push(c as Buffer);
+  let message = Buffer.concat(chunks).toString('utf8').trim();
+  try {
+    message = (JSON.parse(message) as { error?: string }).error ?? message;
+  } catch {
+    /* plain text */
+  }
+  return new UserError(`the agent on ${host} refused (${res.statusCode}): ${message}`);
+}
+
+/** The CLI's side of a host's agent API: bearer token, http or https (KNARR_AGENT_CA names the CA to trust). */
+export class AgentClient {
+  private constructor(
+    private readonly host: HostRecord,
+    private readonly token: string,
+    private readonly ca: Buffer | undefined,
+  ) {}
+
+  static async connect(ctx: Context, host: HostRecord): Promise<AgentClient> {
+    const ca = ctx.env.KNARR_AGENT_CA ? await readFile(ctx.env.KNARR_AGENT_CA) : undefined;
+    return new AgentClient(host, await agentToken(ctx), ca);
+  }
+
+  private async open(method: string, path: string, headers: Record<string, string> = {}) {
+    const url = new URL(path, this.host.address);
+    const { request } = url.protocol === 'https:' ? await import('node:https') : await import('node:http');
+    const req = request(url, { method, headers: { authorization: `Bearer ${this.token}`, ...headers }, ...(this.ca ? { ca: this.ca } : {}) });
+    const unreachable = (e: Error) => new UserError(`cannot reach the agent of ${this.host.name} at ${this.host.address}: ${e.message}`, { hint: 'is its knarr daemon running? see: knarr host list' });
+    return { req, unreachable };
+  }
+
+  /** A JSON call. */
+  async call<T>(method: string, path: string): Promise<T> {
+    const { req, unreachable } = await this.open(method, path);
+    return new Promise((resolve, reject) => {
+      req.on('response', (res) => {
+        if ((res.statusCode ?? 0) >= 400) return void refusal(this.host.name, res).then(reject);
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as T));
+      });
+      req.on('error', (e) => reject(unreachable(e)));
+      req.end();
+    });
+  }
+
+  /** Has the agent converge its host to the store now (after the CLI changed an intent). */
+  converge(): Promise<{ host: string; unknownContainers: unknown[] }> {
+    return this.call('POST', '/v1/converge');
+  }
+
+  /** A daemonized job's log as the engine multiplexes it. */
+  async logs(job: string, follow: boolean): Promise<IncomingMessage> {
+    const { req, unreachable } = await this.open('GET', `/v1/jobs/${encodeURIComponent(job)}/logs${follow ? '?follow=1' : ''}`);
+    return new Promise((resolve, reject) => {
+      req.on('response', (res) => ((res.statusCode ?? 0) >= 400 ? void refusal(this.host.name, res).then(reject) : resolve(res)));
+      req.on('error', (e) => reject(unreachable(e)));
+      req.end();
+    });
+  }
+
+  /** A foreground job on the agent's host: the upgraded connection carries stdin in, the multiplexed output and a last status frame out. */
+  async run(spec: JobSpec, interactive: boolean): Promise<Socket> {
+    const job = Buffer.from(JSON.stringify({ spec, interactive })).toString('base64');
+    const { req, unreachable } = await this.open('POST', '/v1/run', { connection: 'Upgrade', upgrade: 'tcp', 'x-knarr-job': job });
+    return new Promise((resolve, reject) => {
+      req.on('upgrade', (_res, socket, head) => {
+        if (head.length > 0) socket.unshift(head);
+        resolve(socket as Socket);
+      });
+      req.on('response', (res) => void refusal(this.host.name, res).then(reject));
+      req.on('error', (e) => reject(unreachable(e)));
+      req.end();
+    });
+  }
+}

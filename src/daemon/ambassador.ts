@@ -1,0 +1,90 @@
+import { connect, createServer, type Server } from 'node:net';
+import type { JobRepo } from '../state/jobs.js';
+import { fleetKeys } from '../state/keys.js';
+import type { Store } from '../state/store.js';
+
+/** NAME_ADDR, NAME_HOST and NAME_PORT for a linked service: `web-80` gives WEB_80_ADDR=127.0.0.1:40123. */
+export function linkEnv(service: string, port: number, host = '127.0.0.1'): Record<string, string> {
+  const prefix = service.toUpperCase().replace(/[^A-Z0-9]/g, '_');
+  return { [`${prefix}_ADDR`]: `${host}:${port}`, [`${prefix}_HOST`]: host, [`${prefix}_PORT`]: String(port) };
+}
+
+/**
+ * The seed's embassy: on each host, one TCP forwarder per linked service, on a loopback port that
+ * stays the same while the service moves. Each connection is sent to where the service runs now
+ * (read from the store per connection), so a job keeps its address across failovers.
+ */
+export class Ambassador {
+  private readonly servers = new Map<string, { server: Server; port: number }>();
+  private readonly keys;
+
+  constructor(
+    private readonly host: string,
+    fleet: string,
+    private readonly store: Store,
+    private readonly jobs: JobRepo,
+    private readonly log: (line: string) => void,
+  ) {
+    this.keys = fleetKeys(fleet);
+  }
+
+  /** The local port for service, listening before this returns; the port recorded earlier is reused when free. */
+  async ensure(service: string): Promise<number> {
+    const existing = this.servers.get(service);
+    if (existing) return existing.port;
+    const recorded = Number((await this.store.get(this.keys.ambassador(this.host, service))) ?? 0);
+    let listening: { server: Server; port: number };
+    try {
+      listening = await this.listen(service, recorded);
+    } catch {
+      // The old port was taken meanwhile: a new one (jobs made from now on get it).
+      listening = await this.listen(service, 0);
+    }
+    this.servers.set(service, listening);
+    if (listening.port !== recorded) await this.store.put(this.keys.ambassador(this.host, service), String(listening.port));
+    return listening.port;
+  }
+
+  private listen(service: string, port: number): Promise<{ server: Server; port: number }> {
+    const server = createServer((client) => void this.forward(service, client));
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => {
+        server.off('error', reject);
+        const addr = server.address();
+        resolve({ server, port: typeof addr === 'object' && addr ? addr.port : port });
+      });
+    });
+  }
+
+  private async forward(service: string, client: import('node:net').Socket): Promise<void> {
+    client.on('error', () => client.destroy());
+    const target = await this.jobs.service(service).catch(() => null);
+    if (!target) {
+      this.log(`ambassador: no service ${service} to forward to`);
+      return void client.destroy();
+    }
+    const upstream = connect({ host: target.address, port: target.port });
+    upstream.on('error', () => {
+      client.destroy();
+      upstream.destroy();
+    });
+    client.pipe(upstream);
+    upstream.pipe(client);
+  }
+
+  /** Stops forwarders whose service no job on this host links to any more. */
+  async retain(services: Set<string>): Promise<void> {
+    for (const [name, s] of this.servers) {
+      if (services.has(name)) continue;
+      s.server.close();
+      this.servers.delete(name);
+      await this.store.delete(this.keys.ambassador(this.host, name));
+    }
+  }
+
+  close(): void {
+    for (const s of this.servers.values()) s.server.close();
+    this.servers.clear();
+  }
+}

@@ -1,0 +1,203 @@
+import { fleetViews, jobRequest } from '../core/hosts.js';
+import { Scheduler } from '../core/scheduler.js';
+import type { ContainerSummary, DockerEngine } from '../host/docker.js';
+import { daemonContainer, daemonContainerName, LABEL_FLEET, LABEL_GENERATION, LABEL_JOB, LABEL_MODE, startDaemon } from '../host/job-containers.js';
+import type { HostRepo } from '../state/hosts.js';
+import { desiredState, generationOf, type JobActual, type JobIntent, type JobRepo } from '../state/jobs.js';
+import { linkEnv, type Ambassador } from './ambassador.js';
+
+/** How a linked service is reached from jobs on this host: the agent's ambassador, or (no agent) its address now. */
+export type LinkResolver = { ambassador: Ambassador } | { direct: true };
+
+export interface ReconcilerOptions {
+  host: string;
+  fleet: string;
+  /** Where this host's services are reached from other hosts. */
+  serviceAddress: string;
+  /** Remove containers knarr does not know, instead of only reporting them. */
+  prune: boolean;
+}
+
+/**
+ * Brings this host's engine in line with the store: starts the jobs placed here, restarts a
+ * container removed or left at an old generation, stops what should be stopped, removes what moved
+ * away or was removed, and places jobs whose host went down (unless they are fixed there).
+ * One pass at a time; each pass reads everything afresh, so a missed event costs nothing.
+ */
+export class Reconciler {
+  /** Containers on this engine that are no knarr job, from the last pass. */
+  unknown: { id: string; name: string; image: string }[] = [];
+  private running: Promise<void> | null = null;
+  private dirty = false;
+  private waiters: (() => void)[] = [];
+
+  constructor(
+    private readonly opts: ReconcilerOptions,
+    private readonly engine: DockerEngine,
+    private readonly jobs: JobRepo,
+    private readonly hosts: HostRepo,
+    private readonly links: LinkResolver,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  /** Asks for a pass; passes asked for while one runs fold into one more. */
+  kick(): void {
+    this.dirty = true;
+    if (!this.running) this.running = this.loop();
+  }
+
+  /** Resolves after a pass that started after this call. */
+  converge(): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiters.push(resolve);
+      this.kick();
+    });
+  }
+
+  private async loop(): Promise<void> {
+    while (this.dirty) {
+      this.dirty = false;
+      const waiting = this.waiters.splice(0);
+      try {
+        await this.pass();
+      } catch (e) {
+        this.log(`reconcile: ${(e as Error).message}`);
+      }
+      for (const w of waiting) w();
+    }
+    this.running = null;
+  }
+
+  async pass(): Promise<void> {
+    const me = this.opts.host;
+    // Containers before intents: a container seen here was made after its intent was written.
+    const containers = await this.engine.list(true);
+    const [intents, actuals, hosts] = await Promise.all([this.jobs.intents(), this.jobs.actuals(), this.hosts.list()]);
+    const byName = new Map(intents.map((i) => [i.spec.name, i]));
+    const containerOf = new Map(containers.map((c) => [(c.Names[0] ?? '').replace(/^\//, ''), c]));
+
+    const linked = new Set<string>();
+    for (const i of intents) {
+      if (!i.managed || i.host !== me) continue;
+      i.spec.links.forEach((l) => linked.add(l));
+      await this.ensure(i, containerOf.get(daemonContainerName(i.spec.name)), actuals.get(i.spec.name) ?? null);
+    }
+    if ('ambassador' in this.links) await this.links.ambassador.retain(linked);
+
+    const up = new Set(hosts.filter((h) => h.up).map((h) => h.host.name));
+    for (const i of intents) {
+      if (!i.managed || (i.host !== null && up.has(i.host))) continue;
+      // A fixed job's data is on its host: it waits there.
+      if (i.host !== null && i.spec.fixed) continue;
+      await this.place(i, hosts, intents);
+    }
+
+    const unknown: ContainerSummary[] = [];
+    for (const c of containers) {
+      const job = c.Labels?.[LABEL_JOB];
+      if (job === undefined) {
+        unknown.push(c);
+        continue;
+      }
+      // Foreground jobs belong to the CLI running them; other fleets' jobs are not ours to judge.
+      if (c.Labels[LABEL_FLEET] !== this.opts.fleet || c.Labels[LABEL_MODE] !== 'daemon') continue;
+      const intent = byName.get(job);
+      if (intent && (!intent.managed || intent.host === me)) continue;
+      this.log(`removing container ${c.Names[0]} of job ${job}: ${intent ? `it moved to ${intent.host}` : 'the job was removed'}`);
+      await this.engine.remove(c.Id).catch((e: Error) => this.log(`cannot remove ${c.Id.slice(0, 12)}: ${e.message}`));
+    }
+    this.unknown = unknown.map((c) => ({ id: c.Id.slice(0, 12), name: (c.Names[0] ?? '').replace(/^\//, ''), image: c.Image }));
+    if (this.opts.prune) {
+      for (const c of unknown) {
+        this.log(`pruning container ${c.Names[0]} (${c.Image}): knarr has no job for it`);
+        await this.engine.remove(c.Id).catch((e: Error) => this.log(`cannot prune ${c.Id.slice(0, 12)}: ${e.message}`));
+      }
+      this.unknown = [];
+    }
+  }
+
+  private async ensure(i: JobIntent, container: ContainerSummary | undefined, actual: JobActual | null): Promise<void> {
+    const name = i.spec.name;
+    const me = this.opts.host;
+    if (desiredState(i) === 'stopped') {
+      if (container && container.State !== 'exited' && container.State !== 'created') await this.engine.stop(container.Id);
+      if (actual?.state !== 'stopped' || actual.host !== me) {
+        await this.jobs.putActual(name, { host: me, container: container?.Id ?? '', state: 'stopped', startedAt: actual?.startedAt ?? '', generation: generationOf(i) });
+        await this.jobs.addEvent(name, { host: me, event: 'stopped' });
+      }
+      return;
+    }
+    if (container && Number(container.Labels[LABEL_GENERATION] ?? 0) !== generationOf(i)) {
+      await this.engine.remove(container.Id);
+      await this.jobs.addEvent(name, { host: me, event: 'restarted', detail: `generation ${generationOf(i)}` });
+      container = undefined;
+    }
+    if (!container || container.State === 'created') {
+      if (container) await this.engine.remove(container.Id).catch(() => undefined);
+      await this.start(i, actual);
+      return;
+    }
+    const info = await this.engine.inspect(container.Id);
+    const state: JobActual['state'] = info.State.Running ? 'running' : info.State.Restarting ? 'restarting' : 'exited';
+    const next: JobActual = { host: me, container: container.Id, state, startedAt: info.State.StartedAt, exitCode: info.State.ExitCode, restarts: info.RestartCount, generation: generationOf(i) };
+    if (actual && actual.host === me && actual.container === next.container && actual.state === next.state && actual.restarts === next.restarts) return;
+    await this.jobs.putActual(name, next);
+    if (state === 'running') await this.jobs.putServices(i.spec, me, this.opts.serviceAddress);
+    if (state === 'exited' && actual?.state !== 'exited') await this.jobs.addEvent(name, { host: me, event: 'exited', detail: `exit code ${info.State.ExitCode}` });
+  }
+
+  private async start(i: JobIntent, previous: JobActual | null): Promise<void> {
+    const name = i.spec.name;
+    const me = this.opts.host;
+    try {
+      const env: Record<string, string> = { KNARR_HOST: me, KNARR_JOB: name };
+      for (const service of i.spec.links) Object.assign(env, await this.linkEnv(service));
+      const id = await startDaemon(this.engine, i.spec, daemonContainer(i.spec, this.opts.fleet, generationOf(i), env));
+      await this.jobs.putActual(name, { host: me, container: id, state: 'running', startedAt: new Date().toISOString(), restarts: 0, generation: generationOf(i) });
+      await this.jobs.putServices(i.spec, me, this.opts.serviceAddress);
+      await this.jobs.addEvent(name, { host: me, event: 'started', detail: id.slice(0, 12) });
+      this.log(`started job ${name} (${id.slice(0, 12)})`);
+    } catch (e) {
+      const error = (e as Error).message;
+      this.log(`job ${name} did not start: ${error}`);
+      if (previous?.state === 'failed' && previous.error === error && previous.host === me) return;
+      await this.jobs.putActual(name, { host: me, container: '', state: 'failed', startedAt: '', error, generation: generationOf(i) });
+      await this.jobs.addEvent(name, { host: me, event: 'failed', detail: error });
+    }
+  }
+
+  private async linkEnv(service: string): Promise<Record<string, string>> {
+    if ('ambassador' in this.links) return linkEnv(service, await this.links.ambassador.ensure(service));
+    const s = await this.jobs.service(service);
+    if (!s) throw new Error(`linked service ${service} does not exist (see knarr service list)`);
+    return linkEnv(service, s.port, s.address);
+  }
+
+  /**
+   * Converges one job on this host now, whoever placed it: the CLI's inline path when no agent
+   * serves the host. A job that is gone has its container removed.
+   */
+  async one(name: string): Promise<JobActual | null> {
+    const container = (await this.engine.list(true)).find((c) => (c.Names[0] ?? '') === `/${daemonContainerName(name)}` && c.Labels?.[LABEL_MODE] === 'daemon');
+    const intent = await this.jobs.intent(name);
+    if (!intent) {
+      if (container) await this.engine.remove(container.Id);
+      return null;
+    }
+    await this.ensure(intent, container, await this.jobs.actual(name));
+    return this.jobs.actual(name);
+  }
+
+  /** Places a job whose host is down (or that has none); one agent's move wins, the others' lose the race. */
+  private async place(i: JobIntent, hosts: Awaited<ReturnType<HostRepo['list']>>, intents: JobIntent[]): Promise<void> {
+    const history = await this.jobs.pastHosts(i.spec.name);
+    const others = intents.filter((x) => x.spec.name !== i.spec.name && x.managed);
+    const p = new Scheduler(fleetViews(hosts, others)).place(jobRequest({ ...i.spec, host: i.spec.host }, history));
+    if (!p.host) return;
+    const from = i.host;
+    const moved = await this.jobs.updateIntent(i.spec.name, (cur) => (cur.host === from ? { ...cur, host: p.host } : null));
+    if (!moved) return;
+    await this.jobs.addEvent(i.spec.name, { host: p.host, event: from ? 'moved' : 'placed', detail: from ? `from ${from}, which is down` : undefined });
+    this.log(`job ${i.spec.name}: ${from ? `moved from ${from} (down)` : 'placed'} to ${p.host}`);
+  }
+}

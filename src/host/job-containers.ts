@@ -1,0 +1,105 @@
+import type { Socket } from 'node:net';
+import type { JobSpec } from '../core/job-spec.js';
+import { DockerEngine, type ContainerCreate } from './docker.js';
+
+/** Labels every knarr container carries; `docker ps --filter label=knarr.job` finds them all. */
+export const LABEL_JOB = 'knarr.job';
+export const LABEL_FLEET = 'knarr.fleet';
+/** foreground or daemon: an agent leaves foreground jobs alone (they belong to the CLI that runs them). */
+export const LABEL_MODE = 'knarr.mode';
+/** The job's generation: `knarr job restart` bumps it and the container is made anew. */
+export const LABEL_GENERATION = 'knarr.generation';
+
+/** A daemonized job's container name: one per job and host. */
+export const daemonContainerName = (job: string) => `knarr-${job}`;
+
+/** What the engine is asked to create for a foreground job. */
+export function foregroundContainer(spec: JobSpec, fleet: string, interactive: boolean): ContainerCreate {
+  return {
+    Image: spec.image,
+    Cmd: spec.command.length > 0 ? spec.command : undefined,
+    Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+    Labels: { [LABEL_JOB]: spec.name, [LABEL_FLEET]: fleet, [LABEL_MODE]: 'foreground' },
+    OpenStdin: interactive,
+    StdinOnce: interactive,
+    AttachStdin: interactive,
+    AttachStdout: true,
+    AttachStderr: true,
+    Tty: false,
+    HostConfig: {
+      // The engine removes the container itself, as `docker run --rm` does: one call less per job.
+      AutoRemove: true,
+      ...(spec.network ? { NetworkMode: spec.network } : {}),
+      ...(spec.cpu ? { NanoCpus: spec.cpu * 1_000_000 } : {}),
+      ...(spec.memory ? { Memory: spec.memory } : {}),
+      Binds: spec.volumes.flatMap((v) => (v.kind === 'host' ? [`${v.source}:${v.target}${v.readOnly ? ':ro' : ''}`] : [])),
+    },
+  };
+}
+
+/** A daemonized job's container: restart policy, published ports, and its generation. */
+export function daemonContainer(spec: JobSpec, fleet: string, generation: number, extraEnv: Record<string, string> = {}): ContainerCreate {
+  const base = foregroundContainer(spec, fleet, false);
+  const exposed: Record<string, object> = {};
+  const bindings: Record<string, { HostPort: string }[]> = {};
+  for (const p of spec.ports) {
+    exposed[`${p.container}/${p.protocol}`] = {};
+    (bindings[`${p.container}/${p.protocol}`] ??= []).push({ HostPort: String(p.host) });
+  }
+  const restart = spec.restart.mode === 'on-failure' ? { Name: 'on-failure', MaximumRetryCount: spec.restart.maxRetries ?? 0 } : { Name: spec.restart.mode };
+  return {
+    ...base,
+    Env: [...(base.Env ?? []), ...Object.entries(extraEnv).map(([k, v]) => `${k}=${v}`)],
+    Labels: { ...base.Labels, [LABEL_MODE]: 'daemon', [LABEL_GENERATION]: String(generation) },
+    AttachStdout: false,
+    AttachStderr: false,
+    ...({ ExposedPorts: exposed } as object),
+    HostConfig: {
+      ...base.HostConfig,
+      AutoRemove: false,
+      RestartPolicy: restart,
+      // Host networking publishes nothing: the job's ports are the host's.
+      ...(spec.network === 'host' ? {} : { PortBindings: bindings }),
+    },
+  };
+}
+
+export interface AttachedRun {
+  id: string;
+  /** The engine's multiplexed output; stdin is written to it (end() closes the job's stdin). */
+  socket: Socket;
+  /** The exit code, once the engine removed the container. */
+  exited: Promise<number>;
+}
+
+/**
+ * Creates, attaches and starts a foreground container, in the order that loses no output: attach
+ * before start, and wait (for removal) before start, or an auto-removed container could be gone first.
+ */
+export async function startAttached(engine: DockerEngine, name: string, create: ContainerCreate, interactive: boolean): Promise<AttachedRun> {
+  const id = await engine.create(name, create);
+  try {
+    const socket = await engine.attach(id, interactive);
+    const exited = engine.wait(id, 'removed');
+    exited.catch(() => undefined);
+    await engine.start(id);
+    return { id, socket, exited };
+  } catch (e) {
+    await engine.remove(id).catch(() => undefined);
+    throw e;
+  }
+}
+
+/** Starts a daemonized container (made anew if one of that name is left over); returns its id. */
+export async function startDaemon(engine: DockerEngine, spec: JobSpec, create: ContainerCreate): Promise<string> {
+  const name = daemonContainerName(spec.name);
+  await engine.remove(name).catch(() => undefined);
+  const id = await engine.create(name, create);
+  try {
+    await engine.start(id);
+  } catch (e) {
+    await engine.remove(id).catch(() => undefined);
+    throw e;
+  }
+  return id;
+}
