@@ -220,3 +220,25 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
     static: isStatic,
   };
 }
+
+/** The input form of a checked spec: parseJobSpec(jobSpecInput(s)) gives s back (an agent checks what it is sent). */
+export function jobSpecInput(spec: JobSpec): Record<string, unknown> {
+  return {
+    name: spec.name,
+    image: spec.image,
+    command: spec.command,
+    ports: spec.ports.map((p) => `${p.host}:${p.container}/${p.protocol}`),
+    volumes: spec.volumes.map((v) => (v.kind === 'dot' ? `dot:${v.dot}${v.subdot ? `.${v.subdot}` : ''}:${v.target}` : `${v.source}:${v.target}`) + (v.readOnly ? ':ro' : '')),
+    env: spec.env,
+    links: spec.links,
+    tags: spec.tags,
+    ...(spec.host !== null ? { host: spec.host } : {}),
+    ...(spec.network !== null ? { network: spec.network } : {}),
+    ...(spec.cpu > 0 ? { cpu: `${spec.cpu}m` } : {}),
+    ...(spec.memory > 0 ? { memory: String(spec.memory) } : {}),
+    restart: spec.restart.mode === 'on-failure' && spec.restart.maxRetries !== null ? `on-failure:${spec.restart.maxRetries}` : spec.restart.mode,
+    daemonize: spec.daemonize,
+    fixed: spec.fixed,
+    static: spec.static,
+  };
+}

@@ -8,12 +8,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { HostRecord } from '../core/hosts.js';
 import { parseJobSpec } from '../core/job-spec.js';
 import { CONTROL_FRAME, DockerApiError, DockerEngine, frame } from '../host/docker.js';
-import { daemonContainerName, foregroundContainer, LABEL_FLEET, startAttached } from '../host/job-containers.js';
+import { daemonContainerName, foregroundContainer, startAttached } from '../host/job-containers.js';
 import type { HostRepo } from '../state/hosts.js';
 import { JobRepo } from '../state/jobs.js';
 import { fleetKeys } from '../state/keys.js';
 import type { Store } from '../state/store.js';
-import { Ambassador } from './ambassador.js';
+import { Ambassador, linkEnv } from './ambassador.js';
 import { ApiError, startApi } from './api.js';
 import type { AgentPidFile } from './pidfile.js';
 import { Reconciler } from './reconcile.js';
@@ -141,7 +141,7 @@ export class Agent {
     this.log(`agent ${this.opts.name} up: API ${this.address}, lease ${this.opts.ttlSeconds}s`);
   }
 
-  /** Reconciles on every change to the fleet's jobs or hosts' liveness, and on every event of the engine's knarr containers. */
+  /** Reconciles on every change to the fleet's jobs or hosts' liveness, and on every container event of the engine (strays included). */
   private async watch(): Promise<void> {
     const keys = fleetKeys(this.opts.fleet);
     const kick = () => this.reconciler.kick();
@@ -149,7 +149,7 @@ export class Agent {
     await this.store.watch(keys.alive, kick, this.watching.signal);
     const subscribe = (): Promise<void> =>
       this.engine
-        .events([LABEL_FLEET], kick, this.watching.signal, () => {
+        .events([], kick, this.watching.signal, () => {
           this.log('agent: the docker event stream ended; subscribing again');
           setTimeout(() => void subscribe().catch(() => undefined), 1000).unref();
           kick();
@@ -177,10 +177,19 @@ export class Agent {
       throw new ApiError(400, (e as Error).message);
     }
     const interactive = request.interactive === true;
+    const releases: (() => void)[] = [];
     let run;
     try {
-      run = await startAttached(this.engine, `knarr-${spec.name}-${randomBytes(3).toString('hex')}`, foregroundContainer(spec, this.opts.fleet, interactive), interactive);
+      const env: Record<string, string> = { KNARR_HOST: this.opts.name, KNARR_JOB: spec.name };
+      for (const service of spec.links) {
+        releases.push(this.ambassador.hold(service));
+        Object.assign(env, linkEnv(service, await this.ambassador.ensure(service)));
+      }
+      const create = foregroundContainer(spec, this.opts.fleet, interactive);
+      create.Env = [...(create.Env ?? []), ...Object.entries(env).map(([k, v]) => `${k}=${v}`)];
+      run = await startAttached(this.engine, `knarr-${spec.name}-${randomBytes(3).toString('hex')}`, create, interactive);
     } catch (e) {
+      releases.forEach((r) => r());
       throw new ApiError(e instanceof DockerApiError ? e.status : 500, (e as Error).message);
     }
     socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n');
@@ -200,6 +209,7 @@ export class Agent {
     });
     const status = await run.exited.then((exitCode) => ({ exitCode }), (e: Error) => ({ error: e.message }));
     finished = true;
+    releases.forEach((r) => r());
     socket.end(frame(CONTROL_FRAME, Buffer.from(JSON.stringify(status))));
   }
 

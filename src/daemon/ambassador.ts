@@ -16,6 +16,8 @@ export function linkEnv(service: string, port: number, host = '127.0.0.1'): Reco
  */
 export class Ambassador {
   private readonly servers = new Map<string, { server: Server; port: number }>();
+  /** Services that running foreground jobs link to: kept even when no daemonized job does. */
+  private readonly held = new Map<string, number>();
   private readonly keys;
 
   constructor(
@@ -73,10 +75,20 @@ export class Ambassador {
     upstream.pipe(client);
   }
 
+  /** Keeps service's forwarder while a foreground job uses it; call the returned function when it ends. */
+  hold(service: string): () => void {
+    this.held.set(service, (this.held.get(service) ?? 0) + 1);
+    return () => {
+      const n = (this.held.get(service) ?? 1) - 1;
+      if (n > 0) this.held.set(service, n);
+      else this.held.delete(service);
+    };
+  }
+
   /** Stops forwarders whose service no job on this host links to any more. */
   async retain(services: Set<string>): Promise<void> {
     for (const [name, s] of this.servers) {
-      if (services.has(name)) continue;
+      if (services.has(name) || this.held.has(name)) continue;
       s.server.close();
       this.servers.delete(name);
       await this.store.delete(this.keys.ambassador(this.host, name));

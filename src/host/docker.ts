@@ -142,7 +142,7 @@ export class DockerEngine {
    * Resolves once the engine accepted the subscription; onEnd runs when the stream ends any other way.
    */
   events(labels: string[], onEvent: (e: { Action: string; id: string; Actor?: { Attributes?: Record<string, string> } }) => void, signal: AbortSignal, onEnd: () => void): Promise<void> {
-    const filters = encodeURIComponent(JSON.stringify({ type: ['container'], label: labels }));
+    const filters = encodeURIComponent(JSON.stringify({ type: ['container'], ...(labels.length > 0 ? { label: labels } : {}) }));
     return new Promise((resolve, reject) => {
       const req = request({ socketPath: this.socketPath, method: 'GET', path: `/v1.41/events?filters=${filters}` }, (res) => {
         if ((res.statusCode ?? 0) >= 400) return void apiError(res).then(reject);

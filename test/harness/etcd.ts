@@ -7,12 +7,15 @@ export interface EtcdInstance {
   stop(): Promise<void>;
 }
 
-/** A private etcd on free ports and its own data directory, for store tests. */
-export async function startEtcd(): Promise<EtcdInstance> {
+/**
+ * A private etcd on free ports and its own data directory, for store tests. Clients reach it on
+ * host (e.g. a netns fabric's gateway); peers stay on loopback since there is only one member.
+ */
+export async function startEtcd(host = '127.0.0.1'): Promise<EtcdInstance> {
   const dir: TempDir = await tempDir('knarr-etcd-');
-  const client = await freePort();
+  const client = await freePort(host);
   const peer = await freePort();
-  const url = `http://127.0.0.1:${client}`;
+  const url = `http://${host}:${client}`;
   const proc: ResultPromise = execa(
     'etcd',
     [

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseJobSpec } from '../../src/core/job-spec.js';
+import { jobSpecInput, parseJobSpec } from '../../src/core/job-spec.js';
 
 describe('job specs', () => {
   it('normalises a full spec and applies the seed defaults', () => {
@@ -68,5 +68,27 @@ describe('job specs', () => {
       expect(err.message).toMatch(/^job\.yaml: 4 problems: /);
       expect(err.detail.problems.map((x) => x.split(':')[0])).toEqual(['extra', 'name', 'image', 'ports']);
     }
+  });
+
+  it('a checked spec turns back into input that checks to the same spec (what the CLI sends an agent)', () => {
+    const full = parseJobSpec({
+      name: 'web',
+      image: 'busybox:latest',
+      command: ['httpd', '-f'],
+      ports: ['8080:80', { host: 9000, container: 9000, protocol: 'udp' }],
+      volumes: ['dot:site.www:/srv/www:ro', '/var/log/web:/logs'],
+      env: { DEBUG: '1' },
+      links: ['db-5432'],
+      tags: ['ssd'],
+      host: 'h1',
+      network: 'host',
+      cpu: '1.5',
+      memory: '256M',
+      restart: 'on-failure:3',
+      static: true,
+    });
+    expect(parseJobSpec(jobSpecInput(full))).toEqual(full);
+    const bare = parseJobSpec({ name: 'x', image: 'busybox' });
+    expect(parseJobSpec(jobSpecInput(bare))).toEqual(bare);
   });
 });

@@ -33,7 +33,7 @@ export const hostShow: Handler = async ({ args }, ctx) =>
     const [name, up, state, tags, jobs, free, address] = row(h);
     return {
       data: { ...h.host, up: h.up },
-      view: { kind: 'fields', fields: [['host', name!], ['up', up!], ['state', state!], ['tags', tags!], ['jobs', jobs!], ['free memory', free!], ['capacity', `${h.host.capacity.cpu}m cpu, ${formatSize(h.host.capacity.memory)}`], ['address', address!], ['docker', h.host.dockerEndpoint], ['joined', h.host.joinedAt]] },
+      view: { kind: 'fields', fields: [['host', name!], ['up', up!], ['state', state!], ['tags', tags!], ['jobs', jobs!], ['free memory', free!], ['capacity', `${h.host.capacity.cpu}m cpu, ${formatSize(h.host.capacity.memory)}`], ['address', address!], ['docker', h.host.dockerEndpoint], ['unknown containers', (h.host.unknownContainers ?? []).map((c) => `${c.name} (${c.image})`).join(', ') || '-'], ['joined', h.host.joinedAt]] },
     };
   });
 

@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { PrerequisiteError, UserError } from '../../core/errors.js';
 import type { HostRecord } from '../../core/hosts.js';
-import type { JobSpec } from '../../core/job-spec.js';
+import { jobSpecInput, type JobSpec } from '../../core/job-spec.js';
 import type { Context } from '../types.js';
 
 /** The agents' token: KNARR_AGENT_TOKEN, else the file KNARR_AGENT_TOKEN_FILE, else <state-dir>/agent.token. */
@@ -85,7 +85,7 @@ export class AgentClient {
 
   /** A foreground job on the agent's host: the upgraded connection carries stdin in, the multiplexed output and a last status frame out. */
   async run(spec: JobSpec, interactive: boolean): Promise<Socket> {
-    const job = Buffer.from(JSON.stringify({ spec, interactive })).toString('base64');
+    const job = Buffer.from(JSON.stringify({ spec: jobSpecInput(spec), interactive })).toString('base64');
     const { req, unreachable } = await this.open('POST', '/v1/run', { connection: 'Upgrade', upgrade: 'tcp', 'x-knarr-job': job });
     return new Promise((resolve, reject) => {
       req.on('upgrade', (_res, socket, head) => {

@@ -45,7 +45,9 @@ async function converge(ctx: Context, j: Jobs, intent: JobIntent): Promise<'done
 function shownState(intent: JobIntent, actual: JobActual | null, up: Set<string>): string {
   if (intent.managed && (intent.host === null || !up.has(intent.host))) return intent.host === null ? 'pending' : `pending (${intent.host} is down)`;
   if (desiredState(intent) === 'stopped') return 'stopped';
-  return actual?.state ?? 'pending';
+  // Until the new host's agent reports, the last record is another host's.
+  if (!actual || actual.host !== intent.host) return 'pending';
+  return actual.state;
 }
 
 const upHosts = async (hosts: HostRepo) => new Set((await hosts.list()).filter((h) => h.up).map((h) => h.host.name));
