@@ -45,6 +45,7 @@ _knarr() {
     --host) return ;;
     --tag) return ;;
     -p|--port) return ;;
+    --volume) return ;;
     --link) return ;;
     --restart) return ;;
     --strategy) COMPREPLY=($(compgen -W 'spread binpack' -- "$cur")); return ;;
@@ -95,7 +96,7 @@ _knarr() {
     'dot/receive') COMPREPLY=($(compgen -W '--record --branch --base --pool'" $globals" -- "$cur")) ;;
     'dot/rm') COMPREPLY=($(compgen -W '--force'" $globals" -- "$cur")) ;;
     'job') COMPREPLY=($(compgen -W 'run plan list show logs stop rm restart history'" $globals" -- "$cur")) ;;
-    'job/run') COMPREPLY=($(compgen -W '-i --interactive -f --file --name -e --env --network --host --tag -p --port --link --restart -d --detach'" $globals" -- "$cur")) ;;
+    'job/run') COMPREPLY=($(compgen -W '-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart -d --detach'" $globals" -- "$cur")) ;;
     'job/plan') COMPREPLY=($(compgen -W '-f --file --name --strategy'" $globals" -- "$cur")) ;;
     'job/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'job/show') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;

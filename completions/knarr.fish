@@ -104,6 +104,7 @@ complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcomman
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from run' -l host -x -d 'pin the job to this fleet host'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from run' -l tag -x -d 'run only on hosts with this tag'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from run' -s p -l port -x -d 'publish a port (makes the job daemonized)'
+complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from run' -l volume -x -d 'dot:DOT[.SUBDOT]:/path or /host/path:/path, :ro for read-only'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from run' -l link -x -d 'reach this service through the host'\''s ambassador'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from run' -l restart -x -d 'no, always or on-failure[:N] (daemonized jobs)'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from run' -s d -l detach -d 'daemonize the job (as daemonize: true)'

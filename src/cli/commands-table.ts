@@ -365,6 +365,7 @@ export const COMMANDS: CommandDef[] = [
           { flags: '--host <host>', description: 'pin the job to this fleet host' },
           { flags: '--tag <tag>', description: 'run only on hosts with this tag', repeatable: true },
           { flags: '-p, --port <HOST:CONTAINER>', description: 'publish a port (makes the job daemonized)', repeatable: true },
+          { flags: '--volume <SOURCE:TARGET>', description: 'dot:DOT[.SUBDOT]:/path or /host/path:/path, :ro for read-only', repeatable: true },
           { flags: '--link <service>', description: 'reach this service through the host\'s ambassador', repeatable: true },
           { flags: '--restart <policy>', description: 'no, always or on-failure[:N] (daemonized jobs)' },
           { flags: '-d, --detach', description: 'daemonize the job (as daemonize: true)' },

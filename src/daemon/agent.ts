@@ -6,7 +6,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { HostRecord } from '../core/hosts.js';
-import { parseJobSpec } from '../core/job-spec.js';
+import { parseJobSpec, type JobSpec } from '../core/job-spec.js';
 import { CONTROL_FRAME, DockerApiError, DockerEngine, frame } from '../host/docker.js';
 import { daemonContainerName, foregroundContainer, startAttached } from '../host/job-containers.js';
 import type { HostRepo } from '../state/hosts.js';
@@ -34,6 +34,8 @@ export interface AgentOptions {
   prune: boolean;
   /** Where the agent notes its pid and address, so the CLI on this host knows an agent serves it. */
   pidFile: string;
+  /** The binds for a job's dot volumes on this host. */
+  dotBinds: (spec: JobSpec) => Promise<string[]>;
 }
 
 /** The token file the operator controls; made (0600) with a random token when missing. */
@@ -84,7 +86,7 @@ export class Agent {
     this.engine = new DockerEngine(opts.dockerSocket);
     this.jobs = new JobRepo(store, opts.fleet);
     this.ambassador = new Ambassador(opts.name, opts.fleet, store, this.jobs, log);
-    this.reconciler = new Reconciler({ host: opts.name, fleet: opts.fleet, serviceAddress: opts.advertise, prune: opts.prune }, this.engine, this.jobs, hosts, { ambassador: this.ambassador }, log);
+    this.reconciler = new Reconciler({ host: opts.name, fleet: opts.fleet, serviceAddress: opts.advertise, prune: opts.prune, dotBinds: opts.dotBinds }, this.engine, this.jobs, hosts, { ambassador: this.ambassador }, log);
   }
 
   get address(): string {
@@ -185,8 +187,7 @@ export class Agent {
         releases.push(this.ambassador.hold(service));
         Object.assign(env, linkEnv(service, await this.ambassador.ensure(service)));
       }
-      const create = foregroundContainer(spec, this.opts.fleet, interactive);
-      create.Env = [...(create.Env ?? []), ...Object.entries(env).map(([k, v]) => `${k}=${v}`)];
+      const create = foregroundContainer(spec, this.opts.fleet, interactive, { env, binds: await this.opts.dotBinds(spec) });
       run = await startAttached(this.engine, `knarr-${spec.name}-${randomBytes(3).toString('hex')}`, create, interactive);
     } catch (e) {
       releases.forEach((r) => r());

@@ -1,4 +1,5 @@
 import { fleetViews, jobRequest } from '../core/hosts.js';
+import type { JobSpec } from '../core/job-spec.js';
 import { Scheduler } from '../core/scheduler.js';
 import type { ContainerSummary, DockerEngine } from '../host/docker.js';
 import { daemonContainer, daemonContainerName, LABEL_FLEET, LABEL_GENERATION, LABEL_JOB, LABEL_MODE, startDaemon } from '../host/job-containers.js';
@@ -16,6 +17,8 @@ export interface ReconcilerOptions {
   serviceAddress: string;
   /** Remove containers knarr does not know, instead of only reporting them. */
   prune: boolean;
+  /** The binds for a job's dot volumes on this host. */
+  dotBinds: (spec: JobSpec) => Promise<string[]>;
 }
 
 /**
@@ -152,7 +155,8 @@ export class Reconciler {
     try {
       const env: Record<string, string> = { KNARR_HOST: me, KNARR_JOB: name };
       for (const service of i.spec.links) Object.assign(env, await this.linkEnv(service));
-      const id = await startDaemon(this.engine, i.spec, daemonContainer(i.spec, this.opts.fleet, generationOf(i), env));
+      const binds = await this.opts.dotBinds(i.spec);
+      const id = await startDaemon(this.engine, i.spec, daemonContainer(i.spec, this.opts.fleet, generationOf(i), { env, binds }));
       await this.jobs.putActual(name, { host: me, container: id, state: 'running', startedAt: new Date().toISOString(), restarts: 0, generation: generationOf(i) });
       await this.jobs.putServices(i.spec, me, this.opts.serviceAddress);
       await this.jobs.addEvent(name, { host: me, event: 'started', detail: id.slice(0, 12) });

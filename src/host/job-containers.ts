@@ -13,12 +13,18 @@ export const LABEL_GENERATION = 'knarr.generation';
 /** A daemonized job's container name: one per job and host. */
 export const daemonContainerName = (job: string) => `knarr-${job}`;
 
+/** What the host adds to a job's container: variables (links, the host's name) and binds (dot volumes). */
+export interface HostAdditions {
+  env?: Record<string, string>;
+  binds?: string[];
+}
+
 /** What the engine is asked to create for a foreground job. */
-export function foregroundContainer(spec: JobSpec, fleet: string, interactive: boolean): ContainerCreate {
+export function foregroundContainer(spec: JobSpec, fleet: string, interactive: boolean, add: HostAdditions = {}): ContainerCreate {
   return {
     Image: spec.image,
     Cmd: spec.command.length > 0 ? spec.command : undefined,
-    Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+    Env: Object.entries({ ...spec.env, ...add.env }).map(([k, v]) => `${k}=${v}`),
     Labels: { [LABEL_JOB]: spec.name, [LABEL_FLEET]: fleet, [LABEL_MODE]: 'foreground' },
     OpenStdin: interactive,
     StdinOnce: interactive,
@@ -32,14 +38,14 @@ export function foregroundContainer(spec: JobSpec, fleet: string, interactive: b
       ...(spec.network ? { NetworkMode: spec.network } : {}),
       ...(spec.cpu ? { NanoCpus: spec.cpu * 1_000_000 } : {}),
       ...(spec.memory ? { Memory: spec.memory } : {}),
-      Binds: spec.volumes.flatMap((v) => (v.kind === 'host' ? [`${v.source}:${v.target}${v.readOnly ? ':ro' : ''}`] : [])),
+      Binds: [...spec.volumes.flatMap((v) => (v.kind === 'host' ? [`${v.source}:${v.target}${v.readOnly ? ':ro' : ''}`] : [])), ...(add.binds ?? [])],
     },
   };
 }
 
 /** A daemonized job's container: restart policy, published ports, and its generation. */
-export function daemonContainer(spec: JobSpec, fleet: string, generation: number, extraEnv: Record<string, string> = {}): ContainerCreate {
-  const base = foregroundContainer(spec, fleet, false);
+export function daemonContainer(spec: JobSpec, fleet: string, generation: number, add: HostAdditions = {}): ContainerCreate {
+  const base = foregroundContainer(spec, fleet, false, add);
   const exposed: Record<string, object> = {};
   const bindings: Record<string, { HostPort: string }[]> = {};
   for (const p of spec.ports) {
@@ -49,7 +55,6 @@ export function daemonContainer(spec: JobSpec, fleet: string, generation: number
   const restart = spec.restart.mode === 'on-failure' ? { Name: 'on-failure', MaximumRetryCount: spec.restart.maxRetries ?? 0 } : { Name: spec.restart.mode };
   return {
     ...base,
-    Env: [...(base.Env ?? []), ...Object.entries(extraEnv).map(([k, v]) => `${k}=${v}`)],
     Labels: { ...base.Labels, [LABEL_MODE]: 'daemon', [LABEL_GENERATION]: String(generation) },
     AttachStdout: false,
     AttachStderr: false,

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { knarr } from '../harness/cli.js';
@@ -130,6 +130,21 @@ describe.skipIf(!run)('daemonized jobs on this host: intent, actual state, servi
     expect((await k(['--json', 'job', 'list'])).json()).toEqual([]);
     expect((await k(['--json', 'service', 'list'])).json()).toEqual([]);
     expect(await d.docker('ps', '-aq', '--filter', 'label=knarr.job=web')).toBe('');
+  });
+
+  it('a dot volume: the job sees the dot\'s files and its writes land in the dot', async () => {
+    expect((await k(['pool', 'init', '--name', 'jobpool', '--driver', 'dir'])).code).toBe(0);
+    expect((await k(['dot', 'init', 'site'])).code).toBe(0);
+    const show = (await k(['--json', 'dot', 'show', 'site'])).json();
+    const path = `${tmp.path}/state/mnt/jobpool/knarr-dots/site/${show.activeBranch}/__default__`;
+    writeFileSync(`${path}/index.html`, 'from the dot\n');
+    const r = await k(['job', 'run', '--network', 'none', '--volume', 'dot:site:/data', d.image, '--', 'sh', '-c', 'cat /data/index.html; echo written > /data/out']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('from the dot\n');
+    expect(readFileSync(`${path}/out`, 'utf8')).toBe('written\n');
+    const missing = await k(['job', 'run', '--network', 'none', '--volume', 'dot:nosuch:/data', d.image, '--', 'true']);
+    expect(missing.code).toBe(3);
+    expect(missing.stderr).toMatch(/uses dot nosuch, which host .* does not have/);
   });
 
   it('a start that fails leaves no intent behind', async () => {

@@ -51,6 +51,8 @@ export async function specFrom(ctx: Context, args: (string | string[] | undefine
   if (tags.length > 0) raw.tags = [...(Array.isArray(raw.tags) ? raw.tags : []), ...tags];
   const ports = optList(opts, 'port');
   if (ports.length > 0) raw.ports = [...(Array.isArray(raw.ports) ? raw.ports : []), ...ports];
+  const volumes = optList(opts, 'volume');
+  if (volumes.length > 0) raw.volumes = [...(Array.isArray(raw.volumes) ? raw.volumes : []), ...volumes];
   const links = optList(opts, 'link');
   if (links.length > 0) raw.links = [...(Array.isArray(raw.links) ? raw.links : []), ...links];
   const restart = optString(opts, 'restart');
@@ -66,31 +68,42 @@ export function engineError(e: unknown, image: string, socket: string): never {
   if (e instanceof DockerApiError && e.status === 404 && /image/i.test(e.message)) {
     throw new NotFoundError(`image ${image} is not on this host: ${e.message}`, { hint: 'load it with docker pull, docker load or docker import' });
   }
+  if (e instanceof DockerApiError) throw new UserError(`docker refused the job: ${e.message}`);
   if ((e as NodeJS.ErrnoException)?.code === 'ENOENT' || (e as NodeJS.ErrnoException)?.code === 'ECONNREFUSED') {
     throw new PrerequisiteError(`no docker engine answers on ${socket}`, { hint: 'start dockerd (knarr doctor --fix), or set DOCKER_HOST' });
   }
   throw e;
 }
 
-/** The host a foreground job runs on: null for this host's engine directly (no agent serves the fleet), else the scheduler's choice. */
-async function foregroundHost(ctx: Context, spec: JobSpec): Promise<HostRecord | null> {
-  // The embedded default stays fast: no store is opened unless a fleet is asked for or an agent serves this host.
+/**
+ * Where a foreground job runs: on a host chosen by the scheduler (through its agent), or on this
+ * host's engine directly (binds for its dot volumes resolved here) when no agent serves the fleet.
+ */
+async function foregroundTarget(ctx: Context, spec: JobSpec): Promise<{ host: HostRecord } | { binds: string[] }> {
+  const usesDots = spec.volumes.some((v) => v.kind === 'dot');
+  // The embedded default stays fast: no store is opened unless a fleet is asked for, an agent serves this host, or dots are used.
   const fleetWanted = spec.host !== null || spec.tags.length > 0 || ctx.config.etcd.length > 0 || (await localAgent(`${ctx.config.stateDir}/agent.json`)) !== null;
-  if (!fleetWanted) return null;
+  if (!fleetWanted && !usesDots) return { binds: [] };
   return withStore(ctx, async (store) => {
-    const hosts = await new HostRepo(store, ctx.config.fleet).list();
+    const hosts = fleetWanted ? await new HostRepo(store, ctx.config.fleet).list() : [];
     if (!hosts.some((h) => h.up)) {
-      if ((spec.host === null || spec.host === hostId()) && spec.tags.length === 0) return null;
+      if ((spec.host === null || spec.host === hostId()) && spec.tags.length === 0) {
+        const { dotBinds } = await import('./volumes.js');
+        return { binds: await dotBinds(ctx, store, spec) };
+      }
       throw new UserError(`no host of fleet ${ctx.config.fleet} is up to run job ${spec.name}`, { hint: 'start an agent (knarr daemon) on the hosts, or drop --host/--tag to run here' });
     }
     const intents = await new JobRepo(store, ctx.config.fleet).intents();
-    return placeOn(spec, hosts, intents, []);
+    return { host: await placeOn(ctx, store, spec, hosts, intents, []) };
   });
 }
 
-/** The scheduler's host for spec, or a clear error naming why none fits. */
-function placeOn(spec: JobSpec, hosts: Awaited<ReturnType<HostRepo['list']>>, intents: JobIntent[], history: string[]): HostRecord {
-  const p = new Scheduler(fleetViews(hosts, intents.filter((i) => i.managed))).place(jobRequest(spec, history));
+/** The scheduler's host for spec among the hosts that have its dots, or a clear error naming why none fits. */
+async function placeOn(ctx: Context, store: Store, spec: JobSpec, hosts: Awaited<ReturnType<HostRepo['list']>>, intents: JobIntent[], history: string[]): Promise<HostRecord> {
+  const { hostsWithDots } = await import('./volumes.js');
+  const withDots = new Set(await hostsWithDots(store, ctx.config.fleet, spec, hosts.map((h) => h.host.name)));
+  if (withDots.size === 0) throw new UserError(`no host of fleet ${ctx.config.fleet} has every dot job ${spec.name} uses`, { hint: 'see where dots are with knarr dot list on each host; pull the dot to a host first' });
+  const p = new Scheduler(fleetViews(hosts.filter((h) => withDots.has(h.host.name)), intents.filter((i) => i.managed))).place(jobRequest(spec, history));
   if (!p.host) throw new UserError(`no host can run job ${spec.name}: ${p.reason}`, { hint: 'see each host\'s verdict with: knarr job plan (same flags)' });
   return hosts.find((h) => h.host.name === p.host)!.host;
 }
@@ -103,7 +116,6 @@ function placeOn(spec: JobSpec, hosts: Awaited<ReturnType<HostRepo['list']>>, in
  */
 export const jobRun: Handler = async ({ args, opts }, ctx) => {
   const { spec } = await specFrom(ctx, args, opts);
-  if (spec.volumes.some((v) => v.kind === 'dot')) throw new UserError('dot volumes on jobs are not supported yet', { hint: 'mount the dot (knarr dot mount) and use a host path volume' });
   const interactive = optBool(opts, 'interactive');
   if (spec.daemonize) {
     if (interactive) throw new ValidationError('--interactive', `job ${spec.name} runs daemonized (it has ports or daemonize: true); -i is for foreground jobs`);
@@ -114,15 +126,15 @@ export const jobRun: Handler = async ({ args, opts }, ctx) => {
   if (ctx.runner.plan(['docker', '-H', `unix://${socket}`, 'run', '--rm', ...(interactive ? ['-i'] : []), '--name', containerName, '--label', `knarr.job=${spec.name}`, spec.image, ...spec.command])) {
     return { data: { job: spec.name, container: containerName, create: foregroundContainer(spec, ctx.config.fleet, interactive) } };
   }
-  const host = await foregroundHost(ctx, spec);
-  if (host) return { data: { job: spec.name, host: host.name }, stream: (stdout, stderr) => runThroughAgent(ctx, host, spec, interactive, stdout, stderr) };
+  const target = await foregroundTarget(ctx, spec);
+  if ('host' in target) return { data: { job: spec.name, host: target.host.name }, stream: (stdout, stderr) => runThroughAgent(ctx, target.host, spec, interactive, stdout, stderr) };
   const engine = new DockerEngine(socket);
   return {
     data: { job: spec.name },
     stream: async (stdout, stderr) => {
       let run: AttachedRun;
       try {
-        run = await startAttached(engine, containerName, foregroundContainer(spec, ctx.config.fleet, interactive), interactive);
+        run = await startAttached(engine, containerName, foregroundContainer(spec, ctx.config.fleet, interactive, { binds: target.binds }), interactive);
       } catch (e) {
         engineError(e, spec.image, socket);
       }
@@ -181,7 +193,7 @@ async function runDaemonized(ctx: Context, spec: JobSpec): Promise<CommandResult
     const hosts = await new HostRepo(store, ctx.config.fleet).list();
     const managed = hosts.some((h) => h.up);
     let target: HostRecord | null = null;
-    if (managed) target = placeOn(spec, hosts, await repo.intents(), await repo.pastHosts(spec.name));
+    if (managed) target = await placeOn(ctx, store, spec, hosts, await repo.intents(), await repo.pastHosts(spec.name));
     else if ((spec.host !== null && spec.host !== hostId()) || spec.tags.length > 0) throw new UserError(`no host of fleet ${ctx.config.fleet} is up to run job ${spec.name}`, { hint: 'start an agent (knarr daemon) on the hosts, or drop --host/--tag to run here' });
     const host = target?.name ?? hostId();
     if (!(await repo.createIntent(spec.name, { spec, host, desired: 'running', generation: 0, managed, createdAt: new Date().toISOString() }))) {
@@ -213,5 +225,6 @@ async function runDaemonized(ctx: Context, spec: JobSpec): Promise<CommandResult
 export async function inlineReconciler(ctx: Context, store: Store, repo: JobRepo): Promise<Reconciler> {
   const { Reconciler } = await import('../../daemon/reconcile.js');
   const engine = new DockerEngine(dockerSocketPath(ctx.env));
-  return new Reconciler({ host: hostId(), fleet: ctx.config.fleet, serviceAddress: '127.0.0.1', prune: false }, engine, repo, new HostRepo(store, ctx.config.fleet), { direct: true }, (line) => ctx.events.step(line));
+  const { dotBinds } = await import('./volumes.js');
+  return new Reconciler({ host: hostId(), fleet: ctx.config.fleet, serviceAddress: '127.0.0.1', prune: false, dotBinds: (spec) => dotBinds(ctx, store, spec) }, engine, repo, new HostRepo(store, ctx.config.fleet), { direct: true }, (line) => ctx.events.step(line));
 }
