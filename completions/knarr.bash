@@ -97,7 +97,7 @@ _knarr() {
     'dot/rm') COMPREPLY=($(compgen -W '--force'" $globals" -- "$cur")) ;;
     'job') COMPREPLY=($(compgen -W 'run plan list show logs stop rm restart history'" $globals" -- "$cur")) ;;
     'job/run') COMPREPLY=($(compgen -W '-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart -d --detach'" $globals" -- "$cur")) ;;
-    'job/plan') COMPREPLY=($(compgen -W '-f --file --name --strategy'" $globals" -- "$cur")) ;;
+    'job/plan') COMPREPLY=($(compgen -W '-f --file --name --host --tag -p --port --strategy'" $globals" -- "$cur")) ;;
     'job/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'job/show') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'job/logs') COMPREPLY=($(compgen -W '-f --follow'" $globals" -- "$cur")) ;;

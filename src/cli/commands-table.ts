@@ -387,6 +387,9 @@ export const COMMANDS: CommandDef[] = [
         options: [
           { flags: '-f, --file <file>', description: 'job spec, YAML or JSON' },
           { flags: '--name <name>', description: 'job name' },
+          { flags: '--host <host>', description: 'pin the job to this fleet host' },
+          { flags: '--tag <tag>', description: 'run only on hosts with this tag', repeatable: true },
+          { flags: '-p, --port <HOST:CONTAINER>', description: 'a port the job publishes', repeatable: true },
           { flags: '--strategy <strategy>', description: 'spread (default) or binpack', choices: ['spread', 'binpack'] },
         ],
         examples: [{ command: 'knarr job plan -f job.yaml', description: 'where job.yaml would run' }],
