@@ -3,7 +3,7 @@ _knarr() {
   local cur prev path="" i w
   cur="${COMP_WORDS[COMP_CWORD]}"
   prev="${COMP_WORDS[COMP_CWORD-1]}"
-  local groups=' [] [pool] [etcd] [dot] [dot/remote] [job] [service] [host] '
+  local groups=' [] [pool] [etcd] [dot] [dot/remote] [job] [service] [host] [cluster] [image] [op] '
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="${COMP_WORDS[i]}"
     case "$w" in
@@ -49,6 +49,12 @@ _knarr() {
     --link) return ;;
     --restart) return ;;
     --strategy) COMPREPLY=($(compgen -W 'spread binpack' -- "$cur")); return ;;
+    --image) return ;;
+    --user) return ;;
+    --memory) return ;;
+    --cpus) return ;;
+    --authorized-keys) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --timeout) return ;;
     --tags) return ;;
     --listen) return ;;
     --ttl) return ;;
@@ -62,7 +68,7 @@ _knarr() {
   esac
   local globals='--json -o --output --dry-run -v --verbose -q --quiet --config --state-dir --etcd --fleet'
   case "$path" in
-    '') COMPREPLY=($(compgen -W 'pool etcd dot job service host daemon onboot doctor completion'" $globals" -- "$cur")) ;;
+    '') COMPREPLY=($(compgen -W 'pool etcd dot job service host cluster image op daemon onboot doctor completion'" $globals" -- "$cur")) ;;
     'pool') COMPREPLY=($(compgen -W 'init status list destroy'" $globals" -- "$cur")) ;;
     'pool/init') COMPREPLY=($(compgen -W '--name --driver --device --loop-file --size --path --mountpoint --force'" $globals" -- "$cur")) ;;
     'pool/status') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
@@ -113,6 +119,26 @@ _knarr() {
     'host/drain') COMPREPLY=($(compgen -W '--undo'" $globals" -- "$cur")) ;;
     'host/tag') COMPREPLY=($(compgen -W '--remove'" $globals" -- "$cur")) ;;
     'host/leave') COMPREPLY=($(compgen -W '--force'" $globals" -- "$cur")) ;;
+    'cluster') COMPREPLY=($(compgen -W 'create start stop delete scale list show exec'" $globals" -- "$cur")) ;;
+    'cluster/create') COMPREPLY=($(compgen -W '--size --image --user --memory --cpus --pool --authorized-keys --detach'" $globals" -- "$cur")) ;;
+    'cluster/start') COMPREPLY=($(compgen -W '--user --detach'" $globals" -- "$cur")) ;;
+    'cluster/stop') COMPREPLY=($(compgen -W '--user --detach'" $globals" -- "$cur")) ;;
+    'cluster/delete') COMPREPLY=($(compgen -W '--user --detach'" $globals" -- "$cur")) ;;
+    'cluster/scale') COMPREPLY=($(compgen -W '--size --user --detach'" $globals" -- "$cur")) ;;
+    'cluster/list') COMPREPLY=($(compgen -W '--user'" $globals" -- "$cur")) ;;
+    'cluster/show') COMPREPLY=($(compgen -W '--user'" $globals" -- "$cur")) ;;
+    'cluster/exec') COMPREPLY=($(compgen -W '--user'" $globals" -- "$cur")) ;;
+    'image') COMPREPLY=($(compgen -W 'import list rm save'" $globals" -- "$cur")) ;;
+    'image/import') COMPREPLY=($(compgen -W '--busybox --pool'" $globals" -- "$cur")) ;;
+    'image/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'image/rm') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'image/save') COMPREPLY=($(compgen -W '--user --detach'" $globals" -- "$cur")) ;;
+    'op') COMPREPLY=($(compgen -W 'list show wait cancel run'" $globals" -- "$cur")) ;;
+    'op/list') COMPREPLY=($(compgen -W '--active'" $globals" -- "$cur")) ;;
+    'op/show') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'op/wait') COMPREPLY=($(compgen -W '--timeout'" $globals" -- "$cur")) ;;
+    'op/cancel') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'op/run') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'daemon') COMPREPLY=($(compgen -W '--name --tags --listen --ttl --token-file --tls-cert --tls-key --advertise --prune'" $globals" -- "$cur")) ;;
     'onboot') COMPREPLY=($(compgen -W '--storage-device --driver --pool --dot --seed --mountpoint --daemon'" $globals" -- "$cur")) ;;
     'doctor') COMPREPLY=($(compgen -W '--fix'" $globals" -- "$cur")) ;;

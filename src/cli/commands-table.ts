@@ -508,6 +508,176 @@ export const COMMANDS: CommandDef[] = [
     ],
   },
   {
+    name: 'cluster',
+    summary: 'virtual clusters of LXC containers, driven by durable operations',
+    description:
+      'A cluster is a set of LXC system containers (nodes) as docklet makes them: container user-clusterid-nodeid, hostname host-N, rootfs an overlay of a read-only base image and a per-node volume on the pool, a per-cluster /etc/hosts bind-mounted read-only, the user\'s shared data at /nfs and authorized keys at /root/.ssh, an address on the user\'s own /24 on the host\'s bridge. Every change is an operation in etcd (knarr op), run by the host\'s agent or, with none, by the CLI inline. Nodes are placed on the host the cluster is created on.',
+    subcommands: [
+      {
+        name: 'create',
+        summary: 'create and start a cluster of N nodes',
+        args: [{ name: 'name', description: 'cluster name', required: true }],
+        options: [
+          { flags: '--size <n>', description: 'number of nodes (1 to 64)' },
+          { flags: '--image <image>', description: 'base image (default base; see knarr image import)' },
+          { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' },
+          { flags: '--memory <size>', description: 'memory limit per node, e.g. 256M' },
+          { flags: '--cpus <n>', description: 'cpu limit per node: 0.5, 2 or 500m' },
+          { flags: '--pool <pool>', description: 'pool for the nodes\' volumes (btrfs, lvm or dir)' },
+          { flags: '--authorized-keys <file>', description: 'public keys for /root/.ssh/authorized_keys (never a private key)' },
+          { flags: '--detach', description: 'print the operation id and return at once' },
+        ],
+        examples: [{ command: 'knarr cluster create lab --size 3 --memory 256M', description: 'three nodes host-0..host-2' }],
+        handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterCreate),
+      },
+      ...(['start', 'stop', 'delete'] as const).map((verb) => ({
+        name: verb,
+        summary: verb === 'delete' ? 'remove every node, volume and address of a cluster (the user\'s /nfs data stays)' : `${verb} every node of a cluster (volumes are kept)`,
+        args: [{ name: 'name', description: 'cluster name', required: true }],
+        options: [
+          { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' },
+          { flags: '--detach', description: 'print the operation id and return at once' },
+        ],
+        examples: [{ command: `knarr cluster ${verb} lab`, description: `${verb} lab` }],
+        handler: () => import('../commands/cluster/commands.js').then((m) => (verb === 'start' ? m.clusterStart : verb === 'stop' ? m.clusterStop : m.clusterDelete)),
+      })),
+      {
+        name: 'scale',
+        summary: 'add or remove nodes; the others keep their data',
+        args: [{ name: 'name', description: 'cluster name', required: true }],
+        options: [
+          { flags: '--size <n>', description: 'the new number of nodes' },
+          { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' },
+          { flags: '--detach', description: 'print the operation id and return at once' },
+        ],
+        examples: [{ command: 'knarr cluster scale lab --size 5', description: 'grow lab to five nodes' }],
+        handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterScale),
+      },
+      {
+        name: 'list',
+        summary: 'clusters with status, size, subnet and host',
+        options: [{ flags: '--user <user>', description: 'only this user\'s' }],
+        examples: [{ command: 'knarr cluster list', description: 'every cluster' }],
+        handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterList),
+      },
+      {
+        name: 'show',
+        summary: 'a cluster and each node: container, hostname, ip, host, state',
+        args: [{ name: 'name', description: 'cluster name', required: true }],
+        options: [{ flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' }],
+        examples: [{ command: 'knarr --json cluster show lab', description: 'lab as JSON' }],
+        handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterShow),
+      },
+      {
+        name: 'exec',
+        summary: 'run a command in a node; exits with its status',
+        args: [
+          { name: 'name', description: 'cluster name', required: true },
+          { name: 'node', description: 'node index or hostname (0, host-0)', required: true },
+          { name: 'command', description: 'command and arguments, after --', variadic: true },
+        ],
+        options: [{ flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' }],
+        examples: [{ command: 'knarr cluster exec lab 0 -- hostname', description: 'prints host-0' }],
+        handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterExec),
+      },
+    ],
+  },
+  {
+    name: 'image',
+    summary: 'base images for cluster nodes',
+    subcommands: [
+      {
+        name: 'import',
+        summary: 'a base image from a rootfs tar or directory, or built from busybox-static',
+        args: [
+          { name: 'name', description: 'image name', required: true },
+          { name: 'rootfs', description: 'a rootfs .tar file or directory' },
+        ],
+        options: [
+          { flags: '--busybox', description: 'build the rootfs from this host\'s busybox-static (no download)' },
+          { flags: '--pool <pool>', description: 'pool to keep it on (btrfs, lvm or dir)' },
+        ],
+        examples: [
+          { command: 'knarr image import base --busybox', description: 'a busybox base image' },
+          { command: 'knarr image import debian rootfs.tar', description: 'from a tar' },
+        ],
+        handler: () => import('../commands/cluster/image.js').then((m) => m.imageImport),
+      },
+      {
+        name: 'list',
+        summary: 'this host\'s images',
+        examples: [{ command: 'knarr image list', description: 'images' }],
+        handler: () => import('../commands/cluster/image.js').then((m) => m.imageList),
+      },
+      {
+        name: 'rm',
+        summary: 'remove an image no cluster uses',
+        args: [{ name: 'name', description: 'image name', required: true }],
+        examples: [{ command: 'knarr image rm old', description: 'remove old' }],
+        handler: () => import('../commands/cluster/image.js').then((m) => m.imageRm),
+      },
+      {
+        name: 'save',
+        summary: 'a node\'s filesystem (its changes over the base) as a new image',
+        args: [
+          { name: 'cluster', description: 'cluster name', required: true },
+          { name: 'node', description: 'node index or hostname', required: true },
+          { name: 'name', description: 'new image name', required: true },
+        ],
+        options: [
+          { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' },
+          { flags: '--detach', description: 'print the operation id and return at once' },
+        ],
+        examples: [{ command: 'knarr image save lab 0 lab-base', description: 'node 0 of lab as lab-base' }],
+        handler: () => import('../commands/cluster/commands.js').then((m) => m.imageSave),
+      },
+    ],
+  },
+  {
+    name: 'op',
+    summary: 'durable operations: what cluster commands do, step by step',
+    description:
+      'Every fleet-level change is written to etcd as an operation (id, kind, arguments, host, status queued/running/done/failed/cancelled, progress, error, times) before anything runs. The host\'s agent claims and runs it; with no agent, the CLI runs its own host\'s operations inline. One interrupted by a crash is resumed (its steps are idempotent) by the next runner on that host, or undone if it was cancelled.',
+    subcommands: [
+      {
+        name: 'list',
+        summary: 'operations, oldest first',
+        options: [{ flags: '--active', description: 'only those not ended' }],
+        examples: [{ command: 'knarr op list --active', description: 'what is queued or running' }],
+        handler: () => import('../commands/op.js').then((m) => m.opList),
+      },
+      {
+        name: 'show',
+        summary: 'one operation, whole',
+        args: [{ name: 'op', description: 'operation id (op-000042)', required: true }],
+        examples: [{ command: 'knarr --json op show op-000042', description: 'as JSON' }],
+        handler: () => import('../commands/op.js').then((m) => m.opShow),
+      },
+      {
+        name: 'wait',
+        summary: 'wait until an operation ends; exit 0 if done, 1 if it failed or was cancelled',
+        args: [{ name: 'op', description: 'operation id', required: true }],
+        options: [{ flags: '--timeout <seconds>', description: 'give up waiting after this long' }],
+        examples: [{ command: 'knarr op wait op-000042', description: 'wait for it' }],
+        handler: () => import('../commands/op.js').then((m) => m.opWait),
+      },
+      {
+        name: 'cancel',
+        summary: 'cancel: a queued operation ends, a running one stops at its next step and is undone',
+        args: [{ name: 'op', description: 'operation id', required: true }],
+        examples: [{ command: 'knarr op cancel op-000042', description: 'cancel it' }],
+        handler: () => import('../commands/op.js').then((m) => m.opCancel),
+      },
+      {
+        name: 'run',
+        summary: 'run this host\'s pending operations here (what --detach starts with no agent)',
+        args: [{ name: 'op', description: 'operation id', required: true }],
+        examples: [{ command: 'knarr op run op-000042', description: 'run it in this process' }],
+        handler: () => import('../commands/op.js').then((m) => m.opRun),
+      },
+    ],
+  },
+  {
     name: 'daemon',
     summary: 'the agent: registers this host, serves the token-protected API',
     description:

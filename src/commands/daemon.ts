@@ -10,6 +10,7 @@ import { Agent, agentToken } from '../daemon/agent.js';
 import { dockerSocketPath } from '../host/docker.js';
 import { HostRepo } from '../state/hosts.js';
 import { dotBinds } from './job/volumes.js';
+import { OpRunner } from '../ops/runner.js';
 import { optBool, optList, optString, type Handler } from './types.js';
 
 function parseListen(text: string): { host: string; port: number } {
@@ -55,7 +56,7 @@ export const daemon: Handler = async ({ opts }, ctx) => {
   let token = await agentToken(tokenFile);
   const store = await ctx.openStore();
   const advertise = advertiseAddress(listen.host, optString(opts, 'advertise'));
-  const agent = new Agent({ name, tags, listen, ttlSeconds: ttl, tokenFile, dockerSocket: dockerSocketPath(ctx.env), tls, fleet: ctx.config.fleet, advertise, prune: optBool(opts, 'prune'), pidFile: `${ctx.config.stateDir}/agent.json`, dotBinds: (spec) => dotBinds(ctx, store, spec) }, store, new HostRepo(store, ctx.config.fleet), (l) => ctx.events.step(l));
+  const agent = new Agent({ name, tags, listen, ttlSeconds: ttl, tokenFile, dockerSocket: dockerSocketPath(ctx.env), tls, fleet: ctx.config.fleet, advertise, prune: optBool(opts, 'prune'), pidFile: `${ctx.config.stateDir}/agent.json`, dotBinds: (spec) => dotBinds(ctx, store, spec), ops: (lease) => new OpRunner(ctx, store, name, 'agent', lease, (l) => ctx.events.step(l)) }, store, new HostRepo(store, ctx.config.fleet), (l) => ctx.events.step(l));
   // The agent lives as long as the process: it is the one handler that listens to SIGHUP itself.
   const reload = () => {
     void agentToken(tokenFile).then((t) => {

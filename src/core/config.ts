@@ -17,6 +17,8 @@ export interface Config {
   readonly fleet: string;
   readonly pool: { readonly name: string; readonly driver: string; readonly size: string };
   readonly etcdServer: { readonly clientPort: number; readonly peerPort: number };
+  /** LXC clusters: the /16 users' /24 subnets come from, and the bridge on every host. */
+  readonly cluster: { readonly network: string; readonly bridge: string };
 }
 
 export const DEFAULT_CONFIG_FILE = '/etc/knarr/config.yaml';
@@ -32,6 +34,7 @@ export const DEFAULTS: Config = Object.freeze({
   fleet: 'default',
   pool: Object.freeze({ name: 'knarr', driver: 'zfs', size: '2G' }),
   etcdServer: Object.freeze({ clientPort: 2379, peerPort: 2380 }),
+  cluster: Object.freeze({ network: '10.240.0.0/16', bridge: 'knarrbr0' }),
 });
 
 /** Global flags as commander hands them over; undefined means "not given". */
@@ -70,9 +73,24 @@ const FILE_KEYS: Record<string, 'string' | 'boolean' | 'list' | 'object'> = {
   fleet: 'string',
   pool: 'object',
   etcdServer: 'object',
+  cluster: 'object',
 };
 const POOL_KEYS = new Set(['name', 'driver', 'size']);
 const ETCD_SERVER_KEYS = new Set(['clientPort', 'peerPort']);
+const CLUSTER_KEYS = new Set(['network', 'bridge']);
+
+/** A /16 network written a.b.0.0/16: users' /24 subnets are a.b.N.0/24. */
+export function validateClusterNetwork(field: string, v: string): string {
+  const m = /^(\d{1,3})\.(\d{1,3})\.0\.0\/16$/.exec(v);
+  if (!m || Number(m[1]) > 255 || Number(m[2]) > 255) throw new ValidationError(field, `${JSON.stringify(v)} is not a /16 network such as 10.240.0.0/16`);
+  return v;
+}
+
+/** A Linux interface name: at most 15 characters, no slash or space. */
+export function validateBridgeName(field: string, v: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/.test(v)) throw new ValidationError(field, `${JSON.stringify(v)} is not an interface name (letters, digits, _ . -, at most 15 characters)`);
+  return v;
+}
 
 function envBool(env: NodeJS.ProcessEnv, name: string): boolean | undefined {
   const v = env[name];
@@ -128,7 +146,7 @@ export function validateConfigFile(file: string, raw: unknown): Record<string, u
     }
     if (kind === 'object') {
       if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ValidationError(field, 'must be a mapping');
-      const allowed = key === 'pool' ? POOL_KEYS : ETCD_SERVER_KEYS;
+      const allowed = key === 'pool' ? POOL_KEYS : key === 'cluster' ? CLUSTER_KEYS : ETCD_SERVER_KEYS;
       for (const sub of Object.keys(value)) {
         if (!allowed.has(sub)) {
           throw new ValidationError(`${field}.${sub}`, `unknown setting; known settings are ${[...allowed].join(', ')}`);
@@ -174,6 +192,7 @@ export function resolveConfig(
 
   const filePool = (file.pool ?? {}) as Record<string, unknown>;
   const fileEtcdServer = (file.etcdServer ?? {}) as Record<string, unknown>;
+  const fileCluster = (file.cluster ?? {}) as Record<string, unknown>;
   const str = (field: string, v: unknown, def: string): string => {
     if (v === undefined) return def;
     if (typeof v !== 'string') throw new ValidationError(field, 'must be a string');
@@ -197,6 +216,10 @@ export function resolveConfig(
     etcdServer: Object.freeze({
       clientPort: fileEtcdServer.clientPort === undefined ? DEFAULTS.etcdServer.clientPort : validatePort('etcdServer.clientPort', fileEtcdServer.clientPort),
       peerPort: fileEtcdServer.peerPort === undefined ? DEFAULTS.etcdServer.peerPort : validatePort('etcdServer.peerPort', fileEtcdServer.peerPort),
+    }),
+    cluster: Object.freeze({
+      network: validateClusterNetwork('cluster.network', env.KNARR_CLUSTER_NETWORK || str('cluster.network', fileCluster.network, DEFAULTS.cluster.network)),
+      bridge: validateBridgeName('cluster.bridge', env.KNARR_CLUSTER_BRIDGE || str('cluster.bridge', fileCluster.bridge, DEFAULTS.cluster.bridge)),
     }),
   });
 }

@@ -36,6 +36,8 @@ export interface AgentOptions {
   pidFile: string;
   /** The binds for a job's dot volumes on this host. */
   dotBinds: (spec: JobSpec) => Promise<string[]>;
+  /** Runs this host's pending operations (cluster commands); made with the agent's lease. */
+  ops?: (lease: () => string) => { drain(): Promise<void> };
 }
 
 /** The token file the operator controls; made (0600) with a random token when missing. */
@@ -149,6 +151,14 @@ export class Agent {
     const kick = () => this.reconciler.kick();
     await this.store.watch(keys.jobs, kick, this.watching.signal);
     await this.store.watch(keys.alive, kick, this.watching.signal);
+    if (this.opts.ops) {
+      const runner = this.opts.ops(() => this.lease ?? '0');
+      const drain = () => void runner.drain().catch((e: Error) => this.log(`operations: ${e.message}`));
+      // New operations, and claims that lapsed (a runner died mid-way): both may be this host's to run.
+      await this.store.watch(keys.ops, drain, this.watching.signal);
+      await this.store.watch(keys.opClaim(''), drain, this.watching.signal);
+      drain();
+    }
     const subscribe = (): Promise<void> =>
       this.engine
         .events([], kick, this.watching.signal, () => {

@@ -34,6 +34,22 @@ export function fleetKeys(fleet: string) {
     /** The port of each service the host's ambassador forwards to, kept so linked jobs keep their address. */
     ambassadors: (host: string) => `${root}/hosts/${host}/ambassadors/`,
     ambassador: (host: string, service: string) => `${root}/hosts/${host}/ambassadors/${service}`,
+    /** Durable operations: the record of each, and (under its runner's lease) who runs it now. */
+    ops: `${root}/ops/`,
+    op: (id: string) => `${root}/ops/${id}`,
+    opClaim: (id: string) => `${root}/op-claims/${id}`,
+    /** LXC clusters by user and name; users' subnets and the addresses taken in them. */
+    clusters: `${root}/clusters/`,
+    userClusters: (user: string) => `${root}/clusters/${user}/`,
+    cluster: (user: string, name: string) => `${root}/clusters/${user}/${name}`,
+    userSubnet: (user: string) => `${root}/users/${user}/subnet`,
+    userAddress: (user: string, ip: string) => `${root}/users/${user}/addresses/${ip}`,
+    userAddresses: (user: string) => `${root}/users/${user}/addresses/`,
+    subnets: `${root}/subnets/`,
+    subnet: (cidr: string) => `${root}/subnets/${cidr.replace('/', '_')}`,
+    /** Base images on a host. */
+    hostImages: (host: string) => `${root}/hosts/${host}/images/`,
+    hostImage: (host: string, name: string) => `${root}/hosts/${host}/images/${name}`,
     services: `${root}/services/`,
     service: (name: string) => `${root}/services/${name}`,
     /** Monotonic counters (cluster ids, ...), bumped in one transaction. */

@@ -25,6 +25,8 @@ export interface Store {
   getVersioned(key: string): Promise<{ value: string; modRevision: string } | null>;
   /** Writes only if the key was not modified since modRevision, in one transaction; true when written. */
   putIfUnchanged(key: string, value: string, modRevision: string): Promise<boolean>;
+  /** Writes every put (each with its own lease, if any) only if guard was not modified since modRevision; one transaction. */
+  putAllIfUnchanged(guard: string, modRevision: string, puts: { key: string; value: string; lease?: string }[]): Promise<boolean>;
   /**
    * Calls onChange with the keys that changed under prefix, as etcd reports them, until signal aborts.
    * Resolves when the watch is established; a broken watch is re-made and reported as a change of everything (key null).
@@ -119,8 +121,9 @@ export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000
   };
   const range = (key: string, prefix: boolean) =>
     call<{ kvs?: RawKv[] }>('/v3/kv/range', prefix ? { key: b64(key), range_end: prefixEnd(key) } : { key: b64(key) });
-  const txn = async (compare: unknown[], put: { key: string; value: string }) =>
-    (await call<{ succeeded?: boolean }>('/v3/kv/txn', { compare, success: [{ request_put: { key: b64(put.key), value: b64(put.value) } }] })).succeeded === true;
+  const txnAll = async (compare: unknown[], puts: { key: string; value: string; lease?: string }[]) =>
+    (await call<{ succeeded?: boolean }>('/v3/kv/txn', { compare, success: puts.map((p) => ({ request_put: { key: b64(p.key), value: b64(p.value), ...(p.lease ? { lease: p.lease } : {}) } })) })).succeeded === true;
+  const txn = (compare: unknown[], put: { key: string; value: string }) => txnAll(compare, [put]);
 
   const store: Store = {
     endpoints,
@@ -157,6 +160,7 @@ export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000
       return kv ? { value: unb64(kv.value), modRevision: kv.mod_revision ?? '0' } : null;
     },
     putIfUnchanged: (key, value, modRevision) => txn([{ key: b64(key), target: 'MOD', result: 'EQUAL', mod_revision: modRevision }], { key, value }),
+    putAllIfUnchanged: (guard, modRevision, puts) => txnAll([{ key: b64(guard), target: 'MOD', result: 'EQUAL', mod_revision: modRevision }], puts),
     watch: (prefix, onChange, signal) => watchPrefix(endpoints, prefix, onChange, signal),
     async delete(key) {
       return Number((await call<{ deleted?: string }>('/v3/kv/deleterange', { key: b64(key) })).deleted ?? 0) > 0;

@@ -1,3 +1,4 @@
+import { dirname } from 'node:path';
 import { ConflictError } from '../../core/errors.js';
 import { mountAt, pathExists, spaceOf } from '../mounts.js';
 import type { Runner } from '../runner.js';
@@ -22,7 +23,7 @@ function mountArgv(p: { loopFile: unknown }, source: string, mountpoint: string)
 /** btrfs on devices or a loop-mounted image file; volumes are subvolumes. */
 export const btrfsDriver: StorageDriver = {
   name: 'btrfs',
-  caps: { cowClone: true, snapshots: true, sendReceive: true, devices: true, directory: false },
+  caps: { cowClone: true, snapshots: true, sendReceive: true, devices: true, directory: false, overlayUpper: true },
   tools: ['mkfs.btrfs', 'btrfs', 'mount', 'umount'],
 
   async ensurePool(spec: PoolSpec, runner: Runner): Promise<EnsureAction> {
@@ -80,8 +81,14 @@ export const btrfsDriver: StorageDriver = {
   async ensureVolume(record: PoolRecord, volume: string, runner: Runner): Promise<VolumeInfo> {
     const path = `${record.mountpoint}/${volume}`;
     if (await pathExists(path)) return { path, created: false };
+    await runner.mkdirp(dirname(path));
     await runner.run(['btrfs', 'subvolume', 'create', path]);
     return { path, created: true };
+  },
+
+  async removeVolume(record: PoolRecord, volume: string, runner: Runner): Promise<void> {
+    const path = `${record.mountpoint}/${volume}`;
+    if (await pathExists(path)) await runner.run(['btrfs', 'subvolume', 'delete', path]);
   },
 
   dots: (runner: Runner) => treeDots(runner, btrfsPrimitives),

@@ -20,7 +20,7 @@ export const DIR_MARKER = '.knarr-pool';
 /** A plain directory: no snapshots, clones are full copies. For hosts without ZFS or btrfs. */
 export const dirDriver: StorageDriver = {
   name: 'dir',
-  caps: { cowClone: false, snapshots: false, sendReceive: false, devices: false, directory: true },
+  caps: { cowClone: false, snapshots: false, sendReceive: false, devices: false, directory: true, overlayUpper: true },
   tools: [],
 
   async ensurePool(spec: PoolSpec, runner: Runner): Promise<EnsureAction> {
@@ -54,6 +54,11 @@ export const dirDriver: StorageDriver = {
     if (await pathExists(path)) return { path, created: false };
     await runner.mkdirp(path);
     return { path, created: true };
+  },
+
+  async removeVolume(record: PoolRecord, volume: string, runner: Runner): Promise<void> {
+    const path = `${record.mountpoint}/${volume}`;
+    if (await pathExists(path)) await runner.run(['rm', '-rf', '--one-file-system', path]);
   },
 
   dots: (runner: Runner) => treeDots(runner, dirPrimitives),

@@ -14,6 +14,8 @@ export interface DriverCaps {
   readonly devices: boolean;
   /** Pools are a plain directory given with --path. */
   readonly directory: boolean;
+  /** Volumes can be the writable upper layer of an overlayfs (LXC cluster nodes); zfs-fuse has no xattrs for it. */
+  readonly overlayUpper: boolean;
 }
 
 export type EnsureAction = 'created' | 'imported' | 'exists';
@@ -47,6 +49,8 @@ export interface StorageDriver {
   poolStatus(record: PoolRecord, runner: Runner): Promise<PoolStatus>;
   destroyPool(record: PoolRecord, runner: Runner): Promise<void>;
   ensureVolume(record: PoolRecord, volume: string, runner: Runner): Promise<VolumeInfo>;
+  /** Removes a volume and everything in it; a volume that is not there is fine. */
+  removeVolume(record: PoolRecord, volume: string, runner: Runner): Promise<void>;
   /** Versioned filesystems for dots on this driver's pools. */
   dots(runner: Runner): DotStorage;
   transfer(runner: Runner): DotTransfer;

@@ -68,7 +68,7 @@ async function attachLoop(runner: Runner, file: string): Promise<string> {
 /** LVM: a volume group with one thin pool; volumes are thin LVs formatted ext4. */
 export const lvmDriver: StorageDriver = {
   name: 'lvm',
-  caps: { cowClone: true, snapshots: true, sendReceive: false, devices: true, directory: false },
+  caps: { cowClone: true, snapshots: true, sendReceive: false, devices: true, directory: false, overlayUpper: true },
   tools: ['pvcreate', 'vgcreate', 'lvcreate', 'vgs', 'lvs', 'losetup'],
 
   async ensurePool(spec: PoolSpec, runner: Runner): Promise<EnsureAction> {
@@ -156,6 +156,12 @@ export const lvmDriver: StorageDriver = {
       await runner.run(['mount', device, path]);
     }
     return { path, created };
+  },
+
+  async removeVolume(record: PoolRecord, volume: string, runner: Runner): Promise<void> {
+    const path = `${record.mountpoint}/${volume}`;
+    if (await mountAt(path)) await runner.run(['umount', path]);
+    if ((await lvAttr(runner, `${record.name}/${volume}`)) !== null) await runner.run(['lvremove', '-y', `${record.name}/${volume}`]);
   },
 
   dots: (runner: Runner) => lvmDots(runner),

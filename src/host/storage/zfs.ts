@@ -39,7 +39,7 @@ async function poolHealth(runner: Runner, name: string): Promise<string | null> 
 /** ZFS through the zpool/zfs commands; works against kernel ZFS and zfs-fuse alike (no `zfs list -p` there). */
 export const zfsDriver: StorageDriver = {
   name: 'zfs',
-  caps: { cowClone: true, snapshots: true, sendReceive: true, devices: true, directory: false },
+  caps: { cowClone: true, snapshots: true, sendReceive: true, devices: true, directory: false, overlayUpper: false },
   tools: ['zpool', 'zfs'],
 
   async ensurePool(spec: PoolSpec, runner: Runner): Promise<EnsureAction> {
@@ -99,6 +99,12 @@ export const zfsDriver: StorageDriver = {
     if (runner.dryRun) return { path: `${record.mountpoint}/${volume}`, created: true };
     const r = await runner.run(['zfs', 'get', '-H', '-o', 'value', 'mountpoint', dataset], { mutates: false });
     return { path: r.stdout.trim(), created: true };
+  },
+
+  async removeVolume(record: PoolRecord, volume: string, runner: Runner): Promise<void> {
+    const dataset = `${record.name}/${volume}`;
+    const probe = await runner.run(['zfs', 'get', '-H', '-o', 'value', 'name', dataset], { mutates: false, okExitCodes: [1] });
+    if (probe.exitCode === 0) await runRetryingBusy(runner, ['zfs', 'destroy', '-r', dataset]);
   },
 
   dots: (runner: Runner) => zfsDots(runner),

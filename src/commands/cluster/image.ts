@@ -1,0 +1,91 @@
+import { chmod, mkdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { ConflictError, NotFoundError, PrerequisiteError, ValidationError } from '../../core/errors.js';
+import { validateName } from '../../core/names.js';
+import { pathExists } from '../../host/mounts.js';
+import { findExecutable } from '../../host/which.js';
+import { hostId } from '../dot/common.js';
+import { optBool, optString, type Context, type Handler } from '../types.js';
+import { withStore } from '../with-store.js';
+import { ClusterRepo, clusterPool, imageVolume } from './common.js';
+
+/** PID 1 of every node: waits, and exits at once on lxc-stop's signal (a plain sleep would make lxc-stop wait). */
+const KNARR_INIT = `#!/bin/sh
+trap 'kill $! 2>/dev/null; exit 0' TERM PWR INT USR1
+[ -x /etc/knarr-rc ] && /etc/knarr-rc
+while :; do sleep 2147483647 & wait $!; done
+`;
+
+/** A busybox rootfs from the host's busybox-static binary: no download. */
+async function buildBusybox(ctx: Context, root: string): Promise<void> {
+  const busybox = findExecutable('busybox', ctx.env.PATH);
+  if (!busybox) throw new PrerequisiteError('busybox is not installed', { hint: 'apt-get install busybox-static' });
+  for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'etc', 'root', 'tmp', 'nfs', 'dev', 'proc', 'sys', 'run', 'var/log']) await mkdir(`${root}/${d}`, { recursive: true });
+  await ctx.runner.run(['cp', busybox, `${root}/bin/busybox`]);
+  await ctx.runner.run(['chroot', root, '/bin/busybox', '--install', '-s']);
+  await writeFile(`${root}/etc/passwd`, 'root:x:0:0:root:/root:/bin/sh\n');
+  await writeFile(`${root}/etc/group`, 'root:x:0:\n');
+  await chmod(`${root}/tmp`, 0o1777);
+}
+
+/** `knarr image import NAME ROOTFS.tar|DIR | --busybox [--pool P]`: a base image for cluster nodes. */
+export const imageImport: Handler = async ({ args, opts }, ctx) => {
+  const name = validateName('NAME', args[0] as string, 64);
+  const source = args[1] as string | undefined;
+  const busybox = optBool(opts, 'busybox');
+  if ((source === undefined) === !busybox) throw new ValidationError('ROOTFS', busybox ? 'give a rootfs or --busybox, not both' : 'give a rootfs (a .tar file or a directory), or --busybox');
+  const src = source === undefined ? null : resolve(ctx.cwd, source);
+  const kind = src === null ? 'busybox' : await stat(src).then((s) => (s.isDirectory() ? 'dir' : 'tar'), () => null);
+  if (kind === null) throw new NotFoundError(`${src} does not exist`, { hint: 'give a rootfs tar file or directory' });
+  const pool = await clusterPool(ctx, optString(opts, 'pool'));
+  return withStore(ctx, async (store) => {
+    const repo = new ClusterRepo(store, ctx.config.fleet);
+    const host = hostId();
+    if (await repo.image(host, name)) throw new ConflictError(`image ${name} already exists on ${host}`, { hint: `remove it first: knarr image rm ${name}` });
+    const vol = await ctx.drivers[pool.driver].ensureVolume(pool, imageVolume(name), ctx.runner);
+    const rootfs = `${vol.path}/rootfs`;
+    if (ctx.runner.plan(['import', src ?? 'busybox', rootfs])) return { data: { name, rootfs, planned: true } };
+    // Built aside and renamed when whole: an interrupted import leaves no half image.
+    const partial = `${vol.path}/rootfs.partial`;
+    await rm(partial, { recursive: true, force: true });
+    await rm(rootfs, { recursive: true, force: true });
+    await mkdir(partial, { recursive: true });
+    if (kind === 'busybox') await buildBusybox(ctx, partial);
+    else if (kind === 'dir') await ctx.runner.run(['cp', '-a', `${src}/.`, partial]);
+    else await ctx.runner.run(['tar', '-xf', src!, '-C', partial, '--numeric-owner']);
+    if (!(await pathExists(`${partial}/bin/sh`))) throw new ValidationError('ROOTFS', `${src ?? 'the image'} has no /bin/sh; nodes need a shell (a busybox rootfs has one)`);
+    await mkdir(`${partial}/sbin`, { recursive: true });
+    await writeFile(`${partial}/sbin/knarr-init`, KNARR_INIT, { mode: 0o755 });
+    await mkdir(`${partial}/nfs`, { recursive: true });
+    await mkdir(`${partial}/root/.ssh`, { recursive: true });
+    if (!(await pathExists(`${partial}/etc/hosts`))) await writeFile(`${partial}/etc/hosts`, '127.0.0.1 localhost\n');
+    await symlink('/proc/mounts', `${partial}/etc/mtab`).catch(() => undefined);
+    await rename(partial, rootfs);
+    const record = { name, host, pool: pool.name, rootfs, source: src ?? 'busybox', createdAt: new Date().toISOString() };
+    await repo.putImage(record);
+    return { data: record, view: { kind: 'lines', lines: [`image ${name} imported on ${host} (${rootfs})`] } };
+  });
+};
+
+/** `knarr image list`: this host's base images. */
+export const imageList: Handler = async (_i, ctx) =>
+  withStore(ctx, async (store) => {
+    const images = (await new ClusterRepo(store, ctx.config.fleet).images(hostId())).sort((a, b) => a.name.localeCompare(b.name));
+    return { data: images, view: { kind: 'table', columns: ['IMAGE', 'POOL', 'SOURCE', 'CREATED'], rows: images.map((i) => [i.name, i.pool, i.source, i.createdAt]) } };
+  });
+
+/** `knarr image rm NAME`: refused while a cluster uses it. */
+export const imageRm: Handler = async ({ args }, ctx) =>
+  withStore(ctx, async (store) => {
+    const name = validateName('NAME', args[0] as string, 64);
+    const repo = new ClusterRepo(store, ctx.config.fleet);
+    const host = hostId();
+    const image = await repo.image(host, name);
+    if (!image) throw new NotFoundError(`no image ${name} on ${host}`, { hint: 'list them with: knarr image list' });
+    const users = (await repo.list()).filter((c) => c.image === name && c.host === host);
+    if (users.length > 0) throw new ConflictError(`image ${name} is the base of ${users.map((c) => `${c.user}/${c.name}`).join(', ')}`, { hint: 'delete those clusters first' });
+    const pool = await clusterPool(ctx, image.pool);
+    await ctx.drivers[pool.driver].removeVolume(pool, imageVolume(name), ctx.runner);
+    await repo.removeImage(host, name);
+    return { data: { name, removed: true }, view: { kind: 'lines', lines: [`image ${name} removed`] } };
+  });

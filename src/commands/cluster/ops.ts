@@ -1,0 +1,326 @@
+import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { containerName, hostsFile, nodeHostname, subnetAddress, subnetBroadcast, subnetGateway, userSubnet, type ClusterNode, type ClusterRecord } from '../../core/cluster.js';
+import { ConflictError, NotFoundError } from '../../core/errors.js';
+import { lxcConfig, unifiedCgroups } from '../../host/lxc.js';
+import type { Runner } from '../../host/runner.js';
+import { fleetKeys } from '../../state/keys.js';
+import type { Store } from '../../state/store.js';
+import type { OpHandler, OpRun } from '../../ops/runner.js';
+import { ClusterRepo, clusterPool, hostsPath, imageVolume, lxcFor, nodeVolume, userDir } from './common.js';
+
+interface ClusterArgs {
+  user: string;
+  name: string;
+  size?: number;
+  image?: string;
+  memory?: number;
+  cpu?: number;
+  pool?: string;
+  host?: string;
+  authorizedKeys?: string;
+  node?: number;
+}
+
+/** What every cluster step needs, built from the operation's context. */
+async function setting(r: OpRun) {
+  const args = r.op.args as unknown as ClusterArgs;
+  const repo = new ClusterRepo(r.store, r.ctx.config.fleet);
+  const existing = await repo.get(args.user, args.name);
+  const pool = await clusterPool(r.ctx, existing?.pool ?? args.pool);
+  return { args, repo, pool, lxc: lxcFor(r.ctx), keys: fleetKeys(r.ctx.config.fleet), driver: r.ctx.drivers[pool.driver], existing };
+}
+type Setting = Awaited<ReturnType<typeof setting>>;
+
+/** The user's /24: kept once given; the first free one in the fleet's network otherwise (one transaction per try). */
+async function ensureSubnet(store: Store, keys: ReturnType<typeof fleetKeys>, network: string, user: string): Promise<string> {
+  const held = await store.get(keys.userSubnet(user));
+  if (held) return held;
+  for (let i = 1; i <= 254; i++) {
+    const cidr = userSubnet(network, i);
+    if (!(await store.createIfAbsent(keys.subnet(cidr), user))) continue;
+    if (await store.createIfAbsent(keys.userSubnet(user), cidr)) return cidr;
+    // Another create for this user won the user's key meanwhile: give this subnet back.
+    await store.delete(keys.subnet(cidr));
+    return (await store.get(keys.userSubnet(user)))!;
+  }
+  throw new ConflictError(`no free /24 left in ${network}`, { hint: 'set a larger cluster.network, or delete clusters of users that are gone' });
+}
+
+/** The address container holds in the user's subnet, taken in one transaction (the same one again on a resumed run). */
+async function ensureAddress(store: Store, keys: ReturnType<typeof fleetKeys>, subnet: string, user: string, container: string): Promise<string> {
+  const prefix = keys.userAddresses(user);
+  const taken = await store.list(prefix);
+  const mine = taken.find((kv) => kv.value === container);
+  if (mine) return mine.key.slice(prefix.length);
+  const used = new Set(taken.map((kv) => kv.key.slice(prefix.length)));
+  for (let n = 2; n <= 254; n++) {
+    const ip = subnetAddress(subnet, n);
+    if (!used.has(ip) && (await store.createIfAbsent(keys.userAddress(user, ip), container))) return ip;
+  }
+  throw new ConflictError(`subnet ${subnet} of user ${user} is full`, { hint: 'scale in or delete some of the user\'s clusters' });
+}
+
+/** The host's bridge, up, with the subnet's gateway address on it. */
+async function ensureBridge(runner: Runner, bridge: string, subnet: string): Promise<void> {
+  const gateway = `${subnetGateway(subnet)}/24`;
+  const show = await runner.run(['ip', '-o', 'addr', 'show', 'dev', bridge], { mutates: false, okExitCodes: [1, 255] });
+  if (show.exitCode !== 0) await runner.run(['ip', 'link', 'add', bridge, 'type', 'bridge']);
+  if (!show.stdout.includes(` ${gateway} `)) await runner.run(['ip', 'addr', 'add', gateway, 'dev', bridge], { okExitCodes: [2] });
+  await runner.run(['ip', 'link', 'set', bridge, 'up']);
+}
+
+/** Writes the cluster's hosts file in place: nodes bind-mount this very inode, so they see the change. */
+async function writeHosts(s: Setting, c: ClusterRecord): Promise<void> {
+  const path = hostsPath(s.pool, c.user, c.id);
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, hostsFile(c.name, c.nodes));
+}
+
+/** Plans nodes from..to-1: addresses taken, names given; nothing made on the host yet. */
+async function planNodes(r: OpRun, s: Setting, c: ClusterRecord, from: number, to: number): Promise<ClusterNode[]> {
+  const nodes: ClusterNode[] = [];
+  for (let i = from; i < to; i++) {
+    const container = containerName(c.user, c.id, i);
+    nodes.push({ index: i, container, hostname: nodeHostname(i), ip: await ensureAddress(r.store, s.keys, c.subnet, c.user, container), host: c.host, volume: nodeVolume(container) });
+  }
+  return nodes;
+}
+
+/** Makes and starts one node: its volume, its config, then lxc-start; each part is skipped when already there. */
+async function ensureNode(r: OpRun, s: Setting, c: ClusterRecord, node: ClusterNode): Promise<void> {
+  const image = await s.repo.image(c.host, c.image);
+  if (!image) throw new NotFoundError(`image ${c.image} is gone from ${c.host}`);
+  const vol = await s.driver.ensureVolume(s.pool, node.volume, r.ctx.runner);
+  await mkdir(`${vol.path}/delta`, { recursive: true });
+  const user = userDir(s.pool, c.user);
+  const config = lxcConfig({
+    name: node.container,
+    hostname: node.hostname,
+    image: image.rootfs,
+    upper: `${vol.path}/delta`,
+    bridge: r.ctx.config.cluster.bridge,
+    address: `${node.ip}/24`,
+    broadcast: subnetBroadcast(c.subnet),
+    gateway: subnetGateway(c.subnet),
+    mounts: [
+      { source: hostsPath(s.pool, c.user, c.id), target: 'etc/hosts', readOnly: true, kind: 'file' },
+      { source: `${user}/data`, target: 'nfs', readOnly: false, kind: 'dir' },
+      { source: `${user}/ssh`, target: 'root/.ssh', readOnly: true, kind: 'dir' },
+    ],
+    memoryBytes: c.memory,
+    cpuMillis: c.cpu,
+    cgroup2: await unifiedCgroups(),
+  });
+  if ((await s.lxc.config(node.container)) !== config) await s.lxc.define(node.container, config);
+  await s.lxc.start(node.container);
+}
+
+/** Removes one node: its container, its volume, its address. */
+async function removeNode(r: OpRun, s: Setting, user: string, container: string): Promise<void> {
+  await s.lxc.remove(container);
+  await s.driver.removeVolume(s.pool, nodeVolume(container), r.ctx.runner);
+  const prefix = s.keys.userAddresses(user);
+  for (const kv of await r.store.list(prefix)) if (kv.value === container) await r.store.delete(kv.key);
+}
+
+/** Everything of cluster id that exists on the host or in the store, found by its names: what a crash may have left is found too. */
+async function removeClusterParts(r: OpRun, s: Setting, user: string, id: number): Promise<void> {
+  const prefix = `${user}-${id}-`;
+  const containers = new Set((await s.lxc.list()).filter((n) => n.startsWith(prefix)));
+  for (const entry of await readdir(`${s.pool.mountpoint}/knarr-clusters`).catch(() => [] as string[])) if (entry.startsWith(prefix)) containers.add(entry);
+  for (const kv of await r.store.list(s.keys.userAddresses(user))) if (kv.value.startsWith(prefix)) containers.add(kv.value);
+  for (const name of containers) await removeNode(r, s, user, name);
+  await rm(hostsPath(s.pool, user, id), { force: true });
+}
+
+/** Gives the user's subnet back once the user has no cluster left (the user's data stays). */
+async function releaseSubnetIfUnused(r: OpRun, s: Setting, user: string): Promise<void> {
+  if ((await s.repo.list()).some((c) => c.user === user)) return;
+  const cidr = await r.store.get(s.keys.userSubnet(user));
+  if (!cidr) return;
+  await r.store.delete(s.keys.userSubnet(user));
+  await r.store.delete(s.keys.subnet(cidr));
+}
+
+async function startNodes(r: OpRun, s: Setting, c: ClusterRecord, nodes: ClusterNode[], verb: string): Promise<void> {
+  await ensureBridge(r.ctx.runner, r.ctx.config.cluster.bridge, c.subnet);
+  for (const [k, node] of nodes.entries()) {
+    await r.checkpoint();
+    await r.progress(k, nodes.length, `${verb} ${node.hostname} (${node.container})`);
+    await ensureNode(r, s, c, node);
+  }
+  await r.progress(nodes.length, nodes.length, `${nodes.length} node(s) running`);
+}
+
+/** cluster.create: id, record, subnet and bridge, addresses and hosts file, then each node; undone as a whole. */
+export const clusterCreate: OpHandler = {
+  async run(r) {
+    const s = await setting(r);
+    const { args } = s;
+    let id = r.op.state.id as number | undefined;
+    if (id === undefined) {
+      id = await r.store.increment(s.keys.counter('cluster'));
+      await r.save({ id });
+    }
+    const now = new Date().toISOString();
+    let c: ClusterRecord = { id, name: args.name, user: args.user, status: 'creating', image: args.image!, pool: s.pool.name, host: args.host!, subnet: '', memory: args.memory ?? 0, cpu: args.cpu ?? 0, nodes: [], op: r.op.id, createdAt: now, updatedAt: now };
+    if (!(await s.repo.create(c))) {
+      const there = (await s.repo.get(args.user, args.name))!;
+      if (there.op !== r.op.id) throw new ConflictError(`user ${args.user} already has a cluster ${args.name}`);
+      c = there;
+    }
+    await r.save({ recorded: true });
+    c.subnet = await ensureSubnet(r.store, s.keys, r.ctx.config.cluster.network, args.user);
+    const user = userDir(s.pool, args.user);
+    await mkdir(`${user}/data`, { recursive: true });
+    await mkdir(`${user}/ssh`, { recursive: true, mode: 0o700 });
+    if (args.authorizedKeys) await writeFile(`${user}/ssh/authorized_keys`, args.authorizedKeys, { mode: 0o600 });
+    c.nodes = await planNodes(r, s, c, 0, args.size!);
+    await writeHosts(s, c);
+    await s.repo.put(c);
+    await startNodes(r, s, c, c.nodes, 'starting');
+    await s.repo.put({ ...c, status: 'running' });
+    return { cluster: args.name, user: args.user, id, nodes: c.nodes.length };
+  },
+  async undo(r) {
+    const s = await setting(r);
+    const id = r.op.state.id as number | undefined;
+    if (id === undefined) return;
+    await removeClusterParts(r, s, s.args.user, id);
+    const c = await s.repo.get(s.args.user, s.args.name);
+    if (c && c.op === r.op.id) await s.repo.remove(s.args.user, s.args.name);
+    await releaseSubnetIfUnused(r, s, s.args.user);
+  },
+};
+
+async function requireCluster(s: Setting): Promise<ClusterRecord> {
+  const c = await s.repo.get(s.args.user, s.args.name);
+  if (!c) throw new NotFoundError(`user ${s.args.user} has no cluster ${s.args.name}`);
+  return c;
+}
+
+const forwardOnly = async () => undefined;
+
+/** cluster.start: the bridge and every node up again (their volumes kept). */
+export const clusterStart: OpHandler = {
+  async run(r) {
+    const s = await setting(r);
+    const c = await requireCluster(s);
+    await startNodes(r, s, c, c.nodes, 'starting');
+    await s.repo.put({ ...c, status: 'running', op: r.op.id });
+    return { cluster: c.name, nodes: c.nodes.length };
+  },
+  undo: forwardOnly,
+};
+
+/** cluster.stop: every node stopped; volumes, addresses and record kept. */
+export const clusterStop: OpHandler = {
+  async run(r) {
+    const s = await setting(r);
+    const c = await requireCluster(s);
+    for (const [k, node] of c.nodes.entries()) {
+      await r.checkpoint();
+      await r.progress(k, c.nodes.length, `stopping ${node.hostname}`);
+      await s.lxc.stop(node.container);
+    }
+    await s.repo.put({ ...c, status: 'stopped', op: r.op.id });
+    return { cluster: c.name, nodes: c.nodes.length };
+  },
+  undo: forwardOnly,
+};
+
+/** cluster.delete: every node, volume, address and the record; the user's data at /nfs stays. */
+export const clusterDelete: OpHandler = {
+  async run(r) {
+    const s = await setting(r);
+    const c = await requireCluster(s);
+    await s.repo.put({ ...c, status: 'deleting', op: r.op.id });
+    await r.progress(0, 1, `removing ${c.nodes.length} node(s)`);
+    await removeClusterParts(r, s, c.user, c.id);
+    await s.repo.remove(c.user, c.name);
+    await releaseSubnetIfUnused(r, s, c.user);
+    return { cluster: c.name, deleted: true };
+  },
+  undo: forwardOnly,
+};
+
+/** cluster.scale: out adds nodes (undone if it fails), in removes the highest ones; the others keep running with their data. */
+export const clusterScale: OpHandler = {
+  async run(r) {
+    const s = await setting(r);
+    const c = await requireCluster(s);
+    const from = (r.op.state.from as number | undefined) ?? c.nodes.length;
+    await r.save({ from });
+    const to = s.args.size!;
+    if (to > from) {
+      const added = await planNodes(r, s, c, from, to);
+      const next = { ...c, status: 'scaling' as const, op: r.op.id, nodes: [...c.nodes.filter((n) => n.index < from), ...added] };
+      await writeHosts(s, next);
+      await s.repo.put(next);
+      await startNodes(r, s, next, added, 'adding');
+      await s.repo.put({ ...next, status: 'running' });
+    } else if (to < from) {
+      const kept = c.nodes.filter((n) => n.index < to);
+      const next = { ...c, status: 'scaling' as const, op: r.op.id, nodes: kept };
+      await s.repo.put(next);
+      await writeHosts(s, next);
+      for (const i of Array.from({ length: from - to }, (_, k) => from - 1 - k)) {
+        await r.progress(from - 1 - i, from - to, `removing ${nodeHostname(i)}`);
+        await removeNode(r, s, c.user, containerName(c.user, c.id, i));
+      }
+      await s.repo.put({ ...next, status: c.status === 'stopped' ? 'stopped' : 'running' });
+    }
+    return { cluster: c.name, from, to };
+  },
+  async undo(r) {
+    const s = await setting(r);
+    const c = await s.repo.get(s.args.user, s.args.name);
+    const from = r.op.state.from as number | undefined;
+    if (!c || from === undefined || (s.args.size ?? 0) <= from) return;
+    for (let i = from; i < (s.args.size ?? 0); i++) await removeNode(r, s, c.user, containerName(c.user, c.id, i));
+    const back = { ...c, status: 'running' as const, nodes: c.nodes.filter((n) => n.index < from) };
+    await writeHosts(s, back);
+    await s.repo.put(back);
+  },
+};
+
+/** image.save: a node's filesystem as it is now (its layer over the base, deletions included) as a new image. */
+export const imageSave: OpHandler = {
+  async run(r) {
+    const s = await setting(r);
+    const c = await requireCluster(s);
+    const node = c.nodes.find((n) => n.index === s.args.node);
+    if (!node) throw new NotFoundError(`cluster ${c.name} has no node ${s.args.node}`);
+    const base = await s.repo.image(c.host, c.image);
+    if (!base) throw new NotFoundError(`image ${c.image} is gone from ${c.host}`);
+    const name = s.args.image!;
+    if (await s.repo.image(c.host, name)) throw new ConflictError(`image ${name} already exists on ${c.host}`);
+    const vol = await s.driver.ensureVolume(s.pool, imageVolume(name), r.ctx.runner);
+    const layer = (await s.driver.ensureVolume(s.pool, node.volume, r.ctx.runner)).path;
+    const view = `${vol.path}/view`;
+    const partial = `${vol.path}/rootfs.partial`;
+    await rm(partial, { recursive: true, force: true });
+    await mkdir(view, { recursive: true });
+    await mkdir(partial, { recursive: true });
+    // Both layers read-only, the node's on top: overlayfs applies its deletions (whiteouts) to the base.
+    await r.ctx.runner.run(['mount', '-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${layer}/delta:${base.rootfs}`, view]);
+    try {
+      await r.progress(0, 1, `copying ${node.hostname}'s filesystem`);
+      await r.ctx.runner.run(['cp', '-a', `${view}/.`, partial]);
+    } finally {
+      await r.ctx.runner.run(['umount', view]);
+    }
+    await rm(view, { recursive: true, force: true });
+    await rename(partial, `${vol.path}/rootfs`);
+    await s.repo.putImage({ name, host: c.host, pool: s.pool.name, rootfs: `${vol.path}/rootfs`, source: `${c.user}/${c.name}/${node.hostname}`, createdAt: new Date().toISOString() });
+    return { image: name, from: `${c.name}/${node.hostname}` };
+  },
+  async undo(r) {
+    const s = await setting(r);
+    const name = s.args.image;
+    if (!name || (await s.repo.image(s.args.host ?? '', name))) return;
+    await s.driver.removeVolume(s.pool, imageVolume(name), r.ctx.runner);
+  },
+};
+

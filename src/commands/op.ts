@@ -1,0 +1,123 @@
+import { fileURLToPath } from 'node:url';
+import { NotFoundError, UserError, ValidationError } from '../core/errors.js';
+import { describeOp, isOpId, isTerminal, type OpRecord } from '../core/ops.js';
+import { OpRunner, waitForOp } from '../ops/runner.js';
+import { HostRepo } from '../state/hosts.js';
+import { OpRepo } from '../state/ops.js';
+import type { Store } from '../state/store.js';
+import { hostId } from './dot/common.js';
+import { optBool, optString, type CommandResult, type Context, type Handler } from './types.js';
+import { withStore } from './with-store.js';
+
+const BIN = fileURLToPath(new URL('../../bin/knarr', import.meta.url));
+
+/** The operation's end as a result: done is success, failed and cancelled are errors naming the operation. */
+function opResult(op: OpRecord): CommandResult {
+  if (op.status === 'failed') throw new UserError(`${op.id} (${op.kind}) failed: ${op.error}`, { hint: `see it with: knarr op show ${op.id}`, detail: { op } });
+  if (op.status === 'cancelled') throw new UserError(`${op.id} (${op.kind}) was cancelled and undone`, { detail: { op } });
+  if (!isTerminal(op.status)) return { data: op, view: { kind: 'lines', lines: [describeOp(op)] } };
+  return { data: op, view: { kind: 'lines', lines: [describeOp(op)] } };
+}
+
+/** Runs this host's pending operations in this process, under a lease of its own kept fresh while it works. */
+export async function runInline(ctx: Context, store: Store): Promise<void> {
+  const lease = await store.grantLease(10);
+  const keep = setInterval(() => void store.keepAlive(lease).catch(() => undefined), 3000);
+  try {
+    await new OpRunner(ctx, store, hostId(), 'cli', () => lease, (line) => ctx.events.step(line)).drain();
+  } finally {
+    clearInterval(keep);
+    await store.revokeLease(lease);
+  }
+}
+
+/**
+ * Submits an operation for host and sees it through: its agent runs it (the CLI waits and shows
+ * progress, or returns the id at once with --detach); with no agent on this host, the CLI runs it
+ * inline (with --detach, a background knarr does).
+ */
+export async function runOperation(ctx: Context, store: Store, kind: string, args: Record<string, unknown>, host: string, opts: Record<string, unknown>): Promise<CommandResult> {
+  const repo = new OpRepo(store, ctx.config.fleet);
+  const op = await repo.submit(kind, args, host);
+  const detach = optBool(opts, 'detach');
+  const agentUp = (await new HostRepo(store, ctx.config.fleet).get(host))?.up === true;
+  const submitted: CommandResult = { data: op, view: { kind: 'lines', lines: [op.id] } };
+  if (!agentUp && host !== hostId()) {
+    ctx.events.warn(`host ${host} has no agent up: ${op.id} waits for it`);
+    return submitted;
+  }
+  if (detach) {
+    if (!agentUp) {
+      await ctx.runner.spawnDetached([process.execPath, BIN, 'op', 'run', op.id], {
+        logFile: `${ctx.config.stateDir}/log/ops.log`,
+        env: { KNARR_STATE_DIR: ctx.config.stateDir, KNARR_FLEET: ctx.config.fleet, KNARR_ETCD: ctx.config.etcd.join(','), ...(ctx.config.configFile ? { KNARR_CONFIG: ctx.config.configFile } : {}) },
+      });
+    }
+    return submitted;
+  }
+  if (!agentUp) await runInline(ctx, store);
+  const end = await waitForOp(repo, op.id, (o) => ctx.events.step(describeOp(o)), ctx.signal);
+  ctx.events.done();
+  if (!isTerminal(end.status)) throw new UserError(`stopped waiting; ${op.id} goes on`, { hint: `follow it with: knarr op wait ${op.id}` });
+  return opResult(end);
+}
+
+async function requireOp(repo: OpRepo, id: string): Promise<OpRecord> {
+  if (!isOpId(id)) throw new ValidationError('OP', `${JSON.stringify(id)} is not an operation id (op-000042)`);
+  const op = await repo.get(id);
+  if (!op) throw new NotFoundError(`no operation ${id}`, { hint: 'list them with: knarr op list' });
+  return op;
+}
+
+const withOps = <T>(ctx: Context, fn: (repo: OpRepo, store: Store) => Promise<T>) => withStore(ctx, (store) => fn(new OpRepo(store, ctx.config.fleet), store));
+
+/** `knarr op list [--active]`. */
+export const opList: Handler = async ({ opts }, ctx) =>
+  withOps(ctx, async (repo) => {
+    const ops = (await repo.list()).filter((o) => !optBool(opts, 'active') || !isTerminal(o.status));
+    return {
+      data: ops,
+      view: {
+        kind: 'table',
+        columns: ['OP', 'KIND', 'HOST', 'STATUS', 'PROGRESS', 'CREATED'],
+        rows: ops.map((o) => [o.id, o.kind, o.host, o.status, o.progress.total > 0 ? `${o.progress.done}/${o.progress.total} ${o.progress.message}` : o.progress.message, o.createdAt]),
+      },
+    };
+  });
+
+/** `knarr op show OP`. */
+export const opShow: Handler = async ({ args }, ctx) => withOps(ctx, async (repo) => ({ data: await requireOp(repo, args[0] as string) }));
+
+/** `knarr op wait OP [--timeout S]`: until it ends; exits 0 when done, 1 when it failed or was cancelled. */
+export const opWait: Handler = async ({ args, opts }, ctx) =>
+  withOps(ctx, async (repo) => {
+    const op = await requireOp(repo, args[0] as string);
+    const timeout = optString(opts, 'timeout');
+    const seconds = timeout === undefined ? 0 : Number(timeout);
+    if (!(seconds >= 0)) throw new ValidationError('--timeout', 'must be a number of seconds');
+    const end = await waitForOp(repo, op.id, (o) => ctx.events.step(describeOp(o)), ctx.signal, seconds * 1000);
+    ctx.events.done();
+    if (!isTerminal(end.status)) throw new UserError(`${op.id} has not ended (${end.status})`, { hint: 'wait longer, or see it with: knarr op show' });
+    return opResult(end);
+  });
+
+/** `knarr op cancel OP`: a queued operation ends at once; a running one stops at its next step and is undone. */
+export const opCancel: Handler = async ({ args }, ctx) =>
+  withOps(ctx, async (repo, store) => {
+    const op = await requireOp(repo, args[0] as string);
+    if (isTerminal(op.status)) throw new UserError(`${op.id} has already ended (${op.status})`);
+    const next = await repo.update(op.id, (o) => (o.status === 'queued' ? { ...o, status: 'cancelled', cancelRequested: true, finishedAt: new Date().toISOString(), progress: { ...o.progress, message: 'cancelled before it ran' } } : { ...o, cancelRequested: true }));
+    // A running operation whose runner died is undone by the next runner: here, when that is this CLI.
+    if (next?.status === 'running' && op.host === hostId() && !(await repo.claimed(op.id)) && !(await new HostRepo(store, ctx.config.fleet).get(op.host))?.up) await runInline(ctx, store);
+    const now = (await repo.get(op.id)) ?? op;
+    return { data: now, view: { kind: 'lines', lines: [isTerminal(now.status) ? describeOp(now) : `${op.id}: cancel requested; it stops at its next step and is undone`] } };
+  });
+
+/** `knarr op run OP`: runs this host's pending operations here (what --detach starts in the background). */
+export const opRun: Handler = async ({ args }, ctx) =>
+  withOps(ctx, async (repo, store) => {
+    const op = await requireOp(repo, args[0] as string);
+    if (op.host !== hostId()) throw new UserError(`${op.id} belongs to host ${op.host}; run it there`);
+    await runInline(ctx, store);
+    return opResult((await repo.get(op.id)) ?? op);
+  });

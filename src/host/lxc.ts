@@ -1,0 +1,131 @@
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { pathExists } from './mounts.js';
+import type { Runner } from './runner.js';
+
+/** Every exit status is an answer when a command runs inside a container: the caller passes it on. */
+const ANY_EXIT = Array.from({ length: 256 }, (_, i) => i);
+
+/** One LXC system container's settings, written as its config file. */
+export interface LxcNodeConfig {
+  name: string;
+  hostname: string;
+  /** The read-only base image's rootfs. */
+  image: string;
+  /** The writable layer; LXC puts overlayfs' work dir beside it, so each node has its own parent directory. */
+  upper: string;
+  bridge: string;
+  /** a.b.c.d/24 */
+  address: string;
+  broadcast: string;
+  gateway: string;
+  /** Bind mounts: host path, path inside (relative to /), read-only, file or directory. */
+  mounts: { source: string; target: string; readOnly: boolean; kind: 'file' | 'dir' }[];
+  memoryBytes: number;
+  /** Millicores; 0 for no limit. */
+  cpuMillis: number;
+  /** cgroup v2 only hosts take cgroup2 keys; hybrid and v1 hosts the v1 keys. */
+  cgroup2: boolean;
+}
+
+/** The container's config file text. PID 1 is the image's /sbin/knarr-init, which exits on lxc-stop's signal. */
+export function lxcConfig(c: LxcNodeConfig): string {
+  const lines = [
+    `lxc.uts.name = ${c.hostname}`,
+    `lxc.rootfs.path = overlay:${c.image}:${c.upper}`,
+    'lxc.init.cmd = /sbin/knarr-init',
+    'lxc.signal.halt = SIGTERM',
+    'lxc.autodev = 1',
+    'lxc.mount.auto = proc:mixed sys:ro',
+    'lxc.apparmor.profile = unconfined',
+    'lxc.net.0.type = veth',
+    `lxc.net.0.link = ${c.bridge}`,
+    'lxc.net.0.flags = up',
+    'lxc.net.0.name = eth0',
+    'lxc.net.0.mtu = 1450',
+    `lxc.net.0.ipv4.address = ${c.address} ${c.broadcast}`,
+    `lxc.net.0.ipv4.gateway = ${c.gateway}`,
+    // Targets are relative to the rootfs: LXC ignores absolute ones on an overlay rootfs.
+    ...c.mounts.map((m) => `lxc.mount.entry = ${m.source} ${m.target.replace(/^\/+/, '')} none bind${m.readOnly ? ',ro' : ''},create=${m.kind} 0 0`),
+  ];
+  if (c.memoryBytes > 0) lines.push(c.cgroup2 ? `lxc.cgroup2.memory.max = ${c.memoryBytes}` : `lxc.cgroup.memory.limit_in_bytes = ${c.memoryBytes}`);
+  if (c.cpuMillis > 0) lines.push(c.cgroup2 ? `lxc.cgroup2.cpu.max = ${c.cpuMillis * 100} 100000` : `lxc.cgroup.cpu.cfs_period_us = 100000`, ...(c.cgroup2 ? [] : [`lxc.cgroup.cpu.cfs_quota_us = ${c.cpuMillis * 100}`]));
+  return `${lines.join('\n')}\n`;
+}
+
+/** True on a host with only the unified cgroup hierarchy. */
+export async function unifiedCgroups(): Promise<boolean> {
+  return pathExists('/sys/fs/cgroup/cgroup.controllers');
+}
+
+/**
+ * LXC containers under knarr's own lxcpath (never the system's). Containers are made by writing
+ * their config by hand and removed by deleting their directory: lxc-destroy would delete the rootfs,
+ * which for a shared base image is everyone's.
+ */
+export class Lxc {
+  constructor(
+    private readonly runner: Runner,
+    readonly lxcPath: string,
+  ) {}
+
+  private dir(name: string): string {
+    return `${this.lxcPath}/${name}`;
+  }
+
+  /** Writes the container's config (atomically); creating it is just this. */
+  async define(name: string, config: string): Promise<void> {
+    if (this.runner.plan(['write', `${this.dir(name)}/config`])) return;
+    await mkdir(this.dir(name), { recursive: true });
+    await writeFile(`${this.dir(name)}/config.tmp`, config);
+    await rename(`${this.dir(name)}/config.tmp`, `${this.dir(name)}/config`);
+  }
+
+  async defined(name: string): Promise<boolean> {
+    return pathExists(`${this.dir(name)}/config`);
+  }
+
+  async config(name: string): Promise<string | null> {
+    return readFile(`${this.dir(name)}/config`, 'utf8').catch(() => null);
+  }
+
+  /** RUNNING, STOPPED, ... or null when there is no such container. */
+  async state(name: string): Promise<string | null> {
+    if (!(await this.defined(name))) return null;
+    const r = await this.runner.run(['lxc-info', '-P', this.lxcPath, '-n', name, '-s', '-H'], { mutates: false, okExitCodes: [1] });
+    return r.exitCode === 0 ? r.stdout.trim() : 'STOPPED';
+  }
+
+  async start(name: string): Promise<void> {
+    if ((await this.state(name)) === 'RUNNING') return;
+    await this.runner.run(['lxc-start', '-P', this.lxcPath, '-n', name, '-d', '-L', `${this.dir(name)}/console.log`, '-o', `${this.dir(name)}/lxc.log`, '-l', 'WARN']);
+    await this.runner.run(['lxc-wait', '-P', this.lxcPath, '-n', name, '-s', 'RUNNING', '-t', '30']);
+  }
+
+  async stop(name: string): Promise<void> {
+    const state = await this.state(name);
+    if (state === null || state === 'STOPPED') return;
+    // init exits on SIGTERM at once; -k after 10 s covers an image without knarr-init.
+    await this.runner.run(['lxc-stop', '-P', this.lxcPath, '-n', name, '-t', '10'], { okExitCodes: [2] });
+  }
+
+  /** Stops the container and deletes its directory; the rootfs layers are the caller's. */
+  async remove(name: string): Promise<void> {
+    const state = await this.state(name);
+    if (state === null) return;
+    if (state !== 'STOPPED') await this.runner.run(['lxc-stop', '-P', this.lxcPath, '-n', name, '-k'], { okExitCodes: [2] });
+    if (this.runner.plan(['rm', '-rf', this.dir(name)])) return;
+    await rm(this.dir(name), { recursive: true, force: true });
+  }
+
+  /** Names of the containers defined under knarr's lxcpath. */
+  async list(): Promise<string[]> {
+    const r = await this.runner.run(['lxc-ls', '-P', this.lxcPath, '-1'], { mutates: false, okExitCodes: [1] });
+    return r.stdout.split('\n').map((s) => s.trim()).filter(Boolean);
+  }
+
+  /** Runs argv inside the container; its exit status is returned, not thrown. */
+  async attach(name: string, argv: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+    const r = await this.runner.run(['lxc-attach', '-P', this.lxcPath, '-n', name, '--clear-env', '--', ...argv], { okExitCodes: ANY_EXIT });
+    return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr };
+  }
+}

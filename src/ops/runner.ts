@@ -1,0 +1,165 @@
+import { describeOp, isTerminal, type OpRecord } from '../core/ops.js';
+import type { Context } from '../commands/types.js';
+import { OpRepo } from '../state/ops.js';
+import type { Store } from '../state/store.js';
+
+/** Thrown at a checkpoint once an operator asked to cancel: the runner undoes the operation. */
+export class Cancelled extends Error {
+  constructor() {
+    super('cancelled by an operator');
+  }
+}
+
+/** What an operation's handler gets. */
+export interface OpRun {
+  readonly op: OpRecord;
+  readonly ctx: Context;
+  readonly store: Store;
+  /** Records what the operation has settled; a resumed run finds it in op.state. */
+  save(patch: Record<string, unknown>): Promise<void>;
+  progress(done: number, total: number, message: string): Promise<void>;
+  /** Throws Cancelled when an operator asked to cancel. */
+  checkpoint(): Promise<void>;
+}
+
+/** One kind of operation. run's steps are idempotent, so a run interrupted anywhere can run again. */
+export interface OpHandler {
+  run(r: OpRun): Promise<unknown>;
+  /** Takes back whatever run made; idempotent too (after a failure, a cancel, or a crash with a cancel pending). */
+  undo(r: OpRun): Promise<void>;
+}
+
+/** Handlers by kind, loaded only when an operation of that kind runs. */
+const HANDLERS: Record<string, () => Promise<OpHandler>> = {
+  'cluster.create': () => import('../commands/cluster/ops.js').then((m) => m.clusterCreate),
+  'cluster.start': () => import('../commands/cluster/ops.js').then((m) => m.clusterStart),
+  'cluster.stop': () => import('../commands/cluster/ops.js').then((m) => m.clusterStop),
+  'cluster.delete': () => import('../commands/cluster/ops.js').then((m) => m.clusterDelete),
+  'cluster.scale': () => import('../commands/cluster/ops.js').then((m) => m.clusterScale),
+  'image.save': () => import('../commands/cluster/ops.js').then((m) => m.imageSave),
+};
+
+export const knownOpKinds = (): string[] => Object.keys(HANDLERS);
+
+/**
+ * Runs a host's operations: claims each (under the runner's lease), runs its handler, and records
+ * the end. Used by the agent, and by the CLI for its own host when no agent serves it.
+ */
+export class OpRunner {
+  readonly repo: OpRepo;
+  private draining: Promise<void> | null = null;
+  private again = false;
+
+  constructor(
+    private readonly ctx: Context,
+    private readonly store: Store,
+    private readonly host: string,
+    private readonly name: string,
+    private readonly lease: () => string,
+    private readonly log: (line: string) => void,
+  ) {
+    this.repo = new OpRepo(store, ctx.config.fleet);
+  }
+
+  /** Runs every operation of this host that is queued, or running with no live runner, oldest first. */
+  drain(): Promise<void> {
+    this.again = true;
+    this.draining ??= (async () => {
+      try {
+        while (this.again) {
+          this.again = false;
+          for (const op of await this.repo.list()) {
+            if (op.host !== this.host || op.parent !== null || isTerminal(op.status)) continue;
+            await this.execute(op.id);
+          }
+        }
+      } finally {
+        this.draining = null;
+      }
+    })();
+    return this.draining;
+  }
+
+  /** Claims and runs one operation; null when another runner has it or it has ended. */
+  async execute(id: string): Promise<OpRecord | null> {
+    const claimed = await this.repo.claim(id, `${this.name}:${process.pid}`, this.lease());
+    if (!claimed) return null;
+    const load = HANDLERS[claimed.kind];
+    const handler = load ? await load() : undefined;
+    let op = claimed;
+    const update = async (change: (o: OpRecord) => OpRecord) => {
+      op = (await this.repo.update(id, change)) ?? op;
+      return op;
+    };
+    const run: OpRun = {
+      get op() {
+        return op;
+      },
+      ctx: this.ctx,
+      store: this.store,
+      save: async (patch) => void (await update((o) => ({ ...o, state: { ...o.state, ...patch } }))),
+      progress: async (done, total, message) => {
+        await update((o) => ({ ...o, progress: { done, total, message } }));
+        this.log(describeOp(op));
+      },
+      checkpoint: async () => {
+        if ((await this.repo.get(id))?.cancelRequested) throw new Cancelled();
+      },
+    };
+    const finish = (status: OpRecord['status'], fields: Partial<OpRecord>) => update((o) => ({ ...o, ...fields, status, finishedAt: new Date().toISOString() }));
+    try {
+      if (!handler) throw new Error(`unknown operation kind ${claimed.kind}`);
+      if (claimed.attempts > 1) this.log(`${id}: resuming after an interrupted run (attempt ${claimed.attempts})`);
+      // A cancel asked while no runner held it: undo instead of resuming.
+      if (claimed.cancelRequested) throw new Cancelled();
+      const result = await handler.run(run);
+      await finish('done', { result, error: null, progress: { done: op.progress.total, total: op.progress.total, message: 'done' } });
+    } catch (e) {
+      const cancelled = e instanceof Cancelled;
+      let error = cancelled ? null : (e as Error).message;
+      try {
+        if (handler) await handler.undo(run);
+      } catch (u) {
+        error = `${error ?? 'cancelled'}; undoing it failed too: ${(u as Error).message}`;
+      }
+      await finish(cancelled && error === null ? 'cancelled' : 'failed', { error, progress: { ...op.progress, message: cancelled ? 'cancelled, undone' : 'failed, undone' } });
+    } finally {
+      await this.repo.release(id);
+    }
+    this.log(describeOp(op));
+    return op;
+  }
+}
+
+/** Waits until the operation ends, calling onChange as it moves; watches etcd, with a slow re-read as a safety net. */
+export async function waitForOp(repo: OpRepo, id: string, onChange: (op: OpRecord) => void, signal: AbortSignal, timeoutMs = 0): Promise<OpRecord> {
+  const ac = new AbortController();
+  const stop = () => ac.abort();
+  signal.addEventListener('abort', stop, { once: true });
+  let wake: () => void = () => undefined;
+  try {
+    await repo.watch(() => wake(), ac.signal);
+    const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : Infinity;
+    let last = '';
+    for (;;) {
+      const op = await repo.get(id);
+      if (!op) throw new Error(`operation ${id} is gone`);
+      const seen = JSON.stringify([op.status, op.progress]);
+      if (seen !== last) {
+        last = seen;
+        onChange(op);
+      }
+      if (isTerminal(op.status) || signal.aborted || Date.now() > deadline) return op;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 2000);
+        wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+  } finally {
+    signal.removeEventListener('abort', stop);
+    ac.abort();
+  }
+}
