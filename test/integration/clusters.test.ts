@@ -1,0 +1,222 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { randomInt } from 'node:crypto';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectEtcd, type Store } from '../../src/state/store.js';
+import { fleetKeys } from '../../src/state/keys.js';
+import { OpRepo } from '../../src/state/ops.js';
+import { knarr } from '../harness/cli.js';
+import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
+import { freePort } from '../harness/ports.js';
+import { tempDir, type TempDir } from '../harness/tmp.js';
+import { haveTools, integration } from '../harness/tools.js';
+
+const run = integration('clusters', process.getuid?.() === 0 && haveTools('lxc-start', 'lxc-attach', 'lxc-ls', 'busybox', 'ip', 'etcd'), 'needs root, lxc, busybox-static, iproute2 and etcd (Debian packages lxc, busybox-static, iproute2, etcd-server)');
+const bin = new URL('../../bin/knarr', import.meta.url).pathname;
+
+/** A /16 for the users' subnets that nothing on this machine routes. */
+async function freeNetwork(): Promise<string> {
+  const routes = (await execa('ip', ['-o', 'route', 'show', 'table', 'all'])).stdout;
+  for (;;) {
+    const b = randomInt(100, 200);
+    if (!routes.includes(`10.${b}.`)) return `10.${b}.0.0/16`;
+  }
+}
+
+async function eventually<T>(check: () => Promise<T>, ms = 30_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      return await check();
+    } catch (e) {
+      if (Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a busybox base image)', () => {
+  let tmp: TempDir;
+  let etcd: EtcdInstance;
+  let store: Store;
+  let env: Record<string, string>;
+  let lxcPath: string;
+  let poolDir: string;
+  let bridge: string;
+  const fleet = 'clusters';
+  const k = (argv: string[]) => knarr(argv, { env });
+  const lxcLs = async () => (await execa('lxc-ls', ['-P', lxcPath, '-1'], { reject: false })).stdout.split('\n').filter(Boolean).sort();
+  const attach = async (container: string, ...cmd: string[]) => (await execa('lxc-attach', ['-P', lxcPath, '-n', container, '--', ...cmd])).stdout;
+  const show = async (name: string) => (await k(['--json', 'cluster', 'show', name])).json();
+
+  beforeAll(async () => {
+    tmp = await tempDir('knarr-clusters-');
+    etcd = await startEtcd();
+    store = await connectEtcd([etcd.url]);
+    bridge = `kc${randomInt(36 ** 4).toString(36).padStart(4, '0')}`;
+    env = { KNARR_STATE_DIR: `${tmp.path}/state`, KNARR_ETCD: etcd.url, KNARR_FLEET: fleet, KNARR_CLUSTER_NETWORK: await freeNetwork(), KNARR_CLUSTER_BRIDGE: bridge, KNARR_USER: 'alice', DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` };
+    lxcPath = `${tmp.path}/state/lxc`;
+    poolDir = `${tmp.path}/state/mnt/nodes`;
+    expect((await k(['pool', 'init', '--name', 'nodes', '--driver', 'dir'])).code).toBe(0);
+    const img = await k(['image', 'import', 'base', '--busybox']);
+    expect(img.code, img.stderr).toBe(0);
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const name of lxcPath ? await lxcLs() : []) await execa('lxc-stop', ['-P', lxcPath, '-n', name, '-k'], { reject: false });
+    if (bridge) await execa('ip', ['link', 'del', bridge], { reject: false });
+    await store?.close();
+    await etcd?.stop();
+    await tmp?.cleanup();
+  }, 60_000);
+
+  it('a 3-node cluster: hostnames, /etc/hosts, a shared /nfs, each node\'s writes in its own volume, and a network between them', async () => {
+    const r = await k(['cluster', 'create', 'lab', '--size', '3', '--memory', '128M']);
+    expect(r.code, r.stderr).toBe(0);
+    const c = await show('lab');
+    expect(c).toMatchObject({ name: 'lab', user: 'alice', status: 'running', size: 3 });
+    expect(c.containers.map((n: { container: string; hostname: string; state: string }) => [n.container, n.hostname, n.state])).toEqual([0, 1, 2].map((i) => [`alice-${c.id}-${i}`, `host-${i}`, 'RUNNING']));
+    expect(await lxcLs()).toEqual([0, 1, 2].map((i) => `alice-${c.id}-${i}`));
+    for (const i of [0, 1, 2]) expect(await attach(`alice-${c.id}-${i}`, 'hostname')).toBe(`host-${i}`);
+
+    const hosts = await attach(`alice-${c.id}-0`, 'cat', '/etc/hosts');
+    for (const n of c.containers) expect(hosts).toContain(`${n.ip} ${n.hostname} ${n.hostname}.lab`);
+    const readOnly = await execa('lxc-attach', ['-P', lxcPath, '-n', `alice-${c.id}-1`, '--', 'sh', '-c', 'echo x >> /etc/hosts'], { reject: false });
+    expect(readOnly.exitCode).not.toBe(0);
+
+    await attach(`alice-${c.id}-0`, 'sh', '-c', 'echo from-node-0 > /nfs/shared.txt');
+    expect(await attach(`alice-${c.id}-2`, 'cat', '/nfs/shared.txt')).toBe('from-node-0');
+    await attach(`alice-${c.id}-1`, 'sh', '-c', 'echo one > /root/own.txt');
+    expect(readFileSync(`${poolDir}/knarr-clusters/alice-${c.id}-1/delta/root/own.txt`, 'utf8')).toBe('one\n');
+    expect(existsSync(`${poolDir}/knarr-clusters/alice-${c.id}-2/delta/root/own.txt`)).toBe(false);
+
+    const ping = await execa('lxc-attach', ['-P', lxcPath, '-n', `alice-${c.id}-0`, '--', 'ping', '-c', '1', '-W', '3', 'host-2'], { reject: false });
+    expect(ping.exitCode, ping.stdout + ping.stderr).toBe(0);
+    const exec = await k(['cluster', 'exec', 'lab', 'host-2', '--', 'sh', '-c', 'hostname; exit 4']);
+    expect(exec.code).toBe(4);
+    expect(exec.stdout).toBe('host-2\n');
+  }, 60_000);
+
+  it('scale 3 -> 5 -> 2 and stop/start keep the remaining nodes\' data; delete leaves nothing behind', async () => {
+    const { id } = await show('lab');
+    await attach(`alice-${id}-0`, 'sh', '-c', 'echo zero > /root/keep.txt');
+    expect((await k(['cluster', 'scale', 'lab', '--size', '5'])).code).toBe(0);
+    expect(await lxcLs()).toHaveLength(5);
+    expect(await attach(`alice-${id}-4`, 'cat', '/etc/hosts')).toContain('host-0.lab');
+    expect(await attach(`alice-${id}-0`, 'cat', '/etc/hosts')).toContain('host-4.lab');
+    expect((await k(['cluster', 'scale', 'lab', '--size', '2'])).code).toBe(0);
+    expect(await lxcLs()).toEqual([`alice-${id}-0`, `alice-${id}-1`]);
+    expect(await attach(`alice-${id}-0`, 'cat', '/etc/hosts')).not.toContain('host-2');
+    expect(await attach(`alice-${id}-0`, 'cat', '/root/keep.txt')).toBe('zero');
+    expect(await attach(`alice-${id}-1`, 'cat', '/root/own.txt')).toBe('one');
+
+    expect((await k(['cluster', 'stop', 'lab'])).code).toBe(0);
+    expect((await show('lab')).containers.map((n: { state: string }) => n.state)).toEqual(['STOPPED', 'STOPPED']);
+    expect((await k(['cluster', 'start', 'lab'])).code).toBe(0);
+    expect(await attach(`alice-${id}-0`, 'cat', '/root/keep.txt')).toBe('zero');
+
+    expect((await k(['cluster', 'delete', 'lab'])).code).toBe(0);
+    expect(await lxcLs()).toEqual([]);
+    expect(readdirSync(`${poolDir}/knarr-clusters`)).toEqual([]);
+    const keys = fleetKeys(fleet);
+    expect(await store.list(keys.clusters)).toEqual([]);
+    expect(await store.list(keys.userAddresses('alice'))).toEqual([]);
+    expect(await store.get(keys.userSubnet('alice'))).toBeNull();
+    // The user's own data outlives the cluster.
+    expect(readFileSync(`${poolDir}/knarr-users/alice/data/shared.txt`, 'utf8')).toBe('from-node-0\n');
+  }, 90_000);
+
+  it('two concurrent creates get different ids', async () => {
+    const both = await Promise.all(['one', 'two'].map((name) => execa(bin, ['--json', 'cluster', 'create', name, '--size', '1'], { env: { ...process.env, ...env }, reject: false })));
+    for (const r of both) expect(r.exitCode, r.stderr).toBe(0);
+    const ids = await Promise.all(['one', 'two'].map(async (n) => (await show(n)).id));
+    expect(new Set(ids).size).toBe(2);
+    for (const n of ['one', 'two']) expect((await k(['cluster', 'delete', n])).code).toBe(0);
+  }, 60_000);
+
+  it('bad input gets a clear error naming the field, and nothing is created', async () => {
+    const ops = (await new OpRepo(store, fleet).list()).length;
+    const cases: [string[], RegExp][] = [
+      [['x', '--size', '0'], /--size: "0" is not a cluster size/],
+      [['x', '--size', '-1'], /--size: "-1" is not a cluster size/],
+      [['x', '--size', '10000'], /--size: "10000" is not a cluster size/],
+      [['x', '--size', '1', '--image', 'nosuch'], /no image nosuch/],
+      [['a/b', '--size', '1'], /NAME: "a\/b" is not a cluster name/],
+      [['a b', '--size', '1'], /NAME: "a b" is not a cluster name/],
+      [['c'.repeat(65), '--size', '1'], /NAME: cluster names are at most 64 characters/],
+    ];
+    for (const [argv, message] of cases) {
+      const r = await k(['cluster', 'create', ...argv]);
+      expect(r.code, argv.join(' ')).toBeGreaterThan(1);
+      expect(r.stderr).toMatch(message);
+    }
+    expect((await new OpRepo(store, fleet).list()).length).toBe(ops);
+    expect(await lxcLs()).toEqual([]);
+    expect((await k(['--json', 'cluster', 'list'])).json()).toEqual([]);
+  });
+
+  describe('with an agent on this host', () => {
+    let agent: ResultPromise | null = null;
+    let port: number;
+    const startAgent = async () => {
+      if (agent && agent.exitCode === null) {
+        agent.kill('SIGTERM');
+        await agent;
+      }
+      agent = execa(bin, ['daemon', '--name', hostname(), '--listen', `127.0.0.1:${port}`, '--ttl', '2'], { env: { ...process.env, ...env }, reject: false, stdio: ['ignore', 'ignore', 'pipe'] });
+      await eventually(async () => expect((await k(['--json', 'host', 'show', hostname()])).json()).toMatchObject({ up: true }));
+    };
+    const killAgent = async () => {
+      agent?.kill('SIGKILL');
+      await agent;
+    };
+    beforeAll(async () => {
+      port = await freePort();
+    });
+    afterAll(async () => {
+      agent?.kill('SIGTERM');
+      await agent;
+    });
+
+    /** Submits a create with --detach and kills the agent once two nodes are up. */
+    async function createAndKill(name: string, size: number): Promise<string> {
+      await startAgent();
+      const r = await k(['--json', 'cluster', 'create', name, '--size', String(size), '--detach']);
+      expect(r.code, r.stderr).toBe(0);
+      const id = r.json().id as string;
+      const ops = new OpRepo(store, fleet);
+      await eventually(async () => expect((await ops.get(id))!.progress.done).toBeGreaterThanOrEqual(2), 30_000);
+      await killAgent();
+      expect((await ops.get(id))!.status).toBe('running');
+      return id;
+    }
+
+    it('an agent killed in the middle of a create resumes it when it starts again: a complete cluster, no orphan', async () => {
+      const op = await createAndKill('big', 12);
+      await startAgent();
+      const waited = await k(['--json', 'op', 'wait', op, '--timeout', '60']);
+      expect(waited.code, waited.stderr).toBe(0);
+      expect(waited.json()).toMatchObject({ status: 'done', attempts: 2 });
+      const c = await show('big');
+      expect(c.containers.map((n: { state: string }) => n.state)).toEqual(Array(12).fill('RUNNING'));
+      expect(await lxcLs()).toHaveLength(12);
+      expect(readdirSync(`${poolDir}/knarr-clusters`)).toHaveLength(12);
+      expect((await k(['cluster', 'delete', 'big'])).code).toBe(0);
+      expect(await lxcLs()).toEqual([]);
+    }, 120_000);
+
+    it('an interrupted create that is cancelled is undone: no container, volume or key', async () => {
+      const op = await createAndKill('gone', 12);
+      // Once the dead agent's lease lapses, the host has no runner: the CLI undoes it inline.
+      await eventually(async () => expect((await k(['--json', 'host', 'show', hostname()])).json()).toMatchObject({ up: false }));
+      const cancelled = await k(['--json', 'op', 'cancel', op]);
+      expect(cancelled.code, cancelled.stderr).toBe(0);
+      expect(cancelled.json()).toMatchObject({ status: 'cancelled' });
+      expect(await lxcLs()).toEqual([]);
+      expect(readdirSync(`${poolDir}/knarr-clusters`)).toEqual([]);
+      expect((await k(['--json', 'cluster', 'list'])).json()).toEqual([]);
+      expect(await store.list(fleetKeys(fleet).userAddresses('alice'))).toEqual([]);
+    }, 120_000);
+  });
+});
