@@ -55,7 +55,12 @@ export async function runOperation(ctx: Context, store: Store, kind: string, arg
     }
     return submitted;
   }
-  if (!agentUp) await runInline(ctx, store);
+  if (!agentUp) {
+    await runInline(ctx, store);
+    const ran = await repo.get(op.id);
+    // Run here to its end: nothing to wait for.
+    if (ran && isTerminal(ran.status)) return opResult(ran);
+  }
   const end = await waitForOp(repo, op.id, (o) => ctx.events.step(describeOp(o)), ctx.signal);
   ctx.events.done();
   if (!isTerminal(end.status)) throw new UserError(`stopped waiting; ${op.id} goes on`, { hint: `follow it with: knarr op wait ${op.id}` });

@@ -95,10 +95,14 @@ export class Lxc {
     return r.exitCode === 0 ? r.stdout.trim() : 'STOPPED';
   }
 
+  /** Starts the container; lxc-start -d returns once it runs. Already running is fine. */
   async start(name: string): Promise<void> {
-    if ((await this.state(name)) === 'RUNNING') return;
-    await this.runner.run(['lxc-start', '-P', this.lxcPath, '-n', name, '-d', '-L', `${this.dir(name)}/console.log`, '-o', `${this.dir(name)}/lxc.log`, '-l', 'WARN']);
-    await this.runner.run(['lxc-wait', '-P', this.lxcPath, '-n', name, '-s', 'RUNNING', '-t', '30']);
+    const r = await this.runner.run(['lxc-start', '-P', this.lxcPath, '-n', name, '-d', '-L', `${this.dir(name)}/console.log`, '-o', `${this.dir(name)}/lxc.log`, '-l', 'WARN'], { okExitCodes: [1] });
+    // One probe only when lxc-start refused: the common case costs a single process.
+    if (r.exitCode !== 0 && (await this.state(name)) !== 'RUNNING') {
+      const log = await readFile(`${this.dir(name)}/lxc.log`, 'utf8').catch(() => '');
+      throw new Error(`lxc-start ${name} failed: ${(r.stderr.trim() || log.trim().split('\n').slice(-3).join(' | ')) || 'see its log'}`);
+    }
   }
 
   async stop(name: string): Promise<void> {

@@ -41,6 +41,8 @@ const HANDLERS: Record<string, () => Promise<OpHandler>> = {
 
 export const knownOpKinds = (): string[] => Object.keys(HANDLERS);
 
+const PROGRESS_EVERY_MS = 250;
+
 /**
  * Runs a host's operations: claims each (under the runner's lease), runs its handler, and records
  * the end. Used by the agent, and by the CLI for its own host when no agent serves it.
@@ -87,6 +89,8 @@ export class OpRunner {
     const load = HANDLERS[claimed.kind];
     const handler = load ? await load() : undefined;
     let op = claimed;
+    let pending = op.progress;
+    let lastWrite = 0;
     const update = async (change: (o: OpRecord) => OpRecord) => {
       op = (await this.repo.update(id, change)) ?? op;
       return op;
@@ -99,8 +103,13 @@ export class OpRunner {
       store: this.store,
       save: async (patch) => void (await update((o) => ({ ...o, state: { ...o.state, ...patch } }))),
       progress: async (done, total, message) => {
-        await update((o) => ({ ...o, progress: { done, total, message } }));
-        this.log(describeOp(op));
+        pending = { done, total, message };
+        this.log(describeOp({ ...op, progress: pending }));
+        // Each write is an fsync in etcd: progress is written at most every PROGRESS_EVERY_MS, and at the end.
+        if (Date.now() - lastWrite < PROGRESS_EVERY_MS && done < total) return;
+        lastWrite = Date.now();
+        const p = pending;
+        await update((o) => ({ ...o, progress: p }));
       },
       checkpoint: async () => {
         if ((await this.repo.get(id))?.cancelRequested) throw new Cancelled();
@@ -113,7 +122,7 @@ export class OpRunner {
       // A cancel asked while no runner held it: undo instead of resuming.
       if (claimed.cancelRequested) throw new Cancelled();
       const result = await handler.run(run);
-      await finish('done', { result, error: null, progress: { done: op.progress.total, total: op.progress.total, message: 'done' } });
+      await finish('done', { result, error: null, progress: { done: pending.total, total: pending.total, message: 'done' } });
     } catch (e) {
       const cancelled = e instanceof Cancelled;
       let error = cancelled ? null : (e as Error).message;
@@ -122,7 +131,7 @@ export class OpRunner {
       } catch (u) {
         error = `${error ?? 'cancelled'}; undoing it failed too: ${(u as Error).message}`;
       }
-      await finish(cancelled && error === null ? 'cancelled' : 'failed', { error, progress: { ...op.progress, message: cancelled ? 'cancelled, undone' : 'failed, undone' } });
+      await finish(cancelled && error === null ? 'cancelled' : 'failed', { error, progress: { ...pending, message: cancelled ? 'cancelled, undone' : 'failed, undone' } });
     } finally {
       await this.repo.release(id);
     }

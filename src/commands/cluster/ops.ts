@@ -143,14 +143,22 @@ async function releaseSubnetIfUnused(r: OpRun, s: Setting, user: string): Promis
   await r.store.delete(s.keys.subnet(cidr));
 }
 
+/** Nodes started at once: lxc-start mostly waits, so a few in parallel finish sooner even on two cores. */
+const START_PARALLEL = 4;
+
 async function startNodes(r: OpRun, s: Setting, c: ClusterRecord, nodes: ClusterNode[], verb: string): Promise<void> {
   await ensureBridge(r.ctx.runner, r.ctx.config.cluster.bridge, c.subnet);
-  for (const [k, node] of nodes.entries()) {
-    await r.checkpoint();
-    await r.progress(k, nodes.length, `${verb} ${node.hostname} (${node.container})`);
-    await ensureNode(r, s, c, node);
-  }
-  await r.progress(nodes.length, nodes.length, `${nodes.length} node(s) running`);
+  let next = 0;
+  let done = 0;
+  const worker = async () => {
+    while (next < nodes.length) {
+      const node = nodes[next++]!;
+      await r.checkpoint();
+      await ensureNode(r, s, c, node);
+      await r.progress(++done, nodes.length, `${verb} ${node.hostname} (${node.container}): running`);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(START_PARALLEL, nodes.length) }, worker));
 }
 
 /** cluster.create: id, record, subnet and bridge, addresses and hosts file, then each node; undone as a whole. */
@@ -170,7 +178,6 @@ export const clusterCreate: OpHandler = {
       if (there.op !== r.op.id) throw new ConflictError(`user ${args.user} already has a cluster ${args.name}`);
       c = there;
     }
-    await r.save({ recorded: true });
     c.subnet = await ensureSubnet(r.store, s.keys, r.ctx.config.cluster.network, args.user);
     const user = userDir(s.pool, args.user);
     await mkdir(`${user}/data`, { recursive: true });
