@@ -186,28 +186,29 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
       expect(r.code, r.stderr).toBe(0);
       const id = r.json().id as string;
       const ops = new OpRepo(store, fleet);
-      await eventually(async () => expect((await ops.get(id))!.progress.done).toBeGreaterThanOrEqual(2), 30_000);
+      // Polled straight from etcd: the create must be caught half-way.
+      for (let i = 0; i < 1500 && ((await ops.get(id))?.progress.done ?? 0) < 2; i++) await new Promise((r) => setTimeout(r, 20));
       await killAgent();
       expect((await ops.get(id))!.status).toBe('running');
       return id;
     }
 
     it('an agent killed in the middle of a create resumes it when it starts again: a complete cluster, no orphan', async () => {
-      const op = await createAndKill('big', 12);
+      const op = await createAndKill('big', 40);
       await startAgent();
       const waited = await k(['--json', 'op', 'wait', op, '--timeout', '60']);
       expect(waited.code, waited.stderr).toBe(0);
       expect(waited.json()).toMatchObject({ status: 'done', attempts: 2 });
       const c = await show('big');
-      expect(c.containers.map((n: { state: string }) => n.state)).toEqual(Array(12).fill('RUNNING'));
-      expect(await lxcLs()).toHaveLength(12);
-      expect(readdirSync(`${poolDir}/knarr-clusters`)).toHaveLength(12);
+      expect(c.containers.map((n: { state: string }) => n.state)).toEqual(Array(40).fill('RUNNING'));
+      expect(await lxcLs()).toHaveLength(40);
+      expect(readdirSync(`${poolDir}/knarr-clusters`)).toHaveLength(40);
       expect((await k(['cluster', 'delete', 'big'])).code).toBe(0);
       expect(await lxcLs()).toEqual([]);
     }, 120_000);
 
     it('an interrupted create that is cancelled is undone: no container, volume or key', async () => {
-      const op = await createAndKill('gone', 12);
+      const op = await createAndKill('gone', 40);
       // Once the dead agent's lease lapses, the host has no runner: the CLI undoes it inline.
       await eventually(async () => expect((await k(['--json', 'host', 'show', hostname()])).json()).toMatchObject({ up: false }));
       const cancelled = await k(['--json', 'op', 'cancel', op]);
