@@ -692,6 +692,8 @@ export const COMMANDS: CommandDef[] = [
       { flags: '--tls-key <file>', description: 'PEM private key of --tls-cert' },
       { flags: '--advertise <ip>', description: 'address other hosts reach this host\'s services at (default: the --listen address)' },
       { flags: '--prune', description: 'remove containers knarr has no job for (default: report them in host show)' },
+      { flags: '--mode <mode>', description: 'fleet start mode: recovery (default: start this host\'s clusters again) or new (delete them)', choices: ['recovery', 'new'] },
+      { flags: '--share <dir>', description: 'the fleet\'s shared data directory; joining proves this host sees it' },
     ],
     examples: [{ command: 'knarr daemon --tags ssd,zone=eu --listen 10.0.0.5:7946', description: 'run the agent' }],
     handler: () => import('../commands/daemon.js').then((m) => m.daemon),

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { hostname, networkInterfaces } from 'node:os';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
@@ -56,7 +56,12 @@ export const daemon: Handler = async ({ opts }, ctx) => {
   let token = await agentToken(tokenFile);
   const store = await ctx.openStore();
   const advertise = advertiseAddress(listen.host, optString(opts, 'advertise'));
-  const agent = new Agent({ name, tags, listen, ttlSeconds: ttl, tokenFile, dockerSocket: dockerSocketPath(ctx.env), tls, fleet: ctx.config.fleet, advertise, prune: optBool(opts, 'prune'), pidFile: `${ctx.config.stateDir}/agent.json`, dotBinds: (spec) => dotBinds(ctx, store, spec), ops: (lease) => new OpRunner(ctx, store, name, 'agent', lease, (l) => ctx.events.step(l)) }, store, new HostRepo(store, ctx.config.fleet), (l) => ctx.events.step(l));
+  const mode = optString(opts, 'mode') ?? 'recovery';
+  if (mode !== 'new' && mode !== 'recovery') throw new ValidationError('--mode', 'use recovery (keep clusters) or new (delete this host\'s clusters)');
+  const shareOpt = optString(opts, 'share');
+  const share = shareOpt === undefined ? null : resolve(ctx.cwd, shareOpt);
+  if (share !== null && !(await stat(share).then((s) => s.isDirectory(), () => false))) throw new ValidationError('--share', `${share} is not a directory`);
+  const agent = new Agent({ name, tags, listen, ttlSeconds: ttl, tokenFile, dockerSocket: dockerSocketPath(ctx.env), tls, fleet: ctx.config.fleet, advertise, prune: optBool(opts, 'prune'), pidFile: `${ctx.config.stateDir}/agent.json`, mode, share, dotBinds: (spec) => dotBinds(ctx, store, spec), ops: (lease) => new OpRunner(ctx, store, name, 'agent', lease, (l) => ctx.events.step(l)) }, store, new HostRepo(store, ctx.config.fleet), (l) => ctx.events.step(l));
   // The agent lives as long as the process: it is the one handler that listens to SIGHUP itself.
   const reload = () => {
     void agentToken(tokenFile).then((t) => {

@@ -19,10 +19,41 @@ export interface HostRecord {
   capacity: { cpu: number; memory: number };
   load: { runningJobs: number; freeMemory: number };
   state: HostState;
+  /** Where its agent's join handshake is; only a host that finished it (ok) takes work. Absent: an older agent, taken as ok. */
+  join?: JoinState;
   /** Containers on the host's engine that are no knarr job, as its agent last saw them. */
   unknownContainers?: { id: string; name: string; image: string }[];
   joinedAt: string;
   updatedAt: string;
+}
+
+/**
+ * docklet's join handshake, kept per agent start: the agent writes waiting (with its proof of the
+ * shared data directory); an admitted peer (or, with none up, the agent itself) checks the proof and
+ * answers init; the agent initialises for the fleet's start mode and writes work; the admitter
+ * writes ok. A wrong proof is refused.
+ */
+export type JoinState = 'waiting' | 'init' | 'work' | 'ok' | 'refused';
+export type StartMode = 'new' | 'recovery';
+
+export interface JoinRecord {
+  host: string;
+  state: JoinState;
+  mode: StartMode;
+  /** The token read from the shared data directory, or null when the agent has none configured. */
+  proof: string | null;
+  reason?: string;
+  at: string;
+}
+
+/** An admitter's answer to a waiting host: init when its proof matches the fleet's token (or the fleet has none). */
+export function admit(join: JoinRecord, fleetToken: string | null): JoinRecord {
+  const at = new Date().toISOString();
+  if (fleetToken !== null && join.proof !== fleetToken) {
+    const reason = join.proof === null ? 'the fleet has a shared data directory and this host gave no proof of it (start the agent with --share DIR)' : 'the token in its shared data directory is not the fleet\'s: it does not share the fleet\'s directory';
+    return { ...join, state: 'refused', reason, at };
+  }
+  return { ...join, state: 'init', at };
 }
 
 const TAG_RE = /^[A-Za-z0-9_.:=-]{1,64}$/;
@@ -43,7 +74,7 @@ export function hostView(h: HostRecord, up: boolean): HostView {
     usedMemory: Math.max(0, h.capacity.memory - h.load.freeMemory),
     runningJobs: h.load.runningJobs,
     ports: new Set(),
-    draining: h.state !== 'ok',
+    draining: h.state !== 'ok' || (h.join !== undefined && h.join !== 'ok'),
     up,
   };
 }

@@ -5,7 +5,7 @@ import { dirname } from 'node:path';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { HostRecord } from '../core/hosts.js';
+import type { HostRecord, JoinState, StartMode } from '../core/hosts.js';
 import { parseJobSpec, type JobSpec } from '../core/job-spec.js';
 import { CONTROL_FRAME, DockerApiError, DockerEngine, frame } from '../host/docker.js';
 import { daemonContainerName, foregroundContainer, startAttached } from '../host/job-containers.js';
@@ -17,6 +17,7 @@ import { Ambassador, linkEnv } from './ambassador.js';
 import { ApiError, startApi } from './api.js';
 import type { AgentPidFile } from './pidfile.js';
 import { Reconciler } from './reconcile.js';
+import { admitJoins, join } from './join.js';
 
 export interface AgentOptions {
   name: string;
@@ -36,6 +37,10 @@ export interface AgentOptions {
   pidFile: string;
   /** The binds for a job's dot volumes on this host. */
   dotBinds: (spec: JobSpec) => Promise<string[]>;
+  /** The fleet's start mode this agent joins with: recovery starts its clusters again, new deletes them. */
+  mode: StartMode;
+  /** The fleet's shared data directory, whose token proves this host sees it; null for none. */
+  share: string | null;
   /** Runs this host's pending operations (cluster commands); made with the agent's lease. */
   ops?: (lease: () => string) => { drain(): Promise<void> };
 }
@@ -77,6 +82,7 @@ export class Agent {
   private readonly ambassador: Ambassador;
   readonly reconciler: Reconciler;
   private readonly watching = new AbortController();
+  private joinState: JoinState = 'waiting';
 
   constructor(
     private readonly opts: AgentOptions,
@@ -110,6 +116,7 @@ export class Agent {
       // A drained host stays drained across agent restarts; a host that left and comes back is ok again.
       state: previous?.state === 'draining' ? 'draining' : 'ok',
       unknownContainers: this.reconciler.unknown,
+      join: this.joinState,
       joinedAt: previous?.joinedAt ?? now,
       updatedAt: now,
     };
@@ -139,6 +146,19 @@ export class Agent {
       { 'POST /v1/run': (req, socket, head) => this.runForeground(req, socket, head) },
     );
     await this.register();
+    // The lease is kept alive by serve(), which starts after the handshake: keep it meanwhile.
+    const keep = setInterval(() => void this.store.keepAlive(this.lease!).catch(() => undefined), Math.max(200, (this.opts.ttlSeconds * 1000) / 3));
+    try {
+      await join(this.store, this.hosts, { fleet: this.opts.fleet, host: this.opts.name, mode: this.opts.mode, share: this.opts.share, lease: this.lease!, log: this.log }, this.watching.signal);
+    } catch (e) {
+      this.joinState = 'refused';
+      await this.hosts.put(await this.record()).catch(() => undefined);
+      throw e;
+    } finally {
+      clearInterval(keep);
+    }
+    this.joinState = 'ok';
+    await this.hosts.put(await this.record());
     await this.watch();
     await mkdir(dirname(this.opts.pidFile), { recursive: true });
     await writeFile(this.opts.pidFile, JSON.stringify({ pid: process.pid, name: this.opts.name, address: this.address, fleet: this.opts.fleet } satisfies AgentPidFile));
@@ -149,6 +169,8 @@ export class Agent {
   private async watch(): Promise<void> {
     const keys = fleetKeys(this.opts.fleet);
     const kick = () => this.reconciler.kick();
+    // Hosts that join after this one are answered here.
+    await this.store.watch(keys.joins, () => void admitJoins(this.store, this.opts.fleet).catch((e: Error) => this.log(`join: ${e.message}`)), this.watching.signal);
     await this.store.watch(keys.jobs, kick, this.watching.signal);
     await this.store.watch(keys.alive, kick, this.watching.signal);
     if (this.opts.ops) {

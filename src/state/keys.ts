@@ -15,6 +15,11 @@ export function fleetKeys(fleet: string) {
     /** Present while the host's agent holds its lease: the host is up. */
     hostAlive: (host: string) => `${root}/alive/${host}`,
     alive: `${root}/alive/`,
+    /** Each starting agent's join handshake (under its lease): waiting, init, work, ok or refused. */
+    joins: `${root}/joins/`,
+    join: (host: string) => `${root}/joins/${host}`,
+    /** The token in the fleet's shared data directory, which a joining host proves it can read. */
+    shareToken: `${root}/meta/share-token`,
     hostPools: (host: string) => `${root}/hosts/${host}/pools/`,
     hostPool: (host: string, pool: string) => `${root}/hosts/${host}/pools/${pool}`,
     hostDots: (host: string) => `${root}/hosts/${host}/dots/`,

@@ -24,7 +24,7 @@ export interface Store {
   /** The value with its modification revision (for putIfUnchanged), or null. */
   getVersioned(key: string): Promise<{ value: string; modRevision: string } | null>;
   /** Writes only if the key was not modified since modRevision, in one transaction; true when written. */
-  putIfUnchanged(key: string, value: string, modRevision: string): Promise<boolean>;
+  putIfUnchanged(key: string, value: string, modRevision: string, opts?: { keepLease?: boolean }): Promise<boolean>;
   /** Writes every put (each with its own lease, if any) only if guard was not modified since modRevision; one transaction. */
   putAllIfUnchanged(guard: string, modRevision: string, puts: { key: string; value: string; lease?: string }[]): Promise<boolean>;
   /**
@@ -121,9 +121,9 @@ export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000
   };
   const range = (key: string, prefix: boolean) =>
     call<{ kvs?: RawKv[] }>('/v3/kv/range', prefix ? { key: b64(key), range_end: prefixEnd(key) } : { key: b64(key) });
-  const txnAll = async (compare: unknown[], puts: { key: string; value: string; lease?: string }[]) =>
-    (await call<{ succeeded?: boolean }>('/v3/kv/txn', { compare, success: puts.map((p) => ({ request_put: { key: b64(p.key), value: b64(p.value), ...(p.lease ? { lease: p.lease } : {}) } })) })).succeeded === true;
-  const txn = (compare: unknown[], put: { key: string; value: string }) => txnAll(compare, [put]);
+  const txnAll = async (compare: unknown[], puts: { key: string; value: string; lease?: string; keepLease?: boolean }[]) =>
+    (await call<{ succeeded?: boolean }>('/v3/kv/txn', { compare, success: puts.map((p) => ({ request_put: { key: b64(p.key), value: b64(p.value), ...(p.lease ? { lease: p.lease } : {}), ...(p.keepLease ? { ignore_lease: true } : {}) } })) })).succeeded === true;
+  const txn = (compare: unknown[], put: { key: string; value: string; keepLease?: boolean }) => txnAll(compare, [put]);
 
   const store: Store = {
     endpoints,
@@ -159,7 +159,8 @@ export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000
       const kv = (await range(key, false)).kvs?.[0];
       return kv ? { value: unb64(kv.value), modRevision: kv.mod_revision ?? '0' } : null;
     },
-    putIfUnchanged: (key, value, modRevision) => txn([{ key: b64(key), target: 'MOD', result: 'EQUAL', mod_revision: modRevision }], { key, value }),
+    // keepLease: the key stays under the lease its writer gave it (another host's join record).
+    putIfUnchanged: (key, value, modRevision, opts) => txn([{ key: b64(key), target: 'MOD', result: 'EQUAL', mod_revision: modRevision }], { key, value, keepLease: opts?.keepLease }),
     putAllIfUnchanged: (guard, modRevision, puts) => txnAll([{ key: b64(guard), target: 'MOD', result: 'EQUAL', mod_revision: modRevision }], puts),
     watch: (prefix, onChange, signal) => watchPrefix(endpoints, prefix, onChange, signal),
     async delete(key) {

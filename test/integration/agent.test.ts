@@ -121,3 +121,52 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
     expect((await k(['host', 'show', 'nosuch'])).code).toBe(3);
   });
 });
+
+describe.skipIf(!run)('the join handshake (waiting, init, work, ok) with a shared data directory', () => {
+  let tmp: TempDir;
+  let etcd: EtcdInstance;
+  const agents: ResultPromise[] = [];
+  beforeAll(async () => {
+    tmp = await tempDir('knarr-join-');
+    etcd = await startEtcd();
+  });
+  afterAll(async () => {
+    for (const a of agents) a.kill('SIGKILL');
+    await Promise.all(agents);
+    await etcd?.stop();
+    await tmp?.cleanup();
+  });
+  const k = (argv: string[]) => knarr(['--etcd', etcd.url, '--fleet', 'joins', '--state-dir', `${tmp.path}/cli`, ...argv]);
+  const start = async (name: string, share: string) => {
+    const a = execa(bin, ['--etcd', etcd.url, '--fleet', 'joins', '--state-dir', `${tmp.path}/${name}`, 'daemon', '--name', name, '--listen', `127.0.0.1:${await freePort()}`, '--ttl', '2', '--share', share], {
+      reject: false,
+      env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` },
+    });
+    agents.push(a);
+    // Wrapped: an async function returning the subprocess itself would wait for it to exit.
+    return { proc: a };
+  };
+  const joinOf = async (name: string) => (await k(['--json', 'host', 'show', name])).json()?.join;
+
+  it('the first host sets the fleet token; a host sharing the directory is admitted by its peer; one that does not is refused', async () => {
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(`${tmp.path}/share`);
+    mkdirSync(`${tmp.path}/elsewhere`);
+    await start('j1', `${tmp.path}/share`);
+    for (let i = 0; i < 150 && (await joinOf('j1').catch(() => null)) !== 'ok'; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await joinOf('j1')).toBe('ok');
+    expect(readFileSync(`${tmp.path}/share/.knarr-fleet-token`, 'utf8').trim()).toMatch(/^[0-9a-f]{48}$/);
+
+    await start('j2', `${tmp.path}/share`);
+    for (let i = 0; i < 150 && (await joinOf('j2').catch(() => null)) !== 'ok'; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await joinOf('j2')).toBe('ok');
+
+    const refused = await (await start('j3', `${tmp.path}/elsewhere`)).proc;
+    expect(refused.exitCode).toBe(5);
+    expect(refused.stderr).toMatch(/the fleet refused host j3: the token in its shared data directory is not the fleet's/);
+    expect(await joinOf('j3')).toBe('refused');
+    // A refused host takes no work: the scheduler rejects it.
+    const plan = await k(['--json', 'job', 'plan', '--host', 'j3', 'busybox']);
+    expect(plan.json().verdicts.find((v: { host: string }) => v.host === 'j3')).toMatchObject({ verdict: 'rejected' });
+  }, 60_000);
+});

@@ -159,12 +159,12 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
   describe('with an agent on this host', () => {
     let agent: ResultPromise | null = null;
     let port: number;
-    const startAgent = async () => {
+    const startAgent = async (...extra: string[]) => {
       if (agent && agent.exitCode === null) {
         agent.kill('SIGTERM');
         await agent;
       }
-      agent = execa(bin, ['daemon', '--name', hostname(), '--listen', `127.0.0.1:${port}`, '--ttl', '2'], { env: { ...process.env, ...env }, reject: false, stdio: ['ignore', 'ignore', 'pipe'] });
+      agent = execa(bin, ['daemon', '--name', hostname(), '--listen', `127.0.0.1:${port}`, '--ttl', '2', ...extra], { env: { ...process.env, ...env }, reject: false, stdio: ['ignore', 'ignore', 'pipe'] });
       await eventually(async () => expect((await k(['--json', 'host', 'show', hostname()])).json()).toMatchObject({ up: true }));
     };
     const killAgent = async () => {
@@ -219,5 +219,23 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
       expect((await k(['--json', 'cluster', 'list'])).json()).toEqual([]);
       expect(await store.list(fleetKeys(fleet).userAddresses('alice'))).toEqual([]);
     }, 120_000);
+
+    it('a host that comes back (its nodes stopped, as after a reboot) starts its clusters on joining in recovery mode; new mode deletes them', async () => {
+      await startAgent();
+      expect((await k(['cluster', 'create', 'rec', '--size', '2'])).code).toBe(0);
+      const { id } = await show('rec');
+      agent!.kill('SIGTERM');
+      await agent;
+      for (const i of [0, 1]) await execa('lxc-stop', ['-P', lxcPath, '-n', `alice-${id}-${i}`, '-k']);
+      expect((await show('rec')).containers.map((n: { state: string }) => n.state)).toEqual(['STOPPED', 'STOPPED']);
+
+      await startAgent('--mode', 'recovery');
+      await eventually(async () => expect((await show('rec')).containers.map((n: { state: string }) => n.state)).toEqual(['RUNNING', 'RUNNING']));
+      expect((await k(['--json', 'host', 'show', hostname()])).json()).toMatchObject({ join: 'ok' });
+
+      await startAgent('--mode', 'new');
+      await eventually(async () => expect((await k(['--json', 'cluster', 'list'])).json()).toEqual([]));
+      expect(await lxcLs()).toEqual([]);
+    }, 60_000);
   });
 });

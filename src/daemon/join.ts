@@ -1,0 +1,106 @@
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import type { ClusterRecord } from '../core/cluster.js';
+import { PrerequisiteError } from '../core/errors.js';
+import { admit, type JoinRecord, type StartMode } from '../core/hosts.js';
+import type { HostRepo } from '../state/hosts.js';
+import { fleetKeys } from '../state/keys.js';
+import { OpRepo } from '../state/ops.js';
+import type { Store } from '../state/store.js';
+
+const TOKEN_FILE = '.knarr-fleet-token';
+
+/**
+ * The proof that this host sees the fleet's shared data directory: the token in DIR/.knarr-fleet-token.
+ * The first host with a directory sets the fleet's token (from the file when there is one).
+ */
+export async function shareProof(store: Store, fleet: string, share: string | null): Promise<string | null> {
+  if (share === null) return null;
+  const keys = fleetKeys(fleet);
+  const file = `${share}/${TOKEN_FILE}`;
+  const read = async () => (await readFile(file, 'utf8').catch(() => null))?.trim() ?? null;
+  if ((await store.get(keys.shareToken)) === null) {
+    let token = await read();
+    if (token === null) {
+      token = randomBytes(24).toString('hex');
+      // The file before the store: a fleet token no directory holds would keep every host out.
+      await writeFile(file, `${token}\n`, { mode: 0o600, flag: 'wx' }).catch(() => undefined);
+      token = (await read()) ?? token;
+    }
+    await store.createIfAbsent(keys.shareToken, token);
+  }
+  return (await read()) ?? '';
+}
+
+/** Moves other hosts' handshakes on (or only this host's, when no admitted peer is up): waiting to init or refused, work to ok. */
+export async function admitJoins(store: Store, fleet: string, only?: string): Promise<void> {
+  const keys = fleetKeys(fleet);
+  const token = await store.get(keys.shareToken);
+  for (const kv of await store.list(keys.joins)) {
+    const host = kv.key.slice(keys.joins.length);
+    if (only !== undefined && host !== only) continue;
+    const cur = await store.getVersioned(kv.key);
+    if (!cur) continue;
+    const j = JSON.parse(cur.value) as JoinRecord;
+    const next = j.state === 'waiting' ? admit(j, token) : j.state === 'work' ? { ...j, state: 'ok' as const, at: new Date().toISOString() } : null;
+    if (next) await store.putIfUnchanged(kv.key, JSON.stringify(next), cur.modRevision, { keepLease: true });
+  }
+}
+
+/** What a host does at init for the fleet's start mode: recovery starts its clusters again, new deletes them; both as operations. */
+async function initialise(store: Store, fleet: string, host: string, mode: StartMode, log: (l: string) => void): Promise<void> {
+  const keys = fleetKeys(fleet);
+  const ops = new OpRepo(store, fleet);
+  const mine = (await store.list(keys.clusters)).map((kv) => JSON.parse(kv.value) as ClusterRecord).filter((c) => c.host === host);
+  for (const c of mine) {
+    if (mode === 'recovery' && c.status !== 'running') continue;
+    const op = await ops.submit(mode === 'recovery' ? 'cluster.start' : 'cluster.delete', { user: c.user, name: c.name }, host);
+    log(`join (${mode}): ${op.id} ${op.kind} ${c.user}/${c.name}`);
+  }
+}
+
+/**
+ * This agent's side of the handshake: waiting (with its proof), init (initialise, then work), ok.
+ * Peers that finished theirs answer; with none up, the agent answers itself. Refused throws.
+ */
+export async function join(store: Store, hosts: HostRepo, opts: { fleet: string; host: string; mode: StartMode; share: string | null; lease: string; log: (l: string) => void }, signal: AbortSignal): Promise<void> {
+  const keys = fleetKeys(opts.fleet);
+  const proof = await shareProof(store, opts.fleet, opts.share);
+  const waiting: JoinRecord = { host: opts.host, state: 'waiting', mode: opts.mode, proof, at: new Date().toISOString() };
+  await store.put(keys.join(opts.host), JSON.stringify(waiting), opts.lease);
+  const ac = new AbortController();
+  const stop = () => ac.abort();
+  signal.addEventListener('abort', stop, { once: true });
+  let wake = () => undefined as void;
+  await store.watch(keys.joins, () => wake(), ac.signal);
+  try {
+    for (;;) {
+      if (signal.aborted) return;
+      const cur = await store.getVersioned(keys.join(opts.host));
+      const j = cur ? (JSON.parse(cur.value) as JoinRecord) : null;
+      if (!j) throw new PrerequisiteError(`host ${opts.host}'s join record is gone: its lease lapsed`);
+      if (j.state === 'refused') throw new PrerequisiteError(`the fleet refused host ${opts.host}: ${j.reason}`, { hint: 'start the agent with --share pointing at the fleet\'s shared data directory' });
+      if (j.state === 'ok') return;
+      if (j.state === 'init') {
+        await initialise(store, opts.fleet, opts.host, j.mode, opts.log);
+        await store.putIfUnchanged(keys.join(opts.host), JSON.stringify({ ...j, state: 'work', at: new Date().toISOString() }), cur!.modRevision, { keepLease: true });
+        continue;
+      }
+      const peers = (await hosts.list()).filter((h) => h.up && h.host.name !== opts.host && (h.host.join ?? 'ok') === 'ok');
+      if (peers.length === 0) {
+        await admitJoins(store, opts.fleet, opts.host);
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 1000);
+        wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+  } finally {
+    signal.removeEventListener('abort', stop);
+    ac.abort();
+  }
+}
