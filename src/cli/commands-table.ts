@@ -681,7 +681,7 @@ export const COMMANDS: CommandDef[] = [
     name: 'daemon',
     summary: 'the agent: registers this host, serves the token-protected API',
     description:
-      'Registers this host in etcd under a lease (a host whose lease lapses is down) with its address, tags, capacity, load and docker endpoint, keeps them fresh, and serves an HTTP API on --listen where every request needs the bearer token from --token-file (made, 0600, when missing). SIGTERM gives the lease back and exits 0; SIGHUP re-reads the token file.',
+      'Registers this host in etcd under a lease (a host whose lease lapses is down) with its address, tags, capacity, load and docker endpoint, keeps them fresh, and serves an HTTP API on --listen where every request needs the bearer token from --token-file (made, 0600, when missing). SIGTERM gives the lease back and exits 0; SIGHUP re-reads the token file. At each start it joins the fleet through docklet\'s handshake (waiting, init, work, ok), proving the shared data directory with --share, and prepares for --mode recovery or new; then it keeps this host\'s daemonized jobs as their intents say, runs this host\'s operations, and forwards linked services (the ambassador).',
     options: [
       { flags: '--name <host>', description: 'host name (default: the hostname)' },
       { flags: '--tags <tags>', description: 'comma-separated tags', repeatable: true },
