@@ -45,12 +45,28 @@ export interface ManifestCommit {
   base: string | null;
   file: string;
   bytes: number;
+  /** Checksum of streams stored by manifest version 1; '' where crc32 is recorded or no stream is stored (ssh). */
   sha256: string;
+  /** Checksum of streams stored from manifest version 2 on: CRC-32 (zlib's), 8 hex digits. */
+  crc32?: string;
+}
+
+export type ChecksumAlgorithm = 'sha256' | 'crc32';
+
+/** The checksum a stored stream is verified against, or null where no stream is stored (an ssh remote's manifest). */
+export function streamChecksum(c: ManifestCommit): { algorithm: ChecksumAlgorithm; value: string } | null {
+  if (c.crc32) return { algorithm: 'crc32', value: c.crc32 };
+  return c.sha256 ? { algorithm: 'sha256', value: c.sha256 } : null;
+}
+
+/** Version 2 only where an entry carries crc32: a knarr that knows version 1 then refuses the manifest instead of calling its streams damaged. */
+export function manifestVersion(m: Manifest): 1 | 2 {
+  return Object.values(m.commits).some((c) => c.crc32) ? 2 : 1;
 }
 
 /** A dot on a file remote: what each branch holds and the stream of every commit. */
 export interface Manifest {
-  version: 1;
+  version: 1 | 2;
   dot: string;
   format: StreamFormat;
   subdots: string[];
@@ -86,14 +102,14 @@ export function emptyManifest(dot: string, format: StreamFormat, subdots: string
 /** Checks a manifest read from a remote before trusting any of it. */
 export function validateManifest(where: string, raw: unknown): Manifest {
   const m = raw as Manifest;
-  if (!m || typeof m !== 'object' || m.version !== 1 || typeof m.dot !== 'string' || !m.branches || !m.commits) {
-    throw new ValidationError(where, 'is not a knarr dot manifest (version 1)');
+  if (!m || typeof m !== 'object' || (m.version !== 1 && m.version !== 2) || typeof m.dot !== 'string' || !m.branches || !m.commits) {
+    throw new ValidationError(where, 'is not a knarr dot manifest (version 1 or 2)');
   }
   for (const [b, br] of Object.entries(m.branches)) {
     for (const id of br.commits) {
       const c = m.commits[id];
-      // sha256 is empty where the stream is made on demand (an ssh remote), never stored.
-      if (!c || !/^([0-9a-f]{64})?$/.test(c.sha256) || !/^[A-Za-z0-9._-]+$/.test(c.file)) {
+      // sha256 is empty where the stream is made on demand (an ssh remote), never stored, or where crc32 is recorded.
+      if (!c || !/^([0-9a-f]{64})?$/.test(c.sha256) || (c.crc32 !== undefined && !/^[0-9a-f]{8}$/.test(c.crc32)) || !/^[A-Za-z0-9._-]+$/.test(c.file)) {
         throw new ValidationError(where, `branch ${b} lists commit ${id} without a valid stream entry`);
       }
     }

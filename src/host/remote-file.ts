@@ -1,10 +1,12 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
-import { Readable, Transform, type Writable } from 'node:stream';
+import zlib from 'node:zlib';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Readable, Transform } from 'node:stream';
 import { ConflictError, NotFoundError } from '../core/errors.js';
 import type { CommitRecord } from '../core/dots.js';
-import { validateManifest, type Manifest, type ManifestCommit, type RemoteEndpoint, type StreamFormat, type StreamSender } from '../core/remote.js';
+import { manifestVersion, streamChecksum, validateManifest, type ChecksumAlgorithm, type Manifest, type ManifestCommit, type RemoteEndpoint, type StreamFormat, type StreamSender } from '../core/remote.js';
 import { readJson, writeJsonAtomic } from './local-state.js';
 import type { Runner } from './runner.js';
 
@@ -19,21 +21,84 @@ export class Tap extends Transform {
   }
 }
 
-/** sha256 and size of a file, read in large chunks. */
-export async function hashFile(path: string): Promise<{ sha256: string; bytes: number }> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 4 * 1024 * 1024 }) as AsyncIterable<Buffer>) {
-    hash.update(chunk);
-    bytes += chunk.length;
+const CHUNK = 1024 * 1024;
+const FOLLOW_POLL_MS = 2;
+const FLUSH_POLL_MS = 20;
+
+/** New streams get CRC-32 (several GB/s; sha256 costs about as much CPU as the send): it guards against damage, and whoever could forge a stream could rewrite the manifest too. */
+export const STREAM_CHECKSUM: ChecksumAlgorithm = 'crc32';
+
+interface Summer {
+  update(chunk: Buffer): void;
+  digest(): string;
+}
+
+let crcTable: Uint32Array | undefined;
+/** zlib's CRC-32 in plain JS, for node before 20.15 (no zlib.crc32). */
+function crc32Js(chunk: Buffer, crc: number): number {
+  crcTable ??= Uint32Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  let c = ~crc >>> 0;
+  for (let i = 0; i < chunk.length; i++) c = crcTable[(c ^ chunk[i]!) & 0xff]! ^ (c >>> 8);
+  return ~c >>> 0;
+}
+
+export function summer(algorithm: ChecksumAlgorithm): Summer {
+  if (algorithm === 'sha256') {
+    const hash = createHash('sha256');
+    return { update: (chunk) => void hash.update(chunk), digest: () => hash.digest('hex') };
   }
-  return { sha256: hash.digest('hex'), bytes };
+  const crc32 = (zlib as { crc32?: (data: Buffer, value?: number) => number }).crc32 ?? crc32Js;
+  let value = 0;
+  return { update: (chunk) => void (value = crc32(chunk, value)), digest: () => value.toString(16).padStart(8, '0') };
+}
+
+/** Checksum and size of a file, read in large chunks. */
+export async function checksumFile(path: string, algorithm: ChecksumAlgorithm): Promise<{ checksum: string; bytes: number }> {
+  const fh = await open(path, 'r');
+  try {
+    return await followFile(fh, algorithm, () => true);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Checksums a file another process is writing, front to back, until a read finds nothing after finished() was true. */
+export async function followFile(fh: FileHandle, algorithm: ChecksumAlgorithm, finished: () => boolean): Promise<{ checksum: string; bytes: number }> {
+  const sum = summer(algorithm);
+  // One buffer for the whole file: a fresh buffer per chunk costs more in page faults than the checksum.
+  const buf = Buffer.allocUnsafe(CHUNK);
+  let bytes = 0;
+  for (;;) {
+    const last = finished();
+    const { bytesRead } = await fh.read(buf, 0, buf.length, bytes);
+    if (bytesRead > 0) {
+      sum.update(buf.subarray(0, bytesRead));
+      bytes += bytesRead;
+    } else if (last) {
+      return { checksum: sum.digest(), bytes };
+    } else {
+      await sleep(FOLLOW_POLL_MS);
+    }
+  }
+}
+
+/** Flushes what is written so far to disk while the writer runs, so the final fsync has little left to do. */
+async function flushWhile(fh: FileHandle, finished: () => boolean): Promise<void> {
+  while (!finished()) {
+    await fh.datasync();
+    await sleep(FLUSH_POLL_MS);
+  }
 }
 
 export interface StoredStream {
   file: string;
   bytes: number;
   sha256: string;
+  crc32?: string;
 }
 
 /**
@@ -57,7 +122,7 @@ export class FileRemote implements RemoteEndpoint {
   async putCommit(dot: string, _branch: string, record: CommitRecord, base: string | null, format: StreamFormat, sender: StreamSender): Promise<ManifestCommit> {
     const file = `${record.id}.${format}`;
     if (this.runner.plan([...sender.argv, '>', this.streamPath(dot, file)])) return { record, base, file, bytes: 0, sha256: '' };
-    // The sender writes straight into the file (no copy through knarr); the checksum is taken from what landed on disk.
+    // The sender writes straight into the file (no copy through knarr); the checksum is read from what lands there.
     return { record, base, ...(await this.writeStreamFrom(dot, file, sender.argv)) };
   }
 
@@ -68,7 +133,7 @@ export class FileRemote implements RemoteEndpoint {
   async fetchCommit(dot: string, entry: ManifestCommit, consume: (input: Readable, source: string) => Promise<void>): Promise<void> {
     const source = this.streamPath(dot, entry.file);
     // Under --dry-run nothing is read: the receive commands are only recorded.
-    await consume(this.runner.dryRun ? Readable.from([]) : await this.openVerified(dot, entry.file, entry.sha256), source);
+    await consume(this.runner.dryRun ? Readable.from([]) : await this.openVerified(dot, entry), source);
   }
 
   dotDir(dot: string): string {
@@ -93,14 +158,14 @@ export class FileRemote implements RemoteEndpoint {
   }
 
   async writeManifest(m: Manifest): Promise<void> {
-    await writeJsonAtomic(`${this.dotDir(m.dot)}/manifest.json`, { ...m, updatedAt: new Date().toISOString() });
+    await writeJsonAtomic(`${this.dotDir(m.dot)}/manifest.json`, { ...m, version: manifestVersion(m), updatedAt: new Date().toISOString() });
   }
 
   streamPath(dot: string, file: string): string {
     return `${this.dotDir(dot)}/streams/${file}`;
   }
 
-  /** Runs argv with its stdout on the stream's .partial file, then checksums the file and renames it. */
+  /** Runs argv with its stdout on the stream's .partial file, checksums the bytes as they land, then renames it. */
   async writeStreamFrom(dot: string, file: string, argv: string[]): Promise<StoredStream> {
     const final = this.streamPath(dot, file);
     const partial = `${final}.partial`;
@@ -108,27 +173,44 @@ export class FileRemote implements RemoteEndpoint {
     // A new file, not the old one truncated: a sender left over from a killed push may still write to that.
     await rm(partial, { force: true });
     const out = await open(partial, 'w');
-    let sum: { sha256: string; bytes: number };
+    let back: FileHandle | undefined;
+    let sum: { checksum: string; bytes: number };
     try {
-      await this.runner.pipe(argv, { stdoutFd: out.fd, mutates: false, redirect: `> ${partial}` });
-      // On disk before the manifest names it; the checksum is read from the page cache meanwhile.
-      [sum] = await Promise.all([hashFile(partial), out.sync()]);
+      back = await open(partial, 'r');
+      let sent = false;
+      const sending = this.runner.pipe(argv, { stdoutFd: out.fd, mutates: false, redirect: `> ${partial}` }).finally(() => (sent = true));
+      // The checksum and the flush to disk run while the sender writes, not after it: the stream is not read a second time.
+      const settled = await Promise.allSettled([sending, followFile(back, STREAM_CHECKSUM, () => sent), flushWhile(out, () => sent)] as const);
+      for (const r of settled) if (r.status === 'rejected') throw r.reason;
+      sum = (settled[1] as PromiseFulfilledResult<{ checksum: string; bytes: number }>).value;
+      // On disk before the manifest names it.
+      await out.sync();
+      // A sender writes its stdout front to back: a file that is not what was read means something else wrote to it.
+      const { size } = await out.stat();
+      if (size !== sum.bytes) throw new ConflictError(`stream ${partial} changed while it was written (${size} bytes on disk, ${sum.bytes} read)`);
     } catch (e) {
+      await back?.close();
       await out.close();
       await rm(partial, { force: true });
       throw e;
     }
+    await back.close();
     await out.close();
-    const { sha256, bytes } = sum;
     await rename(partial, final);
-    return { file, bytes, sha256 };
+    return STREAM_CHECKSUM === 'crc32' ? { file, bytes: sum.bytes, sha256: '', crc32: sum.checksum } : { file, bytes: sum.bytes, sha256: sum.checksum };
   }
 
-  /** Reads a stream back after checking its checksum against the manifest: a damaged stream never reaches the pool. */
-  async openVerified(dot: string, file: string, sha256: string): Promise<Readable> {
-    const path = this.streamPath(dot, file);
-    const got = (await hashFile(path)).sha256;
-    if (got !== sha256) throw new ConflictError(`stream ${path} is damaged: sha256 ${got.slice(0, 12)}..., the manifest says ${sha256.slice(0, 12)}...`, { hint: 'push it again from a host that has the commit' });
+  /** Reads a stream back after checking its size and checksum against the manifest: a damaged stream never reaches the pool. */
+  async openVerified(dot: string, entry: ManifestCommit): Promise<Readable> {
+    const path = this.streamPath(dot, entry.file);
+    const hint = { hint: 'push it again from a host that has the commit' };
+    const want = streamChecksum(entry);
+    if (!want) throw new ConflictError(`stream ${path} has no checksum in the manifest`, hint);
+    const got = await checksumFile(path, want.algorithm);
+    if (got.bytes !== entry.bytes) throw new ConflictError(`stream ${path} is damaged: ${got.bytes} bytes, the manifest says ${entry.bytes}`, hint);
+    if (got.checksum !== want.value) {
+      throw new ConflictError(`stream ${path} is damaged: ${want.algorithm} ${got.checksum.slice(0, 12)}..., the manifest says ${want.value.slice(0, 12)}...`, hint);
+    }
     return createReadStream(path);
   }
 }

@@ -65,6 +65,8 @@ for (const driver of ['zfs', 'btrfs', 'dir'] as TestDriver[]) {
       expect(push2.json().sent.map((s: { id: string }) => s.id)).toEqual([c2.json().id]);
       const manifest = JSON.parse(readFileSync(`${remote}/${dot}/manifest.json`, 'utf8'));
       const entry = manifest.commits[c2.json().id];
+      expect(manifest.version).toBe(2);
+      expect(entry.crc32).toMatch(/^[0-9a-f]{8}$/);
       expect(readdirSync(`${remote}/${dot}/streams`)).toHaveLength(2);
       if (driver !== 'dir') {
         expect(entry.base).toBe(push1.json().sent[0].id);
@@ -154,6 +156,45 @@ for (const driver of ['zfs', 'btrfs', 'dir'] as TestDriver[]) {
       const pulled = await b.run(['dot', 'pull', `file://${remote}/${dot}`]);
       expect(pulled.code, pulled.stderr).toBe(0);
       expect(sha(`${b.dotPath(dot)}/big.bin`)).toBe(sha(`${a.dotPath(dot)}/big.bin`));
+    });
+
+    it('a damaged stream is refused before it reaches the pool; a version 1 manifest (sha256) still pulls', async () => {
+      const dot = uniqueName('s');
+      await a.run(['dot', 'init', dot]);
+      writeFileSync(`${a.dotPath(dot)}/f`, randomBytes(256 * 1024));
+      const c = (await a.run(['--json', 'dot', 'commit', dot, '-m', 'one'])).json();
+      expect((await a.run(['dot', 'push', dot, 'hub'])).code).toBe(0);
+      const mpath = `${remote}/${dot}/manifest.json`;
+      const manifest = JSON.parse(readFileSync(mpath, 'utf8'));
+      const stream = `${remote}/${dot}/streams/${manifest.commits[c.id].file}`;
+      const good = readFileSync(stream);
+      const bad = Buffer.from(good);
+      bad[bad.length >> 1]! ^= 0xff;
+      writeFileSync(stream, bad);
+      const refused = await b.run(['dot', 'pull', `file://${remote}/${dot}`]);
+      expect(refused.code).toBe(4);
+      expect(refused.stderr).toMatch(/is damaged: crc32/);
+      expect((await b.run(['--json', 'dot', 'list'])).json().map((d: { name: string }) => d.name)).not.toContain(dot);
+
+      // What an earlier knarr wrote: version 1, sha256 per stream.
+      writeFileSync(stream, good);
+      const { crc32: _, ...entry } = manifest.commits[c.id];
+      writeFileSync(mpath, JSON.stringify({ ...manifest, version: 1, commits: { [c.id]: { ...entry, sha256: sha(stream) } } }));
+      const pulled = await b.run(['dot', 'pull', `file://${remote}/${dot}`]);
+      expect(pulled.code, pulled.stderr).toBe(0);
+      expect(sha(`${b.dotPath(dot)}/f`)).toBe(sha(`${a.dotPath(dot)}/f`));
+      // A push on top keeps the sha256 entry and adds a crc32 one.
+      writeFileSync(`${a.dotPath(dot)}/f`, 'two');
+      const c2 = (await a.run(['--json', 'dot', 'commit', dot, '-m', 'two'])).json();
+      const pushed = await a.run(['--json', 'dot', 'push', dot, 'hub']);
+      expect(pushed.code, pushed.stderr).toBe(0);
+      expect(pushed.json().sent.map((x: { id: string }) => x.id)).toEqual([c2.id]);
+      const after = JSON.parse(readFileSync(mpath, 'utf8'));
+      expect(after.version).toBe(2);
+      expect(after.commits[c.id].sha256).toMatch(/^[0-9a-f]{64}$/);
+      expect(after.commits[c2.id].crc32).toMatch(/^[0-9a-f]{8}$/);
+      expect((await b.run(['dot', 'pull', `file://${remote}/${dot}`])).code).toBe(0);
+      expect(readFileSync(`${b.dotPath(dot)}/f`, 'utf8')).toBe('two');
     });
 
     it('a remote without the dot, or a bad source, changes nothing', async () => {

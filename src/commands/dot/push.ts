@@ -1,6 +1,6 @@
 import { chain, parseDotName, planTransfer, validateBranch } from '../../core/dots.js';
 import { ConflictError, NotFoundError, UserError } from '../../core/errors.js';
-import { emptyManifest, type ManifestCommit } from '../../core/remote.js';
+import { emptyManifest, streamChecksum, type ManifestCommit } from '../../core/remote.js';
 import { optString, type Handler } from '../types.js';
 import { dotHandle, requireDot, shortId, withDots } from './common.js';
 import { openRemote, resolveRemote } from './remote.js';
@@ -45,7 +45,7 @@ export const dotPush: Handler = async ({ args, opts }, ctx) => {
       const streamBase = transfer.incremental && base ? { ref: h.ref(commits.get(base)!.branch), id: base } : null;
       let entry: ManifestCommit | undefined = manifest.commits[id];
       // A stored stream (file remote) is reused; a live remote gets every commit its branch lacks.
-      if (!entry?.sha256) {
+      if (!entry || !streamChecksum(entry)) {
         ctx.events.step(`push ${name}: commit ${shortId(id)}${streamBase ? ' (incremental)' : ''}`);
         const argv = transfer.sendArgv(h.ref(record.branch), id, streamBase);
         entry = await remote.putCommit(name, branch, record, streamBase?.id ?? null, transfer.format, { argv, produce: (out) => ctx.runner.pipe(argv, { stdout: out, mutates: false }) });
