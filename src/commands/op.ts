@@ -5,7 +5,7 @@ import { OpRunner, waitForOp } from '../ops/runner.js';
 import { HostRepo } from '../state/hosts.js';
 import { OpRepo } from '../state/ops.js';
 import type { Store } from '../state/store.js';
-import { hostId } from './dot/common.js';
+import { hostId } from '../host/identity.js';
 import { optBool, optString, type CommandResult, type Context, type Handler } from './types.js';
 import { withStore } from './with-store.js';
 

@@ -90,7 +90,8 @@ export class OpRunner {
     const handler = load ? await load() : undefined;
     let op = claimed;
     let pending = op.progress;
-    let lastWrite = 0;
+    // The first write waits too: a short operation writes its progress once, when it ends.
+    let lastWrite = Date.now();
     const update = async (change: (o: OpRecord) => OpRecord) => {
       op = (await this.repo.update(id, change)) ?? op;
       return op;
@@ -106,7 +107,7 @@ export class OpRunner {
         pending = { done, total, message };
         this.log(describeOp({ ...op, progress: pending }));
         // Each write is an fsync in etcd: progress is written at most every PROGRESS_EVERY_MS, and at the end.
-        if (Date.now() - lastWrite < PROGRESS_EVERY_MS && done < total) return;
+        if (Date.now() - lastWrite < PROGRESS_EVERY_MS || done >= total) return;
         lastWrite = Date.now();
         const p = pending;
         await update((o) => ({ ...o, progress: p }));

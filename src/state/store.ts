@@ -19,6 +19,8 @@ export interface Store {
   revokeLease(lease: string): Promise<void>;
   /** Writes only if the key does not exist, in one transaction; true when written. */
   createIfAbsent(key: string, value: string): Promise<boolean>;
+  /** Writes every key only if none of them exists, in one transaction; true when written. */
+  createAllIfAbsent(entries: { key: string; value: string }[]): Promise<boolean>;
   /** Increments a counter atomically (compare-and-swap on its revision); returns the new value. */
   increment(key: string): Promise<number>;
   /** The value with its modification revision (for putIfUnchanged), or null. */
@@ -144,6 +146,7 @@ export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000
     async revokeLease(lease) {
       await call('/v3/lease/revoke', { ID: lease }).catch(() => undefined);
     },
+    createAllIfAbsent: (entries) => txnAll(entries.map((e) => ({ key: b64(e.key), target: 'CREATE', result: 'EQUAL', create_revision: '0' })), entries),
     createIfAbsent: (key, value) => txn([{ key: b64(key), target: 'CREATE', result: 'EQUAL', create_revision: '0' }], { key, value }),
     async increment(key) {
       for (;;) {

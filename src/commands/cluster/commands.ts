@@ -5,7 +5,7 @@ import { validateAuthorizedKeys, validateClusterName, validateClusterSize, valid
 import { ConflictError, NotFoundError, UserError, ValidationError } from '../../core/errors.js';
 import { validateName } from '../../core/names.js';
 import { parseSize } from '../../core/size.js';
-import { hostId } from '../dot/common.js';
+import { hostId } from '../../host/identity.js';
 import { runOperation } from '../op.js';
 import { optString, type CommandResult, type Context, type Handler } from '../types.js';
 import { withStore } from '../with-store.js';

@@ -4,7 +4,7 @@ import { ConflictError, NotFoundError, PrerequisiteError, ValidationError } from
 import { validateName } from '../../core/names.js';
 import { pathExists } from '../../host/mounts.js';
 import { findExecutable } from '../../host/which.js';
-import { hostId } from '../dot/common.js';
+import { hostId } from '../../host/identity.js';
 import { optBool, optString, type Context, type Handler } from '../types.js';
 import { withStore } from '../with-store.js';
 import { ClusterRepo, clusterPool, imageVolume } from './common.js';

@@ -1,4 +1,5 @@
-import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { networkInterfaces } from 'node:os';
 import { dirname } from 'node:path';
 import { containerName, hostsFile, nodeHostname, subnetAddress, subnetBroadcast, subnetGateway, userSubnet, type ClusterNode, type ClusterRecord } from '../../core/cluster.js';
 import { ConflictError, NotFoundError } from '../../core/errors.js';
@@ -47,22 +48,37 @@ async function ensureSubnet(store: Store, keys: ReturnType<typeof fleetKeys>, ne
   throw new ConflictError(`no free /24 left in ${network}`, { hint: 'set a larger cluster.network, or delete clusters of users that are gone' });
 }
 
-/** The address container holds in the user's subnet, taken in one transaction (the same one again on a resumed run). */
-async function ensureAddress(store: Store, keys: ReturnType<typeof fleetKeys>, subnet: string, user: string, container: string): Promise<string> {
+/**
+ * The address each container holds in the user's subnet: the one it holds already (a resumed run),
+ * else free ones, all taken in one transaction (retried when another create took one meanwhile).
+ */
+async function ensureAddresses(store: Store, keys: ReturnType<typeof fleetKeys>, subnet: string, user: string, containers: string[]): Promise<Map<string, string>> {
   const prefix = keys.userAddresses(user);
-  const taken = await store.list(prefix);
-  const mine = taken.find((kv) => kv.value === container);
-  if (mine) return mine.key.slice(prefix.length);
-  const used = new Set(taken.map((kv) => kv.key.slice(prefix.length)));
-  for (let n = 2; n <= 254; n++) {
-    const ip = subnetAddress(subnet, n);
-    if (!used.has(ip) && (await store.createIfAbsent(keys.userAddress(user, ip), container))) return ip;
+  for (;;) {
+    const taken = await store.list(prefix);
+    const held = new Map(taken.map((kv) => [kv.value, kv.key.slice(prefix.length)]));
+    const used = new Set(held.values());
+    const fresh: { key: string; value: string }[] = [];
+    for (let n = 2; n <= 254 && fresh.length < containers.filter((c) => !held.has(c)).length; n++) {
+      const ip = subnetAddress(subnet, n);
+      if (!used.has(ip)) fresh.push({ key: keys.userAddress(user, ip), value: '' });
+    }
+    const wanting = containers.filter((c) => !held.has(c));
+    if (fresh.length < wanting.length) throw new ConflictError(`subnet ${subnet} of user ${user} is full`, { hint: 'scale in or delete some of the user\'s clusters' });
+    wanting.forEach((c, i) => (fresh[i]!.value = c));
+    if (wanting.length === 0 || (await store.createAllIfAbsent(fresh))) {
+      for (const f of fresh) held.set(f.value, f.key.slice(prefix.length));
+      return held;
+    }
   }
-  throw new ConflictError(`subnet ${subnet} of user ${user} is full`, { hint: 'scale in or delete some of the user\'s clusters' });
 }
 
-/** The host's bridge, up, with the subnet's gateway address on it. */
+/** The host's bridge, up, with the subnet's gateway address on it; read from the kernel first, so a bridge in place costs no process. */
 async function ensureBridge(runner: Runner, bridge: string, subnet: string): Promise<void> {
+  const flags = Number((await readFile(`/sys/class/net/${bridge}/flags`, 'utf8').catch(() => '0')).trim());
+  const hasGateway = (networkInterfaces()[bridge] ?? []).some((a) => a.family === 'IPv4' && a.address === subnetGateway(subnet));
+  // IFF_UP is bit 0 of the interface flags.
+  if (hasGateway && (flags & 1) === 1 && !runner.dryRun) return;
   const gateway = `${subnetGateway(subnet)}/24`;
   const show = await runner.run(['ip', '-o', 'addr', 'show', 'dev', bridge], { mutates: false, okExitCodes: [1, 255] });
   if (show.exitCode !== 0) await runner.run(['ip', 'link', 'add', bridge, 'type', 'bridge']);
@@ -79,12 +95,9 @@ async function writeHosts(s: Setting, c: ClusterRecord): Promise<void> {
 
 /** Plans nodes from..to-1: addresses taken, names given; nothing made on the host yet. */
 async function planNodes(r: OpRun, s: Setting, c: ClusterRecord, from: number, to: number): Promise<ClusterNode[]> {
-  const nodes: ClusterNode[] = [];
-  for (let i = from; i < to; i++) {
-    const container = containerName(c.user, c.id, i);
-    nodes.push({ index: i, container, hostname: nodeHostname(i), ip: await ensureAddress(r.store, s.keys, c.subnet, c.user, container), host: c.host, volume: nodeVolume(container) });
-  }
-  return nodes;
+  const names = Array.from({ length: to - from }, (_, k) => containerName(c.user, c.id, from + k));
+  const ips = await ensureAddresses(r.store, s.keys, c.subnet, c.user, names);
+  return names.map((container, k) => ({ index: from + k, container, hostname: nodeHostname(from + k), ip: ips.get(container)!, host: c.host, volume: nodeVolume(container) }));
 }
 
 /** Makes and starts one node: its volume, its config, then lxc-start; each part is skipped when already there. */
@@ -143,8 +156,8 @@ async function releaseSubnetIfUnused(r: OpRun, s: Setting, user: string): Promis
   await r.store.delete(s.keys.subnet(cidr));
 }
 
-/** Nodes started at once: lxc-start mostly waits, so a few in parallel finish sooner even on two cores. */
-const START_PARALLEL = 4;
+/** Nodes started at once: lxc-start is mostly CPU, so two at a time is all two cores gain from. */
+const START_PARALLEL = 2;
 
 async function startNodes(r: OpRun, s: Setting, c: ClusterRecord, nodes: ClusterNode[], verb: string): Promise<void> {
   await ensureBridge(r.ctx.runner, r.ctx.config.cluster.bridge, c.subnet);
@@ -166,11 +179,9 @@ export const clusterCreate: OpHandler = {
   async run(r) {
     const s = await setting(r);
     const { args } = s;
-    let id = r.op.state.id as number | undefined;
-    if (id === undefined) {
-      id = await r.store.increment(s.keys.counter('cluster'));
-      await r.save({ id });
-    }
+    // A resumed run finds its id in the record it made; a run cut short before that takes a new one.
+    const mine = s.existing?.op === r.op.id ? s.existing : null;
+    const id = mine?.id ?? (await r.store.increment(s.keys.counter('cluster')));
     const now = new Date().toISOString();
     let c: ClusterRecord = { id, name: args.name, user: args.user, status: 'creating', image: args.image!, pool: s.pool.name, host: args.host!, subnet: '', memory: args.memory ?? 0, cpu: args.cpu ?? 0, nodes: [], op: r.op.id, createdAt: now, updatedAt: now };
     if (!(await s.repo.create(c))) {
@@ -192,12 +203,12 @@ export const clusterCreate: OpHandler = {
   },
   async undo(r) {
     const s = await setting(r);
-    const id = r.op.state.id as number | undefined;
-    if (id === undefined) return;
-    await removeClusterParts(r, s, s.args.user, id);
-    const c = await s.repo.get(s.args.user, s.args.name);
-    if (c && c.op === r.op.id) await s.repo.remove(s.args.user, s.args.name);
-    await releaseSubnetIfUnused(r, s, s.args.user);
+    // Nothing is made before the record: no record of this operation, nothing to undo.
+    const c = s.existing?.op === r.op.id ? s.existing : null;
+    if (!c) return;
+    await removeClusterParts(r, s, c.user, c.id);
+    await s.repo.remove(c.user, c.name);
+    await releaseSubnetIfUnused(r, s, c.user);
   },
 };
 

@@ -9,10 +9,9 @@ import { DotRepo } from '../../state/dots.js';
 import type { Context } from '../types.js';
 import { withStore } from '../with-store.js';
 
-/** This host's name in the fleet store. */
-export function hostId(): string {
-  return hostname();
-}
+import { hostId } from '../../host/identity.js';
+
+export { hostId };
 
 export function author(ctx: Context): string {
   return ctx.env.KNARR_AUTHOR || `${userInfo().username}@${hostname()}`;

@@ -13,7 +13,7 @@ import { daemonContainerName, foregroundContainer, startAttached, type AttachedR
 import { HostRepo } from '../../state/hosts.js';
 import { JobRepo, type JobActual, type JobIntent } from '../../state/jobs.js';
 import type { Store } from '../../state/store.js';
-import { hostId } from '../dot/common.js';
+import { hostId } from '../../host/identity.js';
 import { withStore } from '../with-store.js';
 import { AgentClient } from './agent-client.js';
 import { optBool, optList, optString, type CommandResult, type Context, type Handler } from '../types.js';
