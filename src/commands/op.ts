@@ -24,7 +24,7 @@ export async function runInline(ctx: Context, store: Store): Promise<void> {
   const lease = await store.grantLease(10);
   const keep = setInterval(() => void store.keepAlive(lease).catch(() => undefined), 3000);
   try {
-    await new OpRunner(ctx, store, hostId(), 'cli', () => lease, (line) => ctx.events.step(line)).drain();
+    await new OpRunner(ctx, store, hostId(), 'cli', () => lease, (line) => ctx.events.step(line), false).drain();
   } finally {
     clearInterval(keep);
     await store.revokeLease(lease);

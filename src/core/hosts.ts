@@ -74,7 +74,8 @@ export function hostView(h: HostRecord, up: boolean): HostView {
     usedMemory: Math.max(0, h.capacity.memory - h.load.freeMemory),
     runningJobs: h.load.runningJobs,
     ports: new Set(),
-    draining: h.state !== 'ok' || (h.join !== undefined && h.join !== 'ok'),
+    draining: h.state !== 'ok',
+    ...(h.join !== undefined && h.join !== 'ok' ? { joining: h.join } : {}),
     up,
   };
 }

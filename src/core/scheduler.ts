@@ -19,6 +19,8 @@ export interface HostView {
   ports: ReadonlySet<number>;
   draining: boolean;
   up: boolean;
+  /** Why a host that is up takes no jobs yet (its agent is still joining), if so. */
+  joining?: string;
 }
 
 export interface JobRequest {
@@ -63,6 +65,7 @@ export interface SchedulerOptions {
 /** Why host cannot take job, or null when it can. */
 export function infeasible(job: JobRequest, h: HostView): string | null {
   if (!h.up) return 'host is down';
+  if (h.joining) return `host is still joining the fleet (${h.joining})`;
   if (h.draining) return 'host is draining';
   if (job.host !== undefined && job.host !== h.name) return `job is pinned to ${job.host}`;
   if (job.fixed && job.history.length > 0 && job.history[0] !== h.name) return `fixed job stays on ${job.history[0]}`;

@@ -59,6 +59,8 @@ export class OpRunner {
     private readonly name: string,
     private readonly lease: () => string,
     private readonly log: (line: string) => void,
+    /** false when the lease is revoked right after (the CLI inline): its claims go with it, one write less each. */
+    private readonly releaseClaims = true,
   ) {
     this.repo = new OpRepo(store, ctx.config.fleet);
   }
@@ -134,7 +136,7 @@ export class OpRunner {
       }
       await finish(cancelled && error === null ? 'cancelled' : 'failed', { error, progress: { ...pending, message: cancelled ? 'cancelled, undone' : 'failed, undone' } });
     } finally {
-      await this.repo.release(id);
+      if (this.releaseClaims) await this.repo.release(id);
     }
     this.log(describeOp(op));
     return op;

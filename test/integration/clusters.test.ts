@@ -165,7 +165,7 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
         await agent;
       }
       agent = execa(bin, ['daemon', '--name', hostname(), '--listen', `127.0.0.1:${port}`, '--ttl', '2', ...extra], { env: { ...process.env, ...env }, reject: false, stdio: ['ignore', 'ignore', 'pipe'] });
-      await eventually(async () => expect((await k(['--json', 'host', 'show', hostname()])).json()).toMatchObject({ up: true }));
+      await eventually(async () => expect((await k(['--json', 'host', 'show', hostname()])).json()).toMatchObject({ up: true, join: 'ok' }));
     };
     const killAgent = async () => {
       agent?.kill('SIGKILL');

@@ -48,8 +48,8 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
     });
   };
   const upHosts = async () =>
-    ((await k(['--json', 'host', 'list'])).json() as { name: string; up: boolean }[])
-      .filter((h) => h.up)
+    ((await k(['--json', 'host', 'list'])).json() as { name: string; up: boolean; join?: string }[])
+      .filter((h) => h.up && h.join === 'ok')
       .map((h) => h.name)
       .sort();
 

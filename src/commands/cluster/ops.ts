@@ -8,7 +8,7 @@ import type { Runner } from '../../host/runner.js';
 import { fleetKeys } from '../../state/keys.js';
 import type { Store } from '../../state/store.js';
 import type { OpHandler, OpRun } from '../../ops/runner.js';
-import { ClusterRepo, clusterPool, hostsPath, imageVolume, lxcFor, nodeVolume, userDir } from './common.js';
+import { ClusterRepo, clusterPool, hostsPath, imageVolume, lxcFor, nodeVolume, userDir, type ImageRecord } from './common.js';
 
 interface ClusterArgs {
   user: string;
@@ -52,7 +52,7 @@ async function ensureSubnet(store: Store, keys: ReturnType<typeof fleetKeys>, ne
  * The address each container holds in the user's subnet: the one it holds already (a resumed run),
  * else free ones, all taken in one transaction (retried when another create took one meanwhile).
  */
-async function ensureAddresses(store: Store, keys: ReturnType<typeof fleetKeys>, subnet: string, user: string, containers: string[]): Promise<Map<string, string>> {
+async function ensureAddresses(store: Store, keys: ReturnType<typeof fleetKeys>, subnet: string, user: string, containers: string[], also?: (ips: Map<string, string>) => { key: string; value: string }): Promise<Map<string, string>> {
   const prefix = keys.userAddresses(user);
   for (;;) {
     const taken = await store.list(prefix);
@@ -66,10 +66,13 @@ async function ensureAddresses(store: Store, keys: ReturnType<typeof fleetKeys>,
     const wanting = containers.filter((c) => !held.has(c));
     if (fresh.length < wanting.length) throw new ConflictError(`subnet ${subnet} of user ${user} is full`, { hint: 'scale in or delete some of the user\'s clusters' });
     wanting.forEach((c, i) => (fresh[i]!.value = c));
-    if (wanting.length === 0 || (await store.createAllIfAbsent(fresh))) {
-      for (const f of fresh) held.set(f.value, f.key.slice(prefix.length));
-      return held;
-    }
+    const planned = new Map(held);
+    for (const f of fresh.slice(0, wanting.length)) planned.set(f.value, f.key.slice(prefix.length));
+    // A key written in the same transaction (a new cluster's record) is created with its addresses or not at all.
+    const extra = also ? [also(planned)] : [];
+    const writes = [...fresh.slice(0, wanting.length), ...extra];
+    if (writes.length === 0 || (await store.createAllIfAbsent(writes))) return planned;
+    for (const e of extra) if ((await store.get(e.key)) !== null) throw new ConflictError(`${e.key.split('/').slice(-2).join('/')} already exists`);
   }
 }
 
@@ -101,9 +104,7 @@ async function planNodes(r: OpRun, s: Setting, c: ClusterRecord, from: number, t
 }
 
 /** Makes and starts one node: its volume, its config, then lxc-start; each part is skipped when already there. */
-async function ensureNode(r: OpRun, s: Setting, c: ClusterRecord, node: ClusterNode): Promise<void> {
-  const image = await s.repo.image(c.host, c.image);
-  if (!image) throw new NotFoundError(`image ${c.image} is gone from ${c.host}`);
+async function ensureNode(r: OpRun, s: Setting, c: ClusterRecord, node: ClusterNode, image: ImageRecord, cgroup2: boolean): Promise<void> {
   const vol = await s.driver.ensureVolume(s.pool, node.volume, r.ctx.runner);
   await mkdir(`${vol.path}/delta`, { recursive: true });
   const user = userDir(s.pool, c.user);
@@ -123,7 +124,7 @@ async function ensureNode(r: OpRun, s: Setting, c: ClusterRecord, node: ClusterN
     ],
     memoryBytes: c.memory,
     cpuMillis: c.cpu,
-    cgroup2: await unifiedCgroups(),
+    cgroup2,
   });
   if ((await s.lxc.config(node.container)) !== config) await s.lxc.define(node.container, config);
   await s.lxc.start(node.container);
@@ -161,13 +162,16 @@ const START_PARALLEL = 2;
 
 async function startNodes(r: OpRun, s: Setting, c: ClusterRecord, nodes: ClusterNode[], verb: string): Promise<void> {
   await ensureBridge(r.ctx.runner, r.ctx.config.cluster.bridge, c.subnet);
+  const image = await s.repo.image(c.host, c.image);
+  if (!image) throw new NotFoundError(`image ${c.image} is gone from ${c.host}`);
+  const cgroup2 = await unifiedCgroups();
   let next = 0;
   let done = 0;
   const worker = async () => {
     while (next < nodes.length) {
       const node = nodes[next++]!;
       await r.checkpoint();
-      await ensureNode(r, s, c, node);
+      await ensureNode(r, s, c, node, image, cgroup2);
       await r.progress(++done, nodes.length, `${verb} ${node.hostname} (${node.container}): running`);
     }
   };
@@ -180,26 +184,27 @@ export const clusterCreate: OpHandler = {
     const s = await setting(r);
     const { args } = s;
     // A resumed run finds its id in the record it made; a run cut short before that takes a new one.
-    const mine = s.existing?.op === r.op.id ? s.existing : null;
-    const id = mine?.id ?? (await r.store.increment(s.keys.counter('cluster')));
-    const now = new Date().toISOString();
-    let c: ClusterRecord = { id, name: args.name, user: args.user, status: 'creating', image: args.image!, pool: s.pool.name, host: args.host!, subnet: '', memory: args.memory ?? 0, cpu: args.cpu ?? 0, nodes: [], op: r.op.id, createdAt: now, updatedAt: now };
-    if (!(await s.repo.create(c))) {
-      const there = (await s.repo.get(args.user, args.name))!;
-      if (there.op !== r.op.id) throw new ConflictError(`user ${args.user} already has a cluster ${args.name}`);
-      c = there;
+    if (s.existing && s.existing.op !== r.op.id) throw new ConflictError(`user ${args.user} already has a cluster ${args.name}`);
+    let c = s.existing;
+    if (!c) {
+      const id = await r.store.increment(s.keys.counter('cluster'));
+      const now = new Date().toISOString();
+      const subnet = await ensureSubnet(r.store, s.keys, r.ctx.config.cluster.network, args.user);
+      const draft: ClusterRecord = { id, name: args.name, user: args.user, status: 'creating', image: args.image!, pool: s.pool.name, host: args.host!, subnet, memory: args.memory ?? 0, cpu: args.cpu ?? 0, nodes: [], op: r.op.id, createdAt: now, updatedAt: now };
+      const names = Array.from({ length: args.size! }, (_, i) => containerName(args.user, id, i));
+      const nodesWith = (ips: Map<string, string>) => names.map((container, i) => ({ index: i, container, hostname: nodeHostname(i), ip: ips.get(container)!, host: draft.host, volume: nodeVolume(container) }));
+      // The record and its addresses in one transaction: nothing is made before the record that undo finds things by.
+      const ips = await ensureAddresses(r.store, s.keys, subnet, args.user, names, (planned) => ({ key: s.keys.cluster(args.user, args.name), value: JSON.stringify({ ...draft, nodes: nodesWith(planned) }) }));
+      c = { ...draft, nodes: nodesWith(ips) };
     }
-    c.subnet = await ensureSubnet(r.store, s.keys, r.ctx.config.cluster.network, args.user);
     const user = userDir(s.pool, args.user);
     await mkdir(`${user}/data`, { recursive: true });
     await mkdir(`${user}/ssh`, { recursive: true, mode: 0o700 });
     if (args.authorizedKeys) await writeFile(`${user}/ssh/authorized_keys`, args.authorizedKeys, { mode: 0o600 });
-    c.nodes = await planNodes(r, s, c, 0, args.size!);
     await writeHosts(s, c);
-    await s.repo.put(c);
     await startNodes(r, s, c, c.nodes, 'starting');
     await s.repo.put({ ...c, status: 'running' });
-    return { cluster: args.name, user: args.user, id, nodes: c.nodes.length };
+    return { cluster: args.name, user: args.user, id: c.id, nodes: c.nodes.length };
   },
   async undo(r) {
     const s = await setting(r);

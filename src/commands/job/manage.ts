@@ -8,7 +8,7 @@ import type { Store } from '../../state/store.js';
 import { optBool, type CommandResult, type Context, type Handler } from '../types.js';
 import { withStore } from '../with-store.js';
 import { AgentClient } from './agent-client.js';
-import { inlineReconciler } from './run.js';
+import { inlineReconciler } from './fleet.js';
 
 interface Jobs {
   store: Store;

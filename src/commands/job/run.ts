@@ -1,22 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { ConflictError, NotFoundError, PrerequisiteError, UserError, ValidationError } from '../../core/errors.js';
+import { NotFoundError, PrerequisiteError, UserError, ValidationError } from '../../core/errors.js';
+import type { HostRecord } from '../../core/hosts.js';
 import { parseJobSpec, type JobSpec } from '../../core/job-spec.js';
-import type { Writable } from 'node:stream';
-import { fleetViews, jobRequest, type HostRecord } from '../../core/hosts.js';
-import { Scheduler } from '../../core/scheduler.js';
 import { localAgent } from '../../daemon/pidfile.js';
-import type { Reconciler } from '../../daemon/reconcile.js';
 import { DockerApiError, DockerEngine, demux, dockerSocketPath } from '../../host/docker.js';
-import { daemonContainerName, foregroundContainer, startAttached, type AttachedRun } from '../../host/job-containers.js';
-import { HostRepo } from '../../state/hosts.js';
-import { JobRepo, type JobActual, type JobIntent } from '../../state/jobs.js';
-import type { Store } from '../../state/store.js';
-import { hostId } from '../../host/identity.js';
-import { withStore } from '../with-store.js';
-import { AgentClient } from './agent-client.js';
-import { optBool, optList, optString, type CommandResult, type Context, type Handler } from '../types.js';
+import { foregroundContainer, startAttached, type AttachedRun } from '../../host/job-containers.js';
+import { optBool, optList, optString, type Context, type Handler } from '../types.js';
 
 async function readSpecFile(ctx: Context, file: string): Promise<Record<string, unknown>> {
   const path = resolve(ctx.cwd, file);
@@ -76,36 +67,13 @@ export function engineError(e: unknown, image: string, socket: string): never {
 }
 
 /**
- * Where a foreground job runs: on a host chosen by the scheduler (through its agent), or on this
- * host's engine directly (binds for its dot volumes resolved here) when no agent serves the fleet.
+ * Where a foreground job runs. The embedded default stays fast: the fleet is consulted only when it is
+ * asked for (--host, --tag, --etcd), an agent serves this host, or the job uses dots.
  */
 async function foregroundTarget(ctx: Context, spec: JobSpec): Promise<{ host: HostRecord } | { binds: string[] }> {
-  const usesDots = spec.volumes.some((v) => v.kind === 'dot');
-  // The embedded default stays fast: no store is opened unless a fleet is asked for, an agent serves this host, or dots are used.
   const fleetWanted = spec.host !== null || spec.tags.length > 0 || ctx.config.etcd.length > 0 || (await localAgent(`${ctx.config.stateDir}/agent.json`)) !== null;
-  if (!fleetWanted && !usesDots) return { binds: [] };
-  return withStore(ctx, async (store) => {
-    const hosts = fleetWanted ? await new HostRepo(store, ctx.config.fleet).list() : [];
-    if (!hosts.some((h) => h.up)) {
-      if ((spec.host === null || spec.host === hostId()) && spec.tags.length === 0) {
-        const { dotBinds } = await import('./volumes.js');
-        return { binds: await dotBinds(ctx, store, spec) };
-      }
-      throw new UserError(`no host of fleet ${ctx.config.fleet} is up to run job ${spec.name}`, { hint: 'start an agent (knarr daemon) on the hosts, or drop --host/--tag to run here' });
-    }
-    const intents = await new JobRepo(store, ctx.config.fleet).intents();
-    return { host: await placeOn(ctx, store, spec, hosts, intents, []) };
-  });
-}
-
-/** The scheduler's host for spec among the hosts that have its dots, or a clear error naming why none fits. */
-async function placeOn(ctx: Context, store: Store, spec: JobSpec, hosts: Awaited<ReturnType<HostRepo['list']>>, intents: JobIntent[], history: string[]): Promise<HostRecord> {
-  const { hostsWithDots } = await import('./volumes.js');
-  const withDots = new Set(await hostsWithDots(store, ctx.config.fleet, spec, hosts.map((h) => h.host.name)));
-  if (withDots.size === 0) throw new UserError(`no host of fleet ${ctx.config.fleet} has every dot job ${spec.name} uses`, { hint: 'see where dots are with knarr dot list on each host; pull the dot to a host first' });
-  const p = new Scheduler(fleetViews(hosts.filter((h) => withDots.has(h.host.name)), intents.filter((i) => i.managed))).place(jobRequest(spec, history));
-  if (!p.host) throw new UserError(`no host can run job ${spec.name}: ${p.reason}`, { hint: 'see each host\'s verdict with: knarr job plan (same flags)' });
-  return hosts.find((h) => h.host.name === p.host)!.host;
+  if (!fleetWanted && !spec.volumes.some((v) => v.kind === 'dot')) return { binds: [] };
+  return (await import('./fleet.js')).foregroundTarget(ctx, spec, fleetWanted);
 }
 
 /**
@@ -119,7 +87,7 @@ export const jobRun: Handler = async ({ args, opts }, ctx) => {
   const interactive = optBool(opts, 'interactive');
   if (spec.daemonize) {
     if (interactive) throw new ValidationError('--interactive', `job ${spec.name} runs daemonized (it has ports or daemonize: true); -i is for foreground jobs`);
-    return runDaemonized(ctx, spec);
+    return (await import('./fleet.js')).runDaemonized(ctx, spec);
   }
   const socket = dockerSocketPath(ctx.env);
   const containerName = `knarr-${spec.name}-${randomBytes(3).toString('hex')}`;
@@ -127,7 +95,10 @@ export const jobRun: Handler = async ({ args, opts }, ctx) => {
     return { data: { job: spec.name, container: containerName, create: foregroundContainer(spec, ctx.config.fleet, interactive) } };
   }
   const target = await foregroundTarget(ctx, spec);
-  if ('host' in target) return { data: { job: spec.name, host: target.host.name }, stream: (stdout, stderr) => runThroughAgent(ctx, target.host, spec, interactive, stdout, stderr) };
+  if ('host' in target) {
+    const { runThroughAgent } = await import('./fleet.js');
+    return { data: { job: spec.name, host: target.host.name }, stream: (stdout, stderr) => runThroughAgent(ctx, target.host, spec, interactive, stdout, stderr) };
+  }
   const engine = new DockerEngine(socket);
   return {
     data: { job: spec.name },
@@ -156,75 +127,3 @@ export const jobRun: Handler = async ({ args, opts }, ctx) => {
   };
 };
 
-/** A foreground job on another host: the agent relays the engine's streams and ends with the exit status. */
-async function runThroughAgent(ctx: Context, host: HostRecord, spec: JobSpec, interactive: boolean, stdout: Writable, stderr: Writable): Promise<number> {
-  const client = await AgentClient.connect(ctx, host);
-  const sock = await client.run(spec, interactive);
-  let status: { exitCode?: number; error?: string } | null = null;
-  const stop = () => sock.destroy();
-  ctx.signal.addEventListener('abort', stop, { once: true });
-  try {
-    const output = demux(sock, stdout, stderr, (_kind, payload) => {
-      status = JSON.parse(payload.toString('utf8')) as { exitCode?: number; error?: string };
-    });
-    if (interactive) ctx.stdin.pipe(sock);
-    await output;
-  } finally {
-    ctx.signal.removeEventListener('abort', stop);
-  }
-  const end = status as { exitCode?: number; error?: string } | null;
-  if (!end) throw new UserError(`the connection to ${host.name}'s agent ended before job ${spec.name} did`);
-  if (end.error !== undefined) throw new UserError(`job ${spec.name} on ${host.name}: ${end.error}`);
-  return end.exitCode ?? 0;
-}
-
-/**
- * A daemonized job. The intent (proc) is written first and is the fleet-wide lock on the name.
- * In a fleet, the scheduler places it and the host's agent starts it and keeps it running; with no
- * agent, it runs on this host's engine at once. Either way the actual state (ps) and one service per
- * port are written after the start, and a failed start removes the intent again.
- */
-async function runDaemonized(ctx: Context, spec: JobSpec): Promise<CommandResult> {
-  if (ctx.runner.plan(['docker', '-H', `unix://${dockerSocketPath(ctx.env)}`, 'run', '-d', '--name', daemonContainerName(spec.name), '--label', `knarr.job=${spec.name}`, ...spec.ports.flatMap((p) => ['-p', `${p.host}:${p.container}/${p.protocol}`]), spec.image, ...spec.command])) {
-    return { data: { job: spec.name, daemonized: true } };
-  }
-  return withStore(ctx, async (store) => {
-    const repo = new JobRepo(store, ctx.config.fleet);
-    const hosts = await new HostRepo(store, ctx.config.fleet).list();
-    const managed = hosts.some((h) => h.up);
-    let target: HostRecord | null = null;
-    if (managed) target = await placeOn(ctx, store, spec, hosts, await repo.intents(), await repo.pastHosts(spec.name));
-    else if ((spec.host !== null && spec.host !== hostId()) || spec.tags.length > 0) throw new UserError(`no host of fleet ${ctx.config.fleet} is up to run job ${spec.name}`, { hint: 'start an agent (knarr daemon) on the hosts, or drop --host/--tag to run here' });
-    const host = target?.name ?? hostId();
-    if (!(await repo.createIntent(spec.name, { spec, host, desired: 'running', generation: 0, managed, createdAt: new Date().toISOString() }))) {
-      throw new ConflictError(`a job named ${spec.name} already exists in the fleet`, { hint: `see it with: knarr job show ${spec.name}; remove it with: knarr job rm ${spec.name}` });
-    }
-    await repo.addEvent(spec.name, { host, event: 'placed' });
-    let actual: JobActual | null;
-    if (target) {
-      await (await AgentClient.connect(ctx, target)).converge();
-      actual = await repo.actual(spec.name);
-    } else {
-      actual = await (await inlineReconciler(ctx, store, repo)).one(spec.name);
-    }
-    if (!actual || actual.state === 'failed') {
-      await repo.remove(spec.name);
-      if (target) await (await AgentClient.connect(ctx, target)).converge().catch(() => undefined);
-      const reason = actual?.error ?? 'it did not start';
-      if (/no such image/i.test(reason)) throw new NotFoundError(`image ${spec.image} is not on ${host}: ${reason}`, { hint: 'load it with docker pull, docker load or docker import' });
-      throw new UserError(`job ${spec.name} did not start on ${host}: ${reason}`);
-    }
-    return {
-      data: { job: spec.name, host, container: actual.container, state: actual.state, daemonized: true, ports: spec.ports },
-      view: { kind: 'lines', lines: [`job ${spec.name} runs on ${host} (container ${actual.container.slice(0, 12)})`] },
-    };
-  });
-}
-
-/** The agent's reconciler run by the CLI for this host's engine, when no agent serves the fleet. */
-export async function inlineReconciler(ctx: Context, store: Store, repo: JobRepo): Promise<Reconciler> {
-  const { Reconciler } = await import('../../daemon/reconcile.js');
-  const engine = new DockerEngine(dockerSocketPath(ctx.env));
-  const { dotBinds } = await import('./volumes.js');
-  return new Reconciler({ host: hostId(), fleet: ctx.config.fleet, serviceAddress: '127.0.0.1', prune: false, dotBinds: (spec) => dotBinds(ctx, store, spec) }, engine, repo, new HostRepo(store, ctx.config.fleet), { direct: true }, (line) => ctx.events.step(line));
-}
