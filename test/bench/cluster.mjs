@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = join(ROOT, 'bin/knarr');
-const ROUNDS = Number(process.env.KNARR_BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.KNARR_BENCH_ROUNDS ?? 5);
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 if (!existsSync(join(ROOT, 'dist/bundle/knarr.mjs'))) {
