@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { NotFoundError, UserError, ValidationError } from '../core/errors.js';
+import { NotFoundError, OperationFailedError, UserError, ValidationError } from '../core/errors.js';
 import { describeOp, isOpId, isTerminal, type OpRecord } from '../core/ops.js';
 import { OpRunner, waitForOp } from '../ops/runner.js';
 import { HostRepo } from '../state/hosts.js';
@@ -13,9 +13,8 @@ const BIN = fileURLToPath(new URL('../../bin/knarr', import.meta.url));
 
 /** The operation's end as a result: done is success, failed and cancelled are errors naming the operation. */
 function opResult(op: OpRecord): CommandResult {
-  if (op.status === 'failed') throw new UserError(`${op.id} (${op.kind}) failed: ${op.error}`, { hint: `see it with: knarr op show ${op.id}`, detail: { op } });
-  if (op.status === 'cancelled') throw new UserError(`${op.id} (${op.kind}) was cancelled and undone`, { detail: { op } });
-  if (!isTerminal(op.status)) return { data: op, view: { kind: 'lines', lines: [describeOp(op)] } };
+  if (op.status === 'failed') throw new OperationFailedError(`${op.id} (${op.kind}) failed and was undone: ${op.error}`, { hint: `see it with: knarr op show ${op.id}`, detail: { op } });
+  if (op.status === 'cancelled') throw new OperationFailedError(`${op.id} (${op.kind}) was cancelled and undone`, { detail: { op } });
   return { data: op, view: { kind: 'lines', lines: [describeOp(op)] } };
 }
 

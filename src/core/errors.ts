@@ -102,6 +102,13 @@ export class ExternalCommandError extends KnarrError {
   }
 }
 
+/** A durable operation ended failed or cancelled (its runner has undone it). */
+export class OperationFailedError extends KnarrError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('E_OPERATION_FAILED', ExitCode.failure, message, options);
+  }
+}
+
 export class InterruptedError extends KnarrError {
   constructor(message = 'interrupted') {
     super('E_INTERRUPTED', ExitCode.interrupted, message);
@@ -122,7 +129,7 @@ export function isKnarrError(err: unknown): err is KnarrError {
 /** The exit-code table shown in the README and the man page. */
 export const EXIT_CODE_DOCS: readonly { code: number; meaning: string }[] = [
   { code: ExitCode.ok, meaning: 'success' },
-  { code: ExitCode.failure, meaning: 'failure: an outside command failed, or an internal error' },
+  { code: ExitCode.failure, meaning: 'failure: an outside command failed, an operation failed or was cancelled, or an internal error' },
   { code: ExitCode.usage, meaning: 'usage: a bad flag, argument, name, spec or config value; nothing was changed' },
   { code: ExitCode.notFound, meaning: 'not found: the named pool, dot or other object does not exist' },
   { code: ExitCode.conflict, meaning: 'conflict: refused because it would overwrite data or clash with what exists (see --force / --yes)' },
