@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up knarr on a fresh Debian 12 host (as root) and brings up its embedded defaults:
-# a zfs pool on a sparse loop file and the managed local etcd. Safe to re-run.
+# a zfs pool on a sparse loop file, the managed local etcd, and a first job on the local dockerd.
+# Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,3 +25,16 @@ knarr pool init
 knarr etcd up
 knarr pool status
 knarr etcd status
+
+# A first job on the local dockerd: a busybox image made here from busybox-static (no registry
+# needed), and a pipeline of two jobs, as knarr runs them with no agent (its embedded default).
+if ! docker image inspect knarr/busybox:local >/dev/null 2>&1; then
+  rootfs="$(mktemp -d)"
+  mkdir -p "$rootfs/bin"
+  cp "$(command -v busybox)" "$rootfs/bin/busybox"
+  for applet in sh cat tr wc echo true false sleep head ls; do ln -s busybox "$rootfs/bin/$applet"; done
+  tar -C "$rootfs" -c . | docker import - knarr/busybox:local >/dev/null
+  rm -rf "$rootfs"
+fi
+echo "first job: echo hello | knarr job run -i knarr/busybox:local -- tr a-z A-Z | knarr job run -i knarr/busybox:local -- wc -c"
+echo hello | knarr job run -i --network none knarr/busybox:local -- tr a-z A-Z | knarr job run -i --network none knarr/busybox:local -- wc -c
