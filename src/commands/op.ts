@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { NotFoundError, OperationFailedError, UserError, ValidationError } from '../core/errors.js';
+import { ConflictError, FailureError, NotFoundError, OperationFailedError, UserError, ValidationError } from '../core/errors.js';
 import { describeOp, isOpId, isTerminal, type OpRecord } from '../core/ops.js';
 import { OpRunner, waitForOp } from '../ops/runner.js';
 import { HostRepo } from '../state/hosts.js';
@@ -62,7 +62,7 @@ export async function runOperation(ctx: Context, store: Store, kind: string, arg
   }
   const end = await waitForOp(repo, op.id, (o) => ctx.events.step(describeOp(o)), ctx.signal);
   ctx.events.done();
-  if (!isTerminal(end.status)) throw new UserError(`stopped waiting; ${op.id} goes on`, { hint: `follow it with: knarr op wait ${op.id}` });
+  if (!isTerminal(end.status)) throw new FailureError(`stopped waiting; ${op.id} goes on`, { hint: `follow it with: knarr op wait ${op.id}` });
   return opResult(end);
 }
 
@@ -101,7 +101,7 @@ export const opWait: Handler = async ({ args, opts }, ctx) =>
     if (!(seconds >= 0)) throw new ValidationError('--timeout', 'must be a number of seconds');
     const end = await waitForOp(repo, op.id, (o) => ctx.events.step(describeOp(o)), ctx.signal, seconds * 1000);
     ctx.events.done();
-    if (!isTerminal(end.status)) throw new UserError(`${op.id} has not ended (${end.status})`, { hint: 'wait longer, or see it with: knarr op show' });
+    if (!isTerminal(end.status)) throw new FailureError(`${op.id} has not ended (${end.status})`, { hint: 'wait longer, or see it with: knarr op show' });
     return opResult(end);
   });
 
@@ -109,7 +109,7 @@ export const opWait: Handler = async ({ args, opts }, ctx) =>
 export const opCancel: Handler = async ({ args }, ctx) =>
   withOps(ctx, async (repo, store) => {
     const op = await requireOp(repo, args[0] as string);
-    if (isTerminal(op.status)) throw new UserError(`${op.id} has already ended (${op.status})`);
+    if (isTerminal(op.status)) throw new ConflictError(`${op.id} has already ended (${op.status})`);
     const next = await repo.update(op.id, (o) => (o.status === 'queued' ? { ...o, status: 'cancelled', cancelRequested: true, finishedAt: new Date().toISOString(), progress: { ...o.progress, message: 'cancelled before it ran' } } : { ...o, cancelRequested: true }));
     // A running operation whose runner died is undone by the next runner: here, when that is this CLI.
     if (next?.status === 'running' && op.host === hostId() && !(await repo.claimed(op.id)) && !(await new HostRepo(store, ctx.config.fleet).get(op.host))?.up) await runInline(ctx, store);

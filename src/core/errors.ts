@@ -102,6 +102,13 @@ export class ExternalCommandError extends KnarrError {
   }
 }
 
+/** Something knarr asked for failed at run time: a job did not start, a connection ended early. */
+export class FailureError extends KnarrError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('E_FAILED', ExitCode.failure, message, options);
+  }
+}
+
 /** A durable operation ended failed or cancelled (its runner has undone it). */
 export class OperationFailedError extends KnarrError {
   constructor(message: string, options: ErrorOptions = {}) {
@@ -129,7 +136,7 @@ export function isKnarrError(err: unknown): err is KnarrError {
 /** The exit-code table shown in the README and the man page. */
 export const EXIT_CODE_DOCS: readonly { code: number; meaning: string }[] = [
   { code: ExitCode.ok, meaning: 'success' },
-  { code: ExitCode.failure, meaning: 'failure: an outside command failed, an operation failed or was cancelled, or an internal error' },
+  { code: ExitCode.failure, meaning: 'failure: an outside command failed, a job did not start, an operation failed or was cancelled, or an internal error' },
   { code: ExitCode.usage, meaning: 'usage: a bad flag, argument, name, spec or config value; nothing was changed' },
   { code: ExitCode.notFound, meaning: 'not found: the named pool, dot or other object does not exist' },
   { code: ExitCode.conflict, meaning: 'conflict: refused because it would overwrite data or clash with what exists (see --force / --yes)' },

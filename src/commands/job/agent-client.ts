@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { readFile } from 'node:fs/promises';
-import { PrerequisiteError, UserError } from '../../core/errors.js';
+import { ConflictError, FailureError, NotFoundError, PrerequisiteError, UserError, type KnarrError } from '../../core/errors.js';
 import type { HostRecord } from '../../core/hosts.js';
 import { jobSpecInput, type JobSpec } from '../../core/job-spec.js';
 import type { Context } from '../types.js';
@@ -19,8 +19,8 @@ async function agentToken(ctx: Context): Promise<string> {
   }
 }
 
-/** What the agent API answered instead of success. */
-async function refusal(host: string, res: IncomingMessage): Promise<UserError> {
+/** What the agent API answered instead of success, as the error of the same kind (bad request, token, missing, clash). */
+async function refusal(host: string, res: IncomingMessage): Promise<KnarrError> {
   const chunks: Buffer[] = [];
   for await (const c of res) chunks.push(c as Buffer);
   let message = Buffer.concat(chunks).toString('utf8').trim();
@@ -29,7 +29,13 @@ async function refusal(host: string, res: IncomingMessage): Promise<UserError> {
   } catch {
     /* plain text */
   }
-  return new UserError(`the agent on ${host} refused (${res.statusCode}): ${message}`);
+  const text = `the agent on ${host} refused (${res.statusCode}): ${message}`;
+  const status = res.statusCode ?? 500;
+  if (status === 401 || status === 403) return new PrerequisiteError(text, { hint: 'the agents\' token: KNARR_AGENT_TOKEN, KNARR_AGENT_TOKEN_FILE or <state-dir>/agent.token' });
+  if (status === 404) return new NotFoundError(text);
+  if (status === 409) return new ConflictError(text);
+  if (status === 400) return new UserError(text);
+  return new FailureError(text);
 }
 
 /** The CLI's side of a host's agent API: bearer token, http or https (KNARR_AGENT_CA names the CA to trust). */
@@ -49,7 +55,7 @@ export class AgentClient {
     const url = new URL(path, this.host.address);
     const { request } = url.protocol === 'https:' ? await import('node:https') : await import('node:http');
     const req = request(url, { method, headers: { authorization: `Bearer ${this.token}`, ...headers }, ...(this.ca ? { ca: this.ca } : {}) });
-    const unreachable = (e: Error) => new UserError(`cannot reach the agent of ${this.host.name} at ${this.host.address}: ${e.message}`, { hint: 'is its knarr daemon running? see: knarr host list' });
+    const unreachable = (e: Error) => new PrerequisiteError(`cannot reach the agent of ${this.host.name} at ${this.host.address}: ${e.message}`, { hint: 'is its knarr daemon running? see: knarr host list' });
     return { req, unreachable };
   }
 

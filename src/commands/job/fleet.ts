@@ -1,5 +1,5 @@
 import type { Writable } from 'node:stream';
-import { ConflictError, NotFoundError, UserError } from '../../core/errors.js';
+import { ConflictError, FailureError, NotFoundError, PrerequisiteError } from '../../core/errors.js';
 import { fleetViews, jobRequest, type HostRecord } from '../../core/hosts.js';
 import type { JobSpec } from '../../core/job-spec.js';
 import { Scheduler } from '../../core/scheduler.js';
@@ -28,7 +28,7 @@ export async function foregroundTarget(ctx: Context, spec: JobSpec, fleetWanted:
         const { dotBinds } = await import('./volumes.js');
         return { binds: await dotBinds(ctx, store, spec) };
       }
-      throw new UserError(`no host of fleet ${ctx.config.fleet} is up to run job ${spec.name}`, { hint: 'start an agent (knarr daemon) on the hosts, or drop --host/--tag to run here' });
+      throw new PrerequisiteError(`no host of fleet ${ctx.config.fleet} is up to run job ${spec.name}`, { hint: 'start an agent (knarr daemon) on the hosts, or drop --host/--tag to run here' });
     }
     const intents = await new JobRepo(store, ctx.config.fleet).intents();
     return { host: await placeOn(ctx, store, spec, hosts, intents, []) };
@@ -39,9 +39,9 @@ export async function foregroundTarget(ctx: Context, spec: JobSpec, fleetWanted:
 async function placeOn(ctx: Context, store: Store, spec: JobSpec, hosts: Awaited<ReturnType<HostRepo['list']>>, intents: JobIntent[], history: string[]): Promise<HostRecord> {
   const { hostsWithDots } = await import('./volumes.js');
   const withDots = new Set(await hostsWithDots(store, ctx.config.fleet, spec, hosts.map((h) => h.host.name)));
-  if (withDots.size === 0) throw new UserError(`no host of fleet ${ctx.config.fleet} has every dot job ${spec.name} uses`, { hint: 'see where dots are with knarr dot list on each host; pull the dot to a host first' });
+  if (withDots.size === 0) throw new NotFoundError(`no host of fleet ${ctx.config.fleet} has every dot job ${spec.name} uses`, { hint: 'see where dots are with knarr dot list on each host; pull the dot to a host first' });
   const p = new Scheduler(fleetViews(hosts.filter((h) => withDots.has(h.host.name)), intents.filter((i) => i.managed))).place(jobRequest(spec, history));
-  if (!p.host) throw new UserError(`no host can run job ${spec.name}: ${p.reason}`, { hint: 'see each host\'s verdict with: knarr job plan (same flags)' });
+  if (!p.host) throw new ConflictError(`no host can run job ${spec.name}: ${p.reason}`, { hint: 'see each host\'s verdict with: knarr job plan (same flags)' });
   return hosts.find((h) => h.host.name === p.host)!.host;
 }
 
@@ -62,8 +62,8 @@ export async function runThroughAgent(ctx: Context, host: HostRecord, spec: JobS
     ctx.signal.removeEventListener('abort', stop);
   }
   const end = status as { exitCode?: number; error?: string } | null;
-  if (!end) throw new UserError(`the connection to ${host.name}'s agent ended before job ${spec.name} did`);
-  if (end.error !== undefined) throw new UserError(`job ${spec.name} on ${host.name}: ${end.error}`);
+  if (!end) throw new FailureError(`the connection to ${host.name}'s agent ended before job ${spec.name} did`);
+  if (end.error !== undefined) throw new FailureError(`job ${spec.name} on ${host.name}: ${end.error}`);
   return end.exitCode ?? 0;
 }
 
@@ -83,7 +83,7 @@ export async function runDaemonized(ctx: Context, spec: JobSpec): Promise<Comman
     const managed = hosts.some((h) => h.up);
     let target: HostRecord | null = null;
     if (managed) target = await placeOn(ctx, store, spec, hosts, await repo.intents(), await repo.pastHosts(spec.name));
-    else if ((spec.host !== null && spec.host !== hostId()) || spec.tags.length > 0) throw new UserError(`no host of fleet ${ctx.config.fleet} is up to run job ${spec.name}`, { hint: 'start an agent (knarr daemon) on the hosts, or drop --host/--tag to run here' });
+    else if ((spec.host !== null && spec.host !== hostId()) || spec.tags.length > 0) throw new PrerequisiteError(`no host of fleet ${ctx.config.fleet} is up to run job ${spec.name}`, { hint: 'start an agent (knarr daemon) on the hosts, or drop --host/--tag to run here' });
     const host = target?.name ?? hostId();
     if (!(await repo.createIntent(spec.name, { spec, host, desired: 'running', generation: 0, managed, createdAt: new Date().toISOString() }))) {
       throw new ConflictError(`a job named ${spec.name} already exists in the fleet`, { hint: `see it with: knarr job show ${spec.name}; remove it with: knarr job rm ${spec.name}` });
@@ -101,7 +101,7 @@ export async function runDaemonized(ctx: Context, spec: JobSpec): Promise<Comman
       if (target) await (await AgentClient.connect(ctx, target)).converge().catch(() => undefined);
       const reason = actual?.error ?? 'it did not start';
       if (/no such image/i.test(reason)) throw new NotFoundError(`image ${spec.image} is not on ${host}: ${reason}`, { hint: 'load it with docker pull, docker load or docker import' });
-      throw new UserError(`job ${spec.name} did not start on ${host}: ${reason}`);
+      throw new FailureError(`job ${spec.name} did not start on ${host}: ${reason}`);
     }
     return {
       data: { job: spec.name, host, container: actual.container, state: actual.state, daemonized: true, ports: spec.ports },

@@ -1,4 +1,4 @@
-import { NotFoundError, UserError, ValidationError } from '../../core/errors.js';
+import { NotFoundError, PrerequisiteError, UserError, ValidationError } from '../../core/errors.js';
 import { validateName } from '../../core/names.js';
 import { DockerEngine, demux, dockerSocketPath } from '../../host/docker.js';
 import { daemonContainerName } from '../../host/job-containers.js';
@@ -144,7 +144,7 @@ export const jobLogs: Handler = async ({ args, opts }, ctx) =>
     let open: () => Promise<import('node:http').IncomingMessage>;
     if (intent.managed) {
       const host = intent.host === null ? null : await hosts.get(intent.host);
-      if (!host?.up) throw new UserError(`job ${name}'s host ${intent.host} is down: its logs are there`);
+      if (!host?.up) throw new PrerequisiteError(`job ${name}'s host ${intent.host} is down: its logs are there`);
       const client = await AgentClient.connect(ctx, host.host);
       open = () => client.logs(name, follow);
     } else {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { NotFoundError, PrerequisiteError, UserError, ValidationError } from '../../core/errors.js';
+import { FailureError, NotFoundError, PrerequisiteError, UserError, ValidationError } from '../../core/errors.js';
 import type { HostRecord } from '../../core/hosts.js';
 import { parseJobSpec, type JobSpec } from '../../core/job-spec.js';
 import { localAgent } from '../../daemon/pidfile.js';
@@ -59,7 +59,7 @@ export function engineError(e: unknown, image: string, socket: string): never {
   if (e instanceof DockerApiError && e.status === 404 && /image/i.test(e.message)) {
     throw new NotFoundError(`image ${image} is not on this host: ${e.message}`, { hint: 'load it with docker pull, docker load or docker import' });
   }
-  if (e instanceof DockerApiError) throw new UserError(`docker refused the job: ${e.message}`);
+  if (e instanceof DockerApiError) throw new FailureError(`docker refused the job: ${e.message}`);
   if ((e as NodeJS.ErrnoException)?.code === 'ENOENT' || (e as NodeJS.ErrnoException)?.code === 'ECONNREFUSED') {
     throw new PrerequisiteError(`no docker engine answers on ${socket}`, { hint: 'start dockerd (knarr doctor --fix), or set DOCKER_HOST' });
   }
