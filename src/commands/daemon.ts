@@ -1,5 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
-import { hostname, networkInterfaces } from 'node:os';
+import { networkInterfaces } from 'node:os';
+import { hostId } from '../host/identity.js';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { ValidationError } from '../core/errors.js';
@@ -36,7 +37,8 @@ function advertiseAddress(listenHost: string, flag: string | undefined): string 
  * SIGHUP re-reads the token file.
  */
 export const daemon: Handler = async ({ opts }, ctx) => {
-  const name = validateName('--name', optString(opts, 'name') ?? hostname().split('.')[0]!, 64);
+  // The same name the CLI on this host uses for its clusters and operations (hostId).
+  const name = validateName('--name', optString(opts, 'name') ?? hostId(), 64);
   const tags = validateTags('--tags', optList(opts, 'tags').flatMap((t) => t.split(',')).filter(Boolean));
   const listen = parseListen(optString(opts, 'listen') ?? '127.0.0.1:7946');
   const ttl = Number(optString(opts, 'ttl') ?? '10');
@@ -64,14 +66,18 @@ export const daemon: Handler = async ({ opts }, ctx) => {
   const agent = new Agent({ name, tags, listen, ttlSeconds: ttl, tokenFile, dockerSocket: dockerSocketPath(ctx.env), tls, fleet: ctx.config.fleet, advertise, prune: optBool(opts, 'prune'), pidFile: `${ctx.config.stateDir}/agent.json`, mode, share, dotBinds: (spec) => dotBinds(ctx, store, spec), ops: (lease) => new OpRunner(ctx, store, name, 'agent', lease, (l) => ctx.events.step(l)) }, store, new HostRepo(store, ctx.config.fleet), (l) => ctx.events.step(l));
   // The agent lives as long as the process: it is the one handler that listens to SIGHUP itself.
   const reload = () => {
-    void agentToken(tokenFile).then((t) => {
-      token = t;
-      ctx.events.step('agent: token reloaded');
-    });
+    agentToken(tokenFile).then(
+      (t) => {
+        token = t;
+        ctx.events.step('agent: token reloaded');
+      },
+      // A bad file keeps the token the agent has.
+      (e: Error) => ctx.events.warn(`agent: token not reloaded: ${e.message}`),
+    );
   };
   process.on('SIGHUP', reload);
   try {
-    await agent.start(() => token);
+    await agent.start(() => token, ctx.signal);
     await agent.serve(ctx.signal);
   } finally {
     process.off('SIGHUP', reload);

@@ -5,7 +5,7 @@ import { OpRunner, waitForOp } from '../ops/runner.js';
 import { HostRepo } from '../state/hosts.js';
 import { OpRepo } from '../state/ops.js';
 import type { Store } from '../state/store.js';
-import { hostId } from '../host/identity.js';
+import { thisHost } from '../daemon/pidfile.js';
 import { optBool, optString, type CommandResult, type Context, type Handler } from './types.js';
 import { withStore } from './with-store.js';
 
@@ -23,7 +23,7 @@ export async function runInline(ctx: Context, store: Store): Promise<void> {
   const lease = await store.grantLease(10);
   const keep = setInterval(() => void store.keepAlive(lease).catch(() => undefined), 3000);
   try {
-    await new OpRunner(ctx, store, hostId(), 'cli', () => lease, (line) => ctx.events.step(line), false).drain();
+    await new OpRunner(ctx, store, await thisHost(ctx.config.stateDir), 'cli', () => lease, (line) => ctx.events.step(line), false).drain();
   } finally {
     clearInterval(keep);
     await store.revokeLease(lease);
@@ -41,7 +41,7 @@ export async function runOperation(ctx: Context, store: Store, kind: string, arg
   const detach = optBool(opts, 'detach');
   const agentUp = (await new HostRepo(store, ctx.config.fleet).get(host))?.up === true;
   const submitted: CommandResult = { data: op, view: { kind: 'lines', lines: [op.id] } };
-  if (!agentUp && host !== hostId()) {
+  if (!agentUp && host !== (await thisHost(ctx.config.stateDir))) {
     ctx.events.warn(`host ${host} has no agent up: ${op.id} waits for it`);
     return submitted;
   }
@@ -112,7 +112,7 @@ export const opCancel: Handler = async ({ args }, ctx) =>
     if (isTerminal(op.status)) throw new ConflictError(`${op.id} has already ended (${op.status})`);
     const next = await repo.update(op.id, (o) => (o.status === 'queued' ? { ...o, status: 'cancelled', cancelRequested: true, finishedAt: new Date().toISOString(), progress: { ...o.progress, message: 'cancelled before it ran' } } : { ...o, cancelRequested: true }));
     // A running operation whose runner died is undone by the next runner: here, when that is this CLI.
-    if (next?.status === 'running' && op.host === hostId() && !(await repo.claimed(op.id)) && !(await new HostRepo(store, ctx.config.fleet).get(op.host))?.up) await runInline(ctx, store);
+    if (next?.status === 'running' && op.host === (await thisHost(ctx.config.stateDir)) && !(await repo.claimed(op.id)) && !(await new HostRepo(store, ctx.config.fleet).get(op.host))?.up) await runInline(ctx, store);
     const now = (await repo.get(op.id)) ?? op;
     return { data: now, view: { kind: 'lines', lines: [isTerminal(now.status) ? describeOp(now) : `${op.id}: cancel requested; it stops at its next step and is undone`] } };
   });
@@ -121,7 +121,7 @@ export const opCancel: Handler = async ({ args }, ctx) =>
 export const opRun: Handler = async ({ args }, ctx) =>
   withOps(ctx, async (repo, store) => {
     const op = await requireOp(repo, args[0] as string);
-    if (op.host !== hostId()) throw new UserError(`${op.id} belongs to host ${op.host}; run it there`);
+    if (op.host !== (await thisHost(ctx.config.stateDir))) throw new UserError(`${op.id} belongs to host ${op.host}; run it there`);
     await runInline(ctx, store);
     return opResult((await repo.get(op.id)) ?? op);
   });

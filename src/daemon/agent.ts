@@ -6,6 +6,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { HostRecord, JoinState, StartMode } from '../core/hosts.js';
+import { PrerequisiteError } from '../core/errors.js';
 import { parseJobSpec, type JobSpec } from '../core/job-spec.js';
 import { CONTROL_FRAME, DockerApiError, DockerEngine, frame } from '../host/docker.js';
 import { daemonContainerName, foregroundContainer, startAttached } from '../host/job-containers.js';
@@ -48,7 +49,10 @@ export interface AgentOptions {
 /** The token file the operator controls; made (0600) with a random token when missing. */
 export async function agentToken(file: string): Promise<string> {
   try {
-    return (await readFile(file, 'utf8')).trim();
+    const token = (await readFile(file, 'utf8')).trim();
+    // An empty token would let every request in.
+    if (token.length < 16) throw new PrerequisiteError(`the token in ${file} is empty or shorter than 16 characters`, { hint: 'put a long random token there (or delete the file and the agent makes one)' });
+    return token;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }
@@ -97,8 +101,11 @@ export class Agent {
     this.reconciler = new Reconciler({ host: opts.name, fleet: opts.fleet, serviceAddress: opts.advertise, prune: opts.prune, dotBinds: opts.dotBinds }, this.engine, this.jobs, hosts, { ambassador: this.ambassador }, log);
   }
 
+  /** Where other hosts reach the API: the listen address, or the advertised one when it listens on all. */
   get address(): string {
-    return `${this.opts.tls ? 'https' : 'http'}://${this.opts.listen.host}:${this.opts.listen.port}`;
+    const wildcard = this.opts.listen.host === '0.0.0.0' || this.opts.listen.host === '::';
+    const host = wildcard ? this.opts.advertise : this.opts.listen.host;
+    return `${this.opts.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${this.opts.listen.port}`;
   }
 
   private async record(registering = false): Promise<HostRecord> {
@@ -128,7 +135,9 @@ export class Agent {
     await this.hosts.markAlive(this.opts.name, this.lease, { pid: process.pid, address: this.address, since: new Date().toISOString() });
   }
 
-  async start(token: () => string): Promise<void> {
+  async start(token: () => string, signal?: AbortSignal): Promise<void> {
+    // SIGTERM while joining ends the handshake too.
+    signal?.addEventListener('abort', () => this.watching.abort(), { once: true });
     this.server = await startApi(
       this.opts.listen,
       token,
@@ -210,6 +219,7 @@ export class Agent {
     } catch (e) {
       throw new ApiError(400, (e as Error).message);
     }
+    if (spec.host !== null && spec.host !== this.opts.name) throw new ApiError(409, `job ${spec.name} is pinned to ${spec.host}, and this is ${this.opts.name}`);
     const interactive = request.interactive === true;
     const releases: (() => void)[] = [];
     let run;
@@ -231,9 +241,13 @@ export class Agent {
     socket.on('close', () => {
       if (!finished) void this.engine.remove(run.id).catch(() => undefined);
     });
+    // A job that exits before its stdin ends closes the attach connection: writes after that are no error.
+    run.socket.on('error', () => undefined);
+    socket.on('error', () => undefined);
     if (interactive) {
       if (head.length > 0) run.socket.write(head);
       socket.pipe(run.socket);
+      run.socket.once('close', () => socket.unpipe(run.socket));
     } else socket.resume();
     run.socket.pipe(socket, { end: false });
     await new Promise<void>((resolve) => {
@@ -242,6 +256,9 @@ export class Agent {
     });
     const status = await run.exited.then((exitCode) => ({ exitCode }), (e: Error) => ({ error: e.message }));
     finished = true;
+    // The engine keeps the attach connection open after the job; stdin still arriving for it is dropped.
+    socket.unpipe(run.socket);
+    run.socket.destroy();
     releases.forEach((r) => r());
     socket.end(frame(CONTROL_FRAME, Buffer.from(JSON.stringify(status))));
   }

@@ -16,6 +16,8 @@ export function linkEnv(service: string, port: number, host = '127.0.0.1'): Reco
  */
 export class Ambassador {
   private readonly servers = new Map<string, { server: Server; port: number }>();
+  /** ensure() calls in flight: a second one for the same service waits for the first. */
+  private readonly starting = new Map<string, Promise<number>>();
   /** Services that running foreground jobs link to: kept even when no daemonized job does. */
   private readonly held = new Map<string, number>();
   private readonly keys;
@@ -31,9 +33,18 @@ export class Ambassador {
   }
 
   /** The local port for service, listening before this returns; the port recorded earlier is reused when free. */
-  async ensure(service: string): Promise<number> {
+  ensure(service: string): Promise<number> {
     const existing = this.servers.get(service);
-    if (existing) return existing.port;
+    if (existing) return Promise.resolve(existing.port);
+    let p = this.starting.get(service);
+    if (!p) {
+      p = this.open(service).finally(() => this.starting.delete(service));
+      this.starting.set(service, p);
+    }
+    return p;
+  }
+
+  private async open(service: string): Promise<number> {
     const recorded = Number((await this.store.get(this.keys.ambassador(this.host, service))) ?? 0);
     let listening: { server: Server; port: number };
     try {
@@ -67,10 +78,15 @@ export class Ambassador {
       return void client.destroy();
     }
     const upstream = connect({ host: target.address, port: target.port });
-    upstream.on('error', () => {
+    // Either side failing or closing ends both, so no socket is left behind.
+    const end = () => {
       client.destroy();
       upstream.destroy();
-    });
+    };
+    upstream.on('error', end);
+    client.on('error', end);
+    client.on('close', end);
+    upstream.on('close', end);
     client.pipe(upstream);
     upstream.pipe(client);
   }

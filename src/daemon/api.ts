@@ -9,6 +9,7 @@ export type Route = (req: IncomingMessage, res: ServerResponse, params: Record<s
 export type UpgradeRoute = (req: IncomingMessage, socket: Duplex, head: Buffer) => Promise<void>;
 
 function bearerMatches(header: string | undefined, token: string): boolean {
+  if (token === '') return false;
   const got = Buffer.from(/^Bearer (.+)$/.exec(header ?? '')?.[1] ?? '');
   const want = Buffer.from(token);
   return got.length === want.length && timingSafeEqual(got, want);
@@ -23,7 +24,13 @@ function match(pattern: string, method: string, path: string): Record<string, st
   if (want.length !== got.length) return null;
   const params: Record<string, string> = {};
   for (let i = 0; i < want.length; i++) {
-    if (want[i]!.startsWith(':')) params[want[i]!.slice(1)] = decodeURIComponent(got[i]!);
+    if (want[i]!.startsWith(':')) {
+      try {
+        params[want[i]!.slice(1)] = decodeURIComponent(got[i]!);
+      } catch {
+        return null;
+      }
+    }
     else if (want[i] !== got[i]) return null;
   }
   return params;

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { hostId } from '../host/identity.js';
 
 /** What the agent notes in its pid file. */
 export interface AgentPidFile {
@@ -17,4 +18,9 @@ export async function localAgent(pidFile: string): Promise<AgentPidFile | null> 
   } catch {
     return null;
   }
+}
+
+/** This host's name in the fleet: its running agent's (--name), else the hostname. */
+export async function thisHost(stateDir: string): Promise<string> {
+  return (await localAgent(`${stateDir}/agent.json`))?.name ?? hostId();
 }

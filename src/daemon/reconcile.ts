@@ -75,8 +75,13 @@ export class Reconciler {
     const me = this.opts.host;
     // Containers before intents: a container seen here was made after its intent was written.
     const containers = await this.engine.list(true);
-    const [intents, actuals, hosts] = await Promise.all([this.jobs.intents(), this.jobs.actuals(), this.hosts.list()]);
+    // Actual states and services before intents: one written after its intent is seen with it.
+    const [actuals, services] = await Promise.all([this.jobs.actuals(), this.jobs.services()]);
+    const [intents, hosts] = await Promise.all([this.jobs.intents(), this.hosts.list()]);
     const byName = new Map(intents.map((i) => [i.spec.name, i]));
+    // What a pass wrote for a job removed meanwhile (job rm during the pass) goes here, on this host.
+    for (const [name, a] of actuals) if (a.host === this.opts.host && !byName.has(name)) await this.jobs.removeRecords(name);
+    for (const svc of services) if (svc.host === this.opts.host && !byName.has(svc.job)) await this.jobs.removeRecords(svc.job);
     const containerOf = new Map(containers.map((c) => [(c.Names[0] ?? '').replace(/^\//, ''), c]));
 
     const linked = new Set<string>();

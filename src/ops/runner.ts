@@ -118,14 +118,14 @@ export class OpRunner {
         if ((await this.repo.get(id))?.cancelRequested) throw new Cancelled();
       },
     };
+    let result: { value: unknown } | null = null;
     const finish = (status: OpRecord['status'], fields: Partial<OpRecord>) => update((o) => ({ ...o, ...fields, status, finishedAt: new Date().toISOString() }));
     try {
       if (!handler) throw new Error(`unknown operation kind ${claimed.kind}`);
       if (claimed.attempts > 1) this.log(`${id}: resuming after an interrupted run (attempt ${claimed.attempts})`);
       // A cancel asked while no runner held it: undo instead of resuming.
       if (claimed.cancelRequested) throw new Cancelled();
-      const result = await handler.run(run);
-      await finish('done', { result, error: null, progress: { done: pending.total, total: pending.total, message: 'done' } });
+      result = { value: await handler.run(run) };
     } catch (e) {
       const cancelled = e instanceof Cancelled;
       let error = cancelled ? null : (e as Error).message;
@@ -135,9 +135,13 @@ export class OpRunner {
         error = `${error ?? 'cancelled'}; undoing it failed too: ${(u as Error).message}`;
       }
       await finish(cancelled && error === null ? 'cancelled' : 'failed', { error, progress: { ...pending, message: cancelled ? 'cancelled, undone' : 'failed, undone' } });
-    } finally {
-      if (this.releaseClaims) await this.repo.release(id);
     }
+    if (result) {
+      // Outside the try: a store error here must not undo a finished operation. Left running, it is resumed (and ends done) by the next runner.
+      const value = result.value;
+      await finish('done', { result: value, error: null, progress: { done: pending.total, total: pending.total, message: 'done' } }).catch((e: Error) => this.log(`${id}: done, but not recorded yet (${e.message}); the next runner finishes it`));
+    }
+    if (this.releaseClaims) await this.repo.release(id).catch(() => undefined);
     this.log(describeOp(op));
     return op;
   }

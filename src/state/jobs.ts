@@ -119,8 +119,12 @@ export class JobRepo {
   }
   /** The job and everything recorded for it, except its history. */
   async remove(name: string): Promise<void> {
+    await this.removeRecords(name);
+    await this.store.delete(this.keys.job(name));
+  }
+  /** A job's actual state and services (its intent stays). */
+  async removeRecords(name: string): Promise<void> {
     for (const s of (await this.services()).filter((x) => x.job === name)) await this.store.delete(this.keys.service(s.name));
     await this.store.delete(this.keys.psEntry(name));
-    await this.store.delete(this.keys.job(name));
   }
 }

@@ -151,6 +151,16 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
       expect(r.code, argv.join(' ')).toBeGreaterThan(1);
       expect(r.stderr).toMatch(message);
     }
+    // An imported rootfs whose /sbin is a symlink would make knarr write outside it: refused, and nothing written there.
+    const { mkdirSync, symlinkSync, copyFileSync } = await import('node:fs');
+    mkdirSync(`${tmp.path}/evil/bin`, { recursive: true });
+    mkdirSync(`${tmp.path}/outside`);
+    copyFileSync('/bin/busybox', `${tmp.path}/evil/bin/sh`);
+    symlinkSync(`${tmp.path}/outside`, `${tmp.path}/evil/sbin`);
+    const evil = await k(['image', 'import', 'evil', `${tmp.path}/evil`]);
+    expect(evil.code).toBe(2);
+    expect(evil.stderr).toMatch(/\/sbin in the image goes through a symlink/);
+    expect(readdirSync(`${tmp.path}/outside`)).toEqual([]);
     expect((await new OpRepo(store, fleet).list()).length).toBe(ops);
     expect(await lxcLs()).toEqual([]);
     expect((await k(['--json', 'cluster', 'list'])).json()).toEqual([]);

@@ -79,6 +79,10 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
   it('echo hello | job on ha | job on hb prints 6, and each job ran where it was pinned', async () => {
     const r = await execa('sh', ['-c', `echo hello | "$0" job run -i --host ha --network none "$1" -- tr a-z A-Z | "$0" job run -i --host hb --network none "$1" -- wc -c`, bin, image], { env: { ...process.env, ...env } });
     expect(r.stdout.trim()).toBe('6');
+    // A job that stops reading early ends cleanly, and the agent lives on.
+    const early = await execa('sh', ['-c', `yes | "$0" job run -i --host ha --network none "$1" -- head -n 1`, bin, image], { env: { ...process.env, ...env }, reject: false });
+    expect(early.exitCode, early.stderr).toBe(0);
+    expect(early.stdout).toBe('y');
     const exit = await k(['job', 'run', '--host', 'hb', '--network', 'none', image, '--', 'sh', '-c', 'echo on $KNARR_HOST; exit 3']);
     expect(exit.code).toBe(3);
     expect(exit.stdout).toBe('on hb\n');

@@ -30,6 +30,12 @@ describe.skipIf(!run)('knarr job run on a real dockerd (no agent: the embedded d
     expect(r.stdout.trim()).toBe('6');
   });
 
+  it('a job that exits before its stdin ends: knarr exits with its code, no broken pipe', async () => {
+    const r = await execa('sh', ['-c', `yes | "$0" job run -i --network none "$1" -- head -n 1`, bin, d.image], { env: { ...process.env, ...env }, reject: false });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toBe('y');
+  });
+
   it('64 MiB of random bytes through cat arrive byte-identical', async () => {
     const input = `${tmp.path}/random.bin`;
     const bytes = randomBytes(64 * 1024 * 1024);

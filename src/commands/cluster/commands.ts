@@ -5,7 +5,7 @@ import { validateAuthorizedKeys, validateClusterName, validateClusterSize, valid
 import { ConflictError, NotFoundError, UserError, ValidationError } from '../../core/errors.js';
 import { validateName } from '../../core/names.js';
 import { parseSize } from '../../core/size.js';
-import { hostId } from '../../host/identity.js';
+import { thisHost } from '../../daemon/pidfile.js';
 import { runOperation } from '../op.js';
 import { optString, type CommandResult, type Context, type Handler } from '../types.js';
 import { withStore } from '../with-store.js';
@@ -48,7 +48,7 @@ export const clusterCreate: Handler = async ({ args, opts }, ctx) => {
     authorizedKeys = validateAuthorizedKeys('--authorized-keys', text);
   }
   const pool = await clusterPool(ctx, optString(opts, 'pool'));
-  const host = hostId();
+  const host = await thisHost(ctx.config.stateDir);
   return withStore(ctx, async (store) => {
     const repo = new ClusterRepo(store, ctx.config.fleet);
     if (!(await repo.image(host, image))) throw new NotFoundError(`no image ${image} on ${host}`, { hint: `import one: knarr image import ${image} ROOTFS.tar (or --busybox)` });
@@ -100,7 +100,8 @@ export const clusterShow: Handler = async ({ args, opts }, ctx) =>
   withStore(ctx, async (store): Promise<CommandResult> => {
     const c = await requireCluster(new ClusterRepo(store, ctx.config.fleet), userOf(ctx, opts), validateClusterName('NAME', args[0] as string));
     const lxc = lxcFor(ctx);
-    const nodes = await Promise.all(c.nodes.map(async (n) => ({ ...n, state: c.host === hostId() ? ((await lxc.state(n.container)) ?? 'MISSING') : 'unknown' })));
+    const here = await thisHost(ctx.config.stateDir);
+    const nodes = await Promise.all(c.nodes.map(async (n) => ({ ...n, state: c.host === here ? ((await lxc.state(n.container)) ?? 'MISSING') : 'unknown' })));
     const data = { id: c.id, name: c.name, user: c.user, status: c.status, size: c.nodes.length, image: c.image, subnet: c.subnet, host: c.host, pool: c.pool, memory: c.memory, cpu: c.cpu, op: c.op, createdAt: c.createdAt, containers: nodes };
     return { data, view: { kind: 'table', columns: ['NODE', 'CONTAINER', 'HOSTNAME', 'IP', 'HOST', 'STATE'], rows: nodes.map((n) => [String(n.index), n.container, n.hostname, n.ip, n.host, n.state]) } };
   });
@@ -115,7 +116,7 @@ export const clusterExec: Handler = async ({ args, opts }, ctx) => {
   const c = await withStore(ctx, (store) => requireCluster(new ClusterRepo(store, ctx.config.fleet), user, name));
   const node = c.nodes.find((n) => n.index === index);
   if (!node) throw new NotFoundError(`cluster ${name} has no node ${index} (it has ${c.nodes.length})`);
-  if (c.host !== hostId()) throw new UserError(`cluster ${name} runs on ${c.host}; run cluster exec there`);
+  if (c.host !== (await thisHost(ctx.config.stateDir))) throw new UserError(`cluster ${name} runs on ${c.host}; run cluster exec there`);
   const r = await lxcFor(ctx).attach(node.container, command);
   return { data: { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr }, stream: async (stdout, stderr) => {
     stdout.write(r.stdout);

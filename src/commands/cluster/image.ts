@@ -1,10 +1,10 @@
-import { chmod, mkdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { ConflictError, NotFoundError, PrerequisiteError, ValidationError } from '../../core/errors.js';
 import { validateName } from '../../core/names.js';
 import { pathExists } from '../../host/mounts.js';
 import { findExecutable } from '../../host/which.js';
-import { hostId } from '../../host/identity.js';
+import { thisHost } from '../../daemon/pidfile.js';
 import { optBool, optString, type Context, type Handler } from '../types.js';
 import { withStore } from '../with-store.js';
 import { ClusterRepo, clusterPool, imageVolume } from './common.js';
@@ -28,6 +28,18 @@ async function buildBusybox(ctx: Context, root: string): Promise<void> {
   await chmod(`${root}/tmp`, 0o1777);
 }
 
+/** root/rel after checking that no part of rel is a symlink: an imported rootfs must not make knarr write outside it. */
+async function inside(root: string, rel: string): Promise<string> {
+  let path = root;
+  for (const part of rel.split('/')) {
+    path = `${path}/${part}`;
+    const st = await lstat(path).catch(() => null);
+    if (st?.isSymbolicLink()) throw new ValidationError('ROOTFS', `/${rel} in the image goes through a symlink (${path.slice(root.length)}); knarr will not write through it`);
+    if (!st) break;
+  }
+  return `${root}/${rel}`;
+}
+
 /** `knarr image import NAME ROOTFS.tar|DIR | --busybox [--pool P]`: a base image for cluster nodes. */
 export const imageImport: Handler = async ({ args, opts }, ctx) => {
   const name = validateName('NAME', args[0] as string, 64);
@@ -40,7 +52,7 @@ export const imageImport: Handler = async ({ args, opts }, ctx) => {
   const pool = await clusterPool(ctx, optString(opts, 'pool'));
   return withStore(ctx, async (store) => {
     const repo = new ClusterRepo(store, ctx.config.fleet);
-    const host = hostId();
+    const host = await thisHost(ctx.config.stateDir);
     if (await repo.image(host, name)) throw new ConflictError(`image ${name} already exists on ${host}`, { hint: `remove it first: knarr image rm ${name}` });
     const vol = await ctx.drivers[pool.driver].ensureVolume(pool, imageVolume(name), ctx.runner);
     const rootfs = `${vol.path}/rootfs`;
@@ -54,12 +66,13 @@ export const imageImport: Handler = async ({ args, opts }, ctx) => {
     else if (kind === 'dir') await ctx.runner.run(['cp', '-a', `${src}/.`, partial]);
     else await ctx.runner.run(['tar', '-xf', src!, '-C', partial, '--numeric-owner']);
     if (!(await pathExists(`${partial}/bin/sh`))) throw new ValidationError('ROOTFS', `${src ?? 'the image'} has no /bin/sh; nodes need a shell (a busybox rootfs has one)`);
-    await mkdir(`${partial}/sbin`, { recursive: true });
-    await writeFile(`${partial}/sbin/knarr-init`, KNARR_INIT, { mode: 0o755 });
-    await mkdir(`${partial}/nfs`, { recursive: true });
-    await mkdir(`${partial}/root/.ssh`, { recursive: true });
-    if (!(await pathExists(`${partial}/etc/hosts`))) await writeFile(`${partial}/etc/hosts`, '127.0.0.1 localhost\n');
-    await symlink('/proc/mounts', `${partial}/etc/mtab`).catch(() => undefined);
+    await mkdir(await inside(partial, 'sbin'), { recursive: true });
+    await writeFile(await inside(partial, 'sbin/knarr-init'), KNARR_INIT, { mode: 0o755 });
+    await mkdir(await inside(partial, 'nfs'), { recursive: true });
+    await mkdir(await inside(partial, 'root/.ssh'), { recursive: true });
+    await mkdir(await inside(partial, 'etc'), { recursive: true });
+    const hosts = await inside(partial, 'etc/hosts');
+    if (!(await pathExists(hosts))) await writeFile(hosts, '127.0.0.1 localhost\n');
     await rename(partial, rootfs);
     const record = { name, host, pool: pool.name, rootfs, source: src ?? 'busybox', createdAt: new Date().toISOString() };
     await repo.putImage(record);
@@ -70,7 +83,7 @@ export const imageImport: Handler = async ({ args, opts }, ctx) => {
 /** `knarr image list`: this host's base images. */
 export const imageList: Handler = async (_i, ctx) =>
   withStore(ctx, async (store) => {
-    const images = (await new ClusterRepo(store, ctx.config.fleet).images(hostId())).sort((a, b) => a.name.localeCompare(b.name));
+    const images = (await new ClusterRepo(store, ctx.config.fleet).images(await thisHost(ctx.config.stateDir))).sort((a, b) => a.name.localeCompare(b.name));
     return { data: images, view: { kind: 'table', columns: ['IMAGE', 'POOL', 'SOURCE', 'CREATED'], rows: images.map((i) => [i.name, i.pool, i.source, i.createdAt]) } };
   });
 
@@ -79,7 +92,7 @@ export const imageRm: Handler = async ({ args }, ctx) =>
   withStore(ctx, async (store) => {
     const name = validateName('NAME', args[0] as string, 64);
     const repo = new ClusterRepo(store, ctx.config.fleet);
-    const host = hostId();
+    const host = await thisHost(ctx.config.stateDir);
     const image = await repo.image(host, name);
     if (!image) throw new NotFoundError(`no image ${name} on ${host}`, { hint: 'list them with: knarr image list' });
     const users = (await repo.list()).filter((c) => c.image === name && c.host === host);

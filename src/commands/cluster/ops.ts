@@ -167,15 +167,24 @@ async function startNodes(r: OpRun, s: Setting, c: ClusterRecord, nodes: Cluster
   const cgroup2 = await unifiedCgroups();
   let next = 0;
   let done = 0;
+  let failed = false;
   const worker = async () => {
-    while (next < nodes.length) {
+    // One worker's failure stops the others before their next node: undo must not race a worker still making nodes.
+    while (next < nodes.length && !failed) {
       const node = nodes[next++]!;
-      await r.checkpoint();
-      await ensureNode(r, s, c, node, image, cgroup2);
+      try {
+        await r.checkpoint();
+        await ensureNode(r, s, c, node, image, cgroup2);
+      } catch (e) {
+        failed = true;
+        throw e;
+      }
       await r.progress(++done, nodes.length, `${verb} ${node.hostname} (${node.container}): running`);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(START_PARALLEL, nodes.length) }, worker));
+  const ended = await Promise.allSettled(Array.from({ length: Math.min(START_PARALLEL, nodes.length) }, worker));
+  const failure = ended.find((e): e is PromiseRejectedResult => e.status === 'rejected');
+  if (failure) throw failure.reason;
 }
 
 /** cluster.create: id, record, subnet and bridge, addresses and hosts file, then each node; undone as a whole. */
@@ -257,7 +266,15 @@ export const clusterStop: OpHandler = {
 export const clusterDelete: OpHandler = {
   async run(r) {
     const s = await setting(r);
-    const c = await requireCluster(s);
+    const c = s.existing;
+    if (!c) {
+      // A run cut short after the record went: what is left is the subnet.
+      if (r.op.attempts > 1) {
+        await releaseSubnetIfUnused(r, s, s.args.user);
+        return { cluster: s.args.name, deleted: true };
+      }
+      throw new NotFoundError(`user ${s.args.user} has no cluster ${s.args.name}`);
+    }
     await s.repo.put({ ...c, status: 'deleting', op: r.op.id });
     await r.progress(0, 1, `removing ${c.nodes.length} node(s)`);
     await removeClusterParts(r, s, c.user, c.id);
@@ -320,6 +337,11 @@ export const imageSave: OpHandler = {
     const name = s.args.image!;
     if (await s.repo.image(c.host, name)) throw new ConflictError(`image ${name} already exists on ${c.host}`);
     const vol = await s.driver.ensureVolume(s.pool, imageVolume(name), r.ctx.runner);
+    // A run cut short after its rename: only the record is missing.
+    if (r.op.attempts > 1 && (await readdir(`${vol.path}/rootfs`).then(() => true, () => false))) {
+      await s.repo.putImage({ name, host: c.host, pool: s.pool.name, rootfs: `${vol.path}/rootfs`, source: `${c.user}/${c.name}/${node.hostname}`, createdAt: new Date().toISOString() });
+      return { image: name, from: `${c.name}/${node.hostname}` };
+    }
     const layer = (await s.driver.ensureVolume(s.pool, node.volume, r.ctx.runner)).path;
     const view = `${vol.path}/view`;
     const partial = `${vol.path}/rootfs.partial`;

@@ -13,6 +13,7 @@ import type { Store } from '../../state/store.js';
 import { withStore } from '../with-store.js';
 import type { CommandResult, Context } from '../types.js';
 import { AgentClient } from './agent-client.js';
+import { stopReading } from './run.js';
 
 /**
  * Jobs in a fleet: where a job runs, through which agent, and daemonized jobs' intents. Loaded only
@@ -49,17 +50,22 @@ async function placeOn(ctx: Context, store: Store, spec: JobSpec, hosts: Awaited
 export async function runThroughAgent(ctx: Context, host: HostRecord, spec: JobSpec, interactive: boolean, stdout: Writable, stderr: Writable): Promise<number> {
   const client = await AgentClient.connect(ctx, host);
   const sock = await client.run(spec, interactive);
+  // The agent ends the connection when the job ends; stdin still flowing into it then is no error.
+  sock.on('error', () => undefined);
   let status: { exitCode?: number; error?: string } | null = null;
   const stop = () => sock.destroy();
   ctx.signal.addEventListener('abort', stop, { once: true });
   try {
     const output = demux(sock, stdout, stderr, (_kind, payload) => {
       status = JSON.parse(payload.toString('utf8')) as { exitCode?: number; error?: string };
-    });
+    }).catch(() => undefined);
     if (interactive) ctx.stdin.pipe(sock);
     await output;
   } finally {
     ctx.signal.removeEventListener('abort', stop);
+    // The job is over: whatever stdin still holds is not read, and a write still waiting on the connection is dropped.
+    if (interactive) stopReading(ctx.stdin);
+    sock.destroy();
   }
   const end = status as { exitCode?: number; error?: string } | null;
   if (!end) throw new FailureError(`the connection to ${host.name}'s agent ended before job ${spec.name} did`);
@@ -91,7 +97,13 @@ export async function runDaemonized(ctx: Context, spec: JobSpec): Promise<Comman
     await repo.addEvent(spec.name, { host, event: 'placed' });
     let actual: JobActual | null;
     if (target) {
-      await (await AgentClient.connect(ctx, target)).converge();
+      try {
+        await (await AgentClient.connect(ctx, target)).converge();
+      } catch (e) {
+        // The job cannot be said to have started: its intent goes, as for any failed start.
+        await repo.remove(spec.name);
+        throw e;
+      }
       actual = await repo.actual(spec.name);
     } else {
       actual = await (await inlineReconciler(ctx, store, repo)).one(spec.name);

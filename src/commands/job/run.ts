@@ -66,6 +66,14 @@ export function engineError(e: unknown, image: string, socket: string): never {
   throw e;
 }
 
+/** Stops reading stdin once a job is over, so knarr can exit while its writer still has more (a pipe stays open otherwise). */
+export function stopReading(stdin: import('node:stream').Readable): void {
+  stdin.unpipe();
+  stdin.pause();
+  (stdin as { unref?: () => void }).unref?.();
+  stdin.destroy();
+}
+
 /**
  * Where a foreground job runs. The embedded default stays fast: the fleet is consulted only when it is
  * asked for (--host, --tag, --etcd), an agent serves this host, or the job uses dots.
@@ -113,11 +121,18 @@ export const jobRun: Handler = async ({ args, opts }, ctx) => {
       let removed = false;
       ctx.signal.addEventListener('abort', stop, { once: true });
       try {
-        const output = demux(run.socket, stdout, stderr);
+        // A job that exits before its stdin ends closes the connection: writing more is no error.
+        run.socket.on('error', () => undefined);
+        run.socket.once('close', () => ctx.stdin.unpipe(run.socket));
+        const output = demux(run.socket, stdout, stderr).catch(() => undefined);
         // stdin's end closes the job's stdin (a half-close of the attach connection), so `cat` and `wc` finish.
         if (interactive) ctx.stdin.pipe(run.socket);
         const [code] = await Promise.all([run.exited, output]);
         removed = true;
+        // The job is over: whatever stdin still holds is not read (`yes | knarr job run -i ... head -1` ends),
+        // and the attach connection goes with the write still waiting on it (the engine stops reading, but keeps it open).
+        if (interactive) stopReading(ctx.stdin);
+        run.socket.destroy();
         return code;
       } finally {
         ctx.signal.removeEventListener('abort', stop);
