@@ -207,6 +207,10 @@ function watchPrefix(endpoints: readonly string[], prefix: string, onChange: (ev
       const endpoint = endpoints[attempt++ % endpoints.length]!;
       const body = JSON.stringify({ create_request: { key: b64(prefix), range_end: prefixEnd(prefix) } });
       const req = request(`${endpoint}/v3/watch`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+        if (res.statusCode !== 200 && !established) {
+          res.resume();
+          return rejectFirst(unavailable(endpoints, new Error(`etcd answered ${res.statusCode} to /v3/watch`)));
+        }
         let buf = '';
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => {
@@ -247,7 +251,9 @@ function watchPrefix(endpoints: readonly string[], prefix: string, onChange: (ev
     };
     let retrying = false;
     const retry = () => {
-      if (retrying || signal.aborted) return;
+      // Aborted before the watch was made: the caller must not wait forever.
+      if (signal.aborted) return resolveFirst();
+      if (retrying) return;
       retrying = true;
       setTimeout(() => {
         retrying = false;
