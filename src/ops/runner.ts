@@ -1,6 +1,6 @@
 import { describeOp, isTerminal, type OpRecord } from '../core/ops.js';
 import type { Context } from '../commands/types.js';
-import { OpRepo } from '../state/ops.js';
+import { ClaimLostError, OpRepo } from '../state/ops.js';
 import type { Store } from '../state/store.js';
 
 /** Thrown at a checkpoint once an operator asked to cancel: the runner undoes the operation. */
@@ -86,7 +86,8 @@ export class OpRunner {
 
   /** Claims and runs one operation; null when another runner has it or it has ended. */
   async execute(id: string): Promise<OpRecord | null> {
-    const claimed = await this.repo.claim(id, `${this.name}:${process.pid}`, this.lease());
+    const owner = `${this.name}:${process.pid}`;
+    const claimed = await this.repo.claim(id, owner, this.lease());
     if (!claimed) return null;
     const load = HANDLERS[claimed.kind];
     const handler = load ? await load() : undefined;
@@ -95,7 +96,7 @@ export class OpRunner {
     // The first write waits too: a short operation writes its progress once, when it ends.
     let lastWrite = Date.now();
     const update = async (change: (o: OpRecord) => OpRecord) => {
-      op = (await this.repo.update(id, change)) ?? op;
+      op = (await this.repo.update(id, change, owner)) ?? op;
       return op;
     };
     const run: OpRun = {
@@ -116,6 +117,7 @@ export class OpRunner {
       },
       checkpoint: async () => {
         if ((await this.repo.get(id))?.cancelRequested) throw new Cancelled();
+        if ((await this.repo.claimant(id)) !== owner) throw new ClaimLostError(id);
       },
     };
     let result: { value: unknown } | null = null;
@@ -127,6 +129,11 @@ export class OpRunner {
       if (claimed.cancelRequested) throw new Cancelled();
       result = { value: await handler.run(run) };
     } catch (e) {
+      if (e instanceof ClaimLostError) {
+        // Another runner has it now (or will): it resumes; undoing here would fight it.
+        this.log(`${id}: ${e.message}`);
+        return null;
+      }
       const cancelled = e instanceof Cancelled;
       let error = cancelled ? null : (e as Error).message;
       try {
@@ -141,7 +148,7 @@ export class OpRunner {
       const value = result.value;
       await finish('done', { result: value, error: null, progress: { done: pending.total, total: pending.total, message: 'done' } }).catch((e: Error) => this.log(`${id}: done, but not recorded yet (${e.message}); the next runner finishes it`));
     }
-    if (this.releaseClaims) await this.repo.release(id).catch(() => undefined);
+    if (this.releaseClaims) await this.repo.release(id, owner).catch(() => undefined);
     this.log(describeOp(op));
     return op;
   }

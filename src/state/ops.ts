@@ -1,6 +1,13 @@
 import { isTerminal, newOp, type OpRecord } from '../core/ops.js';
 import { fleetKeys } from './keys.js';
-import type { Store, WatchEvent } from './store.js';
+import type { Guard, Store, WatchEvent } from './store.js';
+
+/** The runner's lease lapsed (or it re-registered) and another runner may have the operation now: stop without undoing. */
+export class ClaimLostError extends Error {
+  constructor(id: string) {
+    super(`lost the claim on ${id}: another runner resumes it`);
+  }
+}
 
 /** Operations in the fleet store: records under ops/, and each running one's claim under its runner's lease. */
 export class OpRepo {
@@ -28,6 +35,11 @@ export class OpRepo {
     return (await this.store.list(this.keys.ops)).map((kv) => JSON.parse(kv.value) as OpRecord).sort((a, b) => a.id.localeCompare(b.id));
   }
 
+  /** Who holds the claim now (runner:pid), or null. */
+  claimant(id: string): Promise<string | null> {
+    return this.store.get(this.keys.opClaim(id));
+  }
+
   /** True while the runner that claimed it still holds its lease. */
   async claimed(id: string): Promise<boolean> {
     return (await this.store.get(this.keys.opClaim(id))) !== null;
@@ -50,18 +62,24 @@ export class OpRepo {
     return ok ? next : null;
   }
 
-  /** Changes the record (re-reading it when someone else changed it meanwhile); null when it is gone. */
-  async update(id: string, change: (op: OpRecord) => OpRecord): Promise<OpRecord | null> {
+  /**
+   * Changes the record (re-reading it when someone else changed it meanwhile); null when it is gone.
+   * With owner (a runner), only while that runner still holds the claim: else ClaimLostError.
+   */
+  async update(id: string, change: (op: OpRecord) => OpRecord, owner?: string): Promise<OpRecord | null> {
     for (;;) {
       const cur = await this.store.getVersioned(this.keys.op(id));
       if (!cur) return null;
       const next = change(JSON.parse(cur.value) as OpRecord);
-      if (await this.store.putIfUnchanged(this.keys.op(id), JSON.stringify(next), cur.modRevision)) return next;
+      const guards: Guard[] = [{ key: this.keys.op(id), modRevision: cur.modRevision }, ...(owner ? [{ key: this.keys.opClaim(id), value: owner }] : [])];
+      if (await this.store.transact(guards, [{ key: this.keys.op(id), value: JSON.stringify(next) }], [])) return next;
+      if (owner && (await this.store.get(this.keys.opClaim(id))) !== owner) throw new ClaimLostError(id);
     }
   }
 
-  async release(id: string): Promise<void> {
-    await this.store.delete(this.keys.opClaim(id));
+  /** Gives the claim back, if it is still this runner's (a newer runner's claim stays). */
+  async release(id: string, owner: string): Promise<void> {
+    await this.store.transact([{ key: this.keys.opClaim(id), value: owner }], [], [this.keys.opClaim(id)]);
   }
 
   watch(onChange: (events: WatchEvent[]) => void, signal: AbortSignal): Promise<void> {

@@ -19,6 +19,8 @@ export interface Store {
   revokeLease(lease: string): Promise<void>;
   /** Writes only if the key does not exist, in one transaction; true when written. */
   createIfAbsent(key: string, value: string): Promise<boolean>;
+  /** One transaction: when every guard holds, every put and delete is done; true when done. */
+  transact(guards: Guard[], puts: { key: string; value: string; lease?: string; keepLease?: boolean }[], deletes: string[]): Promise<boolean>;
   /** Writes every key only if none of them exists, in one transaction; true when written. */
   createAllIfAbsent(entries: { key: string; value: string }[]): Promise<boolean>;
   /** Increments a counter atomically (compare-and-swap on its revision); returns the new value. */
@@ -39,6 +41,9 @@ export interface Store {
   list(prefix: string): Promise<KeyValue[]>;
   close(): Promise<void>;
 }
+
+/** A condition of a transaction: the key's revision, its value, or its absence. */
+export type Guard = { key: string; modRevision: string } | { key: string; value: string } | { key: string; absent: true };
 
 export interface WatchEvent {
   /** null after the watch was re-made: anything may have changed. */
@@ -145,6 +150,20 @@ export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000
     },
     async revokeLease(lease) {
       await call('/v3/lease/revoke', { ID: lease }).catch(() => undefined);
+    },
+    async transact(guards, puts, deletes) {
+      const compare = guards.map((g) =>
+        'modRevision' in g
+          ? { key: b64(g.key), target: 'MOD', result: 'EQUAL', mod_revision: g.modRevision }
+          : 'value' in g
+            ? { key: b64(g.key), target: 'VALUE', result: 'EQUAL', value: b64(g.value) }
+            : { key: b64(g.key), target: 'CREATE', result: 'EQUAL', create_revision: '0' },
+      );
+      const success = [
+        ...puts.map((p) => ({ request_put: { key: b64(p.key), value: b64(p.value), ...(p.lease ? { lease: p.lease } : {}), ...(p.keepLease ? { ignore_lease: true } : {}) } })),
+        ...deletes.map((k) => ({ request_delete_range: { key: b64(k) } })),
+      ];
+      return (await call<{ succeeded?: boolean }>('/v3/kv/txn', { compare, success })).succeeded === true;
     },
     createAllIfAbsent: (entries) => txnAll(entries.map((e) => ({ key: b64(e.key), target: 'CREATE', result: 'EQUAL', create_revision: '0' })), entries),
     createIfAbsent: (key, value) => txn([{ key: b64(key), target: 'CREATE', result: 'EQUAL', create_revision: '0' }], { key, value }),

@@ -83,6 +83,26 @@ describe.skipIf(!run)('the store against a real etcd', () => {
     }
   });
 
+  it('transact: puts and deletes only when every guard holds (revision, value, absence)', async () => {
+    const store = await connectEtcd([etcd.url]);
+    try {
+      const keys = fleetKeys(uniqueName('f'));
+      await store.put(keys.opClaim('op-000001'), 'cli:1');
+      // A claim held by someone else: the guarded delete does nothing.
+      expect(await store.transact([{ key: keys.opClaim('op-000001'), value: 'agent:2' }], [], [keys.opClaim('op-000001')])).toBe(false);
+      expect(await store.get(keys.opClaim('op-000001'))).toBe('cli:1');
+      expect(await store.transact([{ key: keys.opClaim('op-000001'), value: 'cli:1' }, { key: keys.op('op-000002'), absent: true }], [{ key: keys.op('op-000002'), value: 'x' }], [keys.opClaim('op-000001')])).toBe(true);
+      expect(await store.get(keys.opClaim('op-000001'))).toBeNull();
+      expect(await store.get(keys.op('op-000002'))).toBe('x');
+      const v = await store.getVersioned(keys.op('op-000002'));
+      await store.put(keys.op('op-000002'), 'y');
+      expect(await store.transact([{ key: keys.op('op-000002'), modRevision: v!.modRevision }], [{ key: keys.op('op-000002'), value: 'z' }], [])).toBe(false);
+      expect(await store.get(keys.op('op-000002'))).toBe('y');
+    } finally {
+      await store.close();
+    }
+  });
+
   it('an unreachable etcd is a clear store error', async () => {
     const port = await freePort();
     const err = await connectEtcd([`http://127.0.0.1:${port}`], 1500).catch((e) => e);
