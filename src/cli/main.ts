@@ -63,8 +63,26 @@ function addCommand(parent: Command, def: CommandDef, onSelect: (s: Selected) =>
   });
 }
 
-/** Builds the commander tree from the command table; output goes to io, nothing exits. */
-export function buildProgram(io: Io, onSelect: (s: Selected) => void): Command {
+/** The top-level command argv names (its first word that is no option nor a global option's value), if the table has it. */
+export function commandNamed(argv: readonly string[]): string | undefined {
+  const takesValue = new Set(GLOBAL_OPTIONS.filter((o) => o.flags.includes('<')).flatMap((o) => o.flags.split(/[ ,]+/).filter((f) => f.startsWith('-'))));
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') return undefined;
+    if (a.startsWith('-')) {
+      if (takesValue.has(a)) i++;
+      continue;
+    }
+    return COMMANDS.some((c) => c.name === a) ? a : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Builds the commander tree from the command table; output goes to io, nothing exits. With only,
+ * just that command's subtree is built: every start would otherwise pay for the whole table.
+ */
+export function buildProgram(io: Io, onSelect: (s: Selected) => void, only?: string): Command {
   const program = new Command('knarr')
     .description('storage pools, versioned data volumes, a managed etcd, docker jobs and LXC clusters for a fleet of Linux hosts')
     .version(VERSION, '-V, --version')
@@ -76,7 +94,7 @@ export function buildProgram(io: Io, onSelect: (s: Selected) => void): Command {
     })
     .showHelpAfterError('(add --help for usage)');
   for (const o of GLOBAL_OPTIONS) program.addOption(toOption(o));
-  for (const def of COMMANDS) addCommand(program, def, onSelect);
+  for (const def of COMMANDS) if (only === undefined || def.name === only) addCommand(program, def, onSelect);
   // Subcommands report errors through the same writers as the root.
   const share = (c: Command) => {
     c.configureOutput(program.configureOutput()).showHelpAfterError('(add --help for usage)');
@@ -98,7 +116,7 @@ function asKnarrError(err: unknown, signal: AbortSignal | undefined): KnarrError
 /** Runs one knarr invocation; returns the exit code. The only place that prints. */
 export async function main(argv: string[], io: Io): Promise<number> {
   let selected: Selected | null = null;
-  const program = buildProgram(io, (s) => (selected = s));
+  const program = buildProgram(io, (s) => (selected = s), commandNamed(argv));
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (e) {
