@@ -3,6 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import type { ClusterRecord } from '../core/cluster.js';
 import { PrerequisiteError } from '../core/errors.js';
 import { admit, type JoinRecord, type StartMode } from '../core/hosts.js';
+import { Wakeup } from '../core/streams.js';
 import type { HostRepo } from '../state/hosts.js';
 import { fleetKeys } from '../state/keys.js';
 import { OpRepo } from '../state/ops.js';
@@ -71,8 +72,8 @@ export async function join(store: Store, hosts: HostRepo, opts: { fleet: string;
   const ac = new AbortController();
   const stop = () => ac.abort();
   signal.addEventListener('abort', stop, { once: true });
-  let wake = () => undefined as void;
-  await store.watch(keys.joins, () => wake(), ac.signal);
+  const wakeup = new Wakeup();
+  await store.watch(keys.joins, () => wakeup.wake(), ac.signal);
   try {
     for (;;) {
       if (signal.aborted) return;
@@ -91,13 +92,7 @@ export async function join(store: Store, hosts: HostRepo, opts: { fleet: string;
         await admitJoins(store, opts.fleet, opts.host);
         continue;
       }
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, 1000);
-        wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
+      await wakeup.sleep(1000);
     }
   } finally {
     signal.removeEventListener('abort', stop);

@@ -1,4 +1,5 @@
 import { request } from 'node:http';
+import { onJsonLines } from '../core/streams.js';
 
 /** The local Docker Engine socket: DOCKER_HOST when it is a unix:// URL, else the standard path. */
 export function dockerSocketPath(env: NodeJS.ProcessEnv): string {
@@ -147,23 +148,7 @@ export class DockerEngine {
       const req = request({ socketPath: this.socketPath, method: 'GET', path: `/v1.41/events?filters=${filters}` }, (res) => {
         if ((res.statusCode ?? 0) >= 400) return void apiError(res).then(reject);
         resolve();
-        let buf = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
-          buf += chunk;
-          let nl: number;
-          while ((nl = buf.indexOf('\n')) >= 0) {
-            const line = buf.slice(0, nl).trim();
-            buf = buf.slice(nl + 1);
-            if (line) {
-              try {
-                onEvent(JSON.parse(line));
-              } catch {
-                /* not an event */
-              }
-            }
-          }
-        });
+        onJsonLines(res, (e) => onEvent(e as Parameters<typeof onEvent>[0]));
         res.on('close', () => {
           if (!signal.aborted) onEnd();
         });

@@ -1,4 +1,5 @@
 import { describeOp, isTerminal, type OpRecord } from '../core/ops.js';
+import { Wakeup } from '../core/streams.js';
 import type { Context } from '../commands/types.js';
 import { ClaimLostError, OpRepo } from '../state/ops.js';
 import type { Store } from '../state/store.js';
@@ -159,9 +160,9 @@ export async function waitForOp(repo: OpRepo, id: string, onChange: (op: OpRecor
   const ac = new AbortController();
   const stop = () => ac.abort();
   signal.addEventListener('abort', stop, { once: true });
-  let wake: () => void = () => undefined;
+  const wakeup = new Wakeup();
   try {
-    await repo.watch(() => wake(), ac.signal);
+    await repo.watch(() => wakeup.wake(), ac.signal);
     const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : Infinity;
     let last = '';
     for (;;) {
@@ -173,13 +174,7 @@ export async function waitForOp(repo: OpRepo, id: string, onChange: (op: OpRecor
         onChange(op);
       }
       if (isTerminal(op.status) || signal.aborted || Date.now() > deadline) return op;
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, 2000);
-        wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
+      await wakeup.sleep(2000);
     }
   } finally {
     signal.removeEventListener('abort', stop);

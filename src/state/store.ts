@@ -1,5 +1,6 @@
 import { Agent, request } from 'node:http';
 import { StoreUnavailableError } from '../core/errors.js';
+import { onJsonLines } from '../core/streams.js';
 
 export interface KeyValue {
   key: string;
@@ -230,30 +231,16 @@ function watchPrefix(endpoints: readonly string[], prefix: string, onChange: (ev
           res.resume();
           return rejectFirst(unavailable(endpoints, new Error(`etcd answered ${res.statusCode} to /v3/watch`)));
         }
-        let buf = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
-          buf += chunk;
-          let nl: number;
-          while ((nl = buf.indexOf('\n')) >= 0) {
-            const line = buf.slice(0, nl).trim();
-            buf = buf.slice(nl + 1);
-            if (!line) continue;
-            let msg: RawWatchResponse;
-            try {
-              msg = JSON.parse(line) as RawWatchResponse;
-            } catch {
-              continue;
-            }
-            if (msg.result?.created) {
-              if (!established) {
-                established = true;
-                resolveFirst();
-              } else onChange([{ key: null, deleted: false }]);
-            }
-            const events = msg.result?.events ?? [];
-            if (events.length > 0) onChange(events.map((e) => ({ key: unb64(e.kv?.key), deleted: e.type === 'DELETE' })));
+        onJsonLines(res, (value) => {
+          const msg = value as RawWatchResponse;
+          if (msg.result?.created) {
+            if (!established) {
+              established = true;
+              resolveFirst();
+            } else onChange([{ key: null, deleted: false }]);
           }
+          const events = msg.result?.events ?? [];
+          if (events.length > 0) onChange(events.map((e) => ({ key: unb64(e.kv?.key), deleted: e.type === 'DELETE' })));
         });
         res.on('end', retry);
         res.on('error', retry);

@@ -47,7 +47,8 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
 
   it('registers under a lease, serves a token-protected API, keeps tags and drain set by the operator', async () => {
     startAgent();
-    await until(async () => (await hosts()).h1?.up === true);
+    // Up, and done joining: the record is then as the agent keeps it.
+    await until(async () => (await hosts()).h1?.up === true && (await hosts()).h1?.join === 'ok');
     const h1 = (await hosts()).h1;
     expect(h1).toMatchObject({ name: 'h1', up: true, state: 'ok', tags: ['ssd'], address: `http://127.0.0.1:${port}` });
     expect(h1.capacity.cpu).toBeGreaterThan(0);

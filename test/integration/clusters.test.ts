@@ -11,6 +11,7 @@ import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { freePort } from '../harness/ports.js';
 import { tempDir, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
+import { eventually } from '../harness/eventually.js';
 
 const run = integration('clusters', process.getuid?.() === 0 && haveTools('lxc-start', 'lxc-attach', 'lxc-ls', 'busybox', 'ip', 'etcd'), 'needs root, lxc, busybox-static, iproute2 and etcd (Debian packages lxc, busybox-static, iproute2, etcd-server)');
 const bin = new URL('../../bin/knarr', import.meta.url).pathname;
@@ -24,17 +25,6 @@ async function freeNetwork(): Promise<string> {
   }
 }
 
-async function eventually<T>(check: () => Promise<T>, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      return await check();
-    } catch (e) {
-      if (Date.now() > deadline) throw e;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}
 
 describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a busybox base image)', () => {
   let tmp: TempDir;

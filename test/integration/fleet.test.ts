@@ -6,22 +6,11 @@ import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { haveNetns, makeFabric, type Fabric, type NetHost } from '../harness/netns.js';
 import { tempDir, type TempDir } from '../harness/tmp.js';
 import { integration } from '../harness/tools.js';
+import { eventually } from '../harness/eventually.js';
 
 const run = integration('fleet', haveNetns(), 'needs root, iproute2, dockerd, docker and busybox-static (Debian packages iproute2, docker.io, busybox-static)');
 const bin = new URL('../../bin/knarr', import.meta.url).pathname;
 
-/** Waits until check passes, or fails with its last error. */
-async function eventually<T>(check: () => Promise<T>, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      return await check();
-    } catch (e) {
-      if (Date.now() > deadline) throw e;
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
-}
 
 /**
  * Three simulated hosts (network namespaces, each with its own dockerd and agent) on one shared etcd:

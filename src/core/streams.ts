@@ -1,0 +1,45 @@
+import type { Readable } from 'node:stream';
+
+/** Calls each with every JSON value of a newline-delimited stream (docker events, etcd watches); other lines are skipped. */
+export function onJsonLines(stream: Readable, each: (value: unknown) => void): void {
+  let buf = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (!line) continue;
+      let value: unknown;
+      try {
+        value = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      each(value);
+    }
+  });
+}
+
+/** A pause that a watch cuts short: sleep(ms) resolves after ms, or at once when wake() is called. */
+export class Wakeup {
+  private pending: (() => void) | null = null;
+
+  wake(): void {
+    this.pending?.();
+  }
+
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      const self = this;
+      function done() {
+        clearTimeout(t);
+        self.pending = null;
+        resolve();
+      }
+      this.pending = done;
+    });
+  }
+}
