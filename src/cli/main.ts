@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import type { CommandResult } from '../commands/types.js';
 import { OUTPUT_FORMATS, type GlobalFlags, type OutputFormat } from '../core/config.js';
-import { ExitCode, InternalError, InterruptedError, isKnarrError, type KnarrError } from '../core/errors.js';
+import { ExitCode, InternalError, InterruptedError, isKnarrError, ReaderGoneError, type KnarrError } from '../core/errors.js';
 import { COMMANDS, GLOBAL_OPTIONS, type CommandDef, type OptionDef } from './commands-table.js';
 import { createContext, loadConfig } from './context.js';
 import { renderDryRun, renderError, renderResult } from './render.js';
@@ -106,6 +106,7 @@ export function buildProgram(io: Io, onSelect: (s: Selected) => void, only?: str
 
 function asKnarrError(err: unknown, signal: AbortSignal | undefined): KnarrError {
   if (isKnarrError(err)) return err;
+  if (signal?.reason instanceof ReaderGoneError) return signal.reason;
   if (signal?.aborted || (err as Error)?.name === 'AbortError') return new InterruptedError();
   return new InternalError(`internal error: ${(err as Error)?.message ?? String(err)}`, {
     hint: 'this is a bug in knarr; re-run with -v for a stack trace',
@@ -154,6 +155,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
   } catch (e) {
     finish?.();
     const err = asKnarrError(e, signal);
+    // Nobody reads stdout any more: as a writer killed by SIGPIPE, say nothing.
+    if (err instanceof ReaderGoneError) return err.exitCode;
     let text = renderError(err, format, verbose);
     if (format === 'table' && io.stderrIsTTY && !io.env.NO_COLOR) {
       const { default: chalk } = await import('chalk');
@@ -171,10 +174,15 @@ export async function run(argv: string[]): Promise<number> {
     if (controller.signal.aborted) process.exit(ExitCode.interrupted);
     controller.abort();
   };
+  // EPIPE on stdout: the pipeline's reader is gone (`| head -1`); the command stops as a writer would on SIGPIPE.
+  const onStdoutError = (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE' && !controller.signal.aborted) controller.abort(new ReaderGoneError());
+  };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  process.stdout.on('error', onStdoutError);
   try {
-    return await main(argv, {
+    const code = await main(argv, {
       stdout: process.stdout,
       stderr: process.stderr,
       env: process.env,
@@ -183,6 +191,7 @@ export async function run(argv: string[]): Promise<number> {
       signal: controller.signal,
       stdin: process.stdin,
     });
+    return controller.signal.reason instanceof ReaderGoneError ? ExitCode.readerGone : code;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

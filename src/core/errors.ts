@@ -14,6 +14,8 @@ export const ExitCode = {
   bootSeed: 13,
   bootMount: 14,
   interrupted: 130,
+  /** stdout's reader went away (`knarr ... | head -1`): what a process killed by SIGPIPE reports. */
+  readerGone: 141,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -122,6 +124,13 @@ export class InterruptedError extends KnarrError {
   }
 }
 
+/** stdout's reader went away: the command stops (a job is removed) and knarr exits quietly, as on SIGPIPE. */
+export class ReaderGoneError extends KnarrError {
+  constructor() {
+    super('E_READER_GONE', ExitCode.readerGone, 'the reader of stdout went away');
+  }
+}
+
 /** A bug in knarr: shown with its stack under --verbose. */
 export class InternalError extends KnarrError {
   constructor(message: string, options: ErrorOptions = {}) {
@@ -148,4 +157,5 @@ export const EXIT_CODE_DOCS: readonly { code: number; meaning: string }[] = [
   { code: ExitCode.bootSeed, meaning: 'onboot: the seed step failed (pull the dot from --seed)' },
   { code: ExitCode.bootMount, meaning: 'onboot: the mount step failed' },
   { code: ExitCode.interrupted, meaning: 'interrupted by SIGINT or SIGTERM' },
+  { code: ExitCode.readerGone, meaning: 'the reader of stdout went away (a pipeline\'s `| head`): the command, and a job it ran, were stopped' },
 ];

@@ -209,13 +209,17 @@ export function frame(kind: number, payload: Buffer): Buffer {
 
 /**
  * Splits the engine's multiplexed attach stream (8-byte frame headers: stream 1 stdout, 2 stderr)
- * onto two writables, honouring backpressure on both.
+ * onto two writables, honouring backpressure on both: a full writable pauses the source until it drains.
  */
 export function demux(source: import('node:stream').Readable, stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream, onControl?: (kind: number, payload: Buffer) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     let buf: Buffer = Buffer.alloc(0);
-    const onData = (chunk: Buffer) => {
-      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+    let waiting = false;
+    let ended = false;
+    const settle = () => {
+      if (ended && !waiting) resolve();
+    };
+    const writeFrames = () => {
       while (buf.length >= 8) {
         const size = buf.readUInt32BE(4);
         if (buf.length < 8 + size) break;
@@ -228,15 +232,37 @@ export function demux(source: import('node:stream').Readable, stdout: NodeJS.Wri
           continue;
         }
         const target = kind === 2 ? stderr : stdout;
+        // Output for a reader that is gone is dropped: the job still runs to its end.
+        if ((target as { destroyed?: boolean }).destroyed) continue;
         if (!target.write(payload)) {
+          // One listener per pause; the frames still buffered wait for the drain.
+          waiting = true;
           source.pause();
-          target.once('drain', () => source.resume());
+          const onWritable = () => {
+            target.off('drain', onWritable).off('close', onWritable).off('error', onWritable);
+            waiting = false;
+            writeFrames();
+            if (!waiting) {
+              source.resume();
+              settle();
+            }
+          };
+          // A reader that went away (`| head -1`) never drains: its close or error ends the wait too.
+          target.on('drain', onWritable).on('close', onWritable).on('error', onWritable);
+          return;
         }
       }
     };
-    source.on('data', onData);
-    source.once('end', () => resolve());
-    source.once('close', () => resolve());
+    source.on('data', (chunk: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      if (!waiting) writeFrames();
+    });
+    const onEnd = () => {
+      ended = true;
+      settle();
+    };
+    source.once('end', onEnd);
+    source.once('close', onEnd);
     source.once('error', reject);
   });
 }

@@ -14,13 +14,14 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchEnv } from './lib/env.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = join(ROOT, 'bin/knarr');
 const ROUNDS = Number(process.env.KNARR_BENCH_ROUNDS ?? 5);
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
-if (!existsSync(join(ROOT, 'dist/bundle/knarr.mjs'))) {
+if (!existsSync(join(ROOT, 'dist/bundle/knarr.cjs'))) {
   console.error('cluster: build first (npm run bench does)');
   process.exit(1);
 }
@@ -50,7 +51,7 @@ const plainBridge = `kp${tag}`;
 const [client, peer] = [await freePort(), await freePort()];
 const etcd = spawn('etcd', ['--name', 'b', '--data-dir', `${dir}/etcd`, '--listen-client-urls', `http://127.0.0.1:${client}`, '--advertise-client-urls', `http://127.0.0.1:${client}`, '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`, '--initial-cluster', `b=http://127.0.0.1:${peer}`], { stdio: 'ignore' });
 const env = {
-  ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KNARR_'))),
+  ...benchEnv(),
   KNARR_STATE_DIR: `${dir}/state`,
   KNARR_ETCD: `http://127.0.0.1:${client}`,
   KNARR_FLEET: 'bench',

@@ -10,13 +10,14 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchEnv } from './lib/env.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = join(ROOT, 'bin/knarr');
 const ROUNDS = Number(process.env.KNARR_BENCH_ROUNDS ?? 3);
 const BIG = Number(process.env.KNARR_BENCH_DOT_MIB ?? 1024);
 const PUSH = Number(process.env.KNARR_BENCH_PUSH_MIB ?? 256);
-const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KNARR_')));
+const env = benchEnv();
 
 function sh(argv, opts = {}) {
   const r = spawnSync(argv[0], argv.slice(1), { env, encoding: 'utf8', maxBuffer: 1 << 26, ...opts });
@@ -125,7 +126,7 @@ async function onDriver(driver) {
 
 const zfs = spawnSync('zpool', ['list', '-H'], { env }).status === 0;
 const btrfs = existsSync('/dev/loop-control') && spawnSync('mkfs.btrfs', ['--version'], { env }).status === 0;
-if (!existsSync(join(ROOT, 'dist/bundle/knarr.mjs'))) {
+if (!existsSync(join(ROOT, 'dist/bundle/knarr.cjs'))) {
   console.error('dot: build first (npm run bench does)');
   process.exit(1);
 }

@@ -7,6 +7,7 @@ import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchEnv } from './lib/env.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = join(ROOT, 'bin/knarr');
@@ -14,7 +15,7 @@ const ROUNDS = Number(process.env.KNARR_BENCH_ROUNDS ?? 5);
 const MIB = Number(process.env.KNARR_BENCH_PIPE_MIB ?? 256);
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
-if (!existsSync(join(ROOT, 'dist/bundle/knarr.mjs'))) {
+if (!existsSync(join(ROOT, 'dist/bundle/knarr.cjs'))) {
   console.error('jobs: build first (npm run bench does)');
   process.exit(1);
 }
@@ -25,7 +26,7 @@ if (spawnSync('dockerd', ['--version']).status !== 0 || spawnSync('docker', ['--
 
 const dir = mkdtempSync(join(tmpdir(), 'knarr-bench-jobs-'));
 const sock = `${dir}/docker.sock`;
-const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KNARR_'))), DOCKER_HOST: `unix://${sock}`, KNARR_STATE_DIR: `${dir}/state` };
+const env = benchEnv({ DOCKER_HOST: `unix://${sock}`, KNARR_STATE_DIR: `${dir}/state` });
 const dockerd = spawn('dockerd', ['-H', `unix://${sock}`, '--data-root', `${dir}/root`, '--exec-root', `${dir}/exec`, '--pidfile', `${dir}/pid`, '--bridge=none', '--iptables=false', '--ip6tables=false'], { stdio: 'ignore' });
 const sh = (argv, opts = {}) => spawnSync(argv[0], argv.slice(1), { env, encoding: 'utf8', ...opts });
 const timed = (argv, opts) => {

@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchEnv } from './lib/env.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = join(ROOT, 'bin/knarr');
@@ -13,8 +14,7 @@ const WARMUP = Number(process.env.KNARR_BENCH_WARMUP ?? 3);
 const ROUNDS = Number(process.env.KNARR_BENCH_ROUNDS ?? 15);
 const TARGETS = { version: 1.3, list: 2.0 };
 
-// The operator's KNARR_* settings must not change what is measured.
-const baseEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KNARR_')));
+const baseEnv = benchEnv();
 
 function run(argv, env = baseEnv) {
   return spawnSync(argv[0], argv.slice(1), { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });

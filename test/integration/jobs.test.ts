@@ -36,6 +36,15 @@ describe.skipIf(!run)('knarr job run on a real dockerd (no agent: the embedded d
     expect(r.stdout).toBe('y');
   });
 
+  it('a reader that goes away (| head -1): knarr exits 141, as on SIGPIPE, quietly, and the job is removed', async () => {
+    const r = await execa('bash', ['-c', `"$0" job run --network none "$1" -- sh -c 'while :; do echo y; done' | head -n 1; echo "\${PIPESTATUS[0]}"`, bin, d.image], { env: { ...process.env, ...env } });
+    expect(r.stdout).toBe('y\n141');
+    expect(r.stderr).toBe('');
+    const piped = await execa('bash', ['-c', `yes | "$0" job run -i --network none "$1" -- cat | head -c 2 >/dev/null; echo "\${PIPESTATUS[1]}"`, bin, d.image], { env: { ...process.env, ...env } });
+    expect(piped.stdout).toBe('141');
+    expect(await d.docker('ps', '-aq', '--filter', 'label=knarr.job')).toBe('');
+  });
+
   it('64 MiB of random bytes through cat arrive byte-identical', async () => {
     const input = `${tmp.path}/random.bin`;
     const bytes = randomBytes(64 * 1024 * 1024);
