@@ -44,7 +44,7 @@ export async function loadConfig(flags: GlobalFlags, env: NodeJS.ProcessEnv, cwd
 }
 
 /** The composition root: one Context per command run (the daemon builds one for its life). */
-export function createContext(config: Config, io: ContextIo): Context {
+export function createContext(config: Config, io: ContextIo, reload: () => Promise<Config> = async () => config): Context {
   const events = createReporter(io, config.quiet);
   const runner = new Runner({
     dryRun: config.dryRun,
@@ -62,6 +62,7 @@ export function createContext(config: Config, io: ContextIo): Context {
     env: io.env,
     cwd: io.cwd,
     stdin: io.stdin ?? Readable.from([]),
+    reloadConfig: reload,
     async openStore(): Promise<Store> {
       const { connectEtcd } = await import('../state/store.js');
       if (config.etcd.length > 0) return connectEtcd(config.etcd);

@@ -140,7 +140,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     const config = await loadConfig(sel.globals, io.env, io.cwd);
     format = config.output;
     verbose = config.verbose;
-    const ctx = createContext(config, { stderr: io.stderr, stderrIsTTY: io.stderrIsTTY ?? false, env: io.env, cwd: io.cwd, signal, stdin: io.stdin });
+    const ctx = createContext(config, { stderr: io.stderr, stderrIsTTY: io.stderrIsTTY ?? false, env: io.env, cwd: io.cwd, signal, stdin: io.stdin }, () => loadConfig(sel.globals, io.env, io.cwd));
     finish = () => ctx.events.done();
     const handler = await sel.def.handler!();
     const result: CommandResult = await handler({ args: sel.args, opts: sel.opts }, ctx);

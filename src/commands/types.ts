@@ -24,6 +24,8 @@ export interface Context {
   readonly stdin: import('node:stream').Readable;
   /** Connects to the fleet store (external --etcd, else the managed local etcd, started on demand). */
   openStore(): Promise<Store>;
+  /** Resolves the configuration again from the same flags and environment, re-reading the config file (the agent's SIGHUP). */
+  reloadConfig(): Promise<Config>;
 }
 
 export interface CommandInput {

@@ -19,6 +19,8 @@ export interface Config {
   readonly etcdServer: { readonly clientPort: number; readonly peerPort: number };
   /** LXC clusters: the /16 users' /24 subnets come from, and the bridge on every host. */
   readonly cluster: { readonly network: string; readonly bridge: string };
+  /** The file's `daemon:` section, checked for keys and types; `knarr daemon` resolves it with its flags. */
+  readonly daemon: Readonly<Record<string, unknown>>;
 }
 
 export const DEFAULT_CONFIG_FILE = '/etc/knarr/config.yaml';
@@ -35,6 +37,7 @@ export const DEFAULTS: Config = Object.freeze({
   pool: Object.freeze({ name: 'knarr', driver: 'zfs', size: '2G' }),
   etcdServer: Object.freeze({ clientPort: 2379, peerPort: 2380 }),
   cluster: Object.freeze({ network: '10.240.0.0/16', bridge: 'knarrbr0' }),
+  daemon: Object.freeze({}),
 });
 
 /** Global flags as commander hands them over; undefined means "not given". */
@@ -74,7 +77,23 @@ const FILE_KEYS: Record<string, 'string' | 'boolean' | 'list' | 'object'> = {
   pool: 'object',
   etcdServer: 'object',
   cluster: 'object',
+  daemon: 'object',
 };
+/** The keys of the config file's `daemon:` section and the type of each. */
+export const DAEMON_FILE_KEYS: Record<string, 'string' | 'boolean' | 'number' | 'list'> = {
+  name: 'string',
+  tags: 'list',
+  listen: 'string',
+  ttl: 'number',
+  tokenFile: 'string',
+  tlsCert: 'string',
+  tlsKey: 'string',
+  advertise: 'string',
+  prune: 'boolean',
+  mode: 'string',
+  share: 'string',
+};
+
 const POOL_KEYS = new Set(['name', 'driver', 'size']);
 const ETCD_SERVER_KEYS = new Set(['clientPort', 'peerPort']);
 const CLUSTER_KEYS = new Set(['network', 'bridge']);
@@ -128,6 +147,13 @@ function validatePort(field: string, v: unknown): number {
   return n;
 }
 
+function checkDaemonValue(field: string, kind: 'string' | 'boolean' | 'number' | 'list', v: unknown): void {
+  if (kind === 'string' && typeof v !== 'string') throw new ValidationError(field, 'must be a string');
+  if (kind === 'boolean' && typeof v !== 'boolean') throw new ValidationError(field, 'must be true or false');
+  if (kind === 'number' && typeof v !== 'number') throw new ValidationError(field, 'must be a number');
+  if (kind === 'list' && typeof v !== 'string' && !(Array.isArray(v) && v.every((t) => typeof t === 'string'))) throw new ValidationError(field, 'must be a list of strings or one comma-separated string');
+}
+
 /** Checks the parsed YAML config file; every unknown key or wrong type names its path. */
 export function validateConfigFile(file: string, raw: unknown): Record<string, unknown> {
   if (raw === null || raw === undefined) return {};
@@ -146,11 +172,12 @@ export function validateConfigFile(file: string, raw: unknown): Record<string, u
     }
     if (kind === 'object') {
       if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ValidationError(field, 'must be a mapping');
-      const allowed = key === 'pool' ? POOL_KEYS : key === 'cluster' ? CLUSTER_KEYS : ETCD_SERVER_KEYS;
-      for (const sub of Object.keys(value)) {
+      const allowed = key === 'pool' ? POOL_KEYS : key === 'cluster' ? CLUSTER_KEYS : key === 'daemon' ? new Set(Object.keys(DAEMON_FILE_KEYS)) : ETCD_SERVER_KEYS;
+      for (const [sub, subValue] of Object.entries(value)) {
         if (!allowed.has(sub)) {
           throw new ValidationError(`${field}.${sub}`, `unknown setting; known settings are ${[...allowed].join(', ')}`);
         }
+        if (key === 'daemon') checkDaemonValue(`${field}.${sub}`, DAEMON_FILE_KEYS[sub]!, subValue);
       }
     }
   }
@@ -221,6 +248,7 @@ export function resolveConfig(
       network: validateClusterNetwork('cluster.network', env.KNARR_CLUSTER_NETWORK || str('cluster.network', fileCluster.network, DEFAULTS.cluster.network)),
       bridge: validateBridgeName('cluster.bridge', env.KNARR_CLUSTER_BRIDGE || str('cluster.bridge', fileCluster.bridge, DEFAULTS.cluster.bridge)),
     }),
+    daemon: Object.freeze({ ...((file.daemon ?? {}) as Record<string, unknown>) }),
   });
 }
 

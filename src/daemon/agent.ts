@@ -101,6 +101,27 @@ export class Agent {
     this.reconciler = new Reconciler({ host: opts.name, fleet: opts.fleet, serviceAddress: opts.advertise, prune: opts.prune, dotBinds: opts.dotBinds }, this.engine, this.jobs, hosts, { ambassador: this.ambassador }, log);
   }
 
+  /**
+   * The agent's own tags changed (SIGHUP): those it had set go, the new ones come, and tags the
+   * operator set with `knarr host tag` stay.
+   */
+  async setTags(tags: string[]): Promise<void> {
+    const previous = (await this.hosts.get(this.opts.name))?.host;
+    const operators = (previous?.tags ?? []).filter((t) => !this.tags.includes(t));
+    this.tags = tags;
+    const record = await this.record();
+    await this.hosts.put({ ...record, tags: [...new Set([...operators, ...tags])].sort() });
+  }
+
+  setPrune(prune: boolean): void {
+    this.reconciler.setPrune(prune);
+  }
+
+  /** A renewed certificate and key (SIGHUP): new connections get them, open ones keep theirs. */
+  setTls(tls: { cert: Buffer; key: Buffer }): void {
+    (this.server as import('node:https').Server | null)?.setSecureContext({ cert: tls.cert, key: tls.key });
+  }
+
   /** Where other hosts reach the API: the listen address, or the advertised one when it listens on all. */
   get address(): string {
     const wildcard = this.opts.listen.host === '0.0.0.0' || this.opts.listen.host === '::';

@@ -34,8 +34,14 @@ export class Reconciler {
   private dirty = false;
   private waiters: (() => void)[] = [];
 
+  /** Turns pruning on or off (the agent's SIGHUP); the next pass follows it. */
+  setPrune(prune: boolean): void {
+    this.opts = { ...this.opts, prune };
+    this.kick();
+  }
+
   constructor(
-    private readonly opts: ReconcilerOptions,
+    private opts: ReconcilerOptions,
     private readonly engine: DockerEngine,
     private readonly jobs: JobRepo,
     private readonly hosts: HostRepo,

@@ -109,9 +109,63 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
       });
     expect(await get('')).toBe(401);
     expect(await get(`Bearer ${token}`)).toBe(200);
+    // A renewed certificate in the same files: SIGHUP, and new connections get it.
+    const first = readFileSync(`${tmp.path}/cert.pem`);
+    await execa('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', `${tmp.path}/key.pem`, '-out', `${tmp.path}/cert.pem`]);
+    agent.kill('SIGHUP');
+    await until(async () => (await get(`Bearer ${token}`).catch(() => 0)) === 200);
+    const withFirst = await new Promise<string>((resolve) => {
+      const req = request(`https://127.0.0.1:${port}/v1/health`, { ca: first, agent: false, headers: { authorization: `Bearer ${token}` } }, (res) => resolve(String(res.statusCode)));
+      req.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+      req.end();
+    });
+    expect(withFirst).toMatch(/SELF_SIGNED|UNABLE_TO_VERIFY|CERT/);
     const half = await k(['daemon', '--tls-cert', `${tmp.path}/cert.pem`]);
     expect(half.code).toBe(2);
     expect(half.stderr).toMatch(/--tls-key: TLS needs both --tls-cert and --tls-key/);
+  });
+
+  it('SIGHUP reloads the config file: new tags (operator tags kept), a rotated token; a bad file changes nothing; a new listen address waits for a restart', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const config = `${tmp.path}/agent.yaml`;
+    const tokenFile = `${tmp.path}/h3.token`;
+    const oldToken = 'a'.repeat(32);
+    writeFileSync(tokenFile, `${oldToken}\n`, { mode: 0o600 });
+    writeFileSync(config, `daemon:\n  name: h3\n  tags: [ssd]\n  tokenFile: ${tokenFile}\n  listen: 127.0.0.1:${port}\n  ttl: 2\n`);
+    let log = '';
+    agent = execa(bin, [...base(), '--config', config, 'daemon'], { reject: false, env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` } });
+    agent.stderr!.on('data', (b: Buffer) => (log += b.toString()));
+    await until(async () => (await hosts()).h3?.join === 'ok');
+    expect((await hosts()).h3).toMatchObject({ tags: ['ssd'], address: `http://127.0.0.1:${port}` });
+    expect((await k(['host', 'tag', 'h3', 'gpu'])).code).toBe(0);
+    const health = async (token: string) => (await fetch(`http://127.0.0.1:${port}/v1/health`, { headers: { authorization: `Bearer ${token}` } })).status;
+    expect(await health(oldToken)).toBe(200);
+
+    const newToken = 'b'.repeat(32);
+    writeFileSync(tokenFile, `${newToken}\n`);
+    writeFileSync(config, `daemon:\n  name: h3\n  tags: [nvme]\n  tokenFile: ${tokenFile}\n  listen: 127.0.0.1:${port}\n  ttl: 2\n  prune: true\n`);
+    agent.kill('SIGHUP');
+    await until(async () => /config reloaded/.test(log));
+    expect(log).toMatch(/config reloaded \(tags nvme, prune on\)/);
+    expect((await hosts()).h3.tags).toEqual(['gpu', 'nvme']);
+    expect(await health(oldToken)).toBe(401);
+    expect(await health(newToken)).toBe(200);
+
+    writeFileSync(config, `daemon:\n  ttl: soon\n`);
+    writeFileSync(tokenFile, 'short\n');
+    agent.kill('SIGHUP');
+    await until(async () => /config not reloaded/.test(log));
+    expect(log).toMatch(/config not reloaded, the running one stays: .*daemon.ttl: must be a number/);
+    expect(await health(newToken)).toBe(200);
+    expect((await hosts()).h3.tags).toEqual(['gpu', 'nvme']);
+
+    writeFileSync(tokenFile, `${newToken}\n`);
+    writeFileSync(config, `daemon:\n  name: h3\n  tags: [nvme]\n  tokenFile: ${tokenFile}\n  listen: 127.0.0.1:1\n  ttl: 2\n`);
+    agent.kill('SIGHUP');
+    await until(async () => /restart the agent/.test(log));
+    expect(log).toMatch(/warning: agent: listen changed; restart the agent to apply it/);
+    expect(await health(newToken)).toBe(200);
+    expect((await hosts()).h3.up).toBe(true);
   });
 
   it('bad flags are refused before anything starts', async () => {
