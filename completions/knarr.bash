@@ -48,10 +48,11 @@ _knarr() {
     --volume) return ;;
     --link) return ;;
     --restart) return ;;
+    --cpu) return ;;
+    --memory) return ;;
     --strategy) COMPREPLY=($(compgen -W 'spread binpack' -- "$cur")); return ;;
     --image) return ;;
     --user) return ;;
-    --memory) return ;;
     --cpus) return ;;
     --authorized-keys) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --timeout) return ;;
@@ -104,8 +105,8 @@ _knarr() {
     'dot/receive') COMPREPLY=($(compgen -W '--record --branch --base --pool'" $globals" -- "$cur")) ;;
     'dot/rm') COMPREPLY=($(compgen -W '--force'" $globals" -- "$cur")) ;;
     'job') COMPREPLY=($(compgen -W 'run plan list show logs stop rm restart history'" $globals" -- "$cur")) ;;
-    'job/run') COMPREPLY=($(compgen -W '-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart -d --detach'" $globals" -- "$cur")) ;;
-    'job/plan') COMPREPLY=($(compgen -W '-f --file --name --host --tag -p --port --strategy'" $globals" -- "$cur")) ;;
+    'job/run') COMPREPLY=($(compgen -W '-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart --cpu --memory --fixed --static -d --detach'" $globals" -- "$cur")) ;;
+    'job/plan') COMPREPLY=($(compgen -W '-f --file --name --host --tag -p --port --volume --cpu --memory --fixed --strategy'" $globals" -- "$cur")) ;;
     'job/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'job/show') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'job/logs') COMPREPLY=($(compgen -W '-f --follow'" $globals" -- "$cur")) ;;

@@ -48,6 +48,7 @@ export const daemon: Handler = async ({ opts }, ctx) => {
       tls,
       dockerSocket: dockerSocketPath(ctx.env),
       fleet: ctx.config.fleet,
+      strategy: ctx.config.scheduler.strategy,
       advertise: advertiseAddress(settings),
       pidFile: `${ctx.config.stateDir}/agent.json`,
       dotBinds: (spec) => dotBinds(ctx, store, spec),

@@ -19,6 +19,8 @@ export interface Config {
   readonly etcdServer: { readonly clientPort: number; readonly peerPort: number };
   /** LXC clusters: the /16 users' /24 subnets come from, and the bridge on every host. */
   readonly cluster: { readonly network: string; readonly bridge: string };
+  /** How the scheduler ranks the hosts that fit a job. */
+  readonly scheduler: { readonly strategy: 'spread' | 'binpack' };
   /** The file's `daemon:` section, checked for keys and types; `knarr daemon` resolves it with its flags. */
   readonly daemon: Readonly<Record<string, unknown>>;
 }
@@ -37,6 +39,7 @@ export const DEFAULTS: Config = Object.freeze({
   pool: Object.freeze({ name: 'knarr', driver: 'zfs', size: '2G' }),
   etcdServer: Object.freeze({ clientPort: 2379, peerPort: 2380 }),
   cluster: Object.freeze({ network: '10.240.0.0/16', bridge: 'knarrbr0' }),
+  scheduler: Object.freeze({ strategy: 'spread' as const }),
   daemon: Object.freeze({}),
 });
 
@@ -77,6 +80,7 @@ const FILE_KEYS: Record<string, 'string' | 'boolean' | 'list' | 'object'> = {
   pool: 'object',
   etcdServer: 'object',
   cluster: 'object',
+  scheduler: 'object',
   daemon: 'object',
 };
 /** The keys of the config file's `daemon:` section and the type of each. */
@@ -97,11 +101,17 @@ export const DAEMON_FILE_KEYS: Record<string, 'string' | 'boolean' | 'number' | 
 const POOL_KEYS = new Set(['name', 'driver', 'size']);
 const ETCD_SERVER_KEYS = new Set(['clientPort', 'peerPort']);
 const CLUSTER_KEYS = new Set(['network', 'bridge']);
+const SCHEDULER_KEYS = new Set(['strategy']);
 
 /** A /16 network written a.b.0.0/16: users' /24 subnets are a.b.N.0/24. */
 export function validateClusterNetwork(field: string, v: string): string {
   const m = /^(\d{1,3})\.(\d{1,3})\.0\.0\/16$/.exec(v);
   if (!m || Number(m[1]) > 255 || Number(m[2]) > 255) throw new ValidationError(field, `${JSON.stringify(v)} is not a /16 network such as 10.240.0.0/16`);
+  return v;
+}
+
+export function validateStrategy(field: string, v: string): 'spread' | 'binpack' {
+  if (v !== 'spread' && v !== 'binpack') throw new ValidationError(field, `${JSON.stringify(v)} is not a strategy; use spread (the emptiest host) or binpack (the fullest that fits)`);
   return v;
 }
 
@@ -172,7 +182,7 @@ export function validateConfigFile(file: string, raw: unknown): Record<string, u
     }
     if (kind === 'object') {
       if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ValidationError(field, 'must be a mapping');
-      const allowed = key === 'pool' ? POOL_KEYS : key === 'cluster' ? CLUSTER_KEYS : key === 'daemon' ? new Set(Object.keys(DAEMON_FILE_KEYS)) : ETCD_SERVER_KEYS;
+      const allowed = key === 'pool' ? POOL_KEYS : key === 'cluster' ? CLUSTER_KEYS : key === 'daemon' ? new Set(Object.keys(DAEMON_FILE_KEYS)) : key === 'scheduler' ? SCHEDULER_KEYS : ETCD_SERVER_KEYS;
       for (const [sub, subValue] of Object.entries(value)) {
         if (!allowed.has(sub)) {
           throw new ValidationError(`${field}.${sub}`, `unknown setting; known settings are ${[...allowed].join(', ')}`);
@@ -248,6 +258,7 @@ export function resolveConfig(
       network: validateClusterNetwork('cluster.network', env.KNARR_CLUSTER_NETWORK || str('cluster.network', fileCluster.network, DEFAULTS.cluster.network)),
       bridge: validateBridgeName('cluster.bridge', env.KNARR_CLUSTER_BRIDGE || str('cluster.bridge', fileCluster.bridge, DEFAULTS.cluster.bridge)),
     }),
+    scheduler: Object.freeze({ strategy: validateStrategy('scheduler.strategy', env.KNARR_SCHEDULER_STRATEGY || str('scheduler.strategy', ((file.scheduler ?? {}) as Record<string, unknown>).strategy, DEFAULTS.scheduler.strategy)) }),
     daemon: Object.freeze({ ...((file.daemon ?? {}) as Record<string, unknown>) }),
   });
 }

@@ -80,7 +80,7 @@ export function hostView(h: HostRecord, up: boolean): HostView {
   };
 }
 
-/** The scheduler's view of the fleet: each host with the ports and reservations of the jobs placed on it. */
+/** The scheduler's view of the fleet: each host with the ports and reservations of every job placed on it (run by an agent or not). */
 export function fleetViews(hosts: readonly { host: HostRecord; up: boolean }[], placed: readonly { host: string | null; spec: JobSpec }[]): HostView[] {
   const views = new Map(hosts.map((h) => [h.host.name, { ...hostView(h.host, h.up), ports: new Set<number>() }]));
   for (const j of placed) {
@@ -88,6 +88,8 @@ export function fleetViews(hosts: readonly { host: HostRecord; up: boolean }[], 
     if (!v) continue;
     for (const p of j.spec.ports) v.ports.add(p.host);
     v.usedCpu += j.spec.cpu;
+    // Reservations on top of the memory in use: a job that has not grown into its share yet still holds it.
+    v.usedMemory += j.spec.memory;
   }
   return [...views.values()];
 }

@@ -143,15 +143,24 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
   else if (!IMAGE_RE.test(image)) p.add('image', `${JSON.stringify(image)} is not an image reference`);
 
   let command: string[] = [];
-  if (typeof raw.command === 'string') command = [raw.command];
-  else command = stringList(p, 'command', raw.command);
+  if (typeof raw.command === 'string') {
+    // As in a compose file: a string is split into words, quotes kept together.
+    const words = splitWords(raw.command);
+    if (words === null) p.add('command', `${JSON.stringify(raw.command)} has an unterminated quote`);
+    else command = words;
+  } else command = stringList(p, 'command', raw.command);
 
   const ports = raw.ports === undefined ? [] : Array.isArray(raw.ports) ? raw.ports.map((v, i) => port(p, `ports[${i}]`, v)).filter((x): x is PortSpec => x !== null) : (p.add('ports', 'must be a list'), []);
   const seen = new Set<string>();
+  const published = new Set<string>();
   ports.forEach((x, i) => {
     const key = `${x.host}/${x.protocol}`;
     if (seen.has(key)) p.add(`ports[${i}].host`, `${x.host}/${x.protocol} is listed twice`);
     seen.add(key);
+    // Each container port is one service (JOB-PORT): publishing it twice would make two claims on one name.
+    const inner = `${x.container}/${x.protocol}`;
+    if (published.has(inner)) p.add(`ports[${i}].container`, `container port ${inner} is published twice; publish it once`);
+    published.add(inner);
   });
   const volumes = raw.volumes === undefined ? [] : Array.isArray(raw.volumes) ? raw.volumes.map((v, i) => volume(p, `volumes[${i}]`, v)).filter((x): x is VolumeSpec => x !== null) : (p.add('volumes', 'must be a list'), []);
 
@@ -193,6 +202,13 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
   }
   const restartPolicy = restart(p, raw.restart);
   const daemonize = bool(p, 'daemonize', raw.daemonize);
+  if (daemonize === false && ports.length > 0) p.add('daemonize', 'is false, but the job has ports: a foreground job publishes none; drop the ports or daemonize the job');
+  if (network === 'host') {
+    // Host networking publishes nothing: the job's own port is the host's, and its service is found there.
+    ports.forEach((x, i) => {
+      if (x.host !== x.container) p.add(`ports[${i}]`, `with network host the job listens on the host's port ${x.container} itself; write ${x.container}:${x.container}`);
+    });
+  }
   const isStatic = bool(p, 'static', raw.static) ?? false;
   const fixed = bool(p, 'fixed', raw.fixed);
 
@@ -219,6 +235,41 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
     fixed: fixed ?? (volumes.length > 0 || isStatic),
     static: isStatic,
   };
+}
+
+/** Splits a command line into words as a shell would (spaces, 'single' and "double" quotes, backslash escapes); null on an open quote. */
+export function splitWords(line: string): string[] | null {
+  const words: string[] = [];
+  let word = '';
+  let inWord = false;
+  let quote: "'" | '"' | null = null;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (quote === "'") {
+      if (c === "'") quote = null;
+      else word += c;
+    } else if (quote === '"') {
+      if (c === '"') quote = null;
+      else if (c === '\\' && i + 1 < line.length && '"\\$`'.includes(line[i + 1]!)) word += line[++i];
+      else word += c;
+    } else if (c === "'" || c === '"') {
+      quote = c;
+      inWord = true;
+    } else if (c === '\\' && i + 1 < line.length) {
+      word += line[++i];
+      inWord = true;
+    } else if (/\s/.test(c)) {
+      if (inWord) words.push(word);
+      word = '';
+      inWord = false;
+    } else {
+      word += c;
+      inWord = true;
+    }
+  }
+  if (quote !== null) return null;
+  if (inWord) words.push(word);
+  return words;
 }
 
 /** The input form of a checked spec: parseJobSpec(jobSpecInput(s)) gives s back (an agent checks what it is sent). */

@@ -1,9 +1,10 @@
 /**
  * The job scheduler: pure code. Feasibility first (up, draining, pinned host, fixed jobs' host,
  * tags, capacity, ports), then ranking (binpack or spread, load, stickiness to the job's past hosts).
- * Bulk placement scores only a few feasible hosts, visited from a rotating start (as Nomad's limit
- * iterator does), so one placement costs about the same on 100 hosts as on 10,000; plan mode
- * (explain) looks at every host and says why each was rejected or ranked lower.
+ * A fleet of up to EXHAUSTIVE_UP_TO hosts is scored whole; a larger one has only a few feasible hosts
+ * scored, visited from a rotating start (as Nomad's limit iterator does), so one placement costs about
+ * the same on 1,000 hosts as on 10,000; plan mode (explain) looks at every host and says why each was
+ * rejected or ranked lower.
  */
 
 export interface HostView {
@@ -89,6 +90,9 @@ export function score(job: JobRequest, h: HostView, strategy: Strategy): number 
   return s;
 }
 
+/** Up to this many hosts every feasible host is scored; beyond it, a sample of log2(n) from a rotating start. */
+export const EXHAUSTIVE_UP_TO = 256;
+
 export class Scheduler {
   private readonly hosts: HostView[];
   private readonly byName = new Map<string, number>();
@@ -108,7 +112,8 @@ export class Scheduler {
       }
     });
     this.strategy = opts.strategy ?? 'spread';
-    this.limit = opts.limit ?? Math.max(2, Math.ceil(Math.log2(Math.max(2, hosts.length))));
+    // A fleet of a few hundred hosts is scored whole, so a placement agrees with `job plan`; larger ones are sampled.
+    this.limit = opts.limit ?? (hosts.length <= EXHAUSTIVE_UP_TO ? Infinity : Math.max(2, Math.ceil(Math.log2(hosts.length))));
   }
 
   host(name: string): HostView | undefined {
@@ -146,7 +151,7 @@ export class Scheduler {
       const why = infeasible(job, this.hosts[i]!);
       if (why) continue;
       const s = score(job, this.hosts[i]!, this.strategy);
-      if (s > bestScore) [bestScore, bestIndex] = [s, i];
+      if (this.better(s, i, bestScore, bestIndex)) [bestScore, bestIndex] = [s, i];
       found++;
     }
     const start = this.cursor % Math.max(1, n);
@@ -160,7 +165,7 @@ export class Scheduler {
       }
       found++;
       const s = score(job, h, this.strategy);
-      if (s > bestScore) [bestScore, bestIndex] = [s, i];
+      if (this.better(s, i, bestScore, bestIndex)) [bestScore, bestIndex] = [s, i];
     }
     this.cursor = start + 1;
     if (bestIndex < 0) return { host: null, score: null, verdicts: [], reason: n === 0 ? 'no host matches the pin or the tags' : `no host fits (last reason: ${lastWhy})` };
@@ -181,6 +186,11 @@ export class Scheduler {
     best.why = `best ${this.strategy} score`;
     for (const v of feasible.slice(1)) v.why = `score ${v.score!.toFixed(3)} below ${best.score!.toFixed(3)}`;
     return { host: best.host, score: best.score!, verdicts, reason: null };
+  }
+
+  /** A higher score wins; a tie goes to the host whose name sorts first, as in explain. */
+  private better(s: number, i: number, bestScore: number, bestIndex: number): boolean {
+    return s > bestScore || (s === bestScore && bestIndex >= 0 && this.hosts[i]!.name < this.hosts[bestIndex]!.name);
   }
 
   private book(job: JobRequest, h: HostView): void {

@@ -42,6 +42,8 @@ export interface AgentOptions {
   mode: StartMode;
   /** The fleet's shared data directory, whose token proves this host sees it; null for none. */
   share: string | null;
+  /** How the scheduler ranks hosts when this agent moves a job off a host that is down. */
+  strategy?: 'spread' | 'binpack';
   /** Runs this host's pending operations (cluster commands); made with the agent's lease. */
   ops?: (lease: () => string) => { drain(): Promise<void> };
 }
@@ -98,7 +100,7 @@ export class Agent {
     this.engine = new DockerEngine(opts.dockerSocket);
     this.jobs = new JobRepo(store, opts.fleet);
     this.ambassador = new Ambassador(opts.name, opts.fleet, store, this.jobs, log);
-    this.reconciler = new Reconciler({ host: opts.name, fleet: opts.fleet, serviceAddress: opts.advertise, prune: opts.prune, dotBinds: opts.dotBinds }, this.engine, this.jobs, hosts, { ambassador: this.ambassador }, log);
+    this.reconciler = new Reconciler({ host: opts.name, fleet: opts.fleet, serviceAddress: opts.advertise, prune: opts.prune, dotBinds: opts.dotBinds, strategy: opts.strategy }, this.engine, this.jobs, hosts, { ambassador: this.ambassador }, log);
   }
 
   /**
@@ -106,11 +108,9 @@ export class Agent {
    * operator set with `knarr host tag` stay.
    */
   async setTags(tags: string[]): Promise<void> {
-    const previous = (await this.hosts.get(this.opts.name))?.host;
-    const operators = (previous?.tags ?? []).filter((t) => !this.tags.includes(t));
+    const dropped = this.tags;
     this.tags = tags;
-    const record = await this.record();
-    await this.hosts.put({ ...record, tags: [...new Set([...operators, ...tags])].sort() });
+    await this.writeRecord((previous) => [...new Set([...(previous?.tags ?? []).filter((t) => !dropped.includes(t)), ...tags])].sort());
   }
 
   setPrune(prune: boolean): void {
@@ -129,30 +129,34 @@ export class Agent {
     return `${this.opts.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${this.opts.listen.port}`;
   }
 
-  private async record(registering = false): Promise<HostRecord> {
-    const engine = this.engine;
-    const previous = (await this.hosts.get(this.opts.name))?.host;
+  /**
+   * Writes this host's record with a fresh load, keeping what the operator set (drain, tags) even when
+   * it changes meanwhile: the load is read first, then the record is rewritten from the stored one.
+   * tagsOf gives the tags from the stored record; by default they stay as they are.
+   */
+  private async writeRecord(tagsOf: (previous: HostRecord | null) => string[] = (previous) => previous?.tags ?? this.tags): Promise<void> {
+    const load = { runningJobs: await runningJobs(this.engine), freeMemory: freemem() };
     const now = new Date().toISOString();
-    return {
+    await this.hosts.update(this.opts.name, (previous) => ({
       name: this.opts.name,
       address: this.address,
       dockerEndpoint: `unix://${this.opts.dockerSocket}`,
-      // Tags belong to the operator once set (knarr host tag): the agent adds its own at registration only.
-      tags: registering ? [...new Set([...(previous?.tags ?? []), ...this.tags])].sort() : previous?.tags ?? this.tags,
+      tags: tagsOf(previous),
       capacity: { cpu: cpus().length * 1000, memory: totalmem() },
-      load: { runningJobs: await runningJobs(engine), freeMemory: freemem() },
+      load,
       // A drained host stays drained across agent restarts; a host that left and comes back is ok again.
       state: previous?.state === 'draining' ? 'draining' : 'ok',
       unknownContainers: this.reconciler.unknown,
       join: this.joinState,
       joinedAt: previous?.joinedAt ?? now,
       updatedAt: now,
-    };
+    }));
   }
 
   private async register(): Promise<void> {
     this.lease = await this.store.grantLease(this.opts.ttlSeconds);
-    await this.hosts.put(await this.record(true));
+    // Tags belong to the operator once set (knarr host tag): the agent adds its own at registration.
+    await this.writeRecord((previous) => [...new Set([...(previous?.tags ?? []), ...this.tags])].sort());
     await this.hosts.markAlive(this.opts.name, this.lease, { pid: process.pid, address: this.address, since: new Date().toISOString() });
   }
 
@@ -182,13 +186,13 @@ export class Agent {
       await join(this.store, this.hosts, { fleet: this.opts.fleet, host: this.opts.name, mode: this.opts.mode, share: this.opts.share, lease: this.lease!, log: this.log }, this.watching.signal);
     } catch (e) {
       this.joinState = 'refused';
-      await this.hosts.put(await this.record()).catch(() => undefined);
+      await this.writeRecord().catch(() => undefined);
       throw e;
     } finally {
       clearInterval(keep);
     }
     this.joinState = 'ok';
-    await this.hosts.put(await this.record());
+    await this.writeRecord();
     await this.watch();
     await mkdir(dirname(this.opts.pidFile), { recursive: true });
     await writeFile(this.opts.pidFile, JSON.stringify({ pid: process.pid, name: this.opts.name, address: this.address, fleet: this.opts.fleet } satisfies AgentPidFile));
@@ -307,7 +311,7 @@ export class Agent {
       if (signal.aborted || this.stopped) break;
       try {
         if (!this.lease || !(await this.store.keepAlive(this.lease))) await this.register();
-        else await this.hosts.put(await this.record());
+        else await this.writeRecord();
       } catch (e) {
         this.log(`agent: cannot reach the store (${(e as Error).message}); retrying`);
       }

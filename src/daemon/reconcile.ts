@@ -1,4 +1,5 @@
 import { fleetViews, jobRequest } from '../core/hosts.js';
+import type { Strategy } from '../core/scheduler.js';
 import type { JobSpec } from '../core/job-spec.js';
 import { Scheduler } from '../core/scheduler.js';
 import type { ContainerSummary, DockerEngine } from '../host/docker.js';
@@ -19,6 +20,8 @@ export interface ReconcilerOptions {
   prune: boolean;
   /** The binds for a job's dot volumes on this host. */
   dotBinds: (spec: JobSpec) => Promise<string[]>;
+  /** How the scheduler ranks hosts when it moves a job. */
+  strategy?: Strategy;
 }
 
 /**
@@ -31,6 +34,8 @@ export class Reconciler {
   /** Containers on this engine that are no knarr job, from the last pass. */
   unknown: { id: string; name: string; image: string }[] = [];
   private running: Promise<void> | null = null;
+  /** Jobs whose start failed: not tried again before `until`, so a start that keeps failing does not spin on its own docker events. */
+  private readonly backoff = new Map<string, { failures: number; until: number; generation: number; timer: NodeJS.Timeout }>();
   private dirty = false;
   private waiters: (() => void)[] = [];
 
@@ -163,6 +168,9 @@ export class Reconciler {
   private async start(i: JobIntent, previous: JobActual | null): Promise<void> {
     const name = i.spec.name;
     const me = this.opts.host;
+    // A new generation (job restart) is tried at once.
+    const waiting = this.backoff.get(name);
+    if (waiting && waiting.generation === generationOf(i) && Date.now() < waiting.until) return;
     try {
       const env: Record<string, string> = { KNARR_HOST: me, KNARR_JOB: name };
       for (const service of i.spec.links) Object.assign(env, await this.linkEnv(service));
@@ -172,9 +180,16 @@ export class Reconciler {
       await this.jobs.putServices(i.spec, me, this.opts.serviceAddress);
       await this.jobs.addEvent(name, { host: me, event: 'started', detail: id.slice(0, 12) });
       this.log(`started job ${name} (${id.slice(0, 12)})`);
+      if (waiting) clearTimeout(waiting.timer);
+      this.backoff.delete(name);
     } catch (e) {
       const error = (e as Error).message;
-      this.log(`job ${name} did not start: ${error}`);
+      // 1 s, 2 s, 4 s ... up to a minute between tries; a pass is asked for when the wait is over.
+      const failures = waiting?.generation === generationOf(i) ? waiting.failures + 1 : 1;
+      const delay = Math.min(60_000, 1000 * 2 ** (failures - 1));
+      if (waiting) clearTimeout(waiting.timer);
+      this.backoff.set(name, { failures, until: Date.now() + delay, generation: generationOf(i), timer: setTimeout(() => this.kick(), delay).unref() });
+      this.log(`job ${name} did not start: ${error} (next try in ${delay / 1000}s)`);
       if (previous?.state === 'failed' && previous.error === error && previous.host === me) return;
       await this.jobs.putActual(name, { host: me, container: '', state: 'failed', startedAt: '', error, generation: generationOf(i) });
       await this.jobs.addEvent(name, { host: me, event: 'failed', detail: error });
@@ -206,8 +221,8 @@ export class Reconciler {
   /** Places a job whose host is down (or that has none); one agent's move wins, the others' lose the race. */
   private async place(i: JobIntent, hosts: Awaited<ReturnType<HostRepo['list']>>, intents: JobIntent[]): Promise<void> {
     const history = await this.jobs.pastHosts(i.spec.name);
-    const others = intents.filter((x) => x.spec.name !== i.spec.name && x.managed);
-    const p = new Scheduler(fleetViews(hosts, others)).place(jobRequest({ ...i.spec, host: i.spec.host }, history));
+    const others = intents.filter((x) => x.spec.name !== i.spec.name);
+    const p = new Scheduler(fleetViews(hosts, others), { strategy: this.opts.strategy }).place(jobRequest({ ...i.spec, host: i.spec.host }, history));
     if (!p.host) return;
     const from = i.host;
     const moved = await this.jobs.updateIntent(i.spec.name, (cur) => (cur.host === from ? { ...cur, host: p.host } : null));

@@ -28,6 +28,23 @@ export class HostRepo {
     return { host: JSON.parse(v) as HostRecord, up: (await this.store.get(this.keys.hostAlive(name))) !== null };
   }
 
+  /**
+   * Rewrites a host's record from the one stored, in a compare-and-swap loop: an operator's drain or
+   * tag and the agent's refresh never overwrite each other. change gets null when there is no record;
+   * it returns null to write nothing. Resolves to what was written (or null).
+   */
+  async update(name: string, change: (previous: HostRecord | null) => HostRecord | null): Promise<HostRecord | null> {
+    for (let attempt = 0; ; attempt++) {
+      const current = await this.store.getVersioned(this.keys.host(name));
+      const next = change(current === null ? null : (JSON.parse(current.value) as HostRecord));
+      if (next === null) return null;
+      const value = JSON.stringify(next);
+      const written = current === null ? await this.store.createIfAbsent(this.keys.host(name), value) : await this.store.putIfUnchanged(this.keys.host(name), value, current.modRevision);
+      if (written) return next;
+      if (attempt >= 20) throw new Error(`host ${name}: its record kept changing under this write`);
+    }
+  }
+
   put(host: HostRecord): Promise<void> {
     return this.store.put(this.keys.host(host.name), JSON.stringify(host));
   }

@@ -50,6 +50,9 @@ const parse = <T>(v: string | null): T | null => (v === null ? null : (JSON.pars
 export const desiredState = (i: JobIntent) => i.desired ?? 'running';
 export const generationOf = (i: JobIntent) => i.generation ?? 0;
 
+/** A port's service: JOB-PORT for tcp, JOB-PORT-udp for udp, so one container port serves both apart. */
+export const serviceName = (job: string, p: { container: number; protocol: string }) => `${job}-${p.container}${p.protocol === 'udp' ? '-udp' : ''}`;
+
 /** Jobs' intent (proc), actual state (ps), history and services in the fleet store. */
 export class JobRepo {
   private readonly keys;
@@ -102,7 +105,7 @@ export class JobRepo {
   }
   /** Registers one service per port of the job, reached at address on host. */
   async putServices(spec: JobSpec, host: string, address: string): Promise<void> {
-    for (const p of spec.ports) await this.putService({ name: `${spec.name}-${p.container}`, job: spec.name, host, address, port: p.host, protocol: p.protocol });
+    for (const p of spec.ports) await this.putService({ name: serviceName(spec.name, p), job: spec.name, host, address, port: p.host, protocol: p.protocol });
   }
   async addEvent(name: string, e: Omit<JobEvent, 'at'>): Promise<void> {
     const at = new Date().toISOString();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { jobSpecInput, parseJobSpec } from '../../src/core/job-spec.js';
+import { jobSpecInput, parseJobSpec, splitWords } from '../../src/core/job-spec.js';
 
 describe('job specs', () => {
   it('normalises a full spec and applies the seed defaults', () => {
@@ -81,7 +81,7 @@ describe('job specs', () => {
       links: ['db-5432'],
       tags: ['ssd'],
       host: 'h1',
-      network: 'host',
+      network: 'bridge',
       cpu: '1.5',
       memory: '256M',
       restart: 'on-failure:3',
@@ -90,5 +90,20 @@ describe('job specs', () => {
     expect(parseJobSpec(jobSpecInput(full))).toEqual(full);
     const bare = parseJobSpec({ name: 'x', image: 'busybox' });
     expect(parseJobSpec(jobSpecInput(bare))).toEqual(bare);
+  });
+
+  it('a command string is split into words as a shell would, quotes kept together', () => {
+    expect(parseJobSpec({ name: 'x', image: 'busybox', command: 'sleep 3600' }).command).toEqual(['sleep', '3600']);
+    expect(parseJobSpec({ name: 'x', image: 'busybox', command: `sh -c 'echo "a b"; exit 3'` }).command).toEqual(['sh', '-c', 'echo "a b"; exit 3']);
+    expect(splitWords(`a "b \\"c\\" d" e\\ f ''`)).toEqual(['a', 'b "c" d', 'e f', '']);
+    expect(() => parseJobSpec({ name: 'x', image: 'busybox', command: "sh -c 'oops" })).toThrow(/command: "sh -c 'oops" has an unterminated quote/);
+  });
+
+  it('refuses ports a job could not serve: on a foreground job, twice from one container port, or remapped under host networking', () => {
+    expect(() => parseJobSpec({ name: 'x', image: 'busybox', ports: ['80:80'], daemonize: false })).toThrow(/daemonize: is false, but the job has ports/);
+    expect(() => parseJobSpec({ name: 'x', image: 'busybox', ports: ['8080:80', '8081:80'] })).toThrow(/ports\[1\]\.container: container port 80\/tcp is published twice/);
+    expect(parseJobSpec({ name: 'x', image: 'busybox', ports: ['53:53/tcp', '53:53/udp'] }).ports).toHaveLength(2);
+    expect(() => parseJobSpec({ name: 'x', image: 'busybox', network: 'host', ports: ['8080:80'] })).toThrow(/ports\[0\]: with network host the job listens on the host's port 80 itself; write 80:80/);
+    expect(parseJobSpec({ name: 'x', image: 'busybox', network: 'host', ports: ['80:80'] }).ports[0]).toMatchObject({ host: 80, container: 80 });
   });
 });

@@ -67,6 +67,24 @@ describe('bulk placement', () => {
     expect(new Set([web.place(job({ ports: [80] })).host, web.place(job({ ports: [80] })).host])).toEqual(new Set(['a', 'b']));
     expect(web.place(job({ ports: [80] })).reason).toMatch(/port 80 is taken/);
   });
+  it('a small fleet is scored whole: a fresh scheduler reaches the emptiest host wherever it stands, as plan says', () => {
+    const hosts = [host('ha', { usedCpu: 1000, runningJobs: 1 }), host('hb', { usedCpu: 1000, runningJobs: 1 }), host('hc')];
+    const placed = new Scheduler(hosts).place(job());
+    expect(placed.host).toBe('hc');
+    expect(new Scheduler(hosts).explain(job()).host).toBe(placed.host);
+    // Three jobs, one scheduler each (as each `job run` makes): each lands where the load is lowest.
+    const views = [host('ha'), host('hb'), host('hc')];
+    const landed: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const p = new Scheduler(views).place(job({ name: `j${i}` }))!;
+      landed.push(p.host!);
+      const v = views.find((h) => h.name === p.host)!;
+      v.usedCpu += 500;
+      v.usedMemory += GiB;
+      v.runningJobs += 1;
+    }
+    expect(landed.sort()).toEqual(['ha', 'hb', 'hc']);
+  });
   it('uses the tag index: only hosts with the rarest tag are visited', () => {
     const hosts = [...Array.from({ length: 50 }, (_, i) => host(`plain${i}`)), host('gpu1', { tags: ['gpu'] })];
     expect(new Scheduler(hosts).place(job({ tags: ['gpu'] })).host).toBe('gpu1');

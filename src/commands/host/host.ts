@@ -42,7 +42,7 @@ export const hostDrain: Handler = async ({ args, opts }, ctx) =>
   withHosts(ctx, async (repo) => {
     const { host } = await requireHost(repo, args[0] as string);
     const state = optBool(opts, 'undo') ? 'ok' : 'draining';
-    if (!ctx.runner.dryRun) await repo.put({ ...host, state, updatedAt: new Date().toISOString() });
+    if (!ctx.runner.dryRun) await repo.update(host.name, (cur) => cur && { ...cur, state, updatedAt: new Date().toISOString() });
     return { data: { host: host.name, state, previous: host.state }, view: { kind: 'lines', lines: [`host ${host.name} is ${state}`] } };
   });
 
@@ -51,8 +51,9 @@ export const hostTag: Handler = async ({ args, opts }, ctx) =>
   withHosts(ctx, async (repo) => {
     const { host } = await requireHost(repo, args[0] as string);
     const given = validateTags('TAG', (args[1] as string[] | undefined) ?? []);
-    const tags = optBool(opts, 'remove') ? host.tags.filter((t) => !given.includes(t)) : validateTags('TAG', [...host.tags, ...given]);
-    if (!ctx.runner.dryRun) await repo.put({ ...host, tags, updatedAt: new Date().toISOString() });
+    const change = (current: string[]) => (optBool(opts, 'remove') ? current.filter((t) => !given.includes(t)) : validateTags('TAG', [...current, ...given]));
+    let tags = change(host.tags);
+    if (!ctx.runner.dryRun) await repo.update(host.name, (cur) => cur && { ...cur, tags: (tags = change(cur.tags)), updatedAt: new Date().toISOString() });
     return { data: { host: host.name, tags }, view: { kind: 'lines', lines: [`host ${host.name} tags: ${tags.join(',') || '-'}`] } };
   });
 

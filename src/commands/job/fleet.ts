@@ -23,6 +23,9 @@ import { stopReading } from './run.js';
 /** A foreground job's host when the fleet is consulted: the scheduler's choice, or this host's engine (with its dots' binds) when no agent is up. */
 export async function foregroundTarget(ctx: Context, spec: JobSpec, fleetWanted: boolean): Promise<{ host: HostRecord } | { binds: string[] }> {
   return withStore(ctx, async (store) => {
+    const jobs = new JobRepo(store, ctx.config.fleet);
+    // A job name is unique in the fleet: a foreground job does not take a daemonized job's.
+    if (await jobs.intent(spec.name)) throw new ConflictError(`a job named ${spec.name} already exists in the fleet`, { hint: `pick another --name, or see it with: knarr job show ${spec.name}` });
     const hosts = fleetWanted ? await new HostRepo(store, ctx.config.fleet).list() : [];
     if (!hosts.some((h) => h.up)) {
       if ((spec.host === null || spec.host === hostId()) && spec.tags.length === 0) {
@@ -31,8 +34,7 @@ export async function foregroundTarget(ctx: Context, spec: JobSpec, fleetWanted:
       }
       throw new PrerequisiteError(`no host of fleet ${ctx.config.fleet} is up to run job ${spec.name}`, { hint: 'start an agent (knarr daemon) on the hosts, or drop --host/--tag to run here' });
     }
-    const intents = await new JobRepo(store, ctx.config.fleet).intents();
-    return { host: await placeOn(ctx, store, spec, hosts, intents, []) };
+    return { host: await placeOn(ctx, store, spec, hosts, await jobs.intents(), []) };
   });
 }
 
@@ -41,7 +43,7 @@ async function placeOn(ctx: Context, store: Store, spec: JobSpec, hosts: Awaited
   const { hostsWithDots } = await import('./volumes.js');
   const withDots = new Set(await hostsWithDots(store, ctx.config.fleet, spec, hosts.map((h) => h.host.name)));
   if (withDots.size === 0) throw new NotFoundError(`no host of fleet ${ctx.config.fleet} has every dot job ${spec.name} uses`, { hint: 'see where dots are with knarr dot list on each host; pull the dot to a host first' });
-  const p = new Scheduler(fleetViews(hosts.filter((h) => withDots.has(h.host.name)), intents.filter((i) => i.managed))).place(jobRequest(spec, history));
+  const p = new Scheduler(fleetViews(hosts.filter((h) => withDots.has(h.host.name)), intents.filter((i) => i.spec.name !== spec.name)), { strategy: ctx.config.scheduler.strategy }).place(jobRequest(spec, history));
   if (!p.host) throw new ConflictError(`no host can run job ${spec.name}: ${p.reason}`, { hint: 'see each host\'s verdict with: knarr job plan (same flags)' });
   return hosts.find((h) => h.host.name === p.host)!.host;
 }

@@ -12,14 +12,19 @@ const ORDER = ['chosen', 'ranked-lower', 'rejected'];
 /** `knarr job plan [-f job.yaml | IMAGE ...]`: the host the scheduler would choose, and why each other host lost. */
 export const jobPlan: Handler = async ({ args, opts }, ctx) => {
   const { spec } = await specFrom(ctx, args, opts);
-  const strategy = (optString(opts, 'strategy') ?? 'spread') as Strategy;
+  const strategy = (optString(opts, 'strategy') ?? ctx.config.scheduler.strategy) as Strategy;
   if (strategy !== 'spread' && strategy !== 'binpack') throw new ValidationError('--strategy', 'use spread or binpack');
   return withStore(ctx, async (store) => {
     const jobs = new JobRepo(store, ctx.config.fleet);
     const [hosts, intents, history] = await Promise.all([new HostRepo(store, ctx.config.fleet).list(), jobs.intents(), jobs.pastHosts(spec.name)]);
     // The ports and reservations of the jobs placed already count, as they do for a real placement.
-    const others = intents.filter((i) => i.managed && i.spec.name !== spec.name);
-    const plan = new Scheduler(fleetViews(hosts, others), { strategy }).explain(jobRequest(spec, history));
+    const others = intents.filter((i) => i.spec.name !== spec.name);
+    // As a real placement: only hosts that have every dot the job uses are judged; the rest say so.
+    const { hostsWithDots } = await import('./volumes.js');
+    const withDots = new Set(await hostsWithDots(store, ctx.config.fleet, spec, hosts.map((h) => h.host.name)));
+    const plan = new Scheduler(fleetViews(hosts.filter((h) => withDots.has(h.host.name)), others), { strategy }).explain(jobRequest(spec, history));
+    const dots = spec.volumes.flatMap((v) => (v.kind === 'dot' ? [v.dot] : [])).join(', ');
+    for (const h of hosts) if (!withDots.has(h.host.name)) plan.verdicts.push({ host: h.host.name, verdict: 'rejected', why: `does not have every dot the job uses (${dots})` });
     const rows = [...plan.verdicts].sort((a, b) => ORDER.indexOf(a.verdict) - ORDER.indexOf(b.verdict) || (b.score ?? 0) - (a.score ?? 0));
     return {
       data: { job: spec.name, host: plan.host, strategy, reason: plan.reason, verdicts: rows },

@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { FailureError, NotFoundError, PrerequisiteError, UserError, ValidationError } from '../../core/errors.js';
+import { ConflictError, FailureError, NotFoundError, PrerequisiteError, UserError, ValidationError } from '../../core/errors.js';
 import type { HostRecord } from '../../core/hosts.js';
 import { parseJobSpec, type JobSpec } from '../../core/job-spec.js';
 import { localAgent } from '../../daemon/pidfile.js';
 import { DockerApiError, DockerEngine, demux, dockerSocketPath } from '../../host/docker.js';
-import { foregroundContainer, startAttached, type AttachedRun } from '../../host/job-containers.js';
+import { foregroundContainer, LABEL_JOB, startAttached, type AttachedRun } from '../../host/job-containers.js';
 import { optBool, optList, optString, type Context, type Handler } from '../types.js';
 
 async function readSpecFile(ctx: Context, file: string): Promise<Record<string, unknown>> {
@@ -49,6 +49,12 @@ export async function specFrom(ctx: Context, args: (string | string[] | undefine
   const restart = optString(opts, 'restart');
   if (restart !== undefined) raw.restart = restart;
   if (optBool(opts, 'detach')) raw.daemonize = true;
+  const cpu = optString(opts, 'cpu');
+  if (cpu !== undefined) raw.cpu = cpu;
+  const memory = optString(opts, 'memory');
+  if (memory !== undefined) raw.memory = memory;
+  if (optBool(opts, 'fixed')) raw.fixed = true;
+  if (optBool(opts, 'static')) raw.static = true;
   const env = optList(opts, 'env');
   if (env.length > 0) raw.env = [...(Array.isArray(raw.env) ? raw.env : Object.entries((raw.env as Record<string, string>) ?? {}).map(([k, v]) => `${k}=${v}`)), ...env];
   const source = file ?? 'flags';
@@ -108,6 +114,11 @@ export const jobRun: Handler = async ({ args, opts }, ctx) => {
     return { data: { job: spec.name, host: target.host.name }, stream: (stdout, stderr) => runThroughAgent(ctx, target.host, spec, interactive, stdout, stderr) };
   }
   const engine = new DockerEngine(socket);
+  // A name given by the operator is unique: no other job of that name on this engine (a random one cannot clash).
+  if (optString(opts, 'name') !== undefined || optString(opts, 'file') !== undefined) {
+    const same = await engine.list(true, [`${LABEL_JOB}=${spec.name}`]).catch((e: unknown) => engineError(e, spec.image, socket));
+    if (same.length > 0) throw new ConflictError(`a job named ${spec.name} already runs on this host (container ${same[0]!.Names[0]?.replace(/^\//, '') ?? same[0]!.Id.slice(0, 12)})`, { hint: `pick another --name, or see it with: knarr job show ${spec.name}` });
+  }
   return {
     data: { job: spec.name },
     stream: async (stdout, stderr) => {
