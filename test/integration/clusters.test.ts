@@ -103,7 +103,12 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
 
     expect((await k(['cluster', 'stop', 'lab'])).code).toBe(0);
     expect((await show('lab')).containers.map((n: { state: string }) => n.state)).toEqual(['STOPPED', 'STOPPED']);
+    // A stopped cluster grows stopped.
+    expect((await k(['cluster', 'scale', 'lab', '--size', '3'])).code).toBe(0);
+    expect(await show('lab')).toMatchObject({ status: 'stopped' });
+    expect((await show('lab')).containers.map((n: { state: string }) => n.state)).toEqual(['STOPPED', 'STOPPED', 'STOPPED']);
     expect((await k(['cluster', 'start', 'lab'])).code).toBe(0);
+    expect((await show('lab')).containers.map((n: { state: string }) => n.state)).toEqual(['RUNNING', 'RUNNING', 'RUNNING']);
     expect(await attach(`alice-${id}-0`, 'cat', '/root/keep.txt')).toBe('zero');
 
     expect((await k(['cluster', 'delete', 'lab'])).code).toBe(0);

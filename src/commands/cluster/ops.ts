@@ -291,7 +291,9 @@ export const clusterScale: OpHandler = {
     const s = await setting(r);
     const c = await requireCluster(s);
     const from = (r.op.state.from as number | undefined) ?? c.nodes.length;
-    await r.save({ from });
+    // The status before scaling, kept across a resumed run (the record then says scaling).
+    const before = (r.op.state.before as ClusterRecord['status'] | undefined) ?? c.status;
+    await r.save({ from, before });
     const to = s.args.size!;
     if (to > from) {
       const added = await planNodes(r, s, c, from, to);
@@ -299,7 +301,9 @@ export const clusterScale: OpHandler = {
       await writeHosts(s, next);
       await s.repo.put(next);
       await startNodes(r, s, next, added, 'adding');
-      await s.repo.put({ ...next, status: 'running' });
+      // A stopped cluster grows stopped: its new nodes are made, then stopped like the others.
+      if (before === 'stopped') for (const n of added) await s.lxc.stop(n.container);
+      await s.repo.put({ ...next, status: before === 'stopped' ? 'stopped' : 'running' });
     } else if (to < from) {
       const kept = c.nodes.filter((n) => n.index < to);
       const next = { ...c, status: 'scaling' as const, op: r.op.id, nodes: kept };
@@ -309,7 +313,7 @@ export const clusterScale: OpHandler = {
         await r.progress(from - 1 - i, from - to, `removing ${nodeHostname(i)}`);
         await removeNode(r, s, c.user, containerName(c.user, c.id, i));
       }
-      await s.repo.put({ ...next, status: c.status === 'stopped' ? 'stopped' : 'running' });
+      await s.repo.put({ ...next, status: before === 'stopped' ? 'stopped' : 'running' });
     }
     return { cluster: c.name, from, to };
   },
@@ -317,11 +321,20 @@ export const clusterScale: OpHandler = {
     const s = await setting(r);
     const c = await s.repo.get(s.args.user, s.args.name);
     const from = r.op.state.from as number | undefined;
-    if (!c || from === undefined || (s.args.size ?? 0) <= from) return;
-    for (let i = from; i < (s.args.size ?? 0); i++) await removeNode(r, s, c.user, containerName(c.user, c.id, i));
-    const back = { ...c, status: 'running' as const, nodes: c.nodes.filter((n) => n.index < from) };
-    await writeHosts(s, back);
-    await s.repo.put(back);
+    const before = (r.op.state.before as ClusterRecord['status'] | undefined) ?? 'running';
+    const to = s.args.size ?? 0;
+    if (!c || from === undefined || to === from) return;
+    if (to > from) {
+      // Out: the nodes it added go.
+      for (let i = from; i < to; i++) await removeNode(r, s, c.user, containerName(c.user, c.id, i));
+      const back = { ...c, status: before, nodes: c.nodes.filter((n) => n.index < from) };
+      await writeHosts(s, back);
+      await s.repo.put(back);
+      return;
+    }
+    // In: removed nodes cannot come back; the ones still there go, so none is left outside the record.
+    for (let i = from - 1; i >= to; i--) await removeNode(r, s, c.user, containerName(c.user, c.id, i));
+    await s.repo.put({ ...c, status: before, nodes: c.nodes.filter((n) => n.index < to) });
   },
 };
 
