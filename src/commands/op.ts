@@ -13,8 +13,10 @@ const BIN = fileURLToPath(new URL('../../bin/knarr', import.meta.url));
 
 /** The operation's end as a result: done is success, failed and cancelled are errors naming the operation. */
 function opResult(op: OpRecord): CommandResult {
-  if (op.status === 'failed') throw new OperationFailedError(`${op.id} (${op.kind}) failed and was undone: ${op.error}`, { hint: `see it with: knarr op show ${op.id}`, detail: { op } });
-  if (op.status === 'cancelled') throw new OperationFailedError(`${op.id} (${op.kind}) was cancelled and undone`, { detail: { op } });
+  // The runner's last word says whether it was undone or, for a forward-only kind, left as it got.
+  const end = op.progress?.message?.replace(/^(failed|cancelled), /, '') ?? 'undone';
+  if (op.status === 'failed') throw new OperationFailedError(`${op.id} (${op.kind}) failed (${end}): ${op.error}`, { hint: `see it with: knarr op show ${op.id}`, detail: { op } });
+  if (op.status === 'cancelled') throw new OperationFailedError(`${op.id} (${op.kind}) was cancelled (${end})`, { detail: { op } });
   return { data: op, view: { kind: 'lines', lines: [describeOp(op)] } };
 }
 

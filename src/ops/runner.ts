@@ -28,6 +28,8 @@ export interface OpHandler {
   run(r: OpRun): Promise<unknown>;
   /** Takes back whatever run made; idempotent too (after a failure, a cancel, or a crash with a cancel pending). */
   undo(r: OpRun): Promise<void>;
+  /** False for kinds that go forward only (start, stop, delete): a failure or cancel leaves what was done. */
+  readonly undoes?: boolean;
 }
 
 /** Handlers by kind, loaded only when an operation of that kind runs. */
@@ -142,7 +144,7 @@ export class OpRunner {
       } catch (u) {
         error = `${error ?? 'cancelled'}; undoing it failed too: ${(u as Error).message}`;
       }
-      await finish(cancelled && error === null ? 'cancelled' : 'failed', { error, progress: { ...pending, message: cancelled ? 'cancelled, undone' : 'failed, undone' } });
+      await finish(cancelled && error === null ? 'cancelled' : 'failed', { error, progress: { ...pending, message: `${cancelled ? 'cancelled' : 'failed'}, ${handler?.undoes === false ? 'what it did stays' : 'undone'}` } });
     }
     if (result) {
       // Outside the try: a store error here must not undo a finished operation. Left running, it is resumed (and ends done) by the next runner.

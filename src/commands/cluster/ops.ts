@@ -244,6 +244,7 @@ export const clusterStart: OpHandler = {
     return { cluster: c.name, nodes: c.nodes.length };
   },
   undo: forwardOnly,
+  undoes: false,
 };
 
 /** cluster.stop: every node stopped; volumes, addresses and record kept. */
@@ -260,6 +261,7 @@ export const clusterStop: OpHandler = {
     return { cluster: c.name, nodes: c.nodes.length };
   },
   undo: forwardOnly,
+  undoes: false,
 };
 
 /** cluster.delete: every node, volume, address and the record; the user's data at /nfs stays. */
@@ -283,6 +285,7 @@ export const clusterDelete: OpHandler = {
     return { cluster: c.name, deleted: true };
   },
   undo: forwardOnly,
+  undoes: false,
 };
 
 /** cluster.scale: out adds nodes (undone if it fails), in removes the highest ones; the others keep running with their data. */
