@@ -65,6 +65,7 @@ _knarr() {
     --advertise) return ;;
     --mode) COMPREPLY=($(compgen -W 'recovery new' -- "$cur")); return ;;
     --share) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --drain-timeout) return ;;
     --storage-device) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --dot) return ;;
     --seed) return ;;
@@ -142,7 +143,7 @@ _knarr() {
     'op/wait') COMPREPLY=($(compgen -W '--timeout'" $globals" -- "$cur")) ;;
     'op/cancel') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'op/run') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'daemon') COMPREPLY=($(compgen -W '--name --tags --listen --ttl --token-file --tls-cert --tls-key --advertise --prune --mode --share'" $globals" -- "$cur")) ;;
+    'daemon') COMPREPLY=($(compgen -W '--name --tags --listen --ttl --token-file --tls-cert --tls-key --advertise --prune --mode --share --drain-timeout'" $globals" -- "$cur")) ;;
     'onboot') COMPREPLY=($(compgen -W '--storage-device --driver --pool --dot --seed --mountpoint --daemon'" $globals" -- "$cur")) ;;
     'doctor') COMPREPLY=($(compgen -W '--fix'" $globals" -- "$cur")) ;;
     'completion') COMPREPLY=($(compgen -W 'bash zsh fish'" $globals" -- "$cur")) ;;

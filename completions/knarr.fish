@@ -184,6 +184,7 @@ complete -c knarr -n '__fish_seen_subcommand_from daemon' -l advertise -x -d 'ad
 complete -c knarr -n '__fish_seen_subcommand_from daemon' -l prune -d 'remove containers knarr has no job for (default: report them in host show)'
 complete -c knarr -n '__fish_seen_subcommand_from daemon' -l mode -x -a 'recovery new' -d 'fleet start mode: recovery (default: start this host'\''s clusters again) or new (delete them)'
 complete -c knarr -n '__fish_seen_subcommand_from daemon' -l share -r -F -d 'the fleet'\''s shared data directory; joining proves this host sees it'
+complete -c knarr -n '__fish_seen_subcommand_from daemon' -l drain-timeout -x -d 'on SIGTERM, how long running foreground jobs and the operation in progress get to end (default 30)'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l storage-device -r -F -d 'block device(s) of the pool'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l driver -x -a 'zfs btrfs lvm dir' -d 'pool driver (default zfs)'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l pool -x -d 'pool name (default "knarr")'

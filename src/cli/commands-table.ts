@@ -689,7 +689,7 @@ export const COMMANDS: CommandDef[] = [
     name: 'daemon',
     summary: 'the agent: registers this host, serves the token-protected API',
     description:
-      'Registers this host in etcd under a lease (a host whose lease lapses is down) with its address, tags, capacity, load and docker endpoint, keeps them fresh, and serves an HTTP API on --listen where every request needs the bearer token from --token-file (made, 0600, when missing). Every flag can also be set in the config file\'s daemon: section (flags win). SIGTERM gives the lease back and exits 0; SIGHUP reloads the config file, the token file and the TLS certificate, applying tags and prune at once (tags set with knarr host tag stay) and naming any other changed setting as needing a restart; a bad file changes nothing. At each start it joins the fleet through docklet\'s handshake (waiting, init, work, ok), proving the shared data directory with --share, and prepares for --mode recovery or new; then it keeps this host\'s daemonized jobs as their intents say, runs this host\'s operations, and forwards linked services (the ambassador).',
+      'Registers this host in etcd under a lease (a host whose lease lapses is down) with its address, tags, capacity, load and docker endpoint, keeps them fresh, and serves an HTTP API on --listen where every request needs the bearer token from --token-file (made, 0600, when missing). Every flag can also be set in the config file\'s daemon: section (flags win). SIGTERM drains (no new foreground jobs or operations; the running ones get --drain-timeout to end, a second SIGTERM cuts it short), gives the lease back and exits 0; SIGHUP reloads the config file, the token file and the TLS certificate, applying tags and prune at once (tags set with knarr host tag stay) and naming any other changed setting as needing a restart; a bad file changes nothing. At each start it joins the fleet through docklet\'s handshake (waiting, init, work, ok), proving the shared data directory with --share, and prepares for --mode recovery or new; then it keeps this host\'s daemonized jobs as their intents say, runs this host\'s operations, and forwards linked services (the ambassador).',
     options: [
       { flags: '--name <host>', description: 'host name (default: the hostname)' },
       { flags: '--tags <tags>', description: 'comma-separated tags', repeatable: true },
@@ -702,6 +702,7 @@ export const COMMANDS: CommandDef[] = [
       { flags: '--prune', description: 'remove containers knarr has no job for (default: report them in host show)' },
       { flags: '--mode <mode>', description: 'fleet start mode: recovery (default: start this host\'s clusters again) or new (delete them)', choices: ['recovery', 'new'] },
       { flags: '--share <dir>', description: 'the fleet\'s shared data directory; joining proves this host sees it' },
+      { flags: '--drain-timeout <seconds>', description: 'on SIGTERM, how long running foreground jobs and the operation in progress get to end (default 30)' },
     ],
     examples: [{ command: 'knarr daemon --tags ssd,zone=eu --listen 10.0.0.5:7946', description: 'run the agent' }],
     handler: () => import('../commands/daemon.js').then((m) => m.daemon),

@@ -42,6 +42,9 @@ export const daemon: Handler = async ({ opts }, ctx) => {
   let token = await agentToken(settings.tokenFile);
   if (settings.share !== null && !(await stat(settings.share).then((s) => s.isDirectory(), () => false))) throw new ValidationError('--share', `${settings.share} is not a directory`);
   const store = await ctx.openStore();
+  // The agent's own work (operations, dot binds) outlives SIGTERM while it drains: its commands stop only when the drain time is up.
+  const work = new AbortController();
+  const workCtx: Context = { ...ctx, runner: ctx.runner.withSignal(work.signal), signal: work.signal };
   const agent = new Agent(
     {
       ...settings,
@@ -51,8 +54,9 @@ export const daemon: Handler = async ({ opts }, ctx) => {
       strategy: ctx.config.scheduler.strategy,
       advertise: advertiseAddress(settings),
       pidFile: `${ctx.config.stateDir}/agent.json`,
-      dotBinds: (spec) => dotBinds(ctx, store, spec),
-      ops: (lease) => new OpRunner(ctx, store, settings.name, 'agent', lease, (l) => ctx.events.step(l)),
+      dotBinds: (spec) => dotBinds(workCtx, store, spec),
+      ops: (lease) => new OpRunner(workCtx, store, settings.name, 'agent', lease, (l) => ctx.events.step(l)),
+      onDrainTimeout: () => work.abort(),
     },
     store,
     new HostRepo(store, ctx.config.fleet),
@@ -88,6 +92,7 @@ export const daemon: Handler = async ({ opts }, ctx) => {
     process.off('SIGHUP', onHangup);
     await reloading;
     await agent.stop();
+    work.abort();
     await store.close();
   }
   return { data: { host: settings.name, address: agent.address, stopped: true }, view: { kind: 'lines', lines: [`agent ${settings.name} stopped`] } };

@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { ConflictError, FailureError, NotFoundError, OperationFailedError, UserError, ValidationError } from '../core/errors.js';
+import { ConflictError, FailureError, InterruptedError, NotFoundError, OperationFailedError, UserError, ValidationError } from '../core/errors.js';
 import { describeOp, isOpId, isTerminal, type OpRecord } from '../core/ops.js';
 import { OpRunner, waitForOp } from '../ops/runner.js';
 import { HostRepo } from '../state/hosts.js';
@@ -61,6 +61,7 @@ export async function runOperation(ctx: Context, store: Store, kind: string, arg
     const ran = await repo.get(op.id);
     // Run here to its end: nothing to wait for.
     if (ran && isTerminal(ran.status)) return opResult(ran);
+    if (ctx.signal.aborted) throw new InterruptedError(`interrupted: ${op.id} stays where it got`, { hint: `resume it with: knarr op run ${op.id}; or take it back with: knarr op cancel ${op.id}` });
   }
   const end = await waitForOp(repo, op.id, (o) => ctx.events.step(describeOp(o)), ctx.signal);
   ctx.events.done();

@@ -96,6 +96,7 @@ export const DAEMON_FILE_KEYS: Record<string, 'string' | 'boolean' | 'number' | 
   prune: 'boolean',
   mode: 'string',
   share: 'string',
+  drainTimeout: 'number',
 };
 
 const POOL_KEYS = new Set(['name', 'driver', 'size']);

@@ -18,6 +18,8 @@ export interface DaemonSettings {
   prune: boolean;
   mode: StartMode;
   share: string | null;
+  /** On SIGTERM, how long running foreground jobs and the operation in progress get to end. */
+  drainSeconds: number;
 }
 
 
@@ -97,6 +99,10 @@ export function resolveDaemonSettings(
   const mode = modeP?.value ?? 'recovery';
   if (mode !== 'new' && mode !== 'recovery') throw new ValidationError(modeP!.field, 'use recovery (keep clusters) or new (delete this host\'s clusters)');
 
+  const drainP = pick('drainTimeout', 'drainTimeout');
+  const drainSeconds = drainP === null ? 30 : typeof drainP.value === 'number' ? drainP.value : /^\d+$/.test(String(drainP.value)) ? Number(drainP.value) : NaN;
+  if (!Number.isInteger(drainSeconds) || drainSeconds < 0 || drainSeconds > 3600) throw new ValidationError(drainP?.field ?? '--drain-timeout', 'must be a whole number of seconds from 0 to 3600');
+
   const shareP = str('share', 'share');
   return {
     name,
@@ -109,6 +115,7 @@ export function resolveDaemonSettings(
     prune: pruneP?.value === true,
     mode,
     share: shareP ? absolute(shareP.value, where.cwd) : null,
+    drainSeconds,
   };
 }
 

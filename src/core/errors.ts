@@ -119,8 +119,8 @@ export class OperationFailedError extends KnarrError {
 }
 
 export class InterruptedError extends KnarrError {
-  constructor(message = 'interrupted') {
-    super('E_INTERRUPTED', ExitCode.interrupted, message);
+  constructor(message = 'interrupted', options: ErrorOptions = {}) {
+    super('E_INTERRUPTED', ExitCode.interrupted, message, options);
   }
 }
 

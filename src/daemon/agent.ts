@@ -45,7 +45,11 @@ export interface AgentOptions {
   /** How the scheduler ranks hosts when this agent moves a job off a host that is down. */
   strategy?: 'spread' | 'binpack';
   /** Runs this host's pending operations (cluster commands); made with the agent's lease. */
-  ops?: (lease: () => string) => { drain(): Promise<void> };
+  ops?: (lease: () => string) => { drain(): Promise<void>; close(): Promise<void> };
+  /** On SIGTERM, how long to wait for running foreground jobs and the operation in progress. */
+  drainSeconds?: number;
+  /** Called when the drain's time is up: the commands still running are stopped. */
+  onDrainTimeout?: () => void;
 }
 
 /** The token file the operator controls; made (0600) with a random token when missing. */
@@ -89,6 +93,10 @@ export class Agent {
   readonly reconciler: Reconciler;
   private readonly watching = new AbortController();
   private joinState: JoinState = 'waiting';
+  /** Set once SIGTERM came: new foreground jobs are refused while the running ones finish. */
+  private closing = false;
+  private readonly foreground = new Set<Promise<void>>();
+  private opRunner: { close(): Promise<void> } | null = null;
 
   constructor(
     private readonly opts: AgentOptions,
@@ -177,7 +185,15 @@ export class Agent {
         'GET /v1/jobs/:name/logs': (req, res, { name }) => this.logs(req, res, name!),
       },
       this.opts.tls,
-      { 'POST /v1/run': (req, socket, head) => this.runForeground(req, socket, head) },
+      {
+        'POST /v1/run': (req, socket, head) => {
+          if (this.closing) return Promise.reject(new ApiError(503, `host ${this.opts.name} is shutting down; it takes no new jobs`));
+          const running = this.runForeground(req, socket, head);
+          const tracked = running.catch(() => undefined).finally(() => this.foreground.delete(tracked));
+          this.foreground.add(tracked);
+          return running;
+        },
+      },
     );
     await this.register();
     // The lease is kept alive by serve(), which starts after the handshake: keep it meanwhile.
@@ -209,6 +225,7 @@ export class Agent {
     await this.store.watch(keys.alive, kick, this.watching.signal);
     if (this.opts.ops) {
       const runner = this.opts.ops(() => this.lease ?? '0');
+      this.opRunner = runner;
       const drain = () => void runner.drain().catch((e: Error) => this.log(`operations: ${e.message}`));
       // New operations, and claims that lapsed (a runner died mid-way): both may be this host's to run.
       await this.store.watch(keys.ops, drain, this.watching.signal);
@@ -318,10 +335,32 @@ export class Agent {
     }
   }
 
-  /** Stops serving and gives the lease back, so the fleet sees the host down at once. */
+  /**
+   * Drains, then gives the lease back so the fleet sees the host down at once: no new foreground jobs
+   * or operations are taken; the running ones get up to drainSeconds to end (the lease is kept meanwhile).
+   */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.closing = true;
     this.watching.abort();
+    const busy = this.foreground.size;
+    const graceMs = (this.opts.drainSeconds ?? 30) * 1000;
+    if (this.lease && (busy > 0 || this.opRunner)) {
+      if (busy > 0) this.log(`agent: draining: waiting up to ${graceMs / 1000}s for ${busy} foreground job(s) and the operation in progress`);
+      const keep = setInterval(() => void this.store.keepAlive(this.lease!).catch(() => undefined), Math.max(200, (this.opts.ttlSeconds * 1000) / 3));
+      const grace = new AbortController();
+      try {
+        const drained = Promise.all([...this.foreground, this.opRunner?.close()]).then(() => true);
+        if (!(await Promise.race([drained, sleep(graceMs, false, { signal: grace.signal }).catch(() => false)]))) {
+          this.log('agent: drain time is up: stopping what still runs (an operation is resumed by the next runner)');
+          this.opts.onDrainTimeout?.();
+          await this.opRunner?.close();
+        }
+      } finally {
+        grace.abort();
+        clearInterval(keep);
+      }
+    }
     this.ambassador.close();
     await new Promise<void>((res) => {
       if (!this.server) return res();

@@ -85,12 +85,17 @@ export class Runner {
   private readonly log: (line: string) => void;
   private readonly signal: AbortSignal | undefined;
 
-  constructor(opts: RunnerOptions) {
+  constructor(private readonly opts: RunnerOptions) {
     this.dryRun = opts.dryRun;
     this.verbose = opts.verbose;
     this.env = { ...opts.env, LC_ALL: 'C' };
     this.log = opts.log;
     this.signal = opts.signal;
+  }
+
+  /** The same runner with another abort signal: the agent's work outlives its SIGTERM until it has drained. */
+  withSignal(signal: AbortSignal): Runner {
+    return new Runner({ ...this.opts, signal });
   }
 
   /** Records a host change that knarr makes in-process, so --dry-run shows it as its shell equivalent. */

@@ -1,3 +1,4 @@
+import { InterruptedError } from '../core/errors.js';
 import { describeOp, isTerminal, type OpRecord } from '../core/ops.js';
 import { Wakeup } from '../core/streams.js';
 import type { Context } from '../commands/types.js';
@@ -54,6 +55,7 @@ export class OpRunner {
   readonly repo: OpRepo;
   private draining: Promise<void> | null = null;
   private again = false;
+  private closed = false;
 
   constructor(
     private readonly ctx: Context,
@@ -70,12 +72,14 @@ export class OpRunner {
 
   /** Runs every operation of this host that is queued, or running with no live runner, oldest first. */
   drain(): Promise<void> {
+    if (this.closed) return Promise.resolve();
     this.again = true;
     this.draining ??= (async () => {
       try {
-        while (this.again) {
+        while (this.again && !this.closed) {
           this.again = false;
           for (const op of await this.repo.list()) {
+            if (this.closed) break;
             if (op.host !== this.host || op.parent !== null || isTerminal(op.status)) continue;
             await this.execute(op.id);
           }
@@ -85,6 +89,12 @@ export class OpRunner {
       }
     })();
     return this.draining;
+  }
+
+  /** Claims nothing more; resolves once the operation running now has ended (the agent's SIGTERM). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.draining?.catch(() => undefined);
   }
 
   /** Claims and runs one operation; null when another runner has it or it has ended. */
@@ -135,6 +145,11 @@ export class OpRunner {
       if (e instanceof ClaimLostError) {
         // Another runner has it now (or will): it resumes; undoing here would fight it.
         this.log(`${id}: ${e.message}`);
+        return null;
+      }
+      if (e instanceof InterruptedError) {
+        // This runner is shutting down: the operation stays claimed under its lease, and the next runner resumes it.
+        this.log(`${id}: interrupted; the next runner resumes it`);
         return null;
       }
       const cancelled = e instanceof Cancelled;

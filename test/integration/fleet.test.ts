@@ -153,4 +153,21 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
     expect(await hosts.hb!.dockerd.docker('ps', '-aq', '--filter', 'label=knarr.job=web')).toBe('');
     expect((await k(['--json', 'service', 'list'])).json().map((s: { name: string }) => s.name)).not.toContain('web-8080');
   }, 60_000);
+
+  it('SIGTERM drains: a running foreground job ends with its output and code, a new one is refused meanwhile, then the host is down and the agent exits 0', async () => {
+    const running = execa(bin, ['job', 'run', '--host', 'hc', '--network', 'none', image, '--', 'sh', '-c', 'sleep 2; echo finished; exit 4'], { env: { ...process.env, ...env }, reject: false });
+    await eventually(async () => expect(await hosts.hc!.dockerd.docker('ps', '-q', '--filter', 'label=knarr.mode=foreground')).not.toBe(''));
+    agents.hc!.kill('SIGTERM');
+    await eventually(async () => {
+      const refused = await k(['job', 'run', '--host', 'hc', '--network', 'none', image, '--', 'true']);
+      expect(refused.stderr).toMatch(/hc is shutting down; it takes no new jobs/);
+    });
+    const done = await running;
+    expect(done.stdout).toBe('finished');
+    expect(done.exitCode).toBe(4);
+    expect((await agents.hc!).exitCode).toBe(0);
+    expect(await upHosts()).not.toContain('hc');
+    startAgent('hc', 'client');
+    await eventually(async () => expect(await upHosts()).toContain('hc'));
+  }, 60_000);
 });

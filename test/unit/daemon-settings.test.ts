@@ -18,6 +18,7 @@ describe('knarr daemon settings: flag > config file daemon: section > default', 
       prune: false,
       mode: 'recovery',
       share: null,
+      drainSeconds: 30,
     });
   });
 
@@ -41,6 +42,8 @@ describe('knarr daemon settings: flag > config file daemon: section > default', 
     expect(() => resolve({}, { tags: ['bad tag'] })).toThrow(/^\/etc\/knarr\/config.yaml: daemon.tags: "bad tag" is not a tag/);
     expect(() => resolve({}, { name: 'a b' })).toThrow(/^\/etc\/knarr\/config.yaml: daemon.name: "a b" contains a space/);
     expect(() => resolve({}, { mode: 'fresh' })).toThrow(/^\/etc\/knarr\/config.yaml: daemon.mode: use recovery/);
+    expect(() => resolve({ drainTimeout: '-1' })).toThrow(/^--drain-timeout: must be a whole number of seconds from 0 to 3600/);
+    expect(resolve({}, { drainTimeout: 0 }).drainSeconds).toBe(0);
     expect(() => resolve({}, { advertise: 'here' })).toThrow(/^\/etc\/knarr\/config.yaml: daemon.advertise: "here" is not an IP address/);
     expect(() => resolve({ tlsCert: '/c.pem' })).toThrow(/^--tls-key: TLS needs both/);
     expect(() => resolve({}, { tlsKey: '/k.pem' })).toThrow(/^\/etc\/knarr\/config.yaml: daemon.tlsCert: TLS needs both/);
