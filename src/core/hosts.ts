@@ -5,8 +5,7 @@ import type { HostView, JobRequest } from './scheduler.js';
 /**
  * A fleet host as its agent records it. States: ok (serving), draining (takes no new jobs),
  * left (gone for good). Whether it is up is separate: its agent holds a lease in etcd, and a
- * host whose lease lapsed is down. This replaces docklet's waiting/init/work handshake: a host
- * that can write its record under a lease has joined.
+ * host whose lease lapsed is down. Joining is docklet's handshake (JoinState, below).
  */
 export type HostState = 'ok' | 'draining' | 'left';
 
@@ -15,6 +14,8 @@ export interface HostRecord {
   /** The agent's API, http(s)://addr:port. */
   address: string;
   dockerEndpoint: string;
+  /** The name this host's dots are recorded under (its hostname), when its agent has another --name. */
+  dotHost?: string;
   tags: string[];
   capacity: { cpu: number; memory: number };
   load: { runningJobs: number; freeMemory: number };

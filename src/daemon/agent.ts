@@ -14,6 +14,7 @@ import type { HostRepo } from '../state/hosts.js';
 import { JobRepo } from '../state/jobs.js';
 import { fleetKeys } from '../state/keys.js';
 import type { Store } from '../state/store.js';
+import { hostId } from '../host/identity.js';
 import { Ambassador, linkEnv } from './ambassador.js';
 import { ApiError, startApi } from './api.js';
 import type { AgentPidFile } from './pidfile.js';
@@ -149,6 +150,8 @@ export class Agent {
       name: this.opts.name,
       address: this.address,
       dockerEndpoint: `unix://${this.opts.dockerSocket}`,
+      // Dots are recorded under the hostname; the scheduler looks for them there.
+      ...(this.opts.name !== hostId() ? { dotHost: hostId() } : {}),
       tags: tagsOf(previous),
       capacity: { cpu: cpus().length * 1000, memory: totalmem() },
       load,

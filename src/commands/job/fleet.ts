@@ -41,7 +41,7 @@ export async function foregroundTarget(ctx: Context, spec: JobSpec, fleetWanted:
 /** The scheduler's host for spec among the hosts that have its dots, or a clear error naming why none fits. */
 async function placeOn(ctx: Context, store: Store, spec: JobSpec, hosts: Awaited<ReturnType<HostRepo['list']>>, intents: JobIntent[], history: string[]): Promise<HostRecord> {
   const { hostsWithDots } = await import('./volumes.js');
-  const withDots = new Set(await hostsWithDots(store, ctx.config.fleet, spec, hosts.map((h) => h.host.name)));
+  const withDots = new Set(await hostsWithDots(store, ctx.config.fleet, spec, hosts.map((h) => h.host)));
   if (withDots.size === 0) throw new NotFoundError(`no host of fleet ${ctx.config.fleet} has every dot job ${spec.name} uses`, { hint: 'see where dots are with knarr dot list on each host; pull the dot to a host first' });
   const p = new Scheduler(fleetViews(hosts.filter((h) => withDots.has(h.host.name)), intents.filter((i) => i.spec.name !== spec.name)), { strategy: ctx.config.scheduler.strategy }).place(jobRequest(spec, history));
   if (!p.host) throw new ConflictError(`no host can run job ${spec.name}: ${p.reason}`, { hint: 'see each host\'s verdict with: knarr job plan (same flags)' });

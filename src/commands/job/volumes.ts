@@ -1,5 +1,6 @@
 import { subdotDir } from '../../core/dots.js';
 import { NotFoundError } from '../../core/errors.js';
+import type { HostRecord } from '../../core/hosts.js';
 import type { JobSpec } from '../../core/job-spec.js';
 import { DotRepo } from '../../state/dots.js';
 import { fleetKeys } from '../../state/keys.js';
@@ -27,11 +28,11 @@ export async function dotBinds(ctx: Context, store: Store, spec: JobSpec): Promi
   return binds;
 }
 
-/** The hosts that have every dot the job uses (all hosts when it uses none). */
-export async function hostsWithDots(store: Store, fleet: string, spec: JobSpec, hosts: string[]): Promise<string[]> {
+/** The names of the hosts that have every dot the job uses (all hosts when it uses none); a host's dots are under its dotHost. */
+export async function hostsWithDots(store: Store, fleet: string, spec: JobSpec, hosts: readonly HostRecord[]): Promise<string[]> {
   const dots = spec.volumes.flatMap((v) => (v.kind === 'dot' ? [v.dot] : []));
-  if (dots.length === 0) return hosts;
+  if (dots.length === 0) return hosts.map((h) => h.name);
   const keys = fleetKeys(fleet);
-  const have = await Promise.all(hosts.map(async (h) => (await Promise.all(dots.map((d) => store.get(keys.hostDot(h, d))))).every((x) => x !== null)));
-  return hosts.filter((_, i) => have[i]);
+  const have = await Promise.all(hosts.map(async (h) => (await Promise.all(dots.map((d) => store.get(keys.hostDot(h.dotHost ?? h.name, d))))).every((x) => x !== null)));
+  return hosts.filter((_, i) => have[i]).map((h) => h.name);
 }
