@@ -270,9 +270,11 @@ export class Agent {
     let run;
     try {
       const env: Record<string, string> = { KNARR_HOST: this.opts.name, KNARR_JOB: spec.name };
+      // A bridged job reaches the ambassador at its network's gateway; a job on the host's network at loopback.
+      const gateway = spec.links.length > 0 ? await this.engine.gateway(spec.network ?? 'bridge') : null;
       for (const service of spec.links) {
         releases.push(this.ambassador.hold(service));
-        Object.assign(env, linkEnv(service, await this.ambassador.ensure(service)));
+        Object.assign(env, linkEnv(service, await this.ambassador.ensure(service, gateway ?? undefined), gateway ?? undefined));
       }
       const create = foregroundContainer(spec, this.opts.fleet, interactive, { env, binds: await this.opts.dotBinds(spec) });
       run = await startAttached(this.engine, `knarr-${spec.name}-${randomBytes(3).toString('hex')}`, create, interactive);

@@ -3,20 +3,25 @@ import type { JobRepo } from '../state/jobs.js';
 import { fleetKeys } from '../state/keys.js';
 import type { Store } from '../state/store.js';
 
+const LOOPBACK = '127.0.0.1';
+
 /** NAME_ADDR, NAME_HOST and NAME_PORT for a linked service: `web-80` gives WEB_80_ADDR=127.0.0.1:40123. */
-export function linkEnv(service: string, port: number, host = '127.0.0.1'): Record<string, string> {
+export function linkEnv(service: string, port: number, host = LOOPBACK): Record<string, string> {
   const prefix = service.toUpperCase().replace(/[^A-Z0-9]/g, '_');
   return { [`${prefix}_ADDR`]: `${host}:${port}`, [`${prefix}_HOST`]: host, [`${prefix}_PORT`]: String(port) };
 }
 
 /**
- * The seed's embassy: on each host, one TCP forwarder per linked service, on a loopback port that
- * stays the same while the service moves. Each connection is sent to where the service runs now
- * (read from the store per connection), so a job keeps its address across failovers.
+ * The seed's embassy: on each host, one TCP forwarder per linked service, on a port that stays the
+ * same while the service moves. It listens on loopback (jobs on the host's network) and on the
+ * gateway of each docker network a linked job is on (a bridged job reaches its host there). Each
+ * connection is sent to where the service runs now (read from the store per connection), so a job
+ * keeps its address across failovers.
  */
 export class Ambassador {
-  private readonly servers = new Map<string, { server: Server; port: number }>();
-  /** ensure() calls in flight: a second one for the same service waits for the first. */
+  /** Per service: its port (on loopback, recorded), and the server and port on each address it listens on. */
+  private readonly servers = new Map<string, { port: number; on: Map<string, { server: Server; port: number }> }>();
+  /** ensure() calls in flight: a second one for the same service and address waits for the first. */
   private readonly starting = new Map<string, Promise<number>>();
   /** Services that running foreground jobs link to: kept even when no daemonized job does. */
   private readonly held = new Map<string, number>();
@@ -32,37 +37,42 @@ export class Ambassador {
     this.keys = fleetKeys(fleet);
   }
 
-  /** The local port for service, listening before this returns; the port recorded earlier is reused when free. */
-  ensure(service: string): Promise<number> {
-    const existing = this.servers.get(service);
+  /** The port for service on address (loopback by default), listening before this returns; the port recorded earlier is reused when free. */
+  ensure(service: string, address = LOOPBACK): Promise<number> {
+    const existing = this.servers.get(service)?.on.get(address);
     if (existing) return Promise.resolve(existing.port);
-    let p = this.starting.get(service);
+    const key = `${service} ${address}`;
+    let p = this.starting.get(key);
     if (!p) {
-      p = this.open(service).finally(() => this.starting.delete(service));
-      this.starting.set(service, p);
+      p = this.open(service, address).finally(() => this.starting.delete(key));
+      this.starting.set(key, p);
     }
     return p;
   }
 
-  private async open(service: string): Promise<number> {
-    const recorded = Number((await this.store.get(this.keys.ambassador(this.host, service))) ?? 0);
+  private async open(service: string, address: string): Promise<number> {
+    if (address !== LOOPBACK) await this.ensure(service);
+    const entry = this.servers.get(service);
+    const wanted = entry?.port ?? Number((await this.store.get(this.keys.ambassador(this.host, service))) ?? 0);
     let listening: { server: Server; port: number };
     try {
-      listening = await this.listen(service, recorded);
+      listening = await this.listen(service, address, wanted);
     } catch {
-      // The old port was taken meanwhile: a new one (jobs made from now on get it).
-      listening = await this.listen(service, 0);
+      // The port was taken meanwhile: a new one (jobs made from now on get it).
+      listening = await this.listen(service, address, 0);
     }
-    this.servers.set(service, listening);
-    if (listening.port !== recorded) await this.store.put(this.keys.ambassador(this.host, service), String(listening.port));
+    if (!entry) {
+      this.servers.set(service, { port: listening.port, on: new Map([[address, listening]]) });
+      if (listening.port !== wanted) await this.store.put(this.keys.ambassador(this.host, service), String(listening.port));
+    } else entry.on.set(address, listening);
     return listening.port;
   }
 
-  private listen(service: string, port: number): Promise<{ server: Server; port: number }> {
+  private listen(service: string, address: string, port: number): Promise<{ server: Server; port: number }> {
     const server = createServer((client) => void this.forward(service, client));
     return new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => {
+      server.listen(port, address, () => {
         server.off('error', reject);
         const addr = server.address();
         resolve({ server, port: typeof addr === 'object' && addr ? addr.port : port });
@@ -105,14 +115,14 @@ export class Ambassador {
   async retain(services: Set<string>): Promise<void> {
     for (const [name, s] of this.servers) {
       if (services.has(name) || this.held.has(name)) continue;
-      s.server.close();
+      for (const l of s.on.values()) l.server.close();
       this.servers.delete(name);
       await this.store.delete(this.keys.ambassador(this.host, name));
     }
   }
 
   close(): void {
-    for (const s of this.servers.values()) s.server.close();
+    for (const s of this.servers.values()) for (const l of s.on.values()) l.server.close();
     this.servers.clear();
   }
 }

@@ -173,7 +173,8 @@ export class Reconciler {
     if (waiting && waiting.generation === generationOf(i) && Date.now() < waiting.until) return;
     try {
       const env: Record<string, string> = { KNARR_HOST: me, KNARR_JOB: name };
-      for (const service of i.spec.links) Object.assign(env, await this.linkEnv(service));
+      const gateway = i.spec.links.length > 0 ? await this.engine.gateway(i.spec.network ?? 'bridge') : null;
+      for (const service of i.spec.links) Object.assign(env, await this.linkEnv(service, gateway));
       const binds = await this.opts.dotBinds(i.spec);
       const id = await startDaemon(this.engine, i.spec, daemonContainer(i.spec, this.opts.fleet, generationOf(i), { env, binds }));
       await this.jobs.putActual(name, { host: me, container: id, state: 'running', startedAt: new Date().toISOString(), restarts: 0, generation: generationOf(i) });
@@ -196,11 +197,13 @@ export class Reconciler {
     }
   }
 
-  private async linkEnv(service: string): Promise<Record<string, string>> {
-    if ('ambassador' in this.links) return linkEnv(service, await this.links.ambassador.ensure(service));
+  /** A linked service's variables for a job on this host; gateway is the host's address on the job's network (null: the host's own network). */
+  private async linkEnv(service: string, gateway: string | null): Promise<Record<string, string>> {
+    if ('ambassador' in this.links) return linkEnv(service, await this.links.ambassador.ensure(service, gateway ?? undefined), gateway ?? undefined);
     const s = await this.jobs.service(service);
     if (!s) throw new Error(`linked service ${service} does not exist (see knarr service list)`);
-    return linkEnv(service, s.port, s.address);
+    // A service on this host published on loopback's terms: a bridged job finds it at its gateway.
+    return linkEnv(service, s.port, s.address === '127.0.0.1' && gateway ? gateway : s.address);
   }
 
   /**

@@ -171,6 +171,21 @@ export class DockerEngine {
     });
   }
 
+  /**
+   * Where a container on network reaches its host: the network's gateway (docker gives its bridge the
+   * first address when none was named). Null for host and none, or when the engine does not know it.
+   */
+  async gateway(network: string): Promise<string | null> {
+    if (network === 'host' || network === 'none') return null;
+    const n = await this.call<{ IPAM?: { Config?: { Subnet?: string; Gateway?: string }[] | null } }>('GET', `/networks/${encodeURIComponent(network)}`, undefined, 5000).catch(() => null);
+    const v4 = n?.IPAM?.Config?.find((c) => c.Subnet !== undefined && /^\d+\.\d+\.\d+\.\d+\/\d+$/.test(c.Subnet));
+    if (!v4) return null;
+    if (v4.Gateway) return v4.Gateway;
+    const [base] = v4.Subnet!.split('/');
+    const n32 = base!.split('.').reduce((a, o) => a * 256 + Number(o), 0) + 1;
+    return [24, 16, 8, 0].map((shift) => Math.floor(n32 / 2 ** shift) % 256).join('.');
+  }
+
   remove(id: string): Promise<unknown> {
     return this.call('DELETE', `/containers/${id}?force=1`);
   }

@@ -102,11 +102,17 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
     const client = await k(['job', 'run', '-d', '--name', 'client', '--tag', 'client', '--network', 'host', '--link', 'web-8080', image, '--', 'sh', '-c', 'while true; do wget -qO- "http://$WEB_8080_ADDR/" || echo failed; sleep 0.5; done']);
     expect(client.code, client.stderr).toBe(0);
     await eventually(async () => expect((await k(['job', 'logs', 'client'])).stdout).toContain('ha\n'));
+    // A bridged job reaches the same forwarder at its network's gateway.
+    await hosts.hc!.dockerd.docker('network', 'create', '--subnet', '10.251.77.0/24', 'knet');
+    const bridged = await k(['job', 'run', '-d', '--name', 'bridged', '--host', 'hc', '--network', 'knet', '--link', 'web-8080', image, '--', 'sh', '-c', 'echo "via $WEB_8080_ADDR"; while true; do wget -qO- "http://$WEB_8080_ADDR/" || echo failed; sleep 0.5; done']);
+    expect(bridged.code, bridged.stderr).toBe(0);
+    await eventually(async () => expect((await k(['job', 'logs', 'bridged'])).stdout).toMatch(/via 10\.251\.77\.1:\d+\n(.|\n)*ha\n/));
 
     agents.ha!.kill('SIGKILL');
     await eventually(async () => expect((await k(['--json', 'job', 'show', 'web'])).json()).toMatchObject({ host: 'hb', state: 'running' }));
     await eventually(async () => expect((await k(['--json', 'service', 'list'])).json()).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'web-8080', host: 'hb', address: hosts.hb!.ip })])));
     await eventually(async () => expect((await k(['job', 'logs', 'client'])).stdout).toContain('hb\n'));
+    await eventually(async () => expect((await k(['job', 'logs', 'bridged'])).stdout).toContain('hb\n'));
 
     // db is fixed on ha: it waits, and nothing of it runs on hb.
     expect((await k(['--json', 'job', 'show', 'db'])).json()).toMatchObject({ host: 'ha', state: 'pending (ha is down)' });
