@@ -131,7 +131,7 @@ _knarr() {
     'cluster/scale') COMPREPLY=($(compgen -W '--size --user --detach'" $globals" -- "$cur")) ;;
     'cluster/list') COMPREPLY=($(compgen -W '--user'" $globals" -- "$cur")) ;;
     'cluster/show') COMPREPLY=($(compgen -W '--user'" $globals" -- "$cur")) ;;
-    'cluster/exec') COMPREPLY=($(compgen -W '--user'" $globals" -- "$cur")) ;;
+    'cluster/exec') COMPREPLY=($(compgen -W '-i --interactive --user'" $globals" -- "$cur")) ;;
     'image') COMPREPLY=($(compgen -W 'import list rm save'" $globals" -- "$cur")) ;;
     'image/import') COMPREPLY=($(compgen -W '--busybox --pool'" $globals" -- "$cur")) ;;
     'image/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;

@@ -166,6 +166,7 @@ complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subco
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from scale' -l detach -d 'print the operation id and return at once'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from list' -l user -x -d 'only this user'\''s'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from show' -l user -x -d 'owner (default $KNARR_USER, else your login name)'
+complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from exec' -s i -l interactive -d 'feed stdin to the command'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from exec' -l user -x -d 'owner (default $KNARR_USER, else your login name)'
 complete -c knarr -n '__fish_seen_subcommand_from image; and __fish_seen_subcommand_from import' -l busybox -d 'build the rootfs from this host'\''s busybox-static (no download)'
 complete -c knarr -n '__fish_seen_subcommand_from image; and __fish_seen_subcommand_from import' -l pool -x -d 'pool to keep it on (btrfs, lvm or dir)'

@@ -584,8 +584,14 @@ export const COMMANDS: CommandDef[] = [
           { name: 'node', description: 'node index or hostname (0, host-0)', required: true },
           { name: 'command', description: 'command and arguments, after --', variadic: true },
         ],
-        options: [{ flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' }],
-        examples: [{ command: 'knarr cluster exec lab 0 -- hostname', description: 'prints host-0' }],
+        options: [
+          { flags: '-i, --interactive', description: 'feed stdin to the command' },
+          { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' },
+        ],
+        examples: [
+          { command: 'knarr cluster exec lab 0 -- hostname', description: 'prints host-0' },
+          { command: 'tar -c data | knarr cluster exec -i lab 1 -- tar -x -C /root', description: 'a stream into a node' },
+        ],
         handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterExec),
       },
     ],

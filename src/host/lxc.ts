@@ -2,9 +2,6 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { pathExists } from './mounts.js';
 import type { Runner } from './runner.js';
 
-/** Every exit status is an answer when a command runs inside a container: the caller passes it on. */
-const ANY_EXIT = Array.from({ length: 256 }, (_, i) => i);
-
 /** One LXC system container's settings, written as its config file. */
 export interface LxcNodeConfig {
   name: string;
@@ -130,9 +127,9 @@ export class Lxc {
     return r.stdout.split('\n').map((s) => s.trim()).filter(Boolean);
   }
 
-  /** Runs argv inside the container; its exit status is returned, not thrown. */
-  async attach(name: string, argv: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-    const r = await this.runner.run(['lxc-attach', '-P', this.lxcPath, '-n', name, '--clear-env', '--', ...argv], { okExitCodes: ANY_EXIT });
-    return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr };
+  /** The lxc-attach command that runs argv inside the container. */
+  attachArgv(name: string, argv: readonly string[]): string[] {
+    return ['lxc-attach', '-P', this.lxcPath, '-n', name, '--clear-env', '--', ...argv];
   }
+
 }

@@ -192,6 +192,33 @@ export class Runner {
     if (broken) throw broken.reason;
   }
 
+  /**
+   * Runs a command with its output streamed to stdout and stderr as it comes (and stdin fed to it
+   * when given), as an operator's own command (cluster exec): resolves to its exit code, which is
+   * an answer, not an error; only a command that cannot start throws.
+   */
+  async attached(argv: readonly string[], io: { stdin?: Readable; stdout: Writable; stderr: Writable }): Promise<number> {
+    if (this.plan(argv)) return 0;
+    if (this.signal?.aborted) throw new InterruptedError();
+    const started = performance.now();
+    const child = spawn(argv[0]!, argv.slice(1), { env: this.env, stdio: [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], shell: false, signal: this.signal });
+    const exited = new Promise<number>((resolve, reject) => {
+      child.on('error', (e: NodeJS.ErrnoException) => reject(spawnFailure(argv, e)));
+      child.on('close', (code, sig) => resolve(code ?? (sig ? 128 : 1)));
+    });
+    if (io.stdin) {
+      child.stdin!.on('error', () => undefined);
+      io.stdin.pipe(child.stdin!);
+      child.once('close', () => io.stdin!.unpipe(child.stdin!));
+    }
+    // knarr's own streams stay open after the command: end: false.
+    child.stdout!.pipe(io.stdout, { end: false });
+    child.stderr!.pipe(io.stderr, { end: false });
+    const code = await exited;
+    if (this.verbose) this.log(`+ ${formatArgv(argv)}  (${Math.round(performance.now() - started)}ms, exit ${code})`);
+    return code;
+  }
+
   /** Starts a long-lived process (etcd, a daemon) detached from knarr, output appended to logFile. */
   async spawnDetached(argv: readonly string[], opts: DetachedOptions): Promise<number | null> {
     if (this.plan(argv)) return null;

@@ -86,6 +86,12 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
     const exec = await k(['cluster', 'exec', 'lab', 'host-2', '--', 'sh', '-c', 'hostname; exit 4']);
     expect(exec.code).toBe(4);
     expect(exec.stdout).toBe('host-2\n');
+    // -i feeds stdin to the command; output and errors come apart, as they are made.
+    const bin = new URL('../../bin/knarr', import.meta.url).pathname;
+    const fed = await execa(bin, ['cluster', 'exec', '-i', 'lab', '1', '--', 'sh', '-c', 'cat > /root/fed.txt; wc -c < /root/fed.txt; echo done >&2'], { env: { ...process.env, ...env }, input: 'x'.repeat(100_000), reject: false });
+    expect(fed.exitCode, fed.stderr).toBe(0);
+    expect(fed.stdout.trim()).toBe('100000');
+    expect(fed.stderr).toBe('done');
   }, 60_000);
 
   it('scale 3 -> 5 -> 2 and stop/start keep the remaining nodes\' data; delete leaves nothing behind', async () => {

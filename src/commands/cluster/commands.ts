@@ -7,7 +7,7 @@ import { validateName } from '../../core/names.js';
 import { parseSize } from '../../core/size.js';
 import { thisHost } from '../../daemon/pidfile.js';
 import { runOperation } from '../op.js';
-import { optString, type CommandResult, type Context, type Handler } from '../types.js';
+import { optBool, optString, type CommandResult, type Context, type Handler } from '../types.js';
 import { withStore } from '../with-store.js';
 import { ClusterRepo, clusterPool, lxcFor } from './common.js';
 
@@ -117,12 +117,11 @@ export const clusterExec: Handler = async ({ args, opts }, ctx) => {
   const node = c.nodes.find((n) => n.index === index);
   if (!node) throw new NotFoundError(`cluster ${name} has no node ${index} (it has ${c.nodes.length})`);
   if (c.host !== (await thisHost(ctx.config.stateDir))) throw new UserError(`cluster ${name} runs on ${c.host}; run cluster exec there`);
-  const r = await lxcFor(ctx).attach(node.container, command);
-  return { data: { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr }, stream: async (stdout, stderr) => {
-    stdout.write(r.stdout);
-    stderr.write(r.stderr);
-    return r.exitCode;
-  } };
+  const argv = lxcFor(ctx).attachArgv(node.container, command);
+  if (ctx.runner.plan(argv)) return { data: { cluster: name, node: index, container: node.container } };
+  // Output streams as the command makes it; -i feeds it knarr's stdin.
+  const stdin = optBool(opts, 'interactive') ? ctx.stdin : undefined;
+  return { data: { cluster: name, node: index, container: node.container }, stream: (stdout, stderr) => ctx.runner.attached(argv, { stdin, stdout, stderr }) };
 };
 
 /** `knarr image save CLUSTER NODE NAME`: a node's changes over its base, as a new image. */
