@@ -48,16 +48,13 @@ export async function admitJoins(store: Store, fleet: string, only?: string): Pr
   }
 }
 
-/** What a host does at init for the fleet's start mode: recovery starts its clusters again, new deletes them; both as operations. */
+/** What a host does at init for the fleet's start mode: one host.init operation, whose children start (recovery) or delete (new) its clusters. */
 async function initialise(store: Store, fleet: string, host: string, mode: StartMode, log: (l: string) => void): Promise<void> {
   const keys = fleetKeys(fleet);
-  const ops = new OpRepo(store, fleet);
-  const mine = (await store.list(keys.clusters)).map((kv) => JSON.parse(kv.value) as ClusterRecord).filter((c) => c.host === host);
-  for (const c of mine) {
-    if (mode === 'recovery' && c.status !== 'running') continue;
-    const op = await ops.submit(mode === 'recovery' ? 'cluster.start' : 'cluster.delete', { user: c.user, name: c.name }, host);
-    log(`join (${mode}): ${op.id} ${op.kind} ${c.user}/${c.name}`);
-  }
+  const mine = (await store.list(keys.clusters)).map((kv) => JSON.parse(kv.value) as ClusterRecord).filter((c) => c.host === host && (mode === 'new' || c.status === 'running'));
+  if (mine.length === 0) return;
+  const op = await new OpRepo(store, fleet).submit('host.init', { mode }, host);
+  log(`join (${mode}): ${op.id} host.init for ${mine.length} cluster(s)`);
 }
 
 /**

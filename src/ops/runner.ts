@@ -22,6 +22,11 @@ export interface OpRun {
   progress(done: number, total: number, message: string): Promise<void>;
   /** Throws Cancelled when an operator asked to cancel. */
   checkpoint(): Promise<void>;
+  /**
+   * Runs a child operation on this host to its end and returns it: submitted once (under key, so a
+   * resumed parent finds the child it made) with this operation as its parent, listed in its children.
+   */
+  child(key: string, kind: string, args: Record<string, unknown>): Promise<OpRecord>;
 }
 
 /** One kind of operation. run's steps are idempotent, so a run interrupted anywhere can run again. */
@@ -41,6 +46,7 @@ const HANDLERS: Record<string, () => Promise<OpHandler>> = {
   'cluster.delete': () => import('../commands/cluster/ops.js').then((m) => m.clusterDelete),
   'cluster.scale': () => import('../commands/cluster/ops.js').then((m) => m.clusterScale),
   'image.save': () => import('../commands/cluster/ops.js').then((m) => m.imageSave),
+  'host.init': () => import('../commands/cluster/ops.js').then((m) => m.hostInit),
 };
 
 export const knownOpKinds = (): string[] => Object.keys(HANDLERS);
@@ -127,6 +133,17 @@ export class OpRunner {
         lastWrite = Date.now();
         const p = pending;
         await update((o) => ({ ...o, progress: p }));
+      },
+      child: async (key, kind, args) => {
+        const made = (op.state.children ?? {}) as Record<string, string>;
+        let childId = made[key];
+        if (childId === undefined) {
+          const c = await this.repo.submit(kind, args, op.host, id);
+          childId = c.id;
+          await update((o) => ({ ...o, children: [...o.children, c.id], state: { ...o.state, children: { ...((o.state.children ?? {}) as Record<string, string>), [key]: c.id } } }));
+        }
+        const ran = await this.execute(childId);
+        return ran ?? (await this.repo.get(childId))!;
       },
       checkpoint: async () => {
         if ((await this.repo.get(id))?.cancelRequested) throw new Cancelled();

@@ -243,6 +243,12 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
       await startAgent('--mode', 'recovery');
       await eventually(async () => expect((await show('rec')).containers.map((n: { state: string }) => n.state)).toEqual(['RUNNING', 'RUNNING']));
       expect((await k(['--json', 'host', 'show', hostname()])).json()).toMatchObject({ join: 'ok' });
+      // One host.init operation, its child the cluster's start, each naming the other.
+      const ops = (await k(['--json', 'op', 'list'])).json() as { id: string; kind: string; status: string; parent: string | null; children: string[] }[];
+      const init = ops.filter((o) => o.kind === 'host.init').at(-1)!;
+      await eventually(async () => expect((await k(['--json', 'op', 'show', init.id])).json()).toMatchObject({ status: 'done', children: [expect.any(String)] }));
+      const [childId] = (await k(['--json', 'op', 'show', init.id])).json().children as string[];
+      expect((await k(['--json', 'op', 'show', childId!])).json()).toMatchObject({ kind: 'cluster.start', parent: init.id, status: 'done', args: { user: 'alice', name: 'rec' } });
 
       await startAgent('--mode', 'new');
       await eventually(async () => expect((await k(['--json', 'cluster', 'list'])).json()).toEqual([]));

@@ -2,7 +2,7 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { networkInterfaces } from 'node:os';
 import { dirname } from 'node:path';
 import { containerName, hostsFile, nodeHostname, subnetAddress, subnetBroadcast, subnetGateway, userSubnet, type ClusterNode, type ClusterRecord } from '../../core/cluster.js';
-import { ConflictError, NotFoundError } from '../../core/errors.js';
+import { ConflictError, InterruptedError, NotFoundError } from '../../core/errors.js';
 import { lxcConfig, unifiedCgroups } from '../../host/lxc.js';
 import type { Runner } from '../../host/runner.js';
 import { fleetKeys } from '../../state/keys.js';
@@ -385,3 +385,33 @@ export const imageSave: OpHandler = {
   },
 };
 
+
+/**
+ * host.init: a joining host prepares for the fleet's start mode, one child operation per cluster of
+ * its: recovery starts those that were running, new deletes them all. The clusters are chosen once,
+ * so a resumed run carries on with the same ones.
+ */
+export const hostInit: OpHandler = {
+  async run(r) {
+    const mode = r.op.args.mode === 'new' ? 'new' : 'recovery';
+    let targets = r.op.state.targets as { user: string; name: string }[] | undefined;
+    if (!targets) {
+      const all = (await r.store.list(fleetKeys(r.ctx.config.fleet).clusters)).map((kv) => JSON.parse(kv.value) as ClusterRecord);
+      targets = all.filter((c) => c.host === r.op.host && (mode === 'new' || c.status === 'running')).map((c) => ({ user: c.user, name: c.name }));
+      await r.save({ targets });
+    }
+    const failed: string[] = [];
+    for (const [i, t] of targets.entries()) {
+      await r.progress(i, targets.length, `${mode === 'new' ? 'deleting' : 'starting'} ${t.user}/${t.name}`);
+      const child = await r.child(`${t.user}/${t.name}`, mode === 'new' ? 'cluster.delete' : 'cluster.start', t);
+      // A shutdown cuts the child short: the parent stops too, and both are resumed.
+      if (child.status === 'running' && r.ctx.signal.aborted) throw new InterruptedError();
+      if (child.status !== 'done') failed.push(`${child.id} (${t.user}/${t.name}): ${child.error ?? child.status}`);
+    }
+    await r.progress(targets.length, targets.length, 'done');
+    if (failed.length > 0) throw new Error(`${failed.length} of ${targets.length} cluster(s) did not ${mode === 'new' ? 'go' : 'start'}: ${failed.join('; ')}`);
+    return { mode, clusters: targets.length };
+  },
+  undo: forwardOnly,
+  undoes: false,
+};
