@@ -11,6 +11,11 @@ export function linkEnv(service: string, port: number, host = LOOPBACK): Record<
   return { [`${prefix}_ADDR`]: `${host}:${port}`, [`${prefix}_HOST`]: host, [`${prefix}_PORT`]: String(port) };
 }
 
+/** A service's variables for a job reaching it directly (no ambassador): one on this host's loopback is at the job's gateway when it is bridged. */
+export function directLinkEnv(service: string, s: { address: string; port: number }, gateway: string | null): Record<string, string> {
+  return linkEnv(service, s.port, s.address === LOOPBACK && gateway ? gateway : s.address);
+}
+
 /**
  * The seed's embassy: on each host, one TCP forwarder per linked service, on a port that stays the
  * same while the service moves. It listens on loopback (jobs on the host's network) and on the

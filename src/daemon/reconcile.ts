@@ -6,7 +6,7 @@ import type { ContainerSummary, DockerEngine } from '../host/docker.js';
 import { daemonContainer, daemonContainerName, LABEL_FLEET, LABEL_GENERATION, LABEL_JOB, LABEL_MODE, startDaemon } from '../host/job-containers.js';
 import type { HostRepo } from '../state/hosts.js';
 import { desiredState, generationOf, type JobActual, type JobIntent, type JobRepo } from '../state/jobs.js';
-import { linkEnv, type Ambassador } from './ambassador.js';
+import { directLinkEnv, linkEnv, type Ambassador } from './ambassador.js';
 
 /** How a linked service is reached from jobs on this host: the agent's ambassador, or (no agent) its address now. */
 export type LinkResolver = { ambassador: Ambassador } | { direct: true };
@@ -202,8 +202,7 @@ export class Reconciler {
     if ('ambassador' in this.links) return linkEnv(service, await this.links.ambassador.ensure(service, gateway ?? undefined), gateway ?? undefined);
     const s = await this.jobs.service(service);
     if (!s) throw new Error(`linked service ${service} does not exist (see knarr service list)`);
-    // A service on this host published on loopback's terms: a bridged job finds it at its gateway.
-    return linkEnv(service, s.port, s.address === '127.0.0.1' && gateway ? gateway : s.address);
+    return directLinkEnv(service, s, gateway);
   }
 
   /**

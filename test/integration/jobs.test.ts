@@ -133,6 +133,16 @@ describe.skipIf(!run)('daemonized jobs on this host: intent, actual state, servi
     const again = await k(['job', 'run', '-f', file, '--network', 'host']);
     expect(again.code).toBe(4);
     expect(again.stderr).toMatch(/a job named web already exists/);
+    // A foreground job takes no daemonized job's name, and with no agent its links are the services' addresses.
+    const clash = await k(['job', 'run', '--name', 'web', '--network', 'none', d.image, '--', 'true']);
+    expect(clash.code).toBe(4);
+    expect(clash.stderr).toMatch(/a job named web already/);
+    const linked = await k(['job', 'run', '--network', 'host', '--link', `web-${port}`, d.image, '--', 'sh', '-c', `echo "$WEB_${port}_ADDR"; wget -qO /dev/null "http://$WEB_${port}_ADDR/bin/sh" && echo reached`]);
+    expect(linked.code, linked.stderr).toBe(0);
+    expect(linked.stdout).toBe(`127.0.0.1:${port}\nreached\n`);
+    const missing = await k(['job', 'run', '--network', 'none', '--link', 'nosuch-80', d.image, '--', 'true']);
+    expect(missing.code).toBe(3);
+    expect(missing.stderr).toMatch(/links to service nosuch-80, which does not exist/);
 
     expect((await k(['job', 'stop', 'web'])).code).toBe(0);
     expect((await k(['--json', 'job', 'show', 'web'])).json()).toMatchObject({ state: 'stopped', desired: 'stopped', actual: { state: 'stopped' } });

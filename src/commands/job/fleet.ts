@@ -21,7 +21,7 @@ import { stopReading } from './run.js';
  */
 
 /** A foreground job's host when the fleet is consulted: the scheduler's choice, or this host's engine (with its dots' binds) when no agent is up. */
-export async function foregroundTarget(ctx: Context, spec: JobSpec, fleetWanted: boolean): Promise<{ host: HostRecord } | { binds: string[] }> {
+export async function foregroundTarget(ctx: Context, spec: JobSpec, fleetWanted: boolean, engine: DockerEngine): Promise<{ host: HostRecord } | { binds: string[]; env: Record<string, string> }> {
   return withStore(ctx, async (store) => {
     const jobs = new JobRepo(store, ctx.config.fleet);
     // A job name is unique in the fleet: a foreground job does not take a daemonized job's.
@@ -30,7 +30,7 @@ export async function foregroundTarget(ctx: Context, spec: JobSpec, fleetWanted:
     if (!hosts.some((h) => h.up)) {
       if ((spec.host === null || spec.host === hostId()) && spec.tags.length === 0) {
         const { dotBinds } = await import('./volumes.js');
-        return { binds: await dotBinds(ctx, store, spec) };
+        return { binds: await dotBinds(ctx, store, spec), env: await directLinks(jobs, spec, engine) };
       }
       throw new PrerequisiteError(`no host of fleet ${ctx.config.fleet} is up to run job ${spec.name}`, { hint: 'start an agent (knarr daemon) on the hosts, or drop --host/--tag to run here' });
     }
@@ -46,6 +46,20 @@ async function placeOn(ctx: Context, store: Store, spec: JobSpec, hosts: Awaited
   const p = new Scheduler(fleetViews(hosts.filter((h) => withDots.has(h.host.name)), intents.filter((i) => i.spec.name !== spec.name)), { strategy: ctx.config.scheduler.strategy }).place(jobRequest(spec, history));
   if (!p.host) throw new ConflictError(`no host can run job ${spec.name}: ${p.reason}`, { hint: 'see each host\'s verdict with: knarr job plan (same flags)' });
   return hosts.find((h) => h.host.name === p.host)!.host;
+}
+
+/** With no agent, a job's links are the services' addresses now (a bridged job reaches one on this host at its gateway). */
+async function directLinks(jobs: JobRepo, spec: JobSpec, engine: DockerEngine): Promise<Record<string, string>> {
+  if (spec.links.length === 0) return {};
+  const { directLinkEnv } = await import('../../daemon/ambassador.js');
+  const gateway = await engine.gateway(spec.network ?? 'bridge');
+  const env: Record<string, string> = {};
+  for (const name of spec.links) {
+    const s = await jobs.service(name);
+    if (!s) throw new NotFoundError(`job ${spec.name} links to service ${name}, which does not exist`, { hint: 'see the services with: knarr service list' });
+    Object.assign(env, directLinkEnv(name, s, gateway));
+  }
+  return env;
 }
 
 /** A foreground job on another host: the agent relays the engine's streams and ends with the exit status. */

@@ -84,10 +84,10 @@ export function stopReading(stdin: import('node:stream').Readable): void {
  * Where a foreground job runs. The embedded default stays fast: the fleet is consulted only when it is
  * asked for (--host, --tag, --etcd), an agent serves this host, or the job uses dots.
  */
-async function foregroundTarget(ctx: Context, spec: JobSpec): Promise<{ host: HostRecord } | { binds: string[] }> {
+async function foregroundTarget(ctx: Context, spec: JobSpec, engine: DockerEngine): Promise<{ host: HostRecord } | { binds: string[]; env: Record<string, string> }> {
   const fleetWanted = spec.host !== null || spec.tags.length > 0 || ctx.config.etcd.length > 0 || (await localAgent(`${ctx.config.stateDir}/agent.json`)) !== null;
-  if (!fleetWanted && !spec.volumes.some((v) => v.kind === 'dot')) return { binds: [] };
-  return (await import('./fleet.js')).foregroundTarget(ctx, spec, fleetWanted);
+  if (!fleetWanted && !spec.volumes.some((v) => v.kind === 'dot') && spec.links.length === 0) return { binds: [], env: {} };
+  return (await import('./fleet.js')).foregroundTarget(ctx, spec, fleetWanted, engine);
 }
 
 /**
@@ -108,12 +108,12 @@ export const jobRun: Handler = async ({ args, opts }, ctx) => {
   if (ctx.runner.plan(['docker', '-H', `unix://${socket}`, 'run', '--rm', ...(interactive ? ['-i'] : []), '--name', containerName, '--label', `knarr.job=${spec.name}`, spec.image, ...spec.command])) {
     return { data: { job: spec.name, container: containerName, create: foregroundContainer(spec, ctx.config.fleet, interactive) } };
   }
-  const target = await foregroundTarget(ctx, spec);
+  const engine = new DockerEngine(socket);
+  const target = await foregroundTarget(ctx, spec, engine);
   if ('host' in target) {
     const { runThroughAgent } = await import('./fleet.js');
     return { data: { job: spec.name, host: target.host.name }, stream: (stdout, stderr) => runThroughAgent(ctx, target.host, spec, interactive, stdout, stderr) };
   }
-  const engine = new DockerEngine(socket);
   // A name given by the operator is unique: no other job of that name on this engine (a random one cannot clash).
   if (optString(opts, 'name') !== undefined || optString(opts, 'file') !== undefined) {
     const same = await engine.list(true, [`${LABEL_JOB}=${spec.name}`]).catch((e: unknown) => engineError(e, spec.image, socket));
@@ -124,7 +124,7 @@ export const jobRun: Handler = async ({ args, opts }, ctx) => {
     stream: async (stdout, stderr) => {
       let run: AttachedRun;
       try {
-        run = await startAttached(engine, containerName, foregroundContainer(spec, ctx.config.fleet, interactive, { binds: target.binds }), interactive);
+        run = await startAttached(engine, containerName, foregroundContainer(spec, ctx.config.fleet, interactive, { binds: target.binds, env: target.env }), interactive);
       } catch (e) {
         engineError(e, spec.image, socket);
       }
