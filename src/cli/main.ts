@@ -105,8 +105,9 @@ export function buildProgram(io: Io, onSelect: (s: Selected) => void, only?: str
 }
 
 function asKnarrError(err: unknown, signal: AbortSignal | undefined): KnarrError {
-  if (isKnarrError(err)) return err;
+  // Once stdout's reader is gone, whatever the command threw on its way out is that.
   if (signal?.reason instanceof ReaderGoneError) return signal.reason;
+  if (isKnarrError(err)) return err;
   if (signal?.aborted || (err as Error)?.name === 'AbortError') return new InterruptedError();
   return new InternalError(`internal error: ${(err as Error)?.message ?? String(err)}`, {
     hint: 'this is a bug in knarr; re-run with -v for a stack trace',
@@ -176,7 +177,12 @@ export async function run(argv: string[]): Promise<number> {
   };
   // EPIPE on stdout: the pipeline's reader is gone (`| head -1`); the command stops as a writer would on SIGPIPE.
   const onStdoutError = (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE' && !controller.signal.aborted) controller.abort(new ReaderGoneError());
+    if (controller.signal.aborted) return;
+    if (e.code === 'EPIPE') return controller.abort(new ReaderGoneError());
+    // Any other write error (a full disk, EIO) stops the command too, and is no success.
+    process.stderr.write(`knarr: cannot write to stdout: ${e.code ?? e.message}\n`);
+    process.exitCode = ExitCode.failure;
+    controller.abort();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);

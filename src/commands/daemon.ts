@@ -69,6 +69,15 @@ export const daemon: Handler = async ({ opts }, ctx) => {
     const next = settingsOf(opts, config, ctx);
     const nextToken = await agentToken(next.tokenFile);
     const nextTls = next.tls !== null && tls !== undefined ? await readTls(next) : undefined;
+    // A certificate that does not match its key (a rotation half done) is refused here, before anything changed.
+    if (nextTls) {
+      const { createSecureContext } = await import('node:tls');
+      try {
+        createSecureContext({ cert: nextTls.cert, key: nextTls.key });
+      } catch (e) {
+        throw new ValidationError(next.tls!.cert, `the certificate and key do not make a TLS context: ${(e as Error).message}`);
+      }
+    }
     const later = restartNeeded(settings, next);
     if ((next.tls === null) !== (tls === undefined)) later.push('tls');
     for (const k of ['fleet', 'etcd', 'stateDir'] as const) if (JSON.stringify(config[k]) !== JSON.stringify(ctx.config[k])) later.push(k);

@@ -97,3 +97,8 @@ export function validateAuthorizedKeys(field: string, text: string): string {
   for (const l of lines) if (!/^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp\d+|sk-\S+)\s+[A-Za-z0-9+/=]+/.test(l) && !/^\S+.*\s(ssh-|ecdsa-)/.test(l)) throw new ValidationError(field, `${JSON.stringify(l.slice(0, 40))} is not an authorized_keys line`);
   return lines.length ? `${lines.join('\n')}\n` : '';
 }
+
+/** The clusters of host that a join in mode acts on: recovery starts those that were running, new deletes them all. */
+export function clustersToInit(clusters: readonly ClusterRecord[], host: string, mode: 'new' | 'recovery'): ClusterRecord[] {
+  return clusters.filter((c) => c.host === host && (mode === 'new' || c.status === 'running'));
+}

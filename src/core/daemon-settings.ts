@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { dirname, resolve as resolvePath } from 'node:path';
 import { validatePort } from './config.js';
 import { ValidationError } from './errors.js';
 import { validateTags, type StartMode } from './hosts.js';
@@ -32,7 +33,6 @@ export function parseListen(field: string, text: string): { host: string; port: 
   return { host: m[1], port: validatePort(field, m[2]!) };
 }
 
-const absolute = (path: string, cwd: string) => (path.startsWith('/') ? path : `${cwd}/${path}`);
 
 /**
  * Resolves the agent's settings: flag > the config file's `daemon:` section > default. Every error
@@ -45,6 +45,8 @@ export function resolveDaemonSettings(
 ): DaemonSettings {
   const section = file ?? {};
   const fileField = (key: string) => `${where.configFile ?? 'config'}: daemon.${key}`;
+  // A relative path is taken from the working directory when it is a flag, from the file's directory when it is in the file.
+  const pathOf = (p: { value: string; field: string }) => resolvePath(p.field.startsWith('--') || where.configFile === null ? where.cwd : dirname(where.configFile), p.value);
   // The flag's value and its name, else the file's value and its path.
   const pick = (flag: string, key: string): { value: unknown; field: string } | null => {
     if (flags[flag] !== undefined && flags[flag] !== false && !(Array.isArray(flags[flag]) && (flags[flag] as unknown[]).length === 0)) {
@@ -78,7 +80,7 @@ export function resolveDaemonSettings(
   if (!Number.isInteger(ttlSeconds) || ttlSeconds < 2 || ttlSeconds > 300) throw new ValidationError(ttlP?.field ?? '--ttl', 'must be a whole number of seconds from 2 to 300');
 
   const tokenP = str('tokenFile', 'tokenFile');
-  const tokenFile = tokenP ? absolute(tokenP.value, where.cwd) : `${where.stateDir}/agent.token`;
+  const tokenFile = tokenP ? pathOf(tokenP) : `${where.stateDir}/agent.token`;
 
   const certP = str('tlsCert', 'tlsCert');
   const keyP = str('tlsKey', 'tlsKey');
@@ -87,7 +89,7 @@ export function resolveDaemonSettings(
     const missing = certP ? (fromFlag ? '--tls-key' : fileField('tlsKey')) : fromFlag ? '--tls-cert' : fileField('tlsCert');
     throw new ValidationError(missing, 'TLS needs both --tls-cert and --tls-key (tlsCert and tlsKey in the config file)');
   }
-  const tls = certP && keyP ? { cert: absolute(certP.value, where.cwd), key: absolute(keyP.value, where.cwd) } : null;
+  const tls = certP && keyP ? { cert: pathOf(certP), key: pathOf(keyP) } : null;
 
   const advertiseP = str('advertise', 'advertise');
   if (advertiseP && !isIP(advertiseP.value)) throw new ValidationError(advertiseP.field, `${JSON.stringify(advertiseP.value)} is not an IP address`);
@@ -114,7 +116,7 @@ export function resolveDaemonSettings(
     advertise: advertiseP?.value ?? null,
     prune: pruneP?.value === true,
     mode,
-    share: shareP ? absolute(shareP.value, where.cwd) : null,
+    share: shareP ? pathOf(shareP) : null,
     drainSeconds,
   };
 }

@@ -82,16 +82,20 @@ export function hostView(h: HostRecord, up: boolean): HostView {
 }
 
 /** The scheduler's view of the fleet: each host with the ports and reservations of every job placed on it (run by an agent or not). */
-export function fleetViews(hosts: readonly { host: HostRecord; up: boolean }[], placed: readonly { host: string | null; spec: JobSpec }[]): HostView[] {
+export function fleetViews(hosts: readonly { host: HostRecord; up: boolean }[], placed: readonly { host: string | null; spec: JobSpec; desired?: string }[]): HostView[] {
   const views = new Map(hosts.map((h) => [h.host.name, { ...hostView(h.host, h.up), ports: new Set<number>() }]));
+  const reserved = new Map<string, number>();
   for (const j of placed) {
     const v = j.host === null ? undefined : views.get(j.host);
     if (!v) continue;
+    // A stopped job keeps its ports (a restart takes them again) but holds no cpu or memory.
     for (const p of j.spec.ports) v.ports.add(p.host);
+    if (j.desired === 'stopped') continue;
     v.usedCpu += j.spec.cpu;
-    // Reservations on top of the memory in use: a job that has not grown into its share yet still holds it.
-    v.usedMemory += j.spec.memory;
+    reserved.set(v.name, (reserved.get(v.name) ?? 0) + j.spec.memory);
   }
+  // Memory in use already holds the running jobs': reservations count where they are more (jobs not grown into their share yet).
+  for (const v of views.values()) v.usedMemory = Math.max(v.usedMemory, reserved.get(v.name) ?? 0);
   return [...views.values()];
 }
 

@@ -179,7 +179,7 @@ export class Scheduler {
       const why = infeasible(job, h);
       return why ? { host: h.name, verdict: 'rejected', why } : { host: h.name, verdict: 'ranked-lower', why: '', score: score(job, h, this.strategy) };
     });
-    const feasible = verdicts.filter((v) => v.verdict !== 'rejected').sort((a, b) => b.score! - a.score! || a.host.localeCompare(b.host));
+    const feasible = verdicts.filter((v) => v.verdict !== 'rejected').sort((a, b) => b.score! - a.score! || (a.host < b.host ? -1 : a.host > b.host ? 1 : 0));
     const best = feasible[0];
     if (!best) return { host: null, score: null, verdicts, reason: 'no host fits' };
     best.verdict = 'chosen';

@@ -43,3 +43,11 @@ export class Wakeup {
     });
   }
 }
+
+/** Stops reading stdin once a job is over, so knarr can exit while its writer still has more (a pipe stays open otherwise). */
+export function stopReading(stdin: Readable): void {
+  stdin.unpipe();
+  stdin.pause();
+  (stdin as { unref?: () => void }).unref?.();
+  stdin.destroy();
+}

@@ -97,6 +97,8 @@ export class Agent {
   /** Set once SIGTERM came: new foreground jobs are refused while the running ones finish. */
   private closing = false;
   private readonly foreground = new Set<Promise<void>>();
+  /** The CLIs' connections of running foreground jobs: closing one removes its job. */
+  private readonly runSockets = new Set<Duplex>();
   private opRunner: { close(): Promise<void> } | null = null;
 
   constructor(
@@ -273,6 +275,7 @@ export class Agent {
       // A bridged job reaches the ambassador at its network's gateway; a job on the host's network at loopback.
       const gateway = spec.links.length > 0 ? await this.engine.gateway(spec.network ?? 'bridge') : null;
       for (const service of spec.links) {
+        if (!(await this.jobs.service(service))) throw new ApiError(404, `job ${spec.name} links to service ${service}, which does not exist`);
         releases.push(this.ambassador.hold(service));
         Object.assign(env, linkEnv(service, await this.ambassador.ensure(service, gateway ?? undefined), gateway ?? undefined));
       }
@@ -280,12 +283,15 @@ export class Agent {
       run = await startAttached(this.engine, `knarr-${spec.name}-${randomBytes(3).toString('hex')}`, create, interactive);
     } catch (e) {
       releases.forEach((r) => r());
+      if (e instanceof ApiError) throw e;
       throw new ApiError(e instanceof DockerApiError ? e.status : 500, (e as Error).message);
     }
     socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n');
     let finished = false;
+    this.runSockets.add(socket);
     // The CLI went away: the job goes too.
     socket.on('close', () => {
+      this.runSockets.delete(socket);
       if (!finished) void this.engine.remove(run.id).catch(() => undefined);
     });
     // A job that exits before its stdin ends closes the attach connection: writes after that are no error.
@@ -359,13 +365,17 @@ export class Agent {
         if (!(await Promise.race([drained, sleep(graceMs, false, { signal: grace.signal }).catch(() => false)]))) {
           this.log('agent: drain time is up: stopping what still runs (an operation is resumed by the next runner)');
           this.opts.onDrainTimeout?.();
-          await this.opRunner?.close();
+          // Upgraded connections are no HTTP connections to the server: each is closed here, which removes its job.
+          for (const s of this.runSockets) s.destroy();
+          await Promise.all([...this.foreground, this.opRunner?.close()]);
         }
       } finally {
         grace.abort();
         clearInterval(keep);
       }
     }
+    this.reconciler.stop();
+    for (const s of this.runSockets) s.destroy();
     this.ambassador.close();
     await new Promise<void>((res) => {
       if (!this.server) return res();

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
-import type { ClusterRecord } from '../core/cluster.js';
+import { clustersToInit, type ClusterRecord } from '../core/cluster.js';
 import { PrerequisiteError } from '../core/errors.js';
 import { admit, type JoinRecord, type StartMode } from '../core/hosts.js';
 import { Wakeup } from '../core/streams.js';
@@ -51,7 +51,7 @@ export async function admitJoins(store: Store, fleet: string, only?: string): Pr
 /** What a host does at init for the fleet's start mode: one host.init operation, whose children start (recovery) or delete (new) its clusters. */
 async function initialise(store: Store, fleet: string, host: string, mode: StartMode, log: (l: string) => void): Promise<void> {
   const keys = fleetKeys(fleet);
-  const mine = (await store.list(keys.clusters)).map((kv) => JSON.parse(kv.value) as ClusterRecord).filter((c) => c.host === host && (mode === 'new' || c.status === 'running'));
+  const mine = clustersToInit((await store.list(keys.clusters)).map((kv) => JSON.parse(kv.value) as ClusterRecord), host, mode);
   if (mine.length === 0) return;
   const op = await new OpRepo(store, fleet).submit('host.init', { mode }, host);
   log(`join (${mode}): ${op.id} host.init for ${mine.length} cluster(s)`);

@@ -34,8 +34,9 @@ export class Reconciler {
   /** Containers on this engine that are no knarr job, from the last pass. */
   unknown: { id: string; name: string; image: string }[] = [];
   private running: Promise<void> | null = null;
+  private stopped = false;
   /** Jobs whose start failed: not tried again before `until`, so a start that keeps failing does not spin on its own docker events. */
-  private readonly backoff = new Map<string, { failures: number; until: number; generation: number; timer: NodeJS.Timeout }>();
+  private readonly backoff = new Map<string, { failures: number; until: number; attempt: string; timer: NodeJS.Timeout }>();
   private dirty = false;
   private waiters: (() => void)[] = [];
 
@@ -54,8 +55,16 @@ export class Reconciler {
     private readonly log: (line: string) => void,
   ) {}
 
+  /** No pass after this one (the agent stops): the waits of failed starts end with it. */
+  stop(): void {
+    this.stopped = true;
+    for (const b of this.backoff.values()) clearTimeout(b.timer);
+    this.backoff.clear();
+  }
+
   /** Asks for a pass; passes asked for while one runs fold into one more. */
   kick(): void {
+    if (this.stopped) return;
     this.dirty = true;
     if (!this.running) this.running = this.loop();
   }
@@ -90,6 +99,12 @@ export class Reconciler {
     const [actuals, services] = await Promise.all([this.jobs.actuals(), this.jobs.services()]);
     const [intents, hosts] = await Promise.all([this.jobs.intents(), this.hosts.list()]);
     const byName = new Map(intents.map((i) => [i.spec.name, i]));
+    // A job removed takes its failed starts' wait with it: a new job of that name starts afresh.
+    for (const [name, b] of this.backoff) {
+      if (byName.has(name)) continue;
+      clearTimeout(b.timer);
+      this.backoff.delete(name);
+    }
     // What a pass wrote for a job removed meanwhile (job rm during the pass) goes here, on this host.
     for (const [name, a] of actuals) if (a.host === this.opts.host && !byName.has(name)) await this.jobs.removeRecords(name);
     for (const svc of services) if (svc.host === this.opts.host && !byName.has(svc.job)) await this.jobs.removeRecords(svc.job);
@@ -168,9 +183,10 @@ export class Reconciler {
   private async start(i: JobIntent, previous: JobActual | null): Promise<void> {
     const name = i.spec.name;
     const me = this.opts.host;
-    // A new generation (job restart) is tried at once.
+    // A new generation (job restart), or a new job of that name, is tried at once.
+    const attempt = `${generationOf(i)}@${i.createdAt}`;
     const waiting = this.backoff.get(name);
-    if (waiting && waiting.generation === generationOf(i) && Date.now() < waiting.until) return;
+    if (waiting && waiting.attempt === attempt && Date.now() < waiting.until) return;
     try {
       const env: Record<string, string> = { KNARR_HOST: me, KNARR_JOB: name };
       const gateway = i.spec.links.length > 0 ? await this.engine.gateway(i.spec.network ?? 'bridge') : null;
@@ -186,10 +202,10 @@ export class Reconciler {
     } catch (e) {
       const error = (e as Error).message;
       // 1 s, 2 s, 4 s ... up to a minute between tries; a pass is asked for when the wait is over.
-      const failures = waiting?.generation === generationOf(i) ? waiting.failures + 1 : 1;
+      const failures = waiting?.attempt === attempt ? waiting.failures + 1 : 1;
       const delay = Math.min(60_000, 1000 * 2 ** (failures - 1));
       if (waiting) clearTimeout(waiting.timer);
-      this.backoff.set(name, { failures, until: Date.now() + delay, generation: generationOf(i), timer: setTimeout(() => this.kick(), delay).unref() });
+      this.backoff.set(name, { failures, until: Date.now() + delay, attempt, timer: setTimeout(() => this.kick(), delay).unref() });
       this.log(`job ${name} did not start: ${error} (next try in ${delay / 1000}s)`);
       if (previous?.state === 'failed' && previous.error === error && previous.host === me) return;
       await this.jobs.putActual(name, { host: me, container: '', state: 'failed', startedAt: '', error, generation: generationOf(i) });

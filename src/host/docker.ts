@@ -177,7 +177,9 @@ export class DockerEngine {
    */
   async gateway(network: string): Promise<string | null> {
     if (network === 'host' || network === 'none') return null;
-    const n = await this.call<{ IPAM?: { Config?: { Subnet?: string; Gateway?: string }[] | null } }>('GET', `/networks/${encodeURIComponent(network)}`, undefined, 5000).catch(() => null);
+    const n = await this.call<{ Driver?: string; IPAM?: { Config?: { Subnet?: string; Gateway?: string }[] | null } }>('GET', `/networks/${encodeURIComponent(network)}`, undefined, 5000).catch(() => null);
+    // Only a bridge's gateway is on this host (macvlan's or an overlay's is not).
+    if (n?.Driver !== 'bridge') return null;
     const v4 = n?.IPAM?.Config?.find((c) => c.Subnet !== undefined && /^\d+\.\d+\.\d+\.\d+\/\d+$/.test(c.Subnet));
     if (!v4) return null;
     if (v4.Gateway) return v4.Gateway;

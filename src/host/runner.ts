@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ExternalCommandError, InterruptedError, PrerequisiteError } from '../core/errors.js';
+import { stopReading } from '../core/streams.js';
 import { packageFor } from './packages.js';
 
 export interface RunOptions {
@@ -209,7 +210,8 @@ export class Runner {
     if (io.stdin) {
       child.stdin!.on('error', () => undefined);
       io.stdin.pipe(child.stdin!);
-      child.once('close', () => io.stdin!.unpipe(child.stdin!));
+      // The command is over: what stdin still holds is not read (`yes | knarr cluster exec -i ... head -1` ends).
+      child.once('close', () => stopReading(io.stdin!));
     }
     // knarr's own streams stay open after the command: end: false.
     child.stdout!.pipe(io.stdout, { end: false });

@@ -1,5 +1,5 @@
 import { InterruptedError } from '../core/errors.js';
-import { describeOp, isTerminal, type OpRecord } from '../core/ops.js';
+import { describeOp, isTerminal, opId, type OpRecord } from '../core/ops.js';
 import { Wakeup } from '../core/streams.js';
 import type { Context } from '../commands/types.js';
 import { ClaimLostError, OpRepo } from '../state/ops.js';
@@ -135,13 +135,14 @@ export class OpRunner {
         await update((o) => ({ ...o, progress: p }));
       },
       child: async (key, kind, args) => {
-        const made = (op.state.children ?? {}) as Record<string, string>;
-        let childId = made[key];
-        if (childId === undefined) {
-          const c = await this.repo.submit(kind, args, op.host, id);
-          childId = c.id;
-          await update((o) => ({ ...o, children: [...o.children, c.id], state: { ...o.state, children: { ...((o.state.children ?? {}) as Record<string, string>), [key]: c.id } } }));
+        // The child's number is recorded in the parent before the child is written: a crash between leaves no orphan.
+        let n = ((op.state.children ?? {}) as Record<string, number>)[key];
+        if (n === undefined) {
+          const reserved = await this.repo.reserve();
+          n = reserved;
+          await update((o) => ({ ...o, children: [...o.children, opId(reserved)], state: { ...o.state, children: { ...((o.state.children ?? {}) as Record<string, number>), [key]: reserved } } }));
         }
+        const childId = (await this.repo.submitAs(n, kind, args, op.host, id)).id;
         const ran = await this.execute(childId);
         return ran ?? (await this.repo.get(childId))!;
       },

@@ -21,9 +21,19 @@ export class OpRepo {
 
   /** Writes a queued operation (its id from one atomic counter) before anything runs. */
   async submit(kind: string, args: Record<string, unknown>, host: string, parent: string | null = null): Promise<OpRecord> {
-    const op = newOp(await this.store.increment(this.keys.counter('op')), kind, args, host, parent);
-    await this.store.put(this.keys.op(op.id), JSON.stringify(op));
-    return op;
+    return this.submitAs(await this.reserve(), kind, args, host, parent);
+  }
+
+  /** An operation number no other operation gets, for an operation written later (a parent records its child's id first). */
+  reserve(): Promise<number> {
+    return this.store.increment(this.keys.counter('op'));
+  }
+
+  /** Writes the queued operation numbered n unless it is there already; returns what is stored. */
+  async submitAs(n: number, kind: string, args: Record<string, unknown>, host: string, parent: string | null = null): Promise<OpRecord> {
+    const op = newOp(n, kind, args, host, parent);
+    if (await this.store.createIfAbsent(this.keys.op(op.id), JSON.stringify(op))) return op;
+    return (await this.get(op.id))!;
   }
 
   async get(id: string): Promise<OpRecord | null> {

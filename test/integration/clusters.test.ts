@@ -92,6 +92,9 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
     expect(fed.exitCode, fed.stderr).toBe(0);
     expect(fed.stdout.trim()).toBe('100000');
     expect(fed.stderr).toBe('done');
+    // A command that stops reading ends the exec, whatever stdin still holds.
+    const early = await execa('bash', ['-c', `yes | "$0" cluster exec -i lab 1 -- head -n 1`, bin], { env: { ...process.env, ...env }, timeout: 20_000 });
+    expect(early.stdout).toBe('y');
   }, 60_000);
 
   it('scale 3 -> 5 -> 2 and stop/start keep the remaining nodes\' data; delete leaves nothing behind', async () => {

@@ -173,7 +173,23 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
     expect(done.exitCode).toBe(4);
     expect((await agents.hc!).exitCode).toBe(0);
     expect(await upHosts()).not.toContain('hc');
+
+    // Past --drain-timeout, what still runs is stopped: the agent exits, the job's container goes.
+    startAgent('hc', 'client', ['--drain-timeout', '1']);
+    await eventually(async () => expect(await upHosts()).toContain('hc'));
+    const long = execa(bin, ['job', 'run', '--host', 'hc', '--network', 'none', image, '--', 'sleep', '60'], { env: { ...process.env, ...env }, reject: false });
+    await eventually(async () => expect(await hosts.hc!.dockerd.docker('ps', '-q', '--filter', 'label=knarr.mode=foreground')).not.toBe(''));
+    const t0 = Date.now();
+    agents.hc!.kill('SIGTERM');
+    expect((await agents.hc!).exitCode).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    expect((await long).exitCode).not.toBe(0);
+    await eventually(async () => expect(await hosts.hc!.dockerd.docker('ps', '-aq', '--filter', 'label=knarr.mode=foreground')).toBe(''));
+    // A link to a service that does not exist is refused by the agent too.
     startAgent('hc', 'client');
     await eventually(async () => expect(await upHosts()).toContain('hc'));
-  }, 60_000);
+    const missing = await k(['job', 'run', '--host', 'hc', '--network', 'none', '--link', 'nosuch-80', image, '--', 'true']);
+    expect(missing.code).toBe(3);
+    expect(missing.stderr).toMatch(/links to service nosuch-80, which does not exist/);
+  }, 90_000);
 });

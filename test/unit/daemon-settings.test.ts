@@ -25,7 +25,9 @@ describe('knarr daemon settings: flag > config file daemon: section > default', 
   it('the file sets each one; a flag wins over it', () => {
     const file = { name: 'h1', tags: ['ssd', 'zone=eu'], listen: '0.0.0.0:8000', ttl: 30, tokenFile: 'tok', tlsCert: '/c.pem', tlsKey: '/k.pem', advertise: '10.0.0.5', prune: true, mode: 'new', share: '/srv/share' };
     const s = resolve({}, file);
-    expect(s).toMatchObject({ name: 'h1', tags: ['ssd', 'zone=eu'], listen: { host: '0.0.0.0', port: 8000 }, ttlSeconds: 30, tokenFile: '/work/tok', tls: { cert: '/c.pem', key: '/k.pem' }, advertise: '10.0.0.5', prune: true, mode: 'new', share: '/srv/share' });
+    expect(s).toMatchObject({ name: 'h1', tags: ['ssd', 'zone=eu'], listen: { host: '0.0.0.0', port: 8000 }, ttlSeconds: 30, tokenFile: '/etc/knarr/tok', tls: { cert: '/c.pem', key: '/k.pem' }, advertise: '10.0.0.5', prune: true, mode: 'new', share: '/srv/share' });
+    // A relative path in the file is taken from the file's directory; a flag's from the working directory.
+    expect(resolve({ tokenFile: 'tok' }, file).tokenFile).toBe('/work/tok');
     const f = resolve({ name: 'h2', tags: ['gpu,fast'], ttl: '5', mode: 'recovery' }, file);
     expect(f).toMatchObject({ name: 'h2', tags: ['fast', 'gpu'], ttlSeconds: 5, mode: 'recovery', prune: true });
   });

@@ -1,7 +1,7 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
 import { dirname } from 'node:path';
-import { containerName, hostsFile, nodeHostname, subnetAddress, subnetBroadcast, subnetGateway, userSubnet, type ClusterNode, type ClusterRecord } from '../../core/cluster.js';
+import { clustersToInit, containerName, hostsFile, nodeHostname, subnetAddress, subnetBroadcast, subnetGateway, userSubnet, type ClusterNode, type ClusterRecord } from '../../core/cluster.js';
 import { ConflictError, InterruptedError, NotFoundError } from '../../core/errors.js';
 import { lxcConfig, unifiedCgroups } from '../../host/lxc.js';
 import type { Runner } from '../../host/runner.js';
@@ -295,7 +295,7 @@ export const clusterScale: OpHandler = {
     const c = await requireCluster(s);
     const from = (r.op.state.from as number | undefined) ?? c.nodes.length;
     // The status before scaling, kept across a resumed run (the record then says scaling).
-    const before = (r.op.state.before as ClusterRecord['status'] | undefined) ?? c.status;
+    const before = (r.op.state.before as ClusterRecord['status'] | undefined) ?? (c.status === 'scaling' ? 'running' : c.status);
     await r.save({ from, before });
     const to = s.args.size!;
     if (to > from) {
@@ -324,7 +324,8 @@ export const clusterScale: OpHandler = {
     const s = await setting(r);
     const c = await s.repo.get(s.args.user, s.args.name);
     const from = r.op.state.from as number | undefined;
-    const before = (r.op.state.before as ClusterRecord['status'] | undefined) ?? 'running';
+    const saved = r.op.state.before as ClusterRecord['status'] | undefined;
+    const before = saved === undefined || saved === 'scaling' ? 'running' : saved;
     const to = s.args.size ?? 0;
     if (!c || from === undefined || to === from) return;
     if (to > from) {
@@ -397,7 +398,7 @@ export const hostInit: OpHandler = {
     let targets = r.op.state.targets as { user: string; name: string }[] | undefined;
     if (!targets) {
       const all = (await r.store.list(fleetKeys(r.ctx.config.fleet).clusters)).map((kv) => JSON.parse(kv.value) as ClusterRecord);
-      targets = all.filter((c) => c.host === r.op.host && (mode === 'new' || c.status === 'running')).map((c) => ({ user: c.user, name: c.name }));
+      targets = clustersToInit(all, r.op.host, mode).map((c) => ({ user: c.user, name: c.name }));
       await r.save({ targets });
     }
     const failed: string[] = [];

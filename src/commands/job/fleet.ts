@@ -13,7 +13,7 @@ import type { Store } from '../../state/store.js';
 import { withStore } from '../with-store.js';
 import type { CommandResult, Context } from '../types.js';
 import { AgentClient } from './agent-client.js';
-import { stopReading } from './run.js';
+import { stopReading } from '../../core/streams.js';
 
 /**
  * Jobs in a fleet: where a job runs, through which agent, and daemonized jobs' intents. Loaded only

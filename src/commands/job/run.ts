@@ -8,6 +8,7 @@ import { localAgent } from '../../daemon/pidfile.js';
 import { DockerApiError, DockerEngine, demux, dockerSocketPath } from '../../host/docker.js';
 import { foregroundContainer, LABEL_JOB, startAttached, type AttachedRun } from '../../host/job-containers.js';
 import { optBool, optList, optString, type Context, type Handler } from '../types.js';
+import { stopReading } from '../../core/streams.js';
 
 async function readSpecFile(ctx: Context, file: string): Promise<Record<string, unknown>> {
   const path = resolve(ctx.cwd, file);
@@ -72,13 +73,6 @@ export function engineError(e: unknown, image: string, socket: string): never {
   throw e;
 }
 
-/** Stops reading stdin once a job is over, so knarr can exit while its writer still has more (a pipe stays open otherwise). */
-export function stopReading(stdin: import('node:stream').Readable): void {
-  stdin.unpipe();
-  stdin.pause();
-  (stdin as { unref?: () => void }).unref?.();
-  stdin.destroy();
-}
 
 /**
  * Where a foreground job runs. The embedded default stays fast: the fleet is consulted only when it is
