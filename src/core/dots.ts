@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { ValidationError } from './errors.js';
 
 /** The subdirectory of a dot's filesystem that a bare DOT (no ".subdot") names, as dotmesh's __default__. */
@@ -113,8 +112,8 @@ export function validateMessage(field: string, message: string | undefined): str
   return message;
 }
 
-/** Commit ids sort by creation time: 10 base-36 digits of milliseconds, then 8 random hex digits. */
-export function newCommitId(now = Date.now(), random: Buffer = randomBytes(4)): string {
+/** Commit ids sort by creation time: 10 base-36 digits of milliseconds, then 8 random hex digits (from 4 random bytes the caller draws). */
+export function newCommitId(now: number, random: Buffer): string {
   return `${now.toString(36).padStart(10, '0')}${random.toString('hex')}`;
 }
 

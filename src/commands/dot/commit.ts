@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { newCommitId, parseDotRef, parseMeta, validateMessage, type CommitRecord } from '../../core/dots.js';
 import { optList, optString, type Handler } from '../types.js';
 import { author, dotHandle, requireDot, withDots } from './common.js';
@@ -12,7 +13,7 @@ export const dotCommit: Handler = async ({ args, opts }, ctx) => {
     const h = await dotHandle(ctx, dot);
     const branch = dot.activeBranch;
     const commit: CommitRecord = {
-      id: newCommitId(),
+      id: newCommitId(Date.now(), randomBytes(4)),
       dot: dot.name,
       branch,
       parent: dot.branches[branch]?.head ?? null,

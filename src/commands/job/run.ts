@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { ConflictError, FailureError, NotFoundError, PrerequisiteError, UserError, ValidationError } from '../../core/errors.js';
@@ -9,6 +8,9 @@ import { DockerApiError, DockerEngine, demux, dockerSocketPath } from '../../hos
 import { foregroundContainer, LABEL_JOB, startAttached, type AttachedRun } from '../../host/job-containers.js';
 import { optBool, optList, optString, type Context, type Handler } from '../types.js';
 import { stopReading } from '../../core/streams.js';
+
+/** Hex digits for a name's unique suffix; Math.random spares loading node:crypto on the path of every foreground job. */
+const randomHex = (digits: number) => Array.from({ length: digits }, () => Math.floor(Math.random() * 16).toString(16)).join('');
 
 async function readSpecFile(ctx: Context, file: string): Promise<Record<string, unknown>> {
   const path = resolve(ctx.cwd, file);
@@ -34,7 +36,7 @@ export async function specFrom(ctx: Context, args: (string | string[] | undefine
   const command = (args[1] as string[] | undefined) ?? [];
   if (image !== undefined) raw.image = image;
   if (command.length > 0) raw.command = command;
-  raw.name = optString(opts, 'name') ?? raw.name ?? `run-${randomBytes(4).toString('hex')}`;
+  raw.name = optString(opts, 'name') ?? raw.name ?? `run-${randomHex(8)}`;
   const network = optString(opts, 'network');
   if (network !== undefined) raw.network = network;
   const host = optString(opts, 'host');
@@ -98,7 +100,7 @@ export const jobRun: Handler = async ({ args, opts }, ctx) => {
     return (await import('./fleet.js')).runDaemonized(ctx, spec);
   }
   const socket = dockerSocketPath(ctx.env);
-  const containerName = `knarr-${spec.name}-${randomBytes(3).toString('hex')}`;
+  const containerName = `knarr-${spec.name}-${randomHex(6)}`;
   if (ctx.runner.plan(['docker', '-H', `unix://${socket}`, 'run', '--rm', ...(interactive ? ['-i'] : []), '--name', containerName, '--label', `knarr.job=${spec.name}`, spec.image, ...spec.command])) {
     return { data: { job: spec.name, container: containerName, create: foregroundContainer(spec, ctx.config.fleet, interactive) } };
   }
