@@ -64,7 +64,9 @@ export class OpRepo {
     if (!cur) return null;
     const op = JSON.parse(cur.value) as OpRecord;
     if (isTerminal(op.status) || (op.status === 'running' && (await this.claimed(id)))) return null;
-    const next: OpRecord = { ...op, status: 'running', runner, attempts: op.attempts + 1, startedAt: op.startedAt ?? new Date().toISOString() };
+    // A progress that still says queued says started now: `op wait` would read "running queued".
+    const progress = op.progress.message === 'queued' ? { ...op.progress, message: op.attempts > 0 ? 'resumed' : 'started' } : op.progress;
+    const next: OpRecord = { ...op, status: 'running', progress, runner, attempts: op.attempts + 1, startedAt: op.startedAt ?? new Date().toISOString() };
     const ok = await this.store.putAllIfUnchanged(this.keys.op(id), cur.modRevision, [
       { key: this.keys.op(id), value: JSON.stringify(next) },
       { key: this.keys.opClaim(id), value: runner, lease },
