@@ -212,6 +212,8 @@ export class Agent {
     } finally {
       clearInterval(keep);
     }
+    // SIGTERM while joining: the join was not finished, and the agent takes no work.
+    if (this.watching.signal.aborted) return;
     this.joinState = 'ok';
     await this.writeRecord();
     await this.watch();
