@@ -14,7 +14,8 @@ export interface ContextIo {
   env: NodeJS.ProcessEnv;
   cwd: string;
   signal: AbortSignal;
-  stdin?: import('node:stream').Readable;
+  /** Called only when a command reads stdin: making process.stdin costs a few ms at every start. */
+  stdin?: () => import('node:stream').Readable;
 }
 
 /** Reads the YAML config file: the one named (which must exist), else the default one if present. */
@@ -53,6 +54,7 @@ export function createContext(config: Config, io: ContextIo, reload: () => Promi
     log: (line) => void io.stderr.write(`${line}\n`),
     signal: io.signal,
   });
+  let stdin: import('node:stream').Readable | undefined;
   const ctx: Context = {
     config,
     runner,
@@ -61,7 +63,9 @@ export function createContext(config: Config, io: ContextIo, reload: () => Promi
     signal: io.signal,
     env: io.env,
     cwd: io.cwd,
-    stdin: io.stdin ?? Readable.from([]),
+    get stdin() {
+      return (stdin ??= io.stdin?.() ?? Readable.from([]));
+    },
     reloadConfig: reload,
     async openStore(): Promise<Store> {
       const { connectEtcd } = await import('../state/store.js');

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import { Command, CommanderError, Option } from 'commander';
 import type { CommandResult } from '../commands/types.js';
 import { OUTPUT_FORMATS, type GlobalFlags, type OutputFormat } from '../core/config.js';
@@ -141,7 +142,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     const config = await loadConfig(sel.globals, io.env, io.cwd);
     format = config.output;
     verbose = config.verbose;
-    const ctx = createContext(config, { stderr: io.stderr, stderrIsTTY: io.stderrIsTTY ?? false, env: io.env, cwd: io.cwd, signal, stdin: io.stdin }, () => loadConfig(sel.globals, io.env, io.cwd));
+    const ctx = createContext(config, { stderr: io.stderr, stderrIsTTY: io.stderrIsTTY ?? false, env: io.env, cwd: io.cwd, signal, stdin: () => io.stdin ?? Readable.from([]) }, () => loadConfig(sel.globals, io.env, io.cwd));
     finish = () => ctx.events.done();
     const handler = await sel.def.handler!();
     const result: CommandResult = await handler({ args: sel.args, opts: sel.opts }, ctx);
@@ -195,7 +196,10 @@ export async function run(argv: string[]): Promise<number> {
       cwd: process.cwd(),
       stderrIsTTY: process.stderr.isTTY === true,
       signal: controller.signal,
-      stdin: process.stdin,
+      // A getter: process.stdin is made only for a command that reads it.
+      get stdin() {
+        return process.stdin;
+      },
     });
     return controller.signal.reason instanceof ReaderGoneError ? ExitCode.readerGone : code;
   } finally {
