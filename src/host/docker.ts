@@ -29,6 +29,15 @@ export function pingDocker(socketPath: string, timeoutMs = 2000): Promise<string
   });
 }
 
+/** The first address of an IPv4 network written a.b.c.d/len (the one docker gives a bridge with no gateway named). */
+export function firstAddress(cidr: string): string {
+  const base = cidr.split('/')[0]!.split('.').reduce((a, o) => a * 256 + Number(o), 0);
+  const len = Number(cidr.split('/')[1] ?? 32);
+  const network = len === 0 ? 0 : Math.floor(base / 2 ** (32 - len)) * 2 ** (32 - len);
+  const n = network + 1;
+  return [24, 16, 8, 0].map((shift) => Math.floor(n / 2 ** shift) % 256).join('.');
+}
+
 /** A Docker Engine API error with the engine's own message. */
 export class DockerApiError extends Error {
   constructor(
@@ -190,10 +199,7 @@ export class DockerEngine {
     if (n?.Driver !== 'bridge') return null;
     const v4 = n?.IPAM?.Config?.find((c) => c.Subnet !== undefined && /^\d+\.\d+\.\d+\.\d+\/\d+$/.test(c.Subnet));
     if (!v4) return null;
-    if (v4.Gateway) return v4.Gateway;
-    const [base] = v4.Subnet!.split('/');
-    const n32 = base!.split('.').reduce((a, o) => a * 256 + Number(o), 0) + 1;
-    return [24, 16, 8, 0].map((shift) => Math.floor(n32 / 2 ** shift) % 256).join('.');
+    return v4.Gateway || firstAddress(v4.Subnet!);
   }
 
   remove(id: string): Promise<unknown> {
