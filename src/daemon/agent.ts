@@ -275,7 +275,7 @@ export class Agent {
     try {
       const env: Record<string, string> = { KNARR_HOST: this.opts.name, KNARR_JOB: spec.name };
       // A bridged job reaches the ambassador at its network's gateway; a job on the host's network at loopback.
-      const gateway = spec.links.length > 0 ? await this.engine.gateway(spec.network ?? 'bridge') : null;
+      const gateway = spec.links.length > 0 ? await this.engine.gateway(spec.network) : null;
       for (const service of spec.links) {
         if (!(await this.jobs.service(service))) throw new ApiError(404, `job ${spec.name} links to service ${service}, which does not exist`);
         releases.push(this.ambassador.hold(service));

@@ -189,7 +189,7 @@ export class Reconciler {
     if (waiting && waiting.attempt === attempt && Date.now() < waiting.until) return;
     try {
       const env: Record<string, string> = { KNARR_HOST: me, KNARR_JOB: name };
-      const gateway = i.spec.links.length > 0 ? await this.engine.gateway(i.spec.network ?? 'bridge') : null;
+      const gateway = i.spec.links.length > 0 ? await this.engine.gateway(i.spec.network) : null;
       for (const service of i.spec.links) Object.assign(env, await this.linkEnv(service, gateway));
       const binds = await this.opts.dotBinds(i.spec);
       const id = await startDaemon(this.engine, i.spec, daemonContainer(i.spec, this.opts.fleet, generationOf(i), { env, binds }));

@@ -192,7 +192,9 @@ export class DockerEngine {
    * Where a container on network reaches its host: the network's gateway (docker gives its bridge the
    * first address when none was named). Null for host and none, or when the engine does not know it.
    */
-  async gateway(network: string): Promise<string | null> {
+  async gateway(mode: string | null): Promise<string | null> {
+    // No network mode is the engine's default network, bridge.
+    const network = mode ?? 'bridge';
     if (network === 'host' || network === 'none') return null;
     const n = await this.call<{ Driver?: string; IPAM?: { Config?: { Subnet?: string; Gateway?: string }[] | null } }>('GET', `/networks/${encodeURIComponent(network)}`, undefined, 5000).catch(() => null);
     // Only a bridge's gateway is on this host (macvlan's or an overlay's is not).

@@ -69,6 +69,14 @@ function spawnFailure(argv: readonly string[], e: NodeJS.ErrnoException): Error 
   return e.name === 'AbortError' ? new InterruptedError() : e;
 }
 
+/** The exit code of a streaming child once it closed (128 when a signal ended it); a command that cannot start rejects. */
+function exitOf(child: import('node:child_process').ChildProcess, argv: readonly string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    child.on('error', (e: NodeJS.ErrnoException) => reject(spawnFailure(argv, e)));
+    child.on('close', (code, sig) => resolve(code ?? (sig ? 128 : 1)));
+  });
+}
+
 /** Renders argv as a copy-pasteable shell line for --dry-run and --verbose; never executed. */
 export function formatArgv(argv: readonly string[]): string {
   return argv.map((a) => (SAFE_ARG.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
@@ -166,10 +174,7 @@ export class Runner {
     });
     const err: Buffer[] = [];
     child.stderr!.on('data', (b: Buffer) => err.push(b));
-    const exited = new Promise<number>((resolve, reject) => {
-      child.on('error', (e: NodeJS.ErrnoException) => reject(spawnFailure(argv, e)));
-      child.on('close', (code, sig) => resolve(code ?? (sig ? 128 : 1)));
-    });
+    const exited = exitOf(child, argv);
     // tar and zfs recv may exit once their stream's end marker is read, before the bytes after it:
     // what the command leaves unread is drained, so the producer still finishes cleanly.
     if (opts.stdin) {
@@ -203,10 +208,7 @@ export class Runner {
     if (this.signal?.aborted) throw new InterruptedError();
     const started = performance.now();
     const child = spawn(argv[0]!, argv.slice(1), { env: this.env, stdio: [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], shell: false, signal: this.signal });
-    const exited = new Promise<number>((resolve, reject) => {
-      child.on('error', (e: NodeJS.ErrnoException) => reject(spawnFailure(argv, e)));
-      child.on('close', (code, sig) => resolve(code ?? (sig ? 128 : 1)));
-    });
+    const exited = exitOf(child, argv);
     if (io.stdin) {
       child.stdin!.on('error', () => undefined);
       io.stdin.pipe(child.stdin!);

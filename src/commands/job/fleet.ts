@@ -52,7 +52,7 @@ async function placeOn(ctx: Context, store: Store, spec: JobSpec, hosts: Awaited
 async function directLinks(jobs: JobRepo, spec: JobSpec, engine: DockerEngine): Promise<Record<string, string>> {
   if (spec.links.length === 0) return {};
   const { directLinkEnv } = await import('../../daemon/ambassador.js');
-  const gateway = await engine.gateway(spec.network ?? 'bridge');
+  const gateway = await engine.gateway(spec.network);
   const env: Record<string, string> = {};
   for (const name of spec.links) {
     const s = await jobs.service(name);

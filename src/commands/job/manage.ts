@@ -1,4 +1,4 @@
-import { NotFoundError, PrerequisiteError, UserError, ValidationError } from '../../core/errors.js';
+import { NotFoundError, PrerequisiteError, ValidationError } from '../../core/errors.js';
 import { validateName } from '../../core/names.js';
 import { DockerEngine, demux, dockerSocketPath } from '../../host/docker.js';
 import { daemonContainerName } from '../../host/job-containers.js';

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { ConflictError, FailureError, NotFoundError, PrerequisiteError, UserError, ValidationError } from '../../core/errors.js';
+import { ConflictError, FailureError, NotFoundError, PrerequisiteError, ValidationError } from '../../core/errors.js';
 import type { HostRecord } from '../../core/hosts.js';
 import { parseJobSpec, type JobSpec } from '../../core/job-spec.js';
 import { localAgent } from '../../daemon/pidfile.js';
