@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_BRANCH, chain, parseDotName, parseRemoteDotRef, planTransfer, type CommitRecord, type DotRecord } from '../../core/dots.js';
 import { ConflictError, NotFoundError } from '../../core/errors.js';
 import type { Manifest, RemoteEndpoint } from '../../core/remote.js';
@@ -26,8 +27,10 @@ export interface PullResult {
   stash: string | null;
 }
 
+const RECEIVE_ATTEMPTS = 3;
+
 /** Receives commits (oldest first) from the remote into ref, each stream checked before it reaches the pool. */
-async function receiveChain(ctx: Context, remote: RemoteEndpoint, manifest: Manifest, transfer: DotTransfer, ref: DotFsRef, ids: string[], base: string | null): Promise<CommitRecord[]> {
+export async function receiveChain(ctx: Context, remote: RemoteEndpoint, manifest: Manifest, transfer: DotTransfer, ref: DotFsRef, ids: string[], base: string | null): Promise<CommitRecord[]> {
   const got: CommitRecord[] = [];
   let prev = base;
   for (const id of ids) {
@@ -38,7 +41,16 @@ async function receiveChain(ctx: Context, remote: RemoteEndpoint, manifest: Mani
     }
     const record: CommitRecord = { ...entry.record, branch: ref.branch };
     ctx.events.step(`pull ${ref.dot}: commit ${shortId(id)} (${entry.bytes} bytes)`);
-    await remote.fetchCommit(manifest.dot, entry, (input, source) => transfer.receive(ref, record, entry.base, input, source));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await remote.fetchCommit(manifest.dot, entry, (input, source) => transfer.receive(ref, record, entry.base, input, source));
+        break;
+      } catch (e) {
+        if (attempt >= RECEIVE_ATTEMPTS || !transfer.isTransient?.(e)) throw e;
+        ctx.events.warn(`pull ${ref.dot}: commit ${shortId(id)} failed (${(e as Error).message}); reading the stream again`);
+        await sleep(500 * attempt);
+      }
+    }
     got.push(record);
     prev = id;
   }

@@ -94,8 +94,10 @@ export interface DotTransfer {
   readonly perBranchHistory: boolean;
   /** argv writing the commit's stream to stdout, incremental from base (which may sit on another branch). */
   sendArgv(ref: DotFsRef, commit: string, base: { ref: DotFsRef; id: string } | null): string[];
-  /** Reads one commit's stream into the dot's commits (base already received). */
+  /** Reads one commit's stream into the dot's commits (base already received); a failed receive leaves the branch at base. */
   receive(ref: DotFsRef, commit: import('../../core/dots.js').CommitRecord, base: string | null, input: import('node:stream').Readable, source: string): Promise<void>;
+  /** A receive that failed this way may work when the stream is read again. */
+  isTransient?(error: unknown): boolean;
   /** Renames a branch's filesystem (a pull keeps diverged local commits this way). */
   renameBranch(ref: DotFsRef, to: string): Promise<void>;
   /** Makes the branch's writable filesystem show head after receiving. */

@@ -32,10 +32,15 @@ export function zfsTransfer(runner: Runner): DotTransfer {
       // zfs-fuse keeps serving the old files through a mounted dataset, so receive into it unmounted.
       const mounted = base ? (await runner.run(['zfs', 'get', '-H', '-o', 'value', 'mounted', dataset(ref)], { mutates: false })).stdout.trim() === 'yes' : false;
       if (mounted) await runRetryingBusy(runner, ['zfs', 'umount', dataset(ref)]);
-      await runner.pipe(['zfs', 'recv', ...(base ? ['-F'] : []), dataset(ref)], { stdin: input, redirect: `< ${source}` });
-      if (mounted) await runner.run(['zfs', 'mount', dataset(ref)]);
+      try {
+        await runner.pipe(['zfs', 'recv', ...(base ? ['-F'] : []), dataset(ref)], { stdin: input, redirect: `< ${source}` });
+      } finally {
+        if (mounted) await runner.run(['zfs', 'mount', dataset(ref)]);
+      }
       await runner.run(['zfs', 'set', `knarr:commit=${JSON.stringify(commit)}`, `${dataset(ref)}@${commit.id}`]);
     },
+    // zfs-fuse now and then fails an incremental receive with an I/O error that a second read of the stream does not meet.
+    isTransient: (e) => e instanceof ExternalCommandError && e.argv[0] === 'zfs' && e.argv[1] === 'recv' && /I\/O error/.test(e.stderr),
     async renameBranch(ref, to) {
       await renameDataset(dataset(ref), dataset({ ...ref, branch: to }));
     },
