@@ -1,4 +1,5 @@
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readdirSync, readFileSync } from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { InternalError } from '../core/errors.js';
 import { statePaths } from '../core/paths.js';
@@ -12,10 +13,11 @@ export async function writeJsonAtomic(path: string, value: unknown): Promise<voi
   await rename(tmp, path);
 }
 
+/** Sync on purpose: these records are small, and reading them must not start the thread pool on the start-up path. */
 export async function readJson<T>(path: string): Promise<T | null> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = readFileSync(path, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw e;
@@ -35,7 +37,7 @@ export async function listPoolRecords(stateDir: string): Promise<PoolRecord[]> {
   const dir = statePaths(stateDir).poolsDir;
   let names: string[];
   try {
-    names = await readdir(dir);
+    names = readdirSync(dir);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw e;

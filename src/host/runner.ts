@@ -121,32 +121,35 @@ export class Runner {
       return { argv, exitCode: 0, stdout: '', stderr: '', durationMs: 0, planned: true };
     }
     if (this.signal?.aborted) throw new InterruptedError();
-    const started = performance.now();
+    const started = Date.now();
     const result = await new Promise<RunResult>((resolve, reject) => {
       const child = spawn(argv[0]!, argv.slice(1), {
         cwd: opts.cwd,
         env: { ...this.env, ...opts.env },
-        stdio: ['pipe', 'pipe', 'pipe'],
+        // No stdin pipe unless there is input: ending an unused pipe costs a few ms on every probe.
+        stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
         shell: false,
         signal: this.signal,
         timeout: opts.timeoutMs,
       });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
-      child.stdout.on('data', (b: Buffer) => out.push(b));
-      child.stderr.on('data', (b: Buffer) => err.push(b));
+      child.stdout!.on('data', (b: Buffer) => out.push(b));
+      child.stderr!.on('data', (b: Buffer) => err.push(b));
       child.on('error', (e: NodeJS.ErrnoException) => reject(spawnFailure(argv, e)));
-      child.stdin.on('error', () => {
-        /* the command may exit before reading its input; its exit status tells the story */
-      });
-      child.stdin.end(opts.input ?? undefined);
+      if (child.stdin) {
+        child.stdin.on('error', () => {
+          /* the command may exit before reading its input; its exit status tells the story */
+        });
+        child.stdin.end(opts.input);
+      }
       child.on('close', (code, sig) => {
         resolve({
           argv,
           exitCode: code ?? (sig ? 128 : 1),
           stdout: Buffer.concat(out).toString('utf8'),
           stderr: Buffer.concat(err).toString('utf8'),
-          durationMs: Math.round(performance.now() - started),
+          durationMs: Math.round(Date.now() - started),
           planned: false,
         });
       });
@@ -165,7 +168,7 @@ export class Runner {
       return;
     }
     if (this.signal?.aborted) throw new InterruptedError();
-    const started = performance.now();
+    const started = Date.now();
     const child = spawn(argv[0]!, argv.slice(1), {
       env: this.env,
       stdio: [opts.stdin ? 'pipe' : 'ignore', opts.stdoutFd ?? (opts.stdout ? 'pipe' : 'ignore'), 'pipe'],
@@ -192,7 +195,7 @@ export class Runner {
     if (opts.stdout) flows.push(pipeline(child.stdout!, opts.stdout));
     // A failing command usually breaks its pipes too: report the command's own error first.
     const [code, piped] = await Promise.all([exited, Promise.allSettled(flows)]);
-    if (this.verbose) this.log(`+ ${formatArgv(shown)}  (${Math.round(performance.now() - started)}ms, exit ${code})`);
+    if (this.verbose) this.log(`+ ${formatArgv(shown)}  (${Math.round(Date.now() - started)}ms, exit ${code})`);
     if (code !== 0) throw new ExternalCommandError(argv, code, Buffer.concat(err).toString('utf8'));
     const broken = piped.find((p): p is PromiseRejectedResult => p.status === 'rejected');
     if (broken) throw broken.reason;
@@ -206,7 +209,7 @@ export class Runner {
   async attached(argv: readonly string[], io: { stdin?: Readable; stdout: Writable; stderr: Writable }): Promise<number> {
     if (this.plan(argv)) return 0;
     if (this.signal?.aborted) throw new InterruptedError();
-    const started = performance.now();
+    const started = Date.now();
     const child = spawn(argv[0]!, argv.slice(1), { env: this.env, stdio: [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], shell: false, signal: this.signal });
     const exited = exitOf(child, argv);
     if (io.stdin) {
@@ -219,7 +222,7 @@ export class Runner {
     child.stdout!.pipe(io.stdout, { end: false });
     child.stderr!.pipe(io.stderr, { end: false });
     const code = await exited;
-    if (this.verbose) this.log(`+ ${formatArgv(argv)}  (${Math.round(performance.now() - started)}ms, exit ${code})`);
+    if (this.verbose) this.log(`+ ${formatArgv(argv)}  (${Math.round(Date.now() - started)}ms, exit ${code})`);
     return code;
   }
 
@@ -229,7 +232,7 @@ export class Runner {
     await mkdir(dirname(opts.logFile), { recursive: true });
     const log = await open(opts.logFile, 'a');
     try {
-      const started = performance.now();
+      const started = Date.now();
       const pid = await new Promise<number>((resolve, reject) => {
         const child = spawn(argv[0]!, argv.slice(1), {
           cwd: opts.cwd,
@@ -244,7 +247,7 @@ export class Runner {
           resolve(child.pid!);
         });
       });
-      if (this.verbose) this.log(`+ ${formatArgv(argv)} &  (pid ${pid}, ${Math.round(performance.now() - started)}ms)`);
+      if (this.verbose) this.log(`+ ${formatArgv(argv)} &  (pid ${pid}, ${Math.round(Date.now() - started)}ms)`);
       return pid;
     } finally {
       await log.close();
