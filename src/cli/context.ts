@@ -7,6 +7,7 @@ import { Runner } from '../host/runner.js';
 import { drivers } from '../host/storage/index.js';
 import type { Store } from '../state/store.js';
 import { createReporter } from './reporter.js';
+import { parseSimpleYaml } from '../core/yaml-lite.js';
 
 export interface ContextIo {
   stderr: NodeJS.WritableStream;
@@ -30,10 +31,9 @@ async function loadConfigFile(flags: GlobalFlags, env: NodeJS.ProcessEnv, cwd: s
     if ((e as NodeJS.ErrnoException).code === 'ENOENT' && named === undefined) return { path: null, data: {} };
     throw new ValidationError('--config', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  const { parse } = await import('yaml');
-  let raw: unknown;
+  let raw: unknown = parseSimpleYaml(text);
   try {
-    raw = parse(text);
+    if (raw === undefined) raw = (await import('yaml')).parse(text);
   } catch (e) {
     throw new UserError(`${path} is not valid YAML: ${(e as Error).message.split('\n')[0]}`);
   }
