@@ -78,10 +78,12 @@ _knarr() {
     'pool/status') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'pool/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'pool/destroy') COMPREPLY=($(compgen -W '--yes'" $globals" -- "$cur")) ;;
-    'etcd') COMPREPLY=($(compgen -W 'up down status'" $globals" -- "$cur")) ;;
+    'etcd') COMPREPLY=($(compgen -W 'up down status backup restore'" $globals" -- "$cur")) ;;
     'etcd/up') COMPREPLY=($(compgen -W '--pool --client-port --peer-port'" $globals" -- "$cur")) ;;
     'etcd/down') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'etcd/status') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'etcd/backup') COMPREPLY=($(compgen -W '--force'" $globals" -- "$cur")) ;;
+    'etcd/restore') COMPREPLY=($(compgen -W '--yes --pool --client-port --peer-port'" $globals" -- "$cur")) ;;
     'dot') COMPREPLY=($(compgen -W 'init list show commit log branch checkout reset clone mount unmount fsck push pull remote manifest send receive rm'" $globals" -- "$cur")) ;;
     'dot/init') COMPREPLY=($(compgen -W '--pool'" $globals" -- "$cur")) ;;
     'dot/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;

@@ -140,6 +140,37 @@ export const COMMANDS: CommandDef[] = [
         examples: [{ command: 'knarr --json etcd status', description: 'status as JSON' }],
         handler: () => import('../commands/etcd/status.js').then((m) => m.etcdStatus),
       },
+      {
+        name: 'backup',
+        summary: 'a snapshot of the fleet\'s store to a file (the managed etcd, or --etcd)',
+        description:
+          'Takes a consistent snapshot with etcdctl from the running managed etcd, or from the first healthy --etcd endpoint, and reads its revision and key count back. The file is written under a temporary name and renamed when whole, mode 0600: it holds the fleet\'s tokens.',
+        args: [{ name: 'file', required: true, description: 'snapshot file to write' }],
+        options: [{ flags: '--force', description: 'replace FILE if it exists' }],
+        examples: [
+          { command: 'knarr etcd backup /srv/backup/knarr-etcd.db', description: 'snapshot the store' },
+          { command: 'knarr --etcd http://10.0.0.1:2379 etcd backup fleet.db', description: 'snapshot a fleet\'s external etcd' },
+        ],
+        handler: () => import('../commands/etcd/backup.js').then((m) => m.etcdBackup),
+      },
+      {
+        name: 'restore',
+        summary: 'replace the managed etcd\'s data with a snapshot\'s (needs --yes over existing data)',
+        description:
+          'Unpacks the snapshot (checking its checksum) beside the current data, stops the managed etcd, puts the current data aside as member.before-restore-<time> in the data directory, moves the restored data in and starts etcd again. A damaged snapshot changes nothing; a restore cut short is finished by the next start. On a new host it brings up etcd with the snapshot\'s data.',
+        args: [{ name: 'file', required: true, description: 'snapshot file written by knarr etcd backup (or etcdctl snapshot save)' }],
+        options: [
+          { flags: '--yes', description: 'confirm that the current data is to be replaced (it is kept aside)' },
+          { flags: '--pool <name>', description: 'on a host with no etcd yet: pool whose knarr-etcd volume gets the data (default: the default pool)' },
+          { flags: '--client-port <port>', description: 'client port to start etcd on (default: the last one, else 2379)' },
+          { flags: '--peer-port <port>', description: 'peer port to start etcd on (default: the last one, else 2380)' },
+        ],
+        examples: [
+          { command: 'knarr etcd restore /srv/backup/knarr-etcd.db --yes', description: 'roll the fleet\'s store back to the snapshot' },
+          { command: 'knarr --dry-run etcd restore /srv/backup/knarr-etcd.db', description: 'show the steps' },
+        ],
+        handler: () => import('../commands/etcd/restore.js').then((m) => m.etcdRestore),
+      },
     ],
   },
   {

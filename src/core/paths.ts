@@ -7,6 +7,8 @@ export function statePaths(stateDir: string) {
     poolMountpoint: (pool: string) => `${stateDir}/mnt/${pool}`,
     etcdDir: `${stateDir}/etcd`,
     etcdState: `${stateDir}/etcd/server.json`,
+    /** A restore in progress: what to finish if it was cut short. */
+    etcdRestore: `${stateDir}/etcd/restore.json`,
     etcdLocalData: `${stateDir}/etcd/data`,
     etcdLog: `${stateDir}/log/etcd.log`,
     logDir: `${stateDir}/log`,

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { connectEtcd } from '../../src/state/store.js';
@@ -212,6 +212,124 @@ describe.skipIf(!run)('knarr etcd up/down/status (the managed local etcd)', () =
     const r = await knarr(['--etcd', 'http://10.0.0.1:2379', '--state-dir', state, 'etcd', 'up']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/points at http:\/\/10\.0\.0\.1:2379/);
+  });
+
+  describe('backup and restore', () => {
+    const ctl = async (url: string, ...a: string[]) => (await execa('etcdctl', ['--endpoints', url, ...a], { env: { ETCDCTL_API: '3' } })).stdout;
+    const value = (url: string, key: string) => ctl(url, 'get', key, '--print-value-only');
+    const restoreLeftovers = (dataDir: string) => readdirSync(dataDir).filter((n) => n.startsWith('.restore-'));
+
+    it('backup writes a checked snapshot; restore rolls the store back to it and keeps the data it replaced', async () => {
+      const up = (await knarr(['--json', '--state-dir', state, 'etcd', 'up', ...ports])).json();
+      const url = up.endpoints[0];
+      await ctl(url, 'put', '/knarr/test/marker', 'v1');
+      const file = `${tmp.path}/fleet.db`;
+      const backup = await knarr(['--json', '--state-dir', state, 'etcd', 'backup', file]);
+      expect(backup.code, backup.stderr).toBe(0);
+      expect(backup.json()).toMatchObject({ file, endpoint: url });
+      expect(backup.json().revision).toBeGreaterThan(1);
+      expect(backup.json().keys).toBeGreaterThan(1);
+      // It holds the fleet's tokens: only root reads it.
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      const again = await knarr(['--state-dir', state, 'etcd', 'backup', file]);
+      expect(again.code).toBe(4);
+      expect(again.stderr).toMatch(/already exists\n  hint: name a new file, or pass --force/);
+      expect((await knarr(['--state-dir', state, 'etcd', 'backup', file, '--force'])).code).toBe(0);
+
+      await ctl(url, 'put', '/knarr/test/marker', 'v2');
+      await ctl(url, 'put', '/knarr/test/after', 'x');
+      const unconfirmed = await knarr(['--state-dir', state, 'etcd', 'restore', file]);
+      expect(unconfirmed.code).toBe(2);
+      expect(unconfirmed.stderr).toMatch(/pass --yes to confirm/);
+      expect(await value(url, '/knarr/test/marker')).toBe('v2');
+
+      const restored = await knarr(['--json', '--state-dir', state, 'etcd', 'restore', file, '--yes']);
+      expect(restored.code, restored.stderr).toBe(0);
+      const r = restored.json();
+      expect(r).toMatchObject({ action: 'restored', running: true, healthy: true, endpoints: [url], dataDir: `${state}/etcd/data` });
+      expect(r.pid).not.toBe(up.pid);
+      expect(await value(url, '/knarr/test/marker')).toBe('v1');
+      expect(await value(url, '/knarr/test/after')).toBe('');
+      expect(r.previous).toMatch(new RegExp(`^${state}/etcd/data/member\\.before-restore-\\d{8}T\\d{6}$`));
+      expect(existsSync(`${r.previous}/wal`)).toBe(true);
+      expect(existsSync(`${state}/etcd/restore.json`)).toBe(false);
+      expect(restoreLeftovers(`${state}/etcd/data`)).toEqual([]);
+    });
+
+    it('a damaged or missing snapshot changes nothing', async () => {
+      const up = (await knarr(['--json', '--state-dir', state, 'etcd', 'up', ...ports])).json();
+      const url = up.endpoints[0];
+      await ctl(url, 'put', '/knarr/test/k', 'kept');
+      const file = `${tmp.path}/good.db`;
+      expect((await knarr(['--state-dir', state, 'etcd', 'backup', file])).code).toBe(0);
+      const bytes = readFileSync(file);
+      bytes[bytes.length >> 1] ^= 0xff;
+      writeFileSync(`${tmp.path}/flipped.db`, bytes);
+      writeFileSync(`${tmp.path}/garbage.db`, 'not a snapshot\n');
+      for (const bad of ['flipped.db', 'garbage.db']) {
+        const r = await knarr(['--state-dir', state, 'etcd', 'restore', `${tmp.path}/${bad}`, '--yes']);
+        expect(r.code, bad).toBe(2);
+        expect(r.stderr).toMatch(/(cannot be restored|is not an etcd snapshot).*\n  hint: .*nothing was changed/s);
+      }
+      const missing = await knarr(['--state-dir', state, 'etcd', 'restore', `${tmp.path}/nope.db`, '--yes']);
+      expect(missing.code).toBe(3);
+      const status = (await knarr(['--json', '--state-dir', state, 'etcd', 'status'])).json();
+      expect(status).toMatchObject({ running: true, healthy: true, pid: up.pid });
+      expect(await value(url, '/knarr/test/k')).toBe('kept');
+      expect(restoreLeftovers(`${state}/etcd/data`)).toEqual([]);
+      expect(readdirSync(`${state}/etcd/data`).filter((n) => n.startsWith('member.'))).toEqual([]);
+    });
+
+    it('--dry-run shows the steps and changes nothing; an external --etcd is not restored', async () => {
+      const up = (await knarr(['--json', '--state-dir', state, 'etcd', 'up', ...ports])).json();
+      const file = `${tmp.path}/fleet.db`;
+      expect((await knarr(['--state-dir', state, 'etcd', 'backup', file])).code).toBe(0);
+      const dry = await knarr(['--dry-run', '--state-dir', state, 'etcd', 'restore', file]);
+      expect(dry.code, dry.stderr).toBe(0);
+      const lines = dry.stdout.trimEnd().split('\n');
+      expect(lines[0]).toMatch(new RegExp(`^etcdctl snapshot restore ${file} --data-dir ${state}/etcd/data/\\.restore-\\S+ --name knarr `));
+      expect(lines[1]).toBe(`kill -TERM ${up.pid}`);
+      expect(lines[2]).toMatch(new RegExp(`^mv ${state}/etcd/data/member ${state}/etcd/data/member\\.before-restore-`));
+      expect((await knarr(['--json', '--state-dir', state, 'etcd', 'status'])).json()).toMatchObject({ running: true, pid: up.pid });
+      expect(readdirSync(`${state}/etcd/data`)).toEqual(['member']);
+      const external = await knarr(['--etcd', up.endpoints[0], '--state-dir', state, 'etcd', 'restore', file, '--yes']);
+      expect(external.code).toBe(2);
+      expect(external.stderr).toMatch(/manages this host's own etcd/);
+    });
+
+    it('a new host comes up with the snapshot\'s data; a restore cut short is finished by the next start', async () => {
+      const up = (await knarr(['--json', '--state-dir', state, 'etcd', 'up', ...ports])).json();
+      const url = up.endpoints[0];
+      await ctl(url, 'put', '/knarr/test/fleet', 'old');
+      const file = `${tmp.path}/fleet.db`;
+      expect((await knarr(['--state-dir', state, 'etcd', 'backup', file])).code).toBe(0);
+      await ctl(url, 'put', '/knarr/test/fleet', 'new');
+      await knarr(['--state-dir', state, 'etcd', 'down']);
+
+      const other = `${tmp.path}/other`;
+      const otherPorts = ['--client-port', String(await freePort()), '--peer-port', String(await freePort())];
+      try {
+        const fresh = await knarr(['--json', '--state-dir', other, 'etcd', 'restore', file, ...otherPorts]);
+        expect(fresh.code, fresh.stderr).toBe(0);
+        expect(fresh.json()).toMatchObject({ action: 'restored', running: true, healthy: true, previous: null, dataDir: `${other}/etcd/data` });
+        expect(await value(fresh.json().endpoints[0], '/knarr/test/fleet')).toBe('old');
+      } finally {
+        await knarr(['--state-dir', other, 'etcd', 'down']);
+      }
+
+      // Cut short after the snapshot was unpacked and the old data moved aside, before the new data moved in.
+      const data = `${state}/etcd/data`;
+      const peer = JSON.parse(readFileSync(`${state}/etcd/server.json`, 'utf8')).peerUrl;
+      await execa('etcdctl', ['snapshot', 'restore', file, '--data-dir', `${data}/.restore-x`, '--name', 'knarr', '--initial-cluster', `knarr=${peer}`, '--initial-advertise-peer-urls', peer], { env: { ETCDCTL_API: '3' } });
+      renameSync(`${data}/member`, `${data}/member.before-restore-x`);
+      writeFileSync(`${state}/etcd/restore.json`, JSON.stringify({ snapshot: file, dataDir: data, staged: `${data}/.restore-x`, aside: `${data}/member.before-restore-x`, startedAt: new Date().toISOString() }));
+      const resumed = await knarr(['--json', '--state-dir', state, 'etcd', 'up']);
+      expect(resumed.code, resumed.stderr).toBe(0);
+      expect(resumed.stderr).toMatch(/finished a restore that was cut short/);
+      expect(await value(url, '/knarr/test/fleet')).toBe('old');
+      expect(existsSync(`${state}/etcd/restore.json`)).toBe(false);
+      expect(readdirSync(data).sort()).toEqual(['member', 'member.before-restore-x']);
+    });
   });
 
   it.skipIf(!runZfs)('keeps its data on the pool, in the <pool>/knarr-etcd dataset', async () => {

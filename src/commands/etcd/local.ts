@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { rm } from 'node:fs/promises';
+import { rename, rm, stat } from 'node:fs/promises';
 import { KnarrError, ExitCode, NotFoundError, UserError, ConflictError } from '../../core/errors.js';
 import { validatePort } from '../../core/config.js';
 import { ETCD_VOLUME, statePaths } from '../../core/paths.js';
@@ -21,6 +21,12 @@ import { connectEtcd } from '../../state/store.js';
 import { fleetKeys, SCHEMA_VERSION } from '../../state/keys.js';
 import { defaultPool, selectPool } from '../pool/select.js';
 import type { Context } from '../types.js';
+
+const exists = (path: string) =>
+  stat(path).then(
+    () => true,
+    () => false,
+  );
 
 export interface LocalEtcdOptions {
   pool?: string;
@@ -47,7 +53,7 @@ export function refuseExternal(ctx: Context, verb: string): void {
   }
 }
 
-async function dataLocation(ctx: Context, poolName: string | undefined): Promise<{ dataDir: string; pool: PoolRecord | null }> {
+export async function dataLocation(ctx: Context, poolName: string | undefined): Promise<{ dataDir: string; pool: PoolRecord | null }> {
   const pool = poolName !== undefined ? await selectPool(ctx, poolName) : await defaultPool(ctx);
   if (!pool) return { dataDir: statePaths(ctx.config.stateDir).etcdLocalData, pool: null };
   const driver = ctx.drivers[pool.driver];
@@ -60,6 +66,39 @@ async function dataLocation(ctx: Context, poolName: string | undefined): Promise
   ctx.events.step(`etcd: data volume ${ETCD_VOLUME} on pool ${pool.name}`);
   const vol = await driver.ensureVolume(pool, ETCD_VOLUME, ctx.runner);
   return { dataDir: vol.path, pool };
+}
+
+/** What a restore writes before it swaps data directories, so a restore cut short is finished by the next start. */
+export interface RestoreJournal {
+  snapshot: string;
+  dataDir: string;
+  /** The restored member directory waits here (inside the data directory: one filesystem, so renames). */
+  staged: string;
+  /** Where the data that was there goes; null when there was none. */
+  aside: string | null;
+  startedAt: string;
+}
+
+
+/**
+ * Finishes a restore that was cut short after its snapshot was unpacked: the old member directory
+ * aside, the restored one in its place. Each step is skipped when done already; true if there was one.
+ */
+export async function finishRestore(ctx: Context): Promise<boolean> {
+  const journalPath = statePaths(ctx.config.stateDir).etcdRestore;
+  const j = await readJson<RestoreJournal>(journalPath);
+  if (!j) return false;
+  if (ctx.runner.plan(['mv', `${j.staged}/member`, `${j.dataDir}/member`])) return true;
+  if (await exists(`${j.staged}/member`)) {
+    if (await exists(`${j.dataDir}/member`)) {
+      if (!j.aside) throw new UserError(`${j.dataDir}/member appeared during a restore that found no data there`, { hint: `move it away, then run: knarr etcd up` });
+      await rename(`${j.dataDir}/member`, j.aside);
+    }
+    await rename(`${j.staged}/member`, `${j.dataDir}/member`);
+  }
+  await rm(j.staged, { recursive: true, force: true });
+  await rm(journalPath, { force: true });
+  return true;
 }
 
 /** Records the fleet's schema and this host's current pools (dropping destroyed ones) once etcd answers. */
@@ -108,6 +147,8 @@ export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {})
     return { action: 'running', state: previous, health };
   }
 
+  // A restore cut short is finished before etcd starts on data that is half swapped.
+  if (await finishRestore(ctx)) ctx.events.warn('finished a restore that was cut short');
   const { dataDir, pool } = await dataLocation(ctx, opts.pool);
   if (previous?.dataDir && previous.dataDir !== dataDir && !ctx.runner.dryRun) {
     throw new ConflictError(`the local etcd last kept its data in ${previous.dataDir}, not ${dataDir}`, {

@@ -1,0 +1,78 @@
+import { stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { ConflictError, NotFoundError, StoreUnavailableError, ValidationError } from '../../core/errors.js';
+import { formatSize } from '../../core/size.js';
+import { isEtcdProcess, probeHealth } from '../../host/etcd-server.js';
+import type { Runner } from '../../host/runner.js';
+import { findExecutable } from '../../host/which.js';
+import { optBool, type Context, type Handler } from '../types.js';
+import { readEtcdState } from './local.js';
+
+const ETCDCTL_ENV = { ETCDCTL_API: '3' };
+
+export interface SnapshotInfo {
+  revision: number;
+  keys: number;
+  hash: number;
+  /** Size of the key-value database inside the snapshot. */
+  dbBytes: number;
+}
+
+/** The tool for offline snapshot work: etcdutl from etcd 3.5 on (where etcdctl's snapshot restore is deprecated), else etcdctl. */
+export function snapshotTool(ctx: Context): string {
+  return findExecutable('etcdutl', ctx.env.PATH) ? 'etcdutl' : 'etcdctl';
+}
+
+/** Reads a snapshot file's revision and key count (it does not check the file's checksum: a restore does). */
+export async function snapshotStatus(ctx: Context, file: string): Promise<SnapshotInfo> {
+  const r = await ctx.runner.run([snapshotTool(ctx), 'snapshot', 'status', file, '-w', 'json'], { mutates: false, env: ETCDCTL_ENV });
+  const s = JSON.parse(r.stdout) as { hash: number; revision: number; totalKey: number; totalSize: number };
+  return { revision: s.revision, keys: s.totalKey, hash: s.hash, dbBytes: s.totalSize };
+}
+
+/** The one etcd endpoint a snapshot is taken from: the managed etcd, or the first healthy --etcd endpoint. */
+async function snapshotEndpoint(ctx: Context): Promise<string> {
+  if (ctx.config.etcd.length > 0) {
+    for (const url of ctx.config.etcd) if ((await probeHealth(url)).healthy) return url;
+    throw new StoreUnavailableError(`no etcd endpoint of ${ctx.config.etcd.join(',')} is healthy`, { hint: 'check them with: knarr etcd status' });
+  }
+  const state = await readEtcdState(ctx);
+  if (!state || !(await isEtcdProcess(state.pid))) {
+    throw new StoreUnavailableError('the managed etcd is not running: a backup is taken from a running etcd', { hint: 'start it with: knarr etcd up' });
+  }
+  return state.clientUrl;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** etcdctl writes FILE.part and renames it when whole, so FILE is never half a snapshot. */
+async function saveSnapshot(runner: Runner, endpoint: string, file: string): Promise<void> {
+  await runner.run(['etcdctl', '--endpoints', endpoint, 'snapshot', 'save', file], { env: ETCDCTL_ENV });
+}
+
+/** `knarr etcd backup FILE`: a consistent snapshot of the fleet's store, checked after it is written. */
+export const etcdBackup: Handler = async ({ args, opts }, ctx) => {
+  const file = resolve(ctx.cwd, args[0] as string);
+  if (!(await exists(dirname(file)))) throw new NotFoundError(`directory ${dirname(file)} does not exist`, { hint: `create it first: mkdir -p ${dirname(file)}` });
+  if ((await stat(file).catch(() => null))?.isDirectory()) throw new ValidationError('FILE', `${file} is a directory: name the snapshot file, e.g. ${file}/knarr-etcd.db`);
+  if ((await exists(file)) && !optBool(opts, 'force')) {
+    throw new ConflictError(`${file} already exists`, { hint: 'name a new file, or pass --force to replace it' });
+  }
+  const endpoint = await snapshotEndpoint(ctx);
+  ctx.events.step(`etcd: snapshot of ${endpoint} to ${file}`);
+  await saveSnapshot(ctx.runner, endpoint, file);
+  ctx.events.done();
+  if (ctx.runner.dryRun) return { data: { file, endpoint, planned: true } };
+  const info = await snapshotStatus(ctx, file);
+  const { size } = await stat(file);
+  const data = { file, endpoint, bytes: size, ...info };
+  return {
+    data,
+    view: { kind: 'fields', fields: [['file', file], ['from', endpoint], ['size', formatSize(size)], ['revision', String(info.revision)], ['keys', String(info.keys)]] },
+  };
+};

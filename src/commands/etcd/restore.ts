@@ -1,0 +1,84 @@
+import { readdir, rm, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { ExternalCommandError, NotFoundError, UserError } from '../../core/errors.js';
+import { validatePort } from '../../core/config.js';
+import { statePaths } from '../../core/paths.js';
+import { ETCD_MEMBER_NAME, isEtcdProcess, stopProcess } from '../../host/etcd-server.js';
+import { writeJsonAtomic } from '../../host/local-state.js';
+import { optBool, optString, type Context, type Handler } from '../types.js';
+import { snapshotStatus, snapshotTool } from './backup.js';
+import { dataLocation, ensureLocalEtcd, finishRestore, readEtcdState, refuseExternal, type RestoreJournal } from './local.js';
+import { etcdData } from './view.js';
+
+/** `knarr etcd restore FILE`: the managed etcd's data replaced by a snapshot's; the data it had is kept aside. */
+export const etcdRestore: Handler = async ({ args, opts }, ctx) => {
+  refuseExternal(ctx, 'restore');
+  const file = resolve(ctx.cwd, args[0] as string);
+  const st = await stat(file).catch(() => null);
+  if (!st?.isFile()) throw new NotFoundError(`snapshot ${file} does not exist or is not a file`, { hint: 'take one with: knarr etcd backup FILE' });
+  const poolName = optString(opts, 'pool');
+  if (await finishRestore(ctx)) ctx.events.warn('an earlier restore was cut short: it is finished first');
+
+  const state = await readEtcdState(ctx);
+  const running = await isEtcdProcess(state?.pid ?? null);
+  // A new host has no etcd yet: the data goes where `knarr etcd up` would keep it.
+  const dataDir = state?.dataDir ?? (await dataLocation(ctx, poolName)).dataDir;
+  const peerOpt = optString(opts, 'peerPort');
+  // The restored member names its peer address: the one etcd is started with next.
+  const peerUrl = peerOpt !== undefined ? `http://127.0.0.1:${validatePort('--peer-port', peerOpt)}` : state?.peerUrl ?? `http://127.0.0.1:${ctx.config.etcdServer.peerPort}`;
+  const hasData = await stat(`${dataDir}/member`).then(() => true, () => false);
+  if (hasData && !optBool(opts, 'yes') && !ctx.runner.dryRun) {
+    throw new UserError(`restoring replaces the fleet state in ${dataDir} with the snapshot's; pass --yes to confirm`, {
+      hint: `the data there now is kept aside in ${dataDir}/member.before-restore-<time>; preview with: knarr --dry-run etcd restore ${args[0]}`,
+    });
+  }
+
+  const info = await snapshotStatus(ctx, file).catch((e) => {
+    if (e instanceof ExternalCommandError) throw new UserError(`${file} is not an etcd snapshot: ${e.message}`, { hint: 'nothing was changed' });
+    throw e;
+  });
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
+  const staged = `${dataDir}/.restore-${stamp}`;
+  // Unpacked beside the live data first: a damaged snapshot (its checksum is checked here) changes nothing.
+  for (const leftover of (await readdir(dataDir).catch(() => [] as string[])).filter((n) => n.startsWith('.restore-'))) {
+    if (!ctx.runner.dryRun) await rm(`${dataDir}/${leftover}`, { recursive: true, force: true });
+  }
+  ctx.events.step(`etcd: unpacking ${file} (revision ${info.revision}, ${info.keys} keys)`);
+  const restoreArgv = [snapshotTool(ctx), 'snapshot', 'restore', file, '--data-dir', staged, '--name', ETCD_MEMBER_NAME, '--initial-cluster', `${ETCD_MEMBER_NAME}=${peerUrl}`, '--initial-advertise-peer-urls', peerUrl];
+  try {
+    await ctx.runner.run(restoreArgv, { env: { ETCDCTL_API: '3' } });
+  } catch (e) {
+    await rm(staged, { recursive: true, force: true });
+    if (e instanceof ExternalCommandError) throw new UserError(`${file} cannot be restored: ${e.message}`, { hint: 'the snapshot is damaged or not an etcd snapshot; nothing was changed' });
+    throw e;
+  }
+  const aside = hasData ? `${dataDir}/member.before-restore-${stamp}` : null;
+  if (!ctx.runner.dryRun) await writeJsonAtomic(statePaths(ctx.config.stateDir).etcdRestore, { snapshot: file, dataDir, staged, aside, startedAt: new Date().toISOString() } satisfies RestoreJournal);
+
+  if (running && state) {
+    ctx.events.step(`etcd: stopping pid ${state.pid}`);
+    if (!ctx.runner.plan(['kill', '-TERM', String(state.pid)])) {
+      await stopProcess(state.pid!);
+      await writeJsonAtomic(statePaths(ctx.config.stateDir).etcdState, { ...state, pid: null, startedAt: null });
+    }
+  }
+  if (ctx.runner.dryRun) {
+    if (aside) ctx.runner.plan(['mv', `${dataDir}/member`, aside]);
+    ctx.runner.plan(['mv', `${staged}/member`, `${dataDir}/member`]);
+  } else {
+    await finishRestore(ctx);
+  }
+  ctx.events.done();
+  const up = await ensureLocalEtcd(ctx, { pool: state ? undefined : poolName, clientPort: optString(opts, 'clientPort'), peerPort: peerOpt });
+  const data = { action: ctx.runner.dryRun ? 'planned' : 'restored', snapshot: file, revision: info.revision, keys: info.keys, previous: aside, ...etcdData(up.state, up.action !== 'planned', up.action === 'planned' ? null : up.health) };
+  const fields: [string, string][] = [
+    ['action', data.action],
+    ['snapshot', file],
+    ['revision', String(info.revision)],
+    ['keys', String(info.keys)],
+    ['data', dataDir],
+    ['previous', aside ?? '-'],
+    ['endpoints', up.state.clientUrl],
+  ];
+  return { data, view: { kind: 'fields', fields } };
+};
