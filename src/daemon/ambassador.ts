@@ -1,9 +1,24 @@
-import { connect, createServer, type Server } from 'node:net';
+import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
+import { connect, createServer } from 'node:net';
 import type { JobRepo } from '../state/jobs.js';
 import { fleetKeys } from '../state/keys.js';
 import type { Store } from '../state/store.js';
 
 const LOOPBACK = '127.0.0.1';
+/** A UDP flow (one client address and port) with no datagram either way for this long is forgotten. */
+export const UDP_IDLE_MS = 60_000;
+
+/** One listening socket of a forwarder, TCP or UDP. */
+interface Listening {
+  port: number;
+  close(): void;
+}
+
+/** One UDP client's flow: its own socket to the service, so replies find their way back. */
+interface UdpFlow {
+  upstream: Promise<UdpSocket | null>;
+  timer: NodeJS.Timeout;
+}
 
 /** NAME_ADDR, NAME_HOST and NAME_PORT for a linked service: `web-80` gives WEB_80_ADDR=127.0.0.1:40123. */
 export function linkEnv(service: string, port: number, host = LOOPBACK): Record<string, string> {
@@ -17,15 +32,15 @@ export function directLinkEnv(service: string, s: { address: string; port: numbe
 }
 
 /**
- * The seed's embassy: on each host, one TCP forwarder per linked service, on a port that stays the
- * same while the service moves. It listens on loopback (jobs on the host's network) and on the
+ * The seed's embassy: on each host, one forwarder per linked service (TCP, or UDP for a -udp
+ * service), on a port that stays the same while the service moves. It listens on loopback (jobs on the host's network) and on the
  * gateway of each docker network a linked job is on (a bridged job reaches its host there). Each
- * connection is sent to where the service runs now (read from the store per connection), so a job
- * keeps its address across failovers.
+ * connection (each new UDP flow) is sent to where the service runs now (read from the store then),
+ * so a job keeps its address across failovers.
  */
 export class Ambassador {
   /** Per service: its port (on loopback, recorded), and the server and port on each address it listens on. */
-  private readonly servers = new Map<string, { port: number; on: Map<string, { server: Server; port: number }> }>();
+  private readonly servers = new Map<string, { port: number; on: Map<string, Listening> }>();
   /** ensure() calls in flight: a second one for the same service and address waits for the first. */
   private readonly starting = new Map<string, Promise<number>>();
   /** Services that running foreground jobs link to: kept even when no daemonized job does. */
@@ -59,7 +74,7 @@ export class Ambassador {
     if (address !== LOOPBACK) await this.ensure(service);
     const entry = this.servers.get(service);
     const wanted = entry?.port ?? Number((await this.store.get(this.keys.ambassador(this.host, service))) ?? 0);
-    let listening: { server: Server; port: number };
+    let listening: Listening;
     try {
       listening = await this.listen(service, address, wanted);
     } catch {
@@ -73,15 +88,87 @@ export class Ambassador {
     return listening.port;
   }
 
-  private listen(service: string, address: string, port: number): Promise<{ server: Server; port: number }> {
+  private listen(service: string, address: string, port: number): Promise<Listening> {
+    if (service.endsWith('-udp')) return this.listenUdp(service, address, port);
     const server = createServer((client) => void this.forward(service, client));
     return new Promise((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, address, () => {
         server.off('error', reject);
         const addr = server.address();
-        resolve({ server, port: typeof addr === 'object' && addr ? addr.port : port });
+        resolve({ port: typeof addr === 'object' && addr ? addr.port : port, close: () => server.close() });
       });
+    });
+  }
+
+  private listenUdp(service: string, address: string, port: number): Promise<Listening> {
+    const socket = createSocket('udp4');
+    const flows = new Map<string, UdpFlow>();
+    const forget = (key: string) => {
+      const flow = flows.get(key);
+      if (!flow) return;
+      flows.delete(key);
+      clearTimeout(flow.timer);
+      void flow.upstream.then((u) => u?.close());
+    };
+    socket.on('message', (msg, from) => void this.relayUdp(service, socket, flows, forget, msg, from));
+    // A client gone away (ICMP port unreachable) is no reason to stop serving the others.
+    socket.on('error', (e) => this.log(`ambassador: ${service}: ${e.message}`));
+    return new Promise((resolve, reject) => {
+      const failed = (e: Error) => {
+        socket.close();
+        reject(e);
+      };
+      socket.once('error', failed);
+      socket.bind(port, address, () => {
+        socket.off('error', failed);
+        resolve({
+          port: socket.address().port,
+          close: () => {
+            for (const key of [...flows.keys()]) forget(key);
+            socket.close();
+          },
+        });
+      });
+    });
+  }
+
+  /** Sends a client's datagram on through its flow, making the flow (to where the service runs now) on its first one. */
+  private async relayUdp(service: string, socket: UdpSocket, flows: Map<string, UdpFlow>, forget: (key: string) => void, msg: Buffer, from: RemoteInfo): Promise<void> {
+    const key = `${from.address}:${from.port}`;
+    let flow = flows.get(key);
+    if (!flow) {
+      const made: UdpFlow = { upstream: Promise.resolve(null), timer: setTimeout(() => forget(key), UDP_IDLE_MS).unref() };
+      made.upstream = this.openUdpFlow(
+        service,
+        (reply) => {
+          made.timer.refresh();
+          socket.send(reply, from.port, from.address);
+        },
+        () => forget(key),
+      );
+      flows.set(key, made);
+      flow = made;
+    }
+    flow.timer.refresh();
+    const up = await flow.upstream;
+    if (!up) return forget(key);
+    up.send(msg);
+  }
+
+  private async openUdpFlow(service: string, onReply: (reply: Buffer) => void, onError: () => void): Promise<UdpSocket | null> {
+    const target = await this.jobs.service(service).catch(() => null);
+    if (!target) {
+      this.log(`ambassador: no service ${service} to forward to`);
+      return null;
+    }
+    const up = createSocket('udp4');
+    up.on('message', onReply);
+    // The service went away or moved: the flow ends, and the client's next datagram finds it anew.
+    up.on('error', onError);
+    return new Promise((resolve) => {
+      up.once('error', () => resolve(null));
+      up.connect(target.port, target.address, () => resolve(up));
     });
   }
 
@@ -120,14 +207,14 @@ export class Ambassador {
   async retain(services: Set<string>): Promise<void> {
     for (const [name, s] of this.servers) {
       if (services.has(name) || this.held.has(name)) continue;
-      for (const l of s.on.values()) l.server.close();
+      for (const l of s.on.values()) l.close();
       this.servers.delete(name);
       await this.store.delete(this.keys.ambassador(this.host, name));
     }
   }
 
   close(): void {
-    for (const s of this.servers.values()) for (const l of s.on.values()) l.server.close();
+    for (const s of this.servers.values()) for (const l of s.on.values()) l.close();
     this.servers.clear();
   }
 }
