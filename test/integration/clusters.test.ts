@@ -12,8 +12,10 @@ import { freePort } from '../harness/ports.js';
 import { tempDir, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
 import { eventually } from '../harness/eventually.js';
+import { destroyPoolQuietly, zfsAnswers } from '../harness/zfs.js';
 
 const run = integration('clusters', process.getuid?.() === 0 && haveTools('lxc-start', 'lxc-attach', 'lxc-ls', 'busybox', 'ip', 'etcd'), 'needs root, lxc, busybox-static, iproute2 and etcd (Debian packages lxc, busybox-static, iproute2, etcd-server)');
+const runZfs = run && (await zfsAnswers());
 const bin = new URL('../../bin/knarr', import.meta.url).pathname;
 
 /** A /16 for the users' subnets that nothing on this machine routes. */
@@ -87,7 +89,8 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
     expect(exec.code).toBe(4);
     expect(exec.stdout).toBe('host-2\n');
     // -i feeds stdin to the command; output and errors come apart, as they are made.
-    const bin = new URL('../../bin/knarr', import.meta.url).pathname;
+    const runZfs = run && (await zfsAnswers());
+const bin = new URL('../../bin/knarr', import.meta.url).pathname;
     const fed = await execa(bin, ['cluster', 'exec', '-i', 'lab', '1', '--', 'sh', '-c', 'cat > /root/fed.txt; wc -c < /root/fed.txt; echo done >&2'], { env: { ...process.env, ...env }, input: 'x'.repeat(100_000), reject: false });
     expect(fed.exitCode, fed.stderr).toBe(0);
     expect(fed.stdout.trim()).toBe('100000');
@@ -168,6 +171,28 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
     expect((await new OpRepo(store, fleet).list()).length).toBe(ops);
     expect(await lxcLs()).toEqual([]);
     expect((await k(['--json', 'cluster', 'list'])).json()).toEqual([]);
+  });
+
+  it.skipIf(!runZfs)('a configured pool on zfs-fuse is passed over for the one pool that can hold nodes; named, it is refused', async () => {
+    // The default pool name (knarr) on zfs-fuse, beside the dir pool "nodes".
+    const zpool = `kcz${randomInt(36 ** 4).toString(36)}`;
+    const init = await k(['pool', 'init', '--name', zpool, '--driver', 'zfs', '--loop-file', `${tmp.path}/z.img`, '--size', '128M']);
+    expect(init.code, init.stderr).toBe(0);
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(`${tmp.path}/zfs-default.yaml`, `pool:\n  name: ${zpool}\n`);
+    const zenv = { ...env, KNARR_CONFIG: `${tmp.path}/zfs-default.yaml` };
+    try {
+      const img = await knarr(['--json', 'image', 'import', 'onzfs', '--busybox'], { env: zenv });
+      expect(img.code, img.stderr).toBe(0);
+      expect(img.json()).toMatchObject({ name: 'onzfs', pool: 'nodes' });
+      const named = await knarr(['image', 'import', 'refused', '--busybox', '--pool', zpool], { env: zenv });
+      expect(named.code).toBe(5);
+      expect(named.stderr).toMatch(/cannot hold cluster nodes: overlayfs refuses it/);
+      expect((await knarr(['image', 'rm', 'onzfs'], { env: zenv })).code).toBe(0);
+    } finally {
+      await k(['pool', 'destroy', zpool, '--yes']);
+      await destroyPoolQuietly(zpool);
+    }
   });
 
   describe('with an agent on this host', () => {

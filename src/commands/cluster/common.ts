@@ -21,8 +21,8 @@ export interface ImageRecord {
 export async function clusterPool(ctx: Context, name: string | undefined): Promise<PoolRecord> {
   let poolName = name ?? ctx.config.pool.name;
   let pool = await readPoolRecord(ctx.config.stateDir, poolName);
-  if (!pool && name === undefined) {
-    // No pool of the configured name: the host's one pool that can hold nodes, if there is exactly one.
+  if ((!pool || !ctx.drivers[pool.driver].caps.overlayUpper) && name === undefined) {
+    // The configured pool is missing or cannot hold nodes (zfs-fuse): the host's one pool that can, if there is exactly one.
     const able = (await listPoolRecords(ctx.config.stateDir)).filter((p) => ctx.drivers[p.driver].caps.overlayUpper);
     if (able.length === 1) [pool, poolName] = [able[0]!, able[0]!.name];
   }
