@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { execa } from 'execa';
 import { kernelMounts } from './mounts.js';
+import { pickSubnet, pickTag } from './net.js';
 import { haveTools } from './tools.js';
 
 export interface Dockerd {
@@ -18,7 +19,7 @@ export const BUSYBOX_IMAGE = 'knarr-test/busybox:1';
 const APPLETS = ['sh', 'cat', 'tr', 'wc', 'true', 'false', 'echo', 'sleep', 'head', 'sha256sum', 'httpd', 'wget', 'nc', 'hostname', 'env', 'ls', 'mkdir'];
 
 /**
- * A private dockerd (own socket, data root, exec root and pid file; no bridge, no iptables) with a
+ * A private dockerd (own socket, data root, exec root, pid file and bridge; no iptables) with a
  * busybox image made by `docker import` from the busybox-static binary: no registry needed.
  */
 export async function startDockerd(dir: string): Promise<Dockerd> {
@@ -51,11 +52,19 @@ export async function launchDockerd(dir: string, opts: LaunchOptions = {}): Prom
   mkdirSync(dir, { recursive: true });
   const socket = `${dir}/docker.sock`;
   const log = `${dir}/dockerd.log`;
+  // A bridge of its own in the root namespace: a dockerd told --bridge=none deletes the namespace's docker0, the host's own docker's.
+  const bridge = opts.wrap ? null : `${await pickTag()}d`;
+  if (bridge) {
+    await execa('ip', ['link', 'add', bridge, 'type', 'bridge']);
+    await execa('ip', ['addr', 'add', `${await pickSubnet()}.1/24`, 'dev', bridge]);
+    await execa('ip', ['link', 'set', bridge, 'up']);
+  }
+  const dropBridge = async () => void (bridge && (await execa('ip', ['link', 'del', bridge], { reject: false })));
   const argv = [
     ...(opts.wrap ?? []),
     'dockerd',
     '-H', `unix://${socket}`, '--data-root', `${dir}/root`, '--exec-root', `${dir}/exec`, '--pidfile', `${dir}/dockerd.pid`,
-    '--bridge=none', '--iptables=false', '--ip6tables=false',
+    `--bridge=${bridge ?? 'none'}`, '--iptables=false', '--ip6tables=false',
   ];
   // The log goes to a file: dockerd talks a lot at info level and a test wants it only on failure.
   const proc = execa(argv[0]!, argv.slice(1), { reject: false, cleanup: true, stdin: 'ignore', stdout: 'ignore', stderr: { file: log } });
@@ -65,6 +74,7 @@ export async function launchDockerd(dir: string, opts: LaunchOptions = {}): Prom
     if (r.exitCode === 0) break;
     if (i > 300 || proc.exitCode !== null || proc.signalCode !== null) {
       proc.kill('SIGKILL');
+      await dropBridge();
       const tail = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').slice(-5).join('\n') : '';
       throw new Error(`test dockerd did not start: ${r.stderr}\n${tail}`);
     }
@@ -94,6 +104,7 @@ export async function launchDockerd(dir: string, opts: LaunchOptions = {}): Prom
       }
       // Container layers stay mounted in the data root until dockerd is gone: unmount what is left.
       for (const t of kernelMounts().map((m) => m.target).filter((t) => t.startsWith(`${dir}/`)).reverse()) await execa('umount', ['-l', t], { reject: false });
+      await dropBridge();
     },
   };
 }

@@ -1,8 +1,8 @@
-import { randomInt } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { execa, type Options, type Result, type ResultPromise } from 'execa';
 import { busyboxTar, launchDockerd, type Dockerd } from './dockerd.js';
 import { kernelMounts } from './mounts.js';
+import { pickSubnet, pickTag } from './net.js';
 import { haveTools } from './tools.js';
 
 /**
@@ -47,63 +47,6 @@ type Running = { kill(signal?: NodeJS.Signals): boolean } & Promise<unknown>;
 
 const ip = (...args: string[]) => execa('ip', args);
 const ipQuiet = (...args: string[]) => execa('ip', args, { reject: false });
-
-/** Every IPv4 prefix the machine routes or resolves through, so a new /24 overlaps none of them. */
-async function takenPrefixes(): Promise<Array<[number, number]>> {
-  const taken: Array<[number, number]> = [];
-  const routes = JSON.parse((await ip('-j', '-4', 'route', 'show', 'table', 'all')).stdout) as Array<{ dst?: string }>;
-  for (const { dst } of routes) {
-    if (!dst || dst === 'default') continue;
-    const [addr, len] = dst.split('/');
-    const n = toInt(addr!);
-    if (n !== null) taken.push([n, len === undefined ? 32 : Number(len)]);
-  }
-  // The default route hides the resolver's address; a bridge on its /24 would break DNS.
-  let resolv = '';
-  try {
-    resolv = readFileSync('/etc/resolv.conf', 'utf8');
-  } catch {
-    /* no resolver configured */
-  }
-  for (const m of resolv.matchAll(/^nameserver\s+(\S+)/gm)) {
-    const n = toInt(m[1]!);
-    if (n !== null) taken.push([n, 32]);
-  }
-  return taken;
-}
-
-function toInt(addr: string): number | null {
-  const p = addr.split('.').map(Number);
-  if (p.length !== 4 || p.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) return null;
-  return ((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0;
-}
-
-const overlaps = (a: number, alen: number, b: number, blen: number) => {
-  const len = Math.min(alen, blen);
-  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-  return ((a & mask) >>> 0) === ((b & mask) >>> 0);
-};
-
-/** A random 10.x.y.0/24 that no route, local address or resolver on this machine falls in. */
-async function pickSubnet(): Promise<string> {
-  const taken = await takenPrefixes();
-  for (let i = 0; i < 1000; i++) {
-    const [x, y] = [randomInt(16, 250), randomInt(0, 256)];
-    const net = toInt(`10.${x}.${y}.0`)!;
-    if (!taken.some(([n, len]) => overlaps(net, 24, n, len))) return `10.${x}.${y}`;
-  }
-  throw new Error('no free 10.x.y.0/24 on this machine');
-}
-
-/** A name prefix (7 chars) that no link or netns on the machine starts with, leftovers included. */
-async function pickTag(): Promise<string> {
-  const links = (await ip('-o', 'link', 'show')).stdout;
-  const nss = (await ip('netns', 'list')).stdout;
-  for (;;) {
-    const tag = `kn${randomInt(36 ** 4, 36 ** 5).toString(36)}`;
-    if (!links.includes(tag) && !nss.includes(tag)) return tag;
-  }
-}
 
 /** Mounts under dir in reverse mount order (children first), lazily. */
 async function unmountUnder(dir: string): Promise<void> {
