@@ -32,7 +32,7 @@ if ! docker image inspect knarr/busybox:local >/dev/null 2>&1; then
   rootfs="$(mktemp -d)"
   mkdir -p "$rootfs/bin"
   cp "$(command -v busybox)" "$rootfs/bin/busybox"
-  for applet in sh cat tr wc echo true false sleep head ls; do ln -s busybox "$rootfs/bin/$applet"; done
+  for applet in sh cat tr wc echo true false sleep head ls env hostname httpd wget nc; do ln -s busybox "$rootfs/bin/$applet"; done
   tar -C "$rootfs" -c . | docker import - knarr/busybox:local >/dev/null
   rm -rf "$rootfs"
 fi

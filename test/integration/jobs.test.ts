@@ -150,6 +150,13 @@ describe.skipIf(!run)('daemonized jobs on this host: intent, actual state, servi
     // restart makes the container anew and runs it again; its history tells what happened.
     expect((await k(['job', 'restart', 'web'])).code).toBe(0);
     expect((await k(['--json', 'job', 'show', 'web'])).json()).toMatchObject({ state: 'running', generation: 1 });
+    // For a reader: one field a line, the spec's and the container's.
+    const shown = (await k(['job', 'show', 'web'])).stdout;
+    expect(shown).toMatch(/^job: +web$/m);
+    expect(shown).toMatch(/^state: +running$/m);
+    expect(shown).toMatch(new RegExp(`^ports: +${port}:${port}/tcp$`, 'm'));
+    expect(shown).toMatch(/^generation: +1$/m);
+    expect(shown).toMatch(/^container: +[0-9a-f]{12} on \S+$/m);
     expect((await k(['--json', 'job', 'history', 'web'])).json().map((e: { event: string }) => e.event)).toEqual(['placed', 'started', 'stopped', 'restarted', 'started']);
     expect((await k(['job', 'rm', 'web'])).code).toBe(0);
     expect((await k(['--json', 'job', 'list'])).json()).toEqual([]);

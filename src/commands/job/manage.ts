@@ -1,5 +1,8 @@
 import { NotFoundError, PrerequisiteError, ValidationError } from '../../core/errors.js';
+import type { JobSpec } from '../../core/job-spec.js';
 import { validateName } from '../../core/names.js';
+import { formatSize } from '../../core/size.js';
+import { formatArgv } from '../../host/runner.js';
 import { DockerEngine, demux, dockerSocketPath } from '../../host/docker.js';
 import { daemonContainerName } from '../../host/job-containers.js';
 import { HostRepo } from '../../state/hosts.js';
@@ -62,7 +65,7 @@ export const jobList: Handler = async (_i, ctx) =>
       view: {
         kind: 'table',
         columns: ['JOB', 'HOST', 'STATE', 'IMAGE', 'PORTS'],
-        rows: rows.map((r) => [r.intent.spec.name, r.intent.host ?? '-', shownState(r.intent, r.actual, up), r.intent.spec.image, r.intent.spec.ports.map((p) => `${p.host}:${p.container}/${p.protocol}`).join(',') || '-']),
+        rows: rows.map((r) => [r.intent.spec.name, r.intent.host ?? '-', shownState(r.intent, r.actual, up), r.intent.spec.image, r.intent.spec.ports.map(portText).join(',') || '-']),
       },
     };
   });
@@ -71,8 +74,47 @@ export const jobList: Handler = async (_i, ctx) =>
 export const jobShow: Handler = async ({ args }, ctx) =>
   withJobs(ctx, async ({ repo, hosts }) => {
     const { intent, actual } = await requireJob(repo, args[0] as string);
-    return { data: { ...intent, actual, state: shownState(intent, actual, await upHosts(hosts)) } };
+    const state = shownState(intent, actual, await upHosts(hosts));
+    return { data: { ...intent, actual, state }, view: { kind: 'fields', fields: jobFields(intent, actual, state) } };
   });
+
+const portText = (p: JobSpec['ports'][number]) => `${p.host}:${p.container}/${p.protocol}`;
+const volumeText = (v: JobSpec['volumes'][number]) =>
+  `${v.kind === 'dot' ? `dot:${v.dot}${v.subdot ? `.${v.subdot}` : ''}` : v.source}:${v.target}${v.readOnly ? ':ro' : ''}`;
+
+/** `job show` for a reader: the spec's fields that are set, then where and how it runs. */
+function jobFields(intent: JobIntent, actual: JobActual | null, state: string): [string, string][] {
+  const s = intent.spec;
+  const list = (xs: string[]) => xs.join(', ') || '-';
+  const restart = s.restart.mode === 'on-failure' && s.restart.maxRetries !== null ? `on-failure:${s.restart.maxRetries}` : s.restart.mode;
+  const fields: [string, string][] = [
+    ['job', s.name],
+    ['state', state],
+    ['host', intent.host ?? '-'],
+    ['image', s.image],
+    ['command', s.command.length ? formatArgv(s.command) : '(the image\'s)'],
+    ['ports', list(s.ports.map(portText))],
+    ['volumes', list(s.volumes.map(volumeText))],
+    ['env', list(Object.keys(s.env).sort())],
+    ['links', list(s.links)],
+    ['tags', list(s.tags)],
+    ['pinned', s.host ?? '-'],
+    ['network', s.network ?? '(the engine\'s default)'],
+    ['cpu', s.cpu ? `${s.cpu}m` : '-'],
+    ['memory', s.memory ? formatSize(s.memory) : '-'],
+    ['restart', restart],
+    ['flags', [s.daemonize && 'daemonize', s.fixed && 'fixed', s.static && 'static'].filter(Boolean).join(', ') || '-'],
+    ['desired', desiredState(intent)],
+    ['generation', String(generationOf(intent))],
+    ['created', intent.createdAt],
+  ];
+  if (actual) {
+    fields.push(['container', actual.container ? `${actual.container.slice(0, 12)} on ${actual.host}` : '-'], ['started', actual.startedAt], ['restarts', String(actual.restarts ?? 0)]);
+    if (actual.exitCode !== undefined) fields.push(['exit code', String(actual.exitCode)]);
+    if (actual.error) fields.push(['error', actual.error]);
+  }
+  return fields;
+}
 
 /** `knarr job stop JOB`: stops its container; the intent stays (stopped), so nothing restarts it. */
 export const jobStop: Handler = async ({ args }, ctx) =>
