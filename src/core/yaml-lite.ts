@@ -38,11 +38,11 @@ function plain(text: string): Scalar | typeof DECLINE {
 function scalar(raw: string): Scalar | typeof DECLINE {
   const text = raw.trim();
   if (text.startsWith("'")) {
-    const m = /^'((?:[^']|'')*)'[ ]*(?:#.*)?$/.exec(text);
+    const m = /^'((?:[^']|'')*)'(?:[ ]+#.*)?[ ]*$/.exec(text);
     return m ? m[1]!.replace(/''/g, "'") : DECLINE;
   }
   if (text.startsWith('"')) {
-    const m = /^"([^"\\]*)"[ ]*(?:#.*)?$/.exec(text);
+    const m = /^"([^"\\]*)"(?:[ ]+#.*)?[ ]*$/.exec(text);
     return m ? m[1]! : DECLINE;
   }
   const hash = text.search(/[ ]#/);
@@ -50,7 +50,7 @@ function scalar(raw: string): Scalar | typeof DECLINE {
 }
 
 function flowList(raw: string): Scalar[] | typeof DECLINE {
-  const m = /^\[([^[\]{}]*)\][ ]*(?:#.*)?$/.exec(raw.trim());
+  const m = /^\[([^[\]{}]*)\](?:[ ]+#.*)?[ ]*$/.exec(raw.trim());
   if (!m) return DECLINE;
   const body = m[1]!.trim();
   if (body === '') return [];
@@ -77,8 +77,11 @@ interface Line {
 
 /** Parses text in the subset, or returns undefined when it holds anything else. */
 export function parseSimpleYaml(source: string): unknown {
+  const text = source.replace(/\r\n/g, '\n');
+  // Printable ASCII only: YAML trims spaces and tabs alone, JavaScript's trim() every Unicode space.
+  if (/[^\x20-\x7e\n]/.test(text)) return undefined;
   const lines: Line[] = [];
-  for (const raw of source.split(/\r?\n/)) {
+  for (const raw of text.split('\n')) {
     if (/^[ ]*(?:#.*)?$/.test(raw)) continue;
     const indent = raw.length - raw.trimStart().length;
     // Tabs, document markers and directives are the library's.
@@ -108,7 +111,7 @@ export function parseSimpleYaml(source: string): unknown {
       if (!m) return DECLINE;
       const key = m[1]!;
       // A key the library reads as null, a boolean or a number, or a repeated one, is the library's to judge.
-      if (plain(key) !== key || key === '__proto__' || Object.hasOwn(map, key)) return DECLINE;
+      if (plain(key) !== key || key === '__proto__' || key.length > 1000 || Object.hasOwn(map, key)) return DECLINE;
       const rest = text.slice(m[0].length);
       at++;
       if (rest.trim() === '' || rest.trimStart().startsWith('#')) {

@@ -1,12 +1,14 @@
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
-import { connect, createServer } from 'node:net';
+import { connect, createServer, isIPv6 } from 'node:net';
 import type { JobRepo } from '../state/jobs.js';
 import { fleetKeys } from '../state/keys.js';
 import type { Store } from '../state/store.js';
 
 const LOOPBACK = '127.0.0.1';
-/** A UDP flow (one client address and port) with no datagram either way for this long is forgotten. */
+/** A UDP flow (one client address and port) the service has not answered for this long is forgotten: the next datagram finds the service anew. */
 export const UDP_IDLE_MS = 60_000;
+/** UDP flows one forwarder keeps at once; datagrams of further new clients are dropped until some go idle. */
+const UDP_MAX_FLOWS = 1024;
 
 /** One listening socket of a forwarder, TCP or UDP. */
 interface Listening {
@@ -53,6 +55,7 @@ export class Ambassador {
     private readonly store: Store,
     private readonly jobs: JobRepo,
     private readonly log: (line: string) => void,
+    private readonly udpIdleMs = UDP_IDLE_MS,
   ) {
     this.keys = fleetKeys(fleet);
   }
@@ -111,7 +114,7 @@ export class Ambassador {
       clearTimeout(flow.timer);
       void flow.upstream.then((u) => u?.close());
     };
-    socket.on('message', (msg, from) => void this.relayUdp(service, socket, flows, forget, msg, from));
+    socket.on('message', (msg, from) => void this.relayUdp(service, socket, flows, forget, msg, from).catch((e: Error) => this.log(`ambassador: ${service}: ${e.message}`)));
     // A client gone away (ICMP port unreachable) is no reason to stop serving the others.
     socket.on('error', (e) => this.log(`ambassador: ${service}: ${e.message}`));
     return new Promise((resolve, reject) => {
@@ -138,7 +141,9 @@ export class Ambassador {
     const key = `${from.address}:${from.port}`;
     let flow = flows.get(key);
     if (!flow) {
-      const made: UdpFlow = { upstream: Promise.resolve(null), timer: setTimeout(() => forget(key), UDP_IDLE_MS).unref() };
+      if (flows.size >= UDP_MAX_FLOWS) return;
+      // Only answers keep a flow: one whose service went quiet (its host died) is found anew after udpIdleMs.
+      const made: UdpFlow = { upstream: Promise.resolve(null), timer: setTimeout(() => forget(key), this.udpIdleMs).unref() };
       made.upstream = this.openUdpFlow(
         service,
         (reply) => {
@@ -150,10 +155,13 @@ export class Ambassador {
       flows.set(key, made);
       flow = made;
     }
-    flow.timer.refresh();
     const up = await flow.upstream;
     if (!up) return forget(key);
-    up.send(msg);
+    try {
+      up.send(msg);
+    } catch {
+      forget(key);
+    }
   }
 
   private async openUdpFlow(service: string, onReply: (reply: Buffer) => void, onError: () => void): Promise<UdpSocket | null> {
@@ -162,13 +170,17 @@ export class Ambassador {
       this.log(`ambassador: no service ${service} to forward to`);
       return null;
     }
-    const up = createSocket('udp4');
+    const up = createSocket(isIPv6(target.address) ? 'udp6' : 'udp4');
     up.on('message', onReply);
     // The service went away or moved: the flow ends, and the client's next datagram finds it anew.
     up.on('error', onError);
     return new Promise((resolve) => {
-      up.once('error', () => resolve(null));
-      up.connect(target.port, target.address, () => resolve(up));
+      up.connect(target.port, target.address, (err?: Error) => {
+        if (!err) return resolve(up);
+        this.log(`ambassador: ${service}: cannot reach ${target.address}:${target.port}: ${err.message}`);
+        up.close();
+        resolve(null);
+      });
     });
   }
 

@@ -66,6 +66,21 @@ const DECLINED = [
   'a: plain\n  continued\n',
   'a: ? b\n',
   'a: -x\n',
+  // Comments must follow a space; only spaces and tabs are YAML's whitespace.
+  "a: 'x'#y\n",
+  'a: "x"#y\n',
+  'a: [x]#y\n',
+  'a: []#\n',
+  "- 'a'#c\n",
+  'a: b\u00a0\n',
+  'a: \u00a0b\n',
+  'a: \ufeffb\n',
+  'a: b\u3000\n',
+  'a: [a\u00a0]\n',
+  'x:\n\u00a0\u00a0b: 1\n',
+  'a: b\r\r\nc: d\n',
+  'a: café\n',
+  `${'k'.repeat(1100)}: 1\n`,
 ];
 
 describe('the YAML subset of config files', () => {
@@ -94,7 +109,7 @@ describe('the YAML subset of config files', () => {
       t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
       return ((t ^ (t >>> 14)) >>> 0) % n;
     };
-    const scalars = ['1', '-3', '2.50', 'true', 'null', '~', 'x', 'a b', '2G', "'q''s'", '"dq"', '10.0.0.1:80', 'a#b', 'v # c', '', '1e2', 'no', '.5', '[]', '[a, 1, true]', 'a: b', '0x10', '*r', '- x'];
+    const scalars = ["'x'#y", 'b\u00a0', '[a]#c', '1', '-3', '2.50', 'true', 'null', '~', 'x', 'a b', '2G', "'q''s'", '"dq"', '10.0.0.1:80', 'a#b', 'v # c', '', '1e2', 'no', '.5', '[]', '[a, 1, true]', 'a: b', '0x10', '*r', '- x'];
     const keys = ['a', 'b', 'c_d', 'e.f', 'g-h', 'k1'];
     const gen = (depth: number, indent: string): string => {
       const used = new Set<string>();
