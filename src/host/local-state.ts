@@ -1,16 +1,33 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { InternalError } from '../core/errors.js';
 import { statePaths } from '../core/paths.js';
 import type { PoolRecord } from './storage/driver.js';
 
-/** Writes JSON through a temporary file and rename, so a crash never leaves half a record. */
+/** Writes JSON through a temporary file, fsync and rename, so neither a crash nor a power cut leaves half a record. */
 export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(value, null, 2)}\n`, { mode: 0o600 });
+  const fh = await open(tmp, 'w', 0o600);
+  try {
+    await fh.writeFile(`${JSON.stringify(value, null, 2)}\n`);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
   await rename(tmp, path);
+  await syncDir(dirname(path));
+}
+
+/** Makes the renames and removals in dir durable. */
+export async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Sync on purpose: these records are small, and reading them must not start the thread pool on the start-up path. */

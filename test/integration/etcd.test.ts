@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { connectEtcd } from '../../src/state/store.js';
@@ -250,7 +250,7 @@ describe.skipIf(!run)('knarr etcd up/down/status (the managed local etcd)', () =
       expect(r.pid).not.toBe(up.pid);
       expect(await value(url, '/knarr/test/marker')).toBe('v1');
       expect(await value(url, '/knarr/test/after')).toBe('');
-      expect(r.previous).toMatch(new RegExp(`^${state}/etcd/data/member\\.before-restore-\\d{8}T\\d{6}$`));
+      expect(r.previous).toMatch(new RegExp(`^${state}/etcd/data/member\\.before-restore-\\d{8}T\\d{9}Z$`));
       expect(existsSync(`${r.previous}/wal`)).toBe(true);
       expect(existsSync(`${state}/etcd/restore.json`)).toBe(false);
       expect(restoreLeftovers(`${state}/etcd/data`)).toEqual([]);
@@ -278,6 +278,18 @@ describe.skipIf(!run)('knarr etcd up/down/status (the managed local etcd)', () =
       expect(await value(url, '/knarr/test/k')).toBe('kept');
       expect(restoreLeftovers(`${state}/etcd/data`)).toEqual([]);
       expect(readdirSync(`${state}/etcd/data`).filter((n) => n.startsWith('member.'))).toEqual([]);
+
+      // A restore cut short before it stopped etcd swapped nothing: the next start drops its unpacked copy.
+      const data = `${state}/etcd/data`;
+      const gone = await execa('true');
+      mkdirSync(`${data}/.restore-y/member`, { recursive: true });
+      writeFileSync(`${state}/etcd/restore.json`, JSON.stringify({ snapshot: file, dataDir: data, staged: `${data}/.restore-y`, aside: `${data}/member.before-restore-y`, pid: gone.pid, startedAt: new Date().toISOString() }));
+      const up2 = await knarr(['--state-dir', state, 'etcd', 'up']);
+      expect(up2.code, up2.stderr).toBe(0);
+      expect(up2.stderr).toMatch(/cut short before it stopped etcd: dropped/);
+      expect(readdirSync(data)).toEqual(['member']);
+      expect(existsSync(`${state}/etcd/restore.json`)).toBe(false);
+      expect(await value(url, '/knarr/test/k')).toBe('kept');
     });
 
     it('--dry-run shows the steps and changes nothing; an external --etcd is not restored', async () => {
@@ -322,7 +334,25 @@ describe.skipIf(!run)('knarr etcd up/down/status (the managed local etcd)', () =
       const peer = JSON.parse(readFileSync(`${state}/etcd/server.json`, 'utf8')).peerUrl;
       await execa('etcdctl', ['snapshot', 'restore', file, '--data-dir', `${data}/.restore-x`, '--name', 'knarr', '--initial-cluster', `knarr=${peer}`, '--initial-advertise-peer-urls', peer], { env: { ETCDCTL_API: '3' } });
       renameSync(`${data}/member`, `${data}/member.before-restore-x`);
-      writeFileSync(`${state}/etcd/restore.json`, JSON.stringify({ snapshot: file, dataDir: data, staged: `${data}/.restore-x`, aside: `${data}/member.before-restore-x`, startedAt: new Date().toISOString() }));
+      const journal = (pid: number, dataDir = data) =>
+        writeFileSync(`${state}/etcd/restore.json`, JSON.stringify({ snapshot: file, dataDir, staged: `${dataDir}/.restore-x`, aside: `${dataDir}/member.before-restore-x`, pid, startedAt: new Date().toISOString() }));
+      // While the knarr process that restores lives, nothing starts etcd on the half-swapped data.
+      const restorer = execa('node', ['-e', 'setTimeout(() => {}, 60000)', 'knarr'], { reject: false });
+      try {
+        journal(restorer.pid!);
+        const blocked = await knarr(['--state-dir', state, 'etcd', 'up']);
+        expect(blocked.code).toBe(4);
+        expect(blocked.stderr).toMatch(new RegExp(`an etcd restore of .* is in progress \\(pid ${restorer.pid}\\)`));
+      } finally {
+        restorer.kill('SIGKILL');
+        await restorer;
+      }
+      // A journal whose directories are not there (their pool not mounted) is not taken as done: etcd does not start empty.
+      journal(restorer.pid!, `${tmp.path}/not-mounted`);
+      const unmounted = await knarr(['--state-dir', state, 'etcd', 'up']);
+      expect(unmounted.code).toBe(4);
+      expect(unmounted.stderr).toMatch(/cannot be finished: neither .* is there\n  hint: mount the pool/);
+      journal(restorer.pid!);
       const resumed = await knarr(['--json', '--state-dir', state, 'etcd', 'up']);
       expect(resumed.code, resumed.stderr).toBe(0);
       expect(resumed.stderr).toMatch(/finished a restore that was cut short/);

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { rename, rm, stat } from 'node:fs/promises';
 import { KnarrError, ExitCode, NotFoundError, UserError, ConflictError } from '../../core/errors.js';
@@ -16,7 +17,7 @@ import {
   type EtcdServerState,
   type Health,
 } from '../../host/etcd-server.js';
-import { listPoolRecords, readJson, writeJsonAtomic } from '../../host/local-state.js';
+import { listPoolRecords, readJson, syncDir, writeJsonAtomic } from '../../host/local-state.js';
 import { connectEtcd } from '../../state/store.js';
 import { fleetKeys, SCHEMA_VERSION } from '../../state/keys.js';
 import { defaultPool, selectPool } from '../pool/select.js';
@@ -68,7 +69,7 @@ export async function dataLocation(ctx: Context, poolName: string | undefined): 
   return { dataDir: vol.path, pool };
 }
 
-/** What a restore writes before it swaps data directories, so a restore cut short is finished by the next start. */
+/** What a restore writes before it stops etcd and swaps data directories; also its lock while its process lives. */
 export interface RestoreJournal {
   snapshot: string;
   dataDir: string;
@@ -76,27 +77,69 @@ export interface RestoreJournal {
   staged: string;
   /** Where the data that was there goes; null when there was none. */
   aside: string | null;
+  /** The knarr process doing the restore: while it lives, nothing else starts etcd or restores. */
+  pid: number;
   startedAt: string;
 }
 
+/** A knarr process, not a recycled pid of something else. */
+function knarrAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('knarr');
+  } catch {
+    return false;
+  }
+}
+
+/** The journal of a restore, refusing while another knarr process is doing one. */
+export async function readRestoreJournal(ctx: Context): Promise<RestoreJournal | null> {
+  const j = await readJson<RestoreJournal>(statePaths(ctx.config.stateDir).etcdRestore);
+  if (j && j.pid !== process.pid && knarrAlive(j.pid)) {
+    throw new ConflictError(`an etcd restore of ${j.snapshot} is in progress (pid ${j.pid})`, { hint: 'wait for it to end, then run the command again' });
+  }
+  return j;
+}
 
 /**
- * Finishes a restore that was cut short after its snapshot was unpacked: the old member directory
- * aside, the restored one in its place. Each step is skipped when done already; true if there was one.
+ * A restore cut short while etcd still ran never swapped anything: its unpacked copy goes, the
+ * data stays as it is. True if there was one.
+ */
+export async function dropUnswappedRestore(ctx: Context): Promise<boolean> {
+  const j = await readRestoreJournal(ctx);
+  if (!j || ctx.runner.dryRun) return j !== null;
+  await rm(j.staged, { recursive: true, force: true });
+  await rm(statePaths(ctx.config.stateDir).etcdRestore, { force: true });
+  return true;
+}
+
+/**
+ * Finishes a restore that was cut short after it stopped etcd: the old member directory aside, the
+ * restored one in its place. Each step is skipped when done already; true if there was one. Refuses
+ * when neither directory is there (the pool holding them not mounted) rather than start etcd empty.
  */
 export async function finishRestore(ctx: Context): Promise<boolean> {
   const journalPath = statePaths(ctx.config.stateDir).etcdRestore;
-  const j = await readJson<RestoreJournal>(journalPath);
+  const j = await readRestoreJournal(ctx);
   if (!j) return false;
   if (ctx.runner.plan(['mv', `${j.staged}/member`, `${j.dataDir}/member`])) return true;
-  if (await exists(`${j.staged}/member`)) {
-    if (await exists(`${j.dataDir}/member`)) {
-      if (!j.aside) throw new UserError(`${j.dataDir}/member appeared during a restore that found no data there`, { hint: `move it away, then run: knarr etcd up` });
+  const staged = await exists(`${j.staged}/member`);
+  const live = await exists(`${j.dataDir}/member`);
+  if (!staged && !live) {
+    throw new ConflictError(`the etcd restore in ${journalPath} cannot be finished: neither ${j.staged}/member nor ${j.dataDir}/member is there`, {
+      hint: `mount the pool that holds ${j.dataDir} (knarr pool init) and run the command again${j.aside ? `; the data it replaced is in ${j.aside}` : ''}`,
+    });
+  }
+  if (staged) {
+    if (live) {
+      if (!j.aside) throw new ConflictError(`${j.dataDir}/member appeared during a restore that found no data there`, { hint: 'move it away, then run: knarr etcd up' });
+      if (await exists(j.aside)) throw new ConflictError(`${j.aside} exists already: the data there is not moved over it`, { hint: `move it away, then run: knarr etcd up` });
       await rename(`${j.dataDir}/member`, j.aside);
     }
     await rename(`${j.staged}/member`, `${j.dataDir}/member`);
   }
   await rm(j.staged, { recursive: true, force: true });
+  await syncDir(j.dataDir);
   await rm(journalPath, { force: true });
   return true;
 }
@@ -131,6 +174,7 @@ export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {})
   if (opts.pool !== undefined) await selectPool(ctx, opts.pool);
 
   if (previous && (await isEtcdProcess(previous.pid))) {
+    if (await dropUnswappedRestore(ctx)) ctx.events.warn('an etcd restore was cut short before it stopped etcd: dropped, the data is as it was');
     const health = await waitHealthy(previous.clientUrl, previous.pid!, opts.timeoutMs ?? 30000, ctx.signal);
     if (!health.healthy) {
       throw new KnarrError('E_ETCD_UNHEALTHY', ExitCode.storeUnavailable, `the local etcd (pid ${previous.pid}) runs but is not healthy: ${health.error}`, {
@@ -147,9 +191,9 @@ export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {})
     return { action: 'running', state: previous, health };
   }
 
-  // A restore cut short is finished before etcd starts on data that is half swapped.
-  if (await finishRestore(ctx)) ctx.events.warn('finished a restore that was cut short');
   const { dataDir, pool } = await dataLocation(ctx, opts.pool);
+  // A restore cut short is finished (its pool is online now) before etcd starts on data that is half swapped.
+  if (await finishRestore(ctx)) ctx.events.warn('finished a restore that was cut short');
   if (previous?.dataDir && previous.dataDir !== dataDir && !ctx.runner.dryRun) {
     throw new ConflictError(`the local etcd last kept its data in ${previous.dataDir}, not ${dataDir}`, {
       hint: `start it from its old place with --pool ${previous.pool ?? '(none)'}, or move ${paths.etcdState} aside to begin a new store`,

@@ -1,13 +1,13 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { ExternalCommandError, NotFoundError, UserError } from '../../core/errors.js';
+import { ConflictError, ExternalCommandError, NotFoundError, UserError } from '../../core/errors.js';
 import { validatePort } from '../../core/config.js';
 import { statePaths } from '../../core/paths.js';
 import { ETCD_MEMBER_NAME, isEtcdProcess, stopProcess } from '../../host/etcd-server.js';
 import { writeJsonAtomic } from '../../host/local-state.js';
-import { optBool, optString, type Context, type Handler } from '../types.js';
+import { optBool, optString, type Handler } from '../types.js';
 import { snapshotStatus, snapshotTool } from './backup.js';
-import { dataLocation, ensureLocalEtcd, finishRestore, readEtcdState, refuseExternal, type RestoreJournal } from './local.js';
+import { dataLocation, dropUnswappedRestore, ensureLocalEtcd, finishRestore, readEtcdState, refuseExternal, type RestoreJournal } from './local.js';
 import { etcdData } from './view.js';
 
 /** `knarr etcd restore FILE`: the managed etcd's data replaced by a snapshot's; the data it had is kept aside. */
@@ -16,13 +16,16 @@ export const etcdRestore: Handler = async ({ args, opts }, ctx) => {
   const file = resolve(ctx.cwd, args[0] as string);
   const st = await stat(file).catch(() => null);
   if (!st?.isFile()) throw new NotFoundError(`snapshot ${file} does not exist or is not a file`, { hint: 'take one with: knarr etcd backup FILE' });
-  const poolName = optString(opts, 'pool');
-  if (await finishRestore(ctx)) ctx.events.warn('an earlier restore was cut short: it is finished first');
-
   const state = await readEtcdState(ctx);
   const running = await isEtcdProcess(state?.pid ?? null);
-  // A new host has no etcd yet: the data goes where `knarr etcd up` would keep it.
-  const dataDir = state?.dataDir ?? (await dataLocation(ctx, poolName)).dataDir;
+  // Where `knarr etcd up` keeps the data (on a new host too), its pool online: never an unmounted mountpoint.
+  const pool = state ? state.pool ?? undefined : optString(opts, 'pool');
+  const { dataDir } = await dataLocation(ctx, pool);
+  if (state?.dataDir && state.dataDir !== dataDir) {
+    throw new ConflictError(`the local etcd last kept its data in ${state.dataDir}, not ${dataDir}`, { hint: `bring up the pool that holds ${state.dataDir}, then restore` });
+  }
+  // One cut short earlier: dropped if it never stopped etcd, else finished, before this one starts.
+  if (running ? await dropUnswappedRestore(ctx) : await finishRestore(ctx)) ctx.events.warn('an earlier restore was cut short: it is settled first');
   const peerOpt = optString(opts, 'peerPort');
   // The restored member names its peer address: the one etcd is started with next.
   const peerUrl = peerOpt !== undefined ? `http://127.0.0.1:${validatePort('--peer-port', peerOpt)}` : state?.peerUrl ?? `http://127.0.0.1:${ctx.config.etcdServer.peerPort}`;
@@ -37,7 +40,7 @@ export const etcdRestore: Handler = async ({ args, opts }, ctx) => {
     if (e instanceof ExternalCommandError) throw new UserError(`${file} is not an etcd snapshot: ${e.message}`, { hint: 'nothing was changed' });
     throw e;
   });
-  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
+  const stamp = new Date().toISOString().replace(/[-:.]/g, '');
   const staged = `${dataDir}/.restore-${stamp}`;
   // Unpacked beside the live data first: a damaged snapshot (its checksum is checked here) changes nothing.
   for (const leftover of (await readdir(dataDir).catch(() => [] as string[])).filter((n) => n.startsWith('.restore-'))) {
@@ -53,7 +56,8 @@ export const etcdRestore: Handler = async ({ args, opts }, ctx) => {
     throw e;
   }
   const aside = hasData ? `${dataDir}/member.before-restore-${stamp}` : null;
-  if (!ctx.runner.dryRun) await writeJsonAtomic(statePaths(ctx.config.stateDir).etcdRestore, { snapshot: file, dataDir, staged, aside, startedAt: new Date().toISOString() } satisfies RestoreJournal);
+  // Written before etcd stops: from here a start of etcd waits for this process, and a crash is finished or dropped.
+  if (!ctx.runner.dryRun) await writeJsonAtomic(statePaths(ctx.config.stateDir).etcdRestore, { snapshot: file, dataDir, staged, aside, pid: process.pid, startedAt: new Date().toISOString() } satisfies RestoreJournal);
 
   if (running && state) {
     ctx.events.step(`etcd: stopping pid ${state.pid}`);
@@ -69,7 +73,7 @@ export const etcdRestore: Handler = async ({ args, opts }, ctx) => {
     await finishRestore(ctx);
   }
   ctx.events.done();
-  const up = await ensureLocalEtcd(ctx, { pool: state ? undefined : poolName, clientPort: optString(opts, 'clientPort'), peerPort: peerOpt });
+  const up = await ensureLocalEtcd(ctx, { pool, clientPort: optString(opts, 'clientPort'), peerPort: peerOpt });
   const data = { action: ctx.runner.dryRun ? 'planned' : 'restored', snapshot: file, revision: info.revision, keys: info.keys, previous: aside, ...etcdData(up.state, up.action !== 'planned', up.action === 'planned' ? null : up.health) };
   const fields: [string, string][] = [
     ['action', data.action],
