@@ -65,7 +65,8 @@ export function startApi(listen: { host: string; port: number }, token: () => st
     }
     send(404, { error: 'no such endpoint' });
   };
-  const server: Server = tls ? createTlsServer({ cert: tls.cert, key: tls.key }, handle) : createServer(handle);
+  // allowHalfOpen: a TLS server would otherwise end its side when a piped job's stdin ends, losing the job's output after it.
+  const server: Server = tls ? createTlsServer({ cert: tls.cert, key: tls.key, allowHalfOpen: true }, handle) : createServer(handle);
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const refuse = (status: number, message: string) => {
       const body = `${JSON.stringify({ error: message })}\n`;

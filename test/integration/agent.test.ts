@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { knarr } from '../harness/cli.js';
+import { haveDockerd, startDockerd } from '../harness/dockerd.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { freePort } from '../harness/ports.js';
 import { tempDir, type TempDir } from '../harness/tmp.js';
@@ -87,6 +88,28 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
     expect((await k(['host', 'leave', 'h1'])).code).toBe(0);
     expect((await hosts()).h1).toBeUndefined();
   });
+
+  it.skipIf(!haveTools('openssl') || !haveDockerd())('a job piped through an agent over TLS gets the end of its stdin and keeps its output after it', async () => {
+    const d = await startDockerd(`${tmp.path}/docker-tls`);
+    try {
+      await execa('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', `${tmp.path}/pkey.pem`, '-out', `${tmp.path}/pcert.pem`]);
+      agent = execa(bin, [...base(), 'daemon', '--name', 'h3', '--listen', `127.0.0.1:${port}`, '--ttl', '2', '--tls-cert', `${tmp.path}/pcert.pem`, '--tls-key', `${tmp.path}/pkey.pem`], { reject: false, env: d.env });
+      await until(async () => (await hosts()).h3?.up === true && (await hosts()).h3?.join === 'ok');
+      // The job reads stdin to its end, then writes: a half-closed connection must still carry that back.
+      const r = await execa('sh', ['-c', `printf abc | "$0" --etcd "$1" --state-dir "$2" job run -i --host h3 --network none "$3" -- sh -c 'cat; echo " then done"'`, bin, etcd.url, `${tmp.path}/state`, d.image], {
+        env: { KNARR_AGENT_CA: `${tmp.path}/pcert.pem` },
+        reject: false,
+      });
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe('abc then done');
+      expect(r.exitCode).toBe(0);
+    } finally {
+      agent?.kill('SIGTERM');
+      await agent;
+      agent = null;
+      await d.stop();
+    }
+  }, 60_000);
 
   it.skipIf(!haveTools('openssl'))('serves the API over TLS with --tls-cert and --tls-key', async () => {
     await execa('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', `${tmp.path}/key.pem`, '-out', `${tmp.path}/cert.pem`]);
