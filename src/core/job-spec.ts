@@ -44,7 +44,7 @@ export interface JobSpec {
 }
 
 const FIELDS = ['name', 'image', 'command', 'ports', 'volumes', 'env', 'links', 'tags', 'host', 'network', 'cpu', 'memory', 'restart', 'daemonize', 'fixed', 'static'] as const;
-const NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+export const JOB_NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
 const IMAGE_RE = /^[a-z0-9][a-z0-9._\/:@-]*$/i;
 
 class Problems {
@@ -136,7 +136,7 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
 
   const name = raw.name;
   if (typeof name !== 'string') p.add('name', 'is required: a job name unique in the fleet');
-  else if (!NAME_RE.test(name)) p.add('name', `${JSON.stringify(name)} must be lower-case letters, digits, ".", "_" or "-" (no spaces), at most 63 characters`);
+  else if (!JOB_NAME_RE.test(name)) p.add('name', `${JSON.stringify(name)} must be lower-case letters, digits, ".", "_" or "-" (no spaces), at most 63 characters`);
   const image = raw.image;
   if (image === undefined || image === '') p.add('image', 'is required, e.g. busybox:latest');
   else if (typeof image !== 'string') p.add('image', 'must be an image reference such as busybox:latest');
@@ -179,7 +179,7 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
     }
   } else if (raw.env !== undefined) p.add('env', 'must be a mapping or a list of NAME=VALUE');
 
-  const links = stringList(p, 'links', raw.links, (s) => (NAME_RE.test(s) ? null : `${JSON.stringify(s)} is not a service name`));
+  const links = stringList(p, 'links', raw.links, (s) => (JOB_NAME_RE.test(s) ? null : `${JSON.stringify(s)} is not a service name`));
   const tags = stringList(p, 'tags', raw.tags, (s) => (/^[A-Za-z0-9_.:=-]+$/.test(s) ? null : `${JSON.stringify(s)} is not a tag`));
   let host: string | null = null;
   if (raw.host !== undefined) {

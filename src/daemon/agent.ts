@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { HostRecord, JoinState, StartMode } from '../core/hosts.js';
 import { PrerequisiteError } from '../core/errors.js';
-import { parseJobSpec, type JobSpec } from '../core/job-spec.js';
+import { JOB_NAME_RE, parseJobSpec, type JobSpec } from '../core/job-spec.js';
 import { CONTROL_FRAME, DockerApiError, DockerEngine, frame } from '../host/docker.js';
 import { daemonContainerName, foregroundContainer, startAttached } from '../host/job-containers.js';
 import type { HostRepo } from '../state/hosts.js';
@@ -187,7 +187,11 @@ export class Agent {
           await this.reconciler.converge();
           return { host: this.opts.name, unknownContainers: this.reconciler.unknown };
         },
-        'GET /v1/jobs/:name/logs': (req, res, { name }) => this.logs(req, res, name!),
+        'GET /v1/jobs/:name/logs': (req, res, { name }) => {
+          // A job name, nothing else: it becomes part of an engine path.
+          if (!JOB_NAME_RE.test(name!)) throw new ApiError(400, `${JSON.stringify(name)} is not a job name`);
+          return this.logs(req, res, name!);
+        },
       },
       this.opts.tls,
       {

@@ -58,7 +58,8 @@ export function startApi(listen: { host: string; port: number }, token: () => st
     for (const [pattern, route] of Object.entries(routes)) {
       const params = match(pattern, req.method ?? 'GET', path);
       if (!params) continue;
-      return void route(req, res, params).then(
+      // Through a promise, so a route that throws before its first await is an answer too, not a crash.
+      return void Promise.resolve().then(() => route(req, res, params)).then(
         (body) => (res.headersSent ? undefined : send(200, body)),
         (e: Error) => (res.headersSent ? res.destroy() : send(e instanceof ApiError ? e.status : 500, { error: e.message })),
       );
@@ -76,7 +77,7 @@ export function startApi(listen: { host: string; port: number }, token: () => st
     if (!bearerMatches(req.headers.authorization, token())) return refuse(401, 'a valid bearer token is required');
     const route = upgrades[`${req.method} ${(req.url ?? '/').split('?')[0]}`];
     if (!route) return refuse(404, 'no such endpoint');
-    route(req, socket, head).catch((e: Error) => refuse(e instanceof ApiError ? e.status : 500, e.message));
+    Promise.resolve().then(() => route(req, socket, head)).catch((e: Error) => refuse(e instanceof ApiError ? e.status : 500, e.message));
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);

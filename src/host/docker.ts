@@ -133,20 +133,20 @@ export class DockerEngine {
   }
 
   start(id: string): Promise<unknown> {
-    return this.call('POST', `/containers/${id}/start`);
+    return this.call('POST', `/containers/${encodeURIComponent(id)}/start`);
   }
 
   /** Exit status; with condition "removed" it answers once an auto-removed container is gone. */
   async wait(id: string, condition: 'not-running' | 'removed' = 'not-running'): Promise<number> {
-    return (await this.call<{ StatusCode: number }>('POST', `/containers/${id}/wait?condition=${condition}`, undefined, 0)).StatusCode;
+    return (await this.call<{ StatusCode: number }>('POST', `/containers/${encodeURIComponent(id)}/wait?condition=${condition}`, undefined, 0)).StatusCode;
   }
 
   stop(id: string): Promise<unknown> {
-    return this.call('POST', `/containers/${id}/stop?t=10`);
+    return this.call('POST', `/containers/${encodeURIComponent(id)}/stop?t=10`);
   }
 
   inspect(id: string): Promise<ContainerInspect> {
-    return this.call('GET', `/containers/${id}/json`);
+    return this.call('GET', `/containers/${encodeURIComponent(id)}/json`);
   }
 
   /** Containers (stopped ones too with all), optionally filtered by label (`key` or `key=value`). */
@@ -179,7 +179,7 @@ export class DockerEngine {
   /** The container's log as a multiplexed stream (see demux); with follow it stays open. */
   logs(id: string, follow: boolean): Promise<import('node:http').IncomingMessage> {
     return new Promise((resolve, reject) => {
-      const req = request({ socketPath: this.socketPath, method: 'GET', path: `/v1.41/containers/${id}/logs?stdout=1&stderr=1${follow ? '&follow=1' : ''}` }, (res) => {
+      const req = request({ socketPath: this.socketPath, method: 'GET', path: `/v1.41/containers/${encodeURIComponent(id)}/logs?stdout=1&stderr=1${follow ? '&follow=1' : ''}` }, (res) => {
         if ((res.statusCode ?? 0) >= 400) void apiError(res).then(reject);
         else resolve(res);
       });
@@ -205,7 +205,7 @@ export class DockerEngine {
   }
 
   remove(id: string): Promise<unknown> {
-    return this.call('DELETE', `/containers/${id}?force=1`);
+    return this.call('DELETE', `/containers/${encodeURIComponent(id)}?force=1`);
   }
 
   /** Attaches before start; resolves to the raw two-way socket (stdout/stderr multiplexed, stdin written to it). */
@@ -214,7 +214,7 @@ export class DockerEngine {
       const req = request({
         socketPath: this.socketPath,
         method: 'POST',
-        path: `/v1.41/containers/${id}/attach?stream=1&stdout=1&stderr=1${stdin ? '&stdin=1' : ''}`,
+        path: `/v1.41/containers/${encodeURIComponent(id)}/attach?stream=1&stdout=1&stderr=1${stdin ? '&stdin=1' : ''}`,
         headers: { Connection: 'Upgrade', Upgrade: 'tcp' },
       });
       req.on('upgrade', (_res, socket, head) => {

@@ -59,6 +59,10 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
     expect((await fetch(`http://127.0.0.1:${port}/v1/health`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
     const ok = await fetch(`http://127.0.0.1:${port}/v1/health`, { headers: { authorization: `Bearer ${token}` } });
     expect(ok.status).toBe(200);
+    // A job name is all a logs request may carry into the engine's paths.
+    const sneaky = await fetch(`http://127.0.0.1:${port}/v1/jobs/x%2Farchive%3Fpath%3D%2F%26/logs`, { headers: { authorization: `Bearer ${token}` } });
+    expect(sneaky.status).toBe(400);
+    expect((await sneaky.json()).error).toMatch(/is not a job name/);
     expect(await ok.json()).toEqual({ host: 'h1', ok: true });
 
     expect((await k(['host', 'tag', 'h1', 'gpu', 'zone=eu'])).code).toBe(0);
