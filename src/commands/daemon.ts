@@ -67,7 +67,7 @@ export const daemon: Handler = async ({ opts }, ctx) => {
   const reload = async () => {
     const config = await ctx.reloadConfig();
     const next = settingsOf(opts, config, ctx);
-    const nextToken = await agentToken(next.tokenFile);
+    const nextToken = await agentToken(next.tokenFile, false);
     const nextTls = next.tls !== null && tls !== undefined ? await readTls(next) : undefined;
     // A certificate that does not match its key (a rotation half done) is refused here, before anything changed.
     if (nextTls) {
@@ -81,10 +81,11 @@ export const daemon: Handler = async ({ opts }, ctx) => {
     const later = restartNeeded(settings, next);
     if ((next.tls === null) !== (tls === undefined)) later.push('tls');
     for (const k of ['fleet', 'etcd', 'stateDir'] as const) if (JSON.stringify(config[k]) !== JSON.stringify(ctx.config[k])) later.push(k);
+    // Tags first: they are the one step that can fail (the store), and then nothing else has changed.
+    if (next.tags.join(',') !== settings.tags.join(',')) await agent.setTags(next.tags);
     token = nextToken;
     if (nextTls) agent.setTls(nextTls);
     agent.setPrune(next.prune);
-    if (next.tags.join(',') !== settings.tags.join(',')) await agent.setTags(next.tags);
     settings = { ...next, ...Object.fromEntries(later.filter((k) => k in settings).map((k) => [k, settings[k as keyof DaemonSettings]])) };
     ctx.events.step(`agent: config reloaded (tags ${next.tags.join(',') || 'none'}, prune ${next.prune ? 'on' : 'off'}${nextTls ? ', certificate renewed' : ''})`);
     if (later.length > 0) ctx.events.warn(`agent: ${later.join(', ')} changed; restart the agent to apply ${later.length > 1 ? 'them' : 'it'}`);
@@ -98,11 +99,18 @@ export const daemon: Handler = async ({ opts }, ctx) => {
     await agent.start(() => token, ctx.signal);
     await agent.serve(ctx.signal);
   } finally {
+    // A SIGHUP during the drain (logrotate, a reload) must not kill the agent with its jobs and lease.
+    const stopping = () => ctx.events.warn('agent: stopping; SIGHUP ignored');
+    process.on('SIGHUP', stopping);
     process.off('SIGHUP', onHangup);
-    await reloading;
-    await agent.stop();
-    work.abort();
-    await store.close();
+    try {
+      await reloading;
+      await agent.stop();
+      work.abort();
+      await store.close();
+    } finally {
+      process.off('SIGHUP', stopping);
+    }
   }
   return { data: { host: settings.name, address: agent.address, stopped: true }, view: { kind: 'lines', lines: [`agent ${settings.name} stopped`] } };
 };

@@ -54,7 +54,8 @@ export interface AgentOptions {
 }
 
 /** The token file the operator controls; made (0600) with a random token when missing. */
-export async function agentToken(file: string): Promise<string> {
+/** The API token in file; made (random, 0600) when the file is missing, unless create is false (a reload changes nothing on disk). */
+export async function agentToken(file: string, create = true): Promise<string> {
   try {
     const token = (await readFile(file, 'utf8')).trim();
     // An empty token would let every request in.
@@ -62,6 +63,7 @@ export async function agentToken(file: string): Promise<string> {
     return token;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    if (!create) throw new PrerequisiteError(`the token file ${file} does not exist`, { hint: 'put a long random token there, or name the file in use' });
   }
   const token = randomBytes(32).toString('hex');
   await mkdir(dirname(file), { recursive: true });
@@ -121,7 +123,13 @@ export class Agent {
   async setTags(tags: string[]): Promise<void> {
     const dropped = this.tags;
     this.tags = tags;
-    await this.writeRecord((previous) => [...new Set([...(previous?.tags ?? []).filter((t) => !dropped.includes(t)), ...tags])].sort());
+    try {
+      await this.writeRecord((previous) => [...new Set([...(previous?.tags ?? []).filter((t) => !dropped.includes(t)), ...tags])].sort());
+    } catch (e) {
+      // Not written: the agent's tags stay what the record says.
+      this.tags = dropped;
+      throw e;
+    }
   }
 
   setPrune(prune: boolean): void {
@@ -275,6 +283,13 @@ export class Agent {
     if (spec.host !== null && spec.host !== this.opts.name) throw new ApiError(409, `job ${spec.name} is pinned to ${spec.host}, and this is ${this.opts.name}`);
     const interactive = request.interactive === true;
     const releases: (() => void)[] = [];
+    // Tracked from the start: a CLI gone (or a drain cutting off) while the container is being made ends it once made.
+    this.runSockets.add(socket);
+    let gone = false;
+    socket.once('close', () => {
+      gone = true;
+      this.runSockets.delete(socket);
+    });
     let run;
     try {
       const env: Record<string, string> = { KNARR_HOST: this.opts.name, KNARR_JOB: spec.name };
@@ -292,12 +307,16 @@ export class Agent {
       if (e instanceof ApiError) throw e;
       throw new ApiError(e instanceof DockerApiError ? e.status : 500, (e as Error).message);
     }
+    if (gone) {
+      run.socket.destroy();
+      releases.forEach((r) => r());
+      await this.engine.remove(run.id).catch(() => undefined);
+      return;
+    }
     socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n');
     let finished = false;
-    this.runSockets.add(socket);
     // The CLI went away: the job goes too.
     socket.on('close', () => {
-      this.runSockets.delete(socket);
       if (!finished) void this.engine.remove(run.id).catch(() => undefined);
     });
     // A job that exits before its stdin ends closes the attach connection: writes after that are no error.

@@ -25,8 +25,11 @@ export async function shareProof(store: Store, fleet: string, share: string | nu
     if (token === null) {
       token = randomBytes(24).toString('hex');
       // The file before the store: a fleet token no directory holds would keep every host out.
-      await writeFile(file, `${token}\n`, { mode: 0o600, flag: 'wx' }).catch(() => undefined);
-      token = (await read()) ?? token;
+      const writing = await writeFile(file, `${token}\n`, { mode: 0o600, flag: 'wx' }).then(() => null, (e: NodeJS.ErrnoException) => e);
+      const held = await read();
+      // Not written and not there (a read-only or root-squashed directory): the fleet gets no token it cannot prove.
+      if (held === null) throw new PrerequisiteError(`cannot write the fleet token to ${file}: ${writing?.code ?? writing?.message ?? 'it is not there after writing'}`, { hint: `make ${share} writable for this host's root, or start the agent without --share` });
+      token = held;
     }
     await store.createIfAbsent(keys.shareToken, token);
   }

@@ -161,6 +161,8 @@ export class DockerEngine {
    */
   events(labels: string[], onEvent: (e: { Action: string; id: string; Actor?: { Attributes?: Record<string, string> } }) => void, signal: AbortSignal, onEnd: () => void): Promise<void> {
     const filters = encodeURIComponent(JSON.stringify({ type: ['container'], ...(labels.length > 0 ? { label: labels } : {}) }));
+    // Aborted already (a shutdown meanwhile): no subscription that would hold the process open.
+    if (signal.aborted) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const req = request({ socketPath: this.socketPath, method: 'GET', path: `/v1.41/events?filters=${filters}` }, (res) => {
         if ((res.statusCode ?? 0) >= 400) return void apiError(res).then(reject);

@@ -83,13 +83,18 @@ export interface AttachedRun {
  */
 export async function startAttached(engine: DockerEngine, name: string, create: ContainerCreate, interactive: boolean): Promise<AttachedRun> {
   const id = await engine.create(name, create);
+  let socket: Socket | undefined;
+  const early = () => undefined;
   try {
-    const socket = await engine.attach(id, interactive);
+    socket = await engine.attach(id, interactive);
+    // A reset on the socket (before the caller listens, or after) must not be an uncaught 'error': its 'close' tells.
+    socket.on('error', early);
     const exited = engine.wait(id, 'removed');
     exited.catch(() => undefined);
     await engine.start(id);
     return { id, socket, exited };
   } catch (e) {
+    socket?.destroy();
     await engine.remove(id).catch(() => undefined);
     throw e;
   }

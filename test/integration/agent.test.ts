@@ -97,10 +97,10 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
     const d = await startDockerd(`${tmp.path}/docker-tls`);
     try {
       await execa('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', `${tmp.path}/pkey.pem`, '-out', `${tmp.path}/pcert.pem`]);
-      agent = execa(bin, [...base(), 'daemon', '--name', 'h3', '--listen', `127.0.0.1:${port}`, '--ttl', '2', '--tls-cert', `${tmp.path}/pcert.pem`, '--tls-key', `${tmp.path}/pkey.pem`], { reject: false, env: d.env });
-      await until(async () => (await hosts()).h3?.up === true && (await hosts()).h3?.join === 'ok');
+      agent = execa(bin, [...base(), 'daemon', '--name', 'hpipe', '--listen', `127.0.0.1:${port}`, '--ttl', '2', '--tls-cert', `${tmp.path}/pcert.pem`, '--tls-key', `${tmp.path}/pkey.pem`], { reject: false, env: d.env });
+      await until(async () => (await hosts()).hpipe?.up === true && (await hosts()).hpipe?.join === 'ok');
       // The job reads stdin to its end, then writes: a half-closed connection must still carry that back.
-      const r = await execa('sh', ['-c', `printf abc | "$0" --etcd "$1" --state-dir "$2" job run -i --host h3 --network none "$3" -- sh -c 'cat; echo " then done"'`, bin, etcd.url, `${tmp.path}/state`, d.image], {
+      const r = await execa('sh', ['-c', `printf abc | "$0" --etcd "$1" --state-dir "$2" job run -i --host hpipe --network none "$3" -- sh -c 'cat; echo " then done"'`, bin, etcd.url, `${tmp.path}/state`, d.image], {
         env: { KNARR_AGENT_CA: `${tmp.path}/pcert.pem` },
         reject: false,
       });

@@ -53,6 +53,10 @@ export class AgentClient {
 
   private async open(method: string, path: string, headers: Record<string, string> = {}) {
     const url = new URL(path, this.host.address);
+    // With a CA to trust, the token goes over TLS only: a host record saying http (stale, or forged in etcd) does not get it.
+    if (this.ca && url.protocol !== 'https:') {
+      throw new PrerequisiteError(`the agent of ${this.host.name} is at ${this.host.address}, not https, and KNARR_AGENT_CA asks for TLS`, { hint: 'start that agent with --tls-cert and --tls-key, or unset KNARR_AGENT_CA' });
+    }
     const { request } = url.protocol === 'https:' ? await import('node:https') : await import('node:http');
     const req = request(url, { method, headers: { authorization: `Bearer ${this.token}`, ...headers }, ...(this.ca ? { ca: this.ca } : {}) });
     const unreachable = (e: Error) => new PrerequisiteError(`cannot reach the agent of ${this.host.name} at ${this.host.address}: ${e.message}`, { hint: 'is its knarr daemon running? see: knarr host list' });
