@@ -39,6 +39,13 @@ export async function runInline(ctx: Context, store: Store): Promise<void> {
  */
 export async function runOperation(ctx: Context, store: Store, kind: string, args: Record<string, unknown>, host: string, opts: Record<string, unknown>): Promise<CommandResult> {
   const repo = new OpRepo(store, ctx.config.fleet);
+  // One operation at a time on a cluster: two would write its record over each other (a scale could bring back a deleted cluster).
+  if (typeof args.user === 'string' && typeof args.name === 'string') {
+    const busy = (await repo.list()).find((o) => o.parent === null && !isTerminal(o.status) && o.args.user === args.user && o.args.name === args.name);
+    if (busy) {
+      throw new ConflictError(`cluster ${args.name} of user ${args.user} has ${busy.id} (${busy.kind}) ${busy.status}`, { hint: `wait for it: knarr op wait ${busy.id}; or take it back: knarr op cancel ${busy.id}` });
+    }
+  }
   const op = await repo.submit(kind, args, host);
   const detach = optBool(opts, 'detach');
   const agentUp = (await new HostRepo(store, ctx.config.fleet).get(host))?.up === true;

@@ -21,6 +21,9 @@ import type { AgentPidFile } from './pidfile.js';
 import { Reconciler } from './reconcile.js';
 import { admitJoins, join } from './join.js';
 
+/** How often the agent looks for operations of its host without a watch event telling it to. */
+const SWEEP_MS = 30_000;
+
 export interface AgentOptions {
   name: string;
   tags: string[];
@@ -101,7 +104,7 @@ export class Agent {
   private readonly foreground = new Set<Promise<void>>();
   /** The CLIs' connections of running foreground jobs: closing one removes its job. */
   private readonly runSockets = new Set<Duplex>();
-  private opRunner: { close(): Promise<void> } | null = null;
+  private opRunner: { close(): Promise<void>; drain(): Promise<void> } | null = null;
 
   constructor(
     private readonly opts: AgentOptions,
@@ -359,6 +362,7 @@ export class Agent {
   /** Keeps the lease and the load fresh until stopped; re-registers if etcd lost the lease. */
   async serve(signal: AbortSignal): Promise<void> {
     const every = Math.max(200, (this.opts.ttlSeconds * 1000) / 3);
+    let lastSweep = Date.now();
     while (!signal.aborted && !this.stopped) {
       await sleep(every, undefined, { signal }).catch(() => undefined);
       if (signal.aborted || this.stopped) break;
@@ -367,6 +371,11 @@ export class Agent {
         else await this.writeRecord();
       } catch (e) {
         this.log(`agent: cannot reach the store (${(e as Error).message}); retrying`);
+      }
+      // A watch can go quiet without an error (a half-open connection): operations are looked for now and then anyway.
+      if (Date.now() - lastSweep >= SWEEP_MS) {
+        lastSweep = Date.now();
+        void this.opRunner?.drain().catch((e: Error) => this.log(`agent: operations: ${e.message}`));
       }
     }
   }

@@ -1,4 +1,5 @@
-import { InterruptedError } from '../core/errors.js';
+import { InterruptedError, StoreUnavailableError } from '../core/errors.js';
+import { tryLock } from '../host/lock.js';
 import { describeOp, isTerminal, opId, type OpRecord } from '../core/ops.js';
 import { Wakeup } from '../core/streams.js';
 import type { Context } from '../commands/types.js';
@@ -9,6 +10,13 @@ import type { Store } from '../state/store.js';
 export class Cancelled extends Error {
   constructor() {
     super('cancelled by an operator');
+  }
+}
+
+/** An undo recorded as started by an earlier runner: this one goes on with it. */
+class UndoPending extends Error {
+  constructor(readonly error: string | null) {
+    super(error ?? 'cancelled');
   }
 }
 
@@ -105,6 +113,17 @@ export class OpRunner {
 
   /** Claims and runs one operation; null when another runner has it or it has ended. */
   async execute(id: string): Promise<OpRecord | null> {
+    // Every runner of this host's operations is on this host: a lock here keeps two from running one at once, even after a lease lapsed unnoticed.
+    const unlock = await tryLock(`${this.ctx.config.stateDir}/ops/${id}.lock`);
+    if (!unlock) return null;
+    try {
+      return await this.executeLocked(id);
+    } finally {
+      await unlock();
+    }
+  }
+
+  private async executeLocked(id: string): Promise<OpRecord | null> {
     const owner = `${this.name}:${process.pid}`;
     const claimed = await this.repo.claim(id, owner, this.lease());
     if (!claimed) return null;
@@ -152,41 +171,63 @@ export class OpRunner {
       },
     };
     let result: { value: unknown } | null = null;
-    const finish = (status: OpRecord['status'], fields: Partial<OpRecord>) => update((o) => ({ ...o, ...fields, status, finishedAt: new Date().toISOString() }));
+    const finish = (status: OpRecord['status'], fields: Partial<OpRecord>) =>
+      update((o) => ({ ...o, ...fields, status, finishedAt: new Date().toISOString() })).catch((e: Error) => {
+        // Left running and claimed: the next runner finishes recording it.
+        this.log(`${id}: ${status}, but not recorded yet (${e.message}); the next runner records it`);
+        return op;
+      });
+    // Left claimed when this runner stops part-way (its lease goes with it, and the next runner resumes the operation).
+    let keepClaim = false;
     try {
-      if (!handler) throw new Error(`unknown operation kind ${claimed.kind}`);
-      if (claimed.attempts > 1) this.log(`${id}: resuming after an interrupted run (attempt ${claimed.attempts})`);
-      // A cancel asked while no runner held it: undo instead of resuming.
-      if (claimed.cancelRequested) throw new Cancelled();
-      result = { value: await handler.run(run) };
-    } catch (e) {
-      if (e instanceof ClaimLostError) {
-        // Another runner has it now (or will): it resumes; undoing here would fight it.
-        this.log(`${id}: ${e.message}`);
-        return null;
-      }
-      if (e instanceof InterruptedError) {
-        // This runner is shutting down: the operation stays claimed under its lease, and the next runner resumes it.
-        this.log(`${id}: interrupted; the next runner resumes it`);
-        return null;
-      }
-      const cancelled = e instanceof Cancelled;
-      let error = cancelled ? null : (e as Error).message;
       try {
-        if (handler) await handler.undo(run);
-      } catch (u) {
-        error = `${error ?? 'cancelled'}; undoing it failed too: ${(u as Error).message}`;
+        if (!handler) throw new Error(`unknown operation kind ${claimed.kind}`);
+        if (claimed.attempts > 1) this.log(`${id}: resuming after an interrupted run (attempt ${claimed.attempts})`);
+        // An undo was under way when the last runner stopped: it goes on, nothing is run again.
+        const undoing = claimed.state.undoing as { error: string | null } | undefined;
+        if (undoing) throw new UndoPending(undoing.error);
+        // A cancel asked while no runner held it: undo instead of resuming.
+        if (claimed.cancelRequested) throw new Cancelled();
+        result = { value: await handler.run(run) };
+      } catch (e) {
+        if (e instanceof ClaimLostError) {
+          // Another runner has it now (or will): it resumes; undoing here would fight it.
+          this.log(`${id}: ${e.message}`);
+          keepClaim = true;
+          return null;
+        }
+        if (e instanceof InterruptedError || e instanceof StoreUnavailableError) {
+          // Shutting down, or the store is away: the operation stays claimed under this runner's lease, and the next runner resumes it.
+          this.log(`${id}: ${e instanceof InterruptedError ? 'interrupted' : e.message}; the next runner resumes it`);
+          keepClaim = true;
+          return null;
+        }
+        const pendingUndo = e instanceof UndoPending ? e : null;
+        const cancelled = pendingUndo ? pendingUndo.error === null : e instanceof Cancelled;
+        let error = pendingUndo ? pendingUndo.error : cancelled ? null : (e as Error).message;
+        // The decision is recorded before undo starts: a runner that resumes it undoes, it does not run again.
+        if (!pendingUndo && handler?.undoes !== false) await run.save({ undoing: { error } }).catch(() => undefined);
+        try {
+          if (handler) await handler.undo(run);
+        } catch (u) {
+          if (u instanceof InterruptedError || u instanceof StoreUnavailableError || u instanceof ClaimLostError) {
+            this.log(`${id}: undo cut short (${(u as Error).message}); the next runner goes on with it`);
+            keepClaim = true;
+            return null;
+          }
+          error = `${error ?? 'cancelled'}; undoing it failed too: ${(u as Error).message}`;
+        }
+        await finish(cancelled && error === null ? 'cancelled' : 'failed', { error, progress: { ...pending, message: `${cancelled ? 'cancelled' : 'failed'}, ${handler?.undoes === false ? 'what it did stays' : 'undone'}` } });
       }
-      await finish(cancelled && error === null ? 'cancelled' : 'failed', { error, progress: { ...pending, message: `${cancelled ? 'cancelled' : 'failed'}, ${handler?.undoes === false ? 'what it did stays' : 'undone'}` } });
+      if (result) {
+        // Outside the inner try: a store error here must not undo a finished operation. Left running, it is resumed (and ends done) by the next runner.
+        await finish('done', { result: result.value, error: null, progress: { done: pending.total, total: pending.total, message: 'done' } });
+      }
+      this.log(describeOp(op));
+      return op;
+    } finally {
+      if (this.releaseClaims && !keepClaim) await this.repo.release(id, owner).catch(() => undefined);
     }
-    if (result) {
-      // Outside the try: a store error here must not undo a finished operation. Left running, it is resumed (and ends done) by the next runner.
-      const value = result.value;
-      await finish('done', { result: value, error: null, progress: { done: pending.total, total: pending.total, message: 'done' } }).catch((e: Error) => this.log(`${id}: done, but not recorded yet (${e.message}); the next runner finishes it`));
-    }
-    if (this.releaseClaims) await this.repo.release(id, owner).catch(() => undefined);
-    this.log(describeOp(op));
-    return op;
   }
 }
 

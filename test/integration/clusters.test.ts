@@ -195,6 +195,21 @@ const bin = new URL('../../bin/knarr', import.meta.url).pathname;
     }
   });
 
+  it('one operation at a time on a cluster: a second command is refused while the first is not over', async () => {
+    const ops = new OpRepo(store, fleet);
+    expect((await k(['cluster', 'create', 'busy', '--size', '1'])).code).toBe(0);
+    // An operation for a host whose agent is away: queued, it holds the cluster.
+    const held = await ops.submit('cluster.scale', { user: 'alice', name: 'busy', size: 2 }, 'elsewhere');
+    const r = await k(['cluster', 'delete', 'busy']);
+    expect(r.code).toBe(4);
+    expect(r.stderr).toMatch(new RegExp(`cluster busy of user alice has ${held.id} \\(cluster.scale\\) queued\n  hint: wait for it: knarr op wait ${held.id}`));
+    expect((await k(['op', 'cancel', held.id])).code).toBe(0);
+    expect((await show('busy')).containers).toHaveLength(1);
+    // Over: the command goes ahead.
+    expect((await k(['cluster', 'delete', 'busy'])).code).toBe(0);
+    expect(await lxcLs()).toEqual([]);
+  });
+
   describe('with an agent on this host', () => {
     let agent: ResultPromise | null = null;
     let port: number;

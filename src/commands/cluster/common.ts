@@ -32,6 +32,10 @@ export async function clusterPool(ctx: Context, name: string | undefined): Promi
       hint: 'keep clusters on a btrfs, lvm or dir pool: knarr pool init --name nodes --driver btrfs, then --pool nodes',
     });
   }
+  // LXC's config splits mount entries on spaces and overlay paths on ":": such a path would mount the wrong thing.
+  if (/[\s:]/.test(pool.mountpoint)) {
+    throw new PrerequisiteError(`pool ${pool.name} is mounted at ${JSON.stringify(pool.mountpoint)}: a path with a space or ":" cannot go into an LXC config`, { hint: 'keep clusters on a pool mounted at a plain path' });
+  }
   return pool;
 }
 

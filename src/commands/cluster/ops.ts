@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import { clustersToInit, containerName, hostsFile, nodeHostname, subnetAddress, subnetBroadcast, subnetGateway, userSubnet, type ClusterNode, type ClusterRecord } from '../../core/cluster.js';
 import { ConflictError, InterruptedError, NotFoundError } from '../../core/errors.js';
 import { lxcConfig, unifiedCgroups } from '../../host/lxc.js';
+import { mountAt } from '../../host/mounts.js';
 import type { Runner } from '../../host/runner.js';
 import { fleetKeys } from '../../state/keys.js';
 import type { Store } from '../../state/store.js';
@@ -277,6 +278,7 @@ export const clusterDelete: OpHandler = {
       }
       throw new NotFoundError(`user ${s.args.user} has no cluster ${s.args.name}`);
     }
+    await r.checkpoint();
     await s.repo.put({ ...c, status: 'deleting', op: r.op.id });
     await r.progress(0, 1, `removing ${c.nodes.length} node(s)`);
     await removeClusterParts(r, s, c.user, c.id);
@@ -296,7 +298,9 @@ export const clusterScale: OpHandler = {
     const from = (r.op.state.from as number | undefined) ?? c.nodes.length;
     // The status before scaling, kept across a resumed run (the record then says scaling).
     const before = (r.op.state.before as ClusterRecord['status'] | undefined) ?? (c.status === 'scaling' ? 'running' : c.status);
-    await r.save({ from, before });
+    // The nodes as they were: what an undo puts back when a scale in had removed none yet.
+    const original = (r.op.state.original as ClusterNode[] | undefined) ?? c.nodes;
+    await r.save({ from, before, original });
     const to = s.args.size!;
     if (to > from) {
       const added = await planNodes(r, s, c, from, to);
@@ -311,8 +315,11 @@ export const clusterScale: OpHandler = {
       const kept = c.nodes.filter((n) => n.index < to);
       const next = { ...c, status: 'scaling' as const, op: r.op.id, nodes: kept };
       await s.repo.put(next);
+      // From here nodes go: an undo finishes taking them out rather than leave some outside the record.
+      await r.save({ shrunk: true });
       await writeHosts(s, next);
       for (const i of Array.from({ length: from - to }, (_, k) => from - 1 - k)) {
+        await r.checkpoint();
         await r.progress(from - 1 - i, from - to, `removing ${nodeHostname(i)}`);
         await removeNode(r, s, c.user, containerName(c.user, c.id, i));
       }
@@ -336,6 +343,13 @@ export const clusterScale: OpHandler = {
       await s.repo.put(back);
       return;
     }
+    if (!r.op.state.shrunk) {
+      // In, before any node went: the cluster as it was.
+      const back = { ...c, status: before, nodes: (r.op.state.original as ClusterNode[] | undefined) ?? c.nodes };
+      await writeHosts(s, back);
+      await s.repo.put(back);
+      return;
+    }
     // In: removed nodes cannot come back; the ones still there go, so none is left outside the record.
     for (let i = from - 1; i >= to; i--) await removeNode(r, s, c.user, containerName(c.user, c.id, i));
     await s.repo.put({ ...c, status: before, nodes: c.nodes.filter((n) => n.index < to) });
@@ -352,11 +366,15 @@ export const imageSave: OpHandler = {
     const base = await s.repo.image(c.host, c.image);
     if (!base) throw new NotFoundError(`image ${c.image} is gone from ${c.host}`);
     const name = s.args.image!;
-    if (await s.repo.image(c.host, name)) throw new ConflictError(`image ${name} already exists on ${c.host}`);
+    const source = `${c.user}/${c.name}/${node.hostname}`;
+    const saved = await s.repo.image(c.host, name);
+    // A run cut short after its record was written: done already.
+    if (r.op.attempts > 1 && saved?.source === source) return { image: name, from: `${c.name}/${node.hostname}` };
+    if (saved) throw new ConflictError(`image ${name} already exists on ${c.host}`);
     const vol = await s.driver.ensureVolume(s.pool, imageVolume(name), r.ctx.runner);
     // A run cut short after its rename: only the record is missing.
     if (r.op.attempts > 1 && (await readdir(`${vol.path}/rootfs`).then(() => true, () => false))) {
-      await s.repo.putImage({ name, host: c.host, pool: s.pool.name, rootfs: `${vol.path}/rootfs`, source: `${c.user}/${c.name}/${node.hostname}`, createdAt: new Date().toISOString() });
+      await s.repo.putImage({ name, host: c.host, pool: s.pool.name, rootfs: `${vol.path}/rootfs`, source, createdAt: new Date().toISOString() });
       return { image: name, from: `${c.name}/${node.hostname}` };
     }
     const layer = (await s.driver.ensureVolume(s.pool, node.volume, r.ctx.runner)).path;
@@ -365,6 +383,8 @@ export const imageSave: OpHandler = {
     await rm(partial, { recursive: true, force: true });
     await mkdir(view, { recursive: true });
     await mkdir(partial, { recursive: true });
+    // A run cut short while copying left the view mounted.
+    if (await mountAt(view)) await r.ctx.runner.run(['umount', view]);
     // Both layers read-only, the node's on top: overlayfs applies its deletions (whiteouts) to the base.
     await r.ctx.runner.run(['mount', '-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${layer}/delta:${base.rootfs}`, view]);
     try {
@@ -403,6 +423,7 @@ export const hostInit: OpHandler = {
     }
     const failed: string[] = [];
     for (const [i, t] of targets.entries()) {
+      await r.checkpoint();
       await r.progress(i, targets.length, `${mode === 'new' ? 'deleting' : 'starting'} ${t.user}/${t.name}`);
       const child = await r.child(`${t.user}/${t.name}`, mode === 'new' ? 'cluster.delete' : 'cluster.start', t);
       // A shutdown cuts the child short: the parent stops too, and both are resumed.

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { rename, rm, stat } from 'node:fs/promises';
 import { KnarrError, ExitCode, NotFoundError, UserError, ConflictError } from '../../core/errors.js';
@@ -18,6 +17,7 @@ import {
   type Health,
 } from '../../host/etcd-server.js';
 import { listPoolRecords, readJson, syncDir, writeJsonAtomic } from '../../host/local-state.js';
+import { knarrAlive } from '../../host/lock.js';
 import { connectEtcd } from '../../state/store.js';
 import { fleetKeys, SCHEMA_VERSION } from '../../state/keys.js';
 import { defaultPool, selectPool } from '../pool/select.js';
@@ -80,16 +80,6 @@ export interface RestoreJournal {
   /** The knarr process doing the restore: while it lives, nothing else starts etcd or restores. */
   pid: number;
   startedAt: string;
-}
-
-/** A knarr process, not a recycled pid of something else. */
-function knarrAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('knarr');
-  } catch {
-    return false;
-  }
 }
 
 /** The journal of a restore, refusing while another knarr process is doing one. */
