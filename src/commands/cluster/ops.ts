@@ -34,6 +34,13 @@ async function setting(r: OpRun) {
 }
 type Setting = Awaited<ReturnType<typeof setting>>;
 
+/** The user's subnet was given back (their last cluster went) while a create was taking addresses in it. */
+class SubnetReleased extends Error {
+  constructor() {
+    super('the user\'s subnet was released meanwhile');
+  }
+}
+
 /** The user's /24: kept once given; the first free one in the fleet's network otherwise (one transaction per try). */
 async function ensureSubnet(store: Store, keys: ReturnType<typeof fleetKeys>, network: string, user: string): Promise<string> {
   const held = await store.get(keys.userSubnet(user));
@@ -54,6 +61,8 @@ async function ensureSubnet(store: Store, keys: ReturnType<typeof fleetKeys>, ne
  * else free ones, all taken in one transaction (retried when another create took one meanwhile).
  */
 async function ensureAddresses(store: Store, keys: ReturnType<typeof fleetKeys>, subnet: string, user: string, containers: string[], also?: (ips: Map<string, string>) => { key: string; value: string }): Promise<Map<string, string>> {
+  // With a new cluster's record: only while the user still holds the subnet, and the hold is written anew (a release that looked before fails).
+  const hold = also ? { key: keys.userSubnet(user), value: subnet } : null;
   const prefix = keys.userAddresses(user);
   for (;;) {
     const taken = await store.list(prefix);
@@ -72,8 +81,13 @@ async function ensureAddresses(store: Store, keys: ReturnType<typeof fleetKeys>,
     // A key written in the same transaction (a new cluster's record) is created with its addresses or not at all.
     const extra = also ? [also(planned)] : [];
     const writes = [...fresh.slice(0, wanting.length), ...extra];
-    if (writes.length === 0 || (await store.createAllIfAbsent(writes))) return planned;
+    if (writes.length === 0) return planned;
+    const written = hold
+      ? await store.transact([...writes.map((w) => ({ key: w.key, absent: true as const })), hold], [...writes, hold], [])
+      : await store.createAllIfAbsent(writes);
+    if (written) return planned;
     for (const e of extra) if ((await store.get(e.key)) !== null) throw new ConflictError(`${e.key.split('/').slice(-2).join('/')} already exists`);
+    if (hold && (await store.get(hold.key)) !== hold.value) throw new SubnetReleased();
   }
 }
 
@@ -151,11 +165,12 @@ async function removeClusterParts(r: OpRun, s: Setting, user: string, id: number
 
 /** Gives the user's subnet back once the user has no cluster left (the user's data stays). */
 async function releaseSubnetIfUnused(r: OpRun, s: Setting, user: string): Promise<void> {
+  // Read before the clusters: a create that writes its record after this read also rewrites the hold, and the release below fails.
+  const held = await r.store.getVersioned(s.keys.userSubnet(user));
+  if (!held) return;
   if ((await s.repo.list()).some((c) => c.user === user)) return;
-  const cidr = await r.store.get(s.keys.userSubnet(user));
-  if (!cidr) return;
-  await r.store.delete(s.keys.userSubnet(user));
-  await r.store.delete(s.keys.subnet(cidr));
+  // Both keys at once, only if no create took the subnet meanwhile.
+  await r.store.transact([{ key: s.keys.userSubnet(user), modRevision: held.modRevision }], [], [s.keys.userSubnet(user), s.keys.subnet(held.value)]);
 }
 
 /** Nodes started at once: lxc-start is mostly CPU, so two at a time is all two cores gain from. */
@@ -199,13 +214,21 @@ export const clusterCreate: OpHandler = {
     if (!c) {
       const id = await r.store.increment(s.keys.counter('cluster'));
       const now = new Date().toISOString();
-      const subnet = await ensureSubnet(r.store, s.keys, r.ctx.config.cluster.network, args.user);
-      const draft: ClusterRecord = { id, name: args.name, user: args.user, status: 'creating', image: args.image!, pool: s.pool.name, host: args.host!, subnet, memory: args.memory ?? 0, cpu: args.cpu ?? 0, nodes: [], op: r.op.id, createdAt: now, updatedAt: now };
       const names = Array.from({ length: args.size! }, (_, i) => containerName(args.user, id, i));
-      const nodesWith = (ips: Map<string, string>) => names.map((container, i) => ({ index: i, container, hostname: nodeHostname(i), ip: ips.get(container)!, host: draft.host, volume: nodeVolume(container) }));
-      // The record and its addresses in one transaction: nothing is made before the record that undo finds things by.
-      const ips = await ensureAddresses(r.store, s.keys, subnet, args.user, names, (planned) => ({ key: s.keys.cluster(args.user, args.name), value: JSON.stringify({ ...draft, nodes: nodesWith(planned) }) }));
-      c = { ...draft, nodes: nodesWith(ips) };
+      for (let attempt = 1; !c; attempt++) {
+        const subnet = await ensureSubnet(r.store, s.keys, r.ctx.config.cluster.network, args.user);
+        const draft: ClusterRecord = { id, name: args.name, user: args.user, status: 'creating', image: args.image!, pool: s.pool.name, host: args.host!, subnet, memory: args.memory ?? 0, cpu: args.cpu ?? 0, nodes: [], op: r.op.id, createdAt: now, updatedAt: now };
+        const nodesWith = (ips: Map<string, string>) => names.map((container, i) => ({ index: i, container, hostname: nodeHostname(i), ip: ips.get(container)!, host: draft.host, volume: nodeVolume(container) }));
+        try {
+          // The record and its addresses in one transaction: nothing is made before the record that undo finds things by.
+          const ips = await ensureAddresses(r.store, s.keys, subnet, args.user, names, (planned) => ({ key: s.keys.cluster(args.user, args.name), value: JSON.stringify({ ...draft, nodes: nodesWith(planned) }) }));
+          c = { ...draft, nodes: nodesWith(ips) };
+        } catch (e) {
+          // Given back meanwhile: the addresses taken in it go, and the user gets a subnet again.
+          if (!(e instanceof SubnetReleased) || attempt >= 3) throw e;
+          for (const kv of await r.store.list(s.keys.userAddresses(args.user))) if (names.includes(kv.value)) await r.store.delete(kv.key);
+        }
+      }
     }
     const user = userDir(s.pool, args.user);
     await mkdir(`${user}/data`, { recursive: true });
@@ -218,9 +241,9 @@ export const clusterCreate: OpHandler = {
   },
   async undo(r) {
     const s = await setting(r);
-    // Nothing is made before the record: no record of this operation, nothing to undo.
+    // Nothing is made before the record: no record of this operation, nothing to undo but a subnet it may have taken.
     const c = s.existing?.op === r.op.id ? s.existing : null;
-    if (!c) return;
+    if (!c) return releaseSubnetIfUnused(r, s, s.args.user);
     await removeClusterParts(r, s, c.user, c.id);
     await s.repo.remove(c.user, c.name);
     await releaseSubnetIfUnused(r, s, c.user);
