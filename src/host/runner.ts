@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { setMaxListeners } from 'node:events';
 import { mkdir, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -100,6 +101,8 @@ export class Runner {
     this.env = { ...opts.env, LC_ALL: 'C' };
     this.log = opts.log;
     this.signal = opts.signal;
+    // Each command in flight listens on the signal: a cluster's nodes are probed side by side, more than Node's default 10.
+    if (opts.signal) setMaxListeners(256, opts.signal);
   }
 
   /** The same runner with another abort signal: the agent's work outlives its SIGTERM until it has drained. */
