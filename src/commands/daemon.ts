@@ -7,7 +7,7 @@ import type { Config } from '../core/config.js';
 import { Agent, agentToken } from '../daemon/agent.js';
 import { dockerSocketPath } from '../host/docker.js';
 import { HostRepo } from '../state/hosts.js';
-import { dotBinds } from './job/volumes.js';
+import { dotBinds, hostsWithDots } from './job/volumes.js';
 import { OpRunner } from '../ops/runner.js';
 import type { Context, Handler } from './types.js';
 
@@ -55,6 +55,7 @@ export const daemon: Handler = async ({ opts }, ctx) => {
       advertise: advertiseAddress(settings),
       pidFile: `${ctx.config.stateDir}/agent.json`,
       dotBinds: (spec) => dotBinds(workCtx, store, spec),
+      hostsWithDots: (spec, hosts) => hostsWithDots(store, ctx.config.fleet, spec, hosts),
       ops: (lease) => new OpRunner(workCtx, store, settings.name, 'agent', lease, (l) => ctx.events.step(l)),
       onDrainTimeout: () => work.abort(),
     },

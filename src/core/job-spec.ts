@@ -105,13 +105,19 @@ function stringList(p: Problems, path: string, v: unknown, check?: (s: string) =
   });
 }
 
-/** Parses millicores: 500, "500m", "0.5", "2". */
+const MIN_CPU_MILLIS = 10;
+/** Docker refuses a memory limit under 6 MiB. */
+const MIN_MEMORY = 6 * 1024 * 1024;
+
+/** Parses millicores: 500, "500m", "0.5", "2"; none given is no limit. */
 function cpu(p: Problems, v: unknown): number {
   if (v === undefined) return 0;
   const s = String(v);
   const m = /^(\d+)m$/.exec(s);
   const n = m ? Number(m[1]) : /^\d+(\.\d+)?$/.test(s) ? Math.round(Number(s) * 1000) : NaN;
-  if (!(n > 0)) return p.add('cpu', `${JSON.stringify(v)} is not a cpu amount; write 0.5, 2 or 500m`), 0;
+  if (!(n > 0)) return p.add('cpu', `${JSON.stringify(v)} is not a cpu amount; write 0.5, 2 or 500m (leave it out for no limit)`), 0;
+  // The kernel refuses a CPU quota under 1 ms of its 100 ms period: docker's --cpus 0.01.
+  if (n < MIN_CPU_MILLIS) return p.add('cpu', `${JSON.stringify(v)} is below the least docker can give (${MIN_CPU_MILLIS}m); leave it out for no limit`), 0;
   return n;
 }
 
@@ -141,6 +147,8 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
   if (image === undefined || image === '') p.add('image', 'is required, e.g. busybox:latest');
   else if (typeof image !== 'string') p.add('image', 'must be an image reference such as busybox:latest');
   else if (!IMAGE_RE.test(image)) p.add('image', `${JSON.stringify(image)} is not an image reference`);
+  // The repository part (before a :tag or @digest) must be lower-case, as docker wants it.
+  else if (/[A-Z]/.test(image.replace(/@.*$/, '').replace(/:[^:/]*$/, ''))) p.add('image', `${JSON.stringify(image)}: the repository name must be lower-case`);
 
   let command: string[] = [];
   if (typeof raw.command === 'string') {
@@ -163,6 +171,11 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
     published.add(inner);
   });
   const volumes = raw.volumes === undefined ? [] : Array.isArray(raw.volumes) ? raw.volumes.map((v, i) => volume(p, `volumes[${i}]`, v)).filter((x): x is VolumeSpec => x !== null) : (p.add('volumes', 'must be a list'), []);
+  const targets = new Set<string>();
+  volumes.forEach((v, i) => {
+    if (targets.has(v.target)) p.add(`volumes[${i}]`, `${v.target} is mounted twice in the container`);
+    targets.add(v.target);
+  });
 
   const env: Record<string, string> = {};
   if (Array.isArray(raw.env)) {
@@ -180,7 +193,8 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
   } else if (raw.env !== undefined) p.add('env', 'must be a mapping or a list of NAME=VALUE');
 
   const links = stringList(p, 'links', raw.links, (s) => (JOB_NAME_RE.test(s) ? null : `${JSON.stringify(s)} is not a service name`));
-  const tags = stringList(p, 'tags', raw.tags, (s) => (/^[A-Za-z0-9_.:=-]+$/.test(s) ? null : `${JSON.stringify(s)} is not a tag`));
+  // Hosts' tags are at most 64 characters: a longer one could never match.
+  const tags = stringList(p, 'tags', raw.tags, (s) => (/^[A-Za-z0-9_.:=-]{1,64}$/.test(s) ? null : `${JSON.stringify(s)} is not a tag (letters, digits, _ . : = -, at most 64)`));
   let host: string | null = null;
   if (raw.host !== undefined) {
     if (typeof raw.host !== 'string' || raw.host === '') p.add('host', 'must be a host name');
@@ -196,6 +210,7 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
   if (raw.memory !== undefined) {
     try {
       memory = parseSize('memory', String(raw.memory));
+      if (memory < MIN_MEMORY) p.add('memory', `${JSON.stringify(raw.memory)} is below the least docker allows (6M); leave it out for no limit`);
     } catch (e) {
       p.add('memory', (e as Error).message.replace(/^memory: /, ''));
     }

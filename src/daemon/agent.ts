@@ -42,6 +42,8 @@ export interface AgentOptions {
   pidFile: string;
   /** The binds for a job's dot volumes on this host. */
   dotBinds: (spec: JobSpec) => Promise<string[]>;
+  /** The hosts that have every dot a job uses: where a job of a host that went down may move. */
+  hostsWithDots?: (spec: JobSpec, hosts: import('../core/hosts.js').HostRecord[]) => Promise<string[]>;
   /** The fleet's start mode this agent joins with: recovery starts its clusters again, new deletes them. */
   mode: StartMode;
   /** The fleet's shared data directory, whose token proves this host sees it; null for none. */
@@ -116,7 +118,7 @@ export class Agent {
     this.engine = new DockerEngine(opts.dockerSocket);
     this.jobs = new JobRepo(store, opts.fleet);
     this.ambassador = new Ambassador(opts.name, opts.fleet, store, this.jobs, log);
-    this.reconciler = new Reconciler({ host: opts.name, fleet: opts.fleet, serviceAddress: opts.advertise, prune: opts.prune, dotBinds: opts.dotBinds, strategy: opts.strategy }, this.engine, this.jobs, hosts, { ambassador: this.ambassador }, log);
+    this.reconciler = new Reconciler({ host: opts.name, fleet: opts.fleet, serviceAddress: opts.advertise, prune: opts.prune, dotBinds: opts.dotBinds, hostsWithDots: opts.hostsWithDots, strategy: opts.strategy }, this.engine, this.jobs, hosts, { ambassador: this.ambassador }, log);
   }
 
   /**

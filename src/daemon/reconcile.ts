@@ -1,4 +1,4 @@
-import { fleetViews, jobRequest } from '../core/hosts.js';
+import { fleetViews, jobRequest, type HostRecord } from '../core/hosts.js';
 import type { Strategy } from '../core/scheduler.js';
 import type { JobSpec } from '../core/job-spec.js';
 import { Scheduler } from '../core/scheduler.js';
@@ -22,7 +22,12 @@ export interface ReconcilerOptions {
   dotBinds: (spec: JobSpec) => Promise<string[]>;
   /** How the scheduler ranks hosts when it moves a job. */
   strategy?: Strategy;
+  /** The names of the hosts that have every dot the job uses: a job moves only to one of them. */
+  hostsWithDots?: (spec: JobSpec, hosts: HostRecord[]) => Promise<string[]>;
 }
+
+/** After a pass in which some step failed (the store or the engine away for a moment), another pass this much later. */
+const RETRY_PASS_MS = 2000;
 
 /**
  * Brings this host's engine in line with the store: starts the jobs placed here, restarts a
@@ -38,6 +43,7 @@ export class Reconciler {
   /** Jobs whose start failed: not tried again before `until`, so a start that keeps failing does not spin on its own docker events. */
   private readonly backoff = new Map<string, { failures: number; until: number; attempt: string; timer: NodeJS.Timeout }>();
   private dirty = false;
+  private retry: NodeJS.Timeout | null = null;
   private waiters: (() => void)[] = [];
 
   /** Turns pruning on or off (the agent's SIGHUP); the next pass follows it. */
@@ -58,6 +64,7 @@ export class Reconciler {
   /** No pass after this one (the agent stops): the waits of failed starts end with it. */
   stop(): void {
     this.stopped = true;
+    if (this.retry) clearTimeout(this.retry);
     for (const b of this.backoff.values()) clearTimeout(b.timer);
     this.backoff.clear();
   }
@@ -110,20 +117,35 @@ export class Reconciler {
     for (const svc of services) if (svc.host === this.opts.host && !byName.has(svc.job)) await this.jobs.removeRecords(svc.job);
     const containerOf = new Map(containers.map((c) => [(c.Names[0] ?? '').replace(/^\//, ''), c]));
 
+    // One job's failure (a store blip, a container going away under the engine) does not end the pass for the others; a pass runs again soon.
+    let failed = false;
+    const step = async (what: string, fn: () => Promise<unknown>) => {
+      try {
+        await fn();
+      } catch (e) {
+        failed = true;
+        this.log(`reconcile: ${what}: ${(e as Error).message}`);
+      }
+    };
     const linked = new Set<string>();
     for (const i of intents) {
       if (!i.managed || i.host !== me) continue;
       i.spec.links.forEach((l) => linked.add(l));
-      await this.ensure(i, containerOf.get(daemonContainerName(i.spec.name)), actuals.get(i.spec.name) ?? null);
+      await step(`job ${i.spec.name}`, () => this.ensure(i, containerOf.get(daemonContainerName(i.spec.name)), actuals.get(i.spec.name) ?? null));
     }
-    if ('ambassador' in this.links) await this.links.ambassador.retain(linked);
+    const links = this.links;
+    if ('ambassador' in links) await step('ambassador', () => links.ambassador.retain(linked));
 
     const up = new Set(hosts.filter((h) => h.up).map((h) => h.host.name));
-    for (const i of intents) {
+    for (const [n, i] of intents.entries()) {
       if (!i.managed || (i.host !== null && up.has(i.host))) continue;
       // A fixed job's data is on its host: it waits there.
       if (i.host !== null && i.spec.fixed) continue;
-      await this.place(i, hosts, intents);
+      // Later placements in this pass see where this one went: two jobs do not both take the last room on a host.
+      await step(`placing job ${i.spec.name}`, async () => {
+        const moved = await this.place(i, hosts, intents);
+        if (moved) intents[n] = moved;
+      });
     }
 
     const unknown: ContainerSummary[] = [];
@@ -138,7 +160,7 @@ export class Reconciler {
       const intent = byName.get(job);
       if (intent && (!intent.managed || intent.host === me)) continue;
       this.log(`removing container ${c.Names[0]} of job ${job}: ${intent ? `it moved to ${intent.host}` : 'the job was removed'}`);
-      await this.engine.remove(c.Id).catch((e: Error) => this.log(`cannot remove ${c.Id.slice(0, 12)}: ${e.message}`));
+      await this.engine.remove(c.Id).catch((e: Error) => ((failed = true), this.log(`cannot remove ${c.Id.slice(0, 12)}: ${e.message}`)));
     }
     this.unknown = unknown.map((c) => ({ id: c.Id.slice(0, 12), name: (c.Names[0] ?? '').replace(/^\//, ''), image: c.Image }));
     if (this.opts.prune) {
@@ -147,6 +169,12 @@ export class Reconciler {
         await this.engine.remove(c.Id).catch((e: Error) => this.log(`cannot prune ${c.Id.slice(0, 12)}: ${e.message}`));
       }
       this.unknown = [];
+    }
+    if (failed && !this.retry) {
+      this.retry = setTimeout(() => {
+        this.retry = null;
+        this.kick();
+      }, RETRY_PASS_MS).unref();
     }
   }
 
@@ -236,16 +264,22 @@ export class Reconciler {
     return this.jobs.actual(name);
   }
 
-  /** Places a job whose host is down (or that has none); one agent's move wins, the others' lose the race. */
-  private async place(i: JobIntent, hosts: Awaited<ReturnType<HostRepo['list']>>, intents: JobIntent[]): Promise<void> {
+  /**
+   * Places a job whose host is down (or that has none), on a host that has its dots; one agent's move
+   * wins, the others' lose the race, and none moves it off a host that came back meanwhile. The intent as moved, or null.
+   */
+  private async place(i: JobIntent, hosts: Awaited<ReturnType<HostRepo['list']>>, intents: JobIntent[]): Promise<JobIntent | null> {
     const history = await this.jobs.pastHosts(i.spec.name);
     const others = intents.filter((x) => x.spec.name !== i.spec.name);
-    const p = new Scheduler(fleetViews(hosts, others), { strategy: this.opts.strategy }).place(jobRequest({ ...i.spec, host: i.spec.host }, history));
-    if (!p.host) return;
+    const withDots = this.opts.hostsWithDots ? new Set(await this.opts.hostsWithDots(i.spec, hosts.map((h) => h.host))) : null;
+    const candidates = withDots ? hosts.filter((h) => withDots.has(h.host.name)) : hosts;
+    const p = new Scheduler(fleetViews(candidates, others), { strategy: this.opts.strategy }).place(jobRequest({ ...i.spec, host: i.spec.host }, history));
+    if (!p.host) return null;
     const from = i.host;
-    const moved = await this.jobs.updateIntent(i.spec.name, (cur) => (cur.host === from ? { ...cur, host: p.host } : null));
-    if (!moved) return;
+    const moved = await this.jobs.updateIntent(i.spec.name, (cur) => (cur.host === from ? { ...cur, host: p.host } : null), from ? [from] : []);
+    if (!moved) return null;
     await this.jobs.addEvent(i.spec.name, { host: p.host, event: from ? 'moved' : 'placed', detail: from ? `from ${from}, which is down` : undefined });
     this.log(`job ${i.spec.name}: ${from ? `moved from ${from} (down)` : 'placed'} to ${p.host}`);
+    return moved;
   }
 }

@@ -78,12 +78,15 @@ export class JobRepo {
    * Changes the intent only if nobody else changed it since it was read (two agents moving one
    * job: one wins). change returns null to leave it. Returns the new intent, or null when nothing was written.
    */
-  async updateIntent(name: string, change: (i: JobIntent) => JobIntent | null): Promise<JobIntent | null> {
+  /** Rewrites the intent if nothing else did meanwhile and, for a move, only while each host in downHosts is still down. */
+  async updateIntent(name: string, change: (i: JobIntent) => JobIntent | null, downHosts: string[] = []): Promise<JobIntent | null> {
     const current = await this.store.getVersioned(this.keys.job(name));
     if (!current) return null;
     const next = change(JSON.parse(current.value) as JobIntent);
     if (!next) return null;
-    return (await this.store.putIfUnchanged(this.keys.job(name), JSON.stringify(next), current.modRevision)) ? next : null;
+    const key = this.keys.job(name);
+    const guards = [{ key, modRevision: current.modRevision }, ...downHosts.map((h) => ({ key: this.keys.hostAlive(h), absent: true as const }))];
+    return (await this.store.transact(guards, [{ key, value: JSON.stringify(next) }], [])) ? next : null;
   }
   async actual(name: string): Promise<JobActual | null> {
     return parse(await this.store.get(this.keys.psEntry(name)));

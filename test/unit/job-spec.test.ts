@@ -59,6 +59,24 @@ describe('job specs', () => {
     expect(() => parseJobSpec(raw)).toThrow(msg);
   });
 
+  it('refuses what docker would refuse at start: tiny limits, an upper-case repository, one target mounted twice, a tag no host can have', () => {
+    const problems = (raw: Record<string, unknown>) => {
+      try {
+        parseJobSpec({ name: 'j', image: 'busybox', ...raw });
+        return [];
+      } catch (e) {
+        return (e as Error & { detail: { problems: string[] } }).detail.problems;
+      }
+    };
+    expect(problems({ cpu: '5m' })).toEqual([expect.stringMatching(/^cpu: "5m" is below the least docker can give \(10m\)/)]);
+    expect(problems({ memory: '1K' })).toEqual([expect.stringMatching(/^memory: "1K" is below the least docker allows \(6M\)/)]);
+    expect(problems({ image: 'BusyBox:latest' })).toEqual([expect.stringMatching(/^image: "BusyBox:latest": the repository name must be lower-case/)]);
+    expect(problems({ volumes: ['/a:/data', '/b:/data'] })).toEqual(['volumes[1]: /data is mounted twice in the container']);
+    expect(problems({ tags: ['t'.repeat(65)] })).toEqual([expect.stringMatching(/^tags\[0\]: .* is not a tag/)]);
+    // A tag may be upper-case; a registry's port is no tag.
+    expect(parseJobSpec({ name: 'j', image: 'registry.local:5000/team/app:V2', cpu: '10m', memory: '6M' })).toMatchObject({ cpu: 10, memory: 6 * 1024 * 1024, image: 'registry.local:5000/team/app:V2' });
+  });
+
   it('reports every problem at once', () => {
     try {
       parseJobSpec({ name: 'a b', ports: 'x', extra: 1 }, 'job.yaml');

@@ -4,6 +4,7 @@ import { validateName } from '../../core/names.js';
 import { formatSize } from '../../core/size.js';
 import { formatArgv } from '../../host/runner.js';
 import { DockerEngine, demux, dockerSocketPath } from '../../host/docker.js';
+import { hostId } from '../../host/identity.js';
 import { daemonContainerName } from '../../host/job-containers.js';
 import { HostRepo } from '../../state/hosts.js';
 import { desiredState, generationOf, JobRepo, type JobActual, type JobIntent } from '../../state/jobs.js';
@@ -33,8 +34,18 @@ async function requireJob(repo: JobRepo, text: string): Promise<{ intent: JobInt
  * After the CLI changed an intent: the host's agent converges (a host that is down converges when its
  * agent returns); with no agent, the CLI converges this host's engine itself. Says which happened.
  */
+/** Run with no agent, a job lives on the engine of the host that ran it: another host's engine would start a second copy. */
+const elsewhere = (intent: JobIntent) => !intent.managed && intent.host !== null && intent.host !== hostId();
+
+function requireHere(intent: JobIntent): void {
+  if (elsewhere(intent)) {
+    throw new PrerequisiteError(`job ${intent.spec.name} was run on ${intent.host} with no agent: only that host's engine has it`, { hint: `run the command on ${intent.host}, or start agents (knarr daemon) so the fleet manages it` });
+  }
+}
+
 async function converge(ctx: Context, j: Jobs, intent: JobIntent): Promise<'done' | 'host-down'> {
   if (!intent.managed) {
+    requireHere(intent);
     await (await inlineReconciler(ctx, j.store, j.repo)).one(intent.spec.name);
     return 'done';
   }
@@ -120,6 +131,7 @@ function jobFields(intent: JobIntent, actual: JobActual | null, state: string): 
 export const jobStop: Handler = async ({ args }, ctx) =>
   withJobs(ctx, async (j) => {
     const { intent } = await requireJob(j.repo, args[0] as string);
+    requireHere(intent);
     const name = intent.spec.name;
     const next = await updateUntilWritten(j.repo, name, (i) => ({ ...i, desired: 'stopped' }));
     const outcome = await converge(ctx, j, next);
@@ -131,6 +143,7 @@ export const jobStop: Handler = async ({ args }, ctx) =>
 export const jobRm: Handler = async ({ args }, ctx) =>
   withJobs(ctx, async (j) => {
     const { intent } = await requireJob(j.repo, args[0] as string);
+    requireHere(intent);
     const name = intent.spec.name;
     await j.repo.remove(name);
     await j.repo.addEvent(name, { host: intent.host ?? '-', event: 'removed' });
@@ -150,8 +163,13 @@ export const jobRestart: Handler = async ({ args, opts }, ctx) =>
     const all = optBool(opts, 'all');
     if (all === names.length > 0) throw new ValidationError('JOB', all ? 'give job names or --all, not both' : 'name the jobs to restart, or give --all');
     const intents = all ? (await j.repo.intents()).filter((i) => !i.spec.static) : await Promise.all(names.map(async (n) => (await requireJob(j.repo, n)).intent));
+    if (!all) intents.forEach(requireHere);
     const results: { job: string; host: string | null; outcome: string }[] = [];
     for (const intent of intents) {
+      if (elsewhere(intent)) {
+        results.push({ job: intent.spec.name, host: intent.host, outcome: `not restarted: run with no agent, restart it on ${intent.host}` });
+        continue;
+      }
       const next = await updateUntilWritten(j.repo, intent.spec.name, (i) => ({ ...i, desired: 'running', generation: generationOf(i) + 1 }));
       results.push({ job: intent.spec.name, host: intent.host, outcome: (await converge(ctx, j, next)) === 'done' ? 'restarted' : 'restarts when its host is back' });
     }
@@ -190,6 +208,7 @@ export const jobLogs: Handler = async ({ args, opts }, ctx) =>
       const client = await AgentClient.connect(ctx, host.host);
       open = () => client.logs(name, follow);
     } else {
+      requireHere(intent);
       const engine = new DockerEngine(dockerSocketPath(ctx.env));
       open = () => engine.logs(daemonContainerName(name), follow);
     }
