@@ -83,13 +83,13 @@ export function hostView(h: HostRecord, up: boolean): HostView {
 
 /** The scheduler's view of the fleet: each host with the ports and reservations of every job placed on it (run by an agent or not). */
 export function fleetViews(hosts: readonly { host: HostRecord; up: boolean }[], placed: readonly { host: string | null; spec: JobSpec; desired?: string }[]): HostView[] {
-  const views = new Map(hosts.map((h) => [h.host.name, { ...hostView(h.host, h.up), ports: new Set<number>() }]));
+  const views = new Map(hosts.map((h) => [h.host.name, { ...hostView(h.host, h.up), ports: new Set<string>() }]));
   const reserved = new Map<string, number>();
   for (const j of placed) {
     const v = j.host === null ? undefined : views.get(j.host);
     if (!v) continue;
     // A stopped job keeps its ports (a restart takes them again) but holds no cpu or memory.
-    for (const p of j.spec.ports) v.ports.add(p.host);
+    for (const p of j.spec.ports) v.ports.add(portKey(p));
     if (j.desired === 'stopped') continue;
     v.usedCpu += j.spec.cpu;
     reserved.set(v.name, (reserved.get(v.name) ?? 0) + j.spec.memory);
@@ -99,7 +99,10 @@ export function fleetViews(hosts: readonly { host: HostRecord; up: boolean }[], 
   return [...views.values()];
 }
 
+/** A published port as the scheduler tells them apart: 53/udp is not 53/tcp. */
+export const portKey = (p: { host: number; protocol: string }) => `${p.host}/${p.protocol}`;
+
 /** What the scheduler needs of a job spec. */
 export function jobRequest(spec: JobSpec, history: readonly string[]): JobRequest {
-  return { name: spec.name, cpu: spec.cpu, memory: spec.memory, ports: spec.ports.map((p) => p.host), tags: spec.tags, host: spec.host ?? undefined, fixed: spec.fixed, history };
+  return { name: spec.name, cpu: spec.cpu, memory: spec.memory, ports: spec.ports.map(portKey), tags: spec.tags, host: spec.host ?? undefined, fixed: spec.fixed, history };
 }

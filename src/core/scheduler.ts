@@ -16,8 +16,8 @@ export interface HostView {
   usedCpu: number;
   usedMemory: number;
   runningJobs: number;
-  /** Host ports already taken. */
-  ports: ReadonlySet<number>;
+  /** Host ports already taken, as PORT/PROTOCOL (80/tcp and 80/udp are two ports). */
+  ports: ReadonlySet<string>;
   draining: boolean;
   up: boolean;
   /** Why a host that is up takes no jobs yet (its agent is still joining), if so. */
@@ -28,7 +28,8 @@ export interface JobRequest {
   name: string;
   cpu: number;
   memory: number;
-  ports: readonly number[];
+  /** As PORT/PROTOCOL. */
+  ports: readonly string[];
   /** Every tag listed must be on the host. */
   tags: readonly string[];
   /** Pinned host, if any. */
@@ -197,6 +198,6 @@ export class Scheduler {
     h.usedCpu += job.cpu;
     h.usedMemory += job.memory;
     h.runningJobs += 1;
-    for (const p of job.ports) (h.ports as Set<number>).add(p);
+    for (const p of job.ports) (h.ports as Set<string>).add(p);
   }
 }

@@ -32,7 +32,7 @@ function jobs(n) {
     name: `job${i}`,
     cpu: 100 + (i % 5) * 100,
     memory: (1 + (i % 4)) * GiB / 4,
-    ports: i % 10 === 0 ? [8000 + (i % 1000)] : [],
+    ports: i % 10 === 0 ? [`${8000 + (i % 1000)}/tcp`] : [],
     tags: i % 3 === 0 ? ['ssd'] : i % 7 === 0 ? ['eu', 'ssd'] : [],
     fixed: false,
     history: i % 11 === 0 ? [`host${(i * 7) % n}`] : [],

@@ -26,12 +26,14 @@ describe('feasibility', () => {
     [{ tags: ['ssd'] }, { tags: ['ssd', 'gpu'] }, /missing tag gpu/],
     [{ usedCpu: 3800 }, {}, /not enough cpu \(200m free, 500m asked\)/],
     [{ usedMemory: 7.5 * GiB }, {}, /not enough memory/],
-    [{ ports: new Set([8080]) }, { ports: [8080] }, /port 8080 is taken/],
+    [{ ports: new Set(['8080/tcp']) }, { ports: ['8080/tcp'] }, /port 8080\/tcp is taken/],
   ])('rejects %j for %j', (h, j, why) => {
     expect(infeasible(job(j), host('h1', h))).toMatch(why);
   });
   it('accepts a host that fits', () => {
-    expect(infeasible(job({ tags: ['ssd'], ports: [80] }), host('h1', { tags: ['ssd', 'eu'] }))).toBeNull();
+    expect(infeasible(job({ tags: ['ssd'], ports: ['80/tcp'] }), host('h1', { tags: ['ssd', 'eu'] }))).toBeNull();
+    // The same number in the other protocol is another port.
+    expect(infeasible(job({ ports: ['53/udp'] }), host('h1', { ports: new Set(['53/tcp']) }))).toBeNull();
   });
 });
 
@@ -64,8 +66,8 @@ describe('bulk placement', () => {
     expect(none.host).toBeNull();
     for (let i = 0; i < 10; i++) expect(s.host(`h${i}`)!.usedCpu).toBeLessThanOrEqual(4000);
     const web = new Scheduler([host('a'), host('b')]);
-    expect(new Set([web.place(job({ ports: [80] })).host, web.place(job({ ports: [80] })).host])).toEqual(new Set(['a', 'b']));
-    expect(web.place(job({ ports: [80] })).reason).toMatch(/port 80 is taken/);
+    expect(new Set([web.place(job({ ports: ['80/tcp'] })).host, web.place(job({ ports: ['80/tcp'] })).host])).toEqual(new Set(['a', 'b']));
+    expect(web.place(job({ ports: ['80/tcp'] })).reason).toMatch(/port 80\/tcp is taken/);
   });
   it('a small fleet is scored whole: a fresh scheduler reaches the emptiest host wherever it stands, as plan says', () => {
     const hosts = [host('ha', { usedCpu: 1000, runningJobs: 1 }), host('hb', { usedCpu: 1000, runningJobs: 1 }), host('hc')];
