@@ -241,6 +241,8 @@ function watchPrefix(endpoints: readonly string[], prefix: string, onChange: (ev
           }
           const events = msg.result?.events ?? [];
           if (events.length > 0) onChange(events.map((e) => ({ key: unb64(e.kv?.key), deleted: e.type === 'DELETE' })));
+          // etcd ended the watch (compaction, a leader change, an error): a new one, and everything may have changed.
+          if (msg.result?.canceled || msg.error) req.destroy();
         });
         res.on('end', retry);
         res.on('error', retry);
@@ -259,6 +261,8 @@ function watchPrefix(endpoints: readonly string[], prefix: string, onChange: (ev
     const retry = () => {
       // Aborted before the watch was made: the caller must not wait forever.
       if (signal.aborted) return resolveFirst();
+      // Never made after a few tries round the endpoints: the caller hears so instead of waiting.
+      if (!established && attempt >= endpoints.length * 3) return rejectFirst(unavailable(endpoints, new Error('the watch was never set up')));
       if (retrying) return;
       retrying = true;
       setTimeout(() => {
