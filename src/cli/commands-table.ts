@@ -764,6 +764,7 @@ export const COMMANDS: CommandDef[] = [
         description: 'bring up a seeded postgres data dot at boot',
       },
       { command: 'knarr onboot --storage-device /dev/sdb --dot myapp.redis --seed file:///mnt/seed/myapp --mountpoint /var/lib/redis', description: 'a subdot of one seed' },
+      { command: 'knarr --dry-run onboot --storage-device /dev/sdb --dot app --mountpoint /data', description: 'the steps as the host stands now; a step that waits on an earlier one is a # line' },
     ],
     handler: () => import('../commands/onboot.js').then((m) => m.onboot),
   },

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { parseDotRef, parseRemoteDotRef, subdotDir } from '../core/dots.js';
-import { ExitCode, KnarrError, UserError, ValidationError, isKnarrError } from '../core/errors.js';
+import { ExitCode, KnarrError, ValidationError, isKnarrError } from '../core/errors.js';
 import { validatePath } from '../core/names.js';
 import { poolInit } from './pool/init.js';
 import { ensureLocalEtcd } from './etcd/local.js';
@@ -9,7 +9,8 @@ import { dotInit } from './dot/init.js';
 import { dotMount } from './dot/mount.js';
 import { pullDot } from './dot/pull.js';
 import { withDots } from './dot/common.js';
-import { optBool, optList, optString, type Context, type Handler } from './types.js';
+import { readPoolRecord } from '../host/local-state.js';
+import { optBool, optList, optString, type CommandResult, type Context, type Handler } from './types.js';
 
 type Step = 'pool' | 'etcd' | 'dot' | 'seed' | 'mount';
 const STEP_CODES: Record<Step, number> = {
@@ -35,6 +36,58 @@ async function step<T>(ctx: Context, name: Step, what: string, fn: () => Promise
   }
 }
 
+interface BootPlan {
+  devices: string[];
+  driver: string | undefined;
+  pool: string | undefined;
+  dotText: string;
+  ref: ReturnType<typeof parseDotRef>;
+  seedText: string | undefined;
+  seed: ReturnType<typeof parseRemoteDotRef> | null;
+  mountpoint: string;
+  daemon: boolean;
+}
+
+/**
+ * `knarr --dry-run onboot`: each step's commands as far as the host's state tells them now. What
+ * depends on an earlier step that has not run (a dot's fate needs etcd on the pool) is said as a
+ * comment line, not guessed.
+ */
+async function planBoot(ctx: Context, b: BootPlan): Promise<CommandResult> {
+  const note = (line: string) => ctx.runner.note(line);
+  const pool = await poolInit({ args: [], opts: { device: b.devices, driver: b.driver, name: b.pool } }, ctx);
+  const poolName = (pool.data as { pool?: string; name?: string }).name ?? (pool.data as { pool: string }).pool;
+  const record = await readPoolRecord(ctx.config.stateDir, poolName);
+  const poolHere = record !== null && (await ctx.drivers[record.driver].poolStatus(record, ctx.runner)).online;
+  let etcdRuns = false;
+  if (poolHere) etcdRuns = (await ensureLocalEtcd(ctx, { pool: poolName })).action === 'running';
+  else note(`etcd up --pool ${poolName}: once the pool is there`);
+  let dotAction = 'decided at boot';
+  if (etcdRuns) {
+    dotAction = await withDots(ctx, async (repo) => {
+      const existing = await repo.get(b.ref.dot);
+      if (existing) {
+        if (existing.subdots.includes(subdotDir(b.ref.subdot))) return 'kept';
+        await dotInit({ args: [b.dotText], opts: {} }, ctx);
+        return 'kept (subdot created)';
+      }
+      if (b.seed) {
+        await pullDot(ctx, repo, { remote: b.seed.remote, dot: b.seed.dot, branch: b.seed.branch, pool: poolName });
+        return 'pulled';
+      }
+      await dotInit({ args: [b.dotText], opts: { pool: poolName } }, ctx);
+      return 'created';
+    });
+    if (dotAction === 'kept') await dotMount({ args: [b.dotText, b.mountpoint], opts: {} }, ctx);
+    else note(`mount ${b.dotText} at ${b.mountpoint}`);
+  } else {
+    note(`dot ${b.dotText}: kept if the pool has it, else ${b.seed ? `pulled from ${b.seedText}` : 'created'} (decided once etcd runs on the pool)`);
+    note(`mount ${b.dotText} at ${b.mountpoint}`);
+  }
+  if (!b.daemon) note('etcd down');
+  return { data: { pool: poolName, poolHere, etcdRunning: etcdRuns, dot: b.dotText, dotAction, mountpoint: b.mountpoint, daemon: b.daemon } };
+}
+
 /**
  * `knarr onboot`: the dm-linuxkit flow for a LinuxKit onboot container. Idempotent: at every boot it
  * imports the pool, brings etcd up, keeps a dot that exists (a seed never overwrites local state),
@@ -55,7 +108,7 @@ export const onboot: Handler = async ({ opts }, ctx) => {
     throw new ValidationError('--seed', `seeds dot ${seed.dot}, but --dot names ${ref.dot}; a seed brings in the whole dot, subdots included`);
   }
   const daemon = optBool(opts, 'daemon');
-  if (ctx.runner.dryRun) throw new UserError('onboot does not support --dry-run yet', { hint: 'preview the pool step with: knarr --dry-run pool init --device ...' });
+  if (ctx.runner.dryRun) return planBoot(ctx, { devices, driver: optString(opts, 'driver'), pool: optString(opts, 'pool'), dotText, ref, seedText, seed, mountpoint, daemon });
 
   const pool = await step(ctx, 'pool', 'pool', () =>
     poolInit({ args: [], opts: { device: devices, driver: optString(opts, 'driver'), name: optString(opts, 'pool') } }, ctx),

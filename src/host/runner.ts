@@ -110,6 +110,11 @@ export class Runner {
     return new Runner({ ...this.opts, signal });
   }
 
+  /** Under --dry-run, a comment among the planned commands: a step whose commands depend on one that has not run. */
+  note(text: string): void {
+    if (this.dryRun) this.planned.push(`# ${text}`);
+  }
+
   /** Records a host change that knarr makes in-process, so --dry-run shows it as its shell equivalent. */
   plan(argv: readonly string[]): boolean {
     if (!this.dryRun) return false;

@@ -100,6 +100,32 @@ describe.skipIf(!run)('knarr onboot (the dm-linuxkit flow) on zfs', () => {
     await knarr(['--state-dir', state, '--config', config, 'etcd', 'down']);
   });
 
+  it('--dry-run shows the boot as the host stands, and changes nothing', async () => {
+    const datasets = async () => (await execa('zfs', ['list', '-H', '-o', 'name', '-r', pool])).stdout;
+    const before = await datasets();
+    const again = await knarr(['--dry-run', '--state-dir', state, '--config', config, 'onboot', '--storage-device', devices, '--pool', pool, '--dot', 'myapp.postgres', '--seed', `file://${seed}/myapp`, '--mountpoint', `${tmp.path}/pg2`]);
+    expect(again.code, again.stderr).toBe(0);
+    const lines = again.stdout.trimEnd().split('\n');
+    // The pool is there: etcd would start on it; the dot's fate waits for etcd.
+    expect(lines).toContainEqual(expect.stringMatching(/^etcd --name knarr --data-dir .*\/knarr-etcd /));
+    expect(lines).toContain(`# dot myapp.postgres: kept if the pool has it, else pulled from file://${seed}/myapp (decided once etcd runs on the pool)`);
+    expect(lines.at(-1)).toBe('# etcd down');
+    expect((await knarr(['--json', '--state-dir', state, '--config', config, 'etcd', 'status'])).json().running).toBe(false);
+    expect(await datasets()).toBe(before);
+    expect(existsSync(`${tmp.path}/pg2`)).toBe(false);
+
+    // A new host: the pool would be made; nothing after it can be known yet.
+    const fresh = `${tmp.path}/fresh`;
+    mkdirSync(fresh);
+    await execa('truncate', ['-s', '256M', `${fresh}/d.img`]);
+    const first = await knarr(['--dry-run', '--state-dir', `${fresh}/state`, 'onboot', '--storage-device', `${fresh}/d.img`, '--pool', uniqueName('kdry'), '--dot', 'app', '--mountpoint', `${fresh}/app`]);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout.split('\n')[0]).toMatch(/^zpool create -m .* \S+\/d\.img$/);
+    expect(first.stdout).toMatch(/^# etcd up --pool kdry\S+: once the pool is there$/m);
+    expect(first.stdout).toMatch(/^# dot app: kept if the pool has it, else created/m);
+    expect(existsSync(`${fresh}/state`)).toBe(false);
+  });
+
   it('bad input is refused before anything runs', async () => {
     const noDevice = await knarr(['--state-dir', state, '--config', config, 'onboot', '--dot', 'x', '--mountpoint', '/x']);
     expect(noDevice.code).toBe(2);
