@@ -20,10 +20,14 @@ export function parseRemoteUrl(field: string, text: string): RemoteUrl {
   }
   if (u.protocol === 'ssh:') {
     if (!u.hostname) throw new ValidationError(field, `${JSON.stringify(text)} has no host; write ssh://user@host`);
+    const user = u.username ? decodeURIComponent(u.username) : null;
+    // ssh reads a destination starting with "-" as an option (-oProxyCommand=... runs a command here).
+    if (!/^[A-Za-z0-9_.:\[\]-]+$/.test(u.hostname) || u.hostname.startsWith('-')) throw new ValidationError(field, `${JSON.stringify(u.hostname)} is not a host name`);
+    if (user !== null && !/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(user)) throw new ValidationError(field, `${JSON.stringify(user)} is not a user name`);
     return {
       kind: 'ssh',
       url: text,
-      user: u.username ? decodeURIComponent(u.username) : null,
+      user,
       host: u.hostname,
       port: u.port ? Number(u.port) : null,
       path: u.pathname && u.pathname !== '/' ? decodeURIComponent(u.pathname) : null,

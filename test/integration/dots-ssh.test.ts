@@ -74,6 +74,11 @@ describe.skipIf(!run)('dot push and pull over ssh (a real sshd on loopback)', ()
     const pulled = await a.run(['--json', 'dot', 'pull', `${url}/${dot}`, '--as', `${dot}x`], env);
     expect(pulled.code, pulled.stderr).toBe(0);
     expect(readFileSync(`${a.dotPath(`${dot}x`)}/f`, 'utf8')).toBe('from b');
+    // Its commits are the local dot's: its log has them, and fsck finds nothing astray.
+    const log = await a.run(['--json', 'dot', 'log', `${dot}x`]);
+    expect(log.json().map((c: { message: string; dot: string }) => [c.message, c.dot])).toEqual([['b one', `${dot}x`]]);
+    const fsck = await a.run(['--json', 'dot', 'fsck']);
+    expect(fsck.code, fsck.stdout).toBe(0);
   });
 
   it('refuses a push that would overwrite commits the other host has', async () => {

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DEFAULT_BRANCH, chain, parseDotName, parseRemoteDotRef, planTransfer, type CommitRecord, type DotRecord } from '../../core/dots.js';
+import { COMMIT_ID_RE, DEFAULT_BRANCH, DEFAULT_SUBDOT, chain, parseDotName, parseDotRef, parseRemoteDotRef, planTransfer, validateBranch, type CommitRecord, type DotRecord } from '../../core/dots.js';
 import { ConflictError, NotFoundError } from '../../core/errors.js';
 import type { Manifest, RemoteEndpoint } from '../../core/remote.js';
 import type { PoolRecord } from '../../core/pool.js';
@@ -29,6 +29,36 @@ export interface PullResult {
 
 const RECEIVE_ATTEMPTS = 3;
 
+/** A subdot's directory as a dot keeps it: the bare dot's, or a name a DOT.SUBDOT could give. */
+function isSubdotDir(sub: string): boolean {
+  if (sub === DEFAULT_SUBDOT) return true;
+  try {
+    return parseDotRef('subdot', `x.${sub}`).subdot === sub;
+  } catch {
+    return false;
+  }
+}
+
+/** The names a remote's manifest gives (its dot, branches, subdots, commit ids and records) as strictly as a command line's. */
+export function checkManifestNames(m: Manifest, dot: string, remote: string): void {
+  const bad = (what: string) => new ConflictError(`remote ${remote}'s manifest of ${dot} is not to be trusted: ${what}`, { hint: 'push the dot there again from a host that has it' });
+  if (m.dot !== dot) throw bad(`it names dot ${JSON.stringify(m.dot)}`);
+  for (const b of Object.keys(m.branches)) {
+    try {
+      validateBranch('branch', b);
+    } catch {
+      throw bad(`branch ${JSON.stringify(b)}`);
+    }
+  }
+  for (const sub of m.subdots) if (!isSubdotDir(sub)) throw bad(`subdot ${JSON.stringify(sub)}`);
+  for (const [id, entry] of Object.entries(m.commits)) {
+    if (!COMMIT_ID_RE.test(id) || entry.record.id !== id) throw bad(`commit ${JSON.stringify(id)}`);
+    if (entry.record.dot !== dot) throw bad(`commit ${id} belongs to dot ${JSON.stringify(entry.record.dot)}`);
+    if (entry.base !== null && !COMMIT_ID_RE.test(entry.base)) throw bad(`commit ${id}'s base ${JSON.stringify(entry.base)}`);
+  }
+  for (const [b, { commits }] of Object.entries(m.branches)) for (const id of commits) if (!m.commits[id]) throw bad(`branch ${b} lists commit ${id}, which it does not hold`);
+}
+
 /** Receives commits (oldest first) from the remote into ref, each stream checked before it reaches the pool. */
 export async function receiveChain(ctx: Context, remote: RemoteEndpoint, manifest: Manifest, transfer: DotTransfer, ref: DotFsRef, ids: string[], base: string | null): Promise<CommitRecord[]> {
   const got: CommitRecord[] = [];
@@ -39,7 +69,8 @@ export async function receiveChain(ctx: Context, remote: RemoteEndpoint, manifes
     if (entry.base !== null && entry.base !== prev) {
       throw new ConflictError(`stream ${entry.file} applies on top of ${shortId(entry.base)}, but this side is at ${shortId(prev)}`, { hint: 'pull the branch it was pushed from' });
     }
-    const record: CommitRecord = { ...entry.record, branch: ref.branch };
+    // Filed under this side's names: a pull --as keeps the commits under the local dot.
+    const record: CommitRecord = { ...entry.record, dot: ref.dot, branch: ref.branch };
     ctx.events.step(`pull ${ref.dot}: commit ${shortId(id)} (${entry.bytes} bytes)`);
     for (let attempt = 1; ; attempt++) {
       try {
@@ -64,6 +95,8 @@ export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Pr
   await remote.ensureReachable();
   const manifest = await remote.readManifest(req.dot);
   if (!manifest) throw new NotFoundError(`remote ${remoteName} has no dot ${req.dot}`, { hint: `push it there first: knarr dot push ${req.dot} ${remoteName}` });
+  // What a remote says becomes paths and records here: it is checked as any input is.
+  checkManifestNames(manifest, req.dot, remoteName);
   const branch = req.branch ?? DEFAULT_BRANCH;
   const remoteChain = manifest.branches[branch]?.commits;
   if (!remoteChain || remoteChain.length === 0) {
@@ -117,30 +150,36 @@ export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Pr
   const branches = { ...existing.branches };
   const active = existing.activeBranch === branch;
   const mounted = active ? { ...existing.mounts } : {};
-  if (active) await unmountSubdots(ctx, existing);
-  if (plan.kind === 'diverged') {
-    if (!req.stashOnDivergence) {
-      if (active) await remount(ctx, h, mounted);
-      throw new ConflictError(`${localName}@${branch} has local commits the remote lacks (${plan.toOnly.map(shortId).join(', ')}); a pull never overwrites them`, {
-        hint: 'push them, or keep them as a branch and pull with --stash-on-divergence',
-      });
-    }
-    stash = `${branch}-stash-${Date.now().toString(36)}`;
-    await transfer.renameBranch(h.ref(branch), stash);
-    branches[stash] = { ...existing.branches[branch]! };
-    for (const id of plan.toOnly) {
-      const c = commits.get(id);
-      if (c) await repo.putCommit({ ...c, branch: stash });
-    }
-    // A branch filesystem with its own history is rebuilt from the remote's first commit; shared commits need only the rest.
-    if (!transfer.perBranchHistory) {
-      base = plan.common;
-      toReceive = plan.fromOnly;
-    }
+  if (plan.kind === 'diverged' && !req.stashOnDivergence) {
+    throw new ConflictError(`${localName}@${branch} has local commits the remote lacks (${plan.toOnly.map(shortId).join(', ')}); a pull never overwrites them`, {
+      hint: 'push them, or keep them as a branch and pull with --stash-on-divergence',
+    });
   }
-  const got = await receiveChain(ctx, remote, manifest, transfer, h.ref(branch), toReceive, base);
-  await transfer.settleBranch(h.ref(branch), head);
-  if (active) await remount(ctx, h, mounted);
+  if (active) await unmountSubdots(ctx, existing);
+  let got: CommitRecord[];
+  try {
+    if (plan.kind === 'diverged') {
+      stash = `${branch}-stash-${Date.now().toString(36)}`;
+      await transfer.renameBranch(h.ref(branch), stash);
+      branches[stash] = { ...existing.branches[branch]! };
+      for (const id of plan.toOnly) {
+        const c = commits.get(id);
+        if (c) await repo.putCommit({ ...c, branch: stash });
+      }
+      // The stash is recorded at once: a receive that fails after this leaves the local commits findable on it.
+      await repo.put({ ...existing, branches });
+      // A branch filesystem with its own history is rebuilt from the remote's first commit; shared commits need only the rest.
+      if (!transfer.perBranchHistory) {
+        base = plan.common;
+        toReceive = plan.fromOnly;
+      }
+    }
+    got = await receiveChain(ctx, remote, manifest, transfer, h.ref(branch), toReceive, base);
+    await transfer.settleBranch(h.ref(branch), head);
+  } finally {
+    // Mounted again whatever happened: a failed pull does not leave the dot's users on an empty directory.
+    if (active) await remount(ctx, h, mounted).catch((e: Error) => ctx.events.warn(`${localName}: could not mount it again: ${e.message}`));
+  }
   for (const c of got) await repo.putCommit(c);
   branches[branch] = { ...(branches[branch] ?? { from: null, createdAt: new Date().toISOString() }), head };
   await repo.put({ ...existing, branches, origin: existing.origin ?? origin });
