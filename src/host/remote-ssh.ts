@@ -1,5 +1,6 @@
 import { PassThrough, type Readable } from 'node:stream';
 import type { CommitRecord } from '../core/dots.js';
+import { splitWords } from '../core/job-spec.js';
 import { ExternalCommandError, NotFoundError, PrerequisiteError } from '../core/errors.js';
 import { validateManifest, type Manifest, type ManifestCommit, type RemoteEndpoint, type StreamFormat, type StreamSender } from '../core/remote.js';
 import { Tap } from './remote-file.js';
@@ -33,7 +34,8 @@ export class SshRemote implements RemoteEndpoint {
 
   private argv(remote: string[]): string[] {
     const t = this.target;
-    const knarr = [this.env.KNARR_REMOTE_KNARR || 'knarr', ...(t.stateDir ? ['--state-dir', t.stateDir] : [])];
+    // A command of several words ("sudo knarr") is split as a shell would, then each word quoted.
+    const knarr = [...(splitWords(this.env.KNARR_REMOTE_KNARR || 'knarr') ?? ['knarr']), ...(t.stateDir ? ['--state-dir', t.stateDir] : [])];
     return [
       'ssh',
       ...(this.env.KNARR_SSH_CONFIG ? ['-F', this.env.KNARR_SSH_CONFIG] : []),

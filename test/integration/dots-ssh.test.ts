@@ -23,7 +23,8 @@ describe.skipIf(!run)('dot push and pull over ssh (a real sshd on loopback)', ()
     sshd = await startSshd(tmp.path);
     a = await makeHost(tmp.path, 'zfs', 'a');
     b = await makeHost(tmp.path, 'zfs', 'b');
-    env = { KNARR_SSH_CONFIG: sshd.clientConfig, KNARR_REMOTE_KNARR: bin };
+    // A command of several words, as "sudo knarr" would be.
+    env = { KNARR_SSH_CONFIG: sshd.clientConfig, KNARR_REMOTE_KNARR: `env KNARR_QUIET_REMOTE=1 ${bin}` };
     // The URL's path is the other host's state directory.
     url = `ssh://root@127.0.0.1:${sshd.port}${b.state}`;
   });
