@@ -84,6 +84,36 @@ for (const driver of ['zfs', 'btrfs', 'dir'] as TestDriver[]) {
       expect((await a.run(['--json', 'dot', 'push', dot, 'hub'])).json().action).toBe('up-to-date');
     });
 
+    it('a pull cut short after a commit arrived, before its records: the re-run takes that commit as it is and receives the rest', async () => {
+      const dot = uniqueName('k');
+      const url = `file://${remote}/${dot}`;
+      await a.run(['dot', 'init', dot]);
+      const step = async (n: number) => {
+        writeFileSync(`${a.dotPath(dot)}/f`, String(n));
+        const c = (await a.run(['--json', 'dot', 'commit', dot, '-m', `c${n}`])).json();
+        expect((await a.run(['dot', 'push', dot, 'hub'])).code).toBe(0);
+        return c;
+      };
+      await step(1);
+      expect((await b.run(['dot', 'pull', url])).code).toBe(0);
+      const c2 = await step(2);
+      expect((await b.run(['dot', 'pull', url])).code).toBe(0);
+      // The crash between the receive and the store writes: b has c2's data but not its record or head.
+      const endpoint = (await b.run(['--json', 'etcd', 'status'])).json().endpoints[0];
+      const etcdctl = (...args: string[]) => execa('etcdctl', ['--endpoints', endpoint, ...args], { env: { ETCDCTL_API: '3' } });
+      const keyRoot = `/knarr/default/hosts/${(await import('node:os')).hostname()}`;
+      await etcdctl('del', `${keyRoot}/dot-commits/${dot}/${c2.id}`);
+      const rec = JSON.parse((await etcdctl('get', `${keyRoot}/dots/${dot}`, '--print-value-only')).stdout);
+      rec.branches.master.head = c2.parent;
+      await etcdctl('put', `${keyRoot}/dots/${dot}`, JSON.stringify(rec));
+      const c3 = await step(3);
+      const again = await b.run(['--json', 'dot', 'pull', url]);
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.json()).toMatchObject({ action: 'fast-forward', received: [c2.id, c3.id] });
+      expect(readFileSync(`${b.dotPath(dot)}/f`, 'utf8')).toBe('3');
+      expect((await b.run(['--json', 'dot', 'log', dot])).json().map((c: { message: string }) => c.message)).toEqual(['c3', 'c2', 'c1']);
+    });
+
     it('a pull never overwrites diverged local commits; --stash-on-divergence keeps them on a branch', async () => {
       const dot = uniqueName('v');
       await a.run(['dot', 'init', dot]);

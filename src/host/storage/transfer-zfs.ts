@@ -27,6 +27,14 @@ export function zfsTransfer(runner: Runner): DotTransfer {
     sendArgv: (ref, commit, base) => ['zfs', 'send', ...(base ? ['-i', `${dataset(base.ref)}@${base.id}`] : []), `${dataset(ref)}@${commit}`],
     async receive(ref, commit, base, input, source) {
       const parent = dotDataset(ref.pool, ref.dot, ref.staging);
+      const snapshot = `${dataset(ref)}@${commit.id}`;
+      // A pull cut short after this commit's receive (before its records): the snapshot is here, the stream is not needed.
+      if (base && (await exists(snapshot))) {
+        input.resume();
+        await new Promise((resolve) => (input.readableEnded ? resolve(undefined) : input.once('end', resolve).once('close', resolve)));
+        await runner.run(['zfs', 'set', `knarr:commit=${JSON.stringify(commit)}`, snapshot]);
+        return;
+      }
       if (!base && !(await exists(parent))) await runner.run(['zfs', 'create', '-p', parent]);
       // -F: the branch takes the received state; a pull never lands on a branch that has newer local commits.
       // zfs-fuse keeps serving the old files through a mounted dataset, so receive into it unmounted.
@@ -37,7 +45,7 @@ export function zfsTransfer(runner: Runner): DotTransfer {
       } finally {
         if (mounted) await runner.run(['zfs', 'mount', dataset(ref)]);
       }
-      await runner.run(['zfs', 'set', `knarr:commit=${JSON.stringify(commit)}`, `${dataset(ref)}@${commit.id}`]);
+      await runner.run(['zfs', 'set', `knarr:commit=${JSON.stringify(commit)}`, snapshot]);
     },
     // zfs-fuse now and then fails an incremental receive with an I/O error that a second read of the stream does not meet.
     isTransient: (e) => e instanceof ExternalCommandError && e.argv[0] === 'zfs' && e.argv[1] === 'recv' && /I\/O error/.test(e.stderr),
