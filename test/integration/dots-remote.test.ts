@@ -114,6 +114,27 @@ for (const driver of ['zfs', 'btrfs', 'dir'] as TestDriver[]) {
       expect((await b.run(['--json', 'dot', 'log', dot])).json().map((c: { message: string }) => c.message)).toEqual(['c3', 'c2', 'c1']);
     });
 
+    it('a new dot\'s pull cut short after the dot was in place, before its records: the re-run writes the records', async () => {
+      const dot = uniqueName('q');
+      await a.run(['dot', 'init', dot]);
+      writeFileSync(`${a.dotPath(dot)}/f`, 'whole');
+      await a.run(['dot', 'commit', dot, '-m', 'one']);
+      expect((await a.run(['dot', 'push', dot, 'hub'])).code).toBe(0);
+      expect((await b.run(['dot', 'pull', `file://${remote}/${dot}`])).code).toBe(0);
+      // The crash between publishing and the store writes: the data is in place, the records are not.
+      const endpoint = (await b.run(['--json', 'etcd', 'status'])).json().endpoints[0];
+      const keyRoot = `/knarr/default/hosts/${(await import('node:os')).hostname()}`;
+      const etcdctl = (...args: string[]) => execa('etcdctl', ['--endpoints', endpoint, ...args], { env: { ETCDCTL_API: '3' } });
+      await etcdctl('del', `${keyRoot}/dots/${dot}`);
+      await etcdctl('del', '--prefix', `${keyRoot}/dot-commits/${dot}/`);
+      const again = await b.run(['--json', 'dot', 'pull', `file://${remote}/${dot}`]);
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.stderr).toMatch(/on pool .* already, from a pull cut short; writing its records/);
+      expect(readFileSync(`${b.dotPath(dot)}/f`, 'utf8')).toBe('whole');
+      expect((await b.run(['--json', 'dot', 'log', dot])).json().map((c: { message: string }) => c.message)).toEqual(['one']);
+      expect((await b.run(['--json', 'dot', 'fsck'])).code).toBe(0);
+    });
+
     it('a pull never overwrites diverged local commits; --stash-on-divergence keeps them on a branch', async () => {
       const dot = uniqueName('v');
       await a.run(['dot', 'init', dot]);

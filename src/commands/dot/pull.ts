@@ -115,12 +115,19 @@ export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Pr
   const origin = { remote: remoteName, dot: req.dot, branch };
 
   if (!existing) {
-    // Received into staging and published whole: an interrupted pull leaves no visible dot, and a re-run starts clean.
-    await transfer.discardStaging(pool, localName);
-    const staging: DotFsRef = { pool, dot: localName, branch, staging: true };
-    const got = await receiveChain(ctx, remote, manifest, transfer, staging, remoteChain, null);
-    await transfer.settleBranch(staging, head);
-    await transfer.publish(pool, localName);
+    let got: CommitRecord[];
+    if (await transfer.holdsPublished(pool, localName, branch, head)) {
+      // Cut short after it published the dot (whole: publishing comes last), before its records: only those are written.
+      ctx.events.warn(`${localName}: on pool ${pool.name} already, from a pull cut short; writing its records`);
+      got = remoteChain.map((id) => ({ ...manifest.commits[id]!.record, dot: localName, branch }));
+    } else {
+      // Received into staging and published whole: an interrupted pull leaves no visible dot, and a re-run starts clean.
+      await transfer.discardStaging(pool, localName);
+      const staging: DotFsRef = { pool, dot: localName, branch, staging: true };
+      got = await receiveChain(ctx, remote, manifest, transfer, staging, remoteChain, null);
+      await transfer.settleBranch(staging, head);
+      await transfer.publish(pool, localName);
+    }
     for (const c of got) await repo.putCommit(c);
     const now = new Date().toISOString();
     const dot: DotRecord = {

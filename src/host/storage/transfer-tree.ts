@@ -75,5 +75,6 @@ export function treeTransfer(runner: Runner, prim: TreePrimitives, format: 'btrf
     async discardStaging(pool, dot) {
       await removeTree(runner, prim, dotDir(pool, dot, true));
     },
+    holdsPublished: (pool, dot, _branch, head) => pathExists(`${dotDir(pool, dot)}/.commits/${head}`),
   };
 }

@@ -60,6 +60,7 @@ export function zfsTransfer(runner: Runner): DotTransfer {
       // zfs-fuse reports a dataset busy for a moment after a receive.
       await renameDataset(dotDataset(pool, dot, true), dotDataset(pool, dot));
     },
+    holdsPublished: (pool, dot, branch, head) => exists(`${dotDataset(pool, dot)}/${branch}@${head}`),
     async discardStaging(pool, dot) {
       const staged = dotDataset(pool, dot, true);
       // The `zfs recv` of a killed pull may still be cleaning up its own partial dataset: let it, then look again.
