@@ -10,6 +10,7 @@ import { dotMount } from './dot/mount.js';
 import { pullDot } from './dot/pull.js';
 import { withDots } from './dot/common.js';
 import { readPoolRecord } from '../host/local-state.js';
+import type { DotRepo } from '../state/dots.js';
 import { optBool, optList, optString, type CommandResult, type Context, type Handler } from './types.js';
 
 type Step = 'pool' | 'etcd' | 'dot' | 'seed' | 'mount';
@@ -36,16 +37,39 @@ async function step<T>(ctx: Context, name: Step, what: string, fn: () => Promise
   }
 }
 
-interface BootPlan {
-  devices: string[];
-  driver: string | undefined;
-  pool: string | undefined;
+/** The dot a boot brings up, and the seed it may come from. */
+interface BootDot {
   dotText: string;
   ref: ReturnType<typeof parseDotRef>;
   seedText: string | undefined;
   seed: ReturnType<typeof parseRemoteDotRef> | null;
+}
+
+interface BootPlan extends BootDot {
+  devices: string[];
+  driver: string | undefined;
+  pool: string | undefined;
   mountpoint: string;
   daemon: boolean;
+}
+
+/** The dot step: whatever is on this host wins over the seed (the reboot case), else the seed is pulled, else the dot is made; says which. */
+async function bringUpDot(ctx: Context, repo: DotRepo, d: BootDot, poolName: string): Promise<string> {
+  const existing = await step(ctx, 'dot', `dot ${d.ref.dot}`, () => repo.get(d.ref.dot));
+  if (existing) {
+    if (existing.subdots.includes(subdotDir(d.ref.subdot))) return 'kept';
+    await step(ctx, 'dot', `subdot ${d.dotText}`, () => dotInit({ args: [d.dotText], opts: {} }, ctx));
+    return 'kept (subdot created)';
+  }
+  const seed = d.seed;
+  if (seed) {
+    await step(ctx, 'seed', `pulling ${d.seedText}`, () => pullDot(ctx, repo, { remote: seed.remote, dot: seed.dot, branch: seed.branch, pool: poolName }));
+    const pulled = await repo.get(d.ref.dot);
+    if (pulled && !pulled.subdots.includes(subdotDir(d.ref.subdot))) await step(ctx, 'dot', `subdot ${d.dotText}`, () => dotInit({ args: [d.dotText], opts: {} }, ctx));
+    return 'pulled';
+  }
+  await step(ctx, 'dot', `dot ${d.dotText}`, () => dotInit({ args: [d.dotText], opts: { pool: poolName } }, ctx));
+  return 'created';
 }
 
 /**
@@ -64,20 +88,7 @@ async function planBoot(ctx: Context, b: BootPlan): Promise<CommandResult> {
   else note(`etcd up --pool ${poolName}: once the pool is there`);
   let dotAction = 'decided at boot';
   if (etcdRuns) {
-    dotAction = await withDots(ctx, async (repo) => {
-      const existing = await repo.get(b.ref.dot);
-      if (existing) {
-        if (existing.subdots.includes(subdotDir(b.ref.subdot))) return 'kept';
-        await dotInit({ args: [b.dotText], opts: {} }, ctx);
-        return 'kept (subdot created)';
-      }
-      if (b.seed) {
-        await pullDot(ctx, repo, { remote: b.seed.remote, dot: b.seed.dot, branch: b.seed.branch, pool: poolName });
-        return 'pulled';
-      }
-      await dotInit({ args: [b.dotText], opts: { pool: poolName } }, ctx);
-      return 'created';
-    });
+    dotAction = await withDots(ctx, (repo) => bringUpDot(ctx, repo, b, poolName));
     if (dotAction === 'kept') await dotMount({ args: [b.dotText, b.mountpoint], opts: {} }, ctx);
     else note(`mount ${b.dotText} at ${b.mountpoint}`);
   } else {
@@ -118,23 +129,7 @@ export const onboot: Handler = async ({ opts }, ctx) => {
 
   let dotAction: string;
   try {
-    dotAction = await withDots(ctx, async (repo) => {
-      const existing = await step(ctx, 'dot', `dot ${ref.dot}`, () => repo.get(ref.dot));
-      // The reboot case: whatever is on this host wins over the seed.
-      if (existing) {
-        if (existing.subdots.includes(subdotDir(ref.subdot))) return 'kept';
-        await step(ctx, 'dot', `subdot ${dotText}`, () => dotInit({ args: [dotText], opts: {} }, ctx));
-        return 'kept (subdot created)';
-      }
-      if (seed) {
-        await step(ctx, 'seed', `pulling ${seedText}`, () => pullDot(ctx, repo, { remote: seed.remote, dot: seed.dot, branch: seed.branch, pool: poolName }));
-        const pulled = await repo.get(ref.dot);
-        if (pulled && !pulled.subdots.includes(subdotDir(ref.subdot))) await step(ctx, 'dot', `subdot ${dotText}`, () => dotInit({ args: [dotText], opts: {} }, ctx));
-        return 'pulled';
-      }
-      await step(ctx, 'dot', `dot ${dotText}`, () => dotInit({ args: [dotText], opts: { pool: poolName } }, ctx));
-      return 'created';
-    });
+    dotAction = await withDots(ctx, (repo) => bringUpDot(ctx, repo, { dotText, ref, seedText, seed }, poolName));
     await step(ctx, 'mount', `mount at ${mountpoint}`, () => dotMount({ args: [dotText, mountpoint], opts: {} }, ctx));
   } catch (e) {
     // Oneshot or not, a failed boot does not leave etcd running behind it.

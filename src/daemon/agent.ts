@@ -58,8 +58,7 @@ export interface AgentOptions {
   onDrainTimeout?: () => void;
 }
 
-/** The token file the operator controls; made (0600) with a random token when missing. */
-/** The API token in file; made (random, 0600) when the file is missing, unless create is false (a reload changes nothing on disk). */
+/** The API token in the file the operator controls; made (random, 0600) when the file is missing, unless create is false (a reload changes nothing on disk). */
 export async function agentToken(file: string, create = true): Promise<string> {
   try {
     const token = (await readFile(file, 'utf8')).trim();

@@ -1,6 +1,6 @@
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
 import { connect, createServer, isIPv6 } from 'node:net';
-import type { JobRepo } from '../state/jobs.js';
+import { UDP_SERVICE_SUFFIX, type JobRepo } from '../state/jobs.js';
 import { fleetKeys } from '../state/keys.js';
 import type { Store } from '../state/store.js';
 
@@ -92,7 +92,7 @@ export class Ambassador {
   }
 
   private listen(service: string, address: string, port: number): Promise<Listening> {
-    if (service.endsWith('-udp')) return this.listenUdp(service, address, port);
+    if (service.endsWith(UDP_SERVICE_SUFFIX)) return this.listenUdp(service, address, port);
     const server = createServer((client) => void this.forward(service, client));
     return new Promise((resolve, reject) => {
       server.once('error', reject);

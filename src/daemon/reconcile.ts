@@ -160,7 +160,10 @@ export class Reconciler {
       const intent = byName.get(job);
       if (intent && (!intent.managed || intent.host === me)) continue;
       this.log(`removing container ${c.Names[0]} of job ${job}: ${intent ? `it moved to ${intent.host}` : 'the job was removed'}`);
-      await this.engine.remove(c.Id).catch((e: Error) => ((failed = true), this.log(`cannot remove ${c.Id.slice(0, 12)}: ${e.message}`)));
+      await this.engine.remove(c.Id).catch((e: Error) => {
+        failed = true;
+        this.log(`cannot remove ${c.Id.slice(0, 12)}: ${e.message}`);
+      });
     }
     this.unknown = unknown.map((c) => ({ id: c.Id.slice(0, 12), name: (c.Names[0] ?? '').replace(/^\//, ''), image: c.Image }));
     if (this.opts.prune) {

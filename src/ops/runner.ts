@@ -177,57 +177,51 @@ export class OpRunner {
         this.log(`${id}: ${status}, but not recorded yet (${e.message}); the next runner records it`);
         return op;
       });
-    // Left claimed when this runner stops part-way (its lease goes with it, and the next runner resumes the operation).
-    let keepClaim = false;
+    // An early return leaves the operation claimed: this runner stopped part-way, its lease goes with it, and the next runner resumes it.
     try {
+      if (!handler) throw new Error(`unknown operation kind ${claimed.kind}`);
+      if (claimed.attempts > 1) this.log(`${id}: resuming after an interrupted run (attempt ${claimed.attempts})`);
+      // An undo was under way when the last runner stopped: it goes on, nothing is run again.
+      const undoing = claimed.state.undoing as { error: string | null } | undefined;
+      if (undoing) throw new UndoPending(undoing.error);
+      // A cancel asked while no runner held it: undo instead of resuming.
+      if (claimed.cancelRequested) throw new Cancelled();
+      result = { value: await handler.run(run) };
+    } catch (e) {
+      if (e instanceof ClaimLostError) {
+        // Another runner has it now (or will): it resumes; undoing here would fight it.
+        this.log(`${id}: ${e.message}`);
+        return null;
+      }
+      if (e instanceof InterruptedError || e instanceof StoreUnavailableError) {
+        // Shutting down, or the store is away: the next runner resumes it.
+        this.log(`${id}: ${e instanceof InterruptedError ? 'interrupted' : e.message}; the next runner resumes it`);
+        return null;
+      }
+      const pendingUndo = e instanceof UndoPending ? e : null;
+      const cancelled = pendingUndo ? pendingUndo.error === null : e instanceof Cancelled;
+      let error = pendingUndo ? pendingUndo.error : cancelled ? null : (e as Error).message;
+      // The decision is recorded before undo starts: a runner that resumes it undoes, it does not run again.
+      if (!pendingUndo && handler?.undoes !== false) await run.save({ undoing: { error } }).catch(() => undefined);
       try {
-        if (!handler) throw new Error(`unknown operation kind ${claimed.kind}`);
-        if (claimed.attempts > 1) this.log(`${id}: resuming after an interrupted run (attempt ${claimed.attempts})`);
-        // An undo was under way when the last runner stopped: it goes on, nothing is run again.
-        const undoing = claimed.state.undoing as { error: string | null } | undefined;
-        if (undoing) throw new UndoPending(undoing.error);
-        // A cancel asked while no runner held it: undo instead of resuming.
-        if (claimed.cancelRequested) throw new Cancelled();
-        result = { value: await handler.run(run) };
-      } catch (e) {
-        if (e instanceof ClaimLostError) {
-          // Another runner has it now (or will): it resumes; undoing here would fight it.
-          this.log(`${id}: ${e.message}`);
-          keepClaim = true;
+        if (handler) await handler.undo(run);
+      } catch (u) {
+        if (u instanceof InterruptedError || u instanceof StoreUnavailableError || u instanceof ClaimLostError) {
+          this.log(`${id}: undo cut short (${(u as Error).message}); the next runner goes on with it`);
           return null;
         }
-        if (e instanceof InterruptedError || e instanceof StoreUnavailableError) {
-          // Shutting down, or the store is away: the operation stays claimed under this runner's lease, and the next runner resumes it.
-          this.log(`${id}: ${e instanceof InterruptedError ? 'interrupted' : e.message}; the next runner resumes it`);
-          keepClaim = true;
-          return null;
-        }
-        const pendingUndo = e instanceof UndoPending ? e : null;
-        const cancelled = pendingUndo ? pendingUndo.error === null : e instanceof Cancelled;
-        let error = pendingUndo ? pendingUndo.error : cancelled ? null : (e as Error).message;
-        // The decision is recorded before undo starts: a runner that resumes it undoes, it does not run again.
-        if (!pendingUndo && handler?.undoes !== false) await run.save({ undoing: { error } }).catch(() => undefined);
-        try {
-          if (handler) await handler.undo(run);
-        } catch (u) {
-          if (u instanceof InterruptedError || u instanceof StoreUnavailableError || u instanceof ClaimLostError) {
-            this.log(`${id}: undo cut short (${(u as Error).message}); the next runner goes on with it`);
-            keepClaim = true;
-            return null;
-          }
-          error = `${error ?? 'cancelled'}; undoing it failed too: ${(u as Error).message}`;
-        }
-        await finish(cancelled && error === null ? 'cancelled' : 'failed', { error, progress: { ...pending, message: `${cancelled ? 'cancelled' : 'failed'}, ${handler?.undoes === false ? 'what it did stays' : 'undone'}` } });
+        error = `${error ?? 'cancelled'}; undoing it failed too: ${(u as Error).message}`;
       }
-      if (result) {
-        // Outside the inner try: a store error here must not undo a finished operation. Left running, it is resumed (and ends done) by the next runner.
-        await finish('done', { result: result.value, error: null, progress: { done: pending.total, total: pending.total, message: 'done' } });
-      }
-      this.log(describeOp(op));
-      return op;
-    } finally {
-      if (this.releaseClaims && !keepClaim) await this.repo.release(id, owner).catch(() => undefined);
+      await finish(cancelled && error === null ? 'cancelled' : 'failed', { error, progress: { ...pending, message: `${cancelled ? 'cancelled' : 'failed'}, ${handler?.undoes === false ? 'what it did stays' : 'undone'}` } });
     }
+    if (result) {
+      // Outside the try: a store error here must not undo a finished operation (finish logs it; the next runner records it).
+      await finish('done', { result: result.value, error: null, progress: { done: pending.total, total: pending.total, message: 'done' } });
+    }
+    // finish never throws: the claim is given back on every way that reaches here.
+    if (this.releaseClaims) await this.repo.release(id, owner).catch(() => undefined);
+    this.log(describeOp(op));
+    return op;
   }
 }
 

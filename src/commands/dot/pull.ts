@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { COMMIT_ID_RE, DEFAULT_BRANCH, DEFAULT_SUBDOT, chain, parseDotName, parseDotRef, parseRemoteDotRef, planTransfer, validateBranch, type CommitRecord, type DotRecord } from '../../core/dots.js';
 import { ConflictError, NotFoundError } from '../../core/errors.js';
-import type { Manifest, RemoteEndpoint } from '../../core/remote.js';
+import type { Manifest, ManifestCommit, RemoteEndpoint } from '../../core/remote.js';
 import type { PoolRecord } from '../../core/pool.js';
 import type { DotFsRef, DotTransfer } from '../../host/storage/driver.js';
 import type { DotRepo } from '../../state/dots.js';
@@ -59,6 +59,9 @@ export function checkManifestNames(m: Manifest, dot: string, remote: string): vo
   for (const [b, { commits }] of Object.entries(m.branches)) for (const id of commits) if (!m.commits[id]) throw bad(`branch ${b} lists commit ${id}, which it does not hold`);
 }
 
+/** A remote commit's record filed under this side's names: a pull --as keeps the commits under the local dot. */
+const localRecord = (entry: ManifestCommit, dot: string, branch: string): CommitRecord => ({ ...entry.record, dot, branch });
+
 /** Receives commits (oldest first) from the remote into ref, each stream checked before it reaches the pool. */
 export async function receiveChain(ctx: Context, remote: RemoteEndpoint, manifest: Manifest, transfer: DotTransfer, ref: DotFsRef, ids: string[], base: string | null): Promise<CommitRecord[]> {
   const got: CommitRecord[] = [];
@@ -69,8 +72,7 @@ export async function receiveChain(ctx: Context, remote: RemoteEndpoint, manifes
     if (entry.base !== null && entry.base !== prev) {
       throw new ConflictError(`stream ${entry.file} applies on top of ${shortId(entry.base)}, but this side is at ${shortId(prev)}`, { hint: 'pull the branch it was pushed from' });
     }
-    // Filed under this side's names: a pull --as keeps the commits under the local dot.
-    const record: CommitRecord = { ...entry.record, dot: ref.dot, branch: ref.branch };
+    const record = localRecord(entry, ref.dot, ref.branch);
     ctx.events.step(`pull ${ref.dot}: commit ${shortId(id)} (${entry.bytes} bytes)`);
     for (let attempt = 1; ; attempt++) {
       try {
@@ -119,7 +121,7 @@ export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Pr
     if (await transfer.holdsPublished(pool, localName, branch, head)) {
       // Cut short after it published the dot (whole: publishing comes last), before its records: only those are written.
       ctx.events.warn(`${localName}: on pool ${pool.name} already, from a pull cut short; writing its records`);
-      got = remoteChain.map((id) => ({ ...manifest.commits[id]!.record, dot: localName, branch }));
+      got = remoteChain.map((id) => localRecord(manifest.commits[id]!, localName, branch));
     } else {
       // Received into staging and published whole: an interrupted pull leaves no visible dot, and a re-run starts clean.
       await transfer.discardStaging(pool, localName);

@@ -3,12 +3,14 @@ import { dirname, resolve } from 'node:path';
 import { ConflictError, NotFoundError, StoreUnavailableError, ValidationError } from '../../core/errors.js';
 import { formatSize } from '../../core/size.js';
 import { isEtcdProcess, probeHealth } from '../../host/etcd-server.js';
+import { pathExists } from '../../host/mounts.js';
 import type { Runner } from '../../host/runner.js';
 import { findExecutable } from '../../host/which.js';
 import { optBool, type Context, type Handler } from '../types.js';
 import { readEtcdState } from './local.js';
 
-const ETCDCTL_ENV = { ETCDCTL_API: '3' };
+/** etcdctl 3.4 speaks the v3 API by default; said anyway, for older clients on a host. */
+export const ETCDCTL_ENV = { ETCDCTL_API: '3' };
 
 export interface SnapshotInfo {
   revision: number;
@@ -43,13 +45,6 @@ async function snapshotEndpoint(ctx: Context): Promise<string> {
   return state.clientUrl;
 }
 
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
-}
-
 /** etcdctl writes FILE.part and renames it when whole, so FILE is never half a snapshot. */
 async function saveSnapshot(runner: Runner, endpoint: string, file: string): Promise<void> {
   await runner.run(['etcdctl', '--endpoints', endpoint, 'snapshot', 'save', file], { env: ETCDCTL_ENV });
@@ -58,9 +53,10 @@ async function saveSnapshot(runner: Runner, endpoint: string, file: string): Pro
 /** `knarr etcd backup FILE`: a consistent snapshot of the fleet's store, checked after it is written. */
 export const etcdBackup: Handler = async ({ args, opts }, ctx) => {
   const file = resolve(ctx.cwd, args[0] as string);
-  if (!(await exists(dirname(file)))) throw new NotFoundError(`directory ${dirname(file)} does not exist`, { hint: `create it first: mkdir -p ${dirname(file)}` });
-  if ((await stat(file).catch(() => null))?.isDirectory()) throw new ValidationError('FILE', `${file} is a directory: name the snapshot file, e.g. ${file}/knarr-etcd.db`);
-  if ((await exists(file)) && !optBool(opts, 'force')) {
+  if (!(await pathExists(dirname(file)))) throw new NotFoundError(`directory ${dirname(file)} does not exist`, { hint: `create it first: mkdir -p ${dirname(file)}` });
+  const there = await stat(file).catch(() => null);
+  if (there?.isDirectory()) throw new ValidationError('FILE', `${file} is a directory: name the snapshot file, e.g. ${file}/knarr-etcd.db`);
+  if (there && !optBool(opts, 'force')) {
     throw new ConflictError(`${file} already exists`, { hint: 'name a new file, or pass --force to replace it' });
   }
   const endpoint = await snapshotEndpoint(ctx);

@@ -1,8 +1,6 @@
-import { statePaths } from '../../core/paths.js';
-import { isEtcdProcess, stopProcess } from '../../host/etcd-server.js';
-import { writeJsonAtomic } from '../../host/local-state.js';
+import { isEtcdProcess } from '../../host/etcd-server.js';
 import type { Handler } from '../types.js';
-import { readEtcdState, refuseExternal } from './local.js';
+import { readEtcdState, refuseExternal, stopLocalEtcd } from './local.js';
 
 /** `knarr etcd down`: stop the managed etcd; its data stays. Idempotent. */
 export const etcdDown: Handler = async (_input, ctx) => {
@@ -15,8 +13,7 @@ export const etcdDown: Handler = async (_input, ctx) => {
     return { data: { action: 'planned', pid: state.pid } };
   }
   ctx.events.step(`etcd: stopping pid ${state.pid}`);
-  const how = await stopProcess(state.pid!);
+  const how = await stopLocalEtcd(ctx, state);
   ctx.events.done();
-  await writeJsonAtomic(statePaths(ctx.config.stateDir).etcdState, { ...state, pid: null, startedAt: null });
   return { data: { action: how, running: false, pid: state.pid }, view: { kind: 'lines', lines: [`etcd ${how} (pid ${state.pid})`] } };
 };

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { rename, rm, stat } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import { KnarrError, ExitCode, NotFoundError, UserError, ConflictError } from '../../core/errors.js';
 import { validatePort } from '../../core/config.js';
 import { ETCD_VOLUME, statePaths } from '../../core/paths.js';
@@ -18,16 +18,11 @@ import {
 } from '../../host/etcd-server.js';
 import { listPoolRecords, readJson, syncDir, writeJsonAtomic } from '../../host/local-state.js';
 import { knarrAlive } from '../../host/lock.js';
+import { pathExists } from '../../host/mounts.js';
 import { connectEtcd } from '../../state/store.js';
 import { fleetKeys, SCHEMA_VERSION } from '../../state/keys.js';
 import { defaultPool, selectPool } from '../pool/select.js';
 import type { Context } from '../types.js';
-
-const exists = (path: string) =>
-  stat(path).then(
-    () => true,
-    () => false,
-  );
 
 export interface LocalEtcdOptions {
   pool?: string;
@@ -113,8 +108,8 @@ export async function finishRestore(ctx: Context): Promise<boolean> {
   const j = await readRestoreJournal(ctx);
   if (!j) return false;
   if (ctx.runner.plan(['mv', `${j.staged}/member`, `${j.dataDir}/member`])) return true;
-  const staged = await exists(`${j.staged}/member`);
-  const live = await exists(`${j.dataDir}/member`);
+  const staged = await pathExists(`${j.staged}/member`);
+  const live = await pathExists(`${j.dataDir}/member`);
   if (!staged && !live) {
     throw new ConflictError(`the etcd restore in ${journalPath} cannot be finished: neither ${j.staged}/member nor ${j.dataDir}/member is there`, {
       hint: `mount the pool that holds ${j.dataDir} (knarr pool init) and run the command again${j.aside ? `; the data it replaced is in ${j.aside}` : ''}`,
@@ -123,7 +118,7 @@ export async function finishRestore(ctx: Context): Promise<boolean> {
   if (staged) {
     if (live) {
       if (!j.aside) throw new ConflictError(`${j.dataDir}/member appeared during a restore that found no data there`, { hint: 'move it away, then run: knarr etcd up' });
-      if (await exists(j.aside)) throw new ConflictError(`${j.aside} exists already: the data there is not moved over it`, { hint: `move it away, then run: knarr etcd up` });
+      if (await pathExists(j.aside)) throw new ConflictError(`${j.aside} exists already: the data there is not moved over it`, { hint: `move it away, then run: knarr etcd up` });
       await rename(`${j.dataDir}/member`, j.aside);
     }
     await rename(`${j.staged}/member`, `${j.dataDir}/member`);
@@ -132,6 +127,13 @@ export async function finishRestore(ctx: Context): Promise<boolean> {
   await syncDir(j.dataDir);
   await rm(journalPath, { force: true });
   return true;
+}
+
+/** Stops the managed etcd and records it stopped (its data stays). */
+export async function stopLocalEtcd(ctx: Context, state: EtcdServerState): Promise<'stopped' | 'killed'> {
+  const how = await stopProcess(state.pid!);
+  await writeJsonAtomic(statePaths(ctx.config.stateDir).etcdState, { ...state, pid: null, startedAt: null });
+  return how;
 }
 
 /** Records the fleet's schema and this host's current pools (dropping destroyed ones) once etcd answers. */

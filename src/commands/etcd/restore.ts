@@ -3,11 +3,12 @@ import { resolve } from 'node:path';
 import { ConflictError, ExternalCommandError, NotFoundError, UserError } from '../../core/errors.js';
 import { validatePort } from '../../core/config.js';
 import { statePaths } from '../../core/paths.js';
-import { ETCD_MEMBER_NAME, isEtcdProcess, stopProcess } from '../../host/etcd-server.js';
+import { ETCD_MEMBER_NAME, isEtcdProcess } from '../../host/etcd-server.js';
+import { pathExists } from '../../host/mounts.js';
 import { writeJsonAtomic } from '../../host/local-state.js';
 import { optBool, optString, type Handler } from '../types.js';
-import { snapshotStatus, snapshotTool } from './backup.js';
-import { dataLocation, dropUnswappedRestore, ensureLocalEtcd, finishRestore, readEtcdState, refuseExternal, type RestoreJournal } from './local.js';
+import { ETCDCTL_ENV, snapshotStatus, snapshotTool } from './backup.js';
+import { dataLocation, dropUnswappedRestore, ensureLocalEtcd, finishRestore, readEtcdState, refuseExternal, stopLocalEtcd, type RestoreJournal } from './local.js';
 import { etcdData } from './view.js';
 
 /** `knarr etcd restore FILE`: the managed etcd's data replaced by a snapshot's; the data it had is kept aside. */
@@ -29,7 +30,7 @@ export const etcdRestore: Handler = async ({ args, opts }, ctx) => {
   const peerOpt = optString(opts, 'peerPort');
   // The restored member names its peer address: the one etcd is started with next.
   const peerUrl = peerOpt !== undefined ? `http://127.0.0.1:${validatePort('--peer-port', peerOpt)}` : state?.peerUrl ?? `http://127.0.0.1:${ctx.config.etcdServer.peerPort}`;
-  const hasData = await stat(`${dataDir}/member`).then(() => true, () => false);
+  const hasData = await pathExists(`${dataDir}/member`);
   if (hasData && !optBool(opts, 'yes') && !ctx.runner.dryRun) {
     throw new UserError(`restoring replaces the fleet state in ${dataDir} with the snapshot's; pass --yes to confirm`, {
       hint: `the data there now is kept aside in ${dataDir}/member.before-restore-<time>; preview with: knarr --dry-run etcd restore ${args[0]}`,
@@ -49,7 +50,7 @@ export const etcdRestore: Handler = async ({ args, opts }, ctx) => {
   ctx.events.step(`etcd: unpacking ${file} (revision ${info.revision}, ${info.keys} keys)`);
   const restoreArgv = [snapshotTool(ctx), 'snapshot', 'restore', file, '--data-dir', staged, '--name', ETCD_MEMBER_NAME, '--initial-cluster', `${ETCD_MEMBER_NAME}=${peerUrl}`, '--initial-advertise-peer-urls', peerUrl];
   try {
-    await ctx.runner.run(restoreArgv, { env: { ETCDCTL_API: '3' } });
+    await ctx.runner.run(restoreArgv, { env: ETCDCTL_ENV });
   } catch (e) {
     await rm(staged, { recursive: true, force: true });
     if (e instanceof ExternalCommandError) throw new UserError(`${file} cannot be restored: ${e.message}`, { hint: 'the snapshot is damaged or not an etcd snapshot; nothing was changed' });
@@ -61,10 +62,7 @@ export const etcdRestore: Handler = async ({ args, opts }, ctx) => {
 
   if (running && state) {
     ctx.events.step(`etcd: stopping pid ${state.pid}`);
-    if (!ctx.runner.plan(['kill', '-TERM', String(state.pid)])) {
-      await stopProcess(state.pid!);
-      await writeJsonAtomic(statePaths(ctx.config.stateDir).etcdState, { ...state, pid: null, startedAt: null });
-    }
+    if (!ctx.runner.plan(['kill', '-TERM', String(state.pid)])) await stopLocalEtcd(ctx, state);
   }
   if (ctx.runner.dryRun) {
     if (aside) ctx.runner.plan(['mv', `${dataDir}/member`, aside]);

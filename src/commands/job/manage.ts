@@ -30,10 +30,6 @@ async function requireJob(repo: JobRepo, text: string): Promise<{ intent: JobInt
   return { intent, actual: await repo.actual(name) };
 }
 
-/**
- * After the CLI changed an intent: the host's agent converges (a host that is down converges when its
- * agent returns); with no agent, the CLI converges this host's engine itself. Says which happened.
- */
 /** Run with no agent, a job lives on the engine of the host that ran it: another host's engine would start a second copy. */
 const elsewhere = (intent: JobIntent) => !intent.managed && intent.host !== null && intent.host !== hostId();
 
@@ -43,6 +39,10 @@ function requireHere(intent: JobIntent): void {
   }
 }
 
+/**
+ * After the CLI changed an intent: the host's agent converges (a host that is down converges when its
+ * agent returns); with no agent, the CLI converges this host's engine itself. Says which happened.
+ */
 async function converge(ctx: Context, j: Jobs, intent: JobIntent): Promise<'done' | 'host-down'> {
   if (!intent.managed) {
     requireHere(intent);

@@ -1,3 +1,4 @@
+import { finished } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ExternalCommandError } from '../../core/errors.js';
 import type { Runner } from '../runner.js';
@@ -30,8 +31,7 @@ export function zfsTransfer(runner: Runner): DotTransfer {
       const snapshot = `${dataset(ref)}@${commit.id}`;
       // A pull cut short after this commit's receive (before its records): the snapshot is here, the stream is not needed.
       if (base && (await exists(snapshot))) {
-        input.resume();
-        await new Promise((resolve) => (input.readableEnded ? resolve(undefined) : input.once('end', resolve).once('close', resolve)));
+        await finished(input.resume());
         await runner.run(['zfs', 'set', `knarr:commit=${JSON.stringify(commit)}`, snapshot]);
         return;
       }
