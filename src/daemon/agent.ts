@@ -117,7 +117,7 @@ export class Agent {
     this.engine = new DockerEngine(opts.dockerSocket);
     this.jobs = new JobRepo(store, opts.fleet);
     this.ambassador = new Ambassador(opts.name, opts.fleet, store, this.jobs, log);
-    this.reconciler = new Reconciler({ host: opts.name, fleet: opts.fleet, serviceAddress: opts.advertise, prune: opts.prune, dotBinds: opts.dotBinds, hostsWithDots: opts.hostsWithDots, strategy: opts.strategy }, this.engine, this.jobs, hosts, { ambassador: this.ambassador }, log);
+    this.reconciler = new Reconciler({ host: opts.name, machine: hostId(), fleet: opts.fleet, serviceAddress: opts.advertise, prune: opts.prune, dotBinds: opts.dotBinds, hostsWithDots: opts.hostsWithDots, strategy: opts.strategy }, this.engine, this.jobs, hosts, { ambassador: this.ambassador }, log);
   }
 
   /**

@@ -22,6 +22,8 @@ export interface ReconcilerOptions {
   dotBinds: (spec: JobSpec) => Promise<string[]>;
   /** How the scheduler ranks hosts when it moves a job. */
   strategy?: Strategy;
+  /** This machine's name: a job run here with no agent, on this engine, is taken over by this agent (an agent's own name may differ). */
+  machine?: string;
   /** The names of the hosts that have every dot the job uses: a job moves only to one of them. */
   hostsWithDots?: (spec: JobSpec, hosts: HostRecord[]) => Promise<string[]>;
 }
@@ -127,6 +129,15 @@ export class Reconciler {
         this.log(`reconcile: ${what}: ${(e as Error).message}`);
       }
     };
+    for (const [n, i] of intents.entries()) {
+      if (i.managed || !this.opts.machine || i.host !== this.opts.machine || (i.engine !== undefined && i.engine !== this.engine.socketPath)) continue;
+      await step(`taking over job ${i.spec.name}`, async () => {
+        const taken = await this.takeOver(i);
+        if (!taken) return;
+        intents[n] = taken;
+        byName.set(taken.spec.name, taken);
+      });
+    }
     const linked = new Set<string>();
     for (const i of intents) {
       if (!i.managed || i.host !== me) continue;
@@ -265,6 +276,19 @@ export class Reconciler {
     }
     await this.ensure(intent, container, await this.jobs.actual(name));
     return this.jobs.actual(name);
+  }
+
+  /**
+   * A job run on this machine's engine with no agent becomes one this agent keeps running, like any
+   * other: a container removed behind knarr's back is made again. The intent as taken over, or null.
+   */
+  private async takeOver(i: JobIntent): Promise<JobIntent | null> {
+    const me = this.opts.host;
+    const taken = await this.jobs.updateIntent(i.spec.name, (cur) => (cur.managed || cur.host !== i.host ? null : { ...cur, engine: undefined, managed: true, host: me }));
+    if (!taken) return null;
+    await this.jobs.addEvent(i.spec.name, { host: me, event: 'placed', detail: `taken over by the agent of ${me}` });
+    this.log(`job ${i.spec.name}: run here with no agent, now kept by this agent`);
+    return taken;
   }
 
   /**

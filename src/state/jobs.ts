@@ -13,6 +13,8 @@ export interface JobIntent {
   generation?: number;
   /** Placed by the scheduler and kept running by the hosts' agents (false: run inline by the CLI, no agent). */
   managed?: boolean;
+  /** Run with no agent: the engine socket it runs on, so only an agent of that engine takes it over. */
+  engine?: string;
   createdAt: string;
 }
 

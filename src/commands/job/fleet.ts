@@ -107,7 +107,7 @@ export async function runDaemonized(ctx: Context, spec: JobSpec): Promise<Comman
     if (managed) target = await placeOn(ctx, store, spec, hosts, await repo.intents(), await repo.pastHosts(spec.name));
     else if ((spec.host !== null && spec.host !== hostId()) || spec.tags.length > 0) throw new PrerequisiteError(`no host of fleet ${ctx.config.fleet} is up to run job ${spec.name}`, { hint: 'start an agent (knarr daemon) on the hosts, or drop --host/--tag to run here' });
     const host = target?.name ?? hostId();
-    if (!(await repo.createIntent(spec.name, { spec, host, desired: 'running', generation: 0, managed, createdAt: new Date().toISOString() }))) {
+    if (!(await repo.createIntent(spec.name, { spec, host, desired: 'running', generation: 0, managed, ...(managed ? {} : { engine: dockerSocketPath(ctx.env) }), createdAt: new Date().toISOString() }))) {
       throw new ConflictError(`a job named ${spec.name} already exists in the fleet`, { hint: `see it with: knarr job show ${spec.name}; remove it with: knarr job rm ${spec.name}` });
     }
     await repo.addEvent(spec.name, { host, event: 'placed' });

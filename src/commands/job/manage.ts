@@ -3,9 +3,9 @@ import type { JobSpec } from '../../core/job-spec.js';
 import { validateName } from '../../core/names.js';
 import { formatSize } from '../../core/size.js';
 import { formatArgv } from '../../host/runner.js';
-import { DockerEngine, demux, dockerSocketPath } from '../../host/docker.js';
+import { DockerEngine, demux, dockerSocketPath, type ContainerSummary } from '../../host/docker.js';
 import { hostId } from '../../host/identity.js';
-import { daemonContainerName } from '../../host/job-containers.js';
+import { daemonContainerName, LABEL_FLEET, LABEL_JOB, LABEL_MODE } from '../../host/job-containers.js';
 import { HostRepo } from '../../state/hosts.js';
 import { desiredState, generationOf, JobRepo, type JobActual, type JobIntent } from '../../state/jobs.js';
 import type { Store } from '../../state/store.js';
@@ -64,19 +64,60 @@ function shownState(intent: JobIntent, actual: JobActual | null, up: Set<string>
   return actual.state;
 }
 
-const upHosts = async (hosts: HostRepo) => new Set((await hosts.list()).filter((h) => h.up).map((h) => h.host.name));
+type HostList = Awaited<ReturnType<HostRepo['list']>>;
+
+/** The engine of a job's host when that host is this machine, so its containers can be asked directly; else null. */
+export function engineOnThisMachine(ctx: Context, intent: JobIntent, hosts: HostList): DockerEngine | null {
+  if (intent.host === null) return null;
+  if (!intent.managed) return intent.host === hostId() ? new DockerEngine(dockerSocketPath(ctx.env)) : null;
+  const record = hosts.find((h) => h.host.name === intent.host)?.host;
+  if (!record || (record.dotHost ?? record.name) !== hostId() || !record.dockerEndpoint.startsWith('unix://')) return null;
+  return new DockerEngine(record.dockerEndpoint.slice('unix://'.length));
+}
+
+/** A recorded container's state as its engine tells it now: missing when the engine no longer has it. */
+const engineState = (c: ContainerSummary | undefined): string => (!c || c.State === 'removing' ? 'missing' : c.State === 'dead' ? 'exited' : c.State);
+
+/**
+ * Each job's state as the engine of its host tells it, for the hosts on this machine: a container
+ * removed or stopped behind knarr's back shows so, whatever the record says. Other hosts' records stand.
+ */
+async function observed(ctx: Context, rows: { intent: JobIntent; actual: JobActual | null }[], hosts: HostList): Promise<Map<string, { state: string; container: string | null }>> {
+  const up = new Set(hosts.filter((h) => h.up).map((h) => h.host.name));
+  const lists = new Map<string, Promise<ContainerSummary[] | null>>();
+  const seen = new Map<string, { state: string; container: string | null }>();
+  await Promise.all(
+    rows.map(async ({ intent, actual }) => {
+      const name = intent.spec.name;
+      const state = shownState(intent, actual, up);
+      seen.set(name, { state, container: actual?.container || null });
+      if (!actual?.container || !['running', 'restarting', 'exited'].includes(state)) return;
+      const engine = engineOnThisMachine(ctx, intent, hosts);
+      if (!engine) return;
+      // One listing per engine; an engine that does not answer leaves the records as they are.
+      if (!lists.has(engine.socketPath)) lists.set(engine.socketPath, engine.list(true, [LABEL_JOB]).catch(() => null));
+      const containers = await lists.get(engine.socketPath)!;
+      if (!containers) return;
+      const real = engineState(containers.find((c) => c.Id === actual.container));
+      seen.set(name, { state: real, container: real === 'missing' ? null : actual.container });
+    }),
+  );
+  return seen;
+}
 
 /** `knarr job list`: daemonized jobs, intent next to actual state. */
 export const jobList: Handler = async (_i, ctx) =>
   withJobs(ctx, async ({ repo, hosts }) => {
-    const [intents, actuals, up] = await Promise.all([repo.intents(), repo.actuals(), upHosts(hosts)]);
+    const [intents, actuals, hostList] = await Promise.all([repo.intents(), repo.actuals(), hosts.list()]);
     const rows = intents.map((intent) => ({ intent, actual: actuals.get(intent.spec.name) ?? null })).sort((a, b) => a.intent.spec.name.localeCompare(b.intent.spec.name));
+    const now = await observed(ctx, rows, hostList);
+    const at = (r: (typeof rows)[number]) => now.get(r.intent.spec.name)!;
     return {
-      data: rows.map((r) => ({ job: r.intent.spec.name, host: r.intent.host, image: r.intent.spec.image, state: shownState(r.intent, r.actual, up), container: r.actual?.container || null, restarts: r.actual?.restarts ?? 0, ports: r.intent.spec.ports })),
+      data: rows.map((r) => ({ job: r.intent.spec.name, host: r.intent.host, image: r.intent.spec.image, state: at(r).state, container: at(r).container, restarts: r.actual?.restarts ?? 0, ports: r.intent.spec.ports })),
       view: {
         kind: 'table',
         columns: ['JOB', 'HOST', 'STATE', 'IMAGE', 'PORTS'],
-        rows: rows.map((r) => [r.intent.spec.name, r.intent.host ?? '-', shownState(r.intent, r.actual, up), r.intent.spec.image, r.intent.spec.ports.map(portText).join(',') || '-']),
+        rows: rows.map((r) => [r.intent.spec.name, r.intent.host ?? '-', at(r).state, r.intent.spec.image, r.intent.spec.ports.map(portText).join(',') || '-']),
       },
     };
   });
@@ -85,7 +126,7 @@ export const jobList: Handler = async (_i, ctx) =>
 export const jobShow: Handler = async ({ args }, ctx) =>
   withJobs(ctx, async ({ repo, hosts }) => {
     const { intent, actual } = await requireJob(repo, args[0] as string);
-    const state = shownState(intent, actual, await upHosts(hosts));
+    const { state } = (await observed(ctx, [{ intent, actual }], await hosts.list())).get(intent.spec.name)!;
     return { data: { ...intent, actual, state }, view: { kind: 'fields', fields: jobFields(intent, actual, state) } };
   });
 
@@ -120,7 +161,8 @@ function jobFields(intent: JobIntent, actual: JobActual | null, state: string): 
     ['created', intent.createdAt],
   ];
   if (actual) {
-    fields.push(['container', actual.container ? `${actual.container.slice(0, 12)} on ${actual.host}` : '-'], ['started', actual.startedAt], ['restarts', String(actual.restarts ?? 0)]);
+    const container = actual.container ? `${actual.container.slice(0, 12)} on ${actual.host}${state === 'missing' ? ' (gone from its engine)' : ''}` : '-';
+    fields.push(['container', container], ['started', actual.startedAt], ['restarts', String(actual.restarts ?? 0)]);
     if (actual.exitCode !== undefined) fields.push(['exit code', String(actual.exitCode)]);
     if (actual.error) fields.push(['error', actual.error]);
   }
@@ -148,9 +190,19 @@ export const jobRm: Handler = async ({ args }, ctx) =>
     await j.repo.remove(name);
     await j.repo.addEvent(name, { host: intent.host ?? '-', event: 'removed' });
     // With the intent gone, the host's agent (or the CLI, with none) removes the container.
-    const outcome = await converge(ctx, j, intent);
-    const lines = [`job ${name} removed${outcome === 'host-down' ? ` (its container goes when ${intent.host} is back)` : ''}`];
-    return { data: { job: name, removed: true }, view: { kind: 'lines', lines } };
+    let later = (await converge(ctx, j, intent)) === 'host-down' ? ` (its container goes when ${intent.host} is back)` : '';
+    // Its host's agent is down, but its engine is this machine's: the container goes now.
+    const engine = later ? engineOnThisMachine(ctx, intent, await j.hosts.list()) : null;
+    if (engine) {
+      try {
+        const labels = [`${LABEL_JOB}=${name}`, `${LABEL_FLEET}=${ctx.config.fleet}`, `${LABEL_MODE}=daemon`];
+        for (const c of await engine.list(true, labels)) await engine.remove(c.Id);
+        later = '';
+      } catch (e) {
+        later = ` (its container could not be removed now: ${(e as Error).message}; it goes when ${intent.host}'s agent is back)`;
+      }
+    }
+    return { data: { job: name, removed: true, containerRemoved: !later }, view: { kind: 'lines', lines: [`job ${name} removed${later}`] } };
   });
 
 /**
