@@ -77,7 +77,7 @@ _knarr() {
     'pool/init') COMPREPLY=($(compgen -W '--name --driver --device --loop-file --size --path --mountpoint --force'" $globals" -- "$cur")) ;;
     'pool/status') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'pool/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'pool/destroy') COMPREPLY=($(compgen -W '--yes'" $globals" -- "$cur")) ;;
+    'pool/destroy') COMPREPLY=($(compgen -W '--yes --force'" $globals" -- "$cur")) ;;
     'etcd') COMPREPLY=($(compgen -W 'up down status backup restore'" $globals" -- "$cur")) ;;
     'etcd/up') COMPREPLY=($(compgen -W '--pool --client-port --peer-port'" $globals" -- "$cur")) ;;
     'etcd/down') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;

@@ -94,6 +94,7 @@ complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcomma
 complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcommand_from init' -l mountpoint -r -F -d 'where the pool is mounted (default <state-dir>/mnt/<name>)'
 complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcommand_from init' -l force -d 'overwrite a device or file that holds another filesystem'
 complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcommand_from destroy' -l yes -d 'confirm that all data on the pool is to be destroyed'
+complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcommand_from destroy' -l force -d 'destroy it even while dots, images, cluster volumes or the managed etcd'\''s data are on it'
 complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from up' -l pool -x -d 'pool whose knarr-etcd volume holds the data (default: the default pool, if any)'
 complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from up' -l client-port -x -d 'client port on 127.0.0.1 (default 2379)'
 complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from up' -l peer-port -x -d 'peer port on 127.0.0.1 (default 2380)'

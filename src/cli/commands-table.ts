@@ -101,9 +101,16 @@ export const COMMANDS: CommandDef[] = [
       {
         name: 'destroy',
         summary: 'destroy a pool and all data on it (needs --yes)',
+        description: 'A pool that holds dots, images, cluster volumes or the managed etcd\'s data is refused (they are listed) unless --force is given too; the empty mountpoint goes with the pool.',
         args: [{ name: 'pool', description: 'pool name', required: true }],
-        options: [{ flags: '--yes', description: 'confirm that all data on the pool is to be destroyed' }],
-        examples: [{ command: 'knarr pool destroy scratch --yes', description: 'destroy the pool "scratch"' }],
+        options: [
+          { flags: '--yes', description: 'confirm that all data on the pool is to be destroyed' },
+          { flags: '--force', description: 'destroy it even while dots, images, cluster volumes or the managed etcd\'s data are on it' },
+        ],
+        examples: [
+          { command: 'knarr pool destroy scratch --yes', description: 'destroy the pool "scratch"' },
+          { command: 'knarr pool destroy old --yes --force', description: 'destroy the pool "old" with the dots and images on it' },
+        ],
         handler: () => import('../commands/pool/destroy.js').then((m) => m.poolDestroy),
       },
     ],

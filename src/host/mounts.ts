@@ -1,4 +1,4 @@
-import { readFile, stat, statfs } from 'node:fs/promises';
+import { readdir, readFile, rmdir, stat, statfs } from 'node:fs/promises';
 import type { Runner } from './runner.js';
 
 export interface MountEntry {
@@ -47,6 +47,18 @@ export async function pathExists(path: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** Removes path and the directories under it, deepest first, as far as they are empty: never a file, never a mount point (rmdir refuses both). */
+export async function removeEmptyDirs(path: string): Promise<void> {
+  let entries;
+  try {
+    entries = await readdir(path, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const e of entries) if (e.isDirectory()) await removeEmptyDirs(`${path}/${e.name}`);
+  await rmdir(path).catch(() => undefined);
 }
 
 export interface Space {

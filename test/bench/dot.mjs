@@ -114,7 +114,7 @@ async function onDriver(driver) {
     }
   } finally {
     spawnSync(process.execPath, [BIN, '-q', '--state-dir', `${dir}/state`, '--config', config, 'etcd', 'down'], { env });
-    spawnSync(process.execPath, [BIN, '-q', '--state-dir', `${dir}/state`, '--config', config, 'pool', 'destroy', pool, '--yes'], { env });
+    spawnSync(process.execPath, [BIN, '-q', '--state-dir', `${dir}/state`, '--config', config, 'pool', 'destroy', pool, '--yes', '--force'], { env });
     try {
       rmSync(dir, { recursive: true, force: true });
     } catch (e) {

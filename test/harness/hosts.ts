@@ -50,7 +50,7 @@ export async function makeHost(dir: string, driver: TestDriver, label: string): 
         if (target.startsWith(state) && (driver !== 'zfs' || !target.startsWith(mountpoint))) await execa('umount', ['-l', target], { reject: false });
       }
       await run(['etcd', 'down']);
-      const destroyed = await run(['pool', 'destroy', pool, '--yes']);
+      const destroyed = await run(['pool', 'destroy', pool, '--yes', '--force']);
       if (destroyed.code !== 0 && driver === 'zfs') await destroyPoolQuietly(pool);
       if (destroyed.code !== 0 && driver === 'btrfs') await execa('umount', ['-l', mountpoint], { reject: false });
     },

@@ -190,7 +190,7 @@ const bin = new URL('../../bin/knarr', import.meta.url).pathname;
       expect(named.stderr).toMatch(/cannot hold cluster nodes: overlayfs refuses it/);
       expect((await knarr(['image', 'rm', 'onzfs'], { env: zenv })).code).toBe(0);
     } finally {
-      await k(['pool', 'destroy', zpool, '--yes']);
+      await k(['pool', 'destroy', zpool, '--yes', '--force']);
       await destroyPoolQuietly(zpool);
     }
   });

@@ -205,7 +205,7 @@ for (const { driver, run } of SUITES) {
           .filter((m) => m.target.startsWith(`${root}/`) && !m.target.startsWith(`${state}/mnt/`))
           .sort((a, b) => b.target.length - a.target.length);
         for (const m of stray) await execa('umount', ['-l', m.target], { reject: false });
-        for (const argv of [['etcd', 'down'], ['pool', 'destroy', pool, '--yes']]) {
+        for (const argv of [['etcd', 'down'], ['pool', 'destroy', pool, '--yes', '--force']]) {
           const r = await cli(argv);
           if (r.code !== 0) problems.push(`knarr ${argv.join(' ')} exited ${r.code}: ${r.stderr}`);
         }

@@ -1,4 +1,4 @@
-import { PrerequisiteError, NotFoundError } from '../../core/errors.js';
+import { PrerequisiteError, NotFoundError, UserError } from '../../core/errors.js';
 import type { ClusterRecord } from '../../core/cluster.js';
 import type { PoolRecord } from '../../core/pool.js';
 import { listPoolRecords, readPoolRecord } from '../../host/local-state.js';
@@ -25,11 +25,19 @@ export async function clusterPool(ctx: Context, name: string | undefined): Promi
     // The configured pool is missing or cannot hold nodes (zfs-fuse): the host's one pool that can, if there is exactly one.
     const able = (await listPoolRecords(ctx.config.stateDir)).filter((p) => ctx.drivers[p.driver].caps.overlayUpper);
     if (able.length === 1) [pool, poolName] = [able[0]!, able[0]!.name];
+    else if (able.length > 1) {
+      const why = pool ? `pool ${poolName} (${pool.driver}) cannot hold cluster nodes` : `there is no pool ${poolName}`;
+      throw new UserError(`${why}, and ${able.length} pools can: ${able.map((p) => `${p.name} (${p.driver})`).join(', ')}; --pool picks one`, {
+        hint: `add --pool ${able[0]!.name} (or set pool.name in the config file)`,
+        detail: { pools: able.map((p) => p.name) },
+      });
+    }
   }
   if (!pool) throw new NotFoundError(`this host has no pool ${poolName}`, { hint: 'make one with: knarr pool init --driver btrfs (or dir), or name another with --pool' });
   if (!ctx.drivers[pool.driver].caps.overlayUpper) {
+    const able = (await listPoolRecords(ctx.config.stateDir)).filter((p) => ctx.drivers[p.driver].caps.overlayUpper);
     throw new PrerequisiteError(`pool ${poolName} (${pool.driver}) cannot hold cluster nodes: overlayfs refuses it as an upper layer (zfs-fuse has no xattrs)`, {
-      hint: 'keep clusters on a btrfs, lvm or dir pool: knarr pool init --name nodes --driver btrfs, then --pool nodes',
+      hint: able.length > 0 ? `pools that can: ${able.map((p) => p.name).join(', ')}; pick one with --pool` : 'keep clusters on a btrfs, lvm or dir pool: knarr pool init --name nodes --driver btrfs, then --pool nodes',
     });
   }
   // LXC's config splits mount entries on spaces and overlay paths on ":": such a path would mount the wrong thing.

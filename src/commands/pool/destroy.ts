@@ -1,11 +1,26 @@
 import { ConflictError, UserError } from '../../core/errors.js';
-import { statePaths } from '../../core/paths.js';
+import { ETCD_VOLUME, statePaths } from '../../core/paths.js';
+import type { PoolRecord } from '../../core/pool.js';
 import { isEtcdProcess, type EtcdServerState } from '../../host/etcd-server.js';
 import { readJson, removePoolRecord } from '../../host/local-state.js';
-import { optBool, type Handler } from '../types.js';
+import { pathExists, removeEmptyDirs } from '../../host/mounts.js';
+import { subdirsOf } from '../../host/storage/dots-zfs.js';
+import { optBool, type Context, type Handler } from '../types.js';
 import { selectPool } from './select.js';
 
-/** `knarr pool destroy POOL --yes`: destroys the pool and everything on it. */
+/** What lives on a pool and would go with it: dots, images, cluster volumes, the managed etcd's data. */
+async function poolContents(ctx: Context, record: PoolRecord, etcdHere: boolean): Promise<{ dots: string[]; images: string[]; clusterVolumes: string[]; etcd: boolean }> {
+  // A pool that cannot be read (faulted, gone) shows no dots: destroying it is how its record goes.
+  const dots = await ctx.drivers[record.driver].dots(ctx.runner).listDots(record).catch(() => [] as string[]);
+  return {
+    dots,
+    images: await subdirsOf(`${record.mountpoint}/knarr-images`),
+    clusterVolumes: await subdirsOf(`${record.mountpoint}/knarr-clusters`),
+    etcd: etcdHere || (await pathExists(`${record.mountpoint}/${ETCD_VOLUME}/member`)),
+  };
+}
+
+/** `knarr pool destroy POOL --yes [--force]`: destroys the pool and everything on it; one that holds knarr's data needs --force. */
 export const poolDestroy: Handler = async ({ args, opts }, ctx) => {
   const name = args[0] as string;
   const record = await selectPool(ctx, name);
@@ -18,9 +33,26 @@ export const poolDestroy: Handler = async ({ args, opts }, ctx) => {
   if (etcd?.pool === name && (await isEtcdProcess(etcd.pid))) {
     throw new ConflictError(`the managed etcd keeps its data on pool ${name} and is running`, { hint: 'stop it first with: knarr etcd down' });
   }
+  const held = await poolContents(ctx, record, etcd?.pool === name);
+  const listed = [
+    held.dots.length > 0 && `dots ${held.dots.join(', ')}`,
+    held.images.length > 0 && `images ${held.images.join(', ')}`,
+    held.clusterVolumes.length > 0 && `cluster volumes ${held.clusterVolumes.join(', ')}`,
+    held.etcd && "the managed etcd's data",
+  ].filter((x): x is string => typeof x === 'string');
+  if (listed.length > 0 && !optBool(opts, 'force')) {
+    throw new ConflictError(`pool ${name} holds ${listed.join('; ')}`, {
+      hint: `remove them first (knarr dot rm, knarr image rm, knarr cluster delete), or destroy them with the pool: knarr pool destroy ${name} --yes --force`,
+      detail: held,
+    });
+  }
   ctx.events.step(`pool ${name}: destroying`);
   await ctx.drivers[record.driver].destroyPool(record, ctx.runner);
   ctx.events.done();
-  if (!ctx.runner.dryRun) await removePoolRecord(ctx.config.stateDir, name);
+  if (!ctx.runner.dryRun) {
+    await removePoolRecord(ctx.config.stateDir, name);
+    // Whatever the pool was mounted on stays behind empty (zfs, btrfs): it goes too, files never.
+    await removeEmptyDirs(record.mountpoint);
+  }
   return { data: { pool: name, driver: record.driver, destroyed: !ctx.runner.dryRun }, view: { kind: 'lines', lines: [`pool ${name} destroyed`] } };
 };
