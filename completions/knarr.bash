@@ -56,6 +56,7 @@ _knarr() {
     --cpus) return ;;
     --authorized-keys) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --timeout) return ;;
+    --older-than) return ;;
     --tags) return ;;
     --listen) return ;;
     --ttl) return ;;
@@ -139,12 +140,13 @@ _knarr() {
     'image/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'image/rm') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'image/save') COMPREPLY=($(compgen -W '--user --detach'" $globals" -- "$cur")) ;;
-    'op') COMPREPLY=($(compgen -W 'list show wait cancel run'" $globals" -- "$cur")) ;;
+    'op') COMPREPLY=($(compgen -W 'list show wait cancel run gc'" $globals" -- "$cur")) ;;
     'op/list') COMPREPLY=($(compgen -W '--active'" $globals" -- "$cur")) ;;
     'op/show') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'op/wait') COMPREPLY=($(compgen -W '--timeout'" $globals" -- "$cur")) ;;
     'op/cancel') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'op/run') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
+    'op/gc') COMPREPLY=($(compgen -W '--older-than'" $globals" -- "$cur")) ;;
     'daemon') COMPREPLY=($(compgen -W '--name --tags --listen --ttl --token-file --tls-cert --tls-key --advertise --prune --mode --share --drain-timeout'" $globals" -- "$cur")) ;;
     'onboot') COMPREPLY=($(compgen -W '--storage-device --driver --pool --dot --seed --mountpoint --daemon'" $globals" -- "$cur")) ;;
     'doctor') COMPREPLY=($(compgen -W '--fix'" $globals" -- "$cur")) ;;

@@ -727,6 +727,18 @@ export const COMMANDS: CommandDef[] = [
         examples: [{ command: 'knarr op run op-000042', description: 'run it in this process' }],
         handler: () => import('../commands/op.js').then((m) => m.opRun),
       },
+      {
+        name: 'gc',
+        summary: 'remove operations that ended (done, failed, cancelled) and job history older than an age',
+        description:
+          'Queued and running operations always stay, and so does each job\'s newest start in its history (where a fixed job belongs). Under --dry-run it lists what would go and removes nothing. Agents do the same on their own with the opRetention setting (KNARR_OP_RETENTION, default 7d; 0 keeps everything).',
+        options: [{ flags: '--older-than <age>', description: 'how old what goes is: 90s, 30m, 12h, 7d, 2w (default 7d)' }],
+        examples: [
+          { command: 'knarr op gc --older-than 30d', description: 'remove what ended more than 30 days ago' },
+          { command: 'knarr --dry-run op gc', description: 'list what is older than 7 days' },
+        ],
+        handler: () => import('../commands/op.js').then((m) => m.opGc),
+      },
     ],
   },
   {

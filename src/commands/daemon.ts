@@ -52,6 +52,7 @@ export const daemon: Handler = async ({ opts }, ctx) => {
       dockerSocket: dockerSocketPath(ctx.env),
       fleet: ctx.config.fleet,
       strategy: ctx.config.scheduler.strategy,
+      opRetentionMs: ctx.config.opRetentionMs,
       advertise: advertiseAddress(settings),
       pidFile: `${ctx.config.stateDir}/agent.json`,
       dotBinds: (spec) => dotBinds(workCtx, store, spec),

@@ -1,8 +1,9 @@
 import { fileURLToPath } from 'node:url';
 import { ConflictError, FailureError, InterruptedError, NotFoundError, OperationFailedError, UserError, ValidationError } from '../core/errors.js';
-import { describeOp, isOpId, isTerminal, type OpRecord } from '../core/ops.js';
+import { describeOp, isOpId, isTerminal, parseAge, type OpRecord } from '../core/ops.js';
 import { OpRunner, waitForOp } from '../ops/runner.js';
 import { HostRepo } from '../state/hosts.js';
+import { collectGarbage } from '../state/gc.js';
 import { OpRepo } from '../state/ops.js';
 import type { Store } from '../state/store.js';
 import { thisHost } from '../daemon/pidfile.js';
@@ -135,3 +136,26 @@ export const opRun: Handler = async ({ args }, ctx) =>
     await runInline(ctx, store);
     return opResult((await repo.get(op.id)) ?? op);
   });
+
+/** `knarr op gc [--older-than AGE]`: removes operations that ended before then and job history older than it; --dry-run only lists them. */
+export const opGc: Handler = async ({ opts }, ctx) => {
+  const text = optString(opts, 'olderThan') ?? '7d';
+  const age = parseAge('--older-than', text);
+  const planned = ctx.config.dryRun;
+  return withStore(ctx, async (store) => {
+    const cutoff = Date.now() - age;
+    const { ops, history } = await collectGarbage(store, ctx.config.fleet, cutoff, !planned);
+    const verb = planned ? 'would remove' : 'removed';
+    const ids = ops.map((o) => o.id);
+    // What --dry-run prints: each record that would go.
+    for (const o of ops) ctx.runner.note(`remove ${o.id} (${o.kind}, ${o.status} ${o.finishedAt ?? o.createdAt})`);
+    for (const e of history) ctx.runner.note(`remove job ${e.job}'s history line ${e.at} ${e.event}`);
+    return {
+      data: { olderThan: text, before: new Date(cutoff).toISOString(), dryRun: planned, operations: ids, history: history.map((e) => ({ job: e.job, at: e.at, event: e.event })) },
+      view: {
+        kind: 'lines',
+        lines: [`${verb} ${ids.length} ended operation(s)${ids.length ? ` (${ids.join(', ')})` : ''} and ${history.length} job history line(s) older than ${text}`],
+      },
+    };
+  });
+};

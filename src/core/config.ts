@@ -1,5 +1,6 @@
 import { ValidationError } from './errors.js';
 import { validateName, validatePath } from './names.js';
+import { parseAge } from './ops.js';
 
 export type OutputFormat = 'table' | 'json' | 'yaml';
 export const OUTPUT_FORMATS: readonly OutputFormat[] = ['table', 'json', 'yaml'];
@@ -23,6 +24,8 @@ export interface Config {
   readonly scheduler: { readonly strategy: 'spread' | 'binpack' };
   /** The file's `daemon:` section, checked for keys and types; `knarr daemon` resolves it with its flags. */
   readonly daemon: Readonly<Record<string, unknown>>;
+  /** How long ended operations and job history are kept before the agent removes them (0: kept for ever). */
+  readonly opRetentionMs: number;
 }
 
 export const DEFAULT_CONFIG_FILE = '/etc/knarr/config.yaml';
@@ -41,6 +44,7 @@ export const DEFAULTS: Config = Object.freeze({
   cluster: Object.freeze({ network: '10.240.0.0/16', bridge: 'knarrbr0' }),
   scheduler: Object.freeze({ strategy: 'spread' as const }),
   daemon: Object.freeze({}),
+  opRetentionMs: 7 * 86_400_000,
 });
 
 /** Global flags as commander hands them over; undefined means "not given". */
@@ -82,6 +86,7 @@ const FILE_KEYS: Record<string, 'string' | 'boolean' | 'list' | 'object'> = {
   cluster: 'object',
   scheduler: 'object',
   daemon: 'object',
+  opRetention: 'string',
 };
 /** The keys of the config file's `daemon:` section and the type of each. */
 export const DAEMON_FILE_KEYS: Record<string, 'string' | 'boolean' | 'number' | 'list'> = {
@@ -261,6 +266,11 @@ export function resolveConfig(
     }),
     scheduler: Object.freeze({ strategy: validateStrategy('scheduler.strategy', env.KNARR_SCHEDULER_STRATEGY || str('scheduler.strategy', ((file.scheduler ?? {}) as Record<string, unknown>).strategy, DEFAULTS.scheduler.strategy)) }),
     daemon: Object.freeze({ ...((file.daemon ?? {}) as Record<string, unknown>) }),
+    opRetentionMs: env.KNARR_OP_RETENTION
+      ? parseAge('KNARR_OP_RETENTION', env.KNARR_OP_RETENTION)
+      : file.opRetention === undefined
+        ? DEFAULTS.opRetentionMs
+        : parseAge(`${configFile ?? 'config'}: opRetention`, file.opRetention as string),
   });
 }
 

@@ -1,3 +1,5 @@
+import { ValidationError } from './errors.js';
+
 /**
  * Durable operations: every fleet-level change is written to etcd as an operation before anything
  * runs, claimed by the target host's runner (its agent, or the CLI inline when the host has none),
@@ -70,4 +72,50 @@ export function newOp(n: number, kind: string, args: Record<string, unknown>, ho
 export function describeOp(op: OpRecord): string {
   const p = op.progress.total > 0 ? ` ${op.progress.done}/${op.progress.total}` : '';
   return `${op.id} ${op.kind} ${op.status}${p}${op.progress.message ? ` ${op.progress.message}` : ''}${op.error ? `: ${op.error}` : ''}`;
+}
+
+const AGE_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** An age such as 7d, 12h, 30m, 90s or 2w (0 alone is none), in milliseconds. */
+export function parseAge(field: string, text: string): number {
+  if (text.trim() === '0') return 0;
+  const m = /^(\d{1,9})([smhdw])$/.exec(text.trim());
+  if (!m) throw new ValidationError(field, `${JSON.stringify(text)} is not an age; write it like 7d, 12h, 30m or 90s`);
+  return Number(m[1]) * AGE_UNITS[m[2]!]!;
+}
+
+/** When an operation ended (or, if it never ran, was made): what its age counts from. */
+const endedAt = (op: OpRecord) => Date.parse(op.finishedAt ?? op.createdAt);
+
+/**
+ * The operations `op gc` removes: ended (done, failed, cancelled) before cutoff. Queued and running
+ * ones stay, and so do a child whose parent has not ended (the parent still reads it) and a parent with a child that has not.
+ */
+export function expiredOps(ops: OpRecord[], cutoff: number): OpRecord[] {
+  const byId = new Map(ops.map((o) => [o.id, o]));
+  return ops.filter((o) => {
+    if (!isTerminal(o.status) || !(endedAt(o) < cutoff)) return false;
+    const parent = o.parent === null ? undefined : byId.get(o.parent);
+    const childrenEnded = o.children.every((c) => !byId.has(c) || isTerminal(byId.get(c)!.status));
+    return (parent === undefined || isTerminal(parent.status)) && childrenEnded;
+  });
+}
+
+/** One stored line of a job's history, as gc sees it. */
+export interface HistoryEntry {
+  key: string;
+  job: string;
+  at: string;
+  event: string;
+}
+
+/** The job history lines older than cutoff, except each job's newest start: where a fixed job belongs, and the scheduler's memory. */
+export function expiredHistory(entries: HistoryEntry[], cutoff: number): HistoryEntry[] {
+  const lastStart = new Map<string, HistoryEntry>();
+  for (const e of entries) {
+    if (e.event !== 'started') continue;
+    const seen = lastStart.get(e.job);
+    if (!seen || seen.at <= e.at) lastStart.set(e.job, e);
+  }
+  return entries.filter((e) => Date.parse(e.at) < cutoff && lastStart.get(e.job) !== e);
 }

@@ -11,6 +11,7 @@ import { JOB_NAME_RE, parseJobSpec, type JobSpec } from '../core/job-spec.js';
 import { CONTROL_FRAME, DockerApiError, DockerEngine, frame } from '../host/docker.js';
 import { daemonContainerName, foregroundContainer, startAttached } from '../host/job-containers.js';
 import type { HostRepo } from '../state/hosts.js';
+import { collectGarbage } from '../state/gc.js';
 import { JobRepo } from '../state/jobs.js';
 import { fleetKeys } from '../state/keys.js';
 import type { Store } from '../state/store.js';
@@ -23,6 +24,8 @@ import { admitJoins, join } from './join.js';
 
 /** How often the agent looks for operations of its host without a watch event telling it to. */
 const SWEEP_MS = 30_000;
+/** How often, at most, the agent removes ended operations and old job history past their retention. */
+const GC_MAX_EVERY_MS = 3_600_000;
 
 export interface AgentOptions {
   name: string;
@@ -52,6 +55,8 @@ export interface AgentOptions {
   strategy?: 'spread' | 'binpack';
   /** Runs this host's pending operations (cluster commands); made with the agent's lease. */
   ops?: (lease: () => string) => { drain(): Promise<void>; close(): Promise<void> };
+  /** Ended operations and job history older than this are removed now and then (0: kept for ever). */
+  opRetentionMs?: number;
   /** On SIGTERM, how long to wait for running foreground jobs and the operation in progress. */
   drainSeconds?: number;
   /** Called when the drain's time is up: the commands still running are stopped. */
@@ -364,6 +369,8 @@ export class Agent {
   async serve(signal: AbortSignal): Promise<void> {
     const every = Math.max(200, (this.opts.ttlSeconds * 1000) / 3);
     let lastSweep = Date.now();
+    let lastGc = 0;
+    const retention = this.opts.opRetentionMs ?? 0;
     while (!signal.aborted && !this.stopped) {
       await sleep(every, undefined, { signal }).catch(() => undefined);
       if (signal.aborted || this.stopped) break;
@@ -378,6 +385,20 @@ export class Agent {
         lastSweep = Date.now();
         void this.opRunner?.drain().catch((e: Error) => this.log(`agent: operations: ${e.message}`));
       }
+      if (retention > 0 && Date.now() - lastGc >= Math.min(GC_MAX_EVERY_MS, Math.max(1000, retention))) {
+        lastGc = Date.now();
+        void this.collect(retention);
+      }
+    }
+  }
+
+  /** Removes the operations and job history older than the retention; a failure waits for the next round. */
+  private async collect(retention: number): Promise<void> {
+    try {
+      const { ops, history } = await collectGarbage(this.store, this.opts.fleet, Date.now() - retention, true);
+      if (ops.length + history.length > 0) this.log(`agent: removed ${ops.length} ended operation(s) and ${history.length} job history line(s) past their retention`);
+    } catch (e) {
+      this.log(`agent: removing old operations: ${(e as Error).message}`);
     }
   }
 

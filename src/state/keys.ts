@@ -36,6 +36,7 @@ export function fleetKeys(fleet: string) {
     psEntry: (name: string) => `${root}/ps/${name}`,
     /** What happened to a job, kept after it is removed (hosts it ran on, exits, moves). */
     jobHistory: (name: string) => `${root}/job-history/${name}/`,
+    jobHistories: `${root}/job-history/`,
     /** The port of each service the host's ambassador forwards to, kept so linked jobs keep their address. */
     ambassadors: (host: string) => `${root}/hosts/${host}/ambassadors/`,
     ambassador: (host: string, service: string) => `${root}/hosts/${host}/ambassadors/${service}`,
