@@ -67,7 +67,7 @@ function shownState(intent: JobIntent, actual: JobActual | null, up: Set<string>
 type HostList = Awaited<ReturnType<HostRepo['list']>>;
 
 /** The engine of a job's host when that host is this machine, so its containers can be asked directly; else null. */
-export function engineOnThisMachine(ctx: Context, intent: JobIntent, hosts: HostList): DockerEngine | null {
+function engineOnThisMachine(ctx: Context, intent: JobIntent, hosts: HostList): DockerEngine | null {
   if (intent.host === null) return null;
   if (!intent.managed) return intent.host === hostId() ? new DockerEngine(dockerSocketPath(ctx.env)) : null;
   const record = hosts.find((h) => h.host.name === intent.host)?.host;
