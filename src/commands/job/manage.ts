@@ -69,7 +69,7 @@ type HostList = Awaited<ReturnType<HostRepo['list']>>;
 /** The engine of a job's host when that host is this machine, so its containers can be asked directly; else null. */
 function engineOnThisMachine(ctx: Context, intent: JobIntent, hosts: HostList): DockerEngine | null {
   if (intent.host === null) return null;
-  if (!intent.managed) return intent.host === hostId() ? new DockerEngine(dockerSocketPath(ctx.env)) : null;
+  if (!intent.managed) return intent.host === hostId() ? new DockerEngine(intent.engine ?? dockerSocketPath(ctx.env)) : null;
   const record = hosts.find((h) => h.host.name === intent.host)?.host;
   if (!record || (record.dotHost ?? record.name) !== hostId() || !record.dockerEndpoint.startsWith('unix://')) return null;
   return new DockerEngine(record.dockerEndpoint.slice('unix://'.length));
