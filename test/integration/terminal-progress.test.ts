@@ -1,0 +1,83 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeHost, type TestHost } from '../harness/hosts.js';
+import { tempDir, uniqueName, type TempDir } from '../harness/tmp.js';
+import { haveTools, integration } from '../harness/tools.js';
+import { zfsAnswers } from '../harness/zfs.js';
+
+const bin = new URL('../../bin/knarr', import.meta.url).pathname;
+const run = integration('progress on a terminal', (await zfsAnswers()) && haveTools('etcd', 'script', 'stty'), 'zpool does not answer, or etcd or script (util-linux) is missing');
+const quote = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
+
+/** Processes whose command line mentions text (a leftover zfs send of a killed push). */
+async function processesWith(text: string): Promise<string[]> {
+  const ps = await execa('ps', ['-eo', 'pid=,stat=,args='], { reject: false });
+  return ps.stdout.split('\n').filter((l) => l.includes(text) && !l.includes('ps -eo'));
+}
+
+describe.skipIf(!run)('dot push on a terminal (script), zfs', () => {
+  let tmp: TempDir;
+  let a: TestHost;
+  let dot: string;
+  // An interactive terminal: no CI, a real TERM; script gives knarr a pty with the size set by stty (0x0 when none).
+  const env = { ...process.env, CI: '', TERM: 'xterm', KNARR_CONFIG: '', KNARR_ETCD: '' };
+  const underScript = (cols: number, argv: string[]) =>
+    execa('script', ['-qec', `stty cols ${cols} rows 40; exec ${[bin, ...a.binArgs, ...argv].map(quote).join(' ')}`, '/dev/null'], { env, reject: false, timeout: 120_000, killSignal: 'SIGKILL', stdin: 'ignore' });
+
+  beforeAll(async () => {
+    tmp = await tempDir('knarr-tty-');
+    a = await makeHost(tmp.path, 'zfs', 'a');
+    dot = uniqueName('t');
+    expect((await a.run(['dot', 'init', dot])).code).toBe(0);
+    writeFileSync(`${a.dotPath(dot)}/big.bin`, randomBytes(96 * 1024 * 1024));
+    const c = await a.run(['dot', 'commit', dot, '-m', 'big']);
+    expect(c.code, c.stderr).toBe(0);
+    for (const r of ['r0', 'r120', 'rterm']) {
+      mkdirSync(`${tmp.path}/${r}`);
+      expect((await a.run(['dot', 'remote', 'add', r, `file://${tmp.path}/${r}`])).code).toBe(0);
+    }
+  }, 240_000);
+  afterAll(async () => {
+    await a?.teardown();
+    await tmp?.cleanup();
+  }, 120_000);
+
+  it('on a terminal of 0 columns finishes as fast as on 120 columns, with bounded output', async () => {
+    const t120 = Date.now();
+    const wide = await underScript(120, ['dot', 'push', dot, 'r120']);
+    const wideMs = Date.now() - t120;
+    expect(wide.exitCode, wide.stdout).toBe(0);
+    // The progress line is drawn in place (\r), with bytes and a rate once the push has run half a second.
+    expect(wide.stdout).toContain('\r');
+    expect(wide.stdout).toMatch(/push .*: \d+\.\d [KMG]B/);
+
+    const t0 = Date.now();
+    const zero = await underScript(0, ['dot', 'push', dot, 'r0']);
+    const zeroMs = Date.now() - t0;
+    expect(zero.exitCode, zero.stdout.slice(0, 2000)).toBe(0);
+    expect(zeroMs).toBeLessThan(2 * wideMs + 3000);
+    expect(zero.stdout.length).toBeLessThan(4096);
+    expect(zero.stdout).toContain(`==> push ${dot}: commit`);
+    expect(zero.stdout).not.toContain('\x1b[');
+  }, 300_000);
+
+  it('SIGTERM mid-push exits at once, leaving no sender running and no .partial stream', async () => {
+    const streams = `${tmp.path}/rterm/${dot}/streams`;
+    const push = execa(bin, [...a.binArgs, 'dot', 'push', dot, 'rterm'], { env, reject: false, timeout: 120_000, killSignal: 'SIGKILL' });
+    // Wait until the stream is being written.
+    const partialSeen = async () => existsSync(streams) && readdirSync(streams).some((f) => f.endsWith('.partial'));
+    for (let i = 0; i < 3000 && !(await partialSeen()) && push.exitCode === null; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await partialSeen()).toBe(true);
+    const signalled = Date.now();
+    push.kill('SIGTERM');
+    const r = await push;
+    expect(r.exitCode, r.stderr).toBe(130);
+    expect(Date.now() - signalled).toBeLessThan(5000);
+    expect(readdirSync(streams).filter((f) => f.endsWith('.partial'))).toEqual([]);
+    expect(await processesWith(`knarr-dots/${dot}/master@`)).toEqual([]);
+    // The remote is as before the push: nothing claims the commit.
+    expect(existsSync(`${tmp.path}/rterm/${dot}/manifest.json`)).toBe(false);
+  }, 180_000);
+});
