@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { knarr } from '../harness/cli.js';
-import { haveTools } from '../harness/tools.js';
+import { haveTools, integration } from '../harness/tools.js';
 
 describe('knarr doctor', () => {
   it('reports every prerequisite with its package, as JSON', async () => {
@@ -30,7 +30,7 @@ describe('knarr doctor', () => {
     expect(lines[1]).toMatch(/\blxc\b/);
   });
 
-  it.skipIf(!haveTools('dockerd'))('--fix starts a stopped dockerd rather than reinstalling its package', async () => {
+  it.skipIf(!integration('doctor --fix with dockerd', haveTools('dockerd'), 'dockerd is not installed'))('--fix starts a stopped dockerd rather than reinstalling its package', async () => {
     const socket = '/tmp/knarr-doctor-test-none.sock';
     const r = await knarr(['--dry-run', 'doctor', '--fix'], { env: { DOCKER_HOST: `unix://${socket}` } });
     expect(r.code).toBe(0);

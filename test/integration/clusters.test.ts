@@ -15,7 +15,7 @@ import { eventually } from '../harness/eventually.js';
 import { destroyPoolQuietly, zfsAnswers } from '../harness/zfs.js';
 
 const run = integration('clusters', process.getuid?.() === 0 && haveTools('lxc-start', 'lxc-attach', 'lxc-ls', 'busybox', 'ip', 'etcd'), 'needs root, lxc, busybox-static, iproute2 and etcd (Debian packages lxc, busybox-static, iproute2, etcd-server)');
-const runZfs = run && (await zfsAnswers());
+const runZfs = run && integration('clusters beside a zfs pool', await zfsAnswers(), 'zpool does not answer (install zfs-fuse)');
 const bin = new URL('../../bin/knarr', import.meta.url).pathname;
 
 /** A /16 for the users' subnets that nothing on this machine routes. */
@@ -89,8 +89,6 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
     expect(exec.code).toBe(4);
     expect(exec.stdout).toBe('host-2\n');
     // -i feeds stdin to the command; output and errors come apart, as they are made.
-    const runZfs = run && (await zfsAnswers());
-const bin = new URL('../../bin/knarr', import.meta.url).pathname;
     const fed = await execa(bin, ['cluster', 'exec', '-i', 'lab', '1', '--', 'sh', '-c', 'cat > /root/fed.txt; wc -c < /root/fed.txt; echo done >&2'], { env: { ...process.env, ...env }, input: 'x'.repeat(100_000), reject: false });
     expect(fed.exitCode, fed.stderr).toBe(0);
     expect(fed.stdout.trim()).toBe('100000');
