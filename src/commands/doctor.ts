@@ -31,6 +31,8 @@ const missing = (detail: string) => ({ status: 'missing' as const, detail, insta
 /** Installed, but a daemon or module is not up: --fix starts it rather than reinstalling. */
 const stopped = (detail: string) => ({ status: 'missing' as const, detail, install: false });
 const warn = (detail: string) => ({ status: 'warn' as const, detail });
+/** Not needed by every host, but by a feature (serving ssh remotes, TLS certificates, completions): a warning, and --fix installs it. */
+const wanted = (detail: string) => ({ status: 'warn' as const, detail, install: true });
 
 function kernelFilesystems(): string {
   try {
@@ -51,6 +53,18 @@ function binaryCheck(name: string, pkg: string, bins: string[]): Check {
     async run(ctx) {
       const absent = binaries(ctx, bins);
       return absent.length === 0 ? ok(bins.join(', ')) : missing(`not found: ${absent.join(', ')}`);
+    },
+  };
+}
+
+/** A tool only some features use: its absence is a warning naming the feature. */
+function optionalCheck(name: string, pkg: string, bins: string[], feature: string): Check {
+  return {
+    name,
+    package: pkg,
+    async run(ctx) {
+      const absent = binaries(ctx, bins);
+      return absent.length === 0 ? ok(bins.join(', ')) : wanted(`not found: ${absent.join(', ')} (${feature})`);
     },
   };
 }
@@ -131,6 +145,12 @@ const CHECKS: Check[] = [
   binaryCheck('iproute2', 'iproute2', ['ip']),
   binaryCheck('ssh', 'openssh-client', ['ssh']),
   binaryCheck('util-linux', 'util-linux', ['blkid', 'wipefs', 'losetup', 'mount']),
+  optionalCheck('iptables', 'iptables', ['iptables'], "opens knarr's cluster bridge in docker's firewall"),
+  optionalCheck('e2fsprogs', 'e2fsprogs', ['mkfs.ext4'], 'formats LVM volumes'),
+  optionalCheck('sshd', 'openssh-server', ['sshd', 'ssh-keygen'], 'serves this host as an ssh:// dot remote'),
+  optionalCheck('openssl', 'openssl', ['openssl'], 'makes TLS certificates for daemon --tls-cert'),
+  optionalCheck('zsh', 'zsh', ['zsh'], 'zsh completion'),
+  optionalCheck('fish', 'fish', ['fish'], 'fish completion'),
   {
     name: 'overlayfs',
     package: null,
@@ -166,7 +186,7 @@ async function runChecks(ctx: Context): Promise<CheckResult[]> {
   return Promise.all(
     CHECKS.map(async (c) => {
       const { install, ...r } = { install: undefined as boolean | undefined, ...(await c.run(ctx)) };
-      return { name: c.name, package: c.package, ...r, ...(install === false ? { install } : {}) };
+      return { name: c.name, package: c.package, ...r, ...(install === undefined ? {} : { install }) };
     }),
   );
 }
@@ -176,7 +196,7 @@ export const doctor: Handler = async ({ opts }, ctx) => {
   let results = await runChecks(ctx);
   const fixes: string[] = [];
   if (optBool(opts, 'fix')) {
-    const packages = [...new Set(results.filter((r) => r.status === 'missing' && r.install !== false && r.package).map((r) => r.package!))];
+    const packages = [...new Set(results.filter((r) => r.install === true && r.package).map((r) => r.package!))];
     if (packages.length > 0) {
       ctx.events.step(`installing ${packages.join(' ')}`);
       const env = { DEBIAN_FRONTEND: 'noninteractive' };

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { knarr } from '../harness/cli.js';
 import { haveTools, integration } from '../harness/tools.js';
@@ -28,6 +29,16 @@ describe('knarr doctor', () => {
     expect(lines[1]).toMatch(/^apt-get install -y -q .*\bzfs-fuse\b.*\betcd-server\b/);
     expect(lines[1]).toMatch(/\bdocker\.io\b/);
     expect(lines[1]).toMatch(/\blxc\b/);
+  });
+
+  it('--fix installs every Debian package the CI installs for the test suite, so a fresh host runs every test', async () => {
+    const ci = readFileSync(new URL('../../.ci/run', import.meta.url), 'utf8');
+    const line = /apt-get install -y -q \\\n([^>]*)>/.exec(ci)?.[1] ?? '';
+    const wanted = line.split(/\s+/).filter((w) => /^[a-z0-9][a-z0-9.+-]+$/.test(w));
+    expect(wanted).toEqual(expect.arrayContaining(['openssh-server', 'zsh', 'fish', 'openssl']));
+    const r = await knarr(['--dry-run', 'doctor', '--fix'], { env: { PATH: '/nonexistent', DOCKER_HOST: 'unix:///nonexistent.sock' } });
+    const install = r.stdout.split('\n').find((l) => l.startsWith('apt-get install')) ?? '';
+    expect(install.split(' ')).toEqual(expect.arrayContaining(wanted));
   });
 
   it.skipIf(!integration('doctor --fix with dockerd', haveTools('dockerd'), 'dockerd is not installed'))('--fix starts a stopped dockerd rather than reinstalling its package', async () => {
