@@ -1,7 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ExitCode } from '../core/errors.js';
-import { dockerSocketPath, pingDocker } from '../host/docker.js';
+import { DockerEngine, dockerSocketPath, pingDocker } from '../host/docker.js';
+import { allowBridge, bridgeFirewall, forwardChain, haveIptables } from '../host/firewall.js';
 import type { Runner } from '../host/runner.js';
 import { findExecutable } from '../host/which.js';
 import { optBool, type Context, type Handler } from './types.js';
@@ -79,6 +80,14 @@ async function zfsAnswers(runner: Runner): Promise<{ answers: boolean; why: stri
   }
 }
 
+/** The interface of docker's default network when the kernel no longer has it; null when it is there or docker has none. */
+async function defaultBridgeGone(socket: string): Promise<string | null> {
+  const net = await new DockerEngine(socket).call<{ Driver?: string; Options?: Record<string, string> }>('GET', '/networks/bridge', undefined, 3000).catch(() => null);
+  if (net?.Driver !== 'bridge') return null;
+  const name = net.Options?.['com.docker.network.bridge.name'] || 'docker0';
+  return existsSync(`/sys/class/net/${name}`) ? null : name;
+}
+
 function hasSystemd(): boolean {
   return existsSync('/run/systemd/system');
 }
@@ -128,7 +137,11 @@ const CHECKS: Check[] = [
       const absent = binaries(ctx, ['dockerd']);
       const socket = dockerSocketPath(ctx.env);
       const version = await pingDocker(socket);
-      if (version) return ok(`dockerd answers on ${socket} (API ${version})`);
+      if (version) {
+        const gone = await defaultBridgeGone(socket);
+        if (gone) return stopped(`dockerd answers on ${socket}, but its default bridge ${gone} is gone (another dockerd started with --bridge=none in this network namespace deletes it): containers on the default network cannot start; restart dockerd (systemctl restart docker) to make it again`);
+        return ok(`dockerd answers on ${socket} (API ${version})`);
+      }
       if (absent.length) return missing('dockerd not found');
       return stopped(`dockerd is installed but nothing answers on ${socket}`);
     },
@@ -151,6 +164,23 @@ const CHECKS: Check[] = [
   optionalCheck('openssl', 'openssl', ['openssl'], 'makes TLS certificates for daemon --tls-cert'),
   optionalCheck('zsh', 'zsh', ['zsh'], 'zsh completion'),
   optionalCheck('fish', 'fish', ['fish'], 'fish completion'),
+  {
+    name: 'cluster bridge',
+    package: null,
+    async run(ctx) {
+      const bridge = ctx.config.cluster.bridge;
+      if (!haveIptables(ctx.env)) return ok('iptables is not installed: no firewall to pass');
+      const fw = await bridgeFirewall(ctx.runner, bridge);
+      const exists = existsSync(`/sys/class/net/${bridge}`);
+      if (!exists) return ok(fw.blocking ? `no ${bridge} yet; FORWARD drops bridged traffic (docker), so knarr adds ACCEPT rules for ${bridge} when it makes it` : `no ${bridge} yet`);
+      if (fw.allowed) return ok(`${bridge} has its ACCEPT rules`);
+      if (!fw.blocking) return ok(`${bridge} is not filtered (FORWARD policy ${fw.policy})`);
+      return stopped(`FORWARD policy DROP with bridge-nf-call-iptables=1 and no ACCEPT rule for ${bridge}: cluster nodes cannot reach each other; --fix adds the rules (iptables -I ${await forwardChain(ctx.runner)} -i ${bridge} -j ACCEPT, and -o)`);
+    },
+    async fix(ctx) {
+      await allowBridge(ctx.runner, ctx.env, ctx.config.cluster.bridge);
+    },
+  },
   {
     name: 'overlayfs',
     package: null,

@@ -1,6 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { knarr } from '../harness/cli.js';
+import { execa } from 'execa';
+import { haveDockerd, startDockerd } from '../harness/dockerd.js';
+import { tempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
 
 describe('knarr doctor', () => {
@@ -48,4 +51,25 @@ describe('knarr doctor', () => {
     expect(r.stdout).not.toMatch(/apt-get install .*docker\.io/);
     expect(r.stdout).toMatch(new RegExp(`^(dockerd -H unix://${socket}|systemctl start docker)$`, 'm'));
   });
+
+  it.skipIf(!integration('doctor with a private dockerd', haveDockerd() && process.getuid?.() === 0, 'needs root, dockerd, docker and busybox-static'))(
+    "reports a dockerd whose default bridge is gone (as a dockerd started with --bridge=none leaves the host's), with the hint to restart it",
+    async () => {
+      const tmp = await tempDir('knarr-doctor-');
+      const d = await startDockerd(tmp.path);
+      try {
+        const docker = (r: { json(): { checks: { name: string; status: string; detail: string }[] } }) => r.json().checks.find((c) => c.name === 'docker')!;
+        expect(docker(await knarr(['--json', 'doctor'], { env: d.env }))).toMatchObject({ status: 'ok' });
+        const bridge = await d.docker('network', 'inspect', 'bridge', '--format', '{{index .Options "com.docker.network.bridge.name"}}');
+        await execa('ip', ['link', 'del', bridge]);
+        const r = await knarr(['--json', 'doctor'], { env: d.env });
+        expect(r.code).toBe(5);
+        expect(docker(r)).toMatchObject({ status: 'missing', detail: expect.stringMatching(new RegExp(`default bridge ${bridge} is gone.*restart dockerd`)) });
+      } finally {
+        await d.stop();
+        await tmp.cleanup();
+      }
+    },
+    120_000,
+  );
 });
