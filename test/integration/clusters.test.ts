@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { randomInt } from 'node:crypto';
 import { execa, type ResultPromise } from 'execa';
@@ -172,6 +172,16 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
     expect(await rules()).toEqual([]);
   }, 120_000);
 
+  it('imports a rootfs from a compressed tar file, read through knarr (a pipe tar cannot guess compression from)', async () => {
+    mkdirSync(`${tmp.path}/gzroot/bin`, { recursive: true });
+    copyFileSync('/bin/busybox', `${tmp.path}/gzroot/bin/sh`);
+    await execa('tar', ['-C', `${tmp.path}/gzroot`, '-czf', `${tmp.path}/root.tar.gz`, '.']);
+    const r = await k(['--json', 'image', 'import', 'gz', `${tmp.path}/root.tar.gz`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(existsSync(`${r.json().rootfs}/bin/sh`)).toBe(true);
+    expect((await k(['image', 'rm', 'gz'])).code).toBe(0);
+  });
+
   it('bad input gets a clear error naming the field, and nothing is created', async () => {
     const ops = (await new OpRepo(store, fleet).list()).length;
     const cases: [string[], RegExp][] = [
@@ -189,7 +199,7 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
       expect(r.stderr).toMatch(message);
     }
     // An imported rootfs whose /sbin is a symlink would make knarr write outside it: refused, and nothing written there.
-    const { mkdirSync, symlinkSync, copyFileSync } = await import('node:fs');
+    const { symlinkSync } = await import('node:fs');
     mkdirSync(`${tmp.path}/evil/bin`, { recursive: true });
     mkdirSync(`${tmp.path}/outside`);
     copyFileSync('/bin/busybox', `${tmp.path}/evil/bin/sh`);
