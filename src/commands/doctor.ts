@@ -171,6 +171,7 @@ const CHECKS: Check[] = [
       const bridge = ctx.config.cluster.bridge;
       if (!haveIptables(ctx.env)) return ok('iptables is not installed: no firewall to pass');
       const fw = await bridgeFirewall(ctx.runner, bridge);
+      if (!fw) return warn('iptables cannot list FORWARD here (not root, or no netfilter in this kernel)');
       const exists = existsSync(`/sys/class/net/${bridge}`);
       if (!exists) return ok(fw.blocking ? `no ${bridge} yet; FORWARD drops bridged traffic (docker), so knarr adds ACCEPT rules for ${bridge} when it makes it` : `no ${bridge} yet`);
       if (fw.allowed) return ok(`${bridge} has its ACCEPT rules`);

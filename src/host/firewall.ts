@@ -16,6 +16,12 @@ export function bridgeRules(bridge: string): string[][] {
 
 const iptables = (args: string[]) => ['iptables', '-w', ...args];
 
+/** FORWARD's rules (-S); null when iptables cannot list them (not root, or no netfilter in this kernel): then it filters nothing knarr could open. */
+async function listForward(runner: Runner): Promise<string | null> {
+  const r = await runner.run(iptables(['-S', 'FORWARD']), { mutates: false, okExitCodes: [1, 2, 3, 4] });
+  return r.exitCode === 0 ? r.stdout : null;
+}
+
 async function chainExists(runner: Runner, chain: string): Promise<boolean> {
   return (await runner.run(iptables(['-n', '-L', chain]), { mutates: false, okExitCodes: [1, 2] })).exitCode === 0;
 }
@@ -39,24 +45,28 @@ export function haveIptables(env: NodeJS.ProcessEnv): boolean {
  * from each other. Each rule is checked first, so a re-run adds nothing.
  */
 export async function allowBridge(runner: Runner, env: NodeJS.ProcessEnv, bridge: string): Promise<void> {
-  if (!haveIptables(env)) return;
+  if (!haveIptables(env) || (await listForward(runner)) === null) return;
   const chain = await forwardChain(runner);
   for (const rule of bridgeRules(bridge)) if (!(await ruleExists(runner, chain, rule))) await runner.run(iptables(['-I', chain, '1', ...rule]));
 }
 
 /** Removes a bridge's rules from both chains (a rule made before docker started sits in FORWARD). */
 export async function forgetBridge(runner: Runner, env: NodeJS.ProcessEnv, bridge: string): Promise<void> {
-  if (!haveIptables(env)) return;
+  if (!haveIptables(env) || (await listForward(runner)) === null) return;
   for (const chain of [DOCKER_USER, 'FORWARD']) {
     if (!(await chainExists(runner, chain))) continue;
     for (const rule of bridgeRules(bridge)) {
       // A rule added twice by hand goes too; bounded, so a -D that does not take cannot loop.
-      for (let i = 0; i < 8 && (await ruleExists(runner, chain, rule)); i++) await runner.run(iptables(['-D', chain, ...rule]));
+      for (let i = 0; i < 8 && (await ruleExists(runner, chain, rule)); i++) {
+        await runner.run(iptables(['-D', chain, ...rule]));
+        // Under --dry-run the rule stays: one planned -D says it.
+        if (runner.dryRun) break;
+      }
     }
   }
 }
 
-/** Whether a bridge's traffic is let through: true when FORWARD would not drop it anyway. */
+/** What the host's firewall does to a bridge's traffic. */
 export interface BridgeFirewall {
   /** FORWARD's policy drops, and bridged frames go through iptables. */
   blocking: boolean;
@@ -65,9 +75,10 @@ export interface BridgeFirewall {
   policy: string;
 }
 
-export async function bridgeFirewall(runner: Runner, bridge: string): Promise<BridgeFirewall> {
-  const listed = await runner.run(iptables(['-S', 'FORWARD']), { mutates: false, okExitCodes: [1, 2, 3, 4] });
-  const policy = /^-P FORWARD (\S+)/m.exec(listed.stdout)?.[1] ?? 'ACCEPT';
+export async function bridgeFirewall(runner: Runner, bridge: string): Promise<BridgeFirewall | null> {
+  const listed = await listForward(runner);
+  if (listed === null) return null;
+  const policy = /^-P FORWARD (\S+)/m.exec(listed)?.[1] ?? 'ACCEPT';
   const nf = (await readFile('/proc/sys/net/bridge/bridge-nf-call-iptables', 'utf8').catch(() => '0')).trim() === '1';
   let allowed = false;
   for (const chain of [DOCKER_USER, 'FORWARD']) {
