@@ -1,7 +1,8 @@
-import { PassThrough } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createReporter } from '../../src/cli/reporter.js';
 import { fitLine, formatBytes, formatDuration, formatProgress } from '../../src/core/progress.js';
+import { metered } from '../../src/core/streams.js';
 
 /** A stand-in for a terminal's stderr: a stream that reports a width, as tty.WriteStream does. */
 function terminal(columns: number | undefined) {
@@ -77,5 +78,23 @@ describe('the reporter on a terminal', () => {
     const r = createReporter({ stderr: t.stream, stderrIsTTY: false, env }, false);
     r.progress('pull d: commit 1', 100).add(50);
     expect(t.text()).toBe('==> pull d: commit 1\n');
+  });
+});
+
+describe('metered', () => {
+  it('passes every byte through, tells each piece, and ends with its input', async () => {
+    let told = 0;
+    const out: Buffer[] = [];
+    for await (const c of metered(Readable.from([Buffer.alloc(1000, 1), Buffer.alloc(24, 2)]), (n) => (told += n))) out.push(c as Buffer);
+    expect(Buffer.concat(out).length).toBe(1024);
+    expect(told).toBe(1024);
+  });
+
+  it("fails with its input's error", async () => {
+    const input = new PassThrough();
+    const counted = metered(input, () => {});
+    const failed = new Promise((resolve) => counted.once('error', resolve));
+    input.destroy(new Error('disk gone'));
+    expect(((await failed) as Error).message).toBe('disk gone');
   });
 });
