@@ -17,12 +17,13 @@ const NO_METER: Meter = { add() {}, end() {} };
  * it never depends on counting wrapped rows, and a terminal without a usable width (0 columns) gets plain lines.
  */
 export function createReporter(io: ReporterIo, quiet: boolean): Reporter {
-  if (quiet) return { step() {}, warn() {}, done() {}, progress: () => NO_METER };
+  const log = (line: string) => void io.stderr.write(`${line}\n`);
+  if (quiet) return { step() {}, warn() {}, done() {}, log, progress: () => NO_METER };
   const warn = (m: string) => void io.stderr.write(`knarr: warning: ${m}\n`);
   const plain = (m: string) => void io.stderr.write(`==> ${m}\n`);
   const interactive = io.stderrIsTTY && !io.env.CI && io.env.TERM !== 'dumb';
   if (!interactive) {
-    return { step: plain, warn, done() {}, progress: (label) => (plain(label), NO_METER) };
+    return { step: plain, warn, done() {}, log, progress: (label) => (plain(label), NO_METER) };
   }
   const columns = () => (io.stderr as NodeJS.WriteStream).columns;
   let status: (() => string) | null = null;
@@ -64,6 +65,10 @@ export function createReporter(io: ReporterIo, quiet: boolean): Reporter {
     warn(m) {
       clear();
       warn(m);
+    },
+    log(line) {
+      clear();
+      log(line);
     },
     done: stop,
     progress(label, total) {

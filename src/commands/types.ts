@@ -9,6 +9,8 @@ export interface Reporter {
   warn(message: string): void;
   /** Ends the current step (stops a spinner). */
   done(): void;
+  /** A line for stderr (--verbose commands): it goes above a status line, not into it. */
+  log(line: string): void;
   /** A step that moves bytes (push, pull, image import): bytes, rate and ETA on a TTY; on a pipe the label alone, as step(). */
   progress(label: string, totalBytes?: number): Meter;
 }

@@ -73,6 +73,16 @@ describe('the reporter on a terminal', () => {
     r.done();
   });
 
+  it('puts a --verbose line above the status line, not into it', async () => {
+    const t = terminal(80);
+    const r = createReporter({ stderr: t.stream, stderrIsTTY: true, env }, false);
+    r.step('working');
+    r.log('+ zfs send p/d@c  (12ms, exit 0)');
+    await tick(150);
+    r.done();
+    expect(t.text()).toMatch(/^. working\x1b\[K\r\x1b\[K\+ zfs send p\/d@c {2}\(12ms, exit 0\)\n. working\x1b\[K/);
+  });
+
   it('shows no bytes on a pipe, only the step', () => {
     const t = terminal(undefined);
     const r = createReporter({ stderr: t.stream, stderrIsTTY: false, env }, false);
