@@ -55,6 +55,11 @@ describe.skipIf(!run)('dot push on a terminal (script), zfs', () => {
     expect(wide.stdout).toContain('\r');
     expect(wide.stdout).toMatch(/push .*: \d+\.\d [KMG]B/);
 
+    // A pull knows the stream's size from the manifest: bytes of the total.
+    const pulled = await underScript(120, ['dot', 'pull', `file://${tmp.path}/r120/${dot}`, '--as', `${dot}p`]);
+    expect(pulled.exitCode, pulled.stdout).toBe(0);
+    expect(pulled.stdout).toMatch(/pull .*: [\d.]+ K?M?G?B of \d+\.\d MB/);
+
     const t0 = Date.now();
     const zero = await underScript(0, ['dot', 'push', dot, 'r0']);
     const zeroMs = Date.now() - t0;
