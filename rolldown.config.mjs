@@ -3,10 +3,10 @@ import { defineConfig } from 'rolldown';
 // One bundle for the CLI: resolving ~30 modules and commander's files at start-up costs more than the code itself.
 // CommonJS: Node 20 loads it synchronously, without the ES module loader's start-up cost.
 // Handlers stay lazy: each dynamic import becomes its own chunk. yaml is bundled into one lazy chunk (as ~80 files it
-// cost ~25 ms whenever a config file was read); ora and chalk (terminal only, ES modules) stay external.
+// cost ~25 ms whenever a config file was read); chalk (terminal only, an ES module) stays external.
 export default defineConfig({
   input: { knarr: 'dist/cli/main.js' },
   platform: 'node',
-  external: [/^node:/, 'ora', 'chalk'],
+  external: [/^node:/, 'chalk'],
   output: { dir: 'dist/bundle', format: 'cjs', entryFileNames: '[name].cjs', chunkFileNames: '[name]-[hash].cjs', minify: { mangle: false } },
 });

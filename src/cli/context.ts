@@ -52,7 +52,7 @@ export function createContext(config: Config, io: ContextIo, reload: () => Promi
     dryRun: config.dryRun,
     verbose: config.verbose,
     env: io.env,
-    log: (line) => void io.stderr.write(`${line}\n`),
+    log: (line) => events.log(line),
     signal: io.signal,
   });
   let stdin: import('node:stream').Readable | undefined;

@@ -1,7 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ExitCode } from '../core/errors.js';
-import { dockerSocketPath, pingDocker } from '../host/docker.js';
+import { DockerEngine, dockerSocketPath, pingDocker } from '../host/docker.js';
+import { allowBridge, bridgeFirewall, forwardChain, haveIptables } from '../host/firewall.js';
 import type { Runner } from '../host/runner.js';
 import { findExecutable } from '../host/which.js';
 import { optBool, type Context, type Handler } from './types.js';
@@ -31,6 +32,8 @@ const missing = (detail: string) => ({ status: 'missing' as const, detail, insta
 /** Installed, but a daemon or module is not up: --fix starts it rather than reinstalling. */
 const stopped = (detail: string) => ({ status: 'missing' as const, detail, install: false });
 const warn = (detail: string) => ({ status: 'warn' as const, detail });
+/** Not needed by every host, but by a feature (serving ssh remotes, TLS certificates, completions): a warning, and --fix installs it. */
+const wanted = (detail: string) => ({ status: 'warn' as const, detail, install: true });
 
 function kernelFilesystems(): string {
   try {
@@ -55,6 +58,18 @@ function binaryCheck(name: string, pkg: string, bins: string[]): Check {
   };
 }
 
+/** A tool only some features use: its absence is a warning naming the feature. */
+function optionalCheck(name: string, pkg: string, bins: string[], feature: string): Check {
+  return {
+    name,
+    package: pkg,
+    async run(ctx) {
+      const absent = binaries(ctx, bins);
+      return absent.length === 0 ? ok(bins.join(', ')) : wanted(`not found: ${absent.join(', ')} (${feature})`);
+    },
+  };
+}
+
 async function zfsAnswers(runner: Runner): Promise<{ answers: boolean; why: string }> {
   try {
     const r = await runner.run(['zpool', 'list', '-H', '-o', 'name'], { mutates: false, okExitCodes: [1, 2, 255] });
@@ -63,6 +78,14 @@ async function zfsAnswers(runner: Runner): Promise<{ answers: boolean; why: stri
   } catch (e) {
     return { answers: false, why: (e as Error).message };
   }
+}
+
+/** The interface of docker's default network when the kernel no longer has it; null when it is there or docker has none. */
+async function defaultBridgeGone(socket: string): Promise<string | null> {
+  const net = await new DockerEngine(socket).call<{ Driver?: string; Options?: Record<string, string> }>('GET', '/networks/bridge', undefined, 3000).catch(() => null);
+  if (net?.Driver !== 'bridge') return null;
+  const name = net.Options?.['com.docker.network.bridge.name'] || 'docker0';
+  return existsSync(`/sys/class/net/${name}`) ? null : name;
 }
 
 function hasSystemd(): boolean {
@@ -114,7 +137,11 @@ const CHECKS: Check[] = [
       const absent = binaries(ctx, ['dockerd']);
       const socket = dockerSocketPath(ctx.env);
       const version = await pingDocker(socket);
-      if (version) return ok(`dockerd answers on ${socket} (API ${version})`);
+      if (version) {
+        const gone = await defaultBridgeGone(socket);
+        if (gone) return stopped(`dockerd answers on ${socket}, but its default bridge ${gone} is gone (another dockerd started with --bridge=none in this network namespace deletes it): containers on the default network cannot start; restart dockerd (systemctl restart docker) to make it again`);
+        return ok(`dockerd answers on ${socket} (API ${version})`);
+      }
       if (absent.length) return missing('dockerd not found');
       return stopped(`dockerd is installed but nothing answers on ${socket}`);
     },
@@ -131,6 +158,30 @@ const CHECKS: Check[] = [
   binaryCheck('iproute2', 'iproute2', ['ip']),
   binaryCheck('ssh', 'openssh-client', ['ssh']),
   binaryCheck('util-linux', 'util-linux', ['blkid', 'wipefs', 'losetup', 'mount']),
+  optionalCheck('iptables', 'iptables', ['iptables'], "opens knarr's cluster bridge in docker's firewall"),
+  optionalCheck('e2fsprogs', 'e2fsprogs', ['mkfs.ext4'], 'formats LVM volumes'),
+  optionalCheck('sshd', 'openssh-server', ['sshd', 'ssh-keygen'], 'serves this host as an ssh:// dot remote'),
+  optionalCheck('openssl', 'openssl', ['openssl'], 'makes TLS certificates for daemon --tls-cert'),
+  optionalCheck('zsh', 'zsh', ['zsh'], 'zsh completion'),
+  optionalCheck('fish', 'fish', ['fish'], 'fish completion'),
+  {
+    name: 'cluster bridge',
+    package: null,
+    async run(ctx) {
+      const bridge = ctx.config.cluster.bridge;
+      if (!haveIptables(ctx.env)) return ok('iptables is not installed: no firewall to pass');
+      const fw = await bridgeFirewall(ctx.runner, bridge);
+      if (!fw) return warn('iptables cannot list FORWARD here (not root, or no netfilter in this kernel)');
+      const exists = existsSync(`/sys/class/net/${bridge}`);
+      if (!exists) return ok(fw.blocking ? `no ${bridge} yet; FORWARD drops bridged traffic (docker), so knarr adds ACCEPT rules for ${bridge} when it makes it` : `no ${bridge} yet`);
+      if (fw.allowed) return ok(`${bridge} has its ACCEPT rules`);
+      if (!fw.blocking) return ok(`${bridge} is not filtered (FORWARD policy ${fw.policy})`);
+      return stopped(`FORWARD policy DROP with bridge-nf-call-iptables=1 and no ACCEPT rule for ${bridge}: cluster nodes cannot reach each other; --fix adds the rules (iptables -I ${await forwardChain(ctx.runner)} -i ${bridge} -j ACCEPT, and -o)`);
+    },
+    async fix(ctx) {
+      await allowBridge(ctx.runner, ctx.env, ctx.config.cluster.bridge);
+    },
+  },
   {
     name: 'overlayfs',
     package: null,
@@ -166,7 +217,7 @@ async function runChecks(ctx: Context): Promise<CheckResult[]> {
   return Promise.all(
     CHECKS.map(async (c) => {
       const { install, ...r } = { install: undefined as boolean | undefined, ...(await c.run(ctx)) };
-      return { name: c.name, package: c.package, ...r, ...(install === false ? { install } : {}) };
+      return { name: c.name, package: c.package, ...r, ...(install === undefined ? {} : { install }) };
     }),
   );
 }
@@ -176,7 +227,7 @@ export const doctor: Handler = async ({ opts }, ctx) => {
   let results = await runChecks(ctx);
   const fixes: string[] = [];
   if (optBool(opts, 'fix')) {
-    const packages = [...new Set(results.filter((r) => r.status === 'missing' && r.install !== false && r.package).map((r) => r.package!))];
+    const packages = [...new Set(results.filter((r) => r.install === true && r.package).map((r) => r.package!))];
     if (packages.length > 0) {
       ctx.events.step(`installing ${packages.join(' ')}`);
       const env = { DEBIAN_FRONTEND: 'noninteractive' };

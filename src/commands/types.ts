@@ -9,6 +9,17 @@ export interface Reporter {
   warn(message: string): void;
   /** Ends the current step (stops a spinner). */
   done(): void;
+  /** A line for stderr (--verbose commands): it goes above a status line, not into it. */
+  log(line: string): void;
+  /** A step that moves bytes (push, pull, image import): bytes, rate and ETA on a TTY; on a pipe the label alone, as step(). */
+  progress(label: string, totalBytes?: number): Meter;
+}
+
+/** Counts a transfer's bytes for its progress line. */
+export interface Meter {
+  add(bytes: number): void;
+  /** Ends the progress line. */
+  end(): void;
 }
 
 /** What every handler gets: built once by the CLI, and once by the daemon. */

@@ -83,6 +83,8 @@ export interface Manifest {
 export interface StreamSender {
   argv: string[];
   produce(out: import('node:stream').Writable): Promise<void>;
+  /** Told each piece of the stream as it travels, for a progress line. */
+  progress?(bytes: number): void;
 }
 
 /** A place dots are pushed to and pulled from: a directory of streams, or knarr on another host over ssh. */

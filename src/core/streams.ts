@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 
 /** Calls each with every JSON value of a newline-delimited stream (docker events, etcd watches); other lines are skipped. */
 export function onJsonLines(stream: Readable, each: (value: unknown) => void): void {
@@ -50,4 +50,16 @@ export function stopReading(stdin: Readable): void {
   stdin.pause();
   (stdin as { unref?: () => void }).unref?.();
   stdin.destroy();
+}
+
+/** input as it passes, each piece's size told to onBytes (a progress line); an error of input ends it too. */
+export function metered(input: Readable, onBytes: (bytes: number) => void): Readable {
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      onBytes(chunk.length);
+      done(null, chunk);
+    },
+  });
+  input.once('error', (e) => counter.destroy(e));
+  return input.pipe(counter);
 }

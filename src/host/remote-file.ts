@@ -14,9 +14,13 @@ import type { Runner } from './runner.js';
 export class Tap extends Transform {
   readonly hash = createHash('sha256');
   bytes = 0;
+  constructor(private readonly onBytes?: (bytes: number) => void) {
+    super();
+  }
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: (e?: Error | null, c?: Buffer) => void): void {
     this.hash.update(chunk);
     this.bytes += chunk.length;
+    this.onBytes?.(chunk.length);
     done(null, chunk);
   }
 }
@@ -67,7 +71,7 @@ export async function checksumFile(path: string, algorithm: ChecksumAlgorithm): 
 }
 
 /** Checksums a file another process is writing, front to back, until a read finds nothing after finished() was true. */
-export async function followFile(fh: FileHandle, algorithm: ChecksumAlgorithm, finished: () => boolean): Promise<{ checksum: string; bytes: number }> {
+export async function followFile(fh: FileHandle, algorithm: ChecksumAlgorithm, finished: () => boolean, onBytes?: (bytes: number) => void): Promise<{ checksum: string; bytes: number }> {
   const sum = summer(algorithm);
   // One buffer for the whole file: a fresh buffer per chunk costs more in page faults than the checksum.
   const buf = Buffer.allocUnsafe(CHUNK);
@@ -78,6 +82,7 @@ export async function followFile(fh: FileHandle, algorithm: ChecksumAlgorithm, f
     if (bytesRead > 0) {
       sum.update(buf.subarray(0, bytesRead));
       bytes += bytesRead;
+      onBytes?.(bytesRead);
     } else if (last) {
       return { checksum: sum.digest(), bytes };
     } else {
@@ -123,7 +128,7 @@ export class FileRemote implements RemoteEndpoint {
     const file = `${record.id}.${format}`;
     if (this.runner.plan([...sender.argv, '>', this.streamPath(dot, file)])) return { record, base, file, bytes: 0, sha256: '' };
     // The sender writes straight into the file (no copy through knarr); the checksum is read from what lands there.
-    return { record, base, ...(await this.writeStreamFrom(dot, file, sender.argv)) };
+    return { record, base, ...(await this.writeStreamFrom(dot, file, sender.argv, sender.progress)) };
   }
 
   async saveManifest(manifest: Manifest): Promise<void> {
@@ -166,7 +171,7 @@ export class FileRemote implements RemoteEndpoint {
   }
 
   /** Runs argv with its stdout on the stream's .partial file, checksums the bytes as they land, then renames it. */
-  async writeStreamFrom(dot: string, file: string, argv: string[]): Promise<StoredStream> {
+  async writeStreamFrom(dot: string, file: string, argv: string[], onBytes?: (bytes: number) => void): Promise<StoredStream> {
     const final = this.streamPath(dot, file);
     const partial = `${final}.partial`;
     await mkdir(`${this.dotDir(dot)}/streams`, { recursive: true });
@@ -180,7 +185,7 @@ export class FileRemote implements RemoteEndpoint {
       let sent = false;
       const sending = this.runner.pipe(argv, { stdoutFd: out.fd, mutates: false, redirect: `> ${partial}` }).finally(() => (sent = true));
       // The checksum and the flush to disk run while the sender writes, not after it: the stream is not read a second time.
-      const settled = await Promise.allSettled([sending, followFile(back, STREAM_CHECKSUM, () => sent), flushWhile(out, () => sent)] as const);
+      const settled = await Promise.allSettled([sending, followFile(back, STREAM_CHECKSUM, () => sent, onBytes), flushWhile(out, () => sent)] as const);
       for (const r of settled) if (r.status === 'rejected') throw r.reason;
       sum = (settled[1] as PromiseFulfilledResult<{ checksum: string; bytes: number }>).value;
       // On disk before the manifest names it.

@@ -66,7 +66,7 @@ export class SshRemote implements RemoteEndpoint {
       this.runner.plan([...sender.argv, '|', ...argv]);
       return { record, base, file: record.id, bytes: 0, sha256: '' };
     }
-    const tap = new Tap();
+    const tap = new Tap(sender.progress);
     await Promise.all([sender.produce(tap), this.runner.pipe(argv, { stdin: tap, redirect: '< stream' })]);
     return { record, base, file: record.id, bytes: tap.bytes, sha256: tap.hash.digest('hex') };
   }

@@ -7,6 +7,7 @@ import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startDockerd } from './lib/dockerd.mjs';
 import { benchEnv } from './lib/env.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -25,9 +26,8 @@ if (spawnSync('dockerd', ['--version']).status !== 0 || spawnSync('docker', ['--
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'knarr-bench-jobs-'));
-const sock = `${dir}/docker.sock`;
-const env = benchEnv({ DOCKER_HOST: `unix://${sock}`, KNARR_STATE_DIR: `${dir}/state` });
-const dockerd = spawn('dockerd', ['-H', `unix://${sock}`, '--data-root', `${dir}/root`, '--exec-root', `${dir}/exec`, '--pidfile', `${dir}/pid`, '--bridge=none', '--iptables=false', '--ip6tables=false'], { stdio: 'ignore' });
+const dockerd = startDockerd(dir, process.env);
+const env = benchEnv({ DOCKER_HOST: `unix://${dockerd.sock}`, KNARR_STATE_DIR: `${dir}/state` });
 const sh = (argv, opts = {}) => spawnSync(argv[0], argv.slice(1), { env, encoding: 'utf8', ...opts });
 const timed = (argv, opts) => {
   const t = process.hrtime.bigint();
@@ -82,12 +82,7 @@ try {
   console.log(`  ${MIB} MiB through cat: knarr ${kThroughput.toFixed(0)} MiB/s, docker ${dThroughput.toFixed(0)} MiB/s  ratio ${pipeRatio.toFixed(2)} (target >= 0.8)`);
   console.log(`jobs: run ratio ${runRatio.toFixed(2)} (target 1.2) ${runRatio <= 1.2 ? 'PASS' : 'FAIL'}; pipe throughput ratio ${pipeRatio.toFixed(2)} (target 0.8) ${pipeRatio >= 0.8 ? 'PASS' : 'FAIL'}`);
 } finally {
-  try {
-    process.kill(Number(readFileSync(`${dir}/pid`, 'utf8').trim()), 'SIGTERM');
-  } catch {
-    dockerd.kill('SIGTERM');
-  }
-  await new Promise((r) => dockerd.once('close', r));
+  await dockerd.stop();
   for (const t of readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((x) => x && x.startsWith(dir)).reverse()) spawnSync('umount', ['-l', t]);
   rmSync(dir, { recursive: true, force: true });
 }

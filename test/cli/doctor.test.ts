@@ -1,6 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { knarr } from '../harness/cli.js';
-import { haveTools } from '../harness/tools.js';
+import { execa } from 'execa';
+import { haveDockerd, startDockerd } from '../harness/dockerd.js';
+import { tempDir } from '../harness/tmp.js';
+import { haveTools, integration } from '../harness/tools.js';
 
 describe('knarr doctor', () => {
   it('reports every prerequisite with its package, as JSON', async () => {
@@ -30,11 +34,42 @@ describe('knarr doctor', () => {
     expect(lines[1]).toMatch(/\blxc\b/);
   });
 
-  it.skipIf(!haveTools('dockerd'))('--fix starts a stopped dockerd rather than reinstalling its package', async () => {
+  it('--fix installs every Debian package the CI installs for the test suite, so a fresh host runs every test', async () => {
+    const ci = readFileSync(new URL('../../.ci/run', import.meta.url), 'utf8');
+    const line = /apt-get install -y -q \\\n([^>]*)>/.exec(ci)?.[1] ?? '';
+    const wanted = line.split(/\s+/).filter((w) => /^[a-z0-9][a-z0-9.+-]+$/.test(w));
+    expect(wanted).toEqual(expect.arrayContaining(['openssh-server', 'zsh', 'fish', 'openssl']));
+    const r = await knarr(['--dry-run', 'doctor', '--fix'], { env: { PATH: '/nonexistent', DOCKER_HOST: 'unix:///nonexistent.sock' } });
+    const install = r.stdout.split('\n').find((l) => l.startsWith('apt-get install')) ?? '';
+    expect(install.split(' ')).toEqual(expect.arrayContaining(wanted));
+  });
+
+  it.skipIf(!integration('doctor --fix with dockerd', haveTools('dockerd'), 'dockerd is not installed'))('--fix starts a stopped dockerd rather than reinstalling its package', async () => {
     const socket = '/tmp/knarr-doctor-test-none.sock';
     const r = await knarr(['--dry-run', 'doctor', '--fix'], { env: { DOCKER_HOST: `unix://${socket}` } });
     expect(r.code).toBe(0);
     expect(r.stdout).not.toMatch(/apt-get install .*docker\.io/);
     expect(r.stdout).toMatch(new RegExp(`^(dockerd -H unix://${socket}|systemctl start docker)$`, 'm'));
   });
+
+  it.skipIf(!integration('doctor with a private dockerd', haveDockerd() && process.getuid?.() === 0, 'needs root, dockerd, docker and busybox-static'))(
+    "reports a dockerd whose default bridge is gone (as a dockerd started with --bridge=none leaves the host's), with the hint to restart it",
+    async () => {
+      const tmp = await tempDir('knarr-doctor-');
+      const d = await startDockerd(tmp.path);
+      try {
+        const docker = (r: { json(): { checks: { name: string; status: string; detail: string }[] } }) => r.json().checks.find((c) => c.name === 'docker')!;
+        expect(docker(await knarr(['--json', 'doctor'], { env: d.env }))).toMatchObject({ status: 'ok' });
+        const bridge = await d.docker('network', 'inspect', 'bridge', '--format', '{{index .Options "com.docker.network.bridge.name"}}');
+        await execa('ip', ['link', 'del', bridge]);
+        const r = await knarr(['--json', 'doctor'], { env: d.env });
+        expect(r.code).toBe(5);
+        expect(docker(r)).toMatchObject({ status: 'missing', detail: expect.stringMatching(new RegExp(`default bridge ${bridge} is gone.*restart dockerd`)) });
+      } finally {
+        await d.stop();
+        await tmp.cleanup();
+      }
+    },
+    120_000,
+  );
 });

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { leafCommands } from '../../src/cli/commands-table.js';
 import { generatedFiles } from '../../src/cli/generated.js';
 import { knarr } from '../harness/cli.js';
-import { haveTools } from '../harness/tools.js';
+import { haveTools, integration } from '../harness/tools.js';
 
 const root = new URL('../../', import.meta.url).pathname;
 const files = generatedFiles();
@@ -44,10 +44,10 @@ describe('generated completions and man pages', () => {
     expect(await complete('knarr', 'dot', 'pull', 'usb/app', '--')).toContain('--stash-on-divergence');
   });
 
-  it.skipIf(!haveTools('zsh'))('zsh completion parses', async () => {
+  it.skipIf(!integration('zsh completion', haveTools('zsh'), 'zsh is not installed'))('zsh completion parses', async () => {
     await execa('zsh', ['-n', `${root}completions/_knarr`]);
   });
-  it.skipIf(!haveTools('fish'))('fish completion parses', async () => {
+  it.skipIf(!integration('fish completion', haveTools('fish'), 'fish is not installed'))('fish completion parses', async () => {
     await execa('fish', ['--no-execute', `${root}completions/knarr.fish`]);
   });
 

@@ -93,7 +93,7 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
     expect((await hosts()).h1).toBeUndefined();
   });
 
-  it.skipIf(!haveTools('openssl') || !haveDockerd())('a job piped through an agent over TLS gets the end of its stdin and keeps its output after it', async () => {
+  it.skipIf(!integration('agent over TLS with a job', haveTools('openssl') && haveDockerd(), 'openssl, dockerd, docker or busybox-static is missing'))('a job piped through an agent over TLS gets the end of its stdin and keeps its output after it', async () => {
     const d = await startDockerd(`${tmp.path}/docker-tls`);
     try {
       await execa('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', `${tmp.path}/pkey.pem`, '-out', `${tmp.path}/pcert.pem`]);
@@ -115,7 +115,7 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
     }
   }, 60_000);
 
-  it.skipIf(!haveTools('openssl'))('serves the API over TLS with --tls-cert and --tls-key', async () => {
+  it.skipIf(!integration('agent over TLS', haveTools('openssl'), 'openssl is not installed'))('serves the API over TLS with --tls-cert and --tls-key', async () => {
     await execa('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', `${tmp.path}/key.pem`, '-out', `${tmp.path}/cert.pem`]);
     agent = execa(bin, [...base(), 'daemon', '--name', 'h2', '--listen', `127.0.0.1:${port}`, '--ttl', '2', '--tls-cert', `${tmp.path}/cert.pem`, '--tls-key', `${tmp.path}/key.pem`], {
       reject: false,

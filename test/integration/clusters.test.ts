@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { randomInt } from 'node:crypto';
 import { execa, type ResultPromise } from 'execa';
@@ -15,8 +15,12 @@ import { eventually } from '../harness/eventually.js';
 import { destroyPoolQuietly, zfsAnswers } from '../harness/zfs.js';
 
 const run = integration('clusters', process.getuid?.() === 0 && haveTools('lxc-start', 'lxc-attach', 'lxc-ls', 'busybox', 'ip', 'etcd'), 'needs root, lxc, busybox-static, iproute2 and etcd (Debian packages lxc, busybox-static, iproute2, etcd-server)');
-const runZfs = run && (await zfsAnswers());
+const runZfs = run && integration('clusters beside a zfs pool', await zfsAnswers(), 'zpool does not answer (install zfs-fuse)');
 const bin = new URL('../../bin/knarr', import.meta.url).pathname;
+/** The system dockerd's firewall: FORWARD drops, and bridged frames go through iptables. */
+const dockerFirewall = async () =>
+  haveTools('iptables') && /^-P FORWARD DROP/m.test((await execa('iptables', ['-w', '-S', 'FORWARD'], { reject: false })).stdout) && readFileSync('/proc/sys/net/bridge/bridge-nf-call-iptables', 'utf8').trim() === '1';
+const firewalled = run && integration("clusters behind docker's firewall", await dockerFirewall().catch(() => false), 'FORWARD policy is not DROP with bridge-nf-call-iptables=1: start the system dockerd (knarr doctor --fix)');
 
 /** A /16 for the users' subnets that nothing on this machine routes. */
 async function freeNetwork(): Promise<string> {
@@ -89,8 +93,6 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
     expect(exec.code).toBe(4);
     expect(exec.stdout).toBe('host-2\n');
     // -i feeds stdin to the command; output and errors come apart, as they are made.
-    const runZfs = run && (await zfsAnswers());
-const bin = new URL('../../bin/knarr', import.meta.url).pathname;
     const fed = await execa(bin, ['cluster', 'exec', '-i', 'lab', '1', '--', 'sh', '-c', 'cat > /root/fed.txt; wc -c < /root/fed.txt; echo done >&2'], { env: { ...process.env, ...env }, input: 'x'.repeat(100_000), reject: false });
     expect(fed.exitCode, fed.stderr).toBe(0);
     expect(fed.stdout.trim()).toBe('100000');
@@ -142,6 +144,44 @@ const bin = new URL('../../bin/knarr', import.meta.url).pathname;
     for (const n of ['one', 'two']) expect((await k(['cluster', 'delete', n])).code).toBe(0);
   }, 60_000);
 
+  it.skipIf(!firewalled)("opens its bridge in docker's firewall (FORWARD DROP) while it has clusters, without duplicates, and closes it with the bridge", async () => {
+    const rules = async () => (await execa('iptables', ['-w', '-S'])).stdout.split('\n').filter((l) => l.includes(`knarr bridge ${bridge}`));
+    const check = async () => ((await k(['--json', 'doctor'])).json().checks as { name: string; status: string; detail: string }[]).find((c) => c.name === 'cluster bridge')!;
+    expect((await k(['cluster', 'create', 'fw', '--size', '2', '--memory', '64M'])).code).toBe(0);
+    const { id } = await show('fw');
+    // docker's chain for the operator's rules, one rule in and one out.
+    const rule = (dir: string) => [dir, bridge, '-m', 'comment', '--comment', `knarr bridge ${bridge}`, '-j', 'ACCEPT'];
+    expect((await rules()).sort()).toEqual(['-i', '-o'].map((d) => `-A DOCKER-USER ${d} ${bridge} -m comment --comment "knarr bridge ${bridge}" -j ACCEPT`));
+    const ping = await execa('lxc-attach', ['-P', lxcPath, '-n', `alice-${id}-0`, '--', 'ping', '-c', '1', '-W', '3', 'host-1'], { reject: false });
+    expect(ping.exitCode, ping.stdout + ping.stderr).toBe(0);
+    expect(await check()).toMatchObject({ status: 'ok' });
+
+    // Rules lost (iptables flushed by hand): doctor says so, and starting the cluster again puts them back, once.
+    for (const d of ['-i', '-o']) await execa('iptables', ['-w', '-D', 'DOCKER-USER', ...rule(d)]);
+    expect(await rules()).toEqual([]);
+    expect(await check()).toMatchObject({ status: 'missing', detail: expect.stringContaining(`no ACCEPT rule for ${bridge}`) });
+    const cut = await execa('lxc-attach', ['-P', lxcPath, '-n', `alice-${id}-0`, '--', 'ping', '-c', '1', '-W', '2', 'host-1'], { reject: false });
+    expect(cut.exitCode).not.toBe(0);
+    expect((await k(['cluster', 'stop', 'fw'])).code).toBe(0);
+    expect((await k(['cluster', 'start', 'fw'])).code).toBe(0);
+    expect((await k(['cluster', 'start', 'fw'])).code).toBe(0);
+    expect(await rules()).toHaveLength(2);
+
+    expect((await k(['cluster', 'delete', 'fw'])).code).toBe(0);
+    expect(existsSync(`/sys/class/net/${bridge}`)).toBe(false);
+    expect(await rules()).toEqual([]);
+  }, 120_000);
+
+  it('imports a rootfs from a compressed tar file, read through knarr (a pipe tar cannot guess compression from)', async () => {
+    mkdirSync(`${tmp.path}/gzroot/bin`, { recursive: true });
+    copyFileSync('/bin/busybox', `${tmp.path}/gzroot/bin/sh`);
+    await execa('tar', ['-C', `${tmp.path}/gzroot`, '-czf', `${tmp.path}/root.tar.gz`, '.']);
+    const r = await k(['--json', 'image', 'import', 'gz', `${tmp.path}/root.tar.gz`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(existsSync(`${r.json().rootfs}/bin/sh`)).toBe(true);
+    expect((await k(['image', 'rm', 'gz'])).code).toBe(0);
+  });
+
   it('bad input gets a clear error naming the field, and nothing is created', async () => {
     const ops = (await new OpRepo(store, fleet).list()).length;
     const cases: [string[], RegExp][] = [
@@ -159,7 +199,7 @@ const bin = new URL('../../bin/knarr', import.meta.url).pathname;
       expect(r.stderr).toMatch(message);
     }
     // An imported rootfs whose /sbin is a symlink would make knarr write outside it: refused, and nothing written there.
-    const { mkdirSync, symlinkSync, copyFileSync } = await import('node:fs');
+    const { symlinkSync } = await import('node:fs');
     mkdirSync(`${tmp.path}/evil/bin`, { recursive: true });
     mkdirSync(`${tmp.path}/outside`);
     copyFileSync('/bin/busybox', `${tmp.path}/evil/bin/sh`);

@@ -31,7 +31,7 @@ function fakes(failures: number, error: () => Error) {
       if (commit.id === 'c2' && left-- > 0) throw error();
     },
   } as unknown as DotTransfer;
-  const ctx = { events: { step() {}, warn: (m: string) => warnings.push(m), done() {} } } as unknown as Context;
+  const ctx = { events: { step() {}, warn: (m: string) => warnings.push(m), done() {}, log() {}, progress: () => ({ add() {}, end() {} }) } } as unknown as Context;
   return { reads, warnings, remote, transfer, ctx };
 }
 

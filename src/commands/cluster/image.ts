@@ -1,7 +1,9 @@
-import { chmod, lstat, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { chmod, lstat, open, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { ConflictError, NotFoundError, PrerequisiteError, ValidationError } from '../../core/errors.js';
 import { validateName } from '../../core/names.js';
+import { metered } from '../../core/streams.js';
 import { pathExists } from '../../host/mounts.js';
 import { findExecutable } from '../../host/which.js';
 import { thisHost } from '../../daemon/pidfile.js';
@@ -26,6 +28,30 @@ async function buildBusybox(ctx: Context, root: string): Promise<void> {
   await writeFile(`${root}/etc/passwd`, 'root:x:0:0:root:/root:/bin/sh\n');
   await writeFile(`${root}/etc/group`, 'root:x:0:\n');
   await chmod(`${root}/tmp`, 0o1777);
+}
+
+/** tar guesses compression from a file but not from a pipe: the flag its magic bytes call for. */
+async function decompressFlag(file: string): Promise<string[]> {
+  const fh = await open(file, 'r');
+  const head = Buffer.alloc(6);
+  try {
+    await fh.read(head, 0, 6, 0);
+  } finally {
+    await fh.close();
+  }
+  const magic: [string, string][] = [['1f8b', '-z'], ['425a68', '-j'], ['fd377a585a00', '-J'], ['28b52ffd', '--zstd']];
+  const hex = head.toString('hex');
+  return magic.filter(([m]) => hex.startsWith(m)).map(([, flag]) => flag);
+}
+
+/** Unpacks a rootfs tar file, read through knarr so a terminal shows its bytes, rate and ETA. */
+async function importTar(ctx: Context, file: string, into: string): Promise<void> {
+  const meter = ctx.events.progress(`import ${file}`, (await stat(file)).size);
+  try {
+    await ctx.runner.pipe(['tar', ...(await decompressFlag(file)), '-xf', '-', '-C', into, '--numeric-owner'], { stdin: metered(createReadStream(file), meter.add), redirect: `< ${file}` });
+  } finally {
+    meter.end();
+  }
 }
 
 /** root/rel after checking that no part of rel is a symlink: an imported rootfs must not make knarr write outside it. */
@@ -64,7 +90,7 @@ export const imageImport: Handler = async ({ args, opts }, ctx) => {
     await mkdir(partial, { recursive: true });
     if (kind === 'busybox') await buildBusybox(ctx, partial);
     else if (kind === 'dir') await ctx.runner.run(['cp', '-a', `${src}/.`, partial]);
-    else await ctx.runner.run(['tar', '-xf', src!, '-C', partial, '--numeric-owner']);
+    else await importTar(ctx, src!, partial);
     if (!(await pathExists(`${partial}/bin/sh`))) throw new ValidationError('ROOTFS', `${src ?? 'the image'} has no /bin/sh; nodes need a shell (a busybox rootfs has one)`);
     await mkdir(await inside(partial, 'sbin'), { recursive: true });
     await writeFile(await inside(partial, 'sbin/knarr-init'), KNARR_INIT, { mode: 0o755 });

@@ -3,6 +3,7 @@ import { networkInterfaces } from 'node:os';
 import { dirname } from 'node:path';
 import { clustersToInit, containerName, hostsFile, nodeHostname, subnetAddress, subnetBroadcast, subnetGateway, userSubnet, type ClusterNode, type ClusterRecord } from '../../core/cluster.js';
 import { ConflictError, InterruptedError, NotFoundError } from '../../core/errors.js';
+import { allowBridge, forgetBridge } from '../../host/firewall.js';
 import { lxcConfig, unifiedCgroups } from '../../host/lxc.js';
 import { mountAt } from '../../host/mounts.js';
 import type { Runner } from '../../host/runner.js';
@@ -104,6 +105,16 @@ async function ensureBridge(runner: Runner, bridge: string, subnet: string): Pro
   await runner.run(['ip', 'link', 'set', bridge, 'up']);
 }
 
+/** The host's last cluster is gone: its bridge goes, with the bridge's firewall rules; a bridge something else is attached to stays. */
+async function dropBridgeIfUnused(r: OpRun, s: Setting, host: string): Promise<void> {
+  const bridge = r.ctx.config.cluster.bridge;
+  if ((await s.repo.list()).some((c) => c.host === host)) return;
+  const ports = await readdir(`/sys/class/net/${bridge}/brif`).catch(() => null);
+  if (ports !== null && ports.length > 0) return;
+  await forgetBridge(r.ctx.runner, r.ctx.env, bridge);
+  if (ports !== null) await r.ctx.runner.run(['ip', 'link', 'del', bridge], { okExitCodes: [1] });
+}
+
 /** Writes the cluster's hosts file in place: nodes bind-mount this very inode, so they see the change. */
 async function writeHosts(s: Setting, c: ClusterRecord): Promise<void> {
   const path = hostsPath(s.pool, c.user, c.id);
@@ -178,6 +189,7 @@ const START_PARALLEL = 2;
 
 async function startNodes(r: OpRun, s: Setting, c: ClusterRecord, nodes: ClusterNode[], verb: string): Promise<void> {
   await ensureBridge(r.ctx.runner, r.ctx.config.cluster.bridge, c.subnet);
+  await allowBridge(r.ctx.runner, r.ctx.env, r.ctx.config.cluster.bridge);
   const image = await s.repo.image(c.host, c.image);
   if (!image) throw new NotFoundError(`image ${c.image} is gone from ${c.host}`);
   const cgroup2 = await unifiedCgroups();
@@ -307,6 +319,7 @@ export const clusterDelete: OpHandler = {
     await removeClusterParts(r, s, c.user, c.id);
     await s.repo.remove(c.user, c.name);
     await releaseSubnetIfUnused(r, s, c.user);
+    await dropBridgeIfUnused(r, s, c.host);
     return { cluster: c.name, deleted: true };
   },
   undo: forwardOnly,

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { COMMIT_ID_RE, DEFAULT_BRANCH, DEFAULT_SUBDOT, chain, parseDotName, parseDotRef, parseRemoteDotRef, planTransfer, validateBranch, type CommitRecord, type DotRecord } from '../../core/dots.js';
 import { ConflictError, NotFoundError } from '../../core/errors.js';
+import { metered } from '../../core/streams.js';
 import type { Manifest, ManifestCommit, RemoteEndpoint } from '../../core/remote.js';
 import type { PoolRecord } from '../../core/pool.js';
 import type { DotFsRef, DotTransfer } from '../../host/storage/driver.js';
@@ -73,15 +74,17 @@ export async function receiveChain(ctx: Context, remote: RemoteEndpoint, manifes
       throw new ConflictError(`stream ${entry.file} applies on top of ${shortId(entry.base)}, but this side is at ${shortId(prev)}`, { hint: 'pull the branch it was pushed from' });
     }
     const record = localRecord(entry, ref.dot, ref.branch);
-    ctx.events.step(`pull ${ref.dot}: commit ${shortId(id)} (${entry.bytes} bytes)`);
     for (let attempt = 1; ; attempt++) {
+      const meter = ctx.events.progress(`pull ${ref.dot}: commit ${shortId(id)}`, entry.bytes);
       try {
-        await remote.fetchCommit(manifest.dot, entry, (input, source) => transfer.receive(ref, record, entry.base, input, source));
+        await remote.fetchCommit(manifest.dot, entry, (input, source) => transfer.receive(ref, record, entry.base, metered(input, meter.add), source));
         break;
       } catch (e) {
         if (attempt >= RECEIVE_ATTEMPTS || !transfer.isTransient?.(e)) throw e;
         ctx.events.warn(`pull ${ref.dot}: commit ${shortId(id)} failed (${(e as Error).message}); reading the stream again`);
         await sleep(500 * attempt);
+      } finally {
+        meter.end();
       }
     }
     got.push(record);

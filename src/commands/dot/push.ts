@@ -1,3 +1,4 @@
+import type { Writable } from 'node:stream';
 import { chain, parseDotName, planTransfer, validateBranch } from '../../core/dots.js';
 import { ConflictError, NotFoundError, UserError } from '../../core/errors.js';
 import { emptyManifest, streamChecksum, type ManifestCommit } from '../../core/remote.js';
@@ -46,9 +47,11 @@ export const dotPush: Handler = async ({ args, opts }, ctx) => {
       let entry: ManifestCommit | undefined = manifest.commits[id];
       // A stored stream (file remote) is reused; a live remote gets every commit its branch lacks.
       if (!entry || !streamChecksum(entry)) {
-        ctx.events.step(`push ${name}: commit ${shortId(id)}${streamBase ? ' (incremental)' : ''}`);
+        const total = ctx.runner.dryRun ? undefined : await transfer.estimateBytes?.(h.ref(record.branch), id, streamBase);
+        const meter = ctx.events.progress(`push ${name}: commit ${shortId(id)}${streamBase ? ' (incremental)' : ''}`, total);
         const argv = transfer.sendArgv(h.ref(record.branch), id, streamBase);
-        entry = await remote.putCommit(name, branch, record, streamBase?.id ?? null, transfer.format, { argv, produce: (out) => ctx.runner.pipe(argv, { stdout: out, mutates: false }) });
+        const sender = { argv, produce: (out: Writable) => ctx.runner.pipe(argv, { stdout: out, mutates: false }), progress: meter.add };
+        entry = await remote.putCommit(name, branch, record, streamBase?.id ?? null, transfer.format, sender).finally(meter.end);
         sent.push({ id, bytes: entry.bytes, incremental: streamBase !== null });
       }
       onRemote = [...onRemote, id];

@@ -96,6 +96,8 @@ export interface DotTransfer {
   sendArgv(ref: DotFsRef, commit: string, base: { ref: DotFsRef; id: string } | null): string[];
   /** Reads one commit's stream into the dot's commits (base already received); a failed receive leaves the branch at base. */
   receive(ref: DotFsRef, commit: import('../../core/dots.js').CommitRecord, base: string | null, input: import('node:stream').Readable, source: string): Promise<void>;
+  /** About how many bytes a full stream of the commit holds, for a push's ETA; undefined when unknown (an incremental one). */
+  estimateBytes?(ref: DotFsRef, commit: string, base: { ref: DotFsRef; id: string } | null): Promise<number | undefined>;
   /** A receive that failed this way may work when the stream is read again. */
   isTransient?(error: unknown): boolean;
   /** Renames a branch's filesystem (a pull keeps diverged local commits this way). */

@@ -35,6 +35,12 @@ export function treeTransfer(runner: Runner, prim: TreePrimitives, format: 'btrf
       format === 'btrfs'
         ? ['btrfs', '-q', 'send', ...(base ? ['-p', `${commitsDir(base.ref)}/${base.id}`] : []), `${commitsDir(ref)}/${commit}`]
         : ['tar', '-C', `${commitsDir(ref)}/${commit}`, '-cf', '-', '.'],
+    async estimateBytes(ref, commit, base) {
+      if (base) return undefined;
+      const r = await runner.run(['du', '-s', '-b', `${commitsDir(ref)}/${commit}`], { mutates: false, okExitCodes: [1] });
+      const n = Number(r.stdout.split('\t')[0]);
+      return r.exitCode === 0 && n > 0 ? n : undefined;
+    },
     async receive(ref, commit, _base, input, source) {
       // The commit's record is written last: a commit folder without one is what an interrupted receive left.
       const target = `${commitsDir(ref)}/${commit.id}`;

@@ -26,6 +26,12 @@ export function zfsTransfer(runner: Runner): DotTransfer {
     incremental: true,
     perBranchHistory: true,
     sendArgv: (ref, commit, base) => ['zfs', 'send', ...(base ? ['-i', `${dataset(base.ref)}@${base.id}`] : []), `${dataset(ref)}@${commit}`],
+    async estimateBytes(ref, commit, base) {
+      if (base) return undefined;
+      const r = await runner.run(['zfs', 'get', '-H', '-p', '-o', 'value', 'referenced', `${dataset(ref)}@${commit}`], { mutates: false, okExitCodes: [1] });
+      const n = Number(r.stdout.trim());
+      return r.exitCode === 0 && n > 0 ? n : undefined;
+    },
     async receive(ref, commit, base, input, source) {
       const parent = dotDataset(ref.pool, ref.dot, ref.staging);
       const snapshot = `${dataset(ref)}@${commit.id}`;
