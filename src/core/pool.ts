@@ -65,6 +65,17 @@ function absolute(field: string, value: string, cwd: string): string {
   return validatePath(field, value.startsWith('/') ? value : `${cwd}/${value}`.replace(/\/\.\//g, '/'));
 }
 
+/** Device flags as given (repeated, comma-separated) to absolute paths, each once; field names the flag in errors. */
+export function parseDeviceList(field: string, given: readonly string[], cwd: string): string[] {
+  const devices = given.flatMap((d) => d.split(',')).map((d) => d.trim());
+  devices.forEach((d) => {
+    if (d === '') throw new ValidationError(field, 'an empty device path; give paths like /dev/sdb,/dev/sdc');
+  });
+  const devicePaths = devices.map((d) => absolute(field, d, cwd));
+  if (new Set(devicePaths).size !== devicePaths.length) throw new ValidationError(field, 'a device is listed twice');
+  return devicePaths;
+}
+
 /**
  * Turns `pool init` flags into a PoolSpec, or throws naming the field; pure, so bad input
  * is refused before anything on the host is touched. With no device, a loop file is the default.
@@ -72,12 +83,7 @@ function absolute(field: string, value: string, cwd: string): string {
 export function buildPoolSpec(input: PoolInitInput, defaults: PoolDefaults, cwd: string): PoolSpec {
   const name = validatePoolName('--name', input.name ?? defaults.name);
   const driver = parseDriverName('--driver', input.driver ?? defaults.driver);
-  const devices = input.devices.flatMap((d) => d.split(',')).map((d) => d.trim());
-  devices.forEach((d) => {
-    if (d === '') throw new ValidationError('--device', 'an empty device path; give paths like /dev/sdb,/dev/sdc');
-  });
-  const devicePaths = devices.map((d) => absolute('--device', d, cwd));
-  if (new Set(devicePaths).size !== devicePaths.length) throw new ValidationError('--device', 'a device is listed twice');
+  const devicePaths = parseDeviceList('--device', input.devices, cwd);
   const size = input.size !== undefined ? parseSize('--size', input.size) : undefined;
 
   if (driver === 'dir') {
