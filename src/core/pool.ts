@@ -31,6 +31,8 @@ export interface PoolRecord {
   path: string | null;
   mountpoint: string;
   createdAt: string;
+  /** The pool's id as its devices carry it (see blkid); devices are found by it when their names change. */
+  uuid?: string | null;
 }
 
 /** `pool init` flags as given; undefined where the operator gave nothing. */
@@ -117,4 +119,31 @@ export function specConflict(record: PoolRecord, spec: PoolSpec, explicit: { dri
     if (had !== want) return `it is on ${had}, not ${want}`;
   }
   return null;
+}
+
+/** What a device holds, by its on-disk signature (blkid). */
+export interface DeviceProbe {
+  path: string;
+  exists: boolean;
+  signature: { type: string; label: string | null; uuid: string | null } | null;
+}
+
+/**
+ * Why the devices do not all carry pool `name` (of the driver's member type, with the pool's id when
+ * known, one id on all), or null when they do: a pool is found by its labels, whatever its devices are called.
+ */
+export function notCarrying(probes: readonly DeviceProbe[], memberType: string | null, name: string, uuid: string | null | undefined): string | null {
+  if (memberType === null) return 'its driver does not find pools by their labels';
+  const ids = new Set<string | null>();
+  const wrong: string[] = [];
+  for (const p of probes) {
+    const s = p.signature;
+    if (!p.exists) wrong.push(`${p.path} does not exist`);
+    else if (s === null) wrong.push(`${p.path} holds nothing`);
+    else if (s.type !== memberType || s.label !== name) wrong.push(`${p.path} holds ${s.type}${s.label ? ` "${s.label}"` : ''}`);
+    else if (uuid && s.uuid !== uuid) wrong.push(`${p.path} holds another pool named ${name} (id ${s.uuid}, not ${uuid})`);
+    else ids.add(s.uuid);
+  }
+  if (wrong.length > 0) return wrong.join('; ');
+  return ids.size > 1 ? `the devices hold ${ids.size} different pools named ${name}` : null;
 }

@@ -64,6 +64,8 @@ export async function spaceOf(path: string): Promise<Space> {
 export interface Signature {
   type: string;
   label: string | null;
+  /** The filesystem's or pool's id (the zpool guid, the btrfs fsid): the same on every device of it. */
+  uuid: string | null;
 }
 
 /** Parses `blkid -p -o export` output into the filesystem type and label. */
@@ -75,7 +77,7 @@ export function parseBlkidExport(text: string): Signature | null {
   }
   const type = fields.get('TYPE') ?? fields.get('PTTYPE');
   if (!type) return null;
-  return { type, label: fields.get('LABEL') ?? null };
+  return { type, label: fields.get('LABEL') ?? null, uuid: fields.get('UUID') ?? null };
 }
 
 /** What a device or image file already holds, by its on-disk signature; null for blank. */

@@ -25,6 +25,7 @@ export const btrfsDriver: StorageDriver = {
   name: 'btrfs',
   caps: { cowClone: true, snapshots: true, sendReceive: true, devices: true, directory: false, overlayUpper: true },
   tools: ['mkfs.btrfs', 'btrfs', 'mount', 'umount'],
+  memberType: 'btrfs',
 
   async ensurePool(spec: PoolSpec, runner: Runner): Promise<EnsureAction> {
     const mounted = await mountAt(spec.mountpoint);
@@ -44,7 +45,7 @@ export const btrfsDriver: StorageDriver = {
     const sources = poolSources(spec);
     const probes = await probeSources(runner, sources);
     const first = probes[0]!;
-    if (first.signature?.type === 'btrfs' && first.signature.label === spec.name) {
+    if (first.signature?.type === btrfsDriver.memberType && first.signature.label === spec.name) {
       if (sources.length > 1) await runner.run(['btrfs', 'device', 'scan']);
       await runner.mkdirp(spec.mountpoint);
       await runner.run(mountArgv(spec, first.path, spec.mountpoint));

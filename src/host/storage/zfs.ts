@@ -41,12 +41,13 @@ export const zfsDriver: StorageDriver = {
   name: 'zfs',
   caps: { cowClone: true, snapshots: true, sendReceive: true, devices: true, directory: false, overlayUpper: false },
   tools: ['zpool', 'zfs'],
+  memberType: 'zfs_member',
 
   async ensurePool(spec: PoolSpec, runner: Runner): Promise<EnsureAction> {
     if ((await poolHealth(runner, spec.name)) !== null) return 'exists';
     const sources = poolSources(spec);
     const probes = await probeSources(runner, sources);
-    const ours = probes.filter((p) => p.signature?.type === 'zfs_member' && p.signature.label === spec.name);
+    const ours = probes.filter((p) => p.signature?.type === zfsDriver.memberType && p.signature.label === spec.name);
     if (ours.length > 0) {
       const dirs = [...new Set(sources.map((s) => dirname(s)))];
       const scanArgs = dirs.flatMap((d) => ['-d', d]);
