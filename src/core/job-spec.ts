@@ -7,6 +7,35 @@ import { parseSize } from './size.js';
  * problem, each with its field path (`ports[1].host`, `env.DEBUG`), before anything runs.
  */
 
+/** How deep a spec file's [ ] and { } may nest: a job spec needs three levels, the YAML parser overflows its stack near a thousand. */
+export const MAX_SPEC_NESTING = 32;
+
+/** The deepest nesting of [ ] and { } in JSON or flow-style YAML text, outside quoted strings and comments. */
+export function flowNestingDepth(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  let quote: string | null = null;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quote !== null) {
+      if (c === '\\' && quote === '"') i++;
+      else if (c === quote) quote = null;
+    } else if (c === '"' || c === "'") quote = c;
+    else if (c === '#' && (i === 0 || /\s/.test(text[i - 1]!))) {
+      const end = text.indexOf('\n', i);
+      i = end === -1 ? text.length : end;
+    } else if (c === '[' || c === '{') deepest = Math.max(deepest, ++depth);
+    else if ((c === ']' || c === '}') && depth > 0) depth--;
+  }
+  return deepest;
+}
+
+/** Refuses a spec text nested deeper than any job spec is, before a parser recurses into it. */
+export function checkSpecNesting(field: string, text: string): void {
+  const depth = flowNestingDepth(text);
+  if (depth > MAX_SPEC_NESTING) throw new ValidationError(field, `nested ${depth} levels deep; a job spec nests at most ${MAX_SPEC_NESTING} (is this the right file?)`);
+}
+
 export interface PortSpec {
   host: number;
   container: number;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { jobSpecInput, parseJobSpec, splitWords } from '../../src/core/job-spec.js';
+import { checkSpecNesting, flowNestingDepth, jobSpecInput, MAX_SPEC_NESTING, parseJobSpec, splitWords } from '../../src/core/job-spec.js';
 
 describe('job specs', () => {
   it('normalises a full spec and applies the seed defaults', () => {
@@ -123,5 +123,20 @@ describe('job specs', () => {
     expect(parseJobSpec({ name: 'x', image: 'busybox', ports: ['53:53/tcp', '53:53/udp'] }).ports).toHaveLength(2);
     expect(() => parseJobSpec({ name: 'x', image: 'busybox', network: 'host', ports: ['8080:80'] })).toThrow(/ports\[0\]: with network host the job listens on the host's port 80 itself; write 80:80/);
     expect(parseJobSpec({ name: 'x', image: 'busybox', network: 'host', ports: ['80:80'] }).ports[0]).toMatchObject({ host: 80, container: 80 });
+  });
+});
+
+describe('spec nesting is bounded before a parser recurses into it', () => {
+  it('measures [ ] and { } outside strings and comments', () => {
+    expect(flowNestingDepth('{"a": [1, {"b": 2}]}')).toBe(3);
+    expect(flowNestingDepth('{"a": "[[[[[[", \'b\': \'{{{{\'}')).toBe(1);
+    expect(flowNestingDepth('{"a": "x\\"[[["}')).toBe(1);
+    expect(flowNestingDepth('name: web # [[[[[[\nports: [80, 443]\n')).toBe(1);
+    expect(flowNestingDepth('env: {A: "a#[["}')).toBe(1);
+  });
+  it('refuses a spec nested deeper than any job spec, naming the field', () => {
+    const deep = `${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}`;
+    expect(() => checkSpecNesting('--file', deep)).toThrow(/^--file: nested 5000 levels deep; a job spec nests at most 32/);
+    expect(() => checkSpecNesting('--file', `${'['.repeat(MAX_SPEC_NESTING)}${']'.repeat(MAX_SPEC_NESTING)}`)).not.toThrow();
   });
 });
