@@ -112,7 +112,8 @@ export const poolInit: Handler = async ({ opts }, ctx) => {
     status = await driver.poolStatus(newRecord, ctx.runner);
   }
   if (!newRecord.uuid && driver.memberType !== null && poolSources(newRecord).length > 0) {
-    const [probe] = await probeSources(ctx.runner, poolSources(newRecord).slice(0, 1));
+    // The id is a help for later boots, not a condition of this one: a device blkid finds ambivalent goes without.
+    const [probe] = await probeSources(ctx.runner, poolSources(newRecord).slice(0, 1)).catch(() => []);
     if (probe?.signature?.type === driver.memberType) newRecord = { ...newRecord, uuid: probe.signature.uuid };
   }
   if (moved) ctx.events.warn(`pool ${newRecord.name} found on ${newRecord.devices.join(',')} (it was on ${record!.devices.join(',')}); its record now names them`);
