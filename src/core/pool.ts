@@ -20,6 +20,9 @@ export interface PoolSpec {
   path: string | null;
   mountpoint: string;
   force: boolean;
+  /** This host made the pool (it has its record): it is imported, never made again on devices that do not carry it. */
+  madeHere?: boolean;
+  uuid?: string | null;
 }
 
 /** What knarr keeps about a pool on the host (the pool carries etcd, so it cannot live in etcd). */

@@ -31,14 +31,25 @@ for (const driver of ['zfs', 'btrfs'] as const) {
     let files: string[];
     // Every loop device this suite attached, detached in afterAll whatever happened.
     const attached = new Set<string>();
-    const attach = async (file: string) => {
-      const dev = (await execa('losetup', ['--find', '--show', file])).stdout.trim();
+    const attach = async (file: string, at?: string) => {
+      const dev = at ? (await execa('losetup', [at, file]), at) : (await execa('losetup', ['--find', '--show', file])).stdout.trim();
       attached.add(dev);
       return dev;
     };
     const detach = async (dev: string) => {
       await execa('losetup', ['-d', dev]);
       attached.delete(dev);
+    };
+    /** Attaches file under a name not in avoid: each attach takes the next free name, the ones to avoid are let go after. */
+    const attachAvoiding = async (file: string, avoid: string[]) => {
+      const skipped: string[] = [];
+      let dev = await attach(file);
+      while (avoid.includes(dev)) {
+        skipped.push(dev);
+        dev = await attach(file);
+      }
+      for (const d of skipped) await detach(d);
+      return dev;
     };
     const app = () => `${tmp.path}/app`;
     const boot = (devices: string[], stateDir = state) =>
@@ -56,7 +67,7 @@ for (const driver of ['zfs', 'btrfs'] as const) {
       state = `${tmp.path}/state`;
       config = `${tmp.path}/host.yaml`;
       writeFileSync(config, `etcdServer:\n  clientPort: ${await freePort()}\n  peerPort: ${await freePort()}\n`);
-      files = [`${tmp.path}/disk0.img`, `${tmp.path}/disk1.img`, `${tmp.path}/blank.img`, `${tmp.path}/hold0.img`, `${tmp.path}/hold1.img`];
+      files = [`${tmp.path}/disk0.img`, `${tmp.path}/disk1.img`, `${tmp.path}/blank.img`, `${tmp.path}/other0.img`, `${tmp.path}/other1.img`];
       for (const f of files) await execa('truncate', ['-s', '256M', f]);
       pool = uniqueName(`kdev${driver[0]}`);
     });
@@ -79,10 +90,10 @@ for (const driver of ['zfs', 'btrfs'] as const) {
       writeFileSync(`${app()}/precious`, 'kept across boots');
       await shutdown(first);
 
-      // The same files, attached in the other order: each name may now hold the other disk.
-      const swapped = [await attach(files[1]!), await attach(files[0]!)];
+      // The same two names, swapped: each now holds the other disk.
+      const swapped = [await attach(files[1]!, first[0]), await attach(files[0]!, first[1])];
       const order = [swapped[1]!, swapped[0]!];
-      expect(order.join(',')).not.toBe(first.join(','));
+      expect(order).toEqual([first[1], first[0]]);
       const r1 = await boot(order);
       expect(r1.code, r1.stderr).toBe(0);
       expect(r1.json()).toMatchObject({ poolAction: 'imported', dotAction: 'kept' });
@@ -91,10 +102,8 @@ for (const driver of ['zfs', 'btrfs'] as const) {
       expect(JSON.parse(readFileSync(`${state}/pools/${pool}.json`, 'utf8')).devices).toEqual(order);
       await shutdown(swapped);
 
-      // Other names altogether: other devices take the first free names meanwhile.
-      await attach(files[3]!);
-      await attach(files[4]!);
-      const renamed = [await attach(files[0]!), await attach(files[1]!)];
+      // Other names altogether.
+      const renamed = [await attachAvoiding(files[0]!, first), await attachAvoiding(files[1]!, first)];
       expect(renamed.some((d) => first.includes(d))).toBe(false);
       const r2 = await boot(renamed);
       expect(r2.code, r2.stderr).toBe(0);
@@ -120,6 +129,25 @@ for (const driver of ['zfs', 'btrfs'] as const) {
       await shutdown([], other);
       const back = await boot(devices);
       expect(back.code, back.stderr).toBe(0);
+      expect(readFileSync(`${app()}/precious`, 'utf8')).toBe('kept across boots');
+    });
+
+    it('other disks under the recorded names are refused, never formatted into a new empty pool', async () => {
+      const recorded = JSON.parse(readFileSync(`${state}/pools/${pool}.json`, 'utf8')).devices as string[];
+      await shutdown(recorded);
+      const others = [await attach(files[3]!, recorded[0]), await attach(files[4]!, recorded[1])];
+      const r = await boot(recorded);
+      expect(r.code).toBe(10);
+      const err = JSON.parse(r.stderr.trim().split('\n').pop()!).error;
+      expect(err.message).toContain(`pool ${pool} was made on this host, but ${recorded.join(',')} do not carry it`);
+      expect(err.hint).not.toMatch(/destroy/);
+      for (const d of others) expect((await execa('blkid', ['-p', d], { reject: false })).exitCode).toBe(2);
+      for (const d of others) await detach(d);
+      // The pool's own disks back, under whatever names: the data is there.
+      const back = [await attach(files[0]!), await attach(files[1]!)];
+      const again = await boot(back);
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.json()).toMatchObject({ poolAction: 'imported', dotAction: 'kept' });
       expect(readFileSync(`${app()}/precious`, 'utf8')).toBe('kept across boots');
     });
 

@@ -85,7 +85,8 @@ export const poolInit: Handler = async ({ opts }, ctx) => {
     }
   }
 
-  const effective = record && moved ? { ...specFromRecord(record, spec.force), devices: spec.devices } : record && !explicitSources ? specFromRecord(record, spec.force) : spec;
+  const chosen = record && moved ? { ...specFromRecord(record, spec.force), devices: spec.devices } : record && !explicitSources ? specFromRecord(record, spec.force) : spec;
+  const effective: PoolSpec = { ...chosen, madeHere: record !== null, uuid: record?.uuid ?? null };
   const driver = ctx.drivers[effective.driver];
   ctx.events.step(`pool ${effective.name}: checking ${effective.driver} pool`);
   const action = await driver.ensurePool(effective, ctx.runner);

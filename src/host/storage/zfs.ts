@@ -3,7 +3,7 @@ import { pathExists } from '../mounts.js';
 import type { Runner } from '../runner.js';
 import { zfsTransfer } from './transfer-zfs.js';
 import { zfsDots } from './dots-zfs.js';
-import { checkForeign, createLoopFile, probeSources, runRetryingBusy } from './common.js';
+import { checkForeign, createLoopFile, probeSources, refuseRemake, runRetryingBusy } from './common.js';
 import {
   missingStatus,
   poolSources,
@@ -57,6 +57,7 @@ export const zfsDriver: StorageDriver = {
         return 'imported';
       }
     }
+    refuseRemake(spec, probes, zfsDriver.memberType!);
     const forcing = checkForeign(probes, spec.force, spec.name);
     if (spec.loopFile && !probes[0]!.exists) await createLoopFile(runner, spec.loopFile);
     await runner.run(['zpool', 'create', ...(forcing ? ['-f'] : []), '-m', spec.mountpoint, spec.name, ...sources]);
