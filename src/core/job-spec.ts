@@ -1,6 +1,7 @@
 import { ValidationError } from './errors.js';
 import { parseDotRef } from './dots.js';
 import { parseSize } from './size.js';
+import { flowNestingDepth } from './yaml-lite.js';
 
 /**
  * Job specs (`knarr job run -f job.yaml`, or flags): checked as a whole, so one run reports every
@@ -9,26 +10,6 @@ import { parseSize } from './size.js';
 
 /** How deep a spec file's [ ] and { } may nest: a job spec needs three levels, the YAML parser overflows its stack near a thousand. */
 export const MAX_SPEC_NESTING = 32;
-
-/** The deepest nesting of [ ] and { } in JSON or flow-style YAML text, outside quoted strings and comments. */
-export function flowNestingDepth(text: string): number {
-  let depth = 0;
-  let deepest = 0;
-  let quote: string | null = null;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (quote !== null) {
-      if (c === '\\' && quote === '"') i++;
-      else if (c === quote) quote = null;
-    } else if (c === '"' || c === "'") quote = c;
-    else if (c === '#' && (i === 0 || /\s/.test(text[i - 1]!))) {
-      const end = text.indexOf('\n', i);
-      i = end === -1 ? text.length : end;
-    } else if (c === '[' || c === '{') deepest = Math.max(deepest, ++depth);
-    else if ((c === ']' || c === '}') && depth > 0) depth--;
-  }
-  return deepest;
-}
 
 /** Refuses a spec text nested deeper than any job spec is, before a parser recurses into it. */
 export function checkSpecNesting(field: string, text: string): void {

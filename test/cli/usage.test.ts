@@ -87,6 +87,14 @@ describe('bad input that used to pass, or to be named wrong', () => {
     expect(r.stderr).toMatch(/config\.yaml: __proto__: unknown setting/);
   });
 
+  it('a config file nested far too deep is refused, not a stack overflow', async () => {
+    const file = `${tmp.path}/deep.yaml`;
+    writeFileSync(file, `pool: ${'['.repeat(5000)}${']'.repeat(5000)}\n`);
+    const r = await knarr(['--config', file, '--state-dir', stateDir, 'pool', 'list']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^knarr: --config: .*deep\.yaml is nested too deeply to be a config file/);
+  });
+
   it('onboot names its own flags: --pool, not --name', async () => {
     const r = await knarr(['--state-dir', stateDir, 'onboot', '--storage-device', '/dev/null', '--pool', 'a b', '--dot', 'x', '--mountpoint', `${tmp.path}/m`]);
     expect(r.code).toBe(2);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { checkSpecNesting, flowNestingDepth, jobSpecInput, MAX_SPEC_NESTING, parseJobSpec, splitWords } from '../../src/core/job-spec.js';
+import { checkSpecNesting, jobSpecInput, MAX_SPEC_NESTING, parseJobSpec, splitWords } from '../../src/core/job-spec.js';
+import { flowNestingDepth } from '../../src/core/yaml-lite.js';
 
 describe('job specs', () => {
   it('normalises a full spec and applies the seed defaults', () => {
