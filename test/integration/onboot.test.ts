@@ -124,6 +124,11 @@ describe.skipIf(!run)('knarr onboot (the dm-linuxkit flow) on zfs', () => {
     expect(first.stdout.split('\n')[0]).toMatch(/^zpool create -m .* \S+\/d\.img$/);
     expect(first.stdout).toMatch(/^# etcd up --pool kdry\S+: once the pool is there$/m);
     expect(first.stdout).toMatch(/^# dot app: kept if the pool has it, else created/m);
+    // The service form: pool and etcd, then it runs.
+    const service = await knarr(['--dry-run', '--state-dir', `${fresh}/state`, 'onboot', '--zpool-device', `${fresh}/d.img`, '--pool', uniqueName('kdry'), '--daemon']);
+    expect(service.code, service.stderr).toBe(0);
+    expect(service.stdout.trimEnd().split('\n').at(-1)).toBe('# run until SIGTERM, then etcd down');
+    expect(service.stdout).not.toMatch(/^# (dot|mount) /m);
     expect(existsSync(`${fresh}/state`)).toBe(false);
   });
 
