@@ -159,7 +159,8 @@ async function checkDotData(ctx: Context, dot: DotRecord, sub: string): Promise<
 /**
  * `knarr onboot`: the dm-linuxkit flow for a LinuxKit onboot container. Idempotent: at every boot it
  * imports the pool, brings etcd up, keeps a dot that exists (a seed never overwrites local state),
- * else pulls it from --seed, else inits it, and mounts it; then stops etcd unless --daemon.
+ * else pulls it from --seed, else inits it, and mounts it; then stops etcd, or with --daemon first runs
+ * (etcd kept up, the agent when configured) until SIGTERM. Without --dot, --daemon is the service form.
  */
 export const onboot: Handler = async ({ opts }, ctx) => {
   // --zpool-device is the dm-linuxkit spelling of --storage-device.
