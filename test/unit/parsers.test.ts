@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseBlkidExport, parseMountinfo } from '../../src/host/mounts.js';
 import { parseVgs } from '../../src/host/storage/lvm.js';
-import { parseImportable, parseZfsGet } from '../../src/host/storage/zfs.js';
+import { listedId, parseImportable, parseZfsGet } from '../../src/host/storage/zfs.js';
 
 describe('outside tools output parsers', () => {
   it('parses mountinfo, unescaping octal', () => {
@@ -23,6 +23,10 @@ describe('outside tools output parsers', () => {
   it('parses zpool import listings', () => {
     const text = '  pool: tank\n    id: 1\n state: ONLINE\n\n   pool: other\n';
     expect(parseImportable(text)).toEqual(['tank', 'other']);
+    expect(listedId(text, '1')).toBe('1');
+    expect(listedId(text, '12')).toBeNull();
+    expect(listedId(text, null)).toBeNull();
+    expect(listedId('   id: .*\n', '.*')).toBeNull();
     expect(parseImportable('no pools available to import')).toEqual([]);
   });
   it('parses zfs get -H -p', () => {

@@ -20,6 +20,11 @@ export function parseImportable(text: string): string[] {
   return [...text.matchAll(/^\s*pool:\s*(\S+)\s*$/gm)].map((m) => m[1]!);
 }
 
+/** The pool id given, if `zpool import -d DIR` lists it. */
+export function listedId(text: string, id: string | null): string | null {
+  return id !== null && /^\d+$/.test(id) && new RegExp(`^\\s*id: ${id}\\s*$`, 'm').test(text) ? id : null;
+}
+
 /** Parses `zfs get -H -p -o property,value` lines into a map. */
 export function parseZfsGet(text: string): Map<string, string> {
   const props = new Map<string, string>();
@@ -52,8 +57,10 @@ export const zfsDriver: StorageDriver = {
       const dirs = [...new Set(sources.map((s) => dirname(s)))];
       const scanArgs = dirs.flatMap((d) => ['-d', d]);
       const scan = await runner.run(['zpool', 'import', ...scanArgs], { mutates: false, okExitCodes: [1] });
-      if (parseImportable(scan.stdout + scan.stderr).includes(spec.name)) {
-        await runner.run(['zpool', 'import', ...scanArgs, spec.name]);
+      const listed = scan.stdout + scan.stderr;
+      if (parseImportable(listed).includes(spec.name)) {
+        // By the id these devices carry: another pool of the same name in the scanned folders cannot be taken for it.
+        await runner.run(['zpool', 'import', ...scanArgs, listedId(listed, ours[0]!.signature!.uuid) ?? spec.name]);
         return 'imported';
       }
     }
