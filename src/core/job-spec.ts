@@ -1,5 +1,6 @@
 import { ValidationError } from './errors.js';
 import { parseDotRef } from './dots.js';
+import { isTag } from './names.js';
 import { parseSize } from './size.js';
 import { flowNestingDepth } from './yaml-lite.js';
 
@@ -204,7 +205,7 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
 
   const links = stringList(p, 'links', raw.links, (s) => (JOB_NAME_RE.test(s) ? null : `${JSON.stringify(s)} is not a service name`));
   // Hosts' tags are at most 64 characters: a longer one could never match.
-  const tags = stringList(p, 'tags', raw.tags, (s) => (/^[A-Za-z0-9_.:=-]{1,64}$/.test(s) ? null : `${JSON.stringify(s)} is not a tag (letters, digits, _ . : = -, at most 64)`));
+  const tags = stringList(p, 'tags', raw.tags, (s) => (isTag(s) ? null : `${JSON.stringify(s)} is not a tag (a letter or digit, then letters, digits, _ . : = -, at most 64)`));
   let host: string | null = null;
   if (raw.host !== undefined) {
     if (typeof raw.host !== 'string' || raw.host === '') p.add('host', 'must be a host name');

@@ -5,6 +5,13 @@ const NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]*$/;
 /** Names ZFS reserves for vdev keywords; refused for every driver so a pool can move between them. */
 const RESERVED_POOL_NAMES = new Set(['mirror', 'raidz', 'raidz1', 'raidz2', 'raidz3', 'spare', 'log', 'cache', 'draid']);
 
+const TAG_RE = /^[A-Za-z0-9][A-Za-z0-9_.:=-]{0,63}$/;
+
+/** A host tag: a letter or digit, then letters, digits and _ . : = -, at most 64 characters. */
+export function isTag(s: string): boolean {
+  return TAG_RE.test(s);
+}
+
 /** What whitespace or control character a name holds, said as an operator would ("a newline"), or null. */
 export function whitespaceIn(value: string): string | null {
   const m = /[\s\x00-\x1f\x7f]/.exec(value);

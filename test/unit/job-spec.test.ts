@@ -74,6 +74,7 @@ describe('job specs', () => {
     expect(problems({ image: 'BusyBox:latest' })).toEqual([expect.stringMatching(/^image: "BusyBox:latest": the repository name must be lower-case/)]);
     expect(problems({ volumes: ['/a:/data', '/b:/data'] })).toEqual(['volumes[1]: /data is mounted twice in the container']);
     expect(problems({ tags: ['t'.repeat(65)] })).toEqual([expect.stringMatching(/^tags\[0\]: .* is not a tag/)]);
+    expect(problems({ tags: ['..'] })).toEqual([expect.stringMatching(/^tags\[0\]: "\.\." is not a tag/)]);
     // A tag may be upper-case; a registry's port is no tag.
     expect(parseJobSpec({ name: 'j', image: 'registry.local:5000/team/app:V2', cpu: '10m', memory: '6M' })).toMatchObject({ cpu: 10, memory: 6 * 1024 * 1024, image: 'registry.local:5000/team/app:V2' });
   });
