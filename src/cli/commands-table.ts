@@ -767,15 +767,16 @@ export const COMMANDS: CommandDef[] = [
     name: 'onboot',
     summary: 'boot oneshot: pool, etcd, dot (kept, seeded or new), mount',
     description:
-      'For a LinuxKit onboot container or a boot script; idempotent. Imports or creates the pool on the devices, brings up the managed etcd on it, keeps the dot if this host has it (a seed never overwrites local state), else pulls it from --seed, else creates it; mounts it; then stops etcd and exits 0, or with --daemon keeps running until SIGTERM. A failing step exits with its own code (10 pool, 11 etcd, 12 dot, 13 seed, 14 mount).',
+      'For a LinuxKit onboot container or a boot script; idempotent. Imports or creates the pool on the devices (found by their labels, whatever names the devices have at this boot), brings up the managed etcd on it, keeps the dot if this host has it (a seed never overwrites local state), else pulls it from --seed, else creates it; mounts it; then stops etcd and exits 0, or with --daemon keeps running until SIGTERM (etcd up, and the agent when the config file has a daemon: section) and then stops them. With --daemon and no --dot it brings up the pool and etcd only. A failing step exits with its own code (10 pool, 11 etcd, 12 dot, 13 seed, 14 mount).',
     options: [
-      { flags: '--storage-device <dev>', description: 'block device(s) of the pool', repeatable: true },
+      { flags: '--storage-device <dev>', description: 'block device(s) of the pool, comma-separated or repeated', repeatable: true },
+      { flags: '--zpool-device <dev>', description: 'the same as --storage-device (the dm-linuxkit spelling)', repeatable: true },
       { flags: '--driver <driver>', description: 'pool driver (default zfs)', choices: DRIVER_NAMES },
       { flags: '--pool <name>', description: 'pool name (default "knarr")' },
       { flags: '--dot <dot>', description: 'DOT or DOT.SUBDOT to bring up' },
       { flags: '--seed <source>', description: 'REMOTE/DOT[@BRANCH] (REMOTE may be a file:// URL) to pull the dot from when this host lacks it' },
       { flags: '--mountpoint <path>', description: 'where to mount the dot' },
-      { flags: '--daemon', description: 'keep running (and etcd up) until SIGTERM' },
+      { flags: '--daemon', description: 'keep running until SIGTERM: etcd up, and the agent when the config file has a daemon: section; --dot may be left out' },
     ],
     examples: [
       {

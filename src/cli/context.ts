@@ -7,7 +7,7 @@ import { Runner } from '../host/runner.js';
 import { drivers } from '../host/storage/index.js';
 import type { Store } from '../state/store.js';
 import { createReporter } from './reporter.js';
-import { parseSimpleYaml } from '../core/yaml-lite.js';
+import { flowNestingDepth, parseSimpleYaml } from '../core/yaml-lite.js';
 
 export interface ContextIo {
   stderr: NodeJS.WritableStream;
@@ -31,10 +31,13 @@ async function loadConfigFile(flags: GlobalFlags, env: NodeJS.ProcessEnv, cwd: s
     if ((e as NodeJS.ErrnoException).code === 'ENOENT' && named === undefined) return { path: null, data: {} };
     throw new ValidationError('--config', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+  // A config file nests three levels; far deeper text would overflow the YAML parser's stack.
+  if (flowNestingDepth(text) > 32) throw new ValidationError('--config', `${path} is nested too deeply to be a config file`);
   let raw: unknown = parseSimpleYaml(text);
   try {
     if (raw === undefined) raw = (await import('yaml')).parse(text);
   } catch (e) {
+    if (e instanceof RangeError) throw new ValidationError('--config', `${path} is nested too deeply to be a config file`);
     throw new UserError(`${path} is not valid YAML: ${(e as Error).message.split('\n')[0]}`);
   }
   return { path, data: validateConfigFile(path, raw) };

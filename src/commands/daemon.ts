@@ -31,6 +31,11 @@ async function readTls(s: DaemonSettings): Promise<{ cert: Buffer; key: Buffer }
 const settingsOf = (opts: Record<string, unknown>, config: Config, ctx: Context) =>
   resolveDaemonSettings(opts, config.daemon, { configFile: config.configFile, stateDir: config.stateDir, cwd: ctx.cwd, hostname: hostId() });
 
+/** Checks the agent's settings from the config file and flags, as `knarr daemon` would start with them; throws naming the field. */
+export function checkDaemonSettings(ctx: Context, opts: Record<string, unknown> = {}): void {
+  settingsOf(opts, ctx.config, ctx);
+}
+
 /**
  * `knarr daemon`: the agent. Registers this host under an etcd lease, keeps it and the host's load
  * fresh, serves the token-protected API; SIGTERM (or SIGINT) gives the lease back and exits 0;

@@ -59,7 +59,7 @@ export async function runOperation(ctx: Context, store: Store, kind: string, arg
     if (!agentUp) {
       await ctx.runner.spawnDetached([process.execPath, BIN, 'op', 'run', op.id], {
         logFile: `${ctx.config.stateDir}/log/ops.log`,
-        env: { KNARR_STATE_DIR: ctx.config.stateDir, KNARR_FLEET: ctx.config.fleet, KNARR_ETCD: ctx.config.etcd.join(','), ...(ctx.config.configFile ? { KNARR_CONFIG: ctx.config.configFile } : {}) },
+        env: { KNARR_STATE_DIR: ctx.config.stateDir, KNARR_FLEET: ctx.config.fleet, ...(ctx.config.etcd.length > 0 ? { KNARR_ETCD: ctx.config.etcd.join(',') } : {}), ...(ctx.config.configFile ? { KNARR_CONFIG: ctx.config.configFile } : {}) },
       });
     }
     return submitted;

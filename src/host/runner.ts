@@ -5,6 +5,7 @@ import { dirname } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ExternalCommandError, InterruptedError, PrerequisiteError } from '../core/errors.js';
+import { shellCommand } from '../core/shell.js';
 import { stopReading } from '../core/streams.js';
 import { packageFor } from './packages.js';
 
@@ -56,7 +57,6 @@ export interface RunnerOptions {
   signal?: AbortSignal;
 }
 
-const SAFE_ARG = /^[A-Za-z0-9_\/.:=,@%+^-]+$/;
 
 /** What a process that could not start means to the operator: a missing tool names its package. */
 function spawnFailure(argv: readonly string[], e: NodeJS.ErrnoException): Error {
@@ -80,7 +80,7 @@ function exitOf(child: import('node:child_process').ChildProcess, argv: readonly
 
 /** Renders argv as a copy-pasteable shell line for --dry-run and --verbose; never executed. */
 export function formatArgv(argv: readonly string[]): string {
-  return argv.map((a) => (SAFE_ARG.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+  return shellCommand(argv);
 }
 
 /**

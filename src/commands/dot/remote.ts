@@ -5,13 +5,14 @@ import { SshRemote } from '../../host/remote-ssh.js';
 import type { DotRepo } from '../../state/dots.js';
 import type { Context, Handler } from '../types.js';
 import { withDots } from './common.js';
+import { knarrCommand } from '../../core/shell.js';
 
 /** A remote by name, or a URL given in its place (handy at boot, before any remote is recorded). */
 export async function resolveRemote(repo: DotRepo, field: string, nameOrUrl: string): Promise<{ name: string; url: RemoteUrl }> {
   if (nameOrUrl.includes('://')) return { name: nameOrUrl, url: parseRemoteUrl(field, nameOrUrl) };
   validateRemoteName(field, nameOrUrl);
   const url = await repo.getRemote(nameOrUrl);
-  if (url === null) throw new NotFoundError(`no remote named ${nameOrUrl}`, { hint: `add it with: knarr dot remote add ${nameOrUrl} file:///path` });
+  if (url === null) throw new NotFoundError(`no remote named ${nameOrUrl}`, { hint: `add it with: ${knarrCommand('dot', 'remote', 'add', nameOrUrl, 'file:///path')}` });
   return { name: nameOrUrl, url: parseRemoteUrl(field, url) };
 }
 

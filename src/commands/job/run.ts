@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { ConflictError, FailureError, NotFoundError, PrerequisiteError, ValidationError } from '../../core/errors.js';
 import type { HostRecord } from '../../core/hosts.js';
-import { parseJobSpec, type JobSpec } from '../../core/job-spec.js';
+import { checkSpecNesting, parseJobSpec, type JobSpec } from '../../core/job-spec.js';
 import { localAgent } from '../../daemon/pidfile.js';
 import { DockerApiError, DockerEngine, demux, dockerSocketPath } from '../../host/docker.js';
 import { foregroundContainer, LABEL_JOB, startAttached, type AttachedRun } from '../../host/job-containers.js';
@@ -20,10 +20,13 @@ async function readSpecFile(ctx: Context, file: string): Promise<Record<string, 
   } catch (e) {
     throw new ValidationError('--file', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+  checkSpecNesting('--file', text);
   try {
     const { parse } = await import('yaml');
     return (parse(text) ?? {}) as Record<string, unknown>;
   } catch (e) {
+    // Block-style YAML nested deep enough overflows the parser too.
+    if (e instanceof RangeError) throw new ValidationError('--file', `${path} is nested too deeply to be a job spec`);
     throw new ValidationError('--file', `${path} is not valid YAML or JSON: ${(e as Error).message.split('\n')[0]}`);
   }
 }
