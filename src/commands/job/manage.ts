@@ -127,12 +127,23 @@ function jobFields(intent: JobIntent, actual: JobActual | null, state: string): 
   return fields;
 }
 
+/** Under --dry-run: the job's record change as a note, and the engine command its host would run (a host's agent runs it there). */
+function planJob(ctx: Context, intent: JobIntent, record: string, docker: string[]): void {
+  ctx.runner.note(record);
+  if (intent.managed) ctx.runner.note(`then the agent of ${intent.host ?? 'its host'} runs: docker ${formatArgv(docker)}`);
+  else ctx.runner.plan(['docker', '-H', `unix://${dockerSocketPath(ctx.env)}`, ...docker]);
+}
+
 /** `knarr job stop JOB`: stops its container; the intent stays (stopped), so nothing restarts it. */
 export const jobStop: Handler = async ({ args }, ctx) =>
   withJobs(ctx, async (j) => {
     const { intent } = await requireJob(j.repo, args[0] as string);
     requireHere(intent);
     const name = intent.spec.name;
+    if (ctx.runner.dryRun) {
+      planJob(ctx, intent, `mark job ${name} stopped in etcd`, ['stop', daemonContainerName(name)]);
+      return { data: { job: name, state: 'stopped', planned: true } };
+    }
     const next = await updateUntilWritten(j.repo, name, (i) => ({ ...i, desired: 'stopped' }));
     const outcome = await converge(ctx, j, next);
     const lines = outcome === 'done' ? [`job ${name} stopped`] : [`job ${name} will stop when its host ${intent.host} is back (it is down)`];
@@ -145,6 +156,10 @@ export const jobRm: Handler = async ({ args }, ctx) =>
     const { intent } = await requireJob(j.repo, args[0] as string);
     requireHere(intent);
     const name = intent.spec.name;
+    if (ctx.runner.dryRun) {
+      planJob(ctx, intent, `remove job ${name}'s intent, state and services from etcd (its history stays)`, ['rm', '-f', daemonContainerName(name)]);
+      return { data: { job: name, removed: false, planned: true } };
+    }
     await j.repo.remove(name);
     await j.repo.addEvent(name, { host: intent.host ?? '-', event: 'removed' });
     // With the intent gone, the host's agent (or the CLI, with none) removes the container.
@@ -168,6 +183,11 @@ export const jobRestart: Handler = async ({ args, opts }, ctx) =>
     for (const intent of intents) {
       if (elsewhere(intent)) {
         results.push({ job: intent.spec.name, host: intent.host, outcome: `not restarted: run with no agent, restart it on ${intent.host}` });
+        continue;
+      }
+      if (ctx.runner.dryRun) {
+        planJob(ctx, intent, `raise job ${intent.spec.name}'s generation to ${generationOf(intent) + 1} in etcd: a new container replaces the old`, ['rm', '-f', daemonContainerName(intent.spec.name)]);
+        results.push({ job: intent.spec.name, host: intent.host, outcome: 'planned' });
         continue;
       }
       const next = await updateUntilWritten(j.repo, intent.spec.name, (i) => ({ ...i, desired: 'running', generation: generationOf(i) + 1 }));
@@ -209,7 +229,7 @@ export const jobLogs: Handler = async ({ args, opts }, ctx) =>
       open = () => client.logs(name, follow);
     } else {
       requireHere(intent);
-      const engine = new DockerEngine(dockerSocketPath(ctx.env));
+      const engine = new DockerEngine(dockerSocketPath(ctx.env), ctx.runner.dryRun);
       open = () => engine.logs(daemonContainerName(name), follow);
     }
     return {
