@@ -3,7 +3,12 @@ import { randomInt } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PassThrough } from 'node:stream';
 import { leafCommands } from '../../src/cli/commands-table.js';
+import { createContext, loadConfig } from '../../src/cli/context.js';
+import { AgentClient } from '../../src/commands/job/agent-client.js';
+import { DryRunWriteError } from '../../src/core/errors.js';
+import { DockerEngine } from '../../src/host/docker.js';
 import { connectEtcd, type Store } from '../../src/state/store.js';
 import { fleetKeys } from '../../src/state/keys.js';
 import { OpRepo } from '../../src/state/ops.js';
@@ -252,5 +257,32 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     expect(stop.stdout).toMatch(/^# queue operation cluster\.stop .*name=lab/m);
     const tag = await k(['--dry-run', 'host', 'tag', 'h9', 'ssd']);
     expect(tag.stdout).toMatch(/# set host h9's tags to a,ssd/);
+  });
+  it('under --dry-run the store, the Docker engine and an agent refuse every write: a handler that forgets to plan fails and changes nothing', async () => {
+    const before = await observe();
+    const config = await loadConfig({ dryRun: true }, env, tmp.path);
+    const ctx = createContext(config, { stderr: new PassThrough(), stderrIsTTY: false, env, cwd: tmp.path, signal: new AbortController().signal });
+    const guarded = await ctx.openStore();
+    try {
+      expect((await guarded.list(fleetKeys(fleet).clusters)).length).toBeGreaterThan(0);
+      await expect(guarded.put(`/knarr/${fleet}/x`, 'y')).rejects.toBeInstanceOf(DryRunWriteError);
+      await expect(guarded.delete(fleetKeys(fleet).host('h9'))).rejects.toBeInstanceOf(DryRunWriteError);
+      await expect(guarded.createIfAbsent(`/knarr/${fleet}/x`, 'y')).rejects.toBeInstanceOf(DryRunWriteError);
+      await expect(guarded.transact([], [{ key: `/knarr/${fleet}/x`, value: 'y' }], [])).rejects.toBeInstanceOf(DryRunWriteError);
+      await expect(guarded.increment(`/knarr/${fleet}/x`)).rejects.toBeInstanceOf(DryRunWriteError);
+      await expect(guarded.deletePrefix(`/knarr/${fleet}/`)).rejects.toBeInstanceOf(DryRunWriteError);
+      await expect(guarded.grantLease(5)).rejects.toBeInstanceOf(DryRunWriteError);
+    } finally {
+      await guarded.close();
+    }
+    const engine = new DockerEngine(d.socket, ctx.runner.dryRun);
+    expect((await engine.list(true)).length).toBeGreaterThan(0);
+    await expect(engine.create('dry', { Image: d.image, Cmd: ['true'] })).rejects.toBeInstanceOf(DryRunWriteError);
+    await expect(engine.remove('knarr-web')).rejects.toBeInstanceOf(DryRunWriteError);
+    await expect(engine.attach('knarr-web', false)).rejects.toBeInstanceOf(DryRunWriteError);
+    const h9 = JSON.parse((await store.get(fleetKeys(fleet).host('h9')))!);
+    const agent = await AgentClient.connect({ ...ctx, env: { ...ctx.env, KNARR_AGENT_TOKEN: 't' } }, h9);
+    await expect(agent.converge()).rejects.toBeInstanceOf(DryRunWriteError);
+    expect(await observe()).toEqual(before);
   });
 });
