@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { ConflictError, dryRunRefused, FailureError, InterruptedError, NotFoundError, OperationFailedError, PrerequisiteError, UserError, ValidationError } from '../core/errors.js';
 import { describeOp, isOpId, isTerminal, type OpRecord } from '../core/ops.js';
-import { OpRunner, waitForOp } from '../ops/runner.js';
+import { OpRunner, planOperation, waitForOp } from '../ops/runner.js';
 import { HostRepo } from '../state/hosts.js';
 import { OpRepo } from '../state/ops.js';
 import type { Store } from '../state/store.js';
@@ -58,6 +58,8 @@ export async function runOperation(ctx: Context, store: Store, kind: string, arg
     // Planned, not queued: the operation's own steps depend on what the host holds when it runs.
     const shown = Object.entries(args).filter(([k, v]) => k !== 'authorizedKeys' && v !== '' && v !== 0).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
     ctx.runner.note(`queue operation ${kind} (${shown.join(' ')}) for host ${host}; ${agentUp ? 'its agent runs it' : detach ? 'a background knarr op run runs it' : 'this command runs it'}`);
+    // Its steps as this host stands now; another host's, or a kind that decides as it goes, stays one line.
+    if (host === here && !(await planOperation(ctx, store, kind, args, host))) ctx.runner.note(`${kind}'s commands depend on what it allocates as it runs (ids, addresses, volumes)`);
     return { data: { planned: true, kind, args, host } };
   }
   const op = await repo.submit(kind, args, host);

@@ -44,6 +44,8 @@ export interface OpHandler {
   undo(r: OpRun): Promise<void>;
   /** False for kinds that go forward only (start, stop, delete): a failure or cancel leaves what was done. */
   readonly undoes?: boolean;
+  /** Under --dry-run: records on the runner what run would do on this host as it stands, changing nothing. */
+  plan?(r: OpRun): Promise<void>;
 }
 
 /** Handlers by kind, loaded only when an operation of that kind runs. */
@@ -223,6 +225,20 @@ export class OpRunner {
     this.log(describeOp(op));
     return op;
   }
+}
+
+/**
+ * Under --dry-run: what an operation of kind would do on this host, recorded on the context's runner
+ * (nothing is queued); false for a kind that cannot tell before it runs.
+ */
+export async function planOperation(ctx: Context, store: Store, kind: string, args: Record<string, unknown>, host: string): Promise<boolean> {
+  const handler = await HANDLERS[kind]?.();
+  if (!handler?.plan) return false;
+  const now = new Date().toISOString();
+  const op: OpRecord = { id: 'op-planned', kind, args, host, parent: null, children: [], status: 'queued', progress: { done: 0, total: 0, message: '' }, state: {}, attempts: 0, cancelRequested: false, error: null, result: null, runner: null, createdAt: now, startedAt: null, finishedAt: null };
+  const refused = () => Promise.reject(new Error('a planned operation records nothing'));
+  await handler.plan({ op, ctx, store, save: refused, progress: async () => undefined, checkpoint: async () => undefined, child: refused });
+  return true;
 }
 
 /** Waits until the operation ends, calling onChange as it moves; watches etcd, with a slow re-read as a safety net. */

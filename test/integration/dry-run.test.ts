@@ -255,6 +255,11 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     const stop = await k(['--dry-run', 'cluster', 'stop', 'lab']);
     expect(stop.code, stop.stderr).toBe(0);
     expect(stop.stdout).toMatch(/^# queue operation cluster\.stop .*name=lab/m);
+    expect(stop.stdout).toMatch(/^lxc-stop -P \S+ -n alice-\d+-0 /m);
+    const del = await k(['--dry-run', 'cluster', 'delete', 'lab']);
+    expect(del.code, del.stderr).toBe(0);
+    expect(del.stdout).toMatch(/^lxc-stop -P \S+ -n alice-\d+-0 -k$/m);
+    expect(del.stdout).toMatch(/^rm -rf \S+\/lxc\/alice-\d+-0$/m);
     const tag = await k(['--dry-run', 'host', 'tag', 'h9', 'ssd']);
     expect(tag.stdout).toMatch(/# set host h9's tags to a,ssd/);
   });
