@@ -1,4 +1,4 @@
-import { InterruptedError, StoreUnavailableError } from '../core/errors.js';
+import { DryRunWriteError, InterruptedError, StoreUnavailableError } from '../core/errors.js';
 import { tryLock } from '../host/lock.js';
 import { describeOp, isTerminal, opId, type OpRecord } from '../core/ops.js';
 import { Wakeup } from '../core/streams.js';
@@ -115,6 +115,8 @@ export class OpRunner {
 
   /** Claims and runs one operation; null when another runner has it or it has ended. */
   async execute(id: string): Promise<OpRecord | null> {
+    // Under --dry-run an operation is planned (planOperation), never run: not even its lock file is made.
+    if (this.ctx.runner.dryRun) throw new DryRunWriteError(`run operation ${id}`);
     // Every runner of this host's operations is on this host: a lock here keeps two from running one at once, even after a lease lapsed unnoticed.
     const unlock = await tryLock(`${this.ctx.config.stateDir}/ops/${id}.lock`);
     if (!unlock) return null;

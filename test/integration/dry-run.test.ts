@@ -12,6 +12,7 @@ import { DockerEngine } from '../../src/host/docker.js';
 import { connectEtcd, type Store } from '../../src/state/store.js';
 import { fleetKeys } from '../../src/state/keys.js';
 import { OpRepo } from '../../src/state/ops.js';
+import { OpRunner } from '../../src/ops/runner.js';
 import { knarr } from '../harness/cli.js';
 import { startDockerd, haveDockerd, type Dockerd } from '../harness/dockerd.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
@@ -288,6 +289,8 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     const h9 = JSON.parse((await store.get(fleetKeys(fleet).host('h9')))!);
     const agent = await AgentClient.connect({ ...ctx, env: { ...ctx.env, KNARR_AGENT_TOKEN: 't' } }, h9);
     await expect(agent.converge()).rejects.toBeInstanceOf(DryRunWriteError);
+    // An operation is planned, never run: even a runner handed a writable store refuses.
+    await expect(new OpRunner(ctx, store, 'h9', 'dry', () => '0', () => undefined).execute(queuedOp)).rejects.toBeInstanceOf(DryRunWriteError);
     expect(await observe()).toEqual(before);
   });
 });
