@@ -3,6 +3,7 @@ import { randomInt } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hostname } from 'node:os';
 import { PassThrough } from 'node:stream';
 import { leafCommands } from '../../src/cli/commands-table.js';
 import { createContext, loadConfig } from '../../src/cli/context.js';
@@ -121,6 +122,10 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     await ok(['dot', 'push', 'd1', 'origin']);
     await mkdir(`${tmp.path}/empty`);
     await ok(['dot', 'remote', 'add', 'empty', `file://${tmp.path}/empty`]);
+    // Drift for fsck --repair to mend: a dot whose commit record is gone from etcd.
+    await ok(['dot', 'init', 'd5']);
+    const drifted = (await ok(['--json', 'dot', 'commit', 'd5', '-m', 'lost'])).json().id as string;
+    await store.delete(fleetKeys(fleet).hostDotCommit(hostname(), 'd5', drifted));
     await ok(['image', 'import', 'base', '--busybox']);
     await ok(['image', 'import', 'spare', '--busybox']);
     doneOp = (await ok(['--json', 'cluster', 'create', 'lab', '--size', '1'])).json().id as string;
@@ -261,6 +266,9 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     expect(del.code, del.stderr).toBe(0);
     expect(del.stdout).toMatch(/^lxc-stop -P \S+ -n alice-\d+-0 -k$/m);
     expect(del.stdout).toMatch(/^rm -rf \S+\/lxc\/alice-\d+-0$/m);
+    const fsck = await k(['--dry-run', 'dot', 'fsck', '--repair']);
+    expect(fsck.code, fsck.stderr).toBe(0);
+    expect(fsck.stdout).toMatch(/^# repair d5 \(/m);
     const tag = await k(['--dry-run', 'host', 'tag', 'h9', 'ssd']);
     expect(tag.stdout).toMatch(/# set host h9's tags to a,ssd/);
   });
