@@ -55,28 +55,29 @@ export async function runOperation(ctx: Context, store: Store, kind: string, arg
     throw new PrerequisiteError(`host ${host} has no agent up to run ${kind}; nothing was queued`, { hint: `start its agent (knarr daemon on ${host}), or add --detach to queue it for when the agent is back` });
   }
   if (ctx.runner.dryRun) {
-    // Planned, not queued: the operation's own steps depend on what the host holds when it runs.
-    const shown = Object.entries(args).filter(([k, v]) => k !== 'authorizedKeys' && v !== '' && v !== 0).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
-    ctx.runner.note(`queue operation ${kind} (${shown.join(' ')}) for host ${host}; ${agentUp ? 'its agent runs it' : detach ? 'a background knarr op run runs it' : 'this command runs it'}`);
+    // Planned, not queued: nothing is written, no runner is started.
+    const argsText = Object.entries(args).filter(([k, v]) => k !== 'authorizedKeys' && v !== '' && v !== 0).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
+    ctx.runner.note(`queue operation ${kind} (${argsText.join(' ')}) for host ${host}; ${agentUp ? 'its agent runs it' : detach ? 'a background knarr op run runs it' : 'this command runs it'}`);
     // Its steps as this host stands now; another host's, or a kind that decides as it goes, stays one line.
     if (host === here && !(await planOperation(ctx, store, kind, args, host))) ctx.runner.note(`${kind}'s commands depend on what it allocates as it runs (ids, addresses, volumes)`);
     return { data: { planned: true, kind, args, host } };
   }
   const op = await repo.submit(kind, args, host);
-  const submitted: CommandResult = { data: op, view: { kind: 'lines', lines: [op.id] } };
-  if (!agentUp && host !== here) {
-    ctx.events.warn(`host ${host} has no agent up: ${op.id} waits for it`);
-    return submitted;
-  }
   if (detach) {
-    if (!agentUp) {
+    if (!agentUp && host !== here) ctx.events.warn(`host ${host} has no agent up: ${op.id} waits for it`);
+    else if (!agentUp) {
       await ctx.runner.spawnDetached([process.execPath, BIN, 'op', 'run', op.id], {
         logFile: `${ctx.config.stateDir}/log/ops.log`,
         env: { KNARR_STATE_DIR: ctx.config.stateDir, KNARR_FLEET: ctx.config.fleet, KNARR_ETCD: ctx.config.etcd.join(','), ...(ctx.config.configFile ? { KNARR_CONFIG: ctx.config.configFile } : {}) },
       });
     }
-    return submitted;
+    return { data: op, view: { kind: 'lines', lines: [op.id] } };
   }
+  let shown = '';
+  const onChange = (o: OpRecord) => {
+    // Each wait below starts afresh: the same progress is not shown again.
+    if (describeOp(o) !== shown) ctx.events.step((shown = describeOp(o)));
+  };
   for (;;) {
     if (!(await hosts.get(host))?.up && !(await repo.claimed(op.id))) {
       // No agent holds it (none was up, or the agent went away meanwhile): this host's operation runs here; another host's is left queued, and that is no success.
@@ -87,7 +88,7 @@ export async function runOperation(ctx: Context, store: Store, kind: string, arg
       if (ran && isTerminal(ran.status)) return opResult(ran);
       if (ctx.signal.aborted) throw new InterruptedError(`interrupted: ${op.id} stays where it got`, { hint: `resume it with: knarr op run ${op.id}; or take it back with: knarr op cancel ${op.id}` });
     }
-    const end = await waitForOp(repo, op.id, (o) => ctx.events.step(describeOp(o)), ctx.signal, AGENT_CHECK_MS);
+    const end = await waitForOp(repo, op.id, onChange, ctx.signal, AGENT_CHECK_MS);
     if (isTerminal(end.status)) {
       ctx.events.done();
       return opResult(end);
