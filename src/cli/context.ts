@@ -72,14 +72,16 @@ export function createContext(config: Config, io: ContextIo, reload: () => Promi
     },
     reloadConfig: reload,
     async openStore(): Promise<Store> {
-      const { connectEtcd } = await import('../state/store.js');
-      if (config.etcd.length > 0) return connectEtcd(config.etcd);
+      const { connectEtcd, readOnlyStore } = await import('../state/store.js');
+      // Under --dry-run every handler sees a store that refuses writes: nothing reaches etcd, whatever a handler forgets.
+      const guard = (store: Store) => (config.dryRun ? readOnlyStore(store) : store);
+      if (config.etcd.length > 0) return guard(await connectEtcd(config.etcd));
       const { ensureLocalEtcd } = await import('../commands/etcd/local.js');
       const local = await ensureLocalEtcd(ctx);
       if (local.action === 'planned') {
         throw new StoreUnavailableError('the local etcd is not running, and --dry-run does not start it', { hint: 'start it with: knarr etcd up' });
       }
-      return connectEtcd([local.state.clientUrl]);
+      return guard(await connectEtcd([local.state.clientUrl]));
     },
   };
   return ctx;

@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
 import { hostId } from '../host/identity.js';
-import { ValidationError } from '../core/errors.js';
+import { dryRunRefused, ValidationError } from '../core/errors.js';
 import { resolveDaemonSettings, restartNeeded, type DaemonSettings } from '../core/daemon-settings.js';
 import type { Config } from '../core/config.js';
 import { Agent, agentToken } from '../daemon/agent.js';
@@ -43,6 +43,7 @@ export function checkDaemonSettings(ctx: Context, opts: Record<string, unknown> 
  */
 export const daemon: Handler = async ({ opts }, ctx) => {
   let settings = settingsOf(opts, ctx.config, ctx);
+  if (ctx.runner.dryRun) throw dryRunRefused('knarr daemon', 'the agent exists to change this host (register it, run its jobs and operations); see what it would run with knarr job list and knarr op list --active');
   const tls = await readTls(settings);
   let token = await agentToken(settings.tokenFile);
   if (settings.share !== null && !(await stat(settings.share).then((s) => s.isDirectory(), () => false))) throw new ValidationError('--share', `${settings.share} is not a directory`);

@@ -8,6 +8,7 @@ function request(options: RequestOptions, onResponse?: (res: IncomingMessage) =>
   return httpRequest({ ...options, servername: '' } as RequestOptions, onResponse);
 }
 import { onJsonLines } from '../core/streams.js';
+import { DryRunWriteError } from '../core/errors.js';
 
 /** The local Docker Engine socket: DOCKER_HOST when it is a unix:// URL, else the standard path. */
 export function dockerSocketPath(env: NodeJS.ProcessEnv): string {
@@ -101,9 +102,22 @@ export interface ContainerCreate {
  * `knarr job run` starts as fast as the docker CLI). Attach uses the API's connection hijack.
  */
 export class DockerEngine {
-  constructor(readonly socketPath: string) {}
+  /** readOnly (--dry-run): every request but a GET is refused, so nothing reaches the engine that changes it. */
+  constructor(
+    readonly socketPath: string,
+    readonly readOnly: boolean,
+  ) {}
+
+  private refuseWrite(method: string, path: string): void {
+    if (this.readOnly && method !== 'GET') throw new DryRunWriteError(`send ${method} ${path.split('?')[0]} to the Docker engine`);
+  }
 
   call<T = unknown>(method: string, path: string, body?: unknown, timeoutMs = 60_000): Promise<T> {
+    try {
+      this.refuseWrite(method, path);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return new Promise((resolve, reject) => {
       const data = body === undefined ? undefined : JSON.stringify(body);
       const req = request(
@@ -213,6 +227,7 @@ export class DockerEngine {
   /** Attaches before start; resolves to the raw two-way socket (stdout/stderr multiplexed, stdin written to it). */
   attach(id: string, stdin: boolean): Promise<import('node:net').Socket> {
     return new Promise((resolve, reject) => {
+      this.refuseWrite('POST', `/containers/${id}/attach`);
       const req = request({
         socketPath: this.socketPath,
         method: 'POST',

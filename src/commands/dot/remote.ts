@@ -29,6 +29,7 @@ export const remoteAdd: Handler = async ({ args }, ctx) => {
   return withDots(ctx, async (repo) => {
     const had = await repo.getRemote(name);
     if (had !== null && had !== url.url) throw new ConflictError(`remote ${name} already points at ${had}`, { hint: `remove it first: knarr dot remote rm ${name}` });
+    if (had === null) ctx.runner.note(`record remote ${name} -> ${url.url} in etcd`);
     await repo.putRemote(name, url.url);
     return { data: { name, url: url.url, action: had === null ? 'added' : 'exists' }, view: { kind: 'lines', lines: [`remote ${name} -> ${url.url}`] } };
   });
@@ -39,6 +40,7 @@ export const remoteRm: Handler = async ({ args }, ctx) => {
   const name = validateRemoteName('NAME', args[0] as string);
   return withDots(ctx, async (repo) => {
     if ((await repo.getRemote(name)) === null) throw new NotFoundError(`no remote named ${name}`);
+    ctx.runner.note(`remove remote ${name} from etcd`);
     await repo.deleteRemote(name);
     return { data: { name, removed: true }, view: { kind: 'lines', lines: [`remote ${name} removed`] } };
   });

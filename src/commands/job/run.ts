@@ -107,7 +107,7 @@ export const jobRun: Handler = async ({ args, opts }, ctx) => {
   if (ctx.runner.plan(['docker', '-H', `unix://${socket}`, 'run', '--rm', ...(interactive ? ['-i'] : []), '--name', containerName, '--label', `knarr.job=${spec.name}`, spec.image, ...spec.command])) {
     return { data: { job: spec.name, container: containerName, create: foregroundContainer(spec, ctx.config.fleet, interactive) } };
   }
-  const engine = new DockerEngine(socket);
+  const engine = new DockerEngine(socket, ctx.runner.dryRun);
   const target = await foregroundTarget(ctx, spec, engine);
   if ('host' in target) {
     const { runThroughAgent } = await import('./fleet.js');
