@@ -45,6 +45,7 @@ export const GLOBAL_OPTIONS: OptionDef[] = [
   { flags: '--dry-run', description: 'print every command that would change the host, one a line, and change nothing', env: 'KNARR_DRY_RUN' },
   { flags: '-v, --verbose', description: 'show each outside command with its duration on stderr', env: 'KNARR_VERBOSE' },
   { flags: '-q, --quiet', description: 'no progress or warnings on stderr', env: 'KNARR_QUIET' },
+  { flags: '--no-wait', description: 'when another command is changing the same dot (or pushing to the same remote), fail at once with exit 4 instead of waiting for it', env: 'KNARR_NO_WAIT' },
   { flags: '--config <file>', description: 'YAML config file (default /etc/knarr/config.yaml when present)', env: 'KNARR_CONFIG' },
   { flags: '--state-dir <dir>', description: 'host state directory (default /var/lib/knarr)', env: 'KNARR_STATE_DIR' },
   { flags: '--etcd <urls>', description: 'comma-separated etcd endpoints of the fleet (default: the managed local etcd)', env: 'KNARR_ETCD' },

@@ -60,7 +60,16 @@ export function lvmDots(runner: Runner): DotStorage {
     },
     async commit(ref, commit) {
       await runner.run(['lvcreate', '-y', '-s', '-p', 'r', '-n', commitLv(ref.dot, commit.id), vgPath(ref.pool, branchLv(ref.dot, ref.branch))]);
-      if (!runner.dryRun) await writeJsonAtomic(recordPath(ref.pool, ref.dot, commit.id), commit);
+      if (!runner.dryRun) {
+        await writeJsonAtomic(recordPath(ref.pool, ref.dot, commit.id), commit).catch(async (e) => {
+          await this.dropCommit(ref, commit.id);
+          throw e;
+        });
+      }
+    },
+    async dropCommit(ref, id) {
+      if ((await lvNames(ref.pool)).includes(commitLv(ref.dot, id))) await runner.run(['lvremove', '-y', vgPath(ref.pool, commitLv(ref.dot, id))]);
+      if (!runner.dryRun) await rm(recordPath(ref.pool, ref.dot, id), { force: true });
     },
     async diskCommits(pool, dot) {
       const dir = `${dotDir(pool, dot)}/.knarr/commits`;

@@ -54,7 +54,17 @@ export function treeDots(runner: Runner, prim: TreePrimitives): DotStorage {
       await runner.mkdirp(`${dotDir(ref.pool, ref.dot)}/.commits`);
       await prim.copy(runner, branchPath(ref), commitPath(ref.pool, ref.dot, commit.id), true);
       // The record is knarr's own bookkeeping, not a host command: --dry-run leaves it out.
-      if (!runner.dryRun) await writeJsonAtomic(recordPath(ref.pool, ref.dot, commit.id), commit);
+      if (!runner.dryRun) {
+        // A snapshot without its record would pin its blocks unseen (a full pool stays full): it goes too.
+        await writeJsonAtomic(recordPath(ref.pool, ref.dot, commit.id), commit).catch(async (e) => {
+          await this.dropCommit(ref, commit.id);
+          throw e;
+        });
+      }
+    },
+    async dropCommit(ref, id) {
+      if (await pathExists(commitPath(ref.pool, ref.dot, id))) await prim.remove(runner, commitPath(ref.pool, ref.dot, id));
+      if (!runner.dryRun) await rm(recordPath(ref.pool, ref.dot, id), { force: true });
     },
     async diskCommits(pool, dot) {
       const dir = `${dotDir(pool, dot)}/.knarr/commits`;

@@ -125,7 +125,10 @@ export interface DotStorage {
   /** A new, empty branch filesystem holding the given subdot directories. */
   createBranch(ref: DotFsRef, subdirs: string[]): Promise<void>;
   ensureSubdir(ref: DotFsRef, subdir: string): Promise<void>;
+  /** Snapshot and record, whole or not at all: a failure removes a snapshot already made. */
   commit(ref: DotFsRef, commit: import('../../core/dots.js').CommitRecord): Promise<void>;
+  /** Removes one commit's snapshot and record (a commit the store refused); one that is not there is fine. */
+  dropCommit(ref: DotFsRef, id: string): Promise<void>;
   /** Every commit record found on disk for the dot. */
   diskCommits(pool: PoolRecord, dot: string): Promise<import('../../core/dots.js').CommitRecord[]>;
   /** A writable branch dst starting from commit of src (copy-on-write where the driver can). */
