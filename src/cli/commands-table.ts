@@ -280,7 +280,7 @@ export const COMMANDS: CommandDef[] = [
         name: 'fsck',
         summary: 'find drift between the store and the disk; --repair mends it',
         description:
-          'Compares every dot record and commit in etcd with what the pools hold, both ways: data deleted outside knarr, branches without a filesystem, commits on disk missing from the store (a crash between snapshot and record), commits in the store whose snapshot is gone, and dots on disk the store does not know. --repair adds or removes records and moves branch heads; it never deletes data. Exits 1 while problems remain.',
+          'Compares every dot record and commit in etcd with what the pools hold, both ways: data deleted outside knarr, branches without a filesystem, commits on disk missing from the store (a crash between snapshot and record), commits in the store whose snapshot is gone, and dots on disk the store does not know; and what commands cut short left on the pools (snapshots without a commit record, temporary files, a pull\'s staging in knarr-incoming), which pin space. --repair adds or removes records and moves branch heads, and removes those leftovers (they hold no commit); it never deletes a commit. Exits 1 while problems remain.',
         options: [{ flags: '--repair', description: 'mend the store from the disk where that is safe' }],
         examples: [
           { command: 'knarr dot fsck', description: 'report drift' },

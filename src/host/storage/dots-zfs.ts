@@ -94,6 +94,11 @@ export function zfsDots(runner: Runner): DotStorage {
         throw e;
       }
     },
+    // A commit's snapshot is made with its record in one command, and snapshots knarr did not make are the operator's: none is a leftover.
+    leftovers: async () => [],
+    async removeLeftover() {
+      /* nothing is ever listed */
+    },
     async destroyDot(pool, dot) {
       const root = `${base(pool)}/${dot}`;
       if (!(await exists(root))) return;

@@ -108,6 +108,8 @@ export interface DotTransfer {
   holdsPublished(pool: PoolRecord, dot: string, branch: string, head: string): Promise<boolean>;
   /** Drops what an interrupted pull left in staging. */
   discardStaging(pool: PoolRecord, dot: string): Promise<void>;
+  /** Dots with something in staging (a pull running, or one cut short). */
+  listStaging(pool: PoolRecord): Promise<string[]>;
 }
 
 /**
@@ -136,4 +138,13 @@ export interface DotStorage {
   /** Drops the given newer commits, then puts the branch back to commit `to`. */
   rollback(ref: DotFsRef, to: string, newer: string[]): Promise<void>;
   destroyDot(pool: PoolRecord, dot: string): Promise<void>;
+  /** What a command cut short (a crash, a full pool) left in the dot's own folders: snapshots without a record, temporary files. */
+  leftovers(pool: PoolRecord, dot: string): Promise<Leftover[]>;
+  removeLeftover(pool: PoolRecord, leftover: Leftover): Promise<void>;
+}
+
+/** A piece of a dot that no commit owns: it only pins space. */
+export interface Leftover {
+  kind: 'orphan-snapshot' | 'temp-file';
+  path: string;
 }

@@ -3,6 +3,7 @@ import { writeJsonAtomic } from '../local-state.js';
 import { pathExists } from '../mounts.js';
 import type { Runner } from '../runner.js';
 import type { TreePrimitives } from './dots-tree.js';
+import { subdirsOf } from './dots-zfs.js';
 import type { DotFsRef, DotTransfer, PoolRecord } from './driver.js';
 
 const dotDir = (pool: PoolRecord, dot: string, staging = false) => `${pool.mountpoint}/${staging ? 'knarr-incoming' : 'knarr-dots'}/${dot}`;
@@ -75,6 +76,7 @@ export function treeTransfer(runner: Runner, prim: TreePrimitives, format: 'btrf
     async discardStaging(pool, dot) {
       await removeTree(runner, prim, dotDir(pool, dot, true));
     },
+    listStaging: (pool) => subdirsOf(`${pool.mountpoint}/knarr-incoming`),
     holdsPublished: (pool, dot, _branch, head) => pathExists(`${dotDir(pool, dot)}/.commits/${head}`),
   };
 }
