@@ -24,10 +24,6 @@ export class DotRepo {
     return (await this.store.list(this.keys.hostDots(this.host))).map((kv) => JSON.parse(kv.value) as DotRecord);
   }
 
-  async put(dot: DotRecord): Promise<void> {
-    if (!this.dryRun) await this.store.put(this.keys.hostDot(this.host, dot.name), JSON.stringify(dot));
-  }
-
   /**
    * Rewrites the dot's record with change(current), compare-and-swap on its etcd revision: a write
    * by another command between the read and the write makes it read and apply change again.

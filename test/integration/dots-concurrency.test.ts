@@ -1,6 +1,11 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConflictError } from '../../src/core/errors.js';
+import type { DotRecord } from '../../src/core/dots.js';
+import { DotRepo } from '../../src/state/dots.js';
+import { connectEtcd } from '../../src/state/store.js';
+import { startEtcd } from '../harness/etcd.js';
 import { makeHost, type TestHost } from '../harness/hosts.js';
 import { tempDir, uniqueName, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
@@ -188,5 +193,40 @@ describe.skipIf(!ready)('two commands at once on one dot, and two pushes at once
     const push = await a.run(['dot', 'push', dot, 'file://']);
     expect(push.code).toBe(2);
     expect((await execa('test', ['-e', `/${dot}`], { reject: false })).exitCode).toBe(1);
+  }, 60_000);
+});
+
+const etcdReady = integration('dot records under compare-and-swap', haveTools('etcd'), 'etcd is not installed');
+
+describe.skipIf(!etcdReady)('dot records under compare-and-swap, with no lock to help', () => {
+  it('two head moves from the same head: one lands, the other is told; changes of other fields are merged, never lost', async () => {
+    const etcd = await startEtcd();
+    const store = await connectEtcd([etcd.url]);
+    try {
+      const repo = new DotRepo(store, 'casfleet', 'h1', false);
+      const now = new Date().toISOString();
+      const dot: DotRecord = { name: 'd', pool: 'p', subdots: ['__default__'], branches: { master: { head: null, from: null, createdAt: now } }, activeBranch: 'master', mounts: {}, origin: null, createdAt: now };
+      expect(await repo.create(dot)).toBe(true);
+      for (let round = 0; round < 10; round++) {
+        const from = (await repo.get('d'))!.branches.master!.head;
+        const moves = await Promise.allSettled([`a${round}`, `b${round}`].map((to) => repo.moveHead('d', 'master', from, to)));
+        expect(moves.filter((m) => m.status === 'fulfilled')).toHaveLength(1);
+        const lost = moves.find((m) => m.status === 'rejected') as PromiseRejectedResult;
+        expect(lost.reason).toBeInstanceOf(ConflictError);
+        const won = (moves.find((m) => m.status === 'fulfilled') as PromiseFulfilledResult<DotRecord>).value.branches.master!.head;
+        expect((await repo.get('d'))!.branches.master!.head).toBe(won);
+      }
+      const head = (await repo.get('d'))!.branches.master!.head;
+      await Promise.all([
+        ...Array.from({ length: 6 }, (_, i) => repo.update('d', (cur) => ({ ...cur, mounts: { ...cur.mounts, [`s${i}`]: `/m${i}` } }))),
+        repo.moveHead('d', 'master', head, 'last'),
+      ]);
+      const end = (await repo.get('d'))!;
+      expect(Object.keys(end.mounts).sort()).toEqual(['s0', 's1', 's2', 's3', 's4', 's5']);
+      expect(end.branches.master!.head).toBe('last');
+    } finally {
+      await store.close();
+      await etcd.stop();
+    }
   }, 60_000);
 });

@@ -39,7 +39,7 @@ async function repair(repo: DotRepo, f: Finding): Promise<void> {
       await repo.create(r.record);
     } else {
       const dot = await repo.get(r.dot);
-      if (dot?.branches[r.branch]) await repo.put({ ...dot, branches: { ...dot.branches, [r.branch]: { ...dot.branches[r.branch]!, head: r.head } } });
+      if (dot?.branches[r.branch]) await repo.update(r.dot, (cur) => (cur.branches[r.branch] ? { ...cur, branches: { ...cur.branches, [r.branch]: { ...cur.branches[r.branch]!, head: r.head } } } : cur));
     }
   }
 }
