@@ -108,6 +108,28 @@ describe.skipIf(!btrfsReady)('a btrfs pool at 0 bytes free', () => {
     // The orphan snapshot pinned the deleted 20 MB: gone with it.
     expect(free).toBeGreaterThan(before + 15 * 1024 * 1024);
   }, 120_000);
+
+  it('a pull onto a dot on the full pool exits 5 and leaves no half-received snapshot', async () => {
+    const src = uniqueName('src');
+    expect((await host.run(['dot', 'init', src, '--pool', host.pool])).code).toBe(0);
+    writeFileSync(`${host.dotPath(src)}/a.txt`, 'a');
+    expect((await host.run(['dot', 'commit', src, '-m', 'a'])).code).toBe(0);
+    const remote = `${tmp.path}/remote`;
+    mkdirSync(remote, { recursive: true });
+    expect((await host.run(['dot', 'push', src, `file://${remote}`])).code).toBe(0);
+    const pulled = await host.run(['dot', 'pull', `file://${remote}/${src}`, '--as', 'copy', '--pool', small]);
+    expect(pulled.code, pulled.stderr).toBe(0);
+    writeFileSync(`${host.dotPath(src)}/big.bin`, randomBytes(80 * 1024 * 1024));
+    const big = await host.run(['--json', 'dot', 'commit', src, '-m', 'big']);
+    expect(big.code).toBe(0);
+    expect((await host.run(['dot', 'push', src, `file://${remote}`])).code).toBe(0);
+    const ff = await spawn(host, ['dot', 'pull', `file://${remote}/${src}`, '--as', 'copy']);
+    expect(ff.exitCode, ff.stderr).toBe(5);
+    expect(ff.stderr).toMatch(new RegExp(`pool ${small} is out of space`));
+    expect(readdirSync(`${host.state}/mnt/${small}/knarr-dots/copy/.commits`)).not.toContain(big.json().id);
+    expect((await host.run(['dot', 'fsck'])).code).toBe(0);
+    expect((await host.run(['dot', 'rm', 'copy'])).code).toBe(0);
+  }, 120_000);
 });
 
 describe.skipIf(!zfsReady)('a zfs pull into a pool too small for it', () => {
@@ -152,6 +174,32 @@ describe.skipIf(!zfsReady)('a zfs pull into a pool too small for it', () => {
     const fsck = await host.run(['--json', 'dot', 'fsck']);
     expect(fsck.code, fsck.stdout).toBe(0);
   }, 240_000);
+
+  it('a push to a full file:// remote exits 5 naming the remote, leaves no partial stream, and keeps the manifest as it was', async () => {
+    const dot = uniqueName('rf');
+    expect((await host.run(['dot', 'init', dot, '--pool', host.pool])).code).toBe(0);
+    writeFileSync(`${host.dotPath(dot)}/small.txt`, 'small');
+    expect((await host.run(['dot', 'commit', dot, '-m', 'small'])).code).toBe(0);
+    const remote = `${tmp.path}/usb`;
+    mkdirSync(remote);
+    await execa('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', remote]);
+    try {
+      const first = await host.run(['dot', 'push', dot, `file://${remote}`]);
+      expect(first.code, first.stderr).toBe(0);
+      const manifest = readFileSync(`${remote}/${dot}/manifest.json`, 'utf8');
+      writeFileSync(`${host.dotPath(dot)}/big.bin`, randomBytes(4 * 1024 * 1024));
+      expect((await host.run(['dot', 'commit', dot, '-m', 'big'])).code).toBe(0);
+      const push = await spawn(host, ['dot', 'push', dot, `file://${remote}`]);
+      expect(push.exitCode, push.stderr).toBe(5);
+      expect(push.stderr).toMatch(new RegExp(`remote file://${remote} is out of space`));
+      expect(push.stderr).not.toMatch(/internal error|bug in knarr/);
+      expect(readdirSync(`${remote}/${dot}/streams`).filter((f) => f.endsWith('.partial'))).toEqual([]);
+      expect(readdirSync(`${remote}/${dot}`).filter((f) => f.endsWith('.tmp') || f.endsWith('.lock'))).toEqual([]);
+      expect(readFileSync(`${remote}/${dot}/manifest.json`, 'utf8')).toBe(manifest);
+    } finally {
+      await execa('umount', ['-l', remote], { reject: false });
+    }
+  }, 120_000);
 
   it('staging a pull left behind is reported by fsck and reached by dot rm', async () => {
     await execa('zfs', ['create', '-p', `${tiny}/knarr-incoming/ghost/master`]);

@@ -1,6 +1,7 @@
 import { chain, parseDotName, planTransfer, validateBranch } from '../../core/dots.js';
 import { ConflictError, NotFoundError, UserError } from '../../core/errors.js';
 import { emptyManifest, streamChecksum, type ManifestCommit } from '../../core/remote.js';
+import { spaceGuardOf } from '../../host/storage/common.js';
 import { optString, type Handler } from '../types.js';
 import { dotHandle, requireDot, shortId, withDotLock, withDots } from './common.js';
 import { openRemote, resolveRemote } from './remote.js';
@@ -53,7 +54,9 @@ export const dotPush: Handler = async ({ args, opts }, ctx) => {
           if (!entry || !streamChecksum(entry)) {
             ctx.events.step(`push ${name}: commit ${shortId(id)}${streamBase ? ' (incremental)' : ''}`);
             const argv = transfer.sendArgv(h.ref(record.branch), id, streamBase);
-            entry = await remote.putCommit(name, branch, record, streamBase?.id ?? null, transfer.format, { argv, produce: (out) => ctx.runner.pipe(argv, { stdout: out, mutates: false }) });
+            entry = await spaceGuardOf(`remote ${remoteName}`, 'remove what it holds that is not needed', () =>
+              remote.putCommit(name, branch, record, streamBase?.id ?? null, transfer.format, { argv, produce: (out) => ctx.runner.pipe(argv, { stdout: out, mutates: false }) }),
+            );
             sent.push({ id, bytes: entry.bytes, incremental: streamBase !== null });
           }
           onRemote = [...onRemote, id];
@@ -61,7 +64,7 @@ export const dotPush: Handler = async ({ args, opts }, ctx) => {
           manifest.branches[branch] = { commits: onRemote };
           manifest.subdots = [...new Set([...manifest.subdots, ...dot.subdots])].sort();
           // After every stream: an interrupted push resumes from here.
-          await remote.saveManifest(manifest);
+          await spaceGuardOf(`remote ${remoteName}`, 'remove what it holds that is not needed', () => remote.saveManifest(manifest));
           base = id;
         }
         ctx.events.done();

@@ -59,13 +59,18 @@ export function isNoSpace(e: unknown): boolean {
 }
 
 /** Runs fn; a full pool comes out as a clear error naming it (exit 5), anything else as it was. */
-export async function spaceGuard<T>(pool: string, fn: () => Promise<T>): Promise<T> {
+export function spaceGuard<T>(pool: string, fn: () => Promise<T>): Promise<T> {
+  return spaceGuardOf(`pool ${pool}`, `remove files, old commits or dots; see knarr pool status ${pool}`, fn);
+}
+
+/** spaceGuard for any place: `what` is named in the error, `how` says how to free space there. */
+export async function spaceGuardOf<T>(what: string, how: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (e) {
     if (!isNoSpace(e)) throw e;
-    throw new NoSpaceError(`pool ${pool} is out of space: ${(e as Error).message.split('\n')[0]}`, {
-      hint: `free space on it (remove files, old commits or dots; see knarr pool status ${pool}) and run the command again; nothing of this try was kept`,
+    throw new NoSpaceError(`${what} is out of space: ${(e as Error).message.split('\n')[0]}`, {
+      hint: `free space on it (${how}) and run the command again; nothing of this try was kept`,
       cause: e,
     });
   }
