@@ -39,8 +39,8 @@ export function holderAlive(h: LockHolder): boolean {
 
 const BREAKER_STALE_MS = 10_000;
 
-/** Removes a stale lock file, but only while it still holds the text judged stale: a fresh holder is never removed. */
-async function breakStale(path: string, text: string): Promise<void> {
+/** Removes a stale lock file, but only while it still holds the text judged stale: a fresh holder is never removed. False while another process is breaking it. */
+async function breakStale(path: string, text: string): Promise<boolean> {
   const breaker = `${path}.break`;
   let fh;
   try {
@@ -50,10 +50,11 @@ async function breakStale(path: string, text: string): Promise<void> {
     // Breaking takes milliseconds: a breaker this old was left by a crash.
     const st = await stat(breaker).catch(() => null);
     if (st && Date.now() - st.mtimeMs > BREAKER_STALE_MS) await rm(breaker, { force: true });
-    return;
+    return false;
   }
   try {
     if ((await readFile(path, 'utf8').catch(() => null)) === text) await rm(path, { force: true });
+    return true;
   } finally {
     await fh.close();
     await rm(breaker, { force: true });
@@ -87,8 +88,8 @@ export async function tryLockFile(path: string, owner: string[], stale: (h: Lock
       const [seen, st] = await Promise.all([readFile(path, 'utf8').catch(() => null), stat(path).catch(() => null)]);
       if (seen === null || st === null) continue;
       const holder = parseHolder(seen, Date.now() - st.mtimeMs);
-      if (!stale(holder)) return { holder };
-      await breakStale(path, seen);
+      // Held, or being broken by another taker: the caller tries again later.
+      if (!stale(holder) || !(await breakStale(path, seen))) return { holder };
     }
   } finally {
     await rm(aside, { force: true });
