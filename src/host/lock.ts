@@ -18,22 +18,32 @@ export function knarrAlive(pid: number): boolean {
   }
 }
 
-/** Who holds a lock file: its first lines are pid, host and what the holder does; age is since its last refresh. */
+/** Who holds a lock file: its lines are pid, host, what the holder does and the boot it ran in; age is since its last refresh. */
 export interface LockHolder {
   pid: number;
   host: string | null;
   what: string | null;
+  boot: string | null;
   ageMs: number;
 }
 
 function parseHolder(text: string, ageMs: number): LockHolder {
-  const [pid, host, what] = text.split('\n');
-  return { pid: Number(pid), host: host || null, what: what || null, ageMs };
+  const [pid, host, what, boot] = text.split('\n');
+  return { pid: Number(pid), host: host || null, what: what || null, boot: boot || null, ageMs };
 }
 
-/** The holder is this process (another command run in it) or a live knarr process on this machine. */
+/** This machine's boot: a lock taken in an earlier one is gone whatever its pid is now. */
+function bootId(): string {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** A holder on this machine (a host-local lock; the hostname may have changed since) is this process or a live knarr process of this boot. */
 export function holderAlive(h: LockHolder): boolean {
-  if (h.host !== null && h.host !== hostname()) return true;
+  if (h.boot !== null && h.boot !== bootId()) return false;
   return h.pid === process.pid || knarrAlive(h.pid);
 }
 
@@ -121,7 +131,7 @@ export interface AcquireOptions {
 
 /** Takes the lock, waiting for its holder (or failing at once); resolves to the release function. */
 export async function acquireLock(path: string, opts: AcquireOptions): Promise<() => Promise<void>> {
-  const owner = [String(process.pid), hostname(), opts.what];
+  const owner = [String(process.pid), hostname(), opts.what, bootId()];
   let told = false;
   for (let pause = 20; ; pause = Math.min(pause * 2, 250)) {
     if (opts.signal.aborted) throw new InterruptedError();

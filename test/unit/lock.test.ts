@@ -71,6 +71,22 @@ describe('a lock that waits, and its stale holders', () => {
     expect(tries.filter((t) => 'release' in t)).toHaveLength(1);
   });
 
+  it('a lock taken in an earlier boot is stale even when its pid is alive now, and whatever the hostname was then', async () => {
+    const path = `${dir}/b.lock`;
+    writeFileSync(path, `${process.pid}\nold-name\ndot commit\n00000000-0000-0000-0000-000000000000\n`);
+    const release = await tryLock(path);
+    expect(release).not.toBeNull();
+    await release!();
+    const live = execa('node', ['-e', 'setTimeout(() => {}, 30000)', 'knarr'], { reject: false });
+    try {
+      writeFileSync(path, `${live.pid}\nold-name\ndot commit\n${readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()}\n`);
+      expect(await tryLock(path)).toBeNull();
+    } finally {
+      live.kill('SIGKILL');
+      await live;
+    }
+  });
+
   it('a release does not remove a lock that another holder took over meanwhile', async () => {
     const path = `${dir}/r.lock`;
     const got = await tryLockFile(path, ['1', '', 'a'], () => true);
