@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConflictError } from '../../src/core/errors.js';
@@ -194,6 +194,42 @@ describe.skipIf(!ready)('two commands at once on one dot, and two pushes at once
     expect(push.code).toBe(2);
     expect((await execa('test', ['-e', `/${dot}`], { reject: false })).exitCode).toBe(1);
   }, 60_000);
+});
+
+const btrfsReady = integration(
+  'dot concurrency on btrfs',
+  haveTools('mkfs.btrfs', 'btrfs', 'etcd') && readFileSync('/proc/filesystems', 'utf8').includes('btrfs') && existsSync('/dev/loop-control'),
+  'btrfs-progs, kernel btrfs, loop devices or etcd missing',
+);
+
+describe.skipIf(!btrfsReady)('two commits at once on a btrfs dot', () => {
+  let tmp: TempDir;
+  let c: TestHost;
+  beforeAll(async () => {
+    tmp = await tempDir('knarr-conc-btrfs-');
+    c = await makeHost(tmp.path, 'btrfs', 'c');
+  });
+  afterAll(async () => {
+    await c?.teardown();
+    await tmp?.cleanup();
+  });
+
+  it(`${ROUNDS} rounds: every commit is in the log with its record and snapshot, one line of parents`, async () => {
+    const dot = uniqueName('cb');
+    expect((await c.run(['dot', 'init', dot])).code).toBe(0);
+    for (let round = 0; round < ROUNDS; round++) {
+      writeFileSync(`${c.dotPath(dot)}/f`, String(round));
+      const both = await Promise.all(['A', 'B'].map((m) => spawn(c, ['dot', 'commit', dot, '-m', `${m}${round}`])));
+      for (const r of both) expect(r.exitCode, r.stderr).toBe(0);
+    }
+    const log = (await c.run(['--json', 'dot', 'log', dot])).json() as { id: string; parent: string | null }[];
+    expect(log).toHaveLength(2 * ROUNDS);
+    for (let i = 0; i + 1 < log.length; i++) expect(log[i]!.parent).toBe(log[i + 1]!.id);
+    const dir = `${c.mountpoint}/knarr-dots/${dot}`;
+    expect(readdirSync(`${dir}/.commits`).sort()).toEqual(log.map((x) => x.id).sort());
+    expect(readdirSync(`${dir}/.knarr/commits`).sort()).toEqual(log.map((x) => `${x.id}.json`).sort());
+    expect((await c.run(['dot', 'fsck'])).code).toBe(0);
+  }, 180_000);
 });
 
 const etcdReady = integration('dot records under compare-and-swap', haveTools('etcd'), 'etcd is not installed');
