@@ -1,12 +1,12 @@
 import { hostname, userInfo } from 'node:os';
 import { DEFAULT_SUBDOT, chain, type CommitRecord, type DotRecord } from '../../core/dots.js';
-import { ConflictError, NotFoundError } from '../../core/errors.js';
+import { ConflictError, NotFoundError, isKnarrError } from '../../core/errors.js';
 import { statePaths } from '../../core/paths.js';
 import type { PoolRecord } from '../../core/pool.js';
 import { readPoolRecord } from '../../host/local-state.js';
 import { acquireLock, holderAlive, type LockHolder } from '../../host/lock.js';
 import { mountAt } from '../../host/mounts.js';
-import type { DotFsRef, DotStorage } from '../../host/storage/driver.js';
+import type { DotFsRef, DotStorage, DotTransfer } from '../../host/storage/driver.js';
 import { DotRepo } from '../../state/dots.js';
 import type { Context } from '../types.js';
 import { withStore } from '../with-store.js';
@@ -79,6 +79,16 @@ export async function dotHandle(ctx: Context, dot: DotRecord): Promise<DotHandle
   const pool = await dotPool(ctx, dot);
   const storage = ctx.drivers[pool.driver].dots(ctx.runner);
   return { dot, pool, storage, ref: (branch = dot.activeBranch) => ({ pool, dot: dot.name, branch }) };
+}
+
+/** The pool's stream transfer, or null for a driver without one (lvm): it has no staging either. */
+export function poolTransfer(ctx: Context, pool: PoolRecord): DotTransfer | null {
+  try {
+    return ctx.drivers[pool.driver].transfer(ctx.runner);
+  } catch (e) {
+    if (isKnarrError(e)) return null;
+    throw e;
+  }
 }
 
 /** The active branch's commits, newest first. */

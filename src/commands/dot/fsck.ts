@@ -1,10 +1,9 @@
 import { checkDot, type DiskDot, type Finding } from '../../core/fsck.js';
 import { ExitCode, isKnarrError } from '../../core/errors.js';
 import { listPoolRecords } from '../../host/local-state.js';
-import type { DotTransfer } from '../../host/storage/driver.js';
 import type { DotRepo } from '../../state/dots.js';
 import { optBool, type Context, type Handler } from '../types.js';
-import { withDotLock, withDots } from './common.js';
+import { poolTransfer, withDotLock, withDots } from './common.js';
 
 /** Every dot found on this host's pools, with its commits and branches as the disk has them. */
 async function diskDots(ctx: Context): Promise<{ dots: Map<string, DiskDot>; pools: Set<string> }> {
@@ -64,12 +63,7 @@ async function leftoverRows(ctx: Context, doRepair: boolean): Promise<FsckRow[]>
     const driver = ctx.drivers[pool.driver];
     const storage = driver.dots(ctx.runner);
     if (!(await driver.poolStatus(pool, ctx.runner)).online) continue;
-    let transfer: DotTransfer | undefined;
-    try {
-      transfer = driver.transfer(ctx.runner);
-    } catch (e) {
-      if (!isKnarrError(e)) throw e;
-    }
+    const transfer = poolTransfer(ctx, pool);
     const staged = transfer ? await transfer.listStaging(pool) : [];
     for (const dot of [...new Set([...(await storage.listDots(pool)), ...staged])].sort()) {
       await withDotLock(ctx, 'dot fsck', [dot], async () => {

@@ -1,25 +1,17 @@
 import { parseDotName } from '../../core/dots.js';
-import { ConflictError, isKnarrError } from '../../core/errors.js';
-import type { DotTransfer } from '../../host/storage/driver.js';
+import { ConflictError } from '../../core/errors.js';
 import { mountAt } from '../../host/mounts.js';
 import { listPoolRecords } from '../../host/local-state.js';
 import { optBool, type Context, type Handler } from '../types.js';
-import { dotHandle, requireDot, unmountSubdots, withDotLock, withDots } from './common.js';
+import { dotHandle, requireDot, poolTransfer, unmountSubdots, withDotLock, withDots } from './common.js';
 
 /** Drops what a pull of the dot left in any pool's staging (cut short, or out of space); true when there was some. */
 async function discardStaged(ctx: Context, name: string): Promise<boolean> {
   let found = false;
   for (const pool of await listPoolRecords(ctx.config.stateDir)) {
     if (!(await ctx.drivers[pool.driver].poolStatus(pool, ctx.runner)).online) continue;
-    let transfer: DotTransfer;
-    try {
-      transfer = ctx.drivers[pool.driver].transfer(ctx.runner);
-    } catch (e) {
-      // A driver without streams (lvm) has no staging.
-      if (isKnarrError(e)) continue;
-      throw e;
-    }
-    if (!(await transfer.listStaging(pool)).includes(name)) continue;
+    const transfer = poolTransfer(ctx, pool);
+    if (!transfer || !(await transfer.listStaging(pool)).includes(name)) continue;
     await transfer.discardStaging(pool, name);
     found = true;
   }
