@@ -72,7 +72,7 @@ _knarr() {
     --dot) return ;;
     --seed) return ;;
   esac
-  local globals='--json -o --output --dry-run -v --verbose -q --quiet --config --state-dir --etcd --fleet'
+  local globals='--json -o --output --dry-run -v --verbose -q --quiet --no-wait --config --state-dir --etcd --fleet'
   case "$path" in
     '') COMPREPLY=($(compgen -W 'pool etcd dot job service host cluster image op daemon onboot doctor completion'" $globals" -- "$cur")) ;;
     'pool') COMPREPLY=($(compgen -W 'init status list destroy'" $globals" -- "$cur")) ;;

@@ -52,6 +52,7 @@ export const GLOBAL_OPTIONS: OptionDef[] = [
   { flags: '--dry-run', description: 'print every command that would change the host, one a line, and change nothing', env: 'KNARR_DRY_RUN' },
   { flags: '-v, --verbose', description: 'show each outside command with its duration on stderr', env: 'KNARR_VERBOSE' },
   { flags: '-q, --quiet', description: 'no progress or warnings on stderr', env: 'KNARR_QUIET' },
+  { flags: '--no-wait', description: 'when another command is changing the same dot (or pushing to the same remote), fail at once with exit 4 instead of waiting for it', env: 'KNARR_NO_WAIT' },
   { flags: '--config <file>', description: 'YAML config file (default /etc/knarr/config.yaml when present)', env: 'KNARR_CONFIG' },
   { flags: '--state-dir <dir>', description: 'host state directory (default /var/lib/knarr)', env: 'KNARR_STATE_DIR' },
   { flags: '--etcd <urls>', description: 'comma-separated etcd endpoints of the fleet (default: the managed local etcd)', env: 'KNARR_ETCD' },
@@ -313,7 +314,7 @@ export const COMMANDS: CommandDef[] = [
         name: 'fsck',
         summary: 'find drift between the store and the disk; --repair mends it',
         description:
-          'Compares every dot record and commit in etcd with what the pools hold, both ways: data deleted outside knarr, branches without a filesystem, commits on disk missing from the store (a crash between snapshot and record), commits in the store whose snapshot is gone, and dots on disk the store does not know. --repair adds or removes records and moves branch heads; it never deletes data. Exits 1 while problems remain.',
+          'Compares every dot record and commit in etcd with what the pools hold, both ways: data deleted outside knarr, branches without a filesystem, commits on disk missing from the store (a crash between snapshot and record), commits in the store whose snapshot is gone, and dots on disk the store does not know; and what commands cut short left on the pools (snapshots without a commit record, temporary files, a pull\'s staging in knarr-incoming), which pin space. --repair adds or removes records and moves branch heads, and removes those leftovers (they hold no commit); it never deletes a commit. Exits 1 while problems remain.',
         options: [{ flags: '--repair', description: 'mend the store from the disk where that is safe' }],
         examples: [
           { command: 'knarr dot fsck', description: 'report drift' },

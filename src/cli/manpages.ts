@@ -74,7 +74,7 @@ function mainPage(): string {
     '.SH FILES',
     '.TP',
     '.B /etc/knarr/config.yaml',
-    esc('default config file (keys: output, dryRun, verbose, quiet, stateDir, etcd, fleet, pool.name, pool.driver, pool.size, etcdServer.clientPort, etcdServer.peerPort)'),
+    esc('default config file (keys: output, dryRun, verbose, quiet, noWait, stateDir, etcd, fleet, pool.name, pool.driver, pool.size, etcdServer.clientPort, etcdServer.peerPort)'),
     '.TP',
     '.B /var/lib/knarr',
     esc('default state directory: pool records, loop files, mountpoints, the managed etcd'),

@@ -10,7 +10,7 @@ import { etcdDown } from './etcd/down.js';
 import { dotInit } from './dot/init.js';
 import { dotMount } from './dot/mount.js';
 import { pullDot } from './dot/pull.js';
-import { dotHandle, withDots } from './dot/common.js';
+import { dotHandle, withDotLock, withDots } from './dot/common.js';
 import { readPoolRecord } from '../host/local-state.js';
 import type { DotRecord } from '../core/dots.js';
 import type { DotRepo } from '../state/dots.js';
@@ -68,7 +68,9 @@ async function bringUpDot(ctx: Context, repo: DotRepo, d: BootDot, poolName: str
   }
   const seed = d.seed;
   if (seed) {
-    await step(ctx, 'seed', `pulling ${d.seedText}`, () => pullDot(ctx, repo, { remote: seed.remote, dot: seed.dot, branch: seed.branch, pool: poolName }));
+    await step(ctx, 'seed', `pulling ${d.seedText}`, () =>
+      withDotLock(ctx, 'onboot seed pull', [seed.dot], () => pullDot(ctx, repo, { remote: seed.remote, dot: seed.dot, branch: seed.branch, pool: poolName })),
+    );
     const pulled = await repo.get(d.ref.dot);
     if (pulled && !pulled.subdots.includes(subdotDir(d.ref.subdot))) await step(ctx, 'dot', `subdot ${d.dotText}`, () => dotInit({ args: [d.dotText], opts: {} }, ctx));
     return 'pulled';

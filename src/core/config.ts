@@ -11,6 +11,8 @@ export interface Config {
   readonly dryRun: boolean;
   readonly verbose: boolean;
   readonly quiet: boolean;
+  /** A command finding its dot (or a remote) in use by another fails at once (exit 4) instead of waiting. */
+  readonly noWait: boolean;
   readonly configFile: string | null;
   readonly stateDir: string;
   /** External etcd endpoints; empty means the knarr-managed local etcd. */
@@ -35,6 +37,7 @@ export const DEFAULTS: Config = Object.freeze({
   dryRun: false,
   verbose: false,
   quiet: false,
+  noWait: false,
   configFile: null,
   stateDir: '/var/lib/knarr',
   etcd: [],
@@ -54,6 +57,7 @@ export interface GlobalFlags {
   dryRun?: boolean;
   verbose?: boolean;
   quiet?: boolean;
+  wait?: boolean;
   config?: string;
   stateDir?: string;
   etcd?: string;
@@ -67,6 +71,7 @@ export const ENV_VARS = {
   dryRun: 'KNARR_DRY_RUN',
   verbose: 'KNARR_VERBOSE',
   quiet: 'KNARR_QUIET',
+  noWait: 'KNARR_NO_WAIT',
   config: 'KNARR_CONFIG',
   stateDir: 'KNARR_STATE_DIR',
   etcd: 'KNARR_ETCD',
@@ -78,6 +83,7 @@ const FILE_KEYS: Record<string, 'string' | 'boolean' | 'list' | 'object'> = {
   dryRun: 'boolean',
   verbose: 'boolean',
   quiet: 'boolean',
+  noWait: 'boolean',
   stateDir: 'string',
   etcd: 'list',
   fleet: 'string',
@@ -264,6 +270,7 @@ export function resolveConfig(
     dryRun: pick(flags.dryRun || undefined, envBool(env, ENV_VARS.dryRun), file.dryRun as boolean | undefined, DEFAULTS.dryRun),
     verbose: pick(flags.verbose || undefined, envBool(env, ENV_VARS.verbose), file.verbose as boolean | undefined, DEFAULTS.verbose),
     quiet: pick(flags.quiet || undefined, envBool(env, ENV_VARS.quiet), file.quiet as boolean | undefined, DEFAULTS.quiet),
+    noWait: pick(flags.wait === false || undefined, envBool(env, ENV_VARS.noWait), file.noWait as boolean | undefined, DEFAULTS.noWait),
     configFile,
     stateDir,
     etcd: Object.freeze(etcd),

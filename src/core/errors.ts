@@ -79,6 +79,13 @@ export class PrerequisiteError extends KnarrError {
   }
 }
 
+/** A pool (or the disk under a remote) has no space left: nothing was left half-made; free space and run it again. */
+export class NoSpaceError extends KnarrError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('E_NO_SPACE', ExitCode.prerequisite, message, options);
+  }
+}
+
 export class StoreUnavailableError extends KnarrError {
   constructor(message: string, options: ErrorOptions = {}) {
     super('E_STORE_UNAVAILABLE', ExitCode.storeUnavailable, message, options);
@@ -161,7 +168,7 @@ export const EXIT_CODE_DOCS: readonly { code: number; meaning: string }[] = [
   { code: ExitCode.usage, meaning: 'usage: a bad flag, argument, name, spec or config value; nothing was changed' },
   { code: ExitCode.notFound, meaning: 'not found: the named pool, dot or other object does not exist' },
   { code: ExitCode.conflict, meaning: 'conflict: refused because it would overwrite data or clash with what exists (see --force / --yes)' },
-  { code: ExitCode.prerequisite, meaning: 'prerequisite missing: a tool, daemon or kernel feature is absent (see knarr doctor)' },
+  { code: ExitCode.prerequisite, meaning: 'prerequisite missing: a tool, daemon or kernel feature is absent (see knarr doctor), or a pool is out of space' },
   { code: ExitCode.storeUnavailable, meaning: 'store unavailable: etcd cannot be reached or is unhealthy' },
   { code: ExitCode.bootPool, meaning: 'onboot: the pool step failed (import or create the pool)' },
   { code: ExitCode.bootEtcd, meaning: 'onboot: the etcd step failed (its dataset, or the managed etcd)' },

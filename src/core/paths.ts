@@ -12,6 +12,8 @@ export function statePaths(stateDir: string) {
     etcdLocalData: `${stateDir}/etcd/data`,
     etcdLog: `${stateDir}/log/etcd.log`,
     logDir: `${stateDir}/log`,
+    /** Held by the command changing the dot: one at a time per dot on a host. */
+    dotLock: (dot: string) => `${stateDir}/locks/dots/${dot}.lock`,
   };
 }
 

@@ -16,6 +16,8 @@ export function parseRemoteUrl(field: string, text: string): RemoteUrl {
     if (u.host !== '') throw new ValidationError(field, `${JSON.stringify(text)} names a host; a file remote is file:///absolute/dir`);
     const path = decodeURIComponent(u.pathname).replace(/\/+$/, '') || '/';
     if (/[\0\n]/.test(path)) throw new ValidationError(field, 'the path contains a NUL or newline');
+    // file:// and file:/// name the root filesystem: a push would write <dot>/manifest.json straight under /.
+    if (path === '/') throw new ValidationError(field, `${JSON.stringify(text)} names no directory (the root filesystem /); a file remote is file:///absolute/dir, e.g. file:///mnt/usb/dots`);
     return { kind: 'file', url: `file://${path}`, path };
   }
   if (u.protocol === 'ssh:') {
@@ -97,8 +99,20 @@ export interface RemoteEndpoint {
   putCommit(dot: string, branch: string, record: CommitRecord, base: string | null, format: StreamFormat, sender: StreamSender): Promise<ManifestCommit>;
   /** Push side: records progress after each commit, so an interrupted push resumes. */
   saveManifest(manifest: Manifest): Promise<void>;
+  /**
+   * Push side: runs fn holding the remote's lock on the dot, so two pushes to one remote take turns
+   * (the second then sees the first's commits). Absent where the remote serialises by itself (ssh).
+   */
+  withPushLock?<T>(dot: string, how: RemoteLockWait, fn: () => Promise<T>): Promise<T>;
   /** Pull side: feeds one commit's stream to consume (checked first where a checksum is stored). */
   fetchCommit(dot: string, entry: ManifestCommit, consume: (input: import('node:stream').Readable, source: string) => Promise<void>): Promise<void>;
+}
+
+/** How a push meets a remote that another push holds: wait (told once) or fail at once. */
+export interface RemoteLockWait {
+  wait: boolean;
+  signal: AbortSignal;
+  onWait(message: string): void;
 }
 
 export function emptyManifest(dot: string, format: StreamFormat, subdots: string[]): Manifest {

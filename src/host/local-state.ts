@@ -11,12 +11,18 @@ export async function writeJsonAtomic(path: string, value: unknown): Promise<voi
   const tmp = `${path}.${process.pid}.tmp`;
   const fh = await open(tmp, 'w', 0o600);
   try {
-    await fh.writeFile(`${JSON.stringify(value, null, 2)}\n`);
-    await fh.sync();
-  } finally {
-    await fh.close();
+    try {
+      await fh.writeFile(`${JSON.stringify(value, null, 2)}\n`);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (e) {
+    // A full disk fails the write: no empty temporary file is left behind.
+    await rm(tmp, { force: true });
+    throw e;
   }
-  await rename(tmp, path);
   await syncDir(dirname(path));
 }
 

@@ -1,13 +1,15 @@
 import { createHash } from 'node:crypto';
 import zlib from 'node:zlib';
-import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { createReadStream, readFileSync } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Readable, Transform } from 'node:stream';
 import { ConflictError, NotFoundError } from '../core/errors.js';
 import type { CommitRecord } from '../core/dots.js';
-import { manifestVersion, streamChecksum, validateManifest, type ChecksumAlgorithm, type Manifest, type ManifestCommit, type RemoteEndpoint, type StreamFormat, type StreamSender } from '../core/remote.js';
-import { readJson, writeJsonAtomic } from './local-state.js';
+import { manifestVersion, streamChecksum, validateManifest, type ChecksumAlgorithm, type Manifest, type ManifestCommit, type RemoteEndpoint, type RemoteLockWait, type StreamFormat, type StreamSender } from '../core/remote.js';
+import { writeJsonAtomic } from './local-state.js';
+import { acquireLock, holderAlive, type LockHolder } from './lock.js';
 import type { Runner } from './runner.js';
 import { shellCommand } from '../core/shell.js';
 
@@ -27,6 +29,9 @@ export class Tap extends Transform {
 }
 
 const CHUNK = 1024 * 1024;
+/** A push lock's holder touches it this often; one untouched for REMOTE_LOCK_STALE_MS is a lost holder (another host cannot check its pid). */
+const REMOTE_LOCK_REFRESH_MS = 5_000;
+export const REMOTE_LOCK_STALE_MS = 60_000;
 const FOLLOW_POLL_MS = 2;
 const FLUSH_POLL_MS = 20;
 
@@ -112,6 +117,9 @@ export interface StoredStream {
  * Streams are written to a .partial name and renamed when whole; the manifest is replaced atomically.
  */
 export class FileRemote implements RemoteEndpoint {
+  /** Each dot's manifest text as this push last read or wrote it: the version a save checks against. */
+  private readonly seen = new Map<string, string | null>();
+
   constructor(
     readonly root: string,
     private readonly runner: Runner,
@@ -130,6 +138,28 @@ export class FileRemote implements RemoteEndpoint {
     if (this.runner.plan([...sender.argv, '>', this.streamPath(dot, file)])) return { record, base, file, bytes: 0, sha256: '' };
     // The sender writes straight into the file (no copy through knarr); the checksum is read from what lands there.
     return { record, base, ...(await this.writeStreamFrom(dot, file, sender.argv, sender.progress)) };
+  }
+
+  /** A push lock file beside the manifest: pid, host and what holds it; broken when its holder is gone or it went stale. */
+  async withPushLock<T>(dot: string, how: RemoteLockWait, fn: () => Promise<T>): Promise<T> {
+    if (this.runner.dryRun) return fn();
+    const path = `${this.dotDir(dot)}/manifest.lock`;
+    const who = (h: LockHolder) => `pid ${h.pid}${h.host ? ` on ${h.host}` : ''}, ${h.what ?? 'knarr'}, last seen ${Math.round(h.ageMs / 1000)}s ago`;
+    const release = await acquireLock(path, {
+      what: 'dot push',
+      // On this machine a dead pid frees it at once; from another, only its age can tell.
+      stale: (h) => (h.host === null || h.host === hostname() ? !holderAlive(h) : h.ageMs > REMOTE_LOCK_STALE_MS),
+      wait: how.wait,
+      signal: how.signal,
+      refreshMs: REMOTE_LOCK_REFRESH_MS,
+      busy: (h) => new ConflictError(`remote ${this.url} is taking a push of ${dot} (${who(h)})`, { hint: `run it again when that push is done, or without --no-wait to wait; a lock left by a lost host goes after ${REMOTE_LOCK_STALE_MS / 1000}s (${path})` }),
+      onWait: (h) => how.onWait(`remote ${this.url} is taking a push of ${dot} (${who(h)}); waiting for it (--no-wait fails at once)`),
+    });
+    try {
+      return await fn();
+    } finally {
+      await release();
+    }
   }
 
   async saveManifest(manifest: Manifest): Promise<void> {
@@ -157,14 +187,37 @@ export class FileRemote implements RemoteEndpoint {
     }
   }
 
-  async readManifest(dot: string): Promise<Manifest | null> {
-    const path = `${this.dotDir(dot)}/manifest.json`;
-    const raw = await readJson<unknown>(path);
-    return raw === null ? null : validateManifest(path, raw);
+  private manifestText(dot: string): string | null {
+    try {
+      return readFileSync(`${this.dotDir(dot)}/manifest.json`, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    }
   }
 
+  async readManifest(dot: string): Promise<Manifest | null> {
+    const path = `${this.dotDir(dot)}/manifest.json`;
+    const text = this.manifestText(dot);
+    this.seen.set(dot, text);
+    if (text === null) return null;
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      throw new ConflictError(`${path} is not valid JSON`, { hint: 'push the dot there again from a host that has it, after moving the file aside' });
+    }
+    return validateManifest(path, raw);
+  }
+
+  /** Replaces the manifest only if it is still the version this push read (or last wrote): a push never overwrites another's commits. */
   async writeManifest(m: Manifest): Promise<void> {
-    await writeJsonAtomic(`${this.dotDir(m.dot)}/manifest.json`, { ...m, version: manifestVersion(m), updatedAt: new Date().toISOString() });
+    const path = `${this.dotDir(m.dot)}/manifest.json`;
+    if (this.seen.has(m.dot) && this.manifestText(m.dot) !== this.seen.get(m.dot)) {
+      throw new ConflictError(`the manifest of ${m.dot} on ${this.url} was changed by another push while this one ran`, { hint: `pull what it pushed, then push again: knarr dot pull ${this.url}/${m.dot}` });
+    }
+    await writeJsonAtomic(path, { ...m, version: manifestVersion(m), updatedAt: new Date().toISOString() });
+    this.seen.set(m.dot, this.manifestText(m.dot));
   }
 
   streamPath(dot: string, file: string): string {
@@ -174,10 +227,11 @@ export class FileRemote implements RemoteEndpoint {
   /** Runs argv with its stdout on the stream's .partial file, checksums the bytes as they land, then renames it. */
   async writeStreamFrom(dot: string, file: string, argv: string[], onBytes?: (bytes: number) => void): Promise<StoredStream> {
     const final = this.streamPath(dot, file);
-    const partial = `${final}.partial`;
+    // One writer's own name: two pushes of one commit never rename each other's file away.
+    const partial = `${final}.${process.pid}.partial`;
     await mkdir(`${this.dotDir(dot)}/streams`, { recursive: true });
-    // A new file, not the old one truncated: a sender left over from a killed push may still write to that.
-    await rm(partial, { force: true });
+    // A new file, not the old one truncated: a sender left over from a killed push may still write to that. Under the push lock, any other is a leftover.
+    for (const f of await readdir(`${this.dotDir(dot)}/streams`)) if (f.startsWith(`${file}.`) && f.endsWith('.partial')) await rm(`${this.dotDir(dot)}/streams/${f}`, { force: true });
     const out = await open(partial, 'w');
     let back: FileHandle | undefined;
     let sum: { checksum: string; bytes: number };

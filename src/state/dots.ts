@@ -1,4 +1,5 @@
 import type { CommitRecord, DotRecord } from '../core/dots.js';
+import { ConflictError, NotFoundError } from '../core/errors.js';
 import { fleetKeys } from './keys.js';
 import type { Store } from './store.js';
 
@@ -23,8 +24,33 @@ export class DotRepo {
     return (await this.store.list(this.keys.hostDots(this.host))).map((kv) => JSON.parse(kv.value) as DotRecord);
   }
 
-  async put(dot: DotRecord): Promise<void> {
-    if (!this.dryRun) await this.store.put(this.keys.hostDot(this.host, dot.name), JSON.stringify(dot));
+  /**
+   * Rewrites the dot's record with change(current), compare-and-swap on its etcd revision: a write
+   * by another command between the read and the write makes it read and apply change again.
+   * change throws to refuse (a head that moved); returns the record written.
+   */
+  async update(name: string, change: (current: DotRecord) => DotRecord): Promise<DotRecord> {
+    const key = this.keys.hostDot(this.host, name);
+    for (let attempt = 1; ; attempt++) {
+      const v = await this.store.getVersioned(key);
+      if (!v) throw new NotFoundError(`dot ${name} was removed by another command meanwhile`);
+      const next = change(JSON.parse(v.value) as DotRecord);
+      if (this.dryRun || (await this.store.putIfUnchanged(key, JSON.stringify(next), v.modRevision))) return next;
+      if (attempt >= 50) throw new ConflictError(`the record of dot ${name} kept changing under this command`, { hint: 'run it again' });
+    }
+  }
+
+  /** Moves a branch head from `from` to `to`, only if it is still at `from` (compare-and-swap); a moved head is a conflict. */
+  async moveHead(name: string, branch: string, from: string | null, to: string | null, extra: (current: DotRecord) => DotRecord = (d) => d): Promise<DotRecord> {
+    return this.update(name, (cur) => {
+      const now = cur.branches[branch]?.head ?? null;
+      if (now !== from) {
+        throw new ConflictError(`${name}@${branch} moved to ${now ?? 'no commit'} while this command worked from ${from ?? 'no commit'}`, { hint: 'another command changed the dot; look at knarr dot log and run it again' });
+      }
+      const base = extra(cur);
+      const br = base.branches[branch] ?? { head: null, from: null, createdAt: new Date().toISOString() };
+      return { ...base, branches: { ...base.branches, [branch]: { ...br, head: to } } };
+    });
   }
 
   /** Creates the record only if no other writer did first; false when it already existed. */

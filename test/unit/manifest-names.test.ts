@@ -37,4 +37,9 @@ describe("a remote's manifest is input like any other", () => {
     expect(() => parseRemoteUrl('REMOTE', 'ssh://a%20b@host/')).toThrow(/is not a user name/);
     expect(parseRemoteUrl('REMOTE', 'ssh://me@10.0.0.5:2222/srv')).toMatchObject({ user: 'me', host: '10.0.0.5', port: 2222, path: '/srv' });
   });
+
+  it('a file remote must name a directory: file://, file:/// and file://// (the root filesystem) are refused', () => {
+    for (const url of ['file://', 'file:///', 'file:////', 'file:///./']) expect(() => parseRemoteUrl('URL', url), url).toThrow(/names no directory/);
+    expect(parseRemoteUrl('URL', 'file:///mnt/usb/')).toMatchObject({ kind: 'file', path: '/mnt/usb', url: 'file:///mnt/usb' });
+  });
 });

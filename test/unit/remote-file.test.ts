@@ -102,3 +102,46 @@ describe('manifests', () => {
     expect(existsSync(`${tmp}/r4/d/manifest.json.tmp`)).toBe(false);
   });
 });
+
+describe('two pushes to one file remote', () => {
+  it('a manifest is replaced only if it is still the version the push read: the later writer is refused, not the earlier one lost', async () => {
+    const root = `${tmp}/versions`;
+    const first = new FileRemote(root, runner());
+    const second = new FileRemote(root, runner());
+    await first.writeManifest(emptyManifest('d', 'tar', ['__default__']));
+    const a = (await first.readManifest('d'))!;
+    const b = (await second.readManifest('d'))!;
+    a.branches.master = { commits: [] };
+    await first.saveManifest(a);
+    await first.saveManifest(a);
+    b.branches.other = { commits: [] };
+    await expect(second.saveManifest(b)).rejects.toThrow(ConflictError);
+    expect(Object.keys((await first.readManifest('d'))!.branches)).toEqual(['master']);
+    // Read again, it saves.
+    const again = (await second.readManifest('d'))!;
+    again.branches.other = { commits: [] };
+    await second.saveManifest(again);
+    expect(Object.keys((await first.readManifest('d'))!.branches).sort()).toEqual(['master', 'other']);
+  });
+
+  it('the push lock: a second push waits for the first, or fails at once when told not to wait', async () => {
+    const remote = new FileRemote(`${tmp}/locked`, runner());
+    const other = new FileRemote(`${tmp}/locked`, runner());
+    const signal = new AbortController().signal;
+    const told: string[] = [];
+    const order: string[] = [];
+    let releaseFirst!: () => void;
+    const first = remote.withPushLock('d', { wait: false, signal, onWait: () => undefined }, () => new Promise<void>((r) => (releaseFirst = () => (order.push('first'), r()))));
+    await new Promise((r) => setTimeout(r, 50));
+    await expect(other.withPushLock('d', { wait: false, signal, onWait: () => undefined }, async () => undefined)).rejects.toThrow(/is taking a push of d/);
+    const second = other.withPushLock('d', { wait: true, signal, onWait: (m) => told.push(m) }, async () => void order.push('second'));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(order).toEqual([]);
+    releaseFirst();
+    await Promise.all([first, second]);
+    expect(order).toEqual(['first', 'second']);
+    expect(told).toHaveLength(1);
+    expect(told[0]).toMatch(/waiting for it/);
+    expect(existsSync(`${tmp}/locked/d/manifest.lock`)).toBe(false);
+  });
+});

@@ -1,7 +1,7 @@
 import { parseDotName, validateBranch } from '../../core/dots.js';
 import { NotFoundError } from '../../core/errors.js';
 import type { Handler } from '../types.js';
-import { dotHandle, remount, requireDot, withDots } from './common.js';
+import { dotHandle, remount, requireDot, withDotLock, withDots } from './common.js';
 import type { DotRepo } from '../../state/dots.js';
 import type { Context } from '../types.js';
 import type { DotRecord } from '../../core/dots.js';
@@ -14,19 +14,20 @@ export async function switchBranch(ctx: Context, repo: DotRepo, dot: DotRecord, 
   const h = await dotHandle(ctx, next);
   for (const sub of next.subdots) await h.storage.ensureSubdir(h.ref(), sub);
   await remount(ctx, h, next.mounts);
-  await repo.put(next);
-  return next;
+  return repo.update(dot.name, (cur) => ({ ...cur, activeBranch: branch }));
 }
 
 /** `knarr dot checkout DOT BRANCH`. */
 export const dotCheckout: Handler = async ({ args }, ctx) => {
   const name = parseDotName('DOT', args[0] as string);
   const branch = validateBranch('BRANCH', args[1] as string);
-  return withDots(ctx, async (repo) => {
-    const dot = await requireDot(repo, name);
-    const was = dot.activeBranch;
-    await switchBranch(ctx, repo, dot, branch);
-    const action = was === branch ? 'exists' : 'switched';
-    return { data: { dot: name, branch, previous: was, action }, view: { kind: 'lines', lines: [was === branch ? `already on ${branch}` : `switched ${name} to ${branch}`] } };
-  });
+  return withDots(ctx, (repo) =>
+    withDotLock(ctx, 'dot checkout', [name], async () => {
+      const dot = await requireDot(repo, name);
+      const was = dot.activeBranch;
+      await switchBranch(ctx, repo, dot, branch);
+      const action = was === branch ? 'exists' : 'switched';
+      return { data: { dot: name, branch, previous: was, action }, view: { kind: 'lines', lines: [was === branch ? `already on ${branch}` : `switched ${name} to ${branch}`] } };
+    }),
+  );
 };

@@ -1,31 +1,42 @@
 import { randomBytes } from 'node:crypto';
 import { newCommitId, parseDotRef, parseMeta, validateMessage, type CommitRecord } from '../../core/dots.js';
+import { spaceGuard } from '../../host/storage/common.js';
 import { optList, optString, type Handler } from '../types.js';
-import { author, dotHandle, requireDot, withDots } from './common.js';
+import { author, dotHandle, requireDot, withDotLock, withDots } from './common.js';
 
 /** `knarr dot commit DOT -m MSG [--meta k=v]`: snapshot every subdot of the dot's active branch. */
 export const dotCommit: Handler = async ({ args, opts }, ctx) => {
   const ref = parseDotRef('DOT', args[0] as string);
   const message = validateMessage('--message', optString(opts, 'message'));
   const meta = parseMeta('--meta', optList(opts, 'meta'));
-  return withDots(ctx, async (repo) => {
-    const dot = await requireDot(repo, ref.dot);
-    const h = await dotHandle(ctx, dot);
-    const branch = dot.activeBranch;
-    const commit: CommitRecord = {
-      id: newCommitId(Date.now(), randomBytes(4)),
-      dot: dot.name,
-      branch,
-      parent: dot.branches[branch]?.head ?? null,
-      message,
-      author: optString(opts, 'author') ?? author(ctx),
-      time: new Date().toISOString(),
-      meta,
-    };
-    // Disk first: a crash after the snapshot leaves a commit that fsck can recover, never a record without data.
-    await h.storage.commit(h.ref(), commit);
-    await repo.putCommit(commit);
-    await repo.put({ ...dot, branches: { ...dot.branches, [branch]: { ...dot.branches[branch]!, head: commit.id } } });
-    return { data: commit, view: { kind: 'lines', lines: [`[${branch} ${commit.id}] ${message}`] } };
-  });
+  return withDots(ctx, (repo) =>
+    withDotLock(ctx, 'dot commit', [ref.dot], async () => {
+      const dot = await requireDot(repo, ref.dot);
+      const h = await dotHandle(ctx, dot);
+      const branch = dot.activeBranch;
+      const commit: CommitRecord = {
+        id: newCommitId(Date.now(), randomBytes(4)),
+        dot: dot.name,
+        branch,
+        parent: dot.branches[branch]?.head ?? null,
+        message,
+        author: optString(opts, 'author') ?? author(ctx),
+        time: new Date().toISOString(),
+        meta,
+      };
+      // Disk first: a crash after the snapshot leaves a commit that fsck can recover, never a record without data.
+      await spaceGuard(h.pool.name, () => h.storage.commit(h.ref(), commit));
+      try {
+        await repo.putCommit(commit);
+        // Compare-and-swap: a head another command moved meanwhile is never overwritten.
+        await repo.moveHead(dot.name, branch, commit.parent, commit.id);
+      } catch (e) {
+        // The store refused it: the snapshot goes too, so no commit is half-made.
+        await repo.deleteCommit(dot.name, commit.id).catch(() => undefined);
+        await h.storage.dropCommit(h.ref(), commit.id).catch(() => undefined);
+        throw e;
+      }
+      return { data: commit, view: { kind: 'lines', lines: [`[${branch} ${commit.id}] ${message}`] } };
+    }),
+  );
 };

@@ -1,10 +1,12 @@
 import { hostname, userInfo } from 'node:os';
 import { DEFAULT_SUBDOT, chain, type CommitRecord, type DotRecord } from '../../core/dots.js';
-import { NotFoundError } from '../../core/errors.js';
+import { ConflictError, NotFoundError, isKnarrError } from '../../core/errors.js';
+import { statePaths } from '../../core/paths.js';
 import type { PoolRecord } from '../../core/pool.js';
 import { readPoolRecord } from '../../host/local-state.js';
+import { acquireLock, holderAlive, type LockHolder } from '../../host/lock.js';
 import { mountAt } from '../../host/mounts.js';
-import type { DotFsRef, DotStorage } from '../../host/storage/driver.js';
+import type { DotFsRef, DotStorage, DotTransfer } from '../../host/storage/driver.js';
 import { DotRepo } from '../../state/dots.js';
 import type { Context } from '../types.js';
 import { withStore } from '../with-store.js';
@@ -20,6 +22,38 @@ export function author(ctx: Context): string {
 /** Opens the store, hands a DotRepo to fn, and always closes the connection. */
 export function withDots<T>(ctx: Context, fn: (repo: DotRepo) => Promise<T>): Promise<T> {
   return withStore(ctx, (store) => fn(new DotRepo(store, ctx.config.fleet, hostId(), ctx.runner.dryRun)));
+}
+
+/** Who holds a lock, in words: "dot commit (pid 42, 3s)". */
+export function describeHolder(h: LockHolder): string {
+  return `${h.what ?? 'knarr'} (pid ${h.pid}${h.host ? ` on ${h.host}` : ''}, for ${Math.round(h.ageMs / 1000)}s)`;
+}
+
+/**
+ * Runs fn holding the lock of every named dot (in name order, so two commands never wait on each
+ * other): one command at a time changes a dot on this host. A busy dot is waited for with a word on
+ * stderr, or refused at once (exit 4) under --no-wait. --dry-run takes no lock: it changes nothing.
+ */
+export async function withDotLock<T>(ctx: Context, what: string, dots: string[], fn: () => Promise<T>): Promise<T> {
+  if (ctx.config.dryRun) return fn();
+  const releases: (() => Promise<void>)[] = [];
+  try {
+    for (const dot of [...new Set(dots)].sort()) {
+      releases.push(
+        await acquireLock(statePaths(ctx.config.stateDir).dotLock(dot), {
+          what,
+          stale: (h) => !holderAlive(h),
+          wait: !ctx.config.noWait,
+          signal: ctx.signal,
+          busy: (h) => new ConflictError(`dot ${dot} is in use by ${describeHolder(h)}`, { hint: 'run it again when that command is done, or without --no-wait to wait for it' }),
+          onWait: (h) => ctx.events.warn(`dot ${dot} is in use by ${describeHolder(h)}; waiting for it (--no-wait fails at once)`),
+        }),
+      );
+    }
+    return await fn();
+  } finally {
+    for (const release of releases.reverse()) await release();
+  }
 }
 
 export async function requireDot(repo: DotRepo, name: string): Promise<DotRecord> {
@@ -45,6 +79,16 @@ export async function dotHandle(ctx: Context, dot: DotRecord): Promise<DotHandle
   const pool = await dotPool(ctx, dot);
   const storage = ctx.drivers[pool.driver].dots(ctx.runner);
   return { dot, pool, storage, ref: (branch = dot.activeBranch) => ({ pool, dot: dot.name, branch }) };
+}
+
+/** The pool's stream transfer, or null for a driver without one (lvm): it has no staging either. */
+export function poolTransfer(ctx: Context, pool: PoolRecord): DotTransfer | null {
+  try {
+    return ctx.drivers[pool.driver].transfer(ctx.runner);
+  } catch (e) {
+    if (isKnarrError(e)) return null;
+    throw e;
+  }
 }
 
 /** The active branch's commits, newest first. */

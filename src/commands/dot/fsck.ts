@@ -3,7 +3,7 @@ import { ExitCode, isKnarrError } from '../../core/errors.js';
 import { listPoolRecords } from '../../host/local-state.js';
 import type { DotRepo } from '../../state/dots.js';
 import { optBool, type Context, type Handler } from '../types.js';
-import { withDots } from './common.js';
+import { poolTransfer, withDotLock, withDots } from './common.js';
 
 /** Every dot found on this host's pools, with its commits and branches as the disk has them. */
 async function diskDots(ctx: Context): Promise<{ dots: Map<string, DiskDot>; pools: Set<string> }> {
@@ -38,9 +38,47 @@ async function repair(repo: DotRepo, f: Finding): Promise<void> {
       await repo.create(r.record);
     } else {
       const dot = await repo.get(r.dot);
-      if (dot?.branches[r.branch]) await repo.put({ ...dot, branches: { ...dot.branches, [r.branch]: { ...dot.branches[r.branch]!, head: r.head } } });
+      if (dot?.branches[r.branch]) await repo.update(r.dot, (cur) => (cur.branches[r.branch] ? { ...cur, branches: { ...cur.branches, [r.branch]: { ...cur.branches[r.branch]!, head: r.head } } } : cur));
     }
   }
+}
+
+interface FsckRow {
+  dot: string;
+  problem: string;
+  detail: string;
+  repairable: boolean;
+  repaired: boolean;
+}
+
+/**
+ * What commands cut short (a crash, a full pool) left on the pools: snapshots without a record,
+ * temporary files, a pull's staging. Each dot is looked at under its lock, so a command at work is
+ * not taken for a leftover; --repair removes them (they hold no commit, and pin space).
+ */
+async function leftoverRows(ctx: Context, doRepair: boolean): Promise<FsckRow[]> {
+  const rows: FsckRow[] = [];
+  const row = (dot: string, problem: string, detail: string) => rows.push({ dot, problem, detail, repairable: true, repaired: doRepair });
+  for (const pool of await listPoolRecords(ctx.config.stateDir)) {
+    const driver = ctx.drivers[pool.driver];
+    const storage = driver.dots(ctx.runner);
+    if (!(await driver.poolStatus(pool, ctx.runner)).online) continue;
+    const transfer = poolTransfer(ctx, pool);
+    const staged = transfer ? await transfer.listStaging(pool) : [];
+    for (const dot of [...new Set([...(await storage.listDots(pool)), ...staged])].sort()) {
+      await withDotLock(ctx, 'dot fsck', [dot], async () => {
+        for (const l of await storage.leftovers(pool, dot)) {
+          if (doRepair) await storage.removeLeftover(pool, l);
+          row(dot, l.kind, l.kind === 'orphan-snapshot' ? `snapshot ${l.path} has no commit record (a commit cut short); it pins space` : `temporary file ${l.path} was left by a write cut short`);
+        }
+        if (transfer && (await transfer.listStaging(pool)).includes(dot)) {
+          if (doRepair) await transfer.discardStaging(pool, dot);
+          row(dot, 'staging-leftover', `pool ${pool.name} holds what a pull of ${dot} left in knarr-incoming (cut short, or out of space)`);
+        }
+      });
+    }
+  }
+  return rows;
 }
 
 /** `knarr dot fsck [--repair]`: finds drift between the store and the disk, both ways; --repair mends what can be mended. */
@@ -59,13 +97,14 @@ export const dotFsck: Handler = async ({ opts }, ctx) =>
     for (const d of onDisk.values()) if (!known.has(d.name)) findings.push(...checkDot(null, d));
 
     const doRepair = optBool(opts, 'repair');
-    const rows = [];
+    const rows: FsckRow[] = [];
     for (const f of findings) {
       const repaired = doRepair && f.repairs.length > 0;
       if (repaired && ctx.runner.dryRun) ctx.runner.note(`repair ${f.dot} (${f.kind}: ${f.detail}) in etcd`);
       else if (repaired) await repair(repo, f);
       rows.push({ dot: f.dot, problem: f.kind, detail: f.detail, repairable: f.repairs.length > 0, repaired });
     }
+    rows.push(...(await leftoverRows(ctx, doRepair)));
     const left = rows.filter((r) => !r.repaired).length;
     return {
       data: { ok: left === 0, findings: rows },

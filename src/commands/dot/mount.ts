@@ -5,7 +5,7 @@ import { validatePath } from '../../core/names.js';
 import { mountAt } from '../../host/mounts.js';
 import { optString, type Handler } from '../types.js';
 import { switchBranch } from './checkout.js';
-import { dotHandle, mountSubdot, requireDot, subdotLabel, unmountSubdots, withDots } from './common.js';
+import { dotHandle, mountSubdot, requireDot, subdotLabel, unmountSubdots, withDotLock, withDots } from './common.js';
 
 /** `knarr dot mount DOT[.SUBDOT] PATH [--branch B]`: bind-mount a subdot; idempotent. */
 export const dotMount: Handler = async ({ args, opts }, ctx) => {
@@ -14,33 +14,39 @@ export const dotMount: Handler = async ({ args, opts }, ctx) => {
   const branchOpt = optString(opts, 'branch');
   const branch = branchOpt === undefined ? undefined : validateBranch('--branch', branchOpt);
   const sub = subdotDir(ref.subdot);
-  return withDots(ctx, async (repo) => {
-    let dot = await requireDot(repo, ref.dot);
-    if (!dot.subdots.includes(sub)) throw new NotFoundError(`dot ${ref.dot} has no subdot ${ref.subdot}`, { hint: `make it with: knarr dot init ${args[0]}` });
-    const elsewhere = dot.mounts[sub];
-    if (elsewhere && elsewhere !== target && (await mountAt(elsewhere))) {
-      throw new ConflictError(`${subdotLabel(dot.name, sub)} is already mounted at ${elsewhere}`, { hint: `unmount it first: knarr dot unmount ${args[0]}` });
-    }
-    const current = await mountAt(target);
-    if (current && dot.mounts[sub] !== target) throw new ConflictError(`${target} already has ${current.source} mounted on it`);
-    if (branch !== undefined) dot = await switchBranch(ctx, repo, dot, branch);
-    const h = await dotHandle(ctx, dot);
-    const action = await mountSubdot(ctx, h, sub, target);
-    await repo.put({ ...dot, mounts: { ...dot.mounts, [sub]: target } });
-    return { data: { dot: dot.name, subdot: sub, branch: dot.activeBranch, path: target, action }, view: { kind: 'lines', lines: [`${args[0]} (${dot.activeBranch}) ${action === 'exists' ? 'is mounted' : 'mounted'} at ${target}`] } };
-  });
+  return withDots(ctx, (repo) =>
+    withDotLock(ctx, 'dot mount', [ref.dot], async () => {
+      let dot = await requireDot(repo, ref.dot);
+      if (!dot.subdots.includes(sub)) throw new NotFoundError(`dot ${ref.dot} has no subdot ${ref.subdot}`, { hint: `make it with: knarr dot init ${args[0]}` });
+      const elsewhere = dot.mounts[sub];
+      if (elsewhere && elsewhere !== target && (await mountAt(elsewhere))) {
+        throw new ConflictError(`${subdotLabel(dot.name, sub)} is already mounted at ${elsewhere}`, { hint: `unmount it first: knarr dot unmount ${args[0]}` });
+      }
+      const current = await mountAt(target);
+      if (current && dot.mounts[sub] !== target) throw new ConflictError(`${target} already has ${current.source} mounted on it`);
+      if (branch !== undefined) dot = await switchBranch(ctx, repo, dot, branch);
+      const h = await dotHandle(ctx, dot);
+      const action = await mountSubdot(ctx, h, sub, target);
+      await repo.update(dot.name, (cur) => ({ ...cur, mounts: { ...cur.mounts, [sub]: target } }));
+      return { data: { dot: dot.name, subdot: sub, branch: dot.activeBranch, path: target, action }, view: { kind: 'lines', lines: [`${args[0]} (${dot.activeBranch}) ${action === 'exists' ? 'is mounted' : 'mounted'} at ${target}`] } };
+    }),
+  );
 };
 
 /** `knarr dot unmount DOT[.SUBDOT]`: a bare DOT unmounts all its subdots; idempotent. */
 export const dotUnmount: Handler = async ({ args }, ctx) => {
   const ref = parseDotRef('DOT', args[0] as string);
-  return withDots(ctx, async (repo) => {
-    const dot = await requireDot(repo, ref.dot);
-    const subs = ref.subdot === null ? Object.keys(dot.mounts) : [ref.subdot];
-    const targets = await unmountSubdots(ctx, dot, subs);
-    const mounts = { ...dot.mounts };
-    for (const s of subs) delete mounts[s];
-    await repo.put({ ...dot, mounts });
-    return { data: { dot: dot.name, unmounted: targets }, view: { kind: 'lines', lines: targets.length ? targets.map((t) => `unmounted ${t}`) : ['nothing was mounted'] } };
-  });
+  return withDots(ctx, (repo) =>
+    withDotLock(ctx, 'dot unmount', [ref.dot], async () => {
+      const dot = await requireDot(repo, ref.dot);
+      const subs = ref.subdot === null ? Object.keys(dot.mounts) : [ref.subdot];
+      const targets = await unmountSubdots(ctx, dot, subs);
+      await repo.update(dot.name, (cur) => {
+        const mounts = { ...cur.mounts };
+        for (const s of subs) delete mounts[s];
+        return { ...cur, mounts };
+      });
+      return { data: { dot: dot.name, unmounted: targets }, view: { kind: 'lines', lines: targets.length ? targets.map((t) => `unmounted ${t}`) : ['nothing was mounted'] } };
+    }),
+  );
 };

@@ -7,8 +7,9 @@ import type { PoolRecord } from '../../core/pool.js';
 import type { DotFsRef, DotTransfer } from '../../host/storage/driver.js';
 import type { DotRepo } from '../../state/dots.js';
 import { selectPool } from '../pool/select.js';
+import { spaceGuard } from '../../host/storage/common.js';
 import { optBool, optString, type Context, type Handler } from '../types.js';
-import { dotHandle, remount, shortId, unmountSubdots, withDots } from './common.js';
+import { dotHandle, remount, shortId, unmountSubdots, withDotLock, withDots } from './common.js';
 import { openRemote, resolveRemote } from './remote.js';
 import { knarrCommand } from '../../core/shell.js';
 
@@ -94,6 +95,17 @@ export async function receiveChain(ctx: Context, remote: RemoteEndpoint, manifes
   return got;
 }
 
+/** Receives a new dot into staging with fn; on failure the staging goes (a full pool gets its space back) and a full pool is named. */
+export async function intoStaging<T>(transfer: DotTransfer, staging: DotFsRef, fn: () => Promise<T>): Promise<T> {
+  await transfer.discardStaging(staging.pool, staging.dot);
+  try {
+    return await spaceGuard(staging.pool.name, fn);
+  } catch (e) {
+    await transfer.discardStaging(staging.pool, staging.dot).catch(() => undefined);
+    throw e;
+  }
+}
+
 /** Pulls REMOTE/DOT[@BRANCH]; shared by `dot pull` and `onboot --seed`. Never overwrites diverged local commits. */
 export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Promise<PullResult> {
   const { name: remoteName, url } = await resolveRemote(repo, 'REMOTE', req.remote);
@@ -128,10 +140,12 @@ export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Pr
       got = remoteChain.map((id) => localRecord(manifest.commits[id]!, localName, branch));
     } else {
       // Received into staging and published whole: an interrupted pull leaves no visible dot, and a re-run starts clean.
-      await transfer.discardStaging(pool, localName);
       const staging: DotFsRef = { pool, dot: localName, branch, staging: true };
-      got = await receiveChain(ctx, remote, manifest, transfer, staging, remoteChain, null);
-      await transfer.settleBranch(staging, head);
+      got = await intoStaging(transfer, staging, async () => {
+        const received = await receiveChain(ctx, remote, manifest, transfer, staging, remoteChain, null);
+        await transfer.settleBranch(staging, head);
+        return received;
+      });
       await transfer.publish(pool, localName);
     }
     for (const c of got) await repo.putCommit(c);
@@ -180,22 +194,22 @@ export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Pr
         if (c) await repo.putCommit({ ...c, branch: stash });
       }
       // The stash is recorded at once: a receive that fails after this leaves the local commits findable on it.
-      await repo.put({ ...existing, branches });
+      await repo.update(localName, (cur) => ({ ...cur, branches: { ...cur.branches, [stash!]: branches[stash!]! } }));
       // A branch filesystem with its own history is rebuilt from the remote's first commit; shared commits need only the rest.
       if (!transfer.perBranchHistory) {
         base = plan.common;
         toReceive = plan.fromOnly;
       }
     }
-    got = await receiveChain(ctx, remote, manifest, transfer, h.ref(branch), toReceive, base);
-    await transfer.settleBranch(h.ref(branch), head);
+    got = await spaceGuard(pool.name, () => receiveChain(ctx, remote, manifest, transfer, h.ref(branch), toReceive, base));
+    await spaceGuard(pool.name, () => transfer.settleBranch(h.ref(branch), head));
   } finally {
     // Mounted again whatever happened: a failed pull does not leave the dot's users on an empty directory.
     if (active) await remount(ctx, h, mounted).catch((e: Error) => ctx.events.warn(`${localName}: could not mount it again: ${e.message}`));
   }
   for (const c of got) await repo.putCommit(c);
-  branches[branch] = { ...(branches[branch] ?? { from: null, createdAt: new Date().toISOString() }), head };
-  await repo.put({ ...existing, branches, origin: existing.origin ?? origin });
+  // Compare-and-swap from the head the pull started on: a head another command moved is never overwritten.
+  await repo.moveHead(localName, branch, existing.branches[branch]?.head ?? null, head, (cur) => ({ ...cur, origin: cur.origin ?? origin }));
   ctx.events.done();
   return { dot: localName, branch, action: stash ? 'stashed-and-pulled' : 'fast-forward', received: got.map((c) => c.id), stash };
 }
@@ -212,13 +226,14 @@ export const dotPull: Handler = async ({ args, opts }, ctx) => {
     pool: optString(opts, 'pool'),
     stashOnDivergence: optBool(opts, 'stashOnDivergence'),
   };
-  return withDots(ctx, async (repo) => {
-    const r = await pullDot(ctx, repo, req);
-    const lines = [
-      r.action === 'up-to-date' ? `${r.dot}@${r.branch} is up to date` : `${r.action}: ${r.dot}@${r.branch}, ${r.received.length} commit(s)`,
-      ...(r.stash ? [`local commits kept on branch ${r.stash}`] : []),
-    ];
-    return { data: r, view: { kind: 'lines', lines } };
-  });
+  return withDots(ctx, (repo) =>
+    withDotLock(ctx, 'dot pull', [req.as ?? req.dot], async () => {
+      const r = await pullDot(ctx, repo, req);
+      const lines = [
+        r.action === 'up-to-date' ? `${r.dot}@${r.branch} is up to date` : `${r.action}: ${r.dot}@${r.branch}, ${r.received.length} commit(s)`,
+        ...(r.stash ? [`local commits kept on branch ${r.stash}`] : []),
+      ];
+      return { data: r, view: { kind: 'lines', lines } };
+    }),
+  );
 };
-

@@ -1,43 +1,45 @@
 import { parseDotName, resolveCommit } from '../../core/dots.js';
 import { ConflictError, UserError } from '../../core/errors.js';
 import { optBool, optString, type Handler } from '../types.js';
-import { activeChain, dotHandle, remount, requireDot, shortId, unmountSubdots, withDots } from './common.js';
+import { activeChain, dotHandle, remount, requireDot, shortId, unmountSubdots, withDotLock, withDots } from './common.js';
 
 /** `knarr dot reset DOT --hard COMMIT [--force]`: put the active branch back to COMMIT. */
 export const dotReset: Handler = async ({ args, opts }, ctx) => {
   const name = parseDotName('DOT', args[0] as string);
   const target = optString(opts, 'hard');
   if (target === undefined) throw new UserError('--hard COMMIT is required: reset always discards changes after COMMIT', { hint: `knarr dot reset ${name} --hard COMMIT` });
-  return withDots(ctx, async (repo) => {
-    const dot = await requireDot(repo, name);
-    const commits = await activeChain(repo, dot);
-    const to = resolveCommit('--hard', commits, target);
-    const newer = commits.slice(0, commits.indexOf(to));
-    if (newer.length > 0 && !optBool(opts, 'force')) {
-      throw new ConflictError(`${shortId(to.id)} is not the latest commit of ${dot.activeBranch}; resetting to it destroys ${newer.length} newer commit(s): ${newer.map((c) => shortId(c.id)).join(', ')}`, {
-        hint: 'a branch keeps one line of history (ZFS can only roll back to its latest snapshot); pass --force to destroy the newer commits',
-      });
-    }
-    const dropped = new Set(newer.map((c) => c.id));
-    const blocking = Object.entries(dot.branches).filter(([, b]) => b.from && b.from.branch === dot.activeBranch && dropped.has(b.from.commit));
-    if (blocking.length > 0) {
-      throw new ConflictError(`branch ${blocking.map(([b]) => b).join(', ')} was made from a commit the reset would destroy`, { hint: 'remove that branch first, or reset to a newer commit' });
-    }
-    const h = await dotHandle(ctx, dot);
-    const mounted = dot.mounts;
-    await unmountSubdots(ctx, dot);
-    try {
-      await h.storage.rollback(h.ref(), to.id, newer.map((c) => c.id));
-      // The store follows the disk at once, so a failure below cannot leave them apart.
-      for (const c of newer) await repo.deleteCommit(name, c.id);
-      await repo.put({ ...dot, branches: { ...dot.branches, [dot.activeBranch]: { ...dot.branches[dot.activeBranch]!, head: to.id } } });
-      // A subdot made after that commit has no folder in it: give it an empty one.
-      for (const sub of dot.subdots) await h.storage.ensureSubdir(h.ref(), sub);
-    } finally {
-      await remount(ctx, h, mounted);
-    }
-    const lines = [`${name} ${dot.activeBranch} is at ${shortId(to.id)}`];
-    if (newer.length > 0) lines.push(`destroyed ${newer.length} newer commit(s): ${newer.map((c) => c.id).join(', ')}`);
-    return { data: { dot: name, branch: dot.activeBranch, head: to.id, destroyed: newer.map((c) => c.id) }, view: { kind: 'lines', lines } };
-  });
+  return withDots(ctx, (repo) =>
+    withDotLock(ctx, 'dot reset', [name], async () => {
+      const dot = await requireDot(repo, name);
+      const commits = await activeChain(repo, dot);
+      const to = resolveCommit('--hard', commits, target);
+      const newer = commits.slice(0, commits.indexOf(to));
+      if (newer.length > 0 && !optBool(opts, 'force')) {
+        throw new ConflictError(`${shortId(to.id)} is not the latest commit of ${dot.activeBranch}; resetting to it destroys ${newer.length} newer commit(s): ${newer.map((c) => shortId(c.id)).join(', ')}`, {
+          hint: 'a branch keeps one line of history (ZFS can only roll back to its latest snapshot); pass --force to destroy the newer commits',
+        });
+      }
+      const dropped = new Set(newer.map((c) => c.id));
+      const blocking = Object.entries(dot.branches).filter(([, b]) => b.from && b.from.branch === dot.activeBranch && dropped.has(b.from.commit));
+      if (blocking.length > 0) {
+        throw new ConflictError(`branch ${blocking.map(([b]) => b).join(', ')} was made from a commit the reset would destroy`, { hint: 'remove that branch first, or reset to a newer commit' });
+      }
+      const h = await dotHandle(ctx, dot);
+      const mounted = dot.mounts;
+      await unmountSubdots(ctx, dot);
+      try {
+        await h.storage.rollback(h.ref(), to.id, newer.map((c) => c.id));
+        // The store follows the disk at once, so a failure below cannot leave them apart.
+        for (const c of newer) await repo.deleteCommit(name, c.id);
+        await repo.moveHead(name, dot.activeBranch, dot.branches[dot.activeBranch]?.head ?? null, to.id);
+        // A subdot made after that commit has no folder in it: give it an empty one.
+        for (const sub of dot.subdots) await h.storage.ensureSubdir(h.ref(), sub);
+      } finally {
+        await remount(ctx, h, mounted);
+      }
+      const lines = [`${name} ${dot.activeBranch} is at ${shortId(to.id)}`];
+      if (newer.length > 0) lines.push(`destroyed ${newer.length} newer commit(s): ${newer.map((c) => c.id).join(', ')}`);
+      return { data: { dot: name, branch: dot.activeBranch, head: to.id, destroyed: newer.map((c) => c.id) }, view: { kind: 'lines', lines } };
+    }),
+  );
 };

@@ -1,9 +1,11 @@
 import { DEFAULT_BRANCH, chain, parseCommitRecordJson, parseDotName, validateBranch, COMMIT_ID_RE, type DotRecord } from '../../core/dots.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../core/errors.js';
 import type { Manifest } from '../../core/remote.js';
+import { spaceGuard } from '../../host/storage/common.js';
 import { selectPool } from '../pool/select.js';
+import { intoStaging } from './pull.js';
 import { optString, type Handler } from '../types.js';
-import { dotHandle, remount, requireDot, shortId, unmountSubdots, withDots } from './common.js';
+import { dotHandle, remount, requireDot, shortId, unmountSubdots, withDotLock, withDots } from './common.js';
 
 /*
  * The wire commands one knarr runs on another over ssh: `dot manifest` says what a dot holds,
@@ -57,44 +59,48 @@ export const dotReceive: Handler = async ({ args, opts }, ctx) => {
   const record = parseCommitRecordJson('--record', optString(opts, 'record'), name, branch);
   const base = optString(opts, 'base') ?? null;
   if (base !== null && !COMMIT_ID_RE.test(base)) throw new ValidationError('--base', `${JSON.stringify(base)} is not a commit id`);
-  return withDots(ctx, async (repo) => {
-    const existing = await repo.get(name);
-    if (!existing) {
-      if (record.parent !== null) throw new ConflictError(`${name} does not exist here; its first commit has to come first`);
-      const pool = await selectPool(ctx, optString(opts, 'pool'));
-      const transfer = ctx.drivers[pool.driver].transfer(ctx.runner);
-      const staging = { pool, dot: name, branch, staging: true };
-      await transfer.discardStaging(pool, name);
-      await transfer.receive(staging, record, base, ctx.stdin, 'stdin');
-      await transfer.settleBranch(staging, record.id);
-      await transfer.publish(pool, name);
+  return withDots(ctx, (repo) =>
+    withDotLock(ctx, 'dot receive', [name], async () => {
+      const existing = await repo.get(name);
+      if (!existing) {
+        if (record.parent !== null) throw new ConflictError(`${name} does not exist here; its first commit has to come first`);
+        const pool = await selectPool(ctx, optString(opts, 'pool'));
+        const transfer = ctx.drivers[pool.driver].transfer(ctx.runner);
+        const staging = { pool, dot: name, branch, staging: true };
+        await intoStaging(transfer, staging, async () => {
+          await transfer.receive(staging, record, base, ctx.stdin, 'stdin');
+          await transfer.settleBranch(staging, record.id);
+        });
+        await transfer.publish(pool, name);
+        await repo.putCommit(record);
+        const now = new Date().toISOString();
+        const dot: DotRecord = { name, pool: pool.name, subdots: ['__default__'], branches: { [branch]: { head: record.id, from: null, createdAt: now } }, activeBranch: branch, mounts: {}, origin: null, createdAt: now };
+        const h = await dotHandle(ctx, dot);
+        const subdirs = await h.storage.listSubdirs(h.ref());
+        if (subdirs.length > 0) dot.subdots = subdirs;
+        if (!(await repo.create(dot))) throw new ConflictError(`dot ${name} was created by another command meanwhile`);
+        return { data: { dot: name, branch, commit: record.id, action: 'created' } };
+      }
+      const head = existing.branches[branch]?.head ?? null;
+      if (head !== record.parent) {
+        throw new ConflictError(`${name}@${branch} here is at ${shortId(head)}, but the commit sent follows ${shortId(record.parent)}`, { hint: 'pull from this host first, then push again' });
+      }
+      const h = await dotHandle(ctx, existing);
+      const transfer = ctx.drivers[h.pool.driver].transfer(ctx.runner);
+      const active = existing.activeBranch === branch;
+      const mounted = active ? { ...existing.mounts } : {};
+      if (active) await unmountSubdots(ctx, existing);
+      try {
+        await spaceGuard(h.pool.name, async () => {
+          await transfer.receive(h.ref(branch), record, base, ctx.stdin, 'stdin');
+          await transfer.settleBranch(h.ref(branch), record.id);
+        });
+      } finally {
+        if (active) await remount(ctx, h, mounted);
+      }
       await repo.putCommit(record);
-      const now = new Date().toISOString();
-      const dot: DotRecord = { name, pool: pool.name, subdots: ['__default__'], branches: { [branch]: { head: record.id, from: null, createdAt: now } }, activeBranch: branch, mounts: {}, origin: null, createdAt: now };
-      const h = await dotHandle(ctx, dot);
-      const subdirs = await h.storage.listSubdirs(h.ref());
-      if (subdirs.length > 0) dot.subdots = subdirs;
-      if (!(await repo.create(dot))) throw new ConflictError(`dot ${name} was created by another command meanwhile`);
-      return { data: { dot: name, branch, commit: record.id, action: 'created' } };
-    }
-    const head = existing.branches[branch]?.head ?? null;
-    if (head !== record.parent) {
-      throw new ConflictError(`${name}@${branch} here is at ${shortId(head)}, but the commit sent follows ${shortId(record.parent)}`, { hint: 'pull from this host first, then push again' });
-    }
-    const h = await dotHandle(ctx, existing);
-    const transfer = ctx.drivers[h.pool.driver].transfer(ctx.runner);
-    const active = existing.activeBranch === branch;
-    const mounted = active ? { ...existing.mounts } : {};
-    if (active) await unmountSubdots(ctx, existing);
-    try {
-      await transfer.receive(h.ref(branch), record, base, ctx.stdin, 'stdin');
-      await transfer.settleBranch(h.ref(branch), record.id);
-    } finally {
-      if (active) await remount(ctx, h, mounted);
-    }
-    await repo.putCommit(record);
-    const br = existing.branches[branch] ?? { head: null, from: null, createdAt: new Date().toISOString() };
-    await repo.put({ ...existing, branches: { ...existing.branches, [branch]: { ...br, head: record.id } } });
-    return { data: { dot: name, branch, commit: record.id, action: 'fast-forward' } };
-  });
+      await repo.moveHead(name, branch, head, record.id);
+      return { data: { dot: name, branch, commit: record.id, action: 'fast-forward' } };
+    }),
+  );
 };

@@ -1,6 +1,6 @@
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConflictError, ExternalCommandError } from '../../core/errors.js';
+import { ConflictError, ExternalCommandError, NoSpaceError } from '../../core/errors.js';
 import { pathExists, probeSignature, type Signature } from '../mounts.js';
 import type { Runner } from '../runner.js';
 import { notCarrying } from '../../core/pool.js';
@@ -63,5 +63,29 @@ export async function runRetryingBusy(runner: Runner, argv: string[]): Promise<v
       if (!(e instanceof ExternalCommandError) || !/busy/.test(e.stderr) || attempt >= 20) throw e;
       await sleep(250);
     }
+  }
+}
+
+/** An error that says the filesystem or pool is full: ENOSPC from node, or a tool's "No space left" / zfs's "out of space". */
+export function isNoSpace(e: unknown): boolean {
+  if ((e as NodeJS.ErrnoException | undefined)?.code === 'ENOSPC') return true;
+  return e instanceof ExternalCommandError && /no space left|out of space|ENOSPC/i.test(e.stderr);
+}
+
+/** Runs fn; a full pool comes out as a clear error naming it (exit 5), anything else as it was. */
+export function spaceGuard<T>(pool: string, fn: () => Promise<T>): Promise<T> {
+  return spaceGuardOf(`pool ${pool}`, `remove files, old commits or dots; see knarr pool status ${pool}`, fn);
+}
+
+/** spaceGuard for any place: `what` is named in the error, `how` says how to free space there. */
+export async function spaceGuardOf<T>(what: string, how: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (!isNoSpace(e)) throw e;
+    throw new NoSpaceError(`${what} is out of space: ${(e as Error).message.split('\n')[0]}`, {
+      hint: `free space on it (${how}) and run the command again; nothing of this try was kept`,
+      cause: e,
+    });
   }
 }

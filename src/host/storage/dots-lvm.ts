@@ -4,7 +4,7 @@ import { writeJsonAtomic } from '../local-state.js';
 import { mountAt, pathExists } from '../mounts.js';
 import type { Runner } from '../runner.js';
 import { DOTS_DIR, subdirsOf } from './dots-zfs.js';
-import type { DotFsRef, DotStorage, PoolRecord } from './driver.js';
+import type { DotFsRef, DotStorage, Leftover, PoolRecord } from './driver.js';
 import { THIN_POOL } from './lvm.js';
 
 /** Size of a branch's thin volume: thin, so only what is written takes space. */
@@ -60,7 +60,16 @@ export function lvmDots(runner: Runner): DotStorage {
     },
     async commit(ref, commit) {
       await runner.run(['lvcreate', '-y', '-s', '-p', 'r', '-n', commitLv(ref.dot, commit.id), vgPath(ref.pool, branchLv(ref.dot, ref.branch))]);
-      if (!runner.dryRun) await writeJsonAtomic(recordPath(ref.pool, ref.dot, commit.id), commit);
+      if (!runner.dryRun) {
+        await writeJsonAtomic(recordPath(ref.pool, ref.dot, commit.id), commit).catch(async (e) => {
+          await this.dropCommit(ref, commit.id);
+          throw e;
+        });
+      }
+    },
+    async dropCommit(ref, id) {
+      if ((await lvNames(ref.pool)).includes(commitLv(ref.dot, id))) await runner.run(['lvremove', '-y', vgPath(ref.pool, commitLv(ref.dot, id))]);
+      if (!runner.dryRun) await rm(recordPath(ref.pool, ref.dot, id), { force: true });
     },
     async diskCommits(pool, dot) {
       const dir = `${dotDir(pool, dot)}/.knarr/commits`;
@@ -85,6 +94,19 @@ export function lvmDots(runner: Runner): DotStorage {
         if (!runner.dryRun) await rm(recordPath(ref.pool, ref.dot, id), { force: true });
       }
       await branchFromSnapshot(ref.pool, ref.dot, to, ref);
+    },
+    async leftovers(pool, dot) {
+      const dir = `${dotDir(pool, dot)}/.knarr/commits`;
+      const records = await readdir(dir).catch(() => [] as string[]);
+      const recorded = new Set(records.filter((n) => n.endsWith('.json')).map((n) => commitLv(dot, n.slice(0, -'.json'.length))));
+      return [
+        ...(await lvNames(pool)).filter((n) => n.startsWith(`kc.${dot}.`) && !recorded.has(n)).map((n): Leftover => ({ kind: 'orphan-snapshot', path: vgPath(pool, n) })),
+        ...records.filter((n) => n.endsWith('.tmp')).map((n): Leftover => ({ kind: 'temp-file', path: `${dir}/${n}` })),
+      ];
+    },
+    async removeLeftover(_pool, l) {
+      if (l.kind === 'orphan-snapshot') await runner.run(['lvremove', '-y', l.path]);
+      else if (!runner.dryRun) await rm(l.path, { force: true });
     },
     async destroyDot(pool, dot) {
       const names = await lvNames(pool);

@@ -4,7 +4,7 @@ import { writeJsonAtomic } from '../local-state.js';
 import { pathExists } from '../mounts.js';
 import type { Runner } from '../runner.js';
 import { DOTS_DIR, subdirsOf } from './dots-zfs.js';
-import type { DotFsRef, DotStorage, PoolRecord } from './driver.js';
+import type { DotFsRef, DotStorage, Leftover, PoolRecord } from './driver.js';
 
 /** How a tree-layout driver makes, copies and deletes a filesystem. */
 export interface TreePrimitives {
@@ -54,7 +54,17 @@ export function treeDots(runner: Runner, prim: TreePrimitives): DotStorage {
       await runner.mkdirp(`${dotDir(ref.pool, ref.dot)}/.commits`);
       await prim.copy(runner, branchPath(ref), commitPath(ref.pool, ref.dot, commit.id), true);
       // The record is knarr's own bookkeeping, not a host command: --dry-run leaves it out.
-      if (!runner.dryRun) await writeJsonAtomic(recordPath(ref.pool, ref.dot, commit.id), commit);
+      if (!runner.dryRun) {
+        // A snapshot without its record would pin its blocks unseen (a full pool stays full): it goes too.
+        await writeJsonAtomic(recordPath(ref.pool, ref.dot, commit.id), commit).catch(async (e) => {
+          await this.dropCommit(ref, commit.id);
+          throw e;
+        });
+      }
+    },
+    async dropCommit(ref, id) {
+      if (await pathExists(commitPath(ref.pool, ref.dot, id))) await prim.remove(runner, commitPath(ref.pool, ref.dot, id));
+      if (!runner.dryRun) await rm(recordPath(ref.pool, ref.dot, id), { force: true });
     },
     async diskCommits(pool, dot) {
       const dir = `${dotDir(pool, dot)}/.knarr/commits`;
@@ -82,6 +92,25 @@ export function treeDots(runner: Runner, prim: TreePrimitives): DotStorage {
       }
       await prim.remove(runner, branchPath(ref));
       await prim.copy(runner, commitPath(ref.pool, ref.dot, to), branchPath(ref), false);
+    },
+    async leftovers(pool, dot) {
+      const dir = dotDir(pool, dot);
+      const records = await readdir(`${dir}/.knarr/commits`).catch(() => [] as string[]);
+      const snapshots = await readdir(`${dir}/.commits`).catch(() => [] as string[]);
+      const recorded = new Set(records.filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -'.json'.length)));
+      return [
+        ...snapshots.filter((id) => !recorded.has(id)).map((id): Leftover => ({ kind: 'orphan-snapshot', path: `${dir}/.commits/${id}` })),
+        ...records.filter((n) => n.endsWith('.tmp')).map((n): Leftover => ({ kind: 'temp-file', path: `${dir}/.knarr/commits/${n}` })),
+      ];
+    },
+    async removeLeftover(_pool, l) {
+      if (l.kind === 'temp-file') {
+        if (!runner.dryRun) await rm(l.path, { force: true });
+      } else if (l.path.slice(l.path.lastIndexOf('/') + 1).startsWith('.partial-')) {
+        await runner.run(['rm', '-rf', '--one-file-system', l.path]);
+      } else {
+        await prim.remove(runner, l.path);
+      }
     },
     async destroyDot(pool, dot) {
       const dir = dotDir(pool, dot);

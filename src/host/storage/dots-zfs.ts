@@ -68,6 +68,9 @@ export function zfsDots(runner: Runner): DotStorage {
     async commit(ref, commit) {
       await runner.run(['zfs', 'snapshot', '-o', `${COMMIT_PROP}=${JSON.stringify(commit)}`, `${dataset(ref)}@${commit.id}`]);
     },
+    async dropCommit(ref, id) {
+      if (await exists(`${dataset(ref)}@${id}`)) await runRetryingBusy(runner, ['zfs', 'destroy', `${dataset(ref)}@${id}`]);
+    },
     async diskCommits(pool, dot) {
       const root = `${base(pool)}/${dot}`;
       if (!(await exists(root))) return [];
@@ -90,6 +93,11 @@ export function zfsDots(runner: Runner): DotStorage {
         }
         throw e;
       }
+    },
+    // A commit's snapshot is made with its record in one command, and snapshots knarr did not make are the operator's: none is a leftover.
+    leftovers: async () => [],
+    async removeLeftover() {
+      /* nothing is ever listed */
     },
     async destroyDot(pool, dot) {
       const root = `${base(pool)}/${dot}`;

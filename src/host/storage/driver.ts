@@ -112,6 +112,8 @@ export interface DotTransfer {
   holdsPublished(pool: PoolRecord, dot: string, branch: string, head: string): Promise<boolean>;
   /** Drops what an interrupted pull left in staging. */
   discardStaging(pool: PoolRecord, dot: string): Promise<void>;
+  /** Dots with something in staging (a pull running, or one cut short). */
+  listStaging(pool: PoolRecord): Promise<string[]>;
 }
 
 /**
@@ -129,7 +131,10 @@ export interface DotStorage {
   /** A new, empty branch filesystem holding the given subdot directories. */
   createBranch(ref: DotFsRef, subdirs: string[]): Promise<void>;
   ensureSubdir(ref: DotFsRef, subdir: string): Promise<void>;
+  /** Snapshot and record, whole or not at all: a failure removes a snapshot already made. */
   commit(ref: DotFsRef, commit: import('../../core/dots.js').CommitRecord): Promise<void>;
+  /** Removes one commit's snapshot and record (a commit the store refused); one that is not there is fine. */
+  dropCommit(ref: DotFsRef, id: string): Promise<void>;
   /** Every commit record found on disk for the dot. */
   diskCommits(pool: PoolRecord, dot: string): Promise<import('../../core/dots.js').CommitRecord[]>;
   /** A writable branch dst starting from commit of src (copy-on-write where the driver can). */
@@ -137,4 +142,13 @@ export interface DotStorage {
   /** Drops the given newer commits, then puts the branch back to commit `to`. */
   rollback(ref: DotFsRef, to: string, newer: string[]): Promise<void>;
   destroyDot(pool: PoolRecord, dot: string): Promise<void>;
+  /** What a command cut short (a crash, a full pool) left in the dot's own folders: snapshots without a record, temporary files. */
+  leftovers(pool: PoolRecord, dot: string): Promise<Leftover[]>;
+  removeLeftover(pool: PoolRecord, leftover: Leftover): Promise<void>;
+}
+
+/** A piece of a dot that no commit owns: it only pins space. */
+export interface Leftover {
+  kind: 'orphan-snapshot' | 'temp-file';
+  path: string;
 }

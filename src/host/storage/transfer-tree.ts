@@ -3,6 +3,7 @@ import { writeJsonAtomic } from '../local-state.js';
 import { pathExists } from '../mounts.js';
 import type { Runner } from '../runner.js';
 import type { TreePrimitives } from './dots-tree.js';
+import { subdirsOf } from './dots-zfs.js';
 import type { DotFsRef, DotTransfer, PoolRecord } from './driver.js';
 
 const dotDir = (pool: PoolRecord, dot: string, staging = false) => `${pool.mountpoint}/${staging ? 'knarr-incoming' : 'knarr-dots'}/${dot}`;
@@ -55,12 +56,23 @@ export function treeTransfer(runner: Runner, prim: TreePrimitives, format: 'btrf
       await runner.mkdirp(commitsDir(ref));
       if (format === 'btrfs') {
         // A received subvolume is read-only and cannot be renamed: receive it in place.
-        await runner.pipe(['btrfs', '-q', 'receive', commitsDir(ref)], { stdin: input, redirect: `< ${source}` });
+        try {
+          await runner.pipe(['btrfs', '-q', 'receive', commitsDir(ref)], { stdin: input, redirect: `< ${source}` });
+        } catch (e) {
+          // Half a subvolume (a full pool, a broken stream) holds space and no commit.
+          if (await pathExists(target)) await prim.remove(runner, target).catch(() => undefined);
+          throw e;
+        }
       } else {
         const scratch = `${commitsDir(ref)}/.partial-${commit.id}`;
         if (await pathExists(scratch)) await runner.run(['rm', '-rf', '--one-file-system', scratch]);
         await runner.mkdirp(scratch);
-        await runner.pipe(['tar', '-C', scratch, '-xpf', '-'], { stdin: input, redirect: `< ${source}` });
+        try {
+          await runner.pipe(['tar', '-C', scratch, '-xpf', '-'], { stdin: input, redirect: `< ${source}` });
+        } catch (e) {
+          await runner.run(['rm', '-rf', '--one-file-system', scratch]).catch(() => undefined);
+          throw e;
+        }
         if (!runner.dryRun) await rename(scratch, target);
       }
       if (!runner.dryRun) await writeJsonAtomic(record, commit);
@@ -81,6 +93,7 @@ export function treeTransfer(runner: Runner, prim: TreePrimitives, format: 'btrf
     async discardStaging(pool, dot) {
       await removeTree(runner, prim, dotDir(pool, dot, true));
     },
+    listStaging: (pool) => subdirsOf(`${pool.mountpoint}/knarr-incoming`),
     holdsPublished: (pool, dot, _branch, head) => pathExists(`${dotDir(pool, dot)}/.commits/${head}`),
   };
 }

@@ -68,6 +68,11 @@ export function zfsTransfer(runner: Runner): DotTransfer {
       // zfs-fuse reports a dataset busy for a moment after a receive.
       await renameDataset(dotDataset(pool, dot, true), dotDataset(pool, dot));
     },
+    async listStaging(pool) {
+      const parent = `${pool.name}/knarr-incoming`;
+      const r = await runner.run(['zfs', 'list', '-H', '-o', 'name', '-d', '1', '-t', 'filesystem', parent], { mutates: false, okExitCodes: [1] });
+      return r.exitCode !== 0 ? [] : r.stdout.split('\n').filter((n) => n.startsWith(`${parent}/`)).map((n) => n.slice(parent.length + 1));
+    },
     holdsPublished: (pool, dot, branch, head) => exists(`${dotDataset(pool, dot)}/${branch}@${head}`),
     async discardStaging(pool, dot) {
       const staged = dotDataset(pool, dot, true);
