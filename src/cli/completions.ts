@@ -1,7 +1,5 @@
 import { COMMANDS, GLOBAL_OPTIONS, longName, shortName, takesValue, type CommandDef, type OptionDef } from './commands-table.js';
-
-export const SHELLS = ['bash', 'zsh', 'fish'] as const;
-export type Shell = (typeof SHELLS)[number];
+import type { Shell } from './completion-files.js';
 
 const HEADER = 'completion for knarr, generated from the command table by `npm run gen`; do not edit';
 const PATH_VALUE = /<(path|file|dir|dev)>/;
@@ -135,6 +133,3 @@ function fish(): string {
 export function completionScript(shell: Shell): string {
   return shell === 'bash' ? bash() : shell === 'zsh' ? zsh() : fish();
 }
-
-/** File each script is committed as, under completions/. */
-export const COMPLETION_FILES: Record<Shell, string> = { bash: 'knarr.bash', zsh: '_knarr', fish: 'knarr.fish' };

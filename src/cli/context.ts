@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
+import { opHandlers } from '../commands/op-handlers.js';
 import type { Context } from '../commands/types.js';
 import { DEFAULT_CONFIG_FILE, ENV_VARS, resolveConfig, validateConfigFile, type Config, type GlobalFlags } from '../core/config.js';
 import { StoreUnavailableError, UserError, ValidationError } from '../core/errors.js';
@@ -70,6 +71,7 @@ export function createContext(config: Config, io: ContextIo, reload: () => Promi
     get stdin() {
       return (stdin ??= io.stdin?.() ?? Readable.from([]));
     },
+    opHandlers,
     reloadConfig: reload,
     async openStore(): Promise<Store> {
       const { connectEtcd, readOnlyStore } = await import('../state/store.js');

@@ -1,4 +1,5 @@
-import { COMPLETION_FILES, SHELLS, completionScript } from './completions.js';
+import { COMPLETION_FILES, SHELLS } from './completion-files.js';
+import { completionScript } from './completions.js';
 import { manPages } from './manpages.js';
 
 /** Every generated file, by path relative to the repository root. */

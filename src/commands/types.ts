@@ -1,43 +1,6 @@
-import type { Config } from '../core/config.js';
-import type { Runner } from '../host/runner.js';
-import type { DriverName, StorageDriver } from '../host/storage/driver.js';
-import type { Store } from '../state/store.js';
+import type { Context } from '../ops/context.js';
 
-/** Progress and warnings for the operator; always stderr, a spinner only on a TTY. */
-export interface Reporter {
-  step(message: string): void;
-  warn(message: string): void;
-  /** Ends the current step (stops a spinner). */
-  done(): void;
-  /** A line for stderr (--verbose commands): it goes above a status line, not into it. */
-  log(line: string): void;
-  /** A step that moves bytes (push, pull, image import): bytes, rate and ETA on a TTY; on a pipe the label alone, as step(). */
-  progress(label: string, totalBytes?: number): Meter;
-}
-
-/** Counts a transfer's bytes for its progress line. */
-export interface Meter {
-  add(bytes: number): void;
-  /** Ends the progress line. */
-  end(): void;
-}
-
-/** What every handler gets: built once by the CLI, and once by the daemon. */
-export interface Context {
-  readonly config: Config;
-  readonly runner: Runner;
-  readonly drivers: Readonly<Record<DriverName, StorageDriver>>;
-  readonly events: Reporter;
-  readonly signal: AbortSignal;
-  readonly env: NodeJS.ProcessEnv;
-  readonly cwd: string;
-  /** The command's standard input (streams received by `dot receive`). */
-  readonly stdin: import('node:stream').Readable;
-  /** Connects to the fleet store (external --etcd, else the managed local etcd, started on demand). */
-  openStore(): Promise<Store>;
-  /** Resolves the configuration again from the same flags and environment, re-reading the config file (the agent's SIGHUP). */
-  reloadConfig(): Promise<Config>;
-}
+export type { Context, Meter, Reporter } from '../ops/context.js';
 
 export interface CommandInput {
   /** Positional arguments, in table order (a variadic one last, as an array). */

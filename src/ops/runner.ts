@@ -2,9 +2,11 @@ import { DryRunWriteError, InterruptedError, StoreUnavailableError } from '../co
 import { tryLock } from '../host/lock.js';
 import { describeOp, isTerminal, opId, type OpRecord } from '../core/ops.js';
 import { Wakeup } from '../core/streams.js';
-import type { Context } from '../commands/types.js';
+import type { Context, OpRun } from './context.js';
 import { ClaimLostError, OpRepo } from '../state/ops.js';
 import type { Store } from '../state/store.js';
+
+export type { OpHandler, OpHandlers, OpRun } from './context.js';
 
 /** Thrown at a checkpoint once an operator asked to cancel: the runner undoes the operation. */
 export class Cancelled extends Error {
@@ -19,47 +21,6 @@ class UndoPending extends Error {
     super(error ?? 'cancelled');
   }
 }
-
-/** What an operation's handler gets. */
-export interface OpRun {
-  readonly op: OpRecord;
-  readonly ctx: Context;
-  readonly store: Store;
-  /** Records what the operation has settled; a resumed run finds it in op.state. */
-  save(patch: Record<string, unknown>): Promise<void>;
-  progress(done: number, total: number, message: string): Promise<void>;
-  /** Throws Cancelled when an operator asked to cancel. */
-  checkpoint(): Promise<void>;
-  /**
-   * Runs a child operation on this host to its end and returns it: submitted once (under key, so a
-   * resumed parent finds the child it made) with this operation as its parent, listed in its children.
-   */
-  child(key: string, kind: string, args: Record<string, unknown>): Promise<OpRecord>;
-}
-
-/** One kind of operation. run's steps are idempotent, so a run interrupted anywhere can run again. */
-export interface OpHandler {
-  run(r: OpRun): Promise<unknown>;
-  /** Takes back whatever run made; idempotent too (after a failure, a cancel, or a crash with a cancel pending). */
-  undo(r: OpRun): Promise<void>;
-  /** False for kinds that go forward only (start, stop, delete): a failure or cancel leaves what was done. */
-  readonly undoes?: boolean;
-  /** Under --dry-run: records on the runner what run would do on this host as it stands, changing nothing. */
-  plan?(r: OpRun): Promise<void>;
-}
-
-/** Handlers by kind, loaded only when an operation of that kind runs. */
-const HANDLERS: Record<string, () => Promise<OpHandler>> = {
-  'cluster.create': () => import('../commands/cluster/ops.js').then((m) => m.clusterCreate),
-  'cluster.start': () => import('../commands/cluster/ops.js').then((m) => m.clusterStart),
-  'cluster.stop': () => import('../commands/cluster/ops.js').then((m) => m.clusterStop),
-  'cluster.delete': () => import('../commands/cluster/ops.js').then((m) => m.clusterDelete),
-  'cluster.scale': () => import('../commands/cluster/ops.js').then((m) => m.clusterScale),
-  'image.save': () => import('../commands/cluster/ops.js').then((m) => m.imageSave),
-  'host.init': () => import('../commands/cluster/ops.js').then((m) => m.hostInit),
-};
-
-export const knownOpKinds = (): string[] => Object.keys(HANDLERS);
 
 const PROGRESS_EVERY_MS = 250;
 
@@ -131,7 +92,7 @@ export class OpRunner {
     const owner = `${this.name}:${process.pid}`;
     const claimed = await this.repo.claim(id, owner, this.lease());
     if (!claimed) return null;
-    const load = HANDLERS[claimed.kind];
+    const load = this.ctx.opHandlers[claimed.kind];
     const handler = load ? await load() : undefined;
     let op = claimed;
     let pending = op.progress;
@@ -234,7 +195,7 @@ export class OpRunner {
  * (nothing is queued); false for a kind that cannot tell before it runs.
  */
 export async function planOperation(ctx: Context, store: Store, kind: string, args: Record<string, unknown>, host: string): Promise<boolean> {
-  const handler = await HANDLERS[kind]?.();
+  const handler = await ctx.opHandlers[kind]?.();
   if (!handler?.plan) return false;
   const now = new Date().toISOString();
   const op: OpRecord = { id: 'op-planned', kind, args, host, parent: null, children: [], status: 'queued', progress: { done: 0, total: 0, message: '' }, state: {}, attempts: 0, cancelRequested: false, error: null, result: null, runner: null, createdAt: now, startedAt: null, finishedAt: null };

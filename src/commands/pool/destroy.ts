@@ -4,7 +4,7 @@ import type { PoolRecord } from '../../core/pool.js';
 import { isEtcdProcess, type EtcdServerState } from '../../host/etcd-server.js';
 import { readJson, removePoolRecord } from '../../host/local-state.js';
 import { pathExists, removeEmptyDirs } from '../../host/mounts.js';
-import { subdirsOf } from '../../host/storage/dots-zfs.js';
+import { subdirsOf } from '../../host/storage/common.js';
 import { optBool, type Context, type Handler } from '../types.js';
 import { selectPool } from './select.js';
 

@@ -1,3 +1,4 @@
+import { readdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConflictError, ExternalCommandError, NoSpaceError } from '../../core/errors.js';
@@ -11,6 +12,21 @@ import type { LoopFileSpec, PoolSpec } from './driver.js';
 export async function createLoopFile(runner: Runner, loop: LoopFileSpec): Promise<void> {
   await runner.mkdirp(dirname(loop.path));
   await runner.run(['truncate', '-s', String(loop.sizeBytes), loop.path]);
+}
+
+/** Folder (zfs: dataset) under a pool's mountpoint that holds its dots. */
+export const DOTS_DIR = 'knarr-dots';
+
+/** Name of the thin pool in an lvm pool's volume group. */
+export const THIN_POOL = 'knarr-thin';
+
+/** Folders directly under path (subdots of a branch filesystem); none when it is absent. */
+export async function subdirsOf(path: string): Promise<string[]> {
+  try {
+    return (await readdir(path, { withFileTypes: true })).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+  } catch {
+    return [];
+  }
 }
 
 export interface SourceProbe {

@@ -3,9 +3,8 @@ import type { CommitRecord } from '../../core/dots.js';
 import { writeJsonAtomic } from '../local-state.js';
 import { mountAt, pathExists } from '../mounts.js';
 import type { Runner } from '../runner.js';
-import { DOTS_DIR, subdirsOf } from './dots-zfs.js';
+import { DOTS_DIR, subdirsOf, THIN_POOL } from './common.js';
 import type { DotFsRef, DotStorage, Leftover, PoolRecord } from './driver.js';
-import { THIN_POOL } from './lvm.js';
 
 /** Size of a branch's thin volume: thin, so only what is written takes space. */
 const BRANCH_SIZE = '10G';

@@ -3,7 +3,7 @@ import type { CommitRecord } from '../../core/dots.js';
 import { writeJsonAtomic } from '../local-state.js';
 import { pathExists } from '../mounts.js';
 import type { Runner } from '../runner.js';
-import { DOTS_DIR, subdirsOf } from './dots-zfs.js';
+import { DOTS_DIR, subdirsOf } from './common.js';
 import type { DotFsRef, DotStorage, Leftover, PoolRecord } from './driver.js';
 
 /** How a tree-layout driver makes, copies and deletes a filesystem. */

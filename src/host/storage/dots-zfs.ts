@@ -1,20 +1,12 @@
 import type { CommitRecord } from '../../core/dots.js';
 import { ConflictError, ExternalCommandError } from '../../core/errors.js';
-import { readdir } from 'node:fs/promises';
 import type { Runner } from '../runner.js';
-import { runRetryingBusy } from './common.js';
+import { DOTS_DIR, runRetryingBusy, subdirsOf } from './common.js';
 import type { DotFsRef, DotStorage, PoolRecord } from './driver.js';
 
-export const DOTS_DIR = 'knarr-dots';
+// Kept for modules that import them from here; new code imports them from common.ts.
+export { DOTS_DIR, subdirsOf } from './common.js';
 
-/** Folders directly under path (subdots of a branch filesystem); none when it is absent. */
-export async function subdirsOf(path: string): Promise<string[]> {
-  try {
-    return (await readdir(path, { withFileTypes: true })).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
-  } catch {
-    return [];
-  }
-}
 const COMMIT_PROP = 'knarr:commit';
 
 const base = (pool: PoolRecord) => `${pool.name}/${DOTS_DIR}`;

@@ -1,7 +1,7 @@
 import { PrerequisiteError } from '../../core/errors.js';
 import { mountAt, pathExists } from '../mounts.js';
 import type { Runner } from '../runner.js';
-import { checkForeign, createLoopFile, probeSources } from './common.js';
+import { checkForeign, createLoopFile, probeSources, THIN_POOL } from './common.js';
 import { lvmDots } from './dots-lvm.js';
 import {
   missingStatus,
@@ -13,7 +13,6 @@ import {
   type VolumeInfo,
 } from './driver.js';
 
-export const THIN_POOL = 'knarr-thin';
 const VOLUME_SIZE = '1G';
 /** LVM's exit code for "no such volume group / logical volume". */
 const LVM_NOT_FOUND = 5;
