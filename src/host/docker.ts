@@ -7,7 +7,7 @@ import { request as httpRequest, type ClientRequest, type IncomingMessage, type 
 function request(options: RequestOptions, onResponse?: (res: IncomingMessage) => void): ClientRequest {
   return httpRequest({ ...options, servername: '' } as RequestOptions, onResponse);
 }
-import { EngineError, FailureError, PrerequisiteError, ValidationError } from '../core/errors.js';
+import { EngineError, FailureError, isKnarrError, PrerequisiteError, ValidationError } from '../core/errors.js';
 import { onJsonLines } from '../core/streams.js';
 
 /** The local Docker Engine socket: DOCKER_HOST when set (a unix:// URL; any other is refused), else the standard path. */
@@ -42,7 +42,7 @@ export function negotiateApiVersion(engineNewest: string, socketPath: string): s
 
 /** What a failed connection to the engine's socket means to the operator. */
 function connectionError(socketPath: string, e: NodeJS.ErrnoException): Error {
-  if (e instanceof EngineError || e instanceof FailureError || e instanceof PrerequisiteError) return e;
+  if (isKnarrError(e)) return e;
   if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
     return new PrerequisiteError(`no docker engine answers on ${socketPath}`, { hint: 'start dockerd (knarr doctor --fix), or set DOCKER_HOST=unix:///path/to/docker.sock', cause: e });
   }
