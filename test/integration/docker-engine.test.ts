@@ -26,6 +26,18 @@ describe('DOCKER_HOST', () => {
   });
 });
 
+describe('knarr doctor with a DOCKER_HOST knarr refuses', () => {
+  it('reports it as the docker check\'s finding and goes on with the others', async () => {
+    const r = await knarr(['--json', 'doctor'], { env: { DOCKER_HOST: 'tcp://127.0.0.1:2375' } });
+    const checks = JSON.parse(r.stdout) as { name: string; status: string; detail: string }[] | { checks: { name: string; status: string; detail: string }[] };
+    const list = Array.isArray(checks) ? checks : checks.checks;
+    const docker = list.find((c) => c.name === 'docker')!;
+    expect(docker.status).toBe('missing');
+    expect(docker.detail).toMatch(/^DOCKER_HOST: "tcp:\/\/127.0.0.1:2375" is not supported.*set DOCKER_HOST=unix:\/\//);
+    expect(list.length).toBeGreaterThan(1);
+  });
+});
+
 describe('the Engine API version', () => {
   it("is the engine's newest, capped at knarr's", () => {
     expect(negotiateApiVersion('1.52', '/s')).toBe(ENGINE_API.newest);
