@@ -164,7 +164,7 @@ export class ReaderGoneError extends KnarrError {
 /** A bug in knarr: shown with its stack under --verbose. */
 export class InternalError extends KnarrError {
   constructor(message: string, options: ErrorOptions = {}) {
-    super('E_INTERNAL', ExitCode.failure, message, options);
+    super('E_INTERNAL', ExitCode.failure, message, { ...options, hint: options.hint ?? 'this is a bug in knarr; re-run with -v for a stack trace' });
   }
 }
 

@@ -140,6 +140,11 @@ class Capture {
   }
 }
 
+/** Callers build argv from validated input: an empty one is a bug, named as such. */
+function needCommand(argv: readonly string[]): void {
+  if (argv.length === 0 || !argv[0]) throw new InternalError('the runner was given no command to run');
+}
+
 /** Renders argv as a copy-pasteable shell line for --dry-run and --verbose; never executed. */
 export function formatArgv(argv: readonly string[]): string {
   return argv.map((a) => (SAFE_ARG.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
@@ -187,7 +192,7 @@ export class Runner {
   }
 
   async run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-    if (argv.length === 0 || !argv[0]) throw new InternalError('Runner.run was given no command');
+    needCommand(argv);
     const mutates = opts.mutates ?? true;
     if (mutates && this.plan(argv)) {
       return { argv, exitCode: 0, stdout: '', stderr: '', durationMs: 0, planned: true };
@@ -238,6 +243,7 @@ export class Runner {
 
   /** Streams bytes through a command (zfs send/recv, btrfs send/receive, tar) without buffering them. */
   async pipe(argv: readonly string[], opts: PipeOptions): Promise<void> {
+    needCommand(argv);
     const shown = opts.redirect ? [...argv, opts.redirect] : argv;
     if ((opts.mutates ?? true) && this.dryRun) {
       this.planned.push(opts.redirect ? `${formatArgv(argv)} ${opts.redirect}` : formatArgv(argv));
@@ -284,6 +290,7 @@ export class Runner {
    * an answer, not an error; only a command that cannot start throws.
    */
   async attached(argv: readonly string[], io: { stdin?: Readable; stdout: Writable; stderr: Writable }): Promise<number> {
+    needCommand(argv);
     if (this.plan(argv)) return 0;
     if (this.signal?.aborted) throw new InterruptedError();
     const started = Date.now();
@@ -307,6 +314,7 @@ export class Runner {
 
   /** Starts a long-lived process (etcd, a daemon) detached from knarr, output appended to logFile. */
   async spawnDetached(argv: readonly string[], opts: DetachedOptions): Promise<number | null> {
+    needCommand(argv);
     if (this.plan(argv)) return null;
     await mkdir(dirname(opts.logFile), { recursive: true });
     const log = await open(opts.logFile, 'a');

@@ -1,7 +1,8 @@
 import { mkdtempSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CommandTimeoutError, ExternalCommandError, InterruptedError, PrerequisiteError } from '../../src/core/errors.js';
+import { PassThrough } from 'node:stream';
+import { CommandTimeoutError, ExternalCommandError, InternalError, InterruptedError, PrerequisiteError } from '../../src/core/errors.js';
 import { Runner, formatArgv } from '../../src/host/runner.js';
 
 const tmp = mkdtempSync(`${tmpdir()}/knarr-runner-`);
@@ -80,6 +81,22 @@ describe('Runner and interruption', () => {
     // Resolved only once the process closed: after SIGTERM's grace, long before its own 30 s.
     expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
     expect(Date.now() - started).toBeLessThan(10_000);
+  });
+  it('an abort of an attached command escalates to SIGKILL too', async () => {
+    const controller = new AbortController();
+    const r = new Runner({ dryRun: false, verbose: false, env: process.env, log: () => {}, signal: controller.signal, killGraceMs: 500 });
+    const started = Date.now();
+    setTimeout(() => controller.abort(), 1500);
+    const sink = new PassThrough().resume();
+    const err = await r.attached(stubborn, { stdout: sink, stderr: sink }).catch((e) => e);
+    expect(err).toBeInstanceOf(InterruptedError);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+  it('an empty command is a bug in knarr, named as one', async () => {
+    const err = await runner(false).run([], { mutates: false }).catch((e) => e);
+    expect(err).toBeInstanceOf(InternalError);
+    expect(err.hint).toMatch(/bug in knarr/);
   });
 });
 
