@@ -161,6 +161,15 @@ export class DockerEngine {
 
   async call<T = unknown>(method: string, path: string, body?: unknown, timeoutMs = 60_000): Promise<T> {
     const version = await this.apiVersion();
+    return this.send<T>(version, method, path, body, timeoutMs).catch(async (e: unknown) => {
+      // The engine was upgraded or downgraded under a long-lived agent: negotiate again, once (a refused request did nothing).
+      if (!(e instanceof EngineError && /client version \S+ is too (old|new)/i.test(e.message))) throw e;
+      this.version = undefined;
+      return this.send<T>(await this.apiVersion(), method, path, body, timeoutMs);
+    });
+  }
+
+  private send<T>(version: string, method: string, path: string, body: unknown, timeoutMs: number): Promise<T> {
     return new Promise((resolve, reject) => {
       const data = body === undefined ? undefined : JSON.stringify(body);
       const req = request(
