@@ -93,6 +93,16 @@ describe('Runner and interruption', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
     expect(Date.now() - started).toBeLessThan(10_000);
   });
+  it('an abort of a streaming command escalates to SIGKILL too', async () => {
+    const controller = new AbortController();
+    const r = new Runner({ dryRun: false, verbose: false, env: process.env, log: () => {}, signal: controller.signal, killGraceMs: 500 });
+    const started = Date.now();
+    setTimeout(() => controller.abort(), 1500);
+    const err = await r.pipe(stubborn, { stdout: new PassThrough().resume(), mutates: false }).catch((e) => e);
+    expect(err).toBeInstanceOf(InterruptedError);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
   it('an empty command is a bug in knarr, named as one', async () => {
     const err = await runner(false).run([], { mutates: false }).catch((e) => e);
     expect(err).toBeInstanceOf(InternalError);
