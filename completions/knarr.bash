@@ -68,6 +68,7 @@ _knarr() {
     --share) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --drain-timeout) return ;;
     --storage-device) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --zpool-device) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --dot) return ;;
     --seed) return ;;
   esac
@@ -148,7 +149,7 @@ _knarr() {
     'op/run') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'op/gc') COMPREPLY=($(compgen -W '--older-than'" $globals" -- "$cur")) ;;
     'daemon') COMPREPLY=($(compgen -W '--name --tags --listen --ttl --token-file --tls-cert --tls-key --advertise --prune --mode --share --drain-timeout'" $globals" -- "$cur")) ;;
-    'onboot') COMPREPLY=($(compgen -W '--storage-device --driver --pool --dot --seed --mountpoint --daemon'" $globals" -- "$cur")) ;;
+    'onboot') COMPREPLY=($(compgen -W '--storage-device --zpool-device --driver --pool --dot --seed --mountpoint --daemon'" $globals" -- "$cur")) ;;
     'doctor') COMPREPLY=($(compgen -W '--fix'" $globals" -- "$cur")) ;;
     'completion') COMPREPLY=($(compgen -W 'bash zsh fish'" $globals" -- "$cur")) ;;
   esac

@@ -196,13 +196,14 @@ complete -c knarr -n '__fish_seen_subcommand_from daemon' -l prune -d 'remove co
 complete -c knarr -n '__fish_seen_subcommand_from daemon' -l mode -x -a 'recovery new' -d 'fleet start mode: recovery (default: start this host'\''s clusters again) or new (delete them)'
 complete -c knarr -n '__fish_seen_subcommand_from daemon' -l share -r -F -d 'the fleet'\''s shared data directory; joining proves this host sees it'
 complete -c knarr -n '__fish_seen_subcommand_from daemon' -l drain-timeout -x -d 'on SIGTERM, how long running foreground jobs and the operation in progress get to end (default 30)'
-complete -c knarr -n '__fish_seen_subcommand_from onboot' -l storage-device -r -F -d 'block device(s) of the pool'
+complete -c knarr -n '__fish_seen_subcommand_from onboot' -l storage-device -r -F -d 'block device(s) of the pool, comma-separated or repeated'
+complete -c knarr -n '__fish_seen_subcommand_from onboot' -l zpool-device -r -F -d 'the same as --storage-device (the dm-linuxkit spelling)'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l driver -x -a 'zfs btrfs lvm dir' -d 'pool driver (default zfs)'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l pool -x -d 'pool name (default "knarr")'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l dot -x -d 'DOT or DOT.SUBDOT to bring up'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l seed -x -d 'REMOTE/DOT[@BRANCH] (REMOTE may be a file:// URL) to pull the dot from when this host lacks it'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l mountpoint -r -F -d 'where to mount the dot'
-complete -c knarr -n '__fish_seen_subcommand_from onboot' -l daemon -d 'keep running (and etcd up) until SIGTERM'
+complete -c knarr -n '__fish_seen_subcommand_from onboot' -l daemon -d 'keep running until SIGTERM: etcd up, and the agent when the config file has a daemon: section; --dot may be left out'
 complete -c knarr -n '__fish_seen_subcommand_from doctor' -l fix -d 'apt-get install the missing packages and start zfs-fuse and dockerd if needed'
 complete -c knarr -n '__fish_seen_subcommand_from completion' -a bash
 complete -c knarr -n '__fish_seen_subcommand_from completion' -a zsh

@@ -1,6 +1,8 @@
 import type { Handler } from '../commands/types.js';
 import { DRIVER_NAMES } from '../core/pool.js';
 
+export type DryRunMode = 'reads' | 'plans' | 'refuses';
+
 export interface OptionDef {
   /** Commander flags, e.g. "-o, --output <format>". */
   flags: string;
@@ -36,6 +38,11 @@ export interface CommandDef {
   examples?: Example[];
   /** Loaded only when this command runs, so start-up stays light. */
   handler?: () => Promise<Handler>;
+  /**
+   * What the command does under --dry-run (every leaf says; a test runs each against real components):
+   * reads changes nothing anyway, plans prints what it would change and changes nothing, refuses says it cannot.
+   */
+  dryRun?: DryRunMode;
   subcommands?: CommandDef[];
 }
 
@@ -83,6 +90,7 @@ export const COMMANDS: CommandDef[] = [
           { command: 'knarr pool init --name scratch --driver btrfs --loop-file /srv/scratch.img --size 10G', description: 'btrfs on a loop file' },
           { command: 'knarr --dry-run pool init --name p --device /dev/sdz', description: 'print the zpool commands, change nothing' },
         ],
+        dryRun: 'plans',
         handler: () => import('../commands/pool/init.js').then((m) => m.poolInit),
       },
       {
@@ -90,12 +98,14 @@ export const COMMANDS: CommandDef[] = [
         summary: 'health, size and free space of a pool',
         args: [poolArg],
         examples: [{ command: 'knarr --json pool status knarr', description: 'status as JSON' }],
+        dryRun: 'reads',
         handler: () => import('../commands/pool/status.js').then((m) => m.poolStatus),
       },
       {
         name: 'list',
         summary: 'pools on this host',
         examples: [{ command: 'knarr pool list', description: 'a table of pools with health and space' }],
+        dryRun: 'reads',
         handler: () => import('../commands/pool/list.js').then((m) => m.poolList),
       },
       {
@@ -111,6 +121,7 @@ export const COMMANDS: CommandDef[] = [
           { command: 'knarr pool destroy scratch --yes', description: 'destroy the pool "scratch"' },
           { command: 'knarr pool destroy old --yes --force', description: 'destroy the pool "old" with the dots and images on it' },
         ],
+        dryRun: 'plans',
         handler: () => import('../commands/pool/destroy.js').then((m) => m.poolDestroy),
       },
     ],
@@ -133,18 +144,21 @@ export const COMMANDS: CommandDef[] = [
           { command: 'knarr etcd up', description: 'start etcd with its data on the default pool' },
           { command: 'knarr etcd up --client-port 12379 --peer-port 12380', description: 'on other ports' },
         ],
+        dryRun: 'plans',
         handler: () => import('../commands/etcd/up.js').then((m) => m.etcdUp),
       },
       {
         name: 'down',
         summary: 'stop the managed etcd; its data stays',
         examples: [{ command: 'knarr etcd down', description: 'stop etcd' }],
+        dryRun: 'plans',
         handler: () => import('../commands/etcd/down.js').then((m) => m.etcdDown),
       },
       {
         name: 'status',
         summary: 'process, health and data place of the etcd in use',
         examples: [{ command: 'knarr --json etcd status', description: 'status as JSON' }],
+        dryRun: 'reads',
         handler: () => import('../commands/etcd/status.js').then((m) => m.etcdStatus),
       },
       {
@@ -158,6 +172,7 @@ export const COMMANDS: CommandDef[] = [
           { command: 'knarr etcd backup /srv/backup/knarr-etcd.db', description: 'snapshot the store' },
           { command: 'knarr --etcd http://10.0.0.1:2379 etcd backup fleet.db', description: 'snapshot a fleet\'s external etcd' },
         ],
+        dryRun: 'plans',
         handler: () => import('../commands/etcd/backup.js').then((m) => m.etcdBackup),
       },
       {
@@ -176,6 +191,7 @@ export const COMMANDS: CommandDef[] = [
           { command: 'knarr etcd restore /srv/backup/knarr-etcd.db --yes', description: 'roll the fleet\'s store back to the snapshot' },
           { command: 'knarr --dry-run etcd restore /srv/backup/knarr-etcd.db', description: 'show the steps' },
         ],
+        dryRun: 'plans',
         handler: () => import('../commands/etcd/restore.js').then((m) => m.etcdRestore),
       },
     ],
@@ -195,12 +211,14 @@ export const COMMANDS: CommandDef[] = [
           { command: 'knarr dot init pgdata', description: 'a dot on the default pool' },
           { command: 'knarr dot init myapp.redis', description: 'add the subdot redis to the dot myapp' },
         ],
+        dryRun: 'plans',
         handler: () => import('../commands/dot/init.js').then((m) => m.dotInit),
       },
       {
         name: 'list',
         summary: 'dots on this host',
         examples: [{ command: 'knarr dot list', description: 'a table of dots with branch, head and mounts' }],
+        dryRun: 'reads',
         handler: () => import('../commands/dot/list.js').then((m) => m.dotList),
       },
       {
@@ -208,6 +226,7 @@ export const COMMANDS: CommandDef[] = [
         summary: 'branches, head, subdots and mounts of a dot',
         args: [dotOnlyArg],
         examples: [{ command: 'knarr --json dot show pgdata', description: 'everything about pgdata as JSON' }],
+        dryRun: 'reads',
         handler: () => import('../commands/dot/show.js').then((m) => m.dotShow),
       },
       {
@@ -220,6 +239,7 @@ export const COMMANDS: CommandDef[] = [
           { flags: '--author <name>', description: 'author (default $KNARR_AUTHOR, else user@host)' },
         ],
         examples: [{ command: 'knarr dot commit pgdata -m "after migration 42" --meta schema=42', description: 'commit with metadata' }],
+        dryRun: 'plans',
         handler: () => import('../commands/dot/commit.js').then((m) => m.dotCommit),
       },
       {
@@ -228,6 +248,7 @@ export const COMMANDS: CommandDef[] = [
         args: [dotOnlyArg],
         options: [{ flags: '--branch <name>', description: 'branch (default: the active one)' }],
         examples: [{ command: 'knarr dot log pgdata', description: 'history of the active branch' }],
+        dryRun: 'reads',
         handler: () => import('../commands/dot/log.js').then((m) => m.dotLog),
       },
       {
@@ -239,6 +260,7 @@ export const COMMANDS: CommandDef[] = [
           { command: 'knarr dot branch pgdata', description: 'list branches' },
           { command: 'knarr dot branch pgdata experiment', description: 'branch from the head' },
         ],
+        dryRun: 'plans',
         handler: () => import('../commands/dot/branch.js').then((m) => m.dotBranch),
       },
       {
@@ -246,6 +268,7 @@ export const COMMANDS: CommandDef[] = [
         summary: 'make a branch the active one (mounts follow)',
         args: [dotOnlyArg, { name: 'branch', description: 'branch name', required: true }],
         examples: [{ command: 'knarr dot checkout pgdata experiment', description: 'switch to experiment' }],
+        dryRun: 'plans',
         handler: () => import('../commands/dot/checkout.js').then((m) => m.dotCheckout),
       },
       {
@@ -257,6 +280,7 @@ export const COMMANDS: CommandDef[] = [
           { flags: '--force', description: 'also destroy the commits newer than it' },
         ],
         examples: [{ command: 'knarr dot reset pgdata --hard 0mb2x8k1', description: 'discard changes since that commit' }],
+        dryRun: 'plans',
         handler: () => import('../commands/dot/reset.js').then((m) => m.dotReset),
       },
       {
@@ -265,6 +289,7 @@ export const COMMANDS: CommandDef[] = [
         args: [dotOnlyArg, { name: 'new', description: 'name of the new dot', required: true }],
         options: [{ flags: '--commit <id>', description: 'commit to start from (default: the head)' }],
         examples: [{ command: 'knarr dot clone pgdata pgdata-test', description: 'a writable copy of the head' }],
+        dryRun: 'plans',
         handler: () => import('../commands/dot/clone.js').then((m) => m.dotClone),
       },
       {
@@ -273,6 +298,7 @@ export const COMMANDS: CommandDef[] = [
         args: [dotArg, { name: 'path', description: 'mount target; made if missing', required: true }],
         options: [{ flags: '--branch <name>', description: 'check this branch out first' }],
         examples: [{ command: 'knarr dot mount myapp.postgres /var/lib/postgresql', description: 'mount a subdot' }],
+        dryRun: 'plans',
         handler: () => import('../commands/dot/mount.js').then((m) => m.dotMount),
       },
       {
@@ -280,6 +306,7 @@ export const COMMANDS: CommandDef[] = [
         summary: 'unmount a subdot, or every mount of a dot',
         args: [dotArg],
         examples: [{ command: 'knarr dot unmount myapp', description: 'unmount all of myapp' }],
+        dryRun: 'plans',
         handler: () => import('../commands/dot/mount.js').then((m) => m.dotUnmount),
       },
       {
@@ -292,6 +319,7 @@ export const COMMANDS: CommandDef[] = [
           { command: 'knarr dot fsck', description: 'report drift' },
           { command: 'knarr dot fsck --repair', description: 'mend it' },
         ],
+        dryRun: 'plans',
         handler: () => import('../commands/dot/fsck.js').then((m) => m.dotFsck),
       },
       {
@@ -300,6 +328,7 @@ export const COMMANDS: CommandDef[] = [
         args: [dotOnlyArg, { name: 'remote', description: 'remote name, or a URL', required: true }],
         options: [{ flags: '--branch <name>', description: 'branch to push (default: the active one)' }],
         examples: [{ command: 'knarr dot push pgdata usb', description: 'push the active branch to the remote "usb"' }],
+        dryRun: 'plans',
         handler: () => import('../commands/dot/push.js').then((m) => m.dotPush),
       },
       {
@@ -315,6 +344,7 @@ export const COMMANDS: CommandDef[] = [
           { command: 'knarr dot pull usb/pgdata', description: 'pull master of pgdata' },
           { command: 'knarr dot pull file:///mnt/usb/dots/pgdata@exp --as pgdata-exp', description: 'pull a branch from a URL under another name' },
         ],
+        dryRun: 'plans',
         handler: () => import('../commands/dot/pull.js').then((m) => m.dotPull),
       },
       {
@@ -326,6 +356,7 @@ export const COMMANDS: CommandDef[] = [
             summary: 'add a remote',
             args: [{ name: 'name', description: 'remote name', required: true }, { name: 'url', description: 'file:///dir or ssh://[user@]host[:port][/state-dir]', required: true }],
             examples: [{ command: 'knarr dot remote add usb file:///mnt/usb/dots', description: 'a remote on a mounted disk' }],
+            dryRun: 'plans',
             handler: () => import('../commands/dot/remote.js').then((m) => m.remoteAdd),
           },
           {
@@ -333,12 +364,14 @@ export const COMMANDS: CommandDef[] = [
             summary: 'remove a remote',
             args: [{ name: 'name', description: 'remote name', required: true }],
             examples: [{ command: 'knarr dot remote rm usb', description: 'forget the remote "usb"' }],
+            dryRun: 'plans',
             handler: () => import('../commands/dot/remote.js').then((m) => m.remoteRm),
           },
           {
             name: 'list',
             summary: 'list remotes',
             examples: [{ command: 'knarr dot remote list', description: 'remotes and their URLs' }],
+            dryRun: 'reads',
             handler: () => import('../commands/dot/remote.js').then((m) => m.remoteList),
           },
         ],
@@ -348,6 +381,7 @@ export const COMMANDS: CommandDef[] = [
         summary: 'plumbing: branches and commits of a dot as a remote manifest (JSON)',
         args: [dotOnlyArg],
         examples: [{ command: 'knarr --json dot manifest pgdata', description: 'what a pull from this host would see' }],
+        dryRun: 'reads',
         handler: () => import('../commands/dot/wire.js').then((m) => m.dotManifest),
       },
       {
@@ -356,6 +390,7 @@ export const COMMANDS: CommandDef[] = [
         args: [dotOnlyArg, { name: 'commit', description: 'commit id', required: true }],
         options: [{ flags: '--base <id>', description: 'make the stream incremental from this commit' }],
         examples: [{ command: 'knarr dot send pgdata 00mwthi50e044888a3 > c.zfs', description: 'a full stream of one commit' }],
+        dryRun: 'reads',
         handler: () => import('../commands/dot/wire.js').then((m) => m.dotSend),
       },
       {
@@ -369,6 +404,7 @@ export const COMMANDS: CommandDef[] = [
           { flags: '--pool <name>', description: 'pool for a new dot (default: the default pool)' },
         ],
         examples: [{ command: 'ssh host2 knarr dot send pgdata C | knarr dot receive pgdata --record "$REC"', description: 'what a pull over ssh does' }],
+        dryRun: 'plans',
         handler: () => import('../commands/dot/wire.js').then((m) => m.dotReceive),
       },
       {
@@ -377,6 +413,7 @@ export const COMMANDS: CommandDef[] = [
         args: [dotOnlyArg],
         options: [{ flags: '--force', description: 'unmount it first if it is mounted' }],
         examples: [{ command: 'knarr dot rm pgdata-test', description: 'remove a dot' }],
+        dryRun: 'plans',
         handler: () => import('../commands/dot/rm.js').then((m) => m.dotRm),
       },
     ],
@@ -417,6 +454,7 @@ export const COMMANDS: CommandDef[] = [
           { command: "knarr job run busybox -- sh -c 'exit 3'; echo $?", description: 'knarr exits 3' },
           { command: 'knarr job run -f job.yaml', description: 'a job from a spec file' },
         ],
+        dryRun: 'plans',
         handler: () => import('../commands/job/run.js').then((m) => m.jobRun),
       },
       {
@@ -439,12 +477,14 @@ export const COMMANDS: CommandDef[] = [
           { flags: '--strategy <strategy>', description: 'spread or binpack (default: the config file\'s scheduler.strategy, else spread)', choices: ['spread', 'binpack'] },
         ],
         examples: [{ command: 'knarr job plan -f job.yaml', description: 'where job.yaml would run' }],
+        dryRun: 'reads',
         handler: () => import('../commands/job/plan.js').then((m) => m.jobPlan),
       },
       {
         name: 'list',
         summary: 'daemonized jobs: intent and actual state',
         examples: [{ command: 'knarr job list', description: 'jobs of the fleet' }],
+        dryRun: 'reads',
         handler: () => import('../commands/job/manage.js').then((m) => m.jobList),
       },
       {
@@ -452,6 +492,7 @@ export const COMMANDS: CommandDef[] = [
         summary: 'a daemonized job: spec, host, state',
         args: [{ name: 'job', description: 'job name', required: true }],
         examples: [{ command: 'knarr --json job show web', description: 'web as JSON' }],
+        dryRun: 'reads',
         handler: () => import('../commands/job/manage.js').then((m) => m.jobShow),
       },
       {
@@ -460,6 +501,7 @@ export const COMMANDS: CommandDef[] = [
         args: [{ name: 'job', description: 'job name', required: true }],
         options: [{ flags: '-f, --follow', description: 'keep printing new output' }],
         examples: [{ command: 'knarr job logs web -f', description: 'follow web\'s output' }],
+        dryRun: 'reads',
         handler: () => import('../commands/job/manage.js').then((m) => m.jobLogs),
       },
       {
@@ -467,6 +509,7 @@ export const COMMANDS: CommandDef[] = [
         summary: 'stop a daemonized job (its intent stays)',
         args: [{ name: 'job', description: 'job name', required: true }],
         examples: [{ command: 'knarr job stop web', description: 'stop web' }],
+        dryRun: 'plans',
         handler: () => import('../commands/job/manage.js').then((m) => m.jobStop),
       },
       {
@@ -474,6 +517,7 @@ export const COMMANDS: CommandDef[] = [
         summary: 'remove a daemonized job, its container and services',
         args: [{ name: 'job', description: 'job name', required: true }],
         examples: [{ command: 'knarr job rm web', description: 'remove web' }],
+        dryRun: 'plans',
         handler: () => import('../commands/job/manage.js').then((m) => m.jobRm),
       },
       {
@@ -485,6 +529,7 @@ export const COMMANDS: CommandDef[] = [
           { command: 'knarr job restart web', description: 'restart web (starts it if stopped)' },
           { command: 'knarr job restart --all', description: 'after a code push' },
         ],
+        dryRun: 'plans',
         handler: () => import('../commands/job/manage.js').then((m) => m.jobRestart),
       },
       {
@@ -492,6 +537,7 @@ export const COMMANDS: CommandDef[] = [
         summary: 'where a job was placed, started, moved and exited (kept after rm)',
         args: [{ name: 'job', description: 'job name', required: true }],
         examples: [{ command: 'knarr job history web', description: 'web\'s past' }],
+        dryRun: 'reads',
         handler: () => import('../commands/job/manage.js').then((m) => m.jobHistory),
       },
     ],
@@ -504,6 +550,7 @@ export const COMMANDS: CommandDef[] = [
         name: 'list',
         summary: 'each service and where it is reached',
         examples: [{ command: 'knarr service list', description: 'the fleet\'s services' }],
+        dryRun: 'reads',
         handler: () => import('../commands/job/manage.js').then((m) => m.serviceList),
       },
     ],
@@ -518,6 +565,7 @@ export const COMMANDS: CommandDef[] = [
         name: 'list',
         summary: 'hosts with up/down, state, tags and load',
         examples: [{ command: 'knarr host list', description: 'the fleet' }],
+        dryRun: 'reads',
         handler: () => import('../commands/host/host.js').then((m) => m.hostList),
       },
       {
@@ -525,6 +573,7 @@ export const COMMANDS: CommandDef[] = [
         summary: 'one host',
         args: [{ name: 'host', description: 'host name', required: true }],
         examples: [{ command: 'knarr --json host show h1', description: 'h1 as JSON' }],
+        dryRun: 'reads',
         handler: () => import('../commands/host/host.js').then((m) => m.hostShow),
       },
       {
@@ -533,6 +582,7 @@ export const COMMANDS: CommandDef[] = [
         args: [{ name: 'host', description: 'host name', required: true }],
         options: [{ flags: '--undo', description: 'serve jobs again' }],
         examples: [{ command: 'knarr host drain h1', description: 'drain h1' }],
+        dryRun: 'plans',
         handler: () => import('../commands/host/host.js').then((m) => m.hostDrain),
       },
       {
@@ -541,6 +591,7 @@ export const COMMANDS: CommandDef[] = [
         args: [{ name: 'host', description: 'host name', required: true }, { name: 'tag', description: 'tags', variadic: true }],
         options: [{ flags: '--remove', description: 'remove the tags instead' }],
         examples: [{ command: 'knarr host tag h1 ssd zone=eu', description: 'tag h1' }],
+        dryRun: 'plans',
         handler: () => import('../commands/host/host.js').then((m) => m.hostTag),
       },
       {
@@ -549,6 +600,7 @@ export const COMMANDS: CommandDef[] = [
         args: [{ name: 'host', description: 'host name', required: true }],
         options: [{ flags: '--force', description: 'also when its agent still runs' }],
         examples: [{ command: 'knarr host leave h9', description: 'forget h9' }],
+        dryRun: 'plans',
         handler: () => import('../commands/host/host.js').then((m) => m.hostLeave),
       },
     ],
@@ -574,6 +626,7 @@ export const COMMANDS: CommandDef[] = [
           { flags: '--detach', description: 'print the operation id and return at once' },
         ],
         examples: [{ command: 'knarr cluster create lab --size 3 --memory 256M', description: 'three nodes host-0..host-2' }],
+        dryRun: 'plans',
         handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterCreate),
       },
       ...(['start', 'stop', 'delete'] as const).map((verb) => ({
@@ -585,6 +638,7 @@ export const COMMANDS: CommandDef[] = [
           { flags: '--detach', description: 'print the operation id and return at once' },
         ],
         examples: [{ command: `knarr cluster ${verb} lab`, description: `${verb} lab` }],
+        dryRun: 'plans' as const,
         handler: () => import('../commands/cluster/commands.js').then((m) => (verb === 'start' ? m.clusterStart : verb === 'stop' ? m.clusterStop : m.clusterDelete)),
       })),
       {
@@ -597,6 +651,7 @@ export const COMMANDS: CommandDef[] = [
           { flags: '--detach', description: 'print the operation id and return at once' },
         ],
         examples: [{ command: 'knarr cluster scale lab --size 5', description: 'grow lab to five nodes' }],
+        dryRun: 'plans',
         handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterScale),
       },
       {
@@ -604,6 +659,7 @@ export const COMMANDS: CommandDef[] = [
         summary: 'clusters with status, size, subnet and host',
         options: [{ flags: '--user <user>', description: 'only this user\'s' }],
         examples: [{ command: 'knarr cluster list', description: 'every cluster' }],
+        dryRun: 'reads',
         handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterList),
       },
       {
@@ -612,6 +668,7 @@ export const COMMANDS: CommandDef[] = [
         args: [{ name: 'name', description: 'cluster name', required: true }],
         options: [{ flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' }],
         examples: [{ command: 'knarr --json cluster show lab', description: 'lab as JSON' }],
+        dryRun: 'reads',
         handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterShow),
       },
       {
@@ -630,6 +687,7 @@ export const COMMANDS: CommandDef[] = [
           { command: 'knarr cluster exec lab 0 -- hostname', description: 'prints host-0' },
           { command: 'tar -c data | knarr cluster exec -i lab 1 -- tar -x -C /root', description: 'a stream into a node' },
         ],
+        dryRun: 'plans',
         handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterExec),
       },
     ],
@@ -653,12 +711,14 @@ export const COMMANDS: CommandDef[] = [
           { command: 'knarr image import base --busybox', description: 'a busybox base image' },
           { command: 'knarr image import debian rootfs.tar', description: 'from a tar' },
         ],
+        dryRun: 'plans',
         handler: () => import('../commands/cluster/image.js').then((m) => m.imageImport),
       },
       {
         name: 'list',
         summary: 'this host\'s images',
         examples: [{ command: 'knarr image list', description: 'images' }],
+        dryRun: 'reads',
         handler: () => import('../commands/cluster/image.js').then((m) => m.imageList),
       },
       {
@@ -666,6 +726,7 @@ export const COMMANDS: CommandDef[] = [
         summary: 'remove an image no cluster uses',
         args: [{ name: 'name', description: 'image name', required: true }],
         examples: [{ command: 'knarr image rm old', description: 'remove old' }],
+        dryRun: 'plans',
         handler: () => import('../commands/cluster/image.js').then((m) => m.imageRm),
       },
       {
@@ -681,6 +742,7 @@ export const COMMANDS: CommandDef[] = [
           { flags: '--detach', description: 'print the operation id and return at once' },
         ],
         examples: [{ command: 'knarr image save lab 0 lab-base', description: 'node 0 of lab as lab-base' }],
+        dryRun: 'plans',
         handler: () => import('../commands/cluster/commands.js').then((m) => m.imageSave),
       },
     ],
@@ -696,6 +758,7 @@ export const COMMANDS: CommandDef[] = [
         summary: 'operations, oldest first',
         options: [{ flags: '--active', description: 'only those not ended' }],
         examples: [{ command: 'knarr op list --active', description: 'what is queued or running' }],
+        dryRun: 'reads',
         handler: () => import('../commands/op.js').then((m) => m.opList),
       },
       {
@@ -703,6 +766,7 @@ export const COMMANDS: CommandDef[] = [
         summary: 'one operation, whole',
         args: [{ name: 'op', description: 'operation id (op-000042)', required: true }],
         examples: [{ command: 'knarr --json op show op-000042', description: 'as JSON' }],
+        dryRun: 'reads',
         handler: () => import('../commands/op.js').then((m) => m.opShow),
       },
       {
@@ -711,6 +775,7 @@ export const COMMANDS: CommandDef[] = [
         args: [{ name: 'op', description: 'operation id', required: true }],
         options: [{ flags: '--timeout <seconds>', description: 'give up waiting after this long' }],
         examples: [{ command: 'knarr op wait op-000042', description: 'wait for it' }],
+        dryRun: 'reads',
         handler: () => import('../commands/op.js').then((m) => m.opWait),
       },
       {
@@ -718,6 +783,7 @@ export const COMMANDS: CommandDef[] = [
         summary: 'cancel: a queued operation ends, a running one stops at its next step and is undone',
         args: [{ name: 'op', description: 'operation id', required: true }],
         examples: [{ command: 'knarr op cancel op-000042', description: 'cancel it' }],
+        dryRun: 'plans',
         handler: () => import('../commands/op.js').then((m) => m.opCancel),
       },
       {
@@ -725,6 +791,7 @@ export const COMMANDS: CommandDef[] = [
         summary: 'run this host\'s pending operations here (what --detach starts with no agent)',
         args: [{ name: 'op', description: 'operation id', required: true }],
         examples: [{ command: 'knarr op run op-000042', description: 'run it in this process' }],
+        dryRun: 'refuses',
         handler: () => import('../commands/op.js').then((m) => m.opRun),
       },
       {
@@ -737,6 +804,7 @@ export const COMMANDS: CommandDef[] = [
           { command: 'knarr op gc --older-than 30d', description: 'remove what ended more than 30 days ago' },
           { command: 'knarr --dry-run op gc', description: 'list what is older than 7 days' },
         ],
+        dryRun: 'plans',
         handler: () => import('../commands/op.js').then((m) => m.opGc),
       },
     ],
@@ -761,21 +829,23 @@ export const COMMANDS: CommandDef[] = [
       { flags: '--drain-timeout <seconds>', description: 'on SIGTERM, how long running foreground jobs and the operation in progress get to end (default 30)' },
     ],
     examples: [{ command: 'knarr daemon --tags ssd,zone=eu --listen 10.0.0.5:7946', description: 'run the agent' }],
+    dryRun: 'refuses',
     handler: () => import('../commands/daemon.js').then((m) => m.daemon),
   },
   {
     name: 'onboot',
     summary: 'boot oneshot: pool, etcd, dot (kept, seeded or new), mount',
     description:
-      'For a LinuxKit onboot container or a boot script; idempotent. Imports or creates the pool on the devices, brings up the managed etcd on it, keeps the dot if this host has it (a seed never overwrites local state), else pulls it from --seed, else creates it; mounts it; then stops etcd and exits 0, or with --daemon keeps running until SIGTERM. A failing step exits with its own code (10 pool, 11 etcd, 12 dot, 13 seed, 14 mount).',
+      'For a LinuxKit onboot container or a boot script; idempotent. Imports or creates the pool on the devices (found by their labels, whatever names the devices have at this boot), brings up the managed etcd on it, keeps the dot if this host has it (a seed never overwrites local state), else pulls it from --seed, else creates it; mounts it; then stops etcd and exits 0, or with --daemon keeps running until SIGTERM (etcd up, and the agent when the config file has a daemon: section) and then stops them. With --daemon and no --dot it brings up the pool and etcd only. A failing step exits with its own code (10 pool, 11 etcd, 12 dot, 13 seed, 14 mount).',
     options: [
-      { flags: '--storage-device <dev>', description: 'block device(s) of the pool', repeatable: true },
+      { flags: '--storage-device <dev>', description: 'block device(s) of the pool, comma-separated or repeated', repeatable: true },
+      { flags: '--zpool-device <dev>', description: 'the same as --storage-device (the dm-linuxkit spelling)', repeatable: true },
       { flags: '--driver <driver>', description: 'pool driver (default zfs)', choices: DRIVER_NAMES },
       { flags: '--pool <name>', description: 'pool name (default "knarr")' },
       { flags: '--dot <dot>', description: 'DOT or DOT.SUBDOT to bring up' },
       { flags: '--seed <source>', description: 'REMOTE/DOT[@BRANCH] (REMOTE may be a file:// URL) to pull the dot from when this host lacks it' },
       { flags: '--mountpoint <path>', description: 'where to mount the dot' },
-      { flags: '--daemon', description: 'keep running (and etcd up) until SIGTERM' },
+      { flags: '--daemon', description: 'keep running until SIGTERM: etcd up, and the agent when the config file has a daemon: section; --dot may be left out' },
     ],
     examples: [
       {
@@ -785,6 +855,7 @@ export const COMMANDS: CommandDef[] = [
       { command: 'knarr onboot --storage-device /dev/sdb --dot myapp.redis --seed file:///mnt/seed/myapp --mountpoint /var/lib/redis', description: 'a subdot of one seed' },
       { command: 'knarr --dry-run onboot --storage-device /dev/sdb --dot app --mountpoint /data', description: 'the steps as the host stands now; a step that waits on an earlier one is a # line' },
     ],
+    dryRun: 'plans',
     handler: () => import('../commands/onboot.js').then((m) => m.onboot),
   },
   {
@@ -797,6 +868,7 @@ export const COMMANDS: CommandDef[] = [
       { command: 'knarr doctor', description: 'report what is present' },
       { command: 'knarr doctor --fix', description: 'install and start what is missing' },
     ],
+    dryRun: 'plans',
     handler: () => import('../commands/doctor.js').then((m) => m.doctor),
   },
   {
@@ -807,6 +879,7 @@ export const COMMANDS: CommandDef[] = [
       { command: 'knarr completion bash > /etc/bash_completion.d/knarr', description: 'install bash completion' },
       { command: 'knarr completion fish > ~/.config/fish/completions/knarr.fish', description: 'install fish completion' },
     ],
+    dryRun: 'reads',
     handler: () => import('./completion-command.js').then((m) => m.completion),
   },
 ];

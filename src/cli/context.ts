@@ -7,7 +7,7 @@ import { Runner } from '../host/runner.js';
 import { drivers } from '../host/storage/index.js';
 import type { Store } from '../state/store.js';
 import { createReporter } from './reporter.js';
-import { parseSimpleYaml } from '../core/yaml-lite.js';
+import { flowNestingDepth, parseSimpleYaml } from '../core/yaml-lite.js';
 
 export interface ContextIo {
   stderr: NodeJS.WritableStream;
@@ -31,10 +31,13 @@ async function loadConfigFile(flags: GlobalFlags, env: NodeJS.ProcessEnv, cwd: s
     if ((e as NodeJS.ErrnoException).code === 'ENOENT' && named === undefined) return { path: null, data: {} };
     throw new ValidationError('--config', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+  // A config file nests three levels; far deeper text would overflow the YAML parser's stack.
+  if (flowNestingDepth(text) > 32) throw new ValidationError('--config', `${path} is nested too deeply to be a config file`);
   let raw: unknown = parseSimpleYaml(text);
   try {
     if (raw === undefined) raw = (await import('yaml')).parse(text);
   } catch (e) {
+    if (e instanceof RangeError) throw new ValidationError('--config', `${path} is nested too deeply to be a config file`);
     throw new UserError(`${path} is not valid YAML: ${(e as Error).message.split('\n')[0]}`);
   }
   return { path, data: validateConfigFile(path, raw) };
@@ -69,14 +72,16 @@ export function createContext(config: Config, io: ContextIo, reload: () => Promi
     },
     reloadConfig: reload,
     async openStore(): Promise<Store> {
-      const { connectEtcd } = await import('../state/store.js');
-      if (config.etcd.length > 0) return connectEtcd(config.etcd);
+      const { connectEtcd, readOnlyStore } = await import('../state/store.js');
+      // Under --dry-run every handler sees a store that refuses writes: nothing reaches etcd, whatever a handler forgets.
+      const guard = (store: Store) => (config.dryRun ? readOnlyStore(store) : store);
+      if (config.etcd.length > 0) return guard(await connectEtcd(config.etcd));
       const { ensureLocalEtcd } = await import('../commands/etcd/local.js');
       const local = await ensureLocalEtcd(ctx);
       if (local.action === 'planned') {
         throw new StoreUnavailableError('the local etcd is not running, and --dry-run does not start it', { hint: 'start it with: knarr etcd up' });
       }
-      return connectEtcd([local.state.clientUrl]);
+      return guard(await connectEtcd([local.state.clientUrl]));
     },
   };
   return ctx;

@@ -157,7 +157,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
       const code = await result.stream(io.stdout as import('node:stream').Writable, io.stderr as import('node:stream').Writable);
       return code ?? result.exitCode ?? ExitCode.ok;
     }
-    const text = config.dryRun ? await renderDryRun(ctx.runner.planned, result.data, format) : await renderResult(result.data, result.view, format);
+    // A command that only reads shows its result under --dry-run too: there is nothing to plan.
+    const text = config.dryRun && sel.def.dryRun !== 'reads' ? await renderDryRun(ctx.runner.planned, result.data, format) : await renderResult(result.data, result.view, format);
     io.stdout.write(text);
     return result.exitCode ?? ExitCode.ok;
   } catch (e) {

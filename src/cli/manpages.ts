@@ -35,6 +35,7 @@ function leafSection(path: string[], def: CommandDef): string[] {
   for (const a of def.args ?? []) lines.push('.TP', `.I ${esc(a.name.toUpperCase())}`, esc(a.description));
   if (def.options?.length) lines.push('.PP', 'Options:', '.RS', ...optionItems(def.options), '.RE');
   if (def.examples?.length) lines.push('.PP', 'Examples:', '.RS', ...exampleItems(def), '.RE');
+  if (def.dryRun === 'refuses') lines.push('.PP', esc('Does not support --dry-run: refused with exit 2, nothing changed.'));
   return lines;
 }
 

@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
 import { hostId } from '../host/identity.js';
-import { ValidationError } from '../core/errors.js';
+import { dryRunRefused, ValidationError } from '../core/errors.js';
 import { resolveDaemonSettings, restartNeeded, type DaemonSettings } from '../core/daemon-settings.js';
 import type { Config } from '../core/config.js';
 import { Agent, agentToken } from '../daemon/agent.js';
@@ -31,6 +31,11 @@ async function readTls(s: DaemonSettings): Promise<{ cert: Buffer; key: Buffer }
 const settingsOf = (opts: Record<string, unknown>, config: Config, ctx: Context) =>
   resolveDaemonSettings(opts, config.daemon, { configFile: config.configFile, stateDir: config.stateDir, cwd: ctx.cwd, hostname: hostId() });
 
+/** Checks the agent's settings from the config file and flags, as `knarr daemon` would start with them; throws naming the field. */
+export function checkDaemonSettings(ctx: Context, opts: Record<string, unknown> = {}): void {
+  settingsOf(opts, ctx.config, ctx);
+}
+
 /**
  * `knarr daemon`: the agent. Registers this host under an etcd lease, keeps it and the host's load
  * fresh, serves the token-protected API; SIGTERM (or SIGINT) gives the lease back and exits 0;
@@ -38,6 +43,7 @@ const settingsOf = (opts: Record<string, unknown>, config: Config, ctx: Context)
  */
 export const daemon: Handler = async ({ opts }, ctx) => {
   let settings = settingsOf(opts, ctx.config, ctx);
+  if (ctx.runner.dryRun) throw dryRunRefused('knarr daemon', 'the agent exists to change this host (register it, run its jobs and operations); see what it would run with knarr job list and knarr op list --active');
   const tls = await readTls(settings);
   let token = await agentToken(settings.tokenFile);
   if (settings.share !== null && !(await stat(settings.share).then((s) => s.isDirectory(), () => false))) throw new ValidationError('--share', `${settings.share} is not a directory`);

@@ -82,7 +82,7 @@ async function zfsAnswers(runner: Runner): Promise<{ answers: boolean; why: stri
 
 /** The interface of docker's default network when the kernel no longer has it; null when it is there or docker has none. */
 async function defaultBridgeGone(socket: string): Promise<string | null> {
-  const net = await new DockerEngine(socket).call<{ Driver?: string; Options?: Record<string, string> }>('GET', '/networks/bridge', undefined, 3000).catch(() => null);
+  const net = await new DockerEngine(socket, true).call<{ Driver?: string; Options?: Record<string, string> }>('GET', '/networks/bridge', undefined, 3000).catch(() => null);
   if (net?.Driver !== 'bridge') return null;
   const name = net.Options?.['com.docker.network.bridge.name'] || 'docker0';
   return existsSync(`/sys/class/net/${name}`) ? null : name;

@@ -1,15 +1,18 @@
 import { resolve } from 'node:path';
 import { parseDotRef, parseRemoteDotRef, subdotDir } from '../core/dots.js';
-import { ExitCode, KnarrError, ValidationError, isKnarrError } from '../core/errors.js';
-import { validatePath } from '../core/names.js';
+import { ConflictError, ExitCode, KnarrError, ValidationError, isKnarrError } from '../core/errors.js';
+import { validatePath, validatePoolName } from '../core/names.js';
+import { parseDeviceList } from '../core/pool.js';
+import { isEtcdProcess } from '../host/etcd-server.js';
 import { poolInit } from './pool/init.js';
-import { ensureLocalEtcd } from './etcd/local.js';
+import { ensureLocalEtcd, readEtcdState } from './etcd/local.js';
 import { etcdDown } from './etcd/down.js';
 import { dotInit } from './dot/init.js';
 import { dotMount } from './dot/mount.js';
 import { pullDot } from './dot/pull.js';
-import { withDots } from './dot/common.js';
+import { dotHandle, withDots } from './dot/common.js';
 import { readPoolRecord } from '../host/local-state.js';
+import type { DotRecord } from '../core/dots.js';
 import type { DotRepo } from '../state/dots.js';
 import { optBool, optList, optString, type CommandResult, type Context, type Handler } from './types.js';
 
@@ -45,11 +48,12 @@ interface BootDot {
   seed: ReturnType<typeof parseRemoteDotRef> | null;
 }
 
-interface BootPlan extends BootDot {
+interface BootPlan {
   devices: string[];
   driver: string | undefined;
   pool: string | undefined;
-  mountpoint: string;
+  /** Null in the service form (`--daemon` without `--dot`): pool and etcd only. */
+  dot: (BootDot & { mountpoint: string }) | null;
   daemon: boolean;
 }
 
@@ -57,6 +61,7 @@ interface BootPlan extends BootDot {
 async function bringUpDot(ctx: Context, repo: DotRepo, d: BootDot, poolName: string): Promise<string> {
   const existing = await step(ctx, 'dot', `dot ${d.ref.dot}`, () => repo.get(d.ref.dot));
   if (existing) {
+    await step(ctx, 'dot', `data of dot ${d.ref.dot}`, () => checkDotData(ctx, existing, subdotDir(d.ref.subdot)));
     if (existing.subdots.includes(subdotDir(d.ref.subdot))) return 'kept';
     await step(ctx, 'dot', `subdot ${d.dotText}`, () => dotInit({ args: [d.dotText], opts: {} }, ctx));
     return 'kept (subdot created)';
@@ -86,68 +91,138 @@ async function planBoot(ctx: Context, b: BootPlan): Promise<CommandResult> {
   let etcdRuns = false;
   if (poolHere) etcdRuns = (await ensureLocalEtcd(ctx, { pool: poolName })).action === 'running';
   else note(`etcd up --pool ${poolName}: once the pool is there`);
-  let dotAction = 'decided at boot';
-  if (etcdRuns) {
-    dotAction = await withDots(ctx, (repo) => bringUpDot(ctx, repo, b, poolName));
-    if (dotAction === 'kept') await dotMount({ args: [b.dotText, b.mountpoint], opts: {} }, ctx);
-    else note(`mount ${b.dotText} at ${b.mountpoint}`);
-  } else {
-    note(`dot ${b.dotText}: kept if the pool has it, else ${b.seed ? `pulled from ${b.seedText}` : 'created'} (decided once etcd runs on the pool)`);
-    note(`mount ${b.dotText} at ${b.mountpoint}`);
+  let dotAction: string | null = null;
+  const d = b.dot;
+  if (d && etcdRuns) {
+    dotAction = await withDots(ctx, (repo) => bringUpDot(ctx, repo, d, poolName));
+    if (dotAction === 'kept') await dotMount({ args: [d.dotText, d.mountpoint], opts: {} }, ctx);
+    else note(`mount ${d.dotText} at ${d.mountpoint}`);
+  } else if (d) {
+    dotAction = 'decided at boot';
+    note(`dot ${d.dotText}: kept if the pool has it, else ${d.seed ? `pulled from ${d.seedText}` : 'created'} (decided once etcd runs on the pool)`);
+    note(`mount ${d.dotText} at ${d.mountpoint}`);
   }
-  if (!b.daemon) note('etcd down');
-  return { data: { pool: poolName, poolHere, etcdRunning: etcdRuns, dot: b.dotText, dotAction, mountpoint: b.mountpoint, daemon: b.daemon } };
+  if (b.daemon) note(`run until SIGTERM${agentConfigured(ctx) ? ' with the agent' : ''}, then etcd down`);
+  else note('etcd down');
+  return { data: { pool: poolName, poolHere, etcdRunning: etcdRuns, dot: d?.dotText ?? null, dotAction, mountpoint: d?.mountpoint ?? null, daemon: b.daemon } };
+}
+
+/** The config file's `daemon:` section asks for the agent: `onboot --daemon` runs it too. */
+function agentConfigured(ctx: Context): boolean {
+  return Object.keys(ctx.config.daemon).length > 0;
+}
+
+/**
+ * `--daemon` after the boot: runs the agent when one is configured, else just waits, until SIGTERM;
+ * meanwhile etcd is started again should it die. The timer also keeps the process alive: a promise
+ * waiting on a signal alone does not.
+ */
+async function serveUntilSignal(ctx: Context, poolName: string): Promise<void> {
+  let checking: Promise<void> = Promise.resolve();
+  const watch = async () => {
+    const state = await readEtcdState(ctx);
+    if (ctx.signal.aborted || (state && (await isEtcdProcess(state.pid)))) return;
+    ctx.events.warn('onboot: etcd stopped; starting it again');
+    await ensureLocalEtcd(ctx, { pool: poolName });
+  };
+  const timer = setInterval(() => {
+    checking = checking.then(watch).catch((e: Error) => ctx.events.warn(`onboot: could not start etcd again: ${e.message}`));
+  }, 2000);
+  try {
+    if (agentConfigured(ctx)) {
+      const { daemon } = await import('./daemon.js');
+      await daemon({ args: [], opts: {} }, ctx);
+    } else {
+      await new Promise<void>((res) => (ctx.signal.aborted ? res() : ctx.signal.addEventListener('abort', () => res(), { once: true })));
+    }
+  } finally {
+    clearInterval(timer);
+    await checking;
+  }
+}
+
+/**
+ * A dot the store has must have its data where its pool is mounted: a state directory other than
+ * the one that made the pool would otherwise mount an empty directory and call it kept.
+ */
+async function checkDotData(ctx: Context, dot: DotRecord, sub: string): Promise<void> {
+  const h = await dotHandle(ctx, dot);
+  const expected = dot.subdots.includes(sub) ? [sub] : dot.subdots;
+  const found = await h.storage.listSubdirs(h.ref());
+  if (expected.length === 0 || expected.some((s) => found.includes(s))) return;
+  const path = h.storage.branchPath(h.ref());
+  throw new ConflictError(`dot ${dot.name} is in the store, but its data is not at ${path} on pool ${h.pool.name}`, {
+    hint: `check where the pool is mounted (knarr pool status ${h.pool.name}) and that --state-dir is the one that made it; nothing was mounted`,
+  });
 }
 
 /**
  * `knarr onboot`: the dm-linuxkit flow for a LinuxKit onboot container. Idempotent: at every boot it
  * imports the pool, brings etcd up, keeps a dot that exists (a seed never overwrites local state),
- * else pulls it from --seed, else inits it, and mounts it; then stops etcd unless --daemon.
+ * else pulls it from --seed, else inits it, and mounts it; then stops etcd, or with --daemon first runs
+ * (etcd kept up, the agent when configured) until SIGTERM. Without --dot, --daemon is the service form.
  */
 export const onboot: Handler = async ({ opts }, ctx) => {
-  const devices = optList(opts, 'storageDevice');
-  if (devices.length === 0) throw new ValidationError('--storage-device', 'give the device(s) for the pool, e.g. --storage-device /dev/nvme0n1,/dev/nvme1n1');
-  const dotText = optString(opts, 'dot');
-  if (dotText === undefined) throw new ValidationError('--dot', 'give the dot to bring up, e.g. --dot postgres or --dot myapp.postgres');
-  const ref = parseDotRef('--dot', dotText);
-  const mountText = optString(opts, 'mountpoint');
-  if (mountText === undefined) throw new ValidationError('--mountpoint', 'give where to mount the dot, e.g. --mountpoint /var/lib/postgresql');
-  const mountpoint = validatePath('--mountpoint', resolve(ctx.cwd, mountText));
-  const seedText = optString(opts, 'seed');
-  const seed = seedText === undefined ? null : parseRemoteDotRef('--seed', seedText);
-  if (seed && seed.dot !== ref.dot) {
-    throw new ValidationError('--seed', `seeds dot ${seed.dot}, but --dot names ${ref.dot}; a seed brings in the whole dot, subdots included`);
-  }
+  // --zpool-device is the dm-linuxkit spelling of --storage-device.
+  const deviceFlags = [...optList(opts, 'storageDevice'), ...optList(opts, 'zpoolDevice')];
+  if (deviceFlags.length === 0) throw new ValidationError('--storage-device', 'give the device(s) for the pool, e.g. --storage-device /dev/nvme0n1,/dev/nvme1n1');
+  const devices = parseDeviceList(optList(opts, 'storageDevice').length > 0 ? '--storage-device' : '--zpool-device', deviceFlags, ctx.cwd);
+  const poolOpt = optString(opts, 'pool');
+  if (poolOpt !== undefined) validatePoolName('--pool', poolOpt);
   const daemon = optBool(opts, 'daemon');
-  if (ctx.runner.dryRun) return planBoot(ctx, { devices, driver: optString(opts, 'driver'), pool: optString(opts, 'pool'), dotText, ref, seedText, seed, mountpoint, daemon });
+  const dotText = optString(opts, 'dot');
+  const mountText = optString(opts, 'mountpoint');
+  let dot: BootPlan['dot'] = null;
+  if (dotText === undefined) {
+    if (!daemon) throw new ValidationError('--dot', 'give the dot to bring up, e.g. --dot postgres or --dot myapp.postgres (or --daemon alone to keep pool and etcd up)');
+    if (mountText !== undefined) throw new ValidationError('--mountpoint', 'mounts a dot; give --dot too');
+    if (optString(opts, 'seed') !== undefined) throw new ValidationError('--seed', 'seeds a dot; give --dot too');
+  } else {
+    const ref = parseDotRef('--dot', dotText);
+    if (mountText === undefined) throw new ValidationError('--mountpoint', 'give where to mount the dot, e.g. --mountpoint /var/lib/postgresql');
+    const mountpoint = validatePath('--mountpoint', resolve(ctx.cwd, mountText));
+    const seedText = optString(opts, 'seed');
+    const seed = seedText === undefined ? null : parseRemoteDotRef('--seed', seedText);
+    if (seed && seed.dot !== ref.dot) {
+      throw new ValidationError('--seed', `seeds dot ${seed.dot}, but --dot names ${ref.dot}; a seed brings in the whole dot, subdots included`);
+    }
+    dot = { dotText, ref, seedText, seed, mountpoint };
+  }
+  if (daemon && agentConfigured(ctx)) {
+    // The agent's settings are checked before the boot changes anything.
+    const { checkDaemonSettings } = await import('./daemon.js');
+    checkDaemonSettings(ctx);
+  }
+  const plan: BootPlan = { devices, driver: optString(opts, 'driver'), pool: poolOpt, dot, daemon };
+  if (ctx.runner.dryRun) return planBoot(ctx, plan);
 
-  const pool = await step(ctx, 'pool', 'pool', () =>
-    poolInit({ args: [], opts: { device: devices, driver: optString(opts, 'driver'), name: optString(opts, 'pool') } }, ctx),
-  );
+  const pool = await step(ctx, 'pool', 'pool', () => poolInit({ args: [], opts: { device: devices, driver: plan.driver, name: poolOpt } }, ctx));
   const poolName = (pool.data as { name: string }).name;
   const etcd = await step(ctx, 'etcd', 'etcd on the pool', () => ensureLocalEtcd(ctx, { pool: poolName }));
 
-  let dotAction: string;
+  let dotAction: string | null = null;
   try {
-    dotAction = await withDots(ctx, (repo) => bringUpDot(ctx, repo, { dotText, ref, seedText, seed }, poolName));
-    await step(ctx, 'mount', `mount at ${mountpoint}`, () => dotMount({ args: [dotText, mountpoint], opts: {} }, ctx));
+    if (dot) {
+      const d = dot;
+      dotAction = await withDots(ctx, (repo) => bringUpDot(ctx, repo, d, poolName));
+      await step(ctx, 'mount', `mount at ${d.mountpoint}`, () => dotMount({ args: [d.dotText, d.mountpoint], opts: {} }, ctx));
+    }
+    if (daemon) {
+      ctx.events.step(`onboot: up; running until SIGTERM${agentConfigured(ctx) ? ' with the agent' : ''}`);
+      ctx.events.done();
+      await serveUntilSignal(ctx, poolName);
+    }
   } catch (e) {
     // Oneshot or not, a failed boot does not leave etcd running behind it.
-    if (!daemon) await etcdDown({ args: [], opts: {} }, ctx).catch(() => undefined);
+    await etcdDown({ args: [], opts: {} }, ctx).catch(() => undefined);
     throw e;
   }
 
-  const result = { pool: poolName, poolAction: (pool.data as { action: string }).action, etcd: etcd.action, dot: dotText, dotAction, mountpoint, daemon };
-  if (daemon) {
-    ctx.events.step('onboot: up; running until SIGTERM');
-    ctx.events.done();
-    await new Promise<void>((res) => (ctx.signal.aborted ? res() : ctx.signal.addEventListener('abort', () => res(), { once: true })));
-  }
+  const result = { pool: poolName, poolAction: (pool.data as { action: string }).action, etcd: etcd.action, dot: dot?.dotText ?? null, dotAction, mountpoint: dot?.mountpoint ?? null, daemon };
   ctx.events.step('onboot: stopping etcd');
   await etcdDown({ args: [], opts: {} }, ctx);
   ctx.events.done();
-  return {
-    data: result,
-    view: { kind: 'fields', fields: [['pool', `${poolName} (${result.poolAction})`], ['etcd', result.etcd], ['dot', `${dotText} (${dotAction})`], ['mountpoint', mountpoint]] },
-  };
+  const fields: [string, string][] = [['pool', `${poolName} (${result.poolAction})`], ['etcd', result.etcd]];
+  if (dot) fields.push(['dot', `${dot.dotText} (${dotAction})`], ['mountpoint', dot.mountpoint]);
+  return { data: result, view: { kind: 'fields', fields } };
 };

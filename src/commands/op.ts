@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
-import { ConflictError, FailureError, InterruptedError, NotFoundError, OperationFailedError, UserError, ValidationError } from '../core/errors.js';
+import { ConflictError, dryRunRefused, FailureError, InterruptedError, NotFoundError, OperationFailedError, PrerequisiteError, UserError, ValidationError } from '../core/errors.js';
 import { describeOp, isOpId, isTerminal, parseAge, type OpRecord } from '../core/ops.js';
-import { OpRunner, waitForOp } from '../ops/runner.js';
+import { OpRunner, planOperation, waitForOp } from '../ops/runner.js';
 import { HostRepo } from '../state/hosts.js';
 import { collectGarbage } from '../state/gc.js';
 import { OpRepo } from '../state/ops.js';
@@ -47,35 +47,59 @@ export async function runOperation(ctx: Context, store: Store, kind: string, arg
       throw new ConflictError(`cluster ${args.name} of user ${args.user} has ${busy.id} (${busy.kind}) ${busy.status}`, { hint: `wait for it: knarr op wait ${busy.id}; or take it back: knarr op cancel ${busy.id}` });
     }
   }
-  const op = await repo.submit(kind, args, host);
   const detach = optBool(opts, 'detach');
-  const agentUp = (await new HostRepo(store, ctx.config.fleet).get(host))?.up === true;
-  const submitted: CommandResult = { data: op, view: { kind: 'lines', lines: [op.id] } };
-  if (!agentUp && host !== (await thisHost(ctx.config.stateDir))) {
-    ctx.events.warn(`host ${host} has no agent up: ${op.id} waits for it`);
-    return submitted;
+  const hosts = new HostRepo(store, ctx.config.fleet);
+  const here = await thisHost(ctx.config.stateDir);
+  const agentUp = (await hosts.get(host))?.up === true;
+  // Without --detach the command ends when the operation does: an operation nobody would run now is not queued at all.
+  if (!detach && !agentUp && host !== here) {
+    throw new PrerequisiteError(`host ${host} has no agent up to run ${kind}; nothing was queued`, { hint: `start its agent (knarr daemon on ${host}), or add --detach to queue it for when the agent is back` });
   }
+  if (ctx.runner.dryRun) {
+    // Planned, not queued: nothing is written, no runner is started.
+    const argsText = Object.entries(args).filter(([k, v]) => k !== 'authorizedKeys' && v !== '' && v !== 0).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
+    ctx.runner.note(`queue operation ${kind} (${argsText.join(' ')}) for host ${host}; ${agentUp ? 'its agent runs it' : detach ? 'a background knarr op run runs it' : 'this command runs it'}`);
+    // Its steps as this host stands now; another host's, or a kind that decides as it goes, stays one line.
+    if (host === here && !(await planOperation(ctx, store, kind, args, host))) ctx.runner.note(`${kind}'s commands depend on what it allocates as it runs (ids, addresses, volumes)`);
+    return { data: { planned: true, kind, args, host } };
+  }
+  const op = await repo.submit(kind, args, host);
   if (detach) {
-    if (!agentUp) {
+    if (!agentUp && host !== here) ctx.events.warn(`host ${host} has no agent up: ${op.id} waits for it`);
+    else if (!agentUp) {
       await ctx.runner.spawnDetached([process.execPath, BIN, 'op', 'run', op.id], {
         logFile: `${ctx.config.stateDir}/log/ops.log`,
-        env: { KNARR_STATE_DIR: ctx.config.stateDir, KNARR_FLEET: ctx.config.fleet, KNARR_ETCD: ctx.config.etcd.join(','), ...(ctx.config.configFile ? { KNARR_CONFIG: ctx.config.configFile } : {}) },
+        env: { KNARR_STATE_DIR: ctx.config.stateDir, KNARR_FLEET: ctx.config.fleet, ...(ctx.config.etcd.length > 0 ? { KNARR_ETCD: ctx.config.etcd.join(',') } : {}), ...(ctx.config.configFile ? { KNARR_CONFIG: ctx.config.configFile } : {}) },
       });
     }
-    return submitted;
+    return { data: op, view: { kind: 'lines', lines: [op.id] } };
   }
-  if (!agentUp) {
-    await runInline(ctx, store);
-    const ran = await repo.get(op.id);
-    // Run here to its end: nothing to wait for.
-    if (ran && isTerminal(ran.status)) return opResult(ran);
-    if (ctx.signal.aborted) throw new InterruptedError(`interrupted: ${op.id} stays where it got`, { hint: `resume it with: knarr op run ${op.id}; or take it back with: knarr op cancel ${op.id}` });
+  let shown = '';
+  const onChange = (o: OpRecord) => {
+    // Each wait below starts afresh: the same progress is not shown again.
+    if (describeOp(o) !== shown) ctx.events.step((shown = describeOp(o)));
+  };
+  for (;;) {
+    if (!(await hosts.get(host))?.up && !(await repo.claimed(op.id))) {
+      // No agent holds it (none was up, or the agent went away meanwhile): this host's operation runs here; another host's is left queued, and that is no success.
+      if (host !== here) throw new FailureError(`the agent of ${host} went away before ${op.id} (${kind}) ended; it runs when that agent is back`, { hint: `follow it with: knarr op wait ${op.id}; or take it back: knarr op cancel ${op.id}` });
+      await runInline(ctx, store);
+      const ran = await repo.get(op.id);
+      // Run here to its end: nothing to wait for.
+      if (ran && isTerminal(ran.status)) return opResult(ran);
+      if (ctx.signal.aborted) throw new InterruptedError(`interrupted: ${op.id} stays where it got`, { hint: `resume it with: knarr op run ${op.id}; or take it back with: knarr op cancel ${op.id}` });
+    }
+    const end = await waitForOp(repo, op.id, onChange, ctx.signal, AGENT_CHECK_MS);
+    if (isTerminal(end.status)) {
+      ctx.events.done();
+      return opResult(end);
+    }
+    if (ctx.signal.aborted) throw new InterruptedError(`interrupted: ${op.id} goes on`, { hint: `follow it with: knarr op wait ${op.id}` });
   }
-  const end = await waitForOp(repo, op.id, (o) => ctx.events.step(describeOp(o)), ctx.signal);
-  ctx.events.done();
-  if (!isTerminal(end.status)) throw new FailureError(`stopped waiting; ${op.id} goes on`, { hint: `follow it with: knarr op wait ${op.id}` });
-  return opResult(end);
 }
+
+/** How often a command waiting on an agent checks that the agent is still there to run its operation. */
+const AGENT_CHECK_MS = 5000;
 
 async function requireOp(repo: OpRepo, id: string): Promise<OpRecord> {
   if (!isOpId(id)) throw new ValidationError('OP', `${JSON.stringify(id)} is not an operation id (op-000042)`);
@@ -121,6 +145,10 @@ export const opCancel: Handler = async ({ args }, ctx) =>
   withOps(ctx, async (repo, store) => {
     const op = await requireOp(repo, args[0] as string);
     if (isTerminal(op.status)) throw new ConflictError(`${op.id} has already ended (${op.status})`);
+    if (ctx.runner.dryRun) {
+      ctx.runner.note(op.status === 'queued' ? `mark ${op.id} (${op.kind}) cancelled; it never runs` : `ask ${op.id} (${op.kind}) to cancel; it stops at its next step and is undone`);
+      return { data: { ...op, planned: true } };
+    }
     const next = await repo.update(op.id, (o) => (o.status === 'queued' ? { ...o, status: 'cancelled', cancelRequested: true, finishedAt: new Date().toISOString(), progress: { ...o.progress, message: 'cancelled before it ran' } } : { ...o, cancelRequested: true }));
     // A running operation whose runner died is undone by the next runner: here, when that is this CLI.
     if (next?.status === 'running' && op.host === (await thisHost(ctx.config.stateDir)) && !(await repo.claimed(op.id)) && !(await new HostRepo(store, ctx.config.fleet).get(op.host))?.up) await runInline(ctx, store);
@@ -132,6 +160,7 @@ export const opCancel: Handler = async ({ args }, ctx) =>
 export const opRun: Handler = async ({ args }, ctx) =>
   withOps(ctx, async (repo, store) => {
     const op = await requireOp(repo, args[0] as string);
+    if (ctx.runner.dryRun) throw dryRunRefused('knarr op run', `it runs operations already queued; see what ${op.id} is with: knarr op show ${op.id}`);
     if (op.host !== (await thisHost(ctx.config.stateDir))) throw new UserError(`${op.id} belongs to host ${op.host}; run it there`);
     await runInline(ctx, store);
     return opResult((await repo.get(op.id)) ?? op);

@@ -142,6 +142,11 @@ function splitList(v: string): string[] {
     .filter((s) => s !== '');
 }
 
+/** The URL with its password hidden, for messages. */
+function redactUserinfo(url: string): string {
+  return url.replace(/\/\/([^/@]*)@/, (_, info: string) => `//${info.includes(':') ? `${info.split(':')[0]}:***` : info}@`);
+}
+
 function validateEndpoint(field: string, url: string): string {
   let parsed: URL;
   try {
@@ -152,6 +157,14 @@ function validateEndpoint(field: string, url: string): string {
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     throw new ValidationError(field, `${JSON.stringify(url)} must use http:// or https://`);
   }
+  // The gateway client speaks to the endpoint's root, without credentials: anything else would fail later as a bare 401 or 404.
+  if (parsed.username !== '' || parsed.password !== '') {
+    throw new ValidationError(field, `${JSON.stringify(redactUserinfo(url))} carries a user and password; knarr does not log in to etcd: give http(s)://HOST:PORT (secure the fleet's etcd with TLS and a firewall)`);
+  }
+  if (parsed.pathname !== '/' && parsed.pathname !== '' && parsed.pathname.replace(/\/+$/, '') !== '') {
+    throw new ValidationError(field, `${JSON.stringify(url)} has a path (${parsed.pathname}); an etcd endpoint is http(s)://HOST:PORT`);
+  }
+  if (parsed.search !== '' || parsed.hash !== '') throw new ValidationError(field, `${JSON.stringify(url)} has a query or fragment; an etcd endpoint is http(s)://HOST:PORT`);
   return url.replace(/\/+$/, '');
 }
 
@@ -178,7 +191,8 @@ export function validateConfigFile(file: string, raw: unknown): Record<string, u
   }
   const obj = raw as Record<string, unknown>;
   for (const [key, value] of Object.entries(obj)) {
-    const kind = FILE_KEYS[key];
+    // Own keys only: "__proto__" or "constructor" must not pass as known through the prototype.
+    const kind = Object.hasOwn(FILE_KEYS, key) ? FILE_KEYS[key] : undefined;
     const field = `${file}: ${key}`;
     if (!kind) throw new ValidationError(field, `unknown setting; known settings are ${Object.keys(FILE_KEYS).join(', ')}`);
     if (kind === 'string' && typeof value !== 'string') throw new ValidationError(field, 'must be a string');
@@ -223,13 +237,16 @@ export function resolveConfig(
   const stateDir = validatePath('--state-dir', stateDirRaw.startsWith('/') ? stateDirRaw : `${cwd}/${stateDirRaw}`).replace(/\/+$/, '') || '/';
 
   const fileEtcd = file.etcd === undefined ? undefined : typeof file.etcd === 'string' ? splitList(file.etcd) : (file.etcd as string[]);
-  const etcdRaw = pick(
-    flags.etcd !== undefined ? splitList(flags.etcd) : undefined,
-    env[ENV_VARS.etcd] ? splitList(env[ENV_VARS.etcd]!) : undefined,
-    fileEtcd,
-    [...DEFAULTS.etcd],
-  );
-  const etcd = etcdRaw.map((u) => validateEndpoint('--etcd', u));
+  // An empty value (a script's unset variable) must not quietly mean a new, empty managed store.
+  const endpoints = (field: string, v: string | undefined): string[] | undefined => {
+    if (v === undefined) return undefined;
+    const list = splitList(v);
+    if (list.length === 0) throw new ValidationError(field, `is empty; give the fleet's endpoints (e.g. http://10.0.0.1:2379), or leave ${field} out for this host's managed etcd`);
+    return list;
+  };
+  const etcdField = flags.etcd !== undefined ? '--etcd' : env[ENV_VARS.etcd] !== undefined ? ENV_VARS.etcd : `${configFile ?? 'config'}: etcd`;
+  const etcdRaw = pick(endpoints('--etcd', flags.etcd), endpoints(ENV_VARS.etcd, env[ENV_VARS.etcd]), fileEtcd, [...DEFAULTS.etcd]);
+  const etcd = etcdRaw.map((u) => validateEndpoint(etcdField, u));
 
   const fleet = validateName('--fleet', pick(flags.fleet, env[ENV_VARS.fleet] || undefined, file.fleet as string | undefined, DEFAULTS.fleet));
 

@@ -69,7 +69,7 @@ export function resolveDaemonSettings(
   if (tagsP !== null) {
     const raw = typeof tagsP.value === 'string' ? [tagsP.value] : tagsP.value;
     if (!Array.isArray(raw) || !raw.every((t) => typeof t === 'string')) throw new ValidationError(tagsP.field, 'must be a list of tags or one comma-separated string');
-    tags = validateTags(tagsP.field, raw.flatMap((t: string) => t.split(',')).map((t) => t.trim()).filter(Boolean));
+    tags = validateTags(tagsP.field, raw.flatMap((t: string) => t.split(',')).map((t) => t.trim()));
   }
 
   const listenP = str('listen', 'listen');

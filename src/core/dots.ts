@@ -1,4 +1,5 @@
 import { ValidationError } from './errors.js';
+import { whitespaceIn } from './names.js';
 
 /** The subdirectory of a dot's filesystem that a bare DOT (no ".subdot") names, as dotmesh's __default__. */
 export const DEFAULT_SUBDOT = '__default__';
@@ -13,7 +14,8 @@ function checkPart(field: string, whole: string, part: string, what: string): vo
   if (whole.startsWith('-')) throw new ValidationError(field, `${shown} starts with "-"; start with a letter or digit`);
   if (whole.includes('/')) throw new ValidationError(field, `${shown} contains "/"; use "-" or "_" instead`);
   if (whole.includes('@')) throw new ValidationError(field, `${shown} contains "@"; "@" separates a branch only in REMOTE/DOT@BRANCH`);
-  if (/\s/.test(whole)) throw new ValidationError(field, `${shown} contains a space; use "-" or "_" instead`);
+  const blank = whitespaceIn(whole);
+  if (blank) throw new ValidationError(field, `${shown} contains ${blank}; use "-" or "_" instead`);
   if (whole.includes('..')) throw new ValidationError(field, `${shown} contains ".."; a single "." separates a dot from its subdot`);
   if (part === '') throw new ValidationError(field, `${shown} has an empty ${what} name`);
   if (!PART_RE.test(part)) {

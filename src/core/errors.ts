@@ -168,6 +168,18 @@ export class InternalError extends KnarrError {
   }
 }
 
+/** Under --dry-run, a command tried to change something (etcd, docker, an agent) instead of planning it: a bug, and nothing was changed. */
+export class DryRunWriteError extends InternalError {
+  constructor(what: string) {
+    super(`--dry-run: this command tried to ${what}; it was refused and nothing was changed`, { hint: 'this is a bug in knarr: the command should plan under --dry-run, or refuse it' });
+  }
+}
+
+/** A command that cannot say what it would do without doing it. */
+export function dryRunRefused(command: string, why: string): UserError {
+  return new UserError(`${command} does not support --dry-run: ${why}`, { hint: `run it without --dry-run` });
+}
+
 export function isKnarrError(err: unknown): err is KnarrError {
   return err instanceof KnarrError;
 }

@@ -1,4 +1,5 @@
 import { ValidationError } from './errors.js';
+import { isTag } from './names.js';
 import type { JobSpec } from './job-spec.js';
 import type { HostView, JobRequest } from './scheduler.js';
 
@@ -57,10 +58,11 @@ export function admit(join: JoinRecord, fleetToken: string | null): JoinRecord {
   return { ...join, state: 'init', at };
 }
 
-const TAG_RE = /^[A-Za-z0-9_.:=-]{1,64}$/;
-
 export function validateTags(field: string, tags: string[]): string[] {
-  for (const t of tags) if (!TAG_RE.test(t)) throw new ValidationError(field, `${JSON.stringify(t)} is not a tag; use letters, digits and _ . : = -`);
+  for (const t of tags) {
+    if (t === '') throw new ValidationError(field, 'an empty tag (an empty value or a doubled comma); give tags like ssd,zone=eu');
+    if (!isTag(t)) throw new ValidationError(field, `${JSON.stringify(t)} is not a tag; start with a letter or digit, then use letters, digits and _ . : = - (at most 64)`);
+  }
   return [...new Set(tags)].sort();
 }
 

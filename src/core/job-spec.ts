@@ -1,11 +1,22 @@
 import { ValidationError } from './errors.js';
 import { parseDotRef } from './dots.js';
+import { isTag } from './names.js';
 import { parseSize } from './size.js';
+import { flowNestingDepth } from './yaml-lite.js';
 
 /**
  * Job specs (`knarr job run -f job.yaml`, or flags): checked as a whole, so one run reports every
  * problem, each with its field path (`ports[1].host`, `env.DEBUG`), before anything runs.
  */
+
+/** How deep a spec file's [ ] and { } may nest: a job spec needs three levels, the YAML parser overflows its stack near a thousand. */
+export const MAX_SPEC_NESTING = 32;
+
+/** Refuses a spec text nested deeper than any job spec is, before a parser recurses into it. */
+export function checkSpecNesting(field: string, text: string): void {
+  const depth = flowNestingDepth(text);
+  if (depth > MAX_SPEC_NESTING) throw new ValidationError(field, `nested ${depth} levels deep; a job spec nests at most ${MAX_SPEC_NESTING} (is this the right file?)`);
+}
 
 export interface PortSpec {
   host: number;
@@ -194,7 +205,7 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
 
   const links = stringList(p, 'links', raw.links, (s) => (JOB_NAME_RE.test(s) ? null : `${JSON.stringify(s)} is not a service name`));
   // Hosts' tags are at most 64 characters: a longer one could never match.
-  const tags = stringList(p, 'tags', raw.tags, (s) => (/^[A-Za-z0-9_.:=-]{1,64}$/.test(s) ? null : `${JSON.stringify(s)} is not a tag (letters, digits, _ . : = -, at most 64)`));
+  const tags = stringList(p, 'tags', raw.tags, (s) => (isTag(s) ? null : `${JSON.stringify(s)} is not a tag (a letter or digit, then letters, digits, _ . : = -, at most 64)`));
   let host: string | null = null;
   if (raw.host !== undefined) {
     if (typeof raw.host !== 'string' || raw.host === '') p.add('host', 'must be a host name');

@@ -5,6 +5,23 @@ const NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]*$/;
 /** Names ZFS reserves for vdev keywords; refused for every driver so a pool can move between them. */
 const RESERVED_POOL_NAMES = new Set(['mirror', 'raidz', 'raidz1', 'raidz2', 'raidz3', 'spare', 'log', 'cache', 'draid']);
 
+const TAG_RE = /^[A-Za-z0-9][A-Za-z0-9_.:=-]{0,63}$/;
+
+/** A host tag: a letter or digit, then letters, digits and _ . : = -, at most 64 characters. */
+export function isTag(s: string): boolean {
+  return TAG_RE.test(s);
+}
+
+/** What whitespace or control character a name holds, said as an operator would ("a newline"), or null. */
+export function whitespaceIn(value: string): string | null {
+  const m = /[\s\x00-\x1f\x7f]/.exec(value);
+  if (!m) return null;
+  if (m[0] === '\n' || m[0] === '\r') return 'a newline';
+  if (m[0] === '\t') return 'a tab';
+  if (m[0] === ' ') return 'a space';
+  return /[\x00-\x1f\x7f]/.test(m[0]) ? 'a control character' : 'a space';
+}
+
 /**
  * Checks a name used as a pool, volume, host or fleet identifier.
  * The message names the field and says how to fix it, in one line.
@@ -18,7 +35,8 @@ export function validateName(field: string, value: string, maxLength = 64): stri
   if (value.startsWith('-')) throw new ValidationError(field, `${shown} starts with "-"; start with a letter`);
   if (value.includes('/')) throw new ValidationError(field, `${shown} contains "/"; use "-" or "_" instead`);
   if (value.includes('..')) throw new ValidationError(field, `${shown} contains ".."; use a single "." or "-"`);
-  if (/\s/.test(value)) throw new ValidationError(field, `${shown} contains a space; use "-" or "_" instead`);
+  const blank = whitespaceIn(value);
+  if (blank) throw new ValidationError(field, `${shown} contains ${blank}; use "-" or "_" instead`);
   if (!NAME_RE.test(value)) {
     throw new ValidationError(
       field,

@@ -20,6 +20,9 @@ export interface PoolSpec {
   path: string | null;
   mountpoint: string;
   force: boolean;
+  /** This host made the pool (it has its record): it is imported, never made again on devices that do not carry it. */
+  madeHere?: boolean;
+  uuid?: string | null;
 }
 
 /** What knarr keeps about a pool on the host (the pool carries etcd, so it cannot live in etcd). */
@@ -31,6 +34,8 @@ export interface PoolRecord {
   path: string | null;
   mountpoint: string;
   createdAt: string;
+  /** The pool's id as its devices carry it (see blkid); devices are found by it when their names change. */
+  uuid?: string | null;
 }
 
 /** `pool init` flags as given; undefined where the operator gave nothing. */
@@ -65,6 +70,17 @@ function absolute(field: string, value: string, cwd: string): string {
   return validatePath(field, value.startsWith('/') ? value : `${cwd}/${value}`.replace(/\/\.\//g, '/'));
 }
 
+/** Device flags as given (repeated, comma-separated) to absolute paths, each once; field names the flag in errors. */
+export function parseDeviceList(field: string, given: readonly string[], cwd: string): string[] {
+  const devices = given.flatMap((d) => d.split(',')).map((d) => d.trim());
+  devices.forEach((d) => {
+    if (d === '') throw new ValidationError(field, 'an empty device path; give paths like /dev/sdb,/dev/sdc');
+  });
+  const devicePaths = devices.map((d) => absolute(field, d, cwd));
+  if (new Set(devicePaths).size !== devicePaths.length) throw new ValidationError(field, 'a device is listed twice');
+  return devicePaths;
+}
+
 /**
  * Turns `pool init` flags into a PoolSpec, or throws naming the field; pure, so bad input
  * is refused before anything on the host is touched. With no device, a loop file is the default.
@@ -72,12 +88,7 @@ function absolute(field: string, value: string, cwd: string): string {
 export function buildPoolSpec(input: PoolInitInput, defaults: PoolDefaults, cwd: string): PoolSpec {
   const name = validatePoolName('--name', input.name ?? defaults.name);
   const driver = parseDriverName('--driver', input.driver ?? defaults.driver);
-  const devices = input.devices.flatMap((d) => d.split(',')).map((d) => d.trim());
-  devices.forEach((d) => {
-    if (d === '') throw new ValidationError('--device', 'an empty device path; give paths like /dev/sdb,/dev/sdc');
-  });
-  const devicePaths = devices.map((d) => absolute('--device', d, cwd));
-  if (new Set(devicePaths).size !== devicePaths.length) throw new ValidationError('--device', 'a device is listed twice');
+  const devicePaths = parseDeviceList('--device', input.devices, cwd);
   const size = input.size !== undefined ? parseSize('--size', input.size) : undefined;
 
   if (driver === 'dir') {
@@ -111,4 +122,31 @@ export function specConflict(record: PoolRecord, spec: PoolSpec, explicit: { dri
     if (had !== want) return `it is on ${had}, not ${want}`;
   }
   return null;
+}
+
+/** What a device holds, by its on-disk signature (blkid). */
+export interface DeviceProbe {
+  path: string;
+  exists: boolean;
+  signature: { type: string; label: string | null; uuid: string | null } | null;
+}
+
+/**
+ * Why the devices do not all carry pool `name` (of the driver's member type, with the pool's id when
+ * known, one id on all), or null when they do: a pool is found by its labels, whatever its devices are called.
+ */
+export function notCarrying(probes: readonly DeviceProbe[], memberType: string | null, name: string, uuid: string | null | undefined): string | null {
+  if (memberType === null) return 'its driver does not find pools by their labels';
+  const ids = new Set<string | null>();
+  const wrong: string[] = [];
+  for (const p of probes) {
+    const s = p.signature;
+    if (!p.exists) wrong.push(`${p.path} does not exist`);
+    else if (s === null) wrong.push(`${p.path} holds nothing`);
+    else if (s.type !== memberType || s.label !== name) wrong.push(`${p.path} holds ${s.type}${s.label ? ` "${s.label}"` : ''}`);
+    else if (uuid && s.uuid !== uuid) wrong.push(`${p.path} holds another pool named ${name} (id ${s.uuid}, not ${uuid})`);
+    else ids.add(s.uuid);
+  }
+  if (wrong.length > 0) return wrong.join('; ');
+  return ids.size > 1 ? `the devices hold ${ids.size} different pools named ${name}` : null;
 }

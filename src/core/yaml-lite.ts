@@ -138,3 +138,23 @@ export function parseSimpleYaml(source: string): unknown {
   // Lines left over sit at an indentation the structure does not explain.
   return doc === DECLINE || at !== lines.length ? undefined : doc;
 }
+
+/** The deepest nesting of [ ] and { } in JSON or flow-style YAML text, outside quoted strings and comments. */
+export function flowNestingDepth(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  let quote: string | null = null;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quote !== null) {
+      if (c === '\\' && quote === '"') i++;
+      else if (c === quote) quote = null;
+    } else if (c === '"' || c === "'") quote = c;
+    else if (c === '#' && (i === 0 || /\s/.test(text[i - 1]!))) {
+      const end = text.indexOf('\n', i);
+      i = end === -1 ? text.length : end;
+    } else if (c === '[' || c === '{') deepest = Math.max(deepest, ++depth);
+    else if ((c === ']' || c === '}') && depth > 0) depth--;
+  }
+  return deepest;
+}

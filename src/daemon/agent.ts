@@ -119,7 +119,8 @@ export class Agent {
     private readonly log: (line: string) => void,
   ) {
     this.tags = opts.tags;
-    this.engine = new DockerEngine(opts.dockerSocket);
+    // The agent never runs under --dry-run (knarr daemon refuses it).
+    this.engine = new DockerEngine(opts.dockerSocket, false);
     this.jobs = new JobRepo(store, opts.fleet);
     this.ambassador = new Ambassador(opts.name, opts.fleet, store, this.jobs, log);
     this.reconciler = new Reconciler({ host: opts.name, machine: hostId(), fleet: opts.fleet, serviceAddress: opts.advertise, prune: opts.prune, dotBinds: opts.dotBinds, hostsWithDots: opts.hostsWithDots, strategy: opts.strategy }, this.engine, this.jobs, hosts, { ambassador: this.ambassador }, log);

@@ -7,7 +7,7 @@ import { request as httpRequest, type ClientRequest, type IncomingMessage, type 
 function request(options: RequestOptions, onResponse?: (res: IncomingMessage) => void): ClientRequest {
   return httpRequest({ ...options, servername: '' } as RequestOptions, onResponse);
 }
-import { EngineError, FailureError, isKnarrError, PrerequisiteError, ValidationError } from '../core/errors.js';
+import { DryRunWriteError, EngineError, FailureError, isKnarrError, PrerequisiteError, ValidationError } from '../core/errors.js';
 import { onJsonLines } from '../core/streams.js';
 
 /** The local Docker Engine socket: DOCKER_HOST when set (a unix:// URL; any other is refused), else the standard path. */
@@ -129,12 +129,17 @@ export interface ContainerCreate {
 export class DockerEngine {
   private version: Promise<string> | undefined;
 
-  /** apiVersion skips the negotiation when the caller already knows what to speak. */
+  /** readOnly (--dry-run): every request but a GET is refused, so nothing reaches the engine that changes it. apiVersion skips the negotiation. */
   constructor(
     readonly socketPath: string,
+    readonly readOnly: boolean,
     apiVersion?: string,
   ) {
     if (apiVersion) this.version = Promise.resolve(apiVersion);
+  }
+
+  private refuseWrite(method: string, path: string): void {
+    if (this.readOnly && method !== 'GET') throw new DryRunWriteError(`send ${method} ${path.split('?')[0]} to the Docker engine`);
   }
 
   /** The API version spoken to this engine: its newest (from the unversioned /_ping), capped at knarr's; asked once. */
@@ -160,6 +165,7 @@ export class DockerEngine {
   }
 
   async call<T = unknown>(method: string, path: string, body?: unknown, timeoutMs = 60_000): Promise<T> {
+    this.refuseWrite(method, path);
     const version = await this.apiVersion();
     return this.send<T>(version, method, path, body, timeoutMs).catch(async (e: unknown) => {
       // The engine was upgraded or downgraded under a long-lived agent: negotiate again, once (a refused request did nothing).
@@ -280,6 +286,7 @@ export class DockerEngine {
 
   /** Attaches before start; resolves to the raw two-way socket (stdout/stderr multiplexed, stdin written to it). */
   async attach(id: string, stdin: boolean): Promise<import('node:net').Socket> {
+    this.refuseWrite('POST', `/containers/${id}/attach`);
     const version = await this.apiVersion();
     return new Promise((resolve, reject) => {
       const req = request({

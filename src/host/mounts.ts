@@ -76,6 +76,8 @@ export async function spaceOf(path: string): Promise<Space> {
 export interface Signature {
   type: string;
   label: string | null;
+  /** The filesystem's or pool's id (the zpool guid, the btrfs fsid): the same on every device of it. */
+  uuid: string | null;
 }
 
 /** Parses `blkid -p -o export` output into the filesystem type and label. */
@@ -87,7 +89,7 @@ export function parseBlkidExport(text: string): Signature | null {
   }
   const type = fields.get('TYPE') ?? fields.get('PTTYPE');
   if (!type) return null;
-  return { type, label: fields.get('LABEL') ?? null };
+  return { type, label: fields.get('LABEL') ?? null, uuid: fields.get('UUID') ?? null };
 }
 
 /** What a device or image file already holds, by its on-disk signature; null for blank. */

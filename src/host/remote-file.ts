@@ -9,6 +9,7 @@ import type { CommitRecord } from '../core/dots.js';
 import { manifestVersion, streamChecksum, validateManifest, type ChecksumAlgorithm, type Manifest, type ManifestCommit, type RemoteEndpoint, type StreamFormat, type StreamSender } from '../core/remote.js';
 import { readJson, writeJsonAtomic } from './local-state.js';
 import type { Runner } from './runner.js';
+import { shellCommand } from '../core/shell.js';
 
 /** Hashes and counts bytes as they pass. */
 export class Tap extends Transform {
@@ -150,7 +151,7 @@ export class FileRemote implements RemoteEndpoint {
       if (!(await stat(this.root)).isDirectory()) throw new ConflictError(`remote ${this.root} is not a directory`);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new NotFoundError(`remote directory ${this.root} does not exist`, { hint: `create it (mkdir -p ${this.root}) or mount the disk that holds it` });
+        throw new NotFoundError(`remote directory ${this.root} does not exist`, { hint: `create it (${shellCommand(['mkdir', '-p', this.root])}) or mount the disk that holds it` });
       }
       throw e;
     }

@@ -6,6 +6,7 @@ import { dirname } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CommandTimeoutError, ExternalCommandError, FailureError, InternalError, InterruptedError, PrerequisiteError, type KnarrError } from '../core/errors.js';
+import { shellCommand } from '../core/shell.js';
 import { stopReading } from '../core/streams.js';
 import { packageFor } from './packages.js';
 
@@ -68,8 +69,6 @@ export interface RunnerOptions {
 export const DEFAULT_KILL_GRACE_MS = 5000;
 /** Captured output beyond this per stream is dropped: a chatty command cannot exhaust knarr's memory. */
 export const DEFAULT_MAX_OUTPUT_BYTES = 16 * 1024 * 1024;
-
-const SAFE_ARG = /^[A-Za-z0-9_\/.:=,@%+^-]+$/;
 
 /** What a process that could not start means to the operator: a missing tool names its package. */
 function spawnFailure(argv: readonly string[], e: NodeJS.ErrnoException): KnarrError {
@@ -147,7 +146,7 @@ function needCommand(argv: readonly string[]): void {
 
 /** Renders argv as a copy-pasteable shell line for --dry-run and --verbose; never executed. */
 export function formatArgv(argv: readonly string[]): string {
-  return argv.map((a) => (SAFE_ARG.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+  return shellCommand(argv);
 }
 
 /**

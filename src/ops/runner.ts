@@ -1,4 +1,4 @@
-import { FailureError, InterruptedError, NotFoundError, OperationFailedError, StoreUnavailableError } from '../core/errors.js';
+import { DryRunWriteError, FailureError, InterruptedError, NotFoundError, OperationFailedError, StoreUnavailableError } from '../core/errors.js';
 import { tryLock } from '../host/lock.js';
 import { describeOp, isTerminal, opId, type OpRecord } from '../core/ops.js';
 import { Wakeup } from '../core/streams.js';
@@ -44,6 +44,8 @@ export interface OpHandler {
   undo(r: OpRun): Promise<void>;
   /** False for kinds that go forward only (start, stop, delete): a failure or cancel leaves what was done. */
   readonly undoes?: boolean;
+  /** Under --dry-run: records on the runner what run would do on this host as it stands, changing nothing. */
+  plan?(r: OpRun): Promise<void>;
 }
 
 /** Handlers by kind, loaded only when an operation of that kind runs. */
@@ -113,6 +115,8 @@ export class OpRunner {
 
   /** Claims and runs one operation; null when another runner has it or it has ended. */
   async execute(id: string): Promise<OpRecord | null> {
+    // Under --dry-run an operation is planned (planOperation), never run: not even its lock file is made.
+    if (this.ctx.runner.dryRun) throw new DryRunWriteError(`run operation ${id}`);
     // Every runner of this host's operations is on this host: a lock here keeps two from running one at once, even after a lease lapsed unnoticed.
     const unlock = await tryLock(`${this.ctx.config.stateDir}/ops/${id}.lock`);
     if (!unlock) return null;
@@ -223,6 +227,20 @@ export class OpRunner {
     this.log(describeOp(op));
     return op;
   }
+}
+
+/**
+ * Under --dry-run: what an operation of kind would do on this host, recorded on the context's runner
+ * (nothing is queued); false for a kind that cannot tell before it runs.
+ */
+export async function planOperation(ctx: Context, store: Store, kind: string, args: Record<string, unknown>, host: string): Promise<boolean> {
+  const handler = await HANDLERS[kind]?.();
+  if (!handler?.plan) return false;
+  const now = new Date().toISOString();
+  const op: OpRecord = { id: 'op-planned', kind, args, host, parent: null, children: [], status: 'queued', progress: { done: 0, total: 0, message: '' }, state: {}, attempts: 0, cancelRequested: false, error: null, result: null, runner: null, createdAt: now, startedAt: null, finishedAt: null };
+  const refused = () => Promise.reject(new Error('a planned operation records nothing'));
+  await handler.plan({ op, ctx, store, save: refused, progress: async () => undefined, checkpoint: async () => undefined, child: refused });
+  return true;
 }
 
 /** Waits until the operation ends, calling onChange as it moves; watches etcd, with a slow re-read as a safety net. */

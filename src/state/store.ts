@@ -1,5 +1,5 @@
 import { Agent, request } from 'node:http';
-import { FailureError, StoreUnavailableError } from '../core/errors.js';
+import { DryRunWriteError, FailureError, StoreUnavailableError } from '../core/errors.js';
 
 /** etcd answered, but refused the request (too large, compacted...): another member would refuse it too. */
 class EtcdRefused extends FailureError {
@@ -220,6 +220,34 @@ export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000
     throw e;
   }
   return store;
+}
+
+/**
+ * The store as --dry-run sees it: reads pass through, every write (and every lease) is refused with
+ * DryRunWriteError, so a command that forgot to plan fails loudly instead of changing the fleet.
+ */
+export function readOnlyStore(store: Store): Store {
+  const refuse = (what: string) => (key?: unknown) => Promise.reject(new DryRunWriteError(`${what}${typeof key === 'string' ? ` ${key}` : ''} in etcd`));
+  return {
+    endpoints: store.endpoints,
+    get: (key) => store.get(key),
+    getVersioned: (key) => store.getVersioned(key),
+    list: (prefix) => store.list(prefix),
+    watch: (prefix, onChange, signal) => store.watch(prefix, onChange, signal),
+    close: () => store.close(),
+    put: refuse('write'),
+    grantLease: refuse('take a lease'),
+    keepAlive: refuse('renew a lease'),
+    revokeLease: refuse('revoke a lease'),
+    createIfAbsent: refuse('create'),
+    transact: (_guards, puts, deletes) => refuse('change')([...puts.map((p) => p.key), ...deletes].join(', ')),
+    createAllIfAbsent: (entries) => refuse('create')(entries.map((e) => e.key).join(', ')),
+    increment: refuse('increment'),
+    putIfUnchanged: refuse('write'),
+    putAllIfUnchanged: (_guard, _rev, puts) => refuse('write')(puts.map((p) => p.key).join(', ')),
+    delete: refuse('delete'),
+    deletePrefix: refuse('delete every key under'),
+  };
 }
 
 interface RawWatchResponse {

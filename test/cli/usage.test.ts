@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { knarr } from '../harness/cli.js';
 import { tempDir, type TempDir } from '../harness/tmp.js';
@@ -62,5 +62,69 @@ describe('usage errors', () => {
     const r = await knarr(['-o', 'xml', '--state-dir', stateDir, 'pool', 'list']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--output: "xml" is not a format/);
+  });
+});
+
+describe('bad input that used to pass, or to be named wrong', () => {
+  it('an empty --etcd or KNARR_ETCD is an error, and no managed etcd is started', async () => {
+    const flag = await knarr(['--state-dir', stateDir, '--etcd', '', 'dot', 'list']);
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toMatch(/^knarr: --etcd: is empty; give the fleet's endpoints/);
+    const env = await knarr(['--state-dir', stateDir, 'dot', 'list'], { env: { KNARR_ETCD: '' } });
+    expect(env.code).toBe(2);
+    expect(env.stderr).toMatch(/^knarr: KNARR_ETCD: is empty/);
+    const path = await knarr(['--state-dir', stateDir, '--etcd', 'http://127.0.0.1:2379/v3/kv', 'dot', 'list']);
+    expect(path.code).toBe(2);
+    expect(path.stderr).toMatch(/has a path \(\/v3\/kv\); an etcd endpoint is http\(s\):\/\/HOST:PORT/);
+    expect(existsSync(stateDir)).toBe(false);
+  });
+
+  it('a config file key __proto__ is refused as unknown', async () => {
+    const file = `${tmp.path}/config.yaml`;
+    writeFileSync(file, '__proto__:\n  stateDir: /elsewhere\n');
+    const r = await knarr(['--config', file, '--state-dir', stateDir, 'pool', 'list']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/config\.yaml: __proto__: unknown setting/);
+  });
+
+  it('a config file nested far too deep is refused, not a stack overflow', async () => {
+    const file = `${tmp.path}/deep.yaml`;
+    writeFileSync(file, `pool: ${'['.repeat(5000)}${']'.repeat(5000)}\n`);
+    const r = await knarr(['--config', file, '--state-dir', stateDir, 'pool', 'list']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^knarr: --config: .*deep\.yaml is nested too deeply to be a config file/);
+  });
+
+  it('onboot names its own flags: --pool, not --name', async () => {
+    const r = await knarr(['--state-dir', stateDir, 'onboot', '--storage-device', '/dev/null', '--pool', 'a b', '--dot', 'x', '--mountpoint', `${tmp.path}/m`]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^knarr: --pool: "a b" contains a space/);
+    const nl = await knarr(['--state-dir', stateDir, 'onboot', '--zpool-device', '/dev/null', '--dot', 'my\napp', '--mountpoint', `${tmp.path}/m`]);
+    expect(nl.code).toBe(2);
+    expect(nl.stderr).toMatch(/^knarr: --dot: "my\\napp" contains a newline/);
+    const noDot = await knarr(['--state-dir', stateDir, 'onboot', '--zpool-device', '/dev/null']);
+    expect(noDot.code).toBe(2);
+    expect(noDot.stderr).toMatch(/^knarr: --dot: give the dot to bring up.*or --daemon alone/);
+    expect(existsSync(stateDir)).toBe(false);
+  });
+
+  it('a deeply nested job spec is refused with a clear error, not a stack overflow', async () => {
+    const file = `${tmp.path}/deep.json`;
+    writeFileSync(file, `${'{"a":'.repeat(3000)}1${'}'.repeat(3000)}`);
+    const r = await knarr(['--state-dir', stateDir, 'job', 'run', '-f', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^knarr: --file: nested 3000 levels deep; a job spec nests at most 32/);
+    const block = `${tmp.path}/deep.yaml`;
+    writeFileSync(block, Array.from({ length: 3000 }, (_, i) => `${' '.repeat(i)}a${i}:`).join('\n'));
+    const b = await knarr(['--state-dir', stateDir, 'job', 'run', '-f', block]);
+    expect(b.code).toBe(2);
+    expect(b.stderr).not.toMatch(/call stack/);
+  });
+
+  it('a hint with a path quotes it for the shell', async () => {
+    const dir = `${tmp.path}/no such $(touch p)`;
+    const r = await knarr(['--etcd', 'http://127.0.0.1:9', 'etcd', 'backup', `${dir}/snap.db`]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`hint: create it first: mkdir -p '${dir}'`);
   });
 });

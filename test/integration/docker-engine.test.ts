@@ -49,7 +49,7 @@ describe('the Engine API version', () => {
     expect(() => negotiateApiVersion('1.9', '/s')).toThrow(/speaks API 1.9/);
   });
   it('reports a socket nobody answers on as a missing prerequisite', async () => {
-    const err = await new DockerEngine('/nonexistent/docker.sock').list(true).catch((e) => e);
+    const err = await new DockerEngine('/nonexistent/docker.sock', false).list(true).catch((e) => e);
     expect(err).toBeInstanceOf(PrerequisiteError);
     expect(err.message).toBe('no docker engine answers on /nonexistent/docker.sock');
   });
@@ -71,11 +71,11 @@ describe.skipIf(!run)('a real dockerd', () => {
 
   it("is spoken to at the version its /_ping names (capped at knarr's)", async () => {
     const engineNewest = JSON.parse(await d.docker('version', '--format', '{{json .Server.APIVersion}}')) as string;
-    expect(await new DockerEngine(d.socket).apiVersion()).toBe(negotiateApiVersion(engineNewest, d.socket));
+    expect(await new DockerEngine(d.socket, false).apiVersion()).toBe(negotiateApiVersion(engineNewest, d.socket));
   });
 
   it('answers an error as a typed EngineError: 404 exits 3 (not found)', async () => {
-    const err = await new DockerEngine(d.socket).inspect('knarr-no-such-container').catch((e) => e);
+    const err = await new DockerEngine(d.socket, false).inspect('knarr-no-such-container').catch((e) => e);
     expect(err).toBeInstanceOf(EngineError);
     expect(err.status).toBe(404);
     expect(err.exitCode).toBe(3);
@@ -83,9 +83,9 @@ describe.skipIf(!run)('a real dockerd', () => {
   });
 
   it('a version the engine refuses (it was upgraded meanwhile) is negotiated again', async () => {
-    const engine = new DockerEngine(d.socket, '1.5');
+    const engine = new DockerEngine(d.socket, false, '1.5');
     expect(Array.isArray(await engine.list(true))).toBe(true);
-    expect(await engine.apiVersion()).toBe(await new DockerEngine(d.socket).apiVersion());
+    expect(await engine.apiVersion()).toBe(await new DockerEngine(d.socket, false).apiVersion());
   });
 
   it('a unix:// DOCKER_HOST is honoured; a tcp:// one is refused, never replaced by the local socket', async () => {

@@ -1,7 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { execa } from 'execa';
+import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { knarr } from '../harness/cli.js';
+import { eventually } from '../harness/eventually.js';
 import { kernelMounts } from '../harness/mounts.js';
 import { makeHost, type TestHost } from '../harness/hosts.js';
 import { freePort } from '../harness/ports.js';
@@ -123,6 +124,11 @@ describe.skipIf(!run)('knarr onboot (the dm-linuxkit flow) on zfs', () => {
     expect(first.stdout.split('\n')[0]).toMatch(/^zpool create -m .* \S+\/d\.img$/);
     expect(first.stdout).toMatch(/^# etcd up --pool kdry\S+: once the pool is there$/m);
     expect(first.stdout).toMatch(/^# dot app: kept if the pool has it, else created/m);
+    // The service form: pool and etcd, then it runs.
+    const service = await knarr(['--dry-run', '--state-dir', `${fresh}/state`, 'onboot', '--zpool-device', `${fresh}/d.img`, '--pool', uniqueName('kdry'), '--daemon']);
+    expect(service.code, service.stderr).toBe(0);
+    expect(service.stdout.trimEnd().split('\n').at(-1)).toBe('# run until SIGTERM, then etcd down');
+    expect(service.stdout).not.toMatch(/^# (dot|mount) /m);
     expect(existsSync(`${fresh}/state`)).toBe(false);
   });
 
@@ -135,5 +141,104 @@ describe.skipIf(!run)('knarr onboot (the dm-linuxkit flow) on zfs', () => {
     const mismatch = await boot(['--dot', 'a', '--seed', `file://${seed}/b`, '--mountpoint', `${tmp.path}/x`]);
     expect(mismatch.code).toBe(2);
     expect(existsSync(`${tmp.path}/x`)).toBe(false);
+  });
+});
+
+describe.skipIf(!run)('knarr onboot --daemon, a real process', () => {
+  const bin = new URL('../../bin/knarr', import.meta.url).pathname;
+  let tmp: TempDir;
+  let state: string;
+  let config: string;
+  let img: string;
+  let pool: string;
+  let agentPort: number;
+  let child: ResultPromise | null = null;
+  const k = (argv: string[]) => knarr(['--json', '--state-dir', state, '--config', config, ...argv]);
+  const etcdState = async () => (await k(['etcd', 'status'])).json();
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const start = (argv: string[]) => {
+    const p = execa(bin, ['--state-dir', state, '--config', config, 'onboot', '--pool', pool, ...argv], { reject: false, env: { KNARR_ETCD: undefined, KNARR_CONFIG: undefined } });
+    child = p;
+    return p;
+  };
+
+  beforeAll(async () => {
+    tmp = await tempDir('knarr-onboot-daemon-');
+    state = `${tmp.path}/state`;
+    config = `${tmp.path}/host.yaml`;
+    agentPort = await freePort();
+    writeFileSync(config, `etcdServer:\n  clientPort: ${await freePort()}\n  peerPort: ${await freePort()}\n`);
+    img = `${tmp.path}/disk.img`;
+    await execa('truncate', ['-s', '256M', img]);
+    pool = uniqueName('kdmn');
+  });
+  afterAll(async () => {
+    child?.kill('SIGKILL');
+    await child;
+    await execa('umount', ['-l', `${tmp.path}/app`], { reject: false });
+    await knarr(['--state-dir', state, '--config', config, 'etcd', 'down']);
+    await destroyPoolQuietly(pool);
+    await tmp?.cleanup();
+  });
+
+  it('the service form (--zpool-device, --daemon, no --dot) stays up with etcd until SIGTERM, then stops etcd and exits 0', async () => {
+    const p = start(['--zpool-device', img, '--daemon']);
+    await eventually(async () => expect((await etcdState()).running).toBe(true), 60_000, 250);
+    // It used to exit 0 about 3 s after "running until SIGTERM".
+    await new Promise((r) => setTimeout(r, 6000));
+    expect(p.exitCode).toBeNull();
+    const up = await etcdState();
+    expect(up.running).toBe(true);
+    expect(up.healthy).toBe(true);
+    expect((await fetch(`${up.endpoints[0]}/health`)).status).toBe(200);
+
+    // etcd killed behind its back is started again while the boot service runs.
+    process.kill(up.pid, 'SIGKILL');
+    await eventually(async () => {
+      const again = await etcdState();
+      expect(again.running && again.pid !== up.pid).toBe(true);
+    }, 60_000, 250);
+    const restarted = (await etcdState()).pid as number;
+
+    p.kill('SIGTERM');
+    const r = await p;
+    expect(r.exitCode, r.stderr as string).toBe(0);
+    expect((await etcdState()).running).toBe(false);
+    expect(alive(restarted)).toBe(false);
+  }, 120_000);
+
+  it('with a dot and an agent configured: the dot is mounted, the agent answers; SIGTERM stops the agent and etcd', async () => {
+    writeFileSync(config, `${readFileSync(config, 'utf8')}daemon:\n  listen: 127.0.0.1:${agentPort}\n  name: bootagent\n`);
+    const p = start(['--storage-device', img, '--dot', 'app', '--mountpoint', `${tmp.path}/app`, '--daemon']);
+    await eventually(async () => expect((await fetch(`http://127.0.0.1:${agentPort}/v1/health`)).status).toBe(401), 60_000, 250);
+    expect(mounted(`${tmp.path}/app`)).toBe(true);
+    expect((await k(['host', 'list'])).json().map((h: { name: string }) => h.name)).toContain('bootagent');
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(p.exitCode).toBeNull();
+    const pid = (await etcdState()).pid as number;
+    p.kill('SIGTERM');
+    const r = await p;
+    expect(r.exitCode, r.stderr as string).toBe(0);
+    expect(alive(pid)).toBe(false);
+    await expect(fetch(`http://127.0.0.1:${agentPort}/v1/health`)).rejects.toThrow();
+  }, 120_000);
+
+  it('refuses a bad agent section or bad flags before the boot changes anything', async () => {
+    const bad = `${tmp.path}/bad.yaml`;
+    writeFileSync(bad, `daemon:\n  listen: nowhere\n`);
+    const r = await knarr(['--state-dir', `${tmp.path}/fresh`, '--config', bad, 'onboot', '--storage-device', img, '--daemon']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/daemon\.listen: "nowhere" is not ADDRESS:PORT/);
+    const noMount = await knarr(['--state-dir', `${tmp.path}/fresh`, 'onboot', '--storage-device', img, '--daemon', '--mountpoint', '/x']);
+    expect(noMount.code).toBe(2);
+    expect(noMount.stderr).toMatch(/^knarr: --mountpoint: mounts a dot; give --dot too/);
+    expect(existsSync(`${tmp.path}/fresh`)).toBe(false);
   });
 });

@@ -9,7 +9,7 @@ import { haveTools, integration } from '../harness/tools.js';
 import { destroyPoolQuietly, zfsAnswers } from '../harness/zfs.js';
 
 const run = integration('pool-destroy', haveTools('etcd', 'busybox'), 'etcd or busybox-static is missing (Debian packages etcd-server, busybox-static)');
-const runZfs = run && (await zfsAnswers());
+const runZfs = run && integration('pool-destroy on zfs', await zfsAnswers(), 'zpool does not answer (Debian package zfs-fuse; start zfs-fuse)');
 
 /** pool destroy refuses a pool that holds knarr's data unless --force, and leaves no empty mountpoint behind. */
 describe.skipIf(!run)('pool destroy of a pool in use', () => {

@@ -37,6 +37,26 @@ describe('config precedence: flag > env > file > default', () => {
     expect(resolve({}, {}, { etcd: ['http://c:2379'] }).etcd).toEqual(['http://c:2379']);
     expect(() => resolve({ etcd: 'a:2379' })).toThrow(/^--etcd: /);
   });
+  it('an empty --etcd or KNARR_ETCD is an error, not the managed etcd', () => {
+    expect(() => resolve({ etcd: '' })).toThrow(/^--etcd: is empty; give the fleet's endpoints/);
+    expect(() => resolve({ etcd: ' , ' })).toThrow(/^--etcd: is empty/);
+    expect(() => resolve({}, { KNARR_ETCD: '' })).toThrow(/^KNARR_ETCD: is empty/);
+    expect(resolve({}, {}).etcd).toEqual([]);
+  });
+  it('an endpoint with a path, a query or a user and password is refused, the password not shown', () => {
+    expect(() => resolve({ etcd: 'http://a:2379/v3' })).toThrow(/^--etcd: "http:\/\/a:2379\/v3" has a path \(\/v3\)/);
+    expect(() => resolve({ etcd: 'http://a:2379/?x=1' })).toThrow(/has a query or fragment/);
+    let message = '';
+    try {
+      resolve({}, { KNARR_ETCD: 'http://root:s3cret@a:2379' });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toMatch(/^KNARR_ETCD: "http:\/\/root:\*\*\*@a:2379" carries a user and password/);
+    expect(message).not.toContain('s3cret');
+    expect(resolve({ etcd: 'http://a:2379/' }).etcd).toEqual(['http://a:2379']);
+    expect(resolve({ etcd: 'https://[::1]:2379' }).etcd).toEqual(['https://[::1]:2379']);
+  });
   it('a relative state dir is taken from the working directory', () => {
     expect(resolve({ stateDir: 'st' }).stateDir).toBe('/work/st');
   });
@@ -57,6 +77,9 @@ describe('config file validation names the key', () => {
     expect(() => validateConfigFile('f', { verbose: 'yes' })).toThrow(/f: verbose: must be true or false/);
     expect(() => validateConfigFile('f', { pool: { nam: 'x' } })).toThrow(/f: pool.nam: unknown setting/);
     expect(() => validateConfigFile('f', ['a'])).toThrow(/must be a YAML mapping/);
+    // As the YAML and JSON parsers hand them over: an own key named __proto__.
+    expect(() => validateConfigFile('f', JSON.parse('{"__proto__": {"stateDir": "/x"}}'))).toThrow(/^f: __proto__: unknown setting/);
+    expect(() => validateConfigFile('f', JSON.parse('{"constructor": 1}'))).toThrow(/^f: constructor: unknown setting/);
   });
   it('accepts an empty file', () => {
     expect(validateConfigFile('f', null)).toEqual({});

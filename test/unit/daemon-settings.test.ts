@@ -42,6 +42,11 @@ describe('knarr daemon settings: flag > config file daemon: section > default', 
     expect(() => resolve({}, { ttl: 1 })).toThrow(/^\/etc\/knarr\/config.yaml: daemon.ttl: must be a whole number of seconds from 2 to 300/);
     expect(() => resolve({ ttl: 'ten' })).toThrow(/^--ttl: /);
     expect(() => resolve({}, { tags: ['bad tag'] })).toThrow(/^\/etc\/knarr\/config.yaml: daemon.tags: "bad tag" is not a tag/);
+    expect(() => resolve({ tags: ['..'] })).toThrow(/^--tags: "\.\." is not a tag; start with a letter or digit/);
+    expect(() => resolve({ tags: ['-lead'] })).toThrow(/^--tags: "-lead" is not a tag; start with a letter or digit/);
+    expect(() => resolve({ tags: [''] })).toThrow(/^--tags: an empty tag/);
+    expect(() => resolve({ tags: ['ssd,,gpu'] })).toThrow(/^--tags: an empty tag/);
+    expect(resolve({ tags: ['ssd, zone=eu'] }).tags).toEqual(['ssd', 'zone=eu']);
     expect(() => resolve({}, { name: 'a b' })).toThrow(/^\/etc\/knarr\/config.yaml: daemon.name: "a b" contains a space/);
     expect(() => resolve({}, { mode: 'fresh' })).toThrow(/^\/etc\/knarr\/config.yaml: daemon.mode: use recovery/);
     expect(() => resolve({ drainTimeout: '-1' })).toThrow(/^--drain-timeout: must be a whole number of seconds from 0 to 3600/);

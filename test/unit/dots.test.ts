@@ -23,6 +23,8 @@ describe('dot names', () => {
     ['a/b', /contains "\/"/],
     ['a@b', /contains "@"/],
     ['a b', /contains a space/],
+    ['a\nb', /contains a newline/],
+    ['a\u001bb', /contains a control character/],
     ['a..b', /contains "\.\."/],
     ['-a', /starts with "-"/],
     ['x'.repeat(201), /201 characters long; use at most 200/],

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { jobSpecInput, parseJobSpec, splitWords } from '../../src/core/job-spec.js';
+import { checkSpecNesting, jobSpecInput, MAX_SPEC_NESTING, parseJobSpec, splitWords } from '../../src/core/job-spec.js';
+import { flowNestingDepth } from '../../src/core/yaml-lite.js';
 
 describe('job specs', () => {
   it('normalises a full spec and applies the seed defaults', () => {
@@ -73,6 +74,7 @@ describe('job specs', () => {
     expect(problems({ image: 'BusyBox:latest' })).toEqual([expect.stringMatching(/^image: "BusyBox:latest": the repository name must be lower-case/)]);
     expect(problems({ volumes: ['/a:/data', '/b:/data'] })).toEqual(['volumes[1]: /data is mounted twice in the container']);
     expect(problems({ tags: ['t'.repeat(65)] })).toEqual([expect.stringMatching(/^tags\[0\]: .* is not a tag/)]);
+    expect(problems({ tags: ['..'] })).toEqual([expect.stringMatching(/^tags\[0\]: "\.\." is not a tag/)]);
     // A tag may be upper-case; a registry's port is no tag.
     expect(parseJobSpec({ name: 'j', image: 'registry.local:5000/team/app:V2', cpu: '10m', memory: '6M' })).toMatchObject({ cpu: 10, memory: 6 * 1024 * 1024, image: 'registry.local:5000/team/app:V2' });
   });
@@ -123,5 +125,20 @@ describe('job specs', () => {
     expect(parseJobSpec({ name: 'x', image: 'busybox', ports: ['53:53/tcp', '53:53/udp'] }).ports).toHaveLength(2);
     expect(() => parseJobSpec({ name: 'x', image: 'busybox', network: 'host', ports: ['8080:80'] })).toThrow(/ports\[0\]: with network host the job listens on the host's port 80 itself; write 80:80/);
     expect(parseJobSpec({ name: 'x', image: 'busybox', network: 'host', ports: ['80:80'] }).ports[0]).toMatchObject({ host: 80, container: 80 });
+  });
+});
+
+describe('spec nesting is bounded before a parser recurses into it', () => {
+  it('measures [ ] and { } outside strings and comments', () => {
+    expect(flowNestingDepth('{"a": [1, {"b": 2}]}')).toBe(3);
+    expect(flowNestingDepth('{"a": "[[[[[[", \'b\': \'{{{{\'}')).toBe(1);
+    expect(flowNestingDepth('{"a": "x\\"[[["}')).toBe(1);
+    expect(flowNestingDepth('name: web # [[[[[[\nports: [80, 443]\n')).toBe(1);
+    expect(flowNestingDepth('env: {A: "a#[["}')).toBe(1);
+  });
+  it('refuses a spec nested deeper than any job spec, naming the field', () => {
+    const deep = `${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}`;
+    expect(() => checkSpecNesting('--file', deep)).toThrow(/^--file: nested 5000 levels deep; a job spec nests at most 32/);
+    expect(() => checkSpecNesting('--file', `${'['.repeat(MAX_SPEC_NESTING)}${']'.repeat(MAX_SPEC_NESTING)}`)).not.toThrow();
   });
 });

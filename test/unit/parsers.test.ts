@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseBlkidExport, parseMountinfo } from '../../src/host/mounts.js';
 import { parseVgs } from '../../src/host/storage/lvm.js';
-import { parseImportable, parseZfsGet } from '../../src/host/storage/zfs.js';
+import { listedId, parseImportable, parseZfsGet } from '../../src/host/storage/zfs.js';
 
 describe('outside tools output parsers', () => {
   it('parses mountinfo, unescaping octal', () => {
@@ -15,13 +15,18 @@ describe('outside tools output parsers', () => {
     ]);
   });
   it('parses blkid export output', () => {
-    expect(parseBlkidExport('DEVNAME=z.img\nLABEL=tank\nTYPE=zfs_member\nUSAGE=filesystem\n')).toEqual({ type: 'zfs_member', label: 'tank' });
-    expect(parseBlkidExport('DEVNAME=e.img\nTYPE=ext4\n')).toEqual({ type: 'ext4', label: null });
+    expect(parseBlkidExport('DEVNAME=z.img\nLABEL=tank\nTYPE=zfs_member\nUSAGE=filesystem\n')).toEqual({ type: 'zfs_member', label: 'tank', uuid: null });
+    expect(parseBlkidExport('LABEL=tank\nUUID=3901016875626964769\nUUID_SUB=1421\nTYPE=zfs_member\n')).toEqual({ type: 'zfs_member', label: 'tank', uuid: '3901016875626964769' });
+    expect(parseBlkidExport('DEVNAME=e.img\nTYPE=ext4\n')).toEqual({ type: 'ext4', label: null, uuid: null });
     expect(parseBlkidExport('')).toBeNull();
   });
   it('parses zpool import listings', () => {
     const text = '  pool: tank\n    id: 1\n state: ONLINE\n\n   pool: other\n';
     expect(parseImportable(text)).toEqual(['tank', 'other']);
+    expect(listedId(text, '1')).toBe('1');
+    expect(listedId(text, '12')).toBeNull();
+    expect(listedId(text, null)).toBeNull();
+    expect(listedId('   id: .*\n', '.*')).toBeNull();
     expect(parseImportable('no pools available to import')).toEqual([]);
   });
   it('parses zfs get -H -p', () => {

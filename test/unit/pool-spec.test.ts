@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildPoolSpec, specConflict, type PoolDefaults, type PoolInitInput } from '../../src/core/pool.js';
+import { buildPoolSpec, notCarrying, parseDeviceList, specConflict, type DeviceProbe, type PoolDefaults, type PoolInitInput } from '../../src/core/pool.js';
 
 const defaults: PoolDefaults = {
   name: 'knarr',
@@ -56,5 +56,33 @@ describe('specConflict', () => {
   });
   it('ignores defaults the operator did not give', () => {
     expect(specConflict(record, build({ driver: 'btrfs' }), { driver: false, sources: false })).toBeNull();
+  });
+});
+
+describe('parseDeviceList', () => {
+  it('takes repeated and comma-separated flags, names the flag given in errors', () => {
+    expect(parseDeviceList('--zpool-device', ['/dev/a', '/dev/b,/dev/c'], '/')).toEqual(['/dev/a', '/dev/b', '/dev/c']);
+    expect(() => parseDeviceList('--zpool-device', ['/dev/a,'], '/')).toThrow(/^--zpool-device: an empty device path/);
+    expect(() => parseDeviceList('--storage-device', ['/dev/a', '/dev/a'], '/')).toThrow(/^--storage-device: a device is listed twice/);
+  });
+});
+
+describe('notCarrying: a pool is found on its devices by their labels', () => {
+  const member = (path: string, label = 'tank', uuid = '42', type = 'zfs_member'): DeviceProbe => ({ path, exists: true, signature: { type, label, uuid } });
+  it('accepts devices that all carry the pool, whatever they are called', () => {
+    expect(notCarrying([member('/dev/loop5'), member('/dev/loop4')], 'zfs_member', 'tank', '42')).toBeNull();
+    // A record made before ids were kept: the label alone, one pool on all devices.
+    expect(notCarrying([member('/dev/sdc')], 'zfs_member', 'tank', undefined)).toBeNull();
+  });
+  it.each([
+    [[{ path: '/dev/sdz', exists: false, signature: null }], /\/dev\/sdz does not exist/],
+    [[{ path: '/dev/sdb', exists: true, signature: null }], /\/dev\/sdb holds nothing/],
+    [[member('/dev/sdb', 'other')], /\/dev\/sdb holds zfs_member "other"/],
+    [[member('/dev/sdb', 'tank', '42', 'ext4')], /\/dev\/sdb holds ext4 "tank"/],
+    [[member('/dev/sdb', 'tank', '7')], /another pool named tank \(id 7, not 42\)/],
+  ])('refuses %j, saying what the devices hold', (probes, msg) => expect(notCarrying(probes as DeviceProbe[], 'zfs_member', 'tank', '42')).toMatch(msg));
+  it('refuses two different pools of one name, and drivers without labels', () => {
+    expect(notCarrying([member('/dev/a', 'tank', '1'), member('/dev/b', 'tank', '2')], 'zfs_member', 'tank', null)).toMatch(/2 different pools named tank/);
+    expect(notCarrying([member('/dev/a')], null, 'tank', null)).toMatch(/does not find pools by their labels/);
   });
 });

@@ -14,10 +14,10 @@ function argumentAt(text: string, open: number): string {
   return text.slice(open + 1);
 }
 
-/** A condition passes through integration() when it calls it, or is a name the file assigns from it. */
+/** A condition passes through integration() when it calls it, or is a name (or an entry of a table) the file assigns from it. */
 function viaIntegration(text: string, condition: string): boolean {
   if (condition.includes('integration(')) return true;
-  const name = /^!\s*([A-Za-z_$][\w$]*)$/.exec(condition.trim())?.[1];
+  const name = /^!\s*([A-Za-z_$][\w$]*)(?:\[[\w$]+\])?$/.exec(condition.trim())?.[1];
   if (!name) return false;
   return new RegExp(`\\b${name}\\s*[:=][^=][^\\n]*\\n?[^\\n]*integration\\(`).test(text);
 }

@@ -125,6 +125,10 @@ export const imageRm: Handler = async ({ args }, ctx) =>
     if (users.length > 0) throw new ConflictError(`image ${name} is the base of ${users.map((c) => `${c.user}/${c.name}`).join(', ')}`, { hint: 'delete those clusters first' });
     const pool = await clusterPool(ctx, image.pool);
     await ctx.drivers[pool.driver].removeVolume(pool, imageVolume(name), ctx.runner);
+    if (ctx.runner.dryRun) {
+      ctx.runner.note(`remove image ${name}'s record on ${host} from etcd`);
+      return { data: { name, removed: false, planned: true } };
+    }
     await repo.removeImage(host, name);
     return { data: { name, removed: true }, view: { kind: 'lines', lines: [`image ${name} removed`] } };
   });

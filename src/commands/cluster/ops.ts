@@ -279,6 +279,16 @@ export const clusterStart: OpHandler = {
     await s.repo.put({ ...c, status: 'running', op: r.op.id });
     return { cluster: c.name, nodes: c.nodes.length };
   },
+  async plan(r) {
+    const s = await setting(r);
+    const c = await requireCluster(s);
+    await ensureBridge(r.ctx.runner, r.ctx.config.cluster.bridge, c.subnet);
+    for (const node of c.nodes) {
+      if (!(await s.lxc.defined(node.container))) r.ctx.runner.note(`define node ${node.hostname} (${node.container}) again: its volume and config`);
+      await s.lxc.start(node.container);
+    }
+    r.ctx.runner.note(`set cluster ${c.name}'s status to running in etcd`);
+  },
   undo: forwardOnly,
   undoes: false,
 };
@@ -295,6 +305,12 @@ export const clusterStop: OpHandler = {
     }
     await s.repo.put({ ...c, status: 'stopped', op: r.op.id });
     return { cluster: c.name, nodes: c.nodes.length };
+  },
+  async plan(r) {
+    const s = await setting(r);
+    const c = await requireCluster(s);
+    for (const node of c.nodes) await s.lxc.stop(node.container);
+    r.ctx.runner.note(`set cluster ${c.name}'s status to stopped in etcd`);
   },
   undo: forwardOnly,
   undoes: false,
@@ -321,6 +337,16 @@ export const clusterDelete: OpHandler = {
     await releaseSubnetIfUnused(r, s, c.user);
     await dropBridgeIfUnused(r, s, c.host);
     return { cluster: c.name, deleted: true };
+  },
+  async plan(r) {
+    const s = await setting(r);
+    const c = await requireCluster(s);
+    for (const node of c.nodes) {
+      await s.lxc.remove(node.container);
+      await s.driver.removeVolume(s.pool, node.volume, r.ctx.runner);
+    }
+    r.ctx.runner.plan(['rm', '-f', hostsPath(s.pool, c.user, c.id)]);
+    r.ctx.runner.note(`remove cluster ${c.name}'s record and its nodes' addresses from etcd (and the user's subnet, if it was the last cluster)`);
   },
   undo: forwardOnly,
   undoes: false,

@@ -62,7 +62,8 @@ export const dotFsck: Handler = async ({ opts }, ctx) =>
     const rows = [];
     for (const f of findings) {
       const repaired = doRepair && f.repairs.length > 0;
-      if (repaired) await repair(repo, f);
+      if (repaired && ctx.runner.dryRun) ctx.runner.note(`repair ${f.dot} (${f.kind}: ${f.detail}) in etcd`);
+      else if (repaired) await repair(repo, f);
       rows.push({ dot: f.dot, problem: f.kind, detail: f.detail, repairable: f.repairs.length > 0, repaired });
     }
     const left = rows.filter((r) => !r.repaired).length;

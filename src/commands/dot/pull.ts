@@ -10,6 +10,7 @@ import { selectPool } from '../pool/select.js';
 import { optBool, optString, type Context, type Handler } from '../types.js';
 import { dotHandle, remount, shortId, unmountSubdots, withDots } from './common.js';
 import { openRemote, resolveRemote } from './remote.js';
+import { knarrCommand } from '../../core/shell.js';
 
 export interface PullRequest {
   remote: string;
@@ -99,7 +100,7 @@ export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Pr
   const remote = openRemote(ctx, url);
   await remote.ensureReachable();
   const manifest = await remote.readManifest(req.dot);
-  if (!manifest) throw new NotFoundError(`remote ${remoteName} has no dot ${req.dot}`, { hint: `push it there first: knarr dot push ${req.dot} ${remoteName}` });
+  if (!manifest) throw new NotFoundError(`remote ${remoteName} has no dot ${req.dot}`, { hint: `push it there first: ${knarrCommand('dot', 'push', req.dot, remoteName)}` });
   // What a remote says becomes paths and records here: it is checked as any input is.
   checkManifestNames(manifest, req.dot, remoteName);
   const branch = req.branch ?? DEFAULT_BRANCH;

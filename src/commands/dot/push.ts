@@ -5,6 +5,7 @@ import { emptyManifest, streamChecksum, type ManifestCommit } from '../../core/r
 import { optString, type Handler } from '../types.js';
 import { dotHandle, requireDot, shortId, withDots } from './common.js';
 import { openRemote, resolveRemote } from './remote.js';
+import { knarrCommand } from '../../core/shell.js';
 
 /** `knarr dot push DOT REMOTE [--branch B]`: send the commits the remote lacks, one stream each. */
 export const dotPush: Handler = async ({ args, opts }, ctx) => {
@@ -31,7 +32,7 @@ export const dotPush: Handler = async ({ args, opts }, ctx) => {
     const plan = planTransfer(local.map((c) => c.id), remoteChain);
     if (plan.kind === 'diverged') {
       throw new ConflictError(`remote ${remoteName} has commits of ${name}@${branch} this host lacks (${plan.toOnly.map(shortId).join(', ')})`, {
-        hint: `pull them first: knarr dot pull ${remoteName}/${name}@${branch} --stash-on-divergence`,
+        hint: `pull them first: ${knarrCommand('dot', 'pull', `${remoteName}/${name}@${branch}`, '--stash-on-divergence')}`,
       });
     }
     if (plan.kind === 'up-to-date') {

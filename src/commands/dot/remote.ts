@@ -5,13 +5,14 @@ import { SshRemote } from '../../host/remote-ssh.js';
 import type { DotRepo } from '../../state/dots.js';
 import type { Context, Handler } from '../types.js';
 import { withDots } from './common.js';
+import { knarrCommand } from '../../core/shell.js';
 
 /** A remote by name, or a URL given in its place (handy at boot, before any remote is recorded). */
 export async function resolveRemote(repo: DotRepo, field: string, nameOrUrl: string): Promise<{ name: string; url: RemoteUrl }> {
   if (nameOrUrl.includes('://')) return { name: nameOrUrl, url: parseRemoteUrl(field, nameOrUrl) };
   validateRemoteName(field, nameOrUrl);
   const url = await repo.getRemote(nameOrUrl);
-  if (url === null) throw new NotFoundError(`no remote named ${nameOrUrl}`, { hint: `add it with: knarr dot remote add ${nameOrUrl} file:///path` });
+  if (url === null) throw new NotFoundError(`no remote named ${nameOrUrl}`, { hint: `add it with: ${knarrCommand('dot', 'remote', 'add', nameOrUrl, 'file:///path')}` });
   return { name: nameOrUrl, url: parseRemoteUrl(field, url) };
 }
 
@@ -28,6 +29,7 @@ export const remoteAdd: Handler = async ({ args }, ctx) => {
   return withDots(ctx, async (repo) => {
     const had = await repo.getRemote(name);
     if (had !== null && had !== url.url) throw new ConflictError(`remote ${name} already points at ${had}`, { hint: `remove it first: knarr dot remote rm ${name}` });
+    if (had === null) ctx.runner.note(`record remote ${name} -> ${url.url} in etcd`);
     await repo.putRemote(name, url.url);
     return { data: { name, url: url.url, action: had === null ? 'added' : 'exists' }, view: { kind: 'lines', lines: [`remote ${name} -> ${url.url}`] } };
   });
@@ -38,6 +40,7 @@ export const remoteRm: Handler = async ({ args }, ctx) => {
   const name = validateRemoteName('NAME', args[0] as string);
   return withDots(ctx, async (repo) => {
     if ((await repo.getRemote(name)) === null) throw new NotFoundError(`no remote named ${name}`);
+    ctx.runner.note(`remove remote ${name} from etcd`);
     await repo.deleteRemote(name);
     return { data: { name, removed: true }, view: { kind: 'lines', lines: [`remote ${name} removed`] } };
   });

@@ -8,6 +8,7 @@ import type { Runner } from '../../host/runner.js';
 import { findExecutable } from '../../host/which.js';
 import { optBool, type Context, type Handler } from '../types.js';
 import { readEtcdState } from './local.js';
+import { shellCommand } from '../../core/shell.js';
 
 /** etcdctl 3.4 speaks the v3 API by default; said anyway, for older clients on a host. */
 export const ETCDCTL_ENV = { ETCDCTL_API: '3' };
@@ -53,7 +54,7 @@ async function saveSnapshot(runner: Runner, endpoint: string, file: string): Pro
 /** `knarr etcd backup FILE`: a consistent snapshot of the fleet's store, checked after it is written. */
 export const etcdBackup: Handler = async ({ args, opts }, ctx) => {
   const file = resolve(ctx.cwd, args[0] as string);
-  if (!(await pathExists(dirname(file)))) throw new NotFoundError(`directory ${dirname(file)} does not exist`, { hint: `create it first: mkdir -p ${dirname(file)}` });
+  if (!(await pathExists(dirname(file)))) throw new NotFoundError(`directory ${dirname(file)} does not exist`, { hint: `create it first: ${shellCommand(['mkdir', '-p', dirname(file)])}` });
   const there = await stat(file).catch(() => null);
   if (there?.isDirectory()) throw new ValidationError('FILE', `${file} is a directory: name the snapshot file, e.g. ${file}/knarr-etcd.db`);
   if (there && !optBool(opts, 'force')) {

@@ -212,7 +212,11 @@ export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {})
   const pid = await ctx.runner.spawnDetached(etcdArgv(state), { logFile: state.logFile, cwd: paths.etcdDir });
   if (pid === null) return { action: 'planned', state, health: { healthy: false, version: null, error: 'dry run' } };
 
-  const health = await waitHealthy(state.clientUrl, pid, opts.timeoutMs ?? 60000, ctx.signal);
+  // Interrupted before it answered: the process it started is not left running unrecorded.
+  const health = await waitHealthy(state.clientUrl, pid, opts.timeoutMs ?? 60000, ctx.signal).catch(async (e: unknown) => {
+    await stopProcess(pid, 5000);
+    throw e;
+  });
   if (!health.healthy) {
     await stopProcess(pid, 5000);
     throw new KnarrError('E_ETCD_START', ExitCode.failure, `etcd did not become healthy: ${health.error}`, {

@@ -10,6 +10,7 @@ import { optBool, optString, type Handler } from '../types.js';
 import { ETCDCTL_ENV, snapshotStatus, snapshotTool } from './backup.js';
 import { dataLocation, dropUnswappedRestore, ensureLocalEtcd, finishRestore, readEtcdState, refuseExternal, stopLocalEtcd, type RestoreJournal } from './local.js';
 import { etcdData } from './view.js';
+import { knarrCommand } from '../../core/shell.js';
 
 /** `knarr etcd restore FILE`: the managed etcd's data replaced by a snapshot's; the data it had is kept aside. */
 export const etcdRestore: Handler = async ({ args, opts }, ctx) => {
@@ -33,7 +34,7 @@ export const etcdRestore: Handler = async ({ args, opts }, ctx) => {
   const hasData = await pathExists(`${dataDir}/member`);
   if (hasData && !optBool(opts, 'yes') && !ctx.runner.dryRun) {
     throw new UserError(`restoring replaces the fleet state in ${dataDir} with the snapshot's; pass --yes to confirm`, {
-      hint: `the data there now is kept aside in ${dataDir}/member.before-restore-<time>; preview with: knarr --dry-run etcd restore ${args[0]}`,
+      hint: `the data there now is kept aside in ${dataDir}/member.before-restore-<time>; preview with: ${knarrCommand('--dry-run', 'etcd', 'restore', args[0] as string)}`,
     });
   }
 

@@ -42,7 +42,8 @@ export const hostDrain: Handler = async ({ args, opts }, ctx) =>
   withHosts(ctx, async (repo) => {
     const { host } = await requireHost(repo, args[0] as string);
     const state = optBool(opts, 'undo') ? 'ok' : 'draining';
-    if (!ctx.runner.dryRun) await repo.update(host.name, (cur) => cur && { ...cur, state, updatedAt: new Date().toISOString() });
+    if (ctx.runner.dryRun) ctx.runner.note(`set host ${host.name}'s state to ${state} in etcd`);
+    else await repo.update(host.name, (cur) => cur && { ...cur, state, updatedAt: new Date().toISOString() });
     return { data: { host: host.name, state, previous: host.state }, view: { kind: 'lines', lines: [`host ${host.name} is ${state}`] } };
   });
 
@@ -53,7 +54,8 @@ export const hostTag: Handler = async ({ args, opts }, ctx) =>
     const given = validateTags('TAG', (args[1] as string[] | undefined) ?? []);
     const change = (current: string[]) => (optBool(opts, 'remove') ? current.filter((t) => !given.includes(t)) : validateTags('TAG', [...current, ...given]));
     let tags = change(host.tags);
-    if (!ctx.runner.dryRun) await repo.update(host.name, (cur) => cur && { ...cur, tags: (tags = change(cur.tags)), updatedAt: new Date().toISOString() });
+    if (ctx.runner.dryRun) ctx.runner.note(`set host ${host.name}'s tags to ${tags.join(',') || '(none)'} in etcd`);
+    else await repo.update(host.name, (cur) => cur && { ...cur, tags: (tags = change(cur.tags)), updatedAt: new Date().toISOString() });
     return { data: { host: host.name, tags }, view: { kind: 'lines', lines: [`host ${host.name} tags: ${tags.join(',') || '-'}`] } };
   });
 
@@ -62,6 +64,7 @@ export const hostLeave: Handler = async ({ args, opts }, ctx) =>
   withHosts(ctx, async (repo) => {
     const { host, up } = await requireHost(repo, args[0] as string);
     if (up && !optBool(opts, 'force')) throw new ConflictError(`host ${host.name} is up (its agent holds its lease)`, { hint: 'stop its agent first, or pass --force' });
-    if (!ctx.runner.dryRun) await repo.remove(host.name);
+    if (ctx.runner.dryRun) ctx.runner.note(`remove host ${host.name}'s record from etcd`);
+    else await repo.remove(host.name);
     return { data: { host: host.name, left: true }, view: { kind: 'lines', lines: [`host ${host.name} left the fleet`] } };
   });

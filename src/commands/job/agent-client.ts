@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { readFile } from 'node:fs/promises';
-import { ConflictError, FailureError, NotFoundError, PrerequisiteError, UserError, type KnarrError } from '../../core/errors.js';
+import { ConflictError, DryRunWriteError, FailureError, NotFoundError, PrerequisiteError, UserError, type KnarrError } from '../../core/errors.js';
 import type { HostRecord } from '../../core/hosts.js';
 import { jobSpecInput, type JobSpec } from '../../core/job-spec.js';
 import type { Context } from '../types.js';
@@ -44,14 +44,17 @@ export class AgentClient {
     private readonly host: HostRecord,
     private readonly token: string,
     private readonly ca: Buffer | undefined,
+    /** --dry-run: only GETs reach the agent; anything else could change its host. */
+    private readonly readOnly: boolean,
   ) {}
 
   static async connect(ctx: Context, host: HostRecord): Promise<AgentClient> {
     const ca = ctx.env.KNARR_AGENT_CA ? await readFile(ctx.env.KNARR_AGENT_CA) : undefined;
-    return new AgentClient(host, await agentToken(ctx), ca);
+    return new AgentClient(host, await agentToken(ctx), ca, ctx.runner.dryRun);
   }
 
   private async open(method: string, path: string, headers: Record<string, string> = {}) {
+    if (this.readOnly && method !== 'GET') throw new DryRunWriteError(`ask the agent of ${this.host.name} to ${method} ${path}`);
     const url = new URL(path, this.host.address);
     // With a CA to trust, the token goes over TLS only: a host record saying http (stale, or forged in etcd) does not get it.
     if (this.ca && url.protocol !== 'https:') {

@@ -141,7 +141,7 @@ export async function runDaemonized(ctx: Context, spec: JobSpec): Promise<Comman
 /** The agent's reconciler run by the CLI for this host's engine, when no agent serves the fleet. */
 export async function inlineReconciler(ctx: Context, store: Store, repo: JobRepo): Promise<Reconciler> {
   const { Reconciler } = await import('../../daemon/reconcile.js');
-  const engine = new DockerEngine(dockerSocketPath(ctx.env));
+  const engine = new DockerEngine(dockerSocketPath(ctx.env), ctx.runner.dryRun);
   const { dotBinds } = await import('./volumes.js');
   return new Reconciler({ host: hostId(), fleet: ctx.config.fleet, serviceAddress: '127.0.0.1', prune: false, dotBinds: (spec) => dotBinds(ctx, store, spec) }, engine, repo, new HostRepo(store, ctx.config.fleet), { direct: true }, (line) => ctx.events.step(line));
 }

@@ -69,10 +69,10 @@ type HostList = Awaited<ReturnType<HostRepo['list']>>;
 /** The engine of a job's host when that host is this machine, so its containers can be asked directly; else null. */
 function engineOnThisMachine(ctx: Context, intent: JobIntent, hosts: HostList): DockerEngine | null {
   if (intent.host === null) return null;
-  if (!intent.managed) return intent.host === hostId() ? new DockerEngine(intent.engine ?? dockerSocketPath(ctx.env)) : null;
+  if (!intent.managed) return intent.host === hostId() ? new DockerEngine(intent.engine ?? dockerSocketPath(ctx.env), ctx.runner.dryRun) : null;
   const record = hosts.find((h) => h.host.name === intent.host)?.host;
   if (!record || (record.dotHost ?? record.name) !== hostId() || !record.dockerEndpoint.startsWith('unix://')) return null;
-  return new DockerEngine(record.dockerEndpoint.slice('unix://'.length));
+  return new DockerEngine(record.dockerEndpoint.slice('unix://'.length), ctx.runner.dryRun);
 }
 
 /** A recorded container's state as its engine tells it now: missing when the engine no longer has it. */
@@ -169,12 +169,23 @@ function jobFields(intent: JobIntent, actual: JobActual | null, state: string): 
   return fields;
 }
 
+/** Under --dry-run: the job's record change as a note, and the engine command its host would run (a host's agent runs it there). */
+function planJob(ctx: Context, intent: JobIntent, record: string, docker: string[]): void {
+  ctx.runner.note(record);
+  if (intent.managed) ctx.runner.note(`then the agent of ${intent.host ?? 'its host'} runs: docker ${formatArgv(docker)}`);
+  else ctx.runner.plan(['docker', '-H', `unix://${dockerSocketPath(ctx.env)}`, ...docker]);
+}
+
 /** `knarr job stop JOB`: stops its container; the intent stays (stopped), so nothing restarts it. */
 export const jobStop: Handler = async ({ args }, ctx) =>
   withJobs(ctx, async (j) => {
     const { intent } = await requireJob(j.repo, args[0] as string);
     requireHere(intent);
     const name = intent.spec.name;
+    if (ctx.runner.dryRun) {
+      planJob(ctx, intent, `mark job ${name} stopped in etcd`, ['stop', daemonContainerName(name)]);
+      return { data: { job: name, state: 'stopped', planned: true } };
+    }
     const next = await updateUntilWritten(j.repo, name, (i) => ({ ...i, desired: 'stopped' }));
     const outcome = await converge(ctx, j, next);
     const lines = outcome === 'done' ? [`job ${name} stopped`] : [`job ${name} will stop when its host ${intent.host} is back (it is down)`];
@@ -187,6 +198,10 @@ export const jobRm: Handler = async ({ args }, ctx) =>
     const { intent } = await requireJob(j.repo, args[0] as string);
     requireHere(intent);
     const name = intent.spec.name;
+    if (ctx.runner.dryRun) {
+      planJob(ctx, intent, `remove job ${name}'s intent, state and services from etcd (its history stays)`, ['rm', '-f', daemonContainerName(name)]);
+      return { data: { job: name, removed: false, planned: true } };
+    }
     await j.repo.remove(name);
     await j.repo.addEvent(name, { host: intent.host ?? '-', event: 'removed' });
     // With the intent gone, the host's agent (or the CLI, with none) removes the container.
@@ -220,6 +235,11 @@ export const jobRestart: Handler = async ({ args, opts }, ctx) =>
     for (const intent of intents) {
       if (elsewhere(intent)) {
         results.push({ job: intent.spec.name, host: intent.host, outcome: `not restarted: run with no agent, restart it on ${intent.host}` });
+        continue;
+      }
+      if (ctx.runner.dryRun) {
+        planJob(ctx, intent, `raise job ${intent.spec.name}'s generation to ${generationOf(intent) + 1} in etcd: a new container replaces the old`, ['rm', '-f', daemonContainerName(intent.spec.name)]);
+        results.push({ job: intent.spec.name, host: intent.host, outcome: 'planned' });
         continue;
       }
       const next = await updateUntilWritten(j.repo, intent.spec.name, (i) => ({ ...i, desired: 'running', generation: generationOf(i) + 1 }));
@@ -261,7 +281,7 @@ export const jobLogs: Handler = async ({ args, opts }, ctx) =>
       open = () => client.logs(name, follow);
     } else {
       requireHere(intent);
-      const engine = new DockerEngine(dockerSocketPath(ctx.env));
+      const engine = new DockerEngine(dockerSocketPath(ctx.env), ctx.runner.dryRun);
       open = () => engine.logs(daemonContainerName(name), follow);
     }
     return {

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { ConflictError, EngineError, FailureError, NotFoundError, ValidationError } from '../../core/errors.js';
 import type { HostRecord } from '../../core/hosts.js';
-import { parseJobSpec, type JobSpec } from '../../core/job-spec.js';
+import { checkSpecNesting, parseJobSpec, type JobSpec } from '../../core/job-spec.js';
 import { localAgent } from '../../daemon/pidfile.js';
 import { DockerEngine, demux, dockerSocketPath } from '../../host/docker.js';
 import { foregroundContainer, LABEL_JOB, startAttached, type AttachedRun } from '../../host/job-containers.js';
@@ -20,10 +20,13 @@ async function readSpecFile(ctx: Context, file: string): Promise<Record<string, 
   } catch (e) {
     throw new ValidationError('--file', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+  checkSpecNesting('--file', text);
   try {
     const { parse } = await import('yaml');
     return (parse(text) ?? {}) as Record<string, unknown>;
   } catch (e) {
+    // Block-style YAML nested deep enough overflows the parser too.
+    if (e instanceof RangeError) throw new ValidationError('--file', `${path} is nested too deeply to be a job spec`);
     throw new ValidationError('--file', `${path} is not valid YAML or JSON: ${(e as Error).message.split('\n')[0]}`);
   }
 }
@@ -101,7 +104,7 @@ export const jobRun: Handler = async ({ args, opts }, ctx) => {
   if (ctx.runner.plan(['docker', '-H', `unix://${socket}`, 'run', '--rm', ...(interactive ? ['-i'] : []), '--name', containerName, '--label', `knarr.job=${spec.name}`, spec.image, ...spec.command])) {
     return { data: { job: spec.name, container: containerName, create: foregroundContainer(spec, ctx.config.fleet, interactive) } };
   }
-  const engine = new DockerEngine(socket);
+  const engine = new DockerEngine(socket, ctx.runner.dryRun);
   const target = await foregroundTarget(ctx, spec, engine);
   if ('host' in target) {
     const { runThroughAgent } = await import('./fleet.js');

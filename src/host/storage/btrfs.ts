@@ -4,7 +4,7 @@ import { mountAt, pathExists, spaceOf } from '../mounts.js';
 import type { Runner } from '../runner.js';
 import { treeTransfer } from './transfer-tree.js';
 import { btrfsPrimitives, treeDots } from './dots-tree.js';
-import { checkForeign, createLoopFile, probeSources } from './common.js';
+import { checkForeign, createLoopFile, probeSources, refuseRemake } from './common.js';
 import {
   missingStatus,
   poolSources,
@@ -25,6 +25,7 @@ export const btrfsDriver: StorageDriver = {
   name: 'btrfs',
   caps: { cowClone: true, snapshots: true, sendReceive: true, devices: true, directory: false, overlayUpper: true },
   tools: ['mkfs.btrfs', 'btrfs', 'mount', 'umount'],
+  memberType: 'btrfs',
 
   async ensurePool(spec: PoolSpec, runner: Runner): Promise<EnsureAction> {
     const mounted = await mountAt(spec.mountpoint);
@@ -44,12 +45,14 @@ export const btrfsDriver: StorageDriver = {
     const sources = poolSources(spec);
     const probes = await probeSources(runner, sources);
     const first = probes[0]!;
-    if (first.signature?.type === 'btrfs' && first.signature.label === spec.name) {
-      if (sources.length > 1) await runner.run(['btrfs', 'device', 'scan']);
+    if (first.signature?.type === btrfsDriver.memberType && first.signature.label === spec.name) {
+      // Only the pool's own devices: a scan of all of them fails on any unrelated device that cannot be read.
+      if (sources.length > 1) await runner.run(['btrfs', 'device', 'scan', ...sources]);
       await runner.mkdirp(spec.mountpoint);
       await runner.run(mountArgv(spec, first.path, spec.mountpoint));
       return 'imported';
     }
+    refuseRemake(spec, probes, btrfsDriver.memberType!);
     const forcing = checkForeign(probes, spec.force, spec.name);
     if (spec.loopFile && !first.exists) await createLoopFile(runner, spec.loopFile);
     await runner.run(['mkfs.btrfs', ...(forcing ? ['-f'] : []), '-L', spec.name, ...sources]);

@@ -3,7 +3,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ConflictError, ExternalCommandError } from '../../core/errors.js';
 import { pathExists, probeSignature, type Signature } from '../mounts.js';
 import type { Runner } from '../runner.js';
-import type { LoopFileSpec } from './driver.js';
+import { notCarrying } from '../../core/pool.js';
+import { shellCommand } from '../../core/shell.js';
+import type { LoopFileSpec, PoolSpec } from './driver.js';
 
 /** Creates a sparse image file (and its folder); shown as `truncate -s` under --dry-run. */
 export async function createLoopFile(runner: Runner, loop: LoopFileSpec): Promise<void> {
@@ -24,6 +26,18 @@ export async function probeSources(runner: Runner, sources: string[]): Promise<S
       return { path, exists, signature: exists ? await probeSignature(runner, path) : null };
     }),
   );
+}
+
+/**
+ * A device pool this host made is imported, never made again: devices that no longer carry it were
+ * renamed at boot, and formatting them would put an empty pool in its place (and maybe over other data).
+ */
+export function refuseRemake(spec: PoolSpec, probes: SourceProbe[], memberType: string): void {
+  if (!spec.madeHere || spec.devices.length === 0) return;
+  const why = notCarrying(probes, memberType, spec.name, spec.uuid) ?? 'the pool is not found on them';
+  throw new ConflictError(`pool ${spec.name} was made on this host, but ${spec.devices.join(',')} do not carry it: ${why}`, {
+    hint: `device names can change between boots: see which devices hold it with ${shellCommand(['blkid', '-p', ...spec.devices])} (or lsblk -f) and give those; nothing was formatted`,
+  });
 }
 
 /** Refuses to format over another filesystem or pool unless --force; returns true when forcing over data. */

@@ -22,6 +22,7 @@ export const dirDriver: StorageDriver = {
   name: 'dir',
   caps: { cowClone: false, snapshots: false, sendReceive: false, devices: false, directory: true, overlayUpper: true },
   tools: [],
+  memberType: null,
 
   async ensurePool(spec: PoolSpec, runner: Runner): Promise<EnsureAction> {
     const path = spec.path ?? spec.mountpoint;

@@ -45,6 +45,8 @@ export interface StorageDriver {
   readonly caps: DriverCaps;
   /** Outside binaries the driver runs (for doctor and hints). */
   readonly tools: readonly string[];
+  /** The blkid TYPE of a device holding one of its pools, labelled with the pool's name; null when devices carry no such label. */
+  readonly memberType: string | null;
   ensurePool(spec: PoolSpec, runner: Runner): Promise<EnsureAction>;
   poolStatus(record: PoolRecord, runner: Runner): Promise<PoolStatus>;
   destroyPool(record: PoolRecord, runner: Runner): Promise<void>;

@@ -70,6 +70,7 @@ export const lvmDriver: StorageDriver = {
   name: 'lvm',
   caps: { cowClone: true, snapshots: true, sendReceive: false, devices: true, directory: false, overlayUpper: true },
   tools: ['pvcreate', 'vgcreate', 'lvcreate', 'vgs', 'lvs', 'losetup'],
+  memberType: null,
 
   async ensurePool(spec: PoolSpec, runner: Runner): Promise<EnsureAction> {
     const activate = async (): Promise<EnsureAction> => {

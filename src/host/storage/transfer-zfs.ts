@@ -15,6 +15,8 @@ export function zfsTransfer(runner: Runner): DotTransfer {
     (await runner.run(['zfs', 'list', '-H', '-o', 'name', name], { mutates: false, okExitCodes: [1] })).exitCode === 0;
   // zfs-fuse cannot rename a mounted dataset (it reports "busy"): unmount the tree, rename, mount it again.
   const renameDataset = async (from: string, to: string) => {
+    // Under --dry-run the dataset a planned receive would have made is not there to list.
+    if (runner.plan(['zfs', 'rename', from, to])) return;
     const listed = await runner.run(['zfs', 'list', '-H', '-o', 'name,mounted', '-t', 'filesystem', '-r', from], { mutates: false });
     const tree = listed.stdout.split('\n').filter(Boolean).map((l) => l.split('\t') as [string, string]);
     for (const [name, mounted] of [...tree].reverse()) if (mounted === 'yes') await runRetryingBusy(runner, ['zfs', 'umount', name]);

@@ -3,7 +3,7 @@ import { pathExists } from '../mounts.js';
 import type { Runner } from '../runner.js';
 import { zfsTransfer } from './transfer-zfs.js';
 import { zfsDots } from './dots-zfs.js';
-import { checkForeign, createLoopFile, probeSources, runRetryingBusy } from './common.js';
+import { checkForeign, createLoopFile, probeSources, refuseRemake, runRetryingBusy } from './common.js';
 import {
   missingStatus,
   poolSources,
@@ -18,6 +18,11 @@ import {
 /** Pool names listed by `zpool import -d DIR` (read-only scan of importable pools). */
 export function parseImportable(text: string): string[] {
   return [...text.matchAll(/^\s*pool:\s*(\S+)\s*$/gm)].map((m) => m[1]!);
+}
+
+/** The pool id given, if `zpool import -d DIR` lists it. */
+export function listedId(text: string, id: string | null): string | null {
+  return id !== null && /^\d+$/.test(id) && new RegExp(`^\\s*id: ${id}\\s*$`, 'm').test(text) ? id : null;
 }
 
 /** Parses `zfs get -H -p -o property,value` lines into a map. */
@@ -41,21 +46,25 @@ export const zfsDriver: StorageDriver = {
   name: 'zfs',
   caps: { cowClone: true, snapshots: true, sendReceive: true, devices: true, directory: false, overlayUpper: false },
   tools: ['zpool', 'zfs'],
+  memberType: 'zfs_member',
 
   async ensurePool(spec: PoolSpec, runner: Runner): Promise<EnsureAction> {
     if ((await poolHealth(runner, spec.name)) !== null) return 'exists';
     const sources = poolSources(spec);
     const probes = await probeSources(runner, sources);
-    const ours = probes.filter((p) => p.signature?.type === 'zfs_member' && p.signature.label === spec.name);
+    const ours = probes.filter((p) => p.signature?.type === zfsDriver.memberType && p.signature.label === spec.name);
     if (ours.length > 0) {
       const dirs = [...new Set(sources.map((s) => dirname(s)))];
       const scanArgs = dirs.flatMap((d) => ['-d', d]);
       const scan = await runner.run(['zpool', 'import', ...scanArgs], { mutates: false, okExitCodes: [1] });
-      if (parseImportable(scan.stdout + scan.stderr).includes(spec.name)) {
-        await runner.run(['zpool', 'import', ...scanArgs, spec.name]);
+      const listed = scan.stdout + scan.stderr;
+      if (parseImportable(listed).includes(spec.name)) {
+        // By the id these devices carry: another pool of the same name in the scanned folders cannot be taken for it.
+        await runner.run(['zpool', 'import', ...scanArgs, listedId(listed, ours[0]!.signature!.uuid) ?? spec.name]);
         return 'imported';
       }
     }
+    refuseRemake(spec, probes, zfsDriver.memberType!);
     const forcing = checkForeign(probes, spec.force, spec.name);
     if (spec.loopFile && !probes[0]!.exists) await createLoopFile(runner, spec.loopFile);
     await runner.run(['zpool', 'create', ...(forcing ? ['-f'] : []), '-m', spec.mountpoint, spec.name, ...sources]);
