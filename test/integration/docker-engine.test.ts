@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EngineError, PrerequisiteError, ValidationError } from '../../src/core/errors.js';
 import { DockerEngine, ENGINE_API, dockerSocketPath, negotiateApiVersion } from '../../src/host/docker.js';
@@ -35,6 +36,20 @@ describe('knarr doctor with a DOCKER_HOST knarr refuses', () => {
     expect(docker.status).toBe('missing');
     expect(docker.detail).toMatch(/^DOCKER_HOST: "tcp:\/\/127.0.0.1:2375" is not supported.*set DOCKER_HOST=unix:\/\//);
     expect(list.length).toBeGreaterThan(1);
+  });
+});
+
+describe('knarr daemon with a DOCKER_HOST knarr refuses', () => {
+  it('refuses to start before it opens the store or writes a token', async () => {
+    const tmp = await tempDir('knarr-engine-daemon-');
+    try {
+      const r = await knarr(['daemon', '--etcd', 'http://127.0.0.1:1'], { env: { DOCKER_HOST: 'tcp://127.0.0.1:2375', KNARR_STATE_DIR: `${tmp.path}/state` } });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/DOCKER_HOST: "tcp:\/\/127.0.0.1:2375" is not supported/);
+      expect(existsSync(`${tmp.path}/state/agent.token`)).toBe(false);
+    } finally {
+      await tmp.cleanup();
+    }
   });
 });
 
