@@ -1,6 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConflictError, FailureError } from '../../src/core/errors.js';
+import { Lxc } from '../../src/host/lxc.js';
+import { Runner } from '../../src/host/runner.js';
 import { HostRepo } from '../../src/state/hosts.js';
 import { connectEtcd } from '../../src/state/store.js';
 import { fleetKeys } from '../../src/state/keys.js';
@@ -63,5 +65,21 @@ describe('a system call the host refuses', () => {
     expect(r.stderr).not.toMatch(/bug in knarr/);
     expect(r.stderr).toMatch(/failed: ENOTDIR/);
     expect(r.code).toBe(1);
+  });
+});
+
+describe.skipIf(!integration('lxc', haveTools('lxc-start'), 'lxc is not installed (Debian package lxc)'))('lxc-start that fails', () => {
+  let tmp: TempDir;
+  beforeAll(async () => {
+    tmp = await tempDir('knarr-lxc-err-');
+  });
+  afterAll(() => tmp?.cleanup());
+
+  it('is a failure naming the container and pointing at its log, not a bug', async () => {
+    const lxc = new Lxc(new Runner({ dryRun: false, verbose: false, env: process.env, log: () => {} }), tmp.path);
+    const err = await lxc.start('knarr-no-such-container').catch((e) => e);
+    expect(err).toBeInstanceOf(FailureError);
+    expect(err.message).toMatch(/^lxc-start knarr-no-such-container failed: /);
+    expect(err.hint).toContain(`${tmp.path}/knarr-no-such-container/lxc.log`);
   });
 });
