@@ -97,6 +97,19 @@ describe.skipIf(!run)('a real dockerd', () => {
     expect(err.message).toMatch(/no such container/i);
   });
 
+  it('a name in use is a conflict (exit 4)', async () => {
+    const engine = new DockerEngine(d.socket, false);
+    const id = await engine.create('knarr-dup', { Image: d.image, Cmd: ['true'] });
+    try {
+      const err = await engine.create('knarr-dup', { Image: d.image, Cmd: ['true'] }).catch((e) => e);
+      expect(err).toBeInstanceOf(EngineError);
+      expect(err.status).toBe(409);
+      expect(err.exitCode).toBe(4);
+    } finally {
+      await engine.remove(id);
+    }
+  });
+
   it('a version the engine refuses (it was upgraded meanwhile) is negotiated again', async () => {
     const engine = new DockerEngine(d.socket, false, '1.5');
     expect(Array.isArray(await engine.list(true))).toBe(true);

@@ -1,6 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConflictError, FailureError } from '../../src/core/errors.js';
+import { ConflictError, FailureError, NotFoundError } from '../../src/core/errors.js';
+import { waitForOp } from '../../src/ops/runner.js';
+import { OpRepo } from '../../src/state/ops.js';
 import { Lxc } from '../../src/host/lxc.js';
 import { Runner } from '../../src/host/runner.js';
 import { HostRepo } from '../../src/state/hosts.js';
@@ -27,6 +29,17 @@ describe.skipIf(!run)('errors from the store are typed', () => {
       const err = await store.put(fleetKeys(uniqueName('f')).host('big'), 'x'.repeat(3 << 20)).catch((e) => e);
       expect(err).toBeInstanceOf(FailureError);
       expect(err.message).toMatch(/^etcd refused \/v3\/kv\/put \(\d+\): .*(too large|larger than max)/);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('waiting on an operation that is gone is not found (exit 3), not a bug', async () => {
+    const store = await connectEtcd([etcd.url]);
+    try {
+      const err = await waitForOp(new OpRepo(store, uniqueName('f')), 'op-999', () => undefined, new AbortController().signal).catch((e) => e);
+      expect(err).toBeInstanceOf(NotFoundError);
+      expect(err.message).toBe('operation op-999 is gone');
     } finally {
       await store.close();
     }
