@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { Command, CommanderError, Option } from 'commander';
 import type { CommandResult } from '../commands/types.js';
 import { OUTPUT_FORMATS, type GlobalFlags, type OutputFormat } from '../core/config.js';
-import { ExitCode, InternalError, InterruptedError, isKnarrError, ReaderGoneError, type KnarrError } from '../core/errors.js';
+import { ExitCode, FailureError, InternalError, InterruptedError, isKnarrError, ReaderGoneError, type KnarrError } from '../core/errors.js';
 import { COMMANDS, GLOBAL_OPTIONS, type CommandDef, type OptionDef } from './commands-table.js';
 import { createContext, loadConfig } from './context.js';
 import { renderDryRun, renderError, renderResult } from './render.js';
@@ -110,6 +110,12 @@ function asKnarrError(err: unknown, signal: AbortSignal | undefined): KnarrError
   if (signal?.reason instanceof ReaderGoneError) return signal.reason;
   if (isKnarrError(err)) return err;
   if (signal?.aborted || (err as Error)?.name === 'AbortError') return new InterruptedError();
+  const sys = err as NodeJS.ErrnoException;
+  // A system call the host refused (permissions, a full disk) is the host's answer, not a bug.
+  if (typeof sys?.syscall === 'string' && typeof sys.code === 'string') {
+    const hint = sys.code === 'EACCES' || sys.code === 'EPERM' ? 'run knarr as root' : sys.code === 'ENOSPC' ? 'free some space on that filesystem' : undefined;
+    return new FailureError(`${sys.syscall}${sys.path ? ` ${sys.path}` : ''} failed: ${sys.code}`, { hint, cause: err });
+  }
   return new InternalError(`internal error: ${(err as Error)?.message ?? String(err)}`, {
     hint: 'this is a bug in knarr; re-run with -v for a stack trace',
     cause: err,

@@ -43,6 +43,8 @@ export function checkDaemonSettings(ctx: Context, opts: Record<string, unknown> 
  */
 export const daemon: Handler = async ({ opts }, ctx) => {
   let settings = settingsOf(opts, ctx.config, ctx);
+  // A DOCKER_HOST knarr refuses is bad input: refused before a token is written or the store is opened.
+  const dockerSocket = dockerSocketPath(ctx.env);
   if (ctx.runner.dryRun) throw dryRunRefused('knarr daemon', 'the agent exists to change this host (register it, run its jobs and operations); see what it would run with knarr job list and knarr op list --active');
   const tls = await readTls(settings);
   let token = await agentToken(settings.tokenFile);
@@ -55,7 +57,7 @@ export const daemon: Handler = async ({ opts }, ctx) => {
     {
       ...settings,
       tls,
-      dockerSocket: dockerSocketPath(ctx.env),
+      dockerSocket,
       fleet: ctx.config.fleet,
       strategy: ctx.config.scheduler.strategy,
       opRetentionMs: ctx.config.opRetentionMs,

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ExitCode } from '../core/errors.js';
+import { ExitCode, type KnarrError } from '../core/errors.js';
 import { DockerEngine, dockerSocketPath, pingDocker } from '../host/docker.js';
 import { allowBridge, bridgeFirewall, forwardChain, haveIptables } from '../host/firewall.js';
 import type { Runner } from '../host/runner.js';
@@ -135,7 +135,13 @@ const CHECKS: Check[] = [
     package: 'docker.io',
     async run(ctx) {
       const absent = binaries(ctx, ['dockerd']);
-      const socket = dockerSocketPath(ctx.env);
+      let socket: string;
+      try {
+        socket = dockerSocketPath(ctx.env);
+      } catch (e) {
+        // A DOCKER_HOST knarr refuses is this check's finding, not the end of the report.
+        return stopped(`${(e as KnarrError).message}; ${(e as KnarrError).hint}`);
+      }
       const version = await pingDocker(socket);
       if (version) {
         const gone = await defaultBridgeGone(socket);

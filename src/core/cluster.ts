@@ -1,4 +1,4 @@
-import { ValidationError } from './errors.js';
+import { InternalError, ValidationError } from './errors.js';
 
 /**
  * Virtual clusters of LXC containers, as docklet has them: nodes named user-clusterid-nodeid with
@@ -71,7 +71,8 @@ export const nodeHostname = (node: number) => `host-${node}`;
 
 /** The user's /24: index 1..254 within the fleet's /16 (a.b.0.0/16 gives a.b.index.0/24). */
 export function userSubnet(network: string, index: number): string {
-  if (!Number.isInteger(index) || index < 1 || index > 254) throw new Error(`subnet index ${index} is out of 1..254`);
+  // Callers count 1..254: anything else is a bug.
+  if (!Number.isInteger(index) || index < 1 || index > 254) throw new InternalError(`subnet index ${index} is out of 1..254`);
   const [a, b] = network.split('.');
   return `${a}.${b}.${index}.0/24`;
 }

@@ -118,6 +118,36 @@ export class FailureError extends KnarrError {
   }
 }
 
+/** An outside command ran past its time limit and was stopped (SIGTERM, then SIGKILL after a grace). */
+export class CommandTimeoutError extends KnarrError {
+  readonly argv: readonly string[];
+  readonly timeoutMs: number;
+  constructor(argv: readonly string[], timeoutMs: number, options: ErrorOptions = {}) {
+    super('E_COMMAND_TIMEOUT', ExitCode.failure, `${argv[0]} took longer than ${formatSeconds(timeoutMs)} and was stopped`, {
+      hint: options.hint ?? `the host may be overloaded, or ${argv[0]} is stuck; re-run with -v to see the command line`,
+      ...options,
+      detail: { argv: [...argv], timeoutMs, ...options.detail },
+    });
+    this.argv = argv;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+function formatSeconds(ms: number): string {
+  return `${ms % 1000 === 0 ? ms / 1000 : (ms / 1000).toFixed(1)} s`;
+}
+
+/** The docker engine answered an API call with an error status: 404 is not found, 409 a conflict. */
+export class EngineError extends KnarrError {
+  readonly status: number;
+  constructor(status: number, message: string, options: ErrorOptions = {}) {
+    const exitCode = status === 404 ? ExitCode.notFound : status === 409 ? ExitCode.conflict : ExitCode.failure;
+    const hint = options.hint ?? (status >= 500 ? 'the docker engine failed; its log says why (journalctl -u docker)' : undefined);
+    super('E_ENGINE', exitCode, message, { ...options, hint, detail: { status, ...options.detail } });
+    this.status = status;
+  }
+}
+
 /** A durable operation ended failed or cancelled (its runner has undone it). */
 export class OperationFailedError extends KnarrError {
   constructor(message: string, options: ErrorOptions = {}) {
@@ -141,7 +171,7 @@ export class ReaderGoneError extends KnarrError {
 /** A bug in knarr: shown with its stack under --verbose. */
 export class InternalError extends KnarrError {
   constructor(message: string, options: ErrorOptions = {}) {
-    super('E_INTERNAL', ExitCode.failure, message, options);
+    super('E_INTERNAL', ExitCode.failure, message, { ...options, hint: options.hint ?? 'this is a bug in knarr; re-run with -v for a stack trace' });
   }
 }
 
@@ -164,9 +194,9 @@ export function isKnarrError(err: unknown): err is KnarrError {
 /** The exit-code table shown in the README and the man page. */
 export const EXIT_CODE_DOCS: readonly { code: number; meaning: string }[] = [
   { code: ExitCode.ok, meaning: 'success' },
-  { code: ExitCode.failure, meaning: 'failure: an outside command failed, a job did not start, an operation failed or was cancelled, or an internal error' },
+  { code: ExitCode.failure, meaning: 'failure: an outside command failed or ran past its time limit, the docker engine refused a request, a job did not start, an operation failed or was cancelled, or an internal error' },
   { code: ExitCode.usage, meaning: 'usage: a bad flag, argument, name, spec or config value; nothing was changed' },
-  { code: ExitCode.notFound, meaning: 'not found: the named pool, dot or other object does not exist' },
+  { code: ExitCode.notFound, meaning: 'not found: the named pool, dot, image or other object does not exist' },
   { code: ExitCode.conflict, meaning: 'conflict: refused because it would overwrite data or clash with what exists (see --force / --yes)' },
   { code: ExitCode.prerequisite, meaning: 'prerequisite missing: a tool, daemon or kernel feature is absent (see knarr doctor), or a pool is out of space' },
   { code: ExitCode.storeUnavailable, meaning: 'store unavailable: etcd cannot be reached or is unhealthy' },

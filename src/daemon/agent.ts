@@ -6,9 +6,9 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { HostRecord, JoinState, StartMode } from '../core/hosts.js';
-import { PrerequisiteError } from '../core/errors.js';
+import { EngineError, PrerequisiteError } from '../core/errors.js';
 import { JOB_NAME_RE, parseJobSpec, type JobSpec } from '../core/job-spec.js';
-import { CONTROL_FRAME, DockerApiError, DockerEngine, frame } from '../host/docker.js';
+import { CONTROL_FRAME, DockerEngine, frame } from '../host/docker.js';
 import { daemonContainerName, foregroundContainer, startAttached } from '../host/job-containers.js';
 import type { HostRepo } from '../state/hosts.js';
 import { collectGarbage } from '../state/gc.js';
@@ -315,7 +315,7 @@ export class Agent {
     } catch (e) {
       releases.forEach((r) => r());
       if (e instanceof ApiError) throw e;
-      throw new ApiError(e instanceof DockerApiError ? e.status : 500, (e as Error).message);
+      throw new ApiError(e instanceof EngineError ? e.status : 500, (e as Error).message);
     }
     if (gone) {
       run.socket.destroy();
@@ -358,7 +358,7 @@ export class Agent {
     try {
       stream = await this.engine.logs(daemonContainerName(name), follow);
     } catch (e) {
-      throw new ApiError(e instanceof DockerApiError ? e.status : 500, (e as Error).message);
+      throw new ApiError(e instanceof EngineError ? e.status : 500, (e as Error).message);
     }
     res.writeHead(200, { 'content-type': 'application/vnd.docker.multiplexed-stream' });
     req.on('close', () => stream.destroy());

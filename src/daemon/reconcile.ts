@@ -1,3 +1,4 @@
+import { NotFoundError } from '../core/errors.js';
 import { fleetViews, jobRequest, type HostRecord } from '../core/hosts.js';
 import type { Strategy } from '../core/scheduler.js';
 import type { JobSpec } from '../core/job-spec.js';
@@ -259,7 +260,7 @@ export class Reconciler {
   private async linkEnv(service: string, gateway: string | null): Promise<Record<string, string>> {
     if ('ambassador' in this.links) return linkEnv(service, await this.links.ambassador.ensure(service, gateway ?? undefined), gateway ?? undefined);
     const s = await this.jobs.service(service);
-    if (!s) throw new Error(`linked service ${service} does not exist (see knarr service list)`);
+    if (!s) throw new NotFoundError(`linked service ${service} does not exist`, { hint: 'see knarr service list' });
     return directLinkEnv(service, s, gateway);
   }
 

@@ -7,14 +7,47 @@ import { request as httpRequest, type ClientRequest, type IncomingMessage, type 
 function request(options: RequestOptions, onResponse?: (res: IncomingMessage) => void): ClientRequest {
   return httpRequest({ ...options, servername: '' } as RequestOptions, onResponse);
 }
+import { DryRunWriteError, EngineError, FailureError, isKnarrError, PrerequisiteError, ValidationError } from '../core/errors.js';
 import { onJsonLines } from '../core/streams.js';
-import { DryRunWriteError } from '../core/errors.js';
 
-/** The local Docker Engine socket: DOCKER_HOST when it is a unix:// URL, else the standard path. */
+/** The local Docker Engine socket: DOCKER_HOST when set (a unix:// URL; any other is refused), else the standard path. */
 export function dockerSocketPath(env: NodeJS.ProcessEnv): string {
   const host = env.DOCKER_HOST;
-  if (host?.startsWith('unix://')) return host.slice('unix://'.length);
-  return '/var/run/docker.sock';
+  if (host === undefined || host === '') return '/var/run/docker.sock';
+  const path = host.startsWith('unix://') ? host.slice('unix://'.length) : '';
+  if (path.startsWith('/')) return path;
+  throw new ValidationError('DOCKER_HOST', `${JSON.stringify(host)} is not supported: knarr talks to the docker engine on this host through its unix socket`, {
+    hint: 'set DOCKER_HOST=unix:///var/run/docker.sock (or the engine\'s own socket path), or unset it; a job runs on another host through that host\'s agent (knarr daemon)',
+  });
+}
+
+/** The Engine API versions knarr's requests are written for: it speaks the engine's newest, capped at NEWEST. */
+export const ENGINE_API = { oldest: '1.41', newest: '1.47' } as const;
+
+/** Dotted API versions compared numerically: 1.9 < 1.41. */
+function compareVersions(a: string, b: string): number {
+  const [am = 0, an = 0] = a.split('.').map(Number);
+  const [bm = 0, bn = 0] = b.split('.').map(Number);
+  return am - bm || an - bn;
+}
+
+/** The API version to speak to an engine whose newest is engineNewest; refuses an engine older than knarr supports. */
+export function negotiateApiVersion(engineNewest: string, socketPath: string): string {
+  if (!/^\d+\.\d+$/.test(engineNewest)) throw new FailureError(`the docker engine on ${socketPath} named no API version (${JSON.stringify(engineNewest)})`);
+  if (compareVersions(engineNewest, ENGINE_API.oldest) < 0) {
+    throw new PrerequisiteError(`the docker engine on ${socketPath} speaks API ${engineNewest}; knarr needs ${ENGINE_API.oldest} or newer (docker 20.10)`, { hint: 'upgrade docker' });
+  }
+  return compareVersions(engineNewest, ENGINE_API.newest) > 0 ? ENGINE_API.newest : engineNewest;
+}
+
+/** What a failed connection to the engine's socket means to the operator. */
+function connectionError(socketPath: string, e: NodeJS.ErrnoException): Error {
+  if (isKnarrError(e)) return e;
+  if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
+    return new PrerequisiteError(`no docker engine answers on ${socketPath}`, { hint: 'start dockerd (knarr doctor --fix), or set DOCKER_HOST=unix:///path/to/docker.sock', cause: e });
+  }
+  if (e.code === 'EACCES') return new PrerequisiteError(`this user may not use the docker engine's socket ${socketPath}`, { hint: 'run knarr as root, or as a member of the docker group', cause: e });
+  return new FailureError(`the connection to the docker engine on ${socketPath} failed: ${e.code ?? e.message}`, { cause: e });
 }
 
 /** GET /_ping on the engine socket; resolves to the API version on success, null when unreachable. */
@@ -39,18 +72,8 @@ export function firstAddress(cidr: string): string {
   return [24, 16, 8, 0].map((shift) => Math.floor(n / 2 ** shift) % 256).join('.');
 }
 
-/** A Docker Engine API error with the engine's own message. */
-export class DockerApiError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-/** Reads an error response into a DockerApiError carrying the engine's own message. */
-function apiError(res: import('node:http').IncomingMessage): Promise<DockerApiError> {
+/** Reads an error response into an EngineError carrying the engine's own message. */
+function apiError(res: import('node:http').IncomingMessage): Promise<EngineError> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     res.on('data', (c: Buffer) => chunks.push(c));
@@ -62,7 +85,9 @@ function apiError(res: import('node:http').IncomingMessage): Promise<DockerApiEr
       } catch {
         /* plain text */
       }
-      resolve(new DockerApiError(res.statusCode ?? 0, message));
+      // An engine that no longer speaks knarr's newest API version: only a newer knarr can talk to it.
+      const hint = /client version .* is too old/i.test(message) ? `this docker engine no longer speaks API ${ENGINE_API.newest}, the newest knarr knows; upgrade knarr` : undefined;
+      resolve(new EngineError(res.statusCode ?? 0, message, { hint }));
     });
   });
 }
@@ -102,26 +127,59 @@ export interface ContainerCreate {
  * `knarr job run` starts as fast as the docker CLI). Attach uses the API's connection hijack.
  */
 export class DockerEngine {
-  /** readOnly (--dry-run): every request but a GET is refused, so nothing reaches the engine that changes it. */
+  private version: Promise<string> | undefined;
+
+  /** readOnly (--dry-run): every request but a GET is refused, so nothing reaches the engine that changes it. apiVersion skips the negotiation. */
   constructor(
     readonly socketPath: string,
     readonly readOnly: boolean,
-  ) {}
+    apiVersion?: string,
+  ) {
+    if (apiVersion) this.version = Promise.resolve(apiVersion);
+  }
 
   private refuseWrite(method: string, path: string): void {
     if (this.readOnly && method !== 'GET') throw new DryRunWriteError(`send ${method} ${path.split('?')[0]} to the Docker engine`);
   }
 
-  call<T = unknown>(method: string, path: string, body?: unknown, timeoutMs = 60_000): Promise<T> {
-    try {
-      this.refuseWrite(method, path);
-    } catch (e) {
-      return Promise.reject(e);
-    }
+  /** The API version spoken to this engine: its newest (from the unversioned /_ping), capped at knarr's; asked once. */
+  apiVersion(): Promise<string> {
+    this.version ??= new Promise<string>((resolve, reject) => {
+      const req = request({ socketPath: this.socketPath, path: '/_ping', method: 'GET', timeout: 10_000 }, (res) => {
+        res.resume();
+        const header = res.headers['api-version'];
+        if ((res.statusCode ?? 0) !== 200) return void reject(new EngineError(res.statusCode ?? 0, `the docker engine on ${this.socketPath} answered ${res.statusCode} to /_ping`));
+        try {
+          resolve(negotiateApiVersion(String(header ?? ''), this.socketPath));
+        } catch (e) {
+          reject(e);
+        }
+      });
+      req.on('timeout', () => req.destroy(new FailureError(`the docker engine on ${this.socketPath} did not answer /_ping within 10 s`, { hint: 'is dockerd stuck? see journalctl -u docker' })));
+      req.on('error', (e) => reject(connectionError(this.socketPath, e)));
+      req.end();
+    });
+    // A failed negotiation is asked again next time: the engine may have been started meanwhile.
+    this.version.catch(() => (this.version = undefined));
+    return this.version;
+  }
+
+  async call<T = unknown>(method: string, path: string, body?: unknown, timeoutMs = 60_000): Promise<T> {
+    this.refuseWrite(method, path);
+    const version = await this.apiVersion();
+    return this.send<T>(version, method, path, body, timeoutMs).catch(async (e: unknown) => {
+      // The engine was upgraded or downgraded under a long-lived agent: negotiate again, once (a refused request did nothing).
+      if (!(e instanceof EngineError && /client version \S+ is too (old|new)/i.test(e.message))) throw e;
+      this.version = undefined;
+      return this.send<T>(await this.apiVersion(), method, path, body, timeoutMs);
+    });
+  }
+
+  private send<T>(version: string, method: string, path: string, body: unknown, timeoutMs: number): Promise<T> {
     return new Promise((resolve, reject) => {
       const data = body === undefined ? undefined : JSON.stringify(body);
       const req = request(
-        { socketPath: this.socketPath, method, path: `/v1.41${path}`, timeout: timeoutMs, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {} },
+        { socketPath: this.socketPath, method, path: `/v${version}${path}`, timeout: timeoutMs, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {} },
         (res) => {
           if ((res.statusCode ?? 0) >= 400) return void apiError(res).then(reject);
           const chunks: Buffer[] = [];
@@ -136,8 +194,8 @@ export class DockerEngine {
           });
         },
       );
-      req.on('timeout', () => req.destroy(new Error(`docker did not answer ${method} ${path} within ${timeoutMs}ms`)));
-      req.on('error', reject);
+      req.on('timeout', () => req.destroy(new FailureError(`the docker engine did not answer ${method} ${path.split('?')[0]} within ${timeoutMs / 1000} s`, { hint: 'is dockerd stuck? see journalctl -u docker' })));
+      req.on('error', (e) => reject(connectionError(this.socketPath, e)));
       req.end(data);
     });
   }
@@ -173,12 +231,13 @@ export class DockerEngine {
    * The engine's container events with these labels, as they happen, until signal aborts.
    * Resolves once the engine accepted the subscription; onEnd runs when the stream ends any other way.
    */
-  events(labels: string[], onEvent: (e: { Action: string; id: string; Actor?: { Attributes?: Record<string, string> } }) => void, signal: AbortSignal, onEnd: () => void): Promise<void> {
+  async events(labels: string[], onEvent: (e: { Action: string; id: string; Actor?: { Attributes?: Record<string, string> } }) => void, signal: AbortSignal, onEnd: () => void): Promise<void> {
     const filters = encodeURIComponent(JSON.stringify({ type: ['container'], ...(labels.length > 0 ? { label: labels } : {}) }));
+    const version = await this.apiVersion();
     // Aborted already (a shutdown meanwhile): no subscription that would hold the process open.
-    if (signal.aborted) return Promise.resolve();
+    if (signal.aborted) return;
     return new Promise((resolve, reject) => {
-      const req = request({ socketPath: this.socketPath, method: 'GET', path: `/v1.41/events?filters=${filters}` }, (res) => {
+      const req = request({ socketPath: this.socketPath, method: 'GET', path: `/v${version}/events?filters=${filters}` }, (res) => {
         if ((res.statusCode ?? 0) >= 400) return void apiError(res).then(reject);
         resolve();
         onJsonLines(res, (e) => onEvent(e as Parameters<typeof onEvent>[0]));
@@ -187,19 +246,20 @@ export class DockerEngine {
         });
       });
       signal.addEventListener('abort', () => req.destroy(), { once: true });
-      req.on('error', (e) => (signal.aborted ? resolve() : reject(e)));
+      req.on('error', (e) => (signal.aborted ? resolve() : reject(connectionError(this.socketPath, e))));
       req.end();
     });
   }
 
   /** The container's log as a multiplexed stream (see demux); with follow it stays open. */
-  logs(id: string, follow: boolean): Promise<import('node:http').IncomingMessage> {
+  async logs(id: string, follow: boolean): Promise<import('node:http').IncomingMessage> {
+    const version = await this.apiVersion();
     return new Promise((resolve, reject) => {
-      const req = request({ socketPath: this.socketPath, method: 'GET', path: `/v1.41/containers/${encodeURIComponent(id)}/logs?stdout=1&stderr=1${follow ? '&follow=1' : ''}` }, (res) => {
+      const req = request({ socketPath: this.socketPath, method: 'GET', path: `/v${version}/containers/${encodeURIComponent(id)}/logs?stdout=1&stderr=1${follow ? '&follow=1' : ''}` }, (res) => {
         if ((res.statusCode ?? 0) >= 400) void apiError(res).then(reject);
         else resolve(res);
       });
-      req.on('error', reject);
+      req.on('error', (e) => reject(connectionError(this.socketPath, e)));
       req.end();
     });
   }
@@ -225,13 +285,14 @@ export class DockerEngine {
   }
 
   /** Attaches before start; resolves to the raw two-way socket (stdout/stderr multiplexed, stdin written to it). */
-  attach(id: string, stdin: boolean): Promise<import('node:net').Socket> {
+  async attach(id: string, stdin: boolean): Promise<import('node:net').Socket> {
+    this.refuseWrite('POST', `/containers/${id}/attach`);
+    const version = await this.apiVersion();
     return new Promise((resolve, reject) => {
-      this.refuseWrite('POST', `/containers/${id}/attach`);
       const req = request({
         socketPath: this.socketPath,
         method: 'POST',
-        path: `/v1.41/containers/${encodeURIComponent(id)}/attach?stream=1&stdout=1&stderr=1${stdin ? '&stdin=1' : ''}`,
+        path: `/v${version}/containers/${encodeURIComponent(id)}/attach?stream=1&stdout=1&stderr=1${stdin ? '&stdin=1' : ''}`,
         headers: { Connection: 'Upgrade', Upgrade: 'tcp' },
       });
       req.on('upgrade', (_res, socket, head) => {
@@ -240,7 +301,7 @@ export class DockerEngine {
       });
       // An answer instead of an upgrade is a refusal.
       req.on('response', (res) => void apiError(res).then(reject));
-      req.on('error', reject);
+      req.on('error', (e) => reject(connectionError(this.socketPath, e)));
       req.end();
     });
   }

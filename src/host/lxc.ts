@@ -1,3 +1,4 @@
+import { FailureError } from '../core/errors.js';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { pathExists } from './mounts.js';
 import type { Runner } from './runner.js';
@@ -102,7 +103,7 @@ export class Lxc {
     const again = await this.runner.run(['lxc-start', '-P', this.lxcPath, '-n', name, '-d', '-o', log, '-l', 'INFO'], { okExitCodes: [1] });
     if (again.exitCode === 0) return;
     const lines = (await readFile(log, 'utf8').catch(() => '')).split('\n').filter((l) => /ERROR/.test(l)).slice(-3);
-    throw new Error(`lxc-start ${name} failed: ${lines.join(' | ') || again.stderr.trim() || `see ${log}`}`);
+    throw new FailureError(`lxc-start ${name} failed: ${lines.join(' | ') || again.stderr.trim() || 'no reason given'}`, { hint: `its log is ${log}; knarr doctor checks LXC`, detail: { argv: again.argv } });
   }
 
   async stop(name: string): Promise<void> {

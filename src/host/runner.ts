@@ -1,10 +1,11 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { setMaxListeners } from 'node:events';
 import { mkdir, open } from 'node:fs/promises';
+import { constants } from 'node:os';
 import { dirname } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ExternalCommandError, InterruptedError, PrerequisiteError } from '../core/errors.js';
+import { CommandTimeoutError, ExternalCommandError, FailureError, InternalError, InterruptedError, PrerequisiteError, type KnarrError } from '../core/errors.js';
 import { shellCommand } from '../core/shell.js';
 import { stopReading } from '../core/streams.js';
 import { packageFor } from './packages.js';
@@ -17,7 +18,10 @@ export interface RunOptions {
   env?: Record<string, string>;
   /** Exit codes that are answers, not failures (e.g. blkid's 2 for "nothing found"). */
   okExitCodes?: readonly number[];
+  /** Past this the command is stopped and a CommandTimeoutError thrown. */
   timeoutMs?: number;
+  /** Captured stdout and stderr each keep this many bytes; the rest is counted and marked, not kept. */
+  maxOutputBytes?: number;
 }
 
 export interface RunResult {
@@ -28,6 +32,8 @@ export interface RunResult {
   durationMs: number;
   /** True when --dry-run recorded the command instead of running it. */
   planned: boolean;
+  /** Bytes of output past maxOutputBytes that were not kept; absent when everything was. */
+  dropped?: { stdout: number; stderr: number };
 }
 
 export interface DetachedOptions {
@@ -55,11 +61,17 @@ export interface RunnerOptions {
   /** Where --verbose lines go (stderr). */
   log: (line: string) => void;
   signal?: AbortSignal;
+  /** How long a command stopped on timeout or abort has between SIGTERM and SIGKILL. */
+  killGraceMs?: number;
 }
 
+/** A command that ignores SIGTERM is killed this long after it. */
+export const DEFAULT_KILL_GRACE_MS = 5000;
+/** Captured output beyond this per stream is dropped: a chatty command cannot exhaust knarr's memory. */
+export const DEFAULT_MAX_OUTPUT_BYTES = 16 * 1024 * 1024;
 
 /** What a process that could not start means to the operator: a missing tool names its package. */
-function spawnFailure(argv: readonly string[], e: NodeJS.ErrnoException): Error {
+function spawnFailure(argv: readonly string[], e: NodeJS.ErrnoException): KnarrError {
   if (e.code === 'ENOENT') {
     const pkg = packageFor(argv[0]!);
     return new PrerequisiteError(`${argv[0]} is not installed or not on PATH`, {
@@ -67,15 +79,69 @@ function spawnFailure(argv: readonly string[], e: NodeJS.ErrnoException): Error 
       cause: e,
     });
   }
-  return e.name === 'AbortError' ? new InterruptedError() : e;
+  return new FailureError(`cannot start ${argv[0]}: ${e.code ?? e.message}`, { hint: e.code === 'EACCES' ? `${argv[0]} is not executable by this user` : undefined, cause: e });
 }
 
-/** The exit code of a streaming child once it closed (128 when a signal ended it); a command that cannot start rejects. */
-function exitOf(child: import('node:child_process').ChildProcess, argv: readonly string[]): Promise<number> {
+/** A process's exit status as a shell reports it: 128 plus the signal's number when a signal ended it. */
+function exitStatus(code: number | null, sig: NodeJS.Signals | null): number {
+  return code ?? (sig ? 128 + (constants.signals[sig] ?? 0) : 1);
+}
+
+/** The exit status of a streaming child once it closed; a command that cannot start rejects. */
+function exitOf(child: ChildProcess, argv: readonly string[]): Promise<number> {
   return new Promise((resolve, reject) => {
     child.on('error', (e: NodeJS.ErrnoException) => reject(spawnFailure(argv, e)));
-    child.on('close', (code, sig) => resolve(code ?? (sig ? 128 : 1)));
+    child.on('close', (code, sig) => resolve(exitStatus(code, sig)));
   });
+}
+
+/**
+ * Stops child when signal aborts or timeoutMs passes: SIGTERM, then SIGKILL after graceMs, so a
+ * command that ignores SIGTERM cannot outlive its caller. reason tells why it was stopped.
+ */
+function stopOn(child: ChildProcess, signal: AbortSignal | undefined, timeoutMs: number | undefined, graceMs: number): { reason: 'abort' | 'timeout' | null } {
+  const state: { reason: 'abort' | 'timeout' | null } = { reason: null };
+  let kill: NodeJS.Timeout | undefined;
+  const stop = (reason: 'abort' | 'timeout') => {
+    if (state.reason !== null || child.exitCode !== null || child.signalCode !== null) return;
+    state.reason = reason;
+    child.kill('SIGTERM');
+    kill = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  };
+  const onAbort = () => stop('abort');
+  const timer = timeoutMs ? setTimeout(() => stop('timeout'), timeoutMs) : undefined;
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const done = () => {
+    clearTimeout(timer);
+    clearTimeout(kill);
+    signal?.removeEventListener('abort', onAbort);
+  };
+  child.once('close', done).once('error', done);
+  return state;
+}
+
+/** Keeps the first max bytes of a stream and counts the rest. */
+class Capture {
+  private readonly chunks: Buffer[] = [];
+  private kept = 0;
+  dropped = 0;
+  constructor(private readonly max: number) {}
+  add(b: Buffer): void {
+    const room = Math.max(0, this.max - this.kept);
+    const keep = Math.min(room, b.length);
+    if (keep > 0) this.chunks.push(keep === b.length ? b : Buffer.from(b.subarray(0, keep)));
+    this.kept += keep;
+    this.dropped += b.length - keep;
+  }
+  text(): string {
+    const s = Buffer.concat(this.chunks).toString('utf8');
+    return this.dropped > 0 ? `${s}\n[knarr: output truncated: ${this.dropped} more bytes were not kept]\n` : s;
+  }
+}
+
+/** Callers build argv from validated input: an empty one is a bug, named as such. */
+function needCommand(argv: readonly string[]): void {
+  if (argv.length === 0 || !argv[0]) throw new InternalError('the runner was given no command to run');
 }
 
 /** Renders argv as a copy-pasteable shell line for --dry-run and --verbose; never executed. */
@@ -94,6 +160,7 @@ export class Runner {
   private readonly env: NodeJS.ProcessEnv;
   private readonly log: (line: string) => void;
   private readonly signal: AbortSignal | undefined;
+  private readonly killGraceMs: number;
 
   constructor(private readonly opts: RunnerOptions) {
     this.dryRun = opts.dryRun;
@@ -101,6 +168,7 @@ export class Runner {
     this.env = { ...opts.env, LC_ALL: 'C' };
     this.log = opts.log;
     this.signal = opts.signal;
+    this.killGraceMs = opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS;
     // Each command in flight listens on the signal: a cluster's nodes are probed side by side, more than Node's default 10.
     if (opts.signal) setMaxListeners(256, opts.signal);
   }
@@ -123,13 +191,14 @@ export class Runner {
   }
 
   async run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-    if (argv.length === 0 || !argv[0]) throw new Error('Runner.run needs a command');
+    needCommand(argv);
     const mutates = opts.mutates ?? true;
     if (mutates && this.plan(argv)) {
       return { argv, exitCode: 0, stdout: '', stderr: '', durationMs: 0, planned: true };
     }
     if (this.signal?.aborted) throw new InterruptedError();
     const started = Date.now();
+    let stopped: { reason: 'abort' | 'timeout' | null } = { reason: null };
     const result = await new Promise<RunResult>((resolve, reject) => {
       const child = spawn(argv[0]!, argv.slice(1), {
         cwd: opts.cwd,
@@ -137,13 +206,13 @@ export class Runner {
         // No stdin pipe unless there is input: ending an unused pipe costs a few ms on every probe.
         stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
         shell: false,
-        signal: this.signal,
-        timeout: opts.timeoutMs,
       });
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      child.stdout!.on('data', (b: Buffer) => out.push(b));
-      child.stderr!.on('data', (b: Buffer) => err.push(b));
+      stopped = stopOn(child, this.signal, opts.timeoutMs, this.killGraceMs);
+      const max = opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
+      const out = new Capture(max);
+      const err = new Capture(max);
+      child.stdout!.on('data', (b: Buffer) => out.add(b));
+      child.stderr!.on('data', (b: Buffer) => err.add(b));
       child.on('error', (e: NodeJS.ErrnoException) => reject(spawnFailure(argv, e)));
       if (child.stdin) {
         child.stdin.on('error', () => {
@@ -154,15 +223,18 @@ export class Runner {
       child.on('close', (code, sig) => {
         resolve({
           argv,
-          exitCode: code ?? (sig ? 128 : 1),
-          stdout: Buffer.concat(out).toString('utf8'),
-          stderr: Buffer.concat(err).toString('utf8'),
+          exitCode: exitStatus(code, sig),
+          stdout: out.text(),
+          stderr: err.text(),
           durationMs: Math.round(Date.now() - started),
           planned: false,
+          ...(out.dropped + err.dropped > 0 ? { dropped: { stdout: out.dropped, stderr: err.dropped } } : {}),
         });
       });
     });
-    if (this.verbose) this.log(`+ ${formatArgv(argv)}  (${result.durationMs}ms, exit ${result.exitCode})`);
+    if (this.verbose) this.log(`+ ${formatArgv(argv)}  (${result.durationMs}ms, ${stopped.reason === 'timeout' ? 'timed out' : `exit ${result.exitCode}`})`);
+    if (stopped.reason === 'abort') throw new InterruptedError();
+    if (stopped.reason === 'timeout') throw new CommandTimeoutError(argv, opts.timeoutMs!, { detail: { stderr: result.stderr.slice(-2000) } });
     const ok = result.exitCode === 0 || (opts.okExitCodes ?? []).includes(result.exitCode);
     if (!ok) throw new ExternalCommandError(argv, result.exitCode, result.stderr);
     return result;
@@ -170,6 +242,7 @@ export class Runner {
 
   /** Streams bytes through a command (zfs send/recv, btrfs send/receive, tar) without buffering them. */
   async pipe(argv: readonly string[], opts: PipeOptions): Promise<void> {
+    needCommand(argv);
     const shown = opts.redirect ? [...argv, opts.redirect] : argv;
     if ((opts.mutates ?? true) && this.dryRun) {
       this.planned.push(opts.redirect ? `${formatArgv(argv)} ${opts.redirect}` : formatArgv(argv));
@@ -181,10 +254,10 @@ export class Runner {
       env: this.env,
       stdio: [opts.stdin ? 'pipe' : 'ignore', opts.stdoutFd ?? (opts.stdout ? 'pipe' : 'ignore'), 'pipe'],
       shell: false,
-      signal: this.signal,
     });
-    const err: Buffer[] = [];
-    child.stderr!.on('data', (b: Buffer) => err.push(b));
+    const stopped = stopOn(child, this.signal, undefined, this.killGraceMs);
+    const err = new Capture(DEFAULT_MAX_OUTPUT_BYTES);
+    child.stderr!.on('data', (b: Buffer) => err.add(b));
     const exited = exitOf(child, argv);
     // tar and zfs recv may exit once their stream's end marker is read, before the bytes after it:
     // what the command leaves unread is drained, so the producer still finishes cleanly.
@@ -204,7 +277,8 @@ export class Runner {
     // A failing command usually breaks its pipes too: report the command's own error first.
     const [code, piped] = await Promise.all([exited, Promise.allSettled(flows)]);
     if (this.verbose) this.log(`+ ${formatArgv(shown)}  (${Math.round(Date.now() - started)}ms, exit ${code})`);
-    if (code !== 0) throw new ExternalCommandError(argv, code, Buffer.concat(err).toString('utf8'));
+    if (stopped.reason) throw new InterruptedError();
+    if (code !== 0) throw new ExternalCommandError(argv, code, err.text());
     const broken = piped.find((p): p is PromiseRejectedResult => p.status === 'rejected');
     if (broken) throw broken.reason;
   }
@@ -215,10 +289,12 @@ export class Runner {
    * an answer, not an error; only a command that cannot start throws.
    */
   async attached(argv: readonly string[], io: { stdin?: Readable; stdout: Writable; stderr: Writable }): Promise<number> {
+    needCommand(argv);
     if (this.plan(argv)) return 0;
     if (this.signal?.aborted) throw new InterruptedError();
     const started = Date.now();
-    const child = spawn(argv[0]!, argv.slice(1), { env: this.env, stdio: [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], shell: false, signal: this.signal });
+    const child = spawn(argv[0]!, argv.slice(1), { env: this.env, stdio: [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], shell: false });
+    const stopped = stopOn(child, this.signal, undefined, this.killGraceMs);
     const exited = exitOf(child, argv);
     if (io.stdin) {
       child.stdin!.on('error', () => undefined);
@@ -231,11 +307,13 @@ export class Runner {
     child.stderr!.pipe(io.stderr, { end: false });
     const code = await exited;
     if (this.verbose) this.log(`+ ${formatArgv(argv)}  (${Math.round(Date.now() - started)}ms, exit ${code})`);
+    if (stopped.reason) throw new InterruptedError();
     return code;
   }
 
   /** Starts a long-lived process (etcd, a daemon) detached from knarr, output appended to logFile. */
   async spawnDetached(argv: readonly string[], opts: DetachedOptions): Promise<number | null> {
+    needCommand(argv);
     if (this.plan(argv)) return null;
     await mkdir(dirname(opts.logFile), { recursive: true });
     const log = await open(opts.logFile, 'a');

@@ -1,4 +1,4 @@
-import { DryRunWriteError, InterruptedError, StoreUnavailableError } from '../core/errors.js';
+import { DryRunWriteError, FailureError, InterruptedError, NotFoundError, OperationFailedError, StoreUnavailableError } from '../core/errors.js';
 import { tryLock } from '../host/lock.js';
 import { describeOp, isTerminal, opId, type OpRecord } from '../core/ops.js';
 import { Wakeup } from '../core/streams.js';
@@ -9,14 +9,14 @@ import type { Store } from '../state/store.js';
 export type { OpHandler, OpHandlers, OpRun } from './context.js';
 
 /** Thrown at a checkpoint once an operator asked to cancel: the runner undoes the operation. */
-export class Cancelled extends Error {
+export class Cancelled extends OperationFailedError {
   constructor() {
     super('cancelled by an operator');
   }
 }
 
 /** An undo recorded as started by an earlier runner: this one goes on with it. */
-class UndoPending extends Error {
+class UndoPending extends OperationFailedError {
   constructor(readonly error: string | null) {
     super(error ?? 'cancelled');
   }
@@ -144,7 +144,7 @@ export class OpRunner {
       });
     // An early return leaves the operation claimed: this runner stopped part-way, its lease goes with it, and the next runner resumes it.
     try {
-      if (!handler) throw new Error(`unknown operation kind ${claimed.kind}`);
+      if (!handler) throw new FailureError(`unknown operation kind ${claimed.kind}`, { hint: 'it was submitted by another version of knarr: run the same version on every host' });
       if (claimed.attempts > 1) this.log(`${id}: resuming after an interrupted run (attempt ${claimed.attempts})`);
       // An undo was under way when the last runner stopped: it goes on, nothing is run again.
       const undoing = claimed.state.undoing as { error: string | null } | undefined;
@@ -216,7 +216,7 @@ export async function waitForOp(repo: OpRepo, id: string, onChange: (op: OpRecor
     let last = '';
     for (;;) {
       const op = await repo.get(id);
-      if (!op) throw new Error(`operation ${id} is gone`);
+      if (!op) throw new NotFoundError(`operation ${id} is gone`, { hint: 'it was removed meanwhile (knarr op gc); see knarr op list' });
       const seen = JSON.stringify([op.status, op.progress]);
       if (seen !== last) {
         last = seen;

@@ -1,3 +1,4 @@
+import { ConflictError } from '../core/errors.js';
 import type { HostRecord } from '../core/hosts.js';
 import { fleetKeys } from './keys.js';
 import type { Store } from './store.js';
@@ -41,7 +42,7 @@ export class HostRepo {
       const value = JSON.stringify(next);
       const written = current === null ? await this.store.createIfAbsent(this.keys.host(name), value) : await this.store.putIfUnchanged(this.keys.host(name), value, current.modRevision);
       if (written) return next;
-      if (attempt >= 20) throw new Error(`host ${name}: its record kept changing under this write`);
+      if (attempt >= 20) throw new ConflictError(`host ${name}: its record kept changing under this write (${attempt + 1} tries)`, { hint: 'another writer keeps changing it; try again' });
     }
   }
 

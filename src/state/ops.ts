@@ -1,9 +1,10 @@
+import { FailureError } from '../core/errors.js';
 import { isTerminal, newOp, type OpRecord } from '../core/ops.js';
 import { fleetKeys } from './keys.js';
 import type { Guard, Store, WatchEvent } from './store.js';
 
 /** The runner's lease lapsed (or it re-registered) and another runner may have the operation now: stop without undoing. */
-export class ClaimLostError extends Error {
+export class ClaimLostError extends FailureError {
   constructor(id: string) {
     super(`lost the claim on ${id}: another runner resumes it`);
   }

@@ -1,5 +1,18 @@
 import { Agent, request } from 'node:http';
-import { DryRunWriteError, StoreUnavailableError } from '../core/errors.js';
+import { DryRunWriteError, FailureError, StoreUnavailableError } from '../core/errors.js';
+
+/** etcd answered, but refused the request (too large, compacted...): another member would refuse it too. */
+class EtcdRefused extends FailureError {
+  constructor(status: number, path: string, text: string) {
+    let message = text.trim().slice(0, 200);
+    try {
+      message = (JSON.parse(text) as { message?: string }).message ?? message;
+    } catch {
+      /* plain text */
+    }
+    super(`etcd refused ${path} (${status}): ${message}`, { detail: { status, path } });
+  }
+}
 import { onJsonLines } from '../core/streams.js';
 
 export interface KeyValue {
@@ -98,7 +111,7 @@ export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
-          if (res.statusCode !== 200) return reject(new Error(`etcd answered ${res.statusCode} to ${path}: ${text.slice(0, 200)}`));
+          if (res.statusCode !== 200) return reject(new EtcdRefused(res.statusCode ?? 0, path, text));
           try {
             resolve(JSON.parse(text));
           } catch (e) {
@@ -121,7 +134,7 @@ export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000
         return r;
       } catch (e) {
         // An HTTP answer means etcd is there but refused: not a reason to try another member.
-        if (e instanceof Error && /^etcd answered/.test(e.message)) throw e;
+        if (e instanceof EtcdRefused) throw e;
         last = e;
       }
     }

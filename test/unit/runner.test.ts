@@ -1,7 +1,8 @@
 import { mkdtempSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ExternalCommandError, PrerequisiteError } from '../../src/core/errors.js';
+import { PassThrough } from 'node:stream';
+import { CommandTimeoutError, ExternalCommandError, InternalError, InterruptedError, PrerequisiteError } from '../../src/core/errors.js';
 import { Runner, formatArgv } from '../../src/host/runner.js';
 
 const tmp = mkdtempSync(`${tmpdir()}/knarr-runner-`);
@@ -66,5 +67,85 @@ describe('Runner and interruption', () => {
     const err = await r.run(['sleep', '10'], { mutates: false }).catch((e) => e);
     expect(err.exitCode).toBe(130);
     expect(Date.now() - started).toBeLessThan(5000);
+  });
+  // A program with no shell around it that ignores SIGTERM: only SIGKILL ends it.
+  const stubborn = ['node', '-e', "process.on('SIGTERM', () => {}); setTimeout(() => {}, 30000)"];
+
+  it('an abort escalates to SIGKILL when the command ignores SIGTERM', async () => {
+    const controller = new AbortController();
+    const r = new Runner({ dryRun: false, verbose: false, env: process.env, log: () => {}, signal: controller.signal, killGraceMs: 500 });
+    const started = Date.now();
+    setTimeout(() => controller.abort(), 1500);
+    const err = await r.run(stubborn, { mutates: false }).catch((e) => e);
+    expect(err).toBeInstanceOf(InterruptedError);
+    // Resolved only once the process closed: after SIGTERM's grace, long before its own 30 s.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+  it('an abort of an attached command escalates to SIGKILL too', async () => {
+    const controller = new AbortController();
+    const r = new Runner({ dryRun: false, verbose: false, env: process.env, log: () => {}, signal: controller.signal, killGraceMs: 500 });
+    const started = Date.now();
+    setTimeout(() => controller.abort(), 1500);
+    const sink = new PassThrough().resume();
+    const err = await r.attached(stubborn, { stdout: sink, stderr: sink }).catch((e) => e);
+    expect(err).toBeInstanceOf(InterruptedError);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+  it('an abort of a streaming command escalates to SIGKILL too', async () => {
+    const controller = new AbortController();
+    const r = new Runner({ dryRun: false, verbose: false, env: process.env, log: () => {}, signal: controller.signal, killGraceMs: 500 });
+    const started = Date.now();
+    setTimeout(() => controller.abort(), 1500);
+    const err = await r.pipe(stubborn, { stdout: new PassThrough().resume(), mutates: false }).catch((e) => e);
+    expect(err).toBeInstanceOf(InterruptedError);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+  it('an empty command is a bug in knarr, named as one', async () => {
+    const err = await runner(false).run([], { mutates: false }).catch((e) => e);
+    expect(err).toBeInstanceOf(InternalError);
+    expect(err.hint).toMatch(/bug in knarr/);
+  });
+});
+
+describe('Runner and time limits', () => {
+  it('reports a command past its time limit as a timeout, not as a signal exit', async () => {
+    const started = Date.now();
+    const err = await runner(false).run(['sleep', '10'], { mutates: false, timeoutMs: 300 }).catch((e) => e);
+    expect(err).toBeInstanceOf(CommandTimeoutError);
+    expect(err.message).toBe('sleep took longer than 0.3 s and was stopped');
+    expect(err.exitCode).toBe(1);
+    expect(err.hint).toBeTruthy();
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+  it('kills a command that ignores SIGTERM once the grace has passed', async () => {
+    const r = new Runner({ dryRun: false, verbose: false, env: process.env, log: () => {}, killGraceMs: 500 });
+    const started = Date.now();
+    const err = await r.run(['node', '-e', "process.on('SIGTERM', () => {}); setTimeout(() => {}, 30000)"], { mutates: false, timeoutMs: 1500 }).catch((e) => e);
+    expect(err).toBeInstanceOf(CommandTimeoutError);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+  it('reports a command ended by a signal as 128 plus its number', async () => {
+    const err = await runner(false).run(['sh', '-c', 'kill -TERM $$'], { mutates: false }).catch((e) => e);
+    expect(err).toBeInstanceOf(ExternalCommandError);
+    expect(err.exitStatus).toBe(143);
+  });
+});
+
+describe('Runner and chatty commands', () => {
+  it('keeps the first maxOutputBytes of stdout and marks what it dropped', async () => {
+    const r = await runner(false).run(['head', '-c', '5000000', '/dev/zero'], { mutates: false, maxOutputBytes: 1 << 20 });
+    expect(r.stdout.startsWith('\0'.repeat(1 << 20))).toBe(true);
+    expect(r.stdout.slice(1 << 20)).toBe(`\n[knarr: output truncated: ${5_000_000 - (1 << 20)} more bytes were not kept]\n`);
+    expect(r.dropped).toEqual({ stdout: 5_000_000 - (1 << 20), stderr: 0 });
+  });
+  it('does not keep the output of a command that never stops talking', async () => {
+    const before = process.memoryUsage().arrayBuffers;
+    const err = await runner(false).run(['yes'], { mutates: false, timeoutMs: 1500, maxOutputBytes: 1 << 20 }).catch((e) => e);
+    expect(err).toBeInstanceOf(CommandTimeoutError);
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(64 << 20);
   });
 });

@@ -2,7 +2,7 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { networkInterfaces } from 'node:os';
 import { dirname } from 'node:path';
 import { clustersToInit, containerName, hostsFile, nodeHostname, subnetAddress, subnetBroadcast, subnetGateway, userSubnet, type ClusterNode, type ClusterRecord } from '../../core/cluster.js';
-import { ConflictError, InterruptedError, NotFoundError } from '../../core/errors.js';
+import { ConflictError, InterruptedError, NotFoundError, OperationFailedError } from '../../core/errors.js';
 import { allowBridge, forgetBridge } from '../../host/firewall.js';
 import { lxcConfig, unifiedCgroups } from '../../host/lxc.js';
 import { mountAt } from '../../host/mounts.js';
@@ -36,7 +36,7 @@ async function setting(r: OpRun) {
 type Setting = Awaited<ReturnType<typeof setting>>;
 
 /** The user's subnet was given back (their last cluster went) while a create was taking addresses in it. */
-class SubnetReleased extends Error {
+class SubnetReleased extends ConflictError {
   constructor() {
     super('the user\'s subnet was released meanwhile');
   }
@@ -493,7 +493,7 @@ export const hostInit: OpHandler = {
       if (child.status !== 'done') failed.push(`${child.id} (${t.user}/${t.name}): ${child.error ?? child.status}`);
     }
     await r.progress(targets.length, targets.length, 'done');
-    if (failed.length > 0) throw new Error(`${failed.length} of ${targets.length} cluster(s) did not ${mode === 'new' ? 'go' : 'start'}: ${failed.join('; ')}`);
+    if (failed.length > 0) throw new OperationFailedError(`${failed.length} of ${targets.length} cluster(s) did not ${mode === 'new' ? 'go' : 'start'}: ${failed.join('; ')}`);
     return { mode, clusters: targets.length };
   },
   undo: forwardOnly,

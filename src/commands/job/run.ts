@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { ConflictError, FailureError, NotFoundError, PrerequisiteError, ValidationError } from '../../core/errors.js';
+import { ConflictError, EngineError, FailureError, NotFoundError, ValidationError } from '../../core/errors.js';
 import type { HostRecord } from '../../core/hosts.js';
 import { checkSpecNesting, parseJobSpec, type JobSpec } from '../../core/job-spec.js';
 import { localAgent } from '../../daemon/pidfile.js';
-import { DockerApiError, DockerEngine, demux, dockerSocketPath } from '../../host/docker.js';
+import { DockerEngine, demux, dockerSocketPath } from '../../host/docker.js';
 import { foregroundContainer, LABEL_JOB, startAttached, type AttachedRun } from '../../host/job-containers.js';
 import { optBool, optList, optString, type Context, type Handler } from '../types.js';
 import { stopReading } from '../../core/streams.js';
@@ -68,13 +68,10 @@ export async function specFrom(ctx: Context, args: (string | string[] | undefine
 }
 
 export function engineError(e: unknown, image: string, socket: string): never {
-  if (e instanceof DockerApiError && e.status === 404 && /image/i.test(e.message)) {
+  if (e instanceof EngineError && e.status === 404 && /image/i.test(e.message)) {
     throw new NotFoundError(`image ${image} is not on this host: ${e.message}`, { hint: 'load it with docker pull, docker load or docker import' });
   }
-  if (e instanceof DockerApiError) throw new FailureError(`docker refused the job: ${e.message}`);
-  if ((e as NodeJS.ErrnoException)?.code === 'ENOENT' || (e as NodeJS.ErrnoException)?.code === 'ECONNREFUSED') {
-    throw new PrerequisiteError(`no docker engine answers on ${socket}`, { hint: 'start dockerd (knarr doctor --fix), or set DOCKER_HOST' });
-  }
+  if (e instanceof EngineError) throw new FailureError(`docker refused the job: ${e.message}`, { hint: e.hint, cause: e });
   throw e;
 }
 
