@@ -15,6 +15,9 @@ export interface SshTarget {
   stateDir: string | null;
 }
 
+/** How often a stream is sent again after the far side's transient receive failure. */
+const SEND_ATTEMPTS = 3;
+
 /**
  * knarr on another host, reached with ssh: `knarr dot manifest|receive|send` run there and
  * streams travel through ssh's stdin and stdout. ssh hands the remote shell one command line,
@@ -66,9 +69,18 @@ export class SshRemote implements RemoteEndpoint {
       this.runner.plan([...sender.argv, '|', ...argv]);
       return { record, base, file: record.id, bytes: 0, sha256: '' };
     }
-    const tap = new Tap(sender.progress);
-    await Promise.all([sender.produce(tap), this.runner.pipe(argv, { stdin: tap, redirect: '< stream' })]);
-    return { record, base, file: record.id, bytes: tap.bytes, sha256: tap.hash.digest('hex') };
+    for (let attempt = 1; ; attempt++) {
+      const tap = new Tap(sender.progress);
+      try {
+        await Promise.all([sender.produce(tap), this.runner.pipe(argv, { stdin: tap, redirect: '< stream' })]);
+        return { record, base, file: record.id, bytes: tap.bytes, sha256: tap.hash.digest('hex') };
+      } catch (e) {
+        // zfs-fuse on the far side now and then fails an incremental receive with an I/O error that the same stream sent again does not meet.
+        const transient = e instanceof ExternalCommandError && e.argv[0] === 'ssh' && /cannot receive incremental stream: I\/O error/.test(e.stderr);
+        if (!transient || attempt >= SEND_ATTEMPTS) throw e;
+        await new Promise((r) => setTimeout(r, 500 * attempt));
+      }
+    }
   }
 
   async saveManifest(): Promise<void> {

@@ -2,7 +2,7 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { networkInterfaces } from 'node:os';
 import { dirname } from 'node:path';
 import { clustersToInit, containerName, hostsFile, nodeHostname, subnetAddress, subnetBroadcast, subnetGateway, userSubnet, type ClusterNode, type ClusterRecord } from '../../core/cluster.js';
-import { ConflictError, InterruptedError, NotFoundError, OperationFailedError } from '../../core/errors.js';
+import { ConflictError, ExternalCommandError, InterruptedError, NotFoundError, OperationFailedError } from '../../core/errors.js';
 import { allowBridge, forgetBridge } from '../../host/firewall.js';
 import { lxcConfig, unifiedCgroups } from '../../host/lxc.js';
 import { mountAt } from '../../host/mounts.js';
@@ -100,7 +100,12 @@ async function ensureBridge(runner: Runner, bridge: string, subnet: string): Pro
   if (hasGateway && (flags & 1) === 1 && !runner.dryRun) return;
   const gateway = `${subnetGateway(subnet)}/24`;
   const show = await runner.run(['ip', '-o', 'addr', 'show', 'dev', bridge], { mutates: false, okExitCodes: [1, 255] });
-  if (show.exitCode !== 0) await runner.run(['ip', 'link', 'add', bridge, 'type', 'bridge']);
+  if (show.exitCode !== 0) {
+    const argv = ['ip', 'link', 'add', bridge, 'type', 'bridge'];
+    const added = await runner.run(argv, { okExitCodes: [2] });
+    // Two creates at once on a host with no bridge yet: the one that lost the race finds it made.
+    if (added.exitCode === 2 && !/File exists/.test(added.stderr)) throw new ExternalCommandError(argv, 2, added.stderr);
+  }
   if (!show.stdout.includes(` ${gateway} `)) await runner.run(['ip', 'addr', 'add', gateway, 'dev', bridge], { okExitCodes: [2] });
   await runner.run(['ip', 'link', 'set', bridge, 'up']);
 }
