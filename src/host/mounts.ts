@@ -1,4 +1,4 @@
-import { readFile, stat, statfs } from 'node:fs/promises';
+import { readdir, readFile, stat, statfs } from 'node:fs/promises';
 import type { Runner } from './runner.js';
 
 export interface MountEntry {
@@ -47,6 +47,39 @@ export async function pathExists(path: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** Same directory by device and inode: a bind mount shows its source's; false when either is absent. */
+export async function sameDirectory(a: string, b: string): Promise<boolean> {
+  try {
+    const [x, y] = await Promise.all([stat(a), stat(b)]);
+    return x.isDirectory() && x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
+}
+
+/** Entries directly in a directory; none when it is absent. */
+export async function entriesOf(path: string): Promise<string[]> {
+  try {
+    return await readdir(path);
+  } catch {
+    return [];
+  }
+}
+
+/** True when path holds nothing but folders that are empty all the way down (what a mkdir -p left). */
+export async function onlyEmptyFolders(path: string): Promise<boolean> {
+  let entries;
+  try {
+    entries = await readdir(path, { withFileTypes: true });
+  } catch {
+    return false;
+  }
+  for (const e of entries) {
+    if (!e.isDirectory() || !(await onlyEmptyFolders(`${path}/${e.name}`))) return false;
+  }
+  return true;
 }
 
 export interface Space {

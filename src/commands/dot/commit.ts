@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { newCommitId, parseDotRef, parseMeta, validateMessage, type CommitRecord } from '../../core/dots.js';
 import { optList, optString, type Handler } from '../types.js';
-import { author, dotHandle, requireDot, withDots } from './common.js';
+import { author, dotHandle, requireDot, requireMounted, withDots } from './common.js';
 
 /** `knarr dot commit DOT -m MSG [--meta k=v]`: snapshot every subdot of the dot's active branch. */
 export const dotCommit: Handler = async ({ args, opts }, ctx) => {
@@ -11,6 +11,7 @@ export const dotCommit: Handler = async ({ args, opts }, ctx) => {
   return withDots(ctx, async (repo) => {
     const dot = await requireDot(repo, ref.dot);
     const h = await dotHandle(ctx, dot);
+    await requireMounted(h);
     const branch = dot.activeBranch;
     const commit: CommitRecord = {
       id: newCommitId(Date.now(), randomBytes(4)),

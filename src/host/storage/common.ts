@@ -1,7 +1,7 @@
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConflictError, ExternalCommandError } from '../../core/errors.js';
-import { pathExists, probeSignature, type Signature } from '../mounts.js';
+import { mountAt, onlyEmptyFolders, pathExists, probeSignature, type Signature } from '../mounts.js';
 import type { Runner } from '../runner.js';
 import type { LoopFileSpec } from './driver.js';
 
@@ -50,4 +50,20 @@ export async function runRetryingBusy(runner: Runner, argv: string[]): Promise<v
       await sleep(250);
     }
   }
+}
+
+/**
+ * Clears a branch's mount path while its filesystem is away, so it can be mounted there again:
+ * empty folders (a mkdir -p into the unmounted path) go; anything else is moved aside, never deleted.
+ * Returns where it was moved, or null.
+ */
+export async function clearMountPath(runner: Runner, path: string): Promise<string | null> {
+  if (!(await pathExists(path)) || (await mountAt(path))) return null;
+  if (await onlyEmptyFolders(path)) {
+    await runner.run(['rm', '-r', '--one-file-system', path]);
+    return null;
+  }
+  const aside = `${dirname(path)}/.${basename(path)}.lost-${Date.now().toString(36)}`;
+  await runner.run(['mv', '-T', path, aside]);
+  return aside;
 }

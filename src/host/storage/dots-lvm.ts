@@ -3,6 +3,8 @@ import type { CommitRecord } from '../../core/dots.js';
 import { writeJsonAtomic } from '../local-state.js';
 import { mountAt, pathExists } from '../mounts.js';
 import type { Runner } from '../runner.js';
+import { NotFoundError } from '../../core/errors.js';
+import { clearMountPath } from './common.js';
 import { DOTS_DIR, subdirsOf } from './dots-zfs.js';
 import type { DotFsRef, DotStorage, PoolRecord } from './driver.js';
 import { THIN_POOL } from './lvm.js';
@@ -85,6 +87,23 @@ export function lvmDots(runner: Runner): DotStorage {
         if (!runner.dryRun) await rm(recordPath(ref.pool, ref.dot, id), { force: true });
       }
       await branchFromSnapshot(ref.pool, ref.dot, to, ref);
+    },
+    async branchState(ref) {
+      if (!(await lvNames(ref.pool)).includes(branchLv(ref.dot, ref.branch))) return 'missing';
+      return (await mountAt(branchPath(ref))) ? 'ready' : 'unmounted';
+    },
+    async restoreBranch(ref, head, subdirs) {
+      const state = await this.branchState(ref);
+      if (state === 'ready') return { action: 'exists', movedAside: null };
+      const movedAside = await clearMountPath(runner, branchPath(ref));
+      if (state === 'unmounted') {
+        await mountBranch(ref);
+        return { action: 'mounted', movedAside };
+      }
+      if (head === null) await this.createBranch(ref, subdirs);
+      else if ((await lvNames(ref.pool)).includes(commitLv(ref.dot, head))) await branchFromSnapshot(ref.pool, ref.dot, head, ref);
+      else throw new NotFoundError(`branch ${ref.branch} of dot ${ref.dot} is gone from pool ${ref.pool.name}, and so is its head commit ${head}`, { hint: `pull it again, or remove the dot: knarr dot rm ${ref.dot}` });
+      return { action: 'rebuilt', movedAside };
     },
     async destroyDot(pool, dot) {
       const names = await lvNames(pool);

@@ -1,8 +1,8 @@
 import type { CommitRecord } from '../../core/dots.js';
-import { ConflictError, ExternalCommandError } from '../../core/errors.js';
+import { ConflictError, ExternalCommandError, NotFoundError } from '../../core/errors.js';
 import { readdir } from 'node:fs/promises';
 import type { Runner } from '../runner.js';
-import { runRetryingBusy } from './common.js';
+import { clearMountPath, runRetryingBusy } from './common.js';
 import type { DotFsRef, DotStorage, PoolRecord } from './driver.js';
 
 export const DOTS_DIR = 'knarr-dots';
@@ -45,8 +45,46 @@ export function zfsDots(runner: Runner): DotStorage {
     const r = await runner.run(['zfs', 'list', '-H', '-o', 'name', '-d', '1', '-t', 'filesystem', parent], { mutates: false, okExitCodes: [1] });
     return r.exitCode !== 0 ? [] : r.stdout.split('\n').filter((n) => n.startsWith(`${parent}/`)).map((n) => n.slice(parent.length + 1));
   };
+  const mounted = async (name: string): Promise<boolean | null> => {
+    const r = await runner.run(['zfs', 'list', '-H', '-o', 'mounted', name], { mutates: false, okExitCodes: [1] });
+    return r.exitCode !== 0 ? null : r.stdout.trim() === 'yes';
+  };
+  // A pull killed between `zfs umount` and `zfs mount` leaves a dataset unmounted, and its path free for stray writes.
+  const mountAgain = async (name: string, path: string): Promise<string | null> => {
+    if ((await mounted(name)) !== false) return null;
+    const aside = await clearMountPath(runner, path);
+    await runRetryingBusy(runner, ['zfs', 'mount', name]);
+    return aside;
+  };
   return {
     branchPath: (ref) => `${ref.pool.mountpoint}/${DOTS_DIR}/${ref.dot}/${ref.branch}`,
+    async branchState(ref) {
+      const m = await mounted(dataset(ref));
+      return m === null ? 'missing' : m ? 'ready' : 'unmounted';
+    },
+    async restoreBranch(ref, head, subdirs) {
+      const root = `${base(ref.pool)}/${ref.dot}`;
+      const path = this.branchPath(ref);
+      const state = await this.branchState(ref);
+      if (state === 'ready') return { action: 'exists', movedAside: null };
+      const asides = [await mountAgain(base(ref.pool), `${ref.pool.mountpoint}/${DOTS_DIR}`), await mountAgain(root, `${ref.pool.mountpoint}/${DOTS_DIR}/${ref.dot}`)];
+      if (state === 'unmounted') {
+        asides.push(await mountAgain(dataset(ref), path));
+        return { action: 'mounted', movedAside: asides.find((a) => a !== null) ?? null };
+      }
+      asides.push(await clearMountPath(runner, path));
+      if (head === null) {
+        await this.createBranch(ref, subdirs);
+      } else {
+        const r = await runner.run(['zfs', 'list', '-H', '-o', 'name', '-t', 'snapshot', '-r', root], { mutates: false, okExitCodes: [1] });
+        const snapshot = r.stdout.split('\n').find((n) => n.endsWith(`@${head}`));
+        if (!snapshot) throw new NotFoundError(`branch ${ref.branch} of dot ${ref.dot} is gone from pool ${ref.pool.name}, and so is its head commit ${head}`, { hint: `pull it again, or remove the dot: knarr dot rm ${ref.dot}` });
+        if ((await mounted(root)) === null) await runner.run(['zfs', 'create', '-p', root]);
+        await runner.run(['zfs', 'clone', snapshot, dataset(ref)]);
+        for (const d of subdirs) await runner.mkdirp(`${path}/${d}`);
+      }
+      return { action: 'rebuilt', movedAside: asides.find((a) => a !== null) ?? null };
+    },
     dotExists: (pool, dot) => exists(`${base(pool)}/${dot}`),
     async listDots(pool) {
       return children(base(pool));

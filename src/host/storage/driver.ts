@@ -110,6 +110,15 @@ export interface DotTransfer {
   discardStaging(pool: PoolRecord, dot: string): Promise<void>;
 }
 
+/** A branch filesystem as the host has it: in place, its name there without its filesystem mounted, or gone. */
+export type BranchState = 'ready' | 'unmounted' | 'missing';
+
+export interface RestoredBranch {
+  action: 'exists' | 'mounted' | 'rebuilt';
+  /** Where files found at the branch's path while it was away were moved. */
+  movedAside: string | null;
+}
+
 /**
  * Versioned filesystems for dots: one writable filesystem per branch, a read-only snapshot per
  * commit, and each commit's record kept on disk beside it (ZFS user properties, else a sidecar file).
@@ -133,4 +142,7 @@ export interface DotStorage {
   /** Drops the given newer commits, then puts the branch back to commit `to`. */
   rollback(ref: DotFsRef, to: string, newer: string[]): Promise<void>;
   destroyDot(pool: PoolRecord, dot: string): Promise<void>;
+  branchState(ref: DotFsRef): Promise<BranchState>;
+  /** Puts the branch back at branchPath: mounts it, or rebuilds it from commit head (empty, with subdirs, when null). */
+  restoreBranch(ref: DotFsRef, head: string | null, subdirs: string[]): Promise<RestoredBranch>;
 }

@@ -1,0 +1,143 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeHost, type TestHost } from '../harness/hosts.js';
+import { kernelMounts } from '../harness/mounts.js';
+import { tempDir, uniqueName, type TempDir } from '../harness/tmp.js';
+import { haveTools, integration } from '../harness/tools.js';
+import { zfsAnswers } from '../harness/zfs.js';
+
+const bin = new URL('../../bin/knarr', import.meta.url).pathname;
+const ROUNDS = Number(process.env.KNARR_KILL_ROUNDS ?? 20);
+const btrfsReady = haveTools('mkfs.btrfs', 'btrfs') && readFileSync('/proc/filesystems', 'utf8').includes('btrfs') && existsSync('/dev/loop-control');
+const ready: Record<'zfs' | 'btrfs', [boolean, string]> = {
+  zfs: [(await zfsAnswers()) && haveTools('etcd'), 'zpool does not answer or etcd is missing'],
+  btrfs: [btrfsReady && haveTools('etcd'), 'btrfs-progs, kernel btrfs, loop devices or etcd missing'],
+};
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** Runs bin/knarr in its own process group; kills only knarr itself after delayMs (as `kill -9 PID` does), then waits for what it started to end. */
+async function pullKilledAfter(host: TestHost, argv: string[], delayMs: number): Promise<{ killed: boolean; code: number | null; ms: number }> {
+  const started = Date.now();
+  const child = spawn(bin, [...host.binArgs, ...argv], { detached: true, stdio: 'ignore', env: { ...process.env, CI: 'true' } });
+  const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
+  const timer = new Promise<'timer'>((res) => setTimeout(() => res('timer'), delayMs));
+  const first = await Promise.race([exited, timer]);
+  let killed = false;
+  if (first === 'timer') {
+    killed = child.kill('SIGKILL');
+    await exited;
+  }
+  // A `zfs recv` or `btrfs receive` it started reads to the end of its stream and exits on its own.
+  for (let i = 0; i < 300 && alive(-child.pid!); i++) await new Promise((r) => setTimeout(r, 100));
+  return { killed, code: killed ? null : (first as number | null), ms: Date.now() - started };
+}
+
+for (const driver of ['zfs', 'btrfs'] as const) {
+  const run = integration(`dot pull kills on ${driver}`, ...ready[driver]);
+  describe.skipIf(!run)(`kill -9 of dot pull on ${driver}`, () => {
+    let tmp: TempDir;
+    let host: TestHost;
+    let remote: string;
+    beforeAll(async () => {
+      tmp = await tempDir(`knarr-kill-${driver}-`);
+      host = await makeHost(tmp.path, driver, 'k');
+      remote = `${tmp.path}/remote`;
+      mkdirSync(remote);
+    });
+    afterAll(async () => {
+      await host?.teardown();
+      await tmp?.cleanup();
+    });
+
+    it(`${ROUNDS} kills at random points: the dot ends mounted where dot show says (or fsck --repair makes it so), and no write is lost`, { timeout: 900_000 }, async () => {
+      const ok = async (...argv: string[]) => {
+        const r = await host.run(argv);
+        expect(r.code, `knarr ${argv.join(' ')}: ${r.stderr}`).toBe(0);
+        return r;
+      };
+      const src = uniqueName('s');
+      const dst = uniqueName('d');
+      const target = `${tmp.path}/mnt-${dst}`;
+      await ok('dot', 'init', src);
+      writeFileSync(`${host.dotPath(src)}/marker`, 'kept');
+      await ok('dot', 'commit', src, '-m', 'first');
+      await ok('dot', 'push', src, `file://${remote}`);
+      await ok('dot', 'pull', `file://${remote}/${src}`, '--as', dst);
+      await ok('dot', 'mount', dst, target);
+
+      /** Mounted and readable where `dot show` says, with the branch's own filesystem under it. */
+      const mountedRight = async () => {
+        const show = (await ok('--json', 'dot', 'show', dst)).json();
+        expect(show.mounts.__default__).toBe(target);
+        if (!kernelMounts().some((m) => m.target === target)) return false;
+        const branch = host.dotPath(dst);
+        if (!existsSync(branch) || statSync(target).ino !== statSync(branch).ino || statSync(target).dev !== statSync(branch).dev) return false;
+        return existsSync(`${target}/marker`) && readFileSync(`${target}/marker`, 'utf8') === 'kept';
+      };
+
+      // Start-up (node, config, store) before a pull does anything: kills land after it.
+      let startMs = Date.now();
+      await pullKilledAfter(host, ['dot', 'show', dst], 600_000);
+      startMs = Date.now() - startMs;
+      let pullMs = 2000;
+      const repaired: number[] = [];
+      let kills = 0;
+      // Round 0 is a whole pull, timed; each later round kills one.
+      for (let round = 0; round <= ROUNDS; round++) {
+        writeFileSync(`${host.dotPath(src)}/data-${round}.bin`, randomBytes(4 * 1024 * 1024));
+        await ok('dot', 'commit', src, '-m', `src ${round}`);
+        await ok('dot', 'push', src, `file://${remote}`);
+
+        // Kills spread over the pull's whole run, from its start-up to just past its end.
+        const delay = round === 0 ? 600_000 : Math.floor(startMs * 0.8 + Math.random() * (pullMs * 1.1 - startMs * 0.8));
+        const pull = await pullKilledAfter(host, ['dot', 'pull', `file://${remote}/${src}`, '--as', dst], delay);
+        if (round === 0) {
+          expect(pull.code).toBe(0);
+          pullMs = pull.ms;
+        }
+        if (pull.killed) kills++;
+
+        if (!(await mountedRight())) {
+          const found = await host.run(['--json', 'dot', 'fsck']);
+          expect(found.code, `round ${round} (killed after ${delay} ms): not mounted, and fsck saw nothing`).toBe(1);
+          expect(found.json().findings.some((f: { dot: string }) => f.dot === dst)).toBe(true);
+          repaired.push(round);
+        }
+        const fix = await host.run(['--json', 'dot', 'fsck', '--repair']);
+        expect(fix.code, `round ${round}: fsck --repair: ${fix.stdout}${fix.stderr}`).toBe(0);
+        expect(await mountedRight(), `round ${round}: mounted after fsck --repair`).toBe(true);
+
+        // A write at the mount point is in the next commit.
+        const before = (await ok('--json', 'dot', 'show', dst)).json().branches.master.head;
+        writeFileSync(`${target}/written-${round}.txt`, `round ${round}`);
+        const commit = (await ok('--json', 'dot', 'commit', dst, '-m', `local ${round}`)).json();
+        const check = uniqueName('c');
+        await ok('dot', 'clone', dst, check, '--commit', commit.id);
+        expect(readFileSync(`${host.dotPath(check)}/written-${round}.txt`, 'utf8')).toBe(`round ${round}`);
+        await ok('dot', 'rm', check);
+        // Back onto the remote's line, so the next pull is a fast-forward again.
+        await ok('dot', 'reset', dst, '--hard', before, '--force');
+        expect(await mountedRight()).toBe(true);
+      }
+
+      const last = await host.run(['--json', 'dot', 'pull', `file://${remote}/${src}`, '--as', dst]);
+      expect(last.code, last.stderr).toBe(0);
+      expect(await mountedRight()).toBe(true);
+      for (let round = 0; round <= ROUNDS; round++) {
+        expect(readFileSync(`${target}/data-${round}.bin`).equals(readFileSync(`${host.dotPath(src)}/data-${round}.bin`)), `data-${round}.bin`).toBe(true);
+      }
+      expect((await host.run(['dot', 'fsck'])).code).toBe(0);
+      console.log(`${driver}: ${kills} of ${ROUNDS} pulls killed; fsck --repair needed after rounds ${repaired.join(', ') || 'none'}; a pull took ${pullMs} ms, start-up ${startMs} ms`);
+    });
+  });
+}
