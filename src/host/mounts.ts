@@ -59,6 +59,15 @@ export async function sameDirectory(a: string, b: string): Promise<boolean> {
   }
 }
 
+/** What is at path: a directory, something else (a file, a socket), or nothing. */
+export async function pathKind(path: string): Promise<'directory' | 'other' | null> {
+  try {
+    return (await stat(path)).isDirectory() ? 'directory' : 'other';
+  } catch {
+    return null;
+  }
+}
+
 /** Entries directly in a directory; none when it is absent. */
 export async function entriesOf(path: string): Promise<string[]> {
   try {

@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeHost, type TestHost } from '../harness/hosts.js';
 import { kernelMounts } from '../harness/mounts.js';
 import { tempDir, uniqueName, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
-import { zfsAnswers } from '../harness/zfs.js';
+import { zfsAnswers, zfsRetrying } from '../harness/zfs.js';
 
 const bin = new URL('../../bin/knarr', import.meta.url).pathname;
 const ROUNDS = Number(process.env.KNARR_KILL_ROUNDS ?? 20);
@@ -59,12 +60,107 @@ for (const driver of ['zfs', 'btrfs'] as const) {
       await tmp?.cleanup();
     });
 
+    const ok = async (...argv: string[]) => {
+      const r = await host.run(argv);
+      expect(r.code, `knarr ${argv.join(' ')}: ${r.stderr}`).toBe(0);
+      return r;
+    };
+    const mountedAt = (target: string) => kernelMounts().some((m) => m.target === target);
+    /** A dot with one commit (file a), mounted at a fresh directory. */
+    const mountedDot = async (prefix: string) => {
+      const dot = uniqueName(prefix);
+      const target = `${tmp.path}/mnt-${dot}`;
+      await ok('dot', 'init', dot);
+      writeFileSync(`${host.dotPath(dot)}/a`, 'A');
+      const head = (await ok('--json', 'dot', 'commit', dot, '-m', 'one')).json().id as string;
+      await ok('dot', 'mount', dot, target);
+      return { dot, target, head };
+    };
+    /** The write at the mount point is in the commit: a clone of it holds the file. */
+    const committedWith = async (dot: string, file: string, text: string) => {
+      writeFileSync(`${tmp.path}/mnt-${dot}/${file}`, text);
+      const commit = (await ok('--json', 'dot', 'commit', dot, '-m', `with ${file}`)).json();
+      const check = uniqueName('c');
+      await ok('dot', 'clone', dot, check, '--commit', commit.id);
+      expect(readFileSync(`${host.dotPath(check)}/${file}`, 'utf8')).toBe(text);
+      await ok('dot', 'rm', check);
+    };
+
+    it('a branch left unmounted where a stray folder stands: show tells, commit refuses, fsck finds it and --repair restores it', async () => {
+      const { dot, target } = await mountedDot('u');
+      // What a pull killed between its unmounts and its mounts left, plus the folder an older remount made in the branch's place.
+      await execa('umount', [target]);
+      if (driver === 'zfs') await zfsRetrying(['umount', `${host.pool}/knarr-dots/${dot}/master`]);
+      else await execa('btrfs', ['subvolume', 'delete', `${host.mountpoint}/knarr-dots/${dot}/master`]);
+      mkdirSync(host.dotPath(dot), { recursive: true });
+
+      const show = await ok('dot', 'show', dot);
+      expect(show.stdout).toMatch(/NOT MOUNTED/);
+      const refused = await host.run(['dot', 'commit', dot, '-m', 'lost?']);
+      expect(refused.code, refused.stderr).toBe(4);
+      expect(refused.stderr).toMatch(/not mounted/);
+      const found = await host.run(['--json', 'dot', 'fsck']);
+      expect(found.code).toBe(1);
+      expect(found.json().findings.filter((f: { dot: string }) => f.dot === dot).map((f: { problem: string }) => f.problem)).toEqual(['branch-unmounted', 'mount-missing']);
+      const fixed = await host.run(['--json', 'dot', 'fsck', '--repair']);
+      expect(fixed.code, fixed.stdout + fixed.stderr).toBe(0);
+      expect(mountedAt(target)).toBe(true);
+      expect(readFileSync(`${target}/a`, 'utf8')).toBe('A');
+      expect((await ok('--json', 'dot', 'show', dot)).json().mounted).toEqual({ __default__: true });
+      await committedWith(dot, 'b', 'B');
+      expect((await host.run(['dot', 'fsck'])).code).toBe(0);
+    });
+
+    it('a pull finds the branch unmounted (a re-run after a kill) and ends with it mounted', async () => {
+      const { dot, target } = await mountedDot('r');
+      const remote = `${tmp.path}/remote-${dot}`;
+      mkdirSync(remote);
+      await ok('dot', 'push', dot, `file://${remote}`);
+      await execa('umount', [target]);
+      if (driver === 'zfs') await zfsRetrying(['umount', `${host.pool}/knarr-dots/${dot}/master`]);
+      // Up to date: nothing to fetch, and still the dot comes back.
+      const pulled = await host.run(['--json', 'dot', 'pull', `file://${remote}/${dot}`]);
+      expect(pulled.code, pulled.stderr).toBe(0);
+      expect(pulled.json().action).toBe('up-to-date');
+      expect(mountedAt(target)).toBe(true);
+      expect(readFileSync(`${target}/a`, 'utf8')).toBe('A');
+      await committedWith(dot, 'c', 'C');
+    });
+
+    if (driver === 'btrfs') {
+      it('a branch subvolume lost mid-pull: reset --hard to its head rebuilds it', async () => {
+        const { dot, target, head } = await mountedDot('l');
+        await execa('umount', [target]);
+        await execa('btrfs', ['subvolume', 'delete', `${host.mountpoint}/knarr-dots/${dot}/master`]);
+        await ok('dot', 'reset', dot, '--hard', head);
+        expect(readFileSync(`${target}/a`, 'utf8')).toBe('A');
+        await committedWith(dot, 'd', 'D');
+      });
+    }
+
+    it('dot mount refuses a directory that is not empty unless --force, and a file with a clear error', async () => {
+      const { dot } = await mountedDot('m');
+      await ok('dot', 'unmount', dot);
+      const full = `${tmp.path}/full-${dot}`;
+      mkdirSync(full);
+      writeFileSync(`${full}/mine`, 'x');
+      const refused = await host.run(['dot', 'mount', dot, full]);
+      expect(refused.code, refused.stderr).toBe(4);
+      expect(refused.stderr).toMatch(/not empty.*--force/s);
+      expect(mountedAt(full)).toBe(false);
+      const file = `${tmp.path}/file-${dot}`;
+      writeFileSync(file, 'x');
+      const onFile = await host.run(['dot', 'mount', dot, file]);
+      expect(onFile.code, onFile.stderr).toBe(2);
+      expect(onFile.stderr).toMatch(/not a directory/);
+      expect(onFile.stderr).not.toMatch(/internal|EEXIST/);
+      await ok('dot', 'mount', dot, full, '--force');
+      expect(readFileSync(`${full}/a`, 'utf8')).toBe('A');
+      await ok('dot', 'unmount', dot);
+      expect(readFileSync(`${full}/mine`, 'utf8')).toBe('x');
+    });
+
     it(`${ROUNDS} kills at random points: the dot ends mounted where dot show says (or fsck --repair makes it so), and no write is lost`, { timeout: 900_000 }, async () => {
-      const ok = async (...argv: string[]) => {
-        const r = await host.run(argv);
-        expect(r.code, `knarr ${argv.join(' ')}: ${r.stderr}`).toBe(0);
-        return r;
-      };
       const src = uniqueName('s');
       const dst = uniqueName('d');
       const target = `${tmp.path}/mnt-${dst}`;

@@ -76,8 +76,8 @@ export async function mountSubdot(ctx: Context, h: DotHandle, subdir: string, ta
   await ctx.runner.mkdirp(target);
   const own = ctx.runner.dryRun || force ? [] : await entriesOf(target);
   if (own.length > 0) {
-    throw new ConflictError(`${target} holds files of its own (${own.slice(0, 3).join(', ')}${own.length > 3 ? ', ...' : ''}): mounting ${subdotLabel(h.dot.name, subdir)} over them would hide them`, {
-      hint: h.dot.mounts[subdir] === target ? `they were written while it was not mounted: move them away (or into the dot afterwards), then run: knarr dot fsck --repair` : 'empty it, choose another path, or pass --force to mount over them',
+    throw new ConflictError(`${target} holds files of its own (${own.slice(0, 3).join(', ')}${own.length > 3 ? ', ...' : ''}), written while ${subdotLabel(h.dot.name, subdir)} was not mounted there: mounting it again would hide them`, {
+      hint: 'move them away (into the dot once it is mounted), then run: knarr dot fsck --repair',
     });
   }
   await h.storage.ensureSubdir(h.ref(), subdir);
