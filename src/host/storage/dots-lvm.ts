@@ -1,7 +1,7 @@
 import { readdir, readFile, rm } from 'node:fs/promises';
 import type { CommitRecord } from '../../core/dots.js';
 import { writeJsonAtomic } from '../local-state.js';
-import { mountAt, pathExists } from '../mounts.js';
+import { pathExists } from '../mounts.js';
 import type { Runner } from '../runner.js';
 import { NotFoundError } from '../../core/errors.js';
 import { clearMountPath } from './common.js';
@@ -28,13 +28,15 @@ export function lvmDots(runner: Runner): DotStorage {
     const r = await runner.run(['lvs', '--noheadings', '-o', 'lv_name', pool.name], { mutates: false, okExitCodes: [5] });
     return r.exitCode === 0 ? r.stdout.split('\n').map((l) => l.trim()).filter(Boolean) : [];
   };
+  // Asked of findmnt (not read from /proc here) so the argv-level fakes can answer too.
+  const mounted = async (path: string) => (await runner.run(['findmnt', '-n', '-o', 'SOURCE', '--mountpoint', path], { mutates: false, okExitCodes: [1] })).exitCode === 0;
   const mountBranch = async (ref: DotFsRef) => {
-    if (await mountAt(branchPath(ref))) return;
+    if (await mounted(branchPath(ref))) return;
     await runner.mkdirp(branchPath(ref));
     await runner.run(['mount', `/dev/${vgPath(ref.pool, branchLv(ref.dot, ref.branch))}`, branchPath(ref)]);
   };
   const unmountBranch = async (ref: DotFsRef) => {
-    if (await mountAt(branchPath(ref))) await runner.run(['umount', branchPath(ref)]);
+    if (await mounted(branchPath(ref))) await runner.run(['umount', branchPath(ref)]);
   };
   // A writable branch from a commit's snapshot; thin snapshots skip activation unless told (-K).
   const branchFromSnapshot = async (pool: PoolRecord, dot: string, id: string, dst: DotFsRef) => {
@@ -90,7 +92,7 @@ export function lvmDots(runner: Runner): DotStorage {
     },
     async branchState(ref) {
       if (!(await lvNames(ref.pool)).includes(branchLv(ref.dot, ref.branch))) return 'missing';
-      return (await mountAt(branchPath(ref))) ? 'ready' : 'unmounted';
+      return (await mounted(branchPath(ref))) ? 'ready' : 'unmounted';
     },
     async restoreBranch(ref, head, subdirs) {
       const state = await this.branchState(ref);
