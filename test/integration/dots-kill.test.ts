@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -93,6 +93,8 @@ for (const driver of ['zfs', 'btrfs'] as const) {
       if (driver === 'zfs') await zfsRetrying(['umount', `${host.pool}/knarr-dots/${dot}/master`]);
       else await execa('btrfs', ['subvolume', 'delete', `${host.mountpoint}/knarr-dots/${dot}/master`]);
       mkdirSync(host.dotPath(dot), { recursive: true });
+      // A write meanwhile lands on the filesystem beneath the mount point.
+      writeFileSync(`${target}/late`, 'L');
 
       const show = await ok('dot', 'show', dot);
       expect(show.stdout).toMatch(/NOT MOUNTED/);
@@ -102,6 +104,15 @@ for (const driver of ['zfs', 'btrfs'] as const) {
       const found = await host.run(['--json', 'dot', 'fsck']);
       expect(found.code).toBe(1);
       expect(found.json().findings.filter((f: { dot: string }) => f.dot === dot).map((f: { problem: string }) => f.problem)).toEqual(['branch-unmounted', 'mount-missing']);
+      // The branch comes back; the mount waits until the operator has moved the late write out of the way.
+      const held = await host.run(['--json', 'dot', 'fsck', '--repair']);
+      expect(held.code).toBe(1);
+      expect(held.json().findings.filter((f: { dot: string }) => f.dot === dot)).toEqual([
+        expect.objectContaining({ problem: 'branch-unmounted', repaired: true }),
+        expect.objectContaining({ problem: 'mount-missing', repaired: false, detail: expect.stringMatching(/late.*move them away/) }),
+      ]);
+      expect(readFileSync(`${target}/late`, 'utf8')).toBe('L');
+      renameSync(`${target}/late`, `${tmp.path}/late-${dot}`);
       const fixed = await host.run(['--json', 'dot', 'fsck', '--repair']);
       expect(fixed.code, fixed.stdout + fixed.stderr).toBe(0);
       expect(mountedAt(target)).toBe(true);
@@ -175,10 +186,11 @@ for (const driver of ['zfs', 'btrfs'] as const) {
       const mountedRight = async () => {
         const show = (await ok('--json', 'dot', 'show', dst)).json();
         expect(show.mounts.__default__).toBe(target);
-        if (!kernelMounts().some((m) => m.target === target)) return false;
         const branch = host.dotPath(dst);
-        if (!existsSync(branch) || statSync(target).ino !== statSync(branch).ino || statSync(target).dev !== statSync(branch).dev) return false;
-        return existsSync(`${target}/marker`) && readFileSync(`${target}/marker`, 'utf8') === 'kept';
+        const bound = mountedAt(target) && existsSync(branch) && statSync(target).ino === statSync(branch).ino && statSync(target).dev === statSync(branch).dev;
+        // dot show tells the truth about it either way.
+        expect(show.mounted.__default__).toBe(bound);
+        return bound && existsSync(`${target}/marker`) && readFileSync(`${target}/marker`, 'utf8') === 'kept';
       };
 
       // Start-up (node, config, store) before a pull does anything: kills land after it.
