@@ -81,6 +81,8 @@ export function zfsDots(runner: Runner): DotStorage {
         if (!snapshot) throw new NotFoundError(`branch ${ref.branch} of dot ${ref.dot} is gone from pool ${ref.pool.name}, and so is its head commit ${head}`, { hint: `pull it again, or remove the dot: knarr dot rm ${ref.dot}` });
         if ((await mounted(root)) === null) await runner.run(['zfs', 'create', '-p', root]);
         await runner.run(['zfs', 'clone', snapshot, dataset(ref)]);
+        // The branch takes the history up to its head (as a pull that renamed it away had it): later rollbacks and incremental receives need those snapshots on it.
+        await runRetryingBusy(runner, ['zfs', 'promote', dataset(ref)]);
         for (const d of subdirs) await runner.mkdirp(`${path}/${d}`);
       }
       return { action: 'rebuilt', movedAside: asides.find((a) => a !== null) ?? null };
