@@ -179,6 +179,14 @@ export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Pr
   let got: CommitRecord[] = [];
   let failed: unknown = null;
   try {
+    // A branch with its own history takes the remote's whole line: received into staging first, the local branch untouched until it is complete.
+    const staged = plan.kind === 'diverged' && transfer.perBranchHistory && transfer.publishBranch !== undefined;
+    if (staged) {
+      await transfer.discardStaging(h.pool, localName);
+      const staging: DotFsRef = { pool: h.pool, dot: localName, branch, staging: true };
+      got = await receiveChain(ctx, remote, manifest, transfer, staging, remoteChain, null);
+      await transfer.settleBranch(staging, head);
+    }
     if (plan.kind === 'diverged') {
       stash = `${branch}-stash-${Date.now().toString(36)}`;
       await transfer.renameBranch(h.ref(branch), stash);
@@ -189,18 +197,21 @@ export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Pr
       }
       // The stash is recorded at once: a receive that fails after this leaves the local commits findable on it.
       await repo.put({ ...existing, branches });
-      // A branch filesystem with its own history is rebuilt from the remote's first commit; shared commits need only the rest.
+      // Shared commits need only the rest.
       if (!transfer.perBranchHistory) {
         base = plan.common;
         toReceive = plan.fromOnly;
       }
     }
-    got = await receiveChain(ctx, remote, manifest, transfer, h.ref(branch), toReceive, base);
-    await transfer.settleBranch(h.ref(branch), head);
-    // Records before the mounts come back: a kill after this leaves the store and the disk agreeing, and only mounts to restore.
+    if (!staged) {
+      got = await receiveChain(ctx, remote, manifest, transfer, h.ref(branch), toReceive, base);
+      await transfer.settleBranch(h.ref(branch), head);
+    }
+    // Records before the mounts come back (and before a staged branch moves into place): a kill after this leaves the store and the disk agreeing, or a branch that fsck --repair rebuilds.
     for (const c of got) await repo.putCommit(c);
     branches[branch] = { ...(branches[branch] ?? { from: null, createdAt: new Date().toISOString() }), head };
     await repo.put({ ...existing, branches, origin: existing.origin ?? origin });
+    if (staged) await transfer.publishBranch!(h.pool, localName, branch);
   } catch (e) {
     failed = e;
   }

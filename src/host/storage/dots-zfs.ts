@@ -6,6 +6,8 @@ import { clearMountPath, runRetryingBusy } from './common.js';
 import type { DotFsRef, DotStorage, PoolRecord } from './driver.js';
 
 export const DOTS_DIR = 'knarr-dots';
+/** Where a pull receives before it moves what it got into DOTS_DIR. */
+export const INCOMING_DIR = 'knarr-incoming';
 
 /** Folders directly under path (subdots of a branch filesystem); none when it is absent. */
 export async function subdirsOf(path: string): Promise<string[]> {
@@ -73,6 +75,15 @@ export function zfsDots(runner: Runner): DotStorage {
         return { action: 'mounted', movedAside: asides.find((a) => a !== null) ?? null };
       }
       asides.push(await clearMountPath(runner, path));
+      // A pull killed after recording a branch it received into staging, before moving it into place: finish the move.
+      const staged = `${ref.pool.name}/${INCOMING_DIR}/${ref.dot}/${ref.branch}`;
+      if (head !== null && (await exists(`${staged}@${head}`))) {
+        if (await mounted(staged)) await runRetryingBusy(runner, ['zfs', 'umount', staged]);
+        if ((await mounted(root)) === null) await runner.run(['zfs', 'create', '-p', root]);
+        await runRetryingBusy(runner, ['zfs', 'rename', staged, dataset(ref)]);
+        await runner.run(['zfs', 'mount', dataset(ref)]);
+        return { action: 'rebuilt', movedAside: asides.find((a) => a !== null) ?? null };
+      }
       if (head === null) {
         await this.createBranch(ref, subdirs);
       } else {

@@ -104,6 +104,8 @@ export interface DotTransfer {
   settleBranch(ref: DotFsRef, head: string): Promise<void>;
   /** Moves a dot received into staging to its place under knarr-dots. */
   publish(pool: PoolRecord, dot: string): Promise<void>;
+  /** Moves one branch received into staging to its place in the existing dot (where the old one was renamed away), and drops the staging. */
+  publishBranch?(pool: PoolRecord, dot: string, branch: string): Promise<void>;
   /** The dot is in its place under knarr-dots with commit head on branch: a pull that published it got that far. */
   holdsPublished(pool: PoolRecord, dot: string, branch: string, head: string): Promise<boolean>;
   /** Drops what an interrupted pull left in staging. */

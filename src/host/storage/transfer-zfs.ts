@@ -60,6 +60,10 @@ export function zfsTransfer(runner: Runner): DotTransfer {
       // zfs-fuse reports a dataset busy for a moment after a receive.
       await renameDataset(dotDataset(pool, dot, true), dotDataset(pool, dot));
     },
+    async publishBranch(pool, dot, branch) {
+      await renameDataset(`${dotDataset(pool, dot, true)}/${branch}`, `${dotDataset(pool, dot)}/${branch}`);
+      await this.discardStaging(pool, dot);
+    },
     holdsPublished: (pool, dot, branch, head) => exists(`${dotDataset(pool, dot)}/${branch}@${head}`),
     async discardStaging(pool, dot) {
       const staged = dotDataset(pool, dot, true);
