@@ -96,7 +96,7 @@ _knarr() {
     'dot/checkout') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'dot/reset') COMPREPLY=($(compgen -W '--hard --force'" $globals" -- "$cur")) ;;
     'dot/clone') COMPREPLY=($(compgen -W '--commit'" $globals" -- "$cur")) ;;
-    'dot/mount') COMPREPLY=($(compgen -W '--branch'" $globals" -- "$cur")) ;;
+    'dot/mount') COMPREPLY=($(compgen -W '--branch --force'" $globals" -- "$cur")) ;;
     'dot/unmount') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'dot/fsck') COMPREPLY=($(compgen -W '--repair'" $globals" -- "$cur")) ;;
     'dot/push') COMPREPLY=($(compgen -W '--branch'" $globals" -- "$cur")) ;;

@@ -115,6 +115,7 @@ complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcomman
 complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from reset' -l force -d 'also destroy the commits newer than it'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from clone' -l commit -x -d 'commit to start from (default: the head)'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from mount' -l branch -x -d 'check this branch out first'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from mount' -l force -d 'mount over a directory that is not empty (hiding what it holds)'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from fsck' -l repair -d 'mend the store from the disk where that is safe'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from push' -l branch -x -d 'branch to push (default: the active one)'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from pull' -l as -x -d 'local dot name (default: the remote dot name)'

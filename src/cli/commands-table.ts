@@ -297,7 +297,10 @@ export const COMMANDS: CommandDef[] = [
         name: 'mount',
         summary: 'bind-mount a dot or subdot at a path (idempotent)',
         args: [dotArg, { name: 'path', description: 'mount target; made if missing', required: true }],
-        options: [{ flags: '--branch <name>', description: 'check this branch out first' }],
+        options: [
+          { flags: '--branch <name>', description: 'check this branch out first' },
+          { flags: '--force', description: 'mount over a directory that is not empty (hiding what it holds)' },
+        ],
         examples: [{ command: 'knarr dot mount myapp.postgres /var/lib/postgresql', description: 'mount a subdot' }],
         dryRun: 'plans',
         handler: () => import('../commands/dot/mount.js').then((m) => m.dotMount),

@@ -19,9 +19,13 @@ export type Repair =
   | { kind: 'put-commit'; commit: CommitRecord }
   | { kind: 'delete-commit'; dot: string; id: string }
   | { kind: 'set-head'; dot: string; branch: string; head: string | null }
-  | { kind: 'create-dot'; record: DotRecord; commits: CommitRecord[] };
+  | { kind: 'create-dot'; record: DotRecord; commits: CommitRecord[] }
+  /** Mounts the branch filesystem again, or rebuilds it from head. */
+  | { kind: 'restore-branch'; dot: string; branch: string; head: string | null }
+  /** Binds the subdot of the active branch at target again. */
+  | { kind: 'rebind'; dot: string; subdot: string; target: string };
 
-export type FindingKind = 'data-missing' | 'branch-missing' | 'commit-not-in-store' | 'commit-not-on-disk' | 'dot-not-in-store';
+export type FindingKind = 'data-missing' | 'branch-missing' | 'commit-not-in-store' | 'commit-not-on-disk' | 'dot-not-in-store' | 'branch-unmounted' | 'mount-missing';
 
 export interface Finding {
   dot: string;
@@ -67,9 +71,6 @@ export function checkDot(store: StoreDot | null, disk: DiskDot | null): Finding[
   if (!store || !disk) return [];
   const findings: Finding[] = [];
   const name = store.record.name;
-  for (const b of Object.keys(store.record.branches)) {
-    if (!disk.branches.includes(b)) findings.push({ dot: name, kind: 'branch-missing', detail: `branch ${b} has no filesystem on pool ${disk.pool}`, repairs: [] });
-  }
   const onDisk = new Map(disk.commits.map((c) => [c.id, c]));
   const inStore = new Map(store.commits.map((c) => [c.id, c]));
   for (const c of disk.commits) {
@@ -79,10 +80,19 @@ export function checkDot(store: StoreDot | null, disk: DiskDot | null): Finding[
     if (!onDisk.has(c.id)) findings.push({ dot: name, kind: 'commit-not-on-disk', detail: `commit ${c.id} is in the store but its snapshot is gone`, repairs: [{ kind: 'delete-commit', dot: name, id: c.id }] });
   }
   // Heads move to the newest commit that really exists, following parents on disk.
-  for (const [b, br] of Object.entries(store.record.branches)) {
-    let head = br.head;
+  const settled = (b: string, head: string | null) => {
     while (head && !onDisk.has(head)) head = inStore.get(head)?.parent ?? null;
-    head = advance(head, disk.commits, b);
+    return advance(head, disk.commits, b);
+  };
+  for (const [b, br] of Object.entries(store.record.branches)) {
+    if (disk.branches.includes(b)) continue;
+    // A branch filesystem lost mid-pull comes back from its head commit, where that is still on disk.
+    const head = settled(b, br.head);
+    const repairs: Repair[] = head === null && br.head !== null ? [] : [{ kind: 'restore-branch', dot: name, branch: b, head }];
+    findings.unshift({ dot: name, kind: 'branch-missing', detail: `branch ${b} has no filesystem on pool ${disk.pool}${repairs.length ? '' : ', and none of its commits is left'}`, repairs });
+  }
+  for (const [b, br] of Object.entries(store.record.branches)) {
+    const head = settled(b, br.head);
     if (head !== br.head) {
       const target = findings.find((f) => f.kind !== 'branch-missing' && f.repairs.length > 0);
       const repair: Repair = { kind: 'set-head', dot: name, branch: b, head };

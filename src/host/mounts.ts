@@ -61,6 +61,48 @@ export async function removeEmptyDirs(path: string): Promise<void> {
   await rmdir(path).catch(() => undefined);
 }
 
+/** Same directory by device and inode: a bind mount shows its source's; false when either is absent. */
+export async function sameDirectory(a: string, b: string): Promise<boolean> {
+  try {
+    const [x, y] = await Promise.all([stat(a), stat(b)]);
+    return x.isDirectory() && x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
+}
+
+/** What is at path: a directory, something else (a file, a socket), or nothing. */
+export async function pathKind(path: string): Promise<'directory' | 'other' | null> {
+  try {
+    return (await stat(path)).isDirectory() ? 'directory' : 'other';
+  } catch {
+    return null;
+  }
+}
+
+/** Entries directly in a directory; none when it is absent. */
+export async function entriesOf(path: string): Promise<string[]> {
+  try {
+    return await readdir(path);
+  } catch {
+    return [];
+  }
+}
+
+/** True when path holds nothing but folders that are empty all the way down (what a mkdir -p left). */
+export async function onlyEmptyFolders(path: string): Promise<boolean> {
+  let entries;
+  try {
+    entries = await readdir(path, { withFileTypes: true });
+  } catch {
+    return false;
+  }
+  for (const e of entries) {
+    if (!e.isDirectory() || !(await onlyEmptyFolders(`${path}/${e.name}`))) return false;
+  }
+  return true;
+}
+
 export interface Space {
   sizeBytes: number;
   usedBytes: number;

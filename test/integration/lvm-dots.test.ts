@@ -8,8 +8,8 @@ import { haveTools, integration } from '../harness/tools.js';
 
 // Our kernels have no device-mapper: LVM is checked at the argv level with recording fake binaries.
 const FAKE = new URL('../harness/fake-lvm/fake-lvm.mjs', import.meta.url).pathname;
-const FAKED = ['pvcreate', 'vgcreate', 'lvcreate', 'lvremove', 'lvchange', 'vgs', 'lvs', 'vgchange', 'vgremove', 'pvremove', 'losetup', 'mkfs.ext4', 'mount', 'umount'];
-const READS = new Set(['vgs', 'lvs', 'losetup']);
+const FAKED = ['pvcreate', 'vgcreate', 'lvcreate', 'lvremove', 'lvchange', 'vgs', 'lvs', 'vgchange', 'vgremove', 'pvremove', 'losetup', 'mkfs.ext4', 'mount', 'umount', 'findmnt'];
+const READS = new Set(['vgs', 'lvs', 'losetup', 'findmnt']);
 const run = integration('dots on lvm (argv level)', haveTools('etcd'), 'etcd is not installed');
 
 describe.skipIf(!run)('dots on an LVM pool, at the argv level', () => {
@@ -106,7 +106,10 @@ describe.skipIf(!run)('dots on an LVM pool, at the argv level', () => {
     changes();
     expect((await k(['dot', 'rm', 'app2'])).code).toBe(0);
     // rm -rf of its folder is a real command, not in the fakes' log.
-    expect(changes()).toEqual([['lvremove', '-y', 'vg0/kd.app2.master']]);
+    expect(changes()).toEqual([
+      ['umount', `${tmp.path}/state/mnt/vg0/knarr-dots/app2/master`],
+      ['lvremove', '-y', 'vg0/kd.app2.master'],
+    ]);
     expect(existsSync(`${tmp.path}/state/mnt/vg0/knarr-dots/app2`)).toBe(false);
     const rm = await k(['dot', 'rm', 'app']);
     expect(rm.code, rm.stderr).toBe(0);

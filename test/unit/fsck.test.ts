@@ -44,6 +44,18 @@ describe('checkDot', () => {
     r.branches.exp = { head: '1', from: { branch: 'master', commit: '1' }, createdAt: '' };
     expect(checkDot({ record: r, commits: [c('1', null)] }, disk([c('1', null)])).map((x) => x.kind)).toEqual(['branch-missing']);
   });
+  it('a branch lost mid-pull is rebuilt from the newest head its commits on disk give', () => {
+    const f = checkDot({ record: record('1'), commits: [c('1', null)] }, disk([c('1', null), c('2', '1')], []));
+    expect(f[0]).toMatchObject({ kind: 'branch-missing', repairs: [{ kind: 'restore-branch', dot: 'd', branch: 'master', head: '2' }] });
+    expect(f.flatMap((x) => x.repairs).map((r) => r.kind)).toEqual(['restore-branch', 'put-commit', 'set-head']);
+  });
+  it('a branch whose every commit is gone cannot be rebuilt', () => {
+    const f = checkDot({ record: record('2'), commits: [c('1', null), c('2', '1')] }, disk([], []));
+    expect(f[0]).toMatchObject({ kind: 'branch-missing', repairs: [] });
+  });
+  it('an empty branch (no commits yet) comes back empty', () => {
+    expect(checkDot({ record: record(null), commits: [] }, disk([], []))).toMatchObject([{ kind: 'branch-missing', repairs: [{ kind: 'restore-branch', head: null }] }]);
+  });
   it('a dot on disk unknown to the store is rebuilt from the disk', () => {
     const f = checkDot(null, disk([c('1', null), c('22', '1')]));
     expect(f).toHaveLength(1);

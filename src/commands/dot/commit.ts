@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { newCommitId, parseDotRef, parseMeta, validateMessage, type CommitRecord } from '../../core/dots.js';
 import { spaceGuard } from '../../host/storage/common.js';
 import { optList, optString, type Handler } from '../types.js';
-import { author, dotHandle, requireDot, withDotLock, withDots } from './common.js';
+import { author, dotHandle, requireDot, requireMounted, withDotLock, withDots } from './common.js';
 
 /** `knarr dot commit DOT -m MSG [--meta k=v]`: snapshot every subdot of the dot's active branch. */
 export const dotCommit: Handler = async ({ args, opts }, ctx) => {
@@ -13,6 +13,7 @@ export const dotCommit: Handler = async ({ args, opts }, ctx) => {
     withDotLock(ctx, 'dot commit', [ref.dot], async () => {
       const dot = await requireDot(repo, ref.dot);
       const h = await dotHandle(ctx, dot);
+      await requireMounted(h);
       const branch = dot.activeBranch;
       const commit: CommitRecord = {
         id: newCommitId(Date.now(), randomBytes(4)),

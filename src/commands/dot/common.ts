@@ -5,7 +5,7 @@ import { statePaths } from '../../core/paths.js';
 import type { PoolRecord } from '../../core/pool.js';
 import { readPoolRecord } from '../../host/local-state.js';
 import { acquireLock, holderAlive, type LockHolder } from '../../host/lock.js';
-import { mountAt } from '../../host/mounts.js';
+import { entriesOf, mountAt, sameDirectory } from '../../host/mounts.js';
 import type { DotFsRef, DotStorage, DotTransfer } from '../../host/storage/driver.js';
 import { DotRepo } from '../../state/dots.js';
 import type { Context } from '../types.js';
@@ -100,14 +100,53 @@ export function subdotLabel(dot: string, subdir: string): string {
   return subdir === DEFAULT_SUBDOT ? dot : `${dot}.${subdir}`;
 }
 
-/** Bind-mounts a subdot of the active branch at target; idempotent. */
-export async function mountSubdot(ctx: Context, h: DotHandle, subdir: string, target: string): Promise<'mounted' | 'exists'> {
-  const current = await mountAt(target);
-  if (current && h.dot.mounts[subdir] === target) return 'exists';
+/** Brings the branch's filesystem back where branchPath says (mounted, or rebuilt from its head) before anything is bound to it. */
+export async function restoreBranchOf(ctx: Context, h: DotHandle, branch = h.dot.activeBranch, head = h.dot.branches[branch]?.head ?? null): Promise<void> {
+  const r = await h.storage.restoreBranch(h.ref(branch), head, h.dot.subdots);
+  if (r.action !== 'exists') ctx.events.warn(`${h.dot.name}: branch ${branch} was ${r.action === 'mounted' ? 'not mounted; mounted it again' : `gone; rebuilt it from ${shortId(head)}`}`);
+  if (r.movedAside) ctx.events.warn(`${h.dot.name}: files found where branch ${branch} belongs were moved to ${r.movedAside}`);
+}
+
+/** The subdot's folder in the active branch is what target shows: bound there, not an empty folder underneath. */
+export function boundAt(h: DotHandle, subdir: string, target: string): Promise<boolean> {
+  return sameDirectory(target, `${h.storage.branchPath(h.ref())}/${subdir}`);
+}
+
+/** Bind-mounts a subdot of the active branch at target (replacing a stale mount of it); idempotent. */
+export async function mountSubdot(ctx: Context, h: DotHandle, subdir: string, target: string, force = false): Promise<'mounted' | 'exists'> {
+  await restoreBranchOf(ctx, h);
+  if (await boundAt(h, subdir, target)) return 'exists';
+  if (h.dot.mounts[subdir] === target && (await mountAt(target))) await ctx.runner.run(['umount', target]);
   await ctx.runner.mkdirp(target);
+  const own = ctx.runner.dryRun || force ? [] : await entriesOf(target);
+  if (own.length > 0) {
+    throw new ConflictError(`${target} holds files of its own (${own.slice(0, 3).join(', ')}${own.length > 3 ? ', ...' : ''}), written while ${subdotLabel(h.dot.name, subdir)} was not mounted there: mounting it again would hide them`, {
+      hint: 'move them away (into the dot once it is mounted), then run: knarr dot fsck --repair',
+    });
+  }
   await h.storage.ensureSubdir(h.ref(), subdir);
   await ctx.runner.run(['mount', '--bind', `${h.storage.branchPath(h.ref())}/${subdir}`, target]);
   return 'mounted';
+}
+
+/** Refuses to go on (a commit would snapshot the wrong files) while the dot's branch is not where its records say. */
+export async function requireMounted(h: DotHandle): Promise<void> {
+  const problems = await mountProblems(h);
+  if (problems.length === 0) return;
+  throw new ConflictError(`dot ${h.dot.name} is not mounted where its records say: ${problems.join('; ')}; a commit now would miss what is written there`, {
+    hint: `check and mend it with: knarr dot fsck --repair`,
+  });
+}
+
+/** What keeps the dot's active branch from being where its records say: its filesystem, or a recorded mount not bound to it. */
+export async function mountProblems(h: DotHandle): Promise<string[]> {
+  const problems: string[] = [];
+  const state = await h.storage.branchState(h.ref());
+  if (state !== 'ready') problems.push(`branch ${h.dot.activeBranch} is ${state === 'missing' ? 'gone' : 'not mounted'} at ${h.storage.branchPath(h.ref())}`);
+  for (const [sub, target] of Object.entries(h.dot.mounts)) {
+    if (!(await boundAt(h, sub, target))) problems.push(`${subdotLabel(h.dot.name, sub)} is not mounted at ${target}`);
+  }
+  return problems;
 }
 
 /** Unmounts every recorded mount of the dot (or the listed subdots) that is still mounted. */
@@ -122,12 +161,10 @@ export async function unmountSubdots(ctx: Context, dot: DotRecord, subdirs = Obj
   return done;
 }
 
-/** Remounts recorded mounts after the branch filesystem under them changed (checkout, reset). */
+/** Puts recorded mounts back on the active branch (after checkout, reset, pull), restoring the branch first; ends mounted or throws. */
 export async function remount(ctx: Context, h: DotHandle, mounts: Record<string, string>): Promise<void> {
-  for (const [sub, target] of Object.entries(mounts)) {
-    if (await mountAt(target)) await ctx.runner.run(['umount', target]);
-    await ctx.runner.run(['mount', '--bind', `${h.storage.branchPath(h.ref())}/${sub}`, target]);
-  }
+  await restoreBranchOf(ctx, h);
+  for (const [sub, target] of Object.entries(mounts)) await mountSubdot(ctx, { ...h, dot: { ...h.dot, mounts: { ...h.dot.mounts, [sub]: target } } }, sub, target);
 }
 
 export function shortId(id: string | null): string {

@@ -4,6 +4,7 @@ import { listPoolRecords } from '../../host/local-state.js';
 import type { DotRepo } from '../../state/dots.js';
 import { optBool, type Context, type Handler } from '../types.js';
 import { poolTransfer, withDotLock, withDots } from './common.js';
+import { applyMountRepair, isMountRepair, mountFindings } from './fsck-mounts.js';
 
 /** Every dot found on this host's pools, with its commits and branches as the disk has them. */
 async function diskDots(ctx: Context): Promise<{ dots: Map<string, DiskDot>; pools: Set<string> }> {
@@ -29,9 +30,10 @@ async function diskDots(ctx: Context): Promise<{ dots: Map<string, DiskDot>; poo
   return { dots, pools };
 }
 
-async function repair(repo: DotRepo, f: Finding): Promise<void> {
+async function repair(ctx: Context, repo: DotRepo, f: Finding): Promise<void> {
   for (const r of f.repairs) {
-    if (r.kind === 'put-commit') await repo.putCommit(r.commit);
+    if (isMountRepair(r)) await applyMountRepair(ctx, repo, r);
+    else if (r.kind === 'put-commit') await repo.putCommit(r.commit);
     else if (r.kind === 'delete-commit') await repo.deleteCommit(r.dot, r.id);
     else if (r.kind === 'create-dot') {
       for (const c of r.commits) await repo.putCommit(c);
@@ -92,6 +94,7 @@ export const dotFsck: Handler = async ({ opts }, ctx) =>
       if (!pools.has(record.pool)) continue;
       const commits = [...(await repo.commits(record.name)).values()];
       findings.push(...checkDot({ record, commits }, onDisk.get(record.name) ?? null));
+      if (onDisk.has(record.name)) findings.push(...(await mountFindings(ctx, record)));
     }
     const known = new Set(records.map((r) => r.name));
     for (const d of onDisk.values()) if (!known.has(d.name)) findings.push(...checkDot(null, d));
@@ -99,10 +102,18 @@ export const dotFsck: Handler = async ({ opts }, ctx) =>
     const doRepair = optBool(opts, 'repair');
     const rows: FsckRow[] = [];
     for (const f of findings) {
-      const repaired = doRepair && f.repairs.length > 0;
-      if (repaired && ctx.runner.dryRun) ctx.runner.note(`repair ${f.dot} (${f.kind}: ${f.detail}) in etcd`);
-      else if (repaired) await repair(repo, f);
-      rows.push({ dot: f.dot, problem: f.kind, detail: f.detail, repairable: f.repairs.length > 0, repaired });
+      let repaired = doRepair && f.repairs.length > 0;
+      let detail = f.detail;
+      try {
+        if (repaired && ctx.runner.dryRun) ctx.runner.note(`repair ${f.dot} (${f.kind}: ${f.detail})`);
+        else if (repaired) await repair(ctx, repo, f);
+      } catch (e) {
+        // One repair that needs the operator (files in the way) does not stop the others.
+        if (!isKnarrError(e)) throw e;
+        repaired = false;
+        detail += `; not repaired: ${e.message}${e.hint ? ` (${e.hint})` : ''}`;
+      }
+      rows.push({ dot: f.dot, problem: f.kind, detail, repairable: f.repairs.length > 0, repaired });
     }
     rows.push(...(await leftoverRows(ctx, doRepair)));
     const left = rows.filter((r) => !r.repaired).length;

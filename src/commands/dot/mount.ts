@@ -1,9 +1,9 @@
 import { resolve } from 'node:path';
 import { parseDotRef, subdotDir, validateBranch } from '../../core/dots.js';
-import { ConflictError, NotFoundError } from '../../core/errors.js';
+import { ConflictError, NotFoundError, ValidationError } from '../../core/errors.js';
 import { validatePath } from '../../core/names.js';
-import { mountAt } from '../../host/mounts.js';
-import { optString, type Handler } from '../types.js';
+import { entriesOf, mountAt, pathKind } from '../../host/mounts.js';
+import { optBool, optString, type Handler } from '../types.js';
 import { switchBranch } from './checkout.js';
 import { dotHandle, mountSubdot, requireDot, subdotLabel, unmountSubdots, withDotLock, withDots } from './common.js';
 
@@ -13,6 +13,7 @@ export const dotMount: Handler = async ({ args, opts }, ctx) => {
   const target = validatePath('PATH', resolve(ctx.cwd, args[1] as string));
   const branchOpt = optString(opts, 'branch');
   const branch = branchOpt === undefined ? undefined : validateBranch('--branch', branchOpt);
+  const force = optBool(opts, 'force');
   const sub = subdotDir(ref.subdot);
   return withDots(ctx, (repo) =>
     withDotLock(ctx, 'dot mount', [ref.dot], async () => {
@@ -24,9 +25,17 @@ export const dotMount: Handler = async ({ args, opts }, ctx) => {
       }
       const current = await mountAt(target);
       if (current && dot.mounts[sub] !== target) throw new ConflictError(`${target} already has ${current.source} mounted on it`);
+      if ((await pathKind(target)) === 'other') throw new ValidationError('PATH', `${target} is not a directory: a dot is mounted onto a directory`, { hint: 'give a directory; a missing one is made' });
+      const own = current || force ? [] : await entriesOf(target);
+      if (own.length > 0) {
+        // As zfs refuses to mount over a non-empty directory: what is there would be hidden, and look lost.
+        throw new ConflictError(`${target} is not empty (${own.slice(0, 3).join(', ')}${own.length > 3 ? ', ...' : ''}): mounting ${args[0]} there would hide what it holds`, {
+          hint: dot.mounts[sub] === target ? 'these were written while the dot was not mounted there: move them away, then mount it again' : 'empty it, choose another path, or pass --force to mount over it',
+        });
+      }
       if (branch !== undefined) dot = await switchBranch(ctx, repo, dot, branch);
       const h = await dotHandle(ctx, dot);
-      const action = await mountSubdot(ctx, h, sub, target);
+      const action = await mountSubdot(ctx, h, sub, target, force);
       await repo.update(dot.name, (cur) => ({ ...cur, mounts: { ...cur.mounts, [sub]: target } }));
       return { data: { dot: dot.name, subdot: sub, branch: dot.activeBranch, path: target, action }, view: { kind: 'lines', lines: [`${args[0]} (${dot.activeBranch}) ${action === 'exists' ? 'is mounted' : 'mounted'} at ${target}`] } };
     }),

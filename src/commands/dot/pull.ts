@@ -9,7 +9,7 @@ import type { DotRepo } from '../../state/dots.js';
 import { selectPool } from '../pool/select.js';
 import { spaceGuard } from '../../host/storage/common.js';
 import { optBool, optString, type Context, type Handler } from '../types.js';
-import { dotHandle, remount, shortId, unmountSubdots, withDotLock, withDots } from './common.js';
+import { dotHandle, remount, restoreBranchOf, shortId, unmountSubdots, withDotLock, withDots, type DotHandle } from './common.js';
 import { openRemote, resolveRemote } from './remote.js';
 import { knarrCommand } from '../../core/shell.js';
 
@@ -106,6 +106,12 @@ export async function intoStaging<T>(transfer: DotTransfer, staging: DotFsRef, f
   }
 }
 
+/** The pulled branch in place, and bound at the dot's mounts when it is the active one. */
+async function ensureMounted(ctx: Context, h: DotHandle, branch: string): Promise<void> {
+  if (h.dot.activeBranch === branch) await remount(ctx, h, h.dot.mounts);
+  else await restoreBranchOf(ctx, h, branch);
+}
+
 /** Pulls REMOTE/DOT[@BRANCH]; shared by `dot pull` and `onboot --seed`. Never overwrites diverged local commits. */
 export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Promise<PullResult> {
   const { name: remoteName, url } = await resolveRemote(repo, 'REMOTE', req.remote);
@@ -161,6 +167,8 @@ export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Pr
       createdAt: now,
     };
     if (!(await repo.create(dot))) throw new ConflictError(`dot ${localName} was created by another command during the pull`);
+    // Publishing renames the dot's datasets, unmounting them for a moment: a re-run after a kill there finds them unmounted.
+    await ensureMounted(ctx, await dotHandle(ctx, dot), branch);
     ctx.events.done();
     return { dot: localName, branch, action: 'pulled', received: got.map((c) => c.id), stash: null };
   }
@@ -169,22 +177,34 @@ export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Pr
   const commits = await repo.commits(localName);
   const localChain = chain(commits, existing.branches[branch]?.head ?? null).reverse().map((c) => c.id);
   const plan = planTransfer(remoteChain, localChain);
-  if (plan.kind === 'up-to-date') return { dot: localName, branch, action: 'up-to-date', received: [], stash: null };
+  if (plan.kind === 'up-to-date') {
+    // A pull cut short after its receive finds nothing to fetch: it still ends with the branch mounted where the records say.
+    await ensureMounted(ctx, h, branch);
+    return { dot: localName, branch, action: 'up-to-date', received: [], stash: null };
+  }
 
   let stash: string | null = null;
   let base: string | null = plan.kind === 'send' ? plan.base : null;
   let toReceive = plan.kind === 'send' ? plan.commits : remoteChain;
   const branches = { ...existing.branches };
   const active = existing.activeBranch === branch;
-  const mounted = active ? { ...existing.mounts } : {};
   if (plan.kind === 'diverged' && !req.stashOnDivergence) {
     throw new ConflictError(`${localName}@${branch} has local commits the remote lacks (${plan.toOnly.map(shortId).join(', ')}); a pull never overwrites them`, {
       hint: 'push them, or keep them as a branch and pull with --stash-on-divergence',
     });
   }
   if (active) await unmountSubdots(ctx, existing);
-  let got: CommitRecord[];
+  let got: CommitRecord[] = [];
+  let failed: unknown = null;
   try {
+    // A branch with its own history takes the remote's whole line: received into staging first, the local branch untouched until it is complete.
+    const staged = plan.kind === 'diverged' && transfer.perBranchHistory && transfer.publishBranch !== undefined;
+    if (staged) {
+      await transfer.discardStaging(h.pool, localName);
+      const staging: DotFsRef = { pool: h.pool, dot: localName, branch, staging: true };
+      got = await spaceGuard(pool.name, () => receiveChain(ctx, remote, manifest, transfer, staging, remoteChain, null));
+      await spaceGuard(pool.name, () => transfer.settleBranch(staging, head));
+    }
     if (plan.kind === 'diverged') {
       stash = `${branch}-stash-${Date.now().toString(36)}`;
       await transfer.renameBranch(h.ref(branch), stash);
@@ -201,15 +221,29 @@ export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Pr
         toReceive = plan.fromOnly;
       }
     }
-    got = await spaceGuard(pool.name, () => receiveChain(ctx, remote, manifest, transfer, h.ref(branch), toReceive, base));
-    await spaceGuard(pool.name, () => transfer.settleBranch(h.ref(branch), head));
-  } finally {
-    // Mounted again whatever happened: a failed pull does not leave the dot's users on an empty directory.
-    if (active) await remount(ctx, h, mounted).catch((e: Error) => ctx.events.warn(`${localName}: could not mount it again: ${e.message}`));
+    if (!staged) {
+      got = await spaceGuard(pool.name, () => receiveChain(ctx, remote, manifest, transfer, h.ref(branch), toReceive, base));
+      await spaceGuard(pool.name, () => transfer.settleBranch(h.ref(branch), head));
+    }
+    // Records before the mounts come back (and before a staged branch moves into place): a kill after this leaves the store and the disk agreeing, or a branch that fsck --repair rebuilds.
+    for (const c of got) await repo.putCommit(c);
+    // Compare-and-swap from the head the pull started on: a head another command moved is never overwritten.
+    await repo.moveHead(localName, branch, existing.branches[branch]?.head ?? null, head, (cur) => ({ ...cur, origin: cur.origin ?? origin }));
+    if (staged) await transfer.publishBranch!(h.pool, localName, branch);
+  } catch (e) {
+    failed = e;
   }
-  for (const c of got) await repo.putCommit(c);
-  // Compare-and-swap from the head the pull started on: a head another command moved is never overwritten.
-  await repo.moveHead(localName, branch, existing.branches[branch]?.head ?? null, head, (cur) => ({ ...cur, origin: cur.origin ?? origin }));
+  // Mounted again whatever happened, from the records as they now are: a failed pull does not leave the dot's users on an empty directory.
+  const now = await repo.get(localName);
+  if (now) {
+    try {
+      await ensureMounted(ctx, await dotHandle(ctx, now), branch);
+    } catch (e) {
+      if (failed === null) throw e;
+      ctx.events.warn(`${localName}: could not mount it again (${(e as Error).message}); run: knarr dot fsck --repair`);
+    }
+  }
+  if (failed !== null) throw failed;
   ctx.events.done();
   return { dot: localName, branch, action: stash ? 'stashed-and-pulled' : 'fast-forward', received: got.map((c) => c.id), stash };
 }

@@ -1,7 +1,7 @@
 import { parseDotName, resolveCommit } from '../../core/dots.js';
 import { ConflictError, UserError } from '../../core/errors.js';
 import { optBool, optString, type Handler } from '../types.js';
-import { activeChain, dotHandle, remount, requireDot, shortId, unmountSubdots, withDotLock, withDots } from './common.js';
+import { activeChain, dotHandle, remount, requireDot, restoreBranchOf, shortId, unmountSubdots, withDotLock, withDots } from './common.js';
 
 /** `knarr dot reset DOT --hard COMMIT [--force]`: put the active branch back to COMMIT. */
 export const dotReset: Handler = async ({ args, opts }, ctx) => {
@@ -28,6 +28,8 @@ export const dotReset: Handler = async ({ args, opts }, ctx) => {
       const mounted = dot.mounts;
       await unmountSubdots(ctx, dot);
       try {
+        // A branch a killed pull left unmounted or gone is put back first: a rollback needs it there.
+        await restoreBranchOf(ctx, h);
         await h.storage.rollback(h.ref(), to.id, newer.map((c) => c.id));
         // The store follows the disk at once, so a failure below cannot leave them apart.
         for (const c of newer) await repo.deleteCommit(name, c.id);

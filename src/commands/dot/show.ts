@@ -1,6 +1,6 @@
 import { parseDotName } from '../../core/dots.js';
 import type { Handler } from '../types.js';
-import { activeChain, dotHandle, requireDot, shortId, subdotLabel, withDots } from './common.js';
+import { activeChain, boundAt, dotHandle, requireDot, shortId, subdotLabel, withDots } from './common.js';
 
 /** `knarr dot show DOT`: branches, head, subdots, mounts and where its data lives. */
 export const dotShow: Handler = async ({ args }, ctx) =>
@@ -8,7 +8,9 @@ export const dotShow: Handler = async ({ args }, ctx) =>
     const dot = await requireDot(repo, parseDotName('DOT', args[0] as string));
     const h = await dotHandle(ctx, dot);
     const commits = await activeChain(repo, dot);
-    const data = { ...dot, path: h.storage.branchPath(h.ref()), driver: h.pool.driver, commits: commits.length };
+    // The records say where it should be mounted; the kernel says whether it is.
+    const mounted = Object.fromEntries(await Promise.all(Object.entries(dot.mounts).map(async ([s, t]) => [s, await boundAt(h, s, t)] as const)));
+    const data = { ...dot, mounted, path: h.storage.branchPath(h.ref()), driver: h.pool.driver, commits: commits.length };
     return {
       data,
       view: {
@@ -21,7 +23,7 @@ export const dotShow: Handler = async ({ args }, ctx) =>
           ['head', shortId(dot.branches[dot.activeBranch]?.head ?? null)],
           ['commits', String(commits.length)],
           ['subdots', dot.subdots.map((s) => subdotLabel(dot.name, s)).join(', ')],
-          ['mounts', Object.entries(dot.mounts).map(([s, t]) => `${subdotLabel(dot.name, s)} at ${t}`).join(', ') || '-'],
+          ['mounts', Object.entries(dot.mounts).map(([s, t]) => `${subdotLabel(dot.name, s)} at ${t}${mounted[s] ? '' : ' (NOT MOUNTED: knarr dot fsck --repair)'}`).join(', ') || '-'],
           ['origin', dot.origin ? JSON.stringify(dot.origin) : '-'],
           ['path', data.path],
         ],

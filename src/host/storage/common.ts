@@ -1,8 +1,8 @@
 import { readdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConflictError, ExternalCommandError, NoSpaceError } from '../../core/errors.js';
-import { pathExists, probeSignature, type Signature } from '../mounts.js';
+import { mountAt, onlyEmptyFolders, pathExists, probeSignature, type Signature } from '../mounts.js';
 import type { Runner } from '../runner.js';
 import { notCarrying } from '../../core/pool.js';
 import { shellCommand } from '../../core/shell.js';
@@ -104,4 +104,20 @@ export async function spaceGuardOf<T>(what: string, how: string, fn: () => Promi
       cause: e,
     });
   }
+}
+
+/**
+ * Clears a branch's mount path while its filesystem is away, so it can be mounted there again:
+ * empty folders (a mkdir -p into the unmounted path) go; anything else is moved aside, never deleted.
+ * Returns where it was moved, or null.
+ */
+export async function clearMountPath(runner: Runner, path: string): Promise<string | null> {
+  if (!(await pathExists(path)) || (await mountAt(path))) return null;
+  if (await onlyEmptyFolders(path)) {
+    await runner.run(['rm', '-r', '--one-file-system', path]);
+    return null;
+  }
+  const aside = `${dirname(path)}/.${basename(path)}.lost-${Date.now().toString(36)}`;
+  await runner.run(['mv', '-T', path, aside]);
+  return aside;
 }

@@ -1,9 +1,10 @@
 import { readdir, readFile, rm } from 'node:fs/promises';
 import type { CommitRecord } from '../../core/dots.js';
 import { writeJsonAtomic } from '../local-state.js';
-import { mountAt, pathExists } from '../mounts.js';
+import { pathExists } from '../mounts.js';
 import type { Runner } from '../runner.js';
-import { DOTS_DIR, subdirsOf, THIN_POOL } from './common.js';
+import { NotFoundError } from '../../core/errors.js';
+import { clearMountPath, DOTS_DIR, subdirsOf, THIN_POOL } from './common.js';
 import type { DotFsRef, DotStorage, Leftover, PoolRecord } from './driver.js';
 
 /** Size of a branch's thin volume: thin, so only what is written takes space. */
@@ -25,13 +26,15 @@ export function lvmDots(runner: Runner): DotStorage {
     const r = await runner.run(['lvs', '--noheadings', '-o', 'lv_name', pool.name], { mutates: false, okExitCodes: [5] });
     return r.exitCode === 0 ? r.stdout.split('\n').map((l) => l.trim()).filter(Boolean) : [];
   };
+  // Asked of findmnt (not read from /proc here) so the argv-level fakes can answer too.
+  const mounted = async (path: string) => (await runner.run(['findmnt', '-n', '-o', 'SOURCE', '--mountpoint', path], { mutates: false, okExitCodes: [1] })).exitCode === 0;
   const mountBranch = async (ref: DotFsRef) => {
-    if (await mountAt(branchPath(ref))) return;
+    if (await mounted(branchPath(ref))) return;
     await runner.mkdirp(branchPath(ref));
     await runner.run(['mount', `/dev/${vgPath(ref.pool, branchLv(ref.dot, ref.branch))}`, branchPath(ref)]);
   };
   const unmountBranch = async (ref: DotFsRef) => {
-    if (await mountAt(branchPath(ref))) await runner.run(['umount', branchPath(ref)]);
+    if (await mounted(branchPath(ref))) await runner.run(['umount', branchPath(ref)]);
   };
   // A writable branch from a commit's snapshot; thin snapshots skip activation unless told (-K).
   const branchFromSnapshot = async (pool: PoolRecord, dot: string, id: string, dst: DotFsRef) => {
@@ -106,6 +109,23 @@ export function lvmDots(runner: Runner): DotStorage {
     async removeLeftover(_pool, l) {
       if (l.kind === 'orphan-snapshot') await runner.run(['lvremove', '-y', l.path]);
       else if (!runner.dryRun) await rm(l.path, { force: true });
+    },
+    async branchState(ref) {
+      if (!(await lvNames(ref.pool)).includes(branchLv(ref.dot, ref.branch))) return 'missing';
+      return (await mounted(branchPath(ref))) ? 'ready' : 'unmounted';
+    },
+    async restoreBranch(ref, head, subdirs) {
+      const state = await this.branchState(ref);
+      if (state === 'ready') return { action: 'exists', movedAside: null };
+      const movedAside = await clearMountPath(runner, branchPath(ref));
+      if (state === 'unmounted') {
+        await mountBranch(ref);
+        return { action: 'mounted', movedAside };
+      }
+      if (head === null) await this.createBranch(ref, subdirs);
+      else if ((await lvNames(ref.pool)).includes(commitLv(ref.dot, head))) await branchFromSnapshot(ref.pool, ref.dot, head, ref);
+      else throw new NotFoundError(`branch ${ref.branch} of dot ${ref.dot} is gone from pool ${ref.pool.name}, and so is its head commit ${head}`, { hint: `pull it again, or remove the dot: knarr dot rm ${ref.dot}` });
+      return { action: 'rebuilt', movedAside };
     },
     async destroyDot(pool, dot) {
       const names = await lvNames(pool);

@@ -1,9 +1,10 @@
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { NotFoundError } from '../../core/errors.js';
 import type { CommitRecord } from '../../core/dots.js';
 import { writeJsonAtomic } from '../local-state.js';
 import { pathExists } from '../mounts.js';
 import type { Runner } from '../runner.js';
-import { DOTS_DIR, subdirsOf } from './common.js';
+import { clearMountPath, DOTS_DIR, subdirsOf } from './common.js';
 import type { DotFsRef, DotStorage, Leftover, PoolRecord } from './driver.js';
 
 /** How a tree-layout driver makes, copies and deletes a filesystem. */
@@ -12,18 +13,25 @@ export interface TreePrimitives {
   /** A copy of src at dst; read-only when it is a commit. */
   copy(runner: Runner, src: string, dst: string, readOnly: boolean): Promise<void>;
   remove(runner: Runner, path: string): Promise<void>;
+  /** The path is a filesystem of this kind (not a plain folder standing in for one). */
+  isFilesystem(path: string): Promise<boolean>;
 }
+
+/** The root of a btrfs subvolume always has inode 256. */
+const BTRFS_SUBVOLUME_INO = 256;
 
 export const btrfsPrimitives: TreePrimitives = {
   create: async (runner, path) => void (await runner.run(['btrfs', 'subvolume', 'create', path])),
   copy: async (runner, src, dst, readOnly) => void (await runner.run(['btrfs', 'subvolume', 'snapshot', ...(readOnly ? ['-r'] : []), src, dst])),
   remove: async (runner, path) => void (await runner.run(['btrfs', 'subvolume', 'delete', path])),
+  isFilesystem: async (path) => (await stat(path)).ino === BTRFS_SUBVOLUME_INO,
 };
 
 export const dirPrimitives: TreePrimitives = {
   create: (runner, path) => runner.mkdirp(path),
   copy: async (runner, src, dst) => void (await runner.run(['cp', '-a', '--reflink=auto', src, dst])),
   remove: async (runner, path) => void (await runner.run(['rm', '-rf', '--one-file-system', path])),
+  isFilesystem: async (path) => (await stat(path)).isDirectory(),
 };
 
 /**
@@ -111,6 +119,26 @@ export function treeDots(runner: Runner, prim: TreePrimitives): DotStorage {
       } else {
         await prim.remove(runner, l.path);
       }
+    },
+    async branchState(ref) {
+      if (!(await pathExists(branchPath(ref)))) return 'missing';
+      return (await prim.isFilesystem(branchPath(ref))) ? 'ready' : 'unmounted';
+    },
+    async restoreBranch(ref, head, subdirs) {
+      const state = await this.branchState(ref);
+      if (state === 'ready') return { action: 'exists', movedAside: null };
+      // A plain folder where the branch's subvolume should be (a mkdir -p while it was gone) is cleared, then the branch rebuilt.
+      const movedAside = state === 'unmounted' ? await clearMountPath(runner, branchPath(ref)) : null;
+      if (head === null) {
+        await this.createBranch(ref, subdirs);
+      } else {
+        if (!(await pathExists(commitPath(ref.pool, ref.dot, head)))) {
+          throw new NotFoundError(`branch ${ref.branch} of dot ${ref.dot} is gone from pool ${ref.pool.name}, and so is its head commit ${head}`, { hint: `pull it again, or remove the dot: knarr dot rm ${ref.dot}` });
+        }
+        await prim.copy(runner, commitPath(ref.pool, ref.dot, head), branchPath(ref), false);
+        for (const d of subdirs) await runner.mkdirp(`${branchPath(ref)}/${d}`);
+      }
+      return { action: 'rebuilt', movedAside };
     },
     async destroyDot(pool, dot) {
       const dir = dotDir(pool, dot);

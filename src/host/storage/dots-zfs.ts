@@ -1,11 +1,13 @@
 import type { CommitRecord } from '../../core/dots.js';
-import { ConflictError, ExternalCommandError } from '../../core/errors.js';
+import { ConflictError, ExternalCommandError, NotFoundError } from '../../core/errors.js';
 import type { Runner } from '../runner.js';
-import { DOTS_DIR, runRetryingBusy, subdirsOf } from './common.js';
+import { clearMountPath, DOTS_DIR, runRetryingBusy, subdirsOf } from './common.js';
 import type { DotFsRef, DotStorage, PoolRecord } from './driver.js';
 
 // Kept for modules that import them from here; new code imports them from common.ts.
 export { DOTS_DIR, subdirsOf } from './common.js';
+/** Where a pull receives before it moves what it got into DOTS_DIR. */
+export const INCOMING_DIR = 'knarr-incoming';
 
 const COMMIT_PROP = 'knarr:commit';
 
@@ -37,8 +39,57 @@ export function zfsDots(runner: Runner): DotStorage {
     const r = await runner.run(['zfs', 'list', '-H', '-o', 'name', '-d', '1', '-t', 'filesystem', parent], { mutates: false, okExitCodes: [1] });
     return r.exitCode !== 0 ? [] : r.stdout.split('\n').filter((n) => n.startsWith(`${parent}/`)).map((n) => n.slice(parent.length + 1));
   };
+  const mounted = async (name: string): Promise<boolean | null> => {
+    const r = await runner.run(['zfs', 'list', '-H', '-o', 'mounted', name], { mutates: false, okExitCodes: [1] });
+    return r.exitCode !== 0 ? null : r.stdout.trim() === 'yes';
+  };
+  // A pull killed between `zfs umount` and `zfs mount` leaves a dataset unmounted, and its path free for stray writes.
+  const mountAgain = async (name: string, path: string): Promise<string | null> => {
+    if ((await mounted(name)) !== false) return null;
+    const aside = await clearMountPath(runner, path);
+    await runRetryingBusy(runner, ['zfs', 'mount', name]);
+    return aside;
+  };
   return {
     branchPath: (ref) => `${ref.pool.mountpoint}/${DOTS_DIR}/${ref.dot}/${ref.branch}`,
+    async branchState(ref) {
+      const m = await mounted(dataset(ref));
+      return m === null ? 'missing' : m ? 'ready' : 'unmounted';
+    },
+    async restoreBranch(ref, head, subdirs) {
+      const root = `${base(ref.pool)}/${ref.dot}`;
+      const path = this.branchPath(ref);
+      const state = await this.branchState(ref);
+      if (state === 'ready') return { action: 'exists', movedAside: null };
+      const asides = [await mountAgain(base(ref.pool), `${ref.pool.mountpoint}/${DOTS_DIR}`), await mountAgain(root, `${ref.pool.mountpoint}/${DOTS_DIR}/${ref.dot}`)];
+      if (state === 'unmounted') {
+        asides.push(await mountAgain(dataset(ref), path));
+        return { action: 'mounted', movedAside: asides.find((a) => a !== null) ?? null };
+      }
+      asides.push(await clearMountPath(runner, path));
+      // A pull killed after recording a branch it received into staging, before moving it into place: finish the move.
+      const staged = `${ref.pool.name}/${INCOMING_DIR}/${ref.dot}/${ref.branch}`;
+      if (head !== null && (await exists(`${staged}@${head}`))) {
+        if (await mounted(staged)) await runRetryingBusy(runner, ['zfs', 'umount', staged]);
+        if ((await mounted(root)) === null) await runner.run(['zfs', 'create', '-p', root]);
+        await runRetryingBusy(runner, ['zfs', 'rename', staged, dataset(ref)]);
+        await runner.run(['zfs', 'mount', dataset(ref)]);
+        return { action: 'rebuilt', movedAside: asides.find((a) => a !== null) ?? null };
+      }
+      if (head === null) {
+        await this.createBranch(ref, subdirs);
+      } else {
+        const r = await runner.run(['zfs', 'list', '-H', '-o', 'name', '-t', 'snapshot', '-r', root], { mutates: false, okExitCodes: [1] });
+        const snapshot = r.stdout.split('\n').find((n) => n.endsWith(`@${head}`));
+        if (!snapshot) throw new NotFoundError(`branch ${ref.branch} of dot ${ref.dot} is gone from pool ${ref.pool.name}, and so is its head commit ${head}`, { hint: `pull it again, or remove the dot: knarr dot rm ${ref.dot}` });
+        if ((await mounted(root)) === null) await runner.run(['zfs', 'create', '-p', root]);
+        await runner.run(['zfs', 'clone', snapshot, dataset(ref)]);
+        // The branch takes the history up to its head (as a pull that renamed it away had it): later rollbacks and incremental receives need those snapshots on it.
+        await runRetryingBusy(runner, ['zfs', 'promote', dataset(ref)]);
+        for (const d of subdirs) await runner.mkdirp(`${path}/${d}`);
+      }
+      return { action: 'rebuilt', movedAside: asides.find((a) => a !== null) ?? null };
+    },
     dotExists: (pool, dot) => exists(`${base(pool)}/${dot}`),
     async listDots(pool) {
       return children(base(pool));

@@ -108,12 +108,23 @@ export interface DotTransfer {
   settleBranch(ref: DotFsRef, head: string): Promise<void>;
   /** Moves a dot received into staging to its place under knarr-dots. */
   publish(pool: PoolRecord, dot: string): Promise<void>;
+  /** Moves one branch received into staging to its place in the existing dot (where the old one was renamed away), and drops the staging. */
+  publishBranch?(pool: PoolRecord, dot: string, branch: string): Promise<void>;
   /** The dot is in its place under knarr-dots with commit head on branch: a pull that published it got that far. */
   holdsPublished(pool: PoolRecord, dot: string, branch: string, head: string): Promise<boolean>;
   /** Drops what an interrupted pull left in staging. */
   discardStaging(pool: PoolRecord, dot: string): Promise<void>;
   /** Dots with something in staging (a pull running, or one cut short). */
   listStaging(pool: PoolRecord): Promise<string[]>;
+}
+
+/** A branch filesystem as the host has it: in place, its name there without its filesystem mounted, or gone. */
+export type BranchState = 'ready' | 'unmounted' | 'missing';
+
+export interface RestoredBranch {
+  action: 'exists' | 'mounted' | 'rebuilt';
+  /** Where files found at the branch's path while it was away were moved. */
+  movedAside: string | null;
 }
 
 /**
@@ -142,6 +153,9 @@ export interface DotStorage {
   /** Drops the given newer commits, then puts the branch back to commit `to`. */
   rollback(ref: DotFsRef, to: string, newer: string[]): Promise<void>;
   destroyDot(pool: PoolRecord, dot: string): Promise<void>;
+  branchState(ref: DotFsRef): Promise<BranchState>;
+  /** Puts the branch back at branchPath: mounts it, or rebuilds it from commit head (empty, with subdirs, when null). */
+  restoreBranch(ref: DotFsRef, head: string | null, subdirs: string[]): Promise<RestoredBranch>;
   /** What a command cut short (a crash, a full pool) left in the dot's own folders: snapshots without a record, temporary files. */
   leftovers(pool: PoolRecord, dot: string): Promise<Leftover[]>;
   removeLeftover(pool: PoolRecord, leftover: Leftover): Promise<void>;

@@ -73,6 +73,10 @@ export function zfsTransfer(runner: Runner): DotTransfer {
       const r = await runner.run(['zfs', 'list', '-H', '-o', 'name', '-d', '1', '-t', 'filesystem', parent], { mutates: false, okExitCodes: [1] });
       return r.exitCode !== 0 ? [] : r.stdout.split('\n').filter((n) => n.startsWith(`${parent}/`)).map((n) => n.slice(parent.length + 1));
     },
+    async publishBranch(pool, dot, branch) {
+      await renameDataset(`${dotDataset(pool, dot, true)}/${branch}`, `${dotDataset(pool, dot)}/${branch}`);
+      await this.discardStaging(pool, dot);
+    },
     holdsPublished: (pool, dot, branch, head) => exists(`${dotDataset(pool, dot)}/${branch}@${head}`),
     async discardStaging(pool, dot) {
       const staged = dotDataset(pool, dot, true);

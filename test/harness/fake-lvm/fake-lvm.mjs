@@ -17,7 +17,7 @@ mkdirSync(stateDir, { recursive: true });
 
 const EXTENT = 4 * 1024 * 1024;
 const stateFile = join(stateDir, 'state.json');
-/** @type {{pvs: string[], vgs: Record<string, {pvs: string[], size: number, free: number, lvs: Record<string, string>}>, loops: Record<string, string>}} */
+/** @type {{pvs: string[], vgs: Record<string, {pvs: string[], size: number, free: number, lvs: Record<string, string>}>, loops: Record<string, string>, mounts?: Record<string, string>}} */
 const state = existsSync(stateFile) ? JSON.parse(readFileSync(stateFile, 'utf8')) : { pvs: [], vgs: {}, loops: {} };
 const save = () => writeFileSync(stateFile, `${JSON.stringify(state, null, 2)}\n`);
 
@@ -216,9 +216,25 @@ switch (tool) {
     break;
   }
   case 'mkfs.ext4':
-  case 'mount':
-  case 'umount':
     break;
+  // Mounts are only remembered (no device-mapper, nothing to mount), so findmnt can answer as the kernel would.
+  case 'mount': {
+    const [source, target] = positionals(['-o', '-t']);
+    if (source && target) (state.mounts ??= {})[target] = source;
+    break;
+  }
+  case 'umount': {
+    const [target] = positionals([]);
+    if (!state.mounts?.[target]) fail(32, `umount: ${target}: not mounted.`);
+    delete state.mounts[target];
+    break;
+  }
+  case 'findmnt': {
+    const source = state.mounts?.[opt('--mountpoint')];
+    if (!source) process.exit(1);
+    process.stdout.write(`${source}\n`);
+    break;
+  }
   default:
     fail(3, `fake-lvm does not play ${tool}`);
 }
