@@ -29,6 +29,7 @@ export interface Context {
   readonly drivers: Readonly<Record<DriverName, StorageDriver>>;
   readonly events: Reporter;
   readonly signal: AbortSignal;
+  /** The environment of the commands knarr runs, and other tools' variables (PATH, DOCKER_HOST); knarr's own settings are in config. */
   readonly env: NodeJS.ProcessEnv;
   readonly cwd: string;
   /** The command's standard input (streams received by `dot receive`). */

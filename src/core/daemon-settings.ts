@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { dirname, resolve as resolvePath } from 'node:path';
-import { validatePort } from './config.js';
+import { longFlag, pickSetting, setting, validatePort, type Picked } from './settings.js';
 import { ValidationError } from './errors.js';
 import { validateTags, type StartMode } from './hosts.js';
 import { validateName } from './names.js';
@@ -35,48 +35,32 @@ export function parseListen(field: string, text: string): { host: string; port: 
 
 
 /**
- * Resolves the agent's settings: flag > the config file's `daemon:` section > default. Every error
- * names its flag, or the file and key it came from. Pure: files are only named here, not read.
+ * Resolves the agent's settings: flag > KNARR_DAEMON_* > the config file's `daemon:` section > default.
+ * layer holds what env and file give (config.daemon). Every error names its flag, variable, or the file
+ * and key it came from. Pure: files are only named here, not read.
  */
 export function resolveDaemonSettings(
   flags: Record<string, unknown>,
-  file: Record<string, unknown> | undefined,
+  layer: Readonly<Record<string, Picked>>,
   where: { configFile: string | null; stateDir: string; cwd: string; hostname: string },
 ): DaemonSettings {
-  const section = file ?? {};
   const fileField = (key: string) => `${where.configFile ?? 'config'}: daemon.${key}`;
-  // A relative path is taken from the working directory when it is a flag, from the file's directory when it is in the file.
-  const pathOf = (p: { value: string; field: string }) => resolvePath(p.field.startsWith('--') || where.configFile === null ? where.cwd : dirname(where.configFile), p.value);
-  // The flag's value and its name, else the file's value and its path.
-  const pick = (flag: string, key: string): { value: unknown; field: string } | null => {
-    if (flags[flag] !== undefined && flags[flag] !== false && !(Array.isArray(flags[flag]) && (flags[flag] as unknown[]).length === 0)) {
-      return { value: flags[flag], field: `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` };
-    }
-    return section[key] === undefined ? null : { value: section[key], field: fileField(key) };
-  };
-  const str = (flag: string, key: string): { value: string; field: string } | null => {
-    const p = pick(flag, key);
-    if (p === null) return null;
-    if (typeof p.value !== 'string') throw new ValidationError(p.field, 'must be a string');
-    return { value: p.value, field: p.field };
-  };
+  // A relative path is taken from the file's directory when it is in the file, else from the working directory.
+  const pathOf = (p: Picked<string>) => resolvePath(p.source !== 'file' || where.configFile === null ? where.cwd : dirname(where.configFile), p.value);
+  const pick = (_flag: string, key: string): Picked | null => pickSetting(setting(`daemon.${key}`), { flags, command: 'daemon' }) ?? layer[key] ?? null;
+  const str = (flag: string, key: string): Picked<string> | null => pick(flag, key) as Picked<string> | null;
 
   const nameP = str('name', 'name');
   const name = validateName(nameP?.field ?? '--name', nameP?.value ?? where.hostname, 64);
 
   const tagsP = pick('tags', 'tags');
-  let tags: string[] = [];
-  if (tagsP !== null) {
-    const raw = typeof tagsP.value === 'string' ? [tagsP.value] : tagsP.value;
-    if (!Array.isArray(raw) || !raw.every((t) => typeof t === 'string')) throw new ValidationError(tagsP.field, 'must be a list of tags or one comma-separated string');
-    tags = validateTags(tagsP.field, raw.flatMap((t: string) => t.split(',')).map((t) => t.trim()));
-  }
+  const tags = tagsP === null ? [] : validateTags(tagsP.field, tagsP.value as string[]);
 
   const listenP = str('listen', 'listen');
   const listen = parseListen(listenP?.field ?? '--listen', listenP?.value ?? '127.0.0.1:7946');
 
   const ttlP = pick('ttl', 'ttl');
-  const ttlSeconds = ttlP === null ? 10 : typeof ttlP.value === 'number' ? ttlP.value : /^\d+$/.test(String(ttlP.value)) ? Number(ttlP.value) : NaN;
+  const ttlSeconds = ttlP === null ? 10 : (ttlP.value as number);
   if (!Number.isInteger(ttlSeconds) || ttlSeconds < 2 || ttlSeconds > 300) throw new ValidationError(ttlP?.field ?? '--ttl', 'must be a whole number of seconds from 2 to 300');
 
   const tokenP = str('tokenFile', 'tokenFile');
@@ -85,8 +69,9 @@ export function resolveDaemonSettings(
   const certP = str('tlsCert', 'tlsCert');
   const keyP = str('tlsKey', 'tlsKey');
   if ((certP === null) !== (keyP === null)) {
-    const fromFlag = (certP ?? keyP)!.field.startsWith('--');
-    const missing = certP ? (fromFlag ? '--tls-key' : fileField('tlsKey')) : fromFlag ? '--tls-cert' : fileField('tlsCert');
+    const given = (certP ?? keyP)!.source;
+    const other = setting(certP ? 'daemon.tlsKey' : 'daemon.tlsCert');
+    const missing = given === 'flag' ? longFlag(other)! : given === 'env' ? other.env : fileField(certP ? 'tlsKey' : 'tlsCert');
     throw new ValidationError(missing, 'TLS needs both --tls-cert and --tls-key (tlsCert and tlsKey in the config file)');
   }
   const tls = certP && keyP ? { cert: pathOf(certP), key: pathOf(keyP) } : null;
@@ -95,14 +80,13 @@ export function resolveDaemonSettings(
   if (advertiseP && !isIP(advertiseP.value)) throw new ValidationError(advertiseP.field, `${JSON.stringify(advertiseP.value)} is not an IP address`);
 
   const pruneP = pick('prune', 'prune');
-  if (pruneP !== null && typeof pruneP.value !== 'boolean') throw new ValidationError(pruneP.field, 'must be true or false');
 
   const modeP = str('mode', 'mode');
   const mode = modeP?.value ?? 'recovery';
   if (mode !== 'new' && mode !== 'recovery') throw new ValidationError(modeP!.field, 'use recovery (keep clusters) or new (delete this host\'s clusters)');
 
   const drainP = pick('drainTimeout', 'drainTimeout');
-  const drainSeconds = drainP === null ? 30 : typeof drainP.value === 'number' ? drainP.value : /^\d+$/.test(String(drainP.value)) ? Number(drainP.value) : NaN;
+  const drainSeconds = drainP === null ? 30 : (drainP.value as number);
   if (!Number.isInteger(drainSeconds) || drainSeconds < 0 || drainSeconds > 3600) throw new ValidationError(drainP?.field ?? '--drain-timeout', 'must be a whole number of seconds from 0 to 3600');
 
   const shareP = str('share', 'share');
