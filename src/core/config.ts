@@ -71,6 +71,12 @@ export function resolveConfig(
   const layers = { flags: flags as Record<string, unknown>, env, file, configFile };
   const get = <T>(key: string): T => resolveSetting<T>(key, layers).value;
   const optional = (key: string): string | null => get<string | undefined>(key) ?? null;
+  // A relative path in the file is taken from the file's directory, one in a flag or variable from the working directory.
+  const path = (key: string): string | null => {
+    const p = resolveSetting<string | undefined>(key, layers);
+    if (p.value === undefined || p.value.startsWith('/')) return p.value ?? null;
+    return `${p.source === 'file' && configFile !== null ? configFile.replace(/\/[^/]*$/, '') : cwd}/${p.value}`;
+  };
 
   // --json wins over an output given at the same level or below; --no-json sets aside KNARR_JSON.
   const json = pickSetting(setting('json'), layers);
@@ -96,8 +102,8 @@ export function resolveConfig(
     etcdServer: Object.freeze({ clientPort: get<number>('etcdServer.clientPort'), peerPort: get<number>('etcdServer.peerPort') }),
     cluster: Object.freeze({ network: get<string>('cluster.network'), bridge: get<string>('cluster.bridge'), user: optional('cluster.user') }),
     scheduler: Object.freeze({ strategy: get<'spread' | 'binpack'>('scheduler.strategy') }),
-    jobs: Object.freeze({ agentToken: optional('jobs.agentToken'), agentTokenFile: optional('jobs.agentTokenFile') ?? `${stateDir}/agent.token`, agentCa: optional('jobs.agentCa') }),
-    dots: Object.freeze({ author: optional('dots.author'), sshConfig: optional('dots.sshConfig'), remoteKnarr: get<string>('dots.remoteKnarr') }),
+    jobs: Object.freeze({ agentToken: optional('jobs.agentToken'), agentTokenFile: path('jobs.agentTokenFile') ?? `${stateDir}/agent.token`, agentCa: path('jobs.agentCa') }),
+    dots: Object.freeze({ author: optional('dots.author'), sshConfig: path('dots.sshConfig'), remoteKnarr: get<string>('dots.remoteKnarr') }),
     daemon: sectionLayer('daemon', layers),
     opRetentionMs: parseAge(retention.field, retention.value),
   });

@@ -102,6 +102,8 @@ describe('every area resolves flag > env > file > default', () => {
     expect(resolve({ stateDir: '/s' }).jobs).toEqual({ agentToken: null, agentTokenFile: '/s/agent.token', agentCa: null });
     expect(resolve({}, {}, { jobs: { agentTokenFile: '/file/tok', agentCa: '/file/ca.pem' } }).jobs).toEqual({ agentToken: null, agentTokenFile: '/file/tok', agentCa: '/file/ca.pem' });
     expect(resolve({}, { KNARR_AGENT_TOKEN_FILE: '/env/tok', KNARR_AGENT_TOKEN: 't0k' }, { jobs: { agentTokenFile: '/file/tok' } }).jobs).toEqual({ agentToken: 't0k', agentTokenFile: '/env/tok', agentCa: null });
+    expect(resolve({}, {}, { jobs: { agentTokenFile: 'tok' } }).jobs.agentTokenFile).toBe('/etc/knarr/tok');
+    expect(resolve({}, { KNARR_AGENT_TOKEN_FILE: 'tok' }).jobs.agentTokenFile).toBe('/work/tok');
   });
 
   it('dots', () => {
