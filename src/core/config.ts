@@ -109,7 +109,7 @@ export function resolveConfig(
   });
 }
 
-/** Every setting at its default (no flag, variable or file). */
-export const DEFAULTS: Config = resolveConfig({}, {}, {}, null, '/');
+/** Every setting at its default (no flag, variable or file); made on first use, off the start-up path. */
+export const defaults = (): Config => resolveConfig({}, {}, {}, null, '/');
 
 export { validatePort, validateEndpoint, validateClusterNetwork, validateStrategy, validateBridgeName, validateConfigFile };

@@ -149,9 +149,12 @@ export function longFlag(s: SettingDef): string | undefined {
   return s.flag?.split(/[ ,]+/).find((f) => f.startsWith('--'));
 }
 
+const FLAG_KEYS = new Map<SettingDef, string | undefined>();
+
 /** The name commander gives the flag's value ("stateDir"). */
 export function flagKey(s: SettingDef): string | undefined {
-  return longFlag(s)?.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+  if (!FLAG_KEYS.has(s)) FLAG_KEYS.set(s, longFlag(s)?.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()));
+  return FLAG_KEYS.get(s);
 }
 
 /** Comma-separated items, trimmed; empty ones are kept for the setting's parser to refuse or drop. */
