@@ -47,27 +47,28 @@ export function resolveDaemonSettings(
   const fileField = (key: string) => `${where.configFile ?? 'config'}: daemon.${key}`;
   // A relative path is taken from the file's directory when it is in the file, else from the working directory.
   const pathOf = (p: Picked<string>) => resolvePath(p.source !== 'file' || where.configFile === null ? where.cwd : dirname(where.configFile), p.value);
-  const pick = (_flag: string, key: string): Picked | null => pickSetting(setting(`daemon.${key}`), { flags, command: 'daemon' }) ?? layer[key] ?? null;
-  const str = (flag: string, key: string): Picked<string> | null => pick(flag, key) as Picked<string> | null;
+  // The flag, else what env or the file gave (kinds already checked: a string is a string, a number a number).
+  const pick = (key: string): Picked | null => pickSetting(setting(`daemon.${key}`), { flags, command: 'daemon' }) ?? layer[key] ?? null;
+  const str = (key: string): Picked<string> | null => pick(key) as Picked<string> | null;
 
-  const nameP = str('name', 'name');
+  const nameP = str('name');
   const name = validateName(nameP?.field ?? '--name', nameP?.value ?? where.hostname, 64);
 
-  const tagsP = pick('tags', 'tags');
+  const tagsP = pick('tags');
   const tags = tagsP === null ? [] : validateTags(tagsP.field, tagsP.value as string[]);
 
-  const listenP = str('listen', 'listen');
+  const listenP = str('listen');
   const listen = parseListen(listenP?.field ?? '--listen', listenP?.value ?? '127.0.0.1:7946');
 
-  const ttlP = pick('ttl', 'ttl');
+  const ttlP = pick('ttl');
   const ttlSeconds = ttlP === null ? 10 : (ttlP.value as number);
   if (!Number.isInteger(ttlSeconds) || ttlSeconds < 2 || ttlSeconds > 300) throw new ValidationError(ttlP?.field ?? '--ttl', 'must be a whole number of seconds from 2 to 300');
 
-  const tokenP = str('tokenFile', 'tokenFile');
+  const tokenP = str('tokenFile');
   const tokenFile = tokenP ? pathOf(tokenP) : `${where.stateDir}/agent.token`;
 
-  const certP = str('tlsCert', 'tlsCert');
-  const keyP = str('tlsKey', 'tlsKey');
+  const certP = str('tlsCert');
+  const keyP = str('tlsKey');
   if ((certP === null) !== (keyP === null)) {
     const given = (certP ?? keyP)!.source;
     const other = setting(certP ? 'daemon.tlsKey' : 'daemon.tlsCert');
@@ -76,20 +77,20 @@ export function resolveDaemonSettings(
   }
   const tls = certP && keyP ? { cert: pathOf(certP), key: pathOf(keyP) } : null;
 
-  const advertiseP = str('advertise', 'advertise');
+  const advertiseP = str('advertise');
   if (advertiseP && !isIP(advertiseP.value)) throw new ValidationError(advertiseP.field, `${JSON.stringify(advertiseP.value)} is not an IP address`);
 
-  const pruneP = pick('prune', 'prune');
+  const pruneP = pick('prune');
 
-  const modeP = str('mode', 'mode');
+  const modeP = str('mode');
   const mode = modeP?.value ?? 'recovery';
   if (mode !== 'new' && mode !== 'recovery') throw new ValidationError(modeP!.field, 'use recovery (keep clusters) or new (delete this host\'s clusters)');
 
-  const drainP = pick('drainTimeout', 'drainTimeout');
+  const drainP = pick('drainTimeout');
   const drainSeconds = drainP === null ? 30 : (drainP.value as number);
   if (!Number.isInteger(drainSeconds) || drainSeconds < 0 || drainSeconds > 3600) throw new ValidationError(drainP?.field ?? '--drain-timeout', 'must be a whole number of seconds from 0 to 3600');
 
-  const shareP = str('share', 'share');
+  const shareP = str('share');
   return {
     name,
     tags,
