@@ -82,7 +82,7 @@ function exampleYaml(): string[] {
     section = head ?? '';
     const indent = head === null ? '' : '  ';
     const value = s.default === undefined ? null : Array.isArray(s.default) ? `[${s.default.join(', ')}]` : String(s.default);
-    out.push(value === null ? `${indent}# ${sub}:            # ${s.defaultText}` : `${indent}${sub}: ${value}`);
+    out.push(value === null ? `${indent}# ${sub}:  (default: ${s.defaultText})` : `${indent}${sub}: ${value}`);
   }
   return out;
 }

@@ -50,18 +50,19 @@ export function resolveDaemonSettings(
   // The flag, else what env or the file gave (kinds already checked: a string is a string, a number a number).
   const pick = (key: string): Picked | null => pickSetting(setting(`daemon.${key}`), { flags, command: 'daemon' }) ?? layer[key] ?? null;
   const str = (key: string): Picked<string> | null => pick(key) as Picked<string> | null;
+  const fallback = <T>(key: string) => setting(`daemon.${key}`).default as T;
 
   const nameP = str('name');
   const name = validateName(nameP?.field ?? '--name', nameP?.value ?? where.hostname, 64);
 
   const tagsP = pick('tags');
-  const tags = tagsP === null ? [] : validateTags(tagsP.field, tagsP.value as string[]);
+  const tags = tagsP === null ? [...fallback<string[]>('tags')] : validateTags(tagsP.field, tagsP.value as string[]);
 
   const listenP = str('listen');
-  const listen = parseListen(listenP?.field ?? '--listen', listenP?.value ?? '127.0.0.1:7946');
+  const listen = parseListen(listenP?.field ?? '--listen', listenP?.value ?? fallback<string>('listen'));
 
   const ttlP = pick('ttl');
-  const ttlSeconds = ttlP === null ? 10 : (ttlP.value as number);
+  const ttlSeconds = ttlP === null ? fallback<number>('ttl') : (ttlP.value as number);
   if (!Number.isInteger(ttlSeconds) || ttlSeconds < 2 || ttlSeconds > 300) throw new ValidationError(ttlP?.field ?? '--ttl', 'must be a whole number of seconds from 2 to 300');
 
   const tokenP = str('tokenFile');
@@ -83,11 +84,11 @@ export function resolveDaemonSettings(
   const pruneP = pick('prune');
 
   const modeP = str('mode');
-  const mode = modeP?.value ?? 'recovery';
+  const mode = modeP?.value ?? fallback<string>('mode');
   if (mode !== 'new' && mode !== 'recovery') throw new ValidationError(modeP!.field, 'use recovery (keep clusters) or new (delete this host\'s clusters)');
 
   const drainP = pick('drainTimeout');
-  const drainSeconds = drainP === null ? 30 : (drainP.value as number);
+  const drainSeconds = drainP === null ? fallback<number>('drainTimeout') : (drainP.value as number);
   if (!Number.isInteger(drainSeconds) || drainSeconds < 0 || drainSeconds > 3600) throw new ValidationError(drainP?.field ?? '--drain-timeout', 'must be a whole number of seconds from 0 to 3600');
 
   const shareP = str('share');
