@@ -1,7 +1,7 @@
 # fish completion for knarr, generated from the command table by `npm run gen`; do not edit
 complete -c knarr -f
 complete -c knarr -l json -d 'print results as JSON (same as -o json)'
-complete -c knarr -l no-json -d 'switch --json off when KNARR_JSON or the config file switched it on'
+complete -c knarr -l no-json -d 'switch --json off when KNARR_JSON switched it on'
 complete -c knarr -s o -l output -x -a 'table json yaml' -d 'result format'
 complete -c knarr -l dry-run -d 'print every command that would change the host, one a line, and change nothing'
 complete -c knarr -l no-dry-run -d 'switch --dry-run off when KNARR_DRY_RUN or the config file switched it on'
@@ -12,7 +12,7 @@ complete -c knarr -l no-quiet -d 'switch --quiet off when KNARR_QUIET or the con
 complete -c knarr -l config -r -F -d 'YAML config file; a file named here must exist (default /etc/knarr/config.yaml when present)'
 complete -c knarr -l state-dir -r -F -d 'host state directory (default /var/lib/knarr)'
 complete -c knarr -l etcd -x -d 'comma-separated etcd endpoints of the fleet, http(s)://HOST:PORT (default the managed local etcd)'
-complete -c knarr -l fleet -x -d 'fleet name, the root of every etcd key (default default)'
+complete -c knarr -l fleet -x -d 'fleet name, the root of every etcd key (default "default")'
 complete -c knarr -n 'not __fish_seen_subcommand_from pool etcd dot job service host cluster image op daemon onboot doctor completion' -a pool -d 'storage pools: zfs, btrfs, lvm or dir, on devices or loop files'
 complete -c knarr -n 'not __fish_seen_subcommand_from pool etcd dot job service host cluster image op daemon onboot doctor completion' -a etcd -d 'the knarr-managed local etcd (the embedded default store)'
 complete -c knarr -n 'not __fish_seen_subcommand_from pool etcd dot job service host cluster image op daemon onboot doctor completion' -a dot -d 'versioned data volumes: commit, branch, clone, mount'

@@ -46,7 +46,7 @@ function settingOptions(command?: string): OptionDef[] {
     const shown = s.kind === 'boolean' || s.choices ? '' : ` (default ${s.defaultText})`;
     const opt: OptionDef = { flags: s.flag!, description: `${s.help}${shown}`, env: s.env, ...(s.choices ? { choices: s.choices } : {}), ...(s.repeatable ? { repeatable: true } : {}) };
     if (s.kind !== 'boolean') return [opt];
-    return [opt, { flags: `--no-${longFlag(s)!.slice(2)}`, description: `switch ${longFlag(s)} off when ${s.env} or the config file switched it on` }];
+    return [opt, { flags: `--no-${longFlag(s)!.slice(2)}`, description: `switch ${longFlag(s)} off when ${s.env}${s.inFile === false ? '' : ' or the config file'} switched it on` }];
   });
 }
 

@@ -105,7 +105,7 @@ export const SETTINGS: readonly SettingDef[] = [
     if (v.length === 0 && source !== 'file') throw new ValidationError(field, `is empty; give the fleet's endpoints (e.g. http://10.0.0.1:2379), or leave ${field} out for this host's managed etcd`);
     return v.map((u) => validateEndpoint(field, u));
   } },
-  { key: 'fleet', area: 'global', kind: 'string', env: 'KNARR_FLEET', flag: '--fleet <name>', default: 'default', defaultText: 'default', help: 'fleet name, the root of every etcd key' },
+  { key: 'fleet', area: 'global', kind: 'string', env: 'KNARR_FLEET', flag: '--fleet <name>', default: 'default', defaultText: '"default"', help: 'fleet name, the root of every etcd key' },
   { key: 'opRetention', area: 'global', kind: 'string', env: 'KNARR_OP_RETENTION', default: '7d', defaultText: '7d', help: 'agents remove ended operations and job history older than this (0: never)' },
   { key: 'pool.name', area: 'pool', kind: 'string', env: 'KNARR_POOL_NAME', flag: '--name <name>', command: 'pool init', default: 'knarr', defaultText: 'knarr', help: 'the pool of pool init, and the default pool of other commands (their --pool wins)' },
   { key: 'pool.driver', area: 'pool', kind: 'string', env: 'KNARR_POOL_DRIVER', flag: '--driver <driver>', command: 'pool init', default: 'zfs', defaultText: 'zfs', help: 'driver of a new pool', choices: ['zfs', 'btrfs', 'lvm', 'dir'] },
