@@ -1,6 +1,6 @@
 import { validateName, validatePath } from './names.js';
 import { parseAge } from './ops.js';
-import { pickSetting, resolveSetting, sectionLayer, setting, validateBridgeName, validateClusterNetwork, validateConfigFile, validateEndpoint, validatePort, validateStrategy, type Picked } from './settings.js';
+import { pickSetting, resolveSetting, sectionLayer, setting, validateConfigFile, validatePort, type Picked } from './settings.js';
 
 export type OutputFormat = 'table' | 'json' | 'yaml';
 export const OUTPUT_FORMATS: readonly OutputFormat[] = ['table', 'json', 'yaml'];
@@ -112,4 +112,4 @@ export function resolveConfig(
 /** Every setting at its default (no flag, variable or file); made on first use, off the start-up path. */
 export const defaults = (): Config => resolveConfig({}, {}, {}, null, '/');
 
-export { validatePort, validateEndpoint, validateClusterNetwork, validateStrategy, validateBridgeName, validateConfigFile };
+export { validatePort, validateConfigFile };
