@@ -1,4 +1,4 @@
-import { validateName, validatePath } from './names.js';
+import { validatePath } from './names.js';
 import { parseAge } from './ops.js';
 import { pickSetting, resolveSetting, sectionLayer, setting, validateConfigFile, validatePort, type Picked } from './settings.js';
 
@@ -86,8 +86,6 @@ export function resolveConfig(
 
   const dir = resolveSetting<string>('stateDir', layers);
   const stateDir = validatePath(dir.field, dir.value.startsWith('/') ? dir.value : `${cwd}/${dir.value}`).replace(/\/+$/, '') || '/';
-  const fleet = resolveSetting<string>('fleet', layers);
-  const retention = resolveSetting<string>('opRetention', layers);
 
   return Object.freeze({
     output: format,
@@ -97,7 +95,7 @@ export function resolveConfig(
     configFile,
     stateDir,
     etcd: Object.freeze([...get<string[]>('etcd')]),
-    fleet: validateName(fleet.field, fleet.value),
+    fleet: get<string>('fleet'),
     pool: Object.freeze({ name: get<string>('pool.name'), driver: get<string>('pool.driver'), size: get<string>('pool.size') }),
     etcdServer: Object.freeze({ clientPort: get<number>('etcdServer.clientPort'), peerPort: get<number>('etcdServer.peerPort') }),
     cluster: Object.freeze({ network: get<string>('cluster.network'), bridge: get<string>('cluster.bridge'), user: optional('cluster.user') }),
@@ -105,7 +103,7 @@ export function resolveConfig(
     jobs: Object.freeze({ agentToken: optional('jobs.agentToken'), agentTokenFile: path('jobs.agentTokenFile') ?? `${stateDir}/agent.token`, agentCa: path('jobs.agentCa') }),
     dots: Object.freeze({ author: optional('dots.author'), sshConfig: path('dots.sshConfig'), remoteKnarr: get<string>('dots.remoteKnarr') }),
     daemon: sectionLayer('daemon', layers),
-    opRetentionMs: parseAge(retention.field, retention.value),
+    opRetentionMs: parseAge('opRetention', get<string>('opRetention')),
   });
 }
 

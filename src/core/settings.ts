@@ -1,5 +1,7 @@
 import { validateUser } from './cluster.js';
 import { ValidationError } from './errors.js';
+import { validateName } from './names.js';
+import { parseAge } from './ops.js';
 
 /** Which part of knarr a setting belongs to; docs/configuration.md has a section per area. */
 export type SettingArea = 'global' | 'pool' | 'etcd' | 'cluster' | 'scheduler' | 'jobs' | 'dots' | 'daemon';
@@ -105,8 +107,8 @@ export const SETTINGS: readonly SettingDef[] = [
     if (v.length === 0 && source !== 'file') throw new ValidationError(field, `is empty; give the fleet's endpoints (e.g. http://10.0.0.1:2379), or leave ${field} out for this host's managed etcd`);
     return v.map((u) => validateEndpoint(field, u));
   } },
-  { key: 'fleet', area: 'global', kind: 'string', env: 'KNARR_FLEET', flag: '--fleet <name>', default: 'default', defaultText: '"default"', help: 'fleet name, the root of every etcd key' },
-  { key: 'opRetention', area: 'global', kind: 'string', env: 'KNARR_OP_RETENTION', default: '7d', defaultText: '7d', help: 'agents remove ended operations and job history older than this (0: never)' },
+  { key: 'fleet', area: 'global', kind: 'string', env: 'KNARR_FLEET', flag: '--fleet <name>', default: 'default', defaultText: '"default"', help: 'fleet name, the root of every etcd key', parse: (v: string, field: string) => validateName(field, v) },
+  { key: 'opRetention', area: 'global', kind: 'string', env: 'KNARR_OP_RETENTION', default: '7d', defaultText: '7d', help: 'agents remove ended operations and job history older than this (0: never)', parse: (v: string, field: string) => (parseAge(field, v), v) },
   { key: 'pool.name', area: 'pool', kind: 'string', env: 'KNARR_POOL_NAME', flag: '--name <name>', command: 'pool init', default: 'knarr', defaultText: 'knarr', help: 'the pool of pool init, and the default pool of other commands (their --pool wins)' },
   { key: 'pool.driver', area: 'pool', kind: 'string', env: 'KNARR_POOL_DRIVER', flag: '--driver <driver>', command: 'pool init', default: 'zfs', defaultText: 'zfs', help: 'driver of a new pool', choices: ['zfs', 'btrfs', 'lvm', 'dir'] },
   { key: 'pool.size', area: 'pool', kind: 'string', env: 'KNARR_POOL_SIZE', flag: '--size <size>', command: 'pool init', default: '2G', defaultText: '2G', help: 'size of a new loop file' },
