@@ -1,11 +1,11 @@
 import { isIP } from 'node:net';
 import { dirname, resolve as resolvePath } from 'node:path';
-import { longFlag, pickSetting, setting, validatePort, type Picked } from './settings.js';
+import { longFlag, parseListen, pickSetting, setting, type Picked } from './settings.js';
 import { ValidationError } from './errors.js';
-import { validateTags, type StartMode } from './hosts.js';
+import type { StartMode } from './hosts.js';
 import { validateName } from './names.js';
 
-/** The agent's settings: each from its flag, else the config file's `daemon:` section, else its default. */
+/** The agent's settings: each from its flag, else KNARR_DAEMON_*, else the config file's `daemon:` section, else its default. */
 export interface DaemonSettings {
   name: string;
   tags: string[];
@@ -23,16 +23,10 @@ export interface DaemonSettings {
   drainSeconds: number;
 }
 
+export { parseListen };
 
 /** What SIGHUP applies to a running agent; a change to any other setting needs a restart. */
 export const LIVE_SETTINGS: readonly (keyof DaemonSettings)[] = ['tags', 'tokenFile', 'tls', 'prune'];
-
-export function parseListen(field: string, text: string): { host: string; port: number } {
-  const m = /^(.*):(\d+)$/.exec(text);
-  if (!m || !m[1]) throw new ValidationError(field, `${JSON.stringify(text)} is not ADDRESS:PORT, e.g. 127.0.0.1:7946`);
-  return { host: m[1], port: validatePort(field, m[2]!) };
-}
-
 
 /**
  * Resolves the agent's settings: flag > KNARR_DAEMON_* > the config file's `daemon:` section > default.
@@ -47,23 +41,15 @@ export function resolveDaemonSettings(
   const fileField = (key: string) => `${where.configFile ?? 'config'}: daemon.${key}`;
   // A relative path is taken from the file's directory when it is in the file, else from the working directory.
   const pathOf = (p: Picked<string>) => resolvePath(p.source !== 'file' || where.configFile === null ? where.cwd : dirname(where.configFile), p.value);
-  // The flag, else what env or the file gave (kinds already checked: a string is a string, a number a number).
+  // The flag, else what env or the file gave, each checked by its table entry; the checks that join settings stay here.
   const pick = (key: string): Picked | null => pickSetting(setting(`daemon.${key}`), { flags, command: 'daemon' }) ?? layer[key] ?? null;
   const str = (key: string): Picked<string> | null => pick(key) as Picked<string> | null;
   const fallback = <T>(key: string) => setting(`daemon.${key}`).default as T;
 
-  const nameP = str('name');
-  const name = validateName(nameP?.field ?? '--name', nameP?.value ?? where.hostname, 64);
-
-  const tagsP = pick('tags');
-  const tags = tagsP === null ? [...fallback<string[]>('tags')] : validateTags(tagsP.field, tagsP.value as string[]);
-
-  const listenP = str('listen');
-  const listen = parseListen(listenP?.field ?? '--listen', listenP?.value ?? fallback<string>('listen'));
-
-  const ttlP = pick('ttl');
-  const ttlSeconds = ttlP === null ? fallback<number>('ttl') : (ttlP.value as number);
-  if (!Number.isInteger(ttlSeconds) || ttlSeconds < 2 || ttlSeconds > 300) throw new ValidationError(ttlP?.field ?? '--ttl', 'must be a whole number of seconds from 2 to 300');
+  const name = str('name')?.value ?? validateName('--name', where.hostname, 64);
+  const tags = (pick('tags')?.value as string[] | undefined) ?? [...fallback<string[]>('tags')];
+  const listen = (pick('listen')?.value as { host: string; port: number } | undefined) ?? parseListen('--listen', fallback<string>('listen'));
+  const ttlSeconds = (pick('ttl')?.value as number | undefined) ?? fallback<number>('ttl');
 
   const tokenP = str('tokenFile');
   const tokenFile = tokenP ? pathOf(tokenP) : `${where.stateDir}/agent.token`;
@@ -82,14 +68,8 @@ export function resolveDaemonSettings(
   if (advertiseP && !isIP(advertiseP.value)) throw new ValidationError(advertiseP.field, `${JSON.stringify(advertiseP.value)} is not an IP address`);
 
   const pruneP = pick('prune');
-
-  const modeP = str('mode');
-  const mode = modeP?.value ?? fallback<string>('mode');
-  if (mode !== 'new' && mode !== 'recovery') throw new ValidationError(modeP!.field, 'use recovery (keep clusters) or new (delete this host\'s clusters)');
-
-  const drainP = pick('drainTimeout');
-  const drainSeconds = drainP === null ? fallback<number>('drainTimeout') : (drainP.value as number);
-  if (!Number.isInteger(drainSeconds) || drainSeconds < 0 || drainSeconds > 3600) throw new ValidationError(drainP?.field ?? '--drain-timeout', 'must be a whole number of seconds from 0 to 3600');
+  const mode = (str('mode')?.value ?? fallback<string>('mode')) as StartMode;
+  const drainSeconds = (pick('drainTimeout')?.value as number | undefined) ?? fallback<number>('drainTimeout');
 
   const shareP = str('share');
   return {

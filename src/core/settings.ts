@@ -1,5 +1,6 @@
 import { validateUser } from './cluster.js';
 import { ValidationError } from './errors.js';
+import { validateTags } from './hosts.js';
 import { validateName } from './names.js';
 import { parseAge } from './ops.js';
 
@@ -92,6 +93,17 @@ export function validatePort(field: string, v: unknown): number {
   return n;
 }
 
+export function parseListen(field: string, text: string): { host: string; port: number } {
+  const m = /^(.*):(\d+)$/.exec(text);
+  if (!m || !m[1]) throw new ValidationError(field, `${JSON.stringify(text)} is not ADDRESS:PORT, e.g. 127.0.0.1:7946`);
+  return { host: m[1], port: validatePort(field, m[2]!) };
+}
+
+const wholeSeconds = (min: number, max: number) => (v: number, field: string) => {
+  if (!Number.isInteger(v) || v < min || v > max) throw new ValidationError(field, `must be a whole number of seconds from ${min} to ${max}`);
+  return v;
+};
+
 /** The settings table: docs/configuration.md, the man page's ENVIRONMENT and the global flags are generated from it. */
 export const SETTINGS: readonly SettingDef[] = [
   { key: 'json', area: 'global', kind: 'boolean', env: 'KNARR_JSON', flag: '--json', inFile: false, default: false, defaultText: 'off', help: 'print results as JSON (same as -o json)' },
@@ -124,18 +136,21 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'dots.author', area: 'dots', kind: 'string', env: 'KNARR_AUTHOR', flag: '--author <name>', command: 'dot commit', defaultText: 'user@host', help: 'author of dot commits' },
   { key: 'dots.sshConfig', area: 'dots', kind: 'string', env: 'KNARR_SSH_CONFIG', defaultText: 'ssh\'s own', help: 'ssh_config file for ssh:// remotes (ssh -F)' },
   { key: 'dots.remoteKnarr', area: 'dots', kind: 'string', env: 'KNARR_REMOTE_KNARR', default: 'knarr', defaultText: 'knarr', help: 'the knarr command on the other host of an ssh:// remote; several words (sudo knarr) are split as a shell would' },
-  { key: 'daemon.name', area: 'daemon', kind: 'string', env: 'KNARR_DAEMON_NAME', flag: '--name <host>', command: 'daemon', defaultText: 'the hostname', help: 'host name' },
-  { key: 'daemon.tags', area: 'daemon', kind: 'list', env: 'KNARR_DAEMON_TAGS', flag: '--tags <tags>', command: 'daemon', repeatable: true, default: [], defaultText: 'none', help: 'comma-separated tags' },
-  { key: 'daemon.listen', area: 'daemon', kind: 'string', env: 'KNARR_DAEMON_LISTEN', flag: '--listen <addr:port>', command: 'daemon', default: '127.0.0.1:7946', defaultText: '127.0.0.1:7946', help: 'API address' },
-  { key: 'daemon.ttl', area: 'daemon', kind: 'number', env: 'KNARR_DAEMON_TTL', flag: '--ttl <seconds>', command: 'daemon', default: 10, defaultText: '10', help: 'lease time to live, 2 to 300 seconds' },
+  { key: 'daemon.name', area: 'daemon', kind: 'string', env: 'KNARR_DAEMON_NAME', flag: '--name <host>', command: 'daemon', defaultText: 'the hostname', help: 'host name', parse: (v: string, field: string) => validateName(field, v, 64) },
+  { key: 'daemon.tags', area: 'daemon', kind: 'list', env: 'KNARR_DAEMON_TAGS', flag: '--tags <tags>', command: 'daemon', repeatable: true, default: [], defaultText: 'none', help: 'comma-separated tags', parse: (v: string[], field: string) => validateTags(field, v) },
+  { key: 'daemon.listen', area: 'daemon', kind: 'string', env: 'KNARR_DAEMON_LISTEN', flag: '--listen <addr:port>', command: 'daemon', default: '127.0.0.1:7946', defaultText: '127.0.0.1:7946', help: 'API address', parse: (v: string, field: string) => parseListen(field, v) },
+  { key: 'daemon.ttl', area: 'daemon', kind: 'number', env: 'KNARR_DAEMON_TTL', flag: '--ttl <seconds>', command: 'daemon', default: 10, defaultText: '10', help: 'lease time to live, 2 to 300 seconds', parse: wholeSeconds(2, 300) },
   { key: 'daemon.tokenFile', area: 'daemon', kind: 'string', env: 'KNARR_DAEMON_TOKEN_FILE', flag: '--token-file <file>', command: 'daemon', defaultText: '<state-dir>/agent.token', help: 'API token file' },
   { key: 'daemon.tlsCert', area: 'daemon', kind: 'string', env: 'KNARR_DAEMON_TLS_CERT', flag: '--tls-cert <file>', command: 'daemon', defaultText: 'none: http', help: 'PEM certificate: serve the API over https (with --tls-key)' },
   { key: 'daemon.tlsKey', area: 'daemon', kind: 'string', env: 'KNARR_DAEMON_TLS_KEY', flag: '--tls-key <file>', command: 'daemon', defaultText: 'none', help: 'PEM private key of --tls-cert' },
   { key: 'daemon.advertise', area: 'daemon', kind: 'string', env: 'KNARR_DAEMON_ADVERTISE', flag: '--advertise <ip>', command: 'daemon', defaultText: 'the --listen address', help: 'address other hosts reach this host\'s services at' },
   { key: 'daemon.prune', area: 'daemon', kind: 'boolean', env: 'KNARR_DAEMON_PRUNE', flag: '--prune', command: 'daemon', default: false, defaultText: 'off: report them in host show', help: 'remove containers knarr has no job for' },
-  { key: 'daemon.mode', area: 'daemon', kind: 'string', env: 'KNARR_DAEMON_MODE', flag: '--mode <mode>', command: 'daemon', default: 'recovery', defaultText: 'recovery', help: 'fleet start mode: recovery (start this host\'s clusters again) or new (delete them)', choices: ['recovery', 'new'] },
+  { key: 'daemon.mode', area: 'daemon', kind: 'string', env: 'KNARR_DAEMON_MODE', flag: '--mode <mode>', command: 'daemon', default: 'recovery', defaultText: 'recovery', help: 'fleet start mode: recovery (start this host\'s clusters again) or new (delete them)', choices: ['recovery', 'new'], parse: (v: string, field: string) => {
+    if (v !== 'new' && v !== 'recovery') throw new ValidationError(field, 'use recovery (keep clusters) or new (delete this host\'s clusters)');
+    return v;
+  } },
   { key: 'daemon.share', area: 'daemon', kind: 'string', env: 'KNARR_DAEMON_SHARE', flag: '--share <dir>', command: 'daemon', defaultText: 'none', help: 'the fleet\'s shared data directory; joining proves this host sees it' },
-  { key: 'daemon.drainTimeout', area: 'daemon', kind: 'number', env: 'KNARR_DAEMON_DRAIN_TIMEOUT', flag: '--drain-timeout <seconds>', command: 'daemon', default: 30, defaultText: '30', help: 'on SIGTERM, how long running foreground jobs and the operation in progress get to end' },
+  { key: 'daemon.drainTimeout', area: 'daemon', kind: 'number', env: 'KNARR_DAEMON_DRAIN_TIMEOUT', flag: '--drain-timeout <seconds>', command: 'daemon', default: 30, defaultText: '30', help: 'on SIGTERM, how long running foreground jobs and the operation in progress get to end', parse: wholeSeconds(0, 3600) },
 ];
 
 const BY_KEY = new Map(SETTINGS.map((s) => [s.key, s]));
