@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { dirname, resolve as resolvePath } from 'node:path';
-import { longFlag, parseListen, pickSetting, setting, type Picked } from './settings.js';
+import { longFlag, parseListen, parsePicked, pickSetting, setting, type Picked } from './settings.js';
 import { ValidationError } from './errors.js';
 import type { StartMode } from './hosts.js';
 import { validateName } from './names.js';
@@ -42,7 +42,11 @@ export function resolveDaemonSettings(
   // A relative path is taken from the file's directory when it is in the file, else from the working directory.
   const pathOf = (p: Picked<string>) => resolvePath(p.source !== 'file' || where.configFile === null ? where.cwd : dirname(where.configFile), p.value);
   // The flag, else what env or the file gave, each checked by its table entry; the checks that join settings stay here.
-  const pick = (key: string): Picked | null => pickSetting(setting(`daemon.${key}`), { flags, command: 'daemon' }) ?? layer[key] ?? null;
+  const pick = (key: string): Picked | null => {
+    const s = setting(`daemon.${key}`);
+    const given = layer[key];
+    return pickSetting(s, { flags, command: 'daemon' }) ?? (given ? parsePicked(s, given) : null);
+  };
   const str = (key: string): Picked<string> | null => pick(key) as Picked<string> | null;
   const fallback = <T>(key: string) => setting(`daemon.${key}`).default as T;
 

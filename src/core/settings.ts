@@ -232,8 +232,13 @@ export interface SettingLayers {
   readonly command?: string;
 }
 
+/** Runs the setting's parser on a value a layer gave. */
+export function parsePicked(s: SettingDef, picked: Picked): Picked {
+  return s.parse ? { ...picked, value: (s.parse as (v: unknown, f: string, src: SettingSource) => unknown)(picked.value, picked.field, picked.source) } : picked;
+}
+
 /** The setting's value from the first layer that gives it (flag > env > file), checked and converted; null when none does. */
-export function pickSetting(s: SettingDef, layers: SettingLayers): Picked | null {
+export function pickSetting(s: SettingDef, layers: SettingLayers, parse = true): Picked | null {
   const key = flagKey(s);
   const flag = key === undefined || s.command !== layers.command ? undefined : layers.flags?.[key];
   let picked: Picked | null = null;
@@ -251,8 +256,8 @@ export function pickSetting(s: SettingDef, layers: SettingLayers): Picked | null
       if (v !== undefined) picked = { value: fromFile(s, field, v), field, source: 'file' };
     }
   }
-  if (picked === null) return null;
-  return s.parse ? { ...picked, value: (s.parse as (v: unknown, f: string, src: SettingSource) => unknown)(picked.value, picked.field, picked.source) } : picked;
+  if (picked === null || !parse) return picked;
+  return parsePicked(s, picked);
 }
 
 /** The setting's value, or its default when no layer gives it. */
@@ -261,12 +266,15 @@ export function resolveSetting<T>(key: string, layers: SettingLayers): Picked<T>
   return (pickSetting(s, layers) ?? { value: s.default, field: longFlag(s) ?? s.env, source: 'default' }) as Picked<T>;
 }
 
-/** The settings of one config-file section (daemon) that env or file give, by their key in the section. */
+/**
+ * The settings of one config-file section (daemon) that env or file give, by their key in the section;
+ * of the kind the table says, but not yet parsed: the command's flags, applied later, may set them aside.
+ */
 export function sectionLayer(section: string, layers: SettingLayers): Readonly<Record<string, Picked>> {
   const out: Record<string, Picked> = {};
   for (const s of SETTINGS) {
     if (!s.key.startsWith(`${section}.`)) continue;
-    const p = pickSetting(s, layers);
+    const p = pickSetting(s, layers, false);
     if (p !== null) out[s.key.slice(section.length + 1)] = p;
   }
   return Object.freeze(out);

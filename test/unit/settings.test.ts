@@ -122,6 +122,9 @@ describe('every area resolves flag > env > file > default', () => {
     expect(daemon({ ttl: '40', prune: true }, { KNARR_DAEMON_TTL: '30', KNARR_DAEMON_PRUNE: '0' }, { ttl: 20 })).toMatchObject({ ttlSeconds: 40, prune: true });
     expect(daemon({ prune: false }, { KNARR_DAEMON_PRUNE: '1' }, { prune: true }).prune).toBe(false);
     expect(() => daemon({}, { KNARR_DAEMON_TTL: '1' }, { ttl: 20 })).toThrow(/^KNARR_DAEMON_TTL: must be a whole number of seconds from 2 to 300/);
+    // A bad variable or file value that a flag sets aside is not consulted, and other commands do not read it.
+    expect(daemon({ ttl: '40' }, { KNARR_DAEMON_TTL: '1' }, { ttl: 1 }).ttlSeconds).toBe(40);
+    expect(resolve({}, { KNARR_DAEMON_TTL: '1' }, { daemon: { ttl: 1 } }).fleet).toBe('default');
     expect(() => daemon({}, { KNARR_DAEMON_PRUNE: 'maybe' }, {})).toThrow(/^KNARR_DAEMON_PRUNE: "maybe" is not a boolean/);
     expect(() => daemon({}, { KNARR_DAEMON_TLS_CERT: '/c.pem' }, {})).toThrow(/^KNARR_DAEMON_TLS_KEY: TLS needs both/);
   });
