@@ -72,7 +72,7 @@ _knarr() {
     --dot) return ;;
     --seed) return ;;
   esac
-  local globals='--json -o --output --dry-run -v --verbose -q --quiet --no-wait --config --state-dir --etcd --fleet'
+  local globals='--json --no-json -o --output --dry-run --no-dry-run -v --verbose --no-verbose -q --quiet --no-quiet --wait --no-wait --config --state-dir --etcd --fleet'
   case "$path" in
     '') COMPREPLY=($(compgen -W 'pool etcd dot job service host cluster image op daemon onboot doctor completion'" $globals" -- "$cur")) ;;
     'pool') COMPREPLY=($(compgen -W 'init status list destroy'" $globals" -- "$cur")) ;;
@@ -148,7 +148,7 @@ _knarr() {
     'op/cancel') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'op/run') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'op/gc') COMPREPLY=($(compgen -W '--older-than'" $globals" -- "$cur")) ;;
-    'daemon') COMPREPLY=($(compgen -W '--name --tags --listen --ttl --token-file --tls-cert --tls-key --advertise --prune --mode --share --drain-timeout'" $globals" -- "$cur")) ;;
+    'daemon') COMPREPLY=($(compgen -W '--name --tags --listen --ttl --token-file --tls-cert --tls-key --advertise --prune --no-prune --mode --share --drain-timeout'" $globals" -- "$cur")) ;;
     'onboot') COMPREPLY=($(compgen -W '--storage-device --zpool-device --driver --pool --dot --seed --mountpoint --daemon'" $globals" -- "$cur")) ;;
     'doctor') COMPREPLY=($(compgen -W '--fix'" $globals" -- "$cur")) ;;
     'completion') COMPREPLY=($(compgen -W 'bash zsh fish'" $globals" -- "$cur")) ;;

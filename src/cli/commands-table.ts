@@ -1,5 +1,6 @@
 import type { Handler } from '../commands/types.js';
 import { DRIVER_NAMES } from '../core/pool.js';
+import { longFlag, SETTINGS } from '../core/settings.js';
 
 export type DryRunMode = 'reads' | 'plans' | 'refuses';
 
@@ -46,18 +47,17 @@ export interface CommandDef {
   subcommands?: CommandDef[];
 }
 
-export const GLOBAL_OPTIONS: OptionDef[] = [
-  { flags: '--json', description: 'print results as JSON (same as -o json)', env: 'KNARR_JSON' },
-  { flags: '-o, --output <format>', description: 'result format', choices: ['table', 'json', 'yaml'], env: 'KNARR_OUTPUT' },
-  { flags: '--dry-run', description: 'print every command that would change the host, one a line, and change nothing', env: 'KNARR_DRY_RUN' },
-  { flags: '-v, --verbose', description: 'show each outside command with its duration on stderr', env: 'KNARR_VERBOSE' },
-  { flags: '-q, --quiet', description: 'no progress or warnings on stderr', env: 'KNARR_QUIET' },
-  { flags: '--no-wait', description: 'when another command is changing the same dot (or pushing to the same remote), fail at once with exit 4 instead of waiting for it', env: 'KNARR_NO_WAIT' },
-  { flags: '--config <file>', description: 'YAML config file (default /etc/knarr/config.yaml when present)', env: 'KNARR_CONFIG' },
-  { flags: '--state-dir <dir>', description: 'host state directory (default /var/lib/knarr)', env: 'KNARR_STATE_DIR' },
-  { flags: '--etcd <urls>', description: 'comma-separated etcd endpoints of the fleet (default: the managed local etcd)', env: 'KNARR_ETCD' },
-  { flags: '--fleet <name>', description: 'fleet name, the root of every etcd key (default "default")', env: 'KNARR_FLEET' },
-];
+/** The flags of the settings table that command takes (without one: the global flags); a boolean also gets its --no- form. */
+function settingOptions(command?: string): OptionDef[] {
+  return SETTINGS.filter((s) => s.flag !== undefined && s.command === command).flatMap((s): OptionDef[] => {
+    const shown = s.kind === 'boolean' || s.choices ? '' : ` (default ${s.defaultText})`;
+    const opt: OptionDef = { flags: s.flag!, description: `${s.help}${shown}`, env: s.env, ...(s.choices ? { choices: s.choices } : {}), ...(s.repeatable ? { repeatable: true } : {}) };
+    if (s.kind !== 'boolean') return [opt];
+    return [opt, { flags: `--no-${longFlag(s)!.slice(2)}`, description: `switch ${longFlag(s)} off when ${s.env}${s.inFile === false ? '' : ' or the config file'} switched it on` }];
+  });
+}
+
+export const GLOBAL_OPTIONS: OptionDef[] = settingOptions();
 
 const dotArg: ArgDef = { name: 'dot', description: 'DOT or DOT.SUBDOT', required: true };
 const dotOnlyArg: ArgDef = { name: 'dot', description: 'dot name', required: true };
@@ -817,21 +817,8 @@ export const COMMANDS: CommandDef[] = [
     name: 'daemon',
     summary: 'the agent: registers this host, serves the token-protected API',
     description:
-      'Registers this host in etcd under a lease (a host whose lease lapses is down) with its address, tags, capacity, load and docker endpoint, keeps them fresh, and serves an HTTP API on --listen where every request needs the bearer token from --token-file (made, 0600, when missing). Every flag can also be set in the config file\'s daemon: section (flags win). SIGTERM drains (no new foreground jobs or operations; the running ones get --drain-timeout to end, a second SIGTERM cuts it short), gives the lease back and exits 0; SIGHUP reloads the config file, the token file and the TLS certificate, applying tags and prune at once (tags set with knarr host tag stay) and naming any other changed setting as needing a restart; a bad file changes nothing. At each start it joins the fleet through docklet\'s handshake (waiting, init, work, ok), proving the shared data directory with --share, and prepares for --mode recovery or new; then it keeps this host\'s daemonized jobs as their intents say, runs this host\'s operations, and forwards linked services (the ambassador).',
-    options: [
-      { flags: '--name <host>', description: 'host name (default: the hostname)' },
-      { flags: '--tags <tags>', description: 'comma-separated tags', repeatable: true },
-      { flags: '--listen <addr:port>', description: 'API address (default 127.0.0.1:7946)' },
-      { flags: '--ttl <seconds>', description: 'lease time to live (default 10)' },
-      { flags: '--token-file <file>', description: 'API token file (default <state-dir>/agent.token)' },
-      { flags: '--tls-cert <file>', description: 'PEM certificate: serve the API over https (with --tls-key)' },
-      { flags: '--tls-key <file>', description: 'PEM private key of --tls-cert' },
-      { flags: '--advertise <ip>', description: 'address other hosts reach this host\'s services at (default: the --listen address)' },
-      { flags: '--prune', description: 'remove containers knarr has no job for (default: report them in host show)' },
-      { flags: '--mode <mode>', description: 'fleet start mode: recovery (default: start this host\'s clusters again) or new (delete them)', choices: ['recovery', 'new'] },
-      { flags: '--share <dir>', description: 'the fleet\'s shared data directory; joining proves this host sees it' },
-      { flags: '--drain-timeout <seconds>', description: 'on SIGTERM, how long running foreground jobs and the operation in progress get to end (default 30)' },
-    ],
+      'Registers this host in etcd under a lease (a host whose lease lapses is down) with its address, tags, capacity, load and docker endpoint, keeps them fresh, and serves an HTTP API on --listen where every request needs the bearer token from --token-file (made, 0600, when missing). Every flag can also be set in the environment (KNARR_DAEMON_*) or the config file\'s daemon: section (flag, then environment, then file). SIGTERM drains (no new foreground jobs or operations; the running ones get --drain-timeout to end, a second SIGTERM cuts it short), gives the lease back and exits 0; SIGHUP reloads the config file, the token file and the TLS certificate, applying tags and prune at once (tags set with knarr host tag stay) and naming any other changed setting as needing a restart; a bad file changes nothing. At each start it joins the fleet through docklet\'s handshake (waiting, init, work, ok), proving the shared data directory with --share, and prepares for --mode recovery or new; then it keeps this host\'s daemonized jobs as their intents say, runs this host\'s operations, and forwards linked services (the ambassador).',
+    options: settingOptions('daemon'),
     examples: [{ command: 'knarr daemon --tags ssd,zone=eu --listen 10.0.0.5:7946', description: 'run the agent' }],
     dryRun: 'refuses',
     handler: () => import('../commands/daemon.js').then((m) => m.daemon),

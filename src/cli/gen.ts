@@ -3,7 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generatedFiles } from './generated.js';
 
-/** `npm run gen`: rewrites completions/ and man/ from the command table. */
+/** `npm run gen`: rewrites completions/, man/ and docs/configuration.md from the command and settings tables. */
 async function gen(): Promise<void> {
   const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
   const files = generatedFiles();
@@ -11,6 +11,7 @@ async function gen(): Promise<void> {
     await mkdir(join(root, dir), { recursive: true });
     for (const f of await readdir(join(root, dir))) if (!(`${dir}/${f}` in files)) await rm(join(root, dir, f));
   }
+  await mkdir(join(root, 'docs'), { recursive: true });
   for (const [path, text] of Object.entries(files)) await writeFile(join(root, path), text);
   process.stdout.write(`wrote ${Object.keys(files).length} files\n`);
 }

@@ -1,6 +1,7 @@
-import { ENV_VARS } from '../core/config.js';
+import { SETTINGS } from '../core/settings.js';
 import { EXIT_CODE_DOCS } from '../core/errors.js';
 import { COMMANDS, GLOBAL_OPTIONS, leafCommands, type ArgDef, type CommandDef, type OptionDef } from './commands-table.js';
+import { flagText } from './settings-doc.js';
 
 /** Escapes text for roff: backslashes, and a leading dot or quote that would read as a request. */
 function esc(text: string): string {
@@ -35,7 +36,6 @@ function leafSection(path: string[], def: CommandDef): string[] {
   for (const a of def.args ?? []) lines.push('.TP', `.I ${esc(a.name.toUpperCase())}`, esc(a.description));
   if (def.options?.length) lines.push('.PP', 'Options:', '.RS', ...optionItems(def.options), '.RE');
   if (def.examples?.length) lines.push('.PP', 'Examples:', '.RS', ...exampleItems(def), '.RE');
-  if (def.dryRun === 'refuses') lines.push('.PP', esc('Does not support --dry-run: refused with exit 2, nothing changed.'));
   return lines;
 }
 
@@ -68,13 +68,16 @@ function mainPage(): string {
     lines.push('.TP', `.B knarr ${esc(c.name)}${c.subcommands ? ' ' + esc(c.subcommands.map((s) => s.name).join('|')) : ''}`, esc(c.summary) + ` See \\fBknarr\\-${esc(c.name)}\\fR(1).`);
   }
   lines.push('.SH GLOBAL OPTIONS', ...optionItems(GLOBAL_OPTIONS));
-  lines.push('.SH ENVIRONMENT', esc('Each global option can also be set in the environment. Precedence: flag, then environment, then config file, then default.'));
-  for (const [key, name] of Object.entries(ENV_VARS)) lines.push('.TP', `.B ${name}`, esc(`same as --${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`));
+  lines.push('.SH ENVIRONMENT', esc('Every setting has a KNARR_* variable. Precedence: flag, then environment, then config file, then default; a boolean flag\'s --no- form switches off what the environment set. Booleans take 1, true, yes, on or 0, false, no, off.'));
+  for (const s of SETTINGS) {
+    const where = [s.flag ? `flag ${flagText(s)}` : '', s.inFile === false ? '' : `config key ${s.key}`, `default ${s.defaultText}`].filter((w) => w !== '');
+    lines.push('.TP', `.B ${esc(s.env)}`, esc(`${s.help} (${where.join('; ')})`));
+  }
   lines.push(
     '.SH FILES',
     '.TP',
     '.B /etc/knarr/config.yaml',
-    esc('default config file (keys: output, dryRun, verbose, quiet, noWait, stateDir, etcd, fleet, pool.name, pool.driver, pool.size, etcdServer.clientPort, etcdServer.peerPort)'),
+    esc(`default config file (keys: ${SETTINGS.filter((s) => s.inFile !== false).map((s) => s.key).join(', ')}; see docs/configuration.md)`),
     '.TP',
     '.B /var/lib/knarr',
     esc('default state directory: pool records, loop files, mountpoints, the managed etcd'),

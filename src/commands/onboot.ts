@@ -111,7 +111,7 @@ async function planBoot(ctx: Context, b: BootPlan): Promise<CommandResult> {
 
 /** The config file's `daemon:` section asks for the agent: `onboot --daemon` runs it too. */
 function agentConfigured(ctx: Context): boolean {
-  return Object.keys(ctx.config.daemon).length > 0;
+  return Object.values(ctx.config.daemon).some((p) => p.source === 'file');
 }
 
 /**

@@ -28,7 +28,7 @@ export class SshRemote implements RemoteEndpoint {
   constructor(
     private readonly target: SshTarget,
     private readonly runner: Runner,
-    private readonly env: NodeJS.ProcessEnv,
+    private readonly settings: { knarr: string; sshConfig: string | null },
   ) {}
 
   get url(): string {
@@ -38,10 +38,10 @@ export class SshRemote implements RemoteEndpoint {
   private argv(remote: string[]): string[] {
     const t = this.target;
     // A command of several words ("sudo knarr") is split as a shell would, then each word quoted.
-    const knarr = [...(splitWords(this.env.KNARR_REMOTE_KNARR || 'knarr') ?? ['knarr']), ...(t.stateDir ? ['--state-dir', t.stateDir] : [])];
+    const knarr = [...(splitWords(this.settings.knarr) ?? ['knarr']), ...(t.stateDir ? ['--state-dir', t.stateDir] : [])];
     return [
       'ssh',
-      ...(this.env.KNARR_SSH_CONFIG ? ['-F', this.env.KNARR_SSH_CONFIG] : []),
+      ...(this.settings.sshConfig ? ['-F', this.settings.sshConfig] : []),
       '-o',
       'BatchMode=yes',
       ...(t.port ? ['-p', String(t.port)] : []),

@@ -3,14 +3,16 @@ import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { leafCommands } from '../../src/cli/commands-table.js';
 import { generatedFiles } from '../../src/cli/generated.js';
+import { SETTINGS } from '../../src/core/settings.js';
 import { knarr } from '../harness/cli.js';
 import { haveTools, integration } from '../harness/tools.js';
 
 const root = new URL('../../', import.meta.url).pathname;
 const files = generatedFiles();
 
-describe('generated completions and man pages', () => {
-  it('are up to date with the command table (run `npm run gen` when this fails)', () => {
+describe('generated completions, man pages and docs/configuration.md', () => {
+  it('are up to date with the command and settings tables (run `npm run gen` when this fails)', () => {
+    expect(files).toHaveProperty(['docs/configuration.md']);
     for (const [path, text] of Object.entries(files)) expect(readFileSync(`${root}${path}`, 'utf8'), path).toBe(text);
     for (const dir of ['completions', 'man']) {
       for (const f of readdirSync(`${root}${dir}`)) expect(files, `stale file ${dir}/${f}`).toHaveProperty([`${dir}/${f}`]);
@@ -49,6 +51,17 @@ describe('generated completions and man pages', () => {
   });
   it.skipIf(!integration('fish completion', haveTools('fish'), 'fish is not installed'))('fish completion parses', async () => {
     await execa('fish', ['--no-execute', `${root}completions/knarr.fish`]);
+  });
+
+  it('docs/configuration.md and the man page name every setting\'s variable, and the config file\'s keys', () => {
+    const doc = files['docs/configuration.md']!;
+    const man = files['man/knarr.1']!;
+    for (const s of SETTINGS) {
+      expect(doc, s.env).toContain(`\`${s.env}\``);
+      expect(man, s.env).toContain(`.B ${s.env.replace(/-/g, '\\-')}`);
+      if (s.inFile !== false) expect(doc, s.key).toContain(`\`${s.key}\``);
+    }
+    expect(man).toMatch(/\\\-\\\-no\\\-dry\\\-run/);
   });
 
   it('man pages cover every command, the exit codes and the environment', () => {

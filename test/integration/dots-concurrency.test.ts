@@ -69,7 +69,7 @@ describe.skipIf(!ready)('two commands at once on one dot, and two pushes at once
       expect(refused.exitCode, refused.stderr).toBe(4);
       expect(refused.stderr).toMatch(new RegExp(`dot ${dot} is in use by dot commit \\(pid ${holder.pid}`));
       expect(Date.now() - t0).toBeLessThan(10_000);
-      const env = await execa(bin, [...a.binArgs, 'dot', 'commit', dot, '-m', 'x'], { reject: false, env: { KNARR_NO_WAIT: '1' } });
+      const env = await execa(bin, [...a.binArgs, 'dot', 'commit', dot, '-m', 'x'], { reject: false, env: { KNARR_WAIT: '0' } });
       expect(env.exitCode).toBe(4);
 
       const waiting = spawn(a, ['--json', 'dot', 'commit', dot, '-m', 'waited']);

@@ -46,10 +46,10 @@ describe('subnets and the hosts file', () => {
   });
   it('the cluster network and bridge come from the config file, and KNARR_CLUSTER_* wins', () => {
     const file = { cluster: { network: '10.50.0.0/16', bridge: 'br-lab' } };
-    expect(resolveConfig({}, {}, file, null, '/').cluster).toEqual({ network: '10.50.0.0/16', bridge: 'br-lab' });
+    expect(resolveConfig({}, {}, file, null, '/').cluster).toEqual({ network: '10.50.0.0/16', bridge: 'br-lab', user: null });
     expect(resolveConfig({}, { KNARR_CLUSTER_NETWORK: '10.60.0.0/16' }, file, null, '/').cluster.network).toBe('10.60.0.0/16');
-    expect(() => resolveConfig({}, { KNARR_CLUSTER_NETWORK: '10.60.1.0/24' }, {}, null, '/')).toThrow(/cluster.network: .* is not a \/16/);
-    expect(() => resolveConfig({}, { KNARR_CLUSTER_BRIDGE: 'a-very-long-bridge-name' }, {}, null, '/')).toThrow(/cluster.bridge/);
+    expect(() => resolveConfig({}, { KNARR_CLUSTER_NETWORK: '10.60.1.0/24' }, {}, null, '/')).toThrow(/^KNARR_CLUSTER_NETWORK: .* is not a \/16/);
+    expect(() => resolveConfig({}, { KNARR_CLUSTER_BRIDGE: 'a-very-long-bridge-name' }, {}, null, '/')).toThrow(/^KNARR_CLUSTER_BRIDGE: /);
   });
 });
 

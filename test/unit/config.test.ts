@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULTS, resolveConfig, validateConfigFile } from '../../src/core/config.js';
+import { defaults, resolveConfig, validateConfigFile } from '../../src/core/config.js';
 
 const resolve = (flags = {}, env = {}, file = {}) => resolveConfig(flags, env, file, null, '/work');
 
 describe('config precedence: flag > env > file > default', () => {
   it('uses defaults when nothing is given', () => {
     const c = resolve();
-    expect(c.stateDir).toBe(DEFAULTS.stateDir);
+    expect(c.stateDir).toBe(defaults().stateDir);
     expect(c.output).toBe('table');
     expect(c.etcd).toEqual([]);
     expect(c.fleet).toBe('default');

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { validateConfigFile } from '../../src/core/config.js';
 import { resolveDaemonSettings, restartNeeded } from '../../src/core/daemon-settings.js';
+import { sectionLayer } from '../../src/core/settings.js';
 
 const where = { configFile: '/etc/knarr/config.yaml', stateDir: '/var/lib/knarr', cwd: '/work', hostname: 'box1' };
-const resolve = (flags: Record<string, unknown> = {}, file?: Record<string, unknown>) => resolveDaemonSettings(flags, file, where);
+const resolve = (flags: Record<string, unknown> = {}, file?: Record<string, unknown>) => resolveDaemonSettings(flags, sectionLayer('daemon', { file: file ? { daemon: file } : {}, configFile: where.configFile }), where);
 
 describe('knarr daemon settings: flag > config file daemon: section > default', () => {
   it('defaults: the hostname, no tags, 127.0.0.1:7946, ten seconds, the token in the state dir, recovery', () => {

@@ -13,7 +13,7 @@ import { ClusterRepo, clusterPool, lxcFor } from './common.js';
 
 /** The cluster's owner: --user, else KNARR_USER, else the caller's login name. */
 function userOf(ctx: Context, opts: Record<string, unknown>): string {
-  return validateUser('--user', optString(opts, 'user') ?? ctx.env.KNARR_USER ?? userInfo().username);
+  return validateUser('--user', optString(opts, 'user') ?? ctx.config.cluster.user ?? userInfo().username);
 }
 
 function cpuOf(v: string | undefined): number {

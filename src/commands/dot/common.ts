@@ -16,7 +16,7 @@ import { hostId } from '../../host/identity.js';
 export { hostId };
 
 export function author(ctx: Context): string {
-  return ctx.env.KNARR_AUTHOR || `${userInfo().username}@${hostname()}`;
+  return ctx.config.dots.author || `${userInfo().username}@${hostname()}`;
 }
 
 /** Opens the store, hands a DotRepo to fn, and always closes the connection. */

@@ -18,7 +18,7 @@ export async function resolveRemote(repo: DotRepo, field: string, nameOrUrl: str
 
 /** The adapter for a remote URL: a directory of streams, or knarr on another host over ssh. */
 export function openRemote(ctx: Context, url: RemoteUrl): RemoteEndpoint {
-  if (url.kind === 'ssh') return new SshRemote({ url: url.url, user: url.user, host: url.host, port: url.port, stateDir: url.path }, ctx.runner, ctx.env);
+  if (url.kind === 'ssh') return new SshRemote({ url: url.url, user: url.user, host: url.host, port: url.port, stateDir: url.path }, ctx.runner, { knarr: ctx.config.dots.remoteKnarr, sshConfig: ctx.config.dots.sshConfig });
   return new FileRemote(url.path, ctx.runner);
 }
 

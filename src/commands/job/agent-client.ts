@@ -6,10 +6,10 @@ import type { HostRecord } from '../../core/hosts.js';
 import { jobSpecInput, type JobSpec } from '../../core/job-spec.js';
 import type { Context } from '../types.js';
 
-/** The agents' token: KNARR_AGENT_TOKEN, else the file KNARR_AGENT_TOKEN_FILE, else <state-dir>/agent.token. */
+/** The agents' token: KNARR_AGENT_TOKEN, else the file KNARR_AGENT_TOKEN_FILE (jobs.agentTokenFile), else <state-dir>/agent.token. */
 async function agentToken(ctx: Context): Promise<string> {
-  if (ctx.env.KNARR_AGENT_TOKEN) return ctx.env.KNARR_AGENT_TOKEN.trim();
-  const file = ctx.env.KNARR_AGENT_TOKEN_FILE || `${ctx.config.stateDir}/agent.token`;
+  if (ctx.config.jobs.agentToken) return ctx.config.jobs.agentToken.trim();
+  const file = ctx.config.jobs.agentTokenFile;
   try {
     return (await readFile(file, 'utf8')).trim();
   } catch {
@@ -49,7 +49,7 @@ export class AgentClient {
   ) {}
 
   static async connect(ctx: Context, host: HostRecord): Promise<AgentClient> {
-    const ca = ctx.env.KNARR_AGENT_CA ? await readFile(ctx.env.KNARR_AGENT_CA) : undefined;
+    const ca = ctx.config.jobs.agentCa ? await readFile(ctx.config.jobs.agentCa) : undefined;
     return new AgentClient(host, await agentToken(ctx), ca, ctx.runner.dryRun);
   }
 
