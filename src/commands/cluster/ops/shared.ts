@@ -4,10 +4,10 @@ import { containerName, hostsFile, nodeHostname, subnetBroadcast, subnetGateway,
 import { NotFoundError } from '../../../core/errors.js';
 import { OpArgs } from '../../../core/op-args.js';
 import type { OpRecord } from '../../../core/ops.js';
+import type { PoolRecord } from '../../../core/pool.js';
 import { allowBridge } from '../../../host/firewall.js';
 import { lxcConfig, unifiedCgroups, type Lxc } from '../../../host/lxc.js';
 import { dropBridgeIfIdle, ensureBridge } from '../../../host/net.js';
-import type { PoolRecord } from '../../../core/pool.js';
 import type { StorageDriver } from '../../../host/storage/driver.js';
 import type { OpRun } from '../../../ops/runner.js';
 import { ClusterRepo, type ImageRecord } from '../../../state/clusters.js';
