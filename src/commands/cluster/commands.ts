@@ -9,7 +9,8 @@ import { thisHost } from '../../daemon/pidfile.js';
 import { runOperation } from '../op.js';
 import { optBool, optString, type CommandResult, type Context, type Handler } from '../types.js';
 import { withStore } from '../with-store.js';
-import { ClusterRepo, clusterPool, lxcFor } from './common.js';
+import { ClusterRepo } from '../../state/clusters.js';
+import { clusterPool, lxcFor } from './common.js';
 
 /** The cluster's owner: --user, else KNARR_USER, else the caller's login name. */
 function userOf(ctx: Context, opts: Record<string, unknown>): string {

@@ -1,21 +1,8 @@
 import { PrerequisiteError, NotFoundError, UserError } from '../../core/errors.js';
-import type { ClusterRecord } from '../../core/cluster.js';
 import type { PoolRecord } from '../../core/pool.js';
 import { listPoolRecords, readPoolRecord } from '../../host/local-state.js';
 import { Lxc } from '../../host/lxc.js';
-import { fleetKeys } from '../../state/keys.js';
-import type { Store } from '../../state/store.js';
 import type { Context } from '../types.js';
-
-/** A base image on a host: its rootfs on the pool, read-only under every node that uses it. */
-export interface ImageRecord {
-  name: string;
-  host: string;
-  pool: string;
-  rootfs: string;
-  source: string;
-  createdAt: string;
-}
 
 /** The pool clusters and images live on: it must carry overlayfs upper layers. */
 export async function clusterPool(ctx: Context, name: string | undefined): Promise<PoolRecord> {
@@ -54,43 +41,3 @@ export const userDir = (pool: PoolRecord, user: string) => `${pool.mountpoint}/k
 export const hostsPath = (pool: PoolRecord, user: string, id: number) => `${userDir(pool, user)}/hosts/${id}`;
 
 export const lxcFor = (ctx: Context) => new Lxc(ctx.runner, `${ctx.config.stateDir}/lxc`);
-
-/** Images and clusters in the fleet store. */
-export class ClusterRepo {
-  private readonly keys;
-  constructor(
-    readonly store: Store,
-    fleet: string,
-  ) {
-    this.keys = fleetKeys(fleet);
-  }
-  async image(host: string, name: string): Promise<ImageRecord | null> {
-    const v = await this.store.get(this.keys.hostImage(host, name));
-    return v === null ? null : (JSON.parse(v) as ImageRecord);
-  }
-  async images(host: string): Promise<ImageRecord[]> {
-    return (await this.store.list(this.keys.hostImages(host))).map((kv) => JSON.parse(kv.value) as ImageRecord);
-  }
-  putImage(i: ImageRecord): Promise<void> {
-    return this.store.put(this.keys.hostImage(i.host, i.name), JSON.stringify(i));
-  }
-  async removeImage(host: string, name: string): Promise<void> {
-    await this.store.delete(this.keys.hostImage(host, name));
-  }
-  async get(user: string, name: string): Promise<ClusterRecord | null> {
-    const v = await this.store.get(this.keys.cluster(user, name));
-    return v === null ? null : (JSON.parse(v) as ClusterRecord);
-  }
-  async list(): Promise<ClusterRecord[]> {
-    return (await this.store.list(this.keys.clusters)).map((kv) => JSON.parse(kv.value) as ClusterRecord);
-  }
-  create(c: ClusterRecord): Promise<boolean> {
-    return this.store.createIfAbsent(this.keys.cluster(c.user, c.name), JSON.stringify(c));
-  }
-  put(c: ClusterRecord): Promise<void> {
-    return this.store.put(this.keys.cluster(c.user, c.name), JSON.stringify({ ...c, updatedAt: new Date().toISOString() }));
-  }
-  async remove(user: string, name: string): Promise<void> {
-    await this.store.delete(this.keys.cluster(user, name));
-  }
-}

@@ -9,7 +9,8 @@ import { findExecutable } from '../../host/which.js';
 import { thisHost } from '../../daemon/pidfile.js';
 import { optBool, optString, type Context, type Handler } from '../types.js';
 import { withStore } from '../with-store.js';
-import { ClusterRepo, clusterPool, imageVolume } from './common.js';
+import { ClusterRepo } from '../../state/clusters.js';
+import { clusterPool, imageVolume } from './common.js';
 
 /** PID 1 of every node: waits, and exits at once on lxc-stop's signal (a plain sleep would make lxc-stop wait). */
 const KNARR_INIT = `#!/bin/sh

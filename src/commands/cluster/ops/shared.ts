@@ -1,0 +1,148 @@
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { containerName, hostsFile, nodeHostname, subnetBroadcast, subnetGateway, type ClusterNode, type ClusterRecord } from '../../../core/cluster.js';
+import { NotFoundError } from '../../../core/errors.js';
+import { OpArgs } from '../../../core/op-args.js';
+import type { OpRecord } from '../../../core/ops.js';
+import type { PoolRecord } from '../../../core/pool.js';
+import { allowBridge } from '../../../host/firewall.js';
+import { lxcConfig, unifiedCgroups, type Lxc } from '../../../host/lxc.js';
+import { dropBridgeIfIdle, ensureBridge } from '../../../host/net.js';
+import type { StorageDriver } from '../../../host/storage/driver.js';
+import type { OpRun } from '../../../ops/runner.js';
+import { ClusterRepo, type ImageRecord } from '../../../state/clusters.js';
+import { clusterPool, hostsPath, lxcFor, nodeVolume, userDir } from '../common.js';
+
+/** The cluster an operation acts on, as every cluster operation's arguments name it. */
+export interface ClusterRef {
+  user: string;
+  name: string;
+  /** The pool a new cluster goes on; an existing cluster's own pool wins. */
+  pool?: string;
+}
+
+/** The arguments of start, stop and delete: the cluster alone. */
+export function clusterRefArgs(op: OpRecord): ClusterRef {
+  const a = new OpArgs(op);
+  return { user: a.string('user'), name: a.string('name'), pool: a.optionalString('pool') };
+}
+
+/** What every cluster step needs, built from the operation's context and its parsed arguments. */
+export interface Setting<A extends ClusterRef = ClusterRef> {
+  args: A;
+  repo: ClusterRepo;
+  pool: PoolRecord;
+  lxc: Lxc;
+  driver: StorageDriver;
+  existing: ClusterRecord | null;
+}
+
+export async function setting<A extends ClusterRef>(r: OpRun, args: A): Promise<Setting<A>> {
+  const repo = new ClusterRepo(r.store, r.ctx.config.fleet);
+  const existing = await repo.get(args.user, args.name);
+  const pool = await clusterPool(r.ctx, existing?.pool ?? args.pool);
+  return { args, repo, pool, lxc: lxcFor(r.ctx), driver: r.ctx.drivers[pool.driver], existing };
+}
+
+export async function requireCluster(s: Setting): Promise<ClusterRecord> {
+  const c = await s.repo.get(s.args.user, s.args.name);
+  if (!c) throw new NotFoundError(`user ${s.args.user} has no cluster ${s.args.name}`);
+  return c;
+}
+
+export const forwardOnly = async () => undefined;
+
+/** The host's last cluster is gone: its bridge goes, with the bridge's firewall rules; a bridge something else is attached to stays. */
+export async function dropBridgeIfUnused(r: OpRun, s: Setting, host: string): Promise<void> {
+  if ((await s.repo.list()).some((c) => c.host === host)) return;
+  await dropBridgeIfIdle(r.ctx.runner, r.ctx.env, r.ctx.config.cluster.bridge);
+}
+
+/** Writes the cluster's hosts file in place: nodes bind-mount this very inode, so they see the change. */
+export async function writeHosts(s: Setting, c: ClusterRecord): Promise<void> {
+  const path = hostsPath(s.pool, c.user, c.id);
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, hostsFile(c.name, c.nodes));
+}
+
+/** Plans nodes from..to-1: addresses taken, names given; nothing made on the host yet. */
+export async function planNodes(s: Setting, c: ClusterRecord, from: number, to: number): Promise<ClusterNode[]> {
+  const names = Array.from({ length: to - from }, (_, k) => containerName(c.user, c.id, from + k));
+  const ips = await s.repo.ensureAddresses(c.subnet, c.user, names);
+  return names.map((container, k) => ({ index: from + k, container, hostname: nodeHostname(from + k), ip: ips.get(container)!, host: c.host, volume: nodeVolume(container) }));
+}
+
+/** Makes and starts one node: its volume, its config, then lxc-start; each part is skipped when already there. */
+async function ensureNode(r: OpRun, s: Setting, c: ClusterRecord, node: ClusterNode, image: ImageRecord, cgroup2: boolean): Promise<void> {
+  const vol = await s.driver.ensureVolume(s.pool, node.volume, r.ctx.runner);
+  await mkdir(`${vol.path}/delta`, { recursive: true });
+  const user = userDir(s.pool, c.user);
+  const config = lxcConfig({
+    name: node.container,
+    hostname: node.hostname,
+    image: image.rootfs,
+    upper: `${vol.path}/delta`,
+    bridge: r.ctx.config.cluster.bridge,
+    address: `${node.ip}/24`,
+    broadcast: subnetBroadcast(c.subnet),
+    gateway: subnetGateway(c.subnet),
+    mounts: [
+      { source: hostsPath(s.pool, c.user, c.id), target: 'etc/hosts', readOnly: true, kind: 'file' },
+      { source: `${user}/data`, target: 'nfs', readOnly: false, kind: 'dir' },
+      { source: `${user}/ssh`, target: 'root/.ssh', readOnly: true, kind: 'dir' },
+    ],
+    memoryBytes: c.memory,
+    cpuMillis: c.cpu,
+    cgroup2,
+  });
+  if ((await s.lxc.config(node.container)) !== config) await s.lxc.define(node.container, config);
+  await s.lxc.start(node.container);
+}
+
+/** Removes one node: its container, its volume, its address. */
+export async function removeNode(r: OpRun, s: Setting, user: string, container: string): Promise<void> {
+  await s.lxc.remove(container);
+  await s.driver.removeVolume(s.pool, nodeVolume(container), r.ctx.runner);
+  await s.repo.releaseAddresses(user, (holder) => holder === container);
+}
+
+/** Everything of cluster id that exists on the host or in the store, found by its names: what a crash may have left is found too. */
+export async function removeClusterParts(r: OpRun, s: Setting, user: string, id: number): Promise<void> {
+  const prefix = `${user}-${id}-`;
+  const containers = new Set((await s.lxc.list()).filter((n) => n.startsWith(prefix)));
+  for (const entry of await readdir(`${s.pool.mountpoint}/knarr-clusters`).catch(() => [] as string[])) if (entry.startsWith(prefix)) containers.add(entry);
+  for (const holder of await s.repo.addressHolders(user)) if (holder.startsWith(prefix)) containers.add(holder);
+  for (const name of containers) await removeNode(r, s, user, name);
+  await rm(hostsPath(s.pool, user, id), { force: true });
+}
+
+/** Nodes started at once: lxc-start is mostly CPU, so two at a time is all two cores gain from. */
+const START_PARALLEL = 2;
+
+export async function startNodes(r: OpRun, s: Setting, c: ClusterRecord, nodes: ClusterNode[], verb: string): Promise<void> {
+  await ensureBridge(r.ctx.runner, r.ctx.config.cluster.bridge, c.subnet);
+  await allowBridge(r.ctx.runner, r.ctx.env, r.ctx.config.cluster.bridge);
+  const image = await s.repo.image(c.host, c.image);
+  if (!image) throw new NotFoundError(`image ${c.image} is gone from ${c.host}`);
+  const cgroup2 = await unifiedCgroups();
+  let next = 0;
+  let done = 0;
+  let failed = false;
+  const worker = async () => {
+    // One worker's failure stops the others before their next node: undo must not race a worker still making nodes.
+    while (next < nodes.length && !failed) {
+      const node = nodes[next++]!;
+      try {
+        await r.checkpoint();
+        await ensureNode(r, s, c, node, image, cgroup2);
+      } catch (e) {
+        failed = true;
+        throw e;
+      }
+      await r.progress(++done, nodes.length, `${verb} ${node.hostname} (${node.container}): running`);
+    }
+  };
+  const ended = await Promise.allSettled(Array.from({ length: Math.min(START_PARALLEL, nodes.length) }, worker));
+  const failure = ended.find((e): e is PromiseRejectedResult => e.status === 'rejected');
+  if (failure) throw failure.reason;
+}
