@@ -73,7 +73,7 @@ export function zfsDots(runner: Runner): DotStorage {
         if (await mounted(staged)) await runRetryingBusy(runner, ['zfs', 'umount', staged]);
         if ((await mounted(root)) === null) await runner.run(['zfs', 'create', '-p', root]);
         await runRetryingBusy(runner, ['zfs', 'rename', staged, dataset(ref)]);
-        await runner.run(['zfs', 'mount', dataset(ref)]);
+        await runRetryingBusy(runner, ['zfs', 'mount', dataset(ref)]);
         return { action: 'rebuilt', movedAside: asides.find((a) => a !== null) ?? null };
       }
       if (head === null) {

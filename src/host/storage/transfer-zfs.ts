@@ -21,7 +21,7 @@ export function zfsTransfer(runner: Runner): DotTransfer {
     const tree = listed.stdout.split('\n').filter(Boolean).map((l) => l.split('\t') as [string, string]);
     for (const [name, mounted] of [...tree].reverse()) if (mounted === 'yes') await runRetryingBusy(runner, ['zfs', 'umount', name]);
     await runRetryingBusy(runner, ['zfs', 'rename', from, to]);
-    for (const [name] of tree) await runner.run(['zfs', 'mount', to + name.slice(from.length)]);
+    for (const [name] of tree) await runRetryingBusy(runner, ['zfs', 'mount', to + name.slice(from.length)]);
   };
   return {
     format: 'zfs',
@@ -51,7 +51,7 @@ export function zfsTransfer(runner: Runner): DotTransfer {
       try {
         await runner.pipe(['zfs', 'recv', ...(base ? ['-F'] : []), dataset(ref)], { stdin: input, redirect: `< ${source}` });
       } finally {
-        if (mounted) await runner.run(['zfs', 'mount', dataset(ref)]);
+        if (mounted) await runRetryingBusy(runner, ['zfs', 'mount', dataset(ref)]);
       }
       await runner.run(['zfs', 'set', `knarr:commit=${JSON.stringify(commit)}`, snapshot]);
     },
