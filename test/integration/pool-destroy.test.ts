@@ -50,6 +50,9 @@ describe.skipIf(!run)('pool destroy of a pool in use', () => {
     expect(forced.code, forced.stderr).toBe(0);
     expect(existsSync(mnt)).toBe(false);
     expect(existsSync(`${state}/pools/used.json`)).toBe(false);
+    // What went with the pool is no longer listed as there.
+    expect((await k(['--json', 'dot', 'list'])).json()).toEqual([]);
+    expect((await k(['--json', 'image', 'list'])).json()).toEqual([]);
   });
 
   it('the managed etcd: refused while it runs, listed once it is down; an empty pool goes without --force', async () => {
@@ -101,6 +104,7 @@ describe.skipIf(!run)('pool destroy of a pool in use', () => {
 
     const forced = await k(['pool', 'destroy', name, '--yes', '--force']);
     expect(forced.code, forced.stderr).toBe(0);
+    expect((await k(['--json', 'dot', 'list'])).json()).toEqual([]);
     expect((await execa('zpool', ['list', '-H', '-o', 'name', name], { reject: false })).exitCode).not.toBe(0);
     expect(existsSync(`${state}/mnt/${name}`)).toBe(false);
   });

@@ -6,6 +6,11 @@ import { readJson, removePoolRecord } from '../../host/local-state.js';
 import { pathExists, removeEmptyDirs } from '../../host/mounts.js';
 import { subdirsOf } from '../../host/storage/common.js';
 import { optBool, type Context, type Handler } from '../types.js';
+import { thisHost } from '../../daemon/pidfile.js';
+import { ClusterRepo } from '../../state/clusters.js';
+import { DotRepo } from '../../state/dots.js';
+import { hostId } from '../../host/identity.js';
+import { withStore } from '../with-store.js';
 import { selectPool } from './select.js';
 
 /** What lives on a pool and would go with it: dots, images, cluster volumes, the managed etcd's data. */
@@ -18,6 +23,22 @@ async function poolContents(ctx: Context, record: PoolRecord, etcdHere: boolean)
     clusterVolumes: await subdirsOf(`${record.mountpoint}/knarr-clusters`),
     etcd: etcdHere || (await pathExists(`${record.mountpoint}/${ETCD_VOLUME}/member`)),
   };
+}
+
+/**
+ * The records of the dots and images that went with the pool, so no command shows them as there.
+ * Only from a store that is up already: destroying a pool never starts the managed etcd. Returns what is left to do by hand.
+ */
+async function forgetRecords(ctx: Context, pool: string, etcdRunning: boolean): Promise<string | null> {
+  if (ctx.config.etcd.length === 0 && !etcdRunning) return `their records stay in the stopped etcd: once it runs, drop them with knarr dot rm and knarr image rm`;
+  return withStore(ctx, async (store) => {
+    const dots = new DotRepo(store, ctx.config.fleet, hostId(), false);
+    for (const d of await dots.list()) if (d.pool === pool) await dots.delete(d.name);
+    const images = new ClusterRepo(store, ctx.config.fleet);
+    const host = await thisHost(ctx.config.stateDir);
+    for (const i of await images.images(host)) if (i.pool === pool) await images.removeImage(host, i.name);
+    return null;
+  });
 }
 
 /** `knarr pool destroy POOL --yes [--force]`: destroys the pool and everything on it; one that holds knarr's data needs --force. */
@@ -49,10 +70,15 @@ export const poolDestroy: Handler = async ({ args, opts }, ctx) => {
   ctx.events.step(`pool ${name}: destroying`);
   await ctx.drivers[record.driver].destroyPool(record, ctx.runner);
   ctx.events.done();
+  let left: string | null = null;
   if (!ctx.runner.dryRun) {
     await removePoolRecord(ctx.config.stateDir, name);
     // Whatever the pool was mounted on stays behind empty (zfs, btrfs): it goes too, files never.
     await removeEmptyDirs(record.mountpoint);
+    if (held.dots.length > 0 || held.images.length > 0) left = await forgetRecords(ctx, name, etcd !== null && (await isEtcdProcess(etcd.pid)));
+    if (left) ctx.events.warn(`pool ${name}: ${left}`);
+  } else if (held.dots.length > 0 || held.images.length > 0) {
+    ctx.runner.note(`remove the records of ${[...held.dots.map((d) => `dot ${d}`), ...held.images.map((i) => `image ${i}`)].join(', ')} from etcd`);
   }
   return { data: { pool: name, driver: record.driver, destroyed: !ctx.runner.dryRun }, view: { kind: 'lines', lines: [`pool ${name} destroyed`] } };
 };
