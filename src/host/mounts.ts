@@ -103,6 +103,23 @@ export async function onlyEmptyFolders(path: string): Promise<boolean> {
   return true;
 }
 
+/** Bytes of the regular files under path (not following links); what vanishes meanwhile counts as nothing. */
+export async function treeBytes(path: string): Promise<number> {
+  let entries;
+  try {
+    entries = await readdir(path, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  let total = 0;
+  for (const e of entries) {
+    const p = `${path}/${e.name}`;
+    if (e.isDirectory()) total += await treeBytes(p);
+    else if (e.isFile()) total += await stat(p).then((st) => st.size, () => 0);
+  }
+  return total;
+}
+
 export interface Space {
   sizeBytes: number;
   usedBytes: number;

@@ -2,7 +2,7 @@ import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { ConflictError, NotFoundError } from '../../../core/errors.js';
 import { OpArgs } from '../../../core/op-args.js';
 import type { OpRecord } from '../../../core/ops.js';
-import { mountAt } from '../../../host/mounts.js';
+import { mountAt, treeBytes } from '../../../host/mounts.js';
 import type { OpHandler, OpRun } from '../../../ops/runner.js';
 import { imageVolume } from '../common.js';
 import { requireCluster, setting, type ClusterRef } from './shared.js';
@@ -17,6 +17,29 @@ export interface ImageSaveArgs extends ClusterRef {
 export function imageSaveArgs(op: OpRecord): ImageSaveArgs {
   const a = new OpArgs(op);
   return { user: a.string('user'), name: a.string('name'), pool: a.optionalString('pool'), node: a.integer('node'), image: a.string('image'), host: a.optionalString('host') };
+}
+
+/** cp -a from into to, with bytes, rate and ETA on a TTY: the copy is measured as it grows. */
+async function copyShowingProgress(r: OpRun, from: string, to: string, label: string): Promise<void> {
+  const meter = r.ctx.events.progress(label, await treeBytes(from));
+  let seen = 0;
+  let measuring = false;
+  const timer = setInterval(() => {
+    if (measuring) return;
+    measuring = true;
+    void treeBytes(to)
+      .then((n) => {
+        if (n > seen) meter.add(n - seen);
+        seen = Math.max(seen, n);
+      })
+      .finally(() => (measuring = false));
+  }, 1000);
+  try {
+    await r.ctx.runner.run(['cp', '-a', `${from}/.`, to]);
+  } finally {
+    clearInterval(timer);
+    meter.end();
+  }
 }
 
 const saveSetting = (r: OpRun) => setting(r, imageSaveArgs(r.op));
@@ -53,7 +76,7 @@ export const imageSave: OpHandler = {
     await r.ctx.runner.run(['mount', '-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${layer}/delta:${base.rootfs}`, view]);
     try {
       await r.progress(0, 1, `copying ${node.hostname}'s filesystem`);
-      await r.ctx.runner.run(['cp', '-a', `${view}/.`, partial]);
+      await copyShowingProgress(r, view, partial, `image save ${name}: copying ${node.hostname}'s filesystem`);
     } finally {
       await r.ctx.runner.run(['umount', view]);
     }
