@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseBlkidExport, parseMountinfo } from '../../src/host/mounts.js';
-import { parseVgs } from '../../src/host/storage/lvm.js';
-import { listedId, parseImportable, parseZfsGet } from '../../src/host/storage/zfs.js';
+import { parseVgs } from '../../src/host/storage/lvm/pool.js';
+import { listedId, parseImportable, parseZfsGet } from '../../src/host/storage/zfs/pool.js';
 
 describe('outside tools output parsers', () => {
   it('parses mountinfo, unescaping octal', () => {

@@ -1,9 +1,9 @@
 import { dirname } from 'node:path';
-import { pathExists } from '../mounts.js';
-import type { Runner } from '../runner.js';
-import { zfsTransfer } from './transfer-zfs.js';
-import { zfsDots } from './dots-zfs.js';
-import { checkForeign, createLoopFile, probeSources, refuseRemake, runRetryingBusy } from './common.js';
+import { pathExists } from '../../mounts.js';
+import type { Runner } from '../../runner.js';
+import { zfsTransfer } from './transfer.js';
+import { zfsDots } from './dots.js';
+import { checkForeign, createLoopFile, probeSources, refuseRemake, runRetryingBusy } from '../common.js';
 import {
   missingStatus,
   poolSources,
@@ -13,7 +13,7 @@ import {
   type PoolStatus,
   type StorageDriver,
   type VolumeInfo,
-} from './driver.js';
+} from '../driver.js';
 
 /** Pool names listed by `zpool import -d DIR` (read-only scan of importable pools). */
 export function parseImportable(text: string): string[] {

@@ -1,11 +1,11 @@
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
-import { NotFoundError } from '../../core/errors.js';
-import type { CommitRecord } from '../../core/dots.js';
-import { writeJsonAtomic } from '../local-state.js';
-import { pathExists } from '../mounts.js';
-import type { Runner } from '../runner.js';
-import { clearMountPath, DOTS_DIR, subdirsOf } from './common.js';
-import type { DotFsRef, DotStorage, Leftover, PoolRecord } from './driver.js';
+import { NotFoundError } from '../../../core/errors.js';
+import type { CommitRecord } from '../../../core/dots.js';
+import { writeJsonAtomic } from '../../local-state.js';
+import { pathExists } from '../../mounts.js';
+import type { Runner } from '../../runner.js';
+import { clearMountPath, DOTS_DIR, subdirsOf } from '../common.js';
+import type { DotFsRef, DotStorage, Leftover, PoolRecord } from '../driver.js';
 
 /** How a tree-layout driver makes, copies and deletes a filesystem. */
 export interface TreePrimitives {

@@ -1,11 +1,9 @@
-import type { CommitRecord } from '../../core/dots.js';
-import { ConflictError, ExternalCommandError, NotFoundError } from '../../core/errors.js';
-import type { Runner } from '../runner.js';
-import { clearMountPath, DOTS_DIR, runRetryingBusy, subdirsOf } from './common.js';
-import type { DotFsRef, DotStorage, PoolRecord } from './driver.js';
+import type { CommitRecord } from '../../../core/dots.js';
+import { ConflictError, ExternalCommandError, NotFoundError } from '../../../core/errors.js';
+import type { Runner } from '../../runner.js';
+import { clearMountPath, DOTS_DIR, runRetryingBusy, subdirsOf } from '../common.js';
+import type { DotFsRef, DotStorage, PoolRecord } from '../driver.js';
 
-// Kept for modules that import them from here; new code imports them from common.ts.
-export { DOTS_DIR, subdirsOf } from './common.js';
 /** Where a pull receives before it moves what it got into DOTS_DIR. */
 export const INCOMING_DIR = 'knarr-incoming';
 

@@ -1,9 +1,9 @@
 import { readdir, stat } from 'node:fs/promises';
-import { ConflictError } from '../../core/errors.js';
-import { pathExists, spaceOf } from '../mounts.js';
-import type { Runner } from '../runner.js';
-import { treeTransfer } from './transfer-tree.js';
-import { dirPrimitives, treeDots } from './dots-tree.js';
+import { ConflictError } from '../../../core/errors.js';
+import { pathExists, spaceOf } from '../../mounts.js';
+import type { Runner } from '../../runner.js';
+import { treeTransfer } from '../tree/transfer.js';
+import { dirPrimitives, treeDots } from '../tree/dots.js';
 import {
   missingStatus,
   type EnsureAction,
@@ -12,7 +12,7 @@ import {
   type PoolStatus,
   type StorageDriver,
   type VolumeInfo,
-} from './driver.js';
+} from '../driver.js';
 
 /** Marks a directory as a knarr pool, so destroy never removes a folder knarr did not make. */
 export const DIR_MARKER = '.knarr-pool';

@@ -1,10 +1,10 @@
 import { readdir, rename } from 'node:fs/promises';
-import { writeJsonAtomic } from '../local-state.js';
-import { pathExists } from '../mounts.js';
-import type { Runner } from '../runner.js';
-import type { TreePrimitives } from './dots-tree.js';
-import { subdirsOf } from './dots-zfs.js';
-import type { DotFsRef, DotTransfer, PoolRecord } from './driver.js';
+import { writeJsonAtomic } from '../../local-state.js';
+import { pathExists } from '../../mounts.js';
+import type { Runner } from '../../runner.js';
+import type { TreePrimitives } from './dots.js';
+import { subdirsOf } from '../common.js';
+import type { DotFsRef, DotTransfer, PoolRecord } from '../driver.js';
 
 const dotDir = (pool: PoolRecord, dot: string, staging = false) => `${pool.mountpoint}/${staging ? 'knarr-incoming' : 'knarr-dots'}/${dot}`;
 const commitsDir = (ref: DotFsRef) => `${dotDir(ref.pool, ref.dot, ref.staging)}/.commits`;

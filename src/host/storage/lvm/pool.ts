@@ -1,8 +1,8 @@
-import { PrerequisiteError } from '../../core/errors.js';
-import { mountAt, pathExists } from '../mounts.js';
-import type { Runner } from '../runner.js';
-import { checkForeign, createLoopFile, probeSources, THIN_POOL } from './common.js';
-import { lvmDots } from './dots-lvm.js';
+import { PrerequisiteError } from '../../../core/errors.js';
+import { mountAt, pathExists } from '../../mounts.js';
+import type { Runner } from '../../runner.js';
+import { checkForeign, createLoopFile, probeSources, THIN_POOL } from '../common.js';
+import { lvmDots } from './dots.js';
 import {
   missingStatus,
   type EnsureAction,
@@ -11,7 +11,7 @@ import {
   type PoolStatus,
   type StorageDriver,
   type VolumeInfo,
-} from './driver.js';
+} from '../driver.js';
 
 const VOLUME_SIZE = '1G';
 /** LVM's exit code for "no such volume group / logical volume". */

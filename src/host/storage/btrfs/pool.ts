@@ -1,10 +1,10 @@
 import { dirname } from 'node:path';
-import { ConflictError } from '../../core/errors.js';
-import { mountAt, pathExists, spaceOf } from '../mounts.js';
-import type { Runner } from '../runner.js';
-import { treeTransfer } from './transfer-tree.js';
-import { btrfsPrimitives, treeDots } from './dots-tree.js';
-import { checkForeign, createLoopFile, probeSources, refuseRemake } from './common.js';
+import { ConflictError } from '../../../core/errors.js';
+import { mountAt, pathExists, spaceOf } from '../../mounts.js';
+import type { Runner } from '../../runner.js';
+import { treeTransfer } from '../tree/transfer.js';
+import { btrfsPrimitives, treeDots } from '../tree/dots.js';
+import { checkForeign, createLoopFile, probeSources, refuseRemake } from '../common.js';
 import {
   missingStatus,
   poolSources,
@@ -14,7 +14,7 @@ import {
   type PoolStatus,
   type StorageDriver,
   type VolumeInfo,
-} from './driver.js';
+} from '../driver.js';
 
 function mountArgv(p: { loopFile: unknown }, source: string, mountpoint: string): string[] {
   return ['mount', '-t', 'btrfs', ...(p.loopFile ? ['-o', 'loop'] : []), source, mountpoint];

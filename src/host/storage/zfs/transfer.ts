@@ -1,9 +1,9 @@
 import { finished } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ExternalCommandError } from '../../core/errors.js';
-import type { Runner } from '../runner.js';
-import { runRetryingBusy } from './common.js';
-import type { DotFsRef, DotTransfer, PoolRecord } from './driver.js';
+import { ExternalCommandError } from '../../../core/errors.js';
+import type { Runner } from '../../runner.js';
+import { runRetryingBusy } from '../common.js';
+import type { DotFsRef, DotTransfer, PoolRecord } from '../driver.js';
 
 const area = (ref: { staging?: boolean }) => (ref.staging ? 'knarr-incoming' : 'knarr-dots');
 const dotDataset = (pool: PoolRecord, dot: string, staging = false) => `${pool.name}/${area({ staging })}/${dot}`;

@@ -1,11 +1,11 @@
 import { readdir, readFile, rm } from 'node:fs/promises';
-import type { CommitRecord } from '../../core/dots.js';
-import { writeJsonAtomic } from '../local-state.js';
-import { pathExists } from '../mounts.js';
-import type { Runner } from '../runner.js';
-import { NotFoundError } from '../../core/errors.js';
-import { clearMountPath, DOTS_DIR, subdirsOf, THIN_POOL } from './common.js';
-import type { DotFsRef, DotStorage, Leftover, PoolRecord } from './driver.js';
+import type { CommitRecord } from '../../../core/dots.js';
+import { writeJsonAtomic } from '../../local-state.js';
+import { pathExists } from '../../mounts.js';
+import type { Runner } from '../../runner.js';
+import { NotFoundError } from '../../../core/errors.js';
+import { clearMountPath, DOTS_DIR, subdirsOf, THIN_POOL } from '../common.js';
+import type { DotFsRef, DotStorage, Leftover, PoolRecord } from '../driver.js';
 
 /** Size of a branch's thin volume: thin, so only what is written takes space. */
 const BRANCH_SIZE = '10G';
