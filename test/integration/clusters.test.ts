@@ -136,6 +136,26 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
     expect(readFileSync(`${poolDir}/knarr-users/alice/data/shared.txt`, 'utf8')).toBe('from-node-0\n');
   }, 90_000);
 
+  it('image save: a node\'s filesystem, its deletions too, becomes an image a new cluster starts from', async () => {
+    expect((await k(['cluster', 'create', 'src', '--size', '1'])).code).toBe(0);
+    const { id } = await show('src');
+    // A file of the base image the node deletes: the image keeps the deletion.
+    const gone = await attach(`alice-${id}-0`, 'sh', '-c', 'echo saved > /root/kept.txt; f=/usr/bin/$(ls /usr/bin | head -n 1); rm "$f"; echo "$f"');
+    const saved = await k(['--json', 'image', 'save', 'src', '0', 'snap']);
+    expect(saved.code, saved.stderr).toBe(0);
+    expect((await k(['--json', 'image', 'list'])).json().map((i: { name: string }) => i.name).sort()).toEqual(['base', 'snap']);
+    expect((await k(['cluster', 'create', 'from-snap', '--size', '1', '--image', 'snap'])).code).toBe(0);
+    const copy = (await show('from-snap')).id;
+    expect(await attach(`alice-${copy}-0`, 'cat', '/root/kept.txt')).toBe('saved');
+    expect(gone).toMatch(/^\/usr\/bin\/\S+$/);
+    expect((await execa('lxc-attach', ['-P', lxcPath, '-n', `alice-${copy}-0`, '--', 'test', '-L', gone], { reject: false })).exitCode).not.toBe(0);
+    expect((await execa('lxc-attach', ['-P', lxcPath, '-n', `alice-${copy}-0`, '--', 'test', '-L', '/bin/sh'], { reject: false })).exitCode).toBe(0);
+    // Saved once: a second save under the same name is refused and changes nothing.
+    expect((await k(['image', 'save', 'src', '0', 'snap'])).code).not.toBe(0);
+    for (const name of ['from-snap', 'src']) expect((await k(['cluster', 'delete', name])).code).toBe(0);
+    expect((await k(['image', 'rm', 'snap'])).code).toBe(0);
+  }, 90_000);
+
   it('two concurrent creates get different ids', async () => {
     const both = await Promise.all(['one', 'two'].map((name) => execa(bin, ['--json', 'cluster', 'create', name, '--size', '1'], { env: { ...process.env, ...env }, reject: false })));
     for (const r of both) expect(r.exitCode, r.stderr).toBe(0);
