@@ -296,7 +296,7 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     await expect(engine.remove('knarr-web')).rejects.toBeInstanceOf(DryRunWriteError);
     await expect(engine.attach('knarr-web', false)).rejects.toBeInstanceOf(DryRunWriteError);
     const h9 = JSON.parse((await store.get(fleetKeys(fleet).host('h9')))!);
-    const agent = await AgentClient.connect({ ...ctx, env: { ...ctx.env, KNARR_AGENT_TOKEN: 't' } }, h9);
+    const agent = await AgentClient.connect({ ...ctx, config: { ...ctx.config, jobs: { ...ctx.config.jobs, agentToken: 't' } } }, h9);
     await expect(agent.converge()).rejects.toBeInstanceOf(DryRunWriteError);
     // An operation is planned, never run: even a runner handed a writable store refuses.
     await expect(new OpRunner(ctx, store, 'h9', 'dry', () => '0', () => undefined).execute(queuedOp)).rejects.toBeInstanceOf(DryRunWriteError);
