@@ -5,7 +5,7 @@ import { isEtcdProcess, type EtcdServerState } from '../../host/etcd-server.js';
 import { readJson, removePoolRecord } from '../../host/local-state.js';
 import { pathExists, removeEmptyDirs } from '../../host/mounts.js';
 import { subdirsOf } from '../../host/storage/dots-zfs.js';
-import { optBool, type Context, type Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { selectPool } from './select.js';
 
 /** What lives on a pool and would go with it: dots, images, cluster volumes, the managed etcd's data. */
@@ -21,10 +21,9 @@ async function poolContents(ctx: Context, record: PoolRecord, etcdHere: boolean)
 }
 
 /** `knarr pool destroy POOL --yes [--force]`: destroys the pool and everything on it; one that holds knarr's data needs --force. */
-export const poolDestroy: Handler = async ({ args, opts }, ctx) => {
-  const name = args[0] as string;
+export async function poolDestroy(name: string, opts: { yes: boolean; force: boolean }, ctx: Context): Promise<CommandResult> {
   const record = await selectPool(ctx, name);
-  if (!optBool(opts, 'yes') && !ctx.runner.dryRun) {
+  if (!opts.yes && !ctx.runner.dryRun) {
     throw new UserError(`destroying pool ${name} deletes all its data; pass --yes to confirm`, {
       hint: `preview it with: knarr --dry-run pool destroy ${name}`,
     });
@@ -40,7 +39,7 @@ export const poolDestroy: Handler = async ({ args, opts }, ctx) => {
     held.clusterVolumes.length > 0 && `cluster volumes ${held.clusterVolumes.join(', ')}`,
     held.etcd && "the managed etcd's data",
   ].filter((x): x is string => typeof x === 'string');
-  if (listed.length > 0 && !optBool(opts, 'force')) {
+  if (listed.length > 0 && !opts.force) {
     throw new ConflictError(`pool ${name} holds ${listed.join('; ')}`, {
       hint: `remove them first (knarr dot rm, knarr image rm, knarr cluster delete), or destroy them with the pool: knarr pool destroy ${name} --yes --force`,
       detail: held,
@@ -55,4 +54,4 @@ export const poolDestroy: Handler = async ({ args, opts }, ctx) => {
     await removeEmptyDirs(record.mountpoint);
   }
   return { data: { pool: name, driver: record.driver, destroyed: !ctx.runner.dryRun }, view: { kind: 'lines', lines: [`pool ${name} destroyed`] } };
-};
+}
