@@ -1,6 +1,8 @@
 import { DRIVER_NAMES } from '../core/pool.js';
 import type { ArgDef, CommandDef, OptionDef } from '../commands/define.js';
 import { etcd } from '../commands/etcd/index.js';
+import { host } from '../commands/host/index.js';
+import { image } from '../commands/image/index.js';
 import { onboot } from '../commands/onboot/index.js';
 import { op } from '../commands/op/index.js';
 import { pool } from '../commands/pool/index.js';
@@ -386,56 +388,7 @@ export const COMMANDS: CommandDef[] = [
       },
     ],
   },
-  {
-    name: 'host',
-    summary: 'hosts of the fleet: up while their agent holds its lease',
-    description:
-      'Each host is registered by its agent (knarr daemon) under an etcd lease: a host whose lease lapses is down. States: ok, draining (takes no new jobs), and gone after leave.',
-    subcommands: [
-      {
-        name: 'list',
-        summary: 'hosts with up/down, state, tags and load',
-        examples: [{ command: 'knarr host list', description: 'the fleet' }],
-        dryRun: 'reads',
-        handler: () => import('../commands/host/host.js').then((m) => m.hostList),
-      },
-      {
-        name: 'show',
-        summary: 'one host',
-        args: [{ name: 'host', description: 'host name', required: true }],
-        examples: [{ command: 'knarr --json host show h1', description: 'h1 as JSON' }],
-        dryRun: 'reads',
-        handler: () => import('../commands/host/host.js').then((m) => m.hostShow),
-      },
-      {
-        name: 'drain',
-        summary: 'take no new jobs on a host (--undo to serve again)',
-        args: [{ name: 'host', description: 'host name', required: true }],
-        options: [{ flags: '--undo', description: 'serve jobs again' }],
-        examples: [{ command: 'knarr host drain h1', description: 'drain h1' }],
-        dryRun: 'plans',
-        handler: () => import('../commands/host/host.js').then((m) => m.hostDrain),
-      },
-      {
-        name: 'tag',
-        summary: 'add (or --remove) tags of a host',
-        args: [{ name: 'host', description: 'host name', required: true }, { name: 'tag', description: 'tags', variadic: true }],
-        options: [{ flags: '--remove', description: 'remove the tags instead' }],
-        examples: [{ command: 'knarr host tag h1 ssd zone=eu', description: 'tag h1' }],
-        dryRun: 'plans',
-        handler: () => import('../commands/host/host.js').then((m) => m.hostTag),
-      },
-      {
-        name: 'leave',
-        summary: 'forget a host (its agent must be stopped, or --force)',
-        args: [{ name: 'host', description: 'host name', required: true }],
-        options: [{ flags: '--force', description: 'also when its agent still runs' }],
-        examples: [{ command: 'knarr host leave h9', description: 'forget h9' }],
-        dryRun: 'plans',
-        handler: () => import('../commands/host/host.js').then((m) => m.hostLeave),
-      },
-    ],
-  },
+  host,
   {
     name: 'cluster',
     summary: 'virtual clusters of LXC containers, driven by durable operations',
@@ -523,61 +476,7 @@ export const COMMANDS: CommandDef[] = [
       },
     ],
   },
-  {
-    name: 'image',
-    summary: 'base images for cluster nodes',
-    subcommands: [
-      {
-        name: 'import',
-        summary: 'a base image from a rootfs tar or directory, or built from busybox-static',
-        args: [
-          { name: 'name', description: 'image name', required: true },
-          { name: 'rootfs', description: 'a rootfs .tar file or directory' },
-        ],
-        options: [
-          { flags: '--busybox', description: 'build the rootfs from this host\'s busybox-static (no download)' },
-          { flags: '--pool <pool>', description: 'pool to keep it on (btrfs, lvm or dir)' },
-        ],
-        examples: [
-          { command: 'knarr image import base --busybox', description: 'a busybox base image' },
-          { command: 'knarr image import debian rootfs.tar', description: 'from a tar' },
-        ],
-        dryRun: 'plans',
-        handler: () => import('../commands/cluster/image.js').then((m) => m.imageImport),
-      },
-      {
-        name: 'list',
-        summary: 'this host\'s images',
-        examples: [{ command: 'knarr image list', description: 'images' }],
-        dryRun: 'reads',
-        handler: () => import('../commands/cluster/image.js').then((m) => m.imageList),
-      },
-      {
-        name: 'rm',
-        summary: 'remove an image no cluster uses',
-        args: [{ name: 'name', description: 'image name', required: true }],
-        examples: [{ command: 'knarr image rm old', description: 'remove old' }],
-        dryRun: 'plans',
-        handler: () => import('../commands/cluster/image.js').then((m) => m.imageRm),
-      },
-      {
-        name: 'save',
-        summary: 'a node\'s filesystem (its changes over the base) as a new image',
-        args: [
-          { name: 'cluster', description: 'cluster name', required: true },
-          { name: 'node', description: 'node index or hostname', required: true },
-          { name: 'name', description: 'new image name', required: true },
-        ],
-        options: [
-          { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' },
-          { flags: '--detach', description: 'print the operation id and return at once' },
-        ],
-        examples: [{ command: 'knarr image save lab 0 lab-base', description: 'node 0 of lab as lab-base' }],
-        dryRun: 'plans',
-        handler: () => import('../commands/cluster/commands.js').then((m) => m.imageSave),
-      },
-    ],
-  },
+  image,
   op,
   {
     name: 'daemon',
