@@ -86,7 +86,7 @@ async function bringUpDot(ctx: Context, repo: DotRepo, d: BootDot, poolName: str
 async function planBoot(ctx: Context, b: BootPlan): Promise<CommandResult> {
   const note = (line: string) => ctx.runner.note(line);
   const pool = await poolInit({ devices: b.devices, driver: b.driver, name: b.pool, force: false }, ctx);
-  const poolName = (pool.data as { pool?: string; name?: string }).name ?? (pool.data as { pool: string }).pool;
+  const poolName = 'dryRun' in pool.data ? pool.data.pool : pool.data.name;
   const record = await readPoolRecord(ctx.config.stateDir, poolName);
   const poolHere = record !== null && (await ctx.drivers[record.driver].poolStatus(record, ctx.runner)).online;
   let etcdRuns = false;
@@ -209,7 +209,7 @@ export async function onboot(opts: OnbootOptions, ctx: Context): Promise<Command
   if (ctx.runner.dryRun) return planBoot(ctx, plan);
 
   const pool = await step(ctx, 'pool', 'pool', () => poolInit({ devices, driver: plan.driver, name: poolOpt, force: false }, ctx));
-  const poolName = (pool.data as { name: string }).name;
+  const poolName = 'dryRun' in pool.data ? pool.data.pool : pool.data.name;
   const etcd = await step(ctx, 'etcd', 'etcd on the pool', () => ensureLocalEtcd(ctx, { pool: poolName }));
 
   let dotAction: string | null = null;
@@ -230,7 +230,7 @@ export async function onboot(opts: OnbootOptions, ctx: Context): Promise<Command
     throw e;
   }
 
-  const result = { pool: poolName, poolAction: (pool.data as { action: string }).action, etcd: etcd.action, dot: dot?.dotText ?? null, dotAction, mountpoint: dot?.mountpoint ?? null, daemon };
+  const result = { pool: poolName, poolAction: pool.data.action, etcd: etcd.action, dot: dot?.dotText ?? null, dotAction, mountpoint: dot?.mountpoint ?? null, daemon };
   ctx.events.step('onboot: stopping etcd');
   await etcdDown(ctx);
   ctx.events.done();

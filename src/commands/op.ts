@@ -7,7 +7,7 @@ import { collectGarbage } from '../state/gc.js';
 import { OpRepo } from '../state/ops.js';
 import type { Store } from '../state/store.js';
 import { thisHost } from '../daemon/pidfile.js';
-import { optBool, type CommandResult, type Context } from './types.js';
+import type { CommandResult, Context } from './types.js';
 import { withStore } from './with-store.js';
 
 const BIN = fileURLToPath(new URL('../../bin/knarr', import.meta.url));
@@ -38,7 +38,7 @@ export async function runInline(ctx: Context, store: Store): Promise<void> {
  * progress, or returns the id at once with --detach); with no agent on this host, the CLI runs it
  * inline (with --detach, a background knarr does).
  */
-export async function runOperation(ctx: Context, store: Store, kind: string, args: Record<string, unknown>, host: string, opts: Record<string, unknown>): Promise<CommandResult> {
+export async function runOperation(ctx: Context, store: Store, kind: string, args: Record<string, unknown>, host: string, opts: { detach: boolean }): Promise<CommandResult> {
   const repo = new OpRepo(store, ctx.config.fleet);
   // One operation at a time on a cluster: two would write its record over each other (a scale could bring back a deleted cluster).
   if (typeof args.user === 'string' && typeof args.name === 'string') {
@@ -47,7 +47,7 @@ export async function runOperation(ctx: Context, store: Store, kind: string, arg
       throw new ConflictError(`cluster ${args.name} of user ${args.user} has ${busy.id} (${busy.kind}) ${busy.status}`, { hint: `wait for it: knarr op wait ${busy.id}; or take it back: knarr op cancel ${busy.id}` });
     }
   }
-  const detach = optBool(opts, 'detach');
+  const detach = opts.detach;
   const hosts = new HostRepo(store, ctx.config.fleet);
   const here = await thisHost(ctx.config.stateDir);
   const agentUp = (await hosts.get(host))?.up === true;

@@ -3,7 +3,7 @@ import { statePaths } from '../../core/paths.js';
 import { buildPoolSpec, notCarrying, specConflict, type PoolInitInput, type PoolRecord, type PoolSpec } from '../../core/pool.js';
 import { shellCommand } from '../../core/shell.js';
 import { probeSources } from '../../host/storage/common.js';
-import { poolSources } from '../../host/storage/driver.js';
+import { poolSources, type EnsureAction, type PoolStatus } from '../../host/storage/driver.js';
 import { listPoolRecords, readPoolRecord, writePoolRecord } from '../../host/local-state.js';
 import { pathExists } from '../../host/mounts.js';
 import type { CommandResult, Context } from '../types.js';
@@ -18,7 +18,10 @@ function sourcesOf(p: PoolSpec | PoolRecord): string[] {
 }
 
 /** `knarr pool init`: create, import or reuse a pool; idempotent. */
-export async function poolInit(given: PoolInitInput, ctx: Context): Promise<CommandResult> {
+/** What pool init returns: the pool's status after it, or under --dry-run what it would do. */
+export type PoolInitResult = ({ action: EnsureAction } & PoolStatus) | { pool: string; driver: string; action: EnsureAction; dryRun: true };
+
+export async function poolInit(given: PoolInitInput, ctx: Context): Promise<CommandResult<PoolInitResult>> {
   const paths = statePaths(ctx.config.stateDir);
   const spec = buildPoolSpec(
     given,
