@@ -58,8 +58,15 @@ type ChoiceOf<S> = S extends { choices: readonly (infer C extends string)[] } ? 
 type TakesValue<F extends string> = F extends `${string}<${string}>${string}` | `${string}[${string}]${string}` ? true : false;
 
 /** The value an option has in the handler: boolean for a flag, string[] when repeatable, a choice union when it has choices. */
-export type OptionValue<S extends OptionSpec> =
-  TakesValue<S['flags']> extends false ? boolean : S extends { repeatable: true } ? ChoiceOf<S>[] : S extends { required: true } ? ChoiceOf<S> : ChoiceOf<S> | undefined;
+export type OptionValue<S extends OptionSpec> = string extends S['flags']
+  ? unknown // flags widened to string (a definition not written in place): nothing to infer from
+  : TakesValue<S['flags']> extends false
+    ? boolean
+    : S extends { repeatable: true }
+      ? ChoiceOf<S>[]
+      : S extends { required: true }
+        ? ChoiceOf<S>
+        : ChoiceOf<S> | undefined;
 
 export type ArgValue<S extends ArgSpec> = S extends { variadic: true } ? ChoiceOf<S>[] : S extends { required: true } ? ChoiceOf<S> : ChoiceOf<S> | undefined;
 

@@ -41,6 +41,12 @@ describe('defineCommand infers the handler input from the definition', () => {
       return { data: null };
     });
     expectTypeOf<Input['options']['loopFile']>().toEqualTypeOf<string | undefined>();
+    // Flags widened to string say nothing: the handler gets unknown, not a wrong boolean.
+    const wide: { flags: string; description: string } = { flags: '--size <n>', description: 'n' };
+    defineCommand({ name: 'w', summary: 's', dryRun: 'reads', options: { size: wide } }, async ({ options }) => {
+      expectTypeOf(options.size).toEqualTypeOf<unknown>();
+      return { data: null };
+    });
     const typed = async (opts: { force: string }) => ({ data: opts });
     // @ts-expect-error a handler that wants another type than the definition gives is refused
     defineCommand({ name: 'x', summary: 's', dryRun: 'reads', options: { force: { flags: '--force', description: 'f' } } }, async ({ options }) => typed(options));
