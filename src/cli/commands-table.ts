@@ -1,4 +1,3 @@
-import { DRIVER_NAMES } from '../core/pool.js';
 import type { ArgDef, CommandDef, OptionDef } from '../commands/define.js';
 import { etcd } from '../commands/etcd/index.js';
 import { host } from '../commands/host/index.js';
@@ -24,8 +23,8 @@ export const GLOBAL_OPTIONS: OptionDef[] = [
 
 const dotArg: ArgDef = { name: 'dot', description: 'DOT or DOT.SUBDOT', required: true };
 const dotOnlyArg: ArgDef = { name: 'dot', description: 'dot name', required: true };
-const poolArg: ArgDef = { name: 'pool', description: 'pool name (default: the configured pool, or the only one)' };
 
+/** The command tree: typed nouns from their definition modules; dot, job, service, cluster, daemon, doctor and completion (and image save) are still untyped entries. */
 export const COMMANDS: CommandDef[] = [
   pool,
   etcd,
