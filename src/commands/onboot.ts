@@ -157,12 +157,7 @@ async function checkDotData(ctx: Context, dot: DotRecord, sub: string): Promise<
   });
 }
 
-/**
- * `knarr onboot`: the dm-linuxkit flow for a LinuxKit onboot container. Idempotent: at every boot it
- * imports the pool, brings etcd up, keeps a dot that exists (a seed never overwrites local state),
- * else pulls it from --seed, else inits it, and mounts it; then stops etcd, or with --daemon first runs
- * (etcd kept up, the agent when configured) until SIGTERM. Without --dot, --daemon is the service form.
- */
+/** The options of `knarr onboot`, as its definition types them. */
 export interface OnbootOptions {
   storageDevice: string[];
   /** The dm-linuxkit spelling of storageDevice. */
@@ -175,6 +170,12 @@ export interface OnbootOptions {
   daemon: boolean;
 }
 
+/**
+ * `knarr onboot`: the dm-linuxkit flow for a LinuxKit onboot container. Idempotent: at every boot it
+ * imports the pool, brings etcd up, keeps a dot that exists (a seed never overwrites local state),
+ * else pulls it from --seed, else inits it, and mounts it; then stops etcd, or with --daemon first runs
+ * (etcd kept up, the agent when configured) until SIGTERM. Without --dot, --daemon is the service form.
+ */
 export async function onboot(opts: OnbootOptions, ctx: Context): Promise<CommandResult> {
   const deviceFlags = [...opts.storageDevice, ...opts.zpoolDevice];
   if (deviceFlags.length === 0) throw new ValidationError('--storage-device', 'give the device(s) for the pool, e.g. --storage-device /dev/nvme0n1,/dev/nvme1n1');

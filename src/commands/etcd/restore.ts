@@ -12,7 +12,7 @@ import { dataLocation, dropUnswappedRestore, ensureLocalEtcd, finishRestore, rea
 import { etcdData } from './view.js';
 import { knarrCommand } from '../../core/shell.js';
 
-/** `knarr etcd restore FILE`: the managed etcd's data replaced by a snapshot's; the data it had is kept aside. */
+/** The options of `knarr etcd restore`. */
 export interface EtcdRestoreOptions {
   yes: boolean;
   pool?: string;
@@ -20,6 +20,7 @@ export interface EtcdRestoreOptions {
   peerPort?: string;
 }
 
+/** `knarr etcd restore FILE`: the managed etcd's data replaced by a snapshot's; the data it had is kept aside. */
 export async function etcdRestore(fileArg: string, opts: EtcdRestoreOptions, ctx: Context): Promise<CommandResult> {
   refuseExternal(ctx, 'restore');
   const file = resolve(ctx.cwd, fileArg);

@@ -17,10 +17,10 @@ function sourcesOf(p: PoolSpec | PoolRecord): string[] {
   return p.loopFile ? [p.loopFile.path] : p.path ? [p.path] : p.devices;
 }
 
-/** `knarr pool init`: create, import or reuse a pool; idempotent. */
 /** What pool init returns: the pool's status after it, or under --dry-run what it would do. */
 export type PoolInitResult = ({ action: EnsureAction } & PoolStatus) | { pool: string; driver: string; action: EnsureAction; dryRun: true };
 
+/** `knarr pool init`: create, import or reuse a pool; idempotent. */
 export async function poolInit(given: PoolInitInput, ctx: Context): Promise<CommandResult<PoolInitResult>> {
   const paths = statePaths(ctx.config.stateDir);
   const spec = buildPoolSpec(
