@@ -1,4 +1,4 @@
-import type { ArgDef, CommandDef, OptionDef } from '../commands/define.js';
+import { defineCommand, type ArgDef, type CommandDef, type OptionDef } from '../commands/define.js';
 import { etcd } from '../commands/etcd/index.js';
 import { host } from '../commands/host/index.js';
 import { image } from '../commands/image/index.js';
@@ -24,7 +24,7 @@ export const GLOBAL_OPTIONS: OptionDef[] = [
 const dotArg: ArgDef = { name: 'dot', description: 'DOT or DOT.SUBDOT', required: true };
 const dotOnlyArg: ArgDef = { name: 'dot', description: 'dot name', required: true };
 
-/** The command tree: typed nouns from their definition modules; dot, job, service, cluster, daemon, doctor and completion (and image save) are still untyped entries. */
+/** The command tree: typed nouns from their definition modules; dot, job, service, cluster, daemon and doctor (and image save) are still untyped entries. */
 export const COMMANDS: CommandDef[] = [
   pool,
   etcd,
@@ -514,17 +514,19 @@ export const COMMANDS: CommandDef[] = [
     dryRun: 'plans',
     handler: () => import('../commands/doctor.js').then((m) => m.doctor),
   },
-  {
-    name: 'completion',
-    summary: 'print a shell completion script',
-    args: [{ name: 'shell', description: 'bash, zsh or fish', required: true, choices: ['bash', 'zsh', 'fish'] }],
-    examples: [
-      { command: 'knarr completion bash > /etc/bash_completion.d/knarr', description: 'install bash completion' },
-      { command: 'knarr completion fish > ~/.config/fish/completions/knarr.fish', description: 'install fish completion' },
-    ],
-    dryRun: 'reads',
-    handler: () => import('./completion-command.js').then((m) => m.completion),
-  },
+  defineCommand(
+    {
+      name: 'completion',
+      summary: 'print a shell completion script',
+      args: { shell: { description: 'bash, zsh or fish', required: true, choices: ['bash', 'zsh', 'fish'] } },
+      examples: [
+        { command: 'knarr completion bash > /etc/bash_completion.d/knarr', description: 'install bash completion' },
+        { command: 'knarr completion fish > ~/.config/fish/completions/knarr.fish', description: 'install fish completion' },
+      ],
+      dryRun: 'reads',
+    },
+    async ({ args }) => (await import('./completion-command.js')).completion(args.shell),
+  ),
 ];
 
 /** Every leaf command with its path, for generators and tests. */
