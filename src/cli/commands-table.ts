@@ -1,51 +1,14 @@
-import type { Handler } from '../commands/types.js';
-import { DRIVER_NAMES } from '../core/pool.js';
 import { longFlag, SETTINGS } from '../core/settings.js';
+import { defineCommand, type ArgDef, type CommandDef, type OptionDef } from '../commands/define.js';
+import { etcd } from '../commands/etcd/index.js';
+import { host } from '../commands/host/index.js';
+import { image } from '../commands/image/index.js';
+import { onboot } from '../commands/onboot/index.js';
+import { op } from '../commands/op/index.js';
+import { pool } from '../commands/pool/index.js';
 
-export type DryRunMode = 'reads' | 'plans' | 'refuses';
-
-export interface OptionDef {
-  /** Commander flags, e.g. "-o, --output <format>". */
-  flags: string;
-  description: string;
-  /** Values offered by completion and listed in help; the handler validates. */
-  choices?: readonly string[];
-  /** The flag may be given several times (values are collected, commas split). */
-  repeatable?: boolean;
-  /** Environment variable documented for this option. */
-  env?: string;
-}
-
-export interface ArgDef {
-  name: string;
-  description: string;
-  required?: boolean;
-  variadic?: boolean;
-  choices?: readonly string[];
-}
-
-export interface Example {
-  command: string;
-  description: string;
-}
-
-/** One node of the command tree; a leaf has a handler, a group has subcommands. */
-export interface CommandDef {
-  name: string;
-  summary: string;
-  description?: string;
-  args?: ArgDef[];
-  options?: OptionDef[];
-  examples?: Example[];
-  /** Loaded only when this command runs, so start-up stays light. */
-  handler?: () => Promise<Handler>;
-  /**
-   * What the command does under --dry-run (every leaf says; a test runs each against real components):
-   * reads changes nothing anyway, plans prints what it would change and changes nothing, refuses says it cannot.
-   */
-  dryRun?: DryRunMode;
-  subcommands?: CommandDef[];
-}
+export type { ArgDef, CommandDef, DryRunMode, Example, OptionDef } from '../commands/define.js';
+export { longName, shortName, takesValue } from '../commands/define.js';
 
 /** The flags of the settings table that command takes (without one: the global flags); a boolean also gets its --no- form. */
 function settingOptions(command?: string): OptionDef[] {
@@ -61,142 +24,11 @@ export const GLOBAL_OPTIONS: OptionDef[] = settingOptions();
 
 const dotArg: ArgDef = { name: 'dot', description: 'DOT or DOT.SUBDOT', required: true };
 const dotOnlyArg: ArgDef = { name: 'dot', description: 'dot name', required: true };
-const poolArg: ArgDef = { name: 'pool', description: 'pool name (default: the configured pool, or the only one)' };
 
+/** The command tree: typed nouns from their definition modules; dot, job, service, cluster, daemon and doctor (and image save) are still untyped entries. */
 export const COMMANDS: CommandDef[] = [
-  {
-    name: 'pool',
-    summary: 'storage pools: zfs, btrfs, lvm or dir, on devices or loop files',
-    description:
-      'A pool is the storage a host keeps its data on. Drivers: zfs and btrfs (copy-on-write clones, snapshots, send/receive), lvm (thin pool; no send/receive), dir (a plain directory). With no --device a sparse loop file under the state directory is used.',
-    subcommands: [
-      {
-        name: 'init',
-        summary: 'create, import or reuse a pool (idempotent)',
-        description:
-          'Creates the pool, or imports it when its devices already carry it, or reports that it exists. Never recreates a pool. Refuses a device holding another filesystem unless --force.',
-        options: [
-          { flags: '--name <name>', description: 'pool name (default "knarr", or pool.name in the config file)' },
-          { flags: '--driver <driver>', description: 'storage driver (default zfs)', choices: DRIVER_NAMES },
-          { flags: '--device <dev>', description: 'block device(s) to build the pool on', repeatable: true },
-          { flags: '--loop-file <path>', description: 'sparse image file to build the pool on (default <state-dir>/pools/<name>.img)' },
-          { flags: '--size <size>', description: 'size of a new loop file, e.g. 512M, 2G (default 2G)' },
-          { flags: '--path <dir>', description: 'directory of a dir pool (default <state-dir>/mnt/<name>)' },
-          { flags: '--mountpoint <path>', description: 'where the pool is mounted (default <state-dir>/mnt/<name>)' },
-          { flags: '--force', description: 'overwrite a device or file that holds another filesystem' },
-        ],
-        examples: [
-          { command: 'knarr pool init', description: 'a zfs pool "knarr" on a 2G loop file' },
-          { command: 'knarr pool init --name data --device /dev/nvme0n1,/dev/nvme1n1', description: 'a zfs pool on two disks' },
-          { command: 'knarr pool init --name scratch --driver btrfs --loop-file /srv/scratch.img --size 10G', description: 'btrfs on a loop file' },
-          { command: 'knarr --dry-run pool init --name p --device /dev/sdz', description: 'print the zpool commands, change nothing' },
-        ],
-        dryRun: 'plans',
-        handler: () => import('../commands/pool/init.js').then((m) => m.poolInit),
-      },
-      {
-        name: 'status',
-        summary: 'health, size and free space of a pool',
-        args: [poolArg],
-        examples: [{ command: 'knarr --json pool status knarr', description: 'status as JSON' }],
-        dryRun: 'reads',
-        handler: () => import('../commands/pool/status.js').then((m) => m.poolStatus),
-      },
-      {
-        name: 'list',
-        summary: 'pools on this host',
-        examples: [{ command: 'knarr pool list', description: 'a table of pools with health and space' }],
-        dryRun: 'reads',
-        handler: () => import('../commands/pool/list.js').then((m) => m.poolList),
-      },
-      {
-        name: 'destroy',
-        summary: 'destroy a pool and all data on it (needs --yes)',
-        description: 'A pool that holds dots, images, cluster volumes or the managed etcd\'s data is refused (they are listed) unless --force is given too; the empty mountpoint goes with the pool.',
-        args: [{ name: 'pool', description: 'pool name', required: true }],
-        options: [
-          { flags: '--yes', description: 'confirm that all data on the pool is to be destroyed' },
-          { flags: '--force', description: 'destroy it even while dots, images, cluster volumes or the managed etcd\'s data are on it' },
-        ],
-        examples: [
-          { command: 'knarr pool destroy scratch --yes', description: 'destroy the pool "scratch"' },
-          { command: 'knarr pool destroy old --yes --force', description: 'destroy the pool "old" with the dots and images on it' },
-        ],
-        dryRun: 'plans',
-        handler: () => import('../commands/pool/destroy.js').then((m) => m.poolDestroy),
-      },
-    ],
-  },
-  {
-    name: 'etcd',
-    summary: 'the knarr-managed local etcd (the embedded default store)',
-    description:
-      'knarr keeps fleet state in etcd. With no --etcd, commands use a local etcd that knarr runs itself, with its data on the pool (volume knarr-etcd) or, when there is no pool, under the state directory. It listens on 127.0.0.1 and on a unix socket in <state-dir>/etcd.',
-    subcommands: [
-      {
-        name: 'up',
-        summary: 'start the managed etcd and wait until healthy (idempotent)',
-        options: [
-          { flags: '--pool <name>', description: 'pool whose knarr-etcd volume holds the data (default: the default pool, if any)' },
-          { flags: '--client-port <port>', description: 'client port on 127.0.0.1 (default 2379)' },
-          { flags: '--peer-port <port>', description: 'peer port on 127.0.0.1 (default 2380)' },
-        ],
-        examples: [
-          { command: 'knarr etcd up', description: 'start etcd with its data on the default pool' },
-          { command: 'knarr etcd up --client-port 12379 --peer-port 12380', description: 'on other ports' },
-        ],
-        dryRun: 'plans',
-        handler: () => import('../commands/etcd/up.js').then((m) => m.etcdUp),
-      },
-      {
-        name: 'down',
-        summary: 'stop the managed etcd; its data stays',
-        examples: [{ command: 'knarr etcd down', description: 'stop etcd' }],
-        dryRun: 'plans',
-        handler: () => import('../commands/etcd/down.js').then((m) => m.etcdDown),
-      },
-      {
-        name: 'status',
-        summary: 'process, health and data place of the etcd in use',
-        examples: [{ command: 'knarr --json etcd status', description: 'status as JSON' }],
-        dryRun: 'reads',
-        handler: () => import('../commands/etcd/status.js').then((m) => m.etcdStatus),
-      },
-      {
-        name: 'backup',
-        summary: 'a snapshot of the fleet\'s store to a file (the managed etcd, or --etcd)',
-        description:
-          'Takes a consistent snapshot with etcdctl from the running managed etcd, or from the first healthy --etcd endpoint, and reads its revision and key count back. The file is written under a temporary name and renamed when whole, mode 0600: it holds the fleet\'s tokens.',
-        args: [{ name: 'file', required: true, description: 'snapshot file to write' }],
-        options: [{ flags: '--force', description: 'replace FILE if it exists' }],
-        examples: [
-          { command: 'knarr etcd backup /srv/backup/knarr-etcd.db', description: 'snapshot the store' },
-          { command: 'knarr --etcd http://10.0.0.1:2379 etcd backup fleet.db', description: 'snapshot a fleet\'s external etcd' },
-        ],
-        dryRun: 'plans',
-        handler: () => import('../commands/etcd/backup.js').then((m) => m.etcdBackup),
-      },
-      {
-        name: 'restore',
-        summary: 'replace the managed etcd\'s data with a snapshot\'s (needs --yes over existing data)',
-        description:
-          'Unpacks the snapshot (checking its checksum) beside the current data, stops the managed etcd, puts the current data aside as member.before-restore-<time> in the data directory, moves the restored data in and starts etcd again. A damaged snapshot changes nothing; a restore cut short is finished by the next start. On a new host it brings up etcd with the snapshot\'s data.',
-        args: [{ name: 'file', required: true, description: 'snapshot file written by knarr etcd backup (or etcdctl snapshot save)' }],
-        options: [
-          { flags: '--yes', description: 'confirm that the current data is to be replaced (it is kept aside)' },
-          { flags: '--pool <name>', description: 'on a host with no etcd yet: pool whose knarr-etcd volume gets the data (default: the default pool)' },
-          { flags: '--client-port <port>', description: 'client port to start etcd on (default: the last one, else 2379)' },
-          { flags: '--peer-port <port>', description: 'peer port to start etcd on (default: the last one, else 2380)' },
-        ],
-        examples: [
-          { command: 'knarr etcd restore /srv/backup/knarr-etcd.db --yes', description: 'roll the fleet\'s store back to the snapshot' },
-          { command: 'knarr --dry-run etcd restore /srv/backup/knarr-etcd.db', description: 'show the steps' },
-        ],
-        dryRun: 'plans',
-        handler: () => import('../commands/etcd/restore.js').then((m) => m.etcdRestore),
-      },
-    ],
-  },
+  pool,
+  etcd,
   {
     name: 'dot',
     summary: 'versioned data volumes: commit, branch, clone, mount',
@@ -559,56 +391,7 @@ export const COMMANDS: CommandDef[] = [
       },
     ],
   },
-  {
-    name: 'host',
-    summary: 'hosts of the fleet: up while their agent holds its lease',
-    description:
-      'Each host is registered by its agent (knarr daemon) under an etcd lease: a host whose lease lapses is down. States: ok, draining (takes no new jobs), and gone after leave.',
-    subcommands: [
-      {
-        name: 'list',
-        summary: 'hosts with up/down, state, tags and load',
-        examples: [{ command: 'knarr host list', description: 'the fleet' }],
-        dryRun: 'reads',
-        handler: () => import('../commands/host/host.js').then((m) => m.hostList),
-      },
-      {
-        name: 'show',
-        summary: 'one host',
-        args: [{ name: 'host', description: 'host name', required: true }],
-        examples: [{ command: 'knarr --json host show h1', description: 'h1 as JSON' }],
-        dryRun: 'reads',
-        handler: () => import('../commands/host/host.js').then((m) => m.hostShow),
-      },
-      {
-        name: 'drain',
-        summary: 'take no new jobs on a host (--undo to serve again)',
-        args: [{ name: 'host', description: 'host name', required: true }],
-        options: [{ flags: '--undo', description: 'serve jobs again' }],
-        examples: [{ command: 'knarr host drain h1', description: 'drain h1' }],
-        dryRun: 'plans',
-        handler: () => import('../commands/host/host.js').then((m) => m.hostDrain),
-      },
-      {
-        name: 'tag',
-        summary: 'add (or --remove) tags of a host',
-        args: [{ name: 'host', description: 'host name', required: true }, { name: 'tag', description: 'tags', variadic: true }],
-        options: [{ flags: '--remove', description: 'remove the tags instead' }],
-        examples: [{ command: 'knarr host tag h1 ssd zone=eu', description: 'tag h1' }],
-        dryRun: 'plans',
-        handler: () => import('../commands/host/host.js').then((m) => m.hostTag),
-      },
-      {
-        name: 'leave',
-        summary: 'forget a host (its agent must be stopped, or --force)',
-        args: [{ name: 'host', description: 'host name', required: true }],
-        options: [{ flags: '--force', description: 'also when its agent still runs' }],
-        examples: [{ command: 'knarr host leave h9', description: 'forget h9' }],
-        dryRun: 'plans',
-        handler: () => import('../commands/host/host.js').then((m) => m.hostLeave),
-      },
-    ],
-  },
+  host,
   {
     name: 'cluster',
     summary: 'virtual clusters of LXC containers, driven by durable operations',
@@ -696,123 +479,8 @@ export const COMMANDS: CommandDef[] = [
       },
     ],
   },
-  {
-    name: 'image',
-    summary: 'base images for cluster nodes',
-    subcommands: [
-      {
-        name: 'import',
-        summary: 'a base image from a rootfs tar or directory, or built from busybox-static',
-        args: [
-          { name: 'name', description: 'image name', required: true },
-          { name: 'rootfs', description: 'a rootfs .tar file or directory' },
-        ],
-        options: [
-          { flags: '--busybox', description: 'build the rootfs from this host\'s busybox-static (no download)' },
-          { flags: '--pool <pool>', description: 'pool to keep it on (btrfs, lvm or dir)' },
-        ],
-        examples: [
-          { command: 'knarr image import base --busybox', description: 'a busybox base image' },
-          { command: 'knarr image import debian rootfs.tar', description: 'from a tar' },
-        ],
-        dryRun: 'plans',
-        handler: () => import('../commands/cluster/image.js').then((m) => m.imageImport),
-      },
-      {
-        name: 'list',
-        summary: 'this host\'s images',
-        examples: [{ command: 'knarr image list', description: 'images' }],
-        dryRun: 'reads',
-        handler: () => import('../commands/cluster/image.js').then((m) => m.imageList),
-      },
-      {
-        name: 'rm',
-        summary: 'remove an image no cluster uses',
-        args: [{ name: 'name', description: 'image name', required: true }],
-        examples: [{ command: 'knarr image rm old', description: 'remove old' }],
-        dryRun: 'plans',
-        handler: () => import('../commands/cluster/image.js').then((m) => m.imageRm),
-      },
-      {
-        name: 'save',
-        summary: 'a node\'s filesystem (its changes over the base) as a new image',
-        args: [
-          { name: 'cluster', description: 'cluster name', required: true },
-          { name: 'node', description: 'node index or hostname', required: true },
-          { name: 'name', description: 'new image name', required: true },
-        ],
-        options: [
-          { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' },
-          { flags: '--detach', description: 'print the operation id and return at once' },
-        ],
-        examples: [{ command: 'knarr image save lab 0 lab-base', description: 'node 0 of lab as lab-base' }],
-        dryRun: 'plans',
-        handler: () => import('../commands/cluster/commands.js').then((m) => m.imageSave),
-      },
-    ],
-  },
-  {
-    name: 'op',
-    summary: 'durable operations: what cluster commands do, step by step',
-    description:
-      'Every fleet-level change is written to etcd as an operation (id, kind, arguments, host, status queued/running/done/failed/cancelled, progress, error, times) before anything runs. The host\'s agent claims and runs it; with no agent, the CLI runs its own host\'s operations inline. One interrupted by a crash is resumed (its steps are idempotent) by the next runner on that host, or undone if it was cancelled.',
-    subcommands: [
-      {
-        name: 'list',
-        summary: 'operations, oldest first',
-        options: [{ flags: '--active', description: 'only those not ended' }],
-        examples: [{ command: 'knarr op list --active', description: 'what is queued or running' }],
-        dryRun: 'reads',
-        handler: () => import('../commands/op.js').then((m) => m.opList),
-      },
-      {
-        name: 'show',
-        summary: 'one operation, whole',
-        args: [{ name: 'op', description: 'operation id (op-000042)', required: true }],
-        examples: [{ command: 'knarr --json op show op-000042', description: 'as JSON' }],
-        dryRun: 'reads',
-        handler: () => import('../commands/op.js').then((m) => m.opShow),
-      },
-      {
-        name: 'wait',
-        summary: 'wait until an operation ends; exit 0 if done, 1 if it failed or was cancelled',
-        args: [{ name: 'op', description: 'operation id', required: true }],
-        options: [{ flags: '--timeout <seconds>', description: 'give up waiting after this long' }],
-        examples: [{ command: 'knarr op wait op-000042', description: 'wait for it' }],
-        dryRun: 'reads',
-        handler: () => import('../commands/op.js').then((m) => m.opWait),
-      },
-      {
-        name: 'cancel',
-        summary: 'cancel: a queued operation ends, a running one stops at its next step and is undone',
-        args: [{ name: 'op', description: 'operation id', required: true }],
-        examples: [{ command: 'knarr op cancel op-000042', description: 'cancel it' }],
-        dryRun: 'plans',
-        handler: () => import('../commands/op.js').then((m) => m.opCancel),
-      },
-      {
-        name: 'run',
-        summary: 'run this host\'s pending operations here (what --detach starts with no agent)',
-        args: [{ name: 'op', description: 'operation id', required: true }],
-        examples: [{ command: 'knarr op run op-000042', description: 'run it in this process' }],
-        dryRun: 'refuses',
-        handler: () => import('../commands/op.js').then((m) => m.opRun),
-      },
-      {
-        name: 'gc',
-        summary: 'remove operations that ended (done, failed, cancelled) and job history older than an age',
-        description:
-          'Queued and running operations always stay, and so does each job\'s newest start in its history (where a fixed job belongs). Under --dry-run it lists what would go and removes nothing. Agents do the same on their own with the opRetention setting (KNARR_OP_RETENTION, default 7d; 0 keeps everything).',
-        options: [{ flags: '--older-than <age>', description: 'how old what goes is: 90s, 30m, 12h, 7d, 2w (default 7d)' }],
-        examples: [
-          { command: 'knarr op gc --older-than 30d', description: 'remove what ended more than 30 days ago' },
-          { command: 'knarr --dry-run op gc', description: 'list what is older than 7 days' },
-        ],
-        dryRun: 'plans',
-        handler: () => import('../commands/op.js').then((m) => m.opGc),
-      },
-    ],
-  },
+  image,
+  op,
   {
     name: 'daemon',
     summary: 'the agent: registers this host, serves the token-protected API',
@@ -823,32 +491,7 @@ export const COMMANDS: CommandDef[] = [
     dryRun: 'refuses',
     handler: () => import('../commands/daemon.js').then((m) => m.daemon),
   },
-  {
-    name: 'onboot',
-    summary: 'boot oneshot: pool, etcd, dot (kept, seeded or new), mount',
-    description:
-      'For a LinuxKit onboot container or a boot script; idempotent. Imports or creates the pool on the devices (found by their labels, whatever names the devices have at this boot), brings up the managed etcd on it, keeps the dot if this host has it (a seed never overwrites local state), else pulls it from --seed, else creates it; mounts it; then stops etcd and exits 0, or with --daemon keeps running until SIGTERM (etcd up, and the agent when the config file has a daemon: section) and then stops them. With --daemon and no --dot it brings up the pool and etcd only. A failing step exits with its own code (10 pool, 11 etcd, 12 dot, 13 seed, 14 mount).',
-    options: [
-      { flags: '--storage-device <dev>', description: 'block device(s) of the pool, comma-separated or repeated', repeatable: true },
-      { flags: '--zpool-device <dev>', description: 'the same as --storage-device (the dm-linuxkit spelling)', repeatable: true },
-      { flags: '--driver <driver>', description: 'pool driver (default zfs)', choices: DRIVER_NAMES },
-      { flags: '--pool <name>', description: 'pool name (default "knarr")' },
-      { flags: '--dot <dot>', description: 'DOT or DOT.SUBDOT to bring up' },
-      { flags: '--seed <source>', description: 'REMOTE/DOT[@BRANCH] (REMOTE may be a file:// URL) to pull the dot from when this host lacks it' },
-      { flags: '--mountpoint <path>', description: 'where to mount the dot' },
-      { flags: '--daemon', description: 'keep running until SIGTERM: etcd up, and the agent when the config file has a daemon: section; --dot may be left out' },
-    ],
-    examples: [
-      {
-        command: 'knarr onboot --storage-device /dev/nvme0n1,/dev/nvme1n1 --dot postgres --seed file:///mnt/seed/postgres --mountpoint /var/lib/postgresql',
-        description: 'bring up a seeded postgres data dot at boot',
-      },
-      { command: 'knarr onboot --storage-device /dev/sdb --dot myapp.redis --seed file:///mnt/seed/myapp --mountpoint /var/lib/redis', description: 'a subdot of one seed' },
-      { command: 'knarr --dry-run onboot --storage-device /dev/sdb --dot app --mountpoint /data', description: 'the steps as the host stands now; a step that waits on an earlier one is a # line' },
-    ],
-    dryRun: 'plans',
-    handler: () => import('../commands/onboot.js').then((m) => m.onboot),
-  },
+  onboot,
   {
     name: 'doctor',
     summary: 'check host prerequisites; --fix installs and starts what is missing',
@@ -862,17 +505,19 @@ export const COMMANDS: CommandDef[] = [
     dryRun: 'plans',
     handler: () => import('../commands/doctor.js').then((m) => m.doctor),
   },
-  {
-    name: 'completion',
-    summary: 'print a shell completion script',
-    args: [{ name: 'shell', description: 'bash, zsh or fish', required: true, choices: ['bash', 'zsh', 'fish'] }],
-    examples: [
-      { command: 'knarr completion bash > /etc/bash_completion.d/knarr', description: 'install bash completion' },
-      { command: 'knarr completion fish > ~/.config/fish/completions/knarr.fish', description: 'install fish completion' },
-    ],
-    dryRun: 'reads',
-    handler: () => import('./completion-command.js').then((m) => m.completion),
-  },
+  defineCommand(
+    {
+      name: 'completion',
+      summary: 'print a shell completion script',
+      args: { shell: { description: 'bash, zsh or fish', required: true, choices: ['bash', 'zsh', 'fish'] } },
+      examples: [
+        { command: 'knarr completion bash > /etc/bash_completion.d/knarr', description: 'install bash completion' },
+        { command: 'knarr completion fish > ~/.config/fish/completions/knarr.fish', description: 'install fish completion' },
+      ],
+      dryRun: 'reads',
+    },
+    async ({ args }) => (await import('./completion-command.js')).completion(args.shell),
+  ),
 ];
 
 /** Every leaf command with its path, for generators and tests. */
@@ -880,19 +525,4 @@ export function leafCommands(defs: CommandDef[] = COMMANDS, prefix: string[] = [
   return defs.flatMap((d) =>
     d.subcommands ? leafCommands(d.subcommands, [...prefix, d.name]) : [{ path: [...prefix, d.name], def: d }],
   );
-}
-
-/** Long option name without dashes or argument: "--loop-file <path>" -> "loop-file". */
-export function longName(flags: string): string {
-  const m = /--([a-z0-9-]+)/.exec(flags);
-  return m ? m[1]! : flags;
-}
-
-export function shortName(flags: string): string | null {
-  const m = /(?:^|\s)-([a-zA-Z])\b/.exec(flags);
-  return m ? m[1]! : null;
-}
-
-export function takesValue(flags: string): boolean {
-  return /[<[]/.test(flags);
 }

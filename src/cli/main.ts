@@ -150,8 +150,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
     verbose = config.verbose;
     const ctx = createContext(config, { stderr: io.stderr, stderrIsTTY: io.stderrIsTTY ?? false, env: io.env, cwd: io.cwd, signal, stdin: () => io.stdin ?? Readable.from([]) }, () => loadConfig(sel.globals, io.env, io.cwd));
     finish = () => ctx.events.done();
-    const handler = await sel.def.handler!();
-    const result: CommandResult = await handler({ args: sel.args, opts: sel.opts }, ctx);
+    const raw = { args: sel.args, opts: sel.opts };
+    const result: CommandResult = sel.def.run ? await sel.def.run(raw, ctx) : await (await sel.def.handler!())(raw, ctx);
     ctx.events.done();
     if (result.stream && !config.dryRun) {
       const code = await result.stream(io.stdout as import('node:stream').Writable, io.stderr as import('node:stream').Writable);

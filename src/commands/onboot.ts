@@ -14,7 +14,8 @@ import { dotHandle, withDotLock, withDots } from './dot/common.js';
 import { readPoolRecord } from '../host/local-state.js';
 import type { DotRecord } from '../core/dots.js';
 import type { DotRepo } from '../state/dots.js';
-import { optBool, optList, optString, type CommandResult, type Context, type Handler } from './types.js';
+import type { DriverName } from '../core/pool.js';
+import type { CommandResult, Context } from './types.js';
 
 type Step = 'pool' | 'etcd' | 'dot' | 'seed' | 'mount';
 const STEP_CODES: Record<Step, number> = {
@@ -50,7 +51,7 @@ interface BootDot {
 
 interface BootPlan {
   devices: string[];
-  driver: string | undefined;
+  driver: DriverName | undefined;
   pool: string | undefined;
   /** Null in the service form (`--daemon` without `--dot`): pool and etcd only. */
   dot: (BootDot & { mountpoint: string }) | null;
@@ -86,8 +87,8 @@ async function bringUpDot(ctx: Context, repo: DotRepo, d: BootDot, poolName: str
  */
 async function planBoot(ctx: Context, b: BootPlan): Promise<CommandResult> {
   const note = (line: string) => ctx.runner.note(line);
-  const pool = await poolInit({ args: [], opts: { device: b.devices, driver: b.driver, name: b.pool } }, ctx);
-  const poolName = (pool.data as { pool?: string; name?: string }).name ?? (pool.data as { pool: string }).pool;
+  const pool = await poolInit({ devices: b.devices, driver: b.driver, name: b.pool, force: false }, ctx);
+  const poolName = 'dryRun' in pool.data ? pool.data.pool : pool.data.name;
   const record = await readPoolRecord(ctx.config.stateDir, poolName);
   const poolHere = record !== null && (await ctx.drivers[record.driver].poolStatus(record, ctx.runner)).online;
   let etcdRuns = false;
@@ -158,32 +159,44 @@ async function checkDotData(ctx: Context, dot: DotRecord, sub: string): Promise<
   });
 }
 
+/** The options of `knarr onboot`, as its definition types them. */
+export interface OnbootOptions {
+  storageDevice: string[];
+  /** The dm-linuxkit spelling of storageDevice. */
+  zpoolDevice: string[];
+  driver?: DriverName;
+  pool?: string;
+  dot?: string;
+  seed?: string;
+  mountpoint?: string;
+  daemon: boolean;
+}
+
 /**
  * `knarr onboot`: the dm-linuxkit flow for a LinuxKit onboot container. Idempotent: at every boot it
  * imports the pool, brings etcd up, keeps a dot that exists (a seed never overwrites local state),
  * else pulls it from --seed, else inits it, and mounts it; then stops etcd, or with --daemon first runs
  * (etcd kept up, the agent when configured) until SIGTERM. Without --dot, --daemon is the service form.
  */
-export const onboot: Handler = async ({ opts }, ctx) => {
-  // --zpool-device is the dm-linuxkit spelling of --storage-device.
-  const deviceFlags = [...optList(opts, 'storageDevice'), ...optList(opts, 'zpoolDevice')];
+export async function onboot(opts: OnbootOptions, ctx: Context): Promise<CommandResult> {
+  const deviceFlags = [...opts.storageDevice, ...opts.zpoolDevice];
   if (deviceFlags.length === 0) throw new ValidationError('--storage-device', 'give the device(s) for the pool, e.g. --storage-device /dev/nvme0n1,/dev/nvme1n1');
-  const devices = parseDeviceList(optList(opts, 'storageDevice').length > 0 ? '--storage-device' : '--zpool-device', deviceFlags, ctx.cwd);
-  const poolOpt = optString(opts, 'pool');
+  const devices = parseDeviceList(opts.storageDevice.length > 0 ? '--storage-device' : '--zpool-device', deviceFlags, ctx.cwd);
+  const poolOpt = opts.pool;
   if (poolOpt !== undefined) validatePoolName('--pool', poolOpt);
-  const daemon = optBool(opts, 'daemon');
-  const dotText = optString(opts, 'dot');
-  const mountText = optString(opts, 'mountpoint');
+  const daemon = opts.daemon;
+  const dotText = opts.dot;
+  const mountText = opts.mountpoint;
   let dot: BootPlan['dot'] = null;
   if (dotText === undefined) {
     if (!daemon) throw new ValidationError('--dot', 'give the dot to bring up, e.g. --dot postgres or --dot myapp.postgres (or --daemon alone to keep pool and etcd up)');
     if (mountText !== undefined) throw new ValidationError('--mountpoint', 'mounts a dot; give --dot too');
-    if (optString(opts, 'seed') !== undefined) throw new ValidationError('--seed', 'seeds a dot; give --dot too');
+    if (opts.seed !== undefined) throw new ValidationError('--seed', 'seeds a dot; give --dot too');
   } else {
     const ref = parseDotRef('--dot', dotText);
     if (mountText === undefined) throw new ValidationError('--mountpoint', 'give where to mount the dot, e.g. --mountpoint /var/lib/postgresql');
     const mountpoint = validatePath('--mountpoint', resolve(ctx.cwd, mountText));
-    const seedText = optString(opts, 'seed');
+    const seedText = opts.seed;
     const seed = seedText === undefined ? null : parseRemoteDotRef('--seed', seedText);
     if (seed && seed.dot !== ref.dot) {
       throw new ValidationError('--seed', `seeds dot ${seed.dot}, but --dot names ${ref.dot}; a seed brings in the whole dot, subdots included`);
@@ -195,11 +208,11 @@ export const onboot: Handler = async ({ opts }, ctx) => {
     const { checkDaemonSettings } = await import('./daemon.js');
     checkDaemonSettings(ctx);
   }
-  const plan: BootPlan = { devices, driver: optString(opts, 'driver'), pool: poolOpt, dot, daemon };
+  const plan: BootPlan = { devices, driver: opts.driver, pool: poolOpt, dot, daemon };
   if (ctx.runner.dryRun) return planBoot(ctx, plan);
 
-  const pool = await step(ctx, 'pool', 'pool', () => poolInit({ args: [], opts: { device: devices, driver: plan.driver, name: poolOpt } }, ctx));
-  const poolName = (pool.data as { name: string }).name;
+  const pool = await step(ctx, 'pool', 'pool', () => poolInit({ devices, driver: plan.driver, name: poolOpt, force: false }, ctx));
+  const poolName = 'dryRun' in pool.data ? pool.data.pool : pool.data.name;
   const etcd = await step(ctx, 'etcd', 'etcd on the pool', () => ensureLocalEtcd(ctx, { pool: poolName }));
 
   let dotAction: string | null = null;
@@ -216,15 +229,15 @@ export const onboot: Handler = async ({ opts }, ctx) => {
     }
   } catch (e) {
     // Oneshot or not, a failed boot does not leave etcd running behind it.
-    await etcdDown({ args: [], opts: {} }, ctx).catch(() => undefined);
+    await etcdDown(ctx).catch(() => undefined);
     throw e;
   }
 
-  const result = { pool: poolName, poolAction: (pool.data as { action: string }).action, etcd: etcd.action, dot: dot?.dotText ?? null, dotAction, mountpoint: dot?.mountpoint ?? null, daemon };
+  const result = { pool: poolName, poolAction: pool.data.action, etcd: etcd.action, dot: dot?.dotText ?? null, dotAction, mountpoint: dot?.mountpoint ?? null, daemon };
   ctx.events.step('onboot: stopping etcd');
-  await etcdDown({ args: [], opts: {} }, ctx);
+  await etcdDown(ctx);
   ctx.events.done();
   const fields: [string, string][] = [['pool', `${poolName} (${result.poolAction})`], ['etcd', result.etcd]];
   if (dot) fields.push(['dot', `${dot.dotText} (${dotAction})`], ['mountpoint', dot.mountpoint]);
   return { data: result, view: { kind: 'fields', fields } };
-};
+}

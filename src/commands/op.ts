@@ -7,7 +7,7 @@ import { collectGarbage } from '../state/gc.js';
 import { OpRepo } from '../state/ops.js';
 import type { Store } from '../state/store.js';
 import { thisHost } from '../daemon/pidfile.js';
-import { optBool, optString, type CommandResult, type Context, type Handler } from './types.js';
+import type { CommandResult, Context } from './types.js';
 import { withStore } from './with-store.js';
 
 const BIN = fileURLToPath(new URL('../../bin/knarr', import.meta.url));
@@ -38,7 +38,7 @@ export async function runInline(ctx: Context, store: Store): Promise<void> {
  * progress, or returns the id at once with --detach); with no agent on this host, the CLI runs it
  * inline (with --detach, a background knarr does).
  */
-export async function runOperation(ctx: Context, store: Store, kind: string, args: Record<string, unknown>, host: string, opts: Record<string, unknown>): Promise<CommandResult> {
+export async function runOperation(ctx: Context, store: Store, kind: string, args: Record<string, unknown>, host: string, opts: { detach: boolean }): Promise<CommandResult> {
   const repo = new OpRepo(store, ctx.config.fleet);
   // One operation at a time on a cluster: two would write its record over each other (a scale could bring back a deleted cluster).
   if (typeof args.user === 'string' && typeof args.name === 'string') {
@@ -47,7 +47,7 @@ export async function runOperation(ctx: Context, store: Store, kind: string, arg
       throw new ConflictError(`cluster ${args.name} of user ${args.user} has ${busy.id} (${busy.kind}) ${busy.status}`, { hint: `wait for it: knarr op wait ${busy.id}; or take it back: knarr op cancel ${busy.id}` });
     }
   }
-  const detach = optBool(opts, 'detach');
+  const detach = opts.detach;
   const hosts = new HostRepo(store, ctx.config.fleet);
   const here = await thisHost(ctx.config.stateDir);
   const agentUp = (await hosts.get(host))?.up === true;
@@ -111,9 +111,9 @@ async function requireOp(repo: OpRepo, id: string): Promise<OpRecord> {
 const withOps = <T>(ctx: Context, fn: (repo: OpRepo, store: Store) => Promise<T>) => withStore(ctx, (store) => fn(new OpRepo(store, ctx.config.fleet), store));
 
 /** `knarr op list [--active]`. */
-export const opList: Handler = async ({ opts }, ctx) =>
+export const opList = async (opts: { active: boolean }, ctx: Context): Promise<CommandResult> =>
   withOps(ctx, async (repo) => {
-    const ops = (await repo.list()).filter((o) => !optBool(opts, 'active') || !isTerminal(o.status));
+    const ops = (await repo.list()).filter((o) => !opts.active || !isTerminal(o.status));
     return {
       data: ops,
       view: {
@@ -125,13 +125,13 @@ export const opList: Handler = async ({ opts }, ctx) =>
   });
 
 /** `knarr op show OP`. */
-export const opShow: Handler = async ({ args }, ctx) => withOps(ctx, async (repo) => ({ data: await requireOp(repo, args[0] as string) }));
+export const opShow = async (id: string, ctx: Context): Promise<CommandResult> => withOps(ctx, async (repo) => ({ data: await requireOp(repo, id) }));
 
 /** `knarr op wait OP [--timeout S]`: until it ends; exits 0 when done, 1 when it failed or was cancelled. */
-export const opWait: Handler = async ({ args, opts }, ctx) =>
+export const opWait = async (id: string, opts: { timeout?: string }, ctx: Context): Promise<CommandResult> =>
   withOps(ctx, async (repo) => {
-    const op = await requireOp(repo, args[0] as string);
-    const timeout = optString(opts, 'timeout');
+    const op = await requireOp(repo, id);
+    const timeout = opts.timeout;
     const seconds = timeout === undefined ? 0 : Number(timeout);
     if (!(seconds >= 0)) throw new ValidationError('--timeout', 'must be a number of seconds');
     const end = await waitForOp(repo, op.id, (o) => ctx.events.step(describeOp(o)), ctx.signal, seconds * 1000);
@@ -141,9 +141,9 @@ export const opWait: Handler = async ({ args, opts }, ctx) =>
   });
 
 /** `knarr op cancel OP`: a queued operation ends at once; a running one stops at its next step and is undone. */
-export const opCancel: Handler = async ({ args }, ctx) =>
+export const opCancel = async (id: string, ctx: Context): Promise<CommandResult> =>
   withOps(ctx, async (repo, store) => {
-    const op = await requireOp(repo, args[0] as string);
+    const op = await requireOp(repo, id);
     if (isTerminal(op.status)) throw new ConflictError(`${op.id} has already ended (${op.status})`);
     if (ctx.runner.dryRun) {
       ctx.runner.note(op.status === 'queued' ? `mark ${op.id} (${op.kind}) cancelled; it never runs` : `ask ${op.id} (${op.kind}) to cancel; it stops at its next step and is undone`);
@@ -157,9 +157,9 @@ export const opCancel: Handler = async ({ args }, ctx) =>
   });
 
 /** `knarr op run OP`: runs this host's pending operations here (what --detach starts in the background). */
-export const opRun: Handler = async ({ args }, ctx) =>
+export const opRun = async (id: string, ctx: Context): Promise<CommandResult> =>
   withOps(ctx, async (repo, store) => {
-    const op = await requireOp(repo, args[0] as string);
+    const op = await requireOp(repo, id);
     if (ctx.runner.dryRun) throw dryRunRefused('knarr op run', `it runs operations already queued; see what ${op.id} is with: knarr op show ${op.id}`);
     if (op.host !== (await thisHost(ctx.config.stateDir))) throw new UserError(`${op.id} belongs to host ${op.host}; run it there`);
     await runInline(ctx, store);
@@ -167,8 +167,8 @@ export const opRun: Handler = async ({ args }, ctx) =>
   });
 
 /** `knarr op gc [--older-than AGE]`: removes operations that ended before then and job history older than it; --dry-run only lists them. */
-export const opGc: Handler = async ({ opts }, ctx) => {
-  const text = optString(opts, 'olderThan') ?? '7d';
+export const opGc = async (opts: { olderThan?: string }, ctx: Context): Promise<CommandResult> => {
+  const text = opts.olderThan ?? '7d';
   const age = parseAge('--older-than', text);
   const planned = ctx.config.dryRun;
   return withStore(ctx, async (store) => {

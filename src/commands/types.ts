@@ -2,6 +2,7 @@ import type { Context } from '../ops/context.js';
 
 export type { Context, Meter, Reporter } from '../ops/context.js';
 
+/** Commander's values as parsed: what untyped handlers get, and what defineCommand's parseInput converts. */
 export interface CommandInput {
   /** Positional arguments, in table order (a variadic one last, as an array). */
   args: (string | string[] | undefined)[];
@@ -29,6 +30,7 @@ export interface CommandResult<T = unknown> {
 
 export type Handler = (input: CommandInput, ctx: Context) => Promise<CommandResult>;
 
+// Option-bag look-ups for handlers not yet defined with defineCommand (commands/define.ts).
 export function optString(opts: Record<string, unknown>, key: string): string | undefined {
   const v = opts[key];
   return typeof v === 'string' ? v : undefined;

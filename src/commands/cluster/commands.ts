@@ -54,7 +54,7 @@ export const clusterCreate: Handler = async ({ args, opts }, ctx) => {
     const repo = new ClusterRepo(store, ctx.config.fleet);
     if (!(await repo.image(host, image))) throw new NotFoundError(`no image ${image} on ${host}`, { hint: `import one: knarr image import ${image} ROOTFS.tar (or --busybox)` });
     if (await repo.get(user, name)) throw new ConflictError(`user ${user} already has a cluster ${name}`, { hint: `see it with: knarr cluster show ${name} --user ${user}` });
-    return runOperation(ctx, store, 'cluster.create', { user, name, size, image, memory, cpu, pool: pool.name, host, authorizedKeys }, host, opts);
+    return runOperation(ctx, store, 'cluster.create', { user, name, size, image, memory, cpu, pool: pool.name, host, authorizedKeys }, host, { detach: optBool(opts, 'detach') });
   });
 };
 
@@ -65,7 +65,7 @@ function lifecycle(kind: 'cluster.start' | 'cluster.stop' | 'cluster.delete'): H
     const user = userOf(ctx, opts);
     return withStore(ctx, async (store) => {
       const c = await requireCluster(new ClusterRepo(store, ctx.config.fleet), user, name);
-      return runOperation(ctx, store, kind, { user, name }, c.host, opts);
+      return runOperation(ctx, store, kind, { user, name }, c.host, { detach: optBool(opts, 'detach') });
     });
   };
 }
@@ -81,7 +81,7 @@ export const clusterScale: Handler = async ({ args, opts }, ctx) => {
   return withStore(ctx, async (store) => {
     const c = await requireCluster(new ClusterRepo(store, ctx.config.fleet), user, name);
     if (c.status === 'creating' || c.status === 'deleting') throw new ConflictError(`cluster ${name} is ${c.status}`, { hint: `wait for ${c.op}: knarr op wait ${c.op}` });
-    return runOperation(ctx, store, 'cluster.scale', { user, name, size }, c.host, opts);
+    return runOperation(ctx, store, 'cluster.scale', { user, name, size }, c.host, { detach: optBool(opts, 'detach') });
   });
 };
 
@@ -136,6 +136,6 @@ export const imageSave: Handler = async ({ args, opts }, ctx) => {
     const c = await requireCluster(repo, user, name);
     if (!c.nodes.some((n) => n.index === node)) throw new NotFoundError(`cluster ${name} has no node ${node}`);
     if (await repo.image(c.host, image)) throw new ConflictError(`image ${image} already exists on ${c.host}`);
-    return runOperation(ctx, store, 'image.save', { user, name, node, image, host: c.host }, c.host, opts);
+    return runOperation(ctx, store, 'image.save', { user, name, node, image, host: c.host }, c.host, { detach: optBool(opts, 'detach') });
   });
 };

@@ -7,7 +7,7 @@ import { metered } from '../../core/streams.js';
 import { pathExists } from '../../host/mounts.js';
 import { findExecutable } from '../../host/which.js';
 import { thisHost } from '../../daemon/pidfile.js';
-import { optBool, optString, type Context, type Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { withStore } from '../with-store.js';
 import { ClusterRepo } from '../../state/clusters.js';
 import { clusterPool, imageVolume } from './common.js';
@@ -68,15 +68,14 @@ async function inside(root: string, rel: string): Promise<string> {
 }
 
 /** `knarr image import NAME ROOTFS.tar|DIR | --busybox [--pool P]`: a base image for cluster nodes. */
-export const imageImport: Handler = async ({ args, opts }, ctx) => {
-  const name = validateName('NAME', args[0] as string, 64);
-  const source = args[1] as string | undefined;
-  const busybox = optBool(opts, 'busybox');
+export async function imageImport(nameArg: string, source: string | undefined, opts: { busybox: boolean; pool?: string }, ctx: Context): Promise<CommandResult> {
+  const name = validateName('NAME', nameArg, 64);
+  const busybox = opts.busybox;
   if ((source === undefined) === !busybox) throw new ValidationError('ROOTFS', busybox ? 'give a rootfs or --busybox, not both' : 'give a rootfs (a .tar file or a directory), or --busybox');
   const src = source === undefined ? null : resolve(ctx.cwd, source);
   const kind = src === null ? 'busybox' : await stat(src).then((s) => (s.isDirectory() ? 'dir' : 'tar'), () => null);
   if (kind === null) throw new NotFoundError(`${src} does not exist`, { hint: 'give a rootfs tar file or directory' });
-  const pool = await clusterPool(ctx, optString(opts, 'pool'));
+  const pool = await clusterPool(ctx, opts.pool);
   return withStore(ctx, async (store) => {
     const repo = new ClusterRepo(store, ctx.config.fleet);
     const host = await thisHost(ctx.config.stateDir);
@@ -105,19 +104,19 @@ export const imageImport: Handler = async ({ args, opts }, ctx) => {
     await repo.putImage(record);
     return { data: record, view: { kind: 'lines', lines: [`image ${name} imported on ${host} (${rootfs})`] } };
   });
-};
+}
 
 /** `knarr image list`: this host's base images. */
-export const imageList: Handler = async (_i, ctx) =>
+export const imageList = async (ctx: Context): Promise<CommandResult> =>
   withStore(ctx, async (store) => {
     const images = (await new ClusterRepo(store, ctx.config.fleet).images(await thisHost(ctx.config.stateDir))).sort((a, b) => a.name.localeCompare(b.name));
     return { data: images, view: { kind: 'table', columns: ['IMAGE', 'POOL', 'SOURCE', 'CREATED'], rows: images.map((i) => [i.name, i.pool, i.source, i.createdAt]) } };
   });
 
 /** `knarr image rm NAME`: refused while a cluster uses it. */
-export const imageRm: Handler = async ({ args }, ctx) =>
+export const imageRm = async (nameArg: string, ctx: Context): Promise<CommandResult> =>
   withStore(ctx, async (store) => {
-    const name = validateName('NAME', args[0] as string, 64);
+    const name = validateName('NAME', nameArg, 64);
     const repo = new ClusterRepo(store, ctx.config.fleet);
     const host = await thisHost(ctx.config.stateDir);
     const image = await repo.image(host, name);

@@ -6,7 +6,7 @@ import { isEtcdProcess, probeHealth } from '../../host/etcd-server.js';
 import { pathExists } from '../../host/mounts.js';
 import type { Runner } from '../../host/runner.js';
 import { findExecutable } from '../../host/which.js';
-import { optBool, type Context, type Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { readEtcdState } from './local.js';
 import { shellCommand } from '../../core/shell.js';
 
@@ -52,12 +52,12 @@ async function saveSnapshot(runner: Runner, endpoint: string, file: string): Pro
 }
 
 /** `knarr etcd backup FILE`: a consistent snapshot of the fleet's store, checked after it is written. */
-export const etcdBackup: Handler = async ({ args, opts }, ctx) => {
-  const file = resolve(ctx.cwd, args[0] as string);
+export async function etcdBackup(fileArg: string, opts: { force: boolean }, ctx: Context): Promise<CommandResult> {
+  const file = resolve(ctx.cwd, fileArg);
   if (!(await pathExists(dirname(file)))) throw new NotFoundError(`directory ${dirname(file)} does not exist`, { hint: `create it first: ${shellCommand(['mkdir', '-p', dirname(file)])}` });
   const there = await stat(file).catch(() => null);
   if (there?.isDirectory()) throw new ValidationError('FILE', `${file} is a directory: name the snapshot file, e.g. ${file}/knarr-etcd.db`);
-  if (there && !optBool(opts, 'force')) {
+  if (there && !opts.force) {
     throw new ConflictError(`${file} already exists`, { hint: 'name a new file, or pass --force to replace it' });
   }
   const endpoint = await snapshotEndpoint(ctx);
@@ -72,4 +72,4 @@ export const etcdBackup: Handler = async ({ args, opts }, ctx) => {
     data,
     view: { kind: 'fields', fields: [['file', file], ['from', endpoint], ['size', formatSize(size)], ['revision', String(info.revision)], ['keys', String(info.keys)]] },
   };
-};
+}

@@ -1,9 +1,9 @@
 import { isEtcdProcess } from '../../host/etcd-server.js';
-import type { Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { readEtcdState, refuseExternal, stopLocalEtcd } from './local.js';
 
 /** `knarr etcd down`: stop the managed etcd; its data stays. Idempotent. */
-export const etcdDown: Handler = async (_input, ctx) => {
+export async function etcdDown(ctx: Context): Promise<CommandResult> {
   refuseExternal(ctx, 'down');
   const state = await readEtcdState(ctx);
   if (!state || !(await isEtcdProcess(state.pid))) {
@@ -16,4 +16,4 @@ export const etcdDown: Handler = async (_input, ctx) => {
   const how = await stopLocalEtcd(ctx, state);
   ctx.events.done();
   return { data: { action: how, running: false, pid: state.pid }, view: { kind: 'lines', lines: [`etcd ${how} (pid ${state.pid})`] } };
-};
+}

@@ -6,35 +6,43 @@ import { statePaths } from '../../core/paths.js';
 import { ETCD_MEMBER_NAME, isEtcdProcess } from '../../host/etcd-server.js';
 import { pathExists } from '../../host/mounts.js';
 import { writeJsonAtomic } from '../../host/local-state.js';
-import { optBool, optString, type Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { ETCDCTL_ENV, snapshotStatus, snapshotTool } from './backup.js';
 import { dataLocation, dropUnswappedRestore, ensureLocalEtcd, finishRestore, readEtcdState, refuseExternal, stopLocalEtcd, type RestoreJournal } from './local.js';
 import { etcdData } from './view.js';
 import { knarrCommand } from '../../core/shell.js';
 
+/** The options of `knarr etcd restore`. */
+export interface EtcdRestoreOptions {
+  yes: boolean;
+  pool?: string;
+  clientPort?: string;
+  peerPort?: string;
+}
+
 /** `knarr etcd restore FILE`: the managed etcd's data replaced by a snapshot's; the data it had is kept aside. */
-export const etcdRestore: Handler = async ({ args, opts }, ctx) => {
+export async function etcdRestore(fileArg: string, opts: EtcdRestoreOptions, ctx: Context): Promise<CommandResult> {
   refuseExternal(ctx, 'restore');
-  const file = resolve(ctx.cwd, args[0] as string);
+  const file = resolve(ctx.cwd, fileArg);
   const st = await stat(file).catch(() => null);
   if (!st?.isFile()) throw new NotFoundError(`snapshot ${file} does not exist or is not a file`, { hint: 'take one with: knarr etcd backup FILE' });
   const state = await readEtcdState(ctx);
   const running = await isEtcdProcess(state?.pid ?? null);
   // Where `knarr etcd up` keeps the data (on a new host too), its pool online: never an unmounted mountpoint.
-  const pool = state ? state.pool ?? undefined : optString(opts, 'pool');
+  const pool = state ? state.pool ?? undefined : opts.pool;
   const { dataDir } = await dataLocation(ctx, pool);
   if (state?.dataDir && state.dataDir !== dataDir) {
     throw new ConflictError(`the local etcd last kept its data in ${state.dataDir}, not ${dataDir}`, { hint: `bring up the pool that holds ${state.dataDir}, then restore` });
   }
   // One cut short earlier: dropped if it never stopped etcd, else finished, before this one starts.
   if (running ? await dropUnswappedRestore(ctx) : await finishRestore(ctx)) ctx.events.warn('an earlier restore was cut short: it is settled first');
-  const peerOpt = optString(opts, 'peerPort');
+  const peerOpt = opts.peerPort;
   // The restored member names its peer address: the one etcd is started with next.
   const peerUrl = peerOpt !== undefined ? `http://127.0.0.1:${validatePort('--peer-port', peerOpt)}` : state?.peerUrl ?? `http://127.0.0.1:${ctx.config.etcdServer.peerPort}`;
   const hasData = await pathExists(`${dataDir}/member`);
-  if (hasData && !optBool(opts, 'yes') && !ctx.runner.dryRun) {
+  if (hasData && !opts.yes && !ctx.runner.dryRun) {
     throw new UserError(`restoring replaces the fleet state in ${dataDir} with the snapshot's; pass --yes to confirm`, {
-      hint: `the data there now is kept aside in ${dataDir}/member.before-restore-<time>; preview with: ${knarrCommand('--dry-run', 'etcd', 'restore', args[0] as string)}`,
+      hint: `the data there now is kept aside in ${dataDir}/member.before-restore-<time>; preview with: ${knarrCommand('--dry-run', 'etcd', 'restore', fileArg)}`,
     });
   }
 
@@ -72,7 +80,7 @@ export const etcdRestore: Handler = async ({ args, opts }, ctx) => {
     await finishRestore(ctx);
   }
   ctx.events.done();
-  const up = await ensureLocalEtcd(ctx, { pool, clientPort: optString(opts, 'clientPort'), peerPort: peerOpt });
+  const up = await ensureLocalEtcd(ctx, { pool, clientPort: opts.clientPort, peerPort: peerOpt });
   const data = { action: ctx.runner.dryRun ? 'planned' : 'restored', snapshot: file, revision: info.revision, keys: info.keys, previous: aside, ...etcdData(up.state, up.action !== 'planned', up.action === 'planned' ? null : up.health) };
   const fields: [string, string][] = [
     ['action', data.action],
@@ -84,4 +92,4 @@ export const etcdRestore: Handler = async ({ args, opts }, ctx) => {
     ['endpoints', up.state.clientUrl],
   ];
   return { data, view: { kind: 'fields', fields } };
-};
+}

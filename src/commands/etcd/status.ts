@@ -1,11 +1,11 @@
 import { isEtcdProcess, probeHealth } from '../../host/etcd-server.js';
 import { ExitCode } from '../../core/errors.js';
-import type { Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { readEtcdState } from './local.js';
 import { etcdData, etcdFields } from './view.js';
 
 /** `knarr etcd status`: the managed etcd's process, health and data place (or the external endpoints' health). */
-export const etcdStatus: Handler = async (_input, ctx) => {
+export async function etcdStatus(ctx: Context): Promise<CommandResult> {
   if (ctx.config.etcd.length > 0) {
     const checks = await Promise.all(ctx.config.etcd.map(async (url) => ({ endpoint: url, ...(await probeHealth(url)) })));
     const data = { managed: false, healthy: checks.some((c) => c.healthy), endpoints: checks };
@@ -21,4 +21,4 @@ export const etcdStatus: Handler = async (_input, ctx) => {
   const data = { managed: true, ...etcdData(state, running, health) };
   // Scripts can wait with `until knarr etcd status; do ...`: non-zero until healthy.
   return { data, view: { kind: 'fields', fields: etcdFields(data) }, exitCode: data.healthy ? ExitCode.ok : ExitCode.storeUnavailable };
-};
+}

@@ -3,7 +3,7 @@ import { validateTags, type HostRecord } from '../../core/hosts.js';
 import { validateName } from '../../core/names.js';
 import { formatSize } from '../../core/size.js';
 import { HostRepo } from '../../state/hosts.js';
-import { optBool, type Context, type Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { withStore } from '../with-store.js';
 
 const withHosts = <T>(ctx: Context, fn: (repo: HostRepo) => Promise<T>): Promise<T> => withStore(ctx, (store) => fn(new HostRepo(store, ctx.config.fleet)));
@@ -17,7 +17,7 @@ async function requireHost(repo: HostRepo, name: string): Promise<{ host: HostRe
 const row = ({ host, up }: { host: HostRecord; up: boolean }) => [host.name, up ? 'up' : 'down', host.state, host.tags.join(',') || '-', String(host.load.runningJobs), formatSize(host.load.freeMemory), host.address];
 
 /** `knarr host list`: hosts of the fleet, up while their agent holds its lease. */
-export const hostList: Handler = async (_i, ctx) =>
+export const hostList = async (ctx: Context): Promise<CommandResult> =>
   withHosts(ctx, async (repo) => {
     const hosts = (await repo.list()).sort((a, b) => a.host.name.localeCompare(b.host.name));
     return {
@@ -27,9 +27,9 @@ export const hostList: Handler = async (_i, ctx) =>
   });
 
 /** `knarr host show HOST`. */
-export const hostShow: Handler = async ({ args }, ctx) =>
+export const hostShow = async (hostName: string, ctx: Context): Promise<CommandResult> =>
   withHosts(ctx, async (repo) => {
-    const h = await requireHost(repo, args[0] as string);
+    const h = await requireHost(repo, hostName);
     const [name, up, state, tags, jobs, free, address] = row(h);
     return {
       data: { ...h.host, up: h.up },
@@ -38,21 +38,21 @@ export const hostShow: Handler = async ({ args }, ctx) =>
   });
 
 /** `knarr host drain HOST [--undo]`: no new jobs land there. */
-export const hostDrain: Handler = async ({ args, opts }, ctx) =>
+export const hostDrain = async (name: string, opts: { undo: boolean }, ctx: Context): Promise<CommandResult> =>
   withHosts(ctx, async (repo) => {
-    const { host } = await requireHost(repo, args[0] as string);
-    const state = optBool(opts, 'undo') ? 'ok' : 'draining';
+    const { host } = await requireHost(repo, name);
+    const state = opts.undo ? 'ok' : 'draining';
     if (ctx.runner.dryRun) ctx.runner.note(`set host ${host.name}'s state to ${state} in etcd`);
     else await repo.update(host.name, (cur) => cur && { ...cur, state, updatedAt: new Date().toISOString() });
     return { data: { host: host.name, state, previous: host.state }, view: { kind: 'lines', lines: [`host ${host.name} is ${state}`] } };
   });
 
 /** `knarr host tag HOST TAG... [--remove]`. */
-export const hostTag: Handler = async ({ args, opts }, ctx) =>
+export const hostTag = async (name: string, tagArgs: string[], opts: { remove: boolean }, ctx: Context): Promise<CommandResult> =>
   withHosts(ctx, async (repo) => {
-    const { host } = await requireHost(repo, args[0] as string);
-    const given = validateTags('TAG', (args[1] as string[] | undefined) ?? []);
-    const change = (current: string[]) => (optBool(opts, 'remove') ? current.filter((t) => !given.includes(t)) : validateTags('TAG', [...current, ...given]));
+    const { host } = await requireHost(repo, name);
+    const given = validateTags('TAG', tagArgs);
+    const change = (current: string[]) => (opts.remove ? current.filter((t) => !given.includes(t)) : validateTags('TAG', [...current, ...given]));
     let tags = change(host.tags);
     if (ctx.runner.dryRun) ctx.runner.note(`set host ${host.name}'s tags to ${tags.join(',') || '(none)'} in etcd`);
     else await repo.update(host.name, (cur) => cur && { ...cur, tags: (tags = change(cur.tags)), updatedAt: new Date().toISOString() });
@@ -60,10 +60,10 @@ export const hostTag: Handler = async ({ args, opts }, ctx) =>
   });
 
 /** `knarr host leave HOST [--force]`: forget a host; one whose agent still runs needs --force. */
-export const hostLeave: Handler = async ({ args, opts }, ctx) =>
+export const hostLeave = async (name: string, opts: { force: boolean }, ctx: Context): Promise<CommandResult> =>
   withHosts(ctx, async (repo) => {
-    const { host, up } = await requireHost(repo, args[0] as string);
-    if (up && !optBool(opts, 'force')) throw new ConflictError(`host ${host.name} is up (its agent holds its lease)`, { hint: 'stop its agent first, or pass --force' });
+    const { host, up } = await requireHost(repo, name);
+    if (up && !opts.force) throw new ConflictError(`host ${host.name} is up (its agent holds its lease)`, { hint: 'stop its agent first, or pass --force' });
     if (ctx.runner.dryRun) ctx.runner.note(`remove host ${host.name}'s record from etcd`);
     else await repo.remove(host.name);
     return { data: { host: host.name, left: true }, view: { kind: 'lines', lines: [`host ${host.name} left the fleet`] } };

@@ -5,7 +5,7 @@ import { isEtcdProcess, type EtcdServerState } from '../../host/etcd-server.js';
 import { readJson, removePoolRecord } from '../../host/local-state.js';
 import { pathExists, removeEmptyDirs } from '../../host/mounts.js';
 import { subdirsOf } from '../../host/storage/common.js';
-import { optBool, type Context, type Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { thisHost } from '../../daemon/pidfile.js';
 import { ClusterRepo } from '../../state/clusters.js';
 import { DotRepo } from '../../state/dots.js';
@@ -42,10 +42,9 @@ async function forgetRecords(ctx: Context, pool: string, etcdRunning: boolean): 
 }
 
 /** `knarr pool destroy POOL --yes [--force]`: destroys the pool and everything on it; one that holds knarr's data needs --force. */
-export const poolDestroy: Handler = async ({ args, opts }, ctx) => {
-  const name = args[0] as string;
+export async function poolDestroy(name: string, opts: { yes: boolean; force: boolean }, ctx: Context): Promise<CommandResult> {
   const record = await selectPool(ctx, name);
-  if (!optBool(opts, 'yes') && !ctx.runner.dryRun) {
+  if (!opts.yes && !ctx.runner.dryRun) {
     throw new UserError(`destroying pool ${name} deletes all its data; pass --yes to confirm`, {
       hint: `preview it with: knarr --dry-run pool destroy ${name}`,
     });
@@ -61,7 +60,7 @@ export const poolDestroy: Handler = async ({ args, opts }, ctx) => {
     held.clusterVolumes.length > 0 && `cluster volumes ${held.clusterVolumes.join(', ')}`,
     held.etcd && "the managed etcd's data",
   ].filter((x): x is string => typeof x === 'string');
-  if (listed.length > 0 && !optBool(opts, 'force')) {
+  if (listed.length > 0 && !opts.force) {
     throw new ConflictError(`pool ${name} holds ${listed.join('; ')}`, {
       hint: `remove them first (knarr dot rm, knarr image rm, knarr cluster delete), or destroy them with the pool: knarr pool destroy ${name} --yes --force`,
       detail: held,
@@ -81,4 +80,4 @@ export const poolDestroy: Handler = async ({ args, opts }, ctx) => {
     ctx.runner.note(`remove the records of ${[...held.dots.map((d) => `dot ${d}`), ...held.images.map((i) => `image ${i}`)].join(', ')} from etcd`);
   }
   return { data: { pool: name, driver: record.driver, destroyed: !ctx.runner.dryRun }, view: { kind: 'lines', lines: [`pool ${name} destroyed`] } };
-};
+}

@@ -1,12 +1,12 @@
 import { ConflictError, ValidationError } from '../../core/errors.js';
 import { statePaths } from '../../core/paths.js';
-import { buildPoolSpec, notCarrying, specConflict, type PoolRecord, type PoolSpec } from '../../core/pool.js';
+import { buildPoolSpec, notCarrying, specConflict, type PoolInitInput, type PoolRecord, type PoolSpec } from '../../core/pool.js';
 import { shellCommand } from '../../core/shell.js';
 import { probeSources } from '../../host/storage/common.js';
-import { poolSources } from '../../host/storage/driver.js';
+import { poolSources, type EnsureAction, type PoolStatus } from '../../host/storage/driver.js';
 import { listPoolRecords, readPoolRecord, writePoolRecord } from '../../host/local-state.js';
 import { pathExists } from '../../host/mounts.js';
-import { optBool, optList, optString, type Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { poolFields } from './view.js';
 
 function specFromRecord(record: PoolRecord, force: boolean): PoolSpec {
@@ -17,19 +17,12 @@ function sourcesOf(p: PoolSpec | PoolRecord): string[] {
   return p.loopFile ? [p.loopFile.path] : p.path ? [p.path] : p.devices;
 }
 
+/** What pool init returns: the pool's status after it, or under --dry-run what it would do. */
+export type PoolInitResult = ({ action: EnsureAction } & PoolStatus) | { pool: string; driver: string; action: EnsureAction; dryRun: true };
+
 /** `knarr pool init`: create, import or reuse a pool; idempotent. */
-export const poolInit: Handler = async ({ opts }, ctx) => {
+export async function poolInit(given: PoolInitInput, ctx: Context): Promise<CommandResult<PoolInitResult>> {
   const paths = statePaths(ctx.config.stateDir);
-  const given = {
-    name: optString(opts, 'name'),
-    driver: optString(opts, 'driver'),
-    devices: optList(opts, 'device'),
-    loopFile: optString(opts, 'loopFile'),
-    size: optString(opts, 'size'),
-    path: optString(opts, 'path'),
-    mountpoint: optString(opts, 'mountpoint'),
-    force: optBool(opts, 'force'),
-  };
   const spec = buildPoolSpec(
     given,
     {
@@ -123,4 +116,4 @@ export const poolInit: Handler = async ({ opts }, ctx) => {
     data: { action, ...status },
     view: { kind: 'fields', fields: [['action', action], ...poolFields(status)] },
   };
-};
+}
