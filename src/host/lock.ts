@@ -49,7 +49,7 @@ export function holderAlive(h: LockHolder): boolean {
 
 const BREAKER_STALE_MS = 10_000;
 
-/** Removes a stale lock file, but only while it still holds the text judged stale: a fresh holder is never removed. False while another process is breaking it. */
+/** Removes a stale lock file only while it holds the text judged stale, so a fresh holder is never removed. False while another process breaks it. */
 async function breakStale(path: string, text: string): Promise<boolean> {
   const breaker = `${path}.break`;
   let fh: FileHandle;
