@@ -29,7 +29,7 @@ export const LIVE_SETTINGS: readonly (keyof DaemonSettings)[] = ['tags', 'tokenF
 
 export function parseListen(field: string, text: string): { host: string; port: number } {
   const m = /^(.*):(\d+)$/.exec(text);
-  if (!m?.[1]) throw new ValidationError(field, `${JSON.stringify(text)} is not ADDRESS:PORT, e.g. 127.0.0.1:7946`);
+  if (!m || !m[1]) throw new ValidationError(field, `${JSON.stringify(text)} is not ADDRESS:PORT, e.g. 127.0.0.1:7946`);
   return { host: m[1], port: validatePort(field, m[2]!) };
 }
 

@@ -76,7 +76,7 @@ async function ensureAddresses(store: Store, keys: ReturnType<typeof fleetKeys>,
     }
     const wanting = containers.filter((c) => !held.has(c));
     if (fresh.length < wanting.length) throw new ConflictError(`subnet ${subnet} of user ${user} is full`, { hint: 'scale in or delete some of the user\'s clusters' });
-    for (const [i, c] of wanting.entries()) fresh[i]!.value = c;
+    wanting.forEach((c, i) => (fresh[i]!.value = c));
     const planned = new Map(held);
     for (const f of fresh.slice(0, wanting.length)) planned.set(f.value, f.key.slice(prefix.length));
     // A key written in the same transaction (a new cluster's record) is created with its addresses or not at all.
