@@ -81,7 +81,7 @@ export async function runOperation(ctx: Context, store: Store, kind: string, arg
   };
   for (;;) {
     if (!(await hosts.get(host))?.up && !(await repo.claimed(op.id))) {
-      // No agent holds it (none was up, or the agent went away meanwhile): this host's operation runs here; another host's is left queued, and that is no success.
+      // No agent holds it (none was up, or it went away since): this host's operation runs here; another host's stays queued, which is no success.
       if (host !== here) throw new FailureError(`the agent of ${host} went away before ${op.id} (${kind}) ended; it runs when that agent is back`, { hint: `follow it with: knarr op wait ${op.id}; or take it back: knarr op cancel ${op.id}` });
       await runInline(ctx, store);
       const ran = await repo.get(op.id);

@@ -25,7 +25,7 @@ export interface CommandResult<T = unknown> {
   exitCode?: number;
   /** Raw bytes for stdout instead of a rendered result (`dot send`); the CLI hands it stdout. */
   /** Resolves to the exit code when the stream decides it (a job's). */
-  stream?: (stdout: import('node:stream').Writable, stderr: import('node:stream').Writable) => Promise<number | void>;
+  stream?: (stdout: import('node:stream').Writable, stderr: import('node:stream').Writable) => Promise<number> | Promise<void>;
 }
 
 export type Handler = (input: CommandInput, ctx: Context) => Promise<CommandResult>;

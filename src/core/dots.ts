@@ -61,10 +61,6 @@ export function subdotDir(subdot: string | null): string {
   return subdot ?? DEFAULT_SUBDOT;
 }
 
-export function dotRefName(ref: DotRef): string {
-  return ref.subdot === null ? ref.dot : `${ref.dot}.${ref.subdot}`;
-}
-
 export interface RemoteDotRef {
   remote: string;
   dot: string;

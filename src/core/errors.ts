@@ -17,7 +17,6 @@ export const ExitCode = {
   /** stdout's reader went away (`knarr ... | head -1`): what a process killed by SIGPIPE reports. */
   readerGone: 141,
 } as const;
-export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
 export interface ErrorOptions {
   hint?: string;

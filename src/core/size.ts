@@ -46,14 +46,3 @@ export function formatSize(bytes: number | null | undefined): string {
   const text = i === 0 || v >= 100 ? String(Math.round(v)) : v.toFixed(1).replace(/\.0$/, '');
   return `${text}${units[i]}`;
 }
-
-/** Reads the human sizes zfs-fuse prints where it has no -p ("504M", "1.50G") back into bytes. */
-export function parseZfsSize(text: string): number | null {
-  const t = text.trim();
-  if (t === '-' || t === '') return null;
-  if (/^\d+$/.test(t)) return Number(t);
-  const m = /^(\d+(?:\.\d+)?)([KMGTPE])$/.exec(t);
-  if (!m) return null;
-  const pow = 'KMGTPE'.indexOf(m[2]!) + 1;
-  return Math.round(Number(m[1]) * 1024 ** pow);
-}

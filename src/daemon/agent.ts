@@ -9,7 +9,7 @@ import type { HostRecord, JoinState, StartMode } from '../core/hosts.js';
 import { EngineError, PrerequisiteError } from '../core/errors.js';
 import { JOB_NAME_RE, parseJobSpec, type JobSpec } from '../core/job-spec.js';
 import { CONTROL_FRAME, DockerEngine, frame } from '../host/docker.js';
-import { daemonContainerName, foregroundContainer, startAttached } from '../host/job-containers.js';
+import { daemonContainerName, foregroundContainer, startAttached, type AttachedRun } from '../host/job-containers.js';
 import type { HostRepo } from '../state/hosts.js';
 import { collectGarbage } from '../state/gc.js';
 import { JobRepo } from '../state/jobs.js';
@@ -284,7 +284,7 @@ export class Agent {
     } catch {
       throw new ApiError(400, 'the x-knarr-job header must be a base64 JSON job request');
     }
-    let spec;
+    let spec: JobSpec;
     try {
       spec = parseJobSpec(request.spec, 'job');
     } catch (e) {
@@ -300,7 +300,7 @@ export class Agent {
       gone = true;
       this.runSockets.delete(socket);
     });
-    let run;
+    let run: AttachedRun;
     try {
       const env: Record<string, string> = { KNARR_HOST: this.opts.name, KNARR_JOB: spec.name };
       // A bridged job reaches the ambassador at its network's gateway; a job on the host's network at loopback.
@@ -313,13 +313,13 @@ export class Agent {
       const create = foregroundContainer(spec, this.opts.fleet, interactive, { env, binds: await this.opts.dotBinds(spec) });
       run = await startAttached(this.engine, `knarr-${spec.name}-${randomBytes(3).toString('hex')}`, create, interactive);
     } catch (e) {
-      releases.forEach((r) => r());
+      for (const release of releases) release();
       if (e instanceof ApiError) throw e;
       throw new ApiError(e instanceof EngineError ? e.status : 500, (e as Error).message);
     }
     if (gone) {
       run.socket.destroy();
-      releases.forEach((r) => r());
+      for (const release of releases) release();
       await this.engine.remove(run.id).catch(() => undefined);
       return;
     }
@@ -347,14 +347,14 @@ export class Agent {
     // The engine keeps the attach connection open after the job; stdin still arriving for it is dropped.
     socket.unpipe(run.socket);
     run.socket.destroy();
-    releases.forEach((r) => r());
+    for (const release of releases) release();
     socket.end(frame(CONTROL_FRAME, Buffer.from(JSON.stringify(status))));
   }
 
   /** A daemonized job's log, streamed as the engine multiplexes it. */
   private async logs(req: IncomingMessage, res: import('node:http').ServerResponse, name: string): Promise<void> {
     const follow = /[?&]follow=1\b/.test(req.url ?? '');
-    let stream;
+    let stream: IncomingMessage;
     try {
       stream = await this.engine.logs(daemonContainerName(name), follow);
     } catch (e) {

@@ -71,7 +71,10 @@ export function startApi(listen: { host: string; port: number }, token: () => st
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const refuse = (status: number, message: string) => {
       const body = `${JSON.stringify({ error: message })}\n`;
-      socket.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      socket.end(
+        `HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : 'Error'}\r\n` +
+          `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
     };
     socket.on('error', () => socket.destroy());
     if (!bearerMatches(req.headers.authorization, token())) return refuse(401, 'a valid bearer token is required');

@@ -142,7 +142,7 @@ export class Reconciler {
     const linked = new Set<string>();
     for (const i of intents) {
       if (!i.managed || i.host !== me) continue;
-      i.spec.links.forEach((l) => linked.add(l));
+      for (const l of i.spec.links) linked.add(l);
       await step(`job ${i.spec.name}`, () => this.ensure(i, containerOf.get(daemonContainerName(i.spec.name)), actuals.get(i.spec.name) ?? null));
     }
     const links = this.links;

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { link, mkdir, open, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { link, mkdir, open, readFile, rm, stat, utimes, writeFile, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -49,10 +49,10 @@ export function holderAlive(h: LockHolder): boolean {
 
 const BREAKER_STALE_MS = 10_000;
 
-/** Removes a stale lock file, but only while it still holds the text judged stale: a fresh holder is never removed. False while another process is breaking it. */
+/** Removes a stale lock file only while it holds the text judged stale, so a fresh holder is never removed. False while another process breaks it. */
 async function breakStale(path: string, text: string): Promise<boolean> {
   const breaker = `${path}.break`;
-  let fh;
+  let fh: FileHandle;
   try {
     fh = await open(breaker, 'wx', 0o600);
   } catch (e) {

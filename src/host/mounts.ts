@@ -1,3 +1,4 @@
+import type { Dirent } from 'node:fs';
 import { readdir, readFile, rmdir, stat, statfs } from 'node:fs/promises';
 import type { Runner } from './runner.js';
 
@@ -51,7 +52,7 @@ export async function pathExists(path: string): Promise<boolean> {
 
 /** Removes path and the directories under it, deepest first, as far as they are empty: never a file, never a mount point (rmdir refuses both). */
 export async function removeEmptyDirs(path: string): Promise<void> {
-  let entries;
+  let entries: Dirent[];
   try {
     entries = await readdir(path, { withFileTypes: true });
   } catch {

@@ -35,7 +35,7 @@ export const REMOTE_LOCK_STALE_MS = 60_000;
 const FOLLOW_POLL_MS = 2;
 const FLUSH_POLL_MS = 20;
 
-/** New streams get CRC-32 (several GB/s; sha256 costs about as much CPU as the send): it guards against damage, and whoever could forge a stream could rewrite the manifest too. */
+/** New streams get CRC-32 (several GB/s; sha256 costs as much CPU as the send): it guards against damage; a stream forger could rewrite the manifest too. */
 export const STREAM_CHECKSUM: ChecksumAlgorithm = 'crc32';
 
 interface Summer {

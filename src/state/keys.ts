@@ -62,5 +62,3 @@ export function fleetKeys(fleet: string) {
     counter: (kind: string) => `${root}/counters/${kind}`,
   };
 }
-
-export type FleetKeys = ReturnType<typeof fleetKeys>;

@@ -3,7 +3,7 @@
 //  - 256 MiB through `knarr job run -i IMG cat` vs `docker run -i IMG cat` (throughput ratio >= 0.8)
 // The scheduler's placements per second are in scheduler.mjs. A report: exits 0 once measured.
 import { spawn, spawnSync } from 'node:child_process';
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -83,6 +83,6 @@ try {
   console.log(`jobs: run ratio ${runRatio.toFixed(2)} (target 1.2) ${runRatio <= 1.2 ? 'PASS' : 'FAIL'}; pipe throughput ratio ${pipeRatio.toFixed(2)} (target 0.8) ${pipeRatio >= 0.8 ? 'PASS' : 'FAIL'}`);
 } finally {
   await dockerd.stop();
-  for (const t of readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((x) => x && x.startsWith(dir)).reverse()) spawnSync('umount', ['-l', t]);
+  for (const t of readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((x) => x?.startsWith(dir)).reverse()) spawnSync('umount', ['-l', t]);
   rmSync(dir, { recursive: true, force: true });
 }

@@ -5,6 +5,7 @@ export interface CliRun {
   code: number;
   stdout: string;
   stderr: string;
+  // biome-ignore lint/suspicious/noExplicitAny: tests read fields of the output without declaring its shape.
   json<T = any>(): T;
 }
 

@@ -9,7 +9,7 @@ export interface Mount {
 
 /** Mounts straight from the kernel (proc(5)), independently of knarr's own parser; octal escapes undone. */
 export function kernelMounts(): Mount[] {
-  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  const unescapeOctal = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .filter((l) => l.includes(' - '))
@@ -17,6 +17,6 @@ export function kernelMounts(): Mount[] {
       const [left, right] = l.split(' - ') as [string, string];
       const f = left.split(' ');
       const r = right.split(' ');
-      return { id: f[0]!, target: unescape(f[4]!), fstype: r[0]!, source: unescape(r[1]!) };
+      return { id: f[0]!, target: unescapeOctal(f[4]!), fstype: r[0]!, source: unescapeOctal(r[1]!) };
     });
 }

@@ -21,8 +21,8 @@ export interface NetHost {
   ip: string;
   dockerd: Dockerd;
   /** Runs file inside this host's namespaces; DOCKER_HOST points at this host's dockerd. */
-  spawn<O extends Options = {}>(file: string, args?: readonly string[], opts?: O): ResultPromise<O>;
-  exec<O extends Options = {}>(file: string, args?: readonly string[], opts?: O): Promise<Result<O>>;
+  spawn<O extends Options = Record<never, never>>(file: string, args?: readonly string[], opts?: O): ResultPromise<O>;
+  exec<O extends Options = Record<never, never>>(file: string, args?: readonly string[], opts?: O): Promise<Result<O>>;
   stopDocker(): Promise<void>;
   teardown(): Promise<void>;
 }
@@ -173,7 +173,7 @@ export async function makeFabric(dir: string): Promise<Fabric> {
         pending.delete(building);
       }
 
-      const spawn = <O extends Options = {}>(file: string, args: readonly string[] = [], opts?: O): ResultPromise<O> => {
+      const spawn = <O extends Options = Record<never, never>>(file: string, args: readonly string[] = [], opts?: O): ResultPromise<O> => {
         const p = execa<O>('nsenter', [...nsArgs, '--', file, ...args], { ...opts, env: { ...d.env, ...opts?.env } } as O);
         const entry: Running = p;
         spawned.add(entry);
@@ -182,7 +182,7 @@ export async function makeFabric(dir: string): Promise<Fabric> {
         // execa types its result as ResultPromise<{} & O>: the same thing, spelled differently.
         return p as unknown as ResultPromise<O>;
       };
-      async function exec<O extends Options = {}>(file: string, args?: readonly string[], opts?: O): Promise<Result<O>> {
+      async function exec<O extends Options = Record<never, never>>(file: string, args?: readonly string[], opts?: O): Promise<Result<O>> {
         return (await spawn(file, args, opts)) as unknown as Result<O>;
       }
       const host: NetHost = {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, type Dirent } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { hostname, userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -10,7 +10,7 @@ import { freePort } from '../harness/ports.js';
 import { tempDir, uniqueName, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
 import { destroyPoolQuietly, zfsAnswers } from '../harness/zfs.js';
-import { kernelMounts, type Mount } from '../harness/mounts.js';
+import { kernelMounts } from '../harness/mounts.js';
 
 type Driver = 'zfs' | 'btrfs' | 'dir';
 
@@ -71,7 +71,7 @@ async function tree(root: string): Promise<Record<string, string>> {
 async function paths(root: string, skipTop: string[] = []): Promise<string[]> {
   const out: string[] = [];
   const walk = async (dir: string, rel: string): Promise<void> => {
-    let entries;
+    let entries: Dirent[];
     try {
       entries = await readdir(dir, { withFileTypes: true });
     } catch {

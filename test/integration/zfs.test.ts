@@ -1,6 +1,6 @@
 import { existsSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { execa } from 'execa';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { knarr } from '../harness/cli.js';
 import { tempDir, uniqueName, type TempDir } from '../harness/tmp.js';
 import { integration } from '../harness/tools.js';

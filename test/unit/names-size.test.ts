@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../../src/core/errors.js';
 import { validateName, validatePoolName } from '../../src/core/names.js';
-import { formatSize, parseSize, parseZfsSize } from '../../src/core/size.js';
+import { formatSize, parseSize } from '../../src/core/size.js';
 
 describe('validateName', () => {
   it.each(['knarr', 'a', 'Data-1', 'my_pool.v2'])('accepts %s', (n) => {
@@ -51,11 +51,5 @@ describe('sizes', () => {
     expect(formatSize(1536)).toBe('1.5K');
     expect(formatSize(1031798784)).toBe('984M');
     expect(formatSize(null)).toBe('-');
-  });
-  it('reads zfs-fuse human sizes', () => {
-    expect(parseZfsSize('504M')).toBe(504 * 1024 ** 2);
-    expect(parseZfsSize('1.50G')).toBe(Math.round(1.5 * 1024 ** 3));
-    expect(parseZfsSize('-')).toBeNull();
-    expect(parseZfsSize('123')).toBe(123);
   });
 });

@@ -11,14 +11,15 @@ async function diskDots(ctx: Context): Promise<{ dots: Map<string, DiskDot>; poo
   const dots = new Map<string, DiskDot>();
   const pools = new Set<string>();
   for (const pool of await listPoolRecords(ctx.config.stateDir)) {
-    let storage;
+    const driver = ctx.drivers[pool.driver];
+    let storage: ReturnType<typeof driver.dots>;
     try {
-      storage = ctx.drivers[pool.driver].dots(ctx.runner);
+      storage = driver.dots(ctx.runner);
     } catch (e) {
       if (isKnarrError(e)) continue;
       throw e;
     }
-    const status = await ctx.drivers[pool.driver].poolStatus(pool, ctx.runner);
+    const status = await driver.poolStatus(pool, ctx.runner);
     if (!status.online) continue;
     pools.add(pool.name);
     for (const name of await storage.listDots(pool)) {

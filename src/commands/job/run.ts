@@ -67,7 +67,7 @@ export async function specFrom(ctx: Context, args: (string | string[] | undefine
   return { spec: parseJobSpec(raw, source), source };
 }
 
-export function engineError(e: unknown, image: string, socket: string): never {
+function engineError(e: unknown, image: string): never {
   if (e instanceof EngineError && e.status === 404 && /image/i.test(e.message)) {
     throw new NotFoundError(`image ${image} is not on this host: ${e.message}`, { hint: 'load it with docker pull, docker load or docker import' });
   }
@@ -112,7 +112,7 @@ export const jobRun: Handler = async ({ args, opts }, ctx) => {
   }
   // A name given by the operator is unique: no other job of that name on this engine (a random one cannot clash).
   if (optString(opts, 'name') !== undefined || optString(opts, 'file') !== undefined) {
-    const same = await engine.list(true, [`${LABEL_JOB}=${spec.name}`]).catch((e: unknown) => engineError(e, spec.image, socket));
+    const same = await engine.list(true, [`${LABEL_JOB}=${spec.name}`]).catch((e: unknown) => engineError(e, spec.image));
     if (same.length > 0) throw new ConflictError(`a job named ${spec.name} already runs on this host (container ${same[0]!.Names[0]?.replace(/^\//, '') ?? same[0]!.Id.slice(0, 12)})`, { hint: `pick another --name, or see it with: knarr job show ${spec.name}` });
   }
   return {
@@ -122,7 +122,7 @@ export const jobRun: Handler = async ({ args, opts }, ctx) => {
       try {
         run = await startAttached(engine, containerName, foregroundContainer(spec, ctx.config.fleet, interactive, { binds: target.binds, env: target.env }), interactive);
       } catch (e) {
-        engineError(e, spec.image, socket);
+        engineError(e, spec.image);
       }
       const stop = () => void engine.remove(run.id).catch(() => undefined);
       let removed = false;

@@ -57,7 +57,7 @@ function deviceSize(dev) {
 /** A volume group is seen only while one of its PVs is (a loop device vanishes at reboot). */
 function visibleVg(name) {
   const vg = state.vgs[name];
-  return vg && vg.pvs.some((pv) => backing(pv) !== null && existsSync(backing(pv))) ? vg : undefined;
+  return vg?.pvs.some((pv) => backing(pv) !== null && existsSync(backing(pv))) ? vg : undefined;
 }
 
 /** LVM2's label CRC (crc32, reflected, seed 0xf597a6cf, no final xor), as blkid checks it. */
