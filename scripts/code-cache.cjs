@@ -5,7 +5,7 @@ const { mkdtempSync, rmSync, writeFileSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join, resolve } = require('node:path');
 const { Writable } = require('node:stream');
-const { bundleLoader } = require('../bin/bundle-loader.cjs');
+const { bundleLoader } = require('../bin/knarr');
 
 async function main() {
   const loader = bundleLoader(resolve(__dirname, '../dist/bundle'));

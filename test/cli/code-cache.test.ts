@@ -23,7 +23,7 @@ function copyOfCli(): string {
 describe('the bundle code cache', () => {
   it('the build writes one that Node takes for every chunk on the start-up path of pool list', async () => {
     const script = `
-      const { bundleLoader } = require(${JSON.stringify(`${root}/bin/bundle-loader.cjs`)});
+      const { bundleLoader } = require(${JSON.stringify(`${root}/bin/knarr`)});
       const loader = bundleLoader(${JSON.stringify(`${root}/dist/bundle`)});
       loader.load('knarr.cjs')
         .main(['--state-dir', ${JSON.stringify(`${tmp.path}/state`)}, '--json', 'pool', 'list'], { stdout: process.stdout, stderr: process.stderr, env: {}, cwd: '/' })
