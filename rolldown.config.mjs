@@ -33,6 +33,18 @@ const asciiOnly = {
   },
 };
 
+// The version main.js reads from package.json at every start (a file read and URL handling, ~0.5 ms) is written in at
+// build time; the expression stays as it is wherever it is not this exact form.
+const PACKAGE_JSON = resolve('package.json');
+const VERSION = JSON.parse(readFileSync(PACKAGE_JSON, 'utf8')).version;
+const inlineVersion = {
+  name: 'inline-version',
+  transform: (code, id) =>
+    code.replace(/JSON\.parse\(readFileSync\(new URL\('((?:\.\.\/)+)package\.json', import\.meta\.url\), 'utf8'\)\)\.version/g, (expr, up) =>
+      resolve(dirname(id), `${up}package.json`) === PACKAGE_JSON ? JSON.stringify(VERSION) : expr,
+    ),
+};
+
 /** The modules main.js imports statically, directly or not: what every command loads before its handler. */
 function startUpModules(entry) {
   const seen = new Set();
@@ -55,7 +67,7 @@ export default defineConfig({
   input: { knarr: 'dist/cli/main.js' },
   platform: 'node',
   external: (id) => id.startsWith('node:') && id !== 'node:fs/promises',
-  plugins: [lazyFsPromises, asciiOnly],
+  plugins: [lazyFsPromises, inlineVersion, asciiOnly],
   output: {
     dir: 'dist/bundle',
     format: 'cjs',
