@@ -14,9 +14,21 @@ export { longName, shortName, takesValue } from '../commands/define.js';
 function settingOptions(command?: string): OptionDef[] {
   return SETTINGS.filter((s) => s.flag !== undefined && s.command === command).flatMap((s): OptionDef[] => {
     const shown = s.kind === 'boolean' || s.choices ? '' : ` (default ${s.defaultText})`;
-    const opt: OptionDef = { flags: s.flag!, description: `${s.help}${shown}`, env: s.env, ...(s.choices ? { choices: s.choices } : {}), ...(s.repeatable ? { repeatable: true } : {}) };
+    const opt: OptionDef = {
+      flags: s.flag!,
+      description: `${s.help}${shown}`,
+      env: s.env,
+      ...(s.choices ? { choices: s.choices } : {}),
+      ...(s.repeatable ? { repeatable: true } : {}),
+    };
     if (s.kind !== 'boolean') return [opt];
-    return [opt, { flags: `--no-${longFlag(s)!.slice(2)}`, description: `switch ${longFlag(s)} off when ${s.env}${s.inFile === false ? '' : ' or the config file'} switched it on` }];
+    return [
+      opt,
+      {
+        flags: `--no-${longFlag(s)!.slice(2)}`,
+        description: `switch ${longFlag(s)} off when ${s.env}${s.inFile === false ? '' : ' or the config file'} switched it on`,
+      },
+    ];
   });
 }
 
@@ -33,7 +45,9 @@ export const COMMANDS: CommandDef[] = [
     name: 'dot',
     summary: 'versioned data volumes: commit, branch, clone, mount',
     description:
-      'A dot is a versioned data volume on a pool: one filesystem per branch, a snapshot per commit. DOT.SUBDOT names a subdot, a directory of the dot committed with it (the bare DOT is its __default__ subdot). Every command names its dot: there is no current dot. Records live in etcd and on disk.',
+      'A dot is a versioned data volume on a pool: one filesystem per branch, a snapshot per commit. DOT.SUBDOT names a subdot, a directory of the ' +
+      'dot committed with it (the bare DOT is its __default__ subdot). Every command names its dot: there is no current dot. ' +
+      'Records live in etcd and on disk.',
     subcommands: [
       {
         name: 'init',
@@ -64,7 +78,7 @@ export const COMMANDS: CommandDef[] = [
       },
       {
         name: 'commit',
-        summary: 'snapshot every subdot of the dot\'s active branch',
+        summary: "snapshot every subdot of the dot's active branch",
         args: [dotArg],
         options: [
           { flags: '-m, --message <text>', description: 'what changed (required)' },
@@ -149,7 +163,11 @@ export const COMMANDS: CommandDef[] = [
         name: 'fsck',
         summary: 'find drift between the store and the disk; --repair mends it',
         description:
-          'Compares every dot record and commit in etcd with what the pools hold, both ways: data deleted outside knarr, branches without a filesystem, commits on disk missing from the store (a crash between snapshot and record), commits in the store whose snapshot is gone, and dots on disk the store does not know; and what commands cut short left on the pools (snapshots without a commit record, temporary files, a pull\'s staging in knarr-incoming), which pin space. --repair adds or removes records and moves branch heads, and removes those leftovers (they hold no commit); it never deletes a commit. Exits 1 while problems remain.',
+          'Compares every dot record and commit in etcd with what the pools hold, both ways: data deleted outside knarr, branches without a ' +
+          'filesystem, commits on disk missing from the store (a crash between snapshot and record), commits in the store whose snapshot is gone, ' +
+          'and dots on disk the store does not know; and what commands cut short left on the pools (snapshots without a commit record, temporary ' +
+          "files, a pull's staging in knarr-incoming), which pin space. --repair adds or removes records and moves branch heads, and removes those " +
+          'leftovers (they hold no commit); it never deletes a commit. Exits 1 while problems remain.',
         options: [{ flags: '--repair', description: 'mend the store from the disk where that is safe' }],
         examples: [
           { command: 'knarr dot fsck', description: 'report drift' },
@@ -190,7 +208,10 @@ export const COMMANDS: CommandDef[] = [
           {
             name: 'add',
             summary: 'add a remote',
-            args: [{ name: 'name', description: 'remote name', required: true }, { name: 'url', description: 'file:///dir or ssh://[user@]host[:port][/state-dir]', required: true }],
+            args: [
+              { name: 'name', description: 'remote name', required: true },
+              { name: 'url', description: 'file:///dir or ssh://[user@]host[:port][/state-dir]', required: true },
+            ],
             examples: [{ command: 'knarr dot remote add usb file:///mnt/usb/dots', description: 'a remote on a mounted disk' }],
             dryRun: 'plans',
             handler: () => import('../commands/dot/remote.js').then((m) => m.remoteAdd),
@@ -222,7 +243,7 @@ export const COMMANDS: CommandDef[] = [
       },
       {
         name: 'send',
-        summary: 'plumbing: write one commit\'s stream to stdout',
+        summary: "plumbing: write one commit's stream to stdout",
         args: [dotOnlyArg, { name: 'commit', description: 'commit id', required: true }],
         options: [{ flags: '--base <id>', description: 'make the stream incremental from this commit' }],
         examples: [{ command: 'knarr dot send pgdata 00mwthi50e044888a3 > c.zfs', description: 'a full stream of one commit' }],
@@ -231,7 +252,7 @@ export const COMMANDS: CommandDef[] = [
       },
       {
         name: 'receive',
-        summary: 'plumbing: apply one commit\'s stream from stdin (fast-forward only)',
+        summary: "plumbing: apply one commit's stream from stdin (fast-forward only)",
         args: [dotOnlyArg],
         options: [
           { flags: '--record <json>', description: 'the commit record (JSON)' },
@@ -258,7 +279,12 @@ export const COMMANDS: CommandDef[] = [
     name: 'job',
     summary: 'docker jobs across the fleet: foreground (with -i pipes) or daemonized',
     description:
-      'Jobs run on docker engines. With no agent in the fleet, on this host\'s engine (DOCKER_HOST or /var/run/docker.sock): the embedded default. When agents (knarr daemon) serve the fleet, the scheduler places each job (knarr job plan shows why) and the job runs through that host\'s agent. -i pipes stdin to the job and its stdout back, binary-safe with end-of-file passed through, so knarr job run -i A | knarr job run -i B chains jobs, on one host or two. Daemonized jobs (ports, -d, or daemonize: true) are kept running by their host\'s agent: their intent and actual state live in etcd, each port is a service, a crashed job restarts per its policy, and a job whose host goes down moves to another host unless it is fixed there.',
+      "Jobs run on docker engines. With no agent in the fleet, on this host's engine (DOCKER_HOST or /var/run/docker.sock): the embedded default. " +
+      "When agents (knarr daemon) serve the fleet, the scheduler places each job (knarr job plan shows why) and the job runs through that host's " +
+      'agent. -i pipes stdin to the job and its stdout back, binary-safe with end-of-file passed through, so knarr job run -i A | knarr job run -i B ' +
+      "chains jobs, on one host or two. Daemonized jobs (ports, -d, or daemonize: true) are kept running by their host's agent: their intent and " +
+      'actual state live in etcd, each port is a service, a crashed job restarts per its policy, and a job whose host goes down moves to another ' +
+      'host unless it is fixed there.',
     subcommands: [
       {
         name: 'run',
@@ -272,12 +298,12 @@ export const COMMANDS: CommandDef[] = [
           { flags: '-f, --file <file>', description: 'job spec, YAML or JSON' },
           { flags: '--name <name>', description: 'job name (default run-<random>)' },
           { flags: '-e, --env <NAME=VALUE>', description: 'environment variable', repeatable: true },
-          { flags: '--network <mode>', description: 'docker network mode (default: the engine\'s)' },
+          { flags: '--network <mode>', description: "docker network mode (default: the engine's)" },
           { flags: '--host <host>', description: 'pin the job to this fleet host' },
           { flags: '--tag <tag>', description: 'run only on hosts with this tag', repeatable: true },
           { flags: '-p, --port <HOST:CONTAINER>', description: 'publish a port (makes the job daemonized)', repeatable: true },
           { flags: '--volume <SOURCE:TARGET>', description: 'dot:DOT[.SUBDOT]:/path or /host/path:/path, :ro for read-only', repeatable: true },
-          { flags: '--link <service>', description: 'reach this service through the host\'s ambassador', repeatable: true },
+          { flags: '--link <service>', description: "reach this service through the host's ambassador", repeatable: true },
           { flags: '--restart <policy>', description: 'no, always or on-failure[:N] (daemonized jobs)' },
           { flags: '--cpu <cpu>', description: 'cpu to reserve: 0.5, 2 or 500m' },
           { flags: '--memory <size>', description: 'memory to reserve and limit to: 256M, 2G' },
@@ -286,7 +312,7 @@ export const COMMANDS: CommandDef[] = [
           { flags: '-d, --detach', description: 'daemonize the job (as daemonize: true)' },
         ],
         examples: [
-          { command: "echo hello | knarr job run -i busybox -- tr a-z A-Z | knarr job run -i busybox -- wc -c", description: 'a pipeline of jobs' },
+          { command: 'echo hello | knarr job run -i busybox -- tr a-z A-Z | knarr job run -i busybox -- wc -c', description: 'a pipeline of jobs' },
           { command: "knarr job run busybox -- sh -c 'exit 3'; echo $?", description: 'knarr exits 3' },
           { command: 'knarr job run -f job.yaml', description: 'a job from a spec file' },
         ],
@@ -310,7 +336,11 @@ export const COMMANDS: CommandDef[] = [
           { flags: '--cpu <cpu>', description: 'cpu to reserve: 0.5, 2 or 500m' },
           { flags: '--memory <size>', description: 'memory to reserve: 256M, 2G' },
           { flags: '--fixed', description: 'the job stays on the host it first ran on' },
-          { flags: '--strategy <strategy>', description: 'spread or binpack (default: the config file\'s scheduler.strategy, else spread)', choices: ['spread', 'binpack'] },
+          {
+            flags: '--strategy <strategy>',
+            description: "spread or binpack (default: the config file's scheduler.strategy, else spread)",
+            choices: ['spread', 'binpack'],
+          },
         ],
         examples: [{ command: 'knarr job plan -f job.yaml', description: 'where job.yaml would run' }],
         dryRun: 'reads',
@@ -336,7 +366,7 @@ export const COMMANDS: CommandDef[] = [
         summary: 'output of a daemonized job (-f to follow)',
         args: [{ name: 'job', description: 'job name', required: true }],
         options: [{ flags: '-f, --follow', description: 'keep printing new output' }],
-        examples: [{ command: 'knarr job logs web -f', description: 'follow web\'s output' }],
+        examples: [{ command: 'knarr job logs web -f', description: "follow web's output" }],
         dryRun: 'reads',
         handler: () => import('../commands/job/manage.js').then((m) => m.jobLogs),
       },
@@ -358,7 +388,7 @@ export const COMMANDS: CommandDef[] = [
       },
       {
         name: 'restart',
-        summary: 'make jobs\' containers anew (--all: every job that is not static)',
+        summary: "make jobs' containers anew (--all: every job that is not static)",
         args: [{ name: 'job', description: 'job names', variadic: true }],
         options: [{ flags: '--all', description: 'every daemonized job except static ones' }],
         examples: [
@@ -372,7 +402,7 @@ export const COMMANDS: CommandDef[] = [
         name: 'history',
         summary: 'where a job was placed, started, moved and exited (kept after rm)',
         args: [{ name: 'job', description: 'job name', required: true }],
-        examples: [{ command: 'knarr job history web', description: 'web\'s past' }],
+        examples: [{ command: 'knarr job history web', description: "web's past" }],
         dryRun: 'reads',
         handler: () => import('../commands/job/manage.js').then((m) => m.jobHistory),
       },
@@ -385,7 +415,7 @@ export const COMMANDS: CommandDef[] = [
       {
         name: 'list',
         summary: 'each service and where it is reached',
-        examples: [{ command: 'knarr service list', description: 'the fleet\'s services' }],
+        examples: [{ command: 'knarr service list', description: "the fleet's services" }],
         dryRun: 'reads',
         handler: () => import('../commands/job/manage.js').then((m) => m.serviceList),
       },
@@ -396,7 +426,10 @@ export const COMMANDS: CommandDef[] = [
     name: 'cluster',
     summary: 'virtual clusters of LXC containers, driven by durable operations',
     description:
-      'A cluster is a set of LXC system containers (nodes) as docklet makes them: container user-clusterid-nodeid, hostname host-N, rootfs an overlay of a read-only base image and a per-node volume on the pool, a per-cluster /etc/hosts bind-mounted read-only, the user\'s shared data at /nfs and authorized keys at /root/.ssh, an address on the user\'s own /24 on the host\'s bridge. Every change is an operation in etcd (knarr op), run by the host\'s agent or, with none, by the CLI inline. Nodes are placed on the host the cluster is created on.',
+      'A cluster is a set of LXC system containers (nodes) as docklet makes them: container user-clusterid-nodeid, hostname host-N, rootfs an ' +
+      "overlay of a read-only base image and a per-node volume on the pool, a per-cluster /etc/hosts bind-mounted read-only, the user's shared data " +
+      "at /nfs and authorized keys at /root/.ssh, an address on the user's own /24 on the host's bridge. Every change is an operation in etcd (knarr " +
+      "op), run by the host's agent or, with none, by the CLI inline. Nodes are placed on the host the cluster is created on.",
     subcommands: [
       {
         name: 'create',
@@ -408,7 +441,7 @@ export const COMMANDS: CommandDef[] = [
           { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' },
           { flags: '--memory <size>', description: 'memory limit per node, e.g. 256M' },
           { flags: '--cpus <n>', description: 'cpu limit per node: 0.5, 2 or 500m' },
-          { flags: '--pool <pool>', description: 'pool for the nodes\' volumes (btrfs, lvm or dir)' },
+          { flags: '--pool <pool>', description: "pool for the nodes' volumes (btrfs, lvm or dir)" },
           { flags: '--authorized-keys <file>', description: 'public keys for /root/.ssh/authorized_keys (never a private key)' },
           { flags: '--detach', description: 'print the operation id and return at once' },
         ],
@@ -418,7 +451,10 @@ export const COMMANDS: CommandDef[] = [
       },
       ...(['start', 'stop', 'delete'] as const).map((verb) => ({
         name: verb,
-        summary: verb === 'delete' ? 'remove every node, volume and address of a cluster (the user\'s /nfs data stays)' : `${verb} every node of a cluster (volumes are kept)`,
+        summary:
+          verb === 'delete'
+            ? "remove every node, volume and address of a cluster (the user's /nfs data stays)"
+            : `${verb} every node of a cluster (volumes are kept)`,
         args: [{ name: 'name', description: 'cluster name', required: true }],
         options: [
           { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' },
@@ -426,7 +462,8 @@ export const COMMANDS: CommandDef[] = [
         ],
         examples: [{ command: `knarr cluster ${verb} lab`, description: `${verb} lab` }],
         dryRun: 'plans' as const,
-        handler: () => import('../commands/cluster/commands.js').then((m) => (verb === 'start' ? m.clusterStart : verb === 'stop' ? m.clusterStop : m.clusterDelete)),
+        handler: () =>
+          import('../commands/cluster/commands.js').then((m) => (verb === 'start' ? m.clusterStart : verb === 'stop' ? m.clusterStop : m.clusterDelete)),
       })),
       {
         name: 'scale',
@@ -444,7 +481,7 @@ export const COMMANDS: CommandDef[] = [
       {
         name: 'list',
         summary: 'clusters with status, size, subnet and host',
-        options: [{ flags: '--user <user>', description: 'only this user\'s' }],
+        options: [{ flags: '--user <user>', description: "only this user's" }],
         examples: [{ command: 'knarr cluster list', description: 'every cluster' }],
         dryRun: 'reads',
         handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterList),
@@ -485,7 +522,15 @@ export const COMMANDS: CommandDef[] = [
     name: 'daemon',
     summary: 'the agent: registers this host, serves the token-protected API',
     description:
-      'Registers this host in etcd under a lease (a host whose lease lapses is down) with its address, tags, capacity, load and docker endpoint, keeps them fresh, and serves an HTTP API on --listen where every request needs the bearer token from --token-file (made, 0600, when missing). Every flag can also be set in the environment (KNARR_DAEMON_*) or the config file\'s daemon: section (flag, then environment, then file). SIGTERM drains (no new foreground jobs or operations; the running ones get --drain-timeout to end, a second SIGTERM cuts it short), gives the lease back and exits 0; SIGHUP reloads the config file, the token file and the TLS certificate, applying tags and prune at once (tags set with knarr host tag stay) and naming any other changed setting as needing a restart; a bad file changes nothing. At each start it joins the fleet through docklet\'s handshake (waiting, init, work, ok), proving the shared data directory with --share, and prepares for --mode recovery or new; then it keeps this host\'s daemonized jobs as their intents say, runs this host\'s operations, and forwards linked services (the ambassador).',
+      'Registers this host in etcd under a lease (a host whose lease lapses is down) with its address, tags, capacity, load and docker endpoint, ' +
+      'keeps them fresh, and serves an HTTP API on --listen where every request needs the bearer token from --token-file (made, 0600, when missing). ' +
+      "Every flag can also be set in the environment (KNARR_DAEMON_*) or the config file's daemon: section (flag, then environment, then file). " +
+      'SIGTERM drains (no new foreground jobs or operations; the running ones get --drain-timeout to end, a second SIGTERM cuts it short), gives the ' +
+      'lease back and exits 0; SIGHUP reloads the config file, the token file and the TLS certificate, applying tags and prune at once (tags set ' +
+      'with knarr host tag stay) and naming any other changed setting as needing a restart; a bad file changes nothing. At each start it joins the ' +
+      "fleet through docklet's handshake (waiting, init, work, ok), proving the shared data directory with --share, and prepares for --mode recovery " +
+      "or new; then it keeps this host's daemonized jobs as their intents say, runs this host's operations, and forwards " +
+      'linked services (the ambassador).',
     options: settingOptions('daemon'),
     examples: [{ command: 'knarr daemon --tags ssd,zone=eu --listen 10.0.0.5:7946', description: 'run the agent' }],
     dryRun: 'refuses',
@@ -496,7 +541,8 @@ export const COMMANDS: CommandDef[] = [
     name: 'doctor',
     summary: 'check host prerequisites; --fix installs and starts what is missing',
     description:
-      'Checks zfs, btrfs, lvm, lxc, a reachable dockerd, etcd, overlayfs, loop devices and cgroups, naming the Debian package for each. Exits 5 when something is missing.',
+      'Checks zfs, btrfs, lvm, lxc, a reachable dockerd, etcd, overlayfs, loop devices and cgroups, naming the Debian package for each. ' +
+      'Exits 5 when something is missing.',
     options: [{ flags: '--fix', description: 'apt-get install the missing packages and start zfs-fuse and dockerd if needed' }],
     examples: [
       { command: 'knarr doctor', description: 'report what is present' },
@@ -522,7 +568,5 @@ export const COMMANDS: CommandDef[] = [
 
 /** Every leaf command with its path, for generators and tests. */
 export function leafCommands(defs: CommandDef[] = COMMANDS, prefix: string[] = []): { path: string[]; def: CommandDef }[] {
-  return defs.flatMap((d) =>
-    d.subcommands ? leafCommands(d.subcommands, [...prefix, d.name]) : [{ path: [...prefix, d.name], def: d }],
-  );
+  return defs.flatMap((d) => (d.subcommands ? leafCommands(d.subcommands, [...prefix, d.name]) : [{ path: [...prefix, d.name], def: d }]));
 }

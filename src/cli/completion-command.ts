@@ -13,7 +13,10 @@ export async function completion(shell: Shell): Promise<CommandResult> {
   try {
     script = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new FailureError(`cannot read the ${shell} completion script ${file.pathname}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { hint: 'the installation is incomplete: reinstall knarr', cause: e });
+    throw new FailureError(`cannot read the ${shell} completion script ${file.pathname}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, {
+      hint: 'the installation is incomplete: reinstall knarr',
+      cause: e,
+    });
   }
   return { data: { shell, script }, view: { kind: 'raw', text: script } };
 }

@@ -43,7 +43,10 @@ function valueCases(): ValueCase[] {
 }
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-const globalValueWords = () => GLOBAL_OPTIONS.filter((o) => takesValue(o.flags)).flatMap(words).join('|');
+const globalValueWords = () =>
+  GLOBAL_OPTIONS.filter((o) => takesValue(o.flags))
+    .flatMap(words)
+    .join('|');
 /** The words completed after a command path: subcommand names for a group, first-argument choices and options for a leaf. */
 function offered(n: Node | null): { names: { word: string; text: string }[]; options: OptionDef[] } {
   const def = n?.def;
@@ -55,11 +58,28 @@ function offered(n: Node | null): { names: { word: string; text: string }[]; opt
 const groupPaths = () => ['', ...groups().map((g) => g.path.join('/'))];
 
 function bash(): string {
-  const l: string[] = [`# bash ${HEADER}`, '_knarr() {', '  local cur prev path="" i w', '  cur="${COMP_WORDS[COMP_CWORD]}"', '  prev="${COMP_WORDS[COMP_CWORD-1]}"'];
-  l.push(`  local groups=${q(` ${groupPaths().map((p) => `[${p}]`).join(' ')} `)}`);
+  const l: string[] = [
+    `# bash ${HEADER}`,
+    '_knarr() {',
+    '  local cur prev path="" i w',
+    '  cur="${COMP_WORDS[COMP_CWORD]}"',
+    '  prev="${COMP_WORDS[COMP_CWORD-1]}"',
+  ];
+  l.push(
+    `  local groups=${q(
+      ` ${groupPaths()
+        .map((p) => `[${p}]`)
+        .join(' ')} `,
+    )}`,
+  );
   l.push('  for ((i = 1; i < COMP_CWORD; i++)); do', '    w="${COMP_WORDS[i]}"', '    case "$w" in');
   l.push(`      ${globalValueWords()}) ((i++)); continue ;;`, '      -*) continue ;;', '    esac');
-  l.push('    # Words after a leaf command are its arguments, not more of the path.', '    [[ $groups == *" [$path] "* ]] || break', '    path="${path:+$path/}$w"', '  done');
+  l.push(
+    '    # Words after a leaf command are its arguments, not more of the path.',
+    '    [[ $groups == *" [$path] "* ]] || break',
+    '    path="${path:+$path/}$w"',
+    '  done',
+  );
   l.push('  case "$prev" in');
   for (const v of valueCases()) {
     if (v.choices) l.push(`    ${v.words.join('|')}) COMPREPLY=($(compgen -W ${q(v.choices.join(' '))} -- "$cur")); return ;;`);
@@ -79,7 +99,13 @@ function bash(): string {
 function zsh(): string {
   const desc = (name: string, text: string) => q(`${name.replace(/:/g, '\\:')}:${text}`);
   const l: string[] = ['#compdef knarr', `# zsh ${HEADER}`, '_knarr() {', '  local path= i w prev=${words[CURRENT-1]}'];
-  l.push(`  local groups=${q(` ${groupPaths().map((p) => `[${p}]`).join(' ')} `)}`);
+  l.push(
+    `  local groups=${q(
+      ` ${groupPaths()
+        .map((p) => `[${p}]`)
+        .join(' ')} `,
+    )}`,
+  );
   l.push('  for (( i = 2; i < CURRENT; i++ )); do', '    w=${words[i]}', '    case $w in');
   l.push(`      ${globalValueWords()}) (( i++ )); continue ;;`, '      -*) continue ;;', '    esac');
   l.push('    [[ $groups == *" [$path] "* ]] || break', '    path=${path:+$path/}$w', '  done', '  case $prev in');

@@ -39,7 +39,10 @@ function toOption(o: OptionDef): Option {
 }
 
 function addCommand(parent: Command, def: CommandDef, onSelect: (s: Selected) => void): void {
-  const cmd = parent.command(def.name).summary(def.summary).description(def.description ?? def.summary);
+  const cmd = parent
+    .command(def.name)
+    .summary(def.summary)
+    .description(def.description ?? def.summary);
   cmd.exitOverride();
   if (def.examples?.length) {
     cmd.addHelpText('after', `\nExamples:\n${def.examples.map((e) => `  $ ${e.command}\n      ${e.description}`).join('\n')}\n`);
@@ -140,7 +143,11 @@ export async function main(argv: string[], io: Io): Promise<number> {
     return ExitCode.usage;
   }
   const sel: Selected = selected;
-  let format: OutputFormat = sel.globals.json ? 'json' : OUTPUT_FORMATS.includes(sel.globals.output as OutputFormat) ? (sel.globals.output as OutputFormat) : 'table';
+  let format: OutputFormat = sel.globals.json
+    ? 'json'
+    : OUTPUT_FORMATS.includes(sel.globals.output as OutputFormat)
+      ? (sel.globals.output as OutputFormat)
+      : 'table';
   let verbose = sel.globals.verbose ?? false;
   const signal = io.signal ?? new AbortController().signal;
   let finish: (() => void) | undefined;
@@ -148,7 +155,11 @@ export async function main(argv: string[], io: Io): Promise<number> {
     const config = await loadConfig(sel.globals, io.env, io.cwd);
     format = config.output;
     verbose = config.verbose;
-    const ctx = createContext(config, { stderr: io.stderr, stderrIsTTY: io.stderrIsTTY ?? false, env: io.env, cwd: io.cwd, signal, stdin: () => io.stdin ?? Readable.from([]) }, () => loadConfig(sel.globals, io.env, io.cwd));
+    const ctx = createContext(
+      config,
+      { stderr: io.stderr, stderrIsTTY: io.stderrIsTTY ?? false, env: io.env, cwd: io.cwd, signal, stdin: () => io.stdin ?? Readable.from([]) },
+      () => loadConfig(sel.globals, io.env, io.cwd),
+    );
     finish = () => ctx.events.done();
     const raw = { args: sel.args, opts: sel.opts };
     const result: CommandResult = sel.def.run ? await sel.def.run(raw, ctx) : await (await sel.def.handler!())(raw, ctx);
@@ -158,7 +169,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
       return code ?? result.exitCode ?? ExitCode.ok;
     }
     // A command that only reads shows its result under --dry-run too: there is nothing to plan.
-    const text = config.dryRun && sel.def.dryRun !== 'reads' ? await renderDryRun(ctx.runner.planned, result.data, format) : await renderResult(result.data, result.view, format);
+    const text =
+      config.dryRun && sel.def.dryRun !== 'reads'
+        ? await renderDryRun(ctx.runner.planned, result.data, format)
+        : await renderResult(result.data, result.view, format);
     io.stdout.write(text);
     return result.exitCode ?? ExitCode.ok;
   } catch (e) {

@@ -5,7 +5,10 @@ import { flagText } from './settings-doc.js';
 
 /** Escapes text for roff: backslashes, and a leading dot or quote that would read as a request. */
 function esc(text: string): string {
-  return text.replace(/\\/g, '\\e').replace(/-/g, '\\-').replace(/^([.'])/gm, '\\&$1');
+  return text
+    .replace(/\\/g, '\\e')
+    .replace(/-/g, '\\-')
+    .replace(/^([.'])/gm, '\\&$1');
 }
 
 function argSynopsis(a: ArgDef): string {
@@ -23,7 +26,12 @@ function optionItems(opts: OptionDef[]): string[] {
   return opts.flatMap((o) => [
     '.TP',
     `.B ${esc(o.flags)}`,
-    esc(o.description + (o.choices ? ` (one of: ${o.choices.join(', ')})` : '') + (o.repeatable ? '; comma-separated or repeated' : '') + (o.env ? `; env ${o.env}` : '')),
+    esc(
+      o.description +
+        (o.choices ? ` (one of: ${o.choices.join(', ')})` : '') +
+        (o.repeatable ? '; comma-separated or repeated' : '') +
+        (o.env ? `; env ${o.env}` : ''),
+    ),
   ]);
 }
 
@@ -61,14 +69,27 @@ function mainPage(): string {
     '.B knarr',
     '[GLOBAL OPTIONS] COMMAND [SUBCOMMAND] [OPTIONS] [ARGS]',
     '.SH DESCRIPTION',
-    esc('knarr brings up storage pools and a managed etcd on a host, and (in later releases) versioned data volumes, docker jobs and LXC clusters across a fleet. Results go to stdout (table, JSON or YAML); progress and errors go to stderr.'),
+    esc(
+      'knarr brings up storage pools and a managed etcd on a host, and (in later releases) versioned data volumes, docker jobs and LXC clusters ' +
+        'across a fleet. Results go to stdout (table, JSON or YAML); progress and errors go to stderr.',
+    ),
     '.SH COMMANDS',
   ];
   for (const c of COMMANDS) {
-    lines.push('.TP', `.B knarr ${esc(c.name)}${c.subcommands ? ' ' + esc(c.subcommands.map((s) => s.name).join('|')) : ''}`, esc(c.summary) + ` See \\fBknarr\\-${esc(c.name)}\\fR(1).`);
+    lines.push(
+      '.TP',
+      `.B knarr ${esc(c.name)}${c.subcommands ? ' ' + esc(c.subcommands.map((s) => s.name).join('|')) : ''}`,
+      esc(c.summary) + ` See \\fBknarr\\-${esc(c.name)}\\fR(1).`,
+    );
   }
   lines.push('.SH GLOBAL OPTIONS', ...optionItems(GLOBAL_OPTIONS));
-  lines.push('.SH ENVIRONMENT', esc('Every setting has a KNARR_* variable. Precedence: flag, then environment, then config file, then default; a boolean flag\'s --no- form switches off what the environment set. Booleans take 1, true, yes, on or 0, false, no, off.'));
+  lines.push(
+    '.SH ENVIRONMENT',
+    esc(
+      "Every setting has a KNARR_* variable. Precedence: flag, then environment, then config file, then default; a boolean flag's --no- form " +
+        'switches off what the environment set. Booleans take 1, true, yes, on or 0, false, no, off.',
+    ),
+  );
   for (const s of SETTINGS) {
     const where = [s.flag ? `flag ${flagText(s)}` : '', s.inFile === false ? '' : `config key ${s.key}`, `default ${s.defaultText}`].filter((w) => w !== '');
     lines.push('.TP', `.B ${esc(s.env)}`, esc(`${s.help} (${where.join('; ')})`));
@@ -77,7 +98,11 @@ function mainPage(): string {
     '.SH FILES',
     '.TP',
     '.B /etc/knarr/config.yaml',
-    esc(`default config file (keys: ${SETTINGS.filter((s) => s.inFile !== false).map((s) => s.key).join(', ')}; see docs/configuration.md)`),
+    esc(
+      `default config file (keys: ${SETTINGS.filter((s) => s.inFile !== false)
+        .map((s) => s.key)
+        .join(', ')}; see docs/configuration.md)`,
+    ),
     '.TP',
     '.B /var/lib/knarr',
     esc('default state directory: pool records, loop files, mountpoints, the managed etcd'),

@@ -53,7 +53,12 @@ export function renderError(err: KnarrError, format: OutputFormat, verbose: bool
     return `${JSON.stringify({ error: { code: err.code, message: err.message, hint: err.hint ?? null, exitCode: err.exitCode, ...err.detail } })}\n`;
   }
   let text = `knarr: ${err.message}\n`;
-  if (err.hint) text += err.hint.split('\n').map((l, i) => (i === 0 ? `  hint: ${l}` : `    ${l}`)).join('\n') + '\n';
+  if (err.hint)
+    text +=
+      err.hint
+        .split('\n')
+        .map((l, i) => (i === 0 ? `  hint: ${l}` : `    ${l}`))
+        .join('\n') + '\n';
   if (verbose && err.code === 'E_INTERNAL' && err.stack) text += `${err.stack}\n`;
   if (verbose && err.cause instanceof Error && err.cause.stack) text += `caused by: ${err.cause.stack}\n`;
   return text;

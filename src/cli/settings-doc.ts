@@ -6,7 +6,7 @@ const AREAS: Record<SettingArea, string> = {
   etcd: 'The managed etcd',
   cluster: 'LXC clusters',
   scheduler: 'Scheduler',
-  jobs: 'Jobs on other hosts (the agents\' API)',
+  jobs: "Jobs on other hosts (the agents' API)",
   dots: 'Dots and ssh:// remotes',
   daemon: 'The agent (knarr daemon)',
 };
@@ -34,8 +34,10 @@ export function configurationDoc(): string {
     '- A boolean flag has a `--no-` form that switches off what the environment or the file switched on (`KNARR_DRY_RUN=1 knarr --no-dry-run ...`).',
     '- `--json` (or `KNARR_JSON=1`) wins over an output format given at the same level or below; `--no-json` sets `KNARR_JSON` aside.',
     '- A bad value is a usage error (exit 2) naming where it came from: the flag, the variable, or the file and key.',
-    '- An empty variable counts as unset, except `KNARR_ETCD`: an empty `--etcd` or `KNARR_ETCD` is an error (an unset variable in a script must not quietly start a new, empty local store).',
-    '- A relative path is taken from the current directory, except a file path under `daemon:`, `jobs:` or `dots:` in the config file, which is taken from the file\'s directory.',
+    '- An empty variable counts as unset, except `KNARR_ETCD`: an empty `--etcd` or `KNARR_ETCD` is an error (an unset variable in a script must ' +
+      'not quietly start a new, empty local store).',
+    '- A relative path is taken from the current directory, except a file path under `daemon:`, `jobs:` or `dots:` in the config file, which is ' +
+      "taken from the file's directory.",
     '- Unknown keys and wrong types in the file are usage errors naming the file and key.',
     '',
   ];
@@ -56,7 +58,7 @@ export function configurationDoc(): string {
     '',
     '| variable | meaning |',
     '|---|---|',
-    '| `DOCKER_HOST` | a `unix://` socket: the engine of `knarr job` (no agent), of `knarr daemon`, and of `knarr doctor`\'s check |',
+    "| `DOCKER_HOST` | a `unix://` socket: the engine of `knarr job` (no agent), of `knarr daemon`, and of `knarr doctor`'s check |",
     '| `PATH` | where the outside tools (zfs, etcd, lxc-*, iptables, ...) are found |',
     '| `NO_COLOR` | no colour in errors on a terminal |',
     '| `CI`, `TERM=dumb` | no spinner or progress line on stderr |',

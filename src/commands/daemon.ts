@@ -15,7 +15,9 @@ import type { Context, Handler } from './types.js';
 function advertiseAddress(s: DaemonSettings): string {
   if (s.advertise !== null) return s.advertise;
   if (s.listen.host !== '0.0.0.0' && s.listen.host !== '::') return s.listen.host;
-  const outward = Object.values(networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal);
+  const outward = Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a && a.family === 'IPv4' && !a.internal);
   return outward?.address ?? '127.0.0.1';
 }
 
@@ -45,10 +47,21 @@ export const daemon: Handler = async ({ opts }, ctx) => {
   let settings = settingsOf(opts, ctx.config, ctx);
   // A DOCKER_HOST knarr refuses is bad input: refused before a token is written or the store is opened.
   const dockerSocket = dockerSocketPath(ctx.env);
-  if (ctx.runner.dryRun) throw dryRunRefused('knarr daemon', 'the agent exists to change this host (register it, run its jobs and operations); see what it would run with knarr job list and knarr op list --active');
+  if (ctx.runner.dryRun)
+    throw dryRunRefused(
+      'knarr daemon',
+      'the agent exists to change this host (register it, run its jobs and operations); see what it would run with knarr job list and knarr op list --active',
+    );
   const tls = await readTls(settings);
   let token = await agentToken(settings.tokenFile);
-  if (settings.share !== null && !(await stat(settings.share).then((s) => s.isDirectory(), () => false))) throw new ValidationError('--share', `${settings.share} is not a directory`);
+  if (
+    settings.share !== null &&
+    !(await stat(settings.share).then(
+      (s) => s.isDirectory(),
+      () => false,
+    ))
+  )
+    throw new ValidationError('--share', `${settings.share} is not a directory`);
   const store = await ctx.openStore();
   // The agent's own work (operations, dot binds) outlives SIGTERM while it drains: its commands stop only when the drain time is up.
   const work = new AbortController();
@@ -97,7 +110,9 @@ export const daemon: Handler = async ({ opts }, ctx) => {
     if (nextTls) agent.setTls(nextTls);
     agent.setPrune(next.prune);
     settings = { ...next, ...Object.fromEntries(later.filter((k) => k in settings).map((k) => [k, settings[k as keyof DaemonSettings]])) };
-    ctx.events.step(`agent: config reloaded (tags ${next.tags.join(',') || 'none'}, prune ${next.prune ? 'on' : 'off'}${nextTls ? ', certificate renewed' : ''})`);
+    ctx.events.step(
+      `agent: config reloaded (tags ${next.tags.join(',') || 'none'}, prune ${next.prune ? 'on' : 'off'}${nextTls ? ', certificate renewed' : ''})`,
+    );
     if (later.length > 0) ctx.events.warn(`agent: ${later.join(', ')} changed; restart the agent to apply ${later.length > 1 ? 'them' : 'it'}`);
   };
   let reloading = Promise.resolve();

@@ -132,9 +132,12 @@ function argValue(name: string, spec: ArgSpec, raw: string | string[] | undefine
 }
 
 /** Commander's parsed values as a typed command's input: the one place options are read by name, required and choices checked. */
-export function parseInput<A extends Record<string, ArgSpec>, O extends Record<string, OptionSpec>>(spec: { args?: A; options?: O }, raw: CommandInput): TypedInput<A, O> {
+export function parseInput<A extends Record<string, ArgSpec>, O extends Record<string, OptionSpec>>(
+  spec: { args?: A; options?: O },
+  raw: CommandInput,
+): TypedInput<A, O> {
   const args: Record<string, unknown> = {};
-  Object.entries(spec.args ?? {}).forEach(([name, a], i) => (args[name] = argValue(name, a, raw.args[i])));
+  for (const [i, [name, a]] of Object.entries(spec.args ?? {}).entries()) args[name] = argValue(name, a, raw.args[i]);
   const options: Record<string, unknown> = {};
   for (const [key, o] of Object.entries(spec.options ?? {})) options[key] = optionValue(o, raw.opts[attributeName(o.flags)]);
   return { args, options } as TypedInput<A, O>;
@@ -144,10 +147,10 @@ export function parseInput<A extends Record<string, ArgSpec>, O extends Record<s
  * A command defined once: its arguments and options give the handler's input types. Keep the handler a thin
  * call into a dynamically imported module, so the table stays cheap to load.
  */
-export function defineCommand<const A extends Record<string, ArgSpec> = {}, const O extends Record<string, OptionSpec> = {}>(
-  spec: CommandSpec<A, O>,
-  handler: (input: TypedInput<A, O>, ctx: Context) => Promise<CommandResult>,
-): CommandDef {
+export function defineCommand<
+  const A extends Record<string, ArgSpec> = Record<never, never>,
+  const O extends Record<string, OptionSpec> = Record<never, never>,
+>(spec: CommandSpec<A, O>, handler: (input: TypedInput<A, O>, ctx: Context) => Promise<CommandResult>): CommandDef {
   const { args, options, ...rest } = spec;
   return {
     ...rest,

@@ -82,7 +82,9 @@ async function zfsAnswers(runner: Runner): Promise<{ answers: boolean; why: stri
 
 /** The interface of docker's default network when the kernel no longer has it; null when it is there or docker has none. */
 async function defaultBridgeGone(socket: string): Promise<string | null> {
-  const net = await new DockerEngine(socket, true).call<{ Driver?: string; Options?: Record<string, string> }>('GET', '/networks/bridge', undefined, 3000).catch(() => null);
+  const net = await new DockerEngine(socket, true)
+    .call<{ Driver?: string; Options?: Record<string, string> }>('GET', '/networks/bridge', undefined, 3000)
+    .catch(() => null);
   if (net?.Driver !== 'bridge') return null;
   const name = net.Options?.['com.docker.network.bridge.name'] || 'docker0';
   return existsSync(`/sys/class/net/${name}`) ? null : name;
@@ -116,7 +118,9 @@ const CHECKS: Check[] = [
     async run(ctx) {
       const absent = binaries(ctx, ['mkfs.btrfs', 'btrfs']);
       if (absent.length) return missing(`not found: ${absent.join(', ')}`);
-      return /\bbtrfs\b/.test(kernelFilesystems()) || existsSync('/sys/module/btrfs') ? ok('btrfs-progs; kernel supports btrfs') : warn('btrfs-progs installed; the kernel does not list btrfs (modprobe btrfs)');
+      return /\bbtrfs\b/.test(kernelFilesystems()) || existsSync('/sys/module/btrfs')
+        ? ok('btrfs-progs; kernel supports btrfs')
+        : warn('btrfs-progs installed; the kernel does not list btrfs (modprobe btrfs)');
     },
   },
   {
@@ -125,7 +129,9 @@ const CHECKS: Check[] = [
     async run(ctx) {
       const absent = binaries(ctx, ['lvm', 'pvcreate', 'vgcreate', 'lvcreate']);
       if (absent.length) return missing(`not found: ${absent.join(', ')}`);
-      return existsSync('/dev/mapper/control') ? ok('lvm2; device-mapper present') : warn('lvm2 installed, but this kernel has no device-mapper: LVM pools cannot work here');
+      return existsSync('/dev/mapper/control')
+        ? ok('lvm2; device-mapper present')
+        : warn('lvm2 installed, but this kernel has no device-mapper: LVM pools cannot work here');
     },
   },
   binaryCheck('lxc', 'lxc', ['lxc-create', 'lxc-start', 'lxc-attach']),
@@ -145,7 +151,11 @@ const CHECKS: Check[] = [
       const version = await pingDocker(socket);
       if (version) {
         const gone = await defaultBridgeGone(socket);
-        if (gone) return stopped(`dockerd answers on ${socket}, but its default bridge ${gone} is gone (another dockerd started with --bridge=none in this network namespace deletes it): containers on the default network cannot start; restart dockerd (systemctl restart docker) to make it again`);
+        if (gone)
+          return stopped(
+            `dockerd answers on ${socket}, but its default bridge ${gone} is gone (another dockerd started with --bridge=none in this network ` +
+              `namespace deletes it): containers on the default network cannot start; restart dockerd (systemctl restart docker) to make it again`,
+          );
         return ok(`dockerd answers on ${socket} (API ${version})`);
       }
       if (absent.length) return missing('dockerd not found');
@@ -179,10 +189,18 @@ const CHECKS: Check[] = [
       const fw = await bridgeFirewall(ctx.runner, bridge);
       if (!fw) return warn('iptables cannot list FORWARD here (not root, or no netfilter in this kernel)');
       const exists = existsSync(`/sys/class/net/${bridge}`);
-      if (!exists) return ok(fw.blocking ? `no ${bridge} yet; FORWARD drops bridged traffic (docker), so knarr adds ACCEPT rules for ${bridge} when it makes it` : `no ${bridge} yet`);
+      if (!exists)
+        return ok(
+          fw.blocking
+            ? `no ${bridge} yet; FORWARD drops bridged traffic (docker), so knarr adds ACCEPT rules for ${bridge} when it makes it`
+            : `no ${bridge} yet`,
+        );
       if (fw.allowed) return ok(`${bridge} has its ACCEPT rules`);
       if (!fw.blocking) return ok(`${bridge} is not filtered (FORWARD policy ${fw.policy})`);
-      return stopped(`FORWARD policy DROP with bridge-nf-call-iptables=1 and no ACCEPT rule for ${bridge}: cluster nodes cannot reach each other; --fix adds the rules (iptables -I ${await forwardChain(ctx.runner)} -i ${bridge} -j ACCEPT, and -o)`);
+      return stopped(
+        `FORWARD policy DROP with bridge-nf-call-iptables=1 and no ACCEPT rule for ${bridge}: cluster nodes cannot reach each other; --fix adds the ` +
+          `rules (iptables -I ${await forwardChain(ctx.runner)} -i ${bridge} -j ACCEPT, and -o)`,
+      );
     },
     async fix(ctx) {
       await allowBridge(ctx.runner, ctx.env, ctx.config.cluster.bridge);

@@ -73,7 +73,8 @@ async function bringUpDot(ctx: Context, repo: DotRepo, d: BootDot, poolName: str
       withDotLock(ctx, 'onboot seed pull', [seed.dot], () => pullDot(ctx, repo, { remote: seed.remote, dot: seed.dot, branch: seed.branch, pool: poolName })),
     );
     const pulled = await repo.get(d.ref.dot);
-    if (pulled && !pulled.subdots.includes(subdotDir(d.ref.subdot))) await step(ctx, 'dot', `subdot ${d.dotText}`, () => dotInit({ args: [d.dotText], opts: {} }, ctx));
+    if (pulled && !pulled.subdots.includes(subdotDir(d.ref.subdot)))
+      await step(ctx, 'dot', `subdot ${d.dotText}`, () => dotInit({ args: [d.dotText], opts: {} }, ctx));
     return 'pulled';
   }
   await step(ctx, 'dot', `dot ${d.dotText}`, () => dotInit({ args: [d.dotText], opts: { pool: poolName } }, ctx));
@@ -180,7 +181,8 @@ export interface OnbootOptions {
  */
 export async function onboot(opts: OnbootOptions, ctx: Context): Promise<CommandResult> {
   const deviceFlags = [...opts.storageDevice, ...opts.zpoolDevice];
-  if (deviceFlags.length === 0) throw new ValidationError('--storage-device', 'give the device(s) for the pool, e.g. --storage-device /dev/nvme0n1,/dev/nvme1n1');
+  if (deviceFlags.length === 0)
+    throw new ValidationError('--storage-device', 'give the device(s) for the pool, e.g. --storage-device /dev/nvme0n1,/dev/nvme1n1');
   const devices = parseDeviceList(opts.storageDevice.length > 0 ? '--storage-device' : '--zpool-device', deviceFlags, ctx.cwd);
   const poolOpt = opts.pool;
   if (poolOpt !== undefined) validatePoolName('--pool', poolOpt);
@@ -189,7 +191,8 @@ export async function onboot(opts: OnbootOptions, ctx: Context): Promise<Command
   const mountText = opts.mountpoint;
   let dot: BootPlan['dot'] = null;
   if (dotText === undefined) {
-    if (!daemon) throw new ValidationError('--dot', 'give the dot to bring up, e.g. --dot postgres or --dot myapp.postgres (or --daemon alone to keep pool and etcd up)');
+    if (!daemon)
+      throw new ValidationError('--dot', 'give the dot to bring up, e.g. --dot postgres or --dot myapp.postgres (or --daemon alone to keep pool and etcd up)');
     if (mountText !== undefined) throw new ValidationError('--mountpoint', 'mounts a dot; give --dot too');
     if (opts.seed !== undefined) throw new ValidationError('--seed', 'seeds a dot; give --dot too');
   } else {
@@ -233,11 +236,22 @@ export async function onboot(opts: OnbootOptions, ctx: Context): Promise<Command
     throw e;
   }
 
-  const result = { pool: poolName, poolAction: pool.data.action, etcd: etcd.action, dot: dot?.dotText ?? null, dotAction, mountpoint: dot?.mountpoint ?? null, daemon };
+  const result = {
+    pool: poolName,
+    poolAction: pool.data.action,
+    etcd: etcd.action,
+    dot: dot?.dotText ?? null,
+    dotAction,
+    mountpoint: dot?.mountpoint ?? null,
+    daemon,
+  };
   ctx.events.step('onboot: stopping etcd');
   await etcdDown(ctx);
   ctx.events.done();
-  const fields: [string, string][] = [['pool', `${poolName} (${result.poolAction})`], ['etcd', result.etcd]];
+  const fields: [string, string][] = [
+    ['pool', `${poolName} (${result.poolAction})`],
+    ['etcd', result.etcd],
+  ];
   if (dot) fields.push(['dot', `${dot.dotText} (${dotAction})`], ['mountpoint', dot.mountpoint]);
   return { data: result, view: { kind: 'fields', fields } };
 }

@@ -1,5 +1,15 @@
 import { fileURLToPath } from 'node:url';
-import { ConflictError, dryRunRefused, FailureError, InterruptedError, NotFoundError, OperationFailedError, PrerequisiteError, UserError, ValidationError } from '../core/errors.js';
+import {
+  ConflictError,
+  dryRunRefused,
+  FailureError,
+  InterruptedError,
+  NotFoundError,
+  OperationFailedError,
+  PrerequisiteError,
+  UserError,
+  ValidationError,
+} from '../core/errors.js';
 import { describeOp, isOpId, isTerminal, parseAge, type OpRecord } from '../core/ops.js';
 import { OpRunner, planOperation, waitForOp } from '../ops/runner.js';
 import { HostRepo } from '../state/hosts.js';
@@ -16,7 +26,8 @@ const BIN = fileURLToPath(new URL('../../bin/knarr', import.meta.url));
 function opResult(op: OpRecord): CommandResult {
   // The runner's last word says whether it was undone or, for a forward-only kind, left as it got.
   const end = op.progress?.message?.replace(/^(failed|cancelled), /, '') ?? 'undone';
-  if (op.status === 'failed') throw new OperationFailedError(`${op.id} (${op.kind}) failed (${end}): ${op.error}`, { hint: `see it with: knarr op show ${op.id}`, detail: { op } });
+  if (op.status === 'failed')
+    throw new OperationFailedError(`${op.id} (${op.kind}) failed (${end}): ${op.error}`, { hint: `see it with: knarr op show ${op.id}`, detail: { op } });
   if (op.status === 'cancelled') throw new OperationFailedError(`${op.id} (${op.kind}) was cancelled (${end})`, { detail: { op } });
   return { data: op, view: { kind: 'lines', lines: [describeOp(op)] } };
 }
@@ -26,7 +37,15 @@ export async function runInline(ctx: Context, store: Store): Promise<void> {
   const lease = await store.grantLease(10);
   const keep = setInterval(() => void store.keepAlive(lease).catch(() => undefined), 3000);
   try {
-    await new OpRunner(ctx, store, await thisHost(ctx.config.stateDir), 'cli', () => lease, (line) => ctx.events.step(line), false).drain();
+    await new OpRunner(
+      ctx,
+      store,
+      await thisHost(ctx.config.stateDir),
+      'cli',
+      () => lease,
+      (line) => ctx.events.step(line),
+      false,
+    ).drain();
   } finally {
     clearInterval(keep);
     await store.revokeLease(lease);
@@ -38,13 +57,22 @@ export async function runInline(ctx: Context, store: Store): Promise<void> {
  * progress, or returns the id at once with --detach); with no agent on this host, the CLI runs it
  * inline (with --detach, a background knarr does).
  */
-export async function runOperation(ctx: Context, store: Store, kind: string, args: Record<string, unknown>, host: string, opts: { detach: boolean }): Promise<CommandResult> {
+export async function runOperation(
+  ctx: Context,
+  store: Store,
+  kind: string,
+  args: Record<string, unknown>,
+  host: string,
+  opts: { detach: boolean },
+): Promise<CommandResult> {
   const repo = new OpRepo(store, ctx.config.fleet);
   // One operation at a time on a cluster: two would write its record over each other (a scale could bring back a deleted cluster).
   if (typeof args.user === 'string' && typeof args.name === 'string') {
     const busy = (await repo.list()).find((o) => o.parent === null && !isTerminal(o.status) && o.args.user === args.user && o.args.name === args.name);
     if (busy) {
-      throw new ConflictError(`cluster ${args.name} of user ${args.user} has ${busy.id} (${busy.kind}) ${busy.status}`, { hint: `wait for it: knarr op wait ${busy.id}; or take it back: knarr op cancel ${busy.id}` });
+      throw new ConflictError(`cluster ${args.name} of user ${args.user} has ${busy.id} (${busy.kind}) ${busy.status}`, {
+        hint: `wait for it: knarr op wait ${busy.id}; or take it back: knarr op cancel ${busy.id}`,
+      });
     }
   }
   const detach = opts.detach;
@@ -53,14 +81,22 @@ export async function runOperation(ctx: Context, store: Store, kind: string, arg
   const agentUp = (await hosts.get(host))?.up === true;
   // Without --detach the command ends when the operation does: an operation nobody would run now is not queued at all.
   if (!detach && !agentUp && host !== here) {
-    throw new PrerequisiteError(`host ${host} has no agent up to run ${kind}; nothing was queued`, { hint: `start its agent (knarr daemon on ${host}), or add --detach to queue it for when the agent is back` });
+    throw new PrerequisiteError(`host ${host} has no agent up to run ${kind}; nothing was queued`, {
+      hint: `start its agent (knarr daemon on ${host}), or add --detach to queue it for when the agent is back`,
+    });
   }
   if (ctx.runner.dryRun) {
     // Planned, not queued: nothing is written, no runner is started.
-    const argsText = Object.entries(args).filter(([k, v]) => k !== 'authorizedKeys' && v !== '' && v !== 0).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
-    ctx.runner.note(`queue operation ${kind} (${argsText.join(' ')}) for host ${host}; ${agentUp ? 'its agent runs it' : detach ? 'a background knarr op run runs it' : 'this command runs it'}`);
+    const argsText = Object.entries(args)
+      .filter(([k, v]) => k !== 'authorizedKeys' && v !== '' && v !== 0)
+      .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
+    ctx.runner.note(
+      `queue operation ${kind} (${argsText.join(' ')}) for ` +
+        `host ${host}; ${agentUp ? 'its agent runs it' : detach ? 'a background knarr op run runs it' : 'this command runs it'}`,
+    );
     // Its steps as this host stands now; another host's, or a kind that decides as it goes, stays one line.
-    if (host === here && !(await planOperation(ctx, store, kind, args, host))) ctx.runner.note(`${kind}'s commands depend on what it allocates as it runs (ids, addresses, volumes)`);
+    if (host === here && !(await planOperation(ctx, store, kind, args, host)))
+      ctx.runner.note(`${kind}'s commands depend on what it allocates as it runs (ids, addresses, volumes)`);
     return { data: { planned: true, kind, args, host } };
   }
   const op = await repo.submit(kind, args, host);
@@ -69,7 +105,12 @@ export async function runOperation(ctx: Context, store: Store, kind: string, arg
     else if (!agentUp) {
       await ctx.runner.spawnDetached([process.execPath, BIN, 'op', 'run', op.id], {
         logFile: `${ctx.config.stateDir}/log/ops.log`,
-        env: { KNARR_STATE_DIR: ctx.config.stateDir, KNARR_FLEET: ctx.config.fleet, ...(ctx.config.etcd.length > 0 ? { KNARR_ETCD: ctx.config.etcd.join(',') } : {}), ...(ctx.config.configFile ? { KNARR_CONFIG: ctx.config.configFile } : {}) },
+        env: {
+          KNARR_STATE_DIR: ctx.config.stateDir,
+          KNARR_FLEET: ctx.config.fleet,
+          ...(ctx.config.etcd.length > 0 ? { KNARR_ETCD: ctx.config.etcd.join(',') } : {}),
+          ...(ctx.config.configFile ? { KNARR_CONFIG: ctx.config.configFile } : {}),
+        },
       });
     }
     return { data: op, view: { kind: 'lines', lines: [op.id] } };
@@ -82,12 +123,18 @@ export async function runOperation(ctx: Context, store: Store, kind: string, arg
   for (;;) {
     if (!(await hosts.get(host))?.up && !(await repo.claimed(op.id))) {
       // No agent holds it (none was up, or it went away since): this host's operation runs here; another host's stays queued, which is no success.
-      if (host !== here) throw new FailureError(`the agent of ${host} went away before ${op.id} (${kind}) ended; it runs when that agent is back`, { hint: `follow it with: knarr op wait ${op.id}; or take it back: knarr op cancel ${op.id}` });
+      if (host !== here)
+        throw new FailureError(`the agent of ${host} went away before ${op.id} (${kind}) ended; it runs when that agent is back`, {
+          hint: `follow it with: knarr op wait ${op.id}; or take it back: knarr op cancel ${op.id}`,
+        });
       await runInline(ctx, store);
       const ran = await repo.get(op.id);
       // Run here to its end: nothing to wait for.
       if (ran && isTerminal(ran.status)) return opResult(ran);
-      if (ctx.signal.aborted) throw new InterruptedError(`interrupted: ${op.id} stays where it got`, { hint: `resume it with: knarr op run ${op.id}; or take it back with: knarr op cancel ${op.id}` });
+      if (ctx.signal.aborted)
+        throw new InterruptedError(`interrupted: ${op.id} stays where it got`, {
+          hint: `resume it with: knarr op run ${op.id}; or take it back with: knarr op cancel ${op.id}`,
+        });
     }
     const end = await waitForOp(repo, op.id, onChange, ctx.signal, AGENT_CHECK_MS);
     if (isTerminal(end.status)) {
@@ -119,7 +166,14 @@ export const opList = async (opts: { active: boolean }, ctx: Context): Promise<C
       view: {
         kind: 'table',
         columns: ['OP', 'KIND', 'HOST', 'STATUS', 'PROGRESS', 'CREATED'],
-        rows: ops.map((o) => [o.id, o.kind, o.host, o.status, o.progress.total > 0 ? `${o.progress.done}/${o.progress.total} ${o.progress.message}` : o.progress.message, o.createdAt]),
+        rows: ops.map((o) => [
+          o.id,
+          o.kind,
+          o.host,
+          o.status,
+          o.progress.total > 0 ? `${o.progress.done}/${o.progress.total} ${o.progress.message}` : o.progress.message,
+          o.createdAt,
+        ]),
       },
     };
   });
@@ -146,14 +200,37 @@ export const opCancel = async (id: string, ctx: Context): Promise<CommandResult>
     const op = await requireOp(repo, id);
     if (isTerminal(op.status)) throw new ConflictError(`${op.id} has already ended (${op.status})`);
     if (ctx.runner.dryRun) {
-      ctx.runner.note(op.status === 'queued' ? `mark ${op.id} (${op.kind}) cancelled; it never runs` : `ask ${op.id} (${op.kind}) to cancel; it stops at its next step and is undone`);
+      ctx.runner.note(
+        op.status === 'queued'
+          ? `mark ${op.id} (${op.kind}) cancelled; it never runs`
+          : `ask ${op.id} (${op.kind}) to cancel; it stops at its next step and is undone`,
+      );
       return { data: { ...op, planned: true } };
     }
-    const next = await repo.update(op.id, (o) => (o.status === 'queued' ? { ...o, status: 'cancelled', cancelRequested: true, finishedAt: new Date().toISOString(), progress: { ...o.progress, message: 'cancelled before it ran' } } : { ...o, cancelRequested: true }));
+    const next = await repo.update(op.id, (o) =>
+      o.status === 'queued'
+        ? {
+            ...o,
+            status: 'cancelled',
+            cancelRequested: true,
+            finishedAt: new Date().toISOString(),
+            progress: { ...o.progress, message: 'cancelled before it ran' },
+          }
+        : { ...o, cancelRequested: true },
+    );
     // A running operation whose runner died is undone by the next runner: here, when that is this CLI.
-    if (next?.status === 'running' && op.host === (await thisHost(ctx.config.stateDir)) && !(await repo.claimed(op.id)) && !(await new HostRepo(store, ctx.config.fleet).get(op.host))?.up) await runInline(ctx, store);
+    if (
+      next?.status === 'running' &&
+      op.host === (await thisHost(ctx.config.stateDir)) &&
+      !(await repo.claimed(op.id)) &&
+      !(await new HostRepo(store, ctx.config.fleet).get(op.host))?.up
+    )
+      await runInline(ctx, store);
     const now = (await repo.get(op.id)) ?? op;
-    return { data: now, view: { kind: 'lines', lines: [isTerminal(now.status) ? describeOp(now) : `${op.id}: cancel requested; it stops at its next step and is undone`] } };
+    return {
+      data: now,
+      view: { kind: 'lines', lines: [isTerminal(now.status) ? describeOp(now) : `${op.id}: cancel requested; it stops at its next step and is undone`] },
+    };
   });
 
 /** `knarr op run OP`: runs this host's pending operations here (what --detach starts in the background). */
@@ -180,10 +257,18 @@ export const opGc = async (opts: { olderThan?: string }, ctx: Context): Promise<
     for (const o of ops) ctx.runner.note(`remove ${o.id} (${o.kind}, ${o.status} ${o.finishedAt ?? o.createdAt})`);
     for (const e of history) ctx.runner.note(`remove job ${e.job}'s history line ${e.at} ${e.event}`);
     return {
-      data: { olderThan: text, before: new Date(cutoff).toISOString(), dryRun: planned, operations: ids, history: history.map((e) => ({ job: e.job, at: e.at, event: e.event })) },
+      data: {
+        olderThan: text,
+        before: new Date(cutoff).toISOString(),
+        dryRun: planned,
+        operations: ids,
+        history: history.map((e) => ({ job: e.job, at: e.at, event: e.event })),
+      },
       view: {
         kind: 'lines',
-        lines: [`${verb} ${ids.length} ended operation(s)${ids.length ? ` (${ids.join(', ')})` : ''} and ${history.length} job history line(s) older than ${text}`],
+        lines: [
+          `${verb} ${ids.length} ended operation(s)${ids.length ? ` (${ids.join(', ')})` : ''} and ${history.length} job history line(s) older than ${text}`,
+        ],
       },
     };
   });

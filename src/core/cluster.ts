@@ -44,25 +44,32 @@ const USER_RE = /^[a-z_][a-z0-9_]{0,31}$/;
 
 export function validateClusterName(field: string, v: string): string {
   if (v.length > 64) throw new ValidationError(field, `cluster names are at most 64 characters (this one has ${v.length})`);
-  if (!CLUSTER_NAME_RE.test(v)) throw new ValidationError(field, `${JSON.stringify(v)} is not a cluster name: use lower-case letters, digits, ".", "_" or "-" (no "/" or spaces), starting with a letter or digit`);
+  if (!CLUSTER_NAME_RE.test(v))
+    throw new ValidationError(
+      field,
+      `${JSON.stringify(v)} is not a cluster name: use lower-case letters, digits, ".", "_" or "-" (no "/" or spaces), starting with a letter or digit`,
+    );
   return v;
 }
 
 export function validateUser(field: string, v: string): string {
-  if (!USER_RE.test(v)) throw new ValidationError(field, `${JSON.stringify(v)} is not a user name: lower-case letters, digits or "_" (no "-"), at most 32 characters`);
+  if (!USER_RE.test(v))
+    throw new ValidationError(field, `${JSON.stringify(v)} is not a user name: lower-case letters, digits or "_" (no "-"), at most 32 characters`);
   return v;
 }
 
 export function validateClusterSize(field: string, v: string | undefined): number {
   const n = v !== undefined && /^-?\d+$/.test(v) ? Number(v) : NaN;
-  if (!Number.isInteger(n) || n < 1 || n > MAX_CLUSTER_SIZE) throw new ValidationError(field, `${JSON.stringify(v ?? '')} is not a cluster size: a whole number from 1 to ${MAX_CLUSTER_SIZE}`);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_CLUSTER_SIZE)
+    throw new ValidationError(field, `${JSON.stringify(v ?? '')} is not a cluster size: a whole number from 1 to ${MAX_CLUSTER_SIZE}`);
   return n;
 }
 
 /** The node index of "2" or "host-2". */
 export function validateNodeIndex(field: string, v: string): number {
   const m = /^(?:host-)?(\d+)$/.exec(v);
-  if (!m || Number(m[1]) >= MAX_CLUSTER_SIZE) throw new ValidationError(field, `${JSON.stringify(v)} is not a node: give its index (0, 1, ...) or hostname (host-0)`);
+  if (!m || Number(m[1]) >= MAX_CLUSTER_SIZE)
+    throw new ValidationError(field, `${JSON.stringify(v)} is not a node: give its index (0, 1, ...) or hostname (host-0)`);
   return Number(m[1]);
 }
 
@@ -94,8 +101,13 @@ export function hostsFile(cluster: string, nodes: readonly { hostname: string; i
 /** Authorized keys only: a private key is refused, so none is ever mounted into a node. */
 export function validateAuthorizedKeys(field: string, text: string): string {
   if (/PRIVATE KEY/.test(text)) throw new ValidationError(field, 'holds a private key; give the public keys (authorized_keys) only');
-  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
-  for (const l of lines) if (!/^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp\d+|sk-\S+)\s+[A-Za-z0-9+/=]+/.test(l) && !/^\S+.*\s(ssh-|ecdsa-)/.test(l)) throw new ValidationError(field, `${JSON.stringify(l.slice(0, 40))} is not an authorized_keys line`);
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+  for (const l of lines)
+    if (!/^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp\d+|sk-\S+)\s+[A-Za-z0-9+/=]+/.test(l) && !/^\S+.*\s(ssh-|ecdsa-)/.test(l))
+      throw new ValidationError(field, `${JSON.stringify(l.slice(0, 40))} is not an authorized_keys line`);
   return lines.length ? `${lines.join('\n')}\n` : '';
 }
 

@@ -65,13 +65,7 @@ export const ENV_VARS = {
 } as const;
 
 /** Resolves every setting of the table flag > KNARR_* env > config file > default, validates, and freezes. */
-export function resolveConfig(
-  flags: GlobalFlags,
-  env: NodeJS.ProcessEnv,
-  file: Record<string, unknown>,
-  configFile: string | null,
-  cwd: string,
-): Config {
+export function resolveConfig(flags: GlobalFlags, env: NodeJS.ProcessEnv, file: Record<string, unknown>, configFile: string | null, cwd: string): Config {
   const layers = { flags: flags as Record<string, unknown>, env, file, configFile };
   const get = <T>(key: string): T => resolveSetting<T>(key, layers).value;
   const optional = (key: string): string | null => get<string | undefined>(key) ?? null;
@@ -105,7 +99,11 @@ export function resolveConfig(
     etcdServer: Object.freeze({ clientPort: get<number>('etcdServer.clientPort'), peerPort: get<number>('etcdServer.peerPort') }),
     cluster: Object.freeze({ network: get<string>('cluster.network'), bridge: get<string>('cluster.bridge'), user: optional('cluster.user') }),
     scheduler: Object.freeze({ strategy: get<'spread' | 'binpack'>('scheduler.strategy') }),
-    jobs: Object.freeze({ agentToken: optional('jobs.agentToken'), agentTokenFile: path('jobs.agentTokenFile') ?? `${stateDir}/agent.token`, agentCa: path('jobs.agentCa') }),
+    jobs: Object.freeze({
+      agentToken: optional('jobs.agentToken'),
+      agentTokenFile: path('jobs.agentTokenFile') ?? `${stateDir}/agent.token`,
+      agentCa: path('jobs.agentCa'),
+    }),
     dots: Object.freeze({ author: optional('dots.author'), sshConfig: path('dots.sshConfig'), remoteKnarr: get<string>('dots.remoteKnarr') }),
     daemon: sectionLayer('daemon', layers),
     opRetentionMs: parseAge('opRetention', get<string>('opRetention')),

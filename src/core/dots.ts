@@ -10,7 +10,8 @@ const PART_RE = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
 
 function checkPart(field: string, whole: string, part: string, what: string): void {
   const shown = JSON.stringify(whole);
-  if (whole.length > DOT_NAME_MAX) throw new ValidationError(field, `${shown.slice(0, 40)}..." is ${whole.length} characters long; use at most ${DOT_NAME_MAX}`);
+  if (whole.length > DOT_NAME_MAX)
+    throw new ValidationError(field, `${shown.slice(0, 40)}..." is ${whole.length} characters long; use at most ${DOT_NAME_MAX}`);
   if (whole.startsWith('-')) throw new ValidationError(field, `${shown} starts with "-"; start with a letter or digit`);
   if (whole.includes('/')) throw new ValidationError(field, `${shown} contains "/"; use "-" or "_" instead`);
   if (whole.includes('@')) throw new ValidationError(field, `${shown} contains "@"; "@" separates a branch only in REMOTE/DOT@BRANCH`);
@@ -19,7 +20,10 @@ function checkPart(field: string, whole: string, part: string, what: string): vo
   if (whole.includes('..')) throw new ValidationError(field, `${shown} contains ".."; a single "." separates a dot from its subdot`);
   if (part === '') throw new ValidationError(field, `${shown} has an empty ${what} name`);
   if (!PART_RE.test(part)) {
-    throw new ValidationError(field, `${shown}: the ${what} name ${JSON.stringify(part)} may use only letters, digits, "-" and "_", starting with a letter or digit`);
+    throw new ValidationError(
+      field,
+      `${shown}: the ${what} name ${JSON.stringify(part)} may use only letters, digits, "-" and "_", starting with a letter or digit`,
+    );
   }
 }
 
@@ -76,7 +80,8 @@ export function parseRemoteDotRef(field: string, text: string): RemoteDotRef {
     const body = hasBranch ? text.slice(0, at) : text;
     const cut = body.lastIndexOf('/');
     const remote = body.slice(0, cut);
-    if (cut < 0 || remote.endsWith(':/') || remote.endsWith(':')) throw new ValidationError(field, `${JSON.stringify(text)} names no dot; write URL/DOT, e.g. file:///mnt/usb/dots/myapp`);
+    if (cut < 0 || remote.endsWith(':/') || remote.endsWith(':'))
+      throw new ValidationError(field, `${JSON.stringify(text)} names no dot; write URL/DOT, e.g. file:///mnt/usb/dots/myapp`);
     return { remote, dot: parseDotName(field, body.slice(cut + 1)), branch: hasBranch ? validateBranch(field, text.slice(at + 1)) : null };
   }
   const slash = text.indexOf('/');
@@ -197,9 +202,11 @@ export function parseCommitRecordJson(field: string, text: string | undefined, d
   } catch {
     throw new ValidationError(field, 'is not a JSON commit record');
   }
-  if (typeof raw !== 'object' || raw === null || typeof raw.id !== 'string' || !COMMIT_ID_RE.test(raw.id)) throw new ValidationError(field, 'has no valid commit id');
+  if (typeof raw !== 'object' || raw === null || typeof raw.id !== 'string' || !COMMIT_ID_RE.test(raw.id))
+    throw new ValidationError(field, 'has no valid commit id');
   if (raw.parent !== null && (typeof raw.parent !== 'string' || !COMMIT_ID_RE.test(raw.parent))) throw new ValidationError(field, 'has an invalid parent');
-  if (typeof raw.message !== 'string' || typeof raw.author !== 'string' || typeof raw.time !== 'string') throw new ValidationError(field, 'needs message, author and time');
+  if (typeof raw.message !== 'string' || typeof raw.author !== 'string' || typeof raw.time !== 'string')
+    throw new ValidationError(field, 'needs message, author and time');
   const meta = raw.meta && typeof raw.meta === 'object' ? Object.fromEntries(Object.entries(raw.meta).map(([k, v]) => [k, String(v)])) : {};
   return { id: raw.id, dot, branch, parent: raw.parent ?? null, message: raw.message, author: raw.author, time: raw.time, meta };
 }

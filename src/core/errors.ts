@@ -97,13 +97,16 @@ export class ExternalCommandError extends KnarrError {
   readonly exitStatus: number | null;
   readonly stderr: string;
   constructor(argv: readonly string[], exitStatus: number | null, stderr: string, options: ErrorOptions = {}) {
-    const firstLine = stderr.trim().split('\n').filter((l) => l.trim() !== '').pop() ?? '';
-    super(
-      'E_COMMAND_FAILED',
-      ExitCode.failure,
-      `${argv[0]} failed (exit ${exitStatus ?? 'signal'})${firstLine ? `: ${firstLine.trim()}` : ''}`,
-      { ...options, detail: { argv: [...argv], exitStatus, ...options.detail } },
-    );
+    const firstLine =
+      stderr
+        .trim()
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .pop() ?? '';
+    super('E_COMMAND_FAILED', ExitCode.failure, `${argv[0]} failed (exit ${exitStatus ?? 'signal'})${firstLine ? `: ${firstLine.trim()}` : ''}`, {
+      ...options,
+      detail: { argv: [...argv], exitStatus, ...options.detail },
+    });
     this.argv = argv;
     this.exitStatus = exitStatus;
     this.stderr = stderr;
@@ -177,7 +180,9 @@ export class InternalError extends KnarrError {
 /** Under --dry-run, a command tried to change something (etcd, docker, an agent) instead of planning it: a bug, and nothing was changed. */
 export class DryRunWriteError extends InternalError {
   constructor(what: string) {
-    super(`--dry-run: this command tried to ${what}; it was refused and nothing was changed`, { hint: 'this is a bug in knarr: the command should plan under --dry-run, or refuse it' });
+    super(`--dry-run: this command tried to ${what}; it was refused and nothing was changed`, {
+      hint: 'this is a bug in knarr: the command should plan under --dry-run, or refuse it',
+    });
   }
 }
 
@@ -193,7 +198,12 @@ export function isKnarrError(err: unknown): err is KnarrError {
 /** The exit-code table shown in the README and the man page. */
 export const EXIT_CODE_DOCS: readonly { code: number; meaning: string }[] = [
   { code: ExitCode.ok, meaning: 'success' },
-  { code: ExitCode.failure, meaning: 'failure: an outside command failed or ran past its time limit, the docker engine refused a request, a job did not start, an operation failed or was cancelled, or an internal error' },
+  {
+    code: ExitCode.failure,
+    meaning:
+      'failure: an outside command failed or ran past its time limit, the docker engine refused a request, a job did not start, an operation failed ' +
+      'or was cancelled, or an internal error',
+  },
   { code: ExitCode.usage, meaning: 'usage: a bad flag, argument, name, spec or config value; nothing was changed' },
   { code: ExitCode.notFound, meaning: 'not found: the named pool, dot, image or other object does not exist' },
   { code: ExitCode.conflict, meaning: 'conflict: refused because it would overwrite data or clash with what exists (see --force / --yes)' },
@@ -205,5 +215,5 @@ export const EXIT_CODE_DOCS: readonly { code: number; meaning: string }[] = [
   { code: ExitCode.bootSeed, meaning: 'onboot: the seed step failed (pull the dot from --seed)' },
   { code: ExitCode.bootMount, meaning: 'onboot: the mount step failed' },
   { code: ExitCode.interrupted, meaning: 'interrupted by SIGINT or SIGTERM' },
-  { code: ExitCode.readerGone, meaning: 'the reader of stdout went away (a pipeline\'s `| head`): the command, and a job it ran, were stopped' },
+  { code: ExitCode.readerGone, meaning: "the reader of stdout went away (a pipeline's `| head`): the command, and a job it ran, were stopped" },
 ];

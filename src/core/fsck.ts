@@ -25,7 +25,14 @@ export type Repair =
   /** Binds the subdot of the active branch at target again. */
   | { kind: 'rebind'; dot: string; subdot: string; target: string };
 
-export type FindingKind = 'data-missing' | 'branch-missing' | 'commit-not-in-store' | 'commit-not-on-disk' | 'dot-not-in-store' | 'branch-unmounted' | 'mount-missing';
+export type FindingKind =
+  | 'data-missing'
+  | 'branch-missing'
+  | 'commit-not-in-store'
+  | 'commit-not-on-disk'
+  | 'dot-not-in-store'
+  | 'branch-unmounted'
+  | 'mount-missing';
 
 export interface Finding {
   dot: string;
@@ -48,7 +55,14 @@ function advance(head: string | null, commits: CommitRecord[], branch: string): 
 /** Compares the store's view of a dot with the disk's, in both directions; pure, so it is unit-tested. */
 export function checkDot(store: StoreDot | null, disk: DiskDot | null): Finding[] {
   if (store && !disk) {
-    return [{ dot: store.record.name, kind: 'data-missing', detail: `the store knows ${store.record.name}, but pool ${store.record.pool} has no data for it (deleted outside knarr?)`, repairs: [] }];
+    return [
+      {
+        dot: store.record.name,
+        kind: 'data-missing',
+        detail: `the store knows ${store.record.name}, but pool ${store.record.pool} has no data for it (deleted outside knarr?)`,
+        repairs: [],
+      },
+    ];
   }
   if (!store && disk) {
     const branches: DotRecord['branches'] = {};
@@ -61,12 +75,19 @@ export function checkDot(store: StoreDot | null, disk: DiskDot | null): Finding[
       pool: disk.pool,
       subdots: disk.subdots,
       branches,
-      activeBranch: branches[DEFAULT_BRANCH] ? DEFAULT_BRANCH : disk.branches[0] ?? DEFAULT_BRANCH,
+      activeBranch: branches[DEFAULT_BRANCH] ? DEFAULT_BRANCH : (disk.branches[0] ?? DEFAULT_BRANCH),
       mounts: {},
       origin: null,
       createdAt: new Date().toISOString(),
     };
-    return [{ dot: disk.name, kind: 'dot-not-in-store', detail: `pool ${disk.pool} holds ${disk.name} (${disk.commits.length} commits) but the store has no record of it`, repairs: [{ kind: 'create-dot', record, commits: disk.commits }] }];
+    return [
+      {
+        dot: disk.name,
+        kind: 'dot-not-in-store',
+        detail: `pool ${disk.pool} holds ${disk.name} (${disk.commits.length} commits) but the store has no record of it`,
+        repairs: [{ kind: 'create-dot', record, commits: disk.commits }],
+      },
+    ];
   }
   if (!store || !disk) return [];
   const findings: Finding[] = [];
@@ -74,10 +95,22 @@ export function checkDot(store: StoreDot | null, disk: DiskDot | null): Finding[
   const onDisk = new Map(disk.commits.map((c) => [c.id, c]));
   const inStore = new Map(store.commits.map((c) => [c.id, c]));
   for (const c of disk.commits) {
-    if (!inStore.has(c.id)) findings.push({ dot: name, kind: 'commit-not-in-store', detail: `commit ${c.id} (${c.message.split('\n')[0]}) is on disk but not in the store`, repairs: [{ kind: 'put-commit', commit: c }] });
+    if (!inStore.has(c.id))
+      findings.push({
+        dot: name,
+        kind: 'commit-not-in-store',
+        detail: `commit ${c.id} (${c.message.split('\n')[0]}) is on disk but not in the store`,
+        repairs: [{ kind: 'put-commit', commit: c }],
+      });
   }
   for (const c of store.commits) {
-    if (!onDisk.has(c.id)) findings.push({ dot: name, kind: 'commit-not-on-disk', detail: `commit ${c.id} is in the store but its snapshot is gone`, repairs: [{ kind: 'delete-commit', dot: name, id: c.id }] });
+    if (!onDisk.has(c.id))
+      findings.push({
+        dot: name,
+        kind: 'commit-not-on-disk',
+        detail: `commit ${c.id} is in the store but its snapshot is gone`,
+        repairs: [{ kind: 'delete-commit', dot: name, id: c.id }],
+      });
   }
   // Heads move to the newest commit that really exists, following parents on disk.
   const settled = (b: string, head: string | null) => {
@@ -89,7 +122,12 @@ export function checkDot(store: StoreDot | null, disk: DiskDot | null): Finding[
     // A branch filesystem lost mid-pull comes back from its head commit, where that is still on disk.
     const head = settled(b, br.head);
     const repairs: Repair[] = head === null && br.head !== null ? [] : [{ kind: 'restore-branch', dot: name, branch: b, head }];
-    findings.unshift({ dot: name, kind: 'branch-missing', detail: `branch ${b} has no filesystem on pool ${disk.pool}${repairs.length ? '' : ', and none of its commits is left'}`, repairs });
+    findings.unshift({
+      dot: name,
+      kind: 'branch-missing',
+      detail: `branch ${b} has no filesystem on pool ${disk.pool}${repairs.length ? '' : ', and none of its commits is left'}`,
+      repairs,
+    });
   }
   for (const [b, br] of Object.entries(store.record.branches)) {
     const head = settled(b, br.head);

@@ -52,7 +52,10 @@ export interface JoinRecord {
 export function admit(join: JoinRecord, fleetToken: string | null): JoinRecord {
   const at = new Date().toISOString();
   if (fleetToken !== null && join.proof !== fleetToken) {
-    const reason = join.proof === null ? 'the fleet has a shared data directory and this host gave no proof of it (start the agent with --share DIR)' : 'the token in its shared data directory is not the fleet\'s: it does not share the fleet\'s directory';
+    const reason =
+      join.proof === null
+        ? 'the fleet has a shared data directory and this host gave no proof of it (start the agent with --share DIR)'
+        : "the token in its shared data directory is not the fleet's: it does not share the fleet's directory";
     return { ...join, state: 'refused', reason, at };
   }
   return { ...join, state: 'init', at };
@@ -61,7 +64,8 @@ export function admit(join: JoinRecord, fleetToken: string | null): JoinRecord {
 export function validateTags(field: string, tags: string[]): string[] {
   for (const t of tags) {
     if (t === '') throw new ValidationError(field, 'an empty tag (an empty value or a doubled comma); give tags like ssd,zone=eu');
-    if (!isTag(t)) throw new ValidationError(field, `${JSON.stringify(t)} is not a tag; start with a letter or digit, then use letters, digits and _ . : = - (at most 64)`);
+    if (!isTag(t))
+      throw new ValidationError(field, `${JSON.stringify(t)} is not a tag; start with a letter or digit, then use letters, digits and _ . : = - (at most 64)`);
   }
   return [...new Set(tags)].sort();
 }
@@ -84,7 +88,10 @@ export function hostView(h: HostRecord, up: boolean): HostView {
 }
 
 /** The scheduler's view of the fleet: each host with the ports and reservations of every job placed on it (run by an agent or not). */
-export function fleetViews(hosts: readonly { host: HostRecord; up: boolean }[], placed: readonly { host: string | null; spec: JobSpec; desired?: string }[]): HostView[] {
+export function fleetViews(
+  hosts: readonly { host: HostRecord; up: boolean }[],
+  placed: readonly { host: string | null; spec: JobSpec; desired?: string }[],
+): HostView[] {
   const views = new Map(hosts.map((h) => [h.host.name, { ...hostView(h.host, h.up), ports: new Set<string>() }]));
   const reserved = new Map<string, number>();
   for (const j of placed) {
@@ -106,5 +113,14 @@ export const portKey = (p: { host: number; protocol: string }) => `${p.host}/${p
 
 /** What the scheduler needs of a job spec. */
 export function jobRequest(spec: JobSpec, history: readonly string[]): JobRequest {
-  return { name: spec.name, cpu: spec.cpu, memory: spec.memory, ports: spec.ports.map(portKey), tags: spec.tags, host: spec.host ?? undefined, fixed: spec.fixed, history };
+  return {
+    name: spec.name,
+    cpu: spec.cpu,
+    memory: spec.memory,
+    ports: spec.ports.map(portKey),
+    tags: spec.tags,
+    host: spec.host ?? undefined,
+    fixed: spec.fixed,
+    history,
+  };
 }

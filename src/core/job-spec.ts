@@ -15,7 +15,8 @@ export const MAX_SPEC_NESTING = 32;
 /** Refuses a spec text nested deeper than any job spec is, before a parser recurses into it. */
 export function checkSpecNesting(field: string, text: string): void {
   const depth = flowNestingDepth(text);
-  if (depth > MAX_SPEC_NESTING) throw new ValidationError(field, `nested ${depth} levels deep; a job spec nests at most ${MAX_SPEC_NESTING} (is this the right file?)`);
+  if (depth > MAX_SPEC_NESTING)
+    throw new ValidationError(field, `nested ${depth} levels deep; a job spec nests at most ${MAX_SPEC_NESTING} (is this the right file?)`);
 }
 
 export interface PortSpec {
@@ -54,9 +55,26 @@ export interface JobSpec {
   static: boolean;
 }
 
-const FIELDS = ['name', 'image', 'command', 'ports', 'volumes', 'env', 'links', 'tags', 'host', 'network', 'cpu', 'memory', 'restart', 'daemonize', 'fixed', 'static'] as const;
+const FIELDS = [
+  'name',
+  'image',
+  'command',
+  'ports',
+  'volumes',
+  'env',
+  'links',
+  'tags',
+  'host',
+  'network',
+  'cpu',
+  'memory',
+  'restart',
+  'daemonize',
+  'fixed',
+  'static',
+] as const;
 export const JOB_NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
-const IMAGE_RE = /^[a-z0-9][a-z0-9._\/:@-]*$/i;
+const IMAGE_RE = /^[a-z0-9][a-z0-9._/:@-]*$/i;
 
 class Problems {
   readonly list: string[] = [];
@@ -71,10 +89,10 @@ function port(p: Problems, path: string, v: unknown): PortSpec | null {
   if (typeof v === 'number' || (typeof v === 'string' && /^\d+$/.test(v))) v = `${v}:${v}`;
   if (typeof v === 'string') {
     const m = /^(\d+):(\d+)(?:\/(tcp|udp))?$/.exec(v);
-    if (!m) return p.add(path, `${JSON.stringify(v)} is not HOST:CONTAINER[/tcp|udp], e.g. 8080:80`), null;
+    if (!m) return (p.add(path, `${JSON.stringify(v)} is not HOST:CONTAINER[/tcp|udp], e.g. 8080:80`), null);
     v = { host: Number(m[1]), container: Number(m[2]), protocol: m[3] ?? 'tcp' };
   }
-  if (!isObject(v)) return p.add(path, 'must be "HOST:CONTAINER" or {host, container, protocol}'), null;
+  if (!isObject(v)) return (p.add(path, 'must be "HOST:CONTAINER" or {host, container, protocol}'), null);
   const out: PortSpec = { host: 0, container: 0, protocol: 'tcp' };
   for (const k of Object.keys(v)) if (!['host', 'container', 'protocol'].includes(k)) p.add(`${path}.${k}`, 'unknown field; use host, container, protocol');
   for (const k of ['host', 'container'] as const) {
@@ -88,30 +106,30 @@ function port(p: Problems, path: string, v: unknown): PortSpec | null {
 }
 
 function volume(p: Problems, path: string, v: unknown): VolumeSpec | null {
-  if (typeof v !== 'string') return p.add(path, 'must be "dot:DOT[.SUBDOT]:/target[:ro]" or "/host/path:/target[:ro]"'), null;
+  if (typeof v !== 'string') return (p.add(path, 'must be "dot:DOT[.SUBDOT]:/target[:ro]" or "/host/path:/target[:ro]"'), null);
   const parts = v.split(':');
   const readOnly = parts[parts.length - 1] === 'ro';
   if (readOnly || parts[parts.length - 1] === 'rw') parts.pop();
   if (parts[0] === 'dot' && parts.length === 3) {
     try {
       const ref = parseDotRef(path, parts[1]!);
-      if (!parts[2]!.startsWith('/')) return p.add(path, `target ${JSON.stringify(parts[2])} must be an absolute path`), null;
+      if (!parts[2]!.startsWith('/')) return (p.add(path, `target ${JSON.stringify(parts[2])} must be an absolute path`), null);
       return { kind: 'dot', dot: ref.dot, subdot: ref.subdot, target: parts[2]!, readOnly };
     } catch (e) {
-      return p.add(path, (e as Error).message.replace(/^[^:]*: /, '')), null;
+      return (p.add(path, (e as Error).message.replace(/^[^:]*: /, '')), null);
     }
   }
   if (parts.length === 2 && parts[0]!.startsWith('/') && parts[1]!.startsWith('/')) return { kind: 'host', source: parts[0]!, target: parts[1]!, readOnly };
-  return p.add(path, `${JSON.stringify(v)} is not "dot:DOT:/target" or "/host/path:/target" (absolute paths)`), null;
+  return (p.add(path, `${JSON.stringify(v)} is not "dot:DOT:/target" or "/host/path:/target" (absolute paths)`), null);
 }
 
 function stringList(p: Problems, path: string, v: unknown, check?: (s: string) => string | null): string[] {
   if (v === undefined) return [];
-  if (!Array.isArray(v)) return p.add(path, 'must be a list of strings'), [];
+  if (!Array.isArray(v)) return (p.add(path, 'must be a list of strings'), []);
   return v.flatMap((x, i) => {
-    if (typeof x !== 'string') return p.add(`${path}[${i}]`, 'must be a string'), [];
+    if (typeof x !== 'string') return (p.add(`${path}[${i}]`, 'must be a string'), []);
     const bad = check?.(x);
-    if (bad) return p.add(`${path}[${i}]`, bad), [];
+    if (bad) return (p.add(`${path}[${i}]`, bad), []);
     return [x];
   });
 }
@@ -126,22 +144,23 @@ function cpu(p: Problems, v: unknown): number {
   const s = String(v);
   const m = /^(\d+)m$/.exec(s);
   const n = m ? Number(m[1]) : /^\d+(\.\d+)?$/.test(s) ? Math.round(Number(s) * 1000) : NaN;
-  if (!(n > 0)) return p.add('cpu', `${JSON.stringify(v)} is not a cpu amount; write 0.5, 2 or 500m (leave it out for no limit)`), 0;
+  if (!(n > 0)) return (p.add('cpu', `${JSON.stringify(v)} is not a cpu amount; write 0.5, 2 or 500m (leave it out for no limit)`), 0);
   // The kernel refuses a CPU quota under 1 ms of its 100 ms period: docker's --cpus 0.01.
-  if (n < MIN_CPU_MILLIS) return p.add('cpu', `${JSON.stringify(v)} is below the least docker can give (${MIN_CPU_MILLIS}m); leave it out for no limit`), 0;
+  if (n < MIN_CPU_MILLIS) return (p.add('cpu', `${JSON.stringify(v)} is below the least docker can give (${MIN_CPU_MILLIS}m); leave it out for no limit`), 0);
   return n;
 }
 
 function restart(p: Problems, v: unknown): RestartPolicy {
   if (v === undefined) return { mode: 'no', maxRetries: null };
   const m = typeof v === 'string' ? /^(no|always|on-failure)(?::(\d+))?$/.exec(v) : null;
-  if (!m || (m[2] !== undefined && m[1] !== 'on-failure')) return p.add('restart', `${JSON.stringify(v)} is not no, always, or on-failure[:N]`), { mode: 'no', maxRetries: null };
+  if (!m || (m[2] !== undefined && m[1] !== 'on-failure'))
+    return (p.add('restart', `${JSON.stringify(v)} is not no, always, or on-failure[:N]`), { mode: 'no', maxRetries: null });
   return { mode: m[1] as RestartPolicy['mode'], maxRetries: m[2] === undefined ? null : Number(m[2]) };
 }
 
 function bool(p: Problems, path: string, v: unknown): boolean | undefined {
   if (v === undefined) return undefined;
-  if (typeof v !== 'boolean') return p.add(path, 'must be true or false'), undefined;
+  if (typeof v !== 'boolean') return (p.add(path, 'must be true or false'), undefined);
   return v;
 }
 
@@ -153,7 +172,8 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
 
   const name = raw.name;
   if (typeof name !== 'string') p.add('name', 'is required: a job name unique in the fleet');
-  else if (!JOB_NAME_RE.test(name)) p.add('name', `${JSON.stringify(name)} must be lower-case letters, digits, ".", "_" or "-" (no spaces), at most 63 characters`);
+  else if (!JOB_NAME_RE.test(name))
+    p.add('name', `${JSON.stringify(name)} must be lower-case letters, digits, ".", "_" or "-" (no spaces), at most 63 characters`);
   const image = raw.image;
   if (image === undefined || image === '') p.add('image', 'is required, e.g. busybox:latest');
   else if (typeof image !== 'string') p.add('image', 'must be an image reference such as busybox:latest');
@@ -169,7 +189,12 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
     else command = words;
   } else command = stringList(p, 'command', raw.command);
 
-  const ports = raw.ports === undefined ? [] : Array.isArray(raw.ports) ? raw.ports.map((v, i) => port(p, `ports[${i}]`, v)).filter((x): x is PortSpec => x !== null) : (p.add('ports', 'must be a list'), []);
+  const ports =
+    raw.ports === undefined
+      ? []
+      : Array.isArray(raw.ports)
+        ? raw.ports.map((v, i) => port(p, `ports[${i}]`, v)).filter((x): x is PortSpec => x !== null)
+        : (p.add('ports', 'must be a list'), []);
   const seen = new Set<string>();
   const published = new Set<string>();
   ports.forEach((x, i) => {
@@ -181,7 +206,12 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
     if (published.has(inner)) p.add(`ports[${i}].container`, `container port ${inner} is published twice; publish it once`);
     published.add(inner);
   });
-  const volumes = raw.volumes === undefined ? [] : Array.isArray(raw.volumes) ? raw.volumes.map((v, i) => volume(p, `volumes[${i}]`, v)).filter((x): x is VolumeSpec => x !== null) : (p.add('volumes', 'must be a list'), []);
+  const volumes =
+    raw.volumes === undefined
+      ? []
+      : Array.isArray(raw.volumes)
+        ? raw.volumes.map((v, i) => volume(p, `volumes[${i}]`, v)).filter((x): x is VolumeSpec => x !== null)
+        : (p.add('volumes', 'must be a list'), []);
   const targets = new Set<string>();
   volumes.forEach((v, i) => {
     if (targets.has(v.target)) p.add(`volumes[${i}]`, `${v.target} is mounted twice in the container`);
@@ -205,7 +235,9 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
 
   const links = stringList(p, 'links', raw.links, (s) => (JOB_NAME_RE.test(s) ? null : `${JSON.stringify(s)} is not a service name`));
   // Hosts' tags are at most 64 characters: a longer one could never match.
-  const tags = stringList(p, 'tags', raw.tags, (s) => (isTag(s) ? null : `${JSON.stringify(s)} is not a tag (a letter or digit, then letters, digits, _ . : = -, at most 64)`));
+  const tags = stringList(p, 'tags', raw.tags, (s) =>
+    isTag(s) ? null : `${JSON.stringify(s)} is not a tag (a letter or digit, then letters, digits, _ . : = -, at most 64)`,
+  );
   let host: string | null = null;
   if (raw.host !== undefined) {
     if (typeof raw.host !== 'string' || raw.host === '') p.add('host', 'must be a host name');
@@ -213,7 +245,8 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
   }
   let network: string | null = null;
   if (raw.network !== undefined) {
-    if (typeof raw.network !== 'string' || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/.test(raw.network)) p.add('network', 'must be a docker network mode: host, none, bridge or a network name');
+    if (typeof raw.network !== 'string' || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/.test(raw.network))
+      p.add('network', 'must be a docker network mode: host, none, bridge or a network name');
     else network = raw.network;
   }
   const cpuValue = cpu(p, raw.cpu);
@@ -228,11 +261,13 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
   }
   const restartPolicy = restart(p, raw.restart);
   const daemonize = bool(p, 'daemonize', raw.daemonize);
-  if (daemonize === false && ports.length > 0) p.add('daemonize', 'is false, but the job has ports: a foreground job publishes none; drop the ports or daemonize the job');
+  if (daemonize === false && ports.length > 0)
+    p.add('daemonize', 'is false, but the job has ports: a foreground job publishes none; drop the ports or daemonize the job');
   if (network === 'host') {
     // Host networking publishes nothing: the job's own port is the host's, and its service is found there.
     ports.forEach((x, i) => {
-      if (x.host !== x.container) p.add(`ports[${i}]`, `with network host the job listens on the host's port ${x.container} itself; write ${x.container}:${x.container}`);
+      if (x.host !== x.container)
+        p.add(`ports[${i}]`, `with network host the job listens on the host's port ${x.container} itself; write ${x.container}:${x.container}`);
     });
   }
   const isStatic = bool(p, 'static', raw.static) ?? false;
@@ -305,7 +340,9 @@ export function jobSpecInput(spec: JobSpec): Record<string, unknown> {
     image: spec.image,
     command: spec.command,
     ports: spec.ports.map((p) => `${p.host}:${p.container}/${p.protocol}`),
-    volumes: spec.volumes.map((v) => (v.kind === 'dot' ? `dot:${v.dot}${v.subdot ? `.${v.subdot}` : ''}:${v.target}` : `${v.source}:${v.target}`) + (v.readOnly ? ':ro' : '')),
+    volumes: spec.volumes.map(
+      (v) => (v.kind === 'dot' ? `dot:${v.dot}${v.subdot ? `.${v.subdot}` : ''}:${v.target}` : `${v.source}:${v.target}`) + (v.readOnly ? ':ro' : ''),
+    ),
     env: spec.env,
     links: spec.links,
     tags: spec.tags,

@@ -38,10 +38,7 @@ export function validateName(field: string, value: string, maxLength = 64): stri
   const blank = whitespaceIn(value);
   if (blank) throw new ValidationError(field, `${shown} contains ${blank}; use "-" or "_" instead`);
   if (!NAME_RE.test(value)) {
-    throw new ValidationError(
-      field,
-      `${shown} is not a valid name; start with a letter and use only letters, digits, "-", "_" or "."`,
-    );
+    throw new ValidationError(field, `${shown} is not a valid name; start with a letter and use only letters, digits, "-", "_" or "."`);
   }
   return value;
 }

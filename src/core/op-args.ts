@@ -34,8 +34,12 @@ export class OpArgs {
 
   private fail(key: string, want: string): never {
     const found = this.op.args[key];
-    throw new ValidationError(`${this.op.kind} argument ${key}`, `${found === undefined ? 'missing' : `${JSON.stringify(found)} is not ${want}`} in operation ${this.op.id}`, {
-      hint: `it was written by another knarr version or by hand; cancel it with: knarr op cancel ${this.op.id}`,
-    });
+    throw new ValidationError(
+      `${this.op.kind} argument ${key}`,
+      `${found === undefined ? 'missing' : `${JSON.stringify(found)} is not ${want}`} in operation ${this.op.id}`,
+      {
+        hint: `it was written by another knarr version or by hand; cancel it with: knarr op cancel ${this.op.id}`,
+      },
+    );
   }
 }

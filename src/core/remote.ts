@@ -2,7 +2,9 @@ import type { CommitRecord } from './dots.js';
 import { ValidationError } from './errors.js';
 import { validateName } from './names.js';
 
-export type RemoteUrl = { kind: 'file'; url: string; path: string } | { kind: 'ssh'; url: string; user: string | null; host: string; port: number | null; path: string | null };
+export type RemoteUrl =
+  | { kind: 'file'; url: string; path: string }
+  | { kind: 'ssh'; url: string; user: string | null; host: string; port: number | null; path: string | null };
 
 /** Parses a remote URL: file:///dir (a directory of streams) or ssh://[user@]host[:port][/path]. */
 export function parseRemoteUrl(field: string, text: string): RemoteUrl {
@@ -17,14 +19,19 @@ export function parseRemoteUrl(field: string, text: string): RemoteUrl {
     const path = decodeURIComponent(u.pathname).replace(/\/+$/, '') || '/';
     if (/[\0\n]/.test(path)) throw new ValidationError(field, 'the path contains a NUL or newline');
     // file:// and file:/// name the root filesystem: a push would write <dot>/manifest.json straight under /.
-    if (path === '/') throw new ValidationError(field, `${JSON.stringify(text)} names no directory (the root filesystem /); a file remote is file:///absolute/dir, e.g. file:///mnt/usb/dots`);
+    if (path === '/')
+      throw new ValidationError(
+        field,
+        `${JSON.stringify(text)} names no directory (the root filesystem /); a file remote is file:///absolute/dir, e.g. file:///mnt/usb/dots`,
+      );
     return { kind: 'file', url: `file://${path}`, path };
   }
   if (u.protocol === 'ssh:') {
     if (!u.hostname) throw new ValidationError(field, `${JSON.stringify(text)} has no host; write ssh://user@host`);
     const user = u.username ? decodeURIComponent(u.username) : null;
     // ssh reads a destination starting with "-" as an option (-oProxyCommand=... runs a command here).
-    if (!/^[A-Za-z0-9_.:\[\]-]+$/.test(u.hostname) || u.hostname.startsWith('-')) throw new ValidationError(field, `${JSON.stringify(u.hostname)} is not a host name`);
+    if (!/^[A-Za-z0-9_.:[\]-]+$/.test(u.hostname) || u.hostname.startsWith('-'))
+      throw new ValidationError(field, `${JSON.stringify(u.hostname)} is not a host name`);
     if (user !== null && !/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(user)) throw new ValidationError(field, `${JSON.stringify(user)} is not a user name`);
     return {
       kind: 'ssh',

@@ -169,7 +169,8 @@ export class Scheduler {
       if (this.better(s, i, bestScore, bestIndex)) [bestScore, bestIndex] = [s, i];
     }
     this.cursor = start + 1;
-    if (bestIndex < 0) return { host: null, score: null, verdicts: [], reason: n === 0 ? 'no host matches the pin or the tags' : `no host fits (last reason: ${lastWhy})` };
+    if (bestIndex < 0)
+      return { host: null, score: null, verdicts: [], reason: n === 0 ? 'no host matches the pin or the tags' : `no host fits (last reason: ${lastWhy})` };
     this.book(job, this.hosts[bestIndex]!);
     return { host: this.hosts[bestIndex]!.name, score: bestScore, verdicts: [], reason: null };
   }

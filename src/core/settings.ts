@@ -49,13 +49,15 @@ export function validateClusterNetwork(field: string, v: string): string {
 }
 
 export function validateStrategy(field: string, v: string): 'spread' | 'binpack' {
-  if (v !== 'spread' && v !== 'binpack') throw new ValidationError(field, `${JSON.stringify(v)} is not a strategy; use spread (the emptiest host) or binpack (the fullest that fits)`);
+  if (v !== 'spread' && v !== 'binpack')
+    throw new ValidationError(field, `${JSON.stringify(v)} is not a strategy; use spread (the emptiest host) or binpack (the fullest that fits)`);
   return v;
 }
 
 /** A Linux interface name: at most 15 characters, no slash or space. */
 export function validateBridgeName(field: string, v: string): string {
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/.test(v)) throw new ValidationError(field, `${JSON.stringify(v)} is not an interface name (letters, digits, _ . -, at most 15 characters)`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/.test(v))
+    throw new ValidationError(field, `${JSON.stringify(v)} is not an interface name (letters, digits, _ . -, at most 15 characters)`);
   return v;
 }
 
@@ -76,12 +78,17 @@ export function validateEndpoint(field: string, url: string): string {
   }
   // The gateway client speaks to the endpoint's root, without credentials: anything else would fail later as a bare 401 or 404.
   if (parsed.username !== '' || parsed.password !== '') {
-    throw new ValidationError(field, `${JSON.stringify(redactUserinfo(url))} carries a user and password; knarr does not log in to etcd: give http(s)://HOST:PORT (secure the fleet's etcd with TLS and a firewall)`);
+    throw new ValidationError(
+      field,
+      `${JSON.stringify(redactUserinfo(url))} carries a user and password; knarr does not log in to etcd: give http(s)://HOST:PORT (secure the ` +
+        `fleet's etcd with TLS and a firewall)`,
+    );
   }
   if (parsed.pathname !== '/' && parsed.pathname !== '' && parsed.pathname.replace(/\/+$/, '') !== '') {
     throw new ValidationError(field, `${JSON.stringify(url)} has a path (${parsed.pathname}); an etcd endpoint is http(s)://HOST:PORT`);
   }
-  if (parsed.search !== '' || parsed.hash !== '') throw new ValidationError(field, `${JSON.stringify(url)} has a query or fragment; an etcd endpoint is http(s)://HOST:PORT`);
+  if (parsed.search !== '' || parsed.hash !== '')
+    throw new ValidationError(field, `${JSON.stringify(url)} has a query or fragment; an etcd endpoint is http(s)://HOST:PORT`);
   return url.replace(/\/+$/, '');
 }
 
@@ -95,7 +102,7 @@ export function validatePort(field: string, v: unknown): number {
 
 export function parseListen(field: string, text: string): { host: string; port: number } {
   const m = /^(.*):(\d+)$/.exec(text);
-  if (!m || !m[1]) throw new ValidationError(field, `${JSON.stringify(text)} is not ADDRESS:PORT, e.g. 127.0.0.1:7946`);
+  if (!m?.[1]) throw new ValidationError(field, `${JSON.stringify(text)} is not ADDRESS:PORT, e.g. 127.0.0.1:7946`);
   return { host: m[1], port: validatePort(field, m[2]!) };
 }
 
@@ -106,52 +113,423 @@ const wholeSeconds = (min: number, max: number) => (v: number, field: string) =>
 
 /** The settings table: docs/configuration.md, the man page's ENVIRONMENT and the global flags are generated from it. */
 export const SETTINGS: readonly SettingDef[] = [
-  { key: 'json', area: 'global', kind: 'boolean', env: 'KNARR_JSON', flag: '--json', inFile: false, default: false, defaultText: 'off', help: 'print results as JSON (same as -o json)' },
-  { key: 'output', area: 'global', kind: 'string', env: 'KNARR_OUTPUT', flag: '-o, --output <format>', default: 'table', defaultText: 'table', help: 'result format', choices: ['table', 'json', 'yaml'], parse: (v: string, field: string) => { if (!['table', 'json', 'yaml'].includes(v)) throw new ValidationError(field, `${JSON.stringify(v)} is not a format; use json, yaml or table`); return v; } },
-  { key: 'dryRun', area: 'global', kind: 'boolean', env: 'KNARR_DRY_RUN', flag: '--dry-run', default: false, defaultText: 'off', help: 'print every command that would change the host, one a line, and change nothing' },
-  { key: 'verbose', area: 'global', kind: 'boolean', env: 'KNARR_VERBOSE', flag: '-v, --verbose', default: false, defaultText: 'off', help: 'show each outside command with its duration on stderr' },
-  { key: 'quiet', area: 'global', kind: 'boolean', env: 'KNARR_QUIET', flag: '-q, --quiet', default: false, defaultText: 'off', help: 'no progress or warnings on stderr' },
-  { key: 'wait', area: 'global', kind: 'boolean', env: 'KNARR_WAIT', flag: '--wait', default: true, defaultText: 'on', help: 'when another command is changing the same dot (or pushing to the same remote), wait for it; --no-wait (KNARR_WAIT=0) fails at once with exit 4' },
-  { key: 'config', area: 'global', kind: 'string', env: 'KNARR_CONFIG', flag: '--config <file>', inFile: false, defaultText: '/etc/knarr/config.yaml when present', help: 'YAML config file; a file named here must exist' },
-  { key: 'stateDir', area: 'global', kind: 'string', env: 'KNARR_STATE_DIR', flag: '--state-dir <dir>', default: '/var/lib/knarr', defaultText: '/var/lib/knarr', help: 'host state directory' },
-  { key: 'etcd', area: 'global', kind: 'list', env: 'KNARR_ETCD', flag: '--etcd <urls>', default: [], defaultText: 'the managed local etcd', help: 'comma-separated etcd endpoints of the fleet, http(s)://HOST:PORT', emptyIsValue: true, parse: (items: string[], field: string, source: SettingSource) => {
-    const v = items.filter((u) => u !== '');
-    // An empty value (a script's unset variable) must not quietly mean a new, empty managed store.
-    if (v.length === 0 && source !== 'file') throw new ValidationError(field, `is empty; give the fleet's endpoints (e.g. http://10.0.0.1:2379), or leave ${field} out for this host's managed etcd`);
-    return v.map((u) => validateEndpoint(field, u));
-  } },
-  { key: 'fleet', area: 'global', kind: 'string', env: 'KNARR_FLEET', flag: '--fleet <name>', default: 'default', defaultText: '"default"', help: 'fleet name, the root of every etcd key', parse: (v: string, field: string) => validateName(field, v) },
-  { key: 'opRetention', area: 'global', kind: 'string', env: 'KNARR_OP_RETENTION', default: '7d', defaultText: '7d', help: 'agents remove ended operations and job history older than this (0: never)', parse: (v: string, field: string) => (parseAge(field, v), v) },
-  { key: 'pool.name', area: 'pool', kind: 'string', env: 'KNARR_POOL_NAME', flag: '--name <name>', command: 'pool init', default: 'knarr', defaultText: 'knarr', help: 'the pool of pool init, and the default pool of other commands (their --pool wins)' },
-  { key: 'pool.driver', area: 'pool', kind: 'string', env: 'KNARR_POOL_DRIVER', flag: '--driver <driver>', command: 'pool init', default: 'zfs', defaultText: 'zfs', help: 'driver of a new pool', choices: ['zfs', 'btrfs', 'lvm', 'dir'] },
-  { key: 'pool.size', area: 'pool', kind: 'string', env: 'KNARR_POOL_SIZE', flag: '--size <size>', command: 'pool init', default: '2G', defaultText: '2G', help: 'size of a new loop file' },
-  { key: 'etcdServer.clientPort', area: 'etcd', kind: 'number', env: 'KNARR_ETCD_CLIENT_PORT', flag: '--client-port <port>', command: 'etcd up', default: 2379, defaultText: '2379', help: 'client port of the managed etcd', parse: (v: number, field: string) => validatePort(field, v) },
-  { key: 'etcdServer.peerPort', area: 'etcd', kind: 'number', env: 'KNARR_ETCD_PEER_PORT', flag: '--peer-port <port>', command: 'etcd up', default: 2380, defaultText: '2380', help: 'peer port of the managed etcd', parse: (v: number, field: string) => validatePort(field, v) },
-  { key: 'cluster.network', area: 'cluster', kind: 'string', env: 'KNARR_CLUSTER_NETWORK', default: '10.240.0.0/16', defaultText: '10.240.0.0/16', help: 'the /16 each user\'s /24 cluster subnet comes from', parse: (v: string, field: string) => validateClusterNetwork(field, v) },
-  { key: 'cluster.bridge', area: 'cluster', kind: 'string', env: 'KNARR_CLUSTER_BRIDGE', default: 'knarrbr0', defaultText: 'knarrbr0', help: 'the clusters\' bridge on every host', parse: (v: string, field: string) => validateBridgeName(field, v) },
-  { key: 'cluster.user', area: 'cluster', kind: 'string', env: 'KNARR_USER', flag: '--user <user>', command: 'cluster COMMAND', defaultText: 'the login name', help: 'owner of clusters', parse: (v: string, field: string) => validateUser(field, v) },
-  { key: 'scheduler.strategy', area: 'scheduler', kind: 'string', env: 'KNARR_SCHEDULER_STRATEGY', default: 'spread', defaultText: 'spread', help: 'how hosts that fit are ranked: spread (the emptiest) or binpack (the fullest)', choices: ['spread', 'binpack'], parse: (v: string, field: string) => validateStrategy(field, v) },
-  { key: 'jobs.agentToken', area: 'jobs', kind: 'string', env: 'KNARR_AGENT_TOKEN', inFile: false, defaultText: 'read from jobs.agentTokenFile', help: 'the agents\' API token, for the CLI' },
-  { key: 'jobs.agentTokenFile', area: 'jobs', kind: 'string', env: 'KNARR_AGENT_TOKEN_FILE', defaultText: '<state-dir>/agent.token', help: 'a file holding the agents\' API token' },
-  { key: 'jobs.agentCa', area: 'jobs', kind: 'string', env: 'KNARR_AGENT_CA', defaultText: 'none', help: 'a PEM CA file to trust when agents speak https (then only https agents get the token)' },
-  { key: 'dots.author', area: 'dots', kind: 'string', env: 'KNARR_AUTHOR', flag: '--author <name>', command: 'dot commit', defaultText: 'user@host', help: 'author of dot commits' },
-  { key: 'dots.sshConfig', area: 'dots', kind: 'string', env: 'KNARR_SSH_CONFIG', defaultText: 'ssh\'s own', help: 'ssh_config file for ssh:// remotes (ssh -F)' },
-  { key: 'dots.remoteKnarr', area: 'dots', kind: 'string', env: 'KNARR_REMOTE_KNARR', default: 'knarr', defaultText: 'knarr', help: 'the knarr command on the other host of an ssh:// remote; several words (sudo knarr) are split as a shell would' },
-  { key: 'daemon.name', area: 'daemon', kind: 'string', env: 'KNARR_DAEMON_NAME', flag: '--name <host>', command: 'daemon', defaultText: 'the hostname', help: 'host name', parse: (v: string, field: string) => validateName(field, v, 64) },
-  { key: 'daemon.tags', area: 'daemon', kind: 'list', env: 'KNARR_DAEMON_TAGS', flag: '--tags <tags>', command: 'daemon', repeatable: true, default: [], defaultText: 'none', help: 'comma-separated tags', parse: (v: string[], field: string) => validateTags(field, v) },
-  { key: 'daemon.listen', area: 'daemon', kind: 'string', env: 'KNARR_DAEMON_LISTEN', flag: '--listen <addr:port>', command: 'daemon', default: '127.0.0.1:7946', defaultText: '127.0.0.1:7946', help: 'API address', parse: (v: string, field: string) => parseListen(field, v) },
-  { key: 'daemon.ttl', area: 'daemon', kind: 'number', env: 'KNARR_DAEMON_TTL', flag: '--ttl <seconds>', command: 'daemon', default: 10, defaultText: '10', help: 'lease time to live, 2 to 300 seconds', parse: wholeSeconds(2, 300) },
-  { key: 'daemon.tokenFile', area: 'daemon', kind: 'string', env: 'KNARR_DAEMON_TOKEN_FILE', flag: '--token-file <file>', command: 'daemon', defaultText: '<state-dir>/agent.token', help: 'API token file' },
-  { key: 'daemon.tlsCert', area: 'daemon', kind: 'string', env: 'KNARR_DAEMON_TLS_CERT', flag: '--tls-cert <file>', command: 'daemon', defaultText: 'none: http', help: 'PEM certificate: serve the API over https (with --tls-key)' },
-  { key: 'daemon.tlsKey', area: 'daemon', kind: 'string', env: 'KNARR_DAEMON_TLS_KEY', flag: '--tls-key <file>', command: 'daemon', defaultText: 'none', help: 'PEM private key of --tls-cert' },
-  { key: 'daemon.advertise', area: 'daemon', kind: 'string', env: 'KNARR_DAEMON_ADVERTISE', flag: '--advertise <ip>', command: 'daemon', defaultText: 'the --listen address', help: 'address other hosts reach this host\'s services at' },
-  { key: 'daemon.prune', area: 'daemon', kind: 'boolean', env: 'KNARR_DAEMON_PRUNE', flag: '--prune', command: 'daemon', default: false, defaultText: 'off: report them in host show', help: 'remove containers knarr has no job for' },
-  { key: 'daemon.mode', area: 'daemon', kind: 'string', env: 'KNARR_DAEMON_MODE', flag: '--mode <mode>', command: 'daemon', default: 'recovery', defaultText: 'recovery', help: 'fleet start mode: recovery (start this host\'s clusters again) or new (delete them)', choices: ['recovery', 'new'], parse: (v: string, field: string) => {
-    if (v !== 'new' && v !== 'recovery') throw new ValidationError(field, 'use recovery (keep clusters) or new (delete this host\'s clusters)');
-    return v;
-  } },
-  { key: 'daemon.share', area: 'daemon', kind: 'string', env: 'KNARR_DAEMON_SHARE', flag: '--share <dir>', command: 'daemon', defaultText: 'none', help: 'the fleet\'s shared data directory; joining proves this host sees it' },
-  { key: 'daemon.drainTimeout', area: 'daemon', kind: 'number', env: 'KNARR_DAEMON_DRAIN_TIMEOUT', flag: '--drain-timeout <seconds>', command: 'daemon', default: 30, defaultText: '30', help: 'on SIGTERM, how long running foreground jobs and the operation in progress get to end', parse: wholeSeconds(0, 3600) },
+  {
+    key: 'json',
+    area: 'global',
+    kind: 'boolean',
+    env: 'KNARR_JSON',
+    flag: '--json',
+    inFile: false,
+    default: false,
+    defaultText: 'off',
+    help: 'print results as JSON (same as -o json)',
+  },
+  {
+    key: 'output',
+    area: 'global',
+    kind: 'string',
+    env: 'KNARR_OUTPUT',
+    flag: '-o, --output <format>',
+    default: 'table',
+    defaultText: 'table',
+    help: 'result format',
+    choices: ['table', 'json', 'yaml'],
+    parse: (v: string, field: string) => {
+      if (!['table', 'json', 'yaml'].includes(v)) throw new ValidationError(field, `${JSON.stringify(v)} is not a format; use json, yaml or table`);
+      return v;
+    },
+  },
+  {
+    key: 'dryRun',
+    area: 'global',
+    kind: 'boolean',
+    env: 'KNARR_DRY_RUN',
+    flag: '--dry-run',
+    default: false,
+    defaultText: 'off',
+    help: 'print every command that would change the host, one a line, and change nothing',
+  },
+  {
+    key: 'verbose',
+    area: 'global',
+    kind: 'boolean',
+    env: 'KNARR_VERBOSE',
+    flag: '-v, --verbose',
+    default: false,
+    defaultText: 'off',
+    help: 'show each outside command with its duration on stderr',
+  },
+  {
+    key: 'quiet',
+    area: 'global',
+    kind: 'boolean',
+    env: 'KNARR_QUIET',
+    flag: '-q, --quiet',
+    default: false,
+    defaultText: 'off',
+    help: 'no progress or warnings on stderr',
+  },
+  {
+    key: 'wait',
+    area: 'global',
+    kind: 'boolean',
+    env: 'KNARR_WAIT',
+    flag: '--wait',
+    default: true,
+    defaultText: 'on',
+    help: 'when another command is changing the same dot (or pushing to the same remote), wait for it; --no-wait (KNARR_WAIT=0) fails at once with exit 4',
+  },
+  {
+    key: 'config',
+    area: 'global',
+    kind: 'string',
+    env: 'KNARR_CONFIG',
+    flag: '--config <file>',
+    inFile: false,
+    defaultText: '/etc/knarr/config.yaml when present',
+    help: 'YAML config file; a file named here must exist',
+  },
+  {
+    key: 'stateDir',
+    area: 'global',
+    kind: 'string',
+    env: 'KNARR_STATE_DIR',
+    flag: '--state-dir <dir>',
+    default: '/var/lib/knarr',
+    defaultText: '/var/lib/knarr',
+    help: 'host state directory',
+  },
+  {
+    key: 'etcd',
+    area: 'global',
+    kind: 'list',
+    env: 'KNARR_ETCD',
+    flag: '--etcd <urls>',
+    default: [],
+    defaultText: 'the managed local etcd',
+    help: 'comma-separated etcd endpoints of the fleet, http(s)://HOST:PORT',
+    emptyIsValue: true,
+    parse: (items: string[], field: string, source: SettingSource) => {
+      const v = items.filter((u) => u !== '');
+      // An empty value (a script's unset variable) must not quietly mean a new, empty managed store.
+      if (v.length === 0 && source !== 'file')
+        throw new ValidationError(
+          field,
+          `is empty; give the fleet's endpoints (e.g. http://10.0.0.1:2379), or leave ${field} out for this host's managed etcd`,
+        );
+      return v.map((u) => validateEndpoint(field, u));
+    },
+  },
+  {
+    key: 'fleet',
+    area: 'global',
+    kind: 'string',
+    env: 'KNARR_FLEET',
+    flag: '--fleet <name>',
+    default: 'default',
+    defaultText: '"default"',
+    help: 'fleet name, the root of every etcd key',
+    parse: (v: string, field: string) => validateName(field, v),
+  },
+  {
+    key: 'opRetention',
+    area: 'global',
+    kind: 'string',
+    env: 'KNARR_OP_RETENTION',
+    default: '7d',
+    defaultText: '7d',
+    help: 'agents remove ended operations and job history older than this (0: never)',
+    parse: (v: string, field: string) => (parseAge(field, v), v),
+  },
+  {
+    key: 'pool.name',
+    area: 'pool',
+    kind: 'string',
+    env: 'KNARR_POOL_NAME',
+    flag: '--name <name>',
+    command: 'pool init',
+    default: 'knarr',
+    defaultText: 'knarr',
+    help: 'the pool of pool init, and the default pool of other commands (their --pool wins)',
+  },
+  {
+    key: 'pool.driver',
+    area: 'pool',
+    kind: 'string',
+    env: 'KNARR_POOL_DRIVER',
+    flag: '--driver <driver>',
+    command: 'pool init',
+    default: 'zfs',
+    defaultText: 'zfs',
+    help: 'driver of a new pool',
+    choices: ['zfs', 'btrfs', 'lvm', 'dir'],
+  },
+  {
+    key: 'pool.size',
+    area: 'pool',
+    kind: 'string',
+    env: 'KNARR_POOL_SIZE',
+    flag: '--size <size>',
+    command: 'pool init',
+    default: '2G',
+    defaultText: '2G',
+    help: 'size of a new loop file',
+  },
+  {
+    key: 'etcdServer.clientPort',
+    area: 'etcd',
+    kind: 'number',
+    env: 'KNARR_ETCD_CLIENT_PORT',
+    flag: '--client-port <port>',
+    command: 'etcd up',
+    default: 2379,
+    defaultText: '2379',
+    help: 'client port of the managed etcd',
+    parse: (v: number, field: string) => validatePort(field, v),
+  },
+  {
+    key: 'etcdServer.peerPort',
+    area: 'etcd',
+    kind: 'number',
+    env: 'KNARR_ETCD_PEER_PORT',
+    flag: '--peer-port <port>',
+    command: 'etcd up',
+    default: 2380,
+    defaultText: '2380',
+    help: 'peer port of the managed etcd',
+    parse: (v: number, field: string) => validatePort(field, v),
+  },
+  {
+    key: 'cluster.network',
+    area: 'cluster',
+    kind: 'string',
+    env: 'KNARR_CLUSTER_NETWORK',
+    default: '10.240.0.0/16',
+    defaultText: '10.240.0.0/16',
+    help: "the /16 each user's /24 cluster subnet comes from",
+    parse: (v: string, field: string) => validateClusterNetwork(field, v),
+  },
+  {
+    key: 'cluster.bridge',
+    area: 'cluster',
+    kind: 'string',
+    env: 'KNARR_CLUSTER_BRIDGE',
+    default: 'knarrbr0',
+    defaultText: 'knarrbr0',
+    help: "the clusters' bridge on every host",
+    parse: (v: string, field: string) => validateBridgeName(field, v),
+  },
+  {
+    key: 'cluster.user',
+    area: 'cluster',
+    kind: 'string',
+    env: 'KNARR_USER',
+    flag: '--user <user>',
+    command: 'cluster COMMAND',
+    defaultText: 'the login name',
+    help: 'owner of clusters',
+    parse: (v: string, field: string) => validateUser(field, v),
+  },
+  {
+    key: 'scheduler.strategy',
+    area: 'scheduler',
+    kind: 'string',
+    env: 'KNARR_SCHEDULER_STRATEGY',
+    default: 'spread',
+    defaultText: 'spread',
+    help: 'how hosts that fit are ranked: spread (the emptiest) or binpack (the fullest)',
+    choices: ['spread', 'binpack'],
+    parse: (v: string, field: string) => validateStrategy(field, v),
+  },
+  {
+    key: 'jobs.agentToken',
+    area: 'jobs',
+    kind: 'string',
+    env: 'KNARR_AGENT_TOKEN',
+    inFile: false,
+    defaultText: 'read from jobs.agentTokenFile',
+    help: "the agents' API token, for the CLI",
+  },
+  {
+    key: 'jobs.agentTokenFile',
+    area: 'jobs',
+    kind: 'string',
+    env: 'KNARR_AGENT_TOKEN_FILE',
+    defaultText: '<state-dir>/agent.token',
+    help: "a file holding the agents' API token",
+  },
+  {
+    key: 'jobs.agentCa',
+    area: 'jobs',
+    kind: 'string',
+    env: 'KNARR_AGENT_CA',
+    defaultText: 'none',
+    help: 'a PEM CA file to trust when agents speak https (then only https agents get the token)',
+  },
+  {
+    key: 'dots.author',
+    area: 'dots',
+    kind: 'string',
+    env: 'KNARR_AUTHOR',
+    flag: '--author <name>',
+    command: 'dot commit',
+    defaultText: 'user@host',
+    help: 'author of dot commits',
+  },
+  {
+    key: 'dots.sshConfig',
+    area: 'dots',
+    kind: 'string',
+    env: 'KNARR_SSH_CONFIG',
+    defaultText: "ssh's own",
+    help: 'ssh_config file for ssh:// remotes (ssh -F)',
+  },
+  {
+    key: 'dots.remoteKnarr',
+    area: 'dots',
+    kind: 'string',
+    env: 'KNARR_REMOTE_KNARR',
+    default: 'knarr',
+    defaultText: 'knarr',
+    help: 'the knarr command on the other host of an ssh:// remote; several words (sudo knarr) are split as a shell would',
+  },
+  {
+    key: 'daemon.name',
+    area: 'daemon',
+    kind: 'string',
+    env: 'KNARR_DAEMON_NAME',
+    flag: '--name <host>',
+    command: 'daemon',
+    defaultText: 'the hostname',
+    help: 'host name',
+    parse: (v: string, field: string) => validateName(field, v, 64),
+  },
+  {
+    key: 'daemon.tags',
+    area: 'daemon',
+    kind: 'list',
+    env: 'KNARR_DAEMON_TAGS',
+    flag: '--tags <tags>',
+    command: 'daemon',
+    repeatable: true,
+    default: [],
+    defaultText: 'none',
+    help: 'comma-separated tags',
+    parse: (v: string[], field: string) => validateTags(field, v),
+  },
+  {
+    key: 'daemon.listen',
+    area: 'daemon',
+    kind: 'string',
+    env: 'KNARR_DAEMON_LISTEN',
+    flag: '--listen <addr:port>',
+    command: 'daemon',
+    default: '127.0.0.1:7946',
+    defaultText: '127.0.0.1:7946',
+    help: 'API address',
+    parse: (v: string, field: string) => parseListen(field, v),
+  },
+  {
+    key: 'daemon.ttl',
+    area: 'daemon',
+    kind: 'number',
+    env: 'KNARR_DAEMON_TTL',
+    flag: '--ttl <seconds>',
+    command: 'daemon',
+    default: 10,
+    defaultText: '10',
+    help: 'lease time to live, 2 to 300 seconds',
+    parse: wholeSeconds(2, 300),
+  },
+  {
+    key: 'daemon.tokenFile',
+    area: 'daemon',
+    kind: 'string',
+    env: 'KNARR_DAEMON_TOKEN_FILE',
+    flag: '--token-file <file>',
+    command: 'daemon',
+    defaultText: '<state-dir>/agent.token',
+    help: 'API token file',
+  },
+  {
+    key: 'daemon.tlsCert',
+    area: 'daemon',
+    kind: 'string',
+    env: 'KNARR_DAEMON_TLS_CERT',
+    flag: '--tls-cert <file>',
+    command: 'daemon',
+    defaultText: 'none: http',
+    help: 'PEM certificate: serve the API over https (with --tls-key)',
+  },
+  {
+    key: 'daemon.tlsKey',
+    area: 'daemon',
+    kind: 'string',
+    env: 'KNARR_DAEMON_TLS_KEY',
+    flag: '--tls-key <file>',
+    command: 'daemon',
+    defaultText: 'none',
+    help: 'PEM private key of --tls-cert',
+  },
+  {
+    key: 'daemon.advertise',
+    area: 'daemon',
+    kind: 'string',
+    env: 'KNARR_DAEMON_ADVERTISE',
+    flag: '--advertise <ip>',
+    command: 'daemon',
+    defaultText: 'the --listen address',
+    help: "address other hosts reach this host's services at",
+  },
+  {
+    key: 'daemon.prune',
+    area: 'daemon',
+    kind: 'boolean',
+    env: 'KNARR_DAEMON_PRUNE',
+    flag: '--prune',
+    command: 'daemon',
+    default: false,
+    defaultText: 'off: report them in host show',
+    help: 'remove containers knarr has no job for',
+  },
+  {
+    key: 'daemon.mode',
+    area: 'daemon',
+    kind: 'string',
+    env: 'KNARR_DAEMON_MODE',
+    flag: '--mode <mode>',
+    command: 'daemon',
+    default: 'recovery',
+    defaultText: 'recovery',
+    help: "fleet start mode: recovery (start this host's clusters again) or new (delete them)",
+    choices: ['recovery', 'new'],
+    parse: (v: string, field: string) => {
+      if (v !== 'new' && v !== 'recovery') throw new ValidationError(field, "use recovery (keep clusters) or new (delete this host's clusters)");
+      return v;
+    },
+  },
+  {
+    key: 'daemon.share',
+    area: 'daemon',
+    kind: 'string',
+    env: 'KNARR_DAEMON_SHARE',
+    flag: '--share <dir>',
+    command: 'daemon',
+    defaultText: 'none',
+    help: "the fleet's shared data directory; joining proves this host sees it",
+  },
+  {
+    key: 'daemon.drainTimeout',
+    area: 'daemon',
+    kind: 'number',
+    env: 'KNARR_DAEMON_DRAIN_TIMEOUT',
+    flag: '--drain-timeout <seconds>',
+    command: 'daemon',
+    default: 30,
+    defaultText: '30',
+    help: 'on SIGTERM, how long running foreground jobs and the operation in progress get to end',
+    parse: wholeSeconds(0, 3600),
+  },
 ];
 
 const BY_KEY = new Map(SETTINGS.map((s) => [s.key, s]));
@@ -171,7 +549,13 @@ const FLAG_KEYS = new Map<SettingDef, string | undefined>();
 
 /** The name commander gives the flag's value ("stateDir"). */
 export function flagKey(s: SettingDef): string | undefined {
-  if (!FLAG_KEYS.has(s)) FLAG_KEYS.set(s, longFlag(s)?.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()));
+  if (!FLAG_KEYS.has(s))
+    FLAG_KEYS.set(
+      s,
+      longFlag(s)
+        ?.slice(2)
+        .replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()),
+    );
   return FLAG_KEYS.get(s);
 }
 
@@ -235,7 +619,9 @@ export interface SettingLayers {
 
 /** Runs the setting's parser on a value a layer gave. */
 export function parsePicked(s: SettingDef, picked: Picked): Picked {
-  return s.parse ? { ...picked, value: (s.parse as (v: unknown, f: string, src: SettingSource) => unknown)(picked.value, picked.field, picked.source) } : picked;
+  return s.parse
+    ? { ...picked, value: (s.parse as (v: unknown, f: string, src: SettingSource) => unknown)(picked.value, picked.field, picked.source) }
+    : picked;
 }
 
 /** The setting's value from the first layer that gives it (flag > env > file), checked and converted; null when none does. */

@@ -68,7 +68,10 @@ export async function agentToken(file: string, create = true): Promise<string> {
   try {
     const token = (await readFile(file, 'utf8')).trim();
     // An empty token would let every request in.
-    if (token.length < 16) throw new PrerequisiteError(`the token in ${file} is empty or shorter than 16 characters`, { hint: 'put a long random token there (or delete the file and the agent makes one)' });
+    if (token.length < 16)
+      throw new PrerequisiteError(`the token in ${file} is empty or shorter than 16 characters`, {
+        hint: 'put a long random token there (or delete the file and the agent makes one)',
+      });
     return token;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
@@ -83,7 +86,12 @@ export async function agentToken(file: string, create = true): Promise<string> {
 
 async function runningJobs(engine: DockerEngine): Promise<number> {
   try {
-    const list = await engine.call<unknown[]>('GET', `/containers/json?filters=${encodeURIComponent(JSON.stringify({ label: ['knarr.job'] }))}`, undefined, 3000);
+    const list = await engine.call<unknown[]>(
+      'GET',
+      `/containers/json?filters=${encodeURIComponent(JSON.stringify({ label: ['knarr.job'] }))}`,
+      undefined,
+      3000,
+    );
     return list.length;
   } catch {
     return 0;
@@ -123,7 +131,23 @@ export class Agent {
     this.engine = new DockerEngine(opts.dockerSocket, false);
     this.jobs = new JobRepo(store, opts.fleet);
     this.ambassador = new Ambassador(opts.name, opts.fleet, store, this.jobs, log);
-    this.reconciler = new Reconciler({ host: opts.name, machine: hostId(), fleet: opts.fleet, serviceAddress: opts.advertise, prune: opts.prune, dotBinds: opts.dotBinds, hostsWithDots: opts.hostsWithDots, strategy: opts.strategy }, this.engine, this.jobs, hosts, { ambassador: this.ambassador }, log);
+    this.reconciler = new Reconciler(
+      {
+        host: opts.name,
+        machine: hostId(),
+        fleet: opts.fleet,
+        serviceAddress: opts.advertise,
+        prune: opts.prune,
+        dotBinds: opts.dotBinds,
+        hostsWithDots: opts.hostsWithDots,
+        strategy: opts.strategy,
+      },
+      this.engine,
+      this.jobs,
+      hosts,
+      { ambassador: this.ambassador },
+      log,
+    );
   }
 
   /**
@@ -226,7 +250,12 @@ export class Agent {
     // The lease is kept alive by serve(), which starts after the handshake: keep it meanwhile.
     const keep = setInterval(() => void this.store.keepAlive(this.lease!).catch(() => undefined), Math.max(200, (this.opts.ttlSeconds * 1000) / 3));
     try {
-      await join(this.store, this.hosts, { fleet: this.opts.fleet, host: this.opts.name, mode: this.opts.mode, share: this.opts.share, lease: this.lease!, log: this.log }, this.watching.signal);
+      await join(
+        this.store,
+        this.hosts,
+        { fleet: this.opts.fleet, host: this.opts.name, mode: this.opts.mode, share: this.opts.share, lease: this.lease!, log: this.log },
+        this.watching.signal,
+      );
     } catch (e) {
       this.joinState = 'refused';
       await this.writeRecord().catch(() => undefined);
@@ -240,7 +269,10 @@ export class Agent {
     await this.writeRecord();
     await this.watch();
     await mkdir(dirname(this.opts.pidFile), { recursive: true });
-    await writeFile(this.opts.pidFile, JSON.stringify({ pid: process.pid, name: this.opts.name, address: this.address, fleet: this.opts.fleet } satisfies AgentPidFile));
+    await writeFile(
+      this.opts.pidFile,
+      JSON.stringify({ pid: process.pid, name: this.opts.name, address: this.address, fleet: this.opts.fleet } satisfies AgentPidFile),
+    );
     this.log(`agent ${this.opts.name} up: API ${this.address}, lease ${this.opts.ttlSeconds}s`);
   }
 
@@ -249,7 +281,11 @@ export class Agent {
     const keys = fleetKeys(this.opts.fleet);
     const kick = () => this.reconciler.kick();
     // Hosts that join after this one are answered here.
-    await this.store.watch(keys.joins, () => void admitJoins(this.store, this.opts.fleet).catch((e: Error) => this.log(`join: ${e.message}`)), this.watching.signal);
+    await this.store.watch(
+      keys.joins,
+      () => void admitJoins(this.store, this.opts.fleet).catch((e: Error) => this.log(`join: ${e.message}`)),
+      this.watching.signal,
+    );
     await this.store.watch(keys.jobs, kick, this.watching.signal);
     await this.store.watch(keys.alive, kick, this.watching.signal);
     if (this.opts.ops) {
@@ -290,7 +326,8 @@ export class Agent {
     } catch (e) {
       throw new ApiError(400, (e as Error).message);
     }
-    if (spec.host !== null && spec.host !== this.opts.name) throw new ApiError(409, `job ${spec.name} is pinned to ${spec.host}, and this is ${this.opts.name}`);
+    if (spec.host !== null && spec.host !== this.opts.name)
+      throw new ApiError(409, `job ${spec.name} is pinned to ${spec.host}, and this is ${this.opts.name}`);
     const interactive = request.interactive === true;
     const releases: (() => void)[] = [];
     // Tracked from the start: a CLI gone (or a drain cutting off) while the container is being made ends it once made.
@@ -342,7 +379,10 @@ export class Agent {
       run.socket.once('end', resolve);
       run.socket.once('close', resolve);
     });
-    const status = await run.exited.then((exitCode) => ({ exitCode }), (e: Error) => ({ error: e.message }));
+    const status = await run.exited.then(
+      (exitCode) => ({ exitCode }),
+      (e: Error) => ({ error: e.message }),
+    );
     finished = true;
     // The engine keeps the attach connection open after the job; stdin still arriving for it is dropped.
     socket.unpipe(run.socket);
@@ -397,7 +437,8 @@ export class Agent {
   private async collect(retention: number): Promise<void> {
     try {
       const { ops, history } = await collectGarbage(this.store, this.opts.fleet, Date.now() - retention, true);
-      if (ops.length + history.length > 0) this.log(`agent: removed ${ops.length} ended operation(s) and ${history.length} job history line(s) past their retention`);
+      if (ops.length + history.length > 0)
+        this.log(`agent: removed ${ops.length} ended operation(s) and ${history.length} job history line(s) past their retention`);
     } catch (e) {
       this.log(`agent: removing old operations: ${(e as Error).message}`);
     }

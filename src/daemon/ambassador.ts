@@ -114,7 +114,10 @@ export class Ambassador {
       clearTimeout(flow.timer);
       void flow.upstream.then((u) => u?.close());
     };
-    socket.on('message', (msg, from) => void this.relayUdp(service, socket, flows, forget, msg, from).catch((e: Error) => this.log(`ambassador: ${service}: ${e.message}`)));
+    socket.on(
+      'message',
+      (msg, from) => void this.relayUdp(service, socket, flows, forget, msg, from).catch((e: Error) => this.log(`ambassador: ${service}: ${e.message}`)),
+    );
     // A client gone away (ICMP port unreachable) is no reason to stop serving the others.
     socket.on('error', (e) => this.log(`ambassador: ${service}: ${e.message}`));
     return new Promise((resolve, reject) => {
@@ -137,7 +140,14 @@ export class Ambassador {
   }
 
   /** Sends a client's datagram on through its flow, making the flow (to where the service runs now) on its first one. */
-  private async relayUdp(service: string, socket: UdpSocket, flows: Map<string, UdpFlow>, forget: (key: string) => void, msg: Buffer, from: RemoteInfo): Promise<void> {
+  private async relayUdp(
+    service: string,
+    socket: UdpSocket,
+    flows: Map<string, UdpFlow>,
+    forget: (key: string) => void,
+    msg: Buffer,
+    from: RemoteInfo,
+  ): Promise<void> {
     const key = `${from.address}:${from.port}`;
     let flow = flows.get(key);
     if (!flow) {

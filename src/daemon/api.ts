@@ -30,8 +30,7 @@ function match(pattern: string, method: string, path: string): Record<string, st
       } catch {
         return null;
       }
-    }
-    else if (want[i] !== got[i]) return null;
+    } else if (want[i] !== got[i]) return null;
   }
   return params;
 }
@@ -47,7 +46,13 @@ export class ApiError extends Error {
 }
 
 /** The agent's HTTP API: every request needs the bearer token; answers JSON. The docker socket is never exposed. */
-export function startApi(listen: { host: string; port: number }, token: () => string, routes: Record<string, Route>, tls?: { cert: Buffer; key: Buffer }, upgrades: Record<string, UpgradeRoute> = {}): Promise<Server> {
+export function startApi(
+  listen: { host: string; port: number },
+  token: () => string,
+  routes: Record<string, Route>,
+  tls?: { cert: Buffer; key: Buffer },
+  upgrades: Record<string, UpgradeRoute> = {},
+): Promise<Server> {
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const send = (status: number, body: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json' });
@@ -59,10 +64,12 @@ export function startApi(listen: { host: string; port: number }, token: () => st
       const params = match(pattern, req.method ?? 'GET', path);
       if (!params) continue;
       // Through a promise, so a route that throws before its first await is an answer too, not a crash.
-      return void Promise.resolve().then(() => route(req, res, params)).then(
-        (body) => (res.headersSent ? undefined : send(200, body)),
-        (e: Error) => (res.headersSent ? res.destroy() : send(e instanceof ApiError ? e.status : 500, { error: e.message })),
-      );
+      return void Promise.resolve()
+        .then(() => route(req, res, params))
+        .then(
+          (body) => (res.headersSent ? undefined : send(200, body)),
+          (e: Error) => (res.headersSent ? res.destroy() : send(e instanceof ApiError ? e.status : 500, { error: e.message })),
+        );
     }
     send(404, { error: 'no such endpoint' });
   };
@@ -80,7 +87,9 @@ export function startApi(listen: { host: string; port: number }, token: () => st
     if (!bearerMatches(req.headers.authorization, token())) return refuse(401, 'a valid bearer token is required');
     const route = upgrades[`${req.method} ${(req.url ?? '/').split('?')[0]}`];
     if (!route) return refuse(404, 'no such endpoint');
-    Promise.resolve().then(() => route(req, socket, head)).catch((e: Error) => refuse(e instanceof ApiError ? e.status : 500, e.message));
+    Promise.resolve()
+      .then(() => route(req, socket, head))
+      .catch((e: Error) => refuse(e instanceof ApiError ? e.status : 500, e.message));
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);

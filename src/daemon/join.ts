@@ -25,10 +25,16 @@ export async function shareProof(store: Store, fleet: string, share: string | nu
     if (token === null) {
       token = randomBytes(24).toString('hex');
       // The file before the store: a fleet token no directory holds would keep every host out.
-      const writing = await writeFile(file, `${token}\n`, { mode: 0o600, flag: 'wx' }).then(() => null, (e: NodeJS.ErrnoException) => e);
+      const writing = await writeFile(file, `${token}\n`, { mode: 0o600, flag: 'wx' }).then(
+        () => null,
+        (e: NodeJS.ErrnoException) => e,
+      );
       const held = await read();
       // Not written and not there (a read-only or root-squashed directory): the fleet gets no token it cannot prove.
-      if (held === null) throw new PrerequisiteError(`cannot write the fleet token to ${file}: ${writing?.code ?? writing?.message ?? 'it is not there after writing'}`, { hint: `make ${share} writable for this host's root, or start the agent without --share` });
+      if (held === null)
+        throw new PrerequisiteError(`cannot write the fleet token to ${file}: ${writing?.code ?? writing?.message ?? 'it is not there after writing'}`, {
+          hint: `make ${share} writable for this host's root, or start the agent without --share`,
+        });
       token = held;
     }
     await store.createIfAbsent(keys.shareToken, token);
@@ -54,7 +60,11 @@ export async function admitJoins(store: Store, fleet: string, only?: string): Pr
 /** What a host does at init for the fleet's start mode: one host.init operation, whose children start (recovery) or delete (new) its clusters. */
 async function initialise(store: Store, fleet: string, host: string, mode: StartMode, log: (l: string) => void): Promise<void> {
   const keys = fleetKeys(fleet);
-  const mine = clustersToInit((await store.list(keys.clusters)).map((kv) => JSON.parse(kv.value) as ClusterRecord), host, mode);
+  const mine = clustersToInit(
+    (await store.list(keys.clusters)).map((kv) => JSON.parse(kv.value) as ClusterRecord),
+    host,
+    mode,
+  );
   if (mine.length === 0) return;
   const op = await new OpRepo(store, fleet).submit('host.init', { mode }, host);
   log(`join (${mode}): ${op.id} host.init for ${mine.length} cluster(s)`);
@@ -64,7 +74,12 @@ async function initialise(store: Store, fleet: string, host: string, mode: Start
  * This agent's side of the handshake: waiting (with its proof), init (initialise, then work), ok.
  * Peers that finished theirs answer; with none up, the agent answers itself. Refused throws.
  */
-export async function join(store: Store, hosts: HostRepo, opts: { fleet: string; host: string; mode: StartMode; share: string | null; lease: string; log: (l: string) => void }, signal: AbortSignal): Promise<void> {
+export async function join(
+  store: Store,
+  hosts: HostRepo,
+  opts: { fleet: string; host: string; mode: StartMode; share: string | null; lease: string; log: (l: string) => void },
+  signal: AbortSignal,
+): Promise<void> {
   const keys = fleetKeys(opts.fleet);
   const proof = await shareProof(store, opts.fleet, opts.share);
   const waiting: JoinRecord = { host: opts.host, state: 'waiting', mode: opts.mode, proof, at: new Date().toISOString() };
@@ -80,11 +95,16 @@ export async function join(store: Store, hosts: HostRepo, opts: { fleet: string;
       const cur = await store.getVersioned(keys.join(opts.host));
       const j = cur ? (JSON.parse(cur.value) as JoinRecord) : null;
       if (!j) throw new PrerequisiteError(`host ${opts.host}'s join record is gone: its lease lapsed`);
-      if (j.state === 'refused') throw new PrerequisiteError(`the fleet refused host ${opts.host}: ${j.reason}`, { hint: 'start the agent with --share pointing at the fleet\'s shared data directory' });
+      if (j.state === 'refused')
+        throw new PrerequisiteError(`the fleet refused host ${opts.host}: ${j.reason}`, {
+          hint: "start the agent with --share pointing at the fleet's shared data directory",
+        });
       if (j.state === 'ok') return;
       if (j.state === 'init') {
         await initialise(store, opts.fleet, opts.host, j.mode, opts.log);
-        await store.putIfUnchanged(keys.join(opts.host), JSON.stringify({ ...j, state: 'work', at: new Date().toISOString() }), cur!.modRevision, { keepLease: true });
+        await store.putIfUnchanged(keys.join(opts.host), JSON.stringify({ ...j, state: 'work', at: new Date().toISOString() }), cur!.modRevision, {
+          keepLease: true,
+        });
         continue;
       }
       const peers = (await hosts.list()).filter((h) => h.up && h.host.name !== opts.host && (h.host.join ?? 'ok') === 'ok');

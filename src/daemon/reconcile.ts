@@ -199,7 +199,13 @@ export class Reconciler {
     if (desiredState(i) === 'stopped') {
       if (container && container.State !== 'exited' && container.State !== 'created') await this.engine.stop(container.Id);
       if (actual?.state !== 'stopped' || actual.host !== me) {
-        await this.jobs.putActual(name, { host: me, container: container?.Id ?? '', state: 'stopped', startedAt: actual?.startedAt ?? '', generation: generationOf(i) });
+        await this.jobs.putActual(name, {
+          host: me,
+          container: container?.Id ?? '',
+          state: 'stopped',
+          startedAt: actual?.startedAt ?? '',
+          generation: generationOf(i),
+        });
         await this.jobs.addEvent(name, { host: me, event: 'stopped' });
       }
       return;
@@ -216,11 +222,20 @@ export class Reconciler {
     }
     const info = await this.engine.inspect(container.Id);
     const state: JobActual['state'] = info.State.Running ? 'running' : info.State.Restarting ? 'restarting' : 'exited';
-    const next: JobActual = { host: me, container: container.Id, state, startedAt: info.State.StartedAt, exitCode: info.State.ExitCode, restarts: info.RestartCount, generation: generationOf(i) };
+    const next: JobActual = {
+      host: me,
+      container: container.Id,
+      state,
+      startedAt: info.State.StartedAt,
+      exitCode: info.State.ExitCode,
+      restarts: info.RestartCount,
+      generation: generationOf(i),
+    };
     if (actual && actual.host === me && actual.container === next.container && actual.state === next.state && actual.restarts === next.restarts) return;
     await this.jobs.putActual(name, next);
     if (state === 'running') await this.jobs.putServices(i.spec, me, this.opts.serviceAddress);
-    if (state === 'exited' && actual?.state !== 'exited') await this.jobs.addEvent(name, { host: me, event: 'exited', detail: `exit code ${info.State.ExitCode}` });
+    if (state === 'exited' && actual?.state !== 'exited')
+      await this.jobs.addEvent(name, { host: me, event: 'exited', detail: `exit code ${info.State.ExitCode}` });
   }
 
   private async start(i: JobIntent, previous: JobActual | null): Promise<void> {
@@ -236,7 +251,14 @@ export class Reconciler {
       for (const service of i.spec.links) Object.assign(env, await this.linkEnv(service, gateway));
       const binds = await this.opts.dotBinds(i.spec);
       const id = await startDaemon(this.engine, i.spec, daemonContainer(i.spec, this.opts.fleet, generationOf(i), { env, binds }));
-      await this.jobs.putActual(name, { host: me, container: id, state: 'running', startedAt: new Date().toISOString(), restarts: 0, generation: generationOf(i) });
+      await this.jobs.putActual(name, {
+        host: me,
+        container: id,
+        state: 'running',
+        startedAt: new Date().toISOString(),
+        restarts: 0,
+        generation: generationOf(i),
+      });
       await this.jobs.putServices(i.spec, me, this.opts.serviceAddress);
       await this.jobs.addEvent(name, { host: me, event: 'started', detail: id.slice(0, 12) });
       this.log(`started job ${name} (${id.slice(0, 12)})`);
@@ -285,7 +307,9 @@ export class Reconciler {
    */
   private async takeOver(i: JobIntent): Promise<JobIntent | null> {
     const me = this.opts.host;
-    const taken = await this.jobs.updateIntent(i.spec.name, (cur) => (cur.managed || cur.host !== i.host ? null : { ...cur, engine: undefined, managed: true, host: me }));
+    const taken = await this.jobs.updateIntent(i.spec.name, (cur) =>
+      cur.managed || cur.host !== i.host ? null : { ...cur, engine: undefined, managed: true, host: me },
+    );
     if (!taken) return null;
     await this.jobs.addEvent(i.spec.name, { host: me, event: 'placed', detail: `taken over by the agent of ${me}` });
     this.log(`job ${i.spec.name}: run here with no agent, now kept by this agent`);
@@ -299,7 +323,14 @@ export class Reconciler {
   private async place(i: JobIntent, hosts: Awaited<ReturnType<HostRepo['list']>>, intents: JobIntent[]): Promise<JobIntent | null> {
     const history = await this.jobs.pastHosts(i.spec.name);
     const others = intents.filter((x) => x.spec.name !== i.spec.name);
-    const withDots = this.opts.hostsWithDots ? new Set(await this.opts.hostsWithDots(i.spec, hosts.map((h) => h.host))) : null;
+    const withDots = this.opts.hostsWithDots
+      ? new Set(
+          await this.opts.hostsWithDots(
+            i.spec,
+            hosts.map((h) => h.host),
+          ),
+        )
+      : null;
     const candidates = withDots ? hosts.filter((h) => withDots.has(h.host.name)) : hosts;
     const p = new Scheduler(fleetViews(candidates, others), { strategy: this.opts.strategy }).place(jobRequest({ ...i.spec, host: i.spec.host }, history));
     if (!p.host) return null;

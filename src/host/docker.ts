@@ -17,7 +17,9 @@ export function dockerSocketPath(env: NodeJS.ProcessEnv): string {
   const path = host.startsWith('unix://') ? host.slice('unix://'.length) : '';
   if (path.startsWith('/')) return path;
   throw new ValidationError('DOCKER_HOST', `${JSON.stringify(host)} is not supported: knarr talks to the docker engine on this host through its unix socket`, {
-    hint: 'set DOCKER_HOST=unix:///var/run/docker.sock (or the engine\'s own socket path), or unset it; a job runs on another host through that host\'s agent (knarr daemon)',
+    hint:
+      "set DOCKER_HOST=unix:///var/run/docker.sock (or the engine's own socket path), or unset it; a job runs on another host through " +
+      "that host's agent (knarr daemon)",
   });
 }
 
@@ -35,7 +37,9 @@ function compareVersions(a: string, b: string): number {
 export function negotiateApiVersion(engineNewest: string, socketPath: string): string {
   if (!/^\d+\.\d+$/.test(engineNewest)) throw new FailureError(`the docker engine on ${socketPath} named no API version (${JSON.stringify(engineNewest)})`);
   if (compareVersions(engineNewest, ENGINE_API.oldest) < 0) {
-    throw new PrerequisiteError(`the docker engine on ${socketPath} speaks API ${engineNewest}; knarr needs ${ENGINE_API.oldest} or newer (docker 20.10)`, { hint: 'upgrade docker' });
+    throw new PrerequisiteError(`the docker engine on ${socketPath} speaks API ${engineNewest}; knarr needs ${ENGINE_API.oldest} or newer (docker 20.10)`, {
+      hint: 'upgrade docker',
+    });
   }
   return compareVersions(engineNewest, ENGINE_API.newest) > 0 ? ENGINE_API.newest : engineNewest;
 }
@@ -44,9 +48,16 @@ export function negotiateApiVersion(engineNewest: string, socketPath: string): s
 function connectionError(socketPath: string, e: NodeJS.ErrnoException): Error {
   if (isKnarrError(e)) return e;
   if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
-    return new PrerequisiteError(`no docker engine answers on ${socketPath}`, { hint: 'start dockerd (knarr doctor --fix), or set DOCKER_HOST=unix:///path/to/docker.sock', cause: e });
+    return new PrerequisiteError(`no docker engine answers on ${socketPath}`, {
+      hint: 'start dockerd (knarr doctor --fix), or set DOCKER_HOST=unix:///path/to/docker.sock',
+      cause: e,
+    });
   }
-  if (e.code === 'EACCES') return new PrerequisiteError(`this user may not use the docker engine's socket ${socketPath}`, { hint: 'run knarr as root, or as a member of the docker group', cause: e });
+  if (e.code === 'EACCES')
+    return new PrerequisiteError(`this user may not use the docker engine's socket ${socketPath}`, {
+      hint: 'run knarr as root, or as a member of the docker group',
+      cause: e,
+    });
   return new FailureError(`the connection to the docker engine on ${socketPath} failed: ${e.code ?? e.message}`, { cause: e });
 }
 
@@ -65,7 +76,10 @@ export function pingDocker(socketPath: string, timeoutMs = 2000): Promise<string
 
 /** The first address of an IPv4 network written a.b.c.d/len (the one docker gives a bridge with no gateway named). */
 export function firstAddress(cidr: string): string {
-  const base = cidr.split('/')[0]!.split('.').reduce((a, o) => a * 256 + Number(o), 0);
+  const base = cidr
+    .split('/')[0]!
+    .split('.')
+    .reduce((a, o) => a * 256 + Number(o), 0);
   const len = Number(cidr.split('/')[1] ?? 32);
   const network = len === 0 ? 0 : Math.floor(base / 2 ** (32 - len)) * 2 ** (32 - len);
   const n = network + 1;
@@ -86,7 +100,9 @@ function apiError(res: import('node:http').IncomingMessage): Promise<EngineError
         /* plain text */
       }
       // An engine that no longer speaks knarr's newest API version: only a newer knarr can talk to it.
-      const hint = /client version .* is too old/i.test(message) ? `this docker engine no longer speaks API ${ENGINE_API.newest}, the newest knarr knows; upgrade knarr` : undefined;
+      const hint = /client version .* is too old/i.test(message)
+        ? `this docker engine no longer speaks API ${ENGINE_API.newest}, the newest knarr knows; upgrade knarr`
+        : undefined;
       resolve(new EngineError(res.statusCode ?? 0, message, { hint }));
     });
   });
@@ -148,14 +164,19 @@ export class DockerEngine {
       const req = request({ socketPath: this.socketPath, path: '/_ping', method: 'GET', timeout: 10_000 }, (res) => {
         res.resume();
         const header = res.headers['api-version'];
-        if ((res.statusCode ?? 0) !== 200) return void reject(new EngineError(res.statusCode ?? 0, `the docker engine on ${this.socketPath} answered ${res.statusCode} to /_ping`));
+        if ((res.statusCode ?? 0) !== 200)
+          return void reject(new EngineError(res.statusCode ?? 0, `the docker engine on ${this.socketPath} answered ${res.statusCode} to /_ping`));
         try {
           resolve(negotiateApiVersion(String(header ?? ''), this.socketPath));
         } catch (e) {
           reject(e);
         }
       });
-      req.on('timeout', () => req.destroy(new FailureError(`the docker engine on ${this.socketPath} did not answer /_ping within 10 s`, { hint: 'is dockerd stuck? see journalctl -u docker' })));
+      req.on('timeout', () =>
+        req.destroy(
+          new FailureError(`the docker engine on ${this.socketPath} did not answer /_ping within 10 s`, { hint: 'is dockerd stuck? see journalctl -u docker' }),
+        ),
+      );
       req.on('error', (e) => reject(connectionError(this.socketPath, e)));
       req.end();
     });
@@ -179,7 +200,13 @@ export class DockerEngine {
     return new Promise((resolve, reject) => {
       const data = body === undefined ? undefined : JSON.stringify(body);
       const req = request(
-        { socketPath: this.socketPath, method, path: `/v${version}${path}`, timeout: timeoutMs, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {} },
+        {
+          socketPath: this.socketPath,
+          method,
+          path: `/v${version}${path}`,
+          timeout: timeoutMs,
+          headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {},
+        },
         (res) => {
           if ((res.statusCode ?? 0) >= 400) return void apiError(res).then(reject);
           const chunks: Buffer[] = [];
@@ -194,7 +221,13 @@ export class DockerEngine {
           });
         },
       );
-      req.on('timeout', () => req.destroy(new FailureError(`the docker engine did not answer ${method} ${path.split('?')[0]} within ${timeoutMs / 1000} s`, { hint: 'is dockerd stuck? see journalctl -u docker' })));
+      req.on('timeout', () =>
+        req.destroy(
+          new FailureError(`the docker engine did not answer ${method} ${path.split('?')[0]} within ${timeoutMs / 1000} s`, {
+            hint: 'is dockerd stuck? see journalctl -u docker',
+          }),
+        ),
+      );
       req.on('error', (e) => reject(connectionError(this.socketPath, e)));
       req.end(data);
     });
@@ -231,7 +264,12 @@ export class DockerEngine {
    * The engine's container events with these labels, as they happen, until signal aborts.
    * Resolves once the engine accepted the subscription; onEnd runs when the stream ends any other way.
    */
-  async events(labels: string[], onEvent: (e: { Action: string; id: string; Actor?: { Attributes?: Record<string, string> } }) => void, signal: AbortSignal, onEnd: () => void): Promise<void> {
+  async events(
+    labels: string[],
+    onEvent: (e: { Action: string; id: string; Actor?: { Attributes?: Record<string, string> } }) => void,
+    signal: AbortSignal,
+    onEnd: () => void,
+  ): Promise<void> {
     const filters = encodeURIComponent(JSON.stringify({ type: ['container'], ...(labels.length > 0 ? { label: labels } : {}) }));
     const version = await this.apiVersion();
     // Aborted already (a shutdown meanwhile): no subscription that would hold the process open.
@@ -255,10 +293,17 @@ export class DockerEngine {
   async logs(id: string, follow: boolean): Promise<import('node:http').IncomingMessage> {
     const version = await this.apiVersion();
     return new Promise((resolve, reject) => {
-      const req = request({ socketPath: this.socketPath, method: 'GET', path: `/v${version}/containers/${encodeURIComponent(id)}/logs?stdout=1&stderr=1${follow ? '&follow=1' : ''}` }, (res) => {
-        if ((res.statusCode ?? 0) >= 400) void apiError(res).then(reject);
-        else resolve(res);
-      });
+      const req = request(
+        {
+          socketPath: this.socketPath,
+          method: 'GET',
+          path: `/v${version}/containers/${encodeURIComponent(id)}/logs?stdout=1&stderr=1${follow ? '&follow=1' : ''}`,
+        },
+        (res) => {
+          if ((res.statusCode ?? 0) >= 400) void apiError(res).then(reject);
+          else resolve(res);
+        },
+      );
       req.on('error', (e) => reject(connectionError(this.socketPath, e)));
       req.end();
     });
@@ -272,7 +317,12 @@ export class DockerEngine {
     // No network mode is the engine's default network, bridge.
     const network = mode ?? 'bridge';
     if (network === 'host' || network === 'none') return null;
-    const n = await this.call<{ Driver?: string; IPAM?: { Config?: { Subnet?: string; Gateway?: string }[] | null } }>('GET', `/networks/${encodeURIComponent(network)}`, undefined, 5000).catch(() => null);
+    const n = await this.call<{ Driver?: string; IPAM?: { Config?: { Subnet?: string; Gateway?: string }[] | null } }>(
+      'GET',
+      `/networks/${encodeURIComponent(network)}`,
+      undefined,
+      5000,
+    ).catch(() => null);
     // Only a bridge's gateway is on this host (macvlan's or an overlay's is not).
     if (n?.Driver !== 'bridge') return null;
     const v4 = n?.IPAM?.Config?.find((c) => c.Subnet !== undefined && /^\d+\.\d+\.\d+\.\d+\/\d+$/.test(c.Subnet));
@@ -322,7 +372,12 @@ export function frame(kind: number, payload: Buffer): Buffer {
  * Splits the engine's multiplexed attach stream (8-byte frame headers: stream 1 stdout, 2 stderr)
  * onto two writables, honouring backpressure on both: a full writable pauses the source until it drains.
  */
-export function demux(source: import('node:stream').Readable, stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream, onControl?: (kind: number, payload: Buffer) => void): Promise<void> {
+export function demux(
+  source: import('node:stream').Readable,
+  stdout: NodeJS.WritableStream,
+  stderr: NodeJS.WritableStream,
+  onControl?: (kind: number, payload: Buffer) => void,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     let buf: Buffer = Buffer.alloc(0);
     let waiting = false;

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { JobSpec } from '../core/job-spec.js';
-import { DockerEngine, type ContainerCreate } from './docker.js';
+import type { DockerEngine, ContainerCreate } from './docker.js';
 
 /** Labels every knarr container carries; `docker ps --filter label=knarr.job` finds them all. */
 export const LABEL_JOB = 'knarr.job';

@@ -66,7 +66,10 @@ export async function listPoolRecords(stateDir: string): Promise<PoolRecord[]> {
     throw e;
   }
   const records = await Promise.all(
-    names.filter((n) => n.endsWith('.json')).sort().map((n) => readPoolRecord(stateDir, n.slice(0, -'.json'.length))),
+    names
+      .filter((n) => n.endsWith('.json'))
+      .sort()
+      .map((n) => readPoolRecord(stateDir, n.slice(0, -'.json'.length))),
   );
   return records.filter((r): r is PoolRecord => r !== null);
 }

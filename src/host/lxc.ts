@@ -46,7 +46,11 @@ export function lxcConfig(c: LxcNodeConfig): string {
     ...c.mounts.map((m) => `lxc.mount.entry = ${m.source} ${m.target.replace(/^\/+/, '')} none bind${m.readOnly ? ',ro' : ''},create=${m.kind} 0 0`),
   ];
   if (c.memoryBytes > 0) lines.push(c.cgroup2 ? `lxc.cgroup2.memory.max = ${c.memoryBytes}` : `lxc.cgroup.memory.limit_in_bytes = ${c.memoryBytes}`);
-  if (c.cpuMillis > 0) lines.push(c.cgroup2 ? `lxc.cgroup2.cpu.max = ${c.cpuMillis * 100} 100000` : `lxc.cgroup.cpu.cfs_period_us = 100000`, ...(c.cgroup2 ? [] : [`lxc.cgroup.cpu.cfs_quota_us = ${c.cpuMillis * 100}`]));
+  if (c.cpuMillis > 0)
+    lines.push(
+      c.cgroup2 ? `lxc.cgroup2.cpu.max = ${c.cpuMillis * 100} 100000` : `lxc.cgroup.cpu.cfs_period_us = 100000`,
+      ...(c.cgroup2 ? [] : [`lxc.cgroup.cpu.cfs_quota_us = ${c.cpuMillis * 100}`]),
+    );
   return `${lines.join('\n')}\n`;
 }
 
@@ -102,8 +106,14 @@ export class Lxc {
     const log = `${this.dir(name)}/lxc.log`;
     const again = await this.runner.run(['lxc-start', '-P', this.lxcPath, '-n', name, '-d', '-o', log, '-l', 'INFO'], { okExitCodes: [1] });
     if (again.exitCode === 0) return;
-    const lines = (await readFile(log, 'utf8').catch(() => '')).split('\n').filter((l) => /ERROR/.test(l)).slice(-3);
-    throw new FailureError(`lxc-start ${name} failed: ${lines.join(' | ') || again.stderr.trim() || 'no reason given'}`, { hint: `its log is ${log}; knarr doctor checks LXC`, detail: { argv: again.argv } });
+    const lines = (await readFile(log, 'utf8').catch(() => ''))
+      .split('\n')
+      .filter((l) => /ERROR/.test(l))
+      .slice(-3);
+    throw new FailureError(`lxc-start ${name} failed: ${lines.join(' | ') || again.stderr.trim() || 'no reason given'}`, {
+      hint: `its log is ${log}; knarr doctor checks LXC`,
+      detail: { argv: again.argv },
+    });
   }
 
   async stop(name: string): Promise<void> {
@@ -125,12 +135,14 @@ export class Lxc {
   /** Names of the containers defined under knarr's lxcpath. */
   async list(): Promise<string[]> {
     const r = await this.runner.run(['lxc-ls', '-P', this.lxcPath, '-1'], { mutates: false, okExitCodes: [1] });
-    return r.stdout.split('\n').map((s) => s.trim()).filter(Boolean);
+    return r.stdout
+      .split('\n')
+      .map((s) => s.trim())
+      .filter(Boolean);
   }
 
   /** The lxc-attach command that runs argv inside the container. */
   attachArgv(name: string, argv: readonly string[]): string[] {
     return ['lxc-attach', '-P', this.lxcPath, '-n', name, '--clear-env', '--', ...argv];
   }
-
 }

@@ -92,7 +92,7 @@ export async function entriesOf(path: string): Promise<string[]> {
 
 /** True when path holds nothing but folders that are empty all the way down (what a mkdir -p left). */
 export async function onlyEmptyFolders(path: string): Promise<boolean> {
-  let entries;
+  let entries: Dirent[];
   try {
     entries = await readdir(path, { withFileTypes: true });
   } catch {
@@ -106,7 +106,7 @@ export async function onlyEmptyFolders(path: string): Promise<boolean> {
 
 /** Bytes of the regular files under path (not following links); what vanishes meanwhile counts as nothing. */
 export async function treeBytes(path: string): Promise<number> {
-  let entries;
+  let entries: Dirent[];
   try {
     entries = await readdir(path, { withFileTypes: true });
   } catch {
@@ -116,7 +116,11 @@ export async function treeBytes(path: string): Promise<number> {
   for (const e of entries) {
     const p = `${path}/${e.name}`;
     if (e.isDirectory()) total += await treeBytes(p);
-    else if (e.isFile()) total += await stat(p).then((st) => st.size, () => 0);
+    else if (e.isFile())
+      total += await stat(p).then(
+        (st) => st.size,
+        () => 0,
+      );
   }
   return total;
 }

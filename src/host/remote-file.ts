@@ -7,7 +7,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Readable, Transform } from 'node:stream';
 import { ConflictError, NotFoundError } from '../core/errors.js';
 import type { CommitRecord } from '../core/dots.js';
-import { manifestVersion, streamChecksum, validateManifest, type ChecksumAlgorithm, type Manifest, type ManifestCommit, type RemoteEndpoint, type RemoteLockWait, type StreamFormat, type StreamSender } from '../core/remote.js';
+import {
+  manifestVersion,
+  streamChecksum,
+  validateManifest,
+  type ChecksumAlgorithm,
+  type Manifest,
+  type ManifestCommit,
+  type RemoteEndpoint,
+  type RemoteLockWait,
+  type StreamFormat,
+  type StreamSender,
+} from '../core/remote.js';
 import { writeJsonAtomic } from './local-state.js';
 import { acquireLock, holderAlive, type LockHolder } from './lock.js';
 import type { Runner } from './runner.js';
@@ -77,7 +88,12 @@ export async function checksumFile(path: string, algorithm: ChecksumAlgorithm): 
 }
 
 /** Checksums a file another process is writing, front to back, until a read finds nothing after finished() was true. */
-export async function followFile(fh: FileHandle, algorithm: ChecksumAlgorithm, finished: () => boolean, onBytes?: (bytes: number) => void): Promise<{ checksum: string; bytes: number }> {
+export async function followFile(
+  fh: FileHandle,
+  algorithm: ChecksumAlgorithm,
+  finished: () => boolean,
+  onBytes?: (bytes: number) => void,
+): Promise<{ checksum: string; bytes: number }> {
   const sum = summer(algorithm);
   // One buffer for the whole file: a fresh buffer per chunk costs more in page faults than the checksum.
   const buf = Buffer.allocUnsafe(CHUNK);
@@ -133,7 +149,14 @@ export class FileRemote implements RemoteEndpoint {
     return this.ensureRoot();
   }
 
-  async putCommit(dot: string, _branch: string, record: CommitRecord, base: string | null, format: StreamFormat, sender: StreamSender): Promise<ManifestCommit> {
+  async putCommit(
+    dot: string,
+    _branch: string,
+    record: CommitRecord,
+    base: string | null,
+    format: StreamFormat,
+    sender: StreamSender,
+  ): Promise<ManifestCommit> {
     const file = `${record.id}.${format}`;
     if (this.runner.plan([...sender.argv, '>', this.streamPath(dot, file)])) return { record, base, file, bytes: 0, sha256: '' };
     // The sender writes straight into the file (no copy through knarr); the checksum is read from what lands there.
@@ -152,7 +175,12 @@ export class FileRemote implements RemoteEndpoint {
       wait: how.wait,
       signal: how.signal,
       refreshMs: REMOTE_LOCK_REFRESH_MS,
-      busy: (h) => new ConflictError(`remote ${this.url} is taking a push of ${dot} (${who(h)})`, { hint: `run it again when that push is done, or without --no-wait to wait; a lock left by a lost host goes after ${REMOTE_LOCK_STALE_MS / 1000}s (${path})` }),
+      busy: (h) =>
+        new ConflictError(`remote ${this.url} is taking a push of ${dot} (${who(h)})`, {
+          hint:
+            `run it again when that push is done, or without --no-wait to wait; a lock left by a lost host goes ` +
+            `after ${REMOTE_LOCK_STALE_MS / 1000}s (${path})`,
+        }),
       onWait: (h) => how.onWait(`remote ${this.url} is taking a push of ${dot} (${who(h)}); waiting for it (--no-wait fails at once)`),
     });
     try {
@@ -181,7 +209,9 @@ export class FileRemote implements RemoteEndpoint {
       if (!(await stat(this.root)).isDirectory()) throw new ConflictError(`remote ${this.root} is not a directory`);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new NotFoundError(`remote directory ${this.root} does not exist`, { hint: `create it (${shellCommand(['mkdir', '-p', this.root])}) or mount the disk that holds it` });
+        throw new NotFoundError(`remote directory ${this.root} does not exist`, {
+          hint: `create it (${shellCommand(['mkdir', '-p', this.root])}) or mount the disk that holds it`,
+        });
       }
       throw e;
     }
@@ -214,7 +244,9 @@ export class FileRemote implements RemoteEndpoint {
   async writeManifest(m: Manifest): Promise<void> {
     const path = `${this.dotDir(m.dot)}/manifest.json`;
     if (this.seen.has(m.dot) && this.manifestText(m.dot) !== this.seen.get(m.dot)) {
-      throw new ConflictError(`the manifest of ${m.dot} on ${this.url} was changed by another push while this one ran`, { hint: `pull what it pushed, then push again: knarr dot pull ${this.url}/${m.dot}` });
+      throw new ConflictError(`the manifest of ${m.dot} on ${this.url} was changed by another push while this one ran`, {
+        hint: `pull what it pushed, then push again: knarr dot pull ${this.url}/${m.dot}`,
+      });
     }
     await writeJsonAtomic(path, { ...m, version: manifestVersion(m), updatedAt: new Date().toISOString() });
     this.seen.set(m.dot, this.manifestText(m.dot));
@@ -231,7 +263,8 @@ export class FileRemote implements RemoteEndpoint {
     const partial = `${final}.${process.pid}.partial`;
     await mkdir(`${this.dotDir(dot)}/streams`, { recursive: true });
     // A new file, not the old one truncated: a sender left over from a killed push may still write to that. Under the push lock, any other is a leftover.
-    for (const f of await readdir(`${this.dotDir(dot)}/streams`)) if (f.startsWith(`${file}.`) && f.endsWith('.partial')) await rm(`${this.dotDir(dot)}/streams/${f}`, { force: true });
+    for (const f of await readdir(`${this.dotDir(dot)}/streams`))
+      if (f.startsWith(`${file}.`) && f.endsWith('.partial')) await rm(`${this.dotDir(dot)}/streams/${f}`, { force: true });
     const out = await open(partial, 'w');
     let back: FileHandle | undefined;
     let sum: { checksum: string; bytes: number };
@@ -269,7 +302,10 @@ export class FileRemote implements RemoteEndpoint {
     const got = await checksumFile(path, want.algorithm);
     if (got.bytes !== entry.bytes) throw new ConflictError(`stream ${path} is damaged: ${got.bytes} bytes, the manifest says ${entry.bytes}`, hint);
     if (got.checksum !== want.value) {
-      throw new ConflictError(`stream ${path} is damaged: ${want.algorithm} ${got.checksum.slice(0, 12)}..., the manifest says ${want.value.slice(0, 12)}...`, hint);
+      throw new ConflictError(
+        `stream ${path} is damaged: ${want.algorithm} ${got.checksum.slice(0, 12)}..., the manifest says ${want.value.slice(0, 12)}...`,
+        hint,
+      );
     }
     return createReadStream(path);
   }

@@ -53,8 +53,12 @@ export class SshRemote implements RemoteEndpoint {
 
   async ensureReachable(): Promise<void> {
     const r = await this.runner.run(this.argv(['--version']), { mutates: false, okExitCodes: [255, 127, 126] });
-    if (r.exitCode === 255) throw new NotFoundError(`cannot reach ${this.url} over ssh: ${r.stderr.trim().split('\n').pop()}`, { hint: 'check the host, the key (KNARR_SSH_CONFIG) and that sshd runs' });
-    if (r.exitCode !== 0) throw new PrerequisiteError(`knarr is not installed on ${this.target.host}`, { hint: 'install knarr there, or set KNARR_REMOTE_KNARR to its path' });
+    if (r.exitCode === 255)
+      throw new NotFoundError(`cannot reach ${this.url} over ssh: ${r.stderr.trim().split('\n').pop()}`, {
+        hint: 'check the host, the key (KNARR_SSH_CONFIG) and that sshd runs',
+      });
+    if (r.exitCode !== 0)
+      throw new PrerequisiteError(`knarr is not installed on ${this.target.host}`, { hint: 'install knarr there, or set KNARR_REMOTE_KNARR to its path' });
   }
 
   async readManifest(dot: string): Promise<Manifest | null> {
@@ -63,7 +67,14 @@ export class SshRemote implements RemoteEndpoint {
     return validateManifest(`${this.url} dot manifest ${dot}`, JSON.parse(r.stdout));
   }
 
-  async putCommit(dot: string, branch: string, record: CommitRecord, base: string | null, _format: StreamFormat, sender: StreamSender): Promise<ManifestCommit> {
+  async putCommit(
+    dot: string,
+    branch: string,
+    record: CommitRecord,
+    base: string | null,
+    _format: StreamFormat,
+    sender: StreamSender,
+  ): Promise<ManifestCommit> {
     const argv = this.argv(['dot', 'receive', dot, '--branch', branch, '--record', JSON.stringify(record), ...(base ? ['--base', base] : [])]);
     if (this.runner.dryRun) {
       this.runner.plan([...sender.argv, '|', ...argv]);
@@ -99,7 +110,8 @@ export class SshRemote implements RemoteEndpoint {
     const sending = this.runner.pipe(argv, { stdout: pass, mutates: false });
     // If the receiving side fails first, stop the sender too.
     await Promise.all([sending, consume(pass, source).catch((e) => (pass.destroy(), Promise.reject(e)))]).catch((e) => {
-      if (e instanceof ExternalCommandError && e.argv[0] === 'ssh') throw new ExternalCommandError(e.argv, e.exitStatus, e.stderr, { hint: `the remote knarr on ${this.target.host} failed` });
+      if (e instanceof ExternalCommandError && e.argv[0] === 'ssh')
+        throw new ExternalCommandError(e.argv, e.exitStatus, e.stderr, { hint: `the remote knarr on ${this.target.host} failed` });
       throw e;
     });
   }

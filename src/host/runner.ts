@@ -5,7 +5,15 @@ import { constants } from 'node:os';
 import { dirname } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { CommandTimeoutError, ExternalCommandError, FailureError, InternalError, InterruptedError, PrerequisiteError, type KnarrError } from '../core/errors.js';
+import {
+  CommandTimeoutError,
+  ExternalCommandError,
+  FailureError,
+  InternalError,
+  InterruptedError,
+  PrerequisiteError,
+  type KnarrError,
+} from '../core/errors.js';
 import { shellCommand } from '../core/shell.js';
 import { stopReading } from '../core/streams.js';
 import { packageFor } from './packages.js';
@@ -79,7 +87,10 @@ function spawnFailure(argv: readonly string[], e: NodeJS.ErrnoException): KnarrE
       cause: e,
     });
   }
-  return new FailureError(`cannot start ${argv[0]}: ${e.code ?? e.message}`, { hint: e.code === 'EACCES' ? `${argv[0]} is not executable by this user` : undefined, cause: e });
+  return new FailureError(`cannot start ${argv[0]}: ${e.code ?? e.message}`, {
+    hint: e.code === 'EACCES' ? `${argv[0]} is not executable by this user` : undefined,
+    cause: e,
+  });
 }
 
 /** A process's exit status as a shell reports it: 128 plus the signal's number when a signal ended it. */

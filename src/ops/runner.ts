@@ -124,7 +124,11 @@ export class OpRunner {
         if (n === undefined) {
           const reserved = await this.repo.reserve();
           n = reserved;
-          await update((o) => ({ ...o, children: [...o.children, opId(reserved)], state: { ...o.state, children: { ...((o.state.children ?? {}) as Record<string, number>), [key]: reserved } } }));
+          await update((o) => ({
+            ...o,
+            children: [...o.children, opId(reserved)],
+            state: { ...o.state, children: { ...((o.state.children ?? {}) as Record<string, number>), [key]: reserved } },
+          }));
         }
         const childId = (await this.repo.submitAs(n, kind, args, op.host, id)).id;
         const ran = await this.execute(childId);
@@ -144,7 +148,10 @@ export class OpRunner {
       });
     // An early return leaves the operation claimed: this runner stopped part-way, its lease goes with it, and the next runner resumes it.
     try {
-      if (!handler) throw new FailureError(`unknown operation kind ${claimed.kind}`, { hint: 'it was submitted by another version of knarr: run the same version on every host' });
+      if (!handler)
+        throw new FailureError(`unknown operation kind ${claimed.kind}`, {
+          hint: 'it was submitted by another version of knarr: run the same version on every host',
+        });
       if (claimed.attempts > 1) this.log(`${id}: resuming after an interrupted run (attempt ${claimed.attempts})`);
       // An undo was under way when the last runner stopped: it goes on, nothing is run again.
       const undoing = claimed.state.undoing as { error: string | null } | undefined;
@@ -177,7 +184,10 @@ export class OpRunner {
         }
         error = `${error ?? 'cancelled'}; undoing it failed too: ${(u as Error).message}`;
       }
-      await finish(cancelled && error === null ? 'cancelled' : 'failed', { error, progress: { ...pending, message: `${cancelled ? 'cancelled' : 'failed'}, ${handler?.undoes === false ? 'what it did stays' : 'undone'}` } });
+      await finish(cancelled && error === null ? 'cancelled' : 'failed', {
+        error,
+        progress: { ...pending, message: `${cancelled ? 'cancelled' : 'failed'}, ${handler?.undoes === false ? 'what it did stays' : 'undone'}` },
+      });
     }
     if (result) {
       // Outside the try: a store error here must not undo a finished operation (finish logs it; the next runner records it).
@@ -198,7 +208,25 @@ export async function planOperation(ctx: Context, store: Store, kind: string, ar
   const handler = await ctx.opHandlers[kind]?.();
   if (!handler?.plan) return false;
   const now = new Date().toISOString();
-  const op: OpRecord = { id: 'op-planned', kind, args, host, parent: null, children: [], status: 'queued', progress: { done: 0, total: 0, message: '' }, state: {}, attempts: 0, cancelRequested: false, error: null, result: null, runner: null, createdAt: now, startedAt: null, finishedAt: null };
+  const op: OpRecord = {
+    id: 'op-planned',
+    kind,
+    args,
+    host,
+    parent: null,
+    children: [],
+    status: 'queued',
+    progress: { done: 0, total: 0, message: '' },
+    state: {},
+    attempts: 0,
+    cancelRequested: false,
+    error: null,
+    result: null,
+    runner: null,
+    createdAt: now,
+    startedAt: null,
+    finishedAt: null,
+  };
   const refused = () => Promise.reject(new Error('a planned operation records nothing'));
   await handler.plan({ op, ctx, store, save: refused, progress: async () => undefined, checkpoint: async () => undefined, child: refused });
   return true;

@@ -16,7 +16,7 @@ export interface ImageRecord {
 /** The user's subnet was given back (their last cluster went) while a create was taking addresses in it. */
 export class SubnetReleased extends ConflictError {
   constructor() {
-    super('the user\'s subnet was released meanwhile');
+    super("the user's subnet was released meanwhile");
   }
 }
 
@@ -85,7 +85,12 @@ export class ClusterRepo {
    * else free ones, all taken in one transaction (retried when another create took one meanwhile).
    * With record, a new cluster's record is written in that transaction, with the addresses it plans.
    */
-  async ensureAddresses(subnet: string, user: string, containers: string[], record?: (ips: Map<string, string>) => ClusterRecord): Promise<Map<string, string>> {
+  async ensureAddresses(
+    subnet: string,
+    user: string,
+    containers: string[],
+    record?: (ips: Map<string, string>) => ClusterRecord,
+  ): Promise<Map<string, string>> {
     const { store, keys } = this;
     const also = record
       ? (ips: Map<string, string>) => {
@@ -106,8 +111,9 @@ export class ClusterRepo {
         if (!used.has(ip)) fresh.push({ key: keys.userAddress(user, ip), value: '' });
       }
       const wanting = containers.filter((c) => !held.has(c));
-      if (fresh.length < wanting.length) throw new ConflictError(`subnet ${subnet} of user ${user} is full`, { hint: 'scale in or delete some of the user\'s clusters' });
-      wanting.forEach((c, i) => (fresh[i]!.value = c));
+      if (fresh.length < wanting.length)
+        throw new ConflictError(`subnet ${subnet} of user ${user} is full`, { hint: "scale in or delete some of the user's clusters" });
+      for (const [i, c] of wanting.entries()) fresh[i]!.value = c;
       const planned = new Map(held);
       for (const f of fresh.slice(0, wanting.length)) planned.set(f.value, f.key.slice(prefix.length));
       // A key written in the same transaction (a new cluster's record) is created with its addresses or not at all.

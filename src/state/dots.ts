@@ -41,11 +41,19 @@ export class DotRepo {
   }
 
   /** Moves a branch head from `from` to `to`, only if it is still at `from` (compare-and-swap); a moved head is a conflict. */
-  async moveHead(name: string, branch: string, from: string | null, to: string | null, extra: (current: DotRecord) => DotRecord = (d) => d): Promise<DotRecord> {
+  async moveHead(
+    name: string,
+    branch: string,
+    from: string | null,
+    to: string | null,
+    extra: (current: DotRecord) => DotRecord = (d) => d,
+  ): Promise<DotRecord> {
     return this.update(name, (cur) => {
       const now = cur.branches[branch]?.head ?? null;
       if (now !== from) {
-        throw new ConflictError(`${name}@${branch} moved to ${now ?? 'no commit'} while this command worked from ${from ?? 'no commit'}`, { hint: 'another command changed the dot; look at knarr dot log and run it again' });
+        throw new ConflictError(`${name}@${branch} moved to ${now ?? 'no commit'} while this command worked from ${from ?? 'no commit'}`, {
+          hint: 'another command changed the dot; look at knarr dot log and run it again',
+        });
       }
       const base = extra(cur);
       const br = base.branches[branch] ?? { head: null, from: null, createdAt: new Date().toISOString() };

@@ -40,9 +40,15 @@ export class HostRepo {
       const next = change(current === null ? null : (JSON.parse(current.value) as HostRecord));
       if (next === null) return null;
       const value = JSON.stringify(next);
-      const written = current === null ? await this.store.createIfAbsent(this.keys.host(name), value) : await this.store.putIfUnchanged(this.keys.host(name), value, current.modRevision);
+      const written =
+        current === null
+          ? await this.store.createIfAbsent(this.keys.host(name), value)
+          : await this.store.putIfUnchanged(this.keys.host(name), value, current.modRevision);
       if (written) return next;
-      if (attempt >= 20) throw new ConflictError(`host ${name}: its record kept changing under this write (${attempt + 1} tries)`, { hint: 'another writer keeps changing it; try again' });
+      if (attempt >= 20)
+        throw new ConflictError(`host ${name}: its record kept changing under this write (${attempt + 1} tries)`, {
+          hint: 'another writer keeps changing it; try again',
+        });
     }
   }
 

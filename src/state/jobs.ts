@@ -55,7 +55,8 @@ export const generationOf = (i: JobIntent) => i.generation ?? 0;
 /** A port's service: JOB-PORT for tcp, JOB-PORT-udp for udp, so one container port serves both apart. */
 /** What ends the name of a udp port's service: `dns-53-udp`. */
 export const UDP_SERVICE_SUFFIX = '-udp';
-export const serviceName = (job: string, p: { container: number; protocol: string }) => `${job}-${p.container}${p.protocol === 'udp' ? UDP_SERVICE_SUFFIX : ''}`;
+export const serviceName = (job: string, p: { container: number; protocol: string }) =>
+  `${job}-${p.container}${p.protocol === 'udp' ? UDP_SERVICE_SUFFIX : ''}`;
 
 /** Jobs' intent (proc), actual state (ps), history and services in the fleet store. */
 export class JobRepo {

@@ -106,20 +106,24 @@ export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000
   const once = (endpoint: string, path: string, body: unknown): Promise<unknown> =>
     new Promise((resolve, reject) => {
       const data = JSON.stringify(body);
-      const req = request(`${endpoint}${path}`, { method: 'POST', agent, timeout: timeoutMs, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          if (res.statusCode !== 200) return reject(new EtcdRefused(res.statusCode ?? 0, path, text));
-          try {
-            resolve(JSON.parse(text));
-          } catch (e) {
-            reject(e);
-          }
-        });
-        res.on('error', reject);
-      });
+      const req = request(
+        `${endpoint}${path}`,
+        { method: 'POST', agent, timeout: timeoutMs, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            if (res.statusCode !== 200) return reject(new EtcdRefused(res.statusCode ?? 0, path, text));
+            try {
+              resolve(JSON.parse(text));
+            } catch (e) {
+              reject(e);
+            }
+          });
+          res.on('error', reject);
+        },
+      );
       req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs}ms`)));
       req.on('error', reject);
       req.end(data);
@@ -143,7 +147,14 @@ export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000
   const range = (key: string, prefix: boolean) =>
     call<{ kvs?: RawKv[] }>('/v3/kv/range', prefix ? { key: b64(key), range_end: prefixEnd(key) } : { key: b64(key) });
   const txnAll = async (compare: unknown[], puts: { key: string; value: string; lease?: string; keepLease?: boolean }[]) =>
-    (await call<{ succeeded?: boolean }>('/v3/kv/txn', { compare, success: puts.map((p) => ({ request_put: { key: b64(p.key), value: b64(p.value), ...(p.lease ? { lease: p.lease } : {}), ...(p.keepLease ? { ignore_lease: true } : {}) } })) })).succeeded === true;
+    (
+      await call<{ succeeded?: boolean }>('/v3/kv/txn', {
+        compare,
+        success: puts.map((p) => ({
+          request_put: { key: b64(p.key), value: b64(p.value), ...(p.lease ? { lease: p.lease } : {}), ...(p.keepLease ? { ignore_lease: true } : {}) },
+        })),
+      })
+    ).succeeded === true;
   const txn = (compare: unknown[], put: { key: string; value: string; keepLease?: boolean }) => txnAll(compare, [put]);
 
   const store: Store = {
@@ -174,12 +185,18 @@ export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000
             : { key: b64(g.key), target: 'CREATE', result: 'EQUAL', create_revision: '0' },
       );
       const success = [
-        ...puts.map((p) => ({ request_put: { key: b64(p.key), value: b64(p.value), ...(p.lease ? { lease: p.lease } : {}), ...(p.keepLease ? { ignore_lease: true } : {}) } })),
+        ...puts.map((p) => ({
+          request_put: { key: b64(p.key), value: b64(p.value), ...(p.lease ? { lease: p.lease } : {}), ...(p.keepLease ? { ignore_lease: true } : {}) },
+        })),
         ...deletes.map((k) => ({ request_delete_range: { key: b64(k) } })),
       ];
       return (await call<{ succeeded?: boolean }>('/v3/kv/txn', { compare, success })).succeeded === true;
     },
-    createAllIfAbsent: (entries) => txnAll(entries.map((e) => ({ key: b64(e.key), target: 'CREATE', result: 'EQUAL', create_revision: '0' })), entries),
+    createAllIfAbsent: (entries) =>
+      txnAll(
+        entries.map((e) => ({ key: b64(e.key), target: 'CREATE', result: 'EQUAL', create_revision: '0' })),
+        entries,
+      ),
     createIfAbsent: (key, value) => txn([{ key: b64(key), target: 'CREATE', result: 'EQUAL', create_revision: '0' }], { key, value }),
     async increment(key) {
       for (;;) {
@@ -196,7 +213,8 @@ export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000
       return kv ? { value: unb64(kv.value), modRevision: kv.mod_revision ?? '0' } : null;
     },
     // keepLease: the key stays under the lease its writer gave it (another host's join record).
-    putIfUnchanged: (key, value, modRevision, opts) => txn([{ key: b64(key), target: 'MOD', result: 'EQUAL', mod_revision: modRevision }], { key, value, keepLease: opts?.keepLease }),
+    putIfUnchanged: (key, value, modRevision, opts) =>
+      txn([{ key: b64(key), target: 'MOD', result: 'EQUAL', mod_revision: modRevision }], { key, value, keepLease: opts?.keepLease }),
     putAllIfUnchanged: (guard, modRevision, puts) => txnAll([{ key: b64(guard), target: 'MOD', result: 'EQUAL', mod_revision: modRevision }], puts),
     watch: (prefix, onChange, signal) => watchPrefix(endpoints, prefix, onChange, signal),
     async delete(key) {
@@ -267,27 +285,31 @@ function watchPrefix(endpoints: readonly string[], prefix: string, onChange: (ev
       if (signal.aborted) return resolveFirst();
       const endpoint = endpoints[attempt++ % endpoints.length]!;
       const body = JSON.stringify({ create_request: { key: b64(prefix), range_end: prefixEnd(prefix) } });
-      const req = request(`${endpoint}/v3/watch`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-        if (res.statusCode !== 200 && !established) {
-          res.resume();
-          return rejectFirst(unavailable(endpoints, new Error(`etcd answered ${res.statusCode} to /v3/watch`)));
-        }
-        onJsonLines(res, (value) => {
-          const msg = value as RawWatchResponse;
-          if (msg.result?.created) {
-            if (!established) {
-              established = true;
-              resolveFirst();
-            } else onChange([{ key: null, deleted: false }]);
+      const req = request(
+        `${endpoint}/v3/watch`,
+        { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+        (res) => {
+          if (res.statusCode !== 200 && !established) {
+            res.resume();
+            return rejectFirst(unavailable(endpoints, new Error(`etcd answered ${res.statusCode} to /v3/watch`)));
           }
-          const events = msg.result?.events ?? [];
-          if (events.length > 0) onChange(events.map((e) => ({ key: unb64(e.kv?.key), deleted: e.type === 'DELETE' })));
-          // etcd ended the watch (compaction, a leader change, an error): a new one, and everything may have changed.
-          if (msg.result?.canceled || msg.error) req.destroy();
-        });
-        res.on('end', retry);
-        res.on('error', retry);
-      });
+          onJsonLines(res, (value) => {
+            const msg = value as RawWatchResponse;
+            if (msg.result?.created) {
+              if (!established) {
+                established = true;
+                resolveFirst();
+              } else onChange([{ key: null, deleted: false }]);
+            }
+            const events = msg.result?.events ?? [];
+            if (events.length > 0) onChange(events.map((e) => ({ key: unb64(e.kv?.key), deleted: e.type === 'DELETE' })));
+            // etcd ended the watch (compaction, a leader change, an error): a new one, and everything may have changed.
+            if (msg.result?.canceled || msg.error) req.destroy();
+          });
+          res.on('end', retry);
+          res.on('error', retry);
+        },
+      );
       const abort = () => req.destroy();
       signal.addEventListener('abort', abort, { once: true });
       req.on('error', (e) => {

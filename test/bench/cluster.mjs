@@ -45,11 +45,32 @@ do octet = randomInt(100, 200);
 while (routes.includes(`10.${octet}.`));
 
 const dir = mkdtempSync(join(tmpdir(), 'knarr-bench-cluster-'));
-const tag = randomInt(36 ** 4).toString(36).padStart(4, '0');
+const tag = randomInt(36 ** 4)
+  .toString(36)
+  .padStart(4, '0');
 const bridge = `kb${tag}`;
 const plainBridge = `kp${tag}`;
 const [client, peer] = [await freePort(), await freePort()];
-const etcd = spawn('etcd', ['--name', 'b', '--data-dir', `${dir}/etcd`, '--listen-client-urls', `http://127.0.0.1:${client}`, '--advertise-client-urls', `http://127.0.0.1:${client}`, '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`, '--initial-cluster', `b=http://127.0.0.1:${peer}`], { stdio: 'ignore' });
+const etcd = spawn(
+  'etcd',
+  [
+    '--name',
+    'b',
+    '--data-dir',
+    `${dir}/etcd`,
+    '--listen-client-urls',
+    `http://127.0.0.1:${client}`,
+    '--advertise-client-urls',
+    `http://127.0.0.1:${client}`,
+    '--listen-peer-urls',
+    `http://127.0.0.1:${peer}`,
+    '--initial-advertise-peer-urls',
+    `http://127.0.0.1:${peer}`,
+    '--initial-cluster',
+    `b=http://127.0.0.1:${peer}`,
+  ],
+  { stdio: 'ignore' },
+);
 const env = {
   ...benchEnv(),
   KNARR_STATE_DIR: `${dir}/state`,
@@ -162,14 +183,25 @@ try {
     for (let i = 0; i < n; i++) {
       const name = `q${round}-${i}`;
       sh(['lxc-copy', '-P', plainPath, '-n', 'base', '-N', name, '-s', '-B', 'overlay']);
-      sh(['lxc-start', '-P', plainPath, '-n', name, '-d', '-s', `lxc.uts.name=host-${i}`, '-s', `lxc.net.0.ipv4.address=10.${octet}.250.${i + 2}/24 10.${octet}.250.255`]);
+      sh([
+        'lxc-start',
+        '-P',
+        plainPath,
+        '-n',
+        name,
+        '-d',
+        '-s',
+        `lxc.uts.name=host-${i}`,
+        '-s',
+        `lxc.net.0.ipv4.address=10.${octet}.250.${i + 2}/24 10.${octet}.250.255`,
+      ]);
     }
   };
 
   const perNode = {};
   let knarr10 = [];
-  let plain10 = [];
-  let tools10 = [];
+  const plain10 = [];
+  const tools10 = [];
   for (const size of [1, 5, 10]) {
     const times = [];
     for (let round = 0; round < ROUNDS; round++) {
@@ -189,7 +221,10 @@ try {
   const k = median(knarr10);
   const p = median(plain10);
   const t = median(tools10);
-  console.log(`cluster create+start, 10 nodes: knarr ${k.toFixed(2)} s, plain lxc-create/lxc-copy/lxc-start ${t.toFixed(2)} s, ratio ${(k / t).toFixed(2)} (target <= 1.3) ${k / t <= 1.3 ? 'PASS' : 'FAIL'}`);
+  console.log(
+    `cluster create+start, 10 nodes: knarr ${k.toFixed(2)} s, plain lxc-create/lxc-copy/lxc-start ${t.toFixed(2)} s, ratio ${(k / t).toFixed(2)} ` +
+      `(target <= 1.3) ${k / t <= 1.3 ? 'PASS' : 'FAIL'}`,
+  );
   console.log(`  reported: against configs written by hand + lxc-start ${p.toFixed(2)} s, ratio ${(k / p).toFixed(2)}`);
   console.log(`knarr seconds per node: size 1 ${perNode[1].toFixed(3)}, size 5 ${perNode[5].toFixed(3)}, size 10 ${perNode[10].toFixed(3)}`);
 } finally {

@@ -31,11 +31,19 @@ function timed(argv, opts) {
   return { ms: Number(process.hrtime.bigint() - t) / 1e6, r };
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-const freePort = () => new Promise((res) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
+const freePort = () =>
+  new Promise((res) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => res(p));
+    });
+  });
 function fill(dir, mib) {
   mkdirSync(dir, { recursive: true });
   // 64 MiB files of random bytes: nothing compresses or dedups them away.
-  for (let i = 0, left = mib; left > 0; i++, left -= 64) sh(['dd', 'if=/dev/urandom', `of=${dir}/f${i}`, 'bs=1M', `count=${Math.min(64, left)}`, 'status=none']);
+  for (let i = 0, left = mib; left > 0; i++, left -= 64)
+    sh(['dd', 'if=/dev/urandom', `of=${dir}/f${i}`, 'bs=1M', `count=${Math.min(64, left)}`, 'status=none']);
 }
 
 const lines = [];
@@ -58,7 +66,10 @@ async function onDriver(driver) {
     const big = [];
     const small = [];
     for (let i = 0; i < ROUNDS; i++) {
-      for (const [name, out] of [['small', small], ['big', big]]) {
+      for (const [name, out] of [
+        ['small', small],
+        ['big', big],
+      ]) {
         writeFileSync(`${dotPath(name)}/round`, String(i));
         const c = timed(k('dot', 'commit', name, '-m', `round ${i}`));
         const cl = timed(k('dot', 'clone', name, `${name}-c${i}`));
@@ -66,7 +77,9 @@ async function onDriver(driver) {
       }
     }
     const ratio = median(big) / median(small);
-    lines.push(`  ${driver}: commit+clone ${BIG} MiB ${median(big).toFixed(0)} ms, 1 MiB ${median(small).toFixed(0)} ms  ratio ${ratio.toFixed(2)} (target <= 1.5)`);
+    lines.push(
+      `  ${driver}: commit+clone ${BIG} MiB ${median(big).toFixed(0)} ms, 1 MiB ${median(small).toFixed(0)} ms  ratio ${ratio.toFixed(2)} (target <= 1.5)`,
+    );
     verdicts.push(`${driver} commit+clone ratio ${ratio.toFixed(2)} (target 1.5) ${ratio <= 1.5 ? 'PASS' : 'FAIL'}`);
 
     const cp = timed(['cp', '-a', dotPath('big'), `${dir}/state/mnt/${pool}/cp-copy`]);
@@ -108,8 +121,13 @@ async function onDriver(driver) {
       }
       const perRound = (a, b) => median(t[a].map((x, i) => x / t[b][i]));
       const ratio2 = perRound('push', 'send');
-      lines.push(`  zfs: push ${PUSH} MiB ${median(t.push).toFixed(0)} ms vs zfs send > file ${median(t.send).toFixed(0)} ms  ratio ${ratio2.toFixed(2)} (target <= 1.2; stream ${stream.bytes} bytes)`);
-      lines.push(`  zfs: push vs zfs send > file && sync file ${median(t.sendSync).toFixed(0)} ms  ratio ${perRound('push', 'sendSync').toFixed(2)} (reported)`);
+      lines.push(
+        `  zfs: push ${PUSH} MiB ${median(t.push).toFixed(0)} ms vs zfs send > file ${median(t.send).toFixed(0)} ms  ratio ${ratio2.toFixed(2)} ` +
+          `(target <= 1.2; stream ${stream.bytes} bytes)`,
+      );
+      lines.push(
+        `  zfs: push vs zfs send > file && sync file ${median(t.sendSync).toFixed(0)} ms  ratio ${perRound('push', 'sendSync').toFixed(2)} (reported)`,
+      );
       verdicts.push(`zfs push ratio ${ratio2.toFixed(2)} (target 1.2) ${ratio2 <= 1.2 ? 'PASS' : 'FAIL'}`);
     }
   } finally {

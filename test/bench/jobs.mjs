@@ -42,7 +42,9 @@ function piped(argv, file) {
     let bytes = 0;
     p.stdout.on('data', (c) => (bytes += c.length));
     createReadStream(file).pipe(p.stdin);
-    p.on('close', (code) => (code === 0 ? resolve({ ms: Number(process.hrtime.bigint() - t) / 1e6, bytes }) : reject(new Error(`${argv.join(' ')} exited ${code}`))));
+    p.on('close', (code) =>
+      code === 0 ? resolve({ ms: Number(process.hrtime.bigint() - t) / 1e6, bytes }) : reject(new Error(`${argv.join(' ')} exited ${code}`)),
+    );
   });
 }
 
@@ -79,10 +81,20 @@ try {
 
   console.log(`jobs: ${ROUNDS} rounds, medians`);
   console.log(`  job run IMG true: knarr ${median(k).toFixed(0)} ms, docker run --rm ${median(d).toFixed(0)} ms  ratio ${runRatio.toFixed(2)} (target <= 1.2)`);
-  console.log(`  ${MIB} MiB through cat: knarr ${kThroughput.toFixed(0)} MiB/s, docker ${dThroughput.toFixed(0)} MiB/s  ratio ${pipeRatio.toFixed(2)} (target >= 0.8)`);
-  console.log(`jobs: run ratio ${runRatio.toFixed(2)} (target 1.2) ${runRatio <= 1.2 ? 'PASS' : 'FAIL'}; pipe throughput ratio ${pipeRatio.toFixed(2)} (target 0.8) ${pipeRatio >= 0.8 ? 'PASS' : 'FAIL'}`);
+  console.log(
+    `  ${MIB} MiB through cat: knarr ${kThroughput.toFixed(0)} MiB/s, docker ${dThroughput.toFixed(0)} MiB/s  ratio ${pipeRatio.toFixed(2)} (target >= 0.8)`,
+  );
+  console.log(
+    `jobs: run ratio ${runRatio.toFixed(2)} (target 1.2) ${runRatio <= 1.2 ? 'PASS' : 'FAIL'}; pipe throughput ratio ${pipeRatio.toFixed(2)} ` +
+      `(target 0.8) ${pipeRatio >= 0.8 ? 'PASS' : 'FAIL'}`,
+  );
 } finally {
   await dockerd.stop();
-  for (const t of readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((x) => x?.startsWith(dir)).reverse()) spawnSync('umount', ['-l', t]);
+  for (const t of readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((x) => x?.startsWith(dir))
+    .reverse())
+    spawnSync('umount', ['-l', t]);
   rmSync(dir, { recursive: true, force: true });
 }

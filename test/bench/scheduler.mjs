@@ -31,7 +31,7 @@ function jobs(n) {
   return Array.from({ length: n }, (_, i) => ({
     name: `job${i}`,
     cpu: 100 + (i % 5) * 100,
-    memory: (1 + (i % 4)) * GiB / 4,
+    memory: ((1 + (i % 4)) * GiB) / 4,
     ports: i % 10 === 0 ? [`${8000 + (i % 1000)}/tcp`] : [],
     tags: i % 3 === 0 ? ['ssd'] : i % 7 === 0 ? ['eu', 'ssd'] : [],
     fixed: false,
@@ -63,4 +63,7 @@ for (const strategy of ['spread', 'binpack']) {
   console.log(`  10,000 jobs on 10,000 hosts, ${strategy}: ${Math.round(r.perSecond)} placements/s (${r.placed} placed, ${r.ms.toFixed(0)} ms)`);
 }
 const worst = Math.min(results.spread.perSecond, results.binpack.perSecond);
-console.log(`scheduler: ${Math.round(worst)} placements/s at 10,000 hosts (target 20000) ${worst >= 20000 ? 'PASS' : 'FAIL'}; growth 100 -> 10,000 hosts x${(growth[2] / growth[0]).toFixed(2)}`);
+console.log(
+  `scheduler: ${Math.round(worst)} placements/s at 10,000 hosts (target 20000) ${worst >= 20000 ? 'PASS' : 'FAIL'}; growth 100 -> 10,000 hosts ` +
+    `x${(growth[2] / growth[0]).toFixed(2)}`,
+);

@@ -55,16 +55,21 @@ async function main() {
   const knarr = (...args) => [NODE, BIN, '--state-dir', stateDir, ...args];
   let created = false;
   try {
-    const init = driver === 'zfs'
-      ? knarr('pool', 'init', '--driver', 'zfs', '--loop-file', `${stateDir}/p.img`, '--size', '128M', '--name', pool)
-      : knarr('pool', 'init', '--driver', 'dir', '--name', pool);
+    const init =
+      driver === 'zfs'
+        ? knarr('pool', 'init', '--driver', 'zfs', '--loop-file', `${stateDir}/p.img`, '--size', '128M', '--name', pool)
+        : knarr('pool', 'init', '--driver', 'dir', '--name', pool);
     created = true;
     check('knarr pool init', run(init));
 
     const listEnv = { ...baseEnv, KNARR_STATE_DIR: stateDir };
     // The config file of a production host, as the README shows it: read at every start.
     const configFile = join(stateDir, 'config.yaml');
-    writeFileSync(configFile, `output: table\nstateDir: ${stateDir}\npool:\n  name: ${pool}\n  driver: ${driver}\netcdServer:\n  clientPort: 2379\n  peerPort: 2380\ndaemon:\n  tags: [ssd, zone=eu]\n  ttl: 10\n`);
+    writeFileSync(
+      configFile,
+      `output: table\nstateDir: ${stateDir}\npool:\n  name: ${pool}\n  driver: ${driver}\netcdServer:\n  clientPort: 2379\n  peerPort: ` +
+        `2380\ndaemon:\n  tags: [ssd, zone=eu]\n  ttl: 10\n`,
+    );
     const cases = [
       { key: 'node', label: 'node -e 0', argv: [NODE, '-e', '0'] },
       { key: 'version', label: 'knarr --version', argv: [NODE, BIN, '--version'] },
@@ -95,7 +100,10 @@ async function main() {
       const med = median(times[c.key]);
       const target = TARGETS[c.key] === undefined ? '(reported)' : `(target <= ${TARGETS[c.key].toFixed(1)})`;
       const extra = c.key === 'node' ? '' : `  ratio ${ratio(c.key).toFixed(2)} ${target}`;
-      console.log(`  ${c.label.padEnd(42)} ${med.toFixed(1).padStart(7)} ms  (min ${Math.min(...times[c.key]).toFixed(1)}, max ${Math.max(...times[c.key]).toFixed(1)})${extra}`);
+      console.log(
+        `  ${c.label.padEnd(42)} ${med.toFixed(1).padStart(7)} ms  (min ${Math.min(...times[c.key]).toFixed(1)}, ` +
+          `max ${Math.max(...times[c.key]).toFixed(1)})${extra}`,
+      );
     }
     const verdict = (key) => `ratio ${ratio(key).toFixed(2)} (target ${TARGETS[key].toFixed(1)}) ${ratio(key) <= TARGETS[key] ? 'PASS' : 'FAIL'}`;
     console.log(`startup: version ${verdict('version')}; pool list ${verdict('list')}`);

@@ -26,7 +26,8 @@ describe('the bundle code cache', () => {
       const { bundleLoader } = require(${JSON.stringify(`${root}/bin/knarr`)});
       const loader = bundleLoader(${JSON.stringify(`${root}/dist/bundle`)});
       loader.load('knarr.cjs')
-        .main(['--state-dir', ${JSON.stringify(`${tmp.path}/state`)}, '--json', 'pool', 'list'], { stdout: process.stdout, stderr: process.stderr, env: {}, cwd: '/' })
+        .main(['--state-dir', ${JSON.stringify(`${tmp.path}/state`)}, '--json', 'pool', 'list'],
+          { stdout: process.stdout, stderr: process.stderr, env: {}, cwd: '/' })
         .then((code) => console.error(JSON.stringify({ code, cached: [...loader.cached] })));`;
     const r = await execa(process.execPath, ['-e', script], { reject: false });
     expect(r.stdout.trim()).toBe('[]');
@@ -40,7 +41,9 @@ describe('the bundle code cache', () => {
   it('a chunk changed after the build runs as it is now, not as its cached code (even at the same length)', async () => {
     const copy = copyOfCli();
     const bundle = `${copy}/dist/bundle`;
-    const entry = readdirSync(bundle).map((f) => `${bundle}/${f}`).find((f) => f.endsWith('.cjs') && readFileSync(f, 'utf8').includes('(add --help for usage)'));
+    const entry = readdirSync(bundle)
+      .map((f) => `${bundle}/${f}`)
+      .find((f) => f.endsWith('.cjs') && readFileSync(f, 'utf8').includes('(add --help for usage)'));
     expect(entry).toBeDefined();
     const text = readFileSync(entry!, 'utf8');
     // V8 checks only the source's length: a same-length edit would otherwise run the code cached before it.

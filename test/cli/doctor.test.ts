@@ -44,13 +44,16 @@ describe('knarr doctor', () => {
     expect(install.split(' ')).toEqual(expect.arrayContaining(wanted));
   });
 
-  it.skipIf(!integration('doctor --fix with dockerd', haveTools('dockerd'), 'dockerd is not installed'))('--fix starts a stopped dockerd rather than reinstalling its package', async () => {
-    const socket = '/tmp/knarr-doctor-test-none.sock';
-    const r = await knarr(['--dry-run', 'doctor', '--fix'], { env: { DOCKER_HOST: `unix://${socket}` } });
-    expect(r.code).toBe(0);
-    expect(r.stdout).not.toMatch(/apt-get install .*docker\.io/);
-    expect(r.stdout).toMatch(new RegExp(`^(dockerd -H unix://${socket}|systemctl start docker)$`, 'm'));
-  });
+  it.skipIf(!integration('doctor --fix with dockerd', haveTools('dockerd'), 'dockerd is not installed'))(
+    '--fix starts a stopped dockerd rather than reinstalling its package',
+    async () => {
+      const socket = '/tmp/knarr-doctor-test-none.sock';
+      const r = await knarr(['--dry-run', 'doctor', '--fix'], { env: { DOCKER_HOST: `unix://${socket}` } });
+      expect(r.code).toBe(0);
+      expect(r.stdout).not.toMatch(/apt-get install .*docker\.io/);
+      expect(r.stdout).toMatch(new RegExp(`^(dockerd -H unix://${socket}|systemctl start docker)$`, 'm'));
+    },
+  );
 
   it.skipIf(!integration('doctor with a private dockerd', haveDockerd() && process.getuid?.() === 0, 'needs root, dockerd, docker and busybox-static'))(
     "reports a dockerd whose default bridge is gone (as a dockerd started with --bridge=none leaves the host's), with the hint to restart it",

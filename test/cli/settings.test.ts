@@ -48,20 +48,23 @@ describe('one setting per area through the CLI: flag > env > file > default', ()
     expect(fromFlag.json()).toMatchObject({ name: 'flagpool', driver: 'dir' });
   });
 
-  it.skipIf(!integration('etcd settings through the CLI', haveTools('etcd'), 'etcd is not installed'))('etcd: the managed etcd\'s client port from the file, KNARR_ETCD_CLIENT_PORT, and etcd up --client-port', async () => {
-    writeFileSync(config, '');
-    expect((await run(['pool', 'init', '--driver', 'dir'])).code).toBe(0);
-    const plan = async (argv: string[], env: Record<string, string> = {}) => {
-      const r = await run(['--dry-run', 'etcd', 'up', ...argv], env);
-      expect(r.code, r.stderr).toBe(0);
-      return /--listen-client-urls http:\/\/127\.0\.0\.1:(\d+)/.exec(r.stdout)?.[1];
-    };
-    expect(await plan([])).toBe('2379');
-    writeFileSync(config, 'etcdServer:\n  clientPort: 12379\n');
-    expect(await plan([])).toBe('12379');
-    expect(await plan([], { KNARR_ETCD_CLIENT_PORT: '22379' })).toBe('22379');
-    expect(await plan(['--client-port', '32379'], { KNARR_ETCD_CLIENT_PORT: '22379' })).toBe('32379');
-  });
+  it.skipIf(!integration('etcd settings through the CLI', haveTools('etcd'), 'etcd is not installed'))(
+    "etcd: the managed etcd's client port from the file, KNARR_ETCD_CLIENT_PORT, and etcd up --client-port",
+    async () => {
+      writeFileSync(config, '');
+      expect((await run(['pool', 'init', '--driver', 'dir'])).code).toBe(0);
+      const plan = async (argv: string[], env: Record<string, string> = {}) => {
+        const r = await run(['--dry-run', 'etcd', 'up', ...argv], env);
+        expect(r.code, r.stderr).toBe(0);
+        return /--listen-client-urls http:\/\/127\.0\.0\.1:(\d+)/.exec(r.stdout)?.[1];
+      };
+      expect(await plan([])).toBe('2379');
+      writeFileSync(config, 'etcdServer:\n  clientPort: 12379\n');
+      expect(await plan([])).toBe('12379');
+      expect(await plan([], { KNARR_ETCD_CLIENT_PORT: '22379' })).toBe('22379');
+      expect(await plan(['--client-port', '32379'], { KNARR_ETCD_CLIENT_PORT: '22379' })).toBe('32379');
+    },
+  );
 
   it('cluster and scheduler: a bad value is named by its source, and a higher source sets a lower one aside', async () => {
     writeFileSync(config, 'cluster:\n  bridge: not/a/bridge\nscheduler:\n  strategy: random\n');

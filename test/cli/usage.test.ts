@@ -106,7 +106,19 @@ describe('bad input that used to pass, or to be named wrong', () => {
     expect(noDot.code).toBe(2);
     expect(noDot.stderr).toMatch(/^knarr: --dot: give the dot to bring up.*or --daemon alone/);
     // A driver knarr has not is bad input (exit 2) before any boot step, not a failed pool step (exit 10).
-    const driver = await knarr(['--state-dir', stateDir, 'onboot', '--storage-device', '/dev/null', '--driver', 'ntfs', '--dot', 'x', '--mountpoint', `${tmp.path}/m`]);
+    const driver = await knarr([
+      '--state-dir',
+      stateDir,
+      'onboot',
+      '--storage-device',
+      '/dev/null',
+      '--driver',
+      'ntfs',
+      '--dot',
+      'x',
+      '--mountpoint',
+      `${tmp.path}/m`,
+    ]);
     expect(driver.code).toBe(2);
     expect(driver.stderr).toMatch(/^knarr: --driver: unknown driver "ntfs"; use one of zfs, btrfs, lvm, dir$/m);
     expect(existsSync(stateDir)).toBe(false);

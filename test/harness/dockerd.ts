@@ -63,8 +63,17 @@ export async function launchDockerd(dir: string, opts: LaunchOptions = {}): Prom
   const argv = [
     ...(opts.wrap ?? []),
     'dockerd',
-    '-H', `unix://${socket}`, '--data-root', `${dir}/root`, '--exec-root', `${dir}/exec`, '--pidfile', `${dir}/dockerd.pid`,
-    `--bridge=${bridge ?? 'none'}`, '--iptables=false', '--ip6tables=false',
+    '-H',
+    `unix://${socket}`,
+    '--data-root',
+    `${dir}/root`,
+    '--exec-root',
+    `${dir}/exec`,
+    '--pidfile',
+    `${dir}/dockerd.pid`,
+    `--bridge=${bridge ?? 'none'}`,
+    '--iptables=false',
+    '--ip6tables=false',
   ];
   // The log goes to a file: dockerd talks a lot at info level and a test wants it only on failure.
   const proc = execa(argv[0]!, argv.slice(1), { reject: false, cleanup: true, stdin: 'ignore', stdout: 'ignore', stderr: { file: log } });
@@ -103,7 +112,11 @@ export async function launchDockerd(dir: string, opts: LaunchOptions = {}): Prom
         clearTimeout(timer);
       }
       // Container layers stay mounted in the data root until dockerd is gone: unmount what is left.
-      for (const t of kernelMounts().map((m) => m.target).filter((t) => t.startsWith(`${dir}/`)).reverse()) await execa('umount', ['-l', t], { reject: false });
+      for (const t of kernelMounts()
+        .map((m) => m.target)
+        .filter((t) => t.startsWith(`${dir}/`))
+        .reverse())
+        await execa('umount', ['-l', t], { reject: false });
       await dropBridge();
     },
   };

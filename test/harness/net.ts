@@ -39,7 +39,7 @@ function toInt(addr: string): number | null {
 const overlaps = (a: number, alen: number, b: number, blen: number) => {
   const len = Math.min(alen, blen);
   const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-  return ((a & mask) >>> 0) === ((b & mask) >>> 0);
+  return (a & mask) >>> 0 === (b & mask) >>> 0;
 };
 
 /** A random 10.x.y.0/24 that no route, local address or resolver on this machine falls in. */
@@ -62,4 +62,3 @@ export async function pickTag(): Promise<string> {
     if (!links.includes(tag) && !nss.includes(tag)) return tag;
   }
 }
-

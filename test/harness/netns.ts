@@ -50,7 +50,11 @@ const ipQuiet = (...args: string[]) => execa('ip', args, { reject: false });
 
 /** Mounts under dir in reverse mount order (children first), lazily. */
 async function unmountUnder(dir: string): Promise<void> {
-  for (const t of kernelMounts().map((m) => m.target).filter((t) => t.startsWith(`${dir}/`)).reverse()) await execa('umount', ['-l', t], { reject: false });
+  for (const t of kernelMounts()
+    .map((m) => m.target)
+    .filter((t) => t.startsWith(`${dir}/`))
+    .reverse())
+    await execa('umount', ['-l', t], { reject: false });
 }
 
 /** pids still in a netns, as the kernel sees them (`ip netns pids`). */

@@ -37,7 +37,10 @@ export async function startSshd(dir: string): Promise<Sshd> {
   );
   await execa('/usr/sbin/sshd', ['-f', `${dir}/sshd_config`, '-E', `${dir}/sshd.log`]);
   const clientConfig = `${dir}/ssh_config`;
-  writeFileSync(clientConfig, ['Host *', `  IdentityFile ${dir}/client`, '  UserKnownHostsFile /dev/null', '  StrictHostKeyChecking no', '  LogLevel ERROR', ''].join('\n'));
+  writeFileSync(
+    clientConfig,
+    ['Host *', `  IdentityFile ${dir}/client`, '  UserKnownHostsFile /dev/null', '  StrictHostKeyChecking no', '  LogLevel ERROR', ''].join('\n'),
+  );
   for (let i = 0; ; i++) {
     const r = await execa('ssh', ['-F', clientConfig, '-o', 'BatchMode=yes', '-p', String(port), 'root@127.0.0.1', 'true'], { reject: false });
     if (r.exitCode === 0) break;

@@ -93,107 +93,216 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
     expect((await hosts()).h1).toBeUndefined();
   });
 
-  it.skipIf(!integration('agent over TLS with a job', haveTools('openssl') && haveDockerd(), 'openssl, dockerd, docker or busybox-static is missing'))('a job piped through an agent over TLS gets the end of its stdin and keeps its output after it', async () => {
-    const d = await startDockerd(`${tmp.path}/docker-tls`);
-    try {
-      await execa('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', `${tmp.path}/pkey.pem`, '-out', `${tmp.path}/pcert.pem`]);
-      agent = execa(bin, [...base(), 'daemon', '--name', 'hpipe', '--listen', `127.0.0.1:${port}`, '--ttl', '2', '--tls-cert', `${tmp.path}/pcert.pem`, '--tls-key', `${tmp.path}/pkey.pem`], { reject: false, env: d.env });
-      await until(async () => (await hosts()).hpipe?.up === true && (await hosts()).hpipe?.join === 'ok');
-      // The job reads stdin to its end, then writes: a half-closed connection must still carry that back.
-      const r = await execa('sh', ['-c', `printf abc | "$0" --etcd "$1" --state-dir "$2" job run -i --host hpipe --network none "$3" -- sh -c 'cat; echo " then done"'`, bin, etcd.url, `${tmp.path}/state`, d.image], {
-        env: { KNARR_AGENT_CA: `${tmp.path}/pcert.pem` },
-        reject: false,
-      });
-      expect(r.stderr).toBe('');
-      expect(r.stdout).toBe('abc then done');
-      expect(r.exitCode).toBe(0);
-    } finally {
-      agent?.kill('SIGTERM');
-      await agent;
-      agent = null;
-      await d.stop();
-    }
-  }, 60_000);
+  it.skipIf(!integration('agent over TLS with a job', haveTools('openssl') && haveDockerd(), 'openssl, dockerd, docker or busybox-static is missing'))(
+    'a job piped through an agent over TLS gets the end of its stdin and keeps its output after it',
+    async () => {
+      const d = await startDockerd(`${tmp.path}/docker-tls`);
+      try {
+        await execa('openssl', [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-days',
+          '1',
+          '-subj',
+          '/CN=127.0.0.1',
+          '-addext',
+          'subjectAltName=IP:127.0.0.1',
+          '-keyout',
+          `${tmp.path}/pkey.pem`,
+          '-out',
+          `${tmp.path}/pcert.pem`,
+        ]);
+        agent = execa(
+          bin,
+          [
+            ...base(),
+            'daemon',
+            '--name',
+            'hpipe',
+            '--listen',
+            `127.0.0.1:${port}`,
+            '--ttl',
+            '2',
+            '--tls-cert',
+            `${tmp.path}/pcert.pem`,
+            '--tls-key',
+            `${tmp.path}/pkey.pem`,
+          ],
+          { reject: false, env: d.env },
+        );
+        await until(async () => (await hosts()).hpipe?.up === true && (await hosts()).hpipe?.join === 'ok');
+        // The job reads stdin to its end, then writes: a half-closed connection must still carry that back.
+        const r = await execa(
+          'sh',
+          [
+            '-c',
+            `printf abc | "$0" --etcd "$1" --state-dir "$2" job run -i --host hpipe --network none "$3" -- sh -c 'cat; echo " then done"'`,
+            bin,
+            etcd.url,
+            `${tmp.path}/state`,
+            d.image,
+          ],
+          {
+            env: { KNARR_AGENT_CA: `${tmp.path}/pcert.pem` },
+            reject: false,
+          },
+        );
+        expect(r.stderr).toBe('');
+        expect(r.stdout).toBe('abc then done');
+        expect(r.exitCode).toBe(0);
+      } finally {
+        agent?.kill('SIGTERM');
+        await agent;
+        agent = null;
+        await d.stop();
+      }
+    },
+    60_000,
+  );
 
-  it.skipIf(!integration('agent over TLS', haveTools('openssl'), 'openssl is not installed'))('serves the API over TLS with --tls-cert and --tls-key', async () => {
-    await execa('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', `${tmp.path}/key.pem`, '-out', `${tmp.path}/cert.pem`]);
-    agent = execa(bin, [...base(), 'daemon', '--name', 'h2', '--listen', `127.0.0.1:${port}`, '--ttl', '2', '--tls-cert', `${tmp.path}/cert.pem`, '--tls-key', `${tmp.path}/key.pem`], {
-      reject: false,
-      env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` },
-    });
-    await until(async () => (await hosts()).h2?.up === true);
-    expect((await hosts()).h2.address).toBe(`https://127.0.0.1:${port}`);
-    const token = readFileSync(`${tmp.path}/state/agent.token`, 'utf8').trim();
-    const { request } = await import('node:https');
-    const get = (auth: string) =>
-      new Promise<number>((resolve, reject) => {
-        const req = request(`https://127.0.0.1:${port}/v1/health`, { ca: readFileSync(`${tmp.path}/cert.pem`), headers: auth ? { authorization: auth } : {} }, (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
+  it.skipIf(!integration('agent over TLS', haveTools('openssl'), 'openssl is not installed'))(
+    'serves the API over TLS with --tls-cert and --tls-key',
+    async () => {
+      await execa('openssl', [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        `${tmp.path}/key.pem`,
+        '-out',
+        `${tmp.path}/cert.pem`,
+      ]);
+      agent = execa(
+        bin,
+        [
+          ...base(),
+          'daemon',
+          '--name',
+          'h2',
+          '--listen',
+          `127.0.0.1:${port}`,
+          '--ttl',
+          '2',
+          '--tls-cert',
+          `${tmp.path}/cert.pem`,
+          '--tls-key',
+          `${tmp.path}/key.pem`,
+        ],
+        {
+          reject: false,
+          env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` },
+        },
+      );
+      await until(async () => (await hosts()).h2?.up === true);
+      expect((await hosts()).h2.address).toBe(`https://127.0.0.1:${port}`);
+      const token = readFileSync(`${tmp.path}/state/agent.token`, 'utf8').trim();
+      const { request } = await import('node:https');
+      const get = (auth: string) =>
+        new Promise<number>((resolve, reject) => {
+          const req = request(
+            `https://127.0.0.1:${port}/v1/health`,
+            { ca: readFileSync(`${tmp.path}/cert.pem`), headers: auth ? { authorization: auth } : {} },
+            (res) => {
+              res.resume();
+              resolve(res.statusCode ?? 0);
+            },
+          );
+          req.on('error', reject);
+          req.end();
         });
-        req.on('error', reject);
+      expect(await get('')).toBe(401);
+      expect(await get(`Bearer ${token}`)).toBe(200);
+      // A renewed certificate in the same files: SIGHUP, and new connections get it.
+      const first = readFileSync(`${tmp.path}/cert.pem`);
+      await execa('openssl', [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '2',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        `${tmp.path}/key.pem`,
+        '-out',
+        `${tmp.path}/cert.pem`,
+      ]);
+      agent.kill('SIGHUP');
+      await until(async () => (await get(`Bearer ${token}`).catch(() => 0)) === 200);
+      const withFirst = await new Promise<string>((resolve) => {
+        const req = request(`https://127.0.0.1:${port}/v1/health`, { ca: first, agent: false, headers: { authorization: `Bearer ${token}` } }, (res) =>
+          resolve(String(res.statusCode)),
+        );
+        req.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
         req.end();
       });
-    expect(await get('')).toBe(401);
-    expect(await get(`Bearer ${token}`)).toBe(200);
-    // A renewed certificate in the same files: SIGHUP, and new connections get it.
-    const first = readFileSync(`${tmp.path}/cert.pem`);
-    await execa('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', `${tmp.path}/key.pem`, '-out', `${tmp.path}/cert.pem`]);
-    agent.kill('SIGHUP');
-    await until(async () => (await get(`Bearer ${token}`).catch(() => 0)) === 200);
-    const withFirst = await new Promise<string>((resolve) => {
-      const req = request(`https://127.0.0.1:${port}/v1/health`, { ca: first, agent: false, headers: { authorization: `Bearer ${token}` } }, (res) => resolve(String(res.statusCode)));
-      req.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
-      req.end();
-    });
-    expect(withFirst).toMatch(/SELF_SIGNED|UNABLE_TO_VERIFY|CERT/);
-    const half = await k(['daemon', '--tls-cert', `${tmp.path}/cert.pem`]);
-    expect(half.code).toBe(2);
-    expect(half.stderr).toMatch(/--tls-key: TLS needs both --tls-cert and --tls-key/);
-  });
+      expect(withFirst).toMatch(/SELF_SIGNED|UNABLE_TO_VERIFY|CERT/);
+      const half = await k(['daemon', '--tls-cert', `${tmp.path}/cert.pem`]);
+      expect(half.code).toBe(2);
+      expect(half.stderr).toMatch(/--tls-key: TLS needs both --tls-cert and --tls-key/);
+    },
+  );
 
-  it('SIGHUP reloads the config file: new tags (operator tags kept), a rotated token; a bad file changes nothing; a new listen address waits for a restart', async () => {
-    const { writeFileSync } = await import('node:fs');
-    const config = `${tmp.path}/agent.yaml`;
-    const tokenFile = `${tmp.path}/h3.token`;
-    const oldToken = 'a'.repeat(32);
-    writeFileSync(tokenFile, `${oldToken}\n`, { mode: 0o600 });
-    writeFileSync(config, `daemon:\n  name: h3\n  tags: [ssd]\n  tokenFile: ${tokenFile}\n  listen: 127.0.0.1:${port}\n  ttl: 2\n`);
-    let log = '';
-    agent = execa(bin, [...base(), '--config', config, 'daemon'], { reject: false, env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` } });
-    agent.stderr!.on('data', (b: Buffer) => (log += b.toString()));
-    await until(async () => (await hosts()).h3?.join === 'ok');
-    expect((await hosts()).h3).toMatchObject({ tags: ['ssd'], address: `http://127.0.0.1:${port}` });
-    expect((await k(['host', 'tag', 'h3', 'gpu'])).code).toBe(0);
-    const health = async (token: string) => (await fetch(`http://127.0.0.1:${port}/v1/health`, { headers: { authorization: `Bearer ${token}` } })).status;
-    expect(await health(oldToken)).toBe(200);
+  it(
+    'SIGHUP reloads the config file: new tags (operator tags kept), a rotated token; a bad file changes nothing; a new ' + 'listen address waits for a restart',
+    async () => {
+      const { writeFileSync } = await import('node:fs');
+      const config = `${tmp.path}/agent.yaml`;
+      const tokenFile = `${tmp.path}/h3.token`;
+      const oldToken = 'a'.repeat(32);
+      writeFileSync(tokenFile, `${oldToken}\n`, { mode: 0o600 });
+      writeFileSync(config, `daemon:\n  name: h3\n  tags: [ssd]\n  tokenFile: ${tokenFile}\n  listen: 127.0.0.1:${port}\n  ttl: 2\n`);
+      let log = '';
+      agent = execa(bin, [...base(), '--config', config, 'daemon'], { reject: false, env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` } });
+      agent.stderr!.on('data', (b: Buffer) => (log += b.toString()));
+      await until(async () => (await hosts()).h3?.join === 'ok');
+      expect((await hosts()).h3).toMatchObject({ tags: ['ssd'], address: `http://127.0.0.1:${port}` });
+      expect((await k(['host', 'tag', 'h3', 'gpu'])).code).toBe(0);
+      const health = async (token: string) => (await fetch(`http://127.0.0.1:${port}/v1/health`, { headers: { authorization: `Bearer ${token}` } })).status;
+      expect(await health(oldToken)).toBe(200);
 
-    const newToken = 'b'.repeat(32);
-    writeFileSync(tokenFile, `${newToken}\n`);
-    writeFileSync(config, `daemon:\n  name: h3\n  tags: [nvme]\n  tokenFile: ${tokenFile}\n  listen: 127.0.0.1:${port}\n  ttl: 2\n  prune: true\n`);
-    agent.kill('SIGHUP');
-    await until(async () => /config reloaded/.test(log));
-    expect(log).toMatch(/config reloaded \(tags nvme, prune on\)/);
-    expect((await hosts()).h3.tags).toEqual(['gpu', 'nvme']);
-    expect(await health(oldToken)).toBe(401);
-    expect(await health(newToken)).toBe(200);
+      const newToken = 'b'.repeat(32);
+      writeFileSync(tokenFile, `${newToken}\n`);
+      writeFileSync(config, `daemon:\n  name: h3\n  tags: [nvme]\n  tokenFile: ${tokenFile}\n  listen: 127.0.0.1:${port}\n  ttl: 2\n  prune: true\n`);
+      agent.kill('SIGHUP');
+      await until(async () => /config reloaded/.test(log));
+      expect(log).toMatch(/config reloaded \(tags nvme, prune on\)/);
+      expect((await hosts()).h3.tags).toEqual(['gpu', 'nvme']);
+      expect(await health(oldToken)).toBe(401);
+      expect(await health(newToken)).toBe(200);
 
-    writeFileSync(config, `daemon:\n  ttl: soon\n`);
-    writeFileSync(tokenFile, 'short\n');
-    agent.kill('SIGHUP');
-    await until(async () => /config not reloaded/.test(log));
-    expect(log).toMatch(/config not reloaded, the running one stays: .*daemon.ttl: must be a number/);
-    expect(await health(newToken)).toBe(200);
-    expect((await hosts()).h3.tags).toEqual(['gpu', 'nvme']);
+      writeFileSync(config, `daemon:\n  ttl: soon\n`);
+      writeFileSync(tokenFile, 'short\n');
+      agent.kill('SIGHUP');
+      await until(async () => /config not reloaded/.test(log));
+      expect(log).toMatch(/config not reloaded, the running one stays: .*daemon.ttl: must be a number/);
+      expect(await health(newToken)).toBe(200);
+      expect((await hosts()).h3.tags).toEqual(['gpu', 'nvme']);
 
-    writeFileSync(tokenFile, `${newToken}\n`);
-    writeFileSync(config, `daemon:\n  name: h3\n  tags: [nvme]\n  tokenFile: ${tokenFile}\n  listen: 127.0.0.1:1\n  ttl: 2\n`);
-    agent.kill('SIGHUP');
-    await until(async () => /restart the agent/.test(log));
-    expect(log).toMatch(/warning: agent: listen changed; restart the agent to apply it/);
-    expect(await health(newToken)).toBe(200);
-    expect((await hosts()).h3.up).toBe(true);
-  });
+      writeFileSync(tokenFile, `${newToken}\n`);
+      writeFileSync(config, `daemon:\n  name: h3\n  tags: [nvme]\n  tokenFile: ${tokenFile}\n  listen: 127.0.0.1:1\n  ttl: 2\n`);
+      agent.kill('SIGHUP');
+      await until(async () => /restart the agent/.test(log));
+      expect(log).toMatch(/warning: agent: listen changed; restart the agent to apply it/);
+      expect(await health(newToken)).toBe(200);
+      expect((await hosts()).h3.up).toBe(true);
+    },
+  );
 
   it('bad flags are refused before anything starts', async () => {
     const r = await k(['daemon', '--listen', 'nowhere']);
@@ -220,10 +329,30 @@ describe.skipIf(!run)('the join handshake (waiting, init, work, ok) with a share
   });
   const k = (argv: string[]) => knarr(['--etcd', etcd.url, '--fleet', 'joins', '--state-dir', `${tmp.path}/cli`, ...argv]);
   const start = async (name: string, share: string) => {
-    const a = execa(bin, ['--etcd', etcd.url, '--fleet', 'joins', '--state-dir', `${tmp.path}/${name}`, 'daemon', '--name', name, '--listen', `127.0.0.1:${await freePort()}`, '--ttl', '2', '--share', share], {
-      reject: false,
-      env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` },
-    });
+    const a = execa(
+      bin,
+      [
+        '--etcd',
+        etcd.url,
+        '--fleet',
+        'joins',
+        '--state-dir',
+        `${tmp.path}/${name}`,
+        'daemon',
+        '--name',
+        name,
+        '--listen',
+        `127.0.0.1:${await freePort()}`,
+        '--ttl',
+        '2',
+        '--share',
+        share,
+      ],
+      {
+        reject: false,
+        env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` },
+      },
+    );
     agents.push(a);
     // Wrapped: an async function returning the subprocess itself would wait for it to exit.
     return { proc: a };

@@ -40,7 +40,12 @@ async function loopsUnder(dir: string): Promise<string[]> {
 
 async function blkid(file: string): Promise<Record<string, string>> {
   const r = await execa('blkid', ['-p', '-o', 'export', file], { reject: false });
-  return Object.fromEntries(r.stdout.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+  return Object.fromEntries(
+    r.stdout
+      .split('\n')
+      .filter((l) => l.includes('='))
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
 }
 
 async function sha256(file: string): Promise<string> {
@@ -92,8 +97,7 @@ describe.skipIf(!ok)('btrfs pools on loop files (real btrfs)', () => {
   });
 
   const cli = (...argv: string[]) => knarr(['--state-dir', stateDir, ...argv]);
-  const init = (...extra: string[]) =>
-    cli('--json', 'pool', 'init', '--name', name, '--driver', 'btrfs', '--loop-file', img, '--size', '256M', ...extra);
+  const init = (...extra: string[]) => cli('--json', 'pool', 'init', '--name', name, '--driver', 'btrfs', '--loop-file', img, '--size', '256M', ...extra);
 
   async function created(): Promise<void> {
     const r = await init();

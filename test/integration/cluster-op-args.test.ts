@@ -24,7 +24,14 @@ describe.skipIf(!run)('a cluster operation whose record it cannot use', () => {
     const ctx = createContext(config, { stderr: new PassThrough(), stderrIsTTY: false, env, cwd: tmp.path, signal: new AbortController().signal });
     store = await ctx.openStore();
     const lease = await store.grantLease(30);
-    runner = new OpRunner(ctx, store, 'h1', 'test', () => lease, () => undefined);
+    runner = new OpRunner(
+      ctx,
+      store,
+      'h1',
+      'test',
+      () => lease,
+      () => undefined,
+    );
   });
   afterAll(async () => {
     await store?.close();

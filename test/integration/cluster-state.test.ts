@@ -12,7 +12,22 @@ const NETWORK = '10.250.0.0/16';
 
 const record = (user: string, name: string, subnet: string): ClusterRecord => {
   const now = new Date().toISOString();
-  return { id: 1, name, user, status: 'creating', image: 'base', pool: 'p', host: 'h1', subnet, memory: 0, cpu: 0, nodes: [], op: 'op-000001', createdAt: now, updatedAt: now };
+  return {
+    id: 1,
+    name,
+    user,
+    status: 'creating',
+    image: 'base',
+    pool: 'p',
+    host: 'h1',
+    subnet,
+    memory: 0,
+    cpu: 0,
+    nodes: [],
+    op: 'op-000001',
+    createdAt: now,
+    updatedAt: now,
+  };
 };
 
 describe.skipIf(!run)('cluster allocations in etcd', () => {

@@ -21,7 +21,25 @@ describe.skipIf(!run)('without --detach, a cluster command exits 0 only when its
   /** A cluster whose nodes are on host h9, another host of the fleet. */
   const clusterOnH9 = async (name: string) => {
     const now = new Date().toISOString();
-    await store.put(keys.cluster('alice', name), JSON.stringify({ id: 7, name, user: 'alice', status: 'running', image: 'base', pool: 'nodes', host: 'h9', subnet: '10.1.2.0/24', memory: 0, cpu: 0, nodes: [], op: 'op-000000', createdAt: now, updatedAt: now }));
+    await store.put(
+      keys.cluster('alice', name),
+      JSON.stringify({
+        id: 7,
+        name,
+        user: 'alice',
+        status: 'running',
+        image: 'base',
+        pool: 'nodes',
+        host: 'h9',
+        subnet: '10.1.2.0/24',
+        memory: 0,
+        cpu: 0,
+        nodes: [],
+        op: 'op-000000',
+        createdAt: now,
+        updatedAt: now,
+      }),
+    );
   };
 
   beforeAll(async () => {
@@ -30,7 +48,20 @@ describe.skipIf(!run)('without --detach, a cluster command exits 0 only when its
     store = await connectEtcd([etcd.url]);
     env = { KNARR_STATE_DIR: `${tmp.path}/state`, KNARR_ETCD: etcd.url, KNARR_FLEET: fleet, KNARR_USER: 'alice' };
     const now = new Date().toISOString();
-    await store.put(keys.host('h9'), JSON.stringify({ name: 'h9', address: 'http://127.0.0.1:9', dockerEndpoint: 'unix:///nowhere', tags: [], capacity: { cpu: 1000, memory: 1 << 30 }, load: { runningJobs: 0, freeMemory: 1 << 30 }, state: 'ok', joinedAt: now, updatedAt: now }));
+    await store.put(
+      keys.host('h9'),
+      JSON.stringify({
+        name: 'h9',
+        address: 'http://127.0.0.1:9',
+        dockerEndpoint: 'unix:///nowhere',
+        tags: [],
+        capacity: { cpu: 1000, memory: 1 << 30 },
+        load: { runningJobs: 0, freeMemory: 1 << 30 },
+        state: 'ok',
+        joinedAt: now,
+        updatedAt: now,
+      }),
+    );
   });
 
   afterAll(async () => {

@@ -14,13 +14,25 @@ import { haveTools, integration } from '../harness/tools.js';
 import { eventually } from '../harness/eventually.js';
 import { destroyPoolQuietly, zfsAnswers } from '../harness/zfs.js';
 
-const run = integration('clusters', process.getuid?.() === 0 && haveTools('lxc-start', 'lxc-attach', 'lxc-ls', 'busybox', 'ip', 'etcd'), 'needs root, lxc, busybox-static, iproute2 and etcd (Debian packages lxc, busybox-static, iproute2, etcd-server)');
+const run = integration(
+  'clusters',
+  process.getuid?.() === 0 && haveTools('lxc-start', 'lxc-attach', 'lxc-ls', 'busybox', 'ip', 'etcd'),
+  'needs root, lxc, busybox-static, iproute2 and etcd (Debian packages lxc, busybox-static, iproute2, etcd-server)',
+);
 const runZfs = run && integration('clusters beside a zfs pool', await zfsAnswers(), 'zpool does not answer (install zfs-fuse)');
 const bin = new URL('../../bin/knarr', import.meta.url).pathname;
 /** The system dockerd's firewall: FORWARD drops, and bridged frames go through iptables. */
 const dockerFirewall = async () =>
-  haveTools('iptables') && /^-P FORWARD DROP/m.test((await execa('iptables', ['-w', '-S', 'FORWARD'], { reject: false })).stdout) && readFileSync('/proc/sys/net/bridge/bridge-nf-call-iptables', 'utf8').trim() === '1';
-const firewalled = run && integration("clusters behind docker's firewall", await dockerFirewall().catch(() => false), 'FORWARD policy is not DROP with bridge-nf-call-iptables=1: start the system dockerd (knarr doctor --fix)');
+  haveTools('iptables') &&
+  /^-P FORWARD DROP/m.test((await execa('iptables', ['-w', '-S', 'FORWARD'], { reject: false })).stdout) &&
+  readFileSync('/proc/sys/net/bridge/bridge-nf-call-iptables', 'utf8').trim() === '1';
+const firewalled =
+  run &&
+  integration(
+    "clusters behind docker's firewall",
+    await dockerFirewall().catch(() => false),
+    'FORWARD policy is not DROP with bridge-nf-call-iptables=1: start the system dockerd (knarr doctor --fix)',
+  );
 
 /** A /16 for the users' subnets that nothing on this machine routes. */
 async function freeNetwork(): Promise<string> {
@@ -30,7 +42,6 @@ async function freeNetwork(): Promise<string> {
     if (!routes.includes(`10.${b}.`)) return `10.${b}.0.0/16`;
   }
 }
-
 
 describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a busybox base image)', () => {
   let tmp: TempDir;
@@ -50,8 +61,18 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
     tmp = await tempDir('knarr-clusters-');
     etcd = await startEtcd();
     store = await connectEtcd([etcd.url]);
-    bridge = `kc${randomInt(36 ** 4).toString(36).padStart(4, '0')}`;
-    env = { KNARR_STATE_DIR: `${tmp.path}/state`, KNARR_ETCD: etcd.url, KNARR_FLEET: fleet, KNARR_CLUSTER_NETWORK: await freeNetwork(), KNARR_CLUSTER_BRIDGE: bridge, KNARR_USER: 'alice', DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` };
+    bridge = `kc${randomInt(36 ** 4)
+      .toString(36)
+      .padStart(4, '0')}`;
+    env = {
+      KNARR_STATE_DIR: `${tmp.path}/state`,
+      KNARR_ETCD: etcd.url,
+      KNARR_FLEET: fleet,
+      KNARR_CLUSTER_NETWORK: await freeNetwork(),
+      KNARR_CLUSTER_BRIDGE: bridge,
+      KNARR_USER: 'alice',
+      DOCKER_HOST: `unix://${tmp.path}/no-docker.sock`,
+    };
     lxcPath = `${tmp.path}/state/lxc`;
     poolDir = `${tmp.path}/state/mnt/nodes`;
     expect((await k(['pool', 'init', '--name', 'nodes', '--driver', 'dir'])).code).toBe(0);
@@ -67,12 +88,14 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
     await tmp?.cleanup();
   }, 60_000);
 
-  it('a 3-node cluster: hostnames, /etc/hosts, a shared /nfs, each node\'s writes in its own volume, and a network between them', async () => {
+  it("a 3-node cluster: hostnames, /etc/hosts, a shared /nfs, each node's writes in its own volume, and a network between them", async () => {
     const r = await k(['cluster', 'create', 'lab', '--size', '3', '--memory', '128M']);
     expect(r.code, r.stderr).toBe(0);
     const c = await show('lab');
     expect(c).toMatchObject({ name: 'lab', user: 'alice', status: 'running', size: 3 });
-    expect(c.containers.map((n: { container: string; hostname: string; state: string }) => [n.container, n.hostname, n.state])).toEqual([0, 1, 2].map((i) => [`alice-${c.id}-${i}`, `host-${i}`, 'RUNNING']));
+    expect(c.containers.map((n: { container: string; hostname: string; state: string }) => [n.container, n.hostname, n.state])).toEqual(
+      [0, 1, 2].map((i) => [`alice-${c.id}-${i}`, `host-${i}`, 'RUNNING']),
+    );
     expect(await lxcLs()).toEqual([0, 1, 2].map((i) => `alice-${c.id}-${i}`));
     for (const i of [0, 1, 2]) expect(await attach(`alice-${c.id}-${i}`, 'hostname')).toBe(`host-${i}`);
 
@@ -93,7 +116,11 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
     expect(exec.code).toBe(4);
     expect(exec.stdout).toBe('host-2\n');
     // -i feeds stdin to the command; output and errors come apart, as they are made.
-    const fed = await execa(bin, ['cluster', 'exec', '-i', 'lab', '1', '--', 'sh', '-c', 'cat > /root/fed.txt; wc -c < /root/fed.txt; echo done >&2'], { env: { ...process.env, ...env }, input: 'x'.repeat(100_000), reject: false });
+    const fed = await execa(bin, ['cluster', 'exec', '-i', 'lab', '1', '--', 'sh', '-c', 'cat > /root/fed.txt; wc -c < /root/fed.txt; echo done >&2'], {
+      env: { ...process.env, ...env },
+      input: 'x'.repeat(100_000),
+      reject: false,
+    });
     expect(fed.exitCode, fed.stderr).toBe(0);
     expect(fed.stdout.trim()).toBe('100000');
     expect(fed.stderr).toBe('done');
@@ -102,7 +129,7 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
     expect(early.stdout).toBe('y');
   }, 60_000);
 
-  it('scale 3 -> 5 -> 2 and stop/start keep the remaining nodes\' data; delete leaves nothing behind', async () => {
+  it("scale 3 -> 5 -> 2 and stop/start keep the remaining nodes' data; delete leaves nothing behind", async () => {
     const { id } = await show('lab');
     await attach(`alice-${id}-0`, 'sh', '-c', 'echo zero > /root/keep.txt');
     expect((await k(['cluster', 'scale', 'lab', '--size', '5'])).code).toBe(0);
@@ -136,14 +163,19 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
     expect(readFileSync(`${poolDir}/knarr-users/alice/data/shared.txt`, 'utf8')).toBe('from-node-0\n');
   }, 90_000);
 
-  it('image save: a node\'s filesystem, its deletions too, becomes an image a new cluster starts from', async () => {
+  it("image save: a node's filesystem, its deletions too, becomes an image a new cluster starts from", async () => {
     expect((await k(['cluster', 'create', 'src', '--size', '1'])).code).toBe(0);
     const { id } = await show('src');
     // A file of the base image the node deletes: the image keeps the deletion.
     const gone = await attach(`alice-${id}-0`, 'sh', '-c', 'echo saved > /root/kept.txt; f=/usr/bin/$(ls /usr/bin | head -n 1); rm "$f"; echo "$f"');
     const saved = await k(['--json', 'image', 'save', 'src', '0', 'snap']);
     expect(saved.code, saved.stderr).toBe(0);
-    expect((await k(['--json', 'image', 'list'])).json().map((i: { name: string }) => i.name).sort()).toEqual(['base', 'snap']);
+    expect(
+      (await k(['--json', 'image', 'list']))
+        .json()
+        .map((i: { name: string }) => i.name)
+        .sort(),
+    ).toEqual(['base', 'snap']);
     expect((await k(['cluster', 'create', 'from-snap', '--size', '1', '--image', 'snap'])).code).toBe(0);
     const copy = (await show('from-snap')).id;
     expect(await attach(`alice-${copy}-0`, 'cat', '/root/kept.txt')).toBe('saved');
@@ -157,40 +189,47 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
   }, 90_000);
 
   it('two concurrent creates get different ids', async () => {
-    const both = await Promise.all(['one', 'two'].map((name) => execa(bin, ['--json', 'cluster', 'create', name, '--size', '1'], { env: { ...process.env, ...env }, reject: false })));
+    const both = await Promise.all(
+      ['one', 'two'].map((name) => execa(bin, ['--json', 'cluster', 'create', name, '--size', '1'], { env: { ...process.env, ...env }, reject: false })),
+    );
     for (const r of both) expect(r.exitCode, r.stderr).toBe(0);
     const ids = await Promise.all(['one', 'two'].map(async (n) => (await show(n)).id));
     expect(new Set(ids).size).toBe(2);
     for (const n of ['one', 'two']) expect((await k(['cluster', 'delete', n])).code).toBe(0);
   }, 60_000);
 
-  it.skipIf(!firewalled)("opens its bridge in docker's firewall (FORWARD DROP) while it has clusters, without duplicates, and closes it with the bridge", async () => {
-    const rules = async () => (await execa('iptables', ['-w', '-S'])).stdout.split('\n').filter((l) => l.includes(`knarr bridge ${bridge}`));
-    const check = async () => ((await k(['--json', 'doctor'])).json().checks as { name: string; status: string; detail: string }[]).find((c) => c.name === 'cluster bridge')!;
-    expect((await k(['cluster', 'create', 'fw', '--size', '2', '--memory', '64M'])).code).toBe(0);
-    const { id } = await show('fw');
-    // docker's chain for the operator's rules, one rule in and one out.
-    const rule = (dir: string) => [dir, bridge, '-m', 'comment', '--comment', `knarr bridge ${bridge}`, '-j', 'ACCEPT'];
-    expect((await rules()).sort()).toEqual(['-i', '-o'].map((d) => `-A DOCKER-USER ${d} ${bridge} -m comment --comment "knarr bridge ${bridge}" -j ACCEPT`));
-    const ping = await execa('lxc-attach', ['-P', lxcPath, '-n', `alice-${id}-0`, '--', 'ping', '-c', '1', '-W', '3', 'host-1'], { reject: false });
-    expect(ping.exitCode, ping.stdout + ping.stderr).toBe(0);
-    expect(await check()).toMatchObject({ status: 'ok' });
+  it.skipIf(!firewalled)(
+    "opens its bridge in docker's firewall (FORWARD DROP) while it has clusters, without duplicates, and closes it with the bridge",
+    async () => {
+      const rules = async () => (await execa('iptables', ['-w', '-S'])).stdout.split('\n').filter((l) => l.includes(`knarr bridge ${bridge}`));
+      const check = async () =>
+        ((await k(['--json', 'doctor'])).json().checks as { name: string; status: string; detail: string }[]).find((c) => c.name === 'cluster bridge')!;
+      expect((await k(['cluster', 'create', 'fw', '--size', '2', '--memory', '64M'])).code).toBe(0);
+      const { id } = await show('fw');
+      // docker's chain for the operator's rules, one rule in and one out.
+      const rule = (dir: string) => [dir, bridge, '-m', 'comment', '--comment', `knarr bridge ${bridge}`, '-j', 'ACCEPT'];
+      expect((await rules()).sort()).toEqual(['-i', '-o'].map((d) => `-A DOCKER-USER ${d} ${bridge} -m comment --comment "knarr bridge ${bridge}" -j ACCEPT`));
+      const ping = await execa('lxc-attach', ['-P', lxcPath, '-n', `alice-${id}-0`, '--', 'ping', '-c', '1', '-W', '3', 'host-1'], { reject: false });
+      expect(ping.exitCode, ping.stdout + ping.stderr).toBe(0);
+      expect(await check()).toMatchObject({ status: 'ok' });
 
-    // Rules lost (iptables flushed by hand): doctor says so, and starting the cluster again puts them back, once.
-    for (const d of ['-i', '-o']) await execa('iptables', ['-w', '-D', 'DOCKER-USER', ...rule(d)]);
-    expect(await rules()).toEqual([]);
-    expect(await check()).toMatchObject({ status: 'missing', detail: expect.stringContaining(`no ACCEPT rule for ${bridge}`) });
-    const cut = await execa('lxc-attach', ['-P', lxcPath, '-n', `alice-${id}-0`, '--', 'ping', '-c', '1', '-W', '2', 'host-1'], { reject: false });
-    expect(cut.exitCode).not.toBe(0);
-    expect((await k(['cluster', 'stop', 'fw'])).code).toBe(0);
-    expect((await k(['cluster', 'start', 'fw'])).code).toBe(0);
-    expect((await k(['cluster', 'start', 'fw'])).code).toBe(0);
-    expect(await rules()).toHaveLength(2);
+      // Rules lost (iptables flushed by hand): doctor says so, and starting the cluster again puts them back, once.
+      for (const d of ['-i', '-o']) await execa('iptables', ['-w', '-D', 'DOCKER-USER', ...rule(d)]);
+      expect(await rules()).toEqual([]);
+      expect(await check()).toMatchObject({ status: 'missing', detail: expect.stringContaining(`no ACCEPT rule for ${bridge}`) });
+      const cut = await execa('lxc-attach', ['-P', lxcPath, '-n', `alice-${id}-0`, '--', 'ping', '-c', '1', '-W', '2', 'host-1'], { reject: false });
+      expect(cut.exitCode).not.toBe(0);
+      expect((await k(['cluster', 'stop', 'fw'])).code).toBe(0);
+      expect((await k(['cluster', 'start', 'fw'])).code).toBe(0);
+      expect((await k(['cluster', 'start', 'fw'])).code).toBe(0);
+      expect(await rules()).toHaveLength(2);
 
-    expect((await k(['cluster', 'delete', 'fw'])).code).toBe(0);
-    expect(existsSync(`/sys/class/net/${bridge}`)).toBe(false);
-    expect(await rules()).toEqual([]);
-  }, 120_000);
+      expect((await k(['cluster', 'delete', 'fw'])).code).toBe(0);
+      expect(existsSync(`/sys/class/net/${bridge}`)).toBe(false);
+      expect(await rules()).toEqual([]);
+    },
+    120_000,
+  );
 
   it('imports a rootfs from a compressed tar file, read through knarr (a pipe tar cannot guess compression from)', async () => {
     mkdirSync(`${tmp.path}/gzroot/bin`, { recursive: true });
@@ -278,7 +317,11 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
         agent.kill('SIGTERM');
         await agent;
       }
-      agent = execa(bin, ['daemon', '--name', hostname(), '--listen', `127.0.0.1:${port}`, '--ttl', '2', ...extra], { env: { ...process.env, ...env }, reject: false, stdio: ['ignore', 'ignore', 'pipe'] });
+      agent = execa(bin, ['daemon', '--name', hostname(), '--listen', `127.0.0.1:${port}`, '--ttl', '2', ...extra], {
+        env: { ...process.env, ...env },
+        reject: false,
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       await eventually(async () => expect((await k(['--json', 'host', 'show', hostname()])).json()).toMatchObject({ up: true, join: 'ok' }));
     };
     const killAgent = async () => {
@@ -349,9 +392,16 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
       // One host.init operation, its child the cluster's start, each naming the other.
       const ops = (await k(['--json', 'op', 'list'])).json() as { id: string; kind: string; status: string; parent: string | null; children: string[] }[];
       const init = ops.filter((o) => o.kind === 'host.init').at(-1)!;
-      await eventually(async () => expect((await k(['--json', 'op', 'show', init.id])).json()).toMatchObject({ status: 'done', children: [expect.any(String)] }));
+      await eventually(async () =>
+        expect((await k(['--json', 'op', 'show', init.id])).json()).toMatchObject({ status: 'done', children: [expect.any(String)] }),
+      );
       const [childId] = (await k(['--json', 'op', 'show', init.id])).json().children as string[];
-      expect((await k(['--json', 'op', 'show', childId!])).json()).toMatchObject({ kind: 'cluster.start', parent: init.id, status: 'done', args: { user: 'alice', name: 'rec' } });
+      expect((await k(['--json', 'op', 'show', childId!])).json()).toMatchObject({
+        kind: 'cluster.start',
+        parent: init.id,
+        status: 'done',
+        args: { user: 'alice', name: 'rec' },
+      });
 
       await startAgent('--mode', 'new');
       await eventually(async () => expect((await k(['--json', 'cluster', 'list'])).json()).toEqual([]));

@@ -13,22 +13,25 @@ describe('DOCKER_HOST', () => {
     expect(dockerSocketPath({})).toBe('/var/run/docker.sock');
     expect(dockerSocketPath({ DOCKER_HOST: '' })).toBe('/var/run/docker.sock');
   });
-  it.each(['tcp://10.0.0.5:2375', 'ssh://me@host', 'unix://', 'unix://relative.sock', '/var/run/docker.sock'])('%s is refused, naming DOCKER_HOST and the fix', (host) => {
-    const err = (() => {
-      try {
-        return dockerSocketPath({ DOCKER_HOST: host });
-      } catch (e) {
-        return e;
-      }
-    })();
-    expect(err).toBeInstanceOf(ValidationError);
-    expect((err as ValidationError).message).toMatch(/^DOCKER_HOST: .* is not supported/);
-    expect((err as ValidationError).hint).toMatch(/DOCKER_HOST=unix:\/\//);
-  });
+  it.each(['tcp://10.0.0.5:2375', 'ssh://me@host', 'unix://', 'unix://relative.sock', '/var/run/docker.sock'])(
+    '%s is refused, naming DOCKER_HOST and the fix',
+    (host) => {
+      const err = (() => {
+        try {
+          return dockerSocketPath({ DOCKER_HOST: host });
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(err).toBeInstanceOf(ValidationError);
+      expect((err as ValidationError).message).toMatch(/^DOCKER_HOST: .* is not supported/);
+      expect((err as ValidationError).hint).toMatch(/DOCKER_HOST=unix:\/\//);
+    },
+  );
 });
 
 describe('knarr doctor with a DOCKER_HOST knarr refuses', () => {
-  it('reports it as the docker check\'s finding and goes on with the others', async () => {
+  it("reports it as the docker check's finding and goes on with the others", async () => {
     const r = await knarr(['--json', 'doctor'], { env: { DOCKER_HOST: 'tcp://127.0.0.1:2375' } });
     const checks = JSON.parse(r.stdout) as { name: string; status: string; detail: string }[] | { checks: { name: string; status: string; detail: string }[] };
     const list = Array.isArray(checks) ? checks : checks.checks;

@@ -38,12 +38,20 @@ describe.skipIf(!ready)('two commands at once on one dot, and two pushes at once
     expect((await a.run(['dot', 'init', dot])).code).toBe(0);
     for (let round = 0; round < ROUNDS; round++) {
       writeFileSync(`${a.dotPath(dot)}/f`, String(round));
-      const [x, y] = await Promise.all([spawn(a, ['--json', 'dot', 'commit', dot, '-m', `A${round}`]), spawn(a, ['--json', 'dot', 'commit', dot, '-m', `B${round}`])]);
+      const [x, y] = await Promise.all([
+        spawn(a, ['--json', 'dot', 'commit', dot, '-m', `A${round}`]),
+        spawn(a, ['--json', 'dot', 'commit', dot, '-m', `B${round}`]),
+      ]);
       expect(x.exitCode, x.stderr).toBe(0);
       expect(y.exitCode, y.stderr).toBe(0);
       const log = (await a.run(['--json', 'dot', 'log', dot])).json() as { id: string; parent: string | null; message: string }[];
       expect(log).toHaveLength(2 * (round + 1));
-      expect(log.slice(0, 2).map((c) => c.message).sort()).toEqual([`A${round}`, `B${round}`]);
+      expect(
+        log
+          .slice(0, 2)
+          .map((c) => c.message)
+          .sort(),
+      ).toEqual([`A${round}`, `B${round}`]);
       const show = (await a.run(['--json', 'dot', 'show', dot])).json();
       const newest = [JSON.parse(x.stdout), JSON.parse(y.stdout)].sort((p, q) => q.id.localeCompare(p.id))[0];
       expect(show.branches.master.head).toBe(log[0]!.id);
@@ -55,7 +63,8 @@ describe.skipIf(!ready)('two commands at once on one dot, and two pushes at once
     expect(fsck.code, fsck.stdout).toBe(0);
   }, 240_000);
 
-  it('a dot held by another command: --no-wait fails at once (exit 4); without it the command waits, says so, and goes on when the holder is gone', async () => {
+  it('a dot held by another command: --no-wait fails at once (exit 4); without it the command waits, says so, and ' +
+    'goes on when the holder is gone', async () => {
     const dot = uniqueName('cw');
     expect((await a.run(['dot', 'init', dot])).code).toBe(0);
     // A live knarr-looking process holds the dot's lock.
@@ -88,7 +97,8 @@ describe.skipIf(!ready)('two commands at once on one dot, and two pushes at once
     }
   }, 120_000);
 
-  it(`${ROUNDS} rounds of two hosts with a shared history pushing at once to one file:// remote: no commit lost, the second is refused as diverged, never an internal error`, async () => {
+  it(`${ROUNDS} rounds of two hosts with a shared history pushing at once to one file:// remote: no commit lost, the second is refused as ` +
+    `diverged, never an internal error`, async () => {
     const dot = uniqueName('cp');
     const remote = `${tmp.path}/remote-${dot}`;
     mkdirSync(remote);
@@ -241,7 +251,16 @@ describe.skipIf(!etcdReady)('dot records under compare-and-swap, with no lock to
     try {
       const repo = new DotRepo(store, 'casfleet', 'h1', false);
       const now = new Date().toISOString();
-      const dot: DotRecord = { name: 'd', pool: 'p', subdots: ['__default__'], branches: { master: { head: null, from: null, createdAt: now } }, activeBranch: 'master', mounts: {}, origin: null, createdAt: now };
+      const dot: DotRecord = {
+        name: 'd',
+        pool: 'p',
+        subdots: ['__default__'],
+        branches: { master: { head: null, from: null, createdAt: now } },
+        activeBranch: 'master',
+        mounts: {},
+        origin: null,
+        createdAt: now,
+      };
       expect(await repo.create(dot)).toBe(true);
       for (let round = 0; round < 10; round++) {
         const from = (await repo.get('d'))!.branches.master!.head;

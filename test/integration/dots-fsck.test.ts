@@ -50,7 +50,7 @@ for (const driver of ['zfs', 'dir'] as TestDriver[]) {
       expect((await host.run(['dot', 'fsck'])).code).toBe(0);
     });
 
-    it('reports data deleted behind knarr\'s back (and cannot repair it)', async () => {
+    it("reports data deleted behind knarr's back (and cannot repair it)", async () => {
       const dot = uniqueName('g');
       await host.run(['dot', 'init', dot]);
       await host.run(['dot', 'commit', dot, '-m', 'one']);

@@ -103,7 +103,12 @@ for (const driver of ['zfs', 'btrfs'] as const) {
       expect(refused.stderr).toMatch(/not mounted/);
       const found = await host.run(['--json', 'dot', 'fsck']);
       expect(found.code).toBe(1);
-      expect(found.json().findings.filter((f: { dot: string }) => f.dot === dot).map((f: { problem: string }) => f.problem)).toEqual(['branch-unmounted', 'mount-missing']);
+      expect(
+        found
+          .json()
+          .findings.filter((f: { dot: string }) => f.dot === dot)
+          .map((f: { problem: string }) => f.problem),
+      ).toEqual(['branch-unmounted', 'mount-missing']);
       // The branch comes back; the mount waits until the operator has moved the late write out of the way.
       const held = await host.run(['--json', 'dot', 'fsck', '--repair']);
       expect(held.code).toBe(1);
@@ -171,7 +176,9 @@ for (const driver of ['zfs', 'btrfs'] as const) {
       expect(readFileSync(`${full}/mine`, 'utf8')).toBe('x');
     });
 
-    it(`${ROUNDS} kills at random points: the dot ends mounted where dot show says (or fsck --repair makes it so), and no write is lost`, { timeout: 900_000 }, async () => {
+    it(`${ROUNDS} kills at random points: the dot ends mounted where dot show says (or fsck --repair makes it so), and no write is lost`, {
+      timeout: 900_000,
+    }, async () => {
       const src = uniqueName('s');
       const dst = uniqueName('d');
       const target = `${tmp.path}/mnt-${dst}`;
@@ -248,7 +255,10 @@ for (const driver of ['zfs', 'btrfs'] as const) {
         expect(readFileSync(`${target}/data-${round}.bin`).equals(readFileSync(`${host.dotPath(src)}/data-${round}.bin`)), `data-${round}.bin`).toBe(true);
       }
       expect((await host.run(['dot', 'fsck'])).code).toBe(0);
-      console.log(`${driver}: ${kills} of ${ROUNDS} pulls killed; fsck --repair needed after rounds ${repaired.join(', ') || 'none'}; a pull took ${pullMs} ms, start-up ${startMs} ms`);
+      console.log(
+        `${driver}: ${kills} of ${ROUNDS} pulls killed; fsck --repair needed after rounds ${repaired.join(', ') || 'none'}; a pull ` +
+          `took ${pullMs} ms, start-up ${startMs} ms`,
+      );
     });
   });
 }

@@ -114,7 +114,7 @@ for (const driver of ['zfs', 'btrfs', 'dir'] as TestDriver[]) {
       expect((await b.run(['--json', 'dot', 'log', dot])).json().map((c: { message: string }) => c.message)).toEqual(['c3', 'c2', 'c1']);
     });
 
-    it('a new dot\'s pull cut short after the dot was in place, before its records: the re-run writes the records', async () => {
+    it("a new dot's pull cut short after the dot was in place, before its records: the re-run writes the records", async () => {
       const dot = uniqueName('q');
       await a.run(['dot', 'init', dot]);
       writeFileSync(`${a.dotPath(dot)}/f`, 'whole');
@@ -195,7 +195,8 @@ for (const driver of ['zfs', 'btrfs', 'dir'] as TestDriver[]) {
       const child = execa(bin, [...a.binArgs, 'dot', 'push', dot, `file://${remote}`], { reject: false });
       const streams = `${remote}/${dot}/streams`;
       const deadline = Date.now() + 30_000;
-      while (!(existsSync(streams) && readdirSync(streams).some((f) => f.endsWith('.partial'))) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      while (!(existsSync(streams) && readdirSync(streams).some((f) => f.endsWith('.partial'))) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 10));
       child.kill('SIGKILL');
       await child;
       // Whatever was cut off is at most a .partial file the manifest does not name.

@@ -7,7 +7,11 @@ import { tempDir, uniqueName, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
 import { zfsAnswers } from '../harness/zfs.js';
 
-const run = integration('dots over ssh', (await zfsAnswers()) && haveTools('etcd') && haveSshd(), 'zpool does not answer, or etcd or openssh-server is missing');
+const run = integration(
+  'dots over ssh',
+  (await zfsAnswers()) && haveTools('etcd') && haveSshd(),
+  'zpool does not answer, or etcd or openssh-server is missing',
+);
 const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
 const bin = new URL('../../bin/knarr', import.meta.url).pathname;
 

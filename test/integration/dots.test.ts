@@ -59,7 +59,9 @@ async function tree(root: string): Promise<Record<string, string>> {
         out[r] = 'dir';
         await walk(p, r);
       } else {
-        out[r] = createHash('sha256').update(await readFile(p)).digest('hex');
+        out[r] = createHash('sha256')
+          .update(await readFile(p))
+          .digest('hex');
       }
     }
   };
@@ -113,7 +115,10 @@ async function zfsAll(pool: string): Promise<string[]> {
 /** The dataset zfs itself reports as mounted at path. */
 async function zfsDatasetAt(pool: string, path: string): Promise<string> {
   const r = await execa('zfs', ['list', '-H', '-o', 'name,mountpoint', '-t', 'filesystem', '-r', pool]);
-  const hit = r.stdout.split('\n').map((l) => l.split('\t')).find(([, mp]) => mp === path);
+  const hit = r.stdout
+    .split('\n')
+    .map((l) => l.split('\t'))
+    .find(([, mp]) => mp === path);
   if (!hit) throw new Error(`no dataset of ${pool} is mounted at ${path}:\n${r.stdout}`);
   return hit[0]!;
 }
@@ -169,7 +174,10 @@ for (const { driver, run } of SUITES) {
     const logIds = async (dot: string): Promise<string[]> => ((await okJson('dot', 'log', dot)) as { id: string }[]).map((c) => c.id);
     /** The table of `dot branch DOT`: branch name -> whether its row carries the "*". */
     async function branchTable(dot: string): Promise<Record<string, boolean>> {
-      const rows = (await ok(['dot', 'branch', dot])).stdout.split('\n').slice(1).filter((l) => l.trim());
+      const rows = (await ok(['dot', 'branch', dot])).stdout
+        .split('\n')
+        .slice(1)
+        .filter((l) => l.trim());
       return Object.fromEntries(
         rows.map((l) => {
           const cells = l.trim().split(/\s+/);
@@ -205,7 +213,10 @@ for (const { driver, run } of SUITES) {
           .filter((m) => m.target.startsWith(`${root}/`) && !m.target.startsWith(`${state}/mnt/`))
           .sort((a, b) => b.target.length - a.target.length);
         for (const m of stray) await execa('umount', ['-l', m.target], { reject: false });
-        for (const argv of [['etcd', 'down'], ['pool', 'destroy', pool, '--yes', '--force']]) {
+        for (const argv of [
+          ['etcd', 'down'],
+          ['pool', 'destroy', pool, '--yes', '--force'],
+        ]) {
           const r = await cli(argv);
           if (r.code !== 0) problems.push(`knarr ${argv.join(' ')} exited ${r.code}: ${r.stderr}`);
         }
@@ -254,7 +265,9 @@ for (const { driver, run } of SUITES) {
         'sub/deeper/c.json': '{"c":1}\n',
       });
       const at1 = await tree(mount);
-      const first = (await ok(['--json', 'dot', 'commit', dot, '-m', 'first files', '--meta', 'k=v', '--meta', 'ticket=OPS-1'], { KNARR_AUTHOR: AUTHOR })).json().id as string;
+      const first = (
+        await ok(['--json', 'dot', 'commit', dot, '-m', 'first files', '--meta', 'k=v', '--meta', 'ticket=OPS-1'], { KNARR_AUTHOR: AUTHOR })
+      ).json().id as string;
       await writeFile(`${mount}/a.txt`, 'alpha, changed\n');
       await writeFiles(mount, { 'sub/new.txt': 'new in the second commit\n' });
       const at2 = await tree(mount);
@@ -273,7 +286,15 @@ for (const { driver, run } of SUITES) {
       const log = await okJson('dot', 'log', d.dot);
       expect(log).toHaveLength(2);
       expect(log[0]).toMatchObject({ id: d.second, dot: d.dot, branch: 'master', parent: d.first, message: 'second: a.txt changed', meta: {} });
-      expect(log[1]).toMatchObject({ id: d.first, dot: d.dot, branch: 'master', parent: null, message: 'first files', author: AUTHOR, meta: { k: 'v', ticket: 'OPS-1' } });
+      expect(log[1]).toMatchObject({
+        id: d.first,
+        dot: d.dot,
+        branch: 'master',
+        parent: null,
+        message: 'first files',
+        author: AUTHOR,
+        meta: { k: 'v', ticket: 'OPS-1' },
+      });
       expect(log[0].author).toBe(`${userInfo().username}@${hostname()}`);
       const [t1, t2] = [Date.parse(log[1].time), Date.parse(log[0].time)];
       expect(t1).toBeGreaterThanOrEqual(t0 - 1000);

@@ -24,7 +24,9 @@ import { destroyPoolQuietly, zfsAnswers } from '../harness/zfs.js';
 
 describe('the command table says what each command does under --dry-run', () => {
   it('every leaf command is classified reads, plans or refuses', () => {
-    const missing = leafCommands().filter((l) => !['reads', 'plans', 'refuses'].includes(l.def.dryRun as string)).map((l) => l.path.join(' '));
+    const missing = leafCommands()
+      .filter((l) => !['reads', 'plans', 'refuses'].includes(l.def.dryRun as string))
+      .map((l) => l.path.join(' '));
     expect(missing, 'add dryRun to these commands in src/cli/commands-table.ts').toEqual([]);
   });
 });
@@ -56,7 +58,13 @@ async function treeDigest(root: string): Promise<string[]> {
         out.push(`${rel}/ ${st.mode.toString(8)}`);
         await walk(path);
       } else if (st.isSymbolicLink()) out.push(`${rel} -> ${await readlink(path)}`);
-      else if (st.isFile()) out.push(`${rel} ${st.mode.toString(8)} ${createHash('sha256').update(await readFile(path)).digest('hex').slice(0, 16)}`);
+      else if (st.isFile())
+        out.push(
+          `${rel} ${st.mode.toString(8)} ${createHash('sha256')
+            .update(await readFile(path))
+            .digest('hex')
+            .slice(0, 16)}`,
+        );
       else out.push(`${rel} special ${st.mode.toString(8)}`);
     }
   };
@@ -93,8 +101,14 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     images: (await d.docker('images', '-q', '--no-trunc')).split('\n').sort(),
     lxc: (await execa('lxc-ls', ['-P', lxcPath, '-f', '-F', 'NAME,STATE'], { reject: false })).stdout,
     zfs: (await execa('zfs', ['list', '-t', 'all', '-H', '-o', 'name,mounted,mountpoint', '-r', pool])).stdout,
-    mounts: (await readFile('/proc/self/mounts', 'utf8')).split('\n').filter((l) => l.includes(tmp.path)).sort(),
-    links: (await execa('ip', ['-o', 'link', 'show'])).stdout.split('\n').map((l) => l.split(':')[1]?.trim()).filter((n) => n?.startsWith(bridge)),
+    mounts: (await readFile('/proc/self/mounts', 'utf8'))
+      .split('\n')
+      .filter((l) => l.includes(tmp.path))
+      .sort(),
+    links: (await execa('ip', ['-o', 'link', 'show'])).stdout
+      .split('\n')
+      .map((l) => l.split(':')[1]?.trim())
+      .filter((n) => n?.startsWith(bridge)),
     state: await treeDigest(state),
   });
 
@@ -103,12 +117,23 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     state = `${tmp.path}/state`;
     lxcPath = `${state}/lxc`;
     pool = uniqueName('kdr');
-    bridge = `kr${randomInt(36 ** 4).toString(36).padStart(4, '0')}`;
+    bridge = `kr${randomInt(36 ** 4)
+      .toString(36)
+      .padStart(4, '0')}`;
     [etcd, d] = await Promise.all([startEtcd(), startDockerd(`${tmp.path}/docker`)]);
     store = await connectEtcd([etcd.url]);
     const config = `${tmp.path}/config.yaml`;
     await writeFile(config, `pool:\n  name: ${pool}\netcdServer:\n  clientPort: ${await freePort()}\n  peerPort: ${await freePort()}\n`);
-    env = { ...d.env, KNARR_STATE_DIR: state, KNARR_ETCD: etcd.url, KNARR_FLEET: fleet, KNARR_CONFIG: config, KNARR_CLUSTER_NETWORK: await freeNetwork(), KNARR_CLUSTER_BRIDGE: bridge, KNARR_USER: 'alice' };
+    env = {
+      ...d.env,
+      KNARR_STATE_DIR: state,
+      KNARR_ETCD: etcd.url,
+      KNARR_FLEET: fleet,
+      KNARR_CONFIG: config,
+      KNARR_CLUSTER_NETWORK: await freeNetwork(),
+      KNARR_CLUSTER_BRIDGE: bridge,
+      KNARR_USER: 'alice',
+    };
     // Dots on zfs; cluster nodes and images on a dir pool (overlayfs refuses zfs-fuse as an upper layer).
     await ok(['pool', 'init', '--name', pool, '--loop-file', `${tmp.path}/pool.img`, '--size', '256M']);
     await ok(['pool', 'init', '--name', 'nodes', '--driver', 'dir']);
@@ -132,14 +157,28 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     await ok(['job', 'run', '-d', '--name', 'web', '--network', 'none', d.image, '--', 'sleep', '3600']);
     // A host record, as an agent that stopped leaves it, and an operation queued for that host.
     const now = new Date().toISOString();
-    await store.put(fleetKeys(fleet).host('h9'), JSON.stringify({ name: 'h9', address: 'http://127.0.0.1:9', dockerEndpoint: 'unix:///nowhere', tags: ['a'], capacity: { cpu: 1000, memory: 1 << 30 }, load: { runningJobs: 0, freeMemory: 1 << 30 }, state: 'ok', joinedAt: now, updatedAt: now }));
+    await store.put(
+      fleetKeys(fleet).host('h9'),
+      JSON.stringify({
+        name: 'h9',
+        address: 'http://127.0.0.1:9',
+        dockerEndpoint: 'unix:///nowhere',
+        tags: ['a'],
+        capacity: { cpu: 1000, memory: 1 << 30 },
+        load: { runningJobs: 0, freeMemory: 1 << 30 },
+        state: 'ok',
+        joinedAt: now,
+        updatedAt: now,
+      }),
+    );
     queuedOp = (await new OpRepo(store, fleet).submit('cluster.stop', { user: 'bob', name: 'gone' }, 'h9')).id;
     snapshot = `${tmp.path}/etcd.snapshot`;
     await execa('etcdctl', ['--endpoints', etcd.url, 'snapshot', 'save', snapshot], { env: { ETCDCTL_API: '3' } });
   }, 180_000);
 
   afterAll(async () => {
-    for (const name of lxcPath ? (await execa('lxc-ls', ['-P', lxcPath, '-1'], { reject: false })).stdout.split('\n').filter(Boolean) : []) await execa('lxc-stop', ['-P', lxcPath, '-n', name, '-k'], { reject: false });
+    for (const name of lxcPath ? (await execa('lxc-ls', ['-P', lxcPath, '-1'], { reject: false })).stdout.split('\n').filter(Boolean) : [])
+      await execa('lxc-stop', ['-P', lxcPath, '-n', name, '-k'], { reject: false });
     if (env) await k(['dot', 'unmount', 'd1']).catch(() => undefined);
     await d?.stop();
     if (pool) await destroyPoolQuietly(pool);
@@ -154,8 +193,15 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
 
   /** Realistic arguments for each command that is not a plain read; a new mutating command needs a line here. */
   const argvOf = (): Record<string, string[][]> => ({
-    'pool init': [['--name', 'more', '--driver', 'dir'], ['--name', 'z2', '--loop-file', `${tmp.path}/z2.img`, '--size', '128M']],
-    'pool destroy': [[pool, '--yes'], [pool, '--yes', '--force'], ['nodes', '--yes', '--force']],
+    'pool init': [
+      ['--name', 'more', '--driver', 'dir'],
+      ['--name', 'z2', '--loop-file', `${tmp.path}/z2.img`, '--size', '128M'],
+    ],
+    'pool destroy': [
+      [pool, '--yes'],
+      [pool, '--yes', '--force'],
+      ['nodes', '--yes', '--force'],
+    ],
     // The managed local etcd (not running here): --etcd must not point elsewhere for these.
     'etcd up': [[]],
     'etcd down': [[]],
@@ -164,24 +210,36 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     'dot init': [['d2'], ['d1.sub']],
     'dot commit': [['d1', '-m', 'again']],
     'dot branch': [['d1', 'exp']],
-    'dot checkout': [['d1', 'dev'], ['d1', 'master']],
+    'dot checkout': [
+      ['d1', 'dev'],
+      ['d1', 'master'],
+    ],
     'dot reset': [['d1', '--hard', commit, '--force']],
     'dot clone': [['d1', 'd3']],
     'dot mount': [['d1', `${tmp.path}/elsewhere`]],
     'dot unmount': [['d1']],
     'dot fsck': [['--repair']],
-    'dot push': [['d1', 'origin'], ['d1', 'empty']],
+    'dot push': [
+      ['d1', 'origin'],
+      ['d1', 'empty'],
+    ],
     'dot pull': [['origin/d1', '--as', 'd4'], ['origin/d1']],
     'dot remote add': [['backup', `file://${tmp.path}/backup`]],
     'dot remote rm': [['origin']],
     'dot receive': [['d1', '--record', JSON.stringify({ id: 'x' })]],
     'dot rm': [['d1', '--force']],
-    'job run': [['-d', '--name', 'web2', d.image, '--', 'sleep', '60'], ['--name', 'once', d.image, '--', 'true']],
+    'job run': [
+      ['-d', '--name', 'web2', d.image, '--', 'sleep', '60'],
+      ['--name', 'once', d.image, '--', 'true'],
+    ],
     'job stop': [['web']],
     'job rm': [['web']],
     'job restart': [['web'], ['--all']],
     'host drain': [['h9']],
-    'host tag': [['h9', 'ssd'], ['h9', 'a', '--remove']],
+    'host tag': [
+      ['h9', 'ssd'],
+      ['h9', 'a', '--remove'],
+    ],
     'host leave': [['h9']],
     'cluster create': [['lab2', '--size', '2']],
     'cluster start': [['lab']],
@@ -238,8 +296,10 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
         const r = await knarr(['--dry-run', ...leaf.path, ...args], { env: { ...env, ...(LOCAL_ETCD.has(path) ? { KNARR_ETCD: undefined } : {}) } });
         const shown = `knarr --dry-run ${path} ${args.join(' ')}`;
         if (leaf.def.dryRun === 'refuses') {
-          if (r.code !== 2 || !/does not support --dry-run/.test(r.stderr)) failures.push(`${shown}: should refuse --dry-run, exited ${r.code}: ${r.stderr.trim()}`);
-        } else if ((leaf.def.dryRun === 'plans' && r.code === 1) || /internal error|tried to/.test(r.stderr)) failures.push(`${shown}: exited ${r.code}: ${r.stderr.trim()}`);
+          if (r.code !== 2 || !/does not support --dry-run/.test(r.stderr))
+            failures.push(`${shown}: should refuse --dry-run, exited ${r.code}: ${r.stderr.trim()}`);
+        } else if ((leaf.def.dryRun === 'plans' && r.code === 1) || /internal error|tried to/.test(r.stderr))
+          failures.push(`${shown}: exited ${r.code}: ${r.stderr.trim()}`);
         const after = await observe();
         for (const key of Object.keys(before)) {
           try {
@@ -299,7 +359,16 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     const agent = await AgentClient.connect({ ...ctx, config: { ...ctx.config, jobs: { ...ctx.config.jobs, agentToken: 't' } } }, h9);
     await expect(agent.converge()).rejects.toBeInstanceOf(DryRunWriteError);
     // An operation is planned, never run: even a runner handed a writable store refuses.
-    await expect(new OpRunner(ctx, store, 'h9', 'dry', () => '0', () => undefined).execute(queuedOp)).rejects.toBeInstanceOf(DryRunWriteError);
+    await expect(
+      new OpRunner(
+        ctx,
+        store,
+        'h9',
+        'dry',
+        () => '0',
+        () => undefined,
+      ).execute(queuedOp),
+    ).rejects.toBeInstanceOf(DryRunWriteError);
     expect(await observe()).toEqual(before);
   });
 });

@@ -91,7 +91,16 @@ describe.skipIf(!run)('the store against a real etcd', () => {
       // A claim held by someone else: the guarded delete does nothing.
       expect(await store.transact([{ key: keys.opClaim('op-000001'), value: 'agent:2' }], [], [keys.opClaim('op-000001')])).toBe(false);
       expect(await store.get(keys.opClaim('op-000001'))).toBe('cli:1');
-      expect(await store.transact([{ key: keys.opClaim('op-000001'), value: 'cli:1' }, { key: keys.op('op-000002'), absent: true }], [{ key: keys.op('op-000002'), value: 'x' }], [keys.opClaim('op-000001')])).toBe(true);
+      expect(
+        await store.transact(
+          [
+            { key: keys.opClaim('op-000001'), value: 'cli:1' },
+            { key: keys.op('op-000002'), absent: true },
+          ],
+          [{ key: keys.op('op-000002'), value: 'x' }],
+          [keys.opClaim('op-000001')],
+        ),
+      ).toBe(true);
       expect(await store.get(keys.opClaim('op-000001'))).toBeNull();
       expect(await store.get(keys.op('op-000002'))).toBe('x');
       const v = await store.getVersioned(keys.op('op-000002'));
@@ -283,7 +292,17 @@ describe.skipIf(!run)('knarr etcd up/down/status (the managed local etcd)', () =
       const data = `${state}/etcd/data`;
       const gone = await execa('true');
       mkdirSync(`${data}/.restore-y/member`, { recursive: true });
-      writeFileSync(`${state}/etcd/restore.json`, JSON.stringify({ snapshot: file, dataDir: data, staged: `${data}/.restore-y`, aside: `${data}/member.before-restore-y`, pid: gone.pid, startedAt: new Date().toISOString() }));
+      writeFileSync(
+        `${state}/etcd/restore.json`,
+        JSON.stringify({
+          snapshot: file,
+          dataDir: data,
+          staged: `${data}/.restore-y`,
+          aside: `${data}/member.before-restore-y`,
+          pid: gone.pid,
+          startedAt: new Date().toISOString(),
+        }),
+      );
       const up2 = await knarr(['--state-dir', state, 'etcd', 'up']);
       expect(up2.code, up2.stderr).toBe(0);
       expect(up2.stderr).toMatch(/cut short before it stopped etcd: dropped/);
@@ -309,7 +328,7 @@ describe.skipIf(!run)('knarr etcd up/down/status (the managed local etcd)', () =
       expect(external.stderr).toMatch(/manages this host's own etcd/);
     });
 
-    it('a new host comes up with the snapshot\'s data; a restore cut short is finished by the next start', async () => {
+    it("a new host comes up with the snapshot's data; a restore cut short is finished by the next start", async () => {
       const up = (await knarr(['--json', '--state-dir', state, 'etcd', 'up', ...ports])).json();
       const url = up.endpoints[0];
       await ctl(url, 'put', '/knarr/test/fleet', 'old');
@@ -332,10 +351,36 @@ describe.skipIf(!run)('knarr etcd up/down/status (the managed local etcd)', () =
       // Cut short after the snapshot was unpacked and the old data moved aside, before the new data moved in.
       const data = `${state}/etcd/data`;
       const peer = JSON.parse(readFileSync(`${state}/etcd/server.json`, 'utf8')).peerUrl;
-      await execa('etcdctl', ['snapshot', 'restore', file, '--data-dir', `${data}/.restore-x`, '--name', 'knarr', '--initial-cluster', `knarr=${peer}`, '--initial-advertise-peer-urls', peer], { env: { ETCDCTL_API: '3' } });
+      await execa(
+        'etcdctl',
+        [
+          'snapshot',
+          'restore',
+          file,
+          '--data-dir',
+          `${data}/.restore-x`,
+          '--name',
+          'knarr',
+          '--initial-cluster',
+          `knarr=${peer}`,
+          '--initial-advertise-peer-urls',
+          peer,
+        ],
+        { env: { ETCDCTL_API: '3' } },
+      );
       renameSync(`${data}/member`, `${data}/member.before-restore-x`);
       const journal = (pid: number, dataDir = data) =>
-        writeFileSync(`${state}/etcd/restore.json`, JSON.stringify({ snapshot: file, dataDir, staged: `${dataDir}/.restore-x`, aside: `${dataDir}/member.before-restore-x`, pid, startedAt: new Date().toISOString() }));
+        writeFileSync(
+          `${state}/etcd/restore.json`,
+          JSON.stringify({
+            snapshot: file,
+            dataDir,
+            staged: `${dataDir}/.restore-x`,
+            aside: `${dataDir}/member.before-restore-x`,
+            pid,
+            startedAt: new Date().toISOString(),
+          }),
+        );
       // While the knarr process that restores lives, nothing starts etcd on the half-swapped data.
       const restorer = execa('node', ['-e', 'setTimeout(() => {}, 60000)', 'knarr'], { reject: false });
       try {

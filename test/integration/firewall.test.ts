@@ -9,15 +9,24 @@ import { haveTools, integration, whichSync } from '../harness/tools.js';
 
 const run = integration('bridge firewall rules', process.getuid?.() === 0 && haveTools('iptables', 'ip'), 'needs root, iptables and ip (iproute2)');
 const dockerChain =
-  run && integration("bridge rules in docker's chain", (await execa('iptables', ['-w', '-n', '-L', 'DOCKER-USER'], { reject: false })).exitCode === 0, 'no DOCKER-USER chain: the system dockerd is not running');
-const tag = () => `kf${randomInt(36 ** 5).toString(36).padStart(5, '0')}`;
+  run &&
+  integration(
+    "bridge rules in docker's chain",
+    (await execa('iptables', ['-w', '-n', '-L', 'DOCKER-USER'], { reject: false })).exitCode === 0,
+    'no DOCKER-USER chain: the system dockerd is not running',
+  );
+const tag = () =>
+  `kf${randomInt(36 ** 5)
+    .toString(36)
+    .padStart(5, '0')}`;
 
 describe.skipIf(!run)("knarr's ACCEPT rules for a bridge (real iptables)", () => {
   let tmp: TempDir;
   let ns: string;
   let nsEnv: NodeJS.ProcessEnv;
   const runner = (env: NodeJS.ProcessEnv, dryRun = false) => new Runner({ dryRun, verbose: false, env, log: () => {} });
-  const rulesIn = async (argv: string[], bridge: string) => (await execa(argv[0]!, [...argv.slice(1), '-w', '-S'])).stdout.split('\n').filter((l) => l.includes(`knarr bridge ${bridge}`));
+  const rulesIn = async (argv: string[], bridge: string) =>
+    (await execa(argv[0]!, [...argv.slice(1), '-w', '-S'])).stdout.split('\n').filter((l) => l.includes(`knarr bridge ${bridge}`));
 
   beforeAll(async () => {
     tmp = await tempDir('knarr-fw-');
@@ -44,7 +53,9 @@ describe.skipIf(!run)("knarr's ACCEPT rules for a bridge (real iptables)", () =>
       const r = runner(process.env);
       await allowBridge(r, process.env, bridge);
       await allowBridge(r, process.env, bridge);
-      expect((await rulesIn(['iptables'], bridge)).sort()).toEqual(['-i', '-o'].map((d) => `-A DOCKER-USER ${d} ${bridge} -m comment --comment "knarr bridge ${bridge}" -j ACCEPT`));
+      expect((await rulesIn(['iptables'], bridge)).sort()).toEqual(
+        ['-i', '-o'].map((d) => `-A DOCKER-USER ${d} ${bridge} -m comment --comment "knarr bridge ${bridge}" -j ACCEPT`),
+      );
       expect(await bridgeFirewall(r, bridge)).toMatchObject({ allowed: true });
       const dryForget = runner(process.env, true);
       await forgetBridge(dryForget, process.env, bridge);
@@ -63,7 +74,9 @@ describe.skipIf(!run)("knarr's ACCEPT rules for a bridge (real iptables)", () =>
     expect(await bridgeFirewall(r, bridge)).toMatchObject({ allowed: false, policy: 'DROP' });
     await allowBridge(r, nsEnv, bridge);
     await allowBridge(r, nsEnv, bridge);
-    expect((await rulesIn(['ip', 'netns', 'exec', ns, 'iptables'], bridge)).sort()).toEqual(['-i', '-o'].map((d) => `-A FORWARD ${d} ${bridge} -m comment --comment "knarr bridge ${bridge}" -j ACCEPT`));
+    expect((await rulesIn(['ip', 'netns', 'exec', ns, 'iptables'], bridge)).sort()).toEqual(
+      ['-i', '-o'].map((d) => `-A FORWARD ${d} ${bridge} -m comment --comment "knarr bridge ${bridge}" -j ACCEPT`),
+    );
     expect(await bridgeFirewall(r, bridge)).toMatchObject({ allowed: true, policy: 'DROP' });
     await forgetBridge(r, nsEnv, bridge);
     expect(await rulesIn(['ip', 'netns', 'exec', ns, 'iptables'], bridge)).toEqual([]);

@@ -11,7 +11,6 @@ import { eventually } from '../harness/eventually.js';
 const run = integration('fleet', haveNetns(), 'needs root, iproute2, dockerd, docker and busybox-static (Debian packages iproute2, docker.io, busybox-static)');
 const bin = new URL('../../bin/knarr', import.meta.url).pathname;
 
-
 /**
  * Three simulated hosts (network namespaces, each with its own dockerd and agent) on one shared etcd:
  * jobs placed by the scheduler, piped across hosts, moved when a host goes down, reached through
@@ -30,11 +29,32 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
 
   const startAgent = (name: string, tags: string, extra: string[] = []) => {
     const h = hosts[name]!;
-    agents[name] = h.spawn(bin, ['--etcd', etcd.url, '--state-dir', `${tmp.path}/${name}-state`, 'daemon', '--name', name, '--tags', tags, '--listen', `${h.ip}:7946`, '--ttl', '2', '--token-file', tokenFile, ...extra], {
-      env: h.dockerd.env,
-      reject: false,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    agents[name] = h.spawn(
+      bin,
+      [
+        '--etcd',
+        etcd.url,
+        '--state-dir',
+        `${tmp.path}/${name}-state`,
+        'daemon',
+        '--name',
+        name,
+        '--tags',
+        tags,
+        '--listen',
+        `${h.ip}:7946`,
+        '--ttl',
+        '2',
+        '--token-file',
+        tokenFile,
+        ...extra,
+      ],
+      {
+        env: h.dockerd.env,
+        reject: false,
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
   };
   const upHosts = async () =>
     ((await k(['--json', 'host', 'list'])).json() as { name: string; up: boolean; join?: string }[])
@@ -66,10 +86,17 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
   }, 120_000);
 
   it('echo hello | job on ha | job on hb prints 6, and each job ran where it was pinned', async () => {
-    const r = await execa('sh', ['-c', `echo hello | "$0" job run -i --host ha --network none "$1" -- tr a-z A-Z | "$0" job run -i --host hb --network none "$1" -- wc -c`, bin, image], { env: { ...process.env, ...env } });
+    const r = await execa(
+      'sh',
+      ['-c', `echo hello | "$0" job run -i --host ha --network none "$1" -- tr a-z A-Z | "$0" job run -i --host hb --network none "$1" -- wc -c`, bin, image],
+      { env: { ...process.env, ...env } },
+    );
     expect(r.stdout.trim()).toBe('6');
     // A job that stops reading early ends cleanly, and the agent lives on.
-    const early = await execa('sh', ['-c', `yes | "$0" job run -i --host ha --network none "$1" -- head -n 1`, bin, image], { env: { ...process.env, ...env }, reject: false });
+    const early = await execa('sh', ['-c', `yes | "$0" job run -i --host ha --network none "$1" -- head -n 1`, bin, image], {
+      env: { ...process.env, ...env },
+      reject: false,
+    });
     expect(early.exitCode, early.stderr).toBe(0);
     expect(early.stdout).toBe('y');
     const exit = await k(['job', 'run', '--host', 'hb', '--network', 'none', image, '--', 'sh', '-c', 'echo on $KNARR_HOST; exit 3']);
@@ -89,7 +116,27 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
   it('a job whose host goes down moves; the linked job reaches it at the same address; a fixed job waits for its host', async () => {
     // hb takes no new jobs for a moment, so web and db land on ha.
     expect((await k(['host', 'drain', 'hb'])).code).toBe(0);
-    const web = await k(['--json', 'job', 'run', '-d', '--name', 'web', '--tag', 'web', '--network', 'host', '-p', '8080:8080', '--restart', 'always', image, '--', 'sh', '-c', 'mkdir -p /www && echo "$KNARR_HOST" > /www/index.html && exec httpd -f -p 8080 -h /www']);
+    const web = await k([
+      '--json',
+      'job',
+      'run',
+      '-d',
+      '--name',
+      'web',
+      '--tag',
+      'web',
+      '--network',
+      'host',
+      '-p',
+      '8080:8080',
+      '--restart',
+      'always',
+      image,
+      '--',
+      'sh',
+      '-c',
+      'mkdir -p /www && echo "$KNARR_HOST" > /www/index.html && exec httpd -f -p 8080 -h /www',
+    ]);
     expect(web.code, web.stderr).toBe(0);
     expect(web.json()).toMatchObject({ job: 'web', host: 'ha', state: 'running' });
     writeFileSync(`${tmp.path}/db.yaml`, `name: db\nimage: ${image}\ncommand: [sleep, "3600"]\ntags: [web]\nnetwork: none\ndaemonize: true\nfixed: true\n`);
@@ -99,18 +146,56 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
     expect((await k(['host', 'drain', 'hb', '--undo'])).code).toBe(0);
 
     // The client on hc fetches web through its host's ambassador, twice a second.
-    const client = await k(['job', 'run', '-d', '--name', 'client', '--tag', 'client', '--network', 'host', '--link', 'web-8080', image, '--', 'sh', '-c', 'while true; do wget -qO- "http://$WEB_8080_ADDR/" || echo failed; sleep 0.5; done']);
+    const client = await k([
+      'job',
+      'run',
+      '-d',
+      '--name',
+      'client',
+      '--tag',
+      'client',
+      '--network',
+      'host',
+      '--link',
+      'web-8080',
+      image,
+      '--',
+      'sh',
+      '-c',
+      'while true; do wget -qO- "http://$WEB_8080_ADDR/" || echo failed; sleep 0.5; done',
+    ]);
     expect(client.code, client.stderr).toBe(0);
     await eventually(async () => expect((await k(['job', 'logs', 'client'])).stdout).toContain('ha\n'));
     // A bridged job reaches the same forwarder at its network's gateway.
     await hosts.hc!.dockerd.docker('network', 'create', '--subnet', '10.251.77.0/24', 'knet');
-    const bridged = await k(['job', 'run', '-d', '--name', 'bridged', '--host', 'hc', '--network', 'knet', '--link', 'web-8080', image, '--', 'sh', '-c', 'echo "via $WEB_8080_ADDR"; while true; do wget -qO- "http://$WEB_8080_ADDR/" || echo failed; sleep 0.5; done']);
+    const bridged = await k([
+      'job',
+      'run',
+      '-d',
+      '--name',
+      'bridged',
+      '--host',
+      'hc',
+      '--network',
+      'knet',
+      '--link',
+      'web-8080',
+      image,
+      '--',
+      'sh',
+      '-c',
+      'echo "via $WEB_8080_ADDR"; while true; do wget -qO- "http://$WEB_8080_ADDR/" || echo failed; sleep 0.5; done',
+    ]);
     expect(bridged.code, bridged.stderr).toBe(0);
     await eventually(async () => expect((await k(['job', 'logs', 'bridged'])).stdout).toMatch(/via 10\.251\.77\.1:\d+\n(.|\n)*ha\n/));
 
     agents.ha!.kill('SIGKILL');
     await eventually(async () => expect((await k(['--json', 'job', 'show', 'web'])).json()).toMatchObject({ host: 'hb', state: 'running' }));
-    await eventually(async () => expect((await k(['--json', 'service', 'list'])).json()).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'web-8080', host: 'hb', address: hosts.hb!.ip })])));
+    await eventually(async () =>
+      expect((await k(['--json', 'service', 'list'])).json()).toEqual(
+        expect.arrayContaining([expect.objectContaining({ name: 'web-8080', host: 'hb', address: hosts.hb!.ip })]),
+      ),
+    );
     await eventually(async () => expect((await k(['job', 'logs', 'client'])).stdout).toContain('hb\n'));
     await eventually(async () => expect((await k(['job', 'logs', 'bridged'])).stdout).toContain('hb\n'));
 
@@ -127,9 +212,28 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
   }, 120_000);
 
   it('a crashed job restarts per its policy; a container removed behind knarr is made again', async () => {
-    const r = await k(['job', 'run', '-d', '--name', 'crashy', '--host', 'hc', '--network', 'none', '--restart', 'on-failure:2', image, '--', 'sh', '-c', 'sleep 1; exit 1']);
+    const r = await k([
+      'job',
+      'run',
+      '-d',
+      '--name',
+      'crashy',
+      '--host',
+      'hc',
+      '--network',
+      'none',
+      '--restart',
+      'on-failure:2',
+      image,
+      '--',
+      'sh',
+      '-c',
+      'sleep 1; exit 1',
+    ]);
     expect(r.code, r.stderr).toBe(0);
-    await eventually(async () => expect((await k(['--json', 'job', 'show', 'crashy'])).json()).toMatchObject({ state: 'exited', actual: { restarts: 2, exitCode: 1 } }));
+    await eventually(async () =>
+      expect((await k(['--json', 'job', 'show', 'crashy'])).json()).toMatchObject({ state: 'exited', actual: { restarts: 2, exitCode: 1 } }),
+    );
 
     const id = (await k(['--json', 'job', 'show', 'db'])).json().actual.container as string;
     await hosts.ha!.dockerd.docker('rm', '-f', id);
@@ -142,7 +246,9 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
 
   it('a container knarr does not know is reported, and removed by an agent with --prune', async () => {
     await hosts.hc!.dockerd.docker('run', '-d', '--name', 'stray', '--network', 'none', image, 'sleep', '3600');
-    await eventually(async () => expect((await k(['--json', 'host', 'show', 'hc'])).json().unknownContainers).toEqual([expect.objectContaining({ name: 'stray' })]));
+    await eventually(async () =>
+      expect((await k(['--json', 'host', 'show', 'hc'])).json().unknownContainers).toEqual([expect.objectContaining({ name: 'stray' })]),
+    );
     agents.hc!.kill('SIGTERM');
     await agents.hc;
     startAgent('hc', 'client', ['--prune']);
@@ -160,8 +266,12 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
     expect((await k(['--json', 'service', 'list'])).json().map((s: { name: string }) => s.name)).not.toContain('web-8080');
   }, 60_000);
 
-  it('SIGTERM drains: a running foreground job ends with its output and code, a new one is refused meanwhile, then the host is down and the agent exits 0', async () => {
-    const running = execa(bin, ['job', 'run', '--host', 'hc', '--network', 'none', image, '--', 'sh', '-c', 'sleep 2; echo finished; exit 4'], { env: { ...process.env, ...env }, reject: false });
+  it('SIGTERM drains: a running foreground job ends with its output and code, a new one is refused meanwhile, then the host ' +
+    'is down and the agent exits 0', async () => {
+    const running = execa(bin, ['job', 'run', '--host', 'hc', '--network', 'none', image, '--', 'sh', '-c', 'sleep 2; echo finished; exit 4'], {
+      env: { ...process.env, ...env },
+      reject: false,
+    });
     await eventually(async () => expect(await hosts.hc!.dockerd.docker('ps', '-q', '--filter', 'label=knarr.mode=foreground')).not.toBe(''));
     agents.hc!.kill('SIGTERM');
     await eventually(async () => {
@@ -177,7 +287,10 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
     // Past --drain-timeout, what still runs is stopped: the agent exits, the job's container goes.
     startAgent('hc', 'client', ['--drain-timeout', '1']);
     await eventually(async () => expect(await upHosts()).toContain('hc'));
-    const long = execa(bin, ['job', 'run', '--host', 'hc', '--network', 'none', image, '--', 'sleep', '60'], { env: { ...process.env, ...env }, reject: false });
+    const long = execa(bin, ['job', 'run', '--host', 'hc', '--network', 'none', image, '--', 'sleep', '60'], {
+      env: { ...process.env, ...env },
+      reject: false,
+    });
     await eventually(async () => expect(await hosts.hc!.dockerd.docker('ps', '-q', '--filter', 'label=knarr.mode=foreground')).not.toBe(''));
     const t0 = Date.now();
     agents.hc!.kill('SIGTERM');

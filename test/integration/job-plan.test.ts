@@ -11,7 +11,7 @@ import { haveTools, integration } from '../harness/tools.js';
 const run = integration('job plan', haveTools('etcd'), 'etcd is not installed');
 const GiB = 1024 ** 3;
 
-describe.skipIf(!run)('knarr job plan over the fleet\'s hosts', () => {
+describe.skipIf(!run)("knarr job plan over the fleet's hosts", () => {
   let tmp: TempDir;
   let etcd: EtcdInstance;
   let store: Store;
@@ -22,10 +22,23 @@ describe.skipIf(!run)('knarr job plan over the fleet\'s hosts', () => {
     const repo = new HostRepo(store, 'default');
     const lease = await store.grantLease(60);
     const host = (name: string, tags: string[], freeMemory: number, state: HostRecord['state'] = 'ok'): HostRecord => ({
-      name, address: `http://${name}:7946`, dockerEndpoint: 'unix:///var/run/docker.sock', tags,
-      capacity: { cpu: 4000, memory: 8 * GiB }, load: { runningJobs: 0, freeMemory }, state, joinedAt: '', updatedAt: '',
+      name,
+      address: `http://${name}:7946`,
+      dockerEndpoint: 'unix:///var/run/docker.sock',
+      tags,
+      capacity: { cpu: 4000, memory: 8 * GiB },
+      load: { runningJobs: 0, freeMemory },
+      state,
+      joinedAt: '',
+      updatedAt: '',
     });
-    for (const h of [host('h-ssd', ['ssd'], 6 * GiB), host('h-plain', [], 8 * GiB), host('h-full', ['ssd'], GiB / 4), host('h-drain', ['ssd'], 8 * GiB, 'draining'), host('h-down', ['ssd'], 8 * GiB)]) {
+    for (const h of [
+      host('h-ssd', ['ssd'], 6 * GiB),
+      host('h-plain', [], 8 * GiB),
+      host('h-full', ['ssd'], GiB / 4),
+      host('h-drain', ['ssd'], 8 * GiB, 'draining'),
+      host('h-down', ['ssd'], 8 * GiB),
+    ]) {
       await repo.put(h);
       // Agents hold leases; h-down's agent is gone.
       if (h.name !== 'h-down') await repo.markAlive(h.name, lease, {});

@@ -20,11 +20,18 @@ describe.skipIf(!run)('job state as the engine tells it', () => {
   let port: number;
   let agent: ResultPromise | null = null;
   const k = (argv: string[]) => knarr(['--etcd', etcd.url, ...argv], { env });
-  const job = async (name: string) => ((await k(['--json', 'job', 'list'])).json() as { job: string; state: string; container: string | null }[]).find((j) => j.job === name);
+  const job = async (name: string) =>
+    ((await k(['--json', 'job', 'list'])).json() as { job: string; state: string; container: string | null }[]).find((j) => j.job === name);
   const containerOf = (name: string) => d.docker('ps', '-aq', '--no-trunc', '--filter', `label=knarr.job=${name}`);
   const startAgent = async () => {
-    agent = execa(bin, ['--etcd', etcd.url, 'daemon', '--name', 'h1', '--listen', `127.0.0.1:${port}`, '--ttl', '2'], { reject: false, env: { ...process.env, ...env } });
-    await eventually(async () => expect((await k(['--json', 'host', 'list'])).json()).toEqual([expect.objectContaining({ name: 'h1', up: true, join: 'ok' })]), 20_000);
+    agent = execa(bin, ['--etcd', etcd.url, 'daemon', '--name', 'h1', '--listen', `127.0.0.1:${port}`, '--ttl', '2'], {
+      reject: false,
+      env: { ...process.env, ...env },
+    });
+    await eventually(
+      async () => expect((await k(['--json', 'host', 'list'])).json()).toEqual([expect.objectContaining({ name: 'h1', up: true, join: 'ok' })]),
+      20_000,
+    );
   };
   beforeAll(async () => {
     tmp = await tempDir('knarr-job-truth-');
@@ -75,7 +82,12 @@ describe.skipIf(!run)('job state as the engine tells it', () => {
       expect(await containerOf('keep')).toBe(now!.container);
     }, 15_000);
     const history = (await k(['--json', 'job', 'history', 'keep'])).json() as { event: string; host: string; detail?: string }[];
-    expect(history.slice(0, 4)).toMatchObject([{ event: 'placed' }, { event: 'started' }, { event: 'placed', host: 'h1', detail: 'taken over by the agent of h1' }, { event: 'started', host: 'h1' }]);
+    expect(history.slice(0, 4)).toMatchObject([
+      { event: 'placed' },
+      { event: 'started' },
+      { event: 'placed', host: 'h1', detail: 'taken over by the agent of h1' },
+      { event: 'started', host: 'h1' },
+    ]);
     expect((await k(['job', 'rm', 'keep'])).code).toBe(0);
     await eventually(async () => expect(await containerOf('keep')).toBe(''), 10_000);
   });

@@ -26,21 +26,36 @@ describe.skipIf(!run)('knarr job run on a real dockerd (no agent: the embedded d
   });
 
   it('echo hello | job -i tr a-z A-Z | job -i wc -c prints 6', async () => {
-    const r = await execa('sh', ['-c', `echo hello | "$0" job run -i --network none "$1" -- tr a-z A-Z | "$0" job run -i --network none "$1" -- wc -c`, bin, d.image], { env: { ...process.env, ...env } });
+    const r = await execa(
+      'sh',
+      ['-c', `echo hello | "$0" job run -i --network none "$1" -- tr a-z A-Z | "$0" job run -i --network none "$1" -- wc -c`, bin, d.image],
+      { env: { ...process.env, ...env } },
+    );
     expect(r.stdout.trim()).toBe('6');
   });
 
   it('a job that exits before its stdin ends: knarr exits with its code, no broken pipe', async () => {
-    const r = await execa('sh', ['-c', `yes | "$0" job run -i --network none "$1" -- head -n 1`, bin, d.image], { env: { ...process.env, ...env }, reject: false });
+    const r = await execa('sh', ['-c', `yes | "$0" job run -i --network none "$1" -- head -n 1`, bin, d.image], {
+      env: { ...process.env, ...env },
+      reject: false,
+    });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toBe('y');
   });
 
   it('a reader that goes away (| head -1): knarr exits 141, as on SIGPIPE, quietly, and the job is removed', async () => {
-    const r = await execa('bash', ['-c', `"$0" job run --network none "$1" -- sh -c 'while :; do echo y; done' | head -n 1; echo "\${PIPESTATUS[0]}"`, bin, d.image], { env: { ...process.env, ...env } });
+    const r = await execa(
+      'bash',
+      ['-c', `"$0" job run --network none "$1" -- sh -c 'while :; do echo y; done' | head -n 1; echo "\${PIPESTATUS[0]}"`, bin, d.image],
+      { env: { ...process.env, ...env } },
+    );
     expect(r.stdout).toBe('y\n141');
     expect(r.stderr).toBe('');
-    const piped = await execa('bash', ['-c', `yes | "$0" job run -i --network none "$1" -- cat | head -c 2 >/dev/null; echo "\${PIPESTATUS[1]}"`, bin, d.image], { env: { ...process.env, ...env } });
+    const piped = await execa(
+      'bash',
+      ['-c', `yes | "$0" job run -i --network none "$1" -- cat | head -c 2 >/dev/null; echo "\${PIPESTATUS[1]}"`, bin, d.image],
+      { env: { ...process.env, ...env } },
+    );
     expect(piped.stdout).toBe('141');
     expect(await d.docker('ps', '-aq', '--filter', 'label=knarr.job')).toBe('');
   });
@@ -49,10 +64,19 @@ describe.skipIf(!run)('knarr job run on a real dockerd (no agent: the embedded d
     const input = `${tmp.path}/random.bin`;
     const bytes = randomBytes(64 * 1024 * 1024);
     writeFileSync(input, bytes);
-    const r = await execa(bin, job('-i', d.image, '--', 'cat'), { env: { ...process.env, ...env }, inputFile: input, encoding: 'buffer', maxBuffer: 128 * 1024 * 1024 });
+    const r = await execa(bin, job('-i', d.image, '--', 'cat'), {
+      env: { ...process.env, ...env },
+      inputFile: input,
+      encoding: 'buffer',
+      maxBuffer: 128 * 1024 * 1024,
+    });
     expect(r.exitCode).toBe(0);
     expect((r.stdout as Uint8Array).length).toBe(bytes.length);
-    expect(createHash('sha256').update(r.stdout as Uint8Array).digest('hex')).toBe(createHash('sha256').update(bytes).digest('hex'));
+    expect(
+      createHash('sha256')
+        .update(r.stdout as Uint8Array)
+        .digest('hex'),
+    ).toBe(createHash('sha256').update(bytes).digest('hex'));
   });
 
   it("exits with the job's exit code, stdout and stderr apart, and removes the container", async () => {
@@ -79,7 +103,9 @@ describe.skipIf(!run)('knarr job run on a real dockerd (no agent: the embedded d
     writeFileSync(file, 'name: my job\nimage: 3\ncolour: red\nports: [80x]\n');
     const r = await knarr(['job', 'run', '-f', file], { env });
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/bad\.yaml: 4 problems: colour: unknown field.*; name: "my job" must be .*; image: must be an image reference.*; ports\[0\]: "80x" is not HOST:CONTAINER/);
+    expect(r.stderr).toMatch(
+      /bad\.yaml: 4 problems: colour: unknown field.*; name: "my job" must be .*; image: must be an image reference.*; ports\[0\]: "80x" is not HOST:CONTAINER/,
+    );
     expect(await d.docker('ps', '-aq')).toBe('');
   });
 
@@ -121,7 +147,10 @@ describe.skipIf(!run)('daemonized jobs on this host: intent, actual state, servi
 
     let answered = 0;
     for (let i = 0; i < 50 && !answered; i++) {
-      answered = await fetch(`http://127.0.0.1:${port}/`).then((res) => res.status, () => 0);
+      answered = await fetch(`http://127.0.0.1:${port}/`).then(
+        (res) => res.status,
+        () => 0,
+      );
       if (!answered) await new Promise((res) => setTimeout(res, 100));
     }
     expect(answered).toBeGreaterThan(0);
@@ -137,7 +166,19 @@ describe.skipIf(!run)('daemonized jobs on this host: intent, actual state, servi
     const clash = await k(['job', 'run', '--name', 'web', '--network', 'none', d.image, '--', 'true']);
     expect(clash.code).toBe(4);
     expect(clash.stderr).toMatch(/a job named web already/);
-    const linked = await k(['job', 'run', '--network', 'host', '--link', `web-${port}`, d.image, '--', 'sh', '-c', `echo "$WEB_${port}_ADDR"; wget -qO /dev/null "http://$WEB_${port}_ADDR/bin/sh" && echo reached`]);
+    const linked = await k([
+      'job',
+      'run',
+      '--network',
+      'host',
+      '--link',
+      `web-${port}`,
+      d.image,
+      '--',
+      'sh',
+      '-c',
+      `echo "$WEB_${port}_ADDR"; wget -qO /dev/null "http://$WEB_${port}_ADDR/bin/sh" && echo reached`,
+    ]);
     expect(linked.code, linked.stderr).toBe(0);
     expect(linked.stdout).toBe(`127.0.0.1:${port}\nreached\n`);
     const missing = await k(['job', 'run', '--network', 'none', '--link', 'nosuch-80', d.image, '--', 'true']);
@@ -157,20 +198,38 @@ describe.skipIf(!run)('daemonized jobs on this host: intent, actual state, servi
     expect(shown).toMatch(new RegExp(`^ports: +${port}:${port}/tcp$`, 'm'));
     expect(shown).toMatch(/^generation: +1$/m);
     expect(shown).toMatch(/^container: +[0-9a-f]{12} on \S+$/m);
-    expect((await k(['--json', 'job', 'history', 'web'])).json().map((e: { event: string }) => e.event)).toEqual(['placed', 'started', 'stopped', 'restarted', 'started']);
+    expect((await k(['--json', 'job', 'history', 'web'])).json().map((e: { event: string }) => e.event)).toEqual([
+      'placed',
+      'started',
+      'stopped',
+      'restarted',
+      'started',
+    ]);
     expect((await k(['job', 'rm', 'web'])).code).toBe(0);
     expect((await k(['--json', 'job', 'list'])).json()).toEqual([]);
     expect((await k(['--json', 'service', 'list'])).json()).toEqual([]);
     expect(await d.docker('ps', '-aq', '--filter', 'label=knarr.job=web')).toBe('');
   });
 
-  it('a dot volume: the job sees the dot\'s files and its writes land in the dot', async () => {
+  it("a dot volume: the job sees the dot's files and its writes land in the dot", async () => {
     expect((await k(['pool', 'init', '--name', 'jobpool', '--driver', 'dir'])).code).toBe(0);
     expect((await k(['dot', 'init', 'site'])).code).toBe(0);
     const show = (await k(['--json', 'dot', 'show', 'site'])).json();
     const path = `${tmp.path}/state/mnt/jobpool/knarr-dots/site/${show.activeBranch}/__default__`;
     writeFileSync(`${path}/index.html`, 'from the dot\n');
-    const r = await k(['job', 'run', '--network', 'none', '--volume', 'dot:site:/data', d.image, '--', 'sh', '-c', 'cat /data/index.html; echo written > /data/out']);
+    const r = await k([
+      'job',
+      'run',
+      '--network',
+      'none',
+      '--volume',
+      'dot:site:/data',
+      d.image,
+      '--',
+      'sh',
+      '-c',
+      'cat /data/index.html; echo written > /data/out',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe('from the dot\n');
     expect(readFileSync(`${path}/out`, 'utf8')).toBe('written\n');

@@ -8,7 +8,23 @@ import { haveTools, integration } from '../harness/tools.js';
 
 // Our kernels have no device-mapper: LVM is checked at the argv level with recording fake binaries.
 const FAKE = new URL('../harness/fake-lvm/fake-lvm.mjs', import.meta.url).pathname;
-const FAKED = ['pvcreate', 'vgcreate', 'lvcreate', 'lvremove', 'lvchange', 'vgs', 'lvs', 'vgchange', 'vgremove', 'pvremove', 'losetup', 'mkfs.ext4', 'mount', 'umount', 'findmnt'];
+const FAKED = [
+  'pvcreate',
+  'vgcreate',
+  'lvcreate',
+  'lvremove',
+  'lvchange',
+  'vgs',
+  'lvs',
+  'vgchange',
+  'vgremove',
+  'pvremove',
+  'losetup',
+  'mkfs.ext4',
+  'mount',
+  'umount',
+  'findmnt',
+];
 const READS = new Set(['vgs', 'lvs', 'losetup', 'findmnt']);
 const run = integration('dots on lvm (argv level)', haveTools('etcd'), 'etcd is not installed');
 
@@ -20,7 +36,11 @@ describe.skipIf(!run)('dots on an LVM pool, at the argv level', () => {
   let seen = 0;
   /** The changing commands run since the last call, as argv arrays. */
   const changes = (): string[][] => {
-    const all = readFileSync(log, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as string[]);
+    const all = readFileSync(log, 'utf8')
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as string[]);
     const fresh = all.slice(seen);
     seen = all.length;
     return fresh.filter((a) => !READS.has(a[0]!) && !(a[0] === 'mount' && a.length === 1));
@@ -117,6 +137,12 @@ describe.skipIf(!run)('dots on an LVM pool, at the argv level', () => {
     expect(removed).toEqual(expect.arrayContaining(['vg0/kd.app.master', 'vg0/kd.app.exp']));
     expect(removed.some((n) => n?.startsWith('vg0/kc.app.'))).toBe(true);
     const lvs = await execa('lvs', ['--noheadings', '-o', 'lv_name', 'vg0'], { env: { ...process.env, ...env } });
-    expect(lvs.stdout.split('\n').map((l) => l.trim()).filter(Boolean).sort()).toEqual(['knarr-etcd', 'knarr-thin']);
+    expect(
+      lvs.stdout
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean)
+        .sort(),
+    ).toEqual(['knarr-etcd', 'knarr-thin']);
   });
 });

@@ -74,7 +74,10 @@ describe('lvm pools (argv level, fake LVM tools)', () => {
 
   /** Every argv the fakes saw, in order. */
   function recorded(): string[][] {
-    return readFileSync(logFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as string[]);
+    return readFileSync(logFile, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as string[]);
   }
   function mutating(): string[][] {
     return recorded().filter((a) => !isProbe(a));
@@ -232,7 +235,9 @@ describe('lvm pools (argv level, fake LVM tools)', () => {
   it('a loop file holding a PV of another volume group is refused and not left attached', async () => {
     const img = `${tmp.path}/other.img`;
     const otherState = `${tmp.path}/other-state`;
-    const other = await knarr(['--state-dir', otherState, 'pool', 'init', '--name', uniqueName('ko'), '--driver', 'lvm', '--loop-file', img, '--size', '64M'], { env });
+    const other = await knarr(['--state-dir', otherState, 'pool', 'init', '--name', uniqueName('ko'), '--driver', 'lvm', '--loop-file', img, '--size', '64M'], {
+      env,
+    });
     expect(other.code, other.stderr).toBe(0);
     editFake((s) => (s.loops = {}));
     clearLog();

@@ -35,10 +35,24 @@ describe.skipIf(!run)('a fabric of simulated hosts: one netns, one IP and one do
   });
 
   it("a --network host container on A serves at A's address: from the root namespace and from B", async () => {
-    await a.dockerd.docker('run', '-d', '--name', 'web', '--network', 'host', a.dockerd.image, 'sh', '-c', 'mkdir -p /www && echo hello-from-a > /www/index.html && exec httpd -f -p 8080 -h /www');
+    await a.dockerd.docker(
+      'run',
+      '-d',
+      '--name',
+      'web',
+      '--network',
+      'host',
+      a.dockerd.image,
+      'sh',
+      '-c',
+      'mkdir -p /www && echo hello-from-a > /www/index.html && exec httpd -f -p 8080 -h /www',
+    );
     let body = '';
     for (let i = 0; i < 50 && !body; i++) {
-      body = await fetch(`http://${a.ip}:8080/`).then((r) => r.text(), () => '');
+      body = await fetch(`http://${a.ip}:8080/`).then(
+        (r) => r.text(),
+        () => '',
+      );
       if (!body) await new Promise((r) => setTimeout(r, 100));
     }
     expect(body).toBe('hello-from-a\n');
@@ -51,7 +65,10 @@ describe.skipIf(!run)('a fabric of simulated hosts: one netns, one IP and one do
 
   it("reaches the root namespace's etcd on the gateway, from a host process and from a container", async () => {
     expect(etcd.url).toContain(`//${fabric.gateway}:`);
-    const node = await a.exec(process.execPath, ['-e', `fetch(${JSON.stringify(`${etcd.url}/health`)}).then((r) => r.text()).then((t) => process.stdout.write(t))`]);
+    const node = await a.exec(process.execPath, [
+      '-e',
+      `fetch(${JSON.stringify(`${etcd.url}/health`)}).then((r) => r.text()).then((t) => process.stdout.write(t))`,
+    ]);
     expect(JSON.parse(node.stdout)).toMatchObject({ health: 'true' });
     expect(await b.dockerd.docker('run', '--rm', '--network', 'host', b.dockerd.image, 'wget', '-qO-', `${etcd.url}/health`)).toContain('"health":"true"');
   });

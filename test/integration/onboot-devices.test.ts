@@ -17,7 +17,11 @@ const btrfsKernel = (() => {
   }
 })();
 const drivers = {
-  zfs: integration('onboot on renamed devices (zfs)', loops && (await zfsAnswers()) && haveTools('etcd'), 'needs losetup, blkid, a zpool that answers and etcd'),
+  zfs: integration(
+    'onboot on renamed devices (zfs)',
+    loops && (await zfsAnswers()) && haveTools('etcd'),
+    'needs losetup, blkid, a zpool that answers and etcd',
+  ),
   btrfs: integration('onboot on renamed devices (btrfs)', loops && btrfsKernel && haveTools('mkfs.btrfs', 'etcd'), 'needs losetup, blkid, btrfs and etcd'),
 };
 const mounted = (path: string) => kernelMounts().some((m) => m.target === path);
@@ -53,7 +57,24 @@ for (const driver of ['zfs', 'btrfs'] as const) {
     };
     const app = () => `${tmp.path}/app`;
     const boot = (devices: string[], stateDir = state) =>
-      knarr(['--json', '--state-dir', stateDir, '--config', config, 'onboot', '--driver', driver, '--pool', pool, '--storage-device', devices.join(','), '--dot', 'app', '--mountpoint', app()]);
+      knarr([
+        '--json',
+        '--state-dir',
+        stateDir,
+        '--config',
+        config,
+        'onboot',
+        '--driver',
+        driver,
+        '--pool',
+        pool,
+        '--storage-device',
+        devices.join(','),
+        '--dot',
+        'app',
+        '--mountpoint',
+        app(),
+      ]);
     /** A reboot: mounts gone, the pool exported, the devices detached. */
     const shutdown = async (devices: string[], stateDir = state) => {
       await execa('umount', [app()]);

@@ -21,7 +21,8 @@ describe.skipIf(!run)('knarr onboot (the dm-linuxkit flow) on zfs', () => {
   let devices: string;
   let pool: string;
   let seed: string;
-  const boot = (extra: string[]) => knarr(['--json', '--state-dir', state, '--config', config, 'onboot', '--storage-device', devices, '--pool', pool, ...extra]);
+  const boot = (extra: string[]) =>
+    knarr(['--json', '--state-dir', state, '--config', config, 'onboot', '--storage-device', devices, '--pool', pool, ...extra]);
 
   beforeAll(async () => {
     tmp = await tempDir('knarr-onboot-');
@@ -104,7 +105,24 @@ describe.skipIf(!run)('knarr onboot (the dm-linuxkit flow) on zfs', () => {
   it('--dry-run shows the boot as the host stands, and changes nothing', async () => {
     const datasets = async () => (await execa('zfs', ['list', '-H', '-o', 'name', '-r', pool])).stdout;
     const before = await datasets();
-    const again = await knarr(['--dry-run', '--state-dir', state, '--config', config, 'onboot', '--storage-device', devices, '--pool', pool, '--dot', 'myapp.postgres', '--seed', `file://${seed}/myapp`, '--mountpoint', `${tmp.path}/pg2`]);
+    const again = await knarr([
+      '--dry-run',
+      '--state-dir',
+      state,
+      '--config',
+      config,
+      'onboot',
+      '--storage-device',
+      devices,
+      '--pool',
+      pool,
+      '--dot',
+      'myapp.postgres',
+      '--seed',
+      `file://${seed}/myapp`,
+      '--mountpoint',
+      `${tmp.path}/pg2`,
+    ]);
     expect(again.code, again.stderr).toBe(0);
     const lines = again.stdout.trimEnd().split('\n');
     // The pool is there: etcd would start on it; the dot's fate waits for etcd.
@@ -119,13 +137,36 @@ describe.skipIf(!run)('knarr onboot (the dm-linuxkit flow) on zfs', () => {
     const fresh = `${tmp.path}/fresh`;
     mkdirSync(fresh);
     await execa('truncate', ['-s', '256M', `${fresh}/d.img`]);
-    const first = await knarr(['--dry-run', '--state-dir', `${fresh}/state`, 'onboot', '--storage-device', `${fresh}/d.img`, '--pool', uniqueName('kdry'), '--dot', 'app', '--mountpoint', `${fresh}/app`]);
+    const first = await knarr([
+      '--dry-run',
+      '--state-dir',
+      `${fresh}/state`,
+      'onboot',
+      '--storage-device',
+      `${fresh}/d.img`,
+      '--pool',
+      uniqueName('kdry'),
+      '--dot',
+      'app',
+      '--mountpoint',
+      `${fresh}/app`,
+    ]);
     expect(first.code, first.stderr).toBe(0);
     expect(first.stdout.split('\n')[0]).toMatch(/^zpool create -m .* \S+\/d\.img$/);
     expect(first.stdout).toMatch(/^# etcd up --pool kdry\S+: once the pool is there$/m);
     expect(first.stdout).toMatch(/^# dot app: kept if the pool has it, else created/m);
     // The service form: pool and etcd, then it runs.
-    const service = await knarr(['--dry-run', '--state-dir', `${fresh}/state`, 'onboot', '--zpool-device', `${fresh}/d.img`, '--pool', uniqueName('kdry'), '--daemon']);
+    const service = await knarr([
+      '--dry-run',
+      '--state-dir',
+      `${fresh}/state`,
+      'onboot',
+      '--zpool-device',
+      `${fresh}/d.img`,
+      '--pool',
+      uniqueName('kdry'),
+      '--daemon',
+    ]);
     expect(service.code, service.stderr).toBe(0);
     expect(service.stdout.trimEnd().split('\n').at(-1)).toBe('# run until SIGTERM, then etcd down');
     expect(service.stdout).not.toMatch(/^# (dot|mount) /m);
@@ -164,7 +205,10 @@ describe.skipIf(!run)('knarr onboot --daemon, a real process', () => {
     }
   };
   const start = (argv: string[]) => {
-    const p = execa(bin, ['--state-dir', state, '--config', config, 'onboot', '--pool', pool, ...argv], { reject: false, env: { KNARR_ETCD: undefined, KNARR_CONFIG: undefined } });
+    const p = execa(bin, ['--state-dir', state, '--config', config, 'onboot', '--pool', pool, ...argv], {
+      reject: false,
+      env: { KNARR_ETCD: undefined, KNARR_CONFIG: undefined },
+    });
     child = p;
     return p;
   };
@@ -201,10 +245,14 @@ describe.skipIf(!run)('knarr onboot --daemon, a real process', () => {
 
     // etcd killed behind its back is started again while the boot service runs.
     process.kill(up.pid, 'SIGKILL');
-    await eventually(async () => {
-      const again = await etcdState();
-      expect(again.running && again.pid !== up.pid).toBe(true);
-    }, 60_000, 250);
+    await eventually(
+      async () => {
+        const again = await etcdState();
+        expect(again.running && again.pid !== up.pid).toBe(true);
+      },
+      60_000,
+      250,
+    );
     const restarted = (await etcdState()).pid as number;
 
     p.kill('SIGTERM');

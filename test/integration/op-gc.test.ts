@@ -35,7 +35,13 @@ describe.skipIf(!run)('knarr op gc and the retention the agent applies', () => {
   async function seed(fleet: string): Promise<void> {
     const keys = fleetKeys(fleet);
     const put = async (n: number, status: OpStatus, endedMsAgo: number, extra: Partial<OpRecord> = {}) => {
-      const o = { ...newOp(n, 'cluster.create', { user: 'u', name: `c${n}` }, 'elsewhere'), status, createdAt: ago(endedMsAgo + day), finishedAt: status === 'queued' || status === 'running' ? null : ago(endedMsAgo), ...extra };
+      const o = {
+        ...newOp(n, 'cluster.create', { user: 'u', name: `c${n}` }, 'elsewhere'),
+        status,
+        createdAt: ago(endedMsAgo + day),
+        finishedAt: status === 'queued' || status === 'running' ? null : ago(endedMsAgo),
+        ...extra,
+      };
       await store.put(keys.op(o.id), JSON.stringify(o));
     };
     await put(1, 'done', 10 * day);
@@ -69,7 +75,15 @@ describe.skipIf(!run)('knarr op gc and the retention the agent applies', () => {
 
     const plan = await k(['--dry-run', '--json', 'op', 'gc', '--older-than', '7d']);
     expect(plan.code, plan.stderr).toBe(0);
-    expect(plan.json().result).toMatchObject({ dryRun: true, operations: ['op-000001', 'op-000002', 'op-000003'], history: [{ job: 'old', event: 'removed' }, { job: 'web', event: 'placed' }, { job: 'web', event: 'started' }] });
+    expect(plan.json().result).toMatchObject({
+      dryRun: true,
+      operations: ['op-000001', 'op-000002', 'op-000003'],
+      history: [
+        { job: 'old', event: 'removed' },
+        { job: 'web', event: 'placed' },
+        { job: 'web', event: 'started' },
+      ],
+    });
     expect(await dump()).toEqual(before);
     const lines = (await k(['--dry-run', 'op', 'gc'])).stdout.split('\n').filter(Boolean);
     expect(lines).toHaveLength(6);
@@ -93,12 +107,37 @@ describe.skipIf(!run)('knarr op gc and the retention the agent applies', () => {
   it('an agent removes what is past KNARR_OP_RETENTION on its own', async () => {
     await seed('gcagent');
     const port = await freePort();
-    const agent: ResultPromise = execa(bin, ['--etcd', etcd.url, '--fleet', 'gcagent', '--state-dir', `${tmp.path}/agent-state`, 'daemon', '--name', 'h1', '--listen', `127.0.0.1:${port}`, '--ttl', '2'], {
-      reject: false,
-      env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock`, KNARR_OP_RETENTION: '1h' },
-    });
+    const agent: ResultPromise = execa(
+      bin,
+      [
+        '--etcd',
+        etcd.url,
+        '--fleet',
+        'gcagent',
+        '--state-dir',
+        `${tmp.path}/agent-state`,
+        'daemon',
+        '--name',
+        'h1',
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--ttl',
+        '2',
+      ],
+      {
+        reject: false,
+        env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock`, KNARR_OP_RETENTION: '1h' },
+      },
+    );
     try {
-      await eventually(async () => expect(await remaining('gcagent')).toEqual({ ops: ['op-000004', 'op-000005', 'op-000006', 'op-000007', 'op-000008'], history: ['started', 'stopped'] }), 20_000);
+      await eventually(
+        async () =>
+          expect(await remaining('gcagent')).toEqual({
+            ops: ['op-000004', 'op-000005', 'op-000006', 'op-000007', 'op-000008'],
+            history: ['started', 'stopped'],
+          }),
+        20_000,
+      );
     } finally {
       agent.kill('SIGTERM');
       await agent;

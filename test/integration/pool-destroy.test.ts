@@ -40,7 +40,9 @@ describe.skipIf(!run)('pool destroy of a pool in use', () => {
 
     const refused = await k(['pool', 'destroy', 'used', '--yes']);
     expect(refused.code).toBe(4);
-    expect(refused.stderr).toMatch(/pool used holds dots site; images base; cluster volumes alice-c1-1\n  hint: remove them first .*knarr pool destroy used --yes --force/);
+    expect(refused.stderr).toMatch(
+      /pool used holds dots site; images base; cluster volumes alice-c1-1\n  hint: remove them first .*knarr pool destroy used --yes --force/,
+    );
     const json = await k(['--json', 'pool', 'destroy', 'used', '--yes']);
     expect(JSON.parse(json.stderr).error).toMatchObject({ dots: ['site'], images: ['base'], clusterVolumes: ['alice-c1-1'], etcd: false });
     expect(readdirSync(mnt).sort()).toEqual(['.knarr-pool', 'knarr-clusters', 'knarr-dots', 'knarr-images']);
@@ -92,7 +94,9 @@ describe.skipIf(!run)('pool destroy of a pool in use', () => {
     writeFileSync(`${tmp.path}/zfs-default.yaml`, `pool:\n  name: ${name}\n`);
     const ambiguous = await k(['image', 'import', 'base', '--busybox'], { KNARR_CONFIG: `${tmp.path}/zfs-default.yaml` });
     expect(ambiguous.code).toBe(2);
-    expect(ambiguous.stderr).toMatch(new RegExp(`pool ${name} \\(zfs\\) cannot hold cluster nodes, and 2 pools can: nodes \\(dir\\), other \\(dir\\); --pool picks one`));
+    expect(ambiguous.stderr).toMatch(
+      new RegExp(`pool ${name} \\(zfs\\) cannot hold cluster nodes, and 2 pools can: nodes \\(dir\\), other \\(dir\\); --pool picks one`),
+    );
     const named = await k(['image', 'import', 'base', '--busybox', '--pool', name]);
     expect(named.code).toBe(5);
     expect(named.stderr).toMatch(/hint: pools that can: nodes, other; pick one with --pool/);

@@ -11,7 +11,13 @@ const run = integration('store on demand', haveTools('etcd'), 'etcd is not insta
 
 async function context(flags: Record<string, string>, env: Record<string, string> = {}) {
   const config = await loadConfig(flags, { ...env, KNARR_CONFIG: '/dev/null' }, '/');
-  return createContext(config, { stderr: new PassThrough(), stderrIsTTY: false, env: { ...process.env, ...env }, cwd: '/', signal: new AbortController().signal });
+  return createContext(config, {
+    stderr: new PassThrough(),
+    stderrIsTTY: false,
+    env: { ...process.env, ...env },
+    cwd: '/',
+    signal: new AbortController().signal,
+  });
 }
 
 describe.skipIf(!run)('commands that need the store', () => {

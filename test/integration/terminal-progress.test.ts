@@ -8,7 +8,11 @@ import { haveTools, integration } from '../harness/tools.js';
 import { zfsAnswers } from '../harness/zfs.js';
 
 const bin = new URL('../../bin/knarr', import.meta.url).pathname;
-const run = integration('progress on a terminal', (await zfsAnswers()) && haveTools('etcd', 'script', 'stty'), 'zpool does not answer, or etcd or script (util-linux) is missing');
+const run = integration(
+  'progress on a terminal',
+  (await zfsAnswers()) && haveTools('etcd', 'script', 'stty'),
+  'zpool does not answer, or etcd or script (util-linux) is missing',
+);
 const quote = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
 
 /** Processes whose command line mentions text (a leftover zfs send of a killed push). */
@@ -24,7 +28,14 @@ describe.skipIf(!run)('dot push on a terminal (script), zfs', () => {
   // An interactive terminal: no CI, a real TERM; script gives knarr a pty with the size set by stty (0x0 when none).
   const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(CI|CI_.*|CONTINUOUS_INTEGRATION|KNARR_.*)$/.test(k))), TERM: 'xterm' };
   const underScript = (cols: number, argv: string[]) =>
-    execa('script', ['-qec', `stty cols ${cols} rows 40; exec ${[bin, ...a.binArgs, ...argv].map(quote).join(' ')}`, '/dev/null'], { env, extendEnv: false, reject: false, timeout: 120_000, killSignal: 'SIGKILL', stdin: 'ignore' });
+    execa('script', ['-qec', `stty cols ${cols} rows 40; exec ${[bin, ...a.binArgs, ...argv].map(quote).join(' ')}`, '/dev/null'], {
+      env,
+      extendEnv: false,
+      reject: false,
+      timeout: 120_000,
+      killSignal: 'SIGKILL',
+      stdin: 'ignore',
+    });
 
   beforeAll(async () => {
     tmp = await tempDir('knarr-tty-');

@@ -53,7 +53,12 @@ describe.skipIf(!run)('errors from the store are typed', () => {
       await store.put(key, JSON.stringify({ name: 'h1' }));
       let n = 0;
       // Another writer lands between each read and write.
-      const racing = { ...store, putIfUnchanged: async (k: string, v: string, rev: string) => (await store.put(key, JSON.stringify({ name: 'h1', n: n++ })), store.putIfUnchanged(k, v, rev)) };
+      const racing = {
+        ...store,
+        putIfUnchanged: async (k: string, v: string, rev: string) => (
+          await store.put(key, JSON.stringify({ name: 'h1', n: n++ })), store.putIfUnchanged(k, v, rev)
+        ),
+      };
       const err = await new HostRepo(racing, fleet).update('h1', (prev) => ({ ...(prev as HostRecord) })).catch((e) => e);
       if (!(err instanceof Error)) return expect.fail('the write won against a writer that always changes the record first');
       expect(err).toBeInstanceOf(ConflictError);

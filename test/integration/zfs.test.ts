@@ -47,7 +47,10 @@ describe.skipIf(!run)('zfs pools on real zfs (zfs-fuse on sparse files)', () => 
     expect(second.json().action).toBe('exists');
     // -v lists every outside command: a re-run only probes.
     const commands = second.stderr.split('\n').filter((l) => l.startsWith('+ '));
-    expect(commands.every((l) => /^\+ (zpool list|zfs get)/.test(l)), commands.join('\n')).toBe(true);
+    expect(
+      commands.every((l) => /^\+ (zpool list|zfs get)/.test(l)),
+      commands.join('\n'),
+    ).toBe(true);
     expect(readFileSync(record, 'utf8')).toBe(before.record);
 
     const status = await knarr(['--json', '--state-dir', state, 'pool', 'status', name]);

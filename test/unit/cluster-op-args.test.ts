@@ -12,7 +12,9 @@ const op = (kind: string, args: Record<string, unknown>) => newOp(7, kind, args,
 
 describe('cluster operation arguments, read from etcd', () => {
   it('a create record as the command writes it parses into typed values', () => {
-    const args = createArgs(op('cluster.create', { user: 'alice', name: 'lab', size: 3, image: 'base', memory: 0, cpu: 500, pool: 'nodes', host: 'h1', authorizedKeys: '' }));
+    const args = createArgs(
+      op('cluster.create', { user: 'alice', name: 'lab', size: 3, image: 'base', memory: 0, cpu: 500, pool: 'nodes', host: 'h1', authorizedKeys: '' }),
+    );
     expect(args).toEqual({ user: 'alice', name: 'lab', size: 3, image: 'base', host: 'h1', pool: 'nodes', memory: 0, cpu: 500, authorizedKeys: '' });
   });
   it('limits default to none, and the optional fields may be absent', () => {
@@ -38,7 +40,14 @@ describe('cluster operation arguments, read from etcd', () => {
     }
   });
   it('image save keeps the host optional; host init reads any mode but new as recovery', () => {
-    expect(imageSaveArgs(op('image.save', { user: 'a', name: 'lab', node: 1, image: 'snap' }))).toEqual({ user: 'a', name: 'lab', pool: undefined, node: 1, image: 'snap', host: undefined });
+    expect(imageSaveArgs(op('image.save', { user: 'a', name: 'lab', node: 1, image: 'snap' }))).toEqual({
+      user: 'a',
+      name: 'lab',
+      pool: undefined,
+      node: 1,
+      image: 'snap',
+      host: undefined,
+    });
     expect(hostInitArgs(op('host.init', { mode: 'new' }))).toEqual({ mode: 'new' });
     expect(hostInitArgs(op('host.init', {}))).toEqual({ mode: 'recovery' });
   });

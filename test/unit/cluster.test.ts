@@ -1,5 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { containerName, hostsFile, subnetAddress, subnetBroadcast, subnetGateway, userSubnet, validateAuthorizedKeys, validateClusterName, validateClusterSize, validateNodeIndex, validateUser } from '../../src/core/cluster.js';
+import {
+  containerName,
+  hostsFile,
+  subnetAddress,
+  subnetBroadcast,
+  subnetGateway,
+  userSubnet,
+  validateAuthorizedKeys,
+  validateClusterName,
+  validateClusterSize,
+  validateNodeIndex,
+  validateUser,
+} from '../../src/core/cluster.js';
 import { describeOp, isOpId, isTerminal, newOp, opId } from '../../src/core/ops.js';
 import { lxcConfig } from '../../src/host/lxc.js';
 import { resolveConfig } from '../../src/core/config.js';
@@ -37,10 +49,17 @@ describe('subnets and the hosts file', () => {
     expect(() => userSubnet('10.240.0.0/16', 255)).toThrow();
   });
   it('lists every node as "ip host-N host-N.cluster"', () => {
-    expect(hostsFile('lab', [{ hostname: 'host-0', ip: '10.1.2.2' }, { hostname: 'host-1', ip: '10.1.2.3' }])).toBe('127.0.0.1 localhost\n10.1.2.2 host-0 host-0.lab\n10.1.2.3 host-1 host-1.lab\n');
+    expect(
+      hostsFile('lab', [
+        { hostname: 'host-0', ip: '10.1.2.2' },
+        { hostname: 'host-1', ip: '10.1.2.3' },
+      ]),
+    ).toBe('127.0.0.1 localhost\n10.1.2.2 host-0 host-0.lab\n10.1.2.3 host-1 host-1.lab\n');
   });
   it('takes public keys and refuses a private key', () => {
-    expect(validateAuthorizedKeys('--authorized-keys', 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA me@host\n')).toBe('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA me@host\n');
+    expect(validateAuthorizedKeys('--authorized-keys', 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA me@host\n')).toBe(
+      'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA me@host\n',
+    );
     expect(() => validateAuthorizedKeys('--authorized-keys', '-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n')).toThrow(/private key/);
     expect(() => validateAuthorizedKeys('--authorized-keys', 'hello world\n')).toThrow(/not an authorized_keys line/);
   });
@@ -53,7 +72,7 @@ describe('subnets and the hosts file', () => {
   });
 });
 
-describe('a node\'s LXC config', () => {
+describe("a node's LXC config", () => {
   const base = {
     name: 'alice-1-0',
     hostname: 'host-0',
@@ -95,7 +114,11 @@ describe('operations', () => {
     expect(isOpId('op-000042')).toBe(true);
     expect(isOpId('42')).toBe(false);
     expect(['queued', 'running', 'done', 'failed', 'cancelled'].map((s) => isTerminal(s as never))).toEqual([false, false, true, true, true]);
-    const op = { ...newOp(3, 'cluster.create', { name: 'lab' }, 'h1'), status: 'running' as const, progress: { done: 2, total: 5, message: 'starting host-2' } };
+    const op = {
+      ...newOp(3, 'cluster.create', { name: 'lab' }, 'h1'),
+      status: 'running' as const,
+      progress: { done: 2, total: 5, message: 'starting host-2' },
+    };
     expect(describeOp(op)).toBe('op-000003 cluster.create running 2/5 starting host-2');
   });
 });

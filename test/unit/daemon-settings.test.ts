@@ -4,7 +4,8 @@ import { resolveDaemonSettings, restartNeeded } from '../../src/core/daemon-sett
 import { sectionLayer } from '../../src/core/settings.js';
 
 const where = { configFile: '/etc/knarr/config.yaml', stateDir: '/var/lib/knarr', cwd: '/work', hostname: 'box1' };
-const resolve = (flags: Record<string, unknown> = {}, file?: Record<string, unknown>) => resolveDaemonSettings(flags, sectionLayer('daemon', { file: file ? { daemon: file } : {}, configFile: where.configFile }), where);
+const resolve = (flags: Record<string, unknown> = {}, file?: Record<string, unknown>) =>
+  resolveDaemonSettings(flags, sectionLayer('daemon', { file: file ? { daemon: file } : {}, configFile: where.configFile }), where);
 
 describe('knarr daemon settings: flag > config file daemon: section > default', () => {
   it('defaults: the hostname, no tags, 127.0.0.1:7946, ten seconds, the token in the state dir, recovery', () => {
@@ -24,9 +25,32 @@ describe('knarr daemon settings: flag > config file daemon: section > default', 
   });
 
   it('the file sets each one; a flag wins over it', () => {
-    const file = { name: 'h1', tags: ['ssd', 'zone=eu'], listen: '0.0.0.0:8000', ttl: 30, tokenFile: 'tok', tlsCert: '/c.pem', tlsKey: '/k.pem', advertise: '10.0.0.5', prune: true, mode: 'new', share: '/srv/share' };
+    const file = {
+      name: 'h1',
+      tags: ['ssd', 'zone=eu'],
+      listen: '0.0.0.0:8000',
+      ttl: 30,
+      tokenFile: 'tok',
+      tlsCert: '/c.pem',
+      tlsKey: '/k.pem',
+      advertise: '10.0.0.5',
+      prune: true,
+      mode: 'new',
+      share: '/srv/share',
+    };
     const s = resolve({}, file);
-    expect(s).toMatchObject({ name: 'h1', tags: ['ssd', 'zone=eu'], listen: { host: '0.0.0.0', port: 8000 }, ttlSeconds: 30, tokenFile: '/etc/knarr/tok', tls: { cert: '/c.pem', key: '/k.pem' }, advertise: '10.0.0.5', prune: true, mode: 'new', share: '/srv/share' });
+    expect(s).toMatchObject({
+      name: 'h1',
+      tags: ['ssd', 'zone=eu'],
+      listen: { host: '0.0.0.0', port: 8000 },
+      ttlSeconds: 30,
+      tokenFile: '/etc/knarr/tok',
+      tls: { cert: '/c.pem', key: '/k.pem' },
+      advertise: '10.0.0.5',
+      prune: true,
+      mode: 'new',
+      share: '/srv/share',
+    });
     // A relative path in the file is taken from the file's directory; a flag's from the working directory.
     expect(resolve({ tokenFile: 'tok' }, file).tokenFile).toBe('/work/tok');
     const f = resolve({ name: 'h2', tags: ['gpu,fast'], ttl: '5', mode: 'recovery' }, file);
@@ -58,7 +82,9 @@ describe('knarr daemon settings: flag > config file daemon: section > default', 
   });
 
   it('the config file check refuses unknown daemon keys and wrong types, naming them', () => {
-    expect(() => validateConfigFile('/f.yaml', { daemon: { colour: 'red' } })).toThrow(/^\/f.yaml: daemon.colour: unknown setting; known settings are name, tags, listen/);
+    expect(() => validateConfigFile('/f.yaml', { daemon: { colour: 'red' } })).toThrow(
+      /^\/f.yaml: daemon.colour: unknown setting; known settings are name, tags, listen/,
+    );
     expect(() => validateConfigFile('/f.yaml', { daemon: { ttl: '10s' } })).toThrow(/^\/f.yaml: daemon.ttl: must be a number/);
     expect(() => validateConfigFile('/f.yaml', { daemon: { prune: 'yes' } })).toThrow(/^\/f.yaml: daemon.prune: must be true or false/);
     expect(() => validateConfigFile('/f.yaml', { daemon: { tags: [1] } })).toThrow(/^\/f.yaml: daemon.tags: must be a list of strings/);

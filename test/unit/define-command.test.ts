@@ -48,8 +48,10 @@ describe('defineCommand infers the handler input from the definition', () => {
       return { data: null };
     });
     const typed = async (opts: { force: string }) => ({ data: opts });
-    // @ts-expect-error a handler that wants another type than the definition gives is refused
-    defineCommand({ name: 'x', summary: 's', dryRun: 'reads', options: { force: { flags: '--force', description: 'f' } } }, async ({ options }) => typed(options));
+    defineCommand({ name: 'x', summary: 's', dryRun: 'reads', options: { force: { flags: '--force', description: 'f' } } }, async ({ options }) =>
+      // @ts-expect-error a handler that wants another type than the definition gives is refused
+      typed(options),
+    );
   });
 
   it('the assertions above compile (and the refused ones are refused)', () => {
@@ -94,7 +96,9 @@ describe('parseInput: commander values to the typed input, checked once', () => 
   });
 
   it('refuses a value not among the choices, naming the flag and the choices', () => {
-    expect(() => parseInput(spec, raw(['app'], { message: 'hi', driver: 'ntfs' }))).toThrow(new ValidationError('--driver', 'unknown driver "ntfs"; use one of zfs, btrfs'));
+    expect(() => parseInput(spec, raw(['app'], { message: 'hi', driver: 'ntfs' }))).toThrow(
+      new ValidationError('--driver', 'unknown driver "ntfs"; use one of zfs, btrfs'),
+    );
     expect(() => parseInput(spec, raw(['app', undefined, 'fish'], { message: 'hi' }))).toThrow(/^SHELL: unknown shell "fish"; use one of bash, zsh$/);
   });
 

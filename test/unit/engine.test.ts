@@ -18,7 +18,7 @@ describe('a docker network gateway when the engine names none', () => {
 describe('the clusters a joining host acts on', () => {
   const c = (name: string, host: string, status: ClusterRecord['status']) => ({ name, host, status, user: 'alice' }) as ClusterRecord;
   const all = [c('a', 'h1', 'running'), c('b', 'h1', 'stopped'), c('c', 'h2', 'running')];
-  it('recovery starts this host\'s running clusters; new deletes all of this host\'s', () => {
+  it("recovery starts this host's running clusters; new deletes all of this host's", () => {
     expect(clustersToInit(all, 'h1', 'recovery').map((x) => x.name)).toEqual(['a']);
     expect(clustersToInit(all, 'h1', 'new').map((x) => x.name)).toEqual(['a', 'b']);
     expect(clustersToInit(all, 'h3', 'new')).toEqual([]);

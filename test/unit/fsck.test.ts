@@ -2,7 +2,16 @@ import { describe, expect, it } from 'vitest';
 import type { CommitRecord, DotRecord } from '../../src/core/dots.js';
 import { checkDot, type DiskDot } from '../../src/core/fsck.js';
 
-const c = (id: string, parent: string | null, branch = 'master'): CommitRecord => ({ id, dot: 'd', branch, parent, message: `m${id}`, author: 'a', time: `2026-01-01T00:00:0${id.length}Z`, meta: {} });
+const c = (id: string, parent: string | null, branch = 'master'): CommitRecord => ({
+  id,
+  dot: 'd',
+  branch,
+  parent,
+  message: `m${id}`,
+  author: 'a',
+  time: `2026-01-01T00:00:0${id.length}Z`,
+  meta: {},
+});
 const record = (head: string | null): DotRecord => ({
   name: 'd',
   pool: 'p',
@@ -54,7 +63,9 @@ describe('checkDot', () => {
     expect(f[0]).toMatchObject({ kind: 'branch-missing', repairs: [] });
   });
   it('an empty branch (no commits yet) comes back empty', () => {
-    expect(checkDot({ record: record(null), commits: [] }, disk([], []))).toMatchObject([{ kind: 'branch-missing', repairs: [{ kind: 'restore-branch', head: null }] }]);
+    expect(checkDot({ record: record(null), commits: [] }, disk([], []))).toMatchObject([
+      { kind: 'branch-missing', repairs: [{ kind: 'restore-branch', head: null }] },
+    ]);
   });
   it('a dot on disk unknown to the store is rebuilt from the disk', () => {
     const f = checkDot(null, disk([c('1', null), c('22', '1')]));

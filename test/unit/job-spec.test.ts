@@ -38,7 +38,12 @@ describe('job specs', () => {
   });
 
   it('defaults: no ports means not daemonized, no volumes means not fixed', () => {
-    expect(parseJobSpec({ name: 'once', image: 'busybox', command: 'true', cpu: 0.25 })).toMatchObject({ daemonize: false, fixed: false, command: ['true'], cpu: 250 });
+    expect(parseJobSpec({ name: 'once', image: 'busybox', command: 'true', cpu: 0.25 })).toMatchObject({
+      daemonize: false,
+      fixed: false,
+      command: ['true'],
+      cpu: 250,
+    });
     expect(parseJobSpec({ name: 's', image: 'busybox', static: true }).fixed).toBe(true);
   });
 
@@ -76,7 +81,11 @@ describe('job specs', () => {
     expect(problems({ tags: ['t'.repeat(65)] })).toEqual([expect.stringMatching(/^tags\[0\]: .* is not a tag/)]);
     expect(problems({ tags: ['..'] })).toEqual([expect.stringMatching(/^tags\[0\]: "\.\." is not a tag/)]);
     // A tag may be upper-case; a registry's port is no tag.
-    expect(parseJobSpec({ name: 'j', image: 'registry.local:5000/team/app:V2', cpu: '10m', memory: '6M' })).toMatchObject({ cpu: 10, memory: 6 * 1024 * 1024, image: 'registry.local:5000/team/app:V2' });
+    expect(parseJobSpec({ name: 'j', image: 'registry.local:5000/team/app:V2', cpu: '10m', memory: '6M' })).toMatchObject({
+      cpu: 10,
+      memory: 6 * 1024 * 1024,
+      image: 'registry.local:5000/team/app:V2',
+    });
   });
 
   it('reports every problem at once', () => {
@@ -121,9 +130,13 @@ describe('job specs', () => {
 
   it('refuses ports a job could not serve: on a foreground job, twice from one container port, or remapped under host networking', () => {
     expect(() => parseJobSpec({ name: 'x', image: 'busybox', ports: ['80:80'], daemonize: false })).toThrow(/daemonize: is false, but the job has ports/);
-    expect(() => parseJobSpec({ name: 'x', image: 'busybox', ports: ['8080:80', '8081:80'] })).toThrow(/ports\[1\]\.container: container port 80\/tcp is published twice/);
+    expect(() => parseJobSpec({ name: 'x', image: 'busybox', ports: ['8080:80', '8081:80'] })).toThrow(
+      /ports\[1\]\.container: container port 80\/tcp is published twice/,
+    );
     expect(parseJobSpec({ name: 'x', image: 'busybox', ports: ['53:53/tcp', '53:53/udp'] }).ports).toHaveLength(2);
-    expect(() => parseJobSpec({ name: 'x', image: 'busybox', network: 'host', ports: ['8080:80'] })).toThrow(/ports\[0\]: with network host the job listens on the host's port 80 itself; write 80:80/);
+    expect(() => parseJobSpec({ name: 'x', image: 'busybox', network: 'host', ports: ['8080:80'] })).toThrow(
+      /ports\[0\]: with network host the job listens on the host's port 80 itself; write 80:80/,
+    );
     expect(parseJobSpec({ name: 'x', image: 'busybox', network: 'host', ports: ['80:80'] }).ports[0]).toMatchObject({ host: 80, container: 80 });
   });
 });

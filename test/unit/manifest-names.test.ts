@@ -11,7 +11,16 @@ const good = (): Manifest =>
     format: 'zfs',
     subdots: ['__default__', 'redis'],
     branches: { master: { commits: [id] } },
-    commits: { [id]: { record: { id, dot: 'pgdata', branch: 'master', parent: null, message: 'm', author: 'a', time: 't', meta: {} }, base: null, file: `${id}.zfs`, bytes: 1, sha256: '', crc32: '00000000' } },
+    commits: {
+      [id]: {
+        record: { id, dot: 'pgdata', branch: 'master', parent: null, message: 'm', author: 'a', time: 't', meta: {} },
+        base: null,
+        file: `${id}.zfs`,
+        bytes: 1,
+        sha256: '',
+        crc32: '00000000',
+      },
+    },
   }) as unknown as Manifest;
 
 describe("a remote's manifest is input like any other", () => {
@@ -21,11 +30,23 @@ describe("a remote's manifest is input like any other", () => {
 
   it.each([
     ['another dot', (m: Manifest) => void (m.dot = 'other'), /names dot "other"/],
-    ['a commit id that climbs out of the pool', (m: Manifest) => void ((m.commits as Record<string, unknown>)['../../../root/.ssh'] = { ...m.commits[id]!, record: { ...m.commits[id]!.record, id: '../../../root/.ssh' } }), /commit "\.\.\/\.\.\/\.\.\/root\/\.ssh"/],
+    [
+      'a commit id that climbs out of the pool',
+      (m: Manifest) =>
+        void ((m.commits as Record<string, unknown>)['../../../root/.ssh'] = {
+          ...m.commits[id]!,
+          record: { ...m.commits[id]!.record, id: '../../../root/.ssh' },
+        }),
+      /commit "\.\.\/\.\.\/\.\.\/root\/\.ssh"/,
+    ],
     ['a record of another dot', (m: Manifest) => void (m.commits[id]!.record.dot = 'evil'), /belongs to dot "evil"/],
     ['a subdot with a slash', (m: Manifest) => void m.subdots.push('../x'), /subdot "\.\.\/x"/],
     ['a branch with a slash', (m: Manifest) => void (m.branches['a/b'] = { commits: [id] }), /branch "a\/b"/],
-    ['a branch listing a commit it lacks', (m: Manifest) => void m.branches.master!.commits.push('00mx5mticgdf74eeb8'), /lists commit 00mx5mticgdf74eeb8, which it does not hold/],
+    [
+      'a branch listing a commit it lacks',
+      (m: Manifest) => void m.branches.master!.commits.push('00mx5mticgdf74eeb8'),
+      /lists commit 00mx5mticgdf74eeb8, which it does not hold/,
+    ],
   ])('refuses %s', (_what, spoil, message) => {
     const m = good();
     spoil(m);

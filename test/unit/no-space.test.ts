@@ -3,7 +3,7 @@ import { ExitCode, ExternalCommandError, NoSpaceError } from '../../src/core/err
 import { isNoSpace, spaceGuard } from '../../src/host/storage/common.js';
 
 describe('a full pool as an error', () => {
-  it('knows ENOSPC from node and the tools\' words for it, and nothing else', () => {
+  it("knows ENOSPC from node and the tools' words for it, and nothing else", () => {
     expect(isNoSpace(Object.assign(new Error('write failed'), { code: 'ENOSPC' }))).toBe(true);
     expect(isNoSpace(new ExternalCommandError(['btrfs', 'subvolume', 'snapshot'], 1, 'ERROR: cannot snapshot: No space left on device'))).toBe(true);
     expect(isNoSpace(new ExternalCommandError(['zfs', 'recv'], 1, 'cannot receive new filesystem stream: out of space'))).toBe(true);

@@ -8,7 +8,13 @@ const ago = (ms: number) => new Date(now - ms).toISOString();
 
 function op(n: number, status: OpStatus, endedDaysAgo: number, links: { parent?: string; children?: string[] } = {}): OpRecord {
   const o = newOp(n, 'cluster.create', {}, 'h1', links.parent ?? null);
-  return { ...o, status, children: links.children ?? [], createdAt: ago((endedDaysAgo + 1) * day), finishedAt: status === 'queued' || status === 'running' ? null : ago(endedDaysAgo * day) };
+  return {
+    ...o,
+    status,
+    children: links.children ?? [],
+    createdAt: ago((endedDaysAgo + 1) * day),
+    finishedAt: status === 'queued' || status === 'running' ? null : ago(endedDaysAgo * day),
+  };
 }
 
 describe('op gc: what goes', () => {
@@ -17,7 +23,8 @@ describe('op gc: what goes', () => {
     expect(parseAge('--older-than', '90s')).toBe(90_000);
     expect(parseAge('--older-than', '2w')).toBe(14 * day);
     expect(parseAge('--older-than', '0')).toBe(0);
-    for (const bad of ['', '7', '7 days', '-1d', '1.5h', 'd']) expect(() => parseAge('--older-than', bad)).toThrow(/--older-than: .* is not an age; write it like 7d/);
+    for (const bad of ['', '7', '7 days', '-1d', '1.5h', 'd'])
+      expect(() => parseAge('--older-than', bad)).toThrow(/--older-than: .* is not an age; write it like 7d/);
   });
 
   it('ended operations older than the cutoff; never queued or running ones, nor a child of a running parent or the parent of a running child', () => {
@@ -39,9 +46,17 @@ describe('op gc: what goes', () => {
     expect(expiredOps(ops, now - 30 * day)).toEqual([]);
   });
 
-  it('job history older than the cutoff, except each job\'s newest start', () => {
+  it("job history older than the cutoff, except each job's newest start", () => {
     const line = (job: string, daysAgo: number, event: string) => ({ key: `${job}/${daysAgo}`, job, at: ago(daysAgo * day), event });
-    const entries = [line('web', 30, 'placed'), line('web', 30, 'started'), line('web', 20, 'started'), line('web', 20, 'exited'), line('web', 1, 'stopped'), line('db', 9, 'started'), line('db', 8, 'removed')];
+    const entries = [
+      line('web', 30, 'placed'),
+      line('web', 30, 'started'),
+      line('web', 20, 'started'),
+      line('web', 20, 'exited'),
+      line('web', 1, 'stopped'),
+      line('db', 9, 'started'),
+      line('db', 8, 'removed'),
+    ];
     expect(expiredHistory(entries, now - 7 * day).map((e) => e.key)).toEqual(['web/30', 'web/30', 'web/20', 'db/8']);
     expect(expiredHistory(entries, now - 7 * day).map((e) => e.event)).toEqual(['placed', 'started', 'exited', 'removed']);
   });
@@ -52,6 +67,8 @@ describe('op gc: what goes', () => {
     expect(resolveConfig({}, { KNARR_OP_RETENTION: '12h' }, { opRetention: '30d' }, null, '/').opRetentionMs).toBe(12 * 3_600_000);
     expect(resolveConfig({}, { KNARR_OP_RETENTION: '0' }, {}, null, '/').opRetentionMs).toBe(0);
     expect(() => resolveConfig({}, { KNARR_OP_RETENTION: 'soon' }, {}, null, '/')).toThrow(/KNARR_OP_RETENTION: "soon" is not an age/);
-    expect(() => resolveConfig({}, {}, { opRetention: 'soon' }, '/etc/knarr/config.yaml', '/')).toThrow(/\/etc\/knarr\/config.yaml: opRetention: "soon" is not an age/);
+    expect(() => resolveConfig({}, {}, { opRetention: 'soon' }, '/etc/knarr/config.yaml', '/')).toThrow(
+      /\/etc\/knarr\/config.yaml: opRetention: "soon" is not an age/,
+    );
   });
 });

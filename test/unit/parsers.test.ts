@@ -16,7 +16,11 @@ describe('outside tools output parsers', () => {
   });
   it('parses blkid export output', () => {
     expect(parseBlkidExport('DEVNAME=z.img\nLABEL=tank\nTYPE=zfs_member\nUSAGE=filesystem\n')).toEqual({ type: 'zfs_member', label: 'tank', uuid: null });
-    expect(parseBlkidExport('LABEL=tank\nUUID=3901016875626964769\nUUID_SUB=1421\nTYPE=zfs_member\n')).toEqual({ type: 'zfs_member', label: 'tank', uuid: '3901016875626964769' });
+    expect(parseBlkidExport('LABEL=tank\nUUID=3901016875626964769\nUUID_SUB=1421\nTYPE=zfs_member\n')).toEqual({
+      type: 'zfs_member',
+      label: 'tank',
+      uuid: '3901016875626964769',
+    });
     expect(parseBlkidExport('DEVNAME=e.img\nTYPE=ext4\n')).toEqual({ type: 'ext4', label: null, uuid: null });
     expect(parseBlkidExport('')).toBeNull();
   });

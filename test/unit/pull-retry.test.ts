@@ -7,9 +7,22 @@ import { ExternalCommandError } from '../../src/core/errors.js';
 import type { Manifest, ManifestCommit, RemoteEndpoint } from '../../src/core/remote.js';
 import type { DotFsRef, DotTransfer } from '../../src/host/storage/driver.js';
 
-const record = (id: string, parent: string | null): CommitRecord => ({ id, dot: 'd', branch: 'master', parent, message: id, author: 'a', time: '2026-01-01T00:00:00Z', meta: {} });
+const record = (id: string, parent: string | null): CommitRecord => ({
+  id,
+  dot: 'd',
+  branch: 'master',
+  parent,
+  message: id,
+  author: 'a',
+  time: '2026-01-01T00:00:00Z',
+  meta: {},
+});
 const entry = (id: string, base: string | null): ManifestCommit => ({ record: record(id, base), base, file: `${id}.zfs`, bytes: 1, sha256: '' });
-const manifest = { dot: 'd', commits: { c1: entry('c1', null), c2: entry('c2', 'c1') }, branches: { master: { commits: ['c1', 'c2'] } } } as unknown as Manifest;
+const manifest = {
+  dot: 'd',
+  commits: { c1: entry('c1', null), c2: entry('c2', 'c1') },
+  branches: { master: { commits: ['c1', 'c2'] } },
+} as unknown as Manifest;
 const ref = { dot: 'd', branch: 'master' } as DotFsRef;
 const ioError = () => new ExternalCommandError(['zfs', 'recv', '-F', 'p/knarr-dots/d/master'], 1, 'cannot receive incremental stream: I/O error');
 
@@ -31,7 +44,9 @@ function fakes(failures: number, error: () => Error) {
       if (commit.id === 'c2' && left-- > 0) throw error();
     },
   } as unknown as DotTransfer;
-  const ctx = { events: { step() {}, warn: (m: string) => warnings.push(m), done() {}, log() {}, progress: () => ({ add() {}, end() {} }) } } as unknown as Context;
+  const ctx = {
+    events: { step() {}, warn: (m: string) => warnings.push(m), done() {}, log() {}, progress: () => ({ add() {}, end() {} }) },
+  } as unknown as Context;
   return { reads, warnings, remote, transfer, ctx };
 }
 

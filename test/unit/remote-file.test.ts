@@ -13,7 +13,16 @@ const tmp = mkdtempSync(`${tmpdir()}/knarr-remote-file-`);
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const runner = () => new Runner({ dryRun: false, verbose: false, env: process.env, log: () => undefined });
-const record = (id: string): CommitRecord => ({ id, dot: 'd', branch: 'master', parent: null, message: 'm', author: 'a@b', time: '2026-01-01T00:00:00.000Z', meta: {} });
+const record = (id: string): CommitRecord => ({
+  id,
+  dot: 'd',
+  branch: 'master',
+  parent: null,
+  message: 'm',
+  author: 'a@b',
+  time: '2026-01-01T00:00:00.000Z',
+  meta: {},
+});
 const crc = (b: Buffer) => (zlib as { crc32?: (b: Buffer) => number }).crc32!(b).toString(16).padStart(8, '0');
 const drain = async (r: NodeJS.ReadableStream) => {
   const parts: Buffer[] = [];
@@ -50,14 +59,19 @@ describe('file remote streams', () => {
 
   it('a failing sender leaves no stream and no .partial', async () => {
     const remote = new FileRemote(`${tmp}/r2`, runner());
-    await expect(remote.putCommit('d', 'master', record('c2'), null, 'tar', { argv: ['sh', '-c', 'echo partial; exit 3'], produce: async () => undefined })).rejects.toBeInstanceOf(ExternalCommandError);
+    await expect(
+      remote.putCommit('d', 'master', record('c2'), null, 'tar', { argv: ['sh', '-c', 'echo partial; exit 3'], produce: async () => undefined }),
+    ).rejects.toBeInstanceOf(ExternalCommandError);
     expect(readdirSync(`${tmp}/r2/d/streams`)).toEqual([]);
   });
 
   it('a damaged or cut stream is refused before it is read, whichever checksum the manifest records', async () => {
     const remote = new FileRemote(`${tmp}/r3`, runner());
     const data = Buffer.from('x'.repeat(10_000));
-    const entry = await remote.putCommit('d', 'master', record('c3'), null, 'tar', { argv: ['head', '-c', '10000', '/dev/zero'], produce: async () => undefined });
+    const entry = await remote.putCommit('d', 'master', record('c3'), null, 'tar', {
+      argv: ['head', '-c', '10000', '/dev/zero'],
+      produce: async () => undefined,
+    });
     const path = `${tmp}/r3/d/streams/c3.tar`;
     writeFileSync(path, data);
     await expect(remote.openVerified('d', entry)).rejects.toThrow(/damaged: crc32/);
@@ -65,7 +79,13 @@ describe('file remote streams', () => {
     await expect(remote.openVerified('d', entry)).rejects.toThrow(/damaged: 9999 bytes/);
     // A version 1 entry: sha256 only.
     writeFileSync(path, data);
-    const v1: ManifestCommit = { record: record('c3'), base: null, file: 'c3.tar', bytes: data.length, sha256: createHash('sha256').update(data).digest('hex') };
+    const v1: ManifestCommit = {
+      record: record('c3'),
+      base: null,
+      file: 'c3.tar',
+      bytes: data.length,
+      sha256: createHash('sha256').update(data).digest('hex'),
+    };
     expect((await drain(await remote.openVerified('d', v1))).equals(data)).toBe(true);
     writeFileSync(path, Buffer.from('y'.repeat(10_000)));
     await expect(remote.openVerified('d', v1)).rejects.toBeInstanceOf(ConflictError);
@@ -81,7 +101,12 @@ describe('file remote streams', () => {
 
 describe('manifests', () => {
   const entry = (over: Partial<ManifestCommit>): ManifestCommit => ({ record: record('c'), base: null, file: 'c.zfs', bytes: 1, sha256: '', ...over });
-  const manifest = (version: number, c: ManifestCommit) => ({ ...emptyManifest('d', 'zfs', []), version, branches: { master: { commits: ['c'] } }, commits: { c } });
+  const manifest = (version: number, c: ManifestCommit) => ({
+    ...emptyManifest('d', 'zfs', []),
+    version,
+    branches: { master: { commits: ['c'] } },
+    commits: { c },
+  });
 
   it('reads version 1 (sha256) and version 2 (crc32); refuses other versions and malformed checksums', () => {
     const sha = 'a'.repeat(64);
@@ -131,7 +156,11 @@ describe('two pushes to one file remote', () => {
     const told: string[] = [];
     const order: string[] = [];
     let releaseFirst!: () => void;
-    const first = remote.withPushLock('d', { wait: false, signal, onWait: () => undefined }, () => new Promise<void>((r) => (releaseFirst = () => (order.push('first'), r()))));
+    const first = remote.withPushLock(
+      'd',
+      { wait: false, signal, onWait: () => undefined },
+      () => new Promise<void>((r) => (releaseFirst = () => (order.push('first'), r()))),
+    );
     await new Promise((r) => setTimeout(r, 50));
     await expect(other.withPushLock('d', { wait: false, signal, onWait: () => undefined }, async () => undefined)).rejects.toThrow(/is taking a push of d/);
     const second = other.withPushLock('d', { wait: true, signal, onWait: (m) => told.push(m) }, async () => void order.push('second'));

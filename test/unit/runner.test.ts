@@ -36,7 +36,9 @@ describe('Runner', () => {
     expect(r.planned).toEqual([]);
   });
   it('throws ExternalCommandError with the last stderr line', async () => {
-    const err = await runner(false).run(['ls', '/knarr-no-such-path'], { mutates: false }).catch((e) => e);
+    const err = await runner(false)
+      .run(['ls', '/knarr-no-such-path'], { mutates: false })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(ExternalCommandError);
     expect(err.exitStatus).toBe(2);
     expect(err.message).toMatch(/^ls failed \(exit 2\): .*knarr-no-such-path/);
@@ -104,7 +106,9 @@ describe('Runner and interruption', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
   });
   it('an empty command is a bug in knarr, named as one', async () => {
-    const err = await runner(false).run([], { mutates: false }).catch((e) => e);
+    const err = await runner(false)
+      .run([], { mutates: false })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(InternalError);
     expect(err.hint).toMatch(/bug in knarr/);
   });
@@ -113,7 +117,9 @@ describe('Runner and interruption', () => {
 describe('Runner and time limits', () => {
   it('reports a command past its time limit as a timeout, not as a signal exit', async () => {
     const started = Date.now();
-    const err = await runner(false).run(['sleep', '10'], { mutates: false, timeoutMs: 300 }).catch((e) => e);
+    const err = await runner(false)
+      .run(['sleep', '10'], { mutates: false, timeoutMs: 300 })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(CommandTimeoutError);
     expect(err.message).toBe('sleep took longer than 0.3 s and was stopped');
     expect(err.exitCode).toBe(1);
@@ -123,13 +129,17 @@ describe('Runner and time limits', () => {
   it('kills a command that ignores SIGTERM once the grace has passed', async () => {
     const r = new Runner({ dryRun: false, verbose: false, env: process.env, log: () => {}, killGraceMs: 500 });
     const started = Date.now();
-    const err = await r.run(['node', '-e', "process.on('SIGTERM', () => {}); setTimeout(() => {}, 30000)"], { mutates: false, timeoutMs: 1500 }).catch((e) => e);
+    const err = await r
+      .run(['node', '-e', "process.on('SIGTERM', () => {}); setTimeout(() => {}, 30000)"], { mutates: false, timeoutMs: 1500 })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(CommandTimeoutError);
     expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
     expect(Date.now() - started).toBeLessThan(10_000);
   });
   it('reports a command ended by a signal as 128 plus its number', async () => {
-    const err = await runner(false).run(['sh', '-c', 'kill -TERM $$'], { mutates: false }).catch((e) => e);
+    const err = await runner(false)
+      .run(['sh', '-c', 'kill -TERM $$'], { mutates: false })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(ExternalCommandError);
     expect(err.exitStatus).toBe(143);
   });
@@ -144,7 +154,9 @@ describe('Runner and chatty commands', () => {
   });
   it('does not keep the output of a command that never stops talking', async () => {
     const before = process.memoryUsage().arrayBuffers;
-    const err = await runner(false).run(['yes'], { mutates: false, timeoutMs: 1500, maxOutputBytes: 1 << 20 }).catch((e) => e);
+    const err = await runner(false)
+      .run(['yes'], { mutates: false, timeoutMs: 1500, maxOutputBytes: 1 << 20 })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(CommandTimeoutError);
     expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(64 << 20);
   });

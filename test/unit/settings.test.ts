@@ -6,7 +6,8 @@ import { resolveDaemonSettings } from '../../src/core/daemon-settings.js';
 import { SETTINGS, flagKey, pickSetting, setting, validateConfigFile } from '../../src/core/settings.js';
 
 const FILE = '/etc/knarr/config.yaml';
-const resolve = (flags: GlobalFlags = {}, env: Record<string, string> = {}, file: Record<string, unknown> = {}) => resolveConfig(flags, env, validateConfigFile(FILE, file), FILE, '/work');
+const resolve = (flags: GlobalFlags = {}, env: Record<string, string> = {}, file: Record<string, unknown> = {}) =>
+  resolveConfig(flags, env, validateConfigFile(FILE, file), FILE, '/work');
 
 describe('the settings table', () => {
   it('gives every setting a unique KNARR_* variable and a unique key, and every flag a unique name where it lives', () => {
@@ -35,7 +36,7 @@ describe('the settings table', () => {
     expect(() => resolve({}, { KNARR_USER: 'Bad-User' })).toThrow(/^KNARR_USER: "Bad-User" is not a user name/);
   });
 
-  it('a command\'s flag is not taken for a global setting of the same name, nor the other way round', () => {
+  it("a command's flag is not taken for a global setting of the same name, nor the other way round", () => {
     // commander's optsWithGlobals() mixes the command's options in: pool init --name is no daemon name.
     expect(pickSetting(setting('daemon.name'), { flags: { name: 'x' } })).toBeNull();
     expect(pickSetting(setting('daemon.name'), { flags: { name: 'x' }, command: 'daemon' })?.value).toBe('x');
@@ -85,7 +86,11 @@ describe('every area resolves flag > env > file > default', () => {
     const file = { cluster: { network: '10.50.0.0/16', user: 'fileuser' } };
     expect(resolve().cluster).toEqual({ network: '10.240.0.0/16', bridge: 'knarrbr0', user: null });
     expect(resolve({}, {}, file).cluster).toEqual({ network: '10.50.0.0/16', bridge: 'knarrbr0', user: 'fileuser' });
-    expect(resolve({}, { KNARR_CLUSTER_NETWORK: '10.60.0.0/16', KNARR_USER: 'envuser' }, file).cluster).toEqual({ network: '10.60.0.0/16', bridge: 'knarrbr0', user: 'envuser' });
+    expect(resolve({}, { KNARR_CLUSTER_NETWORK: '10.60.0.0/16', KNARR_USER: 'envuser' }, file).cluster).toEqual({
+      network: '10.60.0.0/16',
+      bridge: 'knarrbr0',
+      user: 'envuser',
+    });
     // A bad file value that env overrides is not consulted; a bad env value is named.
     expect(resolve({}, { KNARR_CLUSTER_NETWORK: '10.60.0.0/16' }, { cluster: { network: 'nope' } }).cluster.network).toBe('10.60.0.0/16');
     expect(() => resolve({}, {}, { cluster: { network: 'nope' } })).toThrow(/^\/etc\/knarr\/config.yaml: cluster.network: /);
@@ -100,8 +105,16 @@ describe('every area resolves flag > env > file > default', () => {
 
   it('jobs', () => {
     expect(resolve({ stateDir: '/s' }).jobs).toEqual({ agentToken: null, agentTokenFile: '/s/agent.token', agentCa: null });
-    expect(resolve({}, {}, { jobs: { agentTokenFile: '/file/tok', agentCa: '/file/ca.pem' } }).jobs).toEqual({ agentToken: null, agentTokenFile: '/file/tok', agentCa: '/file/ca.pem' });
-    expect(resolve({}, { KNARR_AGENT_TOKEN_FILE: '/env/tok', KNARR_AGENT_TOKEN: 't0k' }, { jobs: { agentTokenFile: '/file/tok' } }).jobs).toEqual({ agentToken: 't0k', agentTokenFile: '/env/tok', agentCa: null });
+    expect(resolve({}, {}, { jobs: { agentTokenFile: '/file/tok', agentCa: '/file/ca.pem' } }).jobs).toEqual({
+      agentToken: null,
+      agentTokenFile: '/file/tok',
+      agentCa: '/file/ca.pem',
+    });
+    expect(resolve({}, { KNARR_AGENT_TOKEN_FILE: '/env/tok', KNARR_AGENT_TOKEN: 't0k' }, { jobs: { agentTokenFile: '/file/tok' } }).jobs).toEqual({
+      agentToken: 't0k',
+      agentTokenFile: '/env/tok',
+      agentCa: null,
+    });
     expect(resolve({}, {}, { jobs: { agentTokenFile: 'tok' } }).jobs.agentTokenFile).toBe('/etc/knarr/tok');
     expect(resolve({}, { KNARR_AGENT_TOKEN_FILE: 'tok' }).jobs.agentTokenFile).toBe('/work/tok');
   });
@@ -110,15 +123,26 @@ describe('every area resolves flag > env > file > default', () => {
     expect(resolve().dots).toEqual({ author: null, sshConfig: null, remoteKnarr: 'knarr' });
     const file = { dots: { author: 'file@a', remoteKnarr: 'sudo knarr' } };
     expect(resolve({}, {}, file).dots).toEqual({ author: 'file@a', sshConfig: null, remoteKnarr: 'sudo knarr' });
-    expect(resolve({}, { KNARR_AUTHOR: 'env@a', KNARR_SSH_CONFIG: '/ssh' }, file).dots).toEqual({ author: 'env@a', sshConfig: '/ssh', remoteKnarr: 'sudo knarr' });
+    expect(resolve({}, { KNARR_AUTHOR: 'env@a', KNARR_SSH_CONFIG: '/ssh' }, file).dots).toEqual({
+      author: 'env@a',
+      sshConfig: '/ssh',
+      remoteKnarr: 'sudo knarr',
+    });
   });
 
   it('daemon: --ttl, --prune (--no-prune switches off what env set) and paths by source', () => {
     const where = { configFile: FILE, stateDir: '/var/lib/knarr', cwd: '/work', hostname: 'box1' };
-    const daemon = (flags: Record<string, unknown>, env: Record<string, string>, file: Record<string, unknown>) => resolveDaemonSettings(flags, resolve({}, env, { daemon: file }).daemon, where);
+    const daemon = (flags: Record<string, unknown>, env: Record<string, string>, file: Record<string, unknown>) =>
+      resolveDaemonSettings(flags, resolve({}, env, { daemon: file }).daemon, where);
     expect(daemon({}, {}, {})).toMatchObject({ ttlSeconds: 10, prune: false, tokenFile: '/var/lib/knarr/agent.token', tags: [] });
     expect(daemon({}, {}, { ttl: 20, prune: true, tokenFile: 'tok' })).toMatchObject({ ttlSeconds: 20, prune: true, tokenFile: '/etc/knarr/tok' });
-    expect(daemon({}, { KNARR_DAEMON_TTL: '30', KNARR_DAEMON_PRUNE: '0', KNARR_DAEMON_TOKEN_FILE: 'tok', KNARR_DAEMON_TAGS: 'b,a' }, { ttl: 20, prune: true, tokenFile: 'tok' })).toMatchObject({ ttlSeconds: 30, prune: false, tokenFile: '/work/tok', tags: ['a', 'b'] });
+    expect(
+      daemon(
+        {},
+        { KNARR_DAEMON_TTL: '30', KNARR_DAEMON_PRUNE: '0', KNARR_DAEMON_TOKEN_FILE: 'tok', KNARR_DAEMON_TAGS: 'b,a' },
+        { ttl: 20, prune: true, tokenFile: 'tok' },
+      ),
+    ).toMatchObject({ ttlSeconds: 30, prune: false, tokenFile: '/work/tok', tags: ['a', 'b'] });
     expect(daemon({ ttl: '40', prune: true }, { KNARR_DAEMON_TTL: '30', KNARR_DAEMON_PRUNE: '0' }, { ttl: 20 })).toMatchObject({ ttlSeconds: 40, prune: true });
     expect(daemon({ prune: false }, { KNARR_DAEMON_PRUNE: '1' }, { prune: true }).prune).toBe(false);
     expect(() => daemon({}, { KNARR_DAEMON_TTL: '1' }, { ttl: 20 })).toThrow(/^KNARR_DAEMON_TTL: must be a whole number of seconds from 2 to 300/);
@@ -132,7 +156,8 @@ describe('every area resolves flag > env > file > default', () => {
 
 describe('nothing but the composition root reads knarr settings from the environment', () => {
   const root = new URL('../../src/', import.meta.url).pathname;
-  const files = (dir: string): string[] => readdirSync(dir).flatMap((f) => (statSync(join(dir, f)).isDirectory() ? files(join(dir, f)) : f.endsWith('.ts') ? [join(dir, f)] : []));
+  const files = (dir: string): string[] =>
+    readdirSync(dir).flatMap((f) => (statSync(join(dir, f)).isDirectory() ? files(join(dir, f)) : f.endsWith('.ts') ? [join(dir, f)] : []));
   it('no env.KNARR_* or env["KNARR_*"] in src, and process.env only in the CLI entry', () => {
     for (const f of files(root)) {
       const text = readFileSync(f, 'utf8');

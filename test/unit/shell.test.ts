@@ -10,8 +10,11 @@ describe('shell quoting for hints and --dry-run lines', () => {
     expect(shellQuote('')).toBe(`''`);
     expect(knarrCommand('pool', 'status', 'a;b')).toBe(`knarr pool status 'a;b'`);
   });
-  it.each(['/x/no such $(touch p)', "a'b\"c`d`", '*', '~root', 'a\nb', '$HOME', '-n', '!x', ''])('pasted into sh, %j is one word that stays as it is', async (word) => {
-    const r = await execa('sh', ['-c', `printf '%s\\0' ${shellQuote(word)}`]);
-    expect(r.stdout).toBe(`${word}\0`);
-  });
+  it.each(['/x/no such $(touch p)', 'a\'b"c`d`', '*', '~root', 'a\nb', '$HOME', '-n', '!x', ''])(
+    'pasted into sh, %j is one word that stays as it is',
+    async (word) => {
+      const r = await execa('sh', ['-c', `printf '%s\\0' ${shellQuote(word)}`]);
+      expect(r.stdout).toBe(`${word}\0`);
+    },
+  );
 });

@@ -109,7 +109,35 @@ describe('the YAML subset of config files', () => {
       t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
       return ((t ^ (t >>> 14)) >>> 0) % n;
     };
-    const scalars = ["'x'#y", 'b\u00a0', '[a]#c', '1', '-3', '2.50', 'true', 'null', '~', 'x', 'a b', '2G', "'q''s'", '"dq"', '10.0.0.1:80', 'a#b', 'v # c', '', '1e2', 'no', '.5', '[]', '[a, 1, true]', 'a: b', '0x10', '*r', '- x'];
+    const scalars = [
+      "'x'#y",
+      'b\u00a0',
+      '[a]#c',
+      '1',
+      '-3',
+      '2.50',
+      'true',
+      'null',
+      '~',
+      'x',
+      'a b',
+      '2G',
+      "'q''s'",
+      '"dq"',
+      '10.0.0.1:80',
+      'a#b',
+      'v # c',
+      '',
+      '1e2',
+      'no',
+      '.5',
+      '[]',
+      '[a, 1, true]',
+      'a: b',
+      '0x10',
+      '*r',
+      '- x',
+    ];
     const keys = ['a', 'b', 'c_d', 'e.f', 'g-h', 'k1'];
     const gen = (depth: number, indent: string): string => {
       const used = new Set<string>();
@@ -120,7 +148,8 @@ describe('the YAML subset of config files', () => {
         used.add(key);
         const kind = depth < 3 ? rand(4) : 0;
         if (kind === 1) out += `${indent}${key}:\n${gen(depth + 1, `${indent}  `)}`;
-        else if (kind === 2) out += `${indent}${key}:\n${Array.from({ length: 1 + rand(3) }, () => `${indent}  - ${scalars[rand(scalars.length)]}\n`).join('')}`;
+        else if (kind === 2)
+          out += `${indent}${key}:\n${Array.from({ length: 1 + rand(3) }, () => `${indent}  - ${scalars[rand(scalars.length)]}\n`).join('')}`;
         else out += `${indent}${key}: ${scalars[rand(scalars.length)]}${rand(4) ? '' : '  # c'}\n`;
       }
       return out;

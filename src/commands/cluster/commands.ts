@@ -52,9 +52,13 @@ export const clusterCreate: Handler = async ({ args, opts }, ctx) => {
   const host = await thisHost(ctx.config.stateDir);
   return withStore(ctx, async (store) => {
     const repo = new ClusterRepo(store, ctx.config.fleet);
-    if (!(await repo.image(host, image))) throw new NotFoundError(`no image ${image} on ${host}`, { hint: `import one: knarr image import ${image} ROOTFS.tar (or --busybox)` });
-    if (await repo.get(user, name)) throw new ConflictError(`user ${user} already has a cluster ${name}`, { hint: `see it with: knarr cluster show ${name} --user ${user}` });
-    return runOperation(ctx, store, 'cluster.create', { user, name, size, image, memory, cpu, pool: pool.name, host, authorizedKeys }, host, { detach: optBool(opts, 'detach') });
+    if (!(await repo.image(host, image)))
+      throw new NotFoundError(`no image ${image} on ${host}`, { hint: `import one: knarr image import ${image} ROOTFS.tar (or --busybox)` });
+    if (await repo.get(user, name))
+      throw new ConflictError(`user ${user} already has a cluster ${name}`, { hint: `see it with: knarr cluster show ${name} --user ${user}` });
+    return runOperation(ctx, store, 'cluster.create', { user, name, size, image, memory, cpu, pool: pool.name, host, authorizedKeys }, host, {
+      detach: optBool(opts, 'detach'),
+    });
   });
 };
 
@@ -80,7 +84,8 @@ export const clusterScale: Handler = async ({ args, opts }, ctx) => {
   const user = userOf(ctx, opts);
   return withStore(ctx, async (store) => {
     const c = await requireCluster(new ClusterRepo(store, ctx.config.fleet), user, name);
-    if (c.status === 'creating' || c.status === 'deleting') throw new ConflictError(`cluster ${name} is ${c.status}`, { hint: `wait for ${c.op}: knarr op wait ${c.op}` });
+    if (c.status === 'creating' || c.status === 'deleting')
+      throw new ConflictError(`cluster ${name} is ${c.status}`, { hint: `wait for ${c.op}: knarr op wait ${c.op}` });
     return runOperation(ctx, store, 'cluster.scale', { user, name, size }, c.host, { detach: optBool(opts, 'detach') });
   });
 };
@@ -89,10 +94,16 @@ export const clusterScale: Handler = async ({ args, opts }, ctx) => {
 export const clusterList: Handler = async ({ opts }, ctx) =>
   withStore(ctx, async (store) => {
     const only = optString(opts, 'user');
-    const clusters = (await new ClusterRepo(store, ctx.config.fleet).list()).filter((c) => !only || c.user === only).sort((a, b) => a.user.localeCompare(b.user) || a.name.localeCompare(b.name));
+    const clusters = (await new ClusterRepo(store, ctx.config.fleet).list())
+      .filter((c) => !only || c.user === only)
+      .sort((a, b) => a.user.localeCompare(b.user) || a.name.localeCompare(b.name));
     return {
       data: clusters,
-      view: { kind: 'table', columns: ['USER', 'CLUSTER', 'ID', 'STATUS', 'NODES', 'IMAGE', 'SUBNET', 'HOST'], rows: clusters.map((c) => [c.user, c.name, String(c.id), c.status, String(c.nodes.length), c.image, c.subnet || '-', c.host]) },
+      view: {
+        kind: 'table',
+        columns: ['USER', 'CLUSTER', 'ID', 'STATUS', 'NODES', 'IMAGE', 'SUBNET', 'HOST'],
+        rows: clusters.map((c) => [c.user, c.name, String(c.id), c.status, String(c.nodes.length), c.image, c.subnet || '-', c.host]),
+      },
     };
   });
 
@@ -103,8 +114,30 @@ export const clusterShow: Handler = async ({ args, opts }, ctx) =>
     const lxc = lxcFor(ctx);
     const here = await thisHost(ctx.config.stateDir);
     const nodes = await Promise.all(c.nodes.map(async (n) => ({ ...n, state: c.host === here ? ((await lxc.state(n.container)) ?? 'MISSING') : 'unknown' })));
-    const data = { id: c.id, name: c.name, user: c.user, status: c.status, size: c.nodes.length, image: c.image, subnet: c.subnet, host: c.host, pool: c.pool, memory: c.memory, cpu: c.cpu, op: c.op, createdAt: c.createdAt, containers: nodes };
-    return { data, view: { kind: 'table', columns: ['NODE', 'CONTAINER', 'HOSTNAME', 'IP', 'HOST', 'STATE'], rows: nodes.map((n) => [String(n.index), n.container, n.hostname, n.ip, n.host, n.state]) } };
+    const data = {
+      id: c.id,
+      name: c.name,
+      user: c.user,
+      status: c.status,
+      size: c.nodes.length,
+      image: c.image,
+      subnet: c.subnet,
+      host: c.host,
+      pool: c.pool,
+      memory: c.memory,
+      cpu: c.cpu,
+      op: c.op,
+      createdAt: c.createdAt,
+      containers: nodes,
+    };
+    return {
+      data,
+      view: {
+        kind: 'table',
+        columns: ['NODE', 'CONTAINER', 'HOSTNAME', 'IP', 'HOST', 'STATE'],
+        rows: nodes.map((n) => [String(n.index), n.container, n.hostname, n.ip, n.host, n.state]),
+      },
+    };
   });
 
 /** `knarr cluster exec NAME NODE -- CMD...`: runs CMD in the node; exits with its status. */

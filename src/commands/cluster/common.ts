@@ -20,16 +20,27 @@ export async function clusterPool(ctx: Context, name: string | undefined): Promi
       });
     }
   }
-  if (!pool) throw new NotFoundError(`this host has no pool ${poolName}`, { hint: 'make one with: knarr pool init --driver btrfs (or dir), or name another with --pool' });
+  if (!pool)
+    throw new NotFoundError(`this host has no pool ${poolName}`, {
+      hint: 'make one with: knarr pool init --driver btrfs (or dir), or name another with --pool',
+    });
   if (!ctx.drivers[pool.driver].caps.overlayUpper) {
     const able = (await listPoolRecords(ctx.config.stateDir)).filter((p) => ctx.drivers[p.driver].caps.overlayUpper);
-    throw new PrerequisiteError(`pool ${poolName} (${pool.driver}) cannot hold cluster nodes: overlayfs refuses it as an upper layer (zfs-fuse has no xattrs)`, {
-      hint: able.length > 0 ? `pools that can: ${able.map((p) => p.name).join(', ')}; pick one with --pool` : 'keep clusters on a btrfs, lvm or dir pool: knarr pool init --name nodes --driver btrfs, then --pool nodes',
-    });
+    throw new PrerequisiteError(
+      `pool ${poolName} (${pool.driver}) cannot hold cluster nodes: overlayfs refuses it as an upper layer (zfs-fuse has no xattrs)`,
+      {
+        hint:
+          able.length > 0
+            ? `pools that can: ${able.map((p) => p.name).join(', ')}; pick one with --pool`
+            : 'keep clusters on a btrfs, lvm or dir pool: knarr pool init --name nodes --driver btrfs, then --pool nodes',
+      },
+    );
   }
   // LXC's config splits mount entries on spaces and overlay paths on ":": such a path would mount the wrong thing.
   if (/[\s:]/.test(pool.mountpoint)) {
-    throw new PrerequisiteError(`pool ${pool.name} is mounted at ${JSON.stringify(pool.mountpoint)}: a path with a space or ":" cannot go into an LXC config`, { hint: 'keep clusters on a pool mounted at a plain path' });
+    throw new PrerequisiteError(`pool ${pool.name} is mounted at ${JSON.stringify(pool.mountpoint)}: a path with a space or ":" cannot go into an LXC config`, {
+      hint: 'keep clusters on a pool mounted at a plain path',
+    });
   }
   return pool;
 }

@@ -23,7 +23,8 @@ while :; do sleep 2147483647 & wait $!; done
 async function buildBusybox(ctx: Context, root: string): Promise<void> {
   const busybox = findExecutable('busybox', ctx.env.PATH);
   if (!busybox) throw new PrerequisiteError('busybox is not installed', { hint: 'apt-get install busybox-static' });
-  for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'etc', 'root', 'tmp', 'nfs', 'dev', 'proc', 'sys', 'run', 'var/log']) await mkdir(`${root}/${d}`, { recursive: true });
+  for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'etc', 'root', 'tmp', 'nfs', 'dev', 'proc', 'sys', 'run', 'var/log'])
+    await mkdir(`${root}/${d}`, { recursive: true });
   await ctx.runner.run(['cp', busybox, `${root}/bin/busybox`]);
   await ctx.runner.run(['chroot', root, '/bin/busybox', '--install', '-s']);
   await writeFile(`${root}/etc/passwd`, 'root:x:0:0:root:/root:/bin/sh\n');
@@ -40,7 +41,12 @@ async function decompressFlag(file: string): Promise<string[]> {
   } finally {
     await fh.close();
   }
-  const magic: [string, string][] = [['1f8b', '-z'], ['425a68', '-j'], ['fd377a585a00', '-J'], ['28b52ffd', '--zstd']];
+  const magic: [string, string][] = [
+    ['1f8b', '-z'],
+    ['425a68', '-j'],
+    ['fd377a585a00', '-J'],
+    ['28b52ffd', '--zstd'],
+  ];
   const hex = head.toString('hex');
   return magic.filter(([m]) => hex.startsWith(m)).map(([, flag]) => flag);
 }
@@ -49,7 +55,10 @@ async function decompressFlag(file: string): Promise<string[]> {
 async function importTar(ctx: Context, file: string, into: string): Promise<void> {
   const meter = ctx.events.progress(`import ${file}`, (await stat(file)).size);
   try {
-    await ctx.runner.pipe(['tar', ...(await decompressFlag(file)), '-xf', '-', '-C', into, '--numeric-owner'], { stdin: metered(createReadStream(file), meter.add), redirect: `< ${file}` });
+    await ctx.runner.pipe(['tar', ...(await decompressFlag(file)), '-xf', '-', '-C', into, '--numeric-owner'], {
+      stdin: metered(createReadStream(file), meter.add),
+      redirect: `< ${file}`,
+    });
   } finally {
     meter.end();
   }
@@ -61,19 +70,32 @@ async function inside(root: string, rel: string): Promise<string> {
   for (const part of rel.split('/')) {
     path = `${path}/${part}`;
     const st = await lstat(path).catch(() => null);
-    if (st?.isSymbolicLink()) throw new ValidationError('ROOTFS', `/${rel} in the image goes through a symlink (${path.slice(root.length)}); knarr will not write through it`);
+    if (st?.isSymbolicLink())
+      throw new ValidationError('ROOTFS', `/${rel} in the image goes through a symlink (${path.slice(root.length)}); knarr will not write through it`);
     if (!st) break;
   }
   return `${root}/${rel}`;
 }
 
 /** `knarr image import NAME ROOTFS.tar|DIR | --busybox [--pool P]`: a base image for cluster nodes. */
-export async function imageImport(nameArg: string, source: string | undefined, opts: { busybox: boolean; pool?: string }, ctx: Context): Promise<CommandResult> {
+export async function imageImport(
+  nameArg: string,
+  source: string | undefined,
+  opts: { busybox: boolean; pool?: string },
+  ctx: Context,
+): Promise<CommandResult> {
   const name = validateName('NAME', nameArg, 64);
   const busybox = opts.busybox;
-  if ((source === undefined) === !busybox) throw new ValidationError('ROOTFS', busybox ? 'give a rootfs or --busybox, not both' : 'give a rootfs (a .tar file or a directory), or --busybox');
+  if ((source === undefined) === !busybox)
+    throw new ValidationError('ROOTFS', busybox ? 'give a rootfs or --busybox, not both' : 'give a rootfs (a .tar file or a directory), or --busybox');
   const src = source === undefined ? null : resolve(ctx.cwd, source);
-  const kind = src === null ? 'busybox' : await stat(src).then((s) => (s.isDirectory() ? 'dir' : 'tar'), () => null);
+  const kind =
+    src === null
+      ? 'busybox'
+      : await stat(src).then(
+          (s) => (s.isDirectory() ? 'dir' : 'tar'),
+          () => null,
+        );
   if (kind === null) throw new NotFoundError(`${src} does not exist`, { hint: 'give a rootfs tar file or directory' });
   const pool = await clusterPool(ctx, opts.pool);
   return withStore(ctx, async (store) => {
@@ -91,7 +113,8 @@ export async function imageImport(nameArg: string, source: string | undefined, o
     if (kind === 'busybox') await buildBusybox(ctx, partial);
     else if (kind === 'dir') await ctx.runner.run(['cp', '-a', `${src}/.`, partial]);
     else await importTar(ctx, src!, partial);
-    if (!(await pathExists(`${partial}/bin/sh`))) throw new ValidationError('ROOTFS', `${src ?? 'the image'} has no /bin/sh; nodes need a shell (a busybox rootfs has one)`);
+    if (!(await pathExists(`${partial}/bin/sh`)))
+      throw new ValidationError('ROOTFS', `${src ?? 'the image'} has no /bin/sh; nodes need a shell (a busybox rootfs has one)`);
     await mkdir(await inside(partial, 'sbin'), { recursive: true });
     await writeFile(await inside(partial, 'sbin/knarr-init'), KNARR_INIT, { mode: 0o755 });
     await mkdir(await inside(partial, 'nfs'), { recursive: true });
@@ -110,7 +133,10 @@ export async function imageImport(nameArg: string, source: string | undefined, o
 export const imageList = async (ctx: Context): Promise<CommandResult> =>
   withStore(ctx, async (store) => {
     const images = (await new ClusterRepo(store, ctx.config.fleet).images(await thisHost(ctx.config.stateDir))).sort((a, b) => a.name.localeCompare(b.name));
-    return { data: images, view: { kind: 'table', columns: ['IMAGE', 'POOL', 'SOURCE', 'CREATED'], rows: images.map((i) => [i.name, i.pool, i.source, i.createdAt]) } };
+    return {
+      data: images,
+      view: { kind: 'table', columns: ['IMAGE', 'POOL', 'SOURCE', 'CREATED'], rows: images.map((i) => [i.name, i.pool, i.source, i.createdAt]) },
+    };
   });
 
 /** `knarr image rm NAME`: refused while a cluster uses it. */
@@ -122,7 +148,8 @@ export const imageRm = async (nameArg: string, ctx: Context): Promise<CommandRes
     const image = await repo.image(host, name);
     if (!image) throw new NotFoundError(`no image ${name} on ${host}`, { hint: 'list them with: knarr image list' });
     const users = (await repo.list()).filter((c) => c.image === name && c.host === host);
-    if (users.length > 0) throw new ConflictError(`image ${name} is the base of ${users.map((c) => `${c.user}/${c.name}`).join(', ')}`, { hint: 'delete those clusters first' });
+    if (users.length > 0)
+      throw new ConflictError(`image ${name} is the base of ${users.map((c) => `${c.user}/${c.name}`).join(', ')}`, { hint: 'delete those clusters first' });
     const pool = await clusterPool(ctx, image.pool);
     await ctx.drivers[pool.driver].removeVolume(pool, imageVolume(name), ctx.runner);
     if (ctx.runner.dryRun) {

@@ -17,7 +17,11 @@ export const dotBranch: Handler = async ({ args, opts }, ctx) => {
       .map(([b, r]) => ({ branch: b, active: b === dot.activeBranch, head: r.head, from: r.from }));
     return {
       data: rows,
-      view: { kind: 'table', columns: ['', 'BRANCH', 'HEAD', 'FROM'], rows: rows.map((r) => [r.active ? '*' : '', r.branch, shortId(r.head), r.from ? `${r.from.branch}@${shortId(r.from.commit)}` : '-']) },
+      view: {
+        kind: 'table',
+        columns: ['', 'BRANCH', 'HEAD', 'FROM'],
+        rows: rows.map((r) => [r.active ? '*' : '', r.branch, shortId(r.head), r.from ? `${r.from.branch}@${shortId(r.from.commit)}` : '-']),
+      },
     };
   });
 };
@@ -25,15 +29,23 @@ export const dotBranch: Handler = async ({ args, opts }, ctx) => {
 /** Makes branch NEW from the active branch (its head, or --commit). */
 async function makeBranch(ctx: Context, repo: DotRepo, name: string, newBranch: string, commitOpt: string | undefined): Promise<CommandResult> {
   const dot = await requireDot(repo, name);
-  if (dot.branches[newBranch]) return { data: { dot: name, branch: newBranch, action: 'exists' }, view: { kind: 'lines', lines: [`branch ${newBranch} exists`] } };
+  if (dot.branches[newBranch])
+    return { data: { dot: name, branch: newBranch, action: 'exists' }, view: { kind: 'lines', lines: [`branch ${newBranch} exists`] } };
   const commits = await activeChain(repo, dot);
-  if (commits.length === 0) throw new UserError(`branch ${dot.activeBranch} of ${name} has no commit to branch from`, { hint: `commit first: knarr dot commit ${name} -m MESSAGE` });
+  if (commits.length === 0)
+    throw new UserError(`branch ${dot.activeBranch} of ${name} has no commit to branch from`, { hint: `commit first: knarr dot commit ${name} -m MESSAGE` });
   const from = commitOpt === undefined ? commits[0]! : resolveCommit('--commit', commits, commitOpt);
   const h = await dotHandle(ctx, dot);
   await spaceGuard(h.pool.name, () => h.storage.branchFrom(h.ref(), from.id, h.ref(newBranch)));
   await repo.update(name, (cur) => {
     if (cur.branches[newBranch]) throw new ConflictError(`branch ${newBranch} of ${name} was made by another command meanwhile`);
-    return { ...cur, branches: { ...cur.branches, [newBranch]: { head: from.id, from: { branch: dot.activeBranch, commit: from.id }, createdAt: new Date().toISOString() } } };
+    return {
+      ...cur,
+      branches: { ...cur.branches, [newBranch]: { head: from.id, from: { branch: dot.activeBranch, commit: from.id }, createdAt: new Date().toISOString() } },
+    };
   });
-  return { data: { dot: name, branch: newBranch, action: 'created', from: from.id }, view: { kind: 'lines', lines: [`branch ${newBranch} created from ${dot.activeBranch}@${shortId(from.id)}`] } };
+  return {
+    data: { dot: name, branch: newBranch, action: 'created', from: from.id },
+    view: { kind: 'lines', lines: [`branch ${newBranch} created from ${dot.activeBranch}@${shortId(from.id)}`] },
+  };
 }

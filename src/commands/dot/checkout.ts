@@ -8,7 +8,8 @@ import type { DotRecord } from '../../core/dots.js';
 
 /** Makes branch the dot's active one and moves its mounts over; shared by checkout and mount --branch. */
 export async function switchBranch(ctx: Context, repo: DotRepo, dot: DotRecord, branch: string): Promise<DotRecord> {
-  if (!dot.branches[branch]) throw new NotFoundError(`dot ${dot.name} has no branch ${branch}`, { hint: `make it with: knarr dot branch ${dot.name} ${branch}` });
+  if (!dot.branches[branch])
+    throw new NotFoundError(`dot ${dot.name} has no branch ${branch}`, { hint: `make it with: knarr dot branch ${dot.name} ${branch}` });
   if (dot.activeBranch === branch) return dot;
   const next = { ...dot, activeBranch: branch };
   const h = await dotHandle(ctx, next);
@@ -27,7 +28,10 @@ export const dotCheckout: Handler = async ({ args }, ctx) => {
       const was = dot.activeBranch;
       await switchBranch(ctx, repo, dot, branch);
       const action = was === branch ? 'exists' : 'switched';
-      return { data: { dot: name, branch, previous: was, action }, view: { kind: 'lines', lines: [was === branch ? `already on ${branch}` : `switched ${name} to ${branch}`] } };
+      return {
+        data: { dot: name, branch, previous: was, action },
+        view: { kind: 'lines', lines: [was === branch ? `already on ${branch}` : `switched ${name} to ${branch}`] },
+      };
     }),
   );
 };

@@ -35,7 +35,12 @@ export const dotClone: Handler = async ({ args, opts }, ctx) => {
       for (const sub of clone.subdots) await dst.storage.ensureSubdir(dst.ref(), sub);
       if (!(await repo.create(clone))) throw new ConflictError(`dot ${newName} was created by another command at the same time`);
       return {
-        data: { dot: newName, from: { dot: name, commit: from.id }, path: dst.storage.branchPath(dst.ref()), copyOnWrite: ctx.drivers[dst.pool.driver].caps.cowClone },
+        data: {
+          dot: newName,
+          from: { dot: name, commit: from.id },
+          path: dst.storage.branchPath(dst.ref()),
+          copyOnWrite: ctx.drivers[dst.pool.driver].caps.cowClone,
+        },
         view: { kind: 'lines', lines: [`cloned ${name}@${shortId(from.id)} as ${newName}`] },
       };
     }),

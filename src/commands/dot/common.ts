@@ -45,7 +45,10 @@ export async function withDotLock<T>(ctx: Context, what: string, dots: string[],
           stale: (h) => !holderAlive(h),
           wait: !ctx.config.noWait,
           signal: ctx.signal,
-          busy: (h) => new ConflictError(`dot ${dot} is in use by ${describeHolder(h)}`, { hint: 'run it again when that command is done, or without --no-wait to wait for it' }),
+          busy: (h) =>
+            new ConflictError(`dot ${dot} is in use by ${describeHolder(h)}`, {
+              hint: 'run it again when that command is done, or without --no-wait to wait for it',
+            }),
           onWait: (h) => ctx.events.warn(`dot ${dot} is in use by ${describeHolder(h)}; waiting for it (--no-wait fails at once)`),
         }),
       );
@@ -103,7 +106,10 @@ export function subdotLabel(dot: string, subdir: string): string {
 /** Brings the branch's filesystem back where branchPath says (mounted, or rebuilt from its head) before anything is bound to it. */
 export async function restoreBranchOf(ctx: Context, h: DotHandle, branch = h.dot.activeBranch, head = h.dot.branches[branch]?.head ?? null): Promise<void> {
   const r = await h.storage.restoreBranch(h.ref(branch), head, h.dot.subdots);
-  if (r.action !== 'exists') ctx.events.warn(`${h.dot.name}: branch ${branch} was ${r.action === 'mounted' ? 'not mounted; mounted it again' : `gone; rebuilt it from ${shortId(head)}`}`);
+  if (r.action !== 'exists')
+    ctx.events.warn(
+      `${h.dot.name}: branch ${branch} was ${r.action === 'mounted' ? 'not mounted; mounted it again' : `gone; rebuilt it from ${shortId(head)}`}`,
+    );
   if (r.movedAside) ctx.events.warn(`${h.dot.name}: files found where branch ${branch} belongs were moved to ${r.movedAside}`);
 }
 
@@ -120,9 +126,13 @@ export async function mountSubdot(ctx: Context, h: DotHandle, subdir: string, ta
   await ctx.runner.mkdirp(target);
   const own = ctx.runner.dryRun || force ? [] : await entriesOf(target);
   if (own.length > 0) {
-    throw new ConflictError(`${target} holds files of its own (${own.slice(0, 3).join(', ')}${own.length > 3 ? ', ...' : ''}), written while ${subdotLabel(h.dot.name, subdir)} was not mounted there: mounting it again would hide them`, {
-      hint: 'move them away (into the dot once it is mounted), then run: knarr dot fsck --repair',
-    });
+    throw new ConflictError(
+      `${target} holds files of its own (${own.slice(0, 3).join(', ')}${own.length > 3 ? ', ...' : ''}), written ` +
+        `while ${subdotLabel(h.dot.name, subdir)} was not mounted there: mounting it again would hide them`,
+      {
+        hint: 'move them away (into the dot once it is mounted), then run: knarr dot fsck --repair',
+      },
+    );
   }
   await h.storage.ensureSubdir(h.ref(), subdir);
   await ctx.runner.run(['mount', '--bind', `${h.storage.branchPath(h.ref())}/${subdir}`, target]);
@@ -164,7 +174,8 @@ export async function unmountSubdots(ctx: Context, dot: DotRecord, subdirs = Obj
 /** Puts recorded mounts back on the active branch (after checkout, reset, pull), restoring the branch first; ends mounted or throws. */
 export async function remount(ctx: Context, h: DotHandle, mounts: Record<string, string>): Promise<void> {
   await restoreBranchOf(ctx, h);
-  for (const [sub, target] of Object.entries(mounts)) await mountSubdot(ctx, { ...h, dot: { ...h.dot, mounts: { ...h.dot.mounts, [sub]: target } } }, sub, target);
+  for (const [sub, target] of Object.entries(mounts))
+    await mountSubdot(ctx, { ...h, dot: { ...h.dot, mounts: { ...h.dot.mounts, [sub]: target } } }, sub, target);
 }
 
 export function shortId(id: string | null): string {

@@ -29,7 +29,9 @@ export async function mountFindings(ctx: Context, record: DotRecord): Promise<Fi
     findings.push({
       dot: record.name,
       kind: 'mount-missing',
-      detail: `${subdotLabel(record.name, subdot)} should be mounted at ${target} (branch ${record.activeBranch}), but is not: what is written there now misses the dot`,
+      detail:
+        `${subdotLabel(record.name, subdot)} should be mounted at ${target} (branch ${record.activeBranch}), but is not: what is ` +
+        `written there now misses the dot`,
       repairs: [{ kind: 'rebind', dot: record.name, subdot, target }],
     });
   }

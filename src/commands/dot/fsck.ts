@@ -41,7 +41,10 @@ async function repair(ctx: Context, repo: DotRepo, f: Finding): Promise<void> {
       await repo.create(r.record);
     } else {
       const dot = await repo.get(r.dot);
-      if (dot?.branches[r.branch]) await repo.update(r.dot, (cur) => (cur.branches[r.branch] ? { ...cur, branches: { ...cur.branches, [r.branch]: { ...cur.branches[r.branch]!, head: r.head } } } : cur));
+      if (dot?.branches[r.branch])
+        await repo.update(r.dot, (cur) =>
+          cur.branches[r.branch] ? { ...cur, branches: { ...cur.branches, [r.branch]: { ...cur.branches[r.branch]!, head: r.head } } } : cur,
+        );
     }
   }
 }
@@ -72,7 +75,13 @@ async function leftoverRows(ctx: Context, doRepair: boolean): Promise<FsckRow[]>
       await withDotLock(ctx, 'dot fsck', [dot], async () => {
         for (const l of await storage.leftovers(pool, dot)) {
           if (doRepair) await storage.removeLeftover(pool, l);
-          row(dot, l.kind, l.kind === 'orphan-snapshot' ? `snapshot ${l.path} has no commit record (a commit cut short); it pins space` : `temporary file ${l.path} was left by a write cut short`);
+          row(
+            dot,
+            l.kind,
+            l.kind === 'orphan-snapshot'
+              ? `snapshot ${l.path} has no commit record (a commit cut short); it pins space`
+              : `temporary file ${l.path} was left by a write cut short`,
+          );
         }
         if (transfer && (await transfer.listStaging(pool)).includes(dot)) {
           if (doRepair) await transfer.discardStaging(pool, dot);
@@ -121,7 +130,11 @@ export const dotFsck: Handler = async ({ opts }, ctx) =>
     return {
       data: { ok: left === 0, findings: rows },
       view: rows.length
-        ? { kind: 'table', columns: ['DOT', 'PROBLEM', 'REPAIRED', 'DETAIL'], rows: rows.map((r) => [r.dot, r.problem, r.repaired ? 'yes' : r.repairable ? 'no (--repair)' : 'no', r.detail]) }
+        ? {
+            kind: 'table',
+            columns: ['DOT', 'PROBLEM', 'REPAIRED', 'DETAIL'],
+            rows: rows.map((r) => [r.dot, r.problem, r.repaired ? 'yes' : r.repairable ? 'no (--repair)' : 'no', r.detail]),
+          }
         : { kind: 'lines', lines: ['no drift between the store and the disk'] },
       exitCode: left === 0 ? ExitCode.ok : ExitCode.failure,
     };

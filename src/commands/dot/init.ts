@@ -16,7 +16,8 @@ export const dotInit: Handler = async ({ args, opts }, ctx) => {
         if (poolName !== undefined && poolName !== existing.pool) {
           throw new ConflictError(`dot ${ref.dot} already exists on pool ${existing.pool}, not ${poolName}`);
         }
-        if (existing.subdots.includes(sub)) return { data: { dot: ref.dot, subdot: sub, action: 'exists' }, view: { kind: 'lines', lines: [`dot ${args[0]} exists`] } };
+        if (existing.subdots.includes(sub))
+          return { data: { dot: ref.dot, subdot: sub, action: 'exists' }, view: { kind: 'lines', lines: [`dot ${args[0]} exists`] } };
         const h = await dotHandle(ctx, existing);
         await h.storage.ensureSubdir(h.ref(), sub);
         await repo.update(ref.dot, (cur) => ({ ...cur, subdots: [...new Set([...cur.subdots, sub])].sort() }));

@@ -18,26 +18,39 @@ export const dotMount: Handler = async ({ args, opts }, ctx) => {
   return withDots(ctx, (repo) =>
     withDotLock(ctx, 'dot mount', [ref.dot], async () => {
       let dot = await requireDot(repo, ref.dot);
-      if (!dot.subdots.includes(sub)) throw new NotFoundError(`dot ${ref.dot} has no subdot ${ref.subdot}`, { hint: `make it with: knarr dot init ${args[0]}` });
+      if (!dot.subdots.includes(sub))
+        throw new NotFoundError(`dot ${ref.dot} has no subdot ${ref.subdot}`, { hint: `make it with: knarr dot init ${args[0]}` });
       const elsewhere = dot.mounts[sub];
       if (elsewhere && elsewhere !== target && (await mountAt(elsewhere))) {
         throw new ConflictError(`${subdotLabel(dot.name, sub)} is already mounted at ${elsewhere}`, { hint: `unmount it first: knarr dot unmount ${args[0]}` });
       }
       const current = await mountAt(target);
       if (current && dot.mounts[sub] !== target) throw new ConflictError(`${target} already has ${current.source} mounted on it`);
-      if ((await pathKind(target)) === 'other') throw new ValidationError('PATH', `${target} is not a directory: a dot is mounted onto a directory`, { hint: 'give a directory; a missing one is made' });
+      if ((await pathKind(target)) === 'other')
+        throw new ValidationError('PATH', `${target} is not a directory: a dot is mounted onto a directory`, {
+          hint: 'give a directory; a missing one is made',
+        });
       const own = current || force ? [] : await entriesOf(target);
       if (own.length > 0) {
         // As zfs refuses to mount over a non-empty directory: what is there would be hidden, and look lost.
-        throw new ConflictError(`${target} is not empty (${own.slice(0, 3).join(', ')}${own.length > 3 ? ', ...' : ''}): mounting ${args[0]} there would hide what it holds`, {
-          hint: dot.mounts[sub] === target ? 'these were written while the dot was not mounted there: move them away, then mount it again' : 'empty it, choose another path, or pass --force to mount over it',
-        });
+        throw new ConflictError(
+          `${target} is not empty (${own.slice(0, 3).join(', ')}${own.length > 3 ? ', ...' : ''}): mounting ${args[0]} there would hide what it holds`,
+          {
+            hint:
+              dot.mounts[sub] === target
+                ? 'these were written while the dot was not mounted there: move them away, then mount it again'
+                : 'empty it, choose another path, or pass --force to mount over it',
+          },
+        );
       }
       if (branch !== undefined) dot = await switchBranch(ctx, repo, dot, branch);
       const h = await dotHandle(ctx, dot);
       const action = await mountSubdot(ctx, h, sub, target, force);
       await repo.update(dot.name, (cur) => ({ ...cur, mounts: { ...cur.mounts, [sub]: target } }));
-      return { data: { dot: dot.name, subdot: sub, branch: dot.activeBranch, path: target, action }, view: { kind: 'lines', lines: [`${args[0]} (${dot.activeBranch}) ${action === 'exists' ? 'is mounted' : 'mounted'} at ${target}`] } };
+      return {
+        data: { dot: dot.name, subdot: sub, branch: dot.activeBranch, path: target, action },
+        view: { kind: 'lines', lines: [`${args[0]} (${dot.activeBranch}) ${action === 'exists' ? 'is mounted' : 'mounted'} at ${target}`] },
+      };
     }),
   );
 };
@@ -55,7 +68,10 @@ export const dotUnmount: Handler = async ({ args }, ctx) => {
         for (const s of subs) delete mounts[s];
         return { ...cur, mounts };
       });
-      return { data: { dot: dot.name, unmounted: targets }, view: { kind: 'lines', lines: targets.length ? targets.map((t) => `unmounted ${t}`) : ['nothing was mounted'] } };
+      return {
+        data: { dot: dot.name, unmounted: targets },
+        view: { kind: 'lines', lines: targets.length ? targets.map((t) => `unmounted ${t}`) : ['nothing was mounted'] },
+      };
     }),
   );
 };

@@ -1,5 +1,17 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { COMMIT_ID_RE, DEFAULT_BRANCH, DEFAULT_SUBDOT, chain, parseDotName, parseDotRef, parseRemoteDotRef, planTransfer, validateBranch, type CommitRecord, type DotRecord } from '../../core/dots.js';
+import {
+  COMMIT_ID_RE,
+  DEFAULT_BRANCH,
+  DEFAULT_SUBDOT,
+  chain,
+  parseDotName,
+  parseDotRef,
+  parseRemoteDotRef,
+  planTransfer,
+  validateBranch,
+  type CommitRecord,
+  type DotRecord,
+} from '../../core/dots.js';
 import { ConflictError, NotFoundError } from '../../core/errors.js';
 import { metered } from '../../core/streams.js';
 import type { Manifest, ManifestCommit, RemoteEndpoint } from '../../core/remote.js';
@@ -44,7 +56,8 @@ function isSubdotDir(sub: string): boolean {
 
 /** The names a remote's manifest gives (its dot, branches, subdots, commit ids and records) as strictly as a command line's. */
 export function checkManifestNames(m: Manifest, dot: string, remote: string): void {
-  const bad = (what: string) => new ConflictError(`remote ${remote}'s manifest of ${dot} is not to be trusted: ${what}`, { hint: 'push the dot there again from a host that has it' });
+  const bad = (what: string) =>
+    new ConflictError(`remote ${remote}'s manifest of ${dot} is not to be trusted: ${what}`, { hint: 'push the dot there again from a host that has it' });
   if (m.dot !== dot) throw bad(`it names dot ${JSON.stringify(m.dot)}`);
   for (const b of Object.keys(m.branches)) {
     try {
@@ -59,21 +72,32 @@ export function checkManifestNames(m: Manifest, dot: string, remote: string): vo
     if (entry.record.dot !== dot) throw bad(`commit ${id} belongs to dot ${JSON.stringify(entry.record.dot)}`);
     if (entry.base !== null && !COMMIT_ID_RE.test(entry.base)) throw bad(`commit ${id}'s base ${JSON.stringify(entry.base)}`);
   }
-  for (const [b, { commits }] of Object.entries(m.branches)) for (const id of commits) if (!m.commits[id]) throw bad(`branch ${b} lists commit ${id}, which it does not hold`);
+  for (const [b, { commits }] of Object.entries(m.branches))
+    for (const id of commits) if (!m.commits[id]) throw bad(`branch ${b} lists commit ${id}, which it does not hold`);
 }
 
 /** A remote commit's record filed under this side's names: a pull --as keeps the commits under the local dot. */
 const localRecord = (entry: ManifestCommit, dot: string, branch: string): CommitRecord => ({ ...entry.record, dot, branch });
 
 /** Receives commits (oldest first) from the remote into ref, each stream checked before it reaches the pool. */
-export async function receiveChain(ctx: Context, remote: RemoteEndpoint, manifest: Manifest, transfer: DotTransfer, ref: DotFsRef, ids: string[], base: string | null): Promise<CommitRecord[]> {
+export async function receiveChain(
+  ctx: Context,
+  remote: RemoteEndpoint,
+  manifest: Manifest,
+  transfer: DotTransfer,
+  ref: DotFsRef,
+  ids: string[],
+  base: string | null,
+): Promise<CommitRecord[]> {
   const got: CommitRecord[] = [];
   let prev = base;
   for (const id of ids) {
     const entry = manifest.commits[id]!;
     // A stream made on top of a commit this side does not hold cannot be applied.
     if (entry.base !== null && entry.base !== prev) {
-      throw new ConflictError(`stream ${entry.file} applies on top of ${shortId(entry.base)}, but this side is at ${shortId(prev)}`, { hint: 'pull the branch it was pushed from' });
+      throw new ConflictError(`stream ${entry.file} applies on top of ${shortId(entry.base)}, but this side is at ${shortId(prev)}`, {
+        hint: 'pull the branch it was pushed from',
+      });
     }
     const record = localRecord(entry, ref.dot, ref.branch);
     for (let attempt = 1; ; attempt++) {
@@ -118,13 +142,16 @@ export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Pr
   const remote = openRemote(ctx, url);
   await remote.ensureReachable();
   const manifest = await remote.readManifest(req.dot);
-  if (!manifest) throw new NotFoundError(`remote ${remoteName} has no dot ${req.dot}`, { hint: `push it there first: ${knarrCommand('dot', 'push', req.dot, remoteName)}` });
+  if (!manifest)
+    throw new NotFoundError(`remote ${remoteName} has no dot ${req.dot}`, { hint: `push it there first: ${knarrCommand('dot', 'push', req.dot, remoteName)}` });
   // What a remote says becomes paths and records here: it is checked as any input is.
   checkManifestNames(manifest, req.dot, remoteName);
   const branch = req.branch ?? DEFAULT_BRANCH;
   const remoteChain = manifest.branches[branch]?.commits;
   if (!remoteChain || remoteChain.length === 0) {
-    throw new NotFoundError(`remote ${remoteName} has no branch ${branch} of ${req.dot}`, { hint: `it has: ${Object.keys(manifest.branches).join(', ') || 'nothing'}` });
+    throw new NotFoundError(`remote ${remoteName} has no branch ${branch} of ${req.dot}`, {
+      hint: `it has: ${Object.keys(manifest.branches).join(', ') || 'nothing'}`,
+    });
   }
   const localName = req.as ?? req.dot;
   const existing = await repo.get(localName);
@@ -175,7 +202,9 @@ export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Pr
 
   const h = await dotHandle(ctx, existing);
   const commits = await repo.commits(localName);
-  const localChain = chain(commits, existing.branches[branch]?.head ?? null).reverse().map((c) => c.id);
+  const localChain = chain(commits, existing.branches[branch]?.head ?? null)
+    .reverse()
+    .map((c) => c.id);
   const plan = planTransfer(remoteChain, localChain);
   if (plan.kind === 'up-to-date') {
     // A pull cut short after its receive finds nothing to fetch: it still ends with the branch mounted where the records say.
@@ -189,9 +218,12 @@ export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Pr
   const branches = { ...existing.branches };
   const active = existing.activeBranch === branch;
   if (plan.kind === 'diverged' && !req.stashOnDivergence) {
-    throw new ConflictError(`${localName}@${branch} has local commits the remote lacks (${plan.toOnly.map(shortId).join(', ')}); a pull never overwrites them`, {
-      hint: 'push them, or keep them as a branch and pull with --stash-on-divergence',
-    });
+    throw new ConflictError(
+      `${localName}@${branch} has local commits the remote lacks (${plan.toOnly.map(shortId).join(', ')}); a pull never overwrites them`,
+      {
+        hint: 'push them, or keep them as a branch and pull with --stash-on-divergence',
+      },
+    );
   }
   if (active) await unmountSubdots(ctx, existing);
   let got: CommitRecord[] = [];
@@ -225,7 +257,7 @@ export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Pr
       got = await spaceGuard(pool.name, () => receiveChain(ctx, remote, manifest, transfer, h.ref(branch), toReceive, base));
       await spaceGuard(pool.name, () => transfer.settleBranch(h.ref(branch), head));
     }
-    // Records before the mounts come back (and before a staged branch moves into place): a kill after this leaves the store and the disk agreeing, or a branch that fsck --repair rebuilds.
+    // Recorded before the mounts come back and a staged branch moves in: a kill after this leaves store and disk agreeing, or a branch fsck --repair rebuilds.
     for (const c of got) await repo.putCommit(c);
     // Compare-and-swap from the head the pull started on: a head another command moved is never overwritten.
     await repo.moveHead(localName, branch, existing.branches[branch]?.head ?? null, head, (cur) => ({ ...cur, origin: cur.origin ?? origin }));

@@ -22,7 +22,8 @@ export const dotPush: Handler = async ({ args, opts }, ctx) => {
       await remote.ensureReachable();
       const commits = await repo.commits(name);
       const local = chain(commits, dot.branches[branch]!.head).reverse();
-      if (local.length === 0) throw new UserError(`branch ${branch} of ${name} has no commits to push`, { hint: `commit first: knarr dot commit ${name} -m MESSAGE` });
+      if (local.length === 0)
+        throw new UserError(`branch ${branch} of ${name} has no commits to push`, { hint: `commit first: knarr dot commit ${name} -m MESSAGE` });
 
       const lockWait = { wait: !ctx.config.noWait, signal: ctx.signal, onWait: (m: string) => ctx.events.warn(m) };
       const locked = <T>(fn: () => Promise<T>) => (remote.withPushLock ? remote.withPushLock(name, lockWait, fn) : fn());
@@ -32,17 +33,25 @@ export const dotPush: Handler = async ({ args, opts }, ctx) => {
         const transfer = ctx.drivers[h.pool.driver].transfer(ctx.runner);
         const manifest = (await remote.readManifest(name)) ?? emptyManifest(name, transfer.format, dot.subdots);
         if (manifest.format !== transfer.format) {
-          throw new ConflictError(`remote ${remoteName} holds ${name} as ${manifest.format} streams; this host keeps it on a ${h.pool.driver} pool (${transfer.format})`);
+          throw new ConflictError(
+            `remote ${remoteName} holds ${name} as ${manifest.format} streams; this host keeps it on a ${h.pool.driver} pool (${transfer.format})`,
+          );
         }
         const remoteChain = manifest.branches[branch]?.commits ?? [];
-        const plan = planTransfer(local.map((c) => c.id), remoteChain);
+        const plan = planTransfer(
+          local.map((c) => c.id),
+          remoteChain,
+        );
         if (plan.kind === 'diverged') {
           throw new ConflictError(`remote ${remoteName} has commits of ${name}@${branch} this host lacks (${plan.toOnly.map(shortId).join(', ')})`, {
             hint: `pull them first: ${knarrCommand('dot', 'pull', `${remoteName}/${name}@${branch}`, '--stash-on-divergence')}`,
           });
         }
         if (plan.kind === 'up-to-date') {
-          return { data: { dot: name, remote: remoteName, branch, sent: [], action: 'up-to-date' }, view: { kind: 'lines', lines: [`${remoteName} already has ${name}@${branch}`] } };
+          return {
+            data: { dot: name, remote: remoteName, branch, sent: [], action: 'up-to-date' },
+            view: { kind: 'lines', lines: [`${remoteName} already has ${name}@${branch}`] },
+          };
         }
 
         const sent: { id: string; bytes: number; incremental: boolean }[] = [];
@@ -74,10 +83,14 @@ export const dotPush: Handler = async ({ args, opts }, ctx) => {
         ctx.events.done();
         return {
           data: { dot: name, remote: remoteName, branch, sent, action: 'pushed' },
-          view: { kind: 'lines', lines: sent.map((s) => `sent ${shortId(s.id)} (${s.incremental ? 'incremental' : 'full'}, ${s.bytes} bytes)`).concat(`${remoteName} has ${name}@${branch} at ${shortId(base)}`) },
+          view: {
+            kind: 'lines',
+            lines: sent
+              .map((s) => `sent ${shortId(s.id)} (${s.incremental ? 'incremental' : 'full'}, ${s.bytes} bytes)`)
+              .concat(`${remoteName} has ${name}@${branch} at ${shortId(base)}`),
+          },
         };
       });
     }),
   );
 };
-

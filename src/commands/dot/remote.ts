@@ -12,13 +12,18 @@ export async function resolveRemote(repo: DotRepo, field: string, nameOrUrl: str
   if (nameOrUrl.includes('://')) return { name: nameOrUrl, url: parseRemoteUrl(field, nameOrUrl) };
   validateRemoteName(field, nameOrUrl);
   const url = await repo.getRemote(nameOrUrl);
-  if (url === null) throw new NotFoundError(`no remote named ${nameOrUrl}`, { hint: `add it with: ${knarrCommand('dot', 'remote', 'add', nameOrUrl, 'file:///path')}` });
+  if (url === null)
+    throw new NotFoundError(`no remote named ${nameOrUrl}`, { hint: `add it with: ${knarrCommand('dot', 'remote', 'add', nameOrUrl, 'file:///path')}` });
   return { name: nameOrUrl, url: parseRemoteUrl(field, url) };
 }
 
 /** The adapter for a remote URL: a directory of streams, or knarr on another host over ssh. */
 export function openRemote(ctx: Context, url: RemoteUrl): RemoteEndpoint {
-  if (url.kind === 'ssh') return new SshRemote({ url: url.url, user: url.user, host: url.host, port: url.port, stateDir: url.path }, ctx.runner, { knarr: ctx.config.dots.remoteKnarr, sshConfig: ctx.config.dots.sshConfig });
+  if (url.kind === 'ssh')
+    return new SshRemote({ url: url.url, user: url.user, host: url.host, port: url.port, stateDir: url.path }, ctx.runner, {
+      knarr: ctx.config.dots.remoteKnarr,
+      sshConfig: ctx.config.dots.sshConfig,
+    });
   return new FileRemote(url.path, ctx.runner);
 }
 
@@ -28,7 +33,8 @@ export const remoteAdd: Handler = async ({ args }, ctx) => {
   const url = parseRemoteUrl('URL', args[1] as string);
   return withDots(ctx, async (repo) => {
     const had = await repo.getRemote(name);
-    if (had !== null && had !== url.url) throw new ConflictError(`remote ${name} already points at ${had}`, { hint: `remove it first: knarr dot remote rm ${name}` });
+    if (had !== null && had !== url.url)
+      throw new ConflictError(`remote ${name} already points at ${had}`, { hint: `remove it first: knarr dot remote rm ${name}` });
     if (had === null) ctx.runner.note(`record remote ${name} -> ${url.url} in etcd`);
     await repo.putRemote(name, url.url);
     return { data: { name, url: url.url, action: had === null ? 'added' : 'exists' }, view: { kind: 'lines', lines: [`remote ${name} -> ${url.url}`] } };

@@ -7,7 +7,8 @@ import { activeChain, dotHandle, remount, requireDot, restoreBranchOf, shortId, 
 export const dotReset: Handler = async ({ args, opts }, ctx) => {
   const name = parseDotName('DOT', args[0] as string);
   const target = optString(opts, 'hard');
-  if (target === undefined) throw new UserError('--hard COMMIT is required: reset always discards changes after COMMIT', { hint: `knarr dot reset ${name} --hard COMMIT` });
+  if (target === undefined)
+    throw new UserError('--hard COMMIT is required: reset always discards changes after COMMIT', { hint: `knarr dot reset ${name} --hard COMMIT` });
   return withDots(ctx, (repo) =>
     withDotLock(ctx, 'dot reset', [name], async () => {
       const dot = await requireDot(repo, name);
@@ -15,14 +16,20 @@ export const dotReset: Handler = async ({ args, opts }, ctx) => {
       const to = resolveCommit('--hard', commits, target);
       const newer = commits.slice(0, commits.indexOf(to));
       if (newer.length > 0 && !optBool(opts, 'force')) {
-        throw new ConflictError(`${shortId(to.id)} is not the latest commit of ${dot.activeBranch}; resetting to it destroys ${newer.length} newer commit(s): ${newer.map((c) => shortId(c.id)).join(', ')}`, {
-          hint: 'a branch keeps one line of history (ZFS can only roll back to its latest snapshot); pass --force to destroy the newer commits',
-        });
+        throw new ConflictError(
+          `${shortId(to.id)} is not the latest commit of ${dot.activeBranch}; resetting to it destroys ${newer.length} newer ` +
+            `commit(s): ${newer.map((c) => shortId(c.id)).join(', ')}`,
+          {
+            hint: 'a branch keeps one line of history (ZFS can only roll back to its latest snapshot); pass --force to destroy the newer commits',
+          },
+        );
       }
       const dropped = new Set(newer.map((c) => c.id));
       const blocking = Object.entries(dot.branches).filter(([, b]) => b.from && b.from.branch === dot.activeBranch && dropped.has(b.from.commit));
       if (blocking.length > 0) {
-        throw new ConflictError(`branch ${blocking.map(([b]) => b).join(', ')} was made from a commit the reset would destroy`, { hint: 'remove that branch first, or reset to a newer commit' });
+        throw new ConflictError(`branch ${blocking.map(([b]) => b).join(', ')} was made from a commit the reset would destroy`, {
+          hint: 'remove that branch first, or reset to a newer commit',
+        });
       }
       const h = await dotHandle(ctx, dot);
       const mounted = dot.mounts;
@@ -30,7 +37,11 @@ export const dotReset: Handler = async ({ args, opts }, ctx) => {
       try {
         // A branch a killed pull left unmounted or gone is put back first: a rollback needs it there.
         await restoreBranchOf(ctx, h);
-        await h.storage.rollback(h.ref(), to.id, newer.map((c) => c.id));
+        await h.storage.rollback(
+          h.ref(),
+          to.id,
+          newer.map((c) => c.id),
+        );
         // The store follows the disk at once, so a failure below cannot leave them apart.
         for (const c of newer) await repo.deleteCommit(name, c.id);
         await repo.moveHead(name, dot.activeBranch, dot.branches[dot.activeBranch]?.head ?? null, to.id);

@@ -24,7 +24,8 @@ export const dotRm: Handler = async ({ args, opts }, ctx) => {
   return withDots(ctx, (repo) =>
     withDotLock(ctx, 'dot rm', [name], async () => {
       const dot = (await repo.get(name)) ?? ((await discardStaged(ctx, name)) ? null : await requireDot(repo, name));
-      if (!dot) return { data: { dot: name, removed: true, unmounted: [] }, view: { kind: 'lines', lines: [`removed what a pull of ${name} left in staging`] } };
+      if (!dot)
+        return { data: { dot: name, removed: true, unmounted: [] }, view: { kind: 'lines', lines: [`removed what a pull of ${name} left in staging`] } };
       const mounted: string[] = [];
       for (const t of Object.values(dot.mounts)) if (await mountAt(t)) mounted.push(t);
       if (mounted.length > 0 && !optBool(opts, 'force')) {

@@ -23,7 +23,12 @@ export const dotShow: Handler = async ({ args }, ctx) =>
           ['head', shortId(dot.branches[dot.activeBranch]?.head ?? null)],
           ['commits', String(commits.length)],
           ['subdots', dot.subdots.map((s) => subdotLabel(dot.name, s)).join(', ')],
-          ['mounts', Object.entries(dot.mounts).map(([s, t]) => `${subdotLabel(dot.name, s)} at ${t}${mounted[s] ? '' : ' (NOT MOUNTED: knarr dot fsck --repair)'}`).join(', ') || '-'],
+          [
+            'mounts',
+            Object.entries(dot.mounts)
+              .map(([s, t]) => `${subdotLabel(dot.name, s)} at ${t}${mounted[s] ? '' : ' (NOT MOUNTED: knarr dot fsck --repair)'}`)
+              .join(', ') || '-',
+          ],
           ['origin', dot.origin ? JSON.stringify(dot.origin) : '-'],
           ['path', data.path],
         ],

@@ -20,7 +20,15 @@ export const dotManifest: Handler = async ({ args }, ctx) => {
     const h = await dotHandle(ctx, dot);
     const transfer = ctx.drivers[h.pool.driver].transfer(ctx.runner);
     const commits = await repo.commits(name);
-    const manifest: Manifest = { version: 1, dot: name, format: transfer.format, subdots: dot.subdots, branches: {}, commits: {}, updatedAt: new Date().toISOString() };
+    const manifest: Manifest = {
+      version: 1,
+      dot: name,
+      format: transfer.format,
+      subdots: dot.subdots,
+      branches: {},
+      commits: {},
+      updatedAt: new Date().toISOString(),
+    };
     for (const [b, br] of Object.entries(dot.branches)) {
       const line = chain(commits, br.head).reverse();
       manifest.branches[b] = { commits: line.map((c) => c.id) };
@@ -35,7 +43,10 @@ export const dotSend: Handler = async ({ args, opts }, ctx) => {
   const name = parseDotName('DOT', args[0] as string);
   const id = args[1] as string;
   const baseId = optString(opts, 'base');
-  for (const [field, v] of [['COMMIT', id], ['--base', baseId]] as const) {
+  for (const [field, v] of [
+    ['COMMIT', id],
+    ['--base', baseId],
+  ] as const) {
     if (v !== undefined && !COMMIT_ID_RE.test(v)) throw new ValidationError(field, `${JSON.stringify(v)} is not a commit id`);
   }
   return withDots(ctx, async (repo) => {
@@ -74,7 +85,16 @@ export const dotReceive: Handler = async ({ args, opts }, ctx) => {
         await transfer.publish(pool, name);
         await repo.putCommit(record);
         const now = new Date().toISOString();
-        const dot: DotRecord = { name, pool: pool.name, subdots: ['__default__'], branches: { [branch]: { head: record.id, from: null, createdAt: now } }, activeBranch: branch, mounts: {}, origin: null, createdAt: now };
+        const dot: DotRecord = {
+          name,
+          pool: pool.name,
+          subdots: ['__default__'],
+          branches: { [branch]: { head: record.id, from: null, createdAt: now } },
+          activeBranch: branch,
+          mounts: {},
+          origin: null,
+          createdAt: now,
+        };
         const h = await dotHandle(ctx, dot);
         const subdirs = await h.storage.listSubdirs(h.ref());
         if (subdirs.length > 0) dot.subdots = subdirs;
@@ -83,7 +103,9 @@ export const dotReceive: Handler = async ({ args, opts }, ctx) => {
       }
       const head = existing.branches[branch]?.head ?? null;
       if (head !== record.parent) {
-        throw new ConflictError(`${name}@${branch} here is at ${shortId(head)}, but the commit sent follows ${shortId(record.parent)}`, { hint: 'pull from this host first, then push again' });
+        throw new ConflictError(`${name}@${branch} here is at ${shortId(head)}, but the commit sent follows ${shortId(record.parent)}`, {
+          hint: 'pull from this host first, then push again',
+        });
       }
       const h = await dotHandle(ctx, existing);
       const transfer = ctx.drivers[h.pool.driver].transfer(ctx.runner);

@@ -54,7 +54,8 @@ async function saveSnapshot(runner: Runner, endpoint: string, file: string): Pro
 /** `knarr etcd backup FILE`: a consistent snapshot of the fleet's store, checked after it is written. */
 export async function etcdBackup(fileArg: string, opts: { force: boolean }, ctx: Context): Promise<CommandResult> {
   const file = resolve(ctx.cwd, fileArg);
-  if (!(await pathExists(dirname(file)))) throw new NotFoundError(`directory ${dirname(file)} does not exist`, { hint: `create it first: ${shellCommand(['mkdir', '-p', dirname(file)])}` });
+  if (!(await pathExists(dirname(file))))
+    throw new NotFoundError(`directory ${dirname(file)} does not exist`, { hint: `create it first: ${shellCommand(['mkdir', '-p', dirname(file)])}` });
   const there = await stat(file).catch(() => null);
   if (there?.isDirectory()) throw new ValidationError('FILE', `${file} is a directory: name the snapshot file, e.g. ${file}/knarr-etcd.db`);
   if (there && !opts.force) {
@@ -70,6 +71,15 @@ export async function etcdBackup(fileArg: string, opts: { force: boolean }, ctx:
   const data = { file, endpoint, bytes: size, ...info };
   return {
     data,
-    view: { kind: 'fields', fields: [['file', file], ['from', endpoint], ['size', formatSize(size)], ['revision', String(info.revision)], ['keys', String(info.keys)]] },
+    view: {
+      kind: 'fields',
+      fields: [
+        ['file', file],
+        ['from', endpoint],
+        ['size', formatSize(size)],
+        ['revision', String(info.revision)],
+        ['keys', String(info.keys)],
+      ],
+    },
   };
 }

@@ -41,14 +41,15 @@ const status = defineCommand(
 const backup = defineCommand(
   {
     name: 'backup',
-    summary: 'a snapshot of the fleet\'s store to a file (the managed etcd, or --etcd)',
+    summary: "a snapshot of the fleet's store to a file (the managed etcd, or --etcd)",
     description:
-      'Takes a consistent snapshot with etcdctl from the running managed etcd, or from the first healthy --etcd endpoint, and reads its revision and key count back. The file is written under a temporary name and renamed when whole, mode 0600: it holds the fleet\'s tokens.',
+      'Takes a consistent snapshot with etcdctl from the running managed etcd, or from the first healthy --etcd endpoint, and reads its revision ' +
+      "and key count back. The file is written under a temporary name and renamed when whole, mode 0600: it holds the fleet's tokens.",
     args: { file: { required: true, description: 'snapshot file to write' } },
     options: { force: { flags: '--force', description: 'replace FILE if it exists' } },
     examples: [
       { command: 'knarr etcd backup /srv/backup/knarr-etcd.db', description: 'snapshot the store' },
-      { command: 'knarr --etcd http://10.0.0.1:2379 etcd backup fleet.db', description: 'snapshot a fleet\'s external etcd' },
+      { command: 'knarr --etcd http://10.0.0.1:2379 etcd backup fleet.db', description: "snapshot a fleet's external etcd" },
     ],
     dryRun: 'plans',
   },
@@ -58,9 +59,11 @@ const backup = defineCommand(
 const restore = defineCommand(
   {
     name: 'restore',
-    summary: 'replace the managed etcd\'s data with a snapshot\'s (needs --yes over existing data)',
+    summary: "replace the managed etcd's data with a snapshot's (needs --yes over existing data)",
     description:
-      'Unpacks the snapshot (checking its checksum) beside the current data, stops the managed etcd, puts the current data aside as member.before-restore-<time> in the data directory, moves the restored data in and starts etcd again. A damaged snapshot changes nothing; a restore cut short is finished by the next start. On a new host it brings up etcd with the snapshot\'s data.',
+      'Unpacks the snapshot (checking its checksum) beside the current data, stops the managed etcd, puts the current data aside as ' +
+      'member.before-restore-<time> in the data directory, moves the restored data in and starts etcd again. A damaged snapshot changes nothing; a ' +
+      "restore cut short is finished by the next start. On a new host it brings up etcd with the snapshot's data.",
     args: { file: { required: true, description: 'snapshot file written by knarr etcd backup (or etcdctl snapshot save)' } },
     options: {
       yes: { flags: '--yes', description: 'confirm that the current data is to be replaced (it is kept aside)' },
@@ -69,7 +72,7 @@ const restore = defineCommand(
       peerPort: { flags: '--peer-port <port>', description: 'peer port to start etcd on (default: the last one, else 2380)' },
     },
     examples: [
-      { command: 'knarr etcd restore /srv/backup/knarr-etcd.db --yes', description: 'roll the fleet\'s store back to the snapshot' },
+      { command: 'knarr etcd restore /srv/backup/knarr-etcd.db --yes', description: "roll the fleet's store back to the snapshot" },
       { command: 'knarr --dry-run etcd restore /srv/backup/knarr-etcd.db', description: 'show the steps' },
     ],
     dryRun: 'plans',
@@ -81,6 +84,7 @@ export const etcd = defineGroup({
   name: 'etcd',
   summary: 'the knarr-managed local etcd (the embedded default store)',
   description:
-    'knarr keeps fleet state in etcd. With no --etcd, commands use a local etcd that knarr runs itself, with its data on the pool (volume knarr-etcd) or, when there is no pool, under the state directory. It listens on 127.0.0.1 and on a unix socket in <state-dir>/etcd.',
+    'knarr keeps fleet state in etcd. With no --etcd, commands use a local etcd that knarr runs itself, with its data on the pool (volume ' +
+    'knarr-etcd) or, when there is no pool, under the state directory. It listens on 127.0.0.1 and on a unix socket in <state-dir>/etcd.',
   subcommands: [up, down, status, backup, restore],
 });

@@ -117,8 +117,10 @@ export async function finishRestore(ctx: Context): Promise<boolean> {
   }
   if (staged) {
     if (live) {
-      if (!j.aside) throw new ConflictError(`${j.dataDir}/member appeared during a restore that found no data there`, { hint: 'move it away, then run: knarr etcd up' });
-      if (await pathExists(j.aside)) throw new ConflictError(`${j.aside} exists already: the data there is not moved over it`, { hint: `move it away, then run: knarr etcd up` });
+      if (!j.aside)
+        throw new ConflictError(`${j.dataDir}/member appeared during a restore that found no data there`, { hint: 'move it away, then run: knarr etcd up' });
+      if (await pathExists(j.aside))
+        throw new ConflictError(`${j.aside} exists already: the data there is not moved over it`, { hint: `move it away, then run: knarr etcd up` });
       await rename(`${j.dataDir}/member`, j.aside);
     }
     await rename(`${j.staged}/member`, `${j.dataDir}/member`);
@@ -160,8 +162,8 @@ export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {})
   // A restart keeps the ports of the last run unless the operator names others.
   const lastPort = (url: string | undefined) => (url ? Number(new URL(url).port) : undefined);
   const clientPort =
-    opts.clientPort !== undefined ? validatePort('--client-port', opts.clientPort) : lastPort(previous?.clientUrl) ?? ctx.config.etcdServer.clientPort;
-  const peerPort = opts.peerPort !== undefined ? validatePort('--peer-port', opts.peerPort) : lastPort(previous?.peerUrl) ?? ctx.config.etcdServer.peerPort;
+    opts.clientPort !== undefined ? validatePort('--client-port', opts.clientPort) : (lastPort(previous?.clientUrl) ?? ctx.config.etcdServer.clientPort);
+  const peerPort = opts.peerPort !== undefined ? validatePort('--peer-port', opts.peerPort) : (lastPort(previous?.peerUrl) ?? ctx.config.etcdServer.peerPort);
   if (clientPort === peerPort) throw new UserError('--client-port and --peer-port must differ');
   if (opts.pool !== undefined) await selectPool(ctx, opts.pool);
 
@@ -230,4 +232,3 @@ export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {})
   ctx.events.done();
   return { action: 'started', state: started, health };
 }
-

@@ -8,7 +8,16 @@ import { pathExists } from '../../host/mounts.js';
 import { writeJsonAtomic } from '../../host/local-state.js';
 import type { CommandResult, Context } from '../types.js';
 import { ETCDCTL_ENV, snapshotStatus, snapshotTool } from './backup.js';
-import { dataLocation, dropUnswappedRestore, ensureLocalEtcd, finishRestore, readEtcdState, refuseExternal, stopLocalEtcd, type RestoreJournal } from './local.js';
+import {
+  dataLocation,
+  dropUnswappedRestore,
+  ensureLocalEtcd,
+  finishRestore,
+  readEtcdState,
+  refuseExternal,
+  stopLocalEtcd,
+  type RestoreJournal,
+} from './local.js';
 import { etcdData } from './view.js';
 import { knarrCommand } from '../../core/shell.js';
 
@@ -29,20 +38,27 @@ export async function etcdRestore(fileArg: string, opts: EtcdRestoreOptions, ctx
   const state = await readEtcdState(ctx);
   const running = await isEtcdProcess(state?.pid ?? null);
   // Where `knarr etcd up` keeps the data (on a new host too), its pool online: never an unmounted mountpoint.
-  const pool = state ? state.pool ?? undefined : opts.pool;
+  const pool = state ? (state.pool ?? undefined) : opts.pool;
   const { dataDir } = await dataLocation(ctx, pool);
   if (state?.dataDir && state.dataDir !== dataDir) {
-    throw new ConflictError(`the local etcd last kept its data in ${state.dataDir}, not ${dataDir}`, { hint: `bring up the pool that holds ${state.dataDir}, then restore` });
+    throw new ConflictError(`the local etcd last kept its data in ${state.dataDir}, not ${dataDir}`, {
+      hint: `bring up the pool that holds ${state.dataDir}, then restore`,
+    });
   }
   // One cut short earlier: dropped if it never stopped etcd, else finished, before this one starts.
   if (running ? await dropUnswappedRestore(ctx) : await finishRestore(ctx)) ctx.events.warn('an earlier restore was cut short: it is settled first');
   const peerOpt = opts.peerPort;
   // The restored member names its peer address: the one etcd is started with next.
-  const peerUrl = peerOpt !== undefined ? `http://127.0.0.1:${validatePort('--peer-port', peerOpt)}` : state?.peerUrl ?? `http://127.0.0.1:${ctx.config.etcdServer.peerPort}`;
+  const peerUrl =
+    peerOpt !== undefined
+      ? `http://127.0.0.1:${validatePort('--peer-port', peerOpt)}`
+      : (state?.peerUrl ?? `http://127.0.0.1:${ctx.config.etcdServer.peerPort}`);
   const hasData = await pathExists(`${dataDir}/member`);
   if (hasData && !opts.yes && !ctx.runner.dryRun) {
     throw new UserError(`restoring replaces the fleet state in ${dataDir} with the snapshot's; pass --yes to confirm`, {
-      hint: `the data there now is kept aside in ${dataDir}/member.before-restore-<time>; preview with: ${knarrCommand('--dry-run', 'etcd', 'restore', fileArg)}`,
+      hint:
+        `the data there now is kept aside in ${dataDir}/member.before-restore-<time>; preview ` +
+        `with: ${knarrCommand('--dry-run', 'etcd', 'restore', fileArg)}`,
     });
   }
 
@@ -57,17 +73,39 @@ export async function etcdRestore(fileArg: string, opts: EtcdRestoreOptions, ctx
     if (!ctx.runner.dryRun) await rm(`${dataDir}/${leftover}`, { recursive: true, force: true });
   }
   ctx.events.step(`etcd: unpacking ${file} (revision ${info.revision}, ${info.keys} keys)`);
-  const restoreArgv = [snapshotTool(ctx), 'snapshot', 'restore', file, '--data-dir', staged, '--name', ETCD_MEMBER_NAME, '--initial-cluster', `${ETCD_MEMBER_NAME}=${peerUrl}`, '--initial-advertise-peer-urls', peerUrl];
+  const restoreArgv = [
+    snapshotTool(ctx),
+    'snapshot',
+    'restore',
+    file,
+    '--data-dir',
+    staged,
+    '--name',
+    ETCD_MEMBER_NAME,
+    '--initial-cluster',
+    `${ETCD_MEMBER_NAME}=${peerUrl}`,
+    '--initial-advertise-peer-urls',
+    peerUrl,
+  ];
   try {
     await ctx.runner.run(restoreArgv, { env: ETCDCTL_ENV });
   } catch (e) {
     await rm(staged, { recursive: true, force: true });
-    if (e instanceof ExternalCommandError) throw new UserError(`${file} cannot be restored: ${e.message}`, { hint: 'the snapshot is damaged or not an etcd snapshot; nothing was changed' });
+    if (e instanceof ExternalCommandError)
+      throw new UserError(`${file} cannot be restored: ${e.message}`, { hint: 'the snapshot is damaged or not an etcd snapshot; nothing was changed' });
     throw e;
   }
   const aside = hasData ? `${dataDir}/member.before-restore-${stamp}` : null;
   // Written before etcd stops: from here a start of etcd waits for this process, and a crash is finished or dropped.
-  if (!ctx.runner.dryRun) await writeJsonAtomic(statePaths(ctx.config.stateDir).etcdRestore, { snapshot: file, dataDir, staged, aside, pid: process.pid, startedAt: new Date().toISOString() } satisfies RestoreJournal);
+  if (!ctx.runner.dryRun)
+    await writeJsonAtomic(statePaths(ctx.config.stateDir).etcdRestore, {
+      snapshot: file,
+      dataDir,
+      staged,
+      aside,
+      pid: process.pid,
+      startedAt: new Date().toISOString(),
+    } satisfies RestoreJournal);
 
   if (running && state) {
     ctx.events.step(`etcd: stopping pid ${state.pid}`);
@@ -81,7 +119,14 @@ export async function etcdRestore(fileArg: string, opts: EtcdRestoreOptions, ctx
   }
   ctx.events.done();
   const up = await ensureLocalEtcd(ctx, { pool, clientPort: opts.clientPort, peerPort: peerOpt });
-  const data = { action: ctx.runner.dryRun ? 'planned' : 'restored', snapshot: file, revision: info.revision, keys: info.keys, previous: aside, ...etcdData(up.state, up.action !== 'planned', up.action === 'planned' ? null : up.health) };
+  const data = {
+    action: ctx.runner.dryRun ? 'planned' : 'restored',
+    snapshot: file,
+    revision: info.revision,
+    keys: info.keys,
+    previous: aside,
+    ...etcdData(up.state, up.action !== 'planned', up.action === 'planned' ? null : up.health),
+  };
   const fields: [string, string][] = [
     ['action', data.action],
     ['snapshot', file],

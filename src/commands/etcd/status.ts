@@ -11,7 +11,11 @@ export async function etcdStatus(ctx: Context): Promise<CommandResult> {
     const data = { managed: false, healthy: checks.some((c) => c.healthy), endpoints: checks };
     return {
       data,
-      view: { kind: 'table', columns: ['ENDPOINT', 'HEALTHY', 'VERSION', 'ERROR'], rows: checks.map((c) => [c.endpoint, c.healthy ? 'yes' : 'no', c.version ?? '-', c.error ?? '']) },
+      view: {
+        kind: 'table',
+        columns: ['ENDPOINT', 'HEALTHY', 'VERSION', 'ERROR'],
+        rows: checks.map((c) => [c.endpoint, c.healthy ? 'yes' : 'no', c.version ?? '-', c.error ?? '']),
+      },
       exitCode: data.healthy ? ExitCode.ok : ExitCode.storeUnavailable,
     };
   }

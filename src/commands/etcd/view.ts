@@ -5,13 +5,13 @@ export function etcdData(state: EtcdServerState | null, running: boolean, health
     running,
     healthy: health?.healthy ?? false,
     version: health?.version ?? null,
-    pid: running ? state?.pid ?? null : null,
+    pid: running ? (state?.pid ?? null) : null,
     endpoints: state ? [state.clientUrl] : [],
     socket: state?.socket ?? null,
     dataDir: state?.dataDir ?? null,
     pool: state?.pool ?? null,
     logFile: state?.logFile ?? null,
-    startedAt: running ? state?.startedAt ?? null : null,
+    startedAt: running ? (state?.startedAt ?? null) : null,
     error: health && !health.healthy ? health.error : null,
   };
 }

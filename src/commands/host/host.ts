@@ -14,7 +14,15 @@ async function requireHost(repo: HostRepo, name: string): Promise<{ host: HostRe
   return h;
 }
 
-const row = ({ host, up }: { host: HostRecord; up: boolean }) => [host.name, up ? 'up' : 'down', host.state, host.tags.join(',') || '-', String(host.load.runningJobs), formatSize(host.load.freeMemory), host.address];
+const row = ({ host, up }: { host: HostRecord; up: boolean }) => [
+  host.name,
+  up ? 'up' : 'down',
+  host.state,
+  host.tags.join(',') || '-',
+  String(host.load.runningJobs),
+  formatSize(host.load.freeMemory),
+  host.address,
+];
 
 /** `knarr host list`: hosts of the fleet, up while their agent holds its lease. */
 export const hostList = async (ctx: Context): Promise<CommandResult> =>
@@ -33,7 +41,22 @@ export const hostShow = async (hostName: string, ctx: Context): Promise<CommandR
     const [name, up, state, tags, jobs, free, address] = row(h);
     return {
       data: { ...h.host, up: h.up },
-      view: { kind: 'fields', fields: [['host', name!], ['up', up!], ['state', state!], ['tags', tags!], ['jobs', jobs!], ['free memory', free!], ['capacity', `${h.host.capacity.cpu}m cpu, ${formatSize(h.host.capacity.memory)}`], ['address', address!], ['docker', h.host.dockerEndpoint], ['unknown containers', (h.host.unknownContainers ?? []).map((c) => `${c.name} (${c.image})`).join(', ') || '-'], ['joined', h.host.joinedAt]] },
+      view: {
+        kind: 'fields',
+        fields: [
+          ['host', name!],
+          ['up', up!],
+          ['state', state!],
+          ['tags', tags!],
+          ['jobs', jobs!],
+          ['free memory', free!],
+          ['capacity', `${h.host.capacity.cpu}m cpu, ${formatSize(h.host.capacity.memory)}`],
+          ['address', address!],
+          ['docker', h.host.dockerEndpoint],
+          ['unknown containers', (h.host.unknownContainers ?? []).map((c) => `${c.name} (${c.image})`).join(', ') || '-'],
+          ['joined', h.host.joinedAt],
+        ],
+      },
     };
   });
 

@@ -63,6 +63,7 @@ export const host = defineGroup({
   name: 'host',
   summary: 'hosts of the fleet: up while their agent holds its lease',
   description:
-    'Each host is registered by its agent (knarr daemon) under an etcd lease: a host whose lease lapses is down. States: ok, draining (takes no new jobs), and gone after leave.',
+    'Each host is registered by its agent (knarr daemon) under an etcd lease: a host whose lease lapses is down. States: ok, draining (takes no ' +
+    'new jobs), and gone after leave.',
   subcommands: [list, show, drain, tag, leave],
 });

@@ -9,7 +9,7 @@ const importImage = defineCommand(
       rootfs: { description: 'a rootfs .tar file or directory' },
     },
     options: {
-      busybox: { flags: '--busybox', description: 'build the rootfs from this host\'s busybox-static (no download)' },
+      busybox: { flags: '--busybox', description: "build the rootfs from this host's busybox-static (no download)" },
       pool: { flags: '--pool <pool>', description: 'pool to keep it on (btrfs, lvm or dir)' },
     },
     examples: [
@@ -24,7 +24,7 @@ const importImage = defineCommand(
 const list = defineCommand(
   {
     name: 'list',
-    summary: 'this host\'s images',
+    summary: "this host's images",
     examples: [{ command: 'knarr image list', description: 'images' }],
     dryRun: 'reads',
   },
@@ -52,7 +52,7 @@ export const image = defineGroup({
     // Still an untyped handler: it goes through the cluster commands' --user and operation helpers.
     {
       name: 'save',
-      summary: 'a node\'s filesystem (its changes over the base) as a new image',
+      summary: "a node's filesystem (its changes over the base) as a new image",
       args: [
         { name: 'cluster', description: 'cluster name', required: true },
         { name: 'node', description: 'node index or hostname', required: true },

@@ -14,7 +14,7 @@ async function agentToken(ctx: Context): Promise<string> {
     return (await readFile(file, 'utf8')).trim();
   } catch {
     throw new PrerequisiteError(`no agent token in ${file}: reaching another host's jobs needs the agents' token`, {
-      hint: 'copy the agents\' token file there, or set KNARR_AGENT_TOKEN or KNARR_AGENT_TOKEN_FILE',
+      hint: "copy the agents' token file there, or set KNARR_AGENT_TOKEN or KNARR_AGENT_TOKEN_FILE",
     });
   }
 }
@@ -31,7 +31,8 @@ async function refusal(host: string, res: IncomingMessage): Promise<KnarrError> 
   }
   const text = `the agent on ${host} refused (${res.statusCode}): ${message}`;
   const status = res.statusCode ?? 500;
-  if (status === 401 || status === 403) return new PrerequisiteError(text, { hint: 'the agents\' token: KNARR_AGENT_TOKEN, KNARR_AGENT_TOKEN_FILE or <state-dir>/agent.token' });
+  if (status === 401 || status === 403)
+    return new PrerequisiteError(text, { hint: "the agents' token: KNARR_AGENT_TOKEN, KNARR_AGENT_TOKEN_FILE or <state-dir>/agent.token" });
   if (status === 404) return new NotFoundError(text);
   if (status === 409) return new ConflictError(text);
   if (status === 400) return new UserError(text);
@@ -58,11 +59,16 @@ export class AgentClient {
     const url = new URL(path, this.host.address);
     // With a CA to trust, the token goes over TLS only: a host record saying http (stale, or forged in etcd) does not get it.
     if (this.ca && url.protocol !== 'https:') {
-      throw new PrerequisiteError(`the agent of ${this.host.name} is at ${this.host.address}, not https, and KNARR_AGENT_CA asks for TLS`, { hint: 'start that agent with --tls-cert and --tls-key, or unset KNARR_AGENT_CA' });
+      throw new PrerequisiteError(`the agent of ${this.host.name} is at ${this.host.address}, not https, and KNARR_AGENT_CA asks for TLS`, {
+        hint: 'start that agent with --tls-cert and --tls-key, or unset KNARR_AGENT_CA',
+      });
     }
     const { request } = url.protocol === 'https:' ? await import('node:https') : await import('node:http');
     const req = request(url, { method, headers: { authorization: `Bearer ${this.token}`, ...headers }, ...(this.ca ? { ca: this.ca } : {}) });
-    const unreachable = (e: Error) => new PrerequisiteError(`cannot reach the agent of ${this.host.name} at ${this.host.address}: ${e.message}`, { hint: 'is its knarr daemon running? see: knarr host list' });
+    const unreachable = (e: Error) =>
+      new PrerequisiteError(`cannot reach the agent of ${this.host.name} at ${this.host.address}: ${e.message}`, {
+        hint: 'is its knarr daemon running? see: knarr host list',
+      });
     return { req, unreachable };
   }
 

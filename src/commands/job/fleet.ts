@@ -21,30 +21,63 @@ import { stopReading } from '../../core/streams.js';
  */
 
 /** A foreground job's host when the fleet is consulted: the scheduler's choice, or this host's engine (with its dots' binds) when no agent is up. */
-export async function foregroundTarget(ctx: Context, spec: JobSpec, fleetWanted: boolean, engine: DockerEngine): Promise<{ host: HostRecord } | { binds: string[]; env: Record<string, string> }> {
+export async function foregroundTarget(
+  ctx: Context,
+  spec: JobSpec,
+  fleetWanted: boolean,
+  engine: DockerEngine,
+): Promise<{ host: HostRecord } | { binds: string[]; env: Record<string, string> }> {
   return withStore(ctx, async (store) => {
     const jobs = new JobRepo(store, ctx.config.fleet);
     // A job name is unique in the fleet: a foreground job does not take a daemonized job's.
-    if (await jobs.intent(spec.name)) throw new ConflictError(`a job named ${spec.name} already exists in the fleet`, { hint: `pick another --name, or see it with: knarr job show ${spec.name}` });
+    if (await jobs.intent(spec.name))
+      throw new ConflictError(`a job named ${spec.name} already exists in the fleet`, {
+        hint: `pick another --name, or see it with: knarr job show ${spec.name}`,
+      });
     const hosts = fleetWanted ? await new HostRepo(store, ctx.config.fleet).list() : [];
     if (!hosts.some((h) => h.up)) {
       if ((spec.host === null || spec.host === hostId()) && spec.tags.length === 0) {
         const { dotBinds } = await import('./volumes.js');
         return { binds: await dotBinds(ctx, store, spec), env: await directLinks(jobs, spec, engine) };
       }
-      throw new PrerequisiteError(`no host of fleet ${ctx.config.fleet} is up to run job ${spec.name}`, { hint: 'start an agent (knarr daemon) on the hosts, or drop --host/--tag to run here' });
+      throw new PrerequisiteError(`no host of fleet ${ctx.config.fleet} is up to run job ${spec.name}`, {
+        hint: 'start an agent (knarr daemon) on the hosts, or drop --host/--tag to run here',
+      });
     }
     return { host: await placeOn(ctx, store, spec, hosts, await jobs.intents(), []) };
   });
 }
 
 /** The scheduler's host for spec among the hosts that have its dots, or a clear error naming why none fits. */
-async function placeOn(ctx: Context, store: Store, spec: JobSpec, hosts: Awaited<ReturnType<HostRepo['list']>>, intents: JobIntent[], history: string[]): Promise<HostRecord> {
+async function placeOn(
+  ctx: Context,
+  store: Store,
+  spec: JobSpec,
+  hosts: Awaited<ReturnType<HostRepo['list']>>,
+  intents: JobIntent[],
+  history: string[],
+): Promise<HostRecord> {
   const { hostsWithDots } = await import('./volumes.js');
-  const withDots = new Set(await hostsWithDots(store, ctx.config.fleet, spec, hosts.map((h) => h.host)));
-  if (withDots.size === 0) throw new NotFoundError(`no host of fleet ${ctx.config.fleet} has every dot job ${spec.name} uses`, { hint: 'see where dots are with knarr dot list on each host; pull the dot to a host first' });
-  const p = new Scheduler(fleetViews(hosts.filter((h) => withDots.has(h.host.name)), intents.filter((i) => i.spec.name !== spec.name)), { strategy: ctx.config.scheduler.strategy }).place(jobRequest(spec, history));
-  if (!p.host) throw new ConflictError(`no host can run job ${spec.name}: ${p.reason}`, { hint: 'see each host\'s verdict with: knarr job plan (same flags)' });
+  const withDots = new Set(
+    await hostsWithDots(
+      store,
+      ctx.config.fleet,
+      spec,
+      hosts.map((h) => h.host),
+    ),
+  );
+  if (withDots.size === 0)
+    throw new NotFoundError(`no host of fleet ${ctx.config.fleet} has every dot job ${spec.name} uses`, {
+      hint: 'see where dots are with knarr dot list on each host; pull the dot to a host first',
+    });
+  const p = new Scheduler(
+    fleetViews(
+      hosts.filter((h) => withDots.has(h.host.name)),
+      intents.filter((i) => i.spec.name !== spec.name),
+    ),
+    { strategy: ctx.config.scheduler.strategy },
+  ).place(jobRequest(spec, history));
+  if (!p.host) throw new ConflictError(`no host can run job ${spec.name}: ${p.reason}`, { hint: "see each host's verdict with: knarr job plan (same flags)" });
   return hosts.find((h) => h.host.name === p.host)!.host;
 }
 
@@ -63,7 +96,14 @@ async function directLinks(jobs: JobRepo, spec: JobSpec, engine: DockerEngine): 
 }
 
 /** A foreground job on another host: the agent relays the engine's streams and ends with the exit status. */
-export async function runThroughAgent(ctx: Context, host: HostRecord, spec: JobSpec, interactive: boolean, stdout: Writable, stderr: Writable): Promise<number> {
+export async function runThroughAgent(
+  ctx: Context,
+  host: HostRecord,
+  spec: JobSpec,
+  interactive: boolean,
+  stdout: Writable,
+  stderr: Writable,
+): Promise<number> {
   const client = await AgentClient.connect(ctx, host);
   const sock = await client.run(spec, interactive);
   // The agent ends the connection when the job ends; stdin still flowing into it then is no error.
@@ -96,7 +136,22 @@ export async function runThroughAgent(ctx: Context, host: HostRecord, spec: JobS
  * port are written after the start, and a failed start removes the intent again.
  */
 export async function runDaemonized(ctx: Context, spec: JobSpec): Promise<CommandResult> {
-  if (ctx.runner.plan(['docker', '-H', `unix://${dockerSocketPath(ctx.env)}`, 'run', '-d', '--name', daemonContainerName(spec.name), '--label', `knarr.job=${spec.name}`, ...spec.ports.flatMap((p) => ['-p', `${p.host}:${p.container}/${p.protocol}`]), spec.image, ...spec.command])) {
+  if (
+    ctx.runner.plan([
+      'docker',
+      '-H',
+      `unix://${dockerSocketPath(ctx.env)}`,
+      'run',
+      '-d',
+      '--name',
+      daemonContainerName(spec.name),
+      '--label',
+      `knarr.job=${spec.name}`,
+      ...spec.ports.flatMap((p) => ['-p', `${p.host}:${p.container}/${p.protocol}`]),
+      spec.image,
+      ...spec.command,
+    ])
+  ) {
     return { data: { job: spec.name, daemonized: true } };
   }
   return withStore(ctx, async (store) => {
@@ -105,10 +160,25 @@ export async function runDaemonized(ctx: Context, spec: JobSpec): Promise<Comman
     const managed = hosts.some((h) => h.up);
     let target: HostRecord | null = null;
     if (managed) target = await placeOn(ctx, store, spec, hosts, await repo.intents(), await repo.pastHosts(spec.name));
-    else if ((spec.host !== null && spec.host !== hostId()) || spec.tags.length > 0) throw new PrerequisiteError(`no host of fleet ${ctx.config.fleet} is up to run job ${spec.name}`, { hint: 'start an agent (knarr daemon) on the hosts, or drop --host/--tag to run here' });
+    else if ((spec.host !== null && spec.host !== hostId()) || spec.tags.length > 0)
+      throw new PrerequisiteError(`no host of fleet ${ctx.config.fleet} is up to run job ${spec.name}`, {
+        hint: 'start an agent (knarr daemon) on the hosts, or drop --host/--tag to run here',
+      });
     const host = target?.name ?? hostId();
-    if (!(await repo.createIntent(spec.name, { spec, host, desired: 'running', generation: 0, managed, ...(managed ? {} : { engine: dockerSocketPath(ctx.env) }), createdAt: new Date().toISOString() }))) {
-      throw new ConflictError(`a job named ${spec.name} already exists in the fleet`, { hint: `see it with: knarr job show ${spec.name}; remove it with: knarr job rm ${spec.name}` });
+    if (
+      !(await repo.createIntent(spec.name, {
+        spec,
+        host,
+        desired: 'running',
+        generation: 0,
+        managed,
+        ...(managed ? {} : { engine: dockerSocketPath(ctx.env) }),
+        createdAt: new Date().toISOString(),
+      }))
+    ) {
+      throw new ConflictError(`a job named ${spec.name} already exists in the fleet`, {
+        hint: `see it with: knarr job show ${spec.name}; remove it with: knarr job rm ${spec.name}`,
+      });
     }
     await repo.addEvent(spec.name, { host, event: 'placed' });
     let actual: JobActual | null;
@@ -128,7 +198,8 @@ export async function runDaemonized(ctx: Context, spec: JobSpec): Promise<Comman
       await repo.remove(spec.name);
       if (target) await (await AgentClient.connect(ctx, target)).converge().catch(() => undefined);
       const reason = actual?.error ?? 'it did not start';
-      if (/no such image/i.test(reason)) throw new NotFoundError(`image ${spec.image} is not on ${host}: ${reason}`, { hint: 'load it with docker pull, docker load or docker import' });
+      if (/no such image/i.test(reason))
+        throw new NotFoundError(`image ${spec.image} is not on ${host}: ${reason}`, { hint: 'load it with docker pull, docker load or docker import' });
       throw new FailureError(`job ${spec.name} did not start on ${host}: ${reason}`);
     }
     return {
@@ -143,6 +214,12 @@ export async function inlineReconciler(ctx: Context, store: Store, repo: JobRepo
   const { Reconciler } = await import('../../daemon/reconcile.js');
   const engine = new DockerEngine(dockerSocketPath(ctx.env), ctx.runner.dryRun);
   const { dotBinds } = await import('./volumes.js');
-  return new Reconciler({ host: hostId(), fleet: ctx.config.fleet, serviceAddress: '127.0.0.1', prune: false, dotBinds: (spec) => dotBinds(ctx, store, spec) }, engine, repo, new HostRepo(store, ctx.config.fleet), { direct: true }, (line) => ctx.events.step(line));
+  return new Reconciler(
+    { host: hostId(), fleet: ctx.config.fleet, serviceAddress: '127.0.0.1', prune: false, dotBinds: (spec) => dotBinds(ctx, store, spec) },
+    engine,
+    repo,
+    new HostRepo(store, ctx.config.fleet),
+    { direct: true },
+    (line) => ctx.events.step(line),
+  );
 }
-

@@ -35,7 +35,9 @@ const elsewhere = (intent: JobIntent) => !intent.managed && intent.host !== null
 
 function requireHere(intent: JobIntent): void {
   if (elsewhere(intent)) {
-    throw new PrerequisiteError(`job ${intent.spec.name} was run on ${intent.host} with no agent: only that host's engine has it`, { hint: `run the command on ${intent.host}, or start agents (knarr daemon) so the fleet manages it` });
+    throw new PrerequisiteError(`job ${intent.spec.name} was run on ${intent.host} with no agent: only that host's engine has it`, {
+      hint: `run the command on ${intent.host}, or start agents (knarr daemon) so the fleet manages it`,
+    });
   }
 }
 
@@ -82,7 +84,11 @@ const engineState = (c: ContainerSummary | undefined): string => (!c || c.State 
  * Each job's state as the engine of its host tells it, for the hosts on this machine: a container
  * removed or stopped behind knarr's back shows so, whatever the record says. Other hosts' records stand.
  */
-async function observed(ctx: Context, rows: { intent: JobIntent; actual: JobActual | null }[], hosts: HostList): Promise<Map<string, { state: string; container: string | null }>> {
+async function observed(
+  ctx: Context,
+  rows: { intent: JobIntent; actual: JobActual | null }[],
+  hosts: HostList,
+): Promise<Map<string, { state: string; container: string | null }>> {
   const up = new Set(hosts.filter((h) => h.up).map((h) => h.host.name));
   const lists = new Map<string, Promise<ContainerSummary[] | null>>();
   const seen = new Map<string, { state: string; container: string | null }>();
@@ -95,7 +101,11 @@ async function observed(ctx: Context, rows: { intent: JobIntent; actual: JobActu
       const engine = engineOnThisMachine(ctx, intent, hosts);
       if (!engine) return;
       // One listing per engine; an engine that does not answer leaves the records as they are.
-      if (!lists.has(engine.socketPath)) lists.set(engine.socketPath, engine.list(true, [LABEL_JOB]).catch(() => null));
+      if (!lists.has(engine.socketPath))
+        lists.set(
+          engine.socketPath,
+          engine.list(true, [LABEL_JOB]).catch(() => null),
+        );
       const containers = await lists.get(engine.socketPath)!;
       if (!containers) return;
       const real = engineState(containers.find((c) => c.Id === actual.container));
@@ -109,11 +119,21 @@ async function observed(ctx: Context, rows: { intent: JobIntent; actual: JobActu
 export const jobList: Handler = async (_i, ctx) =>
   withJobs(ctx, async ({ repo, hosts }) => {
     const [intents, actuals, hostList] = await Promise.all([repo.intents(), repo.actuals(), hosts.list()]);
-    const rows = intents.map((intent) => ({ intent, actual: actuals.get(intent.spec.name) ?? null })).sort((a, b) => a.intent.spec.name.localeCompare(b.intent.spec.name));
+    const rows = intents
+      .map((intent) => ({ intent, actual: actuals.get(intent.spec.name) ?? null }))
+      .sort((a, b) => a.intent.spec.name.localeCompare(b.intent.spec.name));
     const now = await observed(ctx, rows, hostList);
     const at = (r: (typeof rows)[number]) => now.get(r.intent.spec.name)!;
     return {
-      data: rows.map((r) => ({ job: r.intent.spec.name, host: r.intent.host, image: r.intent.spec.image, state: at(r).state, container: at(r).container, restarts: r.actual?.restarts ?? 0, ports: r.intent.spec.ports })),
+      data: rows.map((r) => ({
+        job: r.intent.spec.name,
+        host: r.intent.host,
+        image: r.intent.spec.image,
+        state: at(r).state,
+        container: at(r).container,
+        restarts: r.actual?.restarts ?? 0,
+        ports: r.intent.spec.ports,
+      })),
       view: {
         kind: 'table',
         columns: ['JOB', 'HOST', 'STATE', 'IMAGE', 'PORTS'],
@@ -144,14 +164,14 @@ function jobFields(intent: JobIntent, actual: JobActual | null, state: string): 
     ['state', state],
     ['host', intent.host ?? '-'],
     ['image', s.image],
-    ['command', s.command.length ? formatArgv(s.command) : '(the image\'s)'],
+    ['command', s.command.length ? formatArgv(s.command) : "(the image's)"],
     ['ports', list(s.ports.map(portText))],
     ['volumes', list(s.volumes.map(volumeText))],
     ['env', list(Object.keys(s.env).sort())],
     ['links', list(s.links)],
     ['tags', list(s.tags)],
     ['pinned', s.host ?? '-'],
-    ['network', s.network ?? '(the engine\'s default)'],
+    ['network', s.network ?? "(the engine's default)"],
     ['cpu', s.cpu ? `${s.cpu}m` : '-'],
     ['memory', s.memory ? formatSize(s.memory) : '-'],
     ['restart', restart],
@@ -229,7 +249,9 @@ export const jobRestart: Handler = async ({ args, opts }, ctx) =>
     const names = ((args[0] as string[] | undefined) ?? []).map((n) => validateName('JOB', n, 63));
     const all = optBool(opts, 'all');
     if (all === names.length > 0) throw new ValidationError('JOB', all ? 'give job names or --all, not both' : 'name the jobs to restart, or give --all');
-    const intents = all ? (await j.repo.intents()).filter((i) => !i.spec.static) : await Promise.all(names.map(async (n) => (await requireJob(j.repo, n)).intent));
+    const intents = all
+      ? (await j.repo.intents()).filter((i) => !i.spec.static)
+      : await Promise.all(names.map(async (n) => (await requireJob(j.repo, n)).intent));
     if (!all) intents.forEach(requireHere);
     const results: { job: string; host: string | null; outcome: string }[] = [];
     for (const intent of intents) {
@@ -238,12 +260,20 @@ export const jobRestart: Handler = async ({ args, opts }, ctx) =>
         continue;
       }
       if (ctx.runner.dryRun) {
-        planJob(ctx, intent, `raise job ${intent.spec.name}'s generation to ${generationOf(intent) + 1} in etcd: a new container replaces the old`, ['rm', '-f', daemonContainerName(intent.spec.name)]);
+        planJob(ctx, intent, `raise job ${intent.spec.name}'s generation to ${generationOf(intent) + 1} in etcd: a new container replaces the old`, [
+          'rm',
+          '-f',
+          daemonContainerName(intent.spec.name),
+        ]);
         results.push({ job: intent.spec.name, host: intent.host, outcome: 'planned' });
         continue;
       }
       const next = await updateUntilWritten(j.repo, intent.spec.name, (i) => ({ ...i, desired: 'running', generation: generationOf(i) + 1 }));
-      results.push({ job: intent.spec.name, host: intent.host, outcome: (await converge(ctx, j, next)) === 'done' ? 'restarted' : 'restarts when its host is back' });
+      results.push({
+        job: intent.spec.name,
+        host: intent.host,
+        outcome: (await converge(ctx, j, next)) === 'done' ? 'restarted' : 'restarts when its host is back',
+      });
     }
     return { data: results, view: { kind: 'table', columns: ['JOB', 'HOST', 'OUTCOME'], rows: results.map((r) => [r.job, r.host ?? '-', r.outcome]) } };
   });
@@ -263,7 +293,10 @@ export const jobHistory: Handler = async ({ args }, ctx) =>
     const name = validateName('JOB', args[0] as string, 63);
     const events = await repo.history(name);
     if (events.length === 0) throw new NotFoundError(`job ${name} has no history`, { hint: 'list jobs with: knarr job list' });
-    return { data: events, view: { kind: 'table', columns: ['TIME', 'HOST', 'EVENT', 'DETAIL'], rows: events.map((e) => [e.at, e.host, e.event, e.detail ?? '']) } };
+    return {
+      data: events,
+      view: { kind: 'table', columns: ['TIME', 'HOST', 'EVENT', 'DETAIL'], rows: events.map((e) => [e.at, e.host, e.event, e.detail ?? '']) },
+    };
   });
 
 /** `knarr job logs JOB [-f]`: its output so far (and to come, with -f), stdout and stderr apart, from whichever host runs it. */
@@ -305,6 +338,10 @@ export const serviceList: Handler = async (_i, ctx) =>
     const services = (await repo.services()).sort((a, b) => a.name.localeCompare(b.name));
     return {
       data: services,
-      view: { kind: 'table', columns: ['SERVICE', 'JOB', 'HOST', 'ADDRESS'], rows: services.map((s) => [s.name, s.job, s.host, `${s.address}:${s.port}/${s.protocol}`]) },
+      view: {
+        kind: 'table',
+        columns: ['SERVICE', 'JOB', 'HOST', 'ADDRESS'],
+        rows: services.map((s) => [s.name, s.job, s.host, `${s.address}:${s.port}/${s.protocol}`]),
+      },
     };
   });

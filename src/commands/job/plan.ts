@@ -21,10 +21,24 @@ export const jobPlan: Handler = async ({ args, opts }, ctx) => {
     const others = intents.filter((i) => i.spec.name !== spec.name);
     // As a real placement: only hosts that have every dot the job uses are judged; the rest say so.
     const { hostsWithDots } = await import('./volumes.js');
-    const withDots = new Set(await hostsWithDots(store, ctx.config.fleet, spec, hosts.map((h) => h.host)));
-    const plan = new Scheduler(fleetViews(hosts.filter((h) => withDots.has(h.host.name)), others), { strategy }).explain(jobRequest(spec, history));
+    const withDots = new Set(
+      await hostsWithDots(
+        store,
+        ctx.config.fleet,
+        spec,
+        hosts.map((h) => h.host),
+      ),
+    );
+    const plan = new Scheduler(
+      fleetViews(
+        hosts.filter((h) => withDots.has(h.host.name)),
+        others,
+      ),
+      { strategy },
+    ).explain(jobRequest(spec, history));
     const dots = spec.volumes.flatMap((v) => (v.kind === 'dot' ? [v.dot] : [])).join(', ');
-    for (const h of hosts) if (!withDots.has(h.host.name)) plan.verdicts.push({ host: h.host.name, verdict: 'rejected', why: `does not have every dot the job uses (${dots})` });
+    for (const h of hosts)
+      if (!withDots.has(h.host.name)) plan.verdicts.push({ host: h.host.name, verdict: 'rejected', why: `does not have every dot the job uses (${dots})` });
     const rows = [...plan.verdicts].sort((a, b) => ORDER.indexOf(a.verdict) - ORDER.indexOf(b.verdict) || (b.score ?? 0) - (a.score ?? 0));
     return {
       data: { job: spec.name, host: plan.host, strategy, reason: plan.reason, verdicts: rows },

@@ -32,7 +32,11 @@ async function readSpecFile(ctx: Context, file: string): Promise<Record<string, 
 }
 
 /** The spec from -f and the flags (flags win), validated before anything runs. */
-export async function specFrom(ctx: Context, args: (string | string[] | undefined)[], opts: Record<string, unknown>): Promise<{ spec: JobSpec; source: string }> {
+export async function specFrom(
+  ctx: Context,
+  args: (string | string[] | undefined)[],
+  opts: Record<string, unknown>,
+): Promise<{ spec: JobSpec; source: string }> {
   const file = optString(opts, 'file');
   const raw: Record<string, unknown> = file ? await readSpecFile(ctx, file) : {};
   const image = args[0] as string | undefined;
@@ -62,7 +66,8 @@ export async function specFrom(ctx: Context, args: (string | string[] | undefine
   if (optBool(opts, 'fixed')) raw.fixed = true;
   if (optBool(opts, 'static')) raw.static = true;
   const env = optList(opts, 'env');
-  if (env.length > 0) raw.env = [...(Array.isArray(raw.env) ? raw.env : Object.entries((raw.env as Record<string, string>) ?? {}).map(([k, v]) => `${k}=${v}`)), ...env];
+  if (env.length > 0)
+    raw.env = [...(Array.isArray(raw.env) ? raw.env : Object.entries((raw.env as Record<string, string>) ?? {}).map(([k, v]) => `${k}=${v}`)), ...env];
   const source = file ?? 'flags';
   return { spec: parseJobSpec(raw, source), source };
 }
@@ -75,13 +80,17 @@ function engineError(e: unknown, image: string): never {
   throw e;
 }
 
-
 /**
  * Where a foreground job runs. The embedded default stays fast: the fleet is consulted only when it is
  * asked for (--host, --tag, --etcd), an agent serves this host, or the job uses dots.
  */
-async function foregroundTarget(ctx: Context, spec: JobSpec, engine: DockerEngine): Promise<{ host: HostRecord } | { binds: string[]; env: Record<string, string> }> {
-  const fleetWanted = spec.host !== null || spec.tags.length > 0 || ctx.config.etcd.length > 0 || (await localAgent(`${ctx.config.stateDir}/agent.json`)) !== null;
+async function foregroundTarget(
+  ctx: Context,
+  spec: JobSpec,
+  engine: DockerEngine,
+): Promise<{ host: HostRecord } | { binds: string[]; env: Record<string, string> }> {
+  const fleetWanted =
+    spec.host !== null || spec.tags.length > 0 || ctx.config.etcd.length > 0 || (await localAgent(`${ctx.config.stateDir}/agent.json`)) !== null;
   if (!fleetWanted && !spec.volumes.some((v) => v.kind === 'dot') && spec.links.length === 0) return { binds: [], env: {} };
   return (await import('./fleet.js')).foregroundTarget(ctx, spec, fleetWanted, engine);
 }
@@ -96,31 +105,59 @@ export const jobRun: Handler = async ({ args, opts }, ctx) => {
   const { spec } = await specFrom(ctx, args, opts);
   const interactive = optBool(opts, 'interactive');
   if (spec.daemonize) {
-    if (interactive) throw new ValidationError('--interactive', `job ${spec.name} runs daemonized (it has ports or daemonize: true); -i is for foreground jobs`);
+    if (interactive)
+      throw new ValidationError('--interactive', `job ${spec.name} runs daemonized (it has ports or daemonize: true); -i is for foreground jobs`);
     return (await import('./fleet.js')).runDaemonized(ctx, spec);
   }
   const socket = dockerSocketPath(ctx.env);
   const containerName = `knarr-${spec.name}-${randomHex(6)}`;
-  if (ctx.runner.plan(['docker', '-H', `unix://${socket}`, 'run', '--rm', ...(interactive ? ['-i'] : []), '--name', containerName, '--label', `knarr.job=${spec.name}`, spec.image, ...spec.command])) {
+  if (
+    ctx.runner.plan([
+      'docker',
+      '-H',
+      `unix://${socket}`,
+      'run',
+      '--rm',
+      ...(interactive ? ['-i'] : []),
+      '--name',
+      containerName,
+      '--label',
+      `knarr.job=${spec.name}`,
+      spec.image,
+      ...spec.command,
+    ])
+  ) {
     return { data: { job: spec.name, container: containerName, create: foregroundContainer(spec, ctx.config.fleet, interactive) } };
   }
   const engine = new DockerEngine(socket, ctx.runner.dryRun);
   const target = await foregroundTarget(ctx, spec, engine);
   if ('host' in target) {
     const { runThroughAgent } = await import('./fleet.js');
-    return { data: { job: spec.name, host: target.host.name }, stream: (stdout, stderr) => runThroughAgent(ctx, target.host, spec, interactive, stdout, stderr) };
+    return {
+      data: { job: spec.name, host: target.host.name },
+      stream: (stdout, stderr) => runThroughAgent(ctx, target.host, spec, interactive, stdout, stderr),
+    };
   }
   // A name given by the operator is unique: no other job of that name on this engine (a random one cannot clash).
   if (optString(opts, 'name') !== undefined || optString(opts, 'file') !== undefined) {
     const same = await engine.list(true, [`${LABEL_JOB}=${spec.name}`]).catch((e: unknown) => engineError(e, spec.image));
-    if (same.length > 0) throw new ConflictError(`a job named ${spec.name} already runs on this host (container ${same[0]!.Names[0]?.replace(/^\//, '') ?? same[0]!.Id.slice(0, 12)})`, { hint: `pick another --name, or see it with: knarr job show ${spec.name}` });
+    if (same.length > 0)
+      throw new ConflictError(
+        `a job named ${spec.name} already runs on this host (container ${same[0]!.Names[0]?.replace(/^\//, '') ?? same[0]!.Id.slice(0, 12)})`,
+        { hint: `pick another --name, or see it with: knarr job show ${spec.name}` },
+      );
   }
   return {
     data: { job: spec.name },
     stream: async (stdout, stderr) => {
       let run: AttachedRun;
       try {
-        run = await startAttached(engine, containerName, foregroundContainer(spec, ctx.config.fleet, interactive, { binds: target.binds, env: target.env }), interactive);
+        run = await startAttached(
+          engine,
+          containerName,
+          foregroundContainer(spec, ctx.config.fleet, interactive, { binds: target.binds, env: target.env }),
+          interactive,
+        );
       } catch (e) {
         engineError(e, spec.image);
       }
@@ -148,4 +185,3 @@ export const jobRun: Handler = async ({ args, opts }, ctx) => {
     },
   };
 };
-

@@ -18,9 +18,13 @@ export async function dotBinds(ctx: Context, store: Store, spec: JobSpec): Promi
   for (const v of spec.volumes) {
     if (v.kind !== 'dot') continue;
     const dot = await repo.get(v.dot);
-    if (!dot) throw new NotFoundError(`job ${spec.name} uses dot ${v.dot}, which host ${hostId()} does not have`, { hint: `make it with knarr dot init ${v.dot}, or pull it there` });
+    if (!dot)
+      throw new NotFoundError(`job ${spec.name} uses dot ${v.dot}, which host ${hostId()} does not have`, {
+        hint: `make it with knarr dot init ${v.dot}, or pull it there`,
+      });
     const sub = subdotDir(v.subdot);
-    if (!dot.subdots.includes(sub)) throw new NotFoundError(`dot ${v.dot} has no subdot ${v.subdot}`, { hint: `make it with: knarr dot init ${subdotLabel(v.dot, sub)}` });
+    if (!dot.subdots.includes(sub))
+      throw new NotFoundError(`dot ${v.dot} has no subdot ${v.subdot}`, { hint: `make it with: knarr dot init ${subdotLabel(v.dot, sub)}` });
     const h = await dotHandle(ctx, dot);
     await h.storage.ensureSubdir(h.ref(), sub);
     binds.push(`${h.storage.branchPath(h.ref())}/${sub}:${v.target}${v.readOnly ? ':ro' : ''}`);
@@ -33,6 +37,8 @@ export async function hostsWithDots(store: Store, fleet: string, spec: JobSpec, 
   const dots = spec.volumes.flatMap((v) => (v.kind === 'dot' ? [v.dot] : []));
   if (dots.length === 0) return hosts.map((h) => h.name);
   const keys = fleetKeys(fleet);
-  const have = await Promise.all(hosts.map(async (h) => (await Promise.all(dots.map((d) => store.get(keys.hostDot(h.dotHost ?? h.name, d))))).every((x) => x !== null)));
+  const have = await Promise.all(
+    hosts.map(async (h) => (await Promise.all(dots.map((d) => store.get(keys.hostDot(h.dotHost ?? h.name, d))))).every((x) => x !== null)),
+  );
   return hosts.filter((_, i) => have[i]).map((h) => h.name);
 }

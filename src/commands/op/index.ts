@@ -50,7 +50,7 @@ const cancel = defineCommand(
 const run = defineCommand(
   {
     name: 'run',
-    summary: 'run this host\'s pending operations here (what --detach starts with no agent)',
+    summary: "run this host's pending operations here (what --detach starts with no agent)",
     args: opArg('operation id'),
     examples: [{ command: 'knarr op run op-000042', description: 'run it in this process' }],
     dryRun: 'refuses',
@@ -63,7 +63,9 @@ const gc = defineCommand(
     name: 'gc',
     summary: 'remove operations that ended (done, failed, cancelled) and job history older than an age',
     description:
-      'Queued and running operations always stay, and so does each job\'s newest start in its history (where a fixed job belongs). Under --dry-run it lists what would go and removes nothing. Agents do the same on their own with the opRetention setting (KNARR_OP_RETENTION, default 7d; 0 keeps everything).',
+      "Queued and running operations always stay, and so does each job's newest start in its history (where a fixed job belongs). Under --dry-run " +
+      'it lists what would go and removes nothing. Agents do the same on their own with the opRetention setting (KNARR_OP_RETENTION, ' +
+      'default 7d; 0 keeps everything).',
     options: { olderThan: { flags: '--older-than <age>', description: 'how old what goes is: 90s, 30m, 12h, 7d, 2w (default 7d)' } },
     examples: [
       { command: 'knarr op gc --older-than 30d', description: 'remove what ended more than 30 days ago' },
@@ -78,6 +80,8 @@ export const op = defineGroup({
   name: 'op',
   summary: 'durable operations: what cluster commands do, step by step',
   description:
-    'Every fleet-level change is written to etcd as an operation (id, kind, arguments, host, status queued/running/done/failed/cancelled, progress, error, times) before anything runs. The host\'s agent claims and runs it; with no agent, the CLI runs its own host\'s operations inline. One interrupted by a crash is resumed (its steps are idempotent) by the next runner on that host, or undone if it was cancelled.',
+    'Every fleet-level change is written to etcd as an operation (id, kind, arguments, host, status queued/running/done/failed/cancelled, progress, ' +
+    "error, times) before anything runs. The host's agent claims and runs it; with no agent, the CLI runs its own host's operations inline. One " +
+    'interrupted by a crash is resumed (its steps are idempotent) by the next runner on that host, or undone if it was cancelled.',
   subcommands: [list, show, wait, cancel, run, gc],
 });

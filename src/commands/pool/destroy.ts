@@ -14,9 +14,16 @@ import { withStore } from '../with-store.js';
 import { selectPool } from './select.js';
 
 /** What lives on a pool and would go with it: dots, images, cluster volumes, the managed etcd's data. */
-async function poolContents(ctx: Context, record: PoolRecord, etcdHere: boolean): Promise<{ dots: string[]; images: string[]; clusterVolumes: string[]; etcd: boolean }> {
+async function poolContents(
+  ctx: Context,
+  record: PoolRecord,
+  etcdHere: boolean,
+): Promise<{ dots: string[]; images: string[]; clusterVolumes: string[]; etcd: boolean }> {
   // A pool that cannot be read (faulted, gone) shows no dots: destroying it is how its record goes.
-  const dots = await ctx.drivers[record.driver].dots(ctx.runner).listDots(record).catch(() => [] as string[]);
+  const dots = await ctx.drivers[record.driver]
+    .dots(ctx.runner)
+    .listDots(record)
+    .catch(() => [] as string[]);
   return {
     dots,
     images: await subdirsOf(`${record.mountpoint}/knarr-images`),
@@ -30,7 +37,8 @@ async function poolContents(ctx: Context, record: PoolRecord, etcdHere: boolean)
  * Only from a store that is up already: destroying a pool never starts the managed etcd. Returns what is left to do by hand.
  */
 async function forgetRecords(ctx: Context, pool: string, etcdRunning: boolean): Promise<string | null> {
-  if (ctx.config.etcd.length === 0 && !etcdRunning) return `their records stay in the stopped etcd: once it runs, drop them with knarr dot rm and knarr image rm`;
+  if (ctx.config.etcd.length === 0 && !etcdRunning)
+    return `their records stay in the stopped etcd: once it runs, drop them with knarr dot rm and knarr image rm`;
   return withStore(ctx, async (store) => {
     const dots = new DotRepo(store, ctx.config.fleet, hostId(), false);
     for (const d of await dots.list()) if (d.pool === pool) await dots.delete(d.name);

@@ -6,7 +6,8 @@ const init = defineCommand(
     name: 'init',
     summary: 'create, import or reuse a pool (idempotent)',
     description:
-      'Creates the pool, or imports it when its devices already carry it, or reports that it exists. Never recreates a pool. Refuses a device holding another filesystem unless --force.',
+      'Creates the pool, or imports it when its devices already carry it, or reports that it exists. Never recreates a pool. Refuses a device ' +
+      'holding another filesystem unless --force.',
     options: {
       name: { flags: '--name <name>', description: 'pool name (default "knarr", or pool.name in the config file)' },
       driver: { flags: '--driver <driver>', description: 'storage driver (default zfs)', choices: DRIVER_NAMES },
@@ -53,11 +54,13 @@ const destroy = defineCommand(
   {
     name: 'destroy',
     summary: 'destroy a pool and all data on it (needs --yes)',
-    description: 'A pool that holds dots, images, cluster volumes or the managed etcd\'s data is refused (they are listed) unless --force is given too; the empty mountpoint goes with the pool.',
+    description:
+      "A pool that holds dots, images, cluster volumes or the managed etcd's data is refused (they are listed) unless --force is given too; the " +
+      'empty mountpoint goes with the pool.',
     args: { pool: { description: 'pool name', required: true } },
     options: {
       yes: { flags: '--yes', description: 'confirm that all data on the pool is to be destroyed' },
-      force: { flags: '--force', description: 'destroy it even while dots, images, cluster volumes or the managed etcd\'s data are on it' },
+      force: { flags: '--force', description: "destroy it even while dots, images, cluster volumes or the managed etcd's data are on it" },
     },
     examples: [
       { command: 'knarr pool destroy scratch --yes', description: 'destroy the pool "scratch"' },
@@ -72,6 +75,7 @@ export const pool = defineGroup({
   name: 'pool',
   summary: 'storage pools: zfs, btrfs, lvm or dir, on devices or loop files',
   description:
-    'A pool is the storage a host keeps its data on. Drivers: zfs and btrfs (copy-on-write clones, snapshots, send/receive), lvm (thin pool; no send/receive), dir (a plain directory). With no --device a sparse loop file under the state directory is used.',
+    'A pool is the storage a host keeps its data on. Drivers: zfs and btrfs (copy-on-write clones, snapshots, send/receive), lvm (thin pool; no ' +
+    'send/receive), dir (a plain directory). With no --device a sparse loop file under the state directory is used.',
   subcommands: [init, status, list, destroy],
 });

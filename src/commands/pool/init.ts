@@ -55,11 +55,14 @@ export async function poolInit(given: PoolInitInput, ctx: Context): Promise<Comm
     const why = specConflict(record, spec, { driver: false, sources: explicitSources });
     if (why) {
       const byLabel = record.devices.length > 0 && spec.devices.length > 0;
-      const notHere = byLabel ? notCarrying(await probeSources(ctx.runner, spec.devices), ctx.drivers[record.driver].memberType, record.name, record.uuid) : null;
+      const notHere = byLabel
+        ? notCarrying(await probeSources(ctx.runner, spec.devices), ctx.drivers[record.driver].memberType, record.name, record.uuid)
+        : null;
       if (!byLabel || notHere !== null) {
         throw new ConflictError(`pool ${spec.name} already exists on this host and ${why}${notHere ? `: ${notHere}` : ''}`, {
           hint: byLabel
-            ? `device names can change between boots: see which devices hold pool ${spec.name} with ${shellCommand(['blkid', '-p', ...spec.devices])} (or lsblk -f) and give those, or another --name for a new pool`
+            ? `device names can change between boots: see which devices hold pool ${spec.name} with ${shellCommand(['blkid', '-p', ...spec.devices])} ` +
+              `(or lsblk -f) and give those, or another --name for a new pool`
             : `give the ${record.loopFile ? 'loop file' : record.path ? 'path' : 'devices'} it was made on, or another --name for a new pool`,
         });
       }
@@ -72,13 +75,19 @@ export async function poolInit(given: PoolInitInput, ctx: Context): Promise<Comm
     const mine = new Set(sourcesOf(spec));
     const clash = (await listPoolRecords(ctx.config.stateDir)).find((r) => sourcesOf(r).some((s) => mine.has(s)));
     if (clash) {
-      throw new ConflictError(`pool ${clash.name} already uses ${sourcesOf(clash).filter((s) => mine.has(s)).join(', ')}`, {
-        hint: 'give each pool its own devices or loop file',
-      });
+      throw new ConflictError(
+        `pool ${clash.name} already uses ${sourcesOf(clash)
+          .filter((s) => mine.has(s))
+          .join(', ')}`,
+        {
+          hint: 'give each pool its own devices or loop file',
+        },
+      );
     }
   }
 
-  const chosen = record && moved ? { ...specFromRecord(record, spec.force), devices: spec.devices } : record && !explicitSources ? specFromRecord(record, spec.force) : spec;
+  const chosen =
+    record && moved ? { ...specFromRecord(record, spec.force), devices: spec.devices } : record && !explicitSources ? specFromRecord(record, spec.force) : spec;
   const effective: PoolSpec = { ...chosen, madeHere: record !== null, uuid: record?.uuid ?? null };
   const driver = ctx.drivers[effective.driver];
   ctx.events.step(`pool ${effective.name}: checking ${effective.driver} pool`);
@@ -101,7 +110,10 @@ export async function poolInit(given: PoolInitInput, ctx: Context): Promise<Comm
   let status = await driver.poolStatus(newRecord, ctx.runner);
   // The pool says where it is mounted (a zfs pool made under another state directory keeps its mountpoint): dots are found there.
   if (status.online && status.mountpoint.startsWith('/') && status.mountpoint !== newRecord.mountpoint) {
-    ctx.events.warn(`pool ${newRecord.name} is mounted at ${status.mountpoint}${given.mountpoint !== undefined ? `, not ${newRecord.mountpoint} as given` : ''}; knarr uses it there`);
+    ctx.events.warn(
+      `pool ${newRecord.name} is mounted ` +
+        `at ${status.mountpoint}${given.mountpoint !== undefined ? `, not ${newRecord.mountpoint} as given` : ''}; knarr uses it there`,
+    );
     newRecord = { ...newRecord, mountpoint: status.mountpoint };
     status = await driver.poolStatus(newRecord, ctx.runner);
   }
@@ -110,7 +122,8 @@ export async function poolInit(given: PoolInitInput, ctx: Context): Promise<Comm
     const [probe] = await probeSources(ctx.runner, poolSources(newRecord).slice(0, 1)).catch(() => []);
     if (probe?.signature?.type === driver.memberType) newRecord = { ...newRecord, uuid: probe.signature.uuid };
   }
-  if (moved) ctx.events.warn(`pool ${newRecord.name} found on ${newRecord.devices.join(',')} (it was on ${record!.devices.join(',')}); its record now names them`);
+  if (moved)
+    ctx.events.warn(`pool ${newRecord.name} found on ${newRecord.devices.join(',')} (it was on ${record!.devices.join(',')}); its record now names them`);
   if (JSON.stringify(newRecord) !== JSON.stringify(record)) await writePoolRecord(ctx.config.stateDir, newRecord);
   return {
     data: { action, ...status },

@@ -23,7 +23,10 @@ export const THIN_POOL = 'knarr-thin';
 /** Folders directly under path (subdots of a branch filesystem); none when it is absent. */
 export async function subdirsOf(path: string): Promise<string[]> {
   try {
-    return (await readdir(path, { withFileTypes: true })).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+    return (await readdir(path, { withFileTypes: true }))
+      .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
+      .map((e) => e.name)
+      .sort();
   } catch {
     return [];
   }
@@ -52,7 +55,9 @@ export function refuseRemake(spec: PoolSpec, probes: SourceProbe[], memberType: 
   if (!spec.madeHere || spec.devices.length === 0) return;
   const why = notCarrying(probes, memberType, spec.name, spec.uuid) ?? 'the pool is not found on them';
   throw new ConflictError(`pool ${spec.name} was made on this host, but ${spec.devices.join(',')} do not carry it: ${why}`, {
-    hint: `device names can change between boots: see which devices hold it with ${shellCommand(['blkid', '-p', ...spec.devices])} (or lsblk -f) and give those; nothing was formatted`,
+    hint:
+      `device names can change between boots: see which devices hold it with ${shellCommand(['blkid', '-p', ...spec.devices])} (or lsblk -f) and ` +
+      `give those; nothing was formatted`,
   });
 }
 
@@ -61,9 +66,7 @@ export function checkForeign(probes: SourceProbe[], force: boolean, pool: string
   const foreign = probes.filter((p) => p.signature !== null);
   if (foreign.length === 0) return false;
   if (force) return true;
-  const what = foreign
-    .map((p) => `${p.path} holds ${p.signature!.type}${p.signature!.label ? ` "${p.signature!.label}"` : ''}`)
-    .join('; ');
+  const what = foreign.map((p) => `${p.path} holds ${p.signature!.type}${p.signature!.label ? ` "${p.signature!.label}"` : ''}`).join('; ');
   throw new ConflictError(`refusing to create pool ${pool}: ${what}`, {
     hint: 'its data would be lost; pass --force to overwrite it, or choose another device',
   });

@@ -97,7 +97,13 @@ export interface DotTransfer {
   /** argv writing the commit's stream to stdout, incremental from base (which may sit on another branch). */
   sendArgv(ref: DotFsRef, commit: string, base: { ref: DotFsRef; id: string } | null): string[];
   /** Reads one commit's stream into the dot's commits (base already received); a failed receive leaves the branch at base. */
-  receive(ref: DotFsRef, commit: import('../../core/dots.js').CommitRecord, base: string | null, input: import('node:stream').Readable, source: string): Promise<void>;
+  receive(
+    ref: DotFsRef,
+    commit: import('../../core/dots.js').CommitRecord,
+    base: string | null,
+    input: import('node:stream').Readable,
+    source: string,
+  ): Promise<void>;
   /** About how many bytes a full stream of the commit holds, for a push's ETA; undefined when unknown (an incremental one). */
   estimateBytes?(ref: DotFsRef, commit: string, base: { ref: DotFsRef; id: string } | null): Promise<number | undefined>;
   /** A receive that failed this way may work when the stream is read again. */

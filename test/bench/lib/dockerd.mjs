@@ -27,12 +27,26 @@ function freeSubnet() {
  */
 export function startDockerd(dir, env) {
   const sock = `${dir}/docker.sock`;
-  const bridge = `kb${randomInt(36 ** 5).toString(36).padStart(5, '0')}`;
+  const bridge = `kb${randomInt(36 ** 5)
+    .toString(36)
+    .padStart(5, '0')}`;
   const made = ip('link', 'add', bridge, 'type', 'bridge');
   if (made.status !== 0) throw new Error(`ip link add ${bridge}: ${made.stderr}`);
   ip('addr', 'add', `${freeSubnet()}.1/24`, 'dev', bridge);
   ip('link', 'set', bridge, 'up');
-  const argv = ['-H', `unix://${sock}`, '--data-root', `${dir}/root`, '--exec-root', `${dir}/exec`, '--pidfile', `${dir}/pid`, `--bridge=${bridge}`, '--iptables=false', '--ip6tables=false'];
+  const argv = [
+    '-H',
+    `unix://${sock}`,
+    '--data-root',
+    `${dir}/root`,
+    '--exec-root',
+    `${dir}/exec`,
+    '--pidfile',
+    `${dir}/pid`,
+    `--bridge=${bridge}`,
+    '--iptables=false',
+    '--ip6tables=false',
+  ];
   const proc = spawn('dockerd', argv, { stdio: 'ignore', env });
   return {
     sock,

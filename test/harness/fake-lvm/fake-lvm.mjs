@@ -17,7 +17,10 @@ mkdirSync(stateDir, { recursive: true });
 
 const EXTENT = 4 * 1024 * 1024;
 const stateFile = join(stateDir, 'state.json');
-/** @type {{pvs: string[], vgs: Record<string, {pvs: string[], size: number, free: number, lvs: Record<string, string>}>, loops: Record<string, string>, mounts?: Record<string, string>}} */
+/**
+ * @type {{pvs: string[], vgs: Record<string, {pvs: string[], size: number, free: number, lvs: Record<string, string>}>,
+ *   loops: Record<string, string>, mounts?: Record<string, string>}}
+ */
 const state = existsSync(stateFile) ? JSON.parse(readFileSync(stateFile, 'utf8')) : { pvs: [], vgs: {}, loops: {} };
 const save = () => writeFileSync(stateFile, `${JSON.stringify(state, null, 2)}\n`);
 

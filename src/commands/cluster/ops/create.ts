@@ -53,8 +53,31 @@ export const clusterCreate: OpHandler = {
       const names = Array.from({ length: args.size }, (_, i) => containerName(args.user, id, i));
       for (let attempt = 1; !c; attempt++) {
         const subnet = await s.repo.ensureSubnet(r.ctx.config.cluster.network, args.user);
-        const draft: ClusterRecord = { id, name: args.name, user: args.user, status: 'creating', image: args.image, pool: s.pool.name, host: args.host, subnet, memory: args.memory, cpu: args.cpu, nodes: [], op: r.op.id, createdAt: now, updatedAt: now };
-        const nodesWith = (ips: Map<string, string>) => names.map((container, i) => ({ index: i, container, hostname: nodeHostname(i), ip: ips.get(container)!, host: draft.host, volume: nodeVolume(container) }));
+        const draft: ClusterRecord = {
+          id,
+          name: args.name,
+          user: args.user,
+          status: 'creating',
+          image: args.image,
+          pool: s.pool.name,
+          host: args.host,
+          subnet,
+          memory: args.memory,
+          cpu: args.cpu,
+          nodes: [],
+          op: r.op.id,
+          createdAt: now,
+          updatedAt: now,
+        };
+        const nodesWith = (ips: Map<string, string>) =>
+          names.map((container, i) => ({
+            index: i,
+            container,
+            hostname: nodeHostname(i),
+            ip: ips.get(container)!,
+            host: draft.host,
+            volume: nodeVolume(container),
+          }));
         try {
           // The record and its addresses in one transaction: nothing is made before the record that undo finds things by.
           const ips = await s.repo.ensureAddresses(subnet, args.user, names, (planned) => ({ ...draft, nodes: nodesWith(planned) }));

@@ -35,7 +35,8 @@ export const hostInit: OpHandler = {
       if (child.status !== 'done') failed.push(`${child.id} (${t.user}/${t.name}): ${child.error ?? child.status}`);
     }
     await r.progress(targets.length, targets.length, 'done');
-    if (failed.length > 0) throw new OperationFailedError(`${failed.length} of ${targets.length} cluster(s) did not ${mode === 'new' ? 'go' : 'start'}: ${failed.join('; ')}`);
+    if (failed.length > 0)
+      throw new OperationFailedError(`${failed.length} of ${targets.length} cluster(s) did not ${mode === 'new' ? 'go' : 'start'}: ${failed.join('; ')}`);
     return { mode, clusters: targets.length };
   },
   undo: forwardOnly,

@@ -16,7 +16,14 @@ export interface ImageSaveArgs extends ClusterRef {
 
 export function imageSaveArgs(op: OpRecord): ImageSaveArgs {
   const a = new OpArgs(op);
-  return { user: a.string('user'), name: a.string('name'), pool: a.optionalString('pool'), node: a.integer('node'), image: a.string('image'), host: a.optionalString('host') };
+  return {
+    user: a.string('user'),
+    name: a.string('name'),
+    pool: a.optionalString('pool'),
+    node: a.integer('node'),
+    image: a.string('image'),
+    host: a.optionalString('host'),
+  };
 }
 
 /** cp -a from into to, with bytes, rate and ETA on a TTY: the copy is measured as it grows. */
@@ -60,7 +67,13 @@ export const imageSave: OpHandler = {
     if (saved) throw new ConflictError(`image ${name} already exists on ${c.host}`);
     const vol = await s.driver.ensureVolume(s.pool, imageVolume(name), r.ctx.runner);
     // A run cut short after its rename: only the record is missing.
-    if (r.op.attempts > 1 && (await readdir(`${vol.path}/rootfs`).then(() => true, () => false))) {
+    if (
+      r.op.attempts > 1 &&
+      (await readdir(`${vol.path}/rootfs`).then(
+        () => true,
+        () => false,
+      ))
+    ) {
       await s.repo.putImage({ name, host: c.host, pool: s.pool.name, rootfs: `${vol.path}/rootfs`, source, createdAt: new Date().toISOString() });
       return { image: name, from: `${c.name}/${node.hostname}` };
     }
@@ -82,7 +95,14 @@ export const imageSave: OpHandler = {
     }
     await rm(view, { recursive: true, force: true });
     await rename(partial, `${vol.path}/rootfs`);
-    await s.repo.putImage({ name, host: c.host, pool: s.pool.name, rootfs: `${vol.path}/rootfs`, source: `${c.user}/${c.name}/${node.hostname}`, createdAt: new Date().toISOString() });
+    await s.repo.putImage({
+      name,
+      host: c.host,
+      pool: s.pool.name,
+      rootfs: `${vol.path}/rootfs`,
+      source: `${c.user}/${c.name}/${node.hostname}`,
+      createdAt: new Date().toISOString(),
+    });
     return { image: name, from: `${c.name}/${node.hostname}` };
   },
   async undo(r) {

@@ -81,4 +81,3 @@ export const clusterScale: OpHandler = {
     await s.repo.put({ ...c, status: before, nodes: c.nodes.filter((n) => n.index < to) });
   },
 };
-

@@ -69,7 +69,14 @@ export async function writeHosts(s: Setting, c: ClusterRecord): Promise<void> {
 export async function planNodes(s: Setting, c: ClusterRecord, from: number, to: number): Promise<ClusterNode[]> {
   const names = Array.from({ length: to - from }, (_, k) => containerName(c.user, c.id, from + k));
   const ips = await s.repo.ensureAddresses(c.subnet, c.user, names);
-  return names.map((container, k) => ({ index: from + k, container, hostname: nodeHostname(from + k), ip: ips.get(container)!, host: c.host, volume: nodeVolume(container) }));
+  return names.map((container, k) => ({
+    index: from + k,
+    container,
+    hostname: nodeHostname(from + k),
+    ip: ips.get(container)!,
+    host: c.host,
+    volume: nodeVolume(container),
+  }));
 }
 
 /** Makes and starts one node: its volume, its config, then lxc-start; each part is skipped when already there. */

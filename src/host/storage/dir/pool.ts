@@ -4,15 +4,7 @@ import { pathExists, spaceOf } from '../../mounts.js';
 import type { Runner } from '../../runner.js';
 import { treeTransfer } from '../tree/transfer.js';
 import { dirPrimitives, treeDots } from '../tree/dots.js';
-import {
-  missingStatus,
-  type EnsureAction,
-  type PoolRecord,
-  type PoolSpec,
-  type PoolStatus,
-  type StorageDriver,
-  type VolumeInfo,
-} from '../driver.js';
+import { missingStatus, type EnsureAction, type PoolRecord, type PoolSpec, type PoolStatus, type StorageDriver, type VolumeInfo } from '../driver.js';
 
 /** Marks a directory as a knarr pool, so destroy never removes a folder knarr did not make. */
 export const DIR_MARKER = '.knarr-pool';

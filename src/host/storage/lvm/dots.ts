@@ -24,10 +24,16 @@ export function lvmDots(runner: Runner): DotStorage {
   const vgPath = (pool: PoolRecord, lv: string) => `${pool.name}/${lv}`;
   const lvNames = async (pool: PoolRecord): Promise<string[]> => {
     const r = await runner.run(['lvs', '--noheadings', '-o', 'lv_name', pool.name], { mutates: false, okExitCodes: [5] });
-    return r.exitCode === 0 ? r.stdout.split('\n').map((l) => l.trim()).filter(Boolean) : [];
+    return r.exitCode === 0
+      ? r.stdout
+          .split('\n')
+          .map((l) => l.trim())
+          .filter(Boolean)
+      : [];
   };
   // Asked of findmnt (not read from /proc here) so the argv-level fakes can answer too.
-  const mounted = async (path: string) => (await runner.run(['findmnt', '-n', '-o', 'SOURCE', '--mountpoint', path], { mutates: false, okExitCodes: [1] })).exitCode === 0;
+  const mounted = async (path: string) =>
+    (await runner.run(['findmnt', '-n', '-o', 'SOURCE', '--mountpoint', path], { mutates: false, okExitCodes: [1] })).exitCode === 0;
   const mountBranch = async (ref: DotFsRef) => {
     if (await mounted(branchPath(ref))) return;
     await runner.mkdirp(branchPath(ref));
@@ -47,7 +53,11 @@ export function lvmDots(runner: Runner): DotStorage {
     branchPath,
     dotExists: async (pool, dot) => (await lvNames(pool)).some((n) => n.startsWith(`kd.${dot}.`)),
     listDots: async (pool) => [...new Set((await lvNames(pool)).filter((n) => n.startsWith('kd.')).map((n) => n.split('.')[1]!))].sort(),
-    listBranches: async (pool, dot) => (await lvNames(pool)).filter((n) => n.startsWith(`kd.${dot}.`)).map((n) => n.slice(`kd.${dot}.`.length)).sort(),
+    listBranches: async (pool, dot) =>
+      (await lvNames(pool))
+        .filter((n) => n.startsWith(`kd.${dot}.`))
+        .map((n) => n.slice(`kd.${dot}.`.length))
+        .sort(),
     listSubdirs: (ref) => subdirsOf(branchPath(ref)),
 
     async createBranch(ref, subdirs) {
@@ -82,7 +92,9 @@ export function lvmDots(runner: Runner): DotStorage {
       } catch {
         return [];
       }
-      const records = await Promise.all(names.filter((n) => n.endsWith('.json')).map(async (n) => JSON.parse(await readFile(`${dir}/${n}`, 'utf8')) as CommitRecord));
+      const records = await Promise.all(
+        names.filter((n) => n.endsWith('.json')).map(async (n) => JSON.parse(await readFile(`${dir}/${n}`, 'utf8')) as CommitRecord),
+      );
       return records.filter((r) => lvs.has(commitLv(dot, r.id)));
     },
     async branchFrom(src, commit, dst) {
@@ -102,7 +114,9 @@ export function lvmDots(runner: Runner): DotStorage {
       const records = await readdir(dir).catch(() => [] as string[]);
       const recorded = new Set(records.filter((n) => n.endsWith('.json')).map((n) => commitLv(dot, n.slice(0, -'.json'.length))));
       return [
-        ...(await lvNames(pool)).filter((n) => n.startsWith(`kc.${dot}.`) && !recorded.has(n)).map((n): Leftover => ({ kind: 'orphan-snapshot', path: vgPath(pool, n) })),
+        ...(await lvNames(pool))
+          .filter((n) => n.startsWith(`kc.${dot}.`) && !recorded.has(n))
+          .map((n): Leftover => ({ kind: 'orphan-snapshot', path: vgPath(pool, n) })),
         ...records.filter((n) => n.endsWith('.tmp')).map((n): Leftover => ({ kind: 'temp-file', path: `${dir}/${n}` })),
       ];
     },
@@ -124,7 +138,10 @@ export function lvmDots(runner: Runner): DotStorage {
       }
       if (head === null) await this.createBranch(ref, subdirs);
       else if ((await lvNames(ref.pool)).includes(commitLv(ref.dot, head))) await branchFromSnapshot(ref.pool, ref.dot, head, ref);
-      else throw new NotFoundError(`branch ${ref.branch} of dot ${ref.dot} is gone from pool ${ref.pool.name}, and so is its head commit ${head}`, { hint: `pull it again, or remove the dot: knarr dot rm ${ref.dot}` });
+      else
+        throw new NotFoundError(`branch ${ref.branch} of dot ${ref.dot} is gone from pool ${ref.pool.name}, and so is its head commit ${head}`, {
+          hint: `pull it again, or remove the dot: knarr dot rm ${ref.dot}`,
+        });
       return { action: 'rebuilt', movedAside };
     },
     async destroyDot(pool, dot) {

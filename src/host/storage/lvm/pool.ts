@@ -3,15 +3,7 @@ import { mountAt, pathExists } from '../../mounts.js';
 import type { Runner } from '../../runner.js';
 import { checkForeign, createLoopFile, probeSources, THIN_POOL } from '../common.js';
 import { lvmDots } from './dots.js';
-import {
-  missingStatus,
-  type EnsureAction,
-  type PoolRecord,
-  type PoolSpec,
-  type PoolStatus,
-  type StorageDriver,
-  type VolumeInfo,
-} from '../driver.js';
+import { missingStatus, type EnsureAction, type PoolRecord, type PoolSpec, type PoolStatus, type StorageDriver, type VolumeInfo } from '../driver.js';
 
 const VOLUME_SIZE = '1G';
 /** LVM's exit code for "no such volume group / logical volume". */
@@ -34,10 +26,10 @@ export function parseVgs(text: string): VgInfo | null {
 }
 
 async function vgInfo(runner: Runner, name: string): Promise<VgInfo | null> {
-  const r = await runner.run(
-    ['vgs', '--noheadings', '--units', 'b', '--nosuffix', '--separator', '|', '-o', 'vg_name,vg_size,vg_free,vg_attr', name],
-    { mutates: false, okExitCodes: [LVM_NOT_FOUND] },
-  );
+  const r = await runner.run(['vgs', '--noheadings', '--units', 'b', '--nosuffix', '--separator', '|', '-o', 'vg_name,vg_size,vg_free,vg_attr', name], {
+    mutates: false,
+    okExitCodes: [LVM_NOT_FOUND],
+  });
   return r.exitCode === 0 ? parseVgs(r.stdout) : null;
 }
 

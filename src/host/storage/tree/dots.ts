@@ -133,7 +133,9 @@ export function treeDots(runner: Runner, prim: TreePrimitives): DotStorage {
         await this.createBranch(ref, subdirs);
       } else {
         if (!(await pathExists(commitPath(ref.pool, ref.dot, head)))) {
-          throw new NotFoundError(`branch ${ref.branch} of dot ${ref.dot} is gone from pool ${ref.pool.name}, and so is its head commit ${head}`, { hint: `pull it again, or remove the dot: knarr dot rm ${ref.dot}` });
+          throw new NotFoundError(`branch ${ref.branch} of dot ${ref.dot} is gone from pool ${ref.pool.name}, and so is its head commit ${head}`, {
+            hint: `pull it again, or remove the dot: knarr dot rm ${ref.dot}`,
+          });
         }
         await prim.copy(runner, commitPath(ref.pool, ref.dot, head), branchPath(ref), false);
         for (const d of subdirs) await runner.mkdirp(`${branchPath(ref)}/${d}`);

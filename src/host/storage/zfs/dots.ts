@@ -31,11 +31,15 @@ export function parseSnapshotCommits(text: string): CommitRecord[] {
 
 /** Dots on ZFS: a dataset per branch under <pool>/knarr-dots/<dot>/, a snapshot per commit. */
 export function zfsDots(runner: Runner): DotStorage {
-  const exists = async (name: string) =>
-    (await runner.run(['zfs', 'list', '-H', '-o', 'name', name], { mutates: false, okExitCodes: [1] })).exitCode === 0;
+  const exists = async (name: string) => (await runner.run(['zfs', 'list', '-H', '-o', 'name', name], { mutates: false, okExitCodes: [1] })).exitCode === 0;
   const children = async (parent: string) => {
     const r = await runner.run(['zfs', 'list', '-H', '-o', 'name', '-d', '1', '-t', 'filesystem', parent], { mutates: false, okExitCodes: [1] });
-    return r.exitCode !== 0 ? [] : r.stdout.split('\n').filter((n) => n.startsWith(`${parent}/`)).map((n) => n.slice(parent.length + 1));
+    return r.exitCode !== 0
+      ? []
+      : r.stdout
+          .split('\n')
+          .filter((n) => n.startsWith(`${parent}/`))
+          .map((n) => n.slice(parent.length + 1));
   };
   const mounted = async (name: string): Promise<boolean | null> => {
     const r = await runner.run(['zfs', 'list', '-H', '-o', 'mounted', name], { mutates: false, okExitCodes: [1] });
@@ -59,7 +63,10 @@ export function zfsDots(runner: Runner): DotStorage {
       const path = this.branchPath(ref);
       const state = await this.branchState(ref);
       if (state === 'ready') return { action: 'exists', movedAside: null };
-      const asides = [await mountAgain(base(ref.pool), `${ref.pool.mountpoint}/${DOTS_DIR}`), await mountAgain(root, `${ref.pool.mountpoint}/${DOTS_DIR}/${ref.dot}`)];
+      const asides = [
+        await mountAgain(base(ref.pool), `${ref.pool.mountpoint}/${DOTS_DIR}`),
+        await mountAgain(root, `${ref.pool.mountpoint}/${DOTS_DIR}/${ref.dot}`),
+      ];
       if (state === 'unmounted') {
         asides.push(await mountAgain(dataset(ref), path));
         return { action: 'mounted', movedAside: asides.find((a) => a !== null) ?? null };
@@ -79,10 +86,13 @@ export function zfsDots(runner: Runner): DotStorage {
       } else {
         const r = await runner.run(['zfs', 'list', '-H', '-o', 'name', '-t', 'snapshot', '-r', root], { mutates: false, okExitCodes: [1] });
         const snapshot = r.stdout.split('\n').find((n) => n.endsWith(`@${head}`));
-        if (!snapshot) throw new NotFoundError(`branch ${ref.branch} of dot ${ref.dot} is gone from pool ${ref.pool.name}, and so is its head commit ${head}`, { hint: `pull it again, or remove the dot: knarr dot rm ${ref.dot}` });
+        if (!snapshot)
+          throw new NotFoundError(`branch ${ref.branch} of dot ${ref.dot} is gone from pool ${ref.pool.name}, and so is its head commit ${head}`, {
+            hint: `pull it again, or remove the dot: knarr dot rm ${ref.dot}`,
+          });
         if ((await mounted(root)) === null) await runner.run(['zfs', 'create', '-p', root]);
         await runner.run(['zfs', 'clone', snapshot, dataset(ref)]);
-        // The branch takes the history up to its head (as a pull that renamed it away had it): later rollbacks and incremental receives need those snapshots on it.
+        // The branch takes the history up to its head (as a pull that renamed it away had it): later rollbacks and incremental receives need those snapshots.
         await runRetryingBusy(runner, ['zfs', 'promote', dataset(ref)]);
         for (const d of subdirs) await runner.mkdirp(`${path}/${d}`);
       }

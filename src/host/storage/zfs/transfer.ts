@@ -11,14 +11,16 @@ const dataset = (ref: DotFsRef) => `${dotDataset(ref.pool, ref.dot, ref.staging)
 
 /** zfs send/recv streams; incremental on top of the base commit's snapshot. */
 export function zfsTransfer(runner: Runner): DotTransfer {
-  const exists = async (name: string) =>
-    (await runner.run(['zfs', 'list', '-H', '-o', 'name', name], { mutates: false, okExitCodes: [1] })).exitCode === 0;
+  const exists = async (name: string) => (await runner.run(['zfs', 'list', '-H', '-o', 'name', name], { mutates: false, okExitCodes: [1] })).exitCode === 0;
   // zfs-fuse cannot rename a mounted dataset (it reports "busy"): unmount the tree, rename, mount it again.
   const renameDataset = async (from: string, to: string) => {
     // Under --dry-run the dataset a planned receive would have made is not there to list.
     if (runner.plan(['zfs', 'rename', from, to])) return;
     const listed = await runner.run(['zfs', 'list', '-H', '-o', 'name,mounted', '-t', 'filesystem', '-r', from], { mutates: false });
-    const tree = listed.stdout.split('\n').filter(Boolean).map((l) => l.split('\t') as [string, string]);
+    const tree = listed.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split('\t') as [string, string]);
     for (const [name, mounted] of [...tree].reverse()) if (mounted === 'yes') await runRetryingBusy(runner, ['zfs', 'umount', name]);
     await runRetryingBusy(runner, ['zfs', 'rename', from, to]);
     for (const [name] of tree) await runRetryingBusy(runner, ['zfs', 'mount', to + name.slice(from.length)]);
@@ -46,7 +48,9 @@ export function zfsTransfer(runner: Runner): DotTransfer {
       if (!base && !(await exists(parent))) await runner.run(['zfs', 'create', '-p', parent]);
       // -F: the branch takes the received state; a pull never lands on a branch that has newer local commits.
       // zfs-fuse keeps serving the old files through a mounted dataset, so receive into it unmounted.
-      const mounted = base ? (await runner.run(['zfs', 'get', '-H', '-o', 'value', 'mounted', dataset(ref)], { mutates: false })).stdout.trim() === 'yes' : false;
+      const mounted = base
+        ? (await runner.run(['zfs', 'get', '-H', '-o', 'value', 'mounted', dataset(ref)], { mutates: false })).stdout.trim() === 'yes'
+        : false;
       if (mounted) await runRetryingBusy(runner, ['zfs', 'umount', dataset(ref)]);
       try {
         await runner.pipe(['zfs', 'recv', ...(base ? ['-F'] : []), dataset(ref)], { stdin: input, redirect: `< ${source}` });
@@ -71,7 +75,12 @@ export function zfsTransfer(runner: Runner): DotTransfer {
     async listStaging(pool) {
       const parent = `${pool.name}/knarr-incoming`;
       const r = await runner.run(['zfs', 'list', '-H', '-o', 'name', '-d', '1', '-t', 'filesystem', parent], { mutates: false, okExitCodes: [1] });
-      return r.exitCode !== 0 ? [] : r.stdout.split('\n').filter((n) => n.startsWith(`${parent}/`)).map((n) => n.slice(parent.length + 1));
+      return r.exitCode !== 0
+        ? []
+        : r.stdout
+            .split('\n')
+            .filter((n) => n.startsWith(`${parent}/`))
+            .map((n) => n.slice(parent.length + 1));
     },
     async publishBranch(pool, dot, branch) {
       await renameDataset(`${dotDataset(pool, dot, true)}/${branch}`, `${dotDataset(pool, dot)}/${branch}`);
