@@ -29,18 +29,21 @@ export function parseSnapshotCommits(text: string): CommitRecord[] {
   return out;
 }
 
+/** The names of the filesystems directly under parent; none when parent is not there. */
+export async function childDatasets(runner: Runner, parent: string): Promise<string[]> {
+  const r = await runner.run(['zfs', 'list', '-H', '-o', 'name', '-d', '1', '-t', 'filesystem', parent], { mutates: false, okExitCodes: [1] });
+  return r.exitCode !== 0
+    ? []
+    : r.stdout
+        .split('\n')
+        .filter((n) => n.startsWith(`${parent}/`))
+        .map((n) => n.slice(parent.length + 1));
+}
+
 /** Dots on ZFS: a dataset per branch under <pool>/knarr-dots/<dot>/, a snapshot per commit. */
 export function zfsDots(runner: Runner): DotStorage {
   const exists = async (name: string) => (await runner.run(['zfs', 'list', '-H', '-o', 'name', name], { mutates: false, okExitCodes: [1] })).exitCode === 0;
-  const children = async (parent: string) => {
-    const r = await runner.run(['zfs', 'list', '-H', '-o', 'name', '-d', '1', '-t', 'filesystem', parent], { mutates: false, okExitCodes: [1] });
-    return r.exitCode !== 0
-      ? []
-      : r.stdout
-          .split('\n')
-          .filter((n) => n.startsWith(`${parent}/`))
-          .map((n) => n.slice(parent.length + 1));
-  };
+  const children = (parent: string) => childDatasets(runner, parent);
   const mounted = async (name: string): Promise<boolean | null> => {
     const r = await runner.run(['zfs', 'list', '-H', '-o', 'mounted', name], { mutates: false, okExitCodes: [1] });
     return r.exitCode !== 0 ? null : r.stdout.trim() === 'yes';

@@ -2,10 +2,11 @@ import { finished } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ExternalCommandError } from '../../../core/errors.js';
 import type { Runner } from '../../runner.js';
-import { runRetryingBusy } from '../common.js';
+import { DOTS_DIR, runRetryingBusy } from '../common.js';
 import type { DotFsRef, DotTransfer, PoolRecord } from '../driver.js';
+import { childDatasets, INCOMING_DIR } from './dots.js';
 
-const area = (ref: { staging?: boolean }) => (ref.staging ? 'knarr-incoming' : 'knarr-dots');
+const area = (ref: { staging?: boolean }) => (ref.staging ? INCOMING_DIR : DOTS_DIR);
 const dotDataset = (pool: PoolRecord, dot: string, staging = false) => `${pool.name}/${area({ staging })}/${dot}`;
 const dataset = (ref: DotFsRef) => `${dotDataset(ref.pool, ref.dot, ref.staging)}/${ref.branch}`;
 
@@ -72,16 +73,7 @@ export function zfsTransfer(runner: Runner): DotTransfer {
       // zfs-fuse reports a dataset busy for a moment after a receive.
       await renameDataset(dotDataset(pool, dot, true), dotDataset(pool, dot));
     },
-    async listStaging(pool) {
-      const parent = `${pool.name}/knarr-incoming`;
-      const r = await runner.run(['zfs', 'list', '-H', '-o', 'name', '-d', '1', '-t', 'filesystem', parent], { mutates: false, okExitCodes: [1] });
-      return r.exitCode !== 0
-        ? []
-        : r.stdout
-            .split('\n')
-            .filter((n) => n.startsWith(`${parent}/`))
-            .map((n) => n.slice(parent.length + 1));
-    },
+    listStaging: (pool) => childDatasets(runner, `${pool.name}/${INCOMING_DIR}`),
     async publishBranch(pool, dot, branch) {
       await renameDataset(`${dotDataset(pool, dot, true)}/${branch}`, `${dotDataset(pool, dot)}/${branch}`);
       await this.discardStaging(pool, dot);
