@@ -9,7 +9,7 @@ import { daemonContainerName, LABEL_FLEET, LABEL_JOB, LABEL_MODE } from '../../h
 import { HostRepo } from '../../state/hosts.js';
 import { desiredState, generationOf, JobRepo, type JobActual, type JobIntent } from '../../state/jobs.js';
 import type { Store } from '../../state/store.js';
-import { optBool, type CommandResult, type Context, type Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { withStore } from '../with-store.js';
 import { AgentClient } from './agent-client.js';
 import { inlineReconciler } from './fleet.js';
@@ -116,7 +116,7 @@ async function observed(
 }
 
 /** `knarr job list`: daemonized jobs, intent next to actual state. */
-export const jobList: Handler = async (_i, ctx) =>
+export const jobList = async (ctx: Context): Promise<CommandResult> =>
   withJobs(ctx, async ({ repo, hosts }) => {
     const [intents, actuals, hostList] = await Promise.all([repo.intents(), repo.actuals(), hosts.list()]);
     const rows = intents
@@ -143,9 +143,9 @@ export const jobList: Handler = async (_i, ctx) =>
   });
 
 /** `knarr job show JOB`: the spec, where it runs, its state. */
-export const jobShow: Handler = async ({ args }, ctx) =>
+export const jobShow = async (job: string, ctx: Context): Promise<CommandResult> =>
   withJobs(ctx, async ({ repo, hosts }) => {
-    const { intent, actual } = await requireJob(repo, args[0] as string);
+    const { intent, actual } = await requireJob(repo, job);
     const { state } = (await observed(ctx, [{ intent, actual }], await hosts.list())).get(intent.spec.name)!;
     return { data: { ...intent, actual, state }, view: { kind: 'fields', fields: jobFields(intent, actual, state) } };
   });
@@ -197,9 +197,9 @@ function planJob(ctx: Context, intent: JobIntent, record: string, docker: string
 }
 
 /** `knarr job stop JOB`: stops its container; the intent stays (stopped), so nothing restarts it. */
-export const jobStop: Handler = async ({ args }, ctx) =>
+export const jobStop = async (job: string, ctx: Context): Promise<CommandResult> =>
   withJobs(ctx, async (j) => {
-    const { intent } = await requireJob(j.repo, args[0] as string);
+    const { intent } = await requireJob(j.repo, job);
     requireHere(intent);
     const name = intent.spec.name;
     if (ctx.runner.dryRun) {
@@ -213,9 +213,9 @@ export const jobStop: Handler = async ({ args }, ctx) =>
   });
 
 /** `knarr job rm JOB`: removes its container, intent, actual state and services (its history stays). */
-export const jobRm: Handler = async ({ args }, ctx) =>
+export const jobRm = async (job: string, ctx: Context): Promise<CommandResult> =>
   withJobs(ctx, async (j) => {
-    const { intent } = await requireJob(j.repo, args[0] as string);
+    const { intent } = await requireJob(j.repo, job);
     requireHere(intent);
     const name = intent.spec.name;
     if (ctx.runner.dryRun) {
@@ -244,10 +244,10 @@ export const jobRm: Handler = async ({ args }, ctx) =>
  * `knarr job restart JOB... | --all`: each job's container is made anew (a new generation), stopped
  * jobs start again; --all skips static jobs, as the seed's code pushes do.
  */
-export const jobRestart: Handler = async ({ args, opts }, ctx) =>
+export const jobRestart = async (jobs: readonly string[], opts: { all: boolean }, ctx: Context): Promise<CommandResult> =>
   withJobs(ctx, async (j) => {
-    const names = ((args[0] as string[] | undefined) ?? []).map((n) => validateName('JOB', n, 63));
-    const all = optBool(opts, 'all');
+    const names = jobs.map((n) => validateName('JOB', n, 63));
+    const all = opts.all;
     if (all === names.length > 0) throw new ValidationError('JOB', all ? 'give job names or --all, not both' : 'name the jobs to restart, or give --all');
     const intents = all
       ? (await j.repo.intents()).filter((i) => !i.spec.static)
@@ -288,9 +288,9 @@ async function updateUntilWritten(repo: JobRepo, name: string, change: (i: JobIn
 }
 
 /** `knarr job history JOB`: where it was placed, started, moved, exited; kept after rm. */
-export const jobHistory: Handler = async ({ args }, ctx) =>
+export const jobHistory = async (job: string, ctx: Context): Promise<CommandResult> =>
   withJobs(ctx, async ({ repo }) => {
-    const name = validateName('JOB', args[0] as string, 63);
+    const name = validateName('JOB', job, 63);
     const events = await repo.history(name);
     if (events.length === 0) throw new NotFoundError(`job ${name} has no history`, { hint: 'list jobs with: knarr job list' });
     return {
@@ -300,12 +300,12 @@ export const jobHistory: Handler = async ({ args }, ctx) =>
   });
 
 /** `knarr job logs JOB [-f]`: its output so far (and to come, with -f), stdout and stderr apart, from whichever host runs it. */
-export const jobLogs: Handler = async ({ args, opts }, ctx) =>
+export const jobLogs = async (job: string, opts: { follow: boolean }, ctx: Context): Promise<CommandResult> =>
   withJobs(ctx, async ({ repo, hosts }): Promise<CommandResult> => {
-    const { intent, actual } = await requireJob(repo, args[0] as string);
+    const { intent, actual } = await requireJob(repo, job);
     const name = intent.spec.name;
     if (!actual?.container) throw new NotFoundError(`job ${name} has not started`);
-    const follow = optBool(opts, 'follow');
+    const follow = opts.follow;
     let open: () => Promise<import('node:http').IncomingMessage>;
     if (intent.managed) {
       const host = intent.host === null ? null : await hosts.get(intent.host);
@@ -333,7 +333,7 @@ export const jobLogs: Handler = async ({ args, opts }, ctx) =>
   });
 
 /** `knarr service list`: each port of a daemonized job, where it is reached. */
-export const serviceList: Handler = async (_i, ctx) =>
+export const serviceList = async (ctx: Context): Promise<CommandResult> =>
   withJobs(ctx, async ({ repo }) => {
     const services = (await repo.services()).sort((a, b) => a.name.localeCompare(b.name));
     return {
