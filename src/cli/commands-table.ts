@@ -3,6 +3,7 @@ import { defineCommand, type ArgDef, type CommandDef, type OptionDef } from '../
 import { etcd } from '../commands/etcd/index.js';
 import { host } from '../commands/host/index.js';
 import { image } from '../commands/image/index.js';
+import { job, service } from '../commands/job/index.js';
 import { onboot } from '../commands/onboot/index.js';
 import { op } from '../commands/op/index.js';
 import { pool } from '../commands/pool/index.js';
@@ -275,152 +276,8 @@ export const COMMANDS: CommandDef[] = [
       },
     ],
   },
-  {
-    name: 'job',
-    summary: 'docker jobs across the fleet: foreground (with -i pipes) or daemonized',
-    description:
-      "Jobs run on docker engines. With no agent in the fleet, on this host's engine (DOCKER_HOST or /var/run/docker.sock): the embedded default. " +
-      "When agents (knarr daemon) serve the fleet, the scheduler places each job (knarr job plan shows why) and the job runs through that host's " +
-      'agent. -i pipes stdin to the job and its stdout back, binary-safe with end-of-file passed through, so knarr job run -i A | knarr job run -i B ' +
-      "chains jobs, on one host or two. Daemonized jobs (ports, -d, or daemonize: true) are kept running by their host's agent: their intent and " +
-      'actual state live in etcd, each port is a service, a crashed job restarts per its policy, and a job whose host goes down moves to another ' +
-      'host unless it is fixed there.',
-    subcommands: [
-      {
-        name: 'run',
-        summary: 'run a job in the foreground; exits with its exit code',
-        args: [
-          { name: 'image', description: 'image (or give it in -f)' },
-          { name: 'command', description: 'command and arguments, after --', variadic: true },
-        ],
-        options: [
-          { flags: '-i, --interactive', description: 'pipe stdin to the job (end-of-file included)' },
-          { flags: '-f, --file <file>', description: 'job spec, YAML or JSON' },
-          { flags: '--name <name>', description: 'job name (default run-<random>)' },
-          { flags: '-e, --env <NAME=VALUE>', description: 'environment variable', repeatable: true },
-          { flags: '--network <mode>', description: "docker network mode (default: the engine's)" },
-          { flags: '--host <host>', description: 'pin the job to this fleet host' },
-          { flags: '--tag <tag>', description: 'run only on hosts with this tag', repeatable: true },
-          { flags: '-p, --port <HOST:CONTAINER>', description: 'publish a port (makes the job daemonized)', repeatable: true },
-          { flags: '--volume <SOURCE:TARGET>', description: 'dot:DOT[.SUBDOT]:/path or /host/path:/path, :ro for read-only', repeatable: true },
-          { flags: '--link <service>', description: "reach this service through the host's ambassador", repeatable: true },
-          { flags: '--restart <policy>', description: 'no, always or on-failure[:N] (daemonized jobs)' },
-          { flags: '--cpu <cpu>', description: 'cpu to reserve: 0.5, 2 or 500m' },
-          { flags: '--memory <size>', description: 'memory to reserve and limit to: 256M, 2G' },
-          { flags: '--fixed', description: 'the job stays on the host it first ran on (default with volumes or --static)' },
-          { flags: '--static', description: 'left alone by job restart --all (and fixed)' },
-          { flags: '-d, --detach', description: 'daemonize the job (as daemonize: true)' },
-        ],
-        examples: [
-          { command: 'echo hello | knarr job run -i busybox -- tr a-z A-Z | knarr job run -i busybox -- wc -c', description: 'a pipeline of jobs' },
-          { command: "knarr job run busybox -- sh -c 'exit 3'; echo $?", description: 'knarr exits 3' },
-          { command: 'knarr job run -f job.yaml', description: 'a job from a spec file' },
-        ],
-        dryRun: 'plans',
-        handler: () => import('../commands/job/run.js').then((m) => m.jobRun),
-      },
-      {
-        name: 'plan',
-        summary: 'the host the scheduler would choose, and why each other host lost',
-        args: [
-          { name: 'image', description: 'image (or give it in -f)' },
-          { name: 'command', description: 'command and arguments, after --', variadic: true },
-        ],
-        options: [
-          { flags: '-f, --file <file>', description: 'job spec, YAML or JSON' },
-          { flags: '--name <name>', description: 'job name' },
-          { flags: '--host <host>', description: 'pin the job to this fleet host' },
-          { flags: '--tag <tag>', description: 'run only on hosts with this tag', repeatable: true },
-          { flags: '-p, --port <HOST:CONTAINER>', description: 'a port the job publishes', repeatable: true },
-          { flags: '--volume <SOURCE:TARGET>', description: 'a volume: dot volumes need a host that has the dot', repeatable: true },
-          { flags: '--cpu <cpu>', description: 'cpu to reserve: 0.5, 2 or 500m' },
-          { flags: '--memory <size>', description: 'memory to reserve: 256M, 2G' },
-          { flags: '--fixed', description: 'the job stays on the host it first ran on' },
-          {
-            flags: '--strategy <strategy>',
-            description: "spread or binpack (default: the config file's scheduler.strategy, else spread)",
-            choices: ['spread', 'binpack'],
-          },
-        ],
-        examples: [{ command: 'knarr job plan -f job.yaml', description: 'where job.yaml would run' }],
-        dryRun: 'reads',
-        handler: () => import('../commands/job/plan.js').then((m) => m.jobPlan),
-      },
-      {
-        name: 'list',
-        summary: 'daemonized jobs: intent and actual state',
-        examples: [{ command: 'knarr job list', description: 'jobs of the fleet' }],
-        dryRun: 'reads',
-        handler: () => import('../commands/job/manage.js').then((m) => m.jobList),
-      },
-      {
-        name: 'show',
-        summary: 'a daemonized job: spec, host, state',
-        args: [{ name: 'job', description: 'job name', required: true }],
-        examples: [{ command: 'knarr --json job show web', description: 'web as JSON' }],
-        dryRun: 'reads',
-        handler: () => import('../commands/job/manage.js').then((m) => m.jobShow),
-      },
-      {
-        name: 'logs',
-        summary: 'output of a daemonized job (-f to follow)',
-        args: [{ name: 'job', description: 'job name', required: true }],
-        options: [{ flags: '-f, --follow', description: 'keep printing new output' }],
-        examples: [{ command: 'knarr job logs web -f', description: "follow web's output" }],
-        dryRun: 'reads',
-        handler: () => import('../commands/job/manage.js').then((m) => m.jobLogs),
-      },
-      {
-        name: 'stop',
-        summary: 'stop a daemonized job (its intent stays)',
-        args: [{ name: 'job', description: 'job name', required: true }],
-        examples: [{ command: 'knarr job stop web', description: 'stop web' }],
-        dryRun: 'plans',
-        handler: () => import('../commands/job/manage.js').then((m) => m.jobStop),
-      },
-      {
-        name: 'rm',
-        summary: 'remove a daemonized job, its container and services',
-        args: [{ name: 'job', description: 'job name', required: true }],
-        examples: [{ command: 'knarr job rm web', description: 'remove web' }],
-        dryRun: 'plans',
-        handler: () => import('../commands/job/manage.js').then((m) => m.jobRm),
-      },
-      {
-        name: 'restart',
-        summary: "make jobs' containers anew (--all: every job that is not static)",
-        args: [{ name: 'job', description: 'job names', variadic: true }],
-        options: [{ flags: '--all', description: 'every daemonized job except static ones' }],
-        examples: [
-          { command: 'knarr job restart web', description: 'restart web (starts it if stopped)' },
-          { command: 'knarr job restart --all', description: 'after a code push' },
-        ],
-        dryRun: 'plans',
-        handler: () => import('../commands/job/manage.js').then((m) => m.jobRestart),
-      },
-      {
-        name: 'history',
-        summary: 'where a job was placed, started, moved and exited (kept after rm)',
-        args: [{ name: 'job', description: 'job name', required: true }],
-        examples: [{ command: 'knarr job history web', description: "web's past" }],
-        dryRun: 'reads',
-        handler: () => import('../commands/job/manage.js').then((m) => m.jobHistory),
-      },
-    ],
-  },
-  {
-    name: 'service',
-    summary: 'services: the ports of daemonized jobs',
-    subcommands: [
-      {
-        name: 'list',
-        summary: 'each service and where it is reached',
-        examples: [{ command: 'knarr service list', description: "the fleet's services" }],
-        dryRun: 'reads',
-        handler: () => import('../commands/job/manage.js').then((m) => m.serviceList),
-      },
-    ],
-  },
+  job,
+  service,
   host,
   {
     name: 'cluster',

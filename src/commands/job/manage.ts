@@ -9,7 +9,7 @@ import { daemonContainerName, LABEL_FLEET, LABEL_JOB, LABEL_MODE } from '../../h
 import { HostRepo } from '../../state/hosts.js';
 import { desiredState, generationOf, JobRepo, type JobActual, type JobIntent } from '../../state/jobs.js';
 import type { Store } from '../../state/store.js';
-import { optBool, type CommandResult, type Context, type Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { withStore } from '../with-store.js';
 import { AgentClient } from './agent-client.js';
 import { inlineReconciler } from './fleet.js';
@@ -23,8 +23,10 @@ interface Jobs {
 const withJobs = <T>(ctx: Context, fn: (j: Jobs) => Promise<T>): Promise<T> =>
   withStore(ctx, (store) => fn({ store, repo: new JobRepo(store, ctx.config.fleet), hosts: new HostRepo(store, ctx.config.fleet) }));
 
-async function requireJob(repo: JobRepo, text: string): Promise<{ intent: JobIntent; actual: JobActual | null }> {
-  const name = validateName('JOB', text, 63);
+/** A job name from the command line, checked before the store is reached (or the managed etcd started). */
+const jobName = (text: string) => validateName('JOB', text, 63);
+
+async function requireJob(repo: JobRepo, name: string): Promise<{ intent: JobIntent; actual: JobActual | null }> {
   const intent = await repo.intent(name);
   if (!intent) throw new NotFoundError(`no daemonized job named ${name}`, { hint: 'list them with: knarr job list' });
   return { intent, actual: await repo.actual(name) };
@@ -116,7 +118,7 @@ async function observed(
 }
 
 /** `knarr job list`: daemonized jobs, intent next to actual state. */
-export const jobList: Handler = async (_i, ctx) =>
+export const jobList = (ctx: Context): Promise<CommandResult> =>
   withJobs(ctx, async ({ repo, hosts }) => {
     const [intents, actuals, hostList] = await Promise.all([repo.intents(), repo.actuals(), hosts.list()]);
     const rows = intents
@@ -143,12 +145,14 @@ export const jobList: Handler = async (_i, ctx) =>
   });
 
 /** `knarr job show JOB`: the spec, where it runs, its state. */
-export const jobShow: Handler = async ({ args }, ctx) =>
-  withJobs(ctx, async ({ repo, hosts }) => {
-    const { intent, actual } = await requireJob(repo, args[0] as string);
+export async function jobShow(job: string, ctx: Context): Promise<CommandResult> {
+  const name = jobName(job);
+  return withJobs(ctx, async ({ repo, hosts }) => {
+    const { intent, actual } = await requireJob(repo, name);
     const { state } = (await observed(ctx, [{ intent, actual }], await hosts.list())).get(intent.spec.name)!;
     return { data: { ...intent, actual, state }, view: { kind: 'fields', fields: jobFields(intent, actual, state) } };
   });
+}
 
 const portText = (p: JobSpec['ports'][number]) => `${p.host}:${p.container}/${p.protocol}`;
 const volumeText = (v: JobSpec['volumes'][number]) =>
@@ -197,9 +201,10 @@ function planJob(ctx: Context, intent: JobIntent, record: string, docker: string
 }
 
 /** `knarr job stop JOB`: stops its container; the intent stays (stopped), so nothing restarts it. */
-export const jobStop: Handler = async ({ args }, ctx) =>
-  withJobs(ctx, async (j) => {
-    const { intent } = await requireJob(j.repo, args[0] as string);
+export async function jobStop(job: string, ctx: Context): Promise<CommandResult> {
+  const checked = jobName(job);
+  return withJobs(ctx, async (j) => {
+    const { intent } = await requireJob(j.repo, checked);
     requireHere(intent);
     const name = intent.spec.name;
     if (ctx.runner.dryRun) {
@@ -211,11 +216,13 @@ export const jobStop: Handler = async ({ args }, ctx) =>
     const lines = outcome === 'done' ? [`job ${name} stopped`] : [`job ${name} will stop when its host ${intent.host} is back (it is down)`];
     return { data: { job: name, state: outcome === 'done' ? 'stopped' : 'stopping' }, view: { kind: 'lines', lines } };
   });
+}
 
 /** `knarr job rm JOB`: removes its container, intent, actual state and services (its history stays). */
-export const jobRm: Handler = async ({ args }, ctx) =>
-  withJobs(ctx, async (j) => {
-    const { intent } = await requireJob(j.repo, args[0] as string);
+export async function jobRm(job: string, ctx: Context): Promise<CommandResult> {
+  const checked = jobName(job);
+  return withJobs(ctx, async (j) => {
+    const { intent } = await requireJob(j.repo, checked);
     requireHere(intent);
     const name = intent.spec.name;
     if (ctx.runner.dryRun) {
@@ -239,16 +246,17 @@ export const jobRm: Handler = async ({ args }, ctx) =>
     }
     return { data: { job: name, removed: true, containerRemoved: !later }, view: { kind: 'lines', lines: [`job ${name} removed${later}`] } };
   });
+}
 
 /**
  * `knarr job restart JOB... | --all`: each job's container is made anew (a new generation), stopped
  * jobs start again; --all skips static jobs, as the seed's code pushes do.
  */
-export const jobRestart: Handler = async ({ args, opts }, ctx) =>
-  withJobs(ctx, async (j) => {
-    const names = ((args[0] as string[] | undefined) ?? []).map((n) => validateName('JOB', n, 63));
-    const all = optBool(opts, 'all');
-    if (all === names.length > 0) throw new ValidationError('JOB', all ? 'give job names or --all, not both' : 'name the jobs to restart, or give --all');
+export async function jobRestart(jobs: readonly string[], opts: { all: boolean }, ctx: Context): Promise<CommandResult> {
+  const names = jobs.map(jobName);
+  const all = opts.all;
+  if (all === names.length > 0) throw new ValidationError('JOB', all ? 'give job names or --all, not both' : 'name the jobs to restart, or give --all');
+  return withJobs(ctx, async (j) => {
     const intents = all
       ? (await j.repo.intents()).filter((i) => !i.spec.static)
       : await Promise.all(names.map(async (n) => (await requireJob(j.repo, n)).intent));
@@ -277,6 +285,7 @@ export const jobRestart: Handler = async ({ args, opts }, ctx) =>
     }
     return { data: results, view: { kind: 'table', columns: ['JOB', 'HOST', 'OUTCOME'], rows: results.map((r) => [r.job, r.host ?? '-', r.outcome]) } };
   });
+}
 
 /** Applies change to the intent, re-reading it when an agent changed it in between. */
 async function updateUntilWritten(repo: JobRepo, name: string, change: (i: JobIntent) => JobIntent): Promise<JobIntent> {
@@ -288,9 +297,9 @@ async function updateUntilWritten(repo: JobRepo, name: string, change: (i: JobIn
 }
 
 /** `knarr job history JOB`: where it was placed, started, moved, exited; kept after rm. */
-export const jobHistory: Handler = async ({ args }, ctx) =>
-  withJobs(ctx, async ({ repo }) => {
-    const name = validateName('JOB', args[0] as string, 63);
+export async function jobHistory(job: string, ctx: Context): Promise<CommandResult> {
+  const name = jobName(job);
+  return withJobs(ctx, async ({ repo }) => {
     const events = await repo.history(name);
     if (events.length === 0) throw new NotFoundError(`job ${name} has no history`, { hint: 'list jobs with: knarr job list' });
     return {
@@ -298,14 +307,16 @@ export const jobHistory: Handler = async ({ args }, ctx) =>
       view: { kind: 'table', columns: ['TIME', 'HOST', 'EVENT', 'DETAIL'], rows: events.map((e) => [e.at, e.host, e.event, e.detail ?? '']) },
     };
   });
+}
 
 /** `knarr job logs JOB [-f]`: its output so far (and to come, with -f), stdout and stderr apart, from whichever host runs it. */
-export const jobLogs: Handler = async ({ args, opts }, ctx) =>
-  withJobs(ctx, async ({ repo, hosts }): Promise<CommandResult> => {
-    const { intent, actual } = await requireJob(repo, args[0] as string);
+export async function jobLogs(job: string, opts: { follow: boolean }, ctx: Context): Promise<CommandResult> {
+  const checked = jobName(job);
+  return withJobs(ctx, async ({ repo, hosts }): Promise<CommandResult> => {
+    const { intent, actual } = await requireJob(repo, checked);
     const name = intent.spec.name;
     if (!actual?.container) throw new NotFoundError(`job ${name} has not started`);
-    const follow = optBool(opts, 'follow');
+    const follow = opts.follow;
     let open: () => Promise<import('node:http').IncomingMessage>;
     if (intent.managed) {
       const host = intent.host === null ? null : await hosts.get(intent.host);
@@ -331,9 +342,10 @@ export const jobLogs: Handler = async ({ args, opts }, ctx) =>
       },
     };
   });
+}
 
 /** `knarr service list`: each port of a daemonized job, where it is reached. */
-export const serviceList: Handler = async (_i, ctx) =>
+export const serviceList = (ctx: Context): Promise<CommandResult> =>
   withJobs(ctx, async ({ repo }) => {
     const services = (await repo.services()).sort((a, b) => a.name.localeCompare(b.name));
     return {

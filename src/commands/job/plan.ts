@@ -1,19 +1,22 @@
 import { fleetViews, jobRequest } from '../../core/hosts.js';
 import { Scheduler, type Strategy } from '../../core/scheduler.js';
-import { ValidationError } from '../../core/errors.js';
 import { HostRepo } from '../../state/hosts.js';
 import { JobRepo } from '../../state/jobs.js';
-import { optString, type Handler } from '../types.js';
-import { specFrom } from './run.js';
+import type { CommandResult, Context } from '../types.js';
+import { specFrom, type JobSpecFlags } from './run.js';
 import { withStore } from '../with-store.js';
 
 const ORDER = ['chosen', 'ranked-lower', 'rejected'];
 
 /** `knarr job plan [-f job.yaml | IMAGE ...]`: the host the scheduler would choose, and why each other host lost. */
-export const jobPlan: Handler = async ({ args, opts }, ctx) => {
-  const { spec } = await specFrom(ctx, args, opts);
-  const strategy = (optString(opts, 'strategy') ?? ctx.config.scheduler.strategy) as Strategy;
-  if (strategy !== 'spread' && strategy !== 'binpack') throw new ValidationError('--strategy', 'use spread or binpack');
+export async function jobPlan(
+  image: string | undefined,
+  command: readonly string[],
+  opts: JobSpecFlags & { strategy: Strategy | undefined },
+  ctx: Context,
+): Promise<CommandResult> {
+  const { spec } = await specFrom(ctx, image, command, opts);
+  const strategy = opts.strategy ?? ctx.config.scheduler.strategy;
   return withStore(ctx, async (store) => {
     const jobs = new JobRepo(store, ctx.config.fleet);
     const [hosts, intents, history] = await Promise.all([new HostRepo(store, ctx.config.fleet).list(), jobs.intents(), jobs.pastHosts(spec.name)]);
@@ -50,4 +53,4 @@ export const jobPlan: Handler = async ({ args, opts }, ctx) => {
       exitCode: plan.host ? 0 : 1,
     };
   });
-};
+}

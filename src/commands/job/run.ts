@@ -6,7 +6,7 @@ import { checkSpecNesting, parseJobSpec, type JobSpec } from '../../core/job-spe
 import { localAgent } from '../../daemon/pidfile.js';
 import { DockerEngine, demux, dockerSocketPath } from '../../host/docker.js';
 import { foregroundContainer, LABEL_JOB, startAttached, type AttachedRun } from '../../host/job-containers.js';
-import { optBool, optList, optString, type Context, type Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { stopReading } from '../../core/streams.js';
 
 /** Hex digits for a name's unique suffix; Math.random spares loading node:crypto on the path of every foreground job. */
@@ -31,44 +31,54 @@ async function readSpecFile(ctx: Context, file: string): Promise<Record<string, 
   }
 }
 
+/** The flags of job run and job plan that make the spec; each one given wins over the spec file's field. */
+export interface JobSpecFlags {
+  file?: string | undefined;
+  name?: string | undefined;
+  env?: string[];
+  network?: string | undefined;
+  host?: string | undefined;
+  tags?: string[];
+  ports?: string[];
+  volumes?: string[];
+  links?: string[];
+  restart?: string | undefined;
+  cpu?: string | undefined;
+  memory?: string | undefined;
+  fixed?: boolean;
+  static?: boolean;
+  detach?: boolean;
+}
+
+/** A list from the spec file with the flag's values after it. */
+const appended = (fromFile: unknown, flags: readonly string[]) => [...(Array.isArray(fromFile) ? fromFile : []), ...flags];
+
 /** The spec from -f and the flags (flags win), validated before anything runs. */
 export async function specFrom(
   ctx: Context,
-  args: (string | string[] | undefined)[],
-  opts: Record<string, unknown>,
+  image: string | undefined,
+  command: readonly string[],
+  flags: JobSpecFlags,
 ): Promise<{ spec: JobSpec; source: string }> {
-  const file = optString(opts, 'file');
-  const raw: Record<string, unknown> = file ? await readSpecFile(ctx, file) : {};
-  const image = args[0] as string | undefined;
-  const command = (args[1] as string[] | undefined) ?? [];
+  const raw: Record<string, unknown> = flags.file ? await readSpecFile(ctx, flags.file) : {};
   if (image !== undefined) raw.image = image;
-  if (command.length > 0) raw.command = command;
-  raw.name = optString(opts, 'name') ?? raw.name ?? `run-${randomHex(8)}`;
-  const network = optString(opts, 'network');
-  if (network !== undefined) raw.network = network;
-  const host = optString(opts, 'host');
-  if (host !== undefined) raw.host = host;
-  const tags = optList(opts, 'tag');
-  if (tags.length > 0) raw.tags = [...(Array.isArray(raw.tags) ? raw.tags : []), ...tags];
-  const ports = optList(opts, 'port');
-  if (ports.length > 0) raw.ports = [...(Array.isArray(raw.ports) ? raw.ports : []), ...ports];
-  const volumes = optList(opts, 'volume');
-  if (volumes.length > 0) raw.volumes = [...(Array.isArray(raw.volumes) ? raw.volumes : []), ...volumes];
-  const links = optList(opts, 'link');
-  if (links.length > 0) raw.links = [...(Array.isArray(raw.links) ? raw.links : []), ...links];
-  const restart = optString(opts, 'restart');
-  if (restart !== undefined) raw.restart = restart;
-  if (optBool(opts, 'detach')) raw.daemonize = true;
-  const cpu = optString(opts, 'cpu');
-  if (cpu !== undefined) raw.cpu = cpu;
-  const memory = optString(opts, 'memory');
-  if (memory !== undefined) raw.memory = memory;
-  if (optBool(opts, 'fixed')) raw.fixed = true;
-  if (optBool(opts, 'static')) raw.static = true;
-  const env = optList(opts, 'env');
-  if (env.length > 0)
-    raw.env = [...(Array.isArray(raw.env) ? raw.env : Object.entries((raw.env as Record<string, string>) ?? {}).map(([k, v]) => `${k}=${v}`)), ...env];
-  const source = file ?? 'flags';
+  if (command.length > 0) raw.command = [...command];
+  raw.name = flags.name ?? raw.name ?? `run-${randomHex(8)}`;
+  if (flags.network !== undefined) raw.network = flags.network;
+  if (flags.host !== undefined) raw.host = flags.host;
+  if (flags.tags?.length) raw.tags = appended(raw.tags, flags.tags);
+  if (flags.ports?.length) raw.ports = appended(raw.ports, flags.ports);
+  if (flags.volumes?.length) raw.volumes = appended(raw.volumes, flags.volumes);
+  if (flags.links?.length) raw.links = appended(raw.links, flags.links);
+  if (flags.restart !== undefined) raw.restart = flags.restart;
+  if (flags.detach) raw.daemonize = true;
+  if (flags.cpu !== undefined) raw.cpu = flags.cpu;
+  if (flags.memory !== undefined) raw.memory = flags.memory;
+  if (flags.fixed) raw.fixed = true;
+  if (flags.static) raw.static = true;
+  if (flags.env?.length)
+    raw.env = [...(Array.isArray(raw.env) ? raw.env : Object.entries((raw.env as Record<string, string>) ?? {}).map(([k, v]) => `${k}=${v}`)), ...flags.env];
+  const source = flags.file ?? 'flags';
   return { spec: parseJobSpec(raw, source), source };
 }
 
@@ -101,9 +111,14 @@ async function foregroundTarget(
  * exit code; the container is removed. With no agent it runs on this host's engine (the embedded
  * default); in a fleet it runs where the scheduler places it, through that host's agent.
  */
-export const jobRun: Handler = async ({ args, opts }, ctx) => {
-  const { spec } = await specFrom(ctx, args, opts);
-  const interactive = optBool(opts, 'interactive');
+export async function jobRun(
+  image: string | undefined,
+  command: readonly string[],
+  opts: JobSpecFlags & { interactive: boolean },
+  ctx: Context,
+): Promise<CommandResult> {
+  const { spec } = await specFrom(ctx, image, command, opts);
+  const interactive = opts.interactive;
   if (spec.daemonize) {
     if (interactive)
       throw new ValidationError('--interactive', `job ${spec.name} runs daemonized (it has ports or daemonize: true); -i is for foreground jobs`);
@@ -139,7 +154,7 @@ export const jobRun: Handler = async ({ args, opts }, ctx) => {
     };
   }
   // A name given by the operator is unique: no other job of that name on this engine (a random one cannot clash).
-  if (optString(opts, 'name') !== undefined || optString(opts, 'file') !== undefined) {
+  if (opts.name !== undefined || opts.file !== undefined) {
     const same = await engine.list(true, [`${LABEL_JOB}=${spec.name}`]).catch((e: unknown) => engineError(e, spec.image));
     if (same.length > 0)
       throw new ConflictError(
@@ -184,4 +199,4 @@ export const jobRun: Handler = async ({ args, opts }, ctx) => {
       }
     },
   };
-};
+}
