@@ -1,5 +1,6 @@
 import { longFlag, SETTINGS } from '../core/settings.js';
 import { defineCommand, type ArgDef, type CommandDef, type OptionDef } from '../commands/define.js';
+import { cluster } from '../commands/cluster/index.js';
 import { etcd } from '../commands/etcd/index.js';
 import { host } from '../commands/host/index.js';
 import { image } from '../commands/image/index.js';
@@ -422,100 +423,7 @@ export const COMMANDS: CommandDef[] = [
     ],
   },
   host,
-  {
-    name: 'cluster',
-    summary: 'virtual clusters of LXC containers, driven by durable operations',
-    description:
-      'A cluster is a set of LXC system containers (nodes) as docklet makes them: container user-clusterid-nodeid, hostname host-N, rootfs an ' +
-      "overlay of a read-only base image and a per-node volume on the pool, a per-cluster /etc/hosts bind-mounted read-only, the user's shared data " +
-      "at /nfs and authorized keys at /root/.ssh, an address on the user's own /24 on the host's bridge. Every change is an operation in etcd (knarr " +
-      "op), run by the host's agent or, with none, by the CLI inline. Nodes are placed on the host the cluster is created on.",
-    subcommands: [
-      {
-        name: 'create',
-        summary: 'create and start a cluster of N nodes',
-        args: [{ name: 'name', description: 'cluster name', required: true }],
-        options: [
-          { flags: '--size <n>', description: 'number of nodes (1 to 64)' },
-          { flags: '--image <image>', description: 'base image (default base; see knarr image import)' },
-          { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' },
-          { flags: '--memory <size>', description: 'memory limit per node, e.g. 256M' },
-          { flags: '--cpus <n>', description: 'cpu limit per node: 0.5, 2 or 500m' },
-          { flags: '--pool <pool>', description: "pool for the nodes' volumes (btrfs, lvm or dir)" },
-          { flags: '--authorized-keys <file>', description: 'public keys for /root/.ssh/authorized_keys (never a private key)' },
-          { flags: '--detach', description: 'print the operation id and return at once' },
-        ],
-        examples: [{ command: 'knarr cluster create lab --size 3 --memory 256M', description: 'three nodes host-0..host-2' }],
-        dryRun: 'plans',
-        handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterCreate),
-      },
-      ...(['start', 'stop', 'delete'] as const).map((verb) => ({
-        name: verb,
-        summary:
-          verb === 'delete'
-            ? "remove every node, volume and address of a cluster (the user's /nfs data stays)"
-            : `${verb} every node of a cluster (volumes are kept)`,
-        args: [{ name: 'name', description: 'cluster name', required: true }],
-        options: [
-          { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' },
-          { flags: '--detach', description: 'print the operation id and return at once' },
-        ],
-        examples: [{ command: `knarr cluster ${verb} lab`, description: `${verb} lab` }],
-        dryRun: 'plans' as const,
-        handler: () =>
-          import('../commands/cluster/commands.js').then((m) => (verb === 'start' ? m.clusterStart : verb === 'stop' ? m.clusterStop : m.clusterDelete)),
-      })),
-      {
-        name: 'scale',
-        summary: 'add or remove nodes; the others keep their data',
-        args: [{ name: 'name', description: 'cluster name', required: true }],
-        options: [
-          { flags: '--size <n>', description: 'the new number of nodes' },
-          { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' },
-          { flags: '--detach', description: 'print the operation id and return at once' },
-        ],
-        examples: [{ command: 'knarr cluster scale lab --size 5', description: 'grow lab to five nodes' }],
-        dryRun: 'plans',
-        handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterScale),
-      },
-      {
-        name: 'list',
-        summary: 'clusters with status, size, subnet and host',
-        options: [{ flags: '--user <user>', description: "only this user's" }],
-        examples: [{ command: 'knarr cluster list', description: 'every cluster' }],
-        dryRun: 'reads',
-        handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterList),
-      },
-      {
-        name: 'show',
-        summary: 'a cluster and each node: container, hostname, ip, host, state',
-        args: [{ name: 'name', description: 'cluster name', required: true }],
-        options: [{ flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' }],
-        examples: [{ command: 'knarr --json cluster show lab', description: 'lab as JSON' }],
-        dryRun: 'reads',
-        handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterShow),
-      },
-      {
-        name: 'exec',
-        summary: 'run a command in a node; exits with its status',
-        args: [
-          { name: 'name', description: 'cluster name', required: true },
-          { name: 'node', description: 'node index or hostname (0, host-0)', required: true },
-          { name: 'command', description: 'command and arguments, after --', variadic: true },
-        ],
-        options: [
-          { flags: '-i, --interactive', description: 'feed stdin to the command' },
-          { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' },
-        ],
-        examples: [
-          { command: 'knarr cluster exec lab 0 -- hostname', description: 'prints host-0' },
-          { command: 'tar -c data | knarr cluster exec -i lab 1 -- tar -x -C /root', description: 'a stream into a node' },
-        ],
-        dryRun: 'plans',
-        handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterExec),
-      },
-    ],
-  },
+  cluster,
   image,
   op,
   {
