@@ -1,37 +1,17 @@
-import { longFlag, SETTINGS } from '../core/settings.js';
 import { defineCommand, type ArgDef, type CommandDef, type OptionDef } from '../commands/define.js';
 import { cluster } from '../commands/cluster/index.js';
+import { daemon } from '../commands/daemon/index.js';
+import { doctor } from '../commands/doctor/index.js';
 import { etcd } from '../commands/etcd/index.js';
 import { host } from '../commands/host/index.js';
 import { image } from '../commands/image/index.js';
 import { onboot } from '../commands/onboot/index.js';
 import { op } from '../commands/op/index.js';
 import { pool } from '../commands/pool/index.js';
+import { settingOptions } from '../commands/setting-options.js';
 
 export type { ArgDef, CommandDef, DryRunMode, Example, OptionDef } from '../commands/define.js';
 export { longName, shortName, takesValue } from '../commands/define.js';
-
-/** The flags of the settings table that command takes (without one: the global flags); a boolean also gets its --no- form. */
-function settingOptions(command?: string): OptionDef[] {
-  return SETTINGS.filter((s) => s.flag !== undefined && s.command === command).flatMap((s): OptionDef[] => {
-    const shown = s.kind === 'boolean' || s.choices ? '' : ` (default ${s.defaultText})`;
-    const opt: OptionDef = {
-      flags: s.flag!,
-      description: `${s.help}${shown}`,
-      env: s.env,
-      ...(s.choices ? { choices: s.choices } : {}),
-      ...(s.repeatable ? { repeatable: true } : {}),
-    };
-    if (s.kind !== 'boolean') return [opt];
-    return [
-      opt,
-      {
-        flags: `--no-${longFlag(s)!.slice(2)}`,
-        description: `switch ${longFlag(s)} off when ${s.env}${s.inFile === false ? '' : ' or the config file'} switched it on`,
-      },
-    ];
-  });
-}
 
 export const GLOBAL_OPTIONS: OptionDef[] = settingOptions();
 
@@ -426,39 +406,9 @@ export const COMMANDS: CommandDef[] = [
   cluster,
   image,
   op,
-  {
-    name: 'daemon',
-    summary: 'the agent: registers this host, serves the token-protected API',
-    description:
-      'Registers this host in etcd under a lease (a host whose lease lapses is down) with its address, tags, capacity, load and docker endpoint, ' +
-      'keeps them fresh, and serves an HTTP API on --listen where every request needs the bearer token from --token-file (made, 0600, when missing). ' +
-      "Every flag can also be set in the environment (KNARR_DAEMON_*) or the config file's daemon: section (flag, then environment, then file). " +
-      'SIGTERM drains (no new foreground jobs or operations; the running ones get --drain-timeout to end, a second SIGTERM cuts it short), gives the ' +
-      'lease back and exits 0; SIGHUP reloads the config file, the token file and the TLS certificate, applying tags and prune at once (tags set ' +
-      'with knarr host tag stay) and naming any other changed setting as needing a restart; a bad file changes nothing. At each start it joins the ' +
-      "fleet through docklet's handshake (waiting, init, work, ok), proving the shared data directory with --share, and prepares for --mode recovery " +
-      "or new; then it keeps this host's daemonized jobs as their intents say, runs this host's operations, and forwards " +
-      'linked services (the ambassador).',
-    options: settingOptions('daemon'),
-    examples: [{ command: 'knarr daemon --tags ssd,zone=eu --listen 10.0.0.5:7946', description: 'run the agent' }],
-    dryRun: 'refuses',
-    handler: () => import('../commands/daemon.js').then((m) => m.daemon),
-  },
+  daemon,
   onboot,
-  {
-    name: 'doctor',
-    summary: 'check host prerequisites; --fix installs and starts what is missing',
-    description:
-      'Checks zfs, btrfs, lvm, lxc, a reachable dockerd, etcd, overlayfs, loop devices and cgroups, naming the Debian package for each. ' +
-      'Exits 5 when something is missing.',
-    options: [{ flags: '--fix', description: 'apt-get install the missing packages and start zfs-fuse and dockerd if needed' }],
-    examples: [
-      { command: 'knarr doctor', description: 'report what is present' },
-      { command: 'knarr doctor --fix', description: 'install and start what is missing' },
-    ],
-    dryRun: 'plans',
-    handler: () => import('../commands/doctor.js').then((m) => m.doctor),
-  },
+  doctor,
   defineCommand(
     {
       name: 'completion',
