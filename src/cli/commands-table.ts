@@ -1,5 +1,7 @@
-import { longFlag, SETTINGS } from '../core/settings.js';
 import { defineCommand, type ArgDef, type CommandDef, type OptionDef } from '../commands/define.js';
+import { cluster } from '../commands/cluster/index.js';
+import { daemon } from '../commands/daemon/index.js';
+import { doctor } from '../commands/doctor/index.js';
 import { etcd } from '../commands/etcd/index.js';
 import { host } from '../commands/host/index.js';
 import { image } from '../commands/image/index.js';
@@ -7,31 +9,10 @@ import { job, service } from '../commands/job/index.js';
 import { onboot } from '../commands/onboot/index.js';
 import { op } from '../commands/op/index.js';
 import { pool } from '../commands/pool/index.js';
+import { settingOptions } from '../commands/setting-options.js';
 
 export type { ArgDef, CommandDef, DryRunMode, Example, OptionDef } from '../commands/define.js';
 export { longName, shortName, takesValue } from '../commands/define.js';
-
-/** The flags of the settings table that command takes (without one: the global flags); a boolean also gets its --no- form. */
-function settingOptions(command?: string): OptionDef[] {
-  return SETTINGS.filter((s) => s.flag !== undefined && s.command === command).flatMap((s): OptionDef[] => {
-    const shown = s.kind === 'boolean' || s.choices ? '' : ` (default ${s.defaultText})`;
-    const opt: OptionDef = {
-      flags: s.flag!,
-      description: `${s.help}${shown}`,
-      env: s.env,
-      ...(s.choices ? { choices: s.choices } : {}),
-      ...(s.repeatable ? { repeatable: true } : {}),
-    };
-    if (s.kind !== 'boolean') return [opt];
-    return [
-      opt,
-      {
-        flags: `--no-${longFlag(s)!.slice(2)}`,
-        description: `switch ${longFlag(s)} off when ${s.env}${s.inFile === false ? '' : ' or the config file'} switched it on`,
-      },
-    ];
-  });
-}
 
 export const GLOBAL_OPTIONS: OptionDef[] = settingOptions();
 
@@ -279,135 +260,12 @@ export const COMMANDS: CommandDef[] = [
   job,
   service,
   host,
-  {
-    name: 'cluster',
-    summary: 'virtual clusters of LXC containers, driven by durable operations',
-    description:
-      'A cluster is a set of LXC system containers (nodes) as docklet makes them: container user-clusterid-nodeid, hostname host-N, rootfs an ' +
-      "overlay of a read-only base image and a per-node volume on the pool, a per-cluster /etc/hosts bind-mounted read-only, the user's shared data " +
-      "at /nfs and authorized keys at /root/.ssh, an address on the user's own /24 on the host's bridge. Every change is an operation in etcd (knarr " +
-      "op), run by the host's agent or, with none, by the CLI inline. Nodes are placed on the host the cluster is created on.",
-    subcommands: [
-      {
-        name: 'create',
-        summary: 'create and start a cluster of N nodes',
-        args: [{ name: 'name', description: 'cluster name', required: true }],
-        options: [
-          { flags: '--size <n>', description: 'number of nodes (1 to 64)' },
-          { flags: '--image <image>', description: 'base image (default base; see knarr image import)' },
-          { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' },
-          { flags: '--memory <size>', description: 'memory limit per node, e.g. 256M' },
-          { flags: '--cpus <n>', description: 'cpu limit per node: 0.5, 2 or 500m' },
-          { flags: '--pool <pool>', description: "pool for the nodes' volumes (btrfs, lvm or dir)" },
-          { flags: '--authorized-keys <file>', description: 'public keys for /root/.ssh/authorized_keys (never a private key)' },
-          { flags: '--detach', description: 'print the operation id and return at once' },
-        ],
-        examples: [{ command: 'knarr cluster create lab --size 3 --memory 256M', description: 'three nodes host-0..host-2' }],
-        dryRun: 'plans',
-        handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterCreate),
-      },
-      ...(['start', 'stop', 'delete'] as const).map((verb) => ({
-        name: verb,
-        summary:
-          verb === 'delete'
-            ? "remove every node, volume and address of a cluster (the user's /nfs data stays)"
-            : `${verb} every node of a cluster (volumes are kept)`,
-        args: [{ name: 'name', description: 'cluster name', required: true }],
-        options: [
-          { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' },
-          { flags: '--detach', description: 'print the operation id and return at once' },
-        ],
-        examples: [{ command: `knarr cluster ${verb} lab`, description: `${verb} lab` }],
-        dryRun: 'plans' as const,
-        handler: () =>
-          import('../commands/cluster/commands.js').then((m) => (verb === 'start' ? m.clusterStart : verb === 'stop' ? m.clusterStop : m.clusterDelete)),
-      })),
-      {
-        name: 'scale',
-        summary: 'add or remove nodes; the others keep their data',
-        args: [{ name: 'name', description: 'cluster name', required: true }],
-        options: [
-          { flags: '--size <n>', description: 'the new number of nodes' },
-          { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' },
-          { flags: '--detach', description: 'print the operation id and return at once' },
-        ],
-        examples: [{ command: 'knarr cluster scale lab --size 5', description: 'grow lab to five nodes' }],
-        dryRun: 'plans',
-        handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterScale),
-      },
-      {
-        name: 'list',
-        summary: 'clusters with status, size, subnet and host',
-        options: [{ flags: '--user <user>', description: "only this user's" }],
-        examples: [{ command: 'knarr cluster list', description: 'every cluster' }],
-        dryRun: 'reads',
-        handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterList),
-      },
-      {
-        name: 'show',
-        summary: 'a cluster and each node: container, hostname, ip, host, state',
-        args: [{ name: 'name', description: 'cluster name', required: true }],
-        options: [{ flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' }],
-        examples: [{ command: 'knarr --json cluster show lab', description: 'lab as JSON' }],
-        dryRun: 'reads',
-        handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterShow),
-      },
-      {
-        name: 'exec',
-        summary: 'run a command in a node; exits with its status',
-        args: [
-          { name: 'name', description: 'cluster name', required: true },
-          { name: 'node', description: 'node index or hostname (0, host-0)', required: true },
-          { name: 'command', description: 'command and arguments, after --', variadic: true },
-        ],
-        options: [
-          { flags: '-i, --interactive', description: 'feed stdin to the command' },
-          { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' },
-        ],
-        examples: [
-          { command: 'knarr cluster exec lab 0 -- hostname', description: 'prints host-0' },
-          { command: 'tar -c data | knarr cluster exec -i lab 1 -- tar -x -C /root', description: 'a stream into a node' },
-        ],
-        dryRun: 'plans',
-        handler: () => import('../commands/cluster/commands.js').then((m) => m.clusterExec),
-      },
-    ],
-  },
+  cluster,
   image,
   op,
-  {
-    name: 'daemon',
-    summary: 'the agent: registers this host, serves the token-protected API',
-    description:
-      'Registers this host in etcd under a lease (a host whose lease lapses is down) with its address, tags, capacity, load and docker endpoint, ' +
-      'keeps them fresh, and serves an HTTP API on --listen where every request needs the bearer token from --token-file (made, 0600, when missing). ' +
-      "Every flag can also be set in the environment (KNARR_DAEMON_*) or the config file's daemon: section (flag, then environment, then file). " +
-      'SIGTERM drains (no new foreground jobs or operations; the running ones get --drain-timeout to end, a second SIGTERM cuts it short), gives the ' +
-      'lease back and exits 0; SIGHUP reloads the config file, the token file and the TLS certificate, applying tags and prune at once (tags set ' +
-      'with knarr host tag stay) and naming any other changed setting as needing a restart; a bad file changes nothing. At each start it joins the ' +
-      "fleet through docklet's handshake (waiting, init, work, ok), proving the shared data directory with --share, and prepares for --mode recovery " +
-      "or new; then it keeps this host's daemonized jobs as their intents say, runs this host's operations, and forwards " +
-      'linked services (the ambassador).',
-    options: settingOptions('daemon'),
-    examples: [{ command: 'knarr daemon --tags ssd,zone=eu --listen 10.0.0.5:7946', description: 'run the agent' }],
-    dryRun: 'refuses',
-    handler: () => import('../commands/daemon.js').then((m) => m.daemon),
-  },
+  daemon,
   onboot,
-  {
-    name: 'doctor',
-    summary: 'check host prerequisites; --fix installs and starts what is missing',
-    description:
-      'Checks zfs, btrfs, lvm, lxc, a reachable dockerd, etcd, overlayfs, loop devices and cgroups, naming the Debian package for each. ' +
-      'Exits 5 when something is missing.',
-    options: [{ flags: '--fix', description: 'apt-get install the missing packages and start zfs-fuse and dockerd if needed' }],
-    examples: [
-      { command: 'knarr doctor', description: 'report what is present' },
-      { command: 'knarr doctor --fix', description: 'install and start what is missing' },
-    ],
-    dryRun: 'plans',
-    handler: () => import('../commands/doctor.js').then((m) => m.doctor),
-  },
+  doctor,
   defineCommand(
     {
       name: 'completion',

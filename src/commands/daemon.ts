@@ -9,7 +9,8 @@ import { dockerSocketPath } from '../host/docker.js';
 import { HostRepo } from '../state/hosts.js';
 import { dotBinds, hostsWithDots } from './job/volumes.js';
 import { OpRunner } from '../ops/runner.js';
-import type { Context, Handler } from './types.js';
+import type { SettingFlags } from './setting-options.js';
+import type { CommandResult, Context } from './types.js';
 
 /** The address other hosts reach this host at: the one given, the listen address, or the first outward IPv4 when it listens on all. */
 function advertiseAddress(s: DaemonSettings): string {
@@ -30,12 +31,12 @@ async function readTls(s: DaemonSettings): Promise<{ cert: Buffer; key: Buffer }
   }
 }
 
-const settingsOf = (opts: Record<string, unknown>, config: Config, ctx: Context) =>
-  resolveDaemonSettings(opts, config.daemon, { configFile: config.configFile, stateDir: config.stateDir, cwd: ctx.cwd, hostname: hostId() });
+const settingsOf = (flags: SettingFlags, config: Config, ctx: Context) =>
+  resolveDaemonSettings(flags, config.daemon, { configFile: config.configFile, stateDir: config.stateDir, cwd: ctx.cwd, hostname: hostId() });
 
 /** Checks the agent's settings from the config file and flags, as `knarr daemon` would start with them; throws naming the field. */
-export function checkDaemonSettings(ctx: Context, opts: Record<string, unknown> = {}): void {
-  settingsOf(opts, ctx.config, ctx);
+export function checkDaemonSettings(ctx: Context, flags: SettingFlags = {}): void {
+  settingsOf(flags, ctx.config, ctx);
 }
 
 /**
@@ -43,8 +44,8 @@ export function checkDaemonSettings(ctx: Context, opts: Record<string, unknown> 
  * fresh, serves the token-protected API; SIGTERM (or SIGINT) gives the lease back and exits 0;
  * SIGHUP reloads the config file, the token and the certificate.
  */
-export const daemon: Handler = async ({ opts }, ctx) => {
-  let settings = settingsOf(opts, ctx.config, ctx);
+export async function daemon(ctx: Context, flags: SettingFlags = {}): Promise<CommandResult> {
+  let settings = settingsOf(flags, ctx.config, ctx);
   // A DOCKER_HOST knarr refuses is bad input: refused before a token is written or the store is opened.
   const dockerSocket = dockerSocketPath(ctx.env);
   if (ctx.runner.dryRun)
@@ -89,7 +90,7 @@ export const daemon: Handler = async ({ opts }, ctx) => {
   // SIGHUP: everything is read and checked first; a bad file or token changes nothing.
   const reload = async () => {
     const config = await ctx.reloadConfig();
-    const next = settingsOf(opts, config, ctx);
+    const next = settingsOf(flags, config, ctx);
     const nextToken = await agentToken(next.tokenFile, false);
     const nextTls = next.tls !== null && tls !== undefined ? await readTls(next) : undefined;
     // A certificate that does not match its key (a rotation half done) is refused here, before anything changed.
@@ -138,4 +139,4 @@ export const daemon: Handler = async ({ opts }, ctx) => {
     }
   }
   return { data: { host: settings.name, address: agent.address, stopped: true }, view: { kind: 'lines', lines: [`agent ${settings.name} stopped`] } };
-};
+}

@@ -5,7 +5,7 @@ import { DockerEngine, dockerSocketPath, pingDocker } from '../host/docker.js';
 import { allowBridge, bridgeFirewall, forwardChain, haveIptables } from '../host/firewall.js';
 import type { Runner } from '../host/runner.js';
 import { findExecutable } from '../host/which.js';
-import { optBool, type Context, type Handler } from './types.js';
+import type { CommandResult, Context } from './types.js';
 
 export type CheckStatus = 'ok' | 'missing' | 'warn';
 
@@ -247,10 +247,10 @@ async function runChecks(ctx: Context): Promise<CheckResult[]> {
 }
 
 /** `knarr doctor [--fix]`: host prerequisites, with the Debian package for each; --fix installs and starts them. */
-export const doctor: Handler = async ({ opts }, ctx) => {
+export async function doctor(opts: { fix: boolean }, ctx: Context): Promise<CommandResult> {
   let results = await runChecks(ctx);
   const fixes: string[] = [];
-  if (optBool(opts, 'fix')) {
+  if (opts.fix) {
     const packages = [...new Set(results.filter((r) => r.install === true && r.package).map((r) => r.package!))];
     if (packages.length > 0) {
       ctx.events.step(`installing ${packages.join(' ')}`);
@@ -280,4 +280,4 @@ export const doctor: Handler = async ({ opts }, ctx) => {
     },
     exitCode: failed.length === 0 || ctx.runner.dryRun ? ExitCode.ok : ExitCode.prerequisite,
   };
-};
+}

@@ -135,7 +135,7 @@ async function serveUntilSignal(ctx: Context, poolName: string): Promise<void> {
   try {
     if (agentConfigured(ctx)) {
       const { daemon } = await import('./daemon.js');
-      await daemon({ args: [], opts: {} }, ctx);
+      await daemon(ctx);
     } else {
       await new Promise<void>((res) => (ctx.signal.aborted ? res() : ctx.signal.addEventListener('abort', () => res(), { once: true })));
     }

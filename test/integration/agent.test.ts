@@ -311,6 +311,23 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
     expect((await k(['daemon', '--ttl', '1'])).code).toBe(2);
     expect((await k(['host', 'show', 'nosuch'])).code).toBe(3);
   });
+
+  it('its flags beat the config file at start and at each reload: --no-prune keeps prune off that the file switches on', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const config = `${tmp.path}/noprune.yaml`;
+    writeFileSync(config, `daemon:\n  name: h4\n  tags: [ssd]\n  listen: 127.0.0.1:${port}\n  ttl: 2\n  prune: true\n`);
+    let log = '';
+    agent = execa(bin, [...base(), '--config', config, 'daemon', '--no-prune', '--tags', 'gpu'], {
+      reject: false,
+      env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` },
+    });
+    agent.stderr!.on('data', (b: Buffer) => (log += b.toString()));
+    await until(async () => (await hosts()).h4?.join === 'ok');
+    expect((await hosts()).h4.tags).toEqual(['gpu']);
+    agent.kill('SIGHUP');
+    await until(async () => /config reloaded/.test(log));
+    expect(log).toMatch(/config reloaded \(tags gpu, prune off\)/);
+  });
 });
 
 describe.skipIf(!run)('the join handshake (waiting, init, work, ok) with a shared data directory', () => {

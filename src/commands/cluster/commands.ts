@@ -1,21 +1,15 @@
 import { readFile } from 'node:fs/promises';
-import { userInfo } from 'node:os';
 import { resolve } from 'node:path';
-import { validateAuthorizedKeys, validateClusterName, validateClusterSize, validateNodeIndex, validateUser, type ClusterRecord } from '../../core/cluster.js';
+import { validateAuthorizedKeys, validateClusterName, validateClusterSize, validateNodeIndex } from '../../core/cluster.js';
 import { ConflictError, NotFoundError, UserError, ValidationError } from '../../core/errors.js';
 import { validateName } from '../../core/names.js';
 import { parseSize } from '../../core/size.js';
 import { thisHost } from '../../daemon/pidfile.js';
 import { runOperation } from '../op.js';
-import { optBool, optString, type CommandResult, type Context, type Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { withStore } from '../with-store.js';
 import { ClusterRepo } from '../../state/clusters.js';
-import { clusterPool, lxcFor } from './common.js';
-
-/** The cluster's owner: --user, else KNARR_USER, else the caller's login name. */
-function userOf(ctx: Context, opts: Record<string, unknown>): string {
-  return validateUser('--user', optString(opts, 'user') ?? ctx.config.cluster.user ?? userInfo().username);
-}
+import { clusterPool, lxcFor, requireCluster, userOf } from './common.js';
 
 function cpuOf(v: string | undefined): number {
   if (v === undefined) return 0;
@@ -25,22 +19,26 @@ function cpuOf(v: string | undefined): number {
   return n;
 }
 
-async function requireCluster(repo: ClusterRepo, user: string, name: string): Promise<ClusterRecord> {
-  const c = await repo.get(user, name);
-  if (!c) throw new NotFoundError(`user ${user} has no cluster ${name}`, { hint: 'list them with: knarr cluster list' });
-  return c;
+/** `knarr cluster create NAME --size N [--image IMG] [--user U] [--memory M] [--cpus C]`: every input checked before the operation is written. */
+export interface ClusterCreateOptions {
+  size?: string;
+  image?: string;
+  user?: string;
+  memory?: string;
+  cpus?: string;
+  pool?: string;
+  authorizedKeys?: string;
+  detach: boolean;
 }
 
-/** `knarr cluster create NAME --size N [--image IMG] [--user U] [--memory M] [--cpus C]`: every input checked before the operation is written. */
-export const clusterCreate: Handler = async ({ args, opts }, ctx) => {
-  const name = validateClusterName('NAME', args[0] as string);
-  const size = validateClusterSize('--size', optString(opts, 'size'));
-  const user = userOf(ctx, opts);
-  const image = validateName('--image', optString(opts, 'image') ?? 'base', 64);
-  const memoryText = optString(opts, 'memory');
-  const memory = memoryText === undefined ? 0 : parseSize('--memory', memoryText);
-  const cpu = cpuOf(optString(opts, 'cpus'));
-  const keysFile = optString(opts, 'authorizedKeys');
+export async function clusterCreate(nameArg: string, opts: ClusterCreateOptions, ctx: Context): Promise<CommandResult> {
+  const name = validateClusterName('NAME', nameArg);
+  const size = validateClusterSize('--size', opts.size);
+  const user = userOf(ctx, opts.user);
+  const image = validateName('--image', opts.image ?? 'base', 64);
+  const memory = opts.memory === undefined ? 0 : parseSize('--memory', opts.memory);
+  const cpu = cpuOf(opts.cpus);
+  const keysFile = opts.authorizedKeys;
   let authorizedKeys = '';
   if (keysFile) {
     const text = await readFile(resolve(ctx.cwd, keysFile), 'utf8').catch(() => {
@@ -48,7 +46,7 @@ export const clusterCreate: Handler = async ({ args, opts }, ctx) => {
     });
     authorizedKeys = validateAuthorizedKeys('--authorized-keys', text);
   }
-  const pool = await clusterPool(ctx, optString(opts, 'pool'));
+  const pool = await clusterPool(ctx, opts.pool);
   const host = await thisHost(ctx.config.stateDir);
   return withStore(ctx, async (store) => {
     const repo = new ClusterRepo(store, ctx.config.fleet);
@@ -57,43 +55,42 @@ export const clusterCreate: Handler = async ({ args, opts }, ctx) => {
     if (await repo.get(user, name))
       throw new ConflictError(`user ${user} already has a cluster ${name}`, { hint: `see it with: knarr cluster show ${name} --user ${user}` });
     return runOperation(ctx, store, 'cluster.create', { user, name, size, image, memory, cpu, pool: pool.name, host, authorizedKeys }, host, {
-      detach: optBool(opts, 'detach'),
+      detach: opts.detach,
     });
   });
-};
+}
 
 /** start, stop, delete: one operation on an existing cluster. */
-function lifecycle(kind: 'cluster.start' | 'cluster.stop' | 'cluster.delete'): Handler {
-  return async ({ args, opts }, ctx) => {
-    const name = validateClusterName('NAME', args[0] as string);
-    const user = userOf(ctx, opts);
-    return withStore(ctx, async (store) => {
-      const c = await requireCluster(new ClusterRepo(store, ctx.config.fleet), user, name);
-      return runOperation(ctx, store, kind, { user, name }, c.host, { detach: optBool(opts, 'detach') });
-    });
-  };
+export async function clusterLifecycle(
+  verb: 'start' | 'stop' | 'delete',
+  nameArg: string,
+  opts: { user?: string; detach: boolean },
+  ctx: Context,
+): Promise<CommandResult> {
+  const name = validateClusterName('NAME', nameArg);
+  const user = userOf(ctx, opts.user);
+  return withStore(ctx, async (store) => {
+    const c = await requireCluster(new ClusterRepo(store, ctx.config.fleet), user, name);
+    return runOperation(ctx, store, `cluster.${verb}`, { user, name }, c.host, { detach: opts.detach });
+  });
 }
-export const clusterStart = lifecycle('cluster.start');
-export const clusterStop = lifecycle('cluster.stop');
-export const clusterDelete = lifecycle('cluster.delete');
 
 /** `knarr cluster scale NAME --size N`: out or in; the remaining nodes keep their data. */
-export const clusterScale: Handler = async ({ args, opts }, ctx) => {
-  const name = validateClusterName('NAME', args[0] as string);
-  const size = validateClusterSize('--size', optString(opts, 'size'));
-  const user = userOf(ctx, opts);
+export async function clusterScale(nameArg: string, opts: { size?: string; user?: string; detach: boolean }, ctx: Context): Promise<CommandResult> {
+  const name = validateClusterName('NAME', nameArg);
+  const size = validateClusterSize('--size', opts.size);
+  const user = userOf(ctx, opts.user);
   return withStore(ctx, async (store) => {
     const c = await requireCluster(new ClusterRepo(store, ctx.config.fleet), user, name);
     if (c.status === 'creating' || c.status === 'deleting')
       throw new ConflictError(`cluster ${name} is ${c.status}`, { hint: `wait for ${c.op}: knarr op wait ${c.op}` });
-    return runOperation(ctx, store, 'cluster.scale', { user, name, size }, c.host, { detach: optBool(opts, 'detach') });
+    return runOperation(ctx, store, 'cluster.scale', { user, name, size }, c.host, { detach: opts.detach });
   });
-};
+}
 
 /** `knarr cluster list [--user U]`. */
-export const clusterList: Handler = async ({ opts }, ctx) =>
+export const clusterList = async (only: string | undefined, ctx: Context): Promise<CommandResult> =>
   withStore(ctx, async (store) => {
-    const only = optString(opts, 'user');
     const clusters = (await new ClusterRepo(store, ctx.config.fleet).list())
       .filter((c) => !only || c.user === only)
       .sort((a, b) => a.user.localeCompare(b.user) || a.name.localeCompare(b.name));
@@ -108,9 +105,9 @@ export const clusterList: Handler = async ({ opts }, ctx) =>
   });
 
 /** `knarr cluster show NAME [--user U]`: id, status, size and each node's name, hostname, ip and host. */
-export const clusterShow: Handler = async ({ args, opts }, ctx) =>
+export const clusterShow = async (name: string, opts: { user?: string }, ctx: Context): Promise<CommandResult> =>
   withStore(ctx, async (store): Promise<CommandResult> => {
-    const c = await requireCluster(new ClusterRepo(store, ctx.config.fleet), userOf(ctx, opts), validateClusterName('NAME', args[0] as string));
+    const c = await requireCluster(new ClusterRepo(store, ctx.config.fleet), userOf(ctx, opts.user), validateClusterName('NAME', name));
     const lxc = lxcFor(ctx);
     const here = await thisHost(ctx.config.stateDir);
     const nodes = await Promise.all(c.nodes.map(async (n) => ({ ...n, state: c.host === here ? ((await lxc.state(n.container)) ?? 'MISSING') : 'unknown' })));
@@ -141,12 +138,17 @@ export const clusterShow: Handler = async ({ args, opts }, ctx) =>
   });
 
 /** `knarr cluster exec NAME NODE -- CMD...`: runs CMD in the node; exits with its status. */
-export const clusterExec: Handler = async ({ args, opts }, ctx) => {
-  const name = validateClusterName('NAME', args[0] as string);
-  const index = validateNodeIndex('NODE', args[1] as string);
-  const command = (args[2] as string[] | undefined) ?? [];
+export async function clusterExec(
+  nameArg: string,
+  nodeArg: string,
+  command: string[],
+  opts: { interactive: boolean; user?: string },
+  ctx: Context,
+): Promise<CommandResult> {
+  const name = validateClusterName('NAME', nameArg);
+  const index = validateNodeIndex('NODE', nodeArg);
   if (command.length === 0) throw new ValidationError('CMD', 'give the command to run after --, e.g. -- hostname');
-  const user = userOf(ctx, opts);
+  const user = userOf(ctx, opts.user);
   const c = await withStore(ctx, (store) => requireCluster(new ClusterRepo(store, ctx.config.fleet), user, name));
   const node = c.nodes.find((n) => n.index === index);
   if (!node) throw new NotFoundError(`cluster ${name} has no node ${index} (it has ${c.nodes.length})`);
@@ -154,21 +156,6 @@ export const clusterExec: Handler = async ({ args, opts }, ctx) => {
   const argv = lxcFor(ctx).attachArgv(node.container, command);
   if (ctx.runner.plan(argv)) return { data: { cluster: name, node: index, container: node.container } };
   // Output streams as the command makes it; -i feeds it knarr's stdin.
-  const stdin = optBool(opts, 'interactive') ? ctx.stdin : undefined;
+  const stdin = opts.interactive ? ctx.stdin : undefined;
   return { data: { cluster: name, node: index, container: node.container }, stream: (stdout, stderr) => ctx.runner.attached(argv, { stdin, stdout, stderr }) };
-};
-
-/** `knarr image save CLUSTER NODE NAME`: a node's changes over its base, as a new image. */
-export const imageSave: Handler = async ({ args, opts }, ctx) => {
-  const name = validateClusterName('CLUSTER', args[0] as string);
-  const node = validateNodeIndex('NODE', args[1] as string);
-  const image = validateName('NAME', args[2] as string, 64);
-  const user = userOf(ctx, opts);
-  return withStore(ctx, async (store) => {
-    const repo = new ClusterRepo(store, ctx.config.fleet);
-    const c = await requireCluster(repo, user, name);
-    if (!c.nodes.some((n) => n.index === node)) throw new NotFoundError(`cluster ${name} has no node ${node}`);
-    if (await repo.image(c.host, image)) throw new ConflictError(`image ${image} already exists on ${c.host}`);
-    return runOperation(ctx, store, 'image.save', { user, name, node, image, host: c.host }, c.host, { detach: optBool(opts, 'detach') });
-  });
-};
+}

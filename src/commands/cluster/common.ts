@@ -1,7 +1,10 @@
+import { userInfo } from 'node:os';
+import { validateUser, type ClusterRecord } from '../../core/cluster.js';
 import { PrerequisiteError, NotFoundError, UserError } from '../../core/errors.js';
 import type { PoolRecord } from '../../core/pool.js';
 import { listPoolRecords, readPoolRecord } from '../../host/local-state.js';
 import { Lxc } from '../../host/lxc.js';
+import type { ClusterRepo } from '../../state/clusters.js';
 import type { Context } from '../types.js';
 
 /** The pool clusters and images live on: it must carry overlayfs upper layers. */
@@ -52,3 +55,14 @@ export const userDir = (pool: PoolRecord, user: string) => `${pool.mountpoint}/k
 export const hostsPath = (pool: PoolRecord, user: string, id: number) => `${userDir(pool, user)}/hosts/${id}`;
 
 export const lxcFor = (ctx: Context) => new Lxc(ctx.runner, `${ctx.config.stateDir}/lxc`);
+
+/** The cluster's owner: --user, else KNARR_USER, else the caller's login name. */
+export function userOf(ctx: Context, user: string | undefined): string {
+  return validateUser('--user', user ?? ctx.config.cluster.user ?? userInfo().username);
+}
+
+export async function requireCluster(repo: ClusterRepo, user: string, name: string): Promise<ClusterRecord> {
+  const c = await repo.get(user, name);
+  if (!c) throw new NotFoundError(`user ${user} has no cluster ${name}`, { hint: 'list them with: knarr cluster list' });
+  return c;
+}

@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { chmod, lstat, open, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { validateClusterName, validateNodeIndex } from '../../core/cluster.js';
 import { ConflictError, NotFoundError, PrerequisiteError, ValidationError } from '../../core/errors.js';
 import { validateName } from '../../core/names.js';
 import { metered } from '../../core/streams.js';
@@ -10,7 +11,8 @@ import { thisHost } from '../../daemon/pidfile.js';
 import type { CommandResult, Context } from '../types.js';
 import { withStore } from '../with-store.js';
 import { ClusterRepo } from '../../state/clusters.js';
-import { clusterPool, imageVolume } from './common.js';
+import { runOperation } from '../op.js';
+import { clusterPool, imageVolume, requireCluster, userOf } from './common.js';
 
 /** PID 1 of every node: waits, and exits at once on lxc-stop's signal (a plain sleep would make lxc-stop wait). */
 const KNARR_INIT = `#!/bin/sh
@@ -159,3 +161,24 @@ export const imageRm = async (nameArg: string, ctx: Context): Promise<CommandRes
     await repo.removeImage(host, name);
     return { data: { name, removed: true }, view: { kind: 'lines', lines: [`image ${name} removed`] } };
   });
+
+/** `knarr image save CLUSTER NODE NAME`: a node's changes over its base, as a new image. */
+export async function imageSave(
+  clusterArg: string,
+  nodeArg: string,
+  nameArg: string,
+  opts: { user?: string; detach: boolean },
+  ctx: Context,
+): Promise<CommandResult> {
+  const name = validateClusterName('CLUSTER', clusterArg);
+  const node = validateNodeIndex('NODE', nodeArg);
+  const image = validateName('NAME', nameArg, 64);
+  const user = userOf(ctx, opts.user);
+  return withStore(ctx, async (store) => {
+    const repo = new ClusterRepo(store, ctx.config.fleet);
+    const c = await requireCluster(repo, user, name);
+    if (!c.nodes.some((n) => n.index === node)) throw new NotFoundError(`cluster ${name} has no node ${node}`);
+    if (await repo.image(c.host, image)) throw new ConflictError(`image ${image} already exists on ${c.host}`);
+    return runOperation(ctx, store, 'image.save', { user, name, node, image, host: c.host }, c.host, { detach: opts.detach });
+  });
+}

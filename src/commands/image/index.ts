@@ -42,29 +42,27 @@ const rm = defineCommand(
   async ({ args }, ctx) => (await import('../cluster/image.js')).imageRm(args.name, ctx),
 );
 
+const save = defineCommand(
+  {
+    name: 'save',
+    summary: "a node's filesystem (its changes over the base) as a new image",
+    args: {
+      cluster: { description: 'cluster name', required: true },
+      node: { description: 'node index or hostname', required: true },
+      name: { description: 'new image name', required: true },
+    },
+    options: {
+      user: { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' },
+      detach: { flags: '--detach', description: 'print the operation id and return at once' },
+    },
+    examples: [{ command: 'knarr image save lab 0 lab-base', description: 'node 0 of lab as lab-base' }],
+    dryRun: 'plans',
+  },
+  async ({ args, options }, ctx) => (await import('../cluster/image.js')).imageSave(args.cluster, args.node, args.name, options, ctx),
+);
+
 export const image = defineGroup({
   name: 'image',
   summary: 'base images for cluster nodes',
-  subcommands: [
-    importImage,
-    list,
-    rm,
-    // Still an untyped handler: it goes through the cluster commands' --user and operation helpers.
-    {
-      name: 'save',
-      summary: "a node's filesystem (its changes over the base) as a new image",
-      args: [
-        { name: 'cluster', description: 'cluster name', required: true },
-        { name: 'node', description: 'node index or hostname', required: true },
-        { name: 'name', description: 'new image name', required: true },
-      ],
-      options: [
-        { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' },
-        { flags: '--detach', description: 'print the operation id and return at once' },
-      ],
-      examples: [{ command: 'knarr image save lab 0 lab-base', description: 'node 0 of lab as lab-base' }],
-      dryRun: 'plans',
-      handler: () => import('../cluster/commands.js').then((m) => m.imageSave),
-    },
-  ],
+  subcommands: [importImage, list, rm, save],
 });

@@ -1,0 +1,115 @@
+import { defineCommand, defineGroup } from '../define.js';
+
+const userOption = { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' } as const;
+const detachOption = { flags: '--detach', description: 'print the operation id and return at once' } as const;
+const nameArg = { name: { description: 'cluster name', required: true } } as const;
+
+const create = defineCommand(
+  {
+    name: 'create',
+    summary: 'create and start a cluster of N nodes',
+    args: nameArg,
+    options: {
+      size: { flags: '--size <n>', description: 'number of nodes (1 to 64)' },
+      image: { flags: '--image <image>', description: 'base image (default base; see knarr image import)' },
+      user: userOption,
+      memory: { flags: '--memory <size>', description: 'memory limit per node, e.g. 256M' },
+      cpus: { flags: '--cpus <n>', description: 'cpu limit per node: 0.5, 2 or 500m' },
+      pool: { flags: '--pool <pool>', description: "pool for the nodes' volumes (btrfs, lvm or dir)" },
+      authorizedKeys: { flags: '--authorized-keys <file>', description: 'public keys for /root/.ssh/authorized_keys (never a private key)' },
+      detach: detachOption,
+    },
+    examples: [{ command: 'knarr cluster create lab --size 3 --memory 256M', description: 'three nodes host-0..host-2' }],
+    dryRun: 'plans',
+  },
+  async ({ args, options }, ctx) => (await import('./commands.js')).clusterCreate(args.name, options, ctx),
+);
+
+const lifecycle = (['start', 'stop', 'delete'] as const).map((verb) =>
+  defineCommand(
+    {
+      name: verb,
+      summary:
+        verb === 'delete'
+          ? "remove every node, volume and address of a cluster (the user's /nfs data stays)"
+          : `${verb} every node of a cluster (volumes are kept)`,
+      args: nameArg,
+      options: { user: userOption, detach: detachOption },
+      examples: [{ command: `knarr cluster ${verb} lab`, description: `${verb} lab` }],
+      dryRun: 'plans',
+    },
+    async ({ args, options }, ctx) => (await import('./commands.js')).clusterLifecycle(verb, args.name, options, ctx),
+  ),
+);
+
+const scale = defineCommand(
+  {
+    name: 'scale',
+    summary: 'add or remove nodes; the others keep their data',
+    args: nameArg,
+    options: {
+      size: { flags: '--size <n>', description: 'the new number of nodes' },
+      user: userOption,
+      detach: detachOption,
+    },
+    examples: [{ command: 'knarr cluster scale lab --size 5', description: 'grow lab to five nodes' }],
+    dryRun: 'plans',
+  },
+  async ({ args, options }, ctx) => (await import('./commands.js')).clusterScale(args.name, options, ctx),
+);
+
+const list = defineCommand(
+  {
+    name: 'list',
+    summary: 'clusters with status, size, subnet and host',
+    options: { user: { flags: '--user <user>', description: "only this user's" } },
+    examples: [{ command: 'knarr cluster list', description: 'every cluster' }],
+    dryRun: 'reads',
+  },
+  async ({ options }, ctx) => (await import('./commands.js')).clusterList(options.user, ctx),
+);
+
+const show = defineCommand(
+  {
+    name: 'show',
+    summary: 'a cluster and each node: container, hostname, ip, host, state',
+    args: nameArg,
+    options: { user: userOption },
+    examples: [{ command: 'knarr --json cluster show lab', description: 'lab as JSON' }],
+    dryRun: 'reads',
+  },
+  async ({ args, options }, ctx) => (await import('./commands.js')).clusterShow(args.name, options, ctx),
+);
+
+const exec = defineCommand(
+  {
+    name: 'exec',
+    summary: 'run a command in a node; exits with its status',
+    args: {
+      name: { description: 'cluster name', required: true },
+      node: { description: 'node index or hostname (0, host-0)', required: true },
+      command: { description: 'command and arguments, after --', variadic: true },
+    },
+    options: {
+      interactive: { flags: '-i, --interactive', description: 'feed stdin to the command' },
+      user: userOption,
+    },
+    examples: [
+      { command: 'knarr cluster exec lab 0 -- hostname', description: 'prints host-0' },
+      { command: 'tar -c data | knarr cluster exec -i lab 1 -- tar -x -C /root', description: 'a stream into a node' },
+    ],
+    dryRun: 'plans',
+  },
+  async ({ args, options }, ctx) => (await import('./commands.js')).clusterExec(args.name, args.node, args.command, options, ctx),
+);
+
+export const cluster = defineGroup({
+  name: 'cluster',
+  summary: 'virtual clusters of LXC containers, driven by durable operations',
+  description:
+    'A cluster is a set of LXC system containers (nodes) as docklet makes them: container user-clusterid-nodeid, hostname host-N, rootfs an ' +
+    "overlay of a read-only base image and a per-node volume on the pool, a per-cluster /etc/hosts bind-mounted read-only, the user's shared data " +
+    "at /nfs and authorized keys at /root/.ssh, an address on the user's own /24 on the host's bridge. Every change is an operation in etcd (knarr " +
+    "op), run by the host's agent or, with none, by the CLI inline. Nodes are placed on the host the cluster is created on.",
+  subcommands: [create, ...lifecycle, scale, list, show, exec],
+});

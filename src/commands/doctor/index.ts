@@ -1,0 +1,18 @@
+import { defineCommand } from '../define.js';
+
+export const doctor = defineCommand(
+  {
+    name: 'doctor',
+    summary: 'check host prerequisites; --fix installs and starts what is missing',
+    description:
+      'Checks zfs, btrfs, lvm, lxc, a reachable dockerd, etcd, overlayfs, loop devices and cgroups, naming the Debian package for each. ' +
+      'Exits 5 when something is missing.',
+    options: { fix: { flags: '--fix', description: 'apt-get install the missing packages and start zfs-fuse and dockerd if needed' } },
+    examples: [
+      { command: 'knarr doctor', description: 'report what is present' },
+      { command: 'knarr doctor --fix', description: 'install and start what is missing' },
+    ],
+    dryRun: 'plans',
+  },
+  async ({ options }, ctx) => (await import('../doctor.js')).doctor(options, ctx),
+);
