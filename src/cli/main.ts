@@ -162,7 +162,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     );
     finish = () => ctx.events.done();
     const raw = { args: sel.args, opts: sel.opts };
-    const result: CommandResult = sel.def.run ? await sel.def.run(raw, ctx) : await (await sel.def.handler!())(raw, ctx);
+    const result: CommandResult = await sel.def.run!(raw, ctx);
     ctx.events.done();
     if (result.stream && !config.dryRun) {
       const code = await result.stream(io.stdout as import('node:stream').Writable, io.stderr as import('node:stream').Writable);

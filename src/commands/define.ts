@@ -1,5 +1,5 @@
 import { ValidationError } from '../core/errors.js';
-import type { CommandInput, CommandResult, Context, Handler } from './types.js';
+import type { CommandInput, CommandResult, Context } from './types.js';
 
 export type DryRunMode = 'reads' | 'plans' | 'refuses';
 
@@ -38,9 +38,7 @@ export interface CommandDef {
   args?: ArgDef[];
   options?: OptionDef[];
   examples?: Example[];
-  /** Untyped commands: loaded only when this command runs, so start-up stays light. */
-  handler?: () => Promise<Handler>;
-  /** Typed commands (defineCommand): converts commander's values to the typed input, then runs the handler. */
+  /** Converts commander's values to the typed input (defineCommand), then runs the handler, loaded only now. */
   run?: (raw: CommandInput, ctx: Context) => Promise<CommandResult>;
   /**
    * What the command does under --dry-run (every leaf says; a test runs each against real components):

@@ -64,7 +64,7 @@ async function bringUpDot(ctx: Context, repo: DotRepo, d: BootDot, poolName: str
   if (existing) {
     await step(ctx, 'dot', `data of dot ${d.ref.dot}`, () => checkDotData(ctx, existing, subdotDir(d.ref.subdot)));
     if (existing.subdots.includes(subdotDir(d.ref.subdot))) return 'kept';
-    await step(ctx, 'dot', `subdot ${d.dotText}`, () => dotInit({ args: [d.dotText], opts: {} }, ctx));
+    await step(ctx, 'dot', `subdot ${d.dotText}`, () => dotInit(d.dotText, {}, ctx));
     return 'kept (subdot created)';
   }
   const seed = d.seed;
@@ -73,11 +73,10 @@ async function bringUpDot(ctx: Context, repo: DotRepo, d: BootDot, poolName: str
       withDotLock(ctx, 'onboot seed pull', [seed.dot], () => pullDot(ctx, repo, { remote: seed.remote, dot: seed.dot, branch: seed.branch, pool: poolName })),
     );
     const pulled = await repo.get(d.ref.dot);
-    if (pulled && !pulled.subdots.includes(subdotDir(d.ref.subdot)))
-      await step(ctx, 'dot', `subdot ${d.dotText}`, () => dotInit({ args: [d.dotText], opts: {} }, ctx));
+    if (pulled && !pulled.subdots.includes(subdotDir(d.ref.subdot))) await step(ctx, 'dot', `subdot ${d.dotText}`, () => dotInit(d.dotText, {}, ctx));
     return 'pulled';
   }
-  await step(ctx, 'dot', `dot ${d.dotText}`, () => dotInit({ args: [d.dotText], opts: { pool: poolName } }, ctx));
+  await step(ctx, 'dot', `dot ${d.dotText}`, () => dotInit(d.dotText, { pool: poolName }, ctx));
   return 'created';
 }
 
@@ -99,7 +98,7 @@ async function planBoot(ctx: Context, b: BootPlan): Promise<CommandResult> {
   const d = b.dot;
   if (d && etcdRuns) {
     dotAction = await withDots(ctx, (repo) => bringUpDot(ctx, repo, d, poolName));
-    if (dotAction === 'kept') await dotMount({ args: [d.dotText, d.mountpoint], opts: {} }, ctx);
+    if (dotAction === 'kept') await dotMount(d.dotText, d.mountpoint, {}, ctx);
     else note(`mount ${d.dotText} at ${d.mountpoint}`);
   } else if (d) {
     dotAction = 'decided at boot';
@@ -223,7 +222,7 @@ export async function onboot(opts: OnbootOptions, ctx: Context): Promise<Command
     if (dot) {
       const d = dot;
       dotAction = await withDots(ctx, (repo) => bringUpDot(ctx, repo, d, poolName));
-      await step(ctx, 'mount', `mount at ${d.mountpoint}`, () => dotMount({ args: [d.dotText, d.mountpoint], opts: {} }, ctx));
+      await step(ctx, 'mount', `mount at ${d.mountpoint}`, () => dotMount(d.dotText, d.mountpoint, {}, ctx));
     }
     if (daemon) {
       ctx.events.step(`onboot: up; running until SIGTERM${agentConfigured(ctx) ? ' with the agent' : ''}`);

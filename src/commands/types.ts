@@ -1,8 +1,6 @@
-import type { Context } from '../ops/context.js';
-
 export type { Context, Meter, Reporter } from '../ops/context.js';
 
-/** Commander's values as parsed: what untyped handlers get, and what defineCommand's parseInput converts. */
+/** Commander's values as parsed, which defineCommand's parseInput turns into a handler's typed input. */
 export interface CommandInput {
   /** Positional arguments, in table order (a variadic one last, as an array). */
   args: (string | string[] | undefined)[];
@@ -26,21 +24,4 @@ export interface CommandResult<T = unknown> {
   /** Raw bytes for stdout instead of a rendered result (`dot send`); the CLI hands it stdout. */
   /** Resolves to the exit code when the stream decides it (a job's). */
   stream?: (stdout: import('node:stream').Writable, stderr: import('node:stream').Writable) => Promise<number> | Promise<void>;
-}
-
-export type Handler = (input: CommandInput, ctx: Context) => Promise<CommandResult>;
-
-// Option-bag look-ups for handlers not yet defined with defineCommand (commands/define.ts).
-export function optString(opts: Record<string, unknown>, key: string): string | undefined {
-  const v = opts[key];
-  return typeof v === 'string' ? v : undefined;
-}
-
-export function optList(opts: Record<string, unknown>, key: string): string[] {
-  const v = opts[key];
-  return Array.isArray(v) ? (v as string[]) : typeof v === 'string' ? [v] : [];
-}
-
-export function optBool(opts: Record<string, unknown>, key: string): boolean {
-  return opts[key] === true;
 }

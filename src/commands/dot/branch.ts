@@ -2,15 +2,15 @@ import { parseDotName, resolveCommit, validateBranch } from '../../core/dots.js'
 import { ConflictError, UserError } from '../../core/errors.js';
 import { spaceGuard } from '../../host/storage/common.js';
 import type { DotRepo } from '../../state/dots.js';
-import { optString, type CommandResult, type Context, type Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { activeChain, dotHandle, requireDot, shortId, withDotLock, withDots } from './common.js';
 
 /** `knarr dot branch DOT [NEW] [--commit C]`: list branches, or make NEW from the active branch. */
-export const dotBranch: Handler = async ({ args, opts }, ctx) => {
-  const name = parseDotName('DOT', args[0] as string);
-  const newBranch = args[1] === undefined ? undefined : validateBranch('BRANCH', args[1] as string);
+export async function dotBranch(dotName: string, branchName: string | undefined, opts: { commit?: string | undefined }, ctx: Context): Promise<CommandResult> {
+  const name = parseDotName('DOT', dotName);
+  const newBranch = branchName === undefined ? undefined : validateBranch('BRANCH', branchName);
   return withDots(ctx, async (repo) => {
-    if (newBranch !== undefined) return withDotLock(ctx, 'dot branch', [name], () => makeBranch(ctx, repo, name, newBranch, optString(opts, 'commit')));
+    if (newBranch !== undefined) return withDotLock(ctx, 'dot branch', [name], () => makeBranch(ctx, repo, name, newBranch, opts.commit));
     const dot = await requireDot(repo, name);
     const rows = Object.entries(dot.branches)
       .sort(([a], [b]) => a.localeCompare(b))
@@ -24,7 +24,7 @@ export const dotBranch: Handler = async ({ args, opts }, ctx) => {
       },
     };
   });
-};
+}
 
 /** Makes branch NEW from the active branch (its head, or --commit). */
 async function makeBranch(ctx: Context, repo: DotRepo, name: string, newBranch: string, commitOpt: string | undefined): Promise<CommandResult> {

@@ -1,9 +1,8 @@
 import { parseDotName, validateBranch } from '../../core/dots.js';
 import { NotFoundError } from '../../core/errors.js';
-import type { Handler } from '../types.js';
 import { dotHandle, remount, requireDot, withDotLock, withDots } from './common.js';
 import type { DotRepo } from '../../state/dots.js';
-import type { Context } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import type { DotRecord } from '../../core/dots.js';
 
 /** Makes branch the dot's active one and moves its mounts over; shared by checkout and mount --branch. */
@@ -19,9 +18,9 @@ export async function switchBranch(ctx: Context, repo: DotRepo, dot: DotRecord, 
 }
 
 /** `knarr dot checkout DOT BRANCH`. */
-export const dotCheckout: Handler = async ({ args }, ctx) => {
-  const name = parseDotName('DOT', args[0] as string);
-  const branch = validateBranch('BRANCH', args[1] as string);
+export async function dotCheckout(dotName: string, branchName: string, ctx: Context): Promise<CommandResult> {
+  const name = parseDotName('DOT', dotName);
+  const branch = validateBranch('BRANCH', branchName);
   return withDots(ctx, (repo) =>
     withDotLock(ctx, 'dot checkout', [name], async () => {
       const dot = await requireDot(repo, name);
@@ -34,4 +33,4 @@ export const dotCheckout: Handler = async ({ args }, ctx) => {
       };
     }),
   );
-};
+}

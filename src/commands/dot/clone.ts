@@ -1,20 +1,20 @@
 import { DEFAULT_BRANCH, parseDotName, resolveCommit, type DotRecord } from '../../core/dots.js';
 import { ConflictError, UserError } from '../../core/errors.js';
 import { spaceGuard } from '../../host/storage/common.js';
-import { optString, type Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { activeChain, dotHandle, requireDot, shortId, withDotLock, withDots } from './common.js';
 
 /** `knarr dot clone DOT NEW [--commit C]`: a new dot starting from a commit (copy-on-write on zfs and btrfs). */
-export const dotClone: Handler = async ({ args, opts }, ctx) => {
-  const name = parseDotName('DOT', args[0] as string);
-  const newName = parseDotName('NEW', args[1] as string);
+export async function dotClone(dotName: string, newDotName: string, opts: { commit?: string | undefined }, ctx: Context): Promise<CommandResult> {
+  const name = parseDotName('DOT', dotName);
+  const newName = parseDotName('NEW', newDotName);
   return withDots(ctx, (repo) =>
     withDotLock(ctx, 'dot clone', [name, newName], async () => {
       const dot = await requireDot(repo, name);
       if (await repo.get(newName)) throw new ConflictError(`a dot named ${newName} already exists`, { hint: 'choose another name' });
       const commits = await activeChain(repo, dot);
       if (commits.length === 0) throw new UserError(`${name} has no commit to clone`, { hint: `commit first: knarr dot commit ${name} -m MESSAGE` });
-      const commitOpt = optString(opts, 'commit');
+      const commitOpt = opts.commit;
       const from = commitOpt === undefined ? commits[0]! : resolveCommit('--commit', commits, commitOpt);
       const now = new Date().toISOString();
       const clone: DotRecord = {
@@ -45,4 +45,4 @@ export const dotClone: Handler = async ({ args, opts }, ctx) => {
       };
     }),
   );
-};
+}

@@ -1,14 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import { newCommitId, parseDotRef, parseMeta, validateMessage, type CommitRecord } from '../../core/dots.js';
 import { spaceGuard } from '../../host/storage/common.js';
-import { optList, optString, type Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { author, dotHandle, requireDot, requireMounted, withDotLock, withDots } from './common.js';
 
 /** `knarr dot commit DOT -m MSG [--meta k=v]`: snapshot every subdot of the dot's active branch. */
-export const dotCommit: Handler = async ({ args, opts }, ctx) => {
-  const ref = parseDotRef('DOT', args[0] as string);
-  const message = validateMessage('--message', optString(opts, 'message'));
-  const meta = parseMeta('--meta', optList(opts, 'meta'));
+export async function dotCommit(
+  dotText: string,
+  opts: { message?: string | undefined; meta?: string[]; author?: string | undefined },
+  ctx: Context,
+): Promise<CommandResult> {
+  const ref = parseDotRef('DOT', dotText);
+  const message = validateMessage('--message', opts.message);
+  const meta = parseMeta('--meta', opts.meta ?? []);
   return withDots(ctx, (repo) =>
     withDotLock(ctx, 'dot commit', [ref.dot], async () => {
       const dot = await requireDot(repo, ref.dot);
@@ -21,7 +25,7 @@ export const dotCommit: Handler = async ({ args, opts }, ctx) => {
         branch,
         parent: dot.branches[branch]?.head ?? null,
         message,
-        author: optString(opts, 'author') ?? author(ctx),
+        author: opts.author ?? author(ctx),
         time: new Date().toISOString(),
         meta,
       };
@@ -40,4 +44,4 @@ export const dotCommit: Handler = async ({ args, opts }, ctx) => {
       return { data: commit, view: { kind: 'lines', lines: [`[${branch} ${commit.id}] ${message}`] } };
     }),
   );
-};
+}

@@ -2,7 +2,7 @@ import { checkDot, type DiskDot, type Finding } from '../../core/fsck.js';
 import { ExitCode, isKnarrError } from '../../core/errors.js';
 import { listPoolRecords } from '../../host/local-state.js';
 import type { DotRepo } from '../../state/dots.js';
-import { optBool, type Context, type Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { poolTransfer, withDotLock, withDots } from './common.js';
 import { applyMountRepair, isMountRepair, mountFindings } from './fsck-mounts.js';
 
@@ -94,7 +94,7 @@ async function leftoverRows(ctx: Context, doRepair: boolean): Promise<FsckRow[]>
 }
 
 /** `knarr dot fsck [--repair]`: finds drift between the store and the disk, both ways; --repair mends what can be mended. */
-export const dotFsck: Handler = async ({ opts }, ctx) =>
+export const dotFsck = (opts: { repair?: boolean }, ctx: Context): Promise<CommandResult> =>
   withDots(ctx, async (repo) => {
     const { dots: onDisk, pools } = await diskDots(ctx);
     const records = await repo.list();
@@ -109,7 +109,7 @@ export const dotFsck: Handler = async ({ opts }, ctx) =>
     const known = new Set(records.map((r) => r.name));
     for (const d of onDisk.values()) if (!known.has(d.name)) findings.push(...checkDot(null, d));
 
-    const doRepair = optBool(opts, 'repair');
+    const doRepair = opts.repair ?? false;
     const rows: FsckRow[] = [];
     for (const f of findings) {
       let repaired = doRepair && f.repairs.length > 0;

@@ -1,8 +1,8 @@
-import type { Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { shortId, subdotLabel, withDots } from './common.js';
 
 /** `knarr dot list`: every dot on this host. */
-export const dotList: Handler = async (_input, ctx) =>
+export const dotList = (ctx: Context): Promise<CommandResult> =>
   withDots(ctx, async (repo) => {
     const dots = await repo.list();
     const rows = dots.map((d) => ({

@@ -3,26 +3,26 @@ import { parseDotRef, subdotDir, validateBranch } from '../../core/dots.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../core/errors.js';
 import { validatePath } from '../../core/names.js';
 import { entriesOf, mountAt, pathKind } from '../../host/mounts.js';
-import { optBool, optString, type Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { switchBranch } from './checkout.js';
 import { dotHandle, mountSubdot, requireDot, subdotLabel, unmountSubdots, withDotLock, withDots } from './common.js';
 
 /** `knarr dot mount DOT[.SUBDOT] PATH [--branch B]`: bind-mount a subdot; idempotent. */
-export const dotMount: Handler = async ({ args, opts }, ctx) => {
-  const ref = parseDotRef('DOT', args[0] as string);
-  const target = validatePath('PATH', resolve(ctx.cwd, args[1] as string));
-  const branchOpt = optString(opts, 'branch');
+export async function dotMount(dotText: string, path: string, opts: { branch?: string | undefined; force?: boolean }, ctx: Context): Promise<CommandResult> {
+  const ref = parseDotRef('DOT', dotText);
+  const target = validatePath('PATH', resolve(ctx.cwd, path));
+  const branchOpt = opts.branch;
   const branch = branchOpt === undefined ? undefined : validateBranch('--branch', branchOpt);
-  const force = optBool(opts, 'force');
+  const force = opts.force ?? false;
   const sub = subdotDir(ref.subdot);
   return withDots(ctx, (repo) =>
     withDotLock(ctx, 'dot mount', [ref.dot], async () => {
       let dot = await requireDot(repo, ref.dot);
       if (!dot.subdots.includes(sub))
-        throw new NotFoundError(`dot ${ref.dot} has no subdot ${ref.subdot}`, { hint: `make it with: knarr dot init ${args[0]}` });
+        throw new NotFoundError(`dot ${ref.dot} has no subdot ${ref.subdot}`, { hint: `make it with: knarr dot init ${dotText}` });
       const elsewhere = dot.mounts[sub];
       if (elsewhere && elsewhere !== target && (await mountAt(elsewhere))) {
-        throw new ConflictError(`${subdotLabel(dot.name, sub)} is already mounted at ${elsewhere}`, { hint: `unmount it first: knarr dot unmount ${args[0]}` });
+        throw new ConflictError(`${subdotLabel(dot.name, sub)} is already mounted at ${elsewhere}`, { hint: `unmount it first: knarr dot unmount ${dotText}` });
       }
       const current = await mountAt(target);
       if (current && dot.mounts[sub] !== target) throw new ConflictError(`${target} already has ${current.source} mounted on it`);
@@ -34,7 +34,7 @@ export const dotMount: Handler = async ({ args, opts }, ctx) => {
       if (own.length > 0) {
         // As zfs refuses to mount over a non-empty directory: what is there would be hidden, and look lost.
         throw new ConflictError(
-          `${target} is not empty (${own.slice(0, 3).join(', ')}${own.length > 3 ? ', ...' : ''}): mounting ${args[0]} there would hide what it holds`,
+          `${target} is not empty (${own.slice(0, 3).join(', ')}${own.length > 3 ? ', ...' : ''}): mounting ${dotText} there would hide what it holds`,
           {
             hint:
               dot.mounts[sub] === target
@@ -49,15 +49,15 @@ export const dotMount: Handler = async ({ args, opts }, ctx) => {
       await repo.update(dot.name, (cur) => ({ ...cur, mounts: { ...cur.mounts, [sub]: target } }));
       return {
         data: { dot: dot.name, subdot: sub, branch: dot.activeBranch, path: target, action },
-        view: { kind: 'lines', lines: [`${args[0]} (${dot.activeBranch}) ${action === 'exists' ? 'is mounted' : 'mounted'} at ${target}`] },
+        view: { kind: 'lines', lines: [`${dotText} (${dot.activeBranch}) ${action === 'exists' ? 'is mounted' : 'mounted'} at ${target}`] },
       };
     }),
   );
-};
+}
 
 /** `knarr dot unmount DOT[.SUBDOT]`: a bare DOT unmounts all its subdots; idempotent. */
-export const dotUnmount: Handler = async ({ args }, ctx) => {
-  const ref = parseDotRef('DOT', args[0] as string);
+export async function dotUnmount(dotText: string, ctx: Context): Promise<CommandResult> {
+  const ref = parseDotRef('DOT', dotText);
   return withDots(ctx, (repo) =>
     withDotLock(ctx, 'dot unmount', [ref.dot], async () => {
       const dot = await requireDot(repo, ref.dot);
@@ -74,4 +74,4 @@ export const dotUnmount: Handler = async ({ args }, ctx) => {
       };
     }),
   );
-};
+}

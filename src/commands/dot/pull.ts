@@ -20,7 +20,7 @@ import type { DotFsRef, DotTransfer } from '../../host/storage/driver.js';
 import type { DotRepo } from '../../state/dots.js';
 import { selectPool } from '../pool/select.js';
 import { spaceGuard } from '../../host/storage/common.js';
-import { optBool, optString, type Context, type Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { dotHandle, remount, restoreBranchOf, shortId, unmountSubdots, withDotLock, withDots, type DotHandle } from './common.js';
 import { openRemote, resolveRemote } from './remote.js';
 import { knarrCommand } from '../../core/shell.js';
@@ -281,16 +281,20 @@ export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Pr
 }
 
 /** `knarr dot pull REMOTE/DOT[@BRANCH] [--as LOCAL] [--pool P] [--stash-on-divergence]`. */
-export const dotPull: Handler = async ({ args, opts }, ctx) => {
-  const ref = parseRemoteDotRef('REMOTE/DOT', args[0] as string);
-  const asName = optString(opts, 'as');
+export async function dotPull(
+  source: string,
+  opts: { as?: string | undefined; pool?: string | undefined; stashOnDivergence?: boolean },
+  ctx: Context,
+): Promise<CommandResult> {
+  const ref = parseRemoteDotRef('REMOTE/DOT', source);
+  const asName = opts.as;
   const req: PullRequest = {
     remote: ref.remote,
     dot: ref.dot,
     branch: ref.branch,
     as: asName === undefined ? undefined : parseDotName('--as', asName),
-    pool: optString(opts, 'pool'),
-    stashOnDivergence: optBool(opts, 'stashOnDivergence'),
+    pool: opts.pool,
+    stashOnDivergence: opts.stashOnDivergence ?? false,
   };
   return withDots(ctx, (repo) =>
     withDotLock(ctx, 'dot pull', [req.as ?? req.dot], async () => {
@@ -302,4 +306,4 @@ export const dotPull: Handler = async ({ args, opts }, ctx) => {
       return { data: r, view: { kind: 'lines', lines } };
     }),
   );
-};
+}

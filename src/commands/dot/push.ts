@@ -3,21 +3,21 @@ import { chain, parseDotName, planTransfer, validateBranch } from '../../core/do
 import { ConflictError, NotFoundError, UserError } from '../../core/errors.js';
 import { emptyManifest, streamChecksum, type ManifestCommit } from '../../core/remote.js';
 import { spaceGuardOf } from '../../host/storage/common.js';
-import { optString, type Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { dotHandle, requireDot, shortId, withDotLock, withDots } from './common.js';
 import { openRemote, resolveRemote } from './remote.js';
 import { knarrCommand } from '../../core/shell.js';
 
 /** `knarr dot push DOT REMOTE [--branch B]`: send the commits the remote lacks, one stream each. */
-export const dotPush: Handler = async ({ args, opts }, ctx) => {
-  const name = parseDotName('DOT', args[0] as string);
-  const branchOpt = optString(opts, 'branch');
+export async function dotPush(dotName: string, remoteText: string, opts: { branch?: string | undefined }, ctx: Context): Promise<CommandResult> {
+  const name = parseDotName('DOT', dotName);
+  const branchOpt = opts.branch;
   return withDots(ctx, (repo) =>
     withDotLock(ctx, 'dot push', [name], async () => {
       const dot = await requireDot(repo, name);
       const branch = branchOpt === undefined ? dot.activeBranch : validateBranch('--branch', branchOpt);
       if (!dot.branches[branch]) throw new NotFoundError(`dot ${name} has no branch ${branch}`);
-      const { name: remoteName, url } = await resolveRemote(repo, 'REMOTE', args[1] as string);
+      const { name: remoteName, url } = await resolveRemote(repo, 'REMOTE', remoteText);
       const remote = openRemote(ctx, url);
       await remote.ensureReachable();
       const commits = await repo.commits(name);
@@ -93,4 +93,4 @@ export const dotPush: Handler = async ({ args, opts }, ctx) => {
       });
     }),
   );
-};
+}

@@ -3,7 +3,7 @@ import { parseRemoteUrl, validateRemoteName, type RemoteEndpoint, type RemoteUrl
 import { FileRemote } from '../../host/remote-file.js';
 import { SshRemote } from '../../host/remote-ssh.js';
 import type { DotRepo } from '../../state/dots.js';
-import type { Context, Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { withDots } from './common.js';
 import { knarrCommand } from '../../core/shell.js';
 
@@ -28,9 +28,9 @@ export function openRemote(ctx: Context, url: RemoteUrl): RemoteEndpoint {
 }
 
 /** `knarr dot remote add NAME URL`. */
-export const remoteAdd: Handler = async ({ args }, ctx) => {
-  const name = validateRemoteName('NAME', args[0] as string);
-  const url = parseRemoteUrl('URL', args[1] as string);
+export async function remoteAdd(remoteName: string, remoteUrl: string, ctx: Context): Promise<CommandResult> {
+  const name = validateRemoteName('NAME', remoteName);
+  const url = parseRemoteUrl('URL', remoteUrl);
   return withDots(ctx, async (repo) => {
     const had = await repo.getRemote(name);
     if (had !== null && had !== url.url)
@@ -39,21 +39,21 @@ export const remoteAdd: Handler = async ({ args }, ctx) => {
     await repo.putRemote(name, url.url);
     return { data: { name, url: url.url, action: had === null ? 'added' : 'exists' }, view: { kind: 'lines', lines: [`remote ${name} -> ${url.url}`] } };
   });
-};
+}
 
 /** `knarr dot remote rm NAME`. */
-export const remoteRm: Handler = async ({ args }, ctx) => {
-  const name = validateRemoteName('NAME', args[0] as string);
+export async function remoteRm(remoteName: string, ctx: Context): Promise<CommandResult> {
+  const name = validateRemoteName('NAME', remoteName);
   return withDots(ctx, async (repo) => {
     if ((await repo.getRemote(name)) === null) throw new NotFoundError(`no remote named ${name}`);
     ctx.runner.note(`remove remote ${name} from etcd`);
     await repo.deleteRemote(name);
     return { data: { name, removed: true }, view: { kind: 'lines', lines: [`remote ${name} removed`] } };
   });
-};
+}
 
 /** `knarr dot remote list`. */
-export const remoteList: Handler = async (_input, ctx) =>
+export const remoteList = (ctx: Context): Promise<CommandResult> =>
   withDots(ctx, async (repo) => {
     const remotes = await repo.listRemotes();
     return { data: remotes, view: { kind: 'table', columns: ['REMOTE', 'URL'], rows: remotes.map((r) => [r.name, r.url]) } };

@@ -1,12 +1,12 @@
 import { parseDotName, resolveCommit } from '../../core/dots.js';
 import { ConflictError, UserError } from '../../core/errors.js';
-import { optBool, optString, type Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { activeChain, dotHandle, remount, requireDot, restoreBranchOf, shortId, unmountSubdots, withDotLock, withDots } from './common.js';
 
 /** `knarr dot reset DOT --hard COMMIT [--force]`: put the active branch back to COMMIT. */
-export const dotReset: Handler = async ({ args, opts }, ctx) => {
-  const name = parseDotName('DOT', args[0] as string);
-  const target = optString(opts, 'hard');
+export async function dotReset(dotName: string, opts: { hard?: string | undefined; force?: boolean }, ctx: Context): Promise<CommandResult> {
+  const name = parseDotName('DOT', dotName);
+  const target = opts.hard;
   if (target === undefined)
     throw new UserError('--hard COMMIT is required: reset always discards changes after COMMIT', { hint: `knarr dot reset ${name} --hard COMMIT` });
   return withDots(ctx, (repo) =>
@@ -15,7 +15,7 @@ export const dotReset: Handler = async ({ args, opts }, ctx) => {
       const commits = await activeChain(repo, dot);
       const to = resolveCommit('--hard', commits, target);
       const newer = commits.slice(0, commits.indexOf(to));
-      if (newer.length > 0 && !optBool(opts, 'force')) {
+      if (newer.length > 0 && !opts.force) {
         throw new ConflictError(
           `${shortId(to.id)} is not the latest commit of ${dot.activeBranch}; resetting to it destroys ${newer.length} newer ` +
             `commit(s): ${newer.map((c) => shortId(c.id)).join(', ')}`,
@@ -55,4 +55,4 @@ export const dotReset: Handler = async ({ args, opts }, ctx) => {
       return { data: { dot: name, branch: dot.activeBranch, head: to.id, destroyed: newer.map((c) => c.id) }, view: { kind: 'lines', lines } };
     }),
   );
-};
+}

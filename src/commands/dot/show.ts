@@ -1,11 +1,11 @@
 import { parseDotName } from '../../core/dots.js';
-import type { Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { activeChain, boundAt, dotHandle, requireDot, shortId, subdotLabel, withDots } from './common.js';
 
 /** `knarr dot show DOT`: branches, head, subdots, mounts and where its data lives. */
-export const dotShow: Handler = async ({ args }, ctx) =>
+export const dotShow = (dotName: string, ctx: Context): Promise<CommandResult> =>
   withDots(ctx, async (repo) => {
-    const dot = await requireDot(repo, parseDotName('DOT', args[0] as string));
+    const dot = await requireDot(repo, parseDotName('DOT', dotName));
     const h = await dotHandle(ctx, dot);
     const commits = await activeChain(repo, dot);
     // The records say where it should be mounted; the kernel says whether it is.

@@ -4,7 +4,7 @@ import type { Manifest } from '../../core/remote.js';
 import { spaceGuard } from '../../host/storage/common.js';
 import { selectPool } from '../pool/select.js';
 import { intoStaging } from './pull.js';
-import { optString, type Handler } from '../types.js';
+import type { CommandResult, Context } from '../types.js';
 import { dotHandle, remount, requireDot, shortId, unmountSubdots, withDotLock, withDots } from './common.js';
 
 /*
@@ -13,8 +13,8 @@ import { dotHandle, remount, requireDot, shortId, unmountSubdots, withDotLock, w
  */
 
 /** `knarr dot manifest DOT`: branches and commits, in the shape of a remote's manifest. */
-export const dotManifest: Handler = async ({ args }, ctx) => {
-  const name = parseDotName('DOT', args[0] as string);
+export async function dotManifest(dotName: string, ctx: Context): Promise<CommandResult> {
+  const name = parseDotName('DOT', dotName);
   return withDots(ctx, async (repo) => {
     const dot = await requireDot(repo, name);
     const h = await dotHandle(ctx, dot);
@@ -36,13 +36,12 @@ export const dotManifest: Handler = async ({ args }, ctx) => {
     }
     return { data: manifest };
   });
-};
+}
 
 /** `knarr dot send DOT COMMIT [--base B]`: the commit's stream on stdout (incremental from B). */
-export const dotSend: Handler = async ({ args, opts }, ctx) => {
-  const name = parseDotName('DOT', args[0] as string);
-  const id = args[1] as string;
-  const baseId = optString(opts, 'base');
+export async function dotSend(dotName: string, id: string, opts: { base?: string | undefined }, ctx: Context): Promise<CommandResult> {
+  const name = parseDotName('DOT', dotName);
+  const baseId = opts.base;
   for (const [field, v] of [
     ['COMMIT', id],
     ['--base', baseId],
@@ -61,21 +60,25 @@ export const dotSend: Handler = async ({ args, opts }, ctx) => {
     const argv = transfer.sendArgv(h.ref(record.branch), id, base && transfer.incremental ? { ref: h.ref(base.branch), id: base.id } : null);
     return { data: { dot: name, commit: id, argv }, stream: (out) => ctx.runner.pipe(argv, { stdout: out, mutates: false }) };
   });
-};
+}
 
 /** `knarr dot receive DOT --branch B --record JSON [--base B]`: applies one commit's stream from stdin, fast-forward only. */
-export const dotReceive: Handler = async ({ args, opts }, ctx) => {
-  const name = parseDotName('DOT', args[0] as string);
-  const branch = validateBranch('--branch', optString(opts, 'branch') ?? DEFAULT_BRANCH);
-  const record = parseCommitRecordJson('--record', optString(opts, 'record'), name, branch);
-  const base = optString(opts, 'base') ?? null;
+export async function dotReceive(
+  dotName: string,
+  opts: { record?: string | undefined; branch?: string | undefined; base?: string | undefined; pool?: string | undefined },
+  ctx: Context,
+): Promise<CommandResult> {
+  const name = parseDotName('DOT', dotName);
+  const branch = validateBranch('--branch', opts.branch ?? DEFAULT_BRANCH);
+  const record = parseCommitRecordJson('--record', opts.record, name, branch);
+  const base = opts.base ?? null;
   if (base !== null && !COMMIT_ID_RE.test(base)) throw new ValidationError('--base', `${JSON.stringify(base)} is not a commit id`);
   return withDots(ctx, (repo) =>
     withDotLock(ctx, 'dot receive', [name], async () => {
       const existing = await repo.get(name);
       if (!existing) {
         if (record.parent !== null) throw new ConflictError(`${name} does not exist here; its first commit has to come first`);
-        const pool = await selectPool(ctx, optString(opts, 'pool'));
+        const pool = await selectPool(ctx, opts.pool);
         const transfer = ctx.drivers[pool.driver].transfer(ctx.runner);
         const staging = { pool, dot: name, branch, staging: true };
         await intoStaging(transfer, staging, async () => {
@@ -125,4 +128,4 @@ export const dotReceive: Handler = async ({ args, opts }, ctx) => {
       return { data: { dot: name, branch, commit: record.id, action: 'fast-forward' } };
     }),
   );
-};
+}
