@@ -31,9 +31,16 @@ export async function makeHost(dir: string, driver: TestDriver, label: string): 
   const poolArgs = driver === 'dir' ? ['--driver', 'dir'] : ['--driver', driver, '--loop-file', `${dir}/${label}.img`, '--size', '512M'];
   const init = await run(['pool', 'init', '--name', pool, ...poolArgs]);
   if (init.code !== 0) throw new Error(`pool init failed: ${init.stderr}`);
-  const up = await run(['etcd', 'up']);
-  if (up.code !== 0) throw new Error(`etcd up failed: ${up.stderr}`);
   const mountpoint = `${state}/mnt/${pool}`;
+  const up = await run(['etcd', 'up']);
+  if (up.code !== 0) {
+    // The pool is made: it goes again, so the caller's temporary directory can be removed.
+    if ((await run(['pool', 'destroy', pool, '--yes', '--force'])).code !== 0) {
+      if (driver === 'zfs') await destroyPoolQuietly(pool);
+      else await execa('umount', ['-l', mountpoint], { reject: false });
+    }
+    throw new Error(`etcd up failed: ${up.stderr}`);
+  }
   return {
     state,
     pool,
