@@ -8,6 +8,26 @@ import { freePort } from '../harness/ports.js';
 import { tempDir, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
 
+/** A self-signed certificate for 127.0.0.1, as an operator would make one for an agent's --tls-cert. */
+const selfSignedCert = (key: string, cert: string, days = 1) =>
+  execa('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    String(days),
+    '-subj',
+    '/CN=127.0.0.1',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+  ]);
+
 const run = integration('agent', haveTools('etcd'), 'etcd is not installed');
 const bin = new URL('../../bin/knarr', import.meta.url).pathname;
 
@@ -98,23 +118,7 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
     async () => {
       const d = await startDockerd(`${tmp.path}/docker-tls`);
       try {
-        await execa('openssl', [
-          'req',
-          '-x509',
-          '-newkey',
-          'rsa:2048',
-          '-nodes',
-          '-days',
-          '1',
-          '-subj',
-          '/CN=127.0.0.1',
-          '-addext',
-          'subjectAltName=IP:127.0.0.1',
-          '-keyout',
-          `${tmp.path}/pkey.pem`,
-          '-out',
-          `${tmp.path}/pcert.pem`,
-        ]);
+        await selfSignedCert(`${tmp.path}/pkey.pem`, `${tmp.path}/pcert.pem`);
         agent = execa(
           bin,
           [
@@ -166,23 +170,7 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
   it.skipIf(!integration('agent over TLS', haveTools('openssl'), 'openssl is not installed'))(
     'serves the API over TLS with --tls-cert and --tls-key',
     async () => {
-      await execa('openssl', [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        `${tmp.path}/key.pem`,
-        '-out',
-        `${tmp.path}/cert.pem`,
-      ]);
+      await selfSignedCert(`${tmp.path}/key.pem`, `${tmp.path}/cert.pem`);
       agent = execa(
         bin,
         [
@@ -225,23 +213,7 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
       expect(await get(`Bearer ${token}`)).toBe(200);
       // A renewed certificate in the same files: SIGHUP, and new connections get it.
       const first = readFileSync(`${tmp.path}/cert.pem`);
-      await execa('openssl', [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '2',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        `${tmp.path}/key.pem`,
-        '-out',
-        `${tmp.path}/cert.pem`,
-      ]);
+      await selfSignedCert(`${tmp.path}/key.pem`, `${tmp.path}/cert.pem`, 2);
       agent.kill('SIGHUP');
       await until(async () => (await get(`Bearer ${token}`).catch(() => 0)) === 200);
       const withFirst = await new Promise<string>((resolve) => {
