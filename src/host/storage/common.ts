@@ -1,6 +1,7 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { CommitRecord } from '../../core/dots.js';
 import { ConflictError, ExternalCommandError, NoSpaceError } from '../../core/errors.js';
 import { mountAt, onlyEmptyFolders, pathExists, probeSignature, type Signature } from '../mounts.js';
 import type { Runner } from '../runner.js';
@@ -123,4 +124,10 @@ export async function clearMountPath(runner: Runner, path: string): Promise<stri
   const aside = `${dirname(path)}/.${basename(path)}.lost-${Date.now().toString(36)}`;
   await runner.run(['mv', '-T', path, aside]);
   return aside;
+}
+
+/** The commit records a tree or lvm dot keeps in dir (its .knarr/commits); none when dir is absent. */
+export async function readCommitRecords(dir: string): Promise<CommitRecord[]> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  return Promise.all(names.filter((n) => n.endsWith('.json')).map(async (n) => JSON.parse(await readFile(`${dir}/${n}`, 'utf8')) as CommitRecord));
 }

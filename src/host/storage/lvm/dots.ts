@@ -1,10 +1,9 @@
-import { readdir, readFile, rm } from 'node:fs/promises';
-import type { CommitRecord } from '../../../core/dots.js';
+import { readdir, rm } from 'node:fs/promises';
 import { writeJsonAtomic } from '../../local-state.js';
 import { pathExists } from '../../mounts.js';
 import type { Runner } from '../../runner.js';
 import { NotFoundError } from '../../../core/errors.js';
-import { clearMountPath, DOTS_DIR, subdirsOf, THIN_POOL } from '../common.js';
+import { clearMountPath, DOTS_DIR, readCommitRecords, subdirsOf, THIN_POOL } from '../common.js';
 import type { DotFsRef, DotStorage, Leftover, PoolRecord } from '../driver.js';
 
 /** Size of a branch's thin volume: thin, so only what is written takes space. */
@@ -86,16 +85,7 @@ export function lvmDots(runner: Runner): DotStorage {
     async diskCommits(pool, dot) {
       const dir = `${dotDir(pool, dot)}/.knarr/commits`;
       const lvs = new Set(await lvNames(pool));
-      let names: string[];
-      try {
-        names = await readdir(dir);
-      } catch {
-        return [];
-      }
-      const records = await Promise.all(
-        names.filter((n) => n.endsWith('.json')).map(async (n) => JSON.parse(await readFile(`${dir}/${n}`, 'utf8')) as CommitRecord),
-      );
-      return records.filter((r) => lvs.has(commitLv(dot, r.id)));
+      return (await readCommitRecords(dir)).filter((r) => lvs.has(commitLv(dot, r.id)));
     },
     async branchFrom(src, commit, dst) {
       await branchFromSnapshot(src.pool, src.dot, commit, dst);

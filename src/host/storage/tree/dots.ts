@@ -1,10 +1,9 @@
-import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { NotFoundError } from '../../../core/errors.js';
-import type { CommitRecord } from '../../../core/dots.js';
 import { writeJsonAtomic } from '../../local-state.js';
 import { pathExists } from '../../mounts.js';
 import type { Runner } from '../../runner.js';
-import { clearMountPath, DOTS_DIR, subdirsOf } from '../common.js';
+import { clearMountPath, DOTS_DIR, readCommitRecords, subdirsOf } from '../common.js';
 import type { DotFsRef, DotStorage, Leftover, PoolRecord } from '../driver.js';
 
 /** How a tree-layout driver makes, copies and deletes a filesystem. */
@@ -76,15 +75,7 @@ export function treeDots(runner: Runner, prim: TreePrimitives): DotStorage {
     },
     async diskCommits(pool, dot) {
       const dir = `${dotDir(pool, dot)}/.knarr/commits`;
-      let names: string[];
-      try {
-        names = await readdir(dir);
-      } catch {
-        return [];
-      }
-      const records = await Promise.all(
-        names.filter((n) => n.endsWith('.json')).map(async (n) => JSON.parse(await readFile(`${dir}/${n}`, 'utf8')) as CommitRecord),
-      );
+      const records = await readCommitRecords(dir);
       // A record whose snapshot is gone is not a commit on disk.
       const present = await Promise.all(records.map((r) => pathExists(commitPath(pool, dot, r.id))));
       return records.filter((_, i) => present[i]);
