@@ -180,6 +180,7 @@ const CHECKS: Check[] = [
   optionalCheck('openssl', 'openssl', ['openssl'], 'makes TLS certificates for daemon --tls-cert'),
   optionalCheck('zsh', 'zsh', ['zsh'], 'zsh completion'),
   optionalCheck('fish', 'fish', ['fish'], 'fish completion'),
+  optionalCheck('bindfs', 'bindfs', ['bindfs'], 'the test suite: a FUSE mount whose daemon died'),
   {
     name: 'cluster bridge',
     package: null,

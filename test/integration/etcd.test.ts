@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { mountAt } from '../../src/host/mounts.js';
 import { connectEtcd } from '../../src/state/store.js';
 import { fleetKeys } from '../../src/state/keys.js';
 import { knarr } from '../harness/cli.js';
@@ -8,11 +9,12 @@ import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { freePort } from '../harness/ports.js';
 import { tempDir, uniqueName, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
-import { destroyPoolQuietly, zfsAnswers } from '../harness/zfs.js';
+import { destroyPoolQuietly, zfsAnswers, zfsRetrying } from '../harness/zfs.js';
 
 const haveEtcd = haveTools('etcd');
 const run = integration('etcd', haveEtcd, 'etcd is not installed (Debian package etcd-server)');
 const runZfs = run && integration('etcd on zfs', await zfsAnswers(), 'zpool does not answer (install zfs-fuse)');
+const runDeadFuse = runZfs && integration('dead FUSE mounts', haveTools('bindfs'), 'bindfs is not installed (Debian package bindfs)');
 
 describe.skipIf(!run)('the store against a real etcd', () => {
   let etcd: EtcdInstance;
@@ -432,5 +434,36 @@ describe.skipIf(!run)('knarr etcd up/down/status (the managed local etcd)', () =
     } finally {
       await store.close();
     }
+  });
+
+  it.skipIf(!runDeadFuse)('after zfs-fuse died under the pool, init and up mount its datasets again: etcd never starts on the bare directory', async () => {
+    const name = uniqueName('kd');
+    pools.push(name);
+    const root = `${state}/mnt/${name}`;
+    const init = ['--state-dir', state, '--json', 'pool', 'init', '--name', name, '--loop-file', `${tmp.path}/p.img`, '--size', '256M'];
+    expect((await knarr(init)).code).toBe(0);
+    const up = await knarr(['--json', '--state-dir', state, 'etcd', 'up', ...ports]);
+    expect(up.code, up.stderr).toBe(0);
+    const url = up.json().endpoints[0];
+    await execa('etcdctl', ['--endpoints', url, 'put', '/knarr/test/kept', 'on the pool'], { env: { ETCDCTL_API: '3' } });
+    expect((await knarr(['--state-dir', state, 'etcd', 'down'])).code).toBe(0);
+
+    // What a zfs-fuse that died leaves: the dataset unmounted and a FUSE mount over the pool whose daemon is gone.
+    await zfsRetrying(['umount', `${name}/knarr-etcd`]);
+    mkdirSync(`${tmp.path}/empty`);
+    await execa('bindfs', ['-o', 'subtype=zfs,nonempty', `${tmp.path}/empty`, root]);
+    await execa('pkill', ['-9', '-f', `bindfs .*${tmp.path}/empty`]);
+    expect(() => readdirSync(root)).toThrow(/ENOTCONN|ECONNABORTED/);
+
+    const again = await knarr(init);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.json()).toMatchObject({ action: 'exists', health: 'ONLINE' });
+    expect((await mountAt(root))?.source).toBe(name);
+
+    const back = await knarr(['--json', '--state-dir', state, 'etcd', 'up', ...ports]);
+    expect(back.code, back.stderr).toBe(0);
+    expect((await mountAt(`${root}/knarr-etcd`))?.source).toBe(`${name}/knarr-etcd`);
+    const kept = await execa('etcdctl', ['--endpoints', url, 'get', '/knarr/test/kept', '--print-value-only'], { env: { ETCDCTL_API: '3' } });
+    expect(kept.stdout).toBe('on the pool');
   });
 });

@@ -1,5 +1,7 @@
 import { dirname } from 'node:path';
-import { pathExists } from '../../mounts.js';
+import { mountAt, pathExists, readMounts, staleMounts } from '../../mounts.js';
+import { FailureError } from '../../../core/errors.js';
+import { shellCommand, shellQuote } from '../../../core/shell.js';
 import type { Runner } from '../../runner.js';
 import { zfsTransfer } from './transfer.js';
 import { zfsDots } from './dots.js';
@@ -41,6 +43,27 @@ async function poolHealth(runner: Runner, name: string): Promise<string | null> 
   return r.stdout.trim().split('\t')[1] ?? 'UNKNOWN';
 }
 
+/**
+ * The dataset lives where zfs says it is mounted: dead FUSE mounts in the pool's tree (a zfs-fuse that
+ * died left them; every access fails with ENOTCONN) are let go, then the dataset is mounted if it is not.
+ */
+async function mountLive(runner: Runner, pool: { name: string; mountpoint: string }, dataset: string): Promise<string> {
+  const ours = (await readMounts()).filter(
+    (m) => m.source === pool.name || m.source.startsWith(`${pool.name}/`) || m.target === pool.mountpoint || m.target.startsWith(`${pool.mountpoint}/`),
+  );
+  for (const m of await staleMounts(ours)) await runner.run(['umount', '-l', m.target], { okExitCodes: [32] });
+  const r = await runner.run(['zfs', 'get', '-H', '-o', 'value', 'mountpoint', dataset], { mutates: false });
+  const path = r.stdout.trim();
+  if (!path.startsWith('/') || runner.dryRun) return path;
+  if ((await mountAt(path))?.source !== dataset) await runner.run(['zfs', 'mount', dataset], { okExitCodes: [1] });
+  if ((await mountAt(path))?.source !== dataset) {
+    throw new FailureError(`dataset ${dataset} is not mounted at ${path}`, {
+      hint: `mount it with: ${shellCommand(['zfs', 'mount', dataset])} (and check nothing else is mounted at ${shellQuote(path)})`,
+    });
+  }
+  return path;
+}
+
 /** ZFS through the zpool/zfs commands; works against kernel ZFS and zfs-fuse alike (no `zfs list -p` there). */
 export const zfsDriver: StorageDriver = {
   name: 'zfs',
@@ -49,7 +72,10 @@ export const zfsDriver: StorageDriver = {
   memberType: 'zfs_member',
 
   async ensurePool(spec: PoolSpec, runner: Runner): Promise<EnsureAction> {
-    if ((await poolHealth(runner, spec.name)) !== null) return 'exists';
+    if ((await poolHealth(runner, spec.name)) !== null) {
+      await mountLive(runner, spec, spec.name);
+      return 'exists';
+    }
     const sources = poolSources(spec);
     const probes = await probeSources(runner, sources);
     const ours = probes.filter((p) => p.signature?.type === zfsDriver.memberType && p.signature.label === spec.name);
@@ -61,6 +87,7 @@ export const zfsDriver: StorageDriver = {
       if (parseImportable(listed).includes(spec.name)) {
         // By the id these devices carry: another pool of the same name in the scanned folders cannot be taken for it.
         await runner.run(['zpool', 'import', ...scanArgs, listedId(listed, ours[0]!.signature!.uuid) ?? spec.name]);
+        await mountLive(runner, spec, spec.name);
         return 'imported';
       }
     }
@@ -102,8 +129,9 @@ export const zfsDriver: StorageDriver = {
 
   async ensureVolume(record: PoolRecord, volume: string, runner: Runner): Promise<VolumeInfo> {
     const dataset = `${record.name}/${volume}`;
+    await mountLive(runner, record, record.name);
     const probe = await runner.run(['zfs', 'get', '-H', '-o', 'value', 'mountpoint', dataset], { mutates: false, okExitCodes: [1] });
-    if (probe.exitCode === 0) return { path: probe.stdout.trim(), created: false };
+    if (probe.exitCode === 0) return { path: await mountLive(runner, record, dataset), created: false };
     await runner.run(['zfs', 'create', dataset]);
     if (runner.dryRun) return { path: `${record.mountpoint}/${volume}`, created: true };
     const r = await runner.run(['zfs', 'get', '-H', '-o', 'value', 'mountpoint', dataset], { mutates: false });
