@@ -146,7 +146,7 @@ export function helpArgv(argv: readonly string[]): string[] {
       out.splice(i--, 1);
       const end = out.indexOf('--');
       out.splice(end < 0 ? out.length : end, 0, '--help');
-    } else return out.filter((w, j) => j < i || (w !== '--help' && w !== '-h'));
+    } else return out.filter((w) => w !== '--help' && w !== '-h');
   }
   return out;
 }
