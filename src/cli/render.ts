@@ -50,10 +50,11 @@ function cut(s: string, n: number): string {
 }
 
 /** Column widths that fit width: the widest shrinkable column loses a character at a time, never below its floor. */
-export function fitWidths(columns: readonly string[], widths: readonly number[], width: number): number[] {
+export function fitWidths(columns: readonly string[], widths: readonly number[], width: number, keep?: readonly string[]): number[] {
   const out = [...widths];
-  // The first column names the row (and a NAME column does wherever it is): it is never cut.
-  const floor = columns.map((c, i) => (i === 0 || c === 'NAME' ? widths[i]! : Math.min(widths[i]!, Math.max(c.length, 6))));
+  // The columns that name a row are never cut: those the view keeps, else its first titled one (and a NAME).
+  const kept = keep ?? [columns.find((c) => c !== '') ?? '', 'NAME'];
+  const floor = columns.map((c, i) => (kept.includes(c) ? widths[i]! : Math.min(widths[i]!, Math.max(c.length, 6))));
   let total = out.reduce((a, b) => a + b, 0) + 2 * (out.length - 1);
   while (total > width) {
     let widest = -1;
@@ -65,9 +66,9 @@ export function fitWidths(columns: readonly string[], widths: readonly number[],
   return out;
 }
 
-export function renderTable(columns: string[], rows: string[][], opts: { headers?: boolean; width?: number } = {}): string {
+export function renderTable(columns: string[], rows: string[][], opts: { headers?: boolean; width?: number; keep?: readonly string[] } = {}): string {
   const natural = columns.map((c, i) => Math.max(opts.headers === false ? 0 : c.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const widths = opts.width !== undefined && opts.width > 0 ? fitWidths(columns, natural, opts.width) : natural;
+  const widths = opts.width !== undefined && opts.width > 0 ? fitWidths(columns, natural, opts.width, opts.keep) : natural;
   const line = (cells: string[]) =>
     cells
       .map((c, i) => (i === cells.length - 1 ? cut(c, widths[i]!) : pad(cut(c, widths[i]!), widths[i]!)))
@@ -86,7 +87,7 @@ export function renderView(view: View, opts: Omit<RenderOptions, 'format'> & { w
       return renderTable(
         shown.map((i) => view.columns[i]!),
         rows,
-        opts,
+        { ...opts, keep: view.keep },
       );
     }
     case 'fields': {

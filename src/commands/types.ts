@@ -27,6 +27,8 @@ export type View =
       rows: Cell[][];
       /** Columns (by name) only `-o wide` shows; the others always show. */
       wide?: readonly string[];
+      /** Columns a terminal's width never cuts (they name the row); by default the first titled one. */
+      keep?: readonly string[];
     }
   | { kind: 'fields'; fields: [string, Cell][] }
   | { kind: 'lines'; lines: string[] }

@@ -198,6 +198,12 @@ describe.skipIf(!etcdReady)('times and wide columns of fleet lists', () => {
     expect(json.find((o) => o.id === 'op-000007')?.createdAt).toMatch(/^\d{4}-\d\d-\d\dT.*Z$/);
   });
 
+  it('ps is job list', async () => {
+    const r = await at(['job', 'ps']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^JOB +HOST +STATE +IMAGE +PORTS$/);
+  });
+
   it('job history: TIME relative', async () => {
     const r = await at(['job', 'history', 'web']);
     expect(r.exitCode, r.stderr).toBe(0);

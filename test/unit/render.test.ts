@@ -78,3 +78,15 @@ describe('tables fit the terminal', () => {
     expect(fitWidths(['ID', 'NAME', 'B'], [4, 30, 20], 40)).toEqual([4, 30, 6]);
   });
 });
+
+describe('the columns that name a row', () => {
+  it('are the first titled one by default (a marker column has no title), or those the view keeps', () => {
+    expect(fitWidths(['', 'BRANCH', 'FROM'], [1, 20, 20], 30)).toEqual([1, 20, 6]);
+    expect(
+      renderView(
+        { kind: 'table', columns: ['USER', 'CLUSTER', 'IMAGE'], rows: [['u', 'a-long-cluster-name', 'img']], keep: ['USER', 'CLUSTER'] },
+        { width: 10 },
+      ),
+    ).toBe('USER  CLUSTER              IMAGE\nu     a-long-cluster-name  img\n');
+  });
+});

@@ -100,6 +100,7 @@ export const clusterList = async (only: string | undefined, ctx: Context): Promi
         kind: 'table',
         columns: ['USER', 'CLUSTER', 'ID', 'STATUS', 'NODES', 'IMAGE', 'SUBNET', 'HOST', 'NODE IPS', 'OP', 'CREATED'],
         wide: ['NODE IPS', 'OP', 'CREATED'],
+        keep: ['USER', 'CLUSTER'],
         rows: clusters.map((c) => [
           c.user,
           c.name,
