@@ -44,6 +44,12 @@ export function cellText(cell: Cell, now: number): string {
   return typeof cell === 'string' ? cell : relativeTime(cell.time, now);
 }
 
+/** A show command's time reads relative, with the exact time beside it. */
+function fieldText(cell: Cell, now: number): string {
+  const text = cellText(cell, now);
+  return typeof cell === 'string' || text === '-' || text === String(cell.time) ? text : `${text} (${new Date(cell.time!).toISOString()})`;
+}
+
 /** A value cut to n characters, its last one an ellipsis. */
 function cut(s: string, n: number): string {
   return s.length <= n ? s : n <= 1 ? '…'.slice(0, n) : `${s.slice(0, n - 1)}…`;
@@ -92,7 +98,7 @@ export function renderView(view: View, opts: Omit<RenderOptions, 'format'> & { w
     }
     case 'fields': {
       const w = Math.max(...view.fields.map(([k]) => k.length));
-      return view.fields.map(([k, v]) => `${pad(`${k}:`, w + 1)} ${cellText(v, now)}`.trimEnd()).join('\n') + '\n';
+      return view.fields.map(([k, v]) => `${pad(`${k}:`, w + 1)} ${fieldText(v, now)}`.trimEnd()).join('\n') + '\n';
     }
     case 'lines':
       return view.lines.map((l) => `${l}\n`).join('');

@@ -108,7 +108,7 @@ describe('pool tables', () => {
     expect(wide.stdout).toMatch(/^p1 .* directory +3d ago$/m);
     expect(wide.stdout).toMatch(new RegExp(`^${long} .* directory +(now|\\d+s ago)$`, 'm'));
     const status = await knarr(['--state-dir', state, 'pool', 'status', 'p1']);
-    expect(status.stdout).toMatch(/^created: +3d ago$/m);
+    expect(status.stdout).toMatch(/^created: +3d ago \(\d{4}-\d\d-\d\dT[\d:.]+Z\)$/m);
     const json = await knarr(['--state-dir', state, '--json', 'pool', 'status', 'p1']);
     expect(JSON.parse(json.stdout).createdAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
     const yaml = await knarr(['--state-dir', state, '-o', 'yaml', 'pool', 'status', 'p1']);
@@ -217,6 +217,6 @@ describe.skipIf(!etcdReady)('times and wide columns of fleet lists', () => {
     const wide = await at(['-o', 'wide', 'host', 'list']);
     expect(wide.stdout).toMatch(/^h1 +down .* 2000m cpu, 1G +unix:\/\/\/run\/docker\.sock +4d ago +\d+s ago$/m);
     const show = await at(['host', 'show', 'h1']);
-    expect(show.stdout).toMatch(/^joined: +4d ago$/m);
+    expect(show.stdout).toMatch(/^joined: +4d ago \(\d{4}-\d\d-\d\dT[\d:.]+Z\)$/m);
   });
 });

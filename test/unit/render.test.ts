@@ -23,7 +23,8 @@ describe('relative times', () => {
   it('a table and a fields view show time cells relative; JSON and YAML carry the data as it is', async () => {
     const view: View = { kind: 'table', columns: ['NAME', 'CREATED'], rows: [['a', timeCell(ago(5 * 60_000))]] };
     expect(renderView(view, { now })).toBe('NAME  CREATED\na     5m ago\n');
-    expect(renderView({ kind: 'fields', fields: [['created', timeCell(ago(3 * 86_400_000))]] }, { now })).toBe('created: 3d ago\n');
+    expect(renderView({ kind: 'fields', fields: [['created', timeCell(ago(3 * 86_400_000))]] }, { now })).toBe('created: 3d ago (2026-03-07T12:00:00.000Z)\n');
+    expect(renderView({ kind: 'fields', fields: [['started', timeCell(null)]] }, { now })).toBe('started: -\n');
     const data = { createdAt: ago(5 * 60_000) };
     expect(JSON.parse(await renderResult(data, view, { format: 'json', now }))).toEqual(data);
     expect(await renderResult(data, view, { format: 'yaml', now })).toBe(`createdAt: ${data.createdAt}\n`);
