@@ -65,6 +65,7 @@ describe('an unknown subcommand is unknown, with --help too', () => {
     [['pool', 'lst', '--help'], /^knarr: unknown command 'lst'\n\(Did you mean one of list, ls\?\)$/m],
     [['-h', 'pool', 'inti'], /^knarr: unknown command 'inti'\n\(Did you mean init\?\)$/m],
     [['nosuch', '--help'], /^knarr: unknown command 'nosuch'$/m],
+    [['dot', 'remote', 'lst', '--help'], /^knarr: unknown command 'lst'\n\(Did you mean one of list, ls\?\)$/m],
     [['--state-dir', '/tmp', 'pool', 'stauts', '-h'], /^knarr: unknown command 'stauts'\n\(Did you mean status\?\)$/m],
   ];
   for (const [argv, message] of cases) {
@@ -113,6 +114,15 @@ describe('pool tables', () => {
     expect(JSON.parse(json.stdout).createdAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
     const yaml = await knarr(['--state-dir', state, '-o', 'yaml', 'pool', 'status', 'p1']);
     expect(yaml.stdout).toMatch(/^createdAt: \d{4}-\d\d-\d\dT/m);
+  });
+
+  it('rm is pool destroy: it asks for --yes as destroy does, then destroys', async () => {
+    await knarr(['--state-dir', state, 'pool', 'init', '--name', 'gone', '--driver', 'dir', '--path', `${tmp.path}/gone`]);
+    const refused = await knarr(['--state-dir', state, 'pool', 'rm', 'gone']);
+    expect(refused.exitCode).toBe(2);
+    expect(refused.stderr).toMatch(/^knarr: destroying pool gone deletes all its data; pass --yes to confirm$/m);
+    expect((await knarr(['--state-dir', state, 'pool', 'rm', 'gone', '--yes'])).exitCode).toBe(0);
+    expect((await knarr(['--state-dir', state, 'pool', 'list'])).stdout).not.toMatch(/^gone /m);
   });
 
   it('--no-headers and KNARR_HEADERS=0 print the rows only', async () => {
