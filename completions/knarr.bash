@@ -15,7 +15,7 @@ _knarr() {
     path="${path:+$path/}$w"
   done
   case "$prev" in
-    -o|--output) COMPREPLY=($(compgen -W 'table json yaml' -- "$cur")); return ;;
+    -o|--output) COMPREPLY=($(compgen -W 'table json yaml wide' -- "$cur")); return ;;
     --config) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --state-dir) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --etcd) return ;;
@@ -72,7 +72,7 @@ _knarr() {
     --dot) return ;;
     --seed) return ;;
   esac
-  local globals='--json --no-json -o --output --dry-run --no-dry-run -v --verbose --no-verbose -q --quiet --no-quiet --wait --no-wait --config --state-dir --etcd --fleet'
+  local globals='--json --no-json -o --output --headers --no-headers --dry-run --no-dry-run -v --verbose --no-verbose -q --quiet --no-quiet --wait --no-wait --config --state-dir --etcd --fleet'
   case "$path" in
     '') COMPREPLY=($(compgen -W 'pool etcd dot job service host cluster image op daemon onboot doctor completion'" $globals" -- "$cur")) ;;
     'pool') COMPREPLY=($(compgen -W 'init status list destroy'" $globals" -- "$cur")) ;;

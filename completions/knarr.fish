@@ -2,7 +2,9 @@
 complete -c knarr -f
 complete -c knarr -l json -d 'print results as JSON (same as -o json)'
 complete -c knarr -l no-json -d 'switch --json off when KNARR_JSON switched it on'
-complete -c knarr -s o -l output -x -a 'table json yaml' -d 'result format'
+complete -c knarr -s o -l output -x -a 'table json yaml wide' -d 'result format; wide adds the columns lists keep for it'
+complete -c knarr -l headers -d 'tables print a header line; --no-headers (KNARR_HEADERS=0) prints the rows only, for scripts'
+complete -c knarr -l no-headers -d 'switch --headers off when KNARR_HEADERS or the config file switched it on'
 complete -c knarr -l dry-run -d 'print every command that would change the host, one a line, and change nothing'
 complete -c knarr -l no-dry-run -d 'switch --dry-run off when KNARR_DRY_RUN or the config file switched it on'
 complete -c knarr -s v -l verbose -d 'show each outside command with its duration on stderr'

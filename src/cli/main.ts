@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
-import { Command, CommanderError, Option } from 'commander';
+import { Argument, Command, CommanderError, Help, Option } from 'commander';
 import type { CommandResult } from '../commands/types.js';
 import { OUTPUT_FORMATS, type GlobalFlags, type OutputFormat } from '../core/config.js';
 import { ExitCode, FailureError, InternalError, InterruptedError, isKnarrError, ReaderGoneError, type KnarrError } from '../core/errors.js';
 import { COMMANDS, GLOBAL_OPTIONS, type CommandDef, type OptionDef } from './commands-table.js';
 import { createContext, loadConfig } from './context.js';
-import { renderDryRun, renderError, renderResult } from './render.js';
+import { isTableFormat, renderDryRun, renderError, renderResult } from './render.js';
 
 export interface Io {
   stdout: NodeJS.WritableStream;
@@ -14,6 +14,9 @@ export interface Io {
   env: NodeJS.ProcessEnv;
   cwd: string;
   stderrIsTTY?: boolean;
+  /** Tables are cut to the terminal's width only when stdout is one. */
+  stdoutIsTTY?: boolean;
+  stdoutColumns?: number;
   signal?: AbortSignal;
   stdin?: import('node:stream').Readable;
 }
@@ -32,10 +35,41 @@ function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
 
+// Allowed values shown in help in place of <value>; commander's own choices() would check them with its own message.
+const CHOICES = new WeakMap<Option | Argument, readonly string[]>();
+
 function toOption(o: OptionDef): Option {
   const opt = new Option(o.flags, o.description);
   if (o.repeatable) opt.argParser(collect);
+  if (o.choices) CHOICES.set(opt, o.choices);
   return opt;
+}
+
+/** Help that lists allowed values (`--driver zfs|btrfs|lvm|dir`) and every alias of a command (`list|ls|ps`). */
+class KnarrHelp extends Help {
+  override optionTerm(option: Option): string {
+    const choices = CHOICES.get(option);
+    return choices ? option.flags.replace(/<[^>]*>|\[[^\]]*\]/, choices.join('|')) : super.optionTerm(option);
+  }
+  override argumentTerm(argument: Argument): string {
+    const choices = CHOICES.get(argument);
+    return choices ? `${super.argumentTerm(argument)} ${choices.join('|')}` : super.argumentTerm(argument);
+  }
+  override subcommandTerm(cmd: Command): string {
+    const term = super.subcommandTerm(cmd);
+    const [first, ...more] = cmd.aliases();
+    return first && more.length ? term.replace(`${cmd.name()}|${first}`, [cmd.name(), first, ...more].join('|')) : term;
+  }
+}
+
+/** Commander's command whose subcommands (made by createCommand) all use KnarrHelp. */
+class KnarrCommand extends Command {
+  override createCommand(name?: string): Command {
+    return new KnarrCommand(name);
+  }
+  override createHelp(): Help {
+    return Object.assign(new KnarrHelp(), this.configureHelp());
+  }
 }
 
 function addCommand(parent: Command, def: CommandDef, onSelect: (s: Selected) => void): void {
@@ -44,6 +78,7 @@ function addCommand(parent: Command, def: CommandDef, onSelect: (s: Selected) =>
     .summary(def.summary)
     .description(def.description ?? def.summary);
   cmd.exitOverride();
+  if (def.aliases?.length) cmd.aliases(def.aliases);
   if (def.examples?.length) {
     cmd.addHelpText('after', `\nExamples:\n${def.examples.map((e) => `  $ ${e.command}\n      ${e.description}`).join('\n')}\n`);
   }
@@ -53,7 +88,9 @@ function addCommand(parent: Command, def: CommandDef, onSelect: (s: Selected) =>
   }
   for (const a of def.args ?? []) {
     const name = `${a.name}${a.variadic ? '...' : ''}`;
-    cmd.argument(a.required ? `<${name}>` : `[${name}]`, a.description);
+    const arg = new Argument(a.required ? `<${name}>` : `[${name}]`, a.description);
+    if (a.choices) CHOICES.set(arg, a.choices);
+    cmd.addArgument(arg);
   }
   for (const o of def.options ?? []) cmd.addOption(toOption(o));
   cmd.action((...params: unknown[]) => {
@@ -67,9 +104,15 @@ function addCommand(parent: Command, def: CommandDef, onSelect: (s: Selected) =>
   });
 }
 
+const named = (defs: readonly CommandDef[], word: string) => defs.find((d) => d.name === word || d.aliases?.includes(word));
+
+/** The global options that take a value: the word after one is no command. */
+const globalValueFlags = () =>
+  new Set(GLOBAL_OPTIONS.filter((o) => o.flags.includes('<')).flatMap((o) => o.flags.split(/[ ,]+/).filter((f) => f.startsWith('-'))));
+
 /** The top-level command argv names (its first word that is no option nor a global option's value), if the table has it. */
 export function commandNamed(argv: readonly string[]): string | undefined {
-  const takesValue = new Set(GLOBAL_OPTIONS.filter((o) => o.flags.includes('<')).flatMap((o) => o.flags.split(/[ ,]+/).filter((f) => f.startsWith('-'))));
+  const takesValue = globalValueFlags();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--') return undefined;
@@ -77,9 +120,35 @@ export function commandNamed(argv: readonly string[]): string | undefined {
       if (takesValue.has(a)) i++;
       continue;
     }
-    return COMMANDS.some((c) => c.name === a) ? a : undefined;
+    return named(COMMANDS, a)?.name;
   }
   return undefined;
+}
+
+/**
+ * `help A B` read as `A B --help`; and a word no group knows keeps no --help, so commander says it is unknown
+ * (exit 2, with the nearest name) instead of printing the group's help as if the command existed.
+ */
+export function helpArgv(argv: readonly string[]): string[] {
+  const takesValue = globalValueFlags();
+  const out = [...argv];
+  let level: readonly CommandDef[] | undefined = COMMANDS;
+  for (let i = 0; i < out.length && level; i++) {
+    const a = out[i]!;
+    if (a === '--') break;
+    if (a.startsWith('-')) {
+      if (takesValue.has(a)) i++;
+      continue;
+    }
+    const def = named(level, a);
+    if (def) level = def.subcommands;
+    else if (a === 'help') {
+      out.splice(i--, 1);
+      const end = out.indexOf('--');
+      out.splice(end < 0 ? out.length : end, 0, '--help');
+    } else return out.filter((w) => w !== '--help' && w !== '-h');
+  }
+  return out;
 }
 
 /**
@@ -87,7 +156,7 @@ export function commandNamed(argv: readonly string[]): string | undefined {
  * just that command's subtree is built: every start would otherwise pay for the whole table.
  */
 export function buildProgram(io: Io, onSelect: (s: Selected) => void, only?: string): Command {
-  const program = new Command('knarr')
+  const program = new KnarrCommand('knarr')
     .description('storage pools, versioned data volumes, a managed etcd, docker jobs and LXC clusters for a fleet of Linux hosts')
     .version(VERSION, '-V, --version')
     .exitOverride()
@@ -108,6 +177,14 @@ export function buildProgram(io: Io, onSelect: (s: Selected) => void, only?: str
   return program;
 }
 
+/** The width tables fit on stdout's terminal (COLUMNS first, as the shell sets it); none when stdout is no terminal. */
+function terminalWidth(io: Io): number | undefined {
+  if (!io.stdoutIsTTY) return undefined;
+  const columns = Number(io.env.COLUMNS);
+  if (Number.isInteger(columns) && columns > 0) return columns;
+  return io.stdoutColumns !== undefined && io.stdoutColumns > 0 ? io.stdoutColumns : undefined;
+}
+
 function asKnarrError(err: unknown, signal: AbortSignal | undefined): KnarrError {
   // Once stdout's reader is gone, whatever the command threw on its way out is that.
   if (signal?.reason instanceof ReaderGoneError) return signal.reason;
@@ -126,14 +203,16 @@ function asKnarrError(err: unknown, signal: AbortSignal | undefined): KnarrError
 }
 
 /** Runs one knarr invocation; returns the exit code. The only place that prints. */
-export async function main(argv: string[], io: Io): Promise<number> {
+export async function main(argvGiven: string[], io: Io): Promise<number> {
   let selected: Selected | null = null;
+  const argv = helpArgv(argvGiven);
   const program = buildProgram(io, (s) => (selected = s), commandNamed(argv));
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (e) {
     if (e instanceof CommanderError) {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return ExitCode.ok;
+      if (e.code === 'commander.help' && e.exitCode === 0) return ExitCode.ok;
       return ExitCode.usage;
     }
     throw e;
@@ -172,7 +251,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     const text =
       config.dryRun && sel.def.dryRun !== 'reads'
         ? await renderDryRun(ctx.runner.planned, result.data, format)
-        : await renderResult(result.data, result.view, format);
+        : await renderResult(result.data, result.view, { format, headers: config.headers, width: terminalWidth(io) });
     io.stdout.write(text);
     return result.exitCode ?? ExitCode.ok;
   } catch (e) {
@@ -181,7 +260,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     // Nobody reads stdout any more: as a writer killed by SIGPIPE, say nothing.
     if (err instanceof ReaderGoneError) return err.exitCode;
     let text = renderError(err, format, verbose);
-    if (format === 'table' && io.stderrIsTTY && !io.env.NO_COLOR) {
+    if (isTableFormat(format) && io.stderrIsTTY && !io.env.NO_COLOR) {
       const { default: chalk } = await import('chalk');
       text = text.replace(/^knarr: /, chalk.red.bold('knarr: ')).replace(/^( {2}hint: .*)$/m, (h) => chalk.dim(h));
     }
@@ -216,6 +295,8 @@ export async function run(argv: string[]): Promise<number> {
       env: process.env,
       cwd: process.cwd(),
       stderrIsTTY: process.stderr.isTTY === true,
+      stdoutIsTTY: process.stdout.isTTY === true,
+      stdoutColumns: process.stdout.columns,
       signal: controller.signal,
       // A getter: process.stdin is made only for a command that reads it.
       get stdin() {

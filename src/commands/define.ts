@@ -33,6 +33,8 @@ export interface Example {
 /** One node of the command tree; a leaf has a handler (or run), a group has subcommands. */
 export interface CommandDef {
   name: string;
+  /** Other names people type for it (`ls` for list); help, completion and the man pages show them. */
+  aliases?: readonly string[];
   summary: string;
   description?: string;
   args?: ArgDef[];
@@ -79,6 +81,8 @@ export interface TypedInput<A extends Record<string, ArgSpec>, O extends Record<
 
 export interface CommandSpec<A extends Record<string, ArgSpec>, O extends Record<string, OptionSpec>> {
   name: string;
+  /** Other names; a `list` is also `ls` without saying so. */
+  aliases?: readonly string[];
   summary: string;
   description?: string;
   args?: A;
@@ -149,9 +153,11 @@ export function defineCommand<
   const A extends Record<string, ArgSpec> = Record<never, never>,
   const O extends Record<string, OptionSpec> = Record<never, never>,
 >(spec: CommandSpec<A, O>, handler: (input: TypedInput<A, O>, ctx: Context) => Promise<CommandResult>): CommandDef {
-  const { args, options, ...rest } = spec;
+  const { args, options, aliases, ...rest } = spec;
+  const named = [...(spec.name === 'list' ? ['ls'] : []), ...(aliases ?? [])];
   return {
     ...rest,
+    ...(named.length ? { aliases: named } : {}),
     ...(args ? { args: Object.entries(args).map(([name, a]): ArgDef => ({ name, ...a })) } : {}),
     ...(options ? { options: Object.values(options) } : {}),
     run: (raw, ctx) => handler(parseInput(spec, raw), ctx),
@@ -159,6 +165,12 @@ export function defineCommand<
 }
 
 /** A noun: a group of commands under one name. */
-export function defineGroup(group: { name: string; summary: string; description?: string; subcommands: CommandDef[] }): CommandDef {
+export function defineGroup(group: {
+  name: string;
+  aliases?: readonly string[];
+  summary: string;
+  description?: string;
+  subcommands: CommandDef[];
+}): CommandDef {
   return group;
 }

@@ -17,7 +17,7 @@ import { collectGarbage } from '../state/gc.js';
 import { OpRepo } from '../state/ops.js';
 import type { Store } from '../state/store.js';
 import { thisHost } from '../daemon/pidfile.js';
-import type { CommandResult, Context } from './types.js';
+import { timeCell, type CommandResult, type Context } from './types.js';
 import { withStore } from './with-store.js';
 
 const BIN = fileURLToPath(new URL('../../bin/knarr', import.meta.url));
@@ -165,14 +165,17 @@ export const opList = async (opts: { active: boolean }, ctx: Context): Promise<C
       data: ops,
       view: {
         kind: 'table',
-        columns: ['OP', 'KIND', 'HOST', 'STATUS', 'PROGRESS', 'CREATED'],
+        columns: ['OP', 'KIND', 'HOST', 'STATUS', 'PROGRESS', 'CREATED', 'PARENT', 'FINISHED'],
+        wide: ['PARENT', 'FINISHED'],
         rows: ops.map((o) => [
           o.id,
           o.kind,
           o.host,
           o.status,
           o.progress.total > 0 ? `${o.progress.done}/${o.progress.total} ${o.progress.message}` : o.progress.message,
-          o.createdAt,
+          timeCell(o.createdAt),
+          o.parent ?? '-',
+          timeCell(o.finishedAt),
         ]),
       },
     };

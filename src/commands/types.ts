@@ -8,10 +8,29 @@ export interface CommandInput {
   opts: Record<string, unknown>;
 }
 
+/** A point in time: a table shows it relative to now ("5m ago", "in 2m"); JSON and YAML carry the data's ISO 8601 text. */
+export interface TimeCell {
+  time: string | number | null | undefined;
+}
+
+/** One value of a table or fields view: text, or a time the renderer formats. */
+export type Cell = string | TimeCell;
+
+/** A time for a view's cell; absent or unparseable times show as "-". */
+export const timeCell = (time: string | number | null | undefined): TimeCell => ({ time });
+
 /** How a result reads as a table: rows of columns, label/value fields, or plain lines. */
 export type View =
-  | { kind: 'table'; columns: string[]; rows: string[][] }
-  | { kind: 'fields'; fields: [string, string][] }
+  | {
+      kind: 'table';
+      columns: string[];
+      rows: Cell[][];
+      /** Columns (by name) only `-o wide` shows; the others always show. */
+      wide?: readonly string[];
+      /** Columns a terminal's width never cuts (they name the row); by default the first titled one. */
+      keep?: readonly string[];
+    }
+  | { kind: 'fields'; fields: [string, Cell][] }
   | { kind: 'lines'; lines: string[] }
   | { kind: 'raw'; text: string };
 

@@ -2,12 +2,14 @@ import { validatePath } from './names.js';
 import { parseAge } from './ops.js';
 import { pickSetting, resolveSetting, sectionLayer, setting, validateConfigFile, validatePort, type Picked } from './settings.js';
 
-export type OutputFormat = 'table' | 'json' | 'yaml';
-export const OUTPUT_FORMATS: readonly OutputFormat[] = ['table', 'json', 'yaml'];
+export type OutputFormat = 'table' | 'wide' | 'json' | 'yaml';
+export const OUTPUT_FORMATS: readonly OutputFormat[] = ['table', 'wide', 'json', 'yaml'];
 
 /** The resolved, frozen configuration every handler reads from ctx.config. */
 export interface Config {
   readonly output: OutputFormat;
+  /** Tables print their header line. */
+  readonly headers: boolean;
   readonly dryRun: boolean;
   readonly verbose: boolean;
   readonly quiet: boolean;
@@ -44,6 +46,7 @@ export interface GlobalFlags {
   verbose?: boolean;
   quiet?: boolean;
   wait?: boolean;
+  headers?: boolean;
   config?: string;
   stateDir?: string;
   etcd?: string;
@@ -58,6 +61,7 @@ export const ENV_VARS = {
   verbose: setting('verbose').env,
   quiet: setting('quiet').env,
   wait: setting('wait').env,
+  headers: setting('headers').env,
   config: setting('config').env,
   stateDir: setting('stateDir').env,
   etcd: setting('etcd').env,
@@ -87,6 +91,7 @@ export function resolveConfig(flags: GlobalFlags, env: NodeJS.ProcessEnv, file: 
 
   return Object.freeze({
     output: format,
+    headers: get<boolean>('headers'),
     dryRun: get<boolean>('dryRun'),
     verbose: get<boolean>('verbose'),
     quiet: get<boolean>('quiet'),

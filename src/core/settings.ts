@@ -132,12 +132,23 @@ export const SETTINGS: readonly SettingDef[] = [
     flag: '-o, --output <format>',
     default: 'table',
     defaultText: 'table',
-    help: 'result format',
-    choices: ['table', 'json', 'yaml'],
+    help: 'result format; wide adds the columns lists keep for it',
+    choices: ['table', 'json', 'yaml', 'wide'],
     parse: (v: string, field: string) => {
-      if (!['table', 'json', 'yaml'].includes(v)) throw new ValidationError(field, `${JSON.stringify(v)} is not a format; use json, yaml or table`);
+      if (!['table', 'json', 'yaml', 'wide'].includes(v))
+        throw new ValidationError(field, `${JSON.stringify(v)} is not a format; use table, wide, json or yaml`);
       return v;
     },
+  },
+  {
+    key: 'headers',
+    area: 'global',
+    kind: 'boolean',
+    env: 'KNARR_HEADERS',
+    flag: '--headers',
+    default: true,
+    defaultText: 'on',
+    help: 'tables print a header line; --no-headers (KNARR_HEADERS=0) prints the rows only, for scripts',
   },
   {
     key: 'dryRun',

@@ -6,7 +6,7 @@ import { validateName } from '../../core/names.js';
 import { parseSize } from '../../core/size.js';
 import { thisHost } from '../../daemon/pidfile.js';
 import { runOperation } from '../op.js';
-import type { CommandResult, Context } from '../types.js';
+import { timeCell, type CommandResult, type Context } from '../types.js';
 import { withStore } from '../with-store.js';
 import { ClusterRepo } from '../../state/clusters.js';
 import { clusterPool, lxcFor, requireCluster, userOf } from './common.js';
@@ -98,8 +98,22 @@ export const clusterList = async (only: string | undefined, ctx: Context): Promi
       data: clusters,
       view: {
         kind: 'table',
-        columns: ['USER', 'CLUSTER', 'ID', 'STATUS', 'NODES', 'IMAGE', 'SUBNET', 'HOST'],
-        rows: clusters.map((c) => [c.user, c.name, String(c.id), c.status, String(c.nodes.length), c.image, c.subnet || '-', c.host]),
+        columns: ['USER', 'CLUSTER', 'ID', 'STATUS', 'NODES', 'IMAGE', 'SUBNET', 'HOST', 'NODE IPS', 'OP', 'CREATED'],
+        wide: ['NODE IPS', 'OP', 'CREATED'],
+        keep: ['USER', 'CLUSTER'],
+        rows: clusters.map((c) => [
+          c.user,
+          c.name,
+          String(c.id),
+          c.status,
+          String(c.nodes.length),
+          c.image,
+          c.subnet || '-',
+          c.host,
+          c.nodes.map((n) => n.ip).join(',') || '-',
+          c.op || '-',
+          timeCell(c.createdAt),
+        ]),
       },
     };
   });

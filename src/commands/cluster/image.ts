@@ -8,7 +8,7 @@ import { metered } from '../../core/streams.js';
 import { pathExists } from '../../host/mounts.js';
 import { findExecutable } from '../../host/which.js';
 import { thisHost } from '../../daemon/pidfile.js';
-import type { CommandResult, Context } from '../types.js';
+import { timeCell, type CommandResult, type Context } from '../types.js';
 import { withStore } from '../with-store.js';
 import { ClusterRepo } from '../../state/clusters.js';
 import { runOperation } from '../op.js';
@@ -137,7 +137,12 @@ export const imageList = async (ctx: Context): Promise<CommandResult> =>
     const images = (await new ClusterRepo(store, ctx.config.fleet).images(await thisHost(ctx.config.stateDir))).sort((a, b) => a.name.localeCompare(b.name));
     return {
       data: images,
-      view: { kind: 'table', columns: ['IMAGE', 'POOL', 'SOURCE', 'CREATED'], rows: images.map((i) => [i.name, i.pool, i.source, i.createdAt]) },
+      view: {
+        kind: 'table',
+        columns: ['IMAGE', 'POOL', 'SOURCE', 'CREATED', 'HOST', 'ROOTFS'],
+        wide: ['HOST', 'ROOTFS'],
+        rows: images.map((i) => [i.name, i.pool, i.source, timeCell(i.createdAt), i.host, i.rootfs]),
+      },
     };
   });
 

@@ -29,6 +29,7 @@ const lifecycle = (['start', 'stop', 'delete'] as const).map((verb) =>
   defineCommand(
     {
       name: verb,
+      ...(verb === 'delete' ? { aliases: ['rm'] } : {}),
       summary:
         verb === 'delete'
           ? "remove every node, volume and address of a cluster (the user's /nfs data stays)"

@@ -2,7 +2,7 @@ import { parseDotName, resolveCommit, validateBranch } from '../../core/dots.js'
 import { ConflictError, UserError } from '../../core/errors.js';
 import { spaceGuard } from '../../host/storage/common.js';
 import type { DotRepo } from '../../state/dots.js';
-import type { CommandResult, Context } from '../types.js';
+import { timeCell, type CommandResult, type Context } from '../types.js';
 import { activeChain, dotHandle, requireDot, shortId, withDotLock, withDots } from './common.js';
 
 /** `knarr dot branch DOT [NEW] [--commit C]`: list branches, or make NEW from the active branch. */
@@ -14,13 +14,21 @@ export async function dotBranch(dotName: string, branchName: string | undefined,
     const dot = await requireDot(repo, name);
     const rows = Object.entries(dot.branches)
       .sort(([a], [b]) => a.localeCompare(b))
-      .map(([b, r]) => ({ branch: b, active: b === dot.activeBranch, head: r.head, from: r.from }));
+      .map(([b, r]) => ({ branch: b, active: b === dot.activeBranch, head: r.head, from: r.from, createdAt: r.createdAt }));
     return {
       data: rows,
       view: {
         kind: 'table',
-        columns: ['', 'BRANCH', 'HEAD', 'FROM'],
-        rows: rows.map((r) => [r.active ? '*' : '', r.branch, shortId(r.head), r.from ? `${r.from.branch}@${shortId(r.from.commit)}` : '-']),
+        columns: ['', 'BRANCH', 'HEAD', 'FROM', 'COMMIT', 'CREATED'],
+        wide: ['COMMIT', 'CREATED'],
+        rows: rows.map((r) => [
+          r.active ? '*' : '',
+          r.branch,
+          shortId(r.head),
+          r.from ? `${r.from.branch}@${shortId(r.from.commit)}` : '-',
+          r.head ?? '-',
+          timeCell(r.createdAt),
+        ]),
       },
     };
   });

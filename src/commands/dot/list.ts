@@ -1,4 +1,4 @@
-import type { CommandResult, Context } from '../types.js';
+import { timeCell, type CommandResult, type Context } from '../types.js';
 import { shortId, subdotLabel, withDots } from './common.js';
 
 /** `knarr dot list`: every dot on this host. */
@@ -12,12 +12,14 @@ export const dotList = (ctx: Context): Promise<CommandResult> =>
       head: d.branches[d.activeBranch]?.head ?? null,
       subdots: d.subdots,
       mounts: d.mounts,
+      createdAt: d.createdAt,
     }));
     return {
       data: rows,
       view: {
         kind: 'table',
-        columns: ['DOT', 'BRANCH', 'HEAD', 'SUBDOTS', 'POOL', 'MOUNTED'],
+        columns: ['DOT', 'BRANCH', 'HEAD', 'SUBDOTS', 'POOL', 'MOUNTED', 'COMMIT', 'CREATED'],
+        wide: ['COMMIT', 'CREATED'],
         rows: rows.map((r) => [
           r.name,
           r.branch,
@@ -25,6 +27,8 @@ export const dotList = (ctx: Context): Promise<CommandResult> =>
           r.subdots.map((s) => subdotLabel(r.name, s)).join(','),
           r.pool,
           Object.values(r.mounts).join(',') || '-',
+          r.head ?? '-',
+          timeCell(r.createdAt),
         ]),
       },
     };

@@ -1,6 +1,6 @@
 import { parseDotName, validateBranch } from '../../core/dots.js';
 import { NotFoundError } from '../../core/errors.js';
-import type { CommandResult, Context } from '../types.js';
+import { timeCell, type CommandResult, type Context } from '../types.js';
 import { activeChain, requireDot, withDots } from './common.js';
 
 /** `knarr dot log DOT [--branch B]`: commits, newest first. */
@@ -16,7 +16,7 @@ export const dotLog = (dotName: string, opts: { branch?: string | undefined }, c
       view: {
         kind: 'table',
         columns: ['COMMIT', 'TIME', 'AUTHOR', 'MESSAGE'],
-        rows: commits.map((c) => [c.id, c.time, c.author, c.message.split('\n')[0]!]),
+        rows: commits.map((c) => [c.id, timeCell(c.time), c.author, c.message.split('\n')[0]!]),
       },
     };
   });

@@ -1,4 +1,5 @@
 import type { EtcdServerState, Health } from '../../host/etcd-server.js';
+import { timeCell, type Cell } from '../types.js';
 
 export function etcdData(state: EtcdServerState | null, running: boolean, health: Health | null) {
   return {
@@ -18,7 +19,7 @@ export function etcdData(state: EtcdServerState | null, running: boolean, health
 
 export type EtcdData = ReturnType<typeof etcdData>;
 
-export function etcdFields(d: EtcdData): [string, string][] {
+export function etcdFields(d: EtcdData): [string, Cell][] {
   return [
     ['running', d.running ? `yes (pid ${d.pid})` : 'no'],
     ['healthy', d.healthy ? 'yes' : d.error ? `no (${d.error})` : 'no'],
@@ -27,5 +28,6 @@ export function etcdFields(d: EtcdData): [string, string][] {
     ['socket', d.socket ?? '-'],
     ['data', d.dataDir ? `${d.dataDir}${d.pool ? ` (pool ${d.pool})` : ''}` : '-'],
     ['log', d.logFile ?? '-'],
+    ['started', timeCell(d.startedAt)],
   ];
 }

@@ -3,7 +3,7 @@ import { validateTags, type HostRecord } from '../../core/hosts.js';
 import { validateName } from '../../core/names.js';
 import { formatSize } from '../../core/size.js';
 import { HostRepo } from '../../state/hosts.js';
-import type { CommandResult, Context } from '../types.js';
+import { timeCell, type CommandResult, type Context } from '../types.js';
 import { withStore } from '../with-store.js';
 
 const withHosts = <T>(ctx: Context, fn: (repo: HostRepo) => Promise<T>): Promise<T> => withStore(ctx, (store) => fn(new HostRepo(store, ctx.config.fleet)));
@@ -24,13 +24,20 @@ const row = ({ host, up }: { host: HostRecord; up: boolean }) => [
   host.address,
 ];
 
+const capacityText = (host: HostRecord) => `${host.capacity.cpu}m cpu, ${formatSize(host.capacity.memory)}`;
+
 /** `knarr host list`: hosts of the fleet, up while their agent holds its lease. */
 export const hostList = async (ctx: Context): Promise<CommandResult> =>
   withHosts(ctx, async (repo) => {
     const hosts = (await repo.list()).sort((a, b) => a.host.name.localeCompare(b.host.name));
     return {
       data: hosts.map((h) => ({ ...h.host, up: h.up })),
-      view: { kind: 'table', columns: ['HOST', 'UP', 'STATE', 'TAGS', 'JOBS', 'FREE MEM', 'ADDRESS'], rows: hosts.map(row) },
+      view: {
+        kind: 'table',
+        columns: ['HOST', 'UP', 'STATE', 'TAGS', 'JOBS', 'FREE MEM', 'ADDRESS', 'CAPACITY', 'DOCKER', 'JOINED', 'SEEN'],
+        wide: ['CAPACITY', 'DOCKER', 'JOINED', 'SEEN'],
+        rows: hosts.map((h) => [...row(h), capacityText(h.host), h.host.dockerEndpoint, timeCell(h.host.joinedAt), timeCell(h.host.updatedAt)]),
+      },
     };
   });
 
@@ -50,11 +57,12 @@ export const hostShow = async (hostName: string, ctx: Context): Promise<CommandR
           ['tags', tags!],
           ['jobs', jobs!],
           ['free memory', free!],
-          ['capacity', `${h.host.capacity.cpu}m cpu, ${formatSize(h.host.capacity.memory)}`],
+          ['capacity', capacityText(h.host)],
           ['address', address!],
           ['docker', h.host.dockerEndpoint],
           ['unknown containers', (h.host.unknownContainers ?? []).map((c) => `${c.name} (${c.image})`).join(', ') || '-'],
-          ['joined', h.host.joinedAt],
+          ['joined', timeCell(h.host.joinedAt)],
+          ['seen', timeCell(h.host.updatedAt)],
         ],
       },
     };

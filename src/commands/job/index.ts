@@ -69,6 +69,7 @@ const plan = defineCommand(
 const list = defineCommand(
   {
     name: 'list',
+    aliases: ['ps'],
     summary: 'daemonized jobs: intent and actual state',
     examples: [{ command: 'knarr job list', description: 'jobs of the fleet' }],
     dryRun: 'reads',

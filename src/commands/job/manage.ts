@@ -9,7 +9,7 @@ import { daemonContainerName, LABEL_FLEET, LABEL_JOB, LABEL_MODE } from '../../h
 import { HostRepo } from '../../state/hosts.js';
 import { desiredState, generationOf, JobRepo, type JobActual, type JobIntent } from '../../state/jobs.js';
 import type { Store } from '../../state/store.js';
-import type { CommandResult, Context } from '../types.js';
+import { timeCell, type Cell, type CommandResult, type Context } from '../types.js';
 import { withStore } from '../with-store.js';
 import { AgentClient } from './agent-client.js';
 import { inlineReconciler } from './fleet.js';
@@ -138,8 +138,19 @@ export const jobList = (ctx: Context): Promise<CommandResult> =>
       })),
       view: {
         kind: 'table',
-        columns: ['JOB', 'HOST', 'STATE', 'IMAGE', 'PORTS'],
-        rows: rows.map((r) => [r.intent.spec.name, r.intent.host ?? '-', at(r).state, r.intent.spec.image, r.intent.spec.ports.map(portText).join(',') || '-']),
+        columns: ['JOB', 'HOST', 'STATE', 'IMAGE', 'PORTS', 'CONTAINER', 'RESTARTS', 'STARTED', 'CREATED'],
+        wide: ['CONTAINER', 'RESTARTS', 'STARTED', 'CREATED'],
+        rows: rows.map((r) => [
+          r.intent.spec.name,
+          r.intent.host ?? '-',
+          at(r).state,
+          r.intent.spec.image,
+          r.intent.spec.ports.map(portText).join(',') || '-',
+          at(r).container?.slice(0, 12) ?? '-',
+          String(r.actual?.restarts ?? 0),
+          timeCell(r.actual?.startedAt),
+          timeCell(r.intent.createdAt),
+        ]),
       },
     };
   });
@@ -159,11 +170,11 @@ const volumeText = (v: JobSpec['volumes'][number]) =>
   `${v.kind === 'dot' ? `dot:${v.dot}${v.subdot ? `.${v.subdot}` : ''}` : v.source}:${v.target}${v.readOnly ? ':ro' : ''}`;
 
 /** `job show` for a reader: the spec's fields that are set, then where and how it runs. */
-function jobFields(intent: JobIntent, actual: JobActual | null, state: string): [string, string][] {
+function jobFields(intent: JobIntent, actual: JobActual | null, state: string): [string, Cell][] {
   const s = intent.spec;
   const list = (xs: string[]) => xs.join(', ') || '-';
   const restart = s.restart.mode === 'on-failure' && s.restart.maxRetries !== null ? `on-failure:${s.restart.maxRetries}` : s.restart.mode;
-  const fields: [string, string][] = [
+  const fields: [string, Cell][] = [
     ['job', s.name],
     ['state', state],
     ['host', intent.host ?? '-'],
@@ -182,11 +193,11 @@ function jobFields(intent: JobIntent, actual: JobActual | null, state: string): 
     ['flags', [s.daemonize && 'daemonize', s.fixed && 'fixed', s.static && 'static'].filter(Boolean).join(', ') || '-'],
     ['desired', desiredState(intent)],
     ['generation', String(generationOf(intent))],
-    ['created', intent.createdAt],
+    ['created', timeCell(intent.createdAt)],
   ];
   if (actual) {
     const container = actual.container ? `${actual.container.slice(0, 12)} on ${actual.host}${state === 'missing' ? ' (gone from its engine)' : ''}` : '-';
-    fields.push(['container', container], ['started', actual.startedAt], ['restarts', String(actual.restarts ?? 0)]);
+    fields.push(['container', container], ['started', timeCell(actual.startedAt)], ['restarts', String(actual.restarts ?? 0)]);
     if (actual.exitCode !== undefined) fields.push(['exit code', String(actual.exitCode)]);
     if (actual.error) fields.push(['error', actual.error]);
   }
@@ -304,7 +315,7 @@ export async function jobHistory(job: string, ctx: Context): Promise<CommandResu
     if (events.length === 0) throw new NotFoundError(`job ${name} has no history`, { hint: 'list jobs with: knarr job list' });
     return {
       data: events,
-      view: { kind: 'table', columns: ['TIME', 'HOST', 'EVENT', 'DETAIL'], rows: events.map((e) => [e.at, e.host, e.event, e.detail ?? '']) },
+      view: { kind: 'table', columns: ['TIME', 'HOST', 'EVENT', 'DETAIL'], rows: events.map((e) => [timeCell(e.at), e.host, e.event, e.detail ?? '']) },
     };
   });
 }

@@ -53,6 +53,7 @@ const list = defineCommand(
 const destroy = defineCommand(
   {
     name: 'destroy',
+    aliases: ['rm'],
     summary: 'destroy a pool and all data on it (needs --yes)',
     description:
       "A pool that holds dots, images, cluster volumes or the managed etcd's data is refused (they are listed) unless --force is given too; the " +

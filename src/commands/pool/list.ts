@@ -1,10 +1,11 @@
 import { listPoolRecords } from '../../host/local-state.js';
-import type { CommandResult, Context } from '../types.js';
-import { POOL_COLUMNS, poolRow } from './view.js';
+import { timeCell, type CommandResult, type Context } from '../types.js';
+import { POOL_COLUMNS, POOL_WIDE, poolRow } from './view.js';
 
 /** `knarr pool list`: every pool knarr keeps on this host, with live health. */
 export async function poolList(ctx: Context): Promise<CommandResult> {
   const records = await listPoolRecords(ctx.config.stateDir);
   const statuses = await Promise.all(records.map((r) => ctx.drivers[r.driver].poolStatus(r, ctx.runner)));
-  return { data: statuses, view: { kind: 'table', columns: POOL_COLUMNS, rows: statuses.map(poolRow) } };
+  const rows = statuses.map((s, i) => [...poolRow(s), timeCell(records[i]!.createdAt)]);
+  return { data: statuses, view: { kind: 'table', columns: [...POOL_COLUMNS, 'CREATED'], rows, wide: POOL_WIDE } };
 }

@@ -1,5 +1,5 @@
 import { ExitCode } from '../../core/errors.js';
-import type { CommandResult, Context } from '../types.js';
+import { timeCell, type CommandResult, type Context } from '../types.js';
 import { selectPool } from './select.js';
 import { poolFields } from './view.js';
 
@@ -9,7 +9,7 @@ export async function poolStatus(pool: string | undefined, ctx: Context): Promis
   const status = await ctx.drivers[record.driver].poolStatus(record, ctx.runner);
   return {
     data: { ...status, createdAt: record.createdAt },
-    view: { kind: 'fields', fields: poolFields(status) },
+    view: { kind: 'fields', fields: [...poolFields(status), ['created', timeCell(record.createdAt)]] },
     exitCode: status.online ? ExitCode.ok : ExitCode.notFound,
   };
 }
