@@ -7,6 +7,12 @@ export const END = '<!-- end of generated block -->';
 /** A heading that documents one command: `## knarr pool init` (anything after the command path is ignored). */
 const HEADING = /^#{2,4} knarr ([a-z][a-z -]*?)\s*(?:[[(<`].*)?$/;
 
+const DRY_RUN = {
+  reads: 'it only reads, and runs as usual',
+  plans: 'prints each command that would change the host, one a line, and changes nothing',
+  refuses: 'refused (exit 2)',
+} as const;
+
 function cell(text: string): string {
   return text.replace(/\|/g, '\\|');
 }
@@ -40,6 +46,7 @@ export function commandBlock(path: string[], def: CommandDef): string {
     for (const e of def.examples) out.push(`${e.command.padEnd(width)}  # ${e.description}`);
     out.push('```');
   }
+  if (def.dryRun) out.push('', `Under \`--dry-run\`: ${DRY_RUN[def.dryRun]}.`);
   out.push(END);
   return out.join('\n');
 }
