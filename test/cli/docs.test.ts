@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GLOBAL_OPTIONS, leafCommands, longName, shortName, takesValue, type OptionDef } from '../../src/cli/commands-table.js';
+import { EXIT_CODE_DOCS } from '../../src/core/errors.js';
 import { BEGIN, docsReference, headingCommand, renderDocsPage } from '../../src/cli/docs-reference.js';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -46,6 +47,11 @@ describe('docs/', () => {
         expect(existsSync(join(root, dirname(path), m[1]!)), `${path}: ${m[1]}`).toBe(true);
       }
     }
+  });
+
+  it('docs/output.md lists every exit code as the man page does', () => {
+    const output = read('docs/output.md');
+    for (const e of EXIT_CODE_DOCS) expect(output).toContain(`| ${e.code} | ${e.meaning.replace(/\|/g, '\\|')} |`);
   });
 
   it('the README is a front door: under 250 lines', () => {
