@@ -13,8 +13,13 @@ const DRY_RUN = {
   refuses: 'refused (exit 2)',
 } as const;
 
+/** Prose from the table as markdown: `<name>` would be read as an HTML tag. */
+function prose(text: string): string {
+  return text.replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
 function cell(text: string): string {
-  return text.replace(/\|/g, '\\|');
+  return prose(text).replace(/\|/g, '\\|');
 }
 
 function usage(path: string[], def: CommandDef): string {
@@ -27,7 +32,7 @@ function usage(path: string[], def: CommandDef): string {
 
 /** The generated reference of one command: summary, usage, arguments, options and examples. */
 export function commandBlock(path: string[], def: CommandDef): string {
-  const out = [BEGIN, '', def.description ?? `${def.summary[0]!.toUpperCase()}${def.summary.slice(1)}.`, '', '```', usage(path, def), '```'];
+  const out = [BEGIN, '', prose(def.description ?? `${def.summary[0]!.toUpperCase()}${def.summary.slice(1)}.`), '', '```', usage(path, def), '```'];
   if (def.args?.length) {
     out.push('', '| argument | meaning |', '|---|---|');
     for (const a of def.args) out.push(`| \`${a.name.toUpperCase()}\` | ${cell(a.description)}${a.choices ? ` (one of: ${a.choices.join(', ')})` : ''} |`);
@@ -37,7 +42,7 @@ export function commandBlock(path: string[], def: CommandDef): string {
     for (const o of def.options) {
       const extra = [o.choices && `one of: ${o.choices.join(', ')}`, o.repeatable && 'repeatable', o.required && 'required', o.env && `env \`${o.env}\``];
       const more = extra.filter(Boolean).join('; ');
-      out.push(`| \`${cell(o.flags)}\` | ${cell(o.description)}${more ? ` (${more})` : ''} |`);
+      out.push(`| \`${o.flags.replace(/\|/g, '\\|')}\` | ${cell(o.description)}${more ? ` (${more})` : ''} |`);
     }
   }
   if (def.examples?.length) {
