@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomInt } from 'node:crypto';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -81,7 +81,10 @@ describe.skipIf(!run)('the README tour, as printed, on real components (zfs-fuse
     tmp = await tempDir('knarr-tour-');
     etcd = await startEtcd();
     // Everything the tour makes goes to a private state, etcd, fleet, pool, bridge and agent port; the printed commands stay as they are.
+    // A config file of its own, so a host's /etc/knarr/config.yaml does not leak into the tour.
+    writeFileSync(`${tmp.path}/config.yaml`, '# the README tour: defaults only\n');
     env = {
+      KNARR_CONFIG: `${tmp.path}/config.yaml`,
       PATH: `${root}bin:${process.env.PATH}`,
       TMPDIR: tmp.path,
       KNARR_STATE_DIR: `${tmp.path}/state`,
