@@ -36,5 +36,9 @@ if ! docker image inspect knarr/busybox:local >/dev/null 2>&1; then
   tar -C "$rootfs" -c . | docker import - knarr/busybox:local >/dev/null
   rm -rf "$rootfs"
 fi
-echo "first job: echo hello | knarr job run -i knarr/busybox:local -- tr a-z A-Z | knarr job run -i knarr/busybox:local -- wc -c"
-echo hello | knarr job run -i --network none knarr/busybox:local -- tr a-z A-Z | knarr job run -i --network none knarr/busybox:local -- wc -c
+# The examples in the README, docs/ and --help name the image busybox: tag ours so, unless a busybox image is there already.
+if ! docker image inspect busybox >/dev/null 2>&1; then
+  docker tag knarr/busybox:local busybox:latest
+fi
+echo "first job: echo hello | knarr job run -i busybox -- tr a-z A-Z | knarr job run -i busybox -- wc -c"
+echo hello | knarr job run -i busybox -- tr a-z A-Z | knarr job run -i busybox -- wc -c

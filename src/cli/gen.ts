@@ -1,9 +1,10 @@
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { docsReference } from './docs-reference.js';
 import { generatedFiles } from './generated.js';
 
-/** `npm run gen`: rewrites completions/, man/ and docs/configuration.md from the command and settings tables. */
+/** `npm run gen`: rewrites completions/, man/, docs/configuration.md and the command blocks of docs/ from the command and settings tables. */
 async function gen(): Promise<void> {
   const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
   const files = generatedFiles();
@@ -13,7 +14,10 @@ async function gen(): Promise<void> {
   }
   await mkdir(join(root, 'docs'), { recursive: true });
   for (const [path, text] of Object.entries(files)) await writeFile(join(root, path), text);
-  process.stdout.write(`wrote ${Object.keys(files).length} files\n`);
+  // The reference pages' command blocks, after docs/configuration.md is written.
+  const pages = docsReference(root);
+  for (const [path, text] of Object.entries(pages)) await writeFile(join(root, path), text);
+  process.stdout.write(`wrote ${Object.keys(files).length + Object.keys(pages).length} files\n`);
 }
 
 await gen();

@@ -35,7 +35,7 @@ export function configurationDoc(): string {
     '- `--json` (or `KNARR_JSON=1`) wins over an output format given at the same level or below; `--no-json` sets `KNARR_JSON` aside.',
     '- A bad value is a usage error (exit 2) naming where it came from: the flag, the variable, or the file and key.',
     '- An empty variable counts as unset, except `KNARR_ETCD`: an empty `--etcd` or `KNARR_ETCD` is an error (an unset variable in a script must ' +
-      'not quietly start a new, empty local store).',
+      'not quietly start a new, empty local store). Endpoints are `http(s)://HOST:PORT`: a path, a query or a `user:password@` is refused.',
     '- A relative path is taken from the current directory, except a file path under `daemon:`, `jobs:` or `dots:` in the config file, which is ' +
       "taken from the file's directory.",
     '- Unknown keys and wrong types in the file are usage errors naming the file and key.',
@@ -58,7 +58,9 @@ export function configurationDoc(): string {
     '',
     '| variable | meaning |',
     '|---|---|',
-    "| `DOCKER_HOST` | a `unix://` socket: the engine of `knarr job` (no agent), of `knarr daemon`, and of `knarr doctor`'s check |",
+    "| `DOCKER_HOST` | a `unix://` socket: the engine of `knarr job` (no agent), of `knarr daemon`, and of `knarr doctor`'s check; `tcp://`, " +
+      "`ssh://` and other schemes are refused (exit 2), never replaced by the local socket: a job reaches another host's engine through that " +
+      "host's agent. knarr speaks the engine's newest API version up to 1.47, and needs 1.41 (docker 20.10) or newer |",
     '| `PATH` | where the outside tools (zfs, etcd, lxc-*, iptables, ...) are found |',
     '| `NO_COLOR` | no colour in errors on a terminal |',
     '| `CI`, `TERM=dumb` | no spinner or progress line on stderr |',

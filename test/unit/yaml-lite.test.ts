@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { parseSimpleYaml } from '../../src/core/yaml-lite.js';
@@ -92,8 +92,12 @@ describe('the YAML subset of config files', () => {
     expect(agrees(text)).toBe('declined');
   });
 
-  it('reads the README example config files itself', () => {
-    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  it('reads the example config files of the docs itself', () => {
+    const docs = new URL('../../docs/', import.meta.url);
+    const readme = readdirSync(docs)
+      .filter((f) => f.endsWith('.md'))
+      .map((f) => readFileSync(new URL(f, docs), 'utf8'))
+      .join('\n');
     const configs = [...readme.matchAll(/```yaml\n(# \/etc\/knarr\/config\.yaml\n[\s\S]*?)```/g)].map((m) => m[1]!);
     expect(configs.length).toBeGreaterThan(1);
     for (const text of configs) expect(agrees(text)).toBe('read');
