@@ -301,7 +301,7 @@ for (const { driver, run } of SUITES) {
       expect(t2).toBeGreaterThanOrEqual(t1);
 
       const show = await okJson('dot', 'show', d.dot);
-      expect(show).toMatchObject({ name: d.dot, pool, driver, activeBranch: 'master', commits: 2, mounts: { __default__: d.mount } });
+      expect(show).toMatchObject({ name: d.dot, pool, driver, branch: 'master', commits: 2, mounts: { __default__: d.mount } });
       expect(show.branches.master.head).toBe(d.second);
       // The mount is the branch filesystem itself: what was written is what the dot holds.
       expect(await tree(`${show.path}/__default__`)).toEqual(d.at2);
@@ -316,7 +316,7 @@ for (const { driver, run } of SUITES) {
       const r = await okJson('dot', 'clone', d.dot, clone, '--commit', d.first);
       expect(r).toMatchObject({ dot: clone, from: { dot: d.dot, commit: d.first }, copyOnWrite: driver !== 'dir' });
       const cloneShow = await okJson('dot', 'show', clone);
-      expect(cloneShow).toMatchObject({ origin: { dot: d.dot, commit: d.first }, activeBranch: 'master' });
+      expect(cloneShow).toMatchObject({ origin: { dot: d.dot, commit: d.first }, branch: 'master' });
       const srcShow = await okJson('dot', 'show', d.dot);
 
       const cm = mountPath(clone);
@@ -403,7 +403,7 @@ for (const { driver, run } of SUITES) {
       expect(await okJson('dot', 'checkout', d.dot, 'master')).toMatchObject({ action: 'exists' });
 
       expect(await branchTable(d.dot)).toEqual({ exp: false, master: true });
-      expect((await okJson('dot', 'show', d.dot)).activeBranch).toBe('master');
+      expect((await okJson('dot', 'show', d.dot)).branch).toBe('master');
 
       // Back on exp, its own writes are still there.
       await ok(['dot', 'checkout', d.dot, 'exp']);

@@ -143,7 +143,7 @@ describe.skipIf(!run)('daemonized jobs on this host: intent, actual state, servi
     writeFileSync(file, `name: web\nimage: ${d.image}\ncommand: [sh, -c, "echo started; exec httpd -f -p ${port} -h /"]\nports: ["${port}:${port}"]\n`);
     const r = await k(['--json', 'job', 'run', '-f', file, '--network', 'host']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.json()).toMatchObject({ job: 'web', daemonized: true });
+    expect(r.json()).toMatchObject({ name: 'web', daemonized: true });
 
     let answered = 0;
     for (let i = 0; i < 50 && !answered; i++) {
@@ -154,7 +154,7 @@ describe.skipIf(!run)('daemonized jobs on this host: intent, actual state, servi
       if (!answered) await new Promise((res) => setTimeout(res, 100));
     }
     expect(answered).toBeGreaterThan(0);
-    expect((await k(['--json', 'job', 'list'])).json()).toEqual([expect.objectContaining({ job: 'web', state: 'running' })]);
+    expect((await k(['--json', 'job', 'list'])).json()).toEqual([expect.objectContaining({ name: 'web', state: 'running' })]);
     expect((await k(['--json', 'service', 'list'])).json()).toEqual([expect.objectContaining({ name: `web-${port}`, job: 'web', port })]);
     expect((await k(['job', 'logs', 'web'])).stdout).toBe('started\n');
     expect(await d.docker('ps', '--filter', 'label=knarr.job=web', '--format', '{{.Names}}')).toBe('knarr-web');
@@ -215,7 +215,7 @@ describe.skipIf(!run)('daemonized jobs on this host: intent, actual state, servi
     expect((await k(['pool', 'init', '--name', 'jobpool', '--driver', 'dir'])).code).toBe(0);
     expect((await k(['dot', 'init', 'site'])).code).toBe(0);
     const show = (await k(['--json', 'dot', 'show', 'site'])).json();
-    const path = `${tmp.path}/state/mnt/jobpool/knarr-dots/site/${show.activeBranch}/__default__`;
+    const path = `${tmp.path}/state/mnt/jobpool/knarr-dots/site/${show.branch}/__default__`;
     writeFileSync(`${path}/index.html`, 'from the dot\n');
     const r = await k([
       'job',

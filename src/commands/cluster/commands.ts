@@ -95,7 +95,7 @@ export const clusterList = async (only: string | undefined, ctx: Context): Promi
       .filter((c) => !only || c.user === only)
       .sort((a, b) => a.user.localeCompare(b.user) || a.name.localeCompare(b.name));
     return {
-      data: clusters,
+      data: clusters.map((c) => ({ ...c, size: c.nodes.length })),
       view: {
         kind: 'table',
         columns: ['USER', 'CLUSTER', 'ID', 'STATUS', 'NODES', 'IMAGE', 'SUBNET', 'HOST'],
@@ -111,22 +111,8 @@ export const clusterShow = async (name: string, opts: { user?: string }, ctx: Co
     const lxc = lxcFor(ctx);
     const here = await thisHost(ctx.config.stateDir);
     const nodes = await Promise.all(c.nodes.map(async (n) => ({ ...n, state: c.host === here ? ((await lxc.state(n.container)) ?? 'MISSING') : 'unknown' })));
-    const data = {
-      id: c.id,
-      name: c.name,
-      user: c.user,
-      status: c.status,
-      size: c.nodes.length,
-      image: c.image,
-      subnet: c.subnet,
-      host: c.host,
-      pool: c.pool,
-      memory: c.memory,
-      cpu: c.cpu,
-      op: c.op,
-      createdAt: c.createdAt,
-      containers: nodes,
-    };
+    // The record as cluster list gives it, each node with its container's state.
+    const data = { ...c, size: c.nodes.length, nodes };
     return {
       data,
       view: {

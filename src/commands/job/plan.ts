@@ -44,7 +44,7 @@ export async function jobPlan(
       if (!withDots.has(h.host.name)) plan.verdicts.push({ host: h.host.name, verdict: 'rejected', why: `does not have every dot the job uses (${dots})` });
     const rows = [...plan.verdicts].sort((a, b) => ORDER.indexOf(a.verdict) - ORDER.indexOf(b.verdict) || (b.score ?? 0) - (a.score ?? 0));
     return {
-      data: { job: spec.name, host: plan.host, strategy, reason: plan.reason, verdicts: rows },
+      data: { name: spec.name, host: plan.host, strategy, reason: plan.reason, verdicts: rows },
       view: {
         kind: 'table',
         columns: ['HOST', 'VERDICT', 'SCORE', 'WHY'],
