@@ -166,6 +166,8 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
     ]);
     expect(client.code, client.stderr).toBe(0);
     await eventually(async () => expect((await k(['job', 'logs', 'client'])).stdout).toContain('ha\n'));
+    // Through the agent of the job's host, as from the engine: the last line only, with its time.
+    expect((await k(['job', 'logs', 'client', '--tail', '1', '--timestamps', '--since', '5m'])).stdout).toMatch(/^\d{4}-\d{2}-\d{2}T\S+Z (ha|failed)\n$/);
     // A bridged job reaches the same forwarder at its network's gateway.
     await hosts.hc!.dockerd.docker('network', 'create', '--subnet', '10.251.77.0/24', 'knet');
     const bridged = await k([

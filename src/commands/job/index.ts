@@ -93,8 +93,16 @@ const logs = defineCommand(
     name: 'logs',
     summary: 'output of a daemonized job (-f to follow)',
     args: jobArg,
-    options: { follow: { flags: '-f, --follow', description: 'keep printing new output' } },
-    examples: [{ command: 'knarr job logs web -f', description: "follow web's output" }],
+    options: {
+      follow: { flags: '-f, --follow', description: 'keep printing new output' },
+      tail: { flags: '--tail <lines>', description: 'only the last N lines (default all)' },
+      since: { flags: '--since <when>', description: 'only lines since an age (10m, 2h, 1d) or a time (2026-12-06T21:30:00Z)' },
+      timestamps: { flags: '--timestamps', description: 'start each line with the time it was written (RFC 3339)' },
+    },
+    examples: [
+      { command: 'knarr job logs web -f', description: "follow web's output" },
+      { command: 'knarr job logs web --tail 20 --since 10m --timestamps', description: 'its last 20 lines of the last 10 minutes, with times' },
+    ],
     dryRun: 'reads',
   },
   async ({ args, options }, ctx) => (await import('./manage.js')).jobLogs(args.job, options, ctx),

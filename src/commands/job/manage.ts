@@ -1,6 +1,7 @@
 import { NotFoundError, PrerequisiteError, ValidationError } from '../../core/errors.js';
 import type { JobSpec } from '../../core/job-spec.js';
 import { validateName } from '../../core/names.js';
+import { parseLogOptions } from '../../core/logs.js';
 import { formatSize } from '../../core/size.js';
 import { formatArgv } from '../../host/runner.js';
 import { DockerEngine, demux, dockerSocketPath, type ContainerSummary } from '../../host/docker.js';
@@ -313,24 +314,31 @@ export async function jobHistory(job: string, ctx: Context): Promise<CommandResu
   });
 }
 
-/** `knarr job logs JOB [-f]`: its output so far (and to come, with -f), stdout and stderr apart, from whichever host runs it. */
-export async function jobLogs(job: string, opts: { follow: boolean }, ctx: Context): Promise<CommandResult> {
+/**
+ * `knarr job logs JOB [-f] [--tail N] [--since D] [--timestamps]`: its output so far (and to come, with -f), stdout and stderr
+ * apart, from whichever host runs it; a job that exited keeps its log until it is removed.
+ */
+export async function jobLogs(
+  job: string,
+  opts: { follow: boolean; tail?: string | undefined; since?: string | undefined; timestamps: boolean },
+  ctx: Context,
+): Promise<CommandResult> {
   const checked = jobName(job);
+  const options = parseLogOptions(opts, Date.now());
   return withJobs(ctx, async ({ repo, hosts }): Promise<CommandResult> => {
     const { intent, actual } = await requireJob(repo, checked);
     const name = intent.spec.name;
     if (!actual?.container) throw new NotFoundError(`job ${name} has not started`);
-    const follow = opts.follow;
     let open: () => Promise<import('node:http').IncomingMessage>;
     if (intent.managed) {
       const host = intent.host === null ? null : await hosts.get(intent.host);
       if (!host?.up) throw new PrerequisiteError(`job ${name}'s host ${intent.host} is down: its logs are there`);
       const client = await AgentClient.connect(ctx, host.host);
-      open = () => client.logs(name, follow);
+      open = () => client.logs(name, options);
     } else {
       requireHere(intent);
       const engine = new DockerEngine(dockerSocketPath(ctx.env), ctx.runner.dryRun);
-      open = () => engine.logs(daemonContainerName(name), follow);
+      open = () => engine.logs(daemonContainerName(name), options);
     }
     return {
       data: { name },
