@@ -359,7 +359,9 @@ for (const { driver, run } of SUITES) {
       expect(readFileSync(`${cm}/sub/b.txt`, 'utf8')).toBe('beta\n');
       expect(readFileSync(`${cm}/a.txt`, 'utf8')).toBe('written in the clone\n');
       expect(await logIds(d.dot)).toEqual([d.second, d.first]);
-      expect(await logIds(clone)).toEqual([]);
+      // The clone's log is the history it came from: the source's commits up to the one it was cloned at.
+      expect(await logIds(clone)).toEqual([d.first]);
+      expect((await okJson('dot', 'log', clone))[0]).toMatchObject({ id: d.first, dot: d.dot, message: 'first files' });
 
       // The clone outlives its source: removing the source keeps the clone's data and lets it commit.
       const cloneState = await tree(cm);
@@ -369,7 +371,17 @@ for (const { driver, run } of SUITES) {
       expect(mountsAt(cm)).toHaveLength(1);
       expect(await tree(cm)).toEqual(cloneState);
       const c = (await okJson('dot', 'commit', clone, '-m', 'in the clone')).id as string;
-      expect(await logIds(clone)).toEqual([c]);
+      // Its own commits, then the history it came from, which stays when the source is gone.
+      expect(await logIds(clone)).toEqual([c, d.first]);
+      const table = (await ok(['dot', 'log', clone])).stdout.trimEnd().split('\n');
+      expect(table[0]).toMatch(/^COMMIT +TIME +AUTHOR +DOT +MESSAGE$/);
+      expect(table[1]).toMatch(new RegExp(`^${c} .* ${clone} +in the clone$`));
+      expect(table[2]).toMatch(new RegExp(`^${d.first} .* ${d.dot} +first files$`));
+      // A clone of the clone goes back as far.
+      const again = uniqueName('cc');
+      await ok(['dot', 'clone', clone, again]);
+      expect(await logIds(again)).toEqual([c, d.first]);
+      await ok(['dot', 'rm', again, '--force']);
       await ok(['dot', 'rm', clone, '--force']);
       expect(mountsAt(cm)).toHaveLength(0);
       expect(await exists(cloneShow.path)).toBe(false);
