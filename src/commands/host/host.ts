@@ -3,7 +3,7 @@ import { validateTags, type HostRecord } from '../../core/hosts.js';
 import { validateName } from '../../core/names.js';
 import { formatSize } from '../../core/size.js';
 import { HostRepo } from '../../state/hosts.js';
-import type { CommandResult, Context } from '../types.js';
+import type { CommandResult, Context, View } from '../types.js';
 import { withStore } from '../with-store.js';
 
 const withHosts = <T>(ctx: Context, fn: (repo: HostRepo) => Promise<T>): Promise<T> => withStore(ctx, (store) => fn(new HostRepo(store, ctx.config.fleet)));
@@ -38,27 +38,29 @@ export const hostList = async (ctx: Context): Promise<CommandResult> =>
 export const hostShow = async (hostName: string, ctx: Context): Promise<CommandResult> =>
   withHosts(ctx, async (repo) => {
     const h = await requireHost(repo, hostName);
-    const [name, up, state, tags, jobs, free, address] = row(h);
-    return {
-      data: { ...h.host, up: h.up },
-      view: {
-        kind: 'fields',
-        fields: [
-          ['host', name!],
-          ['up', up!],
-          ['state', state!],
-          ['tags', tags!],
-          ['jobs', jobs!],
-          ['free memory', free!],
-          ['capacity', `${h.host.capacity.cpu}m cpu, ${formatSize(h.host.capacity.memory)}`],
-          ['address', address!],
-          ['docker', h.host.dockerEndpoint],
-          ['unknown containers', (h.host.unknownContainers ?? []).map((c) => `${c.name} (${c.image})`).join(', ') || '-'],
-          ['joined', h.host.joinedAt],
-        ],
-      },
-    };
+    return { data: { ...h.host, up: h.up }, view: hostView(h) };
   });
+
+/** What `host show` prints: one field a line. */
+function hostView(h: { host: HostRecord; up: boolean }): View {
+  const [name, up, state, tags, jobs, free, address] = row(h);
+  return {
+    kind: 'fields',
+    fields: [
+      ['host', name!],
+      ['up', up!],
+      ['state', state!],
+      ['tags', tags!],
+      ['jobs', jobs!],
+      ['free memory', free!],
+      ['capacity', `${h.host.capacity.cpu}m cpu, ${formatSize(h.host.capacity.memory)}`],
+      ['address', address!],
+      ['docker', h.host.dockerEndpoint],
+      ['unknown containers', (h.host.unknownContainers ?? []).map((c) => `${c.name} (${c.image})`).join(', ') || '-'],
+      ['joined', h.host.joinedAt],
+    ],
+  };
+}
 
 /** `knarr host drain HOST [--undo]`: no new jobs land there. */
 export const hostDrain = async (name: string, opts: { undo: boolean }, ctx: Context): Promise<CommandResult> =>
