@@ -1,6 +1,6 @@
 import { parseDotName, type DotRecord } from '../../core/dots.js';
 import type { CommandResult, Context, View } from '../types.js';
-import { activeChain, boundAt, dotHandle, requireDot, shortId, subdotLabel, withDots } from './common.js';
+import { activeChain, boundAt, dotHandle, fullLog, requireDot, shortId, subdotLabel, withDots } from './common.js';
 import { dotSummary } from './list.js';
 
 /** `knarr dot show DOT`: branches, head, subdots, mounts and where its data lives. */
@@ -9,6 +9,7 @@ export const dotShow = (dotName: string, ctx: Context): Promise<CommandResult> =
     const dot = await requireDot(repo, parseDotName('DOT', dotName));
     const h = await dotHandle(ctx, dot);
     const commits = await activeChain(repo, dot);
+    const log = await fullLog(repo, dot, dot.branches[dot.activeBranch]?.head ?? null);
     // The records say where it should be mounted; the kernel says whether it is.
     const mounted = Object.fromEntries(await Promise.all(Object.entries(dot.mounts).map(async ([s, t]) => [s, await boundAt(h, s, t)] as const)));
     const data = {
@@ -19,7 +20,7 @@ export const dotShow = (dotName: string, ctx: Context): Promise<CommandResult> =
       driver: h.pool.driver,
       commits: commits.length,
     };
-    return { data, view: dotView(dot, data) };
+    return { data, view: dotView(dot, { ...data, inherited: log.length - commits.length }) };
   });
 
 /** Where a dot came from, in words: "alice@1a2b3c4d5e6f" or "branch main of origin/alice at 1a2b3c4d5e6f". */
@@ -31,7 +32,7 @@ export function originText(origin: DotRecord['origin']): string {
 }
 
 /** What `dot show` prints: one field a line. */
-function dotView(dot: DotRecord, d: { mounted: Record<string, boolean>; path: string; driver: string; commits: number }): View {
+function dotView(dot: DotRecord, d: { mounted: Record<string, boolean>; path: string; driver: string; commits: number; inherited: number }): View {
   return {
     kind: 'fields',
     fields: [
@@ -40,7 +41,7 @@ function dotView(dot: DotRecord, d: { mounted: Record<string, boolean>; path: st
       ['branch', dot.activeBranch],
       ['branches', Object.keys(dot.branches).sort().join(', ')],
       ['head', shortId(dot.branches[dot.activeBranch]?.head ?? null)],
-      ['commits', String(d.commits)],
+      ['commits', `${d.commits}${d.inherited > 0 ? ` (and ${d.inherited} before it, of ${dot.origin?.dot ?? 'its origin'})` : ''}`],
       ['subdots', dot.subdots.map((s) => subdotLabel(dot.name, s)).join(', ')],
       [
         'mounts',
