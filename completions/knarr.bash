@@ -51,6 +51,8 @@ _knarr() {
     --cpu) return ;;
     --memory) return ;;
     --strategy) COMPREPLY=($(compgen -W 'spread binpack' -- "$cur")); return ;;
+    --tail) return ;;
+    --since) return ;;
     --image) return ;;
     --user) return ;;
     --cpus) return ;;
@@ -111,10 +113,10 @@ _knarr() {
     'dot/rm') COMPREPLY=($(compgen -W '--force'" $globals" -- "$cur")) ;;
     'job') COMPREPLY=($(compgen -W 'run plan list show logs stop rm restart history'" $globals" -- "$cur")) ;;
     'job/run') COMPREPLY=($(compgen -W '-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart --cpu --memory --fixed --static -d --detach'" $globals" -- "$cur")) ;;
-    'job/plan') COMPREPLY=($(compgen -W '-f --file --name --host --tag -p --port --volume --cpu --memory --fixed --strategy'" $globals" -- "$cur")) ;;
+    'job/plan') COMPREPLY=($(compgen -W '-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart --cpu --memory --fixed --static -d --detach --strategy'" $globals" -- "$cur")) ;;
     'job/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'job/show') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'job/logs') COMPREPLY=($(compgen -W '-f --follow'" $globals" -- "$cur")) ;;
+    'job/logs') COMPREPLY=($(compgen -W '-f --follow --tail --since --timestamps'" $globals" -- "$cur")) ;;
     'job/stop') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'job/rm') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'job/restart') COMPREPLY=($(compgen -W '--all'" $globals" -- "$cur")) ;;

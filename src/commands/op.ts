@@ -10,14 +10,14 @@ import {
   UserError,
   ValidationError,
 } from '../core/errors.js';
-import { describeOp, isOpId, isTerminal, parseAge, type OpRecord } from '../core/ops.js';
+import { describeOp, isOpId, isTerminal, opTarget, parseAge, shortValue, type OpRecord } from '../core/ops.js';
 import { OpRunner, planOperation, waitForOp } from '../ops/runner.js';
 import { HostRepo } from '../state/hosts.js';
 import { collectGarbage } from '../state/gc.js';
 import { OpRepo } from '../state/ops.js';
 import type { Store } from '../state/store.js';
 import { thisHost } from '../daemon/pidfile.js';
-import { timeCell, type CommandResult, type Context } from './types.js';
+import { timeCell, type Cell, type CommandResult, type Context, type View } from './types.js';
 import { withStore } from './with-store.js';
 
 const BIN = fileURLToPath(new URL('../../bin/knarr', import.meta.url));
@@ -165,11 +165,12 @@ export const opList = async (opts: { active: boolean }, ctx: Context): Promise<C
       data: ops,
       view: {
         kind: 'table',
-        columns: ['OP', 'KIND', 'HOST', 'STATUS', 'PROGRESS', 'CREATED', 'PARENT', 'FINISHED'],
+        columns: ['OP', 'KIND', 'TARGET', 'HOST', 'STATUS', 'PROGRESS', 'CREATED', 'PARENT', 'FINISHED'],
         wide: ['PARENT', 'FINISHED'],
         rows: ops.map((o) => [
           o.id,
           o.kind,
+          opTarget(o),
           o.host,
           o.status,
           o.progress.total > 0 ? `${o.progress.done}/${o.progress.total} ${o.progress.message}` : o.progress.message,
@@ -181,8 +182,40 @@ export const opList = async (opts: { active: boolean }, ctx: Context): Promise<C
     };
   });
 
-/** `knarr op show OP`. */
-export const opShow = async (id: string, ctx: Context): Promise<CommandResult> => withOps(ctx, async (repo) => ({ data: await requireOp(repo, id) }));
+/** `knarr op show OP`: the record as fields for a person; --json gives it whole. */
+export const opShow = async (id: string, ctx: Context): Promise<CommandResult> =>
+  withOps(ctx, async (repo) => {
+    const op = await requireOp(repo, id);
+    return { data: op, view: opView(op) };
+  });
+
+/** What `op show` prints: one field a line; args, state and result as short k=v lines (ssh keys counted, not printed). */
+export function opView(op: OpRecord): View {
+  const { authorizedKeys, ...args } = op.args;
+  const progress = op.progress.total > 0 ? `${op.progress.done}/${op.progress.total} ${op.progress.message}` : op.progress.message;
+  const fields: [string, Cell][] = [
+    ['op', op.id],
+    ['kind', op.kind],
+    ['target', opTarget(op)],
+    ['host', op.host],
+    ['status', `${op.status}${op.cancelRequested && !isTerminal(op.status) ? ' (cancel requested)' : ''}`],
+    ['progress', progress || '-'],
+  ];
+  if (op.error) fields.push(['error', op.error]);
+  const keys = typeof authorizedKeys === 'string' ? authorizedKeys.split('\n').filter(Boolean).length : 0;
+  fields.push(['args', shortValue(keys > 0 ? { ...args, authorizedKeys: `${keys} key(s)` } : args)]);
+  if (Object.keys(op.state).length > 0) fields.push(['state', shortValue(op.state)]);
+  if (op.result !== null && op.result !== undefined) fields.push(['result', shortValue(op.result)]);
+  if (op.parent) fields.push(['parent', op.parent]);
+  if (op.children.length > 0) fields.push(['children', op.children.join(', ')]);
+  fields.push(
+    ['runner', op.runner ? `${op.runner} (attempt ${op.attempts})` : '-'],
+    ['created', timeCell(op.createdAt)],
+    ['started', timeCell(op.startedAt)],
+    ['finished', timeCell(op.finishedAt)],
+  );
+  return { kind: 'fields', fields };
+}
 
 /** `knarr op wait OP [--timeout S]`: until it ends; exits 0 when done, 1 when it failed or was cancelled. */
 export const opWait = async (id: string, opts: { timeout?: string }, ctx: Context): Promise<CommandResult> =>

@@ -74,6 +74,36 @@ export function describeOp(op: OpRecord): string {
   return `${op.id} ${op.kind} ${op.status}${p}${op.progress.message ? ` ${op.progress.message}` : ''}${op.error ? `: ${op.error}` : ''}`;
 }
 
+/** What an operation acts on, for a person: "cluster alice/web", "image base2 (from alice/web node 1)", "host h1". */
+export function opTarget(op: Pick<OpRecord, 'kind' | 'args' | 'host'>): string {
+  const a = op.args;
+  const str = (k: string) => (typeof a[k] === 'string' && a[k] !== '' ? (a[k] as string) : null);
+  const cluster = str('user') && str('name') ? `${str('user')}/${str('name')}` : null;
+  const noun = op.kind.split('.')[0];
+  if (noun === 'image' && str('image'))
+    return `image ${str('image')}${cluster ? ` (from ${cluster}${a.node !== undefined ? ` node ${String(a.node)}` : ''})` : ''}`;
+  if (noun === 'cluster' && cluster) return `cluster ${cluster}`;
+  if (noun === 'host') return `host ${str('host') ?? op.host}`;
+  const named = str('name') ?? str('image') ?? str('job') ?? str('dot');
+  return named ? `${noun} ${named}` : `host ${op.host}`;
+}
+
+/** A value as one short line: strings as they are, objects as k=v pairs, lists comma-separated; cut at max characters. */
+export function shortValue(v: unknown, max = 100): string {
+  const text = (x: unknown): string => {
+    if (x === null || x === undefined || x === '') return '-';
+    if (typeof x === 'string') return x;
+    if (Array.isArray(x)) return x.length ? x.map(text).join(', ') : '-';
+    if (typeof x === 'object') {
+      const entries = Object.entries(x as Record<string, unknown>);
+      return entries.length ? entries.map(([k, y]) => `${k}=${typeof y === 'object' && y !== null ? JSON.stringify(y) : text(y)}`).join(' ') : '-';
+    }
+    return String(x);
+  };
+  const t = text(v);
+  return t.length > max ? `${t.slice(0, max - 1)}…` : t;
+}
+
 const AGE_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 
 /** An age such as 7d, 12h, 30m, 90s or 2w (0 alone is none), in milliseconds. */

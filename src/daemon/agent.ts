@@ -1,3 +1,4 @@
+import { logOptionsFromQuery } from '../core/logs.js';
 import { randomBytes } from 'node:crypto';
 import { cpus, freemem, totalmem } from 'node:os';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -6,7 +7,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { HostRecord, JoinState, StartMode } from '../core/hosts.js';
-import { EngineError, PrerequisiteError } from '../core/errors.js';
+import { EngineError, PrerequisiteError, ValidationError } from '../core/errors.js';
 import { JOB_NAME_RE, parseJobSpec, type JobSpec } from '../core/job-spec.js';
 import { CONTROL_FRAME, DockerEngine, frame } from '../host/docker.js';
 import { daemonContainerName, foregroundContainer, startAttached, type AttachedRun } from '../host/job-containers.js';
@@ -393,12 +394,13 @@ export class Agent {
 
   /** A daemonized job's log, streamed as the engine multiplexes it. */
   private async logs(req: IncomingMessage, res: import('node:http').ServerResponse, name: string): Promise<void> {
-    const follow = /[?&]follow=1\b/.test(req.url ?? '');
     let stream: IncomingMessage;
     try {
-      stream = await this.engine.logs(daemonContainerName(name), follow);
+      const url = req.url ?? '';
+      const options = logOptionsFromQuery(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
+      stream = await this.engine.logs(daemonContainerName(name), options);
     } catch (e) {
-      throw new ApiError(e instanceof EngineError ? e.status : 500, (e as Error).message);
+      throw new ApiError(e instanceof EngineError ? e.status : e instanceof ValidationError ? 400 : 500, (e as Error).message);
     }
     res.writeHead(200, { 'content-type': 'application/vnd.docker.multiplexed-stream' });
     req.on('close', () => stream.destroy());

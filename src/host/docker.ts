@@ -8,6 +8,7 @@ function request(options: RequestOptions, onResponse?: (res: IncomingMessage) =>
   return httpRequest({ ...options, servername: '' } as RequestOptions, onResponse);
 }
 import { DryRunWriteError, EngineError, FailureError, isKnarrError, PrerequisiteError, ValidationError } from '../core/errors.js';
+import { logQuery, type LogOptions } from '../core/logs.js';
 import { onJsonLines } from '../core/streams.js';
 
 /** The local Docker Engine socket: DOCKER_HOST when set (a unix:// URL; any other is refused), else the standard path. */
@@ -289,15 +290,15 @@ export class DockerEngine {
     });
   }
 
-  /** The container's log as a multiplexed stream (see demux); with follow it stays open. */
-  async logs(id: string, follow: boolean): Promise<import('node:http').IncomingMessage> {
+  /** The container's log as a multiplexed stream (see demux), the part options ask for; with follow it stays open. */
+  async logs(id: string, options: LogOptions): Promise<import('node:http').IncomingMessage> {
     const version = await this.apiVersion();
     return new Promise((resolve, reject) => {
       const req = request(
         {
           socketPath: this.socketPath,
           method: 'GET',
-          path: `/v${version}/containers/${encodeURIComponent(id)}/logs?stdout=1&stderr=1${follow ? '&follow=1' : ''}`,
+          path: `/v${version}/containers/${encodeURIComponent(id)}/logs?${logQuery(options)}`,
         },
         (res) => {
           if ((res.statusCode ?? 0) >= 400) void apiError(res).then(reject);

@@ -70,7 +70,22 @@ export class DotRepo {
   async delete(name: string): Promise<void> {
     if (this.dryRun) return;
     await this.store.deletePrefix(this.keys.hostDotCommits(this.host, name));
+    await this.store.delete(this.keys.hostDotHistory(this.host, name));
     await this.store.delete(this.keys.hostDot(this.host, name));
+  }
+
+  /** The history a clone came with (newest first); empty for a dot that is no clone. */
+  async history(name: string): Promise<CommitRecord[]> {
+    const v = await this.store.get(this.keys.hostDotHistory(this.host, name));
+    return v === null ? [] : (JSON.parse(v) as CommitRecord[]);
+  }
+
+  async putHistory(name: string, commits: CommitRecord[]): Promise<void> {
+    if (!this.dryRun) await this.store.put(this.keys.hostDotHistory(this.host, name), JSON.stringify(commits));
+  }
+
+  async deleteHistory(name: string): Promise<void> {
+    if (!this.dryRun) await this.store.delete(this.keys.hostDotHistory(this.host, name));
   }
 
   async commits(name: string): Promise<Map<string, CommitRecord>> {

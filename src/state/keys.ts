@@ -26,6 +26,8 @@ export function fleetKeys(fleet: string) {
     hostDot: (host: string, dot: string) => `${root}/hosts/${host}/dots/${dot}`,
     hostDotCommits: (host: string, dot: string) => `${root}/hosts/${host}/dot-commits/${dot}/`,
     hostDotCommit: (host: string, dot: string, id: string) => `${root}/hosts/${host}/dot-commits/${dot}/${id}`,
+    /** A clone's history before it: the commits of the dot it came from, up to the one it was cloned at, newest first. */
+    hostDotHistory: (host: string, dot: string) => `${root}/hosts/${host}/dot-history/${dot}`,
     remotes: (host: string) => `${root}/hosts/${host}/remotes/`,
     remote: (host: string, name: string) => `${root}/hosts/${host}/remotes/${name}`,
     /** A job's intent (proc): written before it starts. */

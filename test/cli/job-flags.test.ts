@@ -21,9 +21,9 @@ describe('job run: every flag reaches the job, over the spec file', () => {
       { env: { DOCKER_HOST: 'unix:///run/knarr-test-no-docker.sock' } },
     );
     expect(r.code, r.stderr).toBe(0);
-    const out = JSON.parse(r.stdout) as { commands: string[]; result: { job: string; create: Record<string, unknown> } };
+    const out = JSON.parse(r.stdout) as { commands: string[]; result: { name: string; create: Record<string, unknown> } };
     expect(out.commands).toEqual([expect.stringMatching(/^docker -H unix:\/\/\/run\/knarr-test-no-docker\.sock run --rm -i --name knarr-n-[0-9a-f]{6} /)]);
-    expect(out.result.job).toBe('n');
+    expect(out.result.name).toBe('n');
     expect(out.result.create).toMatchObject({
       Image: 'busybox',
       Cmd: ['sh', '-c', 'exit 3', '--name', 'not-a-flag'],

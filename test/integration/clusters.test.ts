@@ -93,14 +93,14 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
     expect(r.code, r.stderr).toBe(0);
     const c = await show('lab');
     expect(c).toMatchObject({ name: 'lab', user: 'alice', status: 'running', size: 3 });
-    expect(c.containers.map((n: { container: string; hostname: string; state: string }) => [n.container, n.hostname, n.state])).toEqual(
+    expect(c.nodes.map((n: { container: string; hostname: string; state: string }) => [n.container, n.hostname, n.state])).toEqual(
       [0, 1, 2].map((i) => [`alice-${c.id}-${i}`, `host-${i}`, 'RUNNING']),
     );
     expect(await lxcLs()).toEqual([0, 1, 2].map((i) => `alice-${c.id}-${i}`));
     for (const i of [0, 1, 2]) expect(await attach(`alice-${c.id}-${i}`, 'hostname')).toBe(`host-${i}`);
 
     const hosts = await attach(`alice-${c.id}-0`, 'cat', '/etc/hosts');
-    for (const n of c.containers) expect(hosts).toContain(`${n.ip} ${n.hostname} ${n.hostname}.lab`);
+    for (const n of c.nodes) expect(hosts).toContain(`${n.ip} ${n.hostname} ${n.hostname}.lab`);
     const readOnly = await execa('lxc-attach', ['-P', lxcPath, '-n', `alice-${c.id}-1`, '--', 'sh', '-c', 'echo x >> /etc/hosts'], { reject: false });
     expect(readOnly.exitCode).not.toBe(0);
 
@@ -143,13 +143,13 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
     expect(await attach(`alice-${id}-1`, 'cat', '/root/own.txt')).toBe('one');
 
     expect((await k(['cluster', 'stop', 'lab'])).code).toBe(0);
-    expect((await show('lab')).containers.map((n: { state: string }) => n.state)).toEqual(['STOPPED', 'STOPPED']);
+    expect((await show('lab')).nodes.map((n: { state: string }) => n.state)).toEqual(['STOPPED', 'STOPPED']);
     // A stopped cluster grows stopped.
     expect((await k(['cluster', 'scale', 'lab', '--size', '3'])).code).toBe(0);
     expect(await show('lab')).toMatchObject({ status: 'stopped' });
-    expect((await show('lab')).containers.map((n: { state: string }) => n.state)).toEqual(['STOPPED', 'STOPPED', 'STOPPED']);
+    expect((await show('lab')).nodes.map((n: { state: string }) => n.state)).toEqual(['STOPPED', 'STOPPED', 'STOPPED']);
     expect((await k(['cluster', 'start', 'lab'])).code).toBe(0);
-    expect((await show('lab')).containers.map((n: { state: string }) => n.state)).toEqual(['RUNNING', 'RUNNING', 'RUNNING']);
+    expect((await show('lab')).nodes.map((n: { state: string }) => n.state)).toEqual(['RUNNING', 'RUNNING', 'RUNNING']);
     expect(await attach(`alice-${id}-0`, 'cat', '/root/keep.txt')).toBe('zero');
 
     expect((await k(['cluster', 'delete', 'lab'])).code).toBe(0);
@@ -303,7 +303,7 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
     expect(r.code).toBe(4);
     expect(r.stderr).toMatch(new RegExp(`cluster busy of user alice has ${held.id} \\(cluster.scale\\) queued\n  hint: wait for it: knarr op wait ${held.id}`));
     expect((await k(['op', 'cancel', held.id])).code).toBe(0);
-    expect((await show('busy')).containers).toHaveLength(1);
+    expect((await show('busy')).nodes).toHaveLength(1);
     // Over: the command goes ahead.
     expect((await k(['cluster', 'delete', 'busy'])).code).toBe(0);
     expect(await lxcLs()).toEqual([]);
@@ -357,7 +357,7 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
       expect(waited.code, waited.stderr).toBe(0);
       expect(waited.json()).toMatchObject({ status: 'done', attempts: 2 });
       const c = await show('big');
-      expect(c.containers.map((n: { state: string }) => n.state)).toEqual(Array(40).fill('RUNNING'));
+      expect(c.nodes.map((n: { state: string }) => n.state)).toEqual(Array(40).fill('RUNNING'));
       expect(await lxcLs()).toHaveLength(40);
       expect(readdirSync(`${poolDir}/knarr-clusters`)).toHaveLength(40);
       expect((await k(['cluster', 'delete', 'big'])).code).toBe(0);
@@ -384,10 +384,10 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
       agent!.kill('SIGTERM');
       await agent;
       for (const i of [0, 1]) await execa('lxc-stop', ['-P', lxcPath, '-n', `alice-${id}-${i}`, '-k']);
-      expect((await show('rec')).containers.map((n: { state: string }) => n.state)).toEqual(['STOPPED', 'STOPPED']);
+      expect((await show('rec')).nodes.map((n: { state: string }) => n.state)).toEqual(['STOPPED', 'STOPPED']);
 
       await startAgent('--mode', 'recovery');
-      await eventually(async () => expect((await show('rec')).containers.map((n: { state: string }) => n.state)).toEqual(['RUNNING', 'RUNNING']));
+      await eventually(async () => expect((await show('rec')).nodes.map((n: { state: string }) => n.state)).toEqual(['RUNNING', 'RUNNING']));
       expect((await k(['--json', 'host', 'show', hostname()])).json()).toMatchObject({ join: 'ok' });
       // One host.init operation, its child the cluster's start, each naming the other.
       const ops = (await k(['--json', 'op', 'list'])).json() as { id: string; kind: string; status: string; parent: string | null; children: string[] }[];

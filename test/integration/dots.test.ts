@@ -301,7 +301,7 @@ for (const { driver, run } of SUITES) {
       expect(t2).toBeGreaterThanOrEqual(t1);
 
       const show = await okJson('dot', 'show', d.dot);
-      expect(show).toMatchObject({ name: d.dot, pool, driver, activeBranch: 'master', commits: 2, mounts: { __default__: d.mount } });
+      expect(show).toMatchObject({ name: d.dot, pool, driver, branch: 'master', commits: 2, mounts: { __default__: d.mount } });
       expect(show.branches.master.head).toBe(d.second);
       // The mount is the branch filesystem itself: what was written is what the dot holds.
       expect(await tree(`${show.path}/__default__`)).toEqual(d.at2);
@@ -316,7 +316,7 @@ for (const { driver, run } of SUITES) {
       const r = await okJson('dot', 'clone', d.dot, clone, '--commit', d.first);
       expect(r).toMatchObject({ dot: clone, from: { dot: d.dot, commit: d.first }, copyOnWrite: driver !== 'dir' });
       const cloneShow = await okJson('dot', 'show', clone);
-      expect(cloneShow).toMatchObject({ origin: { dot: d.dot, commit: d.first }, activeBranch: 'master' });
+      expect(cloneShow).toMatchObject({ origin: { dot: d.dot, commit: d.first }, branch: 'master' });
       const srcShow = await okJson('dot', 'show', d.dot);
 
       const cm = mountPath(clone);
@@ -359,7 +359,9 @@ for (const { driver, run } of SUITES) {
       expect(readFileSync(`${cm}/sub/b.txt`, 'utf8')).toBe('beta\n');
       expect(readFileSync(`${cm}/a.txt`, 'utf8')).toBe('written in the clone\n');
       expect(await logIds(d.dot)).toEqual([d.second, d.first]);
-      expect(await logIds(clone)).toEqual([]);
+      // The clone's log is the history it came from: the source's commits up to the one it was cloned at.
+      expect(await logIds(clone)).toEqual([d.first]);
+      expect((await okJson('dot', 'log', clone))[0]).toMatchObject({ id: d.first, dot: d.dot, message: 'first files' });
 
       // The clone outlives its source: removing the source keeps the clone's data and lets it commit.
       const cloneState = await tree(cm);
@@ -369,7 +371,17 @@ for (const { driver, run } of SUITES) {
       expect(mountsAt(cm)).toHaveLength(1);
       expect(await tree(cm)).toEqual(cloneState);
       const c = (await okJson('dot', 'commit', clone, '-m', 'in the clone')).id as string;
-      expect(await logIds(clone)).toEqual([c]);
+      // Its own commits, then the history it came from, which stays when the source is gone.
+      expect(await logIds(clone)).toEqual([c, d.first]);
+      const table = (await ok(['dot', 'log', clone])).stdout.trimEnd().split('\n');
+      expect(table[0]).toMatch(/^COMMIT +TIME +AUTHOR +DOT +MESSAGE$/);
+      expect(table[1]).toMatch(new RegExp(`^${c} .* ${clone} +in the clone$`));
+      expect(table[2]).toMatch(new RegExp(`^${d.first} .* ${d.dot} +first files$`));
+      // A clone of the clone goes back as far.
+      const again = uniqueName('cc');
+      await ok(['dot', 'clone', clone, again]);
+      expect(await logIds(again)).toEqual([c, d.first]);
+      await ok(['dot', 'rm', again, '--force']);
       await ok(['dot', 'rm', clone, '--force']);
       expect(mountsAt(cm)).toHaveLength(0);
       expect(await exists(cloneShow.path)).toBe(false);
@@ -403,7 +415,7 @@ for (const { driver, run } of SUITES) {
       expect(await okJson('dot', 'checkout', d.dot, 'master')).toMatchObject({ action: 'exists' });
 
       expect(await branchTable(d.dot)).toEqual({ exp: false, master: true });
-      expect((await okJson('dot', 'show', d.dot)).activeBranch).toBe('master');
+      expect((await okJson('dot', 'show', d.dot)).branch).toBe('master');
 
       // Back on exp, its own writes are still there.
       await ok(['dot', 'checkout', d.dot, 'exp']);
@@ -481,7 +493,8 @@ for (const { driver, run } of SUITES) {
       expect(await tree(cm)).toEqual(atExp);
       await writeFiles(cm, { 'later.txt': 'after the source went\n' });
       const c = (await okJson('dot', 'commit', clone, '-m', 'still here')).id as string;
-      expect(await logIds(clone)).toEqual([c]);
+      // Its history goes back through the branch it was cloned from into master, after the source is gone.
+      expect(await logIds(clone)).toEqual([c, onExp, d.second, d.first]);
       if (driver === 'zfs') {
         const cloneDs = await zfsDatasetAt(pool, (await okJson('dot', 'show', clone)).path);
         expect((await execa('zfs', ['get', '-H', '-o', 'value', 'origin', cloneDs])).stdout.trim()).toBe('-');

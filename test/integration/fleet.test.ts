@@ -138,7 +138,7 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
       'mkdir -p /www && echo "$KNARR_HOST" > /www/index.html && exec httpd -f -p 8080 -h /www',
     ]);
     expect(web.code, web.stderr).toBe(0);
-    expect(web.json()).toMatchObject({ job: 'web', host: 'ha', state: 'running' });
+    expect(web.json()).toMatchObject({ name: 'web', host: 'ha', state: 'running' });
     writeFileSync(`${tmp.path}/db.yaml`, `name: db\nimage: ${image}\ncommand: [sleep, "3600"]\ntags: [web]\nnetwork: none\ndaemonize: true\nfixed: true\n`);
     const db = await k(['--json', 'job', 'run', '-f', `${tmp.path}/db.yaml`]);
     expect(db.code, db.stderr).toBe(0);
@@ -166,6 +166,8 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
     ]);
     expect(client.code, client.stderr).toBe(0);
     await eventually(async () => expect((await k(['job', 'logs', 'client'])).stdout).toContain('ha\n'));
+    // Through the agent of the job's host, as from the engine: the last line only, with its time.
+    expect((await k(['job', 'logs', 'client', '--tail', '1', '--timestamps', '--since', '5m'])).stdout).toMatch(/^\d{4}-\d{2}-\d{2}T\S+Z (ha|failed)\n$/);
     // A bridged job reaches the same forwarder at its network's gateway.
     await hosts.hc!.dockerd.docker('network', 'create', '--subnet', '10.251.77.0/24', 'knet');
     const bridged = await k([
@@ -256,10 +258,10 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
   }, 60_000);
 
   it('job restart --all makes every job but static ones anew; job rm removes the container on its host', async () => {
-    const before = (await k(['--json', 'job', 'list'])).json() as { job: string }[];
+    const before = (await k(['--json', 'job', 'list'])).json() as { name: string }[];
     const r = await k(['--json', 'job', 'restart', '--all']);
     expect(r.code, r.stderr).toBe(0);
-    expect((r.json() as { job: string }[]).map((x) => x.job).sort()).toEqual(before.map((x) => x.job).sort());
+    expect((r.json() as { name: string }[]).map((x) => x.name).sort()).toEqual(before.map((x) => x.name).sort());
     expect((await k(['--json', 'job', 'show', 'web'])).json()).toMatchObject({ generation: 1, state: 'running' });
     expect((await k(['job', 'rm', 'web'])).code).toBe(0);
     expect(await hosts.hb!.dockerd.docker('ps', '-aq', '--filter', 'label=knarr.job=web')).toBe('');

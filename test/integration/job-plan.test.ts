@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostRecord } from '../../src/core/hosts.js';
+import { leafCommands, longName, takesValue } from '../../src/cli/commands-table.js';
 import { HostRepo } from '../../src/state/hosts.js';
 import { connectEtcd, type Store } from '../../src/state/store.js';
 import { knarr } from '../harness/cli.js';
@@ -76,5 +77,44 @@ describe.skipIf(!run)("knarr job plan over the fleet's hosts", () => {
     const big = await knarr(['--etcd', etcd.url, '--json', 'job', 'plan', '-f', `${tmp.path}/big.yaml`]);
     expect(big.code).toBe(1);
     expect(big.json().host).toBeNull();
+  });
+
+  it('takes every flag of job run, so a run line works with run changed to plan', async () => {
+    const def = (path: string) => leafCommands().find((c) => c.path.join(' ') === path)!.def;
+    const runFlags = Object.values(def('job run').options ?? {}).map((o) => o.flags);
+    const planFlags = Object.values(def('job plan').options ?? {}).map((o) => o.flags);
+    expect(runFlags.filter((f) => !planFlags.includes(f))).toEqual([]);
+    const file = `${tmp.path}/pasted.yaml`;
+    writeFileSync(file, 'image: busybox\nname: pasted\n');
+    // A value each run flag is given; a flag added to run without one here fails the test.
+    const values: Record<string, string> = {
+      file,
+      name: 'pasted',
+      env: 'A=1',
+      network: 'bridge',
+      host: 'h-ssd',
+      tag: 'ssd',
+      port: '18080:80',
+      volume: '/srv/www:/www:ro',
+      link: 'db-5432',
+      restart: 'on-failure:3',
+      cpu: '0.5',
+      memory: '256M',
+    };
+    const argvOf = (flags: string) => {
+      const long = `--${longName(flags)}`;
+      if (!takesValue(flags)) return [long];
+      expect(values, `a value for ${long}`).toHaveProperty(longName(flags));
+      return [long, values[longName(flags)]!];
+    };
+    for (const flags of runFlags) {
+      const r = await knarr(['--etcd', etcd.url, '--json', 'job', 'plan', ...argvOf(flags), 'busybox', '--', 'httpd', '-f']);
+      expect(r.code, `job plan ${flags}: ${r.stderr}`).toBe(0);
+      expect(r.json().host, flags).toMatch(/^h-(ssd|plain)$/);
+    }
+    const all = await knarr(['--etcd', etcd.url, '--json', 'job', 'plan', ...runFlags.flatMap(argvOf), 'busybox', '--', 'httpd', '-f']);
+    expect(all.code, all.stderr).toBe(0);
+    expect(all.json()).toMatchObject({ name: 'pasted', host: 'h-ssd', notes: [expect.stringMatching(/^--interactive: /)] });
+    expect(all.stderr).toMatch(/--interactive: stdin is piped when the job runs/);
   });
 });

@@ -21,7 +21,7 @@ describe.skipIf(!run)('job state as the engine tells it', () => {
   let agent: ResultPromise | null = null;
   const k = (argv: string[]) => knarr(['--etcd', etcd.url, ...argv], { env });
   const job = async (name: string) =>
-    ((await k(['--json', 'job', 'list'])).json() as { job: string; state: string; container: string | null }[]).find((j) => j.job === name);
+    ((await k(['--json', 'job', 'list'])).json() as { name: string; state: string; container: string | null }[]).find((j) => j.name === name);
   const containerOf = (name: string) => d.docker('ps', '-aq', '--no-trunc', '--filter', `label=knarr.job=${name}`);
   const startAgent = async () => {
     agent = execa(bin, ['--etcd', etcd.url, 'daemon', '--name', 'h1', '--listen', `127.0.0.1:${port}`, '--ttl', '2'], {
@@ -103,7 +103,7 @@ describe.skipIf(!run)('job state as the engine tells it', () => {
     expect(await job('bye')).toMatchObject({ state: 'pending (h1 is down)' });
     const rm = await k(['--json', 'job', 'rm', 'bye']);
     expect(rm.code, rm.stderr).toBe(0);
-    expect(rm.json()).toEqual({ job: 'bye', removed: true, containerRemoved: true });
+    expect(rm.json()).toEqual({ name: 'bye', removed: true, containerRemoved: true });
     expect(await containerOf('bye')).toBe('');
     expect((await k(['job', 'list'])).stdout).not.toMatch(/bye/);
   });

@@ -143,7 +143,7 @@ describe.skipIf(!run)('daemonized jobs on this host: intent, actual state, servi
     writeFileSync(file, `name: web\nimage: ${d.image}\ncommand: [sh, -c, "echo started; exec httpd -f -p ${port} -h /"]\nports: ["${port}:${port}"]\n`);
     const r = await k(['--json', 'job', 'run', '-f', file, '--network', 'host']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.json()).toMatchObject({ job: 'web', daemonized: true });
+    expect(r.json()).toMatchObject({ name: 'web', daemonized: true });
 
     let answered = 0;
     for (let i = 0; i < 50 && !answered; i++) {
@@ -154,7 +154,7 @@ describe.skipIf(!run)('daemonized jobs on this host: intent, actual state, servi
       if (!answered) await new Promise((res) => setTimeout(res, 100));
     }
     expect(answered).toBeGreaterThan(0);
-    expect((await k(['--json', 'job', 'list'])).json()).toEqual([expect.objectContaining({ job: 'web', state: 'running' })]);
+    expect((await k(['--json', 'job', 'list'])).json()).toEqual([expect.objectContaining({ name: 'web', state: 'running' })]);
     expect((await k(['--json', 'service', 'list'])).json()).toEqual([expect.objectContaining({ name: `web-${port}`, job: 'web', port })]);
     expect((await k(['job', 'logs', 'web'])).stdout).toBe('started\n');
     expect(await d.docker('ps', '--filter', 'label=knarr.job=web', '--format', '{{.Names}}')).toBe('knarr-web');
@@ -211,11 +211,45 @@ describe.skipIf(!run)('daemonized jobs on this host: intent, actual state, servi
     expect(await d.docker('ps', '-aq', '--filter', 'label=knarr.job=web')).toBe('');
   });
 
+  it('job logs --tail, --since and --timestamps, of a running job and of one that exited', async () => {
+    const { eventually } = await import('../harness/eventually.js');
+    const bad = [
+      ['--tail', '-1'],
+      ['--tail', 'ten'],
+      ['--since', 'yesterday'],
+      ['--since', '2026-13-45'],
+    ];
+    for (const flags of bad) {
+      // Refused before the store is read: even a job that does not exist is not looked for.
+      const r = await k(['job', 'logs', 'nosuch', ...flags]);
+      expect(r.code, flags.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`^knarr: ${flags[0]}: `));
+    }
+    const lines = 'for i in 1 2 3 4 5; do echo line$i; done';
+    expect((await k(['job', 'run', '-d', '--name', 'talker', '--network', 'none', d.image, '--', 'sh', '-c', `${lines}; exec sleep 300`])).code).toBe(0);
+    expect((await k(['job', 'run', '-d', '--name', 'quitter', '--network', 'none', d.image, '--', 'sh', '-c', lines])).code).toBe(0);
+    await eventually(async () => expect((await k(['--json', 'job', 'show', 'quitter'])).json().state).toBe('exited'));
+    for (const job of ['talker', 'quitter']) {
+      await eventually(async () => expect((await k(['job', 'logs', job])).stdout).toBe('line1\nline2\nline3\nline4\nline5\n'));
+      expect((await k(['job', 'logs', job, '--tail', '2'])).stdout).toBe('line4\nline5\n');
+      expect((await k(['job', 'logs', job, '--tail', '0'])).stdout).toBe('');
+      expect((await k(['job', 'logs', job, '--since', '1h'])).stdout).toBe('line1\nline2\nline3\nline4\nline5\n');
+      const stamped = (await k(['job', 'logs', job, '--tail', '1', '--timestamps'])).stdout;
+      expect(stamped).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z line5\n$/);
+      const at = Date.parse(stamped.split(' ')[0]!);
+      expect(Math.abs(at - Date.now())).toBeLessThan(120_000);
+      // A time after the last line: nothing since then.
+      const later = new Date(Math.floor(at / 1000) * 1000 + 2000).toISOString();
+      expect((await k(['job', 'logs', job, '--since', later])).stdout).toBe('');
+    }
+    for (const job of ['talker', 'quitter']) expect((await k(['job', 'rm', job])).code).toBe(0);
+  });
+
   it("a dot volume: the job sees the dot's files and its writes land in the dot", async () => {
     expect((await k(['pool', 'init', '--name', 'jobpool', '--driver', 'dir'])).code).toBe(0);
     expect((await k(['dot', 'init', 'site'])).code).toBe(0);
     const show = (await k(['--json', 'dot', 'show', 'site'])).json();
-    const path = `${tmp.path}/state/mnt/jobpool/knarr-dots/site/${show.activeBranch}/__default__`;
+    const path = `${tmp.path}/state/mnt/jobpool/knarr-dots/site/${show.branch}/__default__`;
     writeFileSync(`${path}/index.html`, 'from the dot\n');
     const r = await k([
       'job',

@@ -1,12 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { validateAuthorizedKeys, validateClusterName, validateClusterSize, validateNodeIndex } from '../../core/cluster.js';
+import { validateAuthorizedKeys, validateClusterName, validateClusterSize, validateNodeIndex, type ClusterRecord } from '../../core/cluster.js';
 import { ConflictError, NotFoundError, UserError, ValidationError } from '../../core/errors.js';
 import { validateName } from '../../core/names.js';
 import { parseSize } from '../../core/size.js';
 import { thisHost } from '../../daemon/pidfile.js';
 import { runOperation } from '../op.js';
-import { timeCell, type CommandResult, type Context } from '../types.js';
+import { timeCell, type CommandResult, type Context, type View } from '../types.js';
 import { withStore } from '../with-store.js';
 import { ClusterRepo } from '../../state/clusters.js';
 import { clusterPool, lxcFor, requireCluster, userOf } from './common.js';
@@ -95,7 +95,7 @@ export const clusterList = async (only: string | undefined, ctx: Context): Promi
       .filter((c) => !only || c.user === only)
       .sort((a, b) => a.user.localeCompare(b.user) || a.name.localeCompare(b.name));
     return {
-      data: clusters,
+      data: clusters.map((c) => ({ ...c, size: c.nodes.length })),
       view: {
         kind: 'table',
         columns: ['USER', 'CLUSTER', 'ID', 'STATUS', 'NODES', 'IMAGE', 'SUBNET', 'HOST', 'NODE IPS', 'OP', 'CREATED'],
@@ -125,31 +125,19 @@ export const clusterShow = async (name: string, opts: { user?: string }, ctx: Co
     const lxc = lxcFor(ctx);
     const here = await thisHost(ctx.config.stateDir);
     const nodes = await Promise.all(c.nodes.map(async (n) => ({ ...n, state: c.host === here ? ((await lxc.state(n.container)) ?? 'MISSING') : 'unknown' })));
-    const data = {
-      id: c.id,
-      name: c.name,
-      user: c.user,
-      status: c.status,
-      size: c.nodes.length,
-      image: c.image,
-      subnet: c.subnet,
-      host: c.host,
-      pool: c.pool,
-      memory: c.memory,
-      cpu: c.cpu,
-      op: c.op,
-      createdAt: c.createdAt,
-      containers: nodes,
-    };
-    return {
-      data,
-      view: {
-        kind: 'table',
-        columns: ['NODE', 'CONTAINER', 'HOSTNAME', 'IP', 'HOST', 'STATE'],
-        rows: nodes.map((n) => [String(n.index), n.container, n.hostname, n.ip, n.host, n.state]),
-      },
-    };
+    // The record as cluster list gives it, each node with its container's state.
+    const data = { ...c, size: c.nodes.length, nodes };
+    return { data, view: clusterView(nodes) };
   });
+
+/** What `cluster show` prints: a row per node. */
+function clusterView(nodes: (ClusterRecord['nodes'][number] & { state: string })[]): View {
+  return {
+    kind: 'table',
+    columns: ['NODE', 'CONTAINER', 'HOSTNAME', 'IP', 'HOST', 'STATE'],
+    rows: nodes.map((n) => [String(n.index), n.container, n.hostname, n.ip, n.host, n.state]),
+  };
+}
 
 /** `knarr cluster exec NAME NODE -- CMD...`: runs CMD in the node; exits with its status. */
 export async function clusterExec(

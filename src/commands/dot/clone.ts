@@ -2,7 +2,7 @@ import { DEFAULT_BRANCH, parseDotName, resolveCommit, type DotRecord } from '../
 import { ConflictError, UserError } from '../../core/errors.js';
 import { spaceGuard } from '../../host/storage/common.js';
 import type { CommandResult, Context } from '../types.js';
-import { activeChain, dotHandle, requireDot, shortId, withDotLock, withDots } from './common.js';
+import { activeChain, dotHandle, fullLog, requireDot, shortId, withDotLock, withDots } from './common.js';
 
 /** `knarr dot clone DOT NEW [--commit C]`: a new dot starting from a commit (copy-on-write on zfs and btrfs). */
 export async function dotClone(dotName: string, newDotName: string, opts: { commit?: string | undefined }, ctx: Context): Promise<CommandResult> {
@@ -33,6 +33,8 @@ export async function dotClone(dotName: string, newDotName: string, opts: { comm
       await spaceGuard(dst.pool.name, () => src.storage.branchFrom(src.ref(), from.id, dst.ref()));
       // Subdots made after the commit have no folder in it.
       for (const sub of clone.subdots) await dst.storage.ensureSubdir(dst.ref(), sub);
+      // The history it came from, so its log goes on from there (the source may go; this stays).
+      await repo.putHistory(newName, await fullLog(repo, dot, from.id));
       if (!(await repo.create(clone))) throw new ConflictError(`dot ${newName} was created by another command at the same time`);
       return {
         data: {

@@ -99,6 +99,18 @@ export async function activeChain(repo: DotRepo, dot: DotRecord, branch = dot.ac
   return chain(await repo.commits(dot.name), dot.branches[branch]?.head ?? null);
 }
 
+/**
+ * The log from a commit (a branch's head), newest first: the dot's own commits and, for a clone, the
+ * history of the dot it came from (up to the commit it was cloned at), which the clone's first commit follows.
+ */
+export async function fullLog(repo: DotRepo, dot: DotRecord, head: string | null): Promise<CommitRecord[]> {
+  const own = chain(await repo.commits(dot.name), head);
+  if (own.length > 0 && own[own.length - 1]!.parent !== null) return own;
+  const before = dot.origin?.commit && !dot.origin.remote ? await repo.history(dot.name) : [];
+  // A history left by a clone cut short belongs to no dot of this name: it counts only when it ends where the origin says.
+  return before[0]?.id === dot.origin?.commit ? [...own, ...before] : own;
+}
+
 export function subdotLabel(dot: string, subdir: string): string {
   return subdir === DEFAULT_SUBDOT ? dot : `${dot}.${subdir}`;
 }

@@ -8,7 +8,8 @@ import { etcdData, etcdFields } from './view.js';
 export async function etcdStatus(ctx: Context): Promise<CommandResult> {
   if (ctx.config.etcd.length > 0) {
     const checks = await Promise.all(ctx.config.etcd.map(async (url) => ({ endpoint: url, ...(await probeHealth(url)) })));
-    const data = { managed: false, healthy: checks.some((c) => c.healthy), endpoints: checks };
+    // endpoints is a list of URLs here too, as for the managed etcd; each one's health is beside it.
+    const data = { managed: false, healthy: checks.some((c) => c.healthy), endpoints: checks.map((c) => c.endpoint), endpointHealth: checks };
     return {
       data,
       view: {

@@ -3,7 +3,7 @@ import { validateTags, type HostRecord } from '../../core/hosts.js';
 import { validateName } from '../../core/names.js';
 import { formatSize } from '../../core/size.js';
 import { HostRepo } from '../../state/hosts.js';
-import { timeCell, type CommandResult, type Context } from '../types.js';
+import { timeCell, type CommandResult, type Context, type View } from '../types.js';
 import { withStore } from '../with-store.js';
 
 const withHosts = <T>(ctx: Context, fn: (repo: HostRepo) => Promise<T>): Promise<T> => withStore(ctx, (store) => fn(new HostRepo(store, ctx.config.fleet)));
@@ -45,28 +45,30 @@ export const hostList = async (ctx: Context): Promise<CommandResult> =>
 export const hostShow = async (hostName: string, ctx: Context): Promise<CommandResult> =>
   withHosts(ctx, async (repo) => {
     const h = await requireHost(repo, hostName);
-    const [name, up, state, tags, jobs, free, address] = row(h);
-    return {
-      data: { ...h.host, up: h.up },
-      view: {
-        kind: 'fields',
-        fields: [
-          ['host', name!],
-          ['up', up!],
-          ['state', state!],
-          ['tags', tags!],
-          ['jobs', jobs!],
-          ['free memory', free!],
-          ['capacity', capacityText(h.host)],
-          ['address', address!],
-          ['docker', h.host.dockerEndpoint],
-          ['unknown containers', (h.host.unknownContainers ?? []).map((c) => `${c.name} (${c.image})`).join(', ') || '-'],
-          ['joined', timeCell(h.host.joinedAt)],
-          ['seen', timeCell(h.host.updatedAt)],
-        ],
-      },
-    };
+    return { data: { ...h.host, up: h.up }, view: hostView(h) };
   });
+
+/** What `host show` prints: one field a line. */
+function hostView(h: { host: HostRecord; up: boolean }): View {
+  const [name, up, state, tags, jobs, free, address] = row(h);
+  return {
+    kind: 'fields',
+    fields: [
+      ['host', name!],
+      ['up', up!],
+      ['state', state!],
+      ['tags', tags!],
+      ['jobs', jobs!],
+      ['free memory', free!],
+      ['capacity', capacityText(h.host)],
+      ['address', address!],
+      ['docker', h.host.dockerEndpoint],
+      ['unknown containers', (h.host.unknownContainers ?? []).map((c) => `${c.name} (${c.image})`).join(', ') || '-'],
+      ['joined', timeCell(h.host.joinedAt)],
+      ['seen', timeCell(h.host.updatedAt)],
+    ],
+  };
+}
 
 /** `knarr host drain HOST [--undo]`: no new jobs land there. */
 export const hostDrain = async (name: string, opts: { undo: boolean }, ctx: Context): Promise<CommandResult> =>

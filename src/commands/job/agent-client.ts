@@ -1,3 +1,4 @@
+import { logQuery, type LogOptions } from '../../core/logs.js';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { readFile } from 'node:fs/promises';
@@ -93,8 +94,8 @@ export class AgentClient {
   }
 
   /** A daemonized job's log as the engine multiplexes it. */
-  async logs(job: string, follow: boolean): Promise<IncomingMessage> {
-    const { req, unreachable } = await this.open('GET', `/v1/jobs/${encodeURIComponent(job)}/logs${follow ? '?follow=1' : ''}`);
+  async logs(job: string, options: LogOptions): Promise<IncomingMessage> {
+    const { req, unreachable } = await this.open('GET', `/v1/jobs/${encodeURIComponent(job)}/logs?${logQuery(options)}`);
     return new Promise((resolve, reject) => {
       req.on('response', (res) => ((res.statusCode ?? 0) >= 400 ? void refusal(this.host.name, res).then(reject) : resolve(res)));
       req.on('error', (e) => reject(unreachable(e)));

@@ -152,7 +152,7 @@ export async function runDaemonized(ctx: Context, spec: JobSpec): Promise<Comman
       ...spec.command,
     ])
   ) {
-    return { data: { job: spec.name, daemonized: true } };
+    return { data: { name: spec.name, daemonized: true } };
   }
   return withStore(ctx, async (store) => {
     const repo = new JobRepo(store, ctx.config.fleet);
@@ -203,7 +203,7 @@ export async function runDaemonized(ctx: Context, spec: JobSpec): Promise<Comman
       throw new FailureError(`job ${spec.name} did not start on ${host}: ${reason}`);
     }
     return {
-      data: { job: spec.name, host, container: actual.container, state: actual.state, daemonized: true, ports: spec.ports },
+      data: { name: spec.name, host, container: actual.container, state: actual.state, daemonized: true, ports: spec.ports },
       view: { kind: 'lines', lines: [`job ${spec.name} runs on ${host} (container ${actual.container.slice(0, 12)})`] },
     };
   });

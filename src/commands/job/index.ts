@@ -6,29 +6,32 @@ const imageArgs = {
   command: { description: 'command and arguments, after --', variadic: true },
 } as const;
 
+/** The flags of job run; job plan takes every one of them, so a run line pasted into plan works. */
+const runOptions = {
+  interactive: { flags: '-i, --interactive', description: 'pipe stdin to the job (end-of-file included)' },
+  file: { flags: '-f, --file <file>', description: 'job spec, YAML or JSON' },
+  name: { flags: '--name <name>', description: 'job name (default run-<random>)' },
+  env: { flags: '-e, --env <NAME=VALUE>', description: 'environment variable', repeatable: true },
+  network: { flags: '--network <mode>', description: "docker network mode (default: the engine's)" },
+  host: { flags: '--host <host>', description: 'pin the job to this fleet host' },
+  tags: { flags: '--tag <tag>', description: 'run only on hosts with this tag', repeatable: true },
+  ports: { flags: '-p, --port <HOST:CONTAINER>', description: 'publish a port (makes the job daemonized)', repeatable: true },
+  volumes: { flags: '--volume <SOURCE:TARGET>', description: 'dot:DOT[.SUBDOT]:/path or /host/path:/path, :ro for read-only', repeatable: true },
+  links: { flags: '--link <service>', description: "reach this service through the host's ambassador", repeatable: true },
+  restart: { flags: '--restart <policy>', description: 'no, always or on-failure[:N] (daemonized jobs)' },
+  cpu: { flags: '--cpu <cpu>', description: 'cpu to reserve: 0.5, 2 or 500m' },
+  memory: { flags: '--memory <size>', description: 'memory to reserve and limit to: 256M, 2G' },
+  fixed: { flags: '--fixed', description: 'the job stays on the host it first ran on (default with volumes or --static)' },
+  static: { flags: '--static', description: 'left alone by job restart --all (and fixed)' },
+  detach: { flags: '-d, --detach', description: 'daemonize the job (as daemonize: true)' },
+} as const;
+
 const run = defineCommand(
   {
     name: 'run',
     summary: 'run a job in the foreground; exits with its exit code',
     args: imageArgs,
-    options: {
-      interactive: { flags: '-i, --interactive', description: 'pipe stdin to the job (end-of-file included)' },
-      file: { flags: '-f, --file <file>', description: 'job spec, YAML or JSON' },
-      name: { flags: '--name <name>', description: 'job name (default run-<random>)' },
-      env: { flags: '-e, --env <NAME=VALUE>', description: 'environment variable', repeatable: true },
-      network: { flags: '--network <mode>', description: "docker network mode (default: the engine's)" },
-      host: { flags: '--host <host>', description: 'pin the job to this fleet host' },
-      tags: { flags: '--tag <tag>', description: 'run only on hosts with this tag', repeatable: true },
-      ports: { flags: '-p, --port <HOST:CONTAINER>', description: 'publish a port (makes the job daemonized)', repeatable: true },
-      volumes: { flags: '--volume <SOURCE:TARGET>', description: 'dot:DOT[.SUBDOT]:/path or /host/path:/path, :ro for read-only', repeatable: true },
-      links: { flags: '--link <service>', description: "reach this service through the host's ambassador", repeatable: true },
-      restart: { flags: '--restart <policy>', description: 'no, always or on-failure[:N] (daemonized jobs)' },
-      cpu: { flags: '--cpu <cpu>', description: 'cpu to reserve: 0.5, 2 or 500m' },
-      memory: { flags: '--memory <size>', description: 'memory to reserve and limit to: 256M, 2G' },
-      fixed: { flags: '--fixed', description: 'the job stays on the host it first ran on (default with volumes or --static)' },
-      static: { flags: '--static', description: 'left alone by job restart --all (and fixed)' },
-      detach: { flags: '-d, --detach', description: 'daemonize the job (as daemonize: true)' },
-    },
+    options: runOptions,
     examples: [
       { command: 'echo hello | knarr job run -i busybox -- tr a-z A-Z | knarr job run -i busybox -- wc -c', description: 'a pipeline of jobs' },
       { command: "knarr job run busybox -- sh -c 'exit 3'; echo $?", description: 'knarr exits 3' },
@@ -43,24 +46,22 @@ const plan = defineCommand(
   {
     name: 'plan',
     summary: 'the host the scheduler would choose, and why each other host lost',
+    description:
+      'Takes every flag of job run, so a run line works with run changed to plan; the spec is checked as run checks it. Flags that do not ' +
+      'change where a job goes (-i) are accepted and noted on stderr.',
     args: imageArgs,
     options: {
-      file: { flags: '-f, --file <file>', description: 'job spec, YAML or JSON' },
-      name: { flags: '--name <name>', description: 'job name' },
-      host: { flags: '--host <host>', description: 'pin the job to this fleet host' },
-      tags: { flags: '--tag <tag>', description: 'run only on hosts with this tag', repeatable: true },
-      ports: { flags: '-p, --port <HOST:CONTAINER>', description: 'a port the job publishes', repeatable: true },
-      volumes: { flags: '--volume <SOURCE:TARGET>', description: 'a volume: dot volumes need a host that has the dot', repeatable: true },
-      cpu: { flags: '--cpu <cpu>', description: 'cpu to reserve: 0.5, 2 or 500m' },
-      memory: { flags: '--memory <size>', description: 'memory to reserve: 256M, 2G' },
-      fixed: { flags: '--fixed', description: 'the job stays on the host it first ran on' },
+      ...runOptions,
       strategy: {
         flags: '--strategy <strategy>',
         description: "spread or binpack (default: the config file's scheduler.strategy, else spread)",
         choices: ['spread', 'binpack'],
       },
     },
-    examples: [{ command: 'knarr job plan -f job.yaml', description: 'where job.yaml would run' }],
+    examples: [
+      { command: 'knarr job plan -f job.yaml', description: 'where job.yaml would run' },
+      { command: 'knarr job plan -p 8080:80 --memory 256M busybox -- httpd -f', description: 'a job run line, with run changed to plan' },
+    ],
     dryRun: 'reads',
   },
   async ({ args, options }, ctx) => (await import('./plan.js')).jobPlan(args.image, args.command, options, ctx),
@@ -93,8 +94,16 @@ const logs = defineCommand(
     name: 'logs',
     summary: 'output of a daemonized job (-f to follow)',
     args: jobArg,
-    options: { follow: { flags: '-f, --follow', description: 'keep printing new output' } },
-    examples: [{ command: 'knarr job logs web -f', description: "follow web's output" }],
+    options: {
+      follow: { flags: '-f, --follow', description: 'keep printing new output' },
+      tail: { flags: '--tail <lines>', description: 'only the last N lines (default all)' },
+      since: { flags: '--since <when>', description: 'only lines since an age (10m, 2h, 1d) or a time (2026-12-06T21:30:00Z)' },
+      timestamps: { flags: '--timestamps', description: 'start each line with the time it was written (RFC 3339)' },
+    },
+    examples: [
+      { command: 'knarr job logs web -f', description: "follow web's output" },
+      { command: 'knarr job logs web --tail 20 --since 10m --timestamps', description: 'its last 20 lines of the last 10 minutes, with times' },
+    ],
     dryRun: 'reads',
   },
   async ({ args, options }, ctx) => (await import('./manage.js')).jobLogs(args.job, options, ctx),

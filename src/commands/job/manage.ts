@@ -1,6 +1,7 @@
 import { NotFoundError, PrerequisiteError, ValidationError } from '../../core/errors.js';
 import type { JobSpec } from '../../core/job-spec.js';
 import { validateName } from '../../core/names.js';
+import { parseLogOptions } from '../../core/logs.js';
 import { formatSize } from '../../core/size.js';
 import { formatArgv } from '../../host/runner.js';
 import { DockerEngine, demux, dockerSocketPath, type ContainerSummary } from '../../host/docker.js';
@@ -9,7 +10,7 @@ import { daemonContainerName, LABEL_FLEET, LABEL_JOB, LABEL_MODE } from '../../h
 import { HostRepo } from '../../state/hosts.js';
 import { desiredState, generationOf, JobRepo, type JobActual, type JobIntent } from '../../state/jobs.js';
 import type { Store } from '../../state/store.js';
-import { timeCell, type Cell, type CommandResult, type Context } from '../types.js';
+import { timeCell, type Cell, type CommandResult, type Context, type View } from '../types.js';
 import { withStore } from '../with-store.js';
 import { AgentClient } from './agent-client.js';
 import { inlineReconciler } from './fleet.js';
@@ -127,15 +128,7 @@ export const jobList = (ctx: Context): Promise<CommandResult> =>
     const now = await observed(ctx, rows, hostList);
     const at = (r: (typeof rows)[number]) => now.get(r.intent.spec.name)!;
     return {
-      data: rows.map((r) => ({
-        job: r.intent.spec.name,
-        host: r.intent.host,
-        image: r.intent.spec.image,
-        state: at(r).state,
-        container: at(r).container,
-        restarts: r.actual?.restarts ?? 0,
-        ports: r.intent.spec.ports,
-      })),
+      data: rows.map((r) => jobSummary(r.intent, r.actual, at(r))),
       view: {
         kind: 'table',
         columns: ['JOB', 'HOST', 'STATE', 'IMAGE', 'PORTS', 'CONTAINER', 'RESTARTS', 'STARTED', 'CREATED'],
@@ -160,17 +153,29 @@ export async function jobShow(job: string, ctx: Context): Promise<CommandResult>
   const name = jobName(job);
   return withJobs(ctx, async ({ repo, hosts }) => {
     const { intent, actual } = await requireJob(repo, name);
-    const { state } = (await observed(ctx, [{ intent, actual }], await hosts.list())).get(intent.spec.name)!;
-    return { data: { ...intent, actual, state }, view: { kind: 'fields', fields: jobFields(intent, actual, state) } };
+    const seen = (await observed(ctx, [{ intent, actual }], await hosts.list())).get(intent.spec.name)!;
+    return { data: { ...jobSummary(intent, actual, seen), ...intent, actual }, view: jobView(intent, actual, seen.state) };
   });
 }
+
+/** The fields job list gives for each job; job show gives them too, then the whole record. */
+const jobSummary = (intent: JobIntent, actual: JobActual | null, seen: { state: string; container: string | null }) => ({
+  name: intent.spec.name,
+  host: intent.host,
+  image: intent.spec.image,
+  state: seen.state,
+  container: seen.container,
+  restarts: actual?.restarts ?? 0,
+  ports: intent.spec.ports,
+  createdAt: intent.createdAt,
+});
 
 const portText = (p: JobSpec['ports'][number]) => `${p.host}:${p.container}/${p.protocol}`;
 const volumeText = (v: JobSpec['volumes'][number]) =>
   `${v.kind === 'dot' ? `dot:${v.dot}${v.subdot ? `.${v.subdot}` : ''}` : v.source}:${v.target}${v.readOnly ? ':ro' : ''}`;
 
 /** `job show` for a reader: the spec's fields that are set, then where and how it runs. */
-function jobFields(intent: JobIntent, actual: JobActual | null, state: string): [string, Cell][] {
+function jobView(intent: JobIntent, actual: JobActual | null, state: string): View {
   const s = intent.spec;
   const list = (xs: string[]) => xs.join(', ') || '-';
   const restart = s.restart.mode === 'on-failure' && s.restart.maxRetries !== null ? `on-failure:${s.restart.maxRetries}` : s.restart.mode;
@@ -201,7 +206,7 @@ function jobFields(intent: JobIntent, actual: JobActual | null, state: string): 
     if (actual.exitCode !== undefined) fields.push(['exit code', String(actual.exitCode)]);
     if (actual.error) fields.push(['error', actual.error]);
   }
-  return fields;
+  return { kind: 'fields', fields };
 }
 
 /** Under --dry-run: the job's record change as a note, and the engine command its host would run (a host's agent runs it there). */
@@ -220,12 +225,12 @@ export async function jobStop(job: string, ctx: Context): Promise<CommandResult>
     const name = intent.spec.name;
     if (ctx.runner.dryRun) {
       planJob(ctx, intent, `mark job ${name} stopped in etcd`, ['stop', daemonContainerName(name)]);
-      return { data: { job: name, state: 'stopped', planned: true } };
+      return { data: { name, state: 'stopped', planned: true } };
     }
     const next = await updateUntilWritten(j.repo, name, (i) => ({ ...i, desired: 'stopped' }));
     const outcome = await converge(ctx, j, next);
     const lines = outcome === 'done' ? [`job ${name} stopped`] : [`job ${name} will stop when its host ${intent.host} is back (it is down)`];
-    return { data: { job: name, state: outcome === 'done' ? 'stopped' : 'stopping' }, view: { kind: 'lines', lines } };
+    return { data: { name, state: outcome === 'done' ? 'stopped' : 'stopping' }, view: { kind: 'lines', lines } };
   });
 }
 
@@ -238,7 +243,7 @@ export async function jobRm(job: string, ctx: Context): Promise<CommandResult> {
     const name = intent.spec.name;
     if (ctx.runner.dryRun) {
       planJob(ctx, intent, `remove job ${name}'s intent, state and services from etcd (its history stays)`, ['rm', '-f', daemonContainerName(name)]);
-      return { data: { job: name, removed: false, planned: true } };
+      return { data: { name, removed: false, planned: true } };
     }
     await j.repo.remove(name);
     await j.repo.addEvent(name, { host: intent.host ?? '-', event: 'removed' });
@@ -255,7 +260,7 @@ export async function jobRm(job: string, ctx: Context): Promise<CommandResult> {
         later = ` (its container could not be removed now: ${(e as Error).message}; it goes when ${intent.host}'s agent is back)`;
       }
     }
-    return { data: { job: name, removed: true, containerRemoved: !later }, view: { kind: 'lines', lines: [`job ${name} removed${later}`] } };
+    return { data: { name, removed: true, containerRemoved: !later }, view: { kind: 'lines', lines: [`job ${name} removed${later}`] } };
   });
 }
 
@@ -272,10 +277,10 @@ export async function jobRestart(jobs: readonly string[], opts: { all: boolean }
       ? (await j.repo.intents()).filter((i) => !i.spec.static)
       : await Promise.all(names.map(async (n) => (await requireJob(j.repo, n)).intent));
     if (!all) intents.forEach(requireHere);
-    const results: { job: string; host: string | null; outcome: string }[] = [];
+    const results: { name: string; host: string | null; outcome: string }[] = [];
     for (const intent of intents) {
       if (elsewhere(intent)) {
-        results.push({ job: intent.spec.name, host: intent.host, outcome: `not restarted: run with no agent, restart it on ${intent.host}` });
+        results.push({ name: intent.spec.name, host: intent.host, outcome: `not restarted: run with no agent, restart it on ${intent.host}` });
         continue;
       }
       if (ctx.runner.dryRun) {
@@ -284,17 +289,17 @@ export async function jobRestart(jobs: readonly string[], opts: { all: boolean }
           '-f',
           daemonContainerName(intent.spec.name),
         ]);
-        results.push({ job: intent.spec.name, host: intent.host, outcome: 'planned' });
+        results.push({ name: intent.spec.name, host: intent.host, outcome: 'planned' });
         continue;
       }
       const next = await updateUntilWritten(j.repo, intent.spec.name, (i) => ({ ...i, desired: 'running', generation: generationOf(i) + 1 }));
       results.push({
-        job: intent.spec.name,
+        name: intent.spec.name,
         host: intent.host,
         outcome: (await converge(ctx, j, next)) === 'done' ? 'restarted' : 'restarts when its host is back',
       });
     }
-    return { data: results, view: { kind: 'table', columns: ['JOB', 'HOST', 'OUTCOME'], rows: results.map((r) => [r.job, r.host ?? '-', r.outcome]) } };
+    return { data: results, view: { kind: 'table', columns: ['JOB', 'HOST', 'OUTCOME'], rows: results.map((r) => [r.name, r.host ?? '-', r.outcome]) } };
   });
 }
 
@@ -320,27 +325,34 @@ export async function jobHistory(job: string, ctx: Context): Promise<CommandResu
   });
 }
 
-/** `knarr job logs JOB [-f]`: its output so far (and to come, with -f), stdout and stderr apart, from whichever host runs it. */
-export async function jobLogs(job: string, opts: { follow: boolean }, ctx: Context): Promise<CommandResult> {
+/**
+ * `knarr job logs JOB [-f] [--tail N] [--since D] [--timestamps]`: its output so far (and to come, with -f), stdout and stderr
+ * apart, from whichever host runs it; a job that exited keeps its log until it is removed.
+ */
+export async function jobLogs(
+  job: string,
+  opts: { follow: boolean; tail?: string | undefined; since?: string | undefined; timestamps: boolean },
+  ctx: Context,
+): Promise<CommandResult> {
   const checked = jobName(job);
+  const options = parseLogOptions(opts, Date.now());
   return withJobs(ctx, async ({ repo, hosts }): Promise<CommandResult> => {
     const { intent, actual } = await requireJob(repo, checked);
     const name = intent.spec.name;
     if (!actual?.container) throw new NotFoundError(`job ${name} has not started`);
-    const follow = opts.follow;
     let open: () => Promise<import('node:http').IncomingMessage>;
     if (intent.managed) {
       const host = intent.host === null ? null : await hosts.get(intent.host);
       if (!host?.up) throw new PrerequisiteError(`job ${name}'s host ${intent.host} is down: its logs are there`);
       const client = await AgentClient.connect(ctx, host.host);
-      open = () => client.logs(name, follow);
+      open = () => client.logs(name, options);
     } else {
       requireHere(intent);
       const engine = new DockerEngine(dockerSocketPath(ctx.env), ctx.runner.dryRun);
-      open = () => engine.logs(daemonContainerName(name), follow);
+      open = () => engine.logs(daemonContainerName(name), options);
     }
     return {
-      data: { job: name },
+      data: { name },
       stream: async (stdout, stderr) => {
         const res = await open();
         const stop = () => res.destroy();

@@ -12,10 +12,13 @@ const ORDER = ['chosen', 'ranked-lower', 'rejected'];
 export async function jobPlan(
   image: string | undefined,
   command: readonly string[],
-  opts: JobSpecFlags & { strategy: Strategy | undefined },
+  opts: JobSpecFlags & { strategy: Strategy | undefined; interactive?: boolean },
   ctx: Context,
 ): Promise<CommandResult> {
   const { spec } = await specFrom(ctx, image, command, opts);
+  // Taken so a job run line works as it is; it does not change where the job goes.
+  const notes = opts.interactive ? ['--interactive: stdin is piped when the job runs; it does not change where the job goes'] : [];
+  for (const n of notes) ctx.events.warn(n);
   const strategy = opts.strategy ?? ctx.config.scheduler.strategy;
   return withStore(ctx, async (store) => {
     const jobs = new JobRepo(store, ctx.config.fleet);
@@ -44,7 +47,7 @@ export async function jobPlan(
       if (!withDots.has(h.host.name)) plan.verdicts.push({ host: h.host.name, verdict: 'rejected', why: `does not have every dot the job uses (${dots})` });
     const rows = [...plan.verdicts].sort((a, b) => ORDER.indexOf(a.verdict) - ORDER.indexOf(b.verdict) || (b.score ?? 0) - (a.score ?? 0));
     return {
-      data: { job: spec.name, host: plan.host, strategy, reason: plan.reason, verdicts: rows },
+      data: { name: spec.name, host: plan.host, strategy, reason: plan.reason, verdicts: rows, notes },
       view: {
         kind: 'table',
         columns: ['HOST', 'VERDICT', 'SCORE', 'WHY'],

@@ -142,14 +142,14 @@ export async function jobRun(
       ...spec.command,
     ])
   ) {
-    return { data: { job: spec.name, container: containerName, create: foregroundContainer(spec, ctx.config.fleet, interactive) } };
+    return { data: { name: spec.name, container: containerName, create: foregroundContainer(spec, ctx.config.fleet, interactive) } };
   }
   const engine = new DockerEngine(socket, ctx.runner.dryRun);
   const target = await foregroundTarget(ctx, spec, engine);
   if ('host' in target) {
     const { runThroughAgent } = await import('./fleet.js');
     return {
-      data: { job: spec.name, host: target.host.name },
+      data: { name: spec.name, host: target.host.name },
       stream: (stdout, stderr) => runThroughAgent(ctx, target.host, spec, interactive, stdout, stderr),
     };
   }
@@ -163,7 +163,7 @@ export async function jobRun(
       );
   }
   return {
-    data: { job: spec.name },
+    data: { name: spec.name },
     stream: async (stdout, stderr) => {
       let run: AttachedRun;
       try {
