@@ -212,7 +212,7 @@ complete -c knarr -n '__fish_seen_subcommand_from onboot' -l dot -x -d 'DOT or D
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l seed -x -d 'REMOTE/DOT[@BRANCH] (REMOTE may be a file:// URL) to pull the dot from when this host lacks it'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l mountpoint -r -F -d 'where to mount the dot'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l daemon -d 'keep running until SIGTERM: etcd up, and the agent when the config file has a daemon: section; --dot may be left out'
-complete -c knarr -n '__fish_seen_subcommand_from doctor' -l fix -d 'apt-get install the missing packages and start zfs-fuse and dockerd if needed'
+complete -c knarr -n '__fish_seen_subcommand_from doctor' -l fix -d 'apt-get install the missing packages, start zfs-fuse and dockerd if needed, and make the test image'
 complete -c knarr -n '__fish_seen_subcommand_from completion' -a bash
 complete -c knarr -n '__fish_seen_subcommand_from completion' -a zsh
 complete -c knarr -n '__fish_seen_subcommand_from completion' -a fish
