@@ -1,5 +1,64 @@
 # fish completion for knarr, generated from the command table by `npm run gen`; do not edit
 complete -c knarr -f
+# Names (dots, pools, jobs...) come from `knarr __complete KIND`, which prints nothing when it cannot answer quickly.
+# __knarr_arg DEPTH ARGS VALS [KIND]: completes the next argument of the leaf command DEPTH words deep (or a value of KIND).
+function __knarr_arg
+    set -l depth $argv[1]
+    set -l args (string split -n " " -- $argv[2])
+    set -l vals ' -o=c:table,json,yaml --output=c:table,json,yaml --config=path --state-dir=path --etcd=none --fleet=none '$argv[3]
+    set -l toks (commandline -opc)
+    set -e toks[1]
+    set -l pos
+    set -l seen 0
+    set -l skip 0
+    for t in $toks
+        if test $skip = 1
+            set skip 0
+            continue
+        end
+        if string match -q -- "-*" $t
+            string match -q -- "* $t=*" $vals; and set skip 1
+            continue
+        end
+        if test $seen -lt $depth
+            set seen (math $seen + 1)
+            continue
+        end
+        set -a pos $t
+    end
+    # The forwarded options keep their values (the word after each).
+    set -l g
+    set -l i 1
+    while test $i -lt (count $toks)
+        if contains -- $toks[$i] --config --state-dir --etcd --fleet
+            set -a g $toks[$i] $toks[(math $i + 1)]
+            set i (math $i + 1)
+        end
+        set i (math $i + 1)
+    end
+    set -l act $argv[4]
+    if test -z "$act"
+        set -l n (math (count $pos) + 1)
+        if test $n -le (count $args)
+            set act $args[$n]
+        else if test (count $args) -gt 0; and string match -q -- "*..." $args[-1]
+            set act $args[-1]
+        end
+    end
+    set act (string replace -- "..." "" "$act")
+    switch "$act"
+        case none ''
+            return
+        case path
+            __fish_complete_path (commandline -ct)
+        case 'c:*'
+            string split , -- (string replace -- c: "" $act)
+        case branch node
+            test -n "$pos[1]"; and command knarr $g --no-json -o table __complete $act $pos[1] 2>/dev/null
+        case '*'
+            command knarr $g --no-json -o table __complete $act 2>/dev/null
+    end
+end
 complete -c knarr -l json -d 'print results as JSON (same as -o json)'
 complete -c knarr -l no-json -d 'switch --json off when KNARR_JSON switched it on'
 complete -c knarr -s o -l output -x -a 'table json yaml' -d 'result format'
@@ -100,44 +159,67 @@ complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcomma
 complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcommand_from init' -l path -r -F -d 'directory of a dir pool (default <state-dir>/mnt/<name>)'
 complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcommand_from init' -l mountpoint -r -F -d 'where the pool is mounted (default <state-dir>/mnt/<name>)'
 complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcommand_from init' -l force -d 'overwrite a device or file that holds another filesystem'
+complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcommand_from status' -a '(__knarr_arg 2 "pool" "  ")'
+complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcommand_from destroy' -a '(__knarr_arg 2 "pool" "  ")'
 complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcommand_from destroy' -l yes -d 'confirm that all data on the pool is to be destroyed'
 complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcommand_from destroy' -l force -d 'destroy it even while dots, images, cluster volumes or the managed etcd'\''s data are on it'
-complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from up' -l pool -x -d 'pool whose knarr-etcd volume holds the data (default: the default pool, if any)'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from up' -l pool -x -a '(__knarr_arg 2 "" " --pool=pool --client-port=none --peer-port=none " pool)' -d 'pool whose knarr-etcd volume holds the data (default: the default pool, if any)'
 complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from up' -l client-port -x -d 'client port on 127.0.0.1 (default 2379)'
 complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from up' -l peer-port -x -d 'peer port on 127.0.0.1 (default 2380)'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from backup' -a '(__knarr_arg 2 "path" "  ")'
 complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from backup' -l force -d 'replace FILE if it exists'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from restore' -a '(__knarr_arg 2 "path" " --pool=pool --client-port=none --peer-port=none ")'
 complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from restore' -l yes -d 'confirm that the current data is to be replaced (it is kept aside)'
-complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from restore' -l pool -x -d 'on a host with no etcd yet: pool whose knarr-etcd volume gets the data (default: the default pool)'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from restore' -l pool -x -a '(__knarr_arg 2 "" " --pool=pool --client-port=none --peer-port=none " pool)' -d 'on a host with no etcd yet: pool whose knarr-etcd volume gets the data (default: the default pool)'
 complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from restore' -l client-port -x -d 'client port to start etcd on (default: the last one, else 2379)'
 complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from restore' -l peer-port -x -d 'peer port to start etcd on (default: the last one, else 2380)'
-complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from init' -l pool -x -d 'pool to keep it on (default: the default pool)'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from init' -a '(__knarr_arg 2 "dot" " --pool=pool ")'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from init' -l pool -x -a '(__knarr_arg 2 "" " --pool=pool " pool)' -d 'pool to keep it on (default: the default pool)'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from show' -a '(__knarr_arg 2 "dot" "  ")'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from commit' -a '(__knarr_arg 2 "dot" " -m=none --message=none --meta=none --author=none ")'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from commit' -s m -l message -x -d 'what changed (required)'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from commit' -l meta -x -d 'metadata kept with the commit'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from commit' -l author -x -d 'author (default $KNARR_AUTHOR, else user@host)'
-complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from log' -l branch -x -d 'branch (default: the active one)'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from log' -a '(__knarr_arg 2 "dot" " --branch=branch ")'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from log' -l branch -x -a '(__knarr_arg 2 "" " --branch=branch " branch)' -d 'branch (default: the active one)'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from branch' -a '(__knarr_arg 2 "dot none" " --commit=none ")'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from branch' -l commit -x -d 'commit to branch from (default: the head)'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from checkout' -a '(__knarr_arg 2 "dot branch" "  ")'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from reset' -a '(__knarr_arg 2 "dot" " --hard=none ")'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from reset' -l hard -x -d 'commit (id or unique prefix) to go back to; uncommitted changes are lost'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from reset' -l force -d 'also destroy the commits newer than it'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from clone' -a '(__knarr_arg 2 "dot none" " --commit=none ")'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from clone' -l commit -x -d 'commit to start from (default: the head)'
-complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from mount' -l branch -x -d 'check this branch out first'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from mount' -a '(__knarr_arg 2 "dot path" " --branch=branch ")'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from mount' -l branch -x -a '(__knarr_arg 2 "" " --branch=branch " branch)' -d 'check this branch out first'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from mount' -l force -d 'mount over a directory that is not empty (hiding what it holds)'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from unmount' -a '(__knarr_arg 2 "dot" "  ")'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from fsck' -l repair -d 'mend the store from the disk where that is safe'
-complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from push' -l branch -x -d 'branch to push (default: the active one)'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from push' -a '(__knarr_arg 2 "dot remote" " --branch=branch ")'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from push' -l branch -x -a '(__knarr_arg 2 "" " --branch=branch " branch)' -d 'branch to push (default: the active one)'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from pull' -a '(__knarr_arg 2 "none" " --as=none --pool=pool ")'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from pull' -l as -x -d 'local dot name (default: the remote dot name)'
-complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from pull' -l pool -x -d 'pool for a new dot (default: the default pool)'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from pull' -l pool -x -a '(__knarr_arg 2 "" " --as=none --pool=pool " pool)' -d 'pool for a new dot (default: the default pool)'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from pull' -l stash-on-divergence -d 'keep diverged local commits on a new branch instead of refusing'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from remote; and __fish_seen_subcommand_from add' -a '(__knarr_arg 3 "none none" "  ")'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from remote; and __fish_seen_subcommand_from rm' -a '(__knarr_arg 3 "remote" "  ")'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from manifest' -a '(__knarr_arg 2 "dot" "  ")'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from send' -a '(__knarr_arg 2 "dot none" " --base=none ")'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from send' -l base -x -d 'make the stream incremental from this commit'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from receive' -a '(__knarr_arg 2 "dot" " --record=none --branch=branch --base=none --pool=pool ")'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from receive' -l record -x -d 'the commit record (JSON)'
-complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from receive' -l branch -x -d 'branch to add it to (default master)'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from receive' -l branch -x -a '(__knarr_arg 2 "" " --record=none --branch=branch --base=none --pool=pool " branch)' -d 'branch to add it to (default master)'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from receive' -l base -x -d 'the commit the stream is incremental from'
-complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from receive' -l pool -x -d 'pool for a new dot (default: the default pool)'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from receive' -l pool -x -a '(__knarr_arg 2 "" " --record=none --branch=branch --base=none --pool=pool " pool)' -d 'pool for a new dot (default: the default pool)'
+complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from rm' -a '(__knarr_arg 2 "dot" "  ")'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and __fish_seen_subcommand_from rm' -l force -d 'unmount it first if it is mounted'
+complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from run' -a '(__knarr_arg 2 "none none..." " -f=path --file=path --name=none -e=none --env=none --network=none --host=host --tag=none -p=none --port=none --volume=none --link=none --restart=none --cpu=none --memory=none ")'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from run' -s i -l interactive -d 'pipe stdin to the job (end-of-file included)'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from run' -s f -l file -r -F -d 'job spec, YAML or JSON'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from run' -l name -x -d 'job name (default run-<random>)'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from run' -s e -l env -x -d 'environment variable'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from run' -l network -x -d 'docker network mode (default: the engine'\''s)'
-complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from run' -l host -x -d 'pin the job to this fleet host'
+complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from run' -l host -x -a '(__knarr_arg 2 "" " -f=path --file=path --name=none -e=none --env=none --network=none --host=host --tag=none -p=none --port=none --volume=none --link=none --restart=none --cpu=none --memory=none " host)' -d 'pin the job to this fleet host'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from run' -l tag -x -d 'run only on hosts with this tag'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from run' -s p -l port -x -d 'publish a port (makes the job daemonized)'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from run' -l volume -x -d 'dot:DOT[.SUBDOT]:/path or /host/path:/path, :ro for read-only'
@@ -148,9 +230,10 @@ complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcomman
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from run' -l fixed -d 'the job stays on the host it first ran on (default with volumes or --static)'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from run' -l static -d 'left alone by job restart --all (and fixed)'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from run' -s d -l detach -d 'daemonize the job (as daemonize: true)'
+complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from plan' -a '(__knarr_arg 2 "none none..." " -f=path --file=path --name=none --host=host --tag=none -p=none --port=none --volume=none --cpu=none --memory=none --strategy=c:spread,binpack ")'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from plan' -s f -l file -r -F -d 'job spec, YAML or JSON'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from plan' -l name -x -d 'job name'
-complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from plan' -l host -x -d 'pin the job to this fleet host'
+complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from plan' -l host -x -a '(__knarr_arg 2 "" " -f=path --file=path --name=none --host=host --tag=none -p=none --port=none --volume=none --cpu=none --memory=none --strategy=c:spread,binpack " host)' -d 'pin the job to this fleet host'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from plan' -l tag -x -d 'run only on hosts with this tag'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from plan' -s p -l port -x -d 'a port the job publishes'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from plan' -l volume -x -d 'a volume: dot volumes need a host that has the dot'
@@ -158,38 +241,62 @@ complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcomman
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from plan' -l memory -x -d 'memory to reserve: 256M, 2G'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from plan' -l fixed -d 'the job stays on the host it first ran on'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from plan' -l strategy -x -a 'spread binpack' -d 'spread or binpack (default: the config file'\''s scheduler.strategy, else spread)'
+complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from show' -a '(__knarr_arg 2 "job" "  ")'
+complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from logs' -a '(__knarr_arg 2 "job" "  ")'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from logs' -s f -l follow -d 'keep printing new output'
+complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from stop' -a '(__knarr_arg 2 "job" "  ")'
+complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from rm' -a '(__knarr_arg 2 "job" "  ")'
+complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from restart' -a '(__knarr_arg 2 "job..." "  ")'
 complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from restart' -l all -d 'every daemonized job except static ones'
+complete -c knarr -n '__fish_seen_subcommand_from job; and __fish_seen_subcommand_from history' -a '(__knarr_arg 2 "job" "  ")'
+complete -c knarr -n '__fish_seen_subcommand_from host; and __fish_seen_subcommand_from show' -a '(__knarr_arg 2 "host" "  ")'
+complete -c knarr -n '__fish_seen_subcommand_from host; and __fish_seen_subcommand_from drain' -a '(__knarr_arg 2 "host" "  ")'
 complete -c knarr -n '__fish_seen_subcommand_from host; and __fish_seen_subcommand_from drain' -l undo -d 'serve jobs again'
+complete -c knarr -n '__fish_seen_subcommand_from host; and __fish_seen_subcommand_from tag' -a '(__knarr_arg 2 "host none..." "  ")'
 complete -c knarr -n '__fish_seen_subcommand_from host; and __fish_seen_subcommand_from tag' -l remove -d 'remove the tags instead'
+complete -c knarr -n '__fish_seen_subcommand_from host; and __fish_seen_subcommand_from leave' -a '(__knarr_arg 2 "host" "  ")'
 complete -c knarr -n '__fish_seen_subcommand_from host; and __fish_seen_subcommand_from leave' -l force -d 'also when its agent still runs'
+complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from create' -a '(__knarr_arg 2 "none" " --size=none --image=image --user=none --memory=none --cpus=none --pool=pool --authorized-keys=path ")'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from create' -l size -x -d 'number of nodes (1 to 64)'
-complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from create' -l image -x -d 'base image (default base; see knarr image import)'
+complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from create' -l image -x -a '(__knarr_arg 2 "" " --size=none --image=image --user=none --memory=none --cpus=none --pool=pool --authorized-keys=path " image)' -d 'base image (default base; see knarr image import)'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from create' -l user -x -d 'owner (default $KNARR_USER, else your login name)'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from create' -l memory -x -d 'memory limit per node, e.g. 256M'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from create' -l cpus -x -d 'cpu limit per node: 0.5, 2 or 500m'
-complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from create' -l pool -x -d 'pool for the nodes'\'' volumes (btrfs, lvm or dir)'
+complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from create' -l pool -x -a '(__knarr_arg 2 "" " --size=none --image=image --user=none --memory=none --cpus=none --pool=pool --authorized-keys=path " pool)' -d 'pool for the nodes'\'' volumes (btrfs, lvm or dir)'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from create' -l authorized-keys -r -F -d 'public keys for /root/.ssh/authorized_keys (never a private key)'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from create' -l detach -d 'print the operation id and return at once'
+complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from start' -a '(__knarr_arg 2 "cluster" " --user=none ")'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from start' -l user -x -d 'owner (default $KNARR_USER, else your login name)'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from start' -l detach -d 'print the operation id and return at once'
+complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from stop' -a '(__knarr_arg 2 "cluster" " --user=none ")'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from stop' -l user -x -d 'owner (default $KNARR_USER, else your login name)'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from stop' -l detach -d 'print the operation id and return at once'
+complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from delete' -a '(__knarr_arg 2 "cluster" " --user=none ")'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from delete' -l user -x -d 'owner (default $KNARR_USER, else your login name)'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from delete' -l detach -d 'print the operation id and return at once'
+complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from scale' -a '(__knarr_arg 2 "cluster" " --size=none --user=none ")'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from scale' -l size -x -d 'the new number of nodes'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from scale' -l user -x -d 'owner (default $KNARR_USER, else your login name)'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from scale' -l detach -d 'print the operation id and return at once'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from list' -l user -x -d 'only this user'\''s'
+complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from show' -a '(__knarr_arg 2 "cluster" " --user=none ")'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from show' -l user -x -d 'owner (default $KNARR_USER, else your login name)'
+complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from exec' -a '(__knarr_arg 2 "cluster node none..." " --user=none ")'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from exec' -s i -l interactive -d 'feed stdin to the command'
 complete -c knarr -n '__fish_seen_subcommand_from cluster; and __fish_seen_subcommand_from exec' -l user -x -d 'owner (default $KNARR_USER, else your login name)'
+complete -c knarr -n '__fish_seen_subcommand_from image; and __fish_seen_subcommand_from import' -a '(__knarr_arg 2 "none path" " --pool=pool ")'
 complete -c knarr -n '__fish_seen_subcommand_from image; and __fish_seen_subcommand_from import' -l busybox -d 'build the rootfs from this host'\''s busybox-static (no download)'
-complete -c knarr -n '__fish_seen_subcommand_from image; and __fish_seen_subcommand_from import' -l pool -x -d 'pool to keep it on (btrfs, lvm or dir)'
+complete -c knarr -n '__fish_seen_subcommand_from image; and __fish_seen_subcommand_from import' -l pool -x -a '(__knarr_arg 2 "" " --pool=pool " pool)' -d 'pool to keep it on (btrfs, lvm or dir)'
+complete -c knarr -n '__fish_seen_subcommand_from image; and __fish_seen_subcommand_from rm' -a '(__knarr_arg 2 "image" "  ")'
+complete -c knarr -n '__fish_seen_subcommand_from image; and __fish_seen_subcommand_from save' -a '(__knarr_arg 2 "cluster node none" " --user=none ")'
 complete -c knarr -n '__fish_seen_subcommand_from image; and __fish_seen_subcommand_from save' -l user -x -d 'owner (default $KNARR_USER, else your login name)'
 complete -c knarr -n '__fish_seen_subcommand_from image; and __fish_seen_subcommand_from save' -l detach -d 'print the operation id and return at once'
 complete -c knarr -n '__fish_seen_subcommand_from op; and __fish_seen_subcommand_from list' -l active -d 'only those not ended'
+complete -c knarr -n '__fish_seen_subcommand_from op; and __fish_seen_subcommand_from show' -a '(__knarr_arg 2 "op" "  ")'
+complete -c knarr -n '__fish_seen_subcommand_from op; and __fish_seen_subcommand_from wait' -a '(__knarr_arg 2 "op" " --timeout=none ")'
 complete -c knarr -n '__fish_seen_subcommand_from op; and __fish_seen_subcommand_from wait' -l timeout -x -d 'give up waiting after this long'
+complete -c knarr -n '__fish_seen_subcommand_from op; and __fish_seen_subcommand_from cancel' -a '(__knarr_arg 2 "op" "  ")'
+complete -c knarr -n '__fish_seen_subcommand_from op; and __fish_seen_subcommand_from run' -a '(__knarr_arg 2 "op" "  ")'
 complete -c knarr -n '__fish_seen_subcommand_from op; and __fish_seen_subcommand_from gc' -l older-than -x -d 'how old what goes is: 90s, 30m, 12h, 7d, 2w (default 7d)'
 complete -c knarr -n '__fish_seen_subcommand_from daemon' -l name -x -d 'host name (default the hostname)'
 complete -c knarr -n '__fish_seen_subcommand_from daemon' -l tags -x -d 'comma-separated tags (default none)'
@@ -207,12 +314,10 @@ complete -c knarr -n '__fish_seen_subcommand_from daemon' -l drain-timeout -x -d
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l storage-device -r -F -d 'block device(s) of the pool, comma-separated or repeated'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l zpool-device -r -F -d 'the same as --storage-device (the dm-linuxkit spelling)'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l driver -x -a 'zfs btrfs lvm dir' -d 'pool driver (default zfs)'
-complete -c knarr -n '__fish_seen_subcommand_from onboot' -l pool -x -d 'pool name (default "knarr")'
-complete -c knarr -n '__fish_seen_subcommand_from onboot' -l dot -x -d 'DOT or DOT.SUBDOT to bring up'
+complete -c knarr -n '__fish_seen_subcommand_from onboot' -l pool -x -a '(__knarr_arg 1 "" " --storage-device=path --zpool-device=path --driver=c:zfs,btrfs,lvm,dir --pool=pool --dot=dot --seed=none --mountpoint=path " pool)' -d 'pool name (default "knarr")'
+complete -c knarr -n '__fish_seen_subcommand_from onboot' -l dot -x -a '(__knarr_arg 1 "" " --storage-device=path --zpool-device=path --driver=c:zfs,btrfs,lvm,dir --pool=pool --dot=dot --seed=none --mountpoint=path " dot)' -d 'DOT or DOT.SUBDOT to bring up'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l seed -x -d 'REMOTE/DOT[@BRANCH] (REMOTE may be a file:// URL) to pull the dot from when this host lacks it'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l mountpoint -r -F -d 'where to mount the dot'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l daemon -d 'keep running until SIGTERM: etcd up, and the agent when the config file has a daemon: section; --dot may be left out'
 complete -c knarr -n '__fish_seen_subcommand_from doctor' -l fix -d 'apt-get install the missing packages, start zfs-fuse and dockerd if needed, and make the test image'
-complete -c knarr -n '__fish_seen_subcommand_from completion' -a bash
-complete -c knarr -n '__fish_seen_subcommand_from completion' -a zsh
-complete -c knarr -n '__fish_seen_subcommand_from completion' -a fish
+complete -c knarr -n '__fish_seen_subcommand_from completion' -a '(__knarr_arg 1 "c:bash,zsh,fish" "  ")'

@@ -18,6 +18,9 @@ npm ci --no-audit --no-fund
 npm run build
 npm link --no-audit --no-fund
 
+# Man pages: man knarr, man knarr-dot, ...
+bash scripts/install-man.sh
+
 # Installs the Debian packages knarr drives and starts zfs-fuse/dockerd when they are missing.
 knarr doctor --fix || echo "knarr: some prerequisites are still missing (see above); the pool and etcd may still come up" >&2
 

@@ -40,7 +40,7 @@ function toOption(o: OptionDef): Option {
 
 function addCommand(parent: Command, def: CommandDef, onSelect: (s: Selected) => void): void {
   const cmd = parent
-    .command(def.name)
+    .command(def.name, { hidden: def.hidden === true })
     .summary(def.summary)
     .description(def.description ?? def.summary);
   cmd.exitOverride();

@@ -1,0 +1,81 @@
+import { userInfo } from 'node:os';
+import { statePaths } from '../../core/paths.js';
+import { thisHost } from '../../daemon/pidfile.js';
+import type { EtcdServerState } from '../../host/etcd-server.js';
+import { hostId } from '../../host/identity.js';
+import { listPoolRecords, readJson } from '../../host/local-state.js';
+import { ClusterRepo } from '../../state/clusters.js';
+import { DotRepo } from '../../state/dots.js';
+import { HostRepo } from '../../state/hosts.js';
+import { JobRepo } from '../../state/jobs.js';
+import { OpRepo } from '../../state/ops.js';
+import { connectEtcd, type Store } from '../../state/store.js';
+import { NAME_KINDS, type NameKind } from '../define.js';
+import type { CommandResult, Context } from '../types.js';
+
+/** A shell waits for completion: past this, it gets nothing rather than a hang. */
+const DEADLINE_MS = 1500;
+const ETCD_TIMEOUT_MS = 700;
+
+/** The fleet store if it answers at once: --etcd, else the local etcd when it runs (completion never starts it). */
+async function quickStore(ctx: Context): Promise<Store | null> {
+  let urls = ctx.config.etcd;
+  if (urls.length === 0) {
+    const local = await readJson<EtcdServerState>(statePaths(ctx.config.stateDir).etcdState);
+    if (!local?.pid) return null;
+    urls = [local.clientUrl];
+  }
+  return connectEtcd(urls, ETCD_TIMEOUT_MS);
+}
+
+async function fromStore(kind: Exclude<NameKind, 'pool'>, context: string | undefined, store: Store, ctx: Context): Promise<string[]> {
+  const fleet = ctx.config.fleet;
+  const dots = () => new DotRepo(store, fleet, hostId(), true);
+  const clusters = () => new ClusterRepo(store, fleet);
+  const user = ctx.config.cluster.user ?? userInfo().username;
+  switch (kind) {
+    case 'dot':
+      return (await dots().list()).map((d) => d.name);
+    case 'branch':
+      return context ? Object.keys((await dots().get(context))?.branches ?? {}) : [];
+    case 'remote':
+      return (await dots().listRemotes()).map((r) => r.name);
+    case 'job':
+      return (await new JobRepo(store, fleet).intents()).map((i) => i.spec.name);
+    case 'cluster':
+      return (await clusters().list()).filter((c) => c.user === user).map((c) => c.name);
+    case 'node':
+      return context ? ((await clusters().get(user, context))?.nodes ?? []).map((n) => n.hostname) : [];
+    case 'image':
+      return (await clusters().images(await thisHost(ctx.config.stateDir))).map((i) => i.name);
+    case 'op':
+      return (await new OpRepo(store, fleet).list()).map((o) => o.id);
+    case 'host':
+      return (await new HostRepo(store, fleet).list()).map((h) => h.host.name);
+  }
+}
+
+async function lookup(kind: NameKind, context: string | undefined, ctx: Context): Promise<string[]> {
+  if (kind === 'pool') return (await listPoolRecords(ctx.config.stateDir)).map((p) => p.name);
+  const store = await quickStore(ctx);
+  if (!store) return [];
+  try {
+    return await fromStore(kind, context, store, ctx);
+  } finally {
+    await store.close();
+  }
+}
+
+/** `knarr __complete KIND [CONTEXT]`: the names of KIND, sorted; none at all (and no error) when they cannot be had quickly. */
+export async function completeNames(kind: string, context: string | undefined, ctx: Context): Promise<CommandResult> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<string[]>((resolve) => {
+    timer = setTimeout(() => resolve([]), DEADLINE_MS);
+  });
+  // A kind this knarr does not know (a completion script of another version) has no names either.
+  const known = (NAME_KINDS as readonly string[]).includes(kind);
+  const names = known ? await Promise.race([lookup(kind as NameKind, context, ctx).catch(() => []), late]) : [];
+  clearTimeout(timer);
+  const sorted = [...new Set(names)].sort();
+  return { data: sorted, view: { kind: 'lines', lines: sorted } };
+}

@@ -1,0 +1,123 @@
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
+import { tempDir, uniqueName, type TempDir } from '../harness/tmp.js';
+import { haveTools, integration } from '../harness/tools.js';
+
+const root = new URL('../../', import.meta.url).pathname;
+
+/** Types LINE and a TAB into an interactive zsh (in a pty, with compinit and completions/), then prints the edit buffer. */
+const ZSH_DRIVER = `
+zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z "PS1='> '; fpath=(${root}completions \\$fpath); autoload -U compinit; compinit -u -d \${TMPDIR:-/tmp}/knarr-zcompdump-$$"
+zpty -w z 'show-buffer() { print -r -- "\${(U):-buf}=[$BUFFER]"; }; zle -N show-buffer; bindkey "^Xb" show-buffer'
+zpty -w -n z "$1"$'\\t'
+zpty -w -n z $'\\x18b'
+local out
+zpty -r -m z out '*BUF=\\[*\\]*'
+print -r -- "\${\${out##*BUF=\\[}%%\\]*}"
+zpty -d z
+`;
+
+describe.skipIf(!integration('shell completion', haveTools('etcd', 'bash', 'zsh', 'fish'), 'needs etcd, bash, zsh and fish'))(
+  'completion names your things in real bash, zsh and fish',
+  () => {
+    let etcd: EtcdInstance;
+    let tmp: TempDir;
+    let env: Record<string, string>;
+    const pool = uniqueName('kc');
+
+    beforeAll(async () => {
+      etcd = await startEtcd();
+      tmp = await tempDir('knarr-complete-');
+      // knarr on PATH, as the scripts call it.
+      mkdirSync(`${tmp.path}/bin`);
+      symlinkSync(`${root}bin/knarr`, `${tmp.path}/bin/knarr`);
+      writeFileSync(`${tmp.path}/drive.zsh`, ZSH_DRIVER);
+      env = { PATH: `${tmp.path}/bin:${process.env.PATH}`, KNARR_ETCD: etcd.url, KNARR_STATE_DIR: `${tmp.path}/state`, CI: 'true' };
+      const k = (...args: string[]) => execa('knarr', args, { env });
+      await k('pool', 'init', '--name', pool, '--driver', 'dir', '--path', `${tmp.path}/pool`);
+      await k('dot', 'init', 'pgdata');
+      await k('dot', 'commit', 'pgdata', '-m', 'first');
+      await k('dot', 'branch', 'pgdata', 'experiment');
+    }, 120_000);
+    afterAll(async () => {
+      await etcd?.stop();
+      await tmp?.cleanup();
+    });
+
+    const bash = async (line: string, extra: Record<string, string> = {}) => {
+      const words = line.split(' ');
+      const script =
+        `source ${root}completions/knarr.bash; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _knarr; ` +
+        `printf '%s\\n' "\${COMPREPLY[@]}"`;
+      return (await execa('bash', ['-c', script], { env: { ...env, ...extra } })).stdout.split('\n').filter(Boolean);
+    };
+    const zsh = async (line: string, extra: Record<string, string> = {}) =>
+      (await execa('zsh', [`${tmp.path}/drive.zsh`, line], { env: { ...env, ...extra }, timeout: 30_000 })).stdout.replace(/\r/g, '');
+    const fish = async (line: string, extra: Record<string, string> = {}) =>
+      (await execa('fish', ['-c', `source ${root}completions/knarr.fish; complete -C '${line}'`], { env: { ...env, ...extra } })).stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split('\t')[0]);
+
+    it('knarr __complete prints one name a line, and nothing at all for an unknown kind or dot', async () => {
+      const k = (...args: string[]) => execa('knarr', ['__complete', ...args], { env, reject: false });
+      expect((await k('dot')).stdout).toBe('pgdata');
+      expect((await k('branch', 'pgdata')).stdout).toBe('experiment\nmaster');
+      expect((await k('pool')).stdout).toBe(pool);
+      for (const r of [await k('branch', 'nosuch'), await k('gizmo'), await k('job')]) {
+        expect(r).toMatchObject({ exitCode: 0, stdout: '', stderr: '' });
+      }
+    });
+
+    it('bash: dot, branch and pool names, paths, and options only after a dash', async () => {
+      expect(await bash('knarr dot show ')).toEqual(['pgdata']);
+      expect(await bash('knarr dot checkout pgdata ')).toEqual(['experiment', 'master']);
+      expect(await bash('knarr dot log pgdata --branch e')).toEqual(['experiment']);
+      expect(await bash('knarr pool status ')).toEqual([pool]);
+      expect(await bash(`knarr dot mount pgdata ${tmp.path}/po`)).toEqual([`${tmp.path}/pool`]);
+      expect(await bash('knarr dot commit pgdata --')).toEqual(expect.arrayContaining(['--message', '--json']));
+      // The lookups use the etcd and state directory given on the line.
+      const line = `knarr --etcd ${etcd.url} --state-dir ${tmp.path}/state dot show `;
+      expect(await bash(line, { KNARR_ETCD: '', KNARR_STATE_DIR: '/nonexistent' })).toEqual(['pgdata']);
+    });
+
+    it('zsh: completes the dot name, and inserts no lone "-" where there is nothing to offer', async () => {
+      expect(await zsh('knarr dot show ')).toBe('knarr dot show pgdata ');
+      expect(await zsh('knarr dot checkout pgdata e')).toBe('knarr dot checkout pgdata experiment ');
+      expect(await zsh('knarr pool status ')).toBe(`knarr pool status ${pool} `);
+      expect(await zsh('knarr pool status ', { KNARR_STATE_DIR: `${tmp.path}/empty` })).toBe('knarr pool status ');
+      expect(await zsh('knarr dot sh')).toBe('knarr dot show ');
+    }, 60_000);
+
+    it('fish: completes the dot name, branches and pools', async () => {
+      expect(await fish('knarr dot show ')).toEqual(['pgdata']);
+      expect(await fish('knarr dot checkout pgdata ')).toEqual(['experiment', 'master']);
+      expect(await fish('knarr pool status ')).toEqual([pool]);
+      expect(await fish('knarr completion ')).toEqual(['bash', 'fish', 'zsh']);
+    });
+
+    it('an etcd that is down, or that never answers, gives no names and no error, quickly', async () => {
+      const hang: Server = createServer(() => undefined);
+      await new Promise<void>((r) => hang.listen(0, '127.0.0.1', r));
+      const silent = `http://127.0.0.1:${(hang.address() as { port: number }).port}`;
+      try {
+        for (const url of ['http://127.0.0.1:1', silent]) {
+          const started = Date.now();
+          const r = await execa('knarr', ['__complete', 'dot'], { env: { ...env, KNARR_ETCD: url }, reject: false });
+          expect(r).toMatchObject({ exitCode: 0, stdout: '', stderr: '' });
+          expect(Date.now() - started).toBeLessThan(2500);
+          expect(await bash('knarr dot show ', { KNARR_ETCD: url })).toEqual([]);
+          expect(await fish('knarr dot show ', { KNARR_ETCD: url })).toEqual([]);
+        }
+        expect(await zsh('knarr dot show ', { KNARR_ETCD: 'http://127.0.0.1:1' })).toBe('knarr dot show ');
+      } finally {
+        hang.close();
+      }
+    }, 60_000);
+  },
+);
