@@ -2,6 +2,10 @@ import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hostname } from 'node:os';
+import { ClusterRepo } from '../../src/state/clusters.js';
+import { fleetKeys } from '../../src/state/keys.js';
+import { connectEtcd } from '../../src/state/store.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { tempDir, uniqueName, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
@@ -73,6 +77,36 @@ describe.skipIf(!integration('shell completion', haveTools('etcd', 'bash', 'zsh'
         expect(r).toMatchObject({ exitCode: 0, stdout: '', stderr: '' });
       }
     });
+
+    it('names jobs, clusters and their nodes, images, operations, hosts and remotes from the records the list commands read', async () => {
+      const store = await connectEtcd([etcd.url]);
+      const keys = fleetKeys('default');
+      try {
+        await store.put(keys.job('web'), JSON.stringify({ spec: { name: 'web' } }));
+        const nodes = [0, 1].map((i) => ({ hostname: `host-${i}` }));
+        await store.put(keys.cluster('alice', 'lab'), JSON.stringify({ user: 'alice', name: 'lab', nodes }));
+        await store.put(keys.cluster('bob', 'other'), JSON.stringify({ user: 'bob', name: 'other', nodes: [] }));
+        await new ClusterRepo(store, 'default').putImage({ host: hostname(), name: 'base' } as Parameters<ClusterRepo['putImage']>[0]);
+        await store.put(keys.op('op-000007'), JSON.stringify({ id: 'op-000007' }));
+        await store.put(keys.host('h1'), JSON.stringify({ name: 'h1' }));
+      } finally {
+        await store.close();
+      }
+      await execa('knarr', ['dot', 'remote', 'add', 'usb', `file://${tmp.path}/usb`], { env });
+      const k = async (...args: string[]) => (await execa('knarr', ['__complete', ...args], { env: { ...env, KNARR_USER: 'alice' } })).stdout;
+      expect(await k('job')).toBe('web');
+      expect(await k('cluster')).toBe('lab');
+      expect(await k('node', 'lab')).toBe('host-0\nhost-1');
+      expect(await k('image')).toBe('base');
+      expect(await k('op')).toBe('op-000007');
+      expect(await k('host')).toBe('h1');
+      expect(await k('remote')).toBe('usb');
+      expect(await bash('knarr cluster exec lab ', { KNARR_USER: 'alice' })).toEqual(['host-0', 'host-1']);
+      expect(await bash('knarr job logs ')).toEqual(['web']);
+      expect(await fish('knarr op show ')).toEqual(['op-000007']);
+      expect(await fish('knarr dot push pgdata ')).toEqual(['usb']);
+      expect(await zsh('knarr image rm ')).toBe('knarr image rm base ');
+    }, 60_000);
 
     it('bash: dot, branch and pool names, paths, and options only after a dash', async () => {
       expect(await bash('knarr dot show ')).toEqual(['pgdata']);
