@@ -36,9 +36,14 @@ export const COMMANDS: CommandDef[] = [
     {
       name: 'completion',
       summary: 'print a shell completion script',
+      description:
+        'Prints the bash, zsh or fish script that completes commands, options and their values, paths where a path goes, and the names of ' +
+        'your pools, dots, branches, remotes, jobs, clusters, nodes, images, operations and hosts, which it asks knarr for (with the --etcd, ' +
+        '--state-dir and --fleet given on the line; nothing when etcd does not answer within a second or so).',
       args: { shell: { description: 'bash, zsh or fish', required: true, choices: ['bash', 'zsh', 'fish'] } },
       examples: [
         { command: 'knarr completion bash > /etc/bash_completion.d/knarr', description: 'install bash completion' },
+        { command: 'knarr completion zsh > /usr/local/share/zsh/site-functions/_knarr', description: 'install zsh completion' },
         { command: 'knarr completion fish > ~/.config/fish/completions/knarr.fish', description: 'install fish completion' },
       ],
       dryRun: 'reads',
