@@ -1,14 +1,8 @@
 import { userInfo } from 'node:os';
 import { statePaths } from '../../core/paths.js';
-import { thisHost } from '../../daemon/pidfile.js';
 import type { EtcdServerState } from '../../host/etcd-server.js';
 import { hostId } from '../../host/identity.js';
 import { listPoolRecords, readJson } from '../../host/local-state.js';
-import { ClusterRepo } from '../../state/clusters.js';
-import { DotRepo } from '../../state/dots.js';
-import { HostRepo } from '../../state/hosts.js';
-import { JobRepo } from '../../state/jobs.js';
-import { OpRepo } from '../../state/ops.js';
 import { connectEtcd, type Store } from '../../state/store.js';
 import { NAME_KINDS, type NameKind } from '../define.js';
 import type { CommandResult, Context } from '../types.js';
@@ -28,30 +22,33 @@ async function quickStore(ctx: Context): Promise<Store | null> {
   return connectEtcd(urls, ETCD_TIMEOUT_MS);
 }
 
+/** Each kind loads only its own repository: completion runs at every TAB. */
 async function fromStore(kind: Exclude<NameKind, 'pool'>, context: string | undefined, store: Store, ctx: Context): Promise<string[]> {
   const fleet = ctx.config.fleet;
-  const dots = () => new DotRepo(store, fleet, hostId(), true);
-  const clusters = () => new ClusterRepo(store, fleet);
+  const dots = async () => new (await import('../../state/dots.js')).DotRepo(store, fleet, hostId(), true);
+  const clusters = async () => new (await import('../../state/clusters.js')).ClusterRepo(store, fleet);
   const user = ctx.config.cluster.user ?? userInfo().username;
   switch (kind) {
     case 'dot':
-      return (await dots().list()).map((d) => d.name);
+      return (await (await dots()).list()).map((d) => d.name);
     case 'branch':
-      return context ? Object.keys((await dots().get(context))?.branches ?? {}) : [];
+      return context ? Object.keys((await (await dots()).get(context))?.branches ?? {}) : [];
     case 'remote':
-      return (await dots().listRemotes()).map((r) => r.name);
+      return (await (await dots()).listRemotes()).map((r) => r.name);
     case 'job':
-      return (await new JobRepo(store, fleet).intents()).map((i) => i.spec.name);
+      return (await new (await import('../../state/jobs.js')).JobRepo(store, fleet).intents()).map((i) => i.spec.name);
     case 'cluster':
-      return (await clusters().list()).filter((c) => c.user === user).map((c) => c.name);
+      return (await (await clusters()).list()).filter((c) => c.user === user).map((c) => c.name);
     case 'node':
-      return context ? ((await clusters().get(user, context))?.nodes ?? []).map((n) => n.hostname) : [];
-    case 'image':
-      return (await clusters().images(await thisHost(ctx.config.stateDir))).map((i) => i.name);
+      return context ? ((await (await clusters()).get(user, context))?.nodes ?? []).map((n) => n.hostname) : [];
+    case 'image': {
+      const { thisHost } = await import('../../daemon/pidfile.js');
+      return (await (await clusters()).images(await thisHost(ctx.config.stateDir))).map((i) => i.name);
+    }
     case 'op':
-      return (await new OpRepo(store, fleet).list()).map((o) => o.id);
+      return (await new (await import('../../state/ops.js')).OpRepo(store, fleet).list()).map((o) => o.id);
     case 'host':
-      return (await new HostRepo(store, fleet).list()).map((h) => h.host.name);
+      return (await new (await import('../../state/hosts.js')).HostRepo(store, fleet).list()).map((h) => h.host.name);
   }
 }
 
