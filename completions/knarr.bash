@@ -4,6 +4,9 @@ _knarr_names() {
   local out
   out="$(command knarr "${fwd[@]}" --no-json -o table __complete "$@" 2>/dev/null)" || return 0
   COMPREPLY=($(compgen -W "$out" -- "$cur"))
+  # bash replaces only what follows the last ":" of the word (an image tag): offer just that part.
+  [[ $cur == *:* && $COMP_WORDBREAKS == *:* ]] && COMPREPLY=("${COMPREPLY[@]#"${cur%"${cur##*:}"}"}")
+  return 0
 }
 _knarr_value() {
   case "$1" in
@@ -54,8 +57,8 @@ _knarr_node() {
     'dot/send') args='dot none'; opts='--base'; vals=' --base=none ' ;;
     'dot/receive') args='dot'; opts='--record --branch --base --pool'; vals=' --record=none --branch=branch --base=none --pool=pool ' ;;
     'dot/rm') args='dot'; opts='--force' ;;
-    'job/run') args='none none...'; opts='-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart --cpu --memory --fixed --static -d --detach'; vals=' -f=path --file=path --name=none -e=none --env=none --network=none --host=host --tag=none -p=none --port=none --volume=none --link=none --restart=none --cpu=none --memory=none ' ;;
-    'job/plan') args='none none...'; opts='-f --file --name --host --tag -p --port --volume --cpu --memory --fixed --strategy'; vals=' -f=path --file=path --name=none --host=host --tag=none -p=none --port=none --volume=none --cpu=none --memory=none --strategy=c:spread,binpack ' ;;
+    'job/run') args='docker-image none...'; opts='-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart --cpu --memory --fixed --static -d --detach'; vals=' -f=path --file=path --name=none -e=none --env=none --network=none --host=host --tag=none -p=none --port=none --volume=none --link=none --restart=none --cpu=none --memory=none ' ;;
+    'job/plan') args='docker-image none...'; opts='-f --file --name --host --tag -p --port --volume --cpu --memory --fixed --strategy'; vals=' -f=path --file=path --name=none --host=host --tag=none -p=none --port=none --volume=none --cpu=none --memory=none --strategy=c:spread,binpack ' ;;
     'job/show') args='job' ;;
     'job/logs') args='job'; opts='-f --follow' ;;
     'job/stop') args='job' ;;
@@ -91,16 +94,24 @@ _knarr_node() {
 }
 _knarr() {
   local cur prev cmd="" i w leaf="" act kids args opts vals
-  local -a pos=() fwd=() a
-  cur="${COMP_WORDS[COMP_CWORD]}"
-  prev="${COMP_WORDS[COMP_CWORD-1]}"
+  local -a pos=() fwd=() a line
+  # Words as typed, split at blanks only (COMP_WORDS also splits 8080:80 and image:tag at the colon).
+  if [[ -n ${COMP_LINE-} ]]; then
+    read -ra line <<< "${COMP_LINE:0:COMP_POINT}"
+    [[ $COMP_POINT -eq 0 || ${COMP_LINE:COMP_POINT-1:1} == [[:space:]] ]] && line+=("")
+  else
+    line=("${COMP_WORDS[@]:0:COMP_CWORD+1}")
+  fi
+  local n=${#line[@]}
+  cur="${line[n-1]}"
+  prev="${line[n-2]}"
   local gvals=' -o=c:table,json,yaml --output=c:table,json,yaml --config=path --state-dir=path --etcd=none --fleet=none '
   local globals='--json --no-json -o --output --dry-run --no-dry-run -v --verbose --no-verbose -q --quiet --no-quiet --wait --no-wait --config --state-dir --etcd --fleet'
   _knarr_node ""
-  for ((i = 1; i < COMP_CWORD; i++)); do
-    w="${COMP_WORDS[i]}"
+  for ((i = 1; i < n - 1; i++)); do
+    w="${line[i]}"
     case "$w" in
-      --config | --state-dir | --etcd | --fleet) fwd+=("$w" "${COMP_WORDS[i+1]}"); ((i++)); continue ;;
+      --config | --state-dir | --etcd | --fleet) fwd+=("$w" "${line[i+1]}"); ((i++)); continue ;;
       -*) [[ "$gvals$vals" == *" $w="* ]] && ((i++)); continue ;;
     esac
     # Words after a leaf command are its arguments, not more of the path.

@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { ClusterRepo } from '../../src/state/clusters.js';
 import { fleetKeys } from '../../src/state/keys.js';
 import { connectEtcd } from '../../src/state/store.js';
+import { haveDockerd, startDockerd } from '../harness/dockerd.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { tempDir, uniqueName, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
@@ -58,6 +59,15 @@ describe.skipIf(!integration('shell completion', haveTools('etcd', 'bash', 'zsh'
       const script =
         `source ${root}completions/knarr.bash; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _knarr; ` +
         `printf '%s\\n' "\${COMPREPLY[@]}"`;
+      return (await execa('bash', ['-c', script], { env: { ...env, ...extra } })).stdout.split('\n').filter(Boolean);
+    };
+    /** As bash calls it at a prompt: the line and the cursor, with COMP_WORDS split at colons too. */
+    const bashLine = async (line: string, extra: Record<string, string> = {}) => {
+      const words = line.split(/(:| +)/).filter((w) => w.trim() !== '');
+      if (line.endsWith(' ')) words.push('');
+      const script =
+        `source ${root}completions/knarr.bash; COMP_LINE='${line}'; COMP_POINT=${line.length}; ` +
+        `COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _knarr; printf '%s\\n' "\${COMPREPLY[@]}"`;
       return (await execa('bash', ['-c', script], { env: { ...env, ...extra } })).stdout.split('\n').filter(Boolean);
     };
     const zsh = async (line: string, extra: Record<string, string> = {}) =>
@@ -119,6 +129,31 @@ describe.skipIf(!integration('shell completion', haveTools('etcd', 'bash', 'zsh'
       const line = `knarr --etcd ${etcd.url} --state-dir ${tmp.path}/state dot show `;
       expect(await bash(line, { KNARR_ETCD: '', KNARR_STATE_DIR: '/nonexistent' })).toEqual(['pgdata']);
     });
+
+    it.skipIf(!integration('docker image completion', haveDockerd() && process.getuid?.() === 0, 'needs root, dockerd, docker and busybox-static'))(
+      'job run completes the local docker images; bash keeps words with colons whole',
+      async () => {
+        const dtmp = await tempDir('knarr-complete-docker-');
+        const d = await startDockerd(dtmp.path);
+        try {
+          await d.docker('tag', d.image, 'web/app:2');
+          const e = { DOCKER_HOST: d.env.DOCKER_HOST! };
+          expect((await execa('knarr', ['__complete', 'docker-image'], { env: { ...env, ...e } })).stdout.split('\n').sort()).toEqual(
+            [d.image, 'web/app:2'].sort(),
+          );
+          expect(await bashLine('knarr job run -p 8080:80 web/', e)).toEqual(['web/app:2']);
+          // bash puts back only what follows the colon.
+          expect(await bashLine('knarr job run web/app:', e)).toEqual(['2']);
+          expect(await bashLine('knarr dot checkout pgdata ')).toEqual(['experiment', 'master']);
+          expect(await fish('knarr job run -d web', e)).toEqual(['web/app:2']);
+          expect(await zsh('knarr job run --volume a:b web/', e)).toBe('knarr job run --volume a:b web/app:2 ');
+        } finally {
+          await d.stop();
+          await dtmp.cleanup();
+        }
+      },
+      120_000,
+    );
 
     it('zsh: completes the dot name, and inserts no lone "-" where there is nothing to offer', async () => {
       expect(await zsh('knarr dot show ')).toBe('knarr dot show pgdata ');

@@ -9,7 +9,7 @@ import type { CommandResult, Context } from '../types.js';
 
 /** A shell waits for completion: past this, it gets nothing rather than a hang. */
 const DEADLINE_MS = 1500;
-const ETCD_TIMEOUT_MS = 700;
+const LOOKUP_TIMEOUT_MS = 700;
 
 /** The fleet store if it answers at once: --etcd, else the local etcd when it runs (completion never starts it). */
 async function quickStore(ctx: Context): Promise<Store | null> {
@@ -19,11 +19,11 @@ async function quickStore(ctx: Context): Promise<Store | null> {
     if (!local?.pid) return null;
     urls = [local.clientUrl];
   }
-  return connectEtcd(urls, ETCD_TIMEOUT_MS);
+  return connectEtcd(urls, LOOKUP_TIMEOUT_MS);
 }
 
 /** Each kind loads only its own repository: completion runs at every TAB. */
-async function fromStore(kind: Exclude<NameKind, 'pool'>, context: string | undefined, store: Store, ctx: Context): Promise<string[]> {
+async function fromStore(kind: Exclude<NameKind, 'pool' | 'docker-image'>, context: string | undefined, store: Store, ctx: Context): Promise<string[]> {
   const fleet = ctx.config.fleet;
   const dots = async () => new (await import('../../state/dots.js')).DotRepo(store, fleet, hostId(), true);
   const clusters = async () => new (await import('../../state/clusters.js')).ClusterRepo(store, fleet);
@@ -52,8 +52,18 @@ async function fromStore(kind: Exclude<NameKind, 'pool'>, context: string | unde
   }
 }
 
+/** The local docker engine's tagged images (a job's image; knarr never pulls). */
+async function dockerImages(ctx: Context): Promise<string[]> {
+  const { DockerEngine, dockerSocketPath, ENGINE_API } = await import('../../host/docker.js');
+  // The oldest API knarr speaks lists images on every engine, and skips a /_ping that waits up to 10 s.
+  const engine = new DockerEngine(dockerSocketPath(ctx.env), true, ENGINE_API.oldest);
+  const images = await engine.call<{ RepoTags?: string[] | null }[]>('GET', '/images/json', undefined, LOOKUP_TIMEOUT_MS);
+  return images.flatMap((i) => i.RepoTags ?? []).filter((t) => t !== '<none>:<none>');
+}
+
 async function lookup(kind: NameKind, context: string | undefined, ctx: Context): Promise<string[]> {
   if (kind === 'pool') return (await listPoolRecords(ctx.config.stateDir)).map((p) => p.name);
+  if (kind === 'docker-image') return dockerImages(ctx);
   const store = await quickStore(ctx);
   if (!store) return [];
   try {
