@@ -27,7 +27,7 @@ describe('what completion offers for each argument and option value', () => {
     expect(argKinds('image import')).toEqual(['none', 'path']);
     expect(argKinds('dot remote rm')).toEqual(['remote']);
     expect(argKinds('dot remote add')).toEqual(['none', 'none']);
-    expect(argKinds('job run')[0]).toBe('none');
+    expect(argKinds('job run')[0]).toBe('docker-image');
   });
 
   it('every kind of name is offered somewhere in the visible table', () => {
