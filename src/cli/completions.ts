@@ -211,7 +211,12 @@ function zsh(): string {
     '  [[ -z $act && ${a[-1]} == *... ]] && act=${a[-1]}',
     '  _knarr_value ${act%...}',
     '}',
-    '_knarr "$@"',
+    '# Autoloaded from $fpath it completes now; sourced (source <(knarr completion zsh)) it registers itself.',
+    'if [[ ${zsh_eval_context[-1]} == loadautofunc ]]; then',
+    '  _knarr "$@"',
+    'else',
+    '  compdef _knarr knarr',
+    'fi',
     '',
   );
   return l.join('\n');

@@ -13,11 +13,16 @@ import { haveTools, integration } from '../harness/tools.js';
 
 const root = new URL('../../', import.meta.url).pathname;
 
-/** Types LINE and a TAB into an interactive zsh (in a pty, with compinit and completions/), then prints the edit buffer. */
+/**
+ * Types LINE ($1) and a TAB into an interactive zsh in a pty, then prints the edit buffer. The completion comes from
+ * completions/ on $fpath, or with $2 = source from `source <(knarr completion zsh)`.
+ */
 const ZSH_DRIVER = `
 zmodload zsh/zpty
 zpty z zsh -f -i
-zpty -w z "PS1='> '; fpath=(${root}completions \\$fpath); autoload -U compinit; compinit -u -d \${TMPDIR:-/tmp}/knarr-zcompdump-$$"
+[[ $2 == source ]] || zpty -w z "fpath=(${root}completions \\$fpath)"
+zpty -w z "PS1='> '; autoload -U compinit; compinit -u -d \${TMPDIR:-/tmp}/knarr-zcompdump-$2-$$"
+[[ $2 == source ]] && zpty -w z 'source <(knarr completion zsh)'
 zpty -w z 'show-buffer() { print -r -- "\${(U):-buf}=[$BUFFER]"; }; zle -N show-buffer; bindkey "^Xb" show-buffer'
 zpty -w -n z "$1"$'\\t'
 zpty -w -n z $'\\x18b'
@@ -70,8 +75,8 @@ describe.skipIf(!integration('shell completion', haveTools('etcd', 'bash', 'zsh'
         `COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _knarr; printf '%s\\n' "\${COMPREPLY[@]}"`;
       return (await execa('bash', ['-c', script], { env: { ...env, ...extra } })).stdout.split('\n').filter(Boolean);
     };
-    const zsh = async (line: string, extra: Record<string, string> = {}) =>
-      (await execa('zsh', [`${tmp.path}/drive.zsh`, line], { env: { ...env, ...extra }, timeout: 30_000 })).stdout.replace(/\r/g, '');
+    const zsh = async (line: string, extra: Record<string, string> = {}, how = 'fpath') =>
+      (await execa('zsh', [`${tmp.path}/drive.zsh`, line, how], { env: { ...env, ...extra }, timeout: 30_000 })).stdout.replace(/\r/g, '');
     const fish = async (line: string, extra: Record<string, string> = {}) =>
       (await execa('fish', ['-c', `source ${root}completions/knarr.fish; complete -C '${line}'`], { env: { ...env, ...extra } })).stdout
         .split('\n')
@@ -161,6 +166,7 @@ describe.skipIf(!integration('shell completion', haveTools('etcd', 'bash', 'zsh'
       expect(await zsh('knarr pool status ')).toBe(`knarr pool status ${pool} `);
       expect(await zsh('knarr pool status ', { KNARR_STATE_DIR: `${tmp.path}/empty` })).toBe('knarr pool status ');
       expect(await zsh('knarr dot sh')).toBe('knarr dot show ');
+      expect(await zsh('knarr dot show ', {}, 'source')).toBe('knarr dot show pgdata ');
     }, 60_000);
 
     it('fish: completes the dot name, branches and pools', async () => {
