@@ -5,12 +5,31 @@ const HEADER = 'completion for knarr, generated from the command table by `npm r
 
 interface Node {
   path: string[];
+  /** Each word of the path with its aliases (`list`, `ls`). */
+  names: string[][];
   def: CommandDef;
 }
 
+const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+const namesOf = (d: CommandDef) => [d.name, ...(d.aliases ?? [])];
+
 /** Every visible node of the tree with its path (groups and leaves). */
-function nodes(defs: CommandDef[] = visible(), prefix: string[] = []): Node[] {
-  return defs.flatMap((d) => [{ path: [...prefix, d.name], def: d }, ...nodes(d.subcommands ?? [], [...prefix, d.name])]);
+function nodes(defs: CommandDef[] = visible(), prefix: string[] = [], prefixNames: string[][] = []): Node[] {
+  return defs.flatMap((d) => {
+    const path = [...prefix, d.name];
+    const names = [...prefixNames, namesOf(d)];
+    return [{ path, names, def: d }, ...nodes(d.subcommands ?? [], path, names)];
+  });
+}
+
+/** The shell `case` pattern of a node: its path as typed with any of its words' aliases. */
+function casePattern(n: Node | null): string {
+  if (!n) return "''";
+  const spell = (levels: string[][]): string[] =>
+    levels.length === 0 ? [''] : spell(levels.slice(0, -1)).flatMap((head) => levels[levels.length - 1]!.map((w) => (head ? `${head}/${w}` : w)));
+  return spell(n.names)
+    .map((p) => q(p))
+    .join(' | ');
 }
 
 const groups = () => nodes().filter((n) => n.def.subcommands);
@@ -39,12 +58,10 @@ const valueMap = (opts: OptionDef[]) =>
 /** Global options whose values the lookups need too (which etcd, state directory, fleet). */
 const FORWARDED = GLOBAL_OPTIONS.filter((o) => takesValue(o.flags) && longName(o.flags) !== 'output').flatMap(words);
 
-const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
 /** Subcommands of a group (the root for null), with their summaries. */
 function kids(n: Node | null): { word: string; text: string }[] {
   const defs = n ? (n.def.subcommands ?? []) : visible();
-  return defs.map((d) => ({ word: d.name, text: d.summary }));
+  return defs.flatMap((d) => namesOf(d).map((word) => ({ word, text: d.summary })));
 }
 
 function bash(): string {
@@ -75,7 +92,7 @@ function bash(): string {
   ];
   for (const n of [null, ...groups()])
     l.push(
-      `    ${q(n ? n.path.join('/') : '')}) kids=${q(
+      `    ${casePattern(n)}) kids=${q(
         kids(n)
           .map((k) => k.word)
           .join(' '),
@@ -88,7 +105,7 @@ function bash(): string {
       ...(opts.length ? [`opts=${q(opts.flatMap(words).join(' '))}`] : []),
       ...(opts.some((o) => takesValue(o.flags)) ? [`vals=${q(valueMap(opts))}`] : []),
     ];
-    if (set.length) l.push(`    ${q(n.path.join('/'))}) ${set.join('; ')} ;;`);
+    if (set.length) l.push(`    ${casePattern(n)}) ${set.join('; ')} ;;`);
   }
   l.push(
     '  esac',
@@ -166,7 +183,7 @@ function zsh(): string {
   ];
   for (const n of [null, ...groups()])
     l.push(
-      `    ${q(n ? n.path.join('/') : '')}) kids=(${kids(n)
+      `    ${casePattern(n)}) kids=(${kids(n)
         .map((k) => desc(k.word, k.text))
         .join(' ')}) ;;`,
     );
@@ -177,7 +194,7 @@ function zsh(): string {
       ...(opts.length ? [`opts=(${optDescs(opts).join(' ')})`] : []),
       ...(opts.some((o) => takesValue(o.flags)) ? [`vals=${q(valueMap(opts))}`] : []),
     ];
-    if (set.length) l.push(`    ${q(n.path.join('/'))}) ${set.join('; ')} ;;`);
+    if (set.length) l.push(`    ${casePattern(n)}) ${set.join('; ')} ;;`);
   }
   l.push(
     '  esac',
@@ -305,15 +322,15 @@ function fish(): string {
   };
   for (const g of GLOBAL_OPTIONS) opt('', g, null);
   // fish matches a node by the words seen so far, and by none of its children yet.
-  const seen = (path: string[]) => path.map((p) => `__fish_seen_subcommand_from ${p}`);
+  const seen = (names: string[][]) => names.map((p) => `__fish_seen_subcommand_from ${p.join(' ')}`);
   for (const n of [null, ...groups()]) {
-    const path = n ? n.path : [];
+    const path = n ? n.names : [];
     const k = kids(n);
     const cond = [...(path.length ? seen(path) : []), `not __fish_seen_subcommand_from ${k.map((x) => x.word).join(' ')}`].join('; and ');
     for (const x of k) l.push(`complete -c knarr -n ${q(cond)} -a ${x.word} -d ${q(x.text)}`);
   }
   for (const n of leaves()) {
-    const cond = seen(n.path).join('; and ');
+    const cond = seen(n.names).join('; and ');
     if (n.def.args?.length) {
       l.push(`complete -c knarr -n ${q(cond)} -a ${q(`(__knarr_arg ${n.path.length} "${argActions(n.def)}" "${valueMap(n.def.options ?? [])}")`)}`);
     }

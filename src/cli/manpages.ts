@@ -57,6 +57,7 @@ function exampleItems(def: CommandDef): string[] {
 
 function leafSection(path: string[], def: CommandDef): string[] {
   const lines = ['.SS ' + esc(`knarr ${path.join(' ')}`), esc(def.description ?? def.summary), '.PP', synopsis(path, def)];
+  if (def.aliases?.length) lines.push('.PP', esc(`Also typed as ${def.aliases.map((a) => `knarr ${[...path.slice(0, -1), a].join(' ')}`).join(', ')}.`));
   if (def.args?.length) lines.push('.PP', 'Arguments:', '.RS', ...argItems(def.args), '.RE');
   if (def.options?.length) lines.push('.PP', 'Options:', '.RS', ...optionItems(def.options), '.RE');
   if (def.examples?.length) lines.push('.PP', 'Examples:', '.RS', ...exampleItems(def), '.RE');
@@ -119,7 +120,7 @@ function mainPage(): string {
   for (const c of visible()) {
     lines.push(`.SS ${esc(`knarr ${c.name}`)}`, `${esc(c.summary)}; see \\fBknarr\\-${esc(c.name)}\\fR(1).`);
     for (const { path, def } of leafCommands(c.subcommands ?? [c], c.subcommands ? [c.name] : [])) {
-      lines.push('.TP', `.B ${esc(synopsisText(path, def))}`, esc(def.summary));
+      lines.push('.TP', `.B ${esc(synopsisText(path, def))}`, esc(def.summary + (def.aliases?.length ? ` (also ${def.aliases.join(', ')})` : '')));
     }
   }
   lines.push('.SH GLOBAL OPTIONS', esc('Global options go anywhere on the line.'), ...optionItems(GLOBAL_OPTIONS));

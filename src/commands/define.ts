@@ -43,6 +43,8 @@ export interface Example {
 /** One node of the command tree; a leaf has a handler (or run), a group has subcommands. */
 export interface CommandDef {
   name: string;
+  /** Other names people type for it (`ls` for list); help, completion and the man pages show them. */
+  aliases?: readonly string[];
   summary: string;
   description?: string;
   args?: ArgDef[];
