@@ -93,13 +93,14 @@ export interface TypedInput<A extends Record<string, ArgSpec>, O extends Record<
 
 export interface CommandSpec<A extends Record<string, ArgSpec>, O extends Record<string, OptionSpec>> {
   name: string;
-  hidden?: boolean;
   summary: string;
   description?: string;
   args?: A;
   options?: O;
   examples?: Example[];
   dryRun: DryRunMode;
+  /** Left out of help, completion, man pages and docs. */
+  hidden?: boolean;
 }
 
 /** Long option name without dashes or argument: "--loop-file <path>" -> "loop-file". */
