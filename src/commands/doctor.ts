@@ -96,22 +96,17 @@ async function defaultBridgeGone(socket: string): Promise<string | null> {
 /** The image `doctor --fix` makes when dockerd has none: busybox-static's applets, no registry needed. */
 export const CHECK_IMAGE = 'knarr/busybox:local';
 
-/** The local image the check starts: the install's busybox first, then any busybox, then any tagged image (none is ever pulled). */
+/** The local image the check runs `true` in: the install's, else any busybox (another image may have no `true`; none is pulled). */
 export function pickCheckImage(tags: string[]): string | null {
-  const preferred = [CHECK_IMAGE, 'busybox:latest'];
-  return preferred.find((t) => tags.includes(t)) ?? tags.find((t) => /(^|\/)busybox:/.test(t)) ?? tags.find((t) => t !== '<none>:<none>') ?? null;
+  return tags.find((t) => t === CHECK_IMAGE) ?? tags.find((t) => t === 'busybox:latest') ?? tags.find((t) => /(^|\/)busybox:/.test(t)) ?? null;
 }
 
-/**
- * Starts (and removes) a tiny container on the default network: a dockerd can answer while no container can start
- * (a broken default bridge, no image to run). The failure, or null when one started and exited 0.
- */
 async function localImageTags(socket: string): Promise<string[]> {
   const images = await new DockerEngine(socket, true).call<{ RepoTags?: string[] | null }[]>('GET', '/images/json', undefined, 10_000);
   return images.flatMap((i) => i.RepoTags ?? []);
 }
 
-/** Imports CHECK_IMAGE from the host's busybox-static when dockerd has no image at all. */
+/** Imports CHECK_IMAGE from the host's busybox-static when dockerd has no busybox image. */
 async function importCheckImage(ctx: Context, socket: string): Promise<void> {
   const busybox = findExecutable('busybox', ctx.env.PATH);
   if (!busybox || pickCheckImage(await localImageTags(socket).catch(() => [])) !== null) return;
@@ -127,11 +122,14 @@ async function importCheckImage(ctx: Context, socket: string): Promise<void> {
   }
 }
 
+/**
+ * Starts (and removes) a tiny container on the default network: a dockerd can answer while no container can start
+ * (a broken default bridge, no image to run). The failure, or null when one started and exited 0.
+ */
 async function containerFails(ctx: Context, socket: string): Promise<string | null> {
   const engine = new DockerEngine(socket, false);
   const image = pickCheckImage(await localImageTags(socket));
-  if (!image)
-    return `it has no local image to start a test container from (knarr never pulls one); knarr doctor --fix imports ${CHECK_IMAGE} ` + 'from busybox-static';
+  if (!image) return `it has no busybox image to start a test container from (knarr never pulls one); knarr doctor --fix imports ${CHECK_IMAGE}`;
   if (ctx.runner.plan(['docker', 'run', '--rm', image, 'true'])) return null;
   let id: string | null = null;
   try {

@@ -1,10 +1,20 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { pickCheckImage } from '../../src/commands/doctor.js';
 import { knarr } from '../harness/cli.js';
 import { execa } from 'execa';
 import { haveDockerd, startDockerd } from '../harness/dockerd.js';
 import { tempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
+
+describe('the image doctor starts its test container from', () => {
+  it("is the install's, else a busybox, never another image (it may have no `true`)", () => {
+    expect(pickCheckImage(['nginx:1', 'busybox:1.36', 'knarr/busybox:local'])).toBe('knarr/busybox:local');
+    expect(pickCheckImage(['nginx:1', 'busybox:latest', 'my/busybox:2'])).toBe('busybox:latest');
+    expect(pickCheckImage(['nginx:1', 'my/busybox:2'])).toBe('my/busybox:2');
+    expect(pickCheckImage(['nginx:1', 'notbusybox:1', '<none>:<none>'])).toBeNull();
+  });
+});
 
 describe('knarr doctor', () => {
   it('reports every prerequisite with its package, as JSON', async () => {
@@ -99,7 +109,7 @@ describe('knarr doctor', () => {
         await d.docker('rmi', d.image);
         const bare = await knarr(['--json', 'doctor'], { env: d.env });
         expect(bare.code).toBe(5);
-        expect(docker(bare)).toMatchObject({ status: 'missing', detail: expect.stringMatching(/no local image .*never pulls.*doctor --fix/) });
+        expect(docker(bare)).toMatchObject({ status: 'missing', detail: expect.stringMatching(/no busybox image .*never pulls.*doctor --fix/) });
         // --fix makes the image from busybox-static, and the container then starts.
         const fixed = await knarr(['--json', 'doctor', '--fix'], { env: d.env });
         expect(docker(fixed), fixed.stderr).toMatchObject({ status: 'ok' });

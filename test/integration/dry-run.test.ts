@@ -282,7 +282,7 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     'op wait': [[doneOp]],
     completion: [['bash']],
     // Shell completion's hidden lookup.
-    __complete: [['dot'], ['branch', 'd1'], ['node', 'lab'], ['pool'], ['op'], ['host']],
+    __complete: [['dot'], ['branch', 'd1'], ['node', 'lab'], ['pool'], ['op'], ['host'], ['docker-image']],
   });
 
   it('each command, with realistic arguments, leaves etcd, docker, LXC, zfs, mounts and the state directory as they were', async () => {
