@@ -76,7 +76,7 @@ describe.skipIf(!integration('shell completion', haveTools('etcd', 'bash', 'zsh'
       return (await execa('bash', ['-c', script], { env: { ...env, ...extra } })).stdout.split('\n').filter(Boolean);
     };
     const zsh = async (line: string, extra: Record<string, string> = {}, how = 'fpath') =>
-      (await execa('zsh', [`${tmp.path}/drive.zsh`, line, how], { env: { ...env, ...extra }, timeout: 30_000 })).stdout.replace(/\r/g, '');
+      (await execa('zsh', [`${tmp.path}/drive.zsh`, line, how], { env: { ...env, TMPDIR: tmp.path, ...extra }, timeout: 30_000 })).stdout.replace(/\r/g, '');
     const fish = async (line: string, extra: Record<string, string> = {}) =>
       (await execa('fish', ['-c', `source ${root}completions/knarr.fish; complete -C '${line}'`], { env: { ...env, ...extra } })).stdout
         .split('\n')
