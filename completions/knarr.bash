@@ -1,159 +1,134 @@
 # bash completion for knarr, generated from the command table by `npm run gen`; do not edit
+# Names (dots, pools, jobs...) come from `knarr __complete KIND`, which prints nothing when it cannot answer quickly.
+_knarr_names() {
+  local out
+  out="$(command knarr "${fwd[@]}" --no-json -o table __complete "$@" 2>/dev/null)" || return 0
+  COMPREPLY=($(compgen -W "$out" -- "$cur"))
+  # bash replaces only what follows the last ":" of the word (an image tag): offer just that part.
+  [[ $cur == *:* && $COMP_WORDBREAKS == *:* ]] && COMPREPLY=("${COMPREPLY[@]#"${cur%"${cur##*:}"}"}")
+  return 0
+}
+_knarr_value() {
+  case "$1" in
+    none | '') ;;
+    path) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
+    c:*) local IFS=$', \t\n'; COMPREPLY=($(compgen -W "${1#c:}" -- "$cur")) ;;
+    branch | node) [[ -n ${pos[0]} ]] && _knarr_names "$1" "${pos[0]}" ;;
+    *) _knarr_names "$1" ;;
+  esac
+}
+# Sets kids (a group's subcommands), or args, opts and vals (a leaf's arguments, options and value-taking options).
+_knarr_node() {
+  kids="" args="" opts="" vals=" "
+  case "$1" in
+    '') kids='pool etcd dot job service host cluster image op daemon onboot doctor completion' ;;
+    'pool') kids='init status list ls destroy rm' ;;
+    'etcd') kids='up down status backup restore' ;;
+    'dot') kids='init list ls show commit log branch checkout reset clone mount unmount fsck push pull remote manifest send receive rm' ;;
+    'dot/remote') kids='add rm list ls' ;;
+    'job') kids='run plan list ls ps show logs stop rm restart history' ;;
+    'service') kids='list ls' ;;
+    'host') kids='list ls show drain tag leave' ;;
+    'cluster') kids='create start stop delete rm scale list ls show exec' ;;
+    'image') kids='import list ls rm save' ;;
+    'op') kids='list ls show wait cancel run gc' ;;
+    'pool/init') opts='--name --driver --device --loop-file --size --path --mountpoint --force'; vals=' --name=none --driver=c:zfs,btrfs,lvm,dir --device=path --loop-file=path --size=none --path=path --mountpoint=path ' ;;
+    'pool/status') args='pool' ;;
+    'pool/destroy' | 'pool/rm') args='pool'; opts='--yes --force' ;;
+    'etcd/up') opts='--pool --client-port --peer-port'; vals=' --pool=pool --client-port=none --peer-port=none ' ;;
+    'etcd/backup') args='path'; opts='--force' ;;
+    'etcd/restore') args='path'; opts='--yes --pool --client-port --peer-port'; vals=' --pool=pool --client-port=none --peer-port=none ' ;;
+    'dot/init') args='dot'; opts='--pool'; vals=' --pool=pool ' ;;
+    'dot/show') args='dot' ;;
+    'dot/commit') args='dot'; opts='-m --message --meta --author'; vals=' -m=none --message=none --meta=none --author=none ' ;;
+    'dot/log') args='dot'; opts='--branch'; vals=' --branch=branch ' ;;
+    'dot/branch') args='dot none'; opts='--commit'; vals=' --commit=none ' ;;
+    'dot/checkout') args='dot branch' ;;
+    'dot/reset') args='dot'; opts='--hard --force'; vals=' --hard=none ' ;;
+    'dot/clone') args='dot none'; opts='--commit'; vals=' --commit=none ' ;;
+    'dot/mount') args='dot path'; opts='--branch --force'; vals=' --branch=branch ' ;;
+    'dot/unmount') args='dot' ;;
+    'dot/fsck') opts='--repair' ;;
+    'dot/push') args='dot remote'; opts='--branch'; vals=' --branch=branch ' ;;
+    'dot/pull') args='none'; opts='--as --pool --stash-on-divergence'; vals=' --as=none --pool=pool ' ;;
+    'dot/remote/add') args='none none' ;;
+    'dot/remote/rm') args='remote' ;;
+    'dot/manifest') args='dot' ;;
+    'dot/send') args='dot none'; opts='--base'; vals=' --base=none ' ;;
+    'dot/receive') args='dot'; opts='--record --branch --base --pool'; vals=' --record=none --branch=branch --base=none --pool=pool ' ;;
+    'dot/rm') args='dot'; opts='--force' ;;
+    'job/run') args='docker-image none...'; opts='-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart --cpu --memory --fixed --static -d --detach'; vals=' -f=path --file=path --name=none -e=none --env=none --network=none --host=host --tag=none -p=none --port=none --volume=none --link=none --restart=none --cpu=none --memory=none ' ;;
+    'job/plan') args='docker-image none...'; opts='-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart --cpu --memory --fixed --static -d --detach --strategy'; vals=' -f=path --file=path --name=none -e=none --env=none --network=none --host=host --tag=none -p=none --port=none --volume=none --link=none --restart=none --cpu=none --memory=none --strategy=c:spread,binpack ' ;;
+    'job/show') args='job' ;;
+    'job/logs') args='job'; opts='-f --follow --tail --since --timestamps'; vals=' --tail=none --since=none ' ;;
+    'job/stop') args='job' ;;
+    'job/rm') args='job' ;;
+    'job/restart') args='job...'; opts='--all' ;;
+    'job/history') args='job' ;;
+    'host/show') args='host' ;;
+    'host/drain') args='host'; opts='--undo' ;;
+    'host/tag') args='host none...'; opts='--remove' ;;
+    'host/leave') args='host'; opts='--force' ;;
+    'cluster/create') args='none'; opts='--size --image --user --memory --cpus --pool --authorized-keys --detach'; vals=' --size=none --image=image --user=none --memory=none --cpus=none --pool=pool --authorized-keys=path ' ;;
+    'cluster/start') args='cluster'; opts='--user --detach'; vals=' --user=none ' ;;
+    'cluster/stop') args='cluster'; opts='--user --detach'; vals=' --user=none ' ;;
+    'cluster/delete' | 'cluster/rm') args='cluster'; opts='--user --detach'; vals=' --user=none ' ;;
+    'cluster/scale') args='cluster'; opts='--size --user --detach'; vals=' --size=none --user=none ' ;;
+    'cluster/list' | 'cluster/ls') opts='--user'; vals=' --user=none ' ;;
+    'cluster/show') args='cluster'; opts='--user'; vals=' --user=none ' ;;
+    'cluster/exec') args='cluster node none...'; opts='-i --interactive --user'; vals=' --user=none ' ;;
+    'image/import') args='none path'; opts='--busybox --pool'; vals=' --pool=pool ' ;;
+    'image/rm') args='image' ;;
+    'image/save') args='cluster node none'; opts='--user --detach'; vals=' --user=none ' ;;
+    'op/list' | 'op/ls') opts='--active' ;;
+    'op/show') args='op' ;;
+    'op/wait') args='op'; opts='--timeout'; vals=' --timeout=none ' ;;
+    'op/cancel') args='op' ;;
+    'op/run') args='op' ;;
+    'op/gc') opts='--older-than'; vals=' --older-than=none ' ;;
+    'daemon') opts='--name --tags --listen --ttl --token-file --tls-cert --tls-key --advertise --prune --no-prune --mode --share --drain-timeout'; vals=' --name=none --tags=none --listen=none --ttl=none --token-file=path --tls-cert=path --tls-key=path --advertise=none --mode=c:recovery,new --share=path --drain-timeout=none ' ;;
+    'onboot') opts='--storage-device --zpool-device --driver --pool --dot --seed --mountpoint --daemon'; vals=' --storage-device=path --zpool-device=path --driver=c:zfs,btrfs,lvm,dir --pool=pool --dot=dot --seed=none --mountpoint=path ' ;;
+    'doctor') opts='--fix' ;;
+    'completion') args='c:bash,zsh,fish' ;;
+  esac
+}
 _knarr() {
-  local cur prev path="" i w
-  cur="${COMP_WORDS[COMP_CWORD]}"
-  prev="${COMP_WORDS[COMP_CWORD-1]}"
-  local groups=' [] [pool] [etcd] [dot] [dot/remote] [job] [service] [host] [cluster] [image] [op] '
-  for ((i = 1; i < COMP_CWORD; i++)); do
-    w="${COMP_WORDS[i]}"
+  local cur prev cmd="" i w leaf="" act kids args opts vals
+  local -a pos=() fwd=() a line
+  # Words as typed, split at blanks only (COMP_WORDS also splits 8080:80 and image:tag at the colon).
+  if [[ -n ${COMP_LINE-} ]]; then
+    read -ra line <<< "${COMP_LINE:0:COMP_POINT}"
+    [[ $COMP_POINT -eq 0 || ${COMP_LINE:COMP_POINT-1:1} == [[:space:]] ]] && line+=("")
+  else
+    line=("${COMP_WORDS[@]:0:COMP_CWORD+1}")
+  fi
+  local n=${#line[@]}
+  cur="${line[n-1]}"
+  prev="${line[n-2]}"
+  local gvals=' -o=c:table,json,yaml,wide --output=c:table,json,yaml,wide --config=path --state-dir=path --etcd=none --fleet=none '
+  local globals='--json --no-json -o --output --headers --no-headers --dry-run --no-dry-run -v --verbose --no-verbose -q --quiet --no-quiet --wait --no-wait --config --state-dir --etcd --fleet'
+  _knarr_node ""
+  for ((i = 1; i < n - 1; i++)); do
+    w="${line[i]}"
     case "$w" in
-      -o|--output|--config|--state-dir|--etcd|--fleet) ((i++)); continue ;;
-      -*) continue ;;
+      --config | --state-dir | --etcd | --fleet) fwd+=("$w" "${line[i+1]}"); ((i++)); continue ;;
+      -*) [[ "$gvals$vals" == *" $w="* ]] && ((i++)); continue ;;
     esac
     # Words after a leaf command are its arguments, not more of the path.
-    [[ $groups == *" [$path] "* ]] || break
-    path="${path:+$path/}$w"
+    if [[ -n $leaf ]]; then pos+=("$w"); continue; fi
+    cmd="${cmd:+$cmd/}$w"
+    _knarr_node "$cmd"
+    [[ -z $kids ]] && leaf=1
   done
-  case "$prev" in
-    -o|--output) COMPREPLY=($(compgen -W 'table json yaml wide' -- "$cur")); return ;;
-    --config) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    --state-dir) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    --etcd) return ;;
-    --fleet) return ;;
-    --name) return ;;
-    --driver) COMPREPLY=($(compgen -W 'zfs btrfs lvm dir' -- "$cur")); return ;;
-    --device) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    --loop-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    --size) return ;;
-    --path) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    --mountpoint) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    --pool) return ;;
-    --client-port) return ;;
-    --peer-port) return ;;
-    -m|--message) return ;;
-    --meta) return ;;
-    --author) return ;;
-    --branch) return ;;
-    --commit) return ;;
-    --hard) return ;;
-    --as) return ;;
-    --base) return ;;
-    --record) return ;;
-    -f|--file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    -e|--env) return ;;
-    --network) return ;;
-    --host) return ;;
-    --tag) return ;;
-    -p|--port) return ;;
-    --volume) return ;;
-    --link) return ;;
-    --restart) return ;;
-    --cpu) return ;;
-    --memory) return ;;
-    --strategy) COMPREPLY=($(compgen -W 'spread binpack' -- "$cur")); return ;;
-    --tail) return ;;
-    --since) return ;;
-    --image) return ;;
-    --user) return ;;
-    --cpus) return ;;
-    --authorized-keys) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    --timeout) return ;;
-    --older-than) return ;;
-    --tags) return ;;
-    --listen) return ;;
-    --ttl) return ;;
-    --token-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    --tls-cert) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    --tls-key) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    --advertise) return ;;
-    --mode) COMPREPLY=($(compgen -W 'recovery new' -- "$cur")); return ;;
-    --share) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    --drain-timeout) return ;;
-    --storage-device) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    --zpool-device) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-    --dot) return ;;
-    --seed) return ;;
-  esac
-  local globals='--json --no-json -o --output --headers --no-headers --dry-run --no-dry-run -v --verbose --no-verbose -q --quiet --no-quiet --wait --no-wait --config --state-dir --etcd --fleet'
-  case "$path" in
-    '') COMPREPLY=($(compgen -W 'pool etcd dot job service host cluster image op daemon onboot doctor completion'" $globals" -- "$cur")) ;;
-    'pool') COMPREPLY=($(compgen -W 'init status list destroy'" $globals" -- "$cur")) ;;
-    'pool/init') COMPREPLY=($(compgen -W '--name --driver --device --loop-file --size --path --mountpoint --force'" $globals" -- "$cur")) ;;
-    'pool/status') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'pool/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'pool/destroy') COMPREPLY=($(compgen -W '--yes --force'" $globals" -- "$cur")) ;;
-    'etcd') COMPREPLY=($(compgen -W 'up down status backup restore'" $globals" -- "$cur")) ;;
-    'etcd/up') COMPREPLY=($(compgen -W '--pool --client-port --peer-port'" $globals" -- "$cur")) ;;
-    'etcd/down') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'etcd/status') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'etcd/backup') COMPREPLY=($(compgen -W '--force'" $globals" -- "$cur")) ;;
-    'etcd/restore') COMPREPLY=($(compgen -W '--yes --pool --client-port --peer-port'" $globals" -- "$cur")) ;;
-    'dot') COMPREPLY=($(compgen -W 'init list show commit log branch checkout reset clone mount unmount fsck push pull remote manifest send receive rm'" $globals" -- "$cur")) ;;
-    'dot/init') COMPREPLY=($(compgen -W '--pool'" $globals" -- "$cur")) ;;
-    'dot/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'dot/show') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'dot/commit') COMPREPLY=($(compgen -W '-m --message --meta --author'" $globals" -- "$cur")) ;;
-    'dot/log') COMPREPLY=($(compgen -W '--branch'" $globals" -- "$cur")) ;;
-    'dot/branch') COMPREPLY=($(compgen -W '--commit'" $globals" -- "$cur")) ;;
-    'dot/checkout') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'dot/reset') COMPREPLY=($(compgen -W '--hard --force'" $globals" -- "$cur")) ;;
-    'dot/clone') COMPREPLY=($(compgen -W '--commit'" $globals" -- "$cur")) ;;
-    'dot/mount') COMPREPLY=($(compgen -W '--branch --force'" $globals" -- "$cur")) ;;
-    'dot/unmount') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'dot/fsck') COMPREPLY=($(compgen -W '--repair'" $globals" -- "$cur")) ;;
-    'dot/push') COMPREPLY=($(compgen -W '--branch'" $globals" -- "$cur")) ;;
-    'dot/pull') COMPREPLY=($(compgen -W '--as --pool --stash-on-divergence'" $globals" -- "$cur")) ;;
-    'dot/remote') COMPREPLY=($(compgen -W 'add rm list'" $globals" -- "$cur")) ;;
-    'dot/remote/add') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'dot/remote/rm') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'dot/remote/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'dot/manifest') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'dot/send') COMPREPLY=($(compgen -W '--base'" $globals" -- "$cur")) ;;
-    'dot/receive') COMPREPLY=($(compgen -W '--record --branch --base --pool'" $globals" -- "$cur")) ;;
-    'dot/rm') COMPREPLY=($(compgen -W '--force'" $globals" -- "$cur")) ;;
-    'job') COMPREPLY=($(compgen -W 'run plan list show logs stop rm restart history'" $globals" -- "$cur")) ;;
-    'job/run') COMPREPLY=($(compgen -W '-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart --cpu --memory --fixed --static -d --detach'" $globals" -- "$cur")) ;;
-    'job/plan') COMPREPLY=($(compgen -W '-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart --cpu --memory --fixed --static -d --detach --strategy'" $globals" -- "$cur")) ;;
-    'job/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'job/show') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'job/logs') COMPREPLY=($(compgen -W '-f --follow --tail --since --timestamps'" $globals" -- "$cur")) ;;
-    'job/stop') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'job/rm') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'job/restart') COMPREPLY=($(compgen -W '--all'" $globals" -- "$cur")) ;;
-    'job/history') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'service') COMPREPLY=($(compgen -W 'list'" $globals" -- "$cur")) ;;
-    'service/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'host') COMPREPLY=($(compgen -W 'list show drain tag leave'" $globals" -- "$cur")) ;;
-    'host/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'host/show') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'host/drain') COMPREPLY=($(compgen -W '--undo'" $globals" -- "$cur")) ;;
-    'host/tag') COMPREPLY=($(compgen -W '--remove'" $globals" -- "$cur")) ;;
-    'host/leave') COMPREPLY=($(compgen -W '--force'" $globals" -- "$cur")) ;;
-    'cluster') COMPREPLY=($(compgen -W 'create start stop delete scale list show exec'" $globals" -- "$cur")) ;;
-    'cluster/create') COMPREPLY=($(compgen -W '--size --image --user --memory --cpus --pool --authorized-keys --detach'" $globals" -- "$cur")) ;;
-    'cluster/start') COMPREPLY=($(compgen -W '--user --detach'" $globals" -- "$cur")) ;;
-    'cluster/stop') COMPREPLY=($(compgen -W '--user --detach'" $globals" -- "$cur")) ;;
-    'cluster/delete') COMPREPLY=($(compgen -W '--user --detach'" $globals" -- "$cur")) ;;
-    'cluster/scale') COMPREPLY=($(compgen -W '--size --user --detach'" $globals" -- "$cur")) ;;
-    'cluster/list') COMPREPLY=($(compgen -W '--user'" $globals" -- "$cur")) ;;
-    'cluster/show') COMPREPLY=($(compgen -W '--user'" $globals" -- "$cur")) ;;
-    'cluster/exec') COMPREPLY=($(compgen -W '-i --interactive --user'" $globals" -- "$cur")) ;;
-    'image') COMPREPLY=($(compgen -W 'import list rm save'" $globals" -- "$cur")) ;;
-    'image/import') COMPREPLY=($(compgen -W '--busybox --pool'" $globals" -- "$cur")) ;;
-    'image/list') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'image/rm') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'image/save') COMPREPLY=($(compgen -W '--user --detach'" $globals" -- "$cur")) ;;
-    'op') COMPREPLY=($(compgen -W 'list show wait cancel run gc'" $globals" -- "$cur")) ;;
-    'op/list') COMPREPLY=($(compgen -W '--active'" $globals" -- "$cur")) ;;
-    'op/show') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'op/wait') COMPREPLY=($(compgen -W '--timeout'" $globals" -- "$cur")) ;;
-    'op/cancel') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'op/run') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
-    'op/gc') COMPREPLY=($(compgen -W '--older-than'" $globals" -- "$cur")) ;;
-    'daemon') COMPREPLY=($(compgen -W '--name --tags --listen --ttl --token-file --tls-cert --tls-key --advertise --prune --no-prune --mode --share --drain-timeout'" $globals" -- "$cur")) ;;
-    'onboot') COMPREPLY=($(compgen -W '--storage-device --zpool-device --driver --pool --dot --seed --mountpoint --daemon'" $globals" -- "$cur")) ;;
-    'doctor') COMPREPLY=($(compgen -W '--fix'" $globals" -- "$cur")) ;;
-    'completion') COMPREPLY=($(compgen -W 'bash zsh fish'" $globals" -- "$cur")) ;;
-  esac
+  if [[ "$gvals$vals" == *" $prev="* ]]; then
+    act="${gvals}${vals}"; act="${act#*" $prev="}"; _knarr_value "${act%% *}"; return
+  fi
+  if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W "$opts $globals" -- "$cur")); return; fi
+  if [[ -z $leaf ]]; then COMPREPLY=($(compgen -W "$kids" -- "$cur")); return; fi
+  a=($args)
+  ((${#a[@]})) || return
+  act="${a[${#pos[@]}]}"
+  [[ -z $act && ${a[${#a[@]}-1]} == *... ]] && act="${a[${#a[@]}-1]}"
+  _knarr_value "${act%...}"
 }
 complete -F _knarr knarr

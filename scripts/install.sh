@@ -21,6 +21,9 @@ npm link --no-audit --no-fund
 # Installs the Debian packages knarr drives and starts zfs-fuse/dockerd when they are missing.
 knarr doctor --fix || echo "knarr: some prerequisites are still missing (see above); the pool and etcd may still come up" >&2
 
+# Man pages (man-db comes with doctor --fix): man knarr, man knarr-dot, ...
+bash scripts/install-man.sh
+
 knarr pool init
 knarr etcd up
 knarr pool status

@@ -74,7 +74,7 @@ class KnarrCommand extends Command {
 
 function addCommand(parent: Command, def: CommandDef, onSelect: (s: Selected) => void): void {
   const cmd = parent
-    .command(def.name)
+    .command(def.name, { hidden: def.hidden === true })
     .summary(def.summary)
     .description(def.description ?? def.summary);
   cmd.exitOverride();

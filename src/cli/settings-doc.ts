@@ -1,6 +1,6 @@
 import { SETTINGS, longFlag, type SettingArea, type SettingDef } from '../core/settings.js';
 
-const AREAS: Record<SettingArea, string> = {
+export const AREAS: Record<SettingArea, string> = {
   global: 'Global',
   pool: 'Pools',
   etcd: 'The managed etcd',

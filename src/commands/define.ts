@@ -3,6 +3,12 @@ import type { CommandInput, CommandResult, Context } from './types.js';
 
 export type DryRunMode = 'reads' | 'plans' | 'refuses';
 
+/** The things shell completion asks knarr to name (`knarr __complete KIND`). */
+export const NAME_KINDS = ['pool', 'dot', 'branch', 'remote', 'job', 'cluster', 'node', 'image', 'op', 'host', 'docker-image'] as const;
+export type NameKind = (typeof NAME_KINDS)[number];
+/** What completion offers for a value: names of a kind, files and directories, or nothing (a new name, free text). */
+export type Completes = NameKind | 'path' | 'none';
+
 export interface OptionDef {
   /** Commander flags, e.g. "-o, --output <format>"; a `<value>` makes it a string option, none a boolean flag. */
   flags: string;
@@ -15,6 +21,8 @@ export interface OptionDef {
   required?: boolean;
   /** Environment variable documented for this option. */
   env?: string;
+  /** What completion offers for its value, when its long name or `<value>` does not say (see completes()). */
+  completes?: Completes;
 }
 
 export interface ArgDef {
@@ -23,6 +31,8 @@ export interface ArgDef {
   required?: boolean;
   variadic?: boolean;
   choices?: readonly string[];
+  /** What completion offers, when the argument's name does not say (see completes()). */
+  completes?: Completes;
 }
 
 export interface Example {
@@ -48,6 +58,8 @@ export interface CommandDef {
    */
   dryRun?: DryRunMode;
   subcommands?: CommandDef[];
+  /** Left out of help, completion, man pages and docs (shell completion's own lookups). */
+  hidden?: boolean;
 }
 
 /** An argument of a typed command; its name is its key in `args`, its position the key's order. */
@@ -89,6 +101,8 @@ export interface CommandSpec<A extends Record<string, ArgSpec>, O extends Record
   options?: O;
   examples?: Example[];
   dryRun: DryRunMode;
+  /** Left out of help, completion, man pages and docs. */
+  hidden?: boolean;
 }
 
 /** Long option name without dashes or argument: "--loop-file <path>" -> "loop-file". */
@@ -104,6 +118,21 @@ export function shortName(flags: string): string | null {
 
 export function takesValue(flags: string): boolean {
   return /[<[]/.test(flags);
+}
+
+const PATH_NAME = /^(path|file|dir|dev|rootfs|device|mountpoint|loop-file|state-dir|config|share|tls-cert|tls-key|token-file|authorized-keys)$/;
+const PATH_VALUE = /<(path|file|dir|dev)>/;
+
+/**
+ * What completion offers for an argument, or an option's value: its explicit `completes`, else what its name
+ * says (an argument `dot`, an option `--pool`), else files for a path-like name or `<path>`, else nothing.
+ */
+export function completes(def: ArgDef | OptionDef): Completes {
+  if (def.completes) return def.completes;
+  const name = 'flags' in def ? longName(def.flags) : def.name;
+  if ((NAME_KINDS as readonly string[]).includes(name)) return name as NameKind;
+  if (PATH_NAME.test(name) || ('flags' in def && PATH_VALUE.test(def.flags))) return 'path';
+  return 'none';
 }
 
 /** The key commander stores an option's value under: "--loop-file" -> "loopFile". */

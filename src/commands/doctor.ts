@@ -1,4 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ExitCode, type KnarrError } from '../core/errors.js';
 import { DockerEngine, dockerSocketPath, pingDocker } from '../host/docker.js';
@@ -90,6 +93,60 @@ async function defaultBridgeGone(socket: string): Promise<string | null> {
   return existsSync(`/sys/class/net/${name}`) ? null : name;
 }
 
+/** The image `doctor --fix` makes when dockerd has none: busybox-static's applets, no registry needed. */
+export const CHECK_IMAGE = 'knarr/busybox:local';
+
+/** The local image the check runs `true` in: the install's, else any busybox (another image may have no `true`; none is pulled). */
+export function pickCheckImage(tags: string[]): string | null {
+  return tags.find((t) => t === CHECK_IMAGE) ?? tags.find((t) => t === 'busybox:latest') ?? tags.find((t) => /(^|\/)busybox:/.test(t)) ?? null;
+}
+
+async function localImageTags(socket: string): Promise<string[]> {
+  const images = await new DockerEngine(socket, true).call<{ RepoTags?: string[] | null }[]>('GET', '/images/json', undefined, 10_000);
+  return images.flatMap((i) => i.RepoTags ?? []);
+}
+
+/** Imports CHECK_IMAGE from the host's busybox-static when dockerd has no busybox image. */
+async function importCheckImage(ctx: Context, socket: string): Promise<void> {
+  const busybox = findExecutable('busybox', ctx.env.PATH);
+  if (!busybox || pickCheckImage(await localImageTags(socket).catch(() => [])) !== null) return;
+  const dir = ctx.runner.dryRun ? join(tmpdir(), 'knarr-image-XXXXXX') : await mkdtemp(join(tmpdir(), 'knarr-image-'));
+  try {
+    await ctx.runner.mkdirp(`${dir}/rootfs/bin`);
+    await ctx.runner.run(['cp', busybox, `${dir}/rootfs/bin/busybox`]);
+    await ctx.runner.run(['chroot', `${dir}/rootfs`, '/bin/busybox', '--install', '-s']);
+    await ctx.runner.run(['tar', '-C', `${dir}/rootfs`, '-cf', `${dir}/rootfs.tar`, '.']);
+    await ctx.runner.run(['docker', '-H', `unix://${socket}`, 'import', `${dir}/rootfs.tar`, CHECK_IMAGE]);
+  } finally {
+    if (!ctx.runner.dryRun) await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Starts (and removes) a tiny container on the default network: a dockerd can answer while no container can start
+ * (a broken default bridge, no image to run). The failure, or null when one started and exited 0.
+ */
+async function containerFails(ctx: Context, socket: string): Promise<string | null> {
+  const engine = new DockerEngine(socket, false);
+  const image = pickCheckImage(await localImageTags(socket));
+  if (!image) return `it has no busybox image to start a test container from (knarr never pulls one); knarr doctor --fix imports ${CHECK_IMAGE}`;
+  if (ctx.runner.plan(['docker', 'run', '--rm', image, 'true'])) return null;
+  let id: string | null = null;
+  try {
+    id = await engine.create(`knarr-doctor-${process.pid}-${Date.now().toString(36)}`, { Image: image, Cmd: ['true'], Labels: { 'knarr.doctor': '1' } });
+    await engine.call('POST', `/containers/${id}/start`, undefined, 20_000);
+    const code = (await engine.call<{ StatusCode: number }>('POST', `/containers/${id}/wait`, undefined, 20_000)).StatusCode;
+    return code === 0 ? null : `a test container (${image} true) on the default network exited ${code}`;
+  } catch (e) {
+    return (
+      `a test container (${image}) cannot start on the default network: ${(e as Error).message.split('\n')[0]}; ` +
+      'look at the default bridge (docker network inspect bridge) and restart dockerd (systemctl restart docker)'
+    );
+  } finally {
+    if (id) await engine.call('DELETE', `/containers/${id}?force=1`, undefined, 20_000).catch(() => undefined);
+  }
+}
+
 function hasSystemd(): boolean {
   return existsSync('/run/systemd/system');
 }
@@ -156,17 +213,20 @@ const CHECKS: Check[] = [
             `dockerd answers on ${socket}, but its default bridge ${gone} is gone (another dockerd started with --bridge=none in this network ` +
               `namespace deletes it): containers on the default network cannot start; restart dockerd (systemctl restart docker) to make it again`,
           );
-        return ok(`dockerd answers on ${socket} (API ${version})`);
+        const fails = await containerFails(ctx, socket).catch((e: Error) => `it cannot be asked to start a test container: ${e.message}`);
+        if (fails) return stopped(`dockerd answers on ${socket}, but ${fails}`);
+        return ok(`dockerd answers on ${socket} (API ${version}); a test container started on the default network`);
       }
       if (absent.length) return missing('dockerd not found');
       return stopped(`dockerd is installed but nothing answers on ${socket}`);
     },
     async fix(ctx) {
       const socket = dockerSocketPath(ctx.env);
-      if (await pingDocker(socket)) return;
+      if (await pingDocker(socket)) return importCheckImage(ctx, socket);
       if (hasSystemd()) await ctx.runner.run(['systemctl', 'start', 'docker']);
       else await ctx.runner.spawnDetached(['dockerd', '-H', `unix://${socket}`], { logFile: `${ctx.config.stateDir}/log/dockerd.log` });
       for (let i = 0; i < 300 && !ctx.runner.dryRun && !(await pingDocker(socket, 500)); i++) await sleep(100);
+      await importCheckImage(ctx, socket);
     },
   },
   binaryCheck('etcd', 'etcd-server', ['etcd']),
@@ -180,6 +240,7 @@ const CHECKS: Check[] = [
   optionalCheck('openssl', 'openssl', ['openssl'], 'makes TLS certificates for daemon --tls-cert'),
   optionalCheck('zsh', 'zsh', ['zsh'], 'zsh completion'),
   optionalCheck('fish', 'fish', ['fish'], 'fish completion'),
+  optionalCheck('man', 'man-db', ['man'], 'man knarr'),
   optionalCheck('bindfs', 'bindfs', ['bindfs'], 'the test suite: a FUSE mount whose daemon died'),
   {
     name: 'cluster bridge',

@@ -1,10 +1,20 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { pickCheckImage } from '../../src/commands/doctor.js';
 import { knarr } from '../harness/cli.js';
 import { execa } from 'execa';
 import { haveDockerd, startDockerd } from '../harness/dockerd.js';
 import { tempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
+
+describe('the image doctor starts its test container from', () => {
+  it("is the install's, else a busybox, never another image (it may have no `true`)", () => {
+    expect(pickCheckImage(['nginx:1', 'busybox:1.36', 'knarr/busybox:local'])).toBe('knarr/busybox:local');
+    expect(pickCheckImage(['nginx:1', 'busybox:latest', 'my/busybox:2'])).toBe('busybox:latest');
+    expect(pickCheckImage(['nginx:1', 'my/busybox:2'])).toBe('my/busybox:2');
+    expect(pickCheckImage(['nginx:1', 'notbusybox:1', '<none>:<none>'])).toBeNull();
+  });
+});
 
 describe('knarr doctor', () => {
   it('reports every prerequisite with its package, as JSON', async () => {
@@ -38,7 +48,7 @@ describe('knarr doctor', () => {
     const ci = readFileSync(new URL('../../.ci/run', import.meta.url), 'utf8');
     const line = /apt-get install -y -q \\\n([^>]*)>/.exec(ci)?.[1] ?? '';
     const wanted = line.split(/\s+/).filter((w) => /^[a-z0-9][a-z0-9.+-]+$/.test(w));
-    expect(wanted).toEqual(expect.arrayContaining(['openssh-server', 'zsh', 'fish', 'openssl']));
+    expect(wanted).toEqual(expect.arrayContaining(['openssh-server', 'zsh', 'fish', 'openssl', 'man-db']));
     const r = await knarr(['--dry-run', 'doctor', '--fix'], { env: { PATH: '/nonexistent', DOCKER_HOST: 'unix:///nonexistent.sock' } });
     const install = r.stdout.split('\n').find((l) => l.startsWith('apt-get install')) ?? '';
     expect(install.split(' ')).toEqual(expect.arrayContaining(wanted));
@@ -68,6 +78,42 @@ describe('knarr doctor', () => {
         const r = await knarr(['--json', 'doctor'], { env: d.env });
         expect(r.code).toBe(5);
         expect(docker(r)).toMatchObject({ status: 'missing', detail: expect.stringMatching(new RegExp(`default bridge ${bridge} is gone.*restart dockerd`)) });
+      } finally {
+        await d.stop();
+        await tmp.cleanup();
+      }
+    },
+    120_000,
+  );
+
+  it.skipIf(!integration('doctor starts a container', haveDockerd() && process.getuid?.() === 0, 'needs root, dockerd, docker and busybox-static'))(
+    'starts a test container on the default network: not ok when its bridge is no bridge or there is no image, and leaves no container behind',
+    async () => {
+      const tmp = await tempDir('knarr-doctor-');
+      const d = await startDockerd(tmp.path);
+      try {
+        const docker = (r: { json(): { checks: { name: string; status: string; detail: string }[] } }) => r.json().checks.find((c) => c.name === 'docker')!;
+        const good = await knarr(['--json', 'doctor'], { env: d.env });
+        expect(docker(good)).toMatchObject({ status: 'ok', detail: expect.stringMatching(/test container started/) });
+        expect(await d.docker('ps', '-aq')).toBe('');
+        // The bridge's name is there, but as a device no container can be plugged into: dockerd still answers.
+        const bridge = await d.docker('network', 'inspect', 'bridge', '--format', '{{index .Options "com.docker.network.bridge.name"}}');
+        await execa('ip', ['link', 'del', bridge]);
+        await execa('ip', ['link', 'add', bridge, 'type', 'veth', 'peer', 'name', `${bridge}p`]);
+        const broken = await knarr(['--json', 'doctor'], { env: d.env });
+        expect(broken.code).toBe(5);
+        expect(docker(broken)).toMatchObject({ status: 'missing', detail: expect.stringMatching(/cannot start on the default network: .*restart dockerd/) });
+        expect(await d.docker('ps', '-aq')).toBe('');
+        await execa('ip', ['link', 'del', bridge]);
+        await execa('ip', ['link', 'add', bridge, 'type', 'bridge']);
+        await d.docker('rmi', d.image);
+        const bare = await knarr(['--json', 'doctor'], { env: d.env });
+        expect(bare.code).toBe(5);
+        expect(docker(bare)).toMatchObject({ status: 'missing', detail: expect.stringMatching(/no busybox image .*never pulls.*doctor --fix/) });
+        // --fix makes the image from busybox-static, and the container then starts.
+        const fixed = await knarr(['--json', 'doctor', '--fix'], { env: d.env });
+        expect(docker(fixed), fixed.stderr).toMatchObject({ status: 'ok' });
+        expect(await d.docker('image', 'ls', '--format', '{{.Repository}}:{{.Tag}}')).toBe('knarr/busybox:local');
       } finally {
         await d.stop();
         await tmp.cleanup();

@@ -1,7 +1,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { leafCommands } from '../../src/cli/commands-table.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { GLOBAL_OPTIONS, leafCommands, visible } from '../../src/cli/commands-table.js';
 import { generatedFiles } from '../../src/cli/generated.js';
 import { SETTINGS } from '../../src/core/settings.js';
 import { knarr } from '../harness/cli.js';
@@ -41,7 +43,11 @@ describe('generated completions, man pages and docs/configuration.md', () => {
         `printf '%s\\n' "\${COMPREPLY[@]}"`;
       return (await execa('bash', ['-c', script])).stdout.split('\n');
     };
-    expect(await complete('knarr', '')).toEqual(expect.arrayContaining(['pool', 'etcd', 'doctor', 'completion', '--json']));
+    expect(await complete('knarr', '')).toEqual(expect.arrayContaining(['pool', 'etcd', 'doctor', 'completion']));
+    // Options once a dash is typed; the hidden lookup command is never offered.
+    expect(await complete('knarr', '')).not.toContain('--json');
+    expect(await complete('knarr', '-')).toEqual(expect.arrayContaining(['--json', '--dry-run']));
+    expect(await complete('knarr', '_')).toEqual(['']);
     expect(await complete('knarr', 'pool', '')).toEqual(expect.arrayContaining(['init', 'status', 'list', 'destroy']));
     expect(await complete('knarr', '--json', 'pool', 'init', '--')).toEqual(expect.arrayContaining(['--driver', '--loop-file', '--force', '--dry-run']));
     expect(await complete('knarr', 'pool', 'init', '--driver', '')).toEqual(['zfs', 'btrfs', 'lvm', 'dir']);
@@ -70,11 +76,53 @@ describe('generated completions, man pages and docs/configuration.md', () => {
     expect(man).toMatch(/\\-\\-no\\-dry\\-run/);
   });
 
+  it('knarr.1 names every command with its synopsis and every setting with its flag, config key and default; no hidden command anywhere', () => {
+    const main = files['man/knarr.1']!;
+    const roff = (t: string) => t.replace(/\\/g, '\\e').replace(/-/g, '\\-');
+    expect(main).not.toMatch(/later release/);
+    for (const { path } of leafCommands(visible())) expect(main, path.join(' ')).toContain(`.B ${roff(`knarr ${path.join(' ')}`)}`);
+    for (const s of SETTINGS) {
+      const entry = main.slice(main.indexOf(`.B ${roff(s.env)}\n`));
+      const text = entry.split('\n.TP')[0]!;
+      if (s.flag) expect(text, s.env).toContain(roff(s.flag.split(' ')[0]!.replace(/,$/, '')));
+      if (s.inFile !== false) expect(text, s.env).toContain(`config key ${roff(s.key)}`);
+      expect(text, s.env).toContain('default');
+    }
+    for (const o of GLOBAL_OPTIONS) expect(main).toContain(`.B ${roff(o.flags)}`);
+    expect(main).toMatch(/\.SH SEE ALSO\n\.BR knarr\\-pool \(1\)/);
+    for (const [path, text] of Object.entries(files)) if (path.startsWith('man/')) expect(text, path).not.toContain('__complete');
+    expect(Object.keys(files).filter((f) => f.includes('__'))).toEqual([]);
+    expect(files['completions/knarr.bash']).toMatch(/^ {4}''\) kids='pool etcd [a-z ]+' ;;$/m);
+  });
+
+  it.skipIf(!integration('man pages', haveTools('man', 'groff'), 'needs man-db and groff'))(
+    'render with groff and man without a warning, and the install puts them where man finds them',
+    async () => {
+      for (const page of readdirSync(`${root}man`)) {
+        const groff = await execa('groff', ['-man', '-Tutf8', '-ww', '-z', `${root}man/${page}`]);
+        expect(groff.stderr, page).toBe('');
+        const man = await execa('man', ['--warnings', '-l', `${root}man/${page}`], { env: { MANWIDTH: '80', LC_ALL: 'C.UTF-8' } });
+        expect(man.stderr, page).toBe('');
+      }
+      const manRoot = mkdtempSync(`${tmpdir()}/knarr-man-`);
+      try {
+        for (let i = 0; i < 2; i++) await execa('bash', [`${root}scripts/install-man.sh`, manRoot]);
+        const env = { MANPATH: manRoot, MANWIDTH: '100', LC_ALL: 'C.UTF-8' };
+        const dot = await execa('man', ['knarr-dot'], { env });
+        expect(dot.stdout).toMatch(/knarr dot commit \[OPTIONS\] DOT/);
+        expect((await execa('man', ['knarr'], { env })).stdout).toMatch(/EXIT STATUS/);
+      } finally {
+        rmSync(manRoot, { recursive: true, force: true });
+      }
+    },
+    60_000,
+  );
+
   it('man pages cover every command, the exit codes and the environment', () => {
     const main = files['man/knarr.1']!;
     expect(main).toMatch(/\.SH EXIT STATUS/);
     expect(main).toMatch(/KNARR_STATE_DIR/);
-    for (const { path } of leafCommands()) {
+    for (const { path } of leafCommands(visible())) {
       expect(files[`man/knarr-${path[0]}.1`], path.join(' ')).toContain(`.SS knarr ${path.join(' ')}`.replace(/-/g, '\\-'));
     }
   });

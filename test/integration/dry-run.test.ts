@@ -281,6 +281,8 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     'op show': [[queuedOp]],
     'op wait': [[doneOp]],
     completion: [['bash']],
+    // Shell completion's hidden lookup.
+    __complete: [['dot'], ['branch', 'd1'], ['node', 'lab'], ['pool'], ['op'], ['host'], ['docker-image']],
   });
 
   it('each command, with realistic arguments, leaves etcd, docker, LXC, zfs, mounts and the state directory as they were', async () => {

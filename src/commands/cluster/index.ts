@@ -2,13 +2,13 @@ import { defineCommand, defineGroup } from '../define.js';
 
 const userOption = { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' } as const;
 const detachOption = { flags: '--detach', description: 'print the operation id and return at once' } as const;
-const nameArg = { name: { description: 'cluster name', required: true } } as const;
+const nameArg = { name: { description: 'cluster name', required: true, completes: 'cluster' } } as const;
 
 const create = defineCommand(
   {
     name: 'create',
     summary: 'create and start a cluster of N nodes',
-    args: nameArg,
+    args: { name: { description: 'cluster name', required: true } },
     options: {
       size: { flags: '--size <n>', description: 'number of nodes (1 to 64)' },
       image: { flags: '--image <image>', description: 'base image (default base; see knarr image import)' },
@@ -87,7 +87,7 @@ const exec = defineCommand(
     name: 'exec',
     summary: 'run a command in a node; exits with its status',
     args: {
-      name: { description: 'cluster name', required: true },
+      name: { description: 'cluster name', required: true, completes: 'cluster' },
       node: { description: 'node index or hostname (0, host-0)', required: true },
       command: { description: 'command and arguments, after --', variadic: true },
     },

@@ -215,7 +215,7 @@ const remoteRm = defineCommand(
   {
     name: 'rm',
     summary: 'remove a remote',
-    args: { name: { description: 'remote name', required: true } },
+    args: { name: { description: 'remote name', required: true, completes: 'remote' } },
     examples: [{ command: 'knarr dot remote rm usb', description: 'forget the remote "usb"' }],
     dryRun: 'plans',
   },

@@ -35,7 +35,7 @@ const rm = defineCommand(
   {
     name: 'rm',
     summary: 'remove an image no cluster uses',
-    args: { name: { description: 'image name', required: true } },
+    args: { name: { description: 'image name', required: true, completes: 'image' } },
     examples: [{ command: 'knarr image rm old', description: 'remove old' }],
     dryRun: 'plans',
   },

@@ -2,7 +2,7 @@ import { defineCommand, defineGroup } from '../define.js';
 
 const jobArg = { job: { description: 'job name', required: true } } as const;
 const imageArgs = {
-  image: { description: 'image (or give it in -f)' },
+  image: { description: 'image (or give it in -f)', completes: 'docker-image' },
   command: { description: 'command and arguments, after --', variadic: true },
 } as const;
 
