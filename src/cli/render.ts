@@ -28,6 +28,8 @@ export function renderView(view: View): string {
       return view.lines.map((l) => `${l}\n`).join('');
     case 'raw':
       return view.text;
+    case 'sections':
+      return view.sections.map(renderView).join('\n');
   }
 }
 

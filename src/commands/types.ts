@@ -13,7 +13,9 @@ export type View =
   | { kind: 'table'; columns: string[]; rows: string[][] }
   | { kind: 'fields'; fields: [string, string][] }
   | { kind: 'lines'; lines: string[] }
-  | { kind: 'raw'; text: string };
+  | { kind: 'raw'; text: string }
+  /** Views one under another, a blank line between (a show command's fields, then its events). */
+  | { kind: 'sections'; sections: View[] };
 
 export interface CommandResult<T = unknown> {
   /** What --json and -o yaml print. */

@@ -34,6 +34,7 @@ export async function dotClone(dotName: string, newDotName: string, opts: { comm
       // Subdots made after the commit have no folder in it.
       for (const sub of clone.subdots) await dst.storage.ensureSubdir(dst.ref(), sub);
       if (!(await repo.create(clone))) throw new ConflictError(`dot ${newName} was created by another command at the same time`);
+      await repo.event(newName, 'clone', `from ${name}@${shortId(from.id)}`);
       return {
         data: {
           dot: newName,
