@@ -57,6 +57,9 @@ _knarr() {
     --authorized-keys) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --timeout) return ;;
     --older-than) return ;;
+    --kind) COMPREPLY=($(compgen -W 'job op host dot cluster' -- "$cur")); return ;;
+    --since) return ;;
+    -n|--tail) return ;;
     --tags) return ;;
     --listen) return ;;
     --ttl) return ;;
@@ -74,7 +77,7 @@ _knarr() {
   esac
   local globals='--json --no-json -o --output --dry-run --no-dry-run -v --verbose --no-verbose -q --quiet --no-quiet --wait --no-wait --config --state-dir --etcd --fleet'
   case "$path" in
-    '') COMPREPLY=($(compgen -W 'pool etcd dot job service host cluster image op daemon onboot doctor completion'" $globals" -- "$cur")) ;;
+    '') COMPREPLY=($(compgen -W 'pool etcd dot job service host cluster image op events daemon onboot doctor completion'" $globals" -- "$cur")) ;;
     'pool') COMPREPLY=($(compgen -W 'init status list destroy'" $globals" -- "$cur")) ;;
     'pool/init') COMPREPLY=($(compgen -W '--name --driver --device --loop-file --size --path --mountpoint --force'" $globals" -- "$cur")) ;;
     'pool/status') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
@@ -148,6 +151,7 @@ _knarr() {
     'op/cancel') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'op/run') COMPREPLY=($(compgen -W ''" $globals" -- "$cur")) ;;
     'op/gc') COMPREPLY=($(compgen -W '--older-than'" $globals" -- "$cur")) ;;
+    'events') COMPREPLY=($(compgen -W '-f --follow --host --kind --since -n --tail'" $globals" -- "$cur")) ;;
     'daemon') COMPREPLY=($(compgen -W '--name --tags --listen --ttl --token-file --tls-cert --tls-key --advertise --prune --no-prune --mode --share --drain-timeout'" $globals" -- "$cur")) ;;
     'onboot') COMPREPLY=($(compgen -W '--storage-device --zpool-device --driver --pool --dot --seed --mountpoint --daemon'" $globals" -- "$cur")) ;;
     'doctor') COMPREPLY=($(compgen -W '--fix'" $globals" -- "$cur")) ;;
