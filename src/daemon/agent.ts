@@ -217,8 +217,12 @@ export class Agent {
     // Tags belong to the operator once set (knarr host tag): the agent adds its own at registration.
     await this.writeRecord((previous) => [...new Set([...(previous?.tags ?? []), ...this.tags])].sort());
     await this.hosts.markAlive(this.opts.name, this.lease, { pid: process.pid, address: this.address, since: new Date().toISOString() });
-    const message = starting ? 'its agent started' : 'its agent registered again (its lease had lapsed)';
-    await bounded(this.eventLog.hostChanged(this.opts.name, 'up', message, starting), EVENT_WRITE_TIMEOUT_MS);
+    // A starting agent says it is up once it has joined.
+    if (!starting) await this.hostUp('its agent registered again (its lease had lapsed)');
+  }
+
+  private hostUp(message: string, always = false): Promise<void> {
+    return bounded(this.eventLog.hostChanged(this.opts.name, 'up', message, always), EVENT_WRITE_TIMEOUT_MS);
   }
 
   /** Hosts whose lease lapsed get their down event, written once in the fleet whichever agent sees it first. */
@@ -278,6 +282,7 @@ export class Agent {
     if (this.watching.signal.aborted) return;
     this.joinState = 'ok';
     await this.writeRecord();
+    await this.hostUp('its agent started', true);
     await this.watch();
     await mkdir(dirname(this.opts.pidFile), { recursive: true });
     await writeFile(
