@@ -246,7 +246,7 @@ describe.skipIf(!run)('the fleet event log', () => {
       expect(await hostEvents('hb')).toEqual(['up', 'down']);
     }, 120_000);
 
-    it.skipIf(!haveDockerd())(
+    it.skipIf(!integration('events with a job', haveDockerd(), 'dockerd, docker or busybox-static is missing'))(
       "a daemonized job's start and exit (with its code) are events, and job show lists them",
       async () => {
         let d: Dockerd | null = null;
