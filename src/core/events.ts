@@ -67,6 +67,14 @@ export function eventRow(e: FleetEvent, now = Date.now()): string[] {
   return [ago(e.at, now), e.kind, e.object, e.host ?? '-', e.event, e.message || '-'];
 }
 
+/** Column widths of followed events: a line is printed as its event comes, before any later one's width is known. */
+const FOLLOW_WIDTHS = [8, 7, 16, 10, 9];
+
+/** One line of `events -f`, its columns padded to fixed widths (a longer value pushes the rest right). */
+export function followLine(cells: string[]): string {
+  return cells.map((c, i) => (i < FOLLOW_WIDTHS.length ? c.padEnd(FOLLOW_WIDTHS[i]!) : c)).join('  ');
+}
+
 /** The event an operation's end makes for its cluster: created, started, stopped, deleted, scaled; null for other kinds or an end that is no success. */
 export function clusterEventOf(op: OpRecord): NewEvent | null {
   const verb = /^cluster\.(create|start|stop|delete|scale)$/.exec(op.kind)?.[1];

@@ -221,8 +221,8 @@ export class Agent {
     if (!starting) await this.hostUp('its agent registered again (its lease had lapsed)');
   }
 
-  private hostUp(message: string, always = false): Promise<void> {
-    return bounded(this.eventLog.hostChanged(this.opts.name, 'up', message, always), EVENT_WRITE_TIMEOUT_MS);
+  private hostUp(message: string): Promise<void> {
+    return bounded(this.eventLog.hostChanged(this.opts.name, 'up', message), EVENT_WRITE_TIMEOUT_MS);
   }
 
   /** Hosts whose lease lapsed get their down event, written once in the fleet whichever agent sees it first. */
@@ -282,7 +282,7 @@ export class Agent {
     if (this.watching.signal.aborted) return;
     this.joinState = 'ok';
     await this.writeRecord();
-    await this.hostUp('its agent started', true);
+    await bounded(this.eventLog.agentStarted(this.opts.name), EVENT_WRITE_TIMEOUT_MS * 2);
     await this.watch();
     await mkdir(dirname(this.opts.pidFile), { recursive: true });
     await writeFile(

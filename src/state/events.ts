@@ -89,17 +89,33 @@ export class EventLog {
 
   /**
    * Records a host going up or down once: only a writer that finds the host in the other state writes
-   * it, and a down only while the host's liveness key is gone. always: an up even when the log says up (an agent starting).
+   * it, and a down only while the host's liveness key is gone.
    */
-  hostChanged(host: string, to: 'up' | 'down', message: string, always = false): Promise<FleetEvent | null> {
+  hostChanged(host: string, to: 'up' | 'down', message: string): Promise<FleetEvent | null> {
     const key = this.keys.eventHost(host);
     return this.append({ kind: 'host', object: host, host, event: to, message }, async () => {
       const cur = await this.store.getVersioned(key);
-      if (cur?.value === to && !(always && to === 'up')) return null;
+      if (cur?.value === to) return null;
       const guards: Guard[] = [cur ? { key, modRevision: cur.modRevision } : { key, absent: true }];
       if (to === 'down') guards.push({ key: this.keys.hostAlive(host), absent: true });
       return { guards, puts: [{ key, value: to }] };
     });
+  }
+
+  /**
+   * An agent that has joined: up, after a down when the log still says up (its last run ended
+   * without stopping, and no other agent saw it go: a fleet of one).
+   */
+  async agentStarted(host: string): Promise<void> {
+    const key = this.keys.eventHost(host);
+    await this.append(
+      { kind: 'host', object: host, host, event: 'down', message: 'its last agent ended without stopping (seen as it started again)' },
+      async () => {
+        const cur = await this.store.getVersioned(key);
+        return cur?.value === 'up' ? { guards: [{ key, modRevision: cur.modRevision }], puts: [{ key, value: 'down' }] } : null;
+      },
+    );
+    await this.hostChanged(host, 'up', 'its agent started');
   }
 
   /** Writes a down for each host of the fleet that has a record but no liveness key, unless the log already says so. */

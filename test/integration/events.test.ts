@@ -69,6 +69,11 @@ describe.skipIf(!run)('the fleet event log', () => {
     expect(r.code, r.stderr).toBe(0);
     return r.json();
   };
+  const eventsOf = async (fleet: string, ...filters: string[]): Promise<FleetEvent[]> => {
+    const r = await knarr(['--etcd', etcd.url, '--fleet', fleet, '--json', 'events', '-n', '0', ...filters]);
+    expect(r.code, r.stderr).toBe(0);
+    return r.json();
+  };
 
   beforeAll(async () => {
     tmp = await tempDir('knarr-events-');
@@ -206,10 +211,10 @@ describe.skipIf(!run)('the fleet event log', () => {
 
   describe('with agents', () => {
     const agents: Record<string, ResultPromise> = {};
-    const startAgent = async (name: string, env: Record<string, string>, stateDir = `${tmp.path}/${name}`) => {
+    const startAgent = async (name: string, env: Record<string, string>, stateDir = `${tmp.path}/${name}`, fleet = FLEET) => {
       agents[name] = execa(
         bin,
-        ['--etcd', etcd.url, '--fleet', FLEET, '--state-dir', stateDir, 'daemon', '--name', name, '--listen', `127.0.0.1:${await freePort()}`, '--ttl', '2'],
+        ['--etcd', etcd.url, '--fleet', fleet, '--state-dir', stateDir, 'daemon', '--name', name, '--listen', `127.0.0.1:${await freePort()}`, '--ttl', '2'],
         { reject: false, env },
       );
     };
@@ -245,6 +250,26 @@ describe.skipIf(!run)('the fleet event log', () => {
       await new Promise((r) => setTimeout(r, 3000));
       expect(await hostEvents('hb')).toEqual(['up', 'down']);
     }, 120_000);
+
+    it('the only agent of a fleet, killed and started again, says its last run ended without stopping', async () => {
+      const fleet = 'alone';
+      const seen = async () => (await eventsOf(fleet, '--kind', 'host')).map((e) => `${e.event}: ${e.message}`);
+      await startAgent('solo', noDocker(), `${tmp.path}/solo`, fleet);
+      await eventually(async () => expect(await seen()).toEqual(['up: its agent started']));
+      agents.solo!.kill('SIGKILL');
+      await agents.solo;
+      await startAgent('solo', noDocker(), `${tmp.path}/solo`, fleet);
+      await eventually(async () =>
+        expect(await seen()).toEqual([
+          'up: its agent started',
+          'down: its last agent ended without stopping (seen as it started again)',
+          'up: its agent started',
+        ]),
+      );
+      agents.solo!.kill('SIGTERM');
+      await agents.solo;
+      expect((await seen()).slice(-1)).toEqual(['down: its agent stopped']);
+    }, 60_000);
 
     it.skipIf(!integration('events with a job', haveDockerd(), 'dockerd, docker or busybox-static is missing'))(
       "a daemonized job's start and exit (with its code) are events, and job show lists them",

@@ -1,5 +1,5 @@
 import type { Writable } from 'node:stream';
-import { EVENT_COLUMNS, eventRow, matches, type EventFilter, type EventKind, type FleetEvent } from '../../core/events.js';
+import { EVENT_COLUMNS, eventRow, followLine, matches, type EventFilter, type EventKind, type FleetEvent } from '../../core/events.js';
 import { ValidationError } from '../../core/errors.js';
 import { parseAge } from '../../core/ops.js';
 import { EventLog } from '../../state/events.js';
@@ -50,15 +50,14 @@ export async function eventsList(
     stream: async (stdout: Writable) => {
       const store = await ctx.openStore();
       try {
-        // Each event on its own line as it comes: a table's widths cannot be known ahead, so columns are tab-separated.
         const write = (events: FleetEvent[]) => {
           const shown = events.filter((e) => matches(e, filter));
           if (shown.length === 0) return;
-          stdout.write(shown.map((e) => (json ? JSON.stringify(e) : eventRow(e).join('\t'))).join('\n') + '\n');
+          stdout.write(shown.map((e) => (json ? JSON.stringify(e) : followLine(eventRow(e)))).join('\n') + '\n');
         };
         const log = new EventLog(store, ctx.config.fleet);
         const kept = await log.list();
-        if (!json) stdout.write(`${EVENT_COLUMNS.join('\t')}\n`);
+        if (!json) stdout.write(`${followLine(EVENT_COLUMNS)}\n`);
         write(
           lastOf(
             kept.filter((e) => matches(e, filter)),
