@@ -70,8 +70,8 @@ export class EventLog {
           const values = await Promise.all(keys.map((k) => this.store.get(k)));
           deliver(values.filter((v): v is string => v !== null).map((v) => JSON.parse(v) as FleetEvent));
         })
-        // A read that failed (etcd away a moment) is made whole by the next: it reads the whole log.
-        .catch(() => void read(null));
+        // A read that failed (etcd away a moment) is made whole by the next, a moment later: it reads the whole log.
+        .catch(() => void setTimeout(() => read(null), 1000).unref());
     };
     await this.store.watch(
       this.keys.events,
@@ -95,7 +95,7 @@ export class EventLog {
     const key = this.keys.eventHost(host);
     return this.append({ kind: 'host', object: host, host, event: to, message }, async () => {
       const cur = await this.store.getVersioned(key);
-      if (cur?.value === to) return null;
+      if (cur?.value === to || (to === 'down' && (await this.store.get(this.keys.hostAlive(host))) !== null)) return null;
       const guards: Guard[] = [cur ? { key, modRevision: cur.modRevision } : { key, absent: true }];
       if (to === 'down') guards.push({ key: this.keys.hostAlive(host), absent: true });
       return { guards, puts: [{ key, value: to }] };

@@ -23,18 +23,21 @@ const bin = new URL('../../bin/knarr', import.meta.url).pathname;
 /** The fleet's name is 3 characters: its events prefix is then 18 bytes, whose base64 is a prefix of any events key's. */
 const FLEET = 'evt';
 
+type ProxyMode = 'open' | 'frozen' | 'dead' | 'down';
+
 /**
  * A proxy in front of etcd that passes every request but those for the event log, which it leaves
- * unanswered (frozen) or cuts (dead): etcd as an event write sees it when it stops answering.
+ * unanswered (frozen) or cuts (dead): etcd as an event write sees it when it stops answering. Down cuts every request.
  */
-async function eventFreezingProxy(target: string): Promise<{ url: string; mode: 'open' | 'frozen' | 'dead'; close(): Promise<void> }> {
+async function eventFreezingProxy(target: string): Promise<{ url: string; mode: ProxyMode; close(): Promise<void>; cut(): void }> {
   const events = Buffer.from(fleetKeys(FLEET).root + 'events/').toString('base64');
-  const state = { mode: 'open' as 'open' | 'frozen' | 'dead' };
+  const state = { mode: 'open' as ProxyMode };
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const body = Buffer.concat(chunks);
+      if (state.mode === 'down') return req.socket.destroy();
       if (state.mode !== 'open' && body.toString('utf8').includes(events)) {
         if (state.mode === 'dead') req.socket.destroy();
         return;
@@ -51,6 +54,7 @@ async function eventFreezingProxy(target: string): Promise<{ url: string; mode: 
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   return Object.assign(state, {
     url: `http://127.0.0.1:${port}`,
+    cut: () => server.closeAllConnections(),
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -106,9 +110,10 @@ describe.skipIf(!run)('the fleet event log', () => {
     }
   });
 
-  it('-f prints events written after it started, through a compaction, and exits 0 on SIGTERM', async () => {
+  it('-f prints events written after it started, through a compaction and a lost connection, and exits 0 on SIGTERM', async () => {
     await recordEvent(store, FLEET, { kind: 'dot', object: 'before', host: 'h1', event: 'commit', message: 'first' });
-    const follower: ResultPromise = execa(bin, ['--etcd', etcd.url, '--fleet', FLEET, '--json', 'events', '-f', '--kind', 'dot'], { reject: false });
+    const proxy = await eventFreezingProxy(etcd.url);
+    const follower: ResultPromise = execa(bin, ['--etcd', proxy.url, '--fleet', FLEET, '--json', 'events', '-f', '--kind', 'dot'], { reject: false });
     let out = '';
     follower.stdout!.on('data', (b: Buffer) => (out += b.toString()));
     try {
@@ -122,16 +127,24 @@ describe.skipIf(!run)('the fleet event log', () => {
       await execa('etcdctl', ['--endpoints', etcd.url, 'compact', String(status[0]!.Status.header.revision)]);
       await recordEvent(store, FLEET, { kind: 'dot', object: 'compacted', host: 'h1', event: 'commit', message: 'third' });
       await eventually(async () => expect(out).toContain('"object":"compacted"'), 10_000);
+      // The connection goes, and an event is written while it is away: the watch made again cannot see it, the re-read does.
+      proxy.mode = 'down';
+      proxy.cut();
+      await recordEvent(store, FLEET, { kind: 'dot', object: 'unwatched', host: 'h1', event: 'commit', message: 'fourth' });
+      await new Promise((r) => setTimeout(r, 1500));
+      proxy.mode = 'open';
+      await eventually(async () => expect(out).toContain('"object":"unwatched"'), 10_000);
     } finally {
       follower.kill('SIGTERM');
     }
     const r = await follower;
+    await proxy.close();
     expect(r.exitCode, r.stderr as string).toBe(0);
     const lines = out
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as FleetEvent);
-    expect(lines.map((e) => e.object)).toEqual(['before', 'after', 'compacted']);
+    expect(lines.map((e) => e.object)).toEqual(['before', 'after', 'compacted', 'unwatched']);
   }, 60_000);
 
   it("an etcd that stops answering the event log's writes delays a dot commit by at most the event timeout, and the commit stands", async () => {

@@ -65,8 +65,17 @@ export async function eventsList(
           ),
         );
         await log.follow(kept[kept.length - 1]?.seq ?? 0, write, ctx.signal);
-        // SIGINT or SIGTERM ends following: that is how -f is meant to end, so it is a success.
-        await new Promise<void>((resolve) => (ctx.signal.aborted ? resolve() : ctx.signal.addEventListener('abort', () => resolve(), { once: true })));
+        // SIGINT or SIGTERM ends following: that is how -f is meant to end, so it is a success. Until then the process
+        // stays, even while etcd is away and nothing else holds it (the watch waits to reconnect on a timer that does not).
+        await new Promise<void>((resolve) => {
+          const hold = setInterval(() => undefined, 60_000);
+          const end = () => {
+            clearInterval(hold);
+            resolve();
+          };
+          if (ctx.signal.aborted) end();
+          else ctx.signal.addEventListener('abort', end, { once: true });
+        });
         return 0;
       } finally {
         await store.close();
