@@ -282,8 +282,8 @@ export class Agent {
     if (this.watching.signal.aborted) return;
     this.joinState = 'ok';
     await this.writeRecord();
-    await bounded(this.eventLog.agentStarted(this.opts.name), EVENT_WRITE_TIMEOUT_MS * 2);
     await this.watch();
+    await bounded(this.eventLog.agentStarted(this.opts.name), EVENT_WRITE_TIMEOUT_MS * 2);
     await mkdir(dirname(this.opts.pidFile), { recursive: true });
     await writeFile(
       this.opts.pidFile,
@@ -296,12 +296,10 @@ export class Agent {
   private async watch(): Promise<void> {
     const keys = fleetKeys(this.opts.fleet);
     const kick = () => this.reconciler.kick();
-    // Hosts that join after this one are answered here.
-    await this.store.watch(
-      keys.joins,
-      () => void admitJoins(this.store, this.opts.fleet).catch((e: Error) => this.log(`join: ${e.message}`)),
-      this.watching.signal,
-    );
+    // Hosts that join after this one are answered here, and those that began before its watch was made at once.
+    const admit = () => void admitJoins(this.store, this.opts.fleet).catch((e: Error) => this.log(`join: ${e.message}`));
+    await this.store.watch(keys.joins, admit, this.watching.signal);
+    admit();
     await this.store.watch(keys.jobs, kick, this.watching.signal);
     await this.store.watch(
       keys.alive,
