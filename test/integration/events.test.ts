@@ -110,6 +110,44 @@ describe.skipIf(!run)('the fleet event log', () => {
     }
   });
 
+  it('lists the last events as a table, filtered by kind, host and age; bad filters are refused by name', async () => {
+    const fleet = 'listed';
+    const keys = fleetKeys(fleet);
+    // An event of two hours ago, as its writer left it.
+    const old: FleetEvent = {
+      seq: 1,
+      at: new Date(Date.now() - 7_200_000).toISOString(),
+      kind: 'job',
+      object: 'old',
+      host: 'h1',
+      event: 'exited',
+      message: 'exit code 1',
+    };
+    await store.put(keys.event(1), JSON.stringify(old));
+    await store.put(keys.eventSeq, '1');
+    await recordEvent(store, fleet, { kind: 'job', object: 'web', host: 'h1', event: 'started', message: 'abc' });
+    await recordEvent(store, fleet, { kind: 'host', object: 'h2', host: 'h2', event: 'down', message: "its agent's lease lapsed" });
+    await recordEvent(store, fleet, { kind: 'dot', object: 'd1', host: 'h2', event: 'commit', message: 'master x' });
+    const kl = (...argv: string[]) => knarr(['--etcd', etcd.url, '--fleet', fleet, 'events', ...argv]);
+    const table = await kl();
+    expect(table.code, table.stderr).toBe(0);
+    expect(table.stdout.split('\n')[0]).toMatch(/^TIME +KIND +OBJECT +HOST +EVENT +MESSAGE$/);
+    expect(table.stdout).toMatch(/^2h ago +job +old +h1 +exited +exit code 1$/m);
+    expect(table.stdout).toMatch(/^\d+s ago +host +h2 +h2 +down +its agent's lease lapsed$/m);
+    const objects = async (...argv: string[]) => ((await kl('--json', ...argv)).json() as FleetEvent[]).map((e) => e.object);
+    expect(await objects()).toEqual(['old', 'web', 'h2', 'd1']);
+    expect(await objects('-n', '2')).toEqual(['h2', 'd1']);
+    expect(await objects('--kind', 'job')).toEqual(['old', 'web']);
+    expect(await objects('--host', 'h2')).toEqual(['h2', 'd1']);
+    expect(await objects('--since', '1h')).toEqual(['web', 'h2', 'd1']);
+    expect(await objects('--since', old.at)).toEqual(['old', 'web', 'h2', 'd1']);
+    const kind = await kl('--kind', 'jobs');
+    expect(kind.code).toBe(2);
+    expect(kind.stderr).toMatch(/--kind: unknown kind "jobs"; use one of job, op, host, dot, cluster/);
+    expect((await kl('-n', 'all')).stderr).toMatch(/--tail: "all" is not a count/);
+    expect((await kl('--since', 'lately')).stderr).toMatch(/--since: "lately" is not an age/);
+  });
+
   it('-f prints events written after it started, through a compaction and a lost connection, and exits 0 on SIGTERM', async () => {
     await recordEvent(store, FLEET, { kind: 'dot', object: 'before', host: 'h1', event: 'commit', message: 'first' });
     const proxy = await eventFreezingProxy(etcd.url);

@@ -35,18 +35,20 @@ export async function eventsList(
     ...(opts.since ? { since: parseSince(opts.since) } : {}),
   };
   const tail = parseTail(opts.tail);
+  const lastMatching = (events: FleetEvent[]) => {
+    const shown = events.filter((e) => matches(e, filter));
+    return tail === 0 ? shown : shown.slice(-tail);
+  };
   if (!opts.follow) {
-    const all = await withStore(ctx, (store) => new EventLog(store, ctx.config.fleet).list());
-    const shown = lastOf(
-      all.filter((e) => matches(e, filter)),
-      tail,
-    );
+    const shown = lastMatching(await withStore(ctx, (store) => new EventLog(store, ctx.config.fleet).list()));
     const now = Date.now();
     return { data: shown, view: { kind: 'table', columns: EVENT_COLUMNS, rows: shown.map((e) => eventRow(e, now)) } };
   }
   const json = ctx.config.output === 'json' || ctx.config.output === 'yaml';
   return {
+    // What --dry-run shows (it follows nothing): no event.
     data: [],
+    view: { kind: 'lines', lines: [] },
     stream: async (stdout: Writable) => {
       const store = await ctx.openStore();
       try {
@@ -58,12 +60,7 @@ export async function eventsList(
         const log = new EventLog(store, ctx.config.fleet);
         const kept = await log.list();
         if (!json) stdout.write(`${followLine(EVENT_COLUMNS)}\n`);
-        write(
-          lastOf(
-            kept.filter((e) => matches(e, filter)),
-            tail,
-          ),
-        );
+        write(lastMatching(kept));
         await log.follow(kept[kept.length - 1]?.seq ?? 0, write, ctx.signal);
         // SIGINT or SIGTERM ends following: that is how -f is meant to end, so it is a success. Until then the process
         // stays, even while etcd is away and nothing else holds it (the watch waits to reconnect on a timer that does not).
@@ -83,5 +80,3 @@ export async function eventsList(
     },
   };
 }
-
-const lastOf = <T>(xs: T[], n: number): T[] => (n === 0 ? xs : xs.slice(-n));
