@@ -513,6 +513,7 @@ export class Agent {
     });
     await rm(this.opts.pidFile, { force: true });
     if (this.lease) await this.store.revokeLease(this.lease);
-    await bounded(this.eventLog.hostChanged(this.opts.name, 'down', 'its agent stopped'), EVENT_WRITE_TIMEOUT_MS);
+    // A host that never joined was never up.
+    if (this.joinState === 'ok') await bounded(this.eventLog.hostChanged(this.opts.name, 'down', 'its agent stopped'), EVENT_WRITE_TIMEOUT_MS);
   }
 }
