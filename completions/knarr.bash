@@ -21,7 +21,7 @@ _knarr_value() {
 _knarr_node() {
   kids="" args="" opts="" vals=" "
   case "$1" in
-    '') kids='pool etcd dot job service host cluster image op daemon onboot doctor completion' ;;
+    '') kids='pool etcd dot job service host cluster image op events daemon onboot doctor completion' ;;
     'pool') kids='init status list ls destroy rm' ;;
     'etcd') kids='up down status backup restore' ;;
     'dot') kids='init list ls show commit log branch checkout reset clone mount unmount fsck push pull remote manifest send receive rm' ;;
@@ -86,6 +86,7 @@ _knarr_node() {
     'op/cancel') args='op' ;;
     'op/run') args='op' ;;
     'op/gc') opts='--older-than'; vals=' --older-than=none ' ;;
+    'events') opts='-f --follow --host --kind --since -n --tail'; vals=' --host=host --kind=c:job,op,host,dot,cluster --since=none -n=none --tail=none ' ;;
     'daemon') opts='--name --tags --listen --ttl --token-file --tls-cert --tls-key --advertise --prune --no-prune --mode --share --drain-timeout'; vals=' --name=none --tags=none --listen=none --ttl=none --token-file=path --tls-cert=path --tls-key=path --advertise=none --mode=c:recovery,new --share=path --drain-timeout=none ' ;;
     'onboot') opts='--storage-device --zpool-device --driver --pool --dot --seed --mountpoint --daemon'; vals=' --storage-device=path --zpool-device=path --driver=c:zfs,btrfs,lvm,dir --pool=pool --dot=dot --seed=none --mountpoint=path ' ;;
     'doctor') opts='--fix' ;;

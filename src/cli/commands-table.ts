@@ -5,6 +5,7 @@ import { daemon } from '../commands/daemon/index.js';
 import { doctor } from '../commands/doctor/index.js';
 import { dot } from '../commands/dot/index.js';
 import { etcd } from '../commands/etcd/index.js';
+import { events } from '../commands/events/index.js';
 import { host } from '../commands/host/index.js';
 import { image } from '../commands/image/index.js';
 import { job, service } from '../commands/job/index.js';
@@ -29,6 +30,7 @@ export const COMMANDS: CommandDef[] = [
   cluster,
   image,
   op,
+  events,
   daemon,
   onboot,
   doctor,

@@ -1,6 +1,9 @@
 import type { Cell, View } from '../commands/types.js';
 import type { OutputFormat } from '../core/config.js';
 import type { KnarrError } from '../core/errors.js';
+import { relativeTime } from '../core/time.js';
+
+export { relativeTime };
 
 function pad(s: string, n: number): string {
   return s + ' '.repeat(Math.max(0, n - s.length));
@@ -18,27 +21,6 @@ export interface RenderOptions {
 
 /** Tables are drawn for a person under table and wide; json and yaml carry the data. */
 export const isTableFormat = (format: OutputFormat): boolean => format === 'table' || format === 'wide';
-
-const UNITS: [number, string][] = [
-  [365 * 86400, 'y'],
-  [86400, 'd'],
-  [3600, 'h'],
-  [60, 'm'],
-  [1, 's'],
-];
-
-/** "5m ago", "3d ago", "in 2m": whole units, in hours up to two days. */
-export function relativeTime(time: string | number | null | undefined, now: number): string {
-  if (time === null || time === undefined || time === '') return '-';
-  const t = typeof time === 'number' ? time : Date.parse(time);
-  if (!Number.isFinite(t)) return String(time);
-  const seconds = Math.round((now - t) / 1000);
-  const abs = Math.abs(seconds);
-  if (abs < 1) return 'now';
-  const [unit, name] = UNITS.find(([u, n]) => abs >= (n === 'd' ? 2 * 86400 : u)) ?? [1, 's'];
-  const text = `${Math.floor(abs / unit)}${name}`;
-  return seconds > 0 ? `${text} ago` : `in ${text}`;
-}
 
 export function cellText(cell: Cell, now: number): string {
   return typeof cell === 'string' ? cell : relativeTime(cell.time, now);
@@ -104,6 +86,8 @@ export function renderView(view: View, opts: Omit<RenderOptions, 'format'> & { w
       return view.lines.map((l) => `${l}\n`).join('');
     case 'raw':
       return view.text;
+    case 'sections':
+      return view.sections.map((v) => renderView(v, opts)).join('\n');
   }
 }
 

@@ -12,6 +12,8 @@ import {
 } from '../core/errors.js';
 import { describeOp, isOpId, isTerminal, opTarget, parseAge, shortValue, type OpRecord } from '../core/ops.js';
 import { OpRunner, planOperation, waitForOp } from '../ops/runner.js';
+import { opEvent } from '../core/events.js';
+import { recordEvent } from '../state/events.js';
 import { HostRepo } from '../state/hosts.js';
 import { collectGarbage } from '../state/gc.js';
 import { OpRepo } from '../state/ops.js';
@@ -263,6 +265,8 @@ export const opCancel = async (id: string, ctx: Context): Promise<CommandResult>
     )
       await runInline(ctx, store);
     const now = (await repo.get(op.id)) ?? op;
+    if (op.status === 'queued' && now.status === 'cancelled')
+      await recordEvent(store, ctx.config.fleet, opEvent(now, 'cancelled', `${now.kind}, before it ran`));
     return {
       data: now,
       view: { kind: 'lines', lines: [isTerminal(now.status) ? describeOp(now) : `${op.id}: cancel requested; it stops at its next step and is undone`] },

@@ -32,7 +32,9 @@ export type View =
     }
   | { kind: 'fields'; fields: [string, Cell][] }
   | { kind: 'lines'; lines: string[] }
-  | { kind: 'raw'; text: string };
+  | { kind: 'raw'; text: string }
+  /** Views one under another, a blank line between (a show command's fields, then its events). */
+  | { kind: 'sections'; sections: View[] };
 
 export interface CommandResult<T = unknown> {
   /** What --json and -o yaml print. */

@@ -12,6 +12,8 @@ import { JOB_NAME_RE, parseJobSpec, type JobSpec } from '../core/job-spec.js';
 import { CONTROL_FRAME, DockerEngine, frame } from '../host/docker.js';
 import { daemonContainerName, foregroundContainer, startAttached, type AttachedRun } from '../host/job-containers.js';
 import type { HostRepo } from '../state/hosts.js';
+import { EVENT_WRITE_TIMEOUT_MS } from '../core/events.js';
+import { bounded, EventLog, recordEvent } from '../state/events.js';
 import { collectGarbage } from '../state/gc.js';
 import { JobRepo } from '../state/jobs.js';
 import { fleetKeys } from '../state/keys.js';
@@ -120,6 +122,7 @@ export class Agent {
   /** The CLIs' connections of running foreground jobs: closing one removes its job. */
   private readonly runSockets = new Set<Duplex>();
   private opRunner: { close(): Promise<void>; drain(): Promise<void> } | null = null;
+  private readonly eventLog: EventLog;
 
   constructor(
     private readonly opts: AgentOptions,
@@ -131,6 +134,7 @@ export class Agent {
     // The agent never runs under --dry-run (knarr daemon refuses it).
     this.engine = new DockerEngine(opts.dockerSocket, false);
     this.jobs = new JobRepo(store, opts.fleet);
+    this.eventLog = new EventLog(store, opts.fleet);
     this.ambassador = new Ambassador(opts.name, opts.fleet, store, this.jobs, log);
     this.reconciler = new Reconciler(
       {
@@ -209,11 +213,22 @@ export class Agent {
     }));
   }
 
-  private async register(): Promise<void> {
+  private async register(starting = false): Promise<void> {
     this.lease = await this.store.grantLease(this.opts.ttlSeconds);
     // Tags belong to the operator once set (knarr host tag): the agent adds its own at registration.
     await this.writeRecord((previous) => [...new Set([...(previous?.tags ?? []), ...this.tags])].sort());
     await this.hosts.markAlive(this.opts.name, this.lease, { pid: process.pid, address: this.address, since: new Date().toISOString() });
+    // A starting agent says it is up once it has joined.
+    if (!starting) await this.hostUp('its agent registered again (its lease had lapsed)');
+  }
+
+  private hostUp(message: string): Promise<void> {
+    return bounded(this.eventLog.hostChanged(this.opts.name, 'up', message), EVENT_WRITE_TIMEOUT_MS);
+  }
+
+  /** Hosts whose lease lapsed get their down event, written once in the fleet whichever agent sees it first. */
+  private noticeDownHosts(): void {
+    void bounded(this.eventLog.noticeDownHosts(`its agent's lease lapsed (seen by ${this.opts.name})`), EVENT_WRITE_TIMEOUT_MS * 5);
   }
 
   async start(token: () => string, signal?: AbortSignal): Promise<void> {
@@ -247,7 +262,7 @@ export class Agent {
         },
       },
     );
-    await this.register();
+    await this.register(true);
     // The lease is kept alive by serve(), which starts after the handshake: keep it meanwhile.
     const keep = setInterval(() => void this.store.keepAlive(this.lease!).catch(() => undefined), Math.max(200, (this.opts.ttlSeconds * 1000) / 3));
     try {
@@ -269,6 +284,7 @@ export class Agent {
     this.joinState = 'ok';
     await this.writeRecord();
     await this.watch();
+    await bounded(this.eventLog.agentStarted(this.opts.name), EVENT_WRITE_TIMEOUT_MS * 2);
     await mkdir(dirname(this.opts.pidFile), { recursive: true });
     await writeFile(
       this.opts.pidFile,
@@ -281,14 +297,20 @@ export class Agent {
   private async watch(): Promise<void> {
     const keys = fleetKeys(this.opts.fleet);
     const kick = () => this.reconciler.kick();
-    // Hosts that join after this one are answered here.
+    // Hosts that join after this one are answered here, and those that began before its watch was made at once.
+    const admit = () => void admitJoins(this.store, this.opts.fleet).catch((e: Error) => this.log(`join: ${e.message}`));
+    await this.store.watch(keys.joins, admit, this.watching.signal);
+    admit();
+    await this.store.watch(keys.jobs, kick, this.watching.signal);
     await this.store.watch(
-      keys.joins,
-      () => void admitJoins(this.store, this.opts.fleet).catch((e: Error) => this.log(`join: ${e.message}`)),
+      keys.alive,
+      (changes) => {
+        kick();
+        if (changes.some((c) => c.key === null || c.deleted)) this.noticeDownHosts();
+      },
       this.watching.signal,
     );
-    await this.store.watch(keys.jobs, kick, this.watching.signal);
-    await this.store.watch(keys.alive, kick, this.watching.signal);
+    this.noticeDownHosts();
     if (this.opts.ops) {
       const runner = this.opts.ops(() => this.lease ?? '0');
       this.opRunner = runner;
@@ -350,6 +372,7 @@ export class Agent {
       }
       const create = foregroundContainer(spec, this.opts.fleet, interactive, { env, binds: await this.opts.dotBinds(spec) });
       run = await startAttached(this.engine, `knarr-${spec.name}-${randomBytes(3).toString('hex')}`, create, interactive);
+      await this.jobEvent(spec.name, 'started', `foreground, ${run.id.slice(0, 12)}`);
     } catch (e) {
       for (const release of releases) release();
       if (e instanceof ApiError) throw e;
@@ -385,11 +408,17 @@ export class Agent {
       (e: Error) => ({ error: e.message }),
     );
     finished = true;
+    await this.jobEvent(spec.name, 'exited', 'exitCode' in status ? `exit code ${status.exitCode}` : status.error);
     // The engine keeps the attach connection open after the job; stdin still arriving for it is dropped.
     socket.unpipe(run.socket);
     run.socket.destroy();
     for (const release of releases) release();
     socket.end(frame(CONTROL_FRAME, Buffer.from(JSON.stringify(status))));
+  }
+
+  /** A foreground job's event (it has no record, so no history): best effort. */
+  private jobEvent(job: string, event: string, message: string): Promise<void> {
+    return recordEvent(this.store, this.opts.fleet, { kind: 'job', object: job, host: this.opts.name, event, message });
   }
 
   /** A daemonized job's log, streamed as the engine multiplexes it. */
@@ -427,6 +456,7 @@ export class Agent {
       if (Date.now() - lastSweep >= SWEEP_MS) {
         lastSweep = Date.now();
         void this.opRunner?.drain().catch((e: Error) => this.log(`agent: operations: ${e.message}`));
+        this.noticeDownHosts();
       }
       if (retention > 0 && Date.now() - lastGc >= Math.min(GC_MAX_EVERY_MS, Math.max(1000, retention))) {
         lastGc = Date.now();
@@ -485,5 +515,7 @@ export class Agent {
     });
     await rm(this.opts.pidFile, { force: true });
     if (this.lease) await this.store.revokeLease(this.lease);
+    // A host that never joined was never up.
+    if (this.joinState === 'ok') await bounded(this.eventLog.hostChanged(this.opts.name, 'down', 'its agent stopped'), EVENT_WRITE_TIMEOUT_MS);
   }
 }

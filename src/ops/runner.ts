@@ -1,6 +1,8 @@
 import { DryRunWriteError, FailureError, InterruptedError, NotFoundError, OperationFailedError, StoreUnavailableError } from '../core/errors.js';
 import { tryLock } from '../host/lock.js';
 import { describeOp, isTerminal, opId, type OpRecord } from '../core/ops.js';
+import { clusterEventOf, opEvent, type NewEvent } from '../core/events.js';
+import { recordEvent } from '../state/events.js';
 import { Wakeup } from '../core/streams.js';
 import type { Context, OpRun } from './context.js';
 import { ClaimLostError, OpRepo } from '../state/ops.js';
@@ -96,6 +98,8 @@ export class OpRunner {
     const handler = load ? await load() : undefined;
     let op = claimed;
     let pending = op.progress;
+    const note = (e: NewEvent) => recordEvent(this.store, this.ctx.config.fleet, e);
+    await note(opEvent(op, 'running', `${op.kind} ${op.attempts > 1 ? `resumed (attempt ${op.attempts})` : 'started'} by ${owner}`));
     // The first write waits too: a short operation writes its progress once, when it ends.
     let lastWrite = Date.now();
     const update = async (change: (o: OpRecord) => OpRecord) => {
@@ -110,6 +114,7 @@ export class OpRunner {
       store: this.store,
       save: async (patch) => void (await update((o) => ({ ...o, state: { ...o.state, ...patch } }))),
       progress: async (done, total, message) => {
+        if (message !== pending.message) await note(opEvent(op, 'step', `${total > 0 ? `${done}/${total} ` : ''}${message}`));
         pending = { done, total, message };
         this.log(describeOp({ ...op, progress: pending }));
         // Each write is an fsync in etcd: progress is written at most every PROGRESS_EVERY_MS, and at the end.
@@ -140,12 +145,19 @@ export class OpRunner {
       },
     };
     let result: { value: unknown } | null = null;
-    const finish = (status: OpRecord['status'], fields: Partial<OpRecord>) =>
-      update((o) => ({ ...o, ...fields, status, finishedAt: new Date().toISOString() })).catch((e: Error) => {
+    const finish = async (status: OpRecord['status'], fields: Partial<OpRecord>) => {
+      try {
+        const ended = await update((o) => ({ ...o, ...fields, status, finishedAt: new Date().toISOString() }));
+        await note(opEvent(ended, status, `${ended.kind}${ended.error ? `: ${ended.error}` : ''}`));
+        const cluster = clusterEventOf(ended);
+        if (cluster) await note(cluster);
+        return ended;
+      } catch (e) {
         // Left running and claimed: the next runner finishes recording it.
-        this.log(`${id}: ${status}, but not recorded yet (${e.message}); the next runner records it`);
+        this.log(`${id}: ${status}, but not recorded yet (${(e as Error).message}); the next runner records it`);
         return op;
-      });
+      }
+    };
     // An early return leaves the operation claimed: this runner stopped part-way, its lease goes with it, and the next runner resumes it.
     try {
       if (!handler)

@@ -1,5 +1,6 @@
 import type { CommitRecord, DotRecord } from '../core/dots.js';
 import { ConflictError, NotFoundError } from '../core/errors.js';
+import { recordEvent } from './events.js';
 import { fleetKeys } from './keys.js';
 import type { Store } from './store.js';
 
@@ -8,7 +9,7 @@ export class DotRepo {
   private readonly keys;
   constructor(
     private readonly store: Store,
-    fleet: string,
+    private readonly fleet: string,
     private readonly host: string,
     private readonly dryRun: boolean,
   ) {
@@ -99,6 +100,11 @@ export class DotRepo {
 
   async deleteCommit(dot: string, id: string): Promise<void> {
     if (!this.dryRun) await this.store.delete(this.keys.hostDotCommit(this.host, dot, id));
+  }
+
+  /** Notes what happened to a dot of this host in the fleet's event log (best effort; not under --dry-run). */
+  async event(dot: string, event: string, message: string): Promise<void> {
+    if (!this.dryRun) await recordEvent(this.store, this.fleet, { kind: 'dot', object: dot, host: this.host, event, message });
   }
 
   async getRemote(name: string): Promise<string | null> {

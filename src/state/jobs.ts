@@ -1,4 +1,5 @@
 import type { JobSpec } from '../core/job-spec.js';
+import { recordEvent } from './events.js';
 import { fleetKeys } from './keys.js';
 import type { Store } from './store.js';
 
@@ -64,7 +65,7 @@ export class JobRepo {
   private seq = 0;
   constructor(
     private readonly store: Store,
-    fleet: string,
+    private readonly fleet: string,
   ) {
     this.keys = fleetKeys(fleet);
   }
@@ -119,6 +120,7 @@ export class JobRepo {
     const at = new Date().toISOString();
     // Time first so the list reads in order; the suffix keeps two events of one millisecond apart.
     await this.store.put(`${this.keys.jobHistory(name)}${at}-${process.pid}-${this.seq++}`, JSON.stringify({ at, ...e }));
+    await recordEvent(this.store, this.fleet, { kind: 'job', object: name, host: e.host === '-' ? null : e.host, event: e.event, message: e.detail ?? '' });
   }
   async history(name: string): Promise<JobEvent[]> {
     return (await this.store.list(this.keys.jobHistory(name))).map((kv) => JSON.parse(kv.value) as JobEvent);

@@ -60,6 +60,12 @@ export function fleetKeys(fleet: string) {
     hostImage: (host: string, name: string) => `${root}/hosts/${host}/images/${name}`,
     services: `${root}/services/`,
     service: (name: string) => `${root}/services/${name}`,
+    /** The fleet's event log: one key per event by its number (zero-padded, so keys sort in order), and the last number given. */
+    events: `${root}/events/log/`,
+    event: (seq: number) => `${root}/events/log/${String(seq).padStart(16, '0')}`,
+    eventSeq: `${root}/events/seq`,
+    /** Each host's last state in the log (up or down): a down is written once, by whoever sees it first. */
+    eventHost: (host: string) => `${root}/events/hosts/${host}`,
     /** Monotonic counters (cluster ids, ...), bumped in one transaction. */
     counter: (kind: string) => `${root}/counters/${kind}`,
   };

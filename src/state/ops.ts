@@ -1,5 +1,7 @@
 import { FailureError } from '../core/errors.js';
 import { isTerminal, newOp, type OpRecord } from '../core/ops.js';
+import { opEvent } from '../core/events.js';
+import { recordEvent } from './events.js';
 import { fleetKeys } from './keys.js';
 import type { Guard, Store, WatchEvent } from './store.js';
 
@@ -15,7 +17,7 @@ export class OpRepo {
   private readonly keys;
   constructor(
     private readonly store: Store,
-    fleet: string,
+    private readonly fleet: string,
   ) {
     this.keys = fleetKeys(fleet);
   }
@@ -33,7 +35,10 @@ export class OpRepo {
   /** Writes the queued operation numbered n unless it is there already; returns what is stored. */
   async submitAs(n: number, kind: string, args: Record<string, unknown>, host: string, parent: string | null = null): Promise<OpRecord> {
     const op = newOp(n, kind, args, host, parent);
-    if (await this.store.createIfAbsent(this.keys.op(op.id), JSON.stringify(op))) return op;
+    if (await this.store.createIfAbsent(this.keys.op(op.id), JSON.stringify(op))) {
+      await recordEvent(this.store, this.fleet, opEvent(op, 'queued', parent ? `${kind}, part of ${parent}` : kind));
+      return op;
+    }
     return (await this.get(op.id))!;
   }
 

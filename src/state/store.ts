@@ -33,8 +33,8 @@ export interface Store {
   revokeLease(lease: string): Promise<void>;
   /** Writes only if the key does not exist, in one transaction; true when written. */
   createIfAbsent(key: string, value: string): Promise<boolean>;
-  /** One transaction: when every guard holds, every put and delete is done; true when done. */
-  transact(guards: Guard[], puts: { key: string; value: string; lease?: string; keepLease?: boolean }[], deletes: string[]): Promise<boolean>;
+  /** One transaction: when every guard holds, every put and delete (a key, or the keys from `from` up to `to`) is done; true when done. */
+  transact(guards: Guard[], puts: { key: string; value: string; lease?: string; keepLease?: boolean }[], deletes: (string | KeyRange)[]): Promise<boolean>;
   /** Writes every key only if none of them exists, in one transaction; true when written. */
   createAllIfAbsent(entries: { key: string; value: string }[]): Promise<boolean>;
   /** Increments a counter atomically (compare-and-swap on its revision); returns the new value. */
@@ -54,6 +54,12 @@ export interface Store {
   deletePrefix(prefix: string): Promise<number>;
   list(prefix: string): Promise<KeyValue[]>;
   close(): Promise<void>;
+}
+
+/** The keys from `from` (included) up to `to` (excluded). */
+export interface KeyRange {
+  from: string;
+  to: string;
 }
 
 /** A condition of a transaction: the key's revision, its value, or its absence. */
@@ -188,7 +194,7 @@ export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000
         ...puts.map((p) => ({
           request_put: { key: b64(p.key), value: b64(p.value), ...(p.lease ? { lease: p.lease } : {}), ...(p.keepLease ? { ignore_lease: true } : {}) },
         })),
-        ...deletes.map((k) => ({ request_delete_range: { key: b64(k) } })),
+        ...deletes.map((k) => ({ request_delete_range: typeof k === 'string' ? { key: b64(k) } : { key: b64(k.from), range_end: b64(k.to) } })),
       ];
       return (await call<{ succeeded?: boolean }>('/v3/kv/txn', { compare, success })).succeeded === true;
     },
@@ -258,7 +264,7 @@ export function readOnlyStore(store: Store): Store {
     keepAlive: refuse('renew a lease'),
     revokeLease: refuse('revoke a lease'),
     createIfAbsent: refuse('create'),
-    transact: (_guards, puts, deletes) => refuse('change')([...puts.map((p) => p.key), ...deletes].join(', ')),
+    transact: (_guards, puts, deletes) => refuse('change')([...puts.map((p) => p.key), ...deletes.map((d) => (typeof d === 'string' ? d : d.from))].join(', ')),
     createAllIfAbsent: (entries) => refuse('create')(entries.map((e) => e.key).join(', ')),
     increment: refuse('increment'),
     putIfUnchanged: refuse('write'),

@@ -151,6 +151,15 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
     expect((await k(['cluster', 'start', 'lab'])).code).toBe(0);
     expect((await show('lab')).nodes.map((n: { state: string }) => n.state)).toEqual(['RUNNING', 'RUNNING', 'RUNNING']);
     expect(await attach(`alice-${id}-0`, 'cat', '/root/keep.txt')).toBe('zero');
+    // Each step of its life is an event of the cluster, which cluster show lists last.
+    const shown = (await show('lab')).events as { event: string; message: string }[];
+    expect(shown.map((e) => `${e.event} ${e.message.replace(/(, )?by op-\d+$/, '')}`.trim())).toEqual([
+      'scaled 5 node(s)',
+      'scaled 2 node(s)',
+      'stopped',
+      'scaled 3 node(s)',
+      'started',
+    ]);
 
     expect((await k(['cluster', 'delete', 'lab'])).code).toBe(0);
     expect(await lxcLs()).toEqual([]);
@@ -159,6 +168,16 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
     expect(await store.list(keys.clusters)).toEqual([]);
     expect(await store.list(keys.userAddresses('alice'))).toEqual([]);
     expect(await store.get(keys.userSubnet('alice'))).toBeNull();
+    const events = (await k(['--json', 'events', '--kind', 'cluster'])).json() as { object: string; event: string }[];
+    expect(events.filter((e) => e.object === 'alice/lab').map((e) => e.event)).toEqual([
+      'created',
+      'scaled',
+      'scaled',
+      'stopped',
+      'scaled',
+      'started',
+      'deleted',
+    ]);
     // The user's own data outlives the cluster.
     expect(readFileSync(`${poolDir}/knarr-users/alice/data/shared.txt`, 'utf8')).toBe('from-node-0\n');
   }, 90_000);

@@ -252,6 +252,7 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     'image save': [['lab', '0', 'saved']],
     'op cancel': [[queuedOp]],
     'op gc': [[], ['--older-than', '1s']],
+    events: [[], ['--kind', 'job', '--since', '1h', '-n', '5']],
     'op run': [[queuedOp]],
     daemon: [['--listen', `127.0.0.1:${9}`]],
     onboot: [['--storage-device', `${tmp.path}/boot.img`, '--pool', uniqueName('kdb'), '--dot', 'app', '--mountpoint', `${tmp.path}/boot`]],

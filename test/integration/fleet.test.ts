@@ -206,6 +206,12 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
     expect(await hosts.hb!.dockerd.docker('ps', '-aq', '--filter', 'label=knarr.job=db')).toBe('');
     const history = (await k(['--json', 'job', 'history', 'web'])).json() as { event: string; host: string }[];
     expect(history.map((e) => `${e.event}@${e.host}`)).toEqual(expect.arrayContaining(['started@ha', 'moved@hb', 'started@hb']));
+    // The fleet's events say so too: web moved, and ha went down once (two agents saw it).
+    const events = (await k(['--json', 'events', '-n', '0'])).json() as { kind: string; object: string; host: string; event: string; message: string }[];
+    expect(events.filter((e) => e.kind === 'job' && e.object === 'web').map((e) => `${e.event}@${e.host} ${e.message}`)).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^started@ha /), 'moved@hb from ha, which is down', expect.stringMatching(/^started@hb /)]),
+    );
+    expect(events.filter((e) => e.kind === 'host' && e.object === 'ha' && e.event === 'down')).toHaveLength(1);
 
     // ha comes back: its stale web container goes, db runs there again.
     startAgent('ha', 'web,a');

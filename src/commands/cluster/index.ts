@@ -79,7 +79,13 @@ const show = defineCommand(
     examples: [{ command: 'knarr --json cluster show lab', description: 'lab as JSON' }],
     dryRun: 'reads',
   },
-  async ({ args, options }, ctx) => (await import('./commands.js')).clusterShow(args.name, options, ctx),
+  async ({ args, options }, ctx) =>
+    (await import('../events/recent.js')).withRecentEvents(
+      ctx,
+      'cluster',
+      (c) => `${c.user}/${c.name}`,
+      (await import('./commands.js')).clusterShow(args.name, options, ctx),
+    ),
 );
 
 const exec = defineCommand(

@@ -52,6 +52,7 @@ async function makeBranch(ctx: Context, repo: DotRepo, name: string, newBranch: 
       branches: { ...cur.branches, [newBranch]: { head: from.id, from: { branch: dot.activeBranch, commit: from.id }, createdAt: new Date().toISOString() } },
     };
   });
+  await repo.event(name, 'branch', `${newBranch} from ${dot.activeBranch}@${shortId(from.id)}`);
   return {
     data: { dot: name, branch: newBranch, action: 'created', from: from.id },
     view: { kind: 'lines', lines: [`branch ${newBranch} created from ${dot.activeBranch}@${shortId(from.id)}`] },

@@ -36,6 +36,7 @@ export async function dotClone(dotName: string, newDotName: string, opts: { comm
       // The history it came from, so its log goes on from there (the source may go; this stays).
       await repo.putHistory(newName, await fullLog(repo, dot, from.id));
       if (!(await repo.create(clone))) throw new ConflictError(`dot ${newName} was created by another command at the same time`);
+      await repo.event(newName, 'clone', `from ${name}@${shortId(from.id)}`);
       return {
         data: {
           dot: newName,

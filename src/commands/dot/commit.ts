@@ -41,6 +41,7 @@ export async function dotCommit(
         await h.storage.dropCommit(h.ref(), commit.id).catch(() => undefined);
         throw e;
       }
+      await repo.event(dot.name, 'commit', `${branch} ${commit.id.slice(0, 12)} ${message}`);
       return { data: commit, view: { kind: 'lines', lines: [`[${branch} ${commit.id}] ${message}`] } };
     }),
   );

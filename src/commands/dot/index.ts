@@ -36,7 +36,8 @@ const show = defineCommand(
     examples: [{ command: 'knarr --json dot show pgdata', description: 'everything about pgdata as JSON' }],
     dryRun: 'reads',
   },
-  async ({ args }, ctx) => (await import('./show.js')).dotShow(args.dot, ctx),
+  async ({ args }, ctx) =>
+    (await import('../events/recent.js')).withRecentEvents(ctx, 'dot', args.dot, (await import('./show.js')).dotShow(args.dot, ctx), true),
 );
 
 const commit = defineCommand(

@@ -299,6 +299,8 @@ export async function dotPull(
   return withDots(ctx, (repo) =>
     withDotLock(ctx, 'dot pull', [req.as ?? req.dot], async () => {
       const r = await pullDot(ctx, repo, req);
+      if (r.action !== 'up-to-date')
+        await repo.event(r.dot, 'pull', `${r.branch} from ${req.remote}, ${r.received.length} commit(s)${r.stash ? `, local commits on ${r.stash}` : ''}`);
       const lines = [
         r.action === 'up-to-date' ? `${r.dot}@${r.branch} is up to date` : `${r.action}: ${r.dot}@${r.branch}, ${r.received.length} commit(s)`,
         ...(r.stash ? [`local commits kept on branch ${r.stash}`] : []),

@@ -81,6 +81,7 @@ export async function dotPush(dotName: string, remoteText: string, opts: { branc
           base = id;
         }
         ctx.events.done();
+        await repo.event(name, 'push', `${branch} to ${remoteName}, ${sent.length} commit(s), at ${shortId(base)}`);
         return {
           data: { dot: name, remote: remoteName, branch, sent, action: 'pushed' },
           view: {

@@ -20,7 +20,7 @@ const show = defineCommand(
     examples: [{ command: 'knarr --json host show h1', description: 'h1 as JSON' }],
     dryRun: 'reads',
   },
-  async ({ args }, ctx) => (await import('./host.js')).hostShow(args.host, ctx),
+  async ({ args }, ctx) => (await import('../events/recent.js')).withRecentEvents(ctx, 'host', args.host, (await import('./host.js')).hostShow(args.host, ctx)),
 );
 
 const drain = defineCommand(

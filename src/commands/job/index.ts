@@ -86,7 +86,7 @@ const show = defineCommand(
     examples: [{ command: 'knarr --json job show web', description: 'web as JSON' }],
     dryRun: 'reads',
   },
-  async ({ args }, ctx) => (await import('./manage.js')).jobShow(args.job, ctx),
+  async ({ args }, ctx) => (await import('../events/recent.js')).withRecentEvents(ctx, 'job', args.job, (await import('./manage.js')).jobShow(args.job, ctx)),
 );
 
 const logs = defineCommand(

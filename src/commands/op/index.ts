@@ -21,7 +21,7 @@ const show = defineCommand(
     examples: [{ command: 'knarr --json op show op-000042', description: 'as JSON' }],
     dryRun: 'reads',
   },
-  async ({ args }, ctx) => (await import('../op.js')).opShow(args.op, ctx),
+  async ({ args }, ctx) => (await import('../events/recent.js')).withRecentEvents(ctx, 'op', args.op, (await import('../op.js')).opShow(args.op, ctx)),
 );
 
 const wait = defineCommand(
