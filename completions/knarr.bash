@@ -21,7 +21,7 @@ _knarr_value() {
 _knarr_node() {
   kids="" args="" opts="" vals=" "
   case "$1" in
-    '') kids='pool etcd dot job service host cluster image op events daemon onboot doctor completion' ;;
+    '') kids='pool etcd dot job ps service host cluster image op events daemon onboot doctor completion' ;;
     'pool') kids='init status list ls destroy rm' ;;
     'etcd') kids='up down status backup restore' ;;
     'dot') kids='init list ls show commit log branch checkout reset clone mount unmount fsck push pull remote manifest send receive rm' ;;

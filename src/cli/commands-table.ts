@@ -8,7 +8,7 @@ import { etcd } from '../commands/etcd/index.js';
 import { events } from '../commands/events/index.js';
 import { host } from '../commands/host/index.js';
 import { image } from '../commands/image/index.js';
-import { job, service } from '../commands/job/index.js';
+import { job, ps, service } from '../commands/job/index.js';
 import { onboot } from '../commands/onboot/index.js';
 import { op } from '../commands/op/index.js';
 import { pool } from '../commands/pool/index.js';
@@ -25,6 +25,7 @@ export const COMMANDS: CommandDef[] = [
   etcd,
   dot,
   job,
+  ps,
   service,
   host,
   cluster,

@@ -33,6 +33,7 @@ function usage(path: string[], def: CommandDef): string {
 /** The generated reference of one command: summary, usage, arguments, options and examples. */
 export function commandBlock(path: string[], def: CommandDef): string {
   const out = [BEGIN, '', prose(def.description ?? `${def.summary[0]!.toUpperCase()}${def.summary.slice(1)}.`), '', '```', usage(path, def), '```'];
+  if (def.aliases?.length) out.push('', `Also: ${def.aliases.map((a) => `\`${['knarr', ...path.slice(0, -1), a].join(' ')}\``).join(', ')}.`);
   if (def.args?.length) {
     out.push('', '| argument | meaning |', '|---|---|');
     for (const a of def.args) out.push(`| \`${a.name.toUpperCase()}\` | ${cell(a.description)}${a.choices ? ` (one of: ${a.choices.join(', ')})` : ''} |`);

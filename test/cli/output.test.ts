@@ -208,10 +208,13 @@ describe.skipIf(!etcdReady)('times and wide columns of fleet lists', () => {
     expect(json.find((o) => o.id === 'op-000007')?.createdAt).toMatch(/^\d{4}-\d\d-\d\dT.*Z$/);
   });
 
-  it('ps is job list', async () => {
+  it('ps is job list, under job and at the top', async () => {
     const r = await at(['job', 'ps']);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^JOB +HOST +STATE +IMAGE +PORTS$/);
+    const top = await at(['ps']);
+    expect(top.exitCode, top.stderr).toBe(0);
+    expect(top.stdout).toBe((await at(['job', 'list'])).stdout);
   });
 
   it('job history: TIME relative', async () => {

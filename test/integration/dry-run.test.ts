@@ -269,6 +269,7 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     'dot send': [['d1', commit]],
     'job plan': [['--name', 'p', d.image, '--', 'true']],
     'job list': [[]],
+    ps: [[]],
     'job show': [['web']],
     'job logs': [['web']],
     'job history': [['web']],

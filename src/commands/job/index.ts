@@ -78,6 +78,17 @@ const list = defineCommand(
   async (_input, ctx) => (await import('./manage.js')).jobList(ctx),
 );
 
+/** `knarr ps`: what people type for the jobs, as they would with docker. */
+export const ps = defineCommand(
+  {
+    name: 'ps',
+    summary: 'daemonized jobs: intent and actual state (the same as job list)',
+    examples: [{ command: 'knarr ps -o wide', description: 'jobs of the fleet, with containers and times' }],
+    dryRun: 'reads',
+  },
+  async (_input, ctx) => (await import('./manage.js')).jobList(ctx),
+);
+
 const show = defineCommand(
   {
     name: 'show',
