@@ -23,6 +23,8 @@ knarr doctor --fix || echo "knarr: some prerequisites are still missing (see abo
 
 # Man pages (man-db comes with doctor --fix): man knarr, man knarr-dot, ...
 bash scripts/install-man.sh
+# Completion of commands, flags and your pools, dots, jobs, clusters... in bash, zsh and fish.
+bash scripts/install-completions.sh
 
 knarr pool init
 knarr etcd up

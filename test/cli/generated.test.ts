@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { GLOBAL_OPTIONS, leafCommands, visible } from '../../src/cli/commands-table.js';
 import { generatedFiles } from '../../src/cli/generated.js';
@@ -113,6 +113,24 @@ describe('generated completions, man pages and docs/configuration.md', () => {
         expect((await execa('man', ['knarr'], { env })).stdout).toMatch(/EXIT STATUS/);
       } finally {
         rmSync(manRoot, { recursive: true, force: true });
+      }
+    },
+    60_000,
+  );
+
+  it.skipIf(!integration('fish completion', haveTools('fish'), 'fish is not installed'))(
+    'the install puts completion where each shell looks: fish finds it with no set-up',
+    async () => {
+      const dest = mkdtempSync(`${tmpdir()}/knarr-completions-`);
+      try {
+        for (let i = 0; i < 2; i++) await execa('bash', [`${root}scripts/install-completions.sh`, dest]);
+        for (const f of ['usr/local/share/bash-completion/completions/knarr', 'usr/local/share/zsh/site-functions/_knarr', 'etc/fish/completions/knarr.fish'])
+          expect(existsSync(`${dest}/${f}`), f).toBe(true);
+        // fish looks in /etc/fish/completions by itself; here the same folder under the test's root.
+        const offered = await execa('fish', ['--no-config', '-c', `set -p fish_complete_path ${dest}/etc/fish/completions; complete -C 'knarr comp'`]);
+        expect(offered.stdout).toMatch(/^completion\b/m);
+      } finally {
+        rmSync(dest, { recursive: true, force: true });
       }
     },
     60_000,
