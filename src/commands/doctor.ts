@@ -61,6 +61,8 @@ function binaryCheck(name: string, pkg: string, bins: string[]): Check {
   };
 }
 
+const BASH_COMPLETION = '/usr/share/bash-completion/bash_completion';
+
 /** A tool only some features use: its absence is a warning naming the feature. */
 function optionalCheck(name: string, pkg: string, bins: string[], feature: string): Check {
   return {
@@ -241,6 +243,14 @@ const CHECKS: Check[] = [
   optionalCheck('zsh', 'zsh', ['zsh'], 'zsh completion'),
   optionalCheck('fish', 'fish', ['fish'], 'fish completion'),
   optionalCheck('man', 'man-db', ['man'], 'man knarr'),
+  {
+    // bash loads completion files (knarr's among them) only through this package.
+    name: 'bash-completion',
+    package: 'bash-completion',
+    async run() {
+      return existsSync(BASH_COMPLETION) ? ok(BASH_COMPLETION) : wanted('not installed (bash completion of knarr)');
+    },
+  },
   optionalCheck('bindfs', 'bindfs', ['bindfs'], 'the test suite: a FUSE mount whose daemon died'),
   {
     name: 'cluster bridge',

@@ -126,6 +126,11 @@ describe('generated completions, man pages and docs/configuration.md', () => {
         for (let i = 0; i < 2; i++) await execa('bash', [`${root}scripts/install-completions.sh`, dest]);
         for (const f of ['usr/local/share/bash-completion/completions/knarr', 'usr/local/share/zsh/site-functions/_knarr', 'etc/fish/completions/knarr.fish'])
           expect(existsSync(`${dest}/${f}`), f).toBe(true);
+        // bash-completion loads it from XDG_DATA_DIRS (/usr/local/share by default) on the first tab.
+        const loaded = await execa('bash', ['-c', 'source /usr/share/bash-completion/bash_completion; _completion_loader knarr; complete -p knarr'], {
+          env: { ...process.env, XDG_DATA_DIRS: `${dest}/usr/local/share` },
+        });
+        expect(loaded.stdout).toBe('complete -F _knarr knarr');
         // fish looks in /etc/fish/completions by itself; here the same folder under the test's root.
         const offered = await execa('fish', ['--no-config', '-c', `set -p fish_complete_path ${dest}/etc/fish/completions; complete -C 'knarr comp'`]);
         expect(offered.stdout).toMatch(/^completion\b/m);
