@@ -58,6 +58,7 @@ describe('the README tour', () => {
       'cluster create',
       'cluster exec',
       'op list',
+      'events',
     ]) {
       expect(tour, step).toContain(step);
     }
@@ -159,6 +160,8 @@ describe.skipIf(!run)('the README tour, as printed, on real components (zfs-fuse
     expect(cluster).toContain('host-0\n');
     for (const n of [0, 1, 2]) expect(cluster).toMatch(new RegExp(`^10\\.\\d+\\.\\d+\\.\\d+ host-${n} host-${n}\\.lab$`, 'm'));
     expect(block(find('op list'))).toMatch(/cluster\.create\b.*\bdone\b/);
+    // The operation's steps are events of the fleet.
+    expect(block(find('op list'))).toMatch(/^(now|\d+[smhd] ago) +op +op-\d+ +\S+ +done +cluster\.create$/m);
 
     // The clean-up left nothing: no agent, no container, no LXC node, no bridge, no dot.
     const state = `${tmp.path}/state`;
