@@ -151,6 +151,14 @@ export function helpArgv(argv: readonly string[]): string[] {
   return out;
 }
 
+/** Commander's error as knarr's read: one line and a hint, its suggestion when it has one, else --help. */
+function usageError(text: string): string {
+  const message = text.replace(/^error: /, '').trimEnd();
+  const suggestion = /\n\(Did you mean (.*)\?\)$/.exec(message);
+  if (suggestion) return `${message.slice(0, suggestion.index)}\n  hint: did you mean ${suggestion[1]}?\n`;
+  return `${message}\n  hint: add --help for usage\n`;
+}
+
 /**
  * Builds the commander tree from the command table; output goes to io, nothing exits. With only,
  * just that command's subtree is built: every start would otherwise pay for the whole table.
@@ -163,14 +171,13 @@ export function buildProgram(io: Io, onSelect: (s: Selected) => void, only?: str
     .configureOutput({
       writeOut: (s) => void io.stdout.write(s),
       writeErr: (s) => void io.stderr.write(s),
-      outputError: (s, write) => write(`knarr: ${s.replace(/^error: /, '')}`),
-    })
-    .showHelpAfterError('(add --help for usage)');
+      outputError: (s, write) => write(`knarr: ${usageError(s)}`),
+    });
   for (const o of GLOBAL_OPTIONS) program.addOption(toOption(o));
   for (const def of COMMANDS) if (only === undefined || def.name === only) addCommand(program, def, onSelect);
   // Subcommands report errors through the same writers as the root.
   const share = (c: Command) => {
-    c.configureOutput(program.configureOutput()).showHelpAfterError('(add --help for usage)');
+    c.configureOutput(program.configureOutput());
     c.commands.forEach(share);
   };
   program.commands.forEach(share);

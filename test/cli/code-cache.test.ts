@@ -43,14 +43,14 @@ describe('the bundle code cache', () => {
     const bundle = `${copy}/dist/bundle`;
     const entry = readdirSync(bundle)
       .map((f) => `${bundle}/${f}`)
-      .find((f) => f.endsWith('.cjs') && readFileSync(f, 'utf8').includes('(add --help for usage)'));
+      .find((f) => f.endsWith('.cjs') && readFileSync(f, 'utf8').includes('hint: add --help for usage'));
     expect(entry).toBeDefined();
     const text = readFileSync(entry!, 'utf8');
     // V8 checks only the source's length: a same-length edit would otherwise run the code cached before it.
-    writeFileSync(entry!, text.replaceAll('(add --help for usage)', '(ADD --HELP FOR USAGE)'));
+    writeFileSync(entry!, text.replaceAll('hint: add --help for usage', 'hint: ADD --HELP FOR USAGE'));
     const r = await execa(process.execPath, [`${copy}/bin/knarr`, 'pool', 'no-such-verb'], { reject: false });
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toContain('(ADD --HELP FOR USAGE)');
+    expect(r.stderr).toContain('hint: ADD --HELP FOR USAGE');
   });
 
   it('without a cache, or with one that cannot be read, knarr runs the same', async () => {

@@ -60,13 +60,13 @@ describe('help', () => {
 
 describe('an unknown subcommand is unknown, with --help too', () => {
   const cases: [string[], RegExp][] = [
-    [['dot', 'status', '--help'], /^knarr: unknown command 'status'$/m],
+    [['dot', 'status', '--help'], /^knarr: unknown command 'status'\n  hint: add --help for usage$/m],
     [['help', 'dot', 'status'], /^knarr: unknown command 'status'$/m],
-    [['pool', 'lst', '--help'], /^knarr: unknown command 'lst'\n\(Did you mean one of list, ls\?\)$/m],
-    [['-h', 'pool', 'inti'], /^knarr: unknown command 'inti'\n\(Did you mean init\?\)$/m],
+    [['pool', 'lst', '--help'], /^knarr: unknown command 'lst'\n  hint: did you mean one of list, ls\?$/m],
+    [['-h', 'pool', 'inti'], /^knarr: unknown command 'inti'\n  hint: did you mean init\?$/m],
     [['nosuch', '--help'], /^knarr: unknown command 'nosuch'$/m],
-    [['dot', 'remote', 'lst', '--help'], /^knarr: unknown command 'lst'\n\(Did you mean one of list, ls\?\)$/m],
-    [['--state-dir', '/tmp', 'pool', 'stauts', '-h'], /^knarr: unknown command 'stauts'\n\(Did you mean status\?\)$/m],
+    [['dot', 'remote', 'lst', '--help'], /^knarr: unknown command 'lst'\n  hint: did you mean one of list, ls\?$/m],
+    [['--state-dir', '/tmp', 'pool', 'stauts', '-h'], /^knarr: unknown command 'stauts'\n  hint: did you mean status\?$/m],
   ];
   for (const [argv, message] of cases) {
     it(`knarr ${argv.join(' ')}: exit 2, says so, no help on stdout`, async () => {
