@@ -41,6 +41,8 @@ export class EventLog {
       );
       if (written) return event;
       if (attempt >= 50) throw new ConflictError('the event log kept changing under this write', { hint: 'too many writers at once; the event is dropped' });
+      // Writers that lost to each other try again at different moments, not in lockstep.
+      await new Promise((r) => setTimeout(r, Math.random() * Math.min(5 * attempt, 50)));
     }
   }
 

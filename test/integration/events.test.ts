@@ -95,16 +95,19 @@ describe.skipIf(!run)('the fleet event log', () => {
     try {
       const fleet = 'bounded';
       const write = (s: Store, who: string) => async () => {
-        const log = new EventLog(s, fleet, 20);
+        const log = new EventLog(s, fleet, 100);
         for (let i = 0; i < 40; i++) await log.append({ kind: 'job', object: `${who}-${i}`, host: who, event: 'started', message: '' });
       };
       await Promise.all([write(store, 'a')(), write(other, 'b')()]);
+      // Every write got its own number: 80 events, numbered 1 to 80, each written once.
+      const all = await new EventLog(store, fleet, 100).list();
+      expect(all.map((e) => e.seq)).toEqual(Array.from({ length: 80 }, (_, i) => 1 + i));
+      expect(new Set(all.map((e) => e.object)).size).toBe(80);
+      // A writer trims the log to its size in the same transaction.
+      await new EventLog(other, fleet, 20).append({ kind: 'job', object: 'last', host: 'b', event: 'started', message: '' });
       const kept = await new EventLog(store, fleet, 20).list();
-      expect(kept.map((e) => e.seq)).toEqual(Array.from({ length: 20 }, (_, i) => 61 + i));
-      expect(await store.get(fleetKeys(fleet).eventSeq)).toBe('80');
-      // Every write got its own number: the last of each writer is there, once.
-      expect(kept.filter((e) => e.object === 'a-39')).toHaveLength(1);
-      expect(kept.filter((e) => e.object === 'b-39')).toHaveLength(1);
+      expect(kept.map((e) => e.seq)).toEqual(Array.from({ length: 20 }, (_, i) => 62 + i));
+      expect(await store.get(fleetKeys(fleet).eventSeq)).toBe('81');
     } finally {
       await other.close();
     }
