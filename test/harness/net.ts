@@ -53,6 +53,16 @@ export async function pickSubnet(): Promise<string> {
   throw new Error('no free 10.x.y.0/24 on this machine');
 }
 
+/** A random 10.x.0.0/16 (for a user's cluster subnets) that no route on this machine falls in. */
+export async function pickNetwork(): Promise<string> {
+  const taken = await takenPrefixes();
+  for (let i = 0; i < 1000; i++) {
+    const x = randomInt(100, 200);
+    if (!taken.some(([n, len]) => overlaps(toInt(`10.${x}.0.0`)!, 16, n, len))) return `10.${x}.0.0/16`;
+  }
+  throw new Error('no free 10.x.0.0/16 on this machine');
+}
+
 /** A name prefix (7 chars) that no link or netns on the machine starts with, leftovers included. */
 export async function pickTag(): Promise<string> {
   const links = (await ip('-o', 'link', 'show')).stdout;

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectEtcd, type Store } from '../../src/state/store.js';
 import { fleetKeys } from '../../src/state/keys.js';
 import { OpRepo } from '../../src/state/ops.js';
+import { pickNetwork } from '../harness/net.js';
 import { knarr } from '../harness/cli.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { freePort } from '../harness/ports.js';
@@ -34,15 +35,6 @@ const firewalled =
     'FORWARD policy is not DROP with bridge-nf-call-iptables=1: start the system dockerd (knarr doctor --fix)',
   );
 
-/** A /16 for the users' subnets that nothing on this machine routes. */
-async function freeNetwork(): Promise<string> {
-  const routes = (await execa('ip', ['-o', 'route', 'show', 'table', 'all'])).stdout;
-  for (;;) {
-    const b = randomInt(100, 200);
-    if (!routes.includes(`10.${b}.`)) return `10.${b}.0.0/16`;
-  }
-}
-
 describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a busybox base image)', () => {
   let tmp: TempDir;
   let etcd: EtcdInstance;
@@ -68,7 +60,7 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
       KNARR_STATE_DIR: `${tmp.path}/state`,
       KNARR_ETCD: etcd.url,
       KNARR_FLEET: fleet,
-      KNARR_CLUSTER_NETWORK: await freeNetwork(),
+      KNARR_CLUSTER_NETWORK: await pickNetwork(),
       KNARR_CLUSTER_BRIDGE: bridge,
       KNARR_USER: 'alice',
       DOCKER_HOST: `unix://${tmp.path}/no-docker.sock`,

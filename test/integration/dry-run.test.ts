@@ -14,6 +14,7 @@ import { connectEtcd, type Store } from '../../src/state/store.js';
 import { fleetKeys } from '../../src/state/keys.js';
 import { OpRepo } from '../../src/state/ops.js';
 import { OpRunner } from '../../src/ops/runner.js';
+import { pickNetwork } from '../harness/net.js';
 import { knarr } from '../harness/cli.js';
 import { startDockerd, haveDockerd, type Dockerd } from '../harness/dockerd.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
@@ -36,15 +37,6 @@ const run = integration(
   process.getuid?.() === 0 && haveTools('etcd', 'etcdctl', 'lxc-start', 'lxc-ls', 'busybox', 'ip') && haveDockerd() && (await zfsAnswers()),
   'needs root, etcd (etcd-server, etcd-client), lxc, busybox-static, docker.io and a zpool that answers (zfs-fuse)',
 );
-
-/** A /16 for the users' subnets that nothing on this machine routes. */
-async function freeNetwork(): Promise<string> {
-  const routes = (await execa('ip', ['-o', 'route', 'show', 'table', 'all'])).stdout;
-  for (;;) {
-    const b = randomInt(100, 200);
-    if (!routes.includes(`10.${b}.`)) return `10.${b}.0.0/16`;
-  }
-}
 
 /** Every path under root with its type, mode, size and a hash of its content (a symlink's target). */
 async function treeDigest(root: string): Promise<string[]> {
@@ -130,7 +122,7 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
       KNARR_ETCD: etcd.url,
       KNARR_FLEET: fleet,
       KNARR_CONFIG: config,
-      KNARR_CLUSTER_NETWORK: await freeNetwork(),
+      KNARR_CLUSTER_NETWORK: await pickNetwork(),
       KNARR_CLUSTER_BRIDGE: bridge,
       KNARR_USER: 'alice',
     };

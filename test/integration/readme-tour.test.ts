@@ -2,6 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomInt } from 'node:crypto';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pickNetwork } from '../harness/net.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { freePort } from '../harness/ports.js';
 import { tempDir, uniqueName, type TempDir } from '../harness/tmp.js';
@@ -33,15 +34,6 @@ const run =
     await dockerImage('busybox').catch(() => false),
     'the system dockerd has no image busybox: run scripts/install.sh, which builds it and tags it busybox',
   );
-
-/** A /16 for cluster subnets that nothing on this machine routes. */
-async function freeNetwork(): Promise<string> {
-  const routes = (await execa('ip', ['-o', 'route', 'show', 'table', 'all'])).stdout;
-  for (;;) {
-    const b = randomInt(100, 200);
-    if (!routes.includes(`10.${b}.`)) return `10.${b}.0.0/16`;
-  }
-}
 
 describe('the README tour', () => {
   it('has the blocks a newcomer pastes, each a line of commands', () => {
@@ -94,7 +86,7 @@ describe.skipIf(!run)('the README tour, as printed, on real components (zfs-fuse
       KNARR_POOL_NAME: pool,
       KNARR_POOL_SIZE: '512M',
       KNARR_CLUSTER_BRIDGE: bridge,
-      KNARR_CLUSTER_NETWORK: await freeNetwork(),
+      KNARR_CLUSTER_NETWORK: await pickNetwork(),
       KNARR_DAEMON_LISTEN: `127.0.0.1:${await freePort()}`,
     };
     const init = await execa('knarr', ['pool', 'init'], { env: { ...process.env, ...env }, reject: false });
