@@ -78,7 +78,12 @@ describe.skipIf(!integration('shell completion', haveTools('etcd', 'bash', 'zsh'
     const zsh = async (line: string, extra: Record<string, string> = {}, how = 'fpath') =>
       (await execa('zsh', [`${tmp.path}/drive.zsh`, line, how], { env: { ...env, TMPDIR: tmp.path, ...extra }, timeout: 30_000 })).stdout.replace(/\r/g, '');
     const fish = async (line: string, extra: Record<string, string> = {}) =>
-      (await execa('fish', ['-c', `source ${root}completions/knarr.fish; complete -C '${line}'`], { env: { ...env, ...extra } })).stdout
+      // No completion file installed on this machine is loaded beside the one tested.
+      (
+        await execa('fish', ['-c', `set -g fish_complete_path ${tmp.path}; source ${root}completions/knarr.fish; complete -C '${line}'`], {
+          env: { ...env, ...extra },
+        })
+      ).stdout
         .split('\n')
         .filter(Boolean)
         .map((l) => l.split('\t')[0]);

@@ -39,7 +39,9 @@ describe('completion of a command typed by an alias', () => {
     expect(await bash('knarr dot sh0 ')).toEqual(['pgdata']);
     expect(await bash('knarr dot show ')).toEqual(['pgdata']);
     const fish = async (line: string) =>
-      (await execa('fish', ['-c', `source ${dir}/fish; complete -C '${line}'`], { env, reject: false })).stdout.split('\n').map((l) => l.split('\t')[0]);
+      (await execa('fish', ['-c', `set -g fish_complete_path ${dir}; source ${dir}/fish; complete -C '${line}'`], { env, reject: false })).stdout
+        .split('\n')
+        .map((l) => l.split('\t')[0]);
     if (haveTools('fish')) {
       expect(await fish('knarr dot sh0 ')).toEqual(['pgdata']);
       expect(await fish('knarr dot ')).toEqual(expect.arrayContaining(['sh0', 'ls0']));
