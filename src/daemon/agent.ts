@@ -1,14 +1,14 @@
 import { logOptionsFromQuery } from '../core/logs.js';
 import { randomBytes } from 'node:crypto';
 import { cpus, freemem, totalmem } from 'node:os';
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { HostRecord, JoinState, StartMode } from '../core/hosts.js';
 import { EngineError, PrerequisiteError, ValidationError } from '../core/errors.js';
-import { JOB_NAME_RE, parseJobSpec, type JobSpec } from '../core/job-spec.js';
+import { JOB_NAME_RE, MAX_JOB_REQUEST_BYTES, parseJobSpec, type JobSpec } from '../core/job-spec.js';
 import { CONTROL_FRAME, DockerEngine, frame } from '../host/docker.js';
 import { daemonContainerName, foregroundContainer, startAttached, type AttachedRun } from '../host/job-containers.js';
 import type { HostRepo } from '../state/hosts.js';
@@ -20,7 +20,7 @@ import { fleetKeys } from '../state/keys.js';
 import type { Store } from '../state/store.js';
 import { hostId } from '../host/identity.js';
 import { Ambassador, linkEnv } from './ambassador.js';
-import { ApiError, startApi } from './api.js';
+import { ApiError, startApi, upgradeBody } from './api.js';
 import type { AgentPidFile } from './pidfile.js';
 import { Reconciler } from './reconcile.js';
 import { admitJoins, join } from './join.js';
@@ -60,6 +60,8 @@ export interface AgentOptions {
   ops?: (lease: () => string) => { drain(): Promise<void>; close(): Promise<void> };
   /** Ended operations and job history older than this are removed now and then (0: kept for ever). */
   opRetentionMs?: number;
+  /** Open API connections at most. */
+  maxConnections?: number;
   /** On SIGTERM, how long to wait for running foreground jobs and the operation in progress. */
   drainSeconds?: number;
   /** Called when the drain's time is up: the commands still running are stopped. */
@@ -69,6 +71,15 @@ export interface AgentOptions {
 /** The API token in the file the operator controls; made (random, 0600) when the file is missing, unless create is false (a reload changes nothing on disk). */
 export async function agentToken(file: string, create = true): Promise<string> {
   try {
+    // As ssh does with a private key: a token others can read is everyone's, so it is refused, not used.
+    const mode = (await stat(file)).mode & 0o777;
+    if ((mode & 0o077) !== 0)
+      throw new PrerequisiteError(
+        `the token file ${file} is open to group or others (mode ${mode.toString(8).padStart(4, '0')}); the token lets its holder run anything on this host`,
+        {
+          hint: `chmod 600 ${file}`,
+        },
+      );
     const token = (await readFile(file, 'utf8')).trim();
     // An empty token would let every request in.
     if (token.length < 16)
@@ -261,6 +272,7 @@ export class Agent {
           return running;
         },
       },
+      this.opts.maxConnections,
     );
     await this.register(true);
     // The lease is kept alive by serve(), which starts after the handshake: keep it meanwhile.
@@ -336,12 +348,14 @@ export class Agent {
   }
 
   /** A foreground job on this host's engine, its streams over the upgraded connection, its exit status as a last frame. */
-  private async runForeground(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  private async runForeground(req: IncomingMessage, socket: Duplex, received: Buffer): Promise<void> {
     let request: { spec: unknown; interactive: boolean };
+    // The job request is the body; what follows it is the job's stdin.
+    const { body, rest: head } = await upgradeBody(req, socket, received, MAX_JOB_REQUEST_BYTES, 'the job request');
     try {
-      request = JSON.parse(Buffer.from(String(req.headers['x-knarr-job'] ?? ''), 'base64').toString('utf8'));
+      request = JSON.parse(body.toString('utf8'));
     } catch {
-      throw new ApiError(400, 'the x-knarr-job header must be a base64 JSON job request');
+      throw new ApiError(400, 'the job request must be a JSON body {spec, interactive}');
     }
     let spec: JobSpec;
     try {
@@ -376,7 +390,7 @@ export class Agent {
     } catch (e) {
       for (const release of releases) release();
       if (e instanceof ApiError) throw e;
-      throw new ApiError(e instanceof EngineError ? e.status : 500, (e as Error).message);
+      throw new ApiError(e instanceof EngineError ? e.status : e instanceof ValidationError ? 400 : 500, (e as Error).message);
     }
     if (gone) {
       run.socket.destroy();
