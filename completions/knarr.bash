@@ -23,7 +23,7 @@ _knarr_node() {
   case "$1" in
     '') kids='pool etcd dot job ps service host cluster image op events daemon onboot doctor completion' ;;
     'pool') kids='init status list ls destroy rm' ;;
-    'etcd') kids='up down status backup restore' ;;
+    'etcd') kids='up down status backup restore compact defrag' ;;
     'dot') kids='init list ls show commit log branch checkout reset clone mount unmount fsck push pull remote manifest send receive rm' ;;
     'dot/remote') kids='add rm list ls' ;;
     'job') kids='run plan list ls ps show logs stop rm restart history' ;;
@@ -38,6 +38,7 @@ _knarr_node() {
     'etcd/up') opts='--pool --client-port --peer-port'; vals=' --pool=pool --client-port=none --peer-port=none ' ;;
     'etcd/backup') args='path'; opts='--force' ;;
     'etcd/restore') args='path'; opts='--yes --pool --client-port --peer-port'; vals=' --pool=pool --client-port=none --peer-port=none ' ;;
+    'etcd/defrag') opts='--disarm' ;;
     'dot/init') args='dot'; opts='--pool'; vals=' --pool=pool ' ;;
     'dot/show') args='dot' ;;
     'dot/commit') args='dot'; opts='-m --message --meta --author'; vals=' -m=none --message=none --meta=none --author=none ' ;;

@@ -10,7 +10,7 @@ import type { HostRecord, JoinState, StartMode } from '../core/hosts.js';
 import { EngineError, PrerequisiteError, ValidationError } from '../core/errors.js';
 import { JOB_NAME_RE, MAX_JOB_REQUEST_BYTES, parseJobSpec, type JobSpec } from '../core/job-spec.js';
 import { CONTROL_FRAME, DockerEngine, frame } from '../host/docker.js';
-import { daemonContainerName, foregroundContainer, startAttached, type AttachedRun } from '../host/job-containers.js';
+import { daemonContainerName, foregroundContainer, LABEL_FLEET, LABEL_JOB, LABEL_MODE, startAttached, type AttachedRun } from '../host/job-containers.js';
 import type { HostRepo } from '../state/hosts.js';
 import { EVENT_WRITE_TIMEOUT_MS } from '../core/events.js';
 import { bounded, EventLog, recordEvent } from '../state/events.js';
@@ -134,6 +134,8 @@ export class Agent {
   private readonly runSockets = new Set<Duplex>();
   private opRunner: { close(): Promise<void>; drain(): Promise<void> } | null = null;
   private readonly eventLog: EventLog;
+  /** What the host record says, as last written: it is rewritten only when this changes. */
+  private published: { load: HostRecord['load']; unknown: string; join: JoinState } | null = null;
 
   constructor(
     private readonly opts: AgentOptions,
@@ -203,8 +205,13 @@ export class Agent {
    * it changes meanwhile: the load is read first, then the record is rewritten from the stored one.
    * tagsOf gives the tags from the stored record; by default they stay as they are.
    */
-  private async writeRecord(tagsOf: (previous: HostRecord | null) => string[] = (previous) => previous?.tags ?? this.tags): Promise<void> {
-    const load = { runningJobs: await runningJobs(this.engine), freeMemory: freemem() };
+  private async writeRecord(
+    tagsOf: (previous: HostRecord | null) => string[] = (previous) => previous?.tags ?? this.tags,
+    measured?: HostRecord['load'],
+  ): Promise<void> {
+    const load = measured ?? (await this.measureLoad());
+    const unknownContainers = this.reconciler.unknown;
+    const joinState = this.joinState;
     const now = new Date().toISOString();
     await this.hosts.update(this.opts.name, (previous) => ({
       name: this.opts.name,
@@ -217,11 +224,33 @@ export class Agent {
       load,
       // A drained host stays drained across agent restarts; a host that left and comes back is ok again.
       state: previous?.state === 'draining' ? 'draining' : 'ok',
-      unknownContainers: this.reconciler.unknown,
-      join: this.joinState,
+      unknownContainers,
+      join: joinState,
       joinedAt: previous?.joinedAt ?? now,
       updatedAt: now,
     }));
+    this.published = { load, unknown: JSON.stringify(unknownContainers), join: joinState };
+  }
+
+  private async measureLoad(): Promise<HostRecord['load']> {
+    return { runningJobs: await runningJobs(this.engine), freeMemory: freemem() };
+  }
+
+  /**
+   * Rewrites the host record only when what it says has changed enough to matter: a job count,
+   * free memory moved by more than a tenth of the host's memory, the unknown containers, the join
+   * state. An idle agent then writes nothing but its lease's keepalives.
+   */
+  private async refreshRecord(): Promise<void> {
+    const load = await this.measureLoad();
+    const p = this.published;
+    const changed =
+      p === null ||
+      p.load.runningJobs !== load.runningJobs ||
+      Math.abs(p.load.freeMemory - load.freeMemory) > totalmem() / 10 ||
+      p.unknown !== JSON.stringify(this.reconciler.unknown) ||
+      p.join !== this.joinState;
+    if (changed) await this.writeRecord(undefined, load);
   }
 
   private async register(starting = false): Promise<void> {
@@ -305,7 +334,7 @@ export class Agent {
     this.log(`agent ${this.opts.name} up: API ${this.address}, lease ${this.opts.ttlSeconds}s`);
   }
 
-  /** Reconciles on every change to the fleet's jobs or hosts' liveness, and on every container event of the engine (strays included). */
+  /** Reconciles on every change to the fleet's jobs or hosts' liveness; a container event of the engine touches only its job. */
   private async watch(): Promise<void> {
     const keys = fleetKeys(this.opts.fleet);
     const kick = () => this.reconciler.kick();
@@ -332,9 +361,16 @@ export class Agent {
       await this.store.watch(keys.opClaim(''), drain, this.watching.signal);
       drain();
     }
+    // A container event touches only the job it names; one of a container that is no job only the list of strays; the rest nothing.
+    const onContainer = (e: { Actor?: { Attributes?: Record<string, string> } }) => {
+      const labels = e.Actor?.Attributes ?? {};
+      const job = labels[LABEL_JOB];
+      if (job === undefined) this.reconciler.strayEvent();
+      else if (labels[LABEL_FLEET] === this.opts.fleet && labels[LABEL_MODE] === 'daemon') this.reconciler.touch(job);
+    };
     const subscribe = (): Promise<void> =>
       this.engine
-        .events([], kick, this.watching.signal, () => {
+        .events([], onContainer, this.watching.signal, () => {
           this.log('agent: the docker event stream ended; subscribing again');
           setTimeout(() => void subscribe().catch(() => undefined), 1000).unref();
           kick();
@@ -462,7 +498,7 @@ export class Agent {
       if (signal.aborted || this.stopped) break;
       try {
         if (!this.lease || !(await this.store.keepAlive(this.lease))) await this.register();
-        else await this.writeRecord();
+        else await this.refreshRecord();
       } catch (e) {
         this.log(`agent: cannot reach the store (${(e as Error).message}); retrying`);
       }
