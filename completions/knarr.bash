@@ -23,7 +23,7 @@ _knarr_node() {
   case "$1" in
     '') kids='pool etcd dot job ps service host cluster image op events daemon onboot doctor completion' ;;
     'pool') kids='init status list ls destroy rm' ;;
-    'etcd') kids='up down status backup restore' ;;
+    'etcd') kids='up down status backup restore compact defrag' ;;
     'dot') kids='init list ls show commit log branch checkout reset clone mount unmount fsck push pull remote manifest send receive rm' ;;
     'dot/remote') kids='add rm list ls' ;;
     'job') kids='run plan list ls ps show logs stop rm restart history' ;;
@@ -38,6 +38,7 @@ _knarr_node() {
     'etcd/up') opts='--pool --client-port --peer-port'; vals=' --pool=pool --client-port=none --peer-port=none ' ;;
     'etcd/backup') args='path'; opts='--force' ;;
     'etcd/restore') args='path'; opts='--yes --pool --client-port --peer-port'; vals=' --pool=pool --client-port=none --peer-port=none ' ;;
+    'etcd/defrag') opts='--disarm' ;;
     'dot/init') args='dot'; opts='--pool'; vals=' --pool=pool ' ;;
     'dot/show') args='dot' ;;
     'dot/commit') args='dot'; opts='-m --message --meta --author'; vals=' -m=none --message=none --meta=none --author=none ' ;;
@@ -87,7 +88,7 @@ _knarr_node() {
     'op/run') args='op' ;;
     'op/gc') opts='--older-than'; vals=' --older-than=none ' ;;
     'events') opts='-f --follow --host --kind --since -n --tail'; vals=' --host=host --kind=c:job,op,host,dot,cluster --since=none -n=none --tail=none ' ;;
-    'daemon') opts='--name --tags --listen --ttl --token-file --tls-cert --tls-key --advertise --prune --no-prune --mode --share --drain-timeout'; vals=' --name=none --tags=none --listen=none --ttl=none --token-file=path --tls-cert=path --tls-key=path --advertise=none --mode=c:recovery,new --share=path --drain-timeout=none ' ;;
+    'daemon') opts='--name --tags --listen --ttl --token-file --tls-cert --tls-key --max-connections --allow-host-mounts --no-allow-host-mounts --advertise --prune --no-prune --mode --share --drain-timeout'; vals=' --name=none --tags=none --listen=none --ttl=none --token-file=path --tls-cert=path --tls-key=path --max-connections=none --advertise=none --mode=c:recovery,new --share=path --drain-timeout=none ' ;;
     'onboot') opts='--storage-device --zpool-device --driver --pool --dot --seed --mountpoint --daemon'; vals=' --storage-device=path --zpool-device=path --driver=c:zfs,btrfs,lvm,dir --pool=pool --dot=dot --seed=none --mountpoint=path ' ;;
     'doctor') opts='--fix' ;;
     'completion') args='c:bash,zsh,fish' ;;

@@ -1,4 +1,7 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, realpath, stat } from 'node:fs/promises';
+import { checkHostMounts } from '../core/host-mounts.js';
+import type { JobSpec } from '../core/job-spec.js';
+import { listPoolRecords } from '../host/local-state.js';
 import { networkInterfaces } from 'node:os';
 import { hostId } from '../host/identity.js';
 import { dryRunRefused, ValidationError } from '../core/errors.js';
@@ -20,6 +23,16 @@ function advertiseAddress(s: DaemonSettings): string {
     .flat()
     .find((a) => a && a.family === 'IPv4' && !a.internal);
   return outward?.address ?? '127.0.0.1';
+}
+
+const isLoopback = (host: string) => host === 'localhost' || host === '::1' || /^127\./.test(host);
+
+/** --no-allow-host-mounts: a job may bind only what lies in this host's pools, never the docker socket. */
+async function refuseHostMounts(ctx: Context, spec: JobSpec, dockerSocket: string): Promise<void> {
+  const sources = new Map<string, string>();
+  for (const v of spec.volumes) if (v.kind === 'host') sources.set(v.source, await realpath(v.source).catch(() => v.source));
+  const pools = (await listPoolRecords(ctx.config.stateDir)).map((p) => p.mountpoint);
+  checkHostMounts(spec, sources, pools, [dockerSocket, '/var/run/docker.sock', '/run/docker.sock']);
 }
 
 async function readTls(s: DaemonSettings): Promise<{ cert: Buffer; key: Buffer } | undefined> {
@@ -55,6 +68,11 @@ export async function daemon(ctx: Context, flags: SettingFlags = {}): Promise<Co
     );
   const tls = await readTls(settings);
   let token = await agentToken(settings.tokenFile);
+  if (!tls && !isLoopback(settings.listen.host))
+    ctx.events.warn(
+      `agent: the API listens on ${settings.listen.host} without TLS: its token, which lets its holder run anything on this host, crosses the ` +
+        `network in clear; give --tls-cert and --tls-key`,
+    );
   if (
     settings.share !== null &&
     !(await stat(settings.share).then(
@@ -77,7 +95,10 @@ export async function daemon(ctx: Context, flags: SettingFlags = {}): Promise<Co
       opRetentionMs: ctx.config.opRetentionMs,
       advertise: advertiseAddress(settings),
       pidFile: `${ctx.config.stateDir}/agent.json`,
-      dotBinds: (spec) => dotBinds(workCtx, store, spec),
+      dotBinds: async (spec) => {
+        if (!settings.allowHostMounts) await refuseHostMounts(ctx, spec, dockerSocket);
+        return dotBinds(workCtx, store, spec);
+      },
       hostsWithDots: (spec, hosts) => hostsWithDots(store, ctx.config.fleet, spec, hosts),
       ops: (lease) => new OpRunner(workCtx, store, settings.name, 'agent', lease, (l) => ctx.events.step(l)),
       onDrainTimeout: () => work.abort(),

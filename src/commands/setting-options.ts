@@ -20,7 +20,10 @@ export function settingOptions(command?: string): OptionDef[] {
       opt,
       {
         flags: `--no-${longFlag(s)!.slice(2)}`,
-        description: `switch ${longFlag(s)} off when ${s.env}${s.inFile === false ? '' : ' or the config file'} switched it on`,
+        description:
+          s.default === true
+            ? `switch ${longFlag(s)} off (it is on unless ${s.env}${s.inFile === false ? '' : ' or the config file'} says false)`
+            : `switch ${longFlag(s)} off when ${s.env}${s.inFile === false ? '' : ' or the config file'} switched it on`,
       },
     ];
   });

@@ -14,6 +14,10 @@ export interface DaemonSettings {
   tokenFile: string;
   /** Paths of the PEM certificate and key; both or neither. */
   tls: { cert: string; key: string } | null;
+  /** Open API connections at most: past it the oldest idle one is closed. */
+  maxConnections: number;
+  /** False: jobs may bind only paths inside this host's pools, never the docker socket. */
+  allowHostMounts: boolean;
   /** Given explicitly; null means the listen address, or the first outward IPv4 when it listens on all. */
   advertise: string | null;
   prune: boolean;
@@ -68,6 +72,9 @@ export function resolveDaemonSettings(
   }
   const tls = certP && keyP ? { cert: pathOf(certP), key: pathOf(keyP) } : null;
 
+  const maxConnections = (pick('maxConnections')?.value as number | undefined) ?? fallback<number>('maxConnections');
+  const allowHostMounts = (pick('allowHostMounts')?.value as boolean | undefined) ?? fallback<boolean>('allowHostMounts');
+
   const advertiseP = str('advertise');
   if (advertiseP && !isIP(advertiseP.value)) throw new ValidationError(advertiseP.field, `${JSON.stringify(advertiseP.value)} is not an IP address`);
 
@@ -83,6 +90,8 @@ export function resolveDaemonSettings(
     ttlSeconds,
     tokenFile,
     tls,
+    maxConnections,
+    allowHostMounts,
     advertise: advertiseP?.value ?? null,
     prune: pruneP?.value === true,
     mode,

@@ -11,6 +11,8 @@ import { flowNestingDepth } from './yaml-lite.js';
 
 /** How deep a spec file's [ ] and { } may nest: a job spec needs three levels, the YAML parser overflows its stack near a thousand. */
 export const MAX_SPEC_NESTING = 32;
+/** A foreground job's request to an agent (its spec as JSON) at most: 1 MiB. */
+export const MAX_JOB_REQUEST_BYTES = 1024 * 1024;
 
 /** Refuses a spec text nested deeper than any job spec is, before a parser recurses into it. */
 export function checkSpecNesting(field: string, text: string): void {

@@ -483,6 +483,32 @@ export const SETTINGS: readonly SettingDef[] = [
     help: 'PEM private key of --tls-cert',
   },
   {
+    key: 'daemon.maxConnections',
+    area: 'daemon',
+    kind: 'number',
+    env: 'KNARR_DAEMON_MAX_CONNECTIONS',
+    flag: '--max-connections <n>',
+    command: 'daemon',
+    default: 1024,
+    defaultText: '1024',
+    help: 'open API connections at most; past it the oldest idle one is closed for the new one',
+    parse: (v: number, field: string) => {
+      if (!Number.isInteger(v) || v < 8 || v > 65536) throw new ValidationError(field, 'must be a whole number of connections from 8 to 65536');
+      return v;
+    },
+  },
+  {
+    key: 'daemon.allowHostMounts',
+    area: 'daemon',
+    kind: 'boolean',
+    env: 'KNARR_DAEMON_ALLOW_HOST_MOUNTS',
+    flag: '--allow-host-mounts',
+    command: 'daemon',
+    default: true,
+    defaultText: 'on',
+    help: "let jobs bind any host path; --no-allow-host-mounts refuses paths outside this host's pools and the docker socket",
+  },
+  {
     key: 'daemon.advertise',
     area: 'daemon',
     kind: 'string',

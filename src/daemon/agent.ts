@@ -1,16 +1,16 @@
 import { logOptionsFromQuery } from '../core/logs.js';
 import { randomBytes } from 'node:crypto';
 import { cpus, freemem, totalmem } from 'node:os';
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { HostRecord, JoinState, StartMode } from '../core/hosts.js';
 import { EngineError, PrerequisiteError, ValidationError } from '../core/errors.js';
-import { JOB_NAME_RE, parseJobSpec, type JobSpec } from '../core/job-spec.js';
+import { JOB_NAME_RE, MAX_JOB_REQUEST_BYTES, parseJobSpec, type JobSpec } from '../core/job-spec.js';
 import { CONTROL_FRAME, DockerEngine, frame } from '../host/docker.js';
-import { daemonContainerName, foregroundContainer, startAttached, type AttachedRun } from '../host/job-containers.js';
+import { daemonContainerName, foregroundContainer, LABEL_FLEET, LABEL_JOB, LABEL_MODE, startAttached, type AttachedRun } from '../host/job-containers.js';
 import type { HostRepo } from '../state/hosts.js';
 import { EVENT_WRITE_TIMEOUT_MS } from '../core/events.js';
 import { bounded, EventLog, recordEvent } from '../state/events.js';
@@ -20,7 +20,7 @@ import { fleetKeys } from '../state/keys.js';
 import type { Store } from '../state/store.js';
 import { hostId } from '../host/identity.js';
 import { Ambassador, linkEnv } from './ambassador.js';
-import { ApiError, startApi } from './api.js';
+import { ApiError, startApi, upgradeBody } from './api.js';
 import type { AgentPidFile } from './pidfile.js';
 import { Reconciler } from './reconcile.js';
 import { admitJoins, join } from './join.js';
@@ -60,6 +60,8 @@ export interface AgentOptions {
   ops?: (lease: () => string) => { drain(): Promise<void>; close(): Promise<void> };
   /** Ended operations and job history older than this are removed now and then (0: kept for ever). */
   opRetentionMs?: number;
+  /** Open API connections at most. */
+  maxConnections?: number;
   /** On SIGTERM, how long to wait for running foreground jobs and the operation in progress. */
   drainSeconds?: number;
   /** Called when the drain's time is up: the commands still running are stopped. */
@@ -69,6 +71,15 @@ export interface AgentOptions {
 /** The API token in the file the operator controls; made (random, 0600) when the file is missing, unless create is false (a reload changes nothing on disk). */
 export async function agentToken(file: string, create = true): Promise<string> {
   try {
+    // As ssh does with a private key: a token others can read is everyone's, so it is refused, not used.
+    const mode = (await stat(file)).mode & 0o777;
+    if ((mode & 0o077) !== 0)
+      throw new PrerequisiteError(
+        `the token file ${file} is open to group or others (mode ${mode.toString(8).padStart(4, '0')}); the token lets its holder run anything on this host`,
+        {
+          hint: `chmod 600 ${file}`,
+        },
+      );
     const token = (await readFile(file, 'utf8')).trim();
     // An empty token would let every request in.
     if (token.length < 16)
@@ -123,6 +134,8 @@ export class Agent {
   private readonly runSockets = new Set<Duplex>();
   private opRunner: { close(): Promise<void>; drain(): Promise<void> } | null = null;
   private readonly eventLog: EventLog;
+  /** What the host record says, as last written: it is rewritten only when this changes. */
+  private published: { load: HostRecord['load']; unknown: string; join: JoinState } | null = null;
 
   constructor(
     private readonly opts: AgentOptions,
@@ -192,8 +205,13 @@ export class Agent {
    * it changes meanwhile: the load is read first, then the record is rewritten from the stored one.
    * tagsOf gives the tags from the stored record; by default they stay as they are.
    */
-  private async writeRecord(tagsOf: (previous: HostRecord | null) => string[] = (previous) => previous?.tags ?? this.tags): Promise<void> {
-    const load = { runningJobs: await runningJobs(this.engine), freeMemory: freemem() };
+  private async writeRecord(
+    tagsOf: (previous: HostRecord | null) => string[] = (previous) => previous?.tags ?? this.tags,
+    measured?: HostRecord['load'],
+  ): Promise<void> {
+    const load = measured ?? (await this.measureLoad());
+    const unknownContainers = this.reconciler.unknown;
+    const joinState = this.joinState;
     const now = new Date().toISOString();
     await this.hosts.update(this.opts.name, (previous) => ({
       name: this.opts.name,
@@ -206,11 +224,33 @@ export class Agent {
       load,
       // A drained host stays drained across agent restarts; a host that left and comes back is ok again.
       state: previous?.state === 'draining' ? 'draining' : 'ok',
-      unknownContainers: this.reconciler.unknown,
-      join: this.joinState,
+      unknownContainers,
+      join: joinState,
       joinedAt: previous?.joinedAt ?? now,
       updatedAt: now,
     }));
+    this.published = { load, unknown: JSON.stringify(unknownContainers), join: joinState };
+  }
+
+  private async measureLoad(): Promise<HostRecord['load']> {
+    return { runningJobs: await runningJobs(this.engine), freeMemory: freemem() };
+  }
+
+  /**
+   * Rewrites the host record only when what it says has changed enough to matter: a job count,
+   * free memory moved by more than a tenth of the host's memory, the unknown containers, the join
+   * state. An idle agent then writes nothing but its lease's keepalives.
+   */
+  private async refreshRecord(): Promise<void> {
+    const load = await this.measureLoad();
+    const p = this.published;
+    const changed =
+      p === null ||
+      p.load.runningJobs !== load.runningJobs ||
+      Math.abs(p.load.freeMemory - load.freeMemory) > totalmem() / 10 ||
+      p.unknown !== JSON.stringify(this.reconciler.unknown) ||
+      p.join !== this.joinState;
+    if (changed) await this.writeRecord(undefined, load);
   }
 
   private async register(starting = false): Promise<void> {
@@ -261,6 +301,7 @@ export class Agent {
           return running;
         },
       },
+      this.opts.maxConnections,
     );
     await this.register(true);
     // The lease is kept alive by serve(), which starts after the handshake: keep it meanwhile.
@@ -293,7 +334,7 @@ export class Agent {
     this.log(`agent ${this.opts.name} up: API ${this.address}, lease ${this.opts.ttlSeconds}s`);
   }
 
-  /** Reconciles on every change to the fleet's jobs or hosts' liveness, and on every container event of the engine (strays included). */
+  /** Reconciles on every change to the fleet's jobs or hosts' liveness; a container event of the engine touches only its job. */
   private async watch(): Promise<void> {
     const keys = fleetKeys(this.opts.fleet);
     const kick = () => this.reconciler.kick();
@@ -320,9 +361,16 @@ export class Agent {
       await this.store.watch(keys.opClaim(''), drain, this.watching.signal);
       drain();
     }
+    // A container event touches only the job it names; one of a container that is no job only the list of strays; the rest nothing.
+    const onContainer = (e: { Actor?: { Attributes?: Record<string, string> } }) => {
+      const labels = e.Actor?.Attributes ?? {};
+      const job = labels[LABEL_JOB];
+      if (job === undefined) this.reconciler.strayEvent();
+      else if (labels[LABEL_FLEET] === this.opts.fleet && labels[LABEL_MODE] === 'daemon') this.reconciler.touch(job);
+    };
     const subscribe = (): Promise<void> =>
       this.engine
-        .events([], kick, this.watching.signal, () => {
+        .events([], onContainer, this.watching.signal, () => {
           this.log('agent: the docker event stream ended; subscribing again');
           setTimeout(() => void subscribe().catch(() => undefined), 1000).unref();
           kick();
@@ -336,12 +384,14 @@ export class Agent {
   }
 
   /** A foreground job on this host's engine, its streams over the upgraded connection, its exit status as a last frame. */
-  private async runForeground(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  private async runForeground(req: IncomingMessage, socket: Duplex, received: Buffer): Promise<void> {
     let request: { spec: unknown; interactive: boolean };
+    // The job request is the body; what follows it is the job's stdin.
+    const { body, rest: head } = await upgradeBody(req, socket, received, MAX_JOB_REQUEST_BYTES, 'the job request');
     try {
-      request = JSON.parse(Buffer.from(String(req.headers['x-knarr-job'] ?? ''), 'base64').toString('utf8'));
+      request = JSON.parse(body.toString('utf8'));
     } catch {
-      throw new ApiError(400, 'the x-knarr-job header must be a base64 JSON job request');
+      throw new ApiError(400, 'the job request must be a JSON body {spec, interactive}');
     }
     let spec: JobSpec;
     try {
@@ -376,7 +426,7 @@ export class Agent {
     } catch (e) {
       for (const release of releases) release();
       if (e instanceof ApiError) throw e;
-      throw new ApiError(e instanceof EngineError ? e.status : 500, (e as Error).message);
+      throw new ApiError(e instanceof EngineError ? e.status : e instanceof ValidationError ? 400 : 500, (e as Error).message);
     }
     if (gone) {
       run.socket.destroy();
@@ -448,7 +498,7 @@ export class Agent {
       if (signal.aborted || this.stopped) break;
       try {
         if (!this.lease || !(await this.store.keepAlive(this.lease))) await this.register();
-        else await this.writeRecord();
+        else await this.refreshRecord();
       } catch (e) {
         this.log(`agent: cannot reach the store (${(e as Error).message}); retrying`);
       }

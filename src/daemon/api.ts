@@ -1,7 +1,13 @@
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+
+/** A client gets this long to send a request's headers: an idle or trickling connection is closed after it. */
+export const HEADER_TIMEOUT_MS = 10_000;
+/** Open connections at most, unless the agent is told otherwise. */
+export const DEFAULT_MAX_CONNECTIONS = 1024;
 
 /** A route's answer: a JSON body, or nothing when it wrote the response itself (a stream). */
 export type Route = (req: IncomingMessage, res: ServerResponse, params: Record<string, string>) => Promise<unknown>;
@@ -45,6 +51,39 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * The body of an upgrade request (content-length bytes, up to limit) read off its socket, and what came
+ * after it (the start of the upgraded stream). A body over the limit is refused before it is read.
+ */
+export async function upgradeBody(req: IncomingMessage, socket: Duplex, head: Buffer, limit: number, what: string): Promise<{ body: Buffer; rest: Buffer }> {
+  const length = Number(req.headers['content-length']);
+  if (!Number.isInteger(length) || length < 0) throw new ApiError(411, `${what} goes in the request body, with its content-length`);
+  if (length > limit) throw new ApiError(413, `${what} is ${length} bytes; the limit is ${limit} bytes (${limit / 1024 / 1024} MiB)`);
+  const chunks = [head];
+  let got = head.length;
+  if (got < length) {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => done(new ApiError(408, `${what} did not arrive within ${HEADER_TIMEOUT_MS / 1000}s`)), HEADER_TIMEOUT_MS);
+      const onData = (c: Buffer) => {
+        chunks.push(c);
+        got += c.length;
+        if (got >= length) done();
+      };
+      const onEnd = () => done(new ApiError(400, `${what} ended after ${got} of ${length} bytes`));
+      const done = (e?: Error) => {
+        clearTimeout(timer);
+        socket.off('data', onData).off('end', onEnd).off('close', onEnd);
+        socket.pause();
+        if (e) reject(e);
+        else resolve();
+      };
+      socket.on('data', onData).once('end', onEnd).once('close', onEnd);
+    });
+  }
+  const all = Buffer.concat(chunks);
+  return { body: all.subarray(0, length), rest: all.subarray(length) };
+}
+
 /** The agent's HTTP API: every request needs the bearer token; answers JSON. The docker socket is never exposed. */
 export function startApi(
   listen: { host: string; port: number },
@@ -52,8 +91,36 @@ export function startApi(
   routes: Record<string, Route>,
   tls?: { cert: Buffer; key: Buffer },
   upgrades: Record<string, UpgradeRoute> = {},
+  maxConnections = DEFAULT_MAX_CONNECTIONS,
 ): Promise<Server> {
+  // Oldest first; a connection is busy from its request until the answer is sent (a stream or an upgrade: until it closes).
+  const open = new Set<Socket>();
+  const busy = new Set<Socket>();
+  const accept = (socket: Socket) => {
+    open.add(socket);
+    socket.once('close', () => {
+      open.delete(socket);
+      busy.delete(socket);
+    });
+    // Until its first request: a connection that sends nothing is closed (keep-alive idleness is keepAliveTimeout's).
+    socket.setTimeout(HEADER_TIMEOUT_MS, () => !busy.has(socket) && socket.destroy());
+    if (open.size <= maxConnections) return;
+    // Past the limit an idle connection makes room, so a flood of idle ones never shuts out a real request.
+    const idle = [...open].find((s) => !busy.has(s) && s !== socket);
+    (idle ?? socket).destroy();
+  };
+  // Over TLS a request's socket wraps the TCP connection counted above.
+  const tcpOf = (socket: Duplex) => (socket as Duplex & { _parent?: Socket })._parent ?? (socket as Socket);
+  const claim = (socket: Socket) => {
+    busy.add(socket);
+    socket.setTimeout(0);
+  };
   const handle = (req: IncomingMessage, res: ServerResponse) => {
+    const socket = tcpOf(req.socket);
+    claim(socket);
+    res.once('close', () => {
+      busy.delete(socket);
+    });
     const send = (status: number, body: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(`${JSON.stringify(body)}\n`);
@@ -74,8 +141,13 @@ export function startApi(
     send(404, { error: 'no such endpoint' });
   };
   // allowHalfOpen: a TLS server would otherwise end its side when a piped job's stdin ends, losing the job's output after it.
-  const server: Server = tls ? createTlsServer({ cert: tls.cert, key: tls.key, allowHalfOpen: true }, handle) : createServer(handle);
+  const limits = { headersTimeout: HEADER_TIMEOUT_MS, requestTimeout: 3 * HEADER_TIMEOUT_MS, connectionsCheckingInterval: 1000 };
+  const server: Server = tls
+    ? createTlsServer({ cert: tls.cert, key: tls.key, allowHalfOpen: true, handshakeTimeout: HEADER_TIMEOUT_MS, ...limits }, handle)
+    : createServer(limits, handle);
+  server.on('connection', accept);
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    claim(tcpOf(socket));
     const refuse = (status: number, message: string) => {
       const body = `${JSON.stringify({ error: message })}\n`;
       socket.end(

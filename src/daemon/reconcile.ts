@@ -46,6 +46,9 @@ export class Reconciler {
   /** Jobs whose start failed: not tried again before `until`, so a start that keeps failing does not spin on its own docker events. */
   private readonly backoff = new Map<string, { failures: number; until: number; attempt: string; timer: NodeJS.Timeout }>();
   private dirty = false;
+  /** Jobs a docker event named since the last pass. */
+  private readonly touched = new Set<string>();
+  private strays = false;
   private retry: NodeJS.Timeout | null = null;
   private waiters: (() => void)[] = [];
 
@@ -87,9 +90,40 @@ export class Reconciler {
     });
   }
 
+  /** A docker event named this job: only it is brought in line (its intent, state and container), not the whole host. */
+  touch(job: string): void {
+    if (this.stopped) return;
+    this.touched.add(job);
+    if (!this.running) this.running = this.loop();
+  }
+
+  /** A container event without a job: the list of unknown containers is taken from the engine again, and pruned; the store is not read. */
+  strayEvent(): void {
+    if (this.stopped) return;
+    this.strays = true;
+    if (!this.running) this.running = this.loop();
+  }
+
   private async loop(): Promise<void> {
-    while (this.dirty) {
+    while (this.dirty || this.touched.size > 0 || this.strays) {
+      // A full pass covers every job and container: what was touched meanwhile needs nothing more.
+      if (!this.dirty) {
+        const jobs = [...this.touched];
+        const strays = this.strays;
+        this.touched.clear();
+        this.strays = false;
+        try {
+          for (const job of jobs) await this.passJob(job);
+          if (strays) await this.findStrays(await this.engine.list(true));
+        } catch (e) {
+          this.log(`reconcile: ${(e as Error).message}`);
+          this.kick();
+        }
+        continue;
+      }
       this.dirty = false;
+      this.touched.clear();
+      this.strays = false;
       const waiting = this.waiters.splice(0);
       try {
         await this.pass();
@@ -99,6 +133,16 @@ export class Reconciler {
       for (const w of waiting) w();
     }
     this.running = null;
+  }
+
+  /** One job's part of a pass: its container kept as its intent says when it is placed here; anything else is left to a full pass. */
+  private async passJob(job: string): Promise<void> {
+    const name = daemonContainerName(job);
+    const container = (await this.engine.list(true)).find((c) => (c.Names[0] ?? '').replace(/^\//, '') === name);
+    const [intent, actual] = await Promise.all([this.jobs.intent(job), this.jobs.actual(job)]);
+    if (intent?.managed && intent.host === this.opts.host) await this.ensure(intent, container, actual);
+    // Its container left here for a job gone or moved: a full pass removes it.
+    else if (container) this.kick();
   }
 
   async pass(): Promise<void> {
@@ -160,13 +204,9 @@ export class Reconciler {
       });
     }
 
-    const unknown: ContainerSummary[] = [];
     for (const c of containers) {
       const job = c.Labels?.[LABEL_JOB];
-      if (job === undefined) {
-        unknown.push(c);
-        continue;
-      }
+      if (job === undefined) continue;
       // Foreground jobs belong to the CLI running them; other fleets' jobs are not ours to judge.
       if (c.Labels[LABEL_FLEET] !== this.opts.fleet || c.Labels[LABEL_MODE] !== 'daemon') continue;
       const intent = byName.get(job);
@@ -177,20 +217,25 @@ export class Reconciler {
         this.log(`cannot remove ${c.Id.slice(0, 12)}: ${e.message}`);
       });
     }
-    this.unknown = unknown.map((c) => ({ id: c.Id.slice(0, 12), name: (c.Names[0] ?? '').replace(/^\//, ''), image: c.Image }));
-    if (this.opts.prune) {
-      for (const c of unknown) {
-        this.log(`pruning container ${c.Names[0]} (${c.Image}): knarr has no job for it`);
-        await this.engine.remove(c.Id).catch((e: Error) => this.log(`cannot prune ${c.Id.slice(0, 12)}: ${e.message}`));
-      }
-      this.unknown = [];
-    }
+    await this.findStrays(containers);
     if (failed && !this.retry) {
       this.retry = setTimeout(() => {
         this.retry = null;
         this.kick();
       }, RETRY_PASS_MS).unref();
     }
+  }
+
+  /** The containers on this engine that are no knarr job: reported, or removed with prune. */
+  private async findStrays(containers: ContainerSummary[]): Promise<void> {
+    const unknown = containers.filter((c) => c.Labels?.[LABEL_JOB] === undefined);
+    this.unknown = unknown.map((c) => ({ id: c.Id.slice(0, 12), name: (c.Names[0] ?? '').replace(/^\//, ''), image: c.Image }));
+    if (!this.opts.prune) return;
+    for (const c of unknown) {
+      this.log(`pruning container ${c.Names[0]} (${c.Image}): knarr has no job for it`);
+      await this.engine.remove(c.Id).catch((e: Error) => this.log(`cannot prune ${c.Id.slice(0, 12)}: ${e.message}`));
+    }
+    this.unknown = [];
   }
 
   private async ensure(i: JobIntent, container: ContainerSummary | undefined, actual: JobActual | null): Promise<void> {

@@ -41,8 +41,20 @@ export function etcdArgv(s: Pick<EtcdServerState, 'name' | 'clientUrl' | 'peerUr
     `${s.name}=${s.peerUrl}`,
     '--initial-cluster-state',
     'new',
+    // History older than an hour goes (an idle fleet writes little, but forever); the quota is said, so status can show it.
+    '--auto-compaction-mode',
+    'periodic',
+    '--auto-compaction-retention',
+    ETCD_COMPACTION_RETENTION,
+    '--quota-backend-bytes',
+    String(ETCD_QUOTA_BYTES),
   ];
 }
+
+/** How long the managed etcd keeps old revisions before it compacts them. */
+export const ETCD_COMPACTION_RETENTION = '1h';
+/** The managed etcd's database size limit; past it etcd raises NOSPACE and refuses writes. */
+export const ETCD_QUOTA_BYTES = 2 * 1024 ** 3;
 
 function httpGet(url: string, timeoutMs: number): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

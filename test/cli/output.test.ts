@@ -223,7 +223,7 @@ describe.skipIf(!etcdReady)('times and wide columns of fleet lists', () => {
     expect(r.stdout).toMatch(/^3h ago +h1 +placed/m);
   });
 
-  it('host list and show: JOINED and SEEN relative under -o wide; joined in show', async () => {
+  it('host list and show: JOINED and UPDATED relative under -o wide; joined in show', async () => {
     const list = await at(['host', 'ls']);
     expect(list.exitCode, list.stderr).toBe(0);
     expect(list.stdout.split('\n')[0]).not.toContain('JOINED');

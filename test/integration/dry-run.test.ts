@@ -199,6 +199,8 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     'etcd down': [[]],
     'etcd backup': [[`${tmp.path}/backup.db`]],
     'etcd restore': [[snapshot, '--yes']],
+    'etcd compact': [[]],
+    'etcd defrag': [[], ['--disarm']],
     'dot init': [['d2'], ['d1.sub']],
     'dot commit': [['d1', '-m', 'again']],
     'dot branch': [['d1', 'exp']],

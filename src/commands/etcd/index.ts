@@ -80,11 +80,39 @@ const restore = defineCommand(
   async ({ args, options }, ctx) => (await import('./restore.js')).etcdRestore(args.file, options, ctx),
 );
 
+const compact = defineCommand(
+  {
+    name: 'compact',
+    summary: "drop the store's history before its current revision",
+    description:
+      'Compacts the history of the managed etcd (or the --etcd endpoints) up to the current revision, as etcdctl compact does; the managed ' +
+      'etcd also compacts on its own, keeping an hour of history. The freed space is reused by etcd; knarr etcd defrag gives it back to the disk.',
+    examples: [{ command: 'knarr etcd compact && knarr etcd defrag --disarm', description: 'free space after a NOSPACE alarm' }],
+    dryRun: 'plans',
+  },
+  async (_input, ctx) => (await import('./maintain.js')).etcdCompact(ctx),
+);
+
+const defrag = defineCommand(
+  {
+    name: 'defrag',
+    summary: 'give the space compaction freed back to the disk, member by member',
+    description:
+      'Defragments each endpoint of the managed etcd (or every --etcd endpoint) in turn, as etcdctl defrag does, and shows the database size ' +
+      'before and after against its quota. A member answers nothing while it defragments. With --disarm it then clears the alarms (NOSPACE), ' +
+      'as etcdctl alarm disarm does, so writes are taken again.',
+    options: { disarm: { flags: '--disarm', description: 'clear the alarms (NOSPACE) after the defragmentation' } },
+    examples: [{ command: 'knarr etcd defrag', description: 'defragment the store' }],
+    dryRun: 'plans',
+  },
+  async ({ options }, ctx) => (await import('./maintain.js')).etcdDefrag(options, ctx),
+);
+
 export const etcd = defineGroup({
   name: 'etcd',
   summary: 'the knarr-managed local etcd (the embedded default store)',
   description:
     'knarr keeps fleet state in etcd. With no --etcd, commands use a local etcd that knarr runs itself, with its data on the pool (volume ' +
     'knarr-etcd) or, when there is no pool, under the state directory. It listens on 127.0.0.1 and on a unix socket in <state-dir>/etcd.',
-  subcommands: [up, down, status, backup, restore],
+  subcommands: [up, down, status, backup, restore, compact, defrag],
 });

@@ -1,21 +1,42 @@
 import { isEtcdProcess, probeHealth } from '../../host/etcd-server.js';
+import { NOSPACE_FIX, probeSpace, type Space } from '../../host/etcd-space.js';
 import { ExitCode } from '../../core/errors.js';
+import { formatSize } from '../../core/size.js';
 import type { CommandResult, Context } from '../types.js';
 import { readEtcdState } from './local.js';
 import { etcdData, etcdFields } from './view.js';
 
-/** `knarr etcd status`: the managed etcd's process, health and data place (or the external endpoints' health). */
+/** "12 MB of 2 GB (1%)": the database against its quota. */
+const spaceText = (s: Space | null) => {
+  if (s?.dbBytes == null) return '-';
+  if (s.quotaBytes === null || s.quotaBytes === 0) return formatSize(s.dbBytes);
+  return `${formatSize(s.dbBytes)} of ${formatSize(s.quotaBytes)} quota (${Math.round((100 * s.dbBytes) / s.quotaBytes)}%)`;
+};
+
+/** Says what to do about a raised alarm: NOSPACE stops every write of the fleet. */
+function warnAlarms(ctx: Context, endpoint: string, s: Space | null): void {
+  if (s?.alarms.includes('NOSPACE')) ctx.events.warn(`etcd at ${endpoint} is out of space (alarm NOSPACE): it refuses every write; ${NOSPACE_FIX}`);
+  else if (s && s.alarms.length > 0) ctx.events.warn(`etcd at ${endpoint} raised alarm ${s.alarms.join(', ')}`);
+}
+
+/** `knarr etcd status`: the managed etcd's process, health, data place and size against its quota (or the external endpoints'). */
 export async function etcdStatus(ctx: Context): Promise<CommandResult> {
   if (ctx.config.etcd.length > 0) {
-    const checks = await Promise.all(ctx.config.etcd.map(async (url) => ({ endpoint: url, ...(await probeHealth(url)) })));
+    const checks = await Promise.all(
+      ctx.config.etcd.map(async (url) => {
+        const health = await probeHealth(url);
+        return { endpoint: url, ...health, space: health.version !== null ? await probeSpace(url) : null };
+      }),
+    );
+    for (const c of checks) warnAlarms(ctx, c.endpoint, c.space);
     // endpoints is a list of URLs here too, as for the managed etcd; each one's health is beside it.
     const data = { managed: false, healthy: checks.some((c) => c.healthy), endpoints: checks.map((c) => c.endpoint), endpointHealth: checks };
     return {
       data,
       view: {
         kind: 'table',
-        columns: ['ENDPOINT', 'HEALTHY', 'VERSION', 'ERROR'],
-        rows: checks.map((c) => [c.endpoint, c.healthy ? 'yes' : 'no', c.version ?? '-', c.error ?? '']),
+        columns: ['ENDPOINT', 'HEALTHY', 'VERSION', 'DB', 'ALARMS', 'ERROR'],
+        rows: checks.map((c) => [c.endpoint, c.healthy ? 'yes' : 'no', c.version ?? '-', spaceText(c.space), c.space?.alarms.join(',') || '-', c.error ?? '']),
       },
       exitCode: data.healthy ? ExitCode.ok : ExitCode.storeUnavailable,
     };
@@ -23,7 +44,18 @@ export async function etcdStatus(ctx: Context): Promise<CommandResult> {
   const state = await readEtcdState(ctx);
   const running = await isEtcdProcess(state?.pid ?? null);
   const health = running && state ? await probeHealth(state.clientUrl) : null;
-  const data = { managed: true, ...etcdData(state, running, health) };
+  const space = running && state ? await probeSpace(state.clientUrl) : null;
+  if (state) warnAlarms(ctx, state.clientUrl, space);
+  const data = {
+    managed: true,
+    ...etcdData(state, running, health),
+    dbBytes: space?.dbBytes ?? null,
+    dbInUseBytes: space?.dbInUseBytes ?? null,
+    quotaBytes: space?.quotaBytes ?? null,
+    alarms: space?.alarms ?? [],
+  };
+  const fields = etcdFields(data);
+  fields.push(['db', spaceText(space)], ['alarms', data.alarms.join(',') || '-']);
   // Scripts can wait with `until knarr etcd status; do ...`: non-zero until healthy.
-  return { data, view: { kind: 'fields', fields: etcdFields(data) }, exitCode: data.healthy ? ExitCode.ok : ExitCode.storeUnavailable };
+  return { data, view: { kind: 'fields', fields }, exitCode: data.healthy ? ExitCode.ok : ExitCode.storeUnavailable };
 }

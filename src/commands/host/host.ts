@@ -34,8 +34,8 @@ export const hostList = async (ctx: Context): Promise<CommandResult> =>
       data: hosts.map((h) => ({ ...h.host, up: h.up })),
       view: {
         kind: 'table',
-        columns: ['HOST', 'UP', 'STATE', 'TAGS', 'JOBS', 'FREE MEM', 'ADDRESS', 'CAPACITY', 'DOCKER', 'JOINED', 'SEEN'],
-        wide: ['CAPACITY', 'DOCKER', 'JOINED', 'SEEN'],
+        columns: ['HOST', 'UP', 'STATE', 'TAGS', 'JOBS', 'FREE MEM', 'ADDRESS', 'CAPACITY', 'DOCKER', 'JOINED', 'UPDATED'],
+        wide: ['CAPACITY', 'DOCKER', 'JOINED', 'UPDATED'],
         rows: hosts.map((h) => [...row(h), capacityText(h.host), h.host.dockerEndpoint, timeCell(h.host.joinedAt), timeCell(h.host.updatedAt)]),
       },
     };
@@ -65,7 +65,7 @@ function hostView(h: { host: HostRecord; up: boolean }): View {
       ['docker', h.host.dockerEndpoint],
       ['unknown containers', (h.host.unknownContainers ?? []).map((c) => `${c.name} (${c.image})`).join(', ') || '-'],
       ['joined', timeCell(h.host.joinedAt)],
-      ['seen', timeCell(h.host.updatedAt)],
+      ['updated', timeCell(h.host.updatedAt)],
     ],
   };
 }

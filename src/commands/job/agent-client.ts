@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { ConflictError, DryRunWriteError, FailureError, NotFoundError, PrerequisiteError, UserError, type KnarrError } from '../../core/errors.js';
 import type { HostRecord } from '../../core/hosts.js';
-import { jobSpecInput, type JobSpec } from '../../core/job-spec.js';
+import { jobSpecInput, MAX_JOB_REQUEST_BYTES, type JobSpec } from '../../core/job-spec.js';
 import type { Context } from '../types.js';
 
 /** The agents' token: KNARR_AGENT_TOKEN, else the file KNARR_AGENT_TOKEN_FILE (jobs.agentTokenFile), else <state-dir>/agent.token. */
@@ -105,8 +105,21 @@ export class AgentClient {
 
   /** A foreground job on the agent's host: the upgraded connection carries stdin in, the multiplexed output and a last status frame out. */
   async run(spec: JobSpec, interactive: boolean): Promise<Socket> {
-    const job = Buffer.from(JSON.stringify({ spec: jobSpecInput(spec), interactive })).toString('base64');
-    const { req, unreachable } = await this.open('POST', '/v1/run', { connection: 'Upgrade', upgrade: 'tcp', 'x-knarr-job': job });
+    // In the body, not a header: a header's few kilobytes are far less than a spec with a large env may need.
+    const job = Buffer.from(JSON.stringify({ spec: jobSpecInput(spec), interactive }));
+    if (job.length > MAX_JOB_REQUEST_BYTES)
+      throw new UserError(
+        `job ${spec.name}'s spec is ${job.length} bytes as JSON; a foreground job's spec may be at most ${MAX_JOB_REQUEST_BYTES} bytes (1 MiB)`,
+        {
+          hint: 'put large data in a dot volume or a file the job reads, not in env or command',
+        },
+      );
+    const { req, unreachable } = await this.open('POST', '/v1/run', {
+      connection: 'Upgrade',
+      upgrade: 'tcp',
+      'content-type': 'application/json',
+      'content-length': String(job.length),
+    });
     return new Promise((resolve, reject) => {
       req.on('upgrade', (_res, socket, head) => {
         if (head.length > 0) socket.unshift(head);
@@ -114,7 +127,7 @@ export class AgentClient {
       });
       req.on('response', (res) => void refusal(this.host.name, res).then(reject));
       req.on('error', (e) => reject(unreachable(e)));
-      req.end();
+      req.end(job);
     });
   }
 }
