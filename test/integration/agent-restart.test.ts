@@ -8,7 +8,11 @@ import { haveNetns, makeFabric, type Fabric, type NetHost } from '../harness/net
 import { tempDir, type TempDir } from '../harness/tmp.js';
 import { integration } from '../harness/tools.js';
 
-const run = integration('agent restart', haveNetns(), 'needs root, iproute2, dockerd, docker and busybox-static (Debian packages iproute2, docker.io, busybox-static)');
+const run = integration(
+  'agent restart',
+  haveNetns(),
+  'needs root, iproute2, dockerd, docker and busybox-static (Debian packages iproute2, docker.io, busybox-static)',
+);
 const bin = new URL('../../bin/knarr', import.meta.url).pathname;
 const GRACE = 6;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -24,7 +28,7 @@ function probe(url: string): { stop(): Promise<{ ok: number; failed: number; err
         const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
         await res.text();
         if (res.ok) seen.ok++;
-        else (seen.failed++, seen.errors.push(`status ${res.status}`));
+        else seen.failed++, seen.errors.push(`status ${res.status}`);
       } catch (e) {
         seen.failed++;
         seen.errors.push((e as Error).message);
