@@ -61,7 +61,7 @@ describe.skipIf(!run)('an agent restarted within its grace keeps its jobs', () =
   let env: Record<string, string>;
   const k = (argv: string[]) => knarr(argv, { env });
 
-  const startAgent = (name: string) => {
+  const startAgent = (name: string, extra: string[] = []) => {
     const h = hosts[name]!;
     agents[name] = h.spawn(
       bin,
@@ -81,6 +81,7 @@ describe.skipIf(!run)('an agent restarted within its grace keeps its jobs', () =
         String(GRACE),
         '--token-file',
         tokenFile,
+        ...extra,
       ],
       { env: h.dockerd.env, reject: false, stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -219,5 +220,32 @@ describe.skipIf(!run)('an agent restarted within its grace keeps its jobs', () =
     expect(await containerOf('ha', 'web4')).toBe(container);
     expect(await hosts.hb!.dockerd.docker('ps', '-aq', '--filter', 'label=knarr.job=web4')).toBe('');
     expect(await moves('web4')).toEqual(['hb', 'ha']);
+  }, 90_000);
+
+  it('--leave-on-stop, or host leave of a host that is down: its jobs move at once, not after the grace', async () => {
+    await hosts.hb!.dockerd.docker('rm', '-f', 'blocker');
+    agents.ha!.kill('SIGTERM');
+    await agents.ha;
+    startAgent('ha', ['--leave-on-stop']);
+    await eventually(async () => expect(await upHosts()).toEqual(['ha', 'hb']));
+    expect(await show('web4')).toMatchObject({ host: 'ha', state: 'running' });
+    agents.ha!.kill('SIGTERM');
+    await agents.ha;
+    const stopped = Date.now();
+    expect((await k(['--json', 'host', 'show', 'ha'])).json()).toMatchObject({ up: false, state: 'left' });
+    await eventually(async () => expect(await show('web4')).toMatchObject({ host: 'hb', state: 'running' }), 30_000, 250);
+    expect(Date.now() - stopped).toBeLessThan((GRACE - 2) * 1000);
+    // Back, it serves again, and its old copy goes.
+    startAgent('ha');
+    await eventually(async () => expect((await k(['--json', 'host', 'show', 'ha'])).json()).toMatchObject({ up: true, state: 'ok' }));
+    await eventually(async () => expect(await containerOf('ha', 'web4')).toBe(''));
+
+    agents.hb!.kill('SIGKILL');
+    await agents.hb;
+    await eventually(async () => expect(await upHosts()).toEqual(['ha']), 10_000, 250);
+    const down = Date.now();
+    expect((await k(['host', 'leave', 'hb'])).code).toBe(0);
+    await eventually(async () => expect(await show('web4')).toMatchObject({ host: 'ha', state: 'running' }), 30_000, 250);
+    expect(Date.now() - down).toBeLessThan((GRACE - 1) * 1000);
   }, 90_000);
 });
