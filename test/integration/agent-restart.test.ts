@@ -141,6 +141,8 @@ describe.skipIf(!run)('an agent restarted within its grace keeps its jobs', () =
     startAgent('ha');
     startAgent('hb');
     await eventually(async () => expect(await upHosts()).toEqual(['ha', 'hb']));
+    expect((await k(['--json', 'host', 'show', 'ha'])).json()).toMatchObject({ restartGraceSeconds: GRACE });
+    expect((await k(['host', 'show', 'ha'])).stdout).toMatch(new RegExp(`^restart grace: +${GRACE}s$`, 'm'));
   }, 180_000);
 
   afterAll(async () => {
@@ -233,6 +235,7 @@ describe.skipIf(!run)('an agent restarted within its grace keeps its jobs', () =
     await agents.ha;
     const stopped = Date.now();
     expect((await k(['--json', 'host', 'show', 'ha'])).json()).toMatchObject({ up: false, state: 'left' });
+    expect((await k(['host', 'show', 'ha'])).stdout).toMatch(/^restart grace: +none \(left\)$/m);
     await eventually(async () => expect(await show('web4')).toMatchObject({ host: 'hb', state: 'running' }), 30_000, 250);
     expect(Date.now() - stopped).toBeLessThan((GRACE - 2) * 1000);
     // Back, it serves again, and its old copy goes.
