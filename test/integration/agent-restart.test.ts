@@ -251,4 +251,22 @@ describe.skipIf(!run)('an agent restarted within its grace keeps its jobs', () =
     await eventually(async () => expect(await show('web4')).toMatchObject({ host: 'ha', state: 'running' }), 30_000, 250);
     expect(Date.now() - down).toBeLessThan((GRACE - 1) * 1000);
   }, 90_000);
+
+  it('a placement that cannot start goes back to a host where the job ran, when that host has no copy left', async () => {
+    startAgent('hb');
+    await eventually(async () => expect(await upHosts()).toEqual(['ha', 'hb']));
+    const first = await webOnHa('web6', 8086);
+    await hosts.hb!.dockerd.docker('run', '-d', '--name', 'blocker6', '--network', 'host', image, 'httpd', '-f', '-p', '8086');
+    agents.ha!.kill('SIGKILL');
+    await agents.ha;
+    await eventually(async () => expect(await show('web6')).toMatchObject({ host: 'hb', actual: { host: 'hb', state: 'failed' } }), 30_000, 250);
+    // As after a reboot: ha's copy is gone when its agent starts again.
+    await hosts.ha!.dockerd.docker('rm', '-f', first);
+    startAgent('ha');
+    // hb's next try fails too, and it hands the job back to ha, where it ran.
+    await eventually(async () => expect(await show('web6')).toMatchObject({ host: 'ha', state: 'running', actual: { host: 'ha' } }));
+    expect(await moves('web6')).toEqual(['hb', 'ha']);
+    await eventually(async () => expect(await (await fetch(`http://${hosts.ha!.ip}:8086/`)).text()).toBe('ha\n'));
+    expect(await hosts.hb!.dockerd.docker('ps', '-aq', '--filter', 'label=knarr.job=web6')).toBe('');
+  }, 90_000);
 });
