@@ -232,7 +232,8 @@ export class Reconciler {
    * down; an agent that starts counts from its start. Hosts up again, or gone, are forgotten.
    */
   private graces(hosts: { host: HostRecord; up: boolean }[]): Map<string, number> {
-    const now = Date.now();
+    // A monotonic clock: a wall-clock step (NTP) neither ends a grace early nor stretches it.
+    const now = performance.now();
     const left = new Map<string, number>();
     const known = new Set(hosts.map((h) => h.host.name));
     for (const name of this.downSince.keys()) if (!known.has(name)) this.downSince.delete(name);
@@ -249,7 +250,7 @@ export class Reconciler {
     return left;
   }
 
-  /** A pass ms from now (a grace ending), unless one is due sooner. */
+  /** A pass ms from now, when the soonest grace ends (each pass sets it anew). */
   private passAfter(ms: number): void {
     if (this.stopped) return;
     if (this.graceTimer) clearTimeout(this.graceTimer);
