@@ -131,6 +131,7 @@ export async function daemon(ctx: Context, flags: SettingFlags = {}): Promise<Co
     token = nextToken;
     if (nextTls) agent.setTls(nextTls);
     agent.setPrune(next.prune);
+    agent.setStopPolicy(next.restartGraceSeconds, next.leaveOnStop);
     settings = { ...next, ...Object.fromEntries(later.filter((k) => k in settings).map((k) => [k, settings[k as keyof DaemonSettings]])) };
     ctx.events.step(
       `agent: config reloaded (tags ${next.tags.join(',') || 'none'}, prune ${next.prune ? 'on' : 'off'}${nextTls ? ', certificate renewed' : ''})`,

@@ -25,12 +25,16 @@ export interface DaemonSettings {
   share: string | null;
   /** On SIGTERM, how long running foreground jobs and the operation in progress get to end. */
   drainSeconds: number;
+  /** How long the fleet waits for this host's agent to come back before moving its jobs. */
+  restartGraceSeconds: number;
+  /** SIGTERM gives the lease back and marks the host left: its jobs move at once. */
+  leaveOnStop: boolean;
 }
 
 export { parseListen };
 
 /** What SIGHUP applies to a running agent; a change to any other setting needs a restart. */
-export const LIVE_SETTINGS: readonly (keyof DaemonSettings)[] = ['tags', 'tokenFile', 'tls', 'prune'];
+export const LIVE_SETTINGS: readonly (keyof DaemonSettings)[] = ['tags', 'tokenFile', 'tls', 'prune', 'restartGraceSeconds', 'leaveOnStop'];
 
 /**
  * Resolves the agent's settings: flag > KNARR_DAEMON_* > the config file's `daemon:` section > default.
@@ -81,6 +85,8 @@ export function resolveDaemonSettings(
   const pruneP = pick('prune');
   const mode = (str('mode')?.value ?? fallback<string>('mode')) as StartMode;
   const drainSeconds = (pick('drainTimeout')?.value as number | undefined) ?? fallback<number>('drainTimeout');
+  const restartGraceSeconds = (pick('restartGrace')?.value as number | undefined) ?? fallback<number>('restartGrace');
+  const leaveOnStop = (pick('leaveOnStop')?.value as boolean | undefined) ?? fallback<boolean>('leaveOnStop');
 
   const shareP = str('share');
   return {
@@ -97,6 +103,8 @@ export function resolveDaemonSettings(
     mode,
     share: shareP ? pathOf(shareP) : null,
     drainSeconds,
+    restartGraceSeconds,
+    leaveOnStop,
   };
 }
 

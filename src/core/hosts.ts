@@ -27,6 +27,16 @@ export interface HostRecord {
   unknownContainers?: { id: string; name: string; image: string }[];
   joinedAt: string;
   updatedAt: string;
+  /** How long the fleet waits, once the host is down, for its agent to start again before moving its jobs. Absent: no wait. */
+  restartGraceSeconds?: number;
+}
+
+/**
+ * How long after it was first seen down a host's jobs stay put, waiting for its agent to come back:
+ * its restart grace, none for a host that left (host leave, daemon --leave-on-stop) or whose agent predates the grace.
+ */
+export function restartGraceMs(h: HostRecord): number {
+  return h.state === 'left' ? 0 : (h.restartGraceSeconds ?? 0) * 1000;
 }
 
 /**

@@ -567,6 +567,29 @@ export const SETTINGS: readonly SettingDef[] = [
     help: 'on SIGTERM, how long running foreground jobs and the operation in progress get to end',
     parse: wholeSeconds(0, 3600),
   },
+  {
+    key: 'daemon.restartGrace',
+    area: 'daemon',
+    kind: 'number',
+    env: 'KNARR_DAEMON_RESTART_GRACE',
+    flag: '--restart-grace <seconds>',
+    command: 'daemon',
+    default: 30,
+    defaultText: '30',
+    help: "how long the fleet waits for this host's agent to start again before it moves the host's jobs (SIGTERM or a crash; 0: at once)",
+    parse: wholeSeconds(0, 3600),
+  },
+  {
+    key: 'daemon.leaveOnStop',
+    area: 'daemon',
+    kind: 'boolean',
+    env: 'KNARR_DAEMON_LEAVE_ON_STOP',
+    flag: '--leave-on-stop',
+    command: 'daemon',
+    default: false,
+    defaultText: 'off: SIGTERM keeps the jobs for --restart-grace',
+    help: "on SIGTERM, give the lease back at once: the host's jobs move without waiting for the restart grace",
+  },
 ];
 
 const BY_KEY = new Map(SETTINGS.map((s) => [s.key, s]));

@@ -66,6 +66,10 @@ export interface AgentOptions {
   drainSeconds?: number;
   /** Called when the drain's time is up: the commands still running are stopped. */
   onDrainTimeout?: () => void;
+  /** How long the fleet waits, once this host is down, for its agent to start again before moving its jobs. */
+  restartGraceSeconds?: number;
+  /** SIGTERM gives the lease back and marks the host left, so its jobs move at once. */
+  leaveOnStop?: boolean;
 }
 
 /** The API token in the file the operator controls; made (random, 0600) when the file is missing, unless create is false (a reload changes nothing on disk). */
@@ -188,6 +192,12 @@ export class Agent {
     this.reconciler.setPrune(prune);
   }
 
+  /** What SIGTERM does (SIGHUP): keep the host's jobs for the grace, or leave at once; the record's next refresh says the new grace. */
+  setStopPolicy(restartGraceSeconds: number, leaveOnStop: boolean): void {
+    this.opts.restartGraceSeconds = restartGraceSeconds;
+    this.opts.leaveOnStop = leaveOnStop;
+  }
+
   /** A renewed certificate and key (SIGHUP): new connections get them, open ones keep theirs. */
   setTls(tls: { cert: Buffer; key: Buffer }): void {
     (this.server as import('node:https').Server | null)?.setSecureContext({ cert: tls.cert, key: tls.key });
@@ -228,6 +238,7 @@ export class Agent {
       join: joinState,
       joinedAt: previous?.joinedAt ?? now,
       updatedAt: now,
+      restartGraceSeconds: this.opts.restartGraceSeconds ?? 0,
     }));
     this.published = { load, unknown: JSON.stringify(unknownContainers), join: joinState };
   }
@@ -343,6 +354,14 @@ export class Agent {
     await this.store.watch(keys.joins, admit, this.watching.signal);
     admit();
     await this.store.watch(keys.jobs, kick, this.watching.signal);
+    // A host record removed (host leave): its jobs need not wait for its restart grace any more.
+    await this.store.watch(
+      keys.hosts,
+      (changes) => {
+        if (changes.some((c) => c.key === null || (c.deleted && !c.key.slice(keys.hosts.length).includes('/')))) kick();
+      },
+      this.watching.signal,
+    );
     await this.store.watch(
       keys.alive,
       (changes) => {
@@ -529,6 +548,8 @@ export class Agent {
   /**
    * Drains, then gives the lease back so the fleet sees the host down at once: no new foreground jobs
    * or operations are taken; the running ones get up to drainSeconds to end (the lease is kept meanwhile).
+   * Its daemonized jobs run on and stay placed here for the restart grace (the record says how long),
+   * unless leaveOnStop marked the host left.
    */
   async stop(): Promise<void> {
     this.stopped = true;
@@ -564,8 +585,19 @@ export class Agent {
       this.server.closeAllConnections?.();
     });
     await rm(this.opts.pidFile, { force: true });
+    // A host that left is not waited for: the fleet's agents move its jobs as soon as its lease is gone.
+    if (this.opts.leaveOnStop)
+      await this.hosts
+        .update(this.opts.name, (cur) => cur && { ...cur, state: 'left', updatedAt: new Date().toISOString() })
+        .catch((e: Error) => this.log(`agent: cannot mark the host left (${e.message}); its jobs wait for the restart grace`));
     if (this.lease) await this.store.revokeLease(this.lease);
+    if (!this.opts.leaveOnStop && (this.opts.restartGraceSeconds ?? 0) > 0)
+      this.log(`agent: stopped; the fleet keeps this host's jobs here for ${this.opts.restartGraceSeconds}s, for an agent to start again`);
     // A host that never joined was never up.
-    if (this.joinState === 'ok') await bounded(this.eventLog.hostChanged(this.opts.name, 'down', 'its agent stopped'), EVENT_WRITE_TIMEOUT_MS);
+    if (this.joinState === 'ok')
+      await bounded(
+        this.eventLog.hostChanged(this.opts.name, 'down', this.opts.leaveOnStop ? 'its agent stopped and left the fleet' : 'its agent stopped'),
+        EVENT_WRITE_TIMEOUT_MS,
+      );
   }
 }

@@ -1,5 +1,5 @@
 import { NotFoundError } from '../core/errors.js';
-import { fleetViews, jobRequest, type HostRecord } from '../core/hosts.js';
+import { fleetViews, jobRequest, restartGraceMs, type HostRecord } from '../core/hosts.js';
 import type { Strategy } from '../core/scheduler.js';
 import type { JobSpec } from '../core/job-spec.js';
 import { Scheduler } from '../core/scheduler.js';
@@ -51,6 +51,11 @@ export class Reconciler {
   private strays = false;
   private retry: NodeJS.Timeout | null = null;
   private waiters: (() => void)[] = [];
+  /** When this agent first saw each host down: its jobs stay put until the host's restart grace has passed since then. */
+  private readonly downSince = new Map<string, number>();
+  private graceTimer: NodeJS.Timeout | null = null;
+  /** Jobs placed here whose start failed in this pass, with why: each goes back to a host where it ran, if one can take it. */
+  private readonly notStarted = new Map<string, string>();
 
   /** Turns pruning on or off (the agent's SIGHUP); the next pass follows it. */
   setPrune(prune: boolean): void {
@@ -71,6 +76,7 @@ export class Reconciler {
   stop(): void {
     this.stopped = true;
     if (this.retry) clearTimeout(this.retry);
+    if (this.graceTimer) clearTimeout(this.graceTimer);
     for (const b of this.backoff.values()) clearTimeout(b.timer);
     this.backoff.clear();
   }
@@ -184,25 +190,44 @@ export class Reconciler {
       });
     }
     const linked = new Set<string>();
+    this.notStarted.clear();
     for (const i of intents) {
       if (!i.managed || i.host !== me) continue;
       for (const l of i.spec.links) linked.add(l);
       await step(`job ${i.spec.name}`, () => this.ensure(i, containerOf.get(daemonContainerName(i.spec.name)), actuals.get(i.spec.name) ?? null));
     }
+    for (const [n, i] of intents.entries()) {
+      const error = this.notStarted.get(i.spec.name);
+      if (error === undefined || !i.managed || i.host !== me) continue;
+      await step(`giving back job ${i.spec.name}`, async () => {
+        const moved = await this.giveBack(i, error, hosts, intents);
+        if (moved) intents[n] = moved;
+      });
+    }
     const links = this.links;
     if ('ambassador' in links) await step('ambassador', () => links.ambassador.retain(linked));
 
     const up = new Set(hosts.filter((h) => h.up).map((h) => h.host.name));
+    const graceLeft = this.graces(hosts);
+    let nextGraceEnd = Infinity;
     for (const [n, i] of intents.entries()) {
       if (!i.managed || (i.host !== null && up.has(i.host))) continue;
       // A fixed job's data is on its host: it waits there.
       if (i.host !== null && i.spec.fixed) continue;
+      // Its host may be restarting its agent: the job stays (running there still) until the grace is over.
+      const wait = i.host === null ? 0 : (graceLeft.get(i.host) ?? 0);
+      if (wait > 0) {
+        nextGraceEnd = Math.min(nextGraceEnd, wait);
+        continue;
+      }
       // Later placements in this pass see where this one went: two jobs do not both take the last room on a host.
       await step(`placing job ${i.spec.name}`, async () => {
         const moved = await this.place(i, hosts, intents);
         if (moved) intents[n] = moved;
       });
     }
+
+    if (nextGraceEnd < Infinity) this.passAfter(nextGraceEnd);
 
     for (const c of containers) {
       const job = c.Labels?.[LABEL_JOB];
@@ -211,6 +236,15 @@ export class Reconciler {
       if (c.Labels[LABEL_FLEET] !== this.opts.fleet || c.Labels[LABEL_MODE] !== 'daemon') continue;
       const intent = byName.get(job);
       if (intent && (!intent.managed || intent.host === me)) continue;
+      // A copy here of a job that moved stays until the new placement runs: never a running copy traded for one that fails.
+      if (intent?.host) {
+        const kept = await this.keepUntilMoved(intent, c, actuals.get(job) ?? null, hosts).catch((e: Error) => {
+          failed = true;
+          this.log(`reconcile: job ${job}: ${e.message}`);
+          return true;
+        });
+        if (kept) continue;
+      }
       this.log(`removing container ${c.Names[0]} of job ${job}: ${intent ? `it moved to ${intent.host}` : 'the job was removed'}`);
       await this.engine.remove(c.Id).catch((e: Error) => {
         failed = true;
@@ -236,6 +270,70 @@ export class Reconciler {
       await this.engine.remove(c.Id).catch((e: Error) => this.log(`cannot prune ${c.Id.slice(0, 12)}: ${e.message}`));
     }
     this.unknown = [];
+  }
+
+  /**
+   * Each down host's time left in its restart grace (ms), counted from when this agent first saw it
+   * down; an agent that starts counts from its start. Hosts up again, or gone, are forgotten.
+   */
+  private graces(hosts: { host: HostRecord; up: boolean }[]): Map<string, number> {
+    // A monotonic clock: a wall-clock step (NTP) neither ends a grace early nor stretches it.
+    const now = performance.now();
+    const left = new Map<string, number>();
+    const known = new Set(hosts.map((h) => h.host.name));
+    for (const name of this.downSince.keys()) if (!known.has(name)) this.downSince.delete(name);
+    for (const { host, up } of hosts) {
+      if (up) {
+        this.downSince.delete(host.name);
+        continue;
+      }
+      const since = this.downSince.get(host.name) ?? now;
+      this.downSince.set(host.name, since);
+      const wait = since + restartGraceMs(host) - now;
+      if (wait > 0) left.set(host.name, wait);
+    }
+    return left;
+  }
+
+  /** A pass ms from now, when the soonest grace ends (each pass sets it anew). */
+  private passAfter(ms: number): void {
+    if (this.stopped) return;
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceTimer = setTimeout(() => {
+      this.graceTimer = null;
+      this.kick();
+    }, ms + 50).unref();
+  }
+
+  /**
+   * Whether this host keeps its copy of a job placed on another host: yes until that placement reports
+   * it started. When the placement failed to start and the copy here runs, the job comes back here
+   * (one agent's compare-and-swap on the intent wins), so the running copy serves on.
+   */
+  private async keepUntilMoved(
+    intent: JobIntent,
+    container: ContainerSummary,
+    actual: JobActual | null,
+    hosts: { host: HostRecord; up: boolean }[],
+  ): Promise<boolean> {
+    const name = intent.spec.name;
+    const there = intent.host!;
+    const current = actual?.host === there && (actual.generation ?? 0) === generationOf(intent);
+    if (current && actual.state !== 'failed') return false;
+    if (!current || container.State !== 'running' || desiredState(intent) === 'stopped') return true;
+    const me = this.opts.host;
+    const mine = hosts.find((h) => h.host.name === me);
+    // Only where the job may run: not pinned elsewhere, this host serving and not draining.
+    if ((intent.spec.host !== null && intent.spec.host !== me) || !mine?.up || mine.host.state !== 'ok') return true;
+    const back = await this.jobs.updateIntent(name, (cur) =>
+      cur.host === there && generationOf(cur) === generationOf(intent) && cur.managed ? { ...cur, host: me } : null,
+    );
+    if (back) {
+      await this.jobs.addEvent(name, { host: me, event: 'moved', detail: `back from ${there}, where it did not start (${actual.error ?? 'failed'})` });
+      this.log(`job ${name}: back from ${there}, where it did not start; its copy here runs on`);
+      this.kick();
+    }
+    return true;
   }
 
   private async ensure(i: JobIntent, container: ContainerSummary | undefined, actual: JobActual | null): Promise<void> {
@@ -317,6 +415,7 @@ export class Reconciler {
       if (waiting) clearTimeout(waiting.timer);
       this.backoff.set(name, { failures, until: Date.now() + delay, attempt, timer: setTimeout(() => this.kick(), delay).unref() });
       this.log(`job ${name} did not start: ${error} (next try in ${delay / 1000}s)`);
+      this.notStarted.set(name, error);
       if (previous?.state === 'failed' && previous.error === error && previous.host === me) return;
       await this.jobs.putActual(name, { host: me, container: '', state: 'failed', startedAt: '', error, generation: generationOf(i) });
       await this.jobs.addEvent(name, { host: me, event: 'failed', detail: error });
@@ -359,6 +458,29 @@ export class Reconciler {
     await this.jobs.addEvent(i.spec.name, { host: me, event: 'placed', detail: `taken over by the agent of ${me}` });
     this.log(`job ${i.spec.name}: run here with no agent, now kept by this agent`);
     return taken;
+  }
+
+  /**
+   * A job placed here that did not start goes back to a host it ran on before (newest first) that is up
+   * and can take it; a pinned or fixed job, or one with no such host, stays and is tried again here.
+   */
+  private async giveBack(i: JobIntent, error: string, hosts: { host: HostRecord; up: boolean }[], intents: JobIntent[]): Promise<JobIntent | null> {
+    const me = this.opts.host;
+    if (i.spec.host !== null || i.spec.fixed) return null;
+    const history = (await this.jobs.pastHosts(i.spec.name)).filter((h) => h !== me);
+    const candidates = hosts.filter((h) => h.up && history.includes(h.host.name));
+    if (candidates.length === 0) return null;
+    const others = intents.filter((x) => x.spec.name !== i.spec.name);
+    const p = new Scheduler(fleetViews(candidates, others), { strategy: this.opts.strategy }).place(jobRequest(i.spec, history));
+    if (!p.host) return null;
+    const to = p.host;
+    const moved = await this.jobs.updateIntent(i.spec.name, (cur) =>
+      cur.host === me && generationOf(cur) === generationOf(i) && cur.managed ? { ...cur, host: to } : null,
+    );
+    if (!moved) return null;
+    await this.jobs.addEvent(i.spec.name, { host: to, event: 'moved', detail: `from ${me}, where it did not start (${error})` });
+    this.log(`job ${i.spec.name}: did not start here; back to ${to}, where it ran before`);
+    return moved;
   }
 
   /**

@@ -47,6 +47,9 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
         '2',
         '--token-file',
         tokenFile,
+        // A host down is not waited for here (agent-restart.test.ts tests the grace).
+        '--restart-grace',
+        '0',
         ...extra,
       ],
       {

@@ -23,6 +23,8 @@ describe('knarr daemon settings: flag > config file daemon: section > default', 
       mode: 'recovery',
       share: null,
       drainSeconds: 30,
+      restartGraceSeconds: 30,
+      leaveOnStop: false,
     });
   });
 
@@ -78,6 +80,11 @@ describe('knarr daemon settings: flag > config file daemon: section > default', 
     expect(() => resolve({}, { mode: 'fresh' })).toThrow(/^\/etc\/knarr\/config.yaml: daemon.mode: use recovery/);
     expect(() => resolve({ drainTimeout: '-1' })).toThrow(/^--drain-timeout: must be a whole number of seconds from 0 to 3600/);
     expect(resolve({}, { drainTimeout: 0 }).drainSeconds).toBe(0);
+    expect(() => resolve({ restartGrace: '5s' })).toThrow(/^--restart-grace: /);
+    expect(() => resolve({}, { restartGrace: 4000 })).toThrow(
+      /^\/etc\/knarr\/config.yaml: daemon.restartGrace: must be a whole number of seconds from 0 to 3600/,
+    );
+    expect(resolve({ restartGrace: '0', leaveOnStop: true })).toMatchObject({ restartGraceSeconds: 0, leaveOnStop: true });
     expect(() => resolve({}, { advertise: 'here' })).toThrow(/^\/etc\/knarr\/config.yaml: daemon.advertise: "here" is not an IP address/);
     expect(() => resolve({ tlsCert: '/c.pem' })).toThrow(/^--tls-key: TLS needs both/);
     expect(() => resolve({}, { tlsKey: '/k.pem' })).toThrow(/^\/etc\/knarr\/config.yaml: daemon.tlsCert: TLS needs both/);
@@ -95,7 +102,9 @@ describe('knarr daemon settings: flag > config file daemon: section > default', 
 
   it('a reload applies tags, prune, the token file and the certificate; anything else needs a restart', () => {
     const running = resolve({}, { tags: ['a'], listen: '127.0.0.1:7000' });
-    expect(restartNeeded(running, resolve({}, { tags: ['b'], prune: true, tokenFile: '/t', listen: '127.0.0.1:7000' }))).toEqual([]);
+    expect(
+      restartNeeded(running, resolve({}, { tags: ['b'], prune: true, tokenFile: '/t', listen: '127.0.0.1:7000', restartGrace: 5, leaveOnStop: true })),
+    ).toEqual([]);
     expect(restartNeeded(running, resolve({}, { tags: ['a'], listen: '127.0.0.1:7001', ttl: 20, mode: 'new' }))).toEqual(['listen', 'ttlSeconds', 'mode']);
   });
 });

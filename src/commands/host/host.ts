@@ -63,6 +63,8 @@ function hostView(h: { host: HostRecord; up: boolean }): View {
       ['capacity', capacityText(h.host)],
       ['address', address!],
       ['docker', h.host.dockerEndpoint],
+      // How long the fleet waits for its agent to start again before moving its jobs (a host that left: not at all).
+      ['restart grace', h.host.state === 'left' ? 'none (left)' : `${h.host.restartGraceSeconds ?? 0}s`],
       ['unknown containers', (h.host.unknownContainers ?? []).map((c) => `${c.name} (${c.image})`).join(', ') || '-'],
       ['joined', timeCell(h.host.joinedAt)],
       ['updated', timeCell(h.host.updatedAt)],
