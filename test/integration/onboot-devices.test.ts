@@ -36,9 +36,18 @@ for (const driver of ['zfs', 'btrfs'] as const) {
     // Every loop device this suite attached, detached in afterAll whatever happened.
     const attached = new Set<string>();
     const attach = async (file: string, at?: string) => {
-      const dev = at ? (await execa('losetup', [at, file]), at) : (await execa('losetup', ['--find', '--show', file])).stdout.trim();
+      const dev = at ? await attachAt(file, at) : (await execa('losetup', ['--find', '--show', file])).stdout.trim();
       attached.add(dev);
       return dev;
+    };
+    /** Attaches file as the named device: another test running meanwhile may hold that name a moment (busy); wait for it. */
+    const attachAt = async (file: string, at: string) => {
+      for (let i = 0; ; i++) {
+        const r = await execa('losetup', [at, file], { reject: false });
+        if (r.exitCode === 0) return at;
+        if (!/busy/i.test(r.stderr) || i >= 120) throw new Error(`losetup ${at} ${file}: ${r.stderr}`);
+        await new Promise((res) => setTimeout(res, 250));
+      }
     };
     const detach = async (dev: string) => {
       await execa('losetup', ['-d', dev]);
