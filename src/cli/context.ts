@@ -83,7 +83,9 @@ export function createContext(config: Config, io: ContextIo, reload: () => Promi
       if (local.action === 'planned') {
         throw new StoreUnavailableError('the local etcd is not running, and --dry-run does not start it', { hint: 'start it with: knarr etcd up' });
       }
-      return guard(await connectEtcd([local.state.clientUrl]));
+      // A cluster member: every member's client URL, with knarr's client certificate.
+      const { stateTls } = await import('../commands/etcd/cluster.js');
+      return guard(await connectEtcd(local.state.endpoints ?? [local.state.clientUrl], 5000, stateTls(local.state)));
     },
   };
   return ctx;

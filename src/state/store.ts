@@ -1,4 +1,5 @@
 import { Agent, request } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { DryRunWriteError, FailureError, StoreUnavailableError } from '../core/errors.js';
 
 /** etcd answered, but refused the request (too large, compacted...): another member would refuse it too. */
@@ -102,18 +103,31 @@ function unavailable(endpoints: readonly string[], cause: unknown): StoreUnavail
   });
 }
 
+/** A client certificate and the CA that signed the server's (PEM contents), for https:// endpoints. */
+export interface StoreTls {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+/** node:http or node:https by the endpoint's scheme, with the client certificate on https. */
+function requestFor(url: string, tls: StoreTls | undefined) {
+  return url.startsWith('https:')
+    ? (o: import('node:https').RequestOptions, cb: (res: import('node:http').IncomingMessage) => void) => httpsRequest(url, { ...tls, ...o }, cb)
+    : (o: import('node:http').RequestOptions, cb: (res: import('node:http').IncomingMessage) => void) => request(url, o, cb);
+}
+
 /**
  * Connects to etcd through its v3 JSON gateway (/v3/kv/...) with node's http client: no gRPC stack
  * to load, which keeps every store command's start-up short. Endpoints are tried in order.
  */
-export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000): Promise<Store> {
-  const agent = new Agent({ keepAlive: true, maxSockets: 8 });
+export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000, tls?: StoreTls): Promise<Store> {
+  const agent = endpoints[0]?.startsWith('https:') ? new HttpsAgent({ keepAlive: true, maxSockets: 8, ...tls }) : new Agent({ keepAlive: true, maxSockets: 8 });
   let current = 0;
   const once = (endpoint: string, path: string, body: unknown): Promise<unknown> =>
     new Promise((resolve, reject) => {
       const data = JSON.stringify(body);
-      const req = request(
-        `${endpoint}${path}`,
+      const req = requestFor(`${endpoint}${path}`, tls)(
         { method: 'POST', agent, timeout: timeoutMs, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } },
         (res) => {
           const chunks: Buffer[] = [];
@@ -222,7 +236,7 @@ export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000
     putIfUnchanged: (key, value, modRevision, opts) =>
       txn([{ key: b64(key), target: 'MOD', result: 'EQUAL', mod_revision: modRevision }], { key, value, keepLease: opts?.keepLease }),
     putAllIfUnchanged: (guard, modRevision, puts) => txnAll([{ key: b64(guard), target: 'MOD', result: 'EQUAL', mod_revision: modRevision }], puts),
-    watch: (prefix, onChange, signal) => watchPrefix(endpoints, prefix, onChange, signal),
+    watch: (prefix, onChange, signal) => watchPrefix(endpoints, prefix, onChange, signal, tls),
     async delete(key) {
       return Number((await call<{ deleted?: string }>('/v3/kv/deleterange', { key: b64(key) })).deleted ?? 0) > 0;
     },
@@ -283,7 +297,13 @@ interface RawWatchResponse {
  * A watch through the JSON gateway: one long POST to /v3/watch whose answer is a stream of JSON
  * objects, one per line. On a broken stream it reconnects (after a pause) and reports key null.
  */
-function watchPrefix(endpoints: readonly string[], prefix: string, onChange: (events: WatchEvent[]) => void, signal: AbortSignal): Promise<void> {
+function watchPrefix(
+  endpoints: readonly string[],
+  prefix: string,
+  onChange: (events: WatchEvent[]) => void,
+  signal: AbortSignal,
+  tls?: StoreTls,
+): Promise<void> {
   let attempt = 0;
   return new Promise((resolveFirst, rejectFirst) => {
     let established = false;
@@ -291,8 +311,7 @@ function watchPrefix(endpoints: readonly string[], prefix: string, onChange: (ev
       if (signal.aborted) return resolveFirst();
       const endpoint = endpoints[attempt++ % endpoints.length]!;
       const body = JSON.stringify({ create_request: { key: b64(prefix), range_end: prefixEnd(prefix) } });
-      const req = request(
-        `${endpoint}/v3/watch`,
+      const req = requestFor(`${endpoint}/v3/watch`, tls)(
         { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
         (res) => {
           if (res.statusCode !== 200 && !established) {

@@ -13,11 +13,12 @@ const LOOKUP_TIMEOUT_MS = 700;
 
 /** The fleet store if it answers at once: --etcd, else the local etcd when it runs (completion never starts it). */
 async function quickStore(ctx: Context): Promise<Store | null> {
-  let urls = ctx.config.etcd;
+  const urls = ctx.config.etcd;
   if (urls.length === 0) {
     const local = await readJson<EtcdServerState>(statePaths(ctx.config.stateDir).etcdState);
     if (!local?.pid) return null;
-    urls = [local.clientUrl];
+    const { stateTls } = await import('../etcd/cluster.js');
+    return connectEtcd(local.endpoints ?? [local.clientUrl], LOOKUP_TIMEOUT_MS, stateTls(local));
   }
   return connectEtcd(urls, LOOKUP_TIMEOUT_MS);
 }

@@ -3,6 +3,8 @@ import { ExitCode } from '../../core/errors.js';
 import type { CommandResult, Context } from '../types.js';
 import { readEtcdState } from './local.js';
 import { etcdData, etcdFields } from './view.js';
+import { clientFiles, etcdctlArgv, stateTls } from './cluster.js';
+import { shellCommand } from '../../core/shell.js';
 
 /** `knarr etcd status`: the managed etcd's process, health and data place (or the external endpoints' health). */
 export async function etcdStatus(ctx: Context): Promise<CommandResult> {
@@ -22,8 +24,12 @@ export async function etcdStatus(ctx: Context): Promise<CommandResult> {
   }
   const state = await readEtcdState(ctx);
   const running = await isEtcdProcess(state?.pid ?? null);
-  const health = running && state ? await probeHealth(state.clientUrl) : null;
-  const data = { managed: true, ...etcdData(state, running, health) };
+  const health = running && state ? await probeHealth(state.clientUrl, 2000, stateTls(state)) : null;
+  // What an operator types to reach the same etcd with etcdctl (the certificates knarr uses), quoted for a shell.
+  const etcdctl = state?.tls ? shellCommand(etcdctlArgv(clientFiles(state.tls), state.endpoints ?? [state.clientUrl], []).slice(0, 9)) : null;
+  const data = { managed: true, ...etcdData(state, running, health), etcdctl };
   // Scripts can wait with `until knarr etcd status; do ...`: non-zero until healthy.
-  return { data, view: { kind: 'fields', fields: etcdFields(data) }, exitCode: data.healthy ? ExitCode.ok : ExitCode.storeUnavailable };
+  const fields = etcdFields(data);
+  if (etcdctl) fields.push(['etcdctl', etcdctl]);
+  return { data, view: { kind: 'fields', fields }, exitCode: data.healthy ? ExitCode.ok : ExitCode.storeUnavailable };
 }
