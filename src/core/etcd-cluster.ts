@@ -99,10 +99,22 @@ export function removeBreaksQuorum(members: readonly MemberRow[], removeId: stri
 }
 
 /** etcd's answers to a membership change that a later try can get past. */
+const RETRYABLE = [
+  'too many learner members',
+  'unhealthy cluster',
+  'not enough started members',
+  'in sync with leader',
+  'leader changed',
+  'no leader',
+  'timed out',
+  'deadline exceeded',
+  'connection refused',
+  'unavailable',
+];
+
 export function retryableMembershipError(message: string): boolean {
-  return /too many learner members|unhealthy cluster|not enough started members|in sync with leader|leader changed|no leader|timed out|deadline exceeded|connection refused|unavailable/i.test(
-    message,
-  );
+  const m = message.toLowerCase();
+  return RETRYABLE.some((r) => m.includes(r));
 }
 
 /** Backoff for the n-th retry (0-based): 200 ms doubling to 3 s, with jitter so joiners do not retry in step. */

@@ -1,12 +1,13 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConflictError, UserError } from '../../core/errors.js';
-import { backoffMs, initialCluster, parseJoinToken, validateAdvertiseIp, validateJoinUrl, type RawMember } from '../../core/etcd-cluster.js';
+import { backoffMs, initialCluster, parseJoinToken, type JoinToken, validateAdvertiseIp, validateJoinUrl, type RawMember } from '../../core/etcd-cluster.js';
 import { validatePort } from '../../core/config.js';
 import { statePaths } from '../../core/paths.js';
 import { clientTls, isEtcdProcess, type ClientTls, type EtcdServerState } from '../../host/etcd-server.js';
 import { dropDir, fetchVerifiedCa, issueCert, joinKeyPem, openCaKey, selfSignCa, writeSecret } from '../../host/etcd-pki.js';
 import { pathExists } from '../../host/mounts.js';
+import { acquireLock, holderAlive } from '../../host/lock.js';
 import { etcdClusterKeys } from '../../state/keys.js';
 import { connectEtcd, type Store } from '../../state/store.js';
 import type { CommandResult, Context } from '../types.js';
@@ -68,7 +69,31 @@ export async function etcdJoin(urlArg: string, opts: EtcdJoinOptions, ctx: Conte
   const peerPort = validatePort('--peer-port', opts.peerPort ?? ctx.config.etcdServer.peerPort);
   if (clientPort === peerPort) throw new UserError('--client-port and --peer-port must differ');
   if (opts.advertise !== undefined) validateAdvertiseIp('--advertise', opts.advertise);
+  if (ctx.runner.dryRun) return joinLocked(url, token, { clientPort, peerPort }, opts, ctx);
+  // One join per host at a time: a second waits, then finds the member made and restarts or confirms it.
+  const release = await acquireLock(`${statePaths(ctx.config.stateDir).etcdDir}/join.lock`, {
+    what: 'etcd join',
+    stale: (h) => !holderAlive(h),
+    wait: true,
+    busy: () => new ConflictError('another etcd join runs on this host'),
+    onWait: () => ctx.events.step('etcd: waiting for the other join on this host'),
+    signal: ctx.signal,
+  });
+  try {
+    return await joinLocked(url, token, { clientPort, peerPort }, opts, ctx);
+  } finally {
+    await release();
+  }
+}
 
+async function joinLocked(
+  url: string,
+  token: JoinToken,
+  ports: { clientPort: number; peerPort: number },
+  opts: EtcdJoinOptions,
+  ctx: Context,
+): Promise<CommandResult> {
+  const { clientPort, peerPort } = ports;
   const previous = await readEtcdState(ctx);
   if (previous?.tls) {
     // Joined before (a reboot, or the command run again): it restarts as it was, never joins twice.
