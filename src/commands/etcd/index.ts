@@ -144,9 +144,10 @@ const token = defineCommand(
 
 export const etcd = defineGroup({
   name: 'etcd',
-  summary: 'the knarr-managed local etcd (the embedded default store)',
+  summary: 'the knarr-managed etcd: one local member, or a cluster of hosts over TLS',
   description:
     'knarr keeps fleet state in etcd. With no --etcd, commands use a local etcd that knarr runs itself, with its data on the pool (volume ' +
-    'knarr-etcd) or, when there is no pool, under the state directory. It listens on 127.0.0.1 and on a unix socket in <state-dir>/etcd.',
+    'knarr-etcd) or, when there is no pool, under the state directory. It listens on 127.0.0.1 and on a unix socket in <state-dir>/etcd. ' +
+    'With `etcd up --advertise IP` it is the first member of a cluster over TLS that other hosts join with `etcd join`.',
   subcommands: [up, down, status, join, members, remove, token, backup, restore],
 });

@@ -203,7 +203,24 @@ export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {})
     return { action: 'running', state: previous, health };
   }
   // A cluster member restarts as it was recorded (its name, addresses and certificates), on its data: never a new cluster.
-  if (previous?.tls) return startMember(ctx, previous, opts.timeoutMs);
+  if (previous?.tls) {
+    const { dataDir } = await dataLocation(ctx, previous.pool ?? undefined);
+    if (dataDir !== previous.dataDir) {
+      throw new ConflictError(`etcd member ${previous.name} keeps its data in ${previous.dataDir}, not ${dataDir}`, {
+        hint: `bring up the pool that holds ${previous.dataDir} (knarr pool init), then run the command again`,
+      });
+    }
+    if (await finishRestore(ctx)) ctx.events.warn('finished a restore that was cut short');
+    // A member that has run needs its data: without it etcd would found a new cluster or be refused by the others.
+    if (previous.clusterState === 'existing' && !ctx.runner.dryRun && !(await pathExists(`${dataDir}/member`))) {
+      throw new ConflictError(`etcd member ${previous.name} has no data in ${dataDir}: it will not start as a new member`, {
+        hint:
+          `restore it (knarr etcd restore FILE), or remove it from the cluster on another member (knarr etcd remove ${previous.name}), ` +
+          `move ${paths.etcdState} and ${paths.etcdPki.dir} aside and join again`,
+      });
+    }
+    return startMember(ctx, previous, opts.timeoutMs);
+  }
 
   const { dataDir, pool } = await dataLocation(ctx, opts.pool);
   // A restore cut short is finished (its pool is online now) before etcd starts on data that is half swapped.
@@ -301,8 +318,14 @@ export async function startMember(ctx: Context, state: EtcdServerState, timeoutM
       hint: `last lines of ${state.logFile}:\n${await tailFile(state.logFile)}`,
     });
   }
-  // A joining member is a learner until promoted: it serves no reads, so the join records the fleet after.
-  if (state.clusterState === 'existing') await promoteIfLearner(ctx, started, 60_000);
+  // From its first healthy start on, the member's cluster exists: a restart never founds a new one.
+  const joined = state.clusterState === 'existing';
+  if (!joined) {
+    started.clusterState = 'existing';
+    await writeJsonAtomic(paths.etcdState, started);
+  }
+  // A joining member is a learner until promoted: it serves no reads, so the fleet is recorded after.
+  if (joined) await promoteIfLearner(ctx, started, 60_000);
   ctx.events.step('etcd: recording the fleet');
   await recordFleet(ctx, started.endpoints ?? [started.clientUrl], tls);
   await sealCaKeyInStore(ctx, started);

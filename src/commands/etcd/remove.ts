@@ -1,5 +1,5 @@
 import { removeBreaksQuorum } from '../../core/etcd-cluster.js';
-import { ConflictError, NotFoundError, UserError } from '../../core/errors.js';
+import { ConflictError, NotFoundError } from '../../core/errors.js';
 import type { CommandResult, Context } from '../types.js';
 import { clientFiles, etcdctlArgv, membershipChange } from './cluster.js';
 import { memberRows } from './members.js';
@@ -13,7 +13,7 @@ export async function etcdRemove(member: string, opts: { force: boolean }, ctx: 
     throw new NotFoundError(`no etcd member ${member}`, { hint: `the members are: ${rows.map((r) => r.name || r.id).join(', ')} (knarr etcd members)` });
   }
   if (rows.length === 1)
-    throw new UserError(`${member} is the cluster's only member: removing it would end the cluster`, { hint: 'stop it with: knarr etcd down' });
+    throw new ConflictError(`${member} is the cluster's only member: removing it would end the cluster`, { hint: 'stop it with: knarr etcd down' });
   if (removeBreaksQuorum(rows, target.id) && !opts.force) {
     const voters = rows.filter((r) => !r.learner && r.id !== target.id);
     throw new ConflictError(
