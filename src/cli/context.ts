@@ -77,7 +77,7 @@ export function createContext(config: Config, io: ContextIo, reload: () => Promi
       const { connectEtcd, readOnlyStore } = await import('../state/store.js');
       // Under --dry-run every handler sees a store that refuses writes: nothing reaches etcd, whatever a handler forgets.
       const guard = (store: Store) => (config.dryRun ? readOnlyStore(store) : store);
-      if (config.etcd.length > 0) return guard(await connectEtcd(config.etcd));
+      if (config.etcd.length > 0) return guard(await connectEtcd(config.etcd, config.etcdClient));
       const { ensureLocalEtcd } = await import('../commands/etcd/local.js');
       const local = await ensureLocalEtcd(ctx);
       if (local.action === 'planned') {
