@@ -244,7 +244,13 @@ export function storeContract(name: string, factory: StoreFactory, limits: Parti
       const seen = new Set<string>();
       const ac = new AbortController();
       try {
-        await watcher.watch(p, (events) => events.forEach((e) => e.key && seen.add(e.key)), ac.signal);
+        await watcher.watch(
+          p,
+          (events) => {
+            for (const e of events) if (e.key) seen.add(e.key);
+          },
+          ac.signal,
+        );
         let n = 0;
         const writing = (async () => {
           while (!ac.signal.aborted) {
@@ -285,7 +291,13 @@ export function storeContract(name: string, factory: StoreFactory, limits: Parti
       const seen = new Set<string>();
       const ac = new AbortController();
       try {
-        await watcher.watch(p, (events) => events.forEach((e) => e.key && seen.add(e.key)), ac.signal);
+        await watcher.watch(
+          p,
+          (events) => {
+            for (const e of events) if (e.key) seen.add(e.key);
+          },
+          ac.signal,
+        );
         for (const m of cluster.members) {
           m.freeze();
           try {
