@@ -385,7 +385,8 @@ class Gateway {
    */
   async pickMember(): Promise<void> {
     if (this.endpoints.length < 2) return;
-    const body = { key: b64('/knarr/'), count_only: true };
+    // Serializable: a member answers it alone, even while the members elect a leader.
+    const body = { key: b64('/knarr/'), count_only: true, serializable: true };
     const pending: ClientRequest[] = [];
     let won = false;
     await new Promise<void>((resolve) => {

@@ -74,7 +74,7 @@ async function waitHealthy(url: string, tls: { ca?: string; cert?: string; key?:
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
-      const req = request(`${url}/health`, { ...opts, timeout: 1000 }, (res) => {
+      const req = request(`${url}/health`, { ...opts, timeout: 1000 }, (res: import('node:http').IncomingMessage) => {
         let text = '';
         res.on('data', (c: Buffer) => (text += c.toString()));
         res.on('end', () => resolve(res.statusCode === 200 && text.includes('true')));
@@ -273,6 +273,8 @@ export interface EtcdMember {
 export interface EtcdCluster {
   endpoints: string[];
   members: EtcdMember[];
+  /** The member that leads now (asked of the running members). */
+  leader(): Promise<EtcdMember>;
   /** Thaws and kills every member, then removes the data. */
   stop(): Promise<void>;
 }
@@ -347,6 +349,20 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
   const cluster: EtcdCluster = {
     endpoints: members.map((m) => m.url),
     members,
+    async leader() {
+      for (const m of members) {
+        if (!m.running) continue;
+        const res = await fetch(`${m.url}/v3/maintenance/status`, { method: 'POST', body: '{}' }).catch(() => null);
+        if (!res?.ok) continue;
+        const status = (await res.json()) as { leader?: string; header?: { member_id?: string } };
+        for (const other of members) {
+          const r = await fetch(`${other.url}/v3/maintenance/status`, { method: 'POST', body: '{}' }).catch(() => null);
+          const s = r?.ok ? ((await r.json()) as { header?: { member_id?: string } }) : null;
+          if (s?.header?.member_id === status.leader) return other;
+        }
+      }
+      throw new Error('no member of the test cluster knows a leader');
+    },
     async stop() {
       for (const m of members) await m.kill();
       await dir.cleanup();
