@@ -139,7 +139,7 @@ const SERVER_CERT = new Set([
 ]);
 
 /** A network or TLS error of one attempt, as a Failure. */
-function networkFailure(e: unknown, sent: boolean): Failure {
+function networkFailure(e: unknown, sent: boolean, secure: boolean): Failure {
   const err = e as NodeJS.ErrnoException;
   const code = err.code ?? '';
   const reason = err.message?.split('\n')[0] ?? String(e);
@@ -149,6 +149,10 @@ function networkFailure(e: unknown, sent: boolean): Failure {
   if (/WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG/.test(code) || /wrong version number/.test(reason))
     return { reason: 'it does not speak TLS', ambiguous: false, config: 'scheme' };
   if (NOT_CONNECTED.has(code)) return { reason, ambiguous: false };
+  // etcd with TLS on its client port closes a plain-http connection without a word.
+  if (!secure && reason === 'socket hang up') return { reason: 'it closed the connection (if it serves https, write https://)', ambiguous: sent };
+  if (secure && /before secure TLS connection was established/.test(reason))
+    return { reason: 'it closed the connection in the TLS handshake (if it serves plain http, write http://)', ambiguous: false };
   return { reason, ambiguous: sent };
 }
 
@@ -277,7 +281,7 @@ class Gateway {
       }, timeoutMs);
       const fail = (e: unknown) => {
         clearTimeout(timer);
-        reject(e instanceof KnarrError || e instanceof AttemptFailed ? e : new AttemptFailed(networkFailure(e, sent())));
+        reject(e instanceof KnarrError || e instanceof AttemptFailed ? e : new AttemptFailed(networkFailure(e, sent(), endpoint.startsWith('https:'))));
       };
       req.on('error', fail);
       req.on('response', (res: IncomingMessage) => {
@@ -628,7 +632,7 @@ function watchPrefix(gw: Gateway, prefix: string, onChange: (events: WatchEvent[
         if (why) broken(endpoint, why);
       };
       current = () => end(null);
-      req.on('error', (e) => end(networkFailure(e, true)));
+      req.on('error', (e) => end(networkFailure(e, true, endpoint.startsWith('https:'))));
       req.on('response', (res: IncomingMessage) => {
         if (res.statusCode !== 200) {
           res.resume();
@@ -671,7 +675,7 @@ function watchPrefix(gw: Gateway, prefix: string, onChange: (events: WatchEvent[
           } else if (!r.created && r.header?.revision) lastRevision = Math.max(lastRevision ?? 0, Number(r.header.revision));
         });
         res.on('end', () => end({ reason: 'the watch stream ended', ambiguous: false }));
-        res.on('error', (e) => end(networkFailure(e, true)));
+        res.on('error', (e) => end(networkFailure(e, true, endpoint.startsWith('https:'))));
       });
     };
 
