@@ -71,7 +71,7 @@ describe.skipIf(!run)('the CLI reaches etcd over TLS and with auth', () => {
     expect(wrong.stderr).toMatch(/refused user root: wrong user or password/);
     const none = await knarr([...state(), '--etcd', auth.url, 'host', 'list']);
     expect(none.code).toBe(2);
-    expect(none.stderr).toMatch(/requires etcd auth[^]*--etcd-user/);
+    expect(none.stderr).toMatch(/requires etcd auth[\s\S]*--etcd-user/);
     const nopw = await knarr([...base, 'host', 'list'], { env: { KNARR_ETCD_PASSWORD: undefined } });
     expect(nopw.code).toBe(2);
     expect(nopw.stderr).toMatch(/--etcd-password-file or KNARR_ETCD_PASSWORD/);
