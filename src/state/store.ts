@@ -244,6 +244,11 @@ class Gateway {
     this.password = password;
   }
 
+  /** Forgets the auth token: the next call authenticates again. */
+  dropToken(): void {
+    this.token = null;
+  }
+
   close(): void {
     this.http.destroy();
     this.https.destroy();
@@ -354,7 +359,9 @@ class Gateway {
         if (left <= 0) break;
         try {
           const token = withToken ? await this.auth(deadline) : null;
-          const value = (await this.attempt(endpoint, path, body, token, Math.min(this.attemptTimeoutMs, left))) as T;
+          // One member: nowhere to fail over to, so it gets the whole deadline; several: each round gives them longer (a slow cluster still answers).
+          const patience = this.endpoints.length === 1 ? left : Math.min(this.attemptTimeoutMs * 2 ** round, left);
+          const value = (await this.attempt(endpoint, path, body, token, patience)) as T;
           this.preferred = index;
           return { value, ambiguous };
         } catch (e) {
@@ -526,8 +533,9 @@ export async function connectEtcd(endpoints: readonly string[], opts: EtcdConnec
   };
   // Fail fast with a clear message instead of on the first real call.
   try {
+    const deadline = Date.now() + gw.deadlineMs;
     await gw.pickMember();
-    await range('/knarr/', false);
+    await gw.request('/v3/kv/range', { key: b64('/knarr/') }, deadline);
   } catch (e) {
     gw.close();
     throw e;
@@ -622,7 +630,8 @@ function watchPrefix(gw: Gateway, prefix: string, onChange: (events: WatchEvent[
       const { req } = gw.open(endpoint, '/v3/watch', { create_request: create }, token, true);
       let ended = false;
       let checker: NodeJS.Timeout | null = null;
-      const createTimer = setTimeout(() => end({ reason: `no answer within ${gw.attemptTimeoutMs} ms`, ambiguous: false }), gw.attemptTimeoutMs);
+      const patience = n === 1 ? gw.deadlineMs : gw.attemptTimeoutMs;
+      const createTimer = setTimeout(() => end({ reason: `no answer within ${patience} ms`, ambiguous: false }), patience);
       const end = (why: Failure | null) => {
         if (ended) return;
         ended = true;
@@ -642,7 +651,10 @@ function watchPrefix(gw: Gateway, prefix: string, onChange: (events: WatchEvent[
           if (ended) return;
           const msg = value as RawWatchResponse;
           const r = msg.result;
-          if (msg.error || !r) return end({ reason: msg.error?.message ?? 'the watch ended', ambiguous: false });
+          if (msg.error || !r) {
+            if (/auth token/i.test(msg.error?.message ?? '')) gw.dropToken();
+            return end({ reason: msg.error?.message ?? 'the watch ended', ambiguous: false });
+          }
           if (r.created) {
             clearTimeout(createTimer);
             gw.preferred = index % n;
@@ -650,10 +662,20 @@ function watchPrefix(gw: Gateway, prefix: string, onChange: (events: WatchEvent[
             round = 0;
             if (lastRevision === null) lastRevision = Number(r.header?.revision ?? 0);
             // A frozen or cut-off member keeps the stream open and says nothing: check that it still answers.
-            checker = setInterval(() => {
-              gw.attempt(endpoint, '/v3/kv/range', { key: b64(prefix), count_only: true }, token, gw.attemptTimeoutMs).catch((e: unknown) => {
-                if (e instanceof AttemptFailed) end({ reason: `stopped answering: ${e.message}`, ambiguous: false });
-              });
+            checker = setInterval(async () => {
+              try {
+                await gw.attempt(
+                  endpoint,
+                  '/v3/kv/range',
+                  { key: b64(prefix), count_only: true },
+                  await gw.auth(Date.now() + gw.deadlineMs),
+                  gw.attemptTimeoutMs,
+                );
+              } catch (e) {
+                // A lapsed token is ours to renew, not the member's fault.
+                if (e instanceof AttemptFailed && e.failure.reauth) gw.dropToken();
+                else if (e instanceof AttemptFailed) end({ reason: `stopped answering: ${e.message}`, ambiguous: false });
+              }
             }, WATCH_CHECK_MS);
             if (!established) {
               established = true;
