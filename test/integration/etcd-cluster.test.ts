@@ -75,8 +75,7 @@ describe.skipIf(!run)('a managed etcd cluster over TLS: up --advertise, join, me
     token = t.stdout.trim();
     expect(token).toMatch(/^knarr1\.[0-9a-f]{64}\.[A-Za-z0-9_-]{43}$/);
     // Without a client certificate etcd refuses, even with the right CA.
-    const ca = readFileSync(`${h1.stateDir}/etcd/pki/ca.crt`, 'utf8');
-    await expect(connectEtcd([`https://${h1.ip}:${h1.clientPort}`], 2000, { ca, cert: '', key: '' })).rejects.toThrow();
+    await expect(connectEtcd([`https://${h1.ip}:${h1.clientPort}`], { ca: `${h1.stateDir}/etcd/pki/ca.crt` })).rejects.toThrow();
     // The status names the etcdctl command that reaches it, and it works.
     const status = await at(h1, '--json', 'etcd', 'status');
     expect(status.json().etcdctl).toContain(`--cert ${h1.stateDir}/etcd/pki/client.crt`);
@@ -122,9 +121,8 @@ describe.skipIf(!run)('a managed etcd cluster over TLS: up --advertise, join, me
     const [h1, h2, h3] = hosts as [Host, Host, Host];
     // Each host learns every member's endpoint.
     for (const h of hosts) expect((await at(h, 'etcd', 'members')).code).toBe(0);
-    const ca = readFileSync(`${h2.stateDir}/etcd/pki/ca.crt`, 'utf8');
-    const tls = { ca, cert: readFileSync(`${h2.stateDir}/etcd/pki/client.crt`, 'utf8'), key: readFileSync(`${h2.stateDir}/etcd/pki/client.key`, 'utf8') };
-    const store = await connectEtcd(serverState(h2).endpoints!, 2000, tls);
+    const certs = (h: Host) => ({ ca: `${h.stateDir}/etcd/pki/ca.crt`, cert: `${h.stateDir}/etcd/pki/client.crt`, key: `${h.stateDir}/etcd/pki/client.key` });
+    const store = await connectEtcd(serverState(h2).endpoints!, certs(h2));
     try {
       await store.put('/knarr-test/before', '1');
       kill(pidOf(h1));
@@ -142,12 +140,7 @@ describe.skipIf(!run)('a managed etcd cluster over TLS: up --advertise, join, me
       expect(up.code, up.stderr).toBe(0);
       expect(up.json().action).toBe('started');
       // Its data came back with it and it caught up with what was written while it was down.
-      const h1Tls = {
-        ca,
-        cert: readFileSync(`${h1.stateDir}/etcd/pki/client.crt`, 'utf8'),
-        key: readFileSync(`${h1.stateDir}/etcd/pki/client.key`, 'utf8'),
-      };
-      const direct = await connectEtcd([`https://${h1.ip}:${h1.clientPort}`], 2000, h1Tls);
+      const direct = await connectEtcd([`https://${h1.ip}:${h1.clientPort}`], certs(h1));
       try {
         await eventually(async () => expect(await direct.get('/knarr-test/during')).toBe('2'), 20_000);
         expect(await direct.get('/knarr-test/before')).toBe('1');

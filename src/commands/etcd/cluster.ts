@@ -17,6 +17,7 @@ import { statePaths } from '../../core/paths.js';
 import { clientTls, etcdPost, type ClientTls, type EtcdServerState } from '../../host/etcd-server.js';
 import { certHash, issueCert, joinKeyPem, makeCa, selfSignCa, writeSecret, type EtcdTlsFiles } from '../../host/etcd-pki.js';
 import { pathExists } from '../../host/mounts.js';
+import type { EtcdConnectOptions } from '../../state/store.js';
 import type { Context } from '../types.js';
 
 /** etcdctl 3.4 speaks the v3 API by default; said anyway, for older clients on a host. */
@@ -39,6 +40,11 @@ export function memberName(name: string | undefined): string {
 /** The client-side TLS of a member's state, or undefined for the plain one. */
 export function stateTls(state: EtcdServerState | null): ClientTls | undefined {
   return state?.tls ? clientTls(state.tls) : undefined;
+}
+
+/** How knarr's store client reaches a member: its CA and knarr's client certificate (files); nothing for the plain etcd. */
+export function storeOptions(state: EtcdServerState | null): EtcdConnectOptions {
+  return state?.tls ? { ca: state.tls.caCert, cert: state.tls.clientCert, key: state.tls.clientKey } : {};
 }
 
 /** etcdctl with knarr's client certificate, for the commands an operator could type too. */

@@ -149,7 +149,7 @@ async function joinLocked(
       });
     });
     const endpoints = [...new Set([url, ...members.flatMap((m) => m.clientURLs ?? [])])];
-    const store = await connectEtcd(endpoints, 5000, bootTls);
+    const store = await connectEtcd(endpoints, { ca: boot.caCert, cert: boot.cert, key: boot.key });
     try {
       const sealed = await store.get(etcdClusterKeys.caKey);
       const caKey = sealed === null ? null : openCaKey(token.secret, sealed);

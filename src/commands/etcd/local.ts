@@ -19,12 +19,11 @@ import {
 import { listPoolRecords, readJson, syncDir, writeJsonAtomic } from '../../host/local-state.js';
 import { knarrAlive } from '../../host/lock.js';
 import { pathExists } from '../../host/mounts.js';
-import { connectEtcd } from '../../state/store.js';
+import { connectEtcd, type EtcdConnectOptions } from '../../state/store.js';
 import { etcdClusterKeys, fleetKeys, SCHEMA_VERSION } from '../../state/keys.js';
 import { validateAdvertiseIp } from '../../core/etcd-cluster.js';
-import type { ClientTls } from '../../host/etcd-server.js';
 import { sealCaKey } from '../../host/etcd-pki.js';
-import { ensureFirstPki, memberName, pkiFiles, promoteIfLearner, readToken, stateTls, tlsUrls } from './cluster.js';
+import { ensureFirstPki, memberName, pkiFiles, promoteIfLearner, readToken, stateTls, storeOptions, tlsUrls } from './cluster.js';
 import { defaultPool, selectPool } from '../pool/select.js';
 import type { Context } from '../types.js';
 
@@ -147,8 +146,8 @@ export async function stopLocalEtcd(ctx: Context, state: EtcdServerState): Promi
 }
 
 /** Records the fleet's schema and this host's current pools (dropping destroyed ones) once etcd answers. */
-export async function recordFleet(ctx: Context, endpoints: readonly string[], tls?: ClientTls): Promise<void> {
-  const store = await connectEtcd(endpoints, 5000, tls);
+export async function recordFleet(ctx: Context, endpoints: readonly string[], opts: EtcdConnectOptions = {}): Promise<void> {
+  const store = await connectEtcd(endpoints, opts);
   try {
     const keys = fleetKeys(ctx.config.fleet);
     await store.createIfAbsent(keys.schema, SCHEMA_VERSION);
@@ -198,7 +197,7 @@ export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {})
       ctx.events.warn(`etcd already runs on ${previous.clientUrl}; the ports given are ignored until it is restarted`);
     }
     if (!ctx.runner.dryRun && previous.tls) await promoteIfLearner(ctx, previous, 60_000);
-    if (!ctx.runner.dryRun) await recordFleet(ctx, previous.endpoints ?? [previous.clientUrl], tls);
+    if (!ctx.runner.dryRun) await recordFleet(ctx, previous.endpoints ?? [previous.clientUrl], storeOptions(previous));
     if (!ctx.runner.dryRun && previous.tls) await sealCaKeyInStore(ctx, previous);
     return { action: 'running', state: previous, health };
   }
@@ -327,7 +326,7 @@ export async function startMember(ctx: Context, state: EtcdServerState, timeoutM
   // A joining member is a learner until promoted: it serves no reads, so the fleet is recorded after.
   if (joined) await promoteIfLearner(ctx, started, 60_000);
   ctx.events.step('etcd: recording the fleet');
-  await recordFleet(ctx, started.endpoints ?? [started.clientUrl], tls);
+  await recordFleet(ctx, started.endpoints ?? [started.clientUrl], storeOptions(started));
   await sealCaKeyInStore(ctx, started);
   ctx.events.done();
   return { action: 'started', state: started, health };
@@ -337,7 +336,7 @@ export async function startMember(ctx: Context, state: EtcdServerState, timeoutM
 export async function sealCaKeyInStore(ctx: Context, state: EtcdServerState): Promise<void> {
   const token = await readToken(ctx);
   if (!token) return;
-  const store = await connectEtcd(state.endpoints ?? [state.clientUrl], 5000, stateTls(state));
+  const store = await connectEtcd(state.endpoints ?? [state.clientUrl], storeOptions(state));
   try {
     const pem = await readFile(statePaths(ctx.config.stateDir).etcdPki.caKey, 'utf8');
     await store.createIfAbsent(etcdClusterKeys.caKey, sealCaKey(token.secret, pem));
