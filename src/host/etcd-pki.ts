@@ -77,6 +77,8 @@ export interface CertRequest {
   caKey: string;
   certOut: string;
   keyOut: string;
+  /** Validity in days (default ten years); the join's bootstrap certificate lives a day. */
+  days?: number;
   /** Appends the CA certificate after the leaf, so a joining host sees the CA in the TLS handshake. */
   chain?: boolean;
 }
@@ -98,7 +100,7 @@ export async function issueCert(runner: Runner, r: CertRequest): Promise<void> {
     '-CAkey',
     r.caKey,
     '-days',
-    CA_DAYS,
+    String(r.days ?? CA_DAYS),
     '-addext',
     'basicConstraints=critical,CA:FALSE',
     '-addext',

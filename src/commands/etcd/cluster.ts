@@ -147,6 +147,8 @@ export async function ensureFirstPki(ctx: Context, name: string, ip: string): Pr
   await ctx.runner.mkdirp(p.dir);
   if (ctx.runner.dryRun) {
     await makeCa(ctx.runner, p.caKey, p.caCert, CA_CN);
+    ctx.runner.note(`a join token (the CA's hash and a 32-byte secret) in ${p.token}; the join CA's key from the secret in ${p.joinKey}`);
+    await selfSignCa(ctx.runner, p.joinKey, p.joinCert, JOIN_CA_CN);
     await issueMemberCerts(ctx, name, ip);
     return;
   }

@@ -124,8 +124,20 @@ async function joinLocked(
   };
   const name = memberName(opts.name);
   if (ctx.runner.dryRun) {
-    ctx.runner.plan(['openssl', 'req', '-x509', '-new', '-key', boot.joinKey, '-subj', `/CN=${JOIN_CA_CN}`, '-out', boot.joinCert]);
-    ctx.runner.plan(etcdctlArgv(clientFiles(pkiFiles(ctx)), [url], ['member', 'add', name, '--learner', '--peer-urls', '<this host>']));
+    ctx.runner.note(`the join CA's key from the token's secret: ${boot.joinKey}`);
+    await selfSignCa(ctx.runner, boot.joinKey, boot.joinCert, JOIN_CA_CN);
+    await issueCert(ctx.runner, {
+      cn: `knarr-join@${name}`,
+      server: false,
+      caCert: boot.joinCert,
+      caKey: boot.joinKey,
+      certOut: boot.cert,
+      keyOut: boot.key,
+      days: 1,
+    });
+    ctx.runner.note(`check the CA ${url} presents against sha256:${token.caHash}, read the fleet CA's key from etcd, issue this member's certificates`);
+    const peer = opts.advertise ? tlsUrls(opts.advertise, clientPort, peerPort).peerUrl : `https://<this host's address>:${peerPort}`;
+    ctx.runner.plan(etcdctlArgv(clientFiles(pkiFiles(ctx)), [url], ['member', 'add', name, '--learner', `--peer-urls=${peer}`, '-w', 'json']));
     return { data: { action: 'planned', url, name } };
   }
 
@@ -135,7 +147,15 @@ async function joinLocked(
     // The bootstrap identity: a client certificate from the join CA, whose key is the token's secret.
     await writeSecret(boot.joinKey, joinKeyPem(token.secret));
     await selfSignCa(ctx.runner, boot.joinKey, boot.joinCert, JOIN_CA_CN);
-    await issueCert(ctx.runner, { cn: `knarr-join@${name}`, server: false, caCert: boot.joinCert, caKey: boot.joinKey, certOut: boot.cert, keyOut: boot.key });
+    await issueCert(ctx.runner, {
+      cn: `knarr-join@${name}`,
+      server: false,
+      caCert: boot.joinCert,
+      caKey: boot.joinKey,
+      certOut: boot.cert,
+      keyOut: boot.key,
+      days: 1,
+    });
     const bootPem = { cert: await readFile(boot.cert, 'utf8'), key: await readFile(boot.key, 'utf8') };
     ctx.events.step(`etcd: checking ${url} against the token's CA hash`);
     const caPem = await fetchVerifiedCa(url, token.caHash, bootPem);
