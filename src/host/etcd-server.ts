@@ -27,6 +27,8 @@ export interface EtcdServerState {
   clusterState?: 'new' | 'existing';
   /** Every member's client URL, this member's first: where knarr's clients go. */
   endpoints?: string[];
+  /** A voter with the CA key sealed in etcd: nothing left of its join to finish. */
+  settled?: boolean;
 }
 
 /** The client side of a TLS member: the fleet CA and knarr's client certificate (contents). */

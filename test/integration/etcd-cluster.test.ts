@@ -1,4 +1,5 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectEtcd } from '../../src/state/store.js';
 import { knarr } from '../harness/cli.js';
@@ -35,11 +36,12 @@ describe.skipIf(!run)('a managed etcd cluster over TLS: up --advertise, join, me
   const hosts: Host[] = [];
   const started = new Set<number>();
   let token = '';
+  let base = 0;
 
   beforeAll(async () => {
     tmp = await tempDir('etcd-cluster');
     // 127.0.0.0/8 is all loopback on Linux: each host its own address, as on a LAN.
-    const base = 20 + Math.floor(Math.random() * 200);
+    base = 20 + Math.floor(Math.random() * 200);
     for (const [i, name] of ['h1', 'h2', 'h3'].entries()) {
       hosts.push({ name, ip: `127.0.${base}.${i + 2}`, stateDir: `${tmp.path}/${name}`, clientPort: await freePort(), peerPort: await freePort() });
     }
@@ -178,5 +180,40 @@ describe.skipIf(!run)('a managed etcd cluster over TLS: up --advertise, join, me
     } finally {
       await store.close();
     }
+  }, 120_000);
+
+  it('a join cut short right after its learner was added is finished by running it again', async () => {
+    const h1 = hosts[0]!;
+    const h4: Host = { name: 'h4', ip: `127.0.${base}.5`, stateDir: `${tmp.path}/h4`, clientPort: await freePort(), peerPort: await freePort() };
+    hosts.push(h4);
+    // What a join killed just after `member add` leaves: a learner that never started.
+    const pki = `${h1.stateDir}/etcd/pki`;
+    await execa(
+      'etcdctl',
+      [
+        '--endpoints',
+        `https://${h1.ip}:${h1.clientPort}`,
+        '--cacert',
+        `${pki}/ca.crt`,
+        '--cert',
+        `${pki}/client.crt`,
+        '--key',
+        `${pki}/client.key`,
+        'member',
+        'add',
+        'h4',
+        '--learner',
+        `--peer-urls=https://${h4.ip}:${h4.peerPort}`,
+      ],
+      { env: { ETCDCTL_API: '3' } },
+    );
+    const r = await join(h4);
+    remember(h4);
+    expect(r.code, r.stderr).toBe(0);
+    const members = (await at(h1, '--json', 'etcd', 'members')).json() as { name: string; learner: boolean; healthy: boolean }[];
+    expect(members.map((m) => [m.name, m.learner, m.healthy])).toEqual([
+      ['h1', false, true],
+      ['h4', false, true],
+    ]);
   }, 120_000);
 });

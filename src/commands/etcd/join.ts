@@ -256,7 +256,13 @@ async function addAndStart(ctx: Context, a: AddPlan): Promise<CommandResult> {
       ctx,
       etcdctlArgv(admin, a.endpoints, ['member', 'add', a.name, '--learner', `--peer-urls=${a.urls.peerUrl}`, '-w', 'json']),
       'member add',
-    );
+    ).catch((e: Error) => {
+      const learners = members.filter((m) => m.isLearner).map((m) => m.name || (m.peerURLs ?? []).join(','));
+      if (!/too many learner/i.test(e.message)) throw e;
+      throw new ConflictError(`etcd still has a learner that has not caught up or was never started: ${learners.join(', ') || 'unknown'}`, {
+        hint: 'finish that join (run knarr etcd join or knarr etcd up on its host) or drop it with knarr etcd remove, then join again',
+      });
+    });
     const added = parseEtcdctlJson<{ member: RawMember; members: RawMember[] }>(out);
     self = added.member;
     members = added.members;

@@ -196,9 +196,8 @@ export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {})
     } else if (previous.clientUrl !== `http://127.0.0.1:${clientPort}` || previous.peerUrl !== `http://127.0.0.1:${peerPort}`) {
       ctx.events.warn(`etcd already runs on ${previous.clientUrl}; the ports given are ignored until it is restarted`);
     }
-    if (!ctx.runner.dryRun && previous.tls) await promoteIfLearner(ctx, previous, 60_000);
+    if (!ctx.runner.dryRun && previous.tls && !previous.settled) await settleMember(ctx, previous);
     if (!ctx.runner.dryRun) await recordFleet(ctx, previous.endpoints ?? [previous.clientUrl], storeOptions(previous));
-    if (!ctx.runner.dryRun && previous.tls) await sealCaKeyInStore(ctx, previous);
     return { action: 'running', state: previous, health };
   }
   // A cluster member restarts as it was recorded (its name, addresses and certificates), on its data: never a new cluster.
@@ -318,18 +317,28 @@ export async function startMember(ctx: Context, state: EtcdServerState, timeoutM
     });
   }
   // From its first healthy start on, the member's cluster exists: a restart never founds a new one.
-  const joined = state.clusterState === 'existing';
-  if (!joined) {
+  if (state.clusterState !== 'existing') {
     started.clusterState = 'existing';
     await writeJsonAtomic(paths.etcdState, started);
   }
   // A joining member is a learner until promoted: it serves no reads, so the fleet is recorded after.
-  if (joined) await promoteIfLearner(ctx, started, 60_000);
+  const settled = started.settled ? started : await settleMember(ctx, started);
   ctx.events.step('etcd: recording the fleet');
   await recordFleet(ctx, started.endpoints ?? [started.clientUrl], storeOptions(started));
-  await sealCaKeyInStore(ctx, started);
   ctx.events.done();
-  return { action: 'started', state: started, health };
+  return { action: 'started', state: settled, health };
+}
+
+/**
+ * Finishes what a member owes the cluster once: promoted if still a learner (a join cut short), and
+ * the CA key sealed in etcd. Recorded as settled, so a store command on a member host does not repeat it.
+ */
+async function settleMember(ctx: Context, state: EtcdServerState): Promise<EtcdServerState> {
+  await promoteIfLearner(ctx, state, 60_000);
+  await sealCaKeyInStore(ctx, state);
+  const settled = { ...state, settled: true };
+  await writeJsonAtomic(statePaths(ctx.config.stateDir).etcdState, settled);
+  return settled;
 }
 
 /** The fleet CA's key goes into etcd sealed with the token's secret, for joining hosts to sign their certificates. */
