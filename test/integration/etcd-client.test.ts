@@ -1,7 +1,19 @@
+import { createServer, request } from 'node:http';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectEtcd, type Store } from '../../src/state/store.js';
 import { knarr } from '../harness/cli.js';
-import { startAuthEtcd, startEtcdCluster, startTlsEtcd, type AuthEtcdInstance, type EtcdCluster, type TlsEtcdInstance } from '../harness/etcd.js';
+import { freePort } from '../harness/ports.js';
+import {
+  startAuthEtcd,
+  startEtcd,
+  startEtcdCluster,
+  startTlsEtcd,
+  type AuthEtcdInstance,
+  type EtcdInstance,
+  type EtcdCluster,
+  type TlsEtcdInstance,
+} from '../harness/etcd.js';
 import { tempDir, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
 
@@ -136,4 +148,79 @@ describe.skipIf(!run)('the CLI against a 3-member etcd', () => {
       await restartMember(cluster.members[2]!);
     }
   }, 60_000);
+});
+
+/** A proxy in front of etcd that passes every request, but cuts the connection after etcd has applied a transaction, losing its answer. */
+async function answerLosingProxy(target: string): Promise<{ url: string; lost: number; close(): Promise<void> }> {
+  const state = { lost: 0 };
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const up = request(`${target}${req.url}`, { method: req.method, headers: req.headers }, (r) => {
+        if (req.url === '/v3/kv/txn') {
+          r.resume();
+          r.on('end', () => {
+            state.lost++;
+            req.socket.destroy();
+          });
+          return;
+        }
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      up.end(Buffer.concat(chunks));
+    });
+  });
+  const port = await freePort();
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return Object.assign(state, {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  });
+}
+
+describe.skipIf(!run)('a transaction whose answer is lost', () => {
+  let etcd: EtcdInstance;
+  beforeAll(async () => {
+    etcd = await startEtcd();
+  }, 60_000);
+  afterAll(() => etcd?.stop());
+
+  it('is retried on the next member and reported as done when its own write is there', async () => {
+    const proxy = await answerLosingProxy(etcd.url);
+    // A new client each time: one that lost an answer keeps to the other member after.
+    const fresh = async <T>(use: (s: Store) => Promise<T>) => {
+      const s = await connectEtcd([proxy.url, etcd.url]);
+      try {
+        return await use(s);
+      } finally {
+        await s.close();
+      }
+    };
+    try {
+      const p = `/knarr/${Date.now().toString(36)}/`;
+      expect(await fresh((s) => s.createIfAbsent(`${p}lock`, 'me'))).toBe(true);
+      expect(await fresh((s) => s.increment(`${p}n`))).toBe(1);
+      expect(
+        await fresh((s) =>
+          s.createAllIfAbsent([
+            { key: `${p}a`, value: '1' },
+            { key: `${p}b`, value: '2' },
+          ]),
+        ),
+      ).toBe(true);
+      expect(proxy.lost).toBe(3);
+      // Another writer's value is not taken for ours.
+      expect(await fresh((s) => s.createIfAbsent(`${p}lock`, 'someone else'))).toBe(false);
+      expect(await fresh((s) => s.get(`${p}n`))).toBe('1');
+    } finally {
+      await proxy.close();
+    }
+  });
 });
