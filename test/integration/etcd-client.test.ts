@@ -2,6 +2,8 @@ import { createServer, request } from 'node:http';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectEtcd, type Store } from '../../src/state/store.js';
+import { waitForOp } from '../../src/ops/runner.js';
+import { OpRepo } from '../../src/state/ops.js';
 import { knarr } from '../harness/cli.js';
 import { freePort } from '../harness/ports.js';
 import {
@@ -131,6 +133,30 @@ describe.skipIf(!run)('the CLI against a 3-member etcd', () => {
       expect(frozen.ms - healthy.ms).toBeLessThan(1000);
     } finally {
       follower.thaw();
+    }
+  }, 60_000);
+
+  it('op wait returns when its operation ends, though the member its watch used froze', async () => {
+    const fleet = `f${Date.now().toString(36)}`;
+    const waiter = await connectEtcd(cluster.endpoints);
+    const writer = await connectEtcd([...cluster.endpoints].reverse());
+    const frozen = cluster.members[0]!;
+    try {
+      const op = await new OpRepo(writer, fleet).submit('test.noop', {}, 'h1');
+      const ac = new AbortController();
+      const waiting = waitForOp(new OpRepo(waiter, fleet), op.id, () => undefined, ac.signal, 20_000);
+      await new Promise((r) => setTimeout(r, 300));
+      // The waiter started with the first endpoint, which answered first: its watch is there.
+      frozen.freeze();
+      const t = Date.now();
+      await new OpRepo(writer, fleet).update(op.id, (o) => ({ ...o, status: 'done' }));
+      const done = await waiting;
+      expect(done.status).toBe('done');
+      expect(Date.now() - t).toBeLessThan(5000);
+    } finally {
+      frozen.thaw();
+      await waiter.close();
+      await writer.close();
     }
   }, 60_000);
 
