@@ -321,7 +321,11 @@ class Gateway {
       return new UserError(`etcd at ${endpoint} refused user ${this.user ?? '(none)'}: wrong user or password`, {
         hint: 'check --etcd-user and its password (--etcd-password-file or KNARR_ETCD_PASSWORD)',
       });
-    if (/user name is empty|authentication is not enabled/i.test(message) && this.user === null)
+    if (/authentication is not enabled/i.test(message))
+      return new UserError(`etcd at ${endpoint} has no auth enabled, but --etcd-user names ${this.user ?? 'a user'}`, {
+        hint: 'leave out --etcd-user (KNARR_ETCD_USER), or enable auth in etcd',
+      });
+    if (/user name is empty/i.test(message))
       return new UserError(`etcd at ${endpoint} requires etcd auth (${message})`, {
         hint: 'give the user with --etcd-user and its password with --etcd-password-file or KNARR_ETCD_PASSWORD',
       });

@@ -218,6 +218,12 @@ describe.skipIf(!run)('a transaction whose answer is lost', () => {
   }, 60_000);
   afterAll(() => etcd?.stop());
 
+  it('--etcd-user against an etcd without auth is a usage error saying so', async () => {
+    const err = await connectEtcd([etcd.url], { user: 'root', password: 'pw' }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ exitCode: 2 });
+    expect((err as Error).message).toMatch(/has no auth enabled, but --etcd-user names root/);
+  });
+
   it('is retried on the next member and reported as done when its own write is there', async () => {
     const proxy = await answerLosingProxy(etcd.url);
     // A new client each time: one that lost an answer keeps to the other member after.
