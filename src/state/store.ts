@@ -218,6 +218,8 @@ class Gateway {
   private readonly user: string | null;
   private readonly password: string | null;
   private token: Promise<string> | null = null;
+  /** After close, no call starts or retries: a best-effort write left behind must not outlive its command. */
+  private closed = false;
 
   constructor(
     readonly endpoints: readonly string[],
@@ -250,6 +252,7 @@ class Gateway {
   }
 
   close(): void {
+    this.closed = true;
     this.http.destroy();
     this.https.destroy();
     this.streams.destroy();
@@ -318,7 +321,11 @@ class Gateway {
       return new UserError(`etcd at ${endpoint} refused user ${this.user ?? '(none)'}: wrong user or password`, {
         hint: 'check --etcd-user and its password (--etcd-password-file or KNARR_ETCD_PASSWORD)',
       });
-    if (/user name is empty|authentication is not enabled/i.test(message) && this.user === null)
+    if (/authentication is not enabled/i.test(message))
+      return new UserError(`etcd at ${endpoint} has no auth enabled, but --etcd-user names ${this.user ?? 'a user'}`, {
+        hint: 'leave out --etcd-user (KNARR_ETCD_USER), or enable auth in etcd',
+      });
+    if (/user name is empty/i.test(message))
       return new UserError(`etcd at ${endpoint} requires etcd auth (${message})`, {
         hint: 'give the user with --etcd-user and its password with --etcd-password-file or KNARR_ETCD_PASSWORD',
       });
@@ -357,6 +364,7 @@ class Gateway {
         const endpoint = this.endpoints[index]!;
         const left = deadline - Date.now();
         if (left <= 0) break;
+        if (this.closed) throw new StoreUnavailableError(`the client of etcd at ${this.endpoints.join(',')} was closed during ${path}`);
         try {
           const token = withToken ? await this.auth(deadline) : null;
           // One member: nowhere to fail over to, so it gets the whole deadline; several: each round gives them longer (a slow cluster still answers).

@@ -1,7 +1,21 @@
+import { createServer, request } from 'node:http';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectEtcd, type Store } from '../../src/state/store.js';
+import { waitForOp } from '../../src/ops/runner.js';
+import { OpRepo } from '../../src/state/ops.js';
 import { knarr } from '../harness/cli.js';
-import { startAuthEtcd, startEtcdCluster, startTlsEtcd, type AuthEtcdInstance, type EtcdCluster, type TlsEtcdInstance } from '../harness/etcd.js';
+import { freePort } from '../harness/ports.js';
+import {
+  startAuthEtcd,
+  startEtcd,
+  startEtcdCluster,
+  startTlsEtcd,
+  type AuthEtcdInstance,
+  type EtcdInstance,
+  type EtcdCluster,
+  type TlsEtcdInstance,
+} from '../harness/etcd.js';
 import { tempDir, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
 
@@ -122,6 +136,30 @@ describe.skipIf(!run)('the CLI against a 3-member etcd', () => {
     }
   }, 60_000);
 
+  it('op wait returns when its operation ends, though the member its watch used froze', async () => {
+    const fleet = `f${Date.now().toString(36)}`;
+    const waiter = await connectEtcd(cluster.endpoints);
+    const writer = await connectEtcd([...cluster.endpoints].reverse());
+    const frozen = cluster.members[0]!;
+    try {
+      const op = await new OpRepo(writer, fleet).submit('test.noop', {}, 'h1');
+      const ac = new AbortController();
+      const waiting = waitForOp(new OpRepo(waiter, fleet), op.id, () => undefined, ac.signal, 20_000);
+      await new Promise((r) => setTimeout(r, 300));
+      // The waiter started with the first endpoint, which answered first: its watch is there.
+      frozen.freeze();
+      const t = Date.now();
+      await new OpRepo(writer, fleet).update(op.id, (o) => ({ ...o, status: 'done' }));
+      const done = await waiting;
+      expect(done.status).toBe('done');
+      expect(Date.now() - t).toBeLessThan(5000);
+    } finally {
+      frozen.thaw();
+      await waiter.close();
+      await writer.close();
+    }
+  }, 60_000);
+
   it('two members killed: exit 6 naming the endpoints within the deadline, no hang', async () => {
     await cluster.members[1]!.kill();
     await cluster.members[2]!.kill();
@@ -136,4 +174,85 @@ describe.skipIf(!run)('the CLI against a 3-member etcd', () => {
       await restartMember(cluster.members[2]!);
     }
   }, 60_000);
+});
+
+/** A proxy in front of etcd that passes every request, but cuts the connection after etcd has applied a transaction, losing its answer. */
+async function answerLosingProxy(target: string): Promise<{ url: string; lost: number; close(): Promise<void> }> {
+  const state = { lost: 0 };
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const up = request(`${target}${req.url}`, { method: req.method, headers: req.headers }, (r) => {
+        if (req.url === '/v3/kv/txn') {
+          r.resume();
+          r.on('end', () => {
+            state.lost++;
+            req.socket.destroy();
+          });
+          return;
+        }
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      up.end(Buffer.concat(chunks));
+    });
+  });
+  const port = await freePort();
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return Object.assign(state, {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  });
+}
+
+describe.skipIf(!run)('a transaction whose answer is lost', () => {
+  let etcd: EtcdInstance;
+  beforeAll(async () => {
+    etcd = await startEtcd();
+  }, 60_000);
+  afterAll(() => etcd?.stop());
+
+  it('--etcd-user against an etcd without auth is a usage error saying so', async () => {
+    const err = await connectEtcd([etcd.url], { user: 'root', password: 'pw' }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ exitCode: 2 });
+    expect((err as Error).message).toMatch(/has no auth enabled, but --etcd-user names root/);
+  });
+
+  it('is retried on the next member and reported as done when its own write is there', async () => {
+    const proxy = await answerLosingProxy(etcd.url);
+    // A new client each time: one that lost an answer keeps to the other member after.
+    const fresh = async <T>(use: (s: Store) => Promise<T>) => {
+      const s = await connectEtcd([proxy.url, etcd.url]);
+      try {
+        return await use(s);
+      } finally {
+        await s.close();
+      }
+    };
+    try {
+      const p = `/knarr/${Date.now().toString(36)}/`;
+      expect(await fresh((s) => s.createIfAbsent(`${p}lock`, 'me'))).toBe(true);
+      expect(await fresh((s) => s.increment(`${p}n`))).toBe(1);
+      expect(
+        await fresh((s) =>
+          s.createAllIfAbsent([
+            { key: `${p}a`, value: '1' },
+            { key: `${p}b`, value: '2' },
+          ]),
+        ),
+      ).toBe(true);
+      expect(proxy.lost).toBe(3);
+      // Another writer's value is not taken for ours.
+      expect(await fresh((s) => s.createIfAbsent(`${p}lock`, 'someone else'))).toBe(false);
+      expect(await fresh((s) => s.get(`${p}n`))).toBe('1');
+    } finally {
+      await proxy.close();
+    }
+  });
 });
