@@ -79,7 +79,7 @@ export function createContext(config: Config, io: ContextIo, reload: () => Promi
       const guard = (store: Store) => (config.dryRun ? readOnlyStore(store) : store);
       if (config.etcd.length > 0) return guard(await connectEtcd(config.etcd, config.etcdClient));
       const { ensureLocalEtcd } = await import('../commands/etcd/local.js');
-      const local = await ensureLocalEtcd(ctx);
+      const local = await ensureLocalEtcd(ctx, { forStore: true });
       if (local.action === 'planned') {
         throw new StoreUnavailableError('the local etcd is not running, and --dry-run does not start it', { hint: 'start it with: knarr etcd up' });
       }

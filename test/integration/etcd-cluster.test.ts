@@ -139,6 +139,16 @@ describe.skipIf(!run)('a managed etcd cluster over TLS: up --advertise, join, me
 
       const up = await at(h1, '--json', 'etcd', 'up');
       remember(h1);
+      // Its member frozen, a store command on h1 goes to the others at once instead of waiting for it.
+      process.kill(pidOf(h1)!, 'SIGSTOP');
+      try {
+        const t0 = Date.now();
+        const frozen = await at(h1, 'host', 'list');
+        expect(frozen.code, frozen.stderr).toBe(0);
+        expect(Date.now() - t0).toBeLessThan(5000);
+      } finally {
+        process.kill(pidOf(h1)!, 'SIGCONT');
+      }
       expect(up.code, up.stderr).toBe(0);
       expect(up.json().action).toBe('started');
       // Its data came back with it and it caught up with what was written while it was down.

@@ -36,6 +36,8 @@ export interface LocalEtcdOptions {
   advertise?: string;
   /** Member name (default: the hostname). */
   name?: string;
+  /** For a store command: a cluster member that runs but does not answer at once is left to the store client, which fails over to the others. */
+  forStore?: boolean;
 }
 
 export interface LocalEtcd {
@@ -177,6 +179,13 @@ export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {})
   if (previous && (await isEtcdProcess(previous.pid))) {
     if (await dropUnswappedRestore(ctx)) ctx.events.warn('an etcd restore was cut short before it stopped etcd: dropped, the data is as it was');
     const tls = stateTls(previous);
+    if (opts.forStore && previous.tls) {
+      const quick = await probeHealth(previous.clientUrl, 1000, tls);
+      if (!quick.healthy) {
+        ctx.events.warn(`this host's etcd member does not answer (${quick.error}): going to the other members`);
+        return { action: 'running', state: previous, health: quick };
+      }
+    }
     const health = await waitHealthy(previous.clientUrl, previous.pid!, opts.timeoutMs ?? 30000, ctx.signal, tls);
     if (!health.healthy) {
       throw new KnarrError('E_ETCD_UNHEALTHY', ExitCode.storeUnavailable, `the local etcd (pid ${previous.pid}) runs but is not healthy: ${health.error}`, {
