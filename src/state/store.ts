@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import { DryRunWriteError, FailureError, KnarrError, LeaseNotFoundError, StoreUnavailableError, UserError, ValidationError } from '../core/errors.js';
 import { onJsonLines } from '../core/streams.js';
@@ -117,6 +116,8 @@ interface Failure {
   config?: 'server-cert' | 'client-cert' | 'scheme';
   /** The auth token expired: authenticate again, then retry. */
   reauth?: boolean;
+  /** No answer in time: says less than an earlier, more specific reason. */
+  silent?: boolean;
 }
 
 class AttemptFailed extends Error {
@@ -149,6 +150,7 @@ function networkFailure(e: unknown, sent: boolean, secure: boolean): Failure {
   if (/WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG/.test(code) || /wrong version number/.test(reason))
     return { reason: 'it does not speak TLS', ambiguous: false, config: 'scheme' };
   if (NOT_CONNECTED.has(code)) return { reason, ambiguous: false };
+  if (code === 'ETIMEDOUT') return { reason, ambiguous: sent, silent: true };
   // etcd with TLS on its client port closes a plain-http connection without a word.
   if (!secure && reason === 'socket hang up') return { reason: 'it closed the connection (if it serves https, write https://)', ambiguous: sent };
   if (secure && /before secure TLS connection was established/.test(reason))
@@ -213,8 +215,8 @@ class Gateway {
   preferred = 0;
   private readonly tls: { ca?: Buffer; cert?: Buffer; key?: Buffer };
   private readonly http = new HttpAgent({ keepAlive: true, maxSockets: 8 });
-  private readonly https: HttpsAgent;
-  private readonly streams: HttpsAgent;
+  private readonly https: import('node:https').Agent | null;
+  private readonly streams: import('node:https').Agent | null;
   private readonly user: string | null;
   private readonly password: string | null;
   private token: Promise<string> | null = null;
@@ -224,6 +226,8 @@ class Gateway {
   constructor(
     readonly endpoints: readonly string[],
     opts: EtcdConnectOptions,
+    /** node:https, loaded only when an endpoint is https (it costs start-up time). */
+    private readonly tlsModule: typeof import('node:https') | null,
   ) {
     this.attemptTimeoutMs = opts.attemptTimeoutMs ?? 1000;
     this.deadlineMs = opts.deadlineMs ?? 4000;
@@ -234,8 +238,8 @@ class Gateway {
       ...(opts.cert ? { cert: readSecret(opts.cert, '--etcd-cert') } : {}),
       ...(opts.key ? { key: readSecret(opts.key, '--etcd-key') } : {}),
     };
-    this.https = new HttpsAgent({ keepAlive: true, maxSockets: 8, ...this.tls });
-    this.streams = new HttpsAgent({ keepAlive: false, ...this.tls });
+    this.https = tlsModule ? new tlsModule.Agent({ keepAlive: true, maxSockets: 8, ...this.tls }) : null;
+    this.streams = tlsModule ? new tlsModule.Agent({ keepAlive: false, ...this.tls }) : null;
     this.user = opts.user ?? null;
     let password = opts.password ?? null;
     if (this.user !== null && password === null) {
@@ -254,8 +258,8 @@ class Gateway {
   close(): void {
     this.closed = true;
     this.http.destroy();
-    this.https.destroy();
-    this.streams.destroy();
+    this.https?.destroy();
+    this.streams?.destroy();
   }
 
   /** A POST to one endpoint; the response goes to onResponse, failures to onError (a Failure or a typed error), once. */
@@ -264,10 +268,10 @@ class Gateway {
     const secure = endpoint.startsWith('https:');
     const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) };
     if (token !== null) headers.authorization = token;
-    const req = (secure ? httpsRequest : httpRequest)(`${endpoint}${path}`, {
+    const req = (secure ? this.tlsModule!.request : httpRequest)(`${endpoint}${path}`, {
       method: 'POST',
       headers,
-      agent: secure ? (stream ? this.streams : this.https) : stream ? false : this.http,
+      agent: secure ? (stream ? this.streams! : this.https!) : stream ? false : this.http,
       ...(secure && stream ? this.tls : {}),
     });
     let connected = false;
@@ -382,7 +386,8 @@ class Gateway {
             i--;
             continue;
           }
-          failures.set(endpoint, e.failure);
+          // A member that said why it failed keeps that reason over a later silence (cut short by the deadline).
+          if (!e.failure.silent || !failures.has(endpoint) || failures.get(endpoint)!.silent) failures.set(endpoint, e.failure);
           ambiguous ||= e.failure.ambiguous;
         }
       }
@@ -445,7 +450,7 @@ class Gateway {
  */
 export async function connectEtcd(endpoints: readonly string[], opts: EtcdConnectOptions | number = {}): Promise<Store> {
   const options = typeof opts === 'number' ? { attemptTimeoutMs: Math.min(1000, opts), deadlineMs: opts } : opts;
-  const gw = new Gateway(endpoints, options);
+  const gw = new Gateway(endpoints, options, endpoints.some((e) => e.startsWith('https:')) ? await import('node:https') : null);
   const call = <T>(path: string, body: unknown) => gw.call<T>(path, body);
   const range = (key: string, prefix: boolean) =>
     call<{ kvs?: RawKv[] }>('/v3/kv/range', prefix ? { key: b64(key), range_end: prefixEnd(key) } : { key: b64(key) });

@@ -74,7 +74,7 @@ describe.skipIf(!run)('the CLI reaches etcd over TLS and with auth', () => {
     const plain = await knarr([...state(), '--etcd', auth.url.replace('http:', 'https:'), 'host', 'list']);
     expect(plain.code).toBe(6);
     expect(plain.stderr).toMatch(/if it serves plain http, write http:\/\//);
-  });
+  }, 30_000);
 
   it('etcd auth: --etcd-user with KNARR_ETCD_PASSWORD or --etcd-password-file; a wrong one is exit 2', async () => {
     const base = [...state(), '--etcd', auth.url, '--etcd-user', auth.user];
