@@ -23,7 +23,7 @@ _knarr_node() {
   case "$1" in
     '') kids='pool etcd dot job ps service host cluster image op events daemon onboot doctor completion' ;;
     'pool') kids='init status list ls destroy rm' ;;
-    'etcd') kids='up down status backup restore compact defrag' ;;
+    'etcd') kids='up down status join members remove token backup restore compact defrag' ;;
     'dot') kids='init list ls show commit log branch checkout reset clone mount unmount fsck push pull remote manifest send receive rm' ;;
     'dot/remote') kids='add rm list ls' ;;
     'job') kids='run plan list ls ps show logs stop rm restart history' ;;
@@ -35,7 +35,9 @@ _knarr_node() {
     'pool/init') opts='--name --driver --device --loop-file --size --path --mountpoint --force'; vals=' --name=none --driver=c:zfs,btrfs,lvm,dir --device=path --loop-file=path --size=none --path=path --mountpoint=path ' ;;
     'pool/status') args='pool' ;;
     'pool/destroy' | 'pool/rm') args='pool'; opts='--yes --force' ;;
-    'etcd/up') opts='--pool --client-port --peer-port'; vals=' --pool=pool --client-port=none --peer-port=none ' ;;
+    'etcd/up') opts='--pool --client-port --peer-port --advertise --name'; vals=' --pool=pool --client-port=none --peer-port=none --advertise=none --name=none ' ;;
+    'etcd/join') args='none'; opts='--token --advertise --name --pool --client-port --peer-port'; vals=' --token=none --advertise=none --name=none --pool=pool --client-port=none --peer-port=none ' ;;
+    'etcd/remove') args='none'; opts='--force' ;;
     'etcd/backup') args='path'; opts='--force' ;;
     'etcd/restore') args='path'; opts='--yes --pool --client-port --peer-port'; vals=' --pool=pool --client-port=none --peer-port=none ' ;;
     'etcd/defrag') opts='--disarm' ;;
@@ -107,13 +109,13 @@ _knarr() {
   local n=${#line[@]}
   cur="${line[n-1]}"
   prev="${line[n-2]}"
-  local gvals=' -o=c:table,json,yaml,wide --output=c:table,json,yaml,wide --config=path --state-dir=path --etcd=none --fleet=none '
-  local globals='--json --no-json -o --output --headers --no-headers --dry-run --no-dry-run -v --verbose --no-verbose -q --quiet --no-quiet --wait --no-wait --config --state-dir --etcd --fleet'
+  local gvals=' -o=c:table,json,yaml,wide --output=c:table,json,yaml,wide --config=path --state-dir=path --etcd=none --etcd-ca=path --etcd-cert=path --etcd-key=path --etcd-user=none --etcd-password-file=path --fleet=none '
+  local globals='--json --no-json -o --output --headers --no-headers --dry-run --no-dry-run -v --verbose --no-verbose -q --quiet --no-quiet --wait --no-wait --config --state-dir --etcd --etcd-ca --etcd-cert --etcd-key --etcd-user --etcd-password-file --fleet'
   _knarr_node ""
   for ((i = 1; i < n - 1; i++)); do
     w="${line[i]}"
     case "$w" in
-      --config | --state-dir | --etcd | --fleet) fwd+=("$w" "${line[i+1]}"); ((i++)); continue ;;
+      --config | --state-dir | --etcd | --etcd-ca | --etcd-cert | --etcd-key | --etcd-user | --etcd-password-file | --fleet) fwd+=("$w" "${line[i+1]}"); ((i++)); continue ;;
       -*) [[ "$gvals$vals" == *" $w="* ]] && ((i++)); continue ;;
     esac
     # Words after a leaf command are its arguments, not more of the path.

@@ -5,7 +5,7 @@ complete -c knarr -f
 function __knarr_arg
     set -l depth $argv[1]
     set -l args (string split -n " " -- $argv[2])
-    set -l vals ' -o=c:table,json,yaml,wide --output=c:table,json,yaml,wide --config=path --state-dir=path --etcd=none --fleet=none '$argv[3]
+    set -l vals ' -o=c:table,json,yaml,wide --output=c:table,json,yaml,wide --config=path --state-dir=path --etcd=none --etcd-ca=path --etcd-cert=path --etcd-key=path --etcd-user=none --etcd-password-file=path --fleet=none '$argv[3]
     set -l toks (commandline -opc)
     set -e toks[1]
     set -l pos
@@ -30,7 +30,7 @@ function __knarr_arg
     set -l g
     set -l i 1
     while test $i -lt (count $toks)
-        if contains -- $toks[$i] --config --state-dir --etcd --fleet
+        if contains -- $toks[$i] --config --state-dir --etcd --etcd-ca --etcd-cert --etcd-key --etcd-user --etcd-password-file --fleet
             set -a g $toks[$i] $toks[(math $i + 1)]
             set i (math $i + 1)
         end
@@ -75,9 +75,14 @@ complete -c knarr -l no-wait -d 'switch --wait off (it is on unless KNARR_WAIT o
 complete -c knarr -l config -r -F -d 'YAML config file; a file named here must exist (default /etc/knarr/config.yaml when present)'
 complete -c knarr -l state-dir -r -F -d 'host state directory (default /var/lib/knarr)'
 complete -c knarr -l etcd -x -d 'comma-separated etcd endpoints of the fleet, http(s)://HOST:PORT (default the managed local etcd)'
+complete -c knarr -l etcd-ca -r -F -d 'PEM CA file that signed the etcd members'\'' certificates (https:// endpoints) (default the system'\''s CAs)'
+complete -c knarr -l etcd-cert -r -F -d 'PEM client certificate for an etcd that requires one (--client-cert-auth); with --etcd-key (default none)'
+complete -c knarr -l etcd-key -r -F -d 'PEM private key of --etcd-cert (default none)'
+complete -c knarr -l etcd-user -x -d 'etcd user to authenticate as (etcd auth); the password comes from --etcd-password-file or KNARR_ETCD_PASSWORD (default none: no etcd auth)'
+complete -c knarr -l etcd-password-file -r -F -d 'a file holding the password of --etcd-user (its first line) (default none)'
 complete -c knarr -l fleet -x -d 'fleet name, the root of every etcd key (default "default")'
 complete -c knarr -n 'not __fish_seen_subcommand_from pool etcd dot job ps service host cluster image op events daemon onboot doctor completion' -a pool -d 'storage pools: zfs, btrfs, lvm or dir, on devices or loop files'
-complete -c knarr -n 'not __fish_seen_subcommand_from pool etcd dot job ps service host cluster image op events daemon onboot doctor completion' -a etcd -d 'the knarr-managed local etcd (the embedded default store)'
+complete -c knarr -n 'not __fish_seen_subcommand_from pool etcd dot job ps service host cluster image op events daemon onboot doctor completion' -a etcd -d 'the knarr-managed etcd: one local member, or a cluster of hosts over TLS'
 complete -c knarr -n 'not __fish_seen_subcommand_from pool etcd dot job ps service host cluster image op events daemon onboot doctor completion' -a dot -d 'versioned data volumes: commit, branch, clone, mount'
 complete -c knarr -n 'not __fish_seen_subcommand_from pool etcd dot job ps service host cluster image op events daemon onboot doctor completion' -a job -d 'docker jobs across the fleet: foreground (with -i pipes) or daemonized'
 complete -c knarr -n 'not __fish_seen_subcommand_from pool etcd dot job ps service host cluster image op events daemon onboot doctor completion' -a ps -d 'daemonized jobs: intent and actual state (the same as job list)'
@@ -97,13 +102,17 @@ complete -c knarr -n '__fish_seen_subcommand_from pool; and not __fish_seen_subc
 complete -c knarr -n '__fish_seen_subcommand_from pool; and not __fish_seen_subcommand_from init status list ls destroy rm' -a ls -d 'pools on this host'
 complete -c knarr -n '__fish_seen_subcommand_from pool; and not __fish_seen_subcommand_from init status list ls destroy rm' -a destroy -d 'destroy a pool and all data on it (needs --yes)'
 complete -c knarr -n '__fish_seen_subcommand_from pool; and not __fish_seen_subcommand_from init status list ls destroy rm' -a rm -d 'destroy a pool and all data on it (needs --yes)'
-complete -c knarr -n '__fish_seen_subcommand_from etcd; and not __fish_seen_subcommand_from up down status backup restore compact defrag' -a up -d 'start the managed etcd and wait until healthy (idempotent)'
-complete -c knarr -n '__fish_seen_subcommand_from etcd; and not __fish_seen_subcommand_from up down status backup restore compact defrag' -a down -d 'stop the managed etcd; its data stays'
-complete -c knarr -n '__fish_seen_subcommand_from etcd; and not __fish_seen_subcommand_from up down status backup restore compact defrag' -a status -d 'process, health and data place of the etcd in use'
-complete -c knarr -n '__fish_seen_subcommand_from etcd; and not __fish_seen_subcommand_from up down status backup restore compact defrag' -a backup -d 'a snapshot of the fleet'\''s store to a file (the managed etcd, or --etcd)'
-complete -c knarr -n '__fish_seen_subcommand_from etcd; and not __fish_seen_subcommand_from up down status backup restore compact defrag' -a restore -d 'replace the managed etcd'\''s data with a snapshot'\''s (needs --yes over existing data)'
-complete -c knarr -n '__fish_seen_subcommand_from etcd; and not __fish_seen_subcommand_from up down status backup restore compact defrag' -a compact -d 'drop the store'\''s history before its current revision'
-complete -c knarr -n '__fish_seen_subcommand_from etcd; and not __fish_seen_subcommand_from up down status backup restore compact defrag' -a defrag -d 'give the space compaction freed back to the disk, member by member'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and not __fish_seen_subcommand_from up down status join members remove token backup restore compact defrag' -a up -d 'start the managed etcd and wait until healthy (idempotent)'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and not __fish_seen_subcommand_from up down status join members remove token backup restore compact defrag' -a down -d 'stop the managed etcd; its data stays'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and not __fish_seen_subcommand_from up down status join members remove token backup restore compact defrag' -a status -d 'process, health and data place of the etcd in use'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and not __fish_seen_subcommand_from up down status join members remove token backup restore compact defrag' -a join -d 'make this host a member of a managed etcd cluster (learner, then voter); idempotent'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and not __fish_seen_subcommand_from up down status join members remove token backup restore compact defrag' -a members -d 'the etcd cluster'\''s members: URLs, leader, learner, health, db size'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and not __fish_seen_subcommand_from up down status join members remove token backup restore compact defrag' -a remove -d 'remove a member from the etcd cluster (refuses to leave it below quorum)'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and not __fish_seen_subcommand_from up down status join members remove token backup restore compact defrag' -a token -d 'print the join token for `knarr etcd join` (the CA hash and a secret)'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and not __fish_seen_subcommand_from up down status join members remove token backup restore compact defrag' -a backup -d 'a snapshot of the fleet'\''s store to a file (the managed etcd, or --etcd)'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and not __fish_seen_subcommand_from up down status join members remove token backup restore compact defrag' -a restore -d 'replace the managed etcd'\''s data with a snapshot'\''s (needs --yes over existing data)'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and not __fish_seen_subcommand_from up down status join members remove token backup restore compact defrag' -a compact -d 'drop the store'\''s history before its current revision'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and not __fish_seen_subcommand_from up down status join members remove token backup restore compact defrag' -a defrag -d 'give the space compaction freed back to the disk, member by member'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and not __fish_seen_subcommand_from init list ls show commit log branch checkout reset clone mount unmount fsck push pull remote manifest send receive rm' -a init -d 'create a dot, or a subdot of one (idempotent)'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and not __fish_seen_subcommand_from init list ls show commit log branch checkout reset clone mount unmount fsck push pull remote manifest send receive rm' -a list -d 'dots on this host'
 complete -c knarr -n '__fish_seen_subcommand_from dot; and not __fish_seen_subcommand_from init list ls show commit log branch checkout reset clone mount unmount fsck push pull remote manifest send receive rm' -a ls -d 'dots on this host'
@@ -181,9 +190,20 @@ complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcomma
 complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcommand_from destroy rm' -a '(__knarr_arg 2 "pool" "  ")'
 complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcommand_from destroy rm' -l yes -d 'confirm that all data on the pool is to be destroyed'
 complete -c knarr -n '__fish_seen_subcommand_from pool; and __fish_seen_subcommand_from destroy rm' -l force -d 'destroy it even while dots, images, cluster volumes or the managed etcd'\''s data are on it'
-complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from up' -l pool -x -a '(__knarr_arg 2 "" " --pool=pool --client-port=none --peer-port=none " pool)' -d 'pool whose knarr-etcd volume holds the data (default: the default pool, if any)'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from up' -l pool -x -a '(__knarr_arg 2 "" " --pool=pool --client-port=none --peer-port=none --advertise=none --name=none " pool)' -d 'pool whose knarr-etcd volume holds the data (default: the default pool, if any)'
 complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from up' -l client-port -x -d 'client port on 127.0.0.1 (default 2379)'
 complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from up' -l peer-port -x -d 'peer port on 127.0.0.1 (default 2380)'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from up' -l advertise -x -d 'start the first member of a cluster on this IP, client and peer over TLS, with a fleet CA and a join token'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from up' -l name -x -d 'member name with --advertise (default: the hostname)'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from join' -a '(__knarr_arg 2 "none" " --token=none --advertise=none --name=none --pool=pool --client-port=none --peer-port=none ")'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from join' -l token -x -d 'the join token from `knarr etcd token` on a member'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from join' -l advertise -x -d 'this host'\''s IP for the other members (default: the address that reaches URL)'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from join' -l name -x -d 'member name (default: the hostname)'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from join' -l pool -x -a '(__knarr_arg 2 "" " --token=none --advertise=none --name=none --pool=pool --client-port=none --peer-port=none " pool)' -d 'pool whose knarr-etcd volume holds the data (default: the default pool, if any)'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from join' -l client-port -x -d 'client port (default 2379)'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from join' -l peer-port -x -d 'peer port (default 2380)'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from remove' -a '(__knarr_arg 2 "none" "  ")'
+complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from remove' -l force -d 'remove it even if the healthy members left are below quorum'
 complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from backup' -a '(__knarr_arg 2 "path" "  ")'
 complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from backup' -l force -d 'replace FILE if it exists'
 complete -c knarr -n '__fish_seen_subcommand_from etcd; and __fish_seen_subcommand_from restore' -a '(__knarr_arg 2 "path" " --pool=pool --client-port=none --peer-port=none ")'

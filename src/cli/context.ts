@@ -77,13 +77,15 @@ export function createContext(config: Config, io: ContextIo, reload: () => Promi
       const { connectEtcd, readOnlyStore } = await import('../state/store.js');
       // Under --dry-run every handler sees a store that refuses writes: nothing reaches etcd, whatever a handler forgets.
       const guard = (store: Store) => (config.dryRun ? readOnlyStore(store) : store);
-      if (config.etcd.length > 0) return guard(await connectEtcd(config.etcd));
+      if (config.etcd.length > 0) return guard(await connectEtcd(config.etcd, config.etcdClient));
       const { ensureLocalEtcd } = await import('../commands/etcd/local.js');
-      const local = await ensureLocalEtcd(ctx);
+      const local = await ensureLocalEtcd(ctx, { forStore: true });
       if (local.action === 'planned') {
         throw new StoreUnavailableError('the local etcd is not running, and --dry-run does not start it', { hint: 'start it with: knarr etcd up' });
       }
-      return guard(await connectEtcd([local.state.clientUrl]));
+      // A cluster member: every member's client URL, with knarr's client certificate.
+      const { storeOptions } = await import('../commands/etcd/cluster.js');
+      return guard(await connectEtcd(local.state.endpoints ?? [local.state.clientUrl], storeOptions(local.state)));
     },
   };
   return ctx;

@@ -1,5 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { EtcdTlsFiles } from './etcd-pki.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** What knarr records about the etcd process it manages on this host. */
@@ -15,6 +18,28 @@ export interface EtcdServerState {
   pool: string | null;
   logFile: string;
   startedAt: string | null;
+  /** A cluster member speaks TLS with these files; absent or null for the plain one-member etcd on 127.0.0.1. */
+  tls?: EtcdTlsFiles | null;
+  /** Where it listens for clients: clientUrl and, off loopback, 127.0.0.1 too. */
+  listenClientUrls?: string[];
+  /** --initial-cluster and its state for the first start; etcd ignores both once it has data. */
+  initialCluster?: string;
+  clusterState?: 'new' | 'existing';
+  /** Every member's client URL, this member's first: where knarr's clients go. */
+  endpoints?: string[];
+  /** A voter with the CA key sealed in etcd: nothing left of its join to finish. */
+  settled?: boolean;
+}
+
+/** The client side of a TLS member: the fleet CA and knarr's client certificate (contents). */
+export interface ClientTls {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+export function clientTls(files: EtcdTlsFiles): ClientTls {
+  return { ca: readFileSync(files.caCert, 'utf8'), cert: readFileSync(files.clientCert, 'utf8'), key: readFileSync(files.clientKey, 'utf8') };
 }
 
 export const ETCD_MEMBER_NAME = 'knarr';
@@ -22,7 +47,49 @@ export const ETCD_MEMBER_NAME = 'knarr';
 export const ETCD_SOCKET_LISTEN = 'unix://etcd.sock:0';
 export const ETCD_SOCKET_FILE = 'etcd.sock:0';
 
-export function etcdArgv(s: Pick<EtcdServerState, 'name' | 'clientUrl' | 'peerUrl' | 'dataDir'>): string[] {
+export function etcdArgv(
+  s: Pick<EtcdServerState, 'name' | 'clientUrl' | 'peerUrl' | 'dataDir' | 'tls' | 'listenClientUrls' | 'initialCluster' | 'clusterState'>,
+): string[] {
+  if (s.tls) {
+    return [
+      'etcd',
+      '--name',
+      s.name,
+      '--data-dir',
+      s.dataDir,
+      '--listen-client-urls',
+      (s.listenClientUrls ?? [s.clientUrl]).join(','),
+      '--advertise-client-urls',
+      s.clientUrl,
+      '--listen-peer-urls',
+      s.peerUrl,
+      '--initial-advertise-peer-urls',
+      s.peerUrl,
+      '--initial-cluster',
+      s.initialCluster ?? `${s.name}=${s.peerUrl}`,
+      '--initial-cluster-state',
+      s.clusterState ?? 'new',
+      '--cert-file',
+      s.tls.memberCert,
+      '--key-file',
+      s.tls.memberKey,
+      '--client-cert-auth',
+      '--trusted-ca-file',
+      s.tls.trusted,
+      '--peer-cert-file',
+      s.tls.memberCert,
+      '--peer-key-file',
+      s.tls.memberKey,
+      '--peer-client-cert-auth',
+      '--peer-trusted-ca-file',
+      s.tls.caCert,
+      // History is bounded: a fleet's agents write all day.
+      '--auto-compaction-mode',
+      'periodic',
+      '--auto-compaction-retention',
+      '1h',
+    ];
+  }
   return [
     'etcd',
     '--name',
@@ -56,9 +123,10 @@ export const ETCD_COMPACTION_RETENTION = '1h';
 /** The managed etcd's database size limit; past it etcd raises NOSPACE and refuses writes. */
 export const ETCD_QUOTA_BYTES = 2 * 1024 ** 3;
 
-function httpGet(url: string, timeoutMs: number): Promise<{ status: number; body: string }> {
+export function httpGet(url: string, timeoutMs: number, tls?: ClientTls): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'GET', timeout: timeoutMs }, (res) => {
+    const get = url.startsWith('https:') ? httpsRequest : request;
+    const req = get(url, { method: 'GET', timeout: timeoutMs, ...tls }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
@@ -77,13 +145,13 @@ export interface Health {
 }
 
 /** Asks etcd's /health and /version endpoints; never throws. */
-export async function probeHealth(clientUrl: string, timeoutMs = 2000): Promise<Health> {
+export async function probeHealth(clientUrl: string, timeoutMs = 2000, tls?: ClientTls): Promise<Health> {
   try {
-    const h = await httpGet(`${clientUrl}/health`, timeoutMs);
+    const h = await httpGet(`${clientUrl}/health`, timeoutMs, tls);
     const healthy = h.status === 200 && /"health"\s*:\s*"true"/.test(h.body);
     let version: string | null = null;
     try {
-      const v = await httpGet(`${clientUrl}/version`, timeoutMs);
+      const v = await httpGet(`${clientUrl}/version`, timeoutMs, tls);
       version = (JSON.parse(v.body) as { etcdserver?: string }).etcdserver ?? null;
     } catch {
       /* the version is informative only */
@@ -114,12 +182,12 @@ export async function isEtcdProcess(pid: number | null): Promise<boolean> {
 }
 
 /** Polls /health until healthy; fails early if the process dies. */
-export async function waitHealthy(clientUrl: string, pid: number, timeoutMs: number, signal?: AbortSignal): Promise<Health> {
+export async function waitHealthy(clientUrl: string, pid: number, timeoutMs: number, signal?: AbortSignal, tls?: ClientTls): Promise<Health> {
   const deadline = Date.now() + timeoutMs;
   let last: Health = { healthy: false, version: null, error: 'not probed' };
   while (Date.now() < deadline) {
     signal?.throwIfAborted();
-    last = await probeHealth(clientUrl, 1000);
+    last = await probeHealth(clientUrl, 1000, tls);
     if (last.healthy) return last;
     if (!(await isEtcdProcess(pid))) return { ...last, error: 'the etcd process exited' };
     await sleep(100);
@@ -155,4 +223,33 @@ export async function tailFile(path: string, lines = 5): Promise<string> {
   } catch {
     return '';
   }
+}
+
+/** One call to etcd's JSON gateway (uint64s come back as strings there); throws on no answer or a non-200. */
+export function etcdPost<T>(url: string, path: string, body: unknown, tls?: ClientTls, timeoutMs = 3000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const data = JSON.stringify(body);
+    const post = url.startsWith('https:') ? httpsRequest : request;
+    const req = post(
+      `${url}${path}`,
+      { method: 'POST', timeout: timeoutMs, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) }, ...tls },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          if (res.statusCode !== 200) return reject(new Error(`${path} answered ${res.statusCode}: ${text.trim().slice(0, 200)}`));
+          try {
+            resolve(JSON.parse(text) as T);
+          } catch (e) {
+            reject(e);
+          }
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} within ${timeoutMs}ms`)));
+    req.on('error', reject);
+    req.end(data);
+  });
 }

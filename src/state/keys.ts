@@ -70,3 +70,11 @@ export function fleetKeys(fleet: string) {
     counter: (kind: string) => `${root}/counters/${kind}`,
   };
 }
+
+/** Keys of the managed etcd cluster itself, outside every fleet: the cluster is shared by the fleets in it. */
+export const etcdClusterKeys = {
+  /** The fleet CA's key, sealed with the join token's secret: a joining host signs its member certificate with it. */
+  caKey: '/knarr-etcd/pki/ca-key',
+  /** Held (under a lease) by the host joining: one learner at a time. */
+  joinLock: '/knarr-etcd/join-lock',
+} as const;

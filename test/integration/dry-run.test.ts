@@ -181,7 +181,7 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
   }, 120_000);
 
   /** Commands about this host's own managed etcd, run without --etcd. */
-  const LOCAL_ETCD = new Set(['etcd up', 'etcd down', 'etcd restore']);
+  const LOCAL_ETCD = new Set(['etcd up', 'etcd down', 'etcd restore', 'etcd join']);
 
   /** Realistic arguments for each command that is not a plain read; a new mutating command needs a line here. */
   const argvOf = (): Record<string, string[][]> => ({
@@ -195,8 +195,12 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
       ['nodes', '--yes', '--force'],
     ],
     // The managed local etcd (not running here): --etcd must not point elsewhere for these.
-    'etcd up': [[]],
+    'etcd up': [[], ['--advertise', '127.0.0.1', '--name', 'dry']],
     'etcd down': [[]],
+    // A join plans its certificates and the learner it would add; it reaches no member.
+    'etcd join': [['https://127.0.0.1:2379', '--token', `knarr1.${'a'.repeat(64)}.${Buffer.alloc(32, 1).toString('base64url')}`, '--name', 'dry']],
+    // The test's etcd is its only member: removing it is refused before anything is planned.
+    'etcd remove': [['t']],
     'etcd backup': [[`${tmp.path}/backup.db`]],
     'etcd restore': [[snapshot, '--yes']],
     'etcd compact': [[]],
@@ -255,6 +259,7 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     'pool status': [[pool]],
     'pool list': [[]],
     'etcd status': [[]],
+    'etcd members': [[]],
     'dot list': [[]],
     'dot show': [['d1']],
     'dot log': [['d1']],

@@ -8,6 +8,8 @@ import type { Runner } from '../../host/runner.js';
 import { findExecutable } from '../../host/which.js';
 import type { CommandResult, Context } from '../types.js';
 import { readEtcdState } from './local.js';
+import { clientFiles, etcdctlArgv } from './cluster.js';
+import type { EtcdTlsFiles } from '../../host/etcd-pki.js';
 import { shellCommand } from '../../core/shell.js';
 
 /** etcdctl 3.4 speaks the v3 API by default; said anyway, for older clients on a host. */
@@ -34,21 +36,22 @@ export async function snapshotStatus(ctx: Context, file: string): Promise<Snapsh
 }
 
 /** The one etcd endpoint a snapshot is taken from: the managed etcd, or the first healthy --etcd endpoint. */
-async function snapshotEndpoint(ctx: Context): Promise<string> {
+async function snapshotEndpoint(ctx: Context): Promise<{ endpoint: string; tls: EtcdTlsFiles | null }> {
   if (ctx.config.etcd.length > 0) {
-    for (const url of ctx.config.etcd) if ((await probeHealth(url)).healthy) return url;
+    for (const url of ctx.config.etcd) if ((await probeHealth(url)).healthy) return { endpoint: url, tls: null };
     throw new StoreUnavailableError(`no etcd endpoint of ${ctx.config.etcd.join(',')} is healthy`, { hint: 'check them with: knarr etcd status' });
   }
   const state = await readEtcdState(ctx);
   if (!state || !(await isEtcdProcess(state.pid))) {
     throw new StoreUnavailableError('the managed etcd is not running: a backup is taken from a running etcd', { hint: 'start it with: knarr etcd up' });
   }
-  return state.clientUrl;
+  return { endpoint: state.clientUrl, tls: state.tls ?? null };
 }
 
 /** etcdctl writes FILE.part and renames it when whole, so FILE is never half a snapshot. */
-async function saveSnapshot(runner: Runner, endpoint: string, file: string): Promise<void> {
-  await runner.run(['etcdctl', '--endpoints', endpoint, 'snapshot', 'save', file], { env: ETCDCTL_ENV });
+async function saveSnapshot(runner: Runner, endpoint: string, file: string, tls: EtcdTlsFiles | null): Promise<void> {
+  const argv = tls ? etcdctlArgv(clientFiles(tls), [endpoint], ['snapshot', 'save', file]) : ['etcdctl', '--endpoints', endpoint, 'snapshot', 'save', file];
+  await runner.run(argv, { env: ETCDCTL_ENV });
 }
 
 /** `knarr etcd backup FILE`: a consistent snapshot of the fleet's store, checked after it is written. */
@@ -61,9 +64,9 @@ export async function etcdBackup(fileArg: string, opts: { force: boolean }, ctx:
   if (there && !opts.force) {
     throw new ConflictError(`${file} already exists`, { hint: 'name a new file, or pass --force to replace it' });
   }
-  const endpoint = await snapshotEndpoint(ctx);
+  const { endpoint, tls } = await snapshotEndpoint(ctx);
   ctx.events.step(`etcd: snapshot of ${endpoint} to ${file}`);
-  await saveSnapshot(ctx.runner, endpoint, file);
+  await saveSnapshot(ctx.runner, endpoint, file, tls);
   ctx.events.done();
   if (ctx.runner.dryRun) return { data: { file, endpoint, planned: true } };
   const info = await snapshotStatus(ctx, file);

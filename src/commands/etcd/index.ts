@@ -8,9 +8,15 @@ const up = defineCommand(
       pool: { flags: '--pool <name>', description: 'pool whose knarr-etcd volume holds the data (default: the default pool, if any)' },
       clientPort: { flags: '--client-port <port>', description: 'client port on 127.0.0.1 (default 2379)' },
       peerPort: { flags: '--peer-port <port>', description: 'peer port on 127.0.0.1 (default 2380)' },
+      advertise: {
+        flags: '--advertise <ip>',
+        description: 'start the first member of a cluster on this IP, client and peer over TLS, with a fleet CA and a join token',
+      },
+      name: { flags: '--name <name>', description: 'member name with --advertise (default: the hostname)' },
     },
     examples: [
       { command: 'knarr etcd up', description: 'start etcd with its data on the default pool' },
+      { command: 'knarr etcd up --advertise 10.0.0.1', description: 'the first member of a cluster other hosts join' },
       { command: 'knarr etcd up --client-port 12379 --peer-port 12380', description: 'on other ports' },
     ],
     dryRun: 'plans',
@@ -108,11 +114,68 @@ const defrag = defineCommand(
   async ({ options }, ctx) => (await import('./maintain.js')).etcdDefrag(options, ctx),
 );
 
+const join = defineCommand(
+  {
+    name: 'join',
+    summary: 'make this host a member of a managed etcd cluster (learner, then voter); idempotent',
+    description:
+      "Checks the CA the member at URL presents against the token's hash, signs itself a client certificate with the token's secret, reads the " +
+      "fleet CA's key from etcd (sealed with the same secret), issues this member's certificates, adds it as a learner (one host at a time), " +
+      'starts it and promotes it once it has caught up. Run again, or after a reboot, it restarts the member on its data.',
+    args: { url: { required: true, description: "a member's client URL, https://IP:PORT" } },
+    options: {
+      token: { flags: '--token <token>', description: 'the join token from `knarr etcd token` on a member', required: true },
+      advertise: { flags: '--advertise <ip>', description: "this host's IP for the other members (default: the address that reaches URL)" },
+      name: { flags: '--name <name>', description: 'member name (default: the hostname)' },
+      pool: { flags: '--pool <name>', description: 'pool whose knarr-etcd volume holds the data (default: the default pool, if any)' },
+      clientPort: { flags: '--client-port <port>', description: 'client port (default 2379)' },
+      peerPort: { flags: '--peer-port <port>', description: 'peer port (default 2380)' },
+    },
+    examples: [{ command: 'knarr etcd join https://10.0.0.1:2379 --token "$(cat token)"', description: 'join the cluster' }],
+    dryRun: 'plans',
+  },
+  async ({ args, options }, ctx) => (await import('./join.js')).etcdJoin(args.url, options, ctx),
+);
+
+const members = defineCommand(
+  {
+    name: 'members',
+    summary: "the etcd cluster's members: URLs, leader, learner, health, db size",
+    examples: [{ command: 'knarr etcd members', description: 'list the members' }],
+    dryRun: 'reads',
+  },
+  async (_input, ctx) => (await import('./members.js')).etcdMembers(ctx),
+);
+
+const remove = defineCommand(
+  {
+    name: 'remove',
+    summary: 'remove a member from the etcd cluster (refuses to leave it below quorum)',
+    args: { member: { required: true, description: 'member name or hex ID (knarr etcd members)' } },
+    options: { force: { flags: '--force', description: 'remove it even if the healthy members left are below quorum' } },
+    examples: [{ command: 'knarr etcd remove host3', description: 'drop member host3' }],
+    dryRun: 'plans',
+  },
+  async ({ args, options }, ctx) => (await import('./remove.js')).etcdRemove(args.member, options, ctx),
+);
+
+const token = defineCommand(
+  {
+    name: 'token',
+    summary: 'print the join token for `knarr etcd join` (the CA hash and a secret)',
+    description: 'The token lets a host join the etcd cluster and so read and write the whole store: keep it as secret as a root password.',
+    examples: [{ command: 'knarr etcd token', description: 'print the token' }],
+    dryRun: 'reads',
+  },
+  async (_input, ctx) => (await import('./token.js')).etcdToken(ctx),
+);
+
 export const etcd = defineGroup({
   name: 'etcd',
-  summary: 'the knarr-managed local etcd (the embedded default store)',
+  summary: 'the knarr-managed etcd: one local member, or a cluster of hosts over TLS',
   description:
     'knarr keeps fleet state in etcd. With no --etcd, commands use a local etcd that knarr runs itself, with its data on the pool (volume ' +
-    'knarr-etcd) or, when there is no pool, under the state directory. It listens on 127.0.0.1 and on a unix socket in <state-dir>/etcd.',
-  subcommands: [up, down, status, backup, restore, compact, defrag],
+    'knarr-etcd) or, when there is no pool, under the state directory. It listens on 127.0.0.1 and on a unix socket in <state-dir>/etcd. ' +
+    'With `etcd up --advertise IP` it is the first member of a cluster over TLS that other hosts join with `etcd join`.',
+  subcommands: [up, down, status, join, members, remove, token, backup, restore, compact, defrag],
 });

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { rename, rm } from 'node:fs/promises';
+import { readFile, rename, rm } from 'node:fs/promises';
 import { KnarrError, ExitCode, NotFoundError, UserError, ConflictError } from '../../core/errors.js';
 import { validatePort } from '../../core/config.js';
 import { ETCD_VOLUME, statePaths } from '../../core/paths.js';
@@ -19,8 +19,11 @@ import {
 import { listPoolRecords, readJson, syncDir, writeJsonAtomic } from '../../host/local-state.js';
 import { knarrAlive } from '../../host/lock.js';
 import { pathExists } from '../../host/mounts.js';
-import { connectEtcd } from '../../state/store.js';
-import { fleetKeys, SCHEMA_VERSION } from '../../state/keys.js';
+import { connectEtcd, type EtcdConnectOptions } from '../../state/store.js';
+import { etcdClusterKeys, fleetKeys, SCHEMA_VERSION } from '../../state/keys.js';
+import { validateAdvertiseIp } from '../../core/etcd-cluster.js';
+import { sealCaKey } from '../../host/etcd-pki.js';
+import { ensureFirstPki, memberName, pkiFiles, promoteIfLearner, readToken, stateTls, storeOptions, tlsUrls } from './cluster.js';
 import { defaultPool, selectPool } from '../pool/select.js';
 import type { Context } from '../types.js';
 
@@ -29,6 +32,12 @@ export interface LocalEtcdOptions {
   clientPort?: string | number;
   peerPort?: string | number;
   timeoutMs?: number;
+  /** Serve a cluster over TLS on this IP (the first member); a member already over TLS restarts as it was. */
+  advertise?: string;
+  /** Member name (default: the hostname). */
+  name?: string;
+  /** For a store command: a cluster member that runs but does not answer at once is left to the store client, which fails over to the others. */
+  forStore?: boolean;
 }
 
 export interface LocalEtcd {
@@ -139,8 +148,8 @@ export async function stopLocalEtcd(ctx: Context, state: EtcdServerState): Promi
 }
 
 /** Records the fleet's schema and this host's current pools (dropping destroyed ones) once etcd answers. */
-async function recordFleet(ctx: Context, clientUrl: string): Promise<void> {
-  const store = await connectEtcd([clientUrl]);
+export async function recordFleet(ctx: Context, endpoints: readonly string[], opts: EtcdConnectOptions = {}): Promise<void> {
+  const store = await connectEtcd(endpoints, opts);
   try {
     const keys = fleetKeys(ctx.config.fleet);
     await store.createIfAbsent(keys.schema, SCHEMA_VERSION);
@@ -169,7 +178,15 @@ export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {})
 
   if (previous && (await isEtcdProcess(previous.pid))) {
     if (await dropUnswappedRestore(ctx)) ctx.events.warn('an etcd restore was cut short before it stopped etcd: dropped, the data is as it was');
-    const health = await waitHealthy(previous.clientUrl, previous.pid!, opts.timeoutMs ?? 30000, ctx.signal);
+    const tls = stateTls(previous);
+    if (opts.forStore && previous.tls) {
+      const quick = await probeHealth(previous.clientUrl, 1000, tls);
+      if (!quick.healthy) {
+        ctx.events.warn(`this host's etcd member does not answer (${quick.error}): going to the other members`);
+        return { action: 'running', state: previous, health: quick };
+      }
+    }
+    const health = await waitHealthy(previous.clientUrl, previous.pid!, opts.timeoutMs ?? 30000, ctx.signal, tls);
     if (!health.healthy) {
       throw new KnarrError('E_ETCD_UNHEALTHY', ExitCode.storeUnavailable, `the local etcd (pid ${previous.pid}) runs but is not healthy: ${health.error}`, {
         hint: `see ${previous.logFile}; restart it with: knarr etcd down && knarr etcd up`,
@@ -178,11 +195,38 @@ export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {})
     if (opts.pool !== undefined && previous.pool !== opts.pool) {
       ctx.events.warn(`etcd already runs with its data ${previous.pool ? `on pool ${previous.pool}` : `in ${previous.dataDir}`}; --pool ignored`);
     }
-    if (previous.clientUrl !== `http://127.0.0.1:${clientPort}` || previous.peerUrl !== `http://127.0.0.1:${peerPort}`) {
+    if (previous.tls) {
+      if (opts.advertise !== undefined && new URL(previous.clientUrl).hostname.replace(/^\[|\]$/g, '') !== opts.advertise)
+        ctx.events.warn(`etcd already runs as a cluster member on ${previous.clientUrl}; --advertise ignored`);
+    } else if (opts.advertise !== undefined) {
+      throw new ConflictError(`the local etcd runs on ${previous.clientUrl} without TLS: it cannot start serving a cluster while it runs`, {
+        hint: 'stop it with `knarr etcd down`, then run `knarr etcd up --advertise IP` again (its data is kept)',
+      });
+    } else if (previous.clientUrl !== `http://127.0.0.1:${clientPort}` || previous.peerUrl !== `http://127.0.0.1:${peerPort}`) {
       ctx.events.warn(`etcd already runs on ${previous.clientUrl}; the ports given are ignored until it is restarted`);
     }
-    if (!ctx.runner.dryRun) await recordFleet(ctx, previous.clientUrl);
+    if (!ctx.runner.dryRun && previous.tls && !previous.settled) await settleMember(ctx, previous);
+    if (!ctx.runner.dryRun) await recordFleet(ctx, previous.endpoints ?? [previous.clientUrl], storeOptions(previous));
     return { action: 'running', state: previous, health };
+  }
+  // A cluster member restarts as it was recorded (its name, addresses and certificates), on its data: never a new cluster.
+  if (previous?.tls) {
+    const { dataDir } = await dataLocation(ctx, previous.pool ?? undefined);
+    if (dataDir !== previous.dataDir) {
+      throw new ConflictError(`etcd member ${previous.name} keeps its data in ${previous.dataDir}, not ${dataDir}`, {
+        hint: `bring up the pool that holds ${previous.dataDir} (knarr pool init), then run the command again`,
+      });
+    }
+    if (await finishRestore(ctx)) ctx.events.warn('finished a restore that was cut short');
+    // A member that has run needs its data: without it etcd would found a new cluster or be refused by the others.
+    if (previous.clusterState === 'existing' && !ctx.runner.dryRun && !(await pathExists(`${dataDir}/member`))) {
+      throw new ConflictError(`etcd member ${previous.name} has no data in ${dataDir}: it will not start as a new member`, {
+        hint:
+          `restore it (knarr etcd restore FILE), or remove it from the cluster on another member (knarr etcd remove ${previous.name}), ` +
+          `move ${paths.etcdState} and ${paths.etcdPki.dir} aside and join again`,
+      });
+    }
+    return startMember(ctx, previous, opts.timeoutMs);
   }
 
   const { dataDir, pool } = await dataLocation(ctx, opts.pool);
@@ -193,7 +237,7 @@ export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {})
       hint: `start it from its old place with --pool ${previous.pool ?? '(none)'}, or move ${paths.etcdState} aside to begin a new store`,
     });
   }
-  const state: EtcdServerState = {
+  const plain: EtcdServerState = {
     pid: null,
     name: ETCD_MEMBER_NAME,
     clientUrl: `http://127.0.0.1:${clientPort}`,
@@ -204,6 +248,29 @@ export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {})
     logFile: paths.etcdLog,
     startedAt: null,
   };
+  if (opts.advertise !== undefined) {
+    const ip = validateAdvertiseIp('--advertise', opts.advertise);
+    if (await pathExists(`${dataDir}/member`)) {
+      throw new ConflictError(`${dataDir} holds the data of a plain one-member etcd: serving it as a TLS cluster is not supported in place`, {
+        hint: 'take a backup (knarr etcd backup FILE), move the data directory aside, run `knarr etcd up --advertise IP`, then restore into it',
+      });
+    }
+    const name = memberName(opts.name);
+    await ensureFirstPki(ctx, name, ip);
+    const urls = tlsUrls(ip, clientPort, peerPort);
+    const member: EtcdServerState = {
+      ...plain,
+      name,
+      ...urls,
+      socket: '',
+      tls: pkiFiles(ctx),
+      initialCluster: `${name}=${urls.peerUrl}`,
+      clusterState: 'new',
+      endpoints: [urls.clientUrl],
+    };
+    return startMember(ctx, member, opts.timeoutMs);
+  }
+  const state = plain;
   const already = await probeHealth(state.clientUrl, 500);
   if (already.healthy && !ctx.runner.dryRun) {
     throw new ConflictError(`another etcd already answers on ${state.clientUrl}`, { hint: 'pick free ports with --client-port and --peer-port' });
@@ -228,7 +295,70 @@ export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {})
   const started: EtcdServerState = { ...state, pid, startedAt: new Date().toISOString() };
   await writeJsonAtomic(paths.etcdState, started);
   ctx.events.step('etcd: recording the fleet');
-  await recordFleet(ctx, started.clientUrl);
+  await recordFleet(ctx, [started.clientUrl]);
   ctx.events.done();
   return { action: 'started', state: started, health };
+}
+
+/** Starts a TLS member from its recorded state and waits until it answers. */
+export async function startMember(ctx: Context, state: EtcdServerState, timeoutMs = 60000): Promise<LocalEtcd> {
+  const paths = statePaths(ctx.config.stateDir);
+  const already = ctx.runner.dryRun ? null : await probeHealth(state.clientUrl, 500, stateTls(state));
+  if (already?.healthy) {
+    throw new ConflictError(`another etcd already answers on ${state.clientUrl}`, { hint: 'pick free ports with --client-port and --peer-port' });
+  }
+  await ctx.runner.mkdirp(paths.etcdDir);
+  ctx.events.step(`etcd: starting member ${state.name} on ${state.clientUrl}`);
+  const pid = await ctx.runner.spawnDetached(etcdArgv(state), { logFile: state.logFile, cwd: paths.etcdDir });
+  if (pid === null) return { action: 'planned', state, health: { healthy: false, version: null, error: 'dry run' } };
+  // Recorded at once: a member that is slow to answer (a learner catching up) is still known, and `etcd down` can stop it.
+  const started: EtcdServerState = { ...state, pid, startedAt: new Date().toISOString() };
+  await writeJsonAtomic(paths.etcdState, started);
+  const tls = stateTls(state);
+  const health = await waitHealthy(state.clientUrl, pid, timeoutMs, ctx.signal, tls).catch(async (e: unknown) => {
+    await stopLocalEtcd(ctx, started);
+    throw e;
+  });
+  if (!health.healthy) {
+    await stopLocalEtcd(ctx, started);
+    throw new KnarrError('E_ETCD_START', ExitCode.failure, `etcd member ${state.name} did not become healthy: ${health.error}`, {
+      hint: `last lines of ${state.logFile}:\n${await tailFile(state.logFile)}`,
+    });
+  }
+  // From its first healthy start on, the member's cluster exists: a restart never founds a new one.
+  if (state.clusterState !== 'existing') {
+    started.clusterState = 'existing';
+    await writeJsonAtomic(paths.etcdState, started);
+  }
+  // A joining member is a learner until promoted: it serves no reads, so the fleet is recorded after.
+  const settled = started.settled ? started : await settleMember(ctx, started);
+  ctx.events.step('etcd: recording the fleet');
+  await recordFleet(ctx, started.endpoints ?? [started.clientUrl], storeOptions(started));
+  ctx.events.done();
+  return { action: 'started', state: settled, health };
+}
+
+/**
+ * Finishes what a member owes the cluster once: promoted if still a learner (a join cut short), and
+ * the CA key sealed in etcd. Recorded as settled, so a store command on a member host does not repeat it.
+ */
+async function settleMember(ctx: Context, state: EtcdServerState): Promise<EtcdServerState> {
+  await promoteIfLearner(ctx, state, 60_000);
+  await sealCaKeyInStore(ctx, state);
+  const settled = { ...state, settled: true };
+  await writeJsonAtomic(statePaths(ctx.config.stateDir).etcdState, settled);
+  return settled;
+}
+
+/** The fleet CA's key goes into etcd sealed with the token's secret, for joining hosts to sign their certificates. */
+export async function sealCaKeyInStore(ctx: Context, state: EtcdServerState): Promise<void> {
+  const token = await readToken(ctx);
+  if (!token) return;
+  const store = await connectEtcd(state.endpoints ?? [state.clientUrl], storeOptions(state));
+  try {
+    const pem = await readFile(statePaths(ctx.config.stateDir).etcdPki.caKey, 'utf8');
+    await store.createIfAbsent(etcdClusterKeys.caKey, sealCaKey(token.secret, pem));
+  } finally {
+    await store.close();
+  }
 }

@@ -1,32 +1,40 @@
 import { StoreUnavailableError } from '../../core/errors.js';
 import { formatSize } from '../../core/size.js';
-import { isEtcdProcess } from '../../host/etcd-server.js';
+import { isEtcdProcess, type ClientTls } from '../../host/etcd-server.js';
+import { clientFiles, etcdctlArgv, stateTls } from './cluster.js';
 import { probeSpace, type Space } from '../../host/etcd-space.js';
 import type { CommandResult, Context } from '../types.js';
 import { ETCDCTL_ENV } from './backup.js';
 import { readEtcdState } from './local.js';
 
-/** The endpoints maintenance acts on: every --etcd endpoint (each member is defragmented on its own), or the managed etcd. */
-async function endpoints(ctx: Context): Promise<string[]> {
-  if (ctx.config.etcd.length > 0) return [...ctx.config.etcd];
+/** What maintenance acts on: every --etcd endpoint (each member is defragmented on its own), or the managed etcd with its certificates. */
+async function target(ctx: Context): Promise<{ urls: string[]; etcdctl: (...argv: string[]) => string[]; tls?: ClientTls }> {
+  if (ctx.config.etcd.length > 0) {
+    const urls = [...ctx.config.etcd];
+    return { urls, etcdctl: (...argv) => ['etcdctl', '--endpoints', urls.join(','), ...argv] };
+  }
   const state = await readEtcdState(ctx);
   if (!state || !(await isEtcdProcess(state.pid))) throw new StoreUnavailableError('the managed etcd is not running', { hint: 'start it with: knarr etcd up' });
-  return [state.clientUrl];
+  const urls = state.endpoints ?? [state.clientUrl];
+  const files = state.tls ? clientFiles(state.tls) : null;
+  return {
+    urls,
+    etcdctl: (...argv) => (files ? etcdctlArgv(files, urls, argv) : ['etcdctl', '--endpoints', urls.join(','), ...argv]),
+    tls: stateTls(state),
+  };
 }
-
-const etcdctl = (urls: string[], ...argv: string[]) => ['etcdctl', '--endpoints', urls.join(','), ...argv];
 
 const sizeText = (s: Space) =>
   s.dbBytes === null ? '-' : `${formatSize(s.dbBytes)}${s.dbInUseBytes !== null ? ` (${formatSize(s.dbInUseBytes)} in use)` : ''}`;
 
 /** `knarr etcd compact`: drops every revision older than the current one (etcd keeps an hour of them on its own). */
 export async function etcdCompact(ctx: Context): Promise<CommandResult> {
-  const urls = await endpoints(ctx);
-  const r = await ctx.runner.run(etcdctl(urls, 'endpoint', 'status', '-w', 'json'), { mutates: false, env: ETCDCTL_ENV });
+  const { urls, etcdctl } = await target(ctx);
+  const r = await ctx.runner.run(etcdctl('endpoint', 'status', '-w', 'json'), { mutates: false, env: ETCDCTL_ENV });
   const status = JSON.parse(r.stdout) as { Status: { header: { revision: number } } }[];
   const revision = Math.max(...status.map((s) => Number(s.Status.header.revision)));
   ctx.events.step(`etcd: compacting history before revision ${revision}`);
-  await ctx.runner.run(etcdctl(urls, 'compact', String(revision), '--physical'), { env: ETCDCTL_ENV });
+  await ctx.runner.run(etcdctl('compact', String(revision), '--physical'), { env: ETCDCTL_ENV });
   ctx.events.done();
   const data = { endpoints: urls, revision, planned: ctx.runner.dryRun };
   return { data, view: { kind: 'lines', lines: [`compacted history before revision ${revision}; knarr etcd defrag gives the space back to the disk`] } };
@@ -34,13 +42,13 @@ export async function etcdCompact(ctx: Context): Promise<CommandResult> {
 
 /** `knarr etcd defrag`: gives the space compaction freed back to the disk, member by member; --disarm then clears a NOSPACE alarm. */
 export async function etcdDefrag(opts: { disarm: boolean }, ctx: Context): Promise<CommandResult> {
-  const urls = await endpoints(ctx);
-  const before = await Promise.all(urls.map((u) => probeSpace(u)));
+  const { urls, etcdctl, tls } = await target(ctx);
+  const before = await Promise.all(urls.map((u) => probeSpace(u, 2000, tls)));
   ctx.events.step(`etcd: defragmenting ${urls.join(', ')}`);
-  await ctx.runner.run(etcdctl(urls, 'defrag'), { env: ETCDCTL_ENV, timeoutMs: 300_000 });
-  if (opts.disarm) await ctx.runner.run(etcdctl(urls, 'alarm', 'disarm'), { env: ETCDCTL_ENV });
+  await ctx.runner.run(etcdctl('defrag'), { env: ETCDCTL_ENV, timeoutMs: 300_000 });
+  if (opts.disarm) await ctx.runner.run(etcdctl('alarm', 'disarm'), { env: ETCDCTL_ENV });
   ctx.events.done();
-  const after = ctx.runner.dryRun ? before : await Promise.all(urls.map((u) => probeSpace(u)));
+  const after = ctx.runner.dryRun ? before : await Promise.all(urls.map((u) => probeSpace(u, 2000, tls)));
   const members = urls.map((endpoint, i) => ({ endpoint, before: before[i]!, after: after[i]! }));
   return {
     data: { members, disarmed: opts.disarm, planned: ctx.runner.dryRun },

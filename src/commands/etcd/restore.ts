@@ -49,8 +49,10 @@ export async function etcdRestore(fileArg: string, opts: EtcdRestoreOptions, ctx
   if (running ? await dropUnswappedRestore(ctx) : await finishRestore(ctx)) ctx.events.warn('an earlier restore was cut short: it is settled first');
   const peerOpt = opts.peerPort;
   // The restored member names its peer address: the one etcd is started with next.
-  const peerUrl =
-    peerOpt !== undefined
+  // A cluster member keeps its name and TLS addresses: it comes back as a new one-member cluster that the others join.
+  const peerUrl = state?.tls
+    ? state.peerUrl
+    : peerOpt !== undefined
       ? `http://127.0.0.1:${validatePort('--peer-port', peerOpt)}`
       : (state?.peerUrl ?? `http://127.0.0.1:${ctx.config.etcdServer.peerPort}`);
   const hasData = await pathExists(`${dataDir}/member`);
@@ -81,9 +83,9 @@ export async function etcdRestore(fileArg: string, opts: EtcdRestoreOptions, ctx
     '--data-dir',
     staged,
     '--name',
-    ETCD_MEMBER_NAME,
+    state?.tls ? state.name : ETCD_MEMBER_NAME,
     '--initial-cluster',
-    `${ETCD_MEMBER_NAME}=${peerUrl}`,
+    `${state?.tls ? state.name : ETCD_MEMBER_NAME}=${peerUrl}`,
     '--initial-advertise-peer-urls',
     peerUrl,
   ];
@@ -116,6 +118,15 @@ export async function etcdRestore(fileArg: string, opts: EtcdRestoreOptions, ctx
     ctx.runner.plan(['mv', `${staged}/member`, `${dataDir}/member`]);
   } else {
     await finishRestore(ctx);
+    const after = await readEtcdState(ctx);
+    if (after?.tls) {
+      await writeJsonAtomic(statePaths(ctx.config.stateDir).etcdState, {
+        ...after,
+        endpoints: [after.clientUrl],
+        initialCluster: `${after.name}=${after.peerUrl}`,
+        clusterState: 'existing',
+      });
+    }
   }
   ctx.events.done();
   const up = await ensureLocalEtcd(ctx, { pool, clientPort: opts.clientPort, peerPort: peerOpt });

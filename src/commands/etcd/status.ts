@@ -5,6 +5,8 @@ import { formatSize } from '../../core/size.js';
 import type { CommandResult, Context } from '../types.js';
 import { readEtcdState } from './local.js';
 import { etcdData, etcdFields } from './view.js';
+import { clientFiles, etcdctlArgv, stateTls } from './cluster.js';
+import { shellCommand } from '../../core/shell.js';
 
 /** "12 MB of 2 GB (1%)": the database against its quota. */
 const spaceText = (s: Space | null) => {
@@ -43,12 +45,16 @@ export async function etcdStatus(ctx: Context): Promise<CommandResult> {
   }
   const state = await readEtcdState(ctx);
   const running = await isEtcdProcess(state?.pid ?? null);
-  const health = running && state ? await probeHealth(state.clientUrl) : null;
-  const space = running && state ? await probeSpace(state.clientUrl) : null;
+  const tls = state ? stateTls(state) : undefined;
+  const health = running && state ? await probeHealth(state.clientUrl, 2000, tls) : null;
+  const space = running && state ? await probeSpace(state.clientUrl, 2000, tls) : null;
   if (state) warnAlarms(ctx, state.clientUrl, space);
+  // What an operator types to reach the same etcd with etcdctl (the certificates knarr uses), quoted for a shell.
+  const etcdctl = state?.tls ? shellCommand(etcdctlArgv(clientFiles(state.tls), state.endpoints ?? [state.clientUrl], []).slice(0, 9)) : null;
   const data = {
     managed: true,
     ...etcdData(state, running, health),
+    etcdctl,
     dbBytes: space?.dbBytes ?? null,
     dbInUseBytes: space?.dbInUseBytes ?? null,
     quotaBytes: space?.quotaBytes ?? null,
@@ -56,6 +62,7 @@ export async function etcdStatus(ctx: Context): Promise<CommandResult> {
   };
   const fields = etcdFields(data);
   fields.push(['db', spaceText(space)], ['alarms', data.alarms.join(',') || '-']);
+  if (etcdctl) fields.push(['etcdctl', etcdctl]);
   // Scripts can wait with `until knarr etcd status; do ...`: non-zero until healthy.
   return { data, view: { kind: 'fields', fields }, exitCode: data.healthy ? ExitCode.ok : ExitCode.storeUnavailable };
 }
