@@ -213,6 +213,8 @@ class Gateway {
   readonly deadlineMs: number;
   /** The endpoint that answered last: tried first. */
   preferred = 0;
+  /** When each endpoint last answered a call (with the quorum behind it): a watch's check skips a member heard from lately. */
+  readonly heard = new Map<string, number>();
   private readonly tls: { ca?: Buffer; cert?: Buffer; key?: Buffer };
   private readonly http = new HttpAgent({ keepAlive: true, maxSockets: 8 });
   private readonly https: import('node:https').Agent | null;
@@ -305,7 +307,9 @@ class Gateway {
           const text = Buffer.concat(chunks).toString('utf8');
           if (res.statusCode === 200) {
             try {
-              return resolve(JSON.parse(text));
+              const value = JSON.parse(text);
+              this.heard.set(endpoint, Date.now());
+              return resolve(value);
             } catch (e) {
               return fail(e);
             }
@@ -676,6 +680,7 @@ function watchPrefix(gw: Gateway, prefix: string, onChange: (events: WatchEvent[
             if (lastRevision === null) lastRevision = Number(r.header?.revision ?? 0);
             // A frozen or cut-off member keeps the stream open and says nothing: check that it still answers.
             checker = setInterval(async () => {
+              if (Date.now() - (gw.heard.get(endpoint) ?? 0) < WATCH_CHECK_MS) return;
               try {
                 await gw.attempt(
                   endpoint,
@@ -705,6 +710,7 @@ function watchPrefix(gw: Gateway, prefix: string, onChange: (events: WatchEvent[
           }
           const events = r.events ?? [];
           if (events.length > 0) {
+            gw.heard.set(endpoint, Date.now());
             for (const e of events) lastRevision = Math.max(lastRevision ?? 0, Number(e.kv?.mod_revision ?? 0));
             onChange(events.map((e) => ({ key: unb64(e.kv?.key), deleted: e.type === 'DELETE' })));
           } else if (!r.created && r.header?.revision) lastRevision = Math.max(lastRevision ?? 0, Number(r.header.revision));
