@@ -1,0 +1,343 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, type IBackoff, isBrokenCircuitError, noop } from 'cockatiel';
+import {
+  EtcdAuthenticationFailedError,
+  EtcdPermissionDeniedError,
+  Etcd3,
+  GRPCDeadlineExceededError,
+  GRPCUnauthenticatedError,
+  isRecoverableError,
+  type ICompare,
+  type IKeyValue,
+  type IRequestOp,
+  type IWatchResponse,
+  type Watcher,
+} from 'etcd3';
+import { FailureError, StoreUnavailableError, UserError } from '../core/errors.js';
+import type { Guard, KeyRange, Store, WatchEvent } from './store.js';
+
+/** How the agent's store client reaches etcd: TLS with the fleet's CA and client certificate, etcd users, deadlines. */
+export interface Etcd3Options {
+  tls?: { ca: Buffer; cert?: Buffer; key?: Buffer };
+  auth?: { user: string; password: string };
+  /** The deadline of one attempt on one member; a call tries other members until endpoints + 1 attempts' time is up. */
+  attemptMs?: number;
+}
+
+// etcd refuses HTTP/2 pings closer than 5 s (--grpc-keepalive-min-time): a frozen member is noticed within 6 + 2 s.
+const KEEPALIVE_MS = 6000;
+const KEEPALIVE_TIMEOUT_MS = 2000;
+
+const enc = (s: string) => Buffer.from(s, 'utf8');
+const rangeEnd = (prefix: string) => Buffer.from(prefixEndBytes(prefix));
+const CREATE = 1;
+const MOD = 2;
+const VALUE = 3;
+const EQUAL = 0;
+
+function prefixEndBytes(prefix: string): Uint8Array {
+  const buf = Buffer.from(prefix, 'utf8');
+  for (let i = buf.length - 1; i >= 0; i--) {
+    if (buf[i]! < 0xff) {
+      const end = Buffer.from(buf.subarray(0, i + 1));
+      end[i]! += 1;
+      return end;
+    }
+  }
+  return Buffer.from([0]);
+}
+
+/** A member that did not answer, or answered "unavailable" (no leader, leader changed): another may answer. */
+const transient = (e: unknown) => e instanceof Error && (isRecoverableError(e) || isBrokenCircuitError(e));
+
+/**
+ * The store through etcd's gRPC API with the etcd3 package, for the long-running agent: one connection per member
+ * kept open, leases renewed over a keepalive stream, watches that resume from the last revision they delivered on
+ * another member. Each attempt has a deadline; a member that missed one is skipped for a while (a circuit breaker,
+ * re-tried after 2 s, then up to 30 s), so a frozen member costs one deadline, not one per call.
+ */
+export async function connectEtcd3(endpoints: readonly string[], opts: Etcd3Options = {}): Promise<Store> {
+  const attemptMs = opts.attemptMs ?? 2500;
+  const budgetMs = attemptMs * (endpoints.length + 1);
+  const client = new Etcd3({
+    hosts: [...endpoints],
+    ...(opts.tls ? { credentials: { rootCertificate: opts.tls.ca, privateKey: opts.tls.key, certChain: opts.tls.cert } } : {}),
+    ...(opts.auth ? { auth: { username: opts.auth.user, password: opts.auth.password, callOptions: () => ({ deadline: Date.now() + attemptMs }) } } : {}),
+    dialTimeout: attemptMs,
+    // Streams (watch, keepalive) live long: their liveness is the HTTP/2 ping below, not a deadline.
+    defaultCallOptions: (c) => (c.isStream ? {} : { deadline: Date.now() + attemptMs }),
+    grpcOptions: { 'grpc.keepalive_time_ms': KEEPALIVE_MS, 'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS },
+    faultHandling: {
+      host: () =>
+        circuitBreaker(handleWhen(isRecoverableError), {
+          halfOpenAfter: new ExponentialBackoff({ initialDelay: 2000, maxDelay: 30_000 }),
+          breaker: new ConsecutiveBreaker(1),
+        }),
+      // Retries are ours (below), with a pause and an overall deadline.
+      global: noop,
+      // The package calls next() on it first: a factory, whatever its declared type says.
+      watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }) as unknown as IBackoff<unknown>,
+    },
+  });
+
+  const unavailable = (cause: unknown) =>
+    new StoreUnavailableError(`etcd at ${endpoints.join(',')} is not reachable: ${(cause as Error)?.message?.split('\n')[0] ?? String(cause)}`, {
+      hint: 'check --etcd / KNARR_ETCD, the members named there, and their certificates',
+      cause,
+    });
+  const typed = (what: string, e: unknown): Error => {
+    if (e instanceof EtcdAuthenticationFailedError || e instanceof GRPCUnauthenticatedError || e instanceof EtcdPermissionDeniedError)
+      return new UserError(`etcd refused ${what}: ${(e as Error).message}`, {
+        hint: "check the etcd user and password (and its role's permissions on the fleet's keys)",
+        cause: e,
+      });
+    if (transient(e)) return unavailable(e);
+    return new FailureError(`etcd refused ${what}: ${(e as Error).message}`, { cause: e });
+  };
+  /** Tries the call on the members until one answers or the budget is spent; "unavailable" answers are tried again. */
+  const call = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+    const until = Date.now() + budgetMs;
+    for (let pause = 50; ; pause = Math.min(pause * 2, 500)) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (!transient(e) || Date.now() + pause >= until) throw typed(what, e);
+        await sleep(pause);
+      }
+    }
+  };
+
+  const range = (key: string, prefix: boolean) =>
+    call(`a read of ${key}`, () => client.kv.range(prefix ? { key: enc(key), range_end: rangeEnd(key) } : { key: enc(key) }));
+  const putOp = (p: { key: string; value: string; lease?: string; keepLease?: boolean }): IRequestOp => ({
+    request_put: { key: enc(p.key), value: enc(p.value), ...(p.lease ? { lease: p.lease } : {}), ...(p.keepLease ? { ignore_lease: true } : {}) },
+  });
+  const compareOf = (g: Guard): ICompare =>
+    'modRevision' in g
+      ? { key: enc(g.key), target: MOD, result: EQUAL, mod_revision: g.modRevision }
+      : 'value' in g
+        ? { key: enc(g.key), target: VALUE, result: EQUAL, value: enc(g.value) }
+        : { key: enc(g.key), target: CREATE, result: EQUAL, create_revision: 0 };
+  const txn = async (what: string, compare: ICompare[], success: IRequestOp[]) =>
+    (await call(what, () => client.kv.txn({ compare, success, failure: [] }))).succeeded === true;
+  const absent = (key: string): Guard => ({ key, absent: true });
+  const keepAlive = leaseKeeper(client, attemptMs);
+
+  const store: Store = {
+    endpoints,
+    async get(key) {
+      const kv = (await range(key, false)).kvs[0];
+      return kv ? kv.value.toString('utf8') : null;
+    },
+    async put(key, value, lease) {
+      await call(`a write of ${key}`, () => client.kv.put({ key: enc(key), value: enc(value), ...(lease ? { lease } : {}) }));
+    },
+    async grantLease(ttlSeconds) {
+      return (await call('a new lease', () => client.leaseClient.leaseGrant({ TTL: ttlSeconds, ID: 0 }))).ID;
+    },
+    async keepAlive(lease) {
+      return call(`a renewal of lease ${lease}`, () => keepAlive.renew(lease));
+    },
+    async revokeLease(lease) {
+      await call(`the revocation of lease ${lease}`, () => client.leaseClient.leaseRevoke({ ID: lease })).catch(() => undefined);
+    },
+    transact: (guards, puts, deletes) =>
+      txn(`a transaction on ${[...puts.map((p) => p.key), ...deletes.map((d) => (typeof d === 'string' ? d : d.from))].join(', ')}`, guards.map(compareOf), [
+        ...puts.map(putOp),
+        ...deletes.map((k: string | KeyRange) => ({
+          request_delete_range: typeof k === 'string' ? { key: enc(k) } : { key: enc(k.from), range_end: enc(k.to) },
+        })),
+      ]),
+    createAllIfAbsent: (entries) =>
+      txn(
+        `the creation of ${entries.map((e) => e.key).join(', ')}`,
+        entries.map((e) => compareOf(absent(e.key))),
+        entries.map((e) => putOp(e)),
+      ),
+    createIfAbsent: (key, value) => txn(`the creation of ${key}`, [compareOf(absent(key))], [putOp({ key, value })]),
+    async increment(key) {
+      for (;;) {
+        const kv = (await range(key, false)).kvs[0];
+        const next = (kv ? Number(kv.value.toString('utf8')) : 0) + 1;
+        const guard: Guard = kv ? { key, modRevision: kv.mod_revision } : absent(key);
+        if (await txn(`an increment of ${key}`, [compareOf(guard)], [putOp({ key, value: String(next) })])) return next;
+      }
+    },
+    async getVersioned(key) {
+      const kv = (await range(key, false)).kvs[0];
+      return kv ? { value: kv.value.toString('utf8'), modRevision: kv.mod_revision } : null;
+    },
+    putIfUnchanged: (key, value, modRevision, o) =>
+      txn(`a write of ${key}`, [compareOf({ key, modRevision })], [putOp({ key, value, keepLease: o?.keepLease })]),
+    putAllIfUnchanged: (guard, modRevision, puts) =>
+      txn(`a write of ${puts.map((p) => p.key).join(', ')}`, [compareOf({ key: guard, modRevision })], puts.map(putOp)),
+    watch: (prefix, onChange, signal) => watchPrefix(client, prefix, onChange, signal, budgetMs, unavailable),
+    async delete(key) {
+      return Number((await call(`a delete of ${key}`, () => client.kv.deleteRange({ key: enc(key) }))).deleted) > 0;
+    },
+    async deletePrefix(prefix) {
+      return Number((await call(`a delete under ${prefix}`, () => client.kv.deleteRange({ key: enc(prefix), range_end: rangeEnd(prefix) }))).deleted);
+    },
+    async list(prefix) {
+      return (await range(prefix, true)).kvs
+        .map((kv: IKeyValue) => ({ key: kv.key.toString('utf8'), value: kv.value.toString('utf8') }))
+        .sort((a, b) => a.key.localeCompare(b.key));
+    },
+    async close() {
+      keepAlive.close();
+      client.close();
+    },
+  };
+  // Fail fast with a clear message instead of on the first real call.
+  try {
+    await range('/knarr/', false);
+  } catch (e) {
+    client.close();
+    throw e;
+  }
+  return store;
+}
+
+type KeepAliveStream = Awaited<ReturnType<Etcd3['leaseClient']['leaseKeepAlive']>>;
+
+/**
+ * Renews leases over one LeaseKeepAlive stream (etcd has no single-request renewal): each renewal waits for its
+ * answer up to the deadline, else the stream is dropped (its member marked failed) and the next one opens elsewhere.
+ */
+function leaseKeeper(client: Etcd3, attemptMs: number) {
+  let stream: Promise<KeepAliveStream> | null = null;
+  const waiting = new Map<string, ((ttl: number | Error) => void)[]>();
+  const settle = (id: string, outcome: number | Error) => {
+    const ws = waiting.get(id) ?? [];
+    waiting.delete(id);
+    for (const w of ws) w(outcome);
+  };
+  const drop = (s: Promise<KeepAliveStream>, e: Error) => {
+    if (stream !== s) return;
+    stream = null;
+    void s.then(
+      (open) => open.cancel(),
+      () => undefined,
+    );
+    for (const id of [...waiting.keys()]) settle(id, e);
+  };
+  const open = () => {
+    if (stream) return stream;
+    const s = client.leaseClient.leaseKeepAlive();
+    stream = s;
+    s.then(
+      (open) => {
+        open.on('data', (res: { ID: string; TTL: string }) => settle(String(res.ID), Number(res.TTL)));
+        open.on('error', (e: Error) => drop(s, e));
+        open.on('end', () => drop(s, new Error('the lease keepalive stream ended')));
+      },
+      (e: Error) => drop(s, e),
+    );
+    return s;
+  };
+  return {
+    async renew(lease: string): Promise<boolean> {
+      const s = open();
+      const live = await s;
+      const answer = new Promise<number | Error>((resolve) => {
+        const ws = waiting.get(lease) ?? [];
+        ws.push(resolve);
+        waiting.set(lease, ws);
+      });
+      live.write({ ID: lease });
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<Error>((resolve) => {
+        timer = setTimeout(() => resolve(new Error(`no keepalive answer within ${attemptMs}ms`)), attemptMs);
+      });
+      const outcome = await Promise.race([answer, deadline]);
+      clearTimeout(timer);
+      if (outcome instanceof Error) {
+        // A silent member: drop its stream (its error marks the member failed) and let the caller's retry go elsewhere.
+        drop(s, outcome);
+        throw new GRPCDeadlineExceededError(outcome.message);
+      }
+      return outcome > 0;
+    },
+    close() {
+      if (stream) drop(stream, new Error('the store was closed'));
+    },
+  };
+}
+
+/**
+ * A watch on prefix that survives its member: on a broken stream the etcd3 package re-opens it on a member that
+ * answers, and it resumes from the revision after the last event delivered, so nothing in the gap is lost. Only when
+ * that revision was compacted away is a fresh watch made, reported as a change of everything (key null).
+ */
+function watchPrefix(
+  client: Etcd3,
+  prefix: string,
+  onChange: (events: WatchEvent[]) => void,
+  signal: AbortSignal,
+  budgetMs: number,
+  unavailable: (cause: unknown) => Error,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let next: bigint | null = null;
+    let established = false;
+    let current: Watcher | null = null;
+    let over = false;
+    const start = () => {
+      if (signal.aborted || over) return;
+      // Its own stream: a watch etcd cancels (compaction) must not hold up the others on a shared stream.
+      const builder = client.namespace('').watch().prefix(prefix);
+      if (next !== null) builder.startRevision(next.toString());
+      const w = builder.watcher();
+      current = w;
+      // etcd3 would resume from the revision the member was at when the watch was made, past events not yet delivered.
+      const pin = () => {
+        if (next !== null) (w as unknown as { request: { start_revision: string } }).request.start_revision = next.toString();
+      };
+      w.on('connected', (res: IWatchResponse) => {
+        if (next === null) next = BigInt(res.header.revision) + 1n;
+        pin();
+        if (!established) {
+          established = true;
+          resolve();
+        }
+      });
+      w.on('data', (res: IWatchResponse) => {
+        const events = res.events ?? [];
+        if (events.length > 0) {
+          next = BigInt(events[events.length - 1]!.kv.mod_revision) + 1n;
+          pin();
+          onChange(events.map((e) => ({ key: e.kv.key.toString('utf8'), deleted: String(e.type).toLowerCase() === 'delete' })));
+        } else {
+          // A progress notice: etcd sends it only once the watch has delivered everything up to its revision.
+          const seen = BigInt(res.header.revision) + 1n;
+          if (next === null || seen > next) next = seen;
+          pin();
+        }
+      });
+      w.on('error', () => {
+        // Cancelled by etcd (its start revision compacted): resume from now, and everything may have changed.
+        void w.cancel().catch(() => undefined);
+        next = null;
+        if (established) onChange([{ key: null, deleted: false }]);
+        setTimeout(start, 200).unref();
+      });
+    };
+    const giveUp = setTimeout(() => {
+      if (established) return;
+      over = true;
+      signal.removeEventListener('abort', abort);
+      void current?.cancel().catch(() => undefined);
+      current = null;
+      reject(unavailable(new Error(`the watch on ${prefix} was not set up within ${budgetMs}ms`)));
+    }, budgetMs);
+    giveUp.unref();
+    const abort = () => {
+      clearTimeout(giveUp);
+      void current?.cancel().catch(() => undefined);
+      current = null;
+      if (!established) resolve();
+    };
+    signal.addEventListener('abort', abort, { once: true });
+    start();
+  });
+}
