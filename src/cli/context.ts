@@ -73,17 +73,19 @@ export function createContext(config: Config, io: ContextIo, reload: () => Promi
     },
     opHandlers,
     reloadConfig: reload,
-    async openStore(): Promise<Store> {
+    async openStore(use?: 'agent'): Promise<Store> {
       const { connectEtcd, readOnlyStore } = await import('../state/store.js');
       // Under --dry-run every handler sees a store that refuses writes: nothing reaches etcd, whatever a handler forgets.
       const guard = (store: Store) => (config.dryRun ? readOnlyStore(store) : store);
-      if (config.etcd.length > 0) return guard(await connectEtcd(config.etcd));
+      // The agent's client is loaded only here: gRPC costs ~100 ms of start-up, which a daemon pays once.
+      const connect = async (urls: readonly string[]) => (use === 'agent' ? (await import('../state/etcd3-store.js')).connectEtcd3(urls) : connectEtcd(urls));
+      if (config.etcd.length > 0) return guard(await connect(config.etcd));
       const { ensureLocalEtcd } = await import('../commands/etcd/local.js');
       const local = await ensureLocalEtcd(ctx);
       if (local.action === 'planned') {
         throw new StoreUnavailableError('the local etcd is not running, and --dry-run does not start it', { hint: 'start it with: knarr etcd up' });
       }
-      return guard(await connectEtcd([local.state.clientUrl]));
+      return guard(await connect([local.state.clientUrl]));
     },
   };
   return ctx;

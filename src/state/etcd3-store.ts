@@ -1,27 +1,77 @@
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { rootCertificates } from 'node:tls';
 import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, type IBackoff, isBrokenCircuitError, noop } from 'cockatiel';
 import {
   EtcdAuthenticationFailedError,
   EtcdPermissionDeniedError,
   Etcd3,
+  castGrpcError,
+  GRPCCancelledError,
   GRPCDeadlineExceededError,
+  GRPCUnavailableError,
   GRPCUnauthenticatedError,
   isRecoverableError,
   type ICompare,
+  type IOptions,
   type IKeyValue,
   type IRequestOp,
   type IWatchResponse,
   type Watcher,
 } from 'etcd3';
-import { FailureError, StoreUnavailableError, UserError } from '../core/errors.js';
+import { FailureError, StoreUnavailableError, UserError, ValidationError } from '../core/errors.js';
 import type { Guard, KeyRange, Store, WatchEvent } from './store.js';
 
-/** How the agent's store client reaches etcd: TLS with the fleet's CA and client certificate, etcd users, deadlines. */
+/**
+ * How the agent's store client reaches etcd: the same settings as the CLI's gateway client (files by path, etcd auth),
+ * and its deadlines.
+ */
 export interface Etcd3Options {
-  tls?: { ca: Buffer; cert?: Buffer; key?: Buffer };
-  auth?: { user: string; password: string };
-  /** The deadline of one attempt on one member; a call tries other members until endpoints + 1 attempts' time is up. */
-  attemptMs?: number;
+  /** PEM CA file that signed the members' certificates (https:// endpoints); default: the system's CAs. */
+  ca?: string | null;
+  /** PEM client certificate file and its key, for an etcd started with --client-cert-auth. */
+  cert?: string | null;
+  key?: string | null;
+  /** etcd auth: the user, and its password or a file whose first line is the password. */
+  user?: string | null;
+  password?: string | null;
+  passwordFile?: string | null;
+  /** One attempt on one member (default 1500 ms). */
+  attemptTimeoutMs?: number;
+  /** A whole call, across retries and members (default: an attempt per member and one more, at least 4 s). */
+  deadlineMs?: number;
+}
+
+function readSecret(path: string, field: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new ValidationError(field, `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+/** The TLS credentials and the etcd user the options name, read and checked before anything connects. */
+function credentialsOf(opts: Etcd3Options): Pick<IOptions, 'credentials' | 'auth'> {
+  if ((opts.cert == null) !== (opts.key == null))
+    throw new ValidationError(opts.cert == null ? '--etcd-cert' : '--etcd-key', 'a client certificate needs both --etcd-cert and --etcd-key');
+  const out: Pick<IOptions, 'credentials' | 'auth'> = {};
+  if (opts.ca || opts.cert) {
+    out.credentials = {
+      // Without a CA file the system's CAs (Node's bundled roots) verify the members, as https does.
+      rootCertificate: opts.ca ? readSecret(opts.ca, '--etcd-ca') : Buffer.from(rootCertificates.join('\n')),
+      ...(opts.cert ? { certChain: readSecret(opts.cert, '--etcd-cert'), privateKey: readSecret(opts.key!, '--etcd-key') } : {}),
+    };
+  }
+  if (opts.user) {
+    let password = opts.password ?? null;
+    if (password === null) {
+      if (!opts.passwordFile)
+        throw new ValidationError('--etcd-user', `etcd user ${opts.user} needs a password: give --etcd-password-file or KNARR_ETCD_PASSWORD`);
+      password = readSecret(opts.passwordFile, '--etcd-password-file').toString('utf8').split('\n')[0]!.replace(/\r$/, '');
+    }
+    out.auth = { username: opts.user, password };
+  }
+  return out;
 }
 
 // etcd refuses HTTP/2 pings closer than 5 s (--grpc-keepalive-min-time): a frozen member is noticed within 6 + 2 s.
@@ -57,22 +107,30 @@ const transient = (e: unknown) => e instanceof Error && (isRecoverableError(e) |
  * re-tried after 2 s, then up to 30 s), so a frozen member costs one deadline, not one per call.
  */
 export async function connectEtcd3(endpoints: readonly string[], opts: Etcd3Options = {}): Promise<Store> {
-  const attemptMs = opts.attemptMs ?? 2500;
-  const budgetMs = attemptMs * (endpoints.length + 1);
+  const attemptMs = opts.attemptTimeoutMs ?? 1500;
+  const budgetMs = opts.deadlineMs ?? Math.max(4000, attemptMs * (endpoints.length + 1));
+  const { credentials, auth } = credentialsOf(opts);
   const client = new Etcd3({
     hosts: [...endpoints],
-    ...(opts.tls ? { credentials: { rootCertificate: opts.tls.ca, privateKey: opts.tls.key, certChain: opts.tls.cert } } : {}),
-    ...(opts.auth ? { auth: { username: opts.auth.user, password: opts.auth.password, callOptions: () => ({ deadline: Date.now() + attemptMs }) } } : {}),
+    ...(credentials ? { credentials } : {}),
+    ...(auth ? { auth: { ...auth, callOptions: () => ({ deadline: Date.now() + attemptMs }) } } : {}),
     dialTimeout: attemptMs,
     // Streams (watch, keepalive) live long: their liveness is the HTTP/2 ping below, not a deadline.
     defaultCallOptions: (c) => (c.isStream ? {} : { deadline: Date.now() + attemptMs }),
     grpcOptions: { 'grpc.keepalive_time_ms': KEEPALIVE_MS, 'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS },
     faultHandling: {
+      // One member: nowhere else to go, so no breaker (it would only refuse calls the member could answer).
       host: () =>
-        circuitBreaker(handleWhen(isRecoverableError), {
-          halfOpenAfter: new ExponentialBackoff({ initialDelay: 2000, maxDelay: 30_000 }),
-          breaker: new ConsecutiveBreaker(1),
-        }),
+        endpoints.length < 2
+          ? noop
+          : // A stream we cancelled ourselves (a watch ended) says nothing about its member.
+            circuitBreaker(
+              handleWhen((e) => isRecoverableError(e) && !(e instanceof GRPCCancelledError)),
+              {
+                halfOpenAfter: new ExponentialBackoff({ initialDelay: 2000, maxDelay: 30_000 }),
+                breaker: new ConsecutiveBreaker(1),
+              },
+            ),
       // Retries are ours (below), with a pause and an overall deadline.
       global: noop,
       // The package calls next() on it first: a factory, whatever its declared type says.
@@ -198,47 +256,69 @@ export async function connectEtcd3(endpoints: readonly string[], opts: Etcd3Opti
   return store;
 }
 
-type KeepAliveStream = Awaited<ReturnType<Etcd3['leaseClient']['leaseKeepAlive']>>;
+/** The stream of a LeaseKeepAlive call, as @grpc/grpc-js hands it over. */
+interface KeepAliveStream {
+  write(req: { ID: string }): boolean;
+  cancel(): void;
+  on(event: 'data', fn: (res: { ID: string; TTL: string }) => void): unknown;
+  on(event: 'error', fn: (e: Error) => void): unknown;
+  on(event: 'end', fn: () => void): unknown;
+}
+
+/** The etcd3 package's connection pool (not exported): a stream of our own still goes through its members' breakers. */
+interface Pool {
+  withConnection<T>(
+    service: string,
+    fn: (c: { resource: unknown; client: { leaseKeepAlive(meta: unknown, opts: object): KeepAliveStream }; metadata: unknown }) => T,
+  ): Promise<T>;
+  markFailed(resource: unknown, error: Error): void;
+}
 
 /**
  * Renews leases over one LeaseKeepAlive stream (etcd has no single-request renewal): each renewal waits for its
- * answer up to the deadline, else the stream is dropped (its member marked failed) and the next one opens elsewhere.
+ * answer up to the deadline, else the stream's member is marked failed and the stream dropped; the next opens elsewhere.
  */
 function leaseKeeper(client: Etcd3, attemptMs: number) {
-  let stream: Promise<KeepAliveStream> | null = null;
+  const pool = (client as unknown as { pool: Pool }).pool;
+  type Open = { resource: unknown; stream: KeepAliveStream };
+  let current: Promise<Open> | null = null;
   const waiting = new Map<string, ((ttl: number | Error) => void)[]>();
   const settle = (id: string, outcome: number | Error) => {
     const ws = waiting.get(id) ?? [];
     waiting.delete(id);
     for (const w of ws) w(outcome);
   };
-  const drop = (s: Promise<KeepAliveStream>, e: Error) => {
-    if (stream !== s) return;
-    stream = null;
+  /** Ends the stream; with failed, its member counts a failure (and is skipped for a while). */
+  const drop = (s: Promise<Open>, e: Error, failed: boolean) => {
+    if (current !== s) return;
+    current = null;
     void s.then(
-      (open) => open.cancel(),
+      (o) => {
+        if (failed) pool.markFailed(o.resource, e);
+        o.stream.cancel();
+      },
       () => undefined,
     );
     for (const id of [...waiting.keys()]) settle(id, e);
   };
   const open = () => {
-    if (stream) return stream;
-    const s = client.leaseClient.leaseKeepAlive();
-    stream = s;
+    if (current) return current;
+    const s = pool.withConnection('Lease', ({ resource, client: c, metadata }) => ({ resource, stream: c.leaseKeepAlive(metadata, {}) }));
+    current = s;
     s.then(
-      (open) => {
-        open.on('data', (res: { ID: string; TTL: string }) => settle(String(res.ID), Number(res.TTL)));
-        open.on('error', (e: Error) => drop(s, e));
-        open.on('end', () => drop(s, new Error('the lease keepalive stream ended')));
+      (o) => {
+        o.stream.on('data', (res) => settle(String(res.ID), Number(res.TTL)));
+        o.stream.on('error', (e) => drop(s, castGrpcError(e), true));
+        o.stream.on('end', () => drop(s, new GRPCUnavailableError('the lease keepalive stream ended'), false));
       },
-      (e: Error) => drop(s, e),
+      (e: Error) => drop(s, e, false),
     );
     return s;
   };
   return {
     async renew(lease: string): Promise<boolean> {
       const s = open();
-      const live = await s;
+      const live = (await s).stream;
       const answer = new Promise<number | Error>((resolve) => {
         const ws = waiting.get(lease) ?? [];
         ws.push(resolve);
@@ -252,14 +332,15 @@ function leaseKeeper(client: Etcd3, attemptMs: number) {
       const outcome = await Promise.race([answer, deadline]);
       clearTimeout(timer);
       if (outcome instanceof Error) {
-        // A silent member: drop its stream (its error marks the member failed) and let the caller's retry go elsewhere.
-        drop(s, outcome);
-        throw new GRPCDeadlineExceededError(outcome.message);
+        // A silent member: marked failed, and the caller's retry goes elsewhere.
+        const e = new GRPCDeadlineExceededError(outcome.message);
+        drop(s, e, true);
+        throw e;
       }
       return outcome > 0;
     },
     close() {
-      if (stream) drop(stream, new Error('the store was closed'));
+      if (current) drop(current, new Error('the store was closed'), false);
     },
   };
 }
@@ -278,6 +359,8 @@ function watchPrefix(
   unavailable: (cause: unknown) => Error,
 ): Promise<void> {
   return new Promise((resolve, reject) => {
+    // Aborted already (the agent stopping while it starts): no watch, and the caller goes on.
+    if (signal.aborted) return resolve();
     let next: bigint | null = null;
     let established = false;
     let current: Watcher | null = null;
