@@ -106,13 +106,13 @@ _knarr() {
   local n=${#line[@]}
   cur="${line[n-1]}"
   prev="${line[n-2]}"
-  local gvals=' -o=c:table,json,yaml,wide --output=c:table,json,yaml,wide --config=path --state-dir=path --etcd=none --fleet=none '
-  local globals='--json --no-json -o --output --headers --no-headers --dry-run --no-dry-run -v --verbose --no-verbose -q --quiet --no-quiet --wait --no-wait --config --state-dir --etcd --fleet'
+  local gvals=' -o=c:table,json,yaml,wide --output=c:table,json,yaml,wide --config=path --state-dir=path --etcd=none --etcd-ca=path --etcd-cert=path --etcd-key=path --etcd-user=none --etcd-password-file=path --fleet=none '
+  local globals='--json --no-json -o --output --headers --no-headers --dry-run --no-dry-run -v --verbose --no-verbose -q --quiet --no-quiet --wait --no-wait --config --state-dir --etcd --etcd-ca --etcd-cert --etcd-key --etcd-user --etcd-password-file --fleet'
   _knarr_node ""
   for ((i = 1; i < n - 1; i++)); do
     w="${line[i]}"
     case "$w" in
-      --config | --state-dir | --etcd | --fleet) fwd+=("$w" "${line[i+1]}"); ((i++)); continue ;;
+      --config | --state-dir | --etcd | --etcd-ca | --etcd-cert | --etcd-key | --etcd-user | --etcd-password-file | --fleet) fwd+=("$w" "${line[i+1]}"); ((i++)); continue ;;
       -*) [[ "$gvals$vals" == *" $w="* ]] && ((i++)); continue ;;
     esac
     # Words after a leaf command are its arguments, not more of the path.

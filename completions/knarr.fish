@@ -5,7 +5,7 @@ complete -c knarr -f
 function __knarr_arg
     set -l depth $argv[1]
     set -l args (string split -n " " -- $argv[2])
-    set -l vals ' -o=c:table,json,yaml,wide --output=c:table,json,yaml,wide --config=path --state-dir=path --etcd=none --fleet=none '$argv[3]
+    set -l vals ' -o=c:table,json,yaml,wide --output=c:table,json,yaml,wide --config=path --state-dir=path --etcd=none --etcd-ca=path --etcd-cert=path --etcd-key=path --etcd-user=none --etcd-password-file=path --fleet=none '$argv[3]
     set -l toks (commandline -opc)
     set -e toks[1]
     set -l pos
@@ -30,7 +30,7 @@ function __knarr_arg
     set -l g
     set -l i 1
     while test $i -lt (count $toks)
-        if contains -- $toks[$i] --config --state-dir --etcd --fleet
+        if contains -- $toks[$i] --config --state-dir --etcd --etcd-ca --etcd-cert --etcd-key --etcd-user --etcd-password-file --fleet
             set -a g $toks[$i] $toks[(math $i + 1)]
             set i (math $i + 1)
         end
@@ -75,6 +75,11 @@ complete -c knarr -l no-wait -d 'switch --wait off when KNARR_WAIT or the config
 complete -c knarr -l config -r -F -d 'YAML config file; a file named here must exist (default /etc/knarr/config.yaml when present)'
 complete -c knarr -l state-dir -r -F -d 'host state directory (default /var/lib/knarr)'
 complete -c knarr -l etcd -x -d 'comma-separated etcd endpoints of the fleet, http(s)://HOST:PORT (default the managed local etcd)'
+complete -c knarr -l etcd-ca -r -F -d 'PEM CA file that signed the etcd members'\'' certificates (https:// endpoints) (default the system'\''s CAs)'
+complete -c knarr -l etcd-cert -r -F -d 'PEM client certificate for an etcd that requires one (--client-cert-auth); with --etcd-key (default none)'
+complete -c knarr -l etcd-key -r -F -d 'PEM private key of --etcd-cert (default none)'
+complete -c knarr -l etcd-user -x -d 'etcd user to authenticate as (etcd auth); the password comes from --etcd-password-file or KNARR_ETCD_PASSWORD (default none: no etcd auth)'
+complete -c knarr -l etcd-password-file -r -F -d 'a file holding the password of --etcd-user (its first line) (default none)'
 complete -c knarr -l fleet -x -d 'fleet name, the root of every etcd key (default "default")'
 complete -c knarr -n 'not __fish_seen_subcommand_from pool etcd dot job ps service host cluster image op events daemon onboot doctor completion' -a pool -d 'storage pools: zfs, btrfs, lvm or dir, on devices or loop files'
 complete -c knarr -n 'not __fish_seen_subcommand_from pool etcd dot job ps service host cluster image op events daemon onboot doctor completion' -a etcd -d 'the knarr-managed local etcd (the embedded default store)'

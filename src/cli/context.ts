@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { opHandlers } from '../commands/op-handlers.js';
 import type { Context } from '../commands/types.js';
-import { DEFAULT_CONFIG_FILE, ENV_VARS, resolveConfig, validateConfigFile, type Config, type GlobalFlags } from '../core/config.js';
+import { DEFAULT_CONFIG_FILE, ENV_VARS, resolveConfig, validateConfigFile, type Config, type EtcdClientSettings, type GlobalFlags } from '../core/config.js';
 import { StoreUnavailableError, UserError, ValidationError } from '../core/errors.js';
 import { Runner } from '../host/runner.js';
 import { drivers } from '../host/storage/index.js';
@@ -78,8 +78,9 @@ export function createContext(config: Config, io: ContextIo, reload: () => Promi
       // Under --dry-run every handler sees a store that refuses writes: nothing reaches etcd, whatever a handler forgets.
       const guard = (store: Store) => (config.dryRun ? readOnlyStore(store) : store);
       // The agent's client is loaded only here: gRPC costs ~100 ms of start-up, which a daemon pays once.
-      const connect = async (urls: readonly string[]) => (use === 'agent' ? (await import('../state/etcd3-store.js')).connectEtcd3(urls) : connectEtcd(urls));
-      if (config.etcd.length > 0) return guard(await connect(config.etcd));
+      const connect = async (urls: readonly string[], opts: EtcdClientSettings | Record<string, never> = {}) =>
+        use === 'agent' ? (await import('../state/etcd3-store.js')).connectEtcd3(urls, opts) : connectEtcd(urls, opts);
+      if (config.etcd.length > 0) return guard(await connect(config.etcd, config.etcdClient));
       const { ensureLocalEtcd } = await import('../commands/etcd/local.js');
       const local = await ensureLocalEtcd(ctx);
       if (local.action === 'planned') {

@@ -35,8 +35,10 @@ export function configurationDoc(): string {
     '- `--json` (or `KNARR_JSON=1`) wins over an output format given at the same level or below; `--no-json` sets `KNARR_JSON` aside.',
     '- A bad value is a usage error (exit 2) naming where it came from: the flag, the variable, or the file and key.',
     '- An empty variable counts as unset, except `KNARR_ETCD`: an empty `--etcd` or `KNARR_ETCD` is an error (an unset variable in a script must ' +
-      'not quietly start a new, empty local store). Endpoints are `http(s)://HOST:PORT`: a path, a query or a `user:password@` is refused.',
-    '- A relative path is taken from the current directory, except a file path under `daemon:`, `jobs:` or `dots:` in the config file, which is ' +
+      'not quietly start a new, empty local store). Endpoints are `http(s)://HOST:PORT`: a path, a query or a `user:password@` is refused (give ' +
+      '`--etcd-user` and a password file).',
+    '- A relative path is taken from the current directory, except a file path in the config file (`etcdCa`, `etcdCert`, `etcdKey`, ' +
+      '`etcdPasswordFile`, or under `daemon:`, `jobs:` or `dots:`), which is ' +
       "taken from the file's directory.",
     '- Unknown keys and wrong types in the file are usage errors naming the file and key.',
     '',

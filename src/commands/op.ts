@@ -10,6 +10,7 @@ import {
   UserError,
   ValidationError,
 } from '../core/errors.js';
+import { etcdClientEnv } from '../core/config.js';
 import { describeOp, isOpId, isTerminal, opTarget, parseAge, shortValue, type OpRecord } from '../core/ops.js';
 import { OpRunner, planOperation, waitForOp } from '../ops/runner.js';
 import { opEvent } from '../core/events.js';
@@ -111,6 +112,7 @@ export async function runOperation(
           KNARR_STATE_DIR: ctx.config.stateDir,
           KNARR_FLEET: ctx.config.fleet,
           ...(ctx.config.etcd.length > 0 ? { KNARR_ETCD: ctx.config.etcd.join(',') } : {}),
+          ...etcdClientEnv(ctx.config.etcdClient),
           ...(ctx.config.configFile ? { KNARR_CONFIG: ctx.config.configFile } : {}),
         },
       });

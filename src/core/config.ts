@@ -19,6 +19,8 @@ export interface Config {
   readonly stateDir: string;
   /** External etcd endpoints; empty means the knarr-managed local etcd. */
   readonly etcd: readonly string[];
+  /** How clients reach the fleet's etcd: TLS files (paths) and etcd auth; nulls when not given. */
+  readonly etcdClient: EtcdClientSettings;
   readonly fleet: string;
   readonly pool: { readonly name: string; readonly driver: string; readonly size: string };
   readonly etcdServer: { readonly clientPort: number; readonly peerPort: number };
@@ -36,6 +38,16 @@ export interface Config {
   readonly opRetentionMs: number;
 }
 
+/** The store client's TLS and auth settings; the files are read when the store is opened. */
+export interface EtcdClientSettings {
+  readonly ca: string | null;
+  readonly cert: string | null;
+  readonly key: string | null;
+  readonly user: string | null;
+  readonly password: string | null;
+  readonly passwordFile: string | null;
+}
+
 export const DEFAULT_CONFIG_FILE = '/etc/knarr/config.yaml';
 
 /** Global flags as commander hands them over; undefined means "not given", false a --no-x. */
@@ -50,6 +62,11 @@ export interface GlobalFlags {
   config?: string;
   stateDir?: string;
   etcd?: string;
+  etcdCa?: string;
+  etcdCert?: string;
+  etcdKey?: string;
+  etcdUser?: string;
+  etcdPasswordFile?: string;
   fleet?: string;
 }
 
@@ -99,6 +116,14 @@ export function resolveConfig(flags: GlobalFlags, env: NodeJS.ProcessEnv, file: 
     configFile,
     stateDir,
     etcd: Object.freeze([...get<string[]>('etcd')]),
+    etcdClient: Object.freeze({
+      ca: path('etcdCa'),
+      cert: path('etcdCert'),
+      key: path('etcdKey'),
+      user: optional('etcdUser'),
+      password: optional('etcdPassword'),
+      passwordFile: path('etcdPasswordFile'),
+    }),
     fleet: get<string>('fleet'),
     pool: Object.freeze({ name: get<string>('pool.name'), driver: get<string>('pool.driver'), size: get<string>('pool.size') }),
     etcdServer: Object.freeze({ clientPort: get<number>('etcdServer.clientPort'), peerPort: get<number>('etcdServer.peerPort') }),
@@ -113,6 +138,17 @@ export function resolveConfig(flags: GlobalFlags, env: NodeJS.ProcessEnv, file: 
     daemon: sectionLayer('daemon', layers),
     opRetentionMs: parseAge('opRetention', get<string>('opRetention')),
   });
+}
+
+/** The etcd client settings as KNARR_* variables, for a knarr process this one starts. */
+export function etcdClientEnv(c: EtcdClientSettings): Record<string, string> {
+  const keys = { ca: 'etcdCa', cert: 'etcdCert', key: 'etcdKey', user: 'etcdUser', password: 'etcdPassword', passwordFile: 'etcdPasswordFile' } as const;
+  const env: Record<string, string> = {};
+  for (const [field, key] of Object.entries(keys)) {
+    const v = c[field as keyof EtcdClientSettings];
+    if (v !== null) env[setting(key).env] = v;
+  }
+  return env;
 }
 
 /** Every setting at its default (no flag, variable or file); made on first use, off the start-up path. */

@@ -91,6 +91,19 @@ export class StoreUnavailableError extends KnarrError {
   }
 }
 
+/** A write named a lease etcd no longer has: its holder missed its keepalives and the lease lapsed (with the keys under it). */
+export class LeaseNotFoundError extends KnarrError {
+  readonly lease: string;
+  constructor(lease: string, options: ErrorOptions = {}) {
+    super('E_LEASE_NOT_FOUND', ExitCode.failure, `etcd lease ${lease} has lapsed (not found)`, {
+      hint: options.hint ?? 'its holder missed its keepalives; a new lease must be granted and its keys written again',
+      ...options,
+      detail: { lease, ...options.detail },
+    });
+    this.lease = lease;
+  }
+}
+
 /** An outside command exited non-zero; keeps argv, exit code and stderr for the report. */
 export class ExternalCommandError extends KnarrError {
   readonly argv: readonly string[];

@@ -80,8 +80,8 @@ export function validateEndpoint(field: string, url: string): string {
   if (parsed.username !== '' || parsed.password !== '') {
     throw new ValidationError(
       field,
-      `${JSON.stringify(redactUserinfo(url))} carries a user and password; knarr does not log in to etcd: give http(s)://HOST:PORT (secure the ` +
-        `fleet's etcd with TLS and a firewall)`,
+      `${JSON.stringify(redactUserinfo(url))} carries a user and password; give http(s)://HOST:PORT, and the user with --etcd-user ` +
+        `(its password in --etcd-password-file or KNARR_ETCD_PASSWORD)`,
     );
   }
   if (parsed.pathname !== '/' && parsed.pathname !== '' && parsed.pathname.replace(/\/+$/, '') !== '') {
@@ -230,6 +230,60 @@ export const SETTINGS: readonly SettingDef[] = [
         );
       return v.map((u) => validateEndpoint(field, u));
     },
+  },
+  {
+    key: 'etcdCa',
+    area: 'global',
+    kind: 'string',
+    env: 'KNARR_ETCD_CA',
+    flag: '--etcd-ca <file>',
+    defaultText: "the system's CAs",
+    help: "PEM CA file that signed the etcd members' certificates (https:// endpoints)",
+  },
+  {
+    key: 'etcdCert',
+    area: 'global',
+    kind: 'string',
+    env: 'KNARR_ETCD_CERT',
+    flag: '--etcd-cert <file>',
+    defaultText: 'none',
+    help: 'PEM client certificate for an etcd that requires one (--client-cert-auth); with --etcd-key',
+  },
+  {
+    key: 'etcdKey',
+    area: 'global',
+    kind: 'string',
+    env: 'KNARR_ETCD_KEY',
+    flag: '--etcd-key <file>',
+    defaultText: 'none',
+    help: 'PEM private key of --etcd-cert',
+  },
+  {
+    key: 'etcdUser',
+    area: 'global',
+    kind: 'string',
+    env: 'KNARR_ETCD_USER',
+    flag: '--etcd-user <name>',
+    defaultText: 'none: no etcd auth',
+    help: 'etcd user to authenticate as (etcd auth); the password comes from --etcd-password-file or KNARR_ETCD_PASSWORD',
+  },
+  {
+    key: 'etcdPasswordFile',
+    area: 'global',
+    kind: 'string',
+    env: 'KNARR_ETCD_PASSWORD_FILE',
+    flag: '--etcd-password-file <file>',
+    defaultText: 'none',
+    help: 'a file holding the password of --etcd-user (its first line)',
+  },
+  {
+    key: 'etcdPassword',
+    area: 'global',
+    kind: 'string',
+    env: 'KNARR_ETCD_PASSWORD',
+    inFile: false,
+    defaultText: 'read from etcdPasswordFile',
+    help: 'the password of --etcd-user (a variable, never a flag: flags show in ps)',
   },
   {
     key: 'fleet',

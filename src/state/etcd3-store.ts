@@ -7,7 +7,6 @@ import {
   EtcdPermissionDeniedError,
   Etcd3,
   castGrpcError,
-  GRPCCancelledError,
   GRPCDeadlineExceededError,
   GRPCUnavailableError,
   GRPCUnauthenticatedError,
@@ -19,7 +18,7 @@ import {
   type IWatchResponse,
   type Watcher,
 } from 'etcd3';
-import { FailureError, StoreUnavailableError, UserError, ValidationError } from '../core/errors.js';
+import { FailureError, LeaseNotFoundError, StoreUnavailableError, UserError, ValidationError } from '../core/errors.js';
 import type { Guard, KeyRange, Store, WatchEvent } from './store.js';
 
 /**
@@ -36,9 +35,9 @@ export interface Etcd3Options {
   user?: string | null;
   password?: string | null;
   passwordFile?: string | null;
-  /** One attempt on one member (default 1500 ms). */
+  /** One attempt on one member (default 1000 ms). */
   attemptTimeoutMs?: number;
-  /** A whole call, across retries and members (default: an attempt per member and one more, at least 4 s). */
+  /** A whole call, across retries and members (default: an attempt per member and one more, at least 8 s). */
   deadlineMs?: number;
 }
 
@@ -74,9 +73,10 @@ function credentialsOf(opts: Etcd3Options): Pick<IOptions, 'credentials' | 'auth
   return out;
 }
 
-// etcd refuses HTTP/2 pings closer than 5 s (--grpc-keepalive-min-time): a frozen member is noticed within 6 + 2 s.
-const KEEPALIVE_MS = 6000;
-const KEEPALIVE_TIMEOUT_MS = 2000;
+// A frozen member is noticed by HTTP/2 pings, no etcd request (an idle fleet pays nothing): etcd takes them every
+// 5 s at most (--grpc-keepalive-min-time), so a watch on a frozen member moves within 6 s.
+const KEEPALIVE_MS = 5000;
+const KEEPALIVE_TIMEOUT_MS = 1000;
 
 const enc = (s: string) => Buffer.from(s, 'utf8');
 const rangeEnd = (prefix: string) => Buffer.from(prefixEndBytes(prefix));
@@ -97,6 +97,23 @@ function prefixEndBytes(prefix: string): Uint8Array {
   return Buffer.from([0]);
 }
 
+/** The flag to look at when a TLS handshake failed: whose certificate was refused. */
+function tlsHint(reason: string): string | null {
+  if (/certificate required|bad certificate|alert.*(certificate|handshake)|unknown ca.*alert|sslv3 alert/i.test(reason))
+    return 'give a client certificate the members accept with --etcd-cert and --etcd-key (KNARR_ETCD_CERT, KNARR_ETCD_KEY)';
+  if (/self.signed|unable to (verify|get (local )?issuer)|certificate verify failed|CERT_|unknown ca/i.test(reason))
+    return "give the CA that signed the members' certificates with --etcd-ca (KNARR_ETCD_CA)";
+  if (/wrong version number|packet length too long|http_request/i.test(reason))
+    return 'the endpoint serves plain http: write it http://HOST:PORT in --etcd / KNARR_ETCD';
+  return null;
+}
+
+/**
+ * The member itself failed (no answer in time, connection lost): skip it for a while. Not a stream we cancelled, nor
+ * etcd's own "no leader", "leader changed" or "request timed out", which every member says during an election.
+ */
+const memberFailed = (e: Error) => e instanceof GRPCDeadlineExceededError || (e instanceof GRPCUnavailableError && !/etcdserver:/.test(e.message));
+
 /** A member that did not answer, or answered "unavailable" (no leader, leader changed): another may answer. */
 const transient = (e: unknown) => e instanceof Error && (isRecoverableError(e) || isBrokenCircuitError(e));
 
@@ -104,11 +121,12 @@ const transient = (e: unknown) => e instanceof Error && (isRecoverableError(e) |
  * The store through etcd's gRPC API with the etcd3 package, for the long-running agent: one connection per member
  * kept open, leases renewed over a keepalive stream, watches that resume from the last revision they delivered on
  * another member. Each attempt has a deadline; a member that missed one is skipped for a while (a circuit breaker,
- * re-tried after 2 s, then up to 30 s), so a frozen member costs one deadline, not one per call.
+ * tried again after 1 s, then up to 8 s), so a frozen member costs one deadline, not one per call.
  */
 export async function connectEtcd3(endpoints: readonly string[], opts: Etcd3Options = {}): Promise<Store> {
-  const attemptMs = opts.attemptTimeoutMs ?? 1500;
-  const budgetMs = opts.deadlineMs ?? Math.max(4000, attemptMs * (endpoints.length + 1));
+  const attemptMs = opts.attemptTimeoutMs ?? 1000;
+  // A daemon's call had better ride out an election (a member in it holds writes until the deadline) than fail fast.
+  const budgetMs = opts.deadlineMs ?? Math.max(8000, attemptMs * (endpoints.length + 1));
   const { credentials, auth } = credentialsOf(opts);
   const client = new Etcd3({
     hosts: [...endpoints],
@@ -123,14 +141,10 @@ export async function connectEtcd3(endpoints: readonly string[], opts: Etcd3Opti
       host: () =>
         endpoints.length < 2
           ? noop
-          : // A stream we cancelled ourselves (a watch ended) says nothing about its member.
-            circuitBreaker(
-              handleWhen((e) => isRecoverableError(e) && !(e instanceof GRPCCancelledError)),
-              {
-                halfOpenAfter: new ExponentialBackoff({ initialDelay: 2000, maxDelay: 30_000 }),
-                breaker: new ConsecutiveBreaker(1),
-              },
-            ),
+          : circuitBreaker(handleWhen(memberFailed), {
+              halfOpenAfter: new ExponentialBackoff({ initialDelay: 1000, maxDelay: 8000 }),
+              breaker: new ConsecutiveBreaker(1),
+            }),
       // Retries are ours (below), with a pause and an overall deadline.
       global: noop,
       // The package calls next() on it first: a factory, whatever its declared type says.
@@ -138,19 +152,32 @@ export async function connectEtcd3(endpoints: readonly string[], opts: Etcd3Opti
     },
   });
 
-  const unavailable = (cause: unknown) =>
-    new StoreUnavailableError(`etcd at ${endpoints.join(',')} is not reachable: ${(cause as Error)?.message?.split('\n')[0] ?? String(cause)}`, {
-      hint: 'check --etcd / KNARR_ETCD, the members named there, and their certificates',
+  const unavailable = (cause: unknown) => {
+    const reason = (cause as Error)?.message?.split('\n')[0] ?? String(cause);
+    return new StoreUnavailableError(`etcd at ${endpoints.join(',')} is not reachable: ${reason}`, {
+      hint: tlsHint(reason) ?? 'check --etcd / KNARR_ETCD, or start the local etcd with: knarr etcd up',
       cause,
+      detail: { endpoints: [...endpoints] },
     });
+  };
   const typed = (what: string, e: unknown): Error => {
-    if (e instanceof EtcdAuthenticationFailedError || e instanceof GRPCUnauthenticatedError || e instanceof EtcdPermissionDeniedError)
-      return new UserError(`etcd refused ${what}: ${(e as Error).message}`, {
-        hint: "check the etcd user and password (and its role's permissions on the fleet's keys)",
+    const message = (e as Error).message;
+    if (e instanceof EtcdAuthenticationFailedError)
+      return new UserError(`etcd at ${endpoints.join(',')} refused ${what}: wrong user or password (${message})`, {
+        hint: 'check --etcd-user and --etcd-password-file (KNARR_ETCD_USER, KNARR_ETCD_PASSWORD)',
         cause: e,
       });
+    if (e instanceof GRPCUnauthenticatedError || e instanceof EtcdPermissionDeniedError || /user name is empty|invalid auth token/.test(message))
+      return new UserError(`etcd at ${endpoints.join(',')} refused ${what}: ${message}`, {
+        hint: opts.user
+          ? `give user ${opts.user} a role that may use the fleet's keys`
+          : 'this etcd requires a user: give --etcd-user and --etcd-password-file',
+        cause: e,
+      });
+    const lease = /requested lease not found/.test(message) ? /lease (\d+)/.exec(what)?.[1] : undefined;
+    if (lease !== undefined || /requested lease not found/.test(message)) return new LeaseNotFoundError(lease ?? '?', { cause: e });
     if (transient(e)) return unavailable(e);
-    return new FailureError(`etcd refused ${what}: ${(e as Error).message}`, { cause: e });
+    return new FailureError(`etcd refused ${what}: ${message}`, { cause: e });
   };
   /** Tries the call on the members until one answers or the budget is spent; "unavailable" answers are tried again. */
   const call = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
@@ -188,7 +215,9 @@ export async function connectEtcd3(endpoints: readonly string[], opts: Etcd3Opti
       return kv ? kv.value.toString('utf8') : null;
     },
     async put(key, value, lease) {
-      await call(`a write of ${key}`, () => client.kv.put({ key: enc(key), value: enc(value), ...(lease ? { lease } : {}) }));
+      await call(`a write of ${key}${lease ? ` under lease ${lease}` : ''}`, () =>
+        client.kv.put({ key: enc(key), value: enc(value), ...(lease ? { lease } : {}) }),
+      );
     },
     async grantLease(ttlSeconds) {
       return (await call('a new lease', () => client.leaseClient.leaseGrant({ TTL: ttlSeconds, ID: 0 }))).ID;

@@ -1,19 +1,33 @@
-import { Agent, request } from 'node:http';
-import { DryRunWriteError, FailureError, StoreUnavailableError } from '../core/errors.js';
+import { readFileSync } from 'node:fs';
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
+import { DryRunWriteError, FailureError, KnarrError, LeaseNotFoundError, StoreUnavailableError, UserError, ValidationError } from '../core/errors.js';
+import { onJsonLines } from '../core/streams.js';
 
 /** etcd answered, but refused the request (too large, compacted...): another member would refuse it too. */
 class EtcdRefused extends FailureError {
-  constructor(status: number, path: string, text: string) {
-    let message = text.trim().slice(0, 200);
-    try {
-      message = (JSON.parse(text) as { message?: string }).message ?? message;
-    } catch {
-      /* plain text */
-    }
+  constructor(status: number, path: string, message: string) {
     super(`etcd refused ${path} (${status}): ${message}`, { detail: { status, path } });
   }
 }
-import { onJsonLines } from '../core/streams.js';
+
+/** How connectEtcd reaches the members: TLS and etcd auth (files as the settings name them) and its deadlines. */
+export interface EtcdConnectOptions {
+  /** PEM CA file that signed the members' certificates (https:// endpoints); default: the system's CAs. */
+  ca?: string | null;
+  /** PEM client certificate file and its key, for an etcd started with --client-cert-auth. */
+  cert?: string | null;
+  key?: string | null;
+  /** etcd auth: the user, and its password or a file whose first line is the password. */
+  user?: string | null;
+  password?: string | null;
+  passwordFile?: string | null;
+  /** One attempt on one endpoint, connecting included (default 1000 ms). */
+  attemptTimeoutMs?: number;
+  /** A whole call, across retries and endpoints (default 4000 ms). */
+  deadlineMs?: number;
+}
 
 export interface KeyValue {
   key: string;
@@ -94,74 +108,362 @@ interface RawKv {
   create_revision?: string;
 }
 
-function unavailable(endpoints: readonly string[], cause: unknown): StoreUnavailableError {
-  const reason = cause instanceof Error ? cause.message.split('\n')[0] : String(cause);
-  return new StoreUnavailableError(`etcd at ${endpoints.join(',')} is not reachable: ${reason}`, {
-    hint: 'check --etcd / KNARR_ETCD, or start the local etcd with: knarr etcd up',
+/** Why one attempt on one endpoint failed, and whether another attempt may do better. */
+interface Failure {
+  reason: string;
+  /** The request may have reached etcd (and been applied) before it failed. */
+  ambiguous: boolean;
+  /** A setting is wrong (TLS, scheme): retrying will not help. */
+  config?: 'server-cert' | 'client-cert' | 'scheme';
+  /** The auth token expired: authenticate again, then retry. */
+  reauth?: boolean;
+}
+
+class AttemptFailed extends Error {
+  constructor(readonly failure: Failure) {
+    super(failure.reason);
+  }
+}
+
+const NOT_CONNECTED = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
+const SERVER_CERT = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** A network or TLS error of one attempt, as a Failure. */
+function networkFailure(e: unknown, sent: boolean, secure: boolean): Failure {
+  const err = e as NodeJS.ErrnoException;
+  const code = err.code ?? '';
+  const reason = err.message?.split('\n')[0] ?? String(e);
+  if (SERVER_CERT.has(code)) return { reason: `its certificate is not trusted (${code})`, ambiguous: false, config: 'server-cert' };
+  if (/ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|HANDSHAKE_FAILURE)/.test(code))
+    return { reason: `it refused this client's certificate (${code})`, ambiguous: false, config: 'client-cert' };
+  if (/WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG/.test(code) || /wrong version number/.test(reason))
+    return { reason: 'it does not speak TLS', ambiguous: false, config: 'scheme' };
+  if (NOT_CONNECTED.has(code)) return { reason, ambiguous: false };
+  // etcd with TLS on its client port closes a plain-http connection without a word.
+  if (!secure && reason === 'socket hang up') return { reason: 'it closed the connection (if it serves https, write https://)', ambiguous: sent };
+  if (secure && /before secure TLS connection was established/.test(reason))
+    return { reason: 'it closed the connection in the TLS handshake (if it serves plain http, write http://)', ambiguous: false };
+  return { reason, ambiguous: sent };
+}
+
+/** etcd's message in a gateway error answer ({"error": ..., "message": ..., "code": ...}), or the text. */
+function etcdMessage(text: string): string {
+  try {
+    const j = JSON.parse(text) as { message?: string; error?: string };
+    return (j.message ?? j.error ?? text).trim();
+  } catch {
+    return text.trim().slice(0, 200);
+  }
+}
+
+const RETRIED = /leader changed|too many requests|timed out|no leader|not capable|unavailable|server stopped|not started|raft/i;
+
+function readSecret(path: string, field: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new ValidationError(field, `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+/** The lease a request names, for LeaseNotFoundError. */
+function leaseOf(body: unknown): string {
+  const found = /"(?:lease|ID)":"?(\d+)/.exec(JSON.stringify(body));
+  return found?.[1] ?? '?';
+}
+
+function unavailable(endpoints: readonly string[], failures: ReadonlyMap<string, Failure>, cause?: unknown): StoreUnavailableError {
+  const each = [...failures].map(([endpoint, f]) => `${endpoint}: ${f.reason}`).join('; ');
+  const config = [...failures.values()].find((f) => f.config)?.config;
+  const hint =
+    config === 'server-cert'
+      ? "give the CA that signed the members' certificates with --etcd-ca (KNARR_ETCD_CA)"
+      : config === 'client-cert'
+        ? 'give a client certificate the members accept with --etcd-cert and --etcd-key (KNARR_ETCD_CERT, KNARR_ETCD_KEY)'
+        : config === 'scheme'
+          ? 'the endpoint serves plain http: write it http://HOST:PORT in --etcd / KNARR_ETCD'
+          : 'check --etcd / KNARR_ETCD, or start the local etcd with: knarr etcd up';
+  return new StoreUnavailableError(`etcd at ${endpoints.join(',')} is not reachable${each ? `: ${each}` : ''}`, {
+    hint,
     cause,
+    detail: { endpoints: [...endpoints] },
   });
 }
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 /**
- * Connects to etcd through its v3 JSON gateway (/v3/kv/...) with node's http client: no gRPC stack
- * to load, which keeps every store command's start-up short. Endpoints are tried in order.
+ * The members behind one client: TLS, the auth token, and the member that answered last, which every
+ * call tries first. Each attempt has a deadline (connect and answer), each call another.
  */
-export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000): Promise<Store> {
-  const agent = new Agent({ keepAlive: true, maxSockets: 8 });
-  let current = 0;
-  const once = (endpoint: string, path: string, body: unknown): Promise<unknown> =>
-    new Promise((resolve, reject) => {
-      const data = JSON.stringify(body);
-      const req = request(
-        `${endpoint}${path}`,
-        { method: 'POST', agent, timeout: timeoutMs, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            if (res.statusCode !== 200) return reject(new EtcdRefused(res.statusCode ?? 0, path, text));
-            try {
-              resolve(JSON.parse(text));
-            } catch (e) {
-              reject(e);
-            }
-          });
-          res.on('error', reject);
-        },
-      );
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs}ms`)));
-      req.on('error', reject);
-      req.end(data);
-    });
-  const call = async <T>(path: string, body: unknown): Promise<T> => {
-    let last: unknown;
-    for (let tried = 0; tried < endpoints.length; tried++) {
-      const endpoint = endpoints[(current + tried) % endpoints.length]!;
-      try {
-        const r = (await once(endpoint, path, body)) as T;
-        current = (current + tried) % endpoints.length;
-        return r;
-      } catch (e) {
-        // An HTTP answer means etcd is there but refused: not a reason to try another member.
-        if (e instanceof EtcdRefused) throw e;
-        last = e;
-      }
+class Gateway {
+  readonly attemptTimeoutMs: number;
+  readonly deadlineMs: number;
+  /** The endpoint that answered last: tried first. */
+  preferred = 0;
+  private readonly tls: { ca?: Buffer; cert?: Buffer; key?: Buffer };
+  private readonly http = new HttpAgent({ keepAlive: true, maxSockets: 8 });
+  private readonly https: HttpsAgent;
+  private readonly streams: HttpsAgent;
+  private readonly user: string | null;
+  private readonly password: string | null;
+  private token: Promise<string> | null = null;
+  /** After close, no call starts or retries: a best-effort write left behind must not outlive its command. */
+  private closed = false;
+
+  constructor(
+    readonly endpoints: readonly string[],
+    opts: EtcdConnectOptions,
+  ) {
+    this.attemptTimeoutMs = opts.attemptTimeoutMs ?? 1000;
+    this.deadlineMs = opts.deadlineMs ?? 4000;
+    if ((opts.cert == null) !== (opts.key == null))
+      throw new ValidationError(opts.cert == null ? '--etcd-cert' : '--etcd-key', 'a client certificate needs both --etcd-cert and --etcd-key');
+    this.tls = {
+      ...(opts.ca ? { ca: readSecret(opts.ca, '--etcd-ca') } : {}),
+      ...(opts.cert ? { cert: readSecret(opts.cert, '--etcd-cert') } : {}),
+      ...(opts.key ? { key: readSecret(opts.key, '--etcd-key') } : {}),
+    };
+    this.https = new HttpsAgent({ keepAlive: true, maxSockets: 8, ...this.tls });
+    this.streams = new HttpsAgent({ keepAlive: false, ...this.tls });
+    this.user = opts.user ?? null;
+    let password = opts.password ?? null;
+    if (this.user !== null && password === null) {
+      if (!opts.passwordFile)
+        throw new ValidationError('--etcd-user', `etcd user ${this.user} needs a password: give --etcd-password-file or KNARR_ETCD_PASSWORD`);
+      password = readSecret(opts.passwordFile, '--etcd-password-file').toString('utf8').split('\n')[0]!.replace(/\r$/, '');
     }
-    throw unavailable(endpoints, last);
-  };
+    this.password = password;
+  }
+
+  /** Forgets the auth token: the next call authenticates again. */
+  dropToken(): void {
+    this.token = null;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.http.destroy();
+    this.https.destroy();
+    this.streams.destroy();
+  }
+
+  /** A POST to one endpoint; the response goes to onResponse, failures to onError (a Failure or a typed error), once. */
+  open(endpoint: string, path: string, body: unknown, token: string | null, stream: boolean): { req: ClientRequest; sent: () => boolean } {
+    const data = JSON.stringify(body);
+    const secure = endpoint.startsWith('https:');
+    const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) };
+    if (token !== null) headers.authorization = token;
+    const req = (secure ? httpsRequest : httpRequest)(`${endpoint}${path}`, {
+      method: 'POST',
+      headers,
+      agent: secure ? (stream ? this.streams : this.https) : stream ? false : this.http,
+      ...(secure && stream ? this.tls : {}),
+    });
+    let connected = false;
+    req.on('socket', (s: Socket) => {
+      if (!s.connecting) connected = true;
+      else s.once(secure ? 'secureConnect' : 'connect', () => (connected = true));
+    });
+    req.end(data);
+    return { req, sent: () => connected };
+  }
+
+  /** One request to one endpoint within timeoutMs: etcd's answer, or AttemptFailed, or a typed error that another member would give too. */
+  attempt(endpoint: string, path: string, body: unknown, token: string | null, timeoutMs: number): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const { req, sent } = this.open(endpoint, path, body, token, false);
+      const timer = setTimeout(() => {
+        const e = Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' });
+        req.destroy(e);
+      }, timeoutMs);
+      const fail = (e: unknown) => {
+        clearTimeout(timer);
+        reject(e instanceof KnarrError || e instanceof AttemptFailed ? e : new AttemptFailed(networkFailure(e, sent(), endpoint.startsWith('https:'))));
+      };
+      req.on('error', fail);
+      req.on('response', (res: IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', fail);
+        res.on('end', () => {
+          clearTimeout(timer);
+          const text = Buffer.concat(chunks).toString('utf8');
+          if (res.statusCode === 200) {
+            try {
+              return resolve(JSON.parse(text));
+            } catch (e) {
+              return fail(e);
+            }
+          }
+          reject(this.refusal(endpoint, res.statusCode ?? 0, path, text, body));
+        });
+      });
+    });
+  }
+
+  /** What a non-200 answer means: retry elsewhere, authenticate again, or a typed error. */
+  refusal(endpoint: string, status: number, path: string, text: string, body: unknown): Error {
+    const message = etcdMessage(text);
+    if (/lease not found/i.test(message)) return new LeaseNotFoundError(leaseOf(body));
+    if (/invalid auth token|auth token.*(expired|invalid)/i.test(message)) return new AttemptFailed({ reason: message, ambiguous: false, reauth: true });
+    if (/authentication failed|invalid user ID or password/i.test(message))
+      return new UserError(`etcd at ${endpoint} refused user ${this.user ?? '(none)'}: wrong user or password`, {
+        hint: 'check --etcd-user and its password (--etcd-password-file or KNARR_ETCD_PASSWORD)',
+      });
+    if (/user name is empty|authentication is not enabled/i.test(message) && this.user === null)
+      return new UserError(`etcd at ${endpoint} requires etcd auth (${message})`, {
+        hint: 'give the user with --etcd-user and its password with --etcd-password-file or KNARR_ETCD_PASSWORD',
+      });
+    if (/permission denied/i.test(message))
+      return new UserError(`etcd user ${this.user ?? '(none)'} may not ${path} (${message})`, {
+        hint: "grant the user a role over the fleet's keys (etcdctl role grant-permission)",
+      });
+    if (status === 400 && /HTTP request to an HTTPS server/i.test(text))
+      return new AttemptFailed({ reason: 'it serves https', ambiguous: false, config: 'scheme' });
+    if (status === 503 || status === 504 || RETRIED.test(message))
+      return new AttemptFailed({ reason: `${status} ${message}`, ambiguous: !/too many requests|no leader/i.test(message) });
+    return new EtcdRefused(status, path, message);
+  }
+
+  /** The auth token (null without etcd auth), asked for once and shared by concurrent calls. */
+  auth(deadline: number): Promise<string | null> {
+    if (this.user === null) return Promise.resolve(null);
+    this.token ??= this.request<{ token: string }>('/v3/auth/authenticate', { name: this.user, password: this.password }, deadline, false).then(
+      (r) => r.value.token,
+    );
+    const t = this.token;
+    t.catch(() => {
+      if (this.token === t) this.token = null;
+    });
+    return t;
+  }
+
+  /** A call: tried on the preferred member, then the others, with backoff, until the deadline; ambiguous when an attempt may have been applied. */
+  async request<T>(path: string, body: unknown, deadline = Date.now() + this.deadlineMs, withToken = true): Promise<{ value: T; ambiguous: boolean }> {
+    const failures = new Map<string, Failure>();
+    let ambiguous = false;
+    let reauthed = false;
+    for (let round = 0; ; round++) {
+      for (let i = 0; i < this.endpoints.length; i++) {
+        const index = (this.preferred + i) % this.endpoints.length;
+        const endpoint = this.endpoints[index]!;
+        const left = deadline - Date.now();
+        if (left <= 0) break;
+        if (this.closed) throw new StoreUnavailableError(`the client of etcd at ${this.endpoints.join(',')} was closed during ${path}`);
+        try {
+          const token = withToken ? await this.auth(deadline) : null;
+          // One member: nowhere to fail over to, so it gets the whole deadline; several: each round gives them longer (a slow cluster still answers).
+          const patience = this.endpoints.length === 1 ? left : Math.min(this.attemptTimeoutMs * 2 ** round, left);
+          const value = (await this.attempt(endpoint, path, body, token, patience)) as T;
+          this.preferred = index;
+          return { value, ambiguous };
+        } catch (e) {
+          if (e instanceof StoreUnavailableError) throw e;
+          if (!(e instanceof AttemptFailed)) throw e;
+          if (e.failure.reauth && !reauthed) {
+            // The token lapsed: one new one, then the same member again.
+            reauthed = true;
+            this.token = null;
+            i--;
+            continue;
+          }
+          failures.set(endpoint, e.failure);
+          ambiguous ||= e.failure.ambiguous;
+        }
+      }
+      // Every member refuses our TLS or scheme: no retry will change that.
+      if (failures.size === this.endpoints.length && [...failures.values()].every((f) => f.config)) throw unavailable(this.endpoints, failures);
+      const left = deadline - Date.now();
+      if (left <= 0) throw unavailable(this.endpoints, failures);
+      await sleep(Math.min(50 * 2 ** round, 500, left));
+    }
+  }
+
+  async call<T>(path: string, body: unknown): Promise<T> {
+    return (await this.request<T>(path, body)).value;
+  }
+
+  /**
+   * The member to start with: the first endpoint, and each other one 150 ms later while none has answered;
+   * the first to answer at all (even with an error) becomes the preferred one. A frozen first member costs little.
+   */
+  async pickMember(): Promise<void> {
+    if (this.endpoints.length < 2) return;
+    // Serializable: a member answers it alone, even while the members elect a leader.
+    const body = { key: b64('/knarr/'), count_only: true, serializable: true };
+    const pending: ClientRequest[] = [];
+    let won = false;
+    await new Promise<void>((resolve) => {
+      let left = this.endpoints.length;
+      const done = () => {
+        if (--left === 0) resolve();
+      };
+      this.endpoints.forEach((endpoint, index) => {
+        setTimeout(() => {
+          if (won) return done();
+          const { req } = this.open(endpoint, '/v3/kv/range', body, null, false);
+          pending.push(req);
+          const timer = setTimeout(() => req.destroy(), this.attemptTimeoutMs);
+          req.on('error', () => (clearTimeout(timer), done()));
+          req.on('response', (res: IncomingMessage) => {
+            clearTimeout(timer);
+            res.resume();
+            if (!won && (res.statusCode ?? 500) < 500) {
+              won = true;
+              this.preferred = index;
+              for (const other of pending) if (other !== req) other.destroy();
+              resolve();
+            }
+            done();
+          });
+        }, index * 150);
+      });
+    });
+  }
+}
+
+/**
+ * Connects to etcd through its v3 JSON gateway (/v3/kv/...) with node's http(s) client: no gRPC stack
+ * to load, which keeps every store command's start-up short. Calls go to the member that answered last,
+ * fail over to the others with backoff, and end within a deadline (exit 6 naming the endpoints).
+ * A number for opts is the old form: the deadline of a call.
+ */
+export async function connectEtcd(endpoints: readonly string[], opts: EtcdConnectOptions | number = {}): Promise<Store> {
+  const options = typeof opts === 'number' ? { attemptTimeoutMs: Math.min(1000, opts), deadlineMs: opts } : opts;
+  const gw = new Gateway(endpoints, options);
+  const call = <T>(path: string, body: unknown) => gw.call<T>(path, body);
   const range = (key: string, prefix: boolean) =>
     call<{ kvs?: RawKv[] }>('/v3/kv/range', prefix ? { key: b64(key), range_end: prefixEnd(key) } : { key: b64(key) });
-  const txnAll = async (compare: unknown[], puts: { key: string; value: string; lease?: string; keepLease?: boolean }[]) =>
-    (
-      await call<{ succeeded?: boolean }>('/v3/kv/txn', {
-        compare,
-        success: puts.map((p) => ({
-          request_put: { key: b64(p.key), value: b64(p.value), ...(p.lease ? { lease: p.lease } : {}), ...(p.keepLease ? { ignore_lease: true } : {}) },
-        })),
-      })
-    ).succeeded === true;
-  const txn = (compare: unknown[], put: { key: string; value: string; keepLease?: boolean }) => txnAll(compare, [put]);
+  type Put = { key: string; value: string; lease?: string; keepLease?: boolean };
+  const putOp = (p: Put) => ({
+    request_put: { key: b64(p.key), value: b64(p.value), ...(p.lease ? { lease: p.lease } : {}), ...(p.keepLease ? { ignore_lease: true } : {}) },
+  });
+  // The failure branch reads the keys back: after an attempt that may have been applied, a failed guard may be our own write.
+  const txnRequest = async (compare: unknown[], puts: Put[], deletes: unknown[] = []): Promise<boolean> => {
+    const { value, ambiguous } = await gw.request<{ succeeded?: boolean; responses?: { response_range?: { kvs?: RawKv[] } }[] }>('/v3/kv/txn', {
+      compare,
+      success: [...puts.map(putOp), ...deletes],
+      failure: puts.map((p) => ({ request_range: { key: b64(p.key) } })),
+    });
+    if (value.succeeded === true) return true;
+    if (!ambiguous || puts.length === 0) return false;
+    const found = (value.responses ?? []).map((r) => r.response_range?.kvs?.[0]);
+    return found.length === puts.length && found.every((kv, i) => kv && unb64(kv.value) === puts[i]!.value && kv.mod_revision === found[0]!.mod_revision);
+  };
+  const txn = (compare: unknown[], put: Put) => txnRequest(compare, [put]);
+  const absent = (key: string) => ({ key: b64(key), target: 'CREATE', result: 'EQUAL', create_revision: '0' });
+  const unchanged = (key: string, rev: string | undefined) => ({ key: b64(key), target: 'MOD', result: 'EQUAL', mod_revision: rev });
 
   const store: Store = {
     endpoints,
@@ -176,42 +478,40 @@ export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000
       return (await call<{ ID: string }>('/v3/lease/grant', { TTL: ttlSeconds })).ID;
     },
     async keepAlive(lease) {
-      const r = await call<{ result?: { TTL?: string } }>('/v3/lease/keepalive', { ID: lease });
-      return Number(r.result?.TTL ?? 0) > 0;
+      try {
+        const r = await call<{ result?: { TTL?: string } }>('/v3/lease/keepalive', { ID: lease });
+        return Number(r.result?.TTL ?? 0) > 0;
+      } catch (e) {
+        if (e instanceof LeaseNotFoundError) return false;
+        throw e;
+      }
     },
     async revokeLease(lease) {
       await call('/v3/lease/revoke', { ID: lease }).catch(() => undefined);
     },
-    async transact(guards, puts, deletes) {
-      const compare = guards.map((g) =>
-        'modRevision' in g
-          ? { key: b64(g.key), target: 'MOD', result: 'EQUAL', mod_revision: g.modRevision }
-          : 'value' in g
-            ? { key: b64(g.key), target: 'VALUE', result: 'EQUAL', value: b64(g.value) }
-            : { key: b64(g.key), target: 'CREATE', result: 'EQUAL', create_revision: '0' },
-      );
-      const success = [
-        ...puts.map((p) => ({
-          request_put: { key: b64(p.key), value: b64(p.value), ...(p.lease ? { lease: p.lease } : {}), ...(p.keepLease ? { ignore_lease: true } : {}) },
-        })),
-        ...deletes.map((k) => ({ request_delete_range: typeof k === 'string' ? { key: b64(k) } : { key: b64(k.from), range_end: b64(k.to) } })),
-      ];
-      return (await call<{ succeeded?: boolean }>('/v3/kv/txn', { compare, success })).succeeded === true;
-    },
+    transact: (guards, puts, deletes) =>
+      txnRequest(
+        guards.map((g) =>
+          'modRevision' in g
+            ? unchanged(g.key, g.modRevision)
+            : 'value' in g
+              ? { key: b64(g.key), target: 'VALUE', result: 'EQUAL', value: b64(g.value) }
+              : absent(g.key),
+        ),
+        puts,
+        deletes.map((k) => ({ request_delete_range: typeof k === 'string' ? { key: b64(k) } : { key: b64(k.from), range_end: b64(k.to) } })),
+      ),
     createAllIfAbsent: (entries) =>
-      txnAll(
-        entries.map((e) => ({ key: b64(e.key), target: 'CREATE', result: 'EQUAL', create_revision: '0' })),
+      txnRequest(
+        entries.map((e) => absent(e.key)),
         entries,
       ),
-    createIfAbsent: (key, value) => txn([{ key: b64(key), target: 'CREATE', result: 'EQUAL', create_revision: '0' }], { key, value }),
+    createIfAbsent: (key, value) => txn([absent(key)], { key, value }),
     async increment(key) {
       for (;;) {
         const kv = (await range(key, false)).kvs?.[0];
         const next = (kv ? Number(unb64(kv.value)) : 0) + 1;
-        const cond = kv
-          ? { key: b64(key), target: 'MOD', result: 'EQUAL', mod_revision: kv.mod_revision }
-          : { key: b64(key), target: 'CREATE', result: 'EQUAL', create_revision: '0' };
-        if (await txn([cond], { key, value: String(next) })) return next;
+        if (await txn([kv ? unchanged(key, kv.mod_revision) : absent(key)], { key, value: String(next) })) return next;
       }
     },
     async getVersioned(key) {
@@ -219,10 +519,9 @@ export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000
       return kv ? { value: unb64(kv.value), modRevision: kv.mod_revision ?? '0' } : null;
     },
     // keepLease: the key stays under the lease its writer gave it (another host's join record).
-    putIfUnchanged: (key, value, modRevision, opts) =>
-      txn([{ key: b64(key), target: 'MOD', result: 'EQUAL', mod_revision: modRevision }], { key, value, keepLease: opts?.keepLease }),
-    putAllIfUnchanged: (guard, modRevision, puts) => txnAll([{ key: b64(guard), target: 'MOD', result: 'EQUAL', mod_revision: modRevision }], puts),
-    watch: (prefix, onChange, signal) => watchPrefix(endpoints, prefix, onChange, signal),
+    putIfUnchanged: (key, value, modRevision, opts) => txn([unchanged(key, modRevision)], { key, value, keepLease: opts?.keepLease }),
+    putAllIfUnchanged: (guard, modRevision, puts) => txnRequest([unchanged(guard, modRevision)], puts),
+    watch: (prefix, onChange, signal) => watchPrefix(gw, prefix, onChange, signal),
     async delete(key) {
       return Number((await call<{ deleted?: string }>('/v3/kv/deleterange', { key: b64(key) })).deleted ?? 0) > 0;
     },
@@ -233,14 +532,16 @@ export async function connectEtcd(endpoints: readonly string[], timeoutMs = 5000
       return ((await range(prefix, true)).kvs ?? []).map((kv) => ({ key: unb64(kv.key), value: unb64(kv.value) })).sort((a, b) => a.key.localeCompare(b.key));
     },
     async close() {
-      agent.destroy();
+      gw.close();
     },
   };
   // Fail fast with a clear message instead of on the first real call.
   try {
-    await range('/knarr/', false);
+    const deadline = Date.now() + gw.deadlineMs;
+    await gw.pickMember();
+    await gw.request('/v3/kv/range', { key: b64('/knarr/') }, deadline);
   } catch (e) {
-    agent.destroy();
+    gw.close();
     throw e;
   }
   return store;
@@ -275,70 +576,145 @@ export function readOnlyStore(store: Store): Store {
 }
 
 interface RawWatchResponse {
-  result?: { created?: boolean; canceled?: boolean; events?: { type?: string; kv?: RawKv }[] };
+  result?: {
+    header?: { revision?: string };
+    created?: boolean;
+    canceled?: boolean;
+    compact_revision?: string;
+    cancel_reason?: string;
+    events?: { type?: string; kv?: RawKv }[];
+  };
   error?: { message?: string };
 }
 
+/** How often a watch checks that its member still answers, and how long it gives it. */
+const WATCH_CHECK_MS = 2000;
+
 /**
- * A watch through the JSON gateway: one long POST to /v3/watch whose answer is a stream of JSON
- * objects, one per line. On a broken stream it reconnects (after a pause) and reports key null.
+ * A watch through the JSON gateway: one long POST to /v3/watch whose answer is a stream of JSON objects,
+ * one per line. A broken stream, or a member that stops answering a periodic read, is left for the next
+ * member, resuming after the last revision seen: no event is lost. Only a compacted gap reports key null.
  */
-function watchPrefix(endpoints: readonly string[], prefix: string, onChange: (events: WatchEvent[]) => void, signal: AbortSignal): Promise<void> {
-  let attempt = 0;
+function watchPrefix(gw: Gateway, prefix: string, onChange: (events: WatchEvent[]) => void, signal: AbortSignal): Promise<void> {
+  const n = gw.endpoints.length;
   return new Promise((resolveFirst, rejectFirst) => {
     let established = false;
-    const connect = () => {
-      if (signal.aborted) return resolveFirst();
-      const endpoint = endpoints[attempt++ % endpoints.length]!;
-      const body = JSON.stringify({ create_request: { key: b64(prefix), range_end: prefixEnd(prefix) } });
-      const req = request(
-        `${endpoint}/v3/watch`,
-        { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
-        (res) => {
-          if (res.statusCode !== 200 && !established) {
-            res.resume();
-            return rejectFirst(unavailable(endpoints, new Error(`etcd answered ${res.statusCode} to /v3/watch`)));
+    let lastRevision: number | null = null;
+    let index = gw.preferred;
+    let current: (() => void) | null = null;
+    let failures = new Map<string, Failure>();
+    const firstDeadline = Date.now() + gw.deadlineMs;
+    let round = 0;
+    signal.addEventListener(
+      'abort',
+      () => {
+        current?.();
+        resolveFirst();
+      },
+      { once: true },
+    );
+
+    const connect = async () => {
+      if (signal.aborted) return;
+      const endpoint = gw.endpoints[index % n]!;
+      let token: string | null = null;
+      try {
+        token = await gw.auth(Date.now() + gw.deadlineMs);
+      } catch (e) {
+        if (!established) return rejectFirst(e);
+        return broken(endpoint, { reason: (e as Error).message, ambiguous: false });
+      }
+      if (signal.aborted) return;
+      const create = {
+        key: b64(prefix),
+        range_end: prefixEnd(prefix),
+        progress_notify: true,
+        ...(lastRevision !== null ? { start_revision: String(lastRevision + 1) } : {}),
+      };
+      const { req } = gw.open(endpoint, '/v3/watch', { create_request: create }, token, true);
+      let ended = false;
+      let checker: NodeJS.Timeout | null = null;
+      const patience = n === 1 ? gw.deadlineMs : gw.attemptTimeoutMs;
+      const createTimer = setTimeout(() => end({ reason: `no answer within ${patience} ms`, ambiguous: false }), patience);
+      const end = (why: Failure | null) => {
+        if (ended) return;
+        ended = true;
+        clearTimeout(createTimer);
+        if (checker) clearInterval(checker);
+        req.destroy();
+        if (why) broken(endpoint, why);
+      };
+      current = () => end(null);
+      req.on('error', (e) => end(networkFailure(e, true, endpoint.startsWith('https:'))));
+      req.on('response', (res: IncomingMessage) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          return end({ reason: `etcd answered ${res.statusCode} to /v3/watch`, ambiguous: false });
+        }
+        onJsonLines(res, (value) => {
+          if (ended) return;
+          const msg = value as RawWatchResponse;
+          const r = msg.result;
+          if (msg.error || !r) {
+            if (/auth token/i.test(msg.error?.message ?? '')) gw.dropToken();
+            return end({ reason: msg.error?.message ?? 'the watch ended', ambiguous: false });
           }
-          onJsonLines(res, (value) => {
-            const msg = value as RawWatchResponse;
-            if (msg.result?.created) {
-              if (!established) {
-                established = true;
-                resolveFirst();
-              } else onChange([{ key: null, deleted: false }]);
+          if (r.created) {
+            clearTimeout(createTimer);
+            gw.preferred = index % n;
+            failures = new Map();
+            round = 0;
+            if (lastRevision === null) lastRevision = Number(r.header?.revision ?? 0);
+            // A frozen or cut-off member keeps the stream open and says nothing: check that it still answers.
+            checker = setInterval(async () => {
+              try {
+                await gw.attempt(
+                  endpoint,
+                  '/v3/kv/range',
+                  { key: b64(prefix), count_only: true },
+                  await gw.auth(Date.now() + gw.deadlineMs),
+                  gw.attemptTimeoutMs,
+                );
+              } catch (e) {
+                // A lapsed token is ours to renew, not the member's fault.
+                if (e instanceof AttemptFailed && e.failure.reauth) gw.dropToken();
+                else if (e instanceof AttemptFailed) end({ reason: `stopped answering: ${e.message}`, ambiguous: false });
+              }
+            }, WATCH_CHECK_MS);
+            if (!established) {
+              established = true;
+              resolveFirst();
             }
-            const events = msg.result?.events ?? [];
-            if (events.length > 0) onChange(events.map((e) => ({ key: unb64(e.kv?.key), deleted: e.type === 'DELETE' })));
-            // etcd ended the watch (compaction, a leader change, an error): a new one, and everything may have changed.
-            if (msg.result?.canceled || msg.error) req.destroy();
-          });
-          res.on('end', retry);
-          res.on('error', retry);
-        },
-      );
-      const abort = () => req.destroy();
-      signal.addEventListener('abort', abort, { once: true });
-      req.on('error', (e) => {
-        signal.removeEventListener('abort', abort);
-        if (!established && attempt >= endpoints.length * 3) return rejectFirst(unavailable(endpoints, e));
-        retry();
+          }
+          if (r.canceled) {
+            // The revisions we missed are compacted: start again from now, and anything may have changed.
+            if (r.compact_revision && Number(r.compact_revision) > 0) {
+              lastRevision = null;
+              onChange([{ key: null, deleted: false }]);
+            }
+            return end({ reason: `etcd ended the watch${r.cancel_reason ? `: ${r.cancel_reason}` : ''}`, ambiguous: false });
+          }
+          const events = r.events ?? [];
+          if (events.length > 0) {
+            for (const e of events) lastRevision = Math.max(lastRevision ?? 0, Number(e.kv?.mod_revision ?? 0));
+            onChange(events.map((e) => ({ key: unb64(e.kv?.key), deleted: e.type === 'DELETE' })));
+          } else if (!r.created && r.header?.revision) lastRevision = Math.max(lastRevision ?? 0, Number(r.header.revision));
+        });
+        res.on('end', () => end({ reason: 'the watch stream ended', ambiguous: false }));
+        res.on('error', (e) => end(networkFailure(e, true, endpoint.startsWith('https:'))));
       });
-      req.on('close', () => signal.removeEventListener('abort', abort));
-      req.end(body);
     };
-    let retrying = false;
-    const retry = () => {
-      // Aborted before the watch was made: the caller must not wait forever.
+
+    const broken = (endpoint: string, why: Failure) => {
       if (signal.aborted) return resolveFirst();
-      // Never made after a few tries round the endpoints: the caller hears so instead of waiting.
-      if (!established && attempt >= endpoints.length * 3) return rejectFirst(unavailable(endpoints, new Error('the watch was never set up')));
-      if (retrying) return;
-      retrying = true;
-      setTimeout(() => {
-        retrying = false;
-        connect();
-      }, 500).unref();
+      failures.set(endpoint, why);
+      if (!established && (Date.now() >= firstDeadline || (failures.size === n && [...failures.values()].every((f) => f.config))))
+        return rejectFirst(unavailable(gw.endpoints, failures));
+      index++;
+      // A pause only after a whole round of members failed.
+      const pause = index % n === gw.preferred % n ? Math.min(100 * 2 ** round++, 1000) : 0;
+      setTimeout(() => void connect(), pause);
     };
-    connect();
+    void connect();
   });
 }

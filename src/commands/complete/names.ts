@@ -13,13 +13,11 @@ const LOOKUP_TIMEOUT_MS = 700;
 
 /** The fleet store if it answers at once: --etcd, else the local etcd when it runs (completion never starts it). */
 async function quickStore(ctx: Context): Promise<Store | null> {
-  let urls = ctx.config.etcd;
-  if (urls.length === 0) {
-    const local = await readJson<EtcdServerState>(statePaths(ctx.config.stateDir).etcdState);
-    if (!local?.pid) return null;
-    urls = [local.clientUrl];
-  }
-  return connectEtcd(urls, LOOKUP_TIMEOUT_MS);
+  const quick = { attemptTimeoutMs: LOOKUP_TIMEOUT_MS, deadlineMs: LOOKUP_TIMEOUT_MS };
+  if (ctx.config.etcd.length > 0) return connectEtcd(ctx.config.etcd, { ...ctx.config.etcdClient, ...quick });
+  const local = await readJson<EtcdServerState>(statePaths(ctx.config.stateDir).etcdState);
+  if (!local?.pid) return null;
+  return connectEtcd([local.clientUrl], quick);
 }
 
 /** Each kind loads only its own repository: completion runs at every TAB. */
