@@ -57,6 +57,7 @@ function startUpModules(entry) {
   return seen;
 }
 const START = startUpModules('dist/cli/main.js');
+const AGENT_ONLY = new Set(['etcd3', 'cockatiel']);
 
 // One bundle for the CLI: resolving ~30 modules and commander's files at start-up costs more than the code itself.
 // CommonJS: Node 20 loads it synchronously, without the ES module loader's start-up cost.
@@ -66,7 +67,8 @@ const START = startUpModules('dist/cli/main.js');
 export default defineConfig({
   input: { knarr: 'dist/cli/main.js' },
   platform: 'node',
-  external: (id) => id.startsWith('node:') && id !== 'node:fs/promises',
+  // The agent's store client stays in node_modules: etcd3 reads its .proto files from there, and no command's start loads it.
+  external: (id) => (id.startsWith('node:') && id !== 'node:fs/promises') || AGENT_ONLY.has(id),
   plugins: [lazyFsPromises, inlineVersion, asciiOnly],
   output: {
     dir: 'dist/bundle',

@@ -6,7 +6,7 @@ import { DEFAULT_CONFIG_FILE, ENV_VARS, resolveConfig, validateConfigFile, type 
 import { StoreUnavailableError, UserError, ValidationError } from '../core/errors.js';
 import { Runner } from '../host/runner.js';
 import { drivers } from '../host/storage/index.js';
-import type { Store } from '../state/store.js';
+import type { EtcdConnectOptions, Store } from '../state/store.js';
 import { createReporter } from './reporter.js';
 import { flowNestingDepth, parseSimpleYaml } from '../core/yaml-lite.js';
 
@@ -73,11 +73,14 @@ export function createContext(config: Config, io: ContextIo, reload: () => Promi
     },
     opHandlers,
     reloadConfig: reload,
-    async openStore(): Promise<Store> {
+    async openStore(use?: 'agent'): Promise<Store> {
       const { connectEtcd, readOnlyStore } = await import('../state/store.js');
       // Under --dry-run every handler sees a store that refuses writes: nothing reaches etcd, whatever a handler forgets.
       const guard = (store: Store) => (config.dryRun ? readOnlyStore(store) : store);
-      if (config.etcd.length > 0) return guard(await connectEtcd(config.etcd, config.etcdClient));
+      // The agent's client is loaded only here: gRPC costs ~100 ms of start-up, which a daemon pays once.
+      const connect = async (urls: readonly string[], opts: Pick<EtcdConnectOptions, 'ca' | 'cert' | 'key' | 'user' | 'password' | 'passwordFile'> = {}) =>
+        use === 'agent' ? (await import('../state/etcd3-store.js')).connectEtcd3(urls, opts) : connectEtcd(urls, opts);
+      if (config.etcd.length > 0) return guard(await connect(config.etcd, config.etcdClient));
       const { ensureLocalEtcd } = await import('../commands/etcd/local.js');
       const local = await ensureLocalEtcd(ctx, { forStore: true });
       if (local.action === 'planned') {
@@ -85,7 +88,7 @@ export function createContext(config: Config, io: ContextIo, reload: () => Promi
       }
       // A cluster member: every member's client URL, with knarr's client certificate.
       const { storeOptions } = await import('../commands/etcd/cluster.js');
-      return guard(await connectEtcd(local.state.endpoints ?? [local.state.clientUrl], storeOptions(local.state)));
+      return guard(await connect(local.state.endpoints ?? [local.state.clientUrl], storeOptions(local.state)));
     },
   };
   return ctx;

@@ -81,7 +81,7 @@ export async function daemon(ctx: Context, flags: SettingFlags = {}): Promise<Co
     ))
   )
     throw new ValidationError('--share', `${settings.share} is not a directory`);
-  const store = await ctx.openStore();
+  const store = await ctx.openStore('agent');
   // The agent's own work (operations, dot binds) outlives SIGTERM while it drains: its commands stop only when the drain time is up.
   const work = new AbortController();
   const workCtx: Context = { ...ctx, runner: ctx.runner.withSignal(work.signal), signal: work.signal };

@@ -25,7 +25,7 @@ import type { AgentPidFile } from './pidfile.js';
 import { Reconciler } from './reconcile.js';
 import { admitJoins, join } from './join.js';
 
-/** How often the agent looks for operations of its host without a watch event telling it to. */
+/** How often the agent looks for operations of its host, and makes a full pass over its jobs, without a watch event telling it to. */
 const SWEEP_MS = 30_000;
 /** How often, at most, the agent removes ended operations and old job history past their retention. */
 const GC_MAX_EVERY_MS = 3_600_000;
@@ -521,9 +521,11 @@ export class Agent {
       } catch (e) {
         this.log(`agent: cannot reach the store (${(e as Error).message}); retrying`);
       }
-      // A watch can go quiet without an error (a half-open connection): operations are looked for now and then anyway.
+      // A watch can go quiet without an error (a half-open connection): operations are looked for now and then anyway,
+      // and the jobs get a full pass, so a lost watch delays convergence but never stops it.
       if (Date.now() - lastSweep >= SWEEP_MS) {
         lastSweep = Date.now();
+        this.reconciler.kick();
         void this.opRunner?.drain().catch((e: Error) => this.log(`agent: operations: ${e.message}`));
         this.noticeDownHosts();
       }

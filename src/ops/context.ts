@@ -36,8 +36,11 @@ export interface Context {
   readonly stdin: import('node:stream').Readable;
   /** Operation handlers by kind, registered by the composition root: the op runner imports no command. */
   readonly opHandlers: OpHandlers;
-  /** Connects to the fleet store (external --etcd, else the managed local etcd, started on demand). */
-  openStore(): Promise<Store>;
+  /**
+   * Connects to the fleet store (external --etcd, else the managed local etcd, started on demand). 'agent': the
+   * long-running agent's client (the etcd3 package: keepalive streams, watches that resume), too slow to load for a command.
+   */
+  openStore(use?: 'agent'): Promise<Store>;
   /** Resolves the configuration again from the same flags and environment, re-reading the config file (the agent's SIGHUP). */
   reloadConfig(): Promise<Config>;
 }
