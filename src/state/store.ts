@@ -153,6 +153,8 @@ function networkFailure(e: unknown, sent: boolean, secure: boolean): Failure {
   if (code === 'ETIMEDOUT') return { reason, ambiguous: sent, silent: true };
   // etcd with TLS on its client port closes a plain-http connection without a word.
   if (!secure && reason === 'socket hang up') return { reason: 'it closed the connection (if it serves https, write https://)', ambiguous: sent };
+  // A plain-http etcd answers a TLS hello with a reset, as often as with a closed connection.
+  if (secure && code === 'ECONNRESET') return { reason: 'it reset the connection (if it serves plain http, write http://)', ambiguous: sent };
   if (secure && /before secure TLS connection was established/.test(reason))
     return { reason: 'it closed the connection in the TLS handshake (if it serves plain http, write http://)', ambiguous: false };
   return { reason, ambiguous: sent };
