@@ -109,6 +109,9 @@ describe.skipIf(!run)('a fleet whose store is its own hosts’ etcd members', ()
       ]);
   }, 60_000);
 
+  // Measured while h3's member is dead; the check that does not hold yet reads it below.
+  let stopOnDeadMember = Number.NaN;
+
   it('one member killed: a pipeline of jobs across the three hosts gives the right bytes; etcd up brings it back', async () => {
     process.kill(etcdPid(h3), 'SIGKILL');
     // From h1: a store command on h3 would start h3's member again (as etcd up does).
@@ -123,12 +126,39 @@ describe.skipIf(!run)('a fleet whose store is its own hosts’ etcd members', ()
     expect(pipe.exitCode, String(pipe.stderr)).toBe(0);
     expect(pipe.stdout).toBe('knarr@h1@h2@h3');
     expect(await upHosts(h2)).toEqual(['h1', 'h2', 'h3']);
+    // A daemonized job's whole life on the host whose member is dead, driven from the others.
+    const lifeMs: Record<string, number> = {};
+    const d = await json(h2, 'job', 'run', '-d', '--name', 'onh3', '--host', 'h3', '--network', 'none', image, '--', 'sleep', '3600');
+    expect(d).toMatchObject({ host: 'h3', state: 'running' });
+    expect(await h3.dockerd.docker('ps', '-q', '--filter', 'label=knarr.job=onh3')).not.toBe('');
+    expect((await json(h1, 'job', 'list')).map((j: { name: string }) => j.name)).toContain('onh3');
+    for (const argv of [
+      ['job', 'stop', 'onh3'],
+      ['job', 'restart', 'onh3'],
+      ['host', 'show', 'h3'],
+      ['etcd', 'members'],
+      ['job', 'rm', 'onh3'],
+    ]) {
+      const r = await timed(h1, ...argv);
+      expect(r.exitCode, `${argv.join(' ')}: ${String(r.stderr)}`).toBe(0);
+      lifeMs[argv.join(' ')] = r.ms;
+    }
+    console.info(`h3's member killed, commands from h1 (ms): ${JSON.stringify(lifeMs)}`);
+    stopOnDeadMember = lifeMs['job stop onh3']!;
+    await eventually(async () => expect(await h3.dockerd.docker('ps', '-aq', '--filter', 'label=knarr.job=onh3')).toBe(''));
 
     const back = await knarr(h3, '--json', 'etcd', 'up');
     expect(back.exitCode, String(back.stderr)).toBe(0);
     expect(JSON.parse(String(back.stdout)).action).toBe('started');
     await eventually(async () => expect((await voters(h3)).filter(([, l, ok]) => !l && ok)).toHaveLength(3), 30_000);
   }, 120_000);
+
+  // Known failing: a job stop waits for the agent, and h3's agent, whose own member is dead (connections refused),
+  // applies it only after about 10 s (measured 10.3 s; job restart and job rm after it take 0.45 s): its etcd3 watch
+  // seems to come back on another member only then. The fix belongs in the agent's store client.
+  it.fails('one member killed: an intent change on that host applies within 3 s', () => {
+    expect(stopOnDeadMember).toBeLessThan(3_000);
+  });
 
   // Measured while the first member is frozen; the checks that do not hold yet read them below.
   let applied = Number.NaN;
