@@ -78,13 +78,10 @@ async function recordEndpoints(ctx: Context, endpoints: readonly string[]): Prom
  * the hosts that joined it, and an agent that kept its own member alone would stall with it.
  */
 export async function refreshEndpoints(ctx: Context, state: EtcdServerState): Promise<EtcdServerState> {
-  const { members } = await listMembers(state.endpoints ?? [state.clientUrl], stateTls(state));
-  return (
-    (await recordEndpoints(
-      ctx,
-      members.flatMap((m) => m.clientURLs ?? []),
-    )) ?? state
-  );
+  // No member answers (no quorum yet): the recorded list, and the agent waits for the store as it always did.
+  const listed = await listMembers(state.endpoints ?? [state.clientUrl], stateTls(state)).catch(() => null);
+  const urls = listed?.members.flatMap((m) => m.clientURLs ?? []) ?? [];
+  return (await recordEndpoints(ctx, urls)) ?? state;
 }
 
 /** `knarr etcd members`: the cluster's members. */
