@@ -88,7 +88,9 @@ export function createContext(config: Config, io: ContextIo, reload: () => Promi
       }
       // A cluster member: every member's client URL, with knarr's client certificate.
       const { storeOptions } = await import('../commands/etcd/cluster.js');
-      return guard(await connect(local.state.endpoints ?? [local.state.clientUrl], storeOptions(local.state)));
+      // The agent lives long: it starts from the members the cluster has now, not the ones this host last recorded.
+      const state = use === 'agent' && local.state.tls ? await (await import('../commands/etcd/members.js')).refreshEndpoints(ctx, local.state) : local.state;
+      return guard(await connect(state.endpoints ?? [state.clientUrl], storeOptions(state)));
     },
   };
   return ctx;

@@ -126,14 +126,15 @@ export const ETCD_QUOTA_BYTES = 2 * 1024 ** 3;
 export function httpGet(url: string, timeoutMs: number, tls?: ClientTls): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const get = url.startsWith('https:') ? httpsRequest : request;
-    const req = get(url, { method: 'GET', timeout: timeoutMs, ...tls }, (res) => {
+    const req = get(url, { method: 'GET', ...tls }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
+      res.on('end', () => (clearTimeout(timer), resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') })));
+      res.on('error', (e) => (clearTimeout(timer), reject(e)));
     });
-    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} within ${timeoutMs}ms`)));
-    req.on('error', reject);
+    // A deadline for the whole answer: a socket idle timeout let a frozen member's TLS handshake take twice as long.
+    const timer = setTimeout(() => req.destroy(new Error(`no answer from ${url} within ${timeoutMs}ms`)), timeoutMs);
+    req.on('error', (e) => (clearTimeout(timer), reject(e)));
     req.end();
   });
 }

@@ -1,7 +1,7 @@
 import { memberIdHex, type MemberRow } from '../../core/etcd-cluster.js';
 import { ExitCode } from '../../core/errors.js';
 import { formatSize } from '../../core/size.js';
-import { etcdPost, isEtcdProcess, type ClientTls } from '../../host/etcd-server.js';
+import { etcdPost, isEtcdProcess, type ClientTls, type EtcdServerState } from '../../host/etcd-server.js';
 import { writeJsonAtomic } from '../../host/local-state.js';
 import { statePaths } from '../../core/paths.js';
 import type { CommandResult, Context } from '../types.js';
@@ -58,16 +58,30 @@ export async function memberRows(ctx: Context): Promise<{ rows: MemberRow[]; end
     }),
   );
   const endpoints = rows.flatMap((r) => r.clientUrls);
-  // This host's record follows the cluster: its clients then reach every member.
-  if (access.managed && !ctx.runner.dryRun && endpoints.length > 0) {
-    const state = await readEtcdState(ctx);
-    if (state?.tls) {
-      const next = [state.clientUrl, ...endpoints.filter((u) => u !== state.clientUrl)];
-      if (JSON.stringify(next) !== JSON.stringify(state.endpoints) && (await isEtcdProcess(state.pid)))
-        await writeJsonAtomic(statePaths(ctx.config.stateDir).etcdState, { ...state, endpoints: next });
-    }
-  }
+  if (access.managed) await recordEndpoints(ctx, endpoints);
   return { rows: rows.sort((a, b) => a.name.localeCompare(b.name)), endpoints };
+}
+
+/** This host's record follows the cluster (its own member first): its clients then reach every member. */
+async function recordEndpoints(ctx: Context, endpoints: readonly string[]): Promise<EtcdServerState | null> {
+  const state = await readEtcdState(ctx);
+  if (ctx.runner.dryRun || endpoints.length === 0 || !state?.tls) return state;
+  const next = [state.clientUrl, ...endpoints.filter((u) => u !== state.clientUrl)];
+  if (JSON.stringify(next) === JSON.stringify(state.endpoints) || !(await isEtcdProcess(state.pid))) return state;
+  const updated = { ...state, endpoints: next };
+  await writeJsonAtomic(statePaths(ctx.config.stateDir).etcdState, updated);
+  return updated;
+}
+
+/**
+ * A member's client URLs as the cluster lists them now, recorded: the first member learns only this way of
+ * the hosts that joined it, and an agent that kept its own member alone would stall with it.
+ */
+export async function refreshEndpoints(ctx: Context, state: EtcdServerState): Promise<EtcdServerState> {
+  // No member answers (no quorum yet): the recorded list, and the agent waits for the store as it always did.
+  const listed = await listMembers(state.endpoints ?? [state.clientUrl], stateTls(state)).catch(() => null);
+  const urls = listed?.members.flatMap((m) => m.clientURLs ?? []) ?? [];
+  return (await recordEndpoints(ctx, urls)) ?? state;
 }
 
 /** `knarr etcd members`: the cluster's members. */
