@@ -166,7 +166,7 @@ describe.skipIf(!run)('knarr etcd up/down/status (the managed local etcd)', () =
     const viaCtl = await execa('etcdctl', ['--endpoints', started.endpoints[0], 'get', '/knarr/default/meta/schema', '--print-value-only'], {
       env: { ETCDCTL_API: '3' },
     });
-    expect(viaCtl.stdout).toBe('1');
+    expect(viaCtl.stdout).toBe(SCHEMA_VERSION);
 
     const down = await knarr(['--json', '--state-dir', state, 'etcd', 'down']);
     expect(down.code).toBe(0);
