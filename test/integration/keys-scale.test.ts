@@ -1,3 +1,4 @@
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DotRecord } from '../../src/core/dots.js';
 import type { HostRecord } from '../../src/core/hosts.js';
@@ -10,9 +11,12 @@ import { migrateFleet } from '../../src/state/migrate.js';
 import { OpRepo } from '../../src/state/ops.js';
 import { connectEtcd, type KeyValue, type Store } from '../../src/state/store.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
-import { uniqueName } from '../harness/tmp.js';
+import { eventually } from '../harness/eventually.js';
+import { freePort } from '../harness/ports.js';
+import { tempDir, uniqueName } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
 
+const bin = new URL('../../bin/knarr', import.meta.url).pathname;
 const run = integration('keys that scale', haveTools('etcd'), 'etcd is not installed (Debian package etcd-server)');
 
 /** The real store, with every key or prefix read and every key a read returned recorded. */
@@ -220,4 +224,51 @@ describe.skipIf(!run)('host records apart from host data, the pending index of o
     expect(await repo.forgetIfEnded('h1', 'op-999999')).toBe(true);
     expect(await repo.pending('h1')).toEqual([{ id: live.id, parent: null }]);
   });
+
+  it('an agent of the new version started on a schema 1 fleet moves its keys, then runs the operation that was queued there', async () => {
+    const fleet = uniqueName('ku');
+    const keys = fleetKeys(fleet);
+    const old = `/knarr/${fleet}/hosts`;
+    const queued = newOp(1, 'no.such-kind', {}, 'h1');
+    await store.put(keys.schema, '1');
+    await store.put(`${old}/h1/dots/d`, JSON.stringify(dot('d')));
+    await store.put(`${old}/h1/pools/p`, '{"name":"p"}');
+    await store.put(keys.op(queued.id), JSON.stringify(queued));
+    const tmp = await tempDir('knarr-keys-upgrade-');
+    const agent = execa(
+      bin,
+      [
+        '--etcd',
+        etcd.url,
+        '--fleet',
+        fleet,
+        '--state-dir',
+        `${tmp.path}/state`,
+        'daemon',
+        '--name',
+        'h1',
+        '--listen',
+        `127.0.0.1:${await freePort()}`,
+        '--ttl',
+        '2',
+      ],
+      { reject: false, env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` } },
+    );
+    try {
+      await eventually(async () => {
+        const op = JSON.parse((await store.get(keys.op(queued.id)))!) as OpRecord;
+        expect(isTerminal(op.status)).toBe(true);
+      }, 20_000);
+      expect(await store.get(keys.schema)).toBe(SCHEMA_VERSION);
+      expect((await store.list(keys.hosts)).map((kv) => kv.key)).toEqual([keys.host('h1')]);
+      expect(await store.get(keys.hostDot('h1', 'd'))).toBe(JSON.stringify(dot('d')));
+      expect(await store.get(keys.hostPool('h1', 'p'))).toBe('{"name":"p"}');
+      expect(await new OpRepo(store, fleet).pending('h1')).toEqual([]);
+    } finally {
+      agent.kill('SIGTERM');
+      const out = await agent;
+      expect(out.stderr).toMatch(/keys moved to schema 2 \(2 host keys, 1 pending operations\)/);
+      await tmp.cleanup();
+    }
+  }, 60_000);
 });
