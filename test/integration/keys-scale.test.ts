@@ -1,8 +1,11 @@
+import { PassThrough } from 'node:stream';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createContext, loadConfig } from '../../src/cli/context.js';
 import type { DotRecord } from '../../src/core/dots.js';
 import type { HostRecord } from '../../src/core/hosts.js';
 import { isTerminal, newOp, type OpRecord } from '../../src/core/ops.js';
+import { OpRunner } from '../../src/ops/runner.js';
 import { ClusterRepo } from '../../src/state/clusters.js';
 import { DotRepo } from '../../src/state/dots.js';
 import { HostRepo } from '../../src/state/hosts.js';
@@ -271,4 +274,40 @@ describe.skipIf(!run)('host records apart from host data, the pending index of o
       await tmp.cleanup();
     }
   }, 60_000);
+
+  it("a runner's drain reads its host's pending entries and those operations only: not the fleet's others, not the ended ones", async () => {
+    const fleet = uniqueName('kr');
+    const keys = fleetKeys(fleet);
+    for (let n = 1; n <= 40; n++) {
+      const o = newOp(n, 'cluster.create', { user: 'u', name: `c${n}` }, n % 2 ? 'h1' : 'h2');
+      await store.put(keys.op(o.id), JSON.stringify(n % 2 ? { ...o, status: 'done' } : o));
+    }
+    await store.put(keys.counter('op'), '40');
+    const repo = new OpRepo(store, fleet);
+    const mine = [await repo.submit('no.such-kind', {}, 'h1'), await repo.submit('no.such-kind', {}, 'h1')];
+    const tmp = await tempDir('knarr-keys-drain-');
+    const env = { ...process.env, KNARR_STATE_DIR: `${tmp.path}/state`, KNARR_ETCD: etcd.url, KNARR_FLEET: fleet };
+    const config = await loadConfig({}, env, tmp.path);
+    const ctx = createContext(config, { stderr: new PassThrough(), stderrIsTTY: false, env, cwd: tmp.path, signal: new AbortController().signal });
+    const lease = await store.grantLease(30);
+    const c = counted(store);
+    try {
+      await new OpRunner(
+        ctx,
+        c.store,
+        'h1',
+        'test',
+        () => lease,
+        () => undefined,
+      ).drain();
+      for (const o of mine) expect(isTerminal((await repo.get(o.id))!.status)).toBe(true);
+      expect(c.asked.filter((k) => k.endsWith('/'))).toEqual([keys.opsPending('h1')]);
+      const ops = c.returned.filter((k) => k.startsWith(keys.ops));
+      expect([...new Set(ops)].sort()).toEqual(mine.map((o) => keys.op(o.id)));
+      expect(await repo.pending('h1')).toEqual([]);
+    } finally {
+      await store.revokeLease(lease);
+      await tmp.cleanup();
+    }
+  });
 });
