@@ -53,6 +53,7 @@ export function fleetKeys(fleet: string) {
     op: (id: string) => `${root}/ops/${id}`,
     opClaim: (id: string) => `${root}/op-claims/${id}`,
     /** The operations of a host not yet ended (value: the parent's id, or empty), written and removed with the record. */
+    opsPendingAll: `${root}/ops-pending/`,
     opsPending: (host: string) => `${root}/ops-pending/${host}/`,
     opPending: (host: string, id: string) => `${root}/ops-pending/${host}/${id}`,
     /** LXC clusters by user and name; users' subnets and the addresses taken in them. */

@@ -67,6 +67,13 @@ export class OpRepo {
       .sort((a, b) => a.id.localeCompare(b.id));
   }
 
+  /** The fleet's top-level operations not yet ended, on every host: the pending index and those records, never the ended ones. */
+  async pendingTopLevel(): Promise<OpRecord[]> {
+    const entries = (await this.store.list(this.keys.opsPendingAll)).filter((kv) => kv.value === '');
+    const ops = await Promise.all(entries.map((kv) => this.get(kv.key.slice(kv.key.lastIndexOf('/') + 1))));
+    return ops.filter((o): o is OpRecord => o !== null && !isTerminal(o.status));
+  }
+
   /** Drops a pending entry whose operation has ended or is gone (one an older writer ended); true when it did. */
   async forgetIfEnded(host: string, id: string): Promise<boolean> {
     const op = await this.get(id);

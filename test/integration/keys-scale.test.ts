@@ -212,6 +212,9 @@ describe.skipIf(!run)('host records apart from host data, the pending index of o
       const want = all.filter((o) => o.host === h && !isTerminal(o.status)).map((o) => o.id);
       expect((await repo.pending(h)).map((p) => p.id)).toEqual(want);
     }
+    // The fleet-wide view (the one-operation-per-cluster check) reads the same index: every host's, top-level, not ended.
+    const open = all.filter((o) => o.parent === null && !isTerminal(o.status)).map((o) => o.id);
+    expect((await repo.pendingTopLevel()).map((o) => o.id).sort()).toEqual(open.sort());
   });
 
   it('an entry whose operation ended without it leaving (an older writer) is dropped by the runner, a live one stays', async () => {
