@@ -313,4 +313,19 @@ describe.skipIf(!run)('host records apart from host data, the pending index of o
       await tmp.cleanup();
     }
   });
+
+  it("the CLI's first command on a schema 1 fleet (no agent, no etcd up) moves it; under --dry-run it changes nothing", async () => {
+    const fleet = uniqueName('kc');
+    const keys = fleetKeys(fleet);
+    await store.put(keys.schema, '1');
+    await store.put(`/knarr/${fleet}/hosts/h9/remotes/origin`, 'file:///srv');
+    const dry = await execa(bin, ['--etcd', etcd.url, '--fleet', fleet, '--dry-run', 'op', 'list'], { reject: false });
+    expect(dry.exitCode, dry.stderr).toBe(0);
+    expect(await store.get(keys.schema)).toBe('1');
+    const ran = await execa(bin, ['--etcd', etcd.url, '--fleet', fleet, 'op', 'list'], { reject: false });
+    expect(ran.exitCode, ran.stderr).toBe(0);
+    expect(await store.get(keys.schema)).toBe(SCHEMA_VERSION);
+    expect(await store.get(keys.remote('h9', 'origin'))).toBe('file:///srv');
+    expect(await store.list(`/knarr/${fleet}/hosts/`)).toEqual([]);
+  });
 });
