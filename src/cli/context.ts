@@ -76,7 +76,15 @@ export function createContext(config: Config, io: ContextIo, reload: () => Promi
     async openStore(use?: 'agent'): Promise<Store> {
       const { connectEtcd, readOnlyStore } = await import('../state/store.js');
       // Under --dry-run every handler sees a store that refuses writes: nothing reaches etcd, whatever a handler forgets.
-      const guard = (store: Store) => (config.dryRun ? readOnlyStore(store) : store);
+      const guard = async (store: Store) => {
+        if (config.dryRun) return readOnlyStore(store);
+        // A fleet of an older layout is moved by its first writer of this version (one read once it is current); the agent does it at its start.
+        if (use !== 'agent') {
+          const { migrateFleet } = await import('../state/migrate.js');
+          await migrateFleet(store, config.fleet).catch((e: Error) => ctx.events.warn(`the fleet's keys were not moved to the current layout: ${e.message}`));
+        }
+        return store;
+      };
       // The agent's client is loaded only here: gRPC costs ~100 ms of start-up, which a daemon pays once.
       const connect = async (urls: readonly string[], opts: Pick<EtcdConnectOptions, 'ca' | 'cert' | 'key' | 'user' | 'password' | 'passwordFile'> = {}) =>
         use === 'agent' ? (await import('../state/etcd3-store.js')).connectEtcd3(urls, opts) : connectEtcd(urls, opts);

@@ -71,7 +71,7 @@ export async function runOperation(
   const repo = new OpRepo(store, ctx.config.fleet);
   // One operation at a time on a cluster: two would write its record over each other (a scale could bring back a deleted cluster).
   if (typeof args.user === 'string' && typeof args.name === 'string') {
-    const busy = (await repo.list()).find((o) => o.parent === null && !isTerminal(o.status) && o.args.user === args.user && o.args.name === args.name);
+    const busy = (await repo.pendingTopLevel()).find((o) => o.args.user === args.user && o.args.name === args.name);
     if (busy) {
       throw new ConflictError(`cluster ${args.name} of user ${args.user} has ${busy.id} (${busy.kind}) ${busy.status}`, {
         hint: `wait for it: knarr op wait ${busy.id}; or take it back: knarr op cancel ${busy.id}`,

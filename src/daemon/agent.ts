@@ -16,7 +16,8 @@ import { EVENT_WRITE_TIMEOUT_MS } from '../core/events.js';
 import { bounded, EventLog, recordEvent } from '../state/events.js';
 import { collectGarbage } from '../state/gc.js';
 import { JobRepo } from '../state/jobs.js';
-import { fleetKeys } from '../state/keys.js';
+import { fleetKeys, SCHEMA_VERSION } from '../state/keys.js';
+import { migrateFleet } from '../state/migrate.js';
 import type { Store } from '../state/store.js';
 import { hostId } from '../host/identity.js';
 import { Ambassador, linkEnv } from './ambassador.js';
@@ -57,7 +58,7 @@ export interface AgentOptions {
   /** How the scheduler ranks hosts when this agent moves a job off a host that is down. */
   strategy?: 'spread' | 'binpack';
   /** Runs this host's pending operations (cluster commands); made with the agent's lease. */
-  ops?: (lease: () => string) => { drain(): Promise<void>; close(): Promise<void> };
+  ops?: (lease: () => string) => { drain(): Promise<void>; close(): Promise<void>; watchPending(onChange: () => void, signal: AbortSignal): Promise<void> };
   /** Ended operations and job history older than this are removed now and then (0: kept for ever). */
   opRetentionMs?: number;
   /** Open API connections at most. */
@@ -314,6 +315,10 @@ export class Agent {
       },
       this.opts.maxConnections,
     );
+    // A fleet written by an older knarr gets its keys moved before anything here reads them.
+    const migrated = await migrateFleet(this.store, this.opts.fleet);
+    if (migrated.moved + migrated.indexed > 0)
+      this.log(`fleet ${this.opts.fleet}: keys moved to schema ${SCHEMA_VERSION} (${migrated.moved} host keys, ${migrated.indexed} pending operations)`);
     await this.register(true);
     // The lease is kept alive by serve(), which starts after the handshake: keep it meanwhile.
     const keep = setInterval(() => void this.store.keepAlive(this.lease!).catch(() => undefined), Math.max(200, (this.opts.ttlSeconds * 1000) / 3));
@@ -375,8 +380,8 @@ export class Agent {
       const runner = this.opts.ops(() => this.lease ?? '0');
       this.opRunner = runner;
       const drain = () => void runner.drain().catch((e: Error) => this.log(`operations: ${e.message}`));
-      // New operations, and claims that lapsed (a runner died mid-way): both may be this host's to run.
-      await this.store.watch(keys.ops, drain, this.watching.signal);
+      // This host's new operations, and claims that lapsed (a runner died mid-way): both may be this host's to run.
+      await runner.watchPending(drain, this.watching.signal);
       await this.store.watch(keys.opClaim(''), drain, this.watching.signal);
       drain();
     }

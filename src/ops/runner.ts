@@ -57,10 +57,11 @@ export class OpRunner {
       try {
         while (this.again && !this.closed) {
           this.again = false;
-          for (const op of await this.repo.list()) {
+          // Only this host's pending index: the fleet's other operations, and ended ones, are never read.
+          for (const op of await this.repo.pending(this.host)) {
             if (this.closed) break;
-            if (op.host !== this.host || op.parent !== null || isTerminal(op.status)) continue;
-            await this.execute(op.id);
+            if (op.parent !== null) continue;
+            if ((await this.execute(op.id)) === null) await this.repo.forgetIfEnded(this.host, op.id);
           }
         }
       } finally {
@@ -68,6 +69,11 @@ export class OpRunner {
       }
     })();
     return this.draining;
+  }
+
+  /** Calls onChange when this host's pending operations change (one queued, one ended). */
+  watchPending(onChange: () => void, signal: AbortSignal): Promise<void> {
+    return this.repo.watchPending(this.host, onChange, signal);
   }
 
   /** Claims nothing more; resolves once the operation running now has ended (the agent's SIGTERM). */

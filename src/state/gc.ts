@@ -29,7 +29,8 @@ export async function collectGarbage(store: Store, fleet: string, cutoff: number
   const rawOf = new Map(raw.map((kv, i) => [ops[i]!.id, kv.value]));
   // Children before parents: a parent is never gone while a child it names is still there.
   for (const op of [...expired].sort((a, b) => Number(a.parent === null) - Number(b.parent === null))) {
-    if (await store.transact([{ key: keys.op(op.id), value: rawOf.get(op.id)! }], [], [keys.op(op.id), keys.opClaim(op.id)])) removed.push(op);
+    if (await store.transact([{ key: keys.op(op.id), value: rawOf.get(op.id)! }], [], [keys.op(op.id), keys.opClaim(op.id), keys.opPending(op.host, op.id)]))
+      removed.push(op);
   }
   for (const e of history) await store.delete(e.key);
   return { ops: removed, history };

@@ -2,7 +2,8 @@
  * Every etcd key knarr reads or writes is built here, under /knarr/<fleet>/
  * (a fleet is a table, as in docklet). Nothing else concatenates key paths.
  */
-export const SCHEMA_VERSION = '1';
+/** 2: per-host data moved from hosts/<host>/... to hostdata/<host>/..., and the per-host pending index of operations. */
+export const SCHEMA_VERSION = '2';
 
 export function fleetKeys(fleet: string) {
   const root = `/knarr/${fleet}`;
@@ -10,8 +11,13 @@ export function fleetKeys(fleet: string) {
     root: `${root}/`,
     schema: `${root}/meta/schema`,
     createdAt: `${root}/meta/created-at`,
+    /** Bare host records only: every agent lists them on each pass, so nothing else is filed under them. */
     hosts: `${root}/hosts/`,
     host: (host: string) => `${root}/hosts/${host}`,
+    /** Everything else about a host (pools, dots, commits, remotes, images, ambassadors), read only by who needs that host's data. */
+    hostData: (host: string) => `${root}/hostdata/${host}/`,
+    /** Where schema 1 filed a host's data (under its record); moved to hostData by migrateHostData. */
+    legacyHostData: (host: string) => `${root}/hosts/${host}/`,
     /** Present while the host's agent holds its lease: the host is up. */
     hostAlive: (host: string) => `${root}/alive/${host}`,
     alive: `${root}/alive/`,
@@ -20,16 +26,16 @@ export function fleetKeys(fleet: string) {
     join: (host: string) => `${root}/joins/${host}`,
     /** The token in the fleet's shared data directory, which a joining host proves it can read. */
     shareToken: `${root}/meta/share-token`,
-    hostPools: (host: string) => `${root}/hosts/${host}/pools/`,
-    hostPool: (host: string, pool: string) => `${root}/hosts/${host}/pools/${pool}`,
-    hostDots: (host: string) => `${root}/hosts/${host}/dots/`,
-    hostDot: (host: string, dot: string) => `${root}/hosts/${host}/dots/${dot}`,
-    hostDotCommits: (host: string, dot: string) => `${root}/hosts/${host}/dot-commits/${dot}/`,
-    hostDotCommit: (host: string, dot: string, id: string) => `${root}/hosts/${host}/dot-commits/${dot}/${id}`,
+    hostPools: (host: string) => `${root}/hostdata/${host}/pools/`,
+    hostPool: (host: string, pool: string) => `${root}/hostdata/${host}/pools/${pool}`,
+    hostDots: (host: string) => `${root}/hostdata/${host}/dots/`,
+    hostDot: (host: string, dot: string) => `${root}/hostdata/${host}/dots/${dot}`,
+    hostDotCommits: (host: string, dot: string) => `${root}/hostdata/${host}/dot-commits/${dot}/`,
+    hostDotCommit: (host: string, dot: string, id: string) => `${root}/hostdata/${host}/dot-commits/${dot}/${id}`,
     /** A clone's history before it: the commits of the dot it came from, up to the one it was cloned at, newest first. */
-    hostDotHistory: (host: string, dot: string) => `${root}/hosts/${host}/dot-history/${dot}`,
-    remotes: (host: string) => `${root}/hosts/${host}/remotes/`,
-    remote: (host: string, name: string) => `${root}/hosts/${host}/remotes/${name}`,
+    hostDotHistory: (host: string, dot: string) => `${root}/hostdata/${host}/dot-history/${dot}`,
+    remotes: (host: string) => `${root}/hostdata/${host}/remotes/`,
+    remote: (host: string, name: string) => `${root}/hostdata/${host}/remotes/${name}`,
     /** A job's intent (proc): written before it starts. */
     jobs: `${root}/jobs/`,
     job: (name: string) => `${root}/jobs/${name}`,
@@ -40,12 +46,16 @@ export function fleetKeys(fleet: string) {
     jobHistory: (name: string) => `${root}/job-history/${name}/`,
     jobHistories: `${root}/job-history/`,
     /** The port of each service the host's ambassador forwards to, kept so linked jobs keep their address. */
-    ambassadors: (host: string) => `${root}/hosts/${host}/ambassadors/`,
-    ambassador: (host: string, service: string) => `${root}/hosts/${host}/ambassadors/${service}`,
+    ambassadors: (host: string) => `${root}/hostdata/${host}/ambassadors/`,
+    ambassador: (host: string, service: string) => `${root}/hostdata/${host}/ambassadors/${service}`,
     /** Durable operations: the record of each, and (under its runner's lease) who runs it now. */
     ops: `${root}/ops/`,
     op: (id: string) => `${root}/ops/${id}`,
     opClaim: (id: string) => `${root}/op-claims/${id}`,
+    /** The operations of a host not yet ended (value: the parent's id, or empty), written and removed with the record. */
+    opsPendingAll: `${root}/ops-pending/`,
+    opsPending: (host: string) => `${root}/ops-pending/${host}/`,
+    opPending: (host: string, id: string) => `${root}/ops-pending/${host}/${id}`,
     /** LXC clusters by user and name; users' subnets and the addresses taken in them. */
     clusters: `${root}/clusters/`,
     userClusters: (user: string) => `${root}/clusters/${user}/`,
@@ -56,8 +66,8 @@ export function fleetKeys(fleet: string) {
     subnets: `${root}/subnets/`,
     subnet: (cidr: string) => `${root}/subnets/${cidr.replace('/', '_')}`,
     /** Base images on a host. */
-    hostImages: (host: string) => `${root}/hosts/${host}/images/`,
-    hostImage: (host: string, name: string) => `${root}/hosts/${host}/images/${name}`,
+    hostImages: (host: string) => `${root}/hostdata/${host}/images/`,
+    hostImage: (host: string, name: string) => `${root}/hostdata/${host}/images/${name}`,
     services: `${root}/services/`,
     service: (name: string) => `${root}/services/${name}`,
     /** The fleet's event log: one key per event by its number (zero-padded, so keys sort in order), and the last number given. */

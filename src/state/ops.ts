@@ -35,7 +35,15 @@ export class OpRepo {
   /** Writes the queued operation numbered n unless it is there already; returns what is stored. */
   async submitAs(n: number, kind: string, args: Record<string, unknown>, host: string, parent: string | null = null): Promise<OpRecord> {
     const op = newOp(n, kind, args, host, parent);
-    if (await this.store.createIfAbsent(this.keys.op(op.id), JSON.stringify(op))) {
+    const written = await this.store.transact(
+      [{ key: this.keys.op(op.id), absent: true }],
+      [
+        { key: this.keys.op(op.id), value: JSON.stringify(op) },
+        { key: this.keys.opPending(host, op.id), value: parent ?? '' },
+      ],
+      [],
+    );
+    if (written) {
       await recordEvent(this.store, this.fleet, opEvent(op, 'queued', parent ? `${kind}, part of ${parent}` : kind));
       return op;
     }
@@ -49,6 +57,33 @@ export class OpRepo {
 
   async list(): Promise<OpRecord[]> {
     return (await this.store.list(this.keys.ops)).map((kv) => JSON.parse(kv.value) as OpRecord).sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /** The ids of a host's operations not yet ended, oldest first, with each one's parent (null for a top-level one): one range read. */
+  async pending(host: string): Promise<{ id: string; parent: string | null }[]> {
+    const prefix = this.keys.opsPending(host);
+    return (await this.store.list(prefix))
+      .map((kv) => ({ id: kv.key.slice(prefix.length), parent: kv.value || null }))
+      .sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /** The fleet's top-level operations not yet ended, on every host: the pending index and those records, never the ended ones. */
+  async pendingTopLevel(): Promise<OpRecord[]> {
+    const entries = (await this.store.list(this.keys.opsPendingAll)).filter((kv) => kv.value === '');
+    const ops = await Promise.all(entries.map((kv) => this.get(kv.key.slice(kv.key.lastIndexOf('/') + 1))));
+    return ops.filter((o): o is OpRecord => o !== null && !isTerminal(o.status));
+  }
+
+  /** Drops a pending entry whose operation has ended or is gone (one an older writer ended); true when it did. */
+  async forgetIfEnded(host: string, id: string): Promise<boolean> {
+    const op = await this.get(id);
+    if (op !== null && !isTerminal(op.status)) return false;
+    return this.store.delete(this.keys.opPending(host, id));
+  }
+
+  /** Watches a host's pending index: an operation queued for it, or one of its ending. */
+  watchPending(host: string, onChange: (events: WatchEvent[]) => void, signal: AbortSignal): Promise<void> {
+    return this.store.watch(this.keys.opsPending(host), onChange, signal);
   }
 
   /** Who holds the claim now (runner:pid), or null. */
@@ -90,7 +125,9 @@ export class OpRepo {
       if (!cur) return null;
       const next = change(JSON.parse(cur.value) as OpRecord);
       const guards: Guard[] = [{ key: this.keys.op(id), modRevision: cur.modRevision }, ...(owner ? [{ key: this.keys.opClaim(id), value: owner }] : [])];
-      if (await this.store.transact(guards, [{ key: this.keys.op(id), value: JSON.stringify(next) }], [])) return next;
+      // An operation that ends leaves its host's pending index in the same transaction.
+      const ended = isTerminal(next.status) ? [this.keys.opPending(next.host, id)] : [];
+      if (await this.store.transact(guards, [{ key: this.keys.op(id), value: JSON.stringify(next) }], ended)) return next;
       if (owner && (await this.store.get(this.keys.opClaim(id))) !== owner) throw new ClaimLostError(id);
     }
   }

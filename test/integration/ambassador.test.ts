@@ -82,12 +82,12 @@ describe.skipIf(!run)('the ambassador forwards udp services', () => {
 
       // The same port is kept for the service, and the port was recorded for linked jobs.
       expect(await amb.ensure('dns-53-udp')).toBe(port);
-      expect(await store.get(`/knarr/${fleet}/hosts/h1/ambassadors/dns-53-udp`)).toBe(String(port));
+      expect(await store.get(`/knarr/${fleet}/hostdata/h1/ambassadors/dns-53-udp`)).toBe(String(port));
 
       // Once no job links to it, the forwarder goes.
       await amb.retain(new Set());
       expect(await b.ask(port, 'gone', 500)).toBeNull();
-      expect(await store.get(`/knarr/${fleet}/hosts/h1/ambassadors/dns-53-udp`)).toBeNull();
+      expect(await store.get(`/knarr/${fleet}/hostdata/h1/ambassadors/dns-53-udp`)).toBeNull();
     } finally {
       amb.close();
       a.close();

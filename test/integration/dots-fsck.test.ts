@@ -18,7 +18,7 @@ for (const driver of ['zfs', 'dir'] as TestDriver[]) {
     let host: TestHost;
     let endpoint: string;
     const etcdctl = (...args: string[]) => execa('etcdctl', ['--endpoints', endpoint, ...args], { env: { ETCDCTL_API: '3' } });
-    const keyRoot = `/knarr/default/hosts/${hostname()}`;
+    const keyRoot = `/knarr/default/hostdata/${hostname()}`;
     beforeAll(async () => {
       tmp = await tempDir(`knarr-fsck-${driver}-`);
       host = await makeHost(tmp.path, driver, 'h');

@@ -101,7 +101,7 @@ for (const driver of ['zfs', 'btrfs', 'dir'] as TestDriver[]) {
       // The crash between the receive and the store writes: b has c2's data but not its record or head.
       const endpoint = (await b.run(['--json', 'etcd', 'status'])).json().endpoints[0];
       const etcdctl = (...args: string[]) => execa('etcdctl', ['--endpoints', endpoint, ...args], { env: { ETCDCTL_API: '3' } });
-      const keyRoot = `/knarr/default/hosts/${(await import('node:os')).hostname()}`;
+      const keyRoot = `/knarr/default/hostdata/${(await import('node:os')).hostname()}`;
       await etcdctl('del', `${keyRoot}/dot-commits/${dot}/${c2.id}`);
       const rec = JSON.parse((await etcdctl('get', `${keyRoot}/dots/${dot}`, '--print-value-only')).stdout);
       rec.branches.master.head = c2.parent;
@@ -123,7 +123,7 @@ for (const driver of ['zfs', 'btrfs', 'dir'] as TestDriver[]) {
       expect((await b.run(['dot', 'pull', `file://${remote}/${dot}`])).code).toBe(0);
       // The crash between publishing and the store writes: the data is in place, the records are not.
       const endpoint = (await b.run(['--json', 'etcd', 'status'])).json().endpoints[0];
-      const keyRoot = `/knarr/default/hosts/${(await import('node:os')).hostname()}`;
+      const keyRoot = `/knarr/default/hostdata/${(await import('node:os')).hostname()}`;
       const etcdctl = (...args: string[]) => execa('etcdctl', ['--endpoints', endpoint, ...args], { env: { ETCDCTL_API: '3' } });
       await etcdctl('del', `${keyRoot}/dots/${dot}`);
       await etcdctl('del', '--prefix', `${keyRoot}/dot-commits/${dot}/`);

@@ -1,9 +1,10 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { mountAt } from '../../src/host/mounts.js';
 import { connectEtcd } from '../../src/state/store.js';
-import { fleetKeys } from '../../src/state/keys.js';
+import { fleetKeys, SCHEMA_VERSION } from '../../src/state/keys.js';
 import { knarr } from '../harness/cli.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { freePort } from '../harness/ports.js';
@@ -158,14 +159,14 @@ describe.skipIf(!run)('knarr etcd up/down/status (the managed local etcd)', () =
     // The fleet was recorded through the store.
     const store = await connectEtcd(started.endpoints);
     try {
-      expect(await store.get(fleetKeys('default').schema)).toBe('1');
+      expect(await store.get(fleetKeys('default').schema)).toBe(SCHEMA_VERSION);
     } finally {
       await store.close();
     }
     const viaCtl = await execa('etcdctl', ['--endpoints', started.endpoints[0], 'get', '/knarr/default/meta/schema', '--print-value-only'], {
       env: { ETCDCTL_API: '3' },
     });
-    expect(viaCtl.stdout).toBe('1');
+    expect(viaCtl.stdout).toBe(SCHEMA_VERSION);
 
     const down = await knarr(['--json', '--state-dir', state, 'etcd', 'down']);
     expect(down.code).toBe(0);
@@ -429,7 +430,7 @@ describe.skipIf(!run)('knarr etcd up/down/status (the managed local etcd)', () =
     expect(record.pool).toBe(name);
     const store = await connectEtcd(up.json().endpoints);
     try {
-      const pools = await store.list(fleetKeys('default').hosts);
+      const pools = await store.list(fleetKeys('default').hostPools(hostname()));
       expect(pools.some((kv) => kv.key.endsWith(`/pools/${name}`))).toBe(true);
     } finally {
       await store.close();

@@ -21,6 +21,7 @@ import { knarrAlive } from '../../host/lock.js';
 import { pathExists } from '../../host/mounts.js';
 import { connectEtcd, type EtcdConnectOptions } from '../../state/store.js';
 import { etcdClusterKeys, fleetKeys, SCHEMA_VERSION } from '../../state/keys.js';
+import { migrateFleet } from '../../state/migrate.js';
 import { validateAdvertiseIp } from '../../core/etcd-cluster.js';
 import { sealCaKey } from '../../host/etcd-pki.js';
 import { ensureFirstPki, memberName, pkiFiles, promoteIfLearner, readToken, stateTls, storeOptions, tlsUrls } from './cluster.js';
@@ -152,7 +153,11 @@ export async function recordFleet(ctx: Context, endpoints: readonly string[], op
   const store = await connectEtcd(endpoints, opts);
   try {
     const keys = fleetKeys(ctx.config.fleet);
-    await store.createIfAbsent(keys.schema, SCHEMA_VERSION);
+    const migrated = await migrateFleet(store, ctx.config.fleet);
+    if (migrated.moved + migrated.indexed > 0)
+      ctx.events.step(
+        `fleet ${ctx.config.fleet}: keys moved to schema ${SCHEMA_VERSION} (${migrated.moved} host keys, ${migrated.indexed} pending operations)`,
+      );
     await store.createIfAbsent(keys.createdAt, new Date().toISOString());
     const host = hostname();
     const pools = await listPoolRecords(ctx.config.stateDir);
