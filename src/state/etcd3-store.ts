@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { rootCertificates } from 'node:tls';
 import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, type IBackoff, isBrokenCircuitError, noop } from 'cockatiel';
@@ -19,35 +18,10 @@ import {
   type Watcher,
 } from 'etcd3';
 import { FailureError, LeaseNotFoundError, StoreUnavailableError, UserError, ValidationError } from '../core/errors.js';
-import type { Guard, KeyRange, Store, WatchEvent } from './store.js';
+import { readSecret, type EtcdConnectOptions, type Guard, type KeyRange, type Store, type WatchEvent } from './store.js';
 
-/**
- * How the agent's store client reaches etcd: the same settings as the CLI's gateway client (files by path, etcd auth),
- * and its deadlines.
- */
-export interface Etcd3Options {
-  /** PEM CA file that signed the members' certificates (https:// endpoints); default: the system's CAs. */
-  ca?: string | null;
-  /** PEM client certificate file and its key, for an etcd started with --client-cert-auth. */
-  cert?: string | null;
-  key?: string | null;
-  /** etcd auth: the user, and its password or a file whose first line is the password. */
-  user?: string | null;
-  password?: string | null;
-  passwordFile?: string | null;
-  /** One attempt on one member (default 1000 ms). */
-  attemptTimeoutMs?: number;
-  /** A whole call, across retries and members (default: an attempt per member and one more, at least 8 s). */
-  deadlineMs?: number;
-}
-
-function readSecret(path: string, field: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    throw new ValidationError(field, `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-}
+/** The agent's client takes the gateway client's settings; its call deadline defaults longer (an attempt per member and one more, at least 8 s). */
+export type Etcd3Options = EtcdConnectOptions;
 
 /** The TLS credentials and the etcd user the options name, read and checked before anything connects. */
 function credentialsOf(opts: Etcd3Options): Pick<IOptions, 'credentials' | 'auth'> {

@@ -172,7 +172,8 @@ function etcdMessage(text: string): string {
 
 const RETRIED = /leader changed|too many requests|timed out|no leader|not capable|unavailable|server stopped|not started|raft/i;
 
-function readSecret(path: string, field: string): Buffer {
+/** A TLS or password file the settings name, read at connect; a file that cannot be read is a usage error naming its setting. */
+export function readSecret(path: string, field: string): Buffer {
   try {
     return readFileSync(path);
   } catch (e) {
