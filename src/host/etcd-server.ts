@@ -50,46 +50,25 @@ export const ETCD_SOCKET_FILE = 'etcd.sock:0';
 export function etcdArgv(
   s: Pick<EtcdServerState, 'name' | 'clientUrl' | 'peerUrl' | 'dataDir' | 'tls' | 'listenClientUrls' | 'initialCluster' | 'clusterState'>,
 ): string[] {
-  if (s.tls) {
-    return [
-      'etcd',
-      '--name',
-      s.name,
-      '--data-dir',
-      s.dataDir,
-      '--listen-client-urls',
-      (s.listenClientUrls ?? [s.clientUrl]).join(','),
-      '--advertise-client-urls',
-      s.clientUrl,
-      '--listen-peer-urls',
-      s.peerUrl,
-      '--initial-advertise-peer-urls',
-      s.peerUrl,
-      '--initial-cluster',
-      s.initialCluster ?? `${s.name}=${s.peerUrl}`,
-      '--initial-cluster-state',
-      s.clusterState ?? 'new',
-      '--cert-file',
-      s.tls.memberCert,
-      '--key-file',
-      s.tls.memberKey,
-      '--client-cert-auth',
-      '--trusted-ca-file',
-      s.tls.trusted,
-      '--peer-cert-file',
-      s.tls.memberCert,
-      '--peer-key-file',
-      s.tls.memberKey,
-      '--peer-client-cert-auth',
-      '--peer-trusted-ca-file',
-      s.tls.caCert,
-      // History is bounded: a fleet's agents write all day.
-      '--auto-compaction-mode',
-      'periodic',
-      '--auto-compaction-retention',
-      '1h',
-    ];
-  }
+  // A cluster member speaks TLS to clients and peers, each side proving itself with a certificate of the fleet CA.
+  const tls = s.tls
+    ? [
+        '--cert-file',
+        s.tls.memberCert,
+        '--key-file',
+        s.tls.memberKey,
+        '--client-cert-auth',
+        '--trusted-ca-file',
+        s.tls.trusted,
+        '--peer-cert-file',
+        s.tls.memberCert,
+        '--peer-key-file',
+        s.tls.memberKey,
+        '--peer-client-cert-auth',
+        '--peer-trusted-ca-file',
+        s.tls.caCert,
+      ]
+    : [];
   return [
     'etcd',
     '--name',
@@ -97,7 +76,7 @@ export function etcdArgv(
     '--data-dir',
     s.dataDir,
     '--listen-client-urls',
-    `${s.clientUrl},${ETCD_SOCKET_LISTEN}`,
+    s.tls ? (s.listenClientUrls ?? [s.clientUrl]).join(',') : `${s.clientUrl},${ETCD_SOCKET_LISTEN}`,
     '--advertise-client-urls',
     s.clientUrl,
     '--listen-peer-urls',
@@ -105,9 +84,10 @@ export function etcdArgv(
     '--initial-advertise-peer-urls',
     s.peerUrl,
     '--initial-cluster',
-    `${s.name}=${s.peerUrl}`,
+    s.initialCluster ?? `${s.name}=${s.peerUrl}`,
     '--initial-cluster-state',
-    'new',
+    s.clusterState ?? 'new',
+    ...tls,
     // History older than an hour goes (an idle fleet writes little, but forever); the quota is said, so status can show it.
     '--auto-compaction-mode',
     'periodic',
