@@ -123,8 +123,8 @@ async function joinLocked(
     key: `${tmp}/boot.key`,
   };
   const name = memberName(opts.name);
-  if (ctx.runner.dryRun) {
-    ctx.runner.note(`the join CA's key from the token's secret: ${boot.joinKey}`);
+  // The bootstrap identity: a one-day client certificate from the join CA, whose key is the token's secret.
+  const bootIdentity = async () => {
     await selfSignCa(ctx.runner, boot.joinKey, boot.joinCert, JOIN_CA_CN);
     await issueCert(ctx.runner, {
       cn: `knarr-join@${name}`,
@@ -135,6 +135,10 @@ async function joinLocked(
       keyOut: boot.key,
       days: 1,
     });
+  };
+  if (ctx.runner.dryRun) {
+    ctx.runner.note(`the join CA's key from the token's secret: ${boot.joinKey}`);
+    await bootIdentity();
     ctx.runner.note(`check the CA ${url} presents against sha256:${token.caHash}, read the fleet CA's key from etcd, issue this member's certificates`);
     const peer = opts.advertise ? tlsUrls(opts.advertise, clientPort, peerPort).peerUrl : `https://<this host's address>:${peerPort}`;
     ctx.runner.plan(etcdctlArgv(clientFiles(pkiFiles(ctx)), [url], ['member', 'add', name, '--learner', `--peer-urls=${peer}`, '-w', 'json']));
@@ -144,18 +148,8 @@ async function joinLocked(
   await dropDir(tmp);
   await ctx.runner.mkdirp(tmp);
   try {
-    // The bootstrap identity: a client certificate from the join CA, whose key is the token's secret.
     await writeSecret(boot.joinKey, joinKeyPem(token.secret));
-    await selfSignCa(ctx.runner, boot.joinKey, boot.joinCert, JOIN_CA_CN);
-    await issueCert(ctx.runner, {
-      cn: `knarr-join@${name}`,
-      server: false,
-      caCert: boot.joinCert,
-      caKey: boot.joinKey,
-      certOut: boot.cert,
-      keyOut: boot.key,
-      days: 1,
-    });
+    await bootIdentity();
     const bootPem = { cert: await readFile(boot.cert, 'utf8'), key: await readFile(boot.key, 'utf8') };
     ctx.events.step(`etcd: checking ${url} against the token's CA hash`);
     const caPem = await fetchVerifiedCa(url, token.caHash, bootPem);
