@@ -195,6 +195,7 @@ const CHECKS: Check[] = [
   },
   binaryCheck('lxc', 'lxc', ['lxc-create', 'lxc-start', 'lxc-attach']),
   binaryCheck('busybox', 'busybox-static', ['busybox']),
+  binaryCheck('nftables', 'nftables', ['nft']),
   {
     name: 'docker',
     package: 'docker.io',

@@ -22,6 +22,8 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   etcd: 'etcd-server',
   etcdctl: 'etcd-client',
   ip: 'iproute2',
+  bridge: 'iproute2',
+  nft: 'nftables',
   blkid: 'util-linux',
   losetup: 'mount',
   mount: 'mount',
