@@ -85,6 +85,7 @@ export async function daemon(ctx: Context, flags: SettingFlags = {}): Promise<Co
   // The agent's own work (operations, dot binds) outlives SIGTERM while it drains: its commands stop only when the drain time is up.
   const work = new AbortController();
   const workCtx: Context = { ...ctx, runner: ctx.runner.withSignal(work.signal), signal: work.signal };
+  const advertise = advertiseAddress(settings);
   const agent = new Agent(
     {
       ...settings,
@@ -93,7 +94,9 @@ export async function daemon(ctx: Context, flags: SettingFlags = {}): Promise<Co
       fleet: ctx.config.fleet,
       strategy: ctx.config.scheduler.strategy,
       opRetentionMs: ctx.config.opRetentionMs,
-      advertise: advertiseAddress(settings),
+      advertise,
+      // The clusters' VXLAN between hosts rides on the address other hosts reach this one at; a loopback agent has none.
+      overlay: { bridge: ctx.config.cluster.bridge, vtep: isLoopback(advertise) || advertise.includes(':') ? null : advertise, runner: workCtx.runner },
       pidFile: `${ctx.config.stateDir}/agent.json`,
       dotBinds: async (spec) => {
         if (!settings.allowHostMounts) await refuseHostMounts(ctx, spec, dockerSocket);

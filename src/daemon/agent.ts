@@ -21,6 +21,8 @@ import { migrateFleet } from '../state/migrate.js';
 import type { Store } from '../state/store.js';
 import { hostId } from '../host/identity.js';
 import { Ambassador, linkEnv } from './ambassador.js';
+import { Overlay, vtepOf } from './overlay.js';
+import type { Runner } from '../host/runner.js';
 import { ApiError, startApi, upgradeBody } from './api.js';
 import type { AgentPidFile } from './pidfile.js';
 import { Reconciler } from './reconcile.js';
@@ -59,6 +61,8 @@ export interface AgentOptions {
   strategy?: 'spread' | 'binpack';
   /** Runs this host's pending operations (cluster commands); made with the agent's lease. */
   ops?: (lease: () => string) => { drain(): Promise<void>; close(): Promise<void>; watchPending(onChange: () => void, signal: AbortSignal): Promise<void> };
+  /** The clusters' network across hosts: this host's bridge and its address between hosts (null: none). */
+  overlay?: { bridge: string; vtep: string | null; runner: Runner };
   /** Ended operations and job history older than this are removed now and then (0: kept for ever). */
   opRetentionMs?: number;
   /** Open API connections at most. */
@@ -139,6 +143,7 @@ export class Agent {
   private readonly runSockets = new Set<Duplex>();
   private opRunner: { close(): Promise<void>; drain(): Promise<void> } | null = null;
   private readonly eventLog: EventLog;
+  private readonly overlay: Overlay | null;
   /** What the host record says, as last written: it is rewritten only when this changes. */
   private published: { load: HostRecord['load']; unknown: string; join: JoinState } | null = null;
 
@@ -153,6 +158,9 @@ export class Agent {
     this.engine = new DockerEngine(opts.dockerSocket, false);
     this.jobs = new JobRepo(store, opts.fleet);
     this.eventLog = new EventLog(store, opts.fleet);
+    this.overlay = opts.overlay
+      ? new Overlay({ host: opts.name, bridge: opts.overlay.bridge, vtep: opts.overlay.vtep }, hosts, opts.overlay.runner, log)
+      : null;
     this.ambassador = new Ambassador(opts.name, opts.fleet, store, this.jobs, log);
     this.reconciler = new Reconciler(
       {
@@ -240,6 +248,7 @@ export class Agent {
       joinedAt: previous?.joinedAt ?? now,
       updatedAt: now,
       restartGraceSeconds: this.opts.restartGraceSeconds ?? 0,
+      ...(this.opts.overlay ? { vtep: vtepOf({ host: this.opts.name, ...this.opts.overlay }) } : {}),
     }));
     this.published = { load, unknown: JSON.stringify(unknownContainers), join: joinState };
   }
@@ -363,7 +372,10 @@ export class Agent {
     await this.store.watch(
       keys.hosts,
       (changes) => {
-        if (changes.some((c) => c.key === null || (c.deleted && !c.key.slice(keys.hosts.length).includes('/')))) kick();
+        const records = changes.filter((c) => c.key === null || !c.key.slice(keys.hosts.length).includes('/'));
+        if (records.some((c) => c.key === null || c.deleted)) kick();
+        // A host came, went or moved: the overlay floods to the hosts there are now.
+        this.overlay?.hostsChanged(records.map((c) => ({ host: c.key === null ? null : c.key.slice(keys.hosts.length), deleted: c.deleted })));
       },
       this.watching.signal,
     );
@@ -405,6 +417,7 @@ export class Agent {
         });
     await subscribe();
     kick();
+    this.overlay?.kick();
   }
 
   /** A foreground job on this host's engine, its streams over the upgraded connection, its exit status as a last frame. */
@@ -533,6 +546,7 @@ export class Agent {
         this.reconciler.kick();
         void this.opRunner?.drain().catch((e: Error) => this.log(`agent: operations: ${e.message}`));
         this.noticeDownHosts();
+        this.overlay?.kick();
       }
       if (retention > 0 && Date.now() - lastGc >= Math.min(GC_MAX_EVERY_MS, Math.max(1000, retention))) {
         lastGc = Date.now();

@@ -1,5 +1,8 @@
+import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { execa } from 'execa';
+import { execa, type ResultPromise } from 'execa';
+import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
+import { eventually } from '../harness/eventually.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { haveNetns, makeFabric, type Fabric, type NetHost } from '../harness/netns.js';
 import { tempDir, type TempDir } from '../harness/tmp.js';
@@ -7,6 +10,7 @@ import { haveTools, integration } from '../harness/tools.js';
 
 const run = integration('VXLAN between hosts', haveNetns() && haveTools('bridge', 'nft'), 'needs root, iproute2, nftables, dockerd and busybox-static');
 const dist = resolve('dist');
+const KNARR = resolve('bin/knarr');
 const BRIDGE = 'kvxbr0';
 const NET = '10.250.7';
 const GATEWAY = `${NET}.1`;
@@ -20,6 +24,8 @@ describe.skipIf(!run)('VXLAN: one network for the nodes of three hosts', () => {
   let tmp: TempDir;
   let fabric: Fabric;
   let hosts: NetHost[];
+  let etcd: EtcdInstance | undefined;
+  const agents: ResultPromise[] = [];
   const nodeNs = (h: NetHost) => `${fabric.tag}-${h.name}-n`;
   const nodeIp = (i: number) => `${NET}.${10 + i}`;
   const inNode = (h: NetHost, ...argv: string[]) => execa('ip', ['netns', 'exec', nodeNs(h), ...argv], { reject: false });
@@ -72,6 +78,9 @@ describe.skipIf(!run)('VXLAN: one network for the nodes of three hosts', () => {
   }, 180_000);
 
   afterAll(async () => {
+    for (const a of agents) a.kill('SIGKILL');
+    await Promise.all(agents);
+    await etcd?.stop();
     for (const h of hosts ?? []) await execa('ip', ['netns', 'del', nodeNs(h)], { reject: false });
     await fabric?.teardown();
     await tmp?.cleanup();
@@ -155,4 +164,44 @@ describe.skipIf(!run)('VXLAN: one network for the nodes of three hosts', () => {
     expect(String((await a.exec('nft', ['list', 'tables'])).stdout)).not.toContain('knarr_kvxbr0vx');
     expect(await ping(a, nodeIp(1))).toBe(false);
   }, 60_000);
+
+  it("the agents keep it so from the fleet's records: each publishes its endpoint, and a host that leaves loses its flood entries", async () => {
+    for (const h of hosts) await call(h, 'dropVxlan', BRIDGE);
+    etcd = await startEtcd(fabric.gateway);
+    const tokenFile = `${tmp.path}/agent.token`;
+    writeFileSync(tokenFile, 'vxlan-test-token\n', { mode: 0o600 });
+    const env = { KNARR_ETCD: etcd.url, KNARR_CLUSTER_BRIDGE: BRIDGE, KNARR_AGENT_TOKEN_FILE: tokenFile, KNARR_STATE_DIR: `${tmp.path}/cli` };
+    for (const h of hosts)
+      agents.push(
+        h.spawn(KNARR, ['--state-dir', `${tmp.path}/${h.name}-state`, 'daemon', '--name', h.name, '--listen', `${h.ip}:7946`, '--ttl', '2'], {
+          env: { ...h.dockerd.env, ...env },
+          reject: false,
+          stdio: ['ignore', 'ignore', 'pipe'],
+        }),
+      );
+    const knarr = (...argv: string[]) => execa(KNARR, argv, { env, reject: false });
+    await eventually(async () => {
+      for (const h of hosts)
+        expect(await call(h, 'floodPeers', BRIDGE), h.name).toEqual(
+          hosts
+            .filter((x) => x !== h)
+            .map((x) => x.ip)
+            .sort(),
+        );
+    }, 30_000);
+    const shown = JSON.parse(String((await knarr('--json', 'host', 'show', 'va')).stdout)) as { vtep?: unknown };
+    expect(shown.vtep).toEqual({ ip: hosts[0]!.ip, vni: 7946, port: 4789 });
+    for (const [i, h] of hosts.entries())
+      for (const [j] of hosts.entries()) if (i !== j) expect(await ping(h, nodeIp(j)), `${h.name} -> ${nodeIp(j)}`).toBe(true);
+    expect(await arpRepliers(hosts[1]!, GATEWAY)).toEqual([await bridgeMac(hosts[1]!)]);
+
+    agents[2]!.kill('SIGKILL');
+    const left = await knarr('host', 'leave', 'vc', '--force');
+    expect(left.exitCode, String(left.stderr)).toBe(0);
+    await eventually(async () => {
+      for (const h of hosts.slice(0, 2))
+        expect(await call(h, 'floodPeers', BRIDGE), h.name).toEqual(hosts.filter((x) => x !== h && x.name !== 'vc').map((x) => x.ip));
+    }, 15_000);
+    expect(await ping(hosts[0]!, nodeIp(1))).toBe(true);
+  }, 120_000);
 });
