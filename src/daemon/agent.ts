@@ -391,7 +391,12 @@ export class Agent {
     if (this.opts.ops) {
       const runner = this.opts.ops(() => this.lease ?? '0');
       this.opRunner = runner;
-      const drain = () => void runner.drain().catch((e: Error) => this.log(`operations: ${e.message}`));
+      // An operation may have made the cluster bridge (a first node here): the overlay goes on it at once.
+      const drain = () =>
+        void runner
+          .drain()
+          .then(() => this.overlay?.kick())
+          .catch((e: Error) => this.log(`operations: ${e.message}`));
       // This host's new operations, and claims that lapsed (a runner died mid-way): both may be this host's to run.
       await runner.watchPending(drain, this.watching.signal);
       await this.store.watch(keys.opClaim(''), drain, this.watching.signal);

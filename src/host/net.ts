@@ -4,6 +4,8 @@ import { subnetGateway } from '../core/cluster.js';
 import { ExternalCommandError } from '../core/errors.js';
 import { forgetBridge } from './firewall.js';
 import type { Runner } from './runner.js';
+import { dropVxlan } from './vxlan.js';
+import { vxlanDevice } from '../core/vxlan.js';
 
 /** The host's bridge, up, with the subnet's gateway address on it; read from the kernel first, so a bridge in place costs no process. */
 export async function ensureBridge(runner: Runner, bridge: string, subnet: string): Promise<void> {
@@ -23,10 +25,12 @@ export async function ensureBridge(runner: Runner, bridge: string, subnet: strin
   await runner.run(['ip', 'link', 'set', bridge, 'up']);
 }
 
-/** The bridge goes, with its firewall rules, unless something is attached to it. */
+/** The bridge goes, with its firewall rules and its VXLAN device, unless something else is attached to it. */
 export async function dropBridgeIfIdle(runner: Runner, env: NodeJS.ProcessEnv, bridge: string): Promise<void> {
   const ports = await readdir(`/sys/class/net/${bridge}/brif`).catch(() => null);
-  if (ports !== null && ports.length > 0) return;
+  const overlay = vxlanDevice(bridge);
+  if (ports !== null && ports.some((p) => p !== overlay)) return;
   await forgetBridge(runner, env, bridge);
+  if (ports?.includes(overlay)) await dropVxlan(runner, bridge);
   if (ports !== null) await runner.run(['ip', 'link', 'del', bridge], { okExitCodes: [1] });
 }

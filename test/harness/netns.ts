@@ -42,6 +42,17 @@ export interface Fabric {
 
 export const haveNetns = () => process.getuid?.() === 0 && haveTools('ip', 'nsenter', 'unshare', 'dockerd', 'docker', 'busybox');
 
+/**
+ * file and args as a host's spawn or exec runs them, in a mount namespace of their own whose /sys is the
+ * host's network namespace's: the shared one lists the root namespace's links, and LXC looks for a
+ * bridge there. The machine's cgroup hierarchies are mounted back over it; mounts made inside stay inside.
+ */
+export function withNetnsSysfs(file: string, args: readonly string[]): [string, string[]] {
+  const keep = '/run/knarr-netns-cgroup';
+  const script = `mkdir -p ${keep} && mount --rbind /sys/fs/cgroup ${keep} && mount -t sysfs sysfs /sys && mount --rbind ${keep} /sys/fs/cgroup && exec "$@"`;
+  return ['unshare', ['--mount', '--propagation', 'slave', 'sh', '-c', script, 'sh', file, ...args]];
+}
+
 /** What teardown needs of a spawned subprocess: stop it and see it end. */
 type Running = { kill(signal?: NodeJS.Signals): boolean } & Promise<unknown>;
 

@@ -1,0 +1,111 @@
+import { writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
+import { eventually } from '../harness/eventually.js';
+import { pickNetwork } from '../harness/net.js';
+import { haveNetns, makeFabric, withNetnsSysfs, type Fabric, type NetHost } from '../harness/netns.js';
+import { tempDir, type TempDir } from '../harness/tmp.js';
+import { haveTools, integration } from '../harness/tools.js';
+
+const run = integration(
+  'cluster nodes on two hosts, one network',
+  haveNetns() && haveTools('lxc-start', 'lxc-attach', 'bridge', 'nft', 'etcd'),
+  'needs root, iproute2, nftables, lxc, dockerd, busybox-static and etcd',
+);
+const KNARR = resolve('bin/knarr');
+const BRIDGE = 'kovbr0';
+
+/**
+ * Two netns hosts, each with its agent, a dir pool and real LXC nodes: a cluster made on each host
+ * for the same user lands on the user's one subnet, and the agents' VXLAN joins the two bridges,
+ * so a node on one host reaches a node on the other.
+ */
+describe.skipIf(!run)("the clusters' network between hosts (real LXC on netns hosts)", () => {
+  let tmp: TempDir;
+  let fabric: Fabric;
+  let etcd: EtcdInstance;
+  let ha: NetHost, hb: NetHost;
+  let env: Record<string, string>;
+  const agents: ResultPromise[] = [];
+  const k = (h: NetHost, ...argv: string[]) => h.exec(KNARR, ['--state-dir', `${h.dir}/state`, ...argv], { env: { ...h.dockerd.env, ...env }, reject: false });
+  const ok = async (h: NetHost, ...argv: string[]) => {
+    const r = await k(h, ...argv);
+    expect(r.exitCode, `${argv.join(' ')}: ${String(r.stderr)}`).toBe(0);
+    return String(r.stdout);
+  };
+  const nodeIp = async (h: NetHost, cluster: string) =>
+    (JSON.parse(await ok(h, '--json', 'cluster', 'show', cluster)) as { nodes: { ip: string }[] }).nodes[0]!.ip;
+
+  beforeAll(async () => {
+    tmp = await tempDir('knarr-overlay-');
+    fabric = await makeFabric(tmp.path);
+    etcd = await startEtcd(fabric.gateway);
+    [ha, hb] = (await Promise.all(['oa', 'ob'].map((n) => fabric.addHost(n)))) as [NetHost, NetHost];
+    const tokenFile = `${tmp.path}/agent.token`;
+    writeFileSync(tokenFile, 'overlay-test-token\n', { mode: 0o600 });
+    env = {
+      KNARR_ETCD: etcd.url,
+      KNARR_FLEET: 'overlay',
+      KNARR_CLUSTER_NETWORK: await pickNetwork(),
+      KNARR_CLUSTER_BRIDGE: BRIDGE,
+      KNARR_USER: 'alice',
+      KNARR_AGENT_TOKEN_FILE: tokenFile,
+    };
+    for (const h of [ha, hb]) {
+      await ok(h, 'pool', 'init', '--name', 'nodes', '--driver', 'dir');
+      await ok(h, 'image', 'import', 'base', '--busybox');
+      agents.push(
+        // The agent runs the cluster operations, so LXC: it needs the host's own /sys.
+        h.spawn(...withNetnsSysfs(KNARR, ['--state-dir', `${h.dir}/state`, 'daemon', '--name', h.name, '--listen', `${h.ip}:7946`, '--ttl', '2']), {
+          env: { ...h.dockerd.env, ...env },
+          reject: false,
+          stdio: ['ignore', 'ignore', 'pipe'],
+        }),
+      );
+    }
+    await eventually(async () => {
+      const up = (JSON.parse(await ok(ha, '--json', 'host', 'list')) as { name: string; up: boolean }[]).filter((h) => h.up).map((h) => h.name);
+      expect(up.sort()).toEqual(['oa', 'ob']);
+    }, 30_000);
+  }, 240_000);
+
+  afterAll(async () => {
+    for (const [h, c] of [
+      [ha, 'x'],
+      [hb, 'y'],
+    ] as const)
+      if (h) await k(h, 'cluster', 'delete', c);
+    for (const a of agents) a.kill('SIGKILL');
+    const ended = await Promise.all(agents);
+    if (process.env.KNARR_TEST_AGENT_LOGS) for (const e of ended) console.warn(String(e.stderr));
+    await fabric?.teardown();
+    await etcd?.stop();
+    await tmp?.cleanup();
+  }, 180_000);
+
+  it('a node of a cluster on one host pings a node of a cluster on the other, both ways, at once', async () => {
+    await ok(ha, 'cluster', 'create', 'x', '--size', '1');
+    await ok(hb, 'cluster', 'create', 'y', '--size', '1');
+    const [x, y] = [await nodeIp(ha, 'x'), await nodeIp(hb, 'y')];
+    // The user's one subnet, whichever host the cluster is on.
+    expect(x.split('.').slice(0, 3)).toEqual(y.split('.').slice(0, 3));
+    const t = Date.now();
+    await eventually(async () => expect((await k(ha, 'cluster', 'exec', 'x', '0', '--', 'ping', '-c', '1', '-W', '1', y)).exitCode).toBe(0), 10_000, 200);
+    console.info(`node on oa reaches node on ob ${Date.now() - t} ms after both clusters were up`);
+    expect((await k(hb, 'cluster', 'exec', 'y', '0', '--', 'ping', '-c', '1', '-W', '1', x)).exitCode).toBe(0);
+  }, 180_000);
+
+  it('the last cluster of a host gone, its bridge goes with the VXLAN device and its guard', async () => {
+    for (const [h, c] of [
+      [ha, 'x'],
+      [hb, 'y'],
+    ] as const) {
+      await ok(h, 'cluster', 'delete', c);
+      expect((await h.exec('ip', ['link', 'show', BRIDGE], { reject: false })).exitCode, h.name).not.toBe(0);
+      expect((await h.exec('ip', ['link', 'show', `${BRIDGE}vx`], { reject: false })).exitCode, h.name).not.toBe(0);
+      expect(String((await h.exec('nft', ['list', 'tables'])).stdout)).not.toContain(`knarr_${BRIDGE}vx`);
+    }
+  }, 120_000);
+});
