@@ -24,6 +24,7 @@ import { etcdClusterKeys, fleetKeys, SCHEMA_VERSION } from '../../state/keys.js'
 import { migrateFleet } from '../../state/migrate.js';
 import { validateAdvertiseIp } from '../../core/etcd-cluster.js';
 import { sealCaKey } from '../../host/etcd-pki.js';
+import { knarrCommand } from '../../core/shell.js';
 import { ensureFirstPki, memberName, pkiFiles, promoteIfLearner, readToken, stateTls, storeOptions, tlsUrls } from './cluster.js';
 import { defaultPool, selectPool } from '../pool/select.js';
 import type { Context } from '../types.js';
@@ -169,16 +170,25 @@ export async function recordFleet(ctx: Context, endpoints: readonly string[], op
   }
 }
 
-/** Starts the knarr-managed etcd unless it already runs healthy; the embedded default store. */
-export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {}): Promise<LocalEtcd> {
-  const paths = statePaths(ctx.config.stateDir);
-  const previous = await readEtcdState(ctx);
-  // A restart keeps the ports of the last run unless the operator names others.
+/** The ports the local etcd starts on: those given, else the last run's (a restart keeps them), else the configured ones. */
+export function localPorts(
+  ctx: Context,
+  opts: Pick<LocalEtcdOptions, 'clientPort' | 'peerPort'>,
+  previous: EtcdServerState | null,
+): { clientPort: number; peerPort: number } {
   const lastPort = (url: string | undefined) => (url ? Number(new URL(url).port) : undefined);
   const clientPort =
     opts.clientPort !== undefined ? validatePort('--client-port', opts.clientPort) : (lastPort(previous?.clientUrl) ?? ctx.config.etcdServer.clientPort);
   const peerPort = opts.peerPort !== undefined ? validatePort('--peer-port', opts.peerPort) : (lastPort(previous?.peerUrl) ?? ctx.config.etcdServer.peerPort);
   if (clientPort === peerPort) throw new UserError('--client-port and --peer-port must differ');
+  return { clientPort, peerPort };
+}
+
+/** Starts the knarr-managed etcd unless it already runs healthy; the embedded default store. */
+export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {}): Promise<LocalEtcd> {
+  const paths = statePaths(ctx.config.stateDir);
+  const previous = await readEtcdState(ctx);
+  const { clientPort, peerPort } = localPorts(ctx, opts, previous);
   if (opts.pool !== undefined) await selectPool(ctx, opts.pool);
 
   if (previous && (await isEtcdProcess(previous.pid))) {
@@ -255,9 +265,10 @@ export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {})
   };
   if (opts.advertise !== undefined) {
     const ip = validateAdvertiseIp('--advertise', opts.advertise);
-    if (await pathExists(`${dataDir}/member`)) {
-      throw new ConflictError(`${dataDir} holds the data of a plain one-member etcd: serving it as a TLS cluster is not supported in place`, {
-        hint: 'take a backup (knarr etcd backup FILE), move the data directory aside, run `knarr etcd up --advertise IP`, then restore into it',
+    // knarr etcd up turns such data into the member's first (plainToMember); under --dry-run it only planned that.
+    if (!ctx.runner.dryRun && (await pathExists(`${dataDir}/member`))) {
+      throw new ConflictError(`${dataDir} holds the data of a plain one-member etcd, not yet turned into a cluster member's`, {
+        hint: `run: ${knarrCommand('etcd', 'up', '--advertise', ip)} (it keeps the data, and the old copy aside)`,
       });
     }
     const name = memberName(opts.name);
