@@ -6,6 +6,9 @@ import { DOTS_DIR, runRetryingBusy } from '../common.js';
 import type { DotFsRef, DotTransfer, PoolRecord } from '../driver.js';
 import { childDatasets, INCOMING_DIR } from './dots.js';
 
+/** How long a discard waits for a killed receive to let go of its partial dataset: zfs-fuse under load takes seconds. */
+const DISCARD_WAIT_MS = 30_000;
+
 const area = (ref: { staging?: boolean }) => (ref.staging ? INCOMING_DIR : DOTS_DIR);
 const dotDataset = (pool: PoolRecord, dot: string, staging = false) => `${pool.name}/${area({ staging })}/${dot}`;
 const dataset = (ref: DotFsRef) => `${dotDataset(ref.pool, ref.dot, ref.staging)}/${ref.branch}`;
@@ -81,12 +84,13 @@ export function zfsTransfer(runner: Runner): DotTransfer {
     holdsPublished: (pool, dot, branch, head) => exists(`${dotDataset(pool, dot)}/${branch}@${head}`),
     async discardStaging(pool, dot) {
       const staged = dotDataset(pool, dot, true);
-      // The `zfs recv` of a killed pull may still be cleaning up its own partial dataset: let it, then look again.
-      for (let attempt = 0; attempt < 20 && (await exists(staged)); attempt++) {
+      // The `zfs recv` of a killed pull may still be cleaning up its own partial dataset (busy, or gone under us): let it, then look again.
+      const deadline = Date.now() + DISCARD_WAIT_MS;
+      while (await exists(staged)) {
         try {
-          await runRetryingBusy(runner, ['zfs', 'destroy', '-R', staged]);
+          await runner.run(['zfs', 'destroy', '-R', staged]);
         } catch (e) {
-          if (!(e instanceof ExternalCommandError) || !/does not exist/.test(e.stderr)) throw e;
+          if (!(e instanceof ExternalCommandError) || !/does not exist|busy/.test(e.stderr) || Date.now() > deadline) throw e;
           await sleep(250);
         }
       }
