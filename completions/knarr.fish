@@ -369,6 +369,7 @@ complete -c knarr -n '__fish_seen_subcommand_from daemon' -l mode -x -a 'recover
 complete -c knarr -n '__fish_seen_subcommand_from daemon' -l share -r -F -d 'the fleet'\''s shared data directory; joining proves this host sees it (default none)'
 complete -c knarr -n '__fish_seen_subcommand_from daemon' -l drain-timeout -x -d 'on SIGTERM, how long running foreground jobs and the operation in progress get to end (default 30)'
 complete -c knarr -n '__fish_seen_subcommand_from daemon' -l restart-grace -x -d 'how long the fleet waits for this host'\''s agent to start again before it moves the host'\''s jobs (SIGTERM or a crash; 0: at once) (default 30)'
+complete -c knarr -n '__fish_seen_subcommand_from daemon' -l collect-every -x -d 'how often the agent removes cluster containers, volumes and hosts files that no cluster owns (0: never) (default 300)'
 complete -c knarr -n '__fish_seen_subcommand_from daemon' -l leave-on-stop -d 'on SIGTERM, give the lease back at once: the host'\''s jobs move without waiting for the restart grace'
 complete -c knarr -n '__fish_seen_subcommand_from daemon' -l no-leave-on-stop -d 'switch --leave-on-stop off when KNARR_DAEMON_LEAVE_ON_STOP or the config file switched it on'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l storage-device -r -F -d 'block device(s) of the pool, comma-separated or repeated'

@@ -12,6 +12,7 @@ import { dockerSocketPath } from '../host/docker.js';
 import { HostRepo } from '../state/hosts.js';
 import { dotBinds, hostsWithDots } from './job/volumes.js';
 import { OpRunner } from '../ops/runner.js';
+import { clusterCollector } from './cluster/collector.js';
 import type { SettingFlags } from './setting-options.js';
 import type { CommandResult, Context } from './types.js';
 
@@ -105,6 +106,7 @@ export async function daemon(ctx: Context, flags: SettingFlags = {}): Promise<Co
       hostsWithDots: (spec, hosts) => hostsWithDots(store, ctx.config.fleet, spec, hosts),
       ops: (lease) => new OpRunner(workCtx, store, settings.name, 'agent', lease, (l) => ctx.events.step(l)),
       onDrainTimeout: () => work.abort(),
+      collect: { everySeconds: settings.collectSeconds, run: clusterCollector(workCtx, store) },
     },
     store,
     new HostRepo(store, ctx.config.fleet),

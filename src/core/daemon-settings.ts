@@ -29,6 +29,8 @@ export interface DaemonSettings {
   restartGraceSeconds: number;
   /** SIGTERM gives the lease back and marks the host left: its jobs move at once. */
   leaveOnStop: boolean;
+  /** How often the collector looks for cluster parts no cluster owns; 0: never. */
+  collectSeconds: number;
 }
 
 export { parseListen };
@@ -87,6 +89,7 @@ export function resolveDaemonSettings(
   const drainSeconds = (pick('drainTimeout')?.value as number | undefined) ?? fallback<number>('drainTimeout');
   const restartGraceSeconds = (pick('restartGrace')?.value as number | undefined) ?? fallback<number>('restartGrace');
   const leaveOnStop = (pick('leaveOnStop')?.value as boolean | undefined) ?? fallback<boolean>('leaveOnStop');
+  const collectSeconds = (pick('collectEvery')?.value as number | undefined) ?? fallback<number>('collectEvery');
 
   const shareP = str('share');
   return {
@@ -105,6 +108,7 @@ export function resolveDaemonSettings(
     drainSeconds,
     restartGraceSeconds,
     leaveOnStop,
+    collectSeconds,
   };
 }
 

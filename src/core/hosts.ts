@@ -29,6 +29,8 @@ export interface HostRecord {
   updatedAt: string;
   /** How long the fleet waits, once the host is down, for its agent to start again before moving its jobs. Absent: no wait. */
   restartGraceSeconds?: number;
+  /** The collector's last pass that removed something: cluster parts on this host that no cluster owned. */
+  collected?: { at: string; removed: string[] };
   /** Where the clusters' VXLAN reaches this host; absent: an agent on loopback, or an older one. */
   vtep?: { ip: string; vni: number; port: number };
 }

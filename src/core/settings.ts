@@ -634,6 +634,18 @@ export const SETTINGS: readonly SettingDef[] = [
     parse: wholeSeconds(0, 3600),
   },
   {
+    key: 'daemon.collectEvery',
+    area: 'daemon',
+    kind: 'number',
+    env: 'KNARR_DAEMON_COLLECT_EVERY',
+    flag: '--collect-every <seconds>',
+    command: 'daemon',
+    default: 300,
+    defaultText: '300',
+    help: 'how often the agent removes cluster containers, volumes and hosts files that no cluster owns (0: never)',
+    parse: wholeSeconds(0, 86400),
+  },
+  {
     key: 'daemon.leaveOnStop',
     area: 'daemon',
     kind: 'boolean',

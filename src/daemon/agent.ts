@@ -61,6 +61,8 @@ export interface AgentOptions {
   strategy?: 'spread' | 'binpack';
   /** Runs this host's pending operations (cluster commands); made with the agent's lease. */
   ops?: (lease: () => string) => { drain(): Promise<void>; close(): Promise<void>; watchPending(onChange: () => void, signal: AbortSignal): Promise<void> };
+  /** Removes this host's cluster parts that no cluster owns, every everySeconds (0: never); returns what it removed. */
+  collect?: { everySeconds: number; run: () => Promise<string[]> };
   /** The clusters' network across hosts: this host's bridge and its address between hosts (null: none). */
   overlay?: { bridge: string; vtep: string | null; runner: Runner };
   /** Ended operations and job history older than this are removed now and then (0: kept for ever). */
@@ -144,6 +146,9 @@ export class Agent {
   private opRunner: { close(): Promise<void>; drain(): Promise<void> } | null = null;
   private readonly eventLog: EventLog;
   private readonly overlay: Overlay | null;
+  /** The collector's last pass that removed something, as the host record shows it. */
+  private collected: HostRecord['collected'];
+  private collecting = false;
   /** What the host record says, as last written: it is rewritten only when this changes. */
   private published: { load: HostRecord['load']; unknown: string; join: JoinState } | null = null;
 
@@ -249,6 +254,7 @@ export class Agent {
       updatedAt: now,
       restartGraceSeconds: this.opts.restartGraceSeconds ?? 0,
       ...(this.opts.overlay ? { vtep: vtepOf({ host: this.opts.name, ...this.opts.overlay }) } : {}),
+      ...(this.collected ? { collected: this.collected } : {}),
     }));
     this.published = { load, unknown: JSON.stringify(unknownContainers), join: joinState };
   }
@@ -534,6 +540,8 @@ export class Agent {
     const every = Math.max(200, (this.opts.ttlSeconds * 1000) / 3);
     let lastSweep = Date.now();
     let lastGc = 0;
+    let lastCollect = Date.now();
+    const collectMs = (this.opts.collect?.everySeconds ?? 0) * 1000;
     const retention = this.opts.opRetentionMs ?? 0;
     while (!signal.aborted && !this.stopped) {
       await sleep(every, undefined, { signal }).catch(() => undefined);
@@ -553,10 +561,36 @@ export class Agent {
         this.noticeDownHosts();
         this.overlay?.kick();
       }
+      if (collectMs > 0 && Date.now() - lastCollect >= collectMs) {
+        lastCollect = Date.now();
+        void this.collectOrphans();
+      }
       if (retention > 0 && Date.now() - lastGc >= Math.min(GC_MAX_EVERY_MS, Math.max(1000, retention))) {
         lastGc = Date.now();
         void this.collect(retention);
       }
+    }
+  }
+
+  /** One pass of the collector; what it removed goes to the log, the fleet's events and the host record. */
+  private async collectOrphans(): Promise<void> {
+    if (this.collecting || !this.opts.collect) return;
+    this.collecting = true;
+    try {
+      const removed = await this.opts.collect.run();
+      if (removed.length === 0) return;
+      const message = `removed what no cluster owns: ${removed.join(', ')}`;
+      this.log(`collector: ${message}`);
+      this.collected = { at: new Date().toISOString(), removed };
+      await bounded(
+        recordEvent(this.store, this.opts.fleet, { kind: 'host', object: this.opts.name, host: this.opts.name, event: 'collected', message }),
+        EVENT_WRITE_TIMEOUT_MS,
+      );
+      await this.writeRecord();
+    } catch (e) {
+      this.log(`collector: ${(e as Error).message}; trying again at its next pass`);
+    } finally {
+      this.collecting = false;
     }
   }
 

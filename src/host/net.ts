@@ -29,7 +29,7 @@ export async function ensureBridge(runner: Runner, bridge: string, subnet: strin
 export async function dropBridgeIfIdle(runner: Runner, env: NodeJS.ProcessEnv, bridge: string): Promise<void> {
   const ports = await readdir(`/sys/class/net/${bridge}/brif`).catch(() => null);
   const overlay = vxlanDevice(bridge);
-  if (ports !== null && ports.some((p) => p !== overlay)) return;
+  if (ports?.some((p) => p !== overlay)) return;
   await forgetBridge(runner, env, bridge);
   if (ports?.includes(overlay)) await dropVxlan(runner, bridge);
   if (ports !== null) await runner.run(['ip', 'link', 'del', bridge], { okExitCodes: [1] });

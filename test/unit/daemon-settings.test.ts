@@ -25,6 +25,7 @@ describe('knarr daemon settings: flag > config file daemon: section > default', 
       drainSeconds: 30,
       restartGraceSeconds: 30,
       leaveOnStop: false,
+      collectSeconds: 300,
     });
   });
 

@@ -66,6 +66,7 @@ function hostView(h: { host: HostRecord; up: boolean }): View {
       // How long the fleet waits for its agent to start again before moving its jobs (a host that left: not at all).
       ['restart grace', h.host.state === 'left' ? 'none (left)' : `${h.host.restartGraceSeconds ?? 0}s`],
       ['unknown containers', (h.host.unknownContainers ?? []).map((c) => `${c.name} (${c.image})`).join(', ') || '-'],
+      ['collected', h.host.collected ? `${h.host.collected.removed.join(', ')} (${h.host.collected.at})` : '-'],
       ['joined', timeCell(h.host.joinedAt)],
       ['updated', timeCell(h.host.updatedAt)],
     ],
