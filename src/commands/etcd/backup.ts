@@ -8,7 +8,7 @@ import type { Runner } from '../../host/runner.js';
 import { findExecutable } from '../../host/which.js';
 import type { CommandResult, Context } from '../types.js';
 import { readEtcdState } from './local.js';
-import { clientFiles, etcdctlArgv } from './cluster.js';
+import { clientFiles, etcdctlArgv, stateTls } from './cluster.js';
 import type { EtcdTlsFiles } from '../../host/etcd-pki.js';
 import { shellCommand } from '../../core/shell.js';
 
@@ -42,6 +42,14 @@ async function snapshotEndpoint(ctx: Context): Promise<{ endpoint: string; tls: 
     throw new StoreUnavailableError(`no etcd endpoint of ${ctx.config.etcd.join(',')} is healthy`, { hint: 'check them with: knarr etcd status' });
   }
   const state = await readEtcdState(ctx);
+  // A cluster member's host snapshots its own member, or, that one down, the first other member that is healthy.
+  if (state?.tls) {
+    const tls = stateTls(state);
+    for (const url of state.endpoints ?? [state.clientUrl]) if ((await probeHealth(url, 2000, tls)).healthy) return { endpoint: url, tls: state.tls };
+    throw new StoreUnavailableError(`no member of the etcd cluster (${(state.endpoints ?? [state.clientUrl]).join(',')}) is healthy`, {
+      hint: 'check them with: knarr etcd members',
+    });
+  }
   if (!state || !(await isEtcdProcess(state.pid))) {
     throw new StoreUnavailableError('the managed etcd is not running: a backup is taken from a running etcd', { hint: 'start it with: knarr etcd up' });
   }

@@ -88,6 +88,9 @@ export async function etcdRestore(fileArg: string, opts: EtcdRestoreOptions, ctx
     `${state?.tls ? state.name : ETCD_MEMBER_NAME}=${peerUrl}`,
     '--initial-advertise-peer-urls',
     peerUrl,
+    // A cluster of its own: an old member that comes back is refused by it (another cluster id), never taken for a peer.
+    '--initial-cluster-token',
+    `knarr-restore-${stamp}`,
   ];
   try {
     await ctx.runner.run(restoreArgv, { env: ETCDCTL_ENV });
@@ -147,5 +150,8 @@ export async function etcdRestore(fileArg: string, opts: EtcdRestoreOptions, ctx
     ['previous', aside ?? '-'],
     ['endpoints', up.state.clientUrl],
   ];
-  return { data, view: { kind: 'fields', fields } };
+  // The other members of the old cluster join the new one; each sets its old data aside.
+  const next = up.state.tls ? `on each other host: knarr etcd join ${up.state.clientUrl} --token TOKEN (TOKEN from knarr etcd token here)` : null;
+  if (next) fields.push(['next', next]);
+  return { data: { ...data, next }, view: { kind: 'fields', fields } };
 }
