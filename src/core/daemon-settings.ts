@@ -4,6 +4,7 @@ import { longFlag, parseListen, parsePicked, pickSetting, setting, type Picked }
 import { ValidationError } from './errors.js';
 import type { StartMode } from './hosts.js';
 import { validateName } from './names.js';
+import { parseSize } from './size.js';
 
 /** The agent's settings: each from its flag, else KNARR_DAEMON_*, else the config file's `daemon:` section, else its default. */
 export interface DaemonSettings {
@@ -29,6 +30,8 @@ export interface DaemonSettings {
   restartGraceSeconds: number;
   /** SIGTERM gives the lease back and marks the host left: its jobs move at once. */
   leaveOnStop: boolean;
+  /** How often the agent checks this host's managed etcd member for space to give back (0: never), and how much makes it worth a defrag. */
+  etcdDefrag: { checkSeconds: number; minFreeBytes: number };
 }
 
 export { parseListen };
@@ -89,6 +92,11 @@ export function resolveDaemonSettings(
   const leaveOnStop = (pick('leaveOnStop')?.value as boolean | undefined) ?? fallback<boolean>('leaveOnStop');
 
   const shareP = str('share');
+  const minFree = str('etcdDefragMinFree');
+  const etcdDefrag = {
+    checkSeconds: (pick('etcdDefragCheck')?.value as number | undefined) ?? fallback<number>('etcdDefragCheck'),
+    minFreeBytes: parseSize(minFree?.field ?? 'daemon.etcdDefragMinFree', minFree?.value ?? fallback<string>('etcdDefragMinFree')),
+  };
   return {
     name,
     tags,
@@ -105,6 +113,7 @@ export function resolveDaemonSettings(
     drainSeconds,
     restartGraceSeconds,
     leaveOnStop,
+    etcdDefrag,
   };
 }
 
