@@ -220,5 +220,12 @@ describe.skipIf(!run)('etcd backup, restore and rejoin, and the reboot case, on 
     // Its old data stays where it was, set aside; the new member's data goes where etcd up would put it now (the pool onboot made).
     expect(readdirSync(`${b.dir}/state/etcd/data`).filter((n) => n.startsWith('member.before-join-'))).toHaveLength(2);
     expect(stateOf(b).dataDir).not.toBe(`${b.dir}/state/etcd/data`);
+    // A join to a URL that does not answer cannot tell whether b is still a member there: it changes nothing.
+    const before = readFileSync(`${b.dir}/state/etcd/server.json`, 'utf8');
+    const nowhere = await knarr(b, 'etcd', 'join', `https://${a.ip}:2399`, '--token', token);
+    expect(nowhere.exitCode).toBe(6);
+    expect(String(nowhere.stderr)).toContain('knarr etcd up restarts it as it was');
+    expect(readFileSync(`${b.dir}/state/etcd/server.json`, 'utf8')).toBe(before);
+    expect((await members(a)).every((m) => m.healthy)).toBe(true);
   }, 180_000);
 });

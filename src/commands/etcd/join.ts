@@ -208,8 +208,10 @@ async function joinLocked(
 async function stillMember(ctx: Context, url: string, previous: EtcdServerState): Promise<boolean> {
   if (ctx.runner.dryRun) return true;
   const { members } = await listMembers([url], clientTls(previous.tls!)).catch((e: Error) => {
-    throw new StoreUnavailableError(`${url} does not answer this host's member certificates: ${e.message}`, {
-      hint: `this host is a member of an etcd cluster already; to start it again as it was: knarr etcd up`,
+    throw new StoreUnavailableError(`${url} does not answer with this host's member certificates: ${e.message}`, {
+      hint:
+        `check the URL; this host is a member of an etcd cluster already (knarr etcd up restarts it as it was); ` +
+        `to join another fleet's, move ${statePaths(ctx.config.stateDir).etcdDir} aside first`,
     });
   });
   const self = members.find((m) => (m.peerURLs ?? []).includes(previous.peerUrl));
