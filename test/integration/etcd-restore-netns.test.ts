@@ -97,6 +97,10 @@ describe.skipIf(!run)('etcd backup, restore and rejoin, and the reboot case, on 
       expect(backup.exitCode, String(backup.stderr)).toBe(0);
       expect(JSON.parse(String(backup.stdout)).endpoint).toBe(`https://${b.ip}:2379`);
       await store.put('/knarr-test/after', '2');
+      // While the cluster is up, a restore on one member says what it would do to the others.
+      const dry = await knarr(a, '--dry-run', 'etcd', 'restore', file);
+      expect(dry.exitCode, String(dry.stderr)).toBe(0);
+      expect(String(dry.stderr)).toContain('members b, c of this cluster are up: restoring here takes a out of their cluster');
     } finally {
       await store.close();
     }
