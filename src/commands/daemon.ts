@@ -8,6 +8,7 @@ import { dryRunRefused, ValidationError } from '../core/errors.js';
 import { resolveDaemonSettings, restartNeeded, type DaemonSettings } from '../core/daemon-settings.js';
 import type { Config } from '../core/config.js';
 import { Agent, agentToken } from '../daemon/agent.js';
+import { EtcdDefrag } from '../daemon/etcd-defrag.js';
 import { dockerSocketPath } from '../host/docker.js';
 import { HostRepo } from '../state/hosts.js';
 import { dotBinds, hostsWithDots } from './job/volumes.js';
@@ -148,9 +149,31 @@ export async function daemon(ctx: Context, flags: SettingFlags = {}): Promise<Co
     reloading = reloading.then(reload).catch((e: Error) => ctx.events.warn(`agent: config not reloaded, the running one stays: ${e.message}`));
   };
   process.on('SIGHUP', onHangup);
+  // The managed etcd member on this host (none with --etcd) is defragmented when compaction has freed enough in it.
+  const defragging = new AbortController();
+  const defrag =
+    ctx.config.etcd.length === 0 && settings.etcdDefrag.checkSeconds > 0
+      ? new EtcdDefrag(
+          store,
+          {
+            stateDir: ctx.config.stateDir,
+            fleet: ctx.config.fleet,
+            host: settings.name,
+            checkMs: settings.etcdDefrag.checkSeconds * 1000,
+            minFreeBytes: settings.etcdDefrag.minFreeBytes,
+          },
+          (l) => ctx.events.step(l),
+        )
+      : null;
   try {
     await agent.start(() => token, ctx.signal);
-    await agent.serve(ctx.signal);
+    // Not waited for on the way out: a defragmentation under way ends in etcd anyway, and its lock with its lease.
+    void defrag?.run(defragging.signal);
+    try {
+      await agent.serve(ctx.signal);
+    } finally {
+      defragging.abort();
+    }
   } finally {
     // A SIGHUP during the drain (logrotate, a reload) must not kill the agent with its jobs and lease.
     const stopping = () => ctx.events.warn('agent: stopping; SIGHUP ignored');

@@ -4,6 +4,7 @@ import { longFlag, parseListen, parsePicked, pickSetting, setting, type Picked }
 import { ValidationError } from './errors.js';
 import type { StartMode } from './hosts.js';
 import { validateName } from './names.js';
+import { parseSize } from './size.js';
 
 /** The agent's settings: each from its flag, else KNARR_DAEMON_*, else the config file's `daemon:` section, else its default. */
 export interface DaemonSettings {
@@ -31,6 +32,8 @@ export interface DaemonSettings {
   leaveOnStop: boolean;
   /** How often the collector looks for cluster parts no cluster owns; 0: never. */
   collectSeconds: number;
+  /** How often the agent checks this host's managed etcd member for space to give back (0: never), and how much makes it worth a defrag. */
+  etcdDefrag: { checkSeconds: number; minFreeBytes: number };
 }
 
 export { parseListen };
@@ -92,6 +95,11 @@ export function resolveDaemonSettings(
   const collectSeconds = (pick('collectEvery')?.value as number | undefined) ?? fallback<number>('collectEvery');
 
   const shareP = str('share');
+  const minFree = str('etcdDefragMinFree');
+  const etcdDefrag = {
+    checkSeconds: (pick('etcdDefragCheck')?.value as number | undefined) ?? fallback<number>('etcdDefragCheck'),
+    minFreeBytes: parseSize(minFree?.field ?? 'daemon.etcdDefragMinFree', minFree?.value ?? fallback<string>('etcdDefragMinFree')),
+  };
   return {
     name,
     tags,
@@ -109,6 +117,7 @@ export function resolveDaemonSettings(
     restartGraceSeconds,
     leaveOnStop,
     collectSeconds,
+    etcdDefrag,
   };
 }
 

@@ -3,6 +3,7 @@ import { ValidationError } from './errors.js';
 import { validateTags } from './hosts.js';
 import { validateName } from './names.js';
 import { parseAge } from './ops.js';
+import { parseSize } from './size.js';
 
 /** Which part of knarr a setting belongs to; docs/configuration.md has a section per area. */
 export type SettingArea = 'global' | 'pool' | 'etcd' | 'cluster' | 'scheduler' | 'jobs' | 'dots' | 'daemon';
@@ -655,6 +656,28 @@ export const SETTINGS: readonly SettingDef[] = [
     default: false,
     defaultText: 'off: SIGTERM keeps the jobs for --restart-grace',
     help: "on SIGTERM, give the lease back at once: the host's jobs move without waiting for the restart grace",
+  },
+  {
+    key: 'daemon.etcdDefragCheck',
+    area: 'daemon',
+    kind: 'number',
+    env: 'KNARR_DAEMON_ETCD_DEFRAG_CHECK',
+    command: 'daemon',
+    default: 300,
+    defaultText: '300',
+    help: "how often (seconds) the agent checks whether this host's managed etcd member is worth defragmenting (0: never)",
+    parse: wholeSeconds(0, 86400),
+  },
+  {
+    key: 'daemon.etcdDefragMinFree',
+    area: 'daemon',
+    kind: 'string',
+    env: 'KNARR_DAEMON_ETCD_DEFRAG_MIN_FREE',
+    command: 'daemon',
+    default: '64M',
+    defaultText: '64M',
+    help: "space freed inside this host's etcd database (by compaction) that makes a defragmentation worth it; a quarter of the file at least",
+    parse: (v: string, field: string) => (parseSize(field, v), v),
   },
 ];
 

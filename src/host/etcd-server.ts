@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { request } from 'node:http';
+import { createServer, request } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { EtcdTlsFiles } from './etcd-pki.js';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -232,5 +232,14 @@ export function etcdPost<T>(url: string, path: string, body: unknown, tls?: Clie
     req.on('timeout', () => req.destroy(new Error(`no answer from ${url} within ${timeoutMs}ms`)));
     req.on('error', reject);
     req.end(data);
+  });
+}
+
+/** True when ip is an address of this host (a listener can bind it): a member's recorded IP may be gone after a reboot. */
+export function isLocalAddress(ip: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', (e: NodeJS.ErrnoException) => resolve(e.code !== 'EADDRNOTAVAIL'));
+    server.listen({ host: ip, port: 0, exclusive: true }, () => server.close(() => resolve(true)));
   });
 }

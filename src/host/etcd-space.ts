@@ -34,3 +34,26 @@ export async function probeSpace(clientUrl: string, timeoutMs = 2000, tls?: Clie
     alarms,
   };
 }
+
+/** Defragments the one member at clientUrl (etcd's gateway, as `etcdctl defrag` does): it answers nothing meanwhile. */
+export async function defragMember(clientUrl: string, tls: ClientTls | undefined, timeoutMs: number): Promise<void> {
+  await etcdPost(clientUrl, '/v3/maintenance/defragment', {}, tls, timeoutMs);
+}
+
+/** What the agent notes of the last defragmentation of its host's member (etcd/defrag.json), for `etcd status` and its own pace. */
+export interface DefragRecord {
+  member: string;
+  startedAt: string;
+  endedAt: string;
+  beforeBytes: number;
+  afterBytes: number | null;
+}
+
+export const defragRecordPath = (etcdDir: string) => `${etcdDir}/defrag.json`;
+
+/** Worth a defragmentation: at least minFree bytes, and a quarter of the file, lie free inside it. */
+export function defragWorthIt(space: Space, minFreeBytes: number): boolean {
+  if (space.dbBytes === null || space.dbInUseBytes === null) return false;
+  const free = space.dbBytes - space.dbInUseBytes;
+  return free >= minFreeBytes && free >= space.dbBytes / 4;
+}

@@ -87,4 +87,6 @@ export const etcdClusterKeys = {
   caKey: '/knarr-etcd/pki/ca-key',
   /** Held (under a lease) by the host joining: one learner at a time. */
   joinLock: '/knarr-etcd/join-lock',
+  /** Held (under a lease) by the agent defragmenting its member: one member of the cluster at a time. */
+  defragLock: '/knarr-etcd/defrag-lock',
 } as const;

@@ -26,7 +26,14 @@ describe('knarr daemon settings: flag > config file daemon: section > default', 
       restartGraceSeconds: 30,
       leaveOnStop: false,
       collectSeconds: 300,
+      etcdDefrag: { checkSeconds: 300, minFreeBytes: 64 * 1024 ** 2 },
     });
+  });
+
+  it("the etcd member's scheduled defrag: from the file, 0 turns it off, a bad size names its key", () => {
+    expect(resolve({}, { etcdDefragCheck: 0, etcdDefragMinFree: '1G' }).etcdDefrag).toEqual({ checkSeconds: 0, minFreeBytes: 1024 ** 3 });
+    expect(() => resolve({}, { etcdDefragMinFree: 'lots' })).toThrow(/daemon\.etcdDefragMinFree/);
+    expect(() => resolve({}, { etcdDefragCheck: -1 })).toThrow(/daemon\.etcdDefragCheck/);
   });
 
   it('the file sets each one; a flag wins over it', () => {

@@ -4,12 +4,10 @@ import { ConflictError, NotFoundError, StoreUnavailableError, ValidationError } 
 import { formatSize } from '../../core/size.js';
 import { isEtcdProcess, probeHealth } from '../../host/etcd-server.js';
 import { pathExists } from '../../host/mounts.js';
-import type { Runner } from '../../host/runner.js';
 import { findExecutable } from '../../host/which.js';
 import type { CommandResult, Context } from '../types.js';
 import { readEtcdState } from './local.js';
-import { clientFiles, etcdctlArgv } from './cluster.js';
-import type { EtcdTlsFiles } from '../../host/etcd-pki.js';
+import { clientFiles, etcdctlArgv, externalTarget, stateTls } from './cluster.js';
 import { shellCommand } from '../../core/shell.js';
 
 /** etcdctl 3.4 speaks the v3 API by default; said anyway, for older clients on a host. */
@@ -35,23 +33,28 @@ export async function snapshotStatus(ctx: Context, file: string): Promise<Snapsh
   return { revision: s.revision, keys: s.totalKey, hash: s.hash, dbBytes: s.totalSize };
 }
 
-/** The one etcd endpoint a snapshot is taken from: the managed etcd, or the first healthy --etcd endpoint. */
-async function snapshotEndpoint(ctx: Context): Promise<{ endpoint: string; tls: EtcdTlsFiles | null }> {
+/** The one etcd endpoint a snapshot is taken from (the managed etcd, or the first healthy --etcd endpoint), and etcdctl for it. */
+async function snapshotEndpoint(ctx: Context): Promise<{ endpoint: string; etcdctl: (...args: string[]) => string[]; env: Record<string, string> }> {
   if (ctx.config.etcd.length > 0) {
-    for (const url of ctx.config.etcd) if ((await probeHealth(url)).healthy) return { endpoint: url, tls: null };
+    const { tls } = externalTarget(ctx);
+    for (const url of ctx.config.etcd) if ((await probeHealth(url, 2000, tls)).healthy) return { endpoint: url, ...externalTarget(ctx, [url]) };
     throw new StoreUnavailableError(`no etcd endpoint of ${ctx.config.etcd.join(',')} is healthy`, { hint: 'check them with: knarr etcd status' });
   }
   const state = await readEtcdState(ctx);
+  // A cluster member's host snapshots its own member, or, that one down, the first other member that is healthy.
+  if (state?.tls) {
+    const files = clientFiles(state.tls);
+    const tls = stateTls(state);
+    for (const url of state.endpoints ?? [state.clientUrl])
+      if ((await probeHealth(url, 2000, tls)).healthy) return { endpoint: url, etcdctl: (...args) => etcdctlArgv(files, [url], args), env: ETCDCTL_ENV };
+    throw new StoreUnavailableError(`no member of the etcd cluster (${(state.endpoints ?? [state.clientUrl]).join(',')}) is healthy`, {
+      hint: 'check them with: knarr etcd members',
+    });
+  }
   if (!state || !(await isEtcdProcess(state.pid))) {
     throw new StoreUnavailableError('the managed etcd is not running: a backup is taken from a running etcd', { hint: 'start it with: knarr etcd up' });
   }
-  return { endpoint: state.clientUrl, tls: state.tls ?? null };
-}
-
-/** etcdctl writes FILE.part and renames it when whole, so FILE is never half a snapshot. */
-async function saveSnapshot(runner: Runner, endpoint: string, file: string, tls: EtcdTlsFiles | null): Promise<void> {
-  const argv = tls ? etcdctlArgv(clientFiles(tls), [endpoint], ['snapshot', 'save', file]) : ['etcdctl', '--endpoints', endpoint, 'snapshot', 'save', file];
-  await runner.run(argv, { env: ETCDCTL_ENV });
+  return { endpoint: state.clientUrl, etcdctl: (...args) => ['etcdctl', '--endpoints', state.clientUrl, ...args], env: ETCDCTL_ENV };
 }
 
 /** `knarr etcd backup FILE`: a consistent snapshot of the fleet's store, checked after it is written. */
@@ -64,9 +67,10 @@ export async function etcdBackup(fileArg: string, opts: { force: boolean }, ctx:
   if (there && !opts.force) {
     throw new ConflictError(`${file} already exists`, { hint: 'name a new file, or pass --force to replace it' });
   }
-  const { endpoint, tls } = await snapshotEndpoint(ctx);
+  const { endpoint, etcdctl, env } = await snapshotEndpoint(ctx);
   ctx.events.step(`etcd: snapshot of ${endpoint} to ${file}`);
-  await saveSnapshot(ctx.runner, endpoint, file, tls);
+  // etcdctl writes FILE.part and renames it when whole, so FILE is never half a snapshot.
+  await ctx.runner.run(etcdctl('snapshot', 'save', file), { env });
   ctx.events.done();
   if (ctx.runner.dryRun) return { data: { file, endpoint, planned: true } };
   const info = await snapshotStatus(ctx, file);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ExternalCommandError, StoreUnavailableError } from '../../core/errors.js';
+import { ExternalCommandError, StoreUnavailableError, ValidationError } from '../../core/errors.js';
 import {
   backoffMs,
   formatJoinToken,
@@ -17,7 +17,7 @@ import { statePaths } from '../../core/paths.js';
 import { clientTls, etcdPost, type ClientTls, type EtcdServerState } from '../../host/etcd-server.js';
 import { certHash, issueCert, joinKeyPem, makeCa, selfSignCa, writeSecret, type EtcdTlsFiles } from '../../host/etcd-pki.js';
 import { pathExists } from '../../host/mounts.js';
-import type { EtcdConnectOptions } from '../../state/store.js';
+import { readSecret, type EtcdConnectOptions } from '../../state/store.js';
 import type { Context } from '../types.js';
 
 /** etcdctl 3.4 speaks the v3 API by default; said anyway, for older clients on a host. */
@@ -192,4 +192,37 @@ export async function promoteIfLearner(ctx: Context, state: EtcdServerState, dea
   const voters = members.filter((m) => !m.isLearner).flatMap((m) => m.clientURLs ?? []);
   await membershipChange(ctx, etcdctlArgv(clientFiles(state.tls), voters, ['member', 'promote', memberIdHex(self.ID)]), 'member promote', deadlineMs);
   return true;
+}
+
+/** How etcdctl and knarr's probes reach the etcd in use: argv, environment (the auth password stays off argv) and the client TLS. */
+export interface EtcdctlTarget {
+  urls: string[];
+  etcdctl: (...args: string[]) => string[];
+  env: Record<string, string>;
+  tls?: ClientTls;
+}
+
+/** The --etcd endpoints with the client certificate, CA and etcd user the settings give (--etcd-ca, --etcd-cert, --etcd-key, --etcd-user). */
+export function externalTarget(ctx: Context, urls: string[] = [...ctx.config.etcd]): EtcdctlTarget {
+  const c = ctx.config.etcdClient;
+  const flags = [...(c.ca ? ['--cacert', c.ca] : []), ...(c.cert ? ['--cert', c.cert] : []), ...(c.key ? ['--key', c.key] : [])];
+  const env: Record<string, string> = { ...ETCDCTL_ENV };
+  if (c.user !== null) {
+    let password = c.password;
+    if (password === null) {
+      if (!c.passwordFile) throw new ValidationError('--etcd-user', `etcd user ${c.user} needs a password: give --etcd-password-file or KNARR_ETCD_PASSWORD`);
+      password = readSecret(c.passwordFile, '--etcd-password-file').toString('utf8').split('\n')[0]!.replace(/\r$/, '');
+    }
+    Object.assign(env, { ETCDCTL_USER: c.user, ETCDCTL_PASSWORD: password });
+  }
+  // Only what is given: an absent CA leaves the system's, as for the store client.
+  const tls =
+    c.ca || c.cert
+      ? ({
+          ...(c.ca ? { ca: readSecret(c.ca, '--etcd-ca').toString('utf8') } : {}),
+          ...(c.cert ? { cert: readSecret(c.cert, '--etcd-cert').toString('utf8') } : {}),
+          ...(c.key ? { key: readSecret(c.key, '--etcd-key').toString('utf8') } : {}),
+        } as ClientTls)
+      : undefined;
+  return { urls, etcdctl: (...args) => ['etcdctl', '--endpoints', urls.join(','), ...flags, ...args], env, tls };
 }

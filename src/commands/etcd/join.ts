@@ -1,12 +1,13 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConflictError, UserError } from '../../core/errors.js';
+import { ConflictError, StoreUnavailableError, UserError } from '../../core/errors.js';
 import { backoffMs, initialCluster, parseJoinToken, type JoinToken, validateAdvertiseIp, validateJoinUrl, type RawMember } from '../../core/etcd-cluster.js';
 import { validatePort } from '../../core/config.js';
 import { statePaths } from '../../core/paths.js';
 import { clientTls, isEtcdProcess, type ClientTls, type EtcdServerState } from '../../host/etcd-server.js';
 import { dropDir, fetchVerifiedCa, issueCert, joinKeyPem, openCaKey, selfSignCa, writeSecret } from '../../host/etcd-pki.js';
 import { pathExists } from '../../host/mounts.js';
+import { syncDir } from '../../host/local-state.js';
 import { acquireLock, holderAlive } from '../../host/lock.js';
 import { etcdClusterKeys } from '../../state/keys.js';
 import { connectEtcd, type Store } from '../../state/store.js';
@@ -95,12 +96,13 @@ async function joinLocked(
 ): Promise<CommandResult> {
   const { clientPort, peerPort } = ports;
   const previous = await readEtcdState(ctx);
-  if (previous?.tls) {
+  if (previous?.tls && (await stillMember(ctx, url, previous))) {
     // Joined before (a reboot, or the command run again): it restarts as it was, never joins twice.
     const up = await ensureLocalEtcd(ctx, { timeoutMs: 120_000 });
     if (up.action !== 'planned') await promoteIfLearner(ctx, up.state, JOIN_DEADLINE_MS);
     return joinResult(up.action === 'started' ? 'restarted' : up.action, up.state, up.health.healthy);
   }
+  if (previous?.tls) await setAsideOldMember(ctx, url, previous);
   const { dataDir, pool } = await dataLocation(ctx, opts.pool ?? previous?.pool ?? undefined);
   if (await pathExists(`${dataDir}/member`)) {
     throw new ConflictError(`${dataDir} already holds an etcd's data: joining would have to throw it away`, {
@@ -197,6 +199,39 @@ async function joinLocked(
   } finally {
     await dropDir(tmp);
   }
+}
+
+/**
+ * Whether the cluster at url still has this host's recorded member (by its peer URL). A cluster
+ * restored from a snapshot, or one this member was removed from, does not: the host joins it anew.
+ */
+async function stillMember(ctx: Context, url: string, previous: EtcdServerState): Promise<boolean> {
+  if (ctx.runner.dryRun) return true;
+  const { members } = await listMembers([url], clientTls(previous.tls!)).catch((e: Error) => {
+    throw new StoreUnavailableError(`${url} does not answer with this host's member certificates: ${e.message}`, {
+      hint:
+        `check the URL; this host is a member of an etcd cluster already (knarr etcd up restarts it as it was); ` +
+        `to join another fleet's, move ${statePaths(ctx.config.stateDir).etcdDir} aside first`,
+    });
+  });
+  const self = members.find((m) => (m.peerURLs ?? []).includes(previous.peerUrl));
+  // A learner added for this host that never started: its join goes on as a first join would.
+  return self !== undefined && (self.name !== '' || (await pathExists(`${previous.dataDir}/member`)));
+}
+
+/** The data of a member of another (an old) cluster is kept aside, never deleted, before this host joins the one at url. */
+async function setAsideOldMember(ctx: Context, url: string, previous: EtcdServerState): Promise<void> {
+  if (previous.pid && (await isEtcdProcess(previous.pid))) {
+    throw new ConflictError(`this host's etcd (pid ${previous.pid}) runs as a member of a cluster that ${url} is not part of`, {
+      hint: 'stop it first with `knarr etcd down` (its data is kept aside by the join, not deleted), then join again',
+    });
+  }
+  const from = `${previous.dataDir}/member`;
+  if (!(await pathExists(from))) return;
+  const aside = `${previous.dataDir}/member.before-join-${new Date().toISOString().replace(/[-:.]/g, '')}`;
+  ctx.events.warn(`this host was a member of another etcd cluster: its data is set aside in ${aside}`);
+  await rename(from, aside);
+  await syncDir(previous.dataDir);
 }
 
 /** One join at a time: a key under a lease (a crashed joiner's lock goes with its lease). */

@@ -9,6 +9,7 @@ import {
   ETCD_SOCKET_FILE,
   etcdArgv,
   isEtcdProcess,
+  isLocalAddress,
   probeHealth,
   stopProcess,
   tailFile,
@@ -226,7 +227,11 @@ export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {})
   }
   // A cluster member restarts as it was recorded (its name, addresses and certificates), on its data: never a new cluster.
   if (previous?.tls) {
-    const { dataDir } = await dataLocation(ctx, previous.pool ?? undefined);
+    const ip = new URL(previous.peerUrl).hostname.replace(/^\[|\]$/g, '');
+    if (opts.advertise !== undefined && opts.advertise !== ip) throw movedMember(previous, `--advertise says ${opts.advertise}`);
+    if (!ctx.runner.dryRun && !(await isLocalAddress(ip))) throw movedMember(previous, `${ip} is not an address of this host (any more)`);
+    // Its data stays where it was, even when a pool was made since (onboot): a member never starts on an empty directory.
+    const dataDir = previous.pool === null ? paths.etcdLocalData : (await dataLocation(ctx, previous.pool)).dataDir;
     if (dataDir !== previous.dataDir) {
       throw new ConflictError(`etcd member ${previous.name} keeps its data in ${previous.dataDir}, not ${dataDir}`, {
         hint: `bring up the pool that holds ${previous.dataDir} (knarr pool init), then run the command again`,
@@ -314,6 +319,17 @@ export async function ensureLocalEtcd(ctx: Context, opts: LocalEtcdOptions = {})
   await recordFleet(ctx, [started.clientUrl]);
   ctx.events.done();
   return { action: 'started', state: started, health };
+}
+
+/** A member whose recorded address is not this host's: the peers know it by that address, so it cannot start elsewhere; the fix, nothing changed. */
+function movedMember(state: EtcdServerState, why: string): ConflictError {
+  const other = (state.endpoints ?? []).find((u) => u !== state.clientUrl) ?? 'https://OTHER-MEMBER:2379';
+  return new ConflictError(`etcd member ${state.name} is known to its cluster at ${state.peerUrl}, but ${why}; it was not started`, {
+    hint:
+      `its data in ${state.dataDir} is untouched. If the address comes back, run knarr etcd up again; if it changed for good, ` +
+      `run \`knarr etcd remove ${state.name}\` on another member, then here \`knarr etcd join ${other} --token TOKEN\` ` +
+      `(TOKEN from knarr etcd token; the old data is set aside in ${state.dataDir}, not deleted)`,
+  });
 }
 
 /** Starts a TLS member from its recorded state and waits until it answers. */

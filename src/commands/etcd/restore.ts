@@ -3,7 +3,9 @@ import { resolve } from 'node:path';
 import { ConflictError, ExternalCommandError, NotFoundError, UserError } from '../../core/errors.js';
 import { validatePort } from '../../core/config.js';
 import { statePaths } from '../../core/paths.js';
-import { ETCD_MEMBER_NAME, isEtcdProcess } from '../../host/etcd-server.js';
+import { ETCD_MEMBER_NAME, isEtcdProcess, probeHealth, type EtcdServerState } from '../../host/etcd-server.js';
+import type { RawMember } from '../../core/etcd-cluster.js';
+import { listMembers, stateTls } from './cluster.js';
 import { pathExists } from '../../host/mounts.js';
 import { writeJsonAtomic } from '../../host/local-state.js';
 import type { CommandResult, Context } from '../types.js';
@@ -27,6 +29,23 @@ export interface EtcdRestoreOptions {
   pool?: string;
   clientPort?: string;
   peerPort?: string;
+}
+
+/** A restore on a member of a cluster that still runs takes the member out of it: said, with what the others then do. */
+async function warnLiveCluster(ctx: Context, state: EtcdServerState): Promise<void> {
+  const tls = stateTls(state);
+  const { members } = await listMembers(state.endpoints ?? [state.clientUrl], tls).catch(() => ({ members: [] as RawMember[] }));
+  const others = members.filter((m) => !(m.peerURLs ?? []).includes(state.peerUrl));
+  const up: string[] = [];
+  for (const m of others) {
+    const url = m.clientURLs?.[0];
+    if (url && (await probeHealth(url, 1000, tls)).healthy) up.push(m.name || url);
+  }
+  if (up.length > 0)
+    ctx.events.warn(
+      `members ${up.join(', ')} of this cluster are up: restoring here takes ${state.name} out of their cluster and founds a new one from the ` +
+        `snapshot; they keep the old one until each runs knarr etcd down, then knarr etcd join ${state.clientUrl}`,
+    );
 }
 
 /** `knarr etcd restore FILE`: the managed etcd's data replaced by a snapshot's; the data it had is kept aside. */
@@ -55,6 +74,7 @@ export async function etcdRestore(fileArg: string, opts: EtcdRestoreOptions, ctx
     : peerOpt !== undefined
       ? `http://127.0.0.1:${validatePort('--peer-port', peerOpt)}`
       : (state?.peerUrl ?? `http://127.0.0.1:${ctx.config.etcdServer.peerPort}`);
+  if (state?.tls) await warnLiveCluster(ctx, state);
   const hasData = await pathExists(`${dataDir}/member`);
   if (hasData && !opts.yes && !ctx.runner.dryRun) {
     throw new UserError(`restoring replaces the fleet state in ${dataDir} with the snapshot's; pass --yes to confirm`, {
@@ -88,6 +108,9 @@ export async function etcdRestore(fileArg: string, opts: EtcdRestoreOptions, ctx
     `${state?.tls ? state.name : ETCD_MEMBER_NAME}=${peerUrl}`,
     '--initial-advertise-peer-urls',
     peerUrl,
+    // A cluster of its own: an old member that comes back is refused by it (another cluster id), never taken for a peer.
+    '--initial-cluster-token',
+    `knarr-restore-${stamp}`,
   ];
   try {
     await ctx.runner.run(restoreArgv, { env: ETCDCTL_ENV });
@@ -147,5 +170,8 @@ export async function etcdRestore(fileArg: string, opts: EtcdRestoreOptions, ctx
     ['previous', aside ?? '-'],
     ['endpoints', up.state.clientUrl],
   ];
-  return { data, view: { kind: 'fields', fields } };
+  // The other members of the old cluster join the new one; each sets its old data aside.
+  const next = up.state.tls ? `on each other host: knarr etcd join ${up.state.clientUrl} --token TOKEN (TOKEN from knarr etcd token here)` : null;
+  if (next) fields.push(['next', next]);
+  return { data: { ...data, next }, view: { kind: 'fields', fields } };
 }

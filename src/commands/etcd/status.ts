@@ -1,5 +1,7 @@
 import { isEtcdProcess, probeHealth } from '../../host/etcd-server.js';
-import { NOSPACE_FIX, probeSpace, type Space } from '../../host/etcd-space.js';
+import { NOSPACE_FIX, defragRecordPath, probeSpace, type DefragRecord, type Space } from '../../host/etcd-space.js';
+import { readJson } from '../../host/local-state.js';
+import { statePaths } from '../../core/paths.js';
 import { ExitCode } from '../../core/errors.js';
 import { formatSize } from '../../core/size.js';
 import type { CommandResult, Context } from '../types.js';
@@ -59,9 +61,16 @@ export async function etcdStatus(ctx: Context): Promise<CommandResult> {
     dbInUseBytes: space?.dbInUseBytes ?? null,
     quotaBytes: space?.quotaBytes ?? null,
     alarms: space?.alarms ?? [],
+    // What this host's agent noted of its last scheduled defragmentation of the member.
+    lastDefrag: await readJson<DefragRecord>(defragRecordPath(statePaths(ctx.config.stateDir).etcdDir)),
   };
   const fields = etcdFields(data);
-  fields.push(['db', spaceText(space)], ['alarms', data.alarms.join(',') || '-']);
+  const d = data.lastDefrag;
+  fields.push(
+    ['db', spaceText(space)],
+    ['alarms', data.alarms.join(',') || '-'],
+    ['last defrag', d ? `${d.endedAt} (${formatSize(d.beforeBytes)} -> ${formatSize(d.afterBytes)})` : '-'],
+  );
   if (etcdctl) fields.push(['etcdctl', etcdctl]);
   // Scripts can wait with `until knarr etcd status; do ...`: non-zero until healthy.
   return { data, view: { kind: 'fields', fields }, exitCode: data.healthy ? ExitCode.ok : ExitCode.storeUnavailable };
