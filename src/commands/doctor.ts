@@ -114,7 +114,8 @@ async function importCheckImage(ctx: Context, socket: string): Promise<void> {
   if (!busybox || pickCheckImage(await localImageTags(socket).catch(() => [])) !== null) return;
   const dir = ctx.runner.dryRun ? join(tmpdir(), 'knarr-image-XXXXXX') : await mkdtemp(join(tmpdir(), 'knarr-image-'));
   try {
-    await ctx.runner.mkdirp(`${dir}/rootfs/bin`);
+    // busybox --install links each applet into its own one of these (tr, wc in usr/bin; httpd in usr/sbin) and skips a missing one.
+    for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin']) await ctx.runner.mkdirp(`${dir}/rootfs/${d}`);
     await ctx.runner.run(['cp', busybox, `${dir}/rootfs/bin/busybox`]);
     await ctx.runner.run(['chroot', `${dir}/rootfs`, '/bin/busybox', '--install', '-s']);
     await ctx.runner.run(['tar', '-C', `${dir}/rootfs`, '-cf', `${dir}/rootfs.tar`, '.']);
