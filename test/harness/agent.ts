@@ -2,6 +2,7 @@ import { execa, type Options, type Result, type ResultPromise } from 'execa';
 import { expect } from 'vitest';
 import { knarr } from './cli.js';
 import { eventually } from './eventually.js';
+import type { NetHost } from './netns.js';
 
 const bin = new URL('../../bin/knarr', import.meta.url).pathname;
 
@@ -83,6 +84,11 @@ export function spawnAgent(spec: AgentSpec): AgentUnderTest {
       return { result: (await proc) as Result, log };
     },
   };
+}
+
+/** spawnAgent on a network-namespace host: named after it, on its address (port 7946), with its dockerd, in its namespace. */
+export function spawnHostAgent(h: NetHost, spec: Omit<AgentSpec, 'name' | 'listen' | 'env' | 'spawn'>): AgentUnderTest {
+  return spawnAgent({ ...spec, name: h.name, listen: `${h.ip}:7946`, env: h.dockerd.env, spawn: h.spawn });
 }
 
 /** Starts `knarr daemon` as spec says and waits until its host is up. */

@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnAgent, stopAgents, type AgentUnderTest } from '../harness/agent.js';
+import { spawnHostAgent, stopAgents, type AgentUnderTest } from '../harness/agent.js';
 import { knarr } from '../harness/cli.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { eventually } from '../harness/eventually.js';
@@ -61,16 +61,11 @@ describe.skipIf(!run)('an agent restarted within its grace keeps its jobs', () =
   const k = (argv: string[]) => knarr(argv, { env });
 
   const startAgent = (name: string, extra: string[] = []) => {
-    const h = hosts[name]!;
-    agents[name] = spawnAgent({
+    agents[name] = spawnHostAgent(hosts[name]!, {
       etcd: etcd.url,
       stateDir: `${tmp.path}/${name}-state`,
-      name,
-      listen: `${h.ip}:7946`,
       tokenFile,
       flags: ['--restart-grace', String(GRACE), ...extra],
-      env: h.dockerd.env,
-      spawn: h.spawn,
     });
   };
   const upHosts = async () =>

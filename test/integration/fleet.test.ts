@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnAgent, stopAgents, type AgentUnderTest } from '../harness/agent.js';
+import { spawnHostAgent, stopAgents, type AgentUnderTest } from '../harness/agent.js';
 import { knarr } from '../harness/cli.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { haveNetns, makeFabric, type Fabric, type NetHost } from '../harness/netns.js';
@@ -29,17 +29,12 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
   const k = (argv: string[]) => knarr(argv, { env });
 
   const startAgent = (name: string, tags: string, extra: string[] = []) => {
-    const h = hosts[name]!;
-    agents[name] = spawnAgent({
+    agents[name] = spawnHostAgent(hosts[name]!, {
       etcd: etcd.url,
       stateDir: `${tmp.path}/${name}-state`,
-      name,
-      listen: `${h.ip}:7946`,
       tokenFile,
       // A host down is not waited for here (agent-restart.test.ts tests the grace).
       flags: ['--tags', tags, '--restart-grace', '0', ...extra],
-      env: h.dockerd.env,
-      spawn: h.spawn,
     });
   };
   const upHosts = async () =>
