@@ -50,29 +50,27 @@ function binaries(ctx: Context, names: string[]): string[] {
   return names.filter((n) => findExecutable(n, ctx.env.PATH) === null);
 }
 
-function binaryCheck(name: string, pkg: string, bins: string[]): Check {
+/** A check that the tools bins are on PATH; when some are not, absent says how that counts. */
+function toolsCheck(name: string, pkg: string, bins: string[], absent: (detail: string) => Omit<CheckResult, 'name' | 'package'>): Check {
   return {
     name,
     package: pkg,
     async run(ctx) {
-      const absent = binaries(ctx, bins);
-      return absent.length === 0 ? ok(bins.join(', ')) : missing(`not found: ${absent.join(', ')}`);
+      const gone = binaries(ctx, bins);
+      return gone.length === 0 ? ok(bins.join(', ')) : absent(`not found: ${gone.join(', ')}`);
     },
   };
+}
+
+function binaryCheck(name: string, pkg: string, bins: string[]): Check {
+  return toolsCheck(name, pkg, bins, missing);
 }
 
 const BASH_COMPLETION = '/usr/share/bash-completion/bash_completion';
 
 /** A tool only some features use: its absence is a warning naming the feature. */
 function optionalCheck(name: string, pkg: string, bins: string[], feature: string): Check {
-  return {
-    name,
-    package: pkg,
-    async run(ctx) {
-      const absent = binaries(ctx, bins);
-      return absent.length === 0 ? ok(bins.join(', ')) : wanted(`not found: ${absent.join(', ')} (${feature})`);
-    },
-  };
+  return toolsCheck(name, pkg, bins, (detail) => wanted(`${detail} (${feature})`));
 }
 
 async function zfsAnswers(runner: Runner): Promise<{ answers: boolean; why: string }> {
