@@ -31,16 +31,8 @@ knarr etcd up
 knarr pool status
 knarr etcd status
 
-# A first job on the local dockerd: a busybox image made here from busybox-static (no registry
-# needed), and a pipeline of two jobs, as knarr runs them with no agent (its embedded default).
-if ! docker image inspect knarr/busybox:local >/dev/null 2>&1; then
-  rootfs="$(mktemp -d)"
-  mkdir -p "$rootfs/bin"
-  cp "$(command -v busybox)" "$rootfs/bin/busybox"
-  for applet in sh cat tr wc echo true false sleep head ls env hostname httpd wget nc; do ln -s busybox "$rootfs/bin/$applet"; done
-  tar -C "$rootfs" -c . | docker import - knarr/busybox:local >/dev/null
-  rm -rf "$rootfs"
-fi
+# A first job on the local dockerd: the busybox image knarr doctor --fix (above) imported from busybox-static
+# when the engine had none (no registry needed), and a pipeline of two jobs, as knarr runs them with no agent.
 # The examples in the README, docs/ and --help name the image busybox: tag ours so, unless a busybox image is there already.
 if ! docker image inspect busybox >/dev/null 2>&1; then
   docker tag knarr/busybox:local busybox:latest

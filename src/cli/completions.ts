@@ -64,6 +64,19 @@ function kids(n: Node | null): { word: string; text: string }[] {
   return defs.flatMap((d) => namesOf(d).map((word) => ({ word, text: d.summary })));
 }
 
+/** The bash and zsh node function's case arm of each leaf: its args, its opts (as the shell's optsValue writes them) and vals. */
+function leafArms(optsValue: (opts: OptionDef[]) => string): string[] {
+  return leaves().flatMap((n) => {
+    const opts = n.def.options ?? [];
+    const set = [
+      ...(n.def.args?.length ? [`args=${q(argActions(n.def))}`] : []),
+      ...(opts.length ? [`opts=${optsValue(opts)}`] : []),
+      ...(opts.some((o) => takesValue(o.flags)) ? [`vals=${q(valueMap(opts))}`] : []),
+    ];
+    return set.length ? [`    ${casePattern(n)}) ${set.join('; ')} ;;`] : [];
+  });
+}
+
 function bash(): string {
   const l: string[] = [
     `# bash ${HEADER}`,
@@ -98,15 +111,7 @@ function bash(): string {
           .join(' '),
       )} ;;`,
     );
-  for (const n of leaves()) {
-    const opts = n.def.options ?? [];
-    const set = [
-      ...(n.def.args?.length ? [`args=${q(argActions(n.def))}`] : []),
-      ...(opts.length ? [`opts=${q(opts.flatMap(words).join(' '))}`] : []),
-      ...(opts.some((o) => takesValue(o.flags)) ? [`vals=${q(valueMap(opts))}`] : []),
-    ];
-    if (set.length) l.push(`    ${casePattern(n)}) ${set.join('; ')} ;;`);
-  }
+  l.push(...leafArms((opts) => q(opts.flatMap(words).join(' '))));
   l.push(
     '  esac',
     '}',
@@ -187,15 +192,7 @@ function zsh(): string {
         .map((k) => desc(k.word, k.text))
         .join(' ')}) ;;`,
     );
-  for (const n of leaves()) {
-    const opts = n.def.options ?? [];
-    const set = [
-      ...(n.def.args?.length ? [`args=${q(argActions(n.def))}`] : []),
-      ...(opts.length ? [`opts=(${optDescs(opts).join(' ')})`] : []),
-      ...(opts.some((o) => takesValue(o.flags)) ? [`vals=${q(valueMap(opts))}`] : []),
-    ];
-    if (set.length) l.push(`    ${casePattern(n)}) ${set.join('; ')} ;;`);
-  }
+  l.push(...leafArms((opts) => `(${optDescs(opts).join(' ')})`));
   l.push(
     '  esac',
     '}',

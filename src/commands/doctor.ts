@@ -50,29 +50,27 @@ function binaries(ctx: Context, names: string[]): string[] {
   return names.filter((n) => findExecutable(n, ctx.env.PATH) === null);
 }
 
-function binaryCheck(name: string, pkg: string, bins: string[]): Check {
+/** A check that the tools bins are on PATH; when some are not, absent says how that counts. */
+function toolsCheck(name: string, pkg: string, bins: string[], absent: (detail: string) => Omit<CheckResult, 'name' | 'package'>): Check {
   return {
     name,
     package: pkg,
     async run(ctx) {
-      const absent = binaries(ctx, bins);
-      return absent.length === 0 ? ok(bins.join(', ')) : missing(`not found: ${absent.join(', ')}`);
+      const gone = binaries(ctx, bins);
+      return gone.length === 0 ? ok(bins.join(', ')) : absent(`not found: ${gone.join(', ')}`);
     },
   };
+}
+
+function binaryCheck(name: string, pkg: string, bins: string[]): Check {
+  return toolsCheck(name, pkg, bins, missing);
 }
 
 const BASH_COMPLETION = '/usr/share/bash-completion/bash_completion';
 
 /** A tool only some features use: its absence is a warning naming the feature. */
 function optionalCheck(name: string, pkg: string, bins: string[], feature: string): Check {
-  return {
-    name,
-    package: pkg,
-    async run(ctx) {
-      const absent = binaries(ctx, bins);
-      return absent.length === 0 ? ok(bins.join(', ')) : wanted(`not found: ${absent.join(', ')} (${feature})`);
-    },
-  };
+  return toolsCheck(name, pkg, bins, (detail) => wanted(`${detail} (${feature})`));
 }
 
 async function zfsAnswers(runner: Runner): Promise<{ answers: boolean; why: string }> {
@@ -114,7 +112,8 @@ async function importCheckImage(ctx: Context, socket: string): Promise<void> {
   if (!busybox || pickCheckImage(await localImageTags(socket).catch(() => [])) !== null) return;
   const dir = ctx.runner.dryRun ? join(tmpdir(), 'knarr-image-XXXXXX') : await mkdtemp(join(tmpdir(), 'knarr-image-'));
   try {
-    await ctx.runner.mkdirp(`${dir}/rootfs/bin`);
+    // busybox --install links each applet into its own one of these (tr, wc in usr/bin; httpd in usr/sbin) and skips a missing one.
+    for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin']) await ctx.runner.mkdirp(`${dir}/rootfs/${d}`);
     await ctx.runner.run(['cp', busybox, `${dir}/rootfs/bin/busybox`]);
     await ctx.runner.run(['chroot', `${dir}/rootfs`, '/bin/busybox', '--install', '-s']);
     await ctx.runner.run(['tar', '-C', `${dir}/rootfs`, '-cf', `${dir}/rootfs.tar`, '.']);

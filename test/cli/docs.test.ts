@@ -59,10 +59,10 @@ describe('docs/', () => {
   });
 });
 
-/** The images scripts/install.sh leaves on the docker engine: the one it imports and the names it tags it with. */
+/** The images scripts/install.sh leaves on the docker engine: the one doctor --fix imports and the names it tags it with. */
 function installedImages(): Set<string> {
   const script = read('scripts/install.sh');
-  const names = [...script.matchAll(/docker import - (\S+)/g), ...script.matchAll(/docker tag \S+ (\S+)/g)].map((m) => m[1]!);
+  const names = [...script.matchAll(/docker tag (\S+) (\S+)/g)].flatMap((m) => [m[1]!, m[2]!]);
   return new Set(names.flatMap((n) => (n.endsWith(':latest') ? [n, n.slice(0, -':latest'.length)] : [n])));
 }
 

@@ -118,6 +118,18 @@ describe('knarr doctor', () => {
         const fixed = await knarr(['--json', 'doctor', '--fix'], { env: d.env });
         expect(docker(fixed), fixed.stderr).toMatchObject({ status: 'ok' });
         expect(await d.docker('image', 'ls', '--format', '{{.Repository}}:{{.Tag}}')).toBe('knarr/busybox:local');
+        // Each applet where busybox links it (tr in /usr/bin, httpd in /usr/sbin), found on the engine's PATH.
+        const found = await d.docker(
+          'run',
+          '--rm',
+          '--network',
+          'none',
+          'knarr/busybox:local',
+          'sh',
+          '-c',
+          'for a in true tr wc httpd; do busybox which $a; done',
+        );
+        expect(found).toBe('/bin/true\n/usr/bin/tr\n/usr/bin/wc\n/usr/sbin/httpd');
       } finally {
         await d.stop();
         await tmp.cleanup();

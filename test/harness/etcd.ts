@@ -7,49 +7,45 @@ export interface EtcdInstance {
   stop(): Promise<void>;
 }
 
-/**
- * A private etcd on free ports and its own data directory, for store tests. Clients reach it on
- * host (e.g. a netns fabric's gateway); peers stay on loopback since there is only one member.
- */
+/** The argv of a one-member test etcd (name t) serving clientUrl; its peer stays on loopback since there is only one member. */
+function singleMemberArgs(dataDir: string, clientUrl: string, peerPort: number, extraArgs: readonly string[] = []): string[] {
+  const peer = `http://127.0.0.1:${peerPort}`;
+  return [
+    '--name',
+    't',
+    '--data-dir',
+    dataDir,
+    '--listen-client-urls',
+    clientUrl,
+    '--advertise-client-urls',
+    clientUrl,
+    '--listen-peer-urls',
+    peer,
+    '--initial-advertise-peer-urls',
+    peer,
+    '--initial-cluster',
+    `t=${peer}`,
+    ...extraArgs,
+  ];
+}
+
+/** A private etcd on free ports and its own data directory, for store tests. Clients reach it on host (e.g. a netns fabric's gateway). */
 export async function startEtcd(host = '127.0.0.1', extraArgs: readonly string[] = []): Promise<EtcdInstance> {
   const dir: TempDir = await tempDir('knarr-etcd-');
-  const client = await freePort(host);
-  const peer = await freePort();
-  const url = `http://${host}:${client}`;
-  const proc: ResultPromise = execa(
-    'etcd',
-    [
-      '--name',
-      't',
-      '--data-dir',
-      `${dir.path}/data`,
-      '--listen-client-urls',
-      url,
-      '--advertise-client-urls',
-      url,
-      '--listen-peer-urls',
-      `http://127.0.0.1:${peer}`,
-      '--initial-advertise-peer-urls',
-      `http://127.0.0.1:${peer}`,
-      '--initial-cluster',
-      `t=http://127.0.0.1:${peer}`,
-      ...extraArgs,
-    ],
-    { reject: false, cleanup: true, stdio: 'ignore' },
-  );
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      const res = await fetch(`${url}/health`);
-      if (res.ok && (await res.text()).includes('true')) break;
-    } catch {
-      /* not up yet */
-    }
-    if (Date.now() > deadline) {
-      proc.kill('SIGKILL');
-      throw new Error('test etcd did not become healthy');
-    }
-    await new Promise((r) => setTimeout(r, 100));
+  const url = `http://${host}:${await freePort(host)}`;
+  const proc = spawnEtcd(singleMemberArgs(`${dir.path}/data`, url, await freePort(), extraArgs));
+  return running(proc, dir, url, {}, 'test etcd');
+}
+
+/** Waits until the member answers healthy (killing it and removing dir if it never does), then hands it back with its stop. */
+async function running(proc: ResultPromise, dir: TempDir, url: string, tls: { ca?: string; cert?: string; key?: string }, what: string): Promise<EtcdInstance> {
+  try {
+    await waitHealthy(url, tls, what);
+  } catch (e) {
+    proc.kill('SIGKILL');
+    await proc;
+    await dir.cleanup();
+    throw e;
   }
   return {
     url,
@@ -185,48 +181,11 @@ export interface TlsEtcdInstance extends EtcdInstance {
 export async function startTlsEtcd(): Promise<TlsEtcdInstance> {
   const dir = await tempDir('knarr-etcd-tls-');
   const certs = await makeTestCerts(dir.path);
-  const client = await freePort();
-  const peer = await freePort();
-  const url = `https://127.0.0.1:${client}`;
-  const proc = spawnEtcd([
-    '--name',
-    't',
-    '--data-dir',
-    `${dir.path}/data`,
-    '--listen-client-urls',
-    url,
-    '--advertise-client-urls',
-    url,
-    '--listen-peer-urls',
-    `http://127.0.0.1:${peer}`,
-    '--initial-advertise-peer-urls',
-    `http://127.0.0.1:${peer}`,
-    '--initial-cluster',
-    `t=http://127.0.0.1:${peer}`,
-    '--cert-file',
-    certs.serverCert,
-    '--key-file',
-    certs.serverKey,
-    '--trusted-ca-file',
-    certs.ca,
-    '--client-cert-auth',
-  ]);
-  try {
-    await waitHealthy(url, { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey }, 'test etcd over TLS');
-  } catch (e) {
-    proc.kill('SIGKILL');
-    await dir.cleanup();
-    throw e;
-  }
-  return {
-    url,
-    certs,
-    async stop() {
-      proc.kill('SIGTERM');
-      await proc;
-      await dir.cleanup();
-    },
-  };
+  const url = `https://127.0.0.1:${await freePort()}`;
+  const tlsArgs = ['--cert-file', certs.serverCert, '--key-file', certs.serverKey, '--trusted-ca-file', certs.ca, '--client-cert-auth'];
+  const proc = spawnEtcd(singleMemberArgs(`${dir.path}/data`, url, await freePort(), tlsArgs));
+  const client = { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey };
+  return { ...(await running(proc, dir, url, client, 'test etcd over TLS')), certs };
 }
 
 export interface AuthEtcdInstance extends EtcdInstance {

@@ -1,7 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KnarrError, LeaseNotFoundError } from '../../src/core/errors.js';
 import type { Store, WatchEvent } from '../../src/state/store.js';
-import { restartMember, startAuthEtcd, startEtcdCluster, startTlsEtcd, type AuthEtcdInstance, type EtcdCluster, type TlsEtcdInstance } from './etcd.js';
+import {
+  restartMember,
+  startAuthEtcd,
+  startEtcdCluster,
+  startTlsEtcd,
+  type AuthEtcdInstance,
+  type EtcdCluster,
+  type EtcdMember,
+  type TlsEtcdInstance,
+} from './etcd.js';
 import { uniqueName } from './tmp.js';
 
 /** TLS and auth as a Store implementation takes them: PEM file paths, and an etcd user with its password (or password file). */
@@ -162,30 +171,52 @@ export function storeContract(name: string, factory: StoreFactory, limits: Parti
       for (const m of cluster.members) m.thaw();
       for (const m of cluster.members) if (!m.running) await restartMember(m);
     };
-
-    it('with any one member killed, every call still succeeds', async () => {
+    /** Kills each member in turn and runs work while it is down; the member starts again (then settleMs pass) whatever work did. */
+    const eachMemberKilled = async (work: (m: EtcdMember) => Promise<unknown>, settleMs = 0) => {
       for (const m of cluster.members) {
         await m.kill();
         try {
-          await closing(await factory(cluster.endpoints, {}), everyCall);
+          await work(m);
         } finally {
           await restartMember(m);
         }
+        await sleep(settleMs);
       }
+    };
+    /** One store watching prefix, another to write, and the keys the watch saw; afterwards the watch ends, the cluster heals, both close. */
+    const watching = async (prefix: string, work: (w: { writer: Store; seen: Set<string>; watch: AbortController }) => Promise<void>) => {
+      const watcher = await factory(cluster.endpoints, {});
+      const writer = await factory(cluster.endpoints, {});
+      const seen = new Set<string>();
+      const watch = new AbortController();
+      try {
+        await watcher.watch(
+          prefix,
+          (events) => {
+            for (const e of events) if (e.key) seen.add(e.key);
+          },
+          watch.signal,
+        );
+        await work({ writer, seen, watch });
+      } finally {
+        watch.abort();
+        await healAll();
+        await watcher.close();
+        await writer.close();
+      }
+    };
+
+    it('with any one member killed, every call still succeeds', async () => {
+      await eachMemberKilled(async () => closing(await factory(cluster.endpoints, {}), everyCall));
     }, 120_000);
 
     it('a store whose member is killed under it goes on with the others', async () => {
       await closing(await factory(cluster.endpoints, {}), async (s) => {
         await s.put('/knarr/under', '1');
-        for (const m of cluster.members) {
-          await m.kill();
-          try {
-            await s.put('/knarr/under', m.name);
-            expect(await s.get('/knarr/under')).toBe(m.name);
-          } finally {
-            await restartMember(m);
-          }
-        }
+        await eachMemberKilled(async (m) => {
+          await s.put('/knarr/under', m.name);
+          expect(await s.get('/knarr/under')).toBe(m.name);
+        });
       });
     }, 120_000);
 
@@ -258,21 +289,10 @@ export function storeContract(name: string, factory: StoreFactory, limits: Parti
 
     it('a watch loses no event across a restart of each member, checked by sequence numbers', async () => {
       const p = `/knarr/${uniqueName('seq')}/`;
-      const watcher = await factory(cluster.endpoints, {});
-      const writer = await factory(cluster.endpoints, {});
-      const seen = new Set<string>();
-      const ac = new AbortController();
-      try {
-        await watcher.watch(
-          p,
-          (events) => {
-            for (const e of events) if (e.key) seen.add(e.key);
-          },
-          ac.signal,
-        );
+      await watching(p, async ({ writer, seen, watch }) => {
         let n = 0;
         const writing = (async () => {
-          while (!ac.signal.aborted) {
+          while (!watch.signal.aborted) {
             await writer.put(`${p}${String(n).padStart(5, '0')}`, String(n)).then(
               () => n++,
               () => undefined,
@@ -281,42 +301,21 @@ export function storeContract(name: string, factory: StoreFactory, limits: Parti
           }
         })();
         // The watch's member is one of them: each one in turn goes away and comes back.
-        for (const m of cluster.members) {
-          await m.kill();
-          await sleep(700);
-          await restartMember(m);
-          await sleep(500);
-        }
+        await eachMemberKilled(() => sleep(700), 500);
         const written = n;
         const until = Date.now() + 10_000;
         while (Date.now() < until && [...Array(written).keys()].some((i) => !seen.has(`${p}${String(i).padStart(5, '0')}`))) await sleep(200);
-        ac.abort();
+        watch.abort();
         await writing;
         const missing = [...Array(written).keys()].filter((i) => !seen.has(`${p}${String(i).padStart(5, '0')}`));
         expect(written).toBeGreaterThan(20);
         expect(missing).toEqual([]);
-      } finally {
-        ac.abort();
-        await healAll();
-        await watcher.close();
-        await writer.close();
-      }
+      });
     }, 120_000);
 
     it('a watch whose member freezes moves on to another and sees the next event', async () => {
       const p = `/knarr/${uniqueName('fz')}/`;
-      const watcher = await factory(cluster.endpoints, {});
-      const writer = await factory(cluster.endpoints, {});
-      const seen = new Set<string>();
-      const ac = new AbortController();
-      try {
-        await watcher.watch(
-          p,
-          (events) => {
-            for (const e of events) if (e.key) seen.add(e.key);
-          },
-          ac.signal,
-        );
+      await watching(p, async ({ writer, seen }) => {
         for (const m of cluster.members) {
           m.freeze();
           try {
@@ -330,12 +329,7 @@ export function storeContract(name: string, factory: StoreFactory, limits: Parti
           }
           await sleep(500);
         }
-      } finally {
-        ac.abort();
-        await healAll();
-        await watcher.close();
-        await writer.close();
-      }
+      });
     }, 120_000);
 
     it('a lease not kept alive lapses: its key goes, keepAlive says false, a write under it is LeaseNotFoundError', async () => {

@@ -1,8 +1,8 @@
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { execa, type ResultPromise } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { agentUnderTest, type AgentUnderTest } from '../harness/agent.js';
 import { knarr } from '../harness/cli.js';
 import { haveDockerd, startDockerd, type Dockerd } from '../harness/dockerd.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
@@ -11,7 +11,6 @@ import { tempDir, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
 
 const run = integration('agent API limits', haveTools('etcd', 'prlimit'), 'etcd or prlimit is missing');
-const bin = new URL('../../bin/knarr', import.meta.url).pathname;
 
 /** A GET on a connection of its own, as the CLI makes one: the status, or the socket error's code. */
 const get = (url: string, token: string) =>
@@ -29,20 +28,13 @@ describe.skipIf(!run)("the agent's API under abuse", () => {
   let tmp: TempDir;
   let etcd: EtcdInstance;
   let port: number;
-  let agent: ResultPromise | null = null;
+  let agent: AgentUnderTest | null = null;
   const base = () => ['--etcd', etcd.url, '--state-dir', `${tmp.path}/state`];
   const k = (argv: string[], env: Record<string, string> = {}) => knarr([...base(), ...argv], { env });
   const hosts = async () => Object.fromEntries((await k(['--json', 'host', 'list'])).json().map((h: { name: string }) => [h.name, h]));
-  const until = async (what: () => Promise<boolean>, ms = 20_000) => {
-    const end = Date.now() + ms;
-    while (!(await what())) {
-      if (Date.now() > end) throw new Error('condition not met in time');
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  };
   // Few descriptors, as a busy host has: without a connection limit an idle flood takes them all.
-  const startAgent = (name: string, flags: string[], env: Record<string, string> = { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` }) =>
-    (agent = execa('prlimit', ['--nofile=1024:1024', bin, ...base(), 'daemon', '--name', name, '--ttl', '2', ...flags], { reject: false, env }));
+  const startAgent = async (name: string, listen: string, flags: string[] = [], env?: Record<string, string>) =>
+    (agent = await agentUnderTest({ etcd: etcd.url, stateDir: `${tmp.path}/state`, name, listen, flags, env, wrap: ['prlimit', '--nofile=1024:1024'] }));
 
   beforeAll(async () => {
     tmp = await tempDir('knarr-agent-api-');
@@ -50,8 +42,7 @@ describe.skipIf(!run)("the agent's API under abuse", () => {
     port = await freePort();
   });
   afterEach(async () => {
-    agent?.kill('SIGKILL');
-    await agent;
+    await agent?.stop();
     agent = null;
   });
   afterAll(async () => {
@@ -60,8 +51,7 @@ describe.skipIf(!run)("the agent's API under abuse", () => {
   });
 
   it('2,000 idle connections do not shut out a request with the token; a connection that says nothing is closed', async () => {
-    startAgent('flood', ['--listen', `127.0.0.1:${port}`, '--max-connections', '64']);
-    await until(async () => (await hosts()).flood?.join === 'ok');
+    await startAgent('flood', `127.0.0.1:${port}`, ['--max-connections', '64']);
     const token = readFileSync(`${tmp.path}/state/agent.token`, 'utf8').trim();
     const url = `http://127.0.0.1:${port}/v1/health`;
     const idle = new Set<Socket>();
@@ -107,15 +97,12 @@ describe.skipIf(!run)("the agent's API under abuse", () => {
   }, 90_000);
 
   it('warns when it listens off loopback without TLS', async () => {
-    startAgent('open', ['--listen', `0.0.0.0:${port}`]);
-    await until(async () => (await hosts()).open?.join === 'ok');
-    agent!.kill('SIGTERM');
-    const r = await agent!;
-    expect(r.stderr).toMatch(/the API listens on 0\.0\.0\.0 without TLS: its token, which lets its holder run anything on this host, crosses the network/);
-    const local = startAgent('local', ['--listen', `127.0.0.1:${port}`]);
-    await until(async () => (await hosts()).local?.join === 'ok');
-    local.kill('SIGTERM');
-    expect((await local).stderr).not.toMatch(/without TLS/);
+    const open = await startAgent('open', `0.0.0.0:${port}`);
+    expect((await open.stop('SIGTERM')).log).toMatch(
+      /the API listens on 0\.0\.0\.0 without TLS: its token, which lets its holder run anything on this host, crosses the network/,
+    );
+    const local = await startAgent('local', `127.0.0.1:${port}`);
+    expect((await local.stop('SIGTERM')).log).not.toMatch(/without TLS/);
   }, 60_000);
 
   it('refuses a token file others can read, naming the fix; 0600 starts', async () => {
@@ -130,8 +117,7 @@ describe.skipIf(!run)("the agent's API under abuse", () => {
     chmodSync(tokenFile, 0o640);
     expect((await k(['daemon', '--name', 'loose', '--listen', `127.0.0.1:${port}`, '--token-file', tokenFile])).stderr).toMatch(/mode 0640/);
     chmodSync(tokenFile, 0o600);
-    startAgent('loose', ['--listen', `127.0.0.1:${port}`, '--token-file', tokenFile]);
-    await until(async () => (await hosts()).loose?.join === 'ok');
+    await startAgent('loose', `127.0.0.1:${port}`, ['--token-file', tokenFile]);
   }, 60_000);
 
   describe.skipIf(!integration('agent API with jobs', haveDockerd(), 'dockerd, docker or busybox-static is missing'))('with a docker engine', () => {
@@ -144,8 +130,7 @@ describe.skipIf(!run)("the agent's API under abuse", () => {
     });
 
     it('a foreground job with a 50 KB env runs; a spec over 1 MiB is refused naming the limit, by the CLI and by the agent', async () => {
-      startAgent('big', ['--listen', `127.0.0.1:${port}`], d.env);
-      await until(async () => (await hosts()).big?.join === 'ok');
+      await startAgent('big', `127.0.0.1:${port}`, [], d.env);
       const value = 'x'.repeat(50_000);
       const r = await k(['job', 'run', '--host', 'big', '--network', 'none', '-e', `BIG=${value}`, d.image, '--', 'sh', '-c', 'echo ${#BIG}']);
       expect(r.stderr).toBe('');
@@ -181,18 +166,15 @@ describe.skipIf(!run)("the agent's API under abuse", () => {
     }, 120_000);
 
     it('--no-allow-host-mounts refuses binds outside the pools and the docker socket; the default allows them', async () => {
-      startAgent('strict', ['--listen', `127.0.0.1:${port}`, '--no-allow-host-mounts'], d.env);
-      await until(async () => (await hosts()).strict?.join === 'ok');
+      const strict = await startAgent('strict', `127.0.0.1:${port}`, ['--no-allow-host-mounts'], d.env);
       const etc = await k(['job', 'run', '--host', 'strict', '--network', 'none', '--volume', '/etc:/host-etc', d.image, '--', 'true']);
       expect(etc.code).toBe(2);
       expect(etc.stderr).toMatch(/volumes\[0\]: \/etc is outside this host's pools \(none\), and this agent refuses host mounts \(--no-allow-host-mounts\)/);
       const sock = await k(['job', 'run', '--host', 'strict', '--network', 'none', '--volume', `${d.socket}:/docker.sock`, d.image, '--', 'true']);
       expect(sock.code).toBe(2);
       expect(sock.stderr).toMatch(/holds the docker socket, and this agent refuses host mounts/);
-      agent!.kill('SIGTERM');
-      await agent;
-      startAgent('strict', ['--listen', `127.0.0.1:${port}`], d.env);
-      await until(async () => (await hosts()).strict?.up === true && (await hosts()).strict?.join === 'ok');
+      await strict.stop('SIGTERM');
+      await startAgent('strict', `127.0.0.1:${port}`, [], d.env);
       const allowed = await k(['job', 'run', '--host', 'strict', '--network', 'none', '--volume', `${tmp.path}/state:/s:ro`, d.image, '--', 'ls', '/s']);
       expect(allowed.stdout).toMatch(/agent\.token/);
       expect(allowed.code).toBe(0);

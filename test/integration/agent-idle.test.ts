@@ -1,5 +1,5 @@
-import { execa, type ResultPromise } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { agentUnderTest, type AgentUnderTest } from '../harness/agent.js';
 import { knarr } from '../harness/cli.js';
 import { haveDockerd, startDockerd, type Dockerd } from '../harness/dockerd.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
@@ -8,7 +8,6 @@ import { tempDir, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
 
 const run = integration('an idle agent', haveTools('etcd'), 'etcd is not installed');
-const bin = new URL('../../bin/knarr', import.meta.url).pathname;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** etcd's own counters: its revision (every write adds one), and the ranges (reads) it served. */
@@ -25,7 +24,7 @@ describe.skipIf(!run)('an idle agent is nearly free', () => {
   let tmp: TempDir;
   let etcd: EtcdInstance;
   let port: number;
-  let agent: ResultPromise | null = null;
+  let agent: AgentUnderTest | null = null;
   const base = () => ['--etcd', etcd.url, '--state-dir', `${tmp.path}/state`];
   const k = (argv: string[]) => knarr([...base(), ...argv]);
   const host = async (name: string) => (await k(['--json', 'host', 'list'])).json().find((h: { name: string }) => h.name === name);
@@ -42,8 +41,7 @@ describe.skipIf(!run)('an idle agent is nearly free', () => {
     port = await freePort();
   });
   afterEach(async () => {
-    agent?.kill('SIGKILL');
-    await agent;
+    await agent?.stop();
     agent = null;
   });
   afterAll(async () => {
@@ -52,11 +50,7 @@ describe.skipIf(!run)('an idle agent is nearly free', () => {
   });
 
   it('writes nothing but its lease keepalives for 20 s, and its host stays up', async () => {
-    agent = execa(bin, [...base(), 'daemon', '--name', 'idle', '--listen', `127.0.0.1:${port}`, '--ttl', '2'], {
-      reject: false,
-      env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` },
-    });
-    await until(async () => (await host('idle'))?.join === 'ok');
+    agent = await agentUnderTest({ etcd: etcd.url, stateDir: `${tmp.path}/state`, name: 'idle', listen: `127.0.0.1:${port}` });
     await sleep(3000);
     const before = await etcdCounters(etcd.url);
     // Thirty keepalives of a 2 s lease: a record rewritten each third of it would add as many revisions.
@@ -72,8 +66,7 @@ describe.skipIf(!run)('an idle agent is nearly free', () => {
     async () => {
       const d: Dockerd = await startDockerd(`${tmp.path}/docker`);
       try {
-        agent = execa(bin, [...base(), 'daemon', '--name', 'busy', '--listen', `127.0.0.1:${port}`, '--ttl', '2'], { reject: false, env: d.env });
-        await until(async () => (await host('busy'))?.join === 'ok');
+        agent = await agentUnderTest({ etcd: etcd.url, stateDir: `${tmp.path}/state`, name: 'busy', listen: `127.0.0.1:${port}`, env: d.env });
         const web = await k(['job', 'run', '-d', '--name', 'web', '--host', 'busy', '--network', 'none', d.image, '--', 'sleep', '3600']);
         expect(web.code, web.stderr).toBe(0);
         await until(async () => (await d.docker('ps', '-q', '--filter', 'name=knarr-web')) !== '');
@@ -107,8 +100,7 @@ describe.skipIf(!run)('an idle agent is nearly free', () => {
         // The job's intent and state, what making it again writes and the events of that: a few reads, no full pass per event.
         expect(j1.ranges - j0.ranges).toBeLessThanOrEqual(quiet + 40);
       } finally {
-        agent?.kill('SIGTERM');
-        await agent;
+        await agent?.stop('SIGTERM');
         agent = null;
         await d.stop();
       }

@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
-import type { ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnHostAgent, stopAgents, type AgentUnderTest } from '../harness/agent.js';
 import { knarr } from '../harness/cli.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { eventually } from '../harness/eventually.js';
@@ -13,7 +13,6 @@ const run = integration(
   haveNetns(),
   'needs root, iproute2, dockerd, docker and busybox-static (Debian packages iproute2, docker.io, busybox-static)',
 );
-const bin = new URL('../../bin/knarr', import.meta.url).pathname;
 const GRACE = 6;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -56,35 +55,18 @@ describe.skipIf(!run)('an agent restarted within its grace keeps its jobs', () =
   let etcd: EtcdInstance;
   let tokenFile: string;
   const hosts: Record<string, NetHost> = {};
-  const agents: Record<string, ResultPromise> = {};
+  const agents: Record<string, AgentUnderTest> = {};
   let image: string;
   let env: Record<string, string>;
   const k = (argv: string[]) => knarr(argv, { env });
 
   const startAgent = (name: string, extra: string[] = []) => {
-    const h = hosts[name]!;
-    agents[name] = h.spawn(
-      bin,
-      [
-        '--etcd',
-        etcd.url,
-        '--state-dir',
-        `${tmp.path}/${name}-state`,
-        'daemon',
-        '--name',
-        name,
-        '--listen',
-        `${h.ip}:7946`,
-        '--ttl',
-        '2',
-        '--restart-grace',
-        String(GRACE),
-        '--token-file',
-        tokenFile,
-        ...extra,
-      ],
-      { env: h.dockerd.env, reject: false, stdio: ['ignore', 'ignore', 'pipe'] },
-    );
+    agents[name] = spawnHostAgent(hosts[name]!, {
+      etcd: etcd.url,
+      stateDir: `${tmp.path}/${name}-state`,
+      tokenFile,
+      flags: ['--restart-grace', String(GRACE), ...extra],
+    });
   };
   const upHosts = async () =>
     ((await k(['--json', 'host', 'list'])).json() as { name: string; up: boolean; join?: string }[])
@@ -146,8 +128,7 @@ describe.skipIf(!run)('an agent restarted within its grace keeps its jobs', () =
   }, 180_000);
 
   afterAll(async () => {
-    for (const a of Object.values(agents)) a.kill('SIGKILL');
-    await Promise.all(Object.values(agents));
+    await stopAgents(Object.values(agents));
     await fabric?.teardown();
     await etcd?.stop();
     await tmp?.cleanup();
@@ -157,8 +138,7 @@ describe.skipIf(!run)('an agent restarted within its grace keeps its jobs', () =
   const restartWithin = async (signal: 'SIGTERM' | 'SIGKILL', job: string, port: number, container: string) => {
     const prober = probe(`http://${hosts.ha!.ip}:${port}/`);
     await sleep(500);
-    agents.ha!.kill(signal);
-    await agents.ha;
+    await agents.ha!.stop(signal);
     // Down for the fleet: at once after SIGTERM, once the lease lapsed after SIGKILL.
     await eventually(async () => expect(await upHosts()).toEqual(['hb']), 10_000);
     const down = Date.now();
@@ -186,8 +166,7 @@ describe.skipIf(!run)('an agent restarted within its grace keeps its jobs', () =
   }, 90_000);
 
   it('a host down longer than its grace: the job moves, and the old copy goes once the new one runs', async () => {
-    agents.ha!.kill('SIGKILL');
-    await agents.ha;
+    await agents.ha!.stop('SIGKILL');
     await eventually(async () => expect(await upHosts()).toEqual(['hb']), 10_000);
     const down = Date.now();
     await eventually(async () => expect(await show('web1')).toMatchObject({ host: 'hb', state: 'running' }), 30_000, 250);
@@ -207,8 +186,7 @@ describe.skipIf(!run)('an agent restarted within its grace keeps its jobs', () =
     const container = await webOnHa('web4', 8084);
     await hosts.hb!.dockerd.docker('run', '-d', '--name', 'blocker', '--network', 'host', image, 'httpd', '-f', '-p', '8084');
     const prober = probe(`http://${hosts.ha!.ip}:8084/`);
-    agents.ha!.kill('SIGTERM');
-    await agents.ha;
+    await agents.ha!.stop('SIGTERM');
     // Past the grace the job goes to hb, which cannot start it; the copy on ha serves on.
     await eventually(async () => expect(await show('web4')).toMatchObject({ host: 'hb', actual: { host: 'hb', state: 'failed' } }), 30_000, 250);
     expect((await show('web4')).actual.error).toMatch(/address already in use|port is already allocated/);
@@ -226,13 +204,11 @@ describe.skipIf(!run)('an agent restarted within its grace keeps its jobs', () =
 
   it('--leave-on-stop, or host leave of a host that is down: its jobs move at once, not after the grace', async () => {
     await hosts.hb!.dockerd.docker('rm', '-f', 'blocker');
-    agents.ha!.kill('SIGTERM');
-    await agents.ha;
+    await agents.ha!.stop('SIGTERM');
     startAgent('ha', ['--leave-on-stop']);
     await eventually(async () => expect(await upHosts()).toEqual(['ha', 'hb']));
     expect(await show('web4')).toMatchObject({ host: 'ha', state: 'running' });
-    agents.ha!.kill('SIGTERM');
-    await agents.ha;
+    await agents.ha!.stop('SIGTERM');
     const stopped = Date.now();
     expect((await k(['--json', 'host', 'show', 'ha'])).json()).toMatchObject({ up: false, state: 'left' });
     expect((await k(['host', 'show', 'ha'])).stdout).toMatch(/^restart grace: +none \(left\)$/m);
@@ -243,8 +219,7 @@ describe.skipIf(!run)('an agent restarted within its grace keeps its jobs', () =
     await eventually(async () => expect((await k(['--json', 'host', 'show', 'ha'])).json()).toMatchObject({ up: true, state: 'ok' }));
     await eventually(async () => expect(await containerOf('ha', 'web4')).toBe(''));
 
-    agents.hb!.kill('SIGKILL');
-    await agents.hb;
+    await agents.hb!.stop('SIGKILL');
     await eventually(async () => expect(await upHosts()).toEqual(['ha']), 10_000, 250);
     const down = Date.now();
     expect((await k(['host', 'leave', 'hb'])).code).toBe(0);
@@ -257,8 +232,7 @@ describe.skipIf(!run)('an agent restarted within its grace keeps its jobs', () =
     await eventually(async () => expect(await upHosts()).toEqual(['ha', 'hb']));
     const first = await webOnHa('web6', 8086);
     await hosts.hb!.dockerd.docker('run', '-d', '--name', 'blocker6', '--network', 'host', image, 'httpd', '-f', '-p', '8086');
-    agents.ha!.kill('SIGKILL');
-    await agents.ha;
+    await agents.ha!.stop('SIGKILL');
     await eventually(async () => expect(await show('web6')).toMatchObject({ host: 'hb', actual: { host: 'hb', state: 'failed' } }), 30_000, 250);
     // As after a reboot: ha's copy is gone when its agent starts again.
     await hosts.ha!.dockerd.docker('rm', '-f', first);

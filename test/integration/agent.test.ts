@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { agentUnderTest, spawnAgent, stopAgents, type AgentSpec, type AgentUnderTest } from '../harness/agent.js';
 import { knarr } from '../harness/cli.js';
 import { haveDockerd, startDockerd } from '../harness/dockerd.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
@@ -35,15 +36,14 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
   let tmp: TempDir;
   let etcd: EtcdInstance;
   let port: number;
-  let agent: ResultPromise | null = null;
+  let agent: AgentUnderTest | null = null;
   const base = () => ['--etcd', etcd.url, '--state-dir', `${tmp.path}/state`];
   const k = (argv: string[]) => knarr([...base(), ...argv]);
   const hosts = async () => Object.fromEntries((await k(['--json', 'host', 'list'])).json().map((h: { name: string }) => [h.name, h]));
-  const startAgent = () =>
-    (agent = execa(bin, [...base(), 'daemon', '--name', 'h1', '--tags', 'ssd', '--listen', `127.0.0.1:${port}`, '--ttl', '2'], {
-      reject: false,
-      env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` },
-    }));
+  /** An agent of this suite's store and state directory, up and joined. */
+  const startAgent = async (name: string, spec: Partial<AgentSpec> = {}) =>
+    (agent = await agentUnderTest({ etcd: etcd.url, stateDir: `${tmp.path}/state`, name, listen: `127.0.0.1:${port}`, ...spec }));
+  const startH1 = () => startAgent('h1', { flags: ['--tags', 'ssd'] });
   const until = async (what: () => Promise<boolean>, ms = 15_000) => {
     const end = Date.now() + ms;
     while (!(await what())) {
@@ -57,8 +57,7 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
     port = await freePort();
   });
   afterEach(async () => {
-    agent?.kill('SIGKILL');
-    await agent;
+    await agent?.stop();
     agent = null;
   });
   afterAll(async () => {
@@ -67,9 +66,8 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
   });
 
   it('registers under a lease, serves a token-protected API, keeps tags and drain set by the operator', async () => {
-    startAgent();
     // Up, and done joining: the record is then as the agent keeps it.
-    await until(async () => (await hosts()).h1?.up === true && (await hosts()).h1?.join === 'ok');
+    await startH1();
     const h1 = (await hosts()).h1;
     expect(h1).toMatchObject({ name: 'h1', up: true, state: 'ok', tags: ['ssd'], address: `http://127.0.0.1:${port}` });
     expect(h1.capacity.cpu).toBeGreaterThan(0);
@@ -95,19 +93,13 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
   });
 
   it('a killed agent: the host is down once its lease lapses', async () => {
-    startAgent();
-    await until(async () => (await hosts()).h1?.up === true);
-    agent!.kill('SIGKILL');
-    await agent;
+    await (await startH1()).stop('SIGKILL');
     await until(async () => (await hosts()).h1?.up === false, 10_000);
   });
 
   it('SIGTERM gives the lease back at once and exits 0; then the host can leave', async () => {
-    startAgent();
-    await until(async () => (await hosts()).h1?.up === true);
-    agent!.kill('SIGTERM');
-    const r = await agent!;
-    expect(r.exitCode).toBe(0);
+    const { result } = await (await startH1()).stop('SIGTERM');
+    expect(result.exitCode).toBe(0);
     expect((await hosts()).h1.up).toBe(false);
     expect((await k(['host', 'leave', 'h1'])).code).toBe(0);
     expect((await hosts()).h1).toBeUndefined();
@@ -119,25 +111,7 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
       const d = await startDockerd(`${tmp.path}/docker-tls`);
       try {
         await selfSignedCert(`${tmp.path}/pkey.pem`, `${tmp.path}/pcert.pem`);
-        agent = execa(
-          bin,
-          [
-            ...base(),
-            'daemon',
-            '--name',
-            'hpipe',
-            '--listen',
-            `127.0.0.1:${port}`,
-            '--ttl',
-            '2',
-            '--tls-cert',
-            `${tmp.path}/pcert.pem`,
-            '--tls-key',
-            `${tmp.path}/pkey.pem`,
-          ],
-          { reject: false, env: d.env },
-        );
-        await until(async () => (await hosts()).hpipe?.up === true && (await hosts()).hpipe?.join === 'ok');
+        await startAgent('hpipe', { flags: ['--tls-cert', `${tmp.path}/pcert.pem`, '--tls-key', `${tmp.path}/pkey.pem`], env: d.env });
         // The job reads stdin to its end, then writes: a half-closed connection must still carry that back.
         const r = await execa(
           'sh',
@@ -158,8 +132,7 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
         expect(r.stdout).toBe('abc then done');
         expect(r.exitCode).toBe(0);
       } finally {
-        agent?.kill('SIGTERM');
-        await agent;
+        await agent?.stop('SIGTERM');
         agent = null;
         await d.stop();
       }
@@ -171,28 +144,7 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
     'serves the API over TLS with --tls-cert and --tls-key',
     async () => {
       await selfSignedCert(`${tmp.path}/key.pem`, `${tmp.path}/cert.pem`);
-      agent = execa(
-        bin,
-        [
-          ...base(),
-          'daemon',
-          '--name',
-          'h2',
-          '--listen',
-          `127.0.0.1:${port}`,
-          '--ttl',
-          '2',
-          '--tls-cert',
-          `${tmp.path}/cert.pem`,
-          '--tls-key',
-          `${tmp.path}/key.pem`,
-        ],
-        {
-          reject: false,
-          env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` },
-        },
-      );
-      await until(async () => (await hosts()).h2?.up === true);
+      const h2 = await startAgent('h2', { flags: ['--tls-cert', `${tmp.path}/cert.pem`, '--tls-key', `${tmp.path}/key.pem`] });
       expect((await hosts()).h2.address).toBe(`https://127.0.0.1:${port}`);
       const token = readFileSync(`${tmp.path}/state/agent.token`, 'utf8').trim();
       const { request } = await import('node:https');
@@ -214,7 +166,7 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
       // A renewed certificate in the same files: SIGHUP, and new connections get it.
       const first = readFileSync(`${tmp.path}/cert.pem`);
       await selfSignedCert(`${tmp.path}/key.pem`, `${tmp.path}/cert.pem`, 2);
-      agent.kill('SIGHUP');
+      h2.proc.kill('SIGHUP');
       await until(async () => (await get(`Bearer ${token}`).catch(() => 0)) === 200);
       const withFirst = await new Promise<string>((resolve) => {
         const req = request(`https://127.0.0.1:${port}/v1/health`, { ca: first, agent: false, headers: { authorization: `Bearer ${token}` } }, (res) =>
@@ -239,10 +191,7 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
       const oldToken = 'a'.repeat(32);
       writeFileSync(tokenFile, `${oldToken}\n`, { mode: 0o600 });
       writeFileSync(config, `daemon:\n  name: h3\n  tags: [ssd]\n  tokenFile: ${tokenFile}\n  listen: 127.0.0.1:${port}\n  ttl: 2\n`);
-      let log = '';
-      agent = execa(bin, [...base(), '--config', config, 'daemon'], { reject: false, env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` } });
-      agent.stderr!.on('data', (b: Buffer) => (log += b.toString()));
-      await until(async () => (await hosts()).h3?.join === 'ok');
+      const h3 = await startAgent('h3', { listen: undefined, config });
       expect((await hosts()).h3).toMatchObject({ tags: ['ssd'], address: `http://127.0.0.1:${port}` });
       expect((await k(['host', 'tag', 'h3', 'gpu'])).code).toBe(0);
       const health = async (token: string) => (await fetch(`http://127.0.0.1:${port}/v1/health`, { headers: { authorization: `Bearer ${token}` } })).status;
@@ -251,26 +200,26 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
       const newToken = 'b'.repeat(32);
       writeFileSync(tokenFile, `${newToken}\n`);
       writeFileSync(config, `daemon:\n  name: h3\n  tags: [nvme]\n  tokenFile: ${tokenFile}\n  listen: 127.0.0.1:${port}\n  ttl: 2\n  prune: true\n`);
-      agent.kill('SIGHUP');
-      await until(async () => /config reloaded/.test(log));
-      expect(log).toMatch(/config reloaded \(tags nvme, prune on\)/);
+      h3.proc.kill('SIGHUP');
+      await until(async () => /config reloaded/.test(h3.log()));
+      expect(h3.log()).toMatch(/config reloaded \(tags nvme, prune on\)/);
       expect((await hosts()).h3.tags).toEqual(['gpu', 'nvme']);
       expect(await health(oldToken)).toBe(401);
       expect(await health(newToken)).toBe(200);
 
       writeFileSync(config, `daemon:\n  ttl: soon\n`);
       writeFileSync(tokenFile, 'short\n');
-      agent.kill('SIGHUP');
-      await until(async () => /config not reloaded/.test(log));
-      expect(log).toMatch(/config not reloaded, the running one stays: .*daemon.ttl: must be a number/);
+      h3.proc.kill('SIGHUP');
+      await until(async () => /config not reloaded/.test(h3.log()));
+      expect(h3.log()).toMatch(/config not reloaded, the running one stays: .*daemon.ttl: must be a number/);
       expect(await health(newToken)).toBe(200);
       expect((await hosts()).h3.tags).toEqual(['gpu', 'nvme']);
 
       writeFileSync(tokenFile, `${newToken}\n`);
       writeFileSync(config, `daemon:\n  name: h3\n  tags: [nvme]\n  tokenFile: ${tokenFile}\n  listen: 127.0.0.1:1\n  ttl: 2\n`);
-      agent.kill('SIGHUP');
-      await until(async () => /restart the agent/.test(log));
-      expect(log).toMatch(/warning: agent: listen changed; restart the agent to apply it/);
+      h3.proc.kill('SIGHUP');
+      await until(async () => /restart the agent/.test(h3.log()));
+      expect(h3.log()).toMatch(/warning: agent: listen changed; restart the agent to apply it/);
       expect(await health(newToken)).toBe(200);
       expect((await hosts()).h3.up).toBe(true);
     },
@@ -288,63 +237,39 @@ describe.skipIf(!run)('knarr daemon (the agent) and knarr host', () => {
     const { writeFileSync } = await import('node:fs');
     const config = `${tmp.path}/noprune.yaml`;
     writeFileSync(config, `daemon:\n  name: h4\n  tags: [ssd]\n  listen: 127.0.0.1:${port}\n  ttl: 2\n  prune: true\n`);
-    let log = '';
-    agent = execa(bin, [...base(), '--config', config, 'daemon', '--no-prune', '--tags', 'gpu'], {
-      reject: false,
-      env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` },
-    });
-    agent.stderr!.on('data', (b: Buffer) => (log += b.toString()));
-    await until(async () => (await hosts()).h4?.join === 'ok');
+    const h4 = await startAgent('h4', { listen: undefined, config, flags: ['--no-prune', '--tags', 'gpu'] });
     expect((await hosts()).h4.tags).toEqual(['gpu']);
-    agent.kill('SIGHUP');
-    await until(async () => /config reloaded/.test(log));
-    expect(log).toMatch(/config reloaded \(tags gpu, prune off\)/);
+    h4.proc.kill('SIGHUP');
+    await until(async () => /config reloaded/.test(h4.log()));
+    expect(h4.log()).toMatch(/config reloaded \(tags gpu, prune off\)/);
   });
 });
 
 describe.skipIf(!run)('the join handshake (waiting, init, work, ok) with a shared data directory', () => {
   let tmp: TempDir;
   let etcd: EtcdInstance;
-  const agents: ResultPromise[] = [];
+  const agents: AgentUnderTest[] = [];
   beforeAll(async () => {
     tmp = await tempDir('knarr-join-');
     etcd = await startEtcd();
   });
   afterAll(async () => {
-    for (const a of agents) a.kill('SIGKILL');
-    await Promise.all(agents);
+    await stopAgents(agents);
     await etcd?.stop();
     await tmp?.cleanup();
   });
   const k = (argv: string[]) => knarr(['--etcd', etcd.url, '--fleet', 'joins', '--state-dir', `${tmp.path}/cli`, ...argv]);
   const start = async (name: string, share: string) => {
-    const a = execa(
-      bin,
-      [
-        '--etcd',
-        etcd.url,
-        '--fleet',
-        'joins',
-        '--state-dir',
-        `${tmp.path}/${name}`,
-        'daemon',
-        '--name',
-        name,
-        '--listen',
-        `127.0.0.1:${await freePort()}`,
-        '--ttl',
-        '2',
-        '--share',
-        share,
-      ],
-      {
-        reject: false,
-        env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` },
-      },
-    );
+    const a = spawnAgent({
+      etcd: etcd.url,
+      fleet: 'joins',
+      stateDir: `${tmp.path}/${name}`,
+      name,
+      listen: `127.0.0.1:${await freePort()}`,
+      flags: ['--share', share],
+    });
     agents.push(a);
-    // Wrapped: an async function returning the subprocess itself would wait for it to exit.
-    return { proc: a };
+    return a;
   };
   const joinOf = async (name: string) => (await k(['--json', 'host', 'show', name])).json()?.join;
 
@@ -352,13 +277,11 @@ describe.skipIf(!run)('the join handshake (waiting, init, work, ok) with a share
     const { mkdirSync } = await import('node:fs');
     mkdirSync(`${tmp.path}/share`);
     mkdirSync(`${tmp.path}/elsewhere`);
-    await start('j1', `${tmp.path}/share`);
-    for (let i = 0; i < 150 && (await joinOf('j1').catch(() => null)) !== 'ok'; i++) await new Promise((r) => setTimeout(r, 100));
+    await (await start('j1', `${tmp.path}/share`)).up(15_000);
     expect(await joinOf('j1')).toBe('ok');
     expect(readFileSync(`${tmp.path}/share/.knarr-fleet-token`, 'utf8').trim()).toMatch(/^[0-9a-f]{48}$/);
 
-    await start('j2', `${tmp.path}/share`);
-    for (let i = 0; i < 150 && (await joinOf('j2').catch(() => null)) !== 'ok'; i++) await new Promise((r) => setTimeout(r, 100));
+    await (await start('j2', `${tmp.path}/share`)).up(15_000);
     expect(await joinOf('j2')).toBe('ok');
 
     const refused = await (await start('j3', `${tmp.path}/elsewhere`)).proc;

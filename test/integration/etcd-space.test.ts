@@ -1,7 +1,6 @@
-import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { knarr } from '../harness/cli.js';
-import { freePort } from '../harness/ports.js';
+import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { tempDir, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
 
@@ -13,7 +12,7 @@ const b64 = (s: string) => Buffer.from(s).toString('base64');
 describe.skipIf(!run)("the store's space: quota, NOSPACE, compact and defrag", () => {
   let tmp: TempDir;
   let url: string;
-  let etcd: ResultPromise;
+  let etcd: EtcdInstance;
   const k = (argv: string[]) => knarr(['--etcd', url, '--state-dir', `${tmp.path}/state`, ...argv]);
   const put = async (key: string, value: string) => {
     const res = await fetch(`${url}/v3/kv/put`, { method: 'POST', body: JSON.stringify({ key: b64(key), value: b64(value) }) });
@@ -22,47 +21,12 @@ describe.skipIf(!run)("the store's space: quota, NOSPACE, compact and defrag", (
 
   beforeAll(async () => {
     tmp = await tempDir('knarr-etcd-space-');
-    const client = await freePort();
-    const peer = await freePort();
-    url = `http://127.0.0.1:${client}`;
     // A tiny quota and no compaction of its own: a few megabytes of history fill it.
-    etcd = execa(
-      'etcd',
-      [
-        '--name',
-        's',
-        '--data-dir',
-        `${tmp.path}/data`,
-        '--listen-client-urls',
-        url,
-        '--advertise-client-urls',
-        url,
-        '--listen-peer-urls',
-        `http://127.0.0.1:${peer}`,
-        '--initial-advertise-peer-urls',
-        `http://127.0.0.1:${peer}`,
-        '--initial-cluster',
-        `s=http://127.0.0.1:${peer}`,
-        '--quota-backend-bytes',
-        String(QUOTA),
-      ],
-      { reject: false, cleanup: true, stdio: 'ignore' },
-    );
-    for (let i = 0; ; i++) {
-      if (
-        (await fetch(`${url}/health`).then(
-          (r) => r.ok,
-          () => false,
-        )) === true
-      )
-        break;
-      if (i > 300) throw new Error('etcd did not start');
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    etcd = await startEtcd('127.0.0.1', ['--quota-backend-bytes', String(QUOTA)]);
+    url = etcd.url;
   });
   afterAll(async () => {
-    etcd?.kill('SIGKILL');
-    await etcd;
+    await etcd?.stop();
     await tmp?.cleanup();
   });
 

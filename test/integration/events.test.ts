@@ -9,6 +9,7 @@ import { EventLog, recordEvent } from '../../src/state/events.js';
 import { fleetKeys } from '../../src/state/keys.js';
 import { OpRepo } from '../../src/state/ops.js';
 import { connectEtcd, type Store } from '../../src/state/store.js';
+import { spawnAgent, stopAgents, type AgentUnderTest } from '../harness/agent.js';
 import { knarr } from '../harness/cli.js';
 import { haveDockerd, startDockerd, type Dockerd } from '../harness/dockerd.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
@@ -264,19 +265,14 @@ describe.skipIf(!run)('the fleet event log', () => {
   });
 
   describe('with agents', () => {
-    const agents: Record<string, ResultPromise> = {};
+    const agents: Record<string, AgentUnderTest> = {};
     const startAgent = async (name: string, env: Record<string, string>, stateDir = `${tmp.path}/${name}`, fleet = FLEET) => {
-      agents[name] = execa(
-        bin,
-        ['--etcd', etcd.url, '--fleet', fleet, '--state-dir', stateDir, 'daemon', '--name', name, '--listen', `127.0.0.1:${await freePort()}`, '--ttl', '2'],
-        { reject: false, env },
-      );
+      agents[name] = spawnAgent({ etcd: etcd.url, fleet, stateDir, name, listen: `127.0.0.1:${await freePort()}`, env });
     };
     const noDocker = () => ({ DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` });
     const hostEvents = async (host: string) => (await events('--kind', 'host', '--host', host)).map((e) => e.event);
     afterAll(async () => {
-      for (const a of Object.values(agents)) a.kill('SIGKILL');
-      await Promise.all(Object.values(agents));
+      await stopAgents(Object.values(agents));
     });
 
     it('a host killed is down once, whichever of the others sees it first; a host stopped says so itself', async () => {
@@ -284,8 +280,7 @@ describe.skipIf(!run)('the fleet event log', () => {
       await eventually(async () => {
         for (const name of ['ha', 'hb', 'hc']) expect(await hostEvents(name)).toEqual(['up']);
       });
-      agents.hc!.kill('SIGKILL');
-      await agents.hc;
+      await agents.hc!.stop('SIGKILL');
       await eventually(async () => expect(await hostEvents('hc')).toEqual(['up', 'down']), 20_000);
       // Both live agents saw it go; a while later there is still one down.
       await new Promise((r) => setTimeout(r, 3000));
@@ -293,8 +288,7 @@ describe.skipIf(!run)('the fleet event log', () => {
       expect(down).toHaveLength(1);
       expect(down[0]!.message).toMatch(/its agent's lease lapsed \(seen by h[ab]\)/);
 
-      agents.hb!.kill('SIGTERM');
-      expect((await agents.hb!).exitCode).toBe(0);
+      expect((await agents.hb!.stop('SIGTERM')).result.exitCode).toBe(0);
       await eventually(async () => expect(await hostEvents('hb')).toEqual(['up', 'down']));
       const show = await k(['--json', 'host', 'show', 'hb']);
       expect(show.json().events.map((e: FleetEvent) => e.event)).toEqual(['up', 'down']);
@@ -310,8 +304,7 @@ describe.skipIf(!run)('the fleet event log', () => {
       const seen = async () => (await eventsOf(fleet, '--kind', 'host')).map((e) => `${e.event}: ${e.message}`);
       await startAgent('solo', noDocker(), `${tmp.path}/solo`, fleet);
       await eventually(async () => expect(await seen()).toEqual(['up: its agent started']));
-      agents.solo!.kill('SIGKILL');
-      await agents.solo;
+      await agents.solo!.stop('SIGKILL');
       await startAgent('solo', noDocker(), `${tmp.path}/solo`, fleet);
       await eventually(async () =>
         expect(await seen()).toEqual([
@@ -320,8 +313,7 @@ describe.skipIf(!run)('the fleet event log', () => {
           'up: its agent started',
         ]),
       );
-      agents.solo!.kill('SIGTERM');
-      await agents.solo;
+      await agents.solo!.stop('SIGTERM');
       expect((await seen()).slice(-1)).toEqual(['down: its agent stopped']);
     }, 60_000);
 
@@ -347,8 +339,7 @@ describe.skipIf(!run)('the fleet event log', () => {
           expect(show.stdout).toMatch(/\n\nTIME +EVENT +HOST +MESSAGE\n.*placed.*\n.*started.*\n.*exited +hj +exit code 3\n$/);
           expect((await k(['job', 'rm', 'quits'], state)).code).toBe(0);
         } finally {
-          agents.hj?.kill('SIGTERM');
-          await agents.hj;
+          await agents.hj?.stop('SIGTERM');
           await d?.stop();
         }
       },

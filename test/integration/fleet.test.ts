@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnHostAgent, stopAgents, type AgentUnderTest } from '../harness/agent.js';
 import { knarr } from '../harness/cli.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { haveNetns, makeFabric, type Fabric, type NetHost } from '../harness/netns.js';
@@ -22,42 +23,19 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
   let etcd: EtcdInstance;
   let tokenFile: string;
   const hosts: Record<string, NetHost> = {};
-  const agents: Record<string, ResultPromise> = {};
+  const agents: Record<string, AgentUnderTest> = {};
   let image: string;
   let env: Record<string, string>;
   const k = (argv: string[]) => knarr(argv, { env });
 
   const startAgent = (name: string, tags: string, extra: string[] = []) => {
-    const h = hosts[name]!;
-    agents[name] = h.spawn(
-      bin,
-      [
-        '--etcd',
-        etcd.url,
-        '--state-dir',
-        `${tmp.path}/${name}-state`,
-        'daemon',
-        '--name',
-        name,
-        '--tags',
-        tags,
-        '--listen',
-        `${h.ip}:7946`,
-        '--ttl',
-        '2',
-        '--token-file',
-        tokenFile,
-        // A host down is not waited for here (agent-restart.test.ts tests the grace).
-        '--restart-grace',
-        '0',
-        ...extra,
-      ],
-      {
-        env: h.dockerd.env,
-        reject: false,
-        stdio: ['ignore', 'ignore', 'pipe'],
-      },
-    );
+    agents[name] = spawnHostAgent(hosts[name]!, {
+      etcd: etcd.url,
+      stateDir: `${tmp.path}/${name}-state`,
+      tokenFile,
+      // A host down is not waited for here (agent-restart.test.ts tests the grace).
+      flags: ['--tags', tags, '--restart-grace', '0', ...extra],
+    });
   };
   const upHosts = async () =>
     ((await k(['--json', 'host', 'list'])).json() as { name: string; up: boolean; join?: string }[])
@@ -81,8 +59,7 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
   }, 180_000);
 
   afterAll(async () => {
-    for (const a of Object.values(agents)) a.kill('SIGKILL');
-    await Promise.all(Object.values(agents));
+    await stopAgents(Object.values(agents));
     await fabric?.teardown();
     await etcd?.stop();
     await tmp?.cleanup();
@@ -194,7 +171,7 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
     expect(bridged.code, bridged.stderr).toBe(0);
     await eventually(async () => expect((await k(['job', 'logs', 'bridged'])).stdout).toMatch(/via 10\.251\.77\.1:\d+\n(.|\n)*ha\n/));
 
-    agents.ha!.kill('SIGKILL');
+    agents.ha!.proc.kill('SIGKILL');
     await eventually(async () => expect((await k(['--json', 'job', 'show', 'web'])).json()).toMatchObject({ host: 'hb', state: 'running' }));
     await eventually(async () =>
       expect((await k(['--json', 'service', 'list'])).json()).toEqual(
@@ -260,8 +237,7 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
     await eventually(async () =>
       expect((await k(['--json', 'host', 'show', 'hc'])).json().unknownContainers).toEqual([expect.objectContaining({ name: 'stray' })]),
     );
-    agents.hc!.kill('SIGTERM');
-    await agents.hc;
+    await agents.hc!.stop('SIGTERM');
     startAgent('hc', 'client', ['--prune']);
     await eventually(async () => expect(await hosts.hc!.dockerd.docker('ps', '-aq', '--filter', 'name=stray')).toBe(''));
   }, 60_000);
@@ -284,7 +260,7 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
       reject: false,
     });
     await eventually(async () => expect(await hosts.hc!.dockerd.docker('ps', '-q', '--filter', 'label=knarr.mode=foreground')).not.toBe(''));
-    agents.hc!.kill('SIGTERM');
+    agents.hc!.proc.kill('SIGTERM');
     await eventually(async () => {
       const refused = await k(['job', 'run', '--host', 'hc', '--network', 'none', image, '--', 'true']);
       expect(refused.stderr).toMatch(/hc is shutting down; it takes no new jobs/);
@@ -292,7 +268,7 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
     const done = await running;
     expect(done.stdout).toBe('finished');
     expect(done.exitCode).toBe(4);
-    expect((await agents.hc!).exitCode).toBe(0);
+    expect((await agents.hc!.proc).exitCode).toBe(0);
     expect(await upHosts()).not.toContain('hc');
 
     // Past --drain-timeout, what still runs is stopped: the agent exits, the job's container goes.
@@ -304,8 +280,8 @@ describe.skipIf(!run)('a fleet of three hosts, one agent each', () => {
     });
     await eventually(async () => expect(await hosts.hc!.dockerd.docker('ps', '-q', '--filter', 'label=knarr.mode=foreground')).not.toBe(''));
     const t0 = Date.now();
-    agents.hc!.kill('SIGTERM');
-    expect((await agents.hc!).exitCode).toBe(0);
+    agents.hc!.proc.kill('SIGTERM');
+    expect((await agents.hc!.proc).exitCode).toBe(0);
     expect(Date.now() - t0).toBeLessThan(15_000);
     expect((await long).exitCode).not.toBe(0);
     await eventually(async () => expect(await hosts.hc!.dockerd.docker('ps', '-aq', '--filter', 'label=knarr.mode=foreground')).toBe(''));

@@ -1,5 +1,5 @@
-import { execa, type ResultPromise } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { agentUnderTest, type AgentUnderTest } from '../harness/agent.js';
 import { knarr } from '../harness/cli.js';
 import { haveDockerd, startDockerd, type Dockerd } from '../harness/dockerd.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
@@ -9,7 +9,6 @@ import { tempDir, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
 
 const run = integration('job-truth', haveDockerd() && haveTools('etcd'), 'dockerd, docker, busybox-static or etcd is missing');
-const bin = new URL('../../bin/knarr', import.meta.url).pathname;
 
 /** Daemonized jobs whose containers change behind knarr's back, with and without the host's agent. */
 describe.skipIf(!run)('job state as the engine tells it', () => {
@@ -18,20 +17,13 @@ describe.skipIf(!run)('job state as the engine tells it', () => {
   let etcd: EtcdInstance;
   let env: Record<string, string>;
   let port: number;
-  let agent: ResultPromise | null = null;
+  let agent: AgentUnderTest | null = null;
   const k = (argv: string[]) => knarr(['--etcd', etcd.url, ...argv], { env });
   const job = async (name: string) =>
     ((await k(['--json', 'job', 'list'])).json() as { name: string; state: string; container: string | null }[]).find((j) => j.name === name);
   const containerOf = (name: string) => d.docker('ps', '-aq', '--no-trunc', '--filter', `label=knarr.job=${name}`);
   const startAgent = async () => {
-    agent = execa(bin, ['--etcd', etcd.url, 'daemon', '--name', 'h1', '--listen', `127.0.0.1:${port}`, '--ttl', '2'], {
-      reject: false,
-      env: { ...process.env, ...env },
-    });
-    await eventually(
-      async () => expect((await k(['--json', 'host', 'list'])).json()).toEqual([expect.objectContaining({ name: 'h1', up: true, join: 'ok' })]),
-      20_000,
-    );
+    agent = await agentUnderTest({ etcd: etcd.url, stateDir: `${tmp.path}/state`, name: 'h1', listen: `127.0.0.1:${port}`, env }, 20_000);
   };
   beforeAll(async () => {
     tmp = await tempDir('knarr-job-truth-');
@@ -41,8 +33,7 @@ describe.skipIf(!run)('job state as the engine tells it', () => {
     env = { ...d.env, KNARR_STATE_DIR: `${tmp.path}/state` };
   });
   afterEach(async () => {
-    agent?.kill('SIGTERM');
-    await agent;
+    await agent?.stop('SIGTERM');
     agent = null;
   });
   afterAll(async () => {
@@ -97,8 +88,7 @@ describe.skipIf(!run)('job state as the engine tells it', () => {
     const r = await k(['job', 'run', '-d', '--name', 'bye', '--network', 'none', d.image, '--', 'sleep', '1000']);
     expect(r.code, r.stderr).toBe(0);
     expect(await containerOf('bye')).not.toBe('');
-    agent!.kill('SIGTERM');
-    await agent;
+    await agent!.stop('SIGTERM');
     agent = null;
     expect(await job('bye')).toMatchObject({ state: 'pending (h1 is down)' });
     const rm = await k(['--json', 'job', 'rm', 'bye']);

@@ -13,6 +13,7 @@ import { fleetKeys, SCHEMA_VERSION } from '../../src/state/keys.js';
 import { migrateFleet } from '../../src/state/migrate.js';
 import { OpRepo } from '../../src/state/ops.js';
 import { connectEtcd, type KeyValue, type Store } from '../../src/state/store.js';
+import { spawnAgent } from '../harness/agent.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { eventually } from '../harness/eventually.js';
 import { freePort } from '../harness/ports.js';
@@ -241,25 +242,7 @@ describe.skipIf(!run)('host records apart from host data, the pending index of o
     await store.put(`${old}/h1/pools/p`, '{"name":"p"}');
     await store.put(keys.op(queued.id), JSON.stringify(queued));
     const tmp = await tempDir('knarr-keys-upgrade-');
-    const agent = execa(
-      bin,
-      [
-        '--etcd',
-        etcd.url,
-        '--fleet',
-        fleet,
-        '--state-dir',
-        `${tmp.path}/state`,
-        'daemon',
-        '--name',
-        'h1',
-        '--listen',
-        `127.0.0.1:${await freePort()}`,
-        '--ttl',
-        '2',
-      ],
-      { reject: false, env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock` } },
-    );
+    const agent = spawnAgent({ etcd: etcd.url, fleet, stateDir: `${tmp.path}/state`, name: 'h1', listen: `127.0.0.1:${await freePort()}` });
     try {
       await eventually(async () => {
         const op = JSON.parse((await store.get(keys.op(queued.id)))!) as OpRecord;
@@ -271,9 +254,7 @@ describe.skipIf(!run)('host records apart from host data, the pending index of o
       expect(await store.get(keys.hostPool('h1', 'p'))).toBe('{"name":"p"}');
       expect(await new OpRepo(store, fleet).pending('h1')).toEqual([]);
     } finally {
-      agent.kill('SIGTERM');
-      const out = await agent;
-      expect(out.stderr).toMatch(/keys moved to schema 2 \(2 host keys, 1 pending operations\)/);
+      expect((await agent.stop('SIGTERM')).log).toMatch(/keys moved to schema 2 \(2 host keys, 1 pending operations\)/);
       await tmp.cleanup();
     }
   }, 60_000);

@@ -1,8 +1,8 @@
-import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newOp, type OpRecord, type OpStatus } from '../../src/core/ops.js';
 import { fleetKeys } from '../../src/state/keys.js';
 import { connectEtcd, type Store } from '../../src/state/store.js';
+import { spawnAgent } from '../harness/agent.js';
 import { knarr } from '../harness/cli.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { eventually } from '../harness/eventually.js';
@@ -11,7 +11,6 @@ import { tempDir, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
 
 const run = integration('op-gc', haveTools('etcd'), 'etcd is not installed (Debian package etcd-server)');
-const bin = new URL('../../bin/knarr', import.meta.url).pathname;
 const day = 86_400_000;
 const ago = (ms: number) => new Date(Date.now() - ms).toISOString();
 
@@ -107,28 +106,14 @@ describe.skipIf(!run)('knarr op gc and the retention the agent applies', () => {
   it('an agent removes what is past KNARR_OP_RETENTION on its own', async () => {
     await seed('gcagent');
     const port = await freePort();
-    const agent: ResultPromise = execa(
-      bin,
-      [
-        '--etcd',
-        etcd.url,
-        '--fleet',
-        'gcagent',
-        '--state-dir',
-        `${tmp.path}/agent-state`,
-        'daemon',
-        '--name',
-        'h1',
-        '--listen',
-        `127.0.0.1:${port}`,
-        '--ttl',
-        '2',
-      ],
-      {
-        reject: false,
-        env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock`, KNARR_OP_RETENTION: '1h' },
-      },
-    );
+    const agent = spawnAgent({
+      etcd: etcd.url,
+      fleet: 'gcagent',
+      stateDir: `${tmp.path}/agent-state`,
+      name: 'h1',
+      listen: `127.0.0.1:${port}`,
+      env: { DOCKER_HOST: `unix://${tmp.path}/no-docker.sock`, KNARR_OP_RETENTION: '1h' },
+    });
     try {
       await eventually(
         async () =>
@@ -139,8 +124,7 @@ describe.skipIf(!run)('knarr op gc and the retention the agent applies', () => {
         20_000,
       );
     } finally {
-      agent.kill('SIGTERM');
-      await agent;
+      await agent.stop('SIGTERM');
     }
     const bad = await knarr(['--etcd', etcd.url, 'op', 'list'], { env: { KNARR_OP_RETENTION: 'soon' } });
     expect(bad.code).toBe(2);

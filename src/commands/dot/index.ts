@@ -2,6 +2,7 @@ import { defineCommand, defineGroup } from '../define.js';
 
 const dotArg = { description: 'DOT or DOT.SUBDOT', required: true } as const;
 const dotOnlyArg = { description: 'dot name', required: true } as const;
+const newDotPoolOption = { flags: '--pool <name>', description: 'pool for a new dot (default: the default pool)' } as const;
 
 const init = defineCommand(
   {
@@ -186,7 +187,7 @@ const pull = defineCommand(
     args: { source: { description: 'REMOTE/DOT[@BRANCH] (REMOTE may be a URL)', required: true } },
     options: {
       as: { flags: '--as <name>', description: 'local dot name (default: the remote dot name)' },
-      pool: { flags: '--pool <name>', description: 'pool for a new dot (default: the default pool)' },
+      pool: newDotPoolOption,
       stashOnDivergence: { flags: '--stash-on-divergence', description: 'keep diverged local commits on a new branch instead of refusing' },
     },
     examples: [
@@ -271,7 +272,7 @@ const receive = defineCommand(
       record: { flags: '--record <json>', description: 'the commit record (JSON)' },
       branch: { flags: '--branch <name>', description: 'branch to add it to (default master)' },
       base: { flags: '--base <id>', description: 'the commit the stream is incremental from' },
-      pool: { flags: '--pool <name>', description: 'pool for a new dot (default: the default pool)' },
+      pool: newDotPoolOption,
     },
     examples: [{ command: 'ssh host2 knarr dot send pgdata C | knarr dot receive pgdata --record "$REC"', description: 'what a pull over ssh does' }],
     dryRun: 'plans',

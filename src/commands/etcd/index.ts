@@ -1,11 +1,13 @@
 import { defineCommand, defineGroup } from '../define.js';
 
+const dataPoolOption = { flags: '--pool <name>', description: 'pool whose knarr-etcd volume holds the data (default: the default pool, if any)' } as const;
+
 const up = defineCommand(
   {
     name: 'up',
     summary: 'start the managed etcd and wait until healthy (idempotent)',
     options: {
-      pool: { flags: '--pool <name>', description: 'pool whose knarr-etcd volume holds the data (default: the default pool, if any)' },
+      pool: dataPoolOption,
       clientPort: { flags: '--client-port <port>', description: 'client port on 127.0.0.1 (default 2379)' },
       peerPort: { flags: '--peer-port <port>', description: 'peer port on 127.0.0.1 (default 2380)' },
       advertise: {
@@ -127,7 +129,7 @@ const join = defineCommand(
       token: { flags: '--token <token>', description: 'the join token from `knarr etcd token` on a member', required: true },
       advertise: { flags: '--advertise <ip>', description: "this host's IP for the other members (default: the address that reaches URL)" },
       name: { flags: '--name <name>', description: 'member name (default: the hostname)' },
-      pool: { flags: '--pool <name>', description: 'pool whose knarr-etcd volume holds the data (default: the default pool, if any)' },
+      pool: dataPoolOption,
       clientPort: { flags: '--client-port <port>', description: 'client port (default 2379)' },
       peerPort: { flags: '--peer-port <port>', description: 'peer port (default 2380)' },
     },

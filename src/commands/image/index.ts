@@ -1,4 +1,5 @@
 import { defineCommand, defineGroup } from '../define.js';
+import { detachOption, userOption } from '../options.js';
 
 const importImage = defineCommand(
   {
@@ -52,8 +53,8 @@ const save = defineCommand(
       name: { description: 'new image name', required: true },
     },
     options: {
-      user: { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' },
-      detach: { flags: '--detach', description: 'print the operation id and return at once' },
+      user: userOption,
+      detach: detachOption,
     },
     examples: [{ command: 'knarr image save lab 0 lab-base', description: 'node 0 of lab as lab-base' }],
     dryRun: 'plans',

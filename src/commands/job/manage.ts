@@ -216,13 +216,19 @@ function planJob(ctx: Context, intent: JobIntent, record: string, docker: string
   else ctx.runner.plan(['docker', '-H', `unix://${dockerSocketPath(ctx.env)}`, ...docker]);
 }
 
-/** `knarr job stop JOB`: stops its container; the intent stays (stopped), so nothing restarts it. */
-export async function jobStop(job: string, ctx: Context): Promise<CommandResult> {
+/** Runs work on the intent of job (its name checked first); refuses one that only another host's engine has. */
+function withJobHere<T>(ctx: Context, job: string, work: (j: Jobs, intent: JobIntent, name: string) => Promise<T>): Promise<T> {
   const checked = jobName(job);
   return withJobs(ctx, async (j) => {
     const { intent } = await requireJob(j.repo, checked);
     requireHere(intent);
-    const name = intent.spec.name;
+    return work(j, intent, intent.spec.name);
+  });
+}
+
+/** `knarr job stop JOB`: stops its container; the intent stays (stopped), so nothing restarts it. */
+export async function jobStop(job: string, ctx: Context): Promise<CommandResult> {
+  return withJobHere(ctx, job, async (j, intent, name) => {
     if (ctx.runner.dryRun) {
       planJob(ctx, intent, `mark job ${name} stopped in etcd`, ['stop', daemonContainerName(name)]);
       return { data: { name, state: 'stopped', planned: true } };
@@ -236,11 +242,7 @@ export async function jobStop(job: string, ctx: Context): Promise<CommandResult>
 
 /** `knarr job rm JOB`: removes its container, intent, actual state and services (its history stays). */
 export async function jobRm(job: string, ctx: Context): Promise<CommandResult> {
-  const checked = jobName(job);
-  return withJobs(ctx, async (j) => {
-    const { intent } = await requireJob(j.repo, checked);
-    requireHere(intent);
-    const name = intent.spec.name;
+  return withJobHere(ctx, job, async (j, intent, name) => {
     if (ctx.runner.dryRun) {
       planJob(ctx, intent, `remove job ${name}'s intent, state and services from etcd (its history stays)`, ['rm', '-f', daemonContainerName(name)]);
       return { data: { name, removed: false, planned: true } };

@@ -3,6 +3,7 @@ import { basename, dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CommitRecord } from '../../core/dots.js';
 import { ConflictError, ExternalCommandError, NoSpaceError } from '../../core/errors.js';
+import { writeJsonAtomic } from '../local-state.js';
 import { mountAt, onlyEmptyFolders, pathExists, probeSignature, type Signature } from '../mounts.js';
 import type { Runner } from '../runner.js';
 import { notCarrying } from '../../core/pool.js';
@@ -124,6 +125,18 @@ export async function clearMountPath(runner: Runner, path: string): Promise<stri
   const aside = `${dirname(path)}/.${basename(path)}.lost-${Date.now().toString(36)}`;
   await runner.run(['mv', '-T', path, aside]);
   return aside;
+}
+
+/**
+ * Writes a commit's record at path, knarr's own bookkeeping (--dry-run leaves it out). A snapshot without its record
+ * would pin its blocks unseen (a full pool stays full): when the write fails, dropSnapshot removes it too.
+ */
+export async function writeCommitRecord(runner: Runner, path: string, commit: CommitRecord, dropSnapshot: () => Promise<void>): Promise<void> {
+  if (runner.dryRun) return;
+  await writeJsonAtomic(path, commit).catch(async (e) => {
+    await dropSnapshot();
+    throw e;
+  });
 }
 
 /** The commit records a tree or lvm dot keeps in dir (its .knarr/commits); none when dir is absent. */

@@ -1,9 +1,8 @@
 import { readdir, rm } from 'node:fs/promises';
-import { writeJsonAtomic } from '../../local-state.js';
 import { pathExists } from '../../mounts.js';
 import type { Runner } from '../../runner.js';
 import { NotFoundError } from '../../../core/errors.js';
-import { clearMountPath, DOTS_DIR, readCommitRecords, subdirsOf, THIN_POOL } from '../common.js';
+import { clearMountPath, DOTS_DIR, readCommitRecords, subdirsOf, THIN_POOL, writeCommitRecord } from '../common.js';
 import type { DotFsRef, DotStorage, Leftover, PoolRecord } from '../driver.js';
 
 /** Size of a branch's thin volume: thin, so only what is written takes space. */
@@ -71,12 +70,7 @@ export function lvmDots(runner: Runner): DotStorage {
     },
     async commit(ref, commit) {
       await runner.run(['lvcreate', '-y', '-s', '-p', 'r', '-n', commitLv(ref.dot, commit.id), vgPath(ref.pool, branchLv(ref.dot, ref.branch))]);
-      if (!runner.dryRun) {
-        await writeJsonAtomic(recordPath(ref.pool, ref.dot, commit.id), commit).catch(async (e) => {
-          await this.dropCommit(ref, commit.id);
-          throw e;
-        });
-      }
+      await writeCommitRecord(runner, recordPath(ref.pool, ref.dot, commit.id), commit, () => this.dropCommit(ref, commit.id));
     },
     async dropCommit(ref, id) {
       if ((await lvNames(ref.pool)).includes(commitLv(ref.dot, id))) await runner.run(['lvremove', '-y', vgPath(ref.pool, commitLv(ref.dot, id))]);

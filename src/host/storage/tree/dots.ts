@@ -1,9 +1,8 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import { NotFoundError } from '../../../core/errors.js';
-import { writeJsonAtomic } from '../../local-state.js';
 import { pathExists } from '../../mounts.js';
 import type { Runner } from '../../runner.js';
-import { clearMountPath, DOTS_DIR, readCommitRecords, subdirsOf } from '../common.js';
+import { clearMountPath, DOTS_DIR, readCommitRecords, subdirsOf, writeCommitRecord } from '../common.js';
 import type { DotFsRef, DotStorage, Leftover, PoolRecord } from '../driver.js';
 
 /** How a tree-layout driver makes, copies and deletes a filesystem. */
@@ -60,14 +59,7 @@ export function treeDots(runner: Runner, prim: TreePrimitives): DotStorage {
     async commit(ref, commit) {
       await runner.mkdirp(`${dotDir(ref.pool, ref.dot)}/.commits`);
       await prim.copy(runner, branchPath(ref), commitPath(ref.pool, ref.dot, commit.id), true);
-      // The record is knarr's own bookkeeping, not a host command: --dry-run leaves it out.
-      if (!runner.dryRun) {
-        // A snapshot without its record would pin its blocks unseen (a full pool stays full): it goes too.
-        await writeJsonAtomic(recordPath(ref.pool, ref.dot, commit.id), commit).catch(async (e) => {
-          await this.dropCommit(ref, commit.id);
-          throw e;
-        });
-      }
+      await writeCommitRecord(runner, recordPath(ref.pool, ref.dot, commit.id), commit, () => this.dropCommit(ref, commit.id));
     },
     async dropCommit(ref, id) {
       if (await pathExists(commitPath(ref.pool, ref.dot, id))) await prim.remove(runner, commitPath(ref.pool, ref.dot, id));
