@@ -106,10 +106,12 @@ async function localImageTags(socket: string): Promise<string[]> {
   return images.flatMap((i) => i.RepoTags ?? []);
 }
 
-/** Imports CHECK_IMAGE from the host's busybox-static when dockerd has no busybox image. */
-async function importCheckImage(ctx: Context, socket: string): Promise<void> {
+/** Imports CHECK_IMAGE from the host's busybox-static when dockerd has neither it nor busybox:latest. */
+async function importCheckImage(ctx: Context, socket: string): Promise<boolean> {
   const busybox = findExecutable('busybox', ctx.env.PATH);
-  if (!busybox || pickCheckImage(await localImageTags(socket).catch(() => [])) !== null) return;
+  // Another busybox-named image serves the check, but the examples name busybox: ours is made unless that or ours is there.
+  const tags = await localImageTags(socket).catch(() => [] as string[]);
+  if (!busybox || tags.includes(CHECK_IMAGE) || tags.includes('busybox:latest')) return false;
   const dir = ctx.runner.dryRun ? join(tmpdir(), 'knarr-image-XXXXXX') : await mkdtemp(join(tmpdir(), 'knarr-image-'));
   try {
     // busybox --install links each applet into its own one of these (tr, wc in usr/bin; httpd in usr/sbin) and skips a missing one.
@@ -118,6 +120,7 @@ async function importCheckImage(ctx: Context, socket: string): Promise<void> {
     await ctx.runner.run(['chroot', `${dir}/rootfs`, '/bin/busybox', '--install', '-s']);
     await ctx.runner.run(['tar', '-C', `${dir}/rootfs`, '-cf', `${dir}/rootfs.tar`, '.']);
     await ctx.runner.run(['docker', '-H', `unix://${socket}`, 'import', `${dir}/rootfs.tar`, CHECK_IMAGE]);
+    return true;
   } finally {
     if (!ctx.runner.dryRun) await rm(dir, { recursive: true, force: true });
   }
@@ -224,7 +227,7 @@ const CHECKS: Check[] = [
     },
     async fix(ctx) {
       const socket = dockerSocketPath(ctx.env);
-      if (await pingDocker(socket)) return importCheckImage(ctx, socket);
+      if (await pingDocker(socket)) return void (await importCheckImage(ctx, socket));
       if (hasSystemd()) await ctx.runner.run(['systemctl', 'start', 'docker']);
       else await ctx.runner.spawnDetached(['dockerd', '-H', `unix://${socket}`], { logFile: `${ctx.config.stateDir}/log/dockerd.log` });
       for (let i = 0; i < 300 && !ctx.runner.dryRun && !(await pingDocker(socket, 500)); i++) await sleep(100);
@@ -309,6 +312,15 @@ const CHECKS: Check[] = [
   },
 ];
 
+/** The docker socket knarr would use, or null when DOCKER_HOST names one it refuses (the docker check reports that). */
+async function dockerSocketOrNull(ctx: Context): Promise<string | null> {
+  try {
+    return dockerSocketPath(ctx.env);
+  } catch {
+    return null;
+  }
+}
+
 async function runChecks(ctx: Context): Promise<CheckResult[]> {
   return Promise.all(
     CHECKS.map(async (c) => {
@@ -339,6 +351,9 @@ export async function doctor(opts: { fix: boolean }, ctx: Context): Promise<Comm
         fixes.push(`fixed ${check.name}`);
       }
     }
+    // The check may pass on another busybox-named image while the one the examples name is missing: that is made too.
+    const socket = results.find((r) => r.name === 'docker')?.status === 'ok' ? await dockerSocketOrNull(ctx) : null;
+    if (socket && (await importCheckImage(ctx, socket))) fixes.push(`imported ${CHECK_IMAGE}`);
     ctx.events.done();
     if (!ctx.runner.dryRun) results = await runChecks(ctx);
   }

@@ -80,4 +80,16 @@ describe.skipIf(!run)("scripts/install.sh's image step on a private dockerd", ()
     expect(await imageId('busybox')).toBe(theirs);
     expect(theirs).not.toBe(await imageId('knarr/busybox:local'));
   }, 180_000);
+
+  it('an engine with only another busybox-named image gets ours too, tagged busybox, for the examples', async () => {
+    // Whatever the tests before left: no busybox:latest, no image of ours.
+    for (const image of ['busybox:latest', 'knarr/busybox:local']) await d.docker('rmi', image).catch(() => undefined);
+    await d.docker('tag', 'spare:1', 'foo/busybox:1');
+    const r = await step();
+    expect(r.exitCode, r.stderr).toBe(0);
+    const ours = await imageId('knarr/busybox:local');
+    expect(ours).not.toBe('');
+    expect(await imageId('busybox')).toBe(ours);
+    expect(await imageId('foo/busybox:1')).toBe(await imageId('spare:1'));
+  }, 180_000);
 });
