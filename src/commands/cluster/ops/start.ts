@@ -1,6 +1,6 @@
 import { ensureBridge } from '../../../host/net.js';
 import type { OpHandler, OpRun } from '../../../ops/runner.js';
-import { clusterRefArgs, forwardOnly, requireCluster, setting, startNodes } from './shared.js';
+import { clusterRefArgs, forwardOnly, thawed, requireCluster, setting, startNodes } from './shared.js';
 
 const startSetting = (r: OpRun) => setting(r, clusterRefArgs(r.op));
 
@@ -10,7 +10,8 @@ export const clusterStart: OpHandler = {
     const s = await startSetting(r);
     const c = await requireCluster(s);
     await startNodes(r, s, c, c.nodes, 'starting');
-    await s.repo.put({ ...c, status: 'running', op: r.op.id });
+    // Stopped or started, no node is frozen any more.
+    await s.repo.put({ ...c, nodes: thawed(c.nodes), status: 'running', op: r.op.id });
     return { cluster: c.name, nodes: c.nodes.length };
   },
   async plan(r) {
