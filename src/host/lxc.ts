@@ -110,11 +110,13 @@ export class Lxc {
 
   /** Starts the container; lxc-start -d returns once it runs. Already running is fine. */
   async start(name: string): Promise<void> {
-    // Frozen is started already: thawed, it runs.
-    if ((await this.state(name)) === 'FROZEN') return this.unfreeze(name);
     // No log file on the way that works (it costs lxc-start a tenth of its time); one probe only when it refused.
     const r = await this.runner.run(['lxc-start', '-P', this.lxcPath, '-n', name, '-d'], { okExitCodes: [1] });
-    if (r.exitCode === 0 || (await this.state(name)) === 'RUNNING') return;
+    if (r.exitCode === 0) return;
+    const state = await this.state(name);
+    if (state === 'RUNNING') return;
+    // Frozen is started already: thawed, it runs.
+    if (state === 'FROZEN') return this.unfreeze(name);
     // Once more with a log, for the reason.
     const log = `${this.dir(name)}/lxc.log`;
     const again = await this.runner.run(['lxc-start', '-P', this.lxcPath, '-n', name, '-d', '-o', log, '-l', 'INFO'], { okExitCodes: [1] });

@@ -151,6 +151,12 @@ describe.skipIf(!run)("a node's lifecycle: suspend, resume, reboot, update, clon
     expect(await states('life')).toEqual(['RUNNING', 'RUNNING']);
     expect((await ok(['cluster', 'resume', 'life'])).stdout).toMatch(/^host-0 was running already\nhost-1 was running already$/m);
 
+    // A start of a cluster with a frozen node thaws it.
+    await ok(['cluster', 'suspend', 'life', '0']);
+    await ok(['cluster', 'start', 'life']);
+    expect(await states('life')).toEqual(['RUNNING', 'RUNNING']);
+    expect((await show('life')).frozen).toBe(0);
+
     // The whole cluster: list says suspended; a stop thaws and stops it, a start brings it back running.
     await ok(['cluster', 'suspend', 'life']);
     expect(await states('life')).toEqual(['FROZEN', 'FROZEN']);
@@ -181,13 +187,15 @@ describe.skipIf(!run)("a node's lifecycle: suspend, resume, reboot, update, clon
     const [before0, before1] = [await initStart(n0.container), await initStart(n1.container)];
     await attach(n0.container, 'sh', '-c', 'setsid sleep 1000 </dev/null >/dev/null 2>&1 &');
     expect(await attach(n0.container, 'ps')).toContain('sleep 1000');
-    await sleep(20);
+    // A frozen node reboots too: thawed on the way down.
+    await ok(['cluster', 'suspend', 'life', '0']);
     const r = await ok(['cluster', 'reboot', 'life', 'host-0']);
     expect(r.stdout).toMatch(/^rebooted host-0$/m);
     expect(await initStart(n0.container)).not.toBe(before0);
     expect(await initStart(n1.container)).toBe(before1);
     expect(await attach(n0.container, 'ps')).not.toContain('sleep 1000');
     expect(await states('life')).toEqual(['RUNNING', 'RUNNING']);
+    expect((await show('life')).frozen).toBe(0);
     expect(await ping(n1.container, 'host-0')).toBe(0);
     expect(await ping(n0.container, 'host-1.life')).toBe(0);
   }, 60_000);
@@ -290,7 +298,12 @@ describe.skipIf(!run)("a node's lifecycle: suspend, resume, reboot, update, clon
     it('a reboot cut short with a node down is finished by op run: every node rebooted and running', async () => {
       const { nodes } = await show('life');
       const before = await Promise.all(nodes.map((n) => initStart(n.container)));
-      const op = await killWhen(['cluster', 'reboot', 'life'], 'cluster.reboot', (o) => ((o.state.rebooted as string[] | undefined)?.length ?? 0) >= 1);
+      const op = await killWhen(
+        ['cluster', 'reboot', 'life'],
+        'cluster.reboot',
+        (o) => ((o.state.rebooted as string[] | undefined)?.length ?? 0) >= 1 && typeof o.state.down === 'string',
+      );
+      expect(op.state.down).toMatch(/^alice-\d+-[1-5]$/);
       const resumed = await k(['--json', 'op', 'run', op.id]);
       expect(resumed.code, resumed.stderr).toBe(0);
       expect(resumed.json()).toMatchObject({ status: 'done', attempts: 2 });
