@@ -112,11 +112,7 @@ export class Lxc {
   async start(name: string): Promise<void> {
     // No log file on the way that works (it costs lxc-start a tenth of its time); one probe only when it refused.
     const r = await this.runner.run(['lxc-start', '-P', this.lxcPath, '-n', name, '-d'], { okExitCodes: [1] });
-    if (r.exitCode === 0) return;
-    const state = await this.state(name);
-    if (state === 'RUNNING') return;
-    // Frozen is started already: thawed, it runs.
-    if (state === 'FROZEN') return this.unfreeze(name);
+    if (r.exitCode === 0 || (await this.state(name)) === 'RUNNING') return;
     // Once more with a log, for the reason.
     const log = `${this.dir(name)}/lxc.log`;
     const again = await this.runner.run(['lxc-start', '-P', this.lxcPath, '-n', name, '-d', '-o', log, '-l', 'INFO'], { okExitCodes: [1] });
@@ -134,7 +130,7 @@ export class Lxc {
   async stop(name: string): Promise<void> {
     const state = await this.state(name);
     if (state === null || state === 'STOPPED') return;
-    // A frozen init never sees lxc-stop's signal: thawed first, it exits at once.
+    // A frozen init cannot act on the signal: it would be killed only after the timeout. Thawed, it exits at once.
     if (state === 'FROZEN') await this.unfreeze(name);
     // init exits on SIGTERM at once; -k after 10 s covers an image without knarr-init.
     await this.runner.run(['lxc-stop', '-P', this.lxcPath, '-n', name, '-t', '10'], { okExitCodes: [2] });
@@ -162,12 +158,6 @@ export class Lxc {
   async setCgroup(name: string, key: string, value: string): Promise<string | null> {
     const r = await this.runner.run(['lxc-cgroup', '-P', this.lxcPath, '-n', name, key, value], { okExitCodes: [1] });
     return r.exitCode === 0 ? null : r.stderr.trim() || `lxc-cgroup ${key} ${value} failed`;
-  }
-
-  /** One cgroup setting of the running container as the kernel has it; null when it cannot be read. */
-  async cgroup(name: string, key: string): Promise<string | null> {
-    const r = await this.runner.run(['lxc-cgroup', '-P', this.lxcPath, '-n', name, key], { mutates: false, okExitCodes: [1] });
-    return r.exitCode === 0 ? r.stdout.trim() : null;
   }
 
   /** Names of the containers defined under knarr's lxcpath. */
