@@ -11,14 +11,16 @@ import {
   type ClusterRecord,
 } from '../../core/cluster.js';
 import { formatSize } from '../../core/size.js';
-import { describeOp, type OpRecord } from '../../core/ops.js';
+import { describeOp, isTerminal, type OpRecord } from '../../core/ops.js';
 import { OpRepo } from '../../state/ops.js';
 import { requireRunning, targetNodes } from './ops/shared.js';
 import { ConflictError, NotFoundError, UserError, ValidationError } from '../../core/errors.js';
 import { validateName } from '../../core/names.js';
 import { parseSize } from '../../core/size.js';
 import { thisHost } from '../../daemon/pidfile.js';
-import { runOperation } from '../op.js';
+import { opRun, runOperation } from '../op.js';
+import { HostRepo } from '../../state/hosts.js';
+import type { Store } from '../../state/store.js';
 import { timeCell, type CommandResult, type Context, type View } from '../types.js';
 import { withStore } from '../with-store.js';
 import { ClusterRepo } from '../../state/clusters.js';
@@ -89,6 +91,24 @@ function withSteps(res: CommandResult, lines: (result: Record<string, unknown>) 
   return { ...res, view: { kind: 'lines', lines: [describeOp(op), ...lines(op.result as Record<string, unknown>)] } };
 }
 
+/**
+ * Runs the operation, unless the same one was cut short (its command killed) and no runner holds it now:
+ * then this run finishes that one, as knarr op run would, rather than be refused for it.
+ */
+async function runOrFinish(ctx: Context, store: Store, kind: string, args: Record<string, unknown>, host: string, detach: boolean): Promise<CommandResult> {
+  const here = await thisHost(ctx.config.stateDir);
+  if (!ctx.runner.dryRun && host === here) {
+    const repo = new OpRepo(store, ctx.config.fleet);
+    const same = (await repo.pendingTopLevel()).find((o) => o.kind === kind && o.host === host && JSON.stringify(o.args) === JSON.stringify(args));
+    // An agent up resumes it itself; a runner that holds it is still at work.
+    if (same?.status === 'running' && !(await repo.claimed(same.id)) && !(await new HostRepo(store, ctx.config.fleet).get(host))?.up) {
+      ctx.events.warn(`${same.id} (${kind}) was cut short (attempt ${same.attempts}); finishing it`);
+      return opRun(same.id, ctx);
+    }
+  }
+  return runOperation(ctx, store, kind, args, host, { detach });
+}
+
 const nodeOf = (v: string | undefined) => (v === undefined ? undefined : validateNodeIndex('NODE', v));
 
 /** suspend, resume, reboot: one operation on a running cluster's nodes (the one named, else all). */
@@ -106,7 +126,7 @@ export async function clusterNodeLifecycle(
     const c = await requireCluster(new ClusterRepo(store, ctx.config.fleet), user, name);
     targetNodes(c, node);
     requireRunning(c, verb);
-    const res = await runOperation(ctx, store, `cluster.${verb}`, { user, name, ...(node === undefined ? {} : { node }) }, c.host, { detach: opts.detach });
+    const res = await runOrFinish(ctx, store, `cluster.${verb}`, { user, name, ...(node === undefined ? {} : { node }) }, c.host, opts.detach);
     return withSteps(res, (r) => {
       if (verb === 'reboot') return [`rebooted ${(r.rebooted as string[]).join(', ')}`];
       const steps = (r[verb === 'suspend' ? 'suspended' : 'resumed'] ?? []) as { hostname: string; changed: boolean }[];
@@ -139,7 +159,7 @@ export async function clusterUpdate(
     if (c.status !== 'running' && c.status !== 'stopped')
       throw new ConflictError(`cannot update cluster ${name}: it is ${c.status}`, { hint: `wait for ${c.op}: knarr op wait ${c.op}` });
     const args = { user, name, ...(node === undefined ? {} : { node }), ...(memory === undefined ? {} : { memory }), ...(cpu === undefined ? {} : { cpu }) };
-    const res = await runOperation(ctx, store, 'cluster.update', args, c.host, { detach: opts.detach });
+    const res = await runOrFinish(ctx, store, 'cluster.update', args, c.host, opts.detach);
     return withSteps(res, (r) =>
       (r.nodes as { hostname: string; memory: number; cpu: number; applied: string; reason?: string }[]).map(
         (n) =>
@@ -161,19 +181,25 @@ export async function clusterClone(nameArg: string, newArg: string, opts: { user
     const c = await requireCluster(repo, user, name);
     if (c.status !== 'running' && c.status !== 'stopped')
       throw new ConflictError(`cannot clone cluster ${name}: it is ${c.status}`, { hint: `wait for ${c.op}: knarr op wait ${c.op}` });
-    if (await repo.get(user, clone))
+    const args = { user, name, clone, pool: c.pool };
+    const ops = new OpRepo(store, ctx.config.fleet);
+    const made = await repo.get(user, clone);
+    const maker = made ? await ops.get(made.op) : null;
+    // A clone of this very command, cut short, has made its record already: the re-run finishes it.
+    const mine = maker !== null && !isTerminal(maker.status) && JSON.stringify(maker.args) === JSON.stringify(args);
+    if (made && !mine)
       throw new ConflictError(`user ${user} already has a cluster ${clone}`, {
         hint: `pick another name, or see it: knarr cluster show ${clone} --user ${user}`,
       });
     // A create or clone of the same name still under way would take it meanwhile.
-    const taking = (await new OpRepo(store, ctx.config.fleet).pendingTopLevel()).find(
-      (o) => o.args.user === user && (o.args.name === clone || o.args.clone === clone),
+    const taking = (await ops.pendingTopLevel()).find(
+      (o) => o.args.user === user && (o.args.name === clone || o.args.clone === clone) && JSON.stringify(o.args) !== JSON.stringify(args),
     );
     if (taking)
       throw new ConflictError(`cluster ${clone} of user ${user} is being made by ${taking.id} (${taking.kind})`, {
         hint: `wait for it: knarr op wait ${taking.id}`,
       });
-    const res = await runOperation(ctx, store, 'cluster.clone', { user, name, clone, pool: c.pool }, c.host, { detach: opts.detach });
+    const res = await runOrFinish(ctx, store, 'cluster.clone', args, c.host, opts.detach);
     return withSteps(res, (r) => [
       `${String(r.cluster)} (id ${String(r.id)}): ${String(r.nodes)} node(s) from ${String(r.from)}, volumes ` +
         `by ${r.volumes === 'snapshot' ? 'snapshot' : 'copy'}`,
