@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { randomInt } from 'node:crypto';
+import { hostname } from 'node:os';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectEtcd, type Store } from '../../src/state/store.js';
@@ -10,6 +11,7 @@ import { pickNetwork } from '../harness/net.js';
 import { knarr } from '../harness/cli.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { eventually } from '../harness/eventually.js';
+import { freePort } from '../harness/ports.js';
 import { tempDir, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
 
@@ -351,6 +353,28 @@ describe.skipIf(!run)("a node's lifecycle: suspend, resume, reboot, update, clon
       await ok(['cluster', 'delete', 'whole']);
     }, 180_000);
   });
+
+  it("with an agent up, the host's agent runs them: suspend, resume and update of one node", async () => {
+    const port = await freePort();
+    const agent = execa(bin, ['daemon', '--name', hostname(), '--listen', `127.0.0.1:${port}`, '--ttl', '2'], {
+      env: { ...process.env, ...env },
+      reject: false,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    try {
+      await eventually(async () => expect((await k(['--json', 'host', 'show', hostname()])).json()).toMatchObject({ up: true }));
+      const suspended = await ok(['--json', 'cluster', 'suspend', 'life', '1']);
+      expect(suspended.json()).toMatchObject({ status: 'done', runner: expect.stringMatching(/^agent:/) });
+      expect((await states('life'))[1]).toBe('FROZEN');
+      await ok(['cluster', 'resume', 'life', '1']);
+      const updated = await ok(['--json', 'cluster', 'update', 'life', '1', '--cpus', '1']);
+      expect(updated.json()).toMatchObject({ runner: expect.stringMatching(/^agent:/), result: { nodes: [{ cpu: 1000, applied: 'live' }] } });
+      expect((await states('life'))[1]).toBe('RUNNING');
+    } finally {
+      agent.kill('SIGTERM');
+      await agent;
+    }
+  }, 60_000);
 
   it.skipIf(!btrfs)(
     'clone on a btrfs pool snapshots each volume (copy-on-write)',

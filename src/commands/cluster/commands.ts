@@ -124,9 +124,10 @@ export async function clusterNodeLifecycle(
   const user = userOf(ctx, opts.user);
   return withStore(ctx, async (store) => {
     const c = await requireCluster(new ClusterRepo(store, ctx.config.fleet), user, name);
-    targetNodes(c, node);
+    const [first] = targetNodes(c, node);
     requireRunning(c, verb);
-    const res = await runOrFinish(ctx, store, `cluster.${verb}`, { user, name, ...(node === undefined ? {} : { node }) }, c.host, opts.detach);
+    const host = node === undefined ? c.host : first!.host;
+    const res = await runOrFinish(ctx, store, `cluster.${verb}`, { user, name, ...(node === undefined ? {} : { node }) }, host, opts.detach);
     return withSteps(res, (r) => {
       if (verb === 'reboot') return [`rebooted ${(r.rebooted as string[]).join(', ')}`];
       const steps = (r[verb === 'suspend' ? 'suspended' : 'resumed'] ?? []) as { hostname: string; changed: boolean }[];
@@ -155,11 +156,13 @@ export async function clusterUpdate(
   const user = userOf(ctx, opts.user);
   return withStore(ctx, async (store) => {
     const c = await requireCluster(new ClusterRepo(store, ctx.config.fleet), user, name);
-    targetNodes(c, node);
+    const [first] = targetNodes(c, node);
     if (c.status !== 'running' && c.status !== 'stopped')
       throw new ConflictError(`cannot update cluster ${name}: it is ${c.status}`, { hint: `wait for ${c.op}: knarr op wait ${c.op}` });
+    // One node's operation runs where that node is; a whole cluster's where the cluster is.
+    const host = node === undefined ? c.host : first!.host;
     const args = { user, name, ...(node === undefined ? {} : { node }), ...(memory === undefined ? {} : { memory }), ...(cpu === undefined ? {} : { cpu }) };
-    const res = await runOrFinish(ctx, store, 'cluster.update', args, c.host, opts.detach);
+    const res = await runOrFinish(ctx, store, 'cluster.update', args, host, opts.detach);
     return withSteps(res, (r) =>
       (r.nodes as { hostname: string; memory: number; cpu: number; applied: string; reason?: string }[]).map(
         (n) =>
