@@ -11,7 +11,7 @@ export interface FreezeStep {
   changed: boolean;
 }
 
-/** lxc-info's states that count as running, and the one a frozen node is in. */
+/** lxc-info's states of a running node that is not frozen. */
 const RUNNING = new Set(['RUNNING', 'THAWED']);
 
 async function setFrozen(s: Setting, containers: string[], frozen: boolean): Promise<void> {

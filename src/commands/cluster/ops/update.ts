@@ -47,13 +47,13 @@ async function applyLimits(r: OpRun, s: Setting, c: ClusterRecord, nodes: Cluste
     if (state === null || state === 'STOPPED') reason = `${node.hostname} is ${state === null ? 'not defined' : 'stopped'}`;
     else {
       const wanted = cgroupLimits(limits.memory, limits.cpu, cgroup2, true).filter(([key]) => (key.startsWith('memory.') ? kinds.memory : kinds.cpu));
+      // Each setting on its own: a memory limit refused does not keep a cpu limit from taking effect now.
+      const refusals: string[] = [];
       for (const [key, value] of wanted) {
         const refused = await s.lxc.setCgroup(node.container, key, value);
-        if (refused) {
-          reason = `the kernel refused ${key} = ${value}: ${refused}`;
-          break;
-        }
+        if (refused) refusals.push(`the kernel refused ${key} = ${value}: ${refused}`);
       }
+      if (refusals.length > 0) reason = refusals.join('; ');
     }
     steps.push({ node: node.index, hostname: node.hostname, ...limits, applied: reason ? 'next start' : 'live', ...(reason ? { reason } : {}) });
     await r.progress(k + 1, nodes.length, `${node.hostname}: ${reason ? `at its next start (${reason})` : 'live'}`);
@@ -94,6 +94,7 @@ export const clusterUpdate: OpHandler = {
     const cgroup2 = await unifiedCgroups();
     for (const node of targetNodes(next, s.args.node)) {
       const limits = nodeLimits(next, node);
+      // Under --dry-run define only names the config file it would write.
       await s.lxc.define(node.container, '');
       const state = await s.lxc.state(node.container);
       if (state === null || state === 'STOPPED') r.ctx.runner.note(`${node.hostname} is stopped: its new limits take effect when it starts`);
