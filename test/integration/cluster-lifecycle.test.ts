@@ -307,7 +307,21 @@ describe.skipIf(!run)("a node's lifecycle: suspend, resume, reboot, update, clon
       expect((await show('life')).frozen).toBe(0);
     }, 120_000);
 
-    it('a reboot cut short with a node down is finished by running the command again: every node rebooted and running', async () => {
+    it('an update cut short is undone by op cancel: the record and every cgroup hold the limits from before', async () => {
+      const { nodes } = await show('life');
+      const limit = async (container: string) => (await execa('lxc-cgroup', ['-P', lxcPath, '-n', container, 'memory.limit_in_bytes'])).stdout.trim();
+      const before = (await show('life')).nodes.map((n) => n.memory);
+      const cgroups = await Promise.all(nodes.map((n) => limit(n.container)));
+      const op = await killWhen(['cluster', 'update', 'life', '--memory', '200M'], 'cluster.update', (o) => o.state.before !== undefined);
+      const cancelled = await k(['--json', 'op', 'cancel', op.id]);
+      expect(cancelled.code, cancelled.stderr).toBe(0);
+      expect(cancelled.json(), JSON.stringify(cancelled.json())).toMatchObject({ status: 'cancelled' });
+      expect((await show('life')).nodes.map((n) => n.memory)).toEqual(before);
+      expect(await Promise.all(nodes.map((n) => limit(n.container)))).toEqual(cgroups);
+    }, 120_000);
+
+    it('a reboot cut short with a node down is finished by running the command again (every node rebooted), or cancelled ' +
+      '(the node it had down started)', async () => {
       const { nodes } = await show('life');
       const before = await Promise.all(nodes.map((n) => initStart(n.container)));
       const op = await killWhen(
@@ -324,6 +338,12 @@ describe.skipIf(!run)("a node's lifecycle: suspend, resume, reboot, update, clon
       expect(await states('life')).toEqual(Array(6).fill('RUNNING'));
       const after = await Promise.all(nodes.map((n) => initStart(n.container)));
       for (const [i, t] of after.entries()) expect(t, nodes[i]!.hostname).not.toBe(before[i]);
+      // Cut short again and taken back: the node it had down is started, none is left stopped.
+      const again = await killWhen(['cluster', 'reboot', 'life'], 'cluster.reboot', (o) => typeof o.state.down === 'string');
+      const cancelled = await k(['--json', 'op', 'cancel', again.id]);
+      expect(cancelled.code, cancelled.stderr).toBe(0);
+      expect(cancelled.json()).toMatchObject({ status: 'cancelled' });
+      expect(await states('life')).toEqual(Array(6).fill('RUNNING'));
     }, 120_000);
 
     it('a clone cut short: op cancel leaves no container, volume, address or record of it and the source thawed; the ' +

@@ -1,6 +1,6 @@
 import { ConflictError } from '../../../core/errors.js';
 import type { OpHandler, OpRun } from '../../../ops/runner.js';
-import { nodeRefArgs, patchNodes, requireCluster, requireRunning, setting, startNodes, targetNodes } from './shared.js';
+import { nodeRefArgs, undoRun, patchNodes, requireCluster, requireRunning, setting, startNodes, targetNodes } from './shared.js';
 
 const rebootSetting = (r: OpRun) => setting(r, nodeRefArgs(r.op));
 
@@ -48,7 +48,7 @@ export const clusterReboot: OpHandler = {
     const s = await rebootSetting(r);
     const c = s.existing;
     const node = c?.nodes.find((n) => n.container === down);
-    if (c && node) await startNodes(r, s, c, [node], 'starting');
+    if (c && node) await startNodes(undoRun(r), s, c, [node], 'starting');
     await r.save({ down: null });
   },
   async plan(r) {

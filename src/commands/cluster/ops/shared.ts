@@ -61,6 +61,9 @@ export async function requireCluster(s: Setting): Promise<ClusterRecord> {
 
 export const forwardOnly = async () => undefined;
 
+/** The run as an undo uses it: the cancel it may be undoing is no reason to stop at a checkpoint. */
+export const undoRun = (r: OpRun): OpRun => Object.create(r, { checkpoint: { value: async () => undefined } }) as OpRun;
+
 /** A cluster and, for a node's own lifecycle (suspend, resume, reboot, update), one of its nodes; none means every node. */
 export interface NodeRef extends ClusterRef {
   node?: number;

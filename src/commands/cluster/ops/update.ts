@@ -4,7 +4,7 @@ import { OpArgs } from '../../../core/op-args.js';
 import type { OpRecord } from '../../../core/ops.js';
 import { cgroupLimits, unifiedCgroups } from '../../../host/lxc.js';
 import type { OpHandler, OpRun } from '../../../ops/runner.js';
-import { defineNode, nodeRefArgs, requireCluster, requireImage, setting, targetNodes, type NodeRef, type Setting } from './shared.js';
+import { defineNode, nodeRefArgs, undoRun, requireCluster, requireImage, setting, targetNodes, type NodeRef, type Setting } from './shared.js';
 
 /** What `knarr cluster update` wrote into the operation: the new limits (bytes, millicores; 0 for none); a limit left out stays. */
 export interface UpdateArgs extends NodeRef {
@@ -85,7 +85,7 @@ export const clusterUpdate: OpHandler = {
     if (!before || !s.existing) return;
     const back = withLimits(s.existing, before);
     await s.repo.put(back);
-    await applyLimits(r, s, back, targetNodes(back, s.args.node), { memory: s.args.memory !== undefined, cpu: s.args.cpu !== undefined });
+    await applyLimits(undoRun(r), s, back, targetNodes(back, s.args.node), { memory: s.args.memory !== undefined, cpu: s.args.cpu !== undefined });
   },
   async plan(r) {
     const s = await updateSetting(r);
