@@ -32,7 +32,7 @@ async function copyVolume(r: OpRun, s: Setting, from: string, to: string): Promi
   }
   const dst = (await s.driver.ensureVolume(s.pool, to, runner)).path;
   if (await pathExists(`${dst}/delta`)) return 'copy';
-  const src = `${s.pool.mountpoint}/${from}/delta`;
+  const src = `${(await s.driver.ensureVolume(s.pool, from, runner)).path}/delta`;
   await rm(`${dst}/delta.partial`, { recursive: true, force: true });
   if (await pathExists(src)) await runner.run(['cp', '-a', '--reflink=auto', src, `${dst}/delta.partial`]);
   else await runner.mkdirp(`${dst}/delta.partial`);
