@@ -7,6 +7,11 @@ export const opHandlers: OpHandlers = {
   'cluster.stop': () => import('./cluster/ops/stop.js').then((m) => m.clusterStop),
   'cluster.delete': () => import('./cluster/ops/delete.js').then((m) => m.clusterDelete),
   'cluster.scale': () => import('./cluster/ops/scale.js').then((m) => m.clusterScale),
+  'cluster.suspend': () => import('./cluster/ops/suspend.js').then((m) => m.clusterSuspend),
+  'cluster.resume': () => import('./cluster/ops/suspend.js').then((m) => m.clusterResume),
+  'cluster.reboot': () => import('./cluster/ops/reboot.js').then((m) => m.clusterReboot),
+  'cluster.update': () => import('./cluster/ops/update.js').then((m) => m.clusterUpdate),
+  'cluster.clone': () => import('./cluster/ops/clone.js').then((m) => m.clusterClone),
   'image.save': () => import('./cluster/ops/image-save.js').then((m) => m.imageSave),
   'host.init': () => import('./cluster/ops/host-init.js').then((m) => m.hostInit),
 };

@@ -15,6 +15,11 @@ export interface ClusterNode {
   host: string;
   /** The node's writable layer on the pool. */
   volume: string;
+  /** Suspended: its processes held by the cgroup freezer (cluster suspend). */
+  frozen?: boolean;
+  /** The node's own limits (cluster update NAME NODE), over the cluster's; bytes and millicores, 0 for none. */
+  memory?: number;
+  cpu?: number;
 }
 
 export type ClusterStatus = 'creating' | 'running' | 'stopped' | 'scaling' | 'deleting' | 'failed';
@@ -36,6 +41,72 @@ export interface ClusterRecord {
   op: string;
   createdAt: string;
   updatedAt: string;
+}
+
+/** The limits a node runs with: its own, else the cluster's. */
+export function nodeLimits(c: Pick<ClusterRecord, 'memory' | 'cpu'>, n: ClusterNode): { memory: number; cpu: number } {
+  return { memory: n.memory ?? c.memory, cpu: n.cpu ?? c.cpu };
+}
+
+/** The limits of the record and its nodes, as an update found them (what undo puts back). */
+export interface ClusterLimits {
+  memory: number;
+  cpu: number;
+  nodes: { index: number; memory?: number; cpu?: number }[];
+}
+
+export const limitsOf = (c: ClusterRecord): ClusterLimits => ({
+  memory: c.memory,
+  cpu: c.cpu,
+  nodes: c.nodes.map((n) => ({ index: n.index, memory: n.memory, cpu: n.cpu })),
+});
+
+export function withLimits(c: ClusterRecord, l: ClusterLimits): ClusterRecord {
+  const of = new Map(l.nodes.map((n) => [n.index, n]));
+  return {
+    ...c,
+    memory: l.memory,
+    cpu: l.cpu,
+    nodes: c.nodes.map(({ memory: _m, cpu: _c, ...n }): ClusterNode => {
+      const own = of.get(n.index);
+      return { ...n, ...(own?.memory !== undefined ? { memory: own.memory } : {}), ...(own?.cpu !== undefined ? { cpu: own.cpu } : {}) };
+    }),
+  };
+}
+
+/** The record with the update in it: the whole cluster's limit (each node's own one of that kind gives way), or one node's own. */
+export function updatedLimits(c: ClusterRecord, a: { node?: number; memory?: number; cpu?: number }): ClusterLimits {
+  const l = limitsOf(c);
+  if (a.node === undefined) {
+    return {
+      memory: a.memory ?? l.memory,
+      cpu: a.cpu ?? l.cpu,
+      nodes: l.nodes.map((n) => ({
+        index: n.index,
+        memory: a.memory === undefined ? n.memory : undefined,
+        cpu: a.cpu === undefined ? n.cpu : undefined,
+      })),
+    };
+  }
+  return {
+    ...l,
+    nodes: l.nodes.map((n) => (n.index === a.node ? { index: n.index, memory: a.memory ?? n.memory, cpu: a.cpu ?? n.cpu } : n)),
+  };
+}
+
+/** The status a person reads: a running cluster whose nodes are all frozen is suspended, some frozen says how many. */
+export function shownStatus(c: Pick<ClusterRecord, 'status' | 'nodes'>): string {
+  const frozen = c.nodes.filter((n) => n.frozen).length;
+  if (c.status !== 'running' || frozen === 0) return c.status;
+  return frozen === c.nodes.length ? 'suspended' : `running, ${frozen}/${c.nodes.length} frozen`;
+}
+
+/** The cpu amount of "0.5", "2" or "500m", in millicores. */
+export function parseCpus(field: string, v: string): number {
+  const m = /^(\d+)m$/.exec(v);
+  const n = m ? Number(m[1]) : /^\d+(\.\d+)?$/.test(v) ? Math.round(Number(v) * 1000) : NaN;
+  if (!(n > 0)) throw new ValidationError(field, `${JSON.stringify(v)} is not a cpu amount; write 0.5, 2 or 500m`);
+  return n;
 }
 
 const CLUSTER_NAME_RE = /^[a-z0-9][a-z0-9_.-]*$/;

@@ -68,11 +68,28 @@ export function followLine(cells: string[]): string {
 
 /** The event an operation's end makes for its cluster: created, started, stopped, deleted, scaled; null for other kinds or an end that is no success. */
 export function clusterEventOf(op: OpRecord): NewEvent | null {
-  const verb = /^cluster\.(create|start|stop|delete|scale)$/.exec(op.kind)?.[1];
+  const verb = /^cluster\.(create|start|stop|delete|scale|suspend|resume|reboot|update|clone)$/.exec(op.kind)?.[1];
   const { user, name, size } = op.args as { user?: unknown; name?: unknown; size?: unknown };
   if (!verb || op.status !== 'done' || typeof user !== 'string' || typeof name !== 'string') return null;
-  const event = { create: 'created', start: 'started', stop: 'stopped', delete: 'deleted', scale: 'scaled' }[verb]!;
-  const message = verb === 'create' || verb === 'scale' ? `${String(size)} node(s), by ${op.id}` : `by ${op.id}`;
+  const event = {
+    create: 'created',
+    start: 'started',
+    stop: 'stopped',
+    delete: 'deleted',
+    scale: 'scaled',
+    suspend: 'suspended',
+    resume: 'resumed',
+    reboot: 'rebooted',
+    update: 'updated',
+    clone: 'cloned',
+  }[verb]!;
+  const { node, clone } = op.args as { node?: unknown; clone?: unknown };
+  const what = [
+    ...(verb === 'create' || verb === 'scale' ? [`${String(size)} node(s)`] : []),
+    ...(typeof node === 'number' ? [`node ${node}`] : []),
+    ...(typeof clone === 'string' ? [`to ${clone}`] : []),
+  ];
+  const message = [...what, `by ${op.id}`].join(', ');
   return { kind: 'cluster', object: `${user}/${name}`, host: op.host, event, message };
 }
 

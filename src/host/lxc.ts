@@ -45,13 +45,24 @@ export function lxcConfig(c: LxcNodeConfig): string {
     // Targets are relative to the rootfs: LXC ignores absolute ones on an overlay rootfs.
     ...c.mounts.map((m) => `lxc.mount.entry = ${m.source} ${m.target.replace(/^\/+/, '')} none bind${m.readOnly ? ',ro' : ''},create=${m.kind} 0 0`),
   ];
-  if (c.memoryBytes > 0) lines.push(c.cgroup2 ? `lxc.cgroup2.memory.max = ${c.memoryBytes}` : `lxc.cgroup.memory.limit_in_bytes = ${c.memoryBytes}`);
-  if (c.cpuMillis > 0)
-    lines.push(
-      c.cgroup2 ? `lxc.cgroup2.cpu.max = ${c.cpuMillis * 100} 100000` : `lxc.cgroup.cpu.cfs_period_us = 100000`,
-      ...(c.cgroup2 ? [] : [`lxc.cgroup.cpu.cfs_quota_us = ${c.cpuMillis * 100}`]),
-    );
+  const prefix = c.cgroup2 ? 'lxc.cgroup2' : 'lxc.cgroup';
+  lines.push(...cgroupLimits(c.memoryBytes, c.cpuMillis, c.cgroup2, false).map(([k, v]) => `${prefix}.${k} = ${v}`));
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * The cgroup settings of a memory and cpu limit (0 for none). A config leaves a limit out; live (lxc-cgroup)
+ * a limit taken away is written as no limit.
+ */
+export function cgroupLimits(memoryBytes: number, cpuMillis: number, cgroup2: boolean, live: boolean): [string, string][] {
+  const out: [string, string][] = [];
+  if (memoryBytes > 0 || live)
+    out.push(cgroup2 ? ['memory.max', memoryBytes > 0 ? String(memoryBytes) : 'max'] : ['memory.limit_in_bytes', memoryBytes > 0 ? String(memoryBytes) : '-1']);
+  if (cpuMillis > 0 || live) {
+    if (cgroup2) out.push(['cpu.max', `${cpuMillis > 0 ? cpuMillis * 100 : 'max'} 100000`]);
+    else out.push(['cpu.cfs_period_us', '100000'], ['cpu.cfs_quota_us', cpuMillis > 0 ? String(cpuMillis * 100) : '-1']);
+  }
+  return out;
 }
 
 /** True on a host with only the unified cgroup hierarchy. */
@@ -119,6 +130,8 @@ export class Lxc {
   async stop(name: string): Promise<void> {
     const state = await this.state(name);
     if (state === null || state === 'STOPPED') return;
+    // A frozen init cannot act on the signal: it would be killed only after the timeout. Thawed, it exits at once.
+    if (state === 'FROZEN') await this.unfreeze(name);
     // init exits on SIGTERM at once; -k after 10 s covers an image without knarr-init.
     await this.runner.run(['lxc-stop', '-P', this.lxcPath, '-n', name, '-t', '10'], { okExitCodes: [2] });
   }
@@ -130,6 +143,21 @@ export class Lxc {
     if (state !== 'STOPPED') await this.runner.run(['lxc-stop', '-P', this.lxcPath, '-n', name, '-k'], { okExitCodes: [2] });
     if (this.runner.plan(['rm', '-rf', this.dir(name)])) return;
     await rm(this.dir(name), { recursive: true, force: true });
+  }
+
+  /** Holds every process of the container in the cgroup freezer; lxc-freeze returns once they are held. */
+  async freeze(name: string): Promise<void> {
+    await this.runner.run(['lxc-freeze', '-P', this.lxcPath, '-n', name]);
+  }
+
+  async unfreeze(name: string): Promise<void> {
+    await this.runner.run(['lxc-unfreeze', '-P', this.lxcPath, '-n', name]);
+  }
+
+  /** Writes one cgroup setting of the running container; the kernel's refusal comes back as the reason, not thrown. */
+  async setCgroup(name: string, key: string, value: string): Promise<string | null> {
+    const r = await this.runner.run(['lxc-cgroup', '-P', this.lxcPath, '-n', name, key, value], { okExitCodes: [1] });
+    return r.exitCode === 0 ? null : r.stderr.trim() || `lxc-cgroup ${key} ${value} failed`;
   }
 
   /** Names of the containers defined under knarr's lxcpath. */

@@ -245,6 +245,14 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     'cluster delete': [['lab']],
     'cluster scale': [['lab', '--size', '2']],
     'cluster exec': [['lab', '0', '--', 'touch', '/root/x']],
+    'cluster suspend': [['lab'], ['lab', 'host-0']],
+    'cluster resume': [['lab']],
+    'cluster reboot': [['lab', '0']],
+    'cluster update': [
+      ['lab', '--memory', '256M'],
+      ['lab', '0', '--cpus', '0.5'],
+    ],
+    'cluster clone': [['lab', 'lab3']],
     'image import': [['img2', '--busybox']],
     'image rm': [['spare']],
     'image save': [['lab', '0', 'saved']],
@@ -330,6 +338,13 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     expect(del.code, del.stderr).toBe(0);
     expect(del.stdout).toMatch(/^lxc-stop -P \S+ -n alice-\d+-0 -k$/m);
     expect(del.stdout).toMatch(/^rm -rf \S+\/lxc\/alice-\d+-0$/m);
+    const suspend = await k(['--dry-run', 'cluster', 'suspend', 'lab', '0']);
+    expect(suspend.stdout).toMatch(/^lxc-freeze -P \S+ -n alice-\d+-0$/m);
+    const update = await k(['--dry-run', 'cluster', 'update', 'lab', '--memory', '256M']);
+    expect(update.stdout).toMatch(/^lxc-cgroup -P \S+ -n alice-\d+-0 memory\.\S+ 268435456$/m);
+    const clone = await k(['--dry-run', 'cluster', 'clone', 'lab', 'lab3']);
+    expect(clone.stdout).toMatch(/^lxc-freeze -P \S+ -n alice-\d+-0$/m);
+    expect(clone.stdout).toMatch(/^cp -a --reflink=auto \S+\/delta \S+\/knarr-clusters\/alice-ID-0\/delta$/m);
     const fsck = await k(['--dry-run', 'dot', 'fsck', '--repair']);
     expect(fsck.code, fsck.stderr).toBe(0);
     expect(fsck.stdout).toMatch(/^# repair d5 \(/m);

@@ -1,23 +1,32 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { validateAuthorizedKeys, validateClusterName, validateClusterSize, validateNodeIndex, type ClusterRecord } from '../../core/cluster.js';
+import {
+  nodeLimits,
+  parseCpus,
+  shownStatus,
+  validateAuthorizedKeys,
+  validateClusterName,
+  validateClusterSize,
+  validateNodeIndex,
+  type ClusterRecord,
+} from '../../core/cluster.js';
+import { formatSize } from '../../core/size.js';
+import { describeOp, isTerminal, type OpRecord } from '../../core/ops.js';
+import { OpRepo } from '../../state/ops.js';
+import { requireRunning, targetNodes } from './ops/shared.js';
 import { ConflictError, NotFoundError, UserError, ValidationError } from '../../core/errors.js';
 import { validateName } from '../../core/names.js';
 import { parseSize } from '../../core/size.js';
 import { thisHost } from '../../daemon/pidfile.js';
-import { runOperation } from '../op.js';
+import { opRun, runOperation } from '../op.js';
+import { HostRepo } from '../../state/hosts.js';
+import type { Store } from '../../state/store.js';
 import { timeCell, type CommandResult, type Context, type View } from '../types.js';
 import { withStore } from '../with-store.js';
 import { ClusterRepo } from '../../state/clusters.js';
 import { clusterPool, lxcFor, requireCluster, userOf } from './common.js';
 
-function cpuOf(v: string | undefined): number {
-  if (v === undefined) return 0;
-  const m = /^(\d+)m$/.exec(v);
-  const n = m ? Number(m[1]) : /^\d+(\.\d+)?$/.test(v) ? Math.round(Number(v) * 1000) : NaN;
-  if (!(n > 0)) throw new ValidationError('--cpus', `${JSON.stringify(v)} is not a cpu amount; write 0.5, 2 or 500m`);
-  return n;
-}
+const cpuOf = (v: string | undefined): number => (v === undefined ? 0 : parseCpus('--cpus', v));
 
 /** `knarr cluster create NAME --size N [--image IMG] [--user U] [--memory M] [--cpus C]`: every input checked before the operation is written. */
 export interface ClusterCreateOptions {
@@ -75,6 +84,132 @@ export async function clusterLifecycle(
   });
 }
 
+/** The operation's own account under its status line: what each node did (frozen already, limits live or at the next start). */
+function withSteps(res: CommandResult, lines: (result: Record<string, unknown>) => string[]): CommandResult {
+  const op = res.data as OpRecord;
+  if (op?.status !== 'done' || !op.result || typeof op.result !== 'object') return res;
+  return { ...res, view: { kind: 'lines', lines: [describeOp(op), ...lines(op.result as Record<string, unknown>)] } };
+}
+
+/**
+ * Runs the operation, unless the same one was cut short (its command killed) and no runner holds it now:
+ * then this run finishes that one, as knarr op run would, rather than be refused for it.
+ */
+async function runOrFinish(ctx: Context, store: Store, kind: string, args: Record<string, unknown>, host: string, detach: boolean): Promise<CommandResult> {
+  const here = await thisHost(ctx.config.stateDir);
+  if (!ctx.runner.dryRun && host === here) {
+    const repo = new OpRepo(store, ctx.config.fleet);
+    const same = (await repo.pendingTopLevel()).find((o) => o.kind === kind && o.host === host && JSON.stringify(o.args) === JSON.stringify(args));
+    // An agent up resumes it itself; a runner that holds it is still at work.
+    if (same?.status === 'running' && !(await repo.claimed(same.id)) && !(await new HostRepo(store, ctx.config.fleet).get(host))?.up) {
+      ctx.events.warn(`${same.id} (${kind}) was cut short (attempt ${same.attempts}); finishing it`);
+      return opRun(same.id, ctx);
+    }
+  }
+  return runOperation(ctx, store, kind, args, host, { detach });
+}
+
+const nodeOf = (v: string | undefined) => (v === undefined ? undefined : validateNodeIndex('NODE', v));
+
+/** suspend, resume, reboot: one operation on a running cluster's nodes (the one named, else all). */
+export async function clusterNodeLifecycle(
+  verb: 'suspend' | 'resume' | 'reboot',
+  nameArg: string,
+  nodeArg: string | undefined,
+  opts: { user?: string; detach: boolean },
+  ctx: Context,
+): Promise<CommandResult> {
+  const name = validateClusterName('NAME', nameArg);
+  const node = nodeOf(nodeArg);
+  const user = userOf(ctx, opts.user);
+  return withStore(ctx, async (store) => {
+    const c = await requireCluster(new ClusterRepo(store, ctx.config.fleet), user, name);
+    const [first] = targetNodes(c, node);
+    requireRunning(c, verb);
+    const host = node === undefined ? c.host : first!.host;
+    const res = await runOrFinish(ctx, store, `cluster.${verb}`, { user, name, ...(node === undefined ? {} : { node }) }, host, opts.detach);
+    return withSteps(res, (r) => {
+      if (verb === 'reboot') return [`rebooted ${(r.rebooted as string[]).join(', ')}`];
+      const steps = (r[verb === 'suspend' ? 'suspended' : 'resumed'] ?? []) as { hostname: string; changed: boolean }[];
+      const [now, already] = verb === 'suspend' ? ['frozen', 'was frozen already'] : ['running again', 'was running already'];
+      return steps.map((st) => `${st.hostname} ${st.changed ? now : already}`);
+    });
+  });
+}
+
+const limitCell = (v: number, unit: (n: number) => string) => (v > 0 ? unit(v) : 'none');
+const cpuCell = (m: number) => (m % 1000 === 0 ? String(m / 1000) : `${m}m`);
+
+/** `knarr cluster update NAME [NODE] --memory M --cpus C`: new limits, recorded, applied live where the kernel lets. */
+export async function clusterUpdate(
+  nameArg: string,
+  nodeArg: string | undefined,
+  opts: { memory?: string; cpus?: string; user?: string; detach: boolean },
+  ctx: Context,
+): Promise<CommandResult> {
+  const name = validateClusterName('NAME', nameArg);
+  const node = nodeOf(nodeArg);
+  if (opts.memory === undefined && opts.cpus === undefined)
+    throw new ValidationError('--memory', 'give the new limit: --memory 512M, --cpus 2, or both (none takes a limit away)');
+  const memory = opts.memory === undefined ? undefined : opts.memory === 'none' ? 0 : parseSize('--memory', opts.memory);
+  const cpu = opts.cpus === undefined ? undefined : opts.cpus === 'none' ? 0 : parseCpus('--cpus', opts.cpus);
+  const user = userOf(ctx, opts.user);
+  return withStore(ctx, async (store) => {
+    const c = await requireCluster(new ClusterRepo(store, ctx.config.fleet), user, name);
+    const [first] = targetNodes(c, node);
+    if (c.status !== 'running' && c.status !== 'stopped')
+      throw new ConflictError(`cannot update cluster ${name}: it is ${c.status}`, { hint: `wait for ${c.op}: knarr op wait ${c.op}` });
+    // One node's operation runs where that node is; a whole cluster's where the cluster is.
+    const host = node === undefined ? c.host : first!.host;
+    const args = { user, name, ...(node === undefined ? {} : { node }), ...(memory === undefined ? {} : { memory }), ...(cpu === undefined ? {} : { cpu }) };
+    const res = await runOrFinish(ctx, store, 'cluster.update', args, host, opts.detach);
+    return withSteps(res, (r) =>
+      (r.nodes as { hostname: string; memory: number; cpu: number; applied: string; reason?: string }[]).map(
+        (n) =>
+          `${n.hostname}: memory ${limitCell(n.memory, formatSize)}, cpus ${limitCell(n.cpu, cpuCell)}: ` +
+          (n.applied === 'live' ? 'applied live' : `at its next start (${n.reason})`),
+      ),
+    );
+  });
+}
+
+/** `knarr cluster clone NAME NEW`: a copy of a cluster under a new name, its nodes started. */
+export async function clusterClone(nameArg: string, newArg: string, opts: { user?: string; detach: boolean }, ctx: Context): Promise<CommandResult> {
+  const name = validateClusterName('NAME', nameArg);
+  const clone = validateClusterName('NEW', newArg);
+  const user = userOf(ctx, opts.user);
+  if (clone === name) throw new ValidationError('NEW', `the clone needs a name of its own, not ${name}`);
+  return withStore(ctx, async (store) => {
+    const repo = new ClusterRepo(store, ctx.config.fleet);
+    const c = await requireCluster(repo, user, name);
+    if (c.status !== 'running' && c.status !== 'stopped')
+      throw new ConflictError(`cannot clone cluster ${name}: it is ${c.status}`, { hint: `wait for ${c.op}: knarr op wait ${c.op}` });
+    const args = { user, name, clone, pool: c.pool };
+    const ops = new OpRepo(store, ctx.config.fleet);
+    const made = await repo.get(user, clone);
+    const maker = made ? await ops.get(made.op) : null;
+    // A clone of this very command, cut short, has made its record already: the re-run finishes it.
+    const mine = maker !== null && !isTerminal(maker.status) && JSON.stringify(maker.args) === JSON.stringify(args);
+    if (made && !mine)
+      throw new ConflictError(`user ${user} already has a cluster ${clone}`, {
+        hint: `pick another name, or see it: knarr cluster show ${clone} --user ${user}`,
+      });
+    // A create or clone of the same name still under way would take it meanwhile.
+    const taking = (await ops.pendingTopLevel()).find(
+      (o) => o.args.user === user && (o.args.name === clone || o.args.clone === clone) && JSON.stringify(o.args) !== JSON.stringify(args),
+    );
+    if (taking)
+      throw new ConflictError(`cluster ${clone} of user ${user} is being made by ${taking.id} (${taking.kind})`, {
+        hint: `wait for it: knarr op wait ${taking.id}`,
+      });
+    const res = await runOrFinish(ctx, store, 'cluster.clone', args, c.host, opts.detach);
+    return withSteps(res, (r) => [
+      `${String(r.cluster)} (id ${String(r.id)}): ${String(r.nodes)} node(s) from ${String(r.from)}, volumes ` +
+        `by ${r.volumes === 'snapshot' ? 'snapshot' : 'copy'}`,
+    ]);
+  });
+}
+
 /** `knarr cluster scale NAME --size N`: out or in; the remaining nodes keep their data. */
 export async function clusterScale(nameArg: string, opts: { size?: string; user?: string; detach: boolean }, ctx: Context): Promise<CommandResult> {
   const name = validateClusterName('NAME', nameArg);
@@ -95,7 +230,7 @@ export const clusterList = async (only: string | undefined, ctx: Context): Promi
       .filter((c) => !only || c.user === only)
       .sort((a, b) => a.user.localeCompare(b.user) || a.name.localeCompare(b.name));
     return {
-      data: clusters.map((c) => ({ ...c, size: c.nodes.length })),
+      data: clusters.map((c) => ({ ...c, size: c.nodes.length, frozen: c.nodes.filter((n) => n.frozen).length })),
       view: {
         kind: 'table',
         columns: ['USER', 'CLUSTER', 'ID', 'STATUS', 'NODES', 'IMAGE', 'SUBNET', 'HOST', 'NODE IPS', 'OP', 'CREATED'],
@@ -105,7 +240,7 @@ export const clusterList = async (only: string | undefined, ctx: Context): Promi
           c.user,
           c.name,
           String(c.id),
-          c.status,
+          shownStatus(c),
           String(c.nodes.length),
           c.image,
           c.subnet || '-',
@@ -124,18 +259,21 @@ export const clusterShow = async (name: string, opts: { user?: string }, ctx: Co
     const c = await requireCluster(new ClusterRepo(store, ctx.config.fleet), userOf(ctx, opts.user), validateClusterName('NAME', name));
     const lxc = lxcFor(ctx);
     const here = await thisHost(ctx.config.stateDir);
-    const nodes = await Promise.all(c.nodes.map(async (n) => ({ ...n, state: c.host === here ? ((await lxc.state(n.container)) ?? 'MISSING') : 'unknown' })));
+    const nodes = await Promise.all(
+      c.nodes.map(async (n) => ({ ...n, ...nodeLimits(c, n), state: c.host === here ? ((await lxc.state(n.container)) ?? 'MISSING') : 'unknown' })),
+    );
     // The record as cluster list gives it, each node with its container's state.
-    const data = { ...c, size: c.nodes.length, nodes };
+    const data = { ...c, size: c.nodes.length, frozen: c.nodes.filter((n) => n.frozen).length, nodes };
     return { data, view: clusterView(nodes) };
   });
 
 /** What `cluster show` prints: a row per node. */
-function clusterView(nodes: (ClusterRecord['nodes'][number] & { state: string })[]): View {
+function clusterView(nodes: (ClusterRecord['nodes'][number] & { state: string; memory: number; cpu: number })[]): View {
   return {
     kind: 'table',
-    columns: ['NODE', 'CONTAINER', 'HOSTNAME', 'IP', 'HOST', 'STATE'],
-    rows: nodes.map((n) => [String(n.index), n.container, n.hostname, n.ip, n.host, n.state]),
+    columns: ['NODE', 'CONTAINER', 'HOSTNAME', 'IP', 'HOST', 'STATE', 'MEMORY', 'CPUS'],
+    wide: ['MEMORY', 'CPUS'],
+    rows: nodes.map((n) => [String(n.index), n.container, n.hostname, n.ip, n.host, n.state, limitCell(n.memory, formatSize), limitCell(n.cpu, cpuCell)]),
   };
 }
 

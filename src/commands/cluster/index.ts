@@ -59,6 +59,66 @@ const scale = defineCommand(
   async ({ args, options }, ctx) => (await import('./commands.js')).clusterScale(args.name, options, ctx),
 );
 
+const nodeOptArg = {
+  name: { description: 'cluster name', required: true, completes: 'cluster' },
+  node: { description: 'one node, by index or hostname (0, host-0); every node when left out' },
+} as const;
+
+const nodeLifecycle = (
+  [
+    ['suspend', 'freeze every process of a node, or of every node, in the cgroup freezer (memory and addresses kept)', 'lab 1', 'freeze host-1'],
+    ['resume', 'thaw suspended nodes: their processes carry on where they were', 'lab', 'thaw every node of lab'],
+    ['reboot', 'stop and start nodes again one at a time, with the limits the record holds now', 'lab host-2', 'reboot host-2'],
+  ] as const
+).map(([verb, summary, example, what]) =>
+  defineCommand(
+    {
+      name: verb,
+      summary,
+      args: nodeOptArg,
+      options: { user: userOption, detach: detachOption },
+      examples: [{ command: `knarr cluster ${verb} ${example}`, description: what }],
+      dryRun: 'plans',
+    },
+    async ({ args, options }, ctx) => (await import('./commands.js')).clusterNodeLifecycle(verb, args.name, args.node, options, ctx),
+  ),
+);
+
+const update = defineCommand(
+  {
+    name: 'update',
+    summary: "change nodes' memory and cpu limits: live where the kernel takes them, else at the next start",
+    args: nodeOptArg,
+    options: {
+      memory: { flags: '--memory <size>', description: 'memory limit per node, e.g. 512M; none takes the limit away' },
+      cpus: { flags: '--cpus <n>', description: 'cpu limit per node: 0.5, 2 or 500m; none takes the limit away' },
+      user: userOption,
+      detach: detachOption,
+    },
+    examples: [
+      { command: 'knarr cluster update lab --memory 512M', description: 'every node of lab gets 512 MiB' },
+      { command: 'knarr cluster update lab 0 --cpus 2', description: 'host-0 alone gets two cpus' },
+    ],
+    dryRun: 'plans',
+  },
+  async ({ args, options }, ctx) => (await import('./commands.js')).clusterUpdate(args.name, args.node, options, ctx),
+);
+
+const clone = defineCommand(
+  {
+    name: 'clone',
+    summary: "a new cluster from an existing one: new ids and addresses, each node's volume copied (a snapshot where the pool can)",
+    args: {
+      name: { description: 'the cluster to copy', required: true, completes: 'cluster' },
+      new: { description: 'the new cluster name', required: true, completes: 'none' },
+    },
+    options: { user: userOption, detach: detachOption },
+    examples: [{ command: 'knarr cluster clone lab lab2', description: "lab2: lab's nodes and their files, started" }],
+    dryRun: 'plans',
+  },
+  async ({ args, options }, ctx) => (await import('./commands.js')).clusterClone(args.name, args.new, options, ctx),
+);
+
 const list = defineCommand(
   {
     name: 'list',
@@ -118,5 +178,5 @@ export const cluster = defineGroup({
     "overlay of a read-only base image and a per-node volume on the pool, a per-cluster /etc/hosts bind-mounted read-only, the user's shared data " +
     "at /nfs and authorized keys at /root/.ssh, an address on the user's own /24 on the host's bridge. Every change is an operation in etcd (knarr " +
     "op), run by the host's agent or, with none, by the CLI inline. Nodes are placed on the host the cluster is created on.",
-  subcommands: [create, ...lifecycle, scale, list, show, exec],
+  subcommands: [create, ...lifecycle, ...nodeLifecycle, update, clone, scale, list, show, exec],
 });

@@ -53,6 +53,11 @@ export interface StorageDriver {
   ensureVolume(record: PoolRecord, volume: string, runner: Runner): Promise<VolumeInfo>;
   /** Removes a volume and everything in it; a volume that is not there is fine. */
   removeVolume(record: PoolRecord, volume: string, runner: Runner): Promise<void>;
+  /**
+   * A new volume to holding what from holds now, copy-on-write (a snapshot); absent on drivers that can only
+   * copy. A to that exists already is kept (a resumed clone): the snapshot is made whole or not at all.
+   */
+  cloneVolume?(record: PoolRecord, from: string, to: string, runner: Runner): Promise<VolumeInfo>;
   /** Versioned filesystems for dots on this driver's pools. */
   dots(runner: Runner): DotStorage;
   transfer(runner: Runner): DotTransfer;

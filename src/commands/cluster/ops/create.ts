@@ -1,12 +1,10 @@
 import { mkdir, writeFile } from 'node:fs/promises';
-import { containerName, nodeHostname, type ClusterRecord } from '../../../core/cluster.js';
 import { ConflictError } from '../../../core/errors.js';
 import { OpArgs } from '../../../core/op-args.js';
 import type { OpRecord } from '../../../core/ops.js';
 import type { OpHandler, OpRun } from '../../../ops/runner.js';
-import { SubnetReleased } from '../../../state/clusters.js';
-import { nodeVolume, userDir } from '../common.js';
-import { removeClusterParts, setting, startNodes, writeHosts } from './shared.js';
+import { userDir } from '../common.js';
+import { allocateCluster, removeClusterParts, setting, startNodes, writeHosts } from './shared.js';
 
 /** What `knarr cluster create` checked and wrote into the operation. */
 export interface CreateArgs {
@@ -46,49 +44,22 @@ export const clusterCreate: OpHandler = {
     const { args } = s;
     // A resumed run finds its id in the record it made; a run cut short before that takes a new one.
     if (s.existing && s.existing.op !== r.op.id) throw new ConflictError(`user ${args.user} already has a cluster ${args.name}`);
-    let c = s.existing;
-    if (!c) {
-      const id = await s.repo.nextId();
-      const now = new Date().toISOString();
-      const names = Array.from({ length: args.size }, (_, i) => containerName(args.user, id, i));
-      for (let attempt = 1; !c; attempt++) {
-        const subnet = await s.repo.ensureSubnet(r.ctx.config.cluster.network, args.user);
-        const draft: ClusterRecord = {
-          id,
-          name: args.name,
-          user: args.user,
-          status: 'creating',
-          image: args.image,
-          pool: s.pool.name,
-          host: args.host,
-          subnet,
-          memory: args.memory,
-          cpu: args.cpu,
-          nodes: [],
-          op: r.op.id,
-          createdAt: now,
-          updatedAt: now,
-        };
-        const nodesWith = (ips: Map<string, string>) =>
-          names.map((container, i) => ({
-            index: i,
-            container,
-            hostname: nodeHostname(i),
-            ip: ips.get(container)!,
-            host: draft.host,
-            volume: nodeVolume(container),
-          }));
-        try {
-          // The record and its addresses in one transaction: nothing is made before the record that undo finds things by.
-          const ips = await s.repo.ensureAddresses(subnet, args.user, names, (planned) => ({ ...draft, nodes: nodesWith(planned) }));
-          c = { ...draft, nodes: nodesWith(ips) };
-        } catch (e) {
-          // Given back meanwhile: the addresses taken in it go, and the user gets a subnet again.
-          if (!(e instanceof SubnetReleased) || attempt >= 3) throw e;
-          await s.repo.releaseAddresses(args.user, (holder) => names.includes(holder));
-        }
-      }
-    }
+    const now = new Date().toISOString();
+    const c =
+      s.existing ??
+      (await allocateCluster(s, r.ctx.config.cluster.network, args.size, {
+        name: args.name,
+        user: args.user,
+        status: 'creating',
+        image: args.image,
+        pool: s.pool.name,
+        host: args.host,
+        memory: args.memory,
+        cpu: args.cpu,
+        op: r.op.id,
+        createdAt: now,
+        updatedAt: now,
+      }));
     const user = userDir(s.pool, args.user);
     await mkdir(`${user}/data`, { recursive: true });
     await mkdir(`${user}/ssh`, { recursive: true, mode: 0o700 });

@@ -1,7 +1,16 @@
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { containerName, hostsFile, nodeHostname, subnetBroadcast, subnetGateway, type ClusterNode, type ClusterRecord } from '../../../core/cluster.js';
-import { NotFoundError } from '../../../core/errors.js';
+import {
+  containerName,
+  hostsFile,
+  nodeHostname,
+  nodeLimits,
+  subnetBroadcast,
+  subnetGateway,
+  type ClusterNode,
+  type ClusterRecord,
+} from '../../../core/cluster.js';
+import { ConflictError, NotFoundError } from '../../../core/errors.js';
 import { OpArgs } from '../../../core/op-args.js';
 import type { OpRecord } from '../../../core/ops.js';
 import type { PoolRecord } from '../../../core/pool.js';
@@ -10,7 +19,7 @@ import { lxcConfig, unifiedCgroups, type Lxc } from '../../../host/lxc.js';
 import { dropBridgeIfIdle, ensureBridge } from '../../../host/net.js';
 import type { StorageDriver } from '../../../host/storage/driver.js';
 import type { OpRun } from '../../../ops/runner.js';
-import { ClusterRepo, type ImageRecord } from '../../../state/clusters.js';
+import { ClusterRepo, SubnetReleased, type ImageRecord } from '../../../state/clusters.js';
 import { clusterPool, hostsPath, lxcFor, nodeVolume, userDir } from '../common.js';
 
 /** The cluster an operation acts on, as every cluster operation's arguments name it. */
@@ -52,6 +61,46 @@ export async function requireCluster(s: Setting): Promise<ClusterRecord> {
 
 export const forwardOnly = async () => undefined;
 
+/** The run as an undo uses it: the cancel it may be undoing is no reason to stop at a checkpoint. */
+export const undoRun = (r: OpRun): OpRun => Object.create(r, { checkpoint: { value: async () => undefined } }) as OpRun;
+
+/** A cluster and, for a node's own lifecycle (suspend, resume, reboot, update), one of its nodes; none means every node. */
+export interface NodeRef extends ClusterRef {
+  node?: number;
+}
+
+export function nodeRefArgs(op: OpRecord): NodeRef {
+  const a = new OpArgs(op);
+  return { ...clusterRefArgs(op), node: a.optionalInteger('node') };
+}
+
+/** The nodes an operation acts on: the one named, else all of them. */
+export function targetNodes(c: ClusterRecord, node: number | undefined): ClusterNode[] {
+  if (node === undefined) return c.nodes;
+  const n = c.nodes.find((x) => x.index === node);
+  if (!n) {
+    const has = c.nodes.length ? `host-0..host-${c.nodes.length - 1}` : 'none';
+    throw new NotFoundError(`cluster ${c.name} has no node ${node} (its nodes: ${has})`, { hint: `see them with: knarr cluster show ${c.name}` });
+  }
+  return [n];
+}
+
+/** Suspend, resume and reboot act on running nodes only: a stopped or changing cluster is refused with what to do. */
+export function requireRunning(c: ClusterRecord, verb: string): void {
+  if (c.status === 'running') return;
+  throw new ConflictError(`cannot ${verb} cluster ${c.name}: it is ${c.status}, not running`, {
+    hint: c.status === 'stopped' ? `start it first: knarr cluster start ${c.name} --user ${c.user}` : `wait for ${c.op}: knarr op wait ${c.op}`,
+  });
+}
+
+/** The nodes without their frozen mark. */
+export const thawed = (nodes: readonly ClusterNode[]): ClusterNode[] => nodes.map(({ frozen: _, ...n }) => n);
+
+/** The cluster with the given nodes changed. */
+export function patchNodes(c: ClusterRecord, containers: readonly string[], patch: (n: ClusterNode) => ClusterNode): ClusterRecord {
+  return { ...c, nodes: c.nodes.map((n) => (containers.includes(n.container) ? patch(n) : n)) };
+}
+
 /** The host's last cluster is gone: its bridge goes, with the bridge's firewall rules; a bridge something else is attached to stays. */
 export async function dropBridgeIfUnused(r: OpRun, s: Setting, host: string): Promise<void> {
   if ((await s.repo.list()).some((c) => c.host === host)) return;
@@ -63,6 +112,42 @@ export async function writeHosts(s: Setting, c: ClusterRecord): Promise<void> {
   const path = hostsPath(s.pool, c.user, c.id);
   await mkdir(dirname(path), { recursive: true });
   await writeFile(path, hostsFile(c.name, c.nodes));
+}
+
+/**
+ * A new cluster's id, the user's subnet and an address per node, with its record (status creating) written in
+ * the same transaction: nothing is made before the record that undo finds things by. each gives a node more fields.
+ */
+export async function allocateCluster(
+  s: Setting,
+  network: string,
+  size: number,
+  draft: Omit<ClusterRecord, 'id' | 'subnet' | 'nodes'>,
+  each: (index: number) => Partial<ClusterNode> = () => ({}),
+): Promise<ClusterRecord> {
+  const id = await s.repo.nextId();
+  const names = Array.from({ length: size }, (_, i) => containerName(draft.user, id, i));
+  for (let attempt = 1; ; attempt++) {
+    const subnet = await s.repo.ensureSubnet(network, draft.user);
+    const nodesWith = (ips: Map<string, string>): ClusterNode[] =>
+      names.map((container, i) => ({
+        index: i,
+        container,
+        hostname: nodeHostname(i),
+        ip: ips.get(container)!,
+        host: draft.host,
+        volume: nodeVolume(container),
+        ...each(i),
+      }));
+    try {
+      const ips = await s.repo.ensureAddresses(subnet, draft.user, names, (planned) => ({ ...draft, id, subnet, nodes: nodesWith(planned) }));
+      return { ...draft, id, subnet, nodes: nodesWith(ips) };
+    } catch (e) {
+      // Given back meanwhile: the addresses taken in it go, and the user gets a subnet again.
+      if (!(e instanceof SubnetReleased) || attempt >= 3) throw e;
+      await s.repo.releaseAddresses(draft.user, (holder) => names.includes(holder));
+    }
+  }
 }
 
 /** Plans nodes from..to-1: addresses taken, names given; nothing made on the host yet. */
@@ -81,10 +166,18 @@ export async function planNodes(s: Setting, c: ClusterRecord, from: number, to: 
 
 /** Makes and starts one node: its volume, its config, then lxc-start; each part is skipped when already there. */
 async function ensureNode(r: OpRun, s: Setting, c: ClusterRecord, node: ClusterNode, image: ImageRecord, cgroup2: boolean): Promise<void> {
+  const config = await defineNode(r, s, c, node, image, cgroup2);
+  if ((await s.lxc.config(node.container)) !== config) await s.lxc.define(node.container, config);
+  await s.lxc.start(node.container);
+}
+
+/** The node's volume (made when missing) and the config it runs with, from the record as it is. */
+export async function defineNode(r: OpRun, s: Setting, c: ClusterRecord, node: ClusterNode, image: ImageRecord, cgroup2: boolean): Promise<string> {
   const vol = await s.driver.ensureVolume(s.pool, node.volume, r.ctx.runner);
   await mkdir(`${vol.path}/delta`, { recursive: true });
   const user = userDir(s.pool, c.user);
-  const config = lxcConfig({
+  const limits = nodeLimits(c, node);
+  return lxcConfig({
     name: node.container,
     hostname: node.hostname,
     image: image.rootfs,
@@ -98,12 +191,17 @@ async function ensureNode(r: OpRun, s: Setting, c: ClusterRecord, node: ClusterN
       { source: `${user}/data`, target: 'nfs', readOnly: false, kind: 'dir' },
       { source: `${user}/ssh`, target: 'root/.ssh', readOnly: true, kind: 'dir' },
     ],
-    memoryBytes: c.memory,
-    cpuMillis: c.cpu,
+    memoryBytes: limits.memory,
+    cpuMillis: limits.cpu,
     cgroup2,
   });
-  if ((await s.lxc.config(node.container)) !== config) await s.lxc.define(node.container, config);
-  await s.lxc.start(node.container);
+}
+
+/** The cluster's base image on its host. */
+export async function requireImage(s: Setting, c: ClusterRecord): Promise<ImageRecord> {
+  const image = await s.repo.image(c.host, c.image);
+  if (!image) throw new NotFoundError(`image ${c.image} is gone from ${c.host}`);
+  return image;
 }
 
 /** Removes one node: its container, its volume, its address. */
@@ -129,8 +227,7 @@ const START_PARALLEL = 2;
 export async function startNodes(r: OpRun, s: Setting, c: ClusterRecord, nodes: ClusterNode[], verb: string): Promise<void> {
   await ensureBridge(r.ctx.runner, r.ctx.config.cluster.bridge, c.subnet);
   await allowBridge(r.ctx.runner, r.ctx.env, r.ctx.config.cluster.bridge);
-  const image = await s.repo.image(c.host, c.image);
-  if (!image) throw new NotFoundError(`image ${c.image} is gone from ${c.host}`);
+  const image = await requireImage(s, c);
   const cgroup2 = await unifiedCgroups();
   let next = 0;
   let done = 0;

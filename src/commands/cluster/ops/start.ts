@@ -1,6 +1,6 @@
 import { ensureBridge } from '../../../host/net.js';
 import type { OpHandler, OpRun } from '../../../ops/runner.js';
-import { clusterRefArgs, forwardOnly, requireCluster, setting, startNodes } from './shared.js';
+import { clusterRefArgs, forwardOnly, thawed, requireCluster, setting, startNodes } from './shared.js';
 
 const startSetting = (r: OpRun) => setting(r, clusterRefArgs(r.op));
 
@@ -9,8 +9,11 @@ export const clusterStart: OpHandler = {
   async run(r) {
     const s = await startSetting(r);
     const c = await requireCluster(s);
+    // lxc-start takes a frozen node for a running one: it is thawed.
+    for (const node of c.nodes) if ((await s.lxc.state(node.container)) === 'FROZEN') await s.lxc.unfreeze(node.container);
     await startNodes(r, s, c, c.nodes, 'starting');
-    await s.repo.put({ ...c, status: 'running', op: r.op.id });
+    // Stopped or started, no node is frozen any more.
+    await s.repo.put({ ...c, nodes: thawed(c.nodes), status: 'running', op: r.op.id });
     return { cluster: c.name, nodes: c.nodes.length };
   },
   async plan(r) {
@@ -18,6 +21,7 @@ export const clusterStart: OpHandler = {
     const c = await requireCluster(s);
     await ensureBridge(r.ctx.runner, r.ctx.config.cluster.bridge, c.subnet);
     for (const node of c.nodes) {
+      if ((await s.lxc.state(node.container)) === 'FROZEN') await s.lxc.unfreeze(node.container);
       if (!(await s.lxc.defined(node.container))) r.ctx.runner.note(`define node ${node.hostname} (${node.container}) again: its volume and config`);
       await s.lxc.start(node.container);
     }

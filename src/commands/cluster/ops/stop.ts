@@ -1,5 +1,5 @@
 import type { OpHandler, OpRun } from '../../../ops/runner.js';
-import { clusterRefArgs, forwardOnly, requireCluster, setting } from './shared.js';
+import { clusterRefArgs, forwardOnly, thawed, requireCluster, setting } from './shared.js';
 
 const stopSetting = (r: OpRun) => setting(r, clusterRefArgs(r.op));
 
@@ -13,7 +13,8 @@ export const clusterStop: OpHandler = {
       await r.progress(k, c.nodes.length, `stopping ${node.hostname}`);
       await s.lxc.stop(node.container);
     }
-    await s.repo.put({ ...c, status: 'stopped', op: r.op.id });
+    // Stopped or started, no node is frozen any more.
+    await s.repo.put({ ...c, nodes: thawed(c.nodes), status: 'stopped', op: r.op.id });
     return { cluster: c.name, nodes: c.nodes.length };
   },
   async plan(r) {

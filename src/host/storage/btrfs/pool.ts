@@ -94,6 +94,14 @@ export const btrfsDriver: StorageDriver = {
     if (await pathExists(path)) await runner.run(['btrfs', 'subvolume', 'delete', path]);
   },
 
+  async cloneVolume(record: PoolRecord, from: string, to: string, runner: Runner): Promise<VolumeInfo> {
+    const path = `${record.mountpoint}/${to}`;
+    if (await pathExists(path)) return { path, created: false };
+    await runner.mkdirp(dirname(path));
+    await runner.run(['btrfs', 'subvolume', 'snapshot', `${record.mountpoint}/${from}`, path]);
+    return { path, created: true };
+  },
+
   dots: (runner: Runner) => treeDots(runner, btrfsPrimitives),
   transfer: (runner: Runner) => treeTransfer(runner, btrfsPrimitives, 'btrfs'),
 };
