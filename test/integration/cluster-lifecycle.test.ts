@@ -3,16 +3,14 @@ import { randomInt } from 'node:crypto';
 import { hostname } from 'node:os';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectEtcd, type Store } from '../../src/state/store.js';
+import type { Store } from '../../src/state/store.js';
 import { fleetKeys } from '../../src/state/keys.js';
 import { OpRepo } from '../../src/state/ops.js';
 import type { OpRecord } from '../../src/core/ops.js';
-import { pickNetwork } from '../harness/net.js';
 import { knarr } from '../harness/cli.js';
-import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
+import { clusterWorld, type ClusterWorld } from '../harness/clusters.js';
 import { eventually } from '../harness/eventually.js';
 import { freePort } from '../harness/ports.js';
-import { tempDir, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
 
 const run = integration(
@@ -42,17 +40,15 @@ interface ShownNode {
 }
 
 describe.skipIf(!run)("a node's lifecycle: suspend, resume, reboot, update, clone (real LXC, durable operations)", () => {
-  let tmp: TempDir;
-  let etcd: EtcdInstance;
+  let w: ClusterWorld;
   let store: Store;
   let env: Record<string, string>;
   let lxcPath: string;
   let poolDir: string;
-  let bridge: string;
   const fleet = 'life';
   const k = (argv: string[]) => knarr(argv, { env });
-  const lxcLs = async () => (await execa('lxc-ls', ['-P', lxcPath, '-1'], { reject: false })).stdout.split('\n').filter(Boolean).sort();
-  const attach = async (container: string, ...cmd: string[]) => (await execa('lxc-attach', ['-P', lxcPath, '-n', container, '--', ...cmd])).stdout;
+  const lxcLs = () => w.lxcLs();
+  const attach = (container: string, ...cmd: string[]) => w.attach(container, ...cmd);
   const show = async (name: string) =>
     (await k(['--json', 'cluster', 'show', name])).json() as { id: number; status: string; frozen: number; nodes: ShownNode[] };
   /** The cluster events of life, oldest first. */
@@ -91,37 +87,13 @@ describe.skipIf(!run)("a node's lifecycle: suspend, resume, reboot, update, clon
   }
 
   beforeAll(async () => {
-    tmp = await tempDir('knarr-life-');
-    etcd = await startEtcd();
-    store = await connectEtcd([etcd.url]);
-    bridge = `kl${randomInt(36 ** 4)
-      .toString(36)
-      .padStart(4, '0')}`;
-    env = {
-      KNARR_STATE_DIR: `${tmp.path}/state`,
-      KNARR_ETCD: etcd.url,
-      KNARR_FLEET: fleet,
-      KNARR_CLUSTER_NETWORK: await pickNetwork(),
-      KNARR_CLUSTER_BRIDGE: bridge,
-      KNARR_USER: 'alice',
-      DOCKER_HOST: `unix://${tmp.path}/no-docker.sock`,
-    };
-    lxcPath = `${tmp.path}/state/lxc`;
-    poolDir = `${tmp.path}/state/mnt/nodes`;
-    await ok(['pool', 'init', '--name', 'nodes', '--driver', 'dir']);
-    await ok(['image', 'import', 'base', '--busybox']);
+    w = await clusterWorld('knarr-life-', fleet, 'alice');
+    ({ store, env, lxcPath, poolDir } = w);
     await ok(['cluster', 'create', 'life', '--size', '2', '--memory', '128M']);
   }, 90_000);
 
   afterAll(async () => {
-    for (const name of lxcPath ? await lxcLs() : []) {
-      await execa('lxc-unfreeze', ['-P', lxcPath, '-n', name], { reject: false });
-      await execa('lxc-stop', ['-P', lxcPath, '-n', name, '-k'], { reject: false });
-    }
-    if (bridge) await execa('ip', ['link', 'del', bridge], { reject: false });
-    await store?.close();
-    await etcd?.stop();
-    await tmp?.cleanup();
+    await w?.teardown();
   }, 90_000);
 
   it('suspend holds a node: a process counting in it stops while frozen and carries on after resume; re-runs say so and succeed', async () => {
@@ -399,7 +371,7 @@ describe.skipIf(!run)("a node's lifecycle: suspend, resume, reboot, update, clon
   it.skipIf(!btrfs)(
     'clone on a btrfs pool snapshots each volume (copy-on-write)',
     async () => {
-      const img = `${tmp.path}/bt.img`;
+      const img = `${w.tmp.path}/bt.img`;
       const name = `klb${randomInt(36 ** 4).toString(36)}`;
       await ok(['pool', 'init', '--name', name, '--driver', 'btrfs', '--loop-file', img, '--size', '256M']);
       try {

@@ -3,14 +3,13 @@ import { hostname } from 'node:os';
 import { randomInt } from 'node:crypto';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectEtcd, type Store } from '../../src/state/store.js';
+import type { Store } from '../../src/state/store.js';
 import { fleetKeys } from '../../src/state/keys.js';
 import { OpRepo } from '../../src/state/ops.js';
-import { pickNetwork } from '../harness/net.js';
 import { knarr } from '../harness/cli.js';
-import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
+import { clusterWorld, type ClusterWorld } from '../harness/clusters.js';
+import type { TempDir } from '../harness/tmp.js';
 import { freePort } from '../harness/ports.js';
-import { tempDir, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
 import { eventually } from '../harness/eventually.js';
 import { destroyPoolQuietly, zfsAnswers } from '../harness/zfs.js';
@@ -36,48 +35,26 @@ const firewalled =
   );
 
 describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a busybox base image)', () => {
+  let w: ClusterWorld;
   let tmp: TempDir;
-  let etcd: EtcdInstance;
+  let bridge: string;
   let store: Store;
   let env: Record<string, string>;
   let lxcPath: string;
   let poolDir: string;
-  let bridge: string;
   const fleet = 'clusters';
   const k = (argv: string[]) => knarr(argv, { env });
-  const lxcLs = async () => (await execa('lxc-ls', ['-P', lxcPath, '-1'], { reject: false })).stdout.split('\n').filter(Boolean).sort();
-  const attach = async (container: string, ...cmd: string[]) => (await execa('lxc-attach', ['-P', lxcPath, '-n', container, '--', ...cmd])).stdout;
+  const lxcLs = () => w.lxcLs();
+  const attach = (container: string, ...cmd: string[]) => w.attach(container, ...cmd);
   const show = async (name: string) => (await k(['--json', 'cluster', 'show', name])).json();
 
   beforeAll(async () => {
-    tmp = await tempDir('knarr-clusters-');
-    etcd = await startEtcd();
-    store = await connectEtcd([etcd.url]);
-    bridge = `kc${randomInt(36 ** 4)
-      .toString(36)
-      .padStart(4, '0')}`;
-    env = {
-      KNARR_STATE_DIR: `${tmp.path}/state`,
-      KNARR_ETCD: etcd.url,
-      KNARR_FLEET: fleet,
-      KNARR_CLUSTER_NETWORK: await pickNetwork(),
-      KNARR_CLUSTER_BRIDGE: bridge,
-      KNARR_USER: 'alice',
-      DOCKER_HOST: `unix://${tmp.path}/no-docker.sock`,
-    };
-    lxcPath = `${tmp.path}/state/lxc`;
-    poolDir = `${tmp.path}/state/mnt/nodes`;
-    expect((await k(['pool', 'init', '--name', 'nodes', '--driver', 'dir'])).code).toBe(0);
-    const img = await k(['image', 'import', 'base', '--busybox']);
-    expect(img.code, img.stderr).toBe(0);
+    w = await clusterWorld('knarr-clusters-', fleet, 'alice');
+    ({ tmp, store, env, lxcPath, poolDir, bridge } = w);
   }, 60_000);
 
   afterAll(async () => {
-    for (const name of lxcPath ? await lxcLs() : []) await execa('lxc-stop', ['-P', lxcPath, '-n', name, '-k'], { reject: false });
-    if (bridge) await execa('ip', ['link', 'del', bridge], { reject: false });
-    await store?.close();
-    await etcd?.stop();
-    await tmp?.cleanup();
+    await w?.teardown();
   }, 60_000);
 
   it("a 3-node cluster: hostnames, /etc/hosts, a shared /nfs, each node's writes in its own volume, and a network between them", async () => {
