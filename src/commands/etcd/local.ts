@@ -89,6 +89,11 @@ export interface RestoreJournal {
   startedAt: string;
 }
 
+/** Writes a restore's journal as this process's: from then on a start of etcd waits for it, and a crash is finished or dropped. */
+export async function writeRestoreJournal(ctx: Context, j: Omit<RestoreJournal, 'pid' | 'startedAt'>): Promise<void> {
+  await writeJsonAtomic(statePaths(ctx.config.stateDir).etcdRestore, { ...j, pid: process.pid, startedAt: new Date().toISOString() } satisfies RestoreJournal);
+}
+
 /** The journal of a restore, refusing while another knarr process is doing one. */
 export async function readRestoreJournal(ctx: Context): Promise<RestoreJournal | null> {
   const j = await readJson<RestoreJournal>(statePaths(ctx.config.stateDir).etcdRestore);

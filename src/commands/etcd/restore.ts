@@ -18,7 +18,7 @@ import {
   readEtcdState,
   refuseExternal,
   stopLocalEtcd,
-  type RestoreJournal,
+  writeRestoreJournal,
 } from './local.js';
 import { etcdData } from './view.js';
 import { knarrCommand } from '../../core/shell.js';
@@ -122,15 +122,7 @@ export async function etcdRestore(fileArg: string, opts: EtcdRestoreOptions, ctx
   }
   const aside = hasData ? `${dataDir}/member.before-restore-${stamp}` : null;
   // Written before etcd stops: from here a start of etcd waits for this process, and a crash is finished or dropped.
-  if (!ctx.runner.dryRun)
-    await writeJsonAtomic(statePaths(ctx.config.stateDir).etcdRestore, {
-      snapshot: file,
-      dataDir,
-      staged,
-      aside,
-      pid: process.pid,
-      startedAt: new Date().toISOString(),
-    } satisfies RestoreJournal);
+  if (!ctx.runner.dryRun) await writeRestoreJournal(ctx, { snapshot: file, dataDir, staged, aside });
 
   if (running && state) {
     ctx.events.step(`etcd: stopping pid ${state.pid}`);

@@ -8,7 +8,7 @@ import { pathExists } from '../../host/mounts.js';
 import type { Context } from '../types.js';
 import { ETCDCTL_ENV, snapshotTool } from './backup.js';
 import { ensureFirstPki, memberName, pkiFiles, tlsUrls } from './cluster.js';
-import { dataLocation, finishRestore, readEtcdState, type RestoreJournal } from './local.js';
+import { dataLocation, finishRestore, readEtcdState, writeRestoreJournal } from './local.js';
 
 export interface ToTlsOptions {
   advertise: string;
@@ -95,14 +95,7 @@ export async function plainToMember(ctx: Context, opts: ToTlsOptions): Promise<s
     clusterState: 'existing',
     endpoints: [urls.clientUrl],
   };
-  await writeJsonAtomic(paths.etcdRestore, {
-    snapshot: db,
-    dataDir,
-    staged,
-    aside,
-    pid: process.pid,
-    startedAt: new Date().toISOString(),
-  } satisfies RestoreJournal);
+  await writeRestoreJournal(ctx, { snapshot: db, dataDir, staged, aside });
   await writeJsonAtomic(paths.etcdState, member);
   await finishRestore(ctx);
   return aside;
