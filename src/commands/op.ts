@@ -73,8 +73,15 @@ export async function runOperation(
   if (typeof args.user === 'string' && typeof args.name === 'string') {
     const busy = (await repo.pendingTopLevel()).find((o) => o.args.user === args.user && o.args.name === args.name);
     if (busy) {
+      // With no agent on its host nothing runs it by itself: a wait would never end.
+      const agentUp = (await new HostRepo(store, ctx.config.fleet).get(busy.host))?.up === true;
+      const onward = agentUp
+        ? `wait for it: knarr op wait ${busy.id}`
+        : busy.host === (await thisHost(ctx.config.stateDir))
+          ? `no agent runs it: resume it with knarr op run ${busy.id}`
+          : `it waits for the agent of ${busy.host}`;
       throw new ConflictError(`cluster ${args.name} of user ${args.user} has ${busy.id} (${busy.kind}) ${busy.status}`, {
-        hint: `wait for it: knarr op wait ${busy.id}; or take it back: knarr op cancel ${busy.id}`,
+        hint: `${onward}; or take it back: knarr op cancel ${busy.id}`,
       });
     }
   }

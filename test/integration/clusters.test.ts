@@ -289,8 +289,19 @@ describe.skipIf(!run)('LXC clusters driven by durable operations (real LXC, a bu
     const held = await ops.submit('cluster.scale', { user: 'alice', name: 'busy', size: 2 }, 'elsewhere');
     const r = await k(['cluster', 'delete', 'busy']);
     expect(r.code).toBe(4);
-    expect(r.stderr).toMatch(new RegExp(`cluster busy of user alice has ${held.id} \\(cluster.scale\\) queued\n  hint: wait for it: knarr op wait ${held.id}`));
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `cluster busy of user alice has ${held.id} \\(cluster.scale\\) queued\n  hint: it waits for the agent of elsewhere; or take it ` +
+          `back: knarr op cancel ${held.id}`,
+      ),
+    );
     expect((await k(['op', 'cancel', held.id])).code).toBe(0);
+    // One of this host's, with no agent here: waiting would never end, so the hint says how to run it.
+    const mine = await ops.submit('cluster.scale', { user: 'alice', name: 'busy', size: 2 }, hostname());
+    const again = await k(['cluster', 'delete', 'busy']);
+    expect(again.code).toBe(4);
+    expect(again.stderr).toContain(`hint: no agent runs it: resume it with knarr op run ${mine.id}; or take it back: knarr op cancel ${mine.id}`);
+    expect((await k(['op', 'cancel', mine.id])).code).toBe(0);
     expect((await show('busy')).nodes).toHaveLength(1);
     // Over: the command goes ahead.
     expect((await k(['cluster', 'delete', 'busy'])).code).toBe(0);
