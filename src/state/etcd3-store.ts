@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { rootCertificates } from 'node:tls';
-import { CircuitState, circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, type IBackoff, isBrokenCircuitError, noop } from 'cockatiel';
+import { CircuitState, circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, isBrokenCircuitError, noop } from 'cockatiel';
 import {
   EtcdAuthenticationFailedError,
   EtcdPermissionDeniedError,
@@ -118,7 +118,7 @@ export async function connectEtcd3(endpoints: readonly string[], opts: Etcd3Opti
     ...(credentials ? { credentials } : {}),
     ...(auth ? { auth: { ...auth, callOptions: () => ({ deadline: Date.now() + attemptMs }) } } : {}),
     dialTimeout: attemptMs,
-    // Streams (watch, keepalive) live long: their liveness is the HTTP/2 ping below, not a deadline.
+    // Streams (watch, keepalive) live long: their liveness is the lease renewals and the HTTP/2 pings below, not a deadline.
     defaultCallOptions: (c) => (c.isStream ? {} : { deadline: Date.now() + attemptMs }),
     grpcOptions: { 'grpc.keepalive_time_ms': KEEPALIVE_MS, 'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS },
     faultHandling: {
@@ -126,8 +126,6 @@ export async function connectEtcd3(endpoints: readonly string[], opts: Etcd3Opti
       host: (endpoint) => (endpoints.length < 2 ? noop : (probingBreaker(() => members.silent(endpoint)) as unknown as typeof noop)),
       // Retries are ours (below), with a pause and an overall deadline.
       global: noop,
-      // The package calls next() on it first: a factory, whatever its declared type says.
-      watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }) as unknown as IBackoff<unknown>,
     },
   });
 
@@ -187,8 +185,8 @@ export async function connectEtcd3(endpoints: readonly string[], opts: Etcd3Opti
   const txn = async (what: string, compare: ICompare[], success: IRequestOp[]) =>
     (await call(what, () => client.kv.txn({ compare, success, failure: [] }))).succeeded === true;
   const absent = (key: string): Guard => ({ key, absent: true });
-  // A renewal is answered in milliseconds: half an attempt is plenty, and leaves a 2 s lease time to renew elsewhere.
-  const keepAlive = leaseKeeper(members, Math.max(100, Math.floor(attemptMs / 2)));
+  // A renewal is answered in milliseconds: 0.4 of an attempt (and a 0.25 s probe) leaves a 2 s lease time to renew elsewhere.
+  const keepAlive = leaseKeeper(members, Math.max(100, Math.floor(attemptMs * 0.4)));
 
   const store: Store = {
     endpoints,
@@ -456,7 +454,7 @@ function leaseKeeper(members: MemberStreams, answerMs: number) {
       if (outcome instanceof GRPCDeadlineExceededError) {
         const { member } = await s;
         // During an election every member holds renewals back: one that still answers is kept, and the caller tries again.
-        if (current === s && (await members.answers(member, answerMs)))
+        if (current === s && (await members.answers(member, PROBE_MS)))
           throw new GRPCUnavailableError(`etcd member ${member.host} did not renew lease ${lease} in time (an election?)`);
         // A silent member: marked failed, which moves every stream off it, and the caller's retry goes elsewhere.
         drop(s, new SilentMemberError(`etcd member ${member.host} answers nothing`), true);
