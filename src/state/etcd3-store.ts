@@ -453,9 +453,13 @@ function leaseKeeper(members: MemberStreams, answerMs: number) {
       clearTimeout(timer);
       if (outcome instanceof GRPCDeadlineExceededError) {
         const { member } = await s;
-        // During an election every member holds renewals back: one that still answers is kept, and the caller tries again.
-        if (current === s && (await members.answers(member, PROBE_MS)))
-          throw new GRPCUnavailableError(`etcd member ${member.host} did not renew lease ${lease} in time (an election?)`);
+        // A member that still answers lost its leader (an election): it is kept, but the stream goes, since etcd renews a
+        // stream's leases one after the other and this one may wait for the old leader for seconds; the caller tries again.
+        if (current === s && (await members.answers(member, PROBE_MS))) {
+          const e = new GRPCUnavailableError(`etcd member ${member.host} did not renew lease ${lease} in time (an election?)`);
+          drop(s, e, false);
+          throw e;
+        }
         // A silent member: marked failed, which moves every stream off it, and the caller's retry goes elsewhere.
         drop(s, new SilentMemberError(`etcd member ${member.host} answers nothing`), true);
         throw outcome;
