@@ -96,9 +96,17 @@ export function createContext(config: Config, io: ContextIo, reload: () => Promi
       }
       // A cluster member: every member's client URL, with knarr's client certificate.
       const { storeOptions } = await import('../commands/etcd/cluster.js');
+      // This host's member did not answer its probe (frozen): the agent asks the others first, and opens its streams there.
+      const own = local.state.clientUrl;
+      const ownLast = (urls: readonly string[]) => (local.health.healthy ? [...urls] : [...urls.filter((u) => u !== own), ...urls.filter((u) => u === own)]);
       // The agent lives long: it starts from the members the cluster has now, not the ones this host last recorded.
-      const state = use === 'agent' && local.state.tls ? await (await import('../commands/etcd/members.js')).refreshEndpoints(ctx, local.state) : local.state;
-      return guard(await connect(state.endpoints ?? [state.clientUrl], storeOptions(state)));
+      const state =
+        use === 'agent' && local.state.tls
+          ? await (await import('../commands/etcd/members.js')).refreshEndpoints(ctx, { ...local.state, endpoints: ownLast(local.state.endpoints ?? [own]) })
+          : local.state;
+      return guard(
+        await connect(use === 'agent' ? ownLast(state.endpoints ?? [state.clientUrl]) : (state.endpoints ?? [state.clientUrl]), storeOptions(state)),
+      );
     },
   };
   return ctx;

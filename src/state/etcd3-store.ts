@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { rootCertificates } from 'node:tls';
-import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, type IBackoff, isBrokenCircuitError, noop } from 'cockatiel';
+import { CircuitState, circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, isBrokenCircuitError, noop } from 'cockatiel';
 import {
   EtcdAuthenticationFailedError,
   EtcdPermissionDeniedError,
@@ -15,7 +15,6 @@ import {
   type IKeyValue,
   type IRequestOp,
   type IWatchResponse,
-  type Watcher,
 } from 'etcd3';
 import { FailureError, LeaseNotFoundError, StoreUnavailableError, UserError, ValidationError } from '../core/errors.js';
 import { readSecret, type EtcdConnectOptions, type Guard, type KeyRange, type Store, type WatchEvent } from './store.js';
@@ -47,10 +46,12 @@ function credentialsOf(opts: Etcd3Options): Pick<IOptions, 'credentials' | 'auth
   return out;
 }
 
-// A frozen member is noticed by HTTP/2 pings, no etcd request (an idle fleet pays nothing): etcd takes them every
-// 5 s at most (--grpc-keepalive-min-time), so a watch on a frozen member moves within 6 s.
+// A frozen member under a store that keeps no lease is noticed by HTTP/2 pings, no etcd request: etcd takes them every
+// 5 s at most (--grpc-keepalive-min-time). An agent's lease renewals notice it sooner (its streams share the member).
 const KEEPALIVE_MS = 5000;
 const KEEPALIVE_TIMEOUT_MS = 1000;
+// The most a watch waits before opening again on another member, after failures in a row.
+const MAX_REOPEN_PAUSE_MS = 2000;
 
 const enc = (s: string) => Buffer.from(s, 'utf8');
 const rangeEnd = (prefix: string) => Buffer.from(prefixEndBytes(prefix));
@@ -82,11 +83,18 @@ function tlsHint(reason: string): string | null {
   return null;
 }
 
+/** A member that missed a deadline and did not answer a status request either: a frozen process, not an election. */
+class SilentMemberError extends GRPCUnavailableError {}
+
 /**
- * The member itself failed (no answer in time, connection lost): skip it for a while. Not a stream we cancelled, nor
- * etcd's own "no leader", "leader changed" or "request timed out", which every member says during an election.
+ * The member itself failed (connection lost, or silent): skip it. Not a stream we cancelled, nor etcd's own "no
+ * leader", "leader changed" or "request timed out", which every member says during an election; nor a missed
+ * deadline alone, which a member without a leader misses too (the status probe tells them apart).
  */
-const memberFailed = (e: Error) => e instanceof GRPCDeadlineExceededError || (e instanceof GRPCUnavailableError && !/etcdserver:/.test(e.message));
+const memberFailed = (e: Error) => e instanceof GRPCUnavailableError && !/etcdserver:/.test(e.message);
+
+// How long a member that missed a deadline has to answer a status request (answered locally, leader or not).
+const PROBE_MS = 250;
 
 /** A member that did not answer, or answered "unavailable" (no leader, leader changed): another may answer. */
 const transient = (e: unknown) => e instanceof Error && (isRecoverableError(e) || isBrokenCircuitError(e));
@@ -94,37 +102,34 @@ const transient = (e: unknown) => e instanceof Error && (isRecoverableError(e) |
 /**
  * The store through etcd's gRPC API with the etcd3 package, for the long-running agent: one connection per member
  * kept open, leases renewed over a keepalive stream, watches that resume from the last revision they delivered on
- * another member. Each attempt has a deadline; a member that missed one is skipped for a while (a circuit breaker,
- * tried again after 1 s, then up to 8 s), so a frozen member costs one deadline, not one per call.
+ * another member. Calls and streams go to the first member that has not failed, in the order of the endpoints. Each
+ * attempt has a deadline; a member that missed one (or a lease renewal) is skipped until no other answers (a circuit
+ * breaker), and every stream on it moves at once, so a frozen member costs one deadline, not one per call.
  */
 export async function connectEtcd3(endpoints: readonly string[], opts: Etcd3Options = {}): Promise<Store> {
   const attemptMs = opts.attemptTimeoutMs ?? 1000;
   // A daemon's call had better ride out an election (a member in it holds writes until the deadline) than fail fast.
   const budgetMs = opts.deadlineMs ?? Math.max(8000, attemptMs * (endpoints.length + 1));
   const { credentials, auth } = credentialsOf(opts);
+  // The breakers are made with the client, and probe its members only later, once members is set.
+  let members: MemberStreams;
   const client = new Etcd3({
     hosts: [...endpoints],
     ...(credentials ? { credentials } : {}),
     ...(auth ? { auth: { ...auth, callOptions: () => ({ deadline: Date.now() + attemptMs }) } } : {}),
     dialTimeout: attemptMs,
-    // Streams (watch, keepalive) live long: their liveness is the HTTP/2 ping below, not a deadline.
+    // Streams (watch, keepalive) live long: their liveness is the lease renewals and the HTTP/2 pings below, not a deadline.
     defaultCallOptions: (c) => (c.isStream ? {} : { deadline: Date.now() + attemptMs }),
     grpcOptions: { 'grpc.keepalive_time_ms': KEEPALIVE_MS, 'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS },
     faultHandling: {
       // One member: nowhere else to go, so no breaker (it would only refuse calls the member could answer).
-      host: () =>
-        endpoints.length < 2
-          ? noop
-          : circuitBreaker(handleWhen(memberFailed), {
-              halfOpenAfter: new ExponentialBackoff({ initialDelay: 1000, maxDelay: 8000 }),
-              breaker: new ConsecutiveBreaker(1),
-            }),
+      host: (endpoint) => (endpoints.length < 2 ? noop : (probingBreaker(() => members.silent(endpoint)) as unknown as typeof noop)),
       // Retries are ours (below), with a pause and an overall deadline.
       global: noop,
-      // The package calls next() on it first: a factory, whatever its declared type says.
-      watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }) as unknown as IBackoff<unknown>,
     },
   });
+
+  members = memberStreams(client);
 
   const unavailable = (cause: unknown) => {
     const reason = (cause as Error)?.message?.split('\n')[0] ?? String(cause);
@@ -180,7 +185,8 @@ export async function connectEtcd3(endpoints: readonly string[], opts: Etcd3Opti
   const txn = async (what: string, compare: ICompare[], success: IRequestOp[]) =>
     (await call(what, () => client.kv.txn({ compare, success, failure: [] }))).succeeded === true;
   const absent = (key: string): Guard => ({ key, absent: true });
-  const keepAlive = leaseKeeper(client, attemptMs);
+  // A renewal is answered in milliseconds: 0.4 of an attempt (and a 0.25 s probe) leaves a 2 s lease time to renew elsewhere.
+  const keepAlive = leaseKeeper(members, Math.max(100, Math.floor(attemptMs * 0.4)));
 
   const store: Store = {
     endpoints,
@@ -232,7 +238,7 @@ export async function connectEtcd3(endpoints: readonly string[], opts: Etcd3Opti
       txn(`a write of ${key}`, [compareOf({ key, modRevision })], [putOp({ key, value, keepLease: o?.keepLease })]),
     putAllIfUnchanged: (guard, modRevision, puts) =>
       txn(`a write of ${puts.map((p) => p.key).join(', ')}`, [compareOf({ key: guard, modRevision })], puts.map(putOp)),
-    watch: (prefix, onChange, signal) => watchPrefix(client, prefix, onChange, signal, budgetMs, unavailable),
+    watch: (prefix, onChange, signal) => watchPrefix(members, prefix, onChange, signal, { budgetMs, attemptMs }, unavailable),
     async delete(key) {
       return Number((await call(`a delete of ${key}`, () => client.kv.deleteRange({ key: enc(key) }))).deleted) > 0;
     },
@@ -246,6 +252,7 @@ export async function connectEtcd3(endpoints: readonly string[], opts: Etcd3Opti
     },
     async close() {
       keepAlive.close();
+      members.close();
       client.close();
     },
   };
@@ -259,31 +266,132 @@ export async function connectEtcd3(endpoints: readonly string[], opts: Etcd3Opti
   return store;
 }
 
-/** The stream of a LeaseKeepAlive call, as @grpc/grpc-js hands it over. */
-interface KeepAliveStream {
-  write(req: { ID: string }): boolean;
+/** A bidirectional gRPC stream as @grpc/grpc-js hands it over. */
+interface DuplexStream<Req, Res> {
+  write(req: Req): boolean;
   cancel(): void;
-  on(event: 'data', fn: (res: { ID: string; TTL: string }) => void): unknown;
+  on(event: 'data', fn: (res: Res) => void): unknown;
   on(event: 'error', fn: (e: Error) => void): unknown;
   on(event: 'end', fn: () => void): unknown;
 }
 
-/** The etcd3 package's connection pool (not exported): a stream of our own still goes through its members' breakers. */
+/** One member in the etcd3 package's pool (not exported): its gRPC clients and its circuit breaker. */
+interface Member {
+  host: string;
+  faultHandling: { state?: CircuitState; onBreak?: (fn: () => void) => unknown };
+  getServiceClient(name: 'Lease' | 'Watch' | 'Maintenance'): {
+    leaseKeepAlive(meta: unknown, opts: object): DuplexStream<{ ID: string }, { ID: string; TTL: string }>;
+    watch(meta: unknown, opts: object): DuplexStream<object, IWatchResponse>;
+    status(req: object, meta: unknown, opts: object, done: (e: Error | null) => void): unknown;
+  };
+}
+
+/** The etcd3 package's connection pool (not exported). */
 interface Pool {
-  withConnection<T>(
-    service: string,
-    fn: (c: { resource: unknown; client: { leaseKeepAlive(meta: unknown, opts: object): KeepAliveStream }; metadata: unknown }) => T,
-  ): Promise<T>;
+  hosts: Member[];
+  authenticator: { getMetadata(): Promise<unknown> };
   markFailed(resource: unknown, error: Error): void;
+  shuffledHosts(): Generator<Member>;
+}
+
+/** A stream open on a member, ended (to be opened again elsewhere) when that member is found failed. */
+interface OnMember {
+  member: Member;
+  drop(): void;
 }
 
 /**
- * Renews leases over one LeaseKeepAlive stream (etcd has no single-request renewal): each renewal waits for its
- * answer up to the deadline, else the stream's member is marked failed and the stream dropped; the next opens elsewhere.
+ * A member's circuit breaker: it opens on a lost connection, or on a missed deadline when the member then does not
+ * answer a status request either (frozen). A member that only has no leader (an election) is not skipped for it.
  */
-function leaseKeeper(client: Etcd3, attemptMs: number) {
+function probingBreaker(silent: () => Promise<string | null>) {
+  const inner = circuitBreaker(handleWhen(memberFailed), {
+    halfOpenAfter: new ExponentialBackoff({ initialDelay: 1000, maxDelay: 8000 }),
+    breaker: new ConsecutiveBreaker(1),
+  });
+  return {
+    get state() {
+      return inner.state;
+    },
+    onBreak: inner.onBreak,
+    async execute<T>(fn: () => PromiseLike<T> | T): Promise<T> {
+      try {
+        return await inner.execute(fn);
+      } catch (e) {
+        const host = e instanceof GRPCDeadlineExceededError ? await silent() : null;
+        if (host !== null) await inner.execute(() => Promise.reject(new SilentMemberError(`etcd member ${host} answers nothing`))).catch(() => undefined);
+        throw e;
+      }
+    },
+  };
+}
+
+/**
+ * Where the store's streams (watches, lease renewals) and calls go: the first member, in the order of the endpoints,
+ * whose breaker is closed. All streams share it, so a renewal that goes unanswered (a frozen member) moves the watches
+ * too: a member marked failed by any call ends every stream on it, and they open again on the next member, at once.
+ */
+function memberStreams(client: Etcd3) {
   const pool = (client as unknown as { pool: Pool }).pool;
-  type Open = { resource: unknown; stream: KeepAliveStream };
+  const open = new Set<OnMember>();
+  const healthy = (m: Member) => m.faultHandling.state === undefined || m.faultHandling.state === CircuitState.Closed;
+  const brokeAt = new Map<Member, number>();
+  let closed = false;
+  for (const m of pool.hosts)
+    m.faultHandling.onBreak?.(() => {
+      brokeAt.set(m, Date.now());
+      for (const s of [...open]) if (s.member === m) s.drop();
+    });
+  // Calls try the healthy members first, in order: a member that failed is tried again only when no other answers.
+  pool.shuffledHosts = function* () {
+    for (;;) {
+      const ordered = [...pool.hosts.filter(healthy), ...pool.hosts.filter((m) => !healthy(m))];
+      for (const m of ordered) yield m;
+    }
+  };
+  return {
+    /** The member a new stream opens on: the first healthy one; with none healthy, the one that failed longest ago. */
+    pick(): Member {
+      return pool.hosts.find(healthy) ?? [...pool.hosts].sort((a, b) => (brokeAt.get(a) ?? 0) - (brokeAt.get(b) ?? 0))[0]!;
+    },
+    metadata: () => pool.authenticator.getMetadata(),
+    track(s: OnMember): () => void {
+      open.add(s);
+      return () => open.delete(s);
+    },
+    /** The member of endpoint when it answers no status request (frozen), else null. */
+    async silent(endpoint: string): Promise<string | null> {
+      const m = pool.hosts.find((h) => h.host === endpoint.replace(/^https?:\/\//, ''));
+      return m && !(await this.answers(m, PROBE_MS)) ? m.host : null;
+    },
+    /** Whether the member answers a status request within ms: it does while it has no leader, a frozen one does not. */
+    async answers(member: Member, ms: number): Promise<boolean> {
+      const metadata = await pool.authenticator.getMetadata();
+      return new Promise((resolve) => member.getServiceClient('Maintenance').status({}, metadata, { deadline: Date.now() + ms }, (e) => resolve(e === null)));
+    },
+    /** The member did not answer in time, or its connection failed: its breaker opens, which ends its streams. */
+    failed(member: Member, e: Error) {
+      pool.markFailed(member, e);
+    },
+    /** Whether the store was closed: a stream dropped then is not opened again. */
+    get closed() {
+      return closed;
+    },
+    close() {
+      closed = true;
+      for (const s of [...open]) s.drop();
+    },
+  };
+}
+type MemberStreams = ReturnType<typeof memberStreams>;
+
+/**
+ * Renews leases over one LeaseKeepAlive stream (etcd has no single-request renewal): each renewal waits for its
+ * answer up to answerMs, else the stream's member is marked failed (which moves the watches off it too) and the
+ * stream dropped; the caller's retry opens the next one on another member.
+ */
+function leaseKeeper(members: MemberStreams, answerMs: number) {
+  type Open = { member: Member; stream: DuplexStream<{ ID: string }, { ID: string; TTL: string }>; untrack: () => void };
   let current: Promise<Open> | null = null;
   const waiting = new Map<string, ((ttl: number | Error) => void)[]>();
   const settle = (id: string, outcome: number | Error) => {
@@ -297,8 +405,9 @@ function leaseKeeper(client: Etcd3, attemptMs: number) {
     current = null;
     void s.then(
       (o) => {
-        if (failed) pool.markFailed(o.resource, e);
+        o.untrack();
         o.stream.cancel();
+        if (failed) members.failed(o.member, e);
       },
       () => undefined,
     );
@@ -306,12 +415,20 @@ function leaseKeeper(client: Etcd3, attemptMs: number) {
   };
   const open = () => {
     if (current) return current;
-    const s = pool.withConnection('Lease', ({ resource, client: c, metadata }) => ({ resource, stream: c.leaseKeepAlive(metadata, {}) }));
+    const s = (async (): Promise<Open> => {
+      const member = members.pick();
+      const stream = member.getServiceClient('Lease').leaseKeepAlive(await members.metadata(), {});
+      const untrack = members.track({ member, drop: () => drop(s, new GRPCUnavailableError(`etcd member ${member.host} failed`), false) });
+      return { member, stream, untrack };
+    })();
     current = s;
     s.then(
       (o) => {
         o.stream.on('data', (res) => settle(String(res.ID), Number(res.TTL)));
-        o.stream.on('error', (e) => drop(s, castGrpcError(e), true));
+        o.stream.on('error', (e) => {
+          const err = castGrpcError(e);
+          drop(s, err, memberFailed(err));
+        });
         o.stream.on('end', () => drop(s, new GRPCUnavailableError('the lease keepalive stream ended'), false));
       },
       (e: Error) => drop(s, e, false),
@@ -330,16 +447,24 @@ function leaseKeeper(client: Etcd3, attemptMs: number) {
       live.write({ ID: lease });
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<Error>((resolve) => {
-        timer = setTimeout(() => resolve(new Error(`no keepalive answer within ${attemptMs}ms`)), attemptMs);
+        timer = setTimeout(() => resolve(new GRPCDeadlineExceededError(`no keepalive answer within ${answerMs}ms`)), answerMs);
       });
       const outcome = await Promise.race([answer, deadline]);
       clearTimeout(timer);
-      if (outcome instanceof Error) {
-        // A silent member: marked failed, and the caller's retry goes elsewhere.
-        const e = new GRPCDeadlineExceededError(outcome.message);
-        drop(s, e, true);
-        throw e;
+      if (outcome instanceof GRPCDeadlineExceededError) {
+        const { member } = await s;
+        // A member that still answers lost its leader (an election): it is kept, but the stream goes, since etcd renews a
+        // stream's leases one after the other and this one may wait for the old leader for seconds; the caller tries again.
+        if (current === s && (await members.answers(member, PROBE_MS))) {
+          const e = new GRPCUnavailableError(`etcd member ${member.host} did not renew lease ${lease} in time (an election?)`);
+          drop(s, e, false);
+          throw e;
+        }
+        // A silent member: marked failed, which moves every stream off it, and the caller's retry goes elsewhere.
+        drop(s, new SilentMemberError(`etcd member ${member.host} answers nothing`), true);
+        throw outcome;
       }
+      if (outcome instanceof Error) throw outcome;
       return outcome > 0;
     },
     close() {
@@ -349,16 +474,17 @@ function leaseKeeper(client: Etcd3, attemptMs: number) {
 }
 
 /**
- * A watch on prefix that survives its member: on a broken stream the etcd3 package re-opens it on a member that
- * answers, and it resumes from the revision after the last event delivered, so nothing in the gap is lost. Only when
- * that revision was compacted away is a fresh watch made, reported as a change of everything (key null).
+ * A watch on prefix that survives its member: on a broken stream, a member found failed by any call, or no answer to
+ * its creation within the attempt deadline, it opens again on another member and resumes from the revision after
+ * the last event delivered, so nothing in the gap is lost. Only when that revision was compacted away is a fresh
+ * watch made, reported as a change of everything (key null).
  */
 function watchPrefix(
-  client: Etcd3,
+  members: MemberStreams,
   prefix: string,
   onChange: (events: WatchEvent[]) => void,
   signal: AbortSignal,
-  budgetMs: number,
+  limits: { budgetMs: number; attemptMs: number },
   unavailable: (cause: unknown) => Error,
 ): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -366,64 +492,110 @@ function watchPrefix(
     if (signal.aborted) return resolve();
     let next: bigint | null = null;
     let established = false;
-    let current: Watcher | null = null;
     let over = false;
-    const start = () => {
-      if (signal.aborted || over) return;
-      // Its own stream: a watch etcd cancels (compaction) must not hold up the others on a shared stream.
-      const builder = client.namespace('').watch().prefix(prefix);
-      if (next !== null) builder.startRevision(next.toString());
-      const w = builder.watcher();
-      current = w;
-      // etcd3 would resume from the revision the member was at when the watch was made, past events not yet delivered.
-      const pin = () => {
-        if (next !== null) (w as unknown as { request: { start_revision: string } }).request.start_revision = next.toString();
+    let pause = 100;
+    let current: (() => void) | null = null;
+    const start = async () => {
+      if (signal.aborted || over || members.closed) return;
+      const member = members.pick();
+      let stream: DuplexStream<object, IWatchResponse>;
+      try {
+        stream = member.getServiceClient('Watch').watch(await members.metadata(), {});
+      } catch {
+        // No token (auth failed everywhere) or a closed client: try again after a pause, until the budget ends.
+        setTimeout(() => void start(), (pause = Math.min(pause * 2, MAX_REOPEN_PAUSE_MS))).unref();
+        return;
+      }
+      let ended = false;
+      /** Ends this stream; the watch opens again (after a pause if it failed) unless it was stopped. */
+      const end = (failure: Error | null) => {
+        if (ended) return;
+        ended = true;
+        clearTimeout(created);
+        untrack();
+        if (current === stop) current = null;
+        stream.cancel();
+        if (failure && memberFailed(failure)) members.failed(member, failure);
+        if (signal.aborted || over || members.closed) return;
+        const wait = failure ? pause : 0;
+        pause = Math.min(pause * 2, MAX_REOPEN_PAUSE_MS);
+        setTimeout(() => void start(), wait).unref();
       };
-      w.on('connected', (res: IWatchResponse) => {
-        if (next === null) next = BigInt(res.header.revision) + 1n;
-        pin();
-        if (!established) {
-          established = true;
-          resolve();
+      const stop = () => {
+        ended = true;
+        clearTimeout(created);
+        untrack();
+        stream.cancel();
+      };
+      current = stop;
+      const untrack = members.track({ member, drop: () => end(null) });
+      // A member that takes the stream but never answers is left: skipped too if it answers no status request (frozen).
+      let answered = false;
+      const created = setTimeout(() => {
+        void members.answers(member, PROBE_MS).then((alive) => {
+          if (answered) return;
+          const what = `no answer from ${member.host} to a watch within ${limits.attemptMs}ms`;
+          end(alive ? new GRPCDeadlineExceededError(what) : new SilentMemberError(what));
+        });
+      }, limits.attemptMs);
+      stream.on('data', (res) => {
+        if (ended) return;
+        if (res.canceled) {
+          // Cancelled by etcd (its start revision compacted): resume from now, and everything may have changed.
+          next = null;
+          if (established) onChange([{ key: null, deleted: false }]);
+          end(new Error(`etcd cancelled the watch on ${prefix}: ${String(res.cancel_reason ?? '')}`));
+          return;
         }
-      });
-      w.on('data', (res: IWatchResponse) => {
+        if (res.created) {
+          answered = true;
+          clearTimeout(created);
+          pause = 100;
+          if (next === null) next = BigInt(res.header.revision) + 1n;
+          if (!established) {
+            established = true;
+            clearTimeout(giveUp);
+            resolve();
+          }
+          return;
+        }
         const events = res.events ?? [];
         if (events.length > 0) {
           next = BigInt(events[events.length - 1]!.kv.mod_revision) + 1n;
-          pin();
           onChange(events.map((e) => ({ key: e.kv.key.toString('utf8'), deleted: String(e.type).toLowerCase() === 'delete' })));
         } else {
           // A progress notice: etcd sends it only once the watch has delivered everything up to its revision.
           const seen = BigInt(res.header.revision) + 1n;
           if (next === null || seen > next) next = seen;
-          pin();
         }
       });
-      w.on('error', () => {
-        // Cancelled by etcd (its start revision compacted): resume from now, and everything may have changed.
-        void w.cancel().catch(() => undefined);
-        next = null;
-        if (established) onChange([{ key: null, deleted: false }]);
-        setTimeout(start, 200).unref();
+      stream.on('error', (e) => end(castGrpcError(e)));
+      stream.on('end', () => end(new GRPCUnavailableError('the watch stream ended')));
+      stream.write({
+        create_request: {
+          key: enc(prefix),
+          range_end: rangeEnd(prefix),
+          progress_notify: true,
+          ...(next !== null ? { start_revision: next.toString() } : {}),
+        },
       });
     };
     const giveUp = setTimeout(() => {
       if (established) return;
       over = true;
       signal.removeEventListener('abort', abort);
-      void current?.cancel().catch(() => undefined);
+      current?.();
       current = null;
-      reject(unavailable(new Error(`the watch on ${prefix} was not set up within ${budgetMs}ms`)));
-    }, budgetMs);
+      reject(unavailable(new Error(`the watch on ${prefix} was not set up within ${limits.budgetMs}ms`)));
+    }, limits.budgetMs);
     giveUp.unref();
     const abort = () => {
       clearTimeout(giveUp);
-      void current?.cancel().catch(() => undefined);
+      current?.();
       current = null;
       if (!established) resolve();
     };
     signal.addEventListener('abort', abort, { once: true });
-    start();
+    void start();
   });
 }

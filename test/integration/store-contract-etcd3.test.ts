@@ -4,6 +4,13 @@ import { haveTools, integration } from '../harness/tools.js';
 
 const run = integration('store contract (etcd3 client)', haveTools('etcd', 'etcdctl', 'openssl'), 'etcd, etcdctl or openssl is not installed');
 
-// The agent's etcd3 client: 1 s per attempt on a member, 8 s per call (a daemon rides out an election). Its watches
-// notice a frozen member by HTTP/2 pings, which etcd takes every 5 s at most: a watch moves within 6 s, plus the reconnect.
-if (run) storeContract('the etcd3 client', (endpoints, options) => connectEtcd3(endpoints, options), { deadlineMs: 9500, watchFailoverMs: 7500 });
+// The agent's etcd3 client: 1 s per attempt on a member, 8 s per call (a daemon rides out an election). With no lease
+// kept, its watches notice a frozen member by HTTP/2 pings, which etcd takes every 5 s at most (6 s, plus the reconnect);
+// with one, an unanswered renewal moves them at once, and a 2 s lease is renewed elsewhere in time.
+if (run)
+  storeContract('the etcd3 client', (endpoints, options) => connectEtcd3(endpoints, options), {
+    deadlineMs: 9500,
+    watchFailoverMs: 7500,
+    keptWatchFailoverMs: 3000,
+    keptLeaseTtlSeconds: 2,
+  });
