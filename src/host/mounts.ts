@@ -41,12 +41,13 @@ export async function mountAt(target: string): Promise<MountEntry | undefined> {
   return all.filter((m) => m.target === target).pop();
 }
 
-/** The mounts among entries whose FUSE daemon is gone (stat fails with ENOTCONN, or ECONNABORTED while it dies), outermost only. */
+/** The mounts among entries whose FUSE daemon is gone (statfs fails with ENOTCONN, or ECONNABORTED while it dies), outermost only. */
 export async function staleMounts(entries: MountEntry[]): Promise<MountEntry[]> {
   const stale: MountEntry[] = [];
   for (const m of [...entries].sort((a, b) => a.target.length - b.target.length)) {
     if (stale.some((s) => m.target.startsWith(`${s.target}/`))) continue;
-    const err = await stat(m.target).then(
+    // statfs, not stat: FUSE serves a mount point's attributes from its cache for a while after the daemon died; statfs always asks it.
+    const err = await statfs(m.target).then(
       () => null,
       (e: NodeJS.ErrnoException) => e.code,
     );

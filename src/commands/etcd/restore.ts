@@ -43,7 +43,7 @@ async function warnLiveCluster(ctx: Context, state: EtcdServerState): Promise<vo
   }
   if (up.length > 0)
     ctx.events.warn(
-      `members ${up.join(', ')} of this cluster are up: restoring here takes ${state.name} out of their cluster and founds a new one from the ` +
+      `members ${up.sort().join(', ')} of this cluster are up: restoring here takes ${state.name} out of their cluster and founds a new one from the ` +
         `snapshot; they keep the old one until each runs knarr etcd down, then knarr etcd join ${state.clientUrl}`,
     );
 }
