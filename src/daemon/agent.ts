@@ -20,14 +20,13 @@ import { fleetKeys, SCHEMA_VERSION } from '../state/keys.js';
 import { migrateFleet } from '../state/migrate.js';
 import type { Store } from '../state/store.js';
 import { hostId } from '../host/identity.js';
+import { leaseTtl, renewEveryMs, sweepEveryMs } from '../core/fleet-pace.js';
 import { Ambassador, linkEnv } from './ambassador.js';
 import { ApiError, startApi, upgradeBody } from './api.js';
 import type { AgentPidFile } from './pidfile.js';
 import { Reconciler } from './reconcile.js';
 import { admitJoins, join } from './join.js';
 
-/** How often the agent looks for operations of its host, and makes a full pass over its jobs, without a watch event telling it to. */
-const SWEEP_MS = 30_000;
 /** How often, at most, the agent removes ended operations and old job history past their retention. */
 const GC_MAX_EVERY_MS = 3_600_000;
 
@@ -58,7 +57,13 @@ export interface AgentOptions {
   /** How the scheduler ranks hosts when this agent moves a job off a host that is down. */
   strategy?: 'spread' | 'binpack';
   /** Runs this host's pending operations (cluster commands); made with the agent's lease. */
-  ops?: (lease: () => string) => { drain(): Promise<void>; close(): Promise<void>; watchPending(onChange: () => void, signal: AbortSignal): Promise<void> };
+  ops?: (lease: () => string) => {
+    drain(): Promise<void>;
+    close(): Promise<void>;
+    watchPending(onChange: () => void, signal: AbortSignal): Promise<void>;
+    /** An operation is being claimed or run (under the lease it was claimed with). */
+    readonly busy: boolean;
+  };
   /** Ended operations and job history older than this are removed now and then (0: kept for ever). */
   opRetentionMs?: number;
   /** Open API connections at most. */
@@ -124,6 +129,10 @@ async function runningJobs(engine: DockerEngine): Promise<number> {
 export class Agent {
   private server: Server | null = null;
   private lease: string | null = null;
+  /** The TTL of the lease held: the operator's, or longer in a fleet too big to renew every host's that often. */
+  private leaseTtl: number;
+  /** When this agent's host came up: its liveness key says so, also after it moved to a longer lease. */
+  private aliveSince = '';
   private stopped = false;
   private tags: string[];
   private readonly engine: DockerEngine;
@@ -137,7 +146,7 @@ export class Agent {
   private readonly foreground = new Set<Promise<void>>();
   /** The CLIs' connections of running foreground jobs: closing one removes its job. */
   private readonly runSockets = new Set<Duplex>();
-  private opRunner: { close(): Promise<void>; drain(): Promise<void> } | null = null;
+  private opRunner: { close(): Promise<void>; drain(): Promise<void>; readonly busy: boolean } | null = null;
   private readonly eventLog: EventLog;
   /** What the host record says, as last written: it is rewritten only when this changes. */
   private published: { load: HostRecord['load']; unknown: string; join: JoinState } | null = null;
@@ -149,6 +158,7 @@ export class Agent {
     private readonly log: (line: string) => void,
   ) {
     this.tags = opts.tags;
+    this.leaseTtl = opts.ttlSeconds;
     // The agent never runs under --dry-run (knarr daemon refuses it).
     this.engine = new DockerEngine(opts.dockerSocket, false);
     this.jobs = new JobRepo(store, opts.fleet);
@@ -266,12 +276,42 @@ export class Agent {
   }
 
   private async register(starting = false): Promise<void> {
-    this.lease = await this.store.grantLease(this.opts.ttlSeconds);
+    // The hosts up now (and this one) set how long the lease must live for the fleet's renewals to stay within their budget.
+    const hosts = Math.max(this.reconciler.fleetSize, (await this.store.list(fleetKeys(this.opts.fleet).alive)).length + 1);
+    this.leaseTtl = leaseTtl(this.opts.ttlSeconds, hosts);
+    this.lease = await this.store.grantLease(this.leaseTtl);
     // Tags belong to the operator once set (knarr host tag): the agent adds its own at registration.
     await this.writeRecord((previous) => [...new Set([...(previous?.tags ?? []), ...this.tags])].sort());
-    await this.hosts.markAlive(this.opts.name, this.lease, { pid: process.pid, address: this.address, since: new Date().toISOString() });
+    this.aliveSince = new Date().toISOString();
+    await this.hosts.markAlive(this.opts.name, this.lease, this.aliveInfo());
     // A starting agent says it is up once it has joined.
     if (!starting) await this.hostUp('its agent registered again (its lease had lapsed)');
+  }
+
+  private aliveInfo() {
+    return { pid: process.pid, address: this.address, since: this.aliveSince };
+  }
+
+  /**
+   * The fleet grew past what this lease's TTL suits (its renewals would exceed the fleet's budget): a longer lease takes
+   * over the host's liveness key, and the old one is revoked. Not while an operation runs: its claim is under the old lease.
+   */
+  private async relet(): Promise<void> {
+    const ttl = leaseTtl(this.opts.ttlSeconds, this.reconciler.fleetSize);
+    if (ttl < this.leaseTtl * 1.5 || this.opRunner?.busy || !this.lease) return;
+    const next = await this.store.grantLease(ttl);
+    const [old, oldTtl] = [this.lease, this.leaseTtl];
+    if (this.opRunner?.busy || this.stopped) return void (await this.store.revokeLease(next));
+    [this.lease, this.leaseTtl] = [next, ttl];
+    try {
+      await this.hosts.markAlive(this.opts.name, next, this.aliveInfo());
+    } catch (e) {
+      [this.lease, this.leaseTtl] = [old, oldTtl];
+      await this.store.revokeLease(next);
+      throw e;
+    }
+    await this.store.revokeLease(old);
+    this.log(`agent: the fleet has ${this.reconciler.fleetSize} hosts: lease ${ttl}s now, renewed every ${renewEveryMs(ttl) / 1000}s`);
   }
 
   private hostUp(message: string): Promise<void> {
@@ -321,7 +361,7 @@ export class Agent {
       this.log(`fleet ${this.opts.fleet}: keys moved to schema ${SCHEMA_VERSION} (${migrated.moved} host keys, ${migrated.indexed} pending operations)`);
     await this.register(true);
     // The lease is kept alive by serve(), which starts after the handshake: keep it meanwhile.
-    const keep = setInterval(() => void this.store.keepAlive(this.lease!).catch(() => undefined), Math.max(200, (this.opts.ttlSeconds * 1000) / 3));
+    const keep = setInterval(() => void this.store.keepAlive(this.lease!).catch(() => undefined), renewEveryMs(this.leaseTtl));
     try {
       await join(
         this.store,
@@ -347,7 +387,7 @@ export class Agent {
       this.opts.pidFile,
       JSON.stringify({ pid: process.pid, name: this.opts.name, address: this.address, fleet: this.opts.fleet } satisfies AgentPidFile),
     );
-    this.log(`agent ${this.opts.name} up: API ${this.address}, lease ${this.opts.ttlSeconds}s`);
+    this.log(`agent ${this.opts.name} up: API ${this.address}, lease ${this.leaseTtl}s`);
   }
 
   /** Reconciles on every change to the fleet's jobs or hosts' liveness; a container event of the engine touches only its job. */
@@ -355,8 +395,18 @@ export class Agent {
     const keys = fleetKeys(this.opts.fleet);
     const kick = () => this.reconciler.kick();
     // Hosts that join after this one are answered here, and those that began before its watch was made at once.
-    const admit = () => void admitJoins(this.store, this.opts.fleet).catch((e: Error) => this.log(`join: ${e.message}`));
-    await this.store.watch(keys.joins, admit, this.watching.signal);
+    const admit = (only?: string[]) =>
+      this.watching.signal.aborted ? undefined : void admitJoins(this.store, this.opts.fleet, only).catch((e: Error) => this.log(`join: ${e.message}`));
+    // Only the handshakes that changed are read: a fleet's agents answering one join read a key each, not every join.
+    // Each answers after a random pause that grows with the fleet: the first answers, the others find it answered and write nothing.
+    await this.store.watch(
+      keys.joins,
+      (changes) => {
+        const only = changes.some((c) => c.key === null) ? undefined : changes.filter((c) => !c.deleted).map((c) => c.key!.slice(keys.joins.length));
+        setTimeout(() => admit(only), Math.random() * Math.min(1000, this.reconciler.fleetSize * 2)).unref();
+      },
+      this.watching.signal,
+    );
     admit();
     await this.store.watch(keys.jobs, kick, this.watching.signal);
     // A host record removed (host leave): its jobs need not wait for its restart grace any more.
@@ -370,8 +420,10 @@ export class Agent {
     await this.store.watch(
       keys.alive,
       (changes) => {
-        kick();
-        if (changes.some((c) => c.key === null || c.deleted)) this.noticeDownHosts();
+        const down = changes.some((c) => c.key === null || c.deleted);
+        // A host up (or one renewing onto a longer lease) matters only to jobs waiting for a host: no fleet-wide pass for it.
+        if (down || this.reconciler.waitingForHost) kick();
+        if (down) this.noticeDownHosts();
       },
       this.watching.signal,
     );
@@ -513,23 +565,32 @@ export class Agent {
 
   /** Keeps the lease and the load fresh until stopped; re-registers if etcd lost the lease. */
   async serve(signal: AbortSignal): Promise<void> {
-    const every = Math.max(200, (this.opts.ttlSeconds * 1000) / 3);
     let lastSweep = Date.now();
+    let sweepMs = sweepEveryMs(this.reconciler.fleetSize, Math.random());
     let lastGc = 0;
+    let failing = false;
     const retention = this.opts.opRetentionMs ?? 0;
     while (!signal.aborted && !this.stopped) {
-      await sleep(every, undefined, { signal }).catch(() => undefined);
+      // A renewal that failed is tried again within a second: a long lease's slack is for an election, not for waiting.
+      await sleep(failing ? Math.min(1000, renewEveryMs(this.leaseTtl)) : renewEveryMs(this.leaseTtl), undefined, { signal }).catch(() => undefined);
       if (signal.aborted || this.stopped) break;
       try {
         if (!this.lease || !(await this.store.keepAlive(this.lease))) await this.register();
-        else await this.refreshRecord();
+        else {
+          await this.refreshRecord();
+          await this.relet();
+        }
+        failing = false;
       } catch (e) {
+        failing = true;
         this.log(`agent: cannot reach the store (${(e as Error).message}); retrying`);
       }
       // A watch can go quiet without an error (a half-open connection): operations are looked for now and then anyway,
-      // and the jobs get a full pass, so a lost watch delays convergence but never stops it.
-      if (Date.now() - lastSweep >= SWEEP_MS) {
+      // and the jobs get a full pass, so a lost watch delays convergence but never stops it. The bigger the fleet, the
+      // rarer: its agents' passes together cost etcd about the same.
+      if (Date.now() - lastSweep >= sweepMs) {
         lastSweep = Date.now();
+        sweepMs = sweepEveryMs(this.reconciler.fleetSize, Math.random());
         this.reconciler.kick();
         void this.opRunner?.drain().catch((e: Error) => this.log(`agent: operations: ${e.message}`));
         this.noticeDownHosts();
@@ -566,7 +627,7 @@ export class Agent {
     const graceMs = (this.opts.drainSeconds ?? 30) * 1000;
     if (this.lease && (busy > 0 || this.opRunner)) {
       if (busy > 0) this.log(`agent: draining: waiting up to ${graceMs / 1000}s for ${busy} foreground job(s) and the operation in progress`);
-      const keep = setInterval(() => void this.store.keepAlive(this.lease!).catch(() => undefined), Math.max(200, (this.opts.ttlSeconds * 1000) / 3));
+      const keep = setInterval(() => void this.store.keepAlive(this.lease!).catch(() => undefined), renewEveryMs(this.leaseTtl));
       const grace = new AbortController();
       try {
         const drained = Promise.all([...this.foreground, this.opRunner?.close()]).then(() => true);
