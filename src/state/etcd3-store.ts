@@ -109,7 +109,8 @@ export async function connectEtcd3(endpoints: readonly string[], opts: Etcd3Opti
     dialTimeout: attemptMs,
     // Streams (watch, keepalive) live long: their liveness is the HTTP/2 ping below, not a deadline.
     defaultCallOptions: (c) => (c.isStream ? {} : { deadline: Date.now() + attemptMs }),
-    grpcOptions: { 'grpc.keepalive_time_ms': KEEPALIVE_MS, 'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS },
+    // A fleet's lists outgrow gRPC's 4 MiB default (10,000 job intents are about 4.5 MB): etcd itself sends up to 2 GiB.
+    grpcOptions: { 'grpc.keepalive_time_ms': KEEPALIVE_MS, 'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS, 'grpc.max_receive_message_length': -1 },
     faultHandling: {
       // One member: nowhere else to go, so no breaker (it would only refuse calls the member could answer).
       host: () =>
