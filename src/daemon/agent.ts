@@ -108,6 +108,16 @@ export async function agentToken(file: string, create = true): Promise<string> {
   return token;
 }
 
+/** A join handshake a peer moves on (waiting, work); anything else, or what does not parse, needs no peer. */
+function awaitsPeer(value: string): boolean {
+  try {
+    const state = (JSON.parse(value) as { state?: string }).state;
+    return state === 'waiting' || state === 'work';
+  } catch {
+    return false;
+  }
+}
+
 async function runningJobs(engine: DockerEngine): Promise<number> {
   try {
     const list = await engine.call<unknown[]>(
@@ -397,13 +407,27 @@ export class Agent {
     // Hosts that join after this one are answered here, and those that began before its watch was made at once.
     const admit = (only?: string[]) =>
       this.watching.signal.aborted ? undefined : void admitJoins(this.store, this.opts.fleet, only).catch((e: Error) => this.log(`join: ${e.message}`));
-    // Only the handshakes that changed are read: a fleet's agents answering one join read a key each, not every join.
-    // Each answers after a random pause that grows with the fleet: the first answers, the others find it answered and write nothing.
+    // A handshake waiting for a peer is answered after a random pause that grows with the fleet: the first peer answers,
+    // and the others see it move on (the watch says what was written) and read nothing. A join costs the fleet a few requests, not one per host.
+    const answering = new Map<string, NodeJS.Timeout>();
     await this.store.watch(
       keys.joins,
       (changes) => {
-        const only = changes.some((c) => c.key === null) ? undefined : changes.filter((c) => !c.deleted).map((c) => c.key!.slice(keys.joins.length));
-        setTimeout(() => admit(only), Math.random() * Math.min(1000, this.reconciler.fleetSize * 2)).unref();
+        if (changes.some((c) => c.key === null)) return admit();
+        for (const c of changes) {
+          const host = c.key!.slice(keys.joins.length);
+          clearTimeout(answering.get(host));
+          answering.delete(host);
+          if (c.value === undefined || !awaitsPeer(c.value)) continue;
+          const pause = Math.random() * Math.min(5000, 50 + this.reconciler.fleetSize * 5);
+          answering.set(
+            host,
+            setTimeout(() => {
+              answering.delete(host);
+              admit([host]);
+            }, pause).unref(),
+          );
+        }
       },
       this.watching.signal,
     );

@@ -56,13 +56,13 @@ export async function admitJoins(store: Store, fleet: string, only?: readonly st
     only === undefined
       ? (await store.list(keys.joins)).filter((kv) => under(JSON.parse(kv.value) as JoinRecord)).map((kv) => kv.key)
       : only.map((host) => keys.join(host));
-  if (listed.length === 0) return;
-  const token = await store.get(keys.shareToken);
+  let token: string | null | undefined;
   for (const key of listed) {
     const cur = await store.getVersioned(key);
     if (!cur) continue;
     const j = JSON.parse(cur.value) as JoinRecord;
-    const next = j.state === 'waiting' ? admit(j, token) : j.state === 'work' ? { ...j, state: 'ok' as const, at: new Date().toISOString() } : null;
+    if (j.state === 'waiting' && token === undefined) token = await store.get(keys.shareToken);
+    const next = j.state === 'waiting' ? admit(j, token ?? null) : j.state === 'work' ? { ...j, state: 'ok' as const, at: new Date().toISOString() } : null;
     if (next) await store.putIfUnchanged(key, JSON.stringify(next), cur.modRevision, { keepLease: true });
   }
 }

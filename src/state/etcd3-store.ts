@@ -393,7 +393,12 @@ function watchPrefix(
         if (events.length > 0) {
           next = BigInt(events[events.length - 1]!.kv.mod_revision) + 1n;
           pin();
-          onChange(events.map((e) => ({ key: e.kv.key.toString('utf8'), deleted: String(e.type).toLowerCase() === 'delete' })));
+          onChange(
+            events.map((e) => {
+              const key = e.kv.key.toString('utf8');
+              return String(e.type).toLowerCase() === 'delete' ? { key, deleted: true } : { key, deleted: false, value: e.kv.value.toString('utf8') };
+            }),
+          );
         } else {
           // A progress notice: etcd sends it only once the watch has delivered everything up to its revision.
           const seen = BigInt(res.header.revision) + 1n;
