@@ -445,8 +445,10 @@ export class Agent {
       keys.alive,
       (changes) => {
         const down = changes.some((c) => c.key === null || c.deleted);
-        // A host up (or one renewing onto a longer lease) matters only to jobs waiting for a host: no fleet-wide pass for it.
-        if (down || this.reconciler.waitingForHost) kick();
+        // A host up (or one moving to a longer lease) matters only to jobs waiting for a host, a host down only to the jobs on
+        // it (as of the last pass, which every change of a job starts): no fleet-wide pass for a host that ran nothing.
+        const jobsOnIt = changes.some((c) => c.key === null || (c.deleted && this.reconciler.hostsWithJobs.has(c.key.slice(keys.alive.length))));
+        if (jobsOnIt || this.reconciler.waitingForHost) kick();
         if (down) this.noticeDownHosts();
       },
       this.watching.signal,

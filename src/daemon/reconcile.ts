@@ -48,6 +48,8 @@ export class Reconciler {
   fleetSize = 0;
   /** At the last pass, a job had no host, or its host was down: a host coming up may be where it goes. */
   waitingForHost = false;
+  /** The hosts that had managed jobs placed on them at the last pass: only such a host going down asks for a pass. */
+  hostsWithJobs = new Set<string>();
   /** Containers on this engine that are no knarr job, from the last pass. */
   unknown: { id: string; name: string; image: string }[] = [];
   private running: Promise<void> | null = null;
@@ -237,6 +239,7 @@ export class Reconciler {
     if (nextGraceEnd < Infinity) this.passAfter(nextGraceEnd);
     this.fleetSize = hosts.length;
     this.waitingForHost = intents.some((i) => i.managed && (i.host === null || !up.has(i.host)));
+    this.hostsWithJobs = new Set(intents.flatMap((i) => (i.managed && i.host !== null ? [i.host] : [])));
 
     for (const c of containers) {
       const job = c.Labels?.[LABEL_JOB];
