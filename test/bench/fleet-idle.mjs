@@ -171,7 +171,7 @@ try {
 
   const per = (x) => (x / agents).toFixed(4);
   console.log(`fleet-idle: ${agents} agents idle ${seconds.toFixed(0)} s against one etcd; etcd's own counters, per second`);
-  console.log(`  requests      ${r.requests.toFixed(1).padStart(8)}/s  (${per(r.requests)}/s per agent; target <= 50/s for 1,000)`);
+  console.log(`  requests      ${r.requests.toFixed(1).padStart(8)}/s  (${per(r.requests)}/s per agent; target <= 50/s in total)`);
   console.log(
     `    unary RPCs  ${r.unary.toFixed(1).padStart(8)}/s  ${Object.entries(r.unaryByMethod)
       .filter(([, v]) => v > 0)
@@ -191,10 +191,10 @@ try {
   );
   for (const m of simRss) for (const e of m.errors ?? []) console.log(`  (${e})`);
   if (realRss !== null) console.log(`  knarr daemon RSS after ${(seconds + SETTLE_S).toFixed(0)} s idle: ${mb(realRss)} MB (target <= 80 MB)`);
-  const scaled = (r.requests * 1000) / agents;
-  const ok = scaled <= 50 && (realRss === null || realRss <= 80 * 1024 ** 2);
+  // The target is the fleet's total: an agent's pace slows as the fleet grows, so a smaller fleet must stay under it too.
+  const ok = r.requests <= 50 && (realRss === null || realRss <= 80 * 1024 ** 2);
   console.log(
-    `fleet-idle: ${r.requests.toFixed(1)} requests/s for ${agents} agents (${scaled.toFixed(1)}/s per 1,000; target 50), ` +
+    `fleet-idle: ${r.requests.toFixed(1)} requests/s for ${agents} agents (target 50 in total, up to 1,000 agents), ` +
       `${r.proposals.toFixed(2)} writes/s, ${mb(growth)} MB/h; daemon RSS ${realRss === null ? '-' : `${mb(realRss)} MB`} (target 80) ${ok ? 'PASS' : 'FAIL'}`,
   );
 } finally {
