@@ -143,6 +143,8 @@ export class Agent {
   private leaseTtl: number;
   /** When this agent's host came up: its liveness key says so, also after it moved to a longer lease. */
   private aliveSince = '';
+  /** The hosts up, as the liveness watch tells them: the fleet's size, for the lease's TTL. */
+  private readonly upHosts = new Set<string>();
   private stopped = false;
   private tags: string[];
   private readonly engine: DockerEngine;
@@ -287,7 +289,10 @@ export class Agent {
 
   private async register(starting = false): Promise<void> {
     // The hosts up now (and this one) set how long the lease must live for the fleet's renewals to stay within their budget.
-    const hosts = Math.max(this.reconciler.fleetSize, (await this.store.list(fleetKeys(this.opts.fleet).alive)).length + 1);
+    const alive = fleetKeys(this.opts.fleet).alive;
+    for (const kv of await this.store.list(alive)) this.upHosts.add(kv.key.slice(alive.length));
+    this.upHosts.add(this.opts.name);
+    const hosts = Math.max(this.reconciler.fleetSize, this.upHosts.size);
     this.leaseTtl = leaseTtl(this.opts.ttlSeconds, hosts);
     this.lease = await this.store.grantLease(this.leaseTtl);
     // Tags belong to the operator once set (knarr host tag): the agent adds its own at registration.
@@ -307,8 +312,8 @@ export class Agent {
    * over the host's liveness key, and the old one is revoked. Not while an operation runs: its claim is under the old lease.
    */
   private async relet(): Promise<void> {
-    const ttl = leaseTtl(this.opts.ttlSeconds, this.reconciler.fleetSize);
-    if (ttl < this.leaseTtl * 1.5 || this.opRunner?.busy || !this.lease) return;
+    const ttl = leaseTtl(this.opts.ttlSeconds, Math.max(this.reconciler.fleetSize, this.upHosts.size));
+    if (ttl < this.leaseTtl * 1.2 || this.opRunner?.busy || !this.lease) return;
     const next = await this.store.grantLease(ttl);
     const [old, oldTtl] = [this.lease, this.leaseTtl];
     if (this.opRunner?.busy || this.stopped) return void (await this.store.revokeLease(next));
@@ -321,7 +326,7 @@ export class Agent {
       throw e;
     }
     await this.store.revokeLease(old);
-    this.log(`agent: the fleet has ${this.reconciler.fleetSize} hosts: lease ${ttl}s now, renewed every ${renewEveryMs(ttl) / 1000}s`);
+    this.log(`agent: the fleet has ${this.upHosts.size} hosts up: lease ${ttl}s now, renewed every ${renewEveryMs(ttl) / 1000}s`);
   }
 
   private hostUp(message: string): Promise<void> {
@@ -444,6 +449,11 @@ export class Agent {
     await this.store.watch(
       keys.alive,
       (changes) => {
+        for (const c of changes) {
+          if (c.key === null) continue;
+          if (c.deleted) this.upHosts.delete(c.key.slice(keys.alive.length));
+          else this.upHosts.add(c.key.slice(keys.alive.length));
+        }
         const down = changes.some((c) => c.key === null || c.deleted);
         // A host up (or one moving to a longer lease) matters only to jobs waiting for a host, a host down only to the jobs on
         // it (as of the last pass, which every change of a job starts): no fleet-wide pass for a host that ran nothing.
