@@ -25,12 +25,19 @@ export function onJsonLines(stream: Readable, each: (value: unknown) => void): v
 /** A pause that a watch cuts short: sleep(ms) resolves after ms, or at once when wake() is called. */
 export class Wakeup {
   private pending: (() => void) | null = null;
+  /** A wake while nobody slept: the next sleep returns at once, so a change between a check and the sleep is not missed. */
+  private missed = false;
 
   wake(): void {
-    this.pending?.();
+    if (this.pending) this.pending();
+    else this.missed = true;
   }
 
   sleep(ms: number): Promise<void> {
+    if (this.missed) {
+      this.missed = false;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       const t = setTimeout(done, ms);
       const self = this;

@@ -20,6 +20,7 @@ import { fleetKeys, SCHEMA_VERSION } from '../state/keys.js';
 import { migrateFleet } from '../state/migrate.js';
 import type { Store } from '../state/store.js';
 import { hostId } from '../host/identity.js';
+import { leaseTtl, renewEveryMs, sweepEveryMs } from '../core/fleet-pace.js';
 import { Ambassador, linkEnv } from './ambassador.js';
 import { Overlay, vtepOf } from './overlay.js';
 import type { Runner } from '../host/runner.js';
@@ -28,8 +29,6 @@ import type { AgentPidFile } from './pidfile.js';
 import { Reconciler } from './reconcile.js';
 import { admitJoins, join } from './join.js';
 
-/** How often the agent looks for operations of its host, and makes a full pass over its jobs, without a watch event telling it to. */
-const SWEEP_MS = 30_000;
 /** How often, at most, the agent removes ended operations and old job history past their retention. */
 const GC_MAX_EVERY_MS = 3_600_000;
 
@@ -60,7 +59,13 @@ export interface AgentOptions {
   /** How the scheduler ranks hosts when this agent moves a job off a host that is down. */
   strategy?: 'spread' | 'binpack';
   /** Runs this host's pending operations (cluster commands); made with the agent's lease. */
-  ops?: (lease: () => string) => { drain(): Promise<void>; close(): Promise<void>; watchPending(onChange: () => void, signal: AbortSignal): Promise<void> };
+  ops?: (lease: () => string) => {
+    drain(): Promise<void>;
+    close(): Promise<void>;
+    watchPending(onChange: () => void, signal: AbortSignal): Promise<void>;
+    /** An operation is being claimed or run (under the lease it was claimed with). */
+    readonly busy: boolean;
+  };
   /** Removes this host's cluster parts that no cluster owns, every everySeconds (0: never); returns what it removed. */
   collect?: { everySeconds: number; run: () => Promise<string[]> };
   /** The clusters' network across hosts: this host's bridge and its address between hosts (null: none). */
@@ -109,6 +114,16 @@ export async function agentToken(file: string, create = true): Promise<string> {
   return token;
 }
 
+/** A join handshake a peer moves on (waiting, work); anything else, or what does not parse, needs no peer. */
+function awaitsPeer(value: string): boolean {
+  try {
+    const state = (JSON.parse(value) as { state?: string }).state;
+    return state === 'waiting' || state === 'work';
+  } catch {
+    return false;
+  }
+}
+
 async function runningJobs(engine: DockerEngine): Promise<number> {
   try {
     const list = await engine.call<unknown[]>(
@@ -130,6 +145,12 @@ async function runningJobs(engine: DockerEngine): Promise<number> {
 export class Agent {
   private server: Server | null = null;
   private lease: string | null = null;
+  /** The TTL of the lease held: the operator's, or longer in a fleet too big to renew every host's that often. */
+  private leaseTtl: number;
+  /** When this agent's host came up: its liveness key says so, also after it moved to a longer lease. */
+  private aliveSince = '';
+  /** The hosts up, as the liveness watch tells them: the fleet's size, for the lease's TTL. */
+  private readonly upHosts = new Set<string>();
   private stopped = false;
   private tags: string[];
   private readonly engine: DockerEngine;
@@ -143,7 +164,7 @@ export class Agent {
   private readonly foreground = new Set<Promise<void>>();
   /** The CLIs' connections of running foreground jobs: closing one removes its job. */
   private readonly runSockets = new Set<Duplex>();
-  private opRunner: { close(): Promise<void>; drain(): Promise<void> } | null = null;
+  private opRunner: { close(): Promise<void>; drain(): Promise<void>; readonly busy: boolean } | null = null;
   private readonly eventLog: EventLog;
   private readonly overlay: Overlay | null;
   /** The collector's last pass that removed something, as the host record shows it. */
@@ -159,6 +180,7 @@ export class Agent {
     private readonly log: (line: string) => void,
   ) {
     this.tags = opts.tags;
+    this.leaseTtl = opts.ttlSeconds;
     // The agent never runs under --dry-run (knarr daemon refuses it).
     this.engine = new DockerEngine(opts.dockerSocket, false);
     this.jobs = new JobRepo(store, opts.fleet);
@@ -281,12 +303,45 @@ export class Agent {
   }
 
   private async register(starting = false): Promise<void> {
-    this.lease = await this.store.grantLease(this.opts.ttlSeconds);
+    // The hosts up now (and this one) set how long the lease must live for the fleet's renewals to stay within their budget.
+    const alive = fleetKeys(this.opts.fleet).alive;
+    for (const kv of await this.store.list(alive)) this.upHosts.add(kv.key.slice(alive.length));
+    this.upHosts.add(this.opts.name);
+    const hosts = Math.max(this.reconciler.fleetSize, this.upHosts.size);
+    this.leaseTtl = leaseTtl(this.opts.ttlSeconds, hosts);
+    this.lease = await this.store.grantLease(this.leaseTtl);
     // Tags belong to the operator once set (knarr host tag): the agent adds its own at registration.
     await this.writeRecord((previous) => [...new Set([...(previous?.tags ?? []), ...this.tags])].sort());
-    await this.hosts.markAlive(this.opts.name, this.lease, { pid: process.pid, address: this.address, since: new Date().toISOString() });
+    this.aliveSince = new Date().toISOString();
+    await this.hosts.markAlive(this.opts.name, this.lease, this.aliveInfo());
     // A starting agent says it is up once it has joined.
     if (!starting) await this.hostUp('its agent registered again (its lease had lapsed)');
+  }
+
+  private aliveInfo() {
+    return { pid: process.pid, address: this.address, since: this.aliveSince };
+  }
+
+  /**
+   * The fleet grew past what this lease's TTL suits (its renewals would exceed the fleet's budget): a longer lease takes
+   * over the host's liveness key, and the old one is revoked. Not while an operation runs: its claim is under the old lease.
+   */
+  private async relet(): Promise<void> {
+    const ttl = leaseTtl(this.opts.ttlSeconds, Math.max(this.reconciler.fleetSize, this.upHosts.size));
+    if (ttl < this.leaseTtl * 1.2 || this.opRunner?.busy || !this.lease) return;
+    const next = await this.store.grantLease(ttl);
+    const [old, oldTtl] = [this.lease, this.leaseTtl];
+    if (this.opRunner?.busy || this.stopped) return void (await this.store.revokeLease(next));
+    [this.lease, this.leaseTtl] = [next, ttl];
+    try {
+      await this.hosts.markAlive(this.opts.name, next, this.aliveInfo());
+    } catch (e) {
+      [this.lease, this.leaseTtl] = [old, oldTtl];
+      await this.store.revokeLease(next);
+      throw e;
+    }
+    await this.store.revokeLease(old);
+    this.log(`agent: the fleet has ${this.upHosts.size} hosts up: lease ${ttl}s now, renewed every ${renewEveryMs(ttl) / 1000}s`);
   }
 
   private hostUp(message: string): Promise<void> {
@@ -336,7 +391,7 @@ export class Agent {
       this.log(`fleet ${this.opts.fleet}: keys moved to schema ${SCHEMA_VERSION} (${migrated.moved} host keys, ${migrated.indexed} pending operations)`);
     await this.register(true);
     // The lease is kept alive by serve(), which starts after the handshake: keep it meanwhile.
-    const keep = setInterval(() => void this.store.keepAlive(this.lease!).catch(() => undefined), Math.max(200, (this.opts.ttlSeconds * 1000) / 3));
+    const keep = setInterval(() => void this.store.keepAlive(this.lease!).catch(() => undefined), renewEveryMs(this.leaseTtl));
     try {
       await join(
         this.store,
@@ -362,7 +417,7 @@ export class Agent {
       this.opts.pidFile,
       JSON.stringify({ pid: process.pid, name: this.opts.name, address: this.address, fleet: this.opts.fleet } satisfies AgentPidFile),
     );
-    this.log(`agent ${this.opts.name} up: API ${this.address}, lease ${this.opts.ttlSeconds}s`);
+    this.log(`agent ${this.opts.name} up: API ${this.address}, lease ${this.leaseTtl}s`);
   }
 
   /** Reconciles on every change to the fleet's jobs or hosts' liveness; a container event of the engine touches only its job. */
@@ -370,8 +425,32 @@ export class Agent {
     const keys = fleetKeys(this.opts.fleet);
     const kick = () => this.reconciler.kick();
     // Hosts that join after this one are answered here, and those that began before its watch was made at once.
-    const admit = () => void admitJoins(this.store, this.opts.fleet).catch((e: Error) => this.log(`join: ${e.message}`));
-    await this.store.watch(keys.joins, admit, this.watching.signal);
+    const admit = (only?: string[]) =>
+      this.watching.signal.aborted ? undefined : void admitJoins(this.store, this.opts.fleet, only).catch((e: Error) => this.log(`join: ${e.message}`));
+    // A handshake waiting for a peer is answered after a random pause that grows with the fleet: the first peer answers,
+    // and the others see it move on (the watch says what was written) and read nothing. A join costs the fleet a few requests, not one per host.
+    const answering = new Map<string, NodeJS.Timeout>();
+    await this.store.watch(
+      keys.joins,
+      (changes) => {
+        if (changes.some((c) => c.key === null)) return admit();
+        for (const c of changes) {
+          const host = c.key!.slice(keys.joins.length);
+          clearTimeout(answering.get(host));
+          answering.delete(host);
+          if (c.value === undefined || !awaitsPeer(c.value)) continue;
+          const pause = Math.random() * Math.min(5000, 50 + this.reconciler.fleetSize * 5);
+          answering.set(
+            host,
+            setTimeout(() => {
+              answering.delete(host);
+              admit([host]);
+            }, pause).unref(),
+          );
+        }
+      },
+      this.watching.signal,
+    );
     admit();
     await this.store.watch(keys.jobs, kick, this.watching.signal);
     // A host record removed (host leave): its jobs need not wait for its restart grace any more.
@@ -388,8 +467,17 @@ export class Agent {
     await this.store.watch(
       keys.alive,
       (changes) => {
-        kick();
-        if (changes.some((c) => c.key === null || c.deleted)) this.noticeDownHosts();
+        for (const c of changes) {
+          if (c.key === null) continue;
+          if (c.deleted) this.upHosts.delete(c.key.slice(keys.alive.length));
+          else this.upHosts.add(c.key.slice(keys.alive.length));
+        }
+        const down = changes.some((c) => c.key === null || c.deleted);
+        // A host up (or one moving to a longer lease) matters only to jobs waiting for a host, a host down only to the jobs on
+        // it (as of the last pass, which every change of a job starts): no fleet-wide pass for a host that ran nothing.
+        const jobsOnIt = changes.some((c) => c.key === null || (c.deleted && this.reconciler.hostsWithJobs.has(c.key.slice(keys.alive.length))));
+        if (jobsOnIt || this.reconciler.waitingForHost) kick();
+        if (down) this.noticeDownHosts();
       },
       this.watching.signal,
     );
@@ -537,25 +625,34 @@ export class Agent {
 
   /** Keeps the lease and the load fresh until stopped; re-registers if etcd lost the lease. */
   async serve(signal: AbortSignal): Promise<void> {
-    const every = Math.max(200, (this.opts.ttlSeconds * 1000) / 3);
     let lastSweep = Date.now();
+    let sweepMs = sweepEveryMs(this.reconciler.fleetSize, Math.random());
     let lastGc = 0;
     let lastCollect = Date.now();
     const collectMs = (this.opts.collect?.everySeconds ?? 0) * 1000;
+    let failing = false;
     const retention = this.opts.opRetentionMs ?? 0;
     while (!signal.aborted && !this.stopped) {
-      await sleep(every, undefined, { signal }).catch(() => undefined);
+      // A renewal that failed is tried again within a second: a long lease's slack is for an election, not for waiting.
+      await sleep(failing ? Math.min(1000, renewEveryMs(this.leaseTtl)) : renewEveryMs(this.leaseTtl), undefined, { signal }).catch(() => undefined);
       if (signal.aborted || this.stopped) break;
       try {
         if (!this.lease || !(await this.store.keepAlive(this.lease))) await this.register();
-        else await this.refreshRecord();
+        else {
+          await this.refreshRecord();
+          await this.relet();
+        }
+        failing = false;
       } catch (e) {
+        failing = true;
         this.log(`agent: cannot reach the store (${(e as Error).message}); retrying`);
       }
       // A watch can go quiet without an error (a half-open connection): operations are looked for now and then anyway,
-      // and the jobs get a full pass, so a lost watch delays convergence but never stops it.
-      if (Date.now() - lastSweep >= SWEEP_MS) {
+      // and the jobs get a full pass, so a lost watch delays convergence but never stops it. The bigger the fleet, the
+      // rarer: its agents' passes together cost etcd about the same.
+      if (Date.now() - lastSweep >= sweepMs) {
         lastSweep = Date.now();
+        sweepMs = sweepEveryMs(this.reconciler.fleetSize, Math.random());
         this.reconciler.kick();
         void this.opRunner?.drain().catch((e: Error) => this.log(`agent: operations: ${e.message}`));
         this.noticeDownHosts();
@@ -619,7 +716,7 @@ export class Agent {
     const graceMs = (this.opts.drainSeconds ?? 30) * 1000;
     if (this.lease && (busy > 0 || this.opRunner)) {
       if (busy > 0) this.log(`agent: draining: waiting up to ${graceMs / 1000}s for ${busy} foreground job(s) and the operation in progress`);
-      const keep = setInterval(() => void this.store.keepAlive(this.lease!).catch(() => undefined), Math.max(200, (this.opts.ttlSeconds * 1000) / 3));
+      const keep = setInterval(() => void this.store.keepAlive(this.lease!).catch(() => undefined), renewEveryMs(this.leaseTtl));
       const grace = new AbortController();
       try {
         const drained = Promise.all([...this.foreground, this.opRunner?.close()]).then(() => true);

@@ -10,6 +10,8 @@ import { OpRepo } from '../state/ops.js';
 import type { Store } from '../state/store.js';
 
 const TOKEN_FILE = '.knarr-fleet-token';
+/** How often a joining host looks for a peer up to answer it (with none, it answers itself). */
+const PEERS_ASKED_EVERY_MS = 5000;
 
 /**
  * The proof that this host sees the fleet's shared data directory: the token in DIR/.knarr-fleet-token.
@@ -42,18 +44,26 @@ export async function shareProof(store: Store, fleet: string, share: string | nu
   return (await read()) ?? '';
 }
 
-/** Moves other hosts' handshakes on (or only this host's, when no admitted peer is up): waiting to init or refused, work to ok. */
-export async function admitJoins(store: Store, fleet: string, only?: string): Promise<void> {
+/**
+ * Moves other hosts' handshakes on (or only those of the hosts named, e.g. this host's when no admitted peer is up):
+ * waiting to init or refused, work to ok. Only handshakes still under way are read again, so a fleet's agents
+ * answering one host's join read one key each, not every host's.
+ */
+export async function admitJoins(store: Store, fleet: string, only?: readonly string[]): Promise<void> {
   const keys = fleetKeys(fleet);
-  const token = await store.get(keys.shareToken);
-  for (const kv of await store.list(keys.joins)) {
-    const host = kv.key.slice(keys.joins.length);
-    if (only !== undefined && host !== only) continue;
-    const cur = await store.getVersioned(kv.key);
+  const under = (j: JoinRecord) => j.state === 'waiting' || j.state === 'work';
+  const listed =
+    only === undefined
+      ? (await store.list(keys.joins)).filter((kv) => under(JSON.parse(kv.value) as JoinRecord)).map((kv) => kv.key)
+      : only.map((host) => keys.join(host));
+  let token: string | null | undefined;
+  for (const key of listed) {
+    const cur = await store.getVersioned(key);
     if (!cur) continue;
     const j = JSON.parse(cur.value) as JoinRecord;
-    const next = j.state === 'waiting' ? admit(j, token) : j.state === 'work' ? { ...j, state: 'ok' as const, at: new Date().toISOString() } : null;
-    if (next) await store.putIfUnchanged(kv.key, JSON.stringify(next), cur.modRevision, { keepLease: true });
+    if (j.state === 'waiting' && token === undefined) token = await store.get(keys.shareToken);
+    const next = j.state === 'waiting' ? admit(j, token ?? null) : j.state === 'work' ? { ...j, state: 'ok' as const, at: new Date().toISOString() } : null;
+    if (next) await store.putIfUnchanged(key, JSON.stringify(next), cur.modRevision, { keepLease: true });
   }
 }
 
@@ -89,6 +99,7 @@ export async function join(
   signal.addEventListener('abort', stop, { once: true });
   const wakeup = new Wakeup();
   await store.watch(keys.joins, () => wakeup.wake(), ac.signal);
+  let peersAskedAt = 0;
   try {
     for (;;) {
       if (signal.aborted) return;
@@ -107,10 +118,14 @@ export async function join(
         });
         continue;
       }
-      const peers = (await hosts.list()).filter((h) => h.up && h.host.name !== opts.host && (h.host.join ?? 'ok') === 'ok');
-      if (peers.length === 0) {
-        await admitJoins(store, opts.fleet, opts.host);
-        continue;
+      // Whether a peer is up to answer: asked now and then, not at each wake (every other host's join wakes this one).
+      if (Date.now() - peersAskedAt >= PEERS_ASKED_EVERY_MS) {
+        peersAskedAt = Date.now();
+        const peers = (await hosts.list()).filter((h) => h.up && h.host.name !== opts.host && (h.host.join ?? 'ok') === 'ok');
+        if (peers.length === 0) {
+          await admitJoins(store, opts.fleet, [opts.host]);
+          continue;
+        }
       }
       await wakeup.sleep(1000);
     }

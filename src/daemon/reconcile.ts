@@ -29,6 +29,11 @@ export interface ReconcilerOptions {
   hostsWithDots?: (spec: JobSpec, hosts: HostRecord[]) => Promise<string[]>;
 }
 
+/** Jobs placed in one pass at most, each with its own event in the fleet's log; more make one event together. */
+const PLACED_EVENTS_MAX = 10;
+/** Placements whose compare-and-swaps are in flight at once, in one pass. */
+const PLACING_AT_ONCE = 64;
+
 /** After a pass in which some step failed (the store or the engine away for a moment), another pass this much later. */
 const RETRY_PASS_MS = 2000;
 
@@ -39,6 +44,12 @@ const RETRY_PASS_MS = 2000;
  * One pass at a time; each pass reads everything afresh, so a missed event costs nothing.
  */
 export class Reconciler {
+  /** The hosts the fleet had at the last pass (0 before one): how often the agent sweeps and renews depends on it. */
+  fleetSize = 0;
+  /** At the last pass, a job had no host, or its host was down: a host coming up may be where it goes. */
+  waitingForHost = false;
+  /** The hosts that had managed jobs placed on them at the last pass: only such a host going down asks for a pass. */
+  hostsWithJobs = new Set<string>();
   /** Containers on this engine that are no knarr job, from the last pass. */
   unknown: { id: string; name: string; image: string }[] = [];
   private running: Promise<void> | null = null;
@@ -210,6 +221,7 @@ export class Reconciler {
     const up = new Set(hosts.filter((h) => h.up).map((h) => h.host.name));
     const graceLeft = this.graces(hosts);
     let nextGraceEnd = Infinity;
+    const toPlace: number[] = [];
     for (const [n, i] of intents.entries()) {
       if (!i.managed || (i.host !== null && up.has(i.host))) continue;
       // A fixed job's data is on its host: it waits there.
@@ -220,14 +232,14 @@ export class Reconciler {
         nextGraceEnd = Math.min(nextGraceEnd, wait);
         continue;
       }
-      // Later placements in this pass see where this one went: two jobs do not both take the last room on a host.
-      await step(`placing job ${i.spec.name}`, async () => {
-        const moved = await this.place(i, hosts, intents);
-        if (moved) intents[n] = moved;
-      });
+      toPlace.push(n);
     }
+    await this.placeAll(toPlace, hosts, intents, step);
 
     if (nextGraceEnd < Infinity) this.passAfter(nextGraceEnd);
+    this.fleetSize = hosts.length;
+    this.waitingForHost = intents.some((i) => i.managed && (i.host === null || !up.has(i.host)));
+    this.hostsWithJobs = new Set(intents.flatMap((i) => (i.managed && i.host !== null ? [i.host] : [])));
 
     for (const c of containers) {
       const job = c.Labels?.[LABEL_JOB];
@@ -484,6 +496,57 @@ export class Reconciler {
   }
 
   /**
+   * Places the jobs at these indexes of intents (each rewritten there once placed). A job that uses dots is placed alone,
+   * among the hosts that have them; the others share one scheduler (each placement books its host, so later ones see
+   * it: two jobs do not both take the last room on a host), and several of their compare-and-swaps are in flight at once.
+   * Many jobs placed together make one event in the fleet's log (each job's own history has its line).
+   */
+  private async placeAll(
+    indexes: number[],
+    hosts: Awaited<ReturnType<HostRepo['list']>>,
+    intents: JobIntent[],
+    step: (what: string, fn: () => Promise<unknown>) => Promise<void>,
+  ): Promise<void> {
+    const usesDots = (i: JobIntent) => i.spec.volumes.some((v) => v.kind === 'dot');
+    for (const n of indexes.filter((x) => usesDots(intents[x]!)))
+      await step(`placing job ${intents[n]!.spec.name}`, async () => {
+        const moved = await this.place(intents[n]!, hosts, intents);
+        if (moved) intents[n] = moved;
+      });
+    const rest = indexes.filter((x) => !usesDots(intents[x]!));
+    if (rest.length === 0) return;
+    const scheduler = new Scheduler(fleetViews(hosts, intents), { strategy: this.opts.strategy });
+    const quiet = rest.length > PLACED_EVENTS_MAX;
+    let next = 0;
+    let placed = 0;
+    await Promise.all(
+      Array.from({ length: Math.min(PLACING_AT_ONCE, rest.length) }, async () => {
+        while (next < rest.length) {
+          const n = rest[next++]!;
+          await step(`placing job ${intents[n]!.spec.name}`, async () => {
+            const i = intents[n]!;
+            const p = scheduler.place(jobRequest(i.spec, await this.jobs.pastHosts(i.spec.name)));
+            if (!p.host) return;
+            // One transaction guarded by the intent as listed; one changed meanwhile is read again and judged afresh.
+            const from = i.host;
+            const e = { host: p.host, event: from ? ('moved' as const) : ('placed' as const), detail: from ? `from ${from}, which is down` : undefined };
+            const listed = await this.jobs.placeListed(i, p.host, e, from ? [from] : []);
+            if (listed && !quiet) await this.jobs.fleetEvent(p.host, e.event, i.spec.name, e.detail ?? '');
+            const moved = listed ?? (await this.record(i, p.host, quiet));
+            if (!moved) return;
+            intents[n] = moved;
+            placed++;
+          });
+        }
+      }),
+    );
+    if (quiet && placed > 0) {
+      this.log(`placed ${placed} jobs (of ${rest.length} without a running host)`);
+      await this.jobs.fleetEvent(this.opts.host, 'placed', `${placed} jobs`, `placed or moved by the agent of ${this.opts.host}; see each with knarr job show`);
+    }
+  }
+
+  /**
    * Places a job whose host is down (or that has none), on a host that has its dots; one agent's move
    * wins, the others' lose the race, and none moves it off a host that came back meanwhile. The intent as moved, or null.
    */
@@ -500,12 +563,20 @@ export class Reconciler {
       : null;
     const candidates = withDots ? hosts.filter((h) => withDots.has(h.host.name)) : hosts;
     const p = new Scheduler(fleetViews(candidates, others), { strategy: this.opts.strategy }).place(jobRequest({ ...i.spec, host: i.spec.host }, history));
-    if (!p.host) return null;
+    return p.host ? this.record(i, p.host, false) : null;
+  }
+
+  /** Records a placement with a compare-and-swap on the intent (and, for a move, its old host still down); null when another won. */
+  private async record(i: JobIntent, to: string, quiet: boolean): Promise<JobIntent | null> {
     const from = i.host;
-    const moved = await this.jobs.updateIntent(i.spec.name, (cur) => (cur.host === from ? { ...cur, host: p.host } : null), from ? [from] : []);
+    const moved = await this.jobs.updateIntent(i.spec.name, (cur) => (cur.host === from ? { ...cur, host: to } : null), from ? [from] : []);
     if (!moved) return null;
-    await this.jobs.addEvent(i.spec.name, { host: p.host, event: from ? 'moved' : 'placed', detail: from ? `from ${from}, which is down` : undefined });
-    this.log(`job ${i.spec.name}: ${from ? `moved from ${from} (down)` : 'placed'} to ${p.host}`);
+    const e = { host: to, event: from ? ('moved' as const) : ('placed' as const), detail: from ? `from ${from}, which is down` : undefined };
+    if (quiet) await this.jobs.addHistory(i.spec.name, e);
+    else {
+      await this.jobs.addEvent(i.spec.name, e);
+      this.log(`job ${i.spec.name}: ${from ? `moved from ${from} (down)` : 'placed'} to ${to}`);
+    }
     return moved;
   }
 }

@@ -71,6 +71,11 @@ export class OpRunner {
     return this.draining;
   }
 
+  /** An operation is being claimed or run: its claim is under the lease it was made with. */
+  get busy(): boolean {
+    return this.draining !== null;
+  }
+
   /** Calls onChange when this host's pending operations change (one queued, one ended). */
   watchPending(onChange: () => void, signal: AbortSignal): Promise<void> {
     return this.repo.watchPending(this.host, onChange, signal);

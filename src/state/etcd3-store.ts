@@ -120,7 +120,8 @@ export async function connectEtcd3(endpoints: readonly string[], opts: Etcd3Opti
     dialTimeout: attemptMs,
     // Streams (watch, keepalive) live long: their liveness is the lease renewals and the HTTP/2 pings below, not a deadline.
     defaultCallOptions: (c) => (c.isStream ? {} : { deadline: Date.now() + attemptMs }),
-    grpcOptions: { 'grpc.keepalive_time_ms': KEEPALIVE_MS, 'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS },
+    // A fleet's lists outgrow gRPC's 4 MiB default (10,000 job intents are about 4.5 MB): etcd itself sends up to 2 GiB.
+    grpcOptions: { 'grpc.keepalive_time_ms': KEEPALIVE_MS, 'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS, 'grpc.max_receive_message_length': -1 },
     faultHandling: {
       // One member: nowhere else to go, so no breaker (it would only refuse calls the member could answer).
       host: (endpoint) => (endpoints.length < 2 ? noop : (probingBreaker(() => members.silent(endpoint)) as unknown as typeof noop)),
@@ -562,7 +563,12 @@ function watchPrefix(
         const events = res.events ?? [];
         if (events.length > 0) {
           next = BigInt(events[events.length - 1]!.kv.mod_revision) + 1n;
-          onChange(events.map((e) => ({ key: e.kv.key.toString('utf8'), deleted: String(e.type).toLowerCase() === 'delete' })));
+          onChange(
+            events.map((e) => {
+              const key = e.kv.key.toString('utf8');
+              return String(e.type).toLowerCase() === 'delete' ? { key, deleted: true } : { key, deleted: false, value: e.kv.value.toString('utf8') };
+            }),
+          );
         } else {
           // A progress notice: etcd sends it only once the watch has delivered everything up to its revision.
           const seen = BigInt(res.header.revision) + 1n;

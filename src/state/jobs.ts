@@ -94,6 +94,22 @@ export class JobRepo {
     const guards = [{ key, modRevision: current.modRevision }, ...downHosts.map((h) => ({ key: this.keys.hostAlive(h), absent: true as const }))];
     return (await this.store.transact(guards, [{ key, value: JSON.stringify(next) }], [])) ? next : null;
   }
+  /**
+   * Places (or moves) a job as a listing showed it: the intent with its new host and a line of its history, in one
+   * transaction guarded by the intent as listed (and, for a move, each host in downHosts still down). Null when the
+   * intent is not as listed any more (changed meanwhile, or written in another form): the caller reads it again.
+   */
+  async placeListed(seen: JobIntent, host: string, e: Omit<JobEvent, 'at'>, downHosts: string[] = []): Promise<JobIntent | null> {
+    const key = this.keys.job(seen.spec.name);
+    const next = { ...seen, host };
+    const at = new Date().toISOString();
+    const guards = [{ key, value: JSON.stringify(seen) }, ...downHosts.map((h) => ({ key: this.keys.hostAlive(h), absent: true as const }))];
+    const puts = [
+      { key, value: JSON.stringify(next) },
+      { key: `${this.keys.jobHistory(seen.spec.name)}${at}-${process.pid}-${this.seq++}`, value: JSON.stringify({ at, ...e }) },
+    ];
+    return (await this.store.transact(guards, puts, [])) ? next : null;
+  }
   async actual(name: string): Promise<JobActual | null> {
     return parse(await this.store.get(this.keys.psEntry(name)));
   }
@@ -117,10 +133,18 @@ export class JobRepo {
     for (const p of spec.ports) await this.putService({ name: serviceName(spec.name, p), job: spec.name, host, address, port: p.host, protocol: p.protocol });
   }
   async addEvent(name: string, e: Omit<JobEvent, 'at'>): Promise<void> {
+    await this.addHistory(name, e);
+    await recordEvent(this.store, this.fleet, { kind: 'job', object: name, host: e.host === '-' ? null : e.host, event: e.event, message: e.detail ?? '' });
+  }
+  /** A line of the job's history only, not of the fleet's event log (many jobs placed at once get one fleet event together). */
+  async addHistory(name: string, e: Omit<JobEvent, 'at'>): Promise<void> {
     const at = new Date().toISOString();
     // Time first so the list reads in order; the suffix keeps two events of one millisecond apart.
     await this.store.put(`${this.keys.jobHistory(name)}${at}-${process.pid}-${this.seq++}`, JSON.stringify({ at, ...e }));
-    await recordEvent(this.store, this.fleet, { kind: 'job', object: name, host: e.host === '-' ? null : e.host, event: e.event, message: e.detail ?? '' });
+  }
+  /** An event of the fleet's log about jobs, best effort. */
+  fleetEvent(host: string, event: string, object: string, message: string): Promise<void> {
+    return recordEvent(this.store, this.fleet, { kind: 'job', object, host, event, message });
   }
   async history(name: string): Promise<JobEvent[]> {
     return (await this.store.list(this.keys.jobHistory(name))).map((kv) => JSON.parse(kv.value) as JobEvent);

@@ -82,6 +82,8 @@ export interface WatchEvent {
   /** null after the watch was re-made: anything may have changed. */
   key: string | null;
   deleted: boolean;
+  /** What was written (absent for a delete, or after the watch was re-made). */
+  value?: string;
 }
 
 const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
@@ -715,7 +717,11 @@ function watchPrefix(gw: Gateway, prefix: string, onChange: (events: WatchEvent[
           if (events.length > 0) {
             gw.heard.set(endpoint, Date.now());
             for (const e of events) lastRevision = Math.max(lastRevision ?? 0, Number(e.kv?.mod_revision ?? 0));
-            onChange(events.map((e) => ({ key: unb64(e.kv?.key), deleted: e.type === 'DELETE' })));
+            onChange(
+              events.map((e) =>
+                e.type === 'DELETE' ? { key: unb64(e.kv?.key), deleted: true } : { key: unb64(e.kv?.key), deleted: false, value: unb64(e.kv?.value) },
+              ),
+            );
           } else if (!r.created && r.header?.revision) lastRevision = Math.max(lastRevision ?? 0, Number(r.header.revision));
         });
         res.on('end', () => end({ reason: 'the watch stream ended', ambiguous: false }));

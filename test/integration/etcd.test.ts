@@ -77,7 +77,7 @@ describe.skipIf(!run)('the store against a real etcd', () => {
       await store.delete(keys.job('a'));
       for (let i = 0; i < 50 && events.length < 2; i++) await new Promise((r) => setTimeout(r, 50));
       expect(events).toEqual([
-        { key: keys.job('b'), deleted: false },
+        { key: keys.job('b'), deleted: false, value: 'x' },
         { key: keys.job('a'), deleted: true },
       ]);
     } finally {

@@ -105,7 +105,7 @@ describe('the etcd3 store on one member', () => {
     await eventually(
       async () =>
         expect(seen).toEqual([
-          { key: '/w/a', deleted: false },
+          { key: '/w/a', deleted: false, value: '1' },
           { key: '/w/a', deleted: true },
         ]),
       5000,
