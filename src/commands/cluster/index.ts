@@ -1,7 +1,6 @@
 import { defineCommand, defineGroup } from '../define.js';
+import { detachOption, userOption } from '../options.js';
 
-const userOption = { flags: '--user <user>', description: 'owner (default $KNARR_USER, else your login name)' } as const;
-const detachOption = { flags: '--detach', description: 'print the operation id and return at once' } as const;
 const nameArg = { name: { description: 'cluster name', required: true, completes: 'cluster' } } as const;
 
 const create = defineCommand(
@@ -60,7 +59,7 @@ const scale = defineCommand(
 );
 
 const nodeOptArg = {
-  name: { description: 'cluster name', required: true, completes: 'cluster' },
+  ...nameArg,
   node: { description: 'one node, by index or hostname (0, host-0); every node when left out' },
 } as const;
 
