@@ -10,8 +10,8 @@ import { OpRepo } from '../state/ops.js';
 import type { Store } from '../state/store.js';
 
 const TOKEN_FILE = '.knarr-fleet-token';
-/** How often a joining host looks for a peer up to answer it (with none, it answers itself). */
-const PEERS_ASKED_EVERY_MS = 5000;
+/** How often a joining host looks for a peer up to answer it (with none, it answers itself): every second in a small fleet, every 5 s from 100 hosts. */
+const peersAskedEveryMs = (hosts: number) => Math.min(5000, Math.max(1000, hosts * 50));
 
 /**
  * The proof that this host sees the fleet's shared data directory: the token in DIR/.knarr-fleet-token.
@@ -100,6 +100,7 @@ export async function join(
   const wakeup = new Wakeup();
   await store.watch(keys.joins, () => wakeup.wake(), ac.signal);
   let peersAskedAt = 0;
+  let peersEveryMs = peersAskedEveryMs(1);
   try {
     for (;;) {
       if (signal.aborted) return;
@@ -119,9 +120,11 @@ export async function join(
         continue;
       }
       // Whether a peer is up to answer: asked now and then, not at each wake (every other host's join wakes this one).
-      if (Date.now() - peersAskedAt >= PEERS_ASKED_EVERY_MS) {
+      if (Date.now() - peersAskedAt >= peersEveryMs) {
         peersAskedAt = Date.now();
-        const peers = (await hosts.list()).filter((h) => h.up && h.host.name !== opts.host && (h.host.join ?? 'ok') === 'ok');
+        const listed = await hosts.list();
+        peersEveryMs = peersAskedEveryMs(listed.length);
+        const peers = listed.filter((h) => h.up && h.host.name !== opts.host && (h.host.join ?? 'ok') === 'ok');
         if (peers.length === 0) {
           await admitJoins(store, opts.fleet, [opts.host]);
           continue;
