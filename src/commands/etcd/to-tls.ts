@@ -26,13 +26,14 @@ export interface ToTlsOptions {
  * data went, or null when there was nothing to turn (no data, or already a member).
  */
 export async function plainToMember(ctx: Context, opts: ToTlsOptions): Promise<string | null> {
+  // Checked before anything is looked at or made: a bad address changes nothing.
+  const ip = validateAdvertiseIp('--advertise', opts.advertise);
   const previous = await readEtcdState(ctx);
   if (previous?.tls || (await isEtcdProcess(previous?.pid ?? null))) return null;
   const { dataDir, pool } = await dataLocation(ctx, previous?.pool ?? opts.pool);
   if (await finishRestore(ctx)) ctx.events.warn('finished a restore that was cut short');
   const db = `${dataDir}/member/snap/db`;
   if (!(await pathExists(db))) return null;
-  const ip = validateAdvertiseIp('--advertise', opts.advertise);
   const name = memberName(opts.name);
   await ensureFirstPki(ctx, name, ip);
   const urls = tlsUrls(ip, opts.clientPort, opts.peerPort);
