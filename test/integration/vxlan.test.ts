@@ -46,6 +46,24 @@ describe.skipIf(!run)('VXLAN: one network for the nodes of three hosts', () => {
     expect(r.exitCode, String(r.stderr)).toBe(0);
     return JSON.parse(String(r.stdout)) as unknown;
   };
+  /** Flood entries on h for every host of the fabric (its own left out, as an agent does). */
+  const syncAll = (h: NetHost) =>
+    call(
+      h,
+      'syncFloodPeers',
+      BRIDGE,
+      hosts.map((x) => x.ip),
+      h.ip,
+    );
+  const othersOf = (h: NetHost) =>
+    hosts
+      .filter((x) => x !== h)
+      .map((x) => x.ip)
+      .sort();
+  const everyNodePingsEveryOther = async () => {
+    for (const [i, h] of hosts.entries())
+      for (const [j] of hosts.entries()) if (i !== j) expect(await ping(h, nodeIp(j)), `${h.name} -> ${nodeIp(j)}`).toBe(true);
+  };
   const spec = (h: NetHost, vni = 7946) => ({ bridge: BRIDGE, vni, port: 4789, local: h.ip, gateways: [GATEWAY] });
   // ip, not /sys: the hosts share the root namespace's sysfs.
   const bridgeMac = async (h: NetHost) =>
@@ -94,35 +112,15 @@ describe.skipIf(!run)('VXLAN: one network for the nodes of three hosts', () => {
   it('with the device and flood entries on each host, every node pings every other; a second pass changes nothing', async () => {
     for (const h of hosts) {
       expect(await call(h, 'ensureVxlan', spec(h))).toBe('made');
-      expect(
-        await call(
-          h,
-          'syncFloodPeers',
-          BRIDGE,
-          hosts.map((x) => x.ip),
-          h.ip,
-        ),
-      ).toEqual({
-        add: hosts
-          .filter((x) => x !== h)
-          .map((x) => x.ip)
-          .sort(),
+      expect(await syncAll(h)).toEqual({
+        add: othersOf(h),
         remove: [],
       });
     }
-    for (const [i, h] of hosts.entries())
-      for (const [j] of hosts.entries()) if (i !== j) expect(await ping(h, nodeIp(j)), `${h.name} -> ${nodeIp(j)}`).toBe(true);
+    await everyNodePingsEveryOther();
     for (const h of hosts) {
       expect(await call(h, 'ensureVxlan', spec(h))).toBe('kept');
-      expect(
-        await call(
-          h,
-          'syncFloodPeers',
-          BRIDGE,
-          hosts.map((x) => x.ip),
-          h.ip,
-        ),
-      ).toEqual({ add: [], remove: [] });
+      expect(await syncAll(h)).toEqual({ add: [], remove: [] });
     }
     // A full-size packet for the nodes' MTU crosses whole (1450 less 28 bytes of IP and ICMP headers).
     expect((await inNode(hosts[0]!, 'busybox', 'ping', '-c', '1', '-W', '2', '-s', '1422', nodeIp(2))).exitCode).toBe(0);
@@ -181,18 +179,11 @@ describe.skipIf(!run)('VXLAN: one network for the nodes of three hosts', () => {
       );
     const knarr = (...argv: string[]) => execa(KNARR, argv, { env, reject: false });
     await eventually(async () => {
-      for (const h of hosts)
-        expect(await call(h, 'floodPeers', BRIDGE), h.name).toEqual(
-          hosts
-            .filter((x) => x !== h)
-            .map((x) => x.ip)
-            .sort(),
-        );
+      for (const h of hosts) expect(await call(h, 'floodPeers', BRIDGE), h.name).toEqual(othersOf(h));
     }, 30_000);
     const shown = JSON.parse(String((await knarr('--json', 'host', 'show', 'va')).stdout)) as { vtep?: unknown };
     expect(shown.vtep).toEqual({ ip: hosts[0]!.ip, vni: 7946, port: 4789 });
-    for (const [i, h] of hosts.entries())
-      for (const [j] of hosts.entries()) if (i !== j) expect(await ping(h, nodeIp(j)), `${h.name} -> ${nodeIp(j)}`).toBe(true);
+    await everyNodePingsEveryOther();
     expect(await arpRepliers(hosts[1]!, GATEWAY)).toEqual([await bridgeMac(hosts[1]!)]);
 
     agents[2]!.kill('SIGKILL');
