@@ -12,6 +12,7 @@ export const opHandlers: OpHandlers = {
   'cluster.reboot': () => import('./cluster/ops/reboot.js').then((m) => m.clusterReboot),
   'cluster.update': () => import('./cluster/ops/update.js').then((m) => m.clusterUpdate),
   'cluster.clone': () => import('./cluster/ops/clone.js').then((m) => m.clusterClone),
+  'cluster.undo-part': () => import('./cluster/ops/span.js').then((m) => m.undoPart),
   'image.save': () => import('./cluster/ops/image-save.js').then((m) => m.imageSave),
   'host.init': () => import('./cluster/ops/host-init.js').then((m) => m.hostInit),
 };

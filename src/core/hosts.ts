@@ -31,6 +31,8 @@ export interface HostRecord {
   restartGraceSeconds?: number;
   /** The collector's last pass that removed something: cluster parts on this host that no cluster owned. */
   collected?: { at: string; removed: string[] };
+  /** Where the fleet's shared data directory is mounted on this host (daemon --share); absent: none. */
+  share?: string;
   /** Where the clusters' VXLAN reaches this host; absent: an agent on loopback, or an older one. */
   vtep?: { ip: string; vni: number; port: number };
 }
