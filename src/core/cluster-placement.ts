@@ -66,7 +66,7 @@ export interface NodePlacement {
   ask: { cpu: number; memory: number };
 }
 
-/** A capacity held for a node during a create or a migration, until the node is in its cluster's record on that host (or its operation ends). */
+/** Room held for a node on a host during a create or a migration, until its operation releases it (the node runs there) or ends. */
 export interface PlaceholderRecord {
   host: string;
   op: string;
@@ -83,33 +83,45 @@ export interface NodeUse {
   host: string;
   cpu: number;
   memory: number;
+  /** A placeholder: room booked for a node not running yet, which the host's memory in use cannot show. */
+  held?: boolean;
 }
 
 /**
- * What the fleet's cluster nodes take: every node of a cluster record on its host (a stopped cluster's,
- * like a stopped job's, holds nothing), and every placeholder whose node is not yet in a record on that host.
+ * What the fleet's cluster nodes take: every placeholder, and every node of a cluster record on its host
+ * unless its placeholder there still holds its room (a stopped cluster's nodes, like a stopped job, hold nothing).
  */
 export function nodeUses(clusters: readonly ClusterRecord[], placeholders: readonly PlaceholderRecord[]): NodeUse[] {
-  const uses: NodeUse[] = [];
-  const recorded = new Set<string>();
+  const held = new Set(placeholders.map((p) => `${p.host} ${p.container}`));
+  const uses: NodeUse[] = placeholders.map((p) => ({ host: p.host, cpu: p.cpu, memory: p.memory, held: true }));
   for (const c of clusters)
     for (const n of c.nodes) {
-      recorded.add(`${n.host} ${n.container}`);
-      if (c.status === 'stopped') continue;
+      if (c.status === 'stopped' || held.has(`${n.host} ${n.container}`)) continue;
       const l = nodeLimits(c, n);
       uses.push({ host: n.host, ...nodeAsk(l.cpu, l.memory) });
     }
-  for (const p of placeholders) if (!recorded.has(`${p.host} ${p.container}`)) uses.push({ host: p.host, cpu: p.cpu, memory: p.memory });
   return uses;
 }
 
-/** The scheduler's view of the fleet with the cluster nodes counted as jobs with no ports. */
+/**
+ * The scheduler's view of the fleet with the cluster nodes: a running node's limits count as a job's
+ * reservation (against the memory the host reports in use); a placeholder's come on top of it.
+ */
 export function clusterViews(
   hosts: readonly { host: HostRecord; up: boolean }[],
   jobs: readonly { host: string | null; spec: Pick<JobSpec, 'ports' | 'cpu' | 'memory'>; desired?: string }[],
   nodes: readonly NodeUse[],
 ): HostView[] {
-  return fleetViews(hosts, [...jobs, ...nodes.map((n) => ({ host: n.host, spec: { ports: [], cpu: n.cpu, memory: n.memory } }))]);
+  const running = nodes.filter((n) => !n.held).map((n) => ({ host: n.host, spec: { ports: [], cpu: n.cpu, memory: n.memory } }));
+  const views = fleetViews(hosts, [...jobs, ...running]);
+  const byHost = new Map(views.map((v) => [v.name, v]));
+  for (const n of nodes) {
+    const v = n.held ? byHost.get(n.host) : undefined;
+    if (!v) continue;
+    v.usedCpu += n.cpu;
+    v.usedMemory += n.memory;
+  }
+  return views;
 }
 
 const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);

@@ -1,12 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import type { ClusterRecord } from '../../src/core/cluster.js';
 import {
+  clusterViews,
   DEFAULT_NODE_CPU,
   DEFAULT_NODE_MEMORY,
   nodeAsk,
   nodeUses,
   placeNodes,
   type NodePlacementRequest,
+  type NodeUse,
   type PlaceholderRecord,
 } from '../../src/core/cluster-placement.js';
 import type { HostView } from '../../src/core/scheduler.js';
@@ -147,23 +149,48 @@ describe("the room the fleet's nodes take", () => {
     }) as unknown as ClusterRecord;
   const ph = (host: string, container: string): PlaceholderRecord => ({ host, op: 'op-1', container, cluster: 'a/b', cpu: 500, memory: GiB, at: '' });
 
-  it("counts each node on its host with its own limits, a placeholder until its node is recorded there, and a stopped cluster's nodes not at all", () => {
-    const uses = nodeUses(
-      [
-        cluster('running', [
-          { container: 'a-1-0', host: 'h1' },
-          { container: 'a-1-1', host: 'h2', memory: GiB },
-        ]),
-        cluster('stopped', [{ container: 'a-2-0', host: 'h1' }]),
-      ],
-      // a-1-0 is recorded on h1: its placeholder there is the node; a-1-1 moving to h3 holds room on both.
-      [ph('h1', 'a-1-0'), ph('h3', 'a-1-1'), ph('h2', 'a-3-0')],
-    );
-    expect(uses).toEqual([
-      { host: 'h1', cpu: DEFAULT_NODE_CPU, memory: 256 * MiB },
-      { host: 'h2', cpu: DEFAULT_NODE_CPU, memory: GiB },
-      { host: 'h3', cpu: 500, memory: GiB },
-      { host: 'h2', cpu: 500, memory: GiB },
-    ]);
+  it(
+    'counts every placeholder, and each recorded node on its host with its own limits unless its placeholder there holds it; ' +
+      "a stopped cluster's not at all",
+    () => {
+      const uses = nodeUses(
+        [
+          cluster('running', [
+            { container: 'a-1-0', host: 'h1' },
+            { container: 'a-1-1', host: 'h2', memory: GiB },
+          ]),
+          cluster('stopped', [{ container: 'a-2-0', host: 'h1' }]),
+        ],
+        // a-1-0 is recorded on h1, where its placeholder still holds it; a-1-1 moving to h3 holds room on both.
+        [ph('h1', 'a-1-0'), ph('h3', 'a-1-1'), ph('h2', 'a-3-0')],
+      );
+      const held = { cpu: 500, memory: GiB, held: true };
+      expect(uses).toEqual([
+        { host: 'h1', ...held },
+        { host: 'h3', ...held },
+        { host: 'h2', ...held },
+        { host: 'h2', cpu: DEFAULT_NODE_CPU, memory: GiB },
+      ]);
+    },
+  );
+
+  it("adds placeholders on top of the memory a host reports in use, and a running node's limit as a reservation against it", () => {
+    const rec = {
+      name: 'h1',
+      address: '',
+      dockerEndpoint: '',
+      tags: [],
+      capacity: { cpu: 4000, memory: 8 * GiB },
+      load: { runningJobs: 0, freeMemory: 5 * GiB },
+      state: 'ok',
+      joinedAt: '',
+      updatedAt: '',
+    } as const;
+    const view = (uses: NodeUse[]) => clusterViews([{ host: { ...rec, tags: [] }, up: true }], [], uses)[0]!;
+    expect(view([])).toMatchObject({ usedCpu: 0, usedMemory: 3 * GiB });
+    // A node that runs is in the memory the host reports: its limit counts only where it is more.
+    expect(view([{ host: 'h1', cpu: 100, memory: GiB }])).toMatchObject({ usedCpu: 100, usedMemory: 3 * GiB });
+    expect(view([{ host: 'h1', cpu: 100, memory: 4 * GiB }])).toMatchObject({ usedMemory: 4 * GiB });
+    expect(view([{ host: 'h1', cpu: 100, memory: GiB, held: true }])).toMatchObject({ usedCpu: 100, usedMemory: 4 * GiB });
   });
 });
