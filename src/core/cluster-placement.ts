@@ -38,6 +38,8 @@ export interface NodePlacementRequest {
   firstIndex?: number;
   /** Hosts of the cluster's nodes already placed (a scale), which spread and pack count. */
   existing?: readonly string[];
+  /** Hosts refused for a reason the scheduler does not see (no such image there, no pool that holds nodes), with that reason. */
+  unfit?: ReadonlyMap<string, string>;
 }
 
 /** One node's placement, with each host's verdict at its turn. */
@@ -141,7 +143,7 @@ export function placeNodes(views: readonly HostView[], req: NodePlacementRequest
   for (let i = 0; i < req.size; i++) {
     const index = first + i;
     const job: JobRequest = { name: `${req.cluster} node ${index}`, ...ask, ports: [], tags: req.tags, host: req.host, fixed: false, history: [] };
-    const judged = hosts.map((h) => ({ h, why: infeasible(job, h), n: count.get(h.name) ?? 0, s: score(job, h, strategy) }));
+    const judged = hosts.map((h) => ({ h, why: infeasible(job, h) ?? req.unfit?.get(h.name) ?? null, n: count.get(h.name) ?? 0, s: score(job, h, strategy) }));
     const feasible = judged.filter((j) => j.why === null);
     // spread: fewest nodes of this cluster first; pack: most; then the scheduler's score; then the name.
     const sign = req.strategy === 'pack' ? -1 : 1;
@@ -167,7 +169,7 @@ export function placeNodes(views: readonly HostView[], req: NodePlacementRequest
     count.set(best.h.name, best.n + 1);
     placed.push(best.h.name);
   }
-  return { hosts: placed, nodes, verdicts: hostVerdicts(hosts, nodes), reason, ask };
+  return { hosts: placed, nodes, verdicts: hostVerdicts(hosts, nodes, req.strategy), reason, ask };
 }
 
 function whyNoHost(req: NodePlacementRequest, index: number, placedSoFar: number, judged: { h: HostView; why: string | null }[]): string {
@@ -184,11 +186,17 @@ function whyNoHost(req: NodePlacementRequest, index: number, placedSoFar: number
   return `no host can take ${of}: ${shown.join('; ')}`;
 }
 
-function hostVerdicts(hosts: readonly HostView[], nodes: readonly NodeVerdicts[]): HostVerdict[] {
+const HOW: Record<NodeStrategy, string> = {
+  spread: 'spread: fewest nodes of the cluster first, then the emptiest host',
+  pack: 'pack: most nodes of the cluster first, then the fullest host that fits',
+};
+
+function hostVerdicts(hosts: readonly HostView[], nodes: readonly NodeVerdicts[], strategy: NodeStrategy): HostVerdict[] {
   const last = nodes[nodes.length - 1];
   const out = hosts.map((h): HostVerdict => {
     const mine = nodes.filter((n) => n.host === h.name).map((n) => n.index);
-    if (mine.length > 0) return { host: h.name, verdict: 'chosen', nodes: mine, why: `${mine.length === 1 ? 'node' : 'nodes'} ${mine.join(', ')}` };
+    if (mine.length > 0)
+      return { host: h.name, verdict: 'chosen', nodes: mine, why: `takes ${mine.length === 1 ? 'node' : 'nodes'} ${mine.join(', ')} (${HOW[strategy]})` };
     const v = last?.verdicts.find((x) => x.host === h.name);
     return { host: h.name, verdict: v?.verdict === 'rejected' ? 'rejected' : 'ranked-lower', nodes: [], why: v?.why ?? '' };
   });

@@ -107,7 +107,7 @@ describe('feasibility and explanations', () => {
     expect(p.hosts).toEqual(['ok', 'ok']);
     const why = Object.fromEntries(p.verdicts.map((v) => [v.host, `${v.verdict}: ${v.why}`]));
     expect(why).toEqual({
-      ok: 'chosen: nodes 0, 1',
+      ok: 'chosen: takes nodes 0, 1 (spread: fewest nodes of the cluster first, then the emptiest host)',
       plain: 'rejected: missing tag ssd',
       down: 'rejected: host is down',
       drain: 'rejected: host is draining',
@@ -125,6 +125,19 @@ describe('feasibility and explanations', () => {
     const some = placeNodes([host('small', { cpu: 250 })], req({ host: 'small' }));
     expect(some.hosts).toEqual(['small', 'small']);
     expect(some.reason).toMatch(/^pinned host small cannot take node 2 of alice\/lab \(after 2 nodes placed\): not enough cpu \(50m free, 100m asked\)/);
+  });
+
+  it('refuses hosts for reasons the scheduler does not see, after its own', () => {
+    const unfit = new Map([
+      ['ok', 'has no image base'],
+      ['down', 'has no image base'],
+    ]);
+    const p = placeNodes(fleet(), req({ size: 1, unfit }));
+    expect(p.hosts).toEqual(['plain']);
+    expect(p.nodes[0]!.verdicts.filter((v) => v.verdict === 'rejected').map((v) => `${v.host}: ${v.why}`)).toEqual(
+      expect.arrayContaining(['ok: has no image base', 'down: host is down']),
+    );
+    expect(placeNodes(fleet(), req({ host: 'ok', unfit })).reason).toBe('pinned host ok cannot take node 0 of alice/lab: has no image base');
   });
 
   it('names the tags no host has', () => {
