@@ -73,21 +73,7 @@ export class PlaceholderRepo {
         const mine = (await this.list()).filter((p) => p.op === opId);
         if (mine.length > 0) return resumedPlacement(req, mine);
         const placement = choose(await this.views());
-        if (placement.reason !== null || placement.hosts.length < req.containers.length)
-          throw new ConflictError(`cannot place cluster ${req.cluster}: ${placement.reason ?? 'fewer hosts chosen than nodes asked'}`, {
-            hint: "see each host's verdict with: knarr cluster plan (same flags)",
-            detail: { cluster: req.cluster, reason: placement.reason },
-          });
-        const at = new Date().toISOString();
-        const ask = nodeAsk(req.cpu, req.memory);
-        const placeholders = req.containers.map((container, i) => ({
-          host: placement.hosts[i]!,
-          op: opId,
-          container,
-          cluster: req.cluster,
-          ...ask,
-          at,
-        }));
+        const placeholders = placeholdersOf(opId, req, placement);
         const puts = placeholders.map((p) => ({ key: this.keys.placeholder(p.host, p.op, p.container), value: JSON.stringify(p) }));
         // Written only while the lock is still ours: a holder whose lease lapsed mid-way places again.
         if (await this.store.transact([{ key: this.keys.placementLock, value: lock.value }], puts, [])) return { ...placement, placeholders, resumed: false };
@@ -96,6 +82,14 @@ export class PlaceholderRepo {
         await this.store.revokeLease(lock.lease).catch(() => undefined);
       }
     }
+  }
+
+  /** What hold would do, for --dry-run: placed on the fleet as it is now, nothing locked or written; refused as hold refuses. */
+  async preview(opId: string, req: HoldRequest, choose: (views: HostView[]) => NodePlacement): Promise<HeldPlacement> {
+    const mine = (await this.list()).filter((p) => p.op === opId);
+    if (mine.length > 0) return resumedPlacement(req, mine);
+    const placement = choose(await this.views());
+    return { ...placement, placeholders: placeholdersOf(opId, req, placement), resumed: false };
   }
 
   /** Removes every placeholder of an operation (its nodes are in the record, or it is undone). */
@@ -146,6 +140,18 @@ export class PlaceholderRepo {
       wait = Math.min(wait * 2, 200);
     }
   }
+}
+
+/** One placeholder per node, on the host placement chose for it; refused, with placement's reason, when a node has none. */
+function placeholdersOf(opId: string, req: HoldRequest, placement: NodePlacement): PlaceholderRecord[] {
+  if (placement.reason !== null || placement.hosts.length < req.containers.length)
+    throw new ConflictError(`cannot place cluster ${req.cluster}: ${placement.reason ?? 'fewer hosts chosen than nodes asked'}`, {
+      hint: "see each host's verdict with: knarr cluster plan (same flags)",
+      detail: { cluster: req.cluster, reason: placement.reason },
+    });
+  const at = new Date().toISOString();
+  const ask = nodeAsk(req.cpu, req.memory);
+  return req.containers.map((container, i) => ({ host: placement.hosts[i]!, op: opId, container, cluster: req.cluster, ...ask, at }));
 }
 
 function resumedPlacement(req: HoldRequest, mine: PlaceholderRecord[]): HeldPlacement {

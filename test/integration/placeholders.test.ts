@@ -8,7 +8,8 @@ import { ClusterRepo } from '../../src/state/clusters.js';
 import { HostRepo } from '../../src/state/hosts.js';
 import { OpRepo } from '../../src/state/ops.js';
 import { PlaceholderRepo, type HoldRequest } from '../../src/state/placeholders.js';
-import { connectEtcd, type Store } from '../../src/state/store.js';
+import { fleetKeys } from '../../src/state/keys.js';
+import { connectEtcd, readOnlyStore, type Store } from '../../src/state/store.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { haveTools, integration } from '../harness/tools.js';
 
@@ -126,8 +127,21 @@ describe.skipIf(!run)('placeholders hold room for cluster nodes (real etcd)', ()
     await new ClusterRepo(a, fleet).remove('u', 'r');
   });
 
+  it('previews a hold under --dry-run with nothing locked or written, and refuses as hold does', async () => {
+    const dry = new PlaceholderRepo(readOnlyStore(a), fleet);
+    const seen = await dry.preview('op-d', ...request('u/d', 2));
+    expect(seen).toMatchObject({ hosts: ['small', 'small'], resumed: false });
+    expect(seen.placeholders.map((p) => `${p.host} ${p.container} ${p.memory}`)).toEqual([`small u-d-0 ${GiB}`, `small u-d-1 ${GiB}`]);
+    await expect(dry.preview('op-d', ...request('u/d', 3, { host: 'small' }))).rejects.toThrow(
+      /^cannot place cluster u\/d: pinned host small cannot take node 2/,
+    );
+    await expect(dry.hold('op-d', ...request('u/d', 1))).rejects.toThrow(/dry-run|take a lease/);
+    expect(await new PlaceholderRepo(a, fleet).list()).toEqual([]);
+    expect(await a.get(fleetKeys(fleet).placementLock)).toBeNull();
+  });
+
   it('waits for the placement lock, and says who holds it when it stays taken', async () => {
-    const keys = (await import('../../src/state/keys.js')).fleetKeys(fleet);
+    const keys = fleetKeys(fleet);
     await a.put(keys.placementLock, JSON.stringify({ op: 'op-stuck' }));
     const quick = new PlaceholderRepo(a, fleet, 500);
     await expect(quick.hold('op-w', ...request('u/w', 1))).rejects.toThrow(/placement lock stayed taken for 1 s \(held by \{"op":"op-stuck"\}\)/);
