@@ -35,13 +35,12 @@ export function clusterCollector(ctx: Context, store: Store, now: () => number =
   const lxc = lxcFor(ctx);
   const placeholders = collectPlaceholders(store, ctx.config.fleet, now);
   return async () => {
-    const removedPlaceholders = await placeholders();
     // Read first: a store that does not answer means nothing is known to be unowned, so nothing goes.
     const owned = new Set((await repo.list()).map((c: ClusterRecord) => `${c.user}-${c.id}`));
     const unowned = (await localParts(ctx, repo, lxc)).filter((p) => !owned.has(ownerOf(p.key)));
     const keys = new Set(unowned.map((p) => p.key));
     for (const k of [...firstSeen.keys()]) if (!keys.has(k)) firstSeen.delete(k);
-    const removed: string[] = [...removedPlaceholders];
+    const removed: string[] = [];
     for (const p of unowned) {
       const seen = firstSeen.get(p.key);
       if (seen === undefined) {
@@ -55,7 +54,7 @@ export function clusterCollector(ctx: Context, store: Store, now: () => number =
       firstSeen.delete(p.key);
       removed.push(p.key);
     }
-    return removed;
+    return [...removed, ...(await placeholders())];
   };
 }
 
