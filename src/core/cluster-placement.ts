@@ -151,11 +151,16 @@ export function placeNodes(views: readonly HostView[], req: NodePlacementRequest
     const best = feasible[0];
     const verdicts: Verdict[] = judged.map(({ h, why, n, s }) => {
       if (why !== null) return { host: h.name, verdict: 'rejected', why };
-      if (h === best!.h) return { host: h.name, verdict: 'chosen', why: `${req.strategy}: ${plural(n)} of the cluster here before, best score`, score: s };
+      if (h === best!.h) {
+        const why = `${req.strategy === 'pack' ? 'most' : 'fewest'} nodes of the cluster here (${n}), then the best ${strategy} score`;
+        return { host: h.name, verdict: 'chosen', why, score: s };
+      }
       const lower =
         n !== best!.n
           ? `has ${plural(n)} of the cluster, ${best!.h.name} ${best!.n} (${req.strategy === 'pack' ? 'pack fills one host first' : 'spread evens them out'})`
-          : `score ${s.toFixed(3)} below ${best!.s.toFixed(3)}`;
+          : s === best!.s
+            ? `same score as ${best!.h.name}, whose name sorts first`
+            : `score ${s.toFixed(3)} below ${best!.s.toFixed(3)}`;
       return { host: h.name, verdict: 'ranked-lower', why: lower, score: s };
     });
     nodes.push({ index, host: best?.h.name ?? null, verdicts });

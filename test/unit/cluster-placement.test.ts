@@ -116,6 +116,12 @@ describe('feasibility and explanations', () => {
     });
     expect(p.verdicts[0]!.host).toBe('ok');
     expect(p.nodes.map((n) => n.verdicts.find((v) => v.verdict === 'chosen')?.host)).toEqual(['ok', 'ok']);
+    expect(p.nodes[1]!.verdicts.find((v) => v.host === 'ok')!.why).toBe('fewest nodes of the cluster here (1), then the best spread score');
+    const tie = placeNodes([host('b'), host('a')], req({ size: 1 }));
+    expect(tie.nodes[0]!.verdicts.map((v) => `${v.host} ${v.verdict}: ${v.why}`)).toEqual([
+      'a chosen: fewest nodes of the cluster here (0), then the best spread score',
+      'b ranked-lower: same score as a, whose name sorts first',
+    ]);
   });
 
   it('a pin puts every node on the host, and says why when it cannot', () => {
