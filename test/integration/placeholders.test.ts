@@ -151,7 +151,14 @@ describe.skipIf(!run)('placeholders hold room for cluster nodes (real etcd)', ()
     expect((await waiting).hosts).toHaveLength(1);
     expect(await a.get(keys.placementLock)).toBeNull();
     await new PlaceholderRepo(a, fleet).release('op-w');
-  });
+    // A holder that died (its lease no longer renewed) lets go when the lease lapses.
+    const dead = await b.grantLease(2);
+    await b.put(keys.placementLock, JSON.stringify({ op: 'op-dead' }), dead);
+    const started = Date.now();
+    expect((await new PlaceholderRepo(a, fleet).hold('op-x', ...request('u/x', 1))).hosts).toHaveLength(1);
+    expect(Date.now() - started).toBeGreaterThan(1000);
+    await new PlaceholderRepo(a, fleet).release('op-x');
+  }, 30_000);
 
   it("the collector removes placeholders of an ended operation at once, of a vanished one on a later pass, and never a live one's", async () => {
     const ops = new OpRepo(a, fleet);
