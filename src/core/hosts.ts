@@ -106,7 +106,7 @@ export function hostView(h: HostRecord, up: boolean): HostView {
 /** The scheduler's view of the fleet: each host with the ports and reservations of every job placed on it (run by an agent or not). */
 export function fleetViews(
   hosts: readonly { host: HostRecord; up: boolean }[],
-  placed: readonly { host: string | null; spec: JobSpec; desired?: string }[],
+  placed: readonly { host: string | null; spec: Pick<JobSpec, 'ports' | 'cpu' | 'memory'>; desired?: string }[],
 ): HostView[] {
   const views = new Map(hosts.map((h) => [h.host.name, { ...hostView(h.host, h.up), ports: new Set<string>() }]));
   const reserved = new Map<string, number>();
