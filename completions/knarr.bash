@@ -72,7 +72,7 @@ _knarr_node() {
     'host/drain') args='host'; opts='--undo' ;;
     'host/tag') args='host none...'; opts='--remove' ;;
     'host/leave') args='host'; opts='--force' ;;
-    'cluster/create') args='none'; opts='--size --image --user --memory --cpus --pool --authorized-keys --detach'; vals=' --size=none --image=image --user=none --memory=none --cpus=none --pool=pool --authorized-keys=path ' ;;
+    'cluster/create') args='none'; opts='--size --image --user --memory --cpus --pool --authorized-keys --spread --pack --host --tag --detach'; vals=' --size=none --image=image --user=none --memory=none --cpus=none --pool=pool --authorized-keys=path --host=host --tag=none ' ;;
     'cluster/plan') args='none'; opts='--size --spread --pack --host --tag --memory --cpus --user --per-node'; vals=' --size=none --host=host --tag=none --memory=none --cpus=none --user=none ' ;;
     'cluster/start') args='cluster'; opts='--user --detach'; vals=' --user=none ' ;;
     'cluster/stop') args='cluster'; opts='--user --detach'; vals=' --user=none ' ;;

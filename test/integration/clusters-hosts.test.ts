@@ -2,6 +2,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PlaceholderRepo } from '../../src/state/placeholders.js';
+import { connectEtcd } from '../../src/state/store.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { eventually } from '../harness/eventually.js';
 import { pickNetwork } from '../harness/net.js';
@@ -169,6 +171,24 @@ describe.skipIf(!run)('a cluster whose nodes are on three hosts (real LXC on net
     for (const h of hosts)
       for (const n of c.nodes.filter((x) => x.host === h.name))
         expect(String((await h.exec('lxc-info', ['-P', `${h.dir}/state/lxc`, '-n', n.container, '-s'])).stdout), n.container).toContain('RUNNING');
+  }, 180_000);
+
+  it('two creates at once that together do not fit on one host: one is refused, never both on it; its placeholders go', async () => {
+    // Each host has 2000m of cpu (2 cores); lab's two nodes there count 100m each: room for one 1-cpu node more, not two.
+    const [p, q] = await Promise.all(['p', 'q'].map((n) => k(hosts[1]!, 'cluster', 'create', n, '--size', '1', '--cpus', '1', '--host', 'mb')));
+    const codes = [p!.exitCode, q!.exitCode].sort();
+    expect(codes[0]).toBe(0);
+    expect(codes[1]).not.toBe(0);
+    expect(String((p!.exitCode === 0 ? q! : p!).stderr)).toMatch(/cannot place cluster alice\/[pq]: .*mb.*not enough cpu/);
+    const list = (JSON.parse(await ok(hosts[0]!, '--json', 'cluster', 'list')) as { name: string }[]).map((c) => c.name).sort();
+    expect(list).toEqual(['lab', p!.exitCode === 0 ? 'p' : 'q']);
+    const store = await connectEtcd([etcd.url]);
+    try {
+      expect(await new PlaceholderRepo(store, 'mhc').list()).toEqual([]);
+    } finally {
+      await store.close();
+    }
+    await ok(hosts[1]!, 'cluster', 'delete', p!.exitCode === 0 ? 'p' : 'q');
   }, 180_000);
 
   it('stop and start act on every host; delete leaves no node, volume or address on any', async () => {

@@ -16,7 +16,6 @@ import { OpRepo } from '../../state/ops.js';
 import { requireRunning, targetNodes } from './ops/shared.js';
 import { ConflictError, NotFoundError, UserError, ValidationError } from '../../core/errors.js';
 import { validateName } from '../../core/names.js';
-import { validateTags } from '../../core/hosts.js';
 import { shellCommand } from '../../core/shell.js';
 import { parseSize } from '../../core/size.js';
 import { thisHost } from '../../daemon/pidfile.js';
@@ -27,6 +26,7 @@ import { timeCell, type CommandResult, type Context, type View } from '../types.
 import { withStore } from '../with-store.js';
 import { ClusterRepo } from '../../state/clusters.js';
 import { clusterPool, lxcFor, requireCluster, userOf } from './common.js';
+import { placementOf } from './plan.js';
 
 const cpuOf = (v: string | undefined): number => (v === undefined ? 0 : parseCpus('--cpus', v));
 
@@ -61,14 +61,12 @@ export async function clusterCreate(nameArg: string, opts: ClusterCreateOptions,
     });
     authorizedKeys = validateAuthorizedKeys('--authorized-keys', text);
   }
-  if (opts.spread && opts.pack) throw new ValidationError('--spread', 'give --spread or --pack, not both');
-  const pin = opts.host === undefined ? undefined : validateName('--host', opts.host, 64);
-  const tags = validateTags('--tag', opts.tags ?? []);
-  const placement = {
-    ...(opts.spread ? { strategy: 'spread' } : opts.pack ? { strategy: 'pack' } : pin || tags.length ? { strategy: 'spread' } : {}),
-    ...(pin ? { pin } : {}),
-    ...(tags.length ? { tags: tags.join(',') } : {}),
-  };
+  const where = placementOf(opts);
+  const pin = where.host;
+  const tags = where.tags;
+  // No placement flag: every node on this host, as before fleets; any flag: the scheduler places them.
+  const placed = opts.spread || opts.pack || pin !== undefined || tags.length > 0;
+  const placement = placed ? { strategy: where.strategy, ...(pin ? { pin } : {}), ...(tags.length ? { tags: tags.join(',') } : {}) } : {};
   const pool = await clusterPool(ctx, opts.pool);
   const host = await thisHost(ctx.config.stateDir);
   return withStore(ctx, async (store) => {

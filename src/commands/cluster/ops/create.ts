@@ -71,7 +71,10 @@ export const clusterCreate: OpHandler = {
     }
     // A resumed run finds its id in the record it made; a run cut short before that takes a new one.
     if (s.existing && s.existing.op !== r.op.id) throw new ConflictError(`user ${args.user} already has a cluster ${args.name}`);
-    const placed = s.existing ? { hosts: s.existing.nodes.map((n) => n.host), files: s.existing.files } : await placeNodes(r, s);
+    // The id first, kept in the operation: the placeholders are named after the nodes' containers.
+    const id = s.existing?.id ?? (r.op.state.id as number | undefined) ?? (await s.repo.nextId());
+    if (r.op.state.id !== id) await r.save({ id });
+    const placed = s.existing ? { hosts: s.existing.nodes.map((n) => n.host), files: s.existing.files } : await placeNodes(r, s, id);
     const now = new Date().toISOString();
     const c =
       s.existing ??
@@ -94,6 +97,7 @@ export const clusterCreate: OpHandler = {
           updatedAt: now,
         },
         (i) => ({ host: placed.hosts[i]! }),
+        id,
       ));
     await makeUserFiles(s, c);
     await writeHosts(s, c);

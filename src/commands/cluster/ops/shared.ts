@@ -139,8 +139,9 @@ export async function allocateCluster(
   size: number,
   draft: Omit<ClusterRecord, 'id' | 'subnet' | 'nodes'>,
   each: (index: number) => Partial<ClusterNode> = () => ({}),
+  given?: number,
 ): Promise<ClusterRecord> {
-  const id = await s.repo.nextId();
+  const id = given ?? (await s.repo.nextId());
   const names = Array.from({ length: size }, (_, i) => containerName(draft.user, id, i));
   for (let attempt = 1; ; attempt++) {
     const subnet = await s.repo.ensureSubnet(network, draft.user);
