@@ -1,7 +1,8 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fleetKeys } from '../../src/state/keys.js';
 import { PlaceholderRepo } from '../../src/state/placeholders.js';
 import { connectEtcd } from '../../src/state/store.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
@@ -39,7 +40,40 @@ describe.skipIf(!run)('a cluster whose nodes are on three hosts (real LXC on net
   let etcd: EtcdInstance;
   let hosts: NetHost[] = [];
   let env: Record<string, string>;
-  const agents: ResultPromise[] = [];
+  const agents = new Map<string, ResultPromise>();
+  let share = '';
+  const startAgent = (h: NetHost) =>
+    agents.set(
+      h.name,
+      h.spawn(
+        ...withNetnsSysfs(KNARR, ['--state-dir', `${h.dir}/state`, 'daemon', '--name', h.name, '--listen', `${h.ip}:7946`, '--ttl', '2', '--share', share]),
+        { env: { ...h.dockerd.env, ...env }, reject: false, stdio: ['ignore', 'ignore', 'pipe'] },
+      ),
+    );
+  const killAgent = async (h: NetHost) => {
+    const a = agents.get(h.name)!;
+    a.kill('SIGKILL');
+    await a;
+    agents.delete(h.name);
+  };
+  const upHosts = async () =>
+    (JSON.parse(await ok(hosts[0]!, '--json', 'host', 'list')) as { name: string; up: boolean }[])
+      .filter((h) => h.up)
+      .map((h) => h.name)
+      .sort();
+  /** Every container of the world's hosts, and every node volume left on their pools. */
+  const leftovers = async () => {
+    const found: string[] = [];
+    for (const h of hosts) {
+      for (const c of String((await h.exec('lxc-ls', ['-P', `${h.dir}/state/lxc`, '-1'])).stdout)
+        .split('\n')
+        .filter(Boolean))
+        found.push(`${h.name} ${c}`);
+      const volumes = `${h.dir}/state/mnt/nodes/knarr-clusters`;
+      for (const v of existsSync(volumes) ? readdirSync(volumes) : []) found.push(`${h.name} volume ${v}`);
+    }
+    return found.sort();
+  };
   const byName = (name: string) => hosts.find((h) => h.name === name)!;
   const k = (h: NetHost, ...argv: string[]) => h.exec(KNARR, ['--state-dir', `${h.dir}/state`, ...argv], { env: { ...h.dockerd.env, ...env }, reject: false });
   const ok = async (h: NetHost, ...argv: string[]) => {
@@ -56,7 +90,7 @@ describe.skipIf(!run)('a cluster whose nodes are on three hosts (real LXC on net
     fabric = await makeFabric(tmp.path);
     etcd = await startEtcd(fabric.gateway);
     hosts = await Promise.all(['ma', 'mb', 'mc'].map((n) => fabric.addHost(n)));
-    const share = `${tmp.path}/share`;
+    share = `${tmp.path}/share`;
     mkdirSync(share);
     const tokenFile = `${tmp.path}/agent.token`;
     writeFileSync(tokenFile, 'multihost-test-token\n', { mode: 0o600 });
@@ -71,23 +105,15 @@ describe.skipIf(!run)('a cluster whose nodes are on three hosts (real LXC on net
     for (const h of hosts) {
       await ok(h, 'pool', 'init', '--name', 'nodes', '--driver', 'dir');
       await ok(h, 'image', 'import', 'base', '--busybox');
-      agents.push(
-        h.spawn(
-          ...withNetnsSysfs(KNARR, ['--state-dir', `${h.dir}/state`, 'daemon', '--name', h.name, '--listen', `${h.ip}:7946`, '--ttl', '2', '--share', share]),
-          { env: { ...h.dockerd.env, ...env }, reject: false, stdio: ['ignore', 'ignore', 'pipe'] },
-        ),
-      );
+      startAgent(h);
     }
-    await eventually(async () => {
-      const up = (JSON.parse(await ok(hosts[0]!, '--json', 'host', 'list')) as { name: string; up: boolean; join?: string }[]).filter((h) => h.up);
-      expect(up.map((h) => h.name).sort()).toEqual(['ma', 'mb', 'mc']);
-    }, 30_000);
+    await eventually(async () => expect(await upHosts()).toEqual(['ma', 'mb', 'mc']), 30_000);
   }, 300_000);
 
   afterAll(async () => {
     if (hosts[0]) await k(hosts[0], 'cluster', 'delete', 'lab');
-    for (const a of agents) a.kill('SIGKILL');
-    const ended = await Promise.all(agents);
+    for (const a of agents.values()) a.kill('SIGKILL');
+    const ended = await Promise.all(agents.values());
     if (process.env.KNARR_TEST_AGENT_LOGS) for (const e of ended) console.warn(String(e.stderr));
     await fabric?.teardown();
     await etcd?.stop();
@@ -209,5 +235,57 @@ describe.skipIf(!run)('a cluster whose nodes are on three hosts (real LXC on net
     }
     const list = JSON.parse(await ok(hosts[1]!, '--json', 'cluster', 'list')) as unknown[];
     expect(list).toEqual([]);
+  }, 240_000);
+  /** A create of six nodes over the three hosts, its parent's agent (on ma) killed once the other hosts' parts are under way. */
+  const createAndKillParent = async (name: string) => {
+    const r = await k(hosts[0]!, '--json', 'cluster', 'create', name, '--size', '6', '--spread', '--detach');
+    expect(r.exitCode, String(r.stderr)).toBe(0);
+    const op = (JSON.parse(String(r.stdout)) as { id: string }).id;
+    await eventually(
+      async () => {
+        const o = JSON.parse(await ok(hosts[0]!, '--json', 'op', 'show', op)) as { children: string[] };
+        expect(o.children.length).toBeGreaterThanOrEqual(2);
+      },
+      20_000,
+      20,
+    );
+    await killAgent(hosts[0]!);
+    return op;
+  };
+
+  it("the parent's agent killed mid-create: when it starts again the create ends complete, with no orphan on any host", async () => {
+    const op = await createAndKillParent('crash');
+    startAgent(hosts[0]!);
+    const waited = await k(hosts[1]!, '--json', 'op', 'wait', op, '--timeout', '90');
+    expect(waited.exitCode, String(waited.stderr)).toBe(0);
+    // Resumed: the first runner died with it under way.
+    expect(JSON.parse(String(waited.stdout))).toMatchObject({ status: 'done', attempts: 2 });
+    const c = await show('crash');
+    expect(c.status).toBe('running');
+    expect(c.nodes.map((n) => n.state)).toEqual(Array(6).fill('RUNNING'));
+    expect(await leftovers()).toEqual(c.nodes.flatMap((n) => [`${n.host} ${n.container}`, `${n.host} volume ${n.container}`]).sort());
+    await ok(hosts[0]!, 'cluster', 'delete', 'crash');
+    expect(await leftovers()).toEqual([]);
+  }, 240_000);
+
+  it("the parent's agent killed mid-create, then the create cancelled: nothing of it is left on any host", async () => {
+    await eventually(async () => expect(await upHosts()).toEqual(['ma', 'mb', 'mc']), 30_000);
+    const op = await createAndKillParent('gone');
+    // Once the dead agent's lease lapses, ma has no runner: the CLI there undoes it, and the other hosts' agents undo their parts.
+    await eventually(async () => expect(await upHosts()).toEqual(['mb', 'mc']), 30_000);
+    const cancelled = await k(hosts[0]!, '--json', 'op', 'cancel', op);
+    expect(cancelled.exitCode, String(cancelled.stderr)).toBe(0);
+    const end = JSON.parse(String(cancelled.stdout)) as { status: string; error: string | null };
+    expect(end.status, end.error ?? '').toBe('cancelled');
+    expect(await leftovers()).toEqual([]);
+    expect((JSON.parse(await ok(hosts[1]!, '--json', 'cluster', 'list')) as { name: string }[]).map((c) => c.name)).not.toContain('gone');
+    const store = await connectEtcd([etcd.url]);
+    try {
+      expect(await store.list(fleetKeys('mhc').userAddresses('alice'))).toEqual([]);
+      expect(await new PlaceholderRepo(store, 'mhc').list()).toEqual([]);
+    } finally {
+      await store.close();
+    }
+    startAgent(hosts[0]!);
   }, 240_000);
 });
