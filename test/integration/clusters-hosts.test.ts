@@ -239,6 +239,20 @@ describe.skipIf(!run)('a cluster whose nodes are on three hosts (real LXC on net
     expect((await show('lab')).nodes.map((n) => n.state)).toEqual(Array(6).fill('RUNNING'));
   }, 240_000);
 
+  it("clone copies each node's volume on its own host and starts the copy there", async () => {
+    const src = await show('lab');
+    const far = src.nodes.find((n) => n.host === 'mc')!;
+    expect((await inNode(far, 'sh', '-c', 'echo kept-in-the-volume > /root/mark')).exitCode).toBe(0);
+    await ok(hosts[0]!, 'cluster', 'clone', 'lab', 'lab2');
+    const copy = JSON.parse(await ok(hosts[0]!, '--json', 'cluster', 'show', 'lab2')) as { nodes: Node[] };
+    expect(copy.nodes.map((n) => [n.index, n.host, n.state])).toEqual(src.nodes.map((n) => [n.index, n.host, 'RUNNING']));
+    const twin = copy.nodes.find((n) => n.index === far.index)!;
+    const read = await k(byName(twin.host), 'cluster', 'exec', 'lab2', String(twin.index), '--', 'cat', '/root/mark');
+    expect(String(read.stdout).trim()).toBe('kept-in-the-volume');
+    await ok(hosts[0]!, 'cluster', 'delete', 'lab2');
+    expect((await leftovers()).filter((l) => !src.nodes.some((n) => l.endsWith(n.container)))).toEqual([]);
+  }, 240_000);
+
   it('stop and start act on every host; delete leaves no node, volume or address on any', async () => {
     await ok(hosts[0]!, 'cluster', 'stop', 'lab');
     let c = await show('lab');
