@@ -108,6 +108,7 @@ export async function daemon(ctx: Context, flags: SettingFlags = {}): Promise<Co
       ops: (lease) => new OpRunner(workCtx, store, settings.name, 'agent', lease, (l) => ctx.events.step(l)),
       onDrainTimeout: () => work.abort(),
       collect: { everySeconds: settings.collectSeconds, run: clusterCollector(workCtx, store) },
+      nodeExec: { runner: ctx.runner, argv: async (req) => (await import('./cluster/commands.js')).nodeAttachArgv(ctx, store, settings.name, req) },
     },
     store,
     new HostRepo(store, ctx.config.fleet),

@@ -4,7 +4,7 @@ import { cpus, freemem, totalmem } from 'node:os';
 import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { IncomingMessage, Server } from 'node:http';
-import type { Duplex } from 'node:stream';
+import { PassThrough, Writable, type Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { HostRecord, JoinState, StartMode } from '../core/hosts.js';
 import { EngineError, PrerequisiteError, ValidationError } from '../core/errors.js';
@@ -68,6 +68,8 @@ export interface AgentOptions {
   };
   /** Removes this host's cluster parts that no cluster owns, every everySeconds (0: never); returns what it removed. */
   collect?: { everySeconds: number; run: () => Promise<string[]> };
+  /** A command in a cluster node on this host (cluster exec from another host): the argv that runs it, and the runner to run it with. */
+  nodeExec?: { argv(req: { user: string; name: string; node: number; command: string[] }): Promise<string[]>; runner: Runner };
   /** The clusters' network across hosts: this host's bridge and its address between hosts (null: none). */
   overlay?: { bridge: string; vtep: string | null; runner: Runner };
   /** Ended operations and job history older than this are removed now and then (0: kept for ever). */
@@ -376,6 +378,13 @@ export class Agent {
       },
       this.opts.tls,
       {
+        'POST /v1/cluster-exec': (req, socket, head) => {
+          if (this.closing) return Promise.reject(new ApiError(503, `host ${this.opts.name} is shutting down`));
+          const running = this.execInNode(req, socket, head);
+          const tracked = running.catch(() => undefined).finally(() => this.foreground.delete(tracked));
+          this.foreground.add(tracked);
+          return running;
+        },
         'POST /v1/run': (req, socket, head) => {
           if (this.closing) return Promise.reject(new ApiError(503, `host ${this.opts.name} is shutting down; it takes no new jobs`));
           const running = this.runForeground(req, socket, head);
@@ -600,6 +609,41 @@ export class Agent {
     socket.unpipe(run.socket);
     run.socket.destroy();
     for (const release of releases) release();
+    socket.end(frame(CONTROL_FRAME, Buffer.from(JSON.stringify(status))));
+  }
+
+  /** A command in a cluster node on this host, its output framed as a foreground job's, its exit status the last frame. */
+  private async execInNode(req: IncomingMessage, socket: Duplex, received: Buffer): Promise<void> {
+    if (!this.opts.nodeExec) throw new ApiError(404, 'this agent runs no cluster nodes');
+    const { body, rest: head } = await upgradeBody(req, socket, received, MAX_JOB_REQUEST_BYTES, 'the exec request');
+    let request: { user: string; name: string; node: number; command: string[]; interactive: boolean };
+    try {
+      request = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw new ApiError(400, 'the exec request must be a JSON body {user, name, node, command, interactive}');
+    }
+    if (!Array.isArray(request.command) || request.command.length === 0 || !request.command.every((w) => typeof w === 'string'))
+      throw new ApiError(400, 'command must be a list of strings');
+    let argv: string[];
+    try {
+      argv = await this.opts.nodeExec.argv(request);
+    } catch (e) {
+      throw e instanceof ApiError ? e : new ApiError(e instanceof ValidationError ? 400 : 404, (e as Error).message);
+    }
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n');
+    socket.on('error', () => undefined);
+    const framed = (kind: number) => new Writable({ write: (chunk: Buffer, _enc, done) => void socket.write(frame(kind, chunk), () => done()) });
+    let stdin: PassThrough | undefined;
+    if (request.interactive === true) {
+      stdin = new PassThrough();
+      if (head.length > 0) stdin.write(head);
+      socket.pipe(stdin);
+    }
+    const status = await this.opts.nodeExec.runner.attached(argv, { stdin, stdout: framed(1), stderr: framed(2) }).then(
+      (exitCode) => ({ exitCode }),
+      (e: Error) => ({ error: e.message }),
+    );
+    if (stdin) socket.unpipe(stdin);
     socket.end(frame(CONTROL_FRAME, Buffer.from(JSON.stringify(status))));
   }
 

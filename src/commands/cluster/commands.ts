@@ -14,7 +14,7 @@ import { formatSize } from '../../core/size.js';
 import { describeOp, isTerminal, type OpRecord } from '../../core/ops.js';
 import { OpRepo } from '../../state/ops.js';
 import { requireRunning, targetNodes } from './ops/shared.js';
-import { ConflictError, NotFoundError, UserError, ValidationError } from '../../core/errors.js';
+import { ConflictError, FailureError, NotFoundError, PrerequisiteError, ValidationError } from '../../core/errors.js';
 import { validateName } from '../../core/names.js';
 import { shellCommand } from '../../core/shell.js';
 import { parseSize } from '../../core/size.js';
@@ -313,13 +313,58 @@ export async function clusterExec(
   const c = await withStore(ctx, (store) => requireCluster(new ClusterRepo(store, ctx.config.fleet), user, name));
   const node = c.nodes.find((n) => n.index === index);
   if (!node) throw new NotFoundError(`cluster ${name} has no node ${index} (it has ${c.nodes.length})`);
-  if (node.host !== (await thisHost(ctx.config.stateDir)))
-    throw new UserError(`node ${node.hostname} of cluster ${name} runs on ${node.host}; run cluster exec there`, {
-      hint: `on ${node.host}: ${shellCommand(['knarr', 'cluster', 'exec', name, String(index), '--user', user, '--', ...command])}`,
-    });
+  if (node.host !== (await thisHost(ctx.config.stateDir))) return execThroughAgent(ctx, c, node, command, opts.interactive);
   const argv = lxcFor(ctx).attachArgv(node.container, command);
   if (ctx.runner.plan(argv)) return { data: { cluster: name, node: index, container: node.container } };
   // Output streams as the command makes it; -i feeds it knarr's stdin.
   const stdin = opts.interactive ? ctx.stdin : undefined;
   return { data: { cluster: name, node: index, container: node.container }, stream: (stdout, stderr) => ctx.runner.attached(argv, { stdin, stdout, stderr }) };
+}
+
+/** A node on another host: its agent runs the command there and relays its output and exit status. */
+async function execThroughAgent(
+  ctx: Context,
+  c: ClusterRecord,
+  node: ClusterRecord['nodes'][number],
+  command: string[],
+  interactive: boolean,
+): Promise<CommandResult> {
+  const data = { cluster: c.name, node: node.index, container: node.container, host: node.host };
+  const there = await withStore(ctx, (store) => new HostRepo(store, ctx.config.fleet).get(node.host));
+  if (!there?.up)
+    throw new PrerequisiteError(`node ${node.hostname} of cluster ${c.name} runs on ${node.host}, whose agent is down`, {
+      hint:
+        `start it there (knarr daemon), or run ` +
+        `on ${node.host}: ${shellCommand(['knarr', 'cluster', 'exec', c.name, String(node.index), '--user', c.user, '--', ...command])}`,
+    });
+  if (ctx.runner.dryRun) {
+    ctx.runner.note(`ask the agent of ${node.host} to run ${shellCommand(command)} in ${node.container}`);
+    return { data };
+  }
+  const { AgentClient, relayAgentStream } = await import('../job/agent-client.js');
+  const client = await AgentClient.connect(ctx, there.host);
+  const sock = await client.exec({ user: c.user, name: c.name, node: node.index, command, interactive });
+  return {
+    data,
+    stream: async (stdout, stderr) => {
+      const status = await relayAgentStream(ctx, sock, interactive, stdout, stderr);
+      if (!status) throw new FailureError(`the connection to ${node.host}'s agent ended before the command in ${node.hostname} did`);
+      if (status.error !== undefined) throw new FailureError(`${node.hostname} on ${node.host}: ${status.error}`);
+      return status.exitCode ?? 0;
+    },
+  };
+}
+
+/** The agent's side of a cluster exec from another host: the lxc-attach argv for a node of this host. */
+export async function nodeAttachArgv(
+  ctx: Context,
+  store: Store,
+  here: string,
+  req: { user: string; name: string; node: number; command: string[] },
+): Promise<string[]> {
+  const c = await new ClusterRepo(store, ctx.config.fleet).get(String(req.user), String(req.name));
+  const node = c?.nodes.find((n) => n.index === req.node);
+  if (!c || !node) throw new NotFoundError(`user ${String(req.user)} has no cluster ${String(req.name)} with a node ${String(req.node)}`);
+  if (node.host !== here) throw new ConflictError(`node ${node.hostname} of cluster ${c.name} runs on ${node.host}, not ${here}`);
+  return lxcFor(ctx).attachArgv(node.container, req.command);
 }

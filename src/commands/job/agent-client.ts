@@ -6,6 +6,8 @@ import { ConflictError, DryRunWriteError, FailureError, NotFoundError, Prerequis
 import type { HostRecord } from '../../core/hosts.js';
 import { jobSpecInput, MAX_JOB_REQUEST_BYTES, type JobSpec } from '../../core/job-spec.js';
 import type { Context } from '../types.js';
+import { demux } from '../../host/docker.js';
+import { stopReading } from '../../core/streams.js';
 
 /** The agents' token: KNARR_AGENT_TOKEN, else the file KNARR_AGENT_TOKEN_FILE (jobs.agentTokenFile), else <state-dir>/agent.token. */
 async function agentToken(ctx: Context): Promise<string> {
@@ -114,7 +116,18 @@ export class AgentClient {
           hint: 'put large data in a dot volume or a file the job reads, not in env or command',
         },
       );
-    const { req, unreachable } = await this.open('POST', '/v1/run', {
+    return this.upgrade('/v1/run', job);
+  }
+
+  /** A command in a cluster node on the agent's host, over an upgraded connection as a foreground job's. */
+  async exec(request: { user: string; name: string; node: number; command: string[]; interactive: boolean }): Promise<Socket> {
+    return this.upgrade('/v1/cluster-exec', Buffer.from(JSON.stringify(request)));
+  }
+
+  /** A POST whose connection becomes the stream: the body first, then stdin in and framed output out. */
+  private async upgrade(path: string, body: Buffer): Promise<Socket> {
+    const job = body;
+    const { req, unreachable } = await this.open('POST', path, {
       connection: 'Upgrade',
       upgrade: 'tcp',
       'content-type': 'application/json',
@@ -130,4 +143,35 @@ export class AgentClient {
       req.end(job);
     });
   }
+}
+
+/**
+ * Relays an agent's framed stream (a foreground job, a command in a node) to stdout and stderr, and stdin to it
+ * when interactive; resolves with the last frame's status, or null when the connection ended first.
+ */
+export async function relayAgentStream(
+  ctx: Context,
+  sock: Socket,
+  interactive: boolean,
+  stdout: NodeJS.WritableStream,
+  stderr: NodeJS.WritableStream,
+): Promise<{ exitCode?: number; error?: string } | null> {
+  // The agent ends the connection when the command ends; stdin still flowing into it then is no error.
+  sock.on('error', () => undefined);
+  let status: { exitCode?: number; error?: string } | null = null;
+  const stop = () => sock.destroy();
+  ctx.signal.addEventListener('abort', stop, { once: true });
+  try {
+    const output = demux(sock, stdout, stderr, (_kind, payload) => {
+      status = JSON.parse(payload.toString('utf8')) as { exitCode?: number; error?: string };
+    }).catch(() => undefined);
+    if (interactive) ctx.stdin.pipe(sock);
+    await output;
+  } finally {
+    ctx.signal.removeEventListener('abort', stop);
+    // The command is over: whatever stdin still holds is not read, and a write still waiting on the connection is dropped.
+    if (interactive) stopReading(ctx.stdin);
+    sock.destroy();
+  }
+  return status;
 }

@@ -4,7 +4,7 @@ import { fleetViews, jobRequest, type HostRecord } from '../../core/hosts.js';
 import type { JobSpec } from '../../core/job-spec.js';
 import { Scheduler } from '../../core/scheduler.js';
 import type { Reconciler } from '../../daemon/reconcile.js';
-import { DockerEngine, demux, dockerSocketPath } from '../../host/docker.js';
+import { DockerEngine, dockerSocketPath } from '../../host/docker.js';
 import { hostId } from '../../host/identity.js';
 import { daemonContainerName } from '../../host/job-containers.js';
 import { HostRepo } from '../../state/hosts.js';
@@ -12,8 +12,7 @@ import { JobRepo, type JobActual, type JobIntent } from '../../state/jobs.js';
 import type { Store } from '../../state/store.js';
 import { withStore } from '../with-store.js';
 import type { CommandResult, Context } from '../types.js';
-import { AgentClient } from './agent-client.js';
-import { stopReading } from '../../core/streams.js';
+import { AgentClient, relayAgentStream } from './agent-client.js';
 
 /**
  * Jobs in a fleet: where a job runs, through which agent, and daemonized jobs' intents. Loaded only
@@ -105,24 +104,7 @@ export async function runThroughAgent(
   stderr: Writable,
 ): Promise<number> {
   const client = await AgentClient.connect(ctx, host);
-  const sock = await client.run(spec, interactive);
-  // The agent ends the connection when the job ends; stdin still flowing into it then is no error.
-  sock.on('error', () => undefined);
-  let status: { exitCode?: number; error?: string } | null = null;
-  const stop = () => sock.destroy();
-  ctx.signal.addEventListener('abort', stop, { once: true });
-  try {
-    const output = demux(sock, stdout, stderr, (_kind, payload) => {
-      status = JSON.parse(payload.toString('utf8')) as { exitCode?: number; error?: string };
-    }).catch(() => undefined);
-    if (interactive) ctx.stdin.pipe(sock);
-    await output;
-  } finally {
-    ctx.signal.removeEventListener('abort', stop);
-    // The job is over: whatever stdin still holds is not read, and a write still waiting on the connection is dropped.
-    if (interactive) stopReading(ctx.stdin);
-    sock.destroy();
-  }
+  const status = await relayAgentStream(ctx, await client.run(spec, interactive), interactive, stdout, stderr);
   const end = status as { exitCode?: number; error?: string } | null;
   if (!end) throw new FailureError(`the connection to ${host.name}'s agent ended before job ${spec.name} did`);
   if (end.error !== undefined) throw new FailureError(`job ${spec.name} on ${host.name}: ${end.error}`);
