@@ -107,7 +107,7 @@ export async function daemon(ctx: Context, flags: SettingFlags = {}): Promise<Co
       hostsWithDots: (spec, hosts) => hostsWithDots(store, ctx.config.fleet, spec, hosts),
       ops: (lease) => new OpRunner(workCtx, store, settings.name, 'agent', lease, (l) => ctx.events.step(l)),
       onDrainTimeout: () => work.abort(),
-      collect: { everySeconds: settings.collectSeconds, run: clusterCollector(workCtx, store) },
+      collect: { everySeconds: settings.collectSeconds, run: clusterCollector(workCtx, store, settings.name) },
       nodeExec: { runner: ctx.runner, argv: async (req) => (await import('./cluster/commands.js')).nodeAttachArgv(ctx, store, settings.name, req) },
     },
     store,

@@ -75,4 +75,23 @@ describe.skipIf(!run)("the agent's collector of cluster parts no cluster owns (r
     const still = (await k(['cluster', 'exec', 'kept', '1', '--', 'hostname'])).stdout;
     expect(still.trim()).toBe('host-1');
   }, 120_000);
+  it("removes a node's container and volume here when its record puts the node on another fleet host (a move's or a scale's " +
+    'leftover), keeping its address', async () => {
+    const kept = (await k(['--json', 'cluster', 'show', 'kept'])).json() as { id: number; nodes: { container: string; host: string; ip: string }[] };
+    const keys = fleetKeys(fleet);
+    // Another fleet host, as a record: the node is recorded there now, as after a migration whose source copy stayed.
+    await w.store.put(keys.host('elsewhere'), JSON.stringify({ name: 'elsewhere', address: 'http://192.0.2.1:7946', tags: [], state: 'ok' }));
+    const key = keys.cluster('carol', 'kept');
+    const record = JSON.parse((await w.store.get(key))!) as { nodes: { container: string; host: string }[] };
+    record.nodes[1]!.host = 'elsewhere';
+    await w.store.put(key, JSON.stringify(record));
+    const moved = kept.nodes[1]!.container;
+    await eventually(async () => expect(await w.lxcLs()).toEqual([kept.nodes[0]!.container]), 40_000, 500);
+    expect(existsSync(`${w.poolDir}/knarr-clusters/${moved}`)).toBe(false);
+    // The node lives on elsewhere: its address stays held for it.
+    const held = (await w.store.list(keys.userAddresses('carol'))).map((kv) => kv.value);
+    expect(held).toContain(moved);
+    // The node recorded here is never touched.
+    expect((await k(['cluster', 'exec', 'kept', '0', '--', 'hostname'])).stdout.trim()).toBe('host-0');
+  }, 120_000);
 });

@@ -4,6 +4,7 @@ import type { PoolRecord } from '../../core/pool.js';
 import { listPoolRecords } from '../../host/local-state.js';
 import { isTerminal } from '../../core/ops.js';
 import { ClusterRepo } from '../../state/clusters.js';
+import { HostRepo } from '../../state/hosts.js';
 import { OpRepo } from '../../state/ops.js';
 import { PlaceholderRepo } from '../../state/placeholders.js';
 import type { Store } from '../../state/store.js';
@@ -19,7 +20,8 @@ const NODE_RE = /^([a-z_][a-z0-9_]*)-(\d+)-\d+$/;
 /** What a pass finds on this host: parts that no cluster record owns, by the key they are known under. */
 interface Part {
   key: string;
-  remove(): Promise<void>;
+  /** clusterLives: the cluster still has its record (the node is elsewhere or gone): its address is not this part's to give back. */
+  remove(clusterLives: boolean): Promise<void>;
 }
 
 /**
@@ -29,15 +31,15 @@ interface Part {
  * least ORPHAN_MIN_AGE_MS apart both find it unowned. Placeholders anywhere in the fleet go once their
  * operation has ended, or, by the same two-pass rule, when it is gone. Returns what each pass removed.
  */
-export function clusterCollector(ctx: Context, store: Store, now: () => number = Date.now): () => Promise<string[]> {
+export function clusterCollector(ctx: Context, store: Store, host: string, now: () => number = Date.now): () => Promise<string[]> {
   const firstSeen = new Map<string, number>();
   const repo = new ClusterRepo(store, ctx.config.fleet);
   const lxc = lxcFor(ctx);
   const placeholders = collectPlaceholders(store, ctx.config.fleet, now);
   return async () => {
     // Read first: a store that does not answer means nothing is known to be unowned, so nothing goes.
-    const owned = new Set((await repo.list()).map((c: ClusterRecord) => `${c.user}-${c.id}`));
-    const unowned = (await localParts(ctx, repo, lxc)).filter((p) => !owned.has(ownerOf(p.key)));
+    const owned = await ownership(store, ctx.config.fleet, repo, host);
+    const unowned = (await localParts(ctx, repo, lxc)).filter((p) => !owned(p.key));
     const keys = new Set(unowned.map((p) => p.key));
     for (const k of [...firstSeen.keys()]) if (!keys.has(k)) firstSeen.delete(k);
     const removed: string[] = [];
@@ -48,9 +50,9 @@ export function clusterCollector(ctx: Context, store: Store, now: () => number =
         continue;
       }
       if (now() - seen < ORPHAN_MIN_AGE_MS) continue;
-      // Looked up again just before: a cluster made meanwhile under the same id keeps its parts.
-      if ((await repo.list()).some((c) => `${c.user}-${c.id}` === ownerOf(p.key))) continue;
-      await p.remove();
+      // Looked up again just before: a cluster made meanwhile under the same id, or a node moved here meanwhile, keeps its parts.
+      if ((await ownership(store, ctx.config.fleet, repo, host))(p.key)) continue;
+      await p.remove((await repo.list()).some((c) => `${c.user}-${c.id}` === ownerOf(p.key)));
       firstSeen.delete(p.key);
       removed.push(p.key);
     }
@@ -91,6 +93,32 @@ export function collectPlaceholders(store: Store, fleet: string, now: () => numb
   };
 }
 
+/**
+ * Whether a part on this host is owned: a hosts file by its cluster's record; a node's container or volume by a
+ * record that has the node on this host (or on no fleet host), by a placeholder for it here (a create or a move under way), or by any
+ * operation still under way on its cluster (a node it is moving may be on two hosts for a while).
+ */
+async function ownership(store: Store, fleet: string, repo: ClusterRepo, host: string): Promise<(key: string) => boolean> {
+  const clusters = await repo.list();
+  const ids = new Set(clusters.map((c: ClusterRecord) => `${c.user}-${c.id}`));
+  // A node recorded on a name that is no fleet host (made before this host's agent took another --name) may be this host's: kept.
+  const fleetHosts = new Set((await new HostRepo(store, fleet).list()).map((h) => h.host.name));
+  const here = new Set(clusters.flatMap((c) => c.nodes.filter((n) => n.host === host || !fleetHosts.has(n.host)).map((n) => n.container)));
+  const busyNames = new Set(
+    (await new OpRepo(store, fleet).pendingTopLevel()).flatMap((o) =>
+      [o.args.name, o.args.clone].filter((n): n is string => typeof n === 'string').map((n) => `${String(o.args.user)}/${n}`),
+    ),
+  );
+  const busy = new Set(clusters.filter((c) => busyNames.has(`${c.user}/${c.name}`)).map((c) => `${c.user}-${c.id}`));
+  const held = new Set((await new PlaceholderRepo(store, fleet).list(host)).map((p) => p.container));
+  return (key) => {
+    const owner = ownerOf(key);
+    if (key.startsWith('hosts ')) return ids.has(owner);
+    const container = key.slice(key.lastIndexOf(' ') + 1).replace(/^[^:]*:/, '');
+    return here.has(container) || held.has(container) || busy.has(owner);
+  };
+}
+
 /** "alice-3" of "container alice-3-0", "volume nodes:alice-3-1" or "hosts nodes:alice/3". */
 function ownerOf(key: string): string {
   const name = key.slice(key.lastIndexOf(' ') + 1).replace(/^[^:]*:/, '');
@@ -102,7 +130,8 @@ function ownerOf(key: string): string {
 
 async function localParts(ctx: Context, repo: ClusterRepo, lxc: ReturnType<typeof lxcFor>): Promise<Part[]> {
   const parts: Part[] = [];
-  for (const name of await lxc.list()) if (NODE_RE.test(name)) parts.push({ key: `container ${name}`, remove: () => removeContainer(repo, lxc, name) });
+  for (const name of await lxc.list())
+    if (NODE_RE.test(name)) parts.push({ key: `container ${name}`, remove: (lives) => removeContainer(repo, lxc, name, lives) });
   for (const pool of await listPoolRecords(ctx.config.stateDir)) {
     if (!ctx.drivers[pool.driver].caps.overlayUpper) continue;
     for (const name of await readdir(`${pool.mountpoint}/knarr-clusters`).catch(() => [] as string[]))
@@ -114,10 +143,10 @@ async function localParts(ctx: Context, repo: ClusterRepo, lxc: ReturnType<typeo
   return parts;
 }
 
-async function removeContainer(repo: ClusterRepo, lxc: ReturnType<typeof lxcFor>, name: string): Promise<void> {
+async function removeContainer(repo: ClusterRepo, lxc: ReturnType<typeof lxcFor>, name: string, clusterLives: boolean): Promise<void> {
   await lxc.remove(name);
-  // Its address is given back too, unless the cluster it was held for exists again.
-  await repo.releaseAddresses(NODE_RE.exec(name)![1]!, (holder) => holder === name);
+  // Its address is given back too, unless its cluster lives on (the node runs elsewhere, or the scale that dropped it gave it back).
+  if (!clusterLives) await repo.releaseAddresses(NODE_RE.exec(name)![1]!, (holder) => holder === name);
 }
 
 function removeVolume(ctx: Context, pool: PoolRecord, name: string): Promise<void> {
