@@ -12,6 +12,9 @@ export const opHandlers: OpHandlers = {
   'cluster.reboot': () => import('./cluster/ops/reboot.js').then((m) => m.clusterReboot),
   'cluster.update': () => import('./cluster/ops/update.js').then((m) => m.clusterUpdate),
   'cluster.clone': () => import('./cluster/ops/clone.js').then((m) => m.clusterClone),
+  'cluster.migrate': () => import('./cluster/ops/migrate.js').then((m) => m.clusterMigrate),
+  'cluster.migrate-in': () => import('./cluster/ops/migrate.js').then((m) => m.clusterMigrateIn),
+  'cluster.migrate-drop': () => import('./cluster/ops/migrate.js').then((m) => m.clusterMigrateDrop),
   'image.save': () => import('./cluster/ops/image-save.js').then((m) => m.imageSave),
   'host.init': () => import('./cluster/ops/host-init.js').then((m) => m.hostInit),
 };

@@ -55,6 +55,23 @@ export class ClusterRepo {
   put(c: ClusterRecord): Promise<void> {
     return this.store.put(this.keys.cluster(c.user, c.name), JSON.stringify({ ...c, updatedAt: new Date().toISOString() }));
   }
+  /**
+   * Compare-and-swap of a cluster's record: fn gets the record as it is and returns the new one, or null for no
+   * change; a write that lost to another is tried again on the new record. The record written (or as it was), or
+   * null when there is none.
+   */
+  async update(user: string, name: string, fn: (c: ClusterRecord) => ClusterRecord | null): Promise<ClusterRecord | null> {
+    const key = this.keys.cluster(user, name);
+    for (;;) {
+      const got = await this.store.getVersioned(key);
+      if (!got) return null;
+      const now = JSON.parse(got.value) as ClusterRecord;
+      const next = fn(now);
+      if (next === null) return now;
+      const written = { ...next, updatedAt: new Date().toISOString() };
+      if (await this.store.putIfUnchanged(key, JSON.stringify(written), got.modRevision)) return written;
+    }
+  }
   async remove(user: string, name: string): Promise<void> {
     await this.store.delete(this.keys.cluster(user, name));
   }
