@@ -56,20 +56,18 @@ export class ClusterRepo {
     return this.store.put(this.keys.cluster(c.user, c.name), JSON.stringify({ ...c, updatedAt: new Date().toISOString() }));
   }
   /**
-   * Compare-and-swap of a cluster's record: fn gets the record as it is and returns the new one, or null for no
-   * change; a write that lost to another is tried again on the new record. The record written (or as it was), or
-   * null when there is none.
+   * Changes the record with a compare-and-swap, read again when another writer (another host's part of an
+   * operation) changed it meanwhile; fn returns null for no change. The record as it is after, or null when gone.
    */
   async update(user: string, name: string, fn: (c: ClusterRecord) => ClusterRecord | null): Promise<ClusterRecord | null> {
     const key = this.keys.cluster(user, name);
     for (;;) {
-      const got = await this.store.getVersioned(key);
-      if (!got) return null;
-      const now = JSON.parse(got.value) as ClusterRecord;
-      const next = fn(now);
-      if (next === null) return now;
-      const written = { ...next, updatedAt: new Date().toISOString() };
-      if (await this.store.putIfUnchanged(key, JSON.stringify(written), got.modRevision)) return written;
+      const cur = await this.store.getVersioned(key);
+      if (!cur) return null;
+      const next = fn(JSON.parse(cur.value) as ClusterRecord);
+      if (next === null) return JSON.parse(cur.value) as ClusterRecord;
+      const stamped = { ...next, updatedAt: new Date().toISOString() };
+      if (await this.store.transact([{ key, modRevision: cur.modRevision }], [{ key, value: JSON.stringify(stamped) }], [])) return stamped;
     }
   }
   async remove(user: string, name: string): Promise<void> {

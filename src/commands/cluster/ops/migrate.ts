@@ -1,7 +1,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { finished } from 'node:stream/promises';
 import type { ClusterNode, ClusterRecord } from '../../../core/cluster.js';
-import { ConflictError, FailureError, NotFoundError, PrerequisiteError } from '../../../core/errors.js';
+import { ConflictError, FailureError, InternalError, NotFoundError, PrerequisiteError } from '../../../core/errors.js';
 import { OpArgs } from '../../../core/op-args.js';
 import { opId, type OpRecord } from '../../../core/ops.js';
 import { allowBridge } from '../../../host/firewall.js';
@@ -77,10 +77,6 @@ export async function checkMigration(r: Pick<OpRun, 'store' | 'ctx'>, repo: Clus
   return node;
 }
 
-/** Runs a child on another host (the contract's remote child operations). */
-const childOn = (r: OpRun, key: string, kind: string, args: Record<string, unknown>, host: string) =>
-  (r.child as (key: string, kind: string, args: Record<string, unknown>, host?: string) => Promise<OpRecord>)(key, kind, args, host);
-
 const RUNNING = new Set(['RUNNING', 'FROZEN', 'THAWED']);
 
 /**
@@ -114,8 +110,7 @@ export const clusterMigrate: OpHandler = {
       await s.lxc.stop(node.container);
       await r.progress(2, 4, `${node.hostname}: volume to ${s.args.to}, started there`);
       const keys = await readFile(`${userDir(s.pool, c.user)}/ssh/authorized_keys`, 'utf8').catch(() => undefined);
-      const child = await childOn(
-        r,
+      const child = await r.child(
         'in',
         'cluster.migrate-in',
         { user: c.user, name: c.name, node: node.index, from: here, start: running ? 'yes' : 'no', ...(keys ? { authorizedKeys: keys } : {}) },
@@ -171,7 +166,7 @@ export const clusterMigrate: OpHandler = {
     const child = made === undefined ? null : await new OpRepo(r.store, r.ctx.config.fleet).get(opId(made));
     // A child that ran to its end left B's copy: a second child there removes it. One that failed or was cancelled undid itself.
     if (child?.status === 'done') {
-      const drop = await childOn(undoRun(r), 'drop', 'cluster.migrate-drop', { user: c.user, name: c.name, node: node.index }, s.args.to);
+      const drop = await undoRun(r).child('drop', 'cluster.migrate-drop', { user: c.user, name: c.name, node: node.index }, s.args.to);
       if (drop.status !== 'done') throw new FailureError(`removing the copy on ${s.args.to} failed: ${drop.error ?? drop.status} (${drop.id})`);
     }
   },
@@ -231,6 +226,7 @@ async function receiveVolume(r: OpRun, s: Setting<MigrateInArgs>, c: ClusterReco
 export const clusterMigrateIn: OpHandler = {
   async run(r) {
     const s = await setting(r, migrateInArgs(r.op));
+    if (s.args.from === r.op.host) throw new InternalError(`cluster.migrate-in ran on ${r.op.host}, the host the node leaves: it belongs to the target`);
     const c = await requireCluster(s);
     const node = { ...withoutFrozen(requireNode(c, s.args.node)), host: r.op.host };
     if (c.nodes.some((n) => n.index === node.index && n.host === r.op.host))
