@@ -76,11 +76,26 @@ describe.skipIf(!run)('cluster migrate (real LXC on two netns hosts)', () => {
       await ok(h, 'image', 'import', 'base', '--busybox');
       agents.push(
         // The agent runs the cluster operations, so LXC: it needs the host's own /sys.
-        h.spawn(...withNetnsSysfs(KNARR, ['--state-dir', `${h.dir}/state`, 'daemon', '--name', h.name, '--listen', `${h.ip}:7946`, '--ttl', '2']), {
-          env: { ...h.dockerd.env, ...env },
-          reject: false,
-          stdio: ['ignore', 'ignore', 'pipe'],
-        }),
+        h.spawn(
+          ...withNetnsSysfs(KNARR, [
+            '--state-dir',
+            `${h.dir}/state`,
+            'daemon',
+            '--name',
+            h.name,
+            '--listen',
+            `${h.ip}:7946`,
+            '--ttl',
+            '2',
+            '--token-file',
+            tokenFile,
+          ]),
+          {
+            env: { ...h.dockerd.env, ...env },
+            reject: false,
+            stdio: ['ignore', 'ignore', 'pipe'],
+          },
+        ),
       );
     }
     await eventually(async () => {
@@ -137,6 +152,26 @@ describe.skipIf(!run)('cluster migrate (real LXC on two netns hosts)', () => {
     expect(await nodes()).toEqual(before);
     expect((await lxcNames(hb)).length).toBe(0);
     expect(String(await inNode(ha, 1, 'hostname')).trim()).toBe('host-1');
+  }, 120_000);
+
+  it('a failure on the target after the volume arrived: the node runs on its host again, the target keeps nothing of it', async () => {
+    const before = await nodes();
+    await inNode(ha, 1, 'sh', '-c', 'echo kept > /root/kept');
+    // The target's base image is missing from under its record: lxc-start fails there, after the copy.
+    const rootfs = (JSON.parse(await ok(hb, '--json', 'image', 'list')) as { name: string; rootfs: string }[]).find((i) => i.name === 'base')!.rootfs;
+    await hb.exec('mv', [rootfs, `${rootfs}.away`]);
+    try {
+      const r = await k(ha, 'cluster', 'migrate', 'm', '1', '--to', 'mb');
+      expect(r.exitCode).toBe(1);
+      expect(String(r.stderr)).toMatch(/failed \(undone\): on mb: lxc-start/);
+    } finally {
+      await hb.exec('mv', [`${rootfs}.away`, rootfs]);
+    }
+    expect(await nodes()).toEqual(before);
+    expect(String(await inNode(ha, 1, 'cat', '/root/kept')).trim()).toBe('kept');
+    expect(await pingsByName(ha, 0, 'host-1')).toBe(0);
+    expect(await lxcNames(hb)).toEqual([]);
+    expect(String((await hb.exec('ls', [`${hb.dir}/state/mnt/nodes/knarr-clusters`], { reject: false })).stdout).trim()).toBe('');
   }, 120_000);
 
   it('a node with 100 MiB moves to the other host with its name, hostname, address, MAC and bytes; its peer reaches it by name before and after', async () => {
