@@ -7,14 +7,14 @@ import { opId, type OpRecord } from '../../../core/ops.js';
 import { allowBridge } from '../../../host/firewall.js';
 import { unifiedCgroups } from '../../../host/lxc.js';
 import { ensureBridge } from '../../../host/net.js';
-import { tallying, TRAILER_BYTES, TRAILER_SHA256, volumeReceiveArgv } from '../../../host/volume-stream.js';
+import { volumeReceiveArgv, withoutTrailer } from '../../../host/volume-stream.js';
 import type { OpHandler, OpRun } from '../../../ops/runner.js';
 import type { ClusterRepo } from '../../../state/clusters.js';
 import { HostRepo } from '../../../state/hosts.js';
 import { OpRepo } from '../../../state/ops.js';
 import { AgentClient } from '../../job/agent-client.js';
 import { userDir } from '../common.js';
-import { volumePath } from '../volume-route.js';
+import { volumeQuery } from '../volume-route.js';
 import { defineNode, requireCluster, requireImage, setting, startNodes, undoRun, writeHosts, type ClusterRef, type Setting } from './shared.js';
 
 /** What `cluster.migrate` is given: a node of a cluster and the host it goes to (submitted on the node's host). */
@@ -98,17 +98,17 @@ export const clusterMigrate: OpHandler = {
         throw new ConflictError(`${node.hostname} of cluster ${c.name} is on ${node.host}, not ${here}`, {
           hint: `the migration runs on the node's host: knarr cluster migrate ${c.name} ${node.index} --to ${s.args.to} there`,
         });
+      // Written down before the node stops: an undo, or a resumed run, knows whether to start it again.
       if (r.op.state.running === undefined) {
         node = await checkMigration(r, s.repo, s.args, c);
-        await r.save({ running: RUNNING.has((await s.lxc.state(node.container)) ?? 'STOPPED') });
+        await r.checkpoint();
+        await r.save({ running: RUNNING.has((await s.lxc.state(node.container)) ?? 'STOPPED'), stopAt: Date.now() });
       }
       const running = r.op.state.running === true;
-      await r.checkpoint();
-      const stopAt = (r.op.state.stopAt as number | undefined) ?? Date.now();
-      await r.save({ stopAt });
-      await r.progress(1, 4, `stopping ${node.hostname} on ${here}`);
+      await r.progress(1, 3, `${node.hostname}: stopping on ${here}, its volume to ${s.args.to}, starting there`);
+      const downFrom = Date.now();
       await s.lxc.stop(node.container);
-      await r.progress(2, 4, `${node.hostname}: volume to ${s.args.to}, started there`);
+      const stopped = Date.now();
       const keys = await readFile(`${userDir(s.pool, c.user)}/ssh/authorized_keys`, 'utf8').catch(() => undefined);
       const child = await r.child(
         'in',
@@ -122,7 +122,6 @@ export const clusterMigrate: OpHandler = {
         throw new FailureError(`on ${s.args.to}: ${child.error ?? child.status} (${child.id})`);
       }
       await r.checkpoint();
-      await r.save({ arrived: child.result });
       // The point of no return: once the record says B, B's node is the node.
       const moved = await s.repo.update(c.user, c.name, (now) => {
         const n = now.nodes.find((x) => x.index === node.index);
@@ -131,13 +130,17 @@ export const clusterMigrate: OpHandler = {
       });
       if (!moved) throw new NotFoundError(`cluster ${c.name} is gone`);
       c = moved;
-      await r.save({ moved: true });
+      await r.save({ moved: true, arrived: { ...(child.result as object), downFrom, stopped, recorded: Date.now() } });
     }
-    await r.progress(3, 4, `removing ${node.hostname}'s copy on ${here}`);
+    await r.progress(2, 3, `removing ${node.hostname}'s copy on ${here}`);
     await s.lxc.remove(node.container);
     await s.driver.removeVolume(s.pool, node.volume, r.ctx.runner);
-    const arrived = (r.op.state.arrived ?? {}) as { bytes?: number; sha256?: string; runningAt?: number };
-    const stopAt = r.op.state.stopAt as number | undefined;
+    const arrived = (r.op.state.arrived ?? {}) as Partial<
+      Record<'bytes' | 'downFrom' | 'stopped' | 'began' | 'received' | 'runningAt' | 'recorded', number>
+    > & {
+      sha256?: string;
+    };
+    const span = (from: number | undefined, to: number | undefined) => (from && to ? to - from : null);
     return {
       cluster: c.name,
       user: c.user,
@@ -149,8 +152,15 @@ export const clusterMigrate: OpHandler = {
       bytes: arrived.bytes ?? 0,
       sha256: arrived.sha256 ?? '',
       running: r.op.state.running === true,
-      // Stop on A to running on B: what the node's peers see of it.
-      downtimeMs: arrived.runningAt && stopAt ? arrived.runningAt - stopAt : null,
+      // Stop on A to running on B: what the node's peers see of it; and its parts.
+      downtimeMs: span(arrived.downFrom, arrived.runningAt),
+      phasesMs: {
+        stop: span(arrived.downFrom, arrived.stopped),
+        handoff: span(arrived.stopped, arrived.began),
+        transfer: span(arrived.began, arrived.received),
+        start: span(arrived.received, arrived.runningAt),
+        record: span(arrived.runningAt, arrived.recorded),
+      },
     };
   },
   async undo(r) {
@@ -202,20 +212,26 @@ async function receiveVolume(r: OpRun, s: Setting<MigrateInArgs>, c: ClusterReco
   // A copy cut short is begun again from empty.
   await s.driver.removeVolume(s.pool, node.volume, r.ctx.runner);
   const vol = await s.driver.ensureVolume(s.pool, node.volume, r.ctx.runner);
-  const res = await (await AgentClient.connect(r.ctx, source.host)).stream(volumePath(c.user, c.name, node.index));
-  const { stream, tally } = tallying();
-  res.pipe(stream);
-  await r.ctx.runner.pipe(volumeReceiveArgv(vol.path), { stdin: stream, redirect: `< ${s.args.from}:${node.volume}` });
-  // tar stops at its end-of-archive blocks: the rest of the body, and its trailers, are read to the end.
-  stream.resume();
-  await finished(res);
-  const want = { bytes: Number(res.trailers[TRAILER_BYTES]), sha256: res.trailers[TRAILER_SHA256] };
-  if (want.bytes !== tally.bytes || want.sha256 !== tally.sha256())
+  const socket = await (await AgentClient.connect(r.ctx, source.host)).upgrade(volumeQuery(c.user, c.name, node.index));
+  const input = withoutTrailer();
+  // A connection that fails mid-way fails the receive; one that just ends leaves the trailer missing, checked below.
+  socket.once('error', (e) => input.destroy(e));
+  socket.pipe(input);
+  try {
+    await r.ctx.runner.pipe(volumeReceiveArgv(vol.path), { stdin: input, redirect: `< ${s.args.from}:${node.volume}` });
+    // tar stops at its end-of-archive blocks: the rest of the stream, and its trailer, are read to the end.
+    input.resume();
+    await finished(input);
+  } finally {
+    socket.destroy();
+  }
+  const { tally } = input;
+  if (!tally.sent || tally.sent.bytes !== tally.bytes || tally.sent.sha256 !== tally.sha256)
     throw new FailureError(
-      `${node.hostname}'s volume from ${s.args.from} arrived as ${tally.bytes} bytes, sha256 ${tally.sha256()}; ` +
-        `${s.args.from} sent ${want.sha256 ? `${want.bytes} bytes, sha256 ${want.sha256}` : 'no end (its stream broke off)'}`,
+      `${node.hostname}'s volume from ${s.args.from} arrived as ${tally.bytes} bytes, sha256 ${tally.sha256}; ` +
+        `${s.args.from} sent ${tally.sent ? `${tally.sent.bytes} bytes, sha256 ${tally.sent.sha256}` : 'no end (its stream broke off)'}`,
     );
-  return { bytes: tally.bytes, sha256: tally.sha256() };
+  return { bytes: tally.bytes, sha256: tally.sha256 };
 }
 
 /**
@@ -232,9 +248,10 @@ export const clusterMigrateIn: OpHandler = {
     if (c.nodes.some((n) => n.index === node.index && n.host === r.op.host))
       throw new ConflictError(`${node.hostname} of cluster ${c.name} is on ${r.op.host} already`);
     const image = await requireImage(s, c, r.op.host);
-    await r.save({ making: true });
-    const got = (r.op.state.received as { bytes: number; sha256: string } | undefined) ?? (await receiveVolume(r, s, c, node));
-    await r.save({ received: got });
+    // A resumed run receives the volume again, from empty.
+    const began = Date.now();
+    const got = await receiveVolume(r, s, c, node);
+    const received = Date.now();
     await r.checkpoint();
     const user = userDir(s.pool, c.user);
     await mkdir(`${user}/data`, { recursive: true });
@@ -247,10 +264,9 @@ export const clusterMigrateIn: OpHandler = {
       await allowBridge(r.ctx.runner, r.ctx.env, r.ctx.config.cluster.bridge);
       await s.lxc.define(node.container, await defineNode(r, s, c, node, image, await unifiedCgroups()));
     }
-    return { ...got, runningAt: Date.now(), host: r.op.host };
+    return { ...got, began, received, runningAt: Date.now(), host: r.op.host };
   },
   async undo(r) {
-    if (!r.op.state.making) return;
     await dropCopy(r, await setting(r, migrateInArgs(r.op)));
   },
 };
