@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -172,6 +172,29 @@ describe.skipIf(!run)('cluster migrate (real LXC on two netns hosts)', () => {
     expect(await pingsByName(ha, 0, 'host-1')).toBe(0);
     expect(await lxcNames(hb)).toEqual([]);
     expect(String((await hb.exec('ls', [`${hb.dir}/state/mnt/nodes/knarr-clusters`], { reject: false })).stdout).trim()).toBe('');
+  }, 120_000);
+
+  it('cancelled while the target cannot take it (its agent stopped): the node runs on its host again, unmoved', async () => {
+    const before = await nodes();
+    const agentB = agents[1]!.pid!;
+    // The agent itself, not a wrapper: nsenter, unshare and sh exec into it.
+    expect(readFileSync(`/proc/${agentB}/cmdline`, 'utf8')).toContain('daemon');
+    process.kill(agentB, 'SIGSTOP');
+    let id: string;
+    try {
+      id = (JSON.parse(await ok(ha, '--json', 'cluster', 'migrate', 'm', '1', '--to', 'mb', '--detach')) as { id: string }).id;
+      // The node is stopped on ma, its child waits in mb's queue.
+      await eventually(async () => expect(String(await ok(ha, 'op', 'show', id))).toMatch(/op-\d+/), 10_000);
+      await eventually(async () => expect((await k(ha, 'cluster', 'exec', 'm', '1', '--', 'true')).exitCode).not.toBe(0), 10_000, 100);
+      await ok(ha, 'op', 'cancel', id);
+    } finally {
+      process.kill(agentB, 'SIGCONT');
+    }
+    const ended = await k(ha, 'op', 'wait', id);
+    expect(String(ended.stderr)).toMatch(/was cancelled \(undone\)/);
+    expect(await nodes()).toEqual(before);
+    expect(String(await inNode(ha, 1, 'hostname')).trim()).toBe('host-1');
+    expect(await lxcNames(hb)).toEqual([]);
   }, 120_000);
 
   it('a node with 100 MiB moves to the other host with its name, hostname, address, MAC and bytes; its peer reaches it by name before and after', async () => {
