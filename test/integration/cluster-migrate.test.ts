@@ -17,8 +17,6 @@ const run = integration(
   'needs root, iproute2, nftables, lxc, dockerd, busybox-static and etcd',
 );
 const KNARR = resolve('bin/knarr');
-const BRIDGE = 'kmgbr0';
-const FLEET = 'migrate';
 
 interface Node {
   index: number;
@@ -32,7 +30,12 @@ interface Node {
  * Two netns hosts, each with its agent, a dir pool and real LXC: a node with 100 MiB in it moves from one to
  * the other with its name, hostname, address, MAC and bytes, while the node left behind reaches it by name.
  */
-describe.skipIf(!run)('cluster migrate (real LXC on two netns hosts)', () => {
+/** The nodes' pool on each host: a plain directory, or btrfs on a loop file (each volume a subvolume). */
+describe.skipIf(!run).each([
+  ['dir', 'kmgbr0'],
+  ['btrfs', 'kmgbr1'],
+] as const)('cluster migrate on %s pools (real LXC on two netns hosts)', (driver, BRIDGE) => {
+  const FLEET = `migrate-${driver}`;
   let tmp: TempDir;
   let fabric: Fabric;
   let etcd: EtcdInstance;
@@ -72,7 +75,7 @@ describe.skipIf(!run)('cluster migrate (real LXC on two netns hosts)', () => {
       KNARR_AGENT_TOKEN_FILE: tokenFile,
     };
     for (const h of [ha, hb]) {
-      await ok(h, 'pool', 'init', '--name', 'nodes', '--driver', 'dir');
+      await ok(h, 'pool', 'init', '--name', 'nodes', '--driver', driver, ...(driver === 'btrfs' ? ['--loop-file', `${h.dir}/nodes.img`, '--size', '1G'] : []));
       await ok(h, 'image', 'import', 'base', '--busybox');
       agents.push(
         // The agent runs the cluster operations, so LXC: it needs the host's own /sys.
@@ -123,12 +126,14 @@ describe.skipIf(!run)('cluster migrate (real LXC on two netns hosts)', () => {
 
   afterAll(async () => {
     if (ha) await k(ha, 'cluster', 'delete', 'm');
-    for (const a of agents) a.kill('SIGKILL');
-    const ended = await Promise.all(agents);
-    if (process.env.KNARR_TEST_AGENT_LOGS) for (const e of ended) console.warn(String(e.stderr));
     // A node left behind by a failed run must not outlive the test.
     for (const h of [ha, hb].filter(Boolean))
       for (const n of await lxcNames(h)) await h.exec('lxc-stop', ['-P', `${h.dir}/state/lxc`, '-n', n, '-k'], { reject: false });
+    // The btrfs pools' loop mounts go with their pools.
+    for (const h of [ha, hb].filter(Boolean)) await k(h, 'pool', 'destroy', 'nodes', '--yes', '--force');
+    for (const a of agents) a.kill('SIGKILL');
+    const ended = await Promise.all(agents);
+    if (process.env.KNARR_TEST_AGENT_LOGS) for (const e of ended) console.warn(String(e.stderr));
     await store?.close();
     await fabric?.teardown();
     await etcd?.stop();

@@ -248,9 +248,10 @@ export const clusterMigrateIn: OpHandler = {
     if (c.nodes.some((n) => n.index === node.index && n.host === r.op.host))
       throw new ConflictError(`${node.hostname} of cluster ${c.name} is on ${r.op.host} already`);
     const image = await requireImage(s, c, r.op.host);
-    // A resumed run receives the volume again, from empty.
     const began = Date.now();
-    const got = await receiveVolume(r, s, c, node);
+    // The node is defined only once its volume is whole: a run resumed after that keeps it (it may be running);
+    // one resumed before receives it again, from empty.
+    const got = (await s.lxc.defined(node.container)) ? null : await receiveVolume(r, s, c, node);
     const received = Date.now();
     await r.checkpoint();
     const user = userDir(s.pool, c.user);
@@ -264,7 +265,7 @@ export const clusterMigrateIn: OpHandler = {
       await allowBridge(r.ctx.runner, r.ctx.env, r.ctx.config.cluster.bridge);
       await s.lxc.define(node.container, await defineNode(r, s, c, node, image, await unifiedCgroups()));
     }
-    return { ...got, began, received, runningAt: Date.now(), host: r.op.host };
+    return { bytes: got?.bytes ?? 0, sha256: got?.sha256 ?? '', began, received, runningAt: Date.now(), host: r.op.host };
   },
   async undo(r) {
     await dropCopy(r, await setting(r, migrateInArgs(r.op)));
