@@ -53,6 +53,25 @@ describe.skipIf(!run).each([
   const inNode = (h: NetHost, node: number, ...cmd: string[]) => ok(h, 'cluster', 'exec', 'm', String(node), '--', ...cmd);
   const pingsByName = async (h: NetHost, from: number, to: string) =>
     (await k(h, 'cluster', 'exec', 'm', String(from), '--', 'ping', '-c', '1', '-W', '1', to)).exitCode;
+  let tokenFile: string;
+  // The agent runs the cluster operations, so LXC: it needs the host's own /sys.
+  const startAgent = (h: NetHost) =>
+    h.spawn(
+      ...withNetnsSysfs(KNARR, [
+        '--state-dir',
+        `${h.dir}/state`,
+        'daemon',
+        '--name',
+        h.name,
+        '--listen',
+        `${h.ip}:7946`,
+        '--ttl',
+        '2',
+        '--token-file',
+        tokenFile,
+      ]),
+      { env: { ...h.dockerd.env, ...env }, reject: false, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
   const lxcNames = async (h: NetHost) =>
     String((await h.exec('lxc-ls', ['-P', `${h.dir}/state/lxc`, '-1'], { reject: false })).stdout)
       .split('\n')
@@ -64,7 +83,7 @@ describe.skipIf(!run).each([
     etcd = await startEtcd(fabric.gateway);
     store = await connectEtcd([etcd.url]);
     [ha, hb] = (await Promise.all(['ma', 'mb'].map((n) => fabric.addHost(n)))) as [NetHost, NetHost];
-    const tokenFile = `${tmp.path}/agent.token`;
+    tokenFile = `${tmp.path}/agent.token`;
     writeFileSync(tokenFile, 'migrate-test-token\n', { mode: 0o600 });
     env = {
       KNARR_ETCD: etcd.url,
@@ -77,29 +96,7 @@ describe.skipIf(!run).each([
     for (const h of [ha, hb]) {
       await ok(h, 'pool', 'init', '--name', 'nodes', '--driver', driver, ...(driver === 'btrfs' ? ['--loop-file', `${h.dir}/nodes.img`, '--size', '1G'] : []));
       await ok(h, 'image', 'import', 'base', '--busybox');
-      agents.push(
-        // The agent runs the cluster operations, so LXC: it needs the host's own /sys.
-        h.spawn(
-          ...withNetnsSysfs(KNARR, [
-            '--state-dir',
-            `${h.dir}/state`,
-            'daemon',
-            '--name',
-            h.name,
-            '--listen',
-            `${h.ip}:7946`,
-            '--ttl',
-            '2',
-            '--token-file',
-            tokenFile,
-          ]),
-          {
-            env: { ...h.dockerd.env, ...env },
-            reject: false,
-            stdio: ['ignore', 'ignore', 'pipe'],
-          },
-        ),
-      );
+      agents.push(startAgent(h));
     }
     await eventually(async () => {
       const up = (JSON.parse(await ok(ha, '--json', 'host', 'list')) as { name: string; up: boolean }[]).filter((h) => h.up).map((h) => h.name);
@@ -238,4 +235,24 @@ describe.skipIf(!run).each([
     // It is not moved again to where it is.
     expect((await k(ha, 'cluster', 'migrate', 'm', '1', '--to', 'mb')).exitCode).toBe(4);
   }, 300_000);
+
+  it('the source agent killed -9 mid-migration and started again: the node ends on one host, the one its record names, with its bytes', async () => {
+    // host-1 is on mb now: it goes back, and mb's agent (the operation's runner) dies on the way.
+    const sum = String(await inNode(hb, 1, 'sha256sum', '/root/blob')).split(' ')[0]!;
+    const { container } = (await nodes()).find((n) => n.index === 1)!;
+    const id = (JSON.parse(await ok(hb, '--json', 'cluster', 'migrate', 'm', '1', '--to', 'ma', '--detach')) as { id: string }).id;
+    await eventually(async () => expect((JSON.parse(await ok(hb, '--json', 'op', 'show', id)) as { children: string[] }).children.length).toBe(1), 10_000, 50);
+    agents[1]!.kill('SIGKILL');
+    await agents[1];
+    agents[1] = startAgent(hb);
+    await k(hb, 'op', 'wait', id);
+    const ended = JSON.parse(await ok(hb, '--json', 'op', 'show', id)) as { status: string };
+    const node = (await nodes()).find((n) => n.index === 1)!;
+    console.info(`migration whose runner was killed: ${ended.status}, node on ${node.host}`);
+    const [here, there] = node.host === 'ma' ? [ha, hb] : [hb, ha];
+    expect(ended.status).toBe(node.host === 'ma' ? 'done' : 'failed');
+    expect(String(await inNode(here, 1, 'sha256sum', '/root/blob')).split(' ')[0]).toBe(sum);
+    expect(await lxcNames(there)).not.toContain(container);
+    expect(String((await there.exec('ls', [`${there.dir}/state/mnt/nodes/knarr-clusters`], { reject: false })).stdout)).not.toContain(container);
+  }, 180_000);
 });
