@@ -137,7 +137,7 @@ describe.skipIf(!run).each([
     await tmp?.cleanup();
   }, 180_000);
 
-  it('a migration to an unknown or a down host, and one under --dry-run, change nothing', async () => {
+  it('a migration to an unknown, a down, a draining or the same host, and one under --dry-run, change nothing', async () => {
     const before = await nodes();
     const unknown = await k(ha, 'cluster', 'migrate', 'm', '1', '--to', 'nosuch');
     expect(unknown.exitCode).toBe(3);
@@ -145,6 +145,11 @@ describe.skipIf(!run).each([
     const down = await k(ha, 'cluster', 'migrate', 'm', '1', '--to', 'mgone');
     expect(down.exitCode).toBe(5);
     expect(String(down.stderr)).toMatch(/host mgone is down/);
+    await ok(ha, 'host', 'drain', 'mb');
+    const draining = await k(ha, 'cluster', 'migrate', 'm', '1', '--to', 'mb');
+    await ok(ha, 'host', 'drain', 'mb', '--undo');
+    expect(draining.exitCode).toBe(4);
+    expect(String(draining.stderr)).toMatch(/host mb is draining/);
     const same = await k(ha, 'cluster', 'migrate', 'm', '1', '--to', 'ma');
     expect(same.exitCode).toBe(4);
     const dry = await k(ha, '--dry-run', 'cluster', 'migrate', 'm', '1', '--to', 'mb');

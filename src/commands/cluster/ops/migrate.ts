@@ -70,6 +70,12 @@ export async function checkMigration(r: Pick<OpRun, 'store' | 'ctx'>, repo: Clus
     throw new PrerequisiteError(`host ${to} is down: its agent holds no lease`, {
       hint: `start its agent (knarr daemon) and try again; see: knarr host show ${to}`,
     });
+  if (target.host.state !== 'ok')
+    throw new ConflictError(`host ${to} is ${target.host.state}: it takes no new work`, {
+      hint: target.host.state === 'draining' ? `serve again first: knarr host drain ${to} --undo` : 'pick another host: knarr host list',
+    });
+  if (target.host.join !== undefined && target.host.join !== 'ok')
+    throw new PrerequisiteError(`host ${to} has not finished joining the fleet (${target.host.join})`, { hint: `see: knarr host show ${to}` });
   if (!(await repo.image(to, c.image)))
     throw new NotFoundError(`host ${to} has no image ${c.image}, which cluster ${c.name} runs on`, {
       hint: `import it on ${to}: knarr image import ${c.image} ROOTFS.tar (or --busybox)`,
