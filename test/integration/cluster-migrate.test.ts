@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -69,6 +69,8 @@ describe.skipIf(!run).each([
         '2',
         '--token-file',
         tokenFile,
+        '--share',
+        `${tmp.path}/share`,
       ]),
       { env: { ...h.dockerd.env, ...env }, reject: false, stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -83,6 +85,8 @@ describe.skipIf(!run).each([
     etcd = await startEtcd(fabric.gateway);
     store = await connectEtcd([etcd.url]);
     [ha, hb] = (await Promise.all(['ma', 'mb'].map((n) => fabric.addHost(n)))) as [NetHost, NetHost];
+    // The fleet's shared data directory (/nfs of a cluster over several hosts), as every host mounts it.
+    mkdirSync(`${tmp.path}/share`);
     tokenFile = `${tmp.path}/agent.token`;
     writeFileSync(tokenFile, 'migrate-test-token\n', { mode: 0o600 });
     env = {
@@ -137,7 +141,7 @@ describe.skipIf(!run).each([
     await tmp?.cleanup();
   }, 180_000);
 
-  it('a migration to an unknown, a down, a draining or the same host, and one under --dry-run, change nothing', async () => {
+  it('a migration to an unknown, a down, a draining or the same host, or one splitting /nfs, and one under --dry-run, change nothing', async () => {
     const before = await nodes();
     const unknown = await k(ha, 'cluster', 'migrate', 'm', '1', '--to', 'nosuch');
     expect(unknown.exitCode).toBe(3);
@@ -150,6 +154,14 @@ describe.skipIf(!run).each([
     await ok(ha, 'host', 'drain', 'mb', '--undo');
     expect(draining.exitCode).toBe(4);
     expect(String(draining.stderr)).toMatch(/host mb is draining/);
+    // /nfs on each host's pool (a cluster made without the share): the node would see other files there.
+    const key = fleetKeys(FLEET).cluster('alice', 'm');
+    const record = (await store.get(key))!;
+    await store.put(key, JSON.stringify({ ...JSON.parse(record), files: undefined }));
+    const split = await k(ha, 'cluster', 'migrate', 'm', '1', '--to', 'mb');
+    await store.put(key, record);
+    expect(split.exitCode).toBe(4);
+    expect(String(split.stderr)).toMatch(/would run on ma, mb with \/nfs on each host's pool/);
     const same = await k(ha, 'cluster', 'migrate', 'm', '1', '--to', 'ma');
     expect(same.exitCode).toBe(4);
     const dry = await k(ha, '--dry-run', 'cluster', 'migrate', 'm', '1', '--to', 'mb');
@@ -206,6 +218,7 @@ describe.skipIf(!run).each([
 
   it('a node with 100 MiB moves to the other host with its name, hostname, address, MAC and bytes; its peer reaches it by name before and after', async () => {
     await inNode(ha, 1, 'dd', 'if=/dev/urandom', 'of=/root/blob', 'bs=1M', 'count=100');
+    await inNode(ha, 1, 'sh', '-c', 'echo from-ma > /nfs/note');
     const sum = String(await inNode(ha, 1, 'sha256sum', '/root/blob')).split(' ')[0]!;
     const mac = String(await inNode(ha, 1, 'cat', '/sys/class/net/eth0/address')).trim();
     const before = (await nodes()).find((n) => n.index === 1)!;
@@ -228,6 +241,7 @@ describe.skipIf(!run).each([
     expect(String(await inNode(hb, 1, 'hostname')).trim()).toBe('host-1');
     expect(String(await inNode(hb, 1, 'sha256sum', '/root/blob')).split(' ')[0]).toBe(sum);
     expect(String(await inNode(hb, 1, 'cat', '/sys/class/net/eth0/address')).trim()).toBe(mac);
+    expect(String(await inNode(hb, 1, 'cat', '/nfs/note')).trim()).toBe('from-ma');
     expect(String(await inNode(hb, 1, 'ip', '-4', 'addr', 'show', 'eth0'))).toContain(`${before.ip}/24`);
     // The peer on the other host reaches it at the same name, through the overlay.
     const seen = Date.now();

@@ -240,6 +240,7 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     ],
     'host leave': [['h9']],
     'cluster create': [['lab2', '--size', '2']],
+    'cluster plan': [['lab2', '--size', '3', '--pack', '--memory', '64M']],
     'cluster start': [['lab']],
     'cluster stop': [['lab']],
     'cluster delete': [['lab']],

@@ -13,9 +13,8 @@ import type { ClusterRepo } from '../../../state/clusters.js';
 import { HostRepo } from '../../../state/hosts.js';
 import { OpRepo } from '../../../state/ops.js';
 import { AgentClient } from '../../job/agent-client.js';
-import { userDir } from '../common.js';
 import { volumeQuery } from '../volume-route.js';
-import { defineNode, requireCluster, requireImage, setting, startNodes, undoRun, writeHosts, type ClusterRef, type Setting } from './shared.js';
+import { defineNode, filesDir, requireCluster, requireImage, setting, startNodes, undoRun, writeHosts, type ClusterRef, type Setting } from './shared.js';
 
 /** What `cluster.migrate` is given: a node of a cluster and the host it goes to (submitted on the node's host). */
 export interface MigrateArgs extends ClusterRef {
@@ -76,6 +75,17 @@ export async function checkMigration(r: Pick<OpRun, 'store' | 'ctx'>, repo: Clus
     });
   if (target.host.join !== undefined && target.host.join !== 'ok')
     throw new PrerequisiteError(`host ${to} has not finished joining the fleet (${target.host.join})`, { hint: `see: knarr host show ${to}` });
+  const hosts = new Set(c.nodes.map((n) => (n.index === node.index ? to : n.host)));
+  if (c.files !== 'share' && hosts.size > 1)
+    throw new ConflictError(
+      `cluster ${c.name} would run on ${[...hosts].sort().join(', ')} with /nfs on each host's pool: its nodes would see different files; ` +
+        "a cluster over several hosts keeps /nfs on the fleet's shared data directory",
+      { hint: 'start every agent with --share DIR (the directory every host mounts) and create the cluster there' },
+    );
+  if (c.files === 'share' && !target.host.share)
+    throw new PrerequisiteError(`cluster ${c.name} keeps /nfs on the fleet's shared data directory, and host ${to}'s agent has none`, {
+      hint: `start the agent of ${to} with --share DIR`,
+    });
   if (!(await repo.image(to, c.image)))
     throw new NotFoundError(`host ${to} has no image ${c.image}, which cluster ${c.name} runs on`, {
       hint: `import it on ${to}: knarr image import ${c.image} ROOTFS.tar (or --busybox)`,
@@ -115,7 +125,8 @@ export const clusterMigrate: OpHandler = {
       const downFrom = Date.now();
       await s.lxc.stop(node.container);
       const stopped = Date.now();
-      const keys = await readFile(`${userDir(s.pool, c.user)}/ssh/authorized_keys`, 'utf8').catch(() => undefined);
+      // Keys on the pool are this host's copy; on the share, the target reads the same file.
+      const keys = c.files === 'share' ? undefined : await readFile(`${filesDir(s, c)}/ssh/authorized_keys`, 'utf8').catch(() => undefined);
       const child = await r.child(
         'in',
         'cluster.migrate-in',
@@ -260,7 +271,7 @@ export const clusterMigrateIn: OpHandler = {
     const got = (await s.lxc.defined(node.container)) ? null : await receiveVolume(r, s, c, node);
     const received = Date.now();
     await r.checkpoint();
-    const user = userDir(s.pool, c.user);
+    const user = filesDir(s, c);
     await mkdir(`${user}/data`, { recursive: true });
     await mkdir(`${user}/ssh`, { recursive: true, mode: 0o700 });
     if (s.args.authorizedKeys) await writeFile(`${user}/ssh/authorized_keys`, s.args.authorizedKeys, { mode: 0o600 });
