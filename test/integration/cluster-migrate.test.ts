@@ -141,7 +141,7 @@ describe.skipIf(!run).each([
     await tmp?.cleanup();
   }, 180_000);
 
-  it('a migration to an unknown, a down, a draining or the same host, or one splitting /nfs, and one under --dry-run, change nothing', async () => {
+  it('a migration to an unknown, a down, a draining, a full or the same host, or one splitting /nfs, and one under --dry-run, change nothing', async () => {
     const before = await nodes();
     const unknown = await k(ha, 'cluster', 'migrate', 'm', '1', '--to', 'nosuch');
     expect(unknown.exitCode).toBe(3);
@@ -162,6 +162,12 @@ describe.skipIf(!run).each([
     await store.put(key, record);
     expect(split.exitCode).toBe(4);
     expect(String(split.stderr)).toMatch(/would run on ma, mb with \/nfs on each host's pool/);
+    // No room on mb for the node's memory (mb has about 25 GiB): refused before the node stops.
+    await ok(ha, 'cluster', 'update', 'm', '1', '--memory', '4096G');
+    const full = await k(ha, 'cluster', 'migrate', 'm', '1', '--to', 'mb');
+    await ok(ha, 'cluster', 'update', 'm', '1', '--memory', 'none');
+    expect(full.exitCode).toBe(4);
+    expect(String(full.stderr)).toMatch(/cannot place cluster alice\/m: /);
     const same = await k(ha, 'cluster', 'migrate', 'm', '1', '--to', 'ma');
     expect(same.exitCode).toBe(4);
     const dry = await k(ha, '--dry-run', 'cluster', 'migrate', 'm', '1', '--to', 'mb');
@@ -191,6 +197,7 @@ describe.skipIf(!run).each([
     expect(await pingsByName(ha, 0, 'host-1')).toBe(0);
     expect(await lxcNames(hb)).toEqual([]);
     expect(String((await hb.exec('ls', [`${hb.dir}/state/mnt/nodes/knarr-clusters`], { reject: false })).stdout).trim()).toBe('');
+    expect(await store.list(fleetKeys(FLEET).placeholders)).toEqual([]);
   }, 120_000);
 
   it('cancelled while the target cannot take it (its agent stopped): the node runs on its host again, unmoved', async () => {
@@ -251,6 +258,8 @@ describe.skipIf(!run).each([
     // The source's copy went once the node ran on the target.
     expect(await lxcNames(ha)).not.toContain(before.container);
     expect((await ha.exec('ls', [`${ha.dir}/state/mnt/nodes/knarr-clusters`], { reject: false })).stdout).not.toContain(before.container);
+    // Its room on mb was held by a placeholder until the record put it there.
+    expect(await store.list(fleetKeys(FLEET).placeholders)).toEqual([]);
     // It is not moved again to where it is.
     expect((await k(ha, 'cluster', 'migrate', 'm', '1', '--to', 'mb')).exitCode).toBe(4);
   }, 300_000);

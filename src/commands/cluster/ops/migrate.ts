@@ -1,6 +1,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { finished } from 'node:stream/promises';
-import type { ClusterNode, ClusterRecord } from '../../../core/cluster.js';
+import { nodeLimits, type ClusterNode, type ClusterRecord } from '../../../core/cluster.js';
+import { placeNodes } from '../../../core/cluster-placement.js';
 import { ConflictError, FailureError, InternalError, NotFoundError, PrerequisiteError } from '../../../core/errors.js';
 import { OpArgs } from '../../../core/op-args.js';
 import { opId, type OpRecord } from '../../../core/ops.js';
@@ -12,6 +13,7 @@ import type { OpHandler, OpRun } from '../../../ops/runner.js';
 import type { ClusterRepo } from '../../../state/clusters.js';
 import { HostRepo } from '../../../state/hosts.js';
 import { OpRepo } from '../../../state/ops.js';
+import { PlaceholderRepo } from '../../../state/placeholders.js';
 import { AgentClient } from '../../job/agent-client.js';
 import { volumeQuery } from '../volume-route.js';
 import { defineNode, filesDir, requireCluster, requireImage, setting, startNodes, undoRun, writeHosts, type ClusterRef, type Setting } from './shared.js';
@@ -93,6 +95,26 @@ export async function checkMigration(r: Pick<OpRun, 'store' | 'ctx'>, repo: Clus
   return node;
 }
 
+/**
+ * The node's room on `to`, under the fleet's placement lock (a placeholder, Cloud48's dummy VM, until the record
+ * puts the node there): a host without room for its limits refuses it, as a create would. preview: looked at only.
+ */
+export async function holdTarget(
+  r: Pick<OpRun, 'store' | 'ctx'> & { op: Pick<OpRecord, 'id'> },
+  c: ClusterRecord,
+  node: ClusterNode,
+  to: string,
+  preview = false,
+): Promise<void> {
+  const repo = new PlaceholderRepo(r.store, r.ctx.config.fleet);
+  const cluster = `${c.user}/${c.name}`;
+  const limits = nodeLimits(c, node);
+  const req = { cluster, containers: [node.container], ...limits };
+  const choose = (views: Parameters<typeof placeNodes>[0]) =>
+    placeNodes(views, { cluster, size: 1, ...limits, strategy: 'spread', host: to, tags: [], firstIndex: node.index });
+  await (preview ? repo.preview(r.op.id, req, choose) : repo.hold(r.op.id, req, choose));
+}
+
 const RUNNING = new Set(['RUNNING', 'FROZEN', 'THAWED']);
 
 /**
@@ -117,6 +139,7 @@ export const clusterMigrate: OpHandler = {
       // Written down before the node stops: an undo, or a resumed run, knows whether to start it again.
       if (r.op.state.running === undefined) {
         node = await checkMigration(r, s.repo, s.args, c);
+        await holdTarget(r, c, node, s.args.to);
         await r.checkpoint();
         await r.save({ running: RUNNING.has((await s.lxc.state(node.container)) ?? 'STOPPED'), stopAt: Date.now() });
       }
@@ -147,6 +170,8 @@ export const clusterMigrate: OpHandler = {
       });
       if (!moved) throw new NotFoundError(`cluster ${c.name} is gone`);
       c = moved;
+      // The node counts on B from its record now.
+      await new PlaceholderRepo(r.store, r.ctx.config.fleet).release(r.op.id);
       await r.save({ moved: true, arrived: { ...(child.result as object), downFrom, stopped, recorded: Date.now() } });
     }
     await r.progress(2, 3, `removing ${node.hostname}'s copy on ${here}`);
@@ -181,6 +206,7 @@ export const clusterMigrate: OpHandler = {
     };
   },
   async undo(r) {
+    await new PlaceholderRepo(r.store, r.ctx.config.fleet).release(r.op.id);
     // Past the record's change the node is B's: nothing here goes back.
     if (r.op.state.moved || r.op.state.running === undefined) return;
     const s = await setting(r, migrateArgs(r.op));
@@ -201,6 +227,8 @@ export const clusterMigrate: OpHandler = {
     const s = await setting(r, migrateArgs(r.op));
     const c = await requireCluster(s);
     const node = await checkMigration(r, s.repo, s.args, c);
+    await holdTarget(r, c, node, s.args.to, true);
+    r.ctx.runner.note(`hold ${node.hostname}'s room on ${s.args.to} (a placeholder in etcd, under the placement lock)`);
     await s.lxc.stop(node.container);
     const note = (line: string) => r.ctx.runner.note(line);
     note(`on ${s.args.to} (child operation cluster.migrate-in, run by its agent): stream ${node.volume} from this host's agent (tar, size and sha256 checked)`);
