@@ -14,6 +14,7 @@ import { HostRepo } from '../state/hosts.js';
 import { dotBinds, hostsWithDots } from './job/volumes.js';
 import { OpRunner } from '../ops/runner.js';
 import { clusterCollector } from './cluster/collector.js';
+import { clusterUpgrades } from './cluster/volume-route.js';
 import type { SettingFlags } from './setting-options.js';
 import type { CommandResult, Context } from './types.js';
 
@@ -109,6 +110,7 @@ export async function daemon(ctx: Context, flags: SettingFlags = {}): Promise<Co
       onDrainTimeout: () => work.abort(),
       collect: { everySeconds: settings.collectSeconds, run: clusterCollector(workCtx, store, settings.name) },
       nodeExec: { runner: ctx.runner, argv: async (req) => (await import('./cluster/commands.js')).nodeAttachArgv(ctx, store, settings.name, req) },
+      upgrades: clusterUpgrades(workCtx, store),
     },
     store,
     new HostRepo(store, ctx.config.fleet),

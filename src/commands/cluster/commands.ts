@@ -224,6 +224,34 @@ export async function clusterClone(nameArg: string, newArg: string, opts: { user
   });
 }
 
+/** `knarr cluster migrate NAME NODE --to HOST`: checked here (target up, with the image) before the operation goes to the node's host. */
+export async function clusterMigrate(
+  nameArg: string,
+  nodeArg: string,
+  opts: { to?: string; user?: string; detach: boolean },
+  ctx: Context,
+): Promise<CommandResult> {
+  const name = validateClusterName('NAME', nameArg);
+  const node = validateNodeIndex('NODE', nodeArg);
+  if (!opts.to) throw new ValidationError('--to', 'name the host the node goes to: --to HOST (see knarr host list)');
+  const to = opts.to;
+  const user = userOf(ctx, opts.user);
+  return withStore(ctx, async (store) => {
+    const repo = new ClusterRepo(store, ctx.config.fleet);
+    const c = await requireCluster(repo, user, name);
+    const { checkMigration, holdTarget } = await import('./ops/migrate.js');
+    const n = await checkMigration({ store, ctx }, repo, { user, name, node, to }, c);
+    // Room on the target, as it is now: the operation holds it under the placement lock before it stops anything.
+    await holdTarget({ store, ctx, op: { id: 'op-planned' } }, c, n, to, true);
+    const from = n.host;
+    const res = await runOrFinish(ctx, store, 'cluster.migrate', { user, name, node, to }, from, opts.detach);
+    return withSteps(res, (r) => [
+      `${String(r.hostname)} (${String(r.ip)}) moved from ${String(r.from)} to ${String(r.to)}: ${formatSize(Number(r.bytes))} sent` +
+        (typeof r.downtimeMs === 'number' ? `, down ${(r.downtimeMs / 1000).toFixed(1)}s` : ''),
+    ]);
+  });
+}
+
 /** `knarr cluster scale NAME --size N`: out or in; the remaining nodes keep their data. */
 export async function clusterScale(nameArg: string, opts: { size?: string; user?: string; detach: boolean }, ctx: Context): Promise<CommandResult> {
   const name = validateClusterName('NAME', nameArg);

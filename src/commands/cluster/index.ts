@@ -157,6 +157,25 @@ const clone = defineCommand(
   async ({ args, options }, ctx) => (await import('./commands.js')).clusterClone(args.name, args.new, options, ctx),
 );
 
+const migrate = defineCommand(
+  {
+    name: 'migrate',
+    summary: 'move a node to another host, cold: stopped, its volume sent, started there with the same name, hostname and address',
+    args: {
+      ...nameArg,
+      node: { description: 'the node, by index or hostname (0, host-0)', required: true },
+    },
+    options: {
+      to: { flags: '--to <host>', description: "the host it goes to (up, with the cluster's image)" },
+      user: userOption,
+      detach: detachOption,
+    },
+    examples: [{ command: 'knarr cluster migrate lab host-1 --to h2', description: 'host-1 of lab runs on h2 from now on, with its files' }],
+    dryRun: 'plans',
+  },
+  async ({ args, options }, ctx) => (await import('./commands.js')).clusterMigrate(args.name, args.node, options, ctx),
+);
+
 const list = defineCommand(
   {
     name: 'list',
@@ -218,5 +237,5 @@ export const cluster = defineGroup({
     "op), run by the host's agent or, with none, by the CLI inline. Without a placement flag every node is on the host the cluster is " +
     "created on; with --spread, --pack, --host or --tag the scheduler places them over the fleet, and each host's agent makes its own " +
     "nodes (a cluster over several hosts keeps /nfs on the fleet's shared directory, daemon --share).",
-  subcommands: [create, plan, ...lifecycle, ...nodeLifecycle, update, clone, scale, list, show, exec],
+  subcommands: [create, plan, ...lifecycle, ...nodeLifecycle, update, clone, migrate, scale, list, show, exec],
 });

@@ -96,13 +96,23 @@ export class AgentClient {
   }
 
   /** A daemonized job's log as the engine multiplexes it. */
-  async logs(job: string, options: LogOptions): Promise<IncomingMessage> {
-    const { req, unreachable } = await this.open('GET', `/v1/jobs/${encodeURIComponent(job)}/logs?${logQuery(options)}`);
+  logs(job: string, options: LogOptions): Promise<IncomingMessage> {
+    return this.stream(`/v1/jobs/${encodeURIComponent(job)}/logs?${logQuery(options)}`);
+  }
+
+  /** A GET whose answer is a stream (its trailers come at its end). */
+  async stream(path: string): Promise<IncomingMessage> {
+    const { req, unreachable } = await this.open('GET', path);
     return new Promise((resolve, reject) => {
       req.on('response', (res) => ((res.statusCode ?? 0) >= 400 ? void refusal(this.host.name, res).then(reject) : resolve(res)));
       req.on('error', (e) => reject(unreachable(e)));
       req.end();
     });
+  }
+
+  /** A raw connection from an upgrade (GET path, answered 101), or the agent's refusal as the error of its kind. */
+  upgrade(path: string): Promise<Socket> {
+    return this.upgradeWith('GET', path);
   }
 
   /** A foreground job on the agent's host: the upgraded connection carries stdin in, the multiplexed output and a last status frame out. */
@@ -116,22 +126,20 @@ export class AgentClient {
           hint: 'put large data in a dot volume or a file the job reads, not in env or command',
         },
       );
-    return this.upgrade('/v1/run', job);
+    return this.upgradeWith('POST', '/v1/run', job);
   }
 
   /** A command in a cluster node on the agent's host, over an upgraded connection as a foreground job's. */
   async exec(request: { user: string; name: string; node: number; command: string[]; interactive: boolean }): Promise<Socket> {
-    return this.upgrade('/v1/cluster-exec', Buffer.from(JSON.stringify(request)));
+    return this.upgradeWith('POST', '/v1/cluster-exec', Buffer.from(JSON.stringify(request)));
   }
 
-  /** A POST whose connection becomes the stream: the body first, then stdin in and framed output out. */
-  private async upgrade(path: string, body: Buffer): Promise<Socket> {
-    const job = body;
-    const { req, unreachable } = await this.open('POST', path, {
+  /** A request whose connection becomes the stream (a POST's body first: then stdin in and framed output out). */
+  private async upgradeWith(method: 'GET' | 'POST', path: string, body?: Buffer): Promise<Socket> {
+    const { req, unreachable } = await this.open(method, path, {
       connection: 'Upgrade',
       upgrade: 'tcp',
-      'content-type': 'application/json',
-      'content-length': String(job.length),
+      ...(body ? { 'content-type': 'application/json', 'content-length': String(body.length) } : {}),
     });
     return new Promise((resolve, reject) => {
       req.on('upgrade', (_res, socket, head) => {
@@ -140,7 +148,7 @@ export class AgentClient {
       });
       req.on('response', (res) => void refusal(this.host.name, res).then(reject));
       req.on('error', (e) => reject(unreachable(e)));
-      req.end(job);
+      req.end(body);
     });
   }
 }

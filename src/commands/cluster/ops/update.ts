@@ -35,7 +35,7 @@ export interface UpdateStep {
  * what the kernel refuses, or a stopped node, takes the limit when it next starts.
  */
 async function applyLimits(r: OpRun, s: Setting, c: ClusterRecord, nodes: ClusterNode[], kinds: { memory: boolean; cpu: boolean }): Promise<UpdateStep[]> {
-  const image = await requireImage(s, c);
+  const image = await requireImage(s, c, r.op.host);
   const cgroup2 = await unifiedCgroups();
   const steps: UpdateStep[] = [];
   for (const [k, node] of nodes.entries()) {
