@@ -14,4 +14,5 @@ export const opHandlers: OpHandlers = {
   'cluster.clone': () => import('./cluster/ops/clone.js').then((m) => m.clusterClone),
   'image.save': () => import('./cluster/ops/image-save.js').then((m) => m.imageSave),
   'host.init': () => import('./cluster/ops/host-init.js').then((m) => m.hostInit),
+  'host.evacuate': () => import('./host/evacuate.js').then((m) => m.hostEvacuateOp),
 };
