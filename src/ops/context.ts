@@ -56,10 +56,11 @@ export interface OpRun {
   /** Throws Cancelled when an operator asked to cancel. */
   checkpoint(): Promise<void>;
   /**
-   * Runs a child operation on this host to its end and returns it: submitted once (under key, so a
-   * resumed parent finds the child it made) with this operation as its parent, listed in its children.
+   * Runs a child operation to its end and returns it: submitted once (under key, so a resumed parent finds
+   * the child it made) with this operation as its parent, listed in its children. On this host it runs
+   * inline; with another host, that host's runner (its agent) runs it and this waits, passing a cancel on.
    */
-  child(key: string, kind: string, args: Record<string, unknown>): Promise<OpRecord>;
+  child(key: string, kind: string, args: Record<string, unknown>, host?: string): Promise<OpRecord>;
 }
 
 /** One kind of operation. run's steps are idempotent, so a run interrupted anywhere can run again. */

@@ -25,6 +25,8 @@ class UndoPending extends OperationFailedError {
 }
 
 const PROGRESS_EVERY_MS = 250;
+/** A remote child is watched; this re-read is the safety net for a watch event lost in a reconnect. */
+const REMOTE_CHILD_POLL_MS = 2000;
 
 /**
  * Runs a host's operations: claims each (under the runner's lease), runs its handler, and records
@@ -60,7 +62,8 @@ export class OpRunner {
           // Only this host's pending index: the fleet's other operations, and ended ones, are never read.
           for (const op of await this.repo.pending(this.host)) {
             if (this.closed) break;
-            if (op.parent !== null) continue;
+            // A child of an operation of this host is run by its parent; one whose parent is elsewhere is this host's part of it.
+            if (op.parent !== null && (await this.parentHost(op.parent)) === this.host) continue;
             if ((await this.execute(op.id)) === null) await this.repo.forgetIfEnded(this.host, op.id);
           }
         }
@@ -69,6 +72,11 @@ export class OpRunner {
       }
     })();
     return this.draining;
+  }
+
+  /** The host of an operation's parent; this host's own when the parent is gone (nothing then to run it for). */
+  private async parentHost(parent: string): Promise<string> {
+    return (await this.repo.get(parent))?.host ?? this.host;
   }
 
   /** An operation is being claimed or run: its claim is under the lease it was made with. */
@@ -98,6 +106,34 @@ export class OpRunner {
       return await this.executeLocked(id);
     } finally {
       await unlock();
+    }
+  }
+
+  /**
+   * Waits for a child that another host's runner carries out; a cancel asked of the parent is asked of the child
+   * too, and a parent whose claim went elsewhere stops waiting (the new runner waits instead).
+   */
+  private async awaitRemote(childId: string, parentId: string, owner: string): Promise<OpRecord> {
+    const wakeup = new Wakeup();
+    const ac = new AbortController();
+    try {
+      await this.repo.watch((events) => {
+        if (events.some((e) => e.key === null || e.key.endsWith(`/${childId}`) || e.key.endsWith(`/${parentId}`))) wakeup.wake();
+      }, ac.signal);
+      for (;;) {
+        const child = await this.repo.get(childId);
+        if (!child) throw new NotFoundError(`child operation ${childId} is gone`);
+        // A child cancelled because the parent was: the parent is cancelled too, not failed.
+        if (child.status === 'cancelled' && (await this.repo.get(parentId))?.cancelRequested) throw new Cancelled();
+        if (isTerminal(child.status)) return child;
+        if (!child.cancelRequested && (await this.repo.get(parentId))?.cancelRequested)
+          await this.repo.update(childId, (o) => (isTerminal(o.status) ? o : { ...o, cancelRequested: true }));
+        if ((await this.repo.claimant(parentId)) !== owner) throw new ClaimLostError(parentId);
+        if (this.closed) throw new InterruptedError();
+        await wakeup.sleep(REMOTE_CHILD_POLL_MS);
+      }
+    } finally {
+      ac.abort();
     }
   }
 
@@ -134,7 +170,7 @@ export class OpRunner {
         const p = pending;
         await update((o) => ({ ...o, progress: p }));
       },
-      child: async (key, kind, args) => {
+      child: async (key, kind, args, host = op.host) => {
         // The child's number is recorded in the parent before the child is written: a crash between leaves no orphan.
         let n = ((op.state.children ?? {}) as Record<string, number>)[key];
         if (n === undefined) {
@@ -146,7 +182,8 @@ export class OpRunner {
             state: { ...o.state, children: { ...((o.state.children ?? {}) as Record<string, number>), [key]: reserved } },
           }));
         }
-        const childId = (await this.repo.submitAs(n, kind, args, op.host, id)).id;
+        const childId = (await this.repo.submitAs(n, kind, args, host, id)).id;
+        if (host !== op.host) return this.awaitRemote(childId, id, owner);
         const ran = await this.execute(childId);
         return ran ?? (await this.repo.get(childId))!;
       },

@@ -55,6 +55,21 @@ export class ClusterRepo {
   put(c: ClusterRecord): Promise<void> {
     return this.store.put(this.keys.cluster(c.user, c.name), JSON.stringify({ ...c, updatedAt: new Date().toISOString() }));
   }
+  /**
+   * Changes the record with a compare-and-swap, read again when another writer (another host's part of an
+   * operation) changed it meanwhile; fn returns null for no change. The record as it is after, or null when gone.
+   */
+  async update(user: string, name: string, fn: (c: ClusterRecord) => ClusterRecord | null): Promise<ClusterRecord | null> {
+    const key = this.keys.cluster(user, name);
+    for (;;) {
+      const cur = await this.store.getVersioned(key);
+      if (!cur) return null;
+      const next = fn(JSON.parse(cur.value) as ClusterRecord);
+      if (next === null) return JSON.parse(cur.value) as ClusterRecord;
+      const stamped = { ...next, updatedAt: new Date().toISOString() };
+      if (await this.store.transact([{ key, modRevision: cur.modRevision }], [{ key, value: JSON.stringify(stamped) }], [])) return stamped;
+    }
+  }
   async remove(user: string, name: string): Promise<void> {
     await this.store.delete(this.keys.cluster(user, name));
   }
