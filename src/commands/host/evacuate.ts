@@ -145,8 +145,8 @@ export const hostEvacuateOp: OpHandler = {
       await r.checkpoint();
       await r.progress(k, plan.migrations.length, `node ${n.container} to ${n.to}`);
       const args = { user: n.user, name: n.cluster, node: n.node, to: n.to };
-      // On the node's host (this one), where its container and volume are.
-      const child = await r.child(`migrate:${n.user}/${n.cluster}/${n.node}`, 'cluster.migrate', args);
+      // On the node's host, where its container and volume are (this operation's own host: it runs inline).
+      const child = await r.child(`migrate:${n.user}/${n.cluster}/${n.node}`, 'cluster.migrate', args, host);
       if (child.status !== 'done')
         throw new FailureError(
           `node ${n.node} of cluster ${n.user}/${n.cluster} (${n.container}) was not migrated to ${n.to}: ${child.error ?? child.status}`,
