@@ -29,7 +29,7 @@ _knarr_node() {
     'job') kids='run plan list ls ps show logs stop rm restart history' ;;
     'service') kids='list ls' ;;
     'host') kids='list ls show drain tag leave evacuate restore' ;;
-    'cluster') kids='create start stop delete rm suspend resume reboot update clone scale list ls show exec' ;;
+    'cluster') kids='create start stop delete rm suspend resume reboot update clone migrate scale list ls show exec' ;;
     'image') kids='import list ls rm save' ;;
     'op') kids='list ls show wait cancel run gc' ;;
     'pool/init') opts='--name --driver --device --loop-file --size --path --mountpoint --force'; vals=' --name=none --driver=c:zfs,btrfs,lvm,dir --device=path --loop-file=path --size=none --path=path --mountpoint=path ' ;;
@@ -83,6 +83,7 @@ _knarr_node() {
     'cluster/reboot') args='cluster node'; opts='--user --detach'; vals=' --user=none ' ;;
     'cluster/update') args='cluster node'; opts='--memory --cpus --user --detach'; vals=' --memory=none --cpus=none --user=none ' ;;
     'cluster/clone') args='cluster none'; opts='--user --detach'; vals=' --user=none ' ;;
+    'cluster/migrate') args='cluster node'; opts='--to --user --detach'; vals=' --to=none --user=none ' ;;
     'cluster/scale') args='cluster'; opts='--size --user --detach'; vals=' --size=none --user=none ' ;;
     'cluster/list' | 'cluster/ls') opts='--user'; vals=' --user=none ' ;;
     'cluster/show') args='cluster'; opts='--user'; vals=' --user=none ' ;;

@@ -161,6 +161,16 @@ export function subnetAddress(subnet: string, n: number): string {
 }
 
 export const subnetGateway = (subnet: string) => subnetAddress(subnet, 1);
+
+/**
+ * A node's MAC, from its address: locally administered (02:), the same on whichever host the node runs, so the
+ * other nodes' ARP entries stay right when it migrates.
+ */
+export function nodeMac(ip: string): string {
+  const octets = ip.split('.').map(Number);
+  if (octets.length !== 4 || octets.some((o) => !Number.isInteger(o) || o < 0 || o > 255)) throw new InternalError(`${ip} is not an IPv4 address`);
+  return ['02', '6b', ...octets.map((o) => o.toString(16).padStart(2, '0'))].join(':');
+}
 export const subnetBroadcast = (subnet: string) => subnetAddress(subnet, 255);
 
 /** The cluster's /etc/hosts: "ip host-N host-N.cluster" for every node, bind-mounted read-only into each. */

@@ -14,6 +14,8 @@ export interface LxcNodeConfig {
   bridge: string;
   /** a.b.c.d/24 */
   address: string;
+  /** The veth's MAC inside the node: the same wherever the node runs (a migration keeps it). */
+  hwaddr: string;
   broadcast: string;
   gateway: string;
   /** Bind mounts: host path, path inside (relative to /), read-only, file or directory. */
@@ -40,6 +42,7 @@ export function lxcConfig(c: LxcNodeConfig): string {
     'lxc.net.0.flags = up',
     'lxc.net.0.name = eth0',
     'lxc.net.0.mtu = 1450',
+    `lxc.net.0.hwaddr = ${c.hwaddr}`,
     `lxc.net.0.ipv4.address = ${c.address} ${c.broadcast}`,
     `lxc.net.0.ipv4.gateway = ${c.gateway}`,
     // Targets are relative to the rootfs: LXC ignores absolute ones on an overlay rootfs.

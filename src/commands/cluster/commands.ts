@@ -210,6 +210,31 @@ export async function clusterClone(nameArg: string, newArg: string, opts: { user
   });
 }
 
+/** `knarr cluster migrate NAME NODE --to HOST`: checked here (target up, with the image) before the operation goes to the node's host. */
+export async function clusterMigrate(
+  nameArg: string,
+  nodeArg: string,
+  opts: { to?: string; user?: string; detach: boolean },
+  ctx: Context,
+): Promise<CommandResult> {
+  const name = validateClusterName('NAME', nameArg);
+  const node = validateNodeIndex('NODE', nodeArg);
+  if (!opts.to) throw new ValidationError('--to', 'name the host the node goes to: --to HOST (see knarr host list)');
+  const to = opts.to;
+  const user = userOf(ctx, opts.user);
+  return withStore(ctx, async (store) => {
+    const repo = new ClusterRepo(store, ctx.config.fleet);
+    const c = await requireCluster(repo, user, name);
+    const { checkMigration } = await import('./ops/migrate.js');
+    const from = (await checkMigration({ store, ctx }, repo, { user, name, node, to }, c)).host;
+    const res = await runOrFinish(ctx, store, 'cluster.migrate', { user, name, node, to }, from, opts.detach);
+    return withSteps(res, (r) => [
+      `${String(r.hostname)} (${String(r.ip)}) moved from ${String(r.from)} to ${String(r.to)}: ${formatSize(Number(r.bytes))} sent` +
+        (typeof r.downtimeMs === 'number' ? `, down ${(r.downtimeMs / 1000).toFixed(1)}s` : ''),
+    ]);
+  });
+}
+
 /** `knarr cluster scale NAME --size N`: out or in; the remaining nodes keep their data. */
 export async function clusterScale(nameArg: string, opts: { size?: string; user?: string; detach: boolean }, ctx: Context): Promise<CommandResult> {
   const name = validateClusterName('NAME', nameArg);
@@ -260,7 +285,7 @@ export const clusterShow = async (name: string, opts: { user?: string }, ctx: Co
     const lxc = lxcFor(ctx);
     const here = await thisHost(ctx.config.stateDir);
     const nodes = await Promise.all(
-      c.nodes.map(async (n) => ({ ...n, ...nodeLimits(c, n), state: c.host === here ? ((await lxc.state(n.container)) ?? 'MISSING') : 'unknown' })),
+      c.nodes.map(async (n) => ({ ...n, ...nodeLimits(c, n), state: n.host === here ? ((await lxc.state(n.container)) ?? 'MISSING') : 'unknown' })),
     );
     // The record as cluster list gives it, each node with its container's state.
     const data = { ...c, size: c.nodes.length, frozen: c.nodes.filter((n) => n.frozen).length, nodes };
@@ -292,7 +317,8 @@ export async function clusterExec(
   const c = await withStore(ctx, (store) => requireCluster(new ClusterRepo(store, ctx.config.fleet), user, name));
   const node = c.nodes.find((n) => n.index === index);
   if (!node) throw new NotFoundError(`cluster ${name} has no node ${index} (it has ${c.nodes.length})`);
-  if (c.host !== (await thisHost(ctx.config.stateDir))) throw new UserError(`cluster ${name} runs on ${c.host}; run cluster exec there`);
+  // A node runs on its own host, which a migration may have changed from the cluster's.
+  if (node.host !== (await thisHost(ctx.config.stateDir))) throw new UserError(`node ${index} of cluster ${name} runs on ${node.host}; run cluster exec there`);
   const argv = lxcFor(ctx).attachArgv(node.container, command);
   if (ctx.runner.plan(argv)) return { data: { cluster: name, node: index, container: node.container } };
   // Output streams as the command makes it; -i feeds it knarr's stdin.

@@ -118,6 +118,25 @@ const clone = defineCommand(
   async ({ args, options }, ctx) => (await import('./commands.js')).clusterClone(args.name, args.new, options, ctx),
 );
 
+const migrate = defineCommand(
+  {
+    name: 'migrate',
+    summary: 'move a node to another host, cold: stopped, its volume sent, started there with the same name, hostname and address',
+    args: {
+      ...nameArg,
+      node: { description: 'the node, by index or hostname (0, host-0)', required: true },
+    },
+    options: {
+      to: { flags: '--to <host>', description: "the host it goes to (up, with the cluster's image)" },
+      user: userOption,
+      detach: detachOption,
+    },
+    examples: [{ command: 'knarr cluster migrate lab host-1 --to h2', description: 'host-1 of lab runs on h2 from now on, with its files' }],
+    dryRun: 'plans',
+  },
+  async ({ args, options }, ctx) => (await import('./commands.js')).clusterMigrate(args.name, args.node, options, ctx),
+);
+
 const list = defineCommand(
   {
     name: 'list',
@@ -177,5 +196,5 @@ export const cluster = defineGroup({
     "overlay of a read-only base image and a per-node volume on the pool, a per-cluster /etc/hosts bind-mounted read-only, the user's shared data " +
     "at /nfs and authorized keys at /root/.ssh, an address on the user's own /24 on the host's bridge. Every change is an operation in etcd (knarr " +
     "op), run by the host's agent or, with none, by the CLI inline. Nodes are placed on the host the cluster is created on.",
-  subcommands: [create, ...lifecycle, ...nodeLifecycle, update, clone, scale, list, show, exec],
+  subcommands: [create, ...lifecycle, ...nodeLifecycle, update, clone, migrate, scale, list, show, exec],
 });

@@ -94,8 +94,13 @@ export class AgentClient {
   }
 
   /** A daemonized job's log as the engine multiplexes it. */
-  async logs(job: string, options: LogOptions): Promise<IncomingMessage> {
-    const { req, unreachable } = await this.open('GET', `/v1/jobs/${encodeURIComponent(job)}/logs?${logQuery(options)}`);
+  logs(job: string, options: LogOptions): Promise<IncomingMessage> {
+    return this.stream(`/v1/jobs/${encodeURIComponent(job)}/logs?${logQuery(options)}`);
+  }
+
+  /** A GET whose answer is a stream (its trailers come at its end). */
+  async stream(path: string): Promise<IncomingMessage> {
+    const { req, unreachable } = await this.open('GET', path);
     return new Promise((resolve, reject) => {
       req.on('response', (res) => ((res.statusCode ?? 0) >= 400 ? void refusal(this.host.name, res).then(reject) : resolve(res)));
       req.on('error', (e) => reject(unreachable(e)));

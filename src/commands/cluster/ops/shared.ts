@@ -5,6 +5,7 @@ import {
   hostsFile,
   nodeHostname,
   nodeLimits,
+  nodeMac,
   subnetBroadcast,
   subnetGateway,
   type ClusterNode,
@@ -184,6 +185,7 @@ export async function defineNode(r: OpRun, s: Setting, c: ClusterRecord, node: C
     upper: `${vol.path}/delta`,
     bridge: r.ctx.config.cluster.bridge,
     address: `${node.ip}/24`,
+    hwaddr: nodeMac(node.ip),
     broadcast: subnetBroadcast(c.subnet),
     gateway: subnetGateway(c.subnet),
     mounts: [
@@ -197,10 +199,10 @@ export async function defineNode(r: OpRun, s: Setting, c: ClusterRecord, node: C
   });
 }
 
-/** The cluster's base image on its host. */
-export async function requireImage(s: Setting, c: ClusterRecord): Promise<ImageRecord> {
-  const image = await s.repo.image(c.host, c.image);
-  if (!image) throw new NotFoundError(`image ${c.image} is gone from ${c.host}`);
+/** The cluster's base image on a host: the cluster's own, or the one a node runs on. */
+export async function requireImage(s: Setting, c: ClusterRecord, host = c.host): Promise<ImageRecord> {
+  const image = await s.repo.image(host, c.image);
+  if (!image) throw new NotFoundError(`image ${c.image} is gone from ${host}`, { hint: `import it there: knarr image import ${c.image} ... on ${host}` });
   return image;
 }
 
@@ -227,7 +229,8 @@ const START_PARALLEL = 2;
 export async function startNodes(r: OpRun, s: Setting, c: ClusterRecord, nodes: ClusterNode[], verb: string): Promise<void> {
   await ensureBridge(r.ctx.runner, r.ctx.config.cluster.bridge, c.subnet);
   await allowBridge(r.ctx.runner, r.ctx.env, r.ctx.config.cluster.bridge);
-  const image = await requireImage(s, c);
+  // The nodes run on the host running the operation: its copy of the image.
+  const image = await requireImage(s, c, r.op.host);
   const cgroup2 = await unifiedCgroups();
   let next = 0;
   let done = 0;
