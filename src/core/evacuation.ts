@@ -23,13 +23,17 @@ export interface EvacuationNode {
   container: string;
   cpu: number;
   memory: number;
+  /** The hosts that have its cluster's image; null: any. */
+  allowed: readonly string[] | null;
+  /** Why it cannot move now (its cluster is busy with another operation), or null. */
+  blocked: string | null;
 }
 
 export interface EvacuationPlan {
   host: string;
   moves: { job: string; to: string }[];
   staying: { job: string; why: string }[];
-  migrations: (Omit<EvacuationNode, 'cpu' | 'memory'> & { to: string })[];
+  migrations: (Pick<EvacuationNode, 'user' | 'cluster' | 'node' | 'container'> & { to: string })[];
   /** What no other host can take, with each host's reason: an evacuation with any is refused. */
   unplaced: { what: string; why: string }[];
 }
@@ -46,6 +50,9 @@ const nodeRequest = (n: EvacuationNode): JobRequest => ({
 
 type Item = { job: EvacuationJob; node?: undefined } | { node: EvacuationNode; job?: undefined };
 
+const itemName = (item: Item) =>
+  item.job ? `job ${item.job.name}` : `node ${item.node.node} of cluster ${item.node.user}/${item.node.cluster} (${item.node.container})`;
+
 /**
  * Places every job that may move and every node of host on the other hosts, biggest first (so a large
  * one is not left without room by small ones), each placement booking its host for the next.
@@ -60,38 +67,36 @@ export function planEvacuation(
   const pool = views.filter((v) => v.name !== host).map((v) => ({ ...v, ports: new Set(v.ports) }));
   const plan: EvacuationPlan = { host, moves: [], staying: [], migrations: [], unplaced: [] };
   for (const j of jobs) if (j.stays !== null) plan.staying.push({ job: j.name, why: j.stays });
-  const items: { item: Item; request: JobRequest; allowed: readonly string[] | null }[] = [
-    ...jobs.filter((j) => j.stays === null).map((job) => ({ item: { job }, request: job.request, allowed: job.allowed })),
-    ...nodes.map((node) => ({ item: { node }, request: nodeRequest(node), allowed: null })),
+  const items: { item: Item; request: JobRequest; allowed: readonly string[] | null; only: string }[] = [
+    ...jobs.filter((j) => j.stays === null).map((job) => ({ item: { job }, request: job.request, allowed: job.allowed, only: 'has every dot it uses' })),
+    ...nodes.flatMap((node) => {
+      if (node.blocked === null) return [{ item: { node }, request: nodeRequest(node), allowed: node.allowed, only: "has its cluster's image" }];
+      plan.unplaced.push({ what: itemName({ node }), why: node.blocked });
+      return [];
+    }),
   ];
   items.sort((a, b) => b.request.memory - a.request.memory || b.request.cpu - a.request.cpu || (a.request.name < b.request.name ? -1 : 1));
-  for (const { item, request, allowed } of items) {
+  for (const { item, request, allowed, only } of items) {
     const candidates = allowed ? pool.filter((v) => allowed.includes(v.name)) : pool;
     const to = candidates.length > 0 ? new Scheduler(candidates, { strategy }).place(request).host : null;
     if (to === null) {
-      const what = item.job ? `job ${item.job.name}` : `node ${item.node.node} of cluster ${item.node.user}/${item.node.cluster} (${item.node.container})`;
-      plan.unplaced.push({ what, why: whyNot(candidates, request, allowed !== null) });
+      const left = pool.filter((v) => !candidates.includes(v)).map((v) => `${v.name}: not a host that ${only}`);
+      plan.unplaced.push({ what: itemName(item), why: [...whyNot(candidates, request), ...left].join('; ') || 'there is no other host in the fleet' });
       continue;
     }
     book(pool.find((v) => v.name === to)!, request);
     if (item.job) plan.moves.push({ job: item.job.name, to });
-    else {
-      const { cpu: _c, memory: _m, ...n } = item.node;
-      plan.migrations.push({ ...n, to });
-    }
+    else plan.migrations.push({ user: item.node.user, cluster: item.node.cluster, node: item.node.node, container: item.node.container, to });
   }
   plan.moves.sort((a, b) => (a.job < b.job ? -1 : 1));
   plan.migrations.sort((a, b) => (a.container < b.container ? -1 : 1));
   return plan;
 }
 
-/** Each candidate host's reason to refuse the request, or that there is none. */
-function whyNot(candidates: HostView[], request: JobRequest, byDots: boolean): string {
-  if (candidates.length === 0) return byDots ? 'no other host has every dot it uses' : 'there is no other host in the fleet';
-  return new Scheduler(candidates)
-    .explain(request)
-    .verdicts.map((v) => `${v.host}: ${v.why}`)
-    .join('; ');
+/** Each candidate host's reason to refuse the request. */
+function whyNot(candidates: HostView[], request: JobRequest): string[] {
+  if (candidates.length === 0) return [];
+  return new Scheduler(candidates).explain(request).verdicts.map((v) => `${v.host}: ${v.why}`);
 }
 
 function book(v: HostView & { ports: Set<string> }, r: JobRequest): void {

@@ -40,6 +40,8 @@ const node = (n: number, over: Partial<EvacuationNode> = {}): EvacuationNode => 
   container: `alice-1-${n}`,
   cpu: 0,
   memory: 0,
+  allowed: null,
+  blocked: null,
   ...over,
 });
 
@@ -89,7 +91,9 @@ describe('planEvacuation', () => {
     const plan = planEvacuation('h1', [host('h1'), host('h2'), host('h3')], [job('d', {}, { allowed: ['h3'] })], []);
     expect(plan.moves).toEqual([{ job: 'd', to: 'h3' }]);
     const none = planEvacuation('h1', [host('h1'), host('h2')], [job('d', {}, { allowed: [] })], []);
-    expect(unplacedText(none)).toBe('job d (no other host has every dot it uses)');
+    expect(unplacedText(none)).toBe('job d (h2: not a host that has every dot it uses)');
+    const image = planEvacuation('h1', [host('h1'), host('h2'), host('h3')], [], [node(0, { allowed: ['h3'] })]);
+    expect(image.migrations.map((m) => m.to)).toEqual(['h3']);
   });
 
   it('names what cannot be placed, with each host reason', () => {
@@ -97,6 +101,9 @@ describe('planEvacuation', () => {
     expect(plan.moves).toEqual([]);
     expect(plan.migrations.map((m) => m.to)).toEqual(['h3']);
     expect(plan.unplaced).toEqual([{ what: 'job big', why: expect.stringMatching(/^h2: host is draining; h3: not enough memory/) }]);
+    const busy = planEvacuation('h1', [host('h1'), host('h2')], [job('w')], [node(0, { blocked: 'cluster alice/lab has op-000009 (cluster.stop) running' })]);
+    expect(busy.moves).toEqual([{ job: 'w', to: 'h2' }]);
+    expect(unplacedText(busy)).toBe('node 0 of cluster alice/lab (alice-1-0) (cluster alice/lab has op-000009 (cluster.stop) running)');
     const alone = planEvacuation('h1', [host('h1')], [], [node(0)]);
     expect(unplacedText(alone)).toBe('node 0 of cluster alice/lab (alice-1-0) (there is no other host in the fleet)');
   });

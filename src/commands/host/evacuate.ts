@@ -45,6 +45,8 @@ export interface EvacuationResult {
   moved: MovedJob[];
   staying: { job: string; why: string }[];
   migrated: MigratedNode[];
+  /** Clusters whose home was the host and whose nodes all left it: their home is now their first node's host. */
+  rehomed: { user: string; cluster: string; host: string }[];
 }
 
 /** How long the evacuation waits for the moved jobs to start on their new hosts. */
@@ -77,9 +79,23 @@ export async function evacuationPlan(ctx: Context, store: Store, host: string): 
       stays,
     });
   }
-  const nodes: EvacuationNode[] = clusters.flatMap((c) =>
-    c.nodes.filter((n) => n.host === host).map((n) => ({ user: c.user, cluster: c.name, node: n.index, container: n.container, ...nodeLimits(c, n) })),
-  );
+  const repo = new ClusterRepo(store, fleet);
+  const busy = clusters.some((c) => c.nodes.some((n) => n.host === host)) ? await new OpRepo(store, fleet).pendingTopLevel() : [];
+  const nodes: EvacuationNode[] = [];
+  for (const c of clusters) {
+    const here = c.nodes.filter((n) => n.host === host);
+    if (here.length === 0) continue;
+    const withImage = (await Promise.all(others.map(async (h) => ((await repo.image(h.name, c.image)) ? [h.name] : [])))).flat();
+    const op = busy.find((o) => o.args.user === c.user && o.args.name === c.name);
+    // A cluster another operation is changing, or one not settled, is migrated once that ends.
+    const blocked = op
+      ? `cluster ${c.user}/${c.name} has ${op.id} (${op.kind}) ${op.status}`
+      : c.status !== 'running' && c.status !== 'stopped'
+        ? `cluster ${c.user}/${c.name} is ${c.status} (${c.op})`
+        : null;
+    for (const n of here)
+      nodes.push({ user: c.user, cluster: c.name, node: n.index, container: n.container, ...nodeLimits(c, n), allowed: withImage, blocked });
+  }
   return planEvacuation(host, fleetViews(hosts, intents), items, nodes, ctx.config.scheduler.strategy);
 }
 
@@ -87,10 +103,12 @@ export async function evacuationPlan(ctx: Context, store: Store, host: string): 
 function refuseUnplaced(plan: EvacuationPlan, changed: boolean): void {
   if (plan.unplaced.length === 0) return;
   const what = changed
-    ? `host ${plan.host} stays evacuated and what moved stays where it went, but no other host can take ${unplacedText(plan)}`
-    : `cannot evacuate host ${plan.host}: nothing was changed; no other host can take ${unplacedText(plan)}`;
+    ? `host ${plan.host} stays evacuated and what moved stays where it went, but there is nowhere to move ${unplacedText(plan)}`
+    : `cannot evacuate host ${plan.host}: nothing was changed; nowhere to move ${unplacedText(plan)}`;
   throw new ConflictError(what, {
-    hint: 'make room (knarr host drain --undo, knarr host tag, a new host) or remove what cannot move, then run knarr host evacuate again',
+    hint:
+      'make room (knarr host drain --undo, a new host, knarr image import), wait for the operations named, or remove what cannot move; then ' +
+      'run knarr host evacuate again',
     detail: { unplaced: plan.unplaced },
   });
 }
@@ -157,11 +175,12 @@ export const hostEvacuateOp: OpHandler = {
       migrated.push({ ...n, op: child.id });
       await r.save({ migrated });
     }
+    const rehomed = await rehome(r, host);
     if (notStarted.length > 0)
       throw new FailureError(`moved off ${host}, but not started on the new host: ${notStarted.join('; ')}`, {
         hint: `their copies on ${host} run on; see each with knarr job show, then run knarr host evacuate ${host} again or knarr host restore ${host}`,
       });
-    const result: EvacuationResult = { host, state: 'evacuated', moved: [...moved.values()], staying: plan.staying, migrated };
+    const result: EvacuationResult = { host, state: 'evacuated', moved: [...moved.values()], staying: plan.staying, migrated, rehomed };
     await recordEvent(r.store, fleet, {
       kind: 'host',
       object: host,
@@ -175,6 +194,20 @@ export const hostEvacuateOp: OpHandler = {
     // Forward only: what moved stays where it went, and the host stays evacuated until host restore.
   },
 };
+
+/** A cluster whose home is the host and whose nodes are all elsewhere now gets its first node's host as home, where its whole-cluster operations go. */
+async function rehome(r: OpRun, host: string): Promise<EvacuationResult['rehomed']> {
+  const repo = new ClusterRepo(r.store, r.ctx.config.fleet);
+  const rehomed: EvacuationResult['rehomed'] = [];
+  for (const c of await repo.list()) {
+    if (c.host !== host) continue;
+    const next = await repo.update(c.user, c.name, (cur) =>
+      cur.host === host && cur.nodes.length > 0 && cur.nodes.every((n) => n.host !== host) ? { ...cur, host: cur.nodes[0]!.host } : null,
+    );
+    if (next && next.host !== host) rehomed.push({ user: c.user, cluster: c.name, host: next.host });
+  }
+  return rehomed;
+}
 
 /**
  * Waits until each moved job runs (or is stopped, as asked) on its new host, then rewrites its intent unchanged so
@@ -223,12 +256,16 @@ async function waitForStarts(r: OpRun, jobs: JobRepo, moved: Map<string, MovedJo
 
 /** The evacuation's account, a line each. */
 function resultLines(
-  res: Pick<EvacuationResult, 'moved' | 'staying'> & { migrated: { user: string; cluster: string; node: number; container: string; to: string }[] },
+  res: Pick<EvacuationResult, 'moved' | 'staying'> & {
+    migrated: { user: string; cluster: string; node: number; container: string; to: string }[];
+    rehomed?: EvacuationResult['rehomed'];
+  },
 ) {
   return [
     ...res.moved.map((m) => `job ${m.job}: moved ${m.from} -> ${m.to}${m.state ? ` (${m.state})` : ''}`),
     ...res.staying.map((s) => `job ${s.job}: stays (${s.why})`),
     ...res.migrated.map((n) => `node ${n.node} of cluster ${n.user}/${n.cluster} (${n.container}): migrated -> ${n.to}`),
+    ...(res.rehomed ?? []).map((c) => `cluster ${c.user}/${c.cluster}: home host now ${c.host}`),
   ];
 }
 
