@@ -172,9 +172,8 @@ describe.skipIf(!run)('host evacuate and host restore', () => {
       ]) {
         const r = await k(argv);
         expect(r.code, r.stderr).toBe(4);
-        expect(r.stderr).toMatch(
-          /cannot evacuate host ha: nothing was changed; nowhere to move node 0 of cluster alice\/lab \(alice-7-0\) \(hb: not a host that has its cluster's image\)/,
-        );
+        expect(r.stderr).toMatch(/cannot evacuate host ha: nothing was changed; nowhere to move node 0 of cluster alice\/lab \(alice-7-0\) /);
+        expect(r.stderr).toMatch(/\(hb: not a host that has its cluster's image\)/);
       }
       expect(await hostState('ha')).toBe('ok');
       expect((await ok(['--json', 'op', 'list'])).json()).toEqual(opsBefore);
