@@ -68,7 +68,19 @@ describe.skipIf(!run)('host evacuate migrates cluster nodes (real LXC on two net
       agents.push(
         // The agent runs the cluster operations, so LXC: it needs the host's own /sys.
         h.spawn(
-          ...withNetnsSysfs(KNARR, ['--state-dir', `${h.dir}/state`, 'daemon', '--name', h.name, '--listen', `${h.ip}:7946`, '--ttl', '2', '--token-file', tokenFile]),
+          ...withNetnsSysfs(KNARR, [
+            '--state-dir',
+            `${h.dir}/state`,
+            'daemon',
+            '--name',
+            h.name,
+            '--listen',
+            `${h.ip}:7946`,
+            '--ttl',
+            '2',
+            '--token-file',
+            tokenFile,
+          ]),
           { env: { ...h.dockerd.env, ...env }, reject: false, stdio: ['ignore', 'ignore', 'pipe'] },
         ),
       );
@@ -100,7 +112,9 @@ describe.skipIf(!run)('host evacuate migrates cluster nodes (real LXC on two net
 
     const planned = await ok(ea, '--dry-run', 'host', 'evacuate', 'ea');
     for (const n of before.nodes)
-      expect(planned).toMatch(new RegExp(`^# migrate node ${n.index} of cluster alice/lab \\(${n.container}\\) to eb: a cluster\\.migrate operation on ea$`, 'm'));
+      expect(planned).toMatch(
+        new RegExp(`^# migrate node ${n.index} of cluster alice/lab \\(${n.container}\\) to eb: a cluster\\.migrate operation on ea$`, 'm'),
+      );
     expect(await cluster()).toEqual(before);
     expect(await hostState('ea')).toBe('ok');
 

@@ -42,6 +42,7 @@ describe.skipIf(!run)('host evacuate and host restore', () => {
   const agents: Record<string, AgentUnderTest> = {};
   let image: string;
   let env: Record<string, string>;
+  let startAgent: (name: string) => AgentUnderTest;
   const k = (argv: string[]) => knarr(argv, { env });
   const ok = async (argv: string[]) => {
     const r = await k(argv);
@@ -62,8 +63,9 @@ describe.skipIf(!run)('host evacuate and host restore', () => {
     for (const name of ['ha', 'hb']) hosts[name] = await fabric.addHost(name);
     image = hosts.ha!.dockerd.image;
     env = { KNARR_ETCD: etcd.url, KNARR_AGENT_TOKEN_FILE: tokenFile, KNARR_STATE_DIR: `${tmp.path}/cli-state` };
-    for (const name of ['ha', 'hb'])
-      agents[name] = spawnHostAgent(hosts[name]!, { etcd: etcd.url, stateDir: `${tmp.path}/${name}-state`, tokenFile, flags: ['--restart-grace', '0'] });
+    startAgent = (name) =>
+      (agents[name] = spawnHostAgent(hosts[name]!, { etcd: etcd.url, stateDir: `${tmp.path}/${name}-state`, tokenFile, flags: ['--restart-grace', '0'] }));
+    for (const name of ['ha', 'hb']) startAgent(name);
     for (const a of Object.values(agents)) await a.up(60_000);
   }, 180_000);
 
@@ -182,4 +184,25 @@ describe.skipIf(!run)('host evacuate and host restore', () => {
       await clusters.remove('alice', 'lab');
     }
   }, 120_000);
+
+  it('an evacuation whose agent is killed mid-way goes on when the agent is back, and the host stays evacuated', async () => {
+    await ok(['host', 'drain', 'hb']);
+    for (const name of ['k1', 'k2']) await ok(['job', 'run', '-d', '--name', name, '--network', 'none', image, '--', 'sleep', '3600']);
+    await ok(['host', 'drain', 'hb', '--undo']);
+    for (const name of ['k1', 'k2']) expect(await jobHost(name)).toBe('ha');
+    const id = (await ok(['host', 'evacuate', 'ha', '--detach'])).stdout.trim();
+    await eventually(async () => expect((await ok(['--json', 'op', 'show', id])).json().status).toBe('running'), 30_000, 20);
+    await agents.ha!.stop('SIGKILL');
+    startAgent('ha');
+    const end = await ok(['--json', 'op', 'wait', id, '--timeout', '120']);
+    expect(end.json()).toMatchObject({ status: 'done', result: { staying: [{ job: 'back' }, { job: 'db' }] } });
+    console.info(`evacuation killed mid-way: attempts ${end.json().attempts}, moved by it ${JSON.stringify(end.json().result.moved)}`);
+    expect(await hostState('ha')).toBe('evacuated');
+    for (const name of ['k1', 'k2']) {
+      expect((await ok(['--json', 'job', 'show', name])).json()).toMatchObject({ host: 'hb', state: 'running' });
+      expect(await containers('hb', name)).not.toBe('');
+      await eventually(async () => expect(await containers('ha', name, '-aq')).toBe(''));
+    }
+    await ok(['host', 'restore', 'ha']);
+  }, 180_000);
 });
