@@ -205,4 +205,24 @@ describe.skipIf(!run)('host evacuate and host restore', () => {
     }
     await ok(['host', 'restore', 'ha']);
   }, 180_000);
+
+  it('a job that cannot start on its new host fails the evacuation by name; its copy runs on, and comes back after host restore', async () => {
+    // An image only ha has: hb cannot start the job.
+    await hosts.ha!.dockerd.docker('tag', image, 'only-on-ha:1');
+    await ok(['host', 'drain', 'hb']);
+    await ok(['job', 'run', '-d', '--name', 'lonely', '--network', 'none', 'only-on-ha:1', '--', 'sleep', '3600']);
+    await ok(['host', 'drain', 'hb', '--undo']);
+    const copy = await containers('ha', 'lonely');
+    expect(copy).not.toBe('');
+    const r = await k(['host', 'evacuate', 'ha']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/moved off ha, but not started on the new host: job lonely on hb \(.*only-on-ha/);
+    // Nothing is lost: the copy on ha runs on while the job waits on hb.
+    expect(await containers('ha', 'lonely')).toBe(copy);
+    expect(await hostState('ha')).toBe('evacuated');
+    await ok(['host', 'restore', 'ha']);
+    await eventually(async () => expect((await ok(['--json', 'job', 'show', 'lonely'])).json()).toMatchObject({ host: 'ha', state: 'running' }), 30_000);
+    expect(await containers('ha', 'lonely')).toBe(copy);
+    await ok(['job', 'rm', 'lonely']);
+  }, 180_000);
 });
