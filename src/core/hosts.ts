@@ -97,6 +97,7 @@ export function hostView(h: HostRecord, up: boolean): HostView {
     runningJobs: h.load.runningJobs,
     ports: new Set(),
     draining: h.state !== 'ok',
+    ...(h.state === 'evacuated' ? { evacuated: true } : {}),
     ...(h.join !== undefined && h.join !== 'ok' ? { joining: h.join } : {}),
     up,
   };

@@ -133,7 +133,7 @@ describe.skipIf(!run)('host evacuate and host restore', () => {
     expect(await jobHost('late')).toBe('hb');
     const pinned = await k(['job', 'run', '-d', '--name', 'pinned', '--host', 'ha', '--network', 'none', image, '--', 'sleep', '3600']);
     expect(pinned.code).not.toBe(0);
-    expect(pinned.stderr).toMatch(/no host can run job pinned: .*draining/);
+    expect(pinned.stderr).toMatch(/no host can run job pinned: .*host is evacuated \(knarr host restore lets work land again\)/);
 
     const restored = await ok(['host', 'restore', 'ha']);
     expect(restored.stdout).toMatch(/host ha takes new work again \(was evacuated\); nothing moves back by itself/);
