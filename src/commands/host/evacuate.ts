@@ -4,7 +4,7 @@ import { planEvacuation, unplacedText, type EvacuationJob, type EvacuationNode, 
 import { fleetViews, jobRequest } from '../../core/hosts.js';
 import { validateName } from '../../core/names.js';
 import { OpArgs } from '../../core/op-args.js';
-import { describeOp, isTerminal, type OpRecord } from '../../core/ops.js';
+import { describeOp, isTerminal, opId, type OpRecord } from '../../core/ops.js';
 import { Wakeup } from '../../core/streams.js';
 import { thisHost } from '../../daemon/pidfile.js';
 import type { OpHandler, OpRun } from '../../ops/runner.js';
@@ -158,7 +158,7 @@ export const hostEvacuateOp: OpHandler = {
     refuseUnplaced(plan, true);
     const notStarted = await waitForStarts(r, jobs, moved);
     await saveMoved();
-    const migrated = [...(state.migrated ?? [])];
+    const migrated = await migratedBefore(r, state.migrated ?? []);
     for (const [k, n] of plan.migrations.entries()) {
       await r.checkpoint();
       await r.progress(k, plan.migrations.length, `node ${n.container} to ${n.to}`);
@@ -194,6 +194,23 @@ export const hostEvacuateOp: OpHandler = {
     // Forward only: what moved stays where it went, and the host stays evacuated until host restore.
   },
 };
+
+/** The nodes this operation migrated before it was interrupted, the last one's child possibly ended but not yet recorded here. */
+async function migratedBefore(r: OpRun, recorded: MigratedNode[]): Promise<MigratedNode[]> {
+  const migrated = [...recorded];
+  const children = (r.op.state.children ?? {}) as Record<string, number>;
+  const ops = new OpRepo(r.store, r.ctx.config.fleet);
+  const clusters = new ClusterRepo(r.store, r.ctx.config.fleet);
+  for (const [key, n] of Object.entries(children)) {
+    if (!key.startsWith('migrate:') || migrated.some((m) => m.op === opId(n))) continue;
+    const child = await ops.get(opId(n));
+    if (child?.status !== 'done') continue;
+    const a = child.args as { user: string; name: string; node: number; to: string };
+    const node = (await clusters.get(a.user, a.name))?.nodes.find((x) => x.index === a.node);
+    migrated.push({ user: a.user, cluster: a.name, node: a.node, container: node?.container ?? '', to: a.to, op: child.id });
+  }
+  return migrated;
+}
 
 /** A cluster whose home is the host and whose nodes are all elsewhere now gets its first node's host as home, where its whole-cluster operations go. */
 async function rehome(r: OpRun, host: string): Promise<EvacuationResult['rehomed']> {
