@@ -15,6 +15,7 @@ export const opHandlers: OpHandlers = {
   'cluster.migrate': () => import('./cluster/ops/migrate.js').then((m) => m.clusterMigrate),
   'cluster.migrate-in': () => import('./cluster/ops/migrate.js').then((m) => m.clusterMigrateIn),
   'cluster.migrate-drop': () => import('./cluster/ops/migrate.js').then((m) => m.clusterMigrateDrop),
+  'cluster.undo-part': () => import('./cluster/ops/span.js').then((m) => m.undoPart),
   'image.save': () => import('./cluster/ops/image-save.js').then((m) => m.imageSave),
   'host.init': () => import('./cluster/ops/host-init.js').then((m) => m.hostInit),
   'host.evacuate': () => import('./host/evacuate.js').then((m) => m.hostEvacuateOp),

@@ -39,6 +39,8 @@ export interface ClusterRecord {
   nodes: ClusterNode[];
   /** The operation that made or last changed it. */
   op: string;
+  /** share: the user's /nfs and ssh keys are on the fleet's shared data directory (a cluster over several hosts); absent: on the pool. */
+  files?: 'share';
   createdAt: string;
   updatedAt: string;
 }
@@ -192,7 +194,11 @@ export function validateAuthorizedKeys(field: string, text: string): string {
   return lines.length ? `${lines.join('\n')}\n` : '';
 }
 
-/** The clusters of host that a join in mode acts on: recovery starts those that were running, new deletes them all. */
+/**
+ * The clusters that a join of host in mode acts on: recovery starts this host's nodes of those that were running
+ * (whatever their home), new deletes the clusters whose home it is.
+ */
 export function clustersToInit(clusters: readonly ClusterRecord[], host: string, mode: 'new' | 'recovery'): ClusterRecord[] {
-  return clusters.filter((c) => c.host === host && (mode === 'new' || c.status === 'running'));
+  if (mode === 'new') return clusters.filter((c) => c.host === host);
+  return clusters.filter((c) => c.status === 'running' && (c.host === host || c.nodes.some((n) => n.host === host)));
 }

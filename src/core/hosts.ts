@@ -32,6 +32,8 @@ export interface HostRecord {
   restartGraceSeconds?: number;
   /** The collector's last pass that removed something: cluster parts on this host that no cluster owned. */
   collected?: { at: string; removed: string[] };
+  /** Where the fleet's shared data directory is mounted on this host (daemon --share); absent: none. */
+  share?: string;
   /** Where the clusters' VXLAN reaches this host; absent: an agent on loopback, or an older one. */
   vtep?: { ip: string; vni: number; port: number };
 }
@@ -106,7 +108,7 @@ export function hostView(h: HostRecord, up: boolean): HostView {
 /** The scheduler's view of the fleet: each host with the ports and reservations of every job placed on it (run by an agent or not). */
 export function fleetViews(
   hosts: readonly { host: HostRecord; up: boolean }[],
-  placed: readonly { host: string | null; spec: JobSpec; desired?: string }[],
+  placed: readonly { host: string | null; spec: Pick<JobSpec, 'ports' | 'cpu' | 'memory'>; desired?: string }[],
 ): HostView[] {
   const views = new Map(hosts.map((h) => [h.host.name, { ...hostView(h.host, h.up), ports: new Set<string>() }]));
   const reserved = new Map<string, number>();

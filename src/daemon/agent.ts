@@ -278,6 +278,7 @@ export class Agent {
       updatedAt: now,
       restartGraceSeconds: this.opts.restartGraceSeconds ?? 0,
       ...(this.opts.overlay ? { vtep: vtepOf({ host: this.opts.name, ...this.opts.overlay }) } : {}),
+      ...(this.opts.share ? { share: this.opts.share } : {}),
       ...(this.collected ? { collected: this.collected } : {}),
     }));
     this.published = { load, unknown: JSON.stringify(unknownContainers), join: joinState };

@@ -111,9 +111,9 @@ export class OpRunner {
 
   /**
    * Waits for a child that another host's runner carries out; a cancel asked of the parent is asked of the child
-   * too, and a parent whose claim went elsewhere stops waiting (the new runner waits instead).
+   * too (not while the parent is undoing), and a parent whose claim went elsewhere stops waiting (the new runner waits instead).
    */
-  private async awaitRemote(childId: string, parentId: string, owner: string): Promise<OpRecord> {
+  private async awaitRemote(childId: string, parentId: string, owner: string, passCancel: boolean): Promise<OpRecord> {
     const wakeup = new Wakeup();
     const ac = new AbortController();
     try {
@@ -124,9 +124,9 @@ export class OpRunner {
         const child = await this.repo.get(childId);
         if (!child) throw new NotFoundError(`child operation ${childId} is gone`);
         // A child cancelled because the parent was: the parent is cancelled too, not failed.
-        if (child.status === 'cancelled' && (await this.repo.get(parentId))?.cancelRequested) throw new Cancelled();
+        if (passCancel && child.status === 'cancelled' && (await this.repo.get(parentId))?.cancelRequested) throw new Cancelled();
         if (isTerminal(child.status)) return child;
-        if (!child.cancelRequested && (await this.repo.get(parentId))?.cancelRequested)
+        if (passCancel && !child.cancelRequested && (await this.repo.get(parentId))?.cancelRequested)
           await this.repo.update(childId, (o) => (isTerminal(o.status) ? o : { ...o, cancelRequested: true }));
         if ((await this.repo.claimant(parentId)) !== owner) throw new ClaimLostError(parentId);
         if (this.closed) throw new InterruptedError();
@@ -139,6 +139,8 @@ export class OpRunner {
 
   private async executeLocked(id: string): Promise<OpRecord | null> {
     const owner = `${this.name}:${process.pid}`;
+    // While undoing, the children it makes (the undo of other hosts' parts) are not cancelled with it: they are the undo.
+    let undoing = false;
     const claimed = await this.repo.claim(id, owner, this.lease());
     if (!claimed) return null;
     const load = this.ctx.opHandlers[claimed.kind];
@@ -183,7 +185,7 @@ export class OpRunner {
           }));
         }
         const childId = (await this.repo.submitAs(n, kind, args, host, id)).id;
-        if (host !== op.host) return this.awaitRemote(childId, id, owner);
+        if (host !== op.host) return this.awaitRemote(childId, id, owner, !undoing);
         const ran = await this.execute(childId);
         return ran ?? (await this.repo.get(childId))!;
       },
@@ -236,6 +238,7 @@ export class OpRunner {
       // The decision is recorded before undo starts: a runner that resumes it undoes, it does not run again.
       if (!pendingUndo && handler?.undoes !== false) await run.save({ undoing: { error } }).catch(() => undefined);
       try {
+        undoing = true;
         if (handler) await handler.undo(run);
       } catch (u) {
         if (u instanceof InterruptedError || u instanceof StoreUnavailableError || u instanceof ClaimLostError) {

@@ -65,6 +65,12 @@ export function fleetKeys(fleet: string) {
     userAddresses: (user: string) => `${root}/users/${user}/addresses/`,
     subnets: `${root}/subnets/`,
     subnet: (cidr: string) => `${root}/subnets/${cidr.replace('/', '_')}`,
+    /** Capacity held for a cluster node on a host while an operation creates or moves it (Cloud48's placeholder). */
+    placeholders: `${root}/placeholders/`,
+    hostPlaceholders: (host: string) => `${root}/placeholders/${host}/`,
+    placeholder: (host: string, op: string, container: string) => `${root}/placeholders/${host}/${op}/${container}`,
+    /** Held (under a lease) by whoever is placing cluster nodes: one placement at a time, so two never book the same room. */
+    placementLock: `${root}/locks/placement`,
     /** Base images on a host. */
     hostImages: (host: string) => `${root}/hostdata/${host}/images/`,
     hostImage: (host: string, name: string) => `${root}/hostdata/${host}/images/${name}`,

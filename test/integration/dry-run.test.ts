@@ -243,6 +243,7 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     'host evacuate': [['h9', '--detach']],
     'host restore': [['h9']],
     'cluster create': [['lab2', '--size', '2']],
+    'cluster plan': [['lab2', '--size', '3', '--pack', '--memory', '64M']],
     'cluster start': [['lab']],
     'cluster stop': [['lab']],
     'cluster delete': [['lab']],

@@ -97,6 +97,23 @@ describe.skipIf(!run)("the clusters' network between hosts (real LXC on netns ho
     expect((await k(hb, 'cluster', 'exec', 'y', '0', '--', 'ping', '-c', '1', '-W', '1', x)).exitCode).toBe(0);
   }, 180_000);
 
+  it('a cluster over both hosts is refused when the agents have no shared data directory for /nfs; nothing is left of it', async () => {
+    const r = await k(ha, 'cluster', 'create', 'z', '--size', '2', '--spread');
+    expect(r.exitCode).not.toBe(0);
+    expect(String(r.stderr)).toMatch(/over several hosts needs the fleet's shared data directory/);
+    expect(String(r.stderr)).toContain('--share DIR');
+    const list = JSON.parse(await ok(hb, '--json', 'cluster', 'list')) as { name: string }[];
+    expect(list.map((c) => c.name)).not.toContain('z');
+    // Each host has the one node of its cluster from before, and nothing more.
+    for (const h of [ha, hb])
+      expect(
+        String((await h.exec('lxc-ls', ['-P', `${h.dir}/state/lxc`, '-1'])).stdout)
+          .split('\n')
+          .filter(Boolean),
+        h.name,
+      ).toHaveLength(1);
+  }, 60_000);
+
   it('the last cluster of a host gone, its bridge goes with the VXLAN device and its guard', async () => {
     for (const [h, c] of [
       [ha, 'x'],

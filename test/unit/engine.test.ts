@@ -16,10 +16,17 @@ describe('a docker network gateway when the engine names none', () => {
 });
 
 describe('the clusters a joining host acts on', () => {
-  const c = (name: string, host: string, status: ClusterRecord['status']) => ({ name, host, status, user: 'alice' }) as ClusterRecord;
-  const all = [c('a', 'h1', 'running'), c('b', 'h1', 'stopped'), c('c', 'h2', 'running')];
-  it("recovery starts this host's running clusters; new deletes all of this host's", () => {
-    expect(clustersToInit(all, 'h1', 'recovery').map((x) => x.name)).toEqual(['a']);
+  const c = (name: string, host: string, status: ClusterRecord['status'], nodeHosts: string[] = [host]) =>
+    ({ name, host, status, user: 'alice', nodes: nodeHosts.map((h) => ({ host: h })) }) as ClusterRecord;
+  const all = [
+    c('a', 'h1', 'running'),
+    c('b', 'h1', 'stopped'),
+    c('c', 'h2', 'running'),
+    c('d', 'h2', 'running', ['h2', 'h1']),
+    c('e', 'h2', 'stopped', ['h1']),
+  ];
+  it("recovery starts this host's nodes of running clusters, whatever their home; new deletes the clusters whose home it is", () => {
+    expect(clustersToInit(all, 'h1', 'recovery').map((x) => x.name)).toEqual(['a', 'd']);
     expect(clustersToInit(all, 'h1', 'new').map((x) => x.name)).toEqual(['a', 'b']);
     expect(clustersToInit(all, 'h3', 'new')).toEqual([]);
   });

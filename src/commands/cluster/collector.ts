@@ -2,7 +2,10 @@ import { readdir, rm } from 'node:fs/promises';
 import type { ClusterRecord } from '../../core/cluster.js';
 import type { PoolRecord } from '../../core/pool.js';
 import { listPoolRecords } from '../../host/local-state.js';
+import { isTerminal } from '../../core/ops.js';
 import { ClusterRepo } from '../../state/clusters.js';
+import { OpRepo } from '../../state/ops.js';
+import { PlaceholderRepo } from '../../state/placeholders.js';
 import type { Store } from '../../state/store.js';
 import type { Context } from '../types.js';
 import { lxcFor, nodeVolume, userDir } from './common.js';
@@ -23,12 +26,14 @@ interface Part {
  * The collector (Cloud48's, docklet's recovery): every agent removes the cluster parts on its host that
  * no cluster owns — node containers, node volumes, hosts files — left by a cluster whose record went
  * while this host was away, or by a crash no operation resumes. A part goes only when two passes at
- * least ORPHAN_MIN_AGE_MS apart both find it unowned. Returns what each pass removed.
+ * least ORPHAN_MIN_AGE_MS apart both find it unowned. Placeholders anywhere in the fleet go once their
+ * operation has ended, or, by the same two-pass rule, when it is gone. Returns what each pass removed.
  */
 export function clusterCollector(ctx: Context, store: Store, now: () => number = Date.now): () => Promise<string[]> {
   const firstSeen = new Map<string, number>();
   const repo = new ClusterRepo(store, ctx.config.fleet);
   const lxc = lxcFor(ctx);
+  const placeholders = collectPlaceholders(store, ctx.config.fleet, now);
   return async () => {
     // Read first: a store that does not answer means nothing is known to be unowned, so nothing goes.
     const owned = new Set((await repo.list()).map((c: ClusterRecord) => `${c.user}-${c.id}`));
@@ -49,6 +54,39 @@ export function clusterCollector(ctx: Context, store: Store, now: () => number =
       firstSeen.delete(p.key);
       removed.push(p.key);
     }
+    return [...removed, ...(await placeholders())];
+  };
+}
+
+/** Placeholders whose operation ended (at once) or is gone (seen so on two passes ORPHAN_MIN_AGE_MS apart). */
+export function collectPlaceholders(store: Store, fleet: string, now: () => number = Date.now): () => Promise<string[]> {
+  const firstSeen = new Map<string, number>();
+  const repo = new PlaceholderRepo(store, fleet);
+  const ops = new OpRepo(store, fleet);
+  return async () => {
+    const held = await repo.list();
+    const status = new Map<string, 'live' | 'ended' | 'gone'>();
+    for (const op of new Set(held.map((p) => p.op))) {
+      const o = await ops.get(op);
+      status.set(op, o === null ? 'gone' : isTerminal(o.status) ? 'ended' : 'live');
+    }
+    const removed: string[] = [];
+    const seenNow = new Set<string>();
+    for (const p of held) {
+      const key = `placeholder ${p.host}/${p.op}/${p.container}`;
+      const s = status.get(p.op);
+      if (s === 'live') continue;
+      if (s === 'gone') {
+        seenNow.add(key);
+        const seen = firstSeen.get(key);
+        if (seen === undefined) firstSeen.set(key, now());
+        // An operation that writes its placeholders before its record (or one gone a moment ago) is given two passes.
+        if (seen === undefined || now() - seen < ORPHAN_MIN_AGE_MS) continue;
+      }
+      if (await repo.removeOne(p)) removed.push(key);
+      firstSeen.delete(key);
+    }
+    for (const k of [...firstSeen.keys()]) if (!seenNow.has(k)) firstSeen.delete(k);
     return removed;
   };
 }

@@ -16,6 +16,7 @@ import { OpRepo } from '../../state/ops.js';
 import { requireRunning, targetNodes } from './ops/shared.js';
 import { ConflictError, NotFoundError, UserError, ValidationError } from '../../core/errors.js';
 import { validateName } from '../../core/names.js';
+import { shellCommand } from '../../core/shell.js';
 import { parseSize } from '../../core/size.js';
 import { thisHost } from '../../daemon/pidfile.js';
 import { opRun, runOperation } from '../op.js';
@@ -25,6 +26,7 @@ import { timeCell, type CommandResult, type Context, type View } from '../types.
 import { withStore } from '../with-store.js';
 import { ClusterRepo } from '../../state/clusters.js';
 import { clusterPool, lxcFor, requireCluster, userOf } from './common.js';
+import { placementOf } from './plan.js';
 
 const cpuOf = (v: string | undefined): number => (v === undefined ? 0 : parseCpus('--cpus', v));
 
@@ -37,6 +39,10 @@ export interface ClusterCreateOptions {
   cpus?: string;
   pool?: string;
   authorizedKeys?: string;
+  spread?: boolean;
+  pack?: boolean;
+  host?: string;
+  tags?: string[];
   detach: boolean;
 }
 
@@ -55,17 +61,25 @@ export async function clusterCreate(nameArg: string, opts: ClusterCreateOptions,
     });
     authorizedKeys = validateAuthorizedKeys('--authorized-keys', text);
   }
+  const where = placementOf(opts);
+  const pin = where.host;
+  const tags = where.tags;
+  // No placement flag: every node on this host, as before fleets; any flag: the scheduler places them.
+  const placed = opts.spread || opts.pack || pin !== undefined || tags.length > 0;
+  const placement = placed ? { strategy: where.strategy, ...(pin ? { pin } : {}), ...(tags.length ? { tags: tags.join(',') } : {}) } : {};
   const pool = await clusterPool(ctx, opts.pool);
   const host = await thisHost(ctx.config.stateDir);
   return withStore(ctx, async (store) => {
     const repo = new ClusterRepo(store, ctx.config.fleet);
-    if (!(await repo.image(host, image)))
-      throw new NotFoundError(`no image ${image} on ${host}`, { hint: `import one: knarr image import ${image} ROOTFS.tar (or --busybox)` });
+    if (pin !== undefined && pin !== host && !(await new HostRepo(store, ctx.config.fleet).get(pin)))
+      throw new NotFoundError(`fleet ${ctx.config.fleet} has no host ${pin}`, { hint: 'see the hosts with: knarr host list' });
+    const imageHost = pin ?? host;
+    if (!(await repo.image(imageHost, image)))
+      throw new NotFoundError(`no image ${image} on ${imageHost}`, { hint: `import one there: knarr image import ${image} ROOTFS.tar (or --busybox)` });
     if (await repo.get(user, name))
       throw new ConflictError(`user ${user} already has a cluster ${name}`, { hint: `see it with: knarr cluster show ${name} --user ${user}` });
-    return runOperation(ctx, store, 'cluster.create', { user, name, size, image, memory, cpu, pool: pool.name, host, authorizedKeys }, host, {
-      detach: opts.detach,
-    });
+    const args = { user, name, size, image, memory, cpu, pool: pool.name, host, authorizedKeys, ...placement };
+    return runOperation(ctx, store, 'cluster.create', args, host, { detach: opts.detach });
   });
 }
 
@@ -285,12 +299,19 @@ export const clusterShow = async (name: string, opts: { user?: string }, ctx: Co
     const lxc = lxcFor(ctx);
     const here = await thisHost(ctx.config.stateDir);
     const nodes = await Promise.all(
-      c.nodes.map(async (n) => ({ ...n, ...nodeLimits(c, n), state: n.host === here ? ((await lxc.state(n.container)) ?? 'MISSING') : 'unknown' })),
+      // A node on another host is as its record says: its container is that host's to look at.
+      c.nodes.map(async (n) => ({ ...n, ...nodeLimits(c, n), state: n.host === here ? ((await lxc.state(n.container)) ?? 'MISSING') : recordedState(c, n) })),
     );
     // The record as cluster list gives it, each node with its container's state.
     const data = { ...c, size: c.nodes.length, frozen: c.nodes.filter((n) => n.frozen).length, nodes };
     return { data, view: clusterView(nodes) };
   });
+
+/** A node on another host, as the record has it: the cluster's status, frozen or not. */
+function recordedState(c: ClusterRecord, n: ClusterRecord['nodes'][number]): string {
+  if (c.status !== 'running') return c.status.toUpperCase();
+  return n.frozen ? 'FROZEN' : 'RUNNING';
+}
 
 /** What `cluster show` prints: a row per node. */
 function clusterView(nodes: (ClusterRecord['nodes'][number] & { state: string; memory: number; cpu: number })[]): View {
@@ -317,8 +338,10 @@ export async function clusterExec(
   const c = await withStore(ctx, (store) => requireCluster(new ClusterRepo(store, ctx.config.fleet), user, name));
   const node = c.nodes.find((n) => n.index === index);
   if (!node) throw new NotFoundError(`cluster ${name} has no node ${index} (it has ${c.nodes.length})`);
-  // A node runs on its own host, which a migration may have changed from the cluster's.
-  if (node.host !== (await thisHost(ctx.config.stateDir))) throw new UserError(`node ${index} of cluster ${name} runs on ${node.host}; run cluster exec there`);
+  if (node.host !== (await thisHost(ctx.config.stateDir)))
+    throw new UserError(`node ${node.hostname} of cluster ${name} runs on ${node.host}; run cluster exec there`, {
+      hint: `on ${node.host}: ${shellCommand(['knarr', 'cluster', 'exec', name, String(index), '--user', user, '--', ...command])}`,
+    });
   const argv = lxcFor(ctx).attachArgv(node.container, command);
   if (ctx.runner.plan(argv)) return { data: { cluster: name, node: index, container: node.container } };
   // Output streams as the command makes it; -i feeds it knarr's stdin.

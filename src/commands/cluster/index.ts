@@ -3,6 +3,14 @@ import { detachOption, userOption } from '../options.js';
 
 const nameArg = { name: { description: 'cluster name', required: true, completes: 'cluster' } } as const;
 
+/** Where nodes go: cluster plan's flags, which a create takes alike. */
+export const placementOptions = {
+  spread: { flags: '--spread', description: 'nodes on as many hosts as fit (the default of plan and of a create with a placement flag)' },
+  pack: { flags: '--pack', description: 'fill one host before the next' },
+  host: { flags: '--host <host>', description: 'every node on this fleet host' },
+  tags: { flags: '--tag <tag>', description: 'only hosts with this tag', repeatable: true },
+} as const;
+
 const create = defineCommand(
   {
     name: 'create',
@@ -16,12 +24,43 @@ const create = defineCommand(
       cpus: { flags: '--cpus <n>', description: 'cpu limit per node: 0.5, 2 or 500m' },
       pool: { flags: '--pool <pool>', description: "pool for the nodes' volumes (btrfs, lvm or dir)" },
       authorizedKeys: { flags: '--authorized-keys <file>', description: 'public keys for /root/.ssh/authorized_keys (never a private key)' },
+      ...placementOptions,
       detach: detachOption,
     },
-    examples: [{ command: 'knarr cluster create lab --size 3 --memory 256M', description: 'three nodes host-0..host-2' }],
+    examples: [
+      { command: 'knarr cluster create lab --size 3 --memory 256M', description: 'three nodes host-0..host-2 on this host' },
+      { command: 'knarr cluster create lab --size 6 --spread', description: "six nodes over the fleet's hosts (agents with --share)" },
+    ],
     dryRun: 'plans',
   },
   async ({ args, options }, ctx) => (await import('./commands.js')).clusterCreate(args.name, options, ctx),
+);
+
+const plan = defineCommand(
+  {
+    name: 'plan',
+    summary: 'where each node of a new cluster would go, and why other hosts lost',
+    description:
+      'Places the nodes as a create with a placement flag would, with the job scheduler (hosts up, joined and not draining; tags; the cpu and memory ' +
+      "left after jobs, other clusters' " +
+      'nodes and the placeholders of creates and migrations under way), each node counted on its host before the next is placed. A node with no limit ' +
+      'counts as 100m of cpu and 64 MiB of memory. Reads only; exits 1 when some node fits nowhere.',
+    args: { name: { description: 'cluster name', required: true } },
+    options: {
+      size: { flags: '--size <n>', description: 'number of nodes (1 to 64)' },
+      ...placementOptions,
+      memory: { flags: '--memory <size>', description: 'memory limit per node, e.g. 256M' },
+      cpus: { flags: '--cpus <n>', description: 'cpu limit per node: 0.5, 2 or 500m' },
+      user: userOption,
+      perNode: { flags: '--per-node', description: "each node's verdict of every host, instead of one line per host" },
+    },
+    examples: [
+      { command: 'knarr cluster plan lab --size 6 --memory 512M', description: 'six nodes spread over the hosts that fit' },
+      { command: 'knarr cluster plan lab --size 4 --pack --tag ssd --per-node', description: "each node's choice among the ssd hosts" },
+    ],
+    dryRun: 'reads',
+  },
+  async ({ args, options }, ctx) => (await import('./plan.js')).clusterPlan(args.name, options, ctx),
 );
 
 const lifecycle = (['start', 'stop', 'delete'] as const).map((verb) =>
@@ -195,6 +234,8 @@ export const cluster = defineGroup({
     'A cluster is a set of LXC system containers (nodes) as docklet makes them: container user-clusterid-nodeid, hostname host-N, rootfs an ' +
     "overlay of a read-only base image and a per-node volume on the pool, a per-cluster /etc/hosts bind-mounted read-only, the user's shared data " +
     "at /nfs and authorized keys at /root/.ssh, an address on the user's own /24 on the host's bridge. Every change is an operation in etcd (knarr " +
-    "op), run by the host's agent or, with none, by the CLI inline. Nodes are placed on the host the cluster is created on.",
-  subcommands: [create, ...lifecycle, ...nodeLifecycle, update, clone, migrate, scale, list, show, exec],
+    "op), run by the host's agent or, with none, by the CLI inline. Without a placement flag every node is on the host the cluster is " +
+    "created on; with --spread, --pack, --host or --tag the scheduler places them over the fleet, and each host's agent makes its own " +
+    "nodes (a cluster over several hosts keeps /nfs on the fleet's shared directory, daemon --share).",
+  subcommands: [create, plan, ...lifecycle, ...nodeLifecycle, update, clone, migrate, scale, list, show, exec],
 });

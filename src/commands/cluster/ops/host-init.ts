@@ -29,7 +29,8 @@ export const hostInit: OpHandler = {
     for (const [i, t] of targets.entries()) {
       await r.checkpoint();
       await r.progress(i, targets.length, `${mode === 'new' ? 'deleting' : 'starting'} ${t.user}/${t.name}`);
-      const child = await r.child(`${t.user}/${t.name}`, mode === 'new' ? 'cluster.delete' : 'cluster.start', t);
+      // Recovery starts this host's own nodes only: another host of the cluster may be down still.
+      const child = await r.child(`${t.user}/${t.name}`, mode === 'new' ? 'cluster.delete' : 'cluster.start', mode === 'new' ? t : { ...t, part: true });
       // A shutdown cuts the child short: the parent stops too, and both are resumed.
       if (child.status === 'running' && r.ctx.signal.aborted) throw new InterruptedError();
       if (child.status !== 'done') failed.push(`${child.id} (${t.user}/${t.name}): ${child.error ?? child.status}`);

@@ -11,7 +11,7 @@ import {
   type ClusterNode,
   type ClusterRecord,
 } from '../../../core/cluster.js';
-import { ConflictError, NotFoundError } from '../../../core/errors.js';
+import { ConflictError, NotFoundError, PrerequisiteError } from '../../../core/errors.js';
 import { OpArgs } from '../../../core/op-args.js';
 import type { OpRecord } from '../../../core/ops.js';
 import type { PoolRecord } from '../../../core/pool.js';
@@ -21,6 +21,7 @@ import { dropBridgeIfIdle, ensureBridge } from '../../../host/net.js';
 import type { StorageDriver } from '../../../host/storage/driver.js';
 import type { OpRun } from '../../../ops/runner.js';
 import { ClusterRepo, SubnetReleased, type ImageRecord } from '../../../state/clusters.js';
+import { HostRepo } from '../../../state/hosts.js';
 import { clusterPool, hostsPath, lxcFor, nodeVolume, userDir } from '../common.js';
 
 /** The cluster an operation acts on, as every cluster operation's arguments name it. */
@@ -45,13 +46,26 @@ export interface Setting<A extends ClusterRef = ClusterRef> {
   lxc: Lxc;
   driver: StorageDriver;
   existing: ClusterRecord | null;
+  /** This host's mount of the fleet's shared data directory, as its agent published it; null for none. */
+  share: string | null;
 }
 
 export async function setting<A extends ClusterRef>(r: OpRun, args: A): Promise<Setting<A>> {
   const repo = new ClusterRepo(r.store, r.ctx.config.fleet);
   const existing = await repo.get(args.user, args.name);
   const pool = await clusterPool(r.ctx, existing?.pool ?? args.pool);
-  return { args, repo, pool, lxc: lxcFor(r.ctx), driver: r.ctx.drivers[pool.driver], existing };
+  const share = (await new HostRepo(r.store, r.ctx.config.fleet).get(r.op.host))?.host.share ?? null;
+  return { args, repo, pool, lxc: lxcFor(r.ctx), driver: r.ctx.drivers[pool.driver], existing, share };
+}
+
+/** Where the user's /nfs data and ssh keys are for this cluster on this host: the fleet's share, or the pool. */
+export function filesDir(s: Setting, c: Pick<ClusterRecord, 'user' | 'name' | 'files'>): string {
+  if (c.files !== 'share') return userDir(s.pool, c.user);
+  if (s.share === null)
+    throw new PrerequisiteError(`cluster ${c.name} keeps /nfs on the fleet's shared data directory, and this host's agent has none`, {
+      hint: 'start the agent with --share DIR (the directory every host of the fleet mounts)',
+    });
+  return `${s.share}/knarr-users/${c.user}`;
 }
 
 export async function requireCluster(s: Setting): Promise<ClusterRecord> {
@@ -103,8 +117,9 @@ export function patchNodes(c: ClusterRecord, containers: readonly string[], patc
 }
 
 /** The host's last cluster is gone: its bridge goes, with the bridge's firewall rules; a bridge something else is attached to stays. */
-export async function dropBridgeIfUnused(r: OpRun, s: Setting, host: string): Promise<void> {
-  if ((await s.repo.list()).some((c) => c.host === host)) return;
+export async function dropBridgeIfUnused(r: OpRun, s: Setting, host: string, going?: ClusterRecord): Promise<void> {
+  const others = (await s.repo.list()).filter((c) => !going || c.id !== going.id);
+  if (others.some((c) => c.host === host || c.nodes.some((n) => n.host === host))) return;
   await dropBridgeIfIdle(r.ctx.runner, r.ctx.env, r.ctx.config.cluster.bridge);
 }
 
@@ -125,8 +140,9 @@ export async function allocateCluster(
   size: number,
   draft: Omit<ClusterRecord, 'id' | 'subnet' | 'nodes'>,
   each: (index: number) => Partial<ClusterNode> = () => ({}),
+  given?: number,
 ): Promise<ClusterRecord> {
-  const id = await s.repo.nextId();
+  const id = given ?? (await s.repo.nextId());
   const names = Array.from({ length: size }, (_, i) => containerName(draft.user, id, i));
   for (let attempt = 1; ; attempt++) {
     const subnet = await s.repo.ensureSubnet(network, draft.user);
@@ -176,7 +192,7 @@ async function ensureNode(r: OpRun, s: Setting, c: ClusterRecord, node: ClusterN
 export async function defineNode(r: OpRun, s: Setting, c: ClusterRecord, node: ClusterNode, image: ImageRecord, cgroup2: boolean): Promise<string> {
   const vol = await s.driver.ensureVolume(s.pool, node.volume, r.ctx.runner);
   await mkdir(`${vol.path}/delta`, { recursive: true });
-  const user = userDir(s.pool, c.user);
+  const user = filesDir(s, c);
   const limits = nodeLimits(c, node);
   return lxcConfig({
     name: node.container,
@@ -207,19 +223,19 @@ export async function requireImage(s: Setting, c: ClusterRecord, host = c.host):
 }
 
 /** Removes one node: its container, its volume, its address. */
-export async function removeNode(r: OpRun, s: Setting, user: string, container: string): Promise<void> {
+export async function removeNode(r: OpRun, s: Setting, user: string, container: string, address = true): Promise<void> {
   await s.lxc.remove(container);
   await s.driver.removeVolume(s.pool, nodeVolume(container), r.ctx.runner);
-  await s.repo.releaseAddresses(user, (holder) => holder === container);
+  if (address) await s.repo.releaseAddresses(user, (holder) => holder === container);
 }
 
 /** Everything of cluster id that exists on the host or in the store, found by its names: what a crash may have left is found too. */
-export async function removeClusterParts(r: OpRun, s: Setting, user: string, id: number): Promise<void> {
+export async function removeClusterParts(r: OpRun, s: Setting, user: string, id: number, addresses = true): Promise<void> {
   const prefix = `${user}-${id}-`;
   const containers = new Set((await s.lxc.list()).filter((n) => n.startsWith(prefix)));
   for (const entry of await readdir(`${s.pool.mountpoint}/knarr-clusters`).catch(() => [] as string[])) if (entry.startsWith(prefix)) containers.add(entry);
-  for (const holder of await s.repo.addressHolders(user)) if (holder.startsWith(prefix)) containers.add(holder);
-  for (const name of containers) await removeNode(r, s, user, name);
+  if (addresses) for (const holder of await s.repo.addressHolders(user)) if (holder.startsWith(prefix)) containers.add(holder);
+  for (const name of containers) await removeNode(r, s, user, name, addresses);
   await rm(hostsPath(s.pool, user, id), { force: true });
 }
 

@@ -1,6 +1,7 @@
 import { ConflictError } from '../../../core/errors.js';
 import type { OpHandler, OpRun } from '../../../ops/runner.js';
-import { nodeRefArgs, patchNodes, requireCluster, requireRunning, setting, targetNodes, type Setting } from './shared.js';
+import { nodeRefArgs, requireCluster, requireRunning, setting, targetNodes, type Setting } from './shared.js';
+import { acrossHosts, hereOnly } from './span.js';
 
 /** One node's part in a suspend or resume, for the command's result. */
 export interface FreezeStep {
@@ -15,8 +16,11 @@ export interface FreezeStep {
 const RUNNING = new Set(['RUNNING', 'THAWED']);
 
 async function setFrozen(s: Setting, containers: string[], frozen: boolean): Promise<void> {
-  const c = await requireCluster(s);
-  await s.repo.put(patchNodes(c, containers, (n) => ({ ...n, frozen: frozen || undefined })));
+  // Other hosts' parts mark their own nodes at the same time: a compare-and-swap, not a put.
+  await s.repo.update(s.args.user, s.args.name, (c) => ({
+    ...c,
+    nodes: c.nodes.map((n) => (containers.includes(n.container) ? { ...n, frozen: frozen || undefined } : n)),
+  }));
 }
 
 /**
@@ -27,12 +31,12 @@ function freezer(freeze: boolean): OpHandler {
   const verb = freeze ? 'suspend' : 'resume';
   const want = freeze ? 'FROZEN' : 'RUNNING';
   const apply = (s: Setting, container: string, to: boolean) => (to ? s.lxc.freeze(container) : s.lxc.unfreeze(container));
-  return {
+  const handler: OpHandler = {
     async run(r: OpRun) {
       const s = await setting(r, nodeRefArgs(r.op));
       const c = await requireCluster(s);
       requireRunning(c, verb);
-      const nodes = targetNodes(c, s.args.node);
+      const nodes = hereOnly(r, targetNodes(c, s.args.node));
       const changed = [...((r.op.state.changed as string[] | undefined) ?? [])];
       const steps: FreezeStep[] = [];
       for (const [k, node] of nodes.entries()) {
@@ -77,7 +81,7 @@ function freezer(freeze: boolean): OpHandler {
       const s = await setting(r, nodeRefArgs(r.op));
       const c = await requireCluster(s);
       requireRunning(c, verb);
-      for (const node of targetNodes(c, s.args.node)) {
+      for (const node of hereOnly(r, targetNodes(c, s.args.node))) {
         const raw = await s.lxc.state(node.container);
         if ((raw === 'FROZEN') === freeze) r.ctx.runner.note(`${node.hostname} (${node.container}) is ${freeze ? 'frozen' : 'running'} already`);
         else await apply(s, node.container, freeze);
@@ -85,6 +89,7 @@ function freezer(freeze: boolean): OpHandler {
       r.ctx.runner.note(`record the node(s) as ${freeze ? 'frozen' : 'running'} in cluster ${c.name}'s record in etcd`);
     },
   };
+  return acrossHosts(handler, (c, r) => targetNodes(c, nodeRefArgs(r.op).node), `${verb} the cluster`);
 }
 
 export const clusterSuspend = freezer(true);

@@ -5,6 +5,7 @@ import type { OpRecord } from '../../../core/ops.js';
 import { cgroupLimits, unifiedCgroups } from '../../../host/lxc.js';
 import type { OpHandler, OpRun } from '../../../ops/runner.js';
 import { defineNode, nodeRefArgs, undoRun, requireCluster, requireImage, setting, targetNodes, type NodeRef, type Setting } from './shared.js';
+import { hereOnly, isPart, partHosts, runParts, undoParts } from './span.js';
 
 /** What `knarr cluster update` wrote into the operation: the new limits (bytes, millicores; 0 for none); a limit left out stays. */
 export interface UpdateArgs extends NodeRef {
@@ -68,31 +69,47 @@ export const clusterUpdate: OpHandler = {
   async run(r) {
     const s = await updateSetting(r);
     const c = await requireCluster(s);
+    const kinds = { memory: s.args.memory !== undefined, cpu: s.args.cpu !== undefined };
+    // A part applies what the home host recorded already.
+    if (isPart(r)) return { cluster: c.name, user: c.user, nodes: await applyLimits(r, s, c, hereOnly(r, targetNodes(c, s.args.node)), kinds) };
     if (c.status !== 'running' && c.status !== 'stopped')
       throw new ConflictError(`cannot update cluster ${c.name}: it is ${c.status}`, { hint: `wait for ${c.op}: knarr op wait ${c.op}` });
     const nodes = targetNodes(c, s.args.node);
     // The limits before, kept across a resumed run (by then the record holds the new ones).
     const before = (r.op.state.before as ClusterLimits | undefined) ?? limitsOf(c);
     await r.save({ before });
-    const next = withLimits(c, updatedLimits(withLimits(c, before), s.args));
-    await s.repo.put(next);
-    const steps = await applyLimits(r, s, next, targetNodes(next, s.args.node), { memory: s.args.memory !== undefined, cpu: s.args.cpu !== undefined });
-    return { cluster: c.name, user: c.user, nodes: steps, ...(nodes.length === c.nodes.length ? {} : { node: s.args.node }) };
+    const next = (await s.repo.update(c.user, c.name, (now) => withLimits(now, updatedLimits(withLimits(now, before), s.args))))!;
+    // The other hosts apply the limits to their nodes; then this host to its own.
+    const parts = await runParts(r, await partHosts(r, nodes, 'update the cluster'));
+    const steps = await applyLimits(r, s, next, hereOnly(r, targetNodes(next, s.args.node)), kinds);
+    const theirs = parts.flatMap((p) => ((p.result as { nodes?: UpdateStep[] } | null)?.nodes ?? []) as UpdateStep[]);
+    return {
+      cluster: c.name,
+      user: c.user,
+      nodes: [...theirs, ...steps].sort((a, b) => a.node - b.node),
+      ...(nodes.length === c.nodes.length ? {} : { node: s.args.node }),
+    };
   },
   async undo(r) {
-    const before = r.op.state.before as ClusterLimits | undefined;
     const s = await updateSetting(r);
+    const kinds = { memory: s.args.memory !== undefined, cpu: s.args.cpu !== undefined };
+    if (isPart(r)) {
+      // The home host put the record back first: this host's nodes take the limits it holds now.
+      if (s.existing) await applyLimits(undoRun(r), s, s.existing, hereOnly(r, targetNodes(s.existing, s.args.node)), kinds);
+      return;
+    }
+    const before = r.op.state.before as ClusterLimits | undefined;
     if (!before || !s.existing) return;
-    const back = withLimits(s.existing, before);
-    await s.repo.put(back);
-    await applyLimits(undoRun(r), s, back, targetNodes(back, s.args.node), { memory: s.args.memory !== undefined, cpu: s.args.cpu !== undefined });
+    const back = (await s.repo.update(s.args.user, s.args.name, (now) => withLimits(now, before)))!;
+    await undoParts(r);
+    await applyLimits(undoRun(r), s, back, hereOnly(r, targetNodes(back, s.args.node)), kinds);
   },
   async plan(r) {
     const s = await updateSetting(r);
     const c = await requireCluster(s);
     const next = withLimits(c, updatedLimits(c, s.args));
     const cgroup2 = await unifiedCgroups();
-    for (const node of targetNodes(next, s.args.node)) {
+    for (const node of hereOnly(r, targetNodes(next, s.args.node))) {
       const limits = nodeLimits(next, node);
       // Under --dry-run define only names the config file it would write.
       await s.lxc.define(node.container, '');

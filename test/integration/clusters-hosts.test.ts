@@ -1,0 +1,291 @@
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fleetKeys } from '../../src/state/keys.js';
+import { PlaceholderRepo } from '../../src/state/placeholders.js';
+import { connectEtcd } from '../../src/state/store.js';
+import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
+import { eventually } from '../harness/eventually.js';
+import { pickNetwork } from '../harness/net.js';
+import { haveNetns, makeFabric, withNetnsSysfs, type Fabric, type NetHost } from '../harness/netns.js';
+import { tempDir, type TempDir } from '../harness/tmp.js';
+import { haveTools, integration } from '../harness/tools.js';
+
+const run = integration(
+  'a cluster over three hosts',
+  haveNetns() && haveTools('lxc-start', 'lxc-attach', 'bridge', 'nft', 'etcd'),
+  'needs root, iproute2, nftables, lxc, dockerd, busybox-static and etcd',
+);
+const KNARR = resolve('bin/knarr');
+const BRIDGE = 'kmhbr0';
+
+interface Node {
+  index: number;
+  hostname: string;
+  ip: string;
+  host: string;
+  container: string;
+  state: string;
+}
+
+/**
+ * Three netns hosts, each with its agent (sharing one data directory, as an NFS mount would), a dir pool
+ * and real LXC: one cluster's nodes are placed over the three, reach each other by name through the
+ * agents' VXLAN, share /nfs, and stop, start, suspend and go as one cluster.
+ */
+describe.skipIf(!run)('a cluster whose nodes are on three hosts (real LXC on netns hosts)', () => {
+  let tmp: TempDir;
+  let fabric: Fabric;
+  let etcd: EtcdInstance;
+  let hosts: NetHost[] = [];
+  let env: Record<string, string>;
+  const agents = new Map<string, ResultPromise>();
+  let share = '';
+  const startAgent = (h: NetHost) =>
+    agents.set(
+      h.name,
+      h.spawn(
+        ...withNetnsSysfs(KNARR, ['--state-dir', `${h.dir}/state`, 'daemon', '--name', h.name, '--listen', `${h.ip}:7946`, '--ttl', '2', '--share', share]),
+        { env: { ...h.dockerd.env, ...env }, reject: false, stdio: ['ignore', 'ignore', 'pipe'] },
+      ),
+    );
+  const killAgent = async (h: NetHost) => {
+    const a = agents.get(h.name)!;
+    a.kill('SIGKILL');
+    await a;
+    agents.delete(h.name);
+  };
+  const upHosts = async () =>
+    (JSON.parse(await ok(hosts[0]!, '--json', 'host', 'list')) as { name: string; up: boolean }[])
+      .filter((h) => h.up)
+      .map((h) => h.name)
+      .sort();
+  /** Every container of the world's hosts, and every node volume left on their pools. */
+  const leftovers = async () => {
+    const found: string[] = [];
+    for (const h of hosts) {
+      for (const c of String((await h.exec('lxc-ls', ['-P', `${h.dir}/state/lxc`, '-1'])).stdout)
+        .split('\n')
+        .filter(Boolean))
+        found.push(`${h.name} ${c}`);
+      const volumes = `${h.dir}/state/mnt/nodes/knarr-clusters`;
+      for (const v of existsSync(volumes) ? readdirSync(volumes) : []) found.push(`${h.name} volume ${v}`);
+    }
+    return found.sort();
+  };
+  const byName = (name: string) => hosts.find((h) => h.name === name)!;
+  const k = (h: NetHost, ...argv: string[]) => h.exec(KNARR, ['--state-dir', `${h.dir}/state`, ...argv], { env: { ...h.dockerd.env, ...env }, reject: false });
+  const ok = async (h: NetHost, ...argv: string[]) => {
+    const r = await k(h, ...argv);
+    expect(r.exitCode, `${argv.join(' ')}: ${String(r.stderr)}`).toBe(0);
+    return String(r.stdout);
+  };
+  const show = async (name: string) => JSON.parse(await ok(hosts[0]!, '--json', 'cluster', 'show', name)) as { status: string; nodes: Node[] };
+  /** Runs cmd in a node, on the host the node is on. */
+  const inNode = (n: Node, ...cmd: string[]) => k(byName(n.host), 'cluster', 'exec', 'lab', String(n.index), '--', ...cmd);
+
+  beforeAll(async () => {
+    tmp = await tempDir('knarr-mhc-');
+    fabric = await makeFabric(tmp.path);
+    etcd = await startEtcd(fabric.gateway);
+    hosts = await Promise.all(['ma', 'mb', 'mc'].map((n) => fabric.addHost(n)));
+    share = `${tmp.path}/share`;
+    mkdirSync(share);
+    const tokenFile = `${tmp.path}/agent.token`;
+    writeFileSync(tokenFile, 'multihost-test-token\n', { mode: 0o600 });
+    env = {
+      KNARR_ETCD: etcd.url,
+      KNARR_FLEET: 'mhc',
+      KNARR_CLUSTER_NETWORK: await pickNetwork(),
+      KNARR_CLUSTER_BRIDGE: BRIDGE,
+      KNARR_USER: 'alice',
+      KNARR_AGENT_TOKEN_FILE: tokenFile,
+    };
+    for (const h of hosts) {
+      await ok(h, 'pool', 'init', '--name', 'nodes', '--driver', 'dir');
+      await ok(h, 'image', 'import', 'base', '--busybox');
+      startAgent(h);
+    }
+    await eventually(async () => expect(await upHosts()).toEqual(['ma', 'mb', 'mc']), 30_000);
+  }, 300_000);
+
+  afterAll(async () => {
+    if (hosts[0]) await k(hosts[0], 'cluster', 'delete', 'lab');
+    for (const a of agents.values()) a.kill('SIGKILL');
+    const ended = await Promise.all(agents.values());
+    if (process.env.KNARR_TEST_AGENT_LOGS) for (const e of ended) console.warn(String(e.stderr));
+    await fabric?.teardown();
+    await etcd?.stop();
+    await tmp?.cleanup();
+  }, 180_000);
+
+  it('six nodes spread over the three hosts, two on each, each host running its own', async () => {
+    const t = Date.now();
+    await ok(hosts[0]!, 'cluster', 'create', 'lab', '--size', '6', '--spread');
+    console.info(`6 nodes over 3 hosts created in ${Date.now() - t} ms`);
+    const c = await show('lab');
+    expect(c.status).toBe('running');
+    const per = new Map<string, number>();
+    for (const n of c.nodes) per.set(n.host, (per.get(n.host) ?? 0) + 1);
+    expect([...per.entries()].sort()).toEqual([
+      ['ma', 2],
+      ['mb', 2],
+      ['mc', 2],
+    ]);
+    for (const n of c.nodes) expect(n.state, `${n.hostname} on ${n.host}`).toBe('RUNNING');
+    // Each host's LXC has its own two nodes, and no other.
+    for (const h of hosts) {
+      const here = String((await h.exec('lxc-ls', ['-P', `${h.dir}/state/lxc`, '-1'])).stdout)
+        .split('\n')
+        .filter(Boolean)
+        .sort();
+      expect(here, h.name).toEqual(
+        c.nodes
+          .filter((n) => n.host === h.name)
+          .map((n) => n.container)
+          .sort(),
+      );
+    }
+  }, 300_000);
+
+  it('every node pings every other by name, and /etc/hosts lists all six', async () => {
+    const c = await show('lab');
+    for (const n of c.nodes) {
+      const hostsFile = String((await inNode(n, 'cat', '/etc/hosts')).stdout);
+      for (const m of c.nodes) expect(hostsFile, `${n.hostname}'s /etc/hosts`).toMatch(new RegExp(`^${m.ip.replace(/\./g, '\\.')} ${m.hostname}\\b`, 'm'));
+    }
+    const t = Date.now();
+    for (const n of c.nodes)
+      for (const m of c.nodes.filter((x) => x !== n))
+        await eventually(
+          async () =>
+            expect((await inNode(n, 'ping', '-c', '1', '-W', '1', m.hostname)).exitCode, `${n.hostname}@${n.host} -> ${m.hostname}@${m.host}`).toBe(0),
+          15_000,
+          200,
+        );
+    console.info(`30 pings by name across 3 hosts in ${Date.now() - t} ms`);
+  }, 300_000);
+
+  it('a file a node on the first host writes to /nfs is read by a node on the third', async () => {
+    const c = await show('lab');
+    const a = c.nodes.find((n) => n.host === 'ma')!;
+    const z = c.nodes.find((n) => n.host === 'mc')!;
+    expect((await inNode(a, 'sh', '-c', `echo written-on-${a.hostname} > /nfs/hello`)).exitCode).toBe(0);
+    expect(String((await inNode(z, 'cat', '/nfs/hello')).stdout).trim()).toBe(`written-on-${a.hostname}`);
+    // It is the fleet's shared directory, as every host mounts it.
+    expect(readFileSync(`${tmp.path}/share/knarr-users/alice/data/hello`, 'utf8').trim()).toBe(`written-on-${a.hostname}`);
+  }, 120_000);
+
+  it('a node on another host is exec-ed there: the command says where', async () => {
+    const c = await show('lab');
+    const far = c.nodes.find((n) => n.host === 'mb')!;
+    const r = await k(hosts[0]!, 'cluster', 'exec', 'lab', String(far.index), '--', 'hostname');
+    expect(r.exitCode).not.toBe(0);
+    expect(String(r.stderr)).toContain(`runs on mb`);
+  });
+
+  it('suspend and resume of the whole cluster freeze and thaw the nodes on every host', async () => {
+    await ok(hosts[0]!, 'cluster', 'suspend', 'lab');
+    let c = await show('lab');
+    for (const h of hosts)
+      for (const n of c.nodes.filter((x) => x.host === h.name))
+        expect(String((await h.exec('lxc-info', ['-P', `${h.dir}/state/lxc`, '-n', n.container, '-s'])).stdout), n.container).toContain('FROZEN');
+    await ok(hosts[0]!, 'cluster', 'resume', 'lab');
+    c = await show('lab');
+    for (const n of c.nodes) expect(n.state).toBe('RUNNING');
+    for (const h of hosts)
+      for (const n of c.nodes.filter((x) => x.host === h.name))
+        expect(String((await h.exec('lxc-info', ['-P', `${h.dir}/state/lxc`, '-n', n.container, '-s'])).stdout), n.container).toContain('RUNNING');
+  }, 180_000);
+
+  it('two creates at once that together do not fit on one host: one is refused, never both on it; its placeholders go', async () => {
+    // Each host has 2000m of cpu (2 cores); lab's two nodes there count 100m each: room for one 1-cpu node more, not two.
+    const [p, q] = await Promise.all(['p', 'q'].map((n) => k(hosts[1]!, 'cluster', 'create', n, '--size', '1', '--cpus', '1', '--host', 'mb')));
+    const codes = [p!.exitCode, q!.exitCode].sort();
+    expect(codes[0]).toBe(0);
+    expect(codes[1]).not.toBe(0);
+    expect(String((p!.exitCode === 0 ? q! : p!).stderr)).toMatch(/cannot place cluster alice\/[pq]: .*mb.*not enough cpu/);
+    const list = (JSON.parse(await ok(hosts[0]!, '--json', 'cluster', 'list')) as { name: string }[]).map((c) => c.name).sort();
+    expect(list).toEqual(['lab', p!.exitCode === 0 ? 'p' : 'q']);
+    const store = await connectEtcd([etcd.url]);
+    try {
+      expect(await new PlaceholderRepo(store, 'mhc').list()).toEqual([]);
+    } finally {
+      await store.close();
+    }
+    await ok(hosts[1]!, 'cluster', 'delete', p!.exitCode === 0 ? 'p' : 'q');
+  }, 180_000);
+
+  it('stop and start act on every host; delete leaves no node, volume or address on any', async () => {
+    await ok(hosts[0]!, 'cluster', 'stop', 'lab');
+    let c = await show('lab');
+    expect(c.status).toBe('stopped');
+    for (const h of hosts)
+      for (const n of c.nodes.filter((x) => x.host === h.name))
+        expect(String((await h.exec('lxc-info', ['-P', `${h.dir}/state/lxc`, '-n', n.container, '-s'])).stdout), n.container).toContain('STOPPED');
+    await ok(hosts[0]!, 'cluster', 'start', 'lab');
+    c = await show('lab');
+    expect(c.status).toBe('running');
+    await eventually(async () => expect((await inNode(c.nodes[0]!, 'ping', '-c', '1', '-W', '1', c.nodes[5]!.hostname)).exitCode).toBe(0), 15_000, 200);
+    await ok(hosts[0]!, 'cluster', 'delete', 'lab');
+    for (const h of hosts) {
+      expect(String((await h.exec('lxc-ls', ['-P', `${h.dir}/state/lxc`, '-1'])).stdout).trim(), h.name).toBe('');
+      expect(String((await h.exec('ls', [`${h.dir}/state`])).stdout)).toBeDefined();
+    }
+    const list = JSON.parse(await ok(hosts[1]!, '--json', 'cluster', 'list')) as unknown[];
+    expect(list).toEqual([]);
+  }, 240_000);
+  /** A create of six nodes over the three hosts, its parent's agent (on ma) killed once the other hosts' parts are under way. */
+  const createAndKillParent = async (name: string) => {
+    const r = await k(hosts[0]!, '--json', 'cluster', 'create', name, '--size', '6', '--spread', '--detach');
+    expect(r.exitCode, String(r.stderr)).toBe(0);
+    const op = (JSON.parse(String(r.stdout)) as { id: string }).id;
+    await eventually(
+      async () => {
+        const o = JSON.parse(await ok(hosts[0]!, '--json', 'op', 'show', op)) as { children: string[] };
+        expect(o.children.length).toBeGreaterThanOrEqual(2);
+      },
+      20_000,
+      20,
+    );
+    await killAgent(hosts[0]!);
+    return op;
+  };
+
+  it("the parent's agent killed mid-create: when it starts again the create ends complete, with no orphan on any host", async () => {
+    const op = await createAndKillParent('crash');
+    startAgent(hosts[0]!);
+    const waited = await k(hosts[1]!, '--json', 'op', 'wait', op, '--timeout', '90');
+    expect(waited.exitCode, String(waited.stderr)).toBe(0);
+    // Resumed: the first runner died with it under way.
+    expect(JSON.parse(String(waited.stdout))).toMatchObject({ status: 'done', attempts: 2 });
+    const c = await show('crash');
+    expect(c.status).toBe('running');
+    expect(c.nodes.map((n) => n.state)).toEqual(Array(6).fill('RUNNING'));
+    expect(await leftovers()).toEqual(c.nodes.flatMap((n) => [`${n.host} ${n.container}`, `${n.host} volume ${n.container}`]).sort());
+    await ok(hosts[0]!, 'cluster', 'delete', 'crash');
+    expect(await leftovers()).toEqual([]);
+  }, 240_000);
+
+  it("the parent's agent killed mid-create, then the create cancelled: nothing of it is left on any host", async () => {
+    await eventually(async () => expect(await upHosts()).toEqual(['ma', 'mb', 'mc']), 30_000);
+    const op = await createAndKillParent('gone');
+    // Once the dead agent's lease lapses, ma has no runner: the CLI there undoes it, and the other hosts' agents undo their parts.
+    await eventually(async () => expect(await upHosts()).toEqual(['mb', 'mc']), 30_000);
+    const cancelled = await k(hosts[0]!, '--json', 'op', 'cancel', op);
+    expect(cancelled.exitCode, String(cancelled.stderr)).toBe(0);
+    const end = JSON.parse(String(cancelled.stdout)) as { status: string; error: string | null };
+    expect(end.status, end.error ?? '').toBe('cancelled');
+    expect(await leftovers()).toEqual([]);
+    expect((JSON.parse(await ok(hosts[1]!, '--json', 'cluster', 'list')) as { name: string }[]).map((c) => c.name)).not.toContain('gone');
+    const store = await connectEtcd([etcd.url]);
+    try {
+      expect(await store.list(fleetKeys('mhc').userAddresses('alice'))).toEqual([]);
+      expect(await new PlaceholderRepo(store, 'mhc').list()).toEqual([]);
+    } finally {
+      await store.close();
+    }
+    startAgent(hosts[0]!);
+  }, 240_000);
+});
