@@ -1,3 +1,4 @@
+import { nodeAsk, placeNodes } from './cluster-placement.js';
 import { Scheduler, type HostView, type JobRequest, type Strategy } from './scheduler.js';
 
 /**
@@ -25,6 +26,8 @@ export interface EvacuationNode {
   memory: number;
   /** The hosts that have its cluster's image; null: any. */
   allowed: readonly string[] | null;
+  /** The hosts of its cluster's other nodes that stay where they are: spread evens the cluster out over hosts. */
+  peers: readonly string[];
   /** Why it cannot move now (its cluster is busy with another operation), or null. */
   blocked: string | null;
 }
@@ -38,15 +41,8 @@ export interface EvacuationPlan {
   unplaced: { what: string; why: string }[];
 }
 
-const nodeRequest = (n: EvacuationNode): JobRequest => ({
-  name: n.container,
-  cpu: n.cpu,
-  memory: n.memory,
-  ports: [],
-  tags: [],
-  fixed: false,
-  history: [],
-});
+/** A node counts as its limits, or cluster placement's defaults where it has none. */
+const nodeRequest = (n: EvacuationNode): JobRequest => ({ name: n.container, ...nodeAsk(n.cpu, n.memory), ports: [], tags: [], fixed: false, history: [] });
 
 type Item = { job: EvacuationJob; node?: undefined } | { node: EvacuationNode; job?: undefined };
 
@@ -76,9 +72,21 @@ export function planEvacuation(
     }),
   ];
   items.sort((a, b) => b.request.memory - a.request.memory || b.request.cpu - a.request.cpu || (a.request.name < b.request.name ? -1 : 1));
+  // Each cluster's nodes where they are or go, so a cluster's nodes spread over the hosts left, as cluster placement does.
+  const peers = new Map<string, string[]>();
   for (const { item, request, allowed, only } of items) {
     const candidates = allowed ? pool.filter((v) => allowed.includes(v.name)) : pool;
-    const to = candidates.length > 0 ? new Scheduler(candidates, { strategy }).place(request).host : null;
+    let to: string | null;
+    if (item.job) to = candidates.length > 0 ? new Scheduler(candidates, { strategy }).place(request).host : null;
+    else {
+      const n = item.node;
+      const key = `${n.user}/${n.cluster}`;
+      const existing = peers.get(key) ?? [...n.peers];
+      const unfit = new Map(pool.filter((v) => !candidates.includes(v)).map((v) => [v.name, `not a host that ${only}`]));
+      const p = placeNodes(pool, { cluster: key, size: 1, cpu: n.cpu, memory: n.memory, strategy: 'spread', tags: [], firstIndex: n.node, existing, unfit });
+      to = p.hosts[0] ?? null;
+      if (to !== null) peers.set(key, [...existing, to]);
+    }
     if (to === null) {
       const left = pool.filter((v) => !candidates.includes(v)).map((v) => `${v.name}: not a host that ${only}`);
       plan.unplaced.push({ what: itemName(item), why: [...whyNot(candidates, request), ...left].join('; ') || 'there is no other host in the fleet' });

@@ -41,6 +41,7 @@ const node = (n: number, over: Partial<EvacuationNode> = {}): EvacuationNode => 
   cpu: 0,
   memory: 0,
   allowed: null,
+  peers: [],
   blocked: null,
   ...over,
 });
@@ -106,5 +107,15 @@ describe('planEvacuation', () => {
     expect(unplacedText(busy)).toBe('node 0 of cluster alice/lab (alice-1-0) (cluster alice/lab has op-000009 (cluster.stop) running)');
     const alone = planEvacuation('h1', [host('h1')], [], [node(0)]);
     expect(unplacedText(alone)).toBe('node 0 of cluster alice/lab (alice-1-0) (there is no other host in the fleet)');
+  });
+
+  it("spreads a cluster's nodes over the hosts left, counting its nodes that stay", () => {
+    const both = planEvacuation('h1', [host('h1'), host('h2'), host('h3')], [], [node(0), node(1)]);
+    expect(both.migrations.map((m) => m.to).sort()).toEqual(['h2', 'h3']);
+    const peer = planEvacuation('h1', [host('h1'), host('h2'), host('h3')], [], [node(1, { peers: ['h2'] })]);
+    expect(peer.migrations.map((m) => m.to)).toEqual(['h3']);
+    // A node with no limits counts as cluster placement's defaults: a host with no room left takes none.
+    const full = planEvacuation('h1', [host('h1'), host('h2', { usedMemory: 8 * GiB })], [], [node(0)]);
+    expect(unplacedText(full)).toMatch(/^node 0 of cluster alice\/lab \(alice-1-0\) \(h2: not enough memory/);
   });
 });

@@ -1,7 +1,8 @@
 import { nodeLimits } from '../../core/cluster.js';
 import { ConflictError, FailureError, NotFoundError, PrerequisiteError } from '../../core/errors.js';
 import { planEvacuation, unplacedText, type EvacuationJob, type EvacuationNode, type EvacuationPlan } from '../../core/evacuation.js';
-import { fleetViews, jobRequest } from '../../core/hosts.js';
+import { clusterViews, nodeUses } from '../../core/cluster-placement.js';
+import { jobRequest } from '../../core/hosts.js';
 import { validateName } from '../../core/names.js';
 import { OpArgs } from '../../core/op-args.js';
 import { describeOp, isTerminal, opId, type OpRecord } from '../../core/ops.js';
@@ -14,6 +15,7 @@ import { HostRepo } from '../../state/hosts.js';
 import { desiredState, generationOf, JobRepo } from '../../state/jobs.js';
 import { fleetKeys } from '../../state/keys.js';
 import { OpRepo } from '../../state/ops.js';
+import { PlaceholderRepo } from '../../state/placeholders.js';
 import type { Store } from '../../state/store.js';
 import { runOperation } from '../op.js';
 import type { CommandResult, Context } from '../types.js';
@@ -93,10 +95,13 @@ export async function evacuationPlan(ctx: Context, store: Store, host: string): 
       : c.status !== 'running' && c.status !== 'stopped'
         ? `cluster ${c.user}/${c.name} is ${c.status} (${c.op})`
         : null;
+    const peers = c.nodes.filter((n) => n.host !== host).map((n) => n.host);
     for (const n of here)
-      nodes.push({ user: c.user, cluster: c.name, node: n.index, container: n.container, ...nodeLimits(c, n), allowed: withImage, blocked });
+      nodes.push({ user: c.user, cluster: c.name, node: n.index, container: n.container, ...nodeLimits(c, n), allowed: withImage, peers, blocked });
   }
-  return planEvacuation(host, fleetViews(hosts, intents), items, nodes, ctx.config.scheduler.strategy);
+  // Jobs, cluster nodes and the room placeholders hold for creates and migrations under way, as cluster placement sees the fleet.
+  const views = clusterViews(hosts, intents, nodeUses(clusters, await new PlaceholderRepo(store, fleet).list()));
+  return planEvacuation(host, views, items, nodes, ctx.config.scheduler.strategy);
 }
 
 /** Nothing may be left behind unplaced: the refusal names each thing and every host's reason. */
