@@ -193,6 +193,13 @@ describe.skipIf(!run)('host evacuate and host restore', () => {
     const id = (await ok(['host', 'evacuate', 'ha', '--detach'])).stdout.trim();
     await eventually(async () => expect((await ok(['--json', 'op', 'show', id])).json().status).toBe('running'), 30_000, 20);
     await agents.ha!.stop('SIGKILL');
+    // While the evacuation is pending, restore is refused: it would let work land where the evacuation goes on emptying.
+    // (Unless it ended between the look and the kill, which the attempts logged below tell.)
+    if ((await ok(['--json', 'op', 'show', id])).json().status === 'running') {
+      const early = await k(['host', 'restore', 'ha']);
+      expect(early.code).toBe(4);
+      expect(early.stderr).toContain(`host ha is being evacuated by ${id} (running)`);
+    }
     startAgent('ha');
     const end = await ok(['--json', 'op', 'wait', id, '--timeout', '120']);
     expect(end.json()).toMatchObject({ status: 'done', result: { staying: [{ job: 'back' }, { job: 'db' }] } });
