@@ -97,7 +97,17 @@ export async function evacuationPlan(ctx: Context, store: Store, host: string): 
         : null;
     const peers = c.nodes.filter((n) => n.host !== host).map((n) => n.host);
     for (const n of here)
-      nodes.push({ user: c.user, cluster: c.name, node: n.index, container: n.container, ...nodeLimits(c, n), allowed: withImage, peers, blocked });
+      nodes.push({
+        user: c.user,
+        cluster: c.name,
+        node: n.index,
+        container: n.container,
+        ...nodeLimits(c, n),
+        allowed: withImage,
+        peers,
+        together: c.files !== 'share',
+        blocked,
+      });
   }
   // Jobs, cluster nodes and the room placeholders hold for creates and migrations under way, as cluster placement sees the fleet.
   const views = clusterViews(hosts, intents, nodeUses(clusters, await new PlaceholderRepo(store, fleet).list()));
