@@ -41,6 +41,8 @@ export interface ClusterRecord {
   op: string;
   /** share: the user's /nfs and ssh keys are on the fleet's shared data directory (a cluster over several hosts); absent: on the pool. */
   files?: 'share';
+  /** How its nodes were placed over the fleet (create's flags), which a scale out places new nodes by; absent: all on its host. */
+  placement?: { strategy: 'spread' | 'pack'; pin?: string; tags?: string[] };
   createdAt: string;
   updatedAt: string;
 }

@@ -217,6 +217,42 @@ describe.skipIf(!run)('a cluster whose nodes are on three hosts (real LXC on net
     await ok(hosts[1]!, 'cluster', 'delete', p!.exitCode === 0 ? 'p' : 'q');
   }, 180_000);
 
+  it('scale out places the new nodes over the hosts as the create did; scale in removes nodes on every host; /etc/hosts follows', async () => {
+    await ok(hosts[2]!, 'cluster', 'scale', 'lab', '--size', '9');
+    let c = await show('lab');
+    expect(c.nodes.map((n) => n.state)).toEqual(Array(9).fill('RUNNING'));
+    const count = (host: string) => c.nodes.filter((n) => n.host === host).length;
+    expect(['ma', 'mb', 'mc'].map(count)).toEqual([3, 3, 3]);
+    const last = c.nodes[8]!;
+    for (const n of c.nodes.filter((x) => x.host !== last.host).slice(0, 2))
+      await eventually(async () => expect((await inNode(n, 'ping', '-c', '1', '-W', '1', last.hostname)).exitCode).toBe(0), 15_000, 200);
+    await ok(hosts[0]!, 'cluster', 'scale', 'lab', '--size', '4');
+    c = await show('lab');
+    expect(c.nodes.map((n) => n.index)).toEqual([0, 1, 2, 3]);
+    expect(await leftovers()).toEqual(c.nodes.flatMap((n) => [`${n.host} ${n.container}`, `${n.host} volume ${n.container}`]).sort());
+    for (const n of c.nodes) {
+      const listed = String((await inNode(n, 'cat', '/etc/hosts')).stdout);
+      expect(listed, n.hostname).toContain(' host-3 ');
+      expect(listed, n.hostname).not.toContain(' host-4 ');
+    }
+    await ok(hosts[0]!, 'cluster', 'scale', 'lab', '--size', '6');
+    expect((await show('lab')).nodes.map((n) => n.state)).toEqual(Array(6).fill('RUNNING'));
+  }, 240_000);
+
+  it("clone copies each node's volume on its own host and starts the copy there", async () => {
+    const src = await show('lab');
+    const far = src.nodes.find((n) => n.host === 'mc')!;
+    expect((await inNode(far, 'sh', '-c', 'echo kept-in-the-volume > /root/mark')).exitCode).toBe(0);
+    await ok(hosts[0]!, 'cluster', 'clone', 'lab', 'lab2');
+    const copy = JSON.parse(await ok(hosts[0]!, '--json', 'cluster', 'show', 'lab2')) as { nodes: Node[] };
+    expect(copy.nodes.map((n) => [n.index, n.host, n.state])).toEqual(src.nodes.map((n) => [n.index, n.host, 'RUNNING']));
+    const twin = copy.nodes.find((n) => n.index === far.index)!;
+    const read = await k(byName(twin.host), 'cluster', 'exec', 'lab2', String(twin.index), '--', 'cat', '/root/mark');
+    expect(String(read.stdout).trim()).toBe('kept-in-the-volume');
+    await ok(hosts[0]!, 'cluster', 'delete', 'lab2');
+    expect((await leftovers()).filter((l) => !src.nodes.some((n) => l.endsWith(n.container)))).toEqual([]);
+  }, 240_000);
+
   it('stop and start act on every host; delete leaves no node, volume or address on any', async () => {
     await ok(hosts[0]!, 'cluster', 'stop', 'lab');
     let c = await show('lab');

@@ -4,7 +4,7 @@ import { OpArgs } from '../../../core/op-args.js';
 import type { OpRecord } from '../../../core/ops.js';
 import type { OpHandler, OpRun } from '../../../ops/runner.js';
 import { ClusterRepo } from '../../../state/clusters.js';
-import { placeNodes, releasePlaces, type NodePlacementArgs } from './place.js';
+import { filesFor, placeSome, releasePlaces, type NodePlacementArgs } from './place.js';
 import { allocateCluster, filesDir, removeClusterParts, setting, startNodes, writeHosts, type Setting } from './shared.js';
 import { hereOnly, isPart, otherHosts, runParts, undoParts } from './span.js';
 
@@ -74,7 +74,13 @@ export const clusterCreate: OpHandler = {
     // The id first, kept in the operation: the placeholders are named after the nodes' containers.
     const id = s.existing?.id ?? (r.op.state.id as number | undefined) ?? (await s.repo.nextId());
     if (r.op.state.id !== id) await r.save({ id });
-    const placed = s.existing ? { hosts: s.existing.nodes.map((n) => n.host), files: s.existing.files } : await placeNodes(r, s, id);
+    const placement = args.strategy
+      ? { strategy: args.strategy, ...(args.pin ? { pin: args.pin } : {}), ...(args.tags?.length ? { tags: args.tags } : {}) }
+      : undefined;
+    const hosts =
+      s.existing?.nodes.map((n) => n.host) ??
+      (await placeSome(r, s, { ...args, id, from: 0, to: args.size, home: args.host, ...(placement ? { placement } : {}) }));
+    const files = s.existing ? s.existing.files : await filesFor(r, args.name, hosts);
     const now = new Date().toISOString();
     const c =
       s.existing ??
@@ -92,11 +98,12 @@ export const clusterCreate: OpHandler = {
           memory: args.memory,
           cpu: args.cpu,
           op: r.op.id,
-          ...(placed.files ? { files: placed.files } : {}),
+          ...(files ? { files } : {}),
+          ...(placement ? { placement } : {}),
           createdAt: now,
           updatedAt: now,
         },
-        (i) => ({ host: placed.hosts[i]! }),
+        (i) => ({ host: hosts[i]! }),
         id,
       ));
     await makeUserFiles(s, c);

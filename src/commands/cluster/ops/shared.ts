@@ -168,7 +168,7 @@ export async function allocateCluster(
 }
 
 /** Plans nodes from..to-1: addresses taken, names given; nothing made on the host yet. */
-export async function planNodes(s: Setting, c: ClusterRecord, from: number, to: number): Promise<ClusterNode[]> {
+export async function planNodes(s: Setting, c: ClusterRecord, from: number, to: number, hosts?: readonly string[]): Promise<ClusterNode[]> {
   const names = Array.from({ length: to - from }, (_, k) => containerName(c.user, c.id, from + k));
   const ips = await s.repo.ensureAddresses(c.subnet, c.user, names);
   return names.map((container, k) => ({
@@ -176,7 +176,7 @@ export async function planNodes(s: Setting, c: ClusterRecord, from: number, to: 
     container,
     hostname: nodeHostname(from + k),
     ip: ips.get(container)!,
-    host: c.host,
+    host: hosts?.[k] ?? c.host,
     volume: nodeVolume(container),
   }));
 }
