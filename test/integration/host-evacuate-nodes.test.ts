@@ -90,6 +90,10 @@ describe.skipIf(!run)('host evacuate migrates cluster nodes (real LXC on two net
       expect(up.map((h) => h.name).sort()).toEqual(['ea', 'eb']);
     }, 30_000);
     await ok(ea, 'cluster', 'create', 'lab', '--size', '2');
+    // And a job on ea (eb drained for a moment so it lands there): one evacuation empties the host of both.
+    await ok(ea, 'host', 'drain', 'eb');
+    await ok(ea, 'job', 'run', '-d', '--name', 'web', '--network', 'none', ea.dockerd.image, '--', 'sleep', '3600');
+    await ok(ea, 'host', 'drain', 'eb', '--undo');
   }, 240_000);
 
   afterAll(async () => {
@@ -104,13 +108,15 @@ describe.skipIf(!run)('host evacuate migrates cluster nodes (real LXC on two net
     await tmp?.cleanup();
   }, 180_000);
 
-  it('plans under --dry-run, then moves every node to the other host (same names and addresses) and empties the host', async () => {
+  it('plans under --dry-run, then moves the job and every node to the other host (same names and addresses) and empties the host', async () => {
     const before = await cluster();
     expect(before.nodes.map((n) => n.host)).toEqual(['ea', 'ea']);
     const names = before.nodes.map((n) => n.container).sort();
     expect(await lxcNames(ea)).toEqual(names);
 
+    expect((JSON.parse(await ok(ea, '--json', 'job', 'show', 'web')) as { host: string }).host).toBe('ea');
     const planned = await ok(ea, '--dry-run', 'host', 'evacuate', 'ea');
+    expect(planned).toMatch(/^# move job web from ea to eb /m);
     for (const n of before.nodes)
       expect(planned).toMatch(
         new RegExp(`^# migrate node ${n.index} of cluster alice/lab \\(${n.container}\\) to eb: a cluster\\.migrate operation on ea$`, 'm'),
@@ -122,10 +128,15 @@ describe.skipIf(!run)('host evacuate migrates cluster nodes (real LXC on two net
     const op = JSON.parse(await ok(ea, '--json', 'host', 'evacuate', 'ea')) as {
       status: string;
       children: string[];
-      result: { migrated: { node: number; to: string; op: string }[]; rehomed: { user: string; cluster: string; host: string }[] };
+      result: {
+        moved: { job: string; to: string; state: string }[];
+        migrated: { node: number; to: string; op: string }[];
+        rehomed: { user: string; cluster: string; host: string }[];
+      };
     };
-    console.info(`host evacuate of 2 cluster nodes: ${Date.now() - t} ms`);
+    console.info(`host evacuate of 2 cluster nodes and a job: ${Date.now() - t} ms`);
     expect(op.status).toBe('done');
+    expect(op.result.moved).toEqual([{ job: 'web', from: 'ea', to: 'eb', state: 'running' }]);
     expect(op.result.migrated.map((m) => [m.node, m.to]).sort()).toEqual([
       [0, 'eb'],
       [1, 'eb'],
@@ -141,6 +152,8 @@ describe.skipIf(!run)('host evacuate migrates cluster nodes (real LXC on two net
       before.nodes.map(({ container, hostname, ip }) => ({ container, hostname, ip, host: 'eb' })),
     );
     expect(await lxcNames(ea)).toEqual([]);
+    await eventually(async () => expect(await ea.dockerd.docker('ps', '-aq', '--filter', 'label=knarr.job=web')).toBe(''));
+    expect(await eb.dockerd.docker('ps', '-q', '--filter', 'label=knarr.job=web')).not.toBe('');
     expect(await lxcNames(eb)).toEqual(names);
     expect((await ok(eb, 'cluster', 'exec', 'lab', '1', '--', 'hostname')).trim()).toBe('host-1');
     expect((await k(eb, 'cluster', 'exec', 'lab', '0', '--', 'ping', '-c', '1', '-W', '2', 'host-1')).exitCode).toBe(0);
