@@ -14,7 +14,7 @@ import { HostRepo } from '../state/hosts.js';
 import { dotBinds, hostsWithDots } from './job/volumes.js';
 import { OpRunner } from '../ops/runner.js';
 import { clusterCollector } from './cluster/collector.js';
-import { clusterRoutes } from './cluster/volume-route.js';
+import { clusterUpgrades } from './cluster/volume-route.js';
 import type { SettingFlags } from './setting-options.js';
 import type { CommandResult, Context } from './types.js';
 
@@ -109,7 +109,7 @@ export async function daemon(ctx: Context, flags: SettingFlags = {}): Promise<Co
       ops: (lease) => new OpRunner(workCtx, store, settings.name, 'agent', lease, (l) => ctx.events.step(l)),
       onDrainTimeout: () => work.abort(),
       collect: { everySeconds: settings.collectSeconds, run: clusterCollector(workCtx, store) },
-      routes: clusterRoutes(workCtx, store),
+      upgrades: clusterUpgrades(workCtx, store),
     },
     store,
     new HostRepo(store, ctx.config.fleet),

@@ -24,7 +24,7 @@ import { leaseTtl, renewEveryMs, sweepEveryMs } from '../core/fleet-pace.js';
 import { Ambassador, linkEnv } from './ambassador.js';
 import { Overlay, vtepOf } from './overlay.js';
 import type { Runner } from '../host/runner.js';
-import { ApiError, startApi, upgradeBody, type Route } from './api.js';
+import { ApiError, startApi, upgradeBody, type UpgradeRoute } from './api.js';
 import type { AgentPidFile } from './pidfile.js';
 import { Reconciler } from './reconcile.js';
 import { admitJoins, join } from './join.js';
@@ -74,8 +74,8 @@ export interface AgentOptions {
   opRetentionMs?: number;
   /** Open API connections at most. */
   maxConnections?: number;
-  /** More API routes, from the composition root (a node volume's stream for a migration). */
-  routes?: Record<string, Route>;
+  /** More API upgrades, from the composition root (a node volume's stream for a migration). */
+  upgrades?: Record<string, UpgradeRoute>;
   /** On SIGTERM, how long to wait for running foreground jobs and the operation in progress. */
   drainSeconds?: number;
   /** Called when the drain's time is up: the commands still running are stopped. */
@@ -375,7 +375,6 @@ export class Agent {
           if (!JOB_NAME_RE.test(name!)) throw new ApiError(400, `${JSON.stringify(name)} is not a job name`);
           return this.logs(req, res, name!);
         },
-        ...this.opts.routes,
       },
       this.opts.tls,
       {
@@ -386,6 +385,7 @@ export class Agent {
           this.foreground.add(tracked);
           return running;
         },
+        ...this.opts.upgrades,
       },
       this.opts.maxConnections,
     );

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Transform, Writable } from 'node:stream';
+import { Transform } from 'node:stream';
 
 /**
  * A node volume as a tar stream: owners by number, modes, device nodes and every extended attribute
@@ -8,50 +8,70 @@ import { Transform, Writable } from 'node:stream';
 export const volumeSendArgv = (path: string): string[] => ['tar', '--xattrs', '--xattrs-include=*', '--numeric-owner', '-C', path, '-cf', '-', '.'];
 export const volumeReceiveArgv = (path: string): string[] => ['tar', '--xattrs', '--xattrs-include=*', '--numeric-owner', '-C', path, '-xpf', '-'];
 
-/** The HTTP trailers a volume stream ends with: what the sender wrote, to check end to end. */
-export const TRAILER_BYTES = 'x-knarr-bytes';
-export const TRAILER_SHA256 = 'x-knarr-sha256';
+/** A stream's last bytes: this magic, the stream's length (64-bit) and its sha256, what the receiver checks against. */
+const MAGIC = Buffer.from('KNARRVOL');
+export const TRAILER_LENGTH = MAGIC.length + 8 + 32;
 
-/** Counts and hashes the bytes that pass. */
+/** What passed through a stream, and for a received one what its sender said it sent (null: the stream broke off). */
 export interface Tally {
   bytes: number;
-  sha256(): string;
+  sha256: string;
+  sent?: { bytes: number; sha256: string } | null;
 }
 
-/** A pass-through that tallies what goes through it (a receiver's side). */
-export function tallying(): { stream: Transform; tally: Tally } {
+/** The sender's side: passes the stream on and appends its trailer (length and sha256) at its end. */
+export function withTrailer(): Transform & { tally: Tally } {
   const hash = createHash('sha256');
-  let digest: string | null = null;
-  const tally: Tally = { bytes: 0, sha256: () => (digest ??= hash.digest('hex')) };
-  const stream = new Transform({
+  const tally: Tally = { bytes: 0, sha256: '' };
+  const t = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       hash.update(chunk);
       tally.bytes += chunk.length;
       cb(null, chunk);
     },
+    flush(cb) {
+      const digest = hash.digest();
+      tally.sha256 = digest.toString('hex');
+      const size = Buffer.alloc(8);
+      size.writeBigUInt64BE(BigInt(tally.bytes));
+      cb(null, Buffer.concat([MAGIC, size, digest]));
+    },
   });
-  return { stream, tally };
+  return Object.assign(t, { tally });
 }
 
-/** A sink that writes into an HTTP response with backpressure and ends it with the tally as trailers (a sender's side). */
-export function intoResponse(res: import('node:http').ServerResponse): Writable {
+/** The receiver's side: passes the stream on without its trailer, which it reads at the end into tally.sent. */
+export function withoutTrailer(): Transform & { tally: Tally } {
   const hash = createHash('sha256');
-  let bytes = 0;
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      if (res.write(chunk)) cb();
-      else res.once('drain', () => cb());
+  const tally: Tally = { bytes: 0, sha256: '', sent: null };
+  // The last TRAILER_LENGTH bytes seen: held back until more come, or read as the trailer at the end.
+  let held = Buffer.alloc(0);
+  const pass = (t: Transform, b: Buffer) => {
+    if (b.length === 0) return;
+    hash.update(b);
+    tally.bytes += b.length;
+    t.push(b);
+  };
+  const t = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      if (chunk.length >= TRAILER_LENGTH) {
+        pass(this, held);
+        pass(this, chunk.subarray(0, chunk.length - TRAILER_LENGTH));
+        held = Buffer.from(chunk.subarray(chunk.length - TRAILER_LENGTH));
+      } else {
+        const all = Buffer.concat([held, chunk]);
+        pass(this, all.subarray(0, Math.max(0, all.length - TRAILER_LENGTH)));
+        held = Buffer.from(all.subarray(Math.max(0, all.length - TRAILER_LENGTH)));
+      }
+      cb();
     },
-    final(cb) {
-      res.addTrailers({ [TRAILER_BYTES]: String(bytes), [TRAILER_SHA256]: hash.digest('hex') });
-      res.end(() => cb());
+    flush(cb) {
+      if (held.length === TRAILER_LENGTH && held.subarray(0, MAGIC.length).equals(MAGIC))
+        tally.sent = { bytes: Number(held.readBigUInt64BE(MAGIC.length)), sha256: held.subarray(MAGIC.length + 8).toString('hex') };
+      else pass(this, held);
+      tally.sha256 = hash.digest('hex');
+      cb();
     },
   });
-  // The receiver went away: the sender stops rather than wait on a drain that never comes.
-  res.once('close', () => {
-    if (!res.writableFinished) sink.destroy(new Error('the receiver closed the connection'));
-  });
-  return sink;
+  return Object.assign(t, { tally });
 }

@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,8 +17,6 @@ const run = integration(
   'needs root, iproute2, nftables, lxc, dockerd, busybox-static and etcd',
 );
 const KNARR = resolve('bin/knarr');
-const BRIDGE = 'kmgbr0';
-const FLEET = 'migrate';
 
 interface Node {
   index: number;
@@ -32,7 +30,12 @@ interface Node {
  * Two netns hosts, each with its agent, a dir pool and real LXC: a node with 100 MiB in it moves from one to
  * the other with its name, hostname, address, MAC and bytes, while the node left behind reaches it by name.
  */
-describe.skipIf(!run)('cluster migrate (real LXC on two netns hosts)', () => {
+/** The nodes' pool on each host: a plain directory, or btrfs on a loop file (each volume a subvolume). */
+describe.skipIf(!run).each([
+  ['dir', 'kmgbr0'],
+  ['btrfs', 'kmgbr1'],
+] as const)('cluster migrate on %s pools (real LXC on two netns hosts)', (driver, BRIDGE) => {
+  const FLEET = `migrate-${driver}`;
   let tmp: TempDir;
   let fabric: Fabric;
   let etcd: EtcdInstance;
@@ -50,6 +53,27 @@ describe.skipIf(!run)('cluster migrate (real LXC on two netns hosts)', () => {
   const inNode = (h: NetHost, node: number, ...cmd: string[]) => ok(h, 'cluster', 'exec', 'm', String(node), '--', ...cmd);
   const pingsByName = async (h: NetHost, from: number, to: string) =>
     (await k(h, 'cluster', 'exec', 'm', String(from), '--', 'ping', '-c', '1', '-W', '1', to)).exitCode;
+  let tokenFile: string;
+  // The agent runs the cluster operations, so LXC: it needs the host's own /sys.
+  const startAgent = (h: NetHost) =>
+    h.spawn(
+      ...withNetnsSysfs(KNARR, [
+        '--state-dir',
+        `${h.dir}/state`,
+        'daemon',
+        '--name',
+        h.name,
+        '--listen',
+        `${h.ip}:7946`,
+        '--ttl',
+        '2',
+        '--token-file',
+        tokenFile,
+        '--share',
+        `${tmp.path}/share`,
+      ]),
+      { env: { ...h.dockerd.env, ...env }, reject: false, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
   const lxcNames = async (h: NetHost) =>
     String((await h.exec('lxc-ls', ['-P', `${h.dir}/state/lxc`, '-1'], { reject: false })).stdout)
       .split('\n')
@@ -61,7 +85,9 @@ describe.skipIf(!run)('cluster migrate (real LXC on two netns hosts)', () => {
     etcd = await startEtcd(fabric.gateway);
     store = await connectEtcd([etcd.url]);
     [ha, hb] = (await Promise.all(['ma', 'mb'].map((n) => fabric.addHost(n)))) as [NetHost, NetHost];
-    const tokenFile = `${tmp.path}/agent.token`;
+    // The fleet's shared data directory (/nfs of a cluster over several hosts), as every host mounts it.
+    mkdirSync(`${tmp.path}/share`);
+    tokenFile = `${tmp.path}/agent.token`;
     writeFileSync(tokenFile, 'migrate-test-token\n', { mode: 0o600 });
     env = {
       KNARR_ETCD: etcd.url,
@@ -72,31 +98,9 @@ describe.skipIf(!run)('cluster migrate (real LXC on two netns hosts)', () => {
       KNARR_AGENT_TOKEN_FILE: tokenFile,
     };
     for (const h of [ha, hb]) {
-      await ok(h, 'pool', 'init', '--name', 'nodes', '--driver', 'dir');
+      await ok(h, 'pool', 'init', '--name', 'nodes', '--driver', driver, ...(driver === 'btrfs' ? ['--loop-file', `${h.dir}/nodes.img`, '--size', '1G'] : []));
       await ok(h, 'image', 'import', 'base', '--busybox');
-      agents.push(
-        // The agent runs the cluster operations, so LXC: it needs the host's own /sys.
-        h.spawn(
-          ...withNetnsSysfs(KNARR, [
-            '--state-dir',
-            `${h.dir}/state`,
-            'daemon',
-            '--name',
-            h.name,
-            '--listen',
-            `${h.ip}:7946`,
-            '--ttl',
-            '2',
-            '--token-file',
-            tokenFile,
-          ]),
-          {
-            env: { ...h.dockerd.env, ...env },
-            reject: false,
-            stdio: ['ignore', 'ignore', 'pipe'],
-          },
-        ),
-      );
+      agents.push(startAgent(h));
     }
     await eventually(async () => {
       const up = (JSON.parse(await ok(ha, '--json', 'host', 'list')) as { name: string; up: boolean }[]).filter((h) => h.up).map((h) => h.name);
@@ -123,19 +127,21 @@ describe.skipIf(!run)('cluster migrate (real LXC on two netns hosts)', () => {
 
   afterAll(async () => {
     if (ha) await k(ha, 'cluster', 'delete', 'm');
-    for (const a of agents) a.kill('SIGKILL');
-    const ended = await Promise.all(agents);
-    if (process.env.KNARR_TEST_AGENT_LOGS) for (const e of ended) console.warn(String(e.stderr));
     // A node left behind by a failed run must not outlive the test.
     for (const h of [ha, hb].filter(Boolean))
       for (const n of await lxcNames(h)) await h.exec('lxc-stop', ['-P', `${h.dir}/state/lxc`, '-n', n, '-k'], { reject: false });
+    // The btrfs pools' loop mounts go with their pools.
+    for (const h of [ha, hb].filter(Boolean)) await k(h, 'pool', 'destroy', 'nodes', '--yes', '--force');
+    for (const a of agents) a.kill('SIGKILL');
+    const ended = await Promise.all(agents);
+    if (process.env.KNARR_TEST_AGENT_LOGS) for (const e of ended) console.warn(String(e.stderr));
     await store?.close();
     await fabric?.teardown();
     await etcd?.stop();
     await tmp?.cleanup();
   }, 180_000);
 
-  it('a migration to an unknown or a down host, and one under --dry-run, change nothing', async () => {
+  it('a migration to an unknown, a down, a draining, a full or the same host, or one splitting /nfs, and one under --dry-run, change nothing', async () => {
     const before = await nodes();
     const unknown = await k(ha, 'cluster', 'migrate', 'm', '1', '--to', 'nosuch');
     expect(unknown.exitCode).toBe(3);
@@ -143,6 +149,25 @@ describe.skipIf(!run)('cluster migrate (real LXC on two netns hosts)', () => {
     const down = await k(ha, 'cluster', 'migrate', 'm', '1', '--to', 'mgone');
     expect(down.exitCode).toBe(5);
     expect(String(down.stderr)).toMatch(/host mgone is down/);
+    await ok(ha, 'host', 'drain', 'mb');
+    const draining = await k(ha, 'cluster', 'migrate', 'm', '1', '--to', 'mb');
+    await ok(ha, 'host', 'drain', 'mb', '--undo');
+    expect(draining.exitCode).toBe(4);
+    expect(String(draining.stderr)).toMatch(/host mb is draining/);
+    // /nfs on each host's pool (a cluster made without the share): the node would see other files there.
+    const key = fleetKeys(FLEET).cluster('alice', 'm');
+    const record = (await store.get(key))!;
+    await store.put(key, JSON.stringify({ ...JSON.parse(record), files: undefined }));
+    const split = await k(ha, 'cluster', 'migrate', 'm', '1', '--to', 'mb');
+    await store.put(key, record);
+    expect(split.exitCode).toBe(4);
+    expect(String(split.stderr)).toMatch(/would run on ma, mb with \/nfs on each host's pool/);
+    // No room on mb for the node's memory (mb has about 25 GiB): refused before the node stops.
+    await ok(ha, 'cluster', 'update', 'm', '1', '--memory', '4096G');
+    const full = await k(ha, 'cluster', 'migrate', 'm', '1', '--to', 'mb');
+    await ok(ha, 'cluster', 'update', 'm', '1', '--memory', 'none');
+    expect(full.exitCode).toBe(4);
+    expect(String(full.stderr)).toMatch(/cannot place cluster alice\/m: /);
     const same = await k(ha, 'cluster', 'migrate', 'm', '1', '--to', 'ma');
     expect(same.exitCode).toBe(4);
     const dry = await k(ha, '--dry-run', 'cluster', 'migrate', 'm', '1', '--to', 'mb');
@@ -172,10 +197,35 @@ describe.skipIf(!run)('cluster migrate (real LXC on two netns hosts)', () => {
     expect(await pingsByName(ha, 0, 'host-1')).toBe(0);
     expect(await lxcNames(hb)).toEqual([]);
     expect(String((await hb.exec('ls', [`${hb.dir}/state/mnt/nodes/knarr-clusters`], { reject: false })).stdout).trim()).toBe('');
+    expect(await store.list(fleetKeys(FLEET).placeholders)).toEqual([]);
+  }, 120_000);
+
+  it('cancelled while the target cannot take it (its agent stopped): the node runs on its host again, unmoved', async () => {
+    const before = await nodes();
+    const agentB = agents[1]!.pid!;
+    // The agent itself, not a wrapper: nsenter, unshare and sh exec into it.
+    expect(readFileSync(`/proc/${agentB}/cmdline`, 'utf8')).toContain('daemon');
+    process.kill(agentB, 'SIGSTOP');
+    let id: string;
+    try {
+      id = (JSON.parse(await ok(ha, '--json', 'cluster', 'migrate', 'm', '1', '--to', 'mb', '--detach')) as { id: string }).id;
+      // The node is stopped on ma, its child waits in mb's queue.
+      await eventually(async () => expect(String(await ok(ha, 'op', 'show', id))).toMatch(/op-\d+/), 10_000);
+      await eventually(async () => expect((await k(ha, 'cluster', 'exec', 'm', '1', '--', 'true')).exitCode).not.toBe(0), 10_000, 100);
+      await ok(ha, 'op', 'cancel', id);
+    } finally {
+      process.kill(agentB, 'SIGCONT');
+    }
+    const ended = await k(ha, 'op', 'wait', id);
+    expect(String(ended.stderr)).toMatch(/was cancelled \(undone\)/);
+    expect(await nodes()).toEqual(before);
+    expect(String(await inNode(ha, 1, 'hostname')).trim()).toBe('host-1');
+    expect(await lxcNames(hb)).toEqual([]);
   }, 120_000);
 
   it('a node with 100 MiB moves to the other host with its name, hostname, address, MAC and bytes; its peer reaches it by name before and after', async () => {
     await inNode(ha, 1, 'dd', 'if=/dev/urandom', 'of=/root/blob', 'bs=1M', 'count=100');
+    await inNode(ha, 1, 'sh', '-c', 'echo from-ma > /nfs/note');
     const sum = String(await inNode(ha, 1, 'sha256sum', '/root/blob')).split(' ')[0]!;
     const mac = String(await inNode(ha, 1, 'cat', '/sys/class/net/eth0/address')).trim();
     const before = (await nodes()).find((n) => n.index === 1)!;
@@ -198,6 +248,7 @@ describe.skipIf(!run)('cluster migrate (real LXC on two netns hosts)', () => {
     expect(String(await inNode(hb, 1, 'hostname')).trim()).toBe('host-1');
     expect(String(await inNode(hb, 1, 'sha256sum', '/root/blob')).split(' ')[0]).toBe(sum);
     expect(String(await inNode(hb, 1, 'cat', '/sys/class/net/eth0/address')).trim()).toBe(mac);
+    expect(String(await inNode(hb, 1, 'cat', '/nfs/note')).trim()).toBe('from-ma');
     expect(String(await inNode(hb, 1, 'ip', '-4', 'addr', 'show', 'eth0'))).toContain(`${before.ip}/24`);
     // The peer on the other host reaches it at the same name, through the overlay.
     const seen = Date.now();
@@ -207,7 +258,29 @@ describe.skipIf(!run)('cluster migrate (real LXC on two netns hosts)', () => {
     // The source's copy went once the node ran on the target.
     expect(await lxcNames(ha)).not.toContain(before.container);
     expect((await ha.exec('ls', [`${ha.dir}/state/mnt/nodes/knarr-clusters`], { reject: false })).stdout).not.toContain(before.container);
+    // Its room on mb was held by a placeholder until the record put it there.
+    expect(await store.list(fleetKeys(FLEET).placeholders)).toEqual([]);
     // It is not moved again to where it is.
     expect((await k(ha, 'cluster', 'migrate', 'm', '1', '--to', 'mb')).exitCode).toBe(4);
   }, 300_000);
+
+  it('the source agent killed -9 mid-migration and started again: the node ends on one host, the one its record names, with its bytes', async () => {
+    // host-1 is on mb now: it goes back, and mb's agent (the operation's runner) dies on the way.
+    const sum = String(await inNode(hb, 1, 'sha256sum', '/root/blob')).split(' ')[0]!;
+    const { container } = (await nodes()).find((n) => n.index === 1)!;
+    const id = (JSON.parse(await ok(hb, '--json', 'cluster', 'migrate', 'm', '1', '--to', 'ma', '--detach')) as { id: string }).id;
+    await eventually(async () => expect((JSON.parse(await ok(hb, '--json', 'op', 'show', id)) as { children: string[] }).children.length).toBe(1), 10_000, 50);
+    agents[1]!.kill('SIGKILL');
+    await agents[1];
+    agents[1] = startAgent(hb);
+    await k(hb, 'op', 'wait', id);
+    const ended = JSON.parse(await ok(hb, '--json', 'op', 'show', id)) as { status: string };
+    const node = (await nodes()).find((n) => n.index === 1)!;
+    console.info(`migration whose runner was killed: ${ended.status}, node on ${node.host}`);
+    const [here, there] = node.host === 'ma' ? [ha, hb] : [hb, ha];
+    expect(ended.status).toBe(node.host === 'ma' ? 'done' : 'failed');
+    expect(String(await inNode(here, 1, 'sha256sum', '/root/blob')).split(' ')[0]).toBe(sum);
+    expect(await lxcNames(there)).not.toContain(container);
+    expect(String((await there.exec('ls', [`${there.dir}/state/mnt/nodes/knarr-clusters`], { reject: false })).stdout)).not.toContain(container);
+  }, 180_000);
 });

@@ -239,8 +239,11 @@ export async function clusterMigrate(
   return withStore(ctx, async (store) => {
     const repo = new ClusterRepo(store, ctx.config.fleet);
     const c = await requireCluster(repo, user, name);
-    const { checkMigration } = await import('./ops/migrate.js');
-    const from = (await checkMigration({ store, ctx }, repo, { user, name, node, to }, c)).host;
+    const { checkMigration, holdTarget } = await import('./ops/migrate.js');
+    const n = await checkMigration({ store, ctx }, repo, { user, name, node, to }, c);
+    // Room on the target, as it is now: the operation holds it under the placement lock before it stops anything.
+    await holdTarget({ store, ctx, op: { id: 'op-planned' } }, c, n, to, true);
+    const from = n.host;
     const res = await runOrFinish(ctx, store, 'cluster.migrate', { user, name, node, to }, from, opts.detach);
     return withSteps(res, (r) => [
       `${String(r.hostname)} (${String(r.ip)}) moved from ${String(r.from)} to ${String(r.to)}: ${formatSize(Number(r.bytes))} sent` +

@@ -108,6 +108,20 @@ export class AgentClient {
     });
   }
 
+  /** A raw connection from an upgrade (GET path, answered 101), or the agent's refusal as the error of its kind. */
+  async upgrade(path: string): Promise<Socket> {
+    const { req, unreachable } = await this.open('GET', path, { connection: 'Upgrade', upgrade: 'tcp' });
+    return new Promise((resolve, reject) => {
+      req.on('upgrade', (_res, socket, head) => {
+        if (head.length > 0) socket.unshift(head);
+        resolve(socket as Socket);
+      });
+      req.on('response', (res) => void refusal(this.host.name, res).then(reject));
+      req.on('error', (e) => reject(unreachable(e)));
+      req.end();
+    });
+  }
+
   /** A foreground job on the agent's host: the upgraded connection carries stdin in, the multiplexed output and a last status frame out. */
   async run(spec: JobSpec, interactive: boolean): Promise<Socket> {
     // In the body, not a header: a header's few kilobytes are far less than a spec with a large env may need.

@@ -1,21 +1,22 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { finished } from 'node:stream/promises';
-import type { ClusterNode, ClusterRecord } from '../../../core/cluster.js';
+import { nodeLimits, type ClusterNode, type ClusterRecord } from '../../../core/cluster.js';
+import { placeNodes } from '../../../core/cluster-placement.js';
 import { ConflictError, FailureError, InternalError, NotFoundError, PrerequisiteError } from '../../../core/errors.js';
 import { OpArgs } from '../../../core/op-args.js';
 import { opId, type OpRecord } from '../../../core/ops.js';
 import { allowBridge } from '../../../host/firewall.js';
 import { unifiedCgroups } from '../../../host/lxc.js';
 import { ensureBridge } from '../../../host/net.js';
-import { tallying, TRAILER_BYTES, TRAILER_SHA256, volumeReceiveArgv } from '../../../host/volume-stream.js';
+import { volumeReceiveArgv, withoutTrailer } from '../../../host/volume-stream.js';
 import type { OpHandler, OpRun } from '../../../ops/runner.js';
 import type { ClusterRepo } from '../../../state/clusters.js';
 import { HostRepo } from '../../../state/hosts.js';
 import { OpRepo } from '../../../state/ops.js';
+import { PlaceholderRepo } from '../../../state/placeholders.js';
 import { AgentClient } from '../../job/agent-client.js';
-import { userDir } from '../common.js';
-import { volumePath } from '../volume-route.js';
-import { defineNode, requireCluster, requireImage, setting, startNodes, undoRun, writeHosts, type ClusterRef, type Setting } from './shared.js';
+import { volumeQuery } from '../volume-route.js';
+import { defineNode, filesDir, requireCluster, requireImage, setting, startNodes, undoRun, writeHosts, type ClusterRef, type Setting } from './shared.js';
 
 /** What `cluster.migrate` is given: a node of a cluster and the host it goes to (submitted on the node's host). */
 export interface MigrateArgs extends ClusterRef {
@@ -70,11 +71,48 @@ export async function checkMigration(r: Pick<OpRun, 'store' | 'ctx'>, repo: Clus
     throw new PrerequisiteError(`host ${to} is down: its agent holds no lease`, {
       hint: `start its agent (knarr daemon) and try again; see: knarr host show ${to}`,
     });
+  if (target.host.state !== 'ok')
+    throw new ConflictError(`host ${to} is ${target.host.state}: it takes no new work`, {
+      hint: target.host.state === 'draining' ? `serve again first: knarr host drain ${to} --undo` : 'pick another host: knarr host list',
+    });
+  if (target.host.join !== undefined && target.host.join !== 'ok')
+    throw new PrerequisiteError(`host ${to} has not finished joining the fleet (${target.host.join})`, { hint: `see: knarr host show ${to}` });
+  const hosts = new Set(c.nodes.map((n) => (n.index === node.index ? to : n.host)));
+  if (c.files !== 'share' && hosts.size > 1)
+    throw new ConflictError(
+      `cluster ${c.name} would run on ${[...hosts].sort().join(', ')} with /nfs on each host's pool: its nodes would see different files; ` +
+        "a cluster over several hosts keeps /nfs on the fleet's shared data directory",
+      { hint: 'start every agent with --share DIR (the directory every host mounts) and create the cluster there' },
+    );
+  if (c.files === 'share' && !target.host.share)
+    throw new PrerequisiteError(`cluster ${c.name} keeps /nfs on the fleet's shared data directory, and host ${to}'s agent has none`, {
+      hint: `start the agent of ${to} with --share DIR`,
+    });
   if (!(await repo.image(to, c.image)))
     throw new NotFoundError(`host ${to} has no image ${c.image}, which cluster ${c.name} runs on`, {
       hint: `import it on ${to}: knarr image import ${c.image} ROOTFS.tar (or --busybox)`,
     });
   return node;
+}
+
+/**
+ * The node's room on `to`, under the fleet's placement lock (a placeholder, Cloud48's dummy VM, until the record
+ * puts the node there): a host without room for its limits refuses it, as a create would. preview: looked at only.
+ */
+export async function holdTarget(
+  r: Pick<OpRun, 'store' | 'ctx'> & { op: Pick<OpRecord, 'id'> },
+  c: ClusterRecord,
+  node: ClusterNode,
+  to: string,
+  preview = false,
+): Promise<void> {
+  const repo = new PlaceholderRepo(r.store, r.ctx.config.fleet);
+  const cluster = `${c.user}/${c.name}`;
+  const limits = nodeLimits(c, node);
+  const req = { cluster, containers: [node.container], ...limits };
+  const choose = (views: Parameters<typeof placeNodes>[0]) =>
+    placeNodes(views, { cluster, size: 1, ...limits, strategy: 'spread', host: to, tags: [], firstIndex: node.index });
+  await (preview ? repo.preview(r.op.id, req, choose) : repo.hold(r.op.id, req, choose));
 }
 
 const RUNNING = new Set(['RUNNING', 'FROZEN', 'THAWED']);
@@ -98,18 +136,20 @@ export const clusterMigrate: OpHandler = {
         throw new ConflictError(`${node.hostname} of cluster ${c.name} is on ${node.host}, not ${here}`, {
           hint: `the migration runs on the node's host: knarr cluster migrate ${c.name} ${node.index} --to ${s.args.to} there`,
         });
+      // Written down before the node stops: an undo, or a resumed run, knows whether to start it again.
       if (r.op.state.running === undefined) {
         node = await checkMigration(r, s.repo, s.args, c);
-        await r.save({ running: RUNNING.has((await s.lxc.state(node.container)) ?? 'STOPPED') });
+        await holdTarget(r, c, node, s.args.to);
+        await r.checkpoint();
+        await r.save({ running: RUNNING.has((await s.lxc.state(node.container)) ?? 'STOPPED'), stopAt: Date.now() });
       }
       const running = r.op.state.running === true;
-      await r.checkpoint();
-      const stopAt = (r.op.state.stopAt as number | undefined) ?? Date.now();
-      await r.save({ stopAt });
-      await r.progress(1, 4, `stopping ${node.hostname} on ${here}`);
+      await r.progress(1, 3, `${node.hostname}: stopping on ${here}, its volume to ${s.args.to}, starting there`);
+      const downFrom = Date.now();
       await s.lxc.stop(node.container);
-      await r.progress(2, 4, `${node.hostname}: volume to ${s.args.to}, started there`);
-      const keys = await readFile(`${userDir(s.pool, c.user)}/ssh/authorized_keys`, 'utf8').catch(() => undefined);
+      const stopped = Date.now();
+      // Keys on the pool are this host's copy; on the share, the target reads the same file.
+      const keys = c.files === 'share' ? undefined : await readFile(`${filesDir(s, c)}/ssh/authorized_keys`, 'utf8').catch(() => undefined);
       const child = await r.child(
         'in',
         'cluster.migrate-in',
@@ -122,7 +162,6 @@ export const clusterMigrate: OpHandler = {
         throw new FailureError(`on ${s.args.to}: ${child.error ?? child.status} (${child.id})`);
       }
       await r.checkpoint();
-      await r.save({ arrived: child.result });
       // The point of no return: once the record says B, B's node is the node.
       const moved = await s.repo.update(c.user, c.name, (now) => {
         const n = now.nodes.find((x) => x.index === node.index);
@@ -131,13 +170,19 @@ export const clusterMigrate: OpHandler = {
       });
       if (!moved) throw new NotFoundError(`cluster ${c.name} is gone`);
       c = moved;
-      await r.save({ moved: true });
+      // The node counts on B from its record now.
+      await new PlaceholderRepo(r.store, r.ctx.config.fleet).release(r.op.id);
+      await r.save({ moved: true, arrived: { ...(child.result as object), downFrom, stopped, recorded: Date.now() } });
     }
-    await r.progress(3, 4, `removing ${node.hostname}'s copy on ${here}`);
+    await r.progress(2, 3, `removing ${node.hostname}'s copy on ${here}`);
     await s.lxc.remove(node.container);
     await s.driver.removeVolume(s.pool, node.volume, r.ctx.runner);
-    const arrived = (r.op.state.arrived ?? {}) as { bytes?: number; sha256?: string; runningAt?: number };
-    const stopAt = r.op.state.stopAt as number | undefined;
+    const arrived = (r.op.state.arrived ?? {}) as Partial<
+      Record<'bytes' | 'downFrom' | 'stopped' | 'began' | 'received' | 'runningAt' | 'recorded', number>
+    > & {
+      sha256?: string;
+    };
+    const span = (from: number | undefined, to: number | undefined) => (from && to ? to - from : null);
     return {
       cluster: c.name,
       user: c.user,
@@ -149,11 +194,19 @@ export const clusterMigrate: OpHandler = {
       bytes: arrived.bytes ?? 0,
       sha256: arrived.sha256 ?? '',
       running: r.op.state.running === true,
-      // Stop on A to running on B: what the node's peers see of it.
-      downtimeMs: arrived.runningAt && stopAt ? arrived.runningAt - stopAt : null,
+      // Stop on A to running on B: what the node's peers see of it; and its parts.
+      downtimeMs: span(arrived.downFrom, arrived.runningAt),
+      phasesMs: {
+        stop: span(arrived.downFrom, arrived.stopped),
+        handoff: span(arrived.stopped, arrived.began),
+        transfer: span(arrived.began, arrived.received),
+        start: span(arrived.received, arrived.runningAt),
+        record: span(arrived.runningAt, arrived.recorded),
+      },
     };
   },
   async undo(r) {
+    await new PlaceholderRepo(r.store, r.ctx.config.fleet).release(r.op.id);
     // Past the record's change the node is B's: nothing here goes back.
     if (r.op.state.moved || r.op.state.running === undefined) return;
     const s = await setting(r, migrateArgs(r.op));
@@ -174,6 +227,8 @@ export const clusterMigrate: OpHandler = {
     const s = await setting(r, migrateArgs(r.op));
     const c = await requireCluster(s);
     const node = await checkMigration(r, s.repo, s.args, c);
+    await holdTarget(r, c, node, s.args.to, true);
+    r.ctx.runner.note(`hold ${node.hostname}'s room on ${s.args.to} (a placeholder in etcd, under the placement lock)`);
     await s.lxc.stop(node.container);
     const note = (line: string) => r.ctx.runner.note(line);
     note(`on ${s.args.to} (child operation cluster.migrate-in, run by its agent): stream ${node.volume} from this host's agent (tar, size and sha256 checked)`);
@@ -202,20 +257,26 @@ async function receiveVolume(r: OpRun, s: Setting<MigrateInArgs>, c: ClusterReco
   // A copy cut short is begun again from empty.
   await s.driver.removeVolume(s.pool, node.volume, r.ctx.runner);
   const vol = await s.driver.ensureVolume(s.pool, node.volume, r.ctx.runner);
-  const res = await (await AgentClient.connect(r.ctx, source.host)).stream(volumePath(c.user, c.name, node.index));
-  const { stream, tally } = tallying();
-  res.pipe(stream);
-  await r.ctx.runner.pipe(volumeReceiveArgv(vol.path), { stdin: stream, redirect: `< ${s.args.from}:${node.volume}` });
-  // tar stops at its end-of-archive blocks: the rest of the body, and its trailers, are read to the end.
-  stream.resume();
-  await finished(res);
-  const want = { bytes: Number(res.trailers[TRAILER_BYTES]), sha256: res.trailers[TRAILER_SHA256] };
-  if (want.bytes !== tally.bytes || want.sha256 !== tally.sha256())
+  const socket = await (await AgentClient.connect(r.ctx, source.host)).upgrade(volumeQuery(c.user, c.name, node.index));
+  const input = withoutTrailer();
+  // A connection that fails mid-way fails the receive; one that just ends leaves the trailer missing, checked below.
+  socket.once('error', (e) => input.destroy(e));
+  socket.pipe(input);
+  try {
+    await r.ctx.runner.pipe(volumeReceiveArgv(vol.path), { stdin: input, redirect: `< ${s.args.from}:${node.volume}` });
+    // tar stops at its end-of-archive blocks: the rest of the stream, and its trailer, are read to the end.
+    input.resume();
+    await finished(input);
+  } finally {
+    socket.destroy();
+  }
+  const { tally } = input;
+  if (!tally.sent || tally.sent.bytes !== tally.bytes || tally.sent.sha256 !== tally.sha256)
     throw new FailureError(
-      `${node.hostname}'s volume from ${s.args.from} arrived as ${tally.bytes} bytes, sha256 ${tally.sha256()}; ` +
-        `${s.args.from} sent ${want.sha256 ? `${want.bytes} bytes, sha256 ${want.sha256}` : 'no end (its stream broke off)'}`,
+      `${node.hostname}'s volume from ${s.args.from} arrived as ${tally.bytes} bytes, sha256 ${tally.sha256}; ` +
+        `${s.args.from} sent ${tally.sent ? `${tally.sent.bytes} bytes, sha256 ${tally.sent.sha256}` : 'no end (its stream broke off)'}`,
     );
-  return { bytes: tally.bytes, sha256: tally.sha256() };
+  return { bytes: tally.bytes, sha256: tally.sha256 };
 }
 
 /**
@@ -232,11 +293,13 @@ export const clusterMigrateIn: OpHandler = {
     if (c.nodes.some((n) => n.index === node.index && n.host === r.op.host))
       throw new ConflictError(`${node.hostname} of cluster ${c.name} is on ${r.op.host} already`);
     const image = await requireImage(s, c, r.op.host);
-    await r.save({ making: true });
-    const got = (r.op.state.received as { bytes: number; sha256: string } | undefined) ?? (await receiveVolume(r, s, c, node));
-    await r.save({ received: got });
+    const began = Date.now();
+    // The node is defined only once its volume is whole: a run resumed after that keeps it (it may be running);
+    // one resumed before receives it again, from empty.
+    const got = (await s.lxc.defined(node.container)) ? null : await receiveVolume(r, s, c, node);
+    const received = Date.now();
     await r.checkpoint();
-    const user = userDir(s.pool, c.user);
+    const user = filesDir(s, c);
     await mkdir(`${user}/data`, { recursive: true });
     await mkdir(`${user}/ssh`, { recursive: true, mode: 0o700 });
     if (s.args.authorizedKeys) await writeFile(`${user}/ssh/authorized_keys`, s.args.authorizedKeys, { mode: 0o600 });
@@ -247,10 +310,9 @@ export const clusterMigrateIn: OpHandler = {
       await allowBridge(r.ctx.runner, r.ctx.env, r.ctx.config.cluster.bridge);
       await s.lxc.define(node.container, await defineNode(r, s, c, node, image, await unifiedCgroups()));
     }
-    return { ...got, runningAt: Date.now(), host: r.op.host };
+    return { bytes: got?.bytes ?? 0, sha256: got?.sha256 ?? '', began, received, runningAt: Date.now(), host: r.op.host };
   },
   async undo(r) {
-    if (!r.op.state.making) return;
     await dropCopy(r, await setting(r, migrateInArgs(r.op)));
   },
 };
