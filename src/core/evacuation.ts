@@ -28,8 +28,6 @@ export interface EvacuationNode {
   allowed: readonly string[] | null;
   /** The hosts of its cluster's other nodes that stay where they are: spread evens the cluster out over hosts. */
   peers: readonly string[];
-  /** Its cluster keeps /nfs on a host's pool (no share): its nodes stay together, on one host. */
-  together: boolean;
   /** Why it cannot move now (its cluster is busy with another operation), or null. */
   blocked: string | null;
 }
@@ -85,25 +83,9 @@ export function planEvacuation(
       const key = `${n.user}/${n.cluster}`;
       const existing = peers.get(key) ?? [...n.peers];
       const unfit = new Map(pool.filter((v) => !candidates.includes(v)).map((v) => [v.name, `not a host that ${only}`]));
-      const pin = n.together ? existing[0] : undefined;
-      const p = placeNodes(pool, {
-        cluster: key,
-        size: 1,
-        cpu: n.cpu,
-        memory: n.memory,
-        strategy: n.together ? 'pack' : 'spread',
-        ...(pin !== undefined ? { host: pin } : {}),
-        tags: [],
-        firstIndex: n.node,
-        existing,
-        unfit,
-      });
+      const p = placeNodes(pool, { cluster: key, size: 1, cpu: n.cpu, memory: n.memory, strategy: 'spread', tags: [], firstIndex: n.node, existing, unfit });
       to = p.hosts[0] ?? null;
       if (to !== null) peers.set(key, [...existing, to]);
-      else if (pin !== undefined) {
-        plan.unplaced.push({ what: itemName(item), why: `its cluster keeps /nfs on the pool (no share), so its nodes stay on one host: ${p.reason}` });
-        continue;
-      }
     }
     if (to === null) {
       const left = pool.filter((v) => !candidates.includes(v)).map((v) => `${v.name}: not a host that ${only}`);

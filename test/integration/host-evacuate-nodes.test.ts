@@ -1,7 +1,9 @@
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fleetKeys } from '../../src/state/keys.js';
+import { connectEtcd, type Store } from '../../src/state/store.js';
 import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { eventually } from '../harness/eventually.js';
 import { pickNetwork } from '../harness/net.js';
@@ -30,6 +32,7 @@ describe.skipIf(!run)('host evacuate migrates cluster nodes (real LXC on two net
   let tmp: TempDir;
   let fabric: Fabric;
   let etcd: EtcdInstance;
+  let store: Store;
   let ea: NetHost, eb: NetHost;
   let env: Record<string, string>;
   const agents: ResultPromise[] = [];
@@ -51,6 +54,9 @@ describe.skipIf(!run)('host evacuate migrates cluster nodes (real LXC on two net
     tmp = await tempDir('knarr-evacuate-nodes-');
     fabric = await makeFabric(tmp.path);
     etcd = await startEtcd(fabric.gateway);
+    store = await connectEtcd([etcd.url]);
+    // The fleet's shared data directory, as every host mounts it: the cluster's /nfs is there, so its nodes may move one by one.
+    mkdirSync(`${tmp.path}/share`);
     [ea, eb] = (await Promise.all(['ea', 'eb'].map((n) => fabric.addHost(n)))) as [NetHost, NetHost];
     const tokenFile = `${tmp.path}/agent.token`;
     writeFileSync(tokenFile, 'evacuate-nodes-token\n', { mode: 0o600 });
@@ -80,6 +86,8 @@ describe.skipIf(!run)('host evacuate migrates cluster nodes (real LXC on two net
             '2',
             '--token-file',
             tokenFile,
+            '--share',
+            `${tmp.path}/share`,
           ]),
           { env: { ...h.dockerd.env, ...env }, reject: false, stdio: ['ignore', 'ignore', 'pipe'] },
         ),
@@ -103,6 +111,7 @@ describe.skipIf(!run)('host evacuate migrates cluster nodes (real LXC on two net
     if (process.env.KNARR_TEST_AGENT_LOGS) for (const e of ended) console.warn(String(e.stderr));
     for (const h of [ea, eb].filter(Boolean))
       for (const n of await lxcNames(h)) await h.exec('lxc-stop', ['-P', `${h.dir}/state/lxc`, '-n', n, '-k'], { reject: false });
+    await store?.close();
     await fabric?.teardown();
     await etcd?.stop();
     await tmp?.cleanup();
@@ -115,6 +124,16 @@ describe.skipIf(!run)('host evacuate migrates cluster nodes (real LXC on two net
     expect(await lxcNames(ea)).toEqual(names);
 
     expect((JSON.parse(await ok(ea, '--json', 'job', 'show', 'web')) as { host: string }).host).toBe('ea');
+    // Made without the share (/nfs on ea's pool), its two nodes could not move one at a time: refused, nothing changes.
+    const key = fleetKeys('evacuate').cluster('alice', 'lab');
+    const record = (await store.get(key))!;
+    expect(JSON.parse(record).files).toBe('share');
+    await store.put(key, JSON.stringify({ ...JSON.parse(record), files: undefined }));
+    const split = await k(ea, 'host', 'evacuate', 'ea');
+    await store.put(key, record);
+    expect(split.exitCode).toBe(4);
+    expect(String(split.stderr)).toMatch(/nowhere to move node 0 of cluster alice\/lab \(\S+\) \(cluster alice\/lab keeps \/nfs on ea's pool/);
+    expect(await hostState('ea')).toBe('ok');
     const planned = await ok(ea, '--dry-run', 'host', 'evacuate', 'ea');
     expect(planned).toMatch(/^# move job web from ea to eb /m);
     for (const n of before.nodes)

@@ -42,7 +42,6 @@ const node = (n: number, over: Partial<EvacuationNode> = {}): EvacuationNode => 
   memory: 0,
   allowed: null,
   peers: [],
-  together: false,
   blocked: null,
   ...over,
 });
@@ -118,18 +117,5 @@ describe('planEvacuation', () => {
     // A node with no limits counts as cluster placement's defaults: a host with no room left takes none.
     const full = planEvacuation('h1', [host('h1'), host('h2', { usedMemory: 8 * GiB })], [], [node(0)]);
     expect(unplacedText(full)).toMatch(/^node 0 of cluster alice\/lab \(alice-1-0\) \(h2: not enough memory/);
-  });
-
-  it('keeps the nodes of a cluster whose /nfs is on the pool together on one host', () => {
-    const views = [host('h1'), host('h2'), host('h3')];
-    const together = planEvacuation('h1', views, [], [node(0, { together: true }), node(1, { together: true }), node(2, { together: true })]);
-    expect(new Set(together.migrations.map((m) => m.to)).size).toBe(1);
-    // Where its other nodes are already, or nowhere when that host is full.
-    const there = planEvacuation('h1', views, [], [node(1, { together: true, peers: ['h3'] })]);
-    expect(there.migrations.map((m) => m.to)).toEqual(['h3']);
-    const full = planEvacuation('h1', [host('h1'), host('h2'), host('h3', { usedMemory: 8 * GiB })], [], [node(1, { together: true, peers: ['h3'] })]);
-    expect(unplacedText(full)).toMatch(
-      /its cluster keeps \/nfs on the pool \(no share\), so its nodes stay on one host: pinned host h3 cannot take node 1 of alice\/lab: not enough memory/,
-    );
   });
 });

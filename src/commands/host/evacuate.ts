@@ -89,12 +89,15 @@ export async function evacuationPlan(ctx: Context, store: Store, host: string): 
     if (here.length === 0) continue;
     const withImage = (await Promise.all(others.map(async (h) => ((await repo.image(h.name, c.image)) ? [h.name] : [])))).flat();
     const op = busy.find((o) => o.args.user === c.user && o.args.name === c.name);
-    // A cluster another operation is changing, or one not settled, is migrated once that ends.
+    // A cluster another operation is changing, or one not settled, is migrated once that ends. One with /nfs on this
+    // host's pool cannot have its nodes moved one at a time: the first to go would see other files (cluster migrate refuses).
     const blocked = op
       ? `cluster ${c.user}/${c.name} has ${op.id} (${op.kind}) ${op.status}`
       : c.status !== 'running' && c.status !== 'stopped'
         ? `cluster ${c.user}/${c.name} is ${c.status} (${c.op})`
-        : null;
+        : c.files !== 'share' && c.nodes.length > 1
+          ? `cluster ${c.user}/${c.name} keeps /nfs on ${host}'s pool (made without the fleet's share): its ${c.nodes.length} nodes cannot move one at a time`
+          : null;
     const peers = c.nodes.filter((n) => n.host !== host).map((n) => n.host);
     for (const n of here)
       nodes.push({
@@ -105,7 +108,6 @@ export async function evacuationPlan(ctx: Context, store: Store, host: string): 
         ...nodeLimits(c, n),
         allowed: withImage,
         peers,
-        together: c.files !== 'share',
         blocked,
       });
   }
