@@ -89,8 +89,7 @@ export async function evacuationPlan(ctx: Context, store: Store, host: string): 
     if (here.length === 0) continue;
     const withImage = (await Promise.all(others.map(async (h) => ((await repo.image(h.name, c.image)) ? [h.name] : [])))).flat();
     const op = busy.find((o) => o.args.user === c.user && o.args.name === c.name);
-    // A cluster another operation is changing, or one not settled, is migrated once that ends. One with /nfs on this
-    // host's pool cannot have its nodes moved one at a time: the first to go would see other files (cluster migrate refuses).
+    // Busy or unsettled clusters wait; with /nfs on this pool, the first node moved would see other files (migrate refuses it).
     const blocked = op
       ? `cluster ${c.user}/${c.name} has ${op.id} (${op.kind}) ${op.status}`
       : c.status !== 'running' && c.status !== 'stopped'
