@@ -28,7 +28,7 @@ _knarr_node() {
     'dot/remote') kids='add rm list ls' ;;
     'job') kids='run plan list ls ps show logs stop rm restart history' ;;
     'service') kids='list ls' ;;
-    'host') kids='list ls show drain tag leave' ;;
+    'host') kids='list ls show drain tag leave evacuate restore' ;;
     'cluster') kids='create plan start stop delete rm suspend resume reboot update clone migrate scale list ls show exec' ;;
     'image') kids='import list ls rm save' ;;
     'op') kids='list ls show wait cancel run gc' ;;
@@ -72,6 +72,8 @@ _knarr_node() {
     'host/drain') args='host'; opts='--undo' ;;
     'host/tag') args='host none...'; opts='--remove' ;;
     'host/leave') args='host'; opts='--force' ;;
+    'host/evacuate') args='host'; opts='--detach' ;;
+    'host/restore') args='host' ;;
     'cluster/create') args='none'; opts='--size --image --user --memory --cpus --pool --authorized-keys --spread --pack --host --tag --detach'; vals=' --size=none --image=image --user=none --memory=none --cpus=none --pool=pool --authorized-keys=path --host=host --tag=none ' ;;
     'cluster/plan') args='none'; opts='--size --spread --pack --host --tag --memory --cpus --user --per-node'; vals=' --size=none --host=host --tag=none --memory=none --cpus=none --user=none ' ;;
     'cluster/start') args='cluster'; opts='--user --detach'; vals=' --user=none ' ;;

@@ -18,4 +18,5 @@ export const opHandlers: OpHandlers = {
   'cluster.undo-part': () => import('./cluster/ops/span.js').then((m) => m.undoPart),
   'image.save': () => import('./cluster/ops/image-save.js').then((m) => m.imageSave),
   'host.init': () => import('./cluster/ops/host-init.js').then((m) => m.hostInit),
+  'host.evacuate': () => import('./host/evacuate.js').then((m) => m.hostEvacuateOp),
 };

@@ -5,10 +5,11 @@ import type { HostView, JobRequest } from './scheduler.js';
 
 /**
  * A fleet host as its agent records it. States: ok (serving), draining (takes no new jobs),
+ * evacuated (host evacuate moved its work away; none lands there until host restore),
  * left (gone for good). Whether it is up is separate: its agent holds a lease in etcd, and a
  * host whose lease lapsed is down. Joining is docklet's handshake (JoinState, below).
  */
-export type HostState = 'ok' | 'draining' | 'left';
+export type HostState = 'ok' | 'draining' | 'evacuated' | 'left';
 
 export interface HostRecord {
   name: string;
@@ -98,6 +99,7 @@ export function hostView(h: HostRecord, up: boolean): HostView {
     runningJobs: h.load.runningJobs,
     ports: new Set(),
     draining: h.state !== 'ok',
+    ...(h.state === 'evacuated' ? { evacuated: true } : {}),
     ...(h.join !== undefined && h.join !== 'ok' ? { joining: h.join } : {}),
     up,
   };

@@ -19,6 +19,8 @@ export interface HostView {
   /** Host ports already taken, as PORT/PROTOCOL (80/tcp and 80/udp are two ports). */
   ports: ReadonlySet<string>;
   draining: boolean;
+  /** Draining because host evacuate emptied it (until host restore). */
+  evacuated?: boolean;
   up: boolean;
   /** Why a host that is up takes no jobs yet (its agent is still joining), if so. */
   joining?: string;
@@ -68,7 +70,7 @@ export interface SchedulerOptions {
 export function infeasible(job: JobRequest, h: HostView): string | null {
   if (!h.up) return 'host is down';
   if (h.joining) return `host is still joining the fleet (${h.joining})`;
-  if (h.draining) return 'host is draining';
+  if (h.draining) return h.evacuated ? 'host is evacuated (knarr host restore lets work land again)' : 'host is draining';
   if (job.host !== undefined && job.host !== h.name) return `job is pinned to ${job.host}`;
   if (job.fixed && job.history.length > 0 && job.history[0] !== h.name) return `fixed job stays on ${job.history[0]}`;
   for (const t of job.tags) if (!h.tags.includes(t)) return `missing tag ${t}`;

@@ -272,8 +272,8 @@ export class Agent {
       tags: tagsOf(previous),
       capacity: { cpu: cpus().length * 1000, memory: totalmem() },
       load,
-      // A drained host stays drained across agent restarts; a host that left and comes back is ok again.
-      state: previous?.state === 'draining' ? 'draining' : 'ok',
+      // A drained or evacuated host stays so across agent restarts; a host that left and comes back is ok again.
+      state: previous?.state === 'draining' || previous?.state === 'evacuated' ? previous.state : 'ok',
       unknownContainers,
       join: joinState,
       joinedAt: previous?.joinedAt ?? now,

@@ -239,6 +239,9 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
       ['h9', 'a', '--remove'],
     ],
     'host leave': [['h9']],
+    // h9's agent is down: the evacuation is planned as queued for it.
+    'host evacuate': [['h9', '--detach']],
+    'host restore': [['h9']],
     'cluster create': [['lab2', '--size', '2']],
     'cluster plan': [['lab2', '--size', '3', '--pack', '--memory', '64M']],
     'cluster start': [['lab']],

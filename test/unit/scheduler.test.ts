@@ -21,6 +21,7 @@ describe('feasibility', () => {
   it.each<[Partial<HostView>, Partial<JobRequest>, RegExp]>([
     [{ up: false }, {}, /host is down/],
     [{ draining: true }, {}, /draining/],
+    [{ draining: true, evacuated: true }, {}, /host is evacuated \(knarr host restore lets work land again\)/],
     [{}, { host: 'other' }, /pinned to other/],
     [{}, { fixed: true, history: ['other'] }, /fixed job stays on other/],
     [{ tags: ['ssd'] }, { tags: ['ssd', 'gpu'] }, /missing tag gpu/],

@@ -1,4 +1,5 @@
 import { defineCommand, defineGroup } from '../define.js';
+import { detachOption } from '../options.js';
 
 const hostArg = { host: { description: 'host name', required: true } } as const;
 
@@ -59,11 +60,41 @@ const leave = defineCommand(
   async ({ args, options }, ctx) => (await import('./host.js')).hostLeave(args.host, options, ctx),
 );
 
+const evacuate = defineCommand(
+  {
+    name: 'evacuate',
+    summary: "move a host's jobs and migrate its cluster nodes to other hosts; it takes no new work",
+    description:
+      'A durable operation run by the agent of HOST. Each job that may move is placed by the scheduler on another host (its agent starts it, ' +
+      "then HOST's agent removes its copy); fixed jobs, jobs pinned to HOST and jobs run with no agent stay and are listed. Each cluster node " +
+      'is migrated (cluster.migrate, cold). Refused before anything changes when another host cannot take something; run it again to go on after a failure.',
+    args: hostArg,
+    options: { detach: detachOption },
+    examples: [
+      { command: 'knarr host evacuate h1', description: 'empty h1 for maintenance' },
+      { command: 'knarr --dry-run host evacuate h1', description: 'where each job and node would go' },
+    ],
+    dryRun: 'plans',
+  },
+  async ({ args, options }, ctx) => (await import('./evacuate.js')).hostEvacuate(args.host, options, ctx),
+);
+
+const restore = defineCommand(
+  {
+    name: 'restore',
+    summary: 'let an evacuated (or drained) host take new work again; nothing moves back by itself',
+    args: hostArg,
+    examples: [{ command: 'knarr host restore h1', description: 'h1 serves again' }],
+    dryRun: 'plans',
+  },
+  async ({ args }, ctx) => (await import('./evacuate.js')).hostRestore(args.host, ctx),
+);
+
 export const host = defineGroup({
   name: 'host',
   summary: 'hosts of the fleet: up while their agent holds its lease',
   description:
     'Each host is registered by its agent (knarr daemon) under an etcd lease: a host whose lease lapses is down. States: ok, draining (takes no ' +
-    'new jobs), and gone after leave.',
-  subcommands: [list, show, drain, tag, leave],
+    'new jobs), evacuated (its work moved away by host evacuate; none comes back until host restore), and gone after leave.',
+  subcommands: [list, show, drain, tag, leave, evacuate, restore],
 });
