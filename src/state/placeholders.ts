@@ -108,9 +108,15 @@ export class PlaceholderRepo {
   }
 
   private async remove(match: (p: PlaceholderRecord) => boolean): Promise<number> {
-    let n = 0;
-    for (const p of (await this.list()).filter(match)) if (await this.removeOne(p)) n++;
-    return n;
+    const gone = (await this.list()).filter(match);
+    // One transaction: a delete of its own per node would be an fsync in etcd each, at the end of every create.
+    if (gone.length > 0)
+      await this.store.transact(
+        [],
+        [],
+        gone.map((p) => this.keys.placeholder(p.host, p.op, p.container)),
+      );
+    return gone.length;
   }
 
   /** Takes the placement lock, waiting with a short growing backoff until deadline. */

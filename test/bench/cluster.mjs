@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchEnv } from './lib/env.mjs';
+import { lxcCopyStart } from './lib/plain-lxc.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = join(ROOT, 'bin/knarr');
@@ -159,44 +160,16 @@ try {
   };
 
   // Plain LXC's tools: a container over the base image, then an overlay copy of it per node.
-  const lxcTools = (n, round) => {
-    const conf = `${dir}/plain-base.conf`;
-    writeFileSync(
-      conf,
-      [
-        `lxc.rootfs.path = dir:${base}`,
-        'lxc.init.cmd = /sbin/knarr-init',
-        'lxc.autodev = 1',
-        'lxc.mount.auto = proc:mixed sys:ro',
-        'lxc.net.0.type = veth',
-        `lxc.net.0.link = ${plainBridge}`,
-        'lxc.net.0.flags = up',
-        'lxc.net.0.name = eth0',
-        `lxc.net.0.ipv4.gateway = 10.${octet}.250.1`,
-        `lxc.mount.entry = ${dir}/plain-hosts etc/hosts none bind,ro,create=file 0 0`,
-        `lxc.mount.entry = ${dir}/plain-share nfs none bind,create=dir 0 0`,
-        '',
-      ].join('\n'),
-    );
-    // Named base: lxc-copy wants the original's rootfs path to contain its name (.../knarr-images/base/rootfs).
-    sh(['lxc-create', '-P', plainPath, '-n', 'base', '-t', 'none', '-f', conf]);
-    for (let i = 0; i < n; i++) {
-      const name = `q${round}-${i}`;
-      sh(['lxc-copy', '-P', plainPath, '-n', 'base', '-N', name, '-s', '-B', 'overlay']);
-      sh([
-        'lxc-start',
-        '-P',
-        plainPath,
-        '-n',
-        name,
-        '-d',
-        '-s',
-        `lxc.uts.name=host-${i}`,
-        '-s',
-        `lxc.net.0.ipv4.address=10.${octet}.250.${i + 2}/24 10.${octet}.250.255`,
-      ]);
-    }
-  };
+  const tools = lxcCopyStart({
+    lxcPath: plainPath,
+    base,
+    bridge: plainBridge,
+    net: `10.${octet}.250`,
+    hostsFile: `${dir}/plain-hosts`,
+    share: `${dir}/plain-share`,
+    conf: `${dir}/plain-base.conf`,
+  });
+  const lxcTools = (n, round) => tools.up(n, round);
 
   const perNode = {};
   let knarr10 = [];

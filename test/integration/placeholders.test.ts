@@ -127,6 +127,21 @@ describe.skipIf(!run)('placeholders hold room for cluster nodes (real etcd)', ()
     await new ClusterRepo(a, fleet).remove('u', 'r');
   });
 
+  it("an operation's placeholders go in one write (each write is an fsync in etcd, at the end of every create)", async () => {
+    const repo = new PlaceholderRepo(a, fleet);
+    await repo.hold('op-many', ...request('u/many', 4, { strategy: 'spread' }));
+    expect((await repo.list()).filter((p) => p.op === 'op-many')).toHaveLength(4);
+    // A probe key's revision before and after: the store's revision moves once per write.
+    const probe = async () => {
+      await a.put('/knarr-test/probe', String(Date.now()));
+      return BigInt((await a.getVersioned('/knarr-test/probe'))!.modRevision);
+    };
+    const before = await probe();
+    expect(await repo.release('op-many')).toBe(4);
+    expect((await probe()) - before).toBe(2n);
+    expect(await repo.list()).toEqual([]);
+  });
+
   it('previews a hold under --dry-run with nothing locked or written, and refuses as hold does', async () => {
     const dry = new PlaceholderRepo(readOnlyStore(a), fleet);
     const seen = await dry.preview('op-d', ...request('u/d', 2));

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 const ip = (...args) => spawnSync('ip', args, { encoding: 'utf8' });
 
 /** A 10.x.y.0/24 no route on this machine falls in (the benchmark's bridge must not shadow one). */
-function freeSubnet() {
+export function freeSubnet() {
   const routes = ip('-4', 'route', 'show', 'table', 'all').stdout;
   const resolv = (() => {
     try {

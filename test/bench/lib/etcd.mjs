@@ -17,9 +17,10 @@ export const freePort = () =>
     });
   });
 
-export async function startEtcd(dir) {
+/** address: where clients reach it (another network namespace cannot reach the loopback); the peer stays on the loopback. */
+export async function startEtcd(dir, address = '127.0.0.1') {
   const { etcdArgv } = await import(dist('host/etcd-server.js'));
-  const clientUrl = `http://127.0.0.1:${await freePort()}`;
+  const clientUrl = `http://${address}:${await freePort()}`;
   const peerUrl = `http://127.0.0.1:${await freePort()}`;
   const argv = etcdArgv({ name: 'bench', clientUrl, peerUrl, dataDir: join(dir, 'etcd'), tls: null });
   // Its unix listener is named relative to the working directory: the benchmark's own.

@@ -3,7 +3,6 @@ import { ConflictError } from '../../../core/errors.js';
 import { OpArgs } from '../../../core/op-args.js';
 import type { OpRecord } from '../../../core/ops.js';
 import type { OpHandler, OpRun } from '../../../ops/runner.js';
-import { ClusterRepo } from '../../../state/clusters.js';
 import { filesFor, placeSome, releasePlaces, type NodePlacementArgs } from './place.js';
 import { allocateCluster, filesDir, removeClusterParts, setting, startNodes, writeHosts, type Setting } from './shared.js';
 import { hereOnly, isPart, otherHosts, runParts, undoParts } from './span.js';
@@ -61,7 +60,7 @@ export const clusterCreate: OpHandler = {
     const { args } = s;
     if (isPart(r)) {
       // One host's part: its nodes of the record the home host wrote.
-      const c = (await new ClusterRepo(r.store, r.ctx.config.fleet).get(args.user, args.name))!;
+      const c = s.existing;
       if (!c || c.op !== r.op.parent) throw new ConflictError(`cluster ${args.user}/${args.name} is not the one ${r.op.parent} is making`);
       const nodes = hereOnly(r, c.nodes);
       await makeUserFiles(s, c);
@@ -112,8 +111,8 @@ export const clusterCreate: OpHandler = {
     const ended = await Promise.allSettled([startNodes(r, s, c, hereOnly(r, c.nodes), 'starting'), runParts(r, otherHosts(r, c.nodes))]);
     const failure = ended.find((e): e is PromiseRejectedResult => e.status === 'rejected');
     if (failure) throw failure.reason;
-    await s.repo.update(c.user, c.name, (now) => ({ ...now, status: 'running' }));
-    await releasePlaces(r);
+    // The nodes count against their hosts from the record whatever its status: the placeholders may go at the same time.
+    await Promise.all([s.repo.update(c.user, c.name, (now) => ({ ...now, status: 'running' })), releasePlaces(r)]);
     return { cluster: args.name, user: args.user, id: c.id, nodes: c.nodes.length, hosts: [...new Set(c.nodes.map((n) => n.host))].sort() };
   },
   async undo(r) {

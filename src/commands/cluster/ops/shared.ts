@@ -181,10 +181,19 @@ export async function planNodes(s: Setting, c: ClusterRecord, from: number, to: 
   }));
 }
 
-/** Makes and starts one node: its volume, its config, then lxc-start; each part is skipped when already there. */
-async function ensureNode(r: OpRun, s: Setting, c: ClusterRecord, node: ClusterNode, image: ImageRecord, cgroup2: boolean): Promise<void> {
+/** Makes and starts one node: its volume, its config, then lxc-start once the network is up; each part is skipped when already there. */
+async function ensureNode(
+  r: OpRun,
+  s: Setting,
+  c: ClusterRecord,
+  node: ClusterNode,
+  image: ImageRecord,
+  cgroup2: boolean,
+  network: Promise<void>,
+): Promise<void> {
   const config = await defineNode(r, s, c, node, image, cgroup2);
   if ((await s.lxc.config(node.container)) !== config) await s.lxc.define(node.container, config);
+  await network;
   await s.lxc.start(node.container);
 }
 
@@ -243,11 +252,17 @@ export async function removeClusterParts(r: OpRun, s: Setting, user: string, id:
 const START_PARALLEL = 2;
 
 export async function startNodes(r: OpRun, s: Setting, c: ClusterRecord, nodes: ClusterNode[], verb: string): Promise<void> {
-  await ensureBridge(r.ctx.runner, r.ctx.config.cluster.bridge, c.subnet);
-  await allowBridge(r.ctx.runner, r.ctx.env, r.ctx.config.cluster.bridge);
-  // The nodes run on the host running the operation: its copy of the image.
-  const image = await requireImage(s, c, r.op.host);
-  const cgroup2 = await unifiedCgroups();
+  // Only lxc-start needs the bridge and its firewall rules: the nodes' volumes and configs are made meanwhile.
+  const network = ensureBridge(r.ctx.runner, r.ctx.config.cluster.bridge, c.subnet).then(() =>
+    allowBridge(r.ctx.runner, r.ctx.env, r.ctx.config.cluster.bridge),
+  );
+  const ended = await Promise.allSettled([network, makeAndStart(r, s, c, nodes, verb, network)]);
+  const failure = ended.find((e): e is PromiseRejectedResult => e.status === 'rejected');
+  if (failure) throw failure.reason;
+}
+
+async function makeAndStart(r: OpRun, s: Setting, c: ClusterRecord, nodes: ClusterNode[], verb: string, network: Promise<void>): Promise<void> {
+  const [image, cgroup2] = await Promise.all([requireImage(s, c, r.op.host), unifiedCgroups()]);
   let next = 0;
   let done = 0;
   let failed = false;
@@ -257,7 +272,7 @@ export async function startNodes(r: OpRun, s: Setting, c: ClusterRecord, nodes: 
       const node = nodes[next++]!;
       try {
         await r.checkpoint();
-        await ensureNode(r, s, c, node, image, cgroup2);
+        await ensureNode(r, s, c, node, image, cgroup2, network);
       } catch (e) {
         failed = true;
         throw e;
