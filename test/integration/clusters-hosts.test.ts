@@ -1,15 +1,11 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fleetKeys } from '../../src/state/keys.js';
 import { PlaceholderRepo } from '../../src/state/placeholders.js';
-import { connectEtcd } from '../../src/state/store.js';
-import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { eventually } from '../harness/eventually.js';
-import { pickNetwork } from '../harness/net.js';
-import { haveNetns, makeFabric, withNetnsSysfs, type Fabric, type NetHost } from '../harness/netns.js';
-import { tempDir, type TempDir } from '../harness/tmp.js';
+import { lxcFleet, type LxcFleet } from '../harness/lxc-fleet.js';
+import { haveNetns, type NetHost } from '../harness/netns.js';
 import { haveTools, integration } from '../harness/tools.js';
 
 const run = integration(
@@ -35,90 +31,33 @@ interface Node {
  * agents' VXLAN, share /nfs, and stop, start, suspend and go as one cluster.
  */
 describe.skipIf(!run)('a cluster whose nodes are on three hosts (real LXC on netns hosts)', () => {
-  let tmp: TempDir;
-  let fabric: Fabric;
-  let etcd: EtcdInstance;
+  let f: LxcFleet;
   let hosts: NetHost[] = [];
-  let env: Record<string, string>;
-  const agents = new Map<string, ResultPromise>();
-  let share = '';
-  const startAgent = (h: NetHost) =>
-    agents.set(
-      h.name,
-      h.spawn(
-        ...withNetnsSysfs(KNARR, ['--state-dir', `${h.dir}/state`, 'daemon', '--name', h.name, '--listen', `${h.ip}:7946`, '--ttl', '2', '--share', share]),
-        { env: { ...h.dockerd.env, ...env }, reject: false, stdio: ['ignore', 'ignore', 'pipe'] },
-      ),
-    );
-  const killAgent = async (h: NetHost) => {
-    const a = agents.get(h.name)!;
-    a.kill('SIGKILL');
-    await a;
-    agents.delete(h.name);
-  };
-  const upHosts = async () =>
-    (JSON.parse(await ok(hosts[0]!, '--json', 'host', 'list')) as { name: string; up: boolean }[])
-      .filter((h) => h.up)
-      .map((h) => h.name)
-      .sort();
+  const k = (h: NetHost, ...argv: string[]) => f.k(h, ...argv);
+  const ok = (h: NetHost, ...argv: string[]) => f.ok(h, ...argv);
+  const byName = (name: string) => f.host(name);
   /** Every container of the world's hosts, and every node volume left on their pools. */
   const leftovers = async () => {
     const found: string[] = [];
     for (const h of hosts) {
-      for (const c of String((await h.exec('lxc-ls', ['-P', `${h.dir}/state/lxc`, '-1'])).stdout)
-        .split('\n')
-        .filter(Boolean))
-        found.push(`${h.name} ${c}`);
+      for (const c of await f.lxcNames(h)) found.push(`${h.name} ${c}`);
       const volumes = `${h.dir}/state/mnt/nodes/knarr-clusters`;
       for (const v of existsSync(volumes) ? readdirSync(volumes) : []) found.push(`${h.name} volume ${v}`);
     }
     return found.sort();
-  };
-  const byName = (name: string) => hosts.find((h) => h.name === name)!;
-  const k = (h: NetHost, ...argv: string[]) => h.exec(KNARR, ['--state-dir', `${h.dir}/state`, ...argv], { env: { ...h.dockerd.env, ...env }, reject: false });
-  const ok = async (h: NetHost, ...argv: string[]) => {
-    const r = await k(h, ...argv);
-    expect(r.exitCode, `${argv.join(' ')}: ${String(r.stderr)}`).toBe(0);
-    return String(r.stdout);
   };
   const show = async (name: string) => JSON.parse(await ok(hosts[0]!, '--json', 'cluster', 'show', name)) as { status: string; nodes: Node[] };
   /** Runs cmd in a node, on the host the node is on. */
   const inNode = (n: Node, ...cmd: string[]) => k(byName(n.host), 'cluster', 'exec', 'lab', String(n.index), '--', ...cmd);
 
   beforeAll(async () => {
-    tmp = await tempDir('knarr-mhc-');
-    fabric = await makeFabric(tmp.path);
-    etcd = await startEtcd(fabric.gateway);
-    hosts = await Promise.all(['ma', 'mb', 'mc'].map((n) => fabric.addHost(n)));
-    share = `${tmp.path}/share`;
-    mkdirSync(share);
-    const tokenFile = `${tmp.path}/agent.token`;
-    writeFileSync(tokenFile, 'multihost-test-token\n', { mode: 0o600 });
-    env = {
-      KNARR_ETCD: etcd.url,
-      KNARR_FLEET: 'mhc',
-      KNARR_CLUSTER_NETWORK: await pickNetwork(),
-      KNARR_CLUSTER_BRIDGE: BRIDGE,
-      KNARR_USER: 'alice',
-      KNARR_AGENT_TOKEN_FILE: tokenFile,
-      KNARR_DAEMON_TOKEN_FILE: tokenFile,
-    };
-    for (const h of hosts) {
-      await ok(h, 'pool', 'init', '--name', 'nodes', '--driver', 'dir');
-      await ok(h, 'image', 'import', 'base', '--busybox');
-      startAgent(h);
-    }
-    await eventually(async () => expect(await upHosts()).toEqual(['ma', 'mb', 'mc']), 30_000);
+    f = await lxcFleet({ prefix: 'knarr-mhc-', fleet: 'mhc', hosts: ['ma', 'mb', 'mc'], bridge: BRIDGE, share: true });
+    hosts = f.hosts;
   }, 300_000);
 
   afterAll(async () => {
     if (hosts[0]) await k(hosts[0], 'cluster', 'delete', 'lab');
-    for (const a of agents.values()) a.kill('SIGKILL');
-    const ended = await Promise.all(agents.values());
-    if (process.env.KNARR_TEST_AGENT_LOGS) for (const e of ended) console.warn(String(e.stderr));
-    await fabric?.teardown();
-    await etcd?.stop();
-    await tmp?.cleanup();
+    await f?.teardown();
   }, 180_000);
 
   it('six nodes spread over the three hosts, two on each, each host running its own', async () => {
@@ -137,10 +76,7 @@ describe.skipIf(!run)('a cluster whose nodes are on three hosts (real LXC on net
     for (const n of c.nodes) expect(n.state, `${n.hostname} on ${n.host}`).toBe('RUNNING');
     // Each host's LXC has its own two nodes, and no other.
     for (const h of hosts) {
-      const here = String((await h.exec('lxc-ls', ['-P', `${h.dir}/state/lxc`, '-1'])).stdout)
-        .split('\n')
-        .filter(Boolean)
-        .sort();
+      const here = await f.lxcNames(h);
       expect(here, h.name).toEqual(
         c.nodes
           .filter((n) => n.host === h.name)
@@ -175,7 +111,7 @@ describe.skipIf(!run)('a cluster whose nodes are on three hosts (real LXC on net
     expect((await inNode(a, 'sh', '-c', `echo written-on-${a.hostname} > /nfs/hello`)).exitCode).toBe(0);
     expect(String((await inNode(z, 'cat', '/nfs/hello')).stdout).trim()).toBe(`written-on-${a.hostname}`);
     // It is the fleet's shared directory, as every host mounts it.
-    expect(readFileSync(`${tmp.path}/share/knarr-users/alice/data/hello`, 'utf8').trim()).toBe(`written-on-${a.hostname}`);
+    expect(readFileSync(`${f.share}/knarr-users/alice/data/hello`, 'utf8').trim()).toBe(`written-on-${a.hostname}`);
   }, 120_000);
 
   it("cluster exec on a node of another host goes through that host's agent: output, stdin and exit status come back", async () => {
@@ -188,7 +124,7 @@ describe.skipIf(!run)('a cluster whose nodes are on three hosts (real LXC on net
     expect(err.exitCode).toBe(7);
     expect(String(err.stderr)).toContain('oops');
     const piped = await hosts[0]!.exec(KNARR, ['--state-dir', `${hosts[0]!.dir}/state`, 'cluster', 'exec', '-i', 'lab', String(far.index), '--', 'wc', '-c'], {
-      env: { ...hosts[0]!.dockerd.env, ...env },
+      env: { ...hosts[0]!.dockerd.env, ...f.env },
       input: 'x'.repeat(100_000),
       reject: false,
     });
@@ -218,12 +154,7 @@ describe.skipIf(!run)('a cluster whose nodes are on three hosts (real LXC on net
     expect(String((p!.exitCode === 0 ? q! : p!).stderr)).toMatch(/cannot place cluster alice\/[pq]: .*mb.*not enough cpu/);
     const list = (JSON.parse(await ok(hosts[0]!, '--json', 'cluster', 'list')) as { name: string }[]).map((c) => c.name).sort();
     expect(list).toEqual(['lab', p!.exitCode === 0 ? 'p' : 'q']);
-    const store = await connectEtcd([etcd.url]);
-    try {
-      expect(await new PlaceholderRepo(store, 'mhc').list()).toEqual([]);
-    } finally {
-      await store.close();
-    }
+    expect(await new PlaceholderRepo(f.store, 'mhc').list()).toEqual([]);
     await ok(hosts[1]!, 'cluster', 'delete', p!.exitCode === 0 ? 'p' : 'q');
   }, 180_000);
 
@@ -276,7 +207,7 @@ describe.skipIf(!run)('a cluster whose nodes are on three hosts (real LXC on net
     await eventually(async () => expect((await inNode(c.nodes[0]!, 'ping', '-c', '1', '-W', '1', c.nodes[5]!.hostname)).exitCode).toBe(0), 15_000, 200);
     await ok(hosts[0]!, 'cluster', 'delete', 'lab');
     for (const h of hosts) {
-      expect(String((await h.exec('lxc-ls', ['-P', `${h.dir}/state/lxc`, '-1'])).stdout).trim(), h.name).toBe('');
+      expect(await f.lxcNames(h), h.name).toEqual([]);
       expect(String((await h.exec('ls', [`${h.dir}/state`])).stdout)).toBeDefined();
     }
     const list = JSON.parse(await ok(hosts[1]!, '--json', 'cluster', 'list')) as unknown[];
@@ -295,13 +226,13 @@ describe.skipIf(!run)('a cluster whose nodes are on three hosts (real LXC on net
       20_000,
       20,
     );
-    await killAgent(hosts[0]!);
+    await f.killAgent(hosts[0]!);
     return op;
   };
 
   it("the parent's agent killed mid-create: when it starts again the create ends complete, with no orphan on any host", async () => {
     const op = await createAndKillParent('crash');
-    startAgent(hosts[0]!);
+    f.startAgent(hosts[0]!);
     const waited = await k(hosts[1]!, '--json', 'op', 'wait', op, '--timeout', '90');
     expect(waited.exitCode, String(waited.stderr)).toBe(0);
     // Resumed: the first runner died with it under way.
@@ -315,23 +246,18 @@ describe.skipIf(!run)('a cluster whose nodes are on three hosts (real LXC on net
   }, 240_000);
 
   it("the parent's agent killed mid-create, then the create cancelled: nothing of it is left on any host", async () => {
-    await eventually(async () => expect(await upHosts()).toEqual(['ma', 'mb', 'mc']), 30_000);
+    await eventually(async () => expect(await f.upHosts()).toEqual(['ma', 'mb', 'mc']), 30_000);
     const op = await createAndKillParent('gone');
     // Once the dead agent's lease lapses, ma has no runner: the CLI there undoes it, and the other hosts' agents undo their parts.
-    await eventually(async () => expect(await upHosts()).toEqual(['mb', 'mc']), 30_000);
+    await eventually(async () => expect(await f.upHosts()).toEqual(['mb', 'mc']), 30_000);
     const cancelled = await k(hosts[0]!, '--json', 'op', 'cancel', op);
     expect(cancelled.exitCode, String(cancelled.stderr)).toBe(0);
     const end = JSON.parse(String(cancelled.stdout)) as { status: string; error: string | null };
     expect(end.status, end.error ?? '').toBe('cancelled');
     expect(await leftovers()).toEqual([]);
     expect((JSON.parse(await ok(hosts[1]!, '--json', 'cluster', 'list')) as { name: string }[]).map((c) => c.name)).not.toContain('gone');
-    const store = await connectEtcd([etcd.url]);
-    try {
-      expect(await store.list(fleetKeys('mhc').userAddresses('alice'))).toEqual([]);
-      expect(await new PlaceholderRepo(store, 'mhc').list()).toEqual([]);
-    } finally {
-      await store.close();
-    }
-    startAgent(hosts[0]!);
+    expect(await f.store.list(fleetKeys('mhc').userAddresses('alice'))).toEqual([]);
+    expect(await new PlaceholderRepo(f.store, 'mhc').list()).toEqual([]);
+    f.startAgent(hosts[0]!);
   }, 240_000);
 });

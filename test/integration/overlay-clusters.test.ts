@@ -1,12 +1,7 @@
-import { writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import type { ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { eventually } from '../harness/eventually.js';
-import { pickNetwork } from '../harness/net.js';
-import { haveNetns, makeFabric, withNetnsSysfs, type Fabric, type NetHost } from '../harness/netns.js';
-import { tempDir, type TempDir } from '../harness/tmp.js';
+import { lxcFleet, type LxcFleet } from '../harness/lxc-fleet.js';
+import { haveNetns, type NetHost } from '../harness/netns.js';
 import { haveTools, integration } from '../harness/tools.js';
 
 const run = integration(
@@ -14,7 +9,6 @@ const run = integration(
   haveNetns() && haveTools('lxc-start', 'lxc-attach', 'bridge', 'nft', 'etcd'),
   'needs root, iproute2, nftables, lxc, dockerd, busybox-static and etcd',
 );
-const KNARR = resolve('bin/knarr');
 const BRIDGE = 'kovbr0';
 
 /**
@@ -23,52 +17,17 @@ const BRIDGE = 'kovbr0';
  * so a node on one host reaches a node on the other.
  */
 describe.skipIf(!run)("the clusters' network between hosts (real LXC on netns hosts)", () => {
-  let tmp: TempDir;
-  let fabric: Fabric;
-  let etcd: EtcdInstance;
+  let f: LxcFleet;
   let ha: NetHost, hb: NetHost;
-  let env: Record<string, string>;
-  const agents: ResultPromise[] = [];
-  const k = (h: NetHost, ...argv: string[]) => h.exec(KNARR, ['--state-dir', `${h.dir}/state`, ...argv], { env: { ...h.dockerd.env, ...env }, reject: false });
-  const ok = async (h: NetHost, ...argv: string[]) => {
-    const r = await k(h, ...argv);
-    expect(r.exitCode, `${argv.join(' ')}: ${String(r.stderr)}`).toBe(0);
-    return String(r.stdout);
-  };
+  const k = (h: NetHost, ...argv: string[]) => f.k(h, ...argv);
+  const ok = (h: NetHost, ...argv: string[]) => f.ok(h, ...argv);
   const nodeIp = async (h: NetHost, cluster: string) =>
     (JSON.parse(await ok(h, '--json', 'cluster', 'show', cluster)) as { nodes: { ip: string }[] }).nodes[0]!.ip;
 
   beforeAll(async () => {
-    tmp = await tempDir('knarr-overlay-');
-    fabric = await makeFabric(tmp.path);
-    etcd = await startEtcd(fabric.gateway);
-    [ha, hb] = (await Promise.all(['oa', 'ob'].map((n) => fabric.addHost(n)))) as [NetHost, NetHost];
-    const tokenFile = `${tmp.path}/agent.token`;
-    writeFileSync(tokenFile, 'overlay-test-token\n', { mode: 0o600 });
-    env = {
-      KNARR_ETCD: etcd.url,
-      KNARR_FLEET: 'overlay',
-      KNARR_CLUSTER_NETWORK: await pickNetwork(),
-      KNARR_CLUSTER_BRIDGE: BRIDGE,
-      KNARR_USER: 'alice',
-      KNARR_AGENT_TOKEN_FILE: tokenFile,
-    };
-    for (const h of [ha, hb]) {
-      await ok(h, 'pool', 'init', '--name', 'nodes', '--driver', 'dir');
-      await ok(h, 'image', 'import', 'base', '--busybox');
-      agents.push(
-        // The agent runs the cluster operations, so LXC: it needs the host's own /sys.
-        h.spawn(...withNetnsSysfs(KNARR, ['--state-dir', `${h.dir}/state`, 'daemon', '--name', h.name, '--listen', `${h.ip}:7946`, '--ttl', '2']), {
-          env: { ...h.dockerd.env, ...env },
-          reject: false,
-          stdio: ['ignore', 'ignore', 'pipe'],
-        }),
-      );
-    }
-    await eventually(async () => {
-      const up = (JSON.parse(await ok(ha, '--json', 'host', 'list')) as { name: string; up: boolean }[]).filter((h) => h.up).map((h) => h.name);
-      expect(up.sort()).toEqual(['oa', 'ob']);
-    }, 30_000);
+    // No shared directory: a cluster over both hosts is refused (below).
+    f = await lxcFleet({ prefix: 'knarr-overlay-', fleet: 'overlay', hosts: ['oa', 'ob'], bridge: BRIDGE });
+    [ha, hb] = f.hosts as [NetHost, NetHost];
   }, 240_000);
 
   afterAll(async () => {
@@ -77,12 +36,7 @@ describe.skipIf(!run)("the clusters' network between hosts (real LXC on netns ho
       [hb, 'y'],
     ] as const)
       if (h) await k(h, 'cluster', 'delete', c);
-    for (const a of agents) a.kill('SIGKILL');
-    const ended = await Promise.all(agents);
-    if (process.env.KNARR_TEST_AGENT_LOGS) for (const e of ended) console.warn(String(e.stderr));
-    await fabric?.teardown();
-    await etcd?.stop();
-    await tmp?.cleanup();
+    await f?.teardown();
   }, 180_000);
 
   it('a node of a cluster on one host pings a node of a cluster on the other, both ways, at once', async () => {
@@ -105,13 +59,7 @@ describe.skipIf(!run)("the clusters' network between hosts (real LXC on netns ho
     const list = JSON.parse(await ok(hb, '--json', 'cluster', 'list')) as { name: string }[];
     expect(list.map((c) => c.name)).not.toContain('z');
     // Each host has the one node of its cluster from before, and nothing more.
-    for (const h of [ha, hb])
-      expect(
-        String((await h.exec('lxc-ls', ['-P', `${h.dir}/state/lxc`, '-1'])).stdout)
-          .split('\n')
-          .filter(Boolean),
-        h.name,
-      ).toHaveLength(1);
+    for (const h of [ha, hb]) expect(await f.lxcNames(h), h.name).toHaveLength(1);
   }, 60_000);
 
   it('the last cluster of a host gone, its bridge goes with the VXLAN device and its guard', async () => {
