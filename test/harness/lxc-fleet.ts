@@ -43,6 +43,8 @@ export interface LxcFleet {
   ok(h: NetHost, ...argv: string[]): Promise<string>;
   /** Starts a host's agent (again); extra flags after the usual ones. */
   startAgent(h: NetHost, extra?: string[]): ResultPromise;
+  /** A host's agent process, as started last. */
+  agent(h: NetHost): ResultPromise | undefined;
   /** SIGKILLs a host's agent and waits for it to end. */
   killAgent(h: NetHost): Promise<void>;
   /** The hosts whose agent is up, sorted. */
@@ -100,11 +102,14 @@ export async function lxcFleet(opts: LxcFleetOptions): Promise<LxcFleet> {
     for (const a of agents.values()) a.kill('SIGKILL');
     const ended = await Promise.all(agents.values());
     if (process.env.KNARR_TEST_AGENT_LOGS) for (const e of ended) console.warn(String(e.stderr));
-    for (const h of parts.fabric?.hosts ?? [])
+    for (const h of parts.fabric?.hosts ?? []) {
       for (const n of await lxcNames(h)) {
         await h.exec('lxc-unfreeze', ['-P', `${h.dir}/state/lxc`, '-n', n], { reject: false });
         await h.exec('lxc-stop', ['-P', `${h.dir}/state/lxc`, '-n', n, '-k'], { reject: false });
       }
+      // A btrfs pool's loop mount goes with the pool.
+      if (opts.driver === 'btrfs') await k(h, 'pool', 'destroy', 'nodes', '--yes', '--force');
+    }
     await parts.store?.close();
     await parts.fabric?.teardown();
     await parts.etcd?.stop();
@@ -155,6 +160,7 @@ export async function lxcFleet(opts: LxcFleetOptions): Promise<LxcFleet> {
       k,
       ok,
       startAgent,
+      agent: (h) => agents.get(h.name),
       killAgent,
       upHosts,
       lxcNames,

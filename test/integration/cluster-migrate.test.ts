@@ -1,14 +1,10 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import type { ResultPromise } from 'execa';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fleetKeys } from '../../src/state/keys.js';
-import { connectEtcd, type Store } from '../../src/state/store.js';
-import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
+import type { Store } from '../../src/state/store.js';
 import { eventually } from '../harness/eventually.js';
-import { pickNetwork } from '../harness/net.js';
-import { haveNetns, makeFabric, withNetnsSysfs, type Fabric, type NetHost } from '../harness/netns.js';
-import { tempDir, type TempDir } from '../harness/tmp.js';
+import { lxcFleet, type LxcFleet } from '../harness/lxc-fleet.js';
+import { haveNetns, type NetHost } from '../harness/netns.js';
 import { haveTools, integration } from '../harness/tools.js';
 
 const run = integration(
@@ -16,7 +12,6 @@ const run = integration(
   haveNetns() && haveTools('lxc-start', 'lxc-attach', 'bridge', 'nft', 'etcd'),
   'needs root, iproute2, nftables, lxc, dockerd, busybox-static and etcd',
 );
-const KNARR = resolve('bin/knarr');
 
 interface Node {
   index: number;
@@ -36,76 +31,22 @@ describe.skipIf(!run).each([
   ['btrfs', 'kmgbr1'],
 ] as const)('cluster migrate on %s pools (real LXC on two netns hosts)', (driver, BRIDGE) => {
   const FLEET = `migrate-${driver}`;
-  let tmp: TempDir;
-  let fabric: Fabric;
-  let etcd: EtcdInstance;
+  let f: LxcFleet;
   let store: Store;
   let ha: NetHost, hb: NetHost;
-  let env: Record<string, string>;
-  const agents: ResultPromise[] = [];
-  const k = (h: NetHost, ...argv: string[]) => h.exec(KNARR, ['--state-dir', `${h.dir}/state`, ...argv], { env: { ...h.dockerd.env, ...env }, reject: false });
-  const ok = async (h: NetHost, ...argv: string[]) => {
-    const r = await k(h, ...argv);
-    expect(r.exitCode, `${argv.join(' ')}: ${String(r.stderr)}`).toBe(0);
-    return String(r.stdout);
-  };
+  const k = (h: NetHost, ...argv: string[]) => f.k(h, ...argv);
+  const ok = (h: NetHost, ...argv: string[]) => f.ok(h, ...argv);
   const nodes = async () => (JSON.parse(await ok(ha, '--json', 'cluster', 'show', 'm')) as { nodes: Node[] }).nodes;
   const inNode = (h: NetHost, node: number, ...cmd: string[]) => ok(h, 'cluster', 'exec', 'm', String(node), '--', ...cmd);
   const pingsByName = async (h: NetHost, from: number, to: string) =>
     (await k(h, 'cluster', 'exec', 'm', String(from), '--', 'ping', '-c', '1', '-W', '1', to)).exitCode;
-  let tokenFile: string;
-  // The agent runs the cluster operations, so LXC: it needs the host's own /sys.
-  const startAgent = (h: NetHost) =>
-    h.spawn(
-      ...withNetnsSysfs(KNARR, [
-        '--state-dir',
-        `${h.dir}/state`,
-        'daemon',
-        '--name',
-        h.name,
-        '--listen',
-        `${h.ip}:7946`,
-        '--ttl',
-        '2',
-        '--token-file',
-        tokenFile,
-        '--share',
-        `${tmp.path}/share`,
-      ]),
-      { env: { ...h.dockerd.env, ...env }, reject: false, stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-  const lxcNames = async (h: NetHost) =>
-    String((await h.exec('lxc-ls', ['-P', `${h.dir}/state/lxc`, '-1'], { reject: false })).stdout)
-      .split('\n')
-      .filter(Boolean);
+  const lxcNames = (h: NetHost) => f.lxcNames(h);
 
   beforeAll(async () => {
-    tmp = await tempDir('knarr-migrate-');
-    fabric = await makeFabric(tmp.path);
-    etcd = await startEtcd(fabric.gateway);
-    store = await connectEtcd([etcd.url]);
-    [ha, hb] = (await Promise.all(['ma', 'mb'].map((n) => fabric.addHost(n)))) as [NetHost, NetHost];
     // The fleet's shared data directory (/nfs of a cluster over several hosts), as every host mounts it.
-    mkdirSync(`${tmp.path}/share`);
-    tokenFile = `${tmp.path}/agent.token`;
-    writeFileSync(tokenFile, 'migrate-test-token\n', { mode: 0o600 });
-    env = {
-      KNARR_ETCD: etcd.url,
-      KNARR_FLEET: FLEET,
-      KNARR_CLUSTER_NETWORK: await pickNetwork(),
-      KNARR_CLUSTER_BRIDGE: BRIDGE,
-      KNARR_USER: 'alice',
-      KNARR_AGENT_TOKEN_FILE: tokenFile,
-    };
-    for (const h of [ha, hb]) {
-      await ok(h, 'pool', 'init', '--name', 'nodes', '--driver', driver, ...(driver === 'btrfs' ? ['--loop-file', `${h.dir}/nodes.img`, '--size', '1G'] : []));
-      await ok(h, 'image', 'import', 'base', '--busybox');
-      agents.push(startAgent(h));
-    }
-    await eventually(async () => {
-      const up = (JSON.parse(await ok(ha, '--json', 'host', 'list')) as { name: string; up: boolean }[]).filter((h) => h.up).map((h) => h.name);
-      expect(up.sort()).toEqual(['ma', 'mb']);
-    }, 30_000);
+    f = await lxcFleet({ prefix: 'knarr-migrate-', fleet: FLEET, hosts: ['ma', 'mb'], bridge: BRIDGE, share: true, driver });
+    [ha, hb] = f.hosts as [NetHost, NetHost];
+    store = f.store;
     // A host that was in the fleet and whose agent is gone: a record without a lease.
     const now = new Date().toISOString();
     await store.put(
@@ -127,18 +68,7 @@ describe.skipIf(!run).each([
 
   afterAll(async () => {
     if (ha) await k(ha, 'cluster', 'delete', 'm');
-    // A node left behind by a failed run must not outlive the test.
-    for (const h of [ha, hb].filter(Boolean))
-      for (const n of await lxcNames(h)) await h.exec('lxc-stop', ['-P', `${h.dir}/state/lxc`, '-n', n, '-k'], { reject: false });
-    // The btrfs pools' loop mounts go with their pools.
-    for (const h of [ha, hb].filter(Boolean)) await k(h, 'pool', 'destroy', 'nodes', '--yes', '--force');
-    for (const a of agents) a.kill('SIGKILL');
-    const ended = await Promise.all(agents);
-    if (process.env.KNARR_TEST_AGENT_LOGS) for (const e of ended) console.warn(String(e.stderr));
-    await store?.close();
-    await fabric?.teardown();
-    await etcd?.stop();
-    await tmp?.cleanup();
+    await f?.teardown();
   }, 180_000);
 
   it('a migration to an unknown, a down, a draining, a full or the same host, or one splitting /nfs, and one under --dry-run, change nothing', async () => {
@@ -202,7 +132,7 @@ describe.skipIf(!run).each([
 
   it('cancelled while the target cannot take it (its agent stopped): the node runs on its host again, unmoved', async () => {
     const before = await nodes();
-    const agentB = agents[1]!.pid!;
+    const agentB = f.agent(hb)!.pid!;
     // The agent itself, not a wrapper: nsenter, unshare and sh exec into it.
     expect(readFileSync(`/proc/${agentB}/cmdline`, 'utf8')).toContain('daemon');
     process.kill(agentB, 'SIGSTOP');
@@ -270,9 +200,8 @@ describe.skipIf(!run).each([
     const { container } = (await nodes()).find((n) => n.index === 1)!;
     const id = (JSON.parse(await ok(hb, '--json', 'cluster', 'migrate', 'm', '1', '--to', 'ma', '--detach')) as { id: string }).id;
     await eventually(async () => expect((JSON.parse(await ok(hb, '--json', 'op', 'show', id)) as { children: string[] }).children.length).toBe(1), 10_000, 50);
-    agents[1]!.kill('SIGKILL');
-    await agents[1];
-    agents[1] = startAgent(hb);
+    await f.killAgent(hb);
+    f.startAgent(hb);
     await k(hb, 'op', 'wait', id);
     const ended = JSON.parse(await ok(hb, '--json', 'op', 'show', id)) as { status: string };
     const node = (await nodes()).find((n) => n.index === 1)!;
