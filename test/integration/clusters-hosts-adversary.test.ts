@@ -258,6 +258,52 @@ describe.skipIf(!run)('a cluster over two hosts, adversarially (real LXC on netn
     }
   }, 300_000);
 
+  it("a stop of the whole cluster and a suspend of a node on the other host (its own host's queue) at once: the record stays true", async () => {
+    const far = (await show('lab')).nodes.find((n) => n.host === 'xb')!;
+    for (let round = 0; round < 2; round++) {
+      const [stop, suspend] = await Promise.all([k(hosts[0]!, 'cluster', 'stop', 'lab'), k(hosts[1]!, 'cluster', 'suspend', 'lab', String(far.index))]);
+      expect(stop.exitCode === 0 || suspend.exitCode === 0, `${String(stop.stderr)} ${String(suspend.stderr)}`).toBe(true);
+      const c = await show('lab');
+      if (stop.exitCode === 0) {
+        expect(c.status, String(suspend.stderr)).toBe('stopped');
+        expect(c.frozen, String(suspend.stderr)).toBe(0);
+        for (const n of c.nodes) expect(await lxcState(byName(n.host), n.container), n.container).toBe('STOPPED');
+        await ok(hosts[1]!, 'cluster', 'start', 'lab');
+      } else {
+        // The stop was refused: the suspend ran alone.
+        expect(String(stop.stderr)).toMatch(/cluster\.suspend/);
+        expect(c.status).toBe('running');
+        expect(c.nodes.filter((n) => n.frozen).map((n) => n.container)).toEqual([far.container]);
+        for (const n of c.nodes)
+          expect(await lxcState(byName(n.host), n.container), n.container).toBe(n === c.nodes.find((x) => x.index === far.index) ? 'FROZEN' : 'RUNNING');
+        await ok(hosts[1]!, 'cluster', 'resume', 'lab', String(far.index));
+      }
+    }
+  }, 300_000);
+
+  it("scale out with a node's host down is refused, naming the host, and changes nothing (it would wait for that host)", async () => {
+    await killAgent(hosts[1]!);
+    await eventually(async () => expect(await upHosts()).toEqual(['xa']), 30_000);
+    try {
+      const before = await show('lab');
+      const r = await hosts[0]!.exec(KNARR, ['--state-dir', `${hosts[0]!.dir}/state`, 'cluster', 'scale', 'lab', '--size', '6'], {
+        env: { ...hosts[0]!.dockerd.env, ...env },
+        reject: false,
+        timeout: 45_000,
+      });
+      expect(r.timedOut, 'the scale waited for the host that is down').toBe(false);
+      expect(r.exitCode).not.toBe(0);
+      expect(String(r.stderr)).toMatch(/xb.*down|down.*xb/);
+      const after = await show('lab');
+      expect(after.nodes.map((n) => [n.container, n.host])).toEqual(before.nodes.map((n) => [n.container, n.host]));
+      expect(after.status).toBe('running');
+      expect((await leftovers()).filter((l) => l.startsWith('xa ')).length).toBe(4);
+    } finally {
+      startAgent(hosts[1]!);
+      await eventually(async () => expect(await upHosts()).toEqual(['xa', 'xb']), 30_000);
+    }
+  }, 180_000);
+
   it("stop and suspend with a node's host down are refused, naming the host, and change nothing", async () => {
     await killAgent(hosts[1]!);
     await eventually(async () => expect(await upHosts()).toEqual(['xa']), 30_000);
