@@ -236,6 +236,25 @@ describe.skipIf(!run)('a cluster over two hosts, adversarially (real LXC on netn
       }
   }, 120_000);
 
+  it('cluster exec into a suspended node is refused at once with the way out, not left hanging in the freezer', async () => {
+    const far = (await show('lab')).nodes.find((n) => n.host === 'xb')!;
+    await ok(hosts[0]!, 'cluster', 'suspend', 'lab', String(far.index));
+    try {
+      const r = await hosts[0]!.exec(KNARR, ['--state-dir', `${hosts[0]!.dir}/state`, 'cluster', 'exec', 'lab', String(far.index), '--', 'hostname'], {
+        env: { ...hosts[0]!.dockerd.env, ...env },
+        reject: false,
+        timeout: 20_000,
+      });
+      expect(r.timedOut, 'the exec hung on the frozen node').toBe(false);
+      expect(r.exitCode).toBe(4);
+      expect(String(r.stderr)).toMatch(/suspended/);
+      expect(String(r.stderr)).toContain(`knarr cluster resume lab ${far.index}`);
+    } finally {
+      await ok(hosts[0]!, 'cluster', 'resume', 'lab', String(far.index));
+    }
+    expect(await attachesInto(far.container)).toEqual([]);
+  }, 120_000);
+
   it('stop from one host and suspend from the other at once: one waits or is refused, and the record stays true', async () => {
     for (let round = 0; round < 2; round++) {
       const [stop, suspend] = await Promise.all([k(hosts[0]!, 'cluster', 'stop', 'lab'), k(hosts[1]!, 'cluster', 'suspend', 'lab')]);
