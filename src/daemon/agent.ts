@@ -31,6 +31,8 @@ import { admitJoins, join } from './join.js';
 
 /** How often, at most, the agent removes ended operations and old job history past their retention. */
 const GC_MAX_EVERY_MS = 3_600_000;
+/** How often a cluster exec whose stdin ended checks that its CLI is still there. */
+const EXEC_PROBE_MS = 1000;
 
 export interface AgentOptions {
   name: string;
@@ -635,17 +637,33 @@ export class Agent {
     }
     socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n');
     socket.on('error', () => undefined);
+    // The CLI gone (ctrl-C, a lost connection): the command in the node is stopped, not left running there.
+    const gone = new AbortController();
+    socket.once('close', () => gone.abort());
     const framed = (kind: number) => new Writable({ write: (chunk: Buffer, _enc, done) => void socket.write(frame(kind, chunk), () => done()) });
     let stdin: PassThrough | undefined;
+    let probe: NodeJS.Timeout | undefined;
     if (request.interactive === true) {
       stdin = new PassThrough();
       if (head.length > 0) stdin.write(head);
       socket.pipe(stdin);
+      // Its stdin ended, or the CLI went away: an empty frame now and then tells which (a gone CLI's host refuses it, and the socket closes).
+      socket.once('end', () => {
+        probe = setInterval(() => socket.write(frame(1, Buffer.alloc(0))), EXEC_PROBE_MS).unref();
+      });
+    } else {
+      // Nothing comes from the CLI but its going away.
+      socket.once('end', () => gone.abort());
+      socket.resume();
     }
-    const status = await this.opts.nodeExec.runner.attached(argv, { stdin, stdout: framed(1), stderr: framed(2) }).then(
-      (exitCode) => ({ exitCode }),
-      (e: Error) => ({ error: e.message }),
-    );
+    const status = await this.opts.nodeExec.runner
+      .alsoStoppedBy(gone.signal)
+      .attached(argv, { stdin, stdout: framed(1), stderr: framed(2) })
+      .then(
+        (exitCode) => ({ exitCode }),
+        (e: Error) => ({ error: e.message }),
+      );
+    clearInterval(probe);
     if (stdin) socket.unpipe(stdin);
     socket.end(frame(CONTROL_FRAME, Buffer.from(JSON.stringify(status))));
   }

@@ -110,14 +110,28 @@ function exitOf(child: ChildProcess, argv: readonly string[]): Promise<number> {
  * Stops child when signal aborts or timeoutMs passes: SIGTERM, then SIGKILL after graceMs, so a
  * command that ignores SIGTERM cannot outlive its caller. reason tells why it was stopped.
  */
-function stopOn(child: ChildProcess, signal: AbortSignal | undefined, timeoutMs: number | undefined, graceMs: number): { reason: 'abort' | 'timeout' | null } {
+function stopOn(
+  child: ChildProcess,
+  signal: AbortSignal | undefined,
+  timeoutMs: number | undefined,
+  graceMs: number,
+  group = false,
+): { reason: 'abort' | 'timeout' | null } {
   const state: { reason: 'abort' | 'timeout' | null } = { reason: null };
   let kill: NodeJS.Timeout | undefined;
+  const send = (sig: NodeJS.Signals) => {
+    if (!group || child.pid === undefined) return void child.kill(sig);
+    try {
+      process.kill(-child.pid, sig);
+    } catch {
+      // The group has ended already.
+    }
+  };
   const stop = (reason: 'abort' | 'timeout') => {
     if (state.reason !== null || child.exitCode !== null || child.signalCode !== null) return;
     state.reason = reason;
-    child.kill('SIGTERM');
-    kill = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    send('SIGTERM');
+    kill = setTimeout(() => send('SIGKILL'), graceMs);
   };
   const onAbort = () => stop('abort');
   const timer = timeoutMs ? setTimeout(() => stop('timeout'), timeoutMs) : undefined;
@@ -187,6 +201,11 @@ export class Runner {
   /** The same runner with another abort signal: the agent's work outlives its SIGTERM until it has drained. */
   withSignal(signal: AbortSignal): Runner {
     return new Runner({ ...this.opts, signal });
+  }
+
+  /** The same runner, whose commands are stopped by signal as well as by its own. */
+  alsoStoppedBy(signal: AbortSignal): Runner {
+    return new Runner({ ...this.opts, signal: this.signal ? AbortSignal.any([this.signal, signal]) : signal });
   }
 
   /** Under --dry-run, a comment among the planned commands: a step whose commands depend on one that has not run. */
@@ -304,8 +323,9 @@ export class Runner {
     if (this.plan(argv)) return 0;
     if (this.signal?.aborted) throw new InterruptedError();
     const started = Date.now();
-    const child = spawn(argv[0]!, argv.slice(1), { env: this.env, stdio: [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], shell: false });
-    const stopped = stopOn(child, this.signal, undefined, this.killGraceMs);
+    // A group of its own, stopped as one: lxc-attach passes no signal on, and the command it started in a node would run on.
+    const child = spawn(argv[0]!, argv.slice(1), { env: this.env, stdio: [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], shell: false, detached: true });
+    const stopped = stopOn(child, this.signal, undefined, this.killGraceMs, true);
     const exited = exitOf(child, argv);
     if (io.stdin) {
       child.stdin!.on('error', () => undefined);

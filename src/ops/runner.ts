@@ -5,6 +5,7 @@ import { clusterEventOf, opEvent, type NewEvent } from '../core/events.js';
 import { recordEvent } from '../state/events.js';
 import { Wakeup } from '../core/streams.js';
 import type { Context, OpRun } from './context.js';
+import { HostRepo } from '../state/hosts.js';
 import { ClaimLostError, OpRepo } from '../state/ops.js';
 import type { Store } from '../state/store.js';
 
@@ -126,8 +127,10 @@ export class OpRunner {
         // A child cancelled because the parent was: the parent is cancelled too, not failed.
         if (passCancel && child.status === 'cancelled' && (await this.repo.get(parentId))?.cancelRequested) throw new Cancelled();
         if (isTerminal(child.status)) return child;
-        if (passCancel && !child.cancelRequested && (await this.repo.get(parentId))?.cancelRequested)
-          await this.repo.update(childId, (o) => (isTerminal(o.status) ? o : { ...o, cancelRequested: true }));
+        const cancelling = passCancel && (await this.repo.get(parentId))?.cancelRequested === true;
+        if (cancelling && !child.cancelRequested) await this.repo.update(childId, (o) => (isTerminal(o.status) ? o : { ...o, cancelRequested: true }));
+        // Its host's agent is down: the parent is undone now, and that agent undoes the child when it is back (or its collector takes what is left).
+        if (cancelling && !(await this.hostUp(child.host)) && !(await this.repo.claimed(childId))) throw new Cancelled();
         if ((await this.repo.claimant(parentId)) !== owner) throw new ClaimLostError(parentId);
         if (this.closed) throw new InterruptedError();
         await wakeup.sleep(REMOTE_CHILD_POLL_MS);
@@ -135,6 +138,11 @@ export class OpRunner {
     } finally {
       ac.abort();
     }
+  }
+
+  /** A host whose agent holds its lease. */
+  private async hostUp(host: string): Promise<boolean> {
+    return (await new HostRepo(this.store, this.ctx.config.fleet).get(host))?.up === true;
   }
 
   private async executeLocked(id: string): Promise<OpRecord | null> {

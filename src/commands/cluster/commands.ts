@@ -341,6 +341,11 @@ export async function clusterExec(
   const c = await withStore(ctx, (store) => requireCluster(new ClusterRepo(store, ctx.config.fleet), user, name));
   const node = c.nodes.find((n) => n.index === index);
   if (!node) throw new NotFoundError(`cluster ${name} has no node ${index} (it has ${c.nodes.length})`);
+  // lxc-attach into a frozen node waits in the freezer for ever.
+  if (node.frozen)
+    throw new ConflictError(`node ${node.hostname} of cluster ${name} is suspended: a command in it would not run until it is resumed`, {
+      hint: `resume it first: knarr cluster resume ${name} ${index}${opts.user ? ` --user ${user}` : ''}`,
+    });
   if (node.host !== (await thisHost(ctx.config.stateDir))) return execThroughAgent(ctx, c, node, command, opts.interactive);
   const argv = lxcFor(ctx).attachArgv(node.container, command);
   if (ctx.runner.plan(argv)) return { data: { cluster: name, node: index, container: node.container } };

@@ -5,7 +5,7 @@ import type { OpRecord } from '../../../core/ops.js';
 import type { OpHandler, OpRun } from '../../../ops/runner.js';
 import { filesFor, placeSome, releasePlaces } from './place.js';
 import { planNodes, removeNode, requireCluster, setting, startNodes, writeHosts, type ClusterRef, type Setting } from './shared.js';
-import { downHosts, hereOnly, isPart, otherHosts, runParts, undoParts } from './span.js';
+import { downHosts, hereOnly, isPart, otherHosts, partHosts, runParts, undoParts } from './span.js';
 
 /** What `knarr cluster scale` wrote into the operation: the cluster and the size it is to have (a part: the size before, and the status). */
 export interface ScaleArgs extends ClusterRef {
@@ -65,8 +65,10 @@ export const clusterScale: OpHandler = {
     const before = (r.op.state.before as ClusterRecord['status'] | undefined) ?? (c.status === 'scaling' ? 'running' : c.status);
     // The nodes as they were: what an undo puts back when a scale in had removed none yet.
     const original = (r.op.state.original as ClusterNode[] | undefined) ?? c.nodes;
-    await r.save({ from, before, original });
     const to = s.args.size;
+    // Each other host of its nodes rewrites its hosts file: one that is down would hold the scale until it is back.
+    if (to > from && c.op !== r.op.id) await partHosts(r, c.nodes, 'scale the cluster out');
+    await r.save({ from, before, original });
     const partArgs = { ...r.op.args, from, before };
     if (to > from) {
       const kept = c.nodes.filter((n) => n.index < from);
