@@ -23,6 +23,8 @@ export interface LxcFleetOptions {
   /** The nodes' pool on each host: a directory, or btrfs on a loop file. */
   driver?: 'dir' | 'btrfs';
   user?: string;
+  /** More flags for every agent, e.g. --collect-every 2. */
+  agentArgs?: string[];
 }
 
 /** Netns hosts, each with a pool "nodes", the image "base" and an agent, on one private etcd: a fleet for real LXC clusters. */
@@ -86,6 +88,7 @@ export async function lxcFleet(opts: LxcFleetOptions): Promise<LxcFleet> {
       '--ttl',
       '2',
       ...(share ? ['--share', share] : []),
+      ...(opts.agentArgs ?? []),
       ...extra,
     ];
     const a = h.spawn(...withNetnsSysfs(KNARR, argv), { env: { ...h.dockerd.env, ...env }, reject: false, stdio: ['ignore', 'ignore', 'pipe'] });

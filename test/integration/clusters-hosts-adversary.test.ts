@@ -1,15 +1,12 @@
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { ResultPromise } from 'execa';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OpRepo } from '../../src/state/ops.js';
 import { connectEtcd } from '../../src/state/store.js';
-import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
 import { eventually } from '../harness/eventually.js';
-import { pickNetwork } from '../harness/net.js';
-import { haveNetns, makeFabric, withNetnsSysfs, type Fabric, type NetHost } from '../harness/netns.js';
-import { tempDir, type TempDir } from '../harness/tmp.js';
+import { lxcFleet, type LxcFleet } from '../harness/lxc-fleet.js';
+import { haveNetns, type NetHost } from '../harness/netns.js';
 import { haveTools, integration } from '../harness/tools.js';
 
 const run = integration(
@@ -36,51 +33,12 @@ interface Node {
  * killed mid-operation, hosts down, concurrent whole-cluster operations, hostile `cluster exec`, and --dry-run.
  */
 describe.skipIf(!run)('a cluster over two hosts, adversarially (real LXC on netns hosts)', () => {
-  let tmp: TempDir;
-  let fabric: Fabric;
-  let etcd: EtcdInstance;
+  let f: LxcFleet;
   let hosts: NetHost[] = [];
-  let env: Record<string, string>;
-  const agents = new Map<string, ResultPromise>();
-  let share = '';
-  const startAgent = (h: NetHost) =>
-    agents.set(
-      h.name,
-      h.spawn(
-        ...withNetnsSysfs(KNARR, [
-          '--state-dir',
-          `${h.dir}/state`,
-          'daemon',
-          '--name',
-          h.name,
-          '--listen',
-          `${h.ip}:7946`,
-          '--ttl',
-          '2',
-          '--share',
-          share,
-          '--collect-every',
-          '2',
-        ]),
-        { env: { ...h.dockerd.env, ...env }, reject: false, stdio: ['ignore', 'ignore', 'pipe'] },
-      ),
-    );
-  const killAgent = async (h: NetHost) => {
-    const a = agents.get(h.name)!;
-    a.kill('SIGKILL');
-    await a;
-    agents.delete(h.name);
-  };
-  const upHosts = async () =>
-    (JSON.parse(await ok(hosts[0]!, '--json', 'host', 'list')) as { name: string; up: boolean }[])
-      .filter((h) => h.up)
-      .map((h) => h.name)
-      .sort();
-  const containersOn = async (h: NetHost) =>
-    String((await h.exec('lxc-ls', ['-P', `${h.dir}/state/lxc`, '-1'])).stdout)
-      .split('\n')
-      .filter(Boolean)
-      .sort();
+  const startAgent = (h: NetHost) => f.startAgent(h);
+  const killAgent = (h: NetHost) => f.killAgent(h);
+  const upHosts = () => f.upHosts();
+  const containersOn = (h: NetHost) => f.lxcNames(h);
   /** Every container of the world's hosts, and every node volume left on their pools. */
   const leftovers = async () => {
     const found: string[] = [];
@@ -95,18 +53,14 @@ describe.skipIf(!run)('a cluster over two hosts, adversarially (real LXC on netn
     String((await h.exec('lxc-info', ['-P', `${h.dir}/state/lxc`, '-n', container, '-s'])).stdout)
       .replace(/^State:\s*/, '')
       .trim();
-  const byName = (name: string) => hosts.find((h) => h.name === name)!;
-  const k = (h: NetHost, ...argv: string[]) => h.exec(KNARR, ['--state-dir', `${h.dir}/state`, ...argv], { env: { ...h.dockerd.env, ...env }, reject: false });
-  const ok = async (h: NetHost, ...argv: string[]) => {
-    const r = await k(h, ...argv);
-    expect(r.exitCode, `${argv.join(' ')}: ${String(r.stderr)}`).toBe(0);
-    return String(r.stdout);
-  };
+  const byName = (name: string) => f.host(name);
+  const k = (h: NetHost, ...argv: string[]) => f.k(h, ...argv);
+  const ok = (h: NetHost, ...argv: string[]) => f.ok(h, ...argv);
   const show = async (name: string) =>
     JSON.parse(await ok(hosts[0]!, '--json', 'cluster', 'show', name)) as { status: string; nodes: Node[]; frozen: number; op: string };
   /** The fleet's records a change to a cluster would touch (hosts' liveness and events move by themselves). */
   const records = async () => {
-    const store = await connectEtcd([etcd.url]);
+    const store = await connectEtcd([f.etcd.url]);
     try {
       const root = `/knarr/${FLEET}/`;
       const kept = ['clusters/', 'users/', 'subnets/', 'ops/', 'ops-pending/', 'op-claims/', 'placeholders/', 'counters/', 'locks/'];
@@ -122,39 +76,14 @@ describe.skipIf(!run)('a cluster over two hosts, adversarially (real LXC on netn
       .filter((l) => l.includes('lxc-attach') && l.includes(container));
 
   beforeAll(async () => {
-    tmp = await tempDir('knarr-adv-');
-    fabric = await makeFabric(tmp.path);
-    etcd = await startEtcd(fabric.gateway);
-    hosts = await Promise.all(['xa', 'xb'].map((n) => fabric.addHost(n)));
-    share = `${tmp.path}/share`;
-    mkdirSync(share);
-    const tokenFile = `${tmp.path}/agent.token`;
-    writeFileSync(tokenFile, 'adversary-test-token\n', { mode: 0o600 });
-    env = {
-      KNARR_ETCD: etcd.url,
-      KNARR_FLEET: FLEET,
-      KNARR_CLUSTER_NETWORK: await pickNetwork(),
-      KNARR_CLUSTER_BRIDGE: BRIDGE,
-      KNARR_USER: 'alice',
-      KNARR_AGENT_TOKEN_FILE: tokenFile,
-      KNARR_DAEMON_TOKEN_FILE: tokenFile,
-    };
-    for (const h of hosts) {
-      await ok(h, 'pool', 'init', '--name', 'nodes', '--driver', 'dir');
-      await ok(h, 'image', 'import', 'base', '--busybox');
-      startAgent(h);
-    }
-    await eventually(async () => expect(await upHosts()).toEqual(['xa', 'xb']), 30_000);
+    // The collector every 2 s: a host's leftovers go soon after it is back.
+    f = await lxcFleet({ prefix: 'knarr-adv-', fleet: FLEET, hosts: ['xa', 'xb'], bridge: BRIDGE, share: true, agentArgs: ['--collect-every', '2'] });
+    hosts = f.hosts;
   }, 300_000);
 
   afterAll(async () => {
     if (hosts[0]) for (const n of ['lab', 'again', 'gone']) await k(hosts[0], 'cluster', 'delete', n);
-    for (const a of agents.values()) a.kill('SIGKILL');
-    const ended = await Promise.all(agents.values());
-    if (process.env.KNARR_TEST_AGENT_LOGS) for (const e of ended) console.warn(String(e.stderr));
-    await fabric?.teardown();
-    await etcd?.stop();
-    await tmp?.cleanup();
+    await f?.teardown();
   }, 180_000);
 
   it('--dry-run create --spread changes nothing on any host', async () => {
@@ -194,10 +123,10 @@ describe.skipIf(!run)('a cluster over two hosts, adversarially (real LXC on netn
     const other = await k(hosts[0]!, 'cluster', 'exec', 'lab', String(far.index), '--user', 'bob', '--', 'true');
     expect(other.exitCode).not.toBe(0);
     expect(String(other.stderr)).toMatch(/bob.*lab|lab.*bob/);
-    const badFile = `${tmp.path}/bad.token`;
+    const badFile = `${f.tmp.path}/bad.token`;
     writeFileSync(badFile, 'not-the-token\n', { mode: 0o600 });
     const bad = await hosts[0]!.exec(KNARR, ['--state-dir', `${hosts[0]!.dir}/state`, 'cluster', 'exec', 'lab', String(far.index), '--', 'hostname'], {
-      env: { ...hosts[0]!.dockerd.env, ...env, KNARR_AGENT_TOKEN_FILE: badFile },
+      env: { ...hosts[0]!.dockerd.env, ...f.env, KNARR_AGENT_TOKEN_FILE: badFile },
       reject: false,
     });
     expect(bad.exitCode).not.toBe(0);
@@ -206,11 +135,11 @@ describe.skipIf(!run)('a cluster over two hosts, adversarially (real LXC on netn
     expect(String(bad.stderr)).toMatch(/token/i);
     const big = 'y'.repeat(32 * 1024 * 1024);
     const args = ['--state-dir', `${hosts[0]!.dir}/state`, 'cluster', 'exec', '-i', 'lab', String(far.index), '--'];
-    const counted = await hosts[0]!.exec(KNARR, [...args, 'wc', '-c'], { env: { ...hosts[0]!.dockerd.env, ...env }, input: big, reject: false });
+    const counted = await hosts[0]!.exec(KNARR, [...args, 'wc', '-c'], { env: { ...hosts[0]!.dockerd.env, ...f.env }, input: big, reject: false });
     expect(counted.exitCode, String(counted.stderr)).toBe(0);
     expect(String(counted.stdout).trim()).toBe(String(big.length));
     const t = Date.now();
-    const ignored = await hosts[0]!.exec(KNARR, [...args, 'true'], { env: { ...hosts[0]!.dockerd.env, ...env }, input: big, reject: false, timeout: 60_000 });
+    const ignored = await hosts[0]!.exec(KNARR, [...args, 'true'], { env: { ...hosts[0]!.dockerd.env, ...f.env }, input: big, reject: false, timeout: 60_000 });
     expect(ignored.exitCode, String(ignored.stderr)).toBe(0);
     console.info(`a remote command that reads none of 32 MiB of stdin ended in ${Date.now() - t} ms`);
     expect(await attachesInto(far.container)).toEqual([]);
@@ -224,7 +153,7 @@ describe.skipIf(!run)('a cluster over two hosts, adversarially (real LXC on netn
         const cli = hosts[0]!.spawn(
           KNARR,
           ['--state-dir', `${hosts[0]!.dir}/state`, 'cluster', 'exec', ...(interactive ? ['-i'] : []), 'lab', String(node.index), '--', 'sleep', '300'],
-          { env: { ...hosts[0]!.dockerd.env, ...env }, reject: false, stdin: 'pipe' },
+          { env: { ...hosts[0]!.dockerd.env, ...f.env }, reject: false, stdin: 'pipe' },
         );
         await eventually(async () => expect((await attachesInto(node.container)).length, what).toBeGreaterThan(0), 20_000, 100);
         cli.kill('SIGINT');
@@ -241,7 +170,7 @@ describe.skipIf(!run)('a cluster over two hosts, adversarially (real LXC on netn
     await ok(hosts[0]!, 'cluster', 'suspend', 'lab', String(far.index));
     try {
       const r = await hosts[0]!.exec(KNARR, ['--state-dir', `${hosts[0]!.dir}/state`, 'cluster', 'exec', 'lab', String(far.index), '--', 'hostname'], {
-        env: { ...hosts[0]!.dockerd.env, ...env },
+        env: { ...hosts[0]!.dockerd.env, ...f.env },
         reject: false,
         timeout: 20_000,
       });
@@ -307,7 +236,7 @@ describe.skipIf(!run)('a cluster over two hosts, adversarially (real LXC on netn
     try {
       const before = await show('lab');
       const r = await hosts[0]!.exec(KNARR, ['--state-dir', `${hosts[0]!.dir}/state`, 'cluster', 'scale', 'lab', '--size', '6'], {
-        env: { ...hosts[0]!.dockerd.env, ...env },
+        env: { ...hosts[0]!.dockerd.env, ...f.env },
         reject: false,
         timeout: 45_000,
       });
@@ -362,7 +291,7 @@ describe.skipIf(!run)('a cluster over two hosts, adversarially (real LXC on netn
     const r = await k(hosts[0]!, '--json', 'cluster', 'create', name, '--size', '8', '--spread', '--detach');
     expect(r.exitCode, String(r.stderr)).toBe(0);
     const op = (JSON.parse(String(r.stdout)) as { id: string }).id;
-    const store = await connectEtcd([etcd.url]);
+    const store = await connectEtcd([f.etcd.url]);
     try {
       const ops = new OpRepo(store, FLEET);
       await eventually(
@@ -412,7 +341,7 @@ describe.skipIf(!run)('a cluster over two hosts, adversarially (real LXC on netn
     expect(JSON.parse(await ok(hosts[0]!, '--json', 'op', 'show', op)), String(waited.stderr)).toMatchObject({ status: 'cancelled' });
     expect((await added()).filter((l) => l.startsWith('xa '))).toEqual([]);
     expect((JSON.parse(await ok(hosts[0]!, '--json', 'cluster', 'list')) as { name: string }[]).map((c) => c.name)).not.toContain('gone');
-    const store = await connectEtcd([etcd.url]);
+    const store = await connectEtcd([f.etcd.url]);
     try {
       expect(await store.list(`/knarr/${FLEET}/users/alice/addresses/`)).toEqual([]);
       expect(await store.list(`/knarr/${FLEET}/placeholders/`)).toEqual([]);
