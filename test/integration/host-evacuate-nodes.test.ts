@@ -1,14 +1,9 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import type { ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fleetKeys } from '../../src/state/keys.js';
-import { connectEtcd, type Store } from '../../src/state/store.js';
-import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
+import type { Store } from '../../src/state/store.js';
 import { eventually } from '../harness/eventually.js';
-import { pickNetwork } from '../harness/net.js';
-import { haveNetns, makeFabric, withNetnsSysfs, type Fabric, type NetHost } from '../harness/netns.js';
-import { tempDir, type TempDir } from '../harness/tmp.js';
+import { lxcFleet, type LxcFleet } from '../harness/lxc-fleet.js';
+import { haveNetns, type NetHost } from '../harness/netns.js';
 import { haveTools, integration } from '../harness/tools.js';
 
 const run = integration(
@@ -16,7 +11,6 @@ const run = integration(
   haveNetns() && haveTools('lxc-start', 'lxc-attach', 'bridge', 'nft', 'etcd'),
   'needs root, iproute2, nftables, lxc, dockerd, busybox-static and etcd',
 );
-const KNARR = resolve('bin/knarr');
 const BRIDGE = 'kevbr0';
 
 interface Node {
@@ -29,74 +23,20 @@ interface Node {
 
 /** Two netns hosts, each with its agent, a dir pool and real LXC: evacuating one migrates its cluster's nodes to the other. */
 describe.skipIf(!run)('host evacuate migrates cluster nodes (real LXC on two netns hosts)', () => {
-  let tmp: TempDir;
-  let fabric: Fabric;
-  let etcd: EtcdInstance;
+  let f: LxcFleet;
   let store: Store;
   let ea: NetHost, eb: NetHost;
-  let env: Record<string, string>;
-  const agents: ResultPromise[] = [];
-  const k = (h: NetHost, ...argv: string[]) => h.exec(KNARR, ['--state-dir', `${h.dir}/state`, ...argv], { env: { ...h.dockerd.env, ...env }, reject: false });
-  const ok = async (h: NetHost, ...argv: string[]) => {
-    const r = await k(h, ...argv);
-    expect(r.exitCode, `${argv.join(' ')}: ${String(r.stderr)}`).toBe(0);
-    return String(r.stdout);
-  };
+  const k = (h: NetHost, ...argv: string[]) => f.k(h, ...argv);
+  const ok = (h: NetHost, ...argv: string[]) => f.ok(h, ...argv);
   const cluster = async () => JSON.parse(await ok(ea, '--json', 'cluster', 'show', 'lab')) as { host: string; nodes: Node[] };
-  const lxcNames = async (h: NetHost) =>
-    String((await h.exec('lxc-ls', ['-P', `${h.dir}/state/lxc`, '-1'], { reject: false })).stdout)
-      .split('\n')
-      .filter(Boolean)
-      .sort();
+  const lxcNames = (h: NetHost) => f.lxcNames(h);
   const hostState = async (h: string) => (JSON.parse(await ok(ea, '--json', 'host', 'show', h)) as { state: string }).state;
 
   beforeAll(async () => {
-    tmp = await tempDir('knarr-evacuate-nodes-');
-    fabric = await makeFabric(tmp.path);
-    etcd = await startEtcd(fabric.gateway);
-    store = await connectEtcd([etcd.url]);
     // The fleet's shared data directory, as every host mounts it: the cluster's /nfs is there, so its nodes may move one by one.
-    mkdirSync(`${tmp.path}/share`);
-    [ea, eb] = (await Promise.all(['ea', 'eb'].map((n) => fabric.addHost(n)))) as [NetHost, NetHost];
-    const tokenFile = `${tmp.path}/agent.token`;
-    writeFileSync(tokenFile, 'evacuate-nodes-token\n', { mode: 0o600 });
-    env = {
-      KNARR_ETCD: etcd.url,
-      KNARR_FLEET: 'evacuate',
-      KNARR_CLUSTER_NETWORK: await pickNetwork(),
-      KNARR_CLUSTER_BRIDGE: BRIDGE,
-      KNARR_USER: 'alice',
-      KNARR_AGENT_TOKEN_FILE: tokenFile,
-    };
-    for (const h of [ea, eb]) {
-      await ok(h, 'pool', 'init', '--name', 'nodes', '--driver', 'dir');
-      await ok(h, 'image', 'import', 'base', '--busybox');
-      agents.push(
-        // The agent runs the cluster operations, so LXC: it needs the host's own /sys.
-        h.spawn(
-          ...withNetnsSysfs(KNARR, [
-            '--state-dir',
-            `${h.dir}/state`,
-            'daemon',
-            '--name',
-            h.name,
-            '--listen',
-            `${h.ip}:7946`,
-            '--ttl',
-            '2',
-            '--token-file',
-            tokenFile,
-            '--share',
-            `${tmp.path}/share`,
-          ]),
-          { env: { ...h.dockerd.env, ...env }, reject: false, stdio: ['ignore', 'ignore', 'pipe'] },
-        ),
-      );
-    }
-    await eventually(async () => {
-      const up = (JSON.parse(await ok(ea, '--json', 'host', 'list')) as { name: string; up: boolean; join?: string }[]).filter((h) => h.up && h.join === 'ok');
-      expect(up.map((h) => h.name).sort()).toEqual(['ea', 'eb']);
-    }, 30_000);
+    f = await lxcFleet({ prefix: 'knarr-evacuate-nodes-', fleet: 'evacuate', hosts: ['ea', 'eb'], bridge: BRIDGE, share: true });
+    [ea, eb] = f.hosts as [NetHost, NetHost];
+    store = f.store;
     await ok(ea, 'cluster', 'create', 'lab', '--size', '2');
     // And a job on ea (eb drained for a moment so it lands there): one evacuation empties the host of both.
     await ok(ea, 'host', 'drain', 'eb');
@@ -106,15 +46,7 @@ describe.skipIf(!run)('host evacuate migrates cluster nodes (real LXC on two net
 
   afterAll(async () => {
     if (eb) await k(eb, 'cluster', 'delete', 'lab');
-    for (const a of agents) a.kill('SIGKILL');
-    const ended = await Promise.all(agents);
-    if (process.env.KNARR_TEST_AGENT_LOGS) for (const e of ended) console.warn(String(e.stderr));
-    for (const h of [ea, eb].filter(Boolean))
-      for (const n of await lxcNames(h)) await h.exec('lxc-stop', ['-P', `${h.dir}/state/lxc`, '-n', n, '-k'], { reject: false });
-    await store?.close();
-    await fabric?.teardown();
-    await etcd?.stop();
-    await tmp?.cleanup();
+    await f?.teardown();
   }, 180_000);
 
   it('plans under --dry-run, then moves the job and every node to the other host (same names and addresses) and empties the host', async () => {
