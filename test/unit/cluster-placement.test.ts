@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { GiB, hostView } from '../harness/host-views.js';
 import type { ClusterRecord } from '../../src/core/cluster.js';
 import {
   clusterViews,
@@ -11,23 +12,9 @@ import {
   type NodeUse,
   type PlaceholderRecord,
 } from '../../src/core/cluster-placement.js';
-import type { HostView } from '../../src/core/scheduler.js';
 
-const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
-const host = (name: string, over: Partial<HostView> = {}): HostView => ({
-  name,
-  tags: [],
-  cpu: 4000,
-  memory: 8 * GiB,
-  usedCpu: 0,
-  usedMemory: 0,
-  runningJobs: 0,
-  ports: new Set(),
-  draining: false,
-  up: true,
-  ...over,
-});
+const host = hostView;
 const req = (over: Partial<NodePlacementRequest> = {}): NodePlacementRequest => ({
   cluster: 'alice/lab',
   size: 3,

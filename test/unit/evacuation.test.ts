@@ -1,21 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { GiB, hostView } from '../harness/host-views.js';
 import { planEvacuation, unplacedText, type EvacuationJob, type EvacuationNode } from '../../src/core/evacuation.js';
-import type { HostView, JobRequest } from '../../src/core/scheduler.js';
+import type { JobRequest } from '../../src/core/scheduler.js';
 
-const GiB = 1024 ** 3;
-const host = (name: string, over: Partial<HostView> = {}): HostView => ({
-  name,
-  tags: [],
-  cpu: 4000,
-  memory: 8 * GiB,
-  usedCpu: 0,
-  usedMemory: 0,
-  runningJobs: 0,
-  ports: new Set(),
-  draining: false,
-  up: true,
-  ...over,
-});
+const host = hostView;
 const request = (name: string, over: Partial<JobRequest> = {}): JobRequest => ({
   name,
   cpu: 0,

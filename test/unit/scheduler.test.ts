@@ -1,20 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { GiB, hostView } from '../harness/host-views.js';
 import { Scheduler, infeasible, type HostView, type JobRequest } from '../../src/core/scheduler.js';
 
-const GiB = 1024 ** 3;
-const host = (name: string, over: Partial<HostView> = {}): HostView => ({
-  name,
-  tags: [],
-  cpu: 4000,
-  memory: 8 * GiB,
-  usedCpu: 0,
-  usedMemory: 0,
-  runningJobs: 0,
-  ports: new Set(),
-  draining: false,
-  up: true,
-  ...over,
-});
+const host = hostView;
 const job = (over: Partial<JobRequest> = {}): JobRequest => ({ name: 'web', cpu: 500, memory: GiB, ports: [], tags: [], fixed: false, history: [], ...over });
 
 describe('feasibility', () => {
