@@ -194,6 +194,17 @@ describe.skipIf(!run)('a cluster whose nodes are on three hosts (real LXC on net
     expect((await leftovers()).filter((l) => !src.nodes.some((n) => l.endsWith(n.container)))).toEqual([]);
   }, 240_000);
 
+  it("image save of a node on another host is made there, from that node's volume, as an image of that host", async () => {
+    const far = (await show('lab')).nodes.find((n) => n.host === 'mc')!;
+    expect((await inNode(far, 'sh', '-c', 'echo in-the-image > /root/saved')).exitCode).toBe(0);
+    await ok(hosts[0]!, 'image', 'save', 'lab', String(far.index), 'snap');
+    const images = JSON.parse(await ok(byName('mc'), '--json', 'image', 'list')) as { name: string; host: string }[];
+    expect(images.filter((i) => i.name === 'snap').map((i) => i.host)).toEqual(['mc']);
+    await ok(byName('mc'), 'cluster', 'create', 'fromsnap', '--size', '1', '--image', 'snap');
+    expect(String((await k(byName('mc'), 'cluster', 'exec', 'fromsnap', '0', '--', 'cat', '/root/saved')).stdout).trim()).toBe('in-the-image');
+    await ok(byName('mc'), 'cluster', 'delete', 'fromsnap');
+  }, 180_000);
+
   it('stop and start act on every host; delete leaves no node, volume or address on any', async () => {
     await ok(hosts[0]!, 'cluster', 'stop', 'lab');
     let c = await show('lab');

@@ -182,8 +182,10 @@ export async function imageSave(
   return withStore(ctx, async (store) => {
     const repo = new ClusterRepo(store, ctx.config.fleet);
     const c = await requireCluster(repo, user, name);
-    if (!c.nodes.some((n) => n.index === node)) throw new NotFoundError(`cluster ${name} has no node ${node}`);
-    if (await repo.image(c.host, image)) throw new ConflictError(`image ${image} already exists on ${c.host}`);
-    return runOperation(ctx, store, 'image.save', { user, name, node, image, host: c.host }, c.host, { detach: opts.detach });
+    const at = c.nodes.find((n) => n.index === node);
+    if (!at) throw new NotFoundError(`cluster ${name} has no node ${node}`);
+    // The image is made where the node's volume is: on the node's host, as an image of that host.
+    if (await repo.image(at.host, image)) throw new ConflictError(`image ${image} already exists on ${at.host}`);
+    return runOperation(ctx, store, 'image.save', { user, name, node, image, host: at.host }, at.host, { detach: opts.detach });
   });
 }

@@ -30,7 +30,7 @@ export const clusterDelete: OpHandler = acrossHosts(
         throw new NotFoundError(`user ${s.args.user} has no cluster ${s.args.name}`);
       }
       await r.checkpoint();
-      await s.repo.put({ ...c, status: 'deleting', op: r.op.id });
+      await s.repo.update(c.user, c.name, (now) => ({ ...now, status: 'deleting', op: r.op.id }));
       await r.progress(0, 1, `removing ${c.nodes.length} node(s)`);
       await removeClusterParts(r, s, c.user, c.id);
       await s.repo.remove(c.user, c.name);

@@ -57,14 +57,14 @@ export const imageSave: OpHandler = {
     const c = await requireCluster(s);
     const node = c.nodes.find((n) => n.index === s.args.node);
     if (!node) throw new NotFoundError(`cluster ${c.name} has no node ${s.args.node}`);
-    const base = await s.repo.image(c.host, c.image);
-    if (!base) throw new NotFoundError(`image ${c.image} is gone from ${c.host}`);
+    const base = await s.repo.image(r.op.host, c.image);
+    if (!base) throw new NotFoundError(`image ${c.image} is gone from ${r.op.host}`);
     const name = s.args.image;
     const source = `${c.user}/${c.name}/${node.hostname}`;
-    const saved = await s.repo.image(c.host, name);
+    const saved = await s.repo.image(r.op.host, name);
     // A run cut short after its record was written: done already.
     if (r.op.attempts > 1 && saved?.source === source) return { image: name, from: `${c.name}/${node.hostname}` };
-    if (saved) throw new ConflictError(`image ${name} already exists on ${c.host}`);
+    if (saved) throw new ConflictError(`image ${name} already exists on ${r.op.host}`);
     const vol = await s.driver.ensureVolume(s.pool, imageVolume(name), r.ctx.runner);
     // A run cut short after its rename: only the record is missing.
     if (
@@ -74,7 +74,7 @@ export const imageSave: OpHandler = {
         () => false,
       ))
     ) {
-      await s.repo.putImage({ name, host: c.host, pool: s.pool.name, rootfs: `${vol.path}/rootfs`, source, createdAt: new Date().toISOString() });
+      await s.repo.putImage({ name, host: r.op.host, pool: s.pool.name, rootfs: `${vol.path}/rootfs`, source, createdAt: new Date().toISOString() });
       return { image: name, from: `${c.name}/${node.hostname}` };
     }
     const layer = (await s.driver.ensureVolume(s.pool, node.volume, r.ctx.runner)).path;
@@ -97,7 +97,7 @@ export const imageSave: OpHandler = {
     await rename(partial, `${vol.path}/rootfs`);
     await s.repo.putImage({
       name,
-      host: c.host,
+      host: r.op.host,
       pool: s.pool.name,
       rootfs: `${vol.path}/rootfs`,
       source: `${c.user}/${c.name}/${node.hostname}`,

@@ -76,8 +76,13 @@ export const clusterScale: OpHandler = {
       // New hosts for a cluster whose files are on the pool: refused, as a create over several hosts is.
       if (c.files !== 'share') await filesFor(r, c.name, [...kept.map((n) => n.host), ...hosts]);
       const added = await planNodes(s, c, from, to, hosts);
-      const next = { ...c, status: 'scaling' as const, op: r.op.id, nodes: [...kept, ...added] };
-      await s.repo.put(next);
+      // Compare-and-swap: a node moved meanwhile (migrate) keeps its host.
+      const next = (await s.repo.update(c.user, c.name, (now) => ({
+        ...now,
+        status: 'scaling' as const,
+        op: r.op.id,
+        nodes: [...now.nodes.filter((n) => n.index < from), ...added],
+      })))!;
       await writeHosts(s, next);
       const ended = await Promise.allSettled([
         (async () => {
@@ -89,12 +94,15 @@ export const clusterScale: OpHandler = {
       ]);
       const failure = ended.find((e): e is PromiseRejectedResult => e.status === 'rejected');
       if (failure) throw failure.reason;
-      await s.repo.put({ ...next, status: before === 'stopped' ? 'stopped' : 'running' });
+      await s.repo.update(c.user, c.name, (now) => ({ ...now, status: before === 'stopped' ? 'stopped' : 'running' }));
       await releasePlaces(r);
     } else if (to < from) {
-      const kept = c.nodes.filter((n) => n.index < to);
-      const next = { ...c, status: 'scaling' as const, op: r.op.id, nodes: kept };
-      await s.repo.put(next);
+      const next = (await s.repo.update(c.user, c.name, (now) => ({
+        ...now,
+        status: 'scaling' as const,
+        op: r.op.id,
+        nodes: now.nodes.filter((n) => n.index < to),
+      })))!;
       // From here nodes go: an undo finishes taking them out rather than leave some outside the record.
       await r.save({ shrunk: true });
       await writeHosts(s, next);
@@ -112,7 +120,7 @@ export const clusterScale: OpHandler = {
         // Here: the container, volume and address; elsewhere (done by that host's part): the address.
         await removeNode(r, s, c.user, containerName(c.user, c.id, i));
       }
-      await s.repo.put({ ...next, status: before === 'stopped' ? 'stopped' : 'running' });
+      await s.repo.update(c.user, c.name, (now) => ({ ...now, status: before === 'stopped' ? 'stopped' : 'running' }));
     }
     return { cluster: c.name, from, to };
   },
@@ -134,8 +142,7 @@ export const clusterScale: OpHandler = {
     if (!c || from === undefined || to === from) return releasePlaces(r);
     if (to > from) {
       // Out: the nodes it added go, on every host; the record first, so each host's hosts file is written from it.
-      const back = { ...c, status: before, nodes: c.nodes.filter((n) => n.index < from) };
-      await s.repo.put(back);
+      const back = (await s.repo.update(c.user, c.name, (now) => ({ ...now, status: before, nodes: now.nodes.filter((n) => n.index < from) })))!;
       await undoParts(r);
       for (let i = from; i < to; i++) await removeNode(r, s, c.user, containerName(c.user, c.id, i));
       await writeHosts(s, back);
@@ -143,14 +150,14 @@ export const clusterScale: OpHandler = {
     }
     if (!r.op.state.shrunk) {
       // In, before any node went: the cluster as it was.
-      const back = { ...c, status: before, nodes: (r.op.state.original as ClusterNode[] | undefined) ?? c.nodes };
+      const original = (r.op.state.original as ClusterNode[] | undefined) ?? c.nodes;
+      const back = (await s.repo.update(c.user, c.name, (now) => ({ ...now, status: before, nodes: original })))!;
       await writeHosts(s, back);
-      await s.repo.put(back);
       return;
     }
     // In: removed nodes cannot come back; the ones still there go, so none is left outside the record.
     await undoParts(r);
     for (let i = from - 1; i >= to; i--) await removeNode(r, s, c.user, containerName(c.user, c.id, i));
-    await s.repo.put({ ...c, status: before, nodes: c.nodes.filter((n) => n.index < to) });
+    await s.repo.update(c.user, c.name, (now) => ({ ...now, status: before, nodes: now.nodes.filter((n) => n.index < to) }));
   },
 };
