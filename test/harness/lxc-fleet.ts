@@ -9,6 +9,8 @@ import { makeFabric, withNetnsSysfs, type Fabric, type NetHost } from './netns.j
 import { tempDir, type TempDir } from './tmp.js';
 
 const KNARR = resolve('bin/knarr');
+/** No command of a test waits longer: one stuck behind a failed test's operation must not keep the teardown from running. */
+const COMMAND_TIMEOUT_MS = 120_000;
 
 export interface LxcFleetOptions {
   /** Temp dir prefix, e.g. knarr-migrate-. */
@@ -64,7 +66,11 @@ export async function lxcFleet(opts: LxcFleetOptions): Promise<LxcFleet> {
   let env: Record<string, string> = {};
   const share = opts.share ? `${tmp.path}/share` : null;
   const k = (h: NetHost, ...argv: string[]) =>
-    h.exec(KNARR, ['--state-dir', `${h.dir}/state`, ...argv], { env: { ...h.dockerd.env, ...env }, reject: false }) as Promise<Result>;
+    h.exec(KNARR, ['--state-dir', `${h.dir}/state`, ...argv], {
+      env: { ...h.dockerd.env, ...env },
+      reject: false,
+      timeout: COMMAND_TIMEOUT_MS,
+    }) as Promise<Result>;
   const ok = async (h: NetHost, ...argv: string[]) => {
     const r = await k(h, ...argv);
     if (r.exitCode !== 0) throw new Error(`knarr ${argv.join(' ')} on ${h.name} exited ${r.exitCode}: ${String(r.stderr)}`);

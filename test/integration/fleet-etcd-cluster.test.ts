@@ -395,6 +395,8 @@ describe.skipIf(!run)('a fleet whose store is its own hosts’ etcd members', ()
   }, 180_000);
 
   it('two members killed: every command exits 6 within the deadline; etcd up brings both back with their data', async () => {
+    // The test before froze a member: every agent is up again (its lease renewed) before a job is pinned to one.
+    await eventually(async () => expect(await upHosts(h1)).toEqual(['h1', 'h2', 'h3']), 30_000);
     const before = await json(h1, 'job', 'run', '-d', '--name', 'kept', '--host', 'h2', '--network', 'none', image, '--', 'sleep', '3600');
     expect(before).toMatchObject({ name: 'kept' });
     process.kill(etcdPid(h2), 'SIGKILL');
