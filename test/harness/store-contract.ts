@@ -40,8 +40,9 @@ export interface ContractLimits {
   keptLeaseTtlSeconds: number;
 }
 
-// A renewal on a frozen member costs an attempt (1 s) before it goes elsewhere: a 2 s lease renewed every 0.67 s is too short for that.
-const DEFAULT_LIMITS: ContractLimits = { deadlineMs: 6000, frozenExtraMs: 1500, watchFailoverMs: 6000, keptWatchFailoverMs: 7000, keptLeaseTtlSeconds: 3 };
+// A renewal on a frozen member costs an attempt (1 s) before it goes elsewhere, and a frozen leader an election (1-2 s) before
+// any renewal lands: 3 s lapsed under CI's load; 5 s is half the agent's default lease (10 s).
+const DEFAULT_LIMITS: ContractLimits = { deadlineMs: 6000, frozenExtraMs: 1500, watchFailoverMs: 6000, keptWatchFailoverMs: 7000, keptLeaseTtlSeconds: 5 };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
