@@ -287,26 +287,27 @@ describe.skipIf(!run)('a cluster over two hosts, adversarially (real LXC on netn
     await eventually(async () => expect(await leftovers()).toEqual([]), 60_000, 1000);
   }, 180_000);
 
-  /** A create of eight nodes over the two hosts, the other host's agent killed once its part runs (watched in etcd, not through the CLI: a part is quick). */
-  const createAndKillPart = async (name: string) => {
+  /** A create of eight nodes over the two hosts, detached, once the other host's part runs (watched in etcd, not through the CLI: a part is quick). */
+  const createUntilPartRuns = async (name: string) => {
     const r = await k(hosts[0]!, '--json', 'cluster', 'create', name, '--size', '8', '--spread', '--detach');
     expect(r.exitCode, String(r.stderr)).toBe(0);
     const op = (JSON.parse(String(r.stdout)) as { id: string }).id;
-    const store = await connectEtcd([f.etcd.url]);
-    try {
-      const ops = new OpRepo(store, FLEET);
-      await eventually(
-        async () => {
-          const child = (await ops.get(op))?.children[0];
-          expect(child).toBeDefined();
-          expect(await ops.get(child!)).toMatchObject({ status: 'running', host: 'xb' });
-        },
-        30_000,
-        10,
-      );
-    } finally {
-      await store.close();
-    }
+    const ops = new OpRepo(f.store, FLEET);
+    await eventually(
+      async () => {
+        const child = (await ops.get(op))?.children[0];
+        expect(child).toBeDefined();
+        expect(await ops.get(child!)).toMatchObject({ status: 'running', host: 'xb' });
+      },
+      30_000,
+      10,
+    );
+    return op;
+  };
+
+  /** The same, the other host's agent killed once its part runs. */
+  const createAndKillPart = async (name: string) => {
+    const op = await createUntilPartRuns(name);
     await killAgent(hosts[1]!);
     return op;
   };
@@ -361,23 +362,12 @@ describe.skipIf(!run)('a cluster over two hosts, adversarially (real LXC on netn
     await eventually(async () => expect(await upHosts()).toEqual(['xa', 'xb']), 30_000);
     const base = await leftovers();
     const added = async () => (await leftovers()).filter((l) => !base.includes(l));
-    const r = await k(hosts[0]!, '--json', 'cluster', 'create', 'late', '--size', '8', '--spread', '--detach');
-    expect(r.exitCode, String(r.stderr)).toBe(0);
-    const op = (JSON.parse(String(r.stdout)) as { id: string }).id;
+    const op = await createUntilPartRuns('late');
     const store = await connectEtcd([f.etcd.url]);
     const home = f.agent(hosts[0]!)!.pid!;
     try {
       const ops = new OpRepo(store, FLEET);
       // The home agent held while its own nodes are made; the other host's part goes on to its end.
-      await eventually(
-        async () => {
-          const child = (await ops.get(op))?.children[0];
-          expect(child).toBeDefined();
-          expect(await ops.get(child!)).toMatchObject({ status: 'running', host: 'xb' });
-        },
-        30_000,
-        10,
-      );
       process.kill(home, 'SIGSTOP');
       try {
         await eventually(async () => expect(await ops.get((await ops.get(op))!.children[0]!)).toMatchObject({ status: 'done' }), 60_000, 100);
