@@ -21,7 +21,7 @@ _knarr_value() {
 _knarr_node() {
   kids="" args="" opts="" vals=" "
   case "$1" in
-    '') kids='pool etcd dot job ps service host cluster image op events daemon onboot doctor completion' ;;
+    '') kids='pool etcd dot job ps service host cluster env image op events daemon onboot doctor completion' ;;
     'pool') kids='init status list ls destroy rm' ;;
     'etcd') kids='up down status join members remove token backup restore compact defrag' ;;
     'dot') kids='init list ls show commit log branch checkout reset clone mount unmount fsck push pull remote manifest send receive rm' ;;
@@ -30,6 +30,7 @@ _knarr_node() {
     'service') kids='list ls' ;;
     'host') kids='list ls show drain tag leave evacuate restore' ;;
     'cluster') kids='create plan start stop delete rm suspend resume reboot update clone migrate scale list ls show exec' ;;
+    'env') kids='create add remove rm start stop suspend resume destroy list ls show events' ;;
     'image') kids='import list ls rm save' ;;
     'op') kids='list ls show wait cancel run gc' ;;
     'pool/init') opts='--name --driver --device --loop-file --size --path --mountpoint --force'; vals=' --name=none --driver=c:zfs,btrfs,lvm,dir --device=path --loop-file=path --size=none --path=path --mountpoint=path ' ;;
@@ -89,6 +90,16 @@ _knarr_node() {
     'cluster/list' | 'cluster/ls') opts='--user'; vals=' --user=none ' ;;
     'cluster/show') args='cluster'; opts='--user'; vals=' --user=none ' ;;
     'cluster/exec') args='cluster node none...'; opts='-i --interactive --user'; vals=' --user=none ' ;;
+    'env/create') args='none'; opts='-f --file --detach'; vals=' -f=path --file=path ' ;;
+    'env/add') args='none none'; opts='--count -f --file --detach'; vals=' --count=none -f=path --file=path ' ;;
+    'env/remove' | 'env/rm') args='none none'; opts='--detach' ;;
+    'env/start') args='none'; opts='--detach' ;;
+    'env/stop') args='none'; opts='--detach' ;;
+    'env/suspend') args='none'; opts='--detach' ;;
+    'env/resume') args='none'; opts='--detach' ;;
+    'env/destroy') args='none'; opts='--detach' ;;
+    'env/show') args='none' ;;
+    'env/events') args='none'; opts='-f --follow' ;;
     'image/import') args='none path'; opts='--busybox --pool'; vals=' --pool=pool ' ;;
     'image/rm') args='image' ;;
     'image/save') args='cluster node none'; opts='--user --detach'; vals=' --user=none ' ;;

@@ -4,6 +4,7 @@ import { complete } from '../commands/complete/index.js';
 import { daemon } from '../commands/daemon/index.js';
 import { doctor } from '../commands/doctor/index.js';
 import { dot } from '../commands/dot/index.js';
+import { env } from '../commands/env/index.js';
 import { etcd } from '../commands/etcd/index.js';
 import { events } from '../commands/events/index.js';
 import { host } from '../commands/host/index.js';
@@ -29,6 +30,7 @@ export const COMMANDS: CommandDef[] = [
   service,
   host,
   cluster,
+  env,
   image,
   op,
   events,

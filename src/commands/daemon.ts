@@ -87,7 +87,10 @@ export async function daemon(ctx: Context, flags: SettingFlags = {}): Promise<Co
   const store = await ctx.openStore('agent');
   // The agent's own work (operations, dot binds) outlives SIGTERM while it drains: its commands stop only when the drain time is up.
   const work = new AbortController();
-  const workCtx: Context = { ...ctx, runner: ctx.runner.withSignal(work.signal), signal: work.signal };
+  // Its operations reach the fleet's agents (itself too) with the agents' token: its own file, unless jobs.agentTokenFile names another.
+  const jobs =
+    ctx.config.jobs.agentTokenFile === `${ctx.config.stateDir}/agent.token` ? { ...ctx.config.jobs, agentTokenFile: settings.tokenFile } : ctx.config.jobs;
+  const workCtx: Context = { ...ctx, config: { ...ctx.config, jobs }, runner: ctx.runner.withSignal(work.signal), signal: work.signal };
   const advertise = advertiseAddress(settings);
   const agent = new Agent(
     {

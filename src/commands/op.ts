@@ -70,8 +70,13 @@ export async function runOperation(
 ): Promise<CommandResult> {
   const repo = new OpRepo(store, ctx.config.fleet);
   // One operation at a time on a cluster: two would write its record over each other (a scale could bring back a deleted cluster).
-  if (typeof args.user === 'string' && typeof args.name === 'string') {
-    const busy = (await repo.pendingTopLevel()).find((o) => o.args.user === args.user && o.args.name === args.name);
+  // One at a time on an environment too: its members and hooks are ordered, and the record is read once per step.
+  const sameObject = (o: OpRecord) =>
+    typeof args.env === 'string' && kind.startsWith('env.')
+      ? o.kind.startsWith('env.') && o.args.env === args.env
+      : typeof args.user === 'string' && typeof args.name === 'string' && o.args.user === args.user && o.args.name === args.name;
+  if ((typeof args.user === 'string' && typeof args.name === 'string') || (typeof args.env === 'string' && kind.startsWith('env.'))) {
+    const busy = (await repo.pendingTopLevel()).find(sameObject);
     if (busy) {
       // With no agent on its host nothing runs it by itself: a wait would never end.
       const agentUp = (await new HostRepo(store, ctx.config.fleet).get(busy.host))?.up === true;
@@ -80,7 +85,8 @@ export async function runOperation(
         : busy.host === (await thisHost(ctx.config.stateDir))
           ? `no agent runs it: resume it with knarr op run ${busy.id}`
           : `it waits for the agent of ${busy.host}`;
-      throw new ConflictError(`cluster ${args.name} of user ${args.user} has ${busy.id} (${busy.kind}) ${busy.status}`, {
+      const what = typeof args.env === 'string' ? `environment ${args.env}` : `cluster ${args.name} of user ${args.user}`;
+      throw new ConflictError(`${what} has ${busy.id} (${busy.kind}) ${busy.status}`, {
         hint: `${onward}; or take it back: knarr op cancel ${busy.id}`,
       });
     }

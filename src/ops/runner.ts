@@ -140,6 +140,22 @@ export class OpRunner {
     }
   }
 
+  /**
+   * A parent that failed or was cancelled took back what its children made (its undo): a child of this host it left
+   * unfinished (its run cut short with the parent's) ends with it, so nothing is left pending for no one.
+   */
+  private async endLocalChildren(parent: OpRecord): Promise<void> {
+    for (const id of parent.children) {
+      const child = await this.repo.get(id);
+      if (!child || child.host !== parent.host || isTerminal(child.status) || (await this.repo.claimed(id))) continue;
+      await this.repo.update(id, (o) =>
+        isTerminal(o.status)
+          ? o
+          : { ...o, status: 'cancelled', finishedAt: new Date().toISOString(), progress: { ...o.progress, message: `ended with its parent ${parent.id}` } },
+      );
+    }
+  }
+
   /** A host whose agent holds its lease. */
   private async hostUp(host: string): Promise<boolean> {
     return (await new HostRepo(this.store, this.ctx.config.fleet).get(host))?.up === true;
@@ -206,6 +222,7 @@ export class OpRunner {
     const finish = async (status: OpRecord['status'], fields: Partial<OpRecord>) => {
       try {
         const ended = await update((o) => ({ ...o, ...fields, status, finishedAt: new Date().toISOString() }));
+        if (status !== 'done') await this.endLocalChildren(ended);
         await note(opEvent(ended, status, `${ended.kind}${ended.error ? `: ${ended.error}` : ''}`));
         const cluster = clusterEventOf(ended);
         if (cluster) await note(cluster);

@@ -74,6 +74,14 @@ export function fleetKeys(fleet: string) {
     /** Base images on a host. */
     hostImages: (host: string) => `${root}/hostdata/${host}/images/`,
     hostImage: (host: string, name: string) => `${root}/hostdata/${host}/images/${name}`,
+    /** Environments (roles, members, state), each changed only by compare-and-swap; their history lines apart. */
+    envs: `${root}/envs/`,
+    env: (name: string) => `${root}/envs/${name}`,
+    envHistory: (name: string) => `${root}/env-history/${name}/`,
+    /** The balancers a host's agent serves, one per environment. */
+    balancers: `${root}/balancers/`,
+    hostBalancers: (host: string) => `${root}/balancers/${host}/`,
+    balancer: (host: string, env: string) => `${root}/balancers/${host}/${env}`,
     services: `${root}/services/`,
     service: (name: string) => `${root}/services/${name}`,
     /** The fleet's event log: one key per event by its number (zero-padded, so keys sort in order), and the last number given. */

@@ -137,58 +137,64 @@ export async function runDaemonized(ctx: Context, spec: JobSpec): Promise<Comman
     return { data: { name: spec.name, daemonized: true } };
   }
   return withStore(ctx, async (store) => {
-    const repo = new JobRepo(store, ctx.config.fleet);
-    const hosts = await new HostRepo(store, ctx.config.fleet).list();
-    const managed = hosts.some((h) => h.up);
-    let target: HostRecord | null = null;
-    if (managed) target = await placeOn(ctx, store, spec, hosts, await repo.intents(), await repo.pastHosts(spec.name));
-    else if ((spec.host !== null && spec.host !== hostId()) || spec.tags.length > 0)
-      throw new PrerequisiteError(`no host of fleet ${ctx.config.fleet} is up to run job ${spec.name}`, {
-        hint: 'start an agent (knarr daemon) on the hosts, or drop --host/--tag to run here',
-      });
-    const host = target?.name ?? hostId();
-    if (
-      !(await repo.createIntent(spec.name, {
-        spec,
-        host,
-        desired: 'running',
-        generation: 0,
-        managed,
-        ...(managed ? {} : { engine: dockerSocketPath(ctx.env) }),
-        createdAt: new Date().toISOString(),
-      }))
-    ) {
-      throw new ConflictError(`a job named ${spec.name} already exists in the fleet`, {
-        hint: `see it with: knarr job show ${spec.name}; remove it with: knarr job rm ${spec.name}`,
-      });
-    }
-    await repo.addEvent(spec.name, { host, event: 'placed' });
-    let actual: JobActual | null;
-    if (target) {
-      try {
-        await (await AgentClient.connect(ctx, target)).converge();
-      } catch (e) {
-        // The job cannot be said to have started: its intent goes, as for any failed start.
-        await repo.remove(spec.name);
-        throw e;
-      }
-      actual = await repo.actual(spec.name);
-    } else {
-      actual = await (await inlineReconciler(ctx, store, repo)).one(spec.name);
-    }
-    if (!actual || actual.state === 'failed') {
-      await repo.remove(spec.name);
-      if (target) await (await AgentClient.connect(ctx, target)).converge().catch(() => undefined);
-      const reason = actual?.error ?? 'it did not start';
-      if (/no such image/i.test(reason))
-        throw new NotFoundError(`image ${spec.image} is not on ${host}: ${reason}`, { hint: 'load it with docker pull, docker load or docker import' });
-      throw new FailureError(`job ${spec.name} did not start on ${host}: ${reason}`);
-    }
+    const { host, actual } = await startDaemonized(ctx, store, spec);
     return {
       data: { name: spec.name, host, container: actual.container, state: actual.state, daemonized: true, ports: spec.ports },
       view: { kind: 'lines', lines: [`job ${spec.name} runs on ${host} (container ${actual.container.slice(0, 12)})`] },
     };
   });
+}
+
+/** Places and starts a daemonized job (its intent written first, removed again if it does not start); its host and actual state. */
+export async function startDaemonized(ctx: Context, store: Store, spec: JobSpec): Promise<{ host: string; actual: JobActual }> {
+  const repo = new JobRepo(store, ctx.config.fleet);
+  const hosts = await new HostRepo(store, ctx.config.fleet).list();
+  const managed = hosts.some((h) => h.up);
+  let target: HostRecord | null = null;
+  if (managed) target = await placeOn(ctx, store, spec, hosts, await repo.intents(), await repo.pastHosts(spec.name));
+  else if ((spec.host !== null && spec.host !== hostId()) || spec.tags.length > 0)
+    throw new PrerequisiteError(`no host of fleet ${ctx.config.fleet} is up to run job ${spec.name}`, {
+      hint: 'start an agent (knarr daemon) on the hosts, or drop --host/--tag to run here',
+    });
+  const host = target?.name ?? hostId();
+  if (
+    !(await repo.createIntent(spec.name, {
+      spec,
+      host,
+      desired: 'running',
+      generation: 0,
+      managed,
+      ...(managed ? {} : { engine: dockerSocketPath(ctx.env) }),
+      createdAt: new Date().toISOString(),
+    }))
+  ) {
+    throw new ConflictError(`a job named ${spec.name} already exists in the fleet`, {
+      hint: `see it with: knarr job show ${spec.name}; remove it with: knarr job rm ${spec.name}`,
+    });
+  }
+  await repo.addEvent(spec.name, { host, event: 'placed' });
+  let actual: JobActual | null;
+  if (target) {
+    try {
+      await (await AgentClient.connect(ctx, target)).converge();
+    } catch (e) {
+      // The job cannot be said to have started: its intent goes, as for any failed start.
+      await repo.remove(spec.name);
+      throw e;
+    }
+    actual = await repo.actual(spec.name);
+  } else {
+    actual = await (await inlineReconciler(ctx, store, repo)).one(spec.name);
+  }
+  if (!actual || actual.state === 'failed') {
+    await repo.remove(spec.name);
+    if (target) await (await AgentClient.connect(ctx, target)).converge().catch(() => undefined);
+    const reason = actual?.error ?? 'it did not start';
+    if (/no such image/i.test(reason))
+      throw new NotFoundError(`image ${spec.image} is not on ${host}: ${reason}`, { hint: 'load it with docker pull, docker load or docker import' });
+    throw new FailureError(`job ${spec.name} did not start on ${host}: ${reason}`);
+  }
+  return { host, actual };
 }
 
 /** The agent's reconciler run by the CLI for this host's engine, when no agent serves the fleet. */

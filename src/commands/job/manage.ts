@@ -247,23 +247,47 @@ export async function jobRm(job: string, ctx: Context): Promise<CommandResult> {
       planJob(ctx, intent, `remove job ${name}'s intent, state and services from etcd (its history stays)`, ['rm', '-f', daemonContainerName(name)]);
       return { data: { name, removed: false, planned: true } };
     }
-    await j.repo.remove(name);
-    await j.repo.addEvent(name, { host: intent.host ?? '-', event: 'removed' });
-    // With the intent gone, the host's agent (or the CLI, with none) removes the container.
-    let later = (await converge(ctx, j, intent)) === 'host-down' ? ` (its container goes when ${intent.host} is back)` : '';
-    // Its host's agent is down, but its engine is this machine's: the container goes now.
-    const engine = later ? engineOnThisMachine(ctx, intent, await j.hosts.list()) : null;
-    if (engine) {
-      try {
-        const labels = [`${LABEL_JOB}=${name}`, `${LABEL_FLEET}=${ctx.config.fleet}`, `${LABEL_MODE}=daemon`];
-        for (const c of await engine.list(true, labels)) await engine.remove(c.Id);
-        later = '';
-      } catch (e) {
-        later = ` (its container could not be removed now: ${(e as Error).message}; it goes when ${intent.host}'s agent is back)`;
-      }
-    }
+    const later = await removeJobNow(ctx, j, intent);
     return { data: { name, removed: true, containerRemoved: !later }, view: { kind: 'lines', lines: [`job ${name} removed${later}`] } };
   });
+}
+
+/** Removes a job's records, then its container (by its host's agent, or this machine's engine); says what is left for later, or ''. */
+async function removeJobNow(ctx: Context, j: Jobs, intent: JobIntent): Promise<string> {
+  const name = intent.spec.name;
+  await j.repo.remove(name);
+  await j.repo.addEvent(name, { host: intent.host ?? '-', event: 'removed' });
+  // With the intent gone, the host's agent (or the CLI, with none) removes the container.
+  let later = (await converge(ctx, j, intent)) === 'host-down' ? ` (its container goes when ${intent.host} is back)` : '';
+  // Its host's agent is down, but its engine is this machine's: the container goes now.
+  const engine = later ? engineOnThisMachine(ctx, intent, await j.hosts.list()) : null;
+  if (engine) {
+    try {
+      const labels = [`${LABEL_JOB}=${name}`, `${LABEL_FLEET}=${ctx.config.fleet}`, `${LABEL_MODE}=daemon`];
+      for (const c of await engine.list(true, labels)) await engine.remove(c.Id);
+      later = '';
+    } catch (e) {
+      later = ` (its container could not be removed now: ${(e as Error).message}; it goes when ${intent.host}'s agent is back)`;
+    }
+  }
+  return later;
+}
+
+/** Removes job name if it exists (an environment's member): what is left for later, or ''. */
+export async function removeJob(ctx: Context, store: Store, name: string): Promise<string> {
+  const j = { store, repo: new JobRepo(store, ctx.config.fleet), hosts: new HostRepo(store, ctx.config.fleet) };
+  const intent = await j.repo.intent(name);
+  return intent ? removeJobNow(ctx, j, intent) : '';
+}
+
+/** Sets a job's desired state (an environment's stop and start) and has its host converge: host-down when that waits for its agent. */
+export async function setJobDesired(ctx: Context, store: Store, name: string, desired: 'running' | 'stopped'): Promise<'done' | 'host-down'> {
+  const j = { store, repo: new JobRepo(store, ctx.config.fleet), hosts: new HostRepo(store, ctx.config.fleet) };
+  // A stopped job starts as job restart starts one: its container made anew (a new generation).
+  const next = await updateUntilWritten(j.repo, name, (i) =>
+    desiredState(i) === desired ? i : desired === 'running' ? { ...i, desired, generation: generationOf(i) + 1 } : { ...i, desired },
+  );
+  return converge(ctx, j, next);
 }
 
 /**

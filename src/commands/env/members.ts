@@ -1,0 +1,135 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { FailureError, PrerequisiteError } from '../../core/errors.js';
+import { backendServices, hookEnv, type EnvMember, type EnvRecord, type HookSpec, type HookStep } from '../../core/env.js';
+import type { JobSpec } from '../../core/job-spec.js';
+import { thisHost } from '../../daemon/pidfile.js';
+import { HostRepo } from '../../state/hosts.js';
+import { JobRepo } from '../../state/jobs.js';
+import type { Store } from '../../state/store.js';
+import type { Context } from '../types.js';
+import { balancerRecord, deleteBalancer, putBalancer, updateBalancer } from './balancer-records.js';
+
+/** How long a new balancer's host has to listen and publish the environment's service. */
+const BALANCER_WAIT_MS = 30_000;
+/** A hook's output kept in the environment's history: its last lines. */
+const HOOK_OUTPUT_CHARS = 400;
+
+/** The job spec of a job member: its role's, named after the member, told who it is. */
+export function memberJobSpec(env: EnvRecord, m: EnvMember): JobSpec {
+  const role = env.roles[m.role]!;
+  const job = role.job!;
+  return { ...job, name: m.name, env: { ...job.env, KNARR_ENV: env.name, KNARR_MEMBER: m.name, KNARR_ROLE: m.role }, daemonize: true };
+}
+
+/** Where a made member is: its host, and the address of its role's port. */
+export interface MemberPlace {
+  host: string;
+  address: string | null;
+}
+
+/** Makes a job member (or finds it made by an earlier run of the same operation): placed by the scheduler, started by its host's agent. */
+export async function makeJobMember(ctx: Context, store: Store, env: EnvRecord, m: EnvMember): Promise<MemberPlace> {
+  const jobs = new JobRepo(store, ctx.config.fleet);
+  const role = env.roles[m.role]!;
+  const { startDaemonized } = await import('../job/fleet.js');
+  const existing = await jobs.intent(m.name);
+  let host: string;
+  if (existing) {
+    // Made by this operation before it was cut short: the member's name is reserved in the record, so the job is ours.
+    host = existing.host ?? '';
+    const actual = await jobs.actual(m.name);
+    if (!actual || actual.host !== host || actual.state === 'failed') throw new FailureError(`member ${m.name} did not start on ${host || 'any host'}`);
+  } else host = (await startDaemonized(ctx, store, memberJobSpec(env, m))).host;
+  if (role.port === null) return { host, address: null };
+  const service = await jobs.service(`${m.name}-${role.port}`);
+  if (!service) throw new FailureError(`member ${m.name} runs on ${host}, but its port ${role.port} has no service`);
+  return { host, address: `${service.address}:${service.port}` };
+}
+
+/** Makes a balancer member on host: its agent listens and points the environment's service at itself. */
+export async function makeBalancer(ctx: Context, store: Store, env: EnvRecord, m: EnvMember, host: string): Promise<MemberPlace> {
+  const hosts = new HostRepo(store, ctx.config.fleet);
+  if (!(await hosts.get(host))?.up)
+    throw new PrerequisiteError(`a balancer is served by its host's agent, and ${host} has none up`, {
+      hint: `start one there: knarr daemon (or add the balancer when ${host}'s agent is up)`,
+    });
+  const current = await balancerRecord(store, ctx.config.fleet, host, env.name);
+  if (!current || current.member !== m.name || current.state !== 'running')
+    await putBalancer(store, ctx.config.fleet, host, {
+      env: env.name,
+      member: m.name,
+      port: current?.member === m.name ? current.port : 0,
+      backends: backendServices(env),
+      state: 'running',
+    });
+  const jobs = new JobRepo(store, ctx.config.fleet);
+  const deadline = Date.now() + BALANCER_WAIT_MS;
+  for (;;) {
+    const rec = await balancerRecord(store, ctx.config.fleet, host, env.name);
+    const service = await jobs.service(env.name);
+    if (rec && rec.port > 0 && service?.host === host && service.port === rec.port) return { host, address: `${service.address}:${service.port}` };
+    if (Date.now() > deadline) throw new FailureError(`the agent of ${host} did not start the balancer of ${env.name} within ${BALANCER_WAIT_MS / 1000}s`);
+    await sleep(50);
+  }
+}
+
+/** The balancer's backends from the record as it is now (the built-in reaction to members added and removed). */
+export async function syncBackends(ctx: Context, store: Store, env: EnvRecord, m: EnvMember, except: readonly string[] = []): Promise<string> {
+  if (!m.host) return 'no host yet';
+  const backends = backendServices(env, except);
+  const rec = await updateBalancer(store, ctx.config.fleet, m.host, env.name, (b) =>
+    b.member !== m.name || JSON.stringify(b.backends) === JSON.stringify(backends) ? null : { ...b, backends },
+  );
+  return rec ? `backends: ${backends.join(', ') || 'none'}` : 'no balancer record';
+}
+
+/** Takes a member away, whatever part of it was made: idempotent, so an undo or a resumed remove runs it again safely. */
+export async function dropMember(ctx: Context, store: Store, env: EnvRecord, m: EnvMember): Promise<string> {
+  if (m.kind === 'job') {
+    const { removeJob } = await import('../job/manage.js');
+    return removeJob(ctx, store, m.name);
+  }
+  if (m.kind === 'balancer' && m.host) {
+    await deleteBalancer(store, ctx.config.fleet, m.host, env.name, m.name);
+    return '';
+  }
+  return '';
+}
+
+/** What one hook run gave. */
+export interface HookOutcome {
+  exit: number;
+  output: string;
+  durationMs: number;
+  host: string;
+}
+
+const ALL_EXIT_CODES = Array.from({ length: 255 }, (_, i) => i + 1);
+
+/** The last lines of a hook's output, for the history and for a denial's message. */
+function tail(text: string): string {
+  const t = text.trim();
+  return t.length <= HOOK_OUTPUT_CHARS ? t : `…${t.slice(-HOOK_OUTPUT_CHARS)}`;
+}
+
+/** Runs a role's hook on this host: inside the member (a job's container) or on the host itself. */
+export async function runHookHere(ctx: Context, store: Store, env: EnvRecord, step: HookStep, hook: HookSpec): Promise<HookOutcome> {
+  const host = await thisHost(ctx.config.stateDir);
+  const vars = hookEnv(env.name, step);
+  const started = Date.now();
+  let argv: string[];
+  if (hook.on === 'host') argv = hook.run;
+  else if (step.member.kind === 'job') {
+    const actual = await new JobRepo(store, ctx.config.fleet).actual(step.member.name);
+    const record = (await new HostRepo(store, ctx.config.fleet).get(host))?.host;
+    if (!actual?.container || !record) throw new FailureError(`member ${step.member.name} has no container on ${host} to run its ${step.event} hook in`);
+    argv = ['docker', '-H', record.dockerEndpoint, 'exec', ...Object.entries(vars).flatMap(([k, v]) => ['-e', `${k}=${v}`]), actual.container, ...hook.run];
+  } else throw new FailureError(`member ${step.member.name} (${step.member.kind}) runs no hooks inside it; write on: host`);
+  try {
+    const res = await ctx.runner.run(argv, { env: vars, okExitCodes: ALL_EXIT_CODES, timeoutMs: hook.timeout * 1000, maxOutputBytes: 64 * 1024 });
+    return { exit: res.exitCode, output: tail(`${res.stdout}\n${res.stderr}`), durationMs: Date.now() - started, host };
+  } catch (e) {
+    // A hook that did not run (timed out, no such command) failed as one that exited non-zero.
+    return { exit: 127, output: tail((e as Error).message), durationMs: Date.now() - started, host };
+  }
+}
