@@ -74,6 +74,10 @@ export function fleetKeys(fleet: string) {
     /** Base images on a host. */
     hostImages: (host: string) => `${root}/hostdata/${host}/images/`,
     hostImage: (host: string, name: string) => `${root}/hostdata/${host}/images/${name}`,
+    /** What each host's agent serves as an environment's balancer (a listener and the environment's service), by host and environment. */
+    balancers: `${root}/balancers/`,
+    hostBalancers: (host: string) => `${root}/balancers/${host}/`,
+    balancer: (host: string, env: string) => `${root}/balancers/${host}/${env}`,
     services: `${root}/services/`,
     service: (name: string) => `${root}/services/${name}`,
     /** The fleet's event log: one key per event by its number (zero-padded, so keys sort in order), and the last number given. */
