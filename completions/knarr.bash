@@ -109,7 +109,7 @@ _knarr_node() {
     'op/cancel') args='op' ;;
     'op/run') args='op' ;;
     'op/gc') opts='--older-than'; vals=' --older-than=none ' ;;
-    'events') opts='-f --follow --host --kind --since -n --tail'; vals=' --host=host --kind=c:job,op,host,dot,cluster --since=none -n=none --tail=none ' ;;
+    'events') opts='-f --follow --host --kind --since -n --tail'; vals=' --host=host --kind=c:job,op,host,dot,cluster,env --since=none -n=none --tail=none ' ;;
     'daemon') opts='--name --tags --listen --ttl --token-file --tls-cert --tls-key --max-connections --allow-host-mounts --no-allow-host-mounts --advertise --prune --no-prune --mode --share --drain-timeout --restart-grace --collect-every --leave-on-stop --no-leave-on-stop'; vals=' --name=none --tags=none --listen=none --ttl=none --token-file=path --tls-cert=path --tls-key=path --max-connections=none --advertise=none --mode=c:recovery,new --share=path --drain-timeout=none --restart-grace=none --collect-every=none ' ;;
     'onboot') opts='--storage-device --zpool-device --driver --pool --dot --seed --mountpoint --daemon'; vals=' --storage-device=path --zpool-device=path --driver=c:zfs,btrfs,lvm,dir --pool=pool --dot=dot --seed=none --mountpoint=path ' ;;
     'doctor') opts='--fix' ;;

@@ -7,7 +7,7 @@ import type { OpRecord } from './ops.js';
  * decides anything, and a command whose event could not be written has still succeeded.
  */
 
-export const EVENT_KINDS = ['job', 'op', 'host', 'dot', 'cluster'] as const;
+export const EVENT_KINDS = ['job', 'op', 'host', 'dot', 'cluster', 'env'] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 
 /** How many events the log keeps: each write trims what is older, in the same transaction. */

@@ -116,7 +116,7 @@ export function fleetViews(
     const v = j.host === null ? undefined : views.get(j.host);
     if (!v) continue;
     // A stopped job keeps its ports (a restart takes them again) but holds no cpu or memory.
-    for (const p of j.spec.ports) v.ports.add(portKey(p));
+    for (const p of j.spec.ports) if (p.host !== 0) v.ports.add(portKey(p));
     if (j.desired === 'stopped') continue;
     v.usedCpu += j.spec.cpu;
     reserved.set(v.name, (reserved.get(v.name) ?? 0) + j.spec.memory);
@@ -135,7 +135,8 @@ export function jobRequest(spec: JobSpec, history: readonly string[]): JobReques
     name: spec.name,
     cpu: spec.cpu,
     memory: spec.memory,
-    ports: spec.ports.map(portKey),
+    // A port the engine picks (host port 0) takes no fixed port: any number of such jobs share a host.
+    ports: spec.ports.filter((p) => p.host !== 0).map(portKey),
     tags: spec.tags,
     host: spec.host ?? undefined,
     fixed: spec.fixed,

@@ -99,7 +99,10 @@ function port(p: Problems, path: string, v: unknown): PortSpec | null {
   for (const k of Object.keys(v)) if (!['host', 'container', 'protocol'].includes(k)) p.add(`${path}.${k}`, 'unknown field; use host, container, protocol');
   for (const k of ['host', 'container'] as const) {
     const n = v[k];
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535) p.add(`${path}.${k}`, 'must be a port number from 1 to 65535');
+    // Host port 0: the engine picks a free one (several copies of a job on one host), and the job's service records it.
+    const least = k === 'host' ? 0 : 1;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < least || n > 65535)
+      p.add(`${path}.${k}`, k === 'host' ? 'must be a port number from 1 to 65535, or 0 for any free port' : 'must be a port number from 1 to 65535');
     else out[k] = n;
   }
   if (v.protocol !== undefined && v.protocol !== 'tcp' && v.protocol !== 'udp') p.add(`${path}.protocol`, 'must be tcp or udp');
@@ -201,7 +204,8 @@ export function parseJobSpec(raw: unknown, source = 'spec'): JobSpec {
   const published = new Set<string>();
   ports.forEach((x, i) => {
     const key = `${x.host}/${x.protocol}`;
-    if (seen.has(key)) p.add(`ports[${i}].host`, `${x.host}/${x.protocol} is listed twice`);
+    // Each 0 is a port of its own.
+    if (x.host !== 0 && seen.has(key)) p.add(`ports[${i}].host`, `${x.host}/${x.protocol} is listed twice`);
     seen.add(key);
     // Each container port is one service (JOB-PORT): publishing it twice would make two claims on one name.
     const inner = `${x.container}/${x.protocol}`;

@@ -22,6 +22,7 @@ import type { Store } from '../state/store.js';
 import { hostId } from '../host/identity.js';
 import { leaseTtl, renewEveryMs, sweepEveryMs } from '../core/fleet-pace.js';
 import { Ambassador, linkEnv } from './ambassador.js';
+import { Balancers } from './balancer.js';
 import { Overlay, vtepOf } from './overlay.js';
 import type { Runner } from '../host/runner.js';
 import { ApiError, startApi, upgradeBody, type UpgradeRoute } from './api.js';
@@ -162,6 +163,8 @@ export class Agent {
   private readonly engine: DockerEngine;
   private readonly jobs: JobRepo;
   private readonly ambassador: Ambassador;
+  /** The environments' balancers this host serves (balancers/<host>/ in the store). */
+  private readonly balancers: Balancers;
   readonly reconciler: Reconciler;
   private readonly watching = new AbortController();
   private joinState: JoinState = 'waiting';
@@ -195,6 +198,7 @@ export class Agent {
       ? new Overlay({ host: opts.name, bridge: opts.overlay.bridge, vtep: opts.overlay.vtep }, hosts, opts.overlay.runner, log)
       : null;
     this.ambassador = new Ambassador(opts.name, opts.fleet, store, this.jobs, log);
+    this.balancers = new Balancers({ host: opts.name, fleet: opts.fleet, advertise: opts.advertise }, store, log);
     this.reconciler = new Reconciler(
       {
         host: opts.name,
@@ -497,6 +501,8 @@ export class Agent {
       this.watching.signal,
     );
     this.noticeDownHosts();
+    // The balancers placed here are served from now on; lost ones (replaced while this host was down) are removed.
+    await this.balancers.start(this.watching.signal);
     if (this.opts.ops) {
       const runner = this.opts.ops(() => this.lease ?? '0');
       this.opRunner = runner;
@@ -723,6 +729,7 @@ export class Agent {
         void this.opRunner?.drain().catch((e: Error) => this.log(`agent: operations: ${e.message}`));
         this.noticeDownHosts();
         this.overlay?.kick();
+        void this.balancers.sync();
       }
       if (collectMs > 0 && Date.now() - lastCollect >= collectMs) {
         lastCollect = Date.now();
@@ -801,6 +808,7 @@ export class Agent {
     this.reconciler.stop();
     for (const s of this.runSockets) s.destroy();
     this.ambassador.close();
+    await this.balancers.close();
     await new Promise<void>((res) => {
       if (!this.server) return res();
       this.server.close(() => res());

@@ -4,7 +4,16 @@ import type { Strategy } from '../core/scheduler.js';
 import type { JobSpec } from '../core/job-spec.js';
 import { Scheduler } from '../core/scheduler.js';
 import type { ContainerSummary, DockerEngine } from '../host/docker.js';
-import { daemonContainer, daemonContainerName, LABEL_FLEET, LABEL_GENERATION, LABEL_JOB, LABEL_MODE, startDaemon } from '../host/job-containers.js';
+import {
+  daemonContainer,
+  daemonContainerName,
+  LABEL_FLEET,
+  LABEL_GENERATION,
+  LABEL_JOB,
+  LABEL_MODE,
+  publishedPorts,
+  startDaemon,
+} from '../host/job-containers.js';
 import type { HostRepo } from '../state/hosts.js';
 import { desiredState, generationOf, type JobActual, type JobIntent, type JobRepo } from '../state/jobs.js';
 import { directLinkEnv, linkEnv, type Ambassador } from './ambassador.js';
@@ -28,6 +37,9 @@ export interface ReconcilerOptions {
   /** The names of the hosts that have every dot the job uses: a job moves only to one of them. */
   hostsWithDots?: (spec: JobSpec, hosts: HostRecord[]) => Promise<string[]>;
 }
+
+/** The job publishes a port on a host port the engine picks (host port 0). */
+const picksPort = (spec: JobSpec) => spec.ports.some((p) => p.host === 0);
 
 /** Jobs placed in one pass at most, each with its own event in the fleet's log; more make one event together. */
 const PLACED_EVENTS_MAX = 10;
@@ -386,9 +398,12 @@ export class Reconciler {
       restarts: info.RestartCount,
       generation: generationOf(i),
     };
-    if (actual && actual.host === me && actual.container === next.container && actual.state === next.state && actual.restarts === next.restarts) return;
+    // A container started again (docker restart) may have been given another port where the engine picks it: its service is written again.
+    const samePorts = !picksPort(i.spec) || actual?.startedAt === next.startedAt;
+    if (actual && actual.host === me && actual.container === next.container && actual.state === next.state && actual.restarts === next.restarts && samePorts)
+      return;
     await this.jobs.putActual(name, next);
-    if (state === 'running') await this.jobs.putServices(i.spec, me, this.opts.serviceAddress);
+    if (state === 'running') await this.jobs.putServices(i.spec, me, this.opts.serviceAddress, publishedPorts(info));
     if (state === 'exited' && actual?.state !== 'exited')
       await this.jobs.addEvent(name, { host: me, event: 'exited', detail: `exit code ${info.State.ExitCode}` });
   }
@@ -406,15 +421,17 @@ export class Reconciler {
       for (const service of i.spec.links) Object.assign(env, await this.linkEnv(service, gateway));
       const binds = await this.opts.dotBinds(i.spec);
       const id = await startDaemon(this.engine, i.spec, daemonContainer(i.spec, this.opts.fleet, generationOf(i), { env, binds }));
+      // A port the engine picked is known once the container runs.
+      const info = picksPort(i.spec) ? await this.engine.inspect(id) : null;
       await this.jobs.putActual(name, {
         host: me,
         container: id,
         state: 'running',
-        startedAt: new Date().toISOString(),
+        startedAt: info?.State.StartedAt ?? new Date().toISOString(),
         restarts: 0,
         generation: generationOf(i),
       });
-      await this.jobs.putServices(i.spec, me, this.opts.serviceAddress);
+      await this.jobs.putServices(i.spec, me, this.opts.serviceAddress, info ? publishedPorts(info) : undefined);
       await this.jobs.addEvent(name, { host: me, event: 'started', detail: id.slice(0, 12) });
       this.log(`started job ${name} (${id.slice(0, 12)})`);
       if (waiting) clearTimeout(waiting.timer);

@@ -123,6 +123,8 @@ export interface ContainerInspect {
   RestartCount: number;
   State: { Running: boolean; Restarting: boolean; Status: string; ExitCode: number; Error: string; StartedAt: string; FinishedAt: string };
   Config: { Labels: Record<string, string> | null };
+  /** Published ports of a running container: `80/tcp` → its bindings on the host (null when not published). */
+  NetworkSettings?: { Ports?: Record<string, { HostIp: string; HostPort: string }[] | null> | null };
 }
 
 export interface ContainerCreate {

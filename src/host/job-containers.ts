@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { JobSpec } from '../core/job-spec.js';
-import type { DockerEngine, ContainerCreate } from './docker.js';
+import type { DockerEngine, ContainerCreate, ContainerInspect } from './docker.js';
 
 /** Labels every knarr container carries; `docker ps --filter label=knarr.job` finds them all. */
 export const LABEL_JOB = 'knarr.job';
@@ -50,7 +50,8 @@ export function daemonContainer(spec: JobSpec, fleet: string, generation: number
   const bindings: Record<string, { HostPort: string }[]> = {};
   for (const p of spec.ports) {
     exposed[`${p.container}/${p.protocol}`] = {};
-    (bindings[`${p.container}/${p.protocol}`] ??= []).push({ HostPort: String(p.host) });
+    // An empty host port lets the engine pick a free one (docker run -p 0:80).
+    (bindings[`${p.container}/${p.protocol}`] ??= []).push({ HostPort: p.host === 0 ? '' : String(p.host) });
   }
   const restart = spec.restart.mode === 'on-failure' ? { Name: 'on-failure', MaximumRetryCount: spec.restart.maxRetries ?? 0 } : { Name: spec.restart.mode };
   return {
@@ -67,6 +68,18 @@ export function daemonContainer(spec: JobSpec, fleet: string, generation: number
       ...(spec.network === 'host' ? {} : { PortBindings: bindings }),
     },
   };
+}
+
+/** The host port the engine published each container port on (`80/tcp` → 32768), as an inspect of the running container tells. */
+export function publishedPorts(info: ContainerInspect): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [inner, bound] of Object.entries(info.NetworkSettings?.Ports ?? {})) {
+    // The IPv4 binding first: a service is reached at the host's IPv4 address.
+    const b = (bound ?? []).find((x) => !x.HostIp.includes(':')) ?? bound?.[0];
+    const port = Number(b?.HostPort);
+    if (Number.isInteger(port) && port > 0) out.set(inner, port);
+  }
+  return out;
 }
 
 export interface AttachedRun {

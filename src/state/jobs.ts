@@ -128,9 +128,16 @@ export class JobRepo {
   async services(): Promise<ServiceRecord[]> {
     return (await this.store.list(this.keys.services)).map((kv) => JSON.parse(kv.value) as ServiceRecord);
   }
-  /** Registers one service per port of the job, reached at address on host. */
-  async putServices(spec: JobSpec, host: string, address: string): Promise<void> {
-    for (const p of spec.ports) await this.putService({ name: serviceName(spec.name, p), job: spec.name, host, address, port: p.host, protocol: p.protocol });
+  /**
+   * Registers one service per port of the job, reached at address on host. A port the engine picked (host port 0) is
+   * taken from published (`80/tcp` → the host port); one not known there gets no service.
+   */
+  async putServices(spec: JobSpec, host: string, address: string, published: ReadonlyMap<string, number> = new Map()): Promise<void> {
+    for (const p of spec.ports) {
+      const port = p.host === 0 ? published.get(`${p.container}/${p.protocol}`) : p.host;
+      if (port === undefined) continue;
+      await this.putService({ name: serviceName(spec.name, p), job: spec.name, host, address, port, protocol: p.protocol });
+    }
   }
   async addEvent(name: string, e: Omit<JobEvent, 'at'>): Promise<void> {
     await this.addHistory(name, e);

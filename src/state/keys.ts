@@ -78,7 +78,7 @@ export function fleetKeys(fleet: string) {
     envs: `${root}/envs/`,
     env: (name: string) => `${root}/envs/${name}`,
     envHistory: (name: string) => `${root}/env-history/${name}/`,
-    /** The balancers a host's agent serves, one per environment. */
+    /** What each host's agent serves as an environment's balancer (a listener and the environment's service), by host and environment. */
     balancers: `${root}/balancers/`,
     hostBalancers: (host: string) => `${root}/balancers/${host}/`,
     balancer: (host: string, env: string) => `${root}/balancers/${host}/${env}`,

@@ -147,7 +147,7 @@ describe.skipIf(!run)('the fleet event log', () => {
     expect(await objects('--since', old.at)).toEqual(['old', 'web', 'h2', 'd1']);
     const kind = await kl('--kind', 'jobs');
     expect(kind.code).toBe(2);
-    expect(kind.stderr).toMatch(/--kind: unknown kind "jobs"; use one of job, op, host, dot, cluster/);
+    expect(kind.stderr).toMatch(/--kind: unknown kind "jobs"; use one of job, op, host, dot, cluster, env/);
     expect((await kl('-n', 'all')).stderr).toMatch(/--tail: "all" is not a count/);
     expect((await kl('--since', 'lately')).stderr).toMatch(/--since: "lately" is not an age/);
   });

@@ -37,6 +37,39 @@ describe('job specs', () => {
     });
   });
 
+  it('host port 0 is any free port: in both forms, several of them, and the scheduler counts none as taken', async () => {
+    const s = parseJobSpec({ name: 'web', image: 'busybox', ports: ['0:80', { host: 0, container: 443 }, '0:53/udp'] });
+    expect(s.ports).toEqual([
+      { host: 0, container: 80, protocol: 'tcp' },
+      { host: 0, container: 443, protocol: 'tcp' },
+      { host: 0, container: 53, protocol: 'udp' },
+    ]);
+    expect(s.daemonize).toBe(true);
+    // The input form keeps the 0 (an agent checks the spec it is sent again).
+    expect(parseJobSpec(jobSpecInput(s))).toEqual(s);
+    expect(() => parseJobSpec({ name: 'web', image: 'busybox', ports: ['0:0'] })).toThrow(/ports\[0\]\.container: must be a port number from 1 to 65535/);
+    expect(() => parseJobSpec({ name: 'web', image: 'busybox', ports: [{ host: -1, container: 80 }] })).toThrow(/ports\[0\]\.host: .*or 0 for any free port/);
+    // Two containers ports on any free port are no clash; one container port twice still is.
+    expect(() => parseJobSpec({ name: 'web', image: 'busybox', ports: ['0:80', '0:80'] })).toThrow(
+      /ports\[1\]\.container: container port 80\/tcp is published twice/,
+    );
+    expect(() => parseJobSpec({ name: 'web', image: 'busybox', network: 'host', ports: ['0:80'] })).toThrow(/with network host .* write 80:80/);
+    const { jobRequest, fleetViews } = await import('../../src/core/hosts.js');
+    expect(jobRequest(parseJobSpec({ name: 'w', image: 'busybox', ports: ['0:80', '8080:80/udp'] }), []).ports).toEqual(['8080/udp']);
+    const host = {
+      name: 'h1',
+      address: 'http://h1:7946',
+      dockerEndpoint: 'unix:///d.sock',
+      tags: [],
+      capacity: { cpu: 1000, memory: 1 << 30 },
+      load: { runningJobs: 0, freeMemory: 1 << 30 },
+      state: 'ok',
+      updatedAt: '',
+    } as unknown as import('../../src/core/hosts.js').HostRecord;
+    const views = fleetViews([{ host, up: true }], [{ host: 'h1', spec: s }]);
+    expect([...views[0]!.ports]).toEqual([]);
+  });
+
   it('defaults: no ports means not daemonized, no volumes means not fixed', () => {
     expect(parseJobSpec({ name: 'once', image: 'busybox', command: 'true', cpu: 0.25 })).toMatchObject({
       daemonize: false,

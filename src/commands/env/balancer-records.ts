@@ -3,8 +3,8 @@ import type { Store } from '../../state/store.js';
 
 /** The environment's side of the balancer records its hosts' agents serve. */
 
-export function balancerRecord(store: Store, fleet: string, host: string, env: string): Promise<BalancerRecord | null> {
-  return new BalancerRepo(store, fleet).get(host, env);
+export async function balancerRecord(store: Store, fleet: string, host: string, env: string): Promise<BalancerRecord | null> {
+  return (await new BalancerRepo(store, fleet).get(host, env))?.record ?? null;
 }
 
 export function putBalancer(store: Store, fleet: string, host: string, rec: BalancerRecord): Promise<void> {
@@ -21,17 +21,19 @@ export async function updateBalancer(
 ): Promise<BalancerRecord | null> {
   const repo = new BalancerRepo(store, fleet);
   for (;;) {
-    const cur = await repo.getVersioned(host, env);
+    const cur = await repo.get(host, env);
     if (!cur) return null;
     const next = fn(cur.record);
     if (next === null) return cur.record;
-    if (await repo.putIfUnchanged(host, next, cur.modRevision)) return next;
+    if (await repo.putIfUnchanged(cur, next)) return next;
   }
 }
 
-/** Removes member's balancer record on host (not a newer member's). */
+/** Removes member's balancer record on host (not a newer member's), by compare-and-swap. */
 export async function deleteBalancer(store: Store, fleet: string, host: string, env: string, member: string): Promise<void> {
   const repo = new BalancerRepo(store, fleet);
-  const cur = await repo.get(host, env);
-  if (cur?.member === member) await repo.delete(host, env);
+  for (;;) {
+    const cur = await repo.get(host, env);
+    if (cur?.record.member !== member || (await repo.deleteIfUnchanged(cur))) return;
+  }
 }

@@ -8,7 +8,7 @@ import { DockerEngine, dockerSocketPath } from '../../host/docker.js';
 import { hostId } from '../../host/identity.js';
 import { daemonContainerName } from '../../host/job-containers.js';
 import { HostRepo } from '../../state/hosts.js';
-import { JobRepo, type JobActual, type JobIntent } from '../../state/jobs.js';
+import { JobRepo, serviceName, type JobActual, type JobIntent } from '../../state/jobs.js';
 import type { Store } from '../../state/store.js';
 import { withStore } from '../with-store.js';
 import type { CommandResult, Context } from '../types.js';
@@ -138,9 +138,16 @@ export async function runDaemonized(ctx: Context, spec: JobSpec): Promise<Comman
   }
   return withStore(ctx, async (store) => {
     const { host, actual } = await startDaemonized(ctx, store, spec);
+    const repo = new JobRepo(store, ctx.config.fleet);
+    // A port the engine picked (host port 0) is told as its service records it.
+    const picked = spec.ports.some((p) => p.host === 0) ? new Map((await repo.services()).map((s) => [s.name, s.port])) : new Map<string, number>();
+    const ports = spec.ports.map((p) =>
+      p.host === 0 && picked.has(serviceName(spec.name, p)) ? { ...p, published: picked.get(serviceName(spec.name, p))! } : p,
+    );
+    const on = ports.flatMap((p) => ('published' in p ? [`${p.container}/${p.protocol} on host port ${p.published}`] : []));
     return {
-      data: { name: spec.name, host, container: actual.container, state: actual.state, daemonized: true, ports: spec.ports },
-      view: { kind: 'lines', lines: [`job ${spec.name} runs on ${host} (container ${actual.container.slice(0, 12)})`] },
+      data: { name: spec.name, host, container: actual.container, state: actual.state, daemonized: true, ports },
+      view: { kind: 'lines', lines: [`job ${spec.name} runs on ${host} (container ${actual.container.slice(0, 12)})${on.length ? `; ${on.join(', ')}` : ''}`] },
     };
   });
 }

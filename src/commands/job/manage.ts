@@ -8,7 +8,7 @@ import { DockerEngine, demux, dockerSocketPath, type ContainerSummary } from '..
 import { hostId } from '../../host/identity.js';
 import { daemonContainerName, LABEL_FLEET, LABEL_JOB, LABEL_MODE } from '../../host/job-containers.js';
 import { HostRepo } from '../../state/hosts.js';
-import { desiredState, generationOf, JobRepo, type JobActual, type JobIntent } from '../../state/jobs.js';
+import { desiredState, generationOf, JobRepo, serviceName, type JobActual, type JobIntent } from '../../state/jobs.js';
 import type { Store } from '../../state/store.js';
 import { timeCell, type Cell, type CommandResult, type Context, type View } from '../types.js';
 import { withStore } from '../with-store.js';
@@ -122,13 +122,14 @@ async function observed(
 export const jobList = (ctx: Context): Promise<CommandResult> =>
   withJobs(ctx, async ({ repo, hosts }) => {
     const [intents, actuals, hostList] = await Promise.all([repo.intents(), repo.actuals(), hosts.list()]);
+    const picked = await pickedPorts(repo, intents);
     const rows = intents
       .map((intent) => ({ intent, actual: actuals.get(intent.spec.name) ?? null }))
       .sort((a, b) => a.intent.spec.name.localeCompare(b.intent.spec.name));
     const now = await observed(ctx, rows, hostList);
     const at = (r: (typeof rows)[number]) => now.get(r.intent.spec.name)!;
     return {
-      data: rows.map((r) => jobSummary(r.intent, r.actual, at(r))),
+      data: rows.map((r) => jobSummary(r.intent, r.actual, at(r), picked)),
       view: {
         kind: 'table',
         columns: ['JOB', 'HOST', 'STATE', 'IMAGE', 'PORTS', 'CONTAINER', 'RESTARTS', 'STARTED', 'CREATED'],
@@ -138,7 +139,7 @@ export const jobList = (ctx: Context): Promise<CommandResult> =>
           r.intent.host ?? '-',
           at(r).state,
           r.intent.spec.image,
-          r.intent.spec.ports.map(portText).join(',') || '-',
+          r.intent.spec.ports.map((p) => portText(r.intent.spec.name, p, picked)).join(',') || '-',
           at(r).container?.slice(0, 12) ?? '-',
           String(r.actual?.restarts ?? 0),
           timeCell(r.actual?.startedAt),
@@ -154,28 +155,43 @@ export async function jobShow(job: string, ctx: Context): Promise<CommandResult>
   return withJobs(ctx, async ({ repo, hosts }) => {
     const { intent, actual } = await requireJob(repo, name);
     const seen = (await observed(ctx, [{ intent, actual }], await hosts.list())).get(intent.spec.name)!;
-    return { data: { ...jobSummary(intent, actual, seen), ...intent, actual }, view: jobView(intent, actual, seen.state) };
+    const picked = await pickedPorts(repo, [intent]);
+    return { data: { ...jobSummary(intent, actual, seen, picked), ...intent, actual }, view: jobView(intent, actual, seen.state, picked) };
   });
 }
 
 /** The fields job list gives for each job; job show gives them too, then the whole record. */
-const jobSummary = (intent: JobIntent, actual: JobActual | null, seen: { state: string; container: string | null }) => ({
+const jobSummary = (intent: JobIntent, actual: JobActual | null, seen: { state: string; container: string | null }, picked: ReadonlyMap<string, number>) => ({
   name: intent.spec.name,
   host: intent.host,
   image: intent.spec.image,
   state: seen.state,
   container: seen.container,
   restarts: actual?.restarts ?? 0,
-  ports: intent.spec.ports,
+  // A port the engine picked (host 0) with the host port its service records.
+  ports: intent.spec.ports.map((p) => {
+    const at = p.host === 0 ? picked.get(serviceName(intent.spec.name, p)) : undefined;
+    return at === undefined ? p : { ...p, published: at };
+  }),
   createdAt: intent.createdAt,
 });
 
-const portText = (p: JobSpec['ports'][number]) => `${p.host}:${p.container}/${p.protocol}`;
+/** The services' ports of the jobs that publish a port the engine picks (host port 0), by service name; no read when none does. */
+async function pickedPorts(repo: JobRepo, intents: JobIntent[]): Promise<Map<string, number>> {
+  if (!intents.some((i) => i.spec.ports.some((p) => p.host === 0))) return new Map();
+  return new Map((await repo.services()).map((s) => [s.name, s.port]));
+}
+
+/** HOST:CONTAINER/PROTOCOL; a port the engine picked reads as docker shows it, 32768->80/tcp (0:80/tcp until its service is written). */
+const portText = (job: string, p: JobSpec['ports'][number], picked: ReadonlyMap<string, number>) => {
+  const at = p.host === 0 ? picked.get(serviceName(job, p)) : undefined;
+  return at === undefined ? `${p.host}:${p.container}/${p.protocol}` : `${at}->${p.container}/${p.protocol}`;
+};
 const volumeText = (v: JobSpec['volumes'][number]) =>
   `${v.kind === 'dot' ? `dot:${v.dot}${v.subdot ? `.${v.subdot}` : ''}` : v.source}:${v.target}${v.readOnly ? ':ro' : ''}`;
 
 /** `job show` for a reader: the spec's fields that are set, then where and how it runs. */
-function jobView(intent: JobIntent, actual: JobActual | null, state: string): View {
+function jobView(intent: JobIntent, actual: JobActual | null, state: string, picked: ReadonlyMap<string, number>): View {
   const s = intent.spec;
   const list = (xs: string[]) => xs.join(', ') || '-';
   const restart = s.restart.mode === 'on-failure' && s.restart.maxRetries !== null ? `on-failure:${s.restart.maxRetries}` : s.restart.mode;
@@ -185,7 +201,7 @@ function jobView(intent: JobIntent, actual: JobActual | null, state: string): Vi
     ['host', intent.host ?? '-'],
     ['image', s.image],
     ['command', s.command.length ? formatArgv(s.command) : "(the image's)"],
-    ['ports', list(s.ports.map(portText))],
+    ['ports', list(s.ports.map((p) => portText(s.name, p, picked)))],
     ['volumes', list(s.volumes.map(volumeText))],
     ['env', list(Object.keys(s.env).sort())],
     ['links', list(s.links)],
