@@ -13,7 +13,7 @@ _knarr_value() {
     none | '') ;;
     path) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
     c:*) local IFS=$', \t\n'; COMPREPLY=($(compgen -W "${1#c:}" -- "$cur")) ;;
-    branch | node) [[ -n ${pos[0]} ]] && _knarr_names "$1" "${pos[0]}" ;;
+    branch | node | member) [[ -n ${pos[0]} ]] && _knarr_names "$1" "${pos[0]}" ;;
     *) _knarr_names "$1" ;;
   esac
 }
@@ -38,7 +38,7 @@ _knarr_node() {
     'pool/destroy' | 'pool/rm') args='pool'; opts='--yes --force' ;;
     'etcd/up') opts='--pool --client-port --peer-port --advertise --name'; vals=' --pool=pool --client-port=none --peer-port=none --advertise=none --name=none ' ;;
     'etcd/join') args='none'; opts='--token --advertise --name --pool --client-port --peer-port'; vals=' --token=none --advertise=none --name=none --pool=pool --client-port=none --peer-port=none ' ;;
-    'etcd/remove') args='none'; opts='--force' ;;
+    'etcd/remove') args='member'; opts='--force' ;;
     'etcd/backup') args='path'; opts='--force' ;;
     'etcd/restore') args='path'; opts='--yes --pool --client-port --peer-port'; vals=' --pool=pool --client-port=none --peer-port=none ' ;;
     'etcd/defrag') opts='--disarm' ;;
@@ -61,8 +61,8 @@ _knarr_node() {
     'dot/send') args='dot none'; opts='--base'; vals=' --base=none ' ;;
     'dot/receive') args='dot'; opts='--record --branch --base --pool'; vals=' --record=none --branch=branch --base=none --pool=pool ' ;;
     'dot/rm') args='dot'; opts='--force' ;;
-    'job/run') args='docker-image none...'; opts='-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart --cpu --memory --fixed --static -d --detach'; vals=' -f=path --file=path --name=none -e=none --env=none --network=none --host=host --tag=none -p=none --port=none --volume=none --link=none --restart=none --cpu=none --memory=none ' ;;
-    'job/plan') args='docker-image none...'; opts='-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart --cpu --memory --fixed --static -d --detach --strategy'; vals=' -f=path --file=path --name=none -e=none --env=none --network=none --host=host --tag=none -p=none --port=none --volume=none --link=none --restart=none --cpu=none --memory=none --strategy=c:spread,binpack ' ;;
+    'job/run') args='docker-image none...'; opts='-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart --cpu --memory --fixed --static -d --detach'; vals=' -f=path --file=path --name=none -e=env --env=env --network=none --host=host --tag=none -p=none --port=none --volume=none --link=none --restart=none --cpu=none --memory=none ' ;;
+    'job/plan') args='docker-image none...'; opts='-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart --cpu --memory --fixed --static -d --detach --strategy'; vals=' -f=path --file=path --name=none -e=env --env=env --network=none --host=host --tag=none -p=none --port=none --volume=none --link=none --restart=none --cpu=none --memory=none --strategy=c:spread,binpack ' ;;
     'job/show') args='job' ;;
     'job/logs') args='job'; opts='-f --follow --tail --since --timestamps'; vals=' --tail=none --since=none ' ;;
     'job/stop') args='job' ;;
@@ -91,15 +91,15 @@ _knarr_node() {
     'cluster/show') args='cluster'; opts='--user'; vals=' --user=none ' ;;
     'cluster/exec') args='cluster node none...'; opts='-i --interactive --user'; vals=' --user=none ' ;;
     'env/create') args='none'; opts='-f --file --detach'; vals=' -f=path --file=path ' ;;
-    'env/add') args='none none'; opts='--count -f --file --detach'; vals=' --count=none -f=path --file=path ' ;;
-    'env/remove' | 'env/rm') args='none none'; opts='--detach' ;;
-    'env/start') args='none'; opts='--detach' ;;
-    'env/stop') args='none'; opts='--detach' ;;
-    'env/suspend') args='none'; opts='--detach' ;;
-    'env/resume') args='none'; opts='--detach' ;;
-    'env/destroy') args='none'; opts='--detach' ;;
-    'env/show') args='none' ;;
-    'env/events') args='none'; opts='-f --follow' ;;
+    'env/add') args='env none'; opts='--count -f --file --detach'; vals=' --count=none -f=path --file=path ' ;;
+    'env/remove' | 'env/rm') args='env member'; opts='--detach' ;;
+    'env/start') args='env'; opts='--detach' ;;
+    'env/stop') args='env'; opts='--detach' ;;
+    'env/suspend') args='env'; opts='--detach' ;;
+    'env/resume') args='env'; opts='--detach' ;;
+    'env/destroy') args='env'; opts='--detach' ;;
+    'env/show') args='env' ;;
+    'env/events') args='env'; opts='-f --follow' ;;
     'image/import') args='none path'; opts='--busybox --pool'; vals=' --pool=pool ' ;;
     'image/rm') args='image' ;;
     'image/save') args='cluster node none'; opts='--user --detach'; vals=' --user=none ' ;;

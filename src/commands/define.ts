@@ -4,7 +4,7 @@ import type { CommandInput, CommandResult, Context } from './types.js';
 export type DryRunMode = 'reads' | 'plans' | 'refuses';
 
 /** The things shell completion asks knarr to name (`knarr __complete KIND`). */
-export const NAME_KINDS = ['pool', 'dot', 'branch', 'remote', 'job', 'cluster', 'node', 'image', 'op', 'host', 'docker-image'] as const;
+export const NAME_KINDS = ['pool', 'dot', 'branch', 'remote', 'job', 'cluster', 'node', 'image', 'op', 'host', 'docker-image', 'env', 'member'] as const;
 export type NameKind = (typeof NAME_KINDS)[number];
 /** What completion offers for a value: names of a kind, files and directories, or nothing (a new name, free text). */
 export type Completes = NameKind | 'path' | 'none';

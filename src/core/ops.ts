@@ -84,6 +84,7 @@ export function opTarget(op: Pick<OpRecord, 'kind' | 'args' | 'host'>): string {
     return `image ${str('image')}${cluster ? ` (from ${cluster}${a.node !== undefined ? ` node ${String(a.node)}` : ''})` : ''}`;
   if (noun === 'cluster' && cluster) return `cluster ${cluster}`;
   if (noun === 'host') return `host ${str('host') ?? op.host}`;
+  if (noun === 'env' && str('env')) return `env ${str('env')}${str('member') ? ` (${str('member')})` : ''}`;
   const named = str('name') ?? str('image') ?? str('job') ?? str('dot');
   return named ? `${noun} ${named}` : `host ${op.host}`;
 }

@@ -149,6 +149,32 @@ describe.skipIf(!run)('environments: roles, ordered hooks, the balancer', () => 
     expect(refused.stderr).toMatch(/web requires a balancer from 2/);
   }, 240_000);
 
+  it('--dry-run of add, remove, stop and destroy prints the members and hooks in order and changes nothing', async () => {
+    const before = { members: await members('shop'), containers: await containers('name=knarr-shop-') };
+    const add = await ok(['--dry-run', 'env', 'add', 'shop', 'web']);
+    expect(add.stdout + add.stderr).toMatch(/add shop-web-4 \(role web\):[\s\S]*afterOtherIsAdded of shop-balancer-1 \(about shop-web-4\): built in/);
+    const rm = await ok(['--dry-run', 'env', 'remove', 'shop', 'shop-web-1']);
+    expect(rm.stdout + rm.stderr).toMatch(/remove shop-web-1 \(role web\)[\s\S]*afterOtherIsRemoved of shop-balancer-1 \(about shop-web-1\)/);
+    for (const verb of ['stop', 'suspend', 'destroy']) {
+      const r = await ok(['--dry-run', 'env', verb, 'shop']);
+      expect(r.stdout + r.stderr).toMatch(new RegExp(`${verb} shop-web-1`));
+    }
+    expect({ members: await members('shop'), containers: await containers('name=knarr-shop-') }).toEqual(before);
+    expect((await ok(['--json', 'op', 'list', '--active'])).json()).toEqual([]);
+  });
+
+  it('two adds at once: both serialise or the second is refused; names stay unique and nothing is left half-made', async () => {
+    const before = (await members('shop')).length;
+    const [a, b] = await Promise.all([k(['env', 'add', 'shop', 'web']), k(['env', 'add', 'shop', 'web'])]);
+    for (const r of [a, b]) expect([0, 4], r.stderr).toContain(r.code);
+    const after = await members('shop');
+    const made = [a, b].filter((r) => r.code === 0).length;
+    expect(after.length).toBe(before + made);
+    expect(new Set(after.map((m) => m.name)).size).toBe(after.length);
+    expect(after.every((m) => m.state === 'running')).toBe(true);
+    expect((await containers('name=knarr-shop-web')).split('\n').length).toBe(after.filter((m) => m.role === 'web').length);
+  }, 120_000);
+
   it('a beforeItIsAdded hook that exits 1 denies the add: its message is the error, nothing is made', async () => {
     write(
       'guard.yaml',

@@ -106,7 +106,7 @@ describe.skipIf(!run)('the README tour, as printed, on real components (zfs-fuse
         /* gone */
       }
     }
-    await execa('docker', ['rm', '-f', 'knarr-web'], { reject: false });
+    await execa('docker', ['rm', '-f', 'knarr-web', 'knarr-shop-web-1', 'knarr-shop-web-2'], { reject: false });
     const lxc = (await execa('lxc-ls', ['-P', `${state}/lxc`, '-1'], { reject: false })).stdout.split('\n').filter(Boolean);
     for (const name of lxc) await execa('lxc-stop', ['-P', `${state}/lxc`, '-n', name, '-k'], { reject: false });
     await execa('ip', ['link', 'del', bridge], { reject: false });
@@ -147,6 +147,13 @@ describe.skipIf(!run)('the README tour, as printed, on real components (zfs-fuse
     expect(web).toContain('hello from web\n');
     expect(web).toMatch(/response:200/);
     expect(web).toMatch(/^web\s.*\brunning\b.*\b8080:80\b/m);
+    // The second web brought the balancer before itself; through the service, each web answers in turn.
+    const shop = block(find('env create shop'));
+    expect(shop).toMatch(/^shop-web-1\s.*\brunning\nshop-balancer-1\s.*\brunning\nshop-web-2\s.*\brunning$/m);
+    const hostnames = shop.trim().split('\n').slice(-2);
+    expect(hostnames[0]).toMatch(/^[0-9a-f]{12}$/);
+    expect(hostnames[1]).toMatch(/^[0-9a-f]{12}$/);
+    expect(hostnames[0]).not.toBe(hostnames[1]);
     // The agent registers the host: up.
     expect(block(find('host list'))).toMatch(/^\S+ +up\b/m);
     // Three nodes, each with its hostname, and every node in /etc/hosts.
@@ -161,6 +168,7 @@ describe.skipIf(!run)('the README tour, as printed, on real components (zfs-fuse
     const state = `${tmp.path}/state`;
     expect(existsSync(`${state}/agent.json`)).toBe(false);
     expect((await execa('docker', ['ps', '-a', '-q', '--filter', 'name=^knarr-web$'])).stdout).toBe('');
+    expect((await execa('docker', ['ps', '-a', '-q', '--filter', 'name=^knarr-shop-'])).stdout).toBe('');
     expect((await execa('lxc-ls', ['-P', `${state}/lxc`, '-1'], { reject: false })).stdout).toBe('');
     expect((await execa('ip', ['link', 'show', bridge], { reject: false })).exitCode).not.toBe(0);
     const dots = await execa('knarr', ['--json', 'dot', 'list'], { env: { ...process.env, ...env } });

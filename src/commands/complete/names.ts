@@ -48,6 +48,10 @@ async function fromStore(kind: Exclude<NameKind, 'pool' | 'docker-image'>, conte
       return (await new (await import('../../state/ops.js')).OpRepo(store, fleet).list()).map((o) => o.id);
     case 'host':
       return (await new (await import('../../state/hosts.js')).HostRepo(store, fleet).list()).map((h) => h.host.name);
+    case 'env':
+      return (await new (await import('../../state/envs.js')).EnvRepo(store, fleet).list()).map((e) => e.name);
+    case 'member':
+      return context ? ((await new (await import('../../state/envs.js')).EnvRepo(store, fleet).get(context))?.members ?? []).map((m) => m.name) : [];
   }
 }
 

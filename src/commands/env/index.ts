@@ -1,17 +1,17 @@
 import { defineCommand, defineGroup } from '../define.js';
 import { detachOption } from '../options.js';
 
-const nameArg = { name: { description: 'environment name', required: true } } as const;
+const nameArg = { name: { description: 'environment name', required: true, completes: 'env' } } as const;
 
 const create = defineCommand(
   {
     name: 'create',
     summary: 'create an environment: its roles and members from a file, made as one operation',
+    args: { name: { description: 'environment name', required: true } },
     description:
       'Reads an environment file (roles: role mappings or role file paths; members: role: count) and makes every member, lowest priority first, ' +
       "each with its hooks in order. The built-in balancer role is always there. Without --file the environment starts empty, with the balancer's role only. " +
       'A hook that denies, or a member that does not start, undoes the whole create.',
-    args: nameArg,
     options: {
       file: { flags: '-f, --file <file>', description: 'environment file (YAML or JSON)' },
       detach: detachOption,
@@ -56,7 +56,7 @@ const remove = defineCommand(
     description:
       'Runs the member’s beforeItIsRemoved and the others’ beforeOtherIsRemoved (a non-zero exit denies it), takes the member away (the ' +
       "balancer forgets it first), then its afterItIsRemoved (on its host) and the others' afterOtherIsRemoved. A member others require stays.",
-    args: { ...nameArg, member: { description: 'member name (ENV-ROLE-N)', required: true } },
+    args: { ...nameArg, member: { description: 'member name (ENV-ROLE-N)', required: true, completes: 'member' } },
     options: { detach: detachOption },
     examples: [{ command: 'knarr env remove shop shop-web-3', description: 'one web member less' }],
     dryRun: 'plans',

@@ -3,6 +3,7 @@ import type { EnvRecord, RoleSpec } from '../../../core/env.js';
 import { OpArgs } from '../../../core/op-args.js';
 import type { OpHandler, OpRun } from '../../../ops/runner.js';
 import { addMember, envArg, envRepo, reserveMembers, undoAdds } from './flow.js';
+import { planAdd, planCreate } from './plan.js';
 
 type Groups = { role: string; count: number }[];
 
@@ -20,6 +21,7 @@ async function addAll(r: OpRun, env: string, names: readonly string[]): Promise<
 
 /** env.create: the record (roles, no members), then every member of the file, lowest priority first; undone as a whole. */
 export const envCreate: OpHandler = {
+  plan: planCreate,
   async run(r) {
     const name = envArg(r);
     const repo = envRepo(r);
@@ -52,6 +54,7 @@ export const envCreate: OpHandler = {
 
 /** env.add: count members of a role (with what they require first), each with its hooks; undone as a whole. */
 export const envAdd: OpHandler = {
+  plan: planAdd,
   async run(r) {
     const name = envArg(r);
     const a = new OpArgs(r.op);

@@ -8,6 +8,7 @@ import { HostRepo } from '../../../state/hosts.js';
 import { JobRepo } from '../../../state/jobs.js';
 import { updateBalancer } from '../balancer-records.js';
 import { envArg, envRepo, loadEnv, updateMember } from './flow.js';
+import { planEach } from './plan.js';
 
 type Verb = 'start' | 'stop' | 'suspend' | 'resume';
 
@@ -64,6 +65,7 @@ async function freeze(r: OpRun, env: EnvRecord, m: EnvMember, action: 'pause' | 
 function lifecycle(verb: Verb): OpHandler {
   return {
     undoes: false,
+    plan: (r) => planEach(r, verb, verb === 'stop' || verb === 'suspend'),
     async run(r) {
       const name = envArg(r);
       const env = await loadEnv(r, name);

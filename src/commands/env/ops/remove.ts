@@ -4,6 +4,7 @@ import { OpArgs } from '../../../core/op-args.js';
 import type { OpHandler, OpRun } from '../../../ops/runner.js';
 import { dropMember, syncBackends } from '../members.js';
 import { envArg, envRepo, loadEnv, runSteps, updateMember } from './flow.js';
+import { planEach, planRemove } from './plan.js';
 
 /** Drops a member from its place (the balancers forget it first) and from the record. */
 async function takeAway(r: OpRun, envName: string, m: EnvMember): Promise<string> {
@@ -20,6 +21,7 @@ async function takeAway(r: OpRun, envName: string, m: EnvMember): Promise<string
  * the member stays as it was), the member taken away, then its afterItIsRemoved (on its host) and the others' afterOtherIsRemoved.
  */
 export const envRemove: OpHandler = {
+  plan: planRemove,
   async run(r) {
     const name = envArg(r);
     const member = new OpArgs(r.op).string('member');
@@ -53,6 +55,7 @@ export const envRemove: OpHandler = {
 /** env.destroy: every member taken away (highest priority first, no hooks), then the record and its history. */
 export const envDestroy: OpHandler = {
   undoes: false,
+  plan: (r) => planEach(r, 'destroy', true),
   async run(r) {
     const name = envArg(r);
     const env = await envRepo(r).get(name);
