@@ -8,6 +8,8 @@ import type { Store } from '../state/store.js';
 
 /** A backend that does not accept a connection within this long is skipped for the next one. */
 export const BACKEND_CONNECT_MS = 2000;
+/** A client whose backend closed gets this long to read what is left and close its side. */
+const CLIENT_LINGER_MS = 30_000;
 
 export interface BalancersOptions {
   /** This host: its agent serves the records under balancers/<host>/. */
@@ -176,13 +178,14 @@ export class Balancers {
       const upstream = await this.reach(name);
       if (!upstream) continue;
       if (client.destroyed) return void upstream.destroy();
-      const end = () => {
-        client.destroy();
-        upstream.destroy();
-      };
-      upstream.on('error', end);
-      upstream.on('close', end);
-      client.on('close', end);
+      upstream.on('error', () => client.destroy());
+      client.on('close', () => upstream.destroy());
+      // The backend done: what it sent is still flushed to the client (a destroy would drop what is buffered), then the client goes.
+      upstream.on('close', (failed) => {
+        if (failed) return void client.destroy();
+        client.end();
+        client.setTimeout(CLIENT_LINGER_MS, () => client.destroy());
+      });
       client.pipe(upstream);
       upstream.pipe(client);
       return;

@@ -41,6 +41,21 @@ function ask(port: number, timeoutMs = 10_000): Promise<string | null> {
   });
 }
 
+/** How many bytes a reader that pauses now and then gets from 127.0.0.1:port before the connection closes. */
+function slowRead(port: number): Promise<number> {
+  return new Promise((resolve) => {
+    const c = connect({ host: '127.0.0.1', port });
+    let n = 0;
+    c.on('data', (b) => {
+      n += b.length;
+      c.pause();
+      setTimeout(() => c.resume(), 2);
+    });
+    c.on('error', () => undefined);
+    c.on('close', () => resolve(n));
+  });
+}
+
 const closeServer = (s: Server) => new Promise<void>((r) => s.close(() => r()));
 
 /**
@@ -147,6 +162,26 @@ describe.skipIf(!run)("an environment's balancer, served by the host's agent", (
     for (let i = 0; i < 6; i++) six.push(await ask(port));
     expect(new Set(six.slice(0, 3))).toEqual(new Set(['web-1', 'web-2', 'web-3']));
     expect(six.slice(3)).toEqual(six.slice(0, 3));
+
+    // A large answer to a slow reader arrives whole, also after the backend closed its end.
+    const big = createServer((conn) => {
+      conn.on('error', () => undefined);
+      conn.end(Buffer.alloc(8 * 1024 * 1024, 'x'));
+    });
+    await new Promise<void>((r) => big.listen(0, '127.0.0.1', () => r()));
+    servers.push(big);
+    await jobs.putService({
+      name: 'hb14-big-80',
+      job: 'hb14-big',
+      host: 'hb14-h9',
+      address: '127.0.0.1',
+      port: (big.address() as { port: number }).port,
+      protocol: 'tcp',
+    });
+    await repo.put('hb14-h1', { ...record, port, backends: ['hb14-big-80'] });
+    await eventually(async () => expect(await slowRead(port)).toBe(8 * 1024 * 1024), 30_000);
+    await repo.put('hb14-h1', { ...record, port });
+    await eventually(async () => expect(await ask(port)).toMatch(/^web-[123]$/));
 
     // A backend that refuses is skipped: the next one answers, and no client is turned away.
     await closeServer(b!.server);

@@ -105,6 +105,24 @@ describe.skipIf(!run)('a job port on any free host port (0:80)', () => {
     expect((await k(['job', 'list'])).stdout).toContain(`${mine[0]!.port}->80/tcp`);
     expect((await k(['job', 'show', `${prefix}2`])).stdout).toMatch(new RegExp(`^ports: +${mine[1]!.port}->80/tcp$`, 'm'));
 
+    if (agent) {
+      // Both behind an environment's balancer served by the agent: a job linked to the environment's service reaches each through its ambassador.
+      const { connectEtcd } = await import('../../src/state/store.js');
+      const { BalancerRepo } = await import('../../src/state/balancers.js');
+      const store = await connectEtcd([etcd.url]);
+      try {
+        const env = `${prefix.replace(/[^a-z0-9]/g, '')}shop`;
+        await new BalancerRepo(store, fleet).put('hb14-h1', { env, member: `${env}-balancer-1`, port: 0, backends: mine.map((s) => s.name), state: 'running' });
+        await eventually(async () => expect(((await k(['--json', 'service', 'list'])).json() as Service[]).some((s) => s.name === env)).toBe(true));
+        const addr = `$${env.toUpperCase()}_ADDR`;
+        const linked = await k(['job', 'run', '--link', env, d.image, '--', 'sh', '-c', `for i in 1 2 3 4; do wget -qO- "http://${addr}/"; done`]);
+        expect(linked.code, linked.stderr).toBe(0);
+        expect(new Set(linked.stdout.trim().split('\n'))).toEqual(new Set(names));
+      } finally {
+        await store.close();
+      }
+    }
+
     // docker restart: the container may get another port; the service follows what the engine says.
     await d.docker('restart', '-t', '0', `knarr-${prefix}1`);
     const bound = async () => Number((await d.docker('port', `knarr-${prefix}1`, '80/tcp')).split('\n')[0]!.split(':').pop());
@@ -134,7 +152,8 @@ describe.skipIf(!run)('a job port on any free host port (0:80)', () => {
     expect(r.stdout + r.stderr).toMatch(/-p 0:80\/tcp/);
   });
 
-  it('through an agent on that engine: two jobs with 0:80 both run, and a container restarted keeps its service right', async () => {
+  it('through an agent on that engine: two jobs with 0:80 both run, a job linked to a balancer in front of them reaches both, and a container ' +
+    'restarted keeps its service right', async () => {
     const fleet = 'hb14-agent';
     const stateDir = `${tmp.path}/agent-state`;
     agent = await agentUnderTest({ etcd: etcd.url, fleet, stateDir, name: 'hb14-h1', listen: `127.0.0.1:${await freePort()}`, env: d.env });
