@@ -274,7 +274,9 @@ describe.skipIf(!run)('environments: roles, ordered hooks, the balancer', () => 
   }, 120_000);
 
   it('stop, start, suspend, resume move every member; destroy leaves nothing', async () => {
-    write('life.yaml', ['roles:', '  - name: w', `    job: {image: ${d.image}, command: [sleep, "3600"]}`, 'members: {w: 2}', ''].join('\n'));
+    // Members that stop at SIGTERM (a plain sleep as pid 1 ignores it, and docker waits 10 s).
+    const loop = `[sh, -c, 'trap "exit 0" TERM; while :; do sleep 1; done']`;
+    write('life.yaml', ['roles:', '  - name: w', `    job: {image: ${d.image}, command: ${loop}}`, 'members: {w: 2}', ''].join('\n'));
     await ok(['env', 'create', 'life', '-f', 'life.yaml']);
     const states = async () =>
       (await containers('name=knarr-life-'))
@@ -291,6 +293,11 @@ describe.skipIf(!run)('environments: roles, ordered hooks, the balancer', () => 
     expect(await states()).toEqual(['exited', 'exited']);
     await ok(['env', 'start', 'life']);
     expect(await states()).toEqual(['running', 'running']);
+    // A member's job is changed through its environment.
+    const rm = await k(['job', 'rm', 'life-w-1']);
+    expect(rm.code).toBe(4);
+    expect(rm.stderr).toMatch(/member of environment life[\s\S]*knarr env remove life life-w-1/);
+    expect((await k(['job', 'stop', 'life-w-2'])).code).toBe(4);
     const listed = (await ok(['--json', 'env', 'list'])).json() as { name: string; state: string }[];
     expect(listed.find((e) => e.name === 'life')).toMatchObject({ state: 'running' });
     await ok(['env', 'destroy', 'life']);

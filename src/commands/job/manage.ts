@@ -1,4 +1,4 @@
-import { NotFoundError, PrerequisiteError, ValidationError } from '../../core/errors.js';
+import { ConflictError, NotFoundError, PrerequisiteError, ValidationError } from '../../core/errors.js';
 import type { JobSpec } from '../../core/job-spec.js';
 import { validateName } from '../../core/names.js';
 import { parseLogOptions } from '../../core/logs.js';
@@ -242,9 +242,22 @@ function withJobHere<T>(ctx: Context, job: string, work: (j: Jobs, intent: JobIn
   });
 }
 
+/** A job an environment made is changed through the environment: its hooks run, its balancer forgets it. */
+async function refuseMember(j: Jobs, ctx: Context, name: string, verb: string): Promise<void> {
+  const { EnvRepo } = await import('../../state/envs.js');
+  for (const env of await new EnvRepo(j.store, ctx.config.fleet).list()) {
+    const m = env.members.find((x) => x.name === name && x.kind === 'job');
+    if (m)
+      throw new ConflictError(`job ${name} is a member of environment ${env.name}: ${verb} it there, so its hooks run and its balancer forgets it`, {
+        hint: verb === 'remove' ? `knarr env remove ${env.name} ${name}` : `knarr env stop ${env.name}`,
+      });
+  }
+}
+
 /** `knarr job stop JOB`: stops its container; the intent stays (stopped), so nothing restarts it. */
 export async function jobStop(job: string, ctx: Context): Promise<CommandResult> {
   return withJobHere(ctx, job, async (j, intent, name) => {
+    await refuseMember(j, ctx, name, 'stop');
     if (ctx.runner.dryRun) {
       planJob(ctx, intent, `mark job ${name} stopped in etcd`, ['stop', daemonContainerName(name)]);
       return { data: { name, state: 'stopped', planned: true } };
@@ -259,6 +272,7 @@ export async function jobStop(job: string, ctx: Context): Promise<CommandResult>
 /** `knarr job rm JOB`: removes its container, intent, actual state and services (its history stays). */
 export async function jobRm(job: string, ctx: Context): Promise<CommandResult> {
   return withJobHere(ctx, job, async (j, intent, name) => {
+    await refuseMember(j, ctx, name, 'remove');
     if (ctx.runner.dryRun) {
       planJob(ctx, intent, `remove job ${name}'s intent, state and services from etcd (its history stays)`, ['rm', '-f', daemonContainerName(name)]);
       return { data: { name, removed: false, planned: true } };
