@@ -352,6 +352,9 @@ export function parseEnvFile(raw: unknown, loadRole: (path: string, at: string) 
       }
     }
     if (total > MAX_MEMBERS) p.add('members', `${total} members; an environment has at most ${MAX_MEMBERS}`);
+    for (const g of members)
+      if (roles.find((r) => r.name === g.role)?.kind === 'balancer' && g.count > 1)
+        p.add(`members.${g.role}`, "an environment has one balancer (it is the environment's service)");
   }
   checkRequirements(p, roles);
   p.throwIfAny(source);

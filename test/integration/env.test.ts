@@ -333,6 +333,25 @@ describe.skipIf(!run)('environments: roles, ordered hooks, the balancer', () => 
     await ok(['env', 'destroy', 'five']);
   }, 300_000);
 
+  it("a job of a member's name that the environment did not make is neither taken over nor removed", async () => {
+    await ok(['job', 'run', '-d', '--name', 'gate-w-1', d.image, '--', 'sleep', '3600']);
+    write('gate.yaml', ['roles:', '  - name: w', `    job: {image: ${d.image}, command: [sleep, "3600"]}`, 'members: {w: 1}', ''].join('\n'));
+    const refused = await k(['env', 'create', 'gate', '-f', 'gate.yaml']);
+    expect(refused.code).toBe(4);
+    expect(refused.stderr).toMatch(/jobs named gate-w-1 exist outside the environment/);
+    write('gate-w.yaml', ['name: w', `job: {image: ${d.image}, command: [sleep, "3600"]}`, ''].join('\n'));
+    await ok(['env', 'create', 'gate']);
+    const add = await k(['env', 'add', 'gate', 'w', '-f', 'gate-w.yaml']);
+    expect(add.code).not.toBe(0);
+    expect(add.stderr).toMatch(/a job named gate-w-1 exists that is no member of environment gate/);
+    expect((await ok(['--json', 'job', 'show', 'gate-w-1'])).json()).toMatchObject({ state: 'running' });
+    expect(await members('gate')).toEqual([]);
+    // Two balancers would fight over the service: refused.
+    expect((await k(['env', 'add', 'gate', 'balancer', '--count', '2'])).code).toBe(4);
+    await ok(['env', 'destroy', 'gate']);
+    await ok(['job', 'rm', 'gate-w-1']);
+  }, 120_000);
+
   it('bad input is refused before anything is written, naming the field', async () => {
     write(
       'bad.yaml',

@@ -142,6 +142,11 @@ export async function envAdd(nameArg: string, roleArg: string, opts: { count?: s
         hint: `give the role's file: knarr env add ${name} ${role} -f ${role}.yaml`,
       });
     if (roleSpec && !known) checkNewRole(roleSpec, env.roles);
+    // One balancer: it is the environment's service, and two would point it at each other.
+    if ((known ?? roleSpec)!.kind === 'balancer' && (count > 1 || env.members.some((m) => m.kind === 'balancer' && m.state !== 'lost')))
+      throw new ConflictError(`environment ${name} has ${count > 1 ? 'room for one balancer' : 'a balancer already'}: an environment has one`, {
+        hint: `see it with: knarr env show ${name}`,
+      });
     const present = env.members.filter((m) => m.state !== 'lost').length;
     if (present + count > MAX_MEMBERS)
       throw new ValidationError('--count', `${name} has ${present} members; ${count} more would pass the ${MAX_MEMBERS} an environment has at most`);

@@ -30,8 +30,8 @@ const add = defineCommand(
     name: 'add',
     summary: 'add members of a role (and what they require first), each with its hooks',
     description:
-      'Each member is added in turn: its beforeItIsAdded hook, then every other member’s beforeOtherIsAdded in priority order (a non-zero exit ' +
-      'denies the add, and nothing is left), then the member is made, then its afterItIsAdded and the others’ afterOtherIsAdded (a non-zero exit ' +
+      "Each member is added in turn: its beforeItIsAdded hook, then every other member's beforeOtherIsAdded in priority order (a non-zero exit " +
+      "denies the add, and nothing is left), then the member is made, then its afterItIsAdded and the others' afterOtherIsAdded (a non-zero exit " +
       'undoes the add). A role that requires another (web requires a balancer from its second member) gets it added first.',
     args: { ...nameArg, role: { description: 'role name', required: true } },
     options: {
@@ -54,7 +54,7 @@ const remove = defineCommand(
     aliases: ['rm'],
     summary: 'remove one member, with its removal hooks',
     description:
-      'Runs the member’s beforeItIsRemoved and the others’ beforeOtherIsRemoved (a non-zero exit denies it), takes the member away (the ' +
+      "Runs the member's beforeItIsRemoved and the others' beforeOtherIsRemoved (a non-zero exit denies it), takes the member away (the " +
       "balancer forgets it first), then its afterItIsRemoved (on its host) and the others' afterOtherIsRemoved. A member others require stays.",
     args: { ...nameArg, member: { description: 'member name (ENV-ROLE-N)', required: true, completes: 'member' } },
     options: { detach: detachOption },
@@ -124,8 +124,8 @@ export const env = defineGroup({
   summary: 'environments: groups of members with roles, ordered hooks and a balancer',
   description:
     'An environment is a group of members (docker jobs, or the built-in balancer) that make one application, as Cloud48 groups containers: ' +
-    'each member is of a role (a YAML file: priority, what a member is, what it requires, hooks), and each role reacts to the environment’s ' +
-    'events in priority order, lowest first. Every change is a durable operation on the environment’s home host (knarr op) with a child ' +
-    'operation per member made. The environment’s service (its name) is served by the balancer: link a job to it with --link NAME.',
+    "each member is of a role (a YAML file: priority, what a member is, what it requires, hooks), and each role reacts to the environment's " +
+    "events in priority order, lowest first. Every change is a durable operation on the environment's home host (knarr op) with a child " +
+    "operation per member made. The environment's service (its name) is served by the balancer: link a job to it with --link NAME.",
   subcommands: [create, add, remove, ...lifecycle, list, show, events],
 });

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FailureError, PrerequisiteError } from '../../core/errors.js';
+import { ConflictError, FailureError, PrerequisiteError } from '../../core/errors.js';
 import { backendServices, hookEnv, type EnvMember, type EnvRecord, type HookSpec, type HookStep } from '../../core/env.js';
 import type { JobSpec } from '../../core/job-spec.js';
 import { thisHost } from '../../daemon/pidfile.js';
@@ -7,6 +7,7 @@ import { HostRepo } from '../../state/hosts.js';
 import { JobRepo } from '../../state/jobs.js';
 import type { Store } from '../../state/store.js';
 import type { Context } from '../types.js';
+import { AgentClient } from '../job/agent-client.js';
 import { balancerRecord, deleteBalancer, putBalancer, updateBalancer } from './balancer-records.js';
 
 /** How long a new balancer's host has to listen and publish the environment's service. */
@@ -20,6 +21,9 @@ export function memberJobSpec(env: EnvRecord, m: EnvMember): JobSpec {
   const job = role.job!;
   return { ...job, name: m.name, env: { ...job.env, KNARR_ENV: env.name, KNARR_MEMBER: m.name, KNARR_ROLE: m.role }, daemonize: true };
 }
+
+/** A job an environment made carries its environment and member name in its variables. */
+export const isMemberJob = (spec: JobSpec, env: string, member: string) => spec.env.KNARR_ENV === env && spec.env.KNARR_MEMBER === member;
 
 /** Where a made member is: its host, and the address of its role's port. */
 export interface MemberPlace {
@@ -35,10 +39,17 @@ export async function makeJobMember(ctx: Context, store: Store, env: EnvRecord, 
   const existing = await jobs.intent(m.name);
   let host: string;
   if (existing) {
-    // Made by this operation before it was cut short: the member's name is reserved in the record, so the job is ours.
+    if (!isMemberJob(existing.spec, env.name, m.name))
+      throw new ConflictError(`a job named ${m.name} exists that is no member of environment ${env.name}`, {
+        hint: `remove or rename that job (knarr job rm ${m.name}), then add the member again`,
+      });
+    // Made by this operation before it was cut short: its host's agent may not have started it yet.
     host = existing.host ?? '';
+    const at = host ? await new HostRepo(store, ctx.config.fleet).get(host) : null;
+    if (at?.up) await (await AgentClient.connect(ctx, at.host)).converge();
     const actual = await jobs.actual(m.name);
-    if (!actual || actual.host !== host || actual.state === 'failed') throw new FailureError(`member ${m.name} did not start on ${host || 'any host'}`);
+    if (!actual || actual.host !== host || actual.state === 'failed')
+      throw new FailureError(`member ${m.name} did not start on ${host || 'any host'}${actual?.error ? `: ${actual.error}` : ''}`);
   } else host = (await startDaemonized(ctx, store, memberJobSpec(env, m))).host;
   if (role.port === null) return { host, address: null };
   const service = await jobs.service(`${m.name}-${role.port}`);
@@ -86,6 +97,9 @@ export async function syncBackends(ctx: Context, store: Store, env: EnvRecord, m
 /** Takes a member away, whatever part of it was made: idempotent, so an undo or a resumed remove runs it again safely. */
 export async function dropMember(ctx: Context, store: Store, env: EnvRecord, m: EnvMember): Promise<string> {
   if (m.kind === 'job') {
+    // Only the member's own job: one of that name that some operator made meanwhile stays.
+    const intent = await new JobRepo(store, ctx.config.fleet).intent(m.name);
+    if (!intent || !isMemberJob(intent.spec, env.name, m.name)) return '';
     const { removeJob } = await import('../job/manage.js');
     return removeJob(ctx, store, m.name);
   }

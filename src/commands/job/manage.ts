@@ -246,7 +246,7 @@ function withJobHere<T>(ctx: Context, job: string, work: (j: Jobs, intent: JobIn
 async function refuseMember(j: Jobs, ctx: Context, name: string, verb: string): Promise<void> {
   const { EnvRepo } = await import('../../state/envs.js');
   for (const env of await new EnvRepo(j.store, ctx.config.fleet).list()) {
-    const m = env.members.find((x) => x.name === name && x.kind === 'job');
+    const m = env.members.find((x) => x.name === name && x.kind === 'job' && x.state !== 'adding');
     if (m)
       throw new ConflictError(`job ${name} is a member of environment ${env.name}: ${verb} it there, so its hooks run and its balancer forgets it`, {
         hint: verb === 'remove' ? `knarr env remove ${env.name} ${name}` : `knarr env stop ${env.name}`,
