@@ -191,6 +191,10 @@ try {
   const sides = {
     knarr: async (round) => {
       const name = `bn${round}`;
+      // Node's and knarr's bare start on this machine now, to read the command's time before its operation is queued against.
+      const v0 = Date.now();
+      k('--version');
+      const bare = Date.now() - v0;
       const before = await etcd.metrics();
       const t0 = Date.now();
       const out = k('--json', 'env', 'create', name, '-f', `${dir}/env.yaml`);
@@ -206,7 +210,7 @@ try {
       const writes =
         `etcd ${d('etcd_disk_wal_fsync_duration_seconds_count')} fsyncs (${d('etcd_disk_wal_fsync_duration_seconds_sum').toFixed(2)} ` +
         `s), ${d('grpc_server_handled_total')} requests`;
-      phases.push(`${phasesOf(JSON.parse(out).id, t0, t1)}; ${writes}`);
+      phases.push(`${phasesOf(JSON.parse(out).id, t0, t1, bare)}; ${writes}`);
       k('-q', 'env', 'destroy', name);
       knarr.push((t1 - t0) / 1000);
     },
@@ -270,7 +274,7 @@ try {
  * Where a create's milliseconds went: the CLI before its operation was queued and after it ended, the agent's pickup,
  * each member's child operation, the parent's own steps between them (hooks, history, the record's CAS), and its end.
  */
-function phasesOf(id, t0, t1) {
+function phasesOf(id, t0, t1, bare) {
   const op = JSON.parse(k('--json', 'op', 'show', id));
   const children = op.children.map((c) => JSON.parse(k('--json', 'op', 'show', c))).sort((a, b) => at(a.createdAt) - at(b.createdAt));
   const history = JSON.parse(k('--json', 'env', 'events', op.args.env));
@@ -288,7 +292,8 @@ function phasesOf(id, t0, t1) {
     for (let i = 0; i < 4; i++) split[i] += cuts[i + 1] - cuts[i];
   }
   return (
-    `wall ${ms(t1 - t0)} ms: CLI to queued ${ms(at(op.createdAt) - t0)}, agent pickup ${ms(at(op.startedAt) - at(op.createdAt))}, ` +
+    `wall ${ms(t1 - t0)} ms: CLI to queued ${ms(at(op.createdAt) - t0)} (knarr --version alone ${bare}), agent ` +
+    `pickup ${ms(at(op.startedAt) - at(op.createdAt))}, ` +
     `members [${each.join(', ')}] = ${ms(inChildren)} (webs: placement ${ms(split[0])}, converge to docker create ${ms(split[1])}, ` +
     `docker create+start ${ms(split[2])}, records after ${ms(split[3])}), parent's own steps ${ms(at(op.finishedAt) - at(op.startedAt) - inChildren)} ` +
     `(${hooks.length} hook runs, ${ms(hooks.reduce((a, h) => a + h.durationMs, 0))} in them; ${history.length} history lines), ` +

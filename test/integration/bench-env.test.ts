@@ -40,7 +40,9 @@ describe.skipIf(!run)('bench env in a quick mode (a private dockerd, etcd and on
     expect(r.stdout).toMatch(
       /env create, 3 webs \+ balancer on one host: knarr \d+\.\d+ s, plain .* median of the rounds' ratios \d+\.\d+ \(target <= 1\.5\) (PASS|FAIL)/,
     );
-    expect(r.stdout).toMatch(/round 0: wall \d+ ms: CLI to queued \d+, .*members \[balancer-1 \d+, web-1 \d+, web-2 \d+, web-3 \d+\].*etcd \d+ fsyncs/);
+    expect(r.stdout).toMatch(
+      /round 0: wall \d+ ms: CLI to queued \d+ \(knarr --version alone \d+\), .*members \[balancer-1 \d+, web-1 \d+, web-2 \d+, web-3 \d+\].*etcd \d+ fsyncs/,
+    );
     expect(traces()).toEqual(before);
   }, 300_000);
 

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Balancers } from '../../src/daemon/balancer.js';
 import { Reconciler } from '../../src/daemon/reconcile.js';
 import type { DockerEngine } from '../../src/host/docker.js';
 import { HostRepo } from '../../src/state/hosts.js';
@@ -9,7 +10,7 @@ import { haveTools, integration } from '../harness/tools.js';
 
 const run = integration('reconcile and environment services', haveTools('etcd'), 'etcd is not installed (Debian package etcd-server)');
 
-describe.skipIf(!run)("a full reconcile pass and an environment's service", () => {
+describe.skipIf(!run)("an environment's service: kept by reconcile passes, removed once its balancer's record is gone", () => {
   let etcd: EtcdInstance;
   let store: Store;
   beforeAll(async () => {
@@ -43,6 +44,22 @@ describe.skipIf(!run)("a full reconcile pass and an environment's service", () =
       expect(await jobs.service('bnshop'), log.join('\n')).toEqual(svc('bnshop', ''));
     } finally {
       r.stop();
+    }
+  }, 60_000);
+
+  it("a balancer pass removes this host's environment service whose record went while its agent was away, not another host's", async () => {
+    const jobs = new JobRepo(store, 'bnf');
+    const svc = (name: string, host: string): ServiceRecord => ({ name, job: '', host, address: '127.0.0.1', port: 4322, protocol: 'tcp' });
+    await jobs.putService(svc('bnold', 'bnh'));
+    await jobs.putService(svc('bnelse', 'bnother'));
+    const log: string[] = [];
+    const b = new Balancers({ host: 'bnh', fleet: 'bnf', advertise: '127.0.0.1' }, store, (l) => log.push(l));
+    try {
+      await b.sync();
+      expect(await jobs.service('bnold'), log.join('\n')).toBeNull();
+      expect(await jobs.service('bnelse'), log.join('\n')).toEqual(svc('bnelse', 'bnother'));
+    } finally {
+      await b.close();
     }
   }, 60_000);
 });
