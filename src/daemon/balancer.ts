@@ -112,6 +112,16 @@ export class Balancers {
     }
     // A record deleted: its listener goes.
     for (const env of [...this.served.keys()]) if (!seen.has(env)) await this.unserve(env);
+    // A record deleted while this agent was away (its environment destroyed meanwhile) left its service pointing here: it goes.
+    for (const kv of await this.store.list(this.keys.services)) {
+      let s: Partial<ServiceRecord>;
+      try {
+        s = JSON.parse(kv.value) as Partial<ServiceRecord>;
+      } catch {
+        continue;
+      }
+      if (s.job === '' && s.host === this.opts.host && typeof s.name === 'string' && !seen.has(s.name)) await this.dropService(s.name, null);
+    }
   }
 
   /** Listens for a running record (on its port, or a free one written back) and points the environment's service here. */
