@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freeSubnet } from './lib/dockerd.mjs';
 import { benchEnv } from './lib/env.mjs';
+import { pairedRounds } from './lib/rounds.mjs';
 import { startEtcd, sum } from './lib/etcd.mjs';
 import { netnsHosts, withNetnsSysfs } from './lib/netns.mjs';
 import { lxcCopyStart } from './lib/plain-lxc.mjs';
@@ -24,7 +25,6 @@ const BIN = join(ROOT, 'bin/knarr');
 const ROUNDS = Number(process.env.KNARR_BENCH_ROUNDS ?? 5);
 const SIZE = Number(process.env.KNARR_BENCH_CLUSTER_NODES ?? 10);
 const HOSTS = ['ha', 'hb', 'hc'];
-const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 if (!existsSync(join(ROOT, 'dist/bundle/knarr.cjs'))) {
   console.error('cluster-hosts: build first (npm run bench does)');
@@ -165,19 +165,7 @@ try {
       plain.push(s);
     },
   };
-  // A warm-up of each, not counted: an agent just up takes its first operation a watch round late, and LXC reads its files cold.
-  await sides.knarr('w');
-  await sides.plain('w');
-  knarr.pop();
-  plain.pop();
-  phases.pop();
-  for (let round = 0; round < ROUNDS; round++) for (const side of round % 2 ? ['plain', 'knarr'] : ['knarr', 'plain']) await sides[side](round);
-
-  const kn = median(knarr);
-  const pl = median(plain);
-  // Each round's pair runs back to back: on a machine whose load moves between rounds, their ratio is the steadier one.
-  const ratio = median(knarr.map((x, i) => x / plain[i]));
-  console.log(`per round, seconds (knarr | plain): ${knarr.map((x, i) => `${x.toFixed(2)} | ${plain[i].toFixed(2)}`).join(', ')}`);
+  const { kn, pl, ratio } = await pairedRounds(sides, ROUNDS, knarr, plain, [phases]);
   for (const [i, p] of phases.entries()) console.log(`  round ${i}: ${p}`);
   console.log(
     `cluster create+start, ${SIZE} nodes over ${HOSTS.length} hosts: knarr ${kn.toFixed(2)} s, plain lxc-create/lxc-copy/lxc-start on one host ` +

@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDockerd } from './lib/dockerd.mjs';
 import { benchEnv } from './lib/env.mjs';
+import { median, pairedRounds } from './lib/rounds.mjs';
 import { freePort, startEtcd, sum } from './lib/etcd.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -26,7 +27,6 @@ const ROUNDS = Number(process.env.KNARR_BENCH_ROUNDS ?? 5);
 const WEBS = Number(process.env.KNARR_BENCH_ENV_WEBS ?? 3);
 const IMAGE = 'knarr-bench/busybox:1';
 const HOST = 'bn-host';
-const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 if (!existsSync(join(ROOT, 'dist/bundle/knarr.cjs'))) {
@@ -237,20 +237,7 @@ try {
       websOnly.push((tWebs - t0) / 1000);
     },
   };
-  // A warm-up of each, not counted: the first containers on a new engine and the agent's first operation are cold.
-  await sides.knarr('w');
-  await sides.plain('w');
-  knarr.pop();
-  plain.pop();
-  websOnly.pop();
-  phases.pop();
-  for (let round = 0; round < ROUNDS; round++) for (const side of round % 2 ? ['plain', 'knarr'] : ['knarr', 'plain']) await sides[side](round);
-
-  const kn = median(knarr);
-  const pl = median(plain);
-  // Each round's pair runs back to back: on a machine whose load moves between rounds, their ratio is the steadier one.
-  const ratio = median(knarr.map((x, i) => x / plain[i]));
-  console.log(`per round, seconds (knarr | plain): ${knarr.map((x, i) => `${x.toFixed(2)} | ${plain[i].toFixed(2)}`).join(', ')}`);
+  const { kn, pl, ratio } = await pairedRounds(sides, ROUNDS, knarr, plain, [websOnly, phases]);
   for (const [i, p] of phases.entries()) console.log(`  round ${i}: ${p}`);
   console.log(
     `env create, ${WEBS} webs + balancer on one host: knarr ${kn.toFixed(2)} s, plain docker run -d x${WEBS + 1} + docker port + ` +

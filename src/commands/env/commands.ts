@@ -308,15 +308,8 @@ export async function envEvents(nameArg: string, opts: { follow: boolean }, ctx:
         // The watch starts first: a line written between the list and the watch is not lost (the set drops it twice).
         await repo.followHistory(name, write, ctx.signal);
         for (const e of await repo.history(name)) write(e);
-        await new Promise<void>((resolveEnd) => {
-          const hold = setInterval(() => undefined, 60_000);
-          const end = () => {
-            clearInterval(hold);
-            resolveEnd();
-          };
-          if (ctx.signal.aborted) end();
-          else ctx.signal.addEventListener('abort', end, { once: true });
-        });
+        const { followUntilAborted } = await import('../events/list.js');
+        await followUntilAborted(ctx.signal);
         return 0;
       } finally {
         await store.close();

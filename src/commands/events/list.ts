@@ -8,6 +8,22 @@ import { withStore } from '../with-store.js';
 
 const DEFAULT_TAIL = 50;
 
+/**
+ * SIGINT or SIGTERM ends following (-f): that is how it is meant to end, so it is a success. Until then the process
+ * stays, even while etcd is away and nothing else holds it (the watch waits to reconnect on a timer that does not).
+ */
+export function followUntilAborted(signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const hold = setInterval(() => undefined, 60_000);
+    const end = () => {
+      clearInterval(hold);
+      resolve();
+    };
+    if (signal.aborted) end();
+    else signal.addEventListener('abort', end, { once: true });
+  });
+}
+
 /** --since as an age (30m) or a time (2026-01-02T03:04:05Z), in ms since the epoch. */
 export function parseSince(text: string, now = Date.now()): number {
   if (/^\d{4}-\d\d-\d\d/.test(text)) {
@@ -61,17 +77,7 @@ export async function eventsList(
         if (!json) stdout.write(`${followLine(EVENT_COLUMNS)}\n`);
         write(lastMatching(kept));
         await log.follow(kept[kept.length - 1]?.seq ?? 0, write, ctx.signal);
-        // SIGINT or SIGTERM ends following: that is how -f is meant to end, so it is a success. Until then the process
-        // stays, even while etcd is away and nothing else holds it (the watch waits to reconnect on a timer that does not).
-        await new Promise<void>((resolve) => {
-          const hold = setInterval(() => undefined, 60_000);
-          const end = () => {
-            clearInterval(hold);
-            resolve();
-          };
-          if (ctx.signal.aborted) end();
-          else ctx.signal.addEventListener('abort', end, { once: true });
-        });
+        await followUntilAborted(ctx.signal);
         return 0;
       } finally {
         await store.close();
