@@ -267,9 +267,11 @@ describe.skipIf(!run)('environments over hosts that go down', () => {
         `dn1-web-2 ${byName('dn1-web-2').host} running`,
       ]);
     }, 60_000);
-    const after = await history('dn1');
-    expect(after.find((x) => x.event === 'collected' && x.member === 'dn1-balancer-1')).toMatchObject({ host: 'ha' });
-    expect(after.find((x) => x.event === 'up' && x.member === 'dn1-side-1')).toMatchObject({ host: 'ha' });
+    await eventually(async () => {
+      const after = await history('dn1');
+      expect(after.find((x) => x.event === 'collected' && x.member === 'dn1-balancer-1')).toMatchObject({ host: 'ha' });
+      expect(after.find((x) => x.event === 'up' && x.member === 'dn1-side-1')).toMatchObject({ host: 'ha' });
+    });
     const fleetEvents = (await ok(['--json', 'events', '-n', '0'])).json() as { kind: string; object: string; event: string; message: string }[];
     expect(fleetEvents.find((e) => e.kind === 'env' && e.object === 'dn1' && e.event === 'collected')?.message).toBe(
       'removed balancer dn1-balancer-1 of environment dn1',
@@ -300,9 +302,12 @@ describe.skipIf(!run)('environments over hosts that go down', () => {
     expect(agents.ha!.log()).not.toMatch(/beforeCcStop.*(exited|did not run)/);
     await startAgent('ha', 'home,mv').up(60_000);
     await eventually(async () => expect(lines(`${shared}/cc.log`)).toEqual(['beforeCcStop dn1-side-1', 'afterCcStart dn1-side-1']));
-    const h = await history('dn1');
-    const cc = h.filter((x) => x.event === 'afterCcStart' || x.event === 'beforeCcStop').map((x) => `${x.event} ${x.member} ${x.host} ${x.exit}`);
-    expect(cc).toEqual(['afterCcStart dn1-side-1 ha 0', 'beforeCcStop dn1-side-1 ha 0', 'afterCcStart dn1-side-1 ha 0']);
+    // The history line follows the hook's run.
+    await eventually(async () => {
+      const h = await history('dn1');
+      const cc = h.filter((x) => x.event === 'afterCcStart' || x.event === 'beforeCcStop').map((x) => `${x.event} ${x.member} ${x.host} ${x.exit}`);
+      expect(cc).toEqual(['afterCcStart dn1-side-1 ha 0', 'beforeCcStop dn1-side-1 ha 0', 'afterCcStart dn1-side-1 ha 0']);
+    });
     // The member went down with its agent (no grace) and is up again.
     await eventually(
       async () => expect((await show('dn1')).members.find((m) => m.name === 'dn1-side-1')).toMatchObject({ host: 'ha', state: 'running' }),
