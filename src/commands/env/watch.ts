@@ -53,8 +53,9 @@ export function envWatcher(ctx: Context, store: Store, me: string, log: (line: s
   };
 
   /** The hosts up, and the hosts down past their grace (a host with no record any more is down at once). */
-  async function view(): Promise<{ up: Set<string>; down: Set<string>; waitMs: number }> {
+  async function view(): Promise<{ up: Set<string>; isDown: (host: string) => boolean; waitMs: number }> {
     const list = await hosts.list();
+    const known = new Set(list.map((h) => h.host.name));
     const now = performance.now();
     const up = new Set(list.filter((h) => h.up).map((h) => h.host.name));
     const down = new Set<string>();
@@ -71,7 +72,7 @@ export function envWatcher(ctx: Context, store: Store, me: string, log: (line: s
       if (left <= 0) down.add(host.name);
       else waitMs = Math.min(waitMs, left);
     }
-    return { up, down, waitMs };
+    return { up, isDown: (h) => down.has(h) || !known.has(h), waitMs };
   }
 
   /** Submits (again) a down member's reaction under the number its record holds. */
@@ -94,9 +95,7 @@ export function envWatcher(ctx: Context, store: Store, me: string, log: (line: s
         marked.push(m.name);
         return { ...m, state: 'down' as const, op: id, reaction: kind };
       });
-      if (marked.length === 0) return null;
-      // A home that is down runs nothing: the environment's operations are this host's from now on.
-      return { ...e, members, home: kind === 'env.down' && e.home === args.host ? me : e.home };
+      return marked.length === 0 ? null : { ...e, members };
     });
     if (marked.length === 0) return;
     log(`environment ${env.name}: ${kind === 'env.down' ? `${marked.join(', ')} down with ${String(args.host)}` : `${marked.join(', ')} up again`} (${id})`);
@@ -104,14 +103,23 @@ export function envWatcher(ctx: Context, store: Store, me: string, log: (line: s
   }
 
   async function pass(): Promise<void> {
-    const { up, down, waitMs } = await view();
+    const { up, isDown, waitMs } = await view();
     let recheck = Number.isFinite(waitMs) ? waitMs + 50 : Infinity;
     const first = [...up].sort()[0];
     for (const env of await envs.list()) {
       const reactor = up.has(env.home) ? env.home : first;
       if (reactor !== me) continue;
+      // A home that is down runs nothing: the environment's operations are this host's from now on.
+      if (isDown(env.home)) {
+        const was = env.home;
+        const moved = await envs.update(env.name, (e) => (e.home === was ? { ...e, home: me } : null));
+        if (moved?.home === me) {
+          await envs.addHistory(env.name, { event: 'state', member: '-', host: me, message: `home moved to ${me}: ${was} is down` });
+          log(`environment ${env.name}: home moved here from ${was}, which is down`);
+        }
+      }
       // Members of a host that went down: one reaction per host.
-      const gone = new Set(env.members.filter((m) => reacts(m) && down.has(m.host!)).map((m) => m.host!));
+      const gone = new Set(env.members.filter((m) => reacts(m) && isDown(m.host!)).map((m) => m.host!));
       for (const h of gone) await react(env, 'env.down', (m) => reacts(m) && m.host === h, { env: env.name, host: h });
       for (const m of env.members.filter((x) => x.state === 'down')) {
         const op = await ops.get(m.op);
