@@ -15,6 +15,7 @@ import { dotBinds, hostsWithDots } from './job/volumes.js';
 import { OpRunner } from '../ops/runner.js';
 import { clusterCollector } from './cluster/collector.js';
 import { clusterUpgrades } from './cluster/volume-route.js';
+import { envWatcher } from './env/watch.js';
 import type { SettingFlags } from './setting-options.js';
 import type { CommandResult, Context } from './types.js';
 
@@ -114,6 +115,7 @@ export async function daemon(ctx: Context, flags: SettingFlags = {}): Promise<Co
       collect: { everySeconds: settings.collectSeconds, run: clusterCollector(workCtx, store, settings.name) },
       nodeExec: { runner: ctx.runner, argv: async (req) => (await import('./cluster/commands.js')).nodeAttachArgv(ctx, store, settings.name, req) },
       upgrades: clusterUpgrades(workCtx, store),
+      envs: envWatcher(workCtx, store, settings.name, (l) => ctx.events.step(l)),
     },
     store,
     new HostRepo(store, ctx.config.fleet),

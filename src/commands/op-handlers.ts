@@ -28,6 +28,8 @@ export const opHandlers: OpHandlers = {
   'env.resume': () => import('./env/ops/lifecycle.js').then((m) => m.envResume),
   'env.member': () => import('./env/ops/member.js').then((m) => m.envMember),
   'env.hook': () => import('./env/ops/member.js').then((m) => m.envHook),
+  'env.down': () => import('./env/ops/down.js').then((m) => m.envDown),
+  'env.up': () => import('./env/ops/down.js').then((m) => m.envUp),
   'env.freeze': () => import('./env/ops/lifecycle.js').then((m) => m.envFreeze),
   'host.evacuate': () => import('./host/evacuate.js').then((m) => m.hostEvacuateOp),
 };

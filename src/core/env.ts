@@ -78,6 +78,8 @@ export interface EnvMember {
   op: string;
   /** Its index among its role's members: its name's last part. */
   index: number;
+  /** While down: the reaction its op (op) is, so an agent that finds that op unwritten submits it again. */
+  reaction?: 'env.down' | 'env.up';
 }
 
 export interface EnvRecord {
@@ -433,7 +435,8 @@ export function hookSteps(env: Pick<EnvRecord, 'roles' | 'members'>, subject: En
     return r !== undefined && (r.hooks[e] !== undefined || builtinHook(r, e));
   };
   if (ownToo && has(subject, own)) steps.push({ event: own, member: subject, other: null });
-  const rest = env.members.filter((m) => m.name !== subject.name && isPresent(m));
+  // A member whose host is down hears nothing: its hooks could not run until it is up again (isUp).
+  const rest = env.members.filter((m) => m.name !== subject.name && isPresent(m) && m.state !== 'down');
   for (const m of byPriority(env, rest)) if (has(m, others)) steps.push({ event: others, member: m, other: subject });
   return steps;
 }

@@ -89,6 +89,11 @@ export interface AgentOptions {
   restartGraceSeconds?: number;
   /** SIGTERM gives the lease back and marks the host left, so its jobs move at once. */
   leaveOnStop?: boolean;
+  /**
+   * The environments' reactions, from the composition root: hostsChanged on every change of the hosts up and at each
+   * sweep (members of a host down get isDown, those back isUp); afterStart once joined, beforeStop on SIGTERM before the drain.
+   */
+  envs?: { hostsChanged(): Promise<void>; afterStart(): Promise<void>; beforeStop(): Promise<void>; close(): void };
 }
 
 /** The API token in the file the operator controls; made (random, 0600) when the file is missing, unless create is false (a reload changes nothing on disk). */
@@ -179,6 +184,8 @@ export class Agent {
   /** The collector's last pass that removed something, as the host record shows it. */
   private collected: HostRecord['collected'];
   private collecting = false;
+  /** The afterCcStart hooks under way: beforeCcStop waits for them. */
+  private ccStarting: Promise<void> | null = null;
   /** What the host record says, as last written: it is rewritten only when this changes. */
   private published: { load: HostRecord['load']; unknown: string; join: JoinState } | null = null;
 
@@ -359,6 +366,12 @@ export class Agent {
     return bounded(this.eventLog.hostChanged(this.opts.name, 'up', message), EVENT_WRITE_TIMEOUT_MS);
   }
 
+  /** The environments look at the hosts up (their members' isDown and isUp); a failure waits for the next change or sweep. */
+  private envsChanged(): void {
+    if (this.stopped) return;
+    void this.opts.envs?.hostsChanged().catch((e: Error) => this.log(`environments: ${e.message}`));
+  }
+
   /** Hosts whose lease lapsed get their down event, written once in the fleet whichever agent sees it first. */
   private noticeDownHosts(): void {
     void bounded(this.eventLog.noticeDownHosts(`its agent's lease lapsed (seen by ${this.opts.name})`), EVENT_WRITE_TIMEOUT_MS * 5);
@@ -409,8 +422,17 @@ export class Agent {
     if (migrated.moved + migrated.indexed > 0)
       this.log(`fleet ${this.opts.fleet}: keys moved to schema ${SCHEMA_VERSION} (${migrated.moved} host keys, ${migrated.indexed} pending operations)`);
     await this.register(true);
-    // The lease is kept alive by serve(), which starts after the handshake: keep it meanwhile.
+    // The lease is kept alive by serve(), which starts once start() returned: keep it meanwhile (the handshake, the watches).
     const keep = setInterval(() => void this.store.keepAlive(this.lease!).catch(() => undefined), renewEveryMs(this.leaseTtl));
+    try {
+      await this.joinAndWatch();
+    } finally {
+      clearInterval(keep);
+    }
+  }
+
+  /** The join handshake, then the watches, the operations and the pid file: the agent is up. */
+  private async joinAndWatch(): Promise<void> {
     try {
       await join(
         this.store,
@@ -422,8 +444,6 @@ export class Agent {
       this.joinState = 'refused';
       await this.writeRecord().catch(() => undefined);
       throw e;
-    } finally {
-      clearInterval(keep);
     }
     // SIGTERM while joining: the join was not finished, and the agent takes no work.
     if (this.watching.signal.aborted) return;
@@ -437,6 +457,11 @@ export class Agent {
       JSON.stringify({ pid: process.pid, name: this.opts.name, address: this.address, fleet: this.opts.fleet } satisfies AgentPidFile),
     );
     this.log(`agent ${this.opts.name} up: API ${this.address}, lease ${this.leaseTtl}s`);
+    // The members on this host hear that its agent started (afterCcStart); a hook that fails is logged, the agent runs on.
+    if (this.opts.envs) {
+      this.ccStarting = this.opts.envs.afterStart().catch((e: Error) => this.log(`environments: afterCcStart: ${e.message}`));
+      this.envsChanged();
+    }
   }
 
   /** Reconciles on every change to the fleet's jobs or hosts' liveness; a container event of the engine touches only its job. */
@@ -497,6 +522,7 @@ export class Agent {
         const jobsOnIt = changes.some((c) => c.key === null || (c.deleted && this.reconciler.hostsWithJobs.has(c.key.slice(keys.alive.length))));
         if (jobsOnIt || this.reconciler.waitingForHost) kick();
         if (down) this.noticeDownHosts();
+        this.envsChanged();
       },
       this.watching.signal,
     );
@@ -730,6 +756,7 @@ export class Agent {
         this.noticeDownHosts();
         this.overlay?.kick();
         void this.balancers.sync();
+        this.envsChanged();
       }
       if (collectMs > 0 && Date.now() - lastCollect >= collectMs) {
         lastCollect = Date.now();
@@ -782,6 +809,12 @@ export class Agent {
    * unless leaveOnStop marked the host left.
    */
   async stop(): Promise<void> {
+    // Before anything drains, the members on this host hear that its agent stops (beforeCcStop); a failure is logged only.
+    if (this.opts.envs && this.joinState === 'ok' && !this.stopped) {
+      this.opts.envs.close();
+      await this.ccStarting;
+      await this.opts.envs.beforeStop().catch((e: Error) => this.log(`environments: beforeCcStop: ${e.message}`));
+    }
     this.stopped = true;
     this.closing = true;
     this.watching.abort();

@@ -1,5 +1,6 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { EVENT_WRITE_TIMEOUT_MS } from '../core/events.js';
+import { EnvRepo } from '../state/envs.js';
 import { BalancerRepo, type BalancerEntry, type BalancerRecord } from '../state/balancers.js';
 import { bounded, recordEvent } from '../state/events.js';
 import type { ServiceRecord } from '../state/jobs.js';
@@ -269,6 +270,15 @@ export class Balancers {
     if (!(await this.repo.deleteIfUnchanged(entry))) return;
     const message = `removed balancer ${member} of environment ${env}`;
     this.log(`collector: ${message}`);
+    // The environment forgets the lost member too: a new balancer serves it now.
+    const envs = new EnvRepo(this.store, this.opts.fleet);
+    await envs.update(env, (e) =>
+      e.members.some((m) => m.name === member && m.state === 'lost') ? { ...e, members: e.members.filter((m) => m.name !== member) } : null,
+    );
+    await bounded(
+      envs.addHistory(env, { event: 'collected', member, host: this.opts.host, message: `its record on ${this.opts.host} removed` }),
+      EVENT_WRITE_TIMEOUT_MS,
+    );
     await bounded(
       recordEvent(this.store, this.opts.fleet, { kind: 'env', object: env, host: this.opts.host, event: 'collected', message }),
       EVENT_WRITE_TIMEOUT_MS,

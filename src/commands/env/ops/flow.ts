@@ -56,6 +56,8 @@ export async function runStep(r: OpRun, env: EnvRecord, step: HookStep, key: str
     let message = '';
     if (step.event === 'afterItIsAdded' || step.event === 'afterOtherIsAdded') message = await syncBackends(r.ctx, r.store, env, step.member);
     else if (step.event === 'afterOtherIsRemoved') message = await syncBackends(r.ctx, r.store, env, step.member, step.other ? [step.other.name] : []);
+    // A member down leaves the backends (the record says down), one up again comes back.
+    else if ((step.event === 'isDown' || step.event === 'isUp') && step.other) message = await syncBackends(r.ctx, r.store, env, step.member);
     if (message)
       await repo.addHistory(env.name, {
         event: step.event,
