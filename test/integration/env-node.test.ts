@@ -181,6 +181,7 @@ describe.skipIf(!run)('environments: node members (LXC)', () => {
     await ok(['op', 'cancel', op]);
     await startAgent();
     const ended = await k(['op', 'wait', op, '--timeout', '120']);
+    // What to look at when it did not end: every operation, and the agent's log.
     if (ended.code !== 1) console.log((await k(['--json', 'op', 'list'])).stdout, agent!.log());
     expect(ended.code).toBe(1);
     expect((await ok(['--json', 'op', 'show', op])).json().status).toBe('cancelled');
