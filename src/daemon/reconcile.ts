@@ -190,7 +190,7 @@ export class Reconciler {
     }
     // What a pass wrote for a job removed meanwhile (job rm during the pass) goes here, on this host.
     for (const [name, a] of actuals) if (a.host === this.opts.host && !byName.has(name)) await this.jobs.removeRecords(name);
-    // A service of no job (an environment's, its balancer's to keep) is not the reconciler's.
+    // An environment's service (job '') is its balancer's, which this host's Balancers keep and drop: never a job's leftover.
     for (const svc of services) if (svc.host === this.opts.host && svc.job !== '' && !byName.has(svc.job)) await this.jobs.removeRecords(svc.job);
     const containerOf = new Map(containers.map((c) => [(c.Names[0] ?? '').replace(/^\//, ''), c]));
 

@@ -2,7 +2,8 @@ import { FailureError, NotFoundError } from '../../../core/errors.js';
 import type { EnvEvent, EnvMember } from '../../../core/env.js';
 import { OpArgs } from '../../../core/op-args.js';
 import type { OpHandler } from '../../../ops/runner.js';
-import { dropMember, makeBalancer, makeJobMember, makeNodeMember, runHookHere } from '../members.js';
+import { dropMember, makeBalancer, makeJobMember, runHookHere } from '../members.js';
+import { makeNodeMember } from '../nodes.js';
 import { envArg, loadEnv } from './flow.js';
 
 const memberOf = async (r: Parameters<OpHandler['run']>[0]) => {
