@@ -5,7 +5,6 @@ import { ClusterRepo } from '../../state/clusters.js';
 import type { Store } from '../../state/store.js';
 import { clusterPool, lxcFor } from '../cluster/common.js';
 import type { Context } from '../types.js';
-import type { MemberPlace } from './members.js';
 
 /** Node members: each a one-node LXC cluster of the environments' cluster user, made and taken away by cluster operations. */
 
@@ -14,7 +13,7 @@ import type { MemberPlace } from './members.js';
  * named after the member, made on this host (the environment's home) by a child cluster.create. Its address is the
  * node's IP on the cluster bridge, with its role's port when it has one.
  */
-export async function makeNodeMember(r: OpRun, env: EnvRecord, m: EnvMember): Promise<MemberPlace> {
+export async function makeNodeMember(r: OpRun, env: EnvRecord, m: EnvMember): Promise<{ host: string; address: string | null }> {
   const role = env.roles[m.role]!;
   const spec = role.node!;
   const { user, name } = nodeCluster(m.name);
