@@ -454,13 +454,22 @@ export function hookEnv(envName: string, step: HookStep): Record<string, string>
   };
 }
 
-/** The backends of an environment's balancer: the job services of its present members whose role has a port. */
+/** The cluster that holds a node member: one node, of knarr's cluster user for environments, named after the member. */
+export const NODE_MEMBER_USER = 'env';
+export const nodeCluster = (member: string) => ({ user: NODE_MEMBER_USER, name: member });
+
+/**
+ * The backends of an environment's balancer, from its present members whose role has a port: a job member's job
+ * service (found where it runs at each connection), a node member's IP:PORT on the cluster bridge.
+ */
 export function backendServices(env: Pick<EnvRecord, 'roles' | 'members'>, except: readonly string[] = []): string[] {
   return byPriority(
     env,
     env.members.filter((m) => isPresent(m) && m.state !== 'down' && !except.includes(m.name)),
   ).flatMap((m) => {
     const r = env.roles[m.role];
-    return r?.port && r.kind === 'job' ? [`${m.name}-${r.port}`] : [];
+    if (!r?.port) return [];
+    if (r.kind === 'job') return [`${m.name}-${r.port}`];
+    return r.kind === 'node' && m.address ? [m.address] : [];
   });
 }

@@ -205,16 +205,20 @@ export class Balancers {
     client.destroy();
   }
 
-  /** A connection to the backend service name where its service says it is now, or null when it has none, refuses, or does not answer in time. */
+  /** A connection to the backend (a service name: where its service says it is now; or IP:PORT), or null when none is there or it does not answer. */
   private async reach(name: string): Promise<Socket | null> {
-    let target: ServiceRecord;
-    try {
-      const raw = await this.store.get(this.keys.service(name));
-      if (raw === null) return null;
-      target = JSON.parse(raw) as ServiceRecord;
-    } catch {
-      return null;
-    }
+    let target: Pick<ServiceRecord, 'address' | 'port'>;
+    // A node member's backend is its IP:PORT on the cluster bridge (service names hold no ":").
+    const literal = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(name);
+    if (literal) target = { address: literal[1]!, port: Number(literal[2]) };
+    else
+      try {
+        const raw = await this.store.get(this.keys.service(name));
+        if (raw === null) return null;
+        target = JSON.parse(raw) as ServiceRecord;
+      } catch {
+        return null;
+      }
     return new Promise((resolve) => {
       const upstream = connect({ host: target.address, port: target.port });
       const fail = () => {

@@ -172,8 +172,9 @@ export class Lxc {
       .filter(Boolean);
   }
 
-  /** The lxc-attach command that runs argv inside the container. */
-  attachArgv(name: string, argv: readonly string[]): string[] {
-    return ['lxc-attach', '-P', this.lxcPath, '-n', name, '--clear-env', '--', ...argv];
+  /** The lxc-attach command that runs argv inside the container, with only vars (and lxc-attach's own PATH) in its environment. */
+  attachArgv(name: string, argv: readonly string[], vars: Readonly<Record<string, string>> = {}): string[] {
+    const set = Object.entries(vars).flatMap(([k, v]) => ['--set-var', `${k}=${v}`]);
+    return ['lxc-attach', '-P', this.lxcPath, '-n', name, '--clear-env', ...set, '--', ...argv];
   }
 }

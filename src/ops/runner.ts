@@ -148,11 +148,13 @@ export class OpRunner {
     for (const id of parent.children) {
       const child = await this.repo.get(id);
       if (!child || child.host !== parent.host || isTerminal(child.status) || (await this.repo.claimed(id))) continue;
-      await this.repo.update(id, (o) =>
+      const ended = await this.repo.update(id, (o) =>
         isTerminal(o.status)
           ? o
           : { ...o, status: 'cancelled', finishedAt: new Date().toISOString(), progress: { ...o.progress, message: `ended with its parent ${parent.id}` } },
       );
+      // Its own unfinished children (a member's cluster.create under an env.member) end with it: no one else would run them.
+      if (ended) await this.endLocalChildren(ended);
     }
   }
 

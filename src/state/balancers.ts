@@ -9,7 +9,7 @@ export interface BalancerRecord {
   member: string;
   /** 0 until the serving agent listened; then the port it listens on (kept across agent restarts). */
   port: number;
-  /** Service names of the backends (job services such as shop-web-1-80), resolved per connection. */
+  /** The backends: service names (job services such as shop-web-1-80), resolved per connection, or a node member's IP:PORT. */
   backends: string[];
   /** stopped: the listener is closed; lost: its host went down and another balancer replaced it, so the host's agent removes it. */
   state: 'running' | 'stopped' | 'lost';

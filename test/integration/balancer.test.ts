@@ -196,6 +196,14 @@ describe.skipIf(!run)("an environment's balancer, served by the host's agent", (
       for (let i = 0; i < 6; i++) seen.add(await ask(port));
       expect(seen).toEqual(new Set(['web-3', 'web-4']));
     });
+    // A node member's backend is its IP:PORT, reached without a service.
+    await repo.put('hb14-h1', { ...record, port, backends: [c!.name, `127.0.0.1:${d!.port}`] });
+    await eventually(async () => {
+      const seen = new Set<string | null>();
+      for (let i = 0; i < 6; i++) seen.add(await ask(port));
+      expect(seen).toEqual(new Set(['web-3', 'web-4']));
+    });
+    await repo.put('hb14-h1', { ...record, port, backends: [c!.name, 'hb14-nosuch-80', d!.name] });
 
     // A backend that does not answer within 2 s is skipped too: a listener whose process never accepts, its queue full, so a connect hangs.
     const slow = await stalled();

@@ -7,6 +7,8 @@ import {
   checkNewRole,
   isPresent,
   MAX_MEMBERS,
+  NODE_MEMBER_USER,
+  nodeCluster,
   parseEnvFile,
   parseRole,
   validateEnvName,
@@ -17,6 +19,7 @@ import {
 } from '../../core/env.js';
 import { checkSpecNesting } from '../../core/job-spec.js';
 import { thisHost } from '../../daemon/pidfile.js';
+import { ClusterRepo } from '../../state/clusters.js';
 import { EnvRepo } from '../../state/envs.js';
 import { HostRepo } from '../../state/hosts.js';
 import { JobRepo } from '../../state/jobs.js';
@@ -93,6 +96,13 @@ export async function envCreate(nameArg: string, opts: { file?: string; detach: 
   return withEnvs(ctx, async (repo, store) => {
     if (await repo.get(name)) throw new ConflictError(`an environment named ${name} exists`, { hint: `see it with: knarr env show ${name}` });
     const names = file.members.flatMap((g) => Array.from({ length: g.count }, (_, i) => `${name}-${g.role}-${i + 1}`));
+    const nodes = names.filter((n) => roles.find((r) => n.startsWith(`${name}-${r.name}-`))?.kind === 'node');
+    const clusters = new ClusterRepo(store, ctx.config.fleet);
+    const takenNodes = (await Promise.all(nodes.map(async (n) => ((await clusters.get(nodeCluster(n).user, n)) ? n : null)))).filter(Boolean);
+    if (takenNodes.length > 0)
+      throw new ConflictError(`clusters named ${takenNodes.join(', ')} of user ${NODE_MEMBER_USER} exist: the node members would take those names`, {
+        hint: `pick another environment name, or delete them: knarr cluster delete NAME --user ${NODE_MEMBER_USER}`,
+      });
     const taken = await takenJobNames(store, ctx, names);
     if (taken.length > 0)
       throw new ConflictError(`jobs named ${taken.join(', ')} exist outside the environment: its members would take those names`, {

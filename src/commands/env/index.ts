@@ -67,7 +67,7 @@ const remove = defineCommand(
 const VERBS = {
   start: 'start every member (lowest priority first)',
   stop: 'stop every member (highest priority first); they are kept',
-  suspend: "freeze every member's processes (docker pause; a balancer stops listening)",
+  suspend: "freeze every member's processes (docker pause, lxc-freeze for a node; a balancer stops listening)",
   resume: 'thaw every suspended member',
   destroy: 'remove every member, the record and its history',
 } as const;

@@ -3,12 +3,14 @@ import { ConflictError, FailureError, PrerequisiteError } from '../../core/error
 import { backendServices, hookEnv, type EnvMember, type EnvRecord, type HookSpec, type HookStep } from '../../core/env.js';
 import type { JobSpec } from '../../core/job-spec.js';
 import { thisHost } from '../../daemon/pidfile.js';
+import type { OpRun } from '../../ops/runner.js';
 import { HostRepo } from '../../state/hosts.js';
 import { JobRepo } from '../../state/jobs.js';
 import type { Store } from '../../state/store.js';
 import type { Context } from '../types.js';
 import { AgentClient } from '../job/agent-client.js';
 import { balancerRecord, deleteBalancer, putBalancer, updateBalancer } from './balancer-records.js';
+import { dropNodeMember, nodeHookArgv } from './nodes.js';
 
 /** How long a new balancer's host has to listen and publish the environment's service. */
 const BALANCER_WAIT_MS = 30_000;
@@ -94,8 +96,12 @@ export async function syncBackends(ctx: Context, store: Store, env: EnvRecord, m
   return rec ? `backends: ${backends.join(', ') || 'none'}` : 'no balancer record';
 }
 
-/** Takes a member away, whatever part of it was made: idempotent, so an undo or a resumed remove runs it again safely. */
-export async function dropMember(ctx: Context, store: Store, env: EnvRecord, m: EnvMember): Promise<string> {
+/**
+ * Takes a member away, whatever part of it was made: idempotent, so an undo or a resumed remove runs it again safely.
+ * A node member goes by a child cluster.delete of r (the operation taking it away).
+ */
+export async function dropMember(ctx: Context, store: Store, env: EnvRecord, m: EnvMember, r?: OpRun): Promise<string> {
+  if (m.kind === 'node') return dropNodeMember(ctx, store, env, m, r);
   if (m.kind === 'job') {
     // Only the member's own job: one of that name that some operator made meanwhile stays.
     const intent = await new JobRepo(store, ctx.config.fleet).intent(m.name);
@@ -138,7 +144,8 @@ export async function runHookHere(ctx: Context, store: Store, env: EnvRecord, st
     const record = (await new HostRepo(store, ctx.config.fleet).get(host))?.host;
     if (!actual?.container || !record) throw new FailureError(`member ${step.member.name} has no container on ${host} to run its ${step.event} hook in`);
     argv = ['docker', '-H', record.dockerEndpoint, 'exec', ...Object.entries(vars).flatMap(([k, v]) => ['-e', `${k}=${v}`]), actual.container, ...hook.run];
-  } else throw new FailureError(`member ${step.member.name} (${step.member.kind}) runs no hooks inside it; write on: host`);
+  } else if (step.member.kind === 'node') argv = await nodeHookArgv(ctx, store, host, step, hook, vars);
+  else throw new FailureError(`member ${step.member.name} (${step.member.kind}) runs no hooks inside it; write on: host`);
   try {
     const res = await ctx.runner.run(argv, { env: vars, okExitCodes: ALL_EXIT_CODES, timeoutMs: hook.timeout * 1000, maxOutputBytes: 64 * 1024 });
     return { exit: res.exitCode, output: tail(`${res.stdout}\n${res.stderr}`), durationMs: Date.now() - started, host };

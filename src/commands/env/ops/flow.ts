@@ -191,7 +191,7 @@ export async function undoAdds(r: OpRun, envName: string): Promise<EnvRecord | n
   for (const m of mine) {
     env = (await updateMember(r, envName, m.name, (x) => ({ ...x, state: 'removing' }))) ?? env;
     for (const b of env.members.filter((x) => x.kind === 'balancer' && isPresent(x) && x.name !== m.name)) await syncBackends(r.ctx, r.store, env, b, [m.name]);
-    const later = await dropMember(r.ctx, r.store, env, m);
+    const later = await dropMember(r.ctx, r.store, env, m, r);
     env = (await repo.update(envName, (e) => ({ ...e, members: e.members.filter((x) => x.name !== m.name) }))) ?? env;
     if (m.state !== 'adding' || m.host)
       await repo.addHistory(envName, { event: 'removed', member: m.name, role: m.role, message: `undone${later}`, op: r.op.id });

@@ -1,5 +1,5 @@
 import { FailureError, NotFoundError } from '../../../core/errors.js';
-import { byPriority, isPresent, type EnvMember, type EnvRecord, type MemberState } from '../../../core/env.js';
+import { byPriority, isPresent, nodeCluster, type EnvMember, type EnvRecord, type MemberState } from '../../../core/env.js';
 import { OpArgs } from '../../../core/op-args.js';
 import { thisHost } from '../../../daemon/pidfile.js';
 import { DockerEngine } from '../../../host/docker.js';
@@ -34,13 +34,14 @@ async function freezeHere(r: OpRun, m: EnvMember, action: 'pause' | 'unpause'): 
   }
 }
 
-/** One member to the verb's state: a job by its intent (stop, start) or its container's freezer (suspend, resume); a balancer by its record. */
+/** One member to the verb's state: a job by its intent (stop, start) or docker's freezer (suspend, resume); a node by its cluster; a balancer by its record. */
 async function moveMember(r: OpRun, env: EnvRecord, m: EnvMember, verb: Verb): Promise<void> {
   if (m.kind === 'balancer' && m.host) {
     const state = verb === 'stop' || verb === 'suspend' ? 'stopped' : 'running';
     await updateBalancer(r.store, r.ctx.config.fleet, m.host, env.name, (b) => (b.member !== m.name || b.state === state ? null : { ...b, state }));
     return;
   }
+  if (m.kind === 'node') return moveNode(r, m, verb);
   if (m.kind !== 'job') return;
   if (verb === 'stop' || verb === 'start') {
     // A suspended member is unpaused before it stops: docker cannot stop a paused container cleanly.
@@ -52,6 +53,15 @@ async function moveMember(r: OpRun, env: EnvRecord, m: EnvMember, verb: Verb): P
   if (verb === 'suspend' && m.state !== 'running') return;
   if (verb === 'resume' && m.state !== 'suspended') return;
   await freeze(r, env, m, verb === 'suspend' ? 'pause' : 'unpause');
+}
+
+/** A node member by its cluster's own operation (a child): stop and start keep its volume; suspend and resume use the cgroup freezer. */
+async function moveNode(r: OpRun, m: EnvMember, verb: Verb): Promise<void> {
+  // lxc-stop thaws a frozen node first; cluster start thaws one too.
+  if (verb === 'suspend' && m.state !== 'running') return;
+  if (verb === 'resume' && m.state !== 'suspended') return;
+  const child = await r.child(`${verb}:${m.name}`, `cluster.${verb}`, nodeCluster(m.name));
+  if (child.status !== 'done') throw new FailureError(`${verb} of node ${m.name}: ${child.error ?? child.status}`);
 }
 
 async function freeze(r: OpRun, env: EnvRecord, m: EnvMember, action: 'pause' | 'unpause'): Promise<void> {

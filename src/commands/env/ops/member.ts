@@ -3,6 +3,7 @@ import type { EnvEvent, EnvMember } from '../../../core/env.js';
 import { OpArgs } from '../../../core/op-args.js';
 import type { OpHandler } from '../../../ops/runner.js';
 import { dropMember, makeBalancer, makeJobMember, runHookHere } from '../members.js';
+import { makeNodeMember } from '../nodes.js';
 import { envArg, loadEnv } from './flow.js';
 
 const memberOf = async (r: Parameters<OpHandler['run']>[0]) => {
@@ -19,14 +20,15 @@ export const envMember: OpHandler = {
     const { env, m } = await memberOf(r);
     if (m.kind === 'job') return makeJobMember(r.ctx, r.store, env, m);
     if (m.kind === 'balancer') return makeBalancer(r.ctx, r.store, env, m, new OpArgs(r.op).string('host'));
-    throw new FailureError(`members of kind ${m.kind} are not made by this knarr`);
+    if (m.kind === 'node') return makeNodeMember(r, env, m);
+    throw new FailureError(`members of kind ${String(m.kind)} are not made by this knarr`);
   },
   async undo(r) {
     const env = await loadEnv(r).catch(() => null);
     const m = env?.members.find((x) => x.name === new OpArgs(r.op).string('member'));
     if (!env || !m) return;
     const host = new OpArgs(r.op).optionalString('host');
-    await dropMember(r.ctx, r.store, env, { ...m, host: m.host ?? host ?? null });
+    await dropMember(r.ctx, r.store, env, { ...m, host: m.host ?? host ?? null }, r);
   },
 };
 

@@ -10,7 +10,7 @@ import { planEach, planRemove } from './plan.js';
 async function takeAway(r: OpRun, envName: string, m: EnvMember): Promise<string> {
   const env = await loadEnv(r, envName);
   for (const b of env.members.filter((x) => x.kind === 'balancer' && isPresent(x) && x.name !== m.name)) await syncBackends(r.ctx, r.store, env, b, [m.name]);
-  const later = await dropMember(r.ctx, r.store, env, m);
+  const later = await dropMember(r.ctx, r.store, env, m, r);
   await envRepo(r).update(envName, (e) => ({ ...e, members: e.members.filter((x) => x.name !== m.name) }));
   await envRepo(r).addHistory(envName, { event: 'removed', member: m.name, role: m.role, host: m.host ?? undefined, message: later.trim(), op: r.op.id });
   return later;
@@ -64,7 +64,7 @@ export const envDestroy: OpHandler = {
     for (const [i, m] of members.entries()) {
       await r.progress(i, members.length, `removing ${m.name}`);
       await updateMember(r, name, m.name, (x) => ({ ...x, state: 'removing', op: r.op.id }));
-      await dropMember(r.ctx, r.store, env, m);
+      await dropMember(r.ctx, r.store, env, m, r);
       await envRepo(r).update(name, (e) => ({ ...e, members: e.members.filter((x) => x.name !== m.name) }));
     }
     await envRepo(r).remove(name);
