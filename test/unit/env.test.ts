@@ -435,14 +435,12 @@ describe('hook order', () => {
       'afterOtherIsAdded s-balancer-1 <s-web-3>',
       'afterOtherIsAdded s-api-1 <s-web-3>',
       'afterOtherIsAdded s-web-2 <s-web-3>',
-      // A down member is present: it hears of the change (its hook runs wherever its host says).
-      'afterOtherIsAdded s-web-4 <s-web-3>',
+      // A member whose host is down hears nothing (s-web-4): its hooks could not run until it is up again.
       'afterOtherIsAdded s-web-10 <s-web-3>',
     ]);
     expect(steps(subject, 'beforeItIsAdded', 'beforeOtherIsAdded')).toEqual([
       'beforeOtherIsAdded s-api-1 <s-web-3>',
       'beforeOtherIsAdded s-web-2 <s-web-3>',
-      'beforeOtherIsAdded s-web-4 <s-web-3>',
       'beforeOtherIsAdded s-web-10 <s-web-3>',
       'beforeOtherIsAdded s-cache-1 <s-web-3>',
     ]);

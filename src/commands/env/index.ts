@@ -123,7 +123,7 @@ export const env = defineGroup({
   name: 'env',
   summary: 'environments: groups of members with roles, ordered hooks and a balancer',
   description:
-    'An environment is a group of members (docker jobs, or the built-in balancer) that make one application, as Cloud48 groups containers: ' +
+    'An environment is a group of members (docker jobs, LXC nodes, or the built-in balancer) that make one application, as Cloud48 groups containers: ' +
     "each member is of a role (a YAML file: priority, what a member is, what it requires, hooks), and each role reacts to the environment's " +
     "events in priority order, lowest first. Every change is a durable operation on the environment's home host (knarr op) with a child " +
     "operation per member made. The environment's service (its name) is served by the balancer: link a job to it with --link NAME.",

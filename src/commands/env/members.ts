@@ -25,7 +25,10 @@ export function memberJobSpec(env: EnvRecord, m: EnvMember): JobSpec {
 }
 
 /** A job an environment made carries its environment and member name in its variables. */
-export const isMemberJob = (spec: JobSpec, env: string, member: string) => spec.env.KNARR_ENV === env && spec.env.KNARR_MEMBER === member;
+export function isMemberJob(spec: JobSpec, env: string, member: string): boolean {
+  const { KNARR_ENV: ofEnv, KNARR_MEMBER: ofMember } = spec.env;
+  return ofEnv === env && ofMember === member;
+}
 
 /** Where a made member is: its host, and the address of its role's port. */
 export interface MemberPlace {
