@@ -119,6 +119,17 @@ const DEFAULT_BALANCER: RoleSpec = { name: BALANCER_ROLE, priority: 10, port: nu
 const ENV_NAME_RE = /^[a-z][a-z0-9-]{0,23}$/;
 const ROLE_NAME_RE = /^[a-z][a-z0-9]{0,23}$/;
 export const MAX_MEMBERS = 64;
+/** An environment's roles travel in its record and its operations' arguments, each one etcd value: well under etcd's request limit. */
+export const MAX_ROLES_BYTES = 256 * 1024;
+
+/** Refuses roles (a file's text, or the roles as they would be stored) larger than an environment record can hold. */
+export function checkRolesSize(field: string, bytes: number): void {
+  if (bytes > MAX_ROLES_BYTES)
+    throw new ValidationError(
+      field,
+      `is ${Math.ceil(bytes / 1024)} KiB; an environment's roles take at most ${MAX_ROLES_BYTES / 1024} KiB (is this the right file?)`,
+    );
+}
 const DEFAULT_HOOK_TIMEOUT = 60;
 
 /** An environment's name is also its service's: it never ends like a job's service (-PORT, -udp). */
@@ -402,6 +413,23 @@ export function planAdds(env: Pick<EnvRecord, 'roles' | 'members' | 'next'>, rol
   };
   for (let i = 0; i < count; i++) add(role, 0);
   return out;
+}
+
+/**
+ * The members adds of groups would make, checked before anything is written: a circle of requirements, or more
+ * members than an environment has (what they require counted), is refused as bad input.
+ */
+export function checkAdds(env: Pick<EnvRecord, 'roles' | 'members' | 'next'>, groups: readonly { role: string; count: number }[]): void {
+  let cur = env;
+  for (const g of groups) {
+    const adds = planAdds(cur, g.role, g.count);
+    const made = adds.map(
+      (a): EnvMember => ({ name: '', role: a.role, kind: cur.roles[a.role]!.kind, host: null, address: null, state: 'adding', op: '', index: a.index }),
+    );
+    cur = { ...cur, members: [...cur.members, ...made] };
+  }
+  const total = cur.members.filter((m) => m.state !== 'lost').length;
+  if (total > MAX_MEMBERS) throw new ValidationError('--count', `${total} members with what they require; an environment has at most ${MAX_MEMBERS}`);
 }
 
 /** One hook to run: the member whose role's hook it is, and for an *Other* event the member it is about. */

@@ -190,7 +190,8 @@ export class Reconciler {
     }
     // What a pass wrote for a job removed meanwhile (job rm during the pass) goes here, on this host.
     for (const [name, a] of actuals) if (a.host === this.opts.host && !byName.has(name)) await this.jobs.removeRecords(name);
-    for (const svc of services) if (svc.host === this.opts.host && !byName.has(svc.job)) await this.jobs.removeRecords(svc.job);
+    // An environment's service (job '') is its balancer's, not a job's: the balancer removes it.
+    for (const svc of services) if (svc.host === this.opts.host && svc.job !== '' && !byName.has(svc.job)) await this.jobs.removeRecords(svc.job);
     const containerOf = new Map(containers.map((c) => [(c.Names[0] ?? '').replace(/^\//, ''), c]));
 
     // One job's failure (a store blip, a container going away under the engine) does not end the pass for the others; a pass runs again soon.

@@ -132,7 +132,8 @@ export async function runHookHere(ctx: Context, store: Store, env: EnvRecord, st
   const vars = hookEnv(env.name, step);
   const started = Date.now();
   let argv: string[];
-  if (hook.on === 'host') argv = hook.run;
+  // timeout(1) stops the hook's whole process group: a child that holds its output open cannot keep it running past its time.
+  if (hook.on === 'host') argv = ['timeout', '-k', '5', String(hook.timeout), ...hook.run];
   else if (step.member.kind === 'job') {
     const actual = await new JobRepo(store, ctx.config.fleet).actual(step.member.name);
     const record = (await new HostRepo(store, ctx.config.fleet).get(host))?.host;
@@ -140,8 +141,9 @@ export async function runHookHere(ctx: Context, store: Store, env: EnvRecord, st
     argv = ['docker', '-H', record.dockerEndpoint, 'exec', ...Object.entries(vars).flatMap(([k, v]) => ['-e', `${k}=${v}`]), actual.container, ...hook.run];
   } else throw new FailureError(`member ${step.member.name} (${step.member.kind}) runs no hooks inside it; write on: host`);
   try {
-    const res = await ctx.runner.run(argv, { env: vars, okExitCodes: ALL_EXIT_CODES, timeoutMs: hook.timeout * 1000, maxOutputBytes: 64 * 1024 });
-    return { exit: res.exitCode, output: tail(`${res.stdout}\n${res.stderr}`), durationMs: Date.now() - started, host };
+    const res = await ctx.runner.run(argv, { env: vars, okExitCodes: ALL_EXIT_CODES, timeoutMs: (hook.timeout + 10) * 1000, maxOutputBytes: 64 * 1024 });
+    const late = hook.on === 'host' && (res.exitCode === 124 || res.exitCode === 137) ? `timed out after ${hook.timeout}s` : '';
+    return { exit: res.exitCode, output: tail(`${res.stdout}\n${res.stderr}\n${late}`), durationMs: Date.now() - started, host };
   } catch (e) {
     // A hook that did not run (timed out, no such command) failed as one that exited non-zero.
     return { exit: 127, output: tail((e as Error).message), durationMs: Date.now() - started, host };

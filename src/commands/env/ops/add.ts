@@ -72,5 +72,13 @@ export const envAdd: OpHandler = {
   async undo(r) {
     const name = envArg(r);
     await undoAdds(r, name);
+    // The role this add brought goes with it while no member is of it: a corrected role file is then taken.
+    const newRole = r.op.args.roleSpec as RoleSpec | undefined;
+    if (newRole && r.op.state.roleAdded)
+      await envRepo(r).update(name, (e) => {
+        if (JSON.stringify(e.roles[newRole.name]) !== JSON.stringify(newRole) || e.members.some((m) => m.role === newRole.name)) return null;
+        const { [newRole.name]: _gone, ...roles } = e.roles;
+        return { ...e, roles };
+      });
   },
 };
