@@ -432,6 +432,27 @@ export function checkAdds(env: Pick<EnvRecord, 'roles' | 'members' | 'next'>, gr
   if (total > MAX_MEMBERS) throw new ValidationError('--count', `${total} members with what they require; an environment has at most ${MAX_MEMBERS}`);
 }
 
+/** Why member must stay (members of a role require one of its role, and it is the last), or null. Checked again when the operation runs: another may have added meanwhile. */
+export function keptBecause(env: Pick<EnvRecord, 'name' | 'roles' | 'members'>, m: EnvMember): { message: string; hint: string } | null {
+  if (env.members.some((x) => x.role === m.role && isPresent(x) && x.name !== m.name)) return null;
+  for (const r of Object.values(env.roles))
+    for (const q of r.requires) {
+      const count = env.members.filter((x) => x.role === r.name && isPresent(x)).length;
+      if (q.role === m.role && count >= q.from)
+        return {
+          message: `${r.name} requires a ${m.role} from ${q.from} member(s), and ${env.name} has ${count}: ${m.name} stays`,
+          hint: `remove ${r.name} members first, down to ${q.from - 1}`,
+        };
+    }
+  return null;
+}
+
+/** Why count members of role would make a second balancer, or null: it is the environment's service, and two would fight over it. */
+export function secondBalancer(env: Pick<EnvRecord, 'name' | 'roles' | 'members'>, role: RoleSpec, count: number): string | null {
+  if (role.kind !== 'balancer' || (count <= 1 && !env.members.some((m) => m.kind === 'balancer' && m.state !== 'lost'))) return null;
+  return `environment ${env.name} has ${count > 1 ? 'room for one balancer' : 'a balancer already'}: an environment has one`;
+}
+
 /** One hook to run: the member whose role's hook it is, and for an *Other* event the member it is about. */
 export interface HookStep {
   event: EnvEvent;

@@ -351,6 +351,31 @@ describe.skipIf(!run)('environments under attack', () => {
     if ((await k(['env', 'show', 'avcd'])).code === 0) await ok(['env', 'destroy', 'avcd']);
   }, 180_000);
 
+  it('commands queued in the same instant are checked again when they run: never two balancers, never webs without theirs', async () => {
+    write('avrace.yaml', ['roles: [web.yaml]', 'members: {web: 1}', ''].join('\n'));
+    await ok(['env', 'create', 'avrace', '-f', 'avrace.yaml']);
+    for (let round = 0; round < 3; round++) {
+      const two = await Promise.all([k(['env', 'add', 'avrace', 'balancer']), k(['env', 'add', 'avrace', 'balancer'])]);
+      const codes = two.map((r) => r.code).sort();
+      expect(codes[0], two.map((r) => r.stderr).join('\n')).toBe(0);
+      expect([1, 4]).toContain(codes[1]);
+      let m = await members('avrace');
+      expect(m.filter((x) => x.kind === 'balancer').length).toBe(1);
+      // The second web needs the balancer that is being removed: one of the two gives way.
+      const balancer = m.find((x) => x.kind === 'balancer')!.name;
+      const raced = await Promise.all([k(['env', 'add', 'avrace', 'web']), k(['env', 'remove', 'avrace', balancer])]);
+      for (const r of raced) expect([0, 1, 4], r.stderr).toContain(r.code);
+      m = await members('avrace');
+      const webs = m.filter((x) => x.role === 'web');
+      if (webs.length >= 2) expect(m.some((x) => x.kind === 'balancer' && x.state === 'running')).toBe(true);
+      // Back to one web and no balancer for the next round.
+      for (const w of webs.slice(1)) await ok(['env', 'remove', 'avrace', w.name]);
+      for (const b of (await members('avrace')).filter((x) => x.kind === 'balancer')) await ok(['env', 'remove', 'avrace', b.name]);
+    }
+    expect(await activeOps()).toEqual([]);
+    await ok(['env', 'destroy', 'avrace']);
+  }, 240_000);
+
   /** An environment of a web and a slow hook role, to cut at each step. */
   const killRoles = (name: string, event: string) =>
     [

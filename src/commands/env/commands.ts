@@ -8,9 +8,11 @@ import {
   checkNewRole,
   checkRolesSize,
   isPresent,
+  keptBecause,
   MAX_MEMBERS,
   parseEnvFile,
   parseRole,
+  secondBalancer,
   validateEnvName,
   validateRoleName,
   type EnvHistoryEntry,
@@ -152,10 +154,8 @@ export async function envAdd(nameArg: string, roleArg: string, opts: { count?: s
       checkRolesSize('--file', Buffer.byteLength(JSON.stringify({ ...env.roles, [role]: roleSpec })));
     }
     // One balancer: it is the environment's service, and two would point it at each other.
-    if ((known ?? roleSpec)!.kind === 'balancer' && (count > 1 || env.members.some((m) => m.kind === 'balancer' && m.state !== 'lost')))
-      throw new ConflictError(`environment ${name} has ${count > 1 ? 'room for one balancer' : 'a balancer already'}: an environment has one`, {
-        hint: `see it with: knarr env show ${name}`,
-      });
+    const second = secondBalancer(env, (known ?? roleSpec)!, count);
+    if (second) throw new ConflictError(second, { hint: `see it with: knarr env show ${name}` });
     const present = env.members.filter((m) => m.state !== 'lost').length;
     if (present + count > MAX_MEMBERS)
       throw new ValidationError('--count', `${name} has ${present} members; ${count} more would pass the ${MAX_MEMBERS} an environment has at most`);
@@ -176,17 +176,8 @@ export async function envRemove(nameArg: string, member: string, opts: { detach:
         hint: `see them with: knarr env show ${name}`,
       });
     // A member others require stays while they need it (the balancer, while there are two webs).
-    const sameRole = env.members.filter((x) => x.role === m.role && isPresent(x) && x.name !== m.name).length;
-    if (sameRole === 0) {
-      for (const r of Object.values(env.roles))
-        for (const q of r.requires) {
-          const count = env.members.filter((x) => x.role === r.name && isPresent(x)).length;
-          if (q.role === m.role && count >= q.from)
-            throw new ConflictError(`${r.name} requires a ${m.role} from ${q.from} member(s), and ${name} has ${count}: ${member} stays`, {
-              hint: `remove ${r.name} members first, down to ${q.from - 1}`,
-            });
-        }
-    }
+    const kept = keptBecause(env, m);
+    if (kept) throw new ConflictError(kept.message, { hint: kept.hint });
     return runOperation(ctx, store, 'env.remove', { env: name, member }, env.home, { detach: opts.detach });
   });
 }

@@ -1,8 +1,8 @@
 import { ConflictError } from '../../../core/errors.js';
-import type { EnvRecord, RoleSpec } from '../../../core/env.js';
+import { secondBalancer, type EnvRecord, type RoleSpec } from '../../../core/env.js';
 import { OpArgs } from '../../../core/op-args.js';
 import type { OpHandler, OpRun } from '../../../ops/runner.js';
-import { addMember, envArg, envRepo, reserveMembers, undoAdds } from './flow.js';
+import { addMember, envArg, envRepo, loadEnv, reserveMembers, undoAdds } from './flow.js';
 import { planAdd, planCreate } from './plan.js';
 
 type Groups = { role: string; count: number }[];
@@ -64,6 +64,12 @@ export const envAdd: OpHandler = {
       // A role given with the add joins the environment's roles first (undone with the add when no member is left of it).
       await envRepo(r).update(name, (e) => (e.roles[newRole.name] ? null : { ...e, roles: { ...e.roles, [newRole.name]: newRole } }));
       await r.save({ roleAdded: true });
+    }
+    if (!r.op.state.plan) {
+      // Checked again here: another add queued in the same instant may have made the balancer since the command checked.
+      const env = await loadEnv(r, name);
+      const second = env.roles[role] ? secondBalancer(env, env.roles[role], a.integer('count')) : null;
+      if (second) throw new ConflictError(second, { hint: `see it with: knarr env show ${name}` });
     }
     const names = await reserveMembers(r, name, [{ role, count: a.integer('count') }]);
     await addAll(r, name, names);
