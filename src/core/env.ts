@@ -432,7 +432,7 @@ export function checkAdds(env: Pick<EnvRecord, 'roles' | 'members' | 'next'>, gr
   if (total > MAX_MEMBERS) throw new ValidationError('--count', `${total} members with what they require; an environment has at most ${MAX_MEMBERS}`);
 }
 
-/** Why member must stay (members of a role require one of its role, and it is the last), or null. Checked again when the operation runs: another may have added meanwhile. */
+/** Why member must stay (others require one of its role, and it is the last), or null; checked again when the operation runs. */
 export function keptBecause(env: Pick<EnvRecord, 'name' | 'roles' | 'members'>, m: EnvMember): { message: string; hint: string } | null {
   if (env.members.some((x) => x.role === m.role && isPresent(x) && x.name !== m.name)) return null;
   for (const r of Object.values(env.roles))
