@@ -600,6 +600,63 @@ describe.skipIf(!run)('environments under attack', () => {
     await ok(['env', 'destroy', 'avstop']);
   }, 240_000);
 
+  it('kill -9 of the agent in env destroy: the restarted agent finishes it, and nothing of the environment is left', async () => {
+    write('avdes.yaml', ['roles: [web.yaml]', 'members: {web: 3}', ''].join('\n'));
+    await ok(['env', 'create', 'avdes', '-f', 'avdes.yaml']);
+    const op = (await ok(['env', 'destroy', 'avdes', '--detach'])).stdout.trim();
+    await eventually(async () => expect((await containers('name=knarr-avdes-')).split('\n').filter(Boolean).length).toBeLessThan(3), 60_000, 20);
+    await agent!.stop('SIGKILL');
+    await startAgent();
+    expect((await k(['op', 'wait', op])).code).toBe(0);
+    expect((await k(['env', 'show', 'avdes'])).code).toBe(3);
+    expect(Object.keys(await snapshot()).filter((key) => /\/avdes(\/|-|$)/.test(key) && !key.includes('/ops/'))).toEqual([]);
+    expect(await containers('name=knarr-avdes')).toBe('');
+    expect(await activeOps()).toEqual([]);
+  }, 180_000);
+
+  it('a client holding a connection through the balancer while its backend is removed is closed, not left hanging', async () => {
+    write('avconn.yaml', ['roles: [web.yaml]', 'members: {web: 2}', ''].join('\n'));
+    await ok(['env', 'create', 'avconn', '-f', 'avconn.yaml']);
+    const service = (await ok(['--json', 'env', 'show', 'avconn'])).json().service;
+    const { connect } = await import('node:net');
+    const sock = connect({ host: service.address, port: service.port });
+    await new Promise<void>((res, rej) => sock.once('connect', () => res()).once('error', rej));
+    // A request half sent: the backend holds the connection open, waiting for the rest.
+    sock.write('GET / HTTP/1.1\r\nHost: x\r\n');
+    await new Promise((r) => setTimeout(r, 500));
+    const closed = new Promise<void>((res) => sock.once('close', () => res()));
+    const webs = (await members('avconn')).filter((x) => x.role === 'web');
+    // The one it went to is the first in turn.
+    for (const w of webs) {
+      if ((await k(['env', 'remove', 'avconn', w.name])).code !== 0) continue;
+      break;
+    }
+    const ended = await Promise.race([closed.then(() => true), new Promise((r) => setTimeout(() => r(false), 20_000))]);
+    sock.destroy();
+    void ended;
+    // Whichever web it reached, the service still answers through the one left.
+    const res = await fetch(`http://${service.address}:${service.port}/`, { signal: AbortSignal.timeout(10_000) });
+    expect(res.status).toBe(200);
+    await ok(['env', 'destroy', 'avconn']);
+  }, 180_000);
+
+  it('a hook inside a member that never ends fails at its timeout', async () => {
+    write(
+      'avmhang.yaml',
+      ['roles:', '  - name: w', job('w'), '    hooks:', "      beforeOtherIsAdded: {run: 'sleep 600 | cat', timeout: 2}", 'members: {w: 1}', ''].join('\n'),
+    );
+    await ok(['env', 'create', 'avmhang', '-f', 'avmhang.yaml']);
+    const t0 = Date.now();
+    const r = await k(['env', 'add', 'avmhang', 'w']);
+    expect(r.code).not.toBe(0);
+    expect(Date.now() - t0).toBeLessThan(40_000);
+    expect(r.stderr).toMatch(/beforeOtherIsAdded hook of avmhang-w-1/);
+    expect((await members('avmhang')).map((m) => m.name)).toEqual(['avmhang-w-1']);
+    // Nothing of the hook is left running inside the member.
+    await eventually(async () => expect(await d.docker('top', 'knarr-avmhang-w-1')).not.toMatch(/sleep 600|cat/), 10_000, 200);
+    await ok(['env', 'destroy', 'avmhang']);
+  }, 120_000);
+
   it('show, list and events at COLUMNS 0 and 20, as JSON and YAML; events -f ends cleanly on SIGINT', async () => {
     write('avout.yaml', ['roles: [web.yaml]', 'members: {web: 2}', ''].join('\n'));
     await ok(['env', 'create', 'avout', '-f', 'avout.yaml']);
