@@ -443,7 +443,7 @@ describe.skipIf(!run)('environments under attack', () => {
 
   const rmMark = (file: string) => rmSync(`${tmp.path}/${file}`, { force: true });
 
-  it('kill -9 of the agent during an undo, and during env remove: it is finished, or cancelled back to as before', async () => {
+  it('an after-hook that fails is undone to as before; kill -9 in env remove: it is finished, or cancelled back to as before', async () => {
     // An after-hook that fails slowly on the balancer's second web: the undo drops web 2 and the balancer.
     write(
       'avku.yaml',
@@ -599,6 +599,35 @@ describe.skipIf(!run)('environments under attack', () => {
     expect(await containers('name=knarr-avstop-kill')).toBe('');
     await ok(['env', 'destroy', 'avstop']);
   }, 240_000);
+
+  it('kill -9 of the agent as an after-hook fails and the undo starts: the restarted agent undoes it, and the environment is as before', async () => {
+    write(
+      'avundo.yaml',
+      [
+        'roles:',
+        '  - web.yaml',
+        '  - name: k',
+        job('k'),
+        '    hooks:',
+        `      afterItIsAdded: {run: 'touch ${tmp.path}/avundo-mark; exit 3', on: host}`,
+        'members: {web: 2}',
+        '',
+      ].join('\n'),
+    );
+    await ok(['env', 'create', 'avundo', '-f', 'avundo.yaml']);
+    const before = await state('avundo');
+    const op = (await ok(['env', 'add', 'avundo', 'k', '--detach'])).stdout.trim();
+    // Cut as the hook fails and the undo starts: the next agent runs the hook again or goes on with the undo.
+    await marked('avundo-mark');
+    await agent!.stop('SIGKILL');
+    await startAgent();
+    const waited = await k(['op', 'wait', op]);
+    expect(waited.code).toBe(1);
+    expect(waited.stderr).toMatch(/exited 3/);
+    expect(await state('avundo')).toEqual(before);
+    expect(await activeOps()).toEqual([]);
+    await ok(['env', 'destroy', 'avundo']);
+  }, 180_000);
 
   it('kill -9 of the agent in env destroy: the restarted agent finishes it, and nothing of the environment is left', async () => {
     write('avdes.yaml', ['roles: [web.yaml]', 'members: {web: 3}', ''].join('\n'));
