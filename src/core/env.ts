@@ -179,7 +179,7 @@ function hook(p: Problems, path: string, event: EnvEvent, v: unknown): HookSpec 
     if (v.run.trim() === '') p.add(`${path}.run`, 'is empty');
     // A string is a shell command line, as a compose file's healthcheck CMD-SHELL: the operator wrote it for sh.
     else run = ['sh', '-c', v.run];
-  } else if (Array.isArray(v.run) && v.run.length > 0 && v.run.every((x) => typeof x === 'string')) run = v.run as string[];
+  } else if (Array.isArray(v.run) && v.run.length > 0 && v.run.every((x) => typeof x === 'string') && String(v.run[0]).trim() !== '') run = v.run as string[];
   else p.add(`${path}.run`, 'is required: a shell command line, or a list of words (argv)');
   const outside = OUTSIDE_EVENTS.includes(event);
   const on = v.on ?? (outside ? 'host' : 'member');

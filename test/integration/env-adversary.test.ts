@@ -161,6 +161,11 @@ describe.skipIf(!run)('environments under attack', () => {
         job('x'),
         '    hooks:',
         '      beforeItIsAdded: {run: [/no/such/command, arg], on: host}',
+        '  - name: esc',
+        job('esc'),
+        '    hooks:',
+        // A member that prints terminal escapes (clear the screen, retitle the window, ring): shown, not obeyed.
+        '      afterItIsAdded: \'printf "\\033[2J\\033]0;pwned\\007 hello\\n"; exit 1\'',
         'members: {}',
         '',
       ].join('\n'),
@@ -175,6 +180,13 @@ describe.skipIf(!run)('environments under attack', () => {
     const x = await k(['env', 'add', 'avnoisy', 'x']);
     expect(x.code).not.toBe(0);
     expect(x.stderr).toMatch(/\/no\/such\/command/);
+    const esc = await k(['env', 'add', 'avnoisy', 'esc']);
+    expect(esc.code).not.toBe(0);
+    expect(esc.stderr).toMatch(/hello/);
+    expect(esc.stderr).not.toMatch(/[\x07\x1b]/);
+    expect((await ok(['env', 'events', 'avnoisy'])).stdout).not.toMatch(/[\x07\x1b]/);
+    expect((await ok(['env', 'show', 'avnoisy'])).stdout).not.toMatch(/[\x07\x1b]/);
+    expect((await ok(['env', 'events', 'avnoisy'])).stdout).toMatch(/\\x1b\[2J/);
     expect((await members('avnoisy')).map((m) => m.name)).toEqual(['avnoisy-s-1']);
     const events = (await ok(['--json', 'env', 'events', 'avnoisy'])).json() as { event: string; member: string; message?: string }[];
     expect(events.find((e) => e.event === 'afterItIsAdded')?.message).toMatch(/bad bytes/);
@@ -232,6 +244,8 @@ describe.skipIf(!run)('environments under attack', () => {
       ].join('\n'),
     );
     await refuse(['env', 'create', 'avbad', '-f', 'loop.yaml'], 2, /circle|loop/);
+    write('emptyrun.yaml', ['roles:', '  - name: e', job('e'), "    hooks: {afterItIsAdded: {run: ['']}}", 'members: {}', ''].join('\n'));
+    await refuse(['env', 'create', 'avbad', '-f', 'emptyrun.yaml'], 2, /hooks\.afterItIsAdded\.run/);
     // 64 webs need a balancer too: 65 members.
     write('web64.yaml', ['roles: [web.yaml]', 'members: {web: 64}', ''].join('\n'));
     await refuse(['env', 'create', 'avbad', '-f', 'web64.yaml'], 2, /65 members/);

@@ -122,7 +122,8 @@ const ALL_EXIT_CODES = Array.from({ length: 255 }, (_, i) => i + 1);
 
 /** The last lines of a hook's output, for the history and for a denial's message. */
 function tail(text: string): string {
-  const t = text.trim();
+  // What a member prints reaches the operator's terminal (env events, an op's error): its control characters are shown, never obeyed.
+  const t = text.trim().replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
   return t.length <= HOOK_OUTPUT_CHARS ? t : `…${t.slice(-HOOK_OUTPUT_CHARS)}`;
 }
 
