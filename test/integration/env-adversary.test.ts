@@ -700,6 +700,24 @@ describe.skipIf(!run)('environments under attack', () => {
     await ok(['env', 'destroy', 'avmhang']);
   }, 120_000);
 
+  it('two members of a role with a fixed host port: the second cannot start, and the add ends undone, not hung', async () => {
+    const port = await freePort();
+    write(
+      'avport.yaml',
+      ['roles:', '  - name: p', '    port: 80', `    job: {image: ${d.image}, command: [httpd, -f, -p, "80"], ports: ["${port}:80"]}`, 'members: {}', ''].join('\n'),
+    );
+    await ok(['env', 'create', 'avport', '-f', 'avport.yaml']);
+    const t0 = Date.now();
+    const r = await k(['env', 'add', 'avport', 'p', '--count', '2']);
+    expect(r.code).not.toBe(0);
+    expect(Date.now() - t0).toBeLessThan(120_000);
+    expect(r.stderr).toMatch(/avport-p-2/);
+    expect(await members('avport')).toEqual([]);
+    expect(await containers('name=knarr-avport')).toBe('');
+    expect(await activeOps()).toEqual([]);
+    await ok(['env', 'destroy', 'avport']);
+  }, 180_000);
+
   it('show, list and events at COLUMNS 0 and 20, as JSON and YAML; events -f ends cleanly on SIGINT', async () => {
     write('avout.yaml', ['roles: [web.yaml]', 'members: {web: 2}', ''].join('\n'));
     await ok(['env', 'create', 'avout', '-f', 'avout.yaml']);
