@@ -121,6 +121,17 @@ const DEFAULT_BALANCER: RoleSpec = { name: BALANCER_ROLE, priority: 10, port: nu
 const ENV_NAME_RE = /^[a-z][a-z0-9-]{0,23}$/;
 const ROLE_NAME_RE = /^[a-z][a-z0-9]{0,23}$/;
 export const MAX_MEMBERS = 64;
+/** An environment's roles travel in its record and its operations' arguments, each one etcd value: well under etcd's request limit. */
+export const MAX_ROLES_BYTES = 256 * 1024;
+
+/** Refuses roles (a file's text, or the roles as they would be stored) larger than an environment record can hold. */
+export function checkRolesSize(field: string, bytes: number): void {
+  if (bytes > MAX_ROLES_BYTES)
+    throw new ValidationError(
+      field,
+      `is ${Math.ceil(bytes / 1024)} KiB; an environment's roles take at most ${MAX_ROLES_BYTES / 1024} KiB (is this the right file?)`,
+    );
+}
 const DEFAULT_HOOK_TIMEOUT = 60;
 
 /** An environment's name is also its service's: it never ends like a job's service (-PORT, -udp). */
@@ -170,7 +181,7 @@ function hook(p: Problems, path: string, event: EnvEvent, v: unknown): HookSpec 
     if (v.run.trim() === '') p.add(`${path}.run`, 'is empty');
     // A string is a shell command line, as a compose file's healthcheck CMD-SHELL: the operator wrote it for sh.
     else run = ['sh', '-c', v.run];
-  } else if (Array.isArray(v.run) && v.run.length > 0 && v.run.every((x) => typeof x === 'string')) run = v.run as string[];
+  } else if (Array.isArray(v.run) && v.run.length > 0 && v.run.every((x) => typeof x === 'string') && String(v.run[0]).trim() !== '') run = v.run as string[];
   else p.add(`${path}.run`, 'is required: a shell command line, or a list of words (argv)');
   const outside = OUTSIDE_EVENTS.includes(event);
   const on = v.on ?? (outside ? 'host' : 'member');
@@ -404,6 +415,44 @@ export function planAdds(env: Pick<EnvRecord, 'roles' | 'members' | 'next'>, rol
   };
   for (let i = 0; i < count; i++) add(role, 0);
   return out;
+}
+
+/**
+ * The members adds of groups would make, checked before anything is written: a circle of requirements, or more
+ * members than an environment has (what they require counted), is refused as bad input.
+ */
+export function checkAdds(env: Pick<EnvRecord, 'roles' | 'members' | 'next'>, groups: readonly { role: string; count: number }[]): void {
+  let cur = env;
+  for (const g of groups) {
+    const adds = planAdds(cur, g.role, g.count);
+    const made = adds.map(
+      (a): EnvMember => ({ name: '', role: a.role, kind: cur.roles[a.role]!.kind, host: null, address: null, state: 'adding', op: '', index: a.index }),
+    );
+    cur = { ...cur, members: [...cur.members, ...made] };
+  }
+  const total = cur.members.filter((m) => m.state !== 'lost').length;
+  if (total > MAX_MEMBERS) throw new ValidationError('--count', `${total} members with what they require; an environment has at most ${MAX_MEMBERS}`);
+}
+
+/** Why member must stay (others require one of its role, and it is the last), or null; checked again when the operation runs. */
+export function keptBecause(env: Pick<EnvRecord, 'name' | 'roles' | 'members'>, m: EnvMember): { message: string; hint: string } | null {
+  if (env.members.some((x) => x.role === m.role && isPresent(x) && x.name !== m.name)) return null;
+  for (const r of Object.values(env.roles))
+    for (const q of r.requires) {
+      const count = env.members.filter((x) => x.role === r.name && isPresent(x)).length;
+      if (q.role === m.role && count >= q.from)
+        return {
+          message: `${r.name} requires a ${m.role} from ${q.from} member(s), and ${env.name} has ${count}: ${m.name} stays`,
+          hint: `remove ${r.name} members first, down to ${q.from - 1}`,
+        };
+    }
+  return null;
+}
+
+/** Why count members of role would make a second balancer, or null: it is the environment's service, and two would fight over it. */
+export function secondBalancer(env: Pick<EnvRecord, 'name' | 'roles' | 'members'>, role: RoleSpec, count: number): string | null {
+  if (role.kind !== 'balancer' || (count <= 1 && !env.members.some((m) => m.kind === 'balancer' && m.state !== 'lost'))) return null;
+  return `environment ${env.name} has ${count > 1 ? 'room for one balancer' : 'a balancer already'}: an environment has one`;
 }
 
 /** One hook to run: the member whose role's hook it is, and for an *Other* event the member it is about. */

@@ -4,13 +4,17 @@ import { dirname, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { ConflictError, NotFoundError, ValidationError } from '../../core/errors.js';
 import {
+  checkAdds,
   checkNewRole,
+  checkRolesSize,
   isPresent,
+  keptBecause,
   MAX_MEMBERS,
   NODE_MEMBER_USER,
   nodeCluster,
   parseEnvFile,
   parseRole,
+  secondBalancer,
   validateEnvName,
   validateRoleName,
   type EnvHistoryEntry,
@@ -40,6 +44,7 @@ async function readYaml(ctx: Context, field: string, file: string): Promise<{ va
   } catch (e) {
     throw new ValidationError(field, `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+  checkRolesSize(field, Buffer.byteLength(text));
   return { value: await parseYaml(field, path, text), path };
 }
 
@@ -92,6 +97,8 @@ export async function envCreate(nameArg: string, opts: { file?: string; detach: 
     });
   }
   const roles = file.roles;
+  checkRolesSize('--file', Buffer.byteLength(JSON.stringify(roles)));
+  checkAdds({ roles: Object.fromEntries(roles.map((r) => [r.name, r])), members: [], next: {} }, file.members);
   const host = await thisHost(ctx.config.stateDir);
   return withEnvs(ctx, async (repo, store) => {
     if (await repo.get(name)) throw new ConflictError(`an environment named ${name} exists`, { hint: `see it with: knarr env show ${name}` });
@@ -114,6 +121,7 @@ export async function envCreate(nameArg: string, opts: { file?: string; detach: 
 
 /** A role file's text as a value (YAML is loaded lazily; role files are parsed synchronously once it is). */
 function roleText(at: string, path: string, text: string): unknown {
+  checkRolesSize(at, Buffer.byteLength(text));
   checkSpecNesting(at, text);
   if (!yamlParse) throw new ValidationError(at, 'internal: YAML parser not loaded');
   try {
@@ -151,15 +159,17 @@ export async function envAdd(nameArg: string, roleArg: string, opts: { count?: s
       throw new NotFoundError(`environment ${name} has no role ${role}; its roles are ${Object.keys(env.roles).join(', ')}`, {
         hint: `give the role's file: knarr env add ${name} ${role} -f ${role}.yaml`,
       });
-    if (roleSpec && !known) checkNewRole(roleSpec, env.roles);
+    if (roleSpec && !known) {
+      checkNewRole(roleSpec, env.roles);
+      checkRolesSize('--file', Buffer.byteLength(JSON.stringify({ ...env.roles, [role]: roleSpec })));
+    }
     // One balancer: it is the environment's service, and two would point it at each other.
-    if ((known ?? roleSpec)!.kind === 'balancer' && (count > 1 || env.members.some((m) => m.kind === 'balancer' && m.state !== 'lost')))
-      throw new ConflictError(`environment ${name} has ${count > 1 ? 'room for one balancer' : 'a balancer already'}: an environment has one`, {
-        hint: `see it with: knarr env show ${name}`,
-      });
+    const second = secondBalancer(env, (known ?? roleSpec)!, count);
+    if (second) throw new ConflictError(second, { hint: `see it with: knarr env show ${name}` });
     const present = env.members.filter((m) => m.state !== 'lost').length;
     if (present + count > MAX_MEMBERS)
       throw new ValidationError('--count', `${name} has ${present} members; ${count} more would pass the ${MAX_MEMBERS} an environment has at most`);
+    checkAdds(roleSpec && !known ? { ...env, roles: { ...env.roles, [role]: roleSpec } } : env, [{ role, count }]);
     const args = { env: name, role, count, ...(roleSpec && !known ? { roleSpec } : {}) };
     return runOperation(ctx, store, 'env.add', args, env.home, { detach: opts.detach });
   });
@@ -176,17 +186,8 @@ export async function envRemove(nameArg: string, member: string, opts: { detach:
         hint: `see them with: knarr env show ${name}`,
       });
     // A member others require stays while they need it (the balancer, while there are two webs).
-    const sameRole = env.members.filter((x) => x.role === m.role && isPresent(x) && x.name !== m.name).length;
-    if (sameRole === 0) {
-      for (const r of Object.values(env.roles))
-        for (const q of r.requires) {
-          const count = env.members.filter((x) => x.role === r.name && isPresent(x)).length;
-          if (q.role === m.role && count >= q.from)
-            throw new ConflictError(`${r.name} requires a ${m.role} from ${q.from} member(s), and ${name} has ${count}: ${member} stays`, {
-              hint: `remove ${r.name} members first, down to ${q.from - 1}`,
-            });
-        }
-    }
+    const kept = keptBecause(env, m);
+    if (kept) throw new ConflictError(kept.message, { hint: kept.hint });
     return runOperation(ctx, store, 'env.remove', { env: name, member }, env.home, { detach: opts.detach });
   });
 }

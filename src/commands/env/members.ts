@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConflictError, FailureError, PrerequisiteError } from '../../core/errors.js';
+import { CommandTimeoutError, ConflictError, FailureError, PrerequisiteError } from '../../core/errors.js';
 import { backendServices, hookEnv, type EnvMember, type EnvRecord, type HookSpec, type HookStep } from '../../core/env.js';
 import type { JobSpec } from '../../core/job-spec.js';
 import { thisHost } from '../../daemon/pidfile.js';
@@ -131,7 +131,8 @@ const ALL_EXIT_CODES = Array.from({ length: 255 }, (_, i) => i + 1);
 
 /** The last lines of a hook's output, for the history and for a denial's message. */
 function tail(text: string): string {
-  const t = text.trim();
+  // What a member prints reaches the operator's terminal (env events, an op's error): its control characters are shown, never obeyed.
+  const t = text.trim().replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
   return t.length <= HOOK_OUTPUT_CHARS ? t : `…${t.slice(-HOOK_OUTPUT_CHARS)}`;
 }
 
@@ -140,20 +141,41 @@ export async function runHookHere(ctx: Context, store: Store, env: EnvRecord, st
   const host = await thisHost(ctx.config.stateDir);
   const vars = hookEnv(env.name, step);
   const started = Date.now();
+  const run = `${host}-${process.pid}-${started}-${Math.random().toString(36).slice(2)}`;
   let argv: string[];
-  if (hook.on === 'host') argv = hook.run;
+  // timeout(1) stops the hook's whole process group: a child that holds its output open cannot keep it running past its time.
+  if (hook.on === 'host') argv = ['timeout', '-k', '5', String(hook.timeout), ...hook.run];
   else if (step.member.kind === 'job') {
     const actual = await new JobRepo(store, ctx.config.fleet).actual(step.member.name);
     const record = (await new HostRepo(store, ctx.config.fleet).get(host))?.host;
     if (!actual?.container || !record) throw new FailureError(`member ${step.member.name} has no container on ${host} to run its ${step.event} hook in`);
-    argv = ['docker', '-H', record.dockerEndpoint, 'exec', ...Object.entries(vars).flatMap(([k, v]) => ['-e', `${k}=${v}`]), actual.container, ...hook.run];
-  } else if (step.member.kind === 'node') argv = await nodeHookArgv(ctx, store, host, step, hook, vars);
+    const marks = { ...vars, KNARR_HOOK_RUN: run };
+    argv = ['docker', '-H', record.dockerEndpoint, 'exec', ...Object.entries(marks).flatMap(([k, v]) => ['-e', `${k}=${v}`]), actual.container, ...hook.run];
+  } else if (step.member.kind === 'node') argv = await nodeHookArgv(ctx, store, host, step, hook, { ...vars, KNARR_HOOK_RUN: run });
   else throw new FailureError(`member ${step.member.name} (${step.member.kind}) runs no hooks inside it; write on: host`);
   try {
-    const res = await ctx.runner.run(argv, { env: vars, okExitCodes: ALL_EXIT_CODES, timeoutMs: hook.timeout * 1000, maxOutputBytes: 64 * 1024 });
-    return { exit: res.exitCode, output: tail(`${res.stdout}\n${res.stderr}`), durationMs: Date.now() - started, host };
+    const timeoutMs = (hook.timeout + (hook.on === 'host' ? 10 : 0)) * 1000;
+    const res = await ctx.runner.run(argv, { env: vars, okExitCodes: ALL_EXIT_CODES, timeoutMs, maxOutputBytes: 64 * 1024 });
+    const late = hook.on === 'host' && (res.exitCode === 124 || res.exitCode === 137) ? `timed out after ${hook.timeout}s` : '';
+    return { exit: res.exitCode, output: tail(`${res.stdout}\n${res.stderr}\n${late}`), durationMs: Date.now() - started, host };
   } catch (e) {
+    // docker exec stopped leaves what it started in the member running: those processes carry the run's mark.
+    if (e instanceof CommandTimeoutError && hook.on === 'member') await killMarked(`KNARR_HOOK_RUN=${run}`);
     // A hook that did not run (timed out, no such command) failed as one that exited non-zero.
     return { exit: 127, output: tail((e as Error).message), durationMs: Date.now() - started, host };
+  }
+}
+
+/** SIGKILLs the processes of this host whose environment holds mark (a timed-out hook's, inside a member's container). */
+async function killMarked(mark: string): Promise<void> {
+  const { readdir, readFile } = await import('node:fs/promises');
+  for (const pid of (await readdir('/proc').catch(() => [] as string[])).filter((p) => /^\d+$/.test(p))) {
+    const environ = await readFile(`/proc/${pid}/environ`, 'latin1').catch(() => '');
+    if (!environ.split('\0').includes(mark)) continue;
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // Gone already.
+    }
   }
 }

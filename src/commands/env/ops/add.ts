@@ -1,8 +1,8 @@
 import { ConflictError } from '../../../core/errors.js';
-import type { EnvRecord, RoleSpec } from '../../../core/env.js';
+import { secondBalancer, type EnvRecord, type RoleSpec } from '../../../core/env.js';
 import { OpArgs } from '../../../core/op-args.js';
 import type { OpHandler, OpRun } from '../../../ops/runner.js';
-import { addMember, envArg, envRepo, reserveMembers, undoAdds } from './flow.js';
+import { addMember, envArg, envRepo, loadEnv, reserveMembers, undoAdds } from './flow.js';
 import { planAdd, planCreate } from './plan.js';
 
 type Groups = { role: string; count: number }[];
@@ -65,6 +65,12 @@ export const envAdd: OpHandler = {
       await envRepo(r).update(name, (e) => (e.roles[newRole.name] ? null : { ...e, roles: { ...e.roles, [newRole.name]: newRole } }));
       await r.save({ roleAdded: true });
     }
+    if (!r.op.state.plan) {
+      // Checked again here: another add queued in the same instant may have made the balancer since the command checked.
+      const env = await loadEnv(r, name);
+      const second = env.roles[role] ? secondBalancer(env, env.roles[role], a.integer('count')) : null;
+      if (second) throw new ConflictError(second, { hint: `see it with: knarr env show ${name}` });
+    }
     const names = await reserveMembers(r, name, [{ role, count: a.integer('count') }]);
     await addAll(r, name, names);
     return { env: name, added: names };
@@ -72,5 +78,13 @@ export const envAdd: OpHandler = {
   async undo(r) {
     const name = envArg(r);
     await undoAdds(r, name);
+    // The role this add brought goes with it while no member is of it: a corrected role file is then taken.
+    const newRole = r.op.args.roleSpec as RoleSpec | undefined;
+    if (newRole && r.op.state.roleAdded)
+      await envRepo(r).update(name, (e) => {
+        if (JSON.stringify(e.roles[newRole.name]) !== JSON.stringify(newRole) || e.members.some((m) => m.role === newRole.name)) return null;
+        const { [newRole.name]: _gone, ...roles } = e.roles;
+        return { ...e, roles };
+      });
   },
 };

@@ -114,6 +114,12 @@ export async function reserveMembers(r: OpRun, env: string, groups: readonly { r
   if (saved) return saved;
   let names: string[] = [];
   const updated = await envRepo(r).update(env, (e) => {
+    // Reserved by this operation before a crash kept it from saving its plan: those are the plan, none is reserved twice.
+    const mine = e.members.filter((m) => m.op === r.op.id && m.state === 'adding').map((m) => m.name);
+    if (mine.length > 0) {
+      names = mine;
+      return null;
+    }
     names = [];
     let cur = e;
     for (const g of groups) {

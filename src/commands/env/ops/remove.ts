@@ -1,5 +1,5 @@
-import { FailureError, NotFoundError } from '../../../core/errors.js';
-import { byPriority, isPresent, type EnvMember } from '../../../core/env.js';
+import { ConflictError, FailureError, NotFoundError } from '../../../core/errors.js';
+import { byPriority, isPresent, keptBecause, type EnvMember } from '../../../core/env.js';
 import { OpArgs } from '../../../core/op-args.js';
 import type { OpHandler, OpRun } from '../../../ops/runner.js';
 import { dropMember, syncBackends } from '../members.js';
@@ -30,6 +30,9 @@ export const envRemove: OpHandler = {
     const saved = r.op.state.member as EnvMember | undefined;
     if (!m && !saved) throw new NotFoundError(`environment ${name} has no member ${member}`, { hint: `see its members with: knarr env show ${name}` });
     if (m && !saved) {
+      // Checked again here: an add queued in the same instant as this remove may have made m required since the command checked.
+      const kept = keptBecause(env, m);
+      if (kept) throw new ConflictError(kept.message, { hint: kept.hint });
       await r.save({ member: m });
       env = (await updateMember(r, name, member, (x) => ({ ...x, state: 'removing', op: r.op.id }))) ?? env;
     }
