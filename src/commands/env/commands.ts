@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { ConflictError, NotFoundError, ValidationError } from '../../core/errors.js';
@@ -21,7 +20,6 @@ import {
   type EnvRecord,
   type RoleSpec,
 } from '../../core/env.js';
-import { checkSpecNesting } from '../../core/job-spec.js';
 import { thisHost } from '../../daemon/pidfile.js';
 import { ClusterRepo } from '../../state/clusters.js';
 import { EnvRepo } from '../../state/envs.js';
@@ -31,32 +29,16 @@ import type { Store } from '../../state/store.js';
 import { runOperation } from '../op.js';
 import { timeCell, type Cell, type CommandResult, type Context, type View } from '../types.js';
 import { withStore } from '../with-store.js';
+import { loadYamlParser, parseYamlText, readInputFile, type YamlParse } from '../yaml-file.js';
 
 /** How many history lines `env show` lists. */
 const SHOWN_HISTORY = 10;
 
 /** A YAML (or JSON) file as a value, its problems named after the field that gave it. */
 async function readYaml(ctx: Context, field: string, file: string): Promise<{ value: unknown; path: string }> {
-  const path = resolve(ctx.cwd, file);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw new ValidationError(field, `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
+  const { text, path } = await readInputFile(ctx, field, file);
   checkRolesSize(field, Buffer.byteLength(text));
-  return { value: await parseYaml(field, path, text), path };
-}
-
-async function parseYaml(field: string, path: string, text: string): Promise<unknown> {
-  checkSpecNesting(field, text);
-  try {
-    const { parse } = await import('yaml');
-    return parse(text) ?? {};
-  } catch (e) {
-    if (e instanceof RangeError) throw new ValidationError(field, `${path} is nested too deeply`);
-    throw new ValidationError(field, `${path} is not valid YAML or JSON: ${(e as Error).message.split('\n')[0]}`);
-  }
+  return { value: parseYamlText(await yamlParser(), field, path, text), path };
 }
 
 const withEnvs = <T>(ctx: Context, fn: (repo: EnvRepo, store: Store) => Promise<T>) =>
@@ -81,7 +63,7 @@ export async function envCreate(nameArg: string, opts: { file?: string; detach: 
   const name = validateEnvName('NAME', nameArg);
   let file: ReturnType<typeof parseEnvFile> = parseEnvFile({}, () => ({}));
   if (opts.file) {
-    await loadYaml();
+    await yamlParser();
     const { value, path } = await readYaml(ctx, '--file', opts.file);
     const base = dirname(path);
     file = parseEnvFile(value, (rolePath, at) => {
@@ -122,17 +104,13 @@ export async function envCreate(nameArg: string, opts: { file?: string; detach: 
 /** A role file's text as a value (YAML is loaded lazily; role files are parsed synchronously once it is). */
 function roleText(at: string, path: string, text: string): unknown {
   checkRolesSize(at, Buffer.byteLength(text));
-  checkSpecNesting(at, text);
   if (!yamlParse) throw new ValidationError(at, 'internal: YAML parser not loaded');
-  try {
-    return yamlParse(text) ?? {};
-  } catch (e) {
-    throw new ValidationError(at, `${path} is not valid YAML or JSON: ${(e as Error).message.split('\n')[0]}`);
-  }
+  return parseYamlText(yamlParse, at, path, text);
 }
-let yamlParse: ((text: string) => unknown) | null = null;
-async function loadYaml(): Promise<void> {
-  yamlParse ??= (await import('yaml')).parse as (text: string) => unknown;
+let yamlParse: YamlParse | null = null;
+async function yamlParser(): Promise<YamlParse> {
+  yamlParse ??= await loadYamlParser();
+  return yamlParse;
 }
 
 /** `knarr env add NAME ROLE [--count N] [-f role.yaml]`: members of a role, each with its hooks, as one operation. */

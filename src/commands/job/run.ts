@@ -1,8 +1,6 @@
-import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
 import { ConflictError, EngineError, FailureError, NotFoundError, ValidationError } from '../../core/errors.js';
 import type { HostRecord } from '../../core/hosts.js';
-import { checkSpecNesting, parseJobSpec, type JobSpec } from '../../core/job-spec.js';
+import { parseJobSpec, type JobSpec } from '../../core/job-spec.js';
 import { localAgent } from '../../daemon/pidfile.js';
 import { DockerEngine, demux, dockerSocketPath } from '../../host/docker.js';
 import { foregroundContainer, LABEL_JOB, startAttached, type AttachedRun } from '../../host/job-containers.js';
@@ -13,22 +11,9 @@ import { stopReading } from '../../core/streams.js';
 const randomHex = (digits: number) => Array.from({ length: digits }, () => Math.floor(Math.random() * 16).toString(16)).join('');
 
 async function readSpecFile(ctx: Context, file: string): Promise<Record<string, unknown>> {
-  const path = resolve(ctx.cwd, file);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw new ValidationError('--file', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-  checkSpecNesting('--file', text);
-  try {
-    const { parse } = await import('yaml');
-    return (parse(text) ?? {}) as Record<string, unknown>;
-  } catch (e) {
-    // Block-style YAML nested deep enough overflows the parser too.
-    if (e instanceof RangeError) throw new ValidationError('--file', `${path} is nested too deeply to be a job spec`);
-    throw new ValidationError('--file', `${path} is not valid YAML or JSON: ${(e as Error).message.split('\n')[0]}`);
-  }
+  const { loadYamlParser, parseYamlText, readInputFile } = await import('../yaml-file.js');
+  const { text, path } = await readInputFile(ctx, '--file', file);
+  return parseYamlText(await loadYamlParser(), '--file', path, text, ' to be a job spec') as Record<string, unknown>;
 }
 
 /** The flags of job run and job plan that make the spec; each one given wins over the spec file's field. */
