@@ -1,13 +1,14 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnAgent, stopAgents, type AgentUnderTest } from '../harness/agent.js';
+import type { AgentUnderTest } from '../harness/agent.js';
 import { knarr } from '../harness/cli.js';
-import { haveDockerd, startDockerd, type Dockerd } from '../harness/dockerd.js';
-import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
+import { haveDockerd, type Dockerd } from '../harness/dockerd.js';
+import type { EtcdInstance } from '../harness/etcd.js';
 import { eventually } from '../harness/eventually.js';
 import { freePort } from '../harness/ports.js';
-import { tempDir, type TempDir } from '../harness/tmp.js';
+import type { TempDir } from '../harness/tmp.js';
+import { startEnvHost, type EnvHost, type EnvMemberShown } from '../harness/env-host.js';
 import { haveTools, integration } from '../harness/tools.js';
 
 const run = integration(
@@ -18,14 +19,7 @@ const run = integration(
 
 const bin = new URL('../../bin/knarr', import.meta.url).pathname;
 
-interface Member {
-  name: string;
-  role: string;
-  kind: string;
-  host: string | null;
-  address: string | null;
-  state: string;
-}
+type Member = EnvMemberShown;
 
 /**
  * `knarr env` as an attacker and a careless operator would use it, on one host (a real dockerd, etcd and agent):
@@ -38,8 +32,7 @@ describe.skipIf(!run)('environments under attack', () => {
   let etcd: EtcdInstance;
   let agent: AgentUnderTest | null = null;
   let env: Record<string, string>;
-  let stateDir: string;
-  let listen: string;
+  let host: EnvHost;
   const k = (argv: string[], extra: Record<string, string> = {}) => knarr(argv, { env: { ...env, ...extra }, cwd: tmp.path });
   const ok = async (argv: string[]) => {
     const r = await k(argv);
@@ -47,8 +40,7 @@ describe.skipIf(!run)('environments under attack', () => {
     return r;
   };
   const startAgent = async () => {
-    agent = spawnAgent({ etcd: etcd.url, stateDir, name: 'av1', listen, env: { ...d.env }, tokenFile: `${tmp.path}/agent.token` });
-    await agent.up(60_000);
+    agent = await host.startAgent();
   };
   const members = async (name: string): Promise<Member[]> => (await ok(['--json', 'env', 'show', name])).json().members;
   const write = (file: string, text: string) => writeFileSync(`${tmp.path}/${file}`, text);
@@ -71,36 +63,15 @@ describe.skipIf(!run)('environments under attack', () => {
   const marked = (file: string, ms = 60_000) => eventually(async () => expect(existsSync(`${tmp.path}/${file}`)).toBe(true), ms, 50);
 
   beforeAll(async () => {
-    tmp = await tempDir('knarr-envadv-');
-    d = await startDockerd(tmp.path);
-    etcd = await startEtcd();
-    stateDir = `${tmp.path}/state`;
-    listen = `127.0.0.1:${await freePort()}`;
-    writeFileSync(`${tmp.path}/agent.token`, 'envadv-test-token-0123456789abcdef\n', { mode: 0o600 });
-    env = { ...d.env, KNARR_ETCD: etcd.url, KNARR_STATE_DIR: stateDir, KNARR_AGENT_TOKEN_FILE: `${tmp.path}/agent.token` };
+    host = await startEnvHost('knarr-envadv-', 'av1');
+    ({ tmp, d, etcd, env } = host);
     await startAgent();
-    write(
-      'web.yaml',
-      [
-        'name: web',
-        'priority: 20',
-        'port: 80',
-        'requires: [{role: balancer, from: 2}]',
-        'job:',
-        `  image: ${d.image}`,
-        "  command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www']",
-        '  ports: ["0:80"]',
-        '',
-      ].join('\n'),
-    );
+    write('web.yaml', host.webRole());
     write('db.yaml', ['name: db', job('db').trim(), ''].join('\n'));
   }, 180_000);
 
   afterAll(async () => {
-    await stopAgents([agent]);
-    await d?.stop();
-    await etcd?.stop();
-    await tmp?.cleanup();
+    await host?.stop([agent]);
   }, 120_000);
 
   it('a denied add of a new role leaves no role behind: the corrected role file is then taken', async () => {

@@ -1,12 +1,11 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnAgent, stopAgents, type AgentUnderTest } from '../harness/agent.js';
+import type { AgentUnderTest } from '../harness/agent.js';
 import { knarr } from '../harness/cli.js';
-import { haveDockerd, startDockerd, type Dockerd } from '../harness/dockerd.js';
-import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
+import { haveDockerd, type Dockerd } from '../harness/dockerd.js';
 import { eventually } from '../harness/eventually.js';
-import { freePort } from '../harness/ports.js';
-import { tempDir, type TempDir } from '../harness/tmp.js';
+import type { TempDir } from '../harness/tmp.js';
+import { startEnvHost, type EnvHost, type EnvMemberShown } from '../harness/env-host.js';
 import { haveTools, integration } from '../harness/tools.js';
 
 const run = integration(
@@ -15,15 +14,7 @@ const run = integration(
   'needs dockerd, docker, busybox-static and etcd (Debian packages docker.io, busybox-static, etcd-server)',
 );
 
-/** What a member of env shows. */
-interface Member {
-  name: string;
-  role: string;
-  kind: string;
-  host: string | null;
-  address: string | null;
-  state: string;
-}
+type Member = EnvMemberShown;
 
 /**
  * Environments on one host: a real dockerd, etcd and agent. The seed's example (webs behind a balancer that
@@ -32,11 +23,9 @@ interface Member {
 describe.skipIf(!run)('environments: roles, ordered hooks, the balancer', () => {
   let tmp: TempDir;
   let d: Dockerd;
-  let etcd: EtcdInstance;
   let agent: AgentUnderTest | null = null;
   let env: Record<string, string>;
-  let stateDir: string;
-  let listen: string;
+  let host: EnvHost;
   const k = (argv: string[]) => knarr(argv, { env, cwd: tmp.path });
   const ok = async (argv: string[]) => {
     const r = await k(argv);
@@ -44,8 +33,7 @@ describe.skipIf(!run)('environments: roles, ordered hooks, the balancer', () => 
     return r;
   };
   const startAgent = async () => {
-    agent = spawnAgent({ etcd: etcd.url, stateDir, name: 'e1', listen, env: { ...d.env }, tokenFile: `${tmp.path}/agent.token` });
-    await agent.up(60_000);
+    agent = await host.startAgent();
   };
   const members = async (name: string): Promise<Member[]> => (await ok(['--json', 'env', 'show', name])).json().members;
   const write = (file: string, text: string) => writeFileSync(`${tmp.path}/${file}`, text);
@@ -62,37 +50,16 @@ describe.skipIf(!run)('environments: roles, ordered hooks, the balancer', () => 
   };
 
   beforeAll(async () => {
-    tmp = await tempDir('knarr-env-');
-    d = await startDockerd(tmp.path);
-    etcd = await startEtcd();
-    stateDir = `${tmp.path}/state`;
-    listen = `127.0.0.1:${await freePort()}`;
-    writeFileSync(`${tmp.path}/agent.token`, 'env-test-token-0123456789abcdef\n', { mode: 0o600 });
-    env = { ...d.env, KNARR_ETCD: etcd.url, KNARR_STATE_DIR: stateDir, KNARR_AGENT_TOKEN_FILE: `${tmp.path}/agent.token` };
+    host = await startEnvHost('knarr-env-', 'e1');
+    ({ tmp, d, env } = host);
     await startAgent();
     // A web serves its own hostname (its container's), on any free host port.
-    write(
-      'web.yaml',
-      [
-        'name: web',
-        'priority: 20',
-        'port: 80',
-        'requires: [{role: balancer, from: 2}]',
-        'job:',
-        `  image: ${d.image}`,
-        "  command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www']",
-        '  ports: ["0:80"]',
-        '',
-      ].join('\n'),
-    );
+    write('web.yaml', host.webRole());
     write('shop.yaml', 'roles: [web.yaml]\nmembers: {}\n');
   }, 180_000);
 
   afterAll(async () => {
-    await stopAgents([agent]);
-    await d?.stop();
-    await etcd?.stop();
-    await tmp?.cleanup();
+    await host?.stop([agent]);
   }, 120_000);
 
   it("the seed's example: one web, then a second brings the balancer before it; the service answers with every web", async () => {
