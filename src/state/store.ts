@@ -372,8 +372,12 @@ class Gateway {
     let ambiguous = false;
     let reauthed = false;
     for (let round = 0; ; round++) {
-      for (let i = 0; i < this.endpoints.length; i++) {
-        const index = (this.preferred + i) % this.endpoints.length;
+      // Each round starts one member further on, and a member silent earlier in this call goes last: a frozen member must not
+      // take every round's longer patience while the others, after an election, would answer.
+      const order = this.endpoints.map((_, i) => (this.preferred + round + i) % this.endpoints.length);
+      order.sort((a, b) => Number(failures.get(this.endpoints[a]!)?.silent ?? false) - Number(failures.get(this.endpoints[b]!)?.silent ?? false));
+      for (let i = 0; i < order.length; i++) {
+        const index = order[i]!;
         const endpoint = this.endpoints[index]!;
         const left = deadline - Date.now();
         if (left <= 0) break;
