@@ -289,13 +289,17 @@ export class Runner {
     const err = new Capture(DEFAULT_MAX_OUTPUT_BYTES);
     child.stderr!.on('data', (b: Buffer) => err.add(b));
     const exited = exitOf(child, argv);
+    let inputError: Error | null = null;
     // tar and zfs recv may exit once their stream's end marker is read, before the bytes after it:
     // what the command leaves unread is drained, so the producer still finishes cleanly.
     if (opts.stdin) {
       const input = opts.stdin;
       child.stdin!.on('error', () => undefined);
-      // A broken producer must not leave the command waiting for more input.
-      input.once('error', () => child.stdin!.destroy());
+      // A broken producer must not leave the command waiting for more input, nor pass for done if the command then exits 0.
+      input.once('error', (e: Error) => {
+        inputError = e;
+        child.stdin!.destroy();
+      });
       input.pipe(child.stdin!);
       child.once('close', () => {
         input.unpipe(child.stdin!);
@@ -308,7 +312,8 @@ export class Runner {
     const [code, piped] = await Promise.all([exited, Promise.allSettled(flows)]);
     if (this.verbose) this.log(`+ ${formatArgv(shown)}  (${Math.round(Date.now() - started)}ms, exit ${code})`);
     if (stopped.reason) throw new InterruptedError();
-    if (code !== 0) throw new ExternalCommandError(argv, code, err.text());
+    if (code !== 0) throw inputError ?? new ExternalCommandError(argv, code, err.text());
+    if (inputError) throw inputError;
     const broken = piped.find((p): p is PromiseRejectedResult => p.status === 'rejected');
     if (broken) throw broken.reason;
   }
