@@ -63,13 +63,18 @@ export async function dotPush(dotName: string, remoteText: string, opts: { branc
           let entry: ManifestCommit | undefined = manifest.commits[id];
           // A stored stream (file remote) is reused; a live remote gets every commit its branch lacks.
           if (!entry || !streamChecksum(entry)) {
-            const total = ctx.runner.dryRun ? undefined : await transfer.estimateBytes?.(h.ref(record.branch), id, streamBase);
-            const meter = ctx.events.progress(`push ${name}: commit ${shortId(id)}${streamBase ? ' (incremental)' : ''}`, total);
-            const argv = transfer.sendArgv(h.ref(record.branch), id, streamBase);
-            const sender = { argv, produce: (out: Writable) => ctx.runner.pipe(argv, { stdout: out, mutates: false }), progress: meter.add };
-            entry = await spaceGuardOf(`remote ${remoteName}`, 'remove what it holds that is not needed', () =>
-              remote.putCommit(name, branch, record, streamBase?.id ?? null, transfer.format, sender),
-            ).finally(meter.end);
+            const release = await transfer.prepareSend?.(h.ref(record.branch), id, streamBase);
+            try {
+              const total = ctx.runner.dryRun ? undefined : await transfer.estimateBytes?.(h.ref(record.branch), id, streamBase);
+              const meter = ctx.events.progress(`push ${name}: commit ${shortId(id)}${streamBase ? ' (incremental)' : ''}`, total);
+              const argv = transfer.sendArgv(h.ref(record.branch), id, streamBase);
+              const sender = { argv, produce: (out: Writable) => ctx.runner.pipe(argv, { stdout: out, mutates: false }), progress: meter.add };
+              entry = await spaceGuardOf(`remote ${remoteName}`, 'remove what it holds that is not needed', () =>
+                remote.putCommit(name, branch, record, streamBase?.id ?? null, transfer.format, sender),
+              ).finally(meter.end);
+            } finally {
+              await release?.();
+            }
             sent.push({ id, bytes: entry.bytes, incremental: streamBase !== null });
           }
           onRemote = [...onRemote, id];

@@ -57,8 +57,17 @@ export async function dotSend(dotName: string, id: string, opts: { base?: string
     if (base === undefined) throw new NotFoundError(`${name} has no commit ${baseId}`);
     const h = await dotHandle(ctx, dot);
     const transfer = ctx.drivers[h.pool.driver].transfer(ctx.runner);
-    const argv = transfer.sendArgv(h.ref(record.branch), id, base && transfer.incremental ? { ref: h.ref(base.branch), id: base.id } : null);
-    return { data: { dot: name, commit: id, argv }, stream: (out) => ctx.runner.pipe(argv, { stdout: out, mutates: false }) };
+    const from = base && transfer.incremental ? { ref: h.ref(base.branch), id: base.id } : null;
+    const argv = transfer.sendArgv(h.ref(record.branch), id, from);
+    const stream = async (out: import('node:stream').Writable) => {
+      const release = await transfer.prepareSend?.(h.ref(record.branch), id, from);
+      try {
+        await ctx.runner.pipe(argv, { stdout: out, mutates: false });
+      } finally {
+        await release?.();
+      }
+    };
+    return { data: { dot: name, commit: id, argv }, stream };
   });
 }
 

@@ -99,6 +99,11 @@ export interface DotTransfer {
   readonly incremental: boolean;
   /** Each branch filesystem keeps its own copy of its commits (zfs); else commits are shared by the dot's branches. */
   readonly perBranchHistory: boolean;
+  /**
+   * Readies a send before sendArgv's command runs (lvm: the commit's snapshot mounted read-only, the files changed since
+   * base listed); the function it returns undoes that. Absent where the command reads the commit as it is.
+   */
+  prepareSend?(ref: DotFsRef, commit: string, base: { ref: DotFsRef; id: string } | null): Promise<() => Promise<void>>;
   /** argv writing the commit's stream to stdout, incremental from base (which may sit on another branch). */
   sendArgv(ref: DotFsRef, commit: string, base: { ref: DotFsRef; id: string } | null): string[];
   /** Reads one commit's stream into the dot's commits (base already received); a failed receive leaves the branch at base. */

@@ -1,7 +1,21 @@
 #!/usr/bin/env node
 // Recording stand-in for LVM and losetup: our kernels have no device-mapper, so tests check knarr at the argv level.
 // Invoked through symlinks named after the tool; logs argv to $FAKE_LVM_LOG, keeps state in $FAKE_LVM_STATE.
-import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { basename, join } from 'node:path';
 
 const tool = basename(process.argv[1]);
@@ -93,6 +107,30 @@ function writeHead(dev, label) {
   closeSync(fd);
 }
 
+/*
+ * Volumes hold data as directories under $FAKE_LVM_STATE/data/VG/LV. A mount moves the volume's files into the mount
+ * point (what was there is kept aside and comes back at umount), an umount moves them back, a snapshot copies the
+ * origin's files as they are now (from where it is mounted, else from its directory): enough to check what knarr
+ * reads from and writes to volumes.
+ */
+const dataDir = (vg, lv) => join(stateDir, 'data', vg, lv);
+const asideDir = (target) => join(stateDir, 'aside', Buffer.from(target).toString('hex'));
+/** VG and LV of a /dev/VG/LV path, or null for anything else (a bind mount's source). */
+function lvOfDev(dev) {
+  const m = /^\/dev\/([^/]+)\/([^/]+)$/.exec(dev ?? '');
+  return m && state.vgs[m[1]]?.lvs[m[2]] ? { vg: m[1], lv: m[2] } : null;
+}
+function moveEntries(from, to) {
+  mkdirSync(to, { recursive: true });
+  if (!existsSync(from)) return;
+  for (const n of readdirSync(from)) renameSync(join(from, n), join(to, n));
+}
+/** Where the LV's files are now: its mount point while mounted, else its data directory. */
+function filesOf(vg, lv) {
+  const target = Object.entries(state.mounts ?? {}).find(([, src]) => src === `/dev/${vg}/${lv}`)?.[0];
+  return target ?? dataDir(vg, lv);
+}
+
 switch (tool) {
   case 'pvcreate': {
     const devs = positionals([]);
@@ -126,6 +164,10 @@ switch (tool) {
       const [, origin] = positionals(['--type', '-l', '-n', '-V', '-L', '-T', '-p'])[0].split('/');
       if (!vg.lvs[origin]) fail(5, `Failed to find logical volume "${vgName}/${origin}"`);
       vg.lvs[lv] = opt('-p') === 'r' ? 'Vri---tz-k' : 'Vwi---tz-k';
+      const from = filesOf(vgName, origin);
+      mkdirSync(from, { recursive: true });
+      mkdirSync(dataDir(vgName, lv), { recursive: true });
+      execFileSync('cp', ['-a', `${from}/.`, dataDir(vgName, lv)]);
     } else if (opt('--type') === 'thin-pool') {
       const pct = /^(\d+)%FREE$/.exec(opt('-l') ?? '');
       const bytes = pct ? Math.floor((vg.free * Number(pct[1])) / 100 / EXTENT) * EXTENT : vg.free;
@@ -133,6 +175,7 @@ switch (tool) {
       vg.lvs[lv] = 'twi-a-tz--';
     } else {
       vg.lvs[lv] = 'Vwi-a-tz--';
+      mkdirSync(dataDir(vgName, lv), { recursive: true });
     }
     process.stdout.write(`  Logical volume "${lv}" created.\n`);
     break;
@@ -172,6 +215,7 @@ switch (tool) {
     const [name] = positionals([]);
     if (!visibleVg(name)) vgNotFound(name);
     delete state.vgs[name];
+    rmSync(join(stateDir, 'data', name), { recursive: true, force: true });
     process.stdout.write(`  Volume group "${name}" successfully removed\n`);
     break;
   }
@@ -214,8 +258,23 @@ switch (tool) {
     const vg = visibleVg(vgName);
     if (!vg) vgNotFound(vgName);
     if (!vg.lvs[lv]) fail(5, `Failed to find logical volume "${path}"`);
-    if (tool === 'lvremove') delete vg.lvs[lv];
-    else if (args.includes('-ay')) vg.lvs[lv] = `${vg.lvs[lv].slice(0, 4)}a${vg.lvs[lv].slice(5)}`;
+    if (tool === 'lvremove') {
+      if (Object.values(state.mounts ?? {}).includes(`/dev/${vgName}/${lv}`)) fail(5, `Logical volume ${path} contains a filesystem in use.`);
+      delete vg.lvs[lv];
+      rmSync(dataDir(vgName, lv), { recursive: true, force: true });
+    } else if (args.includes('-ay')) vg.lvs[lv] = `${vg.lvs[lv].slice(0, 4)}a${vg.lvs[lv].slice(5)}`;
+    break;
+  }
+  case 'lvrename': {
+    const [vgName, from, to] = positionals([]);
+    const vg = visibleVg(vgName);
+    if (!vg) vgNotFound(vgName);
+    if (!vg.lvs[from]) fail(5, `Existing logical volume "${from}" not found in volume group "${vgName}"`);
+    if (vg.lvs[to]) fail(5, `Logical Volume "${to}" already exists in volume group "${vgName}"`);
+    vg.lvs[to] = vg.lvs[from];
+    delete vg.lvs[from];
+    if (existsSync(dataDir(vgName, from))) renameSync(dataDir(vgName, from), dataDir(vgName, to));
+    for (const [target, src] of Object.entries(state.mounts ?? {})) if (src === `/dev/${vgName}/${from}`) state.mounts[target] = `/dev/${vgName}/${to}`;
     break;
   }
   case 'mkfs.ext4':
@@ -223,12 +282,27 @@ switch (tool) {
   // Mounts are only remembered (no device-mapper, nothing to mount), so findmnt can answer as the kernel would.
   case 'mount': {
     const [source, target] = positionals(['-o', '-t']);
-    if (source && target) (state.mounts ??= {})[target] = source;
+    if (source && target) {
+      const lv = lvOfDev(source);
+      if (lv) {
+        if (Object.values(state.mounts ?? {}).includes(source)) fail(32, `mount: ${target}: ${source} already mounted`);
+        if (!existsSync(target)) fail(32, `mount: ${target}: mount point does not exist.`);
+        moveEntries(target, asideDir(target));
+        moveEntries(dataDir(lv.vg, lv.lv), target);
+      }
+      (state.mounts ??= {})[target] = source;
+    }
     break;
   }
   case 'umount': {
     const [target] = positionals([]);
     if (!state.mounts?.[target]) fail(32, `umount: ${target}: not mounted.`);
+    const lv = lvOfDev(state.mounts[target]);
+    if (lv) {
+      moveEntries(target, dataDir(lv.vg, lv.lv));
+      moveEntries(asideDir(target), target);
+      rmSync(asideDir(target), { recursive: true, force: true });
+    }
     delete state.mounts[target];
     break;
   }

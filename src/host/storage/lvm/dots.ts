@@ -6,10 +6,10 @@ import { clearMountPath, DOTS_DIR, readCommitRecords, subdirsOf, THIN_POOL, writ
 import type { DotFsRef, DotStorage, Leftover, PoolRecord } from '../driver.js';
 
 /** Size of a branch's thin volume: thin, so only what is written takes space. */
-const BRANCH_SIZE = '10G';
+export const BRANCH_SIZE = '10G';
 /** LV names: "." cannot appear in dot, branch or commit names, so it separates them without ambiguity. */
-const branchLv = (dot: string, branch: string) => `kd.${dot}.${branch}`;
-const commitLv = (dot: string, id: string) => `kc.${dot}.${id}`;
+export const branchLv = (dot: string, branch: string) => `kd.${dot}.${branch}`;
+export const commitLv = (dot: string, id: string) => `kc.${dot}.${id}`;
 
 /**
  * Dots on LVM: a thin volume (ext4) per branch mounted under <pool mountpoint>/knarr-dots/<dot>/<branch>,

@@ -1,8 +1,8 @@
-import { PrerequisiteError } from '../../../core/errors.js';
 import { mountAt, pathExists } from '../../mounts.js';
 import type { Runner } from '../../runner.js';
 import { checkForeign, createLoopFile, probeSources, THIN_POOL } from '../common.js';
 import { lvmDots } from './dots.js';
+import { lvmTransfer } from './transfer.js';
 import { missingStatus, type EnsureAction, type PoolRecord, type PoolSpec, type PoolStatus, type StorageDriver, type VolumeInfo } from '../driver.js';
 
 const VOLUME_SIZE = '1G';
@@ -157,9 +157,5 @@ export const lvmDriver: StorageDriver = {
   },
 
   dots: (runner: Runner) => lvmDots(runner),
-  transfer(): never {
-    throw new PrerequisiteError('dots on lvm pools cannot be pushed or pulled: LVM has no send/receive', {
-      hint: 'keep dots you move between hosts on a zfs, btrfs or dir pool',
-    });
-  },
+  transfer: (runner: Runner) => lvmTransfer(runner),
 };

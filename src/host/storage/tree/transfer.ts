@@ -3,6 +3,7 @@ import { writeJsonAtomic } from '../../local-state.js';
 import { pathExists } from '../../mounts.js';
 import type { Runner } from '../../runner.js';
 import type { TreePrimitives } from './dots.js';
+import { applyDelta } from './delta.js';
 import { subdirsOf } from '../common.js';
 import type { DotFsRef, DotTransfer, PoolRecord } from '../driver.js';
 
@@ -42,7 +43,7 @@ export function treeTransfer(runner: Runner, prim: TreePrimitives, format: 'btrf
       const n = Number(r.stdout.split('\t')[0]);
       return r.exitCode === 0 && n > 0 ? n : undefined;
     },
-    async receive(ref, commit, _base, input, source) {
+    async receive(ref, commit, base, input, source) {
       // The commit's record is written last: a commit folder without one is what an interrupted receive left.
       const target = `${commitsDir(ref)}/${commit.id}`;
       const record = `${dotDir(ref.pool, ref.dot, ref.staging)}/.knarr/commits/${commit.id}.json`;
@@ -66,9 +67,15 @@ export function treeTransfer(runner: Runner, prim: TreePrimitives, format: 'btrf
       } else {
         const scratch = `${commitsDir(ref)}/.partial-${commit.id}`;
         if (await pathExists(scratch)) await runner.run(['rm', '-rf', '--one-file-system', scratch]);
-        await runner.mkdirp(scratch);
         try {
-          await runner.pipe(['tar', '-C', scratch, '-xpf', '-'], { stdin: input, redirect: `< ${source}` });
+          if (base === null) {
+            await runner.mkdirp(scratch);
+            await runner.pipe(['tar', '-C', scratch, '-xpf', '-'], { stdin: input, redirect: `< ${source}` });
+          } else {
+            // An incremental tree stream (from an lvm pool): the base's copy, less what it removed, plus what it carries.
+            await prim.copy(runner, `${commitsDir(ref)}/${base}`, scratch, false);
+            await applyDelta(runner, scratch, base, input, source);
+          }
         } catch (e) {
           await runner.run(['rm', '-rf', '--one-file-system', scratch]).catch(() => undefined);
           throw e;
