@@ -27,6 +27,7 @@ const FAKED = [
   'umount',
   'findmnt',
 ];
+const KNARR_BIN = new URL('../../bin/knarr', import.meta.url).pathname;
 const run = integration('lvm push and pull (argv level)', haveTools('etcd', 'tar'), 'etcd or tar is not installed');
 
 /** Every file under dir with its bytes, by relative path (folders as "DIR/"). */
@@ -165,6 +166,31 @@ describe.skipIf(!run)('dots on LVM pools pushed and pulled through tree streams'
     await ok('dot', 'push', 'plain', `file://${remote}`);
     await ok('dot', 'pull', `file://${remote}/plain`, '--as', 'plain2', '--pool', 'lvmxb');
     expect(tree(branch('lvmxb', 'plain2'))).toEqual(tree(src));
+  });
+
+  it('dot send and dot receive (the ssh plumbing) move an incremental commit; a cut one is refused with nothing recorded', async () => {
+    const src = branch('lvmxa', 'app');
+    writeFileSync(`${src}/db/base/added.bin`, randomBytes(300_000));
+    const third = (await ok('--json', 'dot', 'commit', 'app', '-m', 'three')).json();
+    const knarrBin = (argv: string[], input?: Buffer) =>
+      execa(KNARR_BIN, [...base, ...argv], { env: { ...process.env, ...env }, encoding: 'buffer', reject: false, ...(input ? { input } : {}) });
+    const sent = await knarrBin(['dot', 'send', 'app', third.id, '--base', second]);
+    expect(sent.exitCode, Buffer.from(sent.stderr).toString()).toBe(0);
+    const stream = Buffer.from(sent.stdout);
+    expect(stream.length).toBeGreaterThan(300_000);
+    expect(stream.length).toBeLessThan(400_000);
+    const receive = ['dot', 'receive', 'app2', '--branch', 'master', '--base', second, '--record', JSON.stringify(third)];
+
+    const cut = await knarrBin(receive, stream.subarray(0, stream.length - 20_000));
+    expect(cut.exitCode).not.toBe(0);
+    expect((await ok('--json', 'dot', 'log', 'app2')).json()[0].id).toBe(second);
+    expect((await lvs('lvmxb')).filter((n) => n.includes(third.id))).toEqual([]);
+    expect(existsSync(`${branch('lvmxb', 'app2')}/db/base/added.bin`)).toBe(false);
+
+    const whole = await knarrBin(receive, stream);
+    expect(whole.exitCode, Buffer.from(whole.stderr).toString()).toBe(0);
+    expect((await ok('--json', 'dot', 'log', 'app2')).json()[0].id).toBe(third.id);
+    expect(tree(branch('lvmxb', 'app2'))).toEqual(tree(src));
   });
 
   it('a cut stream is refused and leaves no dot and no volume behind', async () => {
