@@ -203,4 +203,14 @@ describe.skipIf(!run)('dots on LVM pools pushed and pulled through tree streams'
     expect((await lvs('lvmxb')).filter((n) => n.includes('.app4.'))).toEqual([]);
     expect(existsSync(`${tmp.path}/state/mnt/lvmxb/knarr-incoming/app4`)).toBe(false);
   });
+  it('fsck --repair removes the volume of a receive cut short', async () => {
+    const id = 'c0000000000000lvmx';
+    await execa('lvcreate', ['-y', '-V', '10G', '-T', 'lvmxb/knarr-thin', '-n', `kr.app2.${id}`], { env: { ...process.env, ...env } });
+    const found = await k(['--json', 'dot', 'fsck']);
+    expect(found.code).toBe(1);
+    expect(found.stdout).toContain(`lvmxb/kr.app2.${id}`);
+    await k(['dot', 'fsck', '--repair']);
+    expect(await lvs('lvmxb')).not.toContain(`kr.app2.${id}`);
+    expect((await k(['dot', 'fsck'])).code).toBe(0);
+  });
 });

@@ -84,7 +84,7 @@ export async function dotHandle(ctx: Context, dot: DotRecord): Promise<DotHandle
   return { dot, pool, storage, ref: (branch = dot.activeBranch) => ({ pool, dot: dot.name, branch }) };
 }
 
-/** The pool's stream transfer, or null for a driver without one (lvm): it has no staging either. */
+/** The pool's stream transfer, or null for a driver without one: it has no staging either. */
 export function poolTransfer(ctx: Context, pool: PoolRecord): DotTransfer | null {
   try {
     return ctx.drivers[pool.driver].transfer(ctx.runner);

@@ -99,12 +99,19 @@ export function lvmDots(runner: Runner): DotStorage {
       const recorded = new Set(records.filter((n) => n.endsWith('.json')).map((n) => commitLv(dot, n.slice(0, -'.json'.length))));
       return [
         ...(await lvNames(pool))
-          .filter((n) => n.startsWith(`kc.${dot}.`) && !recorded.has(n))
+          // A kr. volume is a commit a receive cut short was writing into.
+          .filter((n) => (n.startsWith(`kc.${dot}.`) && !recorded.has(n)) || n.startsWith(`kr.${dot}.`))
           .map((n): Leftover => ({ kind: 'orphan-snapshot', path: vgPath(pool, n) })),
         ...records.filter((n) => n.endsWith('.tmp')).map((n): Leftover => ({ kind: 'temp-file', path: `${dir}/${n}` })),
       ];
     },
-    async removeLeftover(_pool, l) {
+    async removeLeftover(pool, l) {
+      const [, lv = ''] = l.path.split('/');
+      if (lv.startsWith('kr.')) {
+        const [, dot = '', id = ''] = lv.split('.');
+        const at = `${dotDir(pool, dot)}/.knarr/recv/${id}`;
+        if (await mounted(at)) await runner.run(['umount', at]);
+      }
       if (l.kind === 'orphan-snapshot') await runner.run(['lvremove', '-y', l.path]);
       else if (!runner.dryRun) await rm(l.path, { force: true });
     },
