@@ -149,6 +149,18 @@ describe.skipIf(!run)('dots on LVM pools pushed and pulled through tree streams'
     expect((await lvs('lvmxb')).filter((n) => n.startsWith('kc.app2.'))).toEqual([`kc.app2.${first}`, `kc.app2.${second}`].sort());
   });
 
+  it('--dry-run push prints the snapshot mounts and the tar, and changes nothing', async () => {
+    const empty = `${tmp.path}/remote-dry`;
+    mkdirSync(empty);
+    const before = readFileSync(`${tmp.path}/argv.log`, 'utf8').length;
+    const r = await ok('--dry-run', 'dot', 'push', 'app', `file://${empty}`);
+    expect(r.stdout).toContain(`mount -o ro,noload /dev/lvmxa/kc.app.${second}`);
+    expect(r.stdout).toMatch(/tar -cf - -C \S+ \.knarr-delta/);
+    expect(readdirSync(empty)).toEqual([]);
+    const ran = readFileSync(`${tmp.path}/argv.log`, 'utf8').slice(before).trim().split('\n').filter(Boolean);
+    expect(ran.map((l) => JSON.parse(l)[0]).filter((t) => !['vgs', 'lvs', 'findmnt', 'losetup'].includes(t))).toEqual([]);
+  });
+
   it('a dir pool pulls the same streams, full and incremental', async () => {
     await ok('dot', 'pull', `file://${remote}/app`, '--as', 'app3', '--pool', 'lvmxdir');
     const got = `${dirPool}/knarr-dots/app3/master/__default__`;
