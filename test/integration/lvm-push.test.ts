@@ -86,11 +86,11 @@ describe.skipIf(!run)('dots on LVM pools pushed and pulled through tree streams'
     await ok('etcd', 'up');
     await ok('pool', 'init', '--name', 'lvmxb', '--driver', 'lvm', '--device', `${tmp.path}/b.img`);
     await ok('pool', 'init', '--name', 'lvmxdir', '--driver', 'dir', '--path', dirPool);
-  });
+  }, 180_000);
   afterAll(async () => {
     await k(['etcd', 'down']);
     await tmp?.cleanup();
-  });
+  }, 180_000);
 
   it('pushes a dot from an lvm pool to a file remote and pulls it onto another lvm pool, bytes intact', async () => {
     await ok('dot', 'init', 'app', '--pool', 'lvmxa');
@@ -117,7 +117,7 @@ describe.skipIf(!run)('dots on LVM pools pushed and pulled through tree streams'
     expect(await lvs('lvmxb')).toEqual(expect.arrayContaining([`kc.app2.${first}`, 'kd.app2.master']));
     // Nothing of the receive is left behind: no scratch volume, no staged branch.
     expect((await lvs('lvmxb')).filter((n) => /^k[ri]\./.test(n))).toEqual([]);
-  });
+  }, 180_000);
 
   it('an incremental push after changing one file and removing one sends only that file', async () => {
     const src = branch('lvmxa', 'app');
@@ -147,7 +147,7 @@ describe.skipIf(!run)('dots on LVM pools pushed and pulled through tree streams'
     expect(got['gone.txt']).toBeUndefined();
     expect(Buffer.from(got['small.txt']!, 'base64').toString()).toBe('version two, longer\n');
     expect((await lvs('lvmxb')).filter((n) => n.startsWith('kc.app2.'))).toEqual([`kc.app2.${first}`, `kc.app2.${second}`].sort());
-  });
+  }, 180_000);
 
   it('--dry-run push prints the snapshot mounts and the tar, and changes nothing', async () => {
     const empty = `${tmp.path}/remote-dry`;
@@ -159,7 +159,7 @@ describe.skipIf(!run)('dots on LVM pools pushed and pulled through tree streams'
     expect(readdirSync(empty)).toEqual([]);
     const ran = readFileSync(`${tmp.path}/argv.log`, 'utf8').slice(before).trim().split('\n').filter(Boolean);
     expect(ran.map((l) => JSON.parse(l)[0]).filter((t) => !['vgs', 'lvs', 'findmnt', 'losetup'].includes(t))).toEqual([]);
-  });
+  }, 180_000);
 
   it('a dir pool pulls the same streams, full and incremental', async () => {
     await ok('dot', 'pull', `file://${remote}/app`, '--as', 'app3', '--pool', 'lvmxdir');
@@ -168,7 +168,7 @@ describe.skipIf(!run)('dots on LVM pools pushed and pulled through tree streams'
     expect(existsSync(`${got}/gone.txt`)).toBe(false);
     // Its first commit is as the first stream left it.
     expect(readFileSync(`${dirPool}/knarr-dots/app3/.commits/${first}/__default__/gone.txt`, 'utf8')).toBe('removed by the second commit\n');
-  });
+  }, 180_000);
 
   it('a dot pushed from a dir pool is pulled onto an lvm pool', async () => {
     await ok('dot', 'init', 'plain', '--pool', 'lvmxdir');
@@ -178,7 +178,7 @@ describe.skipIf(!run)('dots on LVM pools pushed and pulled through tree streams'
     await ok('dot', 'push', 'plain', `file://${remote}`);
     await ok('dot', 'pull', `file://${remote}/plain`, '--as', 'plain2', '--pool', 'lvmxb');
     expect(tree(branch('lvmxb', 'plain2'))).toEqual(tree(src));
-  });
+  }, 180_000);
 
   it('dot send and dot receive (the ssh plumbing) move an incremental commit; a cut one is refused with nothing recorded', async () => {
     const src = branch('lvmxa', 'app');
@@ -203,7 +203,7 @@ describe.skipIf(!run)('dots on LVM pools pushed and pulled through tree streams'
     expect(whole.exitCode, Buffer.from(whole.stderr).toString()).toBe(0);
     expect((await ok('--json', 'dot', 'log', 'app2')).json()[0].id).toBe(third.id);
     expect(tree(branch('lvmxb', 'app2'))).toEqual(tree(src));
-  });
+  }, 180_000);
 
   it('a cut stream is refused and leaves no dot and no volume behind', async () => {
     const stream = streamOf(second);
@@ -214,7 +214,7 @@ describe.skipIf(!run)('dots on LVM pools pushed and pulled through tree streams'
     expect((await k(['--json', 'dot', 'list'])).json().map((d: { name: string }) => d.name)).not.toContain('app4');
     expect((await lvs('lvmxb')).filter((n) => n.includes('.app4.'))).toEqual([]);
     expect(existsSync(`${tmp.path}/state/mnt/lvmxb/knarr-incoming/app4`)).toBe(false);
-  });
+  }, 180_000);
   it('fsck --repair removes the volume of a receive cut short', async () => {
     const id = 'c0000000000000lvmx';
     await execa('lvcreate', ['-y', '-V', '10G', '-T', 'lvmxb/knarr-thin', '-n', `kr.app2.${id}`], { env: { ...process.env, ...env } });
@@ -223,6 +223,19 @@ describe.skipIf(!run)('dots on LVM pools pushed and pulled through tree streams'
     expect(found.stdout).toContain(`lvmxb/kr.app2.${id}`);
     await k(['dot', 'fsck', '--repair']);
     expect(await lvs('lvmxb')).not.toContain(`kr.app2.${id}`);
-    expect((await k(['dot', 'fsck'])).code).toBe(0);
-  });
+  }, 180_000);
+  it('a pull onto diverged local commits keeps them on a stash branch (renamed volume) and takes the remote line', async () => {
+    writeFileSync(`${branch('lvmxb', 'app2')}/local.txt`, 'only here');
+    await ok('dot', 'commit', 'app2', '-m', 'local');
+    writeFileSync(`${branch('lvmxa', 'app')}/small.txt`, 'version four\n');
+    await ok('dot', 'commit', 'app', '-m', 'four');
+    const push = await ok('--json', 'dot', 'push', 'app', `file://${remote}`);
+    expect(push.json().sent.map((x: { incremental: boolean }) => x.incremental)).toEqual([true, true]);
+    const pull = await ok('--json', 'dot', 'pull', `file://${remote}/app`, '--as', 'app2', '--stash-on-divergence');
+    const stash = pull.json().stash;
+    expect(stash).toMatch(/^master-stash-/);
+    expect(tree(branch('lvmxb', 'app2'))).toEqual(tree(branch('lvmxa', 'app')));
+    expect(await lvs('lvmxb')).toContain(`kd.app2.${stash}`);
+    expect(readFileSync(`${tmp.path}/state/mnt/lvmxb/knarr-dots/app2/${stash}/__default__/local.txt`, 'utf8')).toBe('only here');
+  }, 180_000);
 });
