@@ -26,7 +26,7 @@ async function removeTree(runner: Runner, prim: TreePrimitives, dir: string): Pr
 
 /**
  * Streams for tree-layout pools: btrfs send/receive (incremental from a parent snapshot),
- * or a full tar of each commit for plain directories.
+ * or a full tar of each commit for plain directories, which also apply the incremental tar streams lvm pools send.
  */
 export function treeTransfer(runner: Runner, prim: TreePrimitives, format: 'btrfs' | 'tar'): DotTransfer {
   return {
