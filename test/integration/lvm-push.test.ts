@@ -238,4 +238,14 @@ describe.skipIf(!run)('dots on LVM pools pushed and pulled through tree streams'
     expect(await lvs('lvmxb')).toContain(`kd.app2.${stash}`);
     expect(readFileSync(`${tmp.path}/state/mnt/lvmxb/knarr-dots/app2/${stash}/__default__/local.txt`, 'utf8')).toBe('only here');
   }, 180_000);
+  it('rm of a dot whose push was killed mid-send lets go of the snapshot it left mounted', async () => {
+    const fake = (argv: string[]) => execa(argv[0]!, argv.slice(1), { env: { ...process.env, ...env } });
+    const send = `${tmp.path}/state/mnt/lvmxa/knarr-dots/app/.knarr/send/${first}.99999999/tree`;
+    mkdirSync(send, { recursive: true });
+    await fake(['lvchange', '-ay', '-K', `lvmxa/kc.app.${first}`]);
+    await fake(['mount', '-o', 'ro,noload', `/dev/lvmxa/kc.app.${first}`, send]);
+    await ok('dot', 'rm', 'app');
+    expect((await lvs('lvmxa')).filter((n) => n.includes('.app.'))).toEqual([]);
+    expect(existsSync(`${tmp.path}/state/mnt/lvmxa/knarr-dots/app`)).toBe(false);
+  }, 180_000);
 });

@@ -11,6 +11,20 @@ export const BRANCH_SIZE = '10G';
 export const branchLv = (dot: string, branch: string) => `kd.${dot}.${branch}`;
 export const commitLv = (dot: string, id: string) => `kc.${dot}.${id}`;
 
+/** Folders of sends (a commit's snapshot mounted to be read) in a dot; with onlyDead, those of processes that are gone (a push killed). */
+export async function sendFolders(dotPath: string, onlyDead: boolean): Promise<string[]> {
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === 'EPERM';
+    }
+  };
+  const dir = `${dotPath}/.knarr/send`;
+  return (await readdir(dir).catch(() => [] as string[])).filter((n) => !onlyDead || !alive(Number(n.slice(n.lastIndexOf('.') + 1)))).map((n) => `${dir}/${n}`);
+}
+
 /**
  * Dots on LVM: a thin volume (ext4) per branch mounted under <pool mountpoint>/knarr-dots/<dot>/<branch>,
  * a read-only thin snapshot per commit, records in <dot>/.knarr/commits/<id>.json beside them.
@@ -137,6 +151,9 @@ export function lvmDots(runner: Runner): DotStorage {
     },
     async destroyDot(pool, dot) {
       const names = await lvNames(pool);
+      // A push killed mid-send leaves its commit's snapshot mounted: the volume cannot go while it is.
+      for (const send of await sendFolders(dotDir(pool, dot), false))
+        for (const at of [`${send}/tree`, `${send}/base`]) if (await mounted(at)) await runner.run(['umount', at]);
       // Branches first: they are snapshots of the commits.
       for (const n of names.filter((x) => x.startsWith(`kd.${dot}.`))) {
         await unmountBranch({ pool, dot, branch: n.slice(`kd.${dot}.`.length) });

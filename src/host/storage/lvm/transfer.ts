@@ -5,7 +5,7 @@ import type { Runner } from '../../runner.js';
 import { DOTS_DIR, subdirsOf, THIN_POOL } from '../common.js';
 import type { DotFsRef, DotTransfer, PoolRecord } from '../driver.js';
 import { applyDelta, deltaTarArgv, treeChanges, writeDeltaFiles } from '../tree/delta.js';
-import { BRANCH_SIZE, branchLv, commitLv } from './dots.js';
+import { BRANCH_SIZE, branchLv, commitLv, sendFolders } from './dots.js';
 
 const INCOMING_DIR = 'knarr-incoming';
 /** ext4 keeps it at the root of every volume: it is the filesystem's, not the dot's. */
@@ -69,6 +69,7 @@ export function lvmTransfer(runner: Runner): DotTransfer {
 
     async prepareSend(ref, commit, base) {
       const root = sendRoot(ref, commit);
+      for (const stale of await sendFolders(dotDir(ref.pool, ref.dot, ref.staging), true)) await releaseSend(stale);
       await releaseSend(root);
       await mountSnapshot(ref.pool, commitLv(ref.dot, commit), `${root}/tree`);
       try {
