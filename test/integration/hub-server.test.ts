@@ -1,16 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request, type IncomingHttpHeaders } from 'node:http';
+import { request as tlsRequest } from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentUnderTest, type AgentUnderTest } from '../harness/agent.js';
 import { knarr } from '../harness/cli.js';
-import { startEtcd, type EtcdInstance } from '../harness/etcd.js';
+import { makeTestCerts, startEtcd, type EtcdInstance, type TestCerts } from '../harness/etcd.js';
 import { freePort } from '../harness/ports.js';
 import { tempDir, type TempDir } from '../harness/tmp.js';
 import { haveTools, integration } from '../harness/tools.js';
 
-const run = integration('dots hub server', haveTools('etcd'), 'etcd is missing');
+const run = integration('dots hub server', haveTools('etcd', 'openssl'), 'etcd or openssl is missing');
 
 interface Answer {
   status: number;
@@ -30,16 +31,21 @@ describe.skipIf(!run)('the dots hub served by the agent (knarr daemon --hub)', (
   let tmp: TempDir;
   let etcd: EtcdInstance;
   let agent: AgentUnderTest | null = null;
+  /** A second agent serving the same hub directory over https: its writers meet the first's at the lock file. */
+  let tlsAgent: AgentUnderTest | null = null;
+  let certs: TestCerts;
   let port: number;
+  let tlsPort: number;
   let hubDir: string;
   let write: string;
   let read: string;
   let bob: string;
 
-  const call = (method: string, path: string, opts: { token?: string; headers?: Record<string, string>; body?: Buffer | string } = {}) =>
+  const call = (method: string, path: string, opts: { token?: string; headers?: Record<string, string>; body?: Buffer | string; tls?: boolean } = {}) =>
     new Promise<Answer>((resolve, reject) => {
       const headers: Record<string, string> = { ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}), ...opts.headers };
-      const req = request({ host: '127.0.0.1', port, method, path, headers, agent: false }, (res) => {
+      const where = opts.tls ? { port: tlsPort, ca: readFileSync(certs.ca) } : { port };
+      const req = (opts.tls ? tlsRequest : request)({ host: '127.0.0.1', ...where, method, path, headers, agent: false }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
@@ -58,11 +64,11 @@ describe.skipIf(!run)('the dots hub served by the agent (knarr daemon --hub)', (
   };
   const dotPath = (user: string, dot: string) => `/hub/v1/dots/${user}/${dot}`;
   /** Uploads bytes whole and finishes it: the blob's sha256. */
-  const putBlob = async (user: string, dot: string, id: string, bytes: Buffer, token = write): Promise<string> => {
-    const patch = await call('PATCH', `${dotPath(user, dot)}/uploads/${id}`, { token, headers: { 'upload-offset': '0' }, body: bytes });
+  const putBlob = async (user: string, dot: string, id: string, bytes: Buffer, token = write, tls = false): Promise<string> => {
+    const patch = await call('PATCH', `${dotPath(user, dot)}/uploads/${id}`, { token, headers: { 'upload-offset': '0' }, body: bytes, tls });
     expect(patch.status, patch.text).toBe(200);
     const sum = sha256(bytes);
-    const fin = await call('POST', `${dotPath(user, dot)}/uploads/${id}/finish`, { token, body: JSON.stringify({ bytes: bytes.length, sha256: sum }) });
+    const fin = await call('POST', `${dotPath(user, dot)}/uploads/${id}/finish`, { token, body: JSON.stringify({ bytes: bytes.length, sha256: sum }), tls });
     expect(fin.status, fin.text).toBe(201);
     return sum;
   };
@@ -88,7 +94,16 @@ describe.skipIf(!run)('the dots hub served by the agent (knarr daemon --hub)', (
     hubDir = `${tmp.path}/hub`;
     etcd = await startEtcd();
     port = await freePort();
+    tlsPort = await freePort();
+    certs = await makeTestCerts(`${tmp.path}`);
     agent = await agentUnderTest({ etcd: etcd.url, stateDir: `${tmp.path}/state`, name: 'hubsrv1', listen: `127.0.0.1:${port}`, flags: ['--hub', hubDir] });
+    tlsAgent = await agentUnderTest({
+      etcd: etcd.url,
+      stateDir: `${tmp.path}/state2`,
+      name: 'hubsrv2',
+      listen: `127.0.0.1:${tlsPort}`,
+      flags: ['--hub', hubDir, '--tls-cert', certs.serverCert, '--tls-key', certs.serverKey],
+    });
     write = (await tokenOf('alice', '--write')).token;
     read = (await tokenOf('alice', '--read')).token;
     bob = (await tokenOf('bob', '--write')).token;
@@ -96,6 +111,7 @@ describe.skipIf(!run)('the dots hub served by the agent (knarr daemon --hub)', (
 
   afterAll(async () => {
     await agent?.stop();
+    await tlsAgent?.stop();
     await etcd?.stop();
     await tmp?.cleanup();
   });
@@ -270,24 +286,26 @@ describe.skipIf(!run)('the dots hub served by the agent (knarr daemon --hub)', (
     expect((await call('GET', `${dotPath('alice', 'mf')}/manifest`)).json().branches.master.commits).toEqual([id, id2]);
   });
 
-  it('20 rounds of two clients pushing to one dot at once, each reading again on 412: no commit is lost', async () => {
+  it('20 rounds of two clients pushing to one dot at once (one over http, one over https to another agent), each reading ' +
+    'again on 412: no commit is lost', async () => {
     const dot = 'race';
     const rounds = 20;
     const client = async (side: 'a' | 'b') => {
+      const tls = side === 'b';
       let retries = 0;
       for (let n = 0; n < rounds; n++) {
         const bytes = randomBytes(256 + n);
-        const blob = await putBlob('alice', dot, `${side}-${n}`, bytes);
+        const blob = await putBlob('alice', dot, `${side}-${n}`, bytes, write, tls);
         const id = commitId(n, side);
         for (;;) {
-          const cur = await call('GET', `${dotPath('alice', dot)}/manifest`, { token: write });
+          const cur = await call('GET', `${dotPath('alice', dot)}/manifest`, { token: write, tls });
           const m =
             cur.status === 404 ? manifest(dot, {}, {}) : (cur.json() as { branches: Record<string, { commits: string[] }>; commits: Record<string, unknown> });
           const mine = m.branches[side]?.commits ?? [];
           m.branches[side] = { commits: [...mine, id] };
           m.commits[id] = entry(dot, id, side, blob, bytes.length, mine.at(-1) ?? null);
           const headers: Record<string, string> = cur.status === 404 ? { 'if-none-match': '*' } : { 'if-match': cur.headers.etag as string };
-          const put = await call('PUT', `${dotPath('alice', dot)}/manifest`, { token: write, headers, body: JSON.stringify(m) });
+          const put = await call('PUT', `${dotPath('alice', dot)}/manifest`, { token: write, headers, body: JSON.stringify(m), tls });
           if (put.status === 200) break;
           expect(put.status, put.text).toBe(412);
           retries++;
@@ -308,8 +326,26 @@ describe.skipIf(!run)('the dots hub served by the agent (knarr daemon --hub)', (
     expect(listed.json()).toContainEqual(expect.objectContaining({ user: 'alice', dot, private: false }));
     const remote = await k(['--json', 'hub', 'list', 'alice', '--remote', `http://127.0.0.1:${port}`]);
     expect(remote.code, remote.stderr).toBe(0);
-    expect(remote.json().map((d: { dot: string }) => d.dot)).toEqual(expect.arrayContaining([dot, 'pg', 'mf']));
-    expect(remote.json().map((d: { dot: string }) => d.dot)).not.toContain('secret');
+    // Without a token: the public dots of the local listing, each as it shows it.
+    expect(remote.json()).toEqual(listed.json().filter((d: { private: boolean }) => !d.private));
+    // Over https with the CA and a token: the token user's private dots too.
+    writeFileSync(`${tmp.path}/read.token`, `${read}\n`);
+    const overTls = await k([
+      '--json',
+      'hub',
+      'list',
+      'alice',
+      '--remote',
+      `https://127.0.0.1:${tlsPort}`,
+      '--ca-file',
+      certs.ca,
+      '--token-file',
+      `${tmp.path}/read.token`,
+    ]);
+    expect(overTls.code, overTls.stderr).toBe(0);
+    expect(overTls.json()).toEqual(listed.json());
+    const untrusted = await k(['hub', 'list', '--remote', `https://127.0.0.1:${tlsPort}`]);
+    expect(untrusted.code).not.toBe(0);
   }, 120_000);
 
   it("an upload that takes longer than the API's 30 s request limit goes on while bytes arrive; an agent route's slow body is still cut", async () => {
