@@ -108,6 +108,18 @@ describe("the hub's store on disk", () => {
     expect(existsSync(store.blobPath('alice', 'pg', sha('abc')))).toBe(false);
   });
 
+  it('two PATCHes of one upload at once: one runs, the other is told the upload is busy', async () => {
+    const slow = new Readable({ read() {} });
+    const first = store.appendUpload('alice', 'pg', 'twice', 0, slow);
+    const second = store.appendUpload('alice', 'pg', 'twice', 0, Readable.from([Buffer.from('x')]));
+    setTimeout(() => {
+      slow.push('abc');
+      slow.push(null);
+    }, 5_500);
+    await expect(second).rejects.toMatchObject({ kind: 'busy' });
+    expect(await first).toBe(3);
+  }, 15_000);
+
   it('manifest writers of one dot take turns: an etag read before another write is refused, so none is lost', async () => {
     const blob = Buffer.from('stream');
     await store.appendUpload('alice', 'db', 'b', 0, Readable.from([blob]));
