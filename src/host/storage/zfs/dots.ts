@@ -182,13 +182,22 @@ export function zfsDots(runner: Runner): DotStorage {
         const pid = Number(name.split('.')[2]);
         if (Number.isInteger(pid) && pid !== process.pid && !alive(pid)) await destroyPeek(`${pool.name}/${PEEK_DIR}/${name}`);
       }
-      const peek = `${pool.name}/${PEEK_DIR}/${dot}.${id}.${process.pid}.${peeks++}`;
-      // Only a read, though it makes a dataset (so it runs under --dry-run too): closing destroys it.
-      await runner.run(['zfs', 'clone', '-p', '-o', 'readonly=on', snapshot, peek], { mutates: false });
-      try {
-        return { path: await mountpoint(peek), close: () => destroyPeek(peek) };
-      } catch (e) {
+      const parent = `${pool.name}/${PEEK_DIR}`;
+      const peek = `${parent}/${dot}.${id}.${process.pid}.${peeks++}`;
+      // Only a read, though it makes a dataset (so it runs under --dry-run too): closing destroys it, and its parent once empty.
+      const close = async () => {
         await destroyPeek(peek);
+        await destroyPeek(parent);
+      };
+      // Another command may drop the empty parent between the clone's -p and the clone: once more then.
+      for (let attempt = 1; ; attempt++) {
+        const r = await runner.run(['zfs', 'clone', '-p', '-o', 'readonly=on', snapshot, peek], { mutates: false, okExitCodes: attempt < 3 ? [1] : [] });
+        if (r.exitCode === 0) break;
+      }
+      try {
+        return { path: await mountpoint(peek), close };
+      } catch (e) {
+        await close();
         throw e;
       }
     },
