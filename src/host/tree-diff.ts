@@ -26,6 +26,7 @@ const SECOND = 1_000_000_000n;
 const floorSecond = (ns: bigint) => ns - (ns % SECOND);
 
 const CHUNK = 1 << 20;
+const BATCH = 32;
 
 function typeOf(s: BigIntStats): EntryType {
   if (s.isFile()) return 'file';
@@ -55,13 +56,15 @@ async function names(dir: string | null): Promise<string[]> {
 }
 
 /** Byte for byte, stopping at the first difference. */
-export async function sameContent(a: string, b: string): Promise<boolean> {
+export async function sameContent(a: string, b: string, size = CHUNK): Promise<boolean> {
   const [fa, fb] = await Promise.all([open(a, 'r'), open(b, 'r')]);
   try {
-    const ba = Buffer.alloc(CHUNK);
-    const bb = Buffer.alloc(CHUNK);
+    // Small files get small buffers: a tree of many small files is the common case.
+    const len = Math.max(1, Math.min(CHUNK, size + 1));
+    const ba = Buffer.allocUnsafe(len);
+    const bb = Buffer.allocUnsafe(len);
     for (;;) {
-      const [ra, rb] = await Promise.all([fa.read(ba, 0, CHUNK, null), fb.read(bb, 0, CHUNK, null)]);
+      const [ra, rb] = await Promise.all([fa.read(ba, 0, len, null), fb.read(bb, 0, len, null)]);
       if (ra.bytesRead !== rb.bytesRead) return false;
       if (ra.bytesRead === 0) return true;
       if (!ba.subarray(0, ra.bytesRead).equals(bb.subarray(0, rb.bytesRead))) return false;
@@ -83,7 +86,7 @@ async function sameEntry(pa: string, pb: string, a: BigIntStats, b: BigIntStats,
   if (a.ino === b.ino && a.ctimeNs === b.ctimeNs && opts.takenAtNs && a.ctimeNs < floorSecond(opts.takenAtNs)) return true;
   if (opts.descends && b.ctimeNs < floorSecond(a.ctimeNs)) return true;
   // Same size and mtime but written since (an mtime can be set back): only the bytes can tell.
-  return sameContent(pa, pb);
+  return sameContent(pa, pb, Number(a.size));
 }
 
 /**
@@ -96,11 +99,25 @@ export async function diffTrees(a: string | null, b: string | null, opts: TreeDi
   const walk = async (rel: string, da: string | null, db: string | null): Promise<void> => {
     const [na, nb] = await Promise.all([names(da), names(db)]);
     const all = [...new Set([...na, ...nb])].sort();
-    for (const name of all) {
+    // A batch of entries at a time, stat'ed and compared at once: a big tree is bound by round trips to the filesystem (FUSE most of all).
+    const looked: { sa: BigIntStats | null; sb: BigIntStats | null; same: boolean }[] = [];
+    for (let i = 0; i < all.length; i += BATCH)
+      looked.push(
+        ...(await Promise.all(
+          all.slice(i, i + BATCH).map(async (name) => {
+            const pa = da === null ? null : `${da}/${name}`;
+            const pb = db === null ? null : `${db}/${name}`;
+            const [sa, sb] = await Promise.all([pa === null ? null : stat(pa), pb === null ? null : stat(pb)]);
+            const same = sa !== null && sb !== null && typeOf(sa) === typeOf(sb) && (await sameEntry(pa!, pb!, sa, sb, opts));
+            return { sa, sb, same };
+          }),
+        )),
+      );
+    for (const [i, name] of all.entries()) {
       const path = rel === '' ? name : `${rel}/${name}`;
       const pa = da === null ? null : `${da}/${name}`;
       const pb = db === null ? null : `${db}/${name}`;
-      const [sa, sb] = await Promise.all([pa === null ? null : stat(pa), pb === null ? null : stat(pb)]);
+      const { sa, sb, same } = looked[i]!;
       if (!sa && !sb) continue;
       const ta = sa ? typeOf(sa) : null;
       const tb = sb ? typeOf(sb) : null;
@@ -109,7 +126,7 @@ export async function diffTrees(a: string | null, b: string | null, opts: TreeDi
       else if (ta !== tb) {
         out.push({ path, change: 'removed', type: ta! });
         out.push({ path, change: 'added', type: tb! });
-      } else if (!(await sameEntry(pa!, pb!, sa, sb, opts))) out.push({ path, change: 'changed', type: tb! });
+      } else if (!same) out.push({ path, change: 'changed', type: tb! });
       if (ta === 'dir' || tb === 'dir') await walk(path, ta === 'dir' ? pa : null, tb === 'dir' ? pb : null);
     }
   };
