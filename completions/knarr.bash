@@ -24,7 +24,7 @@ _knarr_node() {
     '') kids='pool etcd dot hub job ps service host cluster env image op events daemon onboot doctor completion' ;;
     'pool') kids='init status list ls destroy rm' ;;
     'etcd') kids='up down status join members remove token backup restore compact defrag' ;;
-    'dot') kids='init list ls show commit log branch checkout reset clone mount unmount fsck push pull remote manifest send receive rm' ;;
+    'dot') kids='init list ls show status diff commit log branch checkout reset clone mount unmount fsck push pull remote manifest send receive rm' ;;
     'dot/remote') kids='add rm list ls' ;;
     'hub') kids='token list ls' ;;
     'hub/token') kids='create list ls revoke' ;;
@@ -46,10 +46,12 @@ _knarr_node() {
     'etcd/defrag') opts='--disarm' ;;
     'dot/init') args='dot'; opts='--pool'; vals=' --pool=pool ' ;;
     'dot/show') args='dot' ;;
+    'dot/status') args='dot' ;;
+    'dot/diff') args='dot none none' ;;
     'dot/commit') args='dot'; opts='-m --message --meta --author'; vals=' -m=none --message=none --meta=none --author=none ' ;;
     'dot/log') args='dot'; opts='--branch'; vals=' --branch=branch ' ;;
     'dot/branch') args='dot none'; opts='--commit'; vals=' --commit=none ' ;;
-    'dot/checkout') args='dot branch' ;;
+    'dot/checkout') args='dot branch'; opts='--force' ;;
     'dot/reset') args='dot'; opts='--hard --force'; vals=' --hard=none ' ;;
     'dot/clone') args='dot none'; opts='--commit'; vals=' --commit=none ' ;;
     'dot/mount') args='dot path'; opts='--branch --force'; vals=' --branch=branch ' ;;

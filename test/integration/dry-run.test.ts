@@ -210,6 +210,8 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     'dot init': [['d2'], ['d1.sub']],
     'dot commit': [['d1', '-m', 'again']],
     'dot branch': [['d1', 'exp']],
+    'dot status': [['d1']],
+    'dot diff': [['d1'], ['d1', commit], ['d1', commit, commit]],
     'dot checkout': [
       ['d1', 'dev'],
       ['d1', 'master'],
