@@ -60,8 +60,8 @@ describe('help', () => {
 
 describe('an unknown subcommand is unknown, with --help too', () => {
   const cases: [string[], RegExp][] = [
-    [['dot', 'status', '--help'], /^knarr: unknown command 'status'\n  hint: add --help for usage$/m],
-    [['help', 'dot', 'status'], /^knarr: unknown command 'status'$/m],
+    [['dot', 'nosuch', '--help'], /^knarr: unknown command 'nosuch'\n  hint: add --help for usage$/m],
+    [['help', 'dot', 'nosuch'], /^knarr: unknown command 'nosuch'$/m],
     [['pool', 'lst', '--help'], /^knarr: unknown command 'lst'\n  hint: did you mean one of list, ls\?$/m],
     [['-h', 'pool', 'inti'], /^knarr: unknown command 'inti'\n  hint: did you mean init\?$/m],
     [['nosuch', '--help'], /^knarr: unknown command 'nosuch'$/m],

@@ -395,7 +395,11 @@ for (const { driver, run } of SUITES) {
 
       expect(await okJson('dot', 'branch', d.dot, 'exp')).toMatchObject({ dot: d.dot, branch: 'exp', action: 'created', from: d.second });
       expect(await okJson('dot', 'branch', d.dot, 'exp')).toMatchObject({ action: 'exists' });
-      expect(await okJson('dot', 'checkout', d.dot, 'exp')).toMatchObject({ branch: 'exp', previous: 'master', action: 'switched' });
+      // master's uncommitted file would be left behind out of sight: refused, naming it, unless --force.
+      const refused = await cli(['dot', 'checkout', d.dot, 'exp']);
+      expect(refused.code).toBe(4);
+      expect(refused.stderr).toContain('master-only.txt');
+      expect(await okJson('dot', 'checkout', d.dot, 'exp', '--force')).toMatchObject({ branch: 'exp', previous: 'master', action: 'switched' });
       expect(mountsAt(d.mount)).toHaveLength(1);
       // exp starts at the head commit: without master's uncommitted file.
       expect(await tree(d.mount)).toEqual(d.at2);
@@ -408,7 +412,7 @@ for (const { driver, run } of SUITES) {
         expect.objectContaining({ branch: 'master', active: false, head: d.second }),
       ]);
 
-      expect(await okJson('dot', 'checkout', d.dot, 'master')).toMatchObject({ branch: 'master', previous: 'exp', action: 'switched' });
+      expect(await okJson('dot', 'checkout', d.dot, 'master', '--force')).toMatchObject({ branch: 'master', previous: 'exp', action: 'switched' });
       expect(mountsAt(d.mount)).toHaveLength(1);
       expect(await tree(d.mount)).toEqual(masterState);
       expect(existsSync(`${d.mount}/exp-only.txt`)).toBe(false);
@@ -418,10 +422,10 @@ for (const { driver, run } of SUITES) {
       expect((await okJson('dot', 'show', d.dot)).branch).toBe('master');
 
       // Back on exp, its own writes are still there.
-      await ok(['dot', 'checkout', d.dot, 'exp']);
+      await ok(['dot', 'checkout', d.dot, 'exp', '--force']);
       expect(await tree(d.mount)).toEqual(expState);
       expect(await branchTable(d.dot)).toEqual({ exp: true, master: false });
-      await ok(['dot', 'checkout', d.dot, 'master']);
+      await ok(['dot', 'checkout', d.dot, 'master', '--force']);
 
       const missing = await cli(['dot', 'checkout', d.dot, 'nope']);
       expect(missing.code).toBe(3);
@@ -436,7 +440,11 @@ for (const { driver, run } of SUITES) {
       await writeFiles(d.mount, { 'junk/x.bin': randomBytes(1024) });
       expect(await tree(d.mount)).not.toEqual(d.at2);
 
-      expect(await okJson('dot', 'reset', d.dot, '--hard', d.second)).toMatchObject({ head: d.second, destroyed: [] });
+      const kept = await cli(['dot', 'reset', d.dot, '--hard', d.second]);
+      expect(kept.code).toBe(4);
+      expect(kept.stderr).toMatch(/a\.txt.*sub\/deeper\/c\.json/s);
+      expect(await tree(d.mount)).not.toEqual(d.at2);
+      expect(await okJson('dot', 'reset', d.dot, '--hard', d.second, '--force')).toMatchObject({ head: d.second, destroyed: [] });
       expect(mountsAt(d.mount)).toHaveLength(1);
       expect(await tree(d.mount)).toEqual(d.at2);
       expect(await logIds(d.dot)).toEqual([d.second, d.first]);
@@ -564,7 +572,7 @@ for (const { driver, run } of SUITES) {
       await writeFile(`${mdb}/db.sqlite`, 'corrupted');
       expect(await tree(mdb)).not.toEqual(dbTree);
 
-      await okJson('dot', 'reset', app, '--hard', c);
+      await okJson('dot', 'reset', app, '--hard', c, '--force');
       expect(await tree(m)).toEqual(appTree);
       expect(await tree(mdb)).toEqual(dbTree);
       expect(mountsAt(m)).toHaveLength(1);

@@ -103,6 +103,20 @@ describe.skipIf(!run)('dots on an LVM pool, at the argv level', () => {
     ]);
   });
 
+  it('status mounts the head snapshot read-only for as long as it reads it', async () => {
+    const head = (await k(['--json', 'dot', 'log', 'app'])).json()[0].id as string;
+    changes();
+    const r = await k(['--json', 'dot', 'status', 'app']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json()).toMatchObject({ base: head });
+    const argv = changes();
+    expect(argv[0]).toEqual(['lvchange', '-ay', '-K', `vg0/kc.app.${head}`]);
+    expect(argv[1]?.slice(0, 4)).toEqual(['mount', '-o', 'ro,noload', `/dev/vg0/kc.app.${head}`]);
+    expect(argv[2]).toEqual(['umount', argv[1]![4]]);
+    expect(argv).toHaveLength(3);
+    expect(existsSync(argv[1]![4]!)).toBe(false);
+  });
+
   it('reset --force drops the newer snapshot and rebuilds the branch from the older one', async () => {
     const log1 = (await k(['--json', 'dot', 'log', 'app'])).json();
     const two = (await k(['--json', 'dot', 'commit', 'app', '-m', 'two'])).json();

@@ -2,6 +2,7 @@ import { parseDotName, validateBranch } from '../../core/dots.js';
 import { NotFoundError } from '../../core/errors.js';
 import { dotHandle, remount, requireDot, withDotLock, withDots } from './common.js';
 import type { DotRepo } from '../../state/dots.js';
+import { refuseUncommitted } from './status.js';
 import type { CommandResult, Context } from '../types.js';
 import type { DotRecord } from '../../core/dots.js';
 
@@ -18,13 +19,15 @@ export async function switchBranch(ctx: Context, repo: DotRepo, dot: DotRecord, 
 }
 
 /** `knarr dot checkout DOT BRANCH`. */
-export async function dotCheckout(dotName: string, branchName: string, ctx: Context): Promise<CommandResult> {
+export async function dotCheckout(dotName: string, branchName: string, opts: { force?: boolean }, ctx: Context): Promise<CommandResult> {
   const name = parseDotName('DOT', dotName);
   const branch = validateBranch('BRANCH', branchName);
   return withDots(ctx, (repo) =>
     withDotLock(ctx, 'dot checkout', [name], async () => {
       const dot = await requireDot(repo, name);
       const was = dot.activeBranch;
+      if (was !== branch && dot.branches[branch] && !opts.force)
+        await refuseUncommitted(ctx, repo, dot, `they stay on ${was}, out of sight, while ${branch} is checked out`);
       await switchBranch(ctx, repo, dot, branch);
       const action = was === branch ? 'exists' : 'switched';
       return {

@@ -89,10 +89,13 @@ const checkout = defineCommand(
     name: 'checkout',
     summary: 'make a branch the active one (mounts follow)',
     args: { dot: dotOnlyArg, branch: { description: 'branch name', required: true } },
+    options: {
+      force: { flags: '--force', description: 'switch although the active branch has uncommitted changes (they stay on it)' },
+    },
     examples: [{ command: 'knarr dot checkout pgdata experiment', description: 'switch to experiment' }],
     dryRun: 'plans',
   },
-  async ({ args }, ctx) => (await import('./checkout.js')).dotCheckout(args.dot, args.branch, ctx),
+  async ({ args, options }, ctx) => (await import('./checkout.js')).dotCheckout(args.dot, args.branch, options, ctx),
 );
 
 const reset = defineCommand(
@@ -102,12 +105,45 @@ const reset = defineCommand(
     args: { dot: dotOnlyArg },
     options: {
       hard: { flags: '--hard <commit>', description: 'commit (id or unique prefix) to go back to; uncommitted changes are lost' },
-      force: { flags: '--force', description: 'also destroy the commits newer than it' },
+      force: { flags: '--force', description: 'also discard uncommitted changes and destroy the commits newer than it' },
     },
     examples: [{ command: 'knarr dot reset pgdata --hard 0mb2x8k1', description: 'discard changes since that commit' }],
     dryRun: 'plans',
   },
   async ({ args, options }, ctx) => (await import('./reset.js')).dotReset(args.dot, options, ctx),
+);
+
+const status = defineCommand(
+  {
+    name: 'status',
+    summary: 'uncommitted changes of the active branch: files added, changed, removed',
+    description:
+      "Compares each subdot of the dot's active branch with its head commit (a dot with no commit lists everything as added). " +
+      'Type, mode, owner, size and mtime are compared; a file that matches in all of them is read and compared byte for byte unless its ' +
+      'ctime shows it was not written since the commit was taken, so a change hidden by setting the mtime back is still found.',
+    args: { dot: dotOnlyArg },
+    examples: [{ command: 'knarr dot status pgdata', description: 'what a commit would take' }],
+    dryRun: 'reads',
+  },
+  async ({ args }, ctx) => (await import('./status.js')).dotStatus(args.dot, ctx),
+);
+
+const diff = defineCommand(
+  {
+    name: 'diff',
+    summary: 'files added, changed, removed between commits, or a commit and the files now',
+    args: {
+      dot: dotOnlyArg,
+      c1: { description: 'commit (id or unique prefix) to compare from (default: the head)' },
+      c2: { description: 'commit to compare to (default: the active branch now)' },
+    },
+    examples: [
+      { command: 'knarr dot diff pgdata', description: 'like dot status' },
+      { command: 'knarr dot diff pgdata 0mb2x8k1 0mb2x9q7', description: 'what changed from one commit to the next' },
+    ],
+    dryRun: 'reads',
+  },
+  async ({ args }, ctx) => (await import('./status.js')).dotDiff(args.dot, args.c1, args.c2, ctx),
 );
 
 const clone = defineCommand(
@@ -299,5 +335,27 @@ export const dot = defineGroup({
     'A dot is a versioned data volume on a pool: one filesystem per branch, a snapshot per commit. DOT.SUBDOT names a subdot, a directory of the ' +
     'dot committed with it (the bare DOT is its __default__ subdot). Every command names its dot: there is no current dot. ' +
     'Records live in etcd and on disk.',
-  subcommands: [init, list, show, commit, log, branch, checkout, reset, clone, mount, unmount, fsck, push, pull, remote, manifest, send, receive, rm],
+  subcommands: [
+    init,
+    list,
+    show,
+    status,
+    diff,
+    commit,
+    log,
+    branch,
+    checkout,
+    reset,
+    clone,
+    mount,
+    unmount,
+    fsck,
+    push,
+    pull,
+    remote,
+    manifest,
+    send,
+    receive,
+    rm,
+  ],
 });

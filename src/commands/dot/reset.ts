@@ -1,6 +1,7 @@
 import { parseDotName, resolveCommit } from '../../core/dots.js';
 import { ConflictError, UserError } from '../../core/errors.js';
 import type { CommandResult, Context } from '../types.js';
+import { refuseUncommitted } from './status.js';
 import { activeChain, dotHandle, remount, requireDot, restoreBranchOf, shortId, unmountSubdots, withDotLock, withDots } from './common.js';
 
 /** `knarr dot reset DOT --hard COMMIT [--force]`: put the active branch back to COMMIT. */
@@ -24,6 +25,7 @@ export async function dotReset(dotName: string, opts: { hard?: string | undefine
           },
         );
       }
+      if (!opts.force) await refuseUncommitted(ctx, repo, dot, `a reset to ${shortId(to.id)} discards them`);
       const dropped = new Set(newer.map((c) => c.id));
       const blocking = Object.entries(dot.branches).filter(([, b]) => b.from && b.from.branch === dot.activeBranch && dropped.has(b.from.commit));
       if (blocking.length > 0) {

@@ -175,6 +175,14 @@ export interface DotStorage {
   /** What a command cut short (a crash, a full pool) left in the dot's own folders: snapshots without a record, temporary files. */
   leftovers(pool: PoolRecord, dot: string): Promise<Leftover[]>;
   removeLeftover(pool: PoolRecord, leftover: Leftover): Promise<void>;
+  /** A commit's files, read-only, until closed (status and diff read them); a commit without a snapshot here is NotFoundError. */
+  openCommit(pool: PoolRecord, dot: string, id: string): Promise<CommitTree>;
+}
+
+/** Where a commit's read-only tree can be read; close releases what opening it took (a mount, a clone). */
+export interface CommitTree {
+  path: string;
+  close(): Promise<void>;
 }
 
 /** A piece of a dot that no commit owns: it only pins space. */

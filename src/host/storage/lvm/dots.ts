@@ -1,4 +1,5 @@
-import { readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, rmdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { pathExists } from '../../mounts.js';
 import type { Runner } from '../../runner.js';
 import { NotFoundError } from '../../../core/errors.js';
@@ -148,6 +149,26 @@ export function lvmDots(runner: Runner): DotStorage {
           hint: `pull it again, or remove the dot: knarr dot rm ${ref.dot}`,
         });
       return { action: 'rebuilt', movedAside };
+    },
+    async openCommit(pool, dot, id) {
+      if (!(await lvNames(pool)).includes(commitLv(dot, id))) throw new NotFoundError(`commit ${id} of dot ${dot} has no snapshot on pool ${pool.name}`);
+      const lv = vgPath(pool, commitLv(dot, id));
+      const dir = await mkdtemp(`${tmpdir()}/knarr-commit-`);
+      // Only a read (so it runs under --dry-run too): read-only, without replaying the snapshot's journal, and unmounted when closed.
+      try {
+        await runner.run(['lvchange', '-ay', '-K', lv], { mutates: false });
+        await runner.run(['mount', '-o', 'ro,noload', `/dev/${lv}`, dir], { mutates: false });
+      } catch (e) {
+        await rmdir(dir);
+        throw e;
+      }
+      return {
+        path: dir,
+        close: async () => {
+          await runner.run(['umount', dir], { mutates: false });
+          await rmdir(dir);
+        },
+      };
     },
     async destroyDot(pool, dot) {
       const names = await lvNames(pool);

@@ -125,6 +125,11 @@ export function treeDots(runner: Runner, prim: TreePrimitives): DotStorage {
       }
       return { action: 'rebuilt', movedAside };
     },
+    async openCommit(pool, dot, id) {
+      const path = commitPath(pool, dot, id);
+      if (!(await pathExists(path))) throw new NotFoundError(`commit ${id} of dot ${dot} has no snapshot on pool ${pool.name}`);
+      return { path, close: async () => {} };
+    },
     async destroyDot(pool, dot) {
       const dir = dotDir(pool, dot);
       if (!(await pathExists(dir))) return;

@@ -1,5 +1,6 @@
 import type { CommitRecord } from '../../../core/dots.js';
 import { ConflictError, ExternalCommandError, NotFoundError } from '../../../core/errors.js';
+import { pathExists } from '../../mounts.js';
 import type { Runner } from '../../runner.js';
 import { clearMountPath, DOTS_DIR, runRetryingBusy, subdirsOf } from '../common.js';
 import type { DotFsRef, DotStorage, PoolRecord } from '../driver.js';
@@ -8,6 +9,19 @@ import type { DotFsRef, DotStorage, PoolRecord } from '../driver.js';
 export const INCOMING_DIR = 'knarr-incoming';
 
 const COMMIT_PROP = 'knarr:commit';
+
+/** Read-only clones of commits, open while a status or diff reads them: <pool>/knarr-peek/<dot>.<commit>.<pid>.<n>. */
+export const PEEK_DIR = 'knarr-peek';
+let peeks = 0;
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
 
 const base = (pool: PoolRecord) => `${pool.name}/${DOTS_DIR}`;
 const dataset = (ref: DotFsRef) => `${base(ref.pool)}/${ref.dot}/${ref.branch}`;
@@ -54,6 +68,13 @@ export function zfsDots(runner: Runner): DotStorage {
     const aside = await clearMountPath(runner, path);
     await runRetryingBusy(runner, ['zfs', 'mount', name]);
     return aside;
+  };
+  const destroyPeek = async (name: string) => {
+    for (let attempt = 1; ; attempt++) {
+      const r = await runner.run(['zfs', 'destroy', name], { mutates: false, okExitCodes: [1] });
+      if (r.exitCode === 0 || !/busy/.test(r.stderr) || attempt >= 20) return;
+      await new Promise((res) => setTimeout(res, 250));
+    }
   };
   return {
     branchPath: (ref) => `${ref.pool.mountpoint}/${DOTS_DIR}/${ref.dot}/${ref.branch}`,
@@ -145,6 +166,38 @@ export function zfsDots(runner: Runner): DotStorage {
             cause: e,
           });
         }
+        throw e;
+      }
+    },
+    async openCommit(pool, dot, id) {
+      const r = await runner.run(['zfs', 'list', '-H', '-o', 'name', '-t', 'snapshot', '-r', `${base(pool)}/${dot}`], { mutates: false, okExitCodes: [1] });
+      const snapshot = r.stdout.split('\n').find((n) => n.endsWith(`@${id}`));
+      if (!snapshot) throw new NotFoundError(`commit ${id} of dot ${dot} has no snapshot on pool ${pool.name}`);
+      const mountpoint = async (name: string) => (await runner.run(['zfs', 'get', '-H', '-o', 'value', 'mountpoint', name], { mutates: false })).stdout.trim();
+      // Kernel ZFS shows each snapshot under .zfs/snapshot; zfs-fuse has no such folder (and no `zfs diff`), so a read-only clone stands in.
+      const shown = `${await mountpoint(snapshot.slice(0, snapshot.indexOf('@')))}/.zfs/snapshot/${id}`;
+      if (await pathExists(shown)) return { path: shown, close: async () => {} };
+      // Clones a killed status left behind would pin their snapshots (a rollback refuses): drop them first.
+      for (const name of await children(`${pool.name}/${PEEK_DIR}`)) {
+        const pid = Number(name.split('.')[2]);
+        if (Number.isInteger(pid) && pid !== process.pid && !alive(pid)) await destroyPeek(`${pool.name}/${PEEK_DIR}/${name}`);
+      }
+      const parent = `${pool.name}/${PEEK_DIR}`;
+      const peek = `${parent}/${dot}.${id}.${process.pid}.${peeks++}`;
+      // Only a read, though it makes a dataset (so it runs under --dry-run too): closing destroys it, and its parent once empty.
+      const close = async () => {
+        await destroyPeek(peek);
+        await destroyPeek(parent);
+      };
+      // Another command may drop the empty parent between the clone's -p and the clone: once more then.
+      for (let attempt = 1; ; attempt++) {
+        const r = await runner.run(['zfs', 'clone', '-p', '-o', 'readonly=on', snapshot, peek], { mutates: false, okExitCodes: attempt < 3 ? [1] : [] });
+        if (r.exitCode === 0) break;
+      }
+      try {
+        return { path: await mountpoint(peek), close };
+      } catch (e) {
+        await close();
         throw e;
       }
     },
