@@ -38,6 +38,8 @@ export interface Config {
     readonly hubTokenFile: string | null;
     readonly hubCaFile: string | null;
   };
+  /** The dots hub directory KNARR_HUB_DIR or the file's `hub:` section gives (knarr daemon --hub sets it aside); null for none. */
+  readonly hub: { readonly dir: string | null };
   /** The agent's settings that KNARR_DAEMON_* or the file's `daemon:` section give; `knarr daemon` puts its flags on top. */
   readonly daemon: Readonly<Record<string, Picked>>;
   /** How long ended operations and job history are kept before the agent removes them (0: kept for ever). */
@@ -147,6 +149,7 @@ export function resolveConfig(flags: GlobalFlags, env: NodeJS.ProcessEnv, file: 
       hubTokenFile: path('dots.hubTokenFile'),
       hubCaFile: path('dots.hubCaFile'),
     }),
+    hub: Object.freeze({ dir: path('hub.dir') }),
     daemon: sectionLayer('daemon', layers),
     opRetentionMs: parseAge('opRetention', get<string>('opRetention')),
   });

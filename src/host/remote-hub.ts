@@ -376,7 +376,7 @@ export class HubRemote implements RemoteEndpoint {
         : { 'if-none-match': '*', ...(this.target.private ? { 'x-knarr-private': '1' } : {}) };
       const a = await this.call('PUT', path, headers, JSON.stringify({ ...manifest, version: 2, updatedAt: new Date().toISOString() }));
       if (a.status === 200 || a.status === 201) {
-        const next = (JSON.parse(a.body.toString('utf8') || '{}') as { etag?: unknown }).etag ?? a.headers.etag;
+        const next = a.headers.etag ?? (JSON.parse(a.body.toString('utf8') || '{}') as { etag?: unknown }).etag;
         this.etags.set(dot, typeof next === 'string' ? next : null);
         return;
       }
