@@ -21,11 +21,13 @@ _knarr_value() {
 _knarr_node() {
   kids="" args="" opts="" vals=" "
   case "$1" in
-    '') kids='pool etcd dot job ps service host cluster env image op events daemon onboot doctor completion' ;;
+    '') kids='pool etcd dot hub job ps service host cluster env image op events daemon onboot doctor completion' ;;
     'pool') kids='init status list ls destroy rm' ;;
     'etcd') kids='up down status join members remove token backup restore compact defrag' ;;
     'dot') kids='init list ls show commit log branch checkout reset clone mount unmount fsck push pull remote manifest send receive rm' ;;
     'dot/remote') kids='add rm list ls' ;;
+    'hub') kids='token list ls' ;;
+    'hub/token') kids='create list ls revoke' ;;
     'job') kids='run plan list ls ps show logs stop rm restart history' ;;
     'service') kids='list ls' ;;
     'host') kids='list ls show drain tag leave evacuate restore' ;;
@@ -61,6 +63,10 @@ _knarr_node() {
     'dot/send') args='dot none'; opts='--base'; vals=' --base=none ' ;;
     'dot/receive') args='dot'; opts='--record --branch --base --pool'; vals=' --record=none --branch=branch --base=none --pool=pool ' ;;
     'dot/rm') args='dot'; opts='--force' ;;
+    'hub/token/create') args='none'; opts='--read --write --hub'; vals=' --hub=path ' ;;
+    'hub/token/list' | 'hub/token/ls') opts='--hub'; vals=' --hub=path ' ;;
+    'hub/token/revoke') args='none'; opts='--hub'; vals=' --hub=path ' ;;
+    'hub/list' | 'hub/ls') args='none'; opts='--hub --remote --token-file --ca-file'; vals=' --hub=path --remote=remote --token-file=path --ca-file=path ' ;;
     'job/run') args='docker-image none...'; opts='-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart --cpu --memory --fixed --static -d --detach'; vals=' -f=path --file=path --name=none -e=env --env=env --network=none --host=host --tag=none -p=none --port=none --volume=none --link=none --restart=none --cpu=none --memory=none ' ;;
     'job/plan') args='docker-image none...'; opts='-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart --cpu --memory --fixed --static -d --detach --strategy'; vals=' -f=path --file=path --name=none -e=env --env=env --network=none --host=host --tag=none -p=none --port=none --volume=none --link=none --restart=none --cpu=none --memory=none --strategy=c:spread,binpack ' ;;
     'job/show') args='job' ;;
@@ -110,7 +116,7 @@ _knarr_node() {
     'op/run') args='op' ;;
     'op/gc') opts='--older-than'; vals=' --older-than=none ' ;;
     'events') opts='-f --follow --host --kind --since -n --tail'; vals=' --host=host --kind=c:job,op,host,dot,cluster,env --since=none -n=none --tail=none ' ;;
-    'daemon') opts='--name --tags --listen --ttl --token-file --tls-cert --tls-key --max-connections --allow-host-mounts --no-allow-host-mounts --advertise --prune --no-prune --mode --share --drain-timeout --restart-grace --collect-every --leave-on-stop --no-leave-on-stop'; vals=' --name=none --tags=none --listen=none --ttl=none --token-file=path --tls-cert=path --tls-key=path --max-connections=none --advertise=none --mode=c:recovery,new --share=path --drain-timeout=none --restart-grace=none --collect-every=none ' ;;
+    'daemon') opts='--name --tags --listen --ttl --token-file --tls-cert --tls-key --max-connections --allow-host-mounts --no-allow-host-mounts --advertise --prune --no-prune --mode --share --drain-timeout --restart-grace --collect-every --leave-on-stop --no-leave-on-stop --hub'; vals=' --name=none --tags=none --listen=none --ttl=none --token-file=path --tls-cert=path --tls-key=path --max-connections=none --advertise=none --mode=c:recovery,new --share=path --drain-timeout=none --restart-grace=none --collect-every=none --hub=path ' ;;
     'onboot') opts='--storage-device --zpool-device --driver --pool --dot --seed --mountpoint --daemon'; vals=' --storage-device=path --zpool-device=path --driver=c:zfs,btrfs,lvm,dir --pool=pool --dot=dot --seed=none --mountpoint=path ' ;;
     'doctor') opts='--fix' ;;
     'completion') args='c:bash,zsh,fish' ;;

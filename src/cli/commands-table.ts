@@ -8,6 +8,7 @@ import { env } from '../commands/env/index.js';
 import { etcd } from '../commands/etcd/index.js';
 import { events } from '../commands/events/index.js';
 import { host } from '../commands/host/index.js';
+import { hub } from '../commands/hub/index.js';
 import { image } from '../commands/image/index.js';
 import { job, ps, service } from '../commands/job/index.js';
 import { onboot } from '../commands/onboot/index.js';
@@ -25,6 +26,7 @@ export const COMMANDS: CommandDef[] = [
   pool,
   etcd,
   dot,
+  hub,
   job,
   ps,
   service,

@@ -1,4 +1,4 @@
-import { readFile, realpath, stat } from 'node:fs/promises';
+import { mkdir, readFile, realpath, stat } from 'node:fs/promises';
 import { checkHostMounts } from '../core/host-mounts.js';
 import type { JobSpec } from '../core/job-spec.js';
 import { listPoolRecords } from '../host/local-state.js';
@@ -9,6 +9,7 @@ import { resolveDaemonSettings, restartNeeded, type DaemonSettings } from '../co
 import type { Config } from '../core/config.js';
 import { Agent, agentToken } from '../daemon/agent.js';
 import { EtcdDefrag } from '../daemon/etcd-defrag.js';
+import { HubStore, hubRoutes } from '../daemon/hub.js';
 import { dockerSocketPath } from '../host/docker.js';
 import { HostRepo } from '../state/hosts.js';
 import { dotBinds, hostsWithDots } from './job/volumes.js';
@@ -49,7 +50,13 @@ async function readTls(s: DaemonSettings): Promise<{ cert: Buffer; key: Buffer }
 }
 
 const settingsOf = (flags: SettingFlags, config: Config, ctx: Context) =>
-  resolveDaemonSettings(flags, config.daemon, { configFile: config.configFile, stateDir: config.stateDir, cwd: ctx.cwd, hostname: hostId() });
+  resolveDaemonSettings(flags, config.daemon, {
+    configFile: config.configFile,
+    stateDir: config.stateDir,
+    cwd: ctx.cwd,
+    hostname: hostId(),
+    hubDir: config.hub.dir,
+  });
 
 /** Checks the agent's settings from the config file and flags, as `knarr daemon` would start with them; throws naming the field. */
 export function checkDaemonSettings(ctx: Context, flags: SettingFlags = {}): void {
@@ -85,6 +92,12 @@ export async function daemon(ctx: Context, flags: SettingFlags = {}): Promise<Co
     ))
   )
     throw new ValidationError('--share', `${settings.share} is not a directory`);
+  if (settings.hubDir !== null) {
+    await mkdir(settings.hubDir, { recursive: true, mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
+      throw new ValidationError('--hub', `cannot make the hub directory ${settings.hubDir}: ${e.code ?? e.message}`);
+    });
+    ctx.events.step(`hub: serving the dots in ${settings.hubDir} under /hub/v1/`);
+  }
   const store = await ctx.openStore('agent');
   // The agent's own work (operations, dot binds) outlives SIGTERM while it drains: its commands stop only when the drain time is up.
   const work = new AbortController();
@@ -116,6 +129,7 @@ export async function daemon(ctx: Context, flags: SettingFlags = {}): Promise<Co
       nodeExec: { runner: ctx.runner, argv: async (req) => (await import('./cluster/commands.js')).nodeAttachArgv(ctx, store, settings.name, req) },
       upgrades: clusterUpgrades(workCtx, store),
       envs: envWatcher(workCtx, store, settings.name, (l) => ctx.events.step(l)),
+      openRoutes: settings.hubDir === null ? {} : hubRoutes(new HubStore(settings.hubDir)),
     },
     store,
     new HostRepo(store, ctx.config.fleet),

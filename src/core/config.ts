@@ -32,6 +32,8 @@ export interface Config {
   readonly jobs: { readonly agentToken: string | null; readonly agentTokenFile: string; readonly agentCa: string | null };
   /** Dot commits' author and ssh:// remotes: the ssh_config and the knarr command on the other host. */
   readonly dots: { readonly author: string | null; readonly sshConfig: string | null; readonly remoteKnarr: string };
+  /** The dots hub directory KNARR_HUB_DIR or the file's `hub:` section gives (knarr daemon --hub sets it aside); null for none. */
+  readonly hub: { readonly dir: string | null };
   /** The agent's settings that KNARR_DAEMON_* or the file's `daemon:` section give; `knarr daemon` puts its flags on top. */
   readonly daemon: Readonly<Record<string, Picked>>;
   /** How long ended operations and job history are kept before the agent removes them (0: kept for ever). */
@@ -135,6 +137,7 @@ export function resolveConfig(flags: GlobalFlags, env: NodeJS.ProcessEnv, file: 
       agentCa: path('jobs.agentCa'),
     }),
     dots: Object.freeze({ author: optional('dots.author'), sshConfig: path('dots.sshConfig'), remoteKnarr: get<string>('dots.remoteKnarr') }),
+    hub: Object.freeze({ dir: path('hub.dir') }),
     daemon: sectionLayer('daemon', layers),
     opRetentionMs: parseAge('opRetention', get<string>('opRetention')),
   });

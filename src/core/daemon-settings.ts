@@ -34,6 +34,8 @@ export interface DaemonSettings {
   collectSeconds: number;
   /** How often the agent checks this host's managed etcd member for space to give back (0: never), and how much makes it worth a defrag. */
   etcdDefrag: { checkSeconds: number; minFreeBytes: number };
+  /** The dots hub's directory, served under /hub/v1/; null for no hub. */
+  hubDir: string | null;
 }
 
 export { parseListen };
@@ -49,7 +51,7 @@ export const LIVE_SETTINGS: readonly (keyof DaemonSettings)[] = ['tags', 'tokenF
 export function resolveDaemonSettings(
   flags: Record<string, unknown>,
   layer: Readonly<Record<string, Picked>>,
-  where: { configFile: string | null; stateDir: string; cwd: string; hostname: string },
+  where: { configFile: string | null; stateDir: string; cwd: string; hostname: string; hubDir?: string | null },
 ): DaemonSettings {
   const fileField = (key: string) => `${where.configFile ?? 'config'}: daemon.${key}`;
   // A relative path is taken from the file's directory when it is in the file, else from the working directory.
@@ -100,6 +102,10 @@ export function resolveDaemonSettings(
     checkSeconds: (pick('etcdDefragCheck')?.value as number | undefined) ?? fallback<number>('etcdDefragCheck'),
     minFreeBytes: parseSize(minFree?.field ?? 'daemon.etcdDefragMinFree', minFree?.value ?? fallback<string>('etcdDefragMinFree')),
   };
+  // --hub, else KNARR_HUB_DIR or the file's hub: section (resolved with the config).
+  const hubFlag = pickSetting(setting('hub.dir'), { flags, command: 'daemon' }) as Picked<string> | null;
+  const hubDir = hubFlag ? resolvePath(where.cwd, hubFlag.value) : (where.hubDir ?? null);
+  if (hubDir !== null && /[\0\n]/.test(hubDir)) throw new ValidationError(hubFlag?.field ?? 'hub.dir', 'the path contains a NUL or newline');
   return {
     name,
     tags,
@@ -118,6 +124,7 @@ export function resolveDaemonSettings(
     leaveOnStop,
     collectSeconds,
     etcdDefrag,
+    hubDir,
   };
 }
 

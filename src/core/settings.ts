@@ -679,6 +679,16 @@ export const SETTINGS: readonly SettingDef[] = [
     help: "space freed inside this host's etcd database (by compaction) that makes a defragmentation worth it; a quarter of the file at least",
     parse: (v: string, field: string) => (parseSize(field, v), v),
   },
+  {
+    key: 'hub.dir',
+    area: 'dots',
+    kind: 'string',
+    env: 'KNARR_HUB_DIR',
+    flag: '--hub <dir>',
+    command: 'daemon',
+    defaultText: 'none: no hub',
+    help: "serve a dots hub from this directory on the agent's API under /hub/v1/ (knarr hub token create makes its tokens)",
+  },
 ];
 
 const BY_KEY = new Map(SETTINGS.map((s) => [s.key, s]));

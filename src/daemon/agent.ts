@@ -25,7 +25,7 @@ import { Ambassador, linkEnv } from './ambassador.js';
 import { Balancers } from './balancer.js';
 import { Overlay, vtepOf } from './overlay.js';
 import type { Runner } from '../host/runner.js';
-import { ApiError, startApi, upgradeBody, type UpgradeRoute } from './api.js';
+import { ApiError, startApi, upgradeBody, type Route, type UpgradeRoute } from './api.js';
 import type { AgentPidFile } from './pidfile.js';
 import { Reconciler } from './reconcile.js';
 import { admitJoins, join } from './join.js';
@@ -81,6 +81,8 @@ export interface AgentOptions {
   maxConnections?: number;
   /** More API upgrades, from the composition root (a node volume's stream for a migration). */
   upgrades?: Record<string, UpgradeRoute>;
+  /** Routes that check their own credentials instead of the agent's token: the dots hub under /hub/v1/. */
+  openRoutes?: Record<string, Route>;
   /** On SIGTERM, how long to wait for running foreground jobs and the operation in progress. */
   drainSeconds?: number;
   /** Called when the drain's time is up: the commands still running are stopped. */
@@ -416,6 +418,7 @@ export class Agent {
         ...this.opts.upgrades,
       },
       this.opts.maxConnections,
+      this.opts.openRoutes,
     );
     // A fleet written by an older knarr gets its keys moved before anything here reads them.
     const migrated = await migrateFleet(this.store, this.opts.fleet);

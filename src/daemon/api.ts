@@ -6,6 +6,8 @@ import type { Duplex } from 'node:stream';
 
 /** A client gets this long to send a request's headers: an idle or trickling connection is closed after it. */
 export const HEADER_TIMEOUT_MS = 10_000;
+/** A request (headers and body) gets this long to arrive, except on routes that check their own credentials and stream big bodies. */
+export const REQUEST_TIMEOUT_MS = 3 * HEADER_TIMEOUT_MS;
 /** Open connections at most, unless the agent is told otherwise. */
 export const DEFAULT_MAX_CONNECTIONS = 1024;
 
@@ -84,7 +86,11 @@ export async function upgradeBody(req: IncomingMessage, socket: Duplex, head: Bu
   return { body: all.subarray(0, length), rest: all.subarray(length) };
 }
 
-/** The agent's HTTP API: every request needs the bearer token; answers JSON. The docker socket is never exposed. */
+/**
+ * The agent's HTTP API: every request needs the bearer token; answers JSON. The docker socket is never exposed.
+ * open routes (the hub's) skip the agent's token: each checks its own credentials, and its body may take as long as it
+ * keeps arriving.
+ */
 export function startApi(
   listen: { host: string; port: number },
   token: () => string,
@@ -92,21 +98,22 @@ export function startApi(
   tls?: { cert: Buffer; key: Buffer },
   upgrades: Record<string, UpgradeRoute> = {},
   maxConnections = DEFAULT_MAX_CONNECTIONS,
+  open: Record<string, Route> = {},
 ): Promise<Server> {
   // Oldest first; a connection is busy from its request until the answer is sent (a stream or an upgrade: until it closes).
-  const open = new Set<Socket>();
+  const sockets = new Set<Socket>();
   const busy = new Set<Socket>();
   const accept = (socket: Socket) => {
-    open.add(socket);
+    sockets.add(socket);
     socket.once('close', () => {
-      open.delete(socket);
+      sockets.delete(socket);
       busy.delete(socket);
     });
     // Until its first request: a connection that sends nothing is closed (keep-alive idleness is keepAliveTimeout's).
     socket.setTimeout(HEADER_TIMEOUT_MS, () => !busy.has(socket) && socket.destroy());
-    if (open.size <= maxConnections) return;
+    if (sockets.size <= maxConnections) return;
     // Past the limit an idle connection makes room, so a flood of idle ones never shuts out a real request.
-    const idle = [...open].find((s) => !busy.has(s) && s !== socket);
+    const idle = [...sockets].find((s) => !busy.has(s) && s !== socket);
     (idle ?? socket).destroy();
   };
   // Over TLS a request's socket wraps the TCP connection counted above.
@@ -125,23 +132,44 @@ export function startApi(
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(`${JSON.stringify(body)}\n`);
     };
-    if (!bearerMatches(req.headers.authorization, token())) return send(401, { error: 'a valid bearer token is required' });
     const path = (req.url ?? '/').split('?')[0]!;
+    for (const [pattern, route] of Object.entries(open)) {
+      const params = match(pattern, req.method ?? 'GET', path);
+      if (params) return run(route, params);
+    }
+    // The whole request within REQUEST_TIMEOUT_MS (node's own requestTimeout is off, so open routes may stream for longer).
+    if (!req.complete) {
+      const timer = setTimeout(() => {
+        if (req.complete) return;
+        if (!res.headersSent)
+          res
+            .writeHead(408, { 'content-type': 'application/json', connection: 'close' })
+            .end(`${JSON.stringify({ error: 'the request did not arrive in time' })}\n`);
+        setImmediate(() => req.socket.destroy());
+      }, REQUEST_TIMEOUT_MS);
+      const clear = () => clearTimeout(timer);
+      req.once('end', clear).once('close', clear);
+      res.once('close', clear);
+    }
+    if (!bearerMatches(req.headers.authorization, token())) return send(401, { error: 'a valid bearer token is required' });
     for (const [pattern, route] of Object.entries(routes)) {
       const params = match(pattern, req.method ?? 'GET', path);
-      if (!params) continue;
+      if (params) return run(route, params);
+    }
+    send(404, { error: 'no such endpoint' });
+
+    function run(route: Route, params: Record<string, string>): void {
       // Through a promise, so a route that throws before its first await is an answer too, not a crash.
-      return void Promise.resolve()
+      void Promise.resolve()
         .then(() => route(req, res, params))
         .then(
           (body) => (res.headersSent ? undefined : send(200, body)),
           (e: Error) => (res.headersSent ? res.destroy() : send(e instanceof ApiError ? e.status : 500, { error: e.message })),
         );
     }
-    send(404, { error: 'no such endpoint' });
   };
   // allowHalfOpen: a TLS server would otherwise end its side when a piped job's stdin ends, losing the job's output after it.
-  const limits = { headersTimeout: HEADER_TIMEOUT_MS, requestTimeout: 3 * HEADER_TIMEOUT_MS, connectionsCheckingInterval: 1000 };
+  const limits = { headersTimeout: HEADER_TIMEOUT_MS, requestTimeout: 0, connectionsCheckingInterval: 1000 };
   const server: Server = tls
     ? createTlsServer({ cert: tls.cert, key: tls.key, allowHalfOpen: true, handshakeTimeout: HEADER_TIMEOUT_MS, ...limits }, handle)
     : createServer(limits, handle);

@@ -78,6 +78,7 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
   let doneOp: string;
   let snapshot: string;
   let commit: string;
+  let hubToken: string;
   const fleet = 'dryrun';
   const k = (argv: string[]) => knarr(argv, { env });
   const ok = async (argv: string[]) => {
@@ -139,6 +140,7 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     await ok(['dot', 'push', 'd1', 'origin']);
     await mkdir(`${tmp.path}/empty`);
     await ok(['dot', 'remote', 'add', 'empty', `file://${tmp.path}/empty`]);
+    hubToken = (await ok(['--json', 'hub', 'token', 'create', 'alice', '--hub', `${tmp.path}/hub`])).json().id as string;
     // Drift for fsck --repair to mend: a dot whose commit record is gone from etcd.
     await ok(['dot', 'init', 'd5']);
     const drifted = (await ok(['--json', 'dot', 'commit', 'd5', '-m', 'lost'])).json().id as string;
@@ -224,6 +226,8 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     'dot pull': [['origin/d1', '--as', 'd4'], ['origin/d1']],
     'dot remote add': [['backup', `file://${tmp.path}/backup`]],
     'dot remote rm': [['origin']],
+    'hub token create': [['alice', '--write', '--hub', `${tmp.path}/hub`]],
+    'hub token revoke': [[hubToken, '--hub', `${tmp.path}/hub`]],
     'dot receive': [['d1', '--record', JSON.stringify({ id: 'x' })]],
     'dot rm': [['d1', '--force']],
     'job run': [
@@ -287,6 +291,8 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     'dot show': [['d1']],
     'dot log': [['d1']],
     'dot remote list': [[]],
+    'hub token list': [['--hub', `${tmp.path}/hub`]],
+    'hub list': [['--hub', `${tmp.path}/hub`]],
     'dot manifest': [['d1']],
     'dot send': [['d1', commit]],
     'job plan': [['--name', 'p', d.image, '--', 'true']],

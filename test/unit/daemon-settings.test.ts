@@ -27,7 +27,13 @@ describe('knarr daemon settings: flag > config file daemon: section > default', 
       leaveOnStop: false,
       collectSeconds: 300,
       etcdDefrag: { checkSeconds: 300, minFreeBytes: 64 * 1024 ** 2 },
+      hubDir: null,
     });
+  });
+
+  it('the hub directory: --hub (from the working directory) wins over hub.dir from env or the file', () => {
+    expect(resolveDaemonSettings({ hub: 'hubdir' }, {}, { ...where, hubDir: '/srv/hub' }).hubDir).toBe('/work/hubdir');
+    expect(resolveDaemonSettings({}, {}, { ...where, hubDir: '/srv/hub' }).hubDir).toBe('/srv/hub');
   });
 
   it("the etcd member's scheduled defrag: from the file, 0 turns it off, a bad size names its key", () => {

@@ -1,17 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  COMMIT_ID_RE,
-  DEFAULT_BRANCH,
-  DEFAULT_SUBDOT,
-  chain,
-  parseDotName,
-  parseDotRef,
-  parseRemoteDotRef,
-  planTransfer,
-  validateBranch,
-  type CommitRecord,
-  type DotRecord,
-} from '../../core/dots.js';
+import { DEFAULT_BRANCH, chain, parseDotName, parseRemoteDotRef, planTransfer, type CommitRecord, type DotRecord } from '../../core/dots.js';
 import { ConflictError, NotFoundError } from '../../core/errors.js';
 import { metered } from '../../core/streams.js';
 import type { Manifest, ManifestCommit, RemoteEndpoint } from '../../core/remote.js';
@@ -24,6 +12,9 @@ import type { CommandResult, Context } from '../types.js';
 import { dotHandle, remount, restoreBranchOf, shortId, unmountSubdots, withDotLock, withDots, type DotHandle } from './common.js';
 import { openRemote, resolveRemote } from './remote.js';
 import { knarrCommand } from '../../core/shell.js';
+import { checkManifestNames } from '../../core/manifest-names.js';
+
+export { checkManifestNames };
 
 export interface PullRequest {
   remote: string;
@@ -43,38 +34,6 @@ export interface PullResult {
 }
 
 const RECEIVE_ATTEMPTS = 3;
-
-/** A subdot's directory as a dot keeps it: the bare dot's, or a name a DOT.SUBDOT could give. */
-function isSubdotDir(sub: string): boolean {
-  if (sub === DEFAULT_SUBDOT) return true;
-  try {
-    return parseDotRef('subdot', `x.${sub}`).subdot === sub;
-  } catch {
-    return false;
-  }
-}
-
-/** The names a remote's manifest gives (its dot, branches, subdots, commit ids and records) as strictly as a command line's. */
-export function checkManifestNames(m: Manifest, dot: string, remote: string): void {
-  const bad = (what: string) =>
-    new ConflictError(`remote ${remote}'s manifest of ${dot} is not to be trusted: ${what}`, { hint: 'push the dot there again from a host that has it' });
-  if (m.dot !== dot) throw bad(`it names dot ${JSON.stringify(m.dot)}`);
-  for (const b of Object.keys(m.branches)) {
-    try {
-      validateBranch('branch', b);
-    } catch {
-      throw bad(`branch ${JSON.stringify(b)}`);
-    }
-  }
-  for (const sub of m.subdots) if (!isSubdotDir(sub)) throw bad(`subdot ${JSON.stringify(sub)}`);
-  for (const [id, entry] of Object.entries(m.commits)) {
-    if (!COMMIT_ID_RE.test(id) || entry.record.id !== id) throw bad(`commit ${JSON.stringify(id)}`);
-    if (entry.record.dot !== dot) throw bad(`commit ${id} belongs to dot ${JSON.stringify(entry.record.dot)}`);
-    if (entry.base !== null && !COMMIT_ID_RE.test(entry.base)) throw bad(`commit ${id}'s base ${JSON.stringify(entry.base)}`);
-  }
-  for (const [b, { commits }] of Object.entries(m.branches))
-    for (const id of commits) if (!m.commits[id]) throw bad(`branch ${b} lists commit ${id}, which it does not hold`);
-}
 
 /** A remote commit's record filed under this side's names: a pull --as keeps the commits under the local dot. */
 const localRecord = (entry: ManifestCommit, dot: string, branch: string): CommitRecord => ({ ...entry.record, dot, branch });
