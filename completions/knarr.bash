@@ -55,9 +55,9 @@ _knarr_node() {
     'dot/mount') args='dot path'; opts='--branch --force'; vals=' --branch=branch ' ;;
     'dot/unmount') args='dot' ;;
     'dot/fsck') opts='--repair' ;;
-    'dot/push') args='dot remote'; opts='--branch'; vals=' --branch=branch ' ;;
+    'dot/push') args='dot remote'; opts='--branch --private'; vals=' --branch=branch ' ;;
     'dot/pull') args='none'; opts='--as --pool --stash-on-divergence'; vals=' --as=none --pool=pool ' ;;
-    'dot/remote/add') args='none none' ;;
+    'dot/remote/add') args='none none'; opts='--token-file --ca-file'; vals=' --token-file=path --ca-file=path ' ;;
     'dot/remote/rm') args='remote' ;;
     'dot/manifest') args='dot' ;;
     'dot/send') args='dot none'; opts='--base'; vals=' --base=none ' ;;

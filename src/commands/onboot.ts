@@ -70,7 +70,9 @@ async function bringUpDot(ctx: Context, repo: DotRepo, d: BootDot, poolName: str
   const seed = d.seed;
   if (seed) {
     await step(ctx, 'seed', `pulling ${d.seedText}`, () =>
-      withDotLock(ctx, 'onboot seed pull', [seed.dot], () => pullDot(ctx, repo, { remote: seed.remote, dot: seed.dot, branch: seed.branch, pool: poolName })),
+      withDotLock(ctx, 'onboot seed pull', [seed.dot], () =>
+        pullDot(ctx, repo, { remote: seed.remote, user: seed.user, dot: seed.dot, branch: seed.branch, pool: poolName }),
+      ),
     );
     const pulled = await repo.get(d.ref.dot);
     if (pulled && !pulled.subdots.includes(subdotDir(d.ref.subdot))) await step(ctx, 'dot', `subdot ${d.dotText}`, () => dotInit(d.dotText, {}, ctx));

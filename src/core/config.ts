@@ -31,7 +31,13 @@ export interface Config {
   /** How the CLI reaches agents: their token (or the file holding it) and the CA of their https. */
   readonly jobs: { readonly agentToken: string | null; readonly agentTokenFile: string; readonly agentCa: string | null };
   /** Dot commits' author and ssh:// remotes: the ssh_config and the knarr command on the other host. */
-  readonly dots: { readonly author: string | null; readonly sshConfig: string | null; readonly remoteKnarr: string };
+  readonly dots: {
+    readonly author: string | null;
+    readonly sshConfig: string | null;
+    readonly remoteKnarr: string;
+    readonly hubTokenFile: string | null;
+    readonly hubCaFile: string | null;
+  };
   /** The dots hub directory KNARR_HUB_DIR or the file's `hub:` section gives (knarr daemon --hub sets it aside); null for none. */
   readonly hub: { readonly dir: string | null };
   /** The agent's settings that KNARR_DAEMON_* or the file's `daemon:` section give; `knarr daemon` puts its flags on top. */
@@ -136,7 +142,13 @@ export function resolveConfig(flags: GlobalFlags, env: NodeJS.ProcessEnv, file: 
       agentTokenFile: path('jobs.agentTokenFile') ?? `${stateDir}/agent.token`,
       agentCa: path('jobs.agentCa'),
     }),
-    dots: Object.freeze({ author: optional('dots.author'), sshConfig: path('dots.sshConfig'), remoteKnarr: get<string>('dots.remoteKnarr') }),
+    dots: Object.freeze({
+      author: optional('dots.author'),
+      sshConfig: path('dots.sshConfig'),
+      remoteKnarr: get<string>('dots.remoteKnarr'),
+      hubTokenFile: path('dots.hubTokenFile'),
+      hubCaFile: path('dots.hubCaFile'),
+    }),
     hub: Object.freeze({ dir: path('hub.dir') }),
     daemon: sectionLayer('daemon', layers),
     opRetentionMs: parseAge('opRetention', get<string>('opRetention')),

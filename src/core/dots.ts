@@ -1,5 +1,5 @@
 import { ValidationError } from './errors.js';
-import { whitespaceIn } from './names.js';
+import { looksLikeHubHost, validateHubUser, validateName, whitespaceIn } from './names.js';
 
 /** The subdirectory of a dot's filesystem that a bare DOT (no ".subdot") names, as dotmesh's __default__. */
 export const DEFAULT_SUBDOT = '__default__';
@@ -66,33 +66,77 @@ export function subdotDir(subdot: string | null): string {
 }
 
 export interface RemoteDotRef {
+  /** A remote's name, a URL, or a hub host (dothub.com) that is no remote's name. */
   remote: string;
+  /** The hub account of REMOTE/USER/DOT; null where the remote's URL (or the hub token) tells it. */
+  user: string | null;
   dot: string;
   branch: string | null;
 }
 
-/** Parses REMOTE/DOT[@BRANCH] for pull and seeds; REMOTE may be a URL (the last path segment is the dot). */
+/** Splits TEXT@BRANCH at an "@" after the last "/". */
+function splitBranch(field: string, text: string): { body: string; branch: string | null } {
+  const at = text.lastIndexOf('@');
+  if (at < 0 || at < text.lastIndexOf('/')) return { body: text, branch: null };
+  return { body: text.slice(0, at), branch: validateBranch(field, text.slice(at + 1)) };
+}
+
+/** The first segment of REMOTE/...: a remote's name, or a host name with a "." (a hub, when no remote has that name). */
+function checkRemoteSegment(field: string, remote: string): void {
+  if (looksLikeHubHost(remote)) return;
+  validateName(field, remote, 64);
+}
+
+/**
+ * Parses REMOTE/DOT[@BRANCH], REMOTE/USER/DOT[@BRANCH] (a hub remote, or a hub host like dothub.com)
+ * and URL/DOT[@BRANCH] for pull and seeds (a URL's last path segment is the dot).
+ */
 export function parseRemoteDotRef(field: string, text: string): RemoteDotRef {
   if (text.includes('://')) {
-    const at = text.lastIndexOf('@');
-    const slash = text.lastIndexOf('/');
-    const hasBranch = at > slash;
-    const body = hasBranch ? text.slice(0, at) : text;
+    const { body, branch } = splitBranch(field, text);
     const cut = body.lastIndexOf('/');
     const remote = body.slice(0, cut);
     if (cut < 0 || remote.endsWith(':/') || remote.endsWith(':'))
-      throw new ValidationError(field, `${JSON.stringify(text)} names no dot; write URL/DOT, e.g. file:///mnt/usb/dots/myapp`);
-    return { remote, dot: parseDotName(field, body.slice(cut + 1)), branch: hasBranch ? validateBranch(field, text.slice(at + 1)) : null };
+      throw new ValidationError(field, `${JSON.stringify(text)} names no dot; write URL/DOT, e.g. file:///mnt/usb/dots/myapp or https://hub:7946/USER/DOT`);
+    return { remote, user: null, dot: parseDotName(field, body.slice(cut + 1)), branch };
   }
-  const slash = text.indexOf('/');
-  if (slash <= 0) throw new ValidationError(field, `${JSON.stringify(text)} is not REMOTE/DOT[@BRANCH]; add a remote with: knarr dot remote add NAME URL`);
-  const remote = text.slice(0, slash);
-  const rest = text.slice(slash + 1);
-  const at = rest.indexOf('@');
-  const dotText = at < 0 ? rest : rest.slice(0, at);
-  const branch = at < 0 ? null : validateBranch(field, rest.slice(at + 1));
-  checkPart(field, remote, remote, 'remote');
-  return { remote, dot: parseDotName(field, dotText), branch };
+  const { body, branch } = splitBranch(field, text);
+  const parts = body.split('/');
+  if (parts.length < 2 || parts.length > 3 || parts[0] === '')
+    throw new ValidationError(
+      field,
+      `${JSON.stringify(text)} is not REMOTE/DOT[@BRANCH] or REMOTE/USER/DOT[@BRANCH]; add a remote with: knarr dot remote add NAME URL`,
+    );
+  checkRemoteSegment(field, parts[0]!);
+  const user = parts.length === 3 ? validateHubUser(field, parts[1]!) : null;
+  return { remote: parts[0]!, user, dot: parseDotName(field, parts[parts.length - 1]!), branch };
+}
+
+export interface PushTarget {
+  remote: string;
+  /** The hub account of REMOTE/USER/NAME; null where the remote's URL (or the hub token) tells it. */
+  user: string | null;
+  /** The name the dot gets there; null for the local dot's own. */
+  dot: string | null;
+}
+
+/** Parses where `dot push` sends: REMOTE, REMOTE/USER/NAME (a hub), a URL, or a hub URL https://HOST[:PORT]/USER/NAME. */
+export function parsePushTarget(field: string, text: string): PushTarget {
+  if (text === '') throw new ValidationError(field, 'must not be empty; give a remote name or URL');
+  if (text.includes('://')) {
+    const m = /^(https?:\/\/[^/]+\/[^/]+)\/([^/]+)\/?$/.exec(text);
+    return m ? { remote: m[1]!, user: null, dot: parseDotName(field, m[2]!) } : { remote: text, user: null, dot: null };
+  }
+  if (text.includes('@')) throw new ValidationError(field, `${JSON.stringify(text)} names a branch; push one with --branch`);
+  const parts = text.split('/');
+  if (parts.length === 1) {
+    checkRemoteSegment(field, text);
+    return { remote: text, user: null, dot: null };
+  }
+  if (parts.length !== 3 || parts[0] === '')
+    throw new ValidationError(field, `${JSON.stringify(text)} is neither REMOTE nor REMOTE/USER/NAME (a hub account and the name the dot gets there)`);
+  checkRemoteSegment(field, parts[0]!);
+  return { remote: parts[0]!, user: validateHubUser(field, parts[1]!), dot: parseDotName(field, parts[2]!) };
 }
 
 /** `--meta k=v` pairs; keys are simple identifiers so they survive every on-disk format. */

@@ -58,3 +58,22 @@ export function validatePath(field: string, value: string): string {
   if (/[\0\n]/.test(value)) throw new ValidationError(field, 'contains a NUL or newline character');
   return value;
 }
+
+const HUB_USER_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+/** A hub account name: lower-case letters, digits, "_" and "-", at most 63, as the hub stores it. */
+export function validateHubUser(field: string, user: string): string {
+  if (!HUB_USER_RE.test(user))
+    throw new ValidationError(
+      field,
+      `${JSON.stringify(user)} is not a hub user name; use 1 to 63 lower-case letters, digits, "_" or "-", starting with a letter or digit`,
+    );
+  return user;
+}
+
+export const HOST_RE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/** A host name with a "." as the first segment of HOST/USER/DOT (dothub.com): a hub, unless a recorded remote has that name. */
+export function looksLikeHubHost(text: string): boolean {
+  return text.includes('.') && HOST_RE.test(text);
+}

@@ -1,19 +1,51 @@
 import type { CommitRecord } from './dots.js';
 import { ValidationError } from './errors.js';
-import { validateName } from './names.js';
+import { HOST_RE, validateHubUser, validateName } from './names.js';
 
 export type RemoteUrl =
   | { kind: 'file'; url: string; path: string }
-  | { kind: 'ssh'; url: string; user: string | null; host: string; port: number | null; path: string | null };
+  | { kind: 'ssh'; url: string; user: string | null; host: string; port: number | null; path: string | null }
+  /** A hub served by a knarr agent: base is scheme://host:port, user the account the URL's path names. */
+  | { kind: 'hub'; url: string; base: string; user: string | null };
 
-/** Parses a remote URL: file:///dir (a directory of streams) or ssh://[user@]host[:port][/path]. */
+/** The port a hub host given without a scheme (dothub.com/USER/DOT) is reached on, over https. */
+export const HUB_DEFAULT_PORT = 7946;
+
+/** The hub URL a bare host (dothub.com) names: https on the hub's default port. */
+export function hubHostUrl(host: string, user: string | null): string {
+  return `https://${host}:${HUB_DEFAULT_PORT}${user ? `/${user}` : ''}`;
+}
+
+function parseHubUrl(field: string, text: string, u: URL): RemoteUrl {
+  const shown = JSON.stringify(text);
+  if (!u.hostname) throw new ValidationError(field, `${shown} has no host; write https://HOST[:PORT][/USER]`);
+  if (u.username || u.password)
+    throw new ValidationError(field, `${shown} carries a user name or password; a hub takes a token file instead (--token-file, or KNARR_HUB_TOKEN_FILE)`);
+  if (u.search || u.hash) throw new ValidationError(field, `${shown} has a query or fragment; write https://HOST[:PORT][/USER]`);
+  const bracketed = u.hostname.startsWith('[') && u.hostname.endsWith(']');
+  if (!bracketed && !HOST_RE.test(u.hostname)) throw new ValidationError(field, `${JSON.stringify(u.hostname)} is not a host name`);
+  const segments = u.pathname.split('/').filter((s) => s !== '');
+  if (segments.length > 1)
+    throw new ValidationError(
+      field,
+      `${shown} has more than one path segment; a hub URL is https://HOST[:PORT][/USER] (the dot comes after it: URL/USER/DOT in a pull)`,
+    );
+  const user = segments.length === 1 ? validateHubUser(field, decodeURIComponent(segments[0]!)) : null;
+  const port = u.port ? Number(u.port) : u.protocol === 'https:' ? 443 : 80;
+  if (port < 1) throw new ValidationError(field, `${shown} has port 0; give the hub's port, e.g. https://${u.hostname}:${HUB_DEFAULT_PORT}`);
+  const base = `${u.protocol}//${u.hostname}:${port}`;
+  return { kind: 'hub', url: user ? `${base}/${user}` : base, base, user };
+}
+
+/** Parses a remote URL: file:///dir (a directory of streams), ssh://[user@]host[:port][/path] or a hub, http(s)://host[:port][/user]. */
 export function parseRemoteUrl(field: string, text: string): RemoteUrl {
   let u: URL;
   try {
     u = new URL(text);
   } catch {
-    throw new ValidationError(field, `${JSON.stringify(text)} is not a URL; use file:///path/to/dir or ssh://user@host`);
+    throw new ValidationError(field, `${JSON.stringify(text)} is not a URL; use file:///path/to/dir, ssh://user@host or https://hub:7946`);
   }
+  if (u.protocol === 'https:' || u.protocol === 'http:') return parseHubUrl(field, text, u);
   if (u.protocol === 'file:') {
     if (u.host !== '') throw new ValidationError(field, `${JSON.stringify(text)} names a host; a file remote is file:///absolute/dir`);
     const path = decodeURIComponent(u.pathname).replace(/\/+$/, '') || '/';
@@ -42,7 +74,7 @@ export function parseRemoteUrl(field: string, text: string): RemoteUrl {
       path: u.pathname && u.pathname !== '/' ? decodeURIComponent(u.pathname) : null,
     };
   }
-  throw new ValidationError(field, `${JSON.stringify(u.protocol.replace(/:$/, ''))} remotes are not supported; use file:// or ssh://`);
+  throw new ValidationError(field, `${JSON.stringify(u.protocol.replace(/:$/, ''))} remotes are not supported; use file://, ssh:// or https://`);
 }
 
 export function validateRemoteName(field: string, name: string): string {
@@ -96,7 +128,7 @@ export interface StreamSender {
   progress?(bytes: number): void;
 }
 
-/** A place dots are pushed to and pulled from: a directory of streams, or knarr on another host over ssh. */
+/** A place dots are pushed to and pulled from: a directory of streams, knarr on another host over ssh, or a hub. */
 export interface RemoteEndpoint {
   readonly url: string;
   /** Fails with a clear error when the remote cannot be reached. */
@@ -111,6 +143,8 @@ export interface RemoteEndpoint {
    * (the second then sees the first's commits). Absent where the remote serialises by itself (ssh).
    */
   withPushLock?<T>(dot: string, how: RemoteLockWait, fn: () => Promise<T>): Promise<T>;
+  /** Bytes of a commit's stream the remote held already when putCommit sent it (a resumed upload); absent where uploads do not resume. */
+  resumedFrom?(commit: string): number;
   /** Pull side: feeds one commit's stream to consume (checked first where a checksum is stored). */
   fetchCommit(dot: string, entry: ManifestCommit, consume: (input: import('node:stream').Readable, source: string) => Promise<void>): Promise<void>;
 }
@@ -142,4 +176,44 @@ export function validateManifest(where: string, raw: unknown): Manifest {
     }
   }
   return m;
+}
+
+/** True when every commit of head, in order, starts line. */
+function startsWith(line: string[], head: string[]): boolean {
+  return head.length <= line.length && head.every((id, i) => line[i] === id);
+}
+
+/** Why two pushes' manifests of one dot cannot be merged: a branch each moved its own way. */
+export interface ManifestDivergence {
+  branch: string;
+  oursOnly: string[];
+  theirsOnly: string[];
+}
+
+/**
+ * Merges the manifest a push holds with the one another push landed meanwhile: each branch takes the
+ * longer line where one starts the other, commits and subdots are joined; a branch where both added
+ * their own commits is a divergence (nothing is merged then).
+ */
+export function mergeManifests(ours: Manifest, theirs: Manifest): { merged: Manifest } | { diverged: ManifestDivergence } {
+  const branches: Manifest['branches'] = {};
+  for (const b of [...new Set([...Object.keys(theirs.branches), ...Object.keys(ours.branches)])].sort()) {
+    const a = ours.branches[b]?.commits ?? [];
+    const t = theirs.branches[b]?.commits ?? [];
+    if (startsWith(a, t)) branches[b] = { commits: [...a] };
+    else if (startsWith(t, a)) branches[b] = { commits: [...t] };
+    else {
+      let common = 0;
+      while (a[common] === t[common]) common++;
+      return { diverged: { branch: b, oursOnly: a.slice(common), theirsOnly: t.slice(common) } };
+    }
+  }
+  return {
+    merged: {
+      ...ours,
+      subdots: [...new Set([...theirs.subdots, ...ours.subdots])].sort(),
+      branches,
+      commits: { ...theirs.commits, ...ours.commits },
+    },
+  };
 }

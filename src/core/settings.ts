@@ -460,6 +460,22 @@ export const SETTINGS: readonly SettingDef[] = [
     help: 'the knarr command on the other host of an ssh:// remote; several words (sudo knarr) are split as a shell would',
   },
   {
+    key: 'dots.hubTokenFile',
+    area: 'dots',
+    kind: 'string',
+    env: 'KNARR_HUB_TOKEN_FILE',
+    defaultText: 'none (public dots only)',
+    help: 'a file holding a hub token (knh_...) for hub URLs given in place of a remote name and hub remotes added without --token-file',
+  },
+  {
+    key: 'dots.hubCaFile',
+    area: 'dots',
+    kind: 'string',
+    env: 'KNARR_HUB_CA_FILE',
+    defaultText: "the system's CAs",
+    help: 'a PEM CA file to trust for https hub URLs given in place of a remote name and hub remotes added without --ca-file',
+  },
+  {
     key: 'daemon.name',
     area: 'daemon',
     kind: 'string',

@@ -4,6 +4,24 @@ import { recordEvent } from './events.js';
 import { fleetKeys } from './keys.js';
 import type { Store } from './store.js';
 
+/** A named remote: its URL, and for a hub the files holding its token and the CA to trust. */
+export interface RemoteRecord {
+  url: string;
+  tokenFile?: string;
+  caFile?: string;
+}
+
+/** A remote's record: JSON, or a plain URL as knarr before hub remotes wrote it. */
+export function parseRemoteRecord(value: string): RemoteRecord {
+  if (!value.startsWith('{')) return { url: value };
+  const raw = JSON.parse(value) as RemoteRecord;
+  return {
+    url: String(raw.url),
+    ...(typeof raw.tokenFile === 'string' ? { tokenFile: raw.tokenFile } : {}),
+    ...(typeof raw.caFile === 'string' ? { caFile: raw.caFile } : {}),
+  };
+}
+
 /** Dot and commit records of one host in the fleet store; writes are skipped under --dry-run. */
 export class DotRepo {
   private readonly keys;
@@ -107,16 +125,20 @@ export class DotRepo {
     if (!this.dryRun) await recordEvent(this.store, this.fleet, { kind: 'dot', object: dot, host: this.host, event, message });
   }
 
-  async getRemote(name: string): Promise<string | null> {
-    return this.store.get(this.keys.remote(this.host, name));
+  async getRemote(name: string): Promise<RemoteRecord | null> {
+    const v = await this.store.get(this.keys.remote(this.host, name));
+    return v === null ? null : parseRemoteRecord(v);
   }
 
-  async listRemotes(): Promise<{ name: string; url: string }[]> {
-    return (await this.store.list(this.keys.remotes(this.host))).map((kv) => ({ name: kv.key.slice(kv.key.lastIndexOf('/') + 1), url: kv.value }));
+  async listRemotes(): Promise<({ name: string } & RemoteRecord)[]> {
+    return (await this.store.list(this.keys.remotes(this.host))).map((kv) => ({
+      name: kv.key.slice(kv.key.lastIndexOf('/') + 1),
+      ...parseRemoteRecord(kv.value),
+    }));
   }
 
-  async putRemote(name: string, url: string): Promise<void> {
-    if (!this.dryRun) await this.store.put(this.keys.remote(this.host, name), url);
+  async putRemote(name: string, remote: RemoteRecord): Promise<void> {
+    if (!this.dryRun) await this.store.put(this.keys.remote(this.host, name), JSON.stringify(remote));
   }
 
   async deleteRemote(name: string): Promise<boolean> {

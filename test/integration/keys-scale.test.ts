@@ -77,7 +77,7 @@ describe.skipIf(!run)('host records apart from host data, the pending index of o
         expect(await dots.create(dot(`${h}-d${i}`))).toBe(true);
         await dots.putCommit({ dot: `${h}-d${i}`, id: `c${i}`, parent: null, message: 'm', at: new Date().toISOString() } as never);
       }
-      await dots.putRemote('origin', `file:///srv/${h}`);
+      await dots.putRemote('origin', { url: `file:///srv/${h}` });
       await store.put(keys.hostPool(h, 'p'), JSON.stringify({ name: 'p' }));
       await store.put(keys.ambassador(h, 'web-80'), '30080');
       await new ClusterRepo(store, fleet).putImage({ host: h, name: 'base' } as never);

@@ -42,11 +42,11 @@ describe('dot names', () => {
     expect(() => parseDotName('DOT', 'a.b')).toThrow(/names a subdot/);
   });
   it('parses REMOTE/DOT[@BRANCH]', () => {
-    expect(parseRemoteDotRef('--seed', 'hub/myapp')).toEqual({ remote: 'hub', dot: 'myapp', branch: null });
-    expect(parseRemoteDotRef('--seed', 'hub/myapp@exp')).toEqual({ remote: 'hub', dot: 'myapp', branch: 'exp' });
+    expect(parseRemoteDotRef('--seed', 'hub/myapp')).toEqual({ remote: 'hub', user: null, dot: 'myapp', branch: null });
+    expect(parseRemoteDotRef('--seed', 'hub/myapp@exp')).toEqual({ remote: 'hub', user: null, dot: 'myapp', branch: 'exp' });
     expect(() => parseRemoteDotRef('--seed', 'myapp')).toThrow(/not REMOTE\/DOT/);
-    expect(parseRemoteDotRef('--seed', 'file:///mnt/usb/dots/myapp@exp')).toEqual({ remote: 'file:///mnt/usb/dots', dot: 'myapp', branch: 'exp' });
-    expect(parseRemoteDotRef('--seed', 'ssh://op@h1/myapp')).toEqual({ remote: 'ssh://op@h1', dot: 'myapp', branch: null });
+    expect(parseRemoteDotRef('--seed', 'file:///mnt/usb/dots/myapp@exp')).toEqual({ remote: 'file:///mnt/usb/dots', user: null, dot: 'myapp', branch: 'exp' });
+    expect(parseRemoteDotRef('--seed', 'ssh://op@h1/myapp')).toEqual({ remote: 'ssh://op@h1', user: null, dot: 'myapp', branch: null });
     expect(() => parseRemoteDotRef('--seed', 'file:///myapp x')).toThrow(/space/);
     expect(() => parseRemoteDotRef('--seed', 'hub/my app')).toThrow(/space/);
   });

@@ -120,13 +120,21 @@ describe('every area resolves flag > env > file > default', () => {
   });
 
   it('dots', () => {
-    expect(resolve().dots).toEqual({ author: null, sshConfig: null, remoteKnarr: 'knarr' });
-    const file = { dots: { author: 'file@a', remoteKnarr: 'sudo knarr' } };
-    expect(resolve({}, {}, file).dots).toEqual({ author: 'file@a', sshConfig: null, remoteKnarr: 'sudo knarr' });
-    expect(resolve({}, { KNARR_AUTHOR: 'env@a', KNARR_SSH_CONFIG: '/ssh' }, file).dots).toEqual({
+    expect(resolve().dots).toEqual({ author: null, sshConfig: null, remoteKnarr: 'knarr', hubTokenFile: null, hubCaFile: null });
+    const file = { dots: { author: 'file@a', remoteKnarr: 'sudo knarr', hubTokenFile: 'hub.token' } };
+    expect(resolve({}, {}, file).dots).toEqual({
+      author: 'file@a',
+      sshConfig: null,
+      remoteKnarr: 'sudo knarr',
+      hubTokenFile: '/etc/knarr/hub.token',
+      hubCaFile: null,
+    });
+    expect(resolve({}, { KNARR_AUTHOR: 'env@a', KNARR_SSH_CONFIG: '/ssh', KNARR_HUB_TOKEN_FILE: 't', KNARR_HUB_CA_FILE: '/ca.pem' }, file).dots).toEqual({
       author: 'env@a',
       sshConfig: '/ssh',
       remoteKnarr: 'sudo knarr',
+      hubTokenFile: '/work/t',
+      hubCaFile: '/ca.pem',
     });
   });
 

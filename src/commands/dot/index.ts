@@ -172,9 +172,15 @@ const push = defineCommand(
   {
     name: 'push',
     summary: 'send the commits a remote lacks (incremental)',
-    args: { dot: dotOnlyArg, remote: { description: 'remote name, or a URL', required: true } },
-    options: { branch: { flags: '--branch <name>', description: 'branch to push (default: the active one)' } },
-    examples: [{ command: 'knarr dot push pgdata usb', description: 'push the active branch to the remote "usb"' }],
+    args: { dot: dotOnlyArg, remote: { description: 'remote name, a URL, or a hub remote as REMOTE/USER/NAME', required: true } },
+    options: {
+      branch: { flags: '--branch <name>', description: 'branch to push (default: the active one)' },
+      private: { flags: '--private', description: 'a dot this push creates on a hub is private: pulled only with a token' },
+    },
+    examples: [
+      { command: 'knarr dot push pgdata usb', description: 'push the active branch to the remote "usb"' },
+      { command: 'knarr dot push pgdata hub/ann/postgres --private', description: "push to ann's account on a hub as postgres, kept private" },
+    ],
     dryRun: 'plans',
   },
   async ({ args, options }, ctx) => (await import('./push.js')).dotPush(args.dot, args.remote, options, ctx),
@@ -184,7 +190,7 @@ const pull = defineCommand(
   {
     name: 'pull',
     summary: 'fetch a dot or its new commits from a remote',
-    args: { source: { description: 'REMOTE/DOT[@BRANCH] (REMOTE may be a URL)', required: true } },
+    args: { source: { description: 'REMOTE/DOT[@BRANCH], REMOTE/USER/DOT[@BRANCH] (a hub) or URL/DOT[@BRANCH]', required: true } },
     options: {
       as: { flags: '--as <name>', description: 'local dot name (default: the remote dot name)' },
       pool: newDotPoolOption,
@@ -193,6 +199,7 @@ const pull = defineCommand(
     examples: [
       { command: 'knarr dot pull usb/pgdata', description: 'pull master of pgdata' },
       { command: 'knarr dot pull file:///mnt/usb/dots/pgdata@exp --as pgdata-exp', description: 'pull a branch from a URL under another name' },
+      { command: 'knarr dot pull hub/justincormack/postgres', description: 'pull a dot from an account on a hub remote' },
     ],
     dryRun: 'plans',
   },
@@ -205,12 +212,19 @@ const remoteAdd = defineCommand(
     summary: 'add a remote',
     args: {
       name: { description: 'remote name', required: true },
-      url: { description: 'file:///dir or ssh://[user@]host[:port][/state-dir]', required: true },
+      url: { description: 'file:///dir, ssh://[user@]host[:port][/state-dir] or https://hub[:port][/user]', required: true },
     },
-    examples: [{ command: 'knarr dot remote add usb file:///mnt/usb/dots', description: 'a remote on a mounted disk' }],
+    options: {
+      tokenFile: { flags: '--token-file <file>', description: "a hub's token: the file holding it (read at each use, never stored)" },
+      caFile: { flags: '--ca-file <file>', description: "a hub's https: the PEM CA file to trust" },
+    },
+    examples: [
+      { command: 'knarr dot remote add usb file:///mnt/usb/dots', description: 'a remote on a mounted disk' },
+      { command: 'knarr dot remote add hub https://hub.example:7946 --token-file /etc/knarr/hub.token', description: 'a hub, with a token to push' },
+    ],
     dryRun: 'plans',
   },
-  async ({ args }, ctx) => (await import('./remote.js')).remoteAdd(args.name, args.url, ctx),
+  async ({ args, options }, ctx) => (await import('./remote.js')).remoteAdd(args.name, args.url, options, ctx),
 );
 
 const remoteRm = defineCommand(
@@ -228,7 +242,7 @@ const remoteList = defineCommand(
   {
     name: 'list',
     summary: 'list remotes',
-    examples: [{ command: 'knarr dot remote list', description: 'remotes and their URLs' }],
+    examples: [{ command: 'knarr dot remote list', description: "remotes, their URLs and a hub's token and CA files" }],
     dryRun: 'reads',
   },
   async (_input, ctx) => (await import('./remote.js')).remoteList(ctx),
@@ -236,7 +250,7 @@ const remoteList = defineCommand(
 
 const remote = defineGroup({
   name: 'remote',
-  summary: 'named remotes: file:// directories, or ssh:// to knarr on another host',
+  summary: 'named remotes: file:// directories, ssh:// to knarr on another host, or https:// hubs',
   subcommands: [remoteAdd, remoteRm, remoteList],
 });
 

@@ -18,6 +18,8 @@ export { checkManifestNames };
 
 export interface PullRequest {
   remote: string;
+  /** The hub account of REMOTE/USER/DOT; null where the remote's URL or token tells it. */
+  user?: string | null;
   dot: string;
   branch: string | null;
   as?: string;
@@ -97,12 +99,16 @@ async function ensureMounted(ctx: Context, h: DotHandle, branch: string): Promis
 
 /** Pulls REMOTE/DOT[@BRANCH]; shared by `dot pull` and `onboot --seed`. Never overwrites diverged local commits. */
 export async function pullDot(ctx: Context, repo: DotRepo, req: PullRequest): Promise<PullResult> {
-  const { name: remoteName, url } = await resolveRemote(repo, 'REMOTE', req.remote);
-  const remote = openRemote(ctx, url);
+  const resolved = await resolveRemote(repo, 'REMOTE', req.remote, req.user ?? null);
+  const remoteName = resolved.name;
+  const remote = await openRemote(ctx, resolved);
   await remote.ensureReachable();
   const manifest = await remote.readManifest(req.dot);
-  if (!manifest)
-    throw new NotFoundError(`remote ${remoteName} has no dot ${req.dot}`, { hint: `push it there first: ${knarrCommand('dot', 'push', req.dot, remoteName)}` });
+  if (!manifest) {
+    // A hub account given in the ref is pushed to as REMOTE/USER/NAME.
+    const to = resolved.url.kind === 'hub' && resolved.url.user && remoteName !== resolved.recorded ? `${remoteName}/${req.dot}` : remoteName;
+    throw new NotFoundError(`remote ${remoteName} has no dot ${req.dot}`, { hint: `push it there first: ${knarrCommand('dot', 'push', req.dot, to)}` });
+  }
   // What a remote says becomes paths and records here: it is checked as any input is.
   checkManifestNames(manifest, req.dot, remoteName);
   const branch = req.branch ?? DEFAULT_BRANCH;
@@ -249,6 +255,7 @@ export async function dotPull(
   const asName = opts.as;
   const req: PullRequest = {
     remote: ref.remote,
+    user: ref.user,
     dot: ref.dot,
     branch: ref.branch,
     as: asName === undefined ? undefined : parseDotName('--as', asName),
