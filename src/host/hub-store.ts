@@ -281,7 +281,9 @@ export class HubStore {
 
   private async exclusive<T>(user: string, dot: string, id: string, fn: (key: string) => Promise<T>): Promise<T> {
     const key = `${user}/${dot}/${id}`;
-    if (!(await this.settled(key))) {
+    await this.settled(key);
+    // Checked and claimed in one step, with no await between: two PATCHes arriving at once never both run.
+    if (this.running.has(key)) {
       const held = (await sizeOf(this.uploadPath(user, dot, id))) ?? 0;
       throw new HubRefusal('busy', `another PATCH or finish of upload ${id} is running`, held);
     }

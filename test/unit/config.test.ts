@@ -57,6 +57,13 @@ describe('config precedence: flag > env > file > default', () => {
     expect(resolve({ etcd: 'http://a:2379/' }).etcd).toEqual(['http://a:2379']);
     expect(resolve({ etcd: 'https://[::1]:2379' }).etcd).toEqual(['https://[::1]:2379']);
   });
+  it("the hub directory: KNARR_HUB_DIR over the file's hub: {dir}; none by default", () => {
+    expect(resolve().hub.dir).toBeNull();
+    expect(validateConfigFile('f.yaml', { hub: { dir: '/srv/hub' } })).toEqual({ hub: { dir: '/srv/hub' } });
+    expect(() => validateConfigFile('f.yaml', { hub: { path: '/srv/hub' } })).toThrow(/f\.yaml: hub\.path: unknown setting/);
+    expect(resolve({}, {}, { hub: { dir: '/srv/hub' } }).hub.dir).toBe('/srv/hub');
+    expect(resolve({}, { KNARR_HUB_DIR: 'rel/hub' }, { hub: { dir: '/srv/hub' } }).hub.dir).toBe('/work/rel/hub');
+  });
   it('a relative state dir is taken from the working directory', () => {
     expect(resolve({ stateDir: 'st' }).stateDir).toBe('/work/st');
   });
