@@ -484,7 +484,7 @@ complete -c knarr -n '__fish_seen_subcommand_from onboot' -l zpool-device -r -F 
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l driver -x -a 'zfs btrfs lvm dir' -d 'pool driver (default zfs)'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l pool -x -a '(__knarr_arg 1 "" " --storage-device=path --zpool-device=path --driver=c:zfs,btrfs,lvm,dir --pool=pool --dot=dot --seed=none --mountpoint=path " pool)' -d 'pool name (default "knarr")'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l dot -x -a '(__knarr_arg 1 "" " --storage-device=path --zpool-device=path --driver=c:zfs,btrfs,lvm,dir --pool=pool --dot=dot --seed=none --mountpoint=path " dot)' -d 'DOT or DOT.SUBDOT to bring up'
-complete -c knarr -n '__fish_seen_subcommand_from onboot' -l seed -x -d 'REMOTE/DOT[@BRANCH] (REMOTE may be a file:// URL) to pull the dot from when this host lacks it'
+complete -c knarr -n '__fish_seen_subcommand_from onboot' -l seed -x -d 'REMOTE/DOT[@BRANCH], REMOTE/USER/DOT (a hub), HUB.HOST/USER/DOT (dothub.com/...) or a URL (file://, https://HUB:PORT/USER/DOT) to pull the dot from when this host lacks it'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l mountpoint -r -F -d 'where to mount the dot'
 complete -c knarr -n '__fish_seen_subcommand_from onboot' -l daemon -d 'keep running until SIGTERM: etcd up, and the agent when the config file has a daemon: section; --dot may be left out'
 complete -c knarr -n '__fish_seen_subcommand_from doctor' -l fix -d 'apt-get install the missing packages, start zfs-fuse and dockerd if needed, and make the test image'

@@ -290,7 +290,9 @@ export class HubRemote implements RemoteEndpoint {
     if (this.runner.dryRun) {
       const held = await this.heldOffset(upload);
       const curl = ['curl', '--fail', '--request', 'PATCH', '--header', `Upload-Offset: ${held}`, '--upload-file', '-', `${this.target.base}${upload}`];
-      this.runner.plan(held > 0 ? [...sender.argv, '|', 'tail', '-c', `+${held + 1}`, '|', ...curl] : [...sender.argv, '|', ...curl]);
+      // The shell equivalent of what a push does: the stream, less what the hub holds, to the upload.
+      const rest = held > 0 ? `| ${shellCommand(['tail', '-c', `+${held + 1}`])} ` : '';
+      await this.runner.pipe(sender.argv, { redirect: `${rest}| ${shellCommand(curl)}` });
       this.runner.note(`POST ${this.target.base}${upload}/finish with the stream's size and sha256 (the hub holds ${held} bytes of it now)`);
       return { record, base, file: record.id, bytes: 0, sha256: '' };
     }

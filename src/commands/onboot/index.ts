@@ -17,7 +17,12 @@ export const onboot = defineCommand(
       driver: { flags: '--driver <driver>', description: 'pool driver (default zfs)', choices: DRIVER_NAMES },
       pool: { flags: '--pool <name>', description: 'pool name (default "knarr")' },
       dot: { flags: '--dot <dot>', description: 'DOT or DOT.SUBDOT to bring up' },
-      seed: { flags: '--seed <source>', description: 'REMOTE/DOT[@BRANCH] (REMOTE may be a file:// URL) to pull the dot from when this host lacks it' },
+      seed: {
+        flags: '--seed <source>',
+        description:
+          'REMOTE/DOT[@BRANCH], REMOTE/USER/DOT (a hub), HUB.HOST/USER/DOT (dothub.com/...) or a URL (file://, https://HUB:PORT/USER/DOT) ' +
+          'to pull the dot from when this host lacks it',
+      },
       mountpoint: { flags: '--mountpoint <path>', description: 'where to mount the dot' },
       daemon: {
         flags: '--daemon',
@@ -32,6 +37,11 @@ export const onboot = defineCommand(
       {
         command: 'knarr onboot --storage-device /dev/sdb --dot myapp.redis --seed file:///mnt/seed/myapp --mountpoint /var/lib/redis',
         description: 'a subdot of one seed',
+      },
+      {
+        command:
+          'knarr onboot --storage-device /dev/sdb --dot postgres --seed https://hub.example:7946/justincormack/postgres --mountpoint /var/lib/postgresql',
+        description: 'seed from a hub (public dot; KNARR_HUB_TOKEN_FILE for a private one, KNARR_HUB_CA_FILE for its CA)',
       },
       {
         command: 'knarr --dry-run onboot --storage-device /dev/sdb --dot app --mountpoint /data',
