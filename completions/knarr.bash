@@ -58,8 +58,8 @@ _knarr_node() {
     'dot/remote/add') args='none none' ;;
     'dot/remote/rm') args='remote' ;;
     'dot/manifest') args='dot' ;;
-    'dot/send') args='dot none'; opts='--base'; vals=' --base=none ' ;;
-    'dot/receive') args='dot'; opts='--record --branch --base --pool'; vals=' --record=none --branch=branch --base=none --pool=pool ' ;;
+    'dot/send') args='dot none'; opts='--base --sealed'; vals=' --base=none ' ;;
+    'dot/receive') args='dot'; opts='--record --branch --base --sealed --pool'; vals=' --record=none --branch=branch --base=none --pool=pool ' ;;
     'dot/rm') args='dot'; opts='--force' ;;
     'job/run') args='docker-image none...'; opts='-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart --cpu --memory --fixed --static -d --detach'; vals=' -f=path --file=path --name=none -e=env --env=env --network=none --host=host --tag=none -p=none --port=none --volume=none --link=none --restart=none --cpu=none --memory=none ' ;;
     'job/plan') args='docker-image none...'; opts='-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart --cpu --memory --fixed --static -d --detach --strategy'; vals=' -f=path --file=path --name=none -e=env --env=env --network=none --host=host --tag=none -p=none --port=none --volume=none --link=none --restart=none --cpu=none --memory=none --strategy=c:spread,binpack ' ;;

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { PassThrough, Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
 import { ConflictError } from '../core/errors.js';
 import type { ChecksumAlgorithm } from '../core/remote.js';
-import { summer } from './remote-file.js';
+import { summer } from './checksum.js';
 import { HOLD_BACK_BYTES, type StreamSeal } from './stream-check.js';
 
 /*
@@ -40,7 +40,10 @@ export class SealFramer extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    if (chunk.length === 0) return done();
+    if (chunk.length === 0) {
+      done();
+      return;
+    }
     this.sum.update(chunk);
     this.bytes += chunk.length;
     for (let at = 0; at < chunk.length; at += MAX_CHUNK) {
@@ -94,7 +97,7 @@ type State = 'magic' | 'length' | 'data' | 'trailer-length' | 'trailer' | 'done'
  */
 export class SealUnframer extends Transform {
   private state: State = 'magic';
-  private head = Buffer.alloc(0);
+  private head: Buffer = Buffer.alloc(0);
   private need = SEAL_MAGIC.length;
   private readonly sum = summer(SEAL_ALGORITHM);
   private held: Buffer[] = [];
@@ -136,7 +139,10 @@ export class SealUnframer extends Transform {
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     let at = 0;
     while (at < chunk.length) {
-      if (this.state === 'done') return done(this.fail('bytes after its seal'));
+      if (this.state === 'done') {
+        done(this.fail('bytes after its seal'));
+        return;
+      }
       if (this.state === 'data') {
         const part = chunk.subarray(at, at + this.need);
         this.payload(part);
@@ -152,7 +158,10 @@ export class SealUnframer extends Transform {
       const got = this.head;
       this.head = Buffer.alloc(0);
       const error = this.step(got);
-      if (error) return done(error);
+      if (error) {
+        done(error);
+        return;
+      }
     }
     done();
   }
@@ -188,11 +197,7 @@ export class SealUnframer extends Transform {
         } catch {
           return this.fail('its seal is not readable');
         }
-        if (
-          typeof seal?.bytes !== 'number' ||
-          typeof seal.value !== 'string' ||
-          seal.algorithm !== SEAL_ALGORITHM
-        )
+        if (typeof seal?.bytes !== 'number' || typeof seal.value !== 'string' || seal.algorithm !== SEAL_ALGORITHM)
           return this.fail('its seal is not readable');
         this.seal = seal;
         this.state = 'done';
@@ -205,10 +210,19 @@ export class SealUnframer extends Transform {
 
   override _flush(done: TransformCallback): void {
     const seal = this.seal;
-    if (!seal) return done(this.fail(`cut short: ${this.bytes} bytes arrived, and no seal`));
+    if (!seal) {
+      done(this.fail(`cut short: ${this.bytes} bytes arrived, and no seal`));
+      return;
+    }
     const got = this.sum.digest();
-    if (this.bytes !== seal.bytes) return done(this.fail(`${this.bytes} bytes arrived, its sender sealed ${seal.bytes}`));
-    if (got !== seal.value) return done(this.fail(`${seal.algorithm} ${got.slice(0, 12)}..., its sender sealed ${seal.value.slice(0, 12)}...`));
+    if (this.bytes !== seal.bytes) {
+      done(this.fail(`${this.bytes} bytes arrived, its sender sealed ${seal.bytes}`));
+      return;
+    }
+    if (got !== seal.value) {
+      done(this.fail(`${seal.algorithm} ${got.slice(0, 12)}..., its sender sealed ${seal.value.slice(0, 12)}...`));
+      return;
+    }
     for (const b of this.held.slice(this.first)) this.push(b);
     this.held = [];
     done();
