@@ -279,6 +279,8 @@ export class FileRemote implements RemoteEndpoint {
     const fh = await open(path, 'r');
     const sealed = new SealedStream({ bytes: entry.bytes, algorithm: want.algorithm, value: want.value }, `stream ${path}`, hint);
     pipeline(fh.createReadStream({ highWaterMark: CHUNK }), sealed).catch(() => undefined);
+    // Its failure reaches the receiver through the stream it feeds, and stays in sealed.failure; it is never an uncaught error.
+    sealed.on('error', () => undefined);
     return sealed;
   }
 }

@@ -130,6 +130,7 @@ export class SshRemote implements RemoteEndpoint {
       'pull again; if it fails again, check the network and the disks on both hosts',
     );
     pipeline(pass, unsealed).catch(() => undefined);
+    unsealed.on('error', () => undefined);
     const sending = this.runner.pipe(argv, { stdout: pass, mutates: false });
     // If the receiving side fails first, stop the sender too.
     const [sent, received] = await Promise.allSettled([sending, consume(unsealed, source).catch((e) => (pass.destroy(), Promise.reject(e)))]);

@@ -93,6 +93,7 @@ export async function dotReceive(
       let input = ctx.stdin;
       if (unsealed) {
         pipeline(ctx.stdin, unsealed).catch(() => undefined);
+        unsealed.on('error', () => undefined);
         input = unsealed;
       }
       const refused = (e: unknown) => unsealed?.failure ?? e;
@@ -133,6 +134,11 @@ export async function dotReceive(
         return { data: { dot: name, branch, commit: record.id, action: 'created' } };
       }
       const head = existing.branches[branch]?.head ?? null;
+      if (head === record.id) {
+        // A receive killed after it recorded the commit, run again: nothing is left to do but read the stream.
+        await finished(input.resume()).catch((e: unknown) => Promise.reject(refused(e)));
+        return { data: { dot: name, branch, commit: record.id, action: 'up-to-date' } };
+      }
       if (head !== record.parent) {
         throw new ConflictError(`${name}@${branch} here is at ${shortId(head)}, but the commit sent follows ${shortId(record.parent)}`, {
           hint: 'pull from this host first, then push again',
