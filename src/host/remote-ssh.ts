@@ -2,7 +2,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { CommitRecord } from '../core/dots.js';
 import { splitWords } from '../core/job-spec.js';
-import { ExternalCommandError, NotFoundError, PrerequisiteError } from '../core/errors.js';
+import { ConflictError, ExternalCommandError, NotFoundError, PrerequisiteError } from '../core/errors.js';
 import { validateManifest, type Manifest, type ManifestCommit, type RemoteEndpoint, type StreamFormat, type StreamSender } from '../core/remote.js';
 import { Tap } from './remote-file.js';
 import { SealUnframer, sealOutput } from './stream-seal.js';
@@ -103,9 +103,16 @@ export class SshRemote implements RemoteEndpoint {
         continue;
       }
       if (e instanceof ExternalCommandError && e.argv[0] === 'ssh' && e.exitStatus !== 255) {
-        throw new ExternalCommandError(e.argv, e.exitStatus, e.stderr, {
-          hint: `the knarr on ${this.target.host} refused the ${what}${/is damaged/.test(e.stderr) ? ' (it arrived damaged; nothing was recorded there)' : ''}`,
-        });
+        // The far side's own words name the stream and what was wrong with it.
+        const damaged = e.stderr
+          .split('\n')
+          .find((l) => l.includes(' is damaged: '))
+          ?.replace(/^knarr: /, '');
+        if (damaged)
+          throw new ConflictError(`${this.url} refused a stream: ${damaged}`, {
+            hint: 'nothing was recorded there; push again, and if it fails again check the network and the disks on both hosts',
+          });
+        throw new ExternalCommandError(e.argv, e.exitStatus, e.stderr, { hint: `the knarr on ${this.target.host} refused the ${what}` });
       }
       throw e;
     }

@@ -19,10 +19,14 @@ async function onDisk(h: TestHost): Promise<string[]> {
       ? await execa('zfs', ['list', '-H', '-o', 'name', '-t', 'all', '-r', h.pool], { reject: false })
       : await execa('btrfs', ['subvolume', 'list', '-o', h.mountpoint], { reject: false });
   // The staging parent stays once made; what a receive leaves would be under it.
-  return r.stdout
-    .split('\n')
-    .filter((l) => l && !l.endsWith('/knarr-incoming'))
-    .sort();
+  return (
+    r.stdout
+      .split('\n')
+      .filter((l) => l && !l.endsWith('/knarr-incoming'))
+      // A subvolume's generation moves with every write (etcd's too): its path is what says it is there.
+      .map((l) => l.replace(/^.* path /, ''))
+      .sort()
+  );
 }
 
 const logOf = async (h: TestHost, dot: string) => {
