@@ -62,8 +62,8 @@ _knarr_node() {
     'dot/remote/add') args='none none'; opts='--token-file --ca-file'; vals=' --token-file=path --ca-file=path ' ;;
     'dot/remote/rm') args='remote' ;;
     'dot/manifest') args='dot' ;;
-    'dot/send') args='dot none'; opts='--base'; vals=' --base=none ' ;;
-    'dot/receive') args='dot'; opts='--record --branch --base --pool'; vals=' --record=none --branch=branch --base=none --pool=pool ' ;;
+    'dot/send') args='dot none'; opts='--base --sealed'; vals=' --base=none ' ;;
+    'dot/receive') args='dot'; opts='--record --branch --base --sealed --pool'; vals=' --record=none --branch=branch --base=none --pool=pool ' ;;
     'dot/rm') args='dot'; opts='--force' ;;
     'hub/token/create') args='none'; opts='--read --write --hub'; vals=' --hub=path ' ;;
     'hub/token/list' | 'hub/token/ls') opts='--hub'; vals=' --hub=path ' ;;

@@ -68,5 +68,7 @@ export function metered(input: Readable, onBytes: (bytes: number) => void): Read
     },
   });
   input.once('error', (e) => counter.destroy(e));
+  // Its consumer may attach later: it finds the failure in counter.errored, and it is no uncaught error meanwhile.
+  counter.on('error', () => undefined);
   return input.pipe(counter);
 }

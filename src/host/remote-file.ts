@@ -1,10 +1,12 @@
 import { createHash } from 'node:crypto';
-import zlib from 'node:zlib';
-import { createReadStream, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { SealedStream } from './stream-check.js';
+import { summer } from './checksum.js';
 import { ConflictError, NotFoundError } from '../core/errors.js';
 import type { CommitRecord } from '../core/dots.js';
 import {
@@ -49,33 +51,7 @@ const FLUSH_POLL_MS = 20;
 /** New streams get CRC-32 (several GB/s; sha256 costs as much CPU as the send): it guards against damage; a stream forger could rewrite the manifest too. */
 export const STREAM_CHECKSUM: ChecksumAlgorithm = 'crc32';
 
-interface Summer {
-  update(chunk: Buffer): void;
-  digest(): string;
-}
-
-let crcTable: Uint32Array | undefined;
-/** zlib's CRC-32 in plain JS, for node before 20.15 (no zlib.crc32). */
-function crc32Js(chunk: Buffer, crc: number): number {
-  crcTable ??= Uint32Array.from({ length: 256 }, (_, n) => {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    return c >>> 0;
-  });
-  let c = ~crc >>> 0;
-  for (let i = 0; i < chunk.length; i++) c = crcTable[(c ^ chunk[i]!) & 0xff]! ^ (c >>> 8);
-  return ~c >>> 0;
-}
-
-export function summer(algorithm: ChecksumAlgorithm): Summer {
-  if (algorithm === 'sha256') {
-    const hash = createHash('sha256');
-    return { update: (chunk) => void hash.update(chunk), digest: () => hash.digest('hex') };
-  }
-  const crc32 = (zlib as { crc32?: (data: Buffer, value?: number) => number }).crc32 ?? crc32Js;
-  let value = 0;
-  return { update: (chunk) => void (value = crc32(chunk, value)), digest: () => value.toString(16).padStart(8, '0') };
-}
+export { summer } from './checksum.js';
 
 /** Checksum and size of a file, read in large chunks. */
 export async function checksumFile(path: string, algorithm: ChecksumAlgorithm): Promise<{ checksum: string; bytes: number }> {
@@ -293,20 +269,18 @@ export class FileRemote implements RemoteEndpoint {
     return STREAM_CHECKSUM === 'crc32' ? { file, bytes: sum.bytes, sha256: '', crc32: sum.checksum } : { file, bytes: sum.bytes, sha256: sum.checksum };
   }
 
-  /** Reads a stream back after checking its size and checksum against the manifest: a damaged stream never reaches the pool. */
+  /** Opens a stream checked while it is read, against the manifest's size and checksum: one read, and a damaged stream never reaches the pool whole. */
   async openVerified(dot: string, entry: ManifestCommit): Promise<Readable> {
     const path = this.streamPath(dot, entry.file);
-    const hint = { hint: 'push it again from a host that has the commit' };
+    const hint = 'push it again from a host that has the commit';
     const want = streamChecksum(entry);
-    if (!want) throw new ConflictError(`stream ${path} has no checksum in the manifest`, hint);
-    const got = await checksumFile(path, want.algorithm);
-    if (got.bytes !== entry.bytes) throw new ConflictError(`stream ${path} is damaged: ${got.bytes} bytes, the manifest says ${entry.bytes}`, hint);
-    if (got.checksum !== want.value) {
-      throw new ConflictError(
-        `stream ${path} is damaged: ${want.algorithm} ${got.checksum.slice(0, 12)}..., the manifest says ${want.value.slice(0, 12)}...`,
-        hint,
-      );
-    }
-    return createReadStream(path);
+    if (!want) throw new ConflictError(`stream ${path} has no checksum in the manifest`, { hint });
+    // Opened here so a missing file is an error before anything is received.
+    const fh = await open(path, 'r');
+    const sealed = new SealedStream({ bytes: entry.bytes, algorithm: want.algorithm, value: want.value }, `stream ${path}`, hint);
+    pipeline(fh.createReadStream({ highWaterMark: CHUNK }), sealed).catch(() => undefined);
+    // Its failure reaches the receiver through the stream it feeds, and stays in sealed.failure; it is never an uncaught error.
+    sealed.on('error', () => undefined);
+    return sealed;
   }
 }

@@ -1,9 +1,11 @@
 import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { CommitRecord } from '../core/dots.js';
 import { splitWords } from '../core/job-spec.js';
-import { ExternalCommandError, NotFoundError, PrerequisiteError } from '../core/errors.js';
+import { ConflictError, ExternalCommandError, NotFoundError, PrerequisiteError } from '../core/errors.js';
 import { validateManifest, type Manifest, type ManifestCommit, type RemoteEndpoint, type StreamFormat, type StreamSender } from '../core/remote.js';
 import { Tap } from './remote-file.js';
+import { SealUnframer, sealOutput } from './stream-seal.js';
 import { formatArgv, type Runner } from './runner.js';
 
 export interface SshTarget {
@@ -75,22 +77,44 @@ export class SshRemote implements RemoteEndpoint {
     _format: StreamFormat,
     sender: StreamSender,
   ): Promise<ManifestCommit> {
-    const argv = this.argv(['dot', 'receive', dot, '--branch', branch, '--record', JSON.stringify(record), ...(base ? ['--base', base] : [])]);
+    const argv = this.argv(['dot', 'receive', dot, '--sealed', '--branch', branch, '--record', JSON.stringify(record), ...(base ? ['--base', base] : [])]);
     if (this.runner.dryRun) {
       this.runner.plan([...sender.argv, '|', ...argv]);
       return { record, base, file: record.id, bytes: 0, sha256: '' };
     }
+    const what = `stream of commit ${record.id} of ${dot}`;
     for (let attempt = 1; ; attempt++) {
-      const tap = new Tap(sender.progress);
-      try {
-        await Promise.all([sender.produce(tap), this.runner.pipe(argv, { stdin: tap, redirect: '< stream' })]);
-        return { record, base, file: record.id, bytes: tap.bytes, sha256: tap.hash.digest('hex') };
-      } catch (e) {
-        // zfs-fuse on the far side now and then fails an incremental receive with an I/O error that the same stream sent again does not meet.
-        const transient = e instanceof ExternalCommandError && e.argv[0] === 'ssh' && /cannot receive incremental stream: I\/O error/.test(e.stderr);
-        if (!transient || attempt >= SEND_ATTEMPTS) throw e;
-        await new Promise((r) => setTimeout(r, 500 * attempt));
+      // Framed with its size and checksum: the far side checks them before it records anything.
+      const { framed, sealed } = sealOutput(async (out) => {
+        const tap = new Tap(sender.progress);
+        await Promise.all([sender.produce(tap), pipeline(tap, out)]);
+      });
+      const [sent, received] = await Promise.allSettled([sealed, this.runner.pipe(argv, { stdin: framed, redirect: '< sealed stream' })]);
+      if (sent.status === 'fulfilled' && received.status === 'fulfilled') {
+        const seal = sent.value;
+        return { record, base, file: record.id, bytes: seal.bytes, sha256: '', crc32: seal.value };
       }
+      // The far side's word comes first: a sender cut off by it only says its pipe broke.
+      const e: unknown = received.status === 'rejected' ? received.reason : (sent as PromiseRejectedResult).reason;
+      // zfs-fuse on the far side now and then fails an incremental receive with an I/O error that the same stream sent again does not meet.
+      const transient = e instanceof ExternalCommandError && e.argv[0] === 'ssh' && /cannot receive incremental stream: I\/O error/.test(e.stderr);
+      if (transient && attempt < SEND_ATTEMPTS) {
+        await new Promise((r) => setTimeout(r, 500 * attempt));
+        continue;
+      }
+      if (e instanceof ExternalCommandError && e.argv[0] === 'ssh' && e.exitStatus !== 255) {
+        // The far side's own words name the stream and what was wrong with it.
+        const damaged = e.stderr
+          .split('\n')
+          .find((l) => l.includes(' is damaged: '))
+          ?.replace(/^knarr: /, '');
+        if (damaged)
+          throw new ConflictError(`${this.url} refused a stream: ${damaged}`, {
+            hint: 'nothing was recorded there; push again, and if it fails again check the network and the disks on both hosts',
+          });
+        throw new ExternalCommandError(e.argv, e.exitStatus, e.stderr, { hint: `the knarr on ${this.target.host} refused the ${what}` });
+      }
+      throw e;
     }
   }
 
@@ -99,7 +123,7 @@ export class SshRemote implements RemoteEndpoint {
   }
 
   async fetchCommit(dot: string, entry: ManifestCommit, consume: (input: Readable, source: string) => Promise<void>): Promise<void> {
-    const argv = this.argv(['dot', 'send', dot, entry.record.id, ...(entry.base ? ['--base', entry.base] : [])]);
+    const argv = this.argv(['dot', 'send', dot, '--sealed', entry.record.id, ...(entry.base ? ['--base', entry.base] : [])]);
     const source = `${this.url} ${entry.record.id}`;
     if (this.runner.dryRun) {
       this.runner.plan(argv);
@@ -107,12 +131,22 @@ export class SshRemote implements RemoteEndpoint {
       return;
     }
     const pass = new PassThrough();
+    // Checked while it is read, its end held back until the sender's seal matches: a damaged stream is never applied whole.
+    const unsealed = new SealUnframer(
+      `stream of commit ${entry.record.id} of ${dot} from ${this.url}`,
+      'pull again; if it fails again, check the network and the disks on both hosts',
+    );
+    pipeline(pass, unsealed).catch(() => undefined);
+    unsealed.on('error', () => undefined);
     const sending = this.runner.pipe(argv, { stdout: pass, mutates: false });
     // If the receiving side fails first, stop the sender too.
-    await Promise.all([sending, consume(pass, source).catch((e) => (pass.destroy(), Promise.reject(e)))]).catch((e) => {
-      if (e instanceof ExternalCommandError && e.argv[0] === 'ssh')
-        throw new ExternalCommandError(e.argv, e.exitStatus, e.stderr, { hint: `the remote knarr on ${this.target.host} failed` });
-      throw e;
-    });
+    const [sent, received] = await Promise.allSettled([sending, consume(unsealed, source).catch((e) => (pass.destroy(), Promise.reject(e)))]);
+    const far = sent.status === 'rejected' ? sent.reason : null;
+    const farFailed = far instanceof ExternalCommandError && far.argv[0] === 'ssh';
+    // The far side's own failure says more than the cut stream it left; a sender stopped because this side failed does not.
+    const wrapped = () => new ExternalCommandError(far.argv, far.exitStatus, far.stderr, { hint: `the remote knarr on ${this.target.host} failed` });
+    if (unsealed.failure) throw farFailed ? wrapped() : unsealed.failure;
+    if (received.status === 'rejected') throw received.reason;
+    if (far !== null) throw farFailed ? wrapped() : far;
   }
 }

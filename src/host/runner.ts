@@ -300,6 +300,11 @@ export class Runner {
         inputError = e;
         child.stdin!.destroy();
       });
+      // A stream that failed before this command started (a check that ended while it waited) emits no error again.
+      if (input.errored) {
+        inputError = input.errored;
+        child.stdin!.destroy();
+      }
       input.pipe(child.stdin!);
       child.once('close', () => {
         input.unpipe(child.stdin!);

@@ -1,7 +1,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { ConflictError } from '../core/errors.js';
 import type { ChecksumAlgorithm } from '../core/remote.js';
-import { summer } from './remote-file.js';
+import { summer } from './checksum.js';
 
 /** What the sender said a stream is: its size and its checksum. */
 export interface StreamSeal {

@@ -306,7 +306,10 @@ const send = defineCommand(
     name: 'send',
     summary: "plumbing: write one commit's stream to stdout",
     args: { dot: dotOnlyArg, commit: { description: 'commit id', required: true } },
-    options: { base: { flags: '--base <id>', description: 'make the stream incremental from this commit' } },
+    options: {
+      base: { flags: '--base <id>', description: 'make the stream incremental from this commit' },
+      sealed: { flags: '--sealed', description: 'frame the stream with its size and checksum, for a receive --sealed (what a pull over ssh asks for)' },
+    },
     examples: [{ command: 'knarr dot send pgdata 00mwthi50e044888a3 > c.zfs', description: 'a full stream of one commit' }],
     dryRun: 'reads',
   },
@@ -322,6 +325,10 @@ const receive = defineCommand(
       record: { flags: '--record <json>', description: 'the commit record (JSON)' },
       branch: { flags: '--branch <name>', description: 'branch to add it to (default master)' },
       base: { flags: '--base <id>', description: 'the commit the stream is incremental from' },
+      sealed: {
+        flags: '--sealed',
+        description: 'stdin is a sealed stream (dot send --sealed): refused, with nothing recorded, unless its size and checksum match',
+      },
       pool: newDotPoolOption,
     },
     examples: [{ command: 'ssh host2 knarr dot send pgdata C | knarr dot receive pgdata --record "$REC"', description: 'what a pull over ssh does' }],

@@ -1,7 +1,10 @@
 import { DEFAULT_BRANCH, chain, parseCommitRecordJson, parseDotName, validateBranch, COMMIT_ID_RE, type DotRecord } from '../../core/dots.js';
+import { finished, pipeline } from 'node:stream/promises';
+import type { Writable } from 'node:stream';
 import { ConflictError, NotFoundError, ValidationError } from '../../core/errors.js';
 import type { Manifest } from '../../core/remote.js';
 import { spaceGuard } from '../../host/storage/common.js';
+import { SealUnframer, sealOutput } from '../../host/stream-seal.js';
 import { selectPool } from '../pool/select.js';
 import { intoStaging } from './pull.js';
 import type { CommandResult, Context } from '../types.js';
@@ -39,7 +42,7 @@ export async function dotManifest(dotName: string, ctx: Context): Promise<Comman
 }
 
 /** `knarr dot send DOT COMMIT [--base B]`: the commit's stream on stdout (incremental from B). */
-export async function dotSend(dotName: string, id: string, opts: { base?: string | undefined }, ctx: Context): Promise<CommandResult> {
+export async function dotSend(dotName: string, id: string, opts: { base?: string | undefined; sealed?: boolean }, ctx: Context): Promise<CommandResult> {
   const name = parseDotName('DOT', dotName);
   const baseId = opts.base;
   for (const [field, v] of [
@@ -59,7 +62,7 @@ export async function dotSend(dotName: string, id: string, opts: { base?: string
     const transfer = ctx.drivers[h.pool.driver].transfer(ctx.runner);
     const from = base && transfer.incremental ? { ref: h.ref(base.branch), id: base.id } : null;
     const argv = transfer.sendArgv(h.ref(record.branch), id, from);
-    const stream = async (out: import('node:stream').Writable) => {
+    const send = async (out: Writable) => {
       const release = await transfer.prepareSend?.(h.ref(record.branch), id, from);
       try {
         await ctx.runner.pipe(argv, { stdout: out, mutates: false });
@@ -67,14 +70,22 @@ export async function dotSend(dotName: string, id: string, opts: { base?: string
         await release?.();
       }
     };
-    return { data: { dot: name, commit: id, argv }, stream };
+    if (!opts.sealed) return { data: { dot: name, commit: id, argv }, stream: send };
+    return {
+      data: { dot: name, commit: id, argv, sealed: true },
+      stream: async (out) => {
+        // Sealed only once the sender succeeded: a failed send leaves a stream the receiver refuses.
+        const { framed, sealed } = sealOutput(send);
+        await Promise.all([sealed, pipeline(framed, out)]);
+      },
+    };
   });
 }
 
 /** `knarr dot receive DOT --branch B --record JSON [--base B]`: applies one commit's stream from stdin, fast-forward only. */
 export async function dotReceive(
   dotName: string,
-  opts: { record?: string | undefined; branch?: string | undefined; base?: string | undefined; pool?: string | undefined },
+  opts: { record?: string | undefined; branch?: string | undefined; base?: string | undefined; pool?: string | undefined; sealed?: boolean },
   ctx: Context,
 ): Promise<CommandResult> {
   const name = parseDotName('DOT', dotName);
@@ -85,17 +96,34 @@ export async function dotReceive(
   return withDots(ctx, (repo) =>
     withDotLock(ctx, 'dot receive', [name], async () => {
       const existing = await repo.get(name);
+      // A sealed stream is checked while it passes, its end held back until its sender's size and checksum match.
+      const unsealed = opts.sealed ? new SealUnframer(`stream of commit ${record.id} of ${name}`, 'push it again') : null;
+      let input = ctx.stdin;
+      if (unsealed) {
+        pipeline(ctx.stdin, unsealed).catch(() => undefined);
+        unsealed.on('error', () => undefined);
+        input = unsealed;
+      }
+      const refused = (e: unknown) => unsealed?.failure ?? e;
       if (!existing) {
         if (record.parent !== null) throw new ConflictError(`${name} does not exist here; its first commit has to come first`);
         const pool = await selectPool(ctx, opts.pool);
         const transfer = ctx.drivers[pool.driver].transfer(ctx.runner);
-        const staging = { pool, dot: name, branch, staging: true };
-        await intoStaging(transfer, staging, async () => {
-          await transfer.receive(staging, record, base, ctx.stdin, 'stdin');
-          await transfer.settleBranch(staging, record.id);
-        });
-        await transfer.publish(pool, name);
-        await repo.putCommit(record);
+        if (await transfer.holdsPublished(pool, name, branch, record.id)) {
+          // Cut short after it published the dot (whole: publishing comes after the stream is checked and its record written): only the dot's record is left.
+          ctx.events.warn(`${name}: on pool ${pool.name} already, from a receive cut short; writing its records`);
+          await finished(input.resume()).catch((e: unknown) => Promise.reject(refused(e)));
+          await repo.putCommit(record);
+        } else {
+          const staging = { pool, dot: name, branch, staging: true };
+          await intoStaging(transfer, staging, async () => {
+            await transfer.receive(staging, record, base, input, 'stdin');
+            await transfer.settleBranch(staging, record.id);
+          }).catch((e: unknown) => Promise.reject(refused(e)));
+          // The commit's record before the dot is visible: a kill after publishing leaves a dot whose records a re-run completes.
+          await repo.putCommit(record);
+          await transfer.publish(pool, name);
+        }
         const now = new Date().toISOString();
         const dot: DotRecord = {
           name,
@@ -114,6 +142,11 @@ export async function dotReceive(
         return { data: { dot: name, branch, commit: record.id, action: 'created' } };
       }
       const head = existing.branches[branch]?.head ?? null;
+      if (head === record.id) {
+        // A receive killed after it recorded the commit, run again: nothing is left to do but read the stream.
+        await finished(input.resume()).catch((e: unknown) => Promise.reject(refused(e)));
+        return { data: { dot: name, branch, commit: record.id, action: 'up-to-date' } };
+      }
       if (head !== record.parent) {
         throw new ConflictError(`${name}@${branch} here is at ${shortId(head)}, but the commit sent follows ${shortId(record.parent)}`, {
           hint: 'pull from this host first, then push again',
@@ -126,9 +159,11 @@ export async function dotReceive(
       if (active) await unmountSubdots(ctx, existing);
       try {
         await spaceGuard(h.pool.name, async () => {
-          await transfer.receive(h.ref(branch), record, base, ctx.stdin, 'stdin');
+          await transfer.receive(h.ref(branch), record, base, input, 'stdin');
           await transfer.settleBranch(h.ref(branch), record.id);
         });
+      } catch (e) {
+        throw refused(e);
       } finally {
         if (active) await remount(ctx, h, mounted);
       }

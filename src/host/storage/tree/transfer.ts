@@ -1,3 +1,4 @@
+import { finished } from 'node:stream/promises';
 import { readdir, rename } from 'node:fs/promises';
 import { writeJsonAtomic } from '../../local-state.js';
 import { pathExists } from '../../mounts.js';
@@ -49,8 +50,8 @@ export function treeTransfer(runner: Runner, prim: TreePrimitives, format: 'btrf
       const record = `${dotDir(ref.pool, ref.dot, ref.staging)}/.knarr/commits/${commit.id}.json`;
       if ((await pathExists(target)) && (await pathExists(record))) {
         // Already here (received on another branch): the stream is not needed.
-        input.resume();
-        await new Promise((res) => input.once('end', res).once('close', res));
+        // Still read to its end: a damaged stream fails here too.
+        await finished(input.resume());
         return;
       }
       if (await pathExists(target)) await prim.remove(runner, target);

@@ -1,0 +1,20 @@
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { it, expect } from 'vitest';
+import { FileRemote, summer } from '../../src/host/remote-file.js';
+import { metered } from '../../src/core/streams.js';
+import { Runner } from '../../src/host/runner.js';
+it('a file stream cut short is refused even when its check fails before the receiving command starts', async () => {
+  const dir = `${tmpdir()}/knarr-seal-late-${process.pid}`;
+  mkdirSync(`${dir}/d/streams`, { recursive: true });
+  const data = Buffer.alloc(1050367, 7);
+  const s = summer('crc32');
+  s.update(data);
+  writeFileSync(`${dir}/d/streams/c.tar`, data.subarray(0, 1049367));
+  const runner = new Runner({ dryRun: false } as never);
+  const r = new FileRemote(dir, runner);
+  const entry = { record: {} as never, base: null, file: 'c.tar', bytes: data.length, sha256: '', crc32: s.digest() };
+  const input = metered(await r.openVerified('d', entry), () => undefined);
+  await new Promise((r) => setTimeout(r, 500));
+  await expect(runner.pipe(['sh', '-c', 'sleep 1; head -c 900000 > /dev/null; sleep 1; cat > /dev/null'], { stdin: input })).rejects.toThrow(/damaged/);
+}, 10000);
