@@ -183,7 +183,7 @@ for (const { driver, run } of SUITES) {
       const c2 = (await okJson('dot', 'commit', dot, '-m', 'two')).id as string;
       expect(await status(dot)).toMatchObject({ clean: true, base: c2 });
       // The two commits, by short ids as log shows them, and C1 against the files now (which are c2's).
-      const between = await okJson('dot', 'diff', dot, c1.slice(0, 8), c2.slice(0, 8));
+      const between = await okJson('dot', 'diff', dot, c1.slice(0, 12), c2.slice(0, 12));
       expect(between).toMatchObject({ from: c1, to: c2 });
       expect(flat(between.changes)).toEqual(flat(changed.changes));
       expect(flat((await okJson('dot', 'diff', dot, c1)).changes)).toEqual(flat(changed.changes));
@@ -251,7 +251,7 @@ for (const { driver, run } of SUITES) {
       expect((await status(dot)).changes).toHaveLength(3);
 
       // reset --force drops them.
-      await ok(['dot', 'reset', dot, '--hard', c1.slice(0, 8), '--force']);
+      await ok(['dot', 'reset', dot, '--hard', c1.slice(0, 12), '--force']);
       expect(await readFile(`${m}/app.conf`, 'utf8')).toBe('port=80\n');
       expect(existsSync(`${m}/static/old.css`)).toBe(true);
       expect(existsSync(`${mdb}/extra.bin`)).toBe(false);
