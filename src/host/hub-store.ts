@@ -9,7 +9,7 @@ import { ConflictError } from '../core/errors.js';
 import { HUB_TOKEN_RE, checkHubManifest, manifestBlobs, type HubAccess, type HubTokenRecord } from '../core/hub.js';
 import type { Manifest } from '../core/remote.js';
 import { acquireLock, holderAlive } from './lock.js';
-import { readJson, syncDir, writeJsonAtomic } from './local-state.js';
+import { readJson, syncDir, writeFileAtomic, writeJsonAtomic } from './local-state.js';
 
 /** Why the hub refused a step: the HTTP side turns each kind into its status. */
 export type HubRefusalKind = 'not-found' | 'precondition' | 'missing-blob' | 'offset' | 'busy' | 'mismatch';
@@ -43,25 +43,6 @@ const RUNNING_WAIT_MS = 5_000;
 const WRITE_HIGH_WATER = 1024 * 1024;
 
 const sha256Hex = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
-
-/** Text through a temporary file, fsync and rename, so a reader sees the old file or the new one, never half of one. */
-async function writeTextAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const fh = await open(tmp, 'w', 0o600);
-  try {
-    try {
-      await fh.writeFile(text);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
-  await syncDir(path.slice(0, path.lastIndexOf('/')));
-}
 
 async function sizeOf(path: string): Promise<number | null> {
   try {
@@ -257,7 +238,7 @@ export class HubStore {
       if (cond.create)
         await writeJsonAtomic(`${this.dotDir(user, dot)}/meta.json`, { private: cond.private, createdAt: new Date().toISOString() } satisfies HubDotMeta);
       const text = `${JSON.stringify(m, null, 2)}\n`;
-      await writeTextAtomic(`${this.dotDir(user, dot)}/manifest.json`, text);
+      await writeFileAtomic(`${this.dotDir(user, dot)}/manifest.json`, text);
       return sha256Hex(text);
     });
   }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -6,13 +7,18 @@ import { statePaths } from '../core/paths.js';
 import type { PoolRecord } from './storage/driver.js';
 
 /** Writes JSON through a temporary file, fsync and rename, so neither a crash nor a power cut leaves half a record. */
-export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
+export function writeJsonAtomic(path: string, value: unknown): Promise<void> {
+  return writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** Writes text through a temporary file of its own, fsync and rename: a reader sees the old file or the new one, never half of one. */
+export async function writeFileAtomic(path: string, text: string): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.tmp`;
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   const fh = await open(tmp, 'w', 0o600);
   try {
     try {
-      await fh.writeFile(`${JSON.stringify(value, null, 2)}\n`);
+      await fh.writeFile(text);
       await fh.sync();
     } finally {
       await fh.close();

@@ -12,6 +12,22 @@ export const BRANCH_SIZE = '10G';
 export const branchLv = (dot: string, branch: string) => `kd.${dot}.${branch}`;
 export const commitLv = (dot: string, id: string) => `kc.${dot}.${id}`;
 
+/** What LVM and the mount table say, asked of lvs and findmnt (not read from /proc) so the argv-level fakes can answer too. */
+export function lvmProbes(runner: Runner): { lvNames(pool: PoolRecord): Promise<string[]>; mounted(path: string): Promise<boolean> } {
+  return {
+    async lvNames(pool) {
+      const r = await runner.run(['lvs', '--noheadings', '-o', 'lv_name', pool.name], { mutates: false, okExitCodes: [5] });
+      return r.exitCode === 0
+        ? r.stdout
+            .split('\n')
+            .map((l) => l.trim())
+            .filter(Boolean)
+        : [];
+    },
+    mounted: async (path) => (await runner.run(['findmnt', '-n', '-o', 'SOURCE', '--mountpoint', path], { mutates: false, okExitCodes: [1] })).exitCode === 0,
+  };
+}
+
 /** Folders of sends (a commit's snapshot mounted to be read) in a dot; with onlyDead, those of processes that are gone (a push killed). */
 export async function sendFolders(dotPath: string, onlyDead: boolean): Promise<string[]> {
   const alive = (pid: number) => {
@@ -35,18 +51,7 @@ export function lvmDots(runner: Runner): DotStorage {
   const branchPath = (ref: DotFsRef) => `${dotDir(ref.pool, ref.dot)}/${ref.branch}`;
   const recordPath = (pool: PoolRecord, dot: string, id: string) => `${dotDir(pool, dot)}/.knarr/commits/${id}.json`;
   const vgPath = (pool: PoolRecord, lv: string) => `${pool.name}/${lv}`;
-  const lvNames = async (pool: PoolRecord): Promise<string[]> => {
-    const r = await runner.run(['lvs', '--noheadings', '-o', 'lv_name', pool.name], { mutates: false, okExitCodes: [5] });
-    return r.exitCode === 0
-      ? r.stdout
-          .split('\n')
-          .map((l) => l.trim())
-          .filter(Boolean)
-      : [];
-  };
-  // Asked of findmnt (not read from /proc here) so the argv-level fakes can answer too.
-  const mounted = async (path: string) =>
-    (await runner.run(['findmnt', '-n', '-o', 'SOURCE', '--mountpoint', path], { mutates: false, okExitCodes: [1] })).exitCode === 0;
+  const { lvNames, mounted } = lvmProbes(runner);
   const mountBranch = async (ref: DotFsRef) => {
     if (await mounted(branchPath(ref))) return;
     await runner.mkdirp(branchPath(ref));

@@ -5,7 +5,7 @@ import type { Runner } from '../../runner.js';
 import { DOTS_DIR, subdirsOf, THIN_POOL } from '../common.js';
 import type { DotFsRef, DotTransfer, PoolRecord } from '../driver.js';
 import { applyDelta, deltaTarArgv, treeChanges, writeDeltaFiles } from '../tree/delta.js';
-import { BRANCH_SIZE, branchLv, commitLv, sendFolders } from './dots.js';
+import { BRANCH_SIZE, branchLv, commitLv, lvmProbes, sendFolders } from './dots.js';
 
 const INCOMING_DIR = 'knarr-incoming';
 /** ext4 keeps it at the root of every volume: it is the filesystem's, not the dot's. */
@@ -30,18 +30,7 @@ export function lvmTransfer(runner: Runner): DotTransfer {
   const recvMount = (ref: DotFsRef, id: string) => `${dotDir(ref.pool, ref.dot, ref.staging)}/.knarr/recv/${id}`;
   const incrementalBytes = new Map<string, number>();
 
-  const lvNames = async (pool: PoolRecord): Promise<string[]> => {
-    const r = await runner.run(['lvs', '--noheadings', '-o', 'lv_name', pool.name], { mutates: false, okExitCodes: [5] });
-    return r.exitCode === 0
-      ? r.stdout
-          .split('\n')
-          .map((l) => l.trim())
-          .filter(Boolean)
-      : [];
-  };
-  // Asked of findmnt, as the dots do, so the argv-level fakes can answer too.
-  const mounted = async (path: string) =>
-    (await runner.run(['findmnt', '-n', '-o', 'SOURCE', '--mountpoint', path], { mutates: false, okExitCodes: [1] })).exitCode === 0;
+  const { lvNames, mounted } = lvmProbes(runner);
   const unmount = async (path: string) => {
     if (await mounted(path)) await runner.run(['umount', path]);
   };
