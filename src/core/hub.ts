@@ -1,7 +1,10 @@
 import { parseDotName } from './dots.js';
+import { HUB_USER_RE, validateHubUser } from './names.js';
 import { ValidationError } from './errors.js';
 import { checkManifestNames } from './manifest-names.js';
 import { validateManifest, type Manifest } from './remote.js';
+
+export { HUB_USER_RE, validateHubUser };
 
 /** What a hub token lets its holder do with its user's dots. */
 export type HubAccess = 'read' | 'write';
@@ -26,20 +29,10 @@ export interface HubDotSummary {
   updatedAt: string;
 }
 
-export const HUB_USER_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 export const HUB_TOKEN_RE = /^knh_([0-9a-f]{16})_([0-9a-f]{64})$/;
 export const HUB_TOKEN_ID_RE = /^[0-9a-f]{16}$/;
 export const UPLOAD_ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
 export const SHA256_RE = /^[0-9a-f]{64}$/;
-
-export function validateHubUser(field: string, user: string): string {
-  if (!HUB_USER_RE.test(user))
-    throw new ValidationError(
-      field,
-      `${JSON.stringify(user)} is not a hub user; use lower-case letters, digits, "_" and "-", starting with a letter or digit, at most 63`,
-    );
-  return user;
-}
 
 /** A dot name as a hub path holds it: a whole dot (no subdot). */
 export function validateHubDot(field: string, dot: string): string {

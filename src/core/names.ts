@@ -59,7 +59,7 @@ export function validatePath(field: string, value: string): string {
   return value;
 }
 
-const HUB_USER_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+export const HUB_USER_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 /** A hub account name: lower-case letters, digits, "_" and "-", at most 63, as the hub stores it. */
 export function validateHubUser(field: string, user: string): string {
