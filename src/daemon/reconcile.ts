@@ -367,14 +367,14 @@ export class Reconciler {
     if (desiredState(i) === 'stopped') {
       if (container && container.State !== 'exited' && container.State !== 'created') await this.engine.stop(container.Id);
       if (actual?.state !== 'stopped' || actual.host !== me) {
-        await this.jobs.putActual(name, {
+        const reported = await this.report(i, {
           host: me,
           container: container?.Id ?? '',
           state: 'stopped',
           startedAt: actual?.startedAt ?? '',
           generation: generationOf(i),
         });
-        await this.jobs.addEvent(name, { host: me, event: 'stopped' });
+        if (reported) await this.jobs.addEvent(name, { host: me, event: 'stopped' });
       }
       return;
     }
@@ -403,10 +403,20 @@ export class Reconciler {
     const samePorts = !picksPort(i.spec) || actual?.startedAt === next.startedAt;
     if (actual && actual.host === me && actual.container === next.container && actual.state === next.state && actual.restarts === next.restarts && samePorts)
       return;
-    await this.jobs.putActual(name, next);
+    if (!(await this.report(i, next))) return;
     if (state === 'running') await this.jobs.putServices(i.spec, me, this.opts.serviceAddress, publishedPorts(info));
     if (state === 'exited' && actual?.state !== 'exited')
       await this.jobs.addEvent(name, { host: me, event: 'exited', detail: `exit code ${info.State.ExitCode}` });
+  }
+
+  /** This host's report of a job it runs, written only while the job is still placed here as this pass saw it. */
+  private report(i: JobIntent, a: JobActual): Promise<boolean> {
+    const me = this.opts.host;
+    return this.jobs.putActualWhile(
+      i.spec.name,
+      a,
+      (cur) => cur.managed === true && cur.host === me && generationOf(cur) === generationOf(i) && desiredState(cur) === desiredState(i),
+    );
   }
 
   private async start(i: JobIntent, previous: JobActual | null): Promise<void> {
@@ -424,7 +434,7 @@ export class Reconciler {
       const id = await startDaemon(this.engine, i.spec, daemonContainer(i.spec, this.opts.fleet, generationOf(i), { env, binds }));
       // A port the engine picked is known once the container runs.
       const info = picksPort(i.spec) ? await this.engine.inspect(id) : null;
-      await this.jobs.putActual(name, {
+      const reported = await this.report(i, {
         host: me,
         container: id,
         state: 'running',
@@ -432,6 +442,11 @@ export class Reconciler {
         restarts: 0,
         generation: generationOf(i),
       });
+      if (!reported) {
+        // Moved or changed while it started: the next pass (the intent's watch asks for one) judges this copy.
+        this.log(`started job ${name} (${id.slice(0, 12)}), but it no longer runs here as started`);
+        return;
+      }
       await this.jobs.putServices(i.spec, me, this.opts.serviceAddress, info ? publishedPorts(info) : undefined);
       await this.jobs.addEvent(name, { host: me, event: 'started', detail: id.slice(0, 12) });
       this.log(`started job ${name} (${id.slice(0, 12)})`);
@@ -447,7 +462,7 @@ export class Reconciler {
       this.log(`job ${name} did not start: ${error} (next try in ${delay / 1000}s)`);
       this.notStarted.set(name, error);
       if (previous?.state === 'failed' && previous.error === error && previous.host === me) return;
-      await this.jobs.putActual(name, { host: me, container: '', state: 'failed', startedAt: '', error, generation: generationOf(i) });
+      if (!(await this.report(i, { host: me, container: '', state: 'failed', startedAt: '', error, generation: generationOf(i) }))) return;
       await this.jobs.addEvent(name, { host: me, event: 'failed', detail: error });
     }
   }

@@ -119,6 +119,21 @@ export class JobRepo {
   putActual(name: string, a: JobActual): Promise<void> {
     return this.store.put(this.keys.psEntry(name), JSON.stringify(a));
   }
+  /**
+   * Writes the actual state only while the intent still holds (placed here, same generation), in one transaction
+   * guarded by the intent's revision: an agent's slow pass on a stale listing never overwrites the report of the
+   * host the job moved to. False when the intent no longer holds.
+   */
+  async putActualWhile(name: string, a: JobActual, holds: (i: JobIntent) => boolean): Promise<boolean> {
+    const key = this.keys.job(name);
+    for (let tries = 0; tries < 5; tries++) {
+      const current = await this.store.getVersioned(key);
+      if (!current || !holds(JSON.parse(current.value) as JobIntent)) return false;
+      const puts = [{ key: this.keys.psEntry(name), value: JSON.stringify(a) }];
+      if (await this.store.transact([{ key, modRevision: current.modRevision }], puts, [])) return true;
+    }
+    return false;
+  }
   putService(s: ServiceRecord): Promise<void> {
     return this.store.put(this.keys.service(s.name), JSON.stringify(s));
   }

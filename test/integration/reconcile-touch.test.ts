@@ -20,6 +20,8 @@ describe.skipIf(!run)("a docker event touches only its job's keys", () => {
   let store: Store;
   /** Every key or prefix the reconciler read, in order: the real store, counted. */
   const reads: string[] = [];
+  /** Run once right after the reconciler's next listing of the jobs: another host acting in the middle of a pass. */
+  let afterJobsListed: (() => Promise<void>) | null = null;
   beforeAll(async () => {
     tmp = await tempDir('knarr-touch-');
     etcd = await startEtcd();
@@ -31,6 +33,11 @@ describe.skipIf(!run)("a docker event touches only its job's keys", () => {
         if (typeof v !== 'function') return v;
         return (...args: unknown[]) => {
           if (prop === 'get' || prop === 'list' || prop === 'getVersioned') reads.push(String(args[0]));
+          const hook = afterJobsListed;
+          if (prop === 'list' && String(args[0]).endsWith('/jobs/') && hook) {
+            afterJobsListed = null;
+            return (v.apply(target, args) as Promise<unknown>).then(async (listed) => (await hook(), listed));
+          }
           return v.apply(target, args);
         };
       },
@@ -82,6 +89,37 @@ describe.skipIf(!run)("a docker event touches only its job's keys", () => {
       expect(await d.docker('ps', '-aq')).toBe(before);
     } finally {
       r.stop();
+    }
+  }, 60_000);
+
+  it('a pass on a stale listing never overwrites the report of the host the job moved to', async () => {
+    const jobs = new JobRepo(store, 'g');
+    const spec = parseJobSpec({ name: 'moving', image: d.image, command: ['sleep', '3600'], network: 'none', daemonize: true }, 'job');
+    await jobs.createIntent('moving', { spec, host: 'hb', managed: true, createdAt: new Date().toISOString() });
+    const theirs = { host: 'ha', container: 'c'.repeat(64), state: 'running' as const, startedAt: new Date().toISOString(), generation: 0 };
+    // Listed as placed on hb; then ha takes it back and reports its running copy before hb's start ends.
+    afterJobsListed = async () => {
+      expect(await jobs.updateIntent('moving', (cur) => ({ ...cur, host: 'ha' }))).not.toBeNull();
+      await jobs.putActual('moving', theirs);
+    };
+    const log: string[] = [];
+    const r = new Reconciler(
+      { host: 'hb', fleet: 'g', serviceAddress: '127.0.0.1', prune: false, dotBinds: async () => [] },
+      new DockerEngine(d.socket, false),
+      jobs,
+      new HostRepo(store, 'g'),
+      { direct: true },
+      (l) => log.push(l),
+    );
+    try {
+      await r.converge();
+      expect(afterJobsListed).toBeNull();
+      expect(await jobs.actual('moving'), log.join('\n')).toEqual(theirs);
+      expect((await jobs.services()).filter((s) => s.job === 'moving')).toEqual([]);
+      expect((await jobs.history('moving')).filter((e) => e.host === 'hb' && e.event === 'started')).toEqual([]);
+    } finally {
+      r.stop();
+      await d.docker('rm', '-f', 'knarr-moving').catch(() => undefined);
     }
   }, 60_000);
 });
