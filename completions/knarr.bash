@@ -26,7 +26,7 @@ _knarr_node() {
     'etcd') kids='up down status join members remove token backup restore compact defrag' ;;
     'dot') kids='init list ls show status diff commit log branch checkout reset clone mount unmount fsck push pull remote manifest send receive rm' ;;
     'dot/remote') kids='add rm list ls' ;;
-    'hub') kids='token list ls' ;;
+    'hub') kids='token list ls gc' ;;
     'hub/token') kids='create list ls revoke' ;;
     'job') kids='run plan list ls ps show logs stop rm restart history' ;;
     'service') kids='list ls' ;;
@@ -69,6 +69,7 @@ _knarr_node() {
     'hub/token/list' | 'hub/token/ls') opts='--hub'; vals=' --hub=path ' ;;
     'hub/token/revoke') args='none'; opts='--hub'; vals=' --hub=path ' ;;
     'hub/list' | 'hub/ls') args='none'; opts='--hub --remote --token-file --ca-file'; vals=' --hub=path --remote=remote --token-file=path --ca-file=path ' ;;
+    'hub/gc') opts='--older-than --hub'; vals=' --older-than=none --hub=path ' ;;
     'job/run') args='docker-image none...'; opts='-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart --cpu --memory --fixed --static -d --detach'; vals=' -f=path --file=path --name=none -e=env --env=env --network=none --host=host --tag=none -p=none --port=none --volume=none --link=none --restart=none --cpu=none --memory=none ' ;;
     'job/plan') args='docker-image none...'; opts='-i --interactive -f --file --name -e --env --network --host --tag -p --port --volume --link --restart --cpu --memory --fixed --static -d --detach --strategy'; vals=' -f=path --file=path --name=none -e=env --env=env --network=none --host=host --tag=none -p=none --port=none --volume=none --link=none --restart=none --cpu=none --memory=none --strategy=c:spread,binpack ' ;;
     'job/show') args='job' ;;

@@ -226,6 +226,7 @@ for (const { driver, run } of SUITES) {
       for (const argv of [
         ['dot', 'checkout', dot, 'exp'],
         ['--dry-run', 'dot', 'checkout', dot, 'exp'],
+        ['dot', 'mount', dot, m, '--branch', 'exp'],
         ['dot', 'reset', dot, '--hard', c1],
         ['--dry-run', 'dot', 'reset', dot, '--hard', c1],
       ]) {

@@ -165,7 +165,11 @@ const mount = defineCommand(
     args: { dot: dotArg, path: { description: 'mount target; made if missing', required: true } },
     options: {
       branch: { flags: '--branch <name>', description: 'check this branch out first' },
-      force: { flags: '--force', description: 'mount over a directory that is not empty (hiding what it holds)' },
+      force: {
+        flags: '--force',
+        description:
+          'mount over a directory that is not empty (hiding what it holds); with --branch, switch although the active branch has uncommitted changes',
+      },
     },
     examples: [{ command: 'knarr dot mount myapp.postgres /var/lib/postgresql', description: 'mount a subdot' }],
     dryRun: 'plans',

@@ -5,6 +5,7 @@ import { validatePath } from '../../core/names.js';
 import { entriesOf, mountAt, pathKind } from '../../host/mounts.js';
 import type { CommandResult, Context } from '../types.js';
 import { switchBranch } from './checkout.js';
+import { refuseUncommitted } from './status.js';
 import { dotHandle, mountSubdot, requireDot, subdotLabel, unmountSubdots, withDotLock, withDots } from './common.js';
 
 /** `knarr dot mount DOT[.SUBDOT] PATH [--branch B]`: bind-mount a subdot; idempotent. */
@@ -43,6 +44,8 @@ export async function dotMount(dotText: string, path: string, opts: { branch?: s
           },
         );
       }
+      if (branch !== undefined && branch !== dot.activeBranch && dot.branches[branch] && !force)
+        await refuseUncommitted(ctx, repo, dot, `they stay on ${dot.activeBranch}, out of sight, while ${branch} is mounted`);
       if (branch !== undefined) dot = await switchBranch(ctx, repo, dot, branch);
       const h = await dotHandle(ctx, dot);
       const action = await mountSubdot(ctx, h, sub, target, force);
