@@ -30,6 +30,8 @@ export interface HubTarget {
   /** How an operator gives this remote a token, or a CA, for the hints of a refusal. */
   tokenHint: string;
   caHint: string;
+  /** Why this host was tried, when the operator may have meant something else (a remote's name). */
+  reachHint?: string;
   /** A dot this push creates on the hub is private (pulled only with a token). */
   private: boolean;
   /** Told what a user should know (a push resumed, an upload sent again). */
@@ -213,7 +215,7 @@ export class HubRemote implements RemoteEndpoint {
       return new PrerequisiteError(`TLS with the hub at ${base} failed: ${e.message} (${code || 'no code'})`, { hint: this.target.caHint });
     if (UNREACHABLE_CODES.has(code))
       return new NotFoundError(`cannot reach the hub at ${base}: ${e.message}`, {
-        hint: 'check the host and the port, and that the knarr daemon there runs with --hub',
+        hint: this.target.reachHint ?? 'check the host and the port, and that the knarr daemon there runs with --hub',
       });
     return new FailureError(`the connection to the hub at ${base} broke during ${what}: ${e.message}`, {
       hint: 'run the command again; a push goes on from the bytes the hub holds',

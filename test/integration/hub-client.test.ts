@@ -265,6 +265,11 @@ describe.skipIf(!run)('dots over https to a hub served by an agent (zfs)', () =>
     const gone = await a.run(['dot', 'pull', `https://127.0.0.1:${await freePort()}/${USER}/${dot}`], tlsEnv());
     expect(gone.code).toBe(3);
     expect(gone.stderr).toMatch(/cannot reach the hub at https:\/\/127\.0\.0\.1/);
+    // A mistyped remote name with a "." is tried as a hub's host, and the hint says so.
+    const typo = await a.run(['dot', 'pull', `hubb.invalid/${USER}/${dot}`]);
+    expect(typo.code).toBe(3);
+    expect(typo.stderr).toMatch(/cannot reach the hub at https:\/\/hubb\.invalid:7946/);
+    expect(typo.stderr).toMatch(/no remote is named hubb\.invalid, so it was taken as a hub's host .*knarr dot remote list/);
   }, 180_000);
 
   it('--dry-run push sends nothing and says what it would send', async () => {

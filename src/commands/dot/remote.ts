@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ConflictError, NotFoundError, ValidationError } from '../../core/errors.js';
 import { looksLikeHubHost, validatePath } from '../../core/names.js';
-import { hubHostUrl, parseRemoteUrl, validateRemoteName, type RemoteEndpoint, type RemoteUrl } from '../../core/remote.js';
+import { HUB_DEFAULT_PORT, hubHostUrl, parseRemoteUrl, validateRemoteName, type RemoteEndpoint, type RemoteUrl } from '../../core/remote.js';
 import { setting } from '../../core/settings.js';
 import { FileRemote } from '../../host/remote-file.js';
 import { SshRemote } from '../../host/remote-ssh.js';
@@ -64,7 +64,7 @@ function isRemoteName(text: string): boolean {
 }
 
 /** How an operator gives a hub remote its token, or its CA: the remote's own file, else the settings. */
-function hubHints(remote: ResolvedRemote): { tokenHint: string; caHint: string } {
+function hubHints(remote: ResolvedRemote): { tokenHint: string; caHint: string; reachHint?: string } {
   const tokenSetting = setting('dots.hubTokenFile');
   const caSetting = setting('dots.hubCaFile');
   const url = remote.url.url;
@@ -75,6 +75,14 @@ function hubHints(remote: ResolvedRemote): { tokenHint: string; caHint: string }
       `${own('--token-file')}${tokenSetting.key} (${tokenSetting.env}) to a file holding a token of the account; ` +
       `the hub's operator makes one with: knarr hub token create USER --write (or --read for private pulls)`,
     caHint: `${own('--ca-file')}${caSetting.key} (${caSetting.env}) to the PEM CA file that signed the hub's certificate`,
+    // A mistyped remote name with a "." reads as a hub's host: the hint says so.
+    ...(remote.recorded === null && !remote.name.includes('://')
+      ? {
+          reachHint:
+            `no remote is named ${remote.name.split('/')[0]}, so it was taken as a hub's host (https, port ${HUB_DEFAULT_PORT}); ` +
+            `see ${knarrCommand('dot', 'remote', 'list')}`,
+        }
+      : {}),
   };
 }
 
