@@ -30,6 +30,16 @@ interface TokensFile {
   tokens: HubTokenRecord[];
 }
 
+/** A file `hub gc` removes (or, under --dry-run, would): an abandoned upload, or a blob no manifest names. */
+export interface HubGarbage {
+  user: string;
+  dot: string;
+  kind: 'upload' | 'blob';
+  name: string;
+  bytes: number;
+  modifiedAt: string;
+}
+
 /** A dot's meta.json: whether pulling it needs a token. */
 export interface HubDotMeta {
   private: boolean;
@@ -185,6 +195,42 @@ export class HubStore {
         const m = await this.readManifest(u, dot);
         if (!m) continue;
         out.push({ user: u, manifest: JSON.parse(m.text) as Manifest, private: await this.isPrivate(u, dot) });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * What `hub gc` removes: uploads not written to since cutoff (ms since the epoch), and blobs no manifest names that
+   * are as old (a push uploads its blobs before its manifest: a young one may be about to be named). Each dot is
+   * judged as its only manifest writer, so no manifest naming a blob lands while the blob goes. dryRun lists only.
+   */
+  async collect(cutoff: number, dryRun: boolean): Promise<HubGarbage[]> {
+    const names = async (dir: string, dirs: boolean) =>
+      (await readdir(dir, { withFileTypes: true }).catch(() => [])).filter((d) => (dirs ? d.isDirectory() : d.isFile())).map((d) => d.name);
+    const out: HubGarbage[] = [];
+    for (const user of (await names(`${this.dir}/dots`, true)).sort()) {
+      for (const dot of (await names(`${this.dir}/dots/${user}`, true)).sort()) {
+        const found = await this.dotTurn(user, dot, async () => {
+          const m = await this.readManifest(user, dot);
+          const named = m ? manifestBlobs(JSON.parse(m.text) as Manifest) : new Map<string, number>();
+          const here: HubGarbage[] = [];
+          for (const [kind, sub] of [
+            ['upload', 'uploads'],
+            ['blob', 'blobs'],
+          ] as const) {
+            for (const name of (await names(`${this.dotDir(user, dot)}/${sub}`, false)).sort()) {
+              if (kind === 'blob' && named.has(name)) continue;
+              const path = `${this.dotDir(user, dot)}/${sub}/${name}`;
+              const st = await stat(path).catch(() => null);
+              if (!st || st.mtimeMs >= cutoff || this.running.has(`${user}/${dot}/${name}`)) continue;
+              if (!dryRun) await rm(path, { force: true });
+              here.push({ user, dot, kind, name, bytes: st.size, modifiedAt: st.mtime.toISOString() });
+            }
+          }
+          return here;
+        });
+        out.push(...found);
       }
     }
     return out;

@@ -1,5 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { HubStore } from '../../src/host/hub-store.js';
 import { knarr } from '../harness/cli.js';
 import { tempDir, type TempDir } from '../harness/tmp.js';
 
@@ -43,5 +45,77 @@ describe('knarr hub token and hub list on a local hub directory', () => {
     expect(dryRevoke.code, dryRevoke.stderr).toBe(0);
     expect((await knarr(['--json', 'hub', 'token', 'list', '--hub', hub])).json()).toHaveLength(1);
     expect((await knarr(['--json', 'hub', 'list', '--hub', hub])).json()).toEqual([]);
+  });
+
+  it('gc removes abandoned uploads and unnamed blobs older than the age; named blobs and young files stay; --dry-run only lists', async () => {
+    const hub = `${tmp.path}/hub`;
+    const store = new HubStore(hub);
+    const dir = store.dotDir('alice', 'pg');
+    mkdirSync(`${dir}/blobs`, { recursive: true });
+    mkdirSync(`${dir}/uploads`, { recursive: true });
+    const put = (rel: string, body: string, ageH: number) => {
+      writeFileSync(`${dir}/${rel}`, body);
+      const t = new Date(Date.now() - ageH * 3600_000);
+      utimesSync(`${dir}/${rel}`, t, t);
+    };
+    const sha = (b: string) => createHash('sha256').update(b).digest('hex');
+    const [named, unnamedOld, unnamedYoung] = ['named stream', 'left by a push whose manifest never came', 'uploaded a minute ago'].map(sha) as [
+      string,
+      string,
+      string,
+    ];
+    put(`blobs/${named}`, 'named stream', 48);
+    put(`blobs/${unnamedOld}`, 'left by a push whose manifest never came', 48);
+    put(`blobs/${unnamedYoung}`, 'uploaded a minute ago', 0);
+    put('uploads/0000000000000001-full', 'a cut push', 30);
+    put('uploads/0000000000000002-full', 'a push under way', 0);
+    const id = '00000000a1deadbeef';
+    const manifest = {
+      version: 2,
+      dot: 'pg',
+      format: 'zfs',
+      subdots: ['__default__'],
+      branches: { master: { commits: [id] } },
+      commits: {
+        [id]: {
+          record: { id, dot: 'pg', branch: 'master', message: 'm', author: 'a', createdAt: '2026-01-01T00:00:00Z' },
+          base: null,
+          file: named,
+          sha256: named,
+          bytes: 'named stream'.length,
+        },
+      },
+      updatedAt: '2026-01-01T00:00:00Z',
+    };
+    await store.putManifest('alice', 'pg', manifest, { ifMatch: null, create: true, private: false });
+    const left = () =>
+      ['blobs', 'uploads'].flatMap((sub) =>
+        [named, unnamedOld, unnamedYoung, '0000000000000001-full', '0000000000000002-full'].filter((n) => existsSync(`${dir}/${sub}/${n}`)),
+      );
+    const all = left();
+    expect(all).toHaveLength(5);
+
+    const bad = await knarr(['hub', 'gc', '--older-than', 'yesterday', '--hub', hub]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--older-than: "yesterday" is not an age/);
+    const dry = await knarr(['--dry-run', 'hub', 'gc', '--hub', hub]);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain(`# remove blob alice/pg ${unnamedOld}`);
+    expect(dry.stdout).toContain('# remove upload alice/pg 0000000000000001-full');
+    expect(dry.stdout.match(/^# remove/gm)).toHaveLength(2);
+    expect(left()).toEqual(all);
+
+    const gc = await knarr(['--json', 'hub', 'gc', '--hub', hub]);
+    expect(gc.code, gc.stderr).toBe(0);
+    const out = gc.json() as { removed: { kind: string; name: string; bytes: number }[]; bytes: number };
+    expect(out.removed.map((r) => `${r.kind} ${r.name}`).sort()).toEqual([`blob ${unnamedOld}`, 'upload 0000000000000001-full']);
+    expect(out.bytes).toBe('left by a push whose manifest never came'.length + 'a cut push'.length);
+    expect(left().sort()).toEqual([named, unnamedYoung, '0000000000000002-full'].sort());
+    // The dot is whole: its manifest still names a blob the hub holds.
+    expect((await knarr(['--json', 'hub', 'list', '--hub', hub])).json()).toMatchObject([{ user: 'alice', dot: 'pg' }]);
+    // A second run finds nothing; an age of 0 takes the young unnamed files, never the named blob.
+    expect((await knarr(['hub', 'gc', '--hub', hub])).stdout).toMatch(/nothing to remove/);
+    expect((await knarr(['hub', 'gc', '--older-than', '0', '--hub', hub])).code).toBe(0);
+    expect(left()).toEqual([named]);
   });
 });

@@ -230,6 +230,7 @@ describe.skipIf(!run)('--dry-run changes nothing: every mutating command of the 
     'dot remote rm': [['origin']],
     'hub token create': [['alice', '--write', '--hub', `${tmp.path}/hub`]],
     'hub token revoke': [[hubToken, '--hub', `${tmp.path}/hub`]],
+    'hub gc': [['--older-than', '1s', '--hub', `${tmp.path}/hub`]],
     'dot receive': [['d1', '--record', JSON.stringify({ id: 'x' })]],
     'dot rm': [['d1', '--force']],
     'job run': [

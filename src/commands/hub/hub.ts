@@ -6,6 +6,7 @@ import { ConflictError, FailureError, NotFoundError, PrerequisiteError, Validati
 import { validateHubUser, validateTokenId, type HubAccess, type HubDotSummary, summarizeDot } from '../../core/hub.js';
 import { validateRemoteName } from '../../core/remote.js';
 import { HubStore } from '../../host/hub-store.js';
+import { parseAge } from '../../core/ops.js';
 import { withDots } from '../dot/common.js';
 import { timeCell, type CommandResult, type Context } from '../types.js';
 
@@ -176,6 +177,30 @@ export async function hubList(
         String(d.bytes),
         timeCell(d.updatedAt),
       ]),
+    },
+  };
+}
+
+/** How old an upload or an unnamed blob is before `hub gc` removes it, unless --older-than says. */
+const HUB_GC_AGE = '24h';
+
+/** `knarr hub gc [--older-than AGE]`: abandoned uploads and blobs no manifest names, older than AGE, removed. */
+export async function hubGc(options: HubDirOption & { olderThan?: string }, ctx: Context): Promise<CommandResult> {
+  const age = parseAge('--older-than', options.olderThan ?? HUB_GC_AGE);
+  const store = new HubStore(hubDir(options, ctx));
+  const dryRun = ctx.runner.dryRun;
+  const gone = await store.collect(Date.now() - age, dryRun);
+  const bytes = gone.reduce((n, g) => n + g.bytes, 0);
+  if (dryRun) for (const g of gone) ctx.runner.note(`remove ${g.kind} ${g.user}/${g.dot} ${g.name} (${g.bytes} bytes)`);
+  const verb = dryRun ? 'would remove' : 'removed';
+  return {
+    data: { removed: gone, bytes, dryRun },
+    view: {
+      kind: 'lines',
+      lines: [
+        ...gone.map((g) => `${verb} ${g.kind} ${g.user}/${g.dot} ${g.name.slice(0, 16)} (${g.bytes} bytes, last written ${timeCell(g.modifiedAt)})`),
+        gone.length === 0 ? 'nothing to remove' : `${verb} ${gone.length} file(s), ${bytes} bytes`,
+      ],
     },
   };
 }

@@ -70,6 +70,25 @@ const list = defineCommand(
   async ({ args, options }, ctx) => (await import('./hub.js')).hubList(args.user, options, ctx),
 );
 
+const gc = defineCommand(
+  {
+    name: 'gc',
+    summary: "remove a hub directory's abandoned uploads and the blobs no manifest names, older than an age",
+    description:
+      'An upload a push left (cut, never resumed) and a blob no branch of its dot names any more take space until this runs. Only files not ' +
+      'written to for --older-than go: a push under way, or one that uploaded its blobs and is about to publish its manifest, keeps its own. Each ' +
+      "dot is judged while holding its manifest's lock. " +
+      'Under --dry-run it lists what would go and removes nothing.',
+    options: { olderThan: { flags: '--older-than <age>', description: 'how old what goes is: 90s, 30m, 12h, 7d, 2w (default 24h)' }, hub: hubDirOption },
+    examples: [
+      { command: 'knarr --dry-run hub gc --hub /srv/hub', description: 'list what a gc would remove' },
+      { command: 'knarr hub gc --older-than 7d', description: 'remove what was last written more than a week ago' },
+    ],
+    dryRun: 'plans',
+  },
+  async ({ options }, ctx) => (await import('./hub.js')).hubGc(options, ctx),
+);
+
 export const hub = defineGroup({
   name: 'hub',
   summary: "a dots hub's tokens and dots (knarr daemon --hub DIR serves it)",
@@ -77,5 +96,5 @@ export const hub = defineGroup({
     'A hub is a directory of dots that knarr daemon --hub DIR serves on its API under /hub/v1/ (https with --tls-cert): content-addressed ' +
     "streams and a manifest per dot. Pushing needs a write token of the dot's user; pulling a public dot needs none, a private one a read token. " +
     'Tokens are kept as sha256 only in DIR/tokens.json; a revoke takes effect at once.',
-  subcommands: [token, list],
+  subcommands: [token, list, gc],
 });
