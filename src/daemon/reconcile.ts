@@ -409,13 +409,14 @@ export class Reconciler {
       await this.jobs.addEvent(name, { host: me, event: 'exited', detail: `exit code ${info.State.ExitCode}` });
   }
 
-  /** This host's report of a job it runs, written only while the job is still placed here as this pass saw it. */
+  /** This host's report of a job it runs (an agent's, or the CLI's with no agent), written only while the job is still placed here as this pass saw it. */
   private report(i: JobIntent, a: JobActual): Promise<boolean> {
     const me = this.opts.host;
     return this.jobs.putActualWhile(
       i.spec.name,
       a,
-      (cur) => cur.managed === true && cur.host === me && generationOf(cur) === generationOf(i) && desiredState(cur) === desiredState(i),
+      (cur) =>
+        (cur.managed ?? false) === (i.managed ?? false) && cur.host === me && generationOf(cur) === generationOf(i) && desiredState(cur) === desiredState(i),
     );
   }
 
