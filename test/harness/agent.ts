@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { execa, type Options, type Result, type ResultPromise } from 'execa';
 import { expect } from 'vitest';
 import { knarr } from './cli.js';
@@ -77,6 +78,8 @@ export function spawnAgent(spec: AgentSpec): AgentUnderTest {
       await eventually(async () => {
         const r = await knarr([...globals(spec), '--json', 'host', 'show', spec.name]);
         expect(r.code === 0 ? r.json() : r.stderr, log).toMatchObject({ up: true, join: 'ok' });
+        // Up for a CLI on its host too: the pid file, by which that CLI knows the host's name, is written last.
+        expect(JSON.parse(readFileSync(`${spec.stateDir}/agent.json`, 'utf8')), log).toMatchObject({ name: spec.name });
       }, ms);
     },
     async stop(signal = 'SIGKILL') {
