@@ -54,6 +54,11 @@ const WRITE_HIGH_WATER = 1024 * 1024;
 
 const sha256Hex = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 
+/** The directories (dirs) or files in dir, by name; none when dir is missing. */
+async function entryNames(dir: string, dirs: boolean): Promise<string[]> {
+  return (await readdir(dir, { withFileTypes: true }).catch(() => [])).filter((d) => (dirs ? d.isDirectory() : d.isFile())).map((d) => d.name);
+}
+
 async function sizeOf(path: string): Promise<number | null> {
   try {
     const st = await stat(path);
@@ -187,11 +192,10 @@ export class HubStore {
 
   /** Every dot with a manifest (of user, or of all users), with its manifest and privacy. */
   async listDots(user?: string): Promise<{ user: string; manifest: Manifest; private: boolean }[]> {
-    const names = async (dir: string) => (await readdir(dir, { withFileTypes: true }).catch(() => [])).filter((d) => d.isDirectory()).map((d) => d.name);
-    const users = user === undefined ? (await names(`${this.dir}/dots`)).sort() : [user];
+    const users = user === undefined ? (await entryNames(`${this.dir}/dots`, true)).sort() : [user];
     const out: { user: string; manifest: Manifest; private: boolean }[] = [];
     for (const u of users) {
-      for (const dot of (await names(`${this.dir}/dots/${u}`)).sort()) {
+      for (const dot of (await entryNames(`${this.dir}/dots/${u}`, true)).sort()) {
         const m = await this.readManifest(u, dot);
         if (!m) continue;
         out.push({ user: u, manifest: JSON.parse(m.text) as Manifest, private: await this.isPrivate(u, dot) });
@@ -206,11 +210,9 @@ export class HubStore {
    * judged as its only manifest writer, so no manifest naming a blob lands while the blob goes. dryRun lists only.
    */
   async collect(cutoff: number, dryRun: boolean): Promise<HubGarbage[]> {
-    const names = async (dir: string, dirs: boolean) =>
-      (await readdir(dir, { withFileTypes: true }).catch(() => [])).filter((d) => (dirs ? d.isDirectory() : d.isFile())).map((d) => d.name);
     const out: HubGarbage[] = [];
-    for (const user of (await names(`${this.dir}/dots`, true)).sort()) {
-      for (const dot of (await names(`${this.dir}/dots/${user}`, true)).sort()) {
+    for (const user of (await entryNames(`${this.dir}/dots`, true)).sort()) {
+      for (const dot of (await entryNames(`${this.dir}/dots/${user}`, true)).sort()) {
         const found = await this.dotTurn(user, dot, async () => {
           const m = await this.readManifest(user, dot);
           const named = m ? manifestBlobs(JSON.parse(m.text) as Manifest) : new Map<string, number>();
@@ -219,7 +221,7 @@ export class HubStore {
             ['upload', 'uploads'],
             ['blob', 'blobs'],
           ] as const) {
-            for (const name of (await names(`${this.dotDir(user, dot)}/${sub}`, false)).sort()) {
+            for (const name of (await entryNames(`${this.dotDir(user, dot)}/${sub}`, false)).sort()) {
               if (kind === 'blob' && named.has(name)) continue;
               const path = `${this.dotDir(user, dot)}/${sub}/${name}`;
               const st = await stat(path).catch(() => null);
